@@ -1,0 +1,273 @@
+/* codec: the msgpack form of request and reply headers (proto/PROTOCOL.md), and the op table.
+ *
+ * Headers are msgpack maps with short string keys. Decoding is strict: unknown keys, wrong
+ * types, out-of-range numbers and fields an op does not take are errors, so a client bug is
+ * reported instead of half-understood. */
+#include "protocol.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_DEPTH 4
+
+/* One row per op: the frontend validates from it, the CLI prints help from it. */
+static const kyu_op_info_t op_table[] = {
+    {KYU_OP_HELLO, "hello", KYU_F_VERSION, KYU_F_VERSION, 0, 0, KYU_OPF_READ,
+     "exchange protocol versions and limits"},
+    {KYU_OP_CREATE_QUEUE, "create-queue", KYU_F_QUEUE, KYU_F_QUEUE | KYU_F_VT, 0, 0,
+     KYU_OPF_WRITE, "create a queue (idempotent when the attributes match)"},
+    {KYU_OP_DELETE_QUEUE, "delete-queue", KYU_F_QUEUE, KYU_F_QUEUE, 0, 0, KYU_OPF_WRITE,
+     "delete a queue and all its messages"},
+    {KYU_OP_LIST_QUEUES, "list-queues", 0, 0, 0, 0, KYU_OPF_READ, "list queue names"},
+    {KYU_OP_GET_QUEUE_ATTRIBUTES, "get-queue-attributes", KYU_F_QUEUE, KYU_F_QUEUE, 0, 0,
+     KYU_OPF_READ, "show a queue's attributes and message counts"},
+    {KYU_OP_SEND, "send", KYU_F_QUEUE, KYU_F_QUEUE, 1, KYU_BATCH_MAX, KYU_OPF_WRITE,
+     "send 1..10 messages, one per body frame"},
+    {KYU_OP_RECEIVE, "receive", KYU_F_QUEUE, KYU_F_QUEUE | KYU_F_MAX | KYU_F_VT, 0, 0,
+     KYU_OPF_WRITE, "lease up to max visible messages"},
+    {KYU_OP_DELETE, "delete", KYU_F_QUEUE | KYU_F_HANDLES, KYU_F_QUEUE | KYU_F_HANDLES, 0, 0,
+     KYU_OPF_WRITE, "delete messages by receipt handle"},
+    {KYU_OP_CHANGE_VISIBILITY, "change-visibility", KYU_F_QUEUE | KYU_F_HANDLES | KYU_F_VT,
+     KYU_F_QUEUE | KYU_F_HANDLES | KYU_F_VT, 0, 0, KYU_OPF_WRITE,
+     "set the remaining lease of received messages"},
+};
+
+const kyu_op_info_t *kyu_op_info(uint64_t op)
+{
+    for (size_t i = 0; i < sizeof op_table / sizeof op_table[0]; i++)
+        if (op_table[i].op == op)
+            return &op_table[i];
+    return NULL;
+}
+
+bool kyu_queue_name_valid(const char *name, size_t len)
+{
+    if (len < 1 || len > KYU_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = name[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '-' || c == '_';
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+/* ---- decoding helpers ---- */
+
+static bool key_is(const msgpack_object *k, const char *name)
+{
+    size_t n = strlen(name);
+    return k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
+           memcmp(k->via.str.ptr, name, n) == 0;
+}
+
+static kyu_code_t get_uint(const msgpack_object *o, const char *what, uint64_t max,
+                           uint64_t *out, kyu_err_t *err)
+{
+    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "%s must not be negative", what);
+    if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "%s must be an integer", what);
+    if (o->via.u64 > max)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "%s %llu is over the maximum %llu",
+                           what, (unsigned long long)o->via.u64, (unsigned long long)max);
+    *out = o->via.u64;
+    return KYU_OK;
+}
+
+/* Copies a string of at most max bytes (no NUL inside) into out[max + 1]. */
+static kyu_code_t get_str(const msgpack_object *o, const char *what, char *out, size_t max,
+                          kyu_err_t *err)
+{
+    if (o->type != MSGPACK_OBJECT_STR)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "%s must be a string", what);
+    size_t n = o->via.str.size;
+    if (n > max)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "%s is longer than %zu bytes", what,
+                           max);
+    if (memchr(o->via.str.ptr, '\0', n))
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "%s contains a NUL byte", what);
+    memcpy(out, o->via.str.ptr, n);
+    out[n] = '\0';
+    return KYU_OK;
+}
+
+/* ---- requests ---- */
+
+static kyu_code_t decode_request_field(const msgpack_object *k, const msgpack_object *v,
+                                       kyu_request_t *req, kyu_err_t *err)
+{
+    uint64_t u = 0;
+    kyu_code_t rc = KYU_OK;
+    unsigned bit = 0;
+    if (key_is(k, "op") || key_is(k, "id"))
+        return KYU_OK; /* read before the other fields */
+    if (key_is(k, "q")) {
+        bit = KYU_F_QUEUE;
+        if (v->type == MSGPACK_OBJECT_STR &&
+            !kyu_queue_name_valid(v->via.str.ptr, v->via.str.size))
+            return kyu_err_set(err, KYU_ERR_INVALID_NAME,
+                               "queue names are 1 to 80 characters of letters, digits, - and _");
+        rc = get_str(v, "queue name", req->queue, KYU_NAME_MAX, err);
+    } else if (key_is(k, "vt")) {
+        bit = KYU_F_VT;
+        rc = get_uint(v, "visibility timeout", KYU_VISIBILITY_MAX, &u, err);
+        req->vt = (uint32_t)u;
+    } else if (key_is(k, "max")) {
+        bit = KYU_F_MAX;
+        rc = get_uint(v, "max messages", KYU_BATCH_MAX, &u, err);
+        if (rc == KYU_OK && u == 0)
+            rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "max messages must be 1 to %d",
+                             KYU_BATCH_MAX);
+        req->max = (uint32_t)u;
+    } else if (key_is(k, "v")) {
+        bit = KYU_F_VERSION;
+        rc = get_uint(v, "version", UINT32_MAX, &u, err);
+        req->version = (uint32_t)u;
+    } else if (key_is(k, "rh")) {
+        bit = KYU_F_HANDLES;
+        if (v->type != MSGPACK_OBJECT_ARRAY)
+            return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "rh must be an array");
+        if (v->via.array.size < 1 || v->via.array.size > KYU_BATCH_MAX)
+            return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                               "1 to %d receipt handles per request, not %u", KYU_BATCH_MAX,
+                               v->via.array.size);
+        req->n_handles = v->via.array.size;
+        for (size_t i = 0; i < req->n_handles && rc == KYU_OK; i++)
+            rc = get_str(&v->via.array.ptr[i], "receipt handle", req->handles[i],
+                         KYU_HANDLE_MAX, err);
+    } else {
+        return kyu_err_set(err, KYU_ERR_MALFORMED, "unknown header field");
+    }
+    if (rc != KYU_OK)
+        return rc;
+    if (req->fields & bit)
+        return kyu_err_set(err, KYU_ERR_MALFORMED, "duplicate header field");
+    req->fields |= bit;
+    return KYU_OK;
+}
+
+static const char *field_name(unsigned bit)
+{
+    switch (bit) {
+    case KYU_F_QUEUE: return "q (queue name)";
+    case KYU_F_VT: return "vt (visibility timeout)";
+    case KYU_F_MAX: return "max";
+    case KYU_F_HANDLES: return "rh (receipt handles)";
+    case KYU_F_VERSION: return "v (version)";
+    default: return "?";
+    }
+}
+
+kyu_code_t kyu_request_decode(const void *buf, size_t len, size_t n_bodies, kyu_request_t *req,
+                              kyu_err_t *err)
+{
+    memset(req, 0, sizeof *req);
+    if (len > KYU_HEADER_MAX)
+        return kyu_err_set(err, KYU_ERR_MALFORMED, "header frame over %d bytes", KYU_HEADER_MAX);
+    msgpack_unpacked u;
+    kyu_code_t rc = kyu_msgpack_unpack_bounded(buf, len, MAX_DEPTH, &u, err);
+    if (rc != KYU_OK)
+        return rc;
+    const msgpack_object *root = &u.data;
+    const msgpack_object *op = NULL;
+    if (root->type != MSGPACK_OBJECT_MAP) {
+        rc = kyu_err_set(err, KYU_ERR_MALFORMED, "header must be a msgpack map");
+        goto done;
+    }
+    /* The id first, so that every later error can be matched to its request. */
+    for (uint32_t i = 0; i < root->via.map.size; i++) {
+        const msgpack_object_kv *kv = &root->via.map.ptr[i];
+        if (key_is(&kv->key, "id") && kv->val.type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+            req->id = kv->val.via.u64;
+            req->has_id = true;
+        }
+        if (key_is(&kv->key, "op"))
+            op = &kv->val;
+    }
+    if (!req->has_id) {
+        rc = kyu_err_set(err, KYU_ERR_MALFORMED, "header needs an unsigned integer \"id\"");
+        goto done;
+    }
+    if (!op) {
+        rc = kyu_err_set(err, KYU_ERR_MALFORMED, "header needs an \"op\"");
+        goto done;
+    }
+    uint64_t opv = 0;
+    if ((rc = get_uint(op, "op", UINT32_MAX, &opv, err)) != KYU_OK)
+        goto done;
+    const kyu_op_info_t *info = kyu_op_info(opv);
+    if (!info) {
+        rc = kyu_err_set(err, KYU_ERR_UNKNOWN_OP, "unknown op %llu", (unsigned long long)opv);
+        goto done;
+    }
+    req->op = (uint32_t)opv;
+    for (uint32_t i = 0; i < root->via.map.size && rc == KYU_OK; i++)
+        rc = decode_request_field(&root->via.map.ptr[i].key, &root->via.map.ptr[i].val, req,
+                                  err);
+    if (rc != KYU_OK)
+        goto done;
+    for (unsigned bit = 1; bit <= KYU_F_VERSION; bit <<= 1) {
+        if ((info->required & bit) && !(req->fields & bit)) {
+            rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "%s needs field %s", info->name,
+                             field_name(bit));
+            goto done;
+        }
+        if ((req->fields & bit) && !(info->allowed & bit)) {
+            rc = kyu_err_set(err, KYU_ERR_MALFORMED, "%s does not take field %s", info->name,
+                             field_name(bit));
+            goto done;
+        }
+    }
+    if (n_bodies < info->min_bodies || n_bodies > info->max_bodies)
+        rc = kyu_err_set(err, KYU_ERR_MALFORMED, "%s takes %u to %u body frames, not %zu",
+                         info->name, info->min_bodies, info->max_bodies, n_bodies);
+done:
+    msgpack_unpacked_destroy(&u);
+    return rc;
+}
+
+static void pack_str(msgpack_packer *pk, const char *s)
+{
+    size_t n = strlen(s);
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s, n);
+}
+
+void kyu_request_encode(const kyu_request_t *req, msgpack_sbuffer *out)
+{
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
+    int n = 2;
+    for (unsigned bit = 1; bit <= KYU_F_VERSION; bit <<= 1)
+        n += (req->fields & bit) != 0;
+    msgpack_pack_map(&pk, n);
+    pack_str(&pk, "op");
+    msgpack_pack_uint32(&pk, req->op);
+    pack_str(&pk, "id");
+    msgpack_pack_uint64(&pk, req->id);
+    if (req->fields & KYU_F_QUEUE) {
+        pack_str(&pk, "q");
+        pack_str(&pk, req->queue);
+    }
+    if (req->fields & KYU_F_VT) {
+        pack_str(&pk, "vt");
+        msgpack_pack_uint32(&pk, req->vt);
+    }
+    if (req->fields & KYU_F_MAX) {
+        pack_str(&pk, "max");
+        msgpack_pack_uint32(&pk, req->max);
+    }
+    if (req->fields & KYU_F_HANDLES) {
+        pack_str(&pk, "rh");
+        msgpack_pack_array(&pk, req->n_handles);
+        for (size_t i = 0; i < req->n_handles; i++)
+            pack_str(&pk, req->handles[i]);
+    }
+    if (req->fields & KYU_F_VERSION) {
+        pack_str(&pk, "v");
+        msgpack_pack_uint32(&pk, req->version);
+    }
+}

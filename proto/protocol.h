@@ -1,0 +1,151 @@
+/* protocol: kyu's wire protocol — op codes, limits, the request and reply structures and
+ * their msgpack codec. proto/PROTOCOL.md is the specification; this header is its C form.
+ *
+ * A message is multipart: one msgpack header frame, then zero or more body frames. Bodies
+ * never pass through this codec: the caller keeps them in their own frames.
+ *
+ * Decoding is total: any byte string yields a filled struct or an error code with a text,
+ * never a crash or an allocation larger than a small multiple of the input. Strings in
+ * decoded structs are copied into fixed buffers, so a decoded struct owns all its memory
+ * except kyu_reply_t.queues (freed by kyu_reply_reset).
+ */
+#ifndef KYU_PROTOCOL_H
+#define KYU_PROTOCOL_H
+
+#include "kyu_err.h"
+
+#include <msgpack.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define KYU_PROTOCOL_VERSION 1
+
+/* Limits fixed by the protocol (SQS's where SQS has one). */
+#define KYU_NAME_MAX 80                 /* queue name: 1..80 of [A-Za-z0-9_-] */
+#define KYU_BATCH_MAX 10                /* messages per send, receive or delete */
+#define KYU_HANDLE_MAX 128              /* receipt handle length */
+#define KYU_MESSAGE_ID_MAX 40           /* message ids are UUIDs: 36 characters */
+#define KYU_HEADER_MAX (64 * 1024)      /* header frame size */
+#define KYU_VISIBILITY_MAX 43200        /* seconds (12 hours) */
+#define KYU_VISIBILITY_DEFAULT 30       /* seconds */
+#define KYU_BODY_MAX_DEFAULT (1 << 20)  /* 1 MiB, SQS's current limit */
+#define KYU_ENDPOINT_MAX 256
+
+typedef enum {
+    KYU_OP_HELLO = 1,
+    KYU_OP_CREATE_QUEUE = 2,
+    KYU_OP_DELETE_QUEUE = 3,
+    KYU_OP_LIST_QUEUES = 4,
+    KYU_OP_GET_QUEUE_ATTRIBUTES = 5,
+    KYU_OP_SEND = 6,
+    KYU_OP_RECEIVE = 7,
+    KYU_OP_DELETE = 8,
+    KYU_OP_CHANGE_VISIBILITY = 9,
+    KYU_OP_MAX_
+} kyu_op_t;
+
+/* Request fields, as bits: an op's table row says which are required and which allowed. */
+enum {
+    KYU_F_QUEUE = 1 << 0,   /* "q": queue name */
+    KYU_F_VT = 1 << 1,      /* "vt": visibility timeout, seconds */
+    KYU_F_MAX = 1 << 2,     /* "max": messages to receive */
+    KYU_F_HANDLES = 1 << 3, /* "rh": array of receipt handles */
+    KYU_F_VERSION = 1 << 4, /* "v": protocol version */
+};
+
+/* Op flags: WRITE ops go through the log; READ ops are answered from applied state. */
+enum { KYU_OPF_WRITE = 1 << 0, KYU_OPF_READ = 1 << 1 };
+
+typedef struct {
+    kyu_op_t op;
+    const char *name; /* CLI / log name */
+    unsigned required;
+    unsigned allowed; /* includes required */
+    unsigned min_bodies, max_bodies;
+    unsigned flags;
+    const char *help;
+} kyu_op_info_t;
+
+/* The op table row for op, or NULL for an unknown op. */
+const kyu_op_info_t *kyu_op_info(uint64_t op);
+
+typedef struct {
+    uint64_t id;  /* request id chosen by the client, echoed in the reply */
+    bool has_id;
+    uint32_t op;
+    unsigned fields; /* KYU_F_* present */
+    uint32_t version;
+    char queue[KYU_NAME_MAX + 1];
+    uint32_t vt;
+    uint32_t max;
+    size_t n_handles;
+    char handles[KYU_BATCH_MAX][KYU_HANDLE_MAX + 1];
+} kyu_request_t;
+
+typedef struct {
+    char message_id[KYU_MESSAGE_ID_MAX + 1];
+    char handle[KYU_HANDLE_MAX + 1];
+    uint32_t receive_count;
+    uint64_t sent_ms;          /* SentTimestamp, ms since the epoch */
+    uint64_t first_receive_ms; /* ApproximateFirstReceiveTimestamp */
+} kyu_msg_meta_t;
+
+typedef struct {
+    int64_t visibility_timeout;
+    int64_t visible;     /* ApproximateNumberOfMessages */
+    int64_t not_visible; /* ApproximateNumberOfMessagesNotVisible */
+    int64_t created_ms;  /* CreatedTimestamp, ms since the epoch */
+} kyu_queue_attrs_t;
+
+typedef struct {
+    uint64_t id;
+    uint32_t status; /* kyu_code_t */
+    char error[KYU_ERR_MSG_MAX];
+    char leader[KYU_ENDPOINT_MAX]; /* NOT_LEADER: the leader's client endpoint, if known */
+    /* HELLO */
+    uint32_t version;
+    uint64_t max_body;
+    /* SEND: one id per body, in order */
+    size_t n_ids;
+    char ids[KYU_BATCH_MAX][KYU_MESSAGE_ID_MAX + 1];
+    /* RECEIVE: one meta per body frame that follows the header, in order */
+    size_t n_msgs;
+    kyu_msg_meta_t msgs[KYU_BATCH_MAX];
+    /* DELETE / CHANGE_VISIBILITY: one result code per handle (KYU_OK on success) */
+    size_t n_results;
+    uint32_t results[KYU_BATCH_MAX];
+    /* GET_QUEUE_ATTRIBUTES */
+    bool has_attrs;
+    kyu_queue_attrs_t attrs;
+    /* LIST_QUEUES: heap array of n_queues names, owned by the reply */
+    size_t n_queues;
+    char (*queues)[KYU_NAME_MAX + 1];
+} kyu_reply_t;
+
+/* True when name is 1..80 characters of letters, digits, '-' and '_'. */
+bool kyu_queue_name_valid(const char *name, size_t len);
+
+/* Decodes and validates a request header (shape, types, ranges, fields against the op
+ * table, body count). On error, req->id/has_id still hold the request id when it could be
+ * read, so the error reply can echo it. */
+kyu_code_t kyu_request_decode(const void *buf, size_t len, size_t n_bodies, kyu_request_t *req,
+                              kyu_err_t *err);
+/* Appends req's msgpack header to out. */
+void kyu_request_encode(const kyu_request_t *req, msgpack_sbuffer *out);
+
+void kyu_reply_init(kyu_reply_t *rep);
+/* Frees what the reply owns and zeroes it. */
+void kyu_reply_reset(kyu_reply_t *rep);
+void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out);
+/* Decodes a reply header. The caller calls kyu_reply_reset afterwards, also on error. */
+kyu_code_t kyu_reply_decode(const void *buf, size_t len, kyu_reply_t *rep, kyu_err_t *err);
+
+/* Unpacks a msgpack object from untrusted bytes with bounded allocation: rejects input whose
+ * declared container sizes exceed the bytes left or that nests deeper than max_depth, before
+ * msgpack-c (which allocates by declared size) sees it. The whole buffer must be one object.
+ * On success the caller destroys *out with msgpack_unpacked_destroy. */
+kyu_code_t kyu_msgpack_unpack_bounded(const void *buf, size_t len, int max_depth,
+                                      msgpack_unpacked *out, kyu_err_t *err);
+
+#endif

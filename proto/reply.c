@@ -1,0 +1,281 @@
+/* reply: the msgpack form of reply headers (proto/PROTOCOL.md, "Replies").
+ *
+ * Only the fields that apply are sent: an error reply is {id, st, err[, leader]}, a success
+ * reply {id, st} plus the op's own fields. The client decodes strictly as the broker does
+ * for requests, but tolerates unknown keys so that a newer broker can add fields. */
+#include "protocol.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_DEPTH 4
+#define QUEUES_MAX 100000
+
+void kyu_reply_init(kyu_reply_t *rep)
+{
+    memset(rep, 0, sizeof *rep);
+}
+
+void kyu_reply_reset(kyu_reply_t *rep)
+{
+    free(rep->queues);
+    memset(rep, 0, sizeof *rep);
+}
+
+static void pack_str(msgpack_packer *pk, const char *s)
+{
+    size_t n = strlen(s);
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s, n);
+}
+
+static void pack_kv_int(msgpack_packer *pk, const char *key, int64_t v)
+{
+    pack_str(pk, key);
+    msgpack_pack_int64(pk, v);
+}
+
+void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out)
+{
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
+    int n = 2;
+    if (rep->status != KYU_OK)
+        n += 1 + (rep->leader[0] != '\0');
+    else
+        n += (rep->version != 0) * 2 + (rep->n_ids > 0) + (rep->n_msgs > 0) +
+             (rep->n_results > 0) + rep->has_attrs + (rep->queues != NULL);
+    msgpack_pack_map(&pk, n);
+    pack_str(&pk, "id");
+    msgpack_pack_uint64(&pk, rep->id);
+    pack_str(&pk, "st");
+    msgpack_pack_uint32(&pk, rep->status);
+    if (rep->status != KYU_OK) {
+        pack_str(&pk, "err");
+        pack_str(&pk, rep->error);
+        if (rep->leader[0]) {
+            pack_str(&pk, "leader");
+            pack_str(&pk, rep->leader);
+        }
+        return;
+    }
+    if (rep->version) {
+        pack_str(&pk, "v");
+        msgpack_pack_uint32(&pk, rep->version);
+        pack_str(&pk, "maxbody");
+        msgpack_pack_uint64(&pk, rep->max_body);
+    }
+    if (rep->n_ids) {
+        pack_str(&pk, "ids");
+        msgpack_pack_array(&pk, rep->n_ids);
+        for (size_t i = 0; i < rep->n_ids; i++)
+            pack_str(&pk, rep->ids[i]);
+    }
+    if (rep->n_msgs) {
+        pack_str(&pk, "msgs");
+        msgpack_pack_array(&pk, rep->n_msgs);
+        for (size_t i = 0; i < rep->n_msgs; i++) {
+            const kyu_msg_meta_t *m = &rep->msgs[i];
+            msgpack_pack_map(&pk, 5);
+            pack_str(&pk, "mid");
+            pack_str(&pk, m->message_id);
+            pack_str(&pk, "rh");
+            pack_str(&pk, m->handle);
+            pack_kv_int(&pk, "rc", m->receive_count);
+            pack_kv_int(&pk, "ts", (int64_t)m->sent_ms);
+            pack_kv_int(&pk, "fr", (int64_t)m->first_receive_ms);
+        }
+    }
+    if (rep->n_results) {
+        pack_str(&pk, "res");
+        msgpack_pack_array(&pk, rep->n_results);
+        for (size_t i = 0; i < rep->n_results; i++)
+            msgpack_pack_uint32(&pk, rep->results[i]);
+    }
+    if (rep->has_attrs) {
+        pack_str(&pk, "attrs");
+        msgpack_pack_map(&pk, 4);
+        pack_kv_int(&pk, "VisibilityTimeout", rep->attrs.visibility_timeout);
+        pack_kv_int(&pk, "ApproximateNumberOfMessages", rep->attrs.visible);
+        pack_kv_int(&pk, "ApproximateNumberOfMessagesNotVisible", rep->attrs.not_visible);
+        pack_kv_int(&pk, "CreatedTimestamp", rep->attrs.created_ms);
+    }
+    if (rep->queues) {
+        pack_str(&pk, "queues");
+        msgpack_pack_array(&pk, rep->n_queues);
+        for (size_t i = 0; i < rep->n_queues; i++)
+            pack_str(&pk, rep->queues[i]);
+    }
+}
+
+/* ---- decoding ---- */
+
+static bool key_is(const msgpack_object *k, const char *name)
+{
+    size_t n = strlen(name);
+    return k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
+           memcmp(k->via.str.ptr, name, n) == 0;
+}
+
+static bool get_u64(const msgpack_object *o, uint64_t *out)
+{
+    if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+        return false;
+    *out = o->via.u64;
+    return true;
+}
+
+static bool get_i64(const msgpack_object *o, int64_t *out)
+{
+    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 <= INT64_MAX)
+        *out = (int64_t)o->via.u64;
+    else if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+        *out = o->via.i64;
+    else
+        return false;
+    return true;
+}
+
+static bool get_str(const msgpack_object *o, char *out, size_t max)
+{
+    if (o->type != MSGPACK_OBJECT_STR || o->via.str.size > max)
+        return false;
+    memcpy(out, o->via.str.ptr, o->via.str.size);
+    out[o->via.str.size] = '\0';
+    return true;
+}
+
+static bool get_array(const msgpack_object *o, size_t max, size_t *n)
+{
+    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size > max)
+        return false;
+    *n = o->via.array.size;
+    return true;
+}
+
+static bool decode_meta(const msgpack_object *o, kyu_msg_meta_t *m)
+{
+    if (o->type != MSGPACK_OBJECT_MAP)
+        return false;
+    for (uint32_t i = 0; i < o->via.map.size; i++) {
+        const msgpack_object *k = &o->via.map.ptr[i].key, *v = &o->via.map.ptr[i].val;
+        uint64_t u = 0;
+        bool ok = true;
+        if (key_is(k, "mid"))
+            ok = get_str(v, m->message_id, KYU_MESSAGE_ID_MAX);
+        else if (key_is(k, "rh"))
+            ok = get_str(v, m->handle, KYU_HANDLE_MAX);
+        else if (key_is(k, "rc"))
+            ok = get_u64(v, &u) && u <= UINT32_MAX && (m->receive_count = (uint32_t)u, true);
+        else if (key_is(k, "ts"))
+            ok = get_u64(v, &m->sent_ms);
+        else if (key_is(k, "fr"))
+            ok = get_u64(v, &m->first_receive_ms);
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+static bool decode_attrs(const msgpack_object *o, kyu_queue_attrs_t *a)
+{
+    if (o->type != MSGPACK_OBJECT_MAP)
+        return false;
+    for (uint32_t i = 0; i < o->via.map.size; i++) {
+        const msgpack_object *k = &o->via.map.ptr[i].key, *v = &o->via.map.ptr[i].val;
+        int64_t *dst = NULL;
+        if (key_is(k, "VisibilityTimeout"))
+            dst = &a->visibility_timeout;
+        else if (key_is(k, "ApproximateNumberOfMessages"))
+            dst = &a->visible;
+        else if (key_is(k, "ApproximateNumberOfMessagesNotVisible"))
+            dst = &a->not_visible;
+        else if (key_is(k, "CreatedTimestamp"))
+            dst = &a->created_ms;
+        if (dst && !get_i64(v, dst))
+            return false;
+    }
+    return true;
+}
+
+static bool decode_field(const msgpack_object *k, const msgpack_object *v, kyu_reply_t *rep)
+{
+    uint64_t u = 0;
+    if (key_is(k, "id"))
+        return get_u64(v, &rep->id);
+    if (key_is(k, "st"))
+        return get_u64(v, &u) && u <= UINT32_MAX && (rep->status = (uint32_t)u, true);
+    if (key_is(k, "err"))
+        return get_str(v, rep->error, sizeof rep->error - 1);
+    if (key_is(k, "leader"))
+        return get_str(v, rep->leader, sizeof rep->leader - 1);
+    if (key_is(k, "v"))
+        return get_u64(v, &u) && u <= UINT32_MAX && (rep->version = (uint32_t)u, true);
+    if (key_is(k, "maxbody"))
+        return get_u64(v, &rep->max_body);
+    if (key_is(k, "ids")) {
+        if (!get_array(v, KYU_BATCH_MAX, &rep->n_ids))
+            return false;
+        for (size_t i = 0; i < rep->n_ids; i++)
+            if (!get_str(&v->via.array.ptr[i], rep->ids[i], KYU_MESSAGE_ID_MAX))
+                return false;
+        return true;
+    }
+    if (key_is(k, "msgs")) {
+        if (!get_array(v, KYU_BATCH_MAX, &rep->n_msgs))
+            return false;
+        for (size_t i = 0; i < rep->n_msgs; i++)
+            if (!decode_meta(&v->via.array.ptr[i], &rep->msgs[i]))
+                return false;
+        return true;
+    }
+    if (key_is(k, "res")) {
+        if (!get_array(v, KYU_BATCH_MAX, &rep->n_results))
+            return false;
+        for (size_t i = 0; i < rep->n_results; i++) {
+            if (!get_u64(&v->via.array.ptr[i], &u) || u > UINT32_MAX)
+                return false;
+            rep->results[i] = (uint32_t)u;
+        }
+        return true;
+    }
+    if (key_is(k, "attrs")) {
+        rep->has_attrs = true;
+        return decode_attrs(v, &rep->attrs);
+    }
+    if (key_is(k, "queues")) {
+        size_t n = 0;
+        if (!get_array(v, QUEUES_MAX, &n) || rep->queues)
+            return false;
+        rep->queues = calloc(n ? n : 1, sizeof rep->queues[0]);
+        if (!rep->queues)
+            return false;
+        rep->n_queues = n;
+        for (size_t i = 0; i < n; i++)
+            if (!get_str(&v->via.array.ptr[i], rep->queues[i], KYU_NAME_MAX))
+                return false;
+        return true;
+    }
+    return true; /* unknown keys: a newer broker's additions */
+}
+
+kyu_code_t kyu_reply_decode(const void *buf, size_t len, kyu_reply_t *rep, kyu_err_t *err)
+{
+    kyu_reply_reset(rep);
+    msgpack_unpacked u;
+    kyu_code_t rc = kyu_msgpack_unpack_bounded(buf, len, MAX_DEPTH, &u, err);
+    if (rc != KYU_OK)
+        return rc;
+    if (u.data.type != MSGPACK_OBJECT_MAP) {
+        rc = kyu_err_set(err, KYU_ERR_MALFORMED, "reply header is not a map");
+    } else {
+        for (uint32_t i = 0; i < u.data.via.map.size; i++) {
+            if (!decode_field(&u.data.via.map.ptr[i].key, &u.data.via.map.ptr[i].val, rep)) {
+                rc = kyu_err_set(err, KYU_ERR_MALFORMED, "reply header field of wrong shape");
+                break;
+            }
+        }
+    }
+    msgpack_unpacked_destroy(&u);
+    return rc;
+}
