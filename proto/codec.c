@@ -14,8 +14,8 @@
 static const kyu_op_info_t op_table[] = {
     {KYU_OP_HELLO, "hello", KYU_F_VERSION, KYU_F_VERSION, 0, 0, KYU_OPF_READ,
      "exchange protocol versions and limits"},
-    {KYU_OP_CREATE_QUEUE, "create-queue", KYU_F_QUEUE, KYU_F_QUEUE | KYU_F_VT, 0, 0,
-     KYU_OPF_WRITE, "create a queue (idempotent when the attributes match)"},
+    {KYU_OP_CREATE_QUEUE, "create-queue", KYU_F_QUEUE, KYU_F_QUEUE | KYU_F_VT, 0, 0, KYU_OPF_WRITE,
+     "create a queue (idempotent when the attributes match)"},
     {KYU_OP_DELETE_QUEUE, "delete-queue", KYU_F_QUEUE, KYU_F_QUEUE, 0, 0, KYU_OPF_WRITE,
      "delete a queue and all its messages"},
     {KYU_OP_LIST_QUEUES, "list-queues", 0, 0, 0, 0, KYU_OPF_READ, "list queue names"},
@@ -63,16 +63,16 @@ static bool key_is(const msgpack_object *k, const char *name)
            memcmp(k->via.str.ptr, name, n) == 0;
 }
 
-static kyu_code_t get_uint(const msgpack_object *o, const char *what, uint64_t max,
-                           uint64_t *out, kyu_err_t *err)
+static kyu_code_t get_uint(const msgpack_object *o, const char *what, uint64_t max, uint64_t *out,
+                           kyu_err_t *err)
 {
     if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
         return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "%s must not be negative", what);
     if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
         return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "%s must be an integer", what);
     if (o->via.u64 > max)
-        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "%s %llu is over the maximum %llu",
-                           what, (unsigned long long)o->via.u64, (unsigned long long)max);
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "%s %llu is over the maximum %llu", what,
+                           (unsigned long long)o->via.u64, (unsigned long long)max);
     *out = o->via.u64;
     return KYU_OK;
 }
@@ -85,8 +85,7 @@ static kyu_code_t get_str(const msgpack_object *o, const char *what, char *out, 
         return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "%s must be a string", what);
     size_t n = o->via.str.size;
     if (n > max)
-        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "%s is longer than %zu bytes", what,
-                           max);
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "%s is longer than %zu bytes", what, max);
     if (memchr(o->via.str.ptr, '\0', n))
         return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "%s contains a NUL byte", what);
     memcpy(out, o->via.str.ptr, n);
@@ -106,8 +105,7 @@ static kyu_code_t decode_request_field(const msgpack_object *k, const msgpack_ob
         return KYU_OK; /* read before the other fields */
     if (key_is(k, "q")) {
         bit = KYU_F_QUEUE;
-        if (v->type == MSGPACK_OBJECT_STR &&
-            !kyu_queue_name_valid(v->via.str.ptr, v->via.str.size))
+        if (v->type == MSGPACK_OBJECT_STR && !kyu_queue_name_valid(v->via.str.ptr, v->via.str.size))
             return kyu_err_set(err, KYU_ERR_INVALID_NAME,
                                "queue names are 1 to 80 characters of letters, digits, - and _");
         rc = get_str(v, "queue name", req->queue, KYU_NAME_MAX, err);
@@ -136,8 +134,8 @@ static kyu_code_t decode_request_field(const msgpack_object *k, const msgpack_ob
                                v->via.array.size);
         req->n_handles = v->via.array.size;
         for (size_t i = 0; i < req->n_handles && rc == KYU_OK; i++)
-            rc = get_str(&v->via.array.ptr[i], "receipt handle", req->handles[i],
-                         KYU_HANDLE_MAX, err);
+            rc = get_str(&v->via.array.ptr[i], "receipt handle", req->handles[i], KYU_HANDLE_MAX,
+                         err);
     } else {
         return kyu_err_set(err, KYU_ERR_MALFORMED, "unknown header field");
     }
@@ -152,12 +150,18 @@ static kyu_code_t decode_request_field(const msgpack_object *k, const msgpack_ob
 static const char *field_name(unsigned bit)
 {
     switch (bit) {
-    case KYU_F_QUEUE: return "q (queue name)";
-    case KYU_F_VT: return "vt (visibility timeout)";
-    case KYU_F_MAX: return "max";
-    case KYU_F_HANDLES: return "rh (receipt handles)";
-    case KYU_F_VERSION: return "v (version)";
-    default: return "?";
+    case KYU_F_QUEUE:
+        return "q (queue name)";
+    case KYU_F_VT:
+        return "vt (visibility timeout)";
+    case KYU_F_MAX:
+        return "max";
+    case KYU_F_HANDLES:
+        return "rh (receipt handles)";
+    case KYU_F_VERSION:
+        return "v (version)";
+    default:
+        return "?";
     }
 }
 
@@ -205,8 +209,7 @@ kyu_code_t kyu_request_decode(const void *buf, size_t len, size_t n_bodies, kyu_
     }
     req->op = (uint32_t)opv;
     for (uint32_t i = 0; i < root->via.map.size && rc == KYU_OK; i++)
-        rc = decode_request_field(&root->via.map.ptr[i].key, &root->via.map.ptr[i].val, req,
-                                  err);
+        rc = decode_request_field(&root->via.map.ptr[i].key, &root->via.map.ptr[i].val, req, err);
     if (rc != KYU_OK)
         goto done;
     for (unsigned bit = 1; bit <= KYU_F_VERSION; bit <<= 1) {

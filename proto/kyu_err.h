@@ -17,8 +17,8 @@ typedef enum {
     KYU_ERR_INVALID_ARGUMENT = 4, /* a field is missing, of the wrong type or out of range */
     KYU_ERR_INVALID_NAME = 5,     /* queue name breaks the naming rules */
     KYU_ERR_NO_SUCH_QUEUE = 6,
-    KYU_ERR_QUEUE_EXISTS = 7,     /* queue exists with other attributes */
-    KYU_ERR_TOO_LARGE = 8,        /* body over the broker's maximum message size */
+    KYU_ERR_QUEUE_EXISTS = 7, /* queue exists with other attributes */
+    KYU_ERR_TOO_LARGE = 8,    /* body over the broker's maximum message size */
     KYU_ERR_EMPTY_BODY = 9,
     KYU_ERR_RECEIPT_INVALID = 10, /* not a receipt handle of this queue, or message gone */
     KYU_ERR_RECEIPT_STALE = 11,   /* handle of an older lease: the message was received again */
@@ -48,10 +48,10 @@ void kyu_err_clear(kyu_err_t *err);
 const char *kyu_code_name(int code);
 
 /* Always-on assertion for broken invariants (operational failures return errors instead). */
-#define KYU_ASSERT(cond)                                                                       \
-    do {                                                                                       \
-        if (!(cond))                                                                           \
-            kyu_assert_fail(#cond, __FILE__, __LINE__);                                        \
+#define KYU_ASSERT(cond)                                                                           \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            kyu_assert_fail(#cond, __FILE__, __LINE__);                                            \
     } while (0)
 _Noreturn void kyu_assert_fail(const char *cond, const char *file, int line);
 

@@ -22,14 +22,14 @@
 #define KYU_PROTOCOL_VERSION 1
 
 /* Limits fixed by the protocol (SQS's where SQS has one). */
-#define KYU_NAME_MAX 80                 /* queue name: 1..80 of [A-Za-z0-9_-] */
-#define KYU_BATCH_MAX 10                /* messages per send, receive or delete */
-#define KYU_HANDLE_MAX 128              /* receipt handle length */
-#define KYU_MESSAGE_ID_MAX 40           /* message ids are UUIDs: 36 characters */
-#define KYU_HEADER_MAX (64 * 1024)      /* header frame size */
-#define KYU_VISIBILITY_MAX 43200        /* seconds (12 hours) */
-#define KYU_VISIBILITY_DEFAULT 30       /* seconds */
-#define KYU_BODY_MAX_DEFAULT (1 << 20)  /* 1 MiB, SQS's current limit */
+#define KYU_NAME_MAX 80                /* queue name: 1..80 of [A-Za-z0-9_-] */
+#define KYU_BATCH_MAX 10               /* messages per send, receive or delete */
+#define KYU_HANDLE_MAX 128             /* receipt handle length */
+#define KYU_MESSAGE_ID_MAX 40          /* message ids are UUIDs: 36 characters */
+#define KYU_HEADER_MAX (64 * 1024)     /* header frame size */
+#define KYU_VISIBILITY_MAX 43200       /* seconds (12 hours) */
+#define KYU_VISIBILITY_DEFAULT 30      /* seconds */
+#define KYU_BODY_MAX_DEFAULT (1 << 20) /* 1 MiB, SQS's current limit */
 #define KYU_ENDPOINT_MAX 256
 
 typedef enum {
@@ -71,7 +71,7 @@ typedef struct {
 const kyu_op_info_t *kyu_op_info(uint64_t op);
 
 typedef struct {
-    uint64_t id;  /* request id chosen by the client, echoed in the reply */
+    uint64_t id; /* request id chosen by the client, echoed in the reply */
     bool has_id;
     uint32_t op;
     unsigned fields; /* KYU_F_* present */
@@ -147,5 +147,8 @@ kyu_code_t kyu_reply_decode(const void *buf, size_t len, kyu_reply_t *rep, kyu_e
  * On success the caller destroys *out with msgpack_unpacked_destroy. */
 kyu_code_t kyu_msgpack_unpack_bounded(const void *buf, size_t len, int max_depth,
                                       msgpack_unpacked *out, kyu_err_t *err);
+/* The same for one object of a stream: unpacks the object at *off and moves *off past it. */
+kyu_code_t kyu_msgpack_unpack_next_bounded(const void *buf, size_t len, size_t *off, int max_depth,
+                                           msgpack_unpacked *out, kyu_err_t *err);
 
 #endif

@@ -43,8 +43,8 @@ void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out)
     if (rep->status != KYU_OK)
         n += 1 + (rep->leader[0] != '\0');
     else
-        n += (rep->version != 0) * 2 + (rep->n_ids > 0) + (rep->n_msgs > 0) +
-             (rep->n_results > 0) + rep->has_attrs + (rep->queues != NULL);
+        n += (rep->version != 0) * 2 + (rep->n_ids > 0) + (rep->n_msgs > 0) + (rep->n_results > 0) +
+             rep->has_attrs + (rep->queues != NULL);
     msgpack_pack_map(&pk, n);
     pack_str(&pk, "id");
     msgpack_pack_uint64(&pk, rep->id);

@@ -1,0 +1,53 @@
+/* command: the state machine's commands and their encoding in log entries.
+ *
+ * A command carries every non-deterministic input the state machine needs — the leader's
+ * time and the message ids it generated — so that applying the same commands to the same
+ * state gives the same state and results on every node. A log entry is a stream of commands
+ * (msgpack objects one after the other), so the replica appends to an open entry without
+ * knowing how many will follow.
+ *
+ * Encoded command: [type, now_ms, queue, vt, max, items]
+ *   SEND:              items = [[message_id, body(bin)], ...]
+ *   DELETE, CHANGE_VISIBILITY: items = [receipt_handle, ...]
+ *   others:            items = []
+ * vt is -1 when the request did not set it (the queue's default applies).
+ */
+#ifndef KYU_COMMAND_H
+#define KYU_COMMAND_H
+
+#include "protocol.h"
+
+typedef enum {
+    KYU_CMD_CREATE_QUEUE = 1,
+    KYU_CMD_DELETE_QUEUE = 2,
+    KYU_CMD_SEND = 3,
+    KYU_CMD_RECEIVE = 4,
+    KYU_CMD_DELETE = 5,
+    KYU_CMD_CHANGE_VISIBILITY = 6,
+} kyu_cmd_type_t;
+
+#define KYU_UUID_LEN 36
+
+typedef struct {
+    kyu_cmd_type_t type;
+    uint64_t now_ms;
+    char queue[KYU_NAME_MAX + 1];
+    int64_t vt; /* seconds, -1 = queue default */
+    uint32_t max;
+    size_t n; /* SEND: messages; DELETE, CHANGE_VISIBILITY: handles */
+    char ids[KYU_BATCH_MAX][KYU_UUID_LEN + 1];
+    const void *bodies[KYU_BATCH_MAX]; /* borrowed: from the request or the decoded entry */
+    size_t body_lens[KYU_BATCH_MAX];
+    char handles[KYU_BATCH_MAX][KYU_HANDLE_MAX + 1];
+} kyu_command_t;
+
+/* Appends cmd's encoding to out. */
+void kyu_command_encode(const kyu_command_t *cmd, msgpack_sbuffer *out);
+
+/* Decodes the command at *off in an entry's payload and moves *off past it. The command's
+ * bodies point into buf: keep buf alive while using them. A log entry that does not decode
+ * means the log is corrupt: the caller refuses to go on. */
+kyu_code_t kyu_command_decode(const void *buf, size_t len, size_t *off, kyu_command_t *cmd,
+                              kyu_err_t *err);
+
+#endif

@@ -1,0 +1,37 @@
+/* frontend: the client endpoint — a ROUTER socket, request validation, replies.
+ *
+ * A request enters here: its header is decoded and checked against the op table, reads
+ * (HELLO, LIST_QUEUES, GET_QUEUE_ATTRIBUTES) are answered from the applied state at once, and
+ * writes become commands proposed to the replica. The replica hands each command's result
+ * back (kyu_frontend_on_result) once its entry is durable and applied; only then is the
+ * reply sent. A request that fails validation is answered with an error and changes nothing.
+ */
+#ifndef KYU_FRONTEND_H
+#define KYU_FRONTEND_H
+
+#include "replica.h"
+
+typedef struct {
+    const char *endpoint; /* e.g. tcp://127.0.0.1:7700 */
+    size_t max_body;      /* maximum message size in bytes */
+} kyu_frontend_config_t;
+
+typedef struct kyu_frontend kyu_frontend_t;
+
+/* Binds the ROUTER socket. The state machine must outlive the frontend. */
+kyu_frontend_t *kyu_frontend_new(const kyu_frontend_config_t *cfg, kyu_sm_t *sm, kyu_err_t *err);
+void kyu_frontend_destroy(kyu_frontend_t **self_p);
+
+/* Sets the replica writes are proposed to (created after the frontend, whose
+ * kyu_frontend_on_result it calls). */
+void kyu_frontend_set_replica(kyu_frontend_t *self, kyu_replica_t *replica);
+
+zsock_t *kyu_frontend_sock(kyu_frontend_t *self);
+
+/* Handles the requests waiting on the socket (a bounded number per call). */
+void kyu_frontend_on_readable(kyu_frontend_t *self);
+
+/* kyu_replica_done_fn: sends the reply for one applied command; takes the waiter. */
+void kyu_frontend_on_result(void *self, void *waiter, kyu_result_t *result);
+
+#endif

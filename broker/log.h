@@ -1,0 +1,58 @@
+/* log: the durable command log and its storage thread.
+ *
+ * Entries live in the store's log column family (key: group(4) index(8); value: term(8)
+ * type(1) payload). Appends are made durable by a storage thread, so the event loop never
+ * waits on disk: the loop hands entries over and goes on serving; the thread writes every
+ * entry that has arrived since its last write in one synced WriteBatch (group commit: while
+ * one fsync runs, the next batch gathers) and then reports "durable up to index N" on the
+ * pipe. Nothing that depends on an entry (a reply, for one) may happen before that report.
+ *
+ * Reads (replay at startup) happen on the caller's thread before the loop starts.
+ */
+#ifndef KYU_LOG_H
+#define KYU_LOG_H
+
+#include "store.h"
+
+#include <czmq.h>
+
+#define KYU_GROUP_ID 1
+
+typedef enum { KYU_ENTRY_NORMAL = 0, KYU_ENTRY_NOOP = 1 } kyu_entry_type_t;
+
+typedef struct kyu_log kyu_log_t;
+
+/* Starts the storage thread over store (which must outlive the log). */
+kyu_log_t *kyu_log_new(kyu_store_t *store, kyu_err_t *err);
+/* Stops the storage thread after it finishes the write under way. */
+void kyu_log_destroy(kyu_log_t **self_p);
+
+/* The socket on which the thread reports; readable when kyu_log_recv has an event. */
+zsock_t *kyu_log_sock(kyu_log_t *self);
+
+/* Hands an entry to the storage thread (copies the payload). Indexes must be consecutive. */
+kyu_code_t kyu_log_append(kyu_log_t *self, uint64_t index, uint64_t term, const void *payload,
+                          size_t len, kyu_err_t *err);
+/* Asks the storage thread to drop entries before index (they are applied everywhere). */
+void kyu_log_compact(kyu_log_t *self, uint64_t before_index);
+
+typedef struct {
+    bool failed;    /* the write failed: nothing past the last durable index is on disk */
+    uint64_t index; /* durable up to here */
+    char error[KYU_ERR_MSG_MAX];
+} kyu_log_event_t;
+
+/* Reads one report of the storage thread (call when kyu_log_sock is readable). */
+kyu_code_t kyu_log_recv(kyu_log_t *self, kyu_log_event_t *ev, kyu_err_t *err);
+
+/* Startup: the last index stored in the log (0 when empty). */
+kyu_code_t kyu_log_last_index(kyu_store_t *store, uint64_t *index, kyu_err_t *err);
+
+typedef kyu_code_t (*kyu_log_visit_fn)(void *arg, uint64_t index, uint64_t term, int type,
+                                       const void *payload, size_t len, kyu_err_t *err);
+/* Startup: calls visit for every entry from index `from` to the end, in order. Refuses a log
+ * with a gap or a record that does not parse (a corrupt log must not start). */
+kyu_code_t kyu_log_replay(kyu_store_t *store, uint64_t from, kyu_log_visit_fn visit, void *arg,
+                          kyu_err_t *err);
+
+#endif

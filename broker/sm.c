@@ -1,0 +1,250 @@
+/* sm: the state machine. See sm.h for the contract.
+ *
+ * Key layout (format version 1; every key of a queue's data starts with its qid, a number
+ * never reused, so that deleting a queue is a range delete and a queue's data can later move
+ * to another Raft group as one range):
+ *   queues     name                      -> qid(8) vt(4) created_ms(8) n_messages(8)
+ *   messages   qid(8) seq(8)             -> sent_ms(8) id_len(1) id body
+ *   leases     qid(8) seq(8)             -> visible_at(8) receive_count(4) gen(4) first_ms(8)
+ *   visibility qid(8) visible_at(8) seq(8) -> ""
+ *   meta       "applied_index", "next_seq", "next_qid", "last_now" -> u64
+ *   meta       "gc" qid(8)               -> "" (a deleted queue whose data is still to drop)
+ * seq is global (never reused across queues), so a receipt handle of another queue finds
+ * nothing. Invariants after every command:
+ *   - every message has exactly one lease record and exactly one visibility key, whose
+ *     visible_at equals the lease record's;
+ *   - a queue's n_messages is the number of its message records;
+ *   - gen only grows; a handle is honoured only with the current gen.
+ */
+#include "sm_internal.h"
+
+#include <czmq.h>
+#include <stdlib.h>
+#include <string.h>
+
+void kyu_handle_format(char out[25], uint64_t seq, uint32_t gen)
+{
+    snprintf(out, 25, "%016llx%08x", (unsigned long long)seq, (unsigned)gen);
+}
+
+bool kyu_handle_parse(const char *h, uint64_t *seq, uint32_t *gen)
+{
+    if (strlen(h) != 24)
+        return false;
+    uint64_t v[2] = {0, 0};
+    for (int i = 0; i < 24; i++) {
+        char c = h[i];
+        int d = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
+        if (d < 0)
+            return false;
+        v[i >= 16] = (v[i >= 16] << 4) | (uint64_t)d;
+    }
+    *seq = v[0];
+    *gen = (uint32_t)v[1];
+    return true;
+}
+
+void kyu_result_clear(kyu_result_t *res)
+{
+    for (size_t i = 0; i < KYU_BATCH_MAX; i++)
+        free(res->owned[i]);
+    memset(res, 0, sizeof *res);
+}
+
+static void queue_destroy(void **item)
+{
+    free(*item);
+    *item = NULL;
+}
+
+/* ---- loading ---- */
+
+static kyu_code_t load_meta(kyu_sm_t *self, const char *key, uint64_t *v, uint64_t dflt,
+                            kyu_err_t *err)
+{
+    bool found = false;
+    if (kyu_store_get_u64(self->store, KYU_CF_META, key, strlen(key), v, &found, err))
+        return KYU_ERR_STORAGE;
+    if (!found)
+        *v = dflt;
+    return KYU_OK;
+}
+
+static kyu_code_t load_queues(kyu_sm_t *self, kyu_err_t *err)
+{
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(self->db, kyu_store_readopts(self->store),
+                                                        kyu_store_cf(self->store, KYU_CF_QUEUES));
+    kyu_code_t rc = KYU_OK;
+    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t klen = 0, vlen = 0;
+        const char *k = rocksdb_iter_key(it, &klen);
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vlen);
+        queue_t *q = calloc(1, sizeof *q);
+        if (!q || klen > KYU_NAME_MAX || vlen != 28) {
+            free(q);
+            rc = kyu_err_set(err, KYU_ERR_STORAGE, "corrupt queue record in the store");
+            break;
+        }
+        memcpy(q->name, k, klen);
+        q->qid = kyu_get_be64(v);
+        q->vt = kyu_get_be32(v + 8);
+        q->created_ms = kyu_get_be64(v + 12);
+        q->n_messages = kyu_get_be64(v + 20);
+        zhashx_insert(self->queues, q->name, q);
+    }
+    char *rerr = NULL;
+    rocksdb_iter_get_error(it, &rerr);
+    if (rerr) {
+        rc = kyu_err_set(err, KYU_ERR_STORAGE, "reading queues: %s", rerr);
+        free(rerr);
+    }
+    rocksdb_iter_destroy(it);
+    return rc;
+}
+
+/* Drops the data of deleted queues ("gc" records). Idempotent: a crash part-way leaves the
+ * record, and the next start deletes the same ranges again. */
+kyu_code_t kyu_sm_collect_garbage(kyu_sm_t *self, kyu_err_t *err)
+{
+    rocksdb_column_family_handle_t *meta = kyu_store_cf(self->store, KYU_CF_META);
+    rocksdb_iterator_t *it =
+        rocksdb_create_iterator_cf(self->db, kyu_store_readopts(self->store), meta);
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    for (rocksdb_iter_seek(it, "gc", 2); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t klen = 0;
+        const char *k = rocksdb_iter_key(it, &klen);
+        if (klen != 10 || memcmp(k, "gc", 2) != 0)
+            break;
+        uint64_t qid = kyu_get_be64((const uint8_t *)k + 2);
+        uint8_t lo[8], hi[8];
+        kyu_put_be64(lo, qid);
+        kyu_put_be64(hi, qid + 1);
+        kyu_cf_t cfs[] = {KYU_CF_MESSAGES, KYU_CF_LEASES, KYU_CF_VISIBILITY};
+        for (size_t i = 0; i < 3; i++)
+            rocksdb_writebatch_delete_range_cf(wb, kyu_store_cf(self->store, cfs[i]), (char *)lo, 8,
+                                               (char *)hi, 8);
+        rocksdb_writebatch_delete_cf(wb, meta, k, klen);
+    }
+    rocksdb_iter_destroy(it);
+    char *rerr = NULL;
+    if (rocksdb_writebatch_count(wb) > 0)
+        rocksdb_write(self->db, self->wopts, wb, &rerr);
+    rocksdb_writebatch_destroy(wb);
+    if (rerr) {
+        kyu_err_set(err, KYU_ERR_STORAGE, "dropping deleted queues: %s", rerr);
+        free(rerr);
+        return KYU_ERR_STORAGE;
+    }
+    return KYU_OK;
+}
+
+kyu_sm_t *kyu_sm_open(kyu_store_t *store, kyu_err_t *err)
+{
+    kyu_sm_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        kyu_err_set(err, KYU_ERR_INTERNAL, "out of memory");
+        return NULL;
+    }
+    self->store = store;
+    self->db = kyu_store_db(store);
+    self->queues = zhashx_new();
+    self->touched = zlistx_new();
+    self->wopts = rocksdb_writeoptions_create();
+    self->batch = rocksdb_writebatch_wi_create(0, 1);
+    KYU_ASSERT(self->queues && self->touched && self->wopts && self->batch);
+    zhashx_set_destructor(self->queues, queue_destroy);
+    if (load_meta(self, "applied_index", &self->applied_index, 0, err) ||
+        load_meta(self, "next_seq", &self->next_seq, 1, err) ||
+        load_meta(self, "next_qid", &self->next_qid, 1, err) ||
+        load_meta(self, "last_now", &self->last_now, 0, err) || load_queues(self, err) ||
+        kyu_sm_collect_garbage(self, err)) {
+        kyu_sm_destroy(&self);
+        return NULL;
+    }
+    return self;
+}
+
+void kyu_sm_destroy(kyu_sm_t **self_p)
+{
+    kyu_sm_t *self = *self_p;
+    if (!self)
+        return;
+    zhashx_destroy(&self->queues);
+    zlistx_destroy(&self->touched);
+    rocksdb_writebatch_wi_destroy(self->batch);
+    rocksdb_writeoptions_destroy(self->wopts);
+    free(self);
+    *self_p = NULL;
+}
+
+uint64_t kyu_sm_applied_index(const kyu_sm_t *self)
+{
+    return self->applied_index;
+}
+
+uint64_t kyu_sm_last_now(const kyu_sm_t *self)
+{
+    return self->last_now;
+}
+
+bool kyu_sm_queue_exists(kyu_sm_t *self, const char *name)
+{
+    return zhashx_lookup(self->queues, name) != NULL;
+}
+
+size_t kyu_sm_queue_count(kyu_sm_t *self)
+{
+    return zhashx_size(self->queues);
+}
+
+/* ---- reads ---- */
+
+kyu_code_t kyu_sm_list_queues(kyu_sm_t *self, char (**names)[KYU_NAME_MAX + 1], size_t *n,
+                              kyu_err_t *err)
+{
+    size_t count = zhashx_size(self->queues);
+    *names = calloc(count ? count : 1, sizeof **names);
+    if (!*names)
+        return kyu_err_set(err, KYU_ERR_INTERNAL, "out of memory listing queues");
+    size_t i = 0;
+    for (queue_t *q = zhashx_first(self->queues); q; q = zhashx_next(self->queues))
+        memcpy((*names)[i++], q->name, sizeof q->name);
+    qsort(*names, count, sizeof **names, (int (*)(const void *, const void *))strcmp);
+    *n = count;
+    return KYU_OK;
+}
+
+/* Not-visible messages are the visibility keys later than now: counted by a scan bounded by
+ * the number of messages in flight, so that a lease that simply runs out needs no command to
+ * move it back to the visible count. */
+kyu_code_t kyu_sm_queue_attributes(kyu_sm_t *self, const char *name, uint64_t now_ms,
+                                   kyu_queue_attrs_t *attrs, kyu_err_t *err)
+{
+    queue_t *q = zhashx_lookup(self->queues, name);
+    if (!q)
+        return kyu_err_set(err, KYU_ERR_NO_SUCH_QUEUE, "queue '%s' does not exist", name);
+    uint8_t lo[KEY_VIS], hi[8];
+    key_vis(lo, q->qid, now_ms + 1, 0);
+    kyu_put_be64(hi, q->qid + 1);
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_iterate_upper_bound(ro, (char *)hi, 8);
+    rocksdb_iterator_t *it =
+        rocksdb_create_iterator_cf(self->db, ro, kyu_store_cf(self->store, KYU_CF_VISIBILITY));
+    int64_t not_visible = 0;
+    for (rocksdb_iter_seek(it, (char *)lo, KEY_VIS); rocksdb_iter_valid(it); rocksdb_iter_next(it))
+        not_visible++;
+    char *rerr = NULL;
+    rocksdb_iter_get_error(it, &rerr);
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    if (rerr) {
+        kyu_err_set(err, KYU_ERR_STORAGE, "reading queue '%s': %s", name, rerr);
+        free(rerr);
+        return KYU_ERR_STORAGE;
+    }
+    attrs->visibility_timeout = q->vt;
+    attrs->not_visible = not_visible;
+    attrs->visible = (int64_t)q->n_messages - not_visible;
+    attrs->created_ms = (int64_t)q->created_ms;
+    return KYU_OK;
+}

@@ -1,0 +1,70 @@
+/* sm: the deterministic state machine — queues, messages, leases — over the store.
+ *
+ * kyu_sm_apply is the one apply path: live commits, restart replay and (later) snapshot
+ * catch-up all go through it. It applies every command of one committed log entry and the
+ * entry's index into one RocksDB write, reads no clock and no random source (time and ids
+ * come in the commands), and does no I/O beyond that write: results go back to the caller.
+ * Reads (list, attributes, queue existence) see the state after the last applied entry.
+ *
+ * Owned by the event-loop thread; not thread-safe.
+ */
+#ifndef KYU_SM_H
+#define KYU_SM_H
+
+#include "command.h"
+#include "store.h"
+
+#define KYU_QUEUES_MAX 10000
+
+typedef struct {
+    kyu_code_t code;
+    char error[KYU_ERR_MSG_MAX];
+    /* SEND */
+    size_t n_ids;
+    char ids[KYU_BATCH_MAX][KYU_UUID_LEN + 1];
+    /* RECEIVE: bodies point into owned[i] (freed by kyu_result_clear) */
+    size_t n_msgs;
+    kyu_msg_meta_t msgs[KYU_BATCH_MAX];
+    char *owned[KYU_BATCH_MAX];
+    const void *bodies[KYU_BATCH_MAX];
+    size_t body_lens[KYU_BATCH_MAX];
+    /* DELETE, CHANGE_VISIBILITY */
+    size_t n_results;
+    uint32_t results[KYU_BATCH_MAX];
+} kyu_result_t;
+
+/* Frees what a result owns and zeroes it. */
+void kyu_result_clear(kyu_result_t *res);
+
+typedef struct kyu_sm kyu_sm_t;
+
+/* Loads the state machine from the store (queues, applied index, counters) and finishes any
+ * queue deletion that was interrupted. The store must outlive the state machine. */
+kyu_sm_t *kyu_sm_open(kyu_store_t *store, kyu_err_t *err);
+void kyu_sm_destroy(kyu_sm_t **self_p);
+
+uint64_t kyu_sm_applied_index(const kyu_sm_t *self);
+/* The largest command time applied: leaders never propose an earlier time. */
+uint64_t kyu_sm_last_now(const kyu_sm_t *self);
+
+/* Applies the entry at index (must be applied_index + 1). results, when not NULL, has room
+ * for cap results and receives one per command in order (*n of them); NULL when nobody waits
+ * (replay, followers). A command's failure (unknown queue, stale handle) is its result, not
+ * an error; an error return means the entry is corrupt or the write failed, and the state
+ * machine must not be used further. */
+kyu_code_t kyu_sm_apply(kyu_sm_t *self, uint64_t index, const void *payload, size_t len,
+                        kyu_result_t *results, size_t cap, size_t *n, kyu_err_t *err);
+
+bool kyu_sm_queue_exists(kyu_sm_t *self, const char *name);
+size_t kyu_sm_queue_count(kyu_sm_t *self);
+/* Queue names in byte order: *names is a heap array the caller frees. */
+kyu_code_t kyu_sm_list_queues(kyu_sm_t *self, char (**names)[KYU_NAME_MAX + 1], size_t *n,
+                              kyu_err_t *err);
+kyu_code_t kyu_sm_queue_attributes(kyu_sm_t *self, const char *name, uint64_t now_ms,
+                                   kyu_queue_attrs_t *attrs, kyu_err_t *err);
+
+/* Receipt handles: 24 lowercase hex digits, the message's sequence and lease generation. */
+void kyu_handle_format(char out[25], uint64_t seq, uint32_t gen);
+bool kyu_handle_parse(const char *handle, uint64_t *seq, uint32_t *gen);
+
+#endif

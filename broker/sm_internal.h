@@ -1,0 +1,61 @@
+/* sm_internal: the state machine's private types, shared by sm.c (loading, reads) and
+ * sm_apply.c (the commands). The key layout is documented at the top of sm.c. */
+#ifndef KYU_SM_INTERNAL_H
+#define KYU_SM_INTERNAL_H
+
+#include "sm.h"
+
+#include <czmq.h>
+
+typedef struct {
+    char name[KYU_NAME_MAX + 1];
+    uint64_t qid;
+    uint32_t vt;
+    uint64_t created_ms;
+    uint64_t n_messages;
+    bool dirty;   /* record to be written with the current entry */
+    bool deleted; /* removed by the current entry */
+} queue_t;
+
+struct kyu_sm {
+    kyu_store_t *store;
+    rocksdb_t *db;
+    zhashx_t *queues; /* name -> queue_t*, owns the values */
+    uint64_t applied_index;
+    uint64_t next_seq;
+    uint64_t next_qid;
+    uint64_t last_now;
+    rocksdb_writeoptions_t *wopts;
+    /* per-entry scratch */
+    rocksdb_writebatch_wi_t *batch;
+    zlistx_t *touched; /* queue_t* whose record is dirty in the current entry */
+};
+
+#define KEY_QS 16 /* qid + seq */
+#define KEY_VIS 24
+#define LEASE_LEN 24
+
+typedef struct {
+    uint64_t visible_at;
+    uint32_t receive_count;
+    uint32_t gen;
+    uint64_t first_ms;
+} lease_t;
+
+static inline void key_qs(uint8_t k[KEY_QS], uint64_t qid, uint64_t seq)
+{
+    kyu_put_be64(k, qid);
+    kyu_put_be64(k + 8, seq);
+}
+
+static inline void key_vis(uint8_t k[KEY_VIS], uint64_t qid, uint64_t visible_at, uint64_t seq)
+{
+    kyu_put_be64(k, qid);
+    kyu_put_be64(k + 8, visible_at);
+    kyu_put_be64(k + 16, seq);
+}
+
+/* Drops the data of deleted queues (their "gc" records); idempotent. */
+kyu_code_t kyu_sm_collect_garbage(kyu_sm_t *self, kyu_err_t *err);
+
+#endif

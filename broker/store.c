@@ -1,0 +1,167 @@
+#include "store.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const cf_names[KYU_CF_COUNT] = {
+    "default", "log", "meta", "queues", "messages", "leases", "visibility",
+};
+
+struct kyu_store {
+    rocksdb_t *db;
+    rocksdb_options_t *opts;
+    rocksdb_cache_t *cache;
+    rocksdb_block_based_table_options_t *table;
+    rocksdb_readoptions_t *ropts;
+    rocksdb_column_family_handle_t *cfs[KYU_CF_COUNT];
+};
+
+void kyu_put_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+uint64_t kyu_get_be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+void kyu_put_be32(uint8_t *p, uint32_t v)
+{
+    for (int i = 3; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+uint32_t kyu_get_be32(const uint8_t *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+kyu_code_t kyu_store_get_u64(kyu_store_t *self, kyu_cf_t cf, const char *key, size_t keylen,
+                             uint64_t *value, bool *found, kyu_err_t *err)
+{
+    char *rerr = NULL;
+    size_t len = 0;
+    char *v = rocksdb_get_cf(self->db, self->ropts, self->cfs[cf], key, keylen, &len, &rerr);
+    if (rerr) {
+        kyu_err_set(err, KYU_ERR_STORAGE, "reading %.*s: %s", (int)keylen, key, rerr);
+        free(rerr);
+        return KYU_ERR_STORAGE;
+    }
+    *found = v != NULL;
+    if (v && len != 8) {
+        free(v);
+        return kyu_err_set(err, KYU_ERR_STORAGE, "value of %.*s has %zu bytes, not 8", (int)keylen,
+                           key, len);
+    }
+    if (v)
+        *value = kyu_get_be64((const uint8_t *)v);
+    free(v);
+    return KYU_OK;
+}
+
+static kyu_code_t check_format(kyu_store_t *self, kyu_err_t *err)
+{
+    static const char key[] = "format_version";
+    uint64_t version = 0;
+    bool found = false;
+    if (kyu_store_get_u64(self, KYU_CF_META, key, sizeof key - 1, &version, &found, err))
+        return KYU_ERR_STORAGE;
+    if (found && version != KYU_STORE_FORMAT_VERSION)
+        return kyu_err_set(err, KYU_ERR_STORAGE,
+                           "data format version %llu is not supported (this broker reads %d)",
+                           (unsigned long long)version, KYU_STORE_FORMAT_VERSION);
+    if (!found) {
+        uint8_t v[8];
+        kyu_put_be64(v, KYU_STORE_FORMAT_VERSION);
+        rocksdb_writeoptions_t *w = rocksdb_writeoptions_create();
+        rocksdb_writeoptions_set_sync(w, 1);
+        char *rerr = NULL;
+        rocksdb_put_cf(self->db, w, self->cfs[KYU_CF_META], key, sizeof key - 1, (char *)v, 8,
+                       &rerr);
+        rocksdb_writeoptions_destroy(w);
+        if (rerr) {
+            kyu_err_set(err, KYU_ERR_STORAGE, "writing format version: %s", rerr);
+            free(rerr);
+            return KYU_ERR_STORAGE;
+        }
+    }
+    return KYU_OK;
+}
+
+kyu_store_t *kyu_store_open(const char *dir, kyu_err_t *err)
+{
+    kyu_store_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        kyu_err_set(err, KYU_ERR_INTERNAL, "out of memory");
+        return NULL;
+    }
+    self->opts = rocksdb_options_create();
+    rocksdb_options_set_create_if_missing(self->opts, 1);
+    rocksdb_options_set_create_missing_column_families(self->opts, 1);
+    rocksdb_options_increase_parallelism(self->opts, 2);
+    /* Each synced log write is one WAL fsync; no need for RocksDB to fsync data files more. */
+    rocksdb_options_set_max_background_jobs(self->opts, 2);
+    self->cache = rocksdb_cache_create_lru(64 << 20);
+    self->table = rocksdb_block_based_options_create();
+    rocksdb_block_based_options_set_block_cache(self->table, self->cache);
+    rocksdb_options_set_block_based_table_factory(self->opts, self->table);
+    self->ropts = rocksdb_readoptions_create();
+
+    const rocksdb_options_t *cf_opts[KYU_CF_COUNT];
+    for (int i = 0; i < KYU_CF_COUNT; i++)
+        cf_opts[i] = self->opts;
+    char *rerr = NULL;
+    self->db = rocksdb_open_column_families(self->opts, dir, KYU_CF_COUNT, cf_names, cf_opts,
+                                            self->cfs, &rerr);
+    if (rerr) {
+        kyu_err_set(err, KYU_ERR_STORAGE, "cannot open data directory %s: %s", dir, rerr);
+        free(rerr);
+        self->db = NULL;
+        kyu_store_close(&self);
+        return NULL;
+    }
+    if (check_format(self, err) != KYU_OK) {
+        kyu_store_close(&self);
+        return NULL;
+    }
+    return self;
+}
+
+void kyu_store_close(kyu_store_t **self_p)
+{
+    kyu_store_t *self = *self_p;
+    if (!self)
+        return;
+    if (self->db) {
+        for (int i = 0; i < KYU_CF_COUNT; i++)
+            if (self->cfs[i])
+                rocksdb_column_family_handle_destroy(self->cfs[i]);
+        rocksdb_close(self->db);
+    }
+    rocksdb_readoptions_destroy(self->ropts);
+    rocksdb_block_based_options_destroy(self->table);
+    rocksdb_cache_destroy(self->cache);
+    rocksdb_options_destroy(self->opts);
+    free(self);
+    *self_p = NULL;
+}
+
+rocksdb_t *kyu_store_db(kyu_store_t *self)
+{
+    return self->db;
+}
+
+rocksdb_column_family_handle_t *kyu_store_cf(kyu_store_t *self, kyu_cf_t cf)
+{
+    return self->cfs[cf];
+}
+
+const rocksdb_readoptions_t *kyu_store_readopts(kyu_store_t *self)
+{
+    return self->ropts;
+}

@@ -1,0 +1,54 @@
+/* store: the broker's RocksDB database and its column families.
+ *
+ * One database per node holds both the durable command log (written with sync by the storage
+ * thread) and the state machine's tables (written without sync by the apply path: the log is
+ * the durable record, and entries past the stored applied index are applied again after a
+ * crash). RocksDB handles are thread-safe; the store only opens, describes and closes them.
+ *
+ * Format: the meta column family holds "format_version". Version 1 is the layout documented
+ * in broker/sm.c and broker/storage.c. A future layout change bumps the version and adds a
+ * migration step here; a database of an unknown version is refused at startup.
+ */
+#ifndef KYU_STORE_H
+#define KYU_STORE_H
+
+#include "kyu_err.h"
+
+#include <rocksdb/c.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define KYU_STORE_FORMAT_VERSION 1
+
+typedef enum {
+    KYU_CF_DEFAULT,    /* unused; RocksDB requires it */
+    KYU_CF_LOG,        /* group(4) index(8) -> term(8) type(1) payload */
+    KYU_CF_META,       /* small named values: format_version, applied_index, next_seq, ... */
+    KYU_CF_QUEUES,     /* queue name -> queue record */
+    KYU_CF_MESSAGES,   /* qid(8) seq(8) -> message record (id, sent time, body) */
+    KYU_CF_LEASES,     /* qid(8) seq(8) -> lease record (visible_at, receive count, gen) */
+    KYU_CF_VISIBILITY, /* qid(8) visible_at(8) seq(8) -> "" */
+    KYU_CF_COUNT
+} kyu_cf_t;
+
+typedef struct kyu_store kyu_store_t;
+
+/* Opens (creating when missing) the database in dir. NULL with err set on failure. */
+kyu_store_t *kyu_store_open(const char *dir, kyu_err_t *err);
+void kyu_store_close(kyu_store_t **self_p);
+
+rocksdb_t *kyu_store_db(kyu_store_t *self);
+rocksdb_column_family_handle_t *kyu_store_cf(kyu_store_t *self, kyu_cf_t cf);
+const rocksdb_readoptions_t *kyu_store_readopts(kyu_store_t *self);
+
+/* Reads a meta value stored as a big-endian u64; *found says whether it existed. */
+kyu_code_t kyu_store_get_u64(kyu_store_t *self, kyu_cf_t cf, const char *key, size_t keylen,
+                             uint64_t *value, bool *found, kyu_err_t *err);
+
+/* Big-endian integer encoding for keys, so that byte order is numeric order. */
+void kyu_put_be64(uint8_t *p, uint64_t v);
+uint64_t kyu_get_be64(const uint8_t *p);
+void kyu_put_be32(uint8_t *p, uint32_t v);
+uint32_t kyu_get_be32(const uint8_t *p);
+
+#endif
