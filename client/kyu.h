@@ -35,7 +35,7 @@ typedef struct kyu_client kyu_client_t;
 typedef struct {
     int timeout_ms;         /* bound of every call and every request; default 10000 */
     int max_inflight;       /* requests in flight at once; default 1024 */
-    int64_t max_frame_size; /* ZMQ_MAXMSGSIZE of incoming frames; default 16 MiB */
+    int64_t max_frame_size; /* ZMQ_MAXMSGSIZE of incoming frames; default 64 MiB + 64 KiB */
 } kyu_client_opts_t;
 
 /* Default options (see the fields). */
