@@ -129,8 +129,7 @@ static kyu_code_t apply_delete_queue(kyu_sm_t *self, const kyu_command_t *c, kyu
     uint8_t gc[10] = {'g', 'c'};
     kyu_put_be64(gc + 2, q->qid);
     put(self, KYU_CF_META, gc, sizeof gc, "", 0);
-    /* The record leaves the hash now; it is freed after the entry's write (see finish). */
-    zhashx_freefn(self->queues, q->name, NULL);
+    /* The record leaves the hash now; it is freed after the entry's write (forget_touched). */
     zhashx_delete(self->queues, q->name);
     q->deleted = true;
     touch(self, q);

@@ -199,9 +199,11 @@ kyu_code_t kyu_request_decode(const void *buf, size_t len, size_t n_bodies, kyu_
         rc = kyu_err_set(err, KYU_ERR_MALFORMED, "header needs an \"op\"");
         goto done;
     }
-    uint64_t opv = 0;
-    if ((rc = get_uint(op, "op", UINT32_MAX, &opv, err)) != KYU_OK)
+    if (op->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        rc = kyu_err_set(err, KYU_ERR_MALFORMED, "\"op\" must be an unsigned integer");
         goto done;
+    }
+    uint64_t opv = op->via.u64;
     const kyu_op_info_t *info = kyu_op_info(opv);
     if (!info) {
         rc = kyu_err_set(err, KYU_ERR_UNKNOWN_OP, "unknown op %llu", (unsigned long long)opv);
