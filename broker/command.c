@@ -44,7 +44,8 @@ static bool copy_str(const msgpack_object *o, char *out, size_t max)
 {
     if (o->type != MSGPACK_OBJECT_STR || o->via.str.size > max)
         return false;
-    memcpy(out, o->via.str.ptr, o->via.str.size);
+    if (o->via.str.size) /* msgpack-c gives NULL for an empty string */
+        memcpy(out, o->via.str.ptr, o->via.str.size);
     out[o->via.str.size] = '\0';
     return true;
 }

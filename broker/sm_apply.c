@@ -153,7 +153,8 @@ static kyu_code_t apply_send(kyu_sm_t *self, const kyu_command_t *c, kyu_result_
         kyu_put_be64(v, c->now_ms);
         v[8] = (uint8_t)idlen;
         memcpy(v + 9, c->ids[i], idlen);
-        memcpy(v + 9 + idlen, c->bodies[i], c->body_lens[i]);
+        if (c->body_lens[i])
+            memcpy(v + 9 + idlen, c->bodies[i], c->body_lens[i]);
         put(self, KYU_CF_MESSAGES, k, KEY_QS, v, vlen);
         free(v);
         lease_t l = {.visible_at = c->now_ms};

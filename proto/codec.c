@@ -86,9 +86,11 @@ static kyu_code_t get_str(const msgpack_object *o, const char *what, char *out, 
     size_t n = o->via.str.size;
     if (n > max)
         return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "%s is longer than %zu bytes", what, max);
-    if (memchr(o->via.str.ptr, '\0', n))
+    /* msgpack-c gives NULL for an empty string: no memchr/memcpy on it. */
+    if (n && memchr(o->via.str.ptr, '\0', n))
         return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "%s contains a NUL byte", what);
-    memcpy(out, o->via.str.ptr, n);
+    if (n)
+        memcpy(out, o->via.str.ptr, n);
     out[n] = '\0';
     return KYU_OK;
 }
