@@ -1,0 +1,270 @@
+/* kyu: the command-line tool over libkyu. This file holds the contract's frame: global
+ * options, the command table (one row per command: usage, help, options, arity), argument
+ * checks that exit 2 before any broker is contacted, and error reporting. The commands live
+ * in cli_cmds.c and cli_send.c; client/README.md documents the contract. */
+#include "cli.h"
+
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_BROKER "tcp://127.0.0.1:7700"
+#define DEFAULT_TIMEOUT_S 10
+
+static const cli_cmd_t commands[] = {
+    {"create-queue", "NAME [--visibility-timeout SEC]",
+     "create a queue (no error if it exists with the same attributes)", CLI_OPT_VT, 1, 1,
+     cli_cmd_create_queue},
+    {"delete-queue", "NAME", "delete a queue and all its messages", 0, 1, 1, cli_cmd_delete_queue},
+    {"list-queues", "", "print the queue names, one per line", 0, 0, 0, cli_cmd_list_queues},
+    {"get-queue-attributes", "NAME", "print a queue's attributes and message counts", 0, 1, 1,
+     cli_cmd_get_queue_attributes},
+    {"send", "NAME [BODY] [--lines]",
+     "send BODY, or stdin as one message, or (--lines) each stdin line as a message; prints "
+     "the message ids",
+     CLI_OPT_LINES, 1, 2, cli_cmd_send},
+    {"receive", "NAME [--max N] [--visibility-timeout SEC]",
+     "lease up to N (1..10, default 1) messages and print them", CLI_OPT_MAX | CLI_OPT_VT, 1, 1,
+     cli_cmd_receive},
+    {"delete", "NAME RECEIPT...", "delete received messages by their receipt handles",
+     CLI_OPT_HANDLES, 2, -1, cli_cmd_delete},
+    {"change-visibility", "NAME RECEIPT... --visibility-timeout SEC",
+     "set the remaining lease of received messages (0: visible again at once)",
+     CLI_OPT_VT | CLI_OPT_VT_REQUIRED | CLI_OPT_HANDLES, 2, -1, cli_cmd_change_visibility},
+};
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+static void help(FILE *out)
+{
+    fprintf(out,
+            "usage: kyu [--broker ENDPOINTS] [--json] [--timeout SEC] COMMAND [ARGS]\n"
+            "\n"
+            "The command-line client of kyu, a replicated message queue with SQS semantics.\n"
+            "\n"
+            "Global options (before the command):\n"
+            "  --broker ENDPOINTS  comma-separated broker endpoints; default $KYU_BROKER, else "
+            "%s\n"
+            "  --json              print JSON, one object per line\n"
+            "  --timeout SEC       bound of each request, 1..3600 seconds (default %d)\n"
+            "  --help              this text\n"
+            "\nCommands:\n",
+            DEFAULT_BROKER, DEFAULT_TIMEOUT_S);
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        fprintf(out, "  kyu %s %s\n      %s\n", commands[i].name, commands[i].usage,
+                commands[i].help);
+    fprintf(out,
+            "\nQueue names: 1 to %d characters of letters, digits, - and _. Visibility "
+            "timeouts: 0 to %d seconds.\n"
+            "Exit status: 0 success, 1 error (one line on stderr says what went wrong), 2 "
+            "usage error.\n",
+            KYU_NAME_MAX, KYU_VISIBILITY_MAX);
+}
+
+static void cmd_usage(FILE *out, const cli_cmd_t *cmd)
+{
+    fprintf(out, "usage: kyu [--broker ENDPOINTS] [--json] %s %s\n", cmd->name, cmd->usage);
+}
+
+int cli_usage_error(const cli_t *cli, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "kyu: %s%s", cli->cmd ? cli->cmd->name : "", cli->cmd ? ": " : "");
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    if (cli->cmd)
+        cmd_usage(stderr, cli->cmd);
+    else
+        fprintf(stderr, "usage: kyu [--broker ENDPOINTS] [--json] [--timeout SEC] COMMAND "
+                        "[ARGS] (kyu --help lists the commands)\n");
+    return CLI_EXIT_USAGE;
+}
+
+int cli_failf(const cli_t *cli, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "kyu: %s: ", cli->cmd->name);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return CLI_EXIT_ERROR;
+}
+
+int cli_fail(const cli_t *cli, const kyu_err_t *err)
+{
+    return cli_failf(cli, "%s: %s", kyu_code_name(err->code), err->msg);
+}
+
+bool cli_connect(cli_t *cli)
+{
+    kyu_client_opts_t o = kyu_client_opts_default();
+    o.timeout_ms = cli->timeout_ms;
+    kyu_err_t err = {0};
+    cli->client = kyu_client_new_opts(cli->broker, &o, &err);
+    if (!cli->client)
+        cli_fail(cli, &err);
+    return cli->client != NULL;
+}
+
+bool cli_check_queue(const cli_t *cli, const char *name)
+{
+    if (kyu_queue_name_valid(name, strlen(name)))
+        return true;
+    cli_usage_error(cli,
+                    "invalid queue name '%s': 1 to %d characters of letters, digits, - "
+                    "and _",
+                    name, KYU_NAME_MAX);
+    return false;
+}
+
+int cli_print_json(json_t *obj)
+{
+    char *s = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+    json_decref(obj);
+    if (!s) {
+        fprintf(stderr, "kyu: cannot encode JSON output (out of memory)\n");
+        return CLI_EXIT_ERROR;
+    }
+    puts(s);
+    free(s);
+    return CLI_EXIT_OK;
+}
+
+/* A whole decimal number in [min, max], nothing else. */
+static bool parse_int(const char *s, long min, long max, int *out)
+{
+    char *end = NULL;
+    if (!s || !*s || (*s != '-' && (*s < '0' || *s > '9')))
+        return false;
+    long v = strtol(s, &end, 10);
+    if (*end || v < min || v > max)
+        return false;
+    *out = (int)v;
+    return true;
+}
+
+/* Parses the command's options (anywhere among its arguments) and checks arity and
+ * numbers: a failure here is a usage error, before any connection. */
+static int parse_cmd_args(cli_t *cli, int argc, char **argv, cli_args_t *a)
+{
+    const cli_cmd_t *cmd = cli->cmd;
+    static const struct option opts[] = {
+        {"max", required_argument, NULL, 'm'},
+        {"visibility-timeout", required_argument, NULL, 'v'},
+        {"lines", no_argument, NULL, 'l'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    *a = (cli_args_t){.max = 0, .vt = -1};
+    optind = 0; /* GNU: restart, and permute so options may follow the arguments */
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "-", opts, NULL)) != -1) {
+        if (c == 1) {
+            /* Positional, kept in place: the k-th one sits after index k, already consumed. */
+            argv[a->n_args++] = optarg;
+            continue;
+        }
+        if (c == 'h') {
+            cmd_usage(stdout, cmd);
+            printf("%s\n", cmd->help);
+            exit(CLI_EXIT_OK);
+        }
+        if (c == 'm' && (cmd->options & CLI_OPT_MAX)) {
+            if (!parse_int(optarg, 1, KYU_BATCH_MAX, &a->max))
+                return cli_usage_error(cli, "--max must be a number from 1 to %d, not '%s'",
+                                       KYU_BATCH_MAX, optarg);
+        } else if (c == 'v' && (cmd->options & CLI_OPT_VT)) {
+            if (!parse_int(optarg, 0, KYU_VISIBILITY_MAX, &a->vt))
+                return cli_usage_error(cli,
+                                       "--visibility-timeout must be a number of seconds from "
+                                       "0 to %d, not '%s'",
+                                       KYU_VISIBILITY_MAX, optarg);
+        } else if (c == 'l' && (cmd->options & CLI_OPT_LINES)) {
+            a->lines = true;
+        } else if (c == '?' && (optopt == 'm' || optopt == 'v')) {
+            return cli_usage_error(cli, "option '%s' needs a value", argv[optind - 1]);
+        } else if (c == '?') {
+            return cli_usage_error(cli, "unknown option '%s'", argv[optind - 1]);
+        } else {
+            return cli_usage_error(cli, "%s does not take option '%s'", cmd->name,
+                                   argv[optind - 1]);
+        }
+    }
+    for (int i = optind; i < argc; i++) /* after "--" */
+        argv[a->n_args++] = argv[i];
+    a->args = argv;
+    if (a->n_args < cmd->min_args || (cmd->max_args >= 0 && a->n_args > cmd->max_args))
+        return cli_usage_error(cli, "wrong number of arguments");
+    if ((cmd->options & CLI_OPT_VT_REQUIRED) && a->vt < 0)
+        return cli_usage_error(cli, "--visibility-timeout is required");
+    if (cmd->min_args > 0 && !cli_check_queue(cli, a->args[0]))
+        return CLI_EXIT_USAGE;
+    for (int i = 1; (cmd->options & CLI_OPT_HANDLES) && i < a->n_args; i++)
+        if (strlen(a->args[i]) > KYU_HANDLE_MAX || !a->args[i][0])
+            return cli_usage_error(cli, "receipt handle '%.40s' is empty or over %d bytes",
+                                   a->args[i], KYU_HANDLE_MAX);
+    return CLI_EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+    cli_t cli = {.broker = getenv("KYU_BROKER"), .timeout_ms = DEFAULT_TIMEOUT_S * 1000};
+    if (!cli.broker || !*cli.broker)
+        cli.broker = DEFAULT_BROKER;
+    static const struct option opts[] = {
+        {"broker", required_argument, NULL, 'b'},
+        {"json", no_argument, NULL, 'j'},
+        {"timeout", required_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    opterr = 0;
+    int c, secs = 0;
+    while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+        switch (c) {
+        case 'b':
+            cli.broker = optarg;
+            break;
+        case 'j':
+            cli.json = true;
+            break;
+        case 't':
+            if (!parse_int(optarg, 1, 3600, &secs))
+                return cli_usage_error(&cli, "--timeout must be 1 to 3600 seconds, not '%s'",
+                                       optarg);
+            cli.timeout_ms = secs * 1000;
+            break;
+        case 'h':
+            help(stdout);
+            return CLI_EXIT_OK;
+        default:
+            return cli_usage_error(&cli, "unknown global option or missing value: '%s'",
+                                   argv[optind - 1]);
+        }
+    }
+    if (optind >= argc)
+        return cli_usage_error(&cli, "no command given");
+    for (size_t i = 0; i < N_COMMANDS && !cli.cmd; i++)
+        if (strcmp(argv[optind], commands[i].name) == 0)
+            cli.cmd = &commands[i];
+    if (!cli.cmd)
+        return cli_usage_error(&cli, "unknown command '%s'", argv[optind]);
+    cli_args_t a;
+    int rc = parse_cmd_args(&cli, argc - optind, argv + optind, &a);
+    if (rc != CLI_EXIT_OK)
+        return rc;
+    if (!cli_connect(&cli))
+        return CLI_EXIT_ERROR;
+    rc = cli.cmd->run(&cli, &a);
+    kyu_client_destroy(&cli.client);
+    if (fflush(stdout) != 0 && rc == CLI_EXIT_OK) {
+        perror("kyu: writing the output");
+        rc = CLI_EXIT_ERROR;
+    }
+    return rc;
+}

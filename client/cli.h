@@ -1,0 +1,74 @@
+/* cli: what the kyu command-line tool's files share (cli.c: options, help, dispatch;
+ * cli_cmds.c: the queue and message commands; cli_send.c: send). docs: client/README.md. */
+#ifndef KYU_CLI_H
+#define KYU_CLI_H
+
+#include "kyu.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+
+/* Exit statuses: the CLI contract. */
+enum { CLI_EXIT_OK = 0, CLI_EXIT_ERROR = 1, CLI_EXIT_USAGE = 2 };
+
+typedef struct cli_cmd cli_cmd_t;
+
+typedef struct {
+    const char *broker; /* comma-separated endpoints */
+    bool json;
+    int timeout_ms;
+    const cli_cmd_t *cmd;
+    kyu_client_t *client; /* connected by cli_connect, after the arguments were checked */
+} cli_t;
+
+/* A command's options beyond the positional arguments. */
+typedef struct {
+    int max;    /* --max, 1..10; 0 when not given */
+    int vt;     /* --visibility-timeout, 0..43200; -1 when not given */
+    bool lines; /* --lines */
+    int n_args; /* positional arguments */
+    char **args;
+} cli_args_t;
+
+typedef int(cli_run_fn)(cli_t *cli, cli_args_t *a);
+
+struct cli_cmd {
+    const char *name;
+    const char *usage; /* after "kyu NAME " */
+    const char *help;
+    unsigned options;       /* CLI_OPT_* the command takes */
+    int min_args, max_args; /* positional; max -1: unbounded */
+    cli_run_fn *run;
+};
+
+enum {
+    CLI_OPT_MAX = 1,
+    CLI_OPT_VT = 2,
+    CLI_OPT_LINES = 4,
+    CLI_OPT_VT_REQUIRED = 8,
+    CLI_OPT_HANDLES = 16
+};
+
+/* Prints "kyu: CMD: fmt" and the command's usage line on stderr; returns CLI_EXIT_USAGE. */
+int cli_usage_error(const cli_t *cli, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prints "kyu: CMD: CODE: message" on stderr; returns CLI_EXIT_ERROR. */
+int cli_fail(const cli_t *cli, const kyu_err_t *err);
+/* Prints "kyu: CMD: fmt" on stderr; returns CLI_EXIT_ERROR. */
+int cli_failf(const cli_t *cli, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Connects cli->client (HELLO included); on failure prints why and returns false. */
+bool cli_connect(cli_t *cli);
+/* Checks a queue name argument; false (after printing a usage error) when invalid. */
+bool cli_check_queue(const cli_t *cli, const char *name);
+/* Writes one compact JSON line to stdout and frees obj (takes ownership). */
+int cli_print_json(json_t *obj);
+
+int cli_cmd_create_queue(cli_t *cli, cli_args_t *a);
+int cli_cmd_delete_queue(cli_t *cli, cli_args_t *a);
+int cli_cmd_list_queues(cli_t *cli, cli_args_t *a);
+int cli_cmd_get_queue_attributes(cli_t *cli, cli_args_t *a);
+int cli_cmd_send(cli_t *cli, cli_args_t *a);
+int cli_cmd_receive(cli_t *cli, cli_args_t *a);
+int cli_cmd_delete(cli_t *cli, cli_args_t *a);
+int cli_cmd_change_visibility(cli_t *cli, cli_args_t *a);
+
+#endif

@@ -1,0 +1,199 @@
+/* cli_cmds: the kyu commands other than send — queues, receive, delete, change-visibility.
+ * Each prints plain text or (--json) one JSON object per line, built with jansson. */
+#include "cli.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+int cli_cmd_create_queue(cli_t *cli, cli_args_t *a)
+{
+    kyu_err_t err = {0};
+    if (kyu_client_create_queue(cli->client, a->args[0], a->vt, &err) != KYU_OK)
+        return cli_fail(cli, &err);
+    return CLI_EXIT_OK;
+}
+
+int cli_cmd_delete_queue(cli_t *cli, cli_args_t *a)
+{
+    kyu_err_t err = {0};
+    if (kyu_client_delete_queue(cli->client, a->args[0], &err) != KYU_OK)
+        return cli_fail(cli, &err);
+    return CLI_EXIT_OK;
+}
+
+int cli_cmd_list_queues(cli_t *cli, cli_args_t *a)
+{
+    (void)a;
+    kyu_err_t err = {0};
+    char **names = NULL;
+    size_t n = 0;
+    if (kyu_client_list_queues(cli->client, &names, &n, &err) != KYU_OK)
+        return cli_fail(cli, &err);
+    int rc = CLI_EXIT_OK;
+    for (size_t i = 0; i < n && rc == CLI_EXIT_OK; i++) {
+        if (cli->json)
+            rc = cli_print_json(json_pack("{s:s}", "QueueName", names[i]));
+        else
+            puts(names[i]);
+    }
+    kyu_queue_names_destroy(&names);
+    return rc;
+}
+
+/* SQS gives attribute values as strings; so does kyu. */
+static json_t *int_string(int64_t v)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "%" PRId64, v);
+    return json_string(buf);
+}
+
+int cli_cmd_get_queue_attributes(cli_t *cli, cli_args_t *a)
+{
+    kyu_err_t err = {0};
+    kyu_queue_attrs_t at;
+    if (kyu_client_get_queue_attributes(cli->client, a->args[0], &at, &err) != KYU_OK)
+        return cli_fail(cli, &err);
+    const struct {
+        const char *name;
+        int64_t value;
+    } rows[] = {
+        {"VisibilityTimeout", at.visibility_timeout},
+        {"ApproximateNumberOfMessages", at.visible},
+        {"ApproximateNumberOfMessagesNotVisible", at.not_visible},
+        {"CreatedTimestamp", at.created_ms},
+    };
+    json_t *obj = cli->json ? json_object() : NULL;
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        if (!cli->json)
+            printf("%s %" PRId64 "\n", rows[i].name, rows[i].value);
+        else if (!obj || json_object_set_new(obj, rows[i].name, int_string(rows[i].value)) != 0)
+            return cli_failf(cli, "cannot build JSON output (out of memory)");
+    }
+    return cli->json ? cli_print_json(obj) : CLI_EXIT_OK;
+}
+
+static void print_plain(const kyu_message_t *m)
+{
+    printf("MessageId %s\nReceiptHandle %s\nReceiveCount %u\nSentTimestamp %" PRIu64
+           "\nApproximateFirstReceiveTimestamp %" PRIu64 "\nBodyLength %zu\n\n",
+           m->message_id, m->receipt_handle, m->receive_count, m->sent_ms, m->first_receive_ms,
+           m->body_len);
+    fwrite(m->body, 1, m->body_len, stdout);
+    fputs("\n\n", stdout);
+}
+
+/* The SQS shape of a message; NULL when the body is not valid UTF-8 (JSON strings are). */
+static json_t *message_json(const kyu_message_t *m)
+{
+    json_t *body = json_stringn((const char *)m->body, m->body_len);
+    if (!body)
+        return NULL;
+    char rc[16], ts[24], fr[24];
+    snprintf(rc, sizeof rc, "%u", m->receive_count);
+    snprintf(ts, sizeof ts, "%" PRIu64, m->sent_ms);
+    snprintf(fr, sizeof fr, "%" PRIu64, m->first_receive_ms);
+    return json_pack("{s:s, s:s, s:o, s:{s:s, s:s, s:s}}", "MessageId", m->message_id,
+                     "ReceiptHandle", m->receipt_handle, "Body", body, "Attributes",
+                     "ApproximateReceiveCount", rc, "SentTimestamp", ts,
+                     "ApproximateFirstReceiveTimestamp", fr);
+}
+
+/* --json and a body that is not UTF-8: the message is made visible again at once (so it is
+ * not lost to this consumer for a whole lease) and reported; plain output prints any bytes. */
+static int release_binary(cli_t *cli, const char *queue, const kyu_message_t *m)
+{
+    const char *h[] = {m->receipt_handle};
+    kyu_code_t res[1];
+    kyu_err_t err = {0};
+    kyu_code_t rc = kyu_client_change_visibility(cli->client, queue, h, 1, 0, res, &err);
+    return cli_failf(cli,
+                     "message %s: body is not valid UTF-8, so it cannot be printed as JSON "
+                     "(use plain output for binary bodies); %s",
+                     m->message_id,
+                     rc == KYU_OK ? "it was made visible again"
+                                  : "making it visible again failed too");
+}
+
+int cli_cmd_receive(cli_t *cli, cli_args_t *a)
+{
+    kyu_err_t err = {0};
+    kyu_message_t *msgs = NULL;
+    size_t n = 0;
+    if (kyu_client_receive(cli->client, a->args[0], a->max ? a->max : 1, a->vt, &msgs, &n, &err) !=
+        KYU_OK)
+        return cli_fail(cli, &err);
+    int rc = CLI_EXIT_OK;
+    for (size_t i = 0; i < n; i++) {
+        if (!cli->json) {
+            print_plain(&msgs[i]);
+            continue;
+        }
+        json_t *obj = message_json(&msgs[i]);
+        int r = obj ? cli_print_json(obj) : release_binary(cli, a->args[0], &msgs[i]);
+        if (r != CLI_EXIT_OK)
+            rc = r;
+    }
+    kyu_messages_destroy(&msgs);
+    return rc;
+}
+
+/* What a failed handle means, for the one stderr line per failure. */
+static const char *handle_error_text(kyu_code_t code)
+{
+    switch (code) {
+    case KYU_ERR_RECEIPT_STALE:
+        return "the message was received again since this handle was issued";
+    case KYU_ERR_RECEIPT_INVALID:
+        return "not a receipt handle of this queue, or its message no longer exists";
+    case KYU_ERR_INVALID_ARGUMENT:
+        return "the handle is not well-formed";
+    default:
+        return "the broker refused this handle";
+    }
+}
+
+/* DELETE and CHANGE_VISIBILITY: up to 10 handles per request, one line per failed handle. */
+static int handles_command(cli_t *cli, cli_args_t *a, kyu_op_t op)
+{
+    int rc = CLI_EXIT_OK;
+    for (int first = 1; first < a->n_args; first += KYU_BATCH_MAX) {
+        int n = a->n_args - first < KYU_BATCH_MAX ? a->n_args - first : KYU_BATCH_MAX;
+        kyu_request_t req = {
+            .op = op, .fields = KYU_F_QUEUE | KYU_F_HANDLES, .n_handles = (size_t)n};
+        kyu_err_t err = {0};
+        snprintf(req.queue, sizeof req.queue, "%s", a->args[0]); /* checked by cli.c */
+        if (op == KYU_OP_CHANGE_VISIBILITY) {
+            req.fields |= KYU_F_VT;
+            req.vt = (uint32_t)a->vt;
+        }
+        for (int k = 0; k < n; k++)
+            snprintf(req.handles[k], sizeof req.handles[k], "%s", a->args[first + k]);
+        kyu_reply_t rep;
+        kyu_reply_init(&rep);
+        if (kyu_client_call(cli->client, &req, NULL, NULL, 0, &rep, NULL, &err) != KYU_OK) {
+            kyu_reply_reset(&rep);
+            return cli_fail(cli, &err); /* the request as a whole */
+        }
+        for (size_t k = 0; k < rep.n_results; k++) {
+            kyu_code_t code =
+                rep.results[k] < KYU_ERR_CODE_COUNT ? (kyu_code_t)rep.results[k] : KYU_ERR_INTERNAL;
+            if (code != KYU_OK)
+                rc = cli_failf(cli, "%s: %s: %s", req.handles[k], kyu_code_name(code),
+                               handle_error_text(code));
+        }
+        kyu_reply_reset(&rep);
+    }
+    return rc;
+}
+
+int cli_cmd_delete(cli_t *cli, cli_args_t *a)
+{
+    return handles_command(cli, a, KYU_OP_DELETE);
+}
+
+int cli_cmd_change_visibility(cli_t *cli, cli_args_t *a)
+{
+    return handles_command(cli, a, KYU_OP_CHANGE_VISIBILITY);
+}

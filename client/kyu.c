@@ -1,0 +1,329 @@
+/* kyu: libkyu's connection: endpoints, the socket, HELLO, failover and sending requests
+ * (kyu.h explains the model; replies.c is the receiving half).
+ *
+ * The client keeps a table of the requests in flight (id, op, expected counts, deadline)
+ * that replies.c matches replies against. */
+#include "kyu_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <zmq.h>
+
+#define DEFAULT_TIMEOUT_MS 10000
+#define DEFAULT_MAX_INFLIGHT 1024
+#define DEFAULT_MAX_FRAME (64 * 1024 * 1024 + KYU_HEADER_MAX) /* the largest body a broker allows  \
+                                                               */
+#define HEARTBEAT_IVL_MS 1000
+#define HEARTBEAT_TIMEOUT_MS 5000
+
+int64_t kyu_client_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+kyu_client_opts_t kyu_client_opts_default(void)
+{
+    kyu_client_opts_t o = {DEFAULT_TIMEOUT_MS, DEFAULT_MAX_INFLIGHT, DEFAULT_MAX_FRAME};
+    return o;
+}
+
+const char *kyu_client_endpoint(const kyu_client_t *self)
+{
+    return self->endpoints[self->current];
+}
+
+uint64_t kyu_client_max_body(const kyu_client_t *self)
+{
+    return self->max_body;
+}
+
+size_t kyu_client_inflight(const kyu_client_t *self)
+{
+    return self->n_pending;
+}
+
+void kyu_messages_destroy(kyu_message_t **msgs_p)
+{
+    if (msgs_p) {
+        free(*msgs_p);
+        *msgs_p = NULL;
+    }
+}
+
+/* ---- endpoints and the socket ---- */
+
+static kyu_code_t parse_endpoints(kyu_client_t *c, const char *list, kyu_err_t *err)
+{
+    if (!list || !*list)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "no broker endpoint given");
+    size_t n = 1;
+    for (const char *p = list; *p; p++)
+        n += *p == ',';
+    c->endpoints = calloc(n, sizeof c->endpoints[0]);
+    if (!c->endpoints)
+        return kyu_err_set(err, KYU_ERR_INTERNAL, "out of memory");
+    const char *p = list;
+    while (c->n_endpoints < n) {
+        size_t len = strcspn(p, ",");
+        if (len == 0 || len >= KYU_ENDPOINT_MAX)
+            return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                               "bad endpoint list '%s': empty entry or one over %d characters",
+                               list, KYU_ENDPOINT_MAX - 1);
+        memcpy(c->endpoints[c->n_endpoints++], p, len);
+        p += len + (p[len] == ',');
+    }
+    return KYU_OK;
+}
+
+static int set_int(void *sock, int opt, int v)
+{
+    return zmq_setsockopt(sock, opt, &v, sizeof v);
+}
+
+/* libzmq's defaults fail open (HARDENING.md): bound frame sizes, queues and handshakes,
+ * notice a dead broker by ZMTP heartbeats, never block on send or close. */
+static kyu_code_t open_socket(kyu_client_t *c, const char *endpoint, kyu_err_t *err)
+{
+    void *s = zmq_socket(c->ctx, ZMQ_DEALER);
+    if (!s)
+        return kyu_err_set(err, KYU_ERR_CONNECTION, "zmq_socket: %s", zmq_strerror(errno));
+    int64_t maxmsg = c->opts.max_frame_size;
+    int hwm = c->opts.max_inflight + 16;
+    if (zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg) != 0 ||
+        set_int(s, ZMQ_SNDHWM, hwm) != 0 || set_int(s, ZMQ_RCVHWM, hwm) != 0 ||
+        set_int(s, ZMQ_LINGER, 0) != 0 || set_int(s, ZMQ_HANDSHAKE_IVL, c->opts.timeout_ms) ||
+        set_int(s, ZMQ_SNDTIMEO, c->opts.timeout_ms) != 0 ||
+        set_int(s, ZMQ_HEARTBEAT_IVL, HEARTBEAT_IVL_MS) != 0 ||
+        set_int(s, ZMQ_HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS) != 0 ||
+        set_int(s, ZMQ_HEARTBEAT_TTL, HEARTBEAT_TIMEOUT_MS) != 0 ||
+        set_int(s, ZMQ_RECONNECT_IVL_MAX, 1000) != 0) {
+        kyu_err_set(err, KYU_ERR_CONNECTION, "zmq_setsockopt: %s", zmq_strerror(errno));
+        zmq_close(s);
+        return err ? err->code : KYU_ERR_CONNECTION;
+    }
+    if (zmq_connect(s, endpoint) != 0) {
+        kyu_err_set(err, KYU_ERR_CONNECTION, "cannot connect to '%s': %s", endpoint,
+                    zmq_strerror(errno));
+        zmq_close(s);
+        return KYU_ERR_CONNECTION;
+    }
+    c->sock = s;
+    return KYU_OK;
+}
+
+/* Requests in flight on a closed socket can get no reply any more: they are answered as
+ * TIMEOUT by the next poll_reply (their deadline is moved to now). */
+static void close_socket(kyu_client_t *c)
+{
+    if (c->sock) {
+        zmq_close(c->sock);
+        c->sock = NULL;
+    }
+    int64_t now = kyu_client_now_ms();
+    for (size_t i = 0; i < c->n_pending; i++)
+        if (c->pending[i].deadline_ms > now)
+            c->pending[i].deadline_ms = now;
+}
+
+/* Connects to endpoint i and exchanges HELLO: the broker must speak our version. */
+static kyu_code_t connect_endpoint(kyu_client_t *c, size_t i, kyu_err_t *err)
+{
+    close_socket(c);
+    c->current = i;
+    kyu_code_t rc = open_socket(c, c->endpoints[i], err);
+    if (rc != KYU_OK)
+        return rc;
+    kyu_request_t req = {
+        .op = KYU_OP_HELLO, .fields = KYU_F_VERSION, .version = KYU_PROTOCOL_VERSION};
+    kyu_reply_t rep;
+    kyu_reply_init(&rep);
+    rc = kyu_client_call_once(c, &req, NULL, NULL, 0, &rep, NULL, err);
+    if (rc == KYU_OK && rep.version != KYU_PROTOCOL_VERSION)
+        rc = kyu_err_set(err, KYU_ERR_VERSION,
+                         "broker at %s speaks protocol version %u, this client %d", c->endpoints[i],
+                         rep.version, KYU_PROTOCOL_VERSION);
+    if (rc == KYU_OK)
+        c->max_body = rep.max_body ? rep.max_body : KYU_BODY_MAX_DEFAULT;
+    kyu_reply_reset(&rep);
+    return rc;
+}
+
+/* The one place that decides where to go next: the leader named by a NOT_LEADER reply when
+ * it is one of ours, else the next endpoint of the list. (Following a leader outside the
+ * list is the cluster work's addition.) */
+static size_t pick_endpoint(const kyu_client_t *c, const char *leader)
+{
+    if (leader && *leader)
+        for (size_t i = 0; i < c->n_endpoints; i++)
+            if (strcmp(c->endpoints[i], leader) == 0)
+                return i;
+    return (c->current + 1) % c->n_endpoints;
+}
+
+kyu_code_t kyu_client_failover(kyu_client_t *self, const char *leader, kyu_err_t *err)
+{
+    return connect_endpoint(self, pick_endpoint(self, leader), err);
+}
+
+kyu_client_t *kyu_client_new(const char *endpoints, kyu_err_t *err)
+{
+    return kyu_client_new_opts(endpoints, NULL, err);
+}
+
+kyu_client_t *kyu_client_new_opts(const char *endpoints, const kyu_client_opts_t *opts,
+                                  kyu_err_t *err)
+{
+    kyu_client_t *c = calloc(1, sizeof *c);
+    if (!c) {
+        kyu_err_set(err, KYU_ERR_INTERNAL, "out of memory");
+        return NULL;
+    }
+    c->opts = opts ? *opts : kyu_client_opts_default();
+    if (c->opts.timeout_ms <= 0 || c->opts.max_inflight <= 0 ||
+        c->opts.max_frame_size < KYU_HEADER_MAX) {
+        kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                    "client options: timeout and max_inflight must be positive, max_frame_size "
+                    "at least %d",
+                    KYU_HEADER_MAX);
+        goto fail;
+    }
+    c->next_id = 1;
+    c->max_body = KYU_BODY_MAX_DEFAULT;
+    c->pending = calloc((size_t)c->opts.max_inflight, sizeof c->pending[0]);
+    if (!c->pending) {
+        kyu_err_set(err, KYU_ERR_INTERNAL, "out of memory");
+        goto fail;
+    }
+    if (parse_endpoints(c, endpoints, err) != KYU_OK)
+        goto fail;
+    c->ctx = zmq_ctx_new();
+    if (!c->ctx) {
+        kyu_err_set(err, KYU_ERR_CONNECTION, "zmq_ctx_new: %s", zmq_strerror(errno));
+        goto fail;
+    }
+    kyu_err_t last = {0};
+    for (size_t i = 0; i < c->n_endpoints; i++) {
+        kyu_code_t rc = connect_endpoint(c, i, &last);
+        if (rc == KYU_OK)
+            return c;
+        if (rc != KYU_ERR_TIMEOUT && rc != KYU_ERR_NOT_LEADER && rc != KYU_ERR_CONNECTION)
+            break; /* e.g. VERSION: another node of the cluster would say the same */
+    }
+    if (last.code == KYU_ERR_TIMEOUT)
+        kyu_err_set(err, KYU_ERR_CONNECTION, "no broker answered: %s", last.msg);
+    else if (err)
+        *err = last;
+fail:
+    kyu_client_destroy(&c);
+    return NULL;
+}
+
+static void stash_clear(kyu_client_t *c)
+{
+    while (c->stash_head) {
+        kyu_stash_t *s = c->stash_head;
+        c->stash_head = s->next;
+        kyu_reply_reset(&s->rep);
+        kyu_messages_destroy(&s->msgs);
+        free(s);
+    }
+    c->stash_tail = NULL;
+}
+
+void kyu_client_destroy(kyu_client_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    kyu_client_t *c = *self_p;
+    if (c->sock)
+        zmq_close(c->sock);
+    if (c->ctx)
+        zmq_ctx_term(c->ctx);
+    stash_clear(c);
+    free(c->pending);
+    free(c->endpoints);
+    free(c);
+    *self_p = NULL;
+}
+
+/* ---- sending ---- */
+
+static uint32_t expected_count(const kyu_request_t *req, size_t n_bodies)
+{
+    if (req->op == KYU_OP_SEND)
+        return (uint32_t)n_bodies;
+    if (req->op == KYU_OP_DELETE || req->op == KYU_OP_CHANGE_VISIBILITY)
+        return (uint32_t)req->n_handles;
+    return 0;
+}
+
+kyu_code_t kyu_client_request_async(kyu_client_t *self, const kyu_request_t *req,
+                                    const void *const *bodies, const size_t *lens, size_t n,
+                                    uint64_t *req_id, kyu_err_t *err)
+{
+    if (!self->sock)
+        return kyu_err_set(err, KYU_ERR_CONNECTION, "not connected (a failover failed)");
+    if (self->n_pending >= (size_t)self->opts.max_inflight)
+        return kyu_err_set(err, KYU_ERR_BUSY, "%d requests in flight already",
+                           self->opts.max_inflight);
+    if (n > KYU_BATCH_MAX || req->n_handles > KYU_BATCH_MAX)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "at most %d bodies or handles",
+                           KYU_BATCH_MAX);
+    for (size_t i = 0; i < n; i++)
+        if (lens[i] > self->max_body)
+            return kyu_err_set(err, KYU_ERR_TOO_LARGE,
+                               "message of %zu bytes is over the broker's maximum of %llu", lens[i],
+                               (unsigned long long)self->max_body);
+    kyu_request_t r = *req;
+    r.id = self->next_id++;
+    r.has_id = true;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    kyu_request_encode(&r, &sb);
+    int rc = zmq_send(self->sock, sb.data, sb.size, n ? ZMQ_SNDMORE : 0);
+    msgpack_sbuffer_destroy(&sb);
+    /* After the first frame libzmq accepts the rest of a message without blocking. */
+    for (size_t i = 0; rc >= 0 && i < n; i++)
+        rc = zmq_send(self->sock, bodies[i], lens[i], i + 1 < n ? ZMQ_SNDMORE : 0);
+    if (rc < 0)
+        return kyu_err_set(err, errno == EAGAIN ? KYU_ERR_TIMEOUT : KYU_ERR_CONNECTION,
+                           "cannot queue a request to %s: %s", kyu_client_endpoint(self),
+                           zmq_strerror(errno));
+    kyu_pending_t *p = &self->pending[self->n_pending++];
+    p->id = r.id;
+    p->op = r.op;
+    p->expect = expected_count(&r, n);
+    p->deadline_ms = kyu_client_now_ms() + self->opts.timeout_ms;
+    if (req_id)
+        *req_id = r.id;
+    return KYU_OK;
+}
+
+kyu_code_t kyu_client_send_async(kyu_client_t *self, const char *queue, const void *const *bodies,
+                                 const size_t *lens, size_t n, uint64_t *req_id, kyu_err_t *err)
+{
+    kyu_request_t req = {.op = KYU_OP_SEND, .fields = KYU_F_QUEUE};
+    if (n < 1)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "send needs 1 to %d bodies",
+                           KYU_BATCH_MAX);
+    if (kyu_client_set_queue(&req, queue, err) != KYU_OK)
+        return err ? err->code : KYU_ERR_INVALID_NAME;
+    return kyu_client_request_async(self, &req, bodies, lens, n, req_id, err);
+}
+
+kyu_code_t kyu_client_set_queue(kyu_request_t *req, const char *queue, kyu_err_t *err)
+{
+    size_t len = queue ? strlen(queue) : 0;
+    if (!kyu_queue_name_valid(queue ? queue : "", len))
+        return kyu_err_set(err, KYU_ERR_INVALID_NAME,
+                           "invalid queue name '%s': 1 to %d characters of letters, digits, - "
+                           "and _",
+                           queue ? queue : "", KYU_NAME_MAX);
+    memcpy(req->queue, queue, len + 1);
+    req->fields |= KYU_F_QUEUE;
+    return KYU_OK;
+}

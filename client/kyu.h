@@ -1,0 +1,145 @@
+/* kyu.h: libkyu, the C client of a kyu broker (proto/PROTOCOL.md is the wire protocol).
+ *
+ * A kyu_client_t is one DEALER connection to one broker of a list of endpoints. It says
+ * HELLO when it connects, then offers two layers:
+ *
+ *  - an asynchronous layer: kyu_client_request_async / kyu_client_send_async queue a request
+ *    and return at once with its id; kyu_client_poll_reply hands back the next reply, of any
+ *    request, in arrival order. Many requests may be in flight (pipelining); each is bounded
+ *    by the client's timeout, after which poll_reply reports it as KYU_ERR_TIMEOUT.
+ *  - synchronous convenience calls, one per op (kyu_client_send, kyu_client_receive, ...):
+ *    each sends one request and waits for its reply, moving to the next endpoint on a timeout
+ *    or NOT_LEADER (bounded: each endpoint is tried once per call). Replies to asynchronous
+ *    requests that arrive meanwhile are kept for poll_reply.
+ *
+ * Every call returns a kyu_code_t and, on failure, fills a kyu_err_t: err->code is the
+ * reply's status (or a client-side code: TIMEOUT, CONNECTION, TOO_LARGE...) and err->msg the
+ * broker's text. A retried request may have been applied already: a send can then enqueue
+ * its message twice (at-least-once, as SQS), a delete can then report RECEIPT_INVALID.
+ *
+ * Threads: a client is not thread-safe; give each thread its own client.
+ * Ownership: the caller owns what the client returns (kyu_messages_destroy,
+ * kyu_queue_names_destroy); the client copies what it is given.
+ */
+#ifndef KYU_CLIENT_H
+#define KYU_CLIENT_H
+
+#include "kyu_err.h"
+#include "protocol.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct kyu_client kyu_client_t;
+
+typedef struct {
+    int timeout_ms;         /* bound of every call and every request; default 10000 */
+    int max_inflight;       /* requests in flight at once; default 1024 */
+    int64_t max_frame_size; /* ZMQ_MAXMSGSIZE of incoming frames; default 64 MiB + 64 KiB */
+} kyu_client_opts_t;
+
+/* Default options (see the fields). */
+kyu_client_opts_t kyu_client_opts_default(void);
+
+/* Connects to the first endpoint of a comma-separated list ("tcp://10.0.0.1:7700,tcp://...")
+ * and exchanges HELLO; on no reply it moves to the next endpoint, each tried once. Returns
+ * NULL with err filled (VERSION when the broker refuses our protocol version, TIMEOUT or
+ * CONNECTION when no broker answered, INVALID_ARGUMENT for a bad list). opts may be NULL. */
+kyu_client_t *kyu_client_new(const char *endpoints, kyu_err_t *err);
+kyu_client_t *kyu_client_new_opts(const char *endpoints, const kyu_client_opts_t *opts,
+                                  kyu_err_t *err);
+/* Closes the connection (unsent requests are dropped) and nulls *self_p. */
+void kyu_client_destroy(kyu_client_t **self_p);
+
+/* The endpoint in use, and the broker's maximum body size learnt from HELLO. */
+const char *kyu_client_endpoint(const kyu_client_t *self);
+uint64_t kyu_client_max_body(const kyu_client_t *self);
+/* Requests sent and not yet answered (nor timed out). */
+size_t kyu_client_inflight(const kyu_client_t *self);
+
+/* ---- asynchronous layer ---- */
+
+/* One received message. body is body_len bytes followed by a NUL (not counted), so a text
+ * body can be used as a C string. */
+typedef struct {
+    char message_id[KYU_MESSAGE_ID_MAX + 1];
+    char receipt_handle[KYU_HANDLE_MAX + 1];
+    uint32_t receive_count;
+    uint64_t sent_ms;          /* SentTimestamp, ms since the epoch */
+    uint64_t first_receive_ms; /* ApproximateFirstReceiveTimestamp */
+    size_t body_len;
+    unsigned char *body;
+} kyu_message_t;
+
+/* Frees an array of messages returned by libkyu (one allocation) and nulls *msgs_p. */
+void kyu_messages_destroy(kyu_message_t **msgs_p);
+
+/* Queues a request; req->op and its fields (req->fields, queue, vt, max, handles) are the
+ * caller's, req->id is ignored: the client picks the next id and returns it in *req_id.
+ * bodies/lens: n body frames (SEND), copied. Returns at once: KYU_OK, or BUSY when
+ * max_inflight requests are in flight (poll replies first), TOO_LARGE for a body over the
+ * broker's maximum, INVALID_ARGUMENT, CONNECTION when the socket refuses the message. */
+kyu_code_t kyu_client_request_async(kyu_client_t *self, const kyu_request_t *req,
+                                    const void *const *bodies, const size_t *lens, size_t n,
+                                    uint64_t *req_id, kyu_err_t *err);
+/* SEND of n (1..10) bodies to queue, asynchronously. */
+kyu_code_t kyu_client_send_async(kyu_client_t *self, const char *queue, const void *const *bodies,
+                                 const size_t *lens, size_t n, uint64_t *req_id, kyu_err_t *err);
+
+/* Waits up to timeout_ms (0: do not wait, -1: until a reply or a request's deadline) for
+ * the reply to any request in flight. Returns KYU_OK with *rep filled when one is there:
+ * rep->id names the request, rep->status is its outcome (KYU_OK, the broker's error code
+ * with rep->error, or KYU_ERR_TIMEOUT / KYU_ERR_MALFORMED made up by the client when the
+ * request's deadline passed or its reply was malformed). For a RECEIVE, *msgs (when msgs is
+ * not NULL) gets the rep->n_msgs messages (caller frees with kyu_messages_destroy) or NULL.
+ * Returns KYU_ERR_TIMEOUT when nothing arrived in time (then *rep is untouched).
+ * The caller calls kyu_reply_reset(rep) after use. */
+kyu_code_t kyu_client_poll_reply(kyu_client_t *self, int timeout_ms, kyu_reply_t *rep,
+                                 kyu_message_t **msgs, kyu_err_t *err);
+
+/* Picks the endpoint to use next and reconnects to it (with HELLO): the named leader when
+ * leader is a non-empty endpoint (NOT_LEADER's hint), else the next one of the list.
+ * Requests in flight are answered by poll_reply as TIMEOUT ("not answered before the client
+ * moved"). */
+kyu_code_t kyu_client_failover(kyu_client_t *self, const char *leader, kyu_err_t *err);
+
+/* ---- synchronous calls ---- */
+
+/* vt: visibility timeout in seconds, 0..43200, or -1 for the broker's default. */
+kyu_code_t kyu_client_create_queue(kyu_client_t *self, const char *queue, int vt, kyu_err_t *err);
+kyu_code_t kyu_client_delete_queue(kyu_client_t *self, const char *queue, kyu_err_t *err);
+/* *names_p gets an array of *n NUL-terminated names (byte order), or NULL when there is
+ * none; caller frees with kyu_queue_names_destroy. */
+kyu_code_t kyu_client_list_queues(kyu_client_t *self, char ***names_p, size_t *n, kyu_err_t *err);
+void kyu_queue_names_destroy(char ***names_p);
+kyu_code_t kyu_client_get_queue_attributes(kyu_client_t *self, const char *queue,
+                                           kyu_queue_attrs_t *attrs, kyu_err_t *err);
+/* Sends n (1..10) bodies; ids (when not NULL) gets each message's id, in order. */
+kyu_code_t kyu_client_send(kyu_client_t *self, const char *queue, const void *const *bodies,
+                           const size_t *lens, size_t n, char (*ids)[KYU_MESSAGE_ID_MAX + 1],
+                           kyu_err_t *err);
+/* Leases up to max (1..10) messages for vt seconds (-1: the queue's). *msgs_p gets *n
+ * messages (NULL when none: the queue had no visible message); caller frees with
+ * kyu_messages_destroy. */
+kyu_code_t kyu_client_receive(kyu_client_t *self, const char *queue, int max, int vt,
+                              kyu_message_t **msgs_p, size_t *n, kyu_err_t *err);
+/* Deletes the messages of n (1..10) receipt handles. results[i] gets the code of handle i
+ * (KYU_OK, RECEIPT_STALE, RECEIPT_INVALID..., or the request's error for all of them when
+ * the request failed as a whole). Returns KYU_OK when every handle succeeded, else the first
+ * failure's code with err saying which handle. */
+kyu_code_t kyu_client_delete(kyu_client_t *self, const char *queue, const char *const *handles,
+                             size_t n, kyu_code_t *results, kyu_err_t *err);
+/* Sets the remaining lease of n (1..10) received messages to vt seconds (0: visible at
+ * once); results and the return value as kyu_client_delete. */
+kyu_code_t kyu_client_change_visibility(kyu_client_t *self, const char *queue,
+                                        const char *const *handles, size_t n, int vt,
+                                        kyu_code_t *results, kyu_err_t *err);
+
+/* Sends a request and waits for its reply, with failover; the building block of the calls
+ * above. On KYU_OK *rep holds the broker's success reply (caller resets it); msgs as in
+ * poll_reply. */
+kyu_code_t kyu_client_call(kyu_client_t *self, const kyu_request_t *req, const void *const *bodies,
+                           const size_t *lens, size_t n, kyu_reply_t *rep, kyu_message_t **msgs,
+                           kyu_err_t *err);
+
+#endif

@@ -1,0 +1,47 @@
+/* kyu_internal: what libkyu's files share and users of kyu.h do not see. */
+#ifndef KYU_INTERNAL_H
+#define KYU_INTERNAL_H
+
+#include "kyu.h"
+
+#include <stdio.h>
+
+/* A request in flight: what its reply must contain, and until when we wait for it. */
+typedef struct {
+    uint64_t id;
+    uint32_t op;
+    uint32_t expect; /* SEND: bodies sent; DELETE, CHANGE_VISIBILITY: handles */
+    int64_t deadline_ms;
+} kyu_pending_t;
+
+/* A reply to an asynchronous request that arrived while a synchronous call waited. */
+typedef struct kyu_stash {
+    struct kyu_stash *next;
+    kyu_reply_t rep;
+    kyu_message_t *msgs;
+} kyu_stash_t;
+
+struct kyu_client {
+    void *ctx;
+    void *sock; /* DEALER connected to endpoints[current]; NULL after a failed failover */
+    char (*endpoints)[KYU_ENDPOINT_MAX];
+    size_t n_endpoints, current;
+    kyu_client_opts_t opts;
+    uint64_t next_id;
+    uint64_t max_body;
+    kyu_pending_t *pending; /* compact array of n_pending, capacity opts.max_inflight */
+    size_t n_pending;
+    kyu_stash_t *stash_head, *stash_tail;
+};
+
+int64_t kyu_client_now_ms(void);
+/* Copies a valid queue name into req (and sets KYU_F_QUEUE), else INVALID_NAME. */
+kyu_code_t kyu_client_set_queue(kyu_request_t *req, const char *queue, kyu_err_t *err);
+kyu_code_t kyu_client_recv_one(kyu_client_t *c, int timeout_ms, kyu_reply_t *rep,
+                               kyu_message_t **msgs, kyu_err_t *err);
+/* One request, one reply, on the current endpoint (no failover). */
+kyu_code_t kyu_client_call_once(kyu_client_t *c, const kyu_request_t *req,
+                                const void *const *bodies, const size_t *lens, size_t n,
+                                kyu_reply_t *rep, kyu_message_t **msgs, kyu_err_t *err);
+
+#endif

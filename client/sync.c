@@ -1,0 +1,245 @@
+/* sync: libkyu's synchronous calls, one per op, over kyu_client_call (request, wait for
+ * its reply, fail over on TIMEOUT or NOT_LEADER). */
+#include "kyu_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Codes after which another endpoint may answer: the request may or may not have been
+ * applied (TIMEOUT) or surely was not (NOT_LEADER, CONNECTION). */
+static bool retryable(kyu_code_t rc)
+{
+    return rc == KYU_ERR_TIMEOUT || rc == KYU_ERR_NOT_LEADER || rc == KYU_ERR_CONNECTION;
+}
+
+kyu_code_t kyu_client_call(kyu_client_t *self, const kyu_request_t *req, const void *const *bodies,
+                           const size_t *lens, size_t n, kyu_reply_t *rep, kyu_message_t **msgs,
+                           kyu_err_t *err)
+{
+    char leader[KYU_ENDPOINT_MAX] = "";
+    kyu_code_t rc = KYU_ERR_CONNECTION;
+    /* Each endpoint once: bounded by n_endpoints × timeout. */
+    for (size_t attempt = 0; attempt < self->n_endpoints; attempt++) {
+        if (attempt > 0) {
+            kyu_err_t ferr = {0};
+            if (kyu_client_failover(self, leader, &ferr) != KYU_OK) {
+                leader[0] = '\0';
+                continue; /* keep the request's own error in err */
+            }
+        }
+        rc = kyu_client_call_once(self, req, bodies, lens, n, rep, msgs, err);
+        if (!retryable(rc))
+            return rc;
+        snprintf(leader, sizeof leader, "%s", rc == KYU_ERR_NOT_LEADER ? rep->leader : "");
+    }
+    return rc;
+}
+
+/* A call whose reply carries nothing we keep. */
+static kyu_code_t call_simple(kyu_client_t *c, const kyu_request_t *req, kyu_err_t *err)
+{
+    kyu_reply_t rep;
+    kyu_reply_init(&rep);
+    kyu_code_t rc = kyu_client_call(c, req, NULL, NULL, 0, &rep, NULL, err);
+    kyu_reply_reset(&rep);
+    return rc;
+}
+
+static kyu_code_t set_vt(kyu_request_t *req, int vt, bool optional, kyu_err_t *err)
+{
+    if (vt == -1 && optional)
+        return KYU_OK;
+    if (vt < 0 || vt > KYU_VISIBILITY_MAX)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           "visibility timeout %d is not 0 to %d seconds", vt, KYU_VISIBILITY_MAX);
+    req->vt = (uint32_t)vt;
+    req->fields |= KYU_F_VT;
+    return KYU_OK;
+}
+
+kyu_code_t kyu_client_create_queue(kyu_client_t *self, const char *queue, int vt, kyu_err_t *err)
+{
+    kyu_request_t req = {.op = KYU_OP_CREATE_QUEUE};
+    kyu_code_t rc = kyu_client_set_queue(&req, queue, err);
+    if (rc == KYU_OK)
+        rc = set_vt(&req, vt, true, err);
+    return rc == KYU_OK ? call_simple(self, &req, err) : rc;
+}
+
+kyu_code_t kyu_client_delete_queue(kyu_client_t *self, const char *queue, kyu_err_t *err)
+{
+    kyu_request_t req = {.op = KYU_OP_DELETE_QUEUE};
+    kyu_code_t rc = kyu_client_set_queue(&req, queue, err);
+    return rc == KYU_OK ? call_simple(self, &req, err) : rc;
+}
+
+kyu_code_t kyu_client_list_queues(kyu_client_t *self, char ***names_p, size_t *n, kyu_err_t *err)
+{
+    kyu_request_t req = {.op = KYU_OP_LIST_QUEUES};
+    kyu_reply_t rep;
+    kyu_reply_init(&rep);
+    *names_p = NULL;
+    *n = 0;
+    kyu_code_t rc = kyu_client_call(self, &req, NULL, NULL, 0, &rep, NULL, err);
+    if (rc == KYU_OK && rep.n_queues > 0) {
+        /* One allocation: the pointer array, then the names. */
+        size_t total = rep.n_queues * sizeof(char *);
+        for (size_t i = 0; i < rep.n_queues; i++)
+            total += strlen(rep.queues[i]) + 1;
+        char **names = malloc(total);
+        if (!names) {
+            rc = kyu_err_set(err, KYU_ERR_INTERNAL, "out of memory");
+        } else {
+            char *p = (char *)(names + rep.n_queues);
+            for (size_t i = 0; i < rep.n_queues; i++) {
+                size_t len = strlen(rep.queues[i]) + 1;
+                memcpy(p, rep.queues[i], len);
+                names[i] = p;
+                p += len;
+            }
+            *names_p = names;
+            *n = rep.n_queues;
+        }
+    }
+    kyu_reply_reset(&rep);
+    return rc;
+}
+
+void kyu_queue_names_destroy(char ***names_p)
+{
+    if (names_p) {
+        free(*names_p);
+        *names_p = NULL;
+    }
+}
+
+kyu_code_t kyu_client_get_queue_attributes(kyu_client_t *self, const char *queue,
+                                           kyu_queue_attrs_t *attrs, kyu_err_t *err)
+{
+    kyu_request_t req = {.op = KYU_OP_GET_QUEUE_ATTRIBUTES};
+    kyu_code_t rc = kyu_client_set_queue(&req, queue, err);
+    if (rc != KYU_OK)
+        return rc;
+    kyu_reply_t rep;
+    kyu_reply_init(&rep);
+    rc = kyu_client_call(self, &req, NULL, NULL, 0, &rep, NULL, err);
+    if (rc == KYU_OK)
+        *attrs = rep.attrs;
+    kyu_reply_reset(&rep);
+    return rc;
+}
+
+kyu_code_t kyu_client_send(kyu_client_t *self, const char *queue, const void *const *bodies,
+                           const size_t *lens, size_t n, char (*ids)[KYU_MESSAGE_ID_MAX + 1],
+                           kyu_err_t *err)
+{
+    kyu_request_t req = {.op = KYU_OP_SEND};
+    if (n < 1 || n > KYU_BATCH_MAX)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "send takes 1 to %d messages, not %zu",
+                           KYU_BATCH_MAX, n);
+    kyu_code_t rc = kyu_client_set_queue(&req, queue, err);
+    if (rc != KYU_OK)
+        return rc;
+    kyu_reply_t rep;
+    kyu_reply_init(&rep);
+    rc = kyu_client_call(self, &req, bodies, lens, n, &rep, NULL, err);
+    if (rc == KYU_OK && ids)
+        memcpy(ids, rep.ids, n * sizeof ids[0]);
+    kyu_reply_reset(&rep);
+    return rc;
+}
+
+kyu_code_t kyu_client_receive(kyu_client_t *self, const char *queue, int max, int vt,
+                              kyu_message_t **msgs_p, size_t *n, kyu_err_t *err)
+{
+    kyu_request_t req = {.op = KYU_OP_RECEIVE};
+    *msgs_p = NULL;
+    *n = 0;
+    if (max < 1 || max > KYU_BATCH_MAX)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "receive takes 1 to %d messages, not %d",
+                           KYU_BATCH_MAX, max);
+    req.max = (uint32_t)max;
+    req.fields = KYU_F_MAX;
+    kyu_code_t rc = kyu_client_set_queue(&req, queue, err);
+    if (rc == KYU_OK)
+        rc = set_vt(&req, vt, true, err);
+    if (rc != KYU_OK)
+        return rc;
+    kyu_reply_t rep;
+    kyu_reply_init(&rep);
+    rc = kyu_client_call(self, &req, NULL, NULL, 0, &rep, msgs_p, err);
+    if (rc == KYU_OK)
+        *n = rep.n_msgs;
+    kyu_reply_reset(&rep);
+    return rc;
+}
+
+/* DELETE and CHANGE_VISIBILITY: a result per handle; the first failure is the return. */
+static kyu_code_t call_handles(kyu_client_t *c, kyu_request_t *req, const char *const *handles,
+                               size_t n, kyu_code_t *results, kyu_err_t *err)
+{
+    kyu_code_t rc = KYU_OK;
+    if (n < 1 || n > KYU_BATCH_MAX)
+        rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "1 to %d receipt handles, not %zu",
+                         KYU_BATCH_MAX, n);
+    for (size_t i = 0; rc == KYU_OK && i < n; i++) {
+        size_t len = strlen(handles[i]);
+        if (len < 1 || len > KYU_HANDLE_MAX)
+            rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                             "receipt handle %zu is empty or over %d bytes", i + 1, KYU_HANDLE_MAX);
+        else
+            memcpy(req->handles[i], handles[i], len + 1);
+    }
+    req->n_handles = n;
+    req->fields |= KYU_F_HANDLES;
+    kyu_reply_t rep;
+    kyu_reply_init(&rep);
+    if (rc == KYU_OK)
+        rc = kyu_client_call(c, req, NULL, NULL, 0, &rep, NULL, err);
+    for (size_t i = 0; i < n && i < KYU_BATCH_MAX; i++)
+        results[i] = rc;
+    for (size_t i = 0; rc == KYU_OK && i < rep.n_results; i++) {
+        uint32_t r = rep.results[i];
+        results[i] = r < KYU_ERR_CODE_COUNT ? (kyu_code_t)r : KYU_ERR_INTERNAL;
+    }
+    if (rc == KYU_OK) {
+        for (size_t i = 0; i < rep.n_results; i++) {
+            if (results[i] != KYU_OK) {
+                rc = kyu_err_set(err, results[i], "receipt handle %zu of %zu: %s", i + 1, n,
+                                 kyu_code_name(results[i]));
+                break;
+            }
+        }
+    }
+    kyu_reply_reset(&rep);
+    return rc;
+}
+
+kyu_code_t kyu_client_delete(kyu_client_t *self, const char *queue, const char *const *handles,
+                             size_t n, kyu_code_t *results, kyu_err_t *err)
+{
+    kyu_request_t req = {.op = KYU_OP_DELETE};
+    kyu_code_t rc = kyu_client_set_queue(&req, queue, err);
+    if (rc != KYU_OK) {
+        for (size_t i = 0; i < n && i < KYU_BATCH_MAX; i++)
+            results[i] = rc;
+        return rc;
+    }
+    return call_handles(self, &req, handles, n, results, err);
+}
+
+kyu_code_t kyu_client_change_visibility(kyu_client_t *self, const char *queue,
+                                        const char *const *handles, size_t n, int vt,
+                                        kyu_code_t *results, kyu_err_t *err)
+{
+    kyu_request_t req = {.op = KYU_OP_CHANGE_VISIBILITY};
+    kyu_code_t rc = kyu_client_set_queue(&req, queue, err);
+    if (rc == KYU_OK)
+        rc = set_vt(&req, vt, false, err);
+    if (rc != KYU_OK) {
+        for (size_t i = 0; i < n && i < KYU_BATCH_MAX; i++)
+            results[i] = rc;
+        return rc;
+    }
+    return call_handles(self, &req, handles, n, results, err);
+}

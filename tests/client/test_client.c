@@ -1,0 +1,340 @@
+/* libkyu against an in-process fake broker: HELLO, pipelining, timeouts, errors, frames,
+ * failover. Each test states one behaviour of kyu.h. */
+#include "fake_broker.h"
+#include "kyu.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#define SHORT_TIMEOUT_MS 300
+
+static kyu_client_t *connect_to(const char *endpoints, int timeout_ms, kyu_err_t *err)
+{
+    kyu_client_opts_t o = kyu_client_opts_default();
+    o.timeout_ms = timeout_ms;
+    return kyu_client_new_opts(endpoints, &o, err);
+}
+
+/* ---- HELLO ---- */
+
+static void hello_handler(fake_broker_t *fb, void *arg, const kyu_request_t *req,
+                          const void *const *bodies, const size_t *lens, size_t n)
+{
+    (void)bodies, (void)lens, (void)n;
+    const kyu_reply_t *templ = arg;
+    if (req->op != KYU_OP_HELLO) {
+        fake_default(fb, req);
+        return;
+    }
+    kyu_reply_t rep = *templ;
+    rep.id = req->id;
+    fake_reply(fb, &rep, NULL, NULL, 0);
+}
+
+static void test_hello_learns_max_body(void **state)
+{
+    (void)state;
+    kyu_reply_t templ = {.version = 1, .max_body = 1234};
+    fake_broker_t *fb = fake_broker_new(hello_handler, &templ);
+    kyu_err_t err = {0};
+    kyu_client_t *c = connect_to(fake_broker_endpoint(fb), 5000, &err);
+    assert_non_null(c);
+    assert_int_equal(kyu_client_max_body(c), 1234);
+    assert_string_equal(kyu_client_endpoint(c), fake_broker_endpoint(fb));
+    /* A body over the broker's limit is refused before it is sent. */
+    static char big[1235];
+    const void *bodies[] = {big};
+    size_t lens[] = {sizeof big};
+    assert_int_equal(kyu_client_send(c, "q", bodies, lens, 1, NULL, &err), KYU_ERR_TOO_LARGE);
+    assert_int_equal(err.code, KYU_ERR_TOO_LARGE);
+    kyu_client_destroy(&c);
+    assert_null(c);
+    fake_broker_destroy(&fb);
+}
+
+static void test_hello_version_refused(void **state)
+{
+    (void)state;
+    kyu_reply_t templ = {.status = KYU_ERR_VERSION};
+    snprintf(templ.error, sizeof templ.error, "protocol version 1 not supported");
+    fake_broker_t *fb = fake_broker_new(hello_handler, &templ);
+    kyu_err_t err = {0};
+    kyu_client_t *c = connect_to(fake_broker_endpoint(fb), 5000, &err);
+    assert_null(c);
+    assert_int_equal(err.code, KYU_ERR_VERSION);
+    assert_string_equal(err.msg, "protocol version 1 not supported");
+    fake_broker_destroy(&fb);
+}
+
+static void test_hello_with_other_version_is_refused(void **state)
+{
+    (void)state;
+    kyu_reply_t templ = {.version = 2, .max_body = 10};
+    fake_broker_t *fb = fake_broker_new(hello_handler, &templ);
+    kyu_err_t err = {0};
+    kyu_client_t *c = connect_to(fake_broker_endpoint(fb), 5000, &err);
+    assert_null(c);
+    assert_int_equal(err.code, KYU_ERR_VERSION);
+    fake_broker_destroy(&fb);
+}
+
+static void test_no_broker_is_a_connection_error(void **state)
+{
+    (void)state;
+    kyu_err_t err = {0};
+    /* A fake that never answers stands for an unreachable broker. */
+    fake_broker_t *fb = fake_broker_new(NULL, NULL);
+    char ep[300];
+    snprintf(ep, sizeof ep, "%s", fake_broker_endpoint(fb));
+    fake_broker_destroy(&fb);
+    kyu_client_t *c = connect_to(ep, SHORT_TIMEOUT_MS, &err);
+    assert_null(c);
+    assert_int_equal(err.code, KYU_ERR_CONNECTION);
+    assert_non_null(strstr(err.msg, ep));
+}
+
+static void test_bad_endpoint_list_is_refused(void **state)
+{
+    (void)state;
+    kyu_err_t err = {0};
+    assert_null(kyu_client_new("tcp://127.0.0.1:1,,tcp://127.0.0.1:2", &err));
+    assert_int_equal(err.code, KYU_ERR_INVALID_ARGUMENT);
+    assert_null(kyu_client_new("", &err));
+    assert_int_equal(err.code, KYU_ERR_INVALID_ARGUMENT);
+}
+
+/* ---- pipelining ---- */
+
+#define HELD 5
+typedef struct {
+    kyu_request_t reqs[HELD];
+    size_t n;
+} hold_t;
+
+/* Holds SENDs until HELD arrived, then answers them last first, each with id "m<req id>". */
+static void reverse_handler(fake_broker_t *fb, void *arg, const kyu_request_t *req,
+                            const void *const *bodies, const size_t *lens, size_t n)
+{
+    (void)bodies, (void)lens, (void)n;
+    hold_t *h = arg;
+    if (req->op != KYU_OP_SEND) {
+        fake_default(fb, req);
+        return;
+    }
+    h->reqs[h->n++] = *req;
+    if (h->n < HELD)
+        return;
+    for (size_t i = HELD; i-- > 0;) {
+        kyu_reply_t rep;
+        kyu_reply_init(&rep);
+        rep.id = h->reqs[i].id;
+        rep.n_ids = 1;
+        snprintf(rep.ids[0], sizeof rep.ids[0], "m%llu", (unsigned long long)rep.id);
+        fake_reply(fb, &rep, NULL, NULL, 0);
+    }
+    h->n = 0;
+}
+
+static void test_pipelined_replies_out_of_order_are_matched_by_id(void **state)
+{
+    (void)state;
+    hold_t hold = {0};
+    fake_broker_t *fb = fake_broker_new(reverse_handler, &hold);
+    kyu_err_t err = {0};
+    kyu_client_t *c = connect_to(fake_broker_endpoint(fb), 5000, &err);
+    assert_non_null(c);
+    uint64_t ids[HELD];
+    for (size_t i = 0; i < HELD; i++) {
+        const void *body[] = {"hello"};
+        size_t len[] = {5};
+        assert_int_equal(kyu_client_send_async(c, "q", body, len, 1, &ids[i], &err), KYU_OK);
+        for (size_t j = 0; j < i; j++)
+            assert_true(ids[j] != ids[i]);
+    }
+    assert_int_equal(kyu_client_inflight(c), HELD);
+    for (size_t i = 0; i < HELD; i++) {
+        kyu_reply_t rep;
+        kyu_reply_init(&rep);
+        assert_int_equal(kyu_client_poll_reply(c, -1, &rep, NULL, &err), KYU_OK);
+        assert_int_equal(rep.status, KYU_OK);
+        /* The replies come last first: the 5th request's reply first. */
+        assert_int_equal(rep.id, ids[HELD - 1 - i]);
+        char want[32];
+        snprintf(want, sizeof want, "m%llu", (unsigned long long)rep.id);
+        assert_string_equal(rep.ids[0], want);
+        kyu_reply_reset(&rep);
+    }
+    assert_int_equal(kyu_client_inflight(c), 0);
+    kyu_client_destroy(&c);
+    fake_broker_destroy(&fb);
+}
+
+/* Answers HELLO; holds the first SEND until LIST_QUEUES comes, answers the SEND first. */
+static void interleave_handler(fake_broker_t *fb, void *arg, const kyu_request_t *req,
+                               const void *const *bodies, const size_t *lens, size_t n)
+{
+    (void)bodies, (void)lens, (void)n;
+    kyu_request_t *held = arg;
+    kyu_reply_t rep;
+    kyu_reply_init(&rep);
+    if (req->op == KYU_OP_SEND) {
+        *held = *req;
+        return;
+    }
+    if (req->op != KYU_OP_LIST_QUEUES) {
+        fake_default(fb, req);
+        return;
+    }
+    rep.id = held->id;
+    rep.n_ids = 1;
+    snprintf(rep.ids[0], sizeof rep.ids[0], "async-id");
+    fake_reply(fb, &rep, NULL, NULL, 0);
+    rep.id = req->id;
+    rep.n_ids = 0;
+    char(names)[2][KYU_NAME_MAX + 1] = {"alpha", "beta"};
+    rep.queues = names;
+    rep.n_queues = 2;
+    fake_reply(fb, &rep, NULL, NULL, 0);
+}
+
+static void test_sync_call_keeps_async_replies_for_poll(void **state)
+{
+    (void)state;
+    kyu_request_t held = {0};
+    fake_broker_t *fb = fake_broker_new(interleave_handler, &held);
+    kyu_err_t err = {0};
+    kyu_client_t *c = connect_to(fake_broker_endpoint(fb), 5000, &err);
+    assert_non_null(c);
+    const void *body[] = {"x"};
+    size_t len[] = {1};
+    uint64_t id = 0;
+    assert_int_equal(kyu_client_send_async(c, "q", body, len, 1, &id, &err), KYU_OK);
+    char **names = NULL;
+    size_t n = 0;
+    assert_int_equal(kyu_client_list_queues(c, &names, &n, &err), KYU_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(names[0], "alpha");
+    assert_string_equal(names[1], "beta");
+    kyu_queue_names_destroy(&names);
+    assert_null(names);
+    kyu_reply_t rep;
+    kyu_reply_init(&rep);
+    assert_int_equal(kyu_client_poll_reply(c, 0, &rep, NULL, &err), KYU_OK);
+    assert_int_equal(rep.id, id);
+    assert_string_equal(rep.ids[0], "async-id");
+    kyu_reply_reset(&rep);
+    kyu_client_destroy(&c);
+    fake_broker_destroy(&fb);
+}
+
+/* ---- timeouts and errors ---- */
+
+static void silent_handler(fake_broker_t *fb, void *arg, const kyu_request_t *req,
+                           const void *const *bodies, const size_t *lens, size_t n)
+{
+    (void)arg, (void)bodies, (void)lens, (void)n;
+    if (req->op == KYU_OP_HELLO)
+        fake_default(fb, req);
+}
+
+static void test_unanswered_request_times_out(void **state)
+{
+    (void)state;
+    fake_broker_t *fb = fake_broker_new(silent_handler, NULL);
+    kyu_err_t err = {0};
+    kyu_client_t *c = connect_to(fake_broker_endpoint(fb), SHORT_TIMEOUT_MS, &err);
+    assert_non_null(c);
+    const void *body[] = {"x"};
+    size_t len[] = {1};
+    uint64_t id = 0;
+    assert_int_equal(kyu_client_send_async(c, "q", body, len, 1, &id, &err), KYU_OK);
+    kyu_reply_t rep;
+    kyu_reply_init(&rep);
+    assert_int_equal(kyu_client_poll_reply(c, -1, &rep, NULL, &err), KYU_OK);
+    assert_int_equal(rep.id, id);
+    assert_int_equal(rep.status, KYU_ERR_TIMEOUT);
+    kyu_reply_reset(&rep);
+    assert_int_equal(kyu_client_inflight(c), 0);
+    /* Nothing in flight: poll says so at once. */
+    assert_int_equal(kyu_client_poll_reply(c, 1000, &rep, NULL, &err), KYU_ERR_TIMEOUT);
+    assert_int_equal(kyu_client_create_queue(c, "q", -1, &err), KYU_ERR_TIMEOUT);
+    assert_int_equal(err.code, KYU_ERR_TIMEOUT);
+    assert_non_null(strstr(err.msg, "no reply"));
+    kyu_client_destroy(&c);
+    fake_broker_destroy(&fb);
+}
+
+static void error_handler(fake_broker_t *fb, void *arg, const kyu_request_t *req,
+                          const void *const *bodies, const size_t *lens, size_t n)
+{
+    (void)arg, (void)bodies, (void)lens, (void)n;
+    if (req->op == KYU_OP_HELLO) {
+        fake_default(fb, req);
+        return;
+    }
+    char text[200];
+    snprintf(text, sizeof text, "queue '%s' does not exist", req->queue);
+    fake_reply_error(fb, req->id, KYU_ERR_NO_SUCH_QUEUE, text);
+}
+
+static void test_broker_error_code_and_text_are_surfaced(void **state)
+{
+    (void)state;
+    fake_broker_t *fb = fake_broker_new(error_handler, NULL);
+    kyu_err_t err = {0};
+    kyu_client_t *c = connect_to(fake_broker_endpoint(fb), 5000, &err);
+    assert_non_null(c);
+    const void *body[] = {"x"};
+    size_t len[] = {1};
+    assert_int_equal(kyu_client_send(c, "nope", body, len, 1, NULL, &err), KYU_ERR_NO_SUCH_QUEUE);
+    assert_int_equal(err.code, KYU_ERR_NO_SUCH_QUEUE);
+    assert_string_equal(err.msg, "queue 'nope' does not exist");
+    kyu_queue_attrs_t attrs;
+    assert_int_equal(kyu_client_get_queue_attributes(c, "other", &attrs, &err),
+                     KYU_ERR_NO_SUCH_QUEUE);
+    assert_string_equal(err.msg, "queue 'other' does not exist");
+    kyu_client_destroy(&c);
+    fake_broker_destroy(&fb);
+}
+
+static void test_invalid_queue_name_is_refused_locally(void **state)
+{
+    (void)state;
+    fake_broker_t *fb = fake_broker_new(NULL, NULL);
+    kyu_err_t err = {0};
+    kyu_client_t *c = connect_to(fake_broker_endpoint(fb), 5000, &err);
+    assert_non_null(c);
+    size_t before = fake_broker_requests(fb);
+    assert_int_equal(kyu_client_create_queue(c, "a/b", -1, &err), KYU_ERR_INVALID_NAME);
+    assert_int_equal(kyu_client_create_queue(c, "", -1, &err), KYU_ERR_INVALID_NAME);
+    assert_int_equal(kyu_client_create_queue(c, "ok", 43201, &err), KYU_ERR_INVALID_ARGUMENT);
+    kyu_message_t *msgs = NULL;
+    size_t n = 0;
+    assert_int_equal(kyu_client_receive(c, "ok", 11, -1, &msgs, &n, &err),
+                     KYU_ERR_INVALID_ARGUMENT);
+    assert_int_equal(fake_broker_requests(fb), before);
+    kyu_client_destroy(&c);
+    fake_broker_destroy(&fb);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_hello_learns_max_body),
+        cmocka_unit_test(test_hello_version_refused),
+        cmocka_unit_test(test_hello_with_other_version_is_refused),
+        cmocka_unit_test(test_no_broker_is_a_connection_error),
+        cmocka_unit_test(test_bad_endpoint_list_is_refused),
+        cmocka_unit_test(test_pipelined_replies_out_of_order_are_matched_by_id),
+        cmocka_unit_test(test_sync_call_keeps_async_replies_for_poll),
+        cmocka_unit_test(test_unanswered_request_times_out),
+        cmocka_unit_test(test_broker_error_code_and_text_are_surfaced),
+        cmocka_unit_test(test_invalid_queue_name_is_refused_locally),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,282 @@
+/* libkyu's handling of what a broker answers: RECEIVE frames, per-handle results, malformed
+ * and stray replies, failover. Against the in-process fake broker. */
+#include "fake_broker.h"
+#include "kyu.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#define SHORT_TIMEOUT_MS 300
+
+static kyu_client_t *connect_to(const char *endpoints, int timeout_ms)
+{
+    kyu_client_opts_t o = kyu_client_opts_default();
+    o.timeout_ms = timeout_ms;
+    kyu_err_t err = {0};
+    kyu_client_t *c = kyu_client_new_opts(endpoints, &o, &err);
+    if (!c)
+        fprintf(stderr, "connect to %s: %s %s\n", endpoints, kyu_code_name(err.code), err.msg);
+    return c;
+}
+
+/* RECEIVE: two messages; arg says how many body frames to really send. */
+static void receive_handler(fake_broker_t *fb, void *arg, const kyu_request_t *req,
+                            const void *const *bodies, const size_t *lens, size_t n)
+{
+    (void)bodies, (void)lens, (void)n;
+    size_t frames = *(size_t *)arg;
+    if (req->op != KYU_OP_RECEIVE) {
+        fake_default(fb, req);
+        return;
+    }
+    kyu_reply_t rep;
+    kyu_reply_init(&rep);
+    rep.id = req->id;
+    rep.n_msgs = 2;
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(rep.msgs[i].message_id, sizeof rep.msgs[i].message_id, "mid-%zu", i);
+        snprintf(rep.msgs[i].handle, sizeof rep.msgs[i].handle, "rh-%zu", i);
+        rep.msgs[i].receive_count = (uint32_t)i + 1;
+        rep.msgs[i].sent_ms = 1000 + i;
+        rep.msgs[i].first_receive_ms = 2000 + i;
+    }
+    const void *out[] = {"first", "second\0bin", "third"};
+    size_t out_lens[] = {5, 10, 5};
+    fake_reply(fb, &rep, out, out_lens, frames);
+}
+
+static void test_receive_returns_bodies_and_metadata(void **state)
+{
+    (void)state;
+    size_t frames = 2;
+    fake_broker_t *fb = fake_broker_new(receive_handler, &frames);
+    kyu_client_t *c = connect_to(fake_broker_endpoint(fb), 5000);
+    assert_non_null(c);
+    kyu_err_t err = {0};
+    kyu_message_t *msgs = NULL;
+    size_t n = 0;
+    assert_int_equal(kyu_client_receive(c, "q", 10, 60, &msgs, &n, &err), KYU_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(msgs[0].message_id, "mid-0");
+    assert_string_equal(msgs[0].receipt_handle, "rh-0");
+    assert_int_equal(msgs[0].receive_count, 1);
+    assert_int_equal(msgs[0].sent_ms, 1000);
+    assert_int_equal(msgs[0].first_receive_ms, 2000);
+    assert_int_equal(msgs[0].body_len, 5);
+    assert_string_equal((char *)msgs[0].body, "first");
+    assert_int_equal(msgs[1].body_len, 10);
+    assert_memory_equal(msgs[1].body, "second\0bin", 10);
+    assert_int_equal(msgs[1].receive_count, 2);
+    kyu_messages_destroy(&msgs);
+    assert_null(msgs);
+    kyu_client_destroy(&c);
+    fake_broker_destroy(&fb);
+}
+
+static void test_receive_with_wrong_frame_count_is_malformed(void **state)
+{
+    (void)state;
+    size_t counts[] = {0, 1, 3};
+    for (size_t k = 0; k < 3; k++) {
+        fake_broker_t *fb = fake_broker_new(receive_handler, &counts[k]);
+        kyu_client_t *c = connect_to(fake_broker_endpoint(fb), 5000);
+        assert_non_null(c);
+        kyu_err_t err = {0};
+        kyu_message_t *msgs = NULL;
+        size_t n = 0;
+        assert_int_equal(kyu_client_receive(c, "q", 10, -1, &msgs, &n, &err), KYU_ERR_MALFORMED);
+        assert_null(msgs);
+        assert_int_equal(n, 0);
+        kyu_client_destroy(&c);
+        fake_broker_destroy(&fb);
+    }
+}
+
+/* DELETE / CHANGE_VISIBILITY: OK for handles starting with "ok", else RECEIPT_STALE. */
+static void handles_handler(fake_broker_t *fb, void *arg, const kyu_request_t *req,
+                            const void *const *bodies, const size_t *lens, size_t n)
+{
+    (void)arg, (void)bodies, (void)lens, (void)n;
+    if (req->op != KYU_OP_DELETE && req->op != KYU_OP_CHANGE_VISIBILITY) {
+        fake_default(fb, req);
+        return;
+    }
+    kyu_reply_t rep;
+    kyu_reply_init(&rep);
+    rep.id = req->id;
+    rep.n_results = req->n_handles;
+    for (size_t i = 0; i < req->n_handles; i++)
+        rep.results[i] = strncmp(req->handles[i], "ok", 2) == 0 ? KYU_OK : KYU_ERR_RECEIPT_STALE;
+    fake_reply(fb, &rep, NULL, NULL, 0);
+}
+
+static void test_delete_reports_a_result_per_handle(void **state)
+{
+    (void)state;
+    fake_broker_t *fb = fake_broker_new(handles_handler, NULL);
+    kyu_client_t *c = connect_to(fake_broker_endpoint(fb), 5000);
+    assert_non_null(c);
+    kyu_err_t err = {0};
+    const char *handles[] = {"ok-1", "old-2", "ok-3"};
+    kyu_code_t res[3];
+    assert_int_equal(kyu_client_delete(c, "q", handles, 3, res, &err), KYU_ERR_RECEIPT_STALE);
+    assert_int_equal(res[0], KYU_OK);
+    assert_int_equal(res[1], KYU_ERR_RECEIPT_STALE);
+    assert_int_equal(res[2], KYU_OK);
+    assert_non_null(strstr(err.msg, "receipt handle 2 of 3"));
+    const char *good[] = {"ok-1"};
+    assert_int_equal(kyu_client_change_visibility(c, "q", good, 1, 0, res, &err), KYU_OK);
+    assert_int_equal(res[0], KYU_OK);
+    kyu_client_destroy(&c);
+    fake_broker_destroy(&fb);
+}
+
+/* Answers every non-HELLO request with a reply of the wrong shape, chosen by arg. */
+typedef enum { BAD_GARBAGE, BAD_STRAY_ID, BAD_TOO_MANY_FRAMES, BAD_WRONG_COUNT } bad_t;
+
+static void bad_handler(fake_broker_t *fb, void *arg, const kyu_request_t *req,
+                        const void *const *bodies, const size_t *lens, size_t n)
+{
+    (void)bodies, (void)lens, (void)n;
+    bad_t how = *(bad_t *)arg;
+    if (req->op == KYU_OP_HELLO) {
+        fake_default(fb, req);
+        return;
+    }
+    kyu_reply_t rep;
+    kyu_reply_init(&rep);
+    rep.id = req->id;
+    switch (how) {
+    case BAD_GARBAGE:
+        fake_reply_raw(fb, "\xc1\xde\xff", 3, 0);
+        fake_reply_raw(fb, "\x81\xa2id", 4, 0); /* a map cut short */
+        break;
+    case BAD_STRAY_ID:
+        rep.id = req->id + 1000;
+        fake_reply(fb, &rep, NULL, NULL, 0);
+        break;
+    case BAD_TOO_MANY_FRAMES: {
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        rep.n_ids = 1;
+        kyu_reply_encode(&rep, &sb);
+        fake_reply_raw(fb, sb.data, sb.size, 20);
+        msgpack_sbuffer_destroy(&sb);
+        break;
+    }
+    case BAD_WRONG_COUNT:
+        rep.n_ids = 3; /* for one body */
+        fake_reply(fb, &rep, NULL, NULL, 0);
+        break;
+    }
+}
+
+static void test_malformed_and_stray_replies_do_not_crash(void **state)
+{
+    (void)state;
+    const struct {
+        bad_t how;
+        kyu_code_t want;
+    } cases[] = {{BAD_GARBAGE, KYU_ERR_TIMEOUT},
+                 {BAD_STRAY_ID, KYU_ERR_TIMEOUT},
+                 {BAD_TOO_MANY_FRAMES, KYU_ERR_MALFORMED},
+                 {BAD_WRONG_COUNT, KYU_ERR_MALFORMED}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        bad_t how = cases[k].how;
+        fake_broker_t *fb = fake_broker_new(bad_handler, &how);
+        kyu_client_t *c = connect_to(fake_broker_endpoint(fb), SHORT_TIMEOUT_MS);
+        assert_non_null(c);
+        kyu_err_t err = {0};
+        const void *body[] = {"x"};
+        size_t len[] = {1};
+        kyu_code_t rc = kyu_client_send(c, "q", body, len, 1, NULL, &err);
+        if (rc != cases[k].want)
+            fprintf(stderr, "case %zu: expected %s, got %s (%s)\n", k, kyu_code_name(cases[k].want),
+                    kyu_code_name(rc), err.msg);
+        assert_int_equal(rc, cases[k].want);
+        kyu_client_destroy(&c);
+        fake_broker_destroy(&fb);
+    }
+}
+
+/* ---- failover ---- */
+
+/* The first node: answers HELLO, says NOT_LEADER (naming arg) to everything else. */
+static void follower_handler(fake_broker_t *fb, void *arg, const kyu_request_t *req,
+                             const void *const *bodies, const size_t *lens, size_t n)
+{
+    (void)bodies, (void)lens, (void)n;
+    if (req->op == KYU_OP_HELLO) {
+        fake_default(fb, req);
+        return;
+    }
+    kyu_reply_t rep;
+    kyu_reply_init(&rep);
+    rep.id = req->id;
+    rep.status = KYU_ERR_NOT_LEADER;
+    snprintf(rep.error, sizeof rep.error, "not the leader");
+    snprintf(rep.leader, sizeof rep.leader, "%s", (const char *)arg);
+    fake_reply(fb, &rep, NULL, NULL, 0);
+}
+
+static void test_not_leader_moves_to_the_named_leader(void **state)
+{
+    (void)state;
+    fake_broker_t *leader = fake_broker_new(NULL, NULL);
+    char leader_ep[300];
+    snprintf(leader_ep, sizeof leader_ep, "%s", fake_broker_endpoint(leader));
+    fake_broker_t *other = fake_broker_new(follower_handler, leader_ep);
+    fake_broker_t *follower = fake_broker_new(follower_handler, leader_ep);
+    char list[1000];
+    snprintf(list, sizeof list, "%s,%s,%s", fake_broker_endpoint(follower),
+             fake_broker_endpoint(other), leader_ep);
+    kyu_client_t *c = connect_to(list, 5000);
+    assert_non_null(c);
+    assert_string_equal(kyu_client_endpoint(c), fake_broker_endpoint(follower));
+    kyu_err_t err = {0};
+    assert_int_equal(kyu_client_create_queue(c, "q", 30, &err), KYU_OK);
+    /* It went straight to the named leader, skipping the other follower. */
+    assert_string_equal(kyu_client_endpoint(c), leader_ep);
+    assert_int_equal(fake_broker_requests(other), 0);
+    kyu_client_destroy(&c);
+    fake_broker_destroy(&follower);
+    fake_broker_destroy(&other);
+    fake_broker_destroy(&leader);
+}
+
+static void test_dead_first_endpoint_moves_to_the_next(void **state)
+{
+    (void)state;
+    fake_broker_t *dead = fake_broker_new(NULL, NULL);
+    char dead_ep[300];
+    snprintf(dead_ep, sizeof dead_ep, "%s", fake_broker_endpoint(dead));
+    fake_broker_destroy(&dead);
+    fake_broker_t *live = fake_broker_new(NULL, NULL);
+    char list[700];
+    snprintf(list, sizeof list, "%s,%s", dead_ep, fake_broker_endpoint(live));
+    kyu_client_t *c = connect_to(list, SHORT_TIMEOUT_MS);
+    assert_non_null(c);
+    assert_string_equal(kyu_client_endpoint(c), fake_broker_endpoint(live));
+    kyu_err_t err = {0};
+    assert_int_equal(kyu_client_delete_queue(c, "q", &err), KYU_OK);
+    kyu_client_destroy(&c);
+    fake_broker_destroy(&live);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_receive_returns_bodies_and_metadata),
+        cmocka_unit_test(test_receive_with_wrong_frame_count_is_malformed),
+        cmocka_unit_test(test_delete_reports_a_result_per_handle),
+        cmocka_unit_test(test_malformed_and_stray_replies_do_not_crash),
+        cmocka_unit_test(test_not_leader_moves_to_the_named_leader),
+        cmocka_unit_test(test_dead_first_endpoint_moves_to_the_next),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
