@@ -56,13 +56,6 @@ bool kyu_queue_name_valid(const char *name, size_t len)
 
 /* ---- decoding helpers ---- */
 
-static bool key_is(const msgpack_object *k, const char *name)
-{
-    size_t n = strlen(name);
-    return k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
-           memcmp(k->via.str.ptr, name, n) == 0;
-}
-
 static kyu_code_t get_uint(const msgpack_object *o, const char *what, uint64_t max, uint64_t *out,
                            kyu_err_t *err)
 {
@@ -103,30 +96,30 @@ static kyu_code_t decode_request_field(const msgpack_object *k, const msgpack_ob
     uint64_t u = 0;
     kyu_code_t rc = KYU_OK;
     unsigned bit = 0;
-    if (key_is(k, "op") || key_is(k, "id"))
+    if (kyu_mp_key_is(k, "op") || kyu_mp_key_is(k, "id"))
         return KYU_OK; /* read before the other fields */
-    if (key_is(k, "q")) {
+    if (kyu_mp_key_is(k, "q")) {
         bit = KYU_F_QUEUE;
         if (v->type == MSGPACK_OBJECT_STR && !kyu_queue_name_valid(v->via.str.ptr, v->via.str.size))
             return kyu_err_set(err, KYU_ERR_INVALID_NAME,
                                "queue names are 1 to 80 characters of letters, digits, - and _");
         rc = get_str(v, "queue name", req->queue, KYU_NAME_MAX, err);
-    } else if (key_is(k, "vt")) {
+    } else if (kyu_mp_key_is(k, "vt")) {
         bit = KYU_F_VT;
         rc = get_uint(v, "visibility timeout", KYU_VISIBILITY_MAX, &u, err);
         req->vt = (uint32_t)u;
-    } else if (key_is(k, "max")) {
+    } else if (kyu_mp_key_is(k, "max")) {
         bit = KYU_F_MAX;
         rc = get_uint(v, "max messages", KYU_BATCH_MAX, &u, err);
         if (rc == KYU_OK && u == 0)
             rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "max messages must be 1 to %d",
                              KYU_BATCH_MAX);
         req->max = (uint32_t)u;
-    } else if (key_is(k, "v")) {
+    } else if (kyu_mp_key_is(k, "v")) {
         bit = KYU_F_VERSION;
         rc = get_uint(v, "version", UINT32_MAX, &u, err);
         req->version = (uint32_t)u;
-    } else if (key_is(k, "rh")) {
+    } else if (kyu_mp_key_is(k, "rh")) {
         bit = KYU_F_HANDLES;
         if (v->type != MSGPACK_OBJECT_ARRAY)
             return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "rh must be an array");
@@ -186,11 +179,11 @@ kyu_code_t kyu_request_decode(const void *buf, size_t len, size_t n_bodies, kyu_
     /* The id first, so that every later error can be matched to its request. */
     for (uint32_t i = 0; i < root->via.map.size; i++) {
         const msgpack_object_kv *kv = &root->via.map.ptr[i];
-        if (key_is(&kv->key, "id") && kv->val.type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        if (kyu_mp_key_is(&kv->key, "id") && kv->val.type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
             req->id = kv->val.via.u64;
             req->has_id = true;
         }
-        if (key_is(&kv->key, "op"))
+        if (kyu_mp_key_is(&kv->key, "op"))
             op = &kv->val;
     }
     if (!req->has_id) {
@@ -236,13 +229,6 @@ done:
     return rc;
 }
 
-static void pack_str(msgpack_packer *pk, const char *s)
-{
-    size_t n = strlen(s);
-    msgpack_pack_str(pk, n);
-    msgpack_pack_str_body(pk, s, n);
-}
-
 void kyu_request_encode(const kyu_request_t *req, msgpack_sbuffer *out)
 {
     msgpack_packer pk;
@@ -251,30 +237,30 @@ void kyu_request_encode(const kyu_request_t *req, msgpack_sbuffer *out)
     for (unsigned bit = 1; bit <= KYU_F_VERSION; bit <<= 1)
         n += (req->fields & bit) != 0;
     msgpack_pack_map(&pk, n);
-    pack_str(&pk, "op");
+    kyu_mp_pack_str(&pk, "op");
     msgpack_pack_uint32(&pk, req->op);
-    pack_str(&pk, "id");
+    kyu_mp_pack_str(&pk, "id");
     msgpack_pack_uint64(&pk, req->id);
     if (req->fields & KYU_F_QUEUE) {
-        pack_str(&pk, "q");
-        pack_str(&pk, req->queue);
+        kyu_mp_pack_str(&pk, "q");
+        kyu_mp_pack_str(&pk, req->queue);
     }
     if (req->fields & KYU_F_VT) {
-        pack_str(&pk, "vt");
+        kyu_mp_pack_str(&pk, "vt");
         msgpack_pack_uint32(&pk, req->vt);
     }
     if (req->fields & KYU_F_MAX) {
-        pack_str(&pk, "max");
+        kyu_mp_pack_str(&pk, "max");
         msgpack_pack_uint32(&pk, req->max);
     }
     if (req->fields & KYU_F_HANDLES) {
-        pack_str(&pk, "rh");
+        kyu_mp_pack_str(&pk, "rh");
         msgpack_pack_array(&pk, req->n_handles);
         for (size_t i = 0; i < req->n_handles; i++)
-            pack_str(&pk, req->handles[i]);
+            kyu_mp_pack_str(&pk, req->handles[i]);
     }
     if (req->fields & KYU_F_VERSION) {
-        pack_str(&pk, "v");
+        kyu_mp_pack_str(&pk, "v");
         msgpack_pack_uint32(&pk, req->version);
     }
 }

@@ -35,6 +35,22 @@ static void pump_one(kyu_log_t *log, kyu_replica_t *r)
     kyu_replica_on_log_event(r, &ev);
 }
 
+/* Waits (bounded) until the storage thread reports index durable, without a replica. */
+static void wait_durable(kyu_log_t *log, uint64_t index)
+{
+    kyu_log_event_t ev = {0};
+    kyu_err_t err;
+    while (ev.index < index) {
+        zpoller_t *p = zpoller_new(kyu_log_sock(log), NULL);
+        void *which = zpoller_wait(p, 10000);
+        zpoller_destroy(&p);
+        if (!which)
+            fail_msg("entry %llu not durable within 10 s", (unsigned long long)index);
+        assert_int_equal(kyu_log_recv(log, &ev, &err), KYU_OK);
+        assert_false(ev.failed);
+    }
+}
+
 static void test_results_come_after_durability_and_in_order(void **state)
 {
     fixture_t *f = *state;
@@ -80,13 +96,7 @@ static void test_durable_entries_not_applied_are_applied_at_restart(void **state
     kyu_command_encode(&c, &b);
     assert_int_equal(kyu_log_append(log, 2, 1, b.data, b.size, &err), KYU_OK);
     msgpack_sbuffer_destroy(&b);
-    kyu_log_event_t ev = {0};
-    while (ev.index < 2) {
-        zpoller_t *p = zpoller_new(kyu_log_sock(log), NULL);
-        assert_non_null(zpoller_wait(p, 10000));
-        zpoller_destroy(&p);
-        assert_int_equal(kyu_log_recv(log, &ev, &err), KYU_OK);
-    }
+    wait_durable(log, 2);
     kyu_log_destroy(&log);
     assert_int_equal(kyu_sm_applied_index(f->sm), 0);
 
@@ -121,13 +131,7 @@ static void test_log_with_a_hole_refuses_to_start(void **state)
     assert_int_equal(kyu_log_append(log, 1, 1, b.data, b.size, &err), KYU_OK);
     assert_int_equal(kyu_log_append(log, 3, 1, b.data, b.size, &err), KYU_OK);
     msgpack_sbuffer_destroy(&b);
-    kyu_log_event_t ev = {0};
-    while (ev.index < 3) {
-        zpoller_t *p = zpoller_new(kyu_log_sock(log), NULL);
-        assert_non_null(zpoller_wait(p, 10000));
-        zpoller_destroy(&p);
-        assert_int_equal(kyu_log_recv(log, &ev, &err), KYU_OK);
-    }
+    wait_durable(log, 3);
     kyu_log_destroy(&log);
     fixture_reopen(f);
     waiters_t w = {0};
