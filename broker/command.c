@@ -2,13 +2,6 @@
 
 #include <string.h>
 
-static void pack_str(msgpack_packer *pk, const char *s)
-{
-    size_t n = strlen(s);
-    msgpack_pack_str(pk, n);
-    msgpack_pack_str_body(pk, s, n);
-}
-
 void kyu_command_encode(const kyu_command_t *cmd, msgpack_sbuffer *out)
 {
     msgpack_packer pk;
@@ -16,7 +9,7 @@ void kyu_command_encode(const kyu_command_t *cmd, msgpack_sbuffer *out)
     msgpack_pack_array(&pk, 6);
     msgpack_pack_uint32(&pk, cmd->type);
     msgpack_pack_uint64(&pk, cmd->now_ms);
-    pack_str(&pk, cmd->queue);
+    kyu_mp_pack_str(&pk, cmd->queue);
     msgpack_pack_int64(&pk, cmd->vt);
     msgpack_pack_uint32(&pk, cmd->max);
     switch (cmd->type) {
@@ -24,7 +17,7 @@ void kyu_command_encode(const kyu_command_t *cmd, msgpack_sbuffer *out)
         msgpack_pack_array(&pk, cmd->n);
         for (size_t i = 0; i < cmd->n; i++) {
             msgpack_pack_array(&pk, 2);
-            pack_str(&pk, cmd->ids[i]);
+            kyu_mp_pack_str(&pk, cmd->ids[i]);
             msgpack_pack_bin(&pk, cmd->body_lens[i]);
             msgpack_pack_bin_body(&pk, cmd->bodies[i], cmd->body_lens[i]);
         }
@@ -33,20 +26,11 @@ void kyu_command_encode(const kyu_command_t *cmd, msgpack_sbuffer *out)
     case KYU_CMD_CHANGE_VISIBILITY:
         msgpack_pack_array(&pk, cmd->n);
         for (size_t i = 0; i < cmd->n; i++)
-            pack_str(&pk, cmd->handles[i]);
+            kyu_mp_pack_str(&pk, cmd->handles[i]);
         break;
     default:
         msgpack_pack_array(&pk, 0);
     }
-}
-
-static bool copy_str(const msgpack_object *o, char *out, size_t max)
-{
-    if (o->type != MSGPACK_OBJECT_STR || o->via.str.size > max)
-        return false;
-    memcpy(out, o->via.str.ptr, o->via.str.size);
-    out[o->via.str.size] = '\0';
-    return true;
 }
 
 static bool decode_items(const msgpack_object *items, kyu_command_t *cmd)
@@ -60,12 +44,12 @@ static bool decode_items(const msgpack_object *items, kyu_command_t *cmd)
             if (it->type != MSGPACK_OBJECT_ARRAY || it->via.array.size != 2)
                 return false;
             const msgpack_object *body = &it->via.array.ptr[1];
-            if (!copy_str(&it->via.array.ptr[0], cmd->ids[i], KYU_UUID_LEN) ||
+            if (!kyu_mp_copy_str(&it->via.array.ptr[0], cmd->ids[i], KYU_UUID_LEN) ||
                 body->type != MSGPACK_OBJECT_BIN)
                 return false;
             cmd->bodies[i] = body->via.bin.ptr;
             cmd->body_lens[i] = body->via.bin.size;
-        } else if (!copy_str(it, cmd->handles[i], KYU_HANDLE_MAX)) {
+        } else if (!kyu_mp_copy_str(it, cmd->handles[i], KYU_HANDLE_MAX)) {
             return false;
         }
     }
@@ -95,7 +79,7 @@ kyu_code_t kyu_command_decode(const void *buf, size_t len, size_t *off, kyu_comm
             cmd->now_ms = f[1].via.u64;
             cmd->vt = f[3].via.i64;
             cmd->max = (uint32_t)f[4].via.u64;
-            ok = copy_str(&f[2], cmd->queue, KYU_NAME_MAX) && cmd->vt >= -1 &&
+            ok = kyu_mp_copy_str(&f[2], cmd->queue, KYU_NAME_MAX) && cmd->vt >= -1 &&
                  cmd->vt <= KYU_VISIBILITY_MAX && decode_items(&f[5], cmd);
         }
     }

@@ -134,10 +134,10 @@ kyu_log_t *kyu_log_new(kyu_store_t *store, kyu_err_t *err)
         kyu_err_set(err, KYU_ERR_INTERNAL, "cannot start the storage thread");
         return NULL;
     }
-    /* The pipe carries whole entries: no high-water mark may drop or block them silently;
-     * the replica bounds what it has in flight instead. */
-    zsock_set_sndhwm(zactor_sock(self->actor), 0);
-    zsock_set_rcvhwm(zactor_sock(self->actor), 0);
+    /* The replica keeps at most KYU_REPLICA_INFLIGHT entries (plus a compaction request)
+     * in this pipe, far below these marks, so a send never blocks the loop or drops. */
+    zsock_set_sndhwm(zactor_sock(self->actor), 1000);
+    zsock_set_rcvhwm(zactor_sock(self->actor), 1000);
     return self;
 }
 

@@ -51,12 +51,6 @@ void kyu_result_clear(kyu_result_t *res)
     memset(res, 0, sizeof *res);
 }
 
-static void queue_destroy(void **item)
-{
-    free(*item);
-    *item = NULL;
-}
-
 /* ---- loading ---- */
 
 static kyu_code_t load_meta(kyu_sm_t *self, const char *key, uint64_t *v, uint64_t dflt,
@@ -152,7 +146,6 @@ kyu_sm_t *kyu_sm_open(kyu_store_t *store, kyu_err_t *err)
     self->wopts = rocksdb_writeoptions_create();
     self->batch = rocksdb_writebatch_wi_create(0, 1);
     KYU_ASSERT(self->queues && self->touched && self->wopts && self->batch);
-    zhashx_set_destructor(self->queues, queue_destroy);
     if (load_meta(self, "applied_index", &self->applied_index, 0, err) ||
         load_meta(self, "next_seq", &self->next_seq, 1, err) ||
         load_meta(self, "next_qid", &self->next_qid, 1, err) ||
@@ -169,6 +162,10 @@ void kyu_sm_destroy(kyu_sm_t **self_p)
     kyu_sm_t *self = *self_p;
     if (!self)
         return;
+    /* The hash does not own the records (a deleted queue's record outlives its key until
+     * the entry is written), so they are freed here. */
+    for (queue_t *q = zhashx_first(self->queues); q; q = zhashx_next(self->queues))
+        free(q);
     zhashx_destroy(&self->queues);
     zlistx_destroy(&self->touched);
     rocksdb_writebatch_wi_destroy(self->batch);

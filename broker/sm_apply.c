@@ -129,8 +129,7 @@ static kyu_code_t apply_delete_queue(kyu_sm_t *self, const kyu_command_t *c, kyu
     uint8_t gc[10] = {'g', 'c'};
     kyu_put_be64(gc + 2, q->qid);
     put(self, KYU_CF_META, gc, sizeof gc, "", 0);
-    /* The record leaves the hash now; it is freed after the entry's write (see finish). */
-    zhashx_freefn(self->queues, q->name, NULL);
+    /* The record leaves the hash now; it is freed after the entry's write (forget_touched). */
     zhashx_delete(self->queues, q->name);
     q->deleted = true;
     touch(self, q);
@@ -154,7 +153,8 @@ static kyu_code_t apply_send(kyu_sm_t *self, const kyu_command_t *c, kyu_result_
         kyu_put_be64(v, c->now_ms);
         v[8] = (uint8_t)idlen;
         memcpy(v + 9, c->ids[i], idlen);
-        memcpy(v + 9 + idlen, c->bodies[i], c->body_lens[i]);
+        if (c->body_lens[i])
+            memcpy(v + 9 + idlen, c->bodies[i], c->body_lens[i]);
         put(self, KYU_CF_MESSAGES, k, KEY_QS, v, vlen);
         free(v);
         lease_t l = {.visible_at = c->now_ms};

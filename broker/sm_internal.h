@@ -20,7 +20,7 @@ typedef struct {
 struct kyu_sm {
     kyu_store_t *store;
     rocksdb_t *db;
-    zhashx_t *queues; /* name -> queue_t*, owns the values */
+    zhashx_t *queues; /* name -> queue_t*; freed by kyu_sm_destroy */
     uint64_t applied_index;
     uint64_t next_seq;
     uint64_t next_qid;

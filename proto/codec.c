@@ -56,13 +56,6 @@ bool kyu_queue_name_valid(const char *name, size_t len)
 
 /* ---- decoding helpers ---- */
 
-static bool key_is(const msgpack_object *k, const char *name)
-{
-    size_t n = strlen(name);
-    return k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
-           memcmp(k->via.str.ptr, name, n) == 0;
-}
-
 static kyu_code_t get_uint(const msgpack_object *o, const char *what, uint64_t max, uint64_t *out,
                            kyu_err_t *err)
 {
@@ -86,9 +79,11 @@ static kyu_code_t get_str(const msgpack_object *o, const char *what, char *out, 
     size_t n = o->via.str.size;
     if (n > max)
         return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "%s is longer than %zu bytes", what, max);
-    if (memchr(o->via.str.ptr, '\0', n))
+    /* msgpack-c gives NULL for an empty string: no memchr/memcpy on it. */
+    if (n && memchr(o->via.str.ptr, '\0', n))
         return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "%s contains a NUL byte", what);
-    memcpy(out, o->via.str.ptr, n);
+    if (n)
+        memcpy(out, o->via.str.ptr, n);
     out[n] = '\0';
     return KYU_OK;
 }
@@ -101,30 +96,30 @@ static kyu_code_t decode_request_field(const msgpack_object *k, const msgpack_ob
     uint64_t u = 0;
     kyu_code_t rc = KYU_OK;
     unsigned bit = 0;
-    if (key_is(k, "op") || key_is(k, "id"))
+    if (kyu_mp_key_is(k, "op") || kyu_mp_key_is(k, "id"))
         return KYU_OK; /* read before the other fields */
-    if (key_is(k, "q")) {
+    if (kyu_mp_key_is(k, "q")) {
         bit = KYU_F_QUEUE;
         if (v->type == MSGPACK_OBJECT_STR && !kyu_queue_name_valid(v->via.str.ptr, v->via.str.size))
             return kyu_err_set(err, KYU_ERR_INVALID_NAME,
                                "queue names are 1 to 80 characters of letters, digits, - and _");
         rc = get_str(v, "queue name", req->queue, KYU_NAME_MAX, err);
-    } else if (key_is(k, "vt")) {
+    } else if (kyu_mp_key_is(k, "vt")) {
         bit = KYU_F_VT;
         rc = get_uint(v, "visibility timeout", KYU_VISIBILITY_MAX, &u, err);
         req->vt = (uint32_t)u;
-    } else if (key_is(k, "max")) {
+    } else if (kyu_mp_key_is(k, "max")) {
         bit = KYU_F_MAX;
         rc = get_uint(v, "max messages", KYU_BATCH_MAX, &u, err);
         if (rc == KYU_OK && u == 0)
             rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "max messages must be 1 to %d",
                              KYU_BATCH_MAX);
         req->max = (uint32_t)u;
-    } else if (key_is(k, "v")) {
+    } else if (kyu_mp_key_is(k, "v")) {
         bit = KYU_F_VERSION;
         rc = get_uint(v, "version", UINT32_MAX, &u, err);
         req->version = (uint32_t)u;
-    } else if (key_is(k, "rh")) {
+    } else if (kyu_mp_key_is(k, "rh")) {
         bit = KYU_F_HANDLES;
         if (v->type != MSGPACK_OBJECT_ARRAY)
             return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "rh must be an array");
@@ -184,11 +179,11 @@ kyu_code_t kyu_request_decode(const void *buf, size_t len, size_t n_bodies, kyu_
     /* The id first, so that every later error can be matched to its request. */
     for (uint32_t i = 0; i < root->via.map.size; i++) {
         const msgpack_object_kv *kv = &root->via.map.ptr[i];
-        if (key_is(&kv->key, "id") && kv->val.type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        if (kyu_mp_key_is(&kv->key, "id") && kv->val.type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
             req->id = kv->val.via.u64;
             req->has_id = true;
         }
-        if (key_is(&kv->key, "op"))
+        if (kyu_mp_key_is(&kv->key, "op"))
             op = &kv->val;
     }
     if (!req->has_id) {
@@ -199,9 +194,11 @@ kyu_code_t kyu_request_decode(const void *buf, size_t len, size_t n_bodies, kyu_
         rc = kyu_err_set(err, KYU_ERR_MALFORMED, "header needs an \"op\"");
         goto done;
     }
-    uint64_t opv = 0;
-    if ((rc = get_uint(op, "op", UINT32_MAX, &opv, err)) != KYU_OK)
+    if (op->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        rc = kyu_err_set(err, KYU_ERR_MALFORMED, "\"op\" must be an unsigned integer");
         goto done;
+    }
+    uint64_t opv = op->via.u64;
     const kyu_op_info_t *info = kyu_op_info(opv);
     if (!info) {
         rc = kyu_err_set(err, KYU_ERR_UNKNOWN_OP, "unknown op %llu", (unsigned long long)opv);
@@ -232,13 +229,6 @@ done:
     return rc;
 }
 
-static void pack_str(msgpack_packer *pk, const char *s)
-{
-    size_t n = strlen(s);
-    msgpack_pack_str(pk, n);
-    msgpack_pack_str_body(pk, s, n);
-}
-
 void kyu_request_encode(const kyu_request_t *req, msgpack_sbuffer *out)
 {
     msgpack_packer pk;
@@ -247,30 +237,30 @@ void kyu_request_encode(const kyu_request_t *req, msgpack_sbuffer *out)
     for (unsigned bit = 1; bit <= KYU_F_VERSION; bit <<= 1)
         n += (req->fields & bit) != 0;
     msgpack_pack_map(&pk, n);
-    pack_str(&pk, "op");
+    kyu_mp_pack_str(&pk, "op");
     msgpack_pack_uint32(&pk, req->op);
-    pack_str(&pk, "id");
+    kyu_mp_pack_str(&pk, "id");
     msgpack_pack_uint64(&pk, req->id);
     if (req->fields & KYU_F_QUEUE) {
-        pack_str(&pk, "q");
-        pack_str(&pk, req->queue);
+        kyu_mp_pack_str(&pk, "q");
+        kyu_mp_pack_str(&pk, req->queue);
     }
     if (req->fields & KYU_F_VT) {
-        pack_str(&pk, "vt");
+        kyu_mp_pack_str(&pk, "vt");
         msgpack_pack_uint32(&pk, req->vt);
     }
     if (req->fields & KYU_F_MAX) {
-        pack_str(&pk, "max");
+        kyu_mp_pack_str(&pk, "max");
         msgpack_pack_uint32(&pk, req->max);
     }
     if (req->fields & KYU_F_HANDLES) {
-        pack_str(&pk, "rh");
+        kyu_mp_pack_str(&pk, "rh");
         msgpack_pack_array(&pk, req->n_handles);
         for (size_t i = 0; i < req->n_handles; i++)
-            pack_str(&pk, req->handles[i]);
+            kyu_mp_pack_str(&pk, req->handles[i]);
     }
     if (req->fields & KYU_F_VERSION) {
-        pack_str(&pk, "v");
+        kyu_mp_pack_str(&pk, "v");
         msgpack_pack_uint32(&pk, req->version);
     }
 }

@@ -141,6 +141,14 @@ void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out);
 /* Decodes a reply header. The caller calls kyu_reply_reset afterwards, also on error. */
 kyu_code_t kyu_reply_decode(const void *buf, size_t len, kyu_reply_t *rep, kyu_err_t *err);
 
+/* Small msgpack helpers shared by the codecs (proto/, broker/command.c). */
+void kyu_mp_pack_str(msgpack_packer *pk, const char *s);
+/* True when k is the string key name. */
+bool kyu_mp_key_is(const msgpack_object *k, const char *name);
+/* Copies a string object of at most max bytes into out[max + 1]; false for other types or
+ * longer strings. (msgpack-c gives a NULL pointer for an empty string: handled here.) */
+bool kyu_mp_copy_str(const msgpack_object *o, char *out, size_t max);
+
 /* Unpacks a msgpack object from untrusted bytes with bounded allocation: rejects input whose
  * declared container sizes exceed the bytes left or that nests deeper than max_depth, before
  * msgpack-c (which allocates by declared size) sees it. The whole buffer must be one object.

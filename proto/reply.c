@@ -22,16 +22,9 @@ void kyu_reply_reset(kyu_reply_t *rep)
     memset(rep, 0, sizeof *rep);
 }
 
-static void pack_str(msgpack_packer *pk, const char *s)
-{
-    size_t n = strlen(s);
-    msgpack_pack_str(pk, n);
-    msgpack_pack_str_body(pk, s, n);
-}
-
 static void pack_kv_int(msgpack_packer *pk, const char *key, int64_t v)
 {
-    pack_str(pk, key);
+    kyu_mp_pack_str(pk, key);
     msgpack_pack_int64(pk, v);
 }
 
@@ -46,54 +39,54 @@ void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out)
         n += (rep->version != 0) * 2 + (rep->n_ids > 0) + (rep->n_msgs > 0) + (rep->n_results > 0) +
              rep->has_attrs + (rep->queues != NULL);
     msgpack_pack_map(&pk, n);
-    pack_str(&pk, "id");
+    kyu_mp_pack_str(&pk, "id");
     msgpack_pack_uint64(&pk, rep->id);
-    pack_str(&pk, "st");
+    kyu_mp_pack_str(&pk, "st");
     msgpack_pack_uint32(&pk, rep->status);
     if (rep->status != KYU_OK) {
-        pack_str(&pk, "err");
-        pack_str(&pk, rep->error);
+        kyu_mp_pack_str(&pk, "err");
+        kyu_mp_pack_str(&pk, rep->error);
         if (rep->leader[0]) {
-            pack_str(&pk, "leader");
-            pack_str(&pk, rep->leader);
+            kyu_mp_pack_str(&pk, "leader");
+            kyu_mp_pack_str(&pk, rep->leader);
         }
         return;
     }
     if (rep->version) {
-        pack_str(&pk, "v");
+        kyu_mp_pack_str(&pk, "v");
         msgpack_pack_uint32(&pk, rep->version);
-        pack_str(&pk, "maxbody");
+        kyu_mp_pack_str(&pk, "maxbody");
         msgpack_pack_uint64(&pk, rep->max_body);
     }
     if (rep->n_ids) {
-        pack_str(&pk, "ids");
+        kyu_mp_pack_str(&pk, "ids");
         msgpack_pack_array(&pk, rep->n_ids);
         for (size_t i = 0; i < rep->n_ids; i++)
-            pack_str(&pk, rep->ids[i]);
+            kyu_mp_pack_str(&pk, rep->ids[i]);
     }
     if (rep->n_msgs) {
-        pack_str(&pk, "msgs");
+        kyu_mp_pack_str(&pk, "msgs");
         msgpack_pack_array(&pk, rep->n_msgs);
         for (size_t i = 0; i < rep->n_msgs; i++) {
             const kyu_msg_meta_t *m = &rep->msgs[i];
             msgpack_pack_map(&pk, 5);
-            pack_str(&pk, "mid");
-            pack_str(&pk, m->message_id);
-            pack_str(&pk, "rh");
-            pack_str(&pk, m->handle);
+            kyu_mp_pack_str(&pk, "mid");
+            kyu_mp_pack_str(&pk, m->message_id);
+            kyu_mp_pack_str(&pk, "rh");
+            kyu_mp_pack_str(&pk, m->handle);
             pack_kv_int(&pk, "rc", m->receive_count);
             pack_kv_int(&pk, "ts", (int64_t)m->sent_ms);
             pack_kv_int(&pk, "fr", (int64_t)m->first_receive_ms);
         }
     }
     if (rep->n_results) {
-        pack_str(&pk, "res");
+        kyu_mp_pack_str(&pk, "res");
         msgpack_pack_array(&pk, rep->n_results);
         for (size_t i = 0; i < rep->n_results; i++)
             msgpack_pack_uint32(&pk, rep->results[i]);
     }
     if (rep->has_attrs) {
-        pack_str(&pk, "attrs");
+        kyu_mp_pack_str(&pk, "attrs");
         msgpack_pack_map(&pk, 4);
         pack_kv_int(&pk, "VisibilityTimeout", rep->attrs.visibility_timeout);
         pack_kv_int(&pk, "ApproximateNumberOfMessages", rep->attrs.visible);
@@ -101,21 +94,14 @@ void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out)
         pack_kv_int(&pk, "CreatedTimestamp", rep->attrs.created_ms);
     }
     if (rep->queues) {
-        pack_str(&pk, "queues");
+        kyu_mp_pack_str(&pk, "queues");
         msgpack_pack_array(&pk, rep->n_queues);
         for (size_t i = 0; i < rep->n_queues; i++)
-            pack_str(&pk, rep->queues[i]);
+            kyu_mp_pack_str(&pk, rep->queues[i]);
     }
 }
 
 /* ---- decoding ---- */
-
-static bool key_is(const msgpack_object *k, const char *name)
-{
-    size_t n = strlen(name);
-    return k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
-           memcmp(k->via.str.ptr, name, n) == 0;
-}
 
 static bool get_u64(const msgpack_object *o, uint64_t *out)
 {
@@ -136,15 +122,6 @@ static bool get_i64(const msgpack_object *o, int64_t *out)
     return true;
 }
 
-static bool get_str(const msgpack_object *o, char *out, size_t max)
-{
-    if (o->type != MSGPACK_OBJECT_STR || o->via.str.size > max)
-        return false;
-    memcpy(out, o->via.str.ptr, o->via.str.size);
-    out[o->via.str.size] = '\0';
-    return true;
-}
-
 static bool get_array(const msgpack_object *o, size_t max, size_t *n)
 {
     if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size > max)
@@ -161,15 +138,15 @@ static bool decode_meta(const msgpack_object *o, kyu_msg_meta_t *m)
         const msgpack_object *k = &o->via.map.ptr[i].key, *v = &o->via.map.ptr[i].val;
         uint64_t u = 0;
         bool ok = true;
-        if (key_is(k, "mid"))
-            ok = get_str(v, m->message_id, KYU_MESSAGE_ID_MAX);
-        else if (key_is(k, "rh"))
-            ok = get_str(v, m->handle, KYU_HANDLE_MAX);
-        else if (key_is(k, "rc"))
+        if (kyu_mp_key_is(k, "mid"))
+            ok = kyu_mp_copy_str(v, m->message_id, KYU_MESSAGE_ID_MAX);
+        else if (kyu_mp_key_is(k, "rh"))
+            ok = kyu_mp_copy_str(v, m->handle, KYU_HANDLE_MAX);
+        else if (kyu_mp_key_is(k, "rc"))
             ok = get_u64(v, &u) && u <= UINT32_MAX && (m->receive_count = (uint32_t)u, true);
-        else if (key_is(k, "ts"))
+        else if (kyu_mp_key_is(k, "ts"))
             ok = get_u64(v, &m->sent_ms);
-        else if (key_is(k, "fr"))
+        else if (kyu_mp_key_is(k, "fr"))
             ok = get_u64(v, &m->first_receive_ms);
         if (!ok)
             return false;
@@ -184,13 +161,13 @@ static bool decode_attrs(const msgpack_object *o, kyu_queue_attrs_t *a)
     for (uint32_t i = 0; i < o->via.map.size; i++) {
         const msgpack_object *k = &o->via.map.ptr[i].key, *v = &o->via.map.ptr[i].val;
         int64_t *dst = NULL;
-        if (key_is(k, "VisibilityTimeout"))
+        if (kyu_mp_key_is(k, "VisibilityTimeout"))
             dst = &a->visibility_timeout;
-        else if (key_is(k, "ApproximateNumberOfMessages"))
+        else if (kyu_mp_key_is(k, "ApproximateNumberOfMessages"))
             dst = &a->visible;
-        else if (key_is(k, "ApproximateNumberOfMessagesNotVisible"))
+        else if (kyu_mp_key_is(k, "ApproximateNumberOfMessagesNotVisible"))
             dst = &a->not_visible;
-        else if (key_is(k, "CreatedTimestamp"))
+        else if (kyu_mp_key_is(k, "CreatedTimestamp"))
             dst = &a->created_ms;
         if (dst && !get_i64(v, dst))
             return false;
@@ -201,27 +178,27 @@ static bool decode_attrs(const msgpack_object *o, kyu_queue_attrs_t *a)
 static bool decode_field(const msgpack_object *k, const msgpack_object *v, kyu_reply_t *rep)
 {
     uint64_t u = 0;
-    if (key_is(k, "id"))
+    if (kyu_mp_key_is(k, "id"))
         return get_u64(v, &rep->id);
-    if (key_is(k, "st"))
+    if (kyu_mp_key_is(k, "st"))
         return get_u64(v, &u) && u <= UINT32_MAX && (rep->status = (uint32_t)u, true);
-    if (key_is(k, "err"))
-        return get_str(v, rep->error, sizeof rep->error - 1);
-    if (key_is(k, "leader"))
-        return get_str(v, rep->leader, sizeof rep->leader - 1);
-    if (key_is(k, "v"))
+    if (kyu_mp_key_is(k, "err"))
+        return kyu_mp_copy_str(v, rep->error, sizeof rep->error - 1);
+    if (kyu_mp_key_is(k, "leader"))
+        return kyu_mp_copy_str(v, rep->leader, sizeof rep->leader - 1);
+    if (kyu_mp_key_is(k, "v"))
         return get_u64(v, &u) && u <= UINT32_MAX && (rep->version = (uint32_t)u, true);
-    if (key_is(k, "maxbody"))
+    if (kyu_mp_key_is(k, "maxbody"))
         return get_u64(v, &rep->max_body);
-    if (key_is(k, "ids")) {
+    if (kyu_mp_key_is(k, "ids")) {
         if (!get_array(v, KYU_BATCH_MAX, &rep->n_ids))
             return false;
         for (size_t i = 0; i < rep->n_ids; i++)
-            if (!get_str(&v->via.array.ptr[i], rep->ids[i], KYU_MESSAGE_ID_MAX))
+            if (!kyu_mp_copy_str(&v->via.array.ptr[i], rep->ids[i], KYU_MESSAGE_ID_MAX))
                 return false;
         return true;
     }
-    if (key_is(k, "msgs")) {
+    if (kyu_mp_key_is(k, "msgs")) {
         if (!get_array(v, KYU_BATCH_MAX, &rep->n_msgs))
             return false;
         for (size_t i = 0; i < rep->n_msgs; i++)
@@ -229,7 +206,7 @@ static bool decode_field(const msgpack_object *k, const msgpack_object *v, kyu_r
                 return false;
         return true;
     }
-    if (key_is(k, "res")) {
+    if (kyu_mp_key_is(k, "res")) {
         if (!get_array(v, KYU_BATCH_MAX, &rep->n_results))
             return false;
         for (size_t i = 0; i < rep->n_results; i++) {
@@ -239,11 +216,11 @@ static bool decode_field(const msgpack_object *k, const msgpack_object *v, kyu_r
         }
         return true;
     }
-    if (key_is(k, "attrs")) {
+    if (kyu_mp_key_is(k, "attrs")) {
         rep->has_attrs = true;
         return decode_attrs(v, &rep->attrs);
     }
-    if (key_is(k, "queues")) {
+    if (kyu_mp_key_is(k, "queues")) {
         size_t n = 0;
         if (!get_array(v, QUEUES_MAX, &n) || rep->queues)
             return false;
@@ -252,7 +229,7 @@ static bool decode_field(const msgpack_object *k, const msgpack_object *v, kyu_r
             return false;
         rep->n_queues = n;
         for (size_t i = 0; i < n; i++)
-            if (!get_str(&v->via.array.ptr[i], rep->queues[i], KYU_NAME_MAX))
+            if (!kyu_mp_copy_str(&v->via.array.ptr[i], rep->queues[i], KYU_NAME_MAX))
                 return false;
         return true;
     }

@@ -3,7 +3,7 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config clang clang-format libclang-rt-14-dev
       libzmq3-dev libczmq-dev libmsgpack-dev librocksdb-dev libcmocka-dev libjansson-dev
-      python3)
+      python3 python3-zmq python3-msgpack)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,33 @@
+/* libFuzzer harness for everything that decodes bytes from a socket or the log: request
+ * headers (with every body count), reply headers (what libkyu reads) and log entries (a
+ * stream of commands). Each must return a result or an error for any input, never crash,
+ * abort, leak or allocate without bound. Built with -DKYU_FUZZ=ON (clang); replay.c runs the
+ * stored corpus through the same function in ordinary test runs. */
+#include "command.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    kyu_err_t err;
+    kyu_request_t req;
+    for (size_t bodies = 0; bodies <= KYU_BATCH_MAX + 1; bodies += 5)
+        (void)kyu_request_decode(data, size, bodies, &req, &err);
+
+    kyu_reply_t rep;
+    kyu_reply_init(&rep);
+    (void)kyu_reply_decode(data, size, &rep, &err);
+    kyu_reply_reset(&rep);
+
+    size_t off = 0;
+    kyu_command_t cmd;
+    while (off < size && kyu_command_decode(data, size, &off, &cmd, &err) == KYU_OK) {
+        for (size_t i = 0; i < cmd.n && cmd.type == KYU_CMD_SEND; i++)
+            KYU_ASSERT((const uint8_t *)cmd.bodies[i] >= data &&
+                       (const uint8_t *)cmd.bodies[i] + cmd.body_lens[i] <= data + size);
+    }
+    return 0;
+}

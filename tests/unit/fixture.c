@@ -1,0 +1,123 @@
+#include "fixture.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int fixture_setup(void **state)
+{
+    fixture_t *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    snprintf(f->dir, sizeof f->dir, "/tmp/kyu-unit-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    kyu_err_t err;
+    f->store = kyu_store_open(f->dir, &err);
+    assert_non_null(f->store);
+    f->sm = kyu_sm_open(f->store, &err);
+    assert_non_null(f->sm);
+    *state = f;
+    return 0;
+}
+
+int fixture_teardown(void **state)
+{
+    fixture_t *f = *state;
+    kyu_sm_destroy(&f->sm);
+    kyu_store_close(&f->store);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+    return 0;
+}
+
+void fixture_reopen(fixture_t *f)
+{
+    kyu_sm_destroy(&f->sm);
+    kyu_store_close(&f->store);
+    kyu_err_t err;
+    f->store = kyu_store_open(f->dir, &err);
+    assert_non_null(f->store);
+    f->sm = kyu_sm_open(f->store, &err);
+    assert_non_null(f->sm);
+}
+
+static kyu_command_t base(kyu_cmd_type_t type, const char *queue, uint64_t now)
+{
+    kyu_command_t c;
+    memset(&c, 0, sizeof c);
+    c.type = type;
+    c.now_ms = now;
+    c.vt = -1;
+    snprintf(c.queue, sizeof c.queue, "%s", queue);
+    return c;
+}
+
+kyu_command_t cmd_create(const char *queue, int64_t vt)
+{
+    kyu_command_t c = base(KYU_CMD_CREATE_QUEUE, queue, 1000);
+    c.vt = vt;
+    return c;
+}
+
+kyu_command_t cmd_delete_queue(const char *queue)
+{
+    return base(KYU_CMD_DELETE_QUEUE, queue, 1000);
+}
+
+kyu_command_t cmd_send(const char *queue, uint64_t now, const char *body)
+{
+    static unsigned counter;
+    kyu_command_t c = base(KYU_CMD_SEND, queue, now);
+    c.n = 1;
+    snprintf(c.ids[0], sizeof c.ids[0], "00000000-0000-4000-8000-%012u", ++counter);
+    c.bodies[0] = body;
+    c.body_lens[0] = strlen(body);
+    return c;
+}
+
+kyu_command_t cmd_receive(const char *queue, uint64_t now, uint32_t max, int64_t vt)
+{
+    kyu_command_t c = base(KYU_CMD_RECEIVE, queue, now);
+    c.max = max;
+    c.vt = vt;
+    return c;
+}
+
+kyu_command_t cmd_delete(const char *queue, uint64_t now, const char *handle)
+{
+    kyu_command_t c = base(KYU_CMD_DELETE, queue, now);
+    c.n = 1;
+    snprintf(c.handles[0], sizeof c.handles[0], "%s", handle);
+    return c;
+}
+
+kyu_command_t cmd_change_visibility(const char *queue, uint64_t now, const char *handle, int64_t vt)
+{
+    kyu_command_t c = cmd_delete(queue, now, handle);
+    c.type = KYU_CMD_CHANGE_VISIBILITY;
+    c.vt = vt;
+    return c;
+}
+
+void apply_entry(fixture_t *f, const kyu_command_t *cmds, size_t n, kyu_result_t *results)
+{
+    msgpack_sbuffer buf;
+    msgpack_sbuffer_init(&buf);
+    for (size_t i = 0; i < n; i++)
+        kyu_command_encode(&cmds[i], &buf);
+    size_t got = 0;
+    kyu_err_t err;
+    kyu_code_t rc = kyu_sm_apply(f->sm, ++f->index, buf.data, buf.size, results, n, &got, &err);
+    msgpack_sbuffer_destroy(&buf);
+    if (rc != KYU_OK)
+        fail_msg("apply failed: %s", err.msg);
+    assert_int_equal(got, n);
+}
+
+kyu_result_t apply1(fixture_t *f, kyu_command_t cmd)
+{
+    kyu_result_t r;
+    apply_entry(f, &cmd, 1, &r);
+    return r;
+}

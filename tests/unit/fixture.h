@@ -1,0 +1,40 @@
+/* Test fixture: a state machine over a fresh store in a temporary directory, and helpers that
+ * build commands and apply them as log entries. */
+#ifndef KYU_TEST_FIXTURE_H
+#define KYU_TEST_FIXTURE_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "sm.h"
+
+typedef struct {
+    char dir[256];
+    kyu_store_t *store;
+    kyu_sm_t *sm;
+    uint64_t index;
+} fixture_t;
+
+int fixture_setup(void **state);
+int fixture_teardown(void **state);
+/* Closes and reopens store and state machine on the same directory (a restart). */
+void fixture_reopen(fixture_t *f);
+
+kyu_command_t cmd_create(const char *queue, int64_t vt);
+kyu_command_t cmd_delete_queue(const char *queue);
+kyu_command_t cmd_send(const char *queue, uint64_t now, const char *body);
+kyu_command_t cmd_receive(const char *queue, uint64_t now, uint32_t max, int64_t vt);
+kyu_command_t cmd_delete(const char *queue, uint64_t now, const char *handle);
+kyu_command_t cmd_change_visibility(const char *queue, uint64_t now, const char *handle,
+                                    int64_t vt);
+
+/* Applies the commands as one entry; results (n of them) must be cleared by the caller. */
+void apply_entry(fixture_t *f, const kyu_command_t *cmds, size_t n, kyu_result_t *results);
+/* Applies one command as its own entry and returns its result. */
+kyu_result_t apply1(fixture_t *f, kyu_command_t cmd);
+
+#endif

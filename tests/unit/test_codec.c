@@ -1,0 +1,368 @@
+/* The wire codec: requests and replies round-trip, and every kind of bad header is refused
+ * with the right code (proto/PROTOCOL.md). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "protocol.h"
+
+/* Packs a request header from a msgpack builder callback. */
+typedef void (*build_fn)(msgpack_packer *pk);
+
+static void str(msgpack_packer *pk, const char *s)
+{
+    msgpack_pack_str(pk, strlen(s));
+    msgpack_pack_str_body(pk, s, strlen(s));
+}
+
+static kyu_code_t decode_built(build_fn build, size_t n_bodies, kyu_request_t *req, kyu_err_t *err)
+{
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+    build(&pk);
+    kyu_code_t rc = kyu_request_decode(b.data, b.size, n_bodies, req, err);
+    msgpack_sbuffer_destroy(&b);
+    return rc;
+}
+
+static void expect(build_fn build, size_t n_bodies, kyu_code_t code)
+{
+    kyu_request_t req;
+    kyu_err_t err;
+    kyu_err_clear(&err);
+    kyu_code_t rc = decode_built(build, n_bodies, &req, &err);
+    if (rc != code)
+        fail_msg("expected %s, got %s (%s)", kyu_code_name(code), kyu_code_name(rc), err.msg);
+}
+
+static void test_request_round_trips(void **state)
+{
+    (void)state;
+    kyu_request_t in, out;
+    memset(&in, 0, sizeof in);
+    in.op = KYU_OP_DELETE;
+    in.id = UINT64_MAX;
+    in.fields = KYU_F_QUEUE | KYU_F_HANDLES;
+    strcpy(in.queue, "orders-1_x");
+    in.n_handles = 2;
+    strcpy(in.handles[0], "abc");
+    strcpy(in.handles[1], "def");
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    kyu_request_encode(&in, &b);
+    kyu_err_t err;
+    assert_int_equal(kyu_request_decode(b.data, b.size, 0, &out, &err), KYU_OK);
+    msgpack_sbuffer_destroy(&b);
+    assert_int_equal(out.op, KYU_OP_DELETE);
+    assert_true(out.id == UINT64_MAX);
+    assert_string_equal(out.queue, "orders-1_x");
+    assert_int_equal(out.n_handles, 2);
+    assert_string_equal(out.handles[1], "def");
+}
+
+static void b_ok_send(msgpack_packer *pk)
+{
+    msgpack_pack_map(pk, 3);
+    str(pk, "op"), msgpack_pack_int(pk, KYU_OP_SEND);
+    str(pk, "id"), msgpack_pack_int(pk, 7);
+    str(pk, "q"), str(pk, "orders");
+}
+
+static void test_send_needs_one_to_ten_bodies(void **state)
+{
+    (void)state;
+    expect(b_ok_send, 1, KYU_OK);
+    expect(b_ok_send, 10, KYU_OK);
+    expect(b_ok_send, 0, KYU_ERR_MALFORMED);
+    expect(b_ok_send, 11, KYU_ERR_MALFORMED);
+}
+
+static void b_not_map(msgpack_packer *pk)
+{
+    msgpack_pack_array(pk, 2);
+    msgpack_pack_int(pk, 1);
+    msgpack_pack_int(pk, 2);
+}
+static void b_no_id(msgpack_packer *pk)
+{
+    msgpack_pack_map(pk, 1);
+    str(pk, "op"), msgpack_pack_int(pk, KYU_OP_LIST_QUEUES);
+}
+static void b_negative_id(msgpack_packer *pk)
+{
+    msgpack_pack_map(pk, 2);
+    str(pk, "op"), msgpack_pack_int(pk, KYU_OP_LIST_QUEUES);
+    str(pk, "id"), msgpack_pack_int64(pk, INT64_MIN);
+}
+static void b_unknown_op(msgpack_packer *pk)
+{
+    msgpack_pack_map(pk, 2);
+    str(pk, "op"), msgpack_pack_uint64(pk, UINT64_MAX);
+    str(pk, "id"), msgpack_pack_int(pk, 1);
+}
+static void b_unknown_field(msgpack_packer *pk)
+{
+    msgpack_pack_map(pk, 3);
+    str(pk, "op"), msgpack_pack_int(pk, KYU_OP_LIST_QUEUES);
+    str(pk, "id"), msgpack_pack_int(pk, 1);
+    str(pk, "zzz"), msgpack_pack_int(pk, 1);
+}
+static void b_field_not_taken(msgpack_packer *pk)
+{
+    msgpack_pack_map(pk, 3);
+    str(pk, "op"), msgpack_pack_int(pk, KYU_OP_LIST_QUEUES);
+    str(pk, "id"), msgpack_pack_int(pk, 1);
+    str(pk, "max"), msgpack_pack_int(pk, 1);
+}
+static void b_duplicate_field(msgpack_packer *pk)
+{
+    msgpack_pack_map(pk, 4);
+    str(pk, "op"), msgpack_pack_int(pk, KYU_OP_DELETE_QUEUE);
+    str(pk, "id"), msgpack_pack_int(pk, 1);
+    str(pk, "q"), str(pk, "a");
+    str(pk, "q"), str(pk, "b");
+}
+static void b_missing_queue(msgpack_packer *pk)
+{
+    msgpack_pack_map(pk, 2);
+    str(pk, "op"), msgpack_pack_int(pk, KYU_OP_DELETE_QUEUE);
+    str(pk, "id"), msgpack_pack_int(pk, 1);
+}
+
+#define QUEUE_WITH(name, value)                                                                    \
+    static void name(msgpack_packer *pk)                                                           \
+    {                                                                                              \
+        msgpack_pack_map(pk, 3);                                                                   \
+        str(pk, "op"), msgpack_pack_int(pk, KYU_OP_DELETE_QUEUE);                                  \
+        str(pk, "id"), msgpack_pack_int(pk, 1);                                                    \
+        str(pk, "q");                                                                              \
+        value;                                                                                     \
+    }
+QUEUE_WITH(b_name_space, str(pk, "a b"))
+QUEUE_WITH(b_name_empty, str(pk, ""))
+QUEUE_WITH(b_name_81,
+           str(pk,
+               "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"))
+QUEUE_WITH(b_name_dots, str(pk, "../x"))
+QUEUE_WITH(b_name_nul, (msgpack_pack_str(pk, 3), msgpack_pack_str_body(pk, "a\0b", 3)))
+QUEUE_WITH(b_name_utf8, str(pk, "caf\xc3\xa9"))
+QUEUE_WITH(b_name_int, msgpack_pack_int(pk, 5))
+QUEUE_WITH(b_name_80,
+           str(pk,
+               "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"))
+
+#define RECEIVE_WITH(name, key, value)                                                             \
+    static void name(msgpack_packer *pk)                                                           \
+    {                                                                                              \
+        msgpack_pack_map(pk, 4);                                                                   \
+        str(pk, "op"), msgpack_pack_int(pk, KYU_OP_RECEIVE);                                       \
+        str(pk, "id"), msgpack_pack_int(pk, 1);                                                    \
+        str(pk, "q"), str(pk, "orders");                                                           \
+        str(pk, key);                                                                              \
+        value;                                                                                     \
+    }
+RECEIVE_WITH(b_max_0, "max", msgpack_pack_int(pk, 0))
+RECEIVE_WITH(b_max_11, "max", msgpack_pack_int(pk, 11))
+RECEIVE_WITH(b_max_10, "max", msgpack_pack_int(pk, 10))
+RECEIVE_WITH(b_max_neg, "max", msgpack_pack_int64(pk, INT64_MIN))
+RECEIVE_WITH(b_max_str, "max", str(pk, "3"))
+RECEIVE_WITH(b_max_float, "max", msgpack_pack_double(pk, 3.0))
+RECEIVE_WITH(b_vt_43201, "vt", msgpack_pack_int(pk, 43201))
+RECEIVE_WITH(b_vt_huge, "vt", msgpack_pack_uint64(pk, UINT64_MAX))
+RECEIVE_WITH(b_vt_43200, "vt", msgpack_pack_int(pk, 43200))
+
+static void test_shape_errors_are_malformed(void **state)
+{
+    (void)state;
+    expect(b_not_map, 0, KYU_ERR_MALFORMED);
+    expect(b_no_id, 0, KYU_ERR_MALFORMED);
+    expect(b_negative_id, 0, KYU_ERR_MALFORMED);
+    expect(b_unknown_field, 0, KYU_ERR_MALFORMED);
+    expect(b_field_not_taken, 0, KYU_ERR_MALFORMED);
+    expect(b_duplicate_field, 0, KYU_ERR_MALFORMED);
+}
+
+static void test_unknown_op_is_refused_with_the_request_id(void **state)
+{
+    (void)state;
+    kyu_request_t req;
+    kyu_err_t err;
+    assert_int_equal(decode_built(b_unknown_op, 0, &req, &err), KYU_ERR_UNKNOWN_OP);
+    assert_true(req.has_id);
+    assert_int_equal(req.id, 1);
+}
+
+static void test_missing_required_field_is_invalid_argument(void **state)
+{
+    (void)state;
+    expect(b_missing_queue, 0, KYU_ERR_INVALID_ARGUMENT);
+}
+
+static void test_queue_names_follow_sqs_rules(void **state)
+{
+    (void)state;
+    expect(b_name_80, 0, KYU_OK);
+    expect(b_name_space, 0, KYU_ERR_INVALID_NAME);
+    expect(b_name_empty, 0, KYU_ERR_INVALID_NAME);
+    expect(b_name_81, 0, KYU_ERR_INVALID_NAME);
+    expect(b_name_dots, 0, KYU_ERR_INVALID_NAME);
+    expect(b_name_nul, 0, KYU_ERR_INVALID_NAME);
+    expect(b_name_utf8, 0, KYU_ERR_INVALID_NAME);
+    expect(b_name_int, 0, KYU_ERR_INVALID_ARGUMENT);
+}
+
+static void test_numbers_out_of_range_are_invalid_argument(void **state)
+{
+    (void)state;
+    expect(b_max_10, 0, KYU_OK);
+    expect(b_vt_43200, 0, KYU_OK);
+    expect(b_max_0, 0, KYU_ERR_INVALID_ARGUMENT);
+    expect(b_max_11, 0, KYU_ERR_INVALID_ARGUMENT);
+    expect(b_max_neg, 0, KYU_ERR_INVALID_ARGUMENT);
+    expect(b_max_str, 0, KYU_ERR_INVALID_ARGUMENT);
+    expect(b_max_float, 0, KYU_ERR_INVALID_ARGUMENT);
+    expect(b_vt_43201, 0, KYU_ERR_INVALID_ARGUMENT);
+    expect(b_vt_huge, 0, KYU_ERR_INVALID_ARGUMENT);
+}
+
+static void test_huge_declared_containers_are_refused_without_allocating(void **state)
+{
+    (void)state;
+    /* Each declares far more elements than bytes follow; msgpack-c alone would allocate
+     * gigabytes for them. */
+    const char *inputs[] = {"\xdf\xff\xff\xff\xff", "\xdd\xff\xff\xff\xff", "\xdb\xff\xff\xff\xff",
+                            "\xc6\xff\xff\xff\xff\x00", "\x81\xa1q\xdd\x7f\xff\xff\xff"};
+    const size_t lens[] = {5, 5, 5, 6, 8};
+    for (size_t i = 0; i < 5; i++) {
+        kyu_request_t req;
+        kyu_err_t err;
+        assert_int_equal(kyu_request_decode(inputs[i], lens[i], 0, &req, &err), KYU_ERR_MALFORMED);
+    }
+}
+
+static void test_deep_nesting_and_trailing_bytes_are_refused(void **state)
+{
+    (void)state;
+    char deep[64];
+    memset(deep, 0x91, sizeof deep); /* arrays of one array of one ... */
+    deep[63] = 0x01;
+    kyu_request_t req;
+    kyu_err_t err;
+    assert_int_equal(kyu_request_decode(deep, sizeof deep, 0, &req, &err), KYU_ERR_MALFORMED);
+    const char trailing[] = "\x80\x01";
+    assert_int_equal(kyu_request_decode(trailing, 2, 0, &req, &err), KYU_ERR_MALFORMED);
+    assert_int_equal(kyu_request_decode("", 0, 0, &req, &err), KYU_ERR_MALFORMED);
+    assert_int_equal(kyu_request_decode("\xc1", 1, 0, &req, &err), KYU_ERR_MALFORMED);
+}
+
+static void test_every_truncation_of_a_valid_header_is_refused(void **state)
+{
+    (void)state;
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+    b_vt_43200(&pk);
+    for (size_t n = 0; n < b.size; n++) {
+        kyu_request_t req;
+        kyu_err_t err;
+        assert_int_equal(kyu_request_decode(b.data, n, 0, &req, &err), KYU_ERR_MALFORMED);
+    }
+    msgpack_sbuffer_destroy(&b);
+}
+
+static void test_reply_round_trips(void **state)
+{
+    (void)state;
+    kyu_reply_t in, out;
+    kyu_reply_init(&in);
+    kyu_reply_init(&out);
+    in.id = 42;
+    in.n_msgs = 2;
+    strcpy(in.msgs[1].message_id, "m2");
+    strcpy(in.msgs[1].handle, "h2");
+    in.msgs[1].receive_count = 3;
+    in.msgs[1].sent_ms = 1234567890123ULL;
+    in.has_attrs = true;
+    in.attrs.visible = 5;
+    in.attrs.not_visible = 6;
+    in.attrs.visibility_timeout = 30;
+    in.queues = calloc(2, sizeof in.queues[0]);
+    in.n_queues = 2;
+    strcpy(in.queues[1], "b");
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    kyu_reply_encode(&in, &b);
+    kyu_err_t err;
+    assert_int_equal(kyu_reply_decode(b.data, b.size, &out, &err), KYU_OK);
+    assert_int_equal(out.id, 42);
+    assert_int_equal(out.n_msgs, 2);
+    assert_string_equal(out.msgs[1].handle, "h2");
+    assert_int_equal(out.msgs[1].receive_count, 3);
+    assert_true(out.msgs[1].sent_ms == 1234567890123ULL);
+    assert_int_equal(out.attrs.not_visible, 6);
+    assert_int_equal(out.n_queues, 2);
+    assert_string_equal(out.queues[1], "b");
+    msgpack_sbuffer_destroy(&b);
+    kyu_reply_reset(&in);
+    kyu_reply_reset(&out);
+}
+
+static void test_error_reply_carries_code_text_and_leader(void **state)
+{
+    (void)state;
+    kyu_reply_t in, out;
+    kyu_reply_init(&in);
+    kyu_reply_init(&out);
+    in.id = 9;
+    in.status = KYU_ERR_NOT_LEADER;
+    strcpy(in.error, "not the leader");
+    strcpy(in.leader, "tcp://127.0.0.1:7702");
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    kyu_reply_encode(&in, &b);
+    kyu_err_t err;
+    assert_int_equal(kyu_reply_decode(b.data, b.size, &out, &err), KYU_OK);
+    assert_int_equal(out.status, KYU_ERR_NOT_LEADER);
+    assert_string_equal(out.error, "not the leader");
+    assert_string_equal(out.leader, "tcp://127.0.0.1:7702");
+    msgpack_sbuffer_destroy(&b);
+    kyu_reply_reset(&out);
+}
+
+static void test_code_names_are_stable(void **state)
+{
+    (void)state;
+    assert_string_equal(kyu_code_name(KYU_ERR_RECEIPT_STALE), "RECEIPT_STALE");
+    assert_int_equal(KYU_ERR_RECEIPT_STALE, 11);
+    assert_int_equal(KYU_ERR_NOT_LEADER, 14);
+    assert_string_equal(kyu_code_name(-1), "UNKNOWN");
+    assert_string_equal(kyu_code_name(1000), "UNKNOWN");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_request_round_trips),
+        cmocka_unit_test(test_send_needs_one_to_ten_bodies),
+        cmocka_unit_test(test_shape_errors_are_malformed),
+        cmocka_unit_test(test_unknown_op_is_refused_with_the_request_id),
+        cmocka_unit_test(test_missing_required_field_is_invalid_argument),
+        cmocka_unit_test(test_queue_names_follow_sqs_rules),
+        cmocka_unit_test(test_numbers_out_of_range_are_invalid_argument),
+        cmocka_unit_test(test_huge_declared_containers_are_refused_without_allocating),
+        cmocka_unit_test(test_deep_nesting_and_trailing_bytes_are_refused),
+        cmocka_unit_test(test_every_truncation_of_a_valid_header_is_refused),
+        cmocka_unit_test(test_reply_round_trips),
+        cmocka_unit_test(test_error_reply_carries_code_text_and_leader),
+        cmocka_unit_test(test_code_names_are_stable),
+    };
+    return cmocka_run_group_tests_name("codec", tests, NULL, NULL);
+}

@@ -1,0 +1,180 @@
+/* The durable log and the replica: entries are reported durable in order, results come only
+ * after that, entries durable but not yet applied are applied at the next start (the crash
+ * case), and a log with a hole refuses to start. */
+#include "fixture.h"
+#include "replica.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    int answered;
+    kyu_code_t last_code;
+} waiters_t;
+
+static void on_done(void *arg, void *waiter, kyu_result_t *res)
+{
+    waiters_t *w = arg;
+    (void)waiter;
+    w->answered++;
+    w->last_code = res->code;
+}
+
+/* Waits (bounded) for the storage thread's next report and hands it to the replica. */
+static void pump_one(kyu_log_t *log, kyu_replica_t *r)
+{
+    zpoller_t *p = zpoller_new(kyu_log_sock(log), NULL);
+    void *which = zpoller_wait(p, 10000);
+    zpoller_destroy(&p);
+    if (!which)
+        fail_msg("no report from the storage thread within 10 s");
+    kyu_log_event_t ev;
+    kyu_err_t err;
+    assert_int_equal(kyu_log_recv(log, &ev, &err), KYU_OK);
+    assert_false(ev.failed);
+    kyu_replica_on_log_event(r, &ev);
+}
+
+/* Waits (bounded) until the storage thread reports index durable, without a replica. */
+static void wait_durable(kyu_log_t *log, uint64_t index)
+{
+    kyu_log_event_t ev = {0};
+    kyu_err_t err;
+    while (ev.index < index) {
+        zpoller_t *p = zpoller_new(kyu_log_sock(log), NULL);
+        void *which = zpoller_wait(p, 10000);
+        zpoller_destroy(&p);
+        if (!which)
+            fail_msg("entry %llu not durable within 10 s", (unsigned long long)index);
+        assert_int_equal(kyu_log_recv(log, &ev, &err), KYU_OK);
+        assert_false(ev.failed);
+    }
+}
+
+static void test_results_come_after_durability_and_in_order(void **state)
+{
+    fixture_t *f = *state;
+    kyu_err_t err;
+    waiters_t w = {0};
+    kyu_log_t *log = kyu_log_new(f->store, &err);
+    kyu_replica_t *r = kyu_replica_new(f->store, f->sm, log, on_done, &w, &err);
+    assert_non_null(r);
+    kyu_command_t c = cmd_create("orders", -1);
+    assert_int_equal(kyu_replica_propose(r, &c, NULL, &err), KYU_OK);
+    for (int i = 0; i < 50; i++) {
+        c = cmd_send("orders", 1000, "m");
+        assert_int_equal(kyu_replica_propose(r, &c, NULL, &err), KYU_OK);
+    }
+    /* Nothing is answered before the storage thread says the entry is durable. */
+    assert_int_equal(w.answered, 0);
+    kyu_replica_flush(r);
+    assert_int_equal(w.answered, 0);
+    while (w.answered < 51)
+        pump_one(log, r);
+    assert_int_equal(w.last_code, KYU_OK);
+    kyu_queue_attrs_t a;
+    assert_int_equal(kyu_sm_queue_attributes(f->sm, "orders", 2000, &a, &err), KYU_OK);
+    assert_int_equal(a.visible, 50);
+    kyu_replica_destroy(&r);
+    kyu_log_destroy(&log);
+}
+
+static void test_durable_entries_not_applied_are_applied_at_restart(void **state)
+{
+    fixture_t *f = *state;
+    kyu_err_t err;
+    /* Write entries straight to the log, as a crash after the fsync and before apply leaves
+     * them. */
+    kyu_log_t *log = kyu_log_new(f->store, &err);
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    kyu_command_t c = cmd_create("orders", -1);
+    kyu_command_encode(&c, &b);
+    assert_int_equal(kyu_log_append(log, 1, 1, b.data, b.size, &err), KYU_OK);
+    msgpack_sbuffer_clear(&b);
+    c = cmd_send("orders", 1000, "kept");
+    kyu_command_encode(&c, &b);
+    assert_int_equal(kyu_log_append(log, 2, 1, b.data, b.size, &err), KYU_OK);
+    msgpack_sbuffer_destroy(&b);
+    wait_durable(log, 2);
+    kyu_log_destroy(&log);
+    assert_int_equal(kyu_sm_applied_index(f->sm), 0);
+
+    fixture_reopen(f);
+    waiters_t w = {0};
+    log = kyu_log_new(f->store, &err);
+    kyu_replica_t *r = kyu_replica_new(f->store, f->sm, log, on_done, &w, &err);
+    assert_non_null(r);
+    assert_int_equal(kyu_sm_applied_index(f->sm), 2);
+    kyu_queue_attrs_t a;
+    assert_int_equal(kyu_sm_queue_attributes(f->sm, "orders", 2000, &a, &err), KYU_OK);
+    assert_int_equal(a.visible, 1);
+    /* New proposals continue after the replayed entries. */
+    c = cmd_send("orders", 1000, "next");
+    assert_int_equal(kyu_replica_propose(r, &c, NULL, &err), KYU_OK);
+    kyu_replica_flush(r);
+    pump_one(log, r);
+    assert_int_equal(kyu_sm_applied_index(f->sm), 3);
+    kyu_replica_destroy(&r);
+    kyu_log_destroy(&log);
+}
+
+static void test_log_with_a_hole_refuses_to_start(void **state)
+{
+    fixture_t *f = *state;
+    kyu_err_t err;
+    kyu_log_t *log = kyu_log_new(f->store, &err);
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    kyu_command_t c = cmd_create("orders", -1);
+    kyu_command_encode(&c, &b);
+    assert_int_equal(kyu_log_append(log, 1, 1, b.data, b.size, &err), KYU_OK);
+    assert_int_equal(kyu_log_append(log, 3, 1, b.data, b.size, &err), KYU_OK);
+    msgpack_sbuffer_destroy(&b);
+    wait_durable(log, 3);
+    kyu_log_destroy(&log);
+    fixture_reopen(f);
+    waiters_t w = {0};
+    log = kyu_log_new(f->store, &err);
+    kyu_err_clear(&err);
+    kyu_replica_t *r = kyu_replica_new(f->store, f->sm, log, on_done, &w, &err);
+    assert_null(r);
+    assert_int_equal(err.code, KYU_ERR_STORAGE);
+    assert_non_null(strstr(err.msg, "corrupt"));
+    kyu_log_destroy(&log);
+}
+
+static void test_backpressure_refuses_with_busy(void **state)
+{
+    fixture_t *f = *state;
+    kyu_err_t err;
+    waiters_t w = {0};
+    kyu_log_t *log = kyu_log_new(f->store, &err);
+    kyu_replica_t *r = kyu_replica_new(f->store, f->sm, log, on_done, &w, &err);
+    kyu_command_t c = cmd_create("orders", -1);
+    for (int i = 0; i < KYU_REPLICA_PENDING_MAX; i++)
+        assert_int_equal(kyu_replica_propose(r, &c, NULL, &err), KYU_OK);
+    assert_int_equal(kyu_replica_propose(r, &c, NULL, &err), KYU_ERR_BUSY);
+    kyu_replica_flush(r);
+    while (w.answered < KYU_REPLICA_PENDING_MAX)
+        pump_one(log, r);
+    assert_int_equal(kyu_replica_propose(r, &c, NULL, &err), KYU_OK);
+    kyu_replica_destroy(&r); /* answers the waiting proposal with an error */
+    assert_int_equal(w.last_code, KYU_ERR_STORAGE);
+    kyu_log_destroy(&log);
+}
+
+#define T(name) cmocka_unit_test_setup_teardown(name, fixture_setup, fixture_teardown)
+
+int main(void)
+{
+    zsys_init();
+    zsys_set_logstream(NULL);
+    const struct CMUnitTest tests[] = {
+        T(test_results_come_after_durability_and_in_order),
+        T(test_durable_entries_not_applied_are_applied_at_restart),
+        T(test_log_with_a_hole_refuses_to_start),
+        T(test_backpressure_refuses_with_busy),
+    };
+    return cmocka_run_group_tests_name("log and replica", tests, NULL, NULL);
+}

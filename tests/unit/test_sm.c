@@ -1,0 +1,445 @@
+/* The state machine, one behaviour per test (SQS standard-queue semantics). */
+#include "fixture.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define T0 1000000 /* a command time, ms */
+
+static void ok(kyu_result_t r)
+{
+    if (r.code != KYU_OK)
+        fail_msg("expected OK, got %s: %s", kyu_code_name(r.code), r.error);
+    kyu_result_clear(&r);
+}
+
+static void expect_code(kyu_result_t r, kyu_code_t code)
+{
+    if (r.code != code)
+        fail_msg("expected %s, got %s: %s", kyu_code_name(code), kyu_code_name(r.code), r.error);
+    kyu_result_clear(&r);
+}
+
+static void attrs(fixture_t *f, const char *q, uint64_t now, int64_t visible, int64_t not_visible)
+{
+    kyu_queue_attrs_t a;
+    kyu_err_t err;
+    assert_int_equal(kyu_sm_queue_attributes(f->sm, q, now, &a, &err), KYU_OK);
+    if (a.visible != visible || a.not_visible != not_visible)
+        fail_msg("expected %lld visible / %lld not visible, got %lld / %lld", (long long)visible,
+                 (long long)not_visible, (long long)a.visible, (long long)a.not_visible);
+}
+
+/* Receives exactly one message and returns its handle in out. */
+static void receive_one(fixture_t *f, const char *q, uint64_t now, int64_t vt, char *out,
+                        const char *expect_body, uint32_t expect_count)
+{
+    kyu_result_t r = apply1(f, cmd_receive(q, now, 1, vt));
+    assert_int_equal(r.code, KYU_OK);
+    assert_int_equal(r.n_msgs, 1);
+    assert_int_equal(r.body_lens[0], strlen(expect_body));
+    assert_memory_equal(r.bodies[0], expect_body, strlen(expect_body));
+    assert_int_equal(r.msgs[0].receive_count, expect_count);
+    strcpy(out, r.msgs[0].handle);
+    kyu_result_clear(&r);
+}
+
+static void test_create_queue_is_listed_with_default_visibility(void **state)
+{
+    fixture_t *f = *state;
+    ok(apply1(f, cmd_create("orders", -1)));
+    char(*names)[KYU_NAME_MAX + 1] = NULL;
+    size_t n = 0;
+    kyu_err_t err;
+    assert_int_equal(kyu_sm_list_queues(f->sm, &names, &n, &err), KYU_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(names[0], "orders");
+    free(names);
+    kyu_queue_attrs_t a;
+    assert_int_equal(kyu_sm_queue_attributes(f->sm, "orders", T0, &a, &err), KYU_OK);
+    assert_int_equal(a.visibility_timeout, 30);
+}
+
+static void test_create_existing_queue_with_same_attributes_succeeds(void **state)
+{
+    fixture_t *f = *state;
+    ok(apply1(f, cmd_create("orders", 10)));
+    ok(apply1(f, cmd_create("orders", 10)));
+}
+
+static void test_create_existing_queue_with_other_attributes_is_refused(void **state)
+{
+    fixture_t *f = *state;
+    ok(apply1(f, cmd_create("orders", 10)));
+    expect_code(apply1(f, cmd_create("orders", 20)), KYU_ERR_QUEUE_EXISTS);
+}
+
+static void test_delete_unknown_queue_is_no_such_queue(void **state)
+{
+    expect_code(apply1(*state, cmd_delete_queue("nope")), KYU_ERR_NO_SUCH_QUEUE);
+}
+
+static void test_send_to_unknown_queue_is_no_such_queue(void **state)
+{
+    expect_code(apply1(*state, cmd_send("nope", T0, "x")), KYU_ERR_NO_SUCH_QUEUE);
+}
+
+static void test_deleted_queue_recreated_is_empty(void **state)
+{
+    fixture_t *f = *state;
+    ok(apply1(f, cmd_create("orders", -1)));
+    ok(apply1(f, cmd_send("orders", T0, "old")));
+    ok(apply1(f, cmd_delete_queue("orders")));
+    assert_false(kyu_sm_queue_exists(f->sm, "orders"));
+    ok(apply1(f, cmd_create("orders", -1)));
+    attrs(f, "orders", T0, 0, 0);
+    kyu_result_t r = apply1(f, cmd_receive("orders", T0 + 1, 10, -1));
+    assert_int_equal(r.n_msgs, 0);
+    kyu_result_clear(&r);
+}
+
+static void test_send_returns_the_commands_message_id(void **state)
+{
+    fixture_t *f = *state;
+    ok(apply1(f, cmd_create("orders", -1)));
+    kyu_command_t c = cmd_send("orders", T0, "hello");
+    kyu_result_t r = apply1(f, c);
+    assert_int_equal(r.n_ids, 1);
+    assert_string_equal(r.ids[0], c.ids[0]);
+    kyu_result_clear(&r);
+    attrs(f, "orders", T0, 1, 0);
+}
+
+static void test_receive_returns_body_id_and_sent_time(void **state)
+{
+    fixture_t *f = *state;
+    ok(apply1(f, cmd_create("orders", -1)));
+    kyu_command_t c = cmd_send("orders", T0, "hello");
+    ok(apply1(f, c));
+    kyu_result_t r = apply1(f, cmd_receive("orders", T0 + 5, 10, -1));
+    assert_int_equal(r.n_msgs, 1);
+    assert_string_equal(r.msgs[0].message_id, c.ids[0]);
+    assert_int_equal(r.msgs[0].sent_ms, T0);
+    assert_int_equal(r.msgs[0].first_receive_ms, T0 + 5);
+    assert_int_equal(r.msgs[0].receive_count, 1);
+    assert_memory_equal(r.bodies[0], "hello", 5);
+    kyu_result_clear(&r);
+}
+
+static void test_receive_skips_leased_messages(void **state)
+{
+    fixture_t *f = *state;
+    char h[KYU_HANDLE_MAX + 1];
+    ok(apply1(f, cmd_create("orders", -1)));
+    ok(apply1(f, cmd_send("orders", T0, "a")));
+    ok(apply1(f, cmd_send("orders", T0, "b")));
+    receive_one(f, "orders", T0 + 1, -1, h, "a", 1);
+    receive_one(f, "orders", T0 + 2, -1, h, "b", 1);
+    kyu_result_t r = apply1(f, cmd_receive("orders", T0 + 3, 10, -1));
+    assert_int_equal(r.n_msgs, 0);
+    kyu_result_clear(&r);
+    attrs(f, "orders", T0 + 3, 0, 2);
+}
+
+static void test_receive_takes_at_most_max(void **state)
+{
+    fixture_t *f = *state;
+    ok(apply1(f, cmd_create("orders", -1)));
+    for (int i = 0; i < 5; i++)
+        ok(apply1(f, cmd_send("orders", T0, "m")));
+    kyu_result_t r = apply1(f, cmd_receive("orders", T0 + 1, 3, -1));
+    assert_int_equal(r.n_msgs, 3);
+    kyu_result_clear(&r);
+    attrs(f, "orders", T0 + 1, 2, 3);
+}
+
+static void test_expired_lease_redelivers_with_higher_receive_count(void **state)
+{
+    fixture_t *f = *state;
+    char h1[KYU_HANDLE_MAX + 1], h2[KYU_HANDLE_MAX + 1];
+    ok(apply1(f, cmd_create("orders", 30)));
+    ok(apply1(f, cmd_send("orders", T0, "a")));
+    receive_one(f, "orders", T0, -1, h1, "a", 1);
+    /* Invisible until the queue's 30 s have passed, visible from then on. */
+    attrs(f, "orders", T0 + 29999, 0, 1);
+    kyu_result_t r = apply1(f, cmd_receive("orders", T0 + 29999, 1, -1));
+    assert_int_equal(r.n_msgs, 0);
+    kyu_result_clear(&r);
+    attrs(f, "orders", T0 + 30000, 1, 0);
+    receive_one(f, "orders", T0 + 30000, -1, h2, "a", 2);
+    assert_string_not_equal(h1, h2);
+}
+
+static void test_per_request_visibility_timeout_overrides_queue(void **state)
+{
+    fixture_t *f = *state;
+    char h[KYU_HANDLE_MAX + 1];
+    ok(apply1(f, cmd_create("orders", 30)));
+    ok(apply1(f, cmd_send("orders", T0, "a")));
+    receive_one(f, "orders", T0, 2, h, "a", 1);
+    receive_one(f, "orders", T0 + 2000, -1, h, "a", 2);
+}
+
+static void test_visibility_timeout_zero_leaves_message_visible(void **state)
+{
+    fixture_t *f = *state;
+    char h[KYU_HANDLE_MAX + 1];
+    ok(apply1(f, cmd_create("orders", 30)));
+    ok(apply1(f, cmd_send("orders", T0, "a")));
+    receive_one(f, "orders", T0, 0, h, "a", 1);
+    receive_one(f, "orders", T0, 0, h, "a", 2);
+}
+
+static void test_delete_with_current_handle_removes_message(void **state)
+{
+    fixture_t *f = *state;
+    char h[KYU_HANDLE_MAX + 1];
+    ok(apply1(f, cmd_create("orders", -1)));
+    ok(apply1(f, cmd_send("orders", T0, "a")));
+    receive_one(f, "orders", T0, -1, h, "a", 1);
+    kyu_result_t r = apply1(f, cmd_delete("orders", T0 + 1, h));
+    assert_int_equal(r.code, KYU_OK);
+    assert_int_equal(r.n_results, 1);
+    assert_int_equal(r.results[0], KYU_OK);
+    kyu_result_clear(&r);
+    attrs(f, "orders", T0 + 100000, 0, 0);
+    r = apply1(f, cmd_receive("orders", T0 + 100000, 10, -1));
+    assert_int_equal(r.n_msgs, 0);
+    kyu_result_clear(&r);
+}
+
+static void test_delete_with_stale_handle_is_refused_and_keeps_message(void **state)
+{
+    fixture_t *f = *state;
+    char h1[KYU_HANDLE_MAX + 1], h2[KYU_HANDLE_MAX + 1];
+    ok(apply1(f, cmd_create("orders", 1)));
+    ok(apply1(f, cmd_send("orders", T0, "a")));
+    receive_one(f, "orders", T0, -1, h1, "a", 1);
+    receive_one(f, "orders", T0 + 1000, -1, h2, "a", 2);
+    kyu_result_t r = apply1(f, cmd_delete("orders", T0 + 1001, h1));
+    assert_int_equal(r.results[0], KYU_ERR_RECEIPT_STALE);
+    kyu_result_clear(&r);
+    attrs(f, "orders", T0 + 1001, 0, 1);
+    r = apply1(f, cmd_delete("orders", T0 + 1001, h2));
+    assert_int_equal(r.results[0], KYU_OK);
+    kyu_result_clear(&r);
+}
+
+static void test_delete_after_lease_expired_but_not_replaced_succeeds(void **state)
+{
+    fixture_t *f = *state;
+    char h[KYU_HANDLE_MAX + 1];
+    ok(apply1(f, cmd_create("orders", 1)));
+    ok(apply1(f, cmd_send("orders", T0, "a")));
+    receive_one(f, "orders", T0, -1, h, "a", 1);
+    kyu_result_t r = apply1(f, cmd_delete("orders", T0 + 5000, h));
+    assert_int_equal(r.results[0], KYU_OK);
+    kyu_result_clear(&r);
+    attrs(f, "orders", T0 + 5000, 0, 0);
+}
+
+static void test_second_delete_is_receipt_invalid(void **state)
+{
+    fixture_t *f = *state;
+    char h[KYU_HANDLE_MAX + 1];
+    ok(apply1(f, cmd_create("orders", -1)));
+    ok(apply1(f, cmd_send("orders", T0, "a")));
+    receive_one(f, "orders", T0, -1, h, "a", 1);
+    kyu_result_clear((kyu_result_t[]){apply1(f, cmd_delete("orders", T0, h))});
+    kyu_result_t r = apply1(f, cmd_delete("orders", T0, h));
+    assert_int_equal(r.results[0], KYU_ERR_RECEIPT_INVALID);
+    kyu_result_clear(&r);
+}
+
+static void test_handle_of_another_queue_is_receipt_invalid(void **state)
+{
+    fixture_t *f = *state;
+    char h[KYU_HANDLE_MAX + 1];
+    ok(apply1(f, cmd_create("a", -1)));
+    ok(apply1(f, cmd_create("b", -1)));
+    ok(apply1(f, cmd_send("a", T0, "x")));
+    ok(apply1(f, cmd_send("b", T0, "y")));
+    receive_one(f, "a", T0, -1, h, "x", 1);
+    kyu_result_t r = apply1(f, cmd_delete("b", T0, h));
+    assert_int_equal(r.results[0], KYU_ERR_RECEIPT_INVALID);
+    kyu_result_clear(&r);
+    attrs(f, "a", T0, 0, 1);
+}
+
+static void test_forged_and_malformed_handles_are_receipt_invalid(void **state)
+{
+    fixture_t *f = *state;
+    char h[KYU_HANDLE_MAX + 1];
+    ok(apply1(f, cmd_create("orders", -1)));
+    ok(apply1(f, cmd_send("orders", T0, "a")));
+    receive_one(f, "orders", T0, -1, h, "a", 1);
+    const char *bad[] = {"",
+                         "zz",
+                         "00000000000000010000000",
+                         "0000000000000001000000011",
+                         "000000000000000100000009",
+                         "00000000000000010000000G",
+                         "000000000000000100000000",
+                         "ffffffffffffffff00000001"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        kyu_result_t r = apply1(f, cmd_delete("orders", T0, bad[i]));
+        if (r.results[0] != KYU_ERR_RECEIPT_INVALID)
+            fail_msg("handle '%s': expected RECEIPT_INVALID, got %s", bad[i],
+                     kyu_code_name((int)r.results[0]));
+        kyu_result_clear(&r);
+    }
+    attrs(f, "orders", T0, 0, 1);
+}
+
+static void test_change_visibility_extends_the_lease(void **state)
+{
+    fixture_t *f = *state;
+    char h[KYU_HANDLE_MAX + 1];
+    ok(apply1(f, cmd_create("orders", 10)));
+    ok(apply1(f, cmd_send("orders", T0, "a")));
+    receive_one(f, "orders", T0, -1, h, "a", 1);
+    kyu_result_t r = apply1(f, cmd_change_visibility("orders", T0 + 5000, h, 60));
+    assert_int_equal(r.results[0], KYU_OK);
+    kyu_result_clear(&r);
+    attrs(f, "orders", T0 + 64999, 0, 1);
+    attrs(f, "orders", T0 + 65000, 1, 0);
+    /* The handle stays valid: changing visibility is not a new lease. */
+    r = apply1(f, cmd_delete("orders", T0 + 6000, h));
+    assert_int_equal(r.results[0], KYU_OK);
+    kyu_result_clear(&r);
+}
+
+static void test_change_visibility_zero_makes_message_visible(void **state)
+{
+    fixture_t *f = *state;
+    char h[KYU_HANDLE_MAX + 1];
+    ok(apply1(f, cmd_create("orders", 30)));
+    ok(apply1(f, cmd_send("orders", T0, "a")));
+    receive_one(f, "orders", T0, -1, h, "a", 1);
+    kyu_result_t r = apply1(f, cmd_change_visibility("orders", T0 + 1, h, 0));
+    assert_int_equal(r.results[0], KYU_OK);
+    kyu_result_clear(&r);
+    receive_one(f, "orders", T0 + 1, -1, h, "a", 2);
+}
+
+static void test_change_visibility_after_lease_expired_is_stale(void **state)
+{
+    fixture_t *f = *state;
+    char h[KYU_HANDLE_MAX + 1];
+    ok(apply1(f, cmd_create("orders", 1)));
+    ok(apply1(f, cmd_send("orders", T0, "a")));
+    receive_one(f, "orders", T0, -1, h, "a", 1);
+    kyu_result_t r = apply1(f, cmd_change_visibility("orders", T0 + 1000, h, 30));
+    assert_int_equal(r.results[0], KYU_ERR_RECEIPT_STALE);
+    kyu_result_clear(&r);
+}
+
+static void test_commands_of_one_entry_see_each_other(void **state)
+{
+    fixture_t *f = *state;
+    kyu_command_t cmds[] = {
+        cmd_create("orders", -1),          cmd_send("orders", T0, "a"),
+        cmd_send("orders", T0, "b"),       cmd_receive("orders", T0, 1, -1),
+        cmd_receive("orders", T0, 10, -1), cmd_receive("orders", T0, 10, -1),
+    };
+    kyu_result_t r[6];
+    apply_entry(f, cmds, 6, r);
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(r[i].code, KYU_OK);
+    assert_int_equal(r[3].n_msgs, 1);
+    assert_int_equal(r[4].n_msgs, 1);
+    assert_int_equal(r[5].n_msgs, 0);
+    assert_string_not_equal(r[3].msgs[0].message_id, r[4].msgs[0].message_id);
+    for (int i = 0; i < 6; i++)
+        kyu_result_clear(&r[i]);
+    attrs(f, "orders", T0, 0, 2);
+}
+
+static void test_restart_keeps_messages_leases_and_applied_index(void **state)
+{
+    fixture_t *f = *state;
+    char h[KYU_HANDLE_MAX + 1];
+    ok(apply1(f, cmd_create("orders", 30)));
+    ok(apply1(f, cmd_send("orders", T0, "a")));
+    ok(apply1(f, cmd_send("orders", T0, "b")));
+    receive_one(f, "orders", T0, -1, h, "a", 1);
+    uint64_t applied = kyu_sm_applied_index(f->sm);
+    fixture_reopen(f);
+    assert_int_equal(kyu_sm_applied_index(f->sm), applied);
+    assert_int_equal(kyu_sm_last_now(f->sm), T0);
+    attrs(f, "orders", T0 + 1, 1, 1);
+    char h2[KYU_HANDLE_MAX + 1];
+    receive_one(f, "orders", T0 + 1, -1, h2, "b", 1);
+    kyu_result_t r = apply1(f, cmd_delete("orders", T0 + 2, h));
+    assert_int_equal(r.results[0], KYU_OK);
+    kyu_result_clear(&r);
+}
+
+static void test_deleted_queue_stays_deleted_after_restart(void **state)
+{
+    fixture_t *f = *state;
+    ok(apply1(f, cmd_create("orders", -1)));
+    ok(apply1(f, cmd_send("orders", T0, "a")));
+    ok(apply1(f, cmd_delete_queue("orders")));
+    fixture_reopen(f);
+    assert_false(kyu_sm_queue_exists(f->sm, "orders"));
+}
+
+static void test_corrupt_entry_is_an_error(void **state)
+{
+    fixture_t *f = *state;
+    const char junk[] = "\x96\x01\x02";
+    kyu_err_t err;
+    size_t n = 0;
+    kyu_result_t r[1];
+    assert_int_equal(kyu_sm_apply(f->sm, ++f->index, junk, sizeof junk - 1, r, 1, &n, &err),
+                     KYU_ERR_MALFORMED);
+}
+
+static void test_handle_format_round_trips(void **state)
+{
+    (void)state;
+    char h[25];
+    uint64_t seq = 0;
+    uint32_t gen = 0;
+    kyu_handle_format(h, 0x0123456789abcdefULL, 0xfedcba98U);
+    assert_true(kyu_handle_parse(h, &seq, &gen));
+    assert_int_equal(seq, 0x0123456789abcdefULL);
+    assert_int_equal(gen, 0xfedcba98U);
+}
+
+#define T(name) cmocka_unit_test_setup_teardown(name, fixture_setup, fixture_teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_create_queue_is_listed_with_default_visibility),
+        T(test_create_existing_queue_with_same_attributes_succeeds),
+        T(test_create_existing_queue_with_other_attributes_is_refused),
+        T(test_delete_unknown_queue_is_no_such_queue),
+        T(test_send_to_unknown_queue_is_no_such_queue),
+        T(test_deleted_queue_recreated_is_empty),
+        T(test_send_returns_the_commands_message_id),
+        T(test_receive_returns_body_id_and_sent_time),
+        T(test_receive_skips_leased_messages),
+        T(test_receive_takes_at_most_max),
+        T(test_expired_lease_redelivers_with_higher_receive_count),
+        T(test_per_request_visibility_timeout_overrides_queue),
+        T(test_visibility_timeout_zero_leaves_message_visible),
+        T(test_delete_with_current_handle_removes_message),
+        T(test_delete_with_stale_handle_is_refused_and_keeps_message),
+        T(test_delete_after_lease_expired_but_not_replaced_succeeds),
+        T(test_second_delete_is_receipt_invalid),
+        T(test_handle_of_another_queue_is_receipt_invalid),
+        T(test_forged_and_malformed_handles_are_receipt_invalid),
+        T(test_change_visibility_extends_the_lease),
+        T(test_change_visibility_zero_makes_message_visible),
+        T(test_change_visibility_after_lease_expired_is_stale),
+        T(test_commands_of_one_entry_see_each_other),
+        T(test_restart_keeps_messages_leases_and_applied_index),
+        T(test_deleted_queue_stays_deleted_after_restart),
+        T(test_corrupt_entry_is_an_error),
+        cmocka_unit_test(test_handle_format_round_trips),
+    };
+    return cmocka_run_group_tests_name("state machine", tests, NULL, NULL);
+}
