@@ -200,6 +200,8 @@ static int parse_cmd_args(cli_t *cli, int argc, char **argv, cli_args_t *a)
     a->args = argv;
     if (a->n_args < cmd->min_args || (cmd->max_args >= 0 && a->n_args > cmd->max_args))
         return cli_usage_error(cli, "wrong number of arguments");
+    if (a->lines && a->n_args > 1)
+        return cli_usage_error(cli, "--lines reads the messages from stdin: give no BODY");
     if ((cmd->options & CLI_OPT_VT_REQUIRED) && a->vt < 0)
         return cli_usage_error(cli, "--visibility-timeout is required");
     if (cmd->min_args > 0 && !cli_check_queue(cli, a->args[0]))

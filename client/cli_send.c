@@ -158,8 +158,6 @@ static int send_lines(cli_t *cli, const char *queue)
 int cli_cmd_send(cli_t *cli, cli_args_t *a)
 {
     const char *queue = a->args[0];
-    if (a->lines && a->n_args > 1)
-        return cli_usage_error(cli, "--lines reads the messages from stdin: give no BODY");
     if (a->lines)
         return send_lines(cli, queue);
     if (a->n_args > 1)

@@ -13,8 +13,9 @@
 
 #define DEFAULT_TIMEOUT_MS 10000
 #define DEFAULT_MAX_INFLIGHT 1024
-#define DEFAULT_MAX_FRAME (64 * 1024 * 1024 + KYU_HEADER_MAX) /* the largest body a broker allows  \
-                                                               */
+#define DEFAULT_MAX_FRAME                                                                          \
+    (64 * 1024 * 1024 + KYU_HEADER_MAX) /* the largest body a broker allows                        \
+                                         */
 #define HEARTBEAT_IVL_MS 1000
 #define HEARTBEAT_TIMEOUT_MS 5000
 
