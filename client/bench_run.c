@@ -1,0 +1,319 @@
+/* bench_run: kyu-bench's producer and consumer threads, one libkyu client each.
+ * W1 and LAT: one request in flight per thread (LAT paces the producers). W2 and send:
+ * pipelined sends (--inflight outstanding); the W2 consumer keeps --recv-inflight receives
+ * of 10 outstanding and deletes in batches of up to 10, pipelined too. */
+#include "bench.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define BACKOFF_MIN_NS 20000LL  /* polling an empty queue: there is no long poll yet */
+#define BACKOFF_MAX_NS 200000LL /* keep it under the latency being measured */
+
+static void sleep_until(int64_t t_ns)
+{
+    struct timespec ts = {t_ns / 1000000000, t_ns % 1000000000};
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) != 0) {
+    }
+}
+
+static void fill(unsigned char *buf, uint64_t seq)
+{
+    int64_t t = bench_now_ns();
+    memcpy(buf, &t, 8);
+    memcpy(buf + 8, &seq, 8);
+}
+
+/* Sends sequences first, first + step, ... below end (or'ed with flag), keeping
+ * b->inflight requests outstanding. */
+static void send_pipelined(bench_t *b, kyu_client_t *c, uint64_t first, uint64_t step, uint64_t end,
+                           uint64_t flag)
+{
+    unsigned char *buf = malloc(b->size);
+    if (!buf) {
+        bench_fail(b, "out of memory", NULL);
+        return;
+    }
+    memset(buf, 'k', b->size);
+    uint64_t seq = first;
+    while ((seq < end || kyu_client_inflight(c) > 0) && !atomic_load(&b->failed)) {
+        while (seq < end && kyu_client_inflight(c) < (size_t)b->inflight) {
+            const void *bodies[] = {buf};
+            size_t lens[] = {b->size};
+            kyu_err_t err = {0};
+            fill(buf, seq | flag);
+            if (kyu_client_send_async(c, b->queue, bodies, lens, 1, NULL, &err) != KYU_OK) {
+                bench_fail(b, "send", &err);
+                free(buf);
+                return;
+            }
+            seq += step;
+        }
+        kyu_reply_t rep;
+        kyu_reply_init(&rep);
+        kyu_err_t err = {0};
+        if (kyu_client_poll_reply(c, -1, &rep, NULL, &err) != KYU_OK) {
+            bench_fail(b, "send", &err);
+        } else if (rep.status != KYU_OK) {
+            kyu_err_t e = {(kyu_code_t)rep.status, ""};
+            snprintf(e.msg, sizeof e.msg, "%s", rep.error);
+            atomic_fetch_add(&b->send_errors, 1);
+            bench_fail(b, "send", &e);
+        }
+        kyu_reply_reset(&rep);
+    }
+    free(buf);
+}
+
+static void send_one_at_a_time(bench_t *b, kyu_client_t *c, int p)
+{
+    unsigned char *buf = malloc(b->size);
+    if (!buf) {
+        bench_fail(b, "out of memory", NULL);
+        return;
+    }
+    memset(buf, 'k', b->size);
+    /* LAT: each producer sends at rate / producers, on a fixed schedule (no drift). */
+    double interval = b->rate > 0 ? 1e9 * b->producers / b->rate : 0;
+    int64_t t0 = bench_now_ns();
+    uint64_t k = 0;
+    for (uint64_t seq = (uint64_t)p; seq < b->count && !atomic_load(&b->failed);
+         seq += (uint64_t)b->producers, k++) {
+        if (interval > 0)
+            sleep_until(t0 + (int64_t)(interval * (double)k));
+        const void *bodies[] = {buf};
+        size_t lens[] = {b->size};
+        kyu_err_t err = {0};
+        fill(buf, seq);
+        if (kyu_client_send(c, b->queue, bodies, lens, 1, NULL, &err) != KYU_OK)
+            bench_fail(b, "send", &err);
+    }
+    free(buf);
+}
+
+void *bench_producer(void *arg)
+{
+    bench_thread_t *t = arg;
+    bench_t *b = t->b;
+    kyu_client_t *c = bench_connect(b);
+    if (c) {
+        if (b->workload == BENCH_W2 || b->workload == BENCH_SEND)
+            send_pipelined(b, c, (uint64_t)t->index, (uint64_t)b->producers, b->count, 0);
+        else
+            send_one_at_a_time(b, c, t->index);
+        kyu_client_destroy(&c);
+    }
+    if (atomic_fetch_sub(&b->producers_left, 1) == 1) {
+        pthread_mutex_lock(&b->lock);
+        b->produced_ns = bench_now_ns();
+        pthread_mutex_unlock(&b->lock);
+    }
+    return NULL;
+}
+
+bool bench_preload(bench_t *b)
+{
+    kyu_client_t *c = bench_connect(b);
+    if (!c)
+        return false;
+    send_pipelined(b, c, 0, 1, b->preload, BENCH_PRELOAD_FLAG);
+    kyu_client_destroy(&c);
+    return !atomic_load(&b->failed);
+}
+
+/* ---- consumers ---- */
+
+static bool all_consumed(bench_t *b)
+{
+    return atomic_load(&b->consumed) >= b->count && atomic_load(&b->preload_seen) >= b->preload;
+}
+
+/* Marks a message seen; returns false when the run must stop (a foreign message). */
+static bool record(bench_t *b, const kyu_message_t *m, int64_t now)
+{
+    uint64_t seq;
+    int64_t sent;
+    if (m->body_len < 16) {
+        bench_fail(b, "receive: a message without kyu-bench's 16-byte header", NULL);
+        return false;
+    }
+    memcpy(&sent, m->body, 8);
+    memcpy(&seq, m->body + 8, 8);
+    if (seq & BENCH_PRELOAD_FLAG) {
+        atomic_fetch_add(&b->preload_seen, 1);
+        return true;
+    }
+    if (seq >= b->count) {
+        bench_fail(b, "receive: a message with a sequence number out of range", NULL);
+        return false;
+    }
+    if (atomic_exchange(&b->seen[seq], 1)) {
+        atomic_fetch_add(&b->duplicates, 1);
+        return true;
+    }
+    b->latency_ns[seq] = (uint64_t)(now - sent);
+    atomic_fetch_add(&b->consumed, 1);
+    return true;
+}
+
+/* True (after bench_fail) when nothing new arrived for idle_timeout_s. */
+static bool idle_too_long(bench_t *b, int64_t last_progress)
+{
+    if (bench_now_ns() - last_progress < (int64_t)b->idle_timeout_s * 1000000000LL)
+        return false;
+    char text[128];
+    snprintf(text, sizeof text, "no new message for %d s; %llu of %llu seen", b->idle_timeout_s,
+             (unsigned long long)atomic_load(&b->consumed), (unsigned long long)b->count);
+    bench_fail(b, text, NULL);
+    return true;
+}
+
+static void consume_one_at_a_time(bench_t *b, kyu_client_t *c)
+{
+    int64_t last = bench_now_ns(), backoff = BACKOFF_MIN_NS;
+    while (!all_consumed(b) && !atomic_load(&b->failed)) {
+        kyu_message_t *msgs = NULL;
+        size_t n = 0;
+        kyu_err_t err = {0};
+        if (kyu_client_receive(c, b->queue, 1, -1, &msgs, &n, &err) != KYU_OK) {
+            bench_fail(b, "receive", &err);
+            break;
+        }
+        int64_t now = bench_now_ns();
+        if (n == 0) {
+            if (idle_too_long(b, last))
+                break;
+            sleep_until(now + backoff);
+            backoff = backoff * 2 > BACKOFF_MAX_NS ? BACKOFF_MAX_NS : backoff * 2;
+            continue;
+        }
+        last = now;
+        backoff = BACKOFF_MIN_NS;
+        bool ok = record(b, &msgs[0], now);
+        const char *h[] = {msgs[0].receipt_handle};
+        kyu_code_t res[1];
+        if (ok && kyu_client_delete(c, b->queue, h, 1, res, &err) != KYU_OK) {
+            atomic_fetch_add(&b->delete_errors, 1);
+            bench_fail(b, "delete", &err);
+        }
+        kyu_messages_destroy(&msgs);
+    }
+}
+
+/* W2's consumer state: the receives in flight and the batch of handles to delete. */
+typedef struct {
+    uint64_t recv_ids[KYU_BATCH_MAX * 10];
+    int n_recv;
+    kyu_request_t del; /* the open delete batch */
+} w2_state_t;
+
+static void flush_deletes(bench_t *b, kyu_client_t *c, w2_state_t *s)
+{
+    if (s->del.n_handles == 0)
+        return;
+    kyu_err_t err = {0};
+    if (kyu_client_request_async(c, &s->del, NULL, NULL, 0, NULL, &err) != KYU_OK)
+        bench_fail(b, "delete", &err);
+    s->del.n_handles = 0;
+}
+
+static bool take_recv_id(w2_state_t *s, uint64_t id)
+{
+    for (int i = 0; i < s->n_recv; i++) {
+        if (s->recv_ids[i] == id) {
+            s->recv_ids[i] = s->recv_ids[--s->n_recv];
+            return true;
+        }
+    }
+    return false;
+}
+
+static void consume_pipelined(bench_t *b, kyu_client_t *c)
+{
+    w2_state_t s = {.n_recv = 0};
+    s.del.op = KYU_OP_DELETE;
+    s.del.fields = KYU_F_QUEUE | KYU_F_HANDLES;
+    snprintf(s.del.queue, sizeof s.del.queue, "%s", b->queue);
+    kyu_request_t recv = {
+        .op = KYU_OP_RECEIVE, .fields = KYU_F_QUEUE | KYU_F_MAX, .max = KYU_BATCH_MAX};
+    snprintf(recv.queue, sizeof recv.queue, "%s", b->queue);
+    int limit = b->recv_inflight > KYU_BATCH_MAX * 10 ? KYU_BATCH_MAX * 10 : b->recv_inflight;
+    int target = limit; /* 1 while the queue looks empty, so as not to spin the broker */
+    int64_t last = bench_now_ns(), backoff = BACKOFF_MIN_NS;
+    while (!atomic_load(&b->failed)) {
+        bool done = all_consumed(b);
+        while (!done && s.n_recv < target) {
+            kyu_err_t err = {0};
+            uint64_t id = 0;
+            if (kyu_client_request_async(c, &recv, NULL, NULL, 0, &id, &err) != KYU_OK) {
+                bench_fail(b, "receive", &err);
+                return;
+            }
+            s.recv_ids[s.n_recv++] = id;
+        }
+        if (done)
+            flush_deletes(b, c, &s);
+        if (done && kyu_client_inflight(c) == 0)
+            return;
+        kyu_reply_t rep;
+        kyu_message_t *msgs = NULL;
+        kyu_err_t err = {0};
+        kyu_reply_init(&rep);
+        if (kyu_client_poll_reply(c, -1, &rep, &msgs, &err) != KYU_OK) {
+            bench_fail(b, "receive", &err);
+            return;
+        }
+        bool is_recv = take_recv_id(&s, rep.id), stop = false;
+        if (rep.status != KYU_OK) {
+            kyu_err_t e = {(kyu_code_t)rep.status, ""};
+            snprintf(e.msg, sizeof e.msg, "%s", rep.error);
+            if (!is_recv)
+                atomic_fetch_add(&b->delete_errors, 1);
+            bench_fail(b, is_recv ? "receive" : "delete", &e);
+        } else if (!is_recv) {
+            for (size_t i = 0; i < rep.n_results; i++)
+                if (rep.results[i] != KYU_OK)
+                    atomic_fetch_add(&b->delete_errors, 1);
+        } else if (rep.n_msgs == 0) {
+            target = 1;
+            flush_deletes(b, c, &s);
+            stop = idle_too_long(b, last);
+            sleep_until(bench_now_ns() + backoff);
+            backoff = backoff * 2 > BACKOFF_MAX_NS ? BACKOFF_MAX_NS : backoff * 2;
+        } else {
+            int64_t now = bench_now_ns();
+            last = now;
+            target = limit;
+            backoff = BACKOFF_MIN_NS;
+            for (size_t i = 0; i < rep.n_msgs && record(b, &msgs[i], now); i++) {
+                snprintf(s.del.handles[s.del.n_handles++], sizeof s.del.handles[0], "%s",
+                         msgs[i].receipt_handle);
+                if (s.del.n_handles == KYU_BATCH_MAX)
+                    flush_deletes(b, c, &s);
+            }
+            if (rep.n_msgs < KYU_BATCH_MAX) /* the queue ran short: do not hold handles */
+                flush_deletes(b, c, &s);
+        }
+        kyu_reply_reset(&rep);
+        kyu_messages_destroy(&msgs);
+        if (stop)
+            return;
+    }
+}
+
+void *bench_consumer(void *arg)
+{
+    bench_thread_t *t = arg;
+    bench_t *b = t->b;
+    kyu_client_t *c = bench_connect(b);
+    if (!c)
+        return NULL;
+    if (b->workload == BENCH_W2)
+        consume_pipelined(b, c);
+    else
+        consume_one_at_a_time(b, c);
+    kyu_client_destroy(&c);
+    return NULL;
+}
