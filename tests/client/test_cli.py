@@ -363,5 +363,59 @@ class CliTest(unittest.TestCase):
         self.assertIn(b"RECEIPT_STALE", r.stderr)
 
 
+class BenchTest(unittest.TestCase):
+    """kyu-bench runs each workload to the end: nothing missing, the queue left empty."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.broker = Broker()
+        try:
+            cls.broker.start()
+        except Exception:
+            shutil.rmtree(cls.broker.dir, ignore_errors=True)
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.broker.stop()
+        shutil.rmtree(cls.broker.dir, ignore_errors=True)
+
+    def bench(self, *args):
+        r = subprocess.run([os.path.join(os.path.dirname(KYU), "kyu-bench"), "--broker",
+                            self.broker.endpoint, "--json", "--idle-timeout", "20"] +
+                           list(args), capture_output=True, timeout=120)
+        self.assertEqual(r.returncode, 0, "kyu-bench %s: %r %r" % (args, r.stdout, r.stderr))
+        return json.loads(r.stdout)
+
+    def check(self, res, count):
+        self.assertEqual(res["count"], count)
+        self.assertEqual(res["missing"], 0)
+        self.assertTrue(res["queue_empty"])
+        self.assertTrue(res["ok"])
+
+    def test_w1(self):
+        self.check(self.bench("--workload", "w1", "--count", "50"), 50)
+
+    def test_lat(self):
+        self.check(self.bench("--workload", "lat", "--count", "40", "--rate", "400"), 40)
+
+    def test_w2_with_two_producers_and_consumers_and_a_backlog(self):
+        res = self.bench("--workload", "w2", "--count", "600", "--producers", "2",
+                         "--consumers", "2", "--preload", "100", "--size", "100")
+        self.check(res, 600)
+        self.assertEqual(res["size"], 100)
+
+    def test_send_only(self):
+        res = self.bench("--workload", "send", "--count", "300")
+        self.assertTrue(res["ok"])
+        self.assertEqual(res["consumers"], 0)
+
+    def test_bad_option_is_a_usage_error(self):
+        r = subprocess.run([os.path.join(os.path.dirname(KYU), "kyu-bench"), "--workload",
+                            "w9"], capture_output=True, timeout=30)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn(b"usage: kyu-bench", r.stderr)
+
+
 if __name__ == "__main__":
     unittest.main()
