@@ -57,8 +57,11 @@ static void help(FILE *out)
     fprintf(out,
             "\nQueue names: 1 to %d characters of letters, digits, - and _. Visibility "
             "timeouts: 0 to %d seconds.\n"
+            "send --lines: one message per stdin line, pipelined; ids printed in input order.\n"
+            "receive --json: a body that is not UTF-8 is not printed; the message is made "
+            "visible again and kyu exits 1 (plain output prints any bytes).\n"
             "Exit status: 0 success, 1 error (one line on stderr says what went wrong), 2 "
-            "usage error.\n",
+            "usage error (found before contacting the broker).\n",
             KYU_NAME_MAX, KYU_VISIBILITY_MAX);
 }
 
