@@ -251,6 +251,14 @@ static void handle_request(kyu_frontend_t *self, zmsg_t **msg_p)
         send_error(self, identity, req.has_id ? req.id : 0, err.code, err.msg);
     } else if (kyu_op_info(req.op)->flags & KYU_OPF_READ) {
         answer_read(self, identity, &req);
+    } else if (req.op == KYU_OP_RECEIVE && kyu_sm_queue_exists(self->sm, req.queue) &&
+               !kyu_sm_has_visible(self->sm, req.queue, kyu_replica_now(self->replica))) {
+        /* Nothing to lease: answer empty without a command. A receive that finds nothing
+         * changes nothing, and every acknowledged send is already applied. */
+        kyu_reply_t rep;
+        kyu_reply_init(&rep);
+        rep.id = req.id;
+        send_reply(self, identity, &rep, NULL, NULL, 0);
     } else {
         kyu_command_t cmd;
         waiter_t *w = NULL;

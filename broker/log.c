@@ -53,7 +53,7 @@ static bool add_append(rocksdb_writebatch_t *wb, rocksdb_column_family_handle_t 
 static void storage_actor(zsock_t *pipe, void *arg)
 {
     storage_args_t *args = arg;
-    rocksdb_t *db = kyu_store_db(args->store);
+    rocksdb_t *db = kyu_store_db(args->store, KYU_CF_LOG);
     rocksdb_column_family_handle_t *cf = kyu_store_cf(args->store, KYU_CF_LOG);
     rocksdb_writeoptions_t *sync = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(sync, 1);
@@ -76,7 +76,10 @@ static void storage_actor(zsock_t *pipe, void *arg)
                 have = true;
             } else if (cmd && streq(cmd, "COMPACT")) {
                 zframe_t *f = zmsg_first(m);
-                if (f && zframe_size(f) == 8) {
+                kyu_err_t serr;
+                /* Entries may go only once the state they produced is durable too. */
+                if (f && zframe_size(f) == 8 &&
+                    kyu_store_sync_state(args->store, &serr) == KYU_OK) {
                     uint8_t lo[LOG_KEY], hi[LOG_KEY];
                     log_key(lo, 0);
                     log_key(hi, kyu_get_be64(zframe_data(f)));
@@ -204,8 +207,9 @@ kyu_code_t kyu_log_last_index(kyu_store_t *store, uint64_t *index, kyu_err_t *er
 {
     uint8_t hi[LOG_KEY];
     log_key(hi, UINT64_MAX);
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(
-        kyu_store_db(store), kyu_store_readopts(store), kyu_store_cf(store, KYU_CF_LOG));
+    rocksdb_iterator_t *it =
+        rocksdb_create_iterator_cf(kyu_store_db(store, KYU_CF_LOG), kyu_store_readopts(store),
+                                   kyu_store_cf(store, KYU_CF_LOG));
     rocksdb_iter_seek_for_prev(it, (char *)hi, LOG_KEY);
     *index = 0;
     if (rocksdb_iter_valid(it)) {
@@ -230,8 +234,9 @@ kyu_code_t kyu_log_replay(kyu_store_t *store, uint64_t from, kyu_log_visit_fn vi
 {
     uint8_t lo[LOG_KEY];
     log_key(lo, from);
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(
-        kyu_store_db(store), kyu_store_readopts(store), kyu_store_cf(store, KYU_CF_LOG));
+    rocksdb_iterator_t *it =
+        rocksdb_create_iterator_cf(kyu_store_db(store, KYU_CF_LOG), kyu_store_readopts(store),
+                                   kyu_store_cf(store, KYU_CF_LOG));
     kyu_code_t rc = KYU_OK;
     uint64_t expect = from;
     for (rocksdb_iter_seek(it, (char *)lo, LOG_KEY); rocksdb_iter_valid(it) && rc == KYU_OK;

@@ -140,7 +140,7 @@ kyu_sm_t *kyu_sm_open(kyu_store_t *store, kyu_err_t *err)
         return NULL;
     }
     self->store = store;
-    self->db = kyu_store_db(store);
+    self->db = kyu_store_db(store, KYU_CF_META);
     self->queues = zhashx_new();
     self->touched = zlistx_new();
     self->wopts = rocksdb_writeoptions_create();
@@ -209,6 +209,32 @@ kyu_code_t kyu_sm_list_queues(kyu_sm_t *self, char (**names)[KYU_NAME_MAX + 1], 
     qsort(*names, count, sizeof **names, (int (*)(const void *, const void *))strcmp);
     *n = count;
     return KYU_OK;
+}
+
+bool kyu_sm_has_visible(kyu_sm_t *self, const char *name, uint64_t now_ms)
+{
+    queue_t *q = zhashx_lookup(self->queues, name);
+    if (!q || q->n_messages == 0)
+        return false;
+    uint8_t lo[KEY_VIS], hi[KEY_VIS];
+    key_vis(lo, q->qid, q->scan_floor, 0);
+    key_vis(hi, q->qid, now_ms + 1, 0); /* exclusive: keys with visible_at <= now */
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_iterate_upper_bound(ro, (char *)hi, KEY_VIS);
+    rocksdb_iterator_t *it =
+        rocksdb_create_iterator_cf(self->db, ro, kyu_store_cf(self->store, KYU_CF_VISIBILITY));
+    rocksdb_iter_seek(it, (char *)lo, KEY_VIS);
+    /* On a read error, say yes: the receive then goes through the log and reports it. */
+    char *rerr = NULL;
+    bool found = rocksdb_iter_valid(it);
+    rocksdb_iter_get_error(it, &rerr);
+    if (rerr) {
+        found = true;
+        free(rerr);
+    }
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    return found;
 }
 
 /* Not-visible messages are the visibility keys later than now: counted by a scan bounded by

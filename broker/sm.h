@@ -60,6 +60,9 @@ size_t kyu_sm_queue_count(kyu_sm_t *self);
 /* Queue names in byte order: *names is a heap array the caller frees. */
 kyu_code_t kyu_sm_list_queues(kyu_sm_t *self, char (**names)[KYU_NAME_MAX + 1], size_t *n,
                               kyu_err_t *err);
+/* True when the queue has a message a receive at now would take (false for an unknown queue).
+ * Lets the frontend answer a receive that would find nothing without a command and an fsync. */
+bool kyu_sm_has_visible(kyu_sm_t *self, const char *name, uint64_t now_ms);
 kyu_code_t kyu_sm_queue_attributes(kyu_sm_t *self, const char *name, uint64_t now_ms,
                                    kyu_queue_attrs_t *attrs, kyu_err_t *err);
 

@@ -67,9 +67,12 @@ static bool lease_decode(const char *v, size_t len, lease_t *l)
 }
 
 /* Moves a message's visibility key and rewrites its lease record. */
-static void set_lease(kyu_sm_t *self, uint64_t qid, uint64_t seq, uint64_t old_visible_at,
+static void set_lease(kyu_sm_t *self, queue_t *q, uint64_t seq, uint64_t old_visible_at,
                       const lease_t *l)
 {
+    uint64_t qid = q->qid;
+    if (l->visible_at < q->scan_floor)
+        q->scan_floor = l->visible_at;
     uint8_t k[KEY_VIS], kq[KEY_QS], v[LEASE_LEN];
     key_vis(k, qid, old_visible_at, seq);
     del(self, KYU_CF_VISIBILITY, k, KEY_VIS);
@@ -162,6 +165,8 @@ static kyu_code_t apply_send(kyu_sm_t *self, const kyu_command_t *c, kyu_result_
         lease_encode(lv, &l);
         put(self, KYU_CF_LEASES, k, KEY_QS, lv, LEASE_LEN);
         key_vis(kv, q->qid, c->now_ms, seq);
+        if (c->now_ms < q->scan_floor)
+            q->scan_floor = c->now_ms;
         put(self, KYU_CF_VISIBILITY, kv, KEY_VIS, "", 0);
         q->n_messages++;
         memcpy(res->ids[i], c->ids[i], KYU_UUID_LEN + 1);
@@ -211,17 +216,26 @@ static kyu_code_t apply_receive(kyu_sm_t *self, const kyu_command_t *c, kyu_resu
     uint64_t seqs[KYU_BATCH_MAX];
     uint32_t found = 0;
     uint8_t lo[KEY_VIS];
-    key_vis(lo, q->qid, 0, 0);
+    key_vis(lo, q->qid, q->scan_floor, 0);
     rocksdb_iterator_t *base = rocksdb_create_iterator_cf(self->db, kyu_store_readopts(self->store),
                                                           cf(self, KYU_CF_VISIBILITY));
     rocksdb_iterator_t *it = rocksdb_writebatch_wi_create_iterator_with_base_cf(
         self->batch, base, cf(self, KYU_CF_VISIBILITY));
-    for (rocksdb_iter_seek(it, (char *)lo, KEY_VIS); rocksdb_iter_valid(it) && found < max;
+    /* The first key the scan does not take is the next floor: every key before it is dead or
+     * taken (and a taken key's new place lowers the floor in set_lease if need be). With no
+     * such key, no live key is left at all, and now will do. */
+    uint64_t floor = c->now_ms;
+    for (rocksdb_iter_seek(it, (char *)lo, KEY_VIS); rocksdb_iter_valid(it);
          rocksdb_iter_next(it)) {
         size_t klen = 0;
         const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &klen);
-        if (klen != KEY_VIS || kyu_get_be64(k) != q->qid || kyu_get_be64(k + 8) > c->now_ms)
+        if (klen != KEY_VIS || kyu_get_be64(k) != q->qid)
             break;
+        uint64_t visible_at = kyu_get_be64(k + 8);
+        if (visible_at > c->now_ms || found == max) {
+            floor = visible_at;
+            break;
+        }
         seqs[found++] = kyu_get_be64(k + 16);
     }
     char *rerr = NULL;
@@ -232,6 +246,7 @@ static kyu_code_t apply_receive(kyu_sm_t *self, const kyu_command_t *c, kyu_resu
         free(rerr);
         return KYU_ERR_STORAGE;
     }
+    q->scan_floor = floor;
     for (uint32_t i = 0; i < found; i++) {
         uint8_t k[KEY_QS];
         key_qs(k, q->qid, seqs[i]);
@@ -250,7 +265,7 @@ static kyu_code_t apply_receive(kyu_sm_t *self, const kyu_command_t *c, kyu_resu
         l.gen++;
         if (!l.first_ms)
             l.first_ms = c->now_ms;
-        set_lease(self, q->qid, seqs[i], old, &l);
+        set_lease(self, q, seqs[i], old, &l);
         if (want_bodies && read_message(self, q->qid, seqs[i], &l, res, err))
             return err->code;
     }
@@ -328,7 +343,7 @@ static kyu_code_t apply_change_visibility(kyu_sm_t *self, const kyu_command_t *c
             continue;
         uint64_t old = l.visible_at;
         l.visible_at = c->now_ms + (uint64_t)(c->vt > 0 ? c->vt : 0) * 1000;
-        set_lease(self, q->qid, seq, old, &l);
+        set_lease(self, q, seq, old, &l);
     }
     res->n_results = c->n;
     return KYU_OK;

@@ -13,6 +13,11 @@ typedef struct {
     uint32_t vt;
     uint64_t created_ms;
     uint64_t n_messages;
+    /* No live visibility key of this queue is below scan_floor (in memory only; 0 after a
+     * start). Receives seek here instead of the queue's first key: a queue's front is where
+     * RocksDB keeps the tombstones of every message leased or deleted, and walking them on
+     * each receive would make it cost O(messages ever received). */
+    uint64_t scan_floor;
     bool dirty;   /* record to be written with the current entry */
     bool deleted; /* removed by the current entry */
 } queue_t;

@@ -1,14 +1,24 @@
 #include "store.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static const char *const cf_names[KYU_CF_COUNT] = {
     "default", "log", "meta", "queues", "messages", "leases", "visibility",
 };
 
+/* Which database holds each column family: the log alone, or the state. */
+static bool in_log_db(int cf)
+{
+    return cf == KYU_CF_LOG;
+}
+
 struct kyu_store {
-    rocksdb_t *db;
+    rocksdb_t *db;     /* state */
+    rocksdb_t *log_db; /* command log */
     rocksdb_options_t *opts;
     rocksdb_cache_t *cache;
     rocksdb_block_based_table_options_t *table;
@@ -46,7 +56,8 @@ kyu_code_t kyu_store_get_u64(kyu_store_t *self, kyu_cf_t cf, const char *key, si
 {
     char *rerr = NULL;
     size_t len = 0;
-    char *v = rocksdb_get_cf(self->db, self->ropts, self->cfs[cf], key, keylen, &len, &rerr);
+    char *v = rocksdb_get_cf(kyu_store_db(self, cf), self->ropts, self->cfs[cf], key, keylen, &len,
+                             &rerr);
     if (rerr) {
         kyu_err_set(err, KYU_ERR_STORAGE, "reading %.*s: %s", (int)keylen, key, rerr);
         free(rerr);
@@ -93,6 +104,40 @@ static kyu_code_t check_format(kyu_store_t *self, kyu_err_t *err)
     return KYU_OK;
 }
 
+/* Opens DIR/sub with the column families that live there (the default one always). */
+static kyu_code_t open_db(kyu_store_t *self, const char *dir, const char *sub, bool log,
+                          rocksdb_t **db, kyu_err_t *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, sub);
+    const char *names[KYU_CF_COUNT];
+    const rocksdb_options_t *opts[KYU_CF_COUNT];
+    rocksdb_column_family_handle_t *handles[KYU_CF_COUNT];
+    int idx[KYU_CF_COUNT], n = 0;
+    for (int i = 0; i < KYU_CF_COUNT; i++) {
+        if (i != KYU_CF_DEFAULT && in_log_db(i) != log)
+            continue;
+        names[n] = cf_names[i];
+        opts[n] = self->opts;
+        idx[n++] = i;
+    }
+    char *rerr = NULL;
+    *db = rocksdb_open_column_families(self->opts, path, n, names, opts, handles, &rerr);
+    if (rerr) {
+        kyu_err_set(err, KYU_ERR_STORAGE, "cannot open %s: %s", path, rerr);
+        free(rerr);
+        *db = NULL;
+        return KYU_ERR_STORAGE;
+    }
+    for (int i = 0; i < n; i++) {
+        if (idx[i] == KYU_CF_DEFAULT && log)
+            rocksdb_column_family_handle_destroy(handles[i]); /* the state's default is kept */
+        else
+            self->cfs[idx[i]] = handles[i];
+    }
+    return KYU_OK;
+}
+
 kyu_store_t *kyu_store_open(const char *dir, kyu_err_t *err)
 {
     kyu_store_t *self = calloc(1, sizeof *self);
@@ -111,17 +156,15 @@ kyu_store_t *kyu_store_open(const char *dir, kyu_err_t *err)
     rocksdb_block_based_options_set_block_cache(self->table, self->cache);
     rocksdb_options_set_block_based_table_factory(self->opts, self->table);
     self->ropts = rocksdb_readoptions_create();
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+        kyu_err_set(err, KYU_ERR_STORAGE, "cannot create data directory %s: %s", dir,
+                    strerror(errno));
+        kyu_store_close(&self);
+        return NULL;
+    }
 
-    const rocksdb_options_t *cf_opts[KYU_CF_COUNT];
-    for (int i = 0; i < KYU_CF_COUNT; i++)
-        cf_opts[i] = self->opts;
-    char *rerr = NULL;
-    self->db = rocksdb_open_column_families(self->opts, dir, KYU_CF_COUNT, cf_names, cf_opts,
-                                            self->cfs, &rerr);
-    if (rerr) {
-        kyu_err_set(err, KYU_ERR_STORAGE, "cannot open data directory %s: %s", dir, rerr);
-        free(rerr);
-        self->db = NULL;
+    if (open_db(self, dir, "state", false, &self->db, err) != KYU_OK ||
+        open_db(self, dir, "log", true, &self->log_db, err) != KYU_OK) {
         kyu_store_close(&self);
         return NULL;
     }
@@ -137,12 +180,13 @@ void kyu_store_close(kyu_store_t **self_p)
     kyu_store_t *self = *self_p;
     if (!self)
         return;
-    if (self->db) {
-        for (int i = 0; i < KYU_CF_COUNT; i++)
-            if (self->cfs[i])
-                rocksdb_column_family_handle_destroy(self->cfs[i]);
+    for (int i = 0; i < KYU_CF_COUNT; i++)
+        if (self->cfs[i])
+            rocksdb_column_family_handle_destroy(self->cfs[i]);
+    if (self->db)
         rocksdb_close(self->db);
-    }
+    if (self->log_db)
+        rocksdb_close(self->log_db);
     rocksdb_readoptions_destroy(self->ropts);
     rocksdb_block_based_options_destroy(self->table);
     rocksdb_cache_destroy(self->cache);
@@ -151,9 +195,21 @@ void kyu_store_close(kyu_store_t **self_p)
     *self_p = NULL;
 }
 
-rocksdb_t *kyu_store_db(kyu_store_t *self)
+rocksdb_t *kyu_store_db(kyu_store_t *self, kyu_cf_t cf)
 {
-    return self->db;
+    return in_log_db(cf) ? self->log_db : self->db;
+}
+
+kyu_code_t kyu_store_sync_state(kyu_store_t *self, kyu_err_t *err)
+{
+    char *rerr = NULL;
+    rocksdb_flush_wal(self->db, 1, &rerr);
+    if (rerr) {
+        kyu_err_set(err, KYU_ERR_STORAGE, "syncing the state: %s", rerr);
+        free(rerr);
+        return KYU_ERR_STORAGE;
+    }
+    return KYU_OK;
 }
 
 rocksdb_column_family_handle_t *kyu_store_cf(kyu_store_t *self, kyu_cf_t cf)

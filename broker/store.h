@@ -1,9 +1,13 @@
 /* store: the broker's RocksDB database and its column families.
  *
- * One database per node holds both the durable command log (written with sync by the storage
- * thread) and the state machine's tables (written without sync by the apply path: the log is
- * the durable record, and entries past the stored applied index are applied again after a
- * crash). RocksDB handles are thread-safe; the store only opens, describes and closes them.
+ * Two RocksDB databases per node: DIR/log holds the durable command log (written with sync by
+ * the storage thread), DIR/state the state machine's tables (written without sync by the apply
+ * path: the log is the durable record, and entries past the stored applied index are applied
+ * again after a crash). Two, not one, because RocksDB queues every writer of a database behind
+ * the write in progress: in one database, each apply on the event loop would wait for the log's
+ * fsync. The log is only compacted after kyu_store_sync_state, so a power loss can never leave
+ * the state behind the first entry still in the log. RocksDB handles are thread-safe; the
+ * store only opens, describes and closes them.
  *
  * Format: the meta column family holds "format_version". Version 1 is the layout documented
  * in broker/sm.c and broker/storage.c. A future layout change bumps the version and adds a
@@ -37,7 +41,10 @@ typedef struct kyu_store kyu_store_t;
 kyu_store_t *kyu_store_open(const char *dir, kyu_err_t *err);
 void kyu_store_close(kyu_store_t **self_p);
 
-rocksdb_t *kyu_store_db(kyu_store_t *self);
+/* The database that holds column family cf. */
+rocksdb_t *kyu_store_db(kyu_store_t *self, kyu_cf_t cf);
+/* Makes every state write so far durable (fsync of the state database's WAL). */
+kyu_code_t kyu_store_sync_state(kyu_store_t *self, kyu_err_t *err);
 rocksdb_column_family_handle_t *kyu_store_cf(kyu_store_t *self, kyu_cf_t cf);
 const rocksdb_readoptions_t *kyu_store_readopts(kyu_store_t *self);
 

@@ -334,6 +334,52 @@ static void test_change_visibility_after_lease_expired_is_stale(void **state)
     kyu_result_clear(&r);
 }
 
+/* Receives skip the front of the visibility index they have already passed; a message put
+ * back below that point (visibility 0, a lease moved earlier) must still be found. */
+static void test_message_returned_below_the_scan_position_is_received(void **state)
+{
+    fixture_t *f = *state;
+    char ha[KYU_HANDLE_MAX + 1], hb[KYU_HANDLE_MAX + 1];
+    ok(apply1(f, cmd_create("orders", 30)));
+    ok(apply1(f, cmd_send("orders", T0, "a")));
+    ok(apply1(f, cmd_send("orders", T0, "b")));
+    receive_one(f, "orders", T0, -1, ha, "a", 1);    /* a leased until T0 + 30 s */
+    receive_one(f, "orders", T0 + 1, 0, hb, "b", 1); /* b back at T0 + 1 at once */
+    receive_one(f, "orders", T0 + 1, 0, hb, "b", 2);
+    kyu_result_t r = apply1(f, cmd_receive("orders", T0 + 2, 1, 60)); /* b until T0 + 60 s */
+    assert_int_equal(r.n_msgs, 1);
+    strcpy(hb, r.msgs[0].handle);
+    kyu_result_clear(&r);
+    r = apply1(f, cmd_change_visibility("orders", T0 + 3, hb, 0));
+    assert_int_equal(r.results[0], KYU_OK);
+    kyu_result_clear(&r);
+    receive_one(f, "orders", T0 + 3, -1, hb, "b", 4);
+    r = apply1(f, cmd_change_visibility("orders", T0 + 4, ha, 0));
+    assert_int_equal(r.results[0], KYU_OK);
+    kyu_result_clear(&r);
+    receive_one(f, "orders", T0 + 4, -1, ha, "a", 2);
+}
+
+static void test_many_received_and_deleted_messages_leave_the_rest_receivable(void **state)
+{
+    fixture_t *f = *state;
+    char h[KYU_HANDLE_MAX + 1];
+    ok(apply1(f, cmd_create("orders", 30)));
+    for (int i = 0; i < 300; i++)
+        ok(apply1(f, cmd_send("orders", T0 + (uint64_t)i, i % 2 ? "odd" : "even")));
+    for (int i = 0; i < 300; i++) {
+        receive_one(f, "orders", T0 + 1000, -1, h, i % 2 ? "odd" : "even", 1);
+        if (i % 3)
+            ok(apply1(f, cmd_delete("orders", T0 + 1000, h)));
+    }
+    attrs(f, "orders", T0 + 1000, 0, 100);
+    attrs(f, "orders", T0 + 31000, 100, 0);
+    kyu_result_t r = apply1(f, cmd_receive("orders", T0 + 31000, 10, -1));
+    assert_int_equal(r.n_msgs, 10);
+    assert_int_equal(r.msgs[0].receive_count, 2);
+    kyu_result_clear(&r);
+}
+
 static void test_commands_of_one_entry_see_each_other(void **state)
 {
     fixture_t *f = *state;
@@ -435,6 +481,8 @@ int main(void)
         T(test_change_visibility_extends_the_lease),
         T(test_change_visibility_zero_makes_message_visible),
         T(test_change_visibility_after_lease_expired_is_stale),
+        T(test_message_returned_below_the_scan_position_is_received),
+        T(test_many_received_and_deleted_messages_leave_the_rest_receivable),
         T(test_commands_of_one_entry_see_each_other),
         T(test_restart_keeps_messages_leases_and_applied_index),
         T(test_deleted_queue_stays_deleted_after_restart),
