@@ -41,6 +41,7 @@ kyu_raft_t *kyu_raft_new(const kyu_raft_config_t *cfg)
     r->max_msg_entries = cfg->max_msg_entries ? cfg->max_msg_entries : 64;
     r->max_msg_bytes = cfg->max_msg_bytes ? cfg->max_msg_bytes : 1 << 20;
     r->snapshot_chunk = cfg->snapshot_chunk ? cfg->snapshot_chunk : 1 << 20;
+    r->max_uncommitted = cfg->max_uncommitted ? cfg->max_uncommitted : 4096;
     r->rng = cfg->random_seed ^ (cfg->id * 0x9E3779B97F4A7C15ull);
     r->term = cfg->hard_state.term;
     r->vote = cfg->hard_state.vote;
@@ -205,7 +206,8 @@ kyu_raft_err_t kyu_raft_propose(kyu_raft_t *r, const void *data, size_t len, uin
         *leader_out = r->lead;
     if (r->role != KYU_RAFT_LEADER)
         return KYU_RAFT_ERR_NOT_LEADER;
-    if (r->lead_transferee != KYU_RAFT_NONE)
+    if (r->lead_transferee != KYU_RAFT_NONE ||
+        kyu_raft_log_last(&r->log) - r->log.commit >= r->max_uncommitted)
         return KYU_RAFT_ERR_BUSY;
     uint64_t index;
     if (!kyu_raft_append_entry(r, KYU_RAFT_ENTRY_NORMAL, data, len, &index))
@@ -342,6 +344,10 @@ const kyu_raft_entry_t *kyu_raft_entry_at(const kyu_raft_t *r, uint64_t index)
 const kyu_raft_conf_t *kyu_raft_conf(const kyu_raft_t *r)
 {
     return &r->conf;
+}
+const kyu_raft_snapshot_t *kyu_raft_snapshot(const kyu_raft_t *r)
+{
+    return &r->snap;
 }
 uint64_t kyu_raft_match_of(const kyu_raft_t *r, uint64_t node)
 {

@@ -165,6 +165,9 @@ typedef struct {
     uint32_t max_msg_entries; /* entries per append message (batching)                  */
     size_t max_msg_bytes;
     size_t snapshot_chunk; /* bytes per InstallSnapshot chunk                         */
+    /* Proposals are refused (BUSY) while this many entries are uncommitted: backpressure
+     * when no quorum is reachable (0: 4096). */
+    uint32_t max_uncommitted;
     /* Durable state found at startup (all zero for a brand-new node). */
     kyu_raft_hard_state_t hard_state;
     const kyu_raft_snapshot_t *snapshot; /* NULL if none; its conf is the initial conf  */
@@ -190,7 +193,7 @@ typedef struct {
 typedef enum {
     KYU_RAFT_OK = 0,
     KYU_RAFT_ERR_NOT_LEADER, /* *leader_out tells the known leader (or NONE)         */
-    KYU_RAFT_ERR_BUSY,       /* transfer or conf change in progress; retry later     */
+    KYU_RAFT_ERR_BUSY,       /* transfer, conf change or too many uncommitted entries */
     KYU_RAFT_ERR_INVALID,    /* bad argument (unknown node, no-op change, too big)   */
     KYU_RAFT_ERR_NOMEM,
 } kyu_raft_err_t;
@@ -242,6 +245,9 @@ uint64_t kyu_raft_term_at(const kyu_raft_t *self, uint64_t index);
  * the next input. */
 const kyu_raft_entry_t *kyu_raft_entry_at(const kyu_raft_t *self, uint64_t index);
 const kyu_raft_conf_t *kyu_raft_conf(const kyu_raft_t *self);
+/* The latest snapshot the core holds (index 0 if none), owned by the core; valid until the
+ * next input. After kyu_raft_compact this is what the caller stores durably. */
+const kyu_raft_snapshot_t *kyu_raft_snapshot(const kyu_raft_t *self);
 /* Match index the leader knows for node (0 if not leader or unknown). */
 uint64_t kyu_raft_match_of(const kyu_raft_t *self, uint64_t node);
 

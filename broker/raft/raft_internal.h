@@ -41,6 +41,7 @@ struct kyu_raft {
     uint32_t max_msg_entries;
     size_t max_msg_bytes;
     size_t snapshot_chunk;
+    uint32_t max_uncommitted;
 
     uint64_t term;
     uint64_t vote;
