@@ -45,6 +45,8 @@ typedef struct {
     uint32_t partition_pm, heal_pm;
     /* nodes */
     uint32_t crash_pm, restart_pm, clock_jump_pm;
+    uint32_t crash_leader_pm, isolate_leader_pm; /* faults aimed at the leader */
+    uint32_t down_max;                           /* steps a crashed node stays down, at most */
     uint32_t disk_latency_max;
     /* raft */
     uint32_t election_ticks, heartbeat_ticks, max_inflight, max_msg_entries;
@@ -140,6 +142,8 @@ typedef struct {
     size_t idx_cap;
     uint64_t max_acked;
     uint64_t max_committed;
+    uint64_t *vote_of[SIM_MAX_NODES + 1]; /* per node, per term: the candidate it voted for */
+    size_t vote_terms[SIM_MAX_NODES + 1];
 } sim_checker_t;
 
 /* ---- the cluster ---- */
@@ -191,6 +195,8 @@ void sim_check_apply(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *e
                      uint64_t chain_after);
 void sim_check_snapshot(sim_cluster_t *c, sim_node_t *nd, uint64_t index, uint64_t chain);
 void sim_check_ack(sim_cluster_t *c, uint64_t index, uint64_t hash);
+/* Called for every message a node sends: one vote per node per term. */
+void sim_check_message(sim_cluster_t *c, const kyu_raft_msg_t *m);
 /* After every step: election safety, log matching, commit safety, leader completeness. */
 void sim_check_step(sim_cluster_t *c);
 uint64_t sim_entry_hash(const kyu_raft_entry_t *e);

@@ -1,7 +1,8 @@
 /*
  * sim_checkers.c - the invariants kyu-sim checks after every step (thesis Figure 3.2):
  *
- *   election safety      at most one leader per term (over the whole run);
+ *   election safety      at most one leader per term (over the whole run), and at most one
+ *                        vote granted by each node in each term (the vote is durable);
  *   log matching         an (index, term) pair names one entry, with one predecessor term,
  *                        in every log at every time, so logs that share an entry share the
  *                        whole prefix before it;
@@ -34,6 +35,8 @@ void sim_checker_free(sim_checker_t *k)
     free(k->leader_of_term);
     free(k->entries);
     free(k->idx);
+    for (int i = 0; i <= SIM_MAX_NODES; i++)
+        free(k->vote_of[i]);
     memset(k, 0, sizeof(*k));
 }
 
@@ -162,6 +165,33 @@ void sim_check_ack(sim_cluster_t *c, uint64_t index, uint64_t hash)
     r->acked_hash = hash;
     if (index > c->chk.max_acked)
         c->chk.max_acked = index;
+}
+
+void sim_check_message(sim_cluster_t *c, const kyu_raft_msg_t *m)
+{
+    if (m->type != KYU_RAFT_MSG_VOTE_RESP || m->reject || m->from > SIM_MAX_NODES)
+        return;
+    sim_checker_t *k = &c->chk;
+    if (m->term >= k->vote_terms[m->from]) {
+        size_t n = k->vote_terms[m->from] ? k->vote_terms[m->from] : 64;
+        while (n <= m->term)
+            n *= 2;
+        uint64_t *p = realloc(k->vote_of[m->from], n * sizeof(*p));
+        if (!p)
+            oom();
+        memset(p + k->vote_terms[m->from], 0, (n - k->vote_terms[m->from]) * sizeof(*p));
+        k->vote_of[m->from] = p;
+        k->vote_terms[m->from] = n;
+    }
+    uint64_t *slot = &k->vote_of[m->from][m->term];
+    if (*slot && *slot != m->to) {
+        sim_violation(c, SIM_SAFETY,
+                      "election safety: node %llu voted for %llu and then for %llu in term %llu",
+                      (unsigned long long)m->from, (unsigned long long)*slot,
+                      (unsigned long long)m->to, (unsigned long long)m->term);
+        return;
+    }
+    *slot = m->to;
 }
 
 static void check_log(sim_cluster_t *c, sim_node_t *nd)

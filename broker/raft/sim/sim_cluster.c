@@ -194,11 +194,22 @@ static void faults(sim_cluster_t *c)
 {
     const sim_options_t *o = &c->o;
     sim_rng_t *rng = &c->rng;
-    if (sim_rng_chance(rng, o->crash_pm)) {
-        sim_node_t *nd = &c->nodes[sim_rng_below(rng, (uint64_t)c->n)];
-        if (nd->raft) {
-            sim_node_crash(c, nd);
-            nd->restart_at = c->now + 1 + sim_rng_below(rng, 4ull * o->election_ticks);
+    sim_node_t *victim = NULL;
+    if (sim_rng_chance(rng, o->crash_pm))
+        victim = &c->nodes[sim_rng_below(rng, (uint64_t)c->n)];
+    else if (sim_rng_chance(rng, o->crash_leader_pm))
+        victim = random_leader(c);
+    if (victim && victim->raft) {
+        sim_node_crash(c, victim);
+        victim->restart_at = c->now + 1 + sim_rng_below(rng, o->down_max);
+    }
+    if (sim_rng_chance(rng, o->isolate_leader_pm)) {
+        sim_node_t *lead = random_leader(c);
+        if (lead) {
+            for (int i = 1; i <= c->n; i++)
+                c->net.blocked[lead->id][i] = c->net.blocked[i][lead->id] = true;
+            sim_trace(&c->trace, c->now, "PARTITION isolates leader n%llu",
+                      (unsigned long long)lead->id);
         }
     }
     for (int i = 0; i < c->n; i++) {

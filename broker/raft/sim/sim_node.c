@@ -172,6 +172,12 @@ static void disk_compact(sim_disk_t *d, uint64_t index)
     d->n -= drop;
 }
 
+static void send(sim_cluster_t *c, const kyu_raft_msg_t *m)
+{
+    sim_check_message(c, m);
+    sim_network_send(&c->net, &c->rng, &c->o, c->now, m);
+}
+
 /* The write of a Ready became durable: persist, send the rest, apply, advance. */
 static void complete(sim_cluster_t *c, sim_node_t *nd)
 {
@@ -190,7 +196,7 @@ static void complete(sim_cluster_t *c, sim_node_t *nd)
         d->hs = rd->hard_state;
     for (size_t i = 0; i < rd->n_msgs; i++)
         if (rd->msgs[i].after_persist)
-            sim_network_send(&c->net, &c->rng, &c->o, c->now, &rd->msgs[i]);
+            send(c, &rd->msgs[i]);
     if (rd->snapshot) {
         uint64_t idx, chain;
         if (!snapshot_decode(rd->snapshot->data, rd->snapshot->len, &idx, &chain) ||
@@ -261,7 +267,7 @@ void sim_node_process(sim_cluster_t *c, sim_node_t *nd)
         nd->write_done_at = c->now + sim_rng_below(&c->rng, c->o.disk_latency_max + 1);
         for (size_t i = 0; i < nd->rd.n_msgs; i++)
             if (!nd->rd.msgs[i].after_persist)
-                sim_network_send(&c->net, &c->rng, &c->o, c->now, &nd->rd.msgs[i]);
+                send(c, &nd->rd.msgs[i]);
     }
     if (nd->raft && !nd->busy && c->result == SIM_OK)
         maybe_compact(c, nd);

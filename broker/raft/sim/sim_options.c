@@ -63,10 +63,13 @@ void sim_options_pick(sim_options_t *o, int nodes, uint64_t seed, uint64_t steps
     o->long_delay_max = pick(&rng, 10, 60);
     o->partition_pm = pick(&rng, 0, 20);
     o->heal_pm = pick(&rng, 10, 60);
-    o->crash_pm = pick(&rng, 0, 10);
+    o->crash_pm = pick(&rng, 0, 30);
+    o->crash_leader_pm = sim_rng_chance(&rng, 500) ? pick(&rng, 1, 30) : 0;
+    o->isolate_leader_pm = sim_rng_chance(&rng, 500) ? pick(&rng, 1, 20) : 0;
+    o->down_max = o->election_ticks * pick(&rng, 1, 4);
     o->restart_pm = pick(&rng, 20, 100);
     o->clock_jump_pm = pick(&rng, 0, 10);
-    o->disk_latency_max = pick(&rng, 0, 4);
+    o->disk_latency_max = pick(&rng, 0, 8);
     o->max_inflight = pick(&rng, 1, 8);
     o->max_msg_entries = pick(&rng, 1, 16);
     o->snapshot_chunk = pick(&rng, 16, 512);
@@ -86,13 +89,15 @@ void sim_options_print(const sim_options_t *o, FILE *f)
             "  (rates are per mille per step or per message)\n"
             "  network: drop=%u dup=%u delay=%u..%u long=%u (<=%u) partition=%u "
             "heal=%u\n"
-            "  nodes: crash=%u restart=%u clock_jump=%u disk_latency<=%u\n"
+            "  nodes: crash=%u crash_leader=%u isolate_leader=%u down<=%u restart=%u clock_jump=%u "
+            "disk_latency<=%u\n"
             "  snapshots: compact_after=%u pad=%u chunk=%u max_uncommitted=%u\n"
             "  client: propose=%u conf_change=%u transfer=%u spare_node=%d\n",
             (unsigned long long)o->seed, o->nodes, (unsigned long long)o->steps, o->election_ticks,
             o->heartbeat_ticks, o->max_inflight, o->max_msg_entries, o->drop_pm, o->dup_pm,
             o->delay_min, o->delay_max, o->long_delay_pm, o->long_delay_max, o->partition_pm,
-            o->heal_pm, o->crash_pm, o->restart_pm, o->clock_jump_pm, o->disk_latency_max,
+            o->heal_pm, o->crash_pm, o->crash_leader_pm, o->isolate_leader_pm, o->down_max,
+            o->restart_pm, o->clock_jump_pm, o->disk_latency_max,
             o->compact_after, o->snap_pad, o->snapshot_chunk, o->max_uncommitted, o->propose_pm,
             o->conf_pm, o->transfer_pm, o->spare_node);
 }
