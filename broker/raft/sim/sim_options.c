@@ -54,7 +54,6 @@ void sim_options_pick(sim_options_t *o, int nodes, uint64_t seed, uint64_t steps
     o->steps = steps;
     o->election_ticks = pick(&rng, 8, 20);
     o->heartbeat_ticks = pick(&rng, 1, 3);
-    o->liveness_steps = 300ull * o->election_ticks;
     o->drop_pm = pick(&rng, 0, 200);
     o->dup_pm = pick(&rng, 0, 100);
     o->delay_min = pick(&rng, 0, 2);
@@ -66,7 +65,7 @@ void sim_options_pick(sim_options_t *o, int nodes, uint64_t seed, uint64_t steps
     o->crash_pm = pick(&rng, 0, 30);
     o->crash_leader_pm = sim_rng_chance(&rng, 500) ? pick(&rng, 1, 30) : 0;
     o->isolate_leader_pm = sim_rng_chance(&rng, 500) ? pick(&rng, 1, 20) : 0;
-    o->down_max = o->election_ticks * pick(&rng, 1, 4);
+
     o->restart_pm = pick(&rng, 20, 100);
     o->clock_jump_pm = pick(&rng, 0, 10);
     o->disk_latency_max = pick(&rng, 0, 8);
@@ -79,6 +78,13 @@ void sim_options_pick(sim_options_t *o, int nodes, uint64_t seed, uint64_t steps
     o->propose_pm = pick(&rng, 50, 500);
     o->conf_pm = sim_rng_chance(&rng, 700) ? pick(&rng, 1, 15) : 0;
     o->transfer_pm = sim_rng_chance(&rng, 700) ? pick(&rng, 1, 10) : 0;
+    /* Raft's timing requirement (thesis 3.5): an election must fit in the election timeout:
+     * the candidate's fsync, the request, the voter's fsync and the answer. */
+    uint32_t round_trip = 2 * (o->delay_max + 1) + 2 * o->disk_latency_max + 2;
+    if (o->election_ticks < round_trip)
+        o->election_ticks = round_trip;
+    o->liveness_steps = 300ull * o->election_ticks;
+    o->down_max = o->election_ticks * (1 + (uint32_t)sim_rng_below(&rng, 4));
     o->spare_node = nodes > 3 && sim_rng_chance(&rng, 400);
 }
 
