@@ -16,11 +16,11 @@ typedef struct {
     int n;
     kyu_raft_t *nodes[H_MAX + 1]; /* by id, 1-based */
     bool cut[H_MAX + 1][H_MAX + 1];
-    kyu_raft_msg_t *queue;        /* messages in flight, deep copies */
+    kyu_raft_msg_t *queue; /* messages in flight, deep copies */
     size_t n_queue, cap_queue;
-    uint64_t applied[H_MAX + 1];  /* last index applied by each node */
+    uint64_t applied[H_MAX + 1]; /* last index applied by each node */
     uint64_t snap_installed[H_MAX + 1];
-    size_t msgs_seen[16];         /* per message type, for tests that count round trips */
+    size_t msgs_seen[16]; /* per message type, for tests that count round trips */
     size_t rejects_seen;
 } harness_t;
 

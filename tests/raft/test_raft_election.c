@@ -97,11 +97,8 @@ static void test_step_down_on_higher_term(void **state)
     harness_elect(h, 1);
     assert_int_equal(kyu_raft_role(h->nodes[1]), KYU_RAFT_LEADER);
     uint64_t term = kyu_raft_term(h->nodes[1]);
-    kyu_raft_msg_t m = {.type = KYU_RAFT_MSG_APPEND_RESP,
-                        .group = 1,
-                        .from = 2,
-                        .to = 1,
-                        .term = term + 5};
+    kyu_raft_msg_t m = {
+        .type = KYU_RAFT_MSG_APPEND_RESP, .group = 1, .from = 2, .to = 1, .term = term + 5};
     kyu_raft_step(h->nodes[1], &m);
     assert_int_equal(kyu_raft_role(h->nodes[1]), KYU_RAFT_FOLLOWER);
     assert_int_equal(kyu_raft_term(h->nodes[1]), term + 5);

@@ -103,7 +103,7 @@ void sim_options_print(const sim_options_t *o, FILE *f)
             o->heartbeat_ticks, o->max_inflight, o->max_msg_entries, o->drop_pm, o->dup_pm,
             o->delay_min, o->delay_max, o->long_delay_pm, o->long_delay_max, o->partition_pm,
             o->heal_pm, o->crash_pm, o->crash_leader_pm, o->isolate_leader_pm, o->down_max,
-            o->restart_pm, o->clock_jump_pm, o->disk_latency_max,
-            o->compact_after, o->snap_pad, o->snapshot_chunk, o->max_uncommitted, o->propose_pm,
-            o->conf_pm, o->transfer_pm, o->spare_node);
+            o->restart_pm, o->clock_jump_pm, o->disk_latency_max, o->compact_after, o->snap_pad,
+            o->snapshot_chunk, o->max_uncommitted, o->propose_pm, o->conf_pm, o->transfer_pm,
+            o->spare_node);
 }
