@@ -123,9 +123,40 @@ static void reply_stale(kyu_raft_t *r, const kyu_raft_msg_t *m)
     }
 }
 
+/* A message decoded from the network is checked for shape before it can reach an
+ * assertion: malformed input is dropped (as the network may drop anything), never fatal. */
+static bool msg_valid(const kyu_raft_msg_t *m)
+{
+    if (m->n_entries > 0 && !m->entries)
+        return false;
+    uint64_t prev_term = m->log_term;
+    for (size_t i = 0; i < m->n_entries; i++) {
+        const kyu_raft_entry_t *e = &m->entries[i];
+        if (e->index != m->index + 1 + i || e->term < prev_term || e->term > m->term ||
+            (e->len > 0 && !e->data) || e->type > KYU_RAFT_ENTRY_CONF)
+            return false;
+        if (e->type == KYU_RAFT_ENTRY_CONF) {
+            kyu_raft_conf_t c;
+            if (!kyu_raft_conf_decode(e->data, e->len, &c))
+                return false;
+        }
+        prev_term = e->term;
+    }
+    if (m->type == KYU_RAFT_MSG_SNAPSHOT) {
+        if ((m->snap_len > 0 && !m->snap_data) || m->snap_offset > m->snap_total ||
+            m->snap_len > m->snap_total - m->snap_offset || m->index == 0 ||
+            m->snap_conf.n_voters > KYU_RAFT_MAX_NODES ||
+            m->snap_conf.n_learners > KYU_RAFT_MAX_NODES ||
+            m->snap_conf.n_voters + m->snap_conf.n_learners > KYU_RAFT_MAX_NODES)
+            return false;
+    }
+    return true;
+}
+
 void kyu_raft_step(kyu_raft_t *r, const kyu_raft_msg_t *m)
 {
-    if (m->group != r->group || m->to != r->id || m->from == KYU_RAFT_NONE)
+    if (m->group != r->group || m->to != r->id || m->from == KYU_RAFT_NONE ||
+        m->from == r->id || !msg_valid(m))
         return;
     /* Stage 1: the term. */
     if (m->term > r->term) {

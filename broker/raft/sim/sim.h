@@ -153,6 +153,12 @@ typedef struct {
     uint64_t node, index, term, hash;
 } sim_proposal_t;
 
+/* What a run exercised (printed as totals: evidence the seeds reach deep states). */
+typedef struct {
+    uint64_t steps, acked, elections, crashes, snapshots_installed, compactions;
+    uint64_t conf_changes, transfers, partitions;
+} sim_stats_t;
+
 typedef struct {
     sim_options_t o;
     sim_rng_t rng;
@@ -166,6 +172,7 @@ typedef struct {
     size_t n_pending;
     uint64_t next_client_id;
     uint64_t acked;
+    sim_stats_t stats;
     bool faults;
     sim_result_t result;
     char violation[512];

@@ -265,6 +265,8 @@ static void check_leader(sim_cluster_t *c, sim_node_t *nd)
                       (unsigned long long)term);
         return;
     }
+    if (*slot == 0)
+        c->stats.elections++;
     *slot = nd->id;
     /* Leader completeness, for entries committed in an earlier term. */
     uint64_t last = kyu_raft_last_index(r);

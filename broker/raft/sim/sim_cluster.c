@@ -107,6 +107,7 @@ static void check_acks(sim_cluster_t *c, bool liveness)
                           (unsigned long long)p->index);
                 sim_check_ack(c, p->index, p->hash);
                 c->acked++;
+                c->stats.acked++;
                 if (liveness)
                     c->probe_acked = true;
             } else {
@@ -121,6 +122,7 @@ static void check_acks(sim_cluster_t *c, bool liveness)
 
 static void partition(sim_cluster_t *c)
 {
+    c->stats.partitions++;
     memset(c->net.blocked, 0, sizeof(c->net.blocked));
     if (sim_rng_chance(&c->rng, 500)) {
         /* Symmetric: split the nodes in two sides. */
@@ -160,10 +162,11 @@ static void conf_change(sim_cluster_t *c)
     uint64_t index, leader;
     kyu_raft_err_t err = kyu_raft_propose_conf_change(nd->raft, op, node, &index, &leader);
     static const char *names[] = {"?", "add learner", "add voter", "remove"};
-    if (err == KYU_RAFT_OK)
-        sim_trace(&c->trace, c->now, "CONF n%llu proposes %s n%llu at %llu",
-                  (unsigned long long)nd->id, names[op], (unsigned long long)node,
-                  (unsigned long long)index);
+    if (err != KYU_RAFT_OK)
+        return;
+    c->stats.conf_changes++;
+    sim_trace(&c->trace, c->now, "CONF n%llu proposes %s n%llu at %llu", (unsigned long long)nd->id,
+              names[op], (unsigned long long)node, (unsigned long long)index);
 }
 
 static void transfer(sim_cluster_t *c)
@@ -172,9 +175,11 @@ static void transfer(sim_cluster_t *c)
     if (!nd)
         return;
     uint64_t target = 1 + sim_rng_below(&c->rng, (uint64_t)c->n);
-    if (kyu_raft_transfer_leader(nd->raft, target) == KYU_RAFT_OK)
-        sim_trace(&c->trace, c->now, "TRANSFER n%llu -> n%llu", (unsigned long long)nd->id,
-                  (unsigned long long)target);
+    if (kyu_raft_transfer_leader(nd->raft, target) != KYU_RAFT_OK)
+        return;
+    c->stats.transfers++;
+    sim_trace(&c->trace, c->now, "TRANSFER n%llu -> n%llu", (unsigned long long)nd->id,
+              (unsigned long long)target);
 }
 
 static void restart(sim_cluster_t *c, sim_node_t *nd)
@@ -195,11 +200,23 @@ static void faults(sim_cluster_t *c)
     const sim_options_t *o = &c->o;
     sim_rng_t *rng = &c->rng;
     sim_node_t *victim = NULL;
-    if (sim_rng_chance(rng, o->crash_pm))
+    if (sim_rng_chance(rng, o->crash_pm)) {
         victim = &c->nodes[sim_rng_below(rng, (uint64_t)c->n)];
-    else if (sim_rng_chance(rng, o->crash_leader_pm))
+        /* Half the time, prefer a node in the middle of a disk write: the moment where
+         * lost writes and early replies show up. */
+        int first = (int)sim_rng_below(rng, (uint64_t)c->n);
+        bool prefer_busy = sim_rng_chance(rng, 500);
+        for (int k = 0; k < c->n && prefer_busy; k++) {
+            sim_node_t *nd = &c->nodes[(first + k) % c->n];
+            if (nd->raft && nd->busy) {
+                victim = nd;
+                break;
+            }
+        }
+    } else if (sim_rng_chance(rng, o->crash_leader_pm))
         victim = random_leader(c);
     if (victim && victim->raft) {
+        c->stats.crashes++;
         sim_node_crash(c, victim);
         victim->restart_at = c->now + 1 + sim_rng_below(rng, o->down_max);
     }

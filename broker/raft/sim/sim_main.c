@@ -55,7 +55,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "kyu-sim: out of memory\n");
         return 3;
     }
-    uint64_t total_steps = 0;
+    sim_stats_t total = {0};
     for (uint64_t s = start; s < start + seeds; s++) {
         sim_options_t o;
         sim_options_pick(&o, nodes, s, steps);
@@ -70,7 +70,15 @@ int main(int argc, char **argv)
             return 3;
         }
         sim_result_t res = sim_cluster_run(c);
-        total_steps += c->now;
+        total.steps += c->now;
+        total.acked += c->stats.acked;
+        total.elections += c->stats.elections;
+        total.crashes += c->stats.crashes;
+        total.snapshots_installed += c->stats.snapshots_installed;
+        total.compactions += c->stats.compactions;
+        total.conf_changes += c->stats.conf_changes;
+        total.transfers += c->stats.transfers;
+        total.partitions += c->stats.partitions;
         if (res != SIM_OK) {
             printf("VIOLATION (%s) seed %llu step %llu: %s\n",
                    res == SIM_SAFETY ? "safety" : "liveness", (unsigned long long)s,
@@ -92,7 +100,15 @@ int main(int argc, char **argv)
         sim_cluster_free(c);
     }
     free(c);
-    fprintf(stderr, "%llu steps in total\n", (unsigned long long)total_steps);
+    fprintf(stderr,
+            "totals: %llu steps, %llu leaders elected, %llu writes acknowledged, %llu crashes, "
+            "%llu partitions, %llu compactions, %llu snapshots installed, %llu membership "
+            "changes, %llu transfers\n",
+            (unsigned long long)total.steps, (unsigned long long)total.elections,
+            (unsigned long long)total.acked, (unsigned long long)total.crashes,
+            (unsigned long long)total.partitions, (unsigned long long)total.compactions,
+            (unsigned long long)total.snapshots_installed, (unsigned long long)total.conf_changes,
+            (unsigned long long)total.transfers);
     printf("%llu seeds, 0 violations\n", (unsigned long long)seeds);
     return 0;
 }

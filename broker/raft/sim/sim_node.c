@@ -207,6 +207,7 @@ static void complete(sim_cluster_t *c, sim_node_t *nd)
             sim_trace(&c->trace, c->now, "n%llu installs snapshot at %llu",
                       (unsigned long long)nd->id, (unsigned long long)idx);
             sim_check_snapshot(c, nd, idx, chain);
+            c->stats.snapshots_installed++;
             nd->sm_applied = idx;
             nd->sm_chain = chain;
         }
@@ -246,6 +247,7 @@ static void maybe_compact(sim_cluster_t *c, sim_node_t *nd)
      * disk does both at once. */
     disk_set_snapshot(&nd->disk, kyu_raft_snapshot(nd->raft));
     disk_compact(&nd->disk, applied);
+    c->stats.compactions++;
     free(data);
     sim_trace(&c->trace, c->now, "n%llu compacts its log up to %llu", (unsigned long long)nd->id,
               (unsigned long long)applied);

@@ -46,6 +46,14 @@ static uint32_t pick(sim_rng_t *rng, uint32_t lo, uint32_t hi)
     return lo + (uint32_t)sim_rng_below(rng, hi - lo + 1);
 }
 
+/* Swarm testing: each fault is switched on for only some seeds, so that some runs are calm
+ * enough to reach deep states (long logs, snapshots, many membership changes) and others
+ * are hostile. */
+static uint32_t maybe(sim_rng_t *rng, uint32_t on_pm, uint32_t lo, uint32_t hi)
+{
+    return sim_rng_chance(rng, on_pm) ? pick(rng, lo, hi) : 0;
+}
+
 void sim_options_pick(sim_options_t *o, int nodes, uint64_t seed, uint64_t steps)
 {
     sim_rng_t rng = {seed ^ 0x6b79752d73696dull}; /* separate stream from the run's */
@@ -54,20 +62,20 @@ void sim_options_pick(sim_options_t *o, int nodes, uint64_t seed, uint64_t steps
     o->steps = steps;
     o->election_ticks = pick(&rng, 8, 20);
     o->heartbeat_ticks = pick(&rng, 1, 3);
-    o->drop_pm = pick(&rng, 0, 200);
-    o->dup_pm = pick(&rng, 0, 100);
+    o->drop_pm = maybe(&rng, 700, 1, 200);
+    o->dup_pm = maybe(&rng, 600, 1, 100);
     o->delay_min = pick(&rng, 0, 2);
     o->delay_max = o->delay_min + pick(&rng, 0, 5);
-    o->long_delay_pm = pick(&rng, 0, 50);
+    o->long_delay_pm = maybe(&rng, 600, 1, 50);
     o->long_delay_max = pick(&rng, 10, 60);
-    o->partition_pm = pick(&rng, 0, 20);
+    o->partition_pm = maybe(&rng, 600, 1, 20);
     o->heal_pm = pick(&rng, 10, 60);
-    o->crash_pm = pick(&rng, 0, 30);
-    o->crash_leader_pm = sim_rng_chance(&rng, 500) ? pick(&rng, 1, 30) : 0;
-    o->isolate_leader_pm = sim_rng_chance(&rng, 500) ? pick(&rng, 1, 20) : 0;
+    o->crash_pm = maybe(&rng, 600, 1, 30);
+    o->crash_leader_pm = maybe(&rng, 400, 1, 30);
+    o->isolate_leader_pm = maybe(&rng, 400, 1, 20);
 
     o->restart_pm = pick(&rng, 20, 100);
-    o->clock_jump_pm = pick(&rng, 0, 10);
+    o->clock_jump_pm = maybe(&rng, 500, 1, 10);
     o->disk_latency_max = pick(&rng, 0, 8);
     o->max_inflight = pick(&rng, 1, 8);
     o->max_msg_entries = pick(&rng, 1, 16);
@@ -76,8 +84,8 @@ void sim_options_pick(sim_options_t *o, int nodes, uint64_t seed, uint64_t steps
     o->snap_pad = pick(&rng, 0, 2000);
     o->max_uncommitted = pick(&rng, 16, 256);
     o->propose_pm = pick(&rng, 50, 500);
-    o->conf_pm = sim_rng_chance(&rng, 700) ? pick(&rng, 1, 15) : 0;
-    o->transfer_pm = sim_rng_chance(&rng, 700) ? pick(&rng, 1, 10) : 0;
+    o->conf_pm = maybe(&rng, 700, 1, 15);
+    o->transfer_pm = maybe(&rng, 700, 1, 10);
     /* Raft's timing requirement (thesis 3.5): an election must fit in the election timeout:
      * the candidate's fsync, the request, the voter's fsync and the answer. */
     uint32_t round_trip = 2 * (o->delay_max + 1) + 2 * o->disk_latency_max + 2;
