@@ -1,0 +1,114 @@
+/*
+ * sim_main.c - kyu-sim's command line:
+ *   kyu-sim --nodes N --seeds COUNT --seed-start S [--steps K] [--verbose]
+ * Runs COUNT seeds from S. On the first violation prints the seed, the step, the invariant,
+ * a trace and the command that replays it, and exits 1. Otherwise the last line is
+ * "COUNT seeds, 0 violations" and it exits 0.
+ */
+#include "sim.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: kyu-sim --nodes N --seeds COUNT --seed-start S [--steps K] "
+                    "[--verbose]\n  N in 3..7, K safety-phase steps per seed (default 2000)\n");
+    exit(64);
+}
+
+static uint64_t parse_u64(const char *s)
+{
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (!*s || *end)
+        usage();
+    return v;
+}
+
+int main(int argc, char **argv)
+{
+    int nodes = 0;
+    uint64_t seeds = 0, start = 0, steps = 2000;
+    bool have_seeds = false, have_start = false, verbose = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--verbose")) {
+            verbose = true;
+        } else if (i + 1 < argc && !strcmp(argv[i], "--nodes")) {
+            nodes = (int)parse_u64(argv[++i]);
+        } else if (i + 1 < argc && !strcmp(argv[i], "--seeds")) {
+            seeds = parse_u64(argv[++i]);
+            have_seeds = true;
+        } else if (i + 1 < argc && !strcmp(argv[i], "--seed-start")) {
+            start = parse_u64(argv[++i]);
+            have_start = true;
+        } else if (i + 1 < argc && !strcmp(argv[i], "--steps")) {
+            steps = parse_u64(argv[++i]);
+        } else {
+            usage();
+        }
+    }
+    if (nodes < 3 || nodes > SIM_MAX_NODES || !have_seeds || !have_start)
+        usage();
+    sim_cluster_t *c = malloc(sizeof(*c));
+    if (!c) {
+        fprintf(stderr, "kyu-sim: out of memory\n");
+        return 3;
+    }
+    sim_stats_t total = {0};
+    for (uint64_t s = start; s < start + seeds; s++) {
+        sim_options_t o;
+        sim_options_pick(&o, nodes, s, steps);
+        o.verbose = verbose;
+        if (verbose)
+            sim_options_print(&o, stdout);
+        if (!sim_cluster_init(c, &o)) {
+            fprintf(stderr, "kyu-sim: seed %llu: cannot create the cluster\n",
+                    (unsigned long long)s);
+            sim_cluster_free(c);
+            free(c);
+            return 3;
+        }
+        sim_result_t res = sim_cluster_run(c);
+        total.steps += c->now;
+        total.acked += c->stats.acked;
+        total.elections += c->stats.elections;
+        total.crashes += c->stats.crashes;
+        total.snapshots_installed += c->stats.snapshots_installed;
+        total.compactions += c->stats.compactions;
+        total.conf_changes += c->stats.conf_changes;
+        total.transfers += c->stats.transfers;
+        total.partitions += c->stats.partitions;
+        if (res != SIM_OK) {
+            printf("VIOLATION (%s) seed %llu step %llu: %s\n",
+                   res == SIM_SAFETY ? "safety" : "liveness", (unsigned long long)s,
+                   (unsigned long long)c->now, c->violation);
+            if (!verbose)
+                sim_options_print(&o, stdout);
+            sim_trace_dump(&c->trace, stdout);
+            printf("reproduce with: kyu-sim --nodes %d --seeds 1 --seed-start %llu --steps %llu "
+                   "--verbose\n",
+                   nodes, (unsigned long long)s, (unsigned long long)steps);
+            printf("%llu seeds, 1 violations\n", (unsigned long long)(s - start + 1));
+            sim_cluster_free(c);
+            free(c);
+            return 1;
+        }
+        if (verbose)
+            printf("seed %llu: ok after %llu steps, %llu writes acknowledged\n",
+                   (unsigned long long)s, (unsigned long long)c->now, (unsigned long long)c->acked);
+        sim_cluster_free(c);
+    }
+    free(c);
+    fprintf(stderr,
+            "totals: %llu steps, %llu leaders elected, %llu writes acknowledged, %llu crashes, "
+            "%llu partitions, %llu compactions, %llu snapshots installed, %llu membership "
+            "changes, %llu transfers\n",
+            (unsigned long long)total.steps, (unsigned long long)total.elections,
+            (unsigned long long)total.acked, (unsigned long long)total.crashes,
+            (unsigned long long)total.partitions, (unsigned long long)total.compactions,
+            (unsigned long long)total.snapshots_installed, (unsigned long long)total.conf_changes,
+            (unsigned long long)total.transfers);
+    printf("%llu seeds, 0 violations\n", (unsigned long long)seeds);
+    return 0;
+}

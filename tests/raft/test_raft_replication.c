@@ -1,0 +1,247 @@
+/*
+ * test_raft_replication.c - log replication (thesis 3.5): the no-op of a new leader, the
+ * commit rule of Figure 8 (3.6.2), fast back-off on a conflicting log, truncation of an
+ * uncommitted suffix, the durability of the leader's own log, and proposals off-leader.
+ */
+#include "raft_harness.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+static kyu_raft_t *node_with_log(uint64_t id, uint64_t term, uint64_t vote, const uint64_t *terms,
+                                 size_t n)
+{
+    static kyu_raft_entry_t ents[64];
+    kyu_raft_conf_t conf = {.n_voters = 3, .voters = {1, 2, 3}};
+    for (size_t i = 0; i < n; i++)
+        ents[i] = (kyu_raft_entry_t){.term = terms[i], .index = i + 1};
+    kyu_raft_config_t cfg = {.group = 1,
+                             .election_ticks = H_ELECTION,
+                             .heartbeat_ticks = H_HEARTBEAT,
+                             .hard_state = {.term = term, .vote = vote},
+                             .conf = &conf,
+                             .entries = ents,
+                             .n_entries = n};
+    return harness_node_new(id, &cfg);
+}
+
+/* Makes r (a follower) leader by feeding it the votes it asks for. */
+static void win_election(kyu_raft_t *r)
+{
+    for (int i = 0; i < 2 * H_ELECTION && kyu_raft_role(r) == KYU_RAFT_FOLLOWER; i++)
+        kyu_raft_tick(r);
+    assert_int_equal(kyu_raft_role(r), KYU_RAFT_PRE_CANDIDATE);
+    kyu_raft_msg_t pre = {.type = KYU_RAFT_MSG_PRE_VOTE_RESP,
+                          .group = 1,
+                          .from = 2,
+                          .to = 1,
+                          .term = kyu_raft_term(r) + 1};
+    harness_drain_one(r, KYU_RAFT_MSG_PRE_VOTE, NULL, NULL);
+    kyu_raft_step(r, &pre);
+    assert_int_equal(kyu_raft_role(r), KYU_RAFT_CANDIDATE);
+    harness_drain_one(r, KYU_RAFT_MSG_VOTE, NULL, NULL);
+    kyu_raft_msg_t vote = {
+        .type = KYU_RAFT_MSG_VOTE_RESP, .group = 1, .from = 2, .to = 1, .term = kyu_raft_term(r)};
+    kyu_raft_step(r, &vote);
+    assert_int_equal(kyu_raft_role(r), KYU_RAFT_LEADER);
+    harness_drain_one(r, KYU_RAFT_MSG_APPEND, NULL, NULL); /* no-op persisted: self-ack */
+}
+
+static kyu_raft_msg_t append_ack(uint64_t from, uint64_t term, uint64_t index)
+{
+    kyu_raft_msg_t m = {.type = KYU_RAFT_MSG_APPEND_RESP,
+                        .group = 1,
+                        .from = from,
+                        .to = 1,
+                        .term = term,
+                        .index = index};
+    return m;
+}
+
+static void test_new_leader_appends_a_noop(void **state)
+{
+    (void)state;
+    harness_t *h = harness_new(3, 3, 0);
+    harness_elect(h, 1);
+    uint64_t last = kyu_raft_last_index(h->nodes[1]);
+    const kyu_raft_entry_t *e = kyu_raft_entry_at(h->nodes[1], last);
+    assert_int_equal(e->type, KYU_RAFT_ENTRY_NOOP);
+    assert_int_equal(e->term, kyu_raft_term(h->nodes[1]));
+    harness_destroy(&h);
+}
+
+/* Figure 8: an entry of an earlier term stored on a majority is NOT committed by counting;
+ * it commits once an entry of the leader's own term is stored on a majority. */
+static void test_commit_rule_figure8_old_term_entry_not_committed_by_count(void **state)
+{
+    (void)state;
+    uint64_t terms[] = {1, 2}; /* index 2 is from term 2, never committed */
+    kyu_raft_t *r = node_with_log(1, 3, 0, terms, 2);
+    win_election(r); /* term 4, no-op at index 3 */
+    uint64_t term = kyu_raft_term(r);
+    assert_int_equal(kyu_raft_last_index(r), 3);
+    kyu_raft_msg_t ack2 = append_ack(2, term, 2);
+    kyu_raft_step(r, &ack2);
+    /* Leader and node 2 both store index 2: a majority, but of term 2. */
+    assert_int_equal(kyu_raft_commit(r), 0);
+    kyu_raft_msg_t ack3 = append_ack(2, term, 3);
+    kyu_raft_step(r, &ack3);
+    assert_int_equal(kyu_raft_commit(r), 3);
+    kyu_raft_destroy(&r);
+}
+
+static void test_leader_counts_its_own_entry_only_once_durable(void **state)
+{
+    (void)state;
+    uint64_t terms[] = {1};
+    kyu_raft_t *r = node_with_log(1, 1, 0, terms, 1);
+    win_election(r);
+    uint64_t term = kyu_raft_term(r);
+    uint64_t index, leader;
+    assert_int_equal(kyu_raft_propose(r, "x", 1, &index, &leader), KYU_RAFT_OK);
+    kyu_raft_ready_t rd;
+    kyu_raft_ready(r, &rd); /* the write of index is in flight */
+    /* One follower has it: with the leader's copy not yet durable that is not a majority
+     * of three... */
+    kyu_raft_msg_t ack = append_ack(2, term, index);
+    kyu_raft_step(r, &ack);
+    assert_int_equal(kyu_raft_commit(r), index - 1);
+    /* ...until the leader's own write is durable. */
+    kyu_raft_advance(r);
+    assert_int_equal(kyu_raft_commit(r), index);
+    harness_drain_one(r, KYU_RAFT_MSG_APPEND, NULL, NULL);
+    kyu_raft_destroy(&r);
+}
+
+static void test_fast_backoff_skips_a_conflicting_term_in_one_round_trip(void **state)
+{
+    (void)state;
+    harness_t *h = harness_new(3, 3, 0);
+    harness_elect(h, 1);
+    /* The leader, cut off, appends 30 entries nobody else gets. */
+    harness_isolate(h, 1, true);
+    for (int i = 0; i < 30; i++)
+        assert_true(harness_propose(h, 1, "lost") > 0);
+    harness_stabilize(h);
+    /* Nodes 2 and 3 elect a new leader, which appends its own entries. */
+    uint64_t lead = 0;
+    for (int i = 0; i < 4 * H_ELECTION && !lead; i++) {
+        harness_tick(h, 2, 1);
+        harness_tick(h, 3, 1);
+        harness_stabilize(h);
+        for (uint64_t id = 2; id <= 3; id++)
+            if (kyu_raft_role(h->nodes[id]) == KYU_RAFT_LEADER)
+                lead = id;
+    }
+    assert_true(lead != 0);
+    harness_propose(h, lead, "new");
+    harness_stabilize(h);
+    /* Node 1 comes back with 30 conflicting entries of its old term. */
+    harness_isolate(h, 1, false);
+    h->rejects_seen = 0;
+    harness_tick(h, lead, H_HEARTBEAT);
+    harness_stabilize(h);
+    assert_int_equal(kyu_raft_last_index(h->nodes[1]), kyu_raft_last_index(h->nodes[lead]));
+    assert_int_equal(kyu_raft_commit(h->nodes[1]), kyu_raft_commit(h->nodes[lead]));
+    /* One rejection skips the whole conflicting term (without the hint: about 30). */
+    assert_true(h->rejects_seen <= 2);
+    harness_destroy(&h);
+}
+
+static void test_follower_truncates_uncommitted_conflicting_suffix(void **state)
+{
+    (void)state;
+    uint64_t terms[] = {1, 1, 2, 2};
+    kyu_raft_t *r = node_with_log(1, 2, 0, terms, 4);
+    /* A leader of term 3 whose log has index 3 from term 3. */
+    kyu_raft_entry_t e = {.term = 3, .index = 3, .type = KYU_RAFT_ENTRY_NORMAL};
+    kyu_raft_msg_t m = {.type = KYU_RAFT_MSG_APPEND,
+                        .group = 1,
+                        .from = 2,
+                        .to = 1,
+                        .term = 3,
+                        .index = 2,
+                        .log_term = 1,
+                        .entries = &e,
+                        .n_entries = 1};
+    kyu_raft_step(r, &m);
+    assert_int_equal(kyu_raft_last_index(r), 3);
+    assert_int_equal(kyu_raft_term_at(r, 3), 3);
+    kyu_raft_ready_t seen;
+    kyu_raft_msg_t resp;
+    assert_int_equal(harness_drain_one(r, KYU_RAFT_MSG_APPEND_RESP, &resp, &seen), 1);
+    assert_false(resp.reject);
+    assert_int_equal(resp.index, 3);
+    assert_true(resp.after_persist);
+    kyu_raft_destroy(&r);
+}
+
+static void test_follower_rejects_append_with_hint(void **state)
+{
+    (void)state;
+    uint64_t terms[] = {1, 1, 2, 2, 2};
+    kyu_raft_t *r = node_with_log(1, 2, 0, terms, 5);
+    kyu_raft_msg_t m = {.type = KYU_RAFT_MSG_APPEND,
+                        .group = 1,
+                        .from = 2,
+                        .to = 1,
+                        .term = 4,
+                        .index = 7,
+                        .log_term = 3};
+    kyu_raft_step(r, &m);
+    kyu_raft_msg_t resp;
+    assert_int_equal(harness_drain_one(r, KYU_RAFT_MSG_APPEND_RESP, &resp, NULL), 1);
+    assert_true(resp.reject);
+    /* Our last entry (5, term 2) is the largest with a term <= 3: the leader can skip
+     * straight there. */
+    assert_int_equal(resp.reject_hint, 5);
+    assert_int_equal(resp.log_term, 2);
+    kyu_raft_destroy(&r);
+}
+
+static void test_proposal_to_follower_names_the_leader(void **state)
+{
+    (void)state;
+    harness_t *h = harness_new(3, 3, 0);
+    harness_elect(h, 1);
+    uint64_t index, leader;
+    assert_int_equal(kyu_raft_propose(h->nodes[2], "x", 1, &index, &leader),
+                     KYU_RAFT_ERR_NOT_LEADER);
+    assert_int_equal(leader, 1);
+    harness_destroy(&h);
+}
+
+static void test_committed_entries_are_applied_everywhere_in_order(void **state)
+{
+    (void)state;
+    harness_t *h = harness_new(5, 5, 0);
+    harness_elect(h, 1);
+    uint64_t last = 0;
+    for (int i = 0; i < 50; i++)
+        last = harness_propose(h, 1, "entry");
+    harness_stabilize(h);
+    harness_tick(h, 1, H_HEARTBEAT);
+    harness_stabilize(h);
+    for (int i = 1; i <= 5; i++)
+        assert_int_equal(h->applied[i], last);
+    harness_destroy(&h);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_new_leader_appends_a_noop),
+        cmocka_unit_test(test_commit_rule_figure8_old_term_entry_not_committed_by_count),
+        cmocka_unit_test(test_leader_counts_its_own_entry_only_once_durable),
+        cmocka_unit_test(test_fast_backoff_skips_a_conflicting_term_in_one_round_trip),
+        cmocka_unit_test(test_follower_truncates_uncommitted_conflicting_suffix),
+        cmocka_unit_test(test_follower_rejects_append_with_hint),
+        cmocka_unit_test(test_proposal_to_follower_names_the_leader),
+        cmocka_unit_test(test_committed_entries_are_applied_everywhere_in_order),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
