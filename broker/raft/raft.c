@@ -26,8 +26,8 @@ kyu_raft_t *kyu_raft_new(const kyu_raft_config_t *cfg)
     for (size_t i = 0; i < cfg->n_entries; i++)
         if (cfg->entries[i].index != snap_index + 1 + i)
             return NULL;
-    if (cfg->hard_state.commit > snap_index + cfg->n_entries || cfg->applied < snap_index ||
-        cfg->applied > cfg->hard_state.commit)
+    uint64_t commit = cfg->hard_state.commit > snap_index ? cfg->hard_state.commit : snap_index;
+    if (commit > snap_index + cfg->n_entries || cfg->applied < snap_index || cfg->applied > commit)
         return NULL;
 
     kyu_raft_t *r = calloc(1, sizeof(*r));
@@ -66,7 +66,8 @@ kyu_raft_t *kyu_raft_new(const kyu_raft_config_t *cfg)
         free(r);
         return NULL;
     }
-    r->log.commit = cfg->hard_state.commit;
+    /* A stored commit index below the snapshot is stale: the snapshot is committed. */
+    r->log.commit = commit;
     r->log.applied = r->log.handed_out = cfg->applied;
     kyu_raft_conf_refresh(r, 0);
     kyu_raft_become_follower(r, r->term, KYU_RAFT_NONE);
@@ -155,8 +156,8 @@ static bool msg_valid(const kyu_raft_msg_t *m)
 
 void kyu_raft_step(kyu_raft_t *r, const kyu_raft_msg_t *m)
 {
-    if (m->group != r->group || m->to != r->id || m->from == KYU_RAFT_NONE ||
-        m->from == r->id || !msg_valid(m))
+    if (m->group != r->group || m->to != r->id || m->from == KYU_RAFT_NONE || m->from == r->id ||
+        !msg_valid(m))
         return;
     /* Stage 1: the term. */
     if (m->term > r->term) {

@@ -48,6 +48,14 @@
  * its own term.
  *
  * Every message carries a group id so one process can run many Raft groups (multi-raft).
+ *
+ * Timing: the election timeout must exceed a vote's round trip including two fsyncs (the
+ * candidate's and the voter's), or elections never finish (thesis 3.5).
+ *
+ * Restart: build kyu_raft_config_t from what is durable: hard_state, the latest snapshot
+ * (its conf is the configuration at its index), the entries after it, and applied = the
+ * index the state machine durably reflects (>= the snapshot index). Persist a Ready's
+ * snapshot, entries and hard state atomically (one RocksDB WriteBatch, synced).
  */
 #ifndef KYU_RAFT_H
 #define KYU_RAFT_H

@@ -71,8 +71,8 @@ void sim_options_pick(sim_options_t *o, int nodes, uint64_t seed, uint64_t steps
     o->partition_pm = maybe(&rng, 600, 1, 20);
     o->heal_pm = pick(&rng, 10, 60);
     o->crash_pm = maybe(&rng, 600, 1, 30);
-    o->crash_leader_pm = maybe(&rng, 400, 1, 30);
-    o->isolate_leader_pm = maybe(&rng, 400, 1, 20);
+    o->crash_leader_pm = maybe(&rng, 600, 1, 40);
+    o->isolate_leader_pm = maybe(&rng, 500, 1, 20);
 
     o->restart_pm = pick(&rng, 20, 100);
     o->clock_jump_pm = maybe(&rng, 500, 1, 10);
