@@ -148,18 +148,19 @@ static kyu_code_t apply_send(kyu_sm_t *self, const kyu_command_t *c, kyu_result_
         uint64_t seq = self->next_seq++;
         uint8_t k[KEY_QS], kv[KEY_VIS];
         key_qs(k, q->qid, seq);
+        /* Message record: sent_ms(8) id_len(1) id, then the body, in two parts so the body
+         * is copied once, by RocksDB. */
         size_t idlen = strlen(c->ids[i]);
-        size_t vlen = 9 + idlen + c->body_lens[i];
-        uint8_t *v = malloc(vlen);
-        if (!v)
-            return KYU_ERR_INTERNAL;
-        kyu_put_be64(v, c->now_ms);
-        v[8] = (uint8_t)idlen;
-        memcpy(v + 9, c->ids[i], idlen);
-        if (c->body_lens[i])
-            memcpy(v + 9 + idlen, c->bodies[i], c->body_lens[i]);
-        put(self, KYU_CF_MESSAGES, k, KEY_QS, v, vlen);
-        free(v);
+        uint8_t head[9 + KYU_UUID_LEN];
+        kyu_put_be64(head, c->now_ms);
+        head[8] = (uint8_t)idlen;
+        memcpy(head + 9, c->ids[i], idlen);
+        const char *kparts[1] = {(const char *)k};
+        size_t ksizes[1] = {KEY_QS};
+        const char *vparts[2] = {(const char *)head, c->body_lens[i] ? c->bodies[i] : ""};
+        size_t vsizes[2] = {9 + idlen, c->body_lens[i]};
+        rocksdb_writebatch_wi_putv_cf(self->batch, cf(self, KYU_CF_MESSAGES), 1, kparts, ksizes, 2,
+                                      vparts, vsizes);
         lease_t l = {.visible_at = c->now_ms};
         uint8_t lv[LEASE_LEN];
         lease_encode(lv, &l);
