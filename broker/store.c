@@ -149,8 +149,12 @@ kyu_store_t *kyu_store_open(const char *dir, kyu_err_t *err)
     rocksdb_options_set_create_if_missing(self->opts, 1);
     rocksdb_options_set_create_missing_column_families(self->opts, 1);
     rocksdb_options_increase_parallelism(self->opts, 2);
-    /* Each synced log write is one WAL fsync; no need for RocksDB to fsync data files more. */
     rocksdb_options_set_max_background_jobs(self->opts, 2);
+    /* Restart time is the time to replay what the WAL holds beyond the flushed tables:
+     * bound it (and so restart and shutdown time) whatever the backlog, by flushing
+     * memtables once the WAL passes 64 MiB. The backlog itself lives in SST files. */
+    rocksdb_options_set_write_buffer_size(self->opts, 16 << 20);
+    rocksdb_options_set_max_total_wal_size(self->opts, 64 << 20);
     self->cache = rocksdb_cache_create_lru(64 << 20);
     self->table = rocksdb_block_based_options_create();
     rocksdb_block_based_options_set_block_cache(self->table, self->cache);
@@ -183,10 +187,16 @@ void kyu_store_close(kyu_store_t **self_p)
     for (int i = 0; i < KYU_CF_COUNT; i++)
         if (self->cfs[i])
             rocksdb_column_family_handle_destroy(self->cfs[i]);
-    if (self->db)
+    /* A compaction under way would hold up a clean stop for seconds; it is safe to abandon
+     * (nothing is lost; it runs again later). */
+    if (self->db) {
+        rocksdb_cancel_all_background_work(self->db, 1);
         rocksdb_close(self->db);
-    if (self->log_db)
+    }
+    if (self->log_db) {
+        rocksdb_cancel_all_background_work(self->log_db, 1);
         rocksdb_close(self->log_db);
+    }
     rocksdb_readoptions_destroy(self->ropts);
     rocksdb_block_based_options_destroy(self->table);
     rocksdb_cache_destroy(self->cache);
