@@ -107,6 +107,17 @@ static int on_storage(zloop_t *loop, zsock_t *sock, void *arg)
     return 0;
 }
 
+/* Nothing to do: the wake-up itself lets zloop see CZMQ's interrupted flag. SIGTERM may be
+ * delivered to any thread (RocksDB's, libzmq's), which then does not interrupt the loop's
+ * poll; without a timer the broker could sleep through it. */
+static int on_wakeup(zloop_t *loop, int timer_id, void *arg)
+{
+    (void)loop;
+    (void)timer_id;
+    (void)arg;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     config_t cfg;
@@ -140,6 +151,7 @@ int main(int argc, char **argv)
         /* Storage reports first: answering finished work frees room for new requests. */
         zloop_reader(loop, kyu_log_sock(b.log), on_storage, &b);
         zloop_reader(loop, kyu_frontend_sock(b.frontend), on_client, &b);
+        zloop_timer(loop, 100, 0, on_wakeup, NULL);
         zloop_start(loop); /* returns on SIGTERM/SIGINT (CZMQ's handler) or a fatal error */
         zloop_destroy(&loop);
         printf("kyu-broker: shutting down\n");
