@@ -218,8 +218,15 @@ static kyu_code_t apply_receive(kyu_sm_t *self, const kyu_command_t *c, kyu_resu
     uint32_t found = 0;
     uint8_t lo[KEY_VIS];
     key_vis(lo, q->qid, q->scan_floor, 0);
-    rocksdb_iterator_t *base = rocksdb_create_iterator_cf(self->db, kyu_store_readopts(self->store),
-                                                          cf(self, KYU_CF_VISIBILITY));
+    /* Bounded at now: past it lie the tombstones of every message leased and then deleted
+     * (at their old lease ends), which an unbounded scan would walk whenever the queue has
+     * nothing visible. */
+    uint8_t hi[KEY_VIS];
+    key_vis(hi, q->qid, c->now_ms + 1, 0);
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_iterate_upper_bound(ro, (char *)hi, KEY_VIS);
+    rocksdb_iterator_t *base =
+        rocksdb_create_iterator_cf(self->db, ro, cf(self, KYU_CF_VISIBILITY));
     rocksdb_iterator_t *it = rocksdb_writebatch_wi_create_iterator_with_base_cf(
         self->batch, base, cf(self, KYU_CF_VISIBILITY));
     /* The first key the scan does not take is the next floor: every key before it is dead or
@@ -242,6 +249,7 @@ static kyu_code_t apply_receive(kyu_sm_t *self, const kyu_command_t *c, kyu_resu
     char *rerr = NULL;
     rocksdb_iter_get_error(it, &rerr);
     rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
     if (rerr) {
         kyu_err_set(err, KYU_ERR_STORAGE, "reading visibility index: %s", rerr);
         free(rerr);

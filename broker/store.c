@@ -158,6 +158,12 @@ kyu_store_t *kyu_store_open(const char *dir, kyu_err_t *err)
     self->cache = rocksdb_cache_create_lru(64 << 20);
     self->table = rocksdb_block_based_options_create();
     rocksdb_block_based_options_set_block_cache(self->table, self->cache);
+    /* Receives and deletes look messages and leases up by key: a bloom filter lets a lookup
+     * skip the tables that do not hold the key instead of reading a block of each. */
+    rocksdb_block_based_options_set_filter_policy(self->table,
+                                                  rocksdb_filterpolicy_create_bloom(10));
+    rocksdb_block_based_options_set_cache_index_and_filter_blocks(self->table, 1);
+    rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(self->table, 1);
     rocksdb_options_set_block_based_table_factory(self->opts, self->table);
     self->ropts = rocksdb_readoptions_create();
     if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
