@@ -145,7 +145,8 @@ kyu_sm_t *kyu_sm_open(kyu_store_t *store, kyu_err_t *err)
     self->touched = zlistx_new();
     self->wopts = rocksdb_writeoptions_create();
     self->batch = rocksdb_writebatch_wi_create(0, 1);
-    KYU_ASSERT(self->queues && self->touched && self->wopts && self->batch);
+    self->plain = rocksdb_writebatch_create();
+    KYU_ASSERT(self->queues && self->touched && self->wopts && self->batch && self->plain);
     if (load_meta(self, "applied_index", &self->applied_index, 0, err) ||
         load_meta(self, "next_seq", &self->next_seq, 1, err) ||
         load_meta(self, "next_qid", &self->next_qid, 1, err) ||
@@ -169,6 +170,7 @@ void kyu_sm_destroy(kyu_sm_t **self_p)
     zhashx_destroy(&self->queues);
     zlistx_destroy(&self->touched);
     rocksdb_writebatch_wi_destroy(self->batch);
+    rocksdb_writebatch_destroy(self->plain);
     rocksdb_writeoptions_destroy(self->wopts);
     free(self);
     *self_p = NULL;

@@ -17,17 +17,24 @@ static rocksdb_column_family_handle_t *cf(kyu_sm_t *self, kyu_cf_t c)
 
 static void put(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl, const void *v, size_t vl)
 {
-    rocksdb_writebatch_wi_put_cf(self->batch, cf(self, c), k, kl, v, vl);
+    if (self->indexed)
+        rocksdb_writebatch_wi_put_cf(self->batch, cf(self, c), k, kl, v, vl);
+    else
+        rocksdb_writebatch_put_cf(self->plain, cf(self, c), k, kl, v, vl);
 }
 
 static void del(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl)
 {
-    rocksdb_writebatch_wi_delete_cf(self->batch, cf(self, c), k, kl);
+    if (self->indexed)
+        rocksdb_writebatch_wi_delete_cf(self->batch, cf(self, c), k, kl);
+    else
+        rocksdb_writebatch_delete_cf(self->plain, cf(self, c), k, kl);
 }
 
 /* Reads through the current entry's writes. Returns a heap value (caller frees) or NULL. */
 static char *get(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl, size_t *vl, kyu_err_t *err)
 {
+    KYU_ASSERT(self->indexed); /* entry_reads said this entry only writes */
     char *rerr = NULL;
     char *v = rocksdb_writebatch_wi_get_from_batch_and_db_cf(
         self->batch, self->db, kyu_store_readopts(self->store), cf(self, c), k, kl, vl, &rerr);
@@ -159,8 +166,12 @@ static kyu_code_t apply_send(kyu_sm_t *self, const kyu_command_t *c, kyu_result_
         size_t ksizes[1] = {KEY_QS};
         const char *vparts[2] = {(const char *)head, c->body_lens[i] ? c->bodies[i] : ""};
         size_t vsizes[2] = {9 + idlen, c->body_lens[i]};
-        rocksdb_writebatch_wi_putv_cf(self->batch, cf(self, KYU_CF_MESSAGES), 1, kparts, ksizes, 2,
-                                      vparts, vsizes);
+        if (self->indexed)
+            rocksdb_writebatch_wi_putv_cf(self->batch, cf(self, KYU_CF_MESSAGES), 1, kparts, ksizes,
+                                          2, vparts, vsizes);
+        else
+            rocksdb_writebatch_putv_cf(self->plain, cf(self, KYU_CF_MESSAGES), 1, kparts, ksizes, 2,
+                                       vparts, vsizes);
         lease_t l = {.visible_at = c->now_ms};
         uint8_t lv[LEASE_LEN];
         lease_encode(lv, &l);
@@ -227,6 +238,7 @@ static kyu_code_t apply_receive(kyu_sm_t *self, const kyu_command_t *c, kyu_resu
     rocksdb_readoptions_set_iterate_upper_bound(ro, (char *)hi, KEY_VIS);
     rocksdb_iterator_t *base =
         rocksdb_create_iterator_cf(self->db, ro, cf(self, KYU_CF_VISIBILITY));
+    KYU_ASSERT(self->indexed);
     rocksdb_iterator_t *it = rocksdb_writebatch_wi_create_iterator_with_base_cf(
         self->batch, base, cf(self, KYU_CF_VISIBILITY));
     /* The first key the scan does not take is the next floor: every key before it is dead or
@@ -399,12 +411,32 @@ static void forget_touched(kyu_sm_t *self)
     zlistx_purge(self->touched);
 }
 
+/* True when a command of the entry reads state (receive, delete, change visibility): only
+ * then does the entry need the indexed batch that lets it read its own writes. A command
+ * that does not decode counts as reading; the apply below reports it. */
+static bool entry_reads(const void *payload, size_t len)
+{
+    size_t off = 0;
+    while (off < len) {
+        kyu_command_t cmd;
+        kyu_err_t err;
+        if (kyu_command_decode(payload, len, &off, &cmd, &err) != KYU_OK)
+            return true;
+        if (cmd.type == KYU_CMD_RECEIVE || cmd.type == KYU_CMD_DELETE ||
+            cmd.type == KYU_CMD_CHANGE_VISIBILITY)
+            return true;
+    }
+    return false;
+}
+
 kyu_code_t kyu_sm_apply(kyu_sm_t *self, uint64_t index, const void *payload, size_t len,
                         kyu_result_t *results, size_t cap, size_t *n, kyu_err_t *err)
 {
     KYU_ASSERT(index == self->applied_index + 1);
     kyu_err_clear(err);
     rocksdb_writebatch_wi_clear(self->batch);
+    rocksdb_writebatch_clear(self->plain);
+    self->indexed = entry_reads(payload, len);
     size_t off = 0, count = 0;
     kyu_code_t rc = KYU_OK;
     kyu_result_t scratch;
@@ -452,7 +484,10 @@ kyu_code_t kyu_sm_apply(kyu_sm_t *self, uint64_t index, const void *payload, siz
     bool dropped = false;
     finish_entry(self, index, &dropped);
     char *rerr = NULL;
-    rocksdb_write_writebatch_wi(self->db, self->wopts, self->batch, &rerr);
+    if (self->indexed)
+        rocksdb_write_writebatch_wi(self->db, self->wopts, self->batch, &rerr);
+    else
+        rocksdb_write(self->db, self->wopts, self->plain, &rerr);
     forget_touched(self);
     if (rerr) {
         kyu_err_set(err, KYU_ERR_STORAGE, "writing applied state: %s", rerr);

@@ -32,8 +32,10 @@ struct kyu_sm {
     uint64_t last_now;
     rocksdb_writeoptions_t *wopts;
     /* per-entry scratch */
-    rocksdb_writebatch_wi_t *batch;
-    zlistx_t *touched; /* queue_t* whose record is dirty in the current entry */
+    rocksdb_writebatch_wi_t *batch; /* entries with a command that reads (read-your-writes) */
+    rocksdb_writebatch_t *plain;    /* entries that only write: no index to maintain */
+    bool indexed;                   /* which of the two the current entry uses */
+    zlistx_t *touched;              /* queue_t* whose record is dirty in the current entry */
 };
 
 #define KEY_QS 16 /* qid + seq */
