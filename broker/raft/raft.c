@@ -128,7 +128,9 @@ static void reply_stale(kyu_raft_t *r, const kyu_raft_msg_t *m)
  * assertion: malformed input is dropped (as the network may drop anything), never fatal. */
 static bool msg_valid(const kyu_raft_msg_t *m)
 {
-    if (m->n_entries > 0 && !m->entries)
+    /* Terms grow by one per election: one beyond 2^63 is corruption, and refusing it means
+     * our own term can never wrap around. */
+    if (m->term > (UINT64_MAX >> 1) || (m->n_entries > 0 && !m->entries))
         return false;
     uint64_t prev_term = m->log_term;
     for (size_t i = 0; i < m->n_entries; i++) {

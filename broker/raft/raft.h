@@ -6,7 +6,9 @@
  *
  *   inputs   kyu_raft_step (a peer message), kyu_raft_tick (one logical clock tick),
  *            kyu_raft_propose / kyu_raft_propose_conf_change / kyu_raft_transfer_leader,
- *            kyu_raft_advance (everything in the last Ready is durable, sent and applied),
+ *            kyu_raft_advance (everything in the last Ready is durable, sent and applied:
+ *            the "durable up to index N" and "snapshot installed" notice; the core knows
+ *            which index and term that Ready handed out),
  *            kyu_raft_compact (the application took a snapshot; the log may be cut).
  *   outputs  kyu_raft_ready: hard state and entries to persist, a snapshot to install,
  *            messages to send, committed entries to apply.
@@ -48,6 +50,7 @@
  * its own term.
  *
  * Every message carries a group id so one process can run many Raft groups (multi-raft).
+ * raft_codec.h (library kyu_raft_codec) encodes messages as msgpack for the wire.
  *
  * Timing: the election timeout must exceed a vote's round trip including two fsyncs (the
  * candidate's and the voter's), or elections never finish (thesis 3.5).

@@ -180,10 +180,136 @@ static bool decode_fields(const msgpack_object *f, kyu_raft_msg_t *m)
     return true;
 }
 
+static uint64_t be(const uint8_t *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+/*
+ * msgpack-c allocates an array's or map's declared element count before reading the
+ * elements, so 5 bytes claiming 4 billion elements cost 64 GB. This walk reads only the
+ * headers and refuses any input whose declared counts or lengths exceed the bytes that are
+ * actually there (every element takes at least one byte). Parsing proper is msgpack-c's.
+ */
+static bool lengths_plausible(const uint8_t *p, size_t len)
+{
+    size_t pos = 0;
+    uint64_t pending = 1; /* objects still to read */
+    while (pending > 0) {
+        if (pos >= len)
+            return false;
+        uint8_t t = p[pos++];
+        uint64_t skip = 0, items = 0;
+        int n = 0; /* bytes of a length field that follows */
+        if (t <= 0x7f || t >= 0xe0 || t == 0xc0 || t == 0xc2 || t == 0xc3) {
+            /* fixint, nil, bool */
+        } else if (t <= 0x8f) {
+            items = 2ull * (t & 0x0f);
+        } else if (t <= 0x9f) {
+            items = t & 0x0f;
+        } else if (t <= 0xbf) {
+            skip = t & 0x1f;
+        } else {
+            switch (t) {
+            case 0xc4:
+            case 0xd9:
+                n = 1;
+                break; /* bin8, str8 */
+            case 0xc5:
+            case 0xda:
+                n = 2;
+                break; /* bin16, str16 */
+            case 0xc6:
+            case 0xdb:
+                n = 4;
+                break; /* bin32, str32 */
+            case 0xc7:
+                n = 1;
+                skip = 1;
+                break; /* ext8 (+ type) */
+            case 0xc8:
+                n = 2;
+                skip = 1;
+                break;
+            case 0xc9:
+                n = 4;
+                skip = 1;
+                break;
+            case 0xca:
+                skip = 4;
+                break; /* float32 */
+            case 0xcb:
+                skip = 8;
+                break; /* float64 */
+            case 0xcc:
+            case 0xd0:
+                skip = 1;
+                break;
+            case 0xcd:
+            case 0xd1:
+                skip = 2;
+                break;
+            case 0xce:
+            case 0xd2:
+                skip = 4;
+                break;
+            case 0xcf:
+            case 0xd3:
+                skip = 8;
+                break;
+            case 0xd4:
+                skip = 2;
+                break; /* fixext (+ type) */
+            case 0xd5:
+                skip = 3;
+                break;
+            case 0xd6:
+                skip = 5;
+                break;
+            case 0xd7:
+                skip = 9;
+                break;
+            case 0xd8:
+                skip = 17;
+                break;
+            case 0xdc:
+            case 0xdd:
+            case 0xde:
+            case 0xdf: { /* array16/32, map16/32 */
+                int w = (t == 0xdc || t == 0xde) ? 2 : 4;
+                if (len - pos < (size_t)w)
+                    return false;
+                items = be(p + pos, w) * ((t == 0xde || t == 0xdf) ? 2 : 1);
+                pos += (size_t)w;
+                break;
+            }
+            default:
+                return false; /* 0xc1 is never used */
+            }
+        }
+        if (n > 0) {
+            if (len - pos < (size_t)n)
+                return false;
+            skip += be(p + pos, n);
+            pos += (size_t)n;
+        }
+        if (skip > len - pos)
+            return false;
+        pos += (size_t)skip;
+        pending = pending - 1 + items;
+        if (pending > len - pos)
+            return false;
+    }
+    return true;
+}
+
 bool kyu_raft_msg_decode(const uint8_t *buf, size_t len, kyu_raft_msg_t *m)
 {
     memset(m, 0, sizeof(*m));
-    if (!buf || len == 0 || len > KYU_RAFT_CODEC_MAX_BYTES)
+    if (!buf || len == 0 || len > KYU_RAFT_CODEC_MAX_BYTES || !lengths_plausible(buf, len))
         return false;
     msgpack_unpacked up;
     msgpack_unpacked_init(&up);

@@ -157,6 +157,10 @@ static void maybe_finish_transfer(kyu_raft_t *r, const kyu_raft_progress_t *pr)
 
 static void handle_append_resp(kyu_raft_t *r, kyu_raft_progress_t *pr, const kyu_raft_msg_t *m)
 {
+    /* A correct follower never acknowledges entries we do not have; a corrupt or stray
+     * message must not move match past our log (and a commit past it). */
+    if (m->index > kyu_raft_log_last(&r->log))
+        return;
     if (m->reject) {
         /* Fast back-off: the follower's hint (index, term) lets us skip every entry of a
          * conflicting term at once instead of one index per round trip. */

@@ -107,7 +107,12 @@ static bool rx_append(kyu_raft_t *r, const kyu_raft_msg_t *m)
     if (need > r->rx_total)
         return false;
     if (need > r->rx_cap) {
-        size_t cap = (size_t)r->rx_total; /* one allocation for the whole snapshot */
+        /* Grow with the chunks that actually arrive, not with the announced total. */
+        size_t cap = r->rx_cap ? r->rx_cap * 2 : 64 * 1024;
+        if (cap < need)
+            cap = need;
+        if (cap > r->rx_total)
+            cap = (size_t)r->rx_total;
         uint8_t *p = realloc(r->rx.data, cap ? cap : 1);
         if (!p)
             return false;

@@ -126,6 +126,9 @@ static void test_codec_refuses_wrong_shapes(void **state)
     /* A bin header claiming 4 GB. */
     const uint8_t bin_liar[] = {0xc6, 0xff, 0xff, 0xff, 0xff, 0x00};
     assert_false(kyu_raft_msg_decode(bin_liar, sizeof(bin_liar), &d));
+    /* A map header claiming 4 billion pairs, inside a valid-looking message prefix. */
+    const uint8_t map_liar[] = {0xdc, 0x00, 0x13, 0x01, 0xdf, 0xff, 0xff, 0xff, 0xff};
+    assert_false(kyu_raft_msg_decode(map_liar, sizeof(map_liar), &d));
     /* Version 2 is unknown. */
     kyu_raft_msg_t m = sample_append();
     uint8_t *buf;

@@ -78,7 +78,7 @@ void sim_options_pick(sim_options_t *o, int nodes, uint64_t seed, uint64_t steps
     o->clock_jump_pm = maybe(&rng, 500, 1, 10);
     o->disk_latency_max = pick(&rng, 0, 8);
     o->max_inflight = pick(&rng, 1, 8);
-    o->max_msg_entries = pick(&rng, 1, 16);
+    o->max_msg_entries = sim_rng_chance(&rng, 300) ? 1 : pick(&rng, 2, 16);
     o->snapshot_chunk = pick(&rng, 16, 512);
     o->compact_after = pick(&rng, 5, 80);
     o->snap_pad = pick(&rng, 0, 2000);
