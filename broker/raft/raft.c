@@ -46,6 +46,7 @@ kyu_raft_t *kyu_raft_new(const kyu_raft_config_t *cfg)
     r->term = cfg->hard_state.term;
     r->vote = cfg->hard_state.vote;
     r->prev_hs = cfg->hard_state;
+    r->durable_term = cfg->hard_state.term;
     if (snap) {
         r->snap = *snap;
         r->snap.data = NULL;

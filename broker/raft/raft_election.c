@@ -20,9 +20,17 @@ uint32_t kyu_raft_random_timeout(kyu_raft_t *r)
     return r->election_ticks + (uint32_t)(next_random(r) % r->election_ticks);
 }
 
+/* A voter may campaign. So may a node that an uncommitted configuration just removed: its
+ * log may be the only one holding that configuration (a leader removing itself, then
+ * deposed before the change committed), and without it the remaining voters, all behind
+ * it, could never elect anyone. Its own vote does not count (tally counts voters only);
+ * once leader it commits the change and steps down (thesis 4.2.2). */
 bool kyu_raft_promotable(const kyu_raft_t *r)
 {
-    return kyu_raft_conf_is_voter(&r->conf, r->id);
+    if (kyu_raft_conf_is_voter(&r->conf, r->id))
+        return true;
+    return !kyu_raft_conf_is_learner(&r->conf, r->id) && r->conf_index > r->log.commit &&
+           r->conf.n_voters > 0;
 }
 
 static void reset(kyu_raft_t *r, uint64_t term)

@@ -30,6 +30,7 @@ typedef struct {
     uint64_t last_index; /* last entry handed out to persist, and its term */
     uint64_t last_term;
     uint64_t applied_to;
+    uint64_t hs_term; /* term of the hard state handed out */
 } kyu_raft_held_t;
 
 struct kyu_raft {
@@ -80,6 +81,7 @@ struct kyu_raft {
     size_t n_out;
     size_t cap_out;
     kyu_raft_hard_state_t prev_hs;
+    uint64_t durable_term; /* term of the last hard state known durable (advanced) */
     kyu_raft_held_t held;
 };
 

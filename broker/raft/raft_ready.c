@@ -4,8 +4,9 @@
  * The durability rule lives here: every message a non-leader sends promises something it
  * must not forget (a vote, a term, log entries it acknowledged), so it is marked
  * after_persist and leaves only once this Ready's writes are durable. A leader's own
- * messages (appends, heartbeats, snapshot chunks) may leave at once: the leader counts its
- * own log towards a commit only after kyu_raft_advance says it is durable (thesis 10.2.1).
+ * messages (appends, heartbeats, snapshot chunks) may leave at once once its term is
+ * durable: the leader counts its own log towards a commit only after kyu_raft_advance says
+ * it is durable (thesis 10.2.1).
  */
 #include "raft_internal.h"
 
@@ -28,7 +29,10 @@ void kyu_raft_send(kyu_raft_t *r, kyu_raft_msg_t *m)
     m->group = r->group;
     if (m->term == 0)
         m->term = r->term;
-    m->after_persist = r->role != KYU_RAFT_LEADER;
+    /* A leader's message may leave early only if its term is already durable: a leader
+     * elected alone (one voter) in this very Ready could otherwise crash, forget the term,
+     * be elected in it again and give a learner two different entries at one (index, term). */
+    m->after_persist = r->role != KYU_RAFT_LEADER || r->durable_term != r->term;
 #if KYU_RAFT_PLANTED_BUG == 2
     /* Planted bug: a vote leaves before the vote is durable. */
     if (m->type == KYU_RAFT_MSG_VOTE_RESP)
@@ -103,6 +107,7 @@ void kyu_raft_ready(kyu_raft_t *r, kyu_raft_ready_t *rd)
     rd->hard_state = hs;
     rd->hard_state_changed = !hs_equal(hs, r->prev_hs);
     r->prev_hs = hs;
+    h->hs_term = hs.term;
 
     if (r->snap_pending) {
         h->snapshot = r->snap;
@@ -164,6 +169,7 @@ void kyu_raft_advance(kyu_raft_t *r)
     kyu_raft_log_stable_to(&r->log, h->last_index, h->last_term);
     if (h->applied_to > r->log.applied)
         r->log.applied = h->applied_to;
+    r->durable_term = h->hs_term;
     kyu_raft_held_free(r);
     if (r->role == KYU_RAFT_LEADER)
         kyu_raft_leader_self_ack(r);

@@ -203,6 +203,46 @@ static void test_follower_rejects_append_with_hint(void **state)
     kyu_raft_destroy(&r);
 }
 
+/* A leader elected alone (one voter) in this very Ready must not show itself before its
+ * term is durable: crashing first, it could win the same term again with other entries. */
+static void test_leader_messages_wait_until_its_term_is_durable(void **state)
+{
+    (void)state;
+    kyu_raft_conf_t conf = {.n_voters = 1, .voters = {1}, .n_learners = 1, .learners = {2}};
+    kyu_raft_config_t cfg = {
+        .group = 1, .election_ticks = H_ELECTION, .heartbeat_ticks = H_HEARTBEAT, .conf = &conf};
+    kyu_raft_t *r = harness_node_new(1, &cfg);
+    for (int i = 0; i < 2 * H_ELECTION && kyu_raft_role(r) != KYU_RAFT_LEADER; i++)
+        kyu_raft_tick(r);
+    assert_int_equal(kyu_raft_role(r), KYU_RAFT_LEADER);
+    kyu_raft_ready_t rd;
+    kyu_raft_ready(r, &rd);
+    assert_true(rd.hard_state_changed);
+    assert_int_equal(rd.hard_state.term, 1);
+    assert_true(rd.n_msgs > 0);
+    for (size_t i = 0; i < rd.n_msgs; i++)
+        assert_true(rd.msgs[i].after_persist);
+    kyu_raft_advance(r);
+    /* The learner acknowledges; once the term is durable, appends may leave before the
+     * leader's own fsync. */
+    kyu_raft_msg_t ack = {.type = KYU_RAFT_MSG_APPEND_RESP,
+                          .group = 1,
+                          .from = 2,
+                          .to = 1,
+                          .term = 1,
+                          .index = kyu_raft_last_index(r)};
+    kyu_raft_step(r, &ack);
+    harness_drain_one(r, KYU_RAFT_MSG_APPEND, NULL, NULL);
+    uint64_t index, leader;
+    assert_int_equal(kyu_raft_propose(r, "x", 1, &index, &leader), KYU_RAFT_OK);
+    kyu_raft_ready(r, &rd);
+    assert_true(rd.n_msgs > 0);
+    for (size_t i = 0; i < rd.n_msgs; i++)
+        assert_false(rd.msgs[i].after_persist);
+    kyu_raft_advance(r);
+    kyu_raft_destroy(&r);
+}
+
 static void test_proposal_to_follower_names_the_leader(void **state)
 {
     (void)state;
@@ -240,6 +280,7 @@ int main(void)
         cmocka_unit_test(test_fast_backoff_skips_a_conflicting_term_in_one_round_trip),
         cmocka_unit_test(test_follower_truncates_uncommitted_conflicting_suffix),
         cmocka_unit_test(test_follower_rejects_append_with_hint),
+        cmocka_unit_test(test_leader_messages_wait_until_its_term_is_durable),
         cmocka_unit_test(test_proposal_to_follower_names_the_leader),
         cmocka_unit_test(test_committed_entries_are_applied_everywhere_in_order),
     };

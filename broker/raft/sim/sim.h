@@ -123,7 +123,15 @@ typedef struct {
 /* ---- invariants ---- */
 typedef struct {
     uint64_t index, term, prev_term, hash;
+    uint64_t gen; /* a slot of an older generation is empty */
 } sim_entry_rec_t;
+
+/* Open addressing on (index, term). Starting a new generation empties it in O(1). */
+typedef struct {
+    sim_entry_rec_t *slots;
+    size_t cap, n;
+    uint64_t gen;
+} sim_entry_table_t;
 
 typedef struct {
     uint64_t term, obs_term; /* obs_term: a term at or after the commit */
@@ -136,9 +144,9 @@ typedef struct {
 typedef struct {
     uint64_t *leader_of_term; /* node id per term */
     size_t n_terms;
-    sim_entry_rec_t *entries; /* open addressing on (index, term) */
-    size_t entries_cap, entries_n;
-    sim_index_rec_t *idx; /* per log index */
+    sim_entry_table_t durable; /* every entry ever written to a disk */
+    sim_entry_table_t live;    /* the entries of the live logs, this step */
+    sim_index_rec_t *idx;      /* per log index */
     size_t idx_cap;
     uint64_t max_acked;
     uint64_t max_committed;
@@ -202,6 +210,9 @@ void sim_check_apply(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *e
                      uint64_t chain_after);
 void sim_check_snapshot(sim_cluster_t *c, sim_node_t *nd, uint64_t index, uint64_t chain);
 void sim_check_ack(sim_cluster_t *c, uint64_t index, uint64_t hash);
+/* Called for every entry written to a disk, with the term of the entry before it. */
+void sim_check_durable(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *e,
+                       uint64_t prev_term);
 /* Called for every message a node sends: one vote per node per term. */
 void sim_check_message(sim_cluster_t *c, const kyu_raft_msg_t *m);
 /* After every step: election safety, log matching, commit safety, leader completeness. */

@@ -33,7 +33,8 @@ uint64_t sim_entry_hash(const kyu_raft_entry_t *e)
 void sim_checker_free(sim_checker_t *k)
 {
     free(k->leader_of_term);
-    free(k->entries);
+    free(k->durable.slots);
+    free(k->live.slots);
     free(k->idx);
     for (int i = 0; i <= SIM_MAX_NODES; i++)
         free(k->vote_of[i]);
@@ -72,21 +73,20 @@ static uint64_t *leader_slot(sim_checker_t *k, uint64_t term)
     return &k->leader_of_term[term];
 }
 
-static void entries_grow(sim_checker_t *k);
+static void table_grow(sim_entry_table_t *t);
 
 /* Finds or inserts the record of (index, term). Returns true if it was already there. */
-static bool entry_lookup(sim_checker_t *k, uint64_t index, uint64_t term, sim_entry_rec_t **out)
+static bool table_lookup(sim_entry_table_t *t, uint64_t index, uint64_t term, sim_entry_rec_t **out)
 {
-    if (2 * (k->entries_n + 1) > k->entries_cap)
-        entries_grow(k);
-    size_t mask = k->entries_cap - 1;
+    if (2 * (t->n + 1) > t->cap)
+        table_grow(t);
+    size_t mask = t->cap - 1;
     size_t h = (size_t)sim_mix(index, term) & mask;
     for (;;) {
-        sim_entry_rec_t *e = &k->entries[h];
-        if (e->index == 0) {
-            e->index = index;
-            e->term = term;
-            k->entries_n++;
+        sim_entry_rec_t *e = &t->slots[h];
+        if (e->gen != t->gen) {
+            *e = (sim_entry_rec_t){.index = index, .term = term, .gen = t->gen};
+            t->n++;
             *out = e;
             return false;
         }
@@ -98,25 +98,63 @@ static bool entry_lookup(sim_checker_t *k, uint64_t index, uint64_t term, sim_en
     }
 }
 
-static void entries_grow(sim_checker_t *k)
+static void table_grow(sim_entry_table_t *t)
 {
-    size_t cap = k->entries_cap ? k->entries_cap * 2 : 4096;
-    sim_entry_rec_t *old = k->entries;
-    size_t old_cap = k->entries_cap;
-    k->entries = calloc(cap, sizeof(*k->entries));
-    if (!k->entries)
+    size_t cap = t->cap ? t->cap * 2 : 4096;
+    sim_entry_rec_t *old = t->slots;
+    size_t old_cap = t->cap;
+    t->slots = calloc(cap, sizeof(*t->slots));
+    if (!t->slots)
         oom();
-    k->entries_cap = cap;
-    k->entries_n = 0;
+    t->cap = cap;
+    t->n = 0;
     for (size_t i = 0; i < old_cap; i++) {
-        if (old[i].index == 0)
+        if (old[i].gen != t->gen)
             continue;
         sim_entry_rec_t *e;
-        entry_lookup(k, old[i].index, old[i].term, &e);
-        e->prev_term = old[i].prev_term;
-        e->hash = old[i].hash;
+        table_lookup(t, old[i].index, old[i].term, &e);
+        *e = old[i];
     }
     free(old);
+}
+
+static const sim_entry_rec_t *table_find(const sim_entry_table_t *t, uint64_t index, uint64_t term)
+{
+    if (t->cap == 0)
+        return NULL;
+    size_t mask = t->cap - 1;
+    for (size_t h = (size_t)sim_mix(index, term) & mask;; h = (h + 1) & mask) {
+        const sim_entry_rec_t *e = &t->slots[h];
+        if (e->gen != t->gen)
+            return NULL;
+        if (e->index == index && e->term == term)
+            return e;
+    }
+}
+
+/* Records one occurrence of an entry; false if (index, term) already named another. */
+static bool table_record(sim_entry_table_t *t, uint64_t index, uint64_t term, uint64_t prev_term,
+                         uint64_t hash)
+{
+    sim_entry_rec_t *r;
+    if (table_lookup(t, index, term, &r))
+        return r->hash == hash && r->prev_term == prev_term;
+    r->prev_term = prev_term;
+    r->hash = hash;
+    return true;
+}
+
+void sim_check_durable(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *e,
+                       uint64_t prev_term)
+{
+    if (c->chk.durable.gen == 0)
+        c->chk.durable.gen = 1;
+    if (!table_record(&c->chk.durable, e->index, e->term, prev_term, sim_entry_hash(e)))
+        sim_violation(c, SIM_SAFETY,
+                      "log matching: node %llu stored at (index %llu, term %llu) an entry or "
+                      "predecessor that differs from one stored before",
+                      (unsigned long long)nd->id, (unsigned long long)e->index,
+                      (unsigned long long)e->term);
 }
 
 void sim_check_apply(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *e,
@@ -206,20 +244,20 @@ static void check_log(sim_cluster_t *c, sim_node_t *nd)
                           (unsigned long long)nd->id, (unsigned long long)i);
             return;
         }
-        sim_entry_rec_t *rec_e;
         uint64_t h = sim_entry_hash(e);
-        if (entry_lookup(&c->chk, i, e->term, &rec_e)) {
-            if (rec_e->hash != h || rec_e->prev_term != prev_term) {
-                sim_violation(c, SIM_SAFETY,
-                              "log matching: node %llu holds at (index %llu, term %llu) an entry "
-                              "or predecessor that differs from another log's",
-                              (unsigned long long)nd->id, (unsigned long long)i,
-                              (unsigned long long)e->term);
-                return;
-            }
-        } else {
-            rec_e->hash = h;
-            rec_e->prev_term = prev_term;
+        /* Against every entry ever made durable (an entry lost unwritten in a crash may be
+         * made again differently: nobody saw it), and against the other live logs. */
+        const sim_entry_rec_t *d = table_find(&c->chk.durable, i, e->term);
+        bool ok = !d || (d->hash == h && d->prev_term == prev_term);
+        if (ok)
+            ok = table_record(&c->chk.live, i, e->term, prev_term, h);
+        if (!ok) {
+            sim_violation(c, SIM_SAFETY,
+                          "log matching: node %llu holds at (index %llu, term %llu) an entry or "
+                          "predecessor that differs from another log's",
+                          (unsigned long long)nd->id, (unsigned long long)i,
+                          (unsigned long long)e->term);
+            return;
         }
         prev_term = e->term;
     }
@@ -258,16 +296,23 @@ static void check_leader(sim_cluster_t *c, sim_node_t *nd)
 {
     kyu_raft_t *r = nd->raft;
     uint64_t term = kyu_raft_term(r);
+    /* A leader whose term is not yet durable has shown itself to nobody (its messages
+     * wait for that write) and commits nothing; if it crashes, its term may be won again
+     * by another node. It counts once its term is on its disk. */
     uint64_t *slot = leader_slot(&c->chk, term);
-    if (*slot && *slot != nd->id) {
+    if (nd->disk.hs.term != term) {
+        /* not yet: completeness is still checked below */
+    } else if (*slot && *slot != nd->id) {
         sim_violation(c, SIM_SAFETY, "election safety: nodes %llu and %llu both led term %llu",
                       (unsigned long long)*slot, (unsigned long long)nd->id,
                       (unsigned long long)term);
         return;
     }
-    if (*slot == 0)
-        c->stats.elections++;
-    *slot = nd->id;
+    if (nd->disk.hs.term == term) {
+        if (*slot == 0)
+            c->stats.elections++;
+        *slot = nd->id;
+    }
     /* Leader completeness, for entries committed in an earlier term. */
     uint64_t last = kyu_raft_last_index(r);
     for (uint64_t i = kyu_raft_first_index(r); i <= c->chk.max_committed; i++) {
@@ -289,6 +334,8 @@ static void check_leader(sim_cluster_t *c, sim_node_t *nd)
 
 void sim_check_step(sim_cluster_t *c)
 {
+    c->chk.live.gen++; /* a new step: forget the live logs of the last one */
+    c->chk.live.n = 0;
     for (int i = 0; i < c->n && c->result == SIM_OK; i++) {
         sim_node_t *nd = &c->nodes[i];
         if (!nd->raft)

@@ -154,7 +154,7 @@ static void conf_change(sim_cluster_t *c)
     bool learner = kyu_raft_conf_is_learner(conf, node);
     kyu_raft_cc_op_t op;
     if (voter)
-        op = conf->n_voters > 2 ? KYU_RAFT_CC_REMOVE : KYU_RAFT_CC_ADD_LEARNER;
+        op = conf->n_voters > 1 ? KYU_RAFT_CC_REMOVE : KYU_RAFT_CC_ADD_LEARNER;
     else if (learner)
         op = sim_rng_chance(&c->rng, 700) ? KYU_RAFT_CC_ADD_VOTER : KYU_RAFT_CC_REMOVE;
     else

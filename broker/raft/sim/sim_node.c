@@ -189,8 +189,14 @@ static void complete(sim_cluster_t *c, sim_node_t *nd)
     }
     if (rd->n_entries > 0) {
         disk_truncate_from(d, rd->entries[0].index);
-        for (size_t i = 0; i < rd->n_entries; i++)
-            disk_append(d, &rd->entries[i]);
+        for (size_t i = 0; i < rd->n_entries; i++) {
+            const kyu_raft_entry_t *e = &rd->entries[i];
+            uint64_t prev = d->n > 0 ? d->ents[d->n - 1].term : d->snap.term;
+            if (d->n == 0 && e->index - 1 != d->snap.index)
+                prev = kyu_raft_term_at(nd->raft, e->index - 1); /* below the snapshot */
+            sim_check_durable(c, nd, e, prev);
+            disk_append(d, e);
+        }
     }
     if (rd->hard_state_changed)
         d->hs = rd->hard_state;
