@@ -140,6 +140,8 @@ static void send_error(kyu_frontend_t *self, zframe_t *identity, uint64_t id, ky
     rep.id = id;
     rep.status = code;
     snprintf(rep.error, sizeof rep.error, "%s", text);
+    if (code == KYU_ERR_NOT_LEADER && self->replica)
+        snprintf(rep.leader, sizeof rep.leader, "%s", kyu_replica_leader_endpoint(self->replica));
     send_reply(self, identity, &rep, NULL, NULL, 0);
 }
 
@@ -249,6 +251,14 @@ static void handle_request(kyu_frontend_t *self, zmsg_t **msg_p)
     if (kyu_request_decode(zframe_data(header), zframe_size(header), zmsg_size(msg), &req, &err) !=
         KYU_OK) {
         send_error(self, identity, req.has_id ? req.id : 0, err.code, err.msg);
+    } else if (req.op != KYU_OP_HELLO && !kyu_replica_serving(self->replica)) {
+        /* Only a leader that has applied an entry of its own term holds every committed
+         * write: followers (and a leader still catching up) refuse reads too, so no client
+         * ever sees state older than one it saw before. */
+        send_error(self, identity, req.id, KYU_ERR_NOT_LEADER,
+                   *kyu_replica_leader_endpoint(self->replica)
+                       ? "this node is not the leader; the leader is named in the reply"
+                       : "no leader is known yet (an election is under way); retry shortly");
     } else if (kyu_op_info(req.op)->flags & KYU_OPF_READ) {
         answer_read(self, identity, &req);
     } else if (req.op == KYU_OP_RECEIVE && kyu_sm_queue_exists(self->sm, req.queue) &&
