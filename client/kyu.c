@@ -153,15 +153,25 @@ static kyu_code_t connect_endpoint(kyu_client_t *c, size_t i, kyu_err_t *err)
     return rc;
 }
 
-/* The one place that decides where to go next: the leader named by a NOT_LEADER reply when
- * it is one of ours, else the next endpoint of the list. (Following a leader outside the
- * list is the cluster work's addition.) */
-static size_t pick_endpoint(const kyu_client_t *c, const char *leader)
+/* The one place that decides where to go next: the leader named by a NOT_LEADER reply (added
+ * to the list when it is not in it yet, up to KYU_CLIENT_ENDPOINTS_MAX: a cluster may have
+ * members the user did not list), else the next endpoint of the list. */
+static size_t pick_endpoint(kyu_client_t *c, const char *leader)
 {
-    if (leader && *leader)
+    if (leader && *leader && strlen(leader) < KYU_ENDPOINT_MAX) {
         for (size_t i = 0; i < c->n_endpoints; i++)
             if (strcmp(c->endpoints[i], leader) == 0)
                 return i;
+        if (c->n_endpoints < KYU_CLIENT_ENDPOINTS_MAX) {
+            char(*more)[KYU_ENDPOINT_MAX] =
+                realloc(c->endpoints, (c->n_endpoints + 1) * sizeof c->endpoints[0]);
+            if (more) {
+                c->endpoints = more;
+                snprintf(c->endpoints[c->n_endpoints], KYU_ENDPOINT_MAX, "%s", leader);
+                return c->n_endpoints++;
+            }
+        }
+    }
     return (c->current + 1) % c->n_endpoints;
 }
 
