@@ -10,7 +10,8 @@
 #include <string.h>
 
 #define WINDOW 100
-#define LINE_TRIES 50 /* sends of one line across failovers */
+#define LINE_TRIES 50       /* sends of one line across failovers */
+#define LINE_RETRY_MS 20000 /* and for at most this long after its first send */
 #define NO_LEADER_PAUSE_MS 100
 
 static int print_id(const cli_t *cli, const char *id)
@@ -76,6 +77,7 @@ typedef struct {
     size_t len;
     int tries;
     unsigned epoch; /* the connection it was last sent on */
+    int64_t first_ms;
 } slot_t;
 
 /* Codes after which the line may go to another node: the broker surely did not apply it
@@ -142,7 +144,10 @@ static int send_lines(cli_t *cli, const char *queue)
             if (n > 0 && line[n - 1] == '\n')
                 n--;
             slot_t *s = &ring[(head + count) % WINDOW];
-            *s = (slot_t){.line = line_no, .body = malloc(n ? (size_t)n : 1), .len = (size_t)n};
+            *s = (slot_t){.line = line_no,
+                          .body = malloc(n ? (size_t)n : 1),
+                          .len = (size_t)n,
+                          .first_ms = kyu_client_now_ms()};
             kyu_reply_init(&s->rep);
             if (!s->body) {
                 rc = cli_failf(cli, "out of memory");
@@ -171,7 +176,8 @@ static int send_lines(cli_t *cli, const char *queue)
             slot_t *s = &ring[(head + k) % WINDOW];
             if (s->req_id != rep.id || s->done)
                 continue;
-            if (retryable(rep.status) && s->tries < LINE_TRIES) {
+            if (retryable(rep.status) && s->tries < LINE_TRIES &&
+                kyu_client_now_ms() - s->first_ms < LINE_RETRY_MS) {
                 /* The first failure on a connection moves the client (to the leader it
                  * names, else the next node); the others in flight on it just follow. */
                 if (s->epoch == epoch) {
@@ -180,7 +186,9 @@ static int send_lines(cli_t *cli, const char *queue)
                     kyu_err_t ferr = {0};
                     const char *to = rep.leader;
                     /* A node that does not answer HELLO is skipped: bounded by the tries. */
-                    for (int f = 0; f < 8 && kyu_client_failover(cli->client, to, &ferr); f++)
+                    for (int f = 0; f < 8 && kyu_client_now_ms() - s->first_ms < LINE_RETRY_MS &&
+                                    kyu_client_failover(cli->client, to, &ferr);
+                         f++)
                         to = NULL;
                     epoch++;
                 }
