@@ -38,7 +38,9 @@ kyu_code_t kyu_peers_add(kyu_peers_t *self, const char *spec, kyu_err_t *err)
                            "bad peer '%s': expected ID,RAFT_HOST:PORT,CLIENT_ENDPOINT with ID "
                            "a positive integer",
                            spec);
-    snprintf(p.raft, sizeof p.raft, "tcp://%s", hostport);
+    /* Length checked above: "tcp://" + hostport fits. */
+    memcpy(p.raft, "tcp://", 6);
+    memcpy(p.raft + 6, hostport, strlen(hostport) + 1);
     if (kyu_peers_find(self, p.id))
         return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "peer id %llu given twice",
                            (unsigned long long)p.id);

@@ -9,7 +9,8 @@
  *    by the client's timeout, after which poll_reply reports it as KYU_ERR_TIMEOUT.
  *  - synchronous convenience calls, one per op (kyu_client_send, kyu_client_receive, ...):
  *    each sends one request and waits for its reply, moving to the next endpoint on a timeout
- *    or NOT_LEADER (bounded: each endpoint is tried once per call). Replies to asynchronous
+ *    or NOT_LEADER (to the leader a NOT_LEADER reply names, even one not in the list; bounded:
+ *    at most 64 attempts within the client's timeout, pausing while no leader is known). Replies to asynchronous
  *    requests that arrive meanwhile are kept for poll_reply.
  *
  * Every call returns a kyu_code_t and, on failure, fills a kyu_err_t: err->code is the
