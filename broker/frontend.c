@@ -14,6 +14,7 @@ struct kyu_frontend {
     uint64_t rng[4]; /* xoshiro256** state for message ids, seeded from getrandom */
     msgpack_sbuffer buf;
     uint64_t dropped_replies;
+    char endpoint[KYU_ENDPOINT_MAX];
 };
 
 typedef struct {
@@ -59,6 +60,7 @@ kyu_frontend_t *kyu_frontend_new(const kyu_frontend_config_t *cfg, kyu_sm_t *sm,
     }
     self->sm = sm;
     self->max_body = cfg->max_body;
+    snprintf(self->endpoint, sizeof self->endpoint, "%s", cfg->endpoint);
     msgpack_sbuffer_init(&self->buf);
     if (getrandom(self->rng, sizeof self->rng, 0) != sizeof self->rng) {
         kyu_err_set(err, KYU_ERR_INTERNAL, "getrandom failed");
@@ -163,6 +165,12 @@ static void answer_read(kyu_frontend_t *self, zframe_t *identity, const kyu_requ
         rep.version = KYU_PROTOCOL_VERSION;
         rep.max_body = self->max_body;
         break;
+    case KYU_OP_CLUSTER_STATUS:
+        kyu_replica_status(self->replica, &rep.node);
+        if (!rep.node.endpoint[0])
+            snprintf(rep.node.endpoint, sizeof rep.node.endpoint, "%s", self->endpoint);
+        rep.has_node = true;
+        break;
     case KYU_OP_LIST_QUEUES:
         if (kyu_sm_list_queues(self->sm, &rep.queues, &rep.n_queues, &err) == KYU_OK)
             break;
@@ -251,7 +259,8 @@ static void handle_request(kyu_frontend_t *self, zmsg_t **msg_p)
     if (kyu_request_decode(zframe_data(header), zframe_size(header), zmsg_size(msg), &req, &err) !=
         KYU_OK) {
         send_error(self, identity, req.has_id ? req.id : 0, err.code, err.msg);
-    } else if (req.op != KYU_OP_HELLO && !kyu_replica_serving(self->replica)) {
+    } else if (req.op != KYU_OP_HELLO && req.op != KYU_OP_CLUSTER_STATUS &&
+               !kyu_replica_serving(self->replica)) {
         /* Only a leader that has applied an entry of its own term holds every committed
          * write: followers (and a leader still catching up) refuse reads too, so no client
          * ever sees state older than one it saw before. */

@@ -236,9 +236,25 @@ bool kyu_replica_fatal(kyu_replica_t *self)
     return self->fatal;
 }
 
-const kyu_raft_t *kyu_replica_raft(kyu_replica_t *self)
+void kyu_replica_status(kyu_replica_t *self, kyu_node_status_t *out)
 {
-    return self->raft;
+    memset(out, 0, sizeof *out);
+    const kyu_raft_t *r = self->raft;
+    out->id = self->node_id;
+    const kyu_peer_t *me = kyu_peers_find(&self->peers, self->node_id);
+    if (me) {
+        snprintf(out->raft_address, sizeof out->raft_address, "%s", me->raft);
+        snprintf(out->endpoint, sizeof out->endpoint, "%s", me->client);
+    }
+    kyu_raft_role_t role = kyu_raft_role(r);
+    snprintf(out->role, sizeof out->role, "%s",
+             role == KYU_RAFT_LEADER     ? "leader"
+             : role == KYU_RAFT_FOLLOWER ? "follower"
+                                         : "candidate");
+    out->term = kyu_raft_term(r);
+    out->commit_index = kyu_raft_commit(r);
+    out->applied_index = kyu_sm_applied_index(self->sm);
+    out->leader = kyu_raft_leader(r);
 }
 
 bool kyu_replica_serving(kyu_replica_t *self)

@@ -77,8 +77,9 @@ void kyu_replica_step(kyu_replica_t *self, const kyu_raft_msg_t *msg);
 bool kyu_replica_serving(kyu_replica_t *self);
 /* The leader's client endpoint when known and not this node, else "". */
 const char *kyu_replica_leader_endpoint(kyu_replica_t *self);
-/* The core, for status reports (read only). */
-const kyu_raft_t *kyu_replica_raft(kyu_replica_t *self);
+/* This node's view for CLUSTER_STATUS (endpoint left empty for the frontend to fill when
+ * the node has no peer list). */
+void kyu_replica_status(kyu_replica_t *self, kyu_node_status_t *out);
 
 /* Non-NULL once writes are refused (log or apply failure): the reason. */
 const char *kyu_replica_failure(kyu_replica_t *self);

@@ -10,8 +10,8 @@
  *  - synchronous convenience calls, one per op (kyu_client_send, kyu_client_receive, ...):
  *    each sends one request and waits for its reply, moving to the next endpoint on a timeout
  *    or NOT_LEADER (to the leader a NOT_LEADER reply names, even one not in the list; bounded:
- *    at most 64 attempts within the client's timeout, pausing while no leader is known). Replies to asynchronous
- *    requests that arrive meanwhile are kept for poll_reply.
+ *    at most 64 attempts within the client's timeout, pausing while no leader is known). Replies to
+ * asynchronous requests that arrive meanwhile are kept for poll_reply.
  *
  * Every call returns a kyu_code_t and, on failure, fills a kyu_err_t: err->code is the
  * reply's status (or a client-side code: TIMEOUT, CONNECTION, TOO_LARGE...) and err->msg the
@@ -135,6 +135,10 @@ kyu_code_t kyu_client_delete(kyu_client_t *self, const char *queue, const char *
 kyu_code_t kyu_client_change_visibility(kyu_client_t *self, const char *queue,
                                         const char *const *handles, size_t n, int vt,
                                         kyu_code_t *results, kyu_err_t *err);
+
+/* Asks the connected node (no failover: every node answers for itself) for its own view of
+ * the cluster. */
+kyu_code_t kyu_client_cluster_status(kyu_client_t *self, kyu_node_status_t *out, kyu_err_t *err);
 
 /* Sends a request and waits for its reply, with failover; the building block of the calls
  * above. On KYU_OK *rep holds the broker's success reply (caller resets it); msgs as in

@@ -263,3 +263,17 @@ kyu_code_t kyu_client_change_visibility(kyu_client_t *self, const char *queue,
     }
     return call_handles(self, &req, handles, n, results, err);
 }
+
+kyu_code_t kyu_client_cluster_status(kyu_client_t *self, kyu_node_status_t *out, kyu_err_t *err)
+{
+    kyu_request_t req = {.op = KYU_OP_CLUSTER_STATUS};
+    kyu_reply_t rep;
+    kyu_reply_init(&rep);
+    kyu_code_t rc = kyu_client_call_once(self, &req, NULL, NULL, 0, &rep, NULL, err);
+    if (rc == KYU_OK && !rep.has_node)
+        rc = kyu_err_set(err, KYU_ERR_MALFORMED, "CLUSTER_STATUS reply without a node");
+    if (rc == KYU_OK)
+        *out = rep.node;
+    kyu_reply_reset(&rep);
+    return rc;
+}

@@ -30,6 +30,8 @@ static const kyu_op_info_t op_table[] = {
     {KYU_OP_CHANGE_VISIBILITY, "change-visibility", KYU_F_QUEUE | KYU_F_HANDLES | KYU_F_VT,
      KYU_F_QUEUE | KYU_F_HANDLES | KYU_F_VT, 0, 0, KYU_OPF_WRITE,
      "set the remaining lease of received messages"},
+    {KYU_OP_CLUSTER_STATUS, "cluster-status", 0, 0, 0, 0, KYU_OPF_READ,
+     "this node's view of the cluster (answered by every node, leader or not)"},
 };
 
 const kyu_op_info_t *kyu_op_info(uint64_t op)

@@ -42,6 +42,7 @@ typedef enum {
     KYU_OP_RECEIVE = 7,
     KYU_OP_DELETE = 8,
     KYU_OP_CHANGE_VISIBILITY = 9,
+    KYU_OP_CLUSTER_STATUS = 10,
     KYU_OP_MAX_
 } kyu_op_t;
 
@@ -98,6 +99,16 @@ typedef struct {
     int64_t created_ms;  /* CreatedTimestamp, ms since the epoch */
 } kyu_queue_attrs_t;
 
+/* CLUSTER_STATUS: one node's own view of the cluster. */
+typedef struct {
+    uint64_t id; /* 1 for a node started without peers */
+    char raft_address[KYU_ENDPOINT_MAX];
+    char endpoint[KYU_ENDPOINT_MAX];
+    char role[16]; /* leader, follower, candidate */
+    uint64_t term, commit_index, applied_index;
+    uint64_t leader; /* the leader's id as this node knows it, 0 if none */
+} kyu_node_status_t;
+
 typedef struct {
     uint64_t id;
     uint32_t status; /* kyu_code_t */
@@ -118,6 +129,9 @@ typedef struct {
     /* GET_QUEUE_ATTRIBUTES */
     bool has_attrs;
     kyu_queue_attrs_t attrs;
+    /* CLUSTER_STATUS */
+    bool has_node;
+    kyu_node_status_t node;
     /* LIST_QUEUES: heap array of n_queues names, owned by the reply */
     size_t n_queues;
     char (*queues)[KYU_NAME_MAX + 1];

@@ -69,15 +69,34 @@ class Cluster(unittest.TestCase):
             raise AssertionError("kyu %s failed (%d): %s" % (" ".join(args), r.returncode, r.stderr.decode()))
         return r.stdout.decode()
 
+    def status(self):
+        r = self.cli("--json", "cluster", "status", timeout=60)
+        return [json.loads(l) for l in r.stdout.decode().splitlines() if l]
+
     def leader(self, deadline_s=30):
-        """The node that serves requests: followers answer NOT_LEADER."""
+        """The node `kyu cluster status` calls leader, once it also serves requests (a new
+        leader first applies an entry of its own term)."""
         deadline = time.monotonic() + deadline_s
         while time.monotonic() < deadline:
-            for n in self.nodes:
-                if n.proc.poll() is None and self.cli("list-queues", endpoint=n.client, timeout=10).returncode == 0:
-                    return n
+            for s in self.status():
+                if s["role"] == "leader":
+                    n = next(n for n in self.nodes if n.client == s["endpoint"])
+                    if self.cli("list-queues", endpoint=n.client, timeout=10).returncode == 0:
+                        return n
             time.sleep(0.05)
         raise AssertionError("no leader within %d s" % deadline_s)
+
+    def wait_caught_up(self, node, deadline_s=60):
+        """Bounded wait until node has applied what the leader has."""
+        deadline = time.monotonic() + deadline_s
+        while time.monotonic() < deadline:
+            st = {s["endpoint"]: s for s in self.status()}
+            me = st.get(node.client)
+            lead = [s for s in st.values() if s["role"] == "leader"]
+            if me and lead and me["role"] == "follower" and me["applied_index"] >= lead[0]["commit_index"]:
+                return
+            time.sleep(0.05)
+        raise AssertionError("node %d did not catch up within %d s: %s" % (node.id, deadline_s, self.status()))
 
     def drain(self, queue):
         got = []
@@ -128,6 +147,7 @@ class Cluster(unittest.TestCase):
         new_leader = self.leader()
         self.assertIsNot(new_leader, leader)
         leader.start()  # the old leader rejoins as a follower from its data dir
+        self.wait_caught_up(leader)
         received = self.drain("orders")
         ids = [m["MessageId"] for m in received]
         missing = set(acked) - set(ids)
@@ -138,6 +158,18 @@ class Cluster(unittest.TestCase):
         self.assertFalse({m["MessageId"] for m in doomed} & set(ids), "a deleted message came back")
         for m in received:
             self.assertRegex(m["Body"], r"^order-\d{5}$")
+
+    def test_cluster_status_reports_every_node_and_an_unreachable_one(self):
+        leader = self.leader()
+        follower = next(n for n in self.nodes if n is not leader)
+        follower.kill9()
+        st = self.status()
+        self.assertEqual(len(st), 3)
+        by_ep = {s["endpoint"]: s for s in st}
+        self.assertEqual(by_ep[follower.client]["role"], "unreachable")
+        self.assertEqual(by_ep[leader.client]["role"], "leader")
+        self.assertEqual(by_ep[leader.client]["id"], leader.id)
+        self.assertTrue(by_ep[leader.client]["raft_address"].startswith("tcp://127.0.0.1:"))
 
 
 if __name__ == "__main__":
