@@ -193,6 +193,46 @@ static int on_storage(zloop_t *loop, zsock_t *sock, void *arg)
     return kyu_replica_fatal(b->replica) ? -1 : 0;
 }
 
+#define TRANSFER_WAIT_MS 3000
+
+static int on_transfer_check(zloop_t *loop, int timer_id, void *arg)
+{
+    (void)loop;
+    (void)timer_id;
+    broker_t *b = arg;
+    return kyu_replica_is_leader(b->replica) ? 0 : -1;
+}
+
+static int on_transfer_deadline(zloop_t *loop, int timer_id, void *arg)
+{
+    (void)loop;
+    (void)timer_id;
+    (void)arg;
+    return -1;
+}
+
+/* On SIGTERM a leader hands leadership over before it exits, so that clients find the next
+ * leader at once (a rolling restart costs no election timeout). Bounded by TRANSFER_WAIT_MS;
+ * requests that come meanwhile are answered NOT_LEADER. */
+static void transfer_before_exit(broker_t *b)
+{
+    if (!b->transport || kyu_replica_fatal(b->replica) || !kyu_replica_transfer(b->replica))
+        return;
+    zloop_t *loop = zloop_new();
+    KYU_ASSERT(loop);
+    zloop_set_nonstop(loop, true); /* the SIGTERM that got us here must not stop this loop */
+    zloop_reader(loop, kyu_log_sock(b->log), on_storage, b);
+    zloop_reader(loop, kyu_transport_sock(b->transport), on_peer, b);
+    zloop_reader(loop, kyu_frontend_sock(b->frontend), on_client, b);
+    zloop_timer(loop, KYU_REPLICA_TICK_MS, 0, on_tick, b);
+    zloop_timer(loop, KYU_REPLICA_TICK_MS, 0, on_transfer_check, b);
+    zloop_timer(loop, TRANSFER_WAIT_MS, 1, on_transfer_deadline, b);
+    zloop_start(loop);
+    zloop_destroy(&loop);
+    printf("kyu-broker: leadership %s\n",
+           kyu_replica_is_leader(b->replica) ? "not handed over in time" : "handed over");
+}
+
 int main(int argc, char **argv)
 {
     config_t cfg;
@@ -243,6 +283,7 @@ int main(int argc, char **argv)
         zloop_timer(loop, KYU_REPLICA_TICK_MS, 0, on_tick, &b);
         zloop_start(loop); /* returns on SIGTERM/SIGINT (CZMQ's handler) or a fatal error */
         zloop_destroy(&loop);
+        transfer_before_exit(&b);
         rc = kyu_replica_fatal(b.replica) ? 1 : 0;
         printf("kyu-broker: shutting down\n");
     }

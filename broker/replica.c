@@ -35,6 +35,7 @@ struct kyu_replica {
     kyu_raft_hard_state_t persisted; /* the last hard state handed to the storage thread */
     uint64_t compacted;
     bool failed, fatal;
+    bool transferring; /* leadership is being handed over: serve nothing more */
     char failure[KYU_ERR_MSG_MAX];
 };
 
@@ -257,10 +258,39 @@ void kyu_replica_status(kyu_replica_t *self, kyu_node_status_t *out)
     out->leader = kyu_raft_leader(r);
 }
 
+bool kyu_replica_is_leader(kyu_replica_t *self)
+{
+    return kyu_raft_role(self->raft) == KYU_RAFT_LEADER;
+}
+
+bool kyu_replica_transfer(kyu_replica_t *self)
+{
+    const kyu_raft_t *r = self->raft;
+    if (kyu_raft_role(r) != KYU_RAFT_LEADER || self->peers.n <= 1)
+        return false;
+    uint64_t best = KYU_RAFT_NONE, best_match = 0;
+    const kyu_raft_conf_t *conf = kyu_raft_conf(r);
+    for (uint32_t i = 0; i < conf->n_voters; i++) {
+        uint64_t id = conf->voters[i], m = kyu_raft_match_of(r, id);
+        if (id != self->node_id && (best == KYU_RAFT_NONE || m > best_match)) {
+            best = id;
+            best_match = m;
+        }
+    }
+    /* What was accepted goes into the log first: the target catches up with it before it
+     * takes over, so those requests are answered. */
+    kyu_replica_flush(self);
+    if (best == KYU_RAFT_NONE || kyu_raft_transfer_leader(self->raft, best) != KYU_RAFT_OK)
+        return false;
+    self->transferring = true;
+    kyu_replica_flush(self);
+    return true;
+}
+
 bool kyu_replica_serving(kyu_replica_t *self)
 {
     const kyu_raft_t *r = self->raft;
-    return kyu_raft_role(r) == KYU_RAFT_LEADER &&
+    return !self->transferring && kyu_raft_role(r) == KYU_RAFT_LEADER &&
            kyu_raft_term_at(r, kyu_sm_applied_index(self->sm)) == kyu_raft_term(r);
 }
 
@@ -276,7 +306,7 @@ kyu_code_t kyu_replica_propose(kyu_replica_t *self, const kyu_command_t *cmd, vo
 {
     if (self->failed)
         return kyu_err_set(err, KYU_ERR_STORAGE, "%s", self->failure);
-    if (kyu_raft_role(self->raft) != KYU_RAFT_LEADER)
+    if (kyu_raft_role(self->raft) != KYU_RAFT_LEADER || self->transferring)
         return kyu_err_set(err, KYU_ERR_NOT_LEADER, "this node is not the leader");
     if (self->pending >= KYU_REPLICA_PENDING_MAX)
         return kyu_err_set(err, KYU_ERR_BUSY,

@@ -81,6 +81,13 @@ const char *kyu_replica_leader_endpoint(kyu_replica_t *self);
  * the node has no peer list). */
 void kyu_replica_status(kyu_replica_t *self, kyu_node_status_t *out);
 
+/* Starts handing leadership to the most up-to-date other voter (before a clean shutdown, so
+ * that clients find a new leader at once instead of after an election timeout). From then on
+ * requests are answered NOT_LEADER. False when this node does not lead or is alone. */
+bool kyu_replica_transfer(kyu_replica_t *self);
+/* True while this node leads. */
+bool kyu_replica_is_leader(kyu_replica_t *self);
+
 /* Non-NULL once writes are refused (log or apply failure): the reason. */
 const char *kyu_replica_failure(kyu_replica_t *self);
 /* True after a failure the node cannot serve past (e.g. it needs a snapshot transfer). */

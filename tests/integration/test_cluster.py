@@ -1,5 +1,7 @@
 """A three-node cluster on 127.0.0.1 (issue 4): kill -9 of the leader during a stream of sends
-loses no acknowledged message and brings back no deleted one; the killed node rejoins.
+loses no acknowledged message and brings back no deleted one; the killed node rejoins; a
+rolling restart by SIGTERM hands leadership over and every line of a stream is acknowledged;
+`kyu cluster status` reports every node.
 Every wait is bounded by a deadline; processes are stopped by their PID only."""
 import json
 import os
@@ -158,6 +160,49 @@ class Cluster(unittest.TestCase):
         self.assertFalse({m["MessageId"] for m in doomed} & set(ids), "a deleted message came back")
         for m in received:
             self.assertRegex(m["Body"], r"^order-\d{5}$")
+
+    def test_sigterm_on_the_leader_hands_leadership_over_and_a_stream_loses_nothing(self):
+        self.leader()
+        self.ok("create-queue", "orders", "--visibility-timeout", "600")
+        acked = []
+        # A rolling restart: each node in turn gets SIGTERM while a producer streams.
+        for round_ in range(3):
+            leader = self.leader()
+            lines = "".join("r%d-%05d\n" % (round_, i) for i in range(1500)).encode()
+            producer = subprocess.Popen([CLI, "--broker", self.endpoints, "--json", "send", "orders", "--lines"],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            got = []
+            ready = threading.Event()
+
+            def read_acks():
+                for line in producer.stdout:
+                    got.append(json.loads(line)["MessageId"])
+                    if len(got) >= 200:
+                        ready.set()
+                ready.set()
+
+            reader = threading.Thread(target=read_acks)
+            reader.start()
+            feeder = threading.Thread(target=lambda: (producer.stdin.write(lines), producer.stdin.close()))
+            feeder.start()
+            self.assertTrue(ready.wait(60), "the producer got no acknowledgements")
+            leader.stop()  # SIGTERM: hands leadership over, then exits
+            self.assertEqual(leader.proc.returncode, 0, "the broker did not exit cleanly on SIGTERM")
+            with open(leader.log.name, "rb") as f:
+                self.assertIn(b"leadership handed over", f.read())
+            producer.wait(timeout=240)
+            reader.join(timeout=60)
+            feeder.join(timeout=60)
+            err = producer.stderr.read().decode()
+            producer.stdout.close()
+            producer.stderr.close()
+            self.assertEqual(producer.returncode, 0, err)
+            self.assertEqual(len(got), 1500, "every line is acknowledged across the restart")
+            acked += got
+            leader.start()
+            self.wait_caught_up(leader)
+        ids = [m["MessageId"] for m in self.drain("orders")]
+        self.assertEqual(set(acked) - set(ids), set(), "acknowledged messages lost")
 
     def test_cluster_status_reports_every_node_and_an_unreachable_one(self):
         leader = self.leader()
