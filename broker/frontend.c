@@ -212,6 +212,8 @@ static kyu_code_t build_command(kyu_frontend_t *self, const kyu_request_t *req, 
         break;
     case KYU_OP_SEND:
         cmd->type = KYU_CMD_SEND;
+        cmd->rq_client = req->rq_client;
+        cmd->rq_key = req->rq_key;
         for (zframe_t *f = zmsg_first(bodies); f; f = zmsg_next(bodies)) {
             size_t i = cmd->n++;
             if (zframe_size(f) == 0)

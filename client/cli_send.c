@@ -78,10 +78,11 @@ typedef struct {
     int tries;
     unsigned epoch; /* the connection it was last sent on */
     int64_t first_ms;
+    uint64_t key; /* request key: the same on every resend, so the line is stored once */
 } slot_t;
 
 /* Codes after which the line may go to another node: the broker surely did not apply it
- * (NOT_LEADER) or may have (TIMEOUT: a retried send can then be stored twice). */
+ * (NOT_LEADER) or may have (TIMEOUT: the request key makes the resend a no-op then). */
 static bool retryable(uint32_t status)
 {
     return status == KYU_ERR_NOT_LEADER || status == KYU_ERR_TIMEOUT ||
@@ -95,7 +96,8 @@ static kyu_code_t send_slot(cli_t *cli, const char *queue, slot_t *s, unsigned e
     size_t lens[] = {s->len};
     s->tries++;
     s->epoch = epoch;
-    return kyu_client_send_async(cli->client, queue, bodies, lens, 1, &s->req_id, err);
+    return kyu_client_send_async_keyed(cli->client, queue, bodies, lens, 1, &s->key, &s->req_id,
+                                       err);
 }
 
 /* Prints the answered slots at the head of the ring; returns how many were consumed. */

@@ -15,8 +15,10 @@
  *
  * Every call returns a kyu_code_t and, on failure, fills a kyu_err_t: err->code is the
  * reply's status (or a client-side code: TIMEOUT, CONNECTION, TOO_LARGE...) and err->msg the
- * broker's text. A retried request may have been applied already: a send can then enqueue
- * its message twice (at-least-once, as SQS), a delete can then report RECEIPT_INVALID.
+ * broker's text. Every SEND carries a request key (client id, key), kept across the retries
+ * of one call, so a retried send is applied once (within 5 minutes). Other retried requests
+ * may have been applied already: a delete can then report RECEIPT_INVALID, a receive leases
+ * another message (the first lease simply runs out).
  *
  * Threads: a client is not thread-safe; give each thread its own client.
  * Ownership: the caller owns what the client returns (kyu_messages_destroy,
@@ -86,6 +88,13 @@ kyu_code_t kyu_client_request_async(kyu_client_t *self, const kyu_request_t *req
 /* SEND of n (1..10) bodies to queue, asynchronously. */
 kyu_code_t kyu_client_send_async(kyu_client_t *self, const char *queue, const void *const *bodies,
                                  const size_t *lens, size_t n, uint64_t *req_id, kyu_err_t *err);
+
+/* The same with a request key: *key 0 gets the client's next key; giving the same *key again
+ * (a retry after a failover or a timeout) makes the broker apply the send once and answer
+ * with the first attempt's ids, within 5 minutes. */
+kyu_code_t kyu_client_send_async_keyed(kyu_client_t *self, const char *queue,
+                                       const void *const *bodies, const size_t *lens, size_t n,
+                                       uint64_t *key, uint64_t *req_id, kyu_err_t *err);
 
 /* Waits up to timeout_ms (0: do not wait, -1: until a reply or a request's deadline) for
  * the reply to any request in flight. Returns KYU_OK with *rep filled when one is there:

@@ -28,6 +28,8 @@ struct kyu_client {
     size_t n_endpoints, current;
     kyu_client_opts_t opts;
     uint64_t next_id;
+    uint64_t client_id; /* random: names this client's request keys (SEND's "rq") */
+    uint64_t next_key;
     uint64_t max_body;
     kyu_pending_t *pending; /* compact array of n_pending, capacity opts.max_inflight */
     size_t n_pending;
@@ -40,6 +42,9 @@ kyu_code_t kyu_client_set_queue(kyu_request_t *req, const char *queue, kyu_err_t
 kyu_code_t kyu_client_recv_one(kyu_client_t *c, int timeout_ms, kyu_reply_t *rep,
                                kyu_message_t **msgs, kyu_err_t *err);
 #define KYU_CLIENT_ENDPOINTS_MAX 32
+
+/* Gives a SEND without a request key the client's next one, so that retries of it reuse it. */
+void kyu_client_key_request(kyu_client_t *c, kyu_request_t *req);
 
 /* Waits ms milliseconds (retry back-off while a cluster elects a leader). */
 void kyu_client_pause_ms(int ms);

@@ -29,6 +29,10 @@ kyu_code_t kyu_client_call(kyu_client_t *self, const kyu_request_t *req, const v
 {
     char leader[KYU_ENDPOINT_MAX] = "";
     kyu_code_t rc = KYU_ERR_CONNECTION;
+    /* One key for every attempt: a SEND retried after a lost reply is applied once. */
+    kyu_request_t keyed = *req;
+    kyu_client_key_request(self, &keyed);
+    req = &keyed;
     /* Bounded: at most RETRY_MAX attempts and, once the first has failed, the client's timeout
      * to find a leader (an election takes one to two seconds). */
     int64_t deadline = kyu_client_now_ms() + self->opts.timeout_ms;

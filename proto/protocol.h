@@ -53,6 +53,8 @@ enum {
     KYU_F_MAX = 1 << 2,     /* "max": messages to receive */
     KYU_F_HANDLES = 1 << 3, /* "rh": array of receipt handles */
     KYU_F_VERSION = 1 << 4, /* "v": protocol version */
+    KYU_F_RQ = 1 << 5,      /* "rq": [client id, request key]: a retried SEND is applied once */
+    KYU_F_LAST_ = KYU_F_RQ,
 };
 
 /* Op flags: WRITE ops go through the log; READ ops are answered from applied state. */
@@ -82,6 +84,7 @@ typedef struct {
     uint32_t max;
     size_t n_handles;
     char handles[KYU_BATCH_MAX][KYU_HANDLE_MAX + 1];
+    uint64_t rq_client, rq_key; /* KYU_F_RQ: both non-zero */
 } kyu_request_t;
 
 typedef struct {

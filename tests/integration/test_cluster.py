@@ -154,9 +154,11 @@ class Cluster(unittest.TestCase):
         ids = [m["MessageId"] for m in received]
         missing = set(acked) - set(ids)
         self.assertEqual(missing, set(), "%d acknowledged messages lost" % len(missing))
-        # Without client request ids a send retried after a lost reply may be stored twice
-        # (at-least-once); a message id is never delivered twice while leased.
         self.assertEqual(len(ids), len(set(ids)), "a message was delivered twice")
+        # Each line carries a request key kept across its resends: stored exactly once.
+        bodies = [m["Body"] for m in received]
+        dups = len(bodies) - len(set(bodies))
+        self.assertEqual(dups, 0, "%d lines were stored twice" % dups)
         self.assertFalse({m["MessageId"] for m in doomed} & set(ids), "a deleted message came back")
         for m in received:
             self.assertRegex(m["Body"], r"^order-\d{5}$")
@@ -201,8 +203,10 @@ class Cluster(unittest.TestCase):
             acked += got
             leader.start()
             self.wait_caught_up(leader)
-        ids = [m["MessageId"] for m in self.drain("orders")]
+        received = self.drain("orders")
+        ids = [m["MessageId"] for m in received]
         self.assertEqual(set(acked) - set(ids), set(), "acknowledged messages lost")
+        self.assertEqual(len(received), 4500, "every line stored exactly once")
 
     def test_cluster_status_reports_every_node_and_an_unreachable_one(self):
         leader = self.leader()

@@ -309,6 +309,35 @@ static void test_cluster_status_reply_round_trips(void **state)
     msgpack_sbuffer_destroy(&b);
 }
 
+static void test_send_request_key_round_trips_and_is_send_only(void **state)
+{
+    (void)state;
+    kyu_request_t req = {.op = KYU_OP_SEND,
+                         .id = 1,
+                         .fields = KYU_F_QUEUE | KYU_F_RQ,
+                         .rq_client = UINT64_MAX,
+                         .rq_key = 9};
+    strcpy(req.queue, "orders");
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    kyu_request_encode(&req, &b);
+    kyu_request_t out;
+    kyu_err_t err;
+    assert_int_equal(kyu_request_decode(b.data, b.size, 1, &out, &err), KYU_OK);
+    assert_true(out.rq_client == UINT64_MAX);
+    assert_int_equal(out.rq_key, 9);
+    msgpack_sbuffer_clear(&b);
+    req.op = KYU_OP_RECEIVE;
+    kyu_request_encode(&req, &b);
+    assert_int_equal(kyu_request_decode(b.data, b.size, 0, &out, &err), KYU_ERR_MALFORMED);
+    msgpack_sbuffer_clear(&b);
+    req.op = KYU_OP_SEND;
+    req.rq_key = 0;
+    kyu_request_encode(&req, &b);
+    assert_int_equal(kyu_request_decode(b.data, b.size, 1, &out, &err), KYU_ERR_INVALID_ARGUMENT);
+    msgpack_sbuffer_destroy(&b);
+}
+
 static void test_reply_round_trips(void **state)
 {
     (void)state;
@@ -393,6 +422,7 @@ int main(void)
         cmocka_unit_test(test_every_truncation_of_a_valid_header_is_refused),
         cmocka_unit_test(test_reply_round_trips),
         cmocka_unit_test(test_cluster_status_reply_round_trips),
+        cmocka_unit_test(test_send_request_key_round_trips_and_is_send_only),
         cmocka_unit_test(test_error_reply_carries_code_text_and_leader),
         cmocka_unit_test(test_code_names_are_stable),
     };
