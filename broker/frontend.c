@@ -270,6 +270,20 @@ static void handle_request(kyu_frontend_t *self, zmsg_t **msg_p)
                    *kyu_replica_leader_endpoint(self->replica)
                        ? "this node is not the leader; the leader is named in the reply"
                        : "no leader is known yet (an election is under way); retry shortly");
+    } else if (req.op == KYU_OP_CLUSTER_TRANSFER) {
+        kyu_code_t rc = kyu_replica_transfer_to(self->replica, req.to);
+        if (rc == KYU_OK) {
+            kyu_reply_t rep;
+            kyu_reply_init(&rep);
+            rep.id = req.id;
+            send_reply(self, identity, &rep, NULL, NULL, 0);
+        } else {
+            send_error(self, identity, req.id, rc,
+                       rc == KYU_ERR_NOT_LEADER ? "this node is not the leader"
+                                                : "the target is not another voter of this cluster "
+                                                  "(the leader itself, unknown, or a "
+                                                  "node alone)");
+        }
     } else if (kyu_op_info(req.op)->flags & KYU_OPF_READ) {
         answer_read(self, identity, &req);
     } else if (req.op == KYU_OP_RECEIVE && kyu_sm_queue_exists(self->sm, req.queue) &&

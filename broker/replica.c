@@ -35,7 +35,10 @@ struct kyu_replica {
     kyu_raft_hard_state_t persisted; /* the last hard state handed to the storage thread */
     uint64_t compacted;
     bool failed, fatal;
-    bool transferring; /* leadership is being handed over: serve nothing more */
+    bool transferring;       /* leadership is being handed over: serve nothing more */
+    uint32_t transfer_ticks; /* ticks since the transfer began (it is abandoned after an
+                                election timeout) */
+    uint32_t election_ticks;
     char failure[KYU_ERR_MSG_MAX];
 };
 
@@ -148,6 +151,7 @@ kyu_replica_t *kyu_replica_new(kyu_store_t *store, kyu_sm_t *sm, kyu_log_t *log,
     self->send_arg = cfg ? cfg->send_arg : NULL;
     bool alone = self->peers.n <= 1;
     uint32_t election = cfg && cfg->election_ticks ? cfg->election_ticks : alone ? 2 : 100;
+    self->election_ticks = election;
 
     kyu_raft_conf_t conf;
     initial_conf(self, &conf);
@@ -265,14 +269,22 @@ bool kyu_replica_is_leader(kyu_replica_t *self)
 
 bool kyu_replica_transfer(kyu_replica_t *self)
 {
+    return kyu_replica_transfer_to(self, KYU_RAFT_NONE) == KYU_OK;
+}
+
+kyu_code_t kyu_replica_transfer_to(kyu_replica_t *self, uint64_t target)
+{
     const kyu_raft_t *r = self->raft;
-    if (kyu_raft_role(r) != KYU_RAFT_LEADER || self->peers.n <= 1)
-        return false;
+    if (kyu_raft_role(r) != KYU_RAFT_LEADER)
+        return KYU_ERR_NOT_LEADER;
+    if (self->peers.n <= 1)
+        return KYU_ERR_INVALID_ARGUMENT;
     uint64_t best = KYU_RAFT_NONE, best_match = 0;
     const kyu_raft_conf_t *conf = kyu_raft_conf(r);
     for (uint32_t i = 0; i < conf->n_voters; i++) {
         uint64_t id = conf->voters[i], m = kyu_raft_match_of(r, id);
-        if (id != self->node_id && (best == KYU_RAFT_NONE || m > best_match)) {
+        if (id != self->node_id && (target == KYU_RAFT_NONE || id == target) &&
+            (best == KYU_RAFT_NONE || m > best_match)) {
             best = id;
             best_match = m;
         }
@@ -281,10 +293,11 @@ bool kyu_replica_transfer(kyu_replica_t *self)
      * takes over, so those requests are answered. */
     kyu_replica_flush(self);
     if (best == KYU_RAFT_NONE || kyu_raft_transfer_leader(self->raft, best) != KYU_RAFT_OK)
-        return false;
+        return KYU_ERR_INVALID_ARGUMENT;
     self->transferring = true;
+    self->transfer_ticks = 0;
     kyu_replica_flush(self);
-    return true;
+    return KYU_OK;
 }
 
 bool kyu_replica_serving(kyu_replica_t *self)
@@ -540,6 +553,11 @@ void kyu_replica_on_log_event(kyu_replica_t *self, const kyu_log_event_t *ev)
 void kyu_replica_tick(kyu_replica_t *self)
 {
     kyu_raft_tick(self->raft);
+    /* The core gives a transfer up after an election timeout; so does the replica, after
+     * two, to serve again if it still leads. */
+    if (self->transferring && (kyu_raft_role(self->raft) != KYU_RAFT_LEADER ||
+                               ++self->transfer_ticks > 2 * self->election_ticks))
+        self->transferring = false;
     kyu_replica_flush(self);
 }
 

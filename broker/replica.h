@@ -85,6 +85,9 @@ void kyu_replica_status(kyu_replica_t *self, kyu_node_status_t *out);
  * that clients find a new leader at once instead of after an election timeout). From then on
  * requests are answered NOT_LEADER. False when this node does not lead or is alone. */
 bool kyu_replica_transfer(kyu_replica_t *self);
+/* The same to a chosen voter (KYU_RAFT_NONE: the most up-to-date). NOT_LEADER on a
+ * non-leader, INVALID_ARGUMENT for an unknown or own id or a node alone. */
+kyu_code_t kyu_replica_transfer_to(kyu_replica_t *self, uint64_t target);
 /* True while this node leads. */
 bool kyu_replica_is_leader(kyu_replica_t *self);
 

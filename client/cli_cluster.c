@@ -1,4 +1,7 @@
-/* cli_cluster: `kyu cluster status`. Every endpoint of --broker is asked on its own
+/* cli_cluster: `kyu cluster status` and `kyu cluster transfer [ID]` (sent to the leader,
+ * found by failover; it returns once the transfer has started).
+ *
+ * `kyu cluster status`: Every endpoint of --broker is asked on its own
  * connection (a node answers for itself, leader or not); one that does not answer within
  * the timeout is printed as unreachable. Exit 0 when at least one node answered. */
 #include "cli.h"
@@ -24,9 +27,23 @@ static int print_node(const cli_t *cli, const kyu_node_status_t *n)
     return CLI_EXIT_OK;
 }
 
+static int transfer(cli_t *cli, uint64_t to)
+{
+    if (!cli_connect(cli))
+        return CLI_EXIT_ERROR;
+    kyu_err_t err = {0};
+    if (kyu_client_cluster_transfer(cli->client, to, &err) != KYU_OK)
+        return cli_fail(cli, &err);
+    if (cli->json)
+        return cli_print_json(json_pack("{s:b}", "TransferStarted", 1));
+    puts("leadership transfer started");
+    return CLI_EXIT_OK;
+}
+
 int cli_cmd_cluster(cli_t *cli, cli_args_t *a)
 {
-    (void)a;
+    if (strcmp(a->args[0], "transfer") == 0)
+        return transfer(cli, a->n_args > 1 ? (uint64_t)a->max : 0);
     int answered = 0, rc = CLI_EXIT_OK;
     const char *p = cli->broker;
     while (*p) {

@@ -149,6 +149,10 @@ kyu_code_t kyu_client_change_visibility(kyu_client_t *self, const char *queue,
  * the cluster. */
 kyu_code_t kyu_client_cluster_status(kyu_client_t *self, kyu_node_status_t *out, kyu_err_t *err);
 
+/* Asks the leader (found with failover) to hand leadership to node `to` (0: the most
+ * up-to-date follower). Returns once the transfer has started. */
+kyu_code_t kyu_client_cluster_transfer(kyu_client_t *self, uint64_t to, kyu_err_t *err);
+
 /* Sends a request and waits for its reply, with failover; the building block of the calls
  * above. On KYU_OK *rep holds the broker's success reply (caller resets it); msgs as in
  * poll_reply. */

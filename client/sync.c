@@ -281,3 +281,13 @@ kyu_code_t kyu_client_cluster_status(kyu_client_t *self, kyu_node_status_t *out,
     kyu_reply_reset(&rep);
     return rc;
 }
+
+kyu_code_t kyu_client_cluster_transfer(kyu_client_t *self, uint64_t to, kyu_err_t *err)
+{
+    kyu_request_t req = {.op = KYU_OP_CLUSTER_TRANSFER, .to = to, .fields = to ? KYU_F_TO : 0};
+    kyu_reply_t rep;
+    kyu_reply_init(&rep);
+    kyu_code_t rc = kyu_client_call(self, &req, NULL, NULL, 0, &rep, NULL, err);
+    kyu_reply_reset(&rep);
+    return rc;
+}

@@ -32,6 +32,8 @@ static const kyu_op_info_t op_table[] = {
      "set the remaining lease of received messages"},
     {KYU_OP_CLUSTER_STATUS, "cluster-status", 0, 0, 0, 0, KYU_OPF_READ,
      "this node's view of the cluster (answered by every node, leader or not)"},
+    {KYU_OP_CLUSTER_TRANSFER, "cluster-transfer", 0, KYU_F_TO, 0, 0, KYU_OPF_ADMIN,
+     "hand leadership to node `to` (default: the most up-to-date follower)"},
 };
 
 const kyu_op_info_t *kyu_op_info(uint64_t op)
@@ -133,6 +135,11 @@ static kyu_code_t decode_request_field(const msgpack_object *k, const msgpack_ob
         for (size_t i = 0; i < req->n_handles && rc == KYU_OK; i++)
             rc = get_str(&v->via.array.ptr[i], "receipt handle", req->handles[i], KYU_HANDLE_MAX,
                          err);
+    } else if (kyu_mp_key_is(k, "to")) {
+        bit = KYU_F_TO;
+        rc = get_uint(v, "node id", INT64_MAX, &req->to, err);
+        if (rc == KYU_OK && req->to == 0)
+            rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "node id must not be 0");
     } else if (kyu_mp_key_is(k, "rq")) {
         bit = KYU_F_RQ;
         if (v->type != MSGPACK_OBJECT_ARRAY || v->via.array.size != 2)
@@ -168,6 +175,8 @@ static const char *field_name(unsigned bit)
         return "v (version)";
     case KYU_F_RQ:
         return "rq (request key)";
+    case KYU_F_TO:
+        return "to (node id)";
     default:
         return "?";
     }
@@ -271,6 +280,10 @@ void kyu_request_encode(const kyu_request_t *req, msgpack_sbuffer *out)
         msgpack_pack_array(&pk, req->n_handles);
         for (size_t i = 0; i < req->n_handles; i++)
             kyu_mp_pack_str(&pk, req->handles[i]);
+    }
+    if (req->fields & KYU_F_TO) {
+        kyu_mp_pack_str(&pk, "to");
+        msgpack_pack_uint64(&pk, req->to);
     }
     if (req->fields & KYU_F_RQ) {
         kyu_mp_pack_str(&pk, "rq");

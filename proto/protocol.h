@@ -43,6 +43,7 @@ typedef enum {
     KYU_OP_DELETE = 8,
     KYU_OP_CHANGE_VISIBILITY = 9,
     KYU_OP_CLUSTER_STATUS = 10,
+    KYU_OP_CLUSTER_TRANSFER = 11,
     KYU_OP_MAX_
 } kyu_op_t;
 
@@ -54,11 +55,13 @@ enum {
     KYU_F_HANDLES = 1 << 3, /* "rh": array of receipt handles */
     KYU_F_VERSION = 1 << 4, /* "v": protocol version */
     KYU_F_RQ = 1 << 5,      /* "rq": [client id, request key]: a retried SEND is applied once */
-    KYU_F_LAST_ = KYU_F_RQ,
+    KYU_F_TO = 1 << 6,      /* "to": a node id (CLUSTER_TRANSFER's target) */
+    KYU_F_LAST_ = KYU_F_TO,
 };
 
 /* Op flags: WRITE ops go through the log; READ ops are answered from applied state. */
-enum { KYU_OPF_WRITE = 1 << 0, KYU_OPF_READ = 1 << 1 };
+/* ADMIN ops act on the cluster, not on queues: answered by the leader, not logged. */
+enum { KYU_OPF_WRITE = 1 << 0, KYU_OPF_READ = 1 << 1, KYU_OPF_ADMIN = 1 << 2 };
 
 typedef struct {
     kyu_op_t op;
@@ -85,6 +88,7 @@ typedef struct {
     size_t n_handles;
     char handles[KYU_BATCH_MAX][KYU_HANDLE_MAX + 1];
     uint64_t rq_client, rq_key; /* KYU_F_RQ: both non-zero */
+    uint64_t to;                /* KYU_F_TO: non-zero */
 } kyu_request_t;
 
 typedef struct {

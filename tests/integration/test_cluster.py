@@ -208,6 +208,17 @@ class Cluster(unittest.TestCase):
         self.assertEqual(set(acked) - set(ids), set(), "acknowledged messages lost")
         self.assertEqual(len(received), 4500, "every line stored exactly once")
 
+    def test_cluster_transfer_moves_leadership_to_the_chosen_node(self):
+        leader = self.leader()
+        target = next(n for n in self.nodes if n is not leader)
+        self.ok("cluster", "transfer", str(target.id))
+        deadline = time.monotonic() + 30
+        while self.leader() is not target:
+            self.assertLess(time.monotonic(), deadline, "leadership did not move to node %d" % target.id)
+            time.sleep(0.05)
+        self.ok("create-queue", "orders")
+        self.assertEqual(self.cli("cluster", "transfer", "99").returncode, 1)
+
     def test_cluster_status_reports_every_node_and_an_unreachable_one(self):
         leader = self.leader()
         follower = next(n for n in self.nodes if n is not leader)
