@@ -5,7 +5,7 @@
 #include <sys/random.h>
 #include <time.h>
 
-#define COMPACT_EVERY 1024 /* applied entries between two log compactions */
+#define COMPACT_EVERY_MAX 1024 /* entries dropped at least per compaction (at most this) */
 
 typedef struct entry {
     uint64_t term, index; /* set once proposed */
@@ -33,7 +33,8 @@ struct kyu_replica {
     kyu_raft_ready_t rd;
     uint64_t await_token;            /* the storage write the Ready waits for (0: none) */
     kyu_raft_hard_state_t persisted; /* the last hard state handed to the storage thread */
-    uint64_t compacted;
+    uint64_t compacted, compact_checked;
+    uint64_t log_window, compact_every; /* entries kept; entries dropped at least at once */
     bool failed, fatal;
     bool transferring;       /* leadership is being handed over: serve nothing more */
     uint32_t transfer_ticks; /* ticks since the transfer began (it is abandoned after an
@@ -152,6 +153,9 @@ kyu_replica_t *kyu_replica_new(kyu_store_t *store, kyu_sm_t *sm, kyu_log_t *log,
     bool alone = self->peers.n <= 1;
     uint32_t election = cfg && cfg->election_ticks ? cfg->election_ticks : alone ? 2 : 100;
     self->election_ticks = election;
+    self->log_window = cfg && cfg->log_window ? cfg->log_window : KYU_REPLICA_LOG_WINDOW;
+    self->compact_every =
+        self->log_window / 16 < COMPACT_EVERY_MAX ? self->log_window / 16 + 1 : COMPACT_EVERY_MAX;
 
     kyu_raft_conf_t conf;
     initial_conf(self, &conf);
@@ -426,10 +430,22 @@ static void send_msgs(kyu_replica_t *self, bool after_persist)
 static void maybe_compact(kyu_replica_t *self)
 {
     uint64_t applied = kyu_sm_applied_index(self->sm);
-    if (applied < KYU_REPLICA_LOG_WINDOW + COMPACT_EVERY ||
-        applied - KYU_REPLICA_LOG_WINDOW < self->compacted + COMPACT_EVERY)
+    if (applied < self->compact_checked + self->compact_every / 4 + 1)
         return;
-    uint64_t upto = applied - KYU_REPLICA_LOG_WINDOW;
+    self->compact_checked = applied;
+    /* Keep the last KYU_REPLICA_LOG_WINDOW applied entries, or fewer when they hold more
+     * than KYU_REPLICA_LOG_WINDOW_BYTES: the core keeps its log in memory. */
+    uint64_t first = kyu_raft_first_index(self->raft), keep = applied;
+    size_t bytes = 0;
+    while (keep > first && applied - keep < self->log_window &&
+           bytes < KYU_REPLICA_LOG_WINDOW_BYTES) {
+        const kyu_raft_entry_t *e = kyu_raft_entry_at(self->raft, keep);
+        bytes += e ? e->len : 0;
+        keep--;
+    }
+    uint64_t upto = keep; /* entries up to here go */
+    if (upto < self->compacted + self->compact_every)
+        return;
     uint8_t desc[8];
     kyu_put_be64(desc, upto);
     if (kyu_raft_compact(self->raft, upto, desc, sizeof desc) != KYU_RAFT_OK)

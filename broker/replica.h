@@ -23,10 +23,11 @@
 #include "peers.h"
 #include "sm.h"
 
-#define KYU_REPLICA_PENDING_MAX 20000 /* commands proposed and not yet applied */
-#define KYU_ENTRY_BYTES_MAX (8 << 20) /* an open entry is proposed past this size */
-#define KYU_REPLICA_TICK_MS 10        /* one Raft tick */
-#define KYU_REPLICA_LOG_WINDOW 16384  /* applied entries kept for slow followers */
+#define KYU_REPLICA_PENDING_MAX 20000             /* commands proposed and not yet applied */
+#define KYU_ENTRY_BYTES_MAX (8 << 20)             /* an open entry is proposed past this size */
+#define KYU_REPLICA_TICK_MS 10                    /* one Raft tick */
+#define KYU_REPLICA_LOG_WINDOW 16384              /* applied entries kept for slow followers... */
+#define KYU_REPLICA_LOG_WINDOW_BYTES (256u << 20) /* ...unless they hold more bytes */
 
 typedef struct kyu_replica kyu_replica_t;
 
@@ -42,7 +43,8 @@ typedef struct {
     const kyu_peers_t *peers; /* NULL or empty: a one-voter cluster */
     kyu_replica_send_fn send; /* NULL for a one-voter cluster */
     void *send_arg;
-    uint32_t election_ticks; /* 0: 150 ticks (1.5 s) in a cluster, 2 for one voter */
+    uint32_t election_ticks; /* 0: 100 ticks (1 to 2 s) in a cluster, 2 for one voter */
+    uint64_t log_window;     /* applied entries kept (0: KYU_REPLICA_LOG_WINDOW) */
 } kyu_replica_config_t;
 
 /* Rebuilds the Raft core from the log (hard state, snapshot record, entries) and applies the

@@ -166,6 +166,57 @@ static void test_backpressure_refuses_with_busy(void **state)
     kyu_log_destroy(&log);
 }
 
+/* Proposes one send and pumps until it is answered (one Raft round per entry). */
+static void send_one_entry(kyu_log_t *log, kyu_replica_t *r, waiters_t *w)
+{
+    kyu_err_t err;
+    int before = w->answered;
+    kyu_command_t c = cmd_send("orders", 1000, "m");
+    assert_int_equal(kyu_replica_propose(r, &c, NULL, &err), KYU_OK);
+    kyu_replica_flush(r);
+    while (w->answered == before)
+        pump_one(log, r);
+}
+
+static void
+test_log_is_compacted_behind_a_window_and_restarts_from_the_snapshot_record(void **state)
+{
+    fixture_t *f = *state;
+    kyu_err_t err;
+    waiters_t w = {0};
+    kyu_replica_config_t cfg = {.log_window = 16};
+    kyu_log_t *log = kyu_log_new(f->store, &err);
+    kyu_replica_t *r = kyu_replica_new(f->store, f->sm, log, &cfg, on_done, &w, &err);
+    assert_non_null(r);
+    kyu_command_t c = cmd_create("orders", -1);
+    assert_int_equal(kyu_replica_propose(r, &c, NULL, &err), KYU_OK);
+    kyu_replica_flush(r);
+    while (w.answered < 1)
+        pump_one(log, r);
+    for (int i = 0; i < 100; i++)
+        send_one_entry(log, r, &w);
+    uint64_t applied = kyu_sm_applied_index(f->sm);
+    kyu_replica_destroy(&r);
+    kyu_log_destroy(&log); /* finishes the compaction handed over last */
+
+    uint64_t first = 0;
+    assert_int_equal(kyu_log_first_index(f->store, &first, &err), KYU_OK);
+    assert_true(first > 1);
+    assert_true(applied - first < 16 + 16);
+
+    fixture_reopen(f);
+    log = kyu_log_new(f->store, &err);
+    r = kyu_replica_new(f->store, f->sm, log, &cfg, on_done, &w, &err);
+    assert_non_null(r);
+    assert_int_equal(kyu_sm_applied_index(f->sm), applied);
+    send_one_entry(log, r, &w);
+    kyu_queue_attrs_t a;
+    assert_int_equal(kyu_sm_queue_attributes(f->sm, "orders", 2000, &a, &err), KYU_OK);
+    assert_int_equal(a.visible, 101);
+    kyu_replica_destroy(&r);
+    kyu_log_destroy(&log);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, fixture_setup, fixture_teardown)
 
 int main(void)
@@ -177,6 +228,7 @@ int main(void)
         T(test_durable_entries_not_applied_are_applied_at_restart),
         T(test_log_with_a_hole_refuses_to_start),
         T(test_backpressure_refuses_with_busy),
+        T(test_log_is_compacted_behind_a_window_and_restarts_from_the_snapshot_record),
     };
     return cmocka_run_group_tests_name("log and replica", tests, NULL, NULL);
 }
