@@ -570,9 +570,9 @@ void kyu_replica_tick(kyu_replica_t *self)
 {
     kyu_raft_tick(self->raft);
     /* The core gives a transfer up after an election timeout; so does the replica, after
-     * two, to serve again if it still leads. */
+     * three, to serve again if it still leads. */
     if (self->transferring && (kyu_raft_role(self->raft) != KYU_RAFT_LEADER ||
-                               ++self->transfer_ticks > 2 * self->election_ticks))
+                               ++self->transfer_ticks > 3 * self->election_ticks))
         self->transferring = false;
     kyu_replica_flush(self);
 }

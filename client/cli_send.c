@@ -86,7 +86,7 @@ typedef struct {
 static bool retryable(uint32_t status)
 {
     return status == KYU_ERR_NOT_LEADER || status == KYU_ERR_TIMEOUT ||
-           status == KYU_ERR_CONNECTION;
+           status == KYU_ERR_CONNECTION || status == KYU_ERR_BUSY;
 }
 
 static kyu_code_t send_slot(cli_t *cli, const char *queue, slot_t *s, unsigned epoch,
@@ -182,7 +182,11 @@ static int send_lines(cli_t *cli, const char *queue)
                 kyu_client_now_ms() - s->first_ms < LINE_RETRY_MS) {
                 /* The first failure on a connection moves the client (to the leader it
                  * names, else the next node); the others in flight on it just follow. */
-                if (s->epoch == epoch) {
+                if (rep.status == KYU_ERR_BUSY) {
+                    /* The leader is there but saturated (or briefly refusing while it hands
+                     * leadership over): wait a little, same connection. */
+                    kyu_client_pause_ms(NO_LEADER_PAUSE_MS / 2);
+                } else if (s->epoch == epoch) {
                     if (!rep.leader[0] && rep.status == KYU_ERR_NOT_LEADER)
                         kyu_client_pause_ms(NO_LEADER_PAUSE_MS); /* an election is under way */
                     kyu_err_t ferr = {0};

@@ -71,6 +71,14 @@ class Cluster(unittest.TestCase):
             raise AssertionError("kyu %s failed (%d): %s" % (" ".join(args), r.returncode, r.stderr.decode()))
         return r.stdout.decode()
 
+    def logs(self):
+        out = ""
+        for n in self.nodes:
+            n.log.flush()
+            with open(n.log.name, "rb") as f:
+                out += "\n--- node %d ---\n%s" % (n.id, f.read().decode(errors="replace")[-3000:])
+        return out
+
     def status(self):
         r = self.cli("--json", "cluster", "status", timeout=60)
         return [json.loads(l) for l in r.stdout.decode().splitlines() if l]
@@ -198,7 +206,7 @@ class Cluster(unittest.TestCase):
             err = producer.stderr.read().decode()
             producer.stdout.close()
             producer.stderr.close()
-            self.assertEqual(producer.returncode, 0, err)
+            self.assertEqual(producer.returncode, 0, err[-2000:] + self.logs())
             self.assertEqual(len(got), 1500, "every line is acknowledged across the restart")
             acked += got
             leader.start()
