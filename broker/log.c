@@ -36,16 +36,17 @@ static void state_key(uint8_t k[STATE_KEY], const char *what)
     kyu_put_be32(k + 5, KYU_GROUP_ID);
 }
 
-/* Adds one WRITE message (["WRITE", token, hard state (0 or 24 bytes), entries...], each
- * entry frame index(8) term(8) type(1) payload) to the batch. */
+/* Adds one WRITE message (["WRITE", token, hard state (0 or 24 bytes), truncate (1 byte),
+ * entries...], each entry frame index(8) term(8) type(1) payload) to the batch. */
 static bool add_write(rocksdb_writebatch_t *wb, rocksdb_column_family_handle_t *cf, zmsg_t *m,
                       uint64_t *token)
 {
-    zframe_t *ft = zmsg_next(m), *fh = zmsg_next(m);
-    if (!ft || !fh || zframe_size(ft) != 8 || (zframe_size(fh) != 0 && zframe_size(fh) != 24))
+    zframe_t *ft = zmsg_next(m), *fh = zmsg_next(m), *fx = zmsg_next(m);
+    if (!ft || !fh || !fx || zframe_size(ft) != 8 || zframe_size(fx) != 1 ||
+        (zframe_size(fh) != 0 && zframe_size(fh) != 24))
         return false;
     *token = kyu_get_be64(zframe_data(ft));
-    bool first = true;
+    bool first = zframe_data(fx)[0] != 0;
     for (zframe_t *f = zmsg_next(m); f; f = zmsg_next(m)) {
         if (zframe_size(f) < 8 + LOG_HDR)
             return false;
@@ -199,9 +200,10 @@ zsock_t *kyu_log_sock(kyu_log_t *self)
 }
 
 kyu_code_t kyu_log_write(kyu_log_t *self, const kyu_log_hard_state_t *hs,
-                         const kyu_log_entry_t *entries, size_t n, uint64_t *token, kyu_err_t *err)
+                         const kyu_log_entry_t *entries, size_t n, bool truncate, uint64_t *token,
+                         kyu_err_t *err)
 {
-    uint8_t bt[8], bh[24];
+    uint8_t bt[8], bh[24], bx = truncate;
     kyu_put_be64(bt, self->token + 1);
     if (hs) {
         kyu_put_be64(bh, hs->term);
@@ -209,8 +211,8 @@ kyu_code_t kyu_log_write(kyu_log_t *self, const kyu_log_hard_state_t *hs,
         kyu_put_be64(bh + 16, hs->commit);
     }
     zmsg_t *m = zmsg_new();
-    bool ok =
-        m && !zmsg_addstr(m, "WRITE") && !zmsg_addmem(m, bt, 8) && !zmsg_addmem(m, bh, hs ? 24 : 0);
+    bool ok = m && !zmsg_addstr(m, "WRITE") && !zmsg_addmem(m, bt, 8) &&
+              !zmsg_addmem(m, bh, hs ? 24 : 0) && !zmsg_addmem(m, &bx, 1);
     for (size_t i = 0; ok && i < n; i++) {
         zframe_t *f = zframe_new(NULL, 8 + LOG_HDR + entries[i].len);
         ok = f != NULL;
@@ -237,7 +239,7 @@ kyu_code_t kyu_log_append(kyu_log_t *self, uint64_t index, uint64_t term, const 
 {
     kyu_log_entry_t e = {index, term, KYU_ENTRY_NORMAL, payload, len};
     uint64_t token;
-    return kyu_log_write(self, NULL, &e, 1, &token, err);
+    return kyu_log_write(self, NULL, &e, 1, false, &token, err);
 }
 
 void kyu_log_compact(kyu_log_t *self, const kyu_log_snapshot_t *snap)

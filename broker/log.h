@@ -54,11 +54,13 @@ typedef struct {
 } kyu_log_entry_t;
 
 /* Hands one Raft write to the storage thread (copies everything): hs when not NULL, and the
- * entries after deleting every stored entry from entries[0].index on (a new leader's log
- * replaces a conflicting tail). *token numbers the write; a report "durable up to token T"
- * covers every write up to T. */
+ * entries, after deleting every stored entry from entries[0].index on when truncate is set
+ * (a new leader's log replaces a conflicting tail; only then, as range deletions are not
+ * free in RocksDB). *token numbers the write; a report "durable up to token T" covers every
+ * write up to T. */
 kyu_code_t kyu_log_write(kyu_log_t *self, const kyu_log_hard_state_t *hs,
-                         const kyu_log_entry_t *entries, size_t n, uint64_t *token, kyu_err_t *err);
+                         const kyu_log_entry_t *entries, size_t n, bool truncate, uint64_t *token,
+                         kyu_err_t *err);
 /* One normal entry, no hard state (tests write logs as a crash leaves them with this). */
 kyu_code_t kyu_log_append(kyu_log_t *self, uint64_t index, uint64_t term, const void *payload,
                           size_t len, kyu_err_t *err);

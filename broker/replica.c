@@ -34,6 +34,7 @@ struct kyu_replica {
     uint64_t await_token;            /* the storage write the Ready waits for (0: none) */
     kyu_raft_hard_state_t persisted; /* the last hard state handed to the storage thread */
     uint64_t compacted, compact_checked;
+    uint64_t log_last;                  /* last entry index handed to the storage thread */
     uint64_t log_window, compact_every; /* entries kept; entries dropped at least at once */
     bool failed, fatal;
     bool transferring;       /* leadership is being handed over: serve nothing more */
@@ -195,6 +196,7 @@ kyu_replica_t *kyu_replica_new(kyu_store_t *store, kyu_sm_t *sm, kyu_log_t *log,
         return NULL;
     }
     self->compacted = kyu_raft_first_index(self->raft);
+    self->log_last = kyu_raft_last_index(self->raft);
     if (replay_committed(self, err) != KYU_OK) {
         kyu_replica_destroy(&self);
         return NULL;
@@ -496,7 +498,13 @@ static bool start_ready(kyu_replica_t *self)
                    rd->hard_state.vote != self->persisted.vote;
     for (size_t i = 0; i < rd->n_msgs && !promise; i++)
         promise = rd->msgs[i].after_persist;
-    bool write_hs = rd->hard_state_changed && hs_differs(rd->hard_state, self->persisted);
+    /* A change of the commit index alone is not written (it would cost an fsync of its own):
+     * it rides with the next write, and a restart takes the applied index as the lower bound
+     * of the commit (replica_boot.c). Term and vote are written before anything relies on
+     * them. */
+    bool term_vote =
+        rd->hard_state.term != self->persisted.term || rd->hard_state.vote != self->persisted.vote;
+    bool write_hs = hs_differs(rd->hard_state, self->persisted) && (term_vote || rd->n_entries);
     if (rd->n_entries > 0 || write_hs) {
         kyu_log_entry_t stack[16], *ents = stack;
         if (rd->n_entries > 16) {
@@ -511,8 +519,9 @@ static bool start_ready(kyu_replica_t *self)
                                    rd->hard_state.commit};
         uint64_t token = 0;
         kyu_err_t err;
-        kyu_code_t rc =
-            kyu_log_write(self->log, write_hs ? &hs : NULL, ents, rd->n_entries, &token, &err);
+        bool truncate = rd->n_entries > 0 && rd->entries[0].index <= self->log_last;
+        kyu_code_t rc = kyu_log_write(self->log, write_hs ? &hs : NULL, ents, rd->n_entries,
+                                      truncate, &token, &err);
         if (ents != stack)
             free(ents);
         if (rc != KYU_OK) {
@@ -521,8 +530,8 @@ static bool start_ready(kyu_replica_t *self)
         }
         if (write_hs)
             self->persisted = rd->hard_state;
-        /* Only the commit index changed and nothing is promised: apply without waiting
-         * (a lost commit record is recovered from the applied index at restart). */
+        if (rd->n_entries > 0)
+            self->log_last = rd->entries[rd->n_entries - 1].index;
         if (promise) {
             self->await_token = token;
             return false;
@@ -535,7 +544,10 @@ static bool start_ready(kyu_replica_t *self)
 void kyu_replica_flush(kyu_replica_t *self)
 {
     while (!self->failed && !self->ready_out) {
-        if (self->open) {
+        /* What the core has first (commits to apply, messages), then the open entry: a Ready
+         * with new entries waits for their fsync, and committed entries must not wait for
+         * the next entry's fsync along with it. */
+        if (!kyu_raft_has_ready(self->raft) && self->open) {
             if (kyu_raft_role(self->raft) == KYU_RAFT_LEADER) {
                 propose_open(self);
             } else {
