@@ -6,7 +6,8 @@ void kyu_command_encode(const kyu_command_t *cmd, msgpack_sbuffer *out)
 {
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 6);
+    bool rq = cmd->type == KYU_CMD_SEND && cmd->rq_client;
+    msgpack_pack_array(&pk, rq ? 7 : 6);
     msgpack_pack_uint32(&pk, cmd->type);
     msgpack_pack_uint64(&pk, cmd->now_ms);
     kyu_mp_pack_str(&pk, cmd->queue);
@@ -31,6 +32,23 @@ void kyu_command_encode(const kyu_command_t *cmd, msgpack_sbuffer *out)
     default:
         msgpack_pack_array(&pk, 0);
     }
+    if (rq) {
+        msgpack_pack_array(&pk, 2);
+        msgpack_pack_uint64(&pk, cmd->rq_client);
+        msgpack_pack_uint64(&pk, cmd->rq_key);
+    }
+}
+
+/* The optional [client id, key] of a SEND. */
+static bool decode_rq(const msgpack_object *o, kyu_command_t *cmd)
+{
+    if (cmd->type != KYU_CMD_SEND || o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 2 ||
+        o->via.array.ptr[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+        o->via.array.ptr[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+        return false;
+    cmd->rq_client = o->via.array.ptr[0].via.u64;
+    cmd->rq_key = o->via.array.ptr[1].via.u64;
+    return cmd->rq_client != 0 && cmd->rq_key != 0;
 }
 
 static bool decode_items(const msgpack_object *items, kyu_command_t *cmd)
@@ -65,7 +83,7 @@ kyu_code_t kyu_command_decode(const void *buf, size_t len, size_t *off, kyu_comm
     if (rc != KYU_OK)
         return rc;
     const msgpack_object *o = &u.data;
-    bool ok = o->type == MSGPACK_OBJECT_ARRAY && o->via.array.size == 6;
+    bool ok = o->type == MSGPACK_OBJECT_ARRAY && (o->via.array.size == 6 || o->via.array.size == 7);
     if (ok) {
         const msgpack_object *f = o->via.array.ptr;
         ok = f[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER && f[0].via.u64 >= KYU_CMD_CREATE_QUEUE &&
@@ -80,7 +98,8 @@ kyu_code_t kyu_command_decode(const void *buf, size_t len, size_t *off, kyu_comm
             cmd->vt = f[3].via.i64;
             cmd->max = (uint32_t)f[4].via.u64;
             ok = kyu_mp_copy_str(&f[2], cmd->queue, KYU_NAME_MAX) && cmd->vt >= -1 &&
-                 cmd->vt <= KYU_VISIBILITY_MAX && decode_items(&f[5], cmd);
+                 cmd->vt <= KYU_VISIBILITY_MAX && decode_items(&f[5], cmd) &&
+                 (o->via.array.size == 6 || decode_rq(&f[6], cmd));
         }
     }
     msgpack_unpacked_destroy(&u);

@@ -10,7 +10,8 @@
  *   SEND:              items = [[message_id, body(bin)], ...]
  *   DELETE, CHANGE_VISIBILITY: items = [receipt_handle, ...]
  *   others:            items = []
- * vt is -1 when the request did not set it (the queue's default applies).
+ * vt is -1 when the request did not set it (the queue's default applies). A SEND with a
+ * request key has a 7th element [client id, key] (the state machine applies it once).
  */
 #ifndef KYU_COMMAND_H
 #define KYU_COMMAND_H
@@ -39,6 +40,7 @@ typedef struct {
     const void *bodies[KYU_BATCH_MAX]; /* borrowed: from the request or the decoded entry */
     size_t body_lens[KYU_BATCH_MAX];
     char handles[KYU_BATCH_MAX][KYU_HANDLE_MAX + 1];
+    uint64_t rq_client, rq_key; /* SEND: 0 when the client sent no request key */
 } kyu_command_t;
 
 /* Appends cmd's encoding to out. */

@@ -14,6 +14,7 @@ struct kyu_frontend {
     uint64_t rng[4]; /* xoshiro256** state for message ids, seeded from getrandom */
     msgpack_sbuffer buf;
     uint64_t dropped_replies;
+    char endpoint[KYU_ENDPOINT_MAX];
 };
 
 typedef struct {
@@ -59,6 +60,7 @@ kyu_frontend_t *kyu_frontend_new(const kyu_frontend_config_t *cfg, kyu_sm_t *sm,
     }
     self->sm = sm;
     self->max_body = cfg->max_body;
+    snprintf(self->endpoint, sizeof self->endpoint, "%s", cfg->endpoint);
     msgpack_sbuffer_init(&self->buf);
     if (getrandom(self->rng, sizeof self->rng, 0) != sizeof self->rng) {
         kyu_err_set(err, KYU_ERR_INTERNAL, "getrandom failed");
@@ -140,6 +142,8 @@ static void send_error(kyu_frontend_t *self, zframe_t *identity, uint64_t id, ky
     rep.id = id;
     rep.status = code;
     snprintf(rep.error, sizeof rep.error, "%s", text);
+    if (code == KYU_ERR_NOT_LEADER && self->replica)
+        snprintf(rep.leader, sizeof rep.leader, "%s", kyu_replica_leader_endpoint(self->replica));
     send_reply(self, identity, &rep, NULL, NULL, 0);
 }
 
@@ -160,6 +164,12 @@ static void answer_read(kyu_frontend_t *self, zframe_t *identity, const kyu_requ
         }
         rep.version = KYU_PROTOCOL_VERSION;
         rep.max_body = self->max_body;
+        break;
+    case KYU_OP_CLUSTER_STATUS:
+        kyu_replica_status(self->replica, &rep.node);
+        if (!rep.node.endpoint[0])
+            snprintf(rep.node.endpoint, sizeof rep.node.endpoint, "%s", self->endpoint);
+        rep.has_node = true;
         break;
     case KYU_OP_LIST_QUEUES:
         if (kyu_sm_list_queues(self->sm, &rep.queues, &rep.n_queues, &err) == KYU_OK)
@@ -202,6 +212,8 @@ static kyu_code_t build_command(kyu_frontend_t *self, const kyu_request_t *req, 
         break;
     case KYU_OP_SEND:
         cmd->type = KYU_CMD_SEND;
+        cmd->rq_client = req->rq_client;
+        cmd->rq_key = req->rq_key;
         for (zframe_t *f = zmsg_first(bodies); f; f = zmsg_next(bodies)) {
             size_t i = cmd->n++;
             if (zframe_size(f) == 0)
@@ -249,6 +261,29 @@ static void handle_request(kyu_frontend_t *self, zmsg_t **msg_p)
     if (kyu_request_decode(zframe_data(header), zframe_size(header), zmsg_size(msg), &req, &err) !=
         KYU_OK) {
         send_error(self, identity, req.has_id ? req.id : 0, err.code, err.msg);
+    } else if (req.op != KYU_OP_HELLO && req.op != KYU_OP_CLUSTER_STATUS &&
+               !kyu_replica_serving(self->replica)) {
+        /* Only a leader that has applied an entry of its own term holds every committed
+         * write: followers (and a leader still catching up) refuse reads too, so no client
+         * ever sees state older than one it saw before. */
+        send_error(self, identity, req.id, KYU_ERR_NOT_LEADER,
+                   *kyu_replica_leader_endpoint(self->replica)
+                       ? "this node is not the leader; the leader is named in the reply"
+                       : "no leader is known yet (an election is under way); retry shortly");
+    } else if (req.op == KYU_OP_CLUSTER_TRANSFER) {
+        kyu_code_t rc = kyu_replica_transfer_to(self->replica, req.to);
+        if (rc == KYU_OK) {
+            kyu_reply_t rep;
+            kyu_reply_init(&rep);
+            rep.id = req.id;
+            send_reply(self, identity, &rep, NULL, NULL, 0);
+        } else {
+            send_error(self, identity, req.id, rc,
+                       rc == KYU_ERR_NOT_LEADER ? "this node is not the leader"
+                                                : "the target is not another voter of this cluster "
+                                                  "(the leader itself, unknown, or a "
+                                                  "node alone)");
+        }
     } else if (kyu_op_info(req.op)->flags & KYU_OPF_READ) {
         answer_read(self, identity, &req);
     } else if (req.op == KYU_OP_RECEIVE && kyu_sm_queue_exists(self->sm, req.queue) &&

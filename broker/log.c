@@ -5,9 +5,11 @@
 
 #define LOG_KEY 12
 #define LOG_HDR 9
+#define STATE_KEY 9
 
 struct kyu_log {
     zactor_t *actor;
+    uint64_t token; /* numbers the writes handed to the thread */
 };
 
 typedef struct {
@@ -20,36 +22,79 @@ static void log_key(uint8_t k[LOG_KEY], uint64_t index)
     kyu_put_be64(k + 4, index);
 }
 
-static void report(zsock_t *pipe, bool ok, uint64_t index, const char *error)
+static void report(zsock_t *pipe, bool ok, uint64_t token, const char *error)
 {
     uint8_t b[8];
-    kyu_put_be64(b, index);
+    kyu_put_be64(b, token);
     zsock_send(pipe, "sbs", ok ? "DURABLE" : "FAILED", b, (size_t)8, error ? error : "");
 }
 
-/* Adds one APPEND message (["APPEND", index, term, payload]) to the batch. */
-static bool add_append(rocksdb_writebatch_t *wb, rocksdb_column_family_handle_t *cf, zmsg_t *m,
-                       uint64_t *last)
+static void state_key(uint8_t k[STATE_KEY], const char *what)
 {
-    zframe_t *fi = zmsg_next(m), *ft = zmsg_next(m), *fp = zmsg_next(m);
-    if (!fi || !ft || !fp || zframe_size(fi) != 8 || zframe_size(ft) != 8)
+    k[0] = 0xff;
+    memcpy(k + 1, what, 4);
+    kyu_put_be32(k + 5, KYU_GROUP_ID);
+}
+
+/* Adds one WRITE message (["WRITE", token, hard state (0 or 24 bytes), truncate (1 byte),
+ * entries...], each entry frame index(8) term(8) type(1) payload) to the batch. */
+static bool add_write(rocksdb_writebatch_t *wb, rocksdb_column_family_handle_t *cf, zmsg_t *m,
+                      uint64_t *token)
+{
+    zframe_t *ft = zmsg_next(m), *fh = zmsg_next(m), *fx = zmsg_next(m);
+    if (!ft || !fh || !fx || zframe_size(ft) != 8 || zframe_size(fx) != 1 ||
+        (zframe_size(fh) != 0 && zframe_size(fh) != 24))
         return false;
-    uint8_t k[LOG_KEY];
-    *last = kyu_get_be64(zframe_data(fi));
-    log_key(k, *last);
-    size_t plen = zframe_size(fp);
-    uint8_t hdr[LOG_HDR];
-    memcpy(hdr, zframe_data(ft), 8);
-    hdr[8] = KYU_ENTRY_NORMAL;
-    const char *parts[2] = {(const char *)hdr, (const char *)zframe_data(fp)};
-    size_t sizes[2] = {LOG_HDR, plen};
-    const char *kparts[1] = {(const char *)k};
-    size_t ksizes[1] = {LOG_KEY};
-    rocksdb_writebatch_putv_cf(wb, cf, 1, kparts, ksizes, 2, parts, sizes);
+    *token = kyu_get_be64(zframe_data(ft));
+    bool first = zframe_data(fx)[0] != 0;
+    for (zframe_t *f = zmsg_next(m); f; f = zmsg_next(m)) {
+        if (zframe_size(f) < 8 + LOG_HDR)
+            return false;
+        const uint8_t *p = zframe_data(f);
+        uint8_t k[LOG_KEY];
+        log_key(k, kyu_get_be64(p));
+        if (first) {
+            /* Raft: a new entry at index i replaces every stored entry from i on. */
+            uint8_t hi[LOG_KEY];
+            log_key(hi, UINT64_MAX);
+            rocksdb_writebatch_delete_range_cf(wb, cf, (char *)k, LOG_KEY, (char *)hi, LOG_KEY);
+            first = false;
+        }
+        rocksdb_writebatch_put_cf(wb, cf, (char *)k, LOG_KEY, (const char *)p + 8,
+                                  zframe_size(f) - 8);
+    }
+    if (zframe_size(fh) == 24) {
+        uint8_t k[STATE_KEY];
+        state_key(k, "hard");
+        rocksdb_writebatch_put_cf(wb, cf, (char *)k, STATE_KEY, (const char *)zframe_data(fh), 24);
+    }
     return true;
 }
 
-/* The storage thread: appends with fsync, many entries per fsync. */
+/* ["COMPACT", snapshot descriptor]: records where the log now starts and drops the entries
+ * up to it, once the state they produced is durable too. */
+static void compact(storage_args_t *args, rocksdb_t *db, rocksdb_column_family_handle_t *cf,
+                    rocksdb_writeoptions_t *nosync, zmsg_t *m)
+{
+    zframe_t *f = zmsg_first(m);
+    kyu_err_t serr;
+    if (!f || zframe_size(f) < 16 || kyu_store_sync_state(args->store, &serr) != KYU_OK)
+        return; /* compaction is an optimisation: retried next time */
+    uint8_t lo[LOG_KEY], hi[LOG_KEY], sk[STATE_KEY];
+    log_key(lo, 0);
+    log_key(hi, kyu_get_be64(zframe_data(f)) + 1);
+    state_key(sk, "snap");
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    rocksdb_writebatch_put_cf(wb, cf, (char *)sk, STATE_KEY, (const char *)zframe_data(f),
+                              zframe_size(f));
+    rocksdb_writebatch_delete_range_cf(wb, cf, (char *)lo, LOG_KEY, (char *)hi, LOG_KEY);
+    char *rerr = NULL;
+    rocksdb_write(db, nosync, wb, &rerr); /* made durable by the next synced write */
+    free(rerr);
+    rocksdb_writebatch_destroy(wb);
+}
+
+/* The storage thread: Raft writes with fsync, many per fsync. */
 static void storage_actor(zsock_t *pipe, void *arg)
 {
     storage_args_t *args = arg;
@@ -65,29 +110,24 @@ static void storage_actor(zsock_t *pipe, void *arg)
         zmsg_t *m = zmsg_recv(pipe);
         if (!m)
             break;
-        uint64_t last = 0;
+        uint64_t token = 0;
         bool stop = false, have = false;
         rocksdb_writebatch_clear(wb);
         /* Take every message already waiting: they share this write and its fsync. */
         while (m) {
             char *cmd = zmsg_popstr(m);
-            if (cmd && streq(cmd, "APPEND")) {
-                KYU_ASSERT(add_append(wb, cf, m, &last));
+            if (cmd && streq(cmd, "WRITE")) {
+                KYU_ASSERT(add_write(wb, cf, m, &token));
                 have = true;
             } else if (cmd && streq(cmd, "COMPACT")) {
-                zframe_t *f = zmsg_first(m);
-                kyu_err_t serr;
-                /* Entries may go only once the state they produced is durable too. */
-                if (f && zframe_size(f) == 8 &&
-                    kyu_store_sync_state(args->store, &serr) == KYU_OK) {
-                    uint8_t lo[LOG_KEY], hi[LOG_KEY];
-                    log_key(lo, 0);
-                    log_key(hi, kyu_get_be64(zframe_data(f)));
-                    char *rerr = NULL;
-                    rocksdb_delete_range_cf(db, nosync, cf, (char *)lo, LOG_KEY, (char *)hi,
-                                            LOG_KEY, &rerr);
-                    free(rerr); /* compaction is an optimisation: retried next time */
-                }
+                /* Earlier writes of this round go first: the range must not cover them. */
+                char *rerr = NULL;
+                if (have && !failed)
+                    rocksdb_write(db, sync, wb, &rerr);
+                failed = failed || rerr;
+                free(rerr);
+                rocksdb_writebatch_clear(wb);
+                compact(args, db, cf, nosync, m);
             } else {
                 stop = true; /* $TERM */
             }
@@ -104,10 +144,10 @@ static void storage_actor(zsock_t *pipe, void *arg)
             if (failed || rerr) {
                 /* After a failed fsync nothing later may be reported durable. */
                 failed = true;
-                report(pipe, false, last, rerr ? rerr : "an earlier log write failed");
+                report(pipe, false, token, rerr ? rerr : "an earlier log write failed");
                 free(rerr);
             } else {
-                report(pipe, true, last, NULL);
+                report(pipe, true, token, NULL);
             }
         }
         if (stop)
@@ -159,27 +199,56 @@ zsock_t *kyu_log_sock(kyu_log_t *self)
     return zactor_sock(self->actor);
 }
 
-kyu_code_t kyu_log_append(kyu_log_t *self, uint64_t index, uint64_t term, const void *payload,
-                          size_t len, kyu_err_t *err)
+kyu_code_t kyu_log_write(kyu_log_t *self, const kyu_log_hard_state_t *hs,
+                         const kyu_log_entry_t *entries, size_t n, bool truncate, uint64_t *token,
+                         kyu_err_t *err)
 {
-    uint8_t bi[8], bt[8];
-    kyu_put_be64(bi, index);
-    kyu_put_be64(bt, term);
-    zmsg_t *m = zmsg_new();
-    if (!m || zmsg_addstr(m, "APPEND") || zmsg_addmem(m, bi, 8) || zmsg_addmem(m, bt, 8) ||
-        zmsg_addmem(m, payload, len) || zmsg_send(&m, zactor_sock(self->actor))) {
-        zmsg_destroy(&m);
-        return kyu_err_set(err, KYU_ERR_INTERNAL, "cannot hand entry %llu to the storage thread",
-                           (unsigned long long)index);
+    uint8_t bt[8], bh[24], bx = truncate;
+    kyu_put_be64(bt, self->token + 1);
+    if (hs) {
+        kyu_put_be64(bh, hs->term);
+        kyu_put_be64(bh + 8, hs->vote);
+        kyu_put_be64(bh + 16, hs->commit);
     }
+    zmsg_t *m = zmsg_new();
+    bool ok = m && !zmsg_addstr(m, "WRITE") && !zmsg_addmem(m, bt, 8) &&
+              !zmsg_addmem(m, bh, hs ? 24 : 0) && !zmsg_addmem(m, &bx, 1);
+    for (size_t i = 0; ok && i < n; i++) {
+        zframe_t *f = zframe_new(NULL, 8 + LOG_HDR + entries[i].len);
+        ok = f != NULL;
+        if (ok) {
+            uint8_t *p = zframe_data(f);
+            kyu_put_be64(p, entries[i].index);
+            kyu_put_be64(p + 8, entries[i].term);
+            p[16] = (uint8_t)entries[i].type;
+            if (entries[i].len)
+                memcpy(p + 8 + LOG_HDR, entries[i].payload, entries[i].len);
+            ok = zmsg_append(m, &f) == 0;
+        }
+    }
+    if (!ok || zmsg_send(&m, zactor_sock(self->actor))) {
+        zmsg_destroy(&m);
+        return kyu_err_set(err, KYU_ERR_INTERNAL, "cannot hand a write to the storage thread");
+    }
+    *token = ++self->token;
     return KYU_OK;
 }
 
-void kyu_log_compact(kyu_log_t *self, uint64_t before_index)
+kyu_code_t kyu_log_append(kyu_log_t *self, uint64_t index, uint64_t term, const void *payload,
+                          size_t len, kyu_err_t *err)
 {
-    uint8_t b[8];
-    kyu_put_be64(b, before_index);
-    zsock_send(zactor_sock(self->actor), "sb", "COMPACT", b, (size_t)8);
+    kyu_log_entry_t e = {index, term, KYU_ENTRY_NORMAL, payload, len};
+    uint64_t token;
+    return kyu_log_write(self, NULL, &e, 1, false, &token, err);
+}
+
+void kyu_log_compact(kyu_log_t *self, const kyu_log_snapshot_t *snap)
+{
+    uint8_t b[16 + sizeof snap->conf];
+    kyu_put_be64(b, snap->index);
+    kyu_put_be64(b + 8, snap->term);
+    memcpy(b + 16, snap->conf, snap->conf_len);
+    zsock_send(zactor_sock(self->actor), "sb", "COMPACT", b, 16 + snap->conf_len);
 }
 
 kyu_code_t kyu_log_recv(kyu_log_t *self, kyu_log_event_t *ev, kyu_err_t *err)
@@ -265,4 +334,87 @@ kyu_code_t kyu_log_replay(kyu_store_t *store, uint64_t from, kyu_log_visit_fn vi
         free(rerr);
     }
     return rc;
+}
+
+kyu_code_t kyu_log_first_index(kyu_store_t *store, uint64_t *index, kyu_err_t *err)
+{
+    uint8_t lo[LOG_KEY];
+    log_key(lo, 0);
+    rocksdb_iterator_t *it =
+        rocksdb_create_iterator_cf(kyu_store_db(store, KYU_CF_LOG), kyu_store_readopts(store),
+                                   kyu_store_cf(store, KYU_CF_LOG));
+    rocksdb_iter_seek(it, (char *)lo, LOG_KEY);
+    *index = 0;
+    if (rocksdb_iter_valid(it)) {
+        size_t klen = 0;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &klen);
+        if (klen == LOG_KEY && kyu_get_be32(k) == KYU_GROUP_ID)
+            *index = kyu_get_be64(k + 4);
+    }
+    char *rerr = NULL;
+    rocksdb_iter_get_error(it, &rerr);
+    rocksdb_iter_destroy(it);
+    if (rerr) {
+        kyu_err_set(err, KYU_ERR_STORAGE, "reading the log: %s", rerr);
+        free(rerr);
+        return KYU_ERR_STORAGE;
+    }
+    return KYU_OK;
+}
+
+/* Reads the value of a state key into buf (at most cap bytes); *len 0 when absent. */
+static kyu_code_t get_state(kyu_store_t *store, const char *what, uint8_t *buf, size_t cap,
+                            size_t *len, kyu_err_t *err)
+{
+    uint8_t k[STATE_KEY];
+    state_key(k, what);
+    char *rerr = NULL;
+    size_t vlen = 0;
+    char *v = rocksdb_get_cf(kyu_store_db(store, KYU_CF_LOG), kyu_store_readopts(store),
+                             kyu_store_cf(store, KYU_CF_LOG), (char *)k, STATE_KEY, &vlen, &rerr);
+    *len = 0;
+    if (rerr) {
+        kyu_err_set(err, KYU_ERR_STORAGE, "reading the raft %s state: %s", what, rerr);
+        free(rerr);
+        return KYU_ERR_STORAGE;
+    }
+    if (v && vlen > cap) {
+        free(v);
+        return kyu_err_set(err, KYU_ERR_STORAGE, "the raft %s state is corrupt (%zu bytes)", what,
+                           vlen);
+    }
+    if (v) {
+        memcpy(buf, v, vlen);
+        *len = vlen;
+    }
+    free(v);
+    return KYU_OK;
+}
+
+kyu_code_t kyu_log_load_state(kyu_store_t *store, kyu_log_hard_state_t *hs,
+                              kyu_log_snapshot_t *snap, kyu_err_t *err)
+{
+    memset(hs, 0, sizeof *hs);
+    memset(snap, 0, sizeof *snap);
+    uint8_t buf[16 + sizeof snap->conf];
+    size_t len = 0;
+    if (get_state(store, "hard", buf, sizeof buf, &len, err))
+        return KYU_ERR_STORAGE;
+    if (len != 0 && len != 24)
+        return kyu_err_set(err, KYU_ERR_STORAGE, "the raft hard state is corrupt");
+    if (len == 24)
+        *hs = (kyu_log_hard_state_t){true, kyu_get_be64(buf), kyu_get_be64(buf + 8),
+                                     kyu_get_be64(buf + 16)};
+    if (get_state(store, "snap", buf, sizeof buf, &len, err))
+        return KYU_ERR_STORAGE;
+    if (len != 0 && len < 16)
+        return kyu_err_set(err, KYU_ERR_STORAGE, "the raft snapshot record is corrupt");
+    if (len >= 16) {
+        snap->found = true;
+        snap->index = kyu_get_be64(buf);
+        snap->term = kyu_get_be64(buf + 8);
+        snap->conf_len = len - 16;
+        memcpy(snap->conf, buf + 16, snap->conf_len);
+    }
+    return KYU_OK;
 }

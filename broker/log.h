@@ -18,7 +18,8 @@
 
 #define KYU_GROUP_ID 1
 
-typedef enum { KYU_ENTRY_NORMAL = 0, KYU_ENTRY_NOOP = 1 } kyu_entry_type_t;
+/* Entry types are the Raft core's (kyu_raft_entry_type_t): normal, no-op, conf. */
+typedef enum { KYU_ENTRY_NORMAL = 0, KYU_ENTRY_NOOP = 1, KYU_ENTRY_CONF = 2 } kyu_entry_type_t;
 
 typedef struct kyu_log kyu_log_t;
 
@@ -30,15 +31,46 @@ void kyu_log_destroy(kyu_log_t **self_p);
 /* The socket on which the thread reports; readable when kyu_log_recv has an event. */
 zsock_t *kyu_log_sock(kyu_log_t *self);
 
-/* Hands an entry to the storage thread (copies the payload). Indexes must be consecutive. */
+/* Raft's durable state besides the entries, under its own keys in the log column family
+ * (0xff "hard" group(4) -> term(8) vote(8) commit(8); 0xff "snap" group(4) -> index(8)
+ * term(8) conf): the hard state, and the snapshot the log starts after. */
+typedef struct {
+    bool found;
+    uint64_t term, vote, commit;
+} kyu_log_hard_state_t;
+
+typedef struct {
+    bool found;
+    uint64_t index, term;
+    uint8_t conf[8 + 8 * 2 * 9]; /* kyu_raft_conf_encode form */
+    size_t conf_len;
+} kyu_log_snapshot_t;
+
+typedef struct {
+    uint64_t index, term;
+    int type;
+    const void *payload;
+    size_t len;
+} kyu_log_entry_t;
+
+/* Hands one Raft write to the storage thread (copies everything): hs when not NULL, and the
+ * entries, after deleting every stored entry from entries[0].index on when truncate is set
+ * (a new leader's log replaces a conflicting tail; only then, as range deletions are not
+ * free in RocksDB). *token numbers the write; a report "durable up to token T" covers every
+ * write up to T. */
+kyu_code_t kyu_log_write(kyu_log_t *self, const kyu_log_hard_state_t *hs,
+                         const kyu_log_entry_t *entries, size_t n, bool truncate, uint64_t *token,
+                         kyu_err_t *err);
+/* One normal entry, no hard state (tests write logs as a crash leaves them with this). */
 kyu_code_t kyu_log_append(kyu_log_t *self, uint64_t index, uint64_t term, const void *payload,
                           size_t len, kyu_err_t *err);
-/* Asks the storage thread to drop entries before index (they are applied everywhere). */
-void kyu_log_compact(kyu_log_t *self, uint64_t before_index);
+/* Asks the storage thread to record snap as the log's start and drop the entries up to
+ * snap->index (they are applied, and the state is synced first). */
+void kyu_log_compact(kyu_log_t *self, const kyu_log_snapshot_t *snap);
 
 typedef struct {
     bool failed;    /* the write failed: nothing past the last durable index is on disk */
-    uint64_t index; /* durable up to here */
+    uint64_t index; /* durable up to this write token */
     char error[KYU_ERR_MSG_MAX];
 } kyu_log_event_t;
 
@@ -47,6 +79,11 @@ kyu_code_t kyu_log_recv(kyu_log_t *self, kyu_log_event_t *ev, kyu_err_t *err);
 
 /* Startup: the last index stored in the log (0 when empty). */
 kyu_code_t kyu_log_last_index(kyu_store_t *store, uint64_t *index, kyu_err_t *err);
+/* Startup: the first index stored in the log (0 when empty). */
+kyu_code_t kyu_log_first_index(kyu_store_t *store, uint64_t *index, kyu_err_t *err);
+/* Startup: the stored hard state and snapshot descriptor (found = false when absent). */
+kyu_code_t kyu_log_load_state(kyu_store_t *store, kyu_log_hard_state_t *hs,
+                              kyu_log_snapshot_t *snap, kyu_err_t *err);
 
 typedef kyu_code_t (*kyu_log_visit_fn)(void *arg, uint64_t index, uint64_t term, int type,
                                        const void *payload, size_t len, kyu_err_t *err);

@@ -1,27 +1,41 @@
-/* kyu-broker: one node of kyu. Parses flags, opens the store, replays the log, and runs the
- * event loop: client requests on the frontend's ROUTER, durability reports from the storage
- * thread. The ack-after-fsync rule lives in the replica: a write's reply is sent from the
- * storage thread's "durable" report, never from the request handler. */
+/* kyu-broker: one node of kyu. Parses flags, opens the store, rebuilds the Raft core from
+ * the log, and runs the event loop: client requests on the frontend's ROUTER, peer messages
+ * on the transport's ROUTER, durability reports from the storage thread, and the Raft tick.
+ * The ack-after-commit rule lives in the replica: a write's reply is sent once its entry is
+ * committed and applied, never from the request handler. */
 #include "frontend.h"
+#include "transport.h"
 
 #include <getopt.h>
 #include <stdlib.h>
+#include <string.h>
+
+#define PEER_DRAIN_MAX 1024 /* peer messages per readable event */
 
 typedef struct {
     const char *data_dir;
     const char *listen;
     size_t max_body;
+    uint64_t node_id;
+    kyu_peers_t peers;
 } config_t;
 
 static void usage(FILE *out)
 {
     fprintf(out,
             "usage: kyu-broker [--data DIR] [--listen ENDPOINT] [--max-message-size BYTES]\n"
+            "                  [--node-id N --peer ID,RAFT_HOST:PORT,CLIENT_ENDPOINT ...]\n"
             "\n"
-            "Runs a kyu broker node: queues with SQS semantics, stored durably in RocksDB.\n"
+            "Runs a kyu broker node: queues with SQS semantics, stored durably in RocksDB and\n"
+            "replicated with Raft when peers are given.\n"
             "\n"
             "  --data DIR               data directory (default ./kyu-data)\n"
-            "  --listen ENDPOINT        client endpoint (default tcp://127.0.0.1:7700)\n"
+            "  --listen ENDPOINT        client endpoint (default tcp://127.0.0.1:7700; in a\n"
+            "                           cluster, the CLIENT_ENDPOINT of this node's --peer)\n"
+            "  --node-id N              this node's id in the cluster (env KYU_NODE_ID)\n"
+            "  --peer ID,RAFT_HOST:PORT,CLIENT_ENDPOINT\n"
+            "                           a member of the cluster, this node included; the same\n"
+            "                           list on every node (env KYU_PEERS, entries split by ';')\n"
             "  --max-message-size N     largest message body in bytes (default %d, 1 MiB)\n"
             "  --help                   this text\n"
             "\n"
@@ -35,10 +49,15 @@ static int parse_args(int argc, char **argv, config_t *cfg)
         {"data", required_argument, NULL, 'd'},
         {"listen", required_argument, NULL, 'l'},
         {"max-message-size", required_argument, NULL, 'm'},
+        {"node-id", required_argument, NULL, 'n'},
+        {"peer", required_argument, NULL, 'p'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    *cfg = (config_t){"./kyu-data", "tcp://127.0.0.1:7700", KYU_BODY_MAX_DEFAULT};
+    *cfg = (config_t){"./kyu-data", "tcp://127.0.0.1:7700", KYU_BODY_MAX_DEFAULT, 0, {0}};
+    bool listen_set = false;
+    kyu_err_t err;
+    const char *env_id = getenv("KYU_NODE_ID"), *env_peers = getenv("KYU_PEERS");
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
@@ -47,6 +66,16 @@ static int parse_args(int argc, char **argv, config_t *cfg)
             break;
         case 'l':
             cfg->listen = optarg;
+            listen_set = true;
+            break;
+        case 'n':
+            env_id = optarg;
+            break;
+        case 'p':
+            if (kyu_peers_add(&cfg->peers, optarg, &err) != KYU_OK) {
+                fprintf(stderr, "kyu-broker: %s\n", err.msg);
+                return 2;
+            }
             break;
         case 'm': {
             char *end = NULL;
@@ -72,6 +101,28 @@ static int parse_args(int argc, char **argv, config_t *cfg)
         usage(stderr);
         return 2;
     }
+    if (cfg->peers.n == 0 && env_peers && kyu_peers_add_list(&cfg->peers, env_peers, &err)) {
+        fprintf(stderr, "kyu-broker: KYU_PEERS: %s\n", err.msg);
+        return 2;
+    }
+    if (cfg->peers.n > 0 || (env_id && *env_id)) {
+        char *end = NULL;
+        unsigned long long id = env_id ? strtoull(env_id, &end, 10) : 0;
+        const kyu_peer_t *me = NULL;
+        if (!env_id || !*env_id || *end || id < 1 ||
+            !(me = kyu_peers_find(&cfg->peers, (uint64_t)id))) {
+            fprintf(stderr, "kyu-broker: a cluster needs --node-id N (or KYU_NODE_ID) naming one "
+                            "of the --peer entries (or KYU_PEERS)\n");
+            return 2;
+        }
+        cfg->node_id = (uint64_t)id;
+        if (listen_set && strcmp(cfg->listen, me->client) != 0) {
+            fprintf(stderr, "kyu-broker: --listen %s differs from this node's peer entry %s\n",
+                    cfg->listen, me->client);
+            return 2;
+        }
+        cfg->listen = me->client;
+    }
     return -1;
 }
 
@@ -79,7 +130,42 @@ typedef struct {
     kyu_frontend_t *frontend;
     kyu_replica_t *replica;
     kyu_log_t *log;
+    kyu_transport_t *transport;
 } broker_t;
+
+static void send_peer(void *arg, const kyu_raft_msg_t *msg)
+{
+    kyu_transport_send(arg, msg);
+}
+
+static int on_peer(zloop_t *loop, zsock_t *sock, void *arg)
+{
+    (void)loop;
+    (void)sock;
+    broker_t *b = arg;
+    for (int i = 0; i < PEER_DRAIN_MAX; i++) {
+        kyu_peer_decoded_t d;
+        kyu_err_t err;
+        kyu_code_t rc = kyu_transport_recv(b->transport, &d, &err);
+        if (rc == KYU_ERR_TIMEOUT)
+            break;
+        if (rc != KYU_OK)
+            continue; /* dropped: a malformed or misaddressed peer frame changes nothing */
+        kyu_replica_step(b->replica, &d.msg);
+        kyu_peer_decoded_reset(&d);
+    }
+    kyu_replica_flush(b->replica);
+    return kyu_replica_fatal(b->replica) ? -1 : 0;
+}
+
+static int on_tick(zloop_t *loop, int timer_id, void *arg)
+{
+    (void)loop;
+    (void)timer_id;
+    broker_t *b = arg;
+    kyu_replica_tick(b->replica);
+    return kyu_replica_fatal(b->replica) ? -1 : 0;
+}
 
 static int on_client(zloop_t *loop, zsock_t *sock, void *arg)
 {
@@ -104,18 +190,47 @@ static int on_storage(zloop_t *loop, zsock_t *sock, void *arg)
         }
         kyu_replica_on_log_event(b->replica, &ev);
     }
-    return 0;
+    return kyu_replica_fatal(b->replica) ? -1 : 0;
 }
 
-/* Nothing to do: the wake-up itself lets zloop see CZMQ's interrupted flag. SIGTERM may be
- * delivered to any thread (RocksDB's, libzmq's), which then does not interrupt the loop's
- * poll; without a timer the broker could sleep through it. */
-static int on_wakeup(zloop_t *loop, int timer_id, void *arg)
+#define TRANSFER_WAIT_MS 3000
+
+static int on_transfer_check(zloop_t *loop, int timer_id, void *arg)
+{
+    (void)loop;
+    (void)timer_id;
+    broker_t *b = arg;
+    return kyu_replica_is_leader(b->replica) ? 0 : -1;
+}
+
+static int on_transfer_deadline(zloop_t *loop, int timer_id, void *arg)
 {
     (void)loop;
     (void)timer_id;
     (void)arg;
-    return 0;
+    return -1;
+}
+
+/* On SIGTERM a leader hands leadership over before it exits, so that clients find the next
+ * leader at once (a rolling restart costs no election timeout). Bounded by TRANSFER_WAIT_MS;
+ * requests that come meanwhile are answered NOT_LEADER. */
+static void transfer_before_exit(broker_t *b)
+{
+    if (!b->transport || kyu_replica_fatal(b->replica) || !kyu_replica_transfer(b->replica))
+        return;
+    zloop_t *loop = zloop_new();
+    KYU_ASSERT(loop);
+    zloop_set_nonstop(loop, true); /* the SIGTERM that got us here must not stop this loop */
+    zloop_reader(loop, kyu_log_sock(b->log), on_storage, b);
+    zloop_reader(loop, kyu_transport_sock(b->transport), on_peer, b);
+    zloop_reader(loop, kyu_frontend_sock(b->frontend), on_client, b);
+    zloop_timer(loop, KYU_REPLICA_TICK_MS, 0, on_tick, b);
+    zloop_timer(loop, KYU_REPLICA_TICK_MS, 0, on_transfer_check, b);
+    zloop_timer(loop, TRANSFER_WAIT_MS, 1, on_transfer_deadline, b);
+    zloop_start(loop);
+    zloop_destroy(&loop);
+    printf("kyu-broker: leadership %s\n",
+           kyu_replica_is_leader(b->replica) ? "not handed over in time" : "handed over");
 }
 
 int main(int argc, char **argv)
@@ -136,31 +251,49 @@ int main(int argc, char **argv)
         b.frontend = kyu_frontend_new(&fcfg, sm, &err);
     if (b.frontend)
         b.log = kyu_log_new(store, &err);
-    if (b.log)
-        b.replica = kyu_replica_new(store, sm, b.log, kyu_frontend_on_result, b.frontend, &err);
+    /* Incoming peer frames: the largest entry plus a batch of maximal bodies, twice over. */
+    int64_t max_peer =
+        2 * ((int64_t)KYU_ENTRY_BYTES_MAX + KYU_BATCH_MAX * (int64_t)cfg.max_body) + KYU_HEADER_MAX;
+    if (b.log && cfg.peers.n > 0)
+        b.transport = kyu_transport_new(&cfg.peers, cfg.node_id, max_peer, &err);
+    kyu_replica_config_t rcfg = {.node_id = cfg.node_id ? cfg.node_id : 1,
+                                 .peers = &cfg.peers,
+                                 .send = b.transport ? send_peer : NULL,
+                                 .send_arg = b.transport};
+    if (b.log && (cfg.peers.n == 0 || b.transport))
+        b.replica =
+            kyu_replica_new(store, sm, b.log, &rcfg, kyu_frontend_on_result, b.frontend, &err);
     if (!b.replica) {
         fprintf(stderr, "kyu-broker: %s\n", err.msg);
         rc = 1;
     } else {
         kyu_frontend_set_replica(b.frontend, b.replica);
-        printf("kyu-broker: serving %s, data in %s, %zu queues, applied index %llu\n", cfg.listen,
+        printf("kyu-broker: node %llu of %zu, serving %s, data in %s, %zu queues, applied index "
+               "%llu\n",
+               (unsigned long long)rcfg.node_id, cfg.peers.n ? cfg.peers.n : 1, cfg.listen,
                cfg.data_dir, kyu_sm_queue_count(sm), (unsigned long long)kyu_sm_applied_index(sm));
         fflush(stdout);
         zloop_t *loop = zloop_new();
         KYU_ASSERT(loop);
         /* Storage reports first: answering finished work frees room for new requests. */
         zloop_reader(loop, kyu_log_sock(b.log), on_storage, &b);
+        if (b.transport)
+            zloop_reader(loop, kyu_transport_sock(b.transport), on_peer, &b);
         zloop_reader(loop, kyu_frontend_sock(b.frontend), on_client, &b);
-        zloop_timer(loop, 100, 0, on_wakeup, NULL);
+        /* The tick also wakes the loop so that it sees CZMQ's interrupted flag: SIGTERM may
+         * land on any thread (RocksDB's, libzmq's), which does not interrupt the poll. */
+        zloop_timer(loop, KYU_REPLICA_TICK_MS, 0, on_tick, &b);
         zloop_start(loop); /* returns on SIGTERM/SIGINT (CZMQ's handler) or a fatal error */
         zloop_destroy(&loop);
+        transfer_before_exit(&b);
+        rc = kyu_replica_fatal(b.replica) ? 1 : 0;
         printf("kyu-broker: shutting down\n");
-        rc = 0;
     }
     /* The storage thread finishes the write under way; entries it made durable but that were
      * not applied yet are applied from the log at the next start. */
     kyu_log_destroy(&b.log);
     kyu_replica_destroy(&b.replica);
+    kyu_transport_destroy(&b.transport);
     kyu_frontend_destroy(&b.frontend);
     kyu_sm_destroy(&sm);
     kyu_store_close(&store);

@@ -1,11 +1,14 @@
-#include "replica.h"
+#include "replica_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
+#define COMPACT_EVERY_MAX 1024 /* entries dropped at least per compaction (at most this) */
+
 typedef struct entry {
-    uint64_t index;
+    uint64_t term, index; /* set once proposed */
     msgpack_sbuffer payload;
     void **waiters; /* one per command, in order; NULL for none */
     size_t n, cap;
@@ -15,16 +18,29 @@ typedef struct entry {
 struct kyu_replica {
     kyu_sm_t *sm;
     kyu_log_t *log;
+    kyu_raft_t *raft;
+    kyu_peers_t peers;
+    uint64_t node_id;
+    kyu_replica_send_fn send;
+    void *send_arg;
     kyu_replica_done_fn done;
     void *done_arg;
-    uint64_t last_index; /* last index handed to the log */
     uint64_t last_now;
     entry_t *open;                     /* gathering proposals */
-    entry_t *inflight, *inflight_tail; /* handed to the log, oldest first */
-    size_t n_inflight;
-    size_t pending; /* commands proposed, not yet answered */
-    uint64_t compacted_before;
-    bool failed;
+    entry_t *proposed, *proposed_tail; /* proposed to the core, oldest first */
+    size_t pending;                    /* commands proposed, not yet answered */
+    bool ready_out;                    /* a Ready is taken and not yet advanced */
+    kyu_raft_ready_t rd;
+    uint64_t await_token;            /* the storage write the Ready waits for (0: none) */
+    kyu_raft_hard_state_t persisted; /* the last hard state handed to the storage thread */
+    uint64_t compacted, compact_checked;
+    uint64_t log_last;                  /* last entry index handed to the storage thread */
+    uint64_t log_window, compact_every; /* entries kept; entries dropped at least at once */
+    bool failed, fatal;
+    bool transferring;       /* leadership is being handed over: serve nothing more */
+    uint32_t transfer_ticks; /* ticks since the transfer began (it is abandoned after an
+                                election timeout) */
+    uint32_t election_ticks;
     char failure[KYU_ERR_MSG_MAX];
 };
 
@@ -56,6 +72,20 @@ static void fail_waiters(kyu_replica_t *self, entry_t *e, kyu_code_t code, const
         self->done(self->done_arg, e->waiters[i], &res);
     }
     self->pending -= e->n;
+    e->n = 0;
+}
+
+/* Fails every proposed entry (e.g. leadership lost): they may still commit under the next
+ * leader, which is why the text says so. */
+static void fail_proposed(kyu_replica_t *self, kyu_code_t code, const char *why)
+{
+    while (self->proposed) {
+        entry_t *e = self->proposed;
+        self->proposed = e->next;
+        fail_waiters(self, e, code, why);
+        entry_destroy(&e);
+    }
+    self->proposed_tail = NULL;
 }
 
 static void fail(kyu_replica_t *self, const char *why)
@@ -65,34 +95,47 @@ static void fail(kyu_replica_t *self, const char *why)
         snprintf(self->failure, sizeof self->failure, "writes refused: %s", why);
         fprintf(stderr, "kyu-broker: %s\n", self->failure);
     }
-    while (self->inflight) {
-        entry_t *e = self->inflight;
-        self->inflight = e->next;
-        fail_waiters(self, e, KYU_ERR_STORAGE, self->failure);
-        entry_destroy(&e);
-    }
-    self->inflight_tail = NULL;
-    self->n_inflight = 0;
+    fail_proposed(self, KYU_ERR_STORAGE, self->failure);
     if (self->open) {
         fail_waiters(self, self->open, KYU_ERR_STORAGE, self->failure);
         entry_destroy(&self->open);
     }
 }
 
-static kyu_code_t replay_one(void *arg, uint64_t index, uint64_t term, int type,
-                             const void *payload, size_t len, kyu_err_t *err)
+static kyu_code_t apply_entry(kyu_replica_t *self, const kyu_raft_entry_t *ce);
+
+/* Builds the core's configuration from the peer list (or this node alone). */
+static void initial_conf(const kyu_replica_t *self, kyu_raft_conf_t *conf)
 {
-    (void)term;
-    kyu_replica_t *self = arg;
-    self->last_index = index;
-    if (type != KYU_ENTRY_NORMAL)
-        return kyu_err_set(err, KYU_ERR_STORAGE, "log entry %llu has unknown type %d",
-                           (unsigned long long)index, type);
-    return kyu_sm_apply(self->sm, index, payload, len, NULL, 0, NULL, err);
+    memset(conf, 0, sizeof *conf);
+    if (self->peers.n == 0) {
+        conf->n_voters = 1;
+        conf->voters[0] = self->node_id;
+        return;
+    }
+    for (size_t i = 0; i < self->peers.n; i++)
+        conf->voters[conf->n_voters++] = self->peers.peers[i].id;
+}
+
+/* Applies the entries the durable hard state already says are committed, before serving
+ * (a restart replays what was durable but not applied). */
+static kyu_code_t replay_committed(kyu_replica_t *self, kyu_err_t *err)
+{
+    while (kyu_raft_has_ready(self->raft)) {
+        kyu_raft_ready_t rd;
+        kyu_raft_ready(self->raft, &rd);
+        KYU_ASSERT(rd.n_entries == 0 && rd.n_msgs == 0 && !rd.snapshot);
+        for (size_t i = 0; i < rd.n_committed; i++)
+            if (apply_entry(self, &rd.committed[i]) != KYU_OK)
+                return kyu_err_set(err, KYU_ERR_STORAGE, "%s", self->failure);
+        kyu_raft_advance(self->raft);
+    }
+    return KYU_OK;
 }
 
 kyu_replica_t *kyu_replica_new(kyu_store_t *store, kyu_sm_t *sm, kyu_log_t *log,
-                               kyu_replica_done_fn done, void *done_arg, kyu_err_t *err)
+                               const kyu_replica_config_t *cfg, kyu_replica_done_fn done,
+                               void *done_arg, kyu_err_t *err)
 {
     kyu_replica_t *self = calloc(1, sizeof *self);
     if (!self) {
@@ -103,21 +146,68 @@ kyu_replica_t *kyu_replica_new(kyu_store_t *store, kyu_sm_t *sm, kyu_log_t *log,
     self->log = log;
     self->done = done;
     self->done_arg = done_arg;
-    uint64_t applied = kyu_sm_applied_index(sm), last = 0;
-    self->last_index = applied;
-    if (kyu_log_last_index(store, &last, err) ||
-        kyu_log_replay(store, applied + 1, replay_one, self, err)) {
+    self->node_id = cfg && cfg->node_id ? cfg->node_id : 1;
+    if (cfg && cfg->peers)
+        self->peers = *cfg->peers;
+    self->send = cfg ? cfg->send : NULL;
+    self->send_arg = cfg ? cfg->send_arg : NULL;
+    bool alone = self->peers.n <= 1;
+    uint32_t election = cfg && cfg->election_ticks ? cfg->election_ticks : alone ? 2 : 100;
+    self->election_ticks = election;
+    self->log_window = cfg && cfg->log_window ? cfg->log_window : KYU_REPLICA_LOG_WINDOW;
+    self->compact_every =
+        self->log_window / 16 < COMPACT_EVERY_MAX ? self->log_window / 16 + 1 : COMPACT_EVERY_MAX;
+
+    kyu_raft_conf_t conf;
+    initial_conf(self, &conf);
+    kyu_replica_boot_t boot;
+    uint64_t applied = kyu_sm_applied_index(sm);
+    if (kyu_replica_boot_load(store, applied, &conf, &boot, err) != KYU_OK) {
+        free(self);
+        return NULL;
+    }
+    uint64_t seed = 0;
+    if (getrandom(&seed, sizeof seed, 0) != sizeof seed) {
+        kyu_replica_boot_free(&boot);
+        free(self);
+        kyu_err_set(err, KYU_ERR_INTERNAL, "getrandom failed");
+        return NULL;
+    }
+    kyu_raft_config_t rc = {
+        .id = self->node_id,
+        .group = KYU_GROUP_ID,
+        .election_ticks = election,
+        .heartbeat_ticks = election / 10 > 0 ? election / 10 : 1,
+        .random_seed = seed,
+        .max_msg_bytes = 1 << 20,
+        .hard_state = boot.hs,
+        .snapshot = boot.has_snap ? &boot.snap : NULL,
+        .conf = &conf,
+        .entries = boot.entries,
+        .n_entries = boot.n_entries,
+        .applied = applied,
+    };
+    self->persisted = boot.hs;
+    self->raft = kyu_raft_new(&rc);
+    kyu_replica_boot_free(&boot);
+    if (!self->raft) {
+        free(self);
+        kyu_err_set(err, KYU_ERR_STORAGE, "the raft state in the log is inconsistent");
+        return NULL;
+    }
+    self->compacted = kyu_raft_first_index(self->raft);
+    self->log_last = kyu_raft_last_index(self->raft);
+    if (replay_committed(self, err) != KYU_OK) {
         kyu_replica_destroy(&self);
         return NULL;
     }
-    if (self->last_index != (last > applied ? last : applied)) {
-        kyu_err_set(err, KYU_ERR_STORAGE, "log ends at %llu but replay stopped at %llu",
-                    (unsigned long long)last, (unsigned long long)self->last_index);
-        kyu_replica_destroy(&self);
-        return NULL;
-    }
+    /* A lone voter elects itself at once instead of after an election timeout: nobody else
+     * can lead, and its term and vote are written by the first Ready before anything it
+     * proposes can commit. */
+    for (uint32_t i = 0; alone && i < 4 * election && kyu_raft_role(self->raft) != KYU_RAFT_LEADER;
+         i++)
+        kyu_raft_tick(self->raft);
     self->last_now = kyu_sm_last_now(sm);
-    self->compacted_before = 0;
     return self;
 }
 
@@ -126,8 +216,9 @@ void kyu_replica_destroy(kyu_replica_t **self_p)
     kyu_replica_t *self = *self_p;
     if (!self)
         return;
-    if (self->inflight || self->open)
+    if (self->proposed || self->open)
         fail(self, "the broker is shutting down");
+    kyu_raft_destroy(&self->raft);
     free(self);
     *self_p = NULL;
 }
@@ -137,6 +228,10 @@ uint64_t kyu_replica_now(kyu_replica_t *self)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     uint64_t wall = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    /* A new leader never goes below the times its predecessors put in the log. */
+    uint64_t applied = kyu_sm_last_now(self->sm);
+    if (applied > self->last_now)
+        self->last_now = applied;
     if (wall > self->last_now)
         self->last_now = wall;
     return self->last_now;
@@ -147,13 +242,94 @@ const char *kyu_replica_failure(kyu_replica_t *self)
     return self->failed ? self->failure : NULL;
 }
 
+bool kyu_replica_fatal(kyu_replica_t *self)
+{
+    return self->fatal;
+}
+
+void kyu_replica_status(kyu_replica_t *self, kyu_node_status_t *out)
+{
+    memset(out, 0, sizeof *out);
+    const kyu_raft_t *r = self->raft;
+    out->id = self->node_id;
+    const kyu_peer_t *me = kyu_peers_find(&self->peers, self->node_id);
+    if (me) {
+        snprintf(out->raft_address, sizeof out->raft_address, "%s", me->raft);
+        snprintf(out->endpoint, sizeof out->endpoint, "%s", me->client);
+    }
+    kyu_raft_role_t role = kyu_raft_role(r);
+    snprintf(out->role, sizeof out->role, "%s",
+             role == KYU_RAFT_LEADER     ? "leader"
+             : role == KYU_RAFT_FOLLOWER ? "follower"
+                                         : "candidate");
+    out->term = kyu_raft_term(r);
+    out->commit_index = kyu_raft_commit(r);
+    out->applied_index = kyu_sm_applied_index(self->sm);
+    out->leader = kyu_raft_leader(r);
+}
+
+bool kyu_replica_is_leader(kyu_replica_t *self)
+{
+    return kyu_raft_role(self->raft) == KYU_RAFT_LEADER;
+}
+
+bool kyu_replica_transfer(kyu_replica_t *self)
+{
+    return kyu_replica_transfer_to(self, KYU_RAFT_NONE) == KYU_OK;
+}
+
+kyu_code_t kyu_replica_transfer_to(kyu_replica_t *self, uint64_t target)
+{
+    const kyu_raft_t *r = self->raft;
+    if (kyu_raft_role(r) != KYU_RAFT_LEADER)
+        return KYU_ERR_NOT_LEADER;
+    if (self->peers.n <= 1)
+        return KYU_ERR_INVALID_ARGUMENT;
+    uint64_t best = KYU_RAFT_NONE, best_match = 0;
+    const kyu_raft_conf_t *conf = kyu_raft_conf(r);
+    for (uint32_t i = 0; i < conf->n_voters; i++) {
+        uint64_t id = conf->voters[i], m = kyu_raft_match_of(r, id);
+        if (id != self->node_id && (target == KYU_RAFT_NONE || id == target) &&
+            (best == KYU_RAFT_NONE || m > best_match)) {
+            best = id;
+            best_match = m;
+        }
+    }
+    /* What was accepted goes into the log first: the target catches up with it before it
+     * takes over, so those requests are answered. */
+    kyu_replica_flush(self);
+    if (best == KYU_RAFT_NONE || kyu_raft_transfer_leader(self->raft, best) != KYU_RAFT_OK)
+        return KYU_ERR_INVALID_ARGUMENT;
+    self->transferring = true;
+    self->transfer_ticks = 0;
+    kyu_replica_flush(self);
+    return KYU_OK;
+}
+
+bool kyu_replica_serving(kyu_replica_t *self)
+{
+    const kyu_raft_t *r = self->raft;
+    return !self->transferring && kyu_raft_role(r) == KYU_RAFT_LEADER &&
+           kyu_raft_term_at(r, kyu_sm_applied_index(self->sm)) == kyu_raft_term(r);
+}
+
+const char *kyu_replica_leader_endpoint(kyu_replica_t *self)
+{
+    uint64_t leader = kyu_raft_leader(self->raft);
+    const kyu_peer_t *p = leader != self->node_id ? kyu_peers_find(&self->peers, leader) : NULL;
+    return p ? p->client : "";
+}
+
 kyu_code_t kyu_replica_propose(kyu_replica_t *self, const kyu_command_t *cmd, void *waiter,
                                kyu_err_t *err)
 {
     if (self->failed)
         return kyu_err_set(err, KYU_ERR_STORAGE, "%s", self->failure);
+    if (kyu_raft_role(self->raft) != KYU_RAFT_LEADER || self->transferring)
+        return kyu_err_set(err, KYU_ERR_NOT_LEADER, "this node is not the leader");
     if (self->pending >= KYU_REPLICA_PENDING_MAX)
-        return kyu_err_set(err, KYU_ERR_BUSY, "%d requests are waiting for the disk; retry later",
+        return kyu_err_set(err, KYU_ERR_BUSY,
+                           "%d requests are waiting for replication; retry later",
                            KYU_REPLICA_PENDING_MAX);
     if (!self->open)
         self->open = entry_new();
@@ -174,49 +350,221 @@ kyu_code_t kyu_replica_propose(kyu_replica_t *self, const kyu_command_t *cmd, vo
     return KYU_OK;
 }
 
-void kyu_replica_flush(kyu_replica_t *self)
+/* Hands the open entry to the core as one Raft entry. */
+static void propose_open(kyu_replica_t *self)
 {
-    if (!self->open || self->failed || self->n_inflight >= KYU_REPLICA_INFLIGHT)
-        return;
     entry_t *e = self->open;
     self->open = NULL;
-    e->index = self->last_index + 1;
-    kyu_err_t err;
-    if (kyu_log_append(self->log, e->index, 1, e->payload.data, e->payload.size, &err)) {
-        self->open = e;
-        fail(self, err.msg);
+    uint64_t leader = KYU_RAFT_NONE;
+    kyu_raft_err_t rc =
+        kyu_raft_propose(self->raft, e->payload.data, e->payload.size, &e->index, &leader);
+    if (rc != KYU_RAFT_OK) {
+        fail_waiters(self, e, rc == KYU_RAFT_ERR_NOT_LEADER ? KYU_ERR_NOT_LEADER : KYU_ERR_BUSY,
+                     rc == KYU_RAFT_ERR_NOT_LEADER ? "this node is not the leader"
+                                                   : "too many entries wait for a quorum");
+        entry_destroy(&e);
         return;
     }
-    self->last_index = e->index;
-    if (self->inflight_tail)
-        self->inflight_tail->next = e;
+    e->term = kyu_raft_term(self->raft);
+    if (self->proposed_tail)
+        self->proposed_tail->next = e;
     else
-        self->inflight = e;
-    self->inflight_tail = e;
-    self->n_inflight++;
+        self->proposed = e;
+    self->proposed_tail = e;
 }
 
-static void apply_entry(kyu_replica_t *self, entry_t *e)
+/* Applies one committed entry; answers its waiters when this node proposed it at the same
+ * (term, index). */
+static kyu_code_t apply_entry(kyu_replica_t *self, const kyu_raft_entry_t *ce)
 {
+    entry_t *e = NULL;
+    while (self->proposed && self->proposed->index <= ce->index) {
+        entry_t *p = self->proposed;
+        self->proposed = p->next;
+        if (!self->proposed)
+            self->proposed_tail = NULL;
+        if (p->index == ce->index && p->term == ce->term) {
+            e = p;
+            break;
+        }
+        fail_waiters(self, p, KYU_ERR_NOT_LEADER,
+                     "leadership changed before the request committed; it was not applied");
+        entry_destroy(&p);
+    }
+    const void *data = ce->type == KYU_RAFT_ENTRY_NORMAL ? ce->data : NULL;
+    size_t len = ce->type == KYU_RAFT_ENTRY_NORMAL ? ce->len : 0;
     size_t n = 0;
     kyu_err_t err;
-    kyu_result_t *results = calloc(e->n, sizeof *results);
-    KYU_ASSERT(results);
-    if (kyu_sm_apply(self->sm, e->index, e->payload.data, e->payload.size, results, e->n, &n,
-                     &err) != KYU_OK) {
+    kyu_result_t *results = e && e->n ? calloc(e->n, sizeof *results) : NULL;
+    KYU_ASSERT(!e || !e->n || results);
+    kyu_code_t rc = kyu_sm_apply(self->sm, ce->index, data, len, results, e ? e->n : 0, &n, &err);
+    if (rc != KYU_OK) {
         free(results);
-        /* The failed entry is no longer in flight: answer its waiters here. */
-        fail_waiters(self, e, KYU_ERR_STORAGE, err.msg);
+        if (e) {
+            fail_waiters(self, e, KYU_ERR_STORAGE, err.msg);
+            entry_destroy(&e);
+        }
         fail(self, err.msg);
-        return;
+        return rc;
     }
-    KYU_ASSERT(n == e->n);
-    for (size_t i = 0; i < n; i++) {
-        self->done(self->done_arg, e->waiters[i], &results[i]);
-        kyu_result_clear(&results[i]);
+    if (e) {
+        KYU_ASSERT(n == e->n);
+        for (size_t i = 0; i < n; i++) {
+            self->done(self->done_arg, e->waiters[i], &results[i]);
+            kyu_result_clear(&results[i]);
+        }
+        self->pending -= e->n;
+        entry_destroy(&e);
     }
     free(results);
-    self->pending -= e->n;
+    return KYU_OK;
+}
+
+static void send_msgs(kyu_replica_t *self, bool after_persist)
+{
+    for (size_t i = 0; self->send && i < self->rd.n_msgs; i++)
+        if (self->rd.msgs[i].after_persist == after_persist)
+            self->send(self->send_arg, &self->rd.msgs[i]);
+}
+
+/* Lets the core drop applied entries from memory (keeping a window for slow followers)
+ * and the storage thread drop them from disk. The snapshot data is only a descriptor. */
+static void maybe_compact(kyu_replica_t *self)
+{
+    uint64_t applied = kyu_sm_applied_index(self->sm);
+    if (applied < self->compact_checked + self->compact_every / 4 + 1)
+        return;
+    self->compact_checked = applied;
+    /* Keep the last KYU_REPLICA_LOG_WINDOW applied entries, or fewer when they hold more
+     * than KYU_REPLICA_LOG_WINDOW_BYTES: the core keeps its log in memory. */
+    uint64_t first = kyu_raft_first_index(self->raft), keep = applied;
+    size_t bytes = 0;
+    while (keep > first && applied - keep < self->log_window &&
+           bytes < KYU_REPLICA_LOG_WINDOW_BYTES) {
+        const kyu_raft_entry_t *e = kyu_raft_entry_at(self->raft, keep);
+        bytes += e ? e->len : 0;
+        keep--;
+    }
+    uint64_t upto = keep; /* entries up to here go */
+    if (upto < self->compacted + self->compact_every)
+        return;
+    uint8_t desc[8];
+    kyu_put_be64(desc, upto);
+    if (kyu_raft_compact(self->raft, upto, desc, sizeof desc) != KYU_RAFT_OK)
+        return;
+    const kyu_raft_snapshot_t *s = kyu_raft_snapshot(self->raft);
+    kyu_log_snapshot_t ls = {.found = true, .index = s->index, .term = s->term};
+    ls.conf_len = kyu_raft_conf_encode(&s->conf, ls.conf, sizeof ls.conf);
+    KYU_ASSERT(ls.conf_len > 0);
+    kyu_log_compact(self->log, &ls);
+    self->compacted = upto;
+}
+
+/* The second half of a Ready round, once its writes are durable. */
+static void finish_ready(kyu_replica_t *self)
+{
+    send_msgs(self, true);
+    for (size_t i = 0; i < self->rd.n_committed && !self->failed; i++)
+        apply_entry(self, &self->rd.committed[i]);
+    if (self->failed)
+        return; /* the Ready stays out: nothing more is applied or sent */
+    kyu_raft_advance(self->raft);
+    self->ready_out = false;
+    self->await_token = 0;
+    maybe_compact(self);
+}
+
+static bool hs_differs(kyu_raft_hard_state_t a, kyu_raft_hard_state_t b)
+{
+    return a.term != b.term || a.vote != b.vote || a.commit != b.commit;
+}
+
+/* Takes one Ready: sends what may go at once and hands the writes to the storage thread.
+ * Returns false when the round must wait for the storage thread. */
+static bool start_ready(kyu_replica_t *self)
+{
+    kyu_raft_ready(self->raft, &self->rd);
+    self->ready_out = true;
+    kyu_raft_ready_t *rd = &self->rd;
+    send_msgs(self, false);
+    if (rd->snapshot) {
+        self->fatal = true;
+        fail(self, "this node is too far behind the leader's log and needs a snapshot transfer, "
+                   "which is not implemented yet: restart it from an empty data directory once "
+                   "the leader keeps a longer log, or restore a copy of a member's data");
+        return false;
+    }
+    bool promise = rd->n_entries > 0 || rd->hard_state.term != self->persisted.term ||
+                   rd->hard_state.vote != self->persisted.vote;
+    for (size_t i = 0; i < rd->n_msgs && !promise; i++)
+        promise = rd->msgs[i].after_persist;
+    /* A change of the commit index alone is not written (it would cost an fsync of its own):
+     * it rides with the next write, and a restart takes the applied index as the lower bound
+     * of the commit (replica_boot.c). Term and vote are written before anything relies on
+     * them. */
+    bool term_vote =
+        rd->hard_state.term != self->persisted.term || rd->hard_state.vote != self->persisted.vote;
+    bool write_hs = hs_differs(rd->hard_state, self->persisted) && (term_vote || rd->n_entries);
+    if (rd->n_entries > 0 || write_hs) {
+        kyu_log_entry_t stack[16], *ents = stack;
+        if (rd->n_entries > 16) {
+            ents = malloc(rd->n_entries * sizeof *ents);
+            KYU_ASSERT(ents);
+        }
+        for (size_t i = 0; i < rd->n_entries; i++)
+            ents[i] = (kyu_log_entry_t){rd->entries[i].index, rd->entries[i].term,
+                                        (int)rd->entries[i].type, rd->entries[i].data,
+                                        rd->entries[i].len};
+        kyu_log_hard_state_t hs = {true, rd->hard_state.term, rd->hard_state.vote,
+                                   rd->hard_state.commit};
+        uint64_t token = 0;
+        kyu_err_t err;
+        bool truncate = rd->n_entries > 0 && rd->entries[0].index <= self->log_last;
+        kyu_code_t rc = kyu_log_write(self->log, write_hs ? &hs : NULL, ents, rd->n_entries,
+                                      truncate, &token, &err);
+        if (ents != stack)
+            free(ents);
+        if (rc != KYU_OK) {
+            fail(self, err.msg);
+            return false;
+        }
+        if (write_hs)
+            self->persisted = rd->hard_state;
+        if (rd->n_entries > 0)
+            self->log_last = rd->entries[rd->n_entries - 1].index;
+        if (promise) {
+            self->await_token = token;
+            return false;
+        }
+    }
+    finish_ready(self);
+    return true;
+}
+
+void kyu_replica_flush(kyu_replica_t *self)
+{
+    while (!self->failed && !self->ready_out) {
+        /* What the core has first (commits to apply, messages), then the open entry: a Ready
+         * with new entries waits for their fsync, and committed entries must not wait for
+         * the next entry's fsync along with it. */
+        if (!kyu_raft_has_ready(self->raft) && self->open) {
+            if (kyu_raft_role(self->raft) == KYU_RAFT_LEADER) {
+                propose_open(self);
+            } else {
+                fail_waiters(self, self->open, KYU_ERR_NOT_LEADER, "this node is not the leader");
+                entry_destroy(&self->open);
+            }
+        }
+        if (!kyu_raft_has_ready(self->raft))
+            break;
+        if (!start_ready(self))
+            break;
+    }
+    /* Leadership lost: what was proposed may never commit here. */
+    if (!self->ready_out && self->proposed && kyu_raft_role(self->raft) != KYU_RAFT_LEADER)
+        fail_proposed(self, KYU_ERR_NOT_LEADER,
+                      "leadership lost before the request committed; it may or may not be "
+                      "applied");
 }
 
 void kyu_replica_on_log_event(kyu_replica_t *self, const kyu_log_event_t *ev)
@@ -225,21 +573,23 @@ void kyu_replica_on_log_event(kyu_replica_t *self, const kyu_log_event_t *ev)
         fail(self, ev->error);
         return;
     }
-    /* One voter: durable is committed. Apply in order, answer, forget. */
-    while (self->inflight && self->inflight->index <= ev->index && !self->failed) {
-        entry_t *e = self->inflight;
-        self->inflight = e->next;
-        if (!self->inflight)
-            self->inflight_tail = NULL;
-        self->n_inflight--;
-        apply_entry(self, e);
-        entry_destroy(&e);
-    }
-    uint64_t applied = kyu_sm_applied_index(self->sm);
-    if (applied >= self->compacted_before + 256) {
-        /* Applied entries are in the state machine; a single node needs them no more. */
-        kyu_log_compact(self->log, applied);
-        self->compacted_before = applied;
-    }
+    if (self->ready_out && self->await_token && ev->index >= self->await_token)
+        finish_ready(self);
     kyu_replica_flush(self);
+}
+
+void kyu_replica_tick(kyu_replica_t *self)
+{
+    kyu_raft_tick(self->raft);
+    /* The core gives a transfer up after an election timeout; so does the replica, after
+     * three, to serve again if it still leads. */
+    if (self->transferring && (kyu_raft_role(self->raft) != KYU_RAFT_LEADER ||
+                               ++self->transfer_ticks > 3 * self->election_ticks))
+        self->transferring = false;
+    kyu_replica_flush(self);
+}
+
+void kyu_replica_step(kyu_replica_t *self, const kyu_raft_msg_t *msg)
+{
+    kyu_raft_step(self->raft, msg);
 }

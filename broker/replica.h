@@ -1,35 +1,57 @@
-/* replica: the log → commit → apply path.
+/* replica: the log → commit → apply path, over kyu's Raft core (broker/raft/raft.h).
  *
- * Proposals (commands) gather in an open entry; the entry is sealed and handed to the log's
- * storage thread when fewer than KYU_REPLICA_INFLIGHT entries are being written, so while one
- * fsync runs the next entry fills (natural batching, no timer). When the log reports an index
- * durable, the entries up to it are committed — a single node is a one-voter cluster, so
- * durable here is committed; the Raft issue puts consensus at exactly this point — and
- * applied by the state machine, and each command's result goes to whoever waits for it.
- * No result is ever given before its entry is durable.
+ * Proposals (commands) gather in an open entry. Once per Ready round the open entry is
+ * proposed to the core as one Raft entry (natural batching: while one fsync runs, the next
+ * entry fills). The replica runs the core's Ready/Advance loop: messages that promise
+ * nothing go out at once; entries and hard state go to the log's storage thread; messages
+ * that promise a vote or a log go out only when the storage thread reports that write
+ * durable; then committed entries are applied through kyu_sm_apply (the one apply path)
+ * and each waiting command gets its result. No result is ever given before its entry is
+ * committed (durable on a majority; for a single node, fsynced).
  *
- * Owned by the event-loop thread.
+ * Waiters are keyed by the (term, index) of their entry: an entry that commits at that index
+ * with another term, or a leadership lost before the entry commits, answers its waiters
+ * NOT_LEADER (the request may still be applied if the entry survives: clients retry, so a
+ * retried send may be stored twice until client request ids come).
+ *
+ * A node with no peers is a one-voter cluster on the same path. Owned by the event loop.
  */
 #ifndef KYU_REPLICA_H
 #define KYU_REPLICA_H
 
 #include "log.h"
+#include "peers.h"
 #include "sm.h"
 
-#define KYU_REPLICA_INFLIGHT 2        /* entries handed to the storage thread at once */
-#define KYU_REPLICA_PENDING_MAX 20000 /* commands proposed and not yet applied */
-#define KYU_ENTRY_BYTES_MAX (8 << 20) /* an open entry is sealed past this size */
+#define KYU_REPLICA_PENDING_MAX 20000             /* commands proposed and not yet applied */
+#define KYU_ENTRY_BYTES_MAX (8 << 20)             /* an open entry is proposed past this size */
+#define KYU_REPLICA_TICK_MS 10                    /* one Raft tick */
+#define KYU_REPLICA_LOG_WINDOW 16384              /* applied entries kept for slow followers... */
+#define KYU_REPLICA_LOG_WINDOW_BYTES (256u << 20) /* ...unless they hold more bytes */
 
 typedef struct kyu_replica kyu_replica_t;
 
 /* Called once per proposal with its result (or an error result when its entry could not be
- * made durable). The waiter is the pointer given to kyu_replica_propose; the callee owns it
+ * committed). The waiter is the pointer given to kyu_replica_propose; the callee owns it
  * from then on. The result is only valid during the call. */
 typedef void (*kyu_replica_done_fn)(void *arg, void *waiter, kyu_result_t *result);
+/* Sends a Raft message to a peer; must not block (drop instead). */
+typedef void (*kyu_replica_send_fn)(void *arg, const kyu_raft_msg_t *msg);
 
-/* Replays the log entries past the state machine's applied index, then serves. */
+typedef struct {
+    uint64_t node_id;         /* this node; 1 when peers is NULL */
+    const kyu_peers_t *peers; /* NULL or empty: a one-voter cluster */
+    kyu_replica_send_fn send; /* NULL for a one-voter cluster */
+    void *send_arg;
+    uint32_t election_ticks; /* 0: 100 ticks (1 to 2 s) in a cluster, 2 for one voter */
+    uint64_t log_window;     /* applied entries kept (0: KYU_REPLICA_LOG_WINDOW) */
+} kyu_replica_config_t;
+
+/* Rebuilds the Raft core from the log (hard state, snapshot record, entries) and applies the
+ * entries known committed, then serves. cfg may be NULL (one voter, id 1). */
 kyu_replica_t *kyu_replica_new(kyu_store_t *store, kyu_sm_t *sm, kyu_log_t *log,
-                               kyu_replica_done_fn done, void *done_arg, kyu_err_t *err);
+                               const kyu_replica_config_t *cfg, kyu_replica_done_fn done,
+                               void *done_arg, kyu_err_t *err);
 /* Drops proposals that wait (their waiters are handed to done with an error result). */
 void kyu_replica_destroy(kyu_replica_t **self_p);
 
@@ -38,19 +60,42 @@ void kyu_replica_destroy(kyu_replica_t **self_p);
 uint64_t kyu_replica_now(kyu_replica_t *self);
 
 /* Adds cmd to the open entry; waiter comes back through done. BUSY when too many commands
- * wait, STORAGE when the log has failed: then nothing was proposed and waiter stays the
- * caller's. */
+ * wait, STORAGE when the log has failed, NOT_LEADER on a follower: then nothing was proposed
+ * and waiter stays the caller's. */
 kyu_code_t kyu_replica_propose(kyu_replica_t *self, const kyu_command_t *cmd, void *waiter,
                                kyu_err_t *err);
 
-/* Seals the open entry and hands it to the storage thread if there is room. Call after each
- * burst of proposals. */
+/* Runs the Ready loop as far as it goes without waiting: proposes the open entry, hands
+ * writes to the storage thread, sends, applies. Call after each burst of inputs. */
 void kyu_replica_flush(kyu_replica_t *self);
 
-/* Handles a report of the storage thread: commits, applies and answers. */
+/* Inputs: a storage report, a tick (every KYU_REPLICA_TICK_MS), a peer message. */
 void kyu_replica_on_log_event(kyu_replica_t *self, const kyu_log_event_t *ev);
+void kyu_replica_tick(kyu_replica_t *self);
+void kyu_replica_step(kyu_replica_t *self, const kyu_raft_msg_t *msg);
+
+/* True when this node leads and has applied an entry of its own term, so its state holds
+ * every committed write: only then does it serve requests. */
+bool kyu_replica_serving(kyu_replica_t *self);
+/* The leader's client endpoint when known and not this node, else "". */
+const char *kyu_replica_leader_endpoint(kyu_replica_t *self);
+/* This node's view for CLUSTER_STATUS (endpoint left empty for the frontend to fill when
+ * the node has no peer list). */
+void kyu_replica_status(kyu_replica_t *self, kyu_node_status_t *out);
+
+/* Starts handing leadership to the most up-to-date other voter (before a clean shutdown, so
+ * that clients find a new leader at once instead of after an election timeout). From then on
+ * requests are answered NOT_LEADER. False when this node does not lead or is alone. */
+bool kyu_replica_transfer(kyu_replica_t *self);
+/* The same to a chosen voter (KYU_RAFT_NONE: the most up-to-date). NOT_LEADER on a
+ * non-leader, INVALID_ARGUMENT for an unknown or own id or a node alone. */
+kyu_code_t kyu_replica_transfer_to(kyu_replica_t *self, uint64_t target);
+/* True while this node leads. */
+bool kyu_replica_is_leader(kyu_replica_t *self);
 
 /* Non-NULL once writes are refused (log or apply failure): the reason. */
 const char *kyu_replica_failure(kyu_replica_t *self);
+/* True after a failure the node cannot serve past (e.g. it needs a snapshot transfer). */
+bool kyu_replica_fatal(kyu_replica_t *self);
 
 #endif

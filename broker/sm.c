@@ -9,6 +9,7 @@
  *   visibility qid(8) visible_at(8) seq(8) -> ""
  *   meta       "applied_index", "next_seq", "next_qid", "last_now" -> u64
  *   meta       "gc" qid(8)               -> "" (a deleted queue whose data is still to drop)
+ *   meta       "rq"/"rx" ...             -> SEND request keys and their expiry (sm_dedup.c)
  * seq is global (never reused across queues), so a receipt handle of another queue finds
  * nothing. Invariants after every command:
  *   - every message has exactly one lease record and exactly one visibility key, whose

@@ -188,6 +188,25 @@ static kyu_code_t apply_send(kyu_sm_t *self, const kyu_command_t *c, kyu_result_
     return KYU_OK;
 }
 
+/* A SEND with a request key seen within the dedup window is answered with its first ids
+ * and not applied again (a client retried it after a lost reply). */
+static kyu_code_t apply_send_once(kyu_sm_t *self, const kyu_command_t *c, kyu_result_t *res,
+                                  kyu_err_t *err)
+{
+    if (!c->rq_client)
+        return apply_send(self, c, res);
+    bool found = false;
+    kyu_code_t rc = kyu_sm_dedup_expire(self, c->now_ms, err);
+    if (rc == KYU_OK)
+        rc = kyu_sm_dedup_lookup(self, c, res, &found, err);
+    if (rc != KYU_OK || found)
+        return rc;
+    rc = apply_send(self, c, res);
+    if (rc == KYU_OK && res->code == KYU_OK)
+        kyu_sm_dedup_record(self, c, res);
+    return rc;
+}
+
 /* Fills a received message's meta and body from its message record. */
 static kyu_code_t read_message(kyu_sm_t *self, uint64_t qid, uint64_t seq, const lease_t *l,
                                kyu_result_t *res, kyu_err_t *err)
@@ -411,7 +430,8 @@ static void forget_touched(kyu_sm_t *self)
     zlistx_purge(self->touched);
 }
 
-/* True when a command of the entry reads state (receive, delete, change visibility): only
+/* True when a command of the entry reads state (receive, delete, change visibility, a send
+ * with a request key): only
  * then does the entry need the indexed batch that lets it read its own writes. A command
  * that does not decode counts as reading; the apply below reports it. */
 static bool entry_reads(const void *payload, size_t len)
@@ -425,6 +445,8 @@ static bool entry_reads(const void *payload, size_t len)
         if (cmd.type == KYU_CMD_RECEIVE || cmd.type == KYU_CMD_DELETE ||
             cmd.type == KYU_CMD_CHANGE_VISIBILITY)
             return true;
+        if (cmd.type == KYU_CMD_SEND && cmd.rq_client != 0)
+            return true; /* a keyed send looks its key up (sm_dedup.c) */
     }
     return false;
 }
@@ -457,7 +479,7 @@ kyu_code_t kyu_sm_apply(kyu_sm_t *self, uint64_t index, const void *payload, siz
             rc = apply_delete_queue(self, &cmd, res);
             break;
         case KYU_CMD_SEND:
-            rc = apply_send(self, &cmd, res);
+            rc = apply_send_once(self, &cmd, res, err);
             break;
         case KYU_CMD_RECEIVE:
             rc = apply_receive(self, &cmd, res, waited, err);

@@ -62,6 +62,14 @@ static inline void key_vis(uint8_t k[KEY_VIS], uint64_t qid, uint64_t visible_at
     kyu_put_be64(k + 16, seq);
 }
 
+/* Request keys of SENDs (sm_dedup.c): a keyed SEND seen within the window is answered with
+ * the first attempt's ids and not applied again. */
+#define KYU_DEDUP_WINDOW_MS (5 * 60 * 1000)
+kyu_code_t kyu_sm_dedup_lookup(kyu_sm_t *self, const kyu_command_t *c, kyu_result_t *res,
+                               bool *found, kyu_err_t *err);
+void kyu_sm_dedup_record(kyu_sm_t *self, const kyu_command_t *c, const kyu_result_t *res);
+kyu_code_t kyu_sm_dedup_expire(kyu_sm_t *self, uint64_t now_ms, kyu_err_t *err);
+
 /* Drops the data of deleted queues (their "gc" records); idempotent. */
 kyu_code_t kyu_sm_collect_garbage(kyu_sm_t *self, kyu_err_t *err);
 

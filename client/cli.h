@@ -46,7 +46,8 @@ enum {
     CLI_OPT_VT = 2,
     CLI_OPT_LINES = 4,
     CLI_OPT_VT_REQUIRED = 8,
-    CLI_OPT_HANDLES = 16
+    CLI_OPT_HANDLES = 16,
+    CLI_OPT_CLUSTER = 32 /* talks to every endpoint itself: no queue argument, no connect */
 };
 
 /* Prints "kyu: CMD: fmt" and the command's usage line on stderr; returns CLI_EXIT_USAGE. */
@@ -70,5 +71,6 @@ int cli_cmd_send(cli_t *cli, cli_args_t *a);
 int cli_cmd_receive(cli_t *cli, cli_args_t *a);
 int cli_cmd_delete(cli_t *cli, cli_args_t *a);
 int cli_cmd_change_visibility(cli_t *cli, cli_args_t *a);
+int cli_cmd_cluster(cli_t *cli, cli_args_t *a);
 
 #endif

@@ -3,12 +3,16 @@
  * once the broker acknowledged it and in input order (a ring of WINDOW slots holds the
  * answers that came before an earlier line's). */
 #include "cli.h"
+#include "kyu_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define WINDOW 100
+#define LINE_TRIES 50       /* sends of one line across failovers */
+#define LINE_RETRY_MS 20000 /* and for at most this long after its first send */
+#define NO_LEADER_PAUSE_MS 100
 
 static int print_id(const cli_t *cli, const char *id)
 {
@@ -69,7 +73,32 @@ typedef struct {
     size_t line;
     bool done;
     kyu_reply_t rep;
+    char *body; /* kept until answered, to send again after a failover */
+    size_t len;
+    int tries;
+    unsigned epoch; /* the connection it was last sent on */
+    int64_t first_ms;
+    uint64_t key; /* request key: the same on every resend, so the line is stored once */
 } slot_t;
+
+/* Codes after which the line may go to another node: the broker surely did not apply it
+ * (NOT_LEADER) or may have (TIMEOUT: the request key makes the resend a no-op then). */
+static bool retryable(uint32_t status)
+{
+    return status == KYU_ERR_NOT_LEADER || status == KYU_ERR_TIMEOUT ||
+           status == KYU_ERR_CONNECTION || status == KYU_ERR_BUSY;
+}
+
+static kyu_code_t send_slot(cli_t *cli, const char *queue, slot_t *s, unsigned epoch,
+                            kyu_err_t *err)
+{
+    const void *bodies[] = {s->body};
+    size_t lens[] = {s->len};
+    s->tries++;
+    s->epoch = epoch;
+    return kyu_client_send_async_keyed(cli->client, queue, bodies, lens, 1, &s->key, &s->req_id,
+                                       err);
+}
 
 /* Prints the answered slots at the head of the ring; returns how many were consumed. */
 static size_t flush_done(cli_t *cli, slot_t *ring, size_t head, size_t count, int *rc)
@@ -85,6 +114,8 @@ static size_t flush_done(cli_t *cli, slot_t *ring, size_t head, size_t count, in
                             s->rep.error);
         }
         kyu_reply_reset(&s->rep);
+        free(s->body);
+        s->body = NULL;
     }
     if (k)
         fflush(stdout);
@@ -101,6 +132,7 @@ static int send_lines(cli_t *cli, const char *queue)
     char *line = NULL;
     bool eof = false;
     int rc = CLI_EXIT_OK;
+    unsigned epoch = 0;
     while (count > 0 || (!eof && rc == CLI_EXIT_OK)) {
         while (!eof && rc == CLI_EXIT_OK && count < WINDOW) {
             ssize_t n = getline(&line, &cap, stdin);
@@ -113,17 +145,25 @@ static int send_lines(cli_t *cli, const char *queue)
             line_no++;
             if (n > 0 && line[n - 1] == '\n')
                 n--;
-            const void *bodies[] = {line};
-            size_t lens[] = {(size_t)n};
-            uint64_t id = 0;
+            slot_t *s = &ring[(head + count) % WINDOW];
+            *s = (slot_t){.line = line_no,
+                          .body = malloc(n ? (size_t)n : 1),
+                          .len = (size_t)n,
+                          .first_ms = kyu_client_now_ms()};
+            kyu_reply_init(&s->rep);
+            if (!s->body) {
+                rc = cli_failf(cli, "out of memory");
+                break;
+            }
+            memcpy(s->body, line, (size_t)n);
             kyu_err_t err = {0};
-            if (kyu_client_send_async(cli->client, queue, bodies, lens, 1, &id, &err) != KYU_OK) {
+            if (send_slot(cli, queue, s, epoch, &err) != KYU_OK) {
+                free(s->body);
+                s->body = NULL;
                 rc = cli_failf(cli, "line %zu: %s: %s", line_no, kyu_code_name(err.code), err.msg);
                 break;
             }
-            slot_t *s = &ring[(head + count++) % WINDOW];
-            *s = (slot_t){.req_id = id, .line = line_no};
-            kyu_reply_init(&s->rep);
+            count++;
         }
         if (count == 0)
             break;
@@ -136,20 +176,48 @@ static int send_lines(cli_t *cli, const char *queue)
         }
         for (size_t k = 0; k < count; k++) {
             slot_t *s = &ring[(head + k) % WINDOW];
-            if (s->req_id == rep.id && !s->done) {
-                s->rep = rep;
-                s->done = true;
-                kyu_reply_init(&rep);
-                break;
+            if (s->req_id != rep.id || s->done)
+                continue;
+            if (retryable(rep.status) && s->tries < LINE_TRIES &&
+                kyu_client_now_ms() - s->first_ms < LINE_RETRY_MS) {
+                /* The first failure on a connection moves the client (to the leader it
+                 * names, else the next node); the others in flight on it just follow. */
+                if (rep.status == KYU_ERR_BUSY) {
+                    /* The leader is there but saturated (or briefly refusing while it hands
+                     * leadership over): wait a little, same connection. */
+                    kyu_client_pause_ms(NO_LEADER_PAUSE_MS / 2);
+                } else if (s->epoch == epoch) {
+                    if (!rep.leader[0] && rep.status == KYU_ERR_NOT_LEADER)
+                        kyu_client_pause_ms(NO_LEADER_PAUSE_MS); /* an election is under way */
+                    kyu_err_t ferr = {0};
+                    const char *to = rep.leader;
+                    /* A node that does not answer HELLO is skipped: bounded by the tries. */
+                    for (int f = 0; f < 8 && kyu_client_now_ms() - s->first_ms < LINE_RETRY_MS &&
+                                    kyu_client_failover(cli->client, to, &ferr);
+                         f++)
+                        to = NULL;
+                    epoch++;
+                }
+                kyu_err_t serr = {0};
+                if (send_slot(cli, queue, s, epoch, &serr) == KYU_OK)
+                    break;
+                rep.status = serr.code;
+                snprintf(rep.error, sizeof rep.error, "%s", serr.msg);
             }
+            s->rep = rep;
+            s->done = true;
+            kyu_reply_init(&rep);
+            break;
         }
         kyu_reply_reset(&rep);
         size_t k = flush_done(cli, ring, head, count, &rc);
         head = (head + k) % WINDOW;
         count -= k;
     }
-    for (size_t k = 0; k < count; k++)
+    for (size_t k = 0; k < count; k++) {
         kyu_reply_reset(&ring[(head + k) % WINDOW].rep);
+        free(ring[(head + k) % WINDOW].body);
+    }
     free(ring);
     free(line);
     return rc;

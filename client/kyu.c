@@ -6,6 +6,7 @@
 #include "kyu_internal.h"
 
 #include <errno.h>
+#include <sys/random.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -153,15 +154,25 @@ static kyu_code_t connect_endpoint(kyu_client_t *c, size_t i, kyu_err_t *err)
     return rc;
 }
 
-/* The one place that decides where to go next: the leader named by a NOT_LEADER reply when
- * it is one of ours, else the next endpoint of the list. (Following a leader outside the
- * list is the cluster work's addition.) */
-static size_t pick_endpoint(const kyu_client_t *c, const char *leader)
+/* The one place that decides where to go next: the leader named by a NOT_LEADER reply (added
+ * to the list when it is not in it yet, up to KYU_CLIENT_ENDPOINTS_MAX: a cluster may have
+ * members the user did not list), else the next endpoint of the list. */
+static size_t pick_endpoint(kyu_client_t *c, const char *leader)
 {
-    if (leader && *leader)
+    if (leader && *leader && strlen(leader) < KYU_ENDPOINT_MAX) {
         for (size_t i = 0; i < c->n_endpoints; i++)
             if (strcmp(c->endpoints[i], leader) == 0)
                 return i;
+        if (c->n_endpoints < KYU_CLIENT_ENDPOINTS_MAX) {
+            char(*more)[KYU_ENDPOINT_MAX] =
+                realloc(c->endpoints, (c->n_endpoints + 1) * sizeof c->endpoints[0]);
+            if (more) {
+                c->endpoints = more;
+                snprintf(c->endpoints[c->n_endpoints], KYU_ENDPOINT_MAX, "%s", leader);
+                return c->n_endpoints++;
+            }
+        }
+    }
     return (c->current + 1) % c->n_endpoints;
 }
 
@@ -193,6 +204,13 @@ kyu_client_t *kyu_client_new_opts(const char *endpoints, const kyu_client_opts_t
         goto fail;
     }
     c->next_id = 1;
+    c->next_key = 1;
+    /* A random client id keeps request keys of different clients apart; 0 is reserved. */
+    while (c->client_id == 0)
+        if (getrandom(&c->client_id, sizeof c->client_id, 0) != sizeof c->client_id) {
+            kyu_err_set(err, KYU_ERR_INTERNAL, "getrandom failed");
+            goto fail;
+        }
     c->max_body = KYU_BODY_MAX_DEFAULT;
     c->pending = calloc((size_t)c->opts.max_inflight, sizeof c->pending[0]);
     if (!c->pending) {
@@ -280,6 +298,7 @@ kyu_code_t kyu_client_request_async(kyu_client_t *self, const kyu_request_t *req
                                "message of %zu bytes is over the broker's maximum of %llu", lens[i],
                                (unsigned long long)self->max_body);
     kyu_request_t r = *req;
+    kyu_client_key_request(self, &r);
     r.id = self->next_id++;
     r.has_id = true;
     msgpack_sbuffer sb;
@@ -302,6 +321,33 @@ kyu_code_t kyu_client_request_async(kyu_client_t *self, const kyu_request_t *req
     if (req_id)
         *req_id = r.id;
     return KYU_OK;
+}
+
+void kyu_client_key_request(kyu_client_t *c, kyu_request_t *req)
+{
+    if (req->op == KYU_OP_SEND && !(req->fields & KYU_F_RQ)) {
+        req->rq_client = c->client_id;
+        req->rq_key = c->next_key++;
+        req->fields |= KYU_F_RQ;
+    }
+}
+
+kyu_code_t kyu_client_send_async_keyed(kyu_client_t *self, const char *queue,
+                                       const void *const *bodies, const size_t *lens, size_t n,
+                                       uint64_t *key, uint64_t *req_id, kyu_err_t *err)
+{
+    kyu_request_t req = {.op = KYU_OP_SEND, .fields = KYU_F_QUEUE};
+    if (n < 1)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "send needs 1 to %d bodies",
+                           KYU_BATCH_MAX);
+    if (kyu_client_set_queue(&req, queue, err) != KYU_OK)
+        return err ? err->code : KYU_ERR_INVALID_NAME;
+    if (*key == 0)
+        *key = self->next_key++;
+    req.rq_client = self->client_id;
+    req.rq_key = *key;
+    req.fields |= KYU_F_RQ;
+    return kyu_client_request_async(self, &req, bodies, lens, n, req_id, err);
 }
 
 kyu_code_t kyu_client_send_async(kyu_client_t *self, const char *queue, const void *const *bodies,

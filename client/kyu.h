@@ -9,13 +9,16 @@
  *    by the client's timeout, after which poll_reply reports it as KYU_ERR_TIMEOUT.
  *  - synchronous convenience calls, one per op (kyu_client_send, kyu_client_receive, ...):
  *    each sends one request and waits for its reply, moving to the next endpoint on a timeout
- *    or NOT_LEADER (bounded: each endpoint is tried once per call). Replies to asynchronous
- *    requests that arrive meanwhile are kept for poll_reply.
+ *    or NOT_LEADER (to the leader a NOT_LEADER reply names, even one not in the list; bounded:
+ *    at most 64 attempts within the client's timeout, pausing while no leader is known). Replies to
+ * asynchronous requests that arrive meanwhile are kept for poll_reply.
  *
  * Every call returns a kyu_code_t and, on failure, fills a kyu_err_t: err->code is the
  * reply's status (or a client-side code: TIMEOUT, CONNECTION, TOO_LARGE...) and err->msg the
- * broker's text. A retried request may have been applied already: a send can then enqueue
- * its message twice (at-least-once, as SQS), a delete can then report RECEIPT_INVALID.
+ * broker's text. Every SEND carries a request key (client id, key), kept across the retries
+ * of one call, so a retried send is applied once (within 5 minutes). Other retried requests
+ * may have been applied already: a delete can then report RECEIPT_INVALID, a receive leases
+ * another message (the first lease simply runs out).
  *
  * Threads: a client is not thread-safe; give each thread its own client.
  * Ownership: the caller owns what the client returns (kyu_messages_destroy,
@@ -86,6 +89,13 @@ kyu_code_t kyu_client_request_async(kyu_client_t *self, const kyu_request_t *req
 kyu_code_t kyu_client_send_async(kyu_client_t *self, const char *queue, const void *const *bodies,
                                  const size_t *lens, size_t n, uint64_t *req_id, kyu_err_t *err);
 
+/* The same with a request key: *key 0 gets the client's next key; giving the same *key again
+ * (a retry after a failover or a timeout) makes the broker apply the send once and answer
+ * with the first attempt's ids, within 5 minutes. */
+kyu_code_t kyu_client_send_async_keyed(kyu_client_t *self, const char *queue,
+                                       const void *const *bodies, const size_t *lens, size_t n,
+                                       uint64_t *key, uint64_t *req_id, kyu_err_t *err);
+
 /* Waits up to timeout_ms (0: do not wait, -1: until a reply or a request's deadline) for
  * the reply to any request in flight. Returns KYU_OK with *rep filled when one is there:
  * rep->id names the request, rep->status is its outcome (KYU_OK, the broker's error code
@@ -134,6 +144,14 @@ kyu_code_t kyu_client_delete(kyu_client_t *self, const char *queue, const char *
 kyu_code_t kyu_client_change_visibility(kyu_client_t *self, const char *queue,
                                         const char *const *handles, size_t n, int vt,
                                         kyu_code_t *results, kyu_err_t *err);
+
+/* Asks the connected node (no failover: every node answers for itself) for its own view of
+ * the cluster. */
+kyu_code_t kyu_client_cluster_status(kyu_client_t *self, kyu_node_status_t *out, kyu_err_t *err);
+
+/* Asks the leader (found with failover) to hand leadership to node `to` (0: the most
+ * up-to-date follower). Returns once the transfer has started. */
+kyu_code_t kyu_client_cluster_transfer(kyu_client_t *self, uint64_t to, kyu_err_t *err);
 
 /* Sends a request and waits for its reply, with failover; the building block of the calls
  * above. On KYU_OK *rep holds the broker's success reply (caller resets it); msgs as in

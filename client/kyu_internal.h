@@ -24,10 +24,12 @@ typedef struct kyu_stash {
 struct kyu_client {
     void *ctx;
     void *sock; /* DEALER connected to endpoints[current]; NULL after a failed failover */
-    char (*endpoints)[KYU_ENDPOINT_MAX];
+    char (*endpoints)[KYU_ENDPOINT_MAX]; /* the user's list, then leaders learnt */
     size_t n_endpoints, current;
     kyu_client_opts_t opts;
     uint64_t next_id;
+    uint64_t client_id; /* random: names this client's request keys (SEND's "rq") */
+    uint64_t next_key;
     uint64_t max_body;
     kyu_pending_t *pending; /* compact array of n_pending, capacity opts.max_inflight */
     size_t n_pending;
@@ -39,6 +41,14 @@ int64_t kyu_client_now_ms(void);
 kyu_code_t kyu_client_set_queue(kyu_request_t *req, const char *queue, kyu_err_t *err);
 kyu_code_t kyu_client_recv_one(kyu_client_t *c, int timeout_ms, kyu_reply_t *rep,
                                kyu_message_t **msgs, kyu_err_t *err);
+#define KYU_CLIENT_ENDPOINTS_MAX 32
+
+/* Gives a SEND without a request key the client's next one, so that retries of it reuse it. */
+void kyu_client_key_request(kyu_client_t *c, kyu_request_t *req);
+
+/* Waits ms milliseconds (retry back-off while a cluster elects a leader). */
+void kyu_client_pause_ms(int ms);
+
 /* One request, one reply, on the current endpoint (no failover). */
 kyu_code_t kyu_client_call_once(kyu_client_t *c, const kyu_request_t *req,
                                 const void *const *bodies, const size_t *lens, size_t n,

@@ -4,6 +4,17 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#define RETRY_MAX 64
+#define RETRY_PAUSE_MS 100
+
+void kyu_client_pause_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+}
 
 /* Codes after which another endpoint may answer: the request may or may not have been
  * applied (TIMEOUT) or surely was not (NOT_LEADER, CONNECTION). */
@@ -18,9 +29,19 @@ kyu_code_t kyu_client_call(kyu_client_t *self, const kyu_request_t *req, const v
 {
     char leader[KYU_ENDPOINT_MAX] = "";
     kyu_code_t rc = KYU_ERR_CONNECTION;
-    /* Each endpoint once: bounded by n_endpoints × timeout. */
-    for (size_t attempt = 0; attempt < self->n_endpoints; attempt++) {
+    /* One key for every attempt: a SEND retried after a lost reply is applied once. */
+    kyu_request_t keyed = *req;
+    kyu_client_key_request(self, &keyed);
+    req = &keyed;
+    /* Bounded: at most RETRY_MAX attempts and, once the first has failed, the client's timeout
+     * to find a leader (an election takes one to two seconds). */
+    int64_t deadline = kyu_client_now_ms() + self->opts.timeout_ms;
+    for (int attempt = 0; attempt < RETRY_MAX; attempt++) {
         if (attempt > 0) {
+            if (kyu_client_now_ms() >= deadline)
+                break;
+            if (!leader[0] && rc == KYU_ERR_NOT_LEADER && attempt >= (int)self->n_endpoints)
+                kyu_client_pause_ms(RETRY_PAUSE_MS); /* every node said: no leader yet */
             kyu_err_t ferr = {0};
             if (kyu_client_failover(self, leader, &ferr) != KYU_OK) {
                 leader[0] = '\0';
@@ -32,6 +53,9 @@ kyu_code_t kyu_client_call(kyu_client_t *self, const kyu_request_t *req, const v
             return rc;
         snprintf(leader, sizeof leader, "%s", rc == KYU_ERR_NOT_LEADER ? rep->leader : "");
     }
+    if (rc == KYU_ERR_NOT_LEADER && err)
+        kyu_err_set(err, KYU_ERR_NOT_LEADER, "no leader found within %d ms: %s",
+                    self->opts.timeout_ms, err->msg);
     return rc;
 }
 
@@ -242,4 +266,28 @@ kyu_code_t kyu_client_change_visibility(kyu_client_t *self, const char *queue,
         return rc;
     }
     return call_handles(self, &req, handles, n, results, err);
+}
+
+kyu_code_t kyu_client_cluster_status(kyu_client_t *self, kyu_node_status_t *out, kyu_err_t *err)
+{
+    kyu_request_t req = {.op = KYU_OP_CLUSTER_STATUS};
+    kyu_reply_t rep;
+    kyu_reply_init(&rep);
+    kyu_code_t rc = kyu_client_call_once(self, &req, NULL, NULL, 0, &rep, NULL, err);
+    if (rc == KYU_OK && !rep.has_node)
+        rc = kyu_err_set(err, KYU_ERR_MALFORMED, "CLUSTER_STATUS reply without a node");
+    if (rc == KYU_OK)
+        *out = rep.node;
+    kyu_reply_reset(&rep);
+    return rc;
+}
+
+kyu_code_t kyu_client_cluster_transfer(kyu_client_t *self, uint64_t to, kyu_err_t *err)
+{
+    kyu_request_t req = {.op = KYU_OP_CLUSTER_TRANSFER, .to = to, .fields = to ? KYU_F_TO : 0};
+    kyu_reply_t rep;
+    kyu_reply_init(&rep);
+    kyu_code_t rc = kyu_client_call(self, &req, NULL, NULL, 0, &rep, NULL, err);
+    kyu_reply_reset(&rep);
+    return rc;
 }

@@ -21,7 +21,7 @@ static const kyu_op_info_t op_table[] = {
     {KYU_OP_LIST_QUEUES, "list-queues", 0, 0, 0, 0, KYU_OPF_READ, "list queue names"},
     {KYU_OP_GET_QUEUE_ATTRIBUTES, "get-queue-attributes", KYU_F_QUEUE, KYU_F_QUEUE, 0, 0,
      KYU_OPF_READ, "show a queue's attributes and message counts"},
-    {KYU_OP_SEND, "send", KYU_F_QUEUE, KYU_F_QUEUE, 1, KYU_BATCH_MAX, KYU_OPF_WRITE,
+    {KYU_OP_SEND, "send", KYU_F_QUEUE, KYU_F_QUEUE | KYU_F_RQ, 1, KYU_BATCH_MAX, KYU_OPF_WRITE,
      "send 1..10 messages, one per body frame"},
     {KYU_OP_RECEIVE, "receive", KYU_F_QUEUE, KYU_F_QUEUE | KYU_F_MAX | KYU_F_VT, 0, 0,
      KYU_OPF_WRITE, "lease up to max visible messages"},
@@ -30,6 +30,10 @@ static const kyu_op_info_t op_table[] = {
     {KYU_OP_CHANGE_VISIBILITY, "change-visibility", KYU_F_QUEUE | KYU_F_HANDLES | KYU_F_VT,
      KYU_F_QUEUE | KYU_F_HANDLES | KYU_F_VT, 0, 0, KYU_OPF_WRITE,
      "set the remaining lease of received messages"},
+    {KYU_OP_CLUSTER_STATUS, "cluster-status", 0, 0, 0, 0, KYU_OPF_READ,
+     "this node's view of the cluster (answered by every node, leader or not)"},
+    {KYU_OP_CLUSTER_TRANSFER, "cluster-transfer", 0, KYU_F_TO, 0, 0, KYU_OPF_ADMIN,
+     "hand leadership to node `to` (default: the most up-to-date follower)"},
 };
 
 const kyu_op_info_t *kyu_op_info(uint64_t op)
@@ -131,6 +135,20 @@ static kyu_code_t decode_request_field(const msgpack_object *k, const msgpack_ob
         for (size_t i = 0; i < req->n_handles && rc == KYU_OK; i++)
             rc = get_str(&v->via.array.ptr[i], "receipt handle", req->handles[i], KYU_HANDLE_MAX,
                          err);
+    } else if (kyu_mp_key_is(k, "to")) {
+        bit = KYU_F_TO;
+        rc = get_uint(v, "node id", INT64_MAX, &req->to, err);
+        if (rc == KYU_OK && req->to == 0)
+            rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "node id must not be 0");
+    } else if (kyu_mp_key_is(k, "rq")) {
+        bit = KYU_F_RQ;
+        if (v->type != MSGPACK_OBJECT_ARRAY || v->via.array.size != 2)
+            return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "rq must be [client id, key]");
+        rc = get_uint(&v->via.array.ptr[0], "rq client id", UINT64_MAX, &req->rq_client, err);
+        if (rc == KYU_OK)
+            rc = get_uint(&v->via.array.ptr[1], "rq key", UINT64_MAX, &req->rq_key, err);
+        if (rc == KYU_OK && (req->rq_client == 0 || req->rq_key == 0))
+            rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "rq client id and key must not be 0");
     } else {
         return kyu_err_set(err, KYU_ERR_MALFORMED, "unknown header field");
     }
@@ -155,6 +173,10 @@ static const char *field_name(unsigned bit)
         return "rh (receipt handles)";
     case KYU_F_VERSION:
         return "v (version)";
+    case KYU_F_RQ:
+        return "rq (request key)";
+    case KYU_F_TO:
+        return "to (node id)";
     default:
         return "?";
     }
@@ -209,7 +231,7 @@ kyu_code_t kyu_request_decode(const void *buf, size_t len, size_t n_bodies, kyu_
         rc = decode_request_field(&root->via.map.ptr[i].key, &root->via.map.ptr[i].val, req, err);
     if (rc != KYU_OK)
         goto done;
-    for (unsigned bit = 1; bit <= KYU_F_VERSION; bit <<= 1) {
+    for (unsigned bit = 1; bit <= KYU_F_LAST_; bit <<= 1) {
         if ((info->required & bit) && !(req->fields & bit)) {
             rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "%s needs field %s", info->name,
                              field_name(bit));
@@ -234,7 +256,7 @@ void kyu_request_encode(const kyu_request_t *req, msgpack_sbuffer *out)
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
     int n = 2;
-    for (unsigned bit = 1; bit <= KYU_F_VERSION; bit <<= 1)
+    for (unsigned bit = 1; bit <= KYU_F_LAST_; bit <<= 1)
         n += (req->fields & bit) != 0;
     msgpack_pack_map(&pk, n);
     kyu_mp_pack_str(&pk, "op");
@@ -258,6 +280,16 @@ void kyu_request_encode(const kyu_request_t *req, msgpack_sbuffer *out)
         msgpack_pack_array(&pk, req->n_handles);
         for (size_t i = 0; i < req->n_handles; i++)
             kyu_mp_pack_str(&pk, req->handles[i]);
+    }
+    if (req->fields & KYU_F_TO) {
+        kyu_mp_pack_str(&pk, "to");
+        msgpack_pack_uint64(&pk, req->to);
+    }
+    if (req->fields & KYU_F_RQ) {
+        kyu_mp_pack_str(&pk, "rq");
+        msgpack_pack_array(&pk, 2);
+        msgpack_pack_uint64(&pk, req->rq_client);
+        msgpack_pack_uint64(&pk, req->rq_key);
     }
     if (req->fields & KYU_F_VERSION) {
         kyu_mp_pack_str(&pk, "v");

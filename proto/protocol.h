@@ -42,6 +42,8 @@ typedef enum {
     KYU_OP_RECEIVE = 7,
     KYU_OP_DELETE = 8,
     KYU_OP_CHANGE_VISIBILITY = 9,
+    KYU_OP_CLUSTER_STATUS = 10,
+    KYU_OP_CLUSTER_TRANSFER = 11,
     KYU_OP_MAX_
 } kyu_op_t;
 
@@ -52,10 +54,14 @@ enum {
     KYU_F_MAX = 1 << 2,     /* "max": messages to receive */
     KYU_F_HANDLES = 1 << 3, /* "rh": array of receipt handles */
     KYU_F_VERSION = 1 << 4, /* "v": protocol version */
+    KYU_F_RQ = 1 << 5,      /* "rq": [client id, request key]: a retried SEND is applied once */
+    KYU_F_TO = 1 << 6,      /* "to": a node id (CLUSTER_TRANSFER's target) */
+    KYU_F_LAST_ = KYU_F_TO,
 };
 
 /* Op flags: WRITE ops go through the log; READ ops are answered from applied state. */
-enum { KYU_OPF_WRITE = 1 << 0, KYU_OPF_READ = 1 << 1 };
+/* ADMIN ops act on the cluster, not on queues: answered by the leader, not logged. */
+enum { KYU_OPF_WRITE = 1 << 0, KYU_OPF_READ = 1 << 1, KYU_OPF_ADMIN = 1 << 2 };
 
 typedef struct {
     kyu_op_t op;
@@ -81,6 +87,8 @@ typedef struct {
     uint32_t max;
     size_t n_handles;
     char handles[KYU_BATCH_MAX][KYU_HANDLE_MAX + 1];
+    uint64_t rq_client, rq_key; /* KYU_F_RQ: both non-zero */
+    uint64_t to;                /* KYU_F_TO: non-zero */
 } kyu_request_t;
 
 typedef struct {
@@ -97,6 +105,16 @@ typedef struct {
     int64_t not_visible; /* ApproximateNumberOfMessagesNotVisible */
     int64_t created_ms;  /* CreatedTimestamp, ms since the epoch */
 } kyu_queue_attrs_t;
+
+/* CLUSTER_STATUS: one node's own view of the cluster. */
+typedef struct {
+    uint64_t id; /* 1 for a node started without peers */
+    char raft_address[KYU_ENDPOINT_MAX];
+    char endpoint[KYU_ENDPOINT_MAX];
+    char role[16]; /* leader, follower, candidate */
+    uint64_t term, commit_index, applied_index;
+    uint64_t leader; /* the leader's id as this node knows it, 0 if none */
+} kyu_node_status_t;
 
 typedef struct {
     uint64_t id;
@@ -118,6 +136,9 @@ typedef struct {
     /* GET_QUEUE_ATTRIBUTES */
     bool has_attrs;
     kyu_queue_attrs_t attrs;
+    /* CLUSTER_STATUS */
+    bool has_node;
+    kyu_node_status_t node;
     /* LIST_QUEUES: heap array of n_queues names, owned by the reply */
     size_t n_queues;
     char (*queues)[KYU_NAME_MAX + 1];

@@ -37,7 +37,7 @@ void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out)
         n += 1 + (rep->leader[0] != '\0');
     else
         n += (rep->version != 0) * 2 + (rep->n_ids > 0) + (rep->n_msgs > 0) + (rep->n_results > 0) +
-             rep->has_attrs + (rep->queues != NULL);
+             rep->has_attrs + (rep->queues != NULL) + rep->has_node;
     msgpack_pack_map(&pk, n);
     kyu_mp_pack_str(&pk, "id");
     msgpack_pack_uint64(&pk, rep->id);
@@ -92,6 +92,22 @@ void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out)
         pack_kv_int(&pk, "ApproximateNumberOfMessages", rep->attrs.visible);
         pack_kv_int(&pk, "ApproximateNumberOfMessagesNotVisible", rep->attrs.not_visible);
         pack_kv_int(&pk, "CreatedTimestamp", rep->attrs.created_ms);
+    }
+    if (rep->has_node) {
+        const kyu_node_status_t *nd = &rep->node;
+        kyu_mp_pack_str(&pk, "node");
+        msgpack_pack_map(&pk, 8);
+        pack_kv_int(&pk, "id", (int64_t)nd->id);
+        kyu_mp_pack_str(&pk, "raft");
+        kyu_mp_pack_str(&pk, nd->raft_address);
+        kyu_mp_pack_str(&pk, "ep");
+        kyu_mp_pack_str(&pk, nd->endpoint);
+        kyu_mp_pack_str(&pk, "role");
+        kyu_mp_pack_str(&pk, nd->role);
+        pack_kv_int(&pk, "term", (int64_t)nd->term);
+        pack_kv_int(&pk, "commit", (int64_t)nd->commit_index);
+        pack_kv_int(&pk, "applied", (int64_t)nd->applied_index);
+        pack_kv_int(&pk, "leader", (int64_t)nd->leader);
     }
     if (rep->queues) {
         kyu_mp_pack_str(&pk, "queues");
@@ -175,6 +191,35 @@ static bool decode_attrs(const msgpack_object *o, kyu_queue_attrs_t *a)
     return true;
 }
 
+static bool decode_node(const msgpack_object *o, kyu_node_status_t *nd)
+{
+    if (o->type != MSGPACK_OBJECT_MAP)
+        return false;
+    for (uint32_t i = 0; i < o->via.map.size; i++) {
+        const msgpack_object *k = &o->via.map.ptr[i].key, *v = &o->via.map.ptr[i].val;
+        bool ok = true;
+        if (kyu_mp_key_is(k, "id"))
+            ok = get_u64(v, &nd->id);
+        else if (kyu_mp_key_is(k, "raft"))
+            ok = kyu_mp_copy_str(v, nd->raft_address, KYU_ENDPOINT_MAX - 1);
+        else if (kyu_mp_key_is(k, "ep"))
+            ok = kyu_mp_copy_str(v, nd->endpoint, KYU_ENDPOINT_MAX - 1);
+        else if (kyu_mp_key_is(k, "role"))
+            ok = kyu_mp_copy_str(v, nd->role, sizeof nd->role - 1);
+        else if (kyu_mp_key_is(k, "term"))
+            ok = get_u64(v, &nd->term);
+        else if (kyu_mp_key_is(k, "commit"))
+            ok = get_u64(v, &nd->commit_index);
+        else if (kyu_mp_key_is(k, "applied"))
+            ok = get_u64(v, &nd->applied_index);
+        else if (kyu_mp_key_is(k, "leader"))
+            ok = get_u64(v, &nd->leader);
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
 static bool decode_field(const msgpack_object *k, const msgpack_object *v, kyu_reply_t *rep)
 {
     uint64_t u = 0;
@@ -219,6 +264,10 @@ static bool decode_field(const msgpack_object *k, const msgpack_object *v, kyu_r
     if (kyu_mp_key_is(k, "attrs")) {
         rep->has_attrs = true;
         return decode_attrs(v, &rep->attrs);
+    }
+    if (kyu_mp_key_is(k, "node")) {
+        rep->has_node = true;
+        return decode_node(v, &rep->node);
     }
     if (kyu_mp_key_is(k, "queues")) {
         size_t n = 0;

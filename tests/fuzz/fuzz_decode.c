@@ -1,9 +1,10 @@
 /* libFuzzer harness for everything that decodes bytes from a socket or the log: request
  * headers (with every body count), reply headers (what libkyu reads) and log entries (a
- * stream of commands). Each must return a result or an error for any input, never crash,
- * abort, leak or allocate without bound. Built with -DKYU_FUZZ=ON (clang); replay.c runs the
- * stored corpus through the same function in ordinary test runs. */
+ * stream of commands) and Raft peer messages. Each must return a result or an error for any input,
+ * never crash, abort, leak or allocate without bound. Built with -DKYU_FUZZ=ON (clang); replay.c
+ * runs the stored corpus through the same function in ordinary test runs. */
 #include "command.h"
+#include "peer_codec.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -28,6 +29,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (size_t i = 0; i < cmd.n && cmd.type == KYU_CMD_SEND; i++)
             KYU_ASSERT((const uint8_t *)cmd.bodies[i] >= data &&
                        (const uint8_t *)cmd.bodies[i] + cmd.body_lens[i] <= data + size);
+    }
+
+    kyu_peer_decoded_t peer;
+    if (kyu_peer_decode(data, size, &peer, &err) == KYU_OK) {
+        for (size_t i = 0; i < peer.msg.n_entries; i++)
+            KYU_ASSERT(peer.msg.entries[i].len == 0 ||
+                       ((const uint8_t *)peer.msg.entries[i].data >= data &&
+                        (const uint8_t *)peer.msg.entries[i].data + peer.msg.entries[i].len <=
+                            data + size));
+        kyu_peer_decoded_reset(&peer);
     }
     return 0;
 }

@@ -278,6 +278,66 @@ static void test_every_truncation_of_a_valid_header_is_refused(void **state)
     msgpack_sbuffer_destroy(&b);
 }
 
+static void test_cluster_status_reply_round_trips(void **state)
+{
+    (void)state;
+    kyu_reply_t in, out;
+    kyu_reply_init(&in);
+    kyu_reply_init(&out);
+    in.id = 7;
+    in.has_node = true;
+    in.node = (kyu_node_status_t){
+        .id = 3, .term = 9, .commit_index = 100, .applied_index = 99, .leader = 2};
+    strcpy(in.node.raft_address, "tcp://h3:7721");
+    strcpy(in.node.endpoint, "tcp://h3:7720");
+    strcpy(in.node.role, "follower");
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    kyu_reply_encode(&in, &b);
+    kyu_err_t err;
+    assert_int_equal(kyu_reply_decode(b.data, b.size, &out, &err), KYU_OK);
+    assert_true(out.has_node);
+    assert_memory_equal(&in.node, &out.node, sizeof in.node);
+    kyu_reply_reset(&out);
+    msgpack_sbuffer_destroy(&b);
+    /* The request has no fields; any field is refused. */
+    kyu_request_t req = {.op = KYU_OP_CLUSTER_STATUS, .id = 1, .has_id = true};
+    msgpack_sbuffer_init(&b);
+    kyu_request_encode(&req, &b);
+    assert_int_equal(kyu_request_decode(b.data, b.size, 0, &req, &err), KYU_OK);
+    assert_int_equal(req.op, KYU_OP_CLUSTER_STATUS);
+    msgpack_sbuffer_destroy(&b);
+}
+
+static void test_send_request_key_round_trips_and_is_send_only(void **state)
+{
+    (void)state;
+    kyu_request_t req = {.op = KYU_OP_SEND,
+                         .id = 1,
+                         .fields = KYU_F_QUEUE | KYU_F_RQ,
+                         .rq_client = UINT64_MAX,
+                         .rq_key = 9};
+    strcpy(req.queue, "orders");
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    kyu_request_encode(&req, &b);
+    kyu_request_t out;
+    kyu_err_t err;
+    assert_int_equal(kyu_request_decode(b.data, b.size, 1, &out, &err), KYU_OK);
+    assert_true(out.rq_client == UINT64_MAX);
+    assert_int_equal(out.rq_key, 9);
+    msgpack_sbuffer_clear(&b);
+    req.op = KYU_OP_RECEIVE;
+    kyu_request_encode(&req, &b);
+    assert_int_equal(kyu_request_decode(b.data, b.size, 0, &out, &err), KYU_ERR_MALFORMED);
+    msgpack_sbuffer_clear(&b);
+    req.op = KYU_OP_SEND;
+    req.rq_key = 0;
+    kyu_request_encode(&req, &b);
+    assert_int_equal(kyu_request_decode(b.data, b.size, 1, &out, &err), KYU_ERR_INVALID_ARGUMENT);
+    msgpack_sbuffer_destroy(&b);
+}
+
 static void test_reply_round_trips(void **state)
 {
     (void)state;
@@ -361,6 +421,8 @@ int main(void)
         cmocka_unit_test(test_deep_nesting_and_trailing_bytes_are_refused),
         cmocka_unit_test(test_every_truncation_of_a_valid_header_is_refused),
         cmocka_unit_test(test_reply_round_trips),
+        cmocka_unit_test(test_cluster_status_reply_round_trips),
+        cmocka_unit_test(test_send_request_key_round_trips_and_is_send_only),
         cmocka_unit_test(test_error_reply_carries_code_text_and_leader),
         cmocka_unit_test(test_code_names_are_stable),
     };

@@ -1,0 +1,77 @@
+#include "peers.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Copies [p, p + len) into out[KYU_ENDPOINT_MAX]; false when empty or too long. */
+static bool copy_part(char *out, const char *p, size_t len)
+{
+    if (len == 0 || len >= KYU_ENDPOINT_MAX)
+        return false;
+    memcpy(out, p, len);
+    out[len] = '\0';
+    return true;
+}
+
+kyu_code_t kyu_peers_add(kyu_peers_t *self, const char *spec, kyu_err_t *err)
+{
+    if (self->n >= KYU_RAFT_MAX_NODES)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "at most %d peers", KYU_RAFT_MAX_NODES);
+    kyu_peer_t p = {0};
+    const char *c1 = strchr(spec, ','), *c2 = c1 ? strchr(c1 + 1, ',') : NULL;
+    char idbuf[24] = "", hostport[KYU_ENDPOINT_MAX];
+    char *end = NULL;
+    bool ok = c1 && c2 && (size_t)(c1 - spec) < sizeof idbuf && c1 > spec;
+    if (ok) {
+        memcpy(idbuf, spec, (size_t)(c1 - spec));
+        idbuf[c1 - spec] = '\0';
+        unsigned long long id = strtoull(idbuf, &end, 10);
+        p.id = id;
+        ok = *end == '\0' && idbuf[0] != '-' && id >= 1 && id <= INT64_MAX &&
+             copy_part(hostport, c1 + 1, (size_t)(c2 - c1 - 1)) &&
+             copy_part(p.client, c2 + 1, strlen(c2 + 1)) && strchr(hostport, ':') &&
+             !strchr(hostport, '/') && strlen(hostport) + 6 < KYU_ENDPOINT_MAX &&
+             strchr(p.client, ',') == NULL;
+    }
+    if (!ok)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           "bad peer '%s': expected ID,RAFT_HOST:PORT,CLIENT_ENDPOINT with ID "
+                           "a positive integer",
+                           spec);
+    /* Length checked above: "tcp://" + hostport fits. */
+    memcpy(p.raft, "tcp://", 6);
+    memcpy(p.raft + 6, hostport, strlen(hostport) + 1);
+    if (kyu_peers_find(self, p.id))
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "peer id %llu given twice",
+                           (unsigned long long)p.id);
+    self->peers[self->n++] = p;
+    return KYU_OK;
+}
+
+kyu_code_t kyu_peers_add_list(kyu_peers_t *self, const char *list, kyu_err_t *err)
+{
+    const char *p = list;
+    while (*p) {
+        size_t len = strcspn(p, ";");
+        if (len > 0) {
+            char spec[3 * KYU_ENDPOINT_MAX];
+            if (len >= sizeof spec)
+                return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "peer entry too long");
+            memcpy(spec, p, len);
+            spec[len] = '\0';
+            kyu_code_t rc = kyu_peers_add(self, spec, err);
+            if (rc != KYU_OK)
+                return rc;
+        }
+        p += len + (p[len] == ';');
+    }
+    return KYU_OK;
+}
+
+const kyu_peer_t *kyu_peers_find(const kyu_peers_t *self, uint64_t id)
+{
+    for (size_t i = 0; i < self->n; i++)
+        if (self->peers[i].id == id)
+            return &self->peers[i];
+    return NULL;
+}

@@ -1,0 +1,128 @@
+/* replica_boot: rebuilds the Raft core's start configuration from the log database.
+ *
+ * The core keeps its log in memory from its last snapshot on; at startup it is given the
+ * durable hard state, the snapshot record (where the log starts: index, term, membership)
+ * and the entries after it. The snapshot's data is only a descriptor (the applied index):
+ * the state machine itself is in the state database, synced before each compaction.
+ *
+ * A data directory written before Raft (one node, every entry term 1, no hard state, log
+ * compacted without a record) is read as: commit = the last entry (durable was committed),
+ * snapshot at the entry before the first one left.
+ */
+#include "replica_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    kyu_raft_entry_t *entries;
+    size_t n, cap;
+    uint64_t expect;
+} collect_t;
+
+static kyu_code_t collect_one(void *arg, uint64_t index, uint64_t term, int type,
+                              const void *payload, size_t len, kyu_err_t *err)
+{
+    collect_t *c = arg;
+    if (type < KYU_ENTRY_NORMAL || type > KYU_ENTRY_CONF)
+        return kyu_err_set(err, KYU_ERR_STORAGE, "log entry %llu has unknown type %d",
+                           (unsigned long long)index, type);
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 256;
+        kyu_raft_entry_t *p = realloc(c->entries, cap * sizeof *p);
+        if (!p)
+            return kyu_err_set(err, KYU_ERR_INTERNAL, "out of memory reading the log");
+        c->entries = p;
+        c->cap = cap;
+    }
+    kyu_raft_entry_t *e = &c->entries[c->n];
+    *e = (kyu_raft_entry_t){.term = term, .index = index, .type = (kyu_raft_entry_type_t)type};
+    if (len) {
+        e->data = malloc(len);
+        if (!e->data)
+            return kyu_err_set(err, KYU_ERR_INTERNAL, "out of memory reading the log");
+        memcpy(e->data, payload, len);
+        e->len = len;
+    }
+    c->n++;
+    return KYU_OK;
+}
+
+void kyu_replica_boot_free(kyu_replica_boot_t *b)
+{
+    for (size_t i = 0; i < b->n_entries; i++)
+        free(b->entries[i].data);
+    free(b->entries);
+    memset(b, 0, sizeof *b);
+}
+
+kyu_code_t kyu_replica_boot_load(kyu_store_t *store, uint64_t applied,
+                                 const kyu_raft_conf_t *initial, kyu_replica_boot_t *b,
+                                 kyu_err_t *err)
+{
+    memset(b, 0, sizeof *b);
+    kyu_log_hard_state_t hs;
+    kyu_log_snapshot_t snap;
+    uint64_t first = 0, last = 0;
+    if (kyu_log_load_state(store, &hs, &snap, err) || kyu_log_first_index(store, &first, err) ||
+        kyu_log_last_index(store, &last, err))
+        return KYU_ERR_STORAGE;
+    uint64_t snap_index = 0;
+    if (snap.found) {
+        snap_index = snap.index;
+        b->snap.term = snap.term;
+        if (!kyu_raft_conf_decode(snap.conf, snap.conf_len, &b->snap.conf))
+            return kyu_err_set(err, KYU_ERR_STORAGE, "the raft snapshot record is corrupt");
+    } else {
+        /* Pre-Raft data: every entry had term 1. */
+        snap_index = first ? first - 1 : applied;
+        b->snap.term = snap_index ? 1 : 0;
+        b->snap.conf = *initial;
+    }
+    b->snap.index = snap_index;
+    b->snap.data = b->snap_desc;
+    b->snap.len = sizeof b->snap_desc;
+    kyu_put_be64(b->snap_desc, snap_index);
+    b->has_snap = snap_index > 0;
+    if (applied < snap_index)
+        return kyu_err_set(err, KYU_ERR_STORAGE,
+                           "the state is at index %llu but the log starts after %llu: the state "
+                           "database was lost; restore it or start this node empty",
+                           (unsigned long long)applied, (unsigned long long)snap_index);
+    collect_t c = {0};
+    if (last > snap_index &&
+        kyu_log_replay(store, snap_index + 1, collect_one, &c, err) != KYU_OK) {
+        b->entries = c.entries;
+        b->n_entries = c.n;
+        kyu_replica_boot_free(b);
+        return KYU_ERR_STORAGE;
+    }
+    b->entries = c.entries;
+    b->n_entries = c.n;
+    if (c.n && c.entries[0].index != snap_index + 1) {
+        kyu_err_set(err, KYU_ERR_STORAGE, "the log is corrupt: it starts at %llu, not %llu",
+                    (unsigned long long)c.entries[0].index, (unsigned long long)(snap_index + 1));
+        kyu_replica_boot_free(b);
+        return KYU_ERR_STORAGE;
+    }
+    uint64_t log_last = snap_index + c.n;
+    if (hs.found) {
+        b->hs = (kyu_raft_hard_state_t){hs.term, hs.vote, hs.commit};
+    } else {
+        /* Pre-Raft data: durable was committed. */
+        b->hs = (kyu_raft_hard_state_t){.term = c.n ? c.entries[c.n - 1].term : b->snap.term,
+                                        .commit = log_last};
+    }
+    /* The commit index is written without waiting when only it changed (replica.c): entries
+     * applied before a crash were committed even if the record of it was lost. */
+    if (b->hs.commit < applied)
+        b->hs.commit = applied;
+    if (b->hs.commit > log_last) {
+        kyu_err_set(err, KYU_ERR_STORAGE,
+                    "the log ends at %llu but entries up to %llu were committed or applied",
+                    (unsigned long long)log_last, (unsigned long long)b->hs.commit);
+        kyu_replica_boot_free(b);
+        return KYU_ERR_STORAGE;
+    }
+    return KYU_OK;
+}

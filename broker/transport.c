@@ -1,0 +1,159 @@
+#include "transport.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define SNDHWM 256  /* per peer: the core keeps at most 16 appends in flight per follower */
+#define RCVHWM 4096 /* per connected peer */
+#define HANDSHAKE_MS 2000
+
+typedef struct {
+    uint64_t id;
+    zsock_t *dealer;
+} link_t;
+
+struct kyu_transport {
+    uint64_t self_id;
+    zsock_t *router;
+    link_t links[KYU_RAFT_MAX_NODES];
+    size_t n_links;
+    kyu_peers_t peers;
+    msgpack_sbuffer buf;
+    zmsg_t *held;     /* the frame a decoded message points into */
+    uint64_t dropped; /* messages not sent: peer down or full */
+};
+
+/* libzmq's defaults fail open (HARDENING.md): bound frames, queues and handshakes. */
+static void harden(zsock_t *s, int64_t max_msg)
+{
+    zsock_set_maxmsgsize(s, max_msg);
+    zsock_set_sndhwm(s, SNDHWM);
+    zsock_set_rcvhwm(s, RCVHWM);
+    zsock_set_handshake_ivl(s, HANDSHAKE_MS);
+    zsock_set_linger(s, 0);
+    zsock_set_sndtimeo(s, 0);
+    zsock_set_heartbeat_ivl(s, 1000);
+    zsock_set_heartbeat_timeout(s, 3000);
+    zsock_set_reconnect_ivl_max(s, 1000);
+}
+
+kyu_transport_t *kyu_transport_new(const kyu_peers_t *peers, uint64_t self_id, int64_t max_msg,
+                                   kyu_err_t *err)
+{
+    const kyu_peer_t *me = kyu_peers_find(peers, self_id);
+    if (!me) {
+        kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "node id %llu is not in the peer list",
+                    (unsigned long long)self_id);
+        return NULL;
+    }
+    kyu_transport_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        kyu_err_set(err, KYU_ERR_INTERNAL, "out of memory");
+        return NULL;
+    }
+    self->self_id = self_id;
+    self->peers = *peers;
+    msgpack_sbuffer_init(&self->buf);
+    self->router = zsock_new(ZMQ_ROUTER);
+    if (!self->router) {
+        kyu_err_set(err, KYU_ERR_INTERNAL, "cannot create the raft socket");
+        kyu_transport_destroy(&self);
+        return NULL;
+    }
+    harden(self->router, max_msg);
+    if (zsock_bind(self->router, "%s", me->raft) < 0) {
+        kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "cannot bind the raft address %s: %s", me->raft,
+                    zmq_strerror(zmq_errno()));
+        kyu_transport_destroy(&self);
+        return NULL;
+    }
+    for (size_t i = 0; i < peers->n; i++) {
+        if (peers->peers[i].id == self_id)
+            continue;
+        link_t *l = &self->links[self->n_links++];
+        l->id = peers->peers[i].id;
+        l->dealer = zsock_new(ZMQ_DEALER);
+        if (!l->dealer) {
+            kyu_err_set(err, KYU_ERR_INTERNAL, "cannot create a peer socket");
+            kyu_transport_destroy(&self);
+            return NULL;
+        }
+        harden(l->dealer, max_msg);
+        /* Queue only to a connected peer: messages for a dead one are dropped at once
+         * instead of piling up and arriving stale after it comes back. */
+        zsock_set_immediate(l->dealer, 1);
+        if (zsock_connect(l->dealer, "%s", peers->peers[i].raft) < 0) {
+            kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "cannot connect to peer %llu at %s",
+                        (unsigned long long)l->id, peers->peers[i].raft);
+            kyu_transport_destroy(&self);
+            return NULL;
+        }
+    }
+    return self;
+}
+
+void kyu_transport_destroy(kyu_transport_t **self_p)
+{
+    kyu_transport_t *self = *self_p;
+    if (!self)
+        return;
+    for (size_t i = 0; i < self->n_links; i++)
+        zsock_destroy(&self->links[i].dealer);
+    zsock_destroy(&self->router);
+    zmsg_destroy(&self->held);
+    msgpack_sbuffer_destroy(&self->buf);
+    free(self);
+    *self_p = NULL;
+}
+
+zsock_t *kyu_transport_sock(kyu_transport_t *self)
+{
+    return self->router;
+}
+
+uint64_t kyu_transport_dropped(const kyu_transport_t *self)
+{
+    return self->dropped;
+}
+
+void kyu_transport_send(kyu_transport_t *self, const kyu_raft_msg_t *msg)
+{
+    link_t *l = NULL;
+    for (size_t i = 0; i < self->n_links && !l; i++)
+        if (self->links[i].id == msg->to)
+            l = &self->links[i];
+    if (!l) {
+        self->dropped++;
+        return;
+    }
+    msgpack_sbuffer_clear(&self->buf);
+    kyu_peer_encode(msg, &self->buf);
+    if (zmq_send(zsock_resolve(l->dealer), self->buf.data, self->buf.size, ZMQ_DONTWAIT) < 0)
+        self->dropped++; /* EAGAIN: not connected or full; Raft sends it again */
+}
+
+kyu_code_t kyu_transport_recv(kyu_transport_t *self, kyu_peer_decoded_t *out, kyu_err_t *err)
+{
+    zmsg_destroy(&self->held);
+    memset(out, 0, sizeof *out);
+    if (!(zsock_events(self->router) & ZMQ_POLLIN))
+        return kyu_err_set(err, KYU_ERR_TIMEOUT, "no message");
+    zmsg_t *m = zmsg_recv(self->router);
+    if (!m)
+        return kyu_err_set(err, KYU_ERR_TIMEOUT, "no message");
+    zframe_t *body = zmsg_size(m) == 2 ? zmsg_last(m) : NULL;
+    if (!body) {
+        zmsg_destroy(&m);
+        return kyu_err_set(err, KYU_ERR_MALFORMED, "peer message of the wrong frame count");
+    }
+    self->held = m;
+    kyu_code_t rc = kyu_peer_decode(zframe_data(body), zframe_size(body), out, err);
+    if (rc != KYU_OK)
+        return rc;
+    if (out->msg.to != self->self_id || out->msg.from == self->self_id ||
+        !kyu_peers_find(&self->peers, out->msg.from)) {
+        kyu_peer_decoded_reset(out);
+        return kyu_err_set(err, KYU_ERR_MALFORMED, "peer message not from a member to this node");
+    }
+    return KYU_OK;
+}

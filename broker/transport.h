@@ -1,0 +1,39 @@
+/* transport: Raft peer messages over ZeroMQ.
+ *
+ * Each node binds a ROUTER on its raft address and connects one DEALER to every other
+ * member. Messages go out on the DEALER of their destination and come in on the ROUTER
+ * (whose identity frame is ignored: the message says who sent it, and is checked against
+ * the member list). Sending never blocks the event loop: a message for a peer that is down,
+ * not yet connected or not reading is dropped, and Raft retransmits.
+ *
+ * Owned by the event-loop thread.
+ */
+#ifndef KYU_TRANSPORT_H
+#define KYU_TRANSPORT_H
+
+#include "peer_codec.h"
+#include "peers.h"
+
+#include <czmq.h>
+
+typedef struct kyu_transport kyu_transport_t;
+
+/* Binds self_id's raft address and connects to the others. max_msg bounds incoming frames
+ * (ZMQ_MAXMSGSIZE). NULL with err set when the address cannot be bound. */
+kyu_transport_t *kyu_transport_new(const kyu_peers_t *peers, uint64_t self_id, int64_t max_msg,
+                                   kyu_err_t *err);
+void kyu_transport_destroy(kyu_transport_t **self_p);
+
+zsock_t *kyu_transport_sock(kyu_transport_t *self);
+
+/* Encodes msg and queues it for msg->to; drops it (counted) when it cannot go at once. */
+void kyu_transport_send(kyu_transport_t *self, const kyu_raft_msg_t *msg);
+
+/* Receives one message if one is waiting: KYU_OK with *out filled (reset it after use),
+ * KYU_ERR_TIMEOUT when none waits, MALFORMED for a frame that does not decode or does not
+ * come from a member to this node (dropped). */
+kyu_code_t kyu_transport_recv(kyu_transport_t *self, kyu_peer_decoded_t *out, kyu_err_t *err);
+
+uint64_t kyu_transport_dropped(const kyu_transport_t *self);
+
+#endif

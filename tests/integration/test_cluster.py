@@ -1,0 +1,244 @@
+"""A three-node cluster on 127.0.0.1 (issue 4): kill -9 of the leader during a stream of sends
+loses no acknowledged message and brings back no deleted one; the killed node rejoins; a
+rolling restart by SIGTERM hands leadership over and every line of a stream is acknowledged;
+`kyu cluster status` reports every node.
+Every wait is bounded by a deadline; processes are stopped by their PID only."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+from harness import BROKER, CLI, free_port
+
+
+class Node:
+    def __init__(self, node_id, peers_args, client, data):
+        self.id, self.peers_args, self.client, self.data = node_id, peers_args, client, data
+        self.proc = None
+        self.log = open(os.path.join(data, "broker-%d.log" % node_id), "ab")
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            [BROKER, "--node-id", str(self.id), "--data", os.path.join(self.data, "db-%d" % self.id)]
+            + self.peers_args, stdout=self.log, stderr=self.log)
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+
+
+class Cluster(unittest.TestCase):
+    def setUp(self):
+        self.data = tempfile.mkdtemp(prefix="kyu-cluster-")
+        specs = []
+        for i in (1, 2, 3):
+            specs.append((i, "127.0.0.1:%d" % free_port(), "tcp://127.0.0.1:%d" % free_port()))
+        args = []
+        for i, raft, client in specs:
+            args += ["--peer", "%d,%s,%s" % (i, raft, client)]
+        self.nodes = [Node(i, args, client, self.data) for i, _, client in specs]
+        self.endpoints = ",".join(n.client for n in self.nodes)
+        for n in self.nodes:
+            n.start()
+
+    def tearDown(self):
+        for n in self.nodes:
+            n.stop()
+            n.log.close()
+        shutil.rmtree(self.data, ignore_errors=True)
+
+    def cli(self, *args, endpoint=None, input=None, timeout=120):
+        return subprocess.run([CLI, "--broker", endpoint or self.endpoints] + list(args),
+                              input=input, capture_output=True, timeout=timeout)
+
+    def ok(self, *args, input=None):
+        r = self.cli(*args, input=input)
+        if r.returncode != 0:
+            raise AssertionError("kyu %s failed (%d): %s" % (" ".join(args), r.returncode, r.stderr.decode()))
+        return r.stdout.decode()
+
+    def logs(self):
+        out = ""
+        for n in self.nodes:
+            n.log.flush()
+            with open(n.log.name, "rb") as f:
+                out += "\n--- node %d ---\n%s" % (n.id, f.read().decode(errors="replace")[-3000:])
+        return out
+
+    def status(self):
+        r = self.cli("--json", "cluster", "status", timeout=60)
+        return [json.loads(l) for l in r.stdout.decode().splitlines() if l]
+
+    def leader(self, deadline_s=30):
+        """The node `kyu cluster status` calls leader, once it also serves requests (a new
+        leader first applies an entry of its own term)."""
+        deadline = time.monotonic() + deadline_s
+        while time.monotonic() < deadline:
+            for s in self.status():
+                if s["role"] == "leader":
+                    n = next(n for n in self.nodes if n.client == s["endpoint"])
+                    if self.cli("list-queues", endpoint=n.client, timeout=10).returncode == 0:
+                        return n
+            time.sleep(0.05)
+        raise AssertionError("no leader within %d s" % deadline_s)
+
+    def wait_caught_up(self, node, deadline_s=60):
+        """Bounded wait until node has applied what the leader has."""
+        deadline = time.monotonic() + deadline_s
+        while time.monotonic() < deadline:
+            st = {s["endpoint"]: s for s in self.status()}
+            me = st.get(node.client)
+            lead = [s for s in st.values() if s["role"] == "leader"]
+            if me and lead and me["role"] == "follower" and me["applied_index"] >= lead[0]["commit_index"]:
+                return
+            time.sleep(0.05)
+        raise AssertionError("node %d did not catch up within %d s: %s" % (node.id, deadline_s, self.status()))
+
+    def drain(self, queue):
+        got = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            out = self.ok("--json", "receive", queue, "--max", "10", "--visibility-timeout", "600")
+            batch = [json.loads(l) for l in out.splitlines() if l]
+            if not batch:
+                return got
+            got.extend(batch)
+        raise AssertionError("queue did not drain within 120 s")
+
+    def test_kill9_of_the_leader_loses_no_acknowledged_send_and_no_delete_comes_back(self):
+        self.leader()
+        self.ok("create-queue", "orders", "--visibility-timeout", "600")
+        # Messages deleted before the failover must stay deleted after it.
+        self.ok("send", "orders", "--lines", input="".join("gone-%d\n" % i for i in range(20)).encode())
+        doomed = self.drain("orders")
+        self.assertEqual(len(doomed), 20)
+        for i in range(0, 20, 10):
+            self.ok("delete", "orders", *[m["ReceiptHandle"] for m in doomed[i:i + 10]])
+
+        leader = self.leader()
+        lines = "".join("order-%05d\n" % i for i in range(3000)).encode()
+        producer = subprocess.Popen([CLI, "--broker", self.endpoints, "--json", "send", "orders", "--lines"],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        acked = []
+        ready = threading.Event()
+
+        def read_acks():
+            for line in producer.stdout:
+                acked.append(json.loads(line)["MessageId"])
+                if len(acked) >= 300:
+                    ready.set()
+            ready.set()
+
+        reader = threading.Thread(target=read_acks)
+        reader.start()
+        feeder = threading.Thread(target=lambda: (producer.stdin.write(lines), producer.stdin.close()))
+        feeder.start()
+        self.assertTrue(ready.wait(60), "the producer got no acknowledgements")
+        leader.kill9()  # mid-stream
+        producer.wait(timeout=240)
+        reader.join(timeout=60)
+        feeder.join(timeout=60)
+        self.assertGreaterEqual(len(acked), 300)
+
+        new_leader = self.leader()
+        self.assertIsNot(new_leader, leader)
+        leader.start()  # the old leader rejoins as a follower from its data dir
+        self.wait_caught_up(leader)
+        received = self.drain("orders")
+        ids = [m["MessageId"] for m in received]
+        missing = set(acked) - set(ids)
+        self.assertEqual(missing, set(), "%d acknowledged messages lost" % len(missing))
+        self.assertEqual(len(ids), len(set(ids)), "a message was delivered twice")
+        # Each line carries a request key kept across its resends: stored exactly once.
+        bodies = [m["Body"] for m in received]
+        dups = len(bodies) - len(set(bodies))
+        self.assertEqual(dups, 0, "%d lines were stored twice" % dups)
+        self.assertFalse({m["MessageId"] for m in doomed} & set(ids), "a deleted message came back")
+        for m in received:
+            self.assertRegex(m["Body"], r"^order-\d{5}$")
+
+    def test_sigterm_on_the_leader_hands_leadership_over_and_a_stream_loses_nothing(self):
+        self.leader()
+        self.ok("create-queue", "orders", "--visibility-timeout", "600")
+        acked = []
+        # A rolling restart: each node in turn gets SIGTERM while a producer streams.
+        for round_ in range(3):
+            leader = self.leader()
+            lines = "".join("r%d-%05d\n" % (round_, i) for i in range(1500)).encode()
+            producer = subprocess.Popen([CLI, "--broker", self.endpoints, "--json", "send", "orders", "--lines"],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            got = []
+            ready = threading.Event()
+
+            def read_acks():
+                for line in producer.stdout:
+                    got.append(json.loads(line)["MessageId"])
+                    if len(got) >= 200:
+                        ready.set()
+                ready.set()
+
+            reader = threading.Thread(target=read_acks)
+            reader.start()
+            feeder = threading.Thread(target=lambda: (producer.stdin.write(lines), producer.stdin.close()))
+            feeder.start()
+            self.assertTrue(ready.wait(60), "the producer got no acknowledgements")
+            leader.stop()  # SIGTERM: hands leadership over, then exits
+            self.assertEqual(leader.proc.returncode, 0, "the broker did not exit cleanly on SIGTERM")
+            with open(leader.log.name, "rb") as f:
+                self.assertIn(b"leadership handed over", f.read())
+            producer.wait(timeout=240)
+            reader.join(timeout=60)
+            feeder.join(timeout=60)
+            err = producer.stderr.read().decode()
+            producer.stdout.close()
+            producer.stderr.close()
+            self.assertEqual(producer.returncode, 0, err[-2000:] + self.logs())
+            self.assertEqual(len(got), 1500, "every line is acknowledged across the restart")
+            acked += got
+            leader.start()
+            self.wait_caught_up(leader)
+        received = self.drain("orders")
+        ids = [m["MessageId"] for m in received]
+        self.assertEqual(set(acked) - set(ids), set(), "acknowledged messages lost")
+        self.assertEqual(len(received), 4500, "every line stored exactly once")
+
+    def test_cluster_transfer_moves_leadership_to_the_chosen_node(self):
+        leader = self.leader()
+        target = next(n for n in self.nodes if n is not leader)
+        self.ok("cluster", "transfer", str(target.id))
+        deadline = time.monotonic() + 30
+        while self.leader() is not target:
+            self.assertLess(time.monotonic(), deadline, "leadership did not move to node %d" % target.id)
+            time.sleep(0.05)
+        self.ok("create-queue", "orders")
+        self.assertEqual(self.cli("cluster", "transfer", "99").returncode, 1)
+
+    def test_cluster_status_reports_every_node_and_an_unreachable_one(self):
+        leader = self.leader()
+        follower = next(n for n in self.nodes if n is not leader)
+        follower.kill9()
+        st = self.status()
+        self.assertEqual(len(st), 3)
+        by_ep = {s["endpoint"]: s for s in st}
+        self.assertEqual(by_ep[follower.client]["role"], "unreachable")
+        self.assertEqual(by_ep[leader.client]["role"], "leader")
+        self.assertEqual(by_ep[leader.client]["id"], leader.id)
+        self.assertTrue(by_ep[leader.client]["raft_address"].startswith("tcp://127.0.0.1:"))
+
+
+if __name__ == "__main__":
+    unittest.main()

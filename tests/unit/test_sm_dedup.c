@@ -1,0 +1,145 @@
+/* SEND request keys (broker/sm_dedup.c): a keyed send applied again is answered with the
+ * first attempt's ids and stores nothing; keys of other clients and expired keys do not
+ * match; the records survive a restart (they are state like any other). */
+#include "fixture.h"
+#include "sm_internal.h"
+
+#include <string.h>
+
+#define T0 1000000 /* a command time, ms */
+
+static kyu_command_t keyed_send(uint64_t now, const char *body, uint64_t client, uint64_t key)
+{
+    kyu_command_t c = cmd_send("orders", now, body);
+    c.rq_client = client;
+    c.rq_key = key;
+    return c;
+}
+
+static int64_t visible(fixture_t *f, uint64_t now)
+{
+    kyu_queue_attrs_t a;
+    kyu_err_t err;
+    assert_int_equal(kyu_sm_queue_attributes(f->sm, "orders", now, &a, &err), KYU_OK);
+    return a.visible;
+}
+
+static void create(fixture_t *f)
+{
+    kyu_result_t r = apply1(f, cmd_create("orders", -1));
+    assert_int_equal(r.code, KYU_OK);
+}
+
+static void test_a_retried_keyed_send_is_applied_once_with_the_first_ids(void **state)
+{
+    fixture_t *f = *state;
+    create(f);
+    kyu_command_t first = keyed_send(T0, "a", 7, 1);
+    kyu_result_t r1 = apply1(f, first);
+    kyu_command_t retry = keyed_send(T0 + 10, "a", 7, 1); /* new ids, as a new leader makes */
+    kyu_result_t r2 = apply1(f, retry);
+    assert_int_equal(r2.code, KYU_OK);
+    assert_int_equal(r2.n_ids, 1);
+    assert_string_equal(r2.ids[0], r1.ids[0]);
+    assert_string_not_equal(r2.ids[0], retry.ids[0]);
+    assert_int_equal(visible(f, T0 + 20), 1);
+    kyu_result_clear(&r1);
+    kyu_result_clear(&r2);
+}
+
+static void test_the_same_key_twice_in_one_entry_is_applied_once(void **state)
+{
+    fixture_t *f = *state;
+    create(f);
+    kyu_command_t cmds[2] = {keyed_send(T0, "a", 7, 1), keyed_send(T0, "a", 7, 1)};
+    kyu_result_t res[2];
+    apply_entry(f, cmds, 2, res);
+    assert_string_equal(res[0].ids[0], res[1].ids[0]);
+    assert_int_equal(visible(f, T0 + 1), 1);
+    kyu_result_clear(&res[0]);
+    kyu_result_clear(&res[1]);
+}
+
+static void test_other_clients_and_other_keys_do_not_match(void **state)
+{
+    fixture_t *f = *state;
+    create(f);
+    kyu_result_t r = apply1(f, keyed_send(T0, "a", 7, 1));
+    kyu_result_clear(&r);
+    r = apply1(f, keyed_send(T0, "a", 8, 1));
+    kyu_result_clear(&r);
+    r = apply1(f, keyed_send(T0, "a", 7, 2));
+    kyu_result_clear(&r);
+    r = apply1(f, cmd_send("orders", T0, "unkeyed"));
+    kyu_result_clear(&r);
+    assert_int_equal(visible(f, T0 + 1), 4);
+}
+
+static void test_keys_expire_after_the_window(void **state)
+{
+    fixture_t *f = *state;
+    create(f);
+    kyu_result_t r = apply1(f, keyed_send(T0, "a", 7, 1));
+    kyu_result_clear(&r);
+    uint64_t later = T0 + KYU_DEDUP_WINDOW_MS + 1;
+    r = apply1(f, keyed_send(later, "a", 7, 1));
+    kyu_result_clear(&r);
+    assert_int_equal(visible(f, later), 2);
+}
+
+static void test_keys_survive_a_restart(void **state)
+{
+    fixture_t *f = *state;
+    create(f);
+    kyu_result_t r1 = apply1(f, keyed_send(T0, "a", 7, 1));
+    fixture_reopen(f);
+    kyu_result_t r2 = apply1(f, keyed_send(T0 + 5, "a", 7, 1));
+    assert_string_equal(r2.ids[0], r1.ids[0]);
+    assert_int_equal(visible(f, T0 + 6), 1);
+    kyu_result_clear(&r1);
+    kyu_result_clear(&r2);
+}
+
+static void test_a_keyed_send_to_a_missing_queue_is_not_remembered(void **state)
+{
+    fixture_t *f = *state;
+    kyu_result_t r = apply1(f, keyed_send(T0, "a", 7, 1));
+    assert_int_equal(r.code, KYU_ERR_NO_SUCH_QUEUE);
+    kyu_result_clear(&r);
+    create(f);
+    r = apply1(f, keyed_send(T0 + 1, "a", 7, 1));
+    assert_int_equal(r.code, KYU_OK);
+    kyu_result_clear(&r);
+    assert_int_equal(visible(f, T0 + 2), 1);
+}
+
+static void test_keyed_commands_round_trip_through_the_log_encoding(void **state)
+{
+    (void)state;
+    kyu_command_t c = keyed_send(T0, "a", UINT64_MAX, 42), d;
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    kyu_command_encode(&c, &b);
+    size_t off = 0;
+    kyu_err_t err;
+    assert_int_equal(kyu_command_decode(b.data, b.size, &off, &d, &err), KYU_OK);
+    assert_true(d.rq_client == UINT64_MAX);
+    assert_int_equal(d.rq_key, 42);
+    msgpack_sbuffer_destroy(&b);
+}
+
+#define T(name) cmocka_unit_test_setup_teardown(name, fixture_setup, fixture_teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_a_retried_keyed_send_is_applied_once_with_the_first_ids),
+        T(test_the_same_key_twice_in_one_entry_is_applied_once),
+        T(test_other_clients_and_other_keys_do_not_match),
+        T(test_keys_expire_after_the_window),
+        T(test_keys_survive_a_restart),
+        T(test_a_keyed_send_to_a_missing_queue_is_not_remembered),
+        T(test_keyed_commands_round_trip_through_the_log_encoding),
+    };
+    return cmocka_run_group_tests_name("sm dedup", tests, NULL, NULL);
+}
