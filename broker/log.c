@@ -272,14 +272,18 @@ kyu_code_t kyu_log_recv(kyu_log_t *self, kyu_log_event_t *ev, kyu_err_t *err)
     return KYU_OK;
 }
 
-kyu_code_t kyu_log_last_index(kyu_store_t *store, uint64_t *index, kyu_err_t *err)
+/* The index of the group's first (or last) stored entry; 0 when the log is empty. */
+static kyu_code_t log_end_index(kyu_store_t *store, bool last, uint64_t *index, kyu_err_t *err)
 {
-    uint8_t hi[LOG_KEY];
-    log_key(hi, UINT64_MAX);
+    uint8_t key[LOG_KEY];
+    log_key(key, last ? UINT64_MAX : 0);
     rocksdb_iterator_t *it =
         rocksdb_create_iterator_cf(kyu_store_db(store, KYU_CF_LOG), kyu_store_readopts(store),
                                    kyu_store_cf(store, KYU_CF_LOG));
-    rocksdb_iter_seek_for_prev(it, (char *)hi, LOG_KEY);
+    if (last)
+        rocksdb_iter_seek_for_prev(it, (char *)key, LOG_KEY);
+    else
+        rocksdb_iter_seek(it, (char *)key, LOG_KEY);
     *index = 0;
     if (rocksdb_iter_valid(it)) {
         size_t klen = 0;
@@ -296,6 +300,11 @@ kyu_code_t kyu_log_last_index(kyu_store_t *store, uint64_t *index, kyu_err_t *er
         return KYU_ERR_STORAGE;
     }
     return KYU_OK;
+}
+
+kyu_code_t kyu_log_last_index(kyu_store_t *store, uint64_t *index, kyu_err_t *err)
+{
+    return log_end_index(store, true, index, err);
 }
 
 kyu_code_t kyu_log_replay(kyu_store_t *store, uint64_t from, kyu_log_visit_fn visit, void *arg,
@@ -338,28 +347,7 @@ kyu_code_t kyu_log_replay(kyu_store_t *store, uint64_t from, kyu_log_visit_fn vi
 
 kyu_code_t kyu_log_first_index(kyu_store_t *store, uint64_t *index, kyu_err_t *err)
 {
-    uint8_t lo[LOG_KEY];
-    log_key(lo, 0);
-    rocksdb_iterator_t *it =
-        rocksdb_create_iterator_cf(kyu_store_db(store, KYU_CF_LOG), kyu_store_readopts(store),
-                                   kyu_store_cf(store, KYU_CF_LOG));
-    rocksdb_iter_seek(it, (char *)lo, LOG_KEY);
-    *index = 0;
-    if (rocksdb_iter_valid(it)) {
-        size_t klen = 0;
-        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &klen);
-        if (klen == LOG_KEY && kyu_get_be32(k) == KYU_GROUP_ID)
-            *index = kyu_get_be64(k + 4);
-    }
-    char *rerr = NULL;
-    rocksdb_iter_get_error(it, &rerr);
-    rocksdb_iter_destroy(it);
-    if (rerr) {
-        kyu_err_set(err, KYU_ERR_STORAGE, "reading the log: %s", rerr);
-        free(rerr);
-        return KYU_ERR_STORAGE;
-    }
-    return KYU_OK;
+    return log_end_index(store, false, index, err);
 }
 
 /* Reads the value of a state key into buf (at most cap bytes); *len 0 when absent. */

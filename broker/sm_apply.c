@@ -335,8 +335,10 @@ static kyu_code_t check_handle(kyu_sm_t *self, const queue_t *q, const char *han
     return KYU_OK;
 }
 
-static kyu_code_t apply_delete(kyu_sm_t *self, const kyu_command_t *c, kyu_result_t *res,
-                               kyu_err_t *err)
+/* DELETE and CHANGE_VISIBILITY: each handle is checked against the message's current lease
+ * and gets its own result; then the message is deleted, or its lease moved. */
+static kyu_code_t apply_handles(kyu_sm_t *self, const kyu_command_t *c, kyu_result_t *res,
+                                kyu_err_t *err)
 {
     queue_t *q = find_queue(self, c->queue, res);
     if (!q)
@@ -347,9 +349,19 @@ static kyu_code_t apply_delete(kyu_sm_t *self, const kyu_command_t *c, kyu_resul
         kyu_code_t st = check_handle(self, q, c->handles[i], &seq, &l, err);
         if (err->code)
             return err->code;
+        /* As SQS: a message whose lease ran out is not in flight; receive it again. (Delete
+         * still works then, also as SQS.) */
+        if (st == KYU_OK && c->type == KYU_CMD_CHANGE_VISIBILITY && l.visible_at <= c->now_ms)
+            st = KYU_ERR_RECEIPT_STALE;
         res->results[i] = st;
         if (st != KYU_OK)
             continue;
+        if (c->type == KYU_CMD_CHANGE_VISIBILITY) {
+            uint64_t old = l.visible_at;
+            l.visible_at = c->now_ms + (uint64_t)(c->vt > 0 ? c->vt : 0) * 1000;
+            set_lease(self, q, seq, old, &l);
+            continue;
+        }
         uint8_t k[KEY_QS], kv[KEY_VIS];
         key_qs(k, q->qid, seq);
         key_vis(kv, q->qid, l.visible_at, seq);
@@ -358,32 +370,6 @@ static kyu_code_t apply_delete(kyu_sm_t *self, const kyu_command_t *c, kyu_resul
         del(self, KYU_CF_VISIBILITY, kv, KEY_VIS);
         q->n_messages--;
         touch(self, q);
-    }
-    res->n_results = c->n;
-    return KYU_OK;
-}
-
-static kyu_code_t apply_change_visibility(kyu_sm_t *self, const kyu_command_t *c, kyu_result_t *res,
-                                          kyu_err_t *err)
-{
-    queue_t *q = find_queue(self, c->queue, res);
-    if (!q)
-        return KYU_OK;
-    for (size_t i = 0; i < c->n; i++) {
-        uint64_t seq = 0;
-        lease_t l;
-        kyu_code_t st = check_handle(self, q, c->handles[i], &seq, &l, err);
-        if (err->code)
-            return err->code;
-        /* As SQS: a message whose lease ran out is not in flight; receive it again. */
-        if (st == KYU_OK && l.visible_at <= c->now_ms)
-            st = KYU_ERR_RECEIPT_STALE;
-        res->results[i] = st;
-        if (st != KYU_OK)
-            continue;
-        uint64_t old = l.visible_at;
-        l.visible_at = c->now_ms + (uint64_t)(c->vt > 0 ? c->vt : 0) * 1000;
-        set_lease(self, q, seq, old, &l);
     }
     res->n_results = c->n;
     return KYU_OK;
@@ -485,10 +471,8 @@ kyu_code_t kyu_sm_apply(kyu_sm_t *self, uint64_t index, const void *payload, siz
             rc = apply_receive(self, &cmd, res, waited, err);
             break;
         case KYU_CMD_DELETE:
-            rc = apply_delete(self, &cmd, res, err);
-            break;
         case KYU_CMD_CHANGE_VISIBILITY:
-            rc = apply_change_visibility(self, &cmd, res, err);
+            rc = apply_handles(self, &cmd, res, err);
             break;
         }
         if (!waited)
