@@ -31,6 +31,7 @@ struct kyu_replica {
     size_t pending;                    /* commands proposed, not yet answered */
     bool ready_out;                    /* a Ready is taken and not yet advanced */
     kyu_raft_ready_t rd;
+    size_t rd_applied;               /* committed entries of rd already applied */
     uint64_t await_token;            /* the storage write the Ready waits for (0: none) */
     kyu_raft_hard_state_t persisted; /* the last hard state handed to the storage thread */
     uint64_t compacted, compact_checked;
@@ -460,12 +461,19 @@ static void maybe_compact(kyu_replica_t *self)
     self->compacted = upto;
 }
 
+/* Applies the Ready's committed entries up to index upto, in order. */
+static void apply_committed(kyu_replica_t *self, uint64_t upto)
+{
+    while (self->rd_applied < self->rd.n_committed && !self->failed &&
+           self->rd.committed[self->rd_applied].index <= upto)
+        apply_entry(self, &self->rd.committed[self->rd_applied++]);
+}
+
 /* The second half of a Ready round, once its writes are durable. */
 static void finish_ready(kyu_replica_t *self)
 {
     send_msgs(self, true);
-    for (size_t i = 0; i < self->rd.n_committed && !self->failed; i++)
-        apply_entry(self, &self->rd.committed[i]);
+    apply_committed(self, UINT64_MAX);
     if (self->failed)
         return; /* the Ready stays out: nothing more is applied or sent */
     kyu_raft_advance(self->raft);
@@ -485,8 +493,14 @@ static bool start_ready(kyu_replica_t *self)
 {
     kyu_raft_ready(self->raft, &self->rd);
     self->ready_out = true;
+    self->rd_applied = 0;
     kyu_raft_ready_t *rd = &self->rd;
     send_msgs(self, false);
+    /* Entries already durable here (written by an earlier round) are applied while this
+     * round's write is in flight: the fsync of the next batch overlaps the apply of the last
+     * one. Committed entries are durable on a majority, so their results may go out now;
+     * only entries of this round's own write wait for it. */
+    uint64_t durable = self->log_last;
     if (rd->snapshot) {
         self->fatal = true;
         fail(self, "this node is too far behind the leader's log and needs a snapshot transfer, "
@@ -534,6 +548,7 @@ static bool start_ready(kyu_replica_t *self)
             self->log_last = rd->entries[rd->n_entries - 1].index;
         if (promise) {
             self->await_token = token;
+            apply_committed(self, durable);
             return false;
         }
     }
@@ -544,10 +559,10 @@ static bool start_ready(kyu_replica_t *self)
 void kyu_replica_flush(kyu_replica_t *self)
 {
     while (!self->failed && !self->ready_out) {
-        /* What the core has first (commits to apply, messages), then the open entry: a Ready
-         * with new entries waits for their fsync, and committed entries must not wait for
-         * the next entry's fsync along with it. */
-        if (!kyu_raft_has_ready(self->raft) && self->open) {
+        /* The open entry goes into the same Ready as the commits the core has: its write is
+         * handed to the storage thread first and the commits are applied while it syncs
+         * (start_ready), so fsync and apply overlap. */
+        if (self->open) {
             if (kyu_raft_role(self->raft) == KYU_RAFT_LEADER) {
                 propose_open(self);
             } else {
