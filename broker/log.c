@@ -71,6 +71,37 @@ static bool add_write(rocksdb_writebatch_t *wb, rocksdb_column_family_handle_t *
     return true;
 }
 
+/* The writes of an install: every entry goes, then the snapshot record (index(8) term(8)
+ * conf) and the hard state (24 bytes, or none). */
+static void add_install_frames(rocksdb_writebatch_t *wb, rocksdb_column_family_handle_t *cf,
+                               const uint8_t *snap, size_t snap_len, const uint8_t *hs,
+                               size_t hs_len)
+{
+    uint8_t lo[LOG_KEY], hi[LOG_KEY], sk[STATE_KEY], hk[STATE_KEY];
+    log_key(lo, 0);
+    log_key(hi, UINT64_MAX);
+    rocksdb_writebatch_delete_range_cf(wb, cf, (char *)lo, LOG_KEY, (char *)hi, LOG_KEY);
+    state_key(sk, "snap");
+    rocksdb_writebatch_put_cf(wb, cf, (char *)sk, STATE_KEY, (const char *)snap, snap_len);
+    if (hs_len == 24) {
+        state_key(hk, "hard");
+        rocksdb_writebatch_put_cf(wb, cf, (char *)hk, STATE_KEY, (const char *)hs, 24);
+    }
+}
+
+/* ["INSTALL", token, snapshot record, hard state (0 or 24 bytes)]. */
+static bool add_install(rocksdb_writebatch_t *wb, rocksdb_column_family_handle_t *cf, zmsg_t *m,
+                        uint64_t *token)
+{
+    zframe_t *ft = zmsg_next(m), *fs = zmsg_next(m), *fh = zmsg_next(m);
+    if (!ft || !fs || !fh || zframe_size(ft) != 8 || zframe_size(fs) < 16 ||
+        (zframe_size(fh) != 0 && zframe_size(fh) != 24))
+        return false;
+    *token = kyu_get_be64(zframe_data(ft));
+    add_install_frames(wb, cf, zframe_data(fs), zframe_size(fs), zframe_data(fh), zframe_size(fh));
+    return true;
+}
+
 /* ["COMPACT", snapshot descriptor]: records where the log now starts and drops the entries
  * up to it, once the state they produced is durable too. */
 static void compact(storage_args_t *args, rocksdb_t *db, rocksdb_column_family_handle_t *cf,
@@ -118,6 +149,9 @@ static void storage_actor(zsock_t *pipe, void *arg)
             char *cmd = zmsg_popstr(m);
             if (cmd && streq(cmd, "WRITE")) {
                 KYU_ASSERT(add_write(wb, cf, m, &token));
+                have = true;
+            } else if (cmd && streq(cmd, "INSTALL")) {
+                KYU_ASSERT(add_install(wb, cf, m, &token));
                 have = true;
             } else if (cmd && streq(cmd, "COMPACT")) {
                 /* Earlier writes of this round go first: the range must not cover them. */
@@ -240,6 +274,57 @@ kyu_code_t kyu_log_append(kyu_log_t *self, uint64_t index, uint64_t term, const 
     kyu_log_entry_t e = {index, term, KYU_ENTRY_NORMAL, payload, len};
     uint64_t token;
     return kyu_log_write(self, NULL, &e, 1, false, &token, err);
+}
+
+static size_t snap_record(const kyu_log_snapshot_t *snap, uint8_t *b)
+{
+    kyu_put_be64(b, snap->index);
+    kyu_put_be64(b + 8, snap->term);
+    memcpy(b + 16, snap->conf, snap->conf_len);
+    return 16 + snap->conf_len;
+}
+
+static size_t hs_record(const kyu_log_hard_state_t *hs, uint8_t b[24])
+{
+    if (!hs)
+        return 0;
+    kyu_put_be64(b, hs->term);
+    kyu_put_be64(b + 8, hs->vote);
+    kyu_put_be64(b + 16, hs->commit);
+    return 24;
+}
+
+kyu_code_t kyu_log_install(kyu_log_t *self, const kyu_log_snapshot_t *snap,
+                           const kyu_log_hard_state_t *hs, uint64_t *token, kyu_err_t *err)
+{
+    uint8_t bt[8], bs[16 + sizeof snap->conf], bh[24];
+    kyu_put_be64(bt, self->token + 1);
+    size_t ls = snap_record(snap, bs), lh = hs_record(hs, bh);
+    if (zsock_send(zactor_sock(self->actor), "sbbb", "INSTALL", bt, (size_t)8, bs, ls, bh, lh))
+        return kyu_err_set(err, KYU_ERR_INTERNAL, "cannot hand a write to the storage thread");
+    *token = ++self->token;
+    return KYU_OK;
+}
+
+kyu_code_t kyu_log_reset(kyu_store_t *store, const kyu_log_snapshot_t *snap,
+                         const kyu_log_hard_state_t *hs, kyu_err_t *err)
+{
+    uint8_t bs[16 + sizeof snap->conf], bh[24];
+    size_t ls = snap_record(snap, bs), lh = hs_record(hs, bh);
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    add_install_frames(wb, kyu_store_cf(store, KYU_CF_LOG), bs, ls, bh, lh);
+    rocksdb_writeoptions_t *w = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(w, 1);
+    char *rerr = NULL;
+    rocksdb_write(kyu_store_db(store, KYU_CF_LOG), w, wb, &rerr);
+    rocksdb_writeoptions_destroy(w);
+    rocksdb_writebatch_destroy(wb);
+    if (rerr) {
+        kyu_err_set(err, KYU_ERR_STORAGE, "resetting the log: %s", rerr);
+        free(rerr);
+        return KYU_ERR_STORAGE;
+    }
+    return KYU_OK;
 }
 
 void kyu_log_compact(kyu_log_t *self, const kyu_log_snapshot_t *snap)

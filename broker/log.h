@@ -68,6 +68,14 @@ kyu_code_t kyu_log_append(kyu_log_t *self, uint64_t index, uint64_t term, const 
  * snap->index (they are applied, and the state is synced first). */
 void kyu_log_compact(kyu_log_t *self, const kyu_log_snapshot_t *snap);
 
+/* Snapshot install: replaces the whole log by snap (every entry goes, the record says where
+ * the log starts) and writes hs, synced; reported durable under *token like a write. */
+kyu_code_t kyu_log_install(kyu_log_t *self, const kyu_log_snapshot_t *snap,
+                           const kyu_log_hard_state_t *hs, uint64_t *token, kyu_err_t *err);
+/* The same at startup, on the caller's thread (before the storage thread runs). */
+kyu_code_t kyu_log_reset(kyu_store_t *store, const kyu_log_snapshot_t *snap,
+                         const kyu_log_hard_state_t *hs, kyu_err_t *err);
+
 typedef struct {
     bool failed;    /* the write failed: nothing past the last durable index is on disk */
     uint64_t index; /* durable up to this write token */

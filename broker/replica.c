@@ -162,8 +162,7 @@ kyu_replica_t *kyu_replica_new(kyu_store_t *store, kyu_sm_t *sm, kyu_log_t *log,
     kyu_raft_conf_t conf;
     initial_conf(self, &conf);
     kyu_replica_boot_t boot;
-    uint64_t applied = kyu_sm_applied_index(sm);
-    if (kyu_replica_boot_load(store, applied, &conf, &boot, err) != KYU_OK) {
+    if (kyu_replica_boot_load(store, sm, &conf, &boot, err) != KYU_OK) {
         free(self);
         return NULL;
     }
@@ -186,7 +185,7 @@ kyu_replica_t *kyu_replica_new(kyu_store_t *store, kyu_sm_t *sm, kyu_log_t *log,
         .conf = &conf,
         .entries = boot.entries,
         .n_entries = boot.n_entries,
-        .applied = applied,
+        .applied = kyu_sm_applied_index(sm),
     };
     self->persisted = boot.hs;
     self->raft = kyu_raft_new(&rc);
@@ -396,6 +395,17 @@ static kyu_code_t apply_entry(kyu_replica_t *self, const kyu_raft_entry_t *ce)
     size_t len = ce->type == KYU_RAFT_ENTRY_NORMAL ? ce->len : 0;
     size_t n = 0;
     kyu_err_t err;
+    if (ce->index <= kyu_sm_applied_index(self->sm)) {
+        /* Already in the state: a snapshot installed from a member that had applied further
+         * than the snapshot's index (snapshot.c). Only followers install, so nobody waits. */
+        if (e) {
+            fail_waiters(self, e, KYU_ERR_NOT_LEADER, "the request's entry was superseded");
+            entry_destroy(&e);
+        }
+        return KYU_OK;
+    }
+    kyu_sm_set_entry_meta(self->sm, ce->term, ce->type == KYU_RAFT_ENTRY_CONF ? ce->data : NULL,
+                          ce->type == KYU_RAFT_ENTRY_CONF ? ce->len : 0);
     kyu_result_t *results = e && e->n ? calloc(e->n, sizeof *results) : NULL;
     KYU_ASSERT(!e || !e->n || results);
     kyu_code_t rc = kyu_sm_apply(self->sm, ce->index, data, len, results, e ? e->n : 0, &n, &err);

@@ -56,10 +56,45 @@ void kyu_replica_boot_free(kyu_replica_boot_t *b)
     memset(b, 0, sizeof *b);
 }
 
-kyu_code_t kyu_replica_boot_load(kyu_store_t *store, uint64_t applied,
+/* The state database is at (applied, aterm) but the log neither holds that entry nor starts
+ * there: the log is replaced by a snapshot record at the state's applied index. */
+static kyu_code_t reset_to_state(kyu_store_t *store, const kyu_sm_t *sm,
                                  const kyu_raft_conf_t *initial, kyu_replica_boot_t *b,
                                  kyu_err_t *err)
 {
+    uint64_t applied = kyu_sm_applied_index(sm), aterm = kyu_sm_applied_term(sm);
+    for (size_t i = 0; i < b->n_entries; i++)
+        free(b->entries[i].data);
+    free(b->entries);
+    b->entries = NULL;
+    b->n_entries = 0;
+    const uint8_t *conf = NULL;
+    size_t conf_len = kyu_sm_raft_conf(sm, &conf);
+    kyu_log_snapshot_t ls = {.found = true, .index = applied, .term = aterm};
+    if (conf_len == 0 || !kyu_raft_conf_decode(conf, conf_len, &b->snap.conf))
+        b->snap.conf = *initial;
+    ls.conf_len = kyu_raft_conf_encode(&b->snap.conf, ls.conf, sizeof ls.conf);
+    b->snap.index = applied;
+    b->snap.term = aterm;
+    kyu_put_be64(b->snap_desc, applied);
+    b->has_snap = true;
+    /* The vote is kept unless the term moves past it: a vote is never forgotten. */
+    if (b->hs.term < aterm)
+        b->hs = (kyu_raft_hard_state_t){.term = aterm};
+    b->hs.commit = applied;
+    kyu_log_hard_state_t hs = {true, b->hs.term, b->hs.vote, b->hs.commit};
+    fprintf(stderr,
+            "kyu-broker: the state is a snapshot at index %llu (term %llu) the log does not lead "
+            "to: an install was interrupted; the log now starts there\n",
+            (unsigned long long)applied, (unsigned long long)aterm);
+    return kyu_log_reset(store, &ls, &hs, err);
+}
+
+kyu_code_t kyu_replica_boot_load(kyu_store_t *store, const kyu_sm_t *sm,
+                                 const kyu_raft_conf_t *initial, kyu_replica_boot_t *b,
+                                 kyu_err_t *err)
+{
+    uint64_t applied = kyu_sm_applied_index(sm), aterm = kyu_sm_applied_term(sm);
     memset(b, 0, sizeof *b);
     kyu_log_hard_state_t hs;
     kyu_log_snapshot_t snap;
@@ -112,6 +147,18 @@ kyu_code_t kyu_replica_boot_load(kyu_store_t *store, uint64_t applied,
         /* Pre-Raft data: durable was committed. */
         b->hs = (kyu_raft_hard_state_t){.term = c.n ? c.entries[c.n - 1].term : b->snap.term,
                                         .commit = log_last};
+    }
+    /* A state that records its term must be on the log: at the snapshot record or an entry
+     * with that term. Otherwise it came from an install the log did not follow yet. */
+    bool holds = applied == snap_index ? b->snap.term == aterm
+                 : applied < snap_index || applied > log_last
+                     ? false
+                     : c.entries[applied - snap_index - 1].term == aterm;
+    if (aterm != 0 && applied >= snap_index && !holds) {
+        kyu_code_t rc = reset_to_state(store, sm, initial, b, err);
+        if (rc != KYU_OK)
+            kyu_replica_boot_free(b);
+        return rc;
     }
     /* The commit index is written without waiting when only it changed (replica.c): entries
      * applied before a crash were committed even if the record of it was lost. */

@@ -15,8 +15,10 @@ typedef struct {
 } kyu_replica_boot_t;
 
 /* Reads the log database; initial is the configuration used when no snapshot record says
- * otherwise (the peer list, or this node alone). */
-kyu_code_t kyu_replica_boot_load(kyu_store_t *store, uint64_t applied,
+ * otherwise (the peer list, or this node alone). When the state database is a snapshot the
+ * log does not lead to (an install a crash interrupted: the state was replaced, the log not
+ * yet), the log is reset to start at the state's applied index. */
+kyu_code_t kyu_replica_boot_load(kyu_store_t *store, const kyu_sm_t *sm,
                                  const kyu_raft_conf_t *initial, kyu_replica_boot_t *b,
                                  kyu_err_t *err);
 void kyu_replica_boot_free(kyu_replica_boot_t *b);

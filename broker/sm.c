@@ -8,6 +8,8 @@
  *   leases     qid(8) seq(8)             -> visible_at(8) receive_count(4) gen(4) first_ms(8)
  *   visibility qid(8) visible_at(8) seq(8) -> ""
  *   meta       "applied_index", "next_seq", "next_qid", "last_now" -> u64
+ *   meta       "applied_term" -> u64, "raft_conf" -> configuration (the Raft snapshot
+ *              this state is: term and membership at the applied index)
  *   meta       "gc" qid(8)               -> "" (a deleted queue whose data is still to drop)
  *   meta       "rq"/"rx" ...             -> SEND request keys and their expiry (sm_dedup.c)
  * seq is global (never reused across queues), so a receipt handle of another queue finds
@@ -133,6 +135,54 @@ kyu_code_t kyu_sm_collect_garbage(kyu_sm_t *self, kyu_err_t *err)
     return KYU_OK;
 }
 
+static kyu_code_t load_conf(kyu_sm_t *self, kyu_err_t *err)
+{
+    char *rerr = NULL;
+    size_t len = 0;
+    char *v = rocksdb_get_cf(self->db, kyu_store_readopts(self->store),
+                             kyu_store_cf(self->store, KYU_CF_META), "raft_conf", 9, &len, &rerr);
+    self->conf_len = 0;
+    if (rerr) {
+        kyu_err_set(err, KYU_ERR_STORAGE, "reading raft_conf: %s", rerr);
+        free(rerr);
+        return KYU_ERR_STORAGE;
+    }
+    if (v && len > sizeof self->conf) {
+        free(v);
+        return kyu_err_set(err, KYU_ERR_STORAGE, "corrupt raft_conf in the store");
+    }
+    if (v) {
+        memcpy(self->conf, v, len);
+        self->conf_len = len;
+    }
+    free(v);
+    return KYU_OK;
+}
+
+static void drop_queues(kyu_sm_t *self)
+{
+    /* The hash does not own the records (a deleted queue's record outlives its key until
+     * the entry is written), so they are freed here. */
+    for (queue_t *q = zhashx_first(self->queues); q; q = zhashx_next(self->queues))
+        free(q);
+    zhashx_purge(self->queues);
+}
+
+static kyu_code_t load(kyu_sm_t *self, kyu_err_t *err)
+{
+    self->db = kyu_store_db(self->store, KYU_CF_META);
+    self->conf_pending = false;
+    if (load_meta(self, "applied_index", &self->applied_index, 0, err) ||
+        load_meta(self, "applied_term", &self->applied_term, 0, err) ||
+        load_meta(self, "next_seq", &self->next_seq, 1, err) ||
+        load_meta(self, "next_qid", &self->next_qid, 1, err) ||
+        load_meta(self, "last_now", &self->last_now, 0, err) || load_conf(self, err) ||
+        load_queues(self, err) || kyu_sm_collect_garbage(self, err))
+        return KYU_ERR_STORAGE;
+    self->next_term = self->applied_term;
+    return KYU_OK;
+}
+
 kyu_sm_t *kyu_sm_open(kyu_store_t *store, kyu_err_t *err)
 {
     kyu_sm_t *self = calloc(1, sizeof *self);
@@ -141,22 +191,45 @@ kyu_sm_t *kyu_sm_open(kyu_store_t *store, kyu_err_t *err)
         return NULL;
     }
     self->store = store;
-    self->db = kyu_store_db(store, KYU_CF_META);
     self->queues = zhashx_new();
     self->touched = zlistx_new();
     self->wopts = rocksdb_writeoptions_create();
     self->batch = rocksdb_writebatch_wi_create(0, 1);
     self->plain = rocksdb_writebatch_create();
     KYU_ASSERT(self->queues && self->touched && self->wopts && self->batch && self->plain);
-    if (load_meta(self, "applied_index", &self->applied_index, 0, err) ||
-        load_meta(self, "next_seq", &self->next_seq, 1, err) ||
-        load_meta(self, "next_qid", &self->next_qid, 1, err) ||
-        load_meta(self, "last_now", &self->last_now, 0, err) || load_queues(self, err) ||
-        kyu_sm_collect_garbage(self, err)) {
+    if (load(self, err) != KYU_OK) {
         kyu_sm_destroy(&self);
         return NULL;
     }
     return self;
+}
+
+kyu_code_t kyu_sm_reload(kyu_sm_t *self, kyu_err_t *err)
+{
+    drop_queues(self);
+    zlistx_purge(self->touched);
+    return load(self, err);
+}
+
+uint64_t kyu_sm_applied_term(const kyu_sm_t *self)
+{
+    return self->applied_term;
+}
+
+size_t kyu_sm_raft_conf(const kyu_sm_t *self, const uint8_t **conf)
+{
+    *conf = self->conf;
+    return self->conf_len;
+}
+
+void kyu_sm_set_entry_meta(kyu_sm_t *self, uint64_t term, const uint8_t *conf, size_t conf_len)
+{
+    self->next_term = term;
+    if (conf && conf_len <= sizeof self->conf) {
+        memcpy(self->conf, conf, conf_len);
+        self->conf_len = conf_len;
+        self->conf_pending = true;
+    }
 }
 
 void kyu_sm_destroy(kyu_sm_t **self_p)
@@ -164,10 +237,7 @@ void kyu_sm_destroy(kyu_sm_t **self_p)
     kyu_sm_t *self = *self_p;
     if (!self)
         return;
-    /* The hash does not own the records (a deleted queue's record outlives its key until
-     * the entry is written), so they are freed here. */
-    for (queue_t *q = zhashx_first(self->queues); q; q = zhashx_next(self->queues))
-        free(q);
+    drop_queues(self);
     zhashx_destroy(&self->queues);
     zlistx_destroy(&self->touched);
     rocksdb_writebatch_wi_destroy(self->batch);

@@ -15,6 +15,7 @@
 #include "store.h"
 
 #define KYU_QUEUES_MAX 10000
+#define KYU_SM_CONF_MAX 160 /* a kyu_raft_conf_encode'd configuration */
 
 typedef struct {
     kyu_code_t code;
@@ -44,6 +45,17 @@ kyu_sm_t *kyu_sm_open(kyu_store_t *store, kyu_err_t *err);
 void kyu_sm_destroy(kyu_sm_t **self_p);
 
 uint64_t kyu_sm_applied_index(const kyu_sm_t *self);
+/* The Raft term of the applied entry (0 when not recorded: data older than the record). */
+uint64_t kyu_sm_applied_term(const kyu_sm_t *self);
+/* The Raft configuration in force at the applied index (kyu_raft_conf_encode form), or 0
+ * bytes when no configuration entry was ever applied (the bootstrap one is in force). */
+size_t kyu_sm_raft_conf(const kyu_sm_t *self, const uint8_t **conf);
+/* What the next kyu_sm_apply records with its index: the entry's term, and conf (when not
+ * NULL) as the configuration from then on. */
+void kyu_sm_set_entry_meta(kyu_sm_t *self, uint64_t term, const uint8_t *conf, size_t conf_len);
+/* Reloads everything from the store, after its state database was replaced by a snapshot
+ * (kyu_store_replace_state). On error the state machine must not be used further. */
+kyu_code_t kyu_sm_reload(kyu_sm_t *self, kyu_err_t *err);
 /* The largest command time applied: leaders never propose an earlier time. */
 uint64_t kyu_sm_last_now(const kyu_sm_t *self);
 

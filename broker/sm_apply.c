@@ -400,6 +400,10 @@ static bool finish_entry(kyu_sm_t *self, uint64_t index, bool *dropped_queue)
         put(self, KYU_CF_QUEUES, q->name, strlen(q->name), v, sizeof v);
     }
     put_meta(self, "applied_index", index);
+    if (self->next_term != self->applied_term)
+        put_meta(self, "applied_term", self->next_term);
+    if (self->conf_pending)
+        put(self, KYU_CF_META, "raft_conf", 9, self->conf, self->conf_len);
     put_meta(self, "next_seq", self->next_seq);
     put_meta(self, "next_qid", self->next_qid);
     put_meta(self, "last_now", self->last_now);
@@ -501,6 +505,8 @@ kyu_code_t kyu_sm_apply(kyu_sm_t *self, uint64_t index, const void *payload, siz
         return KYU_ERR_STORAGE;
     }
     self->applied_index = index;
+    self->applied_term = self->next_term;
+    self->conf_pending = false;
     if (dropped)
         return kyu_sm_collect_garbage(self, err);
     return KYU_OK;

@@ -30,6 +30,12 @@ struct kyu_sm {
     uint64_t next_seq;
     uint64_t next_qid;
     uint64_t last_now;
+    /* Raft's view of the applied index: its term and the configuration in force there,
+     * written with it, so that the state database describes itself as a snapshot. */
+    uint64_t applied_term, next_term;
+    uint8_t conf[KYU_SM_CONF_MAX];
+    size_t conf_len;
+    bool conf_pending; /* the next entry writes conf */
     rocksdb_writeoptions_t *wopts;
     /* per-entry scratch */
     rocksdb_writebatch_wi_t *batch; /* entries with a command that reads (read-your-writes) */

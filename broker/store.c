@@ -1,10 +1,13 @@
 #include "store.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static const char *const cf_names[KYU_CF_COUNT] = {
     "default", "log", "meta", "queues", "messages", "leases", "visibility",
@@ -17,6 +20,7 @@ static bool in_log_db(int cf)
 }
 
 struct kyu_store {
+    char dir[4096];
     rocksdb_t *db;     /* state */
     rocksdb_t *log_db; /* command log */
     rocksdb_options_t *opts;
@@ -138,6 +142,98 @@ static kyu_code_t open_db(kyu_store_t *self, const char *dir, const char *sub, b
     return KYU_OK;
 }
 
+static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+void kyu_store_remove_tree(const char *path)
+{
+    nftw(path, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+kyu_code_t kyu_store_fsync_path(const char *path, kyu_err_t *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fsync(fd) != 0) {
+        kyu_err_set(err, KYU_ERR_STORAGE, "cannot sync %s: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return KYU_ERR_STORAGE;
+    }
+    close(fd);
+    return KYU_OK;
+}
+
+static bool exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* Finishes or undoes a state swap a crash interrupted (kyu_store_replace_state): state.old
+ * without state means the new one was not moved in yet, so the old one comes back; a
+ * leftover incoming directory is an incomplete transfer. */
+static kyu_code_t finish_swap(const char *dir, kyu_err_t *err)
+{
+    char state[4200], old[4200], incoming[4200];
+    snprintf(state, sizeof state, "%s/state", dir);
+    snprintf(old, sizeof old, "%s/state.old", dir);
+    snprintf(incoming, sizeof incoming, "%s/state.incoming", dir);
+    if (exists(old) && !exists(state) && rename(old, state) != 0)
+        return kyu_err_set(err, KYU_ERR_STORAGE, "cannot restore %s: %s", old, strerror(errno));
+    kyu_store_remove_tree(old);
+    kyu_store_remove_tree(incoming);
+    return KYU_OK;
+}
+
+const char *kyu_store_dir(const kyu_store_t *self)
+{
+    return self->dir;
+}
+
+static void close_state(kyu_store_t *self)
+{
+    for (int i = 0; i < KYU_CF_COUNT; i++)
+        if (self->cfs[i] && !in_log_db(i)) {
+            rocksdb_column_family_handle_destroy(self->cfs[i]);
+            self->cfs[i] = NULL;
+        }
+    if (self->db) {
+        rocksdb_cancel_all_background_work(self->db, 1);
+        rocksdb_close(self->db);
+        self->db = NULL;
+    }
+}
+
+kyu_code_t kyu_store_replace_state(kyu_store_t *self, kyu_err_t *err)
+{
+    char state[4200], old[4200], incoming[4200];
+    snprintf(state, sizeof state, "%s/state", self->dir);
+    snprintf(old, sizeof old, "%s/state.old", self->dir);
+    snprintf(incoming, sizeof incoming, "%s/state.incoming", self->dir);
+    kyu_err_clear(err);
+    close_state(self);
+    kyu_store_remove_tree(old);
+    if (rename(state, old) != 0 || rename(incoming, state) != 0 ||
+        kyu_store_fsync_path(self->dir, err) != KYU_OK) {
+        if (!err->code)
+            kyu_err_set(err, KYU_ERR_STORAGE, "cannot put the snapshot in place: %s",
+                        strerror(errno));
+        finish_swap(self->dir, err);
+        open_db(self, self->dir, "state", false, &self->db, err);
+        return KYU_ERR_STORAGE;
+    }
+    kyu_store_remove_tree(old);
+    if (open_db(self, self->dir, "state", false, &self->db, err) != KYU_OK)
+        return KYU_ERR_STORAGE;
+    return check_format(self, err);
+}
+
 kyu_store_t *kyu_store_open(const char *dir, kyu_err_t *err)
 {
     kyu_store_t *self = calloc(1, sizeof *self);
@@ -173,6 +269,11 @@ kyu_store_t *kyu_store_open(const char *dir, kyu_err_t *err)
         return NULL;
     }
 
+    snprintf(self->dir, sizeof self->dir, "%s", dir);
+    if (finish_swap(dir, err) != KYU_OK) {
+        kyu_store_close(&self);
+        return NULL;
+    }
     if (open_db(self, dir, "state", false, &self->db, err) != KYU_OK ||
         open_db(self, dir, "log", true, &self->log_db, err) != KYU_OK) {
         kyu_store_close(&self);

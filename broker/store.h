@@ -41,6 +41,19 @@ typedef struct kyu_store kyu_store_t;
 kyu_store_t *kyu_store_open(const char *dir, kyu_err_t *err);
 void kyu_store_close(kyu_store_t **self_p);
 
+/* Snapshot install: DIR/state.incoming holds a complete state database (a checkpoint of
+ * another member's, fsynced); this closes the state database, puts the new one in its place
+ * and opens it. Crash-safe: the swap is two renames, and kyu_store_open finishes or undoes
+ * an interrupted one (DIR/state.old) and drops an incomplete DIR/state.incoming. Column
+ * family handles and the state database handle change: callers take them again. */
+kyu_code_t kyu_store_replace_state(kyu_store_t *self, kyu_err_t *err);
+/* The data directory (for the snapshot transfer's files). */
+const char *kyu_store_dir(const kyu_store_t *self);
+/* Removes a directory tree (best effort; for snapshot scratch directories). */
+void kyu_store_remove_tree(const char *path);
+/* fsyncs a file or directory by path. */
+kyu_code_t kyu_store_fsync_path(const char *path, kyu_err_t *err);
+
 /* The database that holds column family cf. */
 rocksdb_t *kyu_store_db(kyu_store_t *self, kyu_cf_t cf);
 /* Makes every state write so far durable (fsync of the state database's WAL). */
