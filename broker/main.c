@@ -4,6 +4,7 @@
  * The ack-after-commit rule lives in the replica: a write's reply is sent once its entry is
  * committed and applied, never from the request handler. */
 #include "frontend.h"
+#include "snapshot.h"
 #include "transport.h"
 
 #include <getopt.h>
@@ -131,7 +132,53 @@ typedef struct {
     kyu_replica_t *replica;
     kyu_log_t *log;
     kyu_transport_t *transport;
+    kyu_snapshot_t *snapshot;
+    kyu_sm_t *sm;
+    const kyu_peers_t *peers;
 } broker_t;
+
+/* The replica needs a snapshot from member server: the installer thread fetches it. */
+static void start_install(void *arg, uint64_t server, uint64_t min_index)
+{
+    broker_t *b = arg;
+    const kyu_peer_t *p = kyu_peers_find(b->peers, server);
+    kyu_snapshot_install(b->snapshot, server, p ? p->raft : "", min_index);
+}
+
+static int on_install(zloop_t *loop, zsock_t *sock, void *arg)
+{
+    (void)loop;
+    (void)sock;
+    broker_t *b = arg;
+    bool ok = false;
+    char why[KYU_ERR_MSG_MAX];
+    kyu_err_t err;
+    if (kyu_snapshot_install_recv(b->snapshot, &ok, why, sizeof why, &err) != KYU_OK)
+        return 0;
+    /* The state database is swapped under the server thread's feet otherwise. */
+    if (ok)
+        kyu_snapshot_pause(b->snapshot);
+    kyu_replica_install_done(b->replica, ok, why);
+    if (ok)
+        kyu_snapshot_resume(b->snapshot);
+    kyu_replica_flush(b->replica);
+    return kyu_replica_fatal(b->replica) ? -1 : 0;
+}
+
+/* A snapshot chunk or manifest the server thread prepared goes to the member that asked. */
+static int on_snapshot_reply(zloop_t *loop, zsock_t *sock, void *arg)
+{
+    (void)loop;
+    (void)sock;
+    broker_t *b = arg;
+    zframe_t *routing = NULL, *reply = NULL;
+    kyu_err_t err;
+    if (kyu_snapshot_server_recv(b->snapshot, &routing, &reply, &err) == KYU_OK)
+        kyu_transport_reply(b->transport, routing, zframe_data(reply), zframe_size(reply));
+    zframe_destroy(&routing);
+    zframe_destroy(&reply);
+    return 0;
+}
 
 static void send_peer(void *arg, const kyu_raft_msg_t *msg)
 {
@@ -145,12 +192,19 @@ static int on_peer(zloop_t *loop, zsock_t *sock, void *arg)
     broker_t *b = arg;
     for (int i = 0; i < PEER_DRAIN_MAX; i++) {
         kyu_peer_decoded_t d;
+        kyu_transport_snap_t snap;
         kyu_err_t err;
-        kyu_code_t rc = kyu_transport_recv(b->transport, &d, &err);
+        kyu_code_t rc = kyu_transport_recv(b->transport, &d, &snap, &err);
         if (rc == KYU_ERR_TIMEOUT)
             break;
         if (rc != KYU_OK)
             continue; /* dropped: a malformed or misaddressed peer frame changes nothing */
+        if (!d.live) {
+            /* A snapshot fetch: served by a state that is not itself being replaced. */
+            uint64_t applied = kyu_replica_installing(b->replica) ? 0 : kyu_sm_applied_index(b->sm);
+            kyu_snapshot_serve(b->snapshot, snap.routing, snap.data, snap.len, applied);
+            continue;
+        }
         kyu_replica_step(b->replica, &d.msg);
         kyu_peer_decoded_reset(&d);
     }
@@ -256,11 +310,20 @@ int main(int argc, char **argv)
         2 * ((int64_t)KYU_ENTRY_BYTES_MAX + KYU_BATCH_MAX * (int64_t)cfg.max_body) + KYU_HEADER_MAX;
     if (b.log && cfg.peers.n > 0)
         b.transport = kyu_transport_new(&cfg.peers, cfg.node_id, max_peer, &err);
+    if (b.transport)
+        b.snapshot = kyu_snapshot_new(store, cfg.node_id, max_peer, &err);
+    b.sm = sm;
+    b.peers = &cfg.peers;
     kyu_replica_config_t rcfg = {.node_id = cfg.node_id ? cfg.node_id : 1,
                                  .peers = &cfg.peers,
                                  .send = b.transport ? send_peer : NULL,
-                                 .send_arg = b.transport};
-    if (b.log && (cfg.peers.n == 0 || b.transport))
+                                 .send_arg = b.transport,
+                                 .install = b.snapshot ? start_install : NULL,
+                                 .install_arg = &b};
+    char *window = getenv("KYU_LOG_WINDOW"); /* tests: a short log makes snapshots happen */
+    if (window && atoll(window) > 0)
+        rcfg.log_window = (uint64_t)atoll(window);
+    if (b.log && (cfg.peers.n == 0 || b.snapshot))
         b.replica =
             kyu_replica_new(store, sm, b.log, &rcfg, kyu_frontend_on_result, b.frontend, &err);
     if (!b.replica) {
@@ -277,8 +340,11 @@ int main(int argc, char **argv)
         KYU_ASSERT(loop);
         /* Storage reports first: answering finished work frees room for new requests. */
         zloop_reader(loop, kyu_log_sock(b.log), on_storage, &b);
-        if (b.transport)
+        if (b.transport) {
             zloop_reader(loop, kyu_transport_sock(b.transport), on_peer, &b);
+            zloop_reader(loop, kyu_snapshot_server_sock(b.snapshot), on_snapshot_reply, &b);
+            zloop_reader(loop, kyu_snapshot_install_sock(b.snapshot), on_install, &b);
+        }
         zloop_reader(loop, kyu_frontend_sock(b.frontend), on_client, &b);
         /* The tick also wakes the loop so that it sees CZMQ's interrupted flag: SIGTERM may
          * land on any thread (RocksDB's, libzmq's), which does not interrupt the poll. */
@@ -292,6 +358,7 @@ int main(int argc, char **argv)
     /* The storage thread finishes the write under way; entries it made durable but that were
      * not applied yet are applied from the log at the next start. */
     kyu_log_destroy(&b.log);
+    kyu_snapshot_destroy(&b.snapshot);
     kyu_replica_destroy(&b.replica);
     kyu_transport_destroy(&b.transport);
     kyu_frontend_destroy(&b.frontend);

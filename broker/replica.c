@@ -16,6 +16,7 @@ typedef struct entry {
 } entry_t;
 
 struct kyu_replica {
+    kyu_store_t *store;
     kyu_sm_t *sm;
     kyu_log_t *log;
     kyu_raft_t *raft;
@@ -42,6 +43,14 @@ struct kyu_replica {
     uint32_t transfer_ticks; /* ticks since the transfer began (it is abandoned after an
                                 election timeout) */
     uint32_t election_ticks;
+    /* Snapshot install: the Ready with the snapshot stays out until the state is fetched,
+     * swapped in and the log reset (snapshot.h). */
+    kyu_replica_install_fn install;
+    void *install_arg;
+    bool installing;        /* a Ready holds a snapshot not yet installed */
+    bool install_running;   /* a fetch is under way */
+    uint32_t install_wait;  /* ticks since the last failed fetch */
+    uint32_t install_tries; /* failed fetches of this snapshot (to rotate members) */
     char failure[KYU_ERR_MSG_MAX];
 };
 
@@ -143,8 +152,11 @@ kyu_replica_t *kyu_replica_new(kyu_store_t *store, kyu_sm_t *sm, kyu_log_t *log,
         kyu_err_set(err, KYU_ERR_INTERNAL, "out of memory");
         return NULL;
     }
+    self->store = store;
     self->sm = sm;
     self->log = log;
+    self->install = cfg ? cfg->install : NULL;
+    self->install_arg = cfg ? cfg->install_arg : NULL;
     self->done = done;
     self->done_arg = done_arg;
     self->node_id = cfg && cfg->node_id ? cfg->node_id : 1;
@@ -497,6 +509,90 @@ static bool hs_differs(kyu_raft_hard_state_t a, kyu_raft_hard_state_t b)
     return a.term != b.term || a.vote != b.vote || a.commit != b.commit;
 }
 
+/* Asks for the state of the Ready's snapshot: from the leader, or after failures from the
+ * other members in turn (any member that applied that far can serve it). */
+static void start_install(kyu_replica_t *self)
+{
+    uint64_t server = kyu_raft_leader(self->raft);
+    if (self->install_tries > 0 || server == KYU_RAFT_NONE || server == self->node_id) {
+        const kyu_raft_conf_t *c = &self->rd.snapshot->conf;
+        uint64_t ids[2 * KYU_RAFT_MAX_NODES];
+        size_t n = 0;
+        for (uint32_t i = 0; i < c->n_voters; i++)
+            if (c->voters[i] != self->node_id)
+                ids[n++] = c->voters[i];
+        if (n > 0)
+            server = ids[self->install_tries % n];
+    }
+    self->install_running = true;
+    self->install_wait = 0;
+    fprintf(stderr,
+            "kyu-broker: this node is behind the leader's log: fetching a snapshot of at least "
+            "index %llu from node %llu\n",
+            (unsigned long long)self->rd.snapshot->index, (unsigned long long)server);
+    self->install(self->install_arg, server, self->rd.snapshot->index);
+}
+
+bool kyu_replica_installing(kyu_replica_t *self)
+{
+    return self->installing;
+}
+
+void kyu_replica_install_done(kyu_replica_t *self, bool ok, const char *why)
+{
+    if (!self->installing || !self->install_running)
+        return;
+    self->install_running = false;
+    if (!ok) {
+        fprintf(stderr, "kyu-broker: snapshot fetch failed: %s; trying again\n", why);
+        self->install_tries++;
+        return;
+    }
+    const kyu_raft_ready_t *rd = &self->rd;
+    const kyu_raft_snapshot_t *snap = rd->snapshot;
+    kyu_err_t err;
+    if (kyu_store_replace_state(self->store, &err) != KYU_OK ||
+        kyu_sm_reload(self->sm, &err) != KYU_OK) {
+        self->fatal = true;
+        fail(self, err.msg);
+        return;
+    }
+    if (kyu_sm_applied_index(self->sm) < snap->index) {
+        self->fatal = true;
+        fail(self, "the installed snapshot is older than the one the leader sent");
+        return;
+    }
+    /* The log restarts at the snapshot; entries of the same Ready follow it. */
+    kyu_log_snapshot_t ls = {.found = true, .index = snap->index, .term = snap->term};
+    ls.conf_len = kyu_raft_conf_encode(&snap->conf, ls.conf, sizeof ls.conf);
+    uint64_t last = rd->n_entries ? rd->entries[rd->n_entries - 1].index : snap->index;
+    kyu_log_hard_state_t hs = {true, rd->hard_state.term, rd->hard_state.vote,
+                               rd->hard_state.commit < last ? rd->hard_state.commit : last};
+    uint64_t token = 0;
+    if (kyu_log_install(self->log, &ls, &hs, &token, &err) != KYU_OK) {
+        fail(self, err.msg);
+        return;
+    }
+    self->persisted = rd->hard_state;
+    self->log_last = snap->index;
+    self->compacted = snap->index;
+    self->compact_checked = kyu_sm_applied_index(self->sm);
+    for (size_t i = 0; i < rd->n_entries; i++) {
+        kyu_log_entry_t e = {rd->entries[i].index, rd->entries[i].term, (int)rd->entries[i].type,
+                             rd->entries[i].data, rd->entries[i].len};
+        if (kyu_log_write(self->log, NULL, &e, 1, false, &token, &err) != KYU_OK) {
+            fail(self, err.msg);
+            return;
+        }
+        self->log_last = e.index;
+    }
+    self->installing = false;
+    self->await_token = token;
+    printf("kyu-broker: installed a snapshot at index %llu (state at %llu)\n",
+           (unsigned long long)snap->index, (unsigned long long)kyu_sm_applied_index(self->sm));
+    fflush(stdout);
+}
+
 /* Takes one Ready: sends what may go at once and hands the writes to the storage thread.
  * Returns false when the round must wait for the storage thread. */
 static bool start_ready(kyu_replica_t *self)
@@ -512,10 +608,15 @@ static bool start_ready(kyu_replica_t *self)
      * only entries of this round's own write wait for it. */
     uint64_t durable = self->log_last;
     if (rd->snapshot) {
-        self->fatal = true;
-        fail(self, "this node is too far behind the leader's log and needs a snapshot transfer, "
-                   "which is not implemented yet: restart it from an empty data directory once "
-                   "the leader keeps a longer log, or restore a copy of a member's data");
+        if (!self->install) {
+            self->fatal = true;
+            fail(self, "this node is too far behind the leader's log and needs a snapshot, and "
+                       "this broker has no snapshot transfer");
+            return false;
+        }
+        self->installing = true;
+        self->install_tries = 0;
+        start_install(self);
         return false;
     }
     bool promise = rd->n_entries > 0 || rd->hard_state.term != self->persisted.term ||
@@ -606,6 +707,9 @@ void kyu_replica_on_log_event(kyu_replica_t *self, const kyu_log_event_t *ev)
 void kyu_replica_tick(kyu_replica_t *self)
 {
     kyu_raft_tick(self->raft);
+    if (self->installing && !self->install_running && !self->failed &&
+        ++self->install_wait > self->election_ticks)
+        start_install(self);
     /* The core gives a transfer up after an election timeout; so does the replica, after
      * three, to serve again if it still leads. */
     if (self->transferring && (kyu_raft_role(self->raft) != KYU_RAFT_LEADER ||

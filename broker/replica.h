@@ -38,13 +38,19 @@ typedef void (*kyu_replica_done_fn)(void *arg, void *waiter, kyu_result_t *resul
 /* Sends a Raft message to a peer; must not block (drop instead). */
 typedef void (*kyu_replica_send_fn)(void *arg, const kyu_raft_msg_t *msg);
 
+/* Asks for a state of at least min_index from member server (snapshot.h); the outcome comes
+ * back through kyu_replica_install_done. */
+typedef void (*kyu_replica_install_fn)(void *arg, uint64_t server, uint64_t min_index);
+
 typedef struct {
     uint64_t node_id;         /* this node; 1 when peers is NULL */
     const kyu_peers_t *peers; /* NULL or empty: a one-voter cluster */
     kyu_replica_send_fn send; /* NULL for a one-voter cluster */
     void *send_arg;
-    uint32_t election_ticks; /* 0: 100 ticks (1 to 2 s) in a cluster, 2 for one voter */
-    uint64_t log_window;     /* applied entries kept (0: KYU_REPLICA_LOG_WINDOW) */
+    uint32_t election_ticks;        /* 0: 100 ticks (1 to 2 s) in a cluster, 2 for one voter */
+    uint64_t log_window;            /* applied entries kept (0: KYU_REPLICA_LOG_WINDOW) */
+    kyu_replica_install_fn install; /* NULL: a node that needs a snapshot stops */
+    void *install_arg;
 } kyu_replica_config_t;
 
 /* Rebuilds the Raft core from the log (hard state, snapshot record, entries) and applies the
@@ -73,6 +79,14 @@ void kyu_replica_flush(kyu_replica_t *self);
 void kyu_replica_on_log_event(kyu_replica_t *self, const kyu_log_event_t *ev);
 void kyu_replica_tick(kyu_replica_t *self);
 void kyu_replica_step(kyu_replica_t *self, const kyu_raft_msg_t *msg);
+
+/* The state asked for by install is in DIR/state.incoming (ok), or could not be fetched
+ * (why): on success the state database is replaced and the log restarts at the snapshot; on
+ * failure the fetch is tried again after a pause, from the leader then known or another
+ * member. The caller keeps other threads off the state database meanwhile. */
+void kyu_replica_install_done(kyu_replica_t *self, bool ok, const char *why);
+/* True while a snapshot is being installed (the node answers nothing but Raft). */
+bool kyu_replica_installing(kyu_replica_t *self);
 
 /* True when this node leads and has applied an entry of its own term, so its state holds
  * every committed write: only then does it serve requests. */

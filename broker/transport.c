@@ -1,5 +1,7 @@
 #include "transport.h"
 
+#include "snap_codec.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -132,10 +134,12 @@ void kyu_transport_send(kyu_transport_t *self, const kyu_raft_msg_t *msg)
         self->dropped++; /* EAGAIN: not connected or full; Raft sends it again */
 }
 
-kyu_code_t kyu_transport_recv(kyu_transport_t *self, kyu_peer_decoded_t *out, kyu_err_t *err)
+kyu_code_t kyu_transport_recv(kyu_transport_t *self, kyu_peer_decoded_t *out,
+                              kyu_transport_snap_t *snap, kyu_err_t *err)
 {
     zmsg_destroy(&self->held);
     memset(out, 0, sizeof *out);
+    memset(snap, 0, sizeof *snap);
     if (!(zsock_events(self->router) & ZMQ_POLLIN))
         return kyu_err_set(err, KYU_ERR_TIMEOUT, "no message");
     zmsg_t *m = zmsg_recv(self->router);
@@ -147,6 +151,10 @@ kyu_code_t kyu_transport_recv(kyu_transport_t *self, kyu_peer_decoded_t *out, ky
         return kyu_err_set(err, KYU_ERR_MALFORMED, "peer message of the wrong frame count");
     }
     self->held = m;
+    if (kyu_snap_is_frame(zframe_data(body), zframe_size(body))) {
+        *snap = (kyu_transport_snap_t){zmsg_first(m), zframe_data(body), zframe_size(body)};
+        return KYU_OK;
+    }
     kyu_code_t rc = kyu_peer_decode(zframe_data(body), zframe_size(body), out, err);
     if (rc != KYU_OK)
         return rc;
@@ -156,4 +164,14 @@ kyu_code_t kyu_transport_recv(kyu_transport_t *self, kyu_peer_decoded_t *out, ky
         return kyu_err_set(err, KYU_ERR_MALFORMED, "peer message not from a member to this node");
     }
     return KYU_OK;
+}
+
+void kyu_transport_reply(kyu_transport_t *self, const zframe_t *routing, const void *data,
+                         size_t len)
+{
+    void *r = zsock_resolve(self->router);
+    if (zmq_send(r, zframe_data((zframe_t *)routing), zframe_size((zframe_t *)routing),
+                 ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_send(r, data, len, ZMQ_DONTWAIT) < 0)
+        self->dropped++;
 }

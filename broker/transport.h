@@ -29,10 +29,23 @@ zsock_t *kyu_transport_sock(kyu_transport_t *self);
 /* Encodes msg and queues it for msg->to; drops it (counted) when it cannot go at once. */
 void kyu_transport_send(kyu_transport_t *self, const kyu_raft_msg_t *msg);
 
-/* Receives one message if one is waiting: KYU_OK with *out filled (reset it after use),
- * KYU_ERR_TIMEOUT when none waits, MALFORMED for a frame that does not decode or does not
- * come from a member to this node (dropped). */
-kyu_code_t kyu_transport_recv(kyu_transport_t *self, kyu_peer_decoded_t *out, kyu_err_t *err);
+/* A snapshot-transfer frame (snap_codec.h), undecoded: who sent it (the ROUTER's routing
+ * id, to answer with kyu_transport_reply) and its bytes; both valid until the next recv. */
+typedef struct {
+    const zframe_t *routing;
+    const void *data;
+    size_t len;
+} kyu_transport_snap_t;
+
+/* Receives one message if one is waiting: KYU_OK with *out filled (reset it after use), or
+ * with out->live false and *snap filled for a snapshot-transfer frame; KYU_ERR_TIMEOUT when
+ * none waits, MALFORMED for a frame that does not decode or does not come from a member to
+ * this node (dropped). */
+kyu_code_t kyu_transport_recv(kyu_transport_t *self, kyu_peer_decoded_t *out,
+                              kyu_transport_snap_t *snap, kyu_err_t *err);
+/* Answers a snapshot-transfer frame on the ROUTER (dropped when it cannot go at once). */
+void kyu_transport_reply(kyu_transport_t *self, const zframe_t *routing, const void *data,
+                         size_t len);
 
 uint64_t kyu_transport_dropped(const kyu_transport_t *self);
 

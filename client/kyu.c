@@ -88,7 +88,7 @@ static int set_int(void *sock, int opt, int v)
 
 /* libzmq's defaults fail open (HARDENING.md): bound frame sizes, queues and handshakes,
  * notice a dead broker by ZMTP heartbeats, never block on send or close. */
-static kyu_code_t open_socket(kyu_client_t *c, const char *endpoint, kyu_err_t *err)
+static kyu_code_t open_socket(kyu_client_t *c, const char *endpoint, void **out, kyu_err_t *err)
 {
     void *s = zmq_socket(c->ctx, ZMQ_DEALER);
     if (!s)
@@ -113,7 +113,7 @@ static kyu_code_t open_socket(kyu_client_t *c, const char *endpoint, kyu_err_t *
         zmq_close(s);
         return KYU_ERR_CONNECTION;
     }
-    c->sock = s;
+    *out = s;
     return KYU_OK;
 }
 
@@ -136,7 +136,7 @@ static kyu_code_t connect_endpoint(kyu_client_t *c, size_t i, kyu_err_t *err)
 {
     close_socket(c);
     c->current = i;
-    kyu_code_t rc = open_socket(c, c->endpoints[i], err);
+    kyu_code_t rc = open_socket(c, c->endpoints[i], &c->sock, err);
     if (rc != KYU_OK)
         return rc;
     kyu_request_t req = {
@@ -152,6 +152,70 @@ static kyu_code_t connect_endpoint(kyu_client_t *c, size_t i, kyu_err_t *err)
         c->max_body = rep.max_body ? rep.max_body : KYU_BODY_MAX_DEFAULT;
     kyu_reply_reset(&rep);
     return rc;
+}
+
+/* Asks every endpoint but `skip` at once, a HELLO on a socket of its own, and returns the
+ * index of the first that answers (SIZE_MAX when none does within the timeout): a dead node
+ * in the list costs nothing when another is alive. */
+static size_t probe_endpoints(kyu_client_t *c, size_t skip)
+{
+    size_t n = c->n_endpoints, found = SIZE_MAX;
+    void **socks = calloc(n, sizeof *socks);
+    zmq_pollitem_t *items = calloc(n, sizeof *items);
+    size_t *index = calloc(n, sizeof *index);
+    size_t live = 0;
+    if (!socks || !items || !index)
+        goto done;
+    kyu_request_t req = {.op = KYU_OP_HELLO,
+                         .fields = KYU_F_VERSION,
+                         .version = KYU_PROTOCOL_VERSION,
+                         .id = 1,
+                         .has_id = true};
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    kyu_request_encode(&req, &sb);
+    for (size_t i = 0; i < n; i++) {
+        if (i == skip || open_socket(c, c->endpoints[i], &socks[live], NULL) != KYU_OK)
+            continue;
+        if (zmq_send(socks[live], sb.data, sb.size, ZMQ_DONTWAIT) < 0) {
+            zmq_close(socks[live]);
+            continue;
+        }
+        items[live] = (zmq_pollitem_t){socks[live], 0, ZMQ_POLLIN, 0};
+        index[live++] = i;
+    }
+    msgpack_sbuffer_destroy(&sb);
+    int64_t deadline = kyu_client_now_ms() + c->opts.timeout_ms;
+    while (found == SIZE_MAX && live > 0) {
+        int64_t wait = deadline - kyu_client_now_ms();
+        if (wait <= 0)
+            break;
+        int rc = zmq_poll(items, (int)live, (long)wait);
+        if (rc < 0 && errno != EINTR)
+            break;
+        for (size_t k = 0; rc > 0 && k < live && found == SIZE_MAX; k++) {
+            if (!(items[k].revents & ZMQ_POLLIN))
+                continue;
+            zmq_msg_t f;
+            zmq_msg_init(&f);
+            if (zmq_msg_recv(&f, socks[k], ZMQ_DONTWAIT) >= 0) {
+                kyu_reply_t rep;
+                kyu_reply_init(&rep);
+                if (kyu_reply_decode(zmq_msg_data(&f), zmq_msg_size(&f), &rep, NULL) == KYU_OK &&
+                    rep.status == KYU_OK)
+                    found = index[k];
+                kyu_reply_reset(&rep);
+            }
+            zmq_msg_close(&f);
+        }
+    }
+done:
+    for (size_t k = 0; k < live; k++)
+        zmq_close(socks[k]);
+    free(socks);
+    free(items);
+    free(index);
+    return found;
 }
 
 /* The one place that decides where to go next: the leader named by a NOT_LEADER reply (added
@@ -178,6 +242,12 @@ static size_t pick_endpoint(kyu_client_t *c, const char *leader)
 
 kyu_code_t kyu_client_failover(kyu_client_t *self, const char *leader, kyu_err_t *err)
 {
+    if ((!leader || !*leader) && self->n_endpoints > 2) {
+        /* No leader named: the first other node that answers, not the next in the list. */
+        size_t i = probe_endpoints(self, self->current);
+        if (i != SIZE_MAX)
+            return connect_endpoint(self, i, err);
+    }
     return connect_endpoint(self, pick_endpoint(self, leader), err);
 }
 
@@ -225,6 +295,11 @@ kyu_client_t *kyu_client_new_opts(const char *endpoints, const kyu_client_opts_t
         goto fail;
     }
     kyu_err_t last = {0};
+    if (c->n_endpoints > 1) {
+        size_t first = probe_endpoints(c, SIZE_MAX);
+        if (first != SIZE_MAX && connect_endpoint(c, first, &last) == KYU_OK)
+            return c;
+    }
     for (size_t i = 0; i < c->n_endpoints; i++) {
         kyu_code_t rc = connect_endpoint(c, i, &last);
         if (rc == KYU_OK)
