@@ -1,10 +1,12 @@
 /* libFuzzer harness for everything that decodes bytes from a socket or the log: request
  * headers (with every body count), reply headers (what libkyu reads) and log entries (a
- * stream of commands) and Raft peer messages. Each must return a result or an error for any input,
- * never crash, abort, leak or allocate without bound. Built with -DKYU_FUZZ=ON (clang); replay.c
- * runs the stored corpus through the same function in ordinary test runs. */
+ * stream of commands), Raft peer messages and snapshot-transfer frames. Each must return a result
+ * or an error for any input, never crash, abort, leak or allocate without bound. Built with
+ * -DKYU_FUZZ=ON (clang); replay.c runs the stored corpus through the same function in ordinary test
+ * runs. */
 #include "command.h"
 #include "peer_codec.h"
+#include "snap_codec.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -40,5 +42,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                             data + size));
         kyu_peer_decoded_reset(&peer);
     }
+
+    kyu_snap_msg_t snap;
+    if (kyu_snap_decode(data, size, &snap, &err) == KYU_OK) {
+        KYU_ASSERT(snap.len == 0 || (snap.data >= data && snap.data + snap.len <= data + size));
+        for (size_t i = 0; i < snap.n_files; i++)
+            KYU_ASSERT(kyu_snap_name_ok(snap.files[i].name));
+    }
+    kyu_snap_reset(&snap);
     return 0;
 }
