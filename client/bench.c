@@ -41,8 +41,20 @@ kyu_client_t *bench_connect(bench_t *b)
         o.max_inflight = b->inflight + 16;
     kyu_err_t err = {0};
     kyu_client_t *c = kyu_client_new_opts(b->broker, &o, &err);
-    if (!c)
+    if (!c) {
         bench_fail(b, "connect", &err);
+        return NULL;
+    }
+    /* The pipelined calls do not follow NOT_LEADER: start on the leader of a cluster. A
+     * synchronous read does (followers refuse reads and name the leader). */
+    char **names = NULL;
+    size_t n = 0;
+    if (kyu_client_list_queues(c, &names, &n, &err) != KYU_OK) {
+        bench_fail(b, "find the leader", &err);
+        kyu_client_destroy(&c);
+        return NULL;
+    }
+    kyu_queue_names_destroy(&names);
     return c;
 }
 

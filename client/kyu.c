@@ -19,6 +19,9 @@
                                          */
 #define HEARTBEAT_IVL_MS 1000
 #define HEARTBEAT_TIMEOUT_MS 5000
+/* A live broker answers HELLO from its event loop, without touching the disk: an endpoint
+ * silent this long is taken for dead (and avoided for as long) while others are tried. */
+#define HELLO_TIMEOUT_MS 1000
 
 int64_t kyu_client_now_ms(void)
 {
@@ -143,7 +146,12 @@ static kyu_code_t connect_endpoint(kyu_client_t *c, size_t i, kyu_err_t *err)
         .op = KYU_OP_HELLO, .fields = KYU_F_VERSION, .version = KYU_PROTOCOL_VERSION};
     kyu_reply_t rep;
     kyu_reply_init(&rep);
-    rc = kyu_client_call_once(c, &req, NULL, NULL, 0, &rep, NULL, err);
+    int wait = c->opts.timeout_ms < HELLO_TIMEOUT_MS ? c->opts.timeout_ms : HELLO_TIMEOUT_MS;
+    rc = kyu_client_call_once_within(c, &req, NULL, NULL, 0, &rep, NULL, wait, err);
+    if (rc == KYU_ERR_TIMEOUT || rc == KYU_ERR_CONNECTION) {
+        c->silent = i;
+        c->silent_until_ms = kyu_client_now_ms() + HELLO_TIMEOUT_MS;
+    }
     if (rc == KYU_OK && rep.version != KYU_PROTOCOL_VERSION)
         rc = kyu_err_set(err, KYU_ERR_VERSION,
                          "broker at %s speaks protocol version %u, this client %d", c->endpoints[i],
@@ -242,6 +250,12 @@ static size_t pick_endpoint(kyu_client_t *c, const char *leader)
 
 kyu_code_t kyu_client_failover(kyu_client_t *self, const char *leader, kyu_err_t *err)
 {
+    if (leader && *leader && self->silent_until_ms > kyu_client_now_ms() &&
+        strcmp(leader, self->endpoints[self->silent]) == 0) {
+        /* Named by a follower that has not noticed it died: give the election time. */
+        leader = NULL;
+        kyu_client_pause_ms(100);
+    }
     if ((!leader || !*leader) && self->n_endpoints > 2) {
         /* No leader named: the first other node that answers, not the next in the list. */
         size_t i = probe_endpoints(self, self->current);

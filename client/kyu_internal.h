@@ -26,6 +26,10 @@ struct kyu_client {
     void *sock; /* DEALER connected to endpoints[current]; NULL after a failed failover */
     char (*endpoints)[KYU_ENDPOINT_MAX]; /* the user's list, then leaders learnt */
     size_t n_endpoints, current;
+    /* The endpoint that last failed to answer a HELLO, avoided until silent_until_ms even
+     * when NOT_LEADER names it (followers name a dead leader until they elect another). */
+    size_t silent;
+    int64_t silent_until_ms;
     kyu_client_opts_t opts;
     uint64_t next_id;
     uint64_t client_id; /* random: names this client's request keys (SEND's "rq") */
@@ -53,5 +57,10 @@ void kyu_client_pause_ms(int ms);
 kyu_code_t kyu_client_call_once(kyu_client_t *c, const kyu_request_t *req,
                                 const void *const *bodies, const size_t *lens, size_t n,
                                 kyu_reply_t *rep, kyu_message_t **msgs, kyu_err_t *err);
+/* The same, waiting at most timeout_ms for the reply instead of the client's timeout. */
+kyu_code_t kyu_client_call_once_within(kyu_client_t *c, const kyu_request_t *req,
+                                       const void *const *bodies, const size_t *lens, size_t n,
+                                       kyu_reply_t *rep, kyu_message_t **msgs, int timeout_ms,
+                                       kyu_err_t *err);
 
 #endif

@@ -239,12 +239,23 @@ kyu_code_t kyu_client_call_once(kyu_client_t *c, const kyu_request_t *req,
                                 const void *const *bodies, const size_t *lens, size_t n,
                                 kyu_reply_t *rep, kyu_message_t **msgs, kyu_err_t *err)
 {
+    return kyu_client_call_once_within(c, req, bodies, lens, n, rep, msgs, c->opts.timeout_ms, err);
+}
+
+kyu_code_t kyu_client_call_once_within(kyu_client_t *c, const kyu_request_t *req,
+                                       const void *const *bodies, const size_t *lens, size_t n,
+                                       kyu_reply_t *rep, kyu_message_t **msgs, int timeout_ms,
+                                       kyu_err_t *err)
+{
     uint64_t id = 0;
     if (msgs)
         *msgs = NULL;
     kyu_code_t rc = kyu_client_request_async(c, req, bodies, lens, n, &id, err);
     if (rc != KYU_OK)
         return rc;
+    kyu_pending_t *mine = find_pending(c, id);
+    if (mine && timeout_ms < c->opts.timeout_ms)
+        mine->deadline_ms = kyu_client_now_ms() + timeout_ms;
     for (;;) {
         kyu_pending_t *p = find_pending(c, id);
         int64_t now = kyu_client_now_ms();
@@ -252,7 +263,7 @@ kyu_code_t kyu_client_call_once(kyu_client_t *c, const kyu_request_t *req,
             if (p)
                 take_pending(c, p);
             return kyu_err_set(err, KYU_ERR_TIMEOUT, "no reply from %s within %d ms",
-                               kyu_client_endpoint(c), c->opts.timeout_ms);
+                               kyu_client_endpoint(c), timeout_ms);
         }
         kyu_reply_t tmp;
         kyu_message_t *tmp_msgs = NULL;

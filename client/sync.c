@@ -53,9 +53,12 @@ kyu_code_t kyu_client_call(kyu_client_t *self, const kyu_request_t *req, const v
             return rc;
         snprintf(leader, sizeof leader, "%s", rc == KYU_ERR_NOT_LEADER ? rep->leader : "");
     }
-    if (rc == KYU_ERR_NOT_LEADER && err)
+    if (rc == KYU_ERR_NOT_LEADER && err) {
+        char why[KYU_ERR_MSG_MAX]; /* err->msg cannot be both source and destination */
+        snprintf(why, sizeof why, "%s", err->msg);
         kyu_err_set(err, KYU_ERR_NOT_LEADER, "no leader found within %d ms: %s",
-                    self->opts.timeout_ms, err->msg);
+                    self->opts.timeout_ms, why);
+    }
     return rc;
 }
 

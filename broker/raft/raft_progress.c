@@ -84,6 +84,12 @@ bool kyu_raft_pr_maybe_decr_to(kyu_raft_progress_t *pr, uint64_t rejected, uint6
     if (pr->next - 1 != rejected)
         return false; /* answer to an older probe */
     uint64_t next = hint + 1 < rejected ? hint + 1 : rejected;
+    if (hint < pr->match) {
+        /* The answer to our latest probe says the follower no longer holds entries it
+         * acknowledged: its disk was lost or wiped (a node restarted from an empty data
+         * directory). Start over from what it has; a snapshot follows if we compacted. */
+        pr->match = hint;
+    }
     pr->next = next < pr->match + 1 ? pr->match + 1 : next;
     if (pr->next < 1)
         pr->next = 1;

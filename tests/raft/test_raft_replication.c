@@ -152,6 +152,42 @@ static void test_fast_backoff_skips_a_conflicting_term_in_one_round_trip(void **
     harness_destroy(&h);
 }
 
+/* A follower restarted from an empty data directory answers the leader's probe at its old
+ * match with "I have nothing": the leader starts over from index 1 instead of waiting
+ * forever for entries the follower can no longer acknowledge. */
+static void test_leader_starts_over_with_a_follower_that_lost_its_log(void **state)
+{
+    (void)state;
+    harness_t *h = harness_new(3, 3, 0);
+    harness_elect(h, 1);
+    for (int i = 0; i < 6; i++)
+        assert_true(harness_propose(h, 1, "kept") > 0);
+    harness_stabilize(h);
+    uint64_t last = kyu_raft_last_index(h->nodes[1]);
+    assert_int_equal(kyu_raft_last_index(h->nodes[3]), last);
+    /* Node 3 loses its disk and starts empty (term 0, no entries), with the same members. */
+    kyu_raft_destroy(&h->nodes[3]);
+    kyu_raft_conf_t conf = {.n_voters = 3, .voters = {1, 2, 3}};
+    kyu_raft_config_t cfg = {.group = 1,
+                             .election_ticks = H_ELECTION,
+                             .heartbeat_ticks = H_HEARTBEAT,
+                             .max_inflight = 4,
+                             .max_msg_entries = 8,
+                             .conf = &conf};
+    h->nodes[3] = harness_node_new(3, &cfg);
+    h->applied[3] = 0;
+    assert_non_null(h->nodes[3]);
+    assert_true(harness_propose(h, 1, "after") > 0);
+    for (int i = 0; i < 4 && kyu_raft_last_index(h->nodes[3]) <= last; i++) {
+        harness_tick(h, 1, H_HEARTBEAT);
+        harness_stabilize(h);
+    }
+    assert_int_equal(kyu_raft_last_index(h->nodes[3]), kyu_raft_last_index(h->nodes[1]));
+    assert_int_equal(kyu_raft_commit(h->nodes[3]), kyu_raft_commit(h->nodes[1]));
+    assert_int_equal(kyu_raft_term_at(h->nodes[3], 1), kyu_raft_term_at(h->nodes[1], 1));
+    harness_destroy(&h);
+}
+
 static void test_follower_truncates_uncommitted_conflicting_suffix(void **state)
 {
     (void)state;
@@ -278,6 +314,7 @@ int main(void)
         cmocka_unit_test(test_commit_rule_figure8_old_term_entry_not_committed_by_count),
         cmocka_unit_test(test_leader_counts_its_own_entry_only_once_durable),
         cmocka_unit_test(test_fast_backoff_skips_a_conflicting_term_in_one_round_trip),
+        cmocka_unit_test(test_leader_starts_over_with_a_follower_that_lost_its_log),
         cmocka_unit_test(test_follower_truncates_uncommitted_conflicting_suffix),
         cmocka_unit_test(test_follower_rejects_append_with_hint),
         cmocka_unit_test(test_leader_messages_wait_until_its_term_is_durable),
