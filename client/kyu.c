@@ -19,8 +19,9 @@
                                          */
 #define HEARTBEAT_IVL_MS 1000
 #define HEARTBEAT_TIMEOUT_MS 5000
-/* A live broker answers HELLO from its event loop, without touching the disk: an endpoint
- * silent this long is taken for dead (and avoided for as long) while others are tried. */
+/* A live broker answers HELLO from its event loop, without touching the disk: when there
+ * are others to try, an endpoint silent this long is taken for dead (and avoided for as
+ * long). */
 #define HELLO_TIMEOUT_MS 1000
 
 int64_t kyu_client_now_ms(void)
@@ -146,7 +147,9 @@ static kyu_code_t connect_endpoint(kyu_client_t *c, size_t i, kyu_err_t *err)
         .op = KYU_OP_HELLO, .fields = KYU_F_VERSION, .version = KYU_PROTOCOL_VERSION};
     kyu_reply_t rep;
     kyu_reply_init(&rep);
-    int wait = c->opts.timeout_ms < HELLO_TIMEOUT_MS ? c->opts.timeout_ms : HELLO_TIMEOUT_MS;
+    /* Alone, a broker gets the whole timeout (it may still be starting). */
+    int wait = c->n_endpoints > 1 && c->opts.timeout_ms > HELLO_TIMEOUT_MS ? HELLO_TIMEOUT_MS
+                                                                           : c->opts.timeout_ms;
     rc = kyu_client_call_once_within(c, &req, NULL, NULL, 0, &rep, NULL, wait, err);
     if (rc == KYU_ERR_TIMEOUT || rc == KYU_ERR_CONNECTION) {
         c->silent = i;
