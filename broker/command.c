@@ -29,6 +29,16 @@ void kyu_command_encode(const kyu_command_t *cmd, msgpack_sbuffer *out)
         for (size_t i = 0; i < cmd->n; i++)
             kyu_mp_pack_str(&pk, cmd->handles[i]);
         break;
+    case KYU_CMD_SET_MEMBER:
+        msgpack_pack_array(&pk, 3);
+        msgpack_pack_uint64(&pk, cmd->member_id);
+        kyu_mp_pack_str(&pk, cmd->member_raft);
+        kyu_mp_pack_str(&pk, cmd->member_client);
+        break;
+    case KYU_CMD_DROP_MEMBER:
+        msgpack_pack_array(&pk, 1);
+        msgpack_pack_uint64(&pk, cmd->member_id);
+        break;
     default:
         msgpack_pack_array(&pk, 0);
     }
@@ -51,8 +61,30 @@ static bool decode_rq(const msgpack_object *o, kyu_command_t *cmd)
     return cmd->rq_client != 0 && cmd->rq_key != 0;
 }
 
+/* SET_MEMBER: [id, raft, client]; DROP_MEMBER: [id]. Ids 1..2^63-1, addresses non-empty. */
+static bool decode_member(const msgpack_object *items, kyu_command_t *cmd)
+{
+    size_t want = cmd->type == KYU_CMD_SET_MEMBER ? 3 : 1;
+    if (items->type != MSGPACK_OBJECT_ARRAY || items->via.array.size != want)
+        return false;
+    const msgpack_object *f = items->via.array.ptr;
+    if (f[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER || f[0].via.u64 == 0 ||
+        f[0].via.u64 > INT64_MAX)
+        return false;
+    cmd->member_id = f[0].via.u64;
+    if (want == 1)
+        return true;
+    return kyu_mp_copy_str(&f[1], cmd->member_raft, KYU_ENDPOINT_MAX - 1) &&
+           kyu_mp_copy_str(&f[2], cmd->member_client, KYU_ENDPOINT_MAX - 1) &&
+           cmd->member_raft[0] && cmd->member_client[0] &&
+           strlen(cmd->member_raft) == f[1].via.str.size &&
+           strlen(cmd->member_client) == f[2].via.str.size;
+}
+
 static bool decode_items(const msgpack_object *items, kyu_command_t *cmd)
 {
+    if (cmd->type == KYU_CMD_SET_MEMBER || cmd->type == KYU_CMD_DROP_MEMBER)
+        return decode_member(items, cmd);
     if (items->type != MSGPACK_OBJECT_ARRAY || items->via.array.size > KYU_BATCH_MAX)
         return false;
     cmd->n = items->via.array.size;
@@ -87,8 +119,7 @@ kyu_code_t kyu_command_decode(const void *buf, size_t len, size_t *off, kyu_comm
     if (ok) {
         const msgpack_object *f = o->via.array.ptr;
         ok = f[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER && f[0].via.u64 >= KYU_CMD_CREATE_QUEUE &&
-             f[0].via.u64 <= KYU_CMD_CHANGE_VISIBILITY &&
-             f[1].type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
+             f[0].via.u64 <= KYU_CMD_DROP_MEMBER && f[1].type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
              (f[3].type == MSGPACK_OBJECT_POSITIVE_INTEGER ||
               f[3].type == MSGPACK_OBJECT_NEGATIVE_INTEGER) &&
              f[4].type == MSGPACK_OBJECT_POSITIVE_INTEGER && f[4].via.u64 <= KYU_BATCH_MAX;

@@ -9,7 +9,11 @@
  * Encoded command: [type, now_ms, queue, vt, max, items]
  *   SEND:              items = [[message_id, body(bin)], ...]
  *   DELETE, CHANGE_VISIBILITY: items = [receipt_handle, ...]
+ *   SET_MEMBER:        items = [node id, raft address (tcp://HOST:PORT), client endpoint]
+ *   DROP_MEMBER:       items = [node id]
  *   others:            items = []
+ * SET_MEMBER and DROP_MEMBER (queue "", vt -1, max 0) keep the replicated address book
+ * (sm_members.c): where to reach each member, on every node and in every snapshot.
  * vt is -1 when the request did not set it (the queue's default applies). A SEND with a
  * request key has a 7th element [client id, key] (the state machine applies it once).
  */
@@ -25,6 +29,8 @@ typedef enum {
     KYU_CMD_RECEIVE = 4,
     KYU_CMD_DELETE = 5,
     KYU_CMD_CHANGE_VISIBILITY = 6,
+    KYU_CMD_SET_MEMBER = 7,
+    KYU_CMD_DROP_MEMBER = 8,
 } kyu_cmd_type_t;
 
 #define KYU_UUID_LEN 36
@@ -41,6 +47,10 @@ typedef struct {
     size_t body_lens[KYU_BATCH_MAX];
     char handles[KYU_BATCH_MAX][KYU_HANDLE_MAX + 1];
     uint64_t rq_client, rq_key; /* SEND: 0 when the client sent no request key */
+    /* SET_MEMBER, DROP_MEMBER: the node (1..2^63-1); SET_MEMBER: its addresses, non-empty */
+    uint64_t member_id;
+    char member_raft[KYU_ENDPOINT_MAX];
+    char member_client[KYU_ENDPOINT_MAX];
 } kyu_command_t;
 
 /* Appends cmd's encoding to out. */

@@ -10,6 +10,7 @@ struct kyu_frontend {
     zsock_t *sock;
     kyu_sm_t *sm;
     kyu_replica_t *replica;
+    kyu_membership_t *membership;
     size_t max_body;
     uint64_t rng[4]; /* xoshiro256** state for message ids, seeded from getrandom */
     msgpack_sbuffer buf;
@@ -107,6 +108,11 @@ void kyu_frontend_destroy(kyu_frontend_t **self_p)
 void kyu_frontend_set_replica(kyu_frontend_t *self, kyu_replica_t *replica)
 {
     self->replica = replica;
+}
+
+void kyu_frontend_set_membership(kyu_frontend_t *self, kyu_membership_t *membership)
+{
+    self->membership = membership;
 }
 
 zsock_t *kyu_frontend_sock(kyu_frontend_t *self)
@@ -240,6 +246,34 @@ static kyu_code_t build_command(kyu_frontend_t *self, const kyu_request_t *req, 
     return KYU_OK;
 }
 
+/* CLUSTER_ADD, CLUSTER_REMOVE: the membership driver answers once the change is committed
+ * (or failed); takes identity when the change started. */
+static void start_membership_change(kyu_frontend_t *self, zframe_t **identity,
+                                    const kyu_request_t *req)
+{
+    kyu_err_t err;
+    kyu_err_clear(&err);
+    waiter_t *w = malloc(sizeof *w);
+    if (!w) {
+        send_error(self, *identity, req->id, KYU_ERR_BUSY, "out of memory");
+        return;
+    }
+    *w = (waiter_t){.identity = *identity, .id = req->id, .op = req->op};
+    kyu_code_t rc = !self->membership
+                        ? kyu_err_set(&err, KYU_ERR_INVALID_ARGUMENT,
+                                      "this broker runs without a peer list: start it with "
+                                      "--node-id and --peer to change its membership")
+                    : req->op == KYU_OP_CLUSTER_ADD
+                        ? kyu_membership_add(self->membership, req->to, req->raft, req->ep, w, &err)
+                        : kyu_membership_remove(self->membership, req->to, w, &err);
+    if (rc == KYU_OK) {
+        *identity = NULL;
+        return;
+    }
+    free(w);
+    send_error(self, *identity, req->id, rc, err.msg);
+}
+
 /* Takes the message: [identity, header, bodies...]. */
 static void handle_request(kyu_frontend_t *self, zmsg_t **msg_p)
 {
@@ -284,6 +318,8 @@ static void handle_request(kyu_frontend_t *self, zmsg_t **msg_p)
                                                   "(the leader itself, unknown, or a "
                                                   "node alone)");
         }
+    } else if (req.op == KYU_OP_CLUSTER_ADD || req.op == KYU_OP_CLUSTER_REMOVE) {
+        start_membership_change(self, &identity, &req);
     } else if (kyu_op_info(req.op)->flags & KYU_OPF_READ) {
         answer_read(self, identity, &req);
     } else if (req.op == KYU_OP_RECEIVE && kyu_sm_queue_exists(self->sm, req.queue) &&
@@ -332,6 +368,8 @@ void kyu_frontend_on_result(void *arg, void *waiter, kyu_result_t *res)
 {
     kyu_frontend_t *self = arg;
     waiter_t *w = waiter;
+    if (!w)
+        return;
     if (res->code != KYU_OK) {
         send_error(self, w->identity, w->id, res->code, res->error);
         zframe_destroy(&w->identity);

@@ -9,7 +9,7 @@
 #ifndef KYU_FRONTEND_H
 #define KYU_FRONTEND_H
 
-#include "replica.h"
+#include "membership.h"
 
 typedef struct {
     const char *endpoint; /* e.g. tcp://127.0.0.1:7700 */
@@ -26,12 +26,16 @@ void kyu_frontend_destroy(kyu_frontend_t **self_p);
  * kyu_frontend_on_result it calls). */
 void kyu_frontend_set_replica(kyu_frontend_t *self, kyu_replica_t *replica);
 
+/* Sets the membership driver CLUSTER_ADD / CLUSTER_REMOVE go to (NULL: refused). */
+void kyu_frontend_set_membership(kyu_frontend_t *self, kyu_membership_t *membership);
+
 zsock_t *kyu_frontend_sock(kyu_frontend_t *self);
 
 /* Handles the requests waiting on the socket (a bounded number per call). */
 void kyu_frontend_on_readable(kyu_frontend_t *self);
 
-/* kyu_replica_done_fn: sends the reply for one applied command; takes the waiter. */
+/* kyu_replica_done_fn: sends the reply for one applied command; takes the waiter (NULL for
+ * commands nobody waits for: membership's address-book entries). */
 void kyu_frontend_on_result(void *self, void *waiter, kyu_result_t *result);
 
 #endif

@@ -19,29 +19,35 @@ typedef struct {
     size_t max_body;
     uint64_t node_id;
     kyu_peers_t peers;
+    bool join;
 } config_t;
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: kyu-broker [--data DIR] [--listen ENDPOINT] [--max-message-size BYTES]\n"
-            "                  [--node-id N --peer ID,RAFT_HOST:PORT,CLIENT_ENDPOINT ...]\n"
-            "\n"
-            "Runs a kyu broker node: queues with SQS semantics, stored durably in RocksDB and\n"
-            "replicated with Raft when peers are given.\n"
-            "\n"
-            "  --data DIR               data directory (default ./kyu-data)\n"
-            "  --listen ENDPOINT        client endpoint (default tcp://127.0.0.1:7700; in a\n"
-            "                           cluster, the CLIENT_ENDPOINT of this node's --peer)\n"
-            "  --node-id N              this node's id in the cluster (env KYU_NODE_ID)\n"
-            "  --peer ID,RAFT_HOST:PORT,CLIENT_ENDPOINT\n"
-            "                           a member of the cluster, this node included; the same\n"
-            "                           list on every node (env KYU_PEERS, entries split by ';')\n"
-            "  --max-message-size N     largest message body in bytes (default %d, 1 MiB)\n"
-            "  --help                   this text\n"
-            "\n"
-            "SIGTERM or SIGINT stops the broker cleanly.\n",
-            KYU_BODY_MAX_DEFAULT);
+    fprintf(
+        out,
+        "usage: kyu-broker [--data DIR] [--listen ENDPOINT] [--max-message-size BYTES]\n"
+        "                  [--node-id N --peer ID,RAFT_HOST:PORT,CLIENT_ENDPOINT ... [--join]]\n"
+        "\n"
+        "Runs a kyu broker node: queues with SQS semantics, stored durably in RocksDB and\n"
+        "replicated with Raft when peers are given.\n"
+        "\n"
+        "  --data DIR               data directory (default ./kyu-data)\n"
+        "  --listen ENDPOINT        client endpoint (default tcp://127.0.0.1:7700; in a\n"
+        "                           cluster, the CLIENT_ENDPOINT of this node's --peer)\n"
+        "  --node-id N              this node's id in the cluster (env KYU_NODE_ID)\n"
+        "  --peer ID,RAFT_HOST:PORT,CLIENT_ENDPOINT\n"
+        "                           a member of the cluster, this node included; the same\n"
+        "                           list on every node (env KYU_PEERS, entries split by ';')\n"
+        "  --join                   join an existing cluster instead of bootstrapping one:\n"
+        "                           wait for its leader to add this node (kyu cluster add);\n"
+        "                           --peer lists this node and the current members\n"
+        "                           (env KYU_JOIN=1)\n"
+        "  --max-message-size N     largest message body in bytes (default %d, 1 MiB)\n"
+        "  --help                   this text\n"
+        "\n"
+        "SIGTERM or SIGINT stops the broker cleanly.\n",
+        KYU_BODY_MAX_DEFAULT);
 }
 
 static int parse_args(int argc, char **argv, config_t *cfg)
@@ -52,10 +58,13 @@ static int parse_args(int argc, char **argv, config_t *cfg)
         {"max-message-size", required_argument, NULL, 'm'},
         {"node-id", required_argument, NULL, 'n'},
         {"peer", required_argument, NULL, 'p'},
+        {"join", no_argument, NULL, 'j'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    *cfg = (config_t){"./kyu-data", "tcp://127.0.0.1:7700", KYU_BODY_MAX_DEFAULT, 0, {0}};
+    *cfg = (config_t){"./kyu-data", "tcp://127.0.0.1:7700", KYU_BODY_MAX_DEFAULT, 0, {0}, false};
+    const char *env_join = getenv("KYU_JOIN");
+    cfg->join = env_join && strcmp(env_join, "1") == 0;
     bool listen_set = false;
     kyu_err_t err;
     const char *env_id = getenv("KYU_NODE_ID"), *env_peers = getenv("KYU_PEERS");
@@ -71,6 +80,9 @@ static int parse_args(int argc, char **argv, config_t *cfg)
             break;
         case 'n':
             env_id = optarg;
+            break;
+        case 'j':
+            cfg->join = true;
             break;
         case 'p':
             if (kyu_peers_add(&cfg->peers, optarg, &err) != KYU_OK) {
@@ -124,6 +136,11 @@ static int parse_args(int argc, char **argv, config_t *cfg)
         }
         cfg->listen = me->client;
     }
+    if (cfg->join && cfg->peers.n < 2) {
+        fprintf(stderr, "kyu-broker: --join needs --node-id and a --peer list with this node and "
+                        "at least one member of the cluster to join\n");
+        return 2;
+    }
     return -1;
 }
 
@@ -133,15 +150,35 @@ typedef struct {
     kyu_log_t *log;
     kyu_transport_t *transport;
     kyu_snapshot_t *snapshot;
+    kyu_membership_t *membership;
     kyu_sm_t *sm;
-    const kyu_peers_t *peers;
+    kyu_peers_t links; /* the transport's links, as last set */
 } broker_t;
+
+/* Members come and go (kyu cluster add/remove, or a configuration learnt from the log):
+ * the transport follows the replica's view of whom to link to. */
+static void sync_links(broker_t *b)
+{
+    if (!b->transport)
+        return;
+    kyu_peers_t links;
+    kyu_replica_links(b->replica, &links);
+    bool same = links.n == b->links.n;
+    for (size_t i = 0; same && i < links.n; i++) {
+        const kyu_peer_t *p = kyu_peers_find(&b->links, links.peers[i].id);
+        same = p && strcmp(p->raft, links.peers[i].raft) == 0;
+    }
+    if (same)
+        return;
+    kyu_transport_set_links(b->transport, &links);
+    b->links = links;
+}
 
 /* The replica needs a snapshot from member server: the installer thread fetches it. */
 static void start_install(void *arg, uint64_t server, uint64_t min_index)
 {
     broker_t *b = arg;
-    const kyu_peer_t *p = kyu_peers_find(b->peers, server);
+    const kyu_peer_t *p = kyu_replica_address(b->replica, server);
     kyu_snapshot_install(b->snapshot, server, p ? p->raft : "", min_index);
 }
 
@@ -218,6 +255,9 @@ static int on_tick(zloop_t *loop, int timer_id, void *arg)
     (void)timer_id;
     broker_t *b = arg;
     kyu_replica_tick(b->replica);
+    if (b->membership)
+        kyu_membership_tick(b->membership);
+    sync_links(b);
     return kyu_replica_fatal(b->replica) ? -1 : 0;
 }
 
@@ -313,24 +353,29 @@ int main(int argc, char **argv)
     if (b.transport)
         b.snapshot = kyu_snapshot_new(store, cfg.node_id, max_peer, &err);
     b.sm = sm;
-    b.peers = &cfg.peers;
     kyu_replica_config_t rcfg = {.node_id = cfg.node_id ? cfg.node_id : 1,
                                  .peers = &cfg.peers,
                                  .send = b.transport ? send_peer : NULL,
                                  .send_arg = b.transport,
                                  .install = b.snapshot ? start_install : NULL,
-                                 .install_arg = &b};
+                                 .install_arg = &b,
+                                 .join = cfg.join};
     char *window = getenv("KYU_LOG_WINDOW"); /* tests: a short log makes snapshots happen */
     if (window && atoll(window) > 0)
         rcfg.log_window = (uint64_t)atoll(window);
     if (b.log && (cfg.peers.n == 0 || b.snapshot))
         b.replica =
             kyu_replica_new(store, sm, b.log, &rcfg, kyu_frontend_on_result, b.frontend, &err);
-    if (!b.replica) {
+    if (b.replica && b.transport)
+        b.membership = kyu_membership_new(b.replica, kyu_frontend_on_result, b.frontend, &err);
+    if (!b.replica || (b.transport && !b.membership)) {
         fprintf(stderr, "kyu-broker: %s\n", err.msg);
         rc = 1;
     } else {
         kyu_frontend_set_replica(b.frontend, b.replica);
+        kyu_frontend_set_membership(b.frontend, b.membership);
+        b.links = cfg.peers; /* what the transport was created with */
+        sync_links(&b);
         printf("kyu-broker: node %llu of %zu, serving %s, data in %s, %zu queues, applied index "
                "%llu\n",
                (unsigned long long)rcfg.node_id, cfg.peers.n ? cfg.peers.n : 1, cfg.listen,
@@ -359,6 +404,7 @@ int main(int argc, char **argv)
      * not applied yet are applied from the log at the next start. */
     kyu_log_destroy(&b.log);
     kyu_snapshot_destroy(&b.snapshot);
+    kyu_membership_destroy(&b.membership);
     kyu_replica_destroy(&b.replica);
     kyu_transport_destroy(&b.transport);
     kyu_frontend_destroy(&b.frontend);

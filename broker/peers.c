@@ -13,10 +13,22 @@ static bool copy_part(char *out, const char *p, size_t len)
     return true;
 }
 
-kyu_code_t kyu_peers_add(kyu_peers_t *self, const char *spec, kyu_err_t *err)
+/* HOST:PORT with a non-empty host and a port of 1..65535 (digits only). */
+static bool hostport_ok(const char *hp)
 {
-    if (self->n >= KYU_RAFT_MAX_NODES)
-        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "at most %d peers", KYU_RAFT_MAX_NODES);
+    const char *colon = strrchr(hp, ':');
+    if (!colon || colon == hp || !colon[1] || strlen(colon + 1) > 5 || strchr(hp, '/') ||
+        strchr(hp, ' '))
+        return false;
+    for (const char *d = colon + 1; *d; d++)
+        if (*d < '0' || *d > '9')
+            return false;
+    long port = strtol(colon + 1, NULL, 10);
+    return port >= 1 && port <= 65535;
+}
+
+kyu_code_t kyu_peer_parse(const char *spec, kyu_peer_t *out, kyu_err_t *err)
+{
     kyu_peer_t p = {0};
     const char *c1 = strchr(spec, ','), *c2 = c1 ? strchr(c1 + 1, ',') : NULL;
     char idbuf[24] = "", hostport[KYU_ENDPOINT_MAX];
@@ -29,18 +41,31 @@ kyu_code_t kyu_peers_add(kyu_peers_t *self, const char *spec, kyu_err_t *err)
         p.id = id;
         ok = *end == '\0' && idbuf[0] != '-' && id >= 1 && id <= INT64_MAX &&
              copy_part(hostport, c1 + 1, (size_t)(c2 - c1 - 1)) &&
-             copy_part(p.client, c2 + 1, strlen(c2 + 1)) && strchr(hostport, ':') &&
-             !strchr(hostport, '/') && strlen(hostport) + 6 < KYU_ENDPOINT_MAX &&
-             strchr(p.client, ',') == NULL;
+             copy_part(p.client, c2 + 1, strlen(c2 + 1)) && hostport_ok(hostport) &&
+             strlen(hostport) + 6 < KYU_ENDPOINT_MAX && strchr(p.client, ',') == NULL &&
+             strstr(p.client, "://") != NULL && strchr(p.client, ' ') == NULL;
     }
     if (!ok)
         return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
-                           "bad peer '%s': expected ID,RAFT_HOST:PORT,CLIENT_ENDPOINT with ID "
-                           "a positive integer",
+                           "bad peer '%.300s': expected ID,RAFT_HOST:PORT,CLIENT_ENDPOINT with ID "
+                           "a positive integer, PORT 1..65535 and an endpoint like "
+                           "tcp://HOST:PORT",
                            spec);
     /* Length checked above: "tcp://" + hostport fits. */
     memcpy(p.raft, "tcp://", 6);
     memcpy(p.raft + 6, hostport, strlen(hostport) + 1);
+    *out = p;
+    return KYU_OK;
+}
+
+kyu_code_t kyu_peers_add(kyu_peers_t *self, const char *spec, kyu_err_t *err)
+{
+    if (self->n >= KYU_RAFT_MAX_NODES)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "at most %d peers", KYU_RAFT_MAX_NODES);
+    kyu_peer_t p;
+    kyu_code_t rc = kyu_peer_parse(spec, &p, err);
+    if (rc != KYU_OK)
+        return rc;
     if (kyu_peers_find(self, p.id))
         return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "peer id %llu given twice",
                            (unsigned long long)p.id);

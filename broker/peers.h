@@ -22,6 +22,9 @@ typedef struct {
     kyu_peer_t peers[KYU_RAFT_MAX_NODES];
 } kyu_peers_t;
 
+/* Parses one "ID,RAFT_HOST:PORT,CLIENT_ENDPOINT" entry (ID 1..2^63-1, PORT 1..65535, the
+ * endpoint SCHEME://ADDRESS without ',' or ' '); out->raft becomes tcp://RAFT_HOST:PORT. */
+kyu_code_t kyu_peer_parse(const char *spec, kyu_peer_t *out, kyu_err_t *err);
 /* Adds one "ID,RAFT_HOST:PORT,CLIENT_ENDPOINT" entry. */
 kyu_code_t kyu_peers_add(kyu_peers_t *self, const char *spec, kyu_err_t *err);
 /* Adds every ';'-separated entry of list (KYU_PEERS). */

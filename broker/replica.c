@@ -43,6 +43,7 @@ struct kyu_replica {
     uint32_t transfer_ticks; /* ticks since the transfer began (it is abandoned after an
                                 election timeout) */
     uint32_t election_ticks;
+    bool join; /* started with --join: no bootstrap configuration */
     /* Snapshot install: the Ready with the snapshot stays out until the state is fetched,
      * swapped in and the log reset (snapshot.h). */
     kyu_replica_install_fn install;
@@ -118,6 +119,8 @@ static kyu_code_t apply_entry(kyu_replica_t *self, const kyu_raft_entry_t *ce);
 static void initial_conf(const kyu_replica_t *self, kyu_raft_conf_t *conf)
 {
     memset(conf, 0, sizeof *conf);
+    if (self->join)
+        return; /* a leader adds this node: its configuration comes with the log */
     if (self->peers.n == 0) {
         conf->n_voters = 1;
         conf->voters[0] = self->node_id;
@@ -164,8 +167,12 @@ kyu_replica_t *kyu_replica_new(kyu_store_t *store, kyu_sm_t *sm, kyu_log_t *log,
         self->peers = *cfg->peers;
     self->send = cfg ? cfg->send : NULL;
     self->send_arg = cfg ? cfg->send_arg : NULL;
-    bool alone = self->peers.n <= 1;
-    uint32_t election = cfg && cfg->election_ticks ? cfg->election_ticks : alone ? 2 : 100;
+    self->join = cfg && cfg->join;
+    /* A node started without a peer list stays alone: a short election timeout. A cluster
+     * node keeps the normal one even while it is its only voter, since members may come. */
+    uint32_t election = cfg && cfg->election_ticks ? cfg->election_ticks
+                        : self->peers.n == 0       ? 2
+                                                   : 100;
     self->election_ticks = election;
     self->log_window = cfg && cfg->log_window ? cfg->log_window : KYU_REPLICA_LOG_WINDOW;
     self->compact_every =
@@ -216,6 +223,8 @@ kyu_replica_t *kyu_replica_new(kyu_store_t *store, kyu_sm_t *sm, kyu_log_t *log,
     /* A lone voter elects itself at once instead of after an election timeout: nobody else
      * can lead, and its term and vote are written by the first Ready before anything it
      * proposes can commit. */
+    const kyu_raft_conf_t *c = kyu_raft_conf(self->raft);
+    bool alone = c->n_voters == 1 && c->voters[0] == self->node_id;
     for (uint32_t i = 0; alone && i < 4 * election && kyu_raft_role(self->raft) != KYU_RAFT_LEADER;
          i++)
         kyu_raft_tick(self->raft);
@@ -264,7 +273,7 @@ void kyu_replica_status(kyu_replica_t *self, kyu_node_status_t *out)
     memset(out, 0, sizeof *out);
     const kyu_raft_t *r = self->raft;
     out->id = self->node_id;
-    const kyu_peer_t *me = kyu_peers_find(&self->peers, self->node_id);
+    const kyu_peer_t *me = kyu_replica_address(self, self->node_id);
     if (me) {
         snprintf(out->raft_address, sizeof out->raft_address, "%s", me->raft);
         snprintf(out->endpoint, sizeof out->endpoint, "%s", me->client);
@@ -278,6 +287,77 @@ void kyu_replica_status(kyu_replica_t *self, kyu_node_status_t *out)
     out->commit_index = kyu_raft_commit(r);
     out->applied_index = kyu_sm_applied_index(self->sm);
     out->leader = kyu_raft_leader(r);
+    const kyu_raft_conf_t *c = kyu_raft_conf(r);
+    snprintf(out->member, sizeof out->member, "%s",
+             kyu_raft_conf_is_voter(c, self->node_id)     ? "voter"
+             : kyu_raft_conf_is_learner(c, self->node_id) ? "learner"
+                                                          : "none");
+}
+
+const kyu_peer_t *kyu_replica_address(kyu_replica_t *self, uint64_t id)
+{
+    const kyu_peer_t *p = kyu_sm_member(self->sm, id);
+    return p ? p : kyu_peers_find(&self->peers, id);
+}
+
+static void add_link(kyu_peers_t *out, const kyu_peer_t *p, uint64_t self_id)
+{
+    if (p && p->id != self_id && out->n < KYU_RAFT_MAX_NODES && !kyu_peers_find(out, p->id))
+        out->peers[out->n++] = *p;
+}
+
+void kyu_replica_links(kyu_replica_t *self, kyu_peers_t *out)
+{
+    memset(out, 0, sizeof *out);
+    const kyu_raft_conf_t *c = kyu_raft_conf(self->raft);
+    if (kyu_raft_conf_is_voter(c, self->node_id) || kyu_raft_conf_is_learner(c, self->node_id)) {
+        for (uint32_t i = 0; i < c->n_voters; i++)
+            add_link(out, kyu_replica_address(self, c->voters[i]), self->node_id);
+        for (uint32_t i = 0; i < c->n_learners; i++)
+            add_link(out, kyu_replica_address(self, c->learners[i]), self->node_id);
+        return;
+    }
+    const kyu_peer_t *book = NULL;
+    size_t n = kyu_sm_members(self->sm, &book);
+    for (size_t i = 0; i < n; i++)
+        add_link(out, &book[i], self->node_id);
+    for (size_t i = 0; i < self->peers.n; i++)
+        add_link(out, kyu_replica_address(self, self->peers.peers[i].id), self->node_id);
+}
+
+kyu_code_t kyu_replica_conf_change(kyu_replica_t *self, kyu_raft_cc_op_t op, uint64_t node,
+                                   kyu_err_t *err)
+{
+    if (self->failed)
+        return kyu_err_set(err, KYU_ERR_STORAGE, "%s", self->failure);
+    uint64_t leader = KYU_RAFT_NONE;
+    switch (kyu_raft_propose_conf_change(self->raft, op, node, NULL, &leader)) {
+    case KYU_RAFT_OK:
+        kyu_replica_flush(self);
+        return KYU_OK;
+    case KYU_RAFT_ERR_NOT_LEADER:
+        return kyu_err_set(err, KYU_ERR_NOT_LEADER, "this node is not the leader");
+    case KYU_RAFT_ERR_BUSY:
+        return kyu_err_set(err, KYU_ERR_BUSY,
+                           "the previous configuration change is not committed yet");
+    case KYU_RAFT_ERR_NOMEM:
+        return kyu_err_set(err, KYU_ERR_BUSY, "out of memory");
+    default:
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           "configuration change refused (no change, the last voter, or more "
+                           "than %d members)",
+                           KYU_RAFT_MAX_NODES);
+    }
+}
+
+const kyu_raft_t *kyu_replica_raft(kyu_replica_t *self)
+{
+    return self->raft;
+}
+
+kyu_sm_t *kyu_replica_sm(kyu_replica_t *self)
+{
+    return self->sm;
 }
 
 bool kyu_replica_is_leader(kyu_replica_t *self)
@@ -295,7 +375,7 @@ kyu_code_t kyu_replica_transfer_to(kyu_replica_t *self, uint64_t target)
     const kyu_raft_t *r = self->raft;
     if (kyu_raft_role(r) != KYU_RAFT_LEADER)
         return KYU_ERR_NOT_LEADER;
-    if (self->peers.n <= 1)
+    if (kyu_raft_conf(r)->n_voters <= 1)
         return KYU_ERR_INVALID_ARGUMENT;
     uint64_t best = KYU_RAFT_NONE, best_match = 0;
     const kyu_raft_conf_t *conf = kyu_raft_conf(r);
@@ -328,7 +408,7 @@ bool kyu_replica_serving(kyu_replica_t *self)
 const char *kyu_replica_leader_endpoint(kyu_replica_t *self)
 {
     uint64_t leader = kyu_raft_leader(self->raft);
-    const kyu_peer_t *p = leader != self->node_id ? kyu_peers_find(&self->peers, leader) : NULL;
+    const kyu_peer_t *p = leader != self->node_id ? kyu_replica_address(self, leader) : NULL;
     return p ? p->client : "";
 }
 

@@ -51,6 +51,9 @@ typedef struct {
     uint64_t log_window;            /* applied entries kept (0: KYU_REPLICA_LOG_WINDOW) */
     kyu_replica_install_fn install; /* NULL: a node that needs a snapshot stops */
     void *install_arg;
+    /* Join an existing cluster instead of bootstrapping one: a node without data starts
+     * with an empty configuration and waits for a leader to add it (kyu cluster add). */
+    bool join;
 } kyu_replica_config_t;
 
 /* Rebuilds the Raft core from the log (hard state, snapshot record, entries) and applies the
@@ -106,6 +109,23 @@ bool kyu_replica_transfer(kyu_replica_t *self);
 kyu_code_t kyu_replica_transfer_to(kyu_replica_t *self, uint64_t target);
 /* True while this node leads. */
 bool kyu_replica_is_leader(kyu_replica_t *self);
+
+/* Membership (membership.c drives changes through these). */
+/* Where node id is: the replicated address book first (members added with kyu cluster add,
+ * and addresses changed since), then the --peer list. NULL when unknown. */
+const kyu_peer_t *kyu_replica_address(kyu_replica_t *self, uint64_t id);
+/* The peers the transport must link to: the other members of the configuration whose
+ * address is known; for a node outside its configuration (joining, or removed), every
+ * address it knows, so it can answer a leader that contacts it. */
+void kyu_replica_links(kyu_replica_t *self, kyu_peers_t *out);
+/* Proposes a Raft configuration change. NOT_LEADER, BUSY (another change is not committed
+ * yet, or a transfer runs), INVALID_ARGUMENT (no-op change, last voter, too many members). */
+kyu_code_t kyu_replica_conf_change(kyu_replica_t *self, kyu_raft_cc_op_t op, uint64_t node,
+                                   kyu_err_t *err);
+/* The Raft core, for its observers only (configuration, match and commit indexes). */
+const kyu_raft_t *kyu_replica_raft(kyu_replica_t *self);
+/* The state machine the replica applies to. */
+kyu_sm_t *kyu_replica_sm(kyu_replica_t *self);
 
 /* Non-NULL once writes are refused (log or apply failure): the reason. */
 const char *kyu_replica_failure(kyu_replica_t *self);

@@ -12,6 +12,8 @@
  *              this state is: term and membership at the applied index)
  *   meta       "gc" qid(8)               -> "" (a deleted queue whose data is still to drop)
  *   meta       "rq"/"rx" ...             -> SEND request keys and their expiry (sm_dedup.c)
+ *   meta       "mb" id(8)                -> raft address NUL client endpoint: the replicated
+ *              address book (sm_members.c)
  * seq is global (never reused across queues), so a receipt handle of another queue finds
  * nothing. Invariants after every command:
  *   - every message has exactly one lease record and exactly one visibility key, whose
@@ -177,7 +179,8 @@ static kyu_code_t load(kyu_sm_t *self, kyu_err_t *err)
         load_meta(self, "next_seq", &self->next_seq, 1, err) ||
         load_meta(self, "next_qid", &self->next_qid, 1, err) ||
         load_meta(self, "last_now", &self->last_now, 0, err) || load_conf(self, err) ||
-        load_queues(self, err) || kyu_sm_collect_garbage(self, err))
+        kyu_sm_members_load(self, err) || load_queues(self, err) ||
+        kyu_sm_collect_garbage(self, err))
         return KYU_ERR_STORAGE;
     self->next_term = self->applied_term;
     return KYU_OK;

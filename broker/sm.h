@@ -12,10 +12,12 @@
 #define KYU_SM_H
 
 #include "command.h"
+#include "peers.h"
 #include "store.h"
 
 #define KYU_QUEUES_MAX 10000
-#define KYU_SM_CONF_MAX 160 /* a kyu_raft_conf_encode'd configuration */
+#define KYU_SM_CONF_MAX 160   /* a kyu_raft_conf_encode'd configuration */
+#define KYU_SM_MEMBERS_MAX 32 /* entries of the replicated address book */
 
 typedef struct {
     kyu_code_t code;
@@ -66,6 +68,12 @@ uint64_t kyu_sm_last_now(const kyu_sm_t *self);
  * machine must not be used further. */
 kyu_code_t kyu_sm_apply(kyu_sm_t *self, uint64_t index, const void *payload, size_t len,
                         kyu_result_t *results, size_t cap, size_t *n, kyu_err_t *err);
+
+/* The replicated address book (SET_MEMBER / DROP_MEMBER, sm_members.c): the entry of node
+ * id or NULL; all entries (*members points into the state machine, valid until the next
+ * apply or reload). */
+const kyu_peer_t *kyu_sm_member(const kyu_sm_t *self, uint64_t id);
+size_t kyu_sm_members(const kyu_sm_t *self, const kyu_peer_t **members);
 
 bool kyu_sm_queue_exists(kyu_sm_t *self, const char *name);
 size_t kyu_sm_queue_count(kyu_sm_t *self);

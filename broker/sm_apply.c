@@ -478,6 +478,10 @@ kyu_code_t kyu_sm_apply(kyu_sm_t *self, uint64_t index, const void *payload, siz
         case KYU_CMD_CHANGE_VISIBILITY:
             rc = apply_handles(self, &cmd, res, err);
             break;
+        case KYU_CMD_SET_MEMBER:
+        case KYU_CMD_DROP_MEMBER:
+            rc = kyu_sm_apply_member(self, &cmd, res);
+            break;
         }
         if (!waited)
             kyu_result_clear(&scratch);
@@ -489,6 +493,7 @@ kyu_code_t kyu_sm_apply(kyu_sm_t *self, uint64_t index, const void *payload, siz
         *n = results ? (count < cap ? count : cap) : 0;
     if (rc != KYU_OK) {
         forget_touched(self);
+        kyu_sm_members_settle(self, false);
         return rc;
     }
     bool dropped = false;
@@ -499,6 +504,7 @@ kyu_code_t kyu_sm_apply(kyu_sm_t *self, uint64_t index, const void *payload, siz
     else
         rocksdb_write(self->db, self->wopts, self->plain, &rerr);
     forget_touched(self);
+    kyu_sm_members_settle(self, rerr == NULL);
     if (rerr) {
         kyu_err_set(err, KYU_ERR_STORAGE, "writing applied state: %s", rerr);
         free(rerr);

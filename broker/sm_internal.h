@@ -7,6 +7,12 @@
 
 #include <czmq.h>
 
+/* The replicated address book (sm_members.c). */
+typedef struct {
+    size_t n;
+    kyu_peer_t peers[KYU_SM_MEMBERS_MAX];
+} kyu_sm_members_t;
+
 typedef struct {
     char name[KYU_NAME_MAX + 1];
     uint64_t qid;
@@ -35,7 +41,8 @@ struct kyu_sm {
     uint64_t applied_term, next_term;
     uint8_t conf[KYU_SM_CONF_MAX];
     size_t conf_len;
-    bool conf_pending; /* the next entry writes conf */
+    bool conf_pending;                /* the next entry writes conf */
+    kyu_sm_members_t book, book_next; /* applied; as changed by the current entry */
     rocksdb_writeoptions_t *wopts;
     /* per-entry scratch */
     rocksdb_writebatch_wi_t *batch; /* entries with a command that reads (read-your-writes) */
@@ -75,6 +82,12 @@ kyu_code_t kyu_sm_dedup_lookup(kyu_sm_t *self, const kyu_command_t *c, kyu_resul
                                bool *found, kyu_err_t *err);
 void kyu_sm_dedup_record(kyu_sm_t *self, const kyu_command_t *c, const kyu_result_t *res);
 kyu_code_t kyu_sm_dedup_expire(kyu_sm_t *self, uint64_t now_ms, kyu_err_t *err);
+
+/* The address book (sm_members.c): loaded with the state; SET_MEMBER / DROP_MEMBER change
+ * book_next, which becomes the book once the entry's write succeeded (settle). */
+kyu_code_t kyu_sm_members_load(kyu_sm_t *self, kyu_err_t *err);
+kyu_code_t kyu_sm_apply_member(kyu_sm_t *self, const kyu_command_t *c, kyu_result_t *res);
+void kyu_sm_members_settle(kyu_sm_t *self, bool written);
 
 /* Drops the data of deleted queues (their "gc" records); idempotent. */
 kyu_code_t kyu_sm_collect_garbage(kyu_sm_t *self, kyu_err_t *err);

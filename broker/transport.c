@@ -11,6 +11,7 @@
 
 typedef struct {
     uint64_t id;
+    char raft[KYU_ENDPOINT_MAX];
     zsock_t *dealer;
 } link_t;
 
@@ -19,7 +20,7 @@ struct kyu_transport {
     zsock_t *router;
     link_t links[KYU_RAFT_MAX_NODES];
     size_t n_links;
-    kyu_peers_t peers;
+    int64_t max_msg;
     msgpack_sbuffer buf;
     zmsg_t *held;     /* the frame a decoded message points into */
     uint64_t dropped; /* messages not sent: peer down or full */
@@ -39,6 +40,64 @@ static void harden(zsock_t *s, int64_t max_msg)
     zsock_set_reconnect_ivl_max(s, 1000);
 }
 
+/* Connects a DEALER to p; false when it cannot be created or connected. */
+static bool open_link(kyu_transport_t *self, const kyu_peer_t *p)
+{
+    if (self->n_links >= KYU_RAFT_MAX_NODES)
+        return false;
+    zsock_t *d = zsock_new(ZMQ_DEALER);
+    if (!d)
+        return false;
+    harden(d, self->max_msg);
+    /* Queue only to a connected peer: messages for a dead one are dropped at once instead of
+     * piling up and arriving stale after it comes back. */
+    zsock_set_immediate(d, 1);
+    if (zsock_connect(d, "%s", p->raft) < 0) {
+        zsock_destroy(&d);
+        return false;
+    }
+    link_t *l = &self->links[self->n_links++];
+    l->id = p->id;
+    snprintf(l->raft, sizeof l->raft, "%s", p->raft);
+    l->dealer = d;
+    return true;
+}
+
+static link_t *find_link(kyu_transport_t *self, uint64_t id)
+{
+    for (size_t i = 0; i < self->n_links; i++)
+        if (self->links[i].id == id)
+            return &self->links[i];
+    return NULL;
+}
+
+void kyu_transport_set_links(kyu_transport_t *self, const kyu_peers_t *links)
+{
+    for (size_t i = 0; i < self->n_links;) {
+        link_t *l = &self->links[i];
+        const kyu_peer_t *p = kyu_peers_find(links, l->id);
+        if (p && strcmp(p->raft, l->raft) == 0) {
+            i++;
+            continue;
+        }
+        printf("kyu-broker: closing the link to node %llu at %s\n", (unsigned long long)l->id,
+               l->raft);
+        zsock_destroy(&l->dealer);
+        *l = self->links[--self->n_links];
+    }
+    for (size_t i = 0; i < links->n; i++) {
+        const kyu_peer_t *p = &links->peers[i];
+        if (p->id == self->self_id || find_link(self, p->id))
+            continue;
+        if (open_link(self, p))
+            printf("kyu-broker: linked to node %llu at %s\n", (unsigned long long)p->id, p->raft);
+        else
+            fprintf(stderr, "kyu-broker: cannot connect to node %llu at %s\n",
+                    (unsigned long long)p->id, p->raft);
+    }
+    fflush(stdout);
+}
+
 kyu_transport_t *kyu_transport_new(const kyu_peers_t *peers, uint64_t self_id, int64_t max_msg,
                                    kyu_err_t *err)
 {
@@ -54,7 +113,7 @@ kyu_transport_t *kyu_transport_new(const kyu_peers_t *peers, uint64_t self_id, i
         return NULL;
     }
     self->self_id = self_id;
-    self->peers = *peers;
+    self->max_msg = max_msg;
     msgpack_sbuffer_init(&self->buf);
     self->router = zsock_new(ZMQ_ROUTER);
     if (!self->router) {
@@ -70,23 +129,9 @@ kyu_transport_t *kyu_transport_new(const kyu_peers_t *peers, uint64_t self_id, i
         return NULL;
     }
     for (size_t i = 0; i < peers->n; i++) {
-        if (peers->peers[i].id == self_id)
-            continue;
-        link_t *l = &self->links[self->n_links++];
-        l->id = peers->peers[i].id;
-        l->dealer = zsock_new(ZMQ_DEALER);
-        if (!l->dealer) {
-            kyu_err_set(err, KYU_ERR_INTERNAL, "cannot create a peer socket");
-            kyu_transport_destroy(&self);
-            return NULL;
-        }
-        harden(l->dealer, max_msg);
-        /* Queue only to a connected peer: messages for a dead one are dropped at once
-         * instead of piling up and arriving stale after it comes back. */
-        zsock_set_immediate(l->dealer, 1);
-        if (zsock_connect(l->dealer, "%s", peers->peers[i].raft) < 0) {
+        if (peers->peers[i].id != self_id && !open_link(self, &peers->peers[i])) {
             kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "cannot connect to peer %llu at %s",
-                        (unsigned long long)l->id, peers->peers[i].raft);
+                        (unsigned long long)peers->peers[i].id, peers->peers[i].raft);
             kyu_transport_destroy(&self);
             return NULL;
         }
@@ -120,10 +165,7 @@ uint64_t kyu_transport_dropped(const kyu_transport_t *self)
 
 void kyu_transport_send(kyu_transport_t *self, const kyu_raft_msg_t *msg)
 {
-    link_t *l = NULL;
-    for (size_t i = 0; i < self->n_links && !l; i++)
-        if (self->links[i].id == msg->to)
-            l = &self->links[i];
+    link_t *l = find_link(self, msg->to);
     if (!l) {
         self->dropped++;
         return;
@@ -159,7 +201,7 @@ kyu_code_t kyu_transport_recv(kyu_transport_t *self, kyu_peer_decoded_t *out,
     if (rc != KYU_OK)
         return rc;
     if (out->msg.to != self->self_id || out->msg.from == self->self_id ||
-        !kyu_peers_find(&self->peers, out->msg.from)) {
+        !find_link(self, out->msg.from)) {
         kyu_peer_decoded_reset(out);
         return kyu_err_set(err, KYU_ERR_MALFORMED, "peer message not from a member to this node");
     }

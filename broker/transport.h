@@ -1,10 +1,11 @@
 /* transport: Raft peer messages over ZeroMQ.
  *
  * Each node binds a ROUTER on its raft address and connects one DEALER to every other
- * member. Messages go out on the DEALER of their destination and come in on the ROUTER
- * (whose identity frame is ignored: the message says who sent it, and is checked against
- * the member list). Sending never blocks the event loop: a message for a peer that is down,
- * not yet connected or not reading is dropped, and Raft retransmits.
+ * member; kyu_transport_set_links opens and closes DEALERs as members come and go. Messages go out
+ * on the DEALER of their destination and come in on the ROUTER (whose identity frame is ignored:
+ * the message says who sent it, and is checked against the member list). Sending never blocks the
+ * event loop: a message for a peer that is down, not yet connected or not reading is dropped, and
+ * Raft retransmits.
  *
  * Owned by the event-loop thread.
  */
@@ -25,6 +26,11 @@ kyu_transport_t *kyu_transport_new(const kyu_peers_t *peers, uint64_t self_id, i
 void kyu_transport_destroy(kyu_transport_t **self_p);
 
 zsock_t *kyu_transport_sock(kyu_transport_t *self);
+
+/* Makes the links exactly links (minus this node): closes the DEALERs of peers not in it
+ * (or whose address changed) and connects the new ones. Messages are accepted only from
+ * linked peers. A peer whose address cannot be connected is left out (said on stderr). */
+void kyu_transport_set_links(kyu_transport_t *self, const kyu_peers_t *links);
 
 /* Encodes msg and queues it for msg->to; drops it (counted) when it cannot go at once. */
 void kyu_transport_send(kyu_transport_t *self, const kyu_raft_msg_t *msg);

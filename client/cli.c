@@ -33,10 +33,12 @@ static const cli_cmd_t commands[] = {
     {"change-visibility", "NAME RECEIPT... --visibility-timeout SEC",
      "set the remaining lease of received messages (0: visible again at once)",
      CLI_OPT_VT | CLI_OPT_VT_REQUIRED | CLI_OPT_HANDLES, 2, -1, cli_cmd_change_visibility},
-    {"cluster", "status | transfer [ID]",
-     "status: ask every --broker endpoint for its view: id, addresses, role, term, commit and "
-     "applied index (role unreachable when it does not answer in time); transfer: hand "
-     "leadership to node ID (default: the most up-to-date follower)",
+    {"cluster", "status | transfer [ID] | add ID,RAFT_HOST:PORT,CLIENT_ENDPOINT | remove ID",
+     "status: ask every --broker endpoint for its view: id, addresses, role, membership (voter, "
+     "learner, none), term, commit and applied index (role unreachable when it does not answer "
+     "in time); transfer: hand leadership to node ID (default: the most up-to-date follower); "
+     "add: add a node started with --join (a learner until it has caught up, then a voter; "
+     "waits up to 90 s); remove: remove node ID (a leader hands leadership over first)",
      CLI_OPT_CLUSTER, 1, 2, cli_cmd_cluster},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
@@ -212,13 +214,8 @@ static int parse_cmd_args(cli_t *cli, int argc, char **argv, cli_args_t *a)
         return cli_usage_error(cli, "--lines reads the messages from stdin: give no BODY");
     if ((cmd->options & CLI_OPT_VT_REQUIRED) && a->vt < 0)
         return cli_usage_error(cli, "--visibility-timeout is required");
-    if ((cmd->options & CLI_OPT_CLUSTER) && strcmp(a->args[0], "status") != 0 &&
-        strcmp(a->args[0], "transfer") != 0)
-        return cli_usage_error(cli, "unknown cluster command '%s'", a->args[0]);
-    if ((cmd->options & CLI_OPT_CLUSTER) && a->n_args > 1 &&
-        /* the target id travels in a->max: the cluster command takes no --max */
-        (strcmp(a->args[0], "transfer") != 0 || !parse_int(a->args[1], 1, INT32_MAX, &a->max)))
-        return cli_usage_error(cli, "cluster transfer takes one node id (a positive number)");
+    if ((cmd->options & CLI_OPT_CLUSTER) && cli_cluster_check_args(cli, a) != CLI_EXIT_OK)
+        return CLI_EXIT_USAGE;
     if (cmd->min_args > 0 && !(cmd->options & CLI_OPT_CLUSTER) && !cli_check_queue(cli, a->args[0]))
         return CLI_EXIT_USAGE;
     for (int i = 1; (cmd->options & CLI_OPT_HANDLES) && i < a->n_args; i++)

@@ -72,5 +72,8 @@ int cli_cmd_receive(cli_t *cli, cli_args_t *a);
 int cli_cmd_delete(cli_t *cli, cli_args_t *a);
 int cli_cmd_change_visibility(cli_t *cli, cli_args_t *a);
 int cli_cmd_cluster(cli_t *cli, cli_args_t *a);
+/* Checks the cluster command's arguments (a usage error is printed); CLI_EXIT_OK or
+ * CLI_EXIT_USAGE. */
+int cli_cluster_check_args(const cli_t *cli, cli_args_t *a);
 
 #endif

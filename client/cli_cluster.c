@@ -1,5 +1,7 @@
-/* cli_cluster: `kyu cluster status` and `kyu cluster transfer [ID]` (sent to the leader,
- * found by failover; it returns once the transfer has started).
+/* cli_cluster: `kyu cluster status`, `kyu cluster transfer [ID]` (sent to the leader,
+ * found by failover; it returns once the transfer has started), `kyu cluster add
+ * ID,RAFT_HOST:PORT,CLIENT_ENDPOINT` (returns once the node is a voter) and `kyu cluster
+ * remove ID`.
  *
  * `kyu cluster status`: Every endpoint of --broker is asked on its own
  * connection (a node answers for itself, leader or not); one that does not answer within
@@ -11,19 +13,80 @@
 #include <string.h>
 
 #define STATUS_TIMEOUT_MS 2000
+#define ADD_TIMEOUT_MS 90000 /* the broker bounds an add at 60 s */
+
+/* A node id: a whole decimal number of 1 to 2^63-1. */
+static bool parse_id(const char *s, uint64_t *out)
+{
+    char *end = NULL;
+    if (!s || *s < '0' || *s > '9')
+        return false;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*end || v < 1 || v > INT64_MAX)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* Splits ID,RAFT_HOST:PORT,CLIENT_ENDPOINT (the broker checks the addresses strictly). */
+static bool parse_spec(const char *spec, uint64_t *id, char *raft, char *client)
+{
+    const char *c1 = strchr(spec, ','), *c2 = c1 ? strchr(c1 + 1, ',') : NULL;
+    char idbuf[24];
+    if (!c1 || !c2 || strchr(c2 + 1, ',') || c1 == spec || (size_t)(c1 - spec) >= sizeof idbuf ||
+        c2 == c1 + 1 || !c2[1] || (size_t)(c2 - c1 - 1) >= KYU_ENDPOINT_MAX ||
+        strlen(c2 + 1) >= KYU_ENDPOINT_MAX)
+        return false;
+    memcpy(idbuf, spec, (size_t)(c1 - spec));
+    idbuf[c1 - spec] = '\0';
+    memcpy(raft, c1 + 1, (size_t)(c2 - c1 - 1));
+    raft[c2 - c1 - 1] = '\0';
+    snprintf(client, KYU_ENDPOINT_MAX, "%s", c2 + 1);
+    return parse_id(idbuf, id) && strchr(raft, ':') != NULL;
+}
+
+int cli_cluster_check_args(const cli_t *cli, cli_args_t *a)
+{
+    const char *sub = a->args[0];
+    uint64_t id = 0;
+    char raft[KYU_ENDPOINT_MAX], client[KYU_ENDPOINT_MAX];
+    if (strcmp(sub, "status") == 0) {
+        if (a->n_args == 1)
+            return CLI_EXIT_OK;
+        return cli_usage_error(cli, "cluster status takes no argument");
+    }
+    if (strcmp(sub, "transfer") == 0) {
+        if (a->n_args == 1 || parse_id(a->args[1], &id))
+            return CLI_EXIT_OK;
+        return cli_usage_error(cli, "cluster transfer takes one node id (a positive number)");
+    }
+    if (strcmp(sub, "add") == 0) {
+        if (a->n_args == 2 && parse_spec(a->args[1], &id, raft, client))
+            return CLI_EXIT_OK;
+        return cli_usage_error(cli, "cluster add takes one ID,RAFT_HOST:PORT,CLIENT_ENDPOINT "
+                                    "(ID a positive number), e.g. "
+                                    "4,10.0.0.4:7701,tcp://10.0.0.4:7700");
+    }
+    if (strcmp(sub, "remove") == 0) {
+        if (a->n_args == 2 && parse_id(a->args[1], &id))
+            return CLI_EXIT_OK;
+        return cli_usage_error(cli, "cluster remove takes one node id (a positive number)");
+    }
+    return cli_usage_error(cli, "unknown cluster command '%s'", sub);
+}
 
 static int print_node(const cli_t *cli, const kyu_node_status_t *n)
 {
     if (cli->json)
         return cli_print_json(
-            json_pack("{s:I, s:s, s:s, s:s, s:I, s:I, s:I}", "id", (json_int_t)n->id,
+            json_pack("{s:I, s:s, s:s, s:s, s:s, s:I, s:I, s:I}", "id", (json_int_t)n->id,
                       "raft_address", n->raft_address, "endpoint", n->endpoint, "role", n->role,
-                      "term", (json_int_t)n->term, "commit_index", (json_int_t)n->commit_index,
-                      "applied_index", (json_int_t)n->applied_index));
-    printf("%-4llu %-28s %-28s %-11s term %-6llu commit %-10llu applied %llu\n",
+                      "membership", n->member, "term", (json_int_t)n->term, "commit_index",
+                      (json_int_t)n->commit_index, "applied_index", (json_int_t)n->applied_index));
+    printf("%-4llu %-28s %-28s %-11s %-7s term %-6llu commit %-10llu applied %llu\n",
            (unsigned long long)n->id, n->raft_address[0] ? n->raft_address : "-", n->endpoint,
-           n->role, (unsigned long long)n->term, (unsigned long long)n->commit_index,
-           (unsigned long long)n->applied_index);
+           n->role, n->member[0] ? n->member : "-", (unsigned long long)n->term,
+           (unsigned long long)n->commit_index, (unsigned long long)n->applied_index);
     return CLI_EXIT_OK;
 }
 
@@ -40,10 +103,48 @@ static int transfer(cli_t *cli, uint64_t to)
     return CLI_EXIT_OK;
 }
 
+static int add(cli_t *cli, const char *spec)
+{
+    uint64_t id = 0;
+    char raft[KYU_ENDPOINT_MAX], client[KYU_ENDPOINT_MAX];
+    if (!parse_spec(spec, &id, raft, client))
+        return cli_failf(cli, "bad node '%s'", spec); /* checked before: cannot happen */
+    if (cli->timeout_ms < ADD_TIMEOUT_MS)
+        cli->timeout_ms = ADD_TIMEOUT_MS;
+    if (!cli_connect(cli))
+        return CLI_EXIT_ERROR;
+    kyu_err_t err = {0};
+    if (kyu_client_cluster_add(cli->client, id, raft, client, &err) != KYU_OK)
+        return cli_fail(cli, &err);
+    if (cli->json)
+        return cli_print_json(
+            json_pack("{s:I, s:s}", "Added", (json_int_t)id, "Membership", "voter"));
+    printf("node %llu added as a voter\n", (unsigned long long)id);
+    return CLI_EXIT_OK;
+}
+
+static int remove_node(cli_t *cli, uint64_t id)
+{
+    if (!cli_connect(cli))
+        return CLI_EXIT_ERROR;
+    kyu_err_t err = {0};
+    if (kyu_client_cluster_remove(cli->client, id, &err) != KYU_OK)
+        return cli_fail(cli, &err);
+    if (cli->json)
+        return cli_print_json(json_pack("{s:I}", "Removed", (json_int_t)id));
+    printf("node %llu removed\n", (unsigned long long)id);
+    return CLI_EXIT_OK;
+}
+
 int cli_cmd_cluster(cli_t *cli, cli_args_t *a)
 {
+    uint64_t id = 0;
     if (strcmp(a->args[0], "transfer") == 0)
-        return transfer(cli, a->n_args > 1 ? (uint64_t)a->max : 0);
+        return transfer(cli, a->n_args > 1 && parse_id(a->args[1], &id) ? id : 0);
+    if (strcmp(a->args[0], "add") == 0)
+        return add(cli, a->args[1]);
+    if (strcmp(a->args[0], "remove") == 0)
+        return remove_node(cli, parse_id(a->args[1], &id) ? id : 0);
     int answered = 0, rc = CLI_EXIT_OK;
     const char *p = cli->broker;
     while (*p) {

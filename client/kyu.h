@@ -153,6 +153,17 @@ kyu_code_t kyu_client_cluster_status(kyu_client_t *self, kyu_node_status_t *out,
  * up-to-date follower). Returns once the transfer has started. */
 kyu_code_t kyu_client_cluster_transfer(kyu_client_t *self, uint64_t to, kyu_err_t *err);
 
+/* Asks the leader to add node id to the cluster: raft is the HOST:PORT of its raft port,
+ * client its client endpoint. Returns once the node is a voter (it is first a learner that
+ * catches up), or the broker's error: INVALID_ARGUMENT (bad address, already a voter...),
+ * BUSY (another change runs), TIMEOUT (not caught up in time; it stays a learner). The
+ * broker bounds the change at 60 s: give the client a longer timeout. */
+kyu_code_t kyu_client_cluster_add(kyu_client_t *self, uint64_t id, const char *raft,
+                                  const char *client, kyu_err_t *err);
+/* Asks the leader to remove node id (a leader removing itself hands leadership over
+ * first; the call follows it). */
+kyu_code_t kyu_client_cluster_remove(kyu_client_t *self, uint64_t id, kyu_err_t *err);
+
 /* Sends a request and waits for its reply, with failover; the building block of the calls
  * above. On KYU_OK *rep holds the broker's success reply (caller resets it); msgs as in
  * poll_reply. */

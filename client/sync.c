@@ -294,3 +294,34 @@ kyu_code_t kyu_client_cluster_transfer(kyu_client_t *self, uint64_t to, kyu_err_
     kyu_reply_reset(&rep);
     return rc;
 }
+
+kyu_code_t kyu_client_cluster_add(kyu_client_t *self, uint64_t id, const char *raft,
+                                  const char *client, kyu_err_t *err)
+{
+    kyu_request_t req = {
+        .op = KYU_OP_CLUSTER_ADD, .to = id, .fields = KYU_F_TO | KYU_F_RAFT | KYU_F_EP};
+    if (id == 0 || id > INT64_MAX || !raft[0] || !client[0] || strlen(raft) >= sizeof req.raft ||
+        strlen(client) >= sizeof req.ep)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           "a node needs an id of 1 to 2^63-1 and addresses of 1 to %d bytes",
+                           KYU_ENDPOINT_MAX - 1);
+    memcpy(req.raft, raft, strlen(raft) + 1);
+    memcpy(req.ep, client, strlen(client) + 1);
+    kyu_reply_t rep;
+    kyu_reply_init(&rep);
+    kyu_code_t rc = kyu_client_call(self, &req, NULL, NULL, 0, &rep, NULL, err);
+    kyu_reply_reset(&rep);
+    return rc;
+}
+
+kyu_code_t kyu_client_cluster_remove(kyu_client_t *self, uint64_t id, kyu_err_t *err)
+{
+    if (id == 0 || id > INT64_MAX)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "node ids are 1 to 2^63-1");
+    kyu_request_t req = {.op = KYU_OP_CLUSTER_REMOVE, .to = id, .fields = KYU_F_TO};
+    kyu_reply_t rep;
+    kyu_reply_init(&rep);
+    kyu_code_t rc = kyu_client_call(self, &req, NULL, NULL, 0, &rep, NULL, err);
+    kyu_reply_reset(&rep);
+    return rc;
+}

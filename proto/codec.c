@@ -34,6 +34,11 @@ static const kyu_op_info_t op_table[] = {
      "this node's view of the cluster (answered by every node, leader or not)"},
     {KYU_OP_CLUSTER_TRANSFER, "cluster-transfer", 0, KYU_F_TO, 0, 0, KYU_OPF_ADMIN,
      "hand leadership to node `to` (default: the most up-to-date follower)"},
+    {KYU_OP_CLUSTER_ADD, "cluster-add", KYU_F_TO | KYU_F_RAFT | KYU_F_EP,
+     KYU_F_TO | KYU_F_RAFT | KYU_F_EP, 0, 0, KYU_OPF_ADMIN,
+     "add node `to` (raft HOST:PORT, client endpoint ep): learner, then voter once caught up"},
+    {KYU_OP_CLUSTER_REMOVE, "cluster-remove", KYU_F_TO, KYU_F_TO, 0, 0, KYU_OPF_ADMIN,
+     "remove node `to` from the cluster (the leader hands leadership over first)"},
 };
 
 const kyu_op_info_t *kyu_op_info(uint64_t op)
@@ -140,6 +145,14 @@ static kyu_code_t decode_request_field(const msgpack_object *k, const msgpack_ob
         rc = get_uint(v, "node id", INT64_MAX, &req->to, err);
         if (rc == KYU_OK && req->to == 0)
             rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "node id must not be 0");
+    } else if (kyu_mp_key_is(k, "raft") || kyu_mp_key_is(k, "ep")) {
+        bool raft = kyu_mp_key_is(k, "raft");
+        bit = raft ? KYU_F_RAFT : KYU_F_EP;
+        char *out = raft ? req->raft : req->ep;
+        rc = get_str(v, raft ? "raft address" : "client endpoint", out, KYU_ENDPOINT_MAX - 1, err);
+        if (rc == KYU_OK && !out[0])
+            rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "%s must not be empty",
+                             raft ? "raft address" : "client endpoint");
     } else if (kyu_mp_key_is(k, "rq")) {
         bit = KYU_F_RQ;
         if (v->type != MSGPACK_OBJECT_ARRAY || v->via.array.size != 2)
@@ -177,6 +190,10 @@ static const char *field_name(unsigned bit)
         return "rq (request key)";
     case KYU_F_TO:
         return "to (node id)";
+    case KYU_F_RAFT:
+        return "raft (raft address)";
+    case KYU_F_EP:
+        return "ep (client endpoint)";
     default:
         return "?";
     }
@@ -284,6 +301,14 @@ void kyu_request_encode(const kyu_request_t *req, msgpack_sbuffer *out)
     if (req->fields & KYU_F_TO) {
         kyu_mp_pack_str(&pk, "to");
         msgpack_pack_uint64(&pk, req->to);
+    }
+    if (req->fields & KYU_F_RAFT) {
+        kyu_mp_pack_str(&pk, "raft");
+        kyu_mp_pack_str(&pk, req->raft);
+    }
+    if (req->fields & KYU_F_EP) {
+        kyu_mp_pack_str(&pk, "ep");
+        kyu_mp_pack_str(&pk, req->ep);
     }
     if (req->fields & KYU_F_RQ) {
         kyu_mp_pack_str(&pk, "rq");

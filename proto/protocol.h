@@ -44,6 +44,8 @@ typedef enum {
     KYU_OP_CHANGE_VISIBILITY = 9,
     KYU_OP_CLUSTER_STATUS = 10,
     KYU_OP_CLUSTER_TRANSFER = 11,
+    KYU_OP_CLUSTER_ADD = 12,
+    KYU_OP_CLUSTER_REMOVE = 13,
     KYU_OP_MAX_
 } kyu_op_t;
 
@@ -55,8 +57,10 @@ enum {
     KYU_F_HANDLES = 1 << 3, /* "rh": array of receipt handles */
     KYU_F_VERSION = 1 << 4, /* "v": protocol version */
     KYU_F_RQ = 1 << 5,      /* "rq": [client id, request key]: a retried SEND is applied once */
-    KYU_F_TO = 1 << 6,      /* "to": a node id (CLUSTER_TRANSFER's target) */
-    KYU_F_LAST_ = KYU_F_TO,
+    KYU_F_TO = 1 << 6,      /* "to": a node id (CLUSTER_TRANSFER's target, ADD/REMOVE's node) */
+    KYU_F_RAFT = 1 << 7,    /* "raft": HOST:PORT of a node's raft port (CLUSTER_ADD) */
+    KYU_F_EP = 1 << 8,      /* "ep": a node's client endpoint (CLUSTER_ADD) */
+    KYU_F_LAST_ = KYU_F_EP,
 };
 
 /* Op flags: WRITE ops go through the log; READ ops are answered from applied state. */
@@ -87,8 +91,10 @@ typedef struct {
     uint32_t max;
     size_t n_handles;
     char handles[KYU_BATCH_MAX][KYU_HANDLE_MAX + 1];
-    uint64_t rq_client, rq_key; /* KYU_F_RQ: both non-zero */
-    uint64_t to;                /* KYU_F_TO: non-zero */
+    uint64_t rq_client, rq_key;  /* KYU_F_RQ: both non-zero */
+    uint64_t to;                 /* KYU_F_TO: non-zero */
+    char raft[KYU_ENDPOINT_MAX]; /* KYU_F_RAFT: non-empty */
+    char ep[KYU_ENDPOINT_MAX];   /* KYU_F_EP: non-empty */
 } kyu_request_t;
 
 typedef struct {
@@ -111,7 +117,8 @@ typedef struct {
     uint64_t id; /* 1 for a node started without peers */
     char raft_address[KYU_ENDPOINT_MAX];
     char endpoint[KYU_ENDPOINT_MAX];
-    char role[16]; /* leader, follower, candidate */
+    char role[16];   /* leader, follower, candidate */
+    char member[16]; /* voter, learner, none (joining, or removed) */
     uint64_t term, commit_index, applied_index;
     uint64_t leader; /* the leader's id as this node knows it, 0 if none */
 } kyu_node_status_t;

@@ -96,8 +96,10 @@ void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out)
     if (rep->has_node) {
         const kyu_node_status_t *nd = &rep->node;
         kyu_mp_pack_str(&pk, "node");
-        msgpack_pack_map(&pk, 8);
+        msgpack_pack_map(&pk, 9);
         pack_kv_int(&pk, "id", (int64_t)nd->id);
+        kyu_mp_pack_str(&pk, "member");
+        kyu_mp_pack_str(&pk, nd->member);
         kyu_mp_pack_str(&pk, "raft");
         kyu_mp_pack_str(&pk, nd->raft_address);
         kyu_mp_pack_str(&pk, "ep");
@@ -206,6 +208,8 @@ static bool decode_node(const msgpack_object *o, kyu_node_status_t *nd)
             ok = kyu_mp_copy_str(v, nd->endpoint, KYU_ENDPOINT_MAX - 1);
         else if (kyu_mp_key_is(k, "role"))
             ok = kyu_mp_copy_str(v, nd->role, sizeof nd->role - 1);
+        else if (kyu_mp_key_is(k, "member"))
+            ok = kyu_mp_copy_str(v, nd->member, sizeof nd->member - 1);
         else if (kyu_mp_key_is(k, "term"))
             ok = get_u64(v, &nd->term);
         else if (kyu_mp_key_is(k, "commit"))
