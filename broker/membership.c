@@ -32,6 +32,8 @@ struct kyu_membership {
     uint64_t term;          /* the leader's term when the change began */
     uint32_t ticks;         /* since the change began */
     uint32_t proposed_tick; /* when the last command or change was proposed (0: not yet) */
+    uint64_t timeout_ms;    /* KYU_MEMBERSHIP_TIMEOUT_MS, or KYU_MEMBERSHIP_TIMEOUT_MS in the
+                               environment (tests) */
 };
 
 kyu_membership_t *kyu_membership_new(kyu_replica_t *replica, kyu_replica_done_fn done,
@@ -43,6 +45,10 @@ kyu_membership_t *kyu_membership_new(kyu_replica_t *replica, kyu_replica_done_fn
         return NULL;
     }
     self->replica = replica;
+    self->timeout_ms = KYU_MEMBERSHIP_TIMEOUT_MS;
+    const char *t = getenv("KYU_MEMBERSHIP_TIMEOUT_MS");
+    if (t && atoll(t) >= 1000 && atoll(t) <= 3600000)
+        self->timeout_ms = (uint64_t)atoll(t);
     self->done = done;
     self->done_arg = done_arg;
     return self;
@@ -226,9 +232,10 @@ void kyu_membership_tick(kyu_membership_t *self)
                (unsigned long long)self->node.id);
         return;
     }
-    if ((uint64_t)self->ticks * KYU_REPLICA_TICK_MS > KYU_MEMBERSHIP_TIMEOUT_MS) {
-        finish(self, KYU_ERR_TIMEOUT, "node %llu: not done within %d s: %s",
-               (unsigned long long)self->node.id, KYU_MEMBERSHIP_TIMEOUT_MS / 1000,
+    if ((uint64_t)self->ticks * KYU_REPLICA_TICK_MS > self->timeout_ms) {
+        /* BUSY, not TIMEOUT: a client retries a TIMEOUT elsewhere (it means "no reply"). */
+        finish(self, KYU_ERR_BUSY, "node %llu: not done within %llu s: %s",
+               (unsigned long long)self->node.id, (unsigned long long)self->timeout_ms / 1000,
                phase_text(self->phase));
         return;
     }

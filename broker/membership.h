@@ -11,7 +11,8 @@
  * client (libkyu follows it) asks the new leader, which removes the old one.
  *
  * Every step is retried on the Raft tick until it is committed, bounded by
- * KYU_MEMBERSHIP_TIMEOUT_MS; a change in progress answers a second one BUSY. A change cut
+ * KYU_MEMBERSHIP_TIMEOUT_MS (then the answer is BUSY, saying how far it got); a change in
+ * progress answers a second one BUSY. A change cut
  * short (timeout, leadership lost) may be partly done: a node left a learner does not
  * count in any quorum, and the same `kyu cluster add` resumes it.
  *

@@ -288,6 +288,11 @@ void kyu_replica_status(kyu_replica_t *self, kyu_node_status_t *out)
     out->applied_index = kyu_sm_applied_index(self->sm);
     out->leader = kyu_raft_leader(r);
     const kyu_raft_conf_t *c = kyu_raft_conf(r);
+    _Static_assert(KYU_CLUSTER_NODES_MAX == KYU_RAFT_MAX_NODES, "one bound on members");
+    out->n_voters = c->n_voters;
+    memcpy(out->voters, c->voters, c->n_voters * sizeof c->voters[0]);
+    out->n_learners = c->n_learners;
+    memcpy(out->learners, c->learners, c->n_learners * sizeof c->learners[0]);
     snprintf(out->member, sizeof out->member, "%s",
              kyu_raft_conf_is_voter(c, self->node_id)     ? "voter"
              : kyu_raft_conf_is_learner(c, self->node_id) ? "learner"

@@ -75,18 +75,42 @@ int cli_cluster_check_args(const cli_t *cli, cli_args_t *a)
     return cli_usage_error(cli, "unknown cluster command '%s'", sub);
 }
 
+static json_t *json_ids(const uint64_t *ids, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < n; i++)
+        json_array_append_new(a, json_integer((json_int_t)ids[i]));
+    return a;
+}
+
+/* "1,2,3", or "-" for none */
+static void text_ids(char *out, size_t cap, const uint64_t *ids, size_t n)
+{
+    size_t len = 0;
+    snprintf(out, cap, "-");
+    for (size_t i = 0; i < n && len < cap; i++)
+        len += (size_t)snprintf(out + len, cap - len, "%s%llu", i ? "," : "",
+                                (unsigned long long)ids[i]);
+}
+
 static int print_node(const cli_t *cli, const kyu_node_status_t *n)
 {
     if (cli->json)
-        return cli_print_json(
-            json_pack("{s:I, s:s, s:s, s:s, s:s, s:I, s:I, s:I}", "id", (json_int_t)n->id,
-                      "raft_address", n->raft_address, "endpoint", n->endpoint, "role", n->role,
-                      "membership", n->member, "term", (json_int_t)n->term, "commit_index",
-                      (json_int_t)n->commit_index, "applied_index", (json_int_t)n->applied_index));
-    printf("%-4llu %-28s %-28s %-11s %-7s term %-6llu commit %-10llu applied %llu\n",
+        return cli_print_json(json_pack(
+            "{s:I, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:o, s:o}", "id", (json_int_t)n->id,
+            "raft_address", n->raft_address, "endpoint", n->endpoint, "role", n->role, "membership",
+            n->member, "term", (json_int_t)n->term, "commit_index", (json_int_t)n->commit_index,
+            "applied_index", (json_int_t)n->applied_index, "voters",
+            json_ids(n->voters, n->n_voters), "learners", json_ids(n->learners, n->n_learners)));
+    char voters[200], learners[200];
+    text_ids(voters, sizeof voters, n->voters, n->n_voters);
+    text_ids(learners, sizeof learners, n->learners, n->n_learners);
+    printf("%-4llu %-28s %-28s %-11s %-7s term %-6llu commit %-10llu applied %-10llu voters %s "
+           "learners %s\n",
            (unsigned long long)n->id, n->raft_address[0] ? n->raft_address : "-", n->endpoint,
            n->role, n->member[0] ? n->member : "-", (unsigned long long)n->term,
-           (unsigned long long)n->commit_index, (unsigned long long)n->applied_index);
+           (unsigned long long)n->commit_index, (unsigned long long)n->applied_index, voters,
+           learners);
     return CLI_EXIT_OK;
 }
 

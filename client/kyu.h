@@ -156,7 +156,7 @@ kyu_code_t kyu_client_cluster_transfer(kyu_client_t *self, uint64_t to, kyu_err_
 /* Asks the leader to add node id to the cluster: raft is the HOST:PORT of its raft port,
  * client its client endpoint. Returns once the node is a voter (it is first a learner that
  * catches up), or the broker's error: INVALID_ARGUMENT (bad address, already a voter...),
- * BUSY (another change runs), TIMEOUT (not caught up in time; it stays a learner). The
+ * BUSY (another change runs, or the node did not catch up in time: it stays a learner). The
  * broker bounds the change at 60 s: give the client a longer timeout. */
 kyu_code_t kyu_client_cluster_add(kyu_client_t *self, uint64_t id, const char *raft,
                                   const char *client, kyu_err_t *err);

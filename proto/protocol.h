@@ -31,6 +31,7 @@
 #define KYU_VISIBILITY_DEFAULT 30      /* seconds */
 #define KYU_BODY_MAX_DEFAULT (1 << 20) /* 1 MiB, SQS's current limit */
 #define KYU_ENDPOINT_MAX 256
+#define KYU_CLUSTER_NODES_MAX 9 /* voters + learners of a cluster (KYU_RAFT_MAX_NODES) */
 
 typedef enum {
     KYU_OP_HELLO = 1,
@@ -121,6 +122,9 @@ typedef struct {
     char member[16]; /* voter, learner, none (joining, or removed) */
     uint64_t term, commit_index, applied_index;
     uint64_t leader; /* the leader's id as this node knows it, 0 if none */
+    /* The configuration this node knows (the latest in its log) */
+    size_t n_voters, n_learners;
+    uint64_t voters[KYU_CLUSTER_NODES_MAX], learners[KYU_CLUSTER_NODES_MAX];
 } kyu_node_status_t;
 
 typedef struct {

@@ -96,7 +96,15 @@ void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out)
     if (rep->has_node) {
         const kyu_node_status_t *nd = &rep->node;
         kyu_mp_pack_str(&pk, "node");
-        msgpack_pack_map(&pk, 9);
+        msgpack_pack_map(&pk, 11);
+        kyu_mp_pack_str(&pk, "voters");
+        msgpack_pack_array(&pk, nd->n_voters);
+        for (size_t i = 0; i < nd->n_voters; i++)
+            msgpack_pack_uint64(&pk, nd->voters[i]);
+        kyu_mp_pack_str(&pk, "learners");
+        msgpack_pack_array(&pk, nd->n_learners);
+        for (size_t i = 0; i < nd->n_learners; i++)
+            msgpack_pack_uint64(&pk, nd->learners[i]);
         pack_kv_int(&pk, "id", (int64_t)nd->id);
         kyu_mp_pack_str(&pk, "member");
         kyu_mp_pack_str(&pk, nd->member);
@@ -193,6 +201,16 @@ static bool decode_attrs(const msgpack_object *o, kyu_queue_attrs_t *a)
     return true;
 }
 
+static bool decode_ids(const msgpack_object *o, uint64_t *ids, size_t *n)
+{
+    if (!get_array(o, KYU_CLUSTER_NODES_MAX, n))
+        return false;
+    for (size_t i = 0; i < *n; i++)
+        if (!get_u64(&o->via.array.ptr[i], &ids[i]))
+            return false;
+    return true;
+}
+
 static bool decode_node(const msgpack_object *o, kyu_node_status_t *nd)
 {
     if (o->type != MSGPACK_OBJECT_MAP)
@@ -210,6 +228,10 @@ static bool decode_node(const msgpack_object *o, kyu_node_status_t *nd)
             ok = kyu_mp_copy_str(v, nd->role, sizeof nd->role - 1);
         else if (kyu_mp_key_is(k, "member"))
             ok = kyu_mp_copy_str(v, nd->member, sizeof nd->member - 1);
+        else if (kyu_mp_key_is(k, "voters"))
+            ok = decode_ids(v, nd->voters, &nd->n_voters);
+        else if (kyu_mp_key_is(k, "learners"))
+            ok = decode_ids(v, nd->learners, &nd->n_learners);
         else if (kyu_mp_key_is(k, "term"))
             ok = get_u64(v, &nd->term);
         else if (kyu_mp_key_is(k, "commit"))

@@ -1,0 +1,247 @@
+"""Membership changes (issue 4, item 5) on real brokers on 127.0.0.1: a fourth node started
+with --join is added with `kyu cluster add`, catches up and becomes a voter; a follower and
+then the leader are removed with `kyu cluster remove` (leadership moves, sends keep working);
+every acknowledged message is received exactly once. Bad input changes nothing, and a second
+change while one runs is BUSY.
+Every wait is bounded by a deadline; processes are stopped by their PID only."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import unittest
+
+from harness import BROKER, CLI, free_port
+
+
+class Node:
+    def __init__(self, node_id, raft, client, data, env=None):
+        self.id, self.raft, self.client, self.data = node_id, raft, client, data
+        self.env = dict(os.environ, **(env or {}))
+        self.proc = None
+        self.log = open(os.path.join(data, "broker-%d.log" % node_id), "ab")
+
+    def spec(self):
+        return "%d,%s,%s" % (self.id, self.raft, self.client)
+
+    def start(self, peers, *extra):
+        args = []
+        for p in peers:
+            args += ["--peer", p.spec()]
+        self.proc = subprocess.Popen(
+            [BROKER, "--node-id", str(self.id), "--data", os.path.join(self.data, "db-%d" % self.id)]
+            + args + list(extra), stdout=self.log, stderr=self.log, env=self.env)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+
+    def read_log(self):
+        self.log.flush()
+        with open(self.log.name, "rb") as f:
+            return f.read().decode(errors="replace")
+
+
+class Membership(unittest.TestCase):
+    def make_cluster(self, n, env=None):
+        self.data = tempfile.mkdtemp(prefix="kyu-members-")
+        self.nodes = [Node(i, "127.0.0.1:%d" % free_port(), "tcp://127.0.0.1:%d" % free_port(),
+                           self.data, env) for i in range(1, n + 1)]
+        for node in self.nodes:
+            node.start(self.nodes)
+
+    def tearDown(self):
+        for n in self.nodes:
+            n.stop()
+            n.log.close()
+        shutil.rmtree(self.data, ignore_errors=True)
+
+    def endpoints(self, nodes=None):
+        return ",".join(n.client for n in (nodes or self.nodes))
+
+    def cli(self, *args, nodes=None, input=None, timeout=150):
+        return subprocess.run([CLI, "--broker", self.endpoints(nodes)] + list(args), input=input,
+                              capture_output=True, timeout=timeout)
+
+    def ok(self, *args, nodes=None, input=None):
+        r = self.cli(*args, nodes=nodes, input=input)
+        if r.returncode != 0:
+            raise AssertionError("kyu %s failed (%d): %s%s" % (" ".join(args), r.returncode,
+                                                                r.stderr.decode(), self.logs()))
+        return r.stdout.decode()
+
+    def logs(self):
+        return "".join("\n--- node %d ---\n%s" % (n.id, n.read_log()[-3000:]) for n in self.nodes)
+
+    def status(self, nodes=None):
+        r = self.cli("--json", "cluster", "status", nodes=nodes, timeout=60)
+        return {s["endpoint"]: s for s in (json.loads(l) for l in r.stdout.decode().splitlines() if l)}
+
+    def leader(self, nodes=None, deadline_s=30):
+        """The node that leads and serves (it has applied an entry of its own term)."""
+        nodes = nodes or self.nodes
+        deadline = time.monotonic() + deadline_s
+        while time.monotonic() < deadline:
+            for s in self.status(nodes).values():
+                if s["role"] == "leader":
+                    n = next(n for n in nodes if n.client == s["endpoint"])
+                    if self.cli("list-queues", nodes=[n], timeout=10).returncode == 0:
+                        return n
+            time.sleep(0.05)
+        raise AssertionError("no leader within %d s%s" % (deadline_s, self.logs()))
+
+    def wait_for(self, what, check, deadline_s=60):
+        deadline = time.monotonic() + deadline_s
+        while time.monotonic() < deadline:
+            if check():
+                return
+            time.sleep(0.05)
+        raise AssertionError("%s: not within %d s%s" % (what, deadline_s, self.logs()))
+
+    def send(self, prefix, count, nodes=None):
+        out = self.ok("--json", "send", "orders", "--lines", nodes=nodes,
+                      input="".join("%s-%05d\n" % (prefix, i) for i in range(count)).encode())
+        ids = [json.loads(l)["MessageId"] for l in out.splitlines() if l]
+        self.assertEqual(len(ids), count)
+        return ids
+
+    def drain(self, nodes):
+        got = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            out = self.ok("--json", "receive", "orders", "--max", "10", "--visibility-timeout",
+                          "600", nodes=nodes)
+            batch = [json.loads(l) for l in out.splitlines() if l]
+            if not batch:
+                return got
+            got.extend(batch)
+        raise AssertionError("queue did not drain within 120 s")
+
+    def test_add_a_joining_node_then_remove_a_follower_and_the_leader(self):
+        self.make_cluster(3)
+        self.leader()
+        self.ok("create-queue", "orders", "--visibility-timeout", "600")
+        acked = self.send("before", 300)
+
+        # A fourth node joins: it knows itself and the members, and waits to be added.
+        fourth = Node(4, "127.0.0.1:%d" % free_port(), "tcp://127.0.0.1:%d" % free_port(), self.data)
+        fourth.start(self.nodes + [fourth], "--join")
+        self.nodes.append(fourth)
+        time.sleep(0)  # nothing to wait for: the node must not elect itself or bootstrap
+        st = self.status([fourth])[fourth.client]
+        self.assertNotEqual(st.get("role"), "leader")
+        self.ok("cluster", "add", fourth.spec(), nodes=self.nodes[:3])
+
+        def fourth_caught_up():
+            st = self.status()
+            lead = [s for s in st.values() if s["role"] == "leader"]
+            me = st.get(fourth.client, {})
+            return (lead and me.get("membership") == "voter"
+                    and me.get("applied_index", 0) >= lead[0]["commit_index"]
+                    and 4 in lead[0]["voters"])
+        self.wait_for("node 4 a voter that caught up", fourth_caught_up)
+        leader = self.leader()
+        self.assertEqual(sorted(self.status()[leader.client]["voters"]), [1, 2, 3, 4])
+        acked += self.send("after-add", 300)
+
+        # Remove a follower (not the new node): the others go on without it.
+        follower = next(n for n in self.nodes if n is not leader and n is not fourth)
+        self.ok("cluster", "remove", str(follower.id))
+        rest = [n for n in self.nodes if n is not follower]
+        self.wait_for("voters without node %d" % follower.id,
+                      lambda: sorted(self.status([leader])[leader.client]["voters"]) ==
+                      sorted(n.id for n in rest))
+        follower.stop()
+        acked += self.send("after-remove-follower", 300, nodes=rest)
+
+        # Remove the leader: it hands leadership over first; sends keep working.
+        self.ok("cluster", "remove", str(leader.id), nodes=rest)
+        rest = [n for n in rest if n is not leader]
+        new_leader = self.leader(rest)
+        self.assertIsNot(new_leader, leader)
+        self.wait_for("voters without node %d" % leader.id,
+                      lambda: sorted(self.status([new_leader])[new_leader.client]["voters"]) ==
+                      sorted(n.id for n in rest))
+        # The removed leader no longer leads and does not campaign its way back.
+        leader_st = self.status([leader])[leader.client]
+        self.assertNotEqual(leader_st["role"], "leader")
+        acked += self.send("after-remove-leader", 300, nodes=rest)
+        leader.stop()
+
+        received = self.drain(rest)
+        ids = [m["MessageId"] for m in received]
+        self.assertEqual(set(acked) - set(ids), set(), "acknowledged messages lost")
+        self.assertEqual(len(ids), len(set(ids)), "a message was delivered twice")
+        self.assertEqual(len(ids), len(acked), "every acknowledged message exactly once")
+
+    def test_bad_changes_are_refused_and_change_nothing_and_a_second_change_is_busy(self):
+        self.make_cluster(3, env={"KYU_MEMBERSHIP_TIMEOUT_MS": "4000"})
+        leader = self.leader()
+        before = self.status()[leader.client]["voters"]
+        usage = [
+            ["cluster", "add"],
+            ["cluster", "add", "0,127.0.0.1:1,tcp://127.0.0.1:2"],
+            ["cluster", "add", "x,127.0.0.1:1,tcp://127.0.0.1:2"],
+            ["cluster", "add", "5,127.0.0.1,tcp://127.0.0.1:2"],
+            ["cluster", "add", "5,127.0.0.1:1"],
+            ["cluster", "add", "5,127.0.0.1:1,tcp://a:2,extra"],
+            ["cluster", "add", "5," + "h" * 300 + ":1,tcp://127.0.0.1:2"],
+            ["cluster", "remove"],
+            ["cluster", "remove", "0"],
+            ["cluster", "remove", "-1"],
+            ["cluster", "remove", "99999999999999999999"],
+        ]
+        for args in usage:
+            r = self.cli(*args)
+            self.assertEqual(r.returncode, 2, "%s: %s" % (args, r.stderr.decode()))
+        refused = [
+            (["cluster", "add", "5,127.0.0.1:99999,tcp://127.0.0.1:2"], "bad peer"),
+            (["cluster", "add", "5,127.0.0.1:x1,tcp://127.0.0.1:2"], "bad peer"),
+            (["cluster", "add", "5,127.0.0.1:1,nowhere"], "bad peer"),
+            (["cluster", "add", "2,127.0.0.1:1,tcp://127.0.0.1:2"], "already a voter"),
+            (["cluster", "add", "5,%s,tcp://127.0.0.1:2" % self.nodes[1].raft], "already uses"),
+            (["cluster", "remove", "99"], "not a member"),
+        ]
+        for args, text in refused:
+            r = self.cli(*args)
+            self.assertEqual(r.returncode, 1, "%s: %s" % (args, r.stderr.decode()))
+            self.assertIn(text, r.stderr.decode())
+        self.assertEqual(self.status()[leader.client]["voters"], before)
+
+        # Node 5 is never started: its add times out (it stays a learner) and, while it runs,
+        # a second change is BUSY.
+        spec5 = "5,127.0.0.1:%d,tcp://127.0.0.1:%d" % (free_port(), free_port())
+        first = subprocess.Popen([CLI, "--broker", self.endpoints(), "cluster", "add", spec5],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.wait_for("node 5 a learner",
+                      lambda: 5 in self.status([leader])[leader.client]["learners"], 30)
+        r = self.cli("cluster", "remove", "2")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("BUSY", r.stderr.decode())
+        _, err = first.communicate(timeout=60)
+        self.assertEqual(first.returncode, 1)
+        self.assertIn("not done within", err.decode())
+        self.assertIn("learner", err.decode())
+        self.assertEqual(self.status()[leader.client]["voters"], before)
+        # The learner is removed like any member.
+        self.ok("cluster", "remove", "5")
+        self.wait_for("no learners", lambda: self.status([leader])[leader.client]["learners"] == [])
+
+    def test_the_last_voter_cannot_be_removed(self):
+        self.make_cluster(1)
+        self.leader()
+        r = self.cli("cluster", "remove", "1")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("last voter", r.stderr.decode())
+        self.ok("create-queue", "orders")
+
+
+if __name__ == "__main__":
+    unittest.main()
