@@ -291,6 +291,13 @@ static void test_cluster_status_reply_round_trips(void **state)
     strcpy(in.node.raft_address, "tcp://h3:7721");
     strcpy(in.node.endpoint, "tcp://h3:7720");
     strcpy(in.node.role, "follower");
+    strcpy(in.node.member, "learner");
+    in.node.n_voters = 3;
+    in.node.voters[0] = 1;
+    in.node.voters[1] = 2;
+    in.node.voters[2] = INT64_MAX;
+    in.node.n_learners = 1;
+    in.node.learners[0] = 3;
     msgpack_sbuffer b;
     msgpack_sbuffer_init(&b);
     kyu_reply_encode(&in, &b);
@@ -397,6 +404,80 @@ static void test_error_reply_carries_code_text_and_leader(void **state)
     kyu_reply_reset(&out);
 }
 
+static kyu_code_t round_trip_admin(const kyu_request_t *req, kyu_request_t *out)
+{
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    kyu_request_encode(req, &b);
+    kyu_err_t err;
+    kyu_code_t rc = kyu_request_decode(b.data, b.size, 0, out, &err);
+    msgpack_sbuffer_destroy(&b);
+    return rc;
+}
+
+static void test_cluster_add_and_remove_requests_round_trip_and_are_checked(void **state)
+{
+    (void)state;
+    kyu_request_t in = {.op = KYU_OP_CLUSTER_ADD,
+                        .id = 5,
+                        .to = 4,
+                        .fields = KYU_F_TO | KYU_F_RAFT | KYU_F_EP},
+                  out;
+    strcpy(in.raft, "10.0.0.4:7701");
+    strcpy(in.ep, "tcp://10.0.0.4:7700");
+    assert_int_equal(round_trip_admin(&in, &out), KYU_OK);
+    assert_int_equal(out.op, KYU_OP_CLUSTER_ADD);
+    assert_int_equal(out.to, 4);
+    assert_string_equal(out.raft, "10.0.0.4:7701");
+    assert_string_equal(out.ep, "tcp://10.0.0.4:7700");
+    /* every field is required */
+    in.fields = KYU_F_TO | KYU_F_RAFT;
+    assert_int_equal(round_trip_admin(&in, &out), KYU_ERR_INVALID_ARGUMENT);
+    /* empty addresses and id 0 are refused */
+    in.fields = KYU_F_TO | KYU_F_RAFT | KYU_F_EP;
+    in.ep[0] = '\0';
+    assert_int_equal(round_trip_admin(&in, &out), KYU_ERR_INVALID_ARGUMENT);
+    strcpy(in.ep, "tcp://10.0.0.4:7700");
+    in.to = 0;
+    assert_int_equal(round_trip_admin(&in, &out), KYU_ERR_INVALID_ARGUMENT);
+    /* an address over the endpoint bound */
+    in.to = 4;
+    memset(in.raft, 'h', KYU_ENDPOINT_MAX - 1);
+    in.raft[KYU_ENDPOINT_MAX - 1] = '\0';
+    assert_int_equal(round_trip_admin(&in, &out), KYU_OK);
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 5);
+    str(&pk, "op");
+    msgpack_pack_uint32(&pk, KYU_OP_CLUSTER_ADD);
+    str(&pk, "id");
+    msgpack_pack_uint32(&pk, 1);
+    str(&pk, "to");
+    msgpack_pack_uint32(&pk, 4);
+    char big[KYU_ENDPOINT_MAX + 1];
+    memset(big, 'h', KYU_ENDPOINT_MAX);
+    big[KYU_ENDPOINT_MAX] = '\0';
+    str(&pk, "raft");
+    str(&pk, big);
+    str(&pk, "ep");
+    str(&pk, "tcp://h:1");
+    kyu_err_t err;
+    assert_int_equal(kyu_request_decode(b.data, b.size, 0, &out, &err), KYU_ERR_INVALID_ARGUMENT);
+    msgpack_sbuffer_destroy(&b);
+    /* remove takes the node only */
+    kyu_request_t rm = {.op = KYU_OP_CLUSTER_REMOVE, .id = 6, .to = 3, .fields = KYU_F_TO};
+    assert_int_equal(round_trip_admin(&rm, &out), KYU_OK);
+    assert_int_equal(out.op, KYU_OP_CLUSTER_REMOVE);
+    assert_int_equal(out.to, 3);
+    rm.fields = 0;
+    assert_int_equal(round_trip_admin(&rm, &out), KYU_ERR_INVALID_ARGUMENT);
+    rm.fields = KYU_F_TO | KYU_F_EP;
+    strcpy(rm.ep, "tcp://h:1");
+    assert_int_equal(round_trip_admin(&rm, &out), KYU_ERR_MALFORMED);
+}
+
 static void test_code_names_are_stable(void **state)
 {
     (void)state;
@@ -424,6 +505,7 @@ int main(void)
         cmocka_unit_test(test_cluster_status_reply_round_trips),
         cmocka_unit_test(test_send_request_key_round_trips_and_is_send_only),
         cmocka_unit_test(test_error_reply_carries_code_text_and_leader),
+        cmocka_unit_test(test_cluster_add_and_remove_requests_round_trip_and_are_checked),
         cmocka_unit_test(test_code_names_are_stable),
     };
     return cmocka_run_group_tests_name("codec", tests, NULL, NULL);
