@@ -103,20 +103,39 @@ static bool in_conf(const kyu_raft_conf_t *c, uint64_t id)
     return kyu_raft_conf_is_voter(c, id) || kyu_raft_conf_is_learner(c, id);
 }
 
-/* Proposes SET_MEMBER or DROP_MEMBER for the node (nobody waits on the entry: progress is
- * read from the applied book). */
-static void propose_book(kyu_membership_t *self, kyu_cmd_type_t type)
+/* Proposes SET_MEMBER or DROP_MEMBER for node (nobody waits on the entry: progress is read
+ * from the applied book). */
+static bool propose_one(kyu_membership_t *self, kyu_cmd_type_t type, const kyu_peer_t *node)
 {
     kyu_command_t cmd;
     memset(&cmd, 0, sizeof cmd);
     cmd.type = type;
     cmd.now_ms = kyu_replica_now(self->replica);
     cmd.vt = -1;
-    cmd.member_id = self->node.id;
-    snprintf(cmd.member_raft, sizeof cmd.member_raft, "%s", self->node.raft);
-    snprintf(cmd.member_client, sizeof cmd.member_client, "%s", self->node.client);
+    cmd.member_id = node->id;
+    snprintf(cmd.member_raft, sizeof cmd.member_raft, "%s", node->raft);
+    snprintf(cmd.member_client, sizeof cmd.member_client, "%s", node->client);
     kyu_err_t err;
-    if (kyu_replica_propose(self->replica, &cmd, NULL, &err) == KYU_OK) {
+    return kyu_replica_propose(self->replica, &cmd, NULL, &err) == KYU_OK;
+}
+
+/* The book entry of the node being changed. An add also writes the addresses of the members
+ * the book lacks (those known only from the leader's --peer list, e.g. the bootstrap
+ * members), so that the book (and every snapshot) names every member: a node that joins, or
+ * restarts with an older --peer list, learns them all. */
+static void propose_book(kyu_membership_t *self, kyu_cmd_type_t type)
+{
+    if (type == KYU_CMD_SET_MEMBER) {
+        kyu_sm_t *sm = kyu_replica_sm(self->replica);
+        const kyu_raft_conf_t *c = kyu_raft_conf(kyu_replica_raft(self->replica));
+        for (uint32_t i = 0; i < c->n_voters + c->n_learners; i++) {
+            uint64_t id = i < c->n_voters ? c->voters[i] : c->learners[i - c->n_voters];
+            const kyu_peer_t *p = kyu_replica_address(self->replica, id);
+            if (id != self->node.id && p && !kyu_sm_member(sm, id))
+                propose_one(self, KYU_CMD_SET_MEMBER, p);
+        }
+    }
+    if (propose_one(self, type, &self->node)) {
         self->proposed_tick = self->ticks;
         kyu_replica_flush(self->replica);
     }

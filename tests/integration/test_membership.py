@@ -134,9 +134,11 @@ class Membership(unittest.TestCase):
         fourth = Node(4, "127.0.0.1:%d" % free_port(), "tcp://127.0.0.1:%d" % free_port(), self.data)
         fourth.start(self.nodes + [fourth], "--join")
         self.nodes.append(fourth)
-        time.sleep(0)  # nothing to wait for: the node must not elect itself or bootstrap
+        # It does not bootstrap a cluster of its own: it answers, but is no member yet.
+        self.wait_for("node 4 answers",
+                      lambda: self.status([fourth])[fourth.client]["role"] != "unreachable", 30)
         st = self.status([fourth])[fourth.client]
-        self.assertNotEqual(st.get("role"), "leader")
+        self.assertEqual((st["role"], st["membership"], st["voters"]), ("follower", "none", []))
         self.ok("cluster", "add", fourth.spec(), nodes=self.nodes[:3])
 
         def fourth_caught_up():
@@ -151,8 +153,21 @@ class Membership(unittest.TestCase):
         self.assertEqual(sorted(self.status()[leader.client]["voters"]), [1, 2, 3, 4])
         acked += self.send("after-add", 300)
 
+        # The new node restarts from its data directory (still with --join: it does not
+        # bootstrap); an original follower restarts with the original --peer list, without
+        # node 4: the replicated address book tells it where node 4 is.
+        fourth.stop()
+        fourth.start(self.nodes, "--join")
+        keeper = next(n for n in self.nodes[:3] if n is not leader)
+        keeper.stop()
+        keeper.start(self.nodes[:3])
+        self.wait_for("nodes 4 and %d caught up" % keeper.id, fourth_caught_up)
+        self.wait_for("node %d caught up" % keeper.id,
+                      lambda: self.status([keeper])[keeper.client].get("applied_index", 0) >=
+                      self.status([leader])[leader.client]["commit_index"])
+
         # Remove a follower (not the new node): the others go on without it.
-        follower = next(n for n in self.nodes if n is not leader and n is not fourth)
+        follower = next(n for n in self.nodes if n not in (leader, fourth, keeper))
         self.ok("cluster", "remove", str(follower.id))
         rest = [n for n in self.nodes if n is not follower]
         self.wait_for("voters without node %d" % follower.id,
@@ -175,11 +190,46 @@ class Membership(unittest.TestCase):
         acked += self.send("after-remove-leader", 300, nodes=rest)
         leader.stop()
 
+        # Two voters left, the keeper and node 4: the keeper leads, and can only commit with
+        # node 4, whose address it has from the book alone.
+        if self.leader(rest) is not keeper:
+            self.ok("cluster", "transfer", str(keeper.id), nodes=rest)
+        self.wait_for("node %d leads" % keeper.id, lambda: self.leader(rest) is keeper)
+        acked += self.send("keeper-leads", 100, nodes=rest)
+
         received = self.drain(rest)
         ids = [m["MessageId"] for m in received]
         self.assertEqual(set(acked) - set(ids), set(), "acknowledged messages lost")
         self.assertEqual(len(ids), len(set(ids)), "a message was delivered twice")
         self.assertEqual(len(ids), len(acked), "every acknowledged message exactly once")
+
+    def test_a_node_added_after_compaction_gets_a_snapshot_with_the_address_book(self):
+        self.make_cluster(3, env={"KYU_LOG_WINDOW": "20"})
+        self.leader()
+        self.ok("create-queue", "orders", "--visibility-timeout", "600")
+        acked = []
+        for i in range(40):  # one entry each: the log is compacted past index 1
+            acked += self.send("m%d" % i, 5)
+        fourth = Node(4, "127.0.0.1:%d" % free_port(), "tcp://127.0.0.1:%d" % free_port(), self.data,
+                      {"KYU_LOG_WINDOW": "20"})
+        fourth.start(self.nodes + [fourth], "--join")
+        self.nodes.append(fourth)
+        self.ok("cluster", "add", fourth.spec(), nodes=self.nodes[:3])
+        self.assertIn("installed a snapshot", fourth.read_log())
+        # A fifth node knows only itself and node 4; the book in node 4's snapshot names the
+        # rest, and every node learns node 5's address from the log.
+        self.ok("cluster", "transfer", "4")
+        self.wait_for("node 4 leads", lambda: self.leader() is fourth)
+        fifth = Node(5, "127.0.0.1:%d" % free_port(), "tcp://127.0.0.1:%d" % free_port(), self.data)
+        fifth.start([fourth, fifth], "--join")
+        self.nodes.append(fifth)
+        self.ok("cluster", "add", fifth.spec())
+        acked += self.send("after", 50)
+        self.ok("cluster", "transfer", "5")
+        self.wait_for("node 5 leads", lambda: self.leader() is fifth)
+        self.assertEqual(sorted(self.status([fifth])[fifth.client]["voters"]), [1, 2, 3, 4, 5])
+        ids = [m["MessageId"] for m in self.drain(self.nodes)]
+        self.assertEqual(sorted(ids), sorted(acked), "every acknowledged message exactly once")
 
     def test_bad_changes_are_refused_and_change_nothing_and_a_second_change_is_busy(self):
         self.make_cluster(3, env={"KYU_MEMBERSHIP_TIMEOUT_MS": "4000"})
