@@ -1,5 +1,7 @@
 /* peers: the cluster configuration every node is started with — the same list of members
- * (id, raft address, client endpoint) on every node, plus the node's own id.
+ * (id, raft address, client endpoint) on every node, plus the node's own id. It bootstraps
+ * a new cluster; once members are added or removed (membership.h), the replicated address
+ * book in the state machine names them and wins over this list (kyu_replica_address).
  *
  * From flags (--peer ID,RAFT_HOST:PORT,CLIENT_ENDPOINT, repeated) or from the environment
  * (KYU_PEERS="1,h1:7701,tcp://h1:7700;2,..."), for containers. Parsing is strict: ids are
