@@ -218,6 +218,15 @@ static void test_member_commands_mix_with_queue_commands_in_one_entry(void **sta
     kyu_result_clear(&res[1]);
     assert_true(kyu_sm_queue_exists(f->sm, "orders"));
     assert_non_null(kyu_sm_member(f->sm, 4));
+    /* an entry that reads (a receive) writes through the indexed batch */
+    kyu_command_t reading[2] = {cmd_receive("orders", 2000, 1, 30),
+                                cmd_member(KYU_CMD_DROP_MEMBER, 4, "", "")};
+    apply_entry(f, reading, 2, res);
+    kyu_result_clear(&res[0]);
+    kyu_result_clear(&res[1]);
+    assert_null(kyu_sm_member(f->sm, 4));
+    fixture_reopen(f);
+    assert_null(kyu_sm_member(f->sm, 4));
 }
 
 static void test_peer_parse_refuses_bad_addresses(void **state)
