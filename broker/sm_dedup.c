@@ -1,9 +1,16 @@
-/* sm_dedup: request keys of SENDs, so that a send retried after a lost reply (a failover, a
- * timeout) is applied once and answered with the message ids of the first attempt.
+/* sm_dedup: request keys, so that a write retried after a lost reply (a failover, a timeout)
+ * is applied once: a DELETE_QUEUE is answered OK again (not NO_SUCH_QUEUE), a SEND is answered with
+ * the message ids of the first attempt, a RECEIVE with the leases it granted (those still held
+ * under the same handle), a DELETE or CHANGE_VISIBILITY with the first attempt's per-handle
+ * results.
  *
  * Keys, in the meta column family (written in the entry's batch, so replicated and restored
  * like every other state):
- *   "rq" client(8) key(8)            -> time(8) n(1) n × message id (36 bytes)
+ *   "rq" client(8) key(8)            -> time(8) then
+ *        SEND:                          n(1) n × message id (36 bytes)
+ *        RECEIVE:                       0x80|type(1) n(1) n × (seq(8) lease generation(4))
+ *        DELETE, CHANGE_VISIBILITY:     0x80|type(1) n(1) n × result code(1)
+ *        DELETE_QUEUE:                  0x80|type(1) 0(1)
  *   "rx" time(8) client(8) key(8)    -> ""   (expiry index)
  * A record lives KYU_DEDUP_WINDOW_MS of command time (the leader's clock in the command, so
  * every node expires the same records at the same entry); each keyed SEND drops at most
@@ -19,7 +26,7 @@
 #define RX_KEY 26
 
 /* Every use of the dedup records goes through the indexed batch: entry_reads (sm_apply.c)
- * must have chosen it for any entry holding a keyed send. */
+ * must have chosen it for any entry holding a keyed command. */
 static rocksdb_column_family_handle_t *meta(kyu_sm_t *self)
 {
     KYU_ASSERT(self->indexed);
@@ -43,8 +50,46 @@ static void rx_key(uint8_t k[RX_KEY], uint64_t t, uint64_t client, uint64_t key)
     kyu_put_be64(k + 18, key);
 }
 
-kyu_code_t kyu_sm_dedup_lookup(kyu_sm_t *self, const kyu_command_t *c, kyu_result_t *res,
-                               bool *found, kyu_err_t *err)
+/* Parses a record's value (after its time) into *d; false if it is not one. */
+static bool parse_record(const uint8_t *p, size_t vl, kyu_dedup_t *d)
+{
+    memset(d, 0, sizeof *d);
+    if (vl < 9)
+        return false;
+    if (p[8] < 0x80) { /* a SEND's: n, ids */
+        d->type = KYU_CMD_SEND;
+        d->n = p[8];
+        if (d->n > KYU_BATCH_MAX || vl != 9 + d->n * KYU_UUID_LEN)
+            return false;
+        for (size_t i = 0; i < d->n; i++) {
+            memcpy(d->ids[i], p + 9 + i * KYU_UUID_LEN, KYU_UUID_LEN);
+            d->ids[i][KYU_UUID_LEN] = '\0';
+        }
+        return true;
+    }
+    d->type = p[8] & 0x7f;
+    if (vl < 10 || p[9] > KYU_BATCH_MAX)
+        return false;
+    d->n = p[9];
+    if (d->type == KYU_CMD_RECEIVE) {
+        if (vl != 10 + d->n * 12)
+            return false;
+        for (size_t i = 0; i < d->n; i++) {
+            d->seqs[i] = kyu_get_be64(p + 10 + i * 12);
+            d->gens[i] = kyu_get_be32(p + 18 + i * 12);
+        }
+        return true;
+    }
+    if ((d->type != KYU_CMD_DELETE_QUEUE && d->type != KYU_CMD_DELETE &&
+         d->type != KYU_CMD_CHANGE_VISIBILITY) ||
+        vl != 10 + d->n)
+        return false;
+    memcpy(d->codes, p + 10, d->n);
+    return true;
+}
+
+kyu_code_t kyu_sm_dedup_lookup(kyu_sm_t *self, const kyu_command_t *c, kyu_dedup_t *d, bool *found,
+                               kyu_err_t *err)
 {
     *found = false;
     uint8_t k[RQ_KEY];
@@ -61,33 +106,42 @@ kyu_code_t kyu_sm_dedup_lookup(kyu_sm_t *self, const kyu_command_t *c, kyu_resul
     }
     if (!v)
         return KYU_OK;
-    const uint8_t *p = (const uint8_t *)v;
-    size_t n = vl >= 9 ? p[8] : 0;
-    if (vl < 9 || n > KYU_BATCH_MAX || vl != 9 + n * KYU_UUID_LEN) {
-        free(v);
-        return kyu_err_set(err, KYU_ERR_STORAGE, "a request key record is corrupt");
-    }
-    for (size_t i = 0; i < n; i++) {
-        memcpy(res->ids[i], p + 9 + i * KYU_UUID_LEN, KYU_UUID_LEN);
-        res->ids[i][KYU_UUID_LEN] = '\0';
-    }
-    res->n_ids = n;
+    bool ok = parse_record((const uint8_t *)v, vl, d);
     free(v);
+    if (!ok)
+        return kyu_err_set(err, KYU_ERR_STORAGE, "a request key record is corrupt");
     *found = true;
     return KYU_OK;
 }
 
-void kyu_sm_dedup_record(kyu_sm_t *self, const kyu_command_t *c, const kyu_result_t *res)
+void kyu_sm_dedup_record(kyu_sm_t *self, const kyu_command_t *c, const kyu_dedup_t *d)
 {
-    uint8_t k[RQ_KEY], x[RX_KEY], v[9 + KYU_BATCH_MAX * KYU_UUID_LEN];
+    uint8_t k[RQ_KEY], x[RX_KEY], v[10 + KYU_BATCH_MAX * KYU_UUID_LEN];
     rq_key(k, c->rq_client, c->rq_key);
     rx_key(x, c->now_ms, c->rq_client, c->rq_key);
     kyu_put_be64(v, c->now_ms);
-    v[8] = (uint8_t)res->n_ids;
-    for (size_t i = 0; i < res->n_ids; i++)
-        memcpy(v + 9 + i * KYU_UUID_LEN, res->ids[i], KYU_UUID_LEN);
-    rocksdb_writebatch_wi_put_cf(self->batch, meta(self), (char *)k, RQ_KEY, (char *)v,
-                                 9 + res->n_ids * KYU_UUID_LEN);
+    size_t vl = 0;
+    KYU_ASSERT(d->n <= KYU_BATCH_MAX);
+    if (d->type == KYU_CMD_SEND) {
+        v[8] = (uint8_t)d->n;
+        for (size_t i = 0; i < d->n; i++)
+            memcpy(v + 9 + i * KYU_UUID_LEN, d->ids[i], KYU_UUID_LEN);
+        vl = 9 + d->n * KYU_UUID_LEN;
+    } else {
+        v[8] = (uint8_t)(0x80 | d->type);
+        v[9] = (uint8_t)d->n;
+        vl = 10;
+        for (size_t i = 0; i < d->n; i++) {
+            if (d->type == KYU_CMD_RECEIVE) {
+                kyu_put_be64(v + vl, d->seqs[i]);
+                kyu_put_be32(v + vl + 8, d->gens[i]);
+                vl += 12;
+            } else {
+                v[vl++] = d->codes[i];
+            }
+        }
+    }
+    rocksdb_writebatch_wi_put_cf(self->batch, meta(self), (char *)k, RQ_KEY, (char *)v, vl);
     rocksdb_writebatch_wi_put_cf(self->batch, meta(self), (char *)x, RX_KEY, "", 0);
 }
 

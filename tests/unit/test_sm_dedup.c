@@ -1,6 +1,7 @@
-/* SEND request keys (broker/sm_dedup.c): a keyed send applied again is answered with the
- * first attempt's ids and stores nothing; keys of other clients and expired keys do not
- * match; the records survive a restart (they are state like any other). */
+/* Request keys (broker/sm_dedup.c): a keyed send applied again is answered with the first
+ * attempt's ids and stores nothing; a keyed receive, delete or visibility change applied
+ * again is answered as the first time and changes nothing; keys of other clients and expired
+ * keys do not match; the records survive a restart (they are state like any other). */
 #include "fixture.h"
 #include "sm_internal.h"
 
@@ -113,6 +114,136 @@ static void test_a_keyed_send_to_a_missing_queue_is_not_remembered(void **state)
     assert_int_equal(visible(f, T0 + 2), 1);
 }
 
+static kyu_command_t keyed(kyu_command_t c, uint64_t client, uint64_t key)
+{
+    c.rq_client = client;
+    c.rq_key = key;
+    return c;
+}
+
+/* Sends one message and leases it; returns its receipt handle. */
+static void send_and_receive(fixture_t *f, char handle[KYU_HANDLE_MAX + 1])
+{
+    kyu_result_t r = apply1(f, cmd_send("orders", T0, "a"));
+    kyu_result_clear(&r);
+    r = apply1(f, cmd_receive("orders", T0 + 1, 1, 30));
+    assert_int_equal(r.n_msgs, 1);
+    snprintf(handle, KYU_HANDLE_MAX + 1, "%s", r.msgs[0].handle);
+    kyu_result_clear(&r);
+}
+
+static void test_a_retried_keyed_delete_answers_as_the_first_time(void **state)
+{
+    fixture_t *f = *state;
+    create(f);
+    char h[KYU_HANDLE_MAX + 1];
+    send_and_receive(f, h);
+    kyu_result_t r1 = apply1(f, keyed(cmd_delete("orders", T0 + 2, h), 7, 1));
+    assert_int_equal(r1.results[0], KYU_OK);
+    kyu_result_t r2 = apply1(f, keyed(cmd_delete("orders", T0 + 3, h), 7, 1));
+    assert_int_equal(r2.code, KYU_OK);
+    assert_int_equal(r2.n_results, 1);
+    assert_int_equal(r2.results[0], KYU_OK);
+    /* Unkeyed, or under another key, the handle is gone. */
+    kyu_result_t r3 = apply1(f, cmd_delete("orders", T0 + 4, h));
+    assert_int_equal(r3.results[0], KYU_ERR_RECEIPT_INVALID);
+    kyu_result_clear(&r1);
+    kyu_result_clear(&r2);
+    kyu_result_clear(&r3);
+}
+
+static void test_a_retried_keyed_visibility_change_moves_the_lease_once(void **state)
+{
+    fixture_t *f = *state;
+    create(f);
+    char h[KYU_HANDLE_MAX + 1];
+    send_and_receive(f, h);
+    kyu_result_t r1 = apply1(f, keyed(cmd_change_visibility("orders", T0 + 2, h, 0), 7, 1));
+    assert_int_equal(r1.results[0], KYU_OK);
+    /* Visible again at T0 + 2: the retry must not lease it back for vt seconds. */
+    kyu_result_t r2 = apply1(f, keyed(cmd_change_visibility("orders", T0 + 3, h, 600), 7, 1));
+    assert_int_equal(r2.results[0], KYU_OK);
+    assert_int_equal(visible(f, T0 + 4), 1);
+    kyu_result_clear(&r1);
+    kyu_result_clear(&r2);
+}
+
+static void test_a_retried_keyed_receive_returns_the_same_leases(void **state)
+{
+    fixture_t *f = *state;
+    create(f);
+    for (int i = 0; i < 3; i++) {
+        kyu_result_t r = apply1(f, cmd_send("orders", T0, "m"));
+        kyu_result_clear(&r);
+    }
+    kyu_result_t r1 = apply1(f, keyed(cmd_receive("orders", T0 + 1, 2, 30), 7, 1));
+    assert_int_equal(r1.n_msgs, 2);
+    kyu_result_t r2 = apply1(f, keyed(cmd_receive("orders", T0 + 2, 2, 30), 7, 1));
+    assert_int_equal(r2.code, KYU_OK);
+    assert_int_equal(r2.n_msgs, 2);
+    for (size_t i = 0; i < 2; i++) {
+        assert_string_equal(r2.msgs[i].handle, r1.msgs[i].handle);
+        assert_string_equal(r2.msgs[i].message_id, r1.msgs[i].message_id);
+        assert_int_equal(r2.body_lens[i], 1);
+        assert_memory_equal(r2.bodies[i], "m", 1);
+    }
+    assert_int_equal(visible(f, T0 + 3), 1); /* the third message was not leased */
+    kyu_result_clear(&r1);
+    kyu_result_clear(&r2);
+}
+
+static void test_a_retried_receive_leaves_out_messages_deleted_or_leased_since(void **state)
+{
+    fixture_t *f = *state;
+    create(f);
+    for (int i = 0; i < 2; i++) {
+        kyu_result_t r = apply1(f, cmd_send("orders", T0, "m"));
+        kyu_result_clear(&r);
+    }
+    kyu_result_t r1 = apply1(f, keyed(cmd_receive("orders", T0 + 1, 2, 1), 7, 1));
+    assert_int_equal(r1.n_msgs, 2);
+    kyu_result_t d = apply1(f, cmd_delete("orders", T0 + 2, r1.msgs[0].handle));
+    assert_int_equal(d.results[0], KYU_OK);
+    kyu_result_clear(&d);
+    /* The second lease ran out and another receiver took the message. */
+    kyu_result_t other = apply1(f, cmd_receive("orders", T0 + 5000, 1, 30));
+    assert_int_equal(other.n_msgs, 1);
+    kyu_result_t r2 = apply1(f, keyed(cmd_receive("orders", T0 + 5001, 2, 1), 7, 1));
+    assert_int_equal(r2.code, KYU_OK);
+    assert_int_equal(r2.n_msgs, 0);
+    kyu_result_clear(&r1);
+    kyu_result_clear(&other);
+    kyu_result_clear(&r2);
+}
+
+static void test_a_retried_keyed_queue_deletion_answers_ok(void **state)
+{
+    fixture_t *f = *state;
+    create(f);
+    kyu_result_t r1 = apply1(f, keyed(cmd_delete_queue("orders"), 7, 1));
+    assert_int_equal(r1.code, KYU_OK);
+    kyu_result_t r2 = apply1(f, keyed(cmd_delete_queue("orders"), 7, 1));
+    assert_int_equal(r2.code, KYU_OK);
+    kyu_result_t r3 = apply1(f, cmd_delete_queue("orders"));
+    assert_int_equal(r3.code, KYU_ERR_NO_SUCH_QUEUE);
+    kyu_result_clear(&r1);
+    kyu_result_clear(&r2);
+    kyu_result_clear(&r3);
+}
+
+static void test_a_key_reused_for_another_kind_of_request_is_refused(void **state)
+{
+    fixture_t *f = *state;
+    create(f);
+    kyu_result_t r1 = apply1(f, keyed_send(T0, "a", 7, 1));
+    kyu_result_t r2 = apply1(f, keyed(cmd_receive("orders", T0 + 1, 1, 30), 7, 1));
+    assert_int_equal(r2.code, KYU_ERR_INVALID_ARGUMENT);
+    assert_int_equal(r2.n_msgs, 0);
+    assert_int_equal(visible(f, T0 + 2), 1);
+    kyu_result_clear(&r1);
+    kyu_result_clear(&r2);
+}
+
 static void test_keyed_commands_round_trip_through_the_log_encoding(void **state)
 {
     (void)state;
@@ -125,6 +256,15 @@ static void test_keyed_commands_round_trip_through_the_log_encoding(void **state
     assert_int_equal(kyu_command_decode(b.data, b.size, &off, &d, &err), KYU_OK);
     assert_true(d.rq_client == UINT64_MAX);
     assert_int_equal(d.rq_key, 42);
+    msgpack_sbuffer_destroy(&b);
+    kyu_command_t del = keyed(cmd_delete("orders", T0, "h"), 3, 4);
+    msgpack_sbuffer_init(&b);
+    kyu_command_encode(&del, &b);
+    off = 0;
+    assert_int_equal(kyu_command_decode(b.data, b.size, &off, &d, &err), KYU_OK);
+    assert_int_equal(d.type, KYU_CMD_DELETE);
+    assert_int_equal(d.rq_client, 3);
+    assert_int_equal(d.rq_key, 4);
     msgpack_sbuffer_destroy(&b);
 }
 
@@ -139,6 +279,12 @@ int main(void)
         T(test_keys_expire_after_the_window),
         T(test_keys_survive_a_restart),
         T(test_a_keyed_send_to_a_missing_queue_is_not_remembered),
+        T(test_a_retried_keyed_delete_answers_as_the_first_time),
+        T(test_a_retried_keyed_visibility_change_moves_the_lease_once),
+        T(test_a_retried_keyed_receive_returns_the_same_leases),
+        T(test_a_retried_receive_leaves_out_messages_deleted_or_leased_since),
+        T(test_a_retried_keyed_queue_deletion_answers_ok),
+        T(test_a_key_reused_for_another_kind_of_request_is_refused),
         T(test_keyed_commands_round_trip_through_the_log_encoding),
     };
     return cmocka_run_group_tests_name("sm dedup", tests, NULL, NULL);
