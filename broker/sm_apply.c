@@ -556,6 +556,7 @@ kyu_code_t kyu_sm_apply(kyu_sm_t *self, uint64_t index, const void *payload, siz
         *n = results ? (count < cap ? count : cap) : 0;
     if (rc != KYU_OK) {
         forget_touched(self);
+        self->dedup_floor = 0; /* it may count records dropped in the discarded batch */
         return rc;
     }
     bool dropped = false;

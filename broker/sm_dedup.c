@@ -143,25 +143,36 @@ void kyu_sm_dedup_record(kyu_sm_t *self, const kyu_command_t *c, const kyu_dedup
     }
     rocksdb_writebatch_wi_put_cf(self->batch, meta(self), (char *)k, RQ_KEY, (char *)v, vl);
     rocksdb_writebatch_wi_put_cf(self->batch, meta(self), (char *)x, RX_KEY, "", 0);
+    if (c->now_ms < self->dedup_floor)
+        self->dedup_floor = c->now_ms;
 }
 
 kyu_code_t kyu_sm_dedup_expire(kyu_sm_t *self, uint64_t now_ms, kyu_err_t *err)
 {
-    if (now_ms < KYU_DEDUP_WINDOW_MS)
+    /* dedup_floor spares an iterator (and a walk over the tombstones of records already
+     * dropped) to every keyed command while nothing has expired. */
+    if (now_ms < KYU_DEDUP_WINDOW_MS || now_ms - KYU_DEDUP_WINDOW_MS < self->dedup_floor)
         return KYU_OK;
-    uint8_t lo[2] = {'r', 'x'};
-    rocksdb_iterator_t *base =
-        rocksdb_create_iterator_cf(self->db, kyu_store_readopts(self->store), meta(self));
+    uint64_t limit = now_ms - KYU_DEDUP_WINDOW_MS; /* records at or before it go */
+    uint8_t lo[RX_KEY], hi[RX_KEY];
+    rx_key(lo, self->dedup_floor, 0, 0);
+    rx_key(hi, limit + 1, 0, 0);
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_iterate_upper_bound(ro, (char *)hi, RX_KEY);
+    rocksdb_iterator_t *base = rocksdb_create_iterator_cf(self->db, ro, meta(self));
     rocksdb_iterator_t *it =
         rocksdb_writebatch_wi_create_iterator_with_base_cf(self->batch, base, meta(self));
     int dropped = 0;
-    for (rocksdb_iter_seek(it, (char *)lo, 2); rocksdb_iter_valid(it) && dropped < EXPIRE_MAX;
-         rocksdb_iter_next(it)) {
+    uint64_t floor = limit + 1; /* unless the scan stops early, nothing older is left */
+    for (rocksdb_iter_seek(it, (char *)lo, RX_KEY); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
         size_t kl = 0;
         const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
-        if (kl != RX_KEY || k[0] != 'r' || k[1] != 'x' ||
-            kyu_get_be64(k + 2) > now_ms - KYU_DEDUP_WINDOW_MS)
+        if (kl != RX_KEY || k[0] != 'r' || k[1] != 'x' || kyu_get_be64(k + 2) > limit)
+            break; /* past the bound (the batch's own keys are not bounded by ro) */
+        if (dropped == EXPIRE_MAX) {
+            floor = kyu_get_be64(k + 2);
             break;
+        }
         uint8_t rk[RQ_KEY];
         rq_key(rk, kyu_get_be64(k + 10), kyu_get_be64(k + 18));
         uint8_t xk[RX_KEY];
@@ -173,10 +184,12 @@ kyu_code_t kyu_sm_dedup_expire(kyu_sm_t *self, uint64_t now_ms, kyu_err_t *err)
     char *rerr = NULL;
     rocksdb_iter_get_error(it, &rerr);
     rocksdb_iter_destroy(it); /* also destroys base */
+    rocksdb_readoptions_destroy(ro);
     if (rerr) {
         kyu_err_set(err, KYU_ERR_STORAGE, "expiring request keys: %s", rerr);
         free(rerr);
         return KYU_ERR_STORAGE;
     }
+    self->dedup_floor = floor;
     return KYU_OK;
 }

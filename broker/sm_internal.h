@@ -41,7 +41,8 @@ struct kyu_sm {
     rocksdb_writebatch_wi_t *batch; /* entries with a command that reads (read-your-writes) */
     rocksdb_writebatch_t *plain;    /* entries that only write: no index to maintain */
     bool indexed;                   /* which of the two the current entry uses */
-    zlistx_t *touched;              /* queue_t* whose record is dirty in the current entry */
+    uint64_t dedup_floor; /* no request key record is older than this (0: not known yet) */
+    zlistx_t *touched;    /* queue_t* whose record is dirty in the current entry */
 };
 
 #define KEY_QS 16 /* qid + seq */
