@@ -57,7 +57,7 @@ enum {
     KYU_F_MAX = 1 << 2,     /* "max": messages to receive */
     KYU_F_HANDLES = 1 << 3, /* "rh": array of receipt handles */
     KYU_F_VERSION = 1 << 4, /* "v": protocol version */
-    KYU_F_RQ = 1 << 5,      /* "rq": [client id, request key]: a retried SEND is applied once */
+    KYU_F_RQ = 1 << 5,      /* "rq": [client id, request key]: a retried write is applied once */
     KYU_F_TO = 1 << 6,      /* "to": a node id (CLUSTER_TRANSFER's target, ADD/REMOVE's node) */
     KYU_F_RAFT = 1 << 7,    /* "raft": HOST:PORT of a node's raft port (CLUSTER_ADD) */
     KYU_F_EP = 1 << 8,      /* "ep": a node's client endpoint (CLUSTER_ADD) */
