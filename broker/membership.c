@@ -12,12 +12,16 @@
 #include <string.h>
 
 #define RETRY_TICKS 100 /* a command proposed and not applied after this is proposed again */
+#define DEMOTE_GRACE_TICKS                                                                         \
+    300 /* a demoted node that does not acknowledge it (down) is removed                           \
+           anyway after this */
 
 typedef enum {
     IDLE = 0,
     ADD_ADDRESS,    /* SET_MEMBER proposed: wait until applied */
     ADD_LEARNER,    /* learner: wait until committed and caught up */
     ADD_VOTER,      /* promotion proposed: wait until committed */
+    REMOVE_DEMOTE,  /* a voter first becomes a learner, and is told so by the log */
     REMOVE_CONF,    /* removal proposed: wait until committed */
     REMOVE_ADDRESS, /* DROP_MEMBER proposed: wait until applied */
 } phase_t;
@@ -32,6 +36,9 @@ struct kyu_membership {
     uint64_t term;          /* the leader's term when the change began */
     uint32_t ticks;         /* since the change began */
     uint32_t proposed_tick; /* when the last command or change was proposed (0: not yet) */
+    uint32_t demoted_tick;  /* REMOVE_DEMOTE: when the demotion was seen committed (0: not yet) */
+    uint64_t demoted_at;    /* the commit index then: the node has seen its demotion once its
+                               match index reaches it */
     uint64_t timeout_ms;    /* KYU_MEMBERSHIP_TIMEOUT_MS, or KYU_MEMBERSHIP_TIMEOUT_MS in the
                                environment (tests) */
 };
@@ -170,6 +177,8 @@ static const char *phase_text(phase_t p)
                "kyu cluster remove to undo";
     case ADD_VOTER:
         return "its promotion to voter was not committed";
+    case REMOVE_DEMOTE:
+        return "its change to a learner was not committed";
     case REMOVE_CONF:
         return "its removal was not committed";
     case REMOVE_ADDRESS:
@@ -219,10 +228,41 @@ static void tick_add(kyu_membership_t *self, const kyu_raft_t *r, const kyu_raft
     }
 }
 
-static void tick_remove(kyu_membership_t *self, const kyu_raft_conf_t *latest)
+/* A voter is demoted to learner before it is removed: a learner still gets the log, so the
+ * node learns that it no longer votes and never campaigns again, even though it will not
+ * see its removal (the leader stops sending to it at once). A node that is down is removed
+ * after a grace period anyway (its messages are dropped by every member: no link). */
+static void tick_demote(kyu_membership_t *self, const kyu_raft_t *r, const kyu_raft_conf_t *latest)
 {
     kyu_raft_conf_t applied;
     uint64_t id = self->node.id;
+    if (kyu_raft_conf_is_voter(latest, id)) {
+        conf_change(self, KYU_RAFT_CC_ADD_LEARNER);
+        return;
+    }
+    if (!kyu_raft_conf_is_learner(latest, id)) {
+        self->phase = REMOVE_CONF; /* gone already */
+        return;
+    }
+    if (!applied_conf(self, &applied) || !kyu_raft_conf_is_learner(&applied, id))
+        return; /* the demotion is not committed yet */
+    if (self->demoted_tick == 0) {
+        self->demoted_tick = self->ticks;
+        self->demoted_at = kyu_raft_commit(r);
+    }
+    if (kyu_raft_match_of(r, id) >= self->demoted_at ||
+        self->ticks - self->demoted_tick > DEMOTE_GRACE_TICKS)
+        self->phase = REMOVE_CONF;
+}
+
+static void tick_remove(kyu_membership_t *self, const kyu_raft_t *r, const kyu_raft_conf_t *latest)
+{
+    kyu_raft_conf_t applied;
+    uint64_t id = self->node.id;
+    if (self->phase == REMOVE_DEMOTE) {
+        tick_demote(self, r, latest);
+        return;
+    }
     if (self->phase == REMOVE_CONF) {
         if (in_conf(latest, id))
             conf_change(self, KYU_RAFT_CC_REMOVE);
@@ -259,8 +299,8 @@ void kyu_membership_tick(kyu_membership_t *self)
         return;
     }
     const kyu_raft_conf_t *latest = kyu_raft_conf(r);
-    if (self->phase == REMOVE_CONF || self->phase == REMOVE_ADDRESS)
-        tick_remove(self, latest);
+    if (self->phase >= REMOVE_DEMOTE)
+        tick_remove(self, r, latest);
     else
         tick_add(self, r, latest);
 }
@@ -274,7 +314,7 @@ static kyu_code_t can_start(kyu_membership_t *self, kyu_err_t *err)
         return kyu_err_set(err, KYU_ERR_BUSY,
                            "another membership change is under way (%s node %llu); retry when "
                            "it is done",
-                           self->phase <= ADD_VOTER ? "adding" : "removing",
+                           self->phase < REMOVE_DEMOTE ? "adding" : "removing",
                            (unsigned long long)self->node.id);
     return KYU_OK;
 }
@@ -286,9 +326,10 @@ static void start(kyu_membership_t *self, phase_t phase, const kyu_peer_t *node,
     self->waiter = waiter;
     self->ticks = 0;
     self->proposed_tick = 0;
+    self->demoted_tick = 0;
     self->term = kyu_raft_term(kyu_replica_raft(self->replica));
     fprintf(stderr, "kyu-broker: %s node %llu (%s, %s)\n",
-            phase == ADD_ADDRESS ? "adding" : "removing", (unsigned long long)node->id, node->raft,
+            phase < REMOVE_DEMOTE ? "adding" : "removing", (unsigned long long)node->id, node->raft,
             node->client);
     /* The first step goes out at once. */
     kyu_membership_tick(self);
@@ -363,6 +404,6 @@ kyu_code_t kyu_membership_remove(kyu_membership_t *self, uint64_t id, void *wait
     const kyu_peer_t *p = kyu_replica_address(self->replica, id);
     if (p)
         node = *p;
-    start(self, REMOVE_CONF, &node, waiter);
+    start(self, kyu_raft_conf_is_voter(c, id) ? REMOVE_DEMOTE : REMOVE_CONF, &node, waiter);
     return KYU_OK;
 }

@@ -5,8 +5,10 @@
  * command, so every node and every snapshot knows where N is); (2) N becomes a learner (a
  * Raft configuration change) and gets the log or a snapshot; (3) once its match index is
  * near the leader's last index, it is promoted to voter; the client is answered when that
- * promotion is committed. Removing node N: the configuration change first (a removed node
- * stops campaigning and is no longer sent to), then its address-book entry. Removing the
+ * promotion is committed. Removing node N: a voter is first demoted to learner (it still
+ * gets the log, so it learns it no longer votes and stops campaigning), then the
+ * configuration change that removes it (it is no longer sent to), then its address-book
+ * entry. Removing the
  * leader itself hands leadership to another voter first and answers NOT_LEADER, so the
  * client (libkyu follows it) asks the new leader, which removes the old one.
  *

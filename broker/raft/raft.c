@@ -285,7 +285,11 @@ kyu_raft_err_t kyu_raft_propose_conf_change(kyu_raft_t *r, kyu_raft_cc_op_t op, 
         c.voters[c.n_voters++] = node;
         break;
     case KYU_RAFT_CC_ADD_LEARNER:
-        if (voter || learner)
+        /* On a voter: a demotion. The node keeps getting the log, so it learns that it no
+         * longer votes (and stops campaigning) before a later change removes it. Never the
+         * last voter, nor the leader itself: deposed before the change committed, it could
+         * hold the only copy of it and, a learner, could not campaign to commit it. */
+        if (learner || (voter && (c.n_voters == 0 || node == r->id)))
             return KYU_RAFT_ERR_INVALID;
         c.learners[c.n_learners++] = node;
         break;

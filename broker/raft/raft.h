@@ -210,7 +210,8 @@ typedef enum {
 } kyu_raft_err_t;
 
 typedef enum {
-    KYU_RAFT_CC_ADD_LEARNER = 1, /* add a non-voting member that receives the log     */
+    KYU_RAFT_CC_ADD_LEARNER = 1, /* add a non-voting member that receives the log, or */
+                                 /* demote a voter (not the leader, not the last one) */
     KYU_RAFT_CC_ADD_VOTER,       /* add a voter, or promote a learner to voter        */
     KYU_RAFT_CC_REMOVE,          /* remove a voter or learner                         */
 } kyu_raft_cc_op_t;

@@ -109,6 +109,17 @@ class Membership(unittest.TestCase):
             time.sleep(0.05)
         raise AssertionError("%s: not within %d s%s" % (what, deadline_s, self.logs()))
 
+    def assert_out_for_good(self, node):
+        """A removed node was demoted to learner first, so it knows it does not vote: it
+        stays a follower that never campaigns (watched for 3 s, over an election timeout)."""
+        self.wait_for("node %d knows it is a learner" % node.id,
+                      lambda: self.status([node])[node.client].get("membership") == "learner", 30)
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            st = self.status([node])[node.client]
+            self.assertEqual((st["role"], st["membership"]), ("follower", "learner"), st)
+            time.sleep(0.1)
+
     def send(self, prefix, count, nodes=None):
         out = self.ok("--json", "send", "orders", "--lines", nodes=nodes,
                       input="".join("%s-%05d\n" % (prefix, i) for i in range(count)).encode())
@@ -177,6 +188,7 @@ class Membership(unittest.TestCase):
         self.wait_for("voters without node %d" % follower.id,
                       lambda: sorted(self.status([leader])[leader.client]["voters"]) ==
                       sorted(n.id for n in rest))
+        self.assert_out_for_good(follower)
         follower.stop()
         acked += self.send("after-remove-follower", 300, nodes=rest)
 
@@ -189,8 +201,7 @@ class Membership(unittest.TestCase):
                       lambda: sorted(self.status([new_leader])[new_leader.client]["voters"]) ==
                       sorted(n.id for n in rest))
         # The removed leader no longer leads and does not campaign its way back.
-        leader_st = self.status([leader])[leader.client]
-        self.assertNotEqual(leader_st["role"], "leader")
+        self.assert_out_for_good(leader)
         acked += self.send("after-remove-leader", 300, nodes=rest)
         leader.stop()
 

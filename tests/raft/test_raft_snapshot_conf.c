@@ -121,6 +121,47 @@ static void test_membership_removed_voter_no_longer_counts(void **state)
     harness_destroy(&h);
 }
 
+static void test_membership_demoted_voter_learns_it_and_never_campaigns(void **state)
+{
+    (void)state;
+    harness_t *h = harness_new(3, 3, 0);
+    harness_elect(h, 1);
+    uint64_t index, leader;
+    assert_int_equal(
+        kyu_raft_propose_conf_change(h->nodes[1], KYU_RAFT_CC_ADD_LEARNER, 3, &index, &leader),
+        KYU_RAFT_OK);
+    harness_stabilize(h);
+    harness_tick(h, 1, H_HEARTBEAT);
+    harness_stabilize(h);
+    assert_true(kyu_raft_conf_is_learner(kyu_raft_conf(h->nodes[3]), 3));
+    assert_int_equal(kyu_raft_conf(h->nodes[1])->n_voters, 2);
+    /* Cut off from the others for many election timeouts, it stays a follower. */
+    harness_isolate(h, 3, true);
+    harness_tick(h, 3, 20 * H_ELECTION);
+    harness_stabilize(h);
+    assert_int_equal(kyu_raft_role(h->nodes[3]), KYU_RAFT_FOLLOWER);
+    assert_int_equal(kyu_raft_term(h->nodes[3]), kyu_raft_term(h->nodes[1]));
+    harness_destroy(&h);
+}
+
+static void test_membership_no_demotion_of_the_leader_or_the_last_voter(void **state)
+{
+    (void)state;
+    harness_t *h = harness_new(2, 1, 0); /* voter 1, node 2 outside */
+    harness_elect(h, 1);
+    uint64_t index, leader;
+    assert_int_equal(
+        kyu_raft_propose_conf_change(h->nodes[1], KYU_RAFT_CC_ADD_LEARNER, 1, &index, &leader),
+        KYU_RAFT_ERR_INVALID);
+    harness_destroy(&h);
+    h = harness_new(3, 3, 0);
+    harness_elect(h, 1);
+    assert_int_equal(
+        kyu_raft_propose_conf_change(h->nodes[1], KYU_RAFT_CC_ADD_LEARNER, 1, &index, &leader),
+        KYU_RAFT_ERR_INVALID);
+    harness_destroy(&h);
+}
+
 static void test_membership_removed_leader_steps_down_once_committed(void **state)
 {
     (void)state;
@@ -198,6 +239,8 @@ int main(void)
         cmocka_unit_test(test_membership_learner_catches_up_then_is_promoted),
         cmocka_unit_test(test_membership_one_change_at_a_time),
         cmocka_unit_test(test_membership_removed_voter_no_longer_counts),
+        cmocka_unit_test(test_membership_demoted_voter_learns_it_and_never_campaigns),
+        cmocka_unit_test(test_membership_no_demotion_of_the_leader_or_the_last_voter),
         cmocka_unit_test(test_membership_removed_leader_steps_down_once_committed),
         cmocka_unit_test(test_transfer_hands_leadership_to_target),
         cmocka_unit_test(test_transfer_waits_for_target_to_catch_up),
