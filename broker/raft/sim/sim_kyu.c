@@ -283,6 +283,21 @@ static void apply(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *e)
         for (size_t j = 0; j < r->n_results; j++)
             h = sim_mix(h, r->results[j]);
     }
+    if (getenv("KYU_SIM_DEBUG_INDEX") &&
+        strtoull(getenv("KYU_SIM_DEBUG_INDEX"), NULL, 10) == e->index)
+        for (size_t i = 0; i < n; i++) {
+            fprintf(stderr, "n%llu %llu.%zu code %d ids %zu msgs %zu results %zu:",
+                    (unsigned long long)nd->id, (unsigned long long)e->index, i, res[i].code,
+                    res[i].n_ids, res[i].n_msgs, res[i].n_results);
+            for (size_t j = 0; j < res[i].n_msgs; j++)
+                fprintf(stderr, " [%s %s rc=%u sent=%llu first=%llu]", res[i].msgs[j].message_id,
+                        res[i].msgs[j].handle, res[i].msgs[j].receive_count,
+                        (unsigned long long)res[i].msgs[j].sent_ms,
+                        (unsigned long long)res[i].msgs[j].first_receive_ms);
+            for (size_t j = 0; j < res[i].n_results; j++)
+                fprintf(stderr, " r%u", res[i].results[j]);
+            fprintf(stderr, "\n");
+        }
     sk_index_t *x = sk_index(k, e->index);
     if (!x->applied) {
         x->applied = true;

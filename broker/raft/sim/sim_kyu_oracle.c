@@ -102,17 +102,20 @@ static void on_send(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent_
                     const kyu_result_t *res, sk_outcome_t *out)
 {
     sk_t *k = sk(c);
-    if (!k->queues[q].exists || res->code != KYU_OK) {
+    out->n = res->n_ids;
+    for (size_t j = 0; j < res->n_ids && j < SK_RECV_MAX; j++)
+        out->ids[j] = sk_parse_id(res->ids[j]);
+    /* A retry within the window is answered with the first ids whatever became of the
+     * queue since (the request was done). */
+    sk_key_t *kk = in->rq_key ? key(k, in->rq_key) : NULL;
+    bool retry = kk && kk->seen && cmd->now_ms < kk->first_now + DEDUP_WINDOW_MS - 1000;
+    if (!retry && (!k->queues[q].exists || res->code != KYU_OK)) {
         if (k->queues[q].exists != (res->code == KYU_OK))
             sim_violation(c, SIM_SAFETY, "send to %s answered %s while the queue %s", cmd->queue,
                           kyu_code_name(res->code), k->queues[q].exists ? "exists" : "does not");
         return;
     }
-    out->n = res->n_ids;
-    for (size_t j = 0; j < res->n_ids && j < SK_RECV_MAX; j++)
-        out->ids[j] = sk_parse_id(res->ids[j]);
-    sk_key_t *kk = in->rq_key ? key(k, in->rq_key) : NULL;
-    if (kk && kk->seen && cmd->now_ms < kk->first_now + DEDUP_WINDOW_MS - 1000) {
+    if (retry) {
         bool same = res->n_ids == kk->n;
         for (size_t j = 0; same && j < kk->n; j++)
             same = out->ids[j] == kk->ids[j];
@@ -284,6 +287,12 @@ void sk_oracle_stream(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *
         sk_outcome_t scratch, *out = pr && i < pr->n ? &pr->out[i] : &scratch;
         memset(out, 0, sizeof(*out));
         out->code = res[i].code;
+        static const char *types[] = {"?",       "CREATE", "DELETE_QUEUE", "SEND",
+                                      "RECEIVE", "DELETE", "CHANGE_VIS"};
+        sim_trace(&c->trace, c->now, "  kyu %llu.%zu %s %s vt=%lld n=%zu now=%llu -> %s",
+                  (unsigned long long)e->index, i, types[cmd.type], cmd.queue, (long long)cmd.vt,
+                  cmd.n ? cmd.n : res[i].n_msgs, (unsigned long long)cmd.now_ms,
+                  kyu_code_name(res[i].code));
         int q = queue_index(cmd.queue);
         if (q < 0) {
             sim_violation(c, SIM_SAFETY, "entry %llu: unknown queue %s",
