@@ -60,7 +60,7 @@ typedef struct {
 } sk_outcome_t;
 
 typedef struct {
-    uint64_t index, term;
+    uint64_t index, term, hash; /* hash: sim_entry_hash (a term may be won twice, sim.h) */
     size_t n;
     bool applied; /* outcome filled */
     sk_intent_t in[SK_CMDS_MAX];
@@ -150,7 +150,7 @@ size_t sk_payload(sim_cluster_t *c, sim_node_t *nd, uint8_t *buf, size_t cap);
 void sk_proposed(sim_cluster_t *c, const sim_proposal_t *p, bool taken);
 void sk_acked(sim_cluster_t *c, const sim_proposal_t *p);
 void sk_abandoned(sim_cluster_t *c, const sim_proposal_t *p);
-sk_prop_t *sk_prop_find(sk_t *k, uint64_t index, uint64_t term);
+sk_prop_t *sk_prop_find(sk_t *k, uint64_t index, uint64_t term, uint64_t hash);
 
 /* sim_kyu_oracle.c */
 sk_index_t *sk_index(sk_t *k, uint64_t index);

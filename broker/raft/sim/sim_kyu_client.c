@@ -28,10 +28,11 @@ static const char *queue_name(int q)
 /* Each queue's visibility timeout in seconds (0 for q2: leases that end at once). */
 static const uint32_t queue_vt[SK_QUEUES] = {2, 5, 0};
 
-sk_prop_t *sk_prop_find(sk_t *k, uint64_t index, uint64_t term)
+sk_prop_t *sk_prop_find(sk_t *k, uint64_t index, uint64_t term, uint64_t hash)
 {
     for (size_t i = 0; i < SK_PROPS; i++)
-        if (k->props[i].index == index && k->props[i].term == term && k->props[i].n > 0)
+        if (k->props[i].index == index && k->props[i].term == term && k->props[i].hash == hash &&
+            k->props[i].n > 0)
             return &k->props[i];
     return NULL;
 }
@@ -192,6 +193,7 @@ void sk_proposed(sim_cluster_t *c, const sim_proposal_t *p, bool taken)
     *slot = k->draft;
     slot->index = p->index;
     slot->term = p->term;
+    slot->hash = p->hash;
     /* Planted: answer before the entry commits. */
     for (size_t i = 0; i < slot->n; i++) {
         const sk_intent_t *in = &slot->in[i];
@@ -208,7 +210,7 @@ void sk_proposed(sim_cluster_t *c, const sim_proposal_t *p, bool taken)
 void sk_acked(sim_cluster_t *c, const sim_proposal_t *p)
 {
     sk_t *k = sk(c);
-    sk_prop_t *pr = sk_prop_find(k, p->index, p->term);
+    sk_prop_t *pr = sk_prop_find(k, p->index, p->term, p->hash);
     if (!pr || !pr->applied)
         return;
     for (size_t i = 0; i < pr->n; i++) {
@@ -247,7 +249,7 @@ void sk_acked(sim_cluster_t *c, const sim_proposal_t *p)
 void sk_abandoned(sim_cluster_t *c, const sim_proposal_t *p)
 {
     sk_t *k = sk(c);
-    sk_prop_t *pr = sk_prop_find(k, p->index, p->term);
+    sk_prop_t *pr = sk_prop_find(k, p->index, p->term, p->hash);
     if (!pr)
         return;
     for (size_t i = 0; i < pr->n; i++)

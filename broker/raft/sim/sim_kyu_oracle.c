@@ -109,6 +109,11 @@ static void on_send(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent_
      * queue since (the request was done). */
     sk_key_t *kk = in->rq_key ? key(k, in->rq_key) : NULL;
     bool retry = kk && kk->seen && cmd->now_ms < kk->first_now + DEDUP_WINDOW_MS - 1000;
+    /* Past the window the record may still be there (each keyed send expires at most a few
+     * records): then the first ids are a right answer too. */
+    if (kk && kk->seen && !retry && res->code == KYU_OK && res->n_ids == kk->n &&
+        out->ids[0] == kk->ids[0])
+        retry = true;
     if (!retry && (!k->queues[q].exists || res->code != KYU_OK)) {
         if (k->queues[q].exists != (res->code == KYU_OK))
             sim_violation(c, SIM_SAFETY, "send to %s answered %s while the queue %s", cmd->queue,
@@ -134,7 +139,12 @@ static void on_send(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent_
     for (size_t j = 0; j < res->n_ids; j++) {
         sk_msg_t *m = sk_msg(k, out->ids[j]);
         if (j >= cmd->n || out->ids[j] != sk_parse_id(cmd->ids[j]) || m->status != SK_UNKNOWN) {
-            sim_violation(c, SIM_SAFETY, "send answered id %s, not the id it carried", res->ids[j]);
+            sim_violation(c, SIM_SAFETY,
+                          "send answered id %s, not the id it carried (%s; request key %llu, "
+                          "first seen %s, message %s)",
+                          res->ids[j], j < cmd->n ? cmd->ids[j] : "none",
+                          (unsigned long long)in->rq_key, kk && kk->seen ? "yes" : "no",
+                          status_name(m->status));
             return;
         }
         m->status = SK_LIVE;
@@ -270,7 +280,7 @@ void sk_oracle_stream(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *
     k->stream = e->index;
     if (e->type != KYU_RAFT_ENTRY_NORMAL || e->len == 0)
         return;
-    sk_prop_t *pr = sk_prop_find(k, e->index, e->term);
+    sk_prop_t *pr = sk_prop_find(k, e->index, e->term, sim_entry_hash(e));
     size_t off = 0;
     for (size_t i = 0; off < e->len && c->result == SIM_OK; i++) {
         kyu_command_t cmd;
