@@ -200,8 +200,7 @@ void sk_proposed(sim_cluster_t *c, const sim_proposal_t *p, bool taken)
         if (c->o.plant == SK_PLANT_ACK_EARLY && in->type == KYU_CMD_SEND)
             for (size_t j = 0; j < in->n; j++)
                 sk_msg(k, in->ids[j])->acked = true;
-        if ((c->o.plant == SK_PLANT_ACK_EARLY || c->o.plant == SK_PLANT_DELETE_EARLY) &&
-            in->type == KYU_CMD_DELETE)
+        if (c->o.plant == SK_PLANT_DELETE_EARLY && in->type == KYU_CMD_DELETE)
             for (size_t j = 0; j < in->n; j++)
                 told_deleted(k, in->handles[j]);
     }
