@@ -226,6 +226,9 @@ struct sim_app {
     void (*abandoned)(sim_cluster_t *c, const sim_proposal_t *p);
     /* The liveness phase converged: final checks of the states. */
     void (*converged)(sim_cluster_t *c);
+    /* What the seed exercised, added to the totals under these names (NULL-terminated). */
+    const char *const *count_names;
+    void (*count)(sim_cluster_t *c, uint64_t *counts);
 };
 
 /* kyu-sim: NULL (sim_app_model.c); kyu-sim-kyu: the real state machine (sim_kyu.c). */

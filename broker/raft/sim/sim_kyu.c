@@ -234,6 +234,7 @@ static bool node_open(sim_cluster_t *c, sim_node_t *nd)
         if (cl == 0 || !kyu_raft_conf_decode(cb, cl, &conf))
             conf = nd->boot_conf;
         disk_reset_to(nd, applied, aterm, &conf);
+        sk(c)->boot_resets++;
         sim_trace(
             &c->trace, c->now, "n%llu boot: the log is reset to the state at %llu (term %llu)",
             (unsigned long long)nd->id, (unsigned long long)applied, (unsigned long long)aterm);
@@ -387,6 +388,22 @@ static void converged(sim_cluster_t *c)
     sk_oracle_final(c);
 }
 
+static const char *const count_names[] = {"messages sent",        "receives checked",
+                                          "deletes checked",      "keyed retries",
+                                          "retries deduplicated", "state digests compared",
+                                          "states installed",     "boot log resets",
+                                          "message sets checked", NULL};
+
+static void count(sim_cluster_t *c, uint64_t *counts)
+{
+    sk_t *k = sk(c);
+    uint64_t v[] = {k->next_msg, k->receives_checked, k->deletes_checked,
+                    k->retried,  k->dedup_hits,       k->digests,
+                    k->installs, k->boot_resets,      k->state_checks};
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+        counts[i] += v[i];
+}
+
 static const sim_app_t kyu_app = {
     .name = "kyu-sim-kyu",
     .seed_begin = seed_begin,
@@ -400,6 +417,8 @@ static const sim_app_t kyu_app = {
     .acked = sk_acked,
     .abandoned = sk_abandoned,
     .converged = converged,
+    .count_names = count_names,
+    .count = count,
 };
 
 const sim_app_t *sim_app(void)

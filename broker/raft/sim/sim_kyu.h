@@ -135,6 +135,7 @@ typedef struct {
     sk_intent_t retries[SK_RETRIES];
     size_t n_retries;
     uint64_t retried, dedup_hits, receives_checked, deletes_checked, digests, installs;
+    uint64_t boot_resets, state_checks;
 } sk_t;
 
 /* sim_kyu.c */

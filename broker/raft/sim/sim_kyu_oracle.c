@@ -201,7 +201,8 @@ static void on_receive(sim_cluster_t *c, const kyu_command_t *cmd, const sk_inte
         map_seq(k, seq, n);
         if (j < SK_RECV_MAX) {
             out->ids[j] = n;
-            snprintf(out->handles[j], 25, "%s", mm->handle);
+            memcpy(out->handles[j], mm->handle, 24); /* parsed above: 24 digits */
+            out->handles[j][24] = '\0';
             out->n = j + 1;
         }
     }
@@ -338,6 +339,7 @@ void sk_oracle_check_state(sim_cluster_t *c, sim_node_t *nd)
     size_t live = 0;
     for (uint64_t m = 1; m <= k->next_msg && m < k->msgs_cap; m++)
         live += k->msgs[m].status == SK_LIVE;
+    k->state_checks++;
     uint8_t *seen = calloc(k->next_msg + 2, 1);
     KYU_ASSERT(seen);
     for (size_t i = 0; i < n && c->result == SIM_OK; i++) {

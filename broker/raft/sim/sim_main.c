@@ -69,6 +69,7 @@ int main(int argc, char **argv)
         return 3;
     }
     sim_stats_t total = {0};
+    uint64_t app_total[16] = {0};
     for (uint64_t s = start; s < start + seeds; s++) {
         sim_options_t o;
         sim_options_pick(&o, nodes, s, steps);
@@ -93,6 +94,8 @@ int main(int argc, char **argv)
         total.conf_changes += c->stats.conf_changes;
         total.transfers += c->stats.transfers;
         total.partitions += c->stats.partitions;
+        if (sim_app() && sim_app()->count)
+            sim_app()->count(c, app_total);
         if (res != SIM_OK) {
             printf("VIOLATION (%s) seed %llu step %llu: %s\n",
                    res == SIM_SAFETY ? "safety" : "liveness", (unsigned long long)s,
@@ -126,6 +129,13 @@ int main(int argc, char **argv)
             (unsigned long long)total.partitions, (unsigned long long)total.compactions,
             (unsigned long long)total.snapshots_installed, (unsigned long long)total.conf_changes,
             (unsigned long long)total.transfers);
+    if (sim_app() && sim_app()->count_names) {
+        fprintf(stderr, "%s totals:", name());
+        for (int i = 0; sim_app()->count_names[i] && i < 16; i++)
+            fprintf(stderr, "%s %llu %s", i ? "," : "", (unsigned long long)app_total[i],
+                    sim_app()->count_names[i]);
+        fprintf(stderr, "\n");
+    }
     printf("%llu seeds, 0 violations\n", (unsigned long long)seeds);
     return 0;
 }
