@@ -39,10 +39,13 @@ sk_prop_t *sk_prop_find(sk_t *k, uint64_t index, uint64_t term, uint64_t hash)
 
 /* The bodies of a send are a function of its first id (or its key), so a retry sends the
  * same bodies. */
-static size_t body_of(uint64_t seed, size_t i, char *buf)
+#define SK_BODY_MAX 96
+
+static size_t body_of(uint64_t seed, size_t i, char buf[SK_BODY_MAX])
 {
-    return (size_t)snprintf(buf, 48, "body-%llu-%zu-%s", (unsigned long long)seed, i,
-                            (seed % 3) ? "x" : "a longer body with some more bytes in it");
+    snprintf(buf, SK_BODY_MAX, "body-%llu-%zu-%s", (unsigned long long)seed, i,
+             (seed % 3) ? "x" : "a longer body with some more bytes in it");
+    return strlen(buf);
 }
 
 static void pick_handles(sim_cluster_t *c, sk_intent_t *in)
@@ -116,7 +119,7 @@ static void encode(sim_cluster_t *c, const sk_intent_t *in, uint64_t now, bool r
 {
     kyu_command_t cmd;
     memset(&cmd, 0, sizeof(cmd));
-    char bodies[SK_SEND_MAX][48];
+    char bodies[SK_SEND_MAX][SK_BODY_MAX];
     cmd.type = in->type;
     cmd.now_ms = now;
     snprintf(cmd.queue, sizeof(cmd.queue), "%s", queue_name(in->q));
