@@ -210,8 +210,11 @@ struct sim_app {
     /* A node starts or restarts: open its state, set nd->sm_applied to the state's applied
      * index, and bring nd->disk in line with it as the broker's boot does. */
     bool (*node_open)(sim_cluster_t *c, sim_node_t *nd);
-    /* A node crashes: close its state (a process crash: applied writes survive). */
+    /* A node crashes: close its state. A process crash keeps the applied writes; a power
+     * loss (kyu-sim-kyu) takes the state back to its last sync. */
     void (*node_close)(sim_cluster_t *c, sim_node_t *nd);
+    /* The node compacted its log up to index: the broker syncs the state first. */
+    void (*compacted)(sim_cluster_t *c, sim_node_t *nd, uint64_t index);
     /* Apply one committed entry (index nd->sm_applied + 1). */
     void (*apply)(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *e);
     /* Install the state of snapshot s from another node; sets nd->sm_applied and

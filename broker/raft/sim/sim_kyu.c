@@ -4,8 +4,11 @@
  * as broker/replica_boot.c does, and installs a snapshot by swapping in a RocksDB checkpoint
  * of another node's state database as broker/snapshot.c does.
  *
- * A crash here is a process crash: RocksDB writes already made survive (the log entries the
- * simulated disk had not finished writing are lost, as in kyu-sim). States are compared by a
+ * A crash is a process crash (RocksDB writes already made survive; the log entries the
+ * simulated disk had not finished writing are lost, as in kyu-sim) or, in some seeds, a power
+ * loss: the state database goes back to its last sync, which the broker makes before it
+ * compacts its log (log.c) and which an install makes (the fetched files are fsynced); the
+ * log must still hold everything after it. States are compared by a
  * digest of every key and value of the state database, at every digest_every-th index and at
  * every installed state.
  */
@@ -115,6 +118,38 @@ static void check_digest(sim_cluster_t *c, sim_node_t *nd, uint64_t index, const
     x->digest = d;
 }
 
+/* A checkpoint of node's state database into dir (replaced). */
+static bool checkpoint(sk_node_t *kn, const char *dir, uint64_t flush_above)
+{
+    kyu_store_remove_tree(dir);
+    char *rerr = NULL;
+    rocksdb_checkpoint_t *cp =
+        rocksdb_checkpoint_object_create(kyu_store_db(kn->store, KYU_CF_META), &rerr);
+    if (!rerr)
+        rocksdb_checkpoint_create(cp, dir, flush_above, &rerr);
+    if (cp)
+        rocksdb_checkpoint_object_destroy(cp);
+    if (rerr) {
+        fprintf(stderr, "kyu-sim-kyu: checkpoint into %s: %s\n", dir, rerr);
+        free(rerr);
+        kyu_store_remove_tree(dir);
+        return false;
+    }
+    return true;
+}
+
+/* The state is durable as it is now (a sync): remembered for a power loss. */
+static void mark_synced(sim_cluster_t *c, sim_node_t *nd)
+{
+    sk_node_t *kn = nd->app;
+    if (!sk(c)->power_loss_pm)
+        return;
+    /* A checkpoint without a flush: hard links to the tables and a copy of the WAL. */
+    kn->synced = checkpoint(kn, kn->synced_dir, UINT64_MAX);
+    kn->synced_index = kyu_sm_applied_index(kn->sm);
+    kn->synced_chain = nd->sm_chain;
+}
+
 /* ---- hooks ---- */
 
 static bool seed_begin(sim_cluster_t *c)
@@ -141,22 +176,56 @@ static bool seed_begin(sim_cluster_t *c)
         k->skew[i] = skewed ? (int64_t)sim_rng_below(&rng, 4001) - 2000 : 0;
     static const uint32_t every[] = {1, 2, 4, 8};
     k->digest_every = every[sim_rng_below(&rng, 4)];
+    k->power_loss_pm = sim_rng_chance(&rng, 500) ? 200 + (uint32_t)sim_rng_below(&rng, 801) : 0;
     for (int i = 0; i < c->n; i++) {
         c->nodes[i].app = &k->nodes[i];
         snprintf(k->nodes[i].dir, sizeof(k->nodes[i].dir), "%s/n%d", k->root, i + 1);
+        snprintf(k->nodes[i].synced_dir, sizeof(k->nodes[i].synced_dir), "%s/n%d.synced", k->root,
+                 i + 1);
     }
     if (c->o.verbose)
-        printf("  kyu: ms_per_step=%u skew=%s digest_every=%u plant=%u dir=%s\n", k->ms_per_step,
-               skewed ? "on" : "off", k->digest_every, c->o.plant, k->root);
+        printf("  kyu: ms_per_step=%u skew=%s digest_every=%u power_loss=%u plant=%u dir=%s\n",
+               k->ms_per_step, skewed ? "on" : "off", k->digest_every, k->power_loss_pm, c->o.plant,
+               k->root);
     return true;
 }
 
-static void node_close(sim_cluster_t *c, sim_node_t *nd)
+static void close_state(sk_node_t *kn)
 {
-    (void)c;
-    sk_node_t *kn = nd->app;
     kyu_sm_destroy(&kn->sm);
     kyu_store_close(&kn->store);
+}
+
+/* A crash; now and then a power loss, which takes the state back to its last sync. */
+static void node_close(sim_cluster_t *c, sim_node_t *nd)
+{
+    sk_t *k = sk(c);
+    sk_node_t *kn = nd->app;
+    close_state(kn);
+    if (!kn->synced || !sim_rng_chance(&c->rng, k->power_loss_pm))
+        return;
+    char state[400];
+    snprintf(state, sizeof(state), "%s/state", kn->dir);
+    kyu_store_remove_tree(state);
+    if (rename(kn->synced_dir, state) != 0) {
+        fprintf(stderr, "kyu-sim-kyu: power loss of node %llu: %s\n", (unsigned long long)nd->id,
+                strerror(errno));
+        exit(3);
+    }
+    kn->synced = false; /* taken again at the next open */
+    k->power_losses++;
+    sim_trace(&c->trace, c->now, "n%llu POWER LOSS: its state goes back from %llu to %llu",
+              (unsigned long long)nd->id, (unsigned long long)nd->sm_applied,
+              (unsigned long long)kn->synced_index);
+    nd->sm_applied = kn->synced_index;
+    nd->sm_chain = kn->synced_chain;
+}
+
+static void compacted(sim_cluster_t *c, sim_node_t *nd, uint64_t index)
+{
+    (void)index;
+    if (c->o.plant != SK_PLANT_NO_SYNC)
+        mark_synced(c, nd);
 }
 
 static void seed_end(sim_cluster_t *c)
@@ -166,7 +235,7 @@ static void seed_end(sim_cluster_t *c)
         return;
     for (int i = 0; i < c->n; i++)
         if (c->nodes[i].app)
-            node_close(c, &c->nodes[i]);
+            close_state(c->nodes[i].app);
     kyu_store_remove_tree(k->root);
     sk_oracle_free(k);
     free(k);
@@ -219,7 +288,9 @@ static bool node_open(sim_cluster_t *c, sim_node_t *nd)
     sim_disk_t *d = &nd->disk;
     uint64_t snap = d->snap.index, last = snap + d->n;
     if (applied < snap) {
-        sim_violation(c, SIM_SAFETY, "node %llu: state at %llu is behind its log's snapshot %llu",
+        sim_violation(c, SIM_SAFETY,
+                      "durability: node %llu's state is at %llu, behind its log's snapshot at "
+                      "%llu: the entries between are lost",
                       (unsigned long long)nd->id, (unsigned long long)applied,
                       (unsigned long long)snap);
         return true;
@@ -241,6 +312,8 @@ static bool node_open(sim_cluster_t *c, sim_node_t *nd)
     }
     if (d->hs.commit < applied)
         d->hs.commit = applied;
+    if (!kn->synced)
+        mark_synced(c, nd);
     return true;
 }
 
@@ -376,6 +449,7 @@ static bool install(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_snapshot_t 
     nd->sm_chain = src->sm_chain;
     if (kyu_sm_last_now(kn->sm) > kn->last_now)
         kn->last_now = kyu_sm_last_now(kn->sm);
+    mark_synced(c, nd); /* an installed state is durable (snapshot.c fsyncs it) */
     sk_index(k, applied)->want_digest = true;
     check_digest(c, src, applied, "served as a snapshot");
     if (c->result == SIM_OK)
@@ -388,18 +462,24 @@ static void converged(sim_cluster_t *c)
     sk_oracle_final(c);
 }
 
-static const char *const count_names[] = {"messages sent",        "receives checked",
-                                          "deletes checked",      "keyed retries",
-                                          "retries deduplicated", "state digests compared",
-                                          "states installed",     "boot log resets",
-                                          "message sets checked", NULL};
+static const char *const count_names[] = {"messages sent",
+                                          "receives checked",
+                                          "deletes checked",
+                                          "keyed retries",
+                                          "retries deduplicated",
+                                          "state digests compared",
+                                          "states installed",
+                                          "boot log resets",
+                                          "message sets checked",
+                                          "power losses",
+                                          NULL};
 
 static void count(sim_cluster_t *c, uint64_t *counts)
 {
     sk_t *k = sk(c);
-    uint64_t v[] = {k->next_msg, k->receives_checked, k->deletes_checked,
-                    k->retried,  k->dedup_hits,       k->digests,
-                    k->installs, k->boot_resets,      k->state_checks};
+    uint64_t v[] = {k->next_msg,     k->receives_checked, k->deletes_checked, k->retried,
+                    k->dedup_hits,   k->digests,          k->installs,        k->boot_resets,
+                    k->state_checks, k->power_losses};
     for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
         counts[i] += v[i];
 }
@@ -410,6 +490,7 @@ static const sim_app_t kyu_app = {
     .seed_end = seed_end,
     .node_open = node_open,
     .node_close = node_close,
+    .compacted = compacted,
     .apply = apply,
     .install = install,
     .payload = sk_payload,

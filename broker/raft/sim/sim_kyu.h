@@ -32,11 +32,12 @@
 /* Planted bugs (--plant B), each for the invariant that must catch it. */
 enum {
     SK_PLANT_NONE = 0,
-    SK_PLANT_ACK_EARLY = 1,   /* replies before commit: acknowledged send lost */
-    SK_PLANT_NO_META = 2,     /* even nodes apply without the entry's term/conf: states differ */
-    SK_PLANT_VT_ZERO = 3,     /* a receive's visibility timeout encoded as 0: lease re-granted */
-    SK_PLANT_DROP_KEY = 4,    /* a retried send loses its request key: applied twice */
-    SK_PLANT_DELETE_EARLY = 5 /* deletes answered before commit: deleted message returns */
+    SK_PLANT_ACK_EARLY = 1,    /* replies before commit: acknowledged send lost */
+    SK_PLANT_NO_META = 2,      /* even nodes apply without the entry's term/conf: states differ */
+    SK_PLANT_VT_ZERO = 3,      /* a receive's visibility timeout encoded as 0: lease re-granted */
+    SK_PLANT_DROP_KEY = 4,     /* a retried send loses its request key: applied twice */
+    SK_PLANT_DELETE_EARLY = 5, /* deletes answered before commit: deleted message returns */
+    SK_PLANT_NO_SYNC = 6       /* the log compacted without syncing the state: lost on power loss */
 };
 
 /* What the client asked for in one command (the encoding may differ under a planted bug). */
@@ -100,6 +101,10 @@ typedef struct {
     kyu_sm_t *sm;
     uint64_t last_now; /* kyu_replica_now's memory */
     char dir[300];
+    /* The state as of its last sync (a checkpoint), what a power loss goes back to. */
+    char synced_dir[320];
+    bool synced;
+    uint64_t synced_index, synced_chain;
 } sk_node_t;
 
 typedef struct {
@@ -108,6 +113,7 @@ typedef struct {
     uint32_t ms_per_step;
     int64_t skew[SIM_MAX_NODES + 1];
     uint32_t digest_every;
+    uint32_t power_loss_pm; /* of crashes; 0: crashes are process crashes only */
     /* oracle */
     sk_index_t *idx;
     size_t idx_cap;
@@ -135,7 +141,7 @@ typedef struct {
     sk_intent_t retries[SK_RETRIES];
     size_t n_retries;
     uint64_t retried, dedup_hits, receives_checked, deletes_checked, digests, installs;
-    uint64_t boot_resets, state_checks;
+    uint64_t boot_resets, state_checks, power_losses;
 } sk_t;
 
 /* sim_kyu.c */

@@ -288,6 +288,8 @@ static void maybe_compact(sim_cluster_t *c, sim_node_t *nd)
      * disk does both at once. */
     disk_set_snapshot(&nd->disk, kyu_raft_snapshot(nd->raft));
     disk_compact(&nd->disk, applied);
+    if (c->app)
+        c->app->compacted(c, nd, applied);
     c->stats.compactions++;
     free(data);
     sim_trace(&c->trace, c->now, "n%llu compacts its log up to %llu", (unsigned long long)nd->id,
