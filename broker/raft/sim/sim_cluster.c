@@ -79,7 +79,7 @@ static void client_propose(sim_cluster_t *c)
         memmove(c->pending, c->pending + 1, (c->n_pending - 1) * sizeof(c->pending[0]));
         c->n_pending--;
     }
-    static uint8_t data[8192]; /* kyu-sim-kyu: a few broker commands */
+    uint8_t data[8192]; /* kyu-sim-kyu: a few broker commands */
     uint64_t id = ++c->next_client_id;
     size_t len;
     if (c->app) {

@@ -330,7 +330,7 @@ static void apply(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *e)
     bool conf = e->type == KYU_RAFT_ENTRY_CONF;
     if (!(c->o.plant == SK_PLANT_NO_META && nd->id % 2 == 0))
         kyu_sm_set_entry_meta(kn->sm, e->term, conf ? e->data : NULL, conf ? e->len : 0);
-    static kyu_result_t res[SK_CMDS_MAX + 1];
+    kyu_result_t res[SK_CMDS_MAX + 1];
     size_t n = 0;
     kyu_err_t err;
     kyu_code_t rc = kyu_sm_apply(kn->sm, e->index, conf ? NULL : e->data, conf ? 0 : e->len, res,
@@ -338,6 +338,8 @@ static void apply(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *e)
     if (rc != KYU_OK) {
         sim_violation(c, SIM_SAFETY, "node %llu: applying entry %llu failed: %s",
                       (unsigned long long)nd->id, (unsigned long long)e->index, err.msg);
+        for (size_t i = 0; i < n; i++)
+            kyu_result_clear(&res[i]);
         return;
     }
     /* Every node must answer every command of the entry alike. */
