@@ -6,7 +6,7 @@ void kyu_command_encode(const kyu_command_t *cmd, msgpack_sbuffer *out)
 {
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
-    bool rq = cmd->type == KYU_CMD_SEND && cmd->rq_client;
+    bool rq = cmd->rq_client != 0;
     msgpack_pack_array(&pk, rq ? 7 : 6);
     msgpack_pack_uint32(&pk, cmd->type);
     msgpack_pack_uint64(&pk, cmd->now_ms);
@@ -39,10 +39,11 @@ void kyu_command_encode(const kyu_command_t *cmd, msgpack_sbuffer *out)
     }
 }
 
-/* The optional [client id, key] of a SEND. */
+/* The optional [client id, key] of a DELETE_QUEUE, SEND, RECEIVE, DELETE or CHANGE_VISIBILITY. */
 static bool decode_rq(const msgpack_object *o, kyu_command_t *cmd)
 {
-    if (cmd->type != KYU_CMD_SEND || o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 2 ||
+    if (cmd->type < KYU_CMD_DELETE_QUEUE || cmd->type > KYU_CMD_CHANGE_VISIBILITY ||
+        o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 2 ||
         o->via.array.ptr[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
         o->via.array.ptr[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
         return false;

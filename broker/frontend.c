@@ -200,6 +200,10 @@ static kyu_code_t build_command(kyu_frontend_t *self, const kyu_request_t *req, 
     snprintf(cmd->queue, sizeof cmd->queue, "%s", req->queue);
     cmd->vt = (req->fields & KYU_F_VT) ? (int64_t)req->vt : -1;
     cmd->max = (req->fields & KYU_F_MAX) ? req->max : 1;
+    if (req->fields & KYU_F_RQ) { /* the codec allows it on writes but CREATE_QUEUE */
+        cmd->rq_client = req->rq_client;
+        cmd->rq_key = req->rq_key;
+    }
     switch (req->op) {
     case KYU_OP_CREATE_QUEUE:
         cmd->type = KYU_CMD_CREATE_QUEUE;
@@ -212,8 +216,6 @@ static kyu_code_t build_command(kyu_frontend_t *self, const kyu_request_t *req, 
         break;
     case KYU_OP_SEND:
         cmd->type = KYU_CMD_SEND;
-        cmd->rq_client = req->rq_client;
-        cmd->rq_key = req->rq_key;
         for (zframe_t *f = zmsg_first(bodies); f; f = zmsg_next(bodies)) {
             size_t i = cmd->n++;
             if (zframe_size(f) == 0)

@@ -172,6 +172,7 @@ static kyu_code_t load(kyu_sm_t *self, kyu_err_t *err)
 {
     self->db = kyu_store_db(self->store, KYU_CF_META);
     self->conf_pending = false;
+    self->dedup_floor = 0;
     if (load_meta(self, "applied_index", &self->applied_index, 0, err) ||
         load_meta(self, "applied_term", &self->applied_term, 0, err) ||
         load_meta(self, "next_seq", &self->next_seq, 1, err) ||

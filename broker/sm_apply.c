@@ -188,25 +188,6 @@ static kyu_code_t apply_send(kyu_sm_t *self, const kyu_command_t *c, kyu_result_
     return KYU_OK;
 }
 
-/* A SEND with a request key seen within the dedup window is answered with its first ids
- * and not applied again (a client retried it after a lost reply). */
-static kyu_code_t apply_send_once(kyu_sm_t *self, const kyu_command_t *c, kyu_result_t *res,
-                                  kyu_err_t *err)
-{
-    if (!c->rq_client)
-        return apply_send(self, c, res);
-    bool found = false;
-    kyu_code_t rc = kyu_sm_dedup_expire(self, c->now_ms, err);
-    if (rc == KYU_OK)
-        rc = kyu_sm_dedup_lookup(self, c, res, &found, err);
-    if (rc != KYU_OK || found)
-        return rc;
-    rc = apply_send(self, c, res);
-    if (rc == KYU_OK && res->code == KYU_OK)
-        kyu_sm_dedup_record(self, c, res);
-    return rc;
-}
-
 /* Fills a received message's meta and body from its message record. */
 static kyu_code_t read_message(kyu_sm_t *self, uint64_t qid, uint64_t seq, const lease_t *l,
                                kyu_result_t *res, kyu_err_t *err)
@@ -235,8 +216,10 @@ static kyu_code_t read_message(kyu_sm_t *self, uint64_t qid, uint64_t seq, const
     return KYU_OK;
 }
 
+/* Leases up to max visible messages; *leased (if not NULL) gets each one's seq and lease
+ * generation. */
 static kyu_code_t apply_receive(kyu_sm_t *self, const kyu_command_t *c, kyu_result_t *res,
-                                bool want_bodies, kyu_err_t *err)
+                                bool want_bodies, kyu_dedup_t *leased, kyu_err_t *err)
 {
     queue_t *q = find_queue(self, c->queue, res);
     if (!q)
@@ -313,6 +296,10 @@ static kyu_code_t apply_receive(kyu_sm_t *self, const kyu_command_t *c, kyu_resu
         if (!l.first_ms)
             l.first_ms = c->now_ms;
         set_lease(self, q, seqs[i], old, &l);
+        if (leased) {
+            leased->seqs[leased->n] = seqs[i];
+            leased->gens[leased->n++] = l.gen;
+        }
         if (want_bodies && read_message(self, q->qid, seqs[i], &l, res, err))
             return err->code;
     }
@@ -382,6 +369,92 @@ static kyu_code_t apply_handles(kyu_sm_t *self, const kyu_command_t *c, kyu_resu
     return KYU_OK;
 }
 
+/* A retried RECEIVE answers with the leases its first attempt granted that are still held
+ * under the same handle (not deleted, not run out, not received again since). */
+static kyu_code_t replay_receive(kyu_sm_t *self, const kyu_command_t *c, const kyu_dedup_t *d,
+                                 kyu_result_t *res, bool want_bodies, kyu_err_t *err)
+{
+    queue_t *q = find_queue(self, c->queue, res);
+    if (!q || !want_bodies)
+        return KYU_OK;
+    for (size_t i = 0; i < d->n; i++) {
+        uint8_t k[KEY_QS];
+        key_qs(k, q->qid, d->seqs[i]);
+        size_t vlen = 0;
+        char *v = get(self, KYU_CF_LEASES, k, KEY_QS, &vlen, err);
+        lease_t l;
+        bool held =
+            v && lease_decode(v, vlen, &l) && l.gen == d->gens[i] && l.visible_at > c->now_ms;
+        free(v);
+        if (err->code)
+            return err->code;
+        if (held && read_message(self, q->qid, d->seqs[i], &l, res, err))
+            return err->code;
+    }
+    return KYU_OK;
+}
+
+/* Applies a write; with a request key seen within the dedup window, answers from what the
+ * first attempt did instead (a client retried it after a lost reply) and changes nothing. */
+static kyu_code_t apply_once(kyu_sm_t *self, const kyu_command_t *c, kyu_result_t *res,
+                             bool want_bodies, kyu_err_t *err)
+{
+    kyu_dedup_t d = {.type = (uint8_t)c->type};
+    bool keyed = c->rq_client != 0, found = false;
+    kyu_code_t rc = KYU_OK;
+    if (keyed && (rc = kyu_sm_dedup_expire(self, c->now_ms, err)) == KYU_OK)
+        rc = kyu_sm_dedup_lookup(self, c, &d, &found, err);
+    if (rc != KYU_OK)
+        return rc;
+    if (found && d.type != c->type) {
+        kyu_err_set((kyu_err_t *)res, KYU_ERR_INVALID_ARGUMENT,
+                    "request key %llu was used for another request", (unsigned long long)c->rq_key);
+        return KYU_OK;
+    }
+    switch (c->type) {
+    case KYU_CMD_DELETE_QUEUE:
+        if (found)
+            return KYU_OK;
+        rc = apply_delete_queue(self, c, res);
+        break;
+    case KYU_CMD_SEND:
+        if (found) {
+            for (size_t i = 0; i < d.n; i++)
+                memcpy(res->ids[i], d.ids[i], KYU_UUID_LEN + 1);
+            res->n_ids = d.n;
+            return KYU_OK;
+        }
+        rc = apply_send(self, c, res);
+        for (size_t i = 0; i < res->n_ids; i++)
+            memcpy(d.ids[i], res->ids[i], KYU_UUID_LEN + 1);
+        d.n = res->n_ids;
+        break;
+    case KYU_CMD_RECEIVE:
+        if (found)
+            return replay_receive(self, c, &d, res, want_bodies, err);
+        rc = apply_receive(self, c, res, want_bodies, keyed ? &d : NULL, err);
+        break;
+    case KYU_CMD_DELETE:
+    case KYU_CMD_CHANGE_VISIBILITY:
+        if (found) {
+            for (size_t i = 0; i < d.n; i++)
+                res->results[i] = d.codes[i];
+            res->n_results = d.n;
+            return KYU_OK;
+        }
+        rc = apply_handles(self, c, res, err);
+        for (size_t i = 0; i < res->n_results; i++)
+            d.codes[i] = (uint8_t)res->results[i];
+        d.n = res->n_results;
+        break;
+    default:
+        KYU_ASSERT(!"apply_once: not a keyed command");
+    }
+    if (keyed && rc == KYU_OK && res->code == KYU_OK)
+        kyu_sm_dedup_record(self, c, &d);
+    return rc;
+}
+
 static void put_meta(kyu_sm_t *self, const char *key, uint64_t v)
 {
     uint8_t b[8];
@@ -442,8 +515,8 @@ static bool entry_reads(const void *payload, size_t len)
         if (cmd.type == KYU_CMD_RECEIVE || cmd.type == KYU_CMD_DELETE ||
             cmd.type == KYU_CMD_CHANGE_VISIBILITY)
             return true;
-        if (cmd.type == KYU_CMD_SEND && cmd.rq_client != 0)
-            return true; /* a keyed send looks its key up (sm_dedup.c) */
+        if (cmd.rq_client != 0)
+            return true; /* a keyed write looks its key up (sm_dedup.c) */
     }
     return false;
 }
@@ -473,17 +546,11 @@ kyu_code_t kyu_sm_apply(kyu_sm_t *self, uint64_t index, const void *payload, siz
             rc = apply_create_queue(self, &cmd, res);
             break;
         case KYU_CMD_DELETE_QUEUE:
-            rc = apply_delete_queue(self, &cmd, res);
-            break;
         case KYU_CMD_SEND:
-            rc = apply_send_once(self, &cmd, res, err);
-            break;
         case KYU_CMD_RECEIVE:
-            rc = apply_receive(self, &cmd, res, waited, err);
-            break;
         case KYU_CMD_DELETE:
         case KYU_CMD_CHANGE_VISIBILITY:
-            rc = apply_handles(self, &cmd, res, err);
+            rc = apply_once(self, &cmd, res, waited, err);
             break;
         }
         if (!waited)
@@ -496,6 +563,7 @@ kyu_code_t kyu_sm_apply(kyu_sm_t *self, uint64_t index, const void *payload, siz
         *n = results ? (count < cap ? count : cap) : 0;
     if (rc != KYU_OK) {
         forget_touched(self);
+        self->dedup_floor = 0; /* it may count records dropped in the discarded batch */
         return rc;
     }
     bool dropped = false;

@@ -1,9 +1,16 @@
-/* sm_dedup: request keys of SENDs, so that a send retried after a lost reply (a failover, a
- * timeout) is applied once and answered with the message ids of the first attempt.
+/* sm_dedup: request keys, so that a write retried after a lost reply (a failover, a timeout)
+ * is applied once: a DELETE_QUEUE is answered OK again (not NO_SUCH_QUEUE), a SEND is answered with
+ * the message ids of the first attempt, a RECEIVE with the leases it granted (those still held
+ * under the same handle), a DELETE or CHANGE_VISIBILITY with the first attempt's per-handle
+ * results.
  *
  * Keys, in the meta column family (written in the entry's batch, so replicated and restored
  * like every other state):
- *   "rq" client(8) key(8)            -> time(8) n(1) n × message id (36 bytes)
+ *   "rq" client(8) key(8)            -> time(8) then
+ *        SEND:                          n(1) n × message id (36 bytes)
+ *        RECEIVE:                       0x80|type(1) n(1) n × (seq(8) lease generation(4))
+ *        DELETE, CHANGE_VISIBILITY:     0x80|type(1) n(1) n × result code(1)
+ *        DELETE_QUEUE:                  0x80|type(1) 0(1)
  *   "rx" time(8) client(8) key(8)    -> ""   (expiry index)
  * A record lives KYU_DEDUP_WINDOW_MS of command time (the leader's clock in the command, so
  * every node expires the same records at the same entry); each keyed SEND drops at most
@@ -19,7 +26,7 @@
 #define RX_KEY 26
 
 /* Every use of the dedup records goes through the indexed batch: entry_reads (sm_apply.c)
- * must have chosen it for any entry holding a keyed send. */
+ * must have chosen it for any entry holding a keyed command. */
 static rocksdb_column_family_handle_t *meta(kyu_sm_t *self)
 {
     KYU_ASSERT(self->indexed);
@@ -43,8 +50,46 @@ static void rx_key(uint8_t k[RX_KEY], uint64_t t, uint64_t client, uint64_t key)
     kyu_put_be64(k + 18, key);
 }
 
-kyu_code_t kyu_sm_dedup_lookup(kyu_sm_t *self, const kyu_command_t *c, kyu_result_t *res,
-                               bool *found, kyu_err_t *err)
+/* Parses a record's value (after its time) into *d; false if it is not one. */
+static bool parse_record(const uint8_t *p, size_t vl, kyu_dedup_t *d)
+{
+    memset(d, 0, sizeof *d);
+    if (vl < 9)
+        return false;
+    if (p[8] < 0x80) { /* a SEND's: n, ids */
+        d->type = KYU_CMD_SEND;
+        d->n = p[8];
+        if (d->n > KYU_BATCH_MAX || vl != 9 + d->n * KYU_UUID_LEN)
+            return false;
+        for (size_t i = 0; i < d->n; i++) {
+            memcpy(d->ids[i], p + 9 + i * KYU_UUID_LEN, KYU_UUID_LEN);
+            d->ids[i][KYU_UUID_LEN] = '\0';
+        }
+        return true;
+    }
+    d->type = p[8] & 0x7f;
+    if (vl < 10 || p[9] > KYU_BATCH_MAX)
+        return false;
+    d->n = p[9];
+    if (d->type == KYU_CMD_RECEIVE) {
+        if (vl != 10 + d->n * 12)
+            return false;
+        for (size_t i = 0; i < d->n; i++) {
+            d->seqs[i] = kyu_get_be64(p + 10 + i * 12);
+            d->gens[i] = kyu_get_be32(p + 18 + i * 12);
+        }
+        return true;
+    }
+    if ((d->type != KYU_CMD_DELETE_QUEUE && d->type != KYU_CMD_DELETE &&
+         d->type != KYU_CMD_CHANGE_VISIBILITY) ||
+        vl != 10 + d->n)
+        return false;
+    memcpy(d->codes, p + 10, d->n);
+    return true;
+}
+
+kyu_code_t kyu_sm_dedup_lookup(kyu_sm_t *self, const kyu_command_t *c, kyu_dedup_t *d, bool *found,
+                               kyu_err_t *err)
 {
     *found = false;
     uint8_t k[RQ_KEY];
@@ -61,53 +106,73 @@ kyu_code_t kyu_sm_dedup_lookup(kyu_sm_t *self, const kyu_command_t *c, kyu_resul
     }
     if (!v)
         return KYU_OK;
-    const uint8_t *p = (const uint8_t *)v;
-    size_t n = vl >= 9 ? p[8] : 0;
-    if (vl < 9 || n > KYU_BATCH_MAX || vl != 9 + n * KYU_UUID_LEN) {
-        free(v);
-        return kyu_err_set(err, KYU_ERR_STORAGE, "a request key record is corrupt");
-    }
-    for (size_t i = 0; i < n; i++) {
-        memcpy(res->ids[i], p + 9 + i * KYU_UUID_LEN, KYU_UUID_LEN);
-        res->ids[i][KYU_UUID_LEN] = '\0';
-    }
-    res->n_ids = n;
+    bool ok = parse_record((const uint8_t *)v, vl, d);
     free(v);
+    if (!ok)
+        return kyu_err_set(err, KYU_ERR_STORAGE, "a request key record is corrupt");
     *found = true;
     return KYU_OK;
 }
 
-void kyu_sm_dedup_record(kyu_sm_t *self, const kyu_command_t *c, const kyu_result_t *res)
+void kyu_sm_dedup_record(kyu_sm_t *self, const kyu_command_t *c, const kyu_dedup_t *d)
 {
-    uint8_t k[RQ_KEY], x[RX_KEY], v[9 + KYU_BATCH_MAX * KYU_UUID_LEN];
+    uint8_t k[RQ_KEY], x[RX_KEY], v[10 + KYU_BATCH_MAX * KYU_UUID_LEN];
     rq_key(k, c->rq_client, c->rq_key);
     rx_key(x, c->now_ms, c->rq_client, c->rq_key);
     kyu_put_be64(v, c->now_ms);
-    v[8] = (uint8_t)res->n_ids;
-    for (size_t i = 0; i < res->n_ids; i++)
-        memcpy(v + 9 + i * KYU_UUID_LEN, res->ids[i], KYU_UUID_LEN);
-    rocksdb_writebatch_wi_put_cf(self->batch, meta(self), (char *)k, RQ_KEY, (char *)v,
-                                 9 + res->n_ids * KYU_UUID_LEN);
+    size_t vl = 0;
+    KYU_ASSERT(d->n <= KYU_BATCH_MAX);
+    if (d->type == KYU_CMD_SEND) {
+        v[8] = (uint8_t)d->n;
+        for (size_t i = 0; i < d->n; i++)
+            memcpy(v + 9 + i * KYU_UUID_LEN, d->ids[i], KYU_UUID_LEN);
+        vl = 9 + d->n * KYU_UUID_LEN;
+    } else {
+        v[8] = (uint8_t)(0x80 | d->type);
+        v[9] = (uint8_t)d->n;
+        vl = 10;
+        for (size_t i = 0; i < d->n; i++) {
+            if (d->type == KYU_CMD_RECEIVE) {
+                kyu_put_be64(v + vl, d->seqs[i]);
+                kyu_put_be32(v + vl + 8, d->gens[i]);
+                vl += 12;
+            } else {
+                v[vl++] = d->codes[i];
+            }
+        }
+    }
+    rocksdb_writebatch_wi_put_cf(self->batch, meta(self), (char *)k, RQ_KEY, (char *)v, vl);
     rocksdb_writebatch_wi_put_cf(self->batch, meta(self), (char *)x, RX_KEY, "", 0);
+    if (c->now_ms < self->dedup_floor)
+        self->dedup_floor = c->now_ms;
 }
 
 kyu_code_t kyu_sm_dedup_expire(kyu_sm_t *self, uint64_t now_ms, kyu_err_t *err)
 {
-    if (now_ms < KYU_DEDUP_WINDOW_MS)
+    /* dedup_floor spares an iterator (and a walk over the tombstones of records already
+     * dropped) to every keyed command while nothing has expired. */
+    if (now_ms < KYU_DEDUP_WINDOW_MS || now_ms - KYU_DEDUP_WINDOW_MS < self->dedup_floor)
         return KYU_OK;
-    uint8_t lo[2] = {'r', 'x'};
-    rocksdb_iterator_t *base =
-        rocksdb_create_iterator_cf(self->db, kyu_store_readopts(self->store), meta(self));
+    uint64_t limit = now_ms - KYU_DEDUP_WINDOW_MS; /* records at or before it go */
+    uint8_t lo[RX_KEY], hi[RX_KEY];
+    rx_key(lo, self->dedup_floor, 0, 0);
+    rx_key(hi, limit + 1, 0, 0);
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_iterate_upper_bound(ro, (char *)hi, RX_KEY);
+    rocksdb_iterator_t *base = rocksdb_create_iterator_cf(self->db, ro, meta(self));
     rocksdb_iterator_t *it =
         rocksdb_writebatch_wi_create_iterator_with_base_cf(self->batch, base, meta(self));
     int dropped = 0;
-    for (rocksdb_iter_seek(it, (char *)lo, 2); rocksdb_iter_valid(it) && dropped < EXPIRE_MAX;
-         rocksdb_iter_next(it)) {
+    uint64_t floor = limit + 1; /* unless the scan stops early, nothing older is left */
+    for (rocksdb_iter_seek(it, (char *)lo, RX_KEY); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
         size_t kl = 0;
         const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
-        if (kl != RX_KEY || k[0] != 'r' || k[1] != 'x' ||
-            kyu_get_be64(k + 2) > now_ms - KYU_DEDUP_WINDOW_MS)
+        if (kl != RX_KEY || k[0] != 'r' || k[1] != 'x' || kyu_get_be64(k + 2) > limit)
+            break; /* past the bound (the batch's own keys are not bounded by ro) */
+        if (dropped == EXPIRE_MAX) {
+            floor = kyu_get_be64(k + 2);
             break;
+        }
         uint8_t rk[RQ_KEY];
         rq_key(rk, kyu_get_be64(k + 10), kyu_get_be64(k + 18));
         uint8_t xk[RX_KEY];
@@ -119,10 +184,12 @@ kyu_code_t kyu_sm_dedup_expire(kyu_sm_t *self, uint64_t now_ms, kyu_err_t *err)
     char *rerr = NULL;
     rocksdb_iter_get_error(it, &rerr);
     rocksdb_iter_destroy(it); /* also destroys base */
+    rocksdb_readoptions_destroy(ro);
     if (rerr) {
         kyu_err_set(err, KYU_ERR_STORAGE, "expiring request keys: %s", rerr);
         free(rerr);
         return KYU_ERR_STORAGE;
     }
+    self->dedup_floor = floor;
     return KYU_OK;
 }

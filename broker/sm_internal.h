@@ -41,7 +41,8 @@ struct kyu_sm {
     rocksdb_writebatch_wi_t *batch; /* entries with a command that reads (read-your-writes) */
     rocksdb_writebatch_t *plain;    /* entries that only write: no index to maintain */
     bool indexed;                   /* which of the two the current entry uses */
-    zlistx_t *touched;              /* queue_t* whose record is dirty in the current entry */
+    uint64_t dedup_floor; /* no request key record is older than this (0: not known yet) */
+    zlistx_t *touched;    /* queue_t* whose record is dirty in the current entry */
 };
 
 #define KEY_QS 16 /* qid + seq */
@@ -68,12 +69,20 @@ static inline void key_vis(uint8_t k[KEY_VIS], uint64_t qid, uint64_t visible_at
     kyu_put_be64(k + 16, seq);
 }
 
-/* Request keys of SENDs (sm_dedup.c): a keyed SEND seen within the window is answered with
- * the first attempt's ids and not applied again. */
+/* Request keys (sm_dedup.c): a keyed write seen within the window is answered from what its
+ * first attempt did and not applied again. */
 #define KYU_DEDUP_WINDOW_MS (5 * 60 * 1000)
-kyu_code_t kyu_sm_dedup_lookup(kyu_sm_t *self, const kyu_command_t *c, kyu_result_t *res,
-                               bool *found, kyu_err_t *err);
-void kyu_sm_dedup_record(kyu_sm_t *self, const kyu_command_t *c, const kyu_result_t *res);
+typedef struct {
+    uint8_t type; /* kyu_cmd_type_t of the first attempt */
+    size_t n;
+    char ids[KYU_BATCH_MAX][KYU_UUID_LEN + 1]; /* SEND: message ids */
+    uint64_t seqs[KYU_BATCH_MAX];              /* RECEIVE: messages leased ... */
+    uint32_t gens[KYU_BATCH_MAX];              /* ... and their lease generations */
+    uint8_t codes[KYU_BATCH_MAX];              /* DELETE, CHANGE_VISIBILITY: results */
+} kyu_dedup_t;
+kyu_code_t kyu_sm_dedup_lookup(kyu_sm_t *self, const kyu_command_t *c, kyu_dedup_t *d, bool *found,
+                               kyu_err_t *err);
+void kyu_sm_dedup_record(kyu_sm_t *self, const kyu_command_t *c, const kyu_dedup_t *d);
 kyu_code_t kyu_sm_dedup_expire(kyu_sm_t *self, uint64_t now_ms, kyu_err_t *err);
 
 /* Drops the data of deleted queues (their "gc" records); idempotent. */

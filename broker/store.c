@@ -21,9 +21,10 @@ static bool in_log_db(int cf)
 
 struct kyu_store {
     char dir[4096];
-    rocksdb_t *db;     /* state */
-    rocksdb_t *log_db; /* command log */
-    rocksdb_options_t *opts;
+    rocksdb_t *db;                 /* state */
+    rocksdb_t *log_db;             /* command log */
+    rocksdb_options_t *opts;       /* the log's */
+    rocksdb_options_t *state_opts; /* the state's: opts with a WAL written on demand */
     rocksdb_cache_t *cache;
     rocksdb_block_based_table_options_t *table;
     rocksdb_readoptions_t *ropts;
@@ -122,11 +123,12 @@ static kyu_code_t open_db(kyu_store_t *self, const char *dir, const char *sub, b
         if (i != KYU_CF_DEFAULT && in_log_db(i) != log)
             continue;
         names[n] = cf_names[i];
-        opts[n] = self->opts;
+        opts[n] = log ? self->opts : self->state_opts;
         idx[n++] = i;
     }
     char *rerr = NULL;
-    *db = rocksdb_open_column_families(self->opts, path, n, names, opts, handles, &rerr);
+    *db = rocksdb_open_column_families(log ? self->opts : self->state_opts, path, n, names, opts,
+                                       handles, &rerr);
     if (rerr) {
         kyu_err_set(err, KYU_ERR_STORAGE, "cannot open %s: %s", path, rerr);
         free(rerr);
@@ -261,6 +263,13 @@ kyu_store_t *kyu_store_open(const char *dir, kyu_err_t *err)
     rocksdb_block_based_options_set_cache_index_and_filter_blocks(self->table, 1);
     rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(self->table, 1);
     rocksdb_options_set_block_based_table_factory(self->opts, self->table);
+    /* The state's WAL is not synced (the log is the record, store.h), so it need not be
+     * written at every batch either: RocksDB keeps it in a buffer written out when full
+     * (1 MiB) and by kyu_store_sync_state. A crash loses the buffer's tail, which takes the
+     * state back to an earlier consistent point (one WAL for all its column families);
+     * the entries after it are applied again from the log. Saves a write() per entry. */
+    self->state_opts = rocksdb_options_create_copy(self->opts);
+    rocksdb_options_set_manual_wal_flush(self->state_opts, 1);
     self->ropts = rocksdb_readoptions_create();
     if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
         kyu_err_set(err, KYU_ERR_STORAGE, "cannot create data directory %s: %s", dir,
@@ -308,6 +317,7 @@ void kyu_store_close(kyu_store_t **self_p)
     rocksdb_block_based_options_destroy(self->table);
     rocksdb_cache_destroy(self->cache);
     rocksdb_options_destroy(self->opts);
+    rocksdb_options_destroy(self->state_opts);
     free(self);
     *self_p = NULL;
 }

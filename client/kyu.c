@@ -417,7 +417,10 @@ kyu_code_t kyu_client_request_async(kyu_client_t *self, const kyu_request_t *req
 
 void kyu_client_key_request(kyu_client_t *c, kyu_request_t *req)
 {
-    if (req->op == KYU_OP_SEND && !(req->fields & KYU_F_RQ)) {
+    bool keyed = req->op == KYU_OP_DELETE_QUEUE || req->op == KYU_OP_SEND ||
+                 req->op == KYU_OP_RECEIVE || req->op == KYU_OP_DELETE ||
+                 req->op == KYU_OP_CHANGE_VISIBILITY;
+    if (keyed && !(req->fields & KYU_F_RQ)) {
         req->rq_client = c->client_id;
         req->rq_key = c->next_key++;
         req->fields |= KYU_F_RQ;

@@ -47,7 +47,8 @@ kyu_code_t kyu_client_recv_one(kyu_client_t *c, int timeout_ms, kyu_reply_t *rep
                                kyu_message_t **msgs, kyu_err_t *err);
 #define KYU_CLIENT_ENDPOINTS_MAX 32
 
-/* Gives a SEND without a request key the client's next one, so that retries of it reuse it. */
+/* Gives a write (but CREATE_QUEUE, idempotent by itself) without a request key the client's
+ * next one, so that retries of it reuse it. */
 void kyu_client_key_request(kyu_client_t *c, kyu_request_t *req);
 
 /* Waits ms milliseconds (retry back-off while a cluster elects a leader). */

@@ -8,6 +8,7 @@
 
 #define RETRY_MAX 64
 #define RETRY_PAUSE_MS 100
+#define ATTEMPT_MIN_MS 1000 /* an attempt waits a third of the timeout, at least this */
 
 void kyu_client_pause_ms(int ms)
 {
@@ -36,6 +37,16 @@ kyu_code_t kyu_client_call(kyu_client_t *self, const kyu_request_t *req, const v
     /* Bounded: at most RETRY_MAX attempts and, once the first has failed, the client's timeout
      * to find a leader (an election takes one to two seconds). */
     int64_t deadline = kyu_client_now_ms() + self->opts.timeout_ms;
+    /* One attempt does not take the whole timeout: a leader killed with the request in
+     * flight never answers (nothing tells the client it died), and the call must still have
+     * time to find the next one. Resending is safe: writes carry their request key, reads
+     * and CREATE_QUEUE are idempotent. Admin ops (membership changes wait for a learner to
+     * catch up) keep the whole timeout. */
+    const kyu_op_info_t *info = kyu_op_info(req->op);
+    int per_attempt =
+        self->opts.timeout_ms / 3 > ATTEMPT_MIN_MS ? self->opts.timeout_ms / 3 : ATTEMPT_MIN_MS;
+    if ((info && (info->flags & KYU_OPF_ADMIN)) || per_attempt > self->opts.timeout_ms)
+        per_attempt = self->opts.timeout_ms;
     for (int attempt = 0; attempt < RETRY_MAX; attempt++) {
         if (attempt > 0) {
             if (kyu_client_now_ms() >= deadline)
@@ -48,7 +59,9 @@ kyu_code_t kyu_client_call(kyu_client_t *self, const kyu_request_t *req, const v
                 continue; /* keep the request's own error in err */
             }
         }
-        rc = kyu_client_call_once(self, req, bodies, lens, n, rep, msgs, err);
+        int64_t left = deadline - kyu_client_now_ms();
+        int wait = attempt == 0 || left > per_attempt ? per_attempt : left > 1 ? (int)left : 1;
+        rc = kyu_client_call_once_within(self, req, bodies, lens, n, rep, msgs, wait, err);
         if (!retryable(rc))
             return rc;
         snprintf(leader, sizeof leader, "%s", rc == KYU_ERR_NOT_LEADER ? rep->leader : "");

@@ -54,7 +54,7 @@ enum {
     KYU_F_MAX = 1 << 2,     /* "max": messages to receive */
     KYU_F_HANDLES = 1 << 3, /* "rh": array of receipt handles */
     KYU_F_VERSION = 1 << 4, /* "v": protocol version */
-    KYU_F_RQ = 1 << 5,      /* "rq": [client id, request key]: a retried SEND is applied once */
+    KYU_F_RQ = 1 << 5,      /* "rq": [client id, request key]: a retried write is applied once */
     KYU_F_TO = 1 << 6,      /* "to": a node id (CLUSTER_TRANSFER's target) */
     KYU_F_LAST_ = KYU_F_TO,
 };

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -274,6 +275,64 @@ static void test_dead_first_endpoint_moves_to_the_next(void **state)
     fake_broker_destroy(&live);
 }
 
+/* A leader that took the request and died: it answers HELLO (it was alive when the client
+ * connected) and nothing after. */
+typedef struct {
+    uint64_t rq_client, rq_key;
+} seen_key_t;
+
+static void mute_handler(fake_broker_t *fb, void *arg, const kyu_request_t *req,
+                         const void *const *bodies, const size_t *lens, size_t n)
+{
+    (void)bodies, (void)lens, (void)n;
+    seen_key_t *seen = arg;
+    if (req->op == KYU_OP_HELLO) {
+        fake_default(fb, req);
+        return;
+    }
+    seen->rq_client = req->rq_client;
+    seen->rq_key = req->rq_key;
+}
+
+/* The next leader: slow to answer HELLO, so that the client starts on the mute one. */
+static void slow_hello_handler(fake_broker_t *fb, void *arg, const kyu_request_t *req,
+                               const void *const *bodies, const size_t *lens, size_t n)
+{
+    (void)bodies, (void)lens, (void)n;
+    seen_key_t *seen = arg;
+    if (req->op == KYU_OP_HELLO) {
+        struct timespec ts = {0, 200 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    } else {
+        seen->rq_client = req->rq_client;
+        seen->rq_key = req->rq_key;
+    }
+    fake_default(fb, req);
+}
+
+static void test_a_leader_silent_after_taking_the_request_is_left_within_the_timeout(void **state)
+{
+    (void)state;
+    seen_key_t on_mute = {0}, on_live = {0};
+    fake_broker_t *mute = fake_broker_new(mute_handler, &on_mute);
+    fake_broker_t *live = fake_broker_new(slow_hello_handler, &on_live);
+    char list[700];
+    snprintf(list, sizeof list, "%s,%s", fake_broker_endpoint(mute), fake_broker_endpoint(live));
+    kyu_client_t *c = connect_to(list, 4000);
+    assert_non_null(c);
+    assert_string_equal(kyu_client_endpoint(c), fake_broker_endpoint(mute));
+    kyu_err_t err = {0};
+    /* A keyed write: the resend to the next leader carries the same request key. */
+    assert_int_equal(kyu_client_delete_queue(c, "q", &err), KYU_OK);
+    assert_string_equal(kyu_client_endpoint(c), fake_broker_endpoint(live));
+    assert_true(on_mute.rq_key != 0);
+    assert_true(on_live.rq_client == on_mute.rq_client);
+    assert_true(on_live.rq_key == on_mute.rq_key);
+    kyu_client_destroy(&c);
+    fake_broker_destroy(&live);
+    fake_broker_destroy(&mute);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -283,6 +342,7 @@ int main(void)
         cmocka_unit_test(test_malformed_and_stray_replies_do_not_crash),
         cmocka_unit_test(test_not_leader_moves_to_the_named_leader),
         cmocka_unit_test(test_dead_first_endpoint_moves_to_the_next),
+        cmocka_unit_test(test_a_leader_silent_after_taking_the_request_is_left_within_the_timeout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

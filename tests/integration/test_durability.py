@@ -5,6 +5,9 @@ import threading
 import time
 import unittest
 
+import msgpack
+import zmq
+
 from harness import CLI, Broker
 
 
@@ -91,6 +94,47 @@ class Durability(unittest.TestCase):
         b.ok("delete", "orders", m["ReceiptHandle"])
         a = b.attributes("orders")
         self.assertEqual((a["ApproximateNumberOfMessages"], a["ApproximateNumberOfMessagesNotVisible"]), (0, 0))
+
+    def test_a_request_resent_with_its_key_after_a_restart_is_applied_once(self):
+        """What a client does when a reply is lost (kill -9 after the commit, before the
+        answer): it resends the request with the same key, and gets the first answer."""
+        b = self.b
+        b.ok("create-queue", "orders")
+        ctx = zmq.Context()
+        try:
+            def call(header, *bodies):
+                s = ctx.socket(zmq.DEALER)
+                s.setsockopt(zmq.LINGER, 0)
+                s.setsockopt(zmq.RCVTIMEO, 10000)
+                s.connect(b.endpoint)
+                s.send_multipart([msgpack.packb(header)] + list(bodies))
+                reply = s.recv_multipart()
+                s.close()
+                rep = msgpack.unpackb(reply[0])
+                self.assertEqual(rep["st"], 0, rep)
+                return rep
+
+            send = {"op": 6, "id": 1, "q": "orders", "rq": [77, 1]}
+            ids = call(send, b"a", b"b")["ids"]
+            b.kill9()
+            b.start()
+            self.assertEqual(call(send, b"a", b"b")["ids"], ids)
+            receive = {"op": 7, "id": 2, "q": "orders", "max": 1, "vt": 600, "rq": [77, 2]}
+            [first] = call(receive)["msgs"]
+            b.kill9()
+            b.start()
+            [again] = call(receive)["msgs"]
+            self.assertEqual(again, first)
+            delete = {"op": 8, "id": 3, "q": "orders", "rh": [first["rh"]], "rq": [77, 3]}
+            self.assertEqual(call(delete)["res"], [0])
+            b.kill9()
+            b.start()
+            self.assertEqual(call(delete)["res"], [0])  # not RECEIPT_INVALID
+            a = b.attributes("orders")
+            # One of two messages stored once, leased once, deleted: the other is visible.
+            self.assertEqual((a["ApproximateNumberOfMessages"], a["ApproximateNumberOfMessagesNotVisible"]), (1, 0))
+        finally:
+            ctx.destroy(linger=0)
 
     def test_sigterm_stops_cleanly_and_state_persists(self):
         b = self.b

@@ -309,7 +309,7 @@ static void test_cluster_status_reply_round_trips(void **state)
     msgpack_sbuffer_destroy(&b);
 }
 
-static void test_send_request_key_round_trips_and_is_send_only(void **state)
+static void test_request_key_round_trips_on_writes_only(void **state)
 {
     (void)state;
     kyu_request_t req = {.op = KYU_OP_SEND,
@@ -328,6 +328,11 @@ static void test_send_request_key_round_trips_and_is_send_only(void **state)
     assert_int_equal(out.rq_key, 9);
     msgpack_sbuffer_clear(&b);
     req.op = KYU_OP_RECEIVE;
+    kyu_request_encode(&req, &b);
+    assert_int_equal(kyu_request_decode(b.data, b.size, 0, &out, &err), KYU_OK);
+    assert_int_equal(out.rq_key, 9);
+    msgpack_sbuffer_clear(&b);
+    req.op = KYU_OP_CREATE_QUEUE; /* idempotent by itself: no key */
     kyu_request_encode(&req, &b);
     assert_int_equal(kyu_request_decode(b.data, b.size, 0, &out, &err), KYU_ERR_MALFORMED);
     msgpack_sbuffer_clear(&b);
@@ -422,7 +427,7 @@ int main(void)
         cmocka_unit_test(test_every_truncation_of_a_valid_header_is_refused),
         cmocka_unit_test(test_reply_round_trips),
         cmocka_unit_test(test_cluster_status_reply_round_trips),
-        cmocka_unit_test(test_send_request_key_round_trips_and_is_send_only),
+        cmocka_unit_test(test_request_key_round_trips_on_writes_only),
         cmocka_unit_test(test_error_reply_carries_code_text_and_leader),
         cmocka_unit_test(test_code_names_are_stable),
     };

@@ -1,6 +1,7 @@
-/* SEND request keys (broker/sm_dedup.c): a keyed send applied again is answered with the
- * first attempt's ids and stores nothing; keys of other clients and expired keys do not
- * match; the records survive a restart (they are state like any other). */
+/* Request keys (broker/sm_dedup.c): a keyed send applied again is answered with the first
+ * attempt's ids and stores nothing; a keyed receive, delete or visibility change applied
+ * again is answered as the first time and changes nothing; keys of other clients and expired
+ * keys do not match; the records survive a restart (they are state like any other). */
 #include "fixture.h"
 #include "sm_internal.h"
 
@@ -87,6 +88,49 @@ static void test_keys_expire_after_the_window(void **state)
     assert_int_equal(visible(f, later), 2);
 }
 
+/* Request key records ("rq") in the store. */
+static size_t records(fixture_t *f)
+{
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(kyu_store_db(f->store, KYU_CF_META),
+                                                        kyu_store_readopts(f->store),
+                                                        kyu_store_cf(f->store, KYU_CF_META));
+    size_t n = 0;
+    for (rocksdb_iter_seek(it, "rq", 2); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t kl = 0;
+        const char *k = rocksdb_iter_key(it, &kl);
+        if (kl < 2 || memcmp(k, "rq", 2) != 0)
+            break;
+        n++;
+    }
+    rocksdb_iter_destroy(it);
+    return n;
+}
+
+static void test_expired_records_are_dropped_a_bounded_number_at_a_time(void **state)
+{
+    fixture_t *f = *state;
+    create(f);
+    for (uint64_t k = 1; k <= 40; k++) {
+        kyu_result_t r = apply1(f, keyed_send(T0 + k, "a", 7, k));
+        kyu_result_clear(&r);
+    }
+    assert_int_equal(records(f), 40);
+    uint64_t later = T0 + KYU_DEDUP_WINDOW_MS + 20; /* keys 1..20 have expired */
+    kyu_result_t r = apply1(f, keyed_send(later, "b", 8, 1));
+    kyu_result_clear(&r);
+    assert_int_equal(records(f), 41 - 16);
+    r = apply1(f, keyed_send(later, "b", 8, 2));
+    kyu_result_clear(&r);
+    assert_int_equal(records(f), 42 - 20);
+    r = apply1(f, keyed_send(later, "b", 8, 3));
+    kyu_result_clear(&r);
+    assert_int_equal(records(f), 23); /* nothing more had expired */
+    fixture_reopen(f);                /* the floor is not stored: found again after a restart */
+    r = apply1(f, keyed_send(T0 + KYU_DEDUP_WINDOW_MS + 40, "b", 8, 4));
+    kyu_result_clear(&r);
+    assert_int_equal(records(f), 24 - 16);
+}
+
 static void test_keys_survive_a_restart(void **state)
 {
     fixture_t *f = *state;
@@ -113,6 +157,136 @@ static void test_a_keyed_send_to_a_missing_queue_is_not_remembered(void **state)
     assert_int_equal(visible(f, T0 + 2), 1);
 }
 
+static kyu_command_t keyed(kyu_command_t c, uint64_t client, uint64_t key)
+{
+    c.rq_client = client;
+    c.rq_key = key;
+    return c;
+}
+
+/* Sends one message and leases it; returns its receipt handle. */
+static void send_and_receive(fixture_t *f, char handle[KYU_HANDLE_MAX + 1])
+{
+    kyu_result_t r = apply1(f, cmd_send("orders", T0, "a"));
+    kyu_result_clear(&r);
+    r = apply1(f, cmd_receive("orders", T0 + 1, 1, 30));
+    assert_int_equal(r.n_msgs, 1);
+    snprintf(handle, KYU_HANDLE_MAX + 1, "%s", r.msgs[0].handle);
+    kyu_result_clear(&r);
+}
+
+static void test_a_retried_keyed_delete_answers_as_the_first_time(void **state)
+{
+    fixture_t *f = *state;
+    create(f);
+    char h[KYU_HANDLE_MAX + 1];
+    send_and_receive(f, h);
+    kyu_result_t r1 = apply1(f, keyed(cmd_delete("orders", T0 + 2, h), 7, 1));
+    assert_int_equal(r1.results[0], KYU_OK);
+    kyu_result_t r2 = apply1(f, keyed(cmd_delete("orders", T0 + 3, h), 7, 1));
+    assert_int_equal(r2.code, KYU_OK);
+    assert_int_equal(r2.n_results, 1);
+    assert_int_equal(r2.results[0], KYU_OK);
+    /* Unkeyed, or under another key, the handle is gone. */
+    kyu_result_t r3 = apply1(f, cmd_delete("orders", T0 + 4, h));
+    assert_int_equal(r3.results[0], KYU_ERR_RECEIPT_INVALID);
+    kyu_result_clear(&r1);
+    kyu_result_clear(&r2);
+    kyu_result_clear(&r3);
+}
+
+static void test_a_retried_keyed_visibility_change_moves_the_lease_once(void **state)
+{
+    fixture_t *f = *state;
+    create(f);
+    char h[KYU_HANDLE_MAX + 1];
+    send_and_receive(f, h);
+    kyu_result_t r1 = apply1(f, keyed(cmd_change_visibility("orders", T0 + 2, h, 0), 7, 1));
+    assert_int_equal(r1.results[0], KYU_OK);
+    /* Visible again at T0 + 2: the retry must not lease it back for vt seconds. */
+    kyu_result_t r2 = apply1(f, keyed(cmd_change_visibility("orders", T0 + 3, h, 600), 7, 1));
+    assert_int_equal(r2.results[0], KYU_OK);
+    assert_int_equal(visible(f, T0 + 4), 1);
+    kyu_result_clear(&r1);
+    kyu_result_clear(&r2);
+}
+
+static void test_a_retried_keyed_receive_returns_the_same_leases(void **state)
+{
+    fixture_t *f = *state;
+    create(f);
+    for (int i = 0; i < 3; i++) {
+        kyu_result_t r = apply1(f, cmd_send("orders", T0, "m"));
+        kyu_result_clear(&r);
+    }
+    kyu_result_t r1 = apply1(f, keyed(cmd_receive("orders", T0 + 1, 2, 30), 7, 1));
+    assert_int_equal(r1.n_msgs, 2);
+    kyu_result_t r2 = apply1(f, keyed(cmd_receive("orders", T0 + 2, 2, 30), 7, 1));
+    assert_int_equal(r2.code, KYU_OK);
+    assert_int_equal(r2.n_msgs, 2);
+    for (size_t i = 0; i < 2; i++) {
+        assert_string_equal(r2.msgs[i].handle, r1.msgs[i].handle);
+        assert_string_equal(r2.msgs[i].message_id, r1.msgs[i].message_id);
+        assert_int_equal(r2.body_lens[i], 1);
+        assert_memory_equal(r2.bodies[i], "m", 1);
+    }
+    assert_int_equal(visible(f, T0 + 3), 1); /* the third message was not leased */
+    kyu_result_clear(&r1);
+    kyu_result_clear(&r2);
+}
+
+static void test_a_retried_receive_leaves_out_messages_deleted_or_leased_since(void **state)
+{
+    fixture_t *f = *state;
+    create(f);
+    for (int i = 0; i < 2; i++) {
+        kyu_result_t r = apply1(f, cmd_send("orders", T0, "m"));
+        kyu_result_clear(&r);
+    }
+    kyu_result_t r1 = apply1(f, keyed(cmd_receive("orders", T0 + 1, 2, 1), 7, 1));
+    assert_int_equal(r1.n_msgs, 2);
+    kyu_result_t d = apply1(f, cmd_delete("orders", T0 + 2, r1.msgs[0].handle));
+    assert_int_equal(d.results[0], KYU_OK);
+    kyu_result_clear(&d);
+    /* The second lease ran out and another receiver took the message. */
+    kyu_result_t other = apply1(f, cmd_receive("orders", T0 + 5000, 1, 30));
+    assert_int_equal(other.n_msgs, 1);
+    kyu_result_t r2 = apply1(f, keyed(cmd_receive("orders", T0 + 5001, 2, 1), 7, 1));
+    assert_int_equal(r2.code, KYU_OK);
+    assert_int_equal(r2.n_msgs, 0);
+    kyu_result_clear(&r1);
+    kyu_result_clear(&other);
+    kyu_result_clear(&r2);
+}
+
+static void test_a_retried_keyed_queue_deletion_answers_ok(void **state)
+{
+    fixture_t *f = *state;
+    create(f);
+    kyu_result_t r1 = apply1(f, keyed(cmd_delete_queue("orders"), 7, 1));
+    assert_int_equal(r1.code, KYU_OK);
+    kyu_result_t r2 = apply1(f, keyed(cmd_delete_queue("orders"), 7, 1));
+    assert_int_equal(r2.code, KYU_OK);
+    kyu_result_t r3 = apply1(f, cmd_delete_queue("orders"));
+    assert_int_equal(r3.code, KYU_ERR_NO_SUCH_QUEUE);
+    kyu_result_clear(&r1);
+    kyu_result_clear(&r2);
+    kyu_result_clear(&r3);
+}
+
+static void test_a_key_reused_for_another_kind_of_request_is_refused(void **state)
+{
+    fixture_t *f = *state;
+    create(f);
+    kyu_result_t r1 = apply1(f, keyed_send(T0, "a", 7, 1));
+    kyu_result_t r2 = apply1(f, keyed(cmd_receive("orders", T0 + 1, 1, 30), 7, 1));
+    assert_int_equal(r2.code, KYU_ERR_INVALID_ARGUMENT);
+    assert_int_equal(r2.n_msgs, 0);
+    assert_int_equal(visible(f, T0 + 2), 1);
+    kyu_result_clear(&r1);
+    kyu_result_clear(&r2);
+}
+
 static void test_keyed_commands_round_trip_through_the_log_encoding(void **state)
 {
     (void)state;
@@ -126,6 +300,15 @@ static void test_keyed_commands_round_trip_through_the_log_encoding(void **state
     assert_true(d.rq_client == UINT64_MAX);
     assert_int_equal(d.rq_key, 42);
     msgpack_sbuffer_destroy(&b);
+    kyu_command_t del = keyed(cmd_delete("orders", T0, "h"), 3, 4);
+    msgpack_sbuffer_init(&b);
+    kyu_command_encode(&del, &b);
+    off = 0;
+    assert_int_equal(kyu_command_decode(b.data, b.size, &off, &d, &err), KYU_OK);
+    assert_int_equal(d.type, KYU_CMD_DELETE);
+    assert_int_equal(d.rq_client, 3);
+    assert_int_equal(d.rq_key, 4);
+    msgpack_sbuffer_destroy(&b);
 }
 
 #define T(name) cmocka_unit_test_setup_teardown(name, fixture_setup, fixture_teardown)
@@ -137,8 +320,15 @@ int main(void)
         T(test_the_same_key_twice_in_one_entry_is_applied_once),
         T(test_other_clients_and_other_keys_do_not_match),
         T(test_keys_expire_after_the_window),
+        T(test_expired_records_are_dropped_a_bounded_number_at_a_time),
         T(test_keys_survive_a_restart),
         T(test_a_keyed_send_to_a_missing_queue_is_not_remembered),
+        T(test_a_retried_keyed_delete_answers_as_the_first_time),
+        T(test_a_retried_keyed_visibility_change_moves_the_lease_once),
+        T(test_a_retried_keyed_receive_returns_the_same_leases),
+        T(test_a_retried_receive_leaves_out_messages_deleted_or_leased_since),
+        T(test_a_retried_keyed_queue_deletion_answers_ok),
+        T(test_a_key_reused_for_another_kind_of_request_is_refused),
         T(test_keyed_commands_round_trip_through_the_log_encoding),
     };
     return cmocka_run_group_tests_name("sm dedup", tests, NULL, NULL);
