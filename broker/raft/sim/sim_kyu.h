@@ -45,8 +45,9 @@ typedef struct {
     kyu_cmd_type_t type;
     int q;
     int64_t vt;
-    uint64_t rq_key; /* SEND: 0 = no request key */
-    size_t n;        /* SEND: messages, DELETE/CHANGE_VISIBILITY: handles */
+    uint64_t rq_key;    /* 0 = no request key */
+    uint64_t first_now; /* the time the key was first proposed (retries stay in the window) */
+    size_t n;           /* SEND: messages, DELETE/CHANGE_VISIBILITY: handles */
     uint64_t ids[SK_SEND_MAX];
     char handles[SK_RECV_MAX][25];
 } sk_intent_t;
@@ -81,11 +82,15 @@ typedef struct {
     bool client_deleted; /* the client was told it was deleted */
 } sk_msg_t;
 
+/* A request key's first applied attempt: what a retry must be answered with. */
 typedef struct {
     bool seen;
+    kyu_cmd_type_t type;
     uint64_t first_now;
     size_t n;
-    uint64_t ids[SK_SEND_MAX];
+    uint64_t ids[SK_RECV_MAX];     /* SEND: ids answered; RECEIVE: messages leased */
+    uint32_t gens[SK_RECV_MAX];    /* RECEIVE: their lease generations */
+    uint32_t results[SK_RECV_MAX]; /* DELETE, CHANGE_VISIBILITY */
 } sk_key_t;
 
 typedef struct {

@@ -5,10 +5,10 @@
  * commands of one round appended with kyu_command_encode to one Raft entry.
  *
  * The client remembers what it was told: ids of acknowledged sends, receipt handles of
- * acknowledged receives, acknowledged deletes. A keyed send whose outcome it never learned
- * (the leader lost, the client gave up) is retried later with the same request key, and
- * some acknowledged keyed sends are retried as if their reply had been lost: the state
- * machine must answer with the first attempt's ids.
+ * acknowledged receives, acknowledged deletes. Half the writes but queue creation carry a
+ * request key; a keyed request whose outcome the client never learned (the leader lost, the
+ * client gave up) is retried later with the same key, and some acknowledged ones are retried
+ * as if their reply had been lost: the state machine must answer as the first time.
  */
 #include "sim_kyu.h"
 
@@ -65,8 +65,18 @@ static void pick_handles(sim_cluster_t *c, sk_intent_t *in)
     }
 }
 
-/* Chooses the client's next request. */
-static void choose(sim_cluster_t *c, sk_intent_t *in)
+/* Half the writes but CREATE_QUEUE carry a request key. */
+static void maybe_key(sim_cluster_t *c, sk_intent_t *in, uint64_t now)
+{
+    if (sim_rng_chance(&c->rng, 500)) {
+        in->rq_key = ++sk(c)->next_key;
+        in->first_now = now;
+    }
+}
+
+/* Chooses the client's next request. A retry is sent only well within the dedup window of
+ * its key's first attempt (past it the key may be forgotten, or not yet: both are right). */
+static void choose(sim_cluster_t *c, sk_intent_t *in, uint64_t now)
 {
     sk_t *k = sk(c);
     memset(in, 0, sizeof(*in));
@@ -75,13 +85,17 @@ static void choose(sim_cluster_t *c, sk_intent_t *in)
     uint64_t r = sim_rng_below(&c->rng, 1000);
     if (k->n_retries > 0 && r < 120) {
         size_t i = (size_t)sim_rng_below(&c->rng, k->n_retries);
-        *in = k->retries[i];
+        sk_intent_t t = k->retries[i];
         k->retries[i] = k->retries[--k->n_retries];
-        /* A retry is a new request: the frontend makes new ids for it. */
-        for (size_t j = 0; j < in->n; j++)
-            in->ids[j] = ++k->next_msg;
-        k->retried++;
-        return;
+        if (now < t.first_now + 120000) {
+            *in = t;
+            /* A retry is a new request: the frontend makes new ids for it. */
+            if (in->type == KYU_CMD_SEND)
+                for (size_t j = 0; j < in->n; j++)
+                    in->ids[j] = ++k->next_msg;
+            k->retried++;
+            return;
+        }
     }
     if (r < 180 || !k->queues[in->q].exists) {
         in->type = KYU_CMD_CREATE_QUEUE;
@@ -94,8 +108,6 @@ static void choose(sim_cluster_t *c, sk_intent_t *in)
         in->n = 1 + (size_t)sim_rng_below(&c->rng, SK_SEND_MAX);
         for (size_t j = 0; j < in->n; j++)
             in->ids[j] = ++k->next_msg;
-        if (sim_rng_chance(&c->rng, 500))
-            in->rq_key = ++k->next_key;
     } else if (r < 780) {
         in->type = KYU_CMD_RECEIVE;
         in->n = 1 + (size_t)sim_rng_below(&c->rng, SK_RECV_MAX);
@@ -110,6 +122,8 @@ static void choose(sim_cluster_t *c, sk_intent_t *in)
             in->vt = -1;
         }
     }
+    if (in->type != KYU_CMD_CREATE_QUEUE)
+        maybe_key(c, in, now);
 }
 
 /* The command the leader proposes for a request (what the frontend's build_command makes),
@@ -135,14 +149,14 @@ static void encode(sim_cluster_t *c, const sk_intent_t *in, uint64_t now, bool r
             cmd.body_lens[j] = body_of(seed, j, bodies[j]);
             cmd.bodies[j] = bodies[j];
         }
-        if (in->rq_key && !(retry && c->o.plant == SK_PLANT_DROP_KEY)) {
-            cmd.rq_client = 7;
-            cmd.rq_key = in->rq_key;
-        }
     } else if (in->type == KYU_CMD_DELETE || in->type == KYU_CMD_CHANGE_VISIBILITY) {
         cmd.n = in->n;
         for (size_t j = 0; j < in->n; j++)
             snprintf(cmd.handles[j], sizeof(cmd.handles[j]), "%s", in->handles[j]);
+    }
+    if (in->rq_key && !(retry && c->o.plant == SK_PLANT_DROP_KEY)) {
+        cmd.rq_client = 7;
+        cmd.rq_key = in->rq_key;
     }
     kyu_command_encode(&cmd, sb);
 }
@@ -158,7 +172,7 @@ size_t sk_payload(sim_cluster_t *c, sim_node_t *nd, uint8_t *buf, size_t cap)
     msgpack_sbuffer_init(&sb);
     for (size_t i = 0; i < want; i++) {
         uint64_t retried = k->retried;
-        choose(c, &d->in[i]);
+        choose(c, &d->in[i], now);
         encode(c, &d->in[i], now, k->retried != retried, &sb);
         d->n++;
     }
@@ -171,7 +185,7 @@ size_t sk_payload(sim_cluster_t *c, sim_node_t *nd, uint8_t *buf, size_t cap)
 
 static void retry_later(sk_t *k, const sk_intent_t *in)
 {
-    if (in->type == KYU_CMD_SEND && in->rq_key && k->n_retries < SK_RETRIES)
+    if (in->rq_key && k->n_retries < SK_RETRIES)
         k->retries[k->n_retries++] = *in;
 }
 
@@ -220,13 +234,13 @@ void sk_acked(sim_cluster_t *c, const sim_proposal_t *p)
         const sk_outcome_t *out = &pr->out[i];
         if (out->code != KYU_OK)
             continue;
+        /* The reply was lost: the client sends it again with the same key. */
+        if (in->rq_key && sim_rng_chance(&c->rng, 300))
+            retry_later(k, in);
         switch (in->type) {
         case KYU_CMD_SEND:
             for (size_t j = 0; j < out->n; j++)
                 sk_msg(k, out->ids[j])->acked = true;
-            /* The reply was lost: the client sends again with the same key. */
-            if (in->rq_key && sim_rng_chance(&c->rng, 300))
-                retry_later(k, in);
             break;
         case KYU_CMD_RECEIVE:
             for (size_t j = 0; j < out->n; j++) {

@@ -13,8 +13,10 @@
  *   leases               a received message is not received again before its lease (the
  *                        visibility timeout the client asked for, from the command's time)
  *                        ends; a stale handle is not honoured;
- *   request keys         a keyed send retried within the dedup window is answered with the
- *                        first attempt's ids and adds no message.
+ *   request keys         a keyed request retried within the dedup window is answered as its
+ *                        first attempt was and changes nothing: a send with the first ids,
+ *                        a receive with the leases it granted still held, a delete or
+ *                        visibility change with the first results, a queue deletion with OK.
  *
  * The model follows the stream of entries as first applied by any node, with the results
  * that node computed (every other node must compute the same ones).
@@ -98,6 +100,42 @@ static const char *status_name(uint8_t s)
     return names[s];
 }
 
+/* The first attempt of a keyed request still within the dedup window, or NULL. */
+static sk_key_t *first_attempt(sk_t *k, const sk_intent_t *in, const kyu_command_t *cmd)
+{
+    sk_key_t *kk = in->rq_key ? key(k, in->rq_key) : NULL;
+    if (kk && kk->seen && cmd->now_ms < kk->first_now + DEDUP_WINDOW_MS - 1000)
+        return kk;
+    return NULL;
+}
+
+/* Records a keyed request's first applied attempt (the state machine records it only when
+ * the request succeeded). */
+static sk_key_t *record_attempt(sk_t *k, const sk_intent_t *in, const kyu_command_t *cmd,
+                                const kyu_result_t *res)
+{
+    if (!in->rq_key || res->code != KYU_OK)
+        return NULL;
+    sk_key_t *kk = key(k, in->rq_key);
+    memset(kk, 0, sizeof(*kk));
+    kk->seen = true;
+    kk->type = cmd->type;
+    kk->first_now = cmd->now_ms;
+    return kk;
+}
+
+static void applied_twice(sim_cluster_t *c, const sk_intent_t *in, const kyu_command_t *cmd,
+                          const sk_key_t *kk, const char *what)
+{
+    static const char *types[] = {"?",       "create", "delete queue",     "send",
+                                  "receive", "delete", "change visibility"};
+    sim_violation(c, SIM_SAFETY,
+                  "request key applied twice: a %s with key %llu retried %llu ms after its first "
+                  "attempt was not answered as the first time: %s",
+                  types[cmd->type], (unsigned long long)in->rq_key,
+                  (unsigned long long)(cmd->now_ms - kk->first_now), what);
+}
+
 static void on_send(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent_t *in, int q,
                     const kyu_result_t *res, sk_outcome_t *out)
 {
@@ -107,13 +145,16 @@ static void on_send(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent_
         out->ids[j] = sk_parse_id(res->ids[j]);
     /* A retry within the window is answered with the first ids whatever became of the
      * queue since (the request was done). */
-    sk_key_t *kk = in->rq_key ? key(k, in->rq_key) : NULL;
-    bool retry = kk && kk->seen && cmd->now_ms < kk->first_now + DEDUP_WINDOW_MS - 1000;
+    sk_key_t *kk = first_attempt(k, in, cmd);
+    bool retry = kk != NULL;
     /* Past the window the record may still be there (each keyed send expires at most a few
      * records): then the first ids are a right answer too. */
-    if (kk && kk->seen && !retry && res->code == KYU_OK && res->n_ids == kk->n &&
-        out->ids[0] == kk->ids[0])
+    sk_key_t *old = in->rq_key ? key(k, in->rq_key) : NULL;
+    if (!retry && old && old->seen && res->code == KYU_OK && res->n_ids == old->n &&
+        out->ids[0] == old->ids[0]) {
         retry = true;
+        kk = old;
+    }
     if (!retry && (!k->queues[q].exists || res->code != KYU_OK)) {
         if (k->queues[q].exists != (res->code == KYU_OK))
             sim_violation(c, SIM_SAFETY, "send to %s answered %s while the queue %s", cmd->queue,
@@ -125,12 +166,11 @@ static void on_send(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent_
         for (size_t j = 0; same && j < kk->n; j++)
             same = out->ids[j] == kk->ids[j];
         if (!same) {
-            sim_violation(c, SIM_SAFETY,
-                          "request key applied twice: key %llu was first answered with message "
-                          "%llu (%zu ids), its retry %llu ms later with %llu (%zu ids)",
-                          (unsigned long long)in->rq_key, (unsigned long long)kk->ids[0], kk->n,
-                          (unsigned long long)(cmd->now_ms - kk->first_now),
-                          (unsigned long long)out->ids[0], res->n_ids);
+            char what[160];
+            snprintf(what, sizeof(what), "first message %llu (%zu ids), now %llu (%zu ids)",
+                     (unsigned long long)kk->ids[0], kk->n, (unsigned long long)out->ids[0],
+                     res->n_ids);
+            applied_twice(c, in, cmd, kk, what);
             return;
         }
         k->dedup_hits++;
@@ -143,7 +183,7 @@ static void on_send(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent_
                           "send answered id %s, not the id it carried (%s; request key %llu, "
                           "first seen %s, message %s)",
                           res->ids[j], j < cmd->n ? cmd->ids[j] : "none",
-                          (unsigned long long)in->rq_key, kk && kk->seen ? "yes" : "no",
+                          (unsigned long long)in->rq_key, old && old->seen ? "yes" : "no",
                           status_name(m->status));
             return;
         }
@@ -151,18 +191,55 @@ static void on_send(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent_
         m->q = (uint8_t)q;
         m->qgen = k->queues[q].gen;
     }
-    if (kk) {
-        kk->seen = true;
-        kk->first_now = cmd->now_ms;
+    if ((kk = record_attempt(k, in, cmd, res)) != NULL) {
         kk->n = out->n;
         memcpy(kk->ids, out->ids, sizeof(kk->ids));
     }
+}
+
+/* A retried receive answers with the leases its first attempt granted that are still held
+ * (same generation, not run out, not deleted) and changes nothing. */
+static void replay_receive(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent_t *in, int q,
+                           const sk_key_t *kk, const kyu_result_t *res, sk_outcome_t *out)
+{
+    sk_t *k = sk(c);
+    k->dedup_hits++;
+    if (!k->queues[q].exists) {
+        if (res->code != KYU_ERR_NO_SUCH_QUEUE)
+            applied_twice(c, in, cmd, kk, "its queue is gone");
+        return;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < kk->n; i++) {
+        const sk_msg_t *m = sk_msg(k, kk->ids[i]);
+        if (m->status != SK_LIVE || m->gen != kk->gens[i] || m->lease_until <= cmd->now_ms ||
+            m->q != q || m->qgen != k->queues[q].gen)
+            continue;
+        if (n >= res->n_msgs || sk_parse_id(res->msgs[n].message_id) != kk->ids[i] ||
+            res->msgs[n].receive_count != m->receives) {
+            applied_twice(c, in, cmd, kk, "not the leases it granted that are still held");
+            return;
+        }
+        out->ids[n] = kk->ids[i];
+        memcpy(out->handles[n], res->msgs[n].handle, 24);
+        out->handles[n][24] = '\0';
+        n++;
+    }
+    if (n != res->n_msgs || res->code != KYU_OK)
+        applied_twice(c, in, cmd, kk, "more messages than its first leases still held");
+    out->n = n;
 }
 
 static void on_receive(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent_t *in, int q,
                        const kyu_result_t *res, sk_outcome_t *out)
 {
     sk_t *k = sk(c);
+    const sk_key_t *kk = first_attempt(k, in, cmd);
+    if (kk) {
+        replay_receive(c, cmd, in, q, kk, res, out);
+        return;
+    }
+    uint32_t gens[KYU_BATCH_MAX] = {0};
     for (size_t j = 0; j < res->n_msgs && c->result == SIM_OK; j++) {
         const kyu_msg_meta_t *mm = &res->msgs[j];
         uint64_t n = sk_parse_id(mm->message_id), seq;
@@ -199,6 +276,7 @@ static void on_receive(sim_cluster_t *c, const kyu_command_t *cmd, const sk_inte
         int64_t vt = in->vt >= 0 ? in->vt : (int64_t)k->queues[q].vt;
         m->lease_until = cmd->now_ms + (uint64_t)vt * 1000;
         map_seq(k, seq, n);
+        gens[j] = gen;
         if (j < SK_RECV_MAX) {
             out->ids[j] = n;
             memcpy(out->handles[j], mm->handle, 24); /* parsed above: 24 digits */
@@ -206,12 +284,37 @@ static void on_receive(sim_cluster_t *c, const kyu_command_t *cmd, const sk_inte
             out->n = j + 1;
         }
     }
+    sk_key_t *rec = c->result == SIM_OK ? record_attempt(k, in, cmd, res) : NULL;
+    if (rec) {
+        rec->n = res->n_msgs < SK_RECV_MAX ? res->n_msgs : SK_RECV_MAX;
+        memcpy(rec->ids, out->ids, sizeof(rec->ids));
+        memcpy(rec->gens, gens, sizeof(rec->gens));
+    }
 }
 
-static void on_handles(sim_cluster_t *c, const kyu_command_t *cmd, const kyu_result_t *res,
-                       sk_outcome_t *out)
+static void on_handles(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent_t *in,
+                       const kyu_result_t *res, sk_outcome_t *out)
 {
     sk_t *k = sk(c);
+    const sk_key_t *kk = first_attempt(k, in, cmd);
+    if (kk) {
+        /* A retry answers the first attempt's results and changes nothing. */
+        bool same = res->code == KYU_OK && res->n_results == kk->n;
+        for (size_t j = 0; same && j < kk->n; j++)
+            same = res->results[j] == kk->results[j];
+        if (!same)
+            applied_twice(c, in, cmd, kk, "other results");
+        for (size_t j = 0; j < res->n_results && j < SK_RECV_MAX; j++)
+            out->results[j] = res->results[j];
+        k->dedup_hits++;
+        return;
+    }
+    sk_key_t *rec = record_attempt(k, in, cmd, res);
+    if (rec) {
+        rec->n = res->n_results < SK_RECV_MAX ? res->n_results : SK_RECV_MAX;
+        for (size_t j = 0; j < rec->n; j++)
+            rec->results[j] = res->results[j];
+    }
     for (size_t j = 0; j < res->n_results && j < cmd->n && c->result == SIM_OK; j++) {
         if (j < SK_RECV_MAX)
             out->results[j] = res->results[j];
@@ -238,7 +341,8 @@ static void on_handles(sim_cluster_t *c, const kyu_command_t *cmd, const kyu_res
     }
 }
 
-static void on_queue(sim_cluster_t *c, const kyu_command_t *cmd, int q, const kyu_result_t *res)
+static void on_queue(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent_t *in, int q,
+                     const kyu_result_t *res)
 {
     sk_t *k = sk(c);
     uint32_t vt = cmd->vt >= 0 ? (uint32_t)cmd->vt : KYU_VISIBILITY_DEFAULT;
@@ -254,11 +358,21 @@ static void on_queue(sim_cluster_t *c, const kyu_command_t *cmd, int q, const ky
         }
         return;
     }
+    const sk_key_t *kk = first_attempt(k, in, cmd);
+    if (kk) {
+        /* A retried queue deletion answers OK and deletes nothing more (not a queue of the
+         * same name created since). */
+        if (res->code != KYU_OK)
+            applied_twice(c, in, cmd, kk, kyu_code_name(res->code));
+        k->dedup_hits++;
+        return;
+    }
     if (k->queues[q].exists != (res->code == KYU_OK)) {
         sim_violation(c, SIM_SAFETY, "delete queue %s answered %s", cmd->queue,
                       kyu_code_name(res->code));
         return;
     }
+    record_attempt(k, in, cmd, res);
     if (res->code != KYU_OK)
         return;
     for (uint64_t n = 1; n <= k->next_msg && n < k->msgs_cap; n++)
@@ -313,7 +427,7 @@ void sk_oracle_stream(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *
         switch (cmd.type) {
         case KYU_CMD_CREATE_QUEUE:
         case KYU_CMD_DELETE_QUEUE:
-            on_queue(c, &cmd, q, &res[i]);
+            on_queue(c, &cmd, in, q, &res[i]);
             break;
         case KYU_CMD_SEND:
             on_send(c, &cmd, in, q, &res[i], out);
@@ -323,7 +437,7 @@ void sk_oracle_stream(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *
             break;
         case KYU_CMD_DELETE:
         case KYU_CMD_CHANGE_VISIBILITY:
-            on_handles(c, &cmd, &res[i], out);
+            on_handles(c, &cmd, in, &res[i], out);
             break;
         }
     }
