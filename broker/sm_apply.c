@@ -500,25 +500,53 @@ static void forget_touched(kyu_sm_t *self)
     zlistx_purge(self->touched);
 }
 
-/* True when a command of the entry reads state (receive, delete, change visibility, a send
- * with a request key): only
- * then does the entry need the indexed batch that lets it read its own writes. A command
- * that does not decode counts as reading; the apply below reports it. */
+typedef struct {
+    uint64_t client, key;
+} rq_t;
+
+static int rq_cmp(const void *a, const void *b)
+{
+    const rq_t *x = a, *y = b;
+    if (x->client != y->client)
+        return x->client < y->client ? -1 : 1;
+    return x->key < y->key ? -1 : x->key > y->key;
+}
+
+/* True when a command of the entry reads what an earlier command of the same entry wrote:
+ * a receive, delete or visibility change (leases, the visibility index), or a request key
+ * used twice in the entry (a client resent it while the first was still waiting). Only then
+ * does the entry need the indexed batch, which costs a skiplist insert per write; a keyed
+ * write alone looks its key up in the database (sm_dedup.c). A command that does not decode
+ * counts as reading; the apply below reports it. */
 static bool entry_reads(const void *payload, size_t len)
 {
-    size_t off = 0;
-    while (off < len) {
+    size_t off = 0, n = 0, cap = 0;
+    rq_t *keys = NULL;
+    bool reads = false;
+    while (off < len && !reads) {
         kyu_command_t cmd;
         kyu_err_t err;
-        if (kyu_command_decode(payload, len, &off, &cmd, &err) != KYU_OK)
-            return true;
-        if (cmd.type == KYU_CMD_RECEIVE || cmd.type == KYU_CMD_DELETE ||
-            cmd.type == KYU_CMD_CHANGE_VISIBILITY)
-            return true;
-        if (cmd.rq_client != 0)
-            return true; /* a keyed write looks its key up (sm_dedup.c) */
+        if (kyu_command_decode(payload, len, &off, &cmd, &err) != KYU_OK ||
+            cmd.type == KYU_CMD_RECEIVE || cmd.type == KYU_CMD_DELETE ||
+            cmd.type == KYU_CMD_CHANGE_VISIBILITY) {
+            reads = true;
+        } else if (cmd.rq_client != 0) {
+            if (n == cap) {
+                cap = cap ? cap * 2 : 64;
+                rq_t *more = realloc(keys, cap * sizeof *keys);
+                KYU_ASSERT(more);
+                keys = more;
+            }
+            keys[n++] = (rq_t){cmd.rq_client, cmd.rq_key};
+        }
     }
-    return false;
+    if (!reads && n > 1) {
+        qsort(keys, n, sizeof *keys, rq_cmp);
+        for (size_t i = 1; i < n && !reads; i++)
+            reads = rq_cmp(&keys[i - 1], &keys[i]) == 0;
+    }
+    free(keys);
+    return reads;
 }
 
 kyu_code_t kyu_sm_apply(kyu_sm_t *self, uint64_t index, const void *payload, size_t len,

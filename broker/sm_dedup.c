@@ -25,12 +25,31 @@
 #define RQ_KEY 18
 #define RX_KEY 26
 
-/* Every use of the dedup records goes through the indexed batch: entry_reads (sm_apply.c)
- * must have chosen it for any entry holding a keyed command. */
+/* The dedup records go through the entry's batch: the indexed one (read-your-writes) when
+ * entry_reads (sm_apply.c) chose it, else the plain one, and reads then go to the database:
+ * entry_reads chooses the indexed batch whenever a key appears twice in the entry, so a
+ * plain entry never reads a record it wrote itself. */
 static rocksdb_column_family_handle_t *meta(kyu_sm_t *self)
 {
-    KYU_ASSERT(self->indexed);
     return kyu_store_cf(self->store, KYU_CF_META);
+}
+
+static void put_meta(kyu_sm_t *self, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
+{
+    if (self->indexed)
+        rocksdb_writebatch_wi_put_cf(self->batch, meta(self), (const char *)k, kl, (const char *)v,
+                                     vl);
+    else
+        rocksdb_writebatch_put_cf(self->plain, meta(self), (const char *)k, kl, (const char *)v,
+                                  vl);
+}
+
+static void del_meta(kyu_sm_t *self, const uint8_t *k, size_t kl)
+{
+    if (self->indexed)
+        rocksdb_writebatch_wi_delete_cf(self->batch, meta(self), (const char *)k, kl);
+    else
+        rocksdb_writebatch_delete_cf(self->plain, meta(self), (const char *)k, kl);
 }
 
 static void rq_key(uint8_t k[RQ_KEY], uint64_t client, uint64_t key)
@@ -96,9 +115,11 @@ kyu_code_t kyu_sm_dedup_lookup(kyu_sm_t *self, const kyu_command_t *c, kyu_dedup
     rq_key(k, c->rq_client, c->rq_key);
     char *rerr = NULL;
     size_t vl = 0;
-    char *v = rocksdb_writebatch_wi_get_from_batch_and_db_cf(
-        self->batch, self->db, kyu_store_readopts(self->store), meta(self), (char *)k, RQ_KEY, &vl,
-        &rerr);
+    char *v = self->indexed ? rocksdb_writebatch_wi_get_from_batch_and_db_cf(
+                                  self->batch, self->db, kyu_store_readopts(self->store),
+                                  meta(self), (char *)k, RQ_KEY, &vl, &rerr)
+                            : rocksdb_get_cf(self->db, kyu_store_readopts(self->store), meta(self),
+                                             (char *)k, RQ_KEY, &vl, &rerr);
     if (rerr) {
         kyu_err_set(err, KYU_ERR_STORAGE, "reading a request key: %s", rerr);
         free(rerr);
@@ -107,10 +128,13 @@ kyu_code_t kyu_sm_dedup_lookup(kyu_sm_t *self, const kyu_command_t *c, kyu_dedup
     if (!v)
         return KYU_OK;
     bool ok = parse_record((const uint8_t *)v, vl, d);
+    uint64_t t = vl >= 8 ? kyu_get_be64((const uint8_t *)v) : 0;
     free(v);
     if (!ok)
         return kyu_err_set(err, KYU_ERR_STORAGE, "a request key record is corrupt");
-    *found = true;
+    /* A record past the window counts as gone, dropped yet or not (in a plain entry, the
+     * drop of this very command is not visible to the read). */
+    *found = c->now_ms < KYU_DEDUP_WINDOW_MS || t > c->now_ms - KYU_DEDUP_WINDOW_MS;
     return KYU_OK;
 }
 
@@ -141,8 +165,8 @@ void kyu_sm_dedup_record(kyu_sm_t *self, const kyu_command_t *c, const kyu_dedup
             }
         }
     }
-    rocksdb_writebatch_wi_put_cf(self->batch, meta(self), (char *)k, RQ_KEY, (char *)v, vl);
-    rocksdb_writebatch_wi_put_cf(self->batch, meta(self), (char *)x, RX_KEY, "", 0);
+    put_meta(self, k, RQ_KEY, v, vl);
+    put_meta(self, x, RX_KEY, (const uint8_t *)"", 0);
     if (c->now_ms < self->dedup_floor)
         self->dedup_floor = c->now_ms;
 }
@@ -161,7 +185,9 @@ kyu_code_t kyu_sm_dedup_expire(kyu_sm_t *self, uint64_t now_ms, kyu_err_t *err)
     rocksdb_readoptions_set_iterate_upper_bound(ro, (char *)hi, RX_KEY);
     rocksdb_iterator_t *base = rocksdb_create_iterator_cf(self->db, ro, meta(self));
     rocksdb_iterator_t *it =
-        rocksdb_writebatch_wi_create_iterator_with_base_cf(self->batch, base, meta(self));
+        self->indexed
+            ? rocksdb_writebatch_wi_create_iterator_with_base_cf(self->batch, base, meta(self))
+            : base;
     int dropped = 0;
     uint64_t floor = limit + 1; /* unless the scan stops early, nothing older is left */
     for (rocksdb_iter_seek(it, (char *)lo, RX_KEY); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
@@ -177,8 +203,8 @@ kyu_code_t kyu_sm_dedup_expire(kyu_sm_t *self, uint64_t now_ms, kyu_err_t *err)
         rq_key(rk, kyu_get_be64(k + 10), kyu_get_be64(k + 18));
         uint8_t xk[RX_KEY];
         memcpy(xk, k, RX_KEY); /* the iterator's key changes with the batch */
-        rocksdb_writebatch_wi_delete_cf(self->batch, meta(self), (char *)rk, RQ_KEY);
-        rocksdb_writebatch_wi_delete_cf(self->batch, meta(self), (char *)xk, RX_KEY);
+        del_meta(self, rk, RQ_KEY);
+        del_meta(self, xk, RX_KEY);
         dropped++;
     }
     char *rerr = NULL;

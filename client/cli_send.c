@@ -10,8 +10,9 @@
 #include <string.h>
 
 #define WINDOW 100
-#define LINE_TRIES 50       /* sends of one line across failovers */
-#define LINE_RETRY_MS 20000 /* and for at most this long after its first send */
+#define LINE_TRIES 50 /* sends of one line across failovers */
+#define LINE_RETRY_MIN_MS                                                                          \
+    20000 /* and for at most 3 timeouts (at least this) after its first send */
 #define NO_LEADER_PAUSE_MS 100
 
 static int print_id(const cli_t *cli, const char *id)
@@ -133,6 +134,11 @@ static int send_lines(cli_t *cli, const char *queue)
     bool eof = false;
     int rc = CLI_EXIT_OK;
     unsigned epoch = 0;
+    /* Long enough for a line sent just before its leader died: one timeout to notice, then
+     * an election and another try, under load. */
+    int64_t retry_ms = 3 * (int64_t)cli->timeout_ms > LINE_RETRY_MIN_MS
+                           ? 3 * (int64_t)cli->timeout_ms
+                           : LINE_RETRY_MIN_MS;
     while (count > 0 || (!eof && rc == CLI_EXIT_OK)) {
         while (!eof && rc == CLI_EXIT_OK && count < WINDOW) {
             ssize_t n = getline(&line, &cap, stdin);
@@ -179,7 +185,7 @@ static int send_lines(cli_t *cli, const char *queue)
             if (s->req_id != rep.id || s->done)
                 continue;
             if (retryable(rep.status) && s->tries < LINE_TRIES &&
-                kyu_client_now_ms() - s->first_ms < LINE_RETRY_MS) {
+                kyu_client_now_ms() - s->first_ms < retry_ms) {
                 /* The first failure on a connection moves the client (to the leader it
                  * names, else the next node); the others in flight on it just follow. */
                 if (rep.status == KYU_ERR_BUSY) {
@@ -191,12 +197,19 @@ static int send_lines(cli_t *cli, const char *queue)
                         kyu_client_pause_ms(NO_LEADER_PAUSE_MS); /* an election is under way */
                     kyu_err_t ferr = {0};
                     const char *to = rep.leader;
-                    /* A node that does not answer HELLO is skipped: bounded by the tries. */
-                    for (int f = 0; f < 8 && kyu_client_now_ms() - s->first_ms < LINE_RETRY_MS &&
-                                    kyu_client_failover(cli->client, to, &ferr);
-                         f++)
+                    /* A node that does not answer HELLO (dead, or too busy to answer within a
+                     * second) is skipped; tried until one answers, within the line's time. */
+                    bool moved = false;
+                    while (!moved && kyu_client_now_ms() - s->first_ms < retry_ms) {
+                        moved = kyu_client_failover(cli->client, to, &ferr) == KYU_OK;
+                        if (!moved)
+                            kyu_client_pause_ms(NO_LEADER_PAUSE_MS / 2);
                         to = NULL;
-                    epoch++;
+                    }
+                    /* Only a move that worked starts a new epoch: after a failed one, the
+                     * next line that fails tries again instead of following it. */
+                    if (moved)
+                        epoch++;
                 }
                 kyu_err_t serr = {0};
                 if (send_slot(cli, queue, s, epoch, &serr) == KYU_OK)

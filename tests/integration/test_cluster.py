@@ -225,7 +225,7 @@ class Cluster(unittest.TestCase):
         producing.clear()
         for t in threads:
             t.join(timeout=300)
-        self.assertEqual(len(acked), 2000, producer.stderr.read().decode()[-2000:])
+        self.assertEqual(len(acked), 2000, producer.stderr.read().decode()[-1000:] + self.logs())
         producer.stdout.close()
         producer.stderr.close()
 
