@@ -254,7 +254,14 @@ static kyu_code_t apply_receive(kyu_sm_t *self, const kyu_command_t *c, kyu_resu
         if (klen != KEY_VIS || kyu_get_be64(k) != q->qid)
             break;
         uint64_t visible_at = kyu_get_be64(k + 8);
-        if (visible_at > c->now_ms || found == max) {
+        /* A key past now can only come from this entry's batch (the batch's part of the
+         * iterator ignores the upper bound): the base keys between now and it were not
+         * seen, so the floor stays at now. */
+        if (visible_at > c->now_ms) {
+            floor = c->now_ms;
+            break;
+        }
+        if (found == max) {
             floor = visible_at;
             break;
         }

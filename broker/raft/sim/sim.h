@@ -54,6 +54,7 @@ typedef struct {
     /* client and operator */
     uint32_t propose_pm, conf_pm, transfer_pm;
     bool spare_node; /* the last node starts outside the configuration */
+    uint32_t plant;  /* kyu-sim-kyu: the planted bug to run with (0: none) */
 } sim_options_t;
 
 void sim_options_pick(sim_options_t *o, int nodes, uint64_t seed, uint64_t steps);
@@ -118,6 +119,7 @@ typedef struct {
     uint32_t paused_ticks; /* clock stalls */
     kyu_raft_role_t role_seen;
     uint64_t term_seen;
+    void *app; /* the application's per-node state (kyu-sim-kyu: store and state machine) */
 } sim_node_t;
 
 /* ---- invariants ---- */
@@ -167,8 +169,12 @@ typedef struct {
     uint64_t conf_changes, transfers, partitions;
 } sim_stats_t;
 
+typedef struct sim_app sim_app_t;
+
 typedef struct {
     sim_options_t o;
+    const sim_app_t *app; /* NULL: the model state machine (a hash chain) */
+    void *app_state;
     sim_rng_t rng;
     uint64_t now;
     sim_node_t nodes[SIM_MAX_NODES];
@@ -188,6 +194,48 @@ typedef struct {
     uint64_t probe_index, probe_term;
     bool probe_acked;
 } sim_cluster_t;
+
+/* ---- the application: what a node applies ----
+ *
+ * kyu-sim runs the model state machine (a hash chain over the applied entries, kept in
+ * sim_node_t). kyu-sim-kyu plugs in the broker's real state machine (sim_kyu*.c) through
+ * these hooks; the hash chain keeps running beside it, so every Raft-level invariant is
+ * checked as before. All hooks are called on the one simulation thread. */
+struct sim_app {
+    const char *name; /* the binary's name, for messages */
+    /* After sim_cluster_init has picked the options, before any node starts / after the
+     * run: make and drop the per-seed state (store directories). */
+    bool (*seed_begin)(sim_cluster_t *c);
+    void (*seed_end)(sim_cluster_t *c);
+    /* A node starts or restarts: open its state, set nd->sm_applied to the state's applied
+     * index, and bring nd->disk in line with it as the broker's boot does. */
+    bool (*node_open)(sim_cluster_t *c, sim_node_t *nd);
+    /* A node crashes: close its state. A process crash keeps the applied writes; a power
+     * loss (kyu-sim-kyu) takes the state back to its last sync. */
+    void (*node_close)(sim_cluster_t *c, sim_node_t *nd);
+    /* The node compacted its log up to index: the broker syncs the state first. */
+    void (*compacted)(sim_cluster_t *c, sim_node_t *nd, uint64_t index);
+    /* Apply one committed entry (index nd->sm_applied + 1). */
+    void (*apply)(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *e);
+    /* Install the state of snapshot s from another node; sets nd->sm_applied and
+     * nd->sm_chain to those of the state installed. False: no node can serve it now. */
+    bool (*install)(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_snapshot_t *s);
+    /* The client: write the payload of the next entry for leader nd into buf (at most
+     * cap bytes); 0 to propose nothing. Then proposed() says whether the core took it. */
+    size_t (*payload)(sim_cluster_t *c, sim_node_t *nd, uint8_t *buf, size_t cap);
+    void (*proposed)(sim_cluster_t *c, const sim_proposal_t *p, bool taken);
+    /* The proposing leader applied p (acknowledged), or the client gave up on it. */
+    void (*acked)(sim_cluster_t *c, const sim_proposal_t *p);
+    void (*abandoned)(sim_cluster_t *c, const sim_proposal_t *p);
+    /* The liveness phase converged: final checks of the states. */
+    void (*converged)(sim_cluster_t *c);
+    /* What the seed exercised, added to the totals under these names (NULL-terminated). */
+    const char *const *count_names;
+    void (*count)(sim_cluster_t *c, uint64_t *counts);
+};
+
+/* kyu-sim: NULL (sim_app_model.c); kyu-sim-kyu: the real state machine (sim_kyu.c). */
+const sim_app_t *sim_app(void);
 
 /* sim_node.c */
 bool sim_node_start(sim_cluster_t *c, sim_node_t *nd);

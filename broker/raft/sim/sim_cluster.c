@@ -24,6 +24,7 @@ bool sim_cluster_init(sim_cluster_t *c, const sim_options_t *o)
 {
     memset(c, 0, sizeof(*c));
     c->o = *o;
+    c->app = sim_app();
     c->rng.s = o->seed;
     c->trace.verbose = o->verbose;
     c->n = o->nodes;
@@ -31,6 +32,8 @@ bool sim_cluster_init(sim_cluster_t *c, const sim_options_t *o)
     int voters = o->spare_node ? c->n - 1 : c->n;
     for (int i = 0; i < voters; i++)
         boot.voters[boot.n_voters++] = (uint64_t)i + 1;
+    if (c->app && !c->app->seed_begin(c))
+        return false;
     for (int i = 0; i < c->n; i++) {
         sim_node_t *nd = &c->nodes[i];
         nd->id = (uint64_t)i + 1;
@@ -48,6 +51,8 @@ void sim_cluster_free(sim_cluster_t *c)
 {
     for (int i = 0; i < c->n; i++)
         sim_node_free(&c->nodes[i]);
+    if (c->app)
+        c->app->seed_end(c);
     sim_network_free(&c->net);
     sim_checker_free(&c->chk);
 }
@@ -69,24 +74,36 @@ static void client_propose(sim_cluster_t *c)
         return;
     if (c->n_pending == sizeof(c->pending) / sizeof(c->pending[0])) {
         /* The client gives up on its oldest write (its outcome stays unknown). */
+        if (c->app)
+            c->app->abandoned(c, &c->pending[0]);
         memmove(c->pending, c->pending + 1, (c->n_pending - 1) * sizeof(c->pending[0]));
         c->n_pending--;
     }
-    uint8_t data[64];
+    uint8_t data[8192]; /* kyu-sim-kyu: a few broker commands */
     uint64_t id = ++c->next_client_id;
-    size_t len = 8 + (size_t)sim_rng_below(&c->rng, 48);
-    for (size_t i = 0; i < len; i++)
-        data[i] = i < 8 ? (uint8_t)(id >> (8 * i)) : (uint8_t)sim_rng_next(&c->rng);
-    uint64_t index, leader;
-    if (kyu_raft_propose(nd->raft, data, len, &index, &leader) != KYU_RAFT_OK)
-        return;
+    size_t len;
+    if (c->app) {
+        len = c->app->payload(c, nd, data, sizeof(data));
+        if (len == 0)
+            return;
+    } else {
+        len = 8 + (size_t)sim_rng_below(&c->rng, 48);
+        for (size_t i = 0; i < len; i++)
+            data[i] = i < 8 ? (uint8_t)(id >> (8 * i)) : (uint8_t)sim_rng_next(&c->rng);
+    }
+    uint64_t index = 0, leader;
+    kyu_raft_err_t rc = kyu_raft_propose(nd->raft, data, len, &index, &leader);
     kyu_raft_entry_t e = {.term = kyu_raft_term(nd->raft),
                           .index = index,
                           .type = KYU_RAFT_ENTRY_NORMAL,
                           .data = data,
                           .len = len};
-    c->pending[c->n_pending++] = (sim_proposal_t){
-        .node = nd->id, .index = index, .term = e.term, .hash = sim_entry_hash(&e)};
+    sim_proposal_t p = {.node = nd->id, .index = index, .term = e.term, .hash = sim_entry_hash(&e)};
+    if (c->app)
+        c->app->proposed(c, &p, rc == KYU_RAFT_OK);
+    if (rc != KYU_RAFT_OK)
+        return;
+    c->pending[c->n_pending++] = p;
     sim_trace(&c->trace, c->now, "client: n%llu accepts write #%llu at %llu (term %llu)",
               (unsigned long long)nd->id, (unsigned long long)id, (unsigned long long)index,
               (unsigned long long)e.term);
@@ -99,13 +116,18 @@ static void check_acks(sim_cluster_t *c, bool liveness)
     size_t j = 0;
     for (size_t i = 0; i < c->n_pending; i++) {
         sim_proposal_t *p = &c->pending[i];
-        kyu_raft_t *r = c->nodes[p->node - 1].raft;
-        bool keep = false;
+        sim_node_t *nd = &c->nodes[p->node - 1];
+        kyu_raft_t *r = nd->raft;
+        bool keep = false, acked = false;
         if (r && kyu_raft_term_at(r, p->index) == p->term) {
-            if (kyu_raft_commit(r) >= p->index) {
+            /* With the real state machine the answer is the result of the leader's apply. */
+            if (c->app ? nd->sm_applied >= p->index : kyu_raft_commit(r) >= p->index) {
+                acked = true;
                 sim_trace(&c->trace, c->now, "client: write at %llu acknowledged",
                           (unsigned long long)p->index);
                 sim_check_ack(c, p->index, p->hash);
+                if (c->app)
+                    c->app->acked(c, p);
                 c->acked++;
                 c->stats.acked++;
                 if (liveness)
@@ -116,6 +138,8 @@ static void check_acks(sim_cluster_t *c, bool liveness)
         }
         if (keep)
             c->pending[j++] = *p;
+        else if (c->app && !acked)
+            c->app->abandoned(c, p);
     }
     c->n_pending = j;
 }
@@ -365,8 +389,11 @@ sim_result_t sim_cluster_run(sim_cluster_t *c)
     }
     for (uint64_t s = 0; s < c->o.liveness_steps && c->result == SIM_OK; s++) {
         step(c, true);
-        if (c->result == SIM_OK && converged(c))
-            return SIM_OK;
+        if (c->result == SIM_OK && converged(c)) {
+            if (c->app)
+                c->app->converged(c);
+            return c->result;
+        }
     }
     if (c->result == SIM_OK) {
         for (int i = 0; i < c->n; i++) {

@@ -1,6 +1,7 @@
 /*
- * sim_main.c - kyu-sim's command line:
+ * sim_main.c - kyu-sim's command line (and kyu-sim-kyu's, which adds --plant):
  *   kyu-sim --nodes N --seeds COUNT --seed-start S [--steps K] [--verbose]
+ *   kyu-sim-kyu --nodes N --seeds COUNT --seed-start S [--steps K] [--plant B] [--verbose]
  * Runs COUNT seeds from S. On the first violation prints the seed, the step, the invariant,
  * a trace and the command that replays it, and exits 1. Otherwise the last line is
  * "COUNT seeds, 0 violations" and it exits 0.
@@ -10,10 +11,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+static const char *name(void)
+{
+    return sim_app() ? sim_app()->name : "kyu-sim";
+}
+
 static void usage(void)
 {
-    fprintf(stderr, "usage: kyu-sim --nodes N --seeds COUNT --seed-start S [--steps K] "
-                    "[--verbose]\n  N in 3..7, K safety-phase steps per seed (default 2000)\n");
+    fprintf(stderr,
+            "usage: %s --nodes N --seeds COUNT --seed-start S [--steps K] %s[--verbose]\n"
+            "  N in 3..7, K safety-phase steps per seed (default 2000)\n",
+            name(), sim_app() ? "[--plant B] " : "");
+    if (sim_app())
+        fprintf(stderr, "  B: a planted bug the checkers must find (docs/RAFT.md), 0 = none\n");
     exit(64);
 }
 
@@ -30,6 +40,7 @@ int main(int argc, char **argv)
 {
     int nodes = 0;
     uint64_t seeds = 0, start = 0, steps = 2000;
+    uint32_t plant = 0;
     bool have_seeds = false, have_start = false, verbose = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--verbose")) {
@@ -44,6 +55,8 @@ int main(int argc, char **argv)
             have_start = true;
         } else if (i + 1 < argc && !strcmp(argv[i], "--steps")) {
             steps = parse_u64(argv[++i]);
+        } else if (sim_app() && i + 1 < argc && !strcmp(argv[i], "--plant")) {
+            plant = (uint32_t)parse_u64(argv[++i]);
         } else {
             usage();
         }
@@ -56,14 +69,16 @@ int main(int argc, char **argv)
         return 3;
     }
     sim_stats_t total = {0};
+    uint64_t app_total[16] = {0};
     for (uint64_t s = start; s < start + seeds; s++) {
         sim_options_t o;
         sim_options_pick(&o, nodes, s, steps);
         o.verbose = verbose;
+        o.plant = plant;
         if (verbose)
             sim_options_print(&o, stdout);
         if (!sim_cluster_init(c, &o)) {
-            fprintf(stderr, "kyu-sim: seed %llu: cannot create the cluster\n",
+            fprintf(stderr, "%s: seed %llu: cannot create the cluster\n", name(),
                     (unsigned long long)s);
             sim_cluster_free(c);
             free(c);
@@ -79,6 +94,8 @@ int main(int argc, char **argv)
         total.conf_changes += c->stats.conf_changes;
         total.transfers += c->stats.transfers;
         total.partitions += c->stats.partitions;
+        if (sim_app() && sim_app()->count)
+            sim_app()->count(c, app_total);
         if (res != SIM_OK) {
             printf("VIOLATION (%s) seed %llu step %llu: %s\n",
                    res == SIM_SAFETY ? "safety" : "liveness", (unsigned long long)s,
@@ -86,9 +103,12 @@ int main(int argc, char **argv)
             if (!verbose)
                 sim_options_print(&o, stdout);
             sim_trace_dump(&c->trace, stdout);
-            printf("reproduce with: kyu-sim --nodes %d --seeds 1 --seed-start %llu --steps %llu "
+            char extra[32] = "";
+            if (plant)
+                snprintf(extra, sizeof(extra), " --plant %u", plant);
+            printf("reproduce with: %s --nodes %d --seeds 1 --seed-start %llu --steps %llu%s "
                    "--verbose\n",
-                   nodes, (unsigned long long)s, (unsigned long long)steps);
+                   name(), nodes, (unsigned long long)s, (unsigned long long)steps, extra);
             printf("%llu seeds, 1 violations\n", (unsigned long long)(s - start + 1));
             sim_cluster_free(c);
             free(c);
@@ -109,6 +129,13 @@ int main(int argc, char **argv)
             (unsigned long long)total.partitions, (unsigned long long)total.compactions,
             (unsigned long long)total.snapshots_installed, (unsigned long long)total.conf_changes,
             (unsigned long long)total.transfers);
+    if (sim_app() && sim_app()->count_names) {
+        fprintf(stderr, "%s totals:", name());
+        for (int i = 0; sim_app()->count_names[i] && i < 16; i++)
+            fprintf(stderr, "%s %llu %s", i ? "," : "", (unsigned long long)app_total[i],
+                    sim_app()->count_names[i]);
+        fprintf(stderr, "\n");
+    }
     printf("%llu seeds, 0 violations\n", (unsigned long long)seeds);
     return 0;
 }

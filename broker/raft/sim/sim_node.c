@@ -67,6 +67,10 @@ static bool snapshot_decode(const uint8_t *data, size_t len, uint64_t *index, ui
 bool sim_node_start(sim_cluster_t *c, sim_node_t *nd)
 {
     const sim_options_t *o = &c->o;
+    /* The real state machine survives a crash (kyu-sim-kyu): the node comes back at the
+     * state's applied index, and its boot may reset the log to it. */
+    if (c->app && !c->app->node_open(c, nd))
+        return false;
     kyu_raft_config_t cfg = {
         .id = nd->id,
         .group = 1,
@@ -83,15 +87,17 @@ bool sim_node_start(sim_cluster_t *c, sim_node_t *nd)
         .conf = &nd->boot_conf,
         .entries = nd->disk.ents,
         .n_entries = nd->disk.n,
-        .applied = nd->disk.snap.index,
+        .applied = c->app ? nd->sm_applied : nd->disk.snap.index,
     };
     nd->raft = kyu_raft_new(&cfg);
     if (!nd->raft)
         return false;
-    /* The state machine is rebuilt from the snapshot; the core re-delivers the rest. */
-    nd->sm_applied = 0;
-    nd->sm_chain = 0;
-    if (nd->disk.snap.index) {
+    if (!c->app) {
+        /* The state machine is rebuilt from the snapshot; the core re-delivers the rest. */
+        nd->sm_applied = 0;
+        nd->sm_chain = 0;
+    }
+    if (!c->app && nd->disk.snap.index) {
         uint64_t idx, chain;
         if (!snapshot_decode(nd->disk.snap.data, nd->disk.snap.len, &idx, &chain) ||
             idx != nd->disk.snap.index) {
@@ -119,6 +125,8 @@ void sim_node_crash(sim_cluster_t *c, sim_node_t *nd)
     /* The Ready (and the write in progress) die with the core. */
     kyu_raft_destroy(&nd->raft);
     nd->busy = false;
+    if (c->app)
+        c->app->node_close(c, nd);
 }
 
 static void disk_truncate_from(sim_disk_t *d, uint64_t index)
@@ -183,6 +191,13 @@ static void complete(sim_cluster_t *c, sim_node_t *nd)
 {
     const kyu_raft_ready_t *rd = &nd->rd;
     sim_disk_t *d = &nd->disk;
+    /* The real state machine fetches the snapshot's state from another node first, as the
+     * broker does before it writes the log's snapshot record; with no node able to serve
+     * it, the Ready stays out and the fetch is tried again later. */
+    if (rd->snapshot && c->app && !c->app->install(c, nd, rd->snapshot)) {
+        nd->write_done_at = c->now + c->o.election_ticks;
+        return;
+    }
     if (rd->snapshot) {
         disk_set_snapshot(d, rd->snapshot);
         disk_truncate_from(d, 0);
@@ -203,7 +218,13 @@ static void complete(sim_cluster_t *c, sim_node_t *nd)
     for (size_t i = 0; i < rd->n_msgs; i++)
         if (rd->msgs[i].after_persist)
             send(c, &rd->msgs[i]);
-    if (rd->snapshot) {
+    if (rd->snapshot && c->app) {
+        sim_trace(&c->trace, c->now, "n%llu installs snapshot at %llu (state at %llu)",
+                  (unsigned long long)nd->id, (unsigned long long)rd->snapshot->index,
+                  (unsigned long long)nd->sm_applied);
+        sim_check_snapshot(c, nd, nd->sm_applied, nd->sm_chain);
+        c->stats.snapshots_installed++;
+    } else if (rd->snapshot) {
         uint64_t idx, chain;
         if (!snapshot_decode(rd->snapshot->data, rd->snapshot->len, &idx, &chain) ||
             idx != rd->snapshot->index) {
@@ -229,8 +250,12 @@ static void complete(sim_cluster_t *c, sim_node_t *nd)
             break;
         }
         nd->sm_chain = sim_mix(nd->sm_chain, sim_entry_hash(e));
+        if (c->app)
+            c->app->apply(c, nd, e);
         nd->sm_applied = e->index;
         sim_check_apply(c, nd, e, nd->sm_chain);
+        if (c->result != SIM_OK)
+            break;
     }
     kyu_raft_advance(nd->raft);
     nd->busy = false;
@@ -244,7 +269,17 @@ static void maybe_compact(sim_cluster_t *c, sim_node_t *nd)
         return;
     uint8_t *data;
     size_t len;
-    sim_snapshot_encode(applied, nd->sm_chain, c->o.snap_pad, &data, &len);
+    if (c->app) {
+        /* As the broker: the snapshot is the state database; the core keeps a descriptor. */
+        len = 8;
+        data = malloc(len);
+        if (!data)
+            oom();
+        for (int i = 0; i < 8; i++)
+            data[i] = (uint8_t)(applied >> (56 - 8 * i));
+    } else {
+        sim_snapshot_encode(applied, nd->sm_chain, c->o.snap_pad, &data, &len);
+    }
     if (kyu_raft_compact(nd->raft, applied, data, len) != KYU_RAFT_OK) {
         free(data);
         return;
@@ -253,6 +288,8 @@ static void maybe_compact(sim_cluster_t *c, sim_node_t *nd)
      * disk does both at once. */
     disk_set_snapshot(&nd->disk, kyu_raft_snapshot(nd->raft));
     disk_compact(&nd->disk, applied);
+    if (c->app)
+        c->app->compacted(c, nd, applied);
     c->stats.compactions++;
     free(data);
     sim_trace(&c->trace, c->now, "n%llu compacts its log up to %llu", (unsigned long long)nd->id,

@@ -1,0 +1,510 @@
+/*
+ * sim_kyu.c - kyu-sim-kyu's application hooks (sim.h): every node keeps a real store and
+ * state machine, applies committed entries with kyu_sm_apply as broker/replica.c does, boots
+ * as broker/replica_boot.c does, and installs a snapshot by swapping in a RocksDB checkpoint
+ * of another node's state database as broker/snapshot.c does.
+ *
+ * A crash is a process crash (RocksDB writes already made survive; the log entries the
+ * simulated disk had not finished writing are lost, as in kyu-sim) or, in some seeds, a power
+ * loss: the state database goes back to its last sync, which the broker makes before it
+ * compacts its log (log.c) and which an install makes (the fetched files are fsynced); the
+ * log must still hold everything after it. States are compared by a
+ * digest of every key and value of the state database, at every digest_every-th index and at
+ * every installed state.
+ */
+#include "sim_kyu.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static sk_t *sk(sim_cluster_t *c)
+{
+    return c->app_state;
+}
+
+void sk_format_id(char out[KYU_UUID_LEN + 1], uint64_t n)
+{
+    snprintf(out, KYU_UUID_LEN + 1, "00000000-0000-4000-8000-%012llx", (unsigned long long)n);
+}
+
+uint64_t sk_parse_id(const char *id)
+{
+    if (strlen(id) != KYU_UUID_LEN || strncmp(id, "00000000-0000-4000-8000-", 24) != 0)
+        return 0;
+    return strtoull(id + 24, NULL, 16);
+}
+
+/* kyu_replica_now: the node's wall clock (skewed per node), never below a time already in
+ * the log. */
+uint64_t sk_node_now(sim_cluster_t *c, sim_node_t *nd)
+{
+    sk_t *k = sk(c);
+    sk_node_t *kn = nd->app;
+    int64_t wall = (int64_t)SK_TIME_BASE + (int64_t)(c->now * k->ms_per_step) + k->skew[nd->id];
+    uint64_t applied = kyu_sm_last_now(kn->sm);
+    if (applied > kn->last_now)
+        kn->last_now = applied;
+    if ((uint64_t)wall > kn->last_now)
+        kn->last_now = (uint64_t)wall;
+    return kn->last_now;
+}
+
+static const kyu_cf_t state_cfs[] = {KYU_CF_META, KYU_CF_QUEUES, KYU_CF_MESSAGES, KYU_CF_LEASES,
+                                     KYU_CF_VISIBILITY};
+
+uint64_t sk_state_digest(sk_node_t *kn)
+{
+    uint64_t h = 0x6b7975;
+    for (size_t i = 0; i < sizeof(state_cfs) / sizeof(state_cfs[0]); i++) {
+        rocksdb_iterator_t *it = rocksdb_create_iterator_cf(kyu_store_db(kn->store, state_cfs[i]),
+                                                            kyu_store_readopts(kn->store),
+                                                            kyu_store_cf(kn->store, state_cfs[i]));
+        for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+            size_t kl = 0, vl = 0;
+            const char *key = rocksdb_iter_key(it, &kl);
+            const char *v = rocksdb_iter_value(it, &vl);
+            h = sim_mix(h, sim_hash(key, kl, i));
+            h = sim_mix(h, sim_hash(v, vl, kl));
+        }
+        rocksdb_iter_destroy(it);
+        h = sim_mix(h, i);
+    }
+    return h ? h : 1;
+}
+
+uint64_t *sk_state_messages(sim_cluster_t *c, sk_node_t *kn, size_t *n)
+{
+    (void)c;
+    size_t cap = 64;
+    uint64_t *out = malloc(cap * sizeof(*out));
+    KYU_ASSERT(out);
+    *n = 0;
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(kyu_store_db(kn->store, KYU_CF_MESSAGES),
+                                                        kyu_store_readopts(kn->store),
+                                                        kyu_store_cf(kn->store, KYU_CF_MESSAGES));
+    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t vl = 0;
+        const char *v = rocksdb_iter_value(it, &vl);
+        char id[KYU_UUID_LEN + 1] = "";
+        size_t idlen = vl >= 9 ? (uint8_t)v[8] : 0;
+        if (idlen == KYU_UUID_LEN && vl >= 9 + idlen)
+            memcpy(id, v + 9, idlen);
+        if (*n == cap) {
+            cap *= 2;
+            out = realloc(out, cap * sizeof(*out));
+            KYU_ASSERT(out);
+        }
+        out[(*n)++] = sk_parse_id(id);
+    }
+    rocksdb_iter_destroy(it);
+    return out;
+}
+
+/* Records the digest of a state at index, or compares it with the one recorded there. */
+static void check_digest(sim_cluster_t *c, sim_node_t *nd, uint64_t index, const char *how)
+{
+    sk_t *k = sk(c);
+    sk_index_t *x = sk_index(k, index);
+    uint64_t d = sk_state_digest(nd->app);
+    k->digests++;
+    if (x->digest && x->digest != d)
+        sim_violation(c, SIM_SAFETY,
+                      "state agreement: node %llu's state at index %llu (%s) differs from "
+                      "another node's state at that index",
+                      (unsigned long long)nd->id, (unsigned long long)index, how);
+    x->digest = d;
+}
+
+/* A checkpoint of node's state database into dir (replaced). */
+static bool checkpoint(sk_node_t *kn, const char *dir, uint64_t flush_above)
+{
+    kyu_store_remove_tree(dir);
+    char *rerr = NULL;
+    rocksdb_checkpoint_t *cp =
+        rocksdb_checkpoint_object_create(kyu_store_db(kn->store, KYU_CF_META), &rerr);
+    if (!rerr)
+        rocksdb_checkpoint_create(cp, dir, flush_above, &rerr);
+    if (cp)
+        rocksdb_checkpoint_object_destroy(cp);
+    if (rerr) {
+        fprintf(stderr, "kyu-sim-kyu: checkpoint into %s: %s\n", dir, rerr);
+        free(rerr);
+        kyu_store_remove_tree(dir);
+        return false;
+    }
+    return true;
+}
+
+/* The state is durable as it is now (a sync): remembered for a power loss. */
+static void mark_synced(sim_cluster_t *c, sim_node_t *nd)
+{
+    sk_node_t *kn = nd->app;
+    if (!sk(c)->power_loss_pm)
+        return;
+    /* A checkpoint without a flush: hard links to the tables and a copy of the WAL. */
+    kn->synced = checkpoint(kn, kn->synced_dir, UINT64_MAX);
+    kn->synced_index = kyu_sm_applied_index(kn->sm);
+    kn->synced_chain = nd->sm_chain;
+}
+
+/* ---- hooks ---- */
+
+static bool seed_begin(sim_cluster_t *c)
+{
+    sk_t *k = calloc(1, sizeof(*k));
+    if (!k)
+        return false;
+    c->app_state = k;
+    const char *base = getenv("KYU_SIM_DIR");
+    if (!base || !*base)
+        base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+    snprintf(k->root, sizeof(k->root), "%s/kyu-sim-kyu.%ld.%llu", base, (long)getpid(),
+             (unsigned long long)c->o.seed);
+    kyu_store_remove_tree(k->root);
+    if (mkdir(k->root, 0700) != 0) {
+        fprintf(stderr, "kyu-sim-kyu: cannot create %s: %s\n", k->root, strerror(errno));
+        return false;
+    }
+    /* The run's own stream decides the workload's settings, after the options. */
+    sim_rng_t rng = {c->o.seed ^ 0x6b79752d6b7975ull};
+    k->ms_per_step = 10 + (uint32_t)sim_rng_below(&rng, 191);
+    bool skewed = sim_rng_chance(&rng, 500);
+    for (int i = 1; i <= c->n; i++)
+        k->skew[i] = skewed ? (int64_t)sim_rng_below(&rng, 4001) - 2000 : 0;
+    static const uint32_t every[] = {1, 2, 4, 8};
+    k->digest_every = every[sim_rng_below(&rng, 4)];
+    k->power_loss_pm = sim_rng_chance(&rng, 500) ? 200 + (uint32_t)sim_rng_below(&rng, 801) : 0;
+    for (int i = 0; i < c->n; i++) {
+        c->nodes[i].app = &k->nodes[i];
+        snprintf(k->nodes[i].dir, sizeof(k->nodes[i].dir), "%s/n%d", k->root, i + 1);
+        snprintf(k->nodes[i].synced_dir, sizeof(k->nodes[i].synced_dir), "%s/n%d.synced", k->root,
+                 i + 1);
+    }
+    if (c->o.verbose)
+        printf("  kyu: ms_per_step=%u skew=%s digest_every=%u power_loss=%u plant=%u dir=%s\n",
+               k->ms_per_step, skewed ? "on" : "off", k->digest_every, k->power_loss_pm, c->o.plant,
+               k->root);
+    return true;
+}
+
+static void close_state(sk_node_t *kn)
+{
+    kyu_sm_destroy(&kn->sm);
+    kyu_store_close(&kn->store);
+}
+
+/* A crash; now and then a power loss, which takes the state back to its last sync. */
+static void node_close(sim_cluster_t *c, sim_node_t *nd)
+{
+    sk_t *k = sk(c);
+    sk_node_t *kn = nd->app;
+    close_state(kn);
+    if (!kn->synced || !sim_rng_chance(&c->rng, k->power_loss_pm))
+        return;
+    char state[400];
+    snprintf(state, sizeof(state), "%s/state", kn->dir);
+    kyu_store_remove_tree(state);
+    if (rename(kn->synced_dir, state) != 0) {
+        fprintf(stderr, "kyu-sim-kyu: power loss of node %llu: %s\n", (unsigned long long)nd->id,
+                strerror(errno));
+        exit(3);
+    }
+    kn->synced = false; /* taken again at the next open */
+    k->power_losses++;
+    sim_trace(&c->trace, c->now, "n%llu POWER LOSS: its state goes back from %llu to %llu",
+              (unsigned long long)nd->id, (unsigned long long)nd->sm_applied,
+              (unsigned long long)kn->synced_index);
+    nd->sm_applied = kn->synced_index;
+    nd->sm_chain = kn->synced_chain;
+}
+
+static void compacted(sim_cluster_t *c, sim_node_t *nd, uint64_t index)
+{
+    (void)index;
+    if (c->o.plant != SK_PLANT_NO_SYNC)
+        mark_synced(c, nd);
+}
+
+static void seed_end(sim_cluster_t *c)
+{
+    sk_t *k = sk(c);
+    if (!k)
+        return;
+    for (int i = 0; i < c->n; i++)
+        if (c->nodes[i].app)
+            close_state(c->nodes[i].app);
+    kyu_store_remove_tree(k->root);
+    sk_oracle_free(k);
+    free(k);
+    c->app_state = NULL;
+}
+
+static void disk_reset_to(sim_node_t *nd, uint64_t applied, uint64_t aterm,
+                          const kyu_raft_conf_t *conf)
+{
+    sim_disk_t *d = &nd->disk;
+    for (size_t i = 0; i < d->n; i++)
+        free(d->ents[i].data);
+    d->n = 0;
+    free(d->snap.data);
+    d->snap = (kyu_raft_snapshot_t){.index = applied, .term = aterm, .conf = *conf, .len = 8};
+    d->snap.data = malloc(8);
+    KYU_ASSERT(d->snap.data);
+    for (int i = 0; i < 8; i++)
+        d->snap.data[i] = (uint8_t)(applied >> (56 - 8 * i));
+    if (d->hs.term < aterm)
+        d->hs = (kyu_raft_hard_state_t){.term = aterm};
+    d->hs.commit = applied;
+}
+
+/* kyu_replica_boot_load on the simulated disk: a state the log does not lead to (an install
+ * the log did not follow yet) resets the log to start at the state's index; the commit
+ * index is at least the applied one. */
+static bool node_open(sim_cluster_t *c, sim_node_t *nd)
+{
+    sk_node_t *kn = nd->app;
+    kyu_err_t err;
+    kn->store = kyu_store_open(kn->dir, &err);
+    if (kn->store)
+        kn->sm = kyu_sm_open(kn->store, &err);
+    if (!kn->store || !kn->sm) {
+        fprintf(stderr, "kyu-sim-kyu: node %llu: %s\n", (unsigned long long)nd->id, err.msg);
+        kyu_store_close(&kn->store);
+        return false;
+    }
+    uint64_t applied = kyu_sm_applied_index(kn->sm), aterm = kyu_sm_applied_term(kn->sm);
+    kn->last_now = kyu_sm_last_now(kn->sm);
+    if (applied != nd->sm_applied) {
+        sim_violation(c, SIM_SAFETY,
+                      "durability: node %llu applied up to %llu before its crash, its state "
+                      "says %llu after",
+                      (unsigned long long)nd->id, (unsigned long long)nd->sm_applied,
+                      (unsigned long long)applied);
+        return true;
+    }
+    sim_disk_t *d = &nd->disk;
+    uint64_t snap = d->snap.index, last = snap + d->n;
+    if (applied < snap) {
+        sim_violation(c, SIM_SAFETY,
+                      "durability: node %llu's state is at %llu, behind its log's snapshot at "
+                      "%llu: the entries between are lost",
+                      (unsigned long long)nd->id, (unsigned long long)applied,
+                      (unsigned long long)snap);
+        return true;
+    }
+    bool holds = applied == snap  ? d->snap.term == aterm
+                 : applied > last ? false
+                                  : d->ents[applied - snap - 1].term == aterm;
+    if (aterm != 0 && !holds) {
+        const uint8_t *cb = NULL;
+        size_t cl = kyu_sm_raft_conf(kn->sm, &cb);
+        kyu_raft_conf_t conf;
+        if (cl == 0 || !kyu_raft_conf_decode(cb, cl, &conf))
+            conf = nd->boot_conf;
+        disk_reset_to(nd, applied, aterm, &conf);
+        sk(c)->boot_resets++;
+        sim_trace(
+            &c->trace, c->now, "n%llu boot: the log is reset to the state at %llu (term %llu)",
+            (unsigned long long)nd->id, (unsigned long long)applied, (unsigned long long)aterm);
+    }
+    if (d->hs.commit < applied)
+        d->hs.commit = applied;
+    if (!kn->synced)
+        mark_synced(c, nd);
+    return true;
+}
+
+static void apply(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *e)
+{
+    sk_t *k = sk(c);
+    sk_node_t *kn = nd->app;
+    if (kyu_sm_applied_index(kn->sm) + 1 != e->index) {
+        sim_violation(c, SIM_SAFETY, "node %llu: state at %llu, asked to apply %llu",
+                      (unsigned long long)nd->id, (unsigned long long)kyu_sm_applied_index(kn->sm),
+                      (unsigned long long)e->index);
+        return;
+    }
+    bool conf = e->type == KYU_RAFT_ENTRY_CONF;
+    if (!(c->o.plant == SK_PLANT_NO_META && nd->id % 2 == 0))
+        kyu_sm_set_entry_meta(kn->sm, e->term, conf ? e->data : NULL, conf ? e->len : 0);
+    kyu_result_t res[SK_CMDS_MAX + 1];
+    size_t n = 0;
+    kyu_err_t err;
+    kyu_code_t rc = kyu_sm_apply(kn->sm, e->index, conf ? NULL : e->data, conf ? 0 : e->len, res,
+                                 SK_CMDS_MAX + 1, &n, &err);
+    if (rc != KYU_OK) {
+        sim_violation(c, SIM_SAFETY, "node %llu: applying entry %llu failed: %s",
+                      (unsigned long long)nd->id, (unsigned long long)e->index, err.msg);
+        for (size_t i = 0; i < n; i++)
+            kyu_result_clear(&res[i]);
+        return;
+    }
+    /* Every node must answer every command of the entry alike. */
+    uint64_t h = sim_mix(n, e->term);
+    for (size_t i = 0; i < n; i++) {
+        const kyu_result_t *r = &res[i];
+        h = sim_mix(h, (uint64_t)r->code);
+        for (size_t j = 0; j < r->n_ids; j++)
+            h = sim_mix(h, sim_hash(r->ids[j], strlen(r->ids[j]), j));
+        for (size_t j = 0; j < r->n_msgs; j++) {
+            const kyu_msg_meta_t *m = &r->msgs[j];
+            h = sim_mix(h, sim_hash(m->message_id, strlen(m->message_id), 1));
+            h = sim_mix(h, sim_hash(m->handle, strlen(m->handle), 2));
+            h = sim_mix(h, sim_mix(m->receive_count, sim_mix(m->sent_ms, m->first_receive_ms)));
+            h = sim_mix(h, sim_hash(r->bodies[j], r->body_lens[j], 3));
+        }
+        for (size_t j = 0; j < r->n_results; j++)
+            h = sim_mix(h, r->results[j]);
+    }
+    if (getenv("KYU_SIM_DEBUG_INDEX") &&
+        strtoull(getenv("KYU_SIM_DEBUG_INDEX"), NULL, 10) == e->index)
+        for (size_t i = 0; i < n; i++) {
+            fprintf(stderr, "n%llu %llu.%zu code %d ids %zu msgs %zu results %zu:",
+                    (unsigned long long)nd->id, (unsigned long long)e->index, i, res[i].code,
+                    res[i].n_ids, res[i].n_msgs, res[i].n_results);
+            for (size_t j = 0; j < res[i].n_msgs; j++)
+                fprintf(stderr, " [%s %s rc=%u sent=%llu first=%llu]", res[i].msgs[j].message_id,
+                        res[i].msgs[j].handle, res[i].msgs[j].receive_count,
+                        (unsigned long long)res[i].msgs[j].sent_ms,
+                        (unsigned long long)res[i].msgs[j].first_receive_ms);
+            for (size_t j = 0; j < res[i].n_results; j++)
+                fprintf(stderr, " r%u", res[i].results[j]);
+            fprintf(stderr, "\n");
+        }
+    sk_index_t *x = sk_index(k, e->index);
+    if (!x->applied) {
+        x->applied = true;
+        x->rhash = h;
+        x->term = e->term;
+        sk_oracle_stream(c, nd, e, res, n);
+        if (c->result == SIM_OK && e->index % k->digest_every == 0)
+            sk_oracle_check_state(c, nd);
+    } else if (x->rhash != h) {
+        sim_violation(c, SIM_SAFETY,
+                      "result agreement: node %llu answered the commands of entry %llu "
+                      "differently from the node that applied it first",
+                      (unsigned long long)nd->id, (unsigned long long)e->index);
+    }
+    for (size_t i = 0; i < n; i++)
+        kyu_result_clear(&res[i]);
+    if (c->result == SIM_OK && (e->index % k->digest_every == 0 || x->want_digest))
+        check_digest(c, nd, e->index, "by the log");
+}
+
+/* The broker's snapshot fetch: any member whose state reached the snapshot's index serves a
+ * checkpoint; the installer swaps it in and reloads its state machine. */
+static bool install(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_snapshot_t *s)
+{
+    sk_t *k = sk(c);
+    sim_node_t *cands[SIM_MAX_NODES];
+    int nc = 0;
+    for (int i = 0; i < c->n; i++) {
+        sim_node_t *o = &c->nodes[i];
+        sk_node_t *on = o->app;
+        if (o != nd && o->raft && on->sm && kyu_sm_applied_index(on->sm) >= s->index &&
+            o->sm_applied == kyu_sm_applied_index(on->sm))
+            cands[nc++] = o;
+    }
+    if (nc == 0)
+        return false;
+    sim_node_t *src = cands[sim_rng_below(&c->rng, (uint64_t)nc)];
+    sk_node_t *sn = src->app, *kn = nd->app;
+    char incoming[400];
+    snprintf(incoming, sizeof(incoming), "%s/state.incoming", kn->dir);
+    kyu_store_remove_tree(incoming);
+    char *rerr = NULL;
+    rocksdb_checkpoint_t *cp =
+        rocksdb_checkpoint_object_create(kyu_store_db(sn->store, KYU_CF_META), &rerr);
+    if (!rerr)
+        rocksdb_checkpoint_create(cp, incoming, 0, &rerr);
+    if (cp)
+        rocksdb_checkpoint_object_destroy(cp);
+    if (rerr) {
+        fprintf(stderr, "kyu-sim-kyu: checkpoint of node %llu: %s\n", (unsigned long long)src->id,
+                rerr);
+        free(rerr);
+        kyu_store_remove_tree(incoming);
+        return false;
+    }
+    kyu_err_t err;
+    if (kyu_store_replace_state(kn->store, &err) != KYU_OK ||
+        kyu_sm_reload(kn->sm, &err) != KYU_OK) {
+        sim_violation(c, SIM_SAFETY, "node %llu: snapshot install failed: %s",
+                      (unsigned long long)nd->id, err.msg);
+        return true;
+    }
+    uint64_t applied = kyu_sm_applied_index(kn->sm);
+    if (applied < s->index || applied != src->sm_applied) {
+        sim_violation(c, SIM_SAFETY,
+                      "node %llu installed a state at %llu from node %llu (at %llu) for a "
+                      "snapshot at %llu",
+                      (unsigned long long)nd->id, (unsigned long long)applied,
+                      (unsigned long long)src->id, (unsigned long long)src->sm_applied,
+                      (unsigned long long)s->index);
+        return true;
+    }
+    k->installs++;
+    nd->sm_applied = applied;
+    nd->sm_chain = src->sm_chain;
+    if (kyu_sm_last_now(kn->sm) > kn->last_now)
+        kn->last_now = kyu_sm_last_now(kn->sm);
+    mark_synced(c, nd); /* an installed state is durable (snapshot.c fsyncs it) */
+    sk_index(k, applied)->want_digest = true;
+    check_digest(c, src, applied, "served as a snapshot");
+    if (c->result == SIM_OK)
+        check_digest(c, nd, applied, "installed from a snapshot");
+    return true;
+}
+
+static void converged(sim_cluster_t *c)
+{
+    sk_oracle_final(c);
+}
+
+static const char *const count_names[] = {"messages sent",
+                                          "receives checked",
+                                          "deletes checked",
+                                          "keyed retries",
+                                          "retries deduplicated",
+                                          "state digests compared",
+                                          "states installed",
+                                          "boot log resets",
+                                          "message sets checked",
+                                          "power losses",
+                                          NULL};
+
+static void count(sim_cluster_t *c, uint64_t *counts)
+{
+    sk_t *k = sk(c);
+    uint64_t v[] = {k->next_msg,     k->receives_checked, k->deletes_checked, k->retried,
+                    k->dedup_hits,   k->digests,          k->installs,        k->boot_resets,
+                    k->state_checks, k->power_losses};
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+        counts[i] += v[i];
+}
+
+static const sim_app_t kyu_app = {
+    .name = "kyu-sim-kyu",
+    .seed_begin = seed_begin,
+    .seed_end = seed_end,
+    .node_open = node_open,
+    .node_close = node_close,
+    .compacted = compacted,
+    .apply = apply,
+    .install = install,
+    .payload = sk_payload,
+    .proposed = sk_proposed,
+    .acked = sk_acked,
+    .abandoned = sk_abandoned,
+    .converged = converged,
+    .count_names = count_names,
+    .count = count,
+};
+
+const sim_app_t *sim_app(void)
+{
+    return &kyu_app;
+}

@@ -1,0 +1,522 @@
+/*
+ * sim_kyu_oracle.c - kyu's own invariants, checked by kyu-sim-kyu on top of kyu-sim's Raft
+ * invariants:
+ *
+ *   state agreement      all nodes' states (a digest of every key and value) agree at the
+ *                        same index, and every node answers every command alike (sim_kyu.c);
+ *   no lost send         a committed send stays in the state until a committed delete (or its
+ *                        queue's deletion) removes it: the messages in a state are exactly the
+ *                        live ones of the model, checked at sampled indexes and at the end; an
+ *                        acknowledged send was committed;
+ *   deleted stays gone   a deleted message is never received again nor found in a state; an
+ *                        acknowledged delete is never undone; a handle deletes a message once;
+ *   leases               a received message is not received again before its lease (the
+ *                        visibility timeout the client asked for, from the command's time)
+ *                        ends; a stale handle is not honoured;
+ *   request keys         a keyed request retried within the dedup window is answered as its
+ *                        first attempt was and changes nothing: a send with the first ids,
+ *                        a receive with the leases it granted still held, a delete or
+ *                        visibility change with the first results, a queue deletion with OK.
+ *
+ * The model follows the stream of entries as first applied by any node, with the results
+ * that node computed (every other node must compute the same ones).
+ */
+#include "sim_kyu.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define DEDUP_WINDOW_MS (5 * 60 * 1000) /* sm_internal.h's KYU_DEDUP_WINDOW_MS */
+
+static sk_t *sk(sim_cluster_t *c)
+{
+    return c->app_state;
+}
+
+static void *grow(void *p, size_t *cap, size_t need, size_t size)
+{
+    if (need < *cap)
+        return p;
+    size_t n = *cap ? *cap : 1024;
+    while (n <= need)
+        n *= 2;
+    uint8_t *q = realloc(p, n * size);
+    KYU_ASSERT(q);
+    memset(q + *cap * size, 0, (n - *cap) * size);
+    *cap = n;
+    return q;
+}
+
+sk_index_t *sk_index(sk_t *k, uint64_t index)
+{
+    k->idx = grow(k->idx, &k->idx_cap, index, sizeof(*k->idx));
+    return &k->idx[index];
+}
+
+sk_msg_t *sk_msg(sk_t *k, uint64_t n)
+{
+    k->msgs = grow(k->msgs, &k->msgs_cap, n, sizeof(*k->msgs));
+    return &k->msgs[n];
+}
+
+static sk_key_t *key(sk_t *k, uint64_t n)
+{
+    k->keys = grow(k->keys, &k->keys_cap, n, sizeof(*k->keys));
+    return &k->keys[n];
+}
+
+static void map_seq(sk_t *k, uint64_t seq, uint64_t m)
+{
+    k->seq_msg = grow(k->seq_msg, &k->seq_cap, seq, sizeof(*k->seq_msg));
+    k->seq_msg[seq] = m;
+}
+
+static uint64_t msg_of_handle(sk_t *k, const char *handle, uint32_t *gen)
+{
+    uint64_t seq;
+    if (!kyu_handle_parse(handle, &seq, gen) || seq >= k->seq_cap)
+        return 0;
+    return k->seq_msg[seq];
+}
+
+void sk_oracle_free(sk_t *k)
+{
+    free(k->idx);
+    free(k->msgs);
+    free(k->seq_msg);
+    free(k->keys);
+}
+
+static int queue_index(const char *name)
+{
+    if (strlen(name) == 2 && name[0] == 'q' && name[1] >= '0' && name[1] < '0' + SK_QUEUES)
+        return name[1] - '0';
+    return -1;
+}
+
+static const char *status_name(uint8_t s)
+{
+    static const char *names[] = {"never sent", "live", "deleted", "gone with its queue"};
+    return names[s];
+}
+
+/* The first attempt of a keyed request still within the dedup window, or NULL. */
+static sk_key_t *first_attempt(sk_t *k, const sk_intent_t *in, const kyu_command_t *cmd)
+{
+    sk_key_t *kk = in->rq_key ? key(k, in->rq_key) : NULL;
+    if (kk && kk->seen && cmd->now_ms < kk->first_now + DEDUP_WINDOW_MS - 1000)
+        return kk;
+    return NULL;
+}
+
+/* Records a keyed request's first applied attempt (the state machine records it only when
+ * the request succeeded). */
+static sk_key_t *record_attempt(sk_t *k, const sk_intent_t *in, const kyu_command_t *cmd,
+                                const kyu_result_t *res)
+{
+    if (!in->rq_key || res->code != KYU_OK)
+        return NULL;
+    sk_key_t *kk = key(k, in->rq_key);
+    memset(kk, 0, sizeof(*kk));
+    kk->seen = true;
+    kk->type = cmd->type;
+    kk->first_now = cmd->now_ms;
+    return kk;
+}
+
+static void applied_twice(sim_cluster_t *c, const sk_intent_t *in, const kyu_command_t *cmd,
+                          const sk_key_t *kk, const char *what)
+{
+    static const char *types[] = {"?",       "create", "delete queue",     "send",
+                                  "receive", "delete", "change visibility"};
+    sim_violation(c, SIM_SAFETY,
+                  "request key applied twice: a %s with key %llu retried %llu ms after its first "
+                  "attempt was not answered as the first time: %s",
+                  types[cmd->type], (unsigned long long)in->rq_key,
+                  (unsigned long long)(cmd->now_ms - kk->first_now), what);
+}
+
+static void on_send(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent_t *in, int q,
+                    const kyu_result_t *res, sk_outcome_t *out)
+{
+    sk_t *k = sk(c);
+    out->n = res->n_ids;
+    for (size_t j = 0; j < res->n_ids && j < SK_RECV_MAX; j++)
+        out->ids[j] = sk_parse_id(res->ids[j]);
+    /* A retry within the window is answered with the first ids whatever became of the
+     * queue since (the request was done). */
+    sk_key_t *kk = first_attempt(k, in, cmd);
+    bool retry = kk != NULL;
+    /* Past the window the record may still be there (each keyed send expires at most a few
+     * records): then the first ids are a right answer too. */
+    sk_key_t *old = in->rq_key ? key(k, in->rq_key) : NULL;
+    if (!retry && old && old->seen && res->code == KYU_OK && res->n_ids == old->n &&
+        out->ids[0] == old->ids[0]) {
+        retry = true;
+        kk = old;
+    }
+    if (!retry && (!k->queues[q].exists || res->code != KYU_OK)) {
+        if (k->queues[q].exists != (res->code == KYU_OK))
+            sim_violation(c, SIM_SAFETY, "send to %s answered %s while the queue %s", cmd->queue,
+                          kyu_code_name(res->code), k->queues[q].exists ? "exists" : "does not");
+        return;
+    }
+    if (retry) {
+        bool same = res->n_ids == kk->n;
+        for (size_t j = 0; same && j < kk->n; j++)
+            same = out->ids[j] == kk->ids[j];
+        if (!same) {
+            char what[160];
+            snprintf(what, sizeof(what), "first message %llu (%zu ids), now %llu (%zu ids)",
+                     (unsigned long long)kk->ids[0], kk->n, (unsigned long long)out->ids[0],
+                     res->n_ids);
+            applied_twice(c, in, cmd, kk, what);
+            return;
+        }
+        k->dedup_hits++;
+        return;
+    }
+    for (size_t j = 0; j < res->n_ids; j++) {
+        sk_msg_t *m = sk_msg(k, out->ids[j]);
+        if (j >= cmd->n || out->ids[j] != sk_parse_id(cmd->ids[j]) || m->status != SK_UNKNOWN) {
+            sim_violation(c, SIM_SAFETY,
+                          "send answered id %s, not the id it carried (%s; request key %llu, "
+                          "first seen %s, message %s)",
+                          res->ids[j], j < cmd->n ? cmd->ids[j] : "none",
+                          (unsigned long long)in->rq_key, old && old->seen ? "yes" : "no",
+                          status_name(m->status));
+            return;
+        }
+        m->status = SK_LIVE;
+        m->q = (uint8_t)q;
+        m->qgen = k->queues[q].gen;
+    }
+    if ((kk = record_attempt(k, in, cmd, res)) != NULL) {
+        kk->n = out->n;
+        memcpy(kk->ids, out->ids, sizeof(kk->ids));
+    }
+}
+
+/* A retried receive answers with the leases its first attempt granted that are still held
+ * (same generation, not run out, not deleted) and changes nothing. */
+static void replay_receive(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent_t *in, int q,
+                           const sk_key_t *kk, const kyu_result_t *res, sk_outcome_t *out)
+{
+    sk_t *k = sk(c);
+    k->dedup_hits++;
+    if (!k->queues[q].exists) {
+        if (res->code != KYU_ERR_NO_SUCH_QUEUE)
+            applied_twice(c, in, cmd, kk, "its queue is gone");
+        return;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < kk->n; i++) {
+        const sk_msg_t *m = sk_msg(k, kk->ids[i]);
+        if (m->status != SK_LIVE || m->gen != kk->gens[i] || m->lease_until <= cmd->now_ms ||
+            m->q != q || m->qgen != k->queues[q].gen)
+            continue;
+        if (n >= res->n_msgs || sk_parse_id(res->msgs[n].message_id) != kk->ids[i] ||
+            res->msgs[n].receive_count != m->receives) {
+            applied_twice(c, in, cmd, kk, "not the leases it granted that are still held");
+            return;
+        }
+        out->ids[n] = kk->ids[i];
+        memcpy(out->handles[n], res->msgs[n].handle, 24);
+        out->handles[n][24] = '\0';
+        n++;
+    }
+    if (n != res->n_msgs || res->code != KYU_OK)
+        applied_twice(c, in, cmd, kk, "more messages than its first leases still held");
+    out->n = n;
+}
+
+static void on_receive(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent_t *in, int q,
+                       const kyu_result_t *res, sk_outcome_t *out)
+{
+    sk_t *k = sk(c);
+    const sk_key_t *kk = first_attempt(k, in, cmd);
+    if (kk) {
+        replay_receive(c, cmd, in, q, kk, res, out);
+        return;
+    }
+    uint32_t gens[KYU_BATCH_MAX] = {0};
+    for (size_t j = 0; j < res->n_msgs && c->result == SIM_OK; j++) {
+        const kyu_msg_meta_t *mm = &res->msgs[j];
+        uint64_t n = sk_parse_id(mm->message_id), seq;
+        uint32_t gen;
+        sk_msg_t *m = sk_msg(k, n);
+        k->receives_checked++;
+        if (!kyu_handle_parse(mm->handle, &seq, &gen) || m->status != SK_LIVE ||
+            m->client_deleted || m->q != q || m->qgen != k->queues[q].gen) {
+            sim_violation(
+                c, SIM_SAFETY, "%s: a receive on %s at %llu returned message %llu, which is %s%s",
+                m->status == SK_DELETED || m->client_deleted ? "deleted stays deleted" : "receive",
+                cmd->queue, (unsigned long long)cmd->now_ms, (unsigned long long)n,
+                status_name(m->status), m->client_deleted ? " (its delete was acknowledged)" : "");
+            return;
+        }
+        if (m->lease_until > cmd->now_ms) {
+            sim_violation(c, SIM_SAFETY,
+                          "lease re-granted: message %llu is leased until %llu, received again "
+                          "at %llu (%llu ms early)",
+                          (unsigned long long)n, (unsigned long long)m->lease_until,
+                          (unsigned long long)cmd->now_ms,
+                          (unsigned long long)(m->lease_until - cmd->now_ms));
+            return;
+        }
+        if (mm->receive_count != m->receives + 1 || gen <= m->gen) {
+            sim_violation(c, SIM_SAFETY,
+                          "receive of message %llu: receive count %u (expected %u), lease "
+                          "generation %u after %u",
+                          (unsigned long long)n, mm->receive_count, m->receives + 1, gen, m->gen);
+            return;
+        }
+        m->receives++;
+        m->gen = gen;
+        int64_t vt = in->vt >= 0 ? in->vt : (int64_t)k->queues[q].vt;
+        m->lease_until = cmd->now_ms + (uint64_t)vt * 1000;
+        map_seq(k, seq, n);
+        gens[j] = gen;
+        if (j < SK_RECV_MAX) {
+            out->ids[j] = n;
+            memcpy(out->handles[j], mm->handle, 24); /* parsed above: 24 digits */
+            out->handles[j][24] = '\0';
+            out->n = j + 1;
+        }
+    }
+    sk_key_t *rec = c->result == SIM_OK ? record_attempt(k, in, cmd, res) : NULL;
+    if (rec) {
+        rec->n = res->n_msgs < SK_RECV_MAX ? res->n_msgs : SK_RECV_MAX;
+        memcpy(rec->ids, out->ids, sizeof(rec->ids));
+        memcpy(rec->gens, gens, sizeof(rec->gens));
+    }
+}
+
+static void on_handles(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent_t *in,
+                       const kyu_result_t *res, sk_outcome_t *out)
+{
+    sk_t *k = sk(c);
+    const sk_key_t *kk = first_attempt(k, in, cmd);
+    if (kk) {
+        /* A retry answers the first attempt's results and changes nothing. */
+        bool same = res->code == KYU_OK && res->n_results == kk->n;
+        for (size_t j = 0; same && j < kk->n; j++)
+            same = res->results[j] == kk->results[j];
+        if (!same)
+            applied_twice(c, in, cmd, kk, "other results");
+        for (size_t j = 0; j < res->n_results && j < SK_RECV_MAX; j++)
+            out->results[j] = res->results[j];
+        k->dedup_hits++;
+        return;
+    }
+    sk_key_t *rec = record_attempt(k, in, cmd, res);
+    if (rec) {
+        rec->n = res->n_results < SK_RECV_MAX ? res->n_results : SK_RECV_MAX;
+        for (size_t j = 0; j < rec->n; j++)
+            rec->results[j] = res->results[j];
+    }
+    for (size_t j = 0; j < res->n_results && j < cmd->n && c->result == SIM_OK; j++) {
+        if (j < SK_RECV_MAX)
+            out->results[j] = res->results[j];
+        if (res->results[j] != KYU_OK)
+            continue;
+        uint32_t gen = 0;
+        uint64_t n = msg_of_handle(k, cmd->handles[j], &gen);
+        sk_msg_t *m = sk_msg(k, n);
+        if (!n || m->status != SK_LIVE || gen != m->gen) {
+            sim_violation(c, SIM_SAFETY,
+                          "%s with handle %s answered OK for message %llu, which is %s (lease "
+                          "generation %u, handle's %u)",
+                          cmd->type == KYU_CMD_DELETE ? "delete" : "change visibility",
+                          cmd->handles[j], (unsigned long long)n, status_name(m->status), m->gen,
+                          gen);
+            return;
+        }
+        if (cmd->type == KYU_CMD_DELETE) {
+            m->status = SK_DELETED;
+            k->deletes_checked++;
+        } else {
+            m->lease_until = cmd->now_ms + (uint64_t)(cmd->vt > 0 ? cmd->vt : 0) * 1000;
+        }
+    }
+}
+
+static void on_queue(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent_t *in, int q,
+                     const kyu_result_t *res)
+{
+    sk_t *k = sk(c);
+    uint32_t vt = cmd->vt >= 0 ? (uint32_t)cmd->vt : KYU_VISIBILITY_DEFAULT;
+    if (cmd->type == KYU_CMD_CREATE_QUEUE) {
+        bool ok = !k->queues[q].exists || k->queues[q].vt == vt;
+        if (ok != (res->code == KYU_OK))
+            sim_violation(c, SIM_SAFETY, "create %s (vt %u) answered %s", cmd->queue, vt,
+                          kyu_code_name(res->code));
+        if (res->code == KYU_OK && !k->queues[q].exists) {
+            k->queues[q].exists = true;
+            k->queues[q].gen++;
+            k->queues[q].vt = vt;
+        }
+        return;
+    }
+    const sk_key_t *kk = first_attempt(k, in, cmd);
+    if (kk) {
+        /* A retried queue deletion answers OK and deletes nothing more (not a queue of the
+         * same name created since). */
+        if (res->code != KYU_OK)
+            applied_twice(c, in, cmd, kk, kyu_code_name(res->code));
+        k->dedup_hits++;
+        return;
+    }
+    if (k->queues[q].exists != (res->code == KYU_OK)) {
+        sim_violation(c, SIM_SAFETY, "delete queue %s answered %s", cmd->queue,
+                      kyu_code_name(res->code));
+        return;
+    }
+    record_attempt(k, in, cmd, res);
+    if (res->code != KYU_OK)
+        return;
+    for (uint64_t n = 1; n <= k->next_msg && n < k->msgs_cap; n++)
+        if (k->msgs[n].status == SK_LIVE && k->msgs[n].q == q &&
+            k->msgs[n].qgen == k->queues[q].gen)
+            k->msgs[n].status = SK_GONE;
+    k->queues[q].exists = false;
+}
+
+void sk_oracle_stream(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *e,
+                      const kyu_result_t *res, size_t n)
+{
+    sk_t *k = sk(c);
+    (void)nd;
+    if (e->index != k->stream + 1) {
+        sim_violation(c, SIM_SAFETY, "entry %llu first applied after %llu (a gap)",
+                      (unsigned long long)e->index, (unsigned long long)k->stream);
+        return;
+    }
+    k->stream = e->index;
+    if (e->type != KYU_RAFT_ENTRY_NORMAL || e->len == 0)
+        return;
+    sk_prop_t *pr = sk_prop_find(k, e->index, e->term, sim_entry_hash(e));
+    size_t off = 0;
+    for (size_t i = 0; off < e->len && c->result == SIM_OK; i++) {
+        kyu_command_t cmd;
+        kyu_err_t err;
+        if (kyu_command_decode(e->data, e->len, &off, &cmd, &err) != KYU_OK || i >= n) {
+            sim_violation(c, SIM_SAFETY, "entry %llu: command %zu does not decode or has no result",
+                          (unsigned long long)e->index, i);
+            return;
+        }
+        /* What the client asked (the encoding may differ under a planted bug); an entry the
+         * client forgot (the ring moved on) stands for itself. */
+        sk_intent_t own = {.type = cmd.type, .vt = cmd.vt, .rq_key = cmd.rq_key};
+        const sk_intent_t *in = pr && i < pr->n ? &pr->in[i] : &own;
+        sk_outcome_t scratch, *out = pr && i < pr->n ? &pr->out[i] : &scratch;
+        memset(out, 0, sizeof(*out));
+        out->code = res[i].code;
+        static const char *types[] = {"?",       "CREATE", "DELETE_QUEUE", "SEND",
+                                      "RECEIVE", "DELETE", "CHANGE_VIS"};
+        sim_trace(&c->trace, c->now, "  kyu %llu.%zu %s %s vt=%lld n=%zu now=%llu -> %s",
+                  (unsigned long long)e->index, i, types[cmd.type], cmd.queue, (long long)cmd.vt,
+                  cmd.n ? cmd.n : res[i].n_msgs, (unsigned long long)cmd.now_ms,
+                  kyu_code_name(res[i].code));
+        int q = queue_index(cmd.queue);
+        if (q < 0) {
+            sim_violation(c, SIM_SAFETY, "entry %llu: unknown queue %s",
+                          (unsigned long long)e->index, cmd.queue);
+            return;
+        }
+        switch (cmd.type) {
+        case KYU_CMD_CREATE_QUEUE:
+        case KYU_CMD_DELETE_QUEUE:
+            on_queue(c, &cmd, in, q, &res[i]);
+            break;
+        case KYU_CMD_SEND:
+            on_send(c, &cmd, in, q, &res[i], out);
+            break;
+        case KYU_CMD_RECEIVE:
+            on_receive(c, &cmd, in, q, &res[i], out);
+            break;
+        case KYU_CMD_DELETE:
+        case KYU_CMD_CHANGE_VISIBILITY:
+            on_handles(c, &cmd, in, &res[i], out);
+            break;
+        }
+    }
+    if (pr)
+        pr->applied = true;
+}
+
+void sk_oracle_check_state(sim_cluster_t *c, sim_node_t *nd)
+{
+    sk_t *k = sk(c);
+    size_t n = 0;
+    uint64_t *ids = sk_state_messages(c, nd->app, &n);
+    size_t live = 0;
+    for (uint64_t m = 1; m <= k->next_msg && m < k->msgs_cap; m++)
+        live += k->msgs[m].status == SK_LIVE;
+    k->state_checks++;
+    uint8_t *seen = calloc(k->next_msg + 2, 1);
+    KYU_ASSERT(seen);
+    for (size_t i = 0; i < n && c->result == SIM_OK; i++) {
+        uint64_t m = ids[i];
+        if (m == 0 || m > k->next_msg)
+            m = 0; /* not an id the client made */
+        uint8_t st = m && m < k->msgs_cap ? k->msgs[m].status : SK_UNKNOWN;
+        if (st != SK_LIVE || seen[m])
+            sim_violation(c, SIM_SAFETY,
+                          "%s: node %llu's state at %llu holds message %llu, which is %s",
+                          st == SK_DELETED ? "deleted stays deleted" : "state",
+                          (unsigned long long)nd->id, (unsigned long long)nd->sm_applied,
+                          (unsigned long long)m, seen[m] ? "there twice" : status_name(st));
+        else
+            seen[m] = 1;
+    }
+    for (uint64_t m = 1; c->result == SIM_OK && n != live && m <= k->next_msg && m < k->msgs_cap;
+         m++)
+        if (k->msgs[m].status == SK_LIVE && !seen[m])
+            sim_violation(c, SIM_SAFETY,
+                          "committed send lost: message %llu%s is not in node %llu's state at "
+                          "%llu",
+                          (unsigned long long)m, k->msgs[m].acked ? " (acknowledged)" : "",
+                          (unsigned long long)nd->id, (unsigned long long)nd->sm_applied);
+    free(seen);
+    free(ids);
+}
+
+void sk_oracle_final(sim_cluster_t *c)
+{
+    sk_t *k = sk(c);
+    for (int i = 0; i < c->n && c->result == SIM_OK; i++) {
+        sim_node_t *nd = &c->nodes[i];
+        sk_node_t *kn = nd->app;
+        if (!nd->raft || !kn->sm || kyu_sm_applied_index(kn->sm) != k->stream)
+            continue;
+        sk_oracle_check_state(c, nd);
+        sk_index_t *x = sk_index(k, k->stream);
+        uint64_t d = sk_state_digest(kn);
+        if (x->digest && x->digest != d)
+            sim_violation(c, SIM_SAFETY,
+                          "state agreement: node %llu's state at %llu differs from another's",
+                          (unsigned long long)nd->id, (unsigned long long)k->stream);
+        x->digest = d;
+    }
+    for (uint64_t m = 1; c->result == SIM_OK && m <= k->next_msg && m < k->msgs_cap; m++) {
+        const sk_msg_t *x = &k->msgs[m];
+        if (x->acked && x->status == SK_UNKNOWN)
+            sim_violation(c, SIM_SAFETY,
+                          "acknowledged send lost: message %llu was acknowledged and never "
+                          "applied",
+                          (unsigned long long)m);
+        else if (x->client_deleted && x->status == SK_LIVE)
+            sim_violation(c, SIM_SAFETY,
+                          "deleted stays deleted: message %llu's delete was acknowledged and it "
+                          "is still in the state",
+                          (unsigned long long)m);
+    }
+    if (c->o.verbose)
+        printf("  kyu: %llu messages, %llu receives and %llu deletes checked, %llu retries "
+               "(%llu answered from the request key), %llu digests, %llu installs\n",
+               (unsigned long long)k->next_msg, (unsigned long long)k->receives_checked,
+               (unsigned long long)k->deletes_checked, (unsigned long long)k->retried,
+               (unsigned long long)k->dedup_hits, (unsigned long long)k->digests,
+               (unsigned long long)k->installs);
+}
