@@ -405,6 +405,12 @@ void sk_oracle_stream(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *
                           (unsigned long long)e->index, i);
             return;
         }
+        if (cmd.type == KYU_CMD_SET_MEMBER || cmd.type == KYU_CMD_DROP_MEMBER) {
+            /* The address book (membership.c): the workload proposes none. */
+            sim_violation(c, SIM_SAFETY, "entry %llu: an address book command nobody proposed",
+                          (unsigned long long)e->index);
+            return;
+        }
         /* What the client asked (the encoding may differ under a planted bug); an entry the
          * client forgot (the ring moved on) stands for itself. */
         sk_intent_t own = {.type = cmd.type, .vt = cmd.vt, .rq_key = cmd.rq_key};
@@ -439,6 +445,9 @@ void sk_oracle_stream(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *
         case KYU_CMD_CHANGE_VISIBILITY:
             on_handles(c, &cmd, in, &res[i], out);
             break;
+        case KYU_CMD_SET_MEMBER:
+        case KYU_CMD_DROP_MEMBER:
+            break; /* refused above */
         }
     }
     if (pr)
