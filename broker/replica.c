@@ -7,54 +7,6 @@
 
 #define COMPACT_EVERY_MAX 1024 /* entries dropped at least per compaction (at most this) */
 
-typedef struct entry {
-    uint64_t term, index; /* set once proposed */
-    msgpack_sbuffer payload;
-    void **waiters; /* one per command, in order; NULL for none */
-    size_t n, cap;
-    struct entry *next;
-} entry_t;
-
-struct kyu_replica {
-    kyu_store_t *store;
-    kyu_sm_t *sm;
-    kyu_log_t *log;
-    kyu_raft_t *raft;
-    kyu_peers_t peers;
-    uint64_t node_id;
-    kyu_replica_send_fn send;
-    void *send_arg;
-    kyu_replica_done_fn done;
-    void *done_arg;
-    uint64_t last_now;
-    entry_t *open;                     /* gathering proposals */
-    entry_t *proposed, *proposed_tail; /* proposed to the core, oldest first */
-    size_t pending;                    /* commands proposed, not yet answered */
-    bool ready_out;                    /* a Ready is taken and not yet advanced */
-    kyu_raft_ready_t rd;
-    size_t rd_applied;               /* committed entries of rd already applied */
-    uint64_t await_token;            /* the storage write the Ready waits for (0: none) */
-    kyu_raft_hard_state_t persisted; /* the last hard state handed to the storage thread */
-    uint64_t compacted, compact_checked;
-    uint64_t log_last;                  /* last entry index handed to the storage thread */
-    uint64_t log_window, compact_every; /* entries kept; entries dropped at least at once */
-    bool failed, fatal;
-    bool transferring;       /* leadership is being handed over: serve nothing more */
-    uint32_t transfer_ticks; /* ticks since the transfer began (it is abandoned after an
-                                election timeout) */
-    uint32_t election_ticks;
-    bool join; /* started with --join: no bootstrap configuration */
-    /* Snapshot install: the Ready with the snapshot stays out until the state is fetched,
-     * swapped in and the log reset (snapshot.h). */
-    kyu_replica_install_fn install;
-    void *install_arg;
-    bool installing;        /* a Ready holds a snapshot not yet installed */
-    bool install_running;   /* a fetch is under way */
-    uint32_t install_wait;  /* ticks since the last failed fetch */
-    uint32_t install_tries; /* failed fetches of this snapshot (to rotate members) */
-    char failure[KYU_ERR_MSG_MAX];
-};
-
 static entry_t *entry_new(void)
 {
     entry_t *e = calloc(1, sizeof *e);
@@ -99,7 +51,7 @@ static void fail_proposed(kyu_replica_t *self, kyu_code_t code, const char *why)
     self->proposed_tail = NULL;
 }
 
-static void fail(kyu_replica_t *self, const char *why)
+void kyu_replica_fail(kyu_replica_t *self, const char *why)
 {
     if (!self->failed) {
         self->failed = true;
@@ -238,7 +190,7 @@ void kyu_replica_destroy(kyu_replica_t **self_p)
     if (!self)
         return;
     if (self->proposed || self->open)
-        fail(self, "the broker is shutting down");
+        kyu_replica_fail(self, "the broker is shutting down");
     kyu_raft_destroy(&self->raft);
     free(self);
     *self_p = NULL;
@@ -297,62 +249,6 @@ void kyu_replica_status(kyu_replica_t *self, kyu_node_status_t *out)
              kyu_raft_conf_is_voter(c, self->node_id)     ? "voter"
              : kyu_raft_conf_is_learner(c, self->node_id) ? "learner"
                                                           : "none");
-}
-
-const kyu_peer_t *kyu_replica_address(kyu_replica_t *self, uint64_t id)
-{
-    const kyu_peer_t *p = kyu_sm_member(self->sm, id);
-    return p ? p : kyu_peers_find(&self->peers, id);
-}
-
-static void add_link(kyu_peers_t *out, const kyu_peer_t *p, uint64_t self_id)
-{
-    if (p && p->id != self_id && out->n < KYU_RAFT_MAX_NODES && !kyu_peers_find(out, p->id))
-        out->peers[out->n++] = *p;
-}
-
-void kyu_replica_links(kyu_replica_t *self, kyu_peers_t *out)
-{
-    memset(out, 0, sizeof *out);
-    const kyu_raft_conf_t *c = kyu_raft_conf(self->raft);
-    if (kyu_raft_conf_is_voter(c, self->node_id) || kyu_raft_conf_is_learner(c, self->node_id)) {
-        for (uint32_t i = 0; i < c->n_voters; i++)
-            add_link(out, kyu_replica_address(self, c->voters[i]), self->node_id);
-        for (uint32_t i = 0; i < c->n_learners; i++)
-            add_link(out, kyu_replica_address(self, c->learners[i]), self->node_id);
-        return;
-    }
-    const kyu_peer_t *book = NULL;
-    size_t n = kyu_sm_members(self->sm, &book);
-    for (size_t i = 0; i < n; i++)
-        add_link(out, &book[i], self->node_id);
-    for (size_t i = 0; i < self->peers.n; i++)
-        add_link(out, kyu_replica_address(self, self->peers.peers[i].id), self->node_id);
-}
-
-kyu_code_t kyu_replica_conf_change(kyu_replica_t *self, kyu_raft_cc_op_t op, uint64_t node,
-                                   kyu_err_t *err)
-{
-    if (self->failed)
-        return kyu_err_set(err, KYU_ERR_STORAGE, "%s", self->failure);
-    uint64_t leader = KYU_RAFT_NONE;
-    switch (kyu_raft_propose_conf_change(self->raft, op, node, NULL, &leader)) {
-    case KYU_RAFT_OK:
-        kyu_replica_flush(self);
-        return KYU_OK;
-    case KYU_RAFT_ERR_NOT_LEADER:
-        return kyu_err_set(err, KYU_ERR_NOT_LEADER, "this node is not the leader");
-    case KYU_RAFT_ERR_BUSY:
-        return kyu_err_set(err, KYU_ERR_BUSY,
-                           "the previous configuration change is not committed yet");
-    case KYU_RAFT_ERR_NOMEM:
-        return kyu_err_set(err, KYU_ERR_BUSY, "out of memory");
-    default:
-        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
-                           "configuration change refused (no change, the last voter, or more "
-                           "than %d members)",
-                           KYU_RAFT_MAX_NODES);
-    }
 }
 
 const kyu_raft_t *kyu_replica_raft(kyu_replica_t *self)
@@ -512,7 +408,7 @@ static kyu_code_t apply_entry(kyu_replica_t *self, const kyu_raft_entry_t *ce)
             fail_waiters(self, e, KYU_ERR_STORAGE, err.msg);
             entry_destroy(&e);
         }
-        fail(self, err.msg);
+        kyu_replica_fail(self, err.msg);
         return rc;
     }
     if (e) {
@@ -594,90 +490,6 @@ static bool hs_differs(kyu_raft_hard_state_t a, kyu_raft_hard_state_t b)
     return a.term != b.term || a.vote != b.vote || a.commit != b.commit;
 }
 
-/* Asks for the state of the Ready's snapshot: from the leader, or after failures from the
- * other members in turn (any member that applied that far can serve it). */
-static void start_install(kyu_replica_t *self)
-{
-    uint64_t server = kyu_raft_leader(self->raft);
-    if (self->install_tries > 0 || server == KYU_RAFT_NONE || server == self->node_id) {
-        const kyu_raft_conf_t *c = &self->rd.snapshot->conf;
-        uint64_t ids[2 * KYU_RAFT_MAX_NODES];
-        size_t n = 0;
-        for (uint32_t i = 0; i < c->n_voters; i++)
-            if (c->voters[i] != self->node_id)
-                ids[n++] = c->voters[i];
-        if (n > 0)
-            server = ids[self->install_tries % n];
-    }
-    self->install_running = true;
-    self->install_wait = 0;
-    fprintf(stderr,
-            "kyu-broker: this node is behind the leader's log: fetching a snapshot of at least "
-            "index %llu from node %llu\n",
-            (unsigned long long)self->rd.snapshot->index, (unsigned long long)server);
-    self->install(self->install_arg, server, self->rd.snapshot->index);
-}
-
-bool kyu_replica_installing(kyu_replica_t *self)
-{
-    return self->installing;
-}
-
-void kyu_replica_install_done(kyu_replica_t *self, bool ok, const char *why)
-{
-    if (!self->installing || !self->install_running)
-        return;
-    self->install_running = false;
-    if (!ok) {
-        fprintf(stderr, "kyu-broker: snapshot fetch failed: %s; trying again\n", why);
-        self->install_tries++;
-        return;
-    }
-    const kyu_raft_ready_t *rd = &self->rd;
-    const kyu_raft_snapshot_t *snap = rd->snapshot;
-    kyu_err_t err;
-    if (kyu_store_replace_state(self->store, &err) != KYU_OK ||
-        kyu_sm_reload(self->sm, &err) != KYU_OK) {
-        self->fatal = true;
-        fail(self, err.msg);
-        return;
-    }
-    if (kyu_sm_applied_index(self->sm) < snap->index) {
-        self->fatal = true;
-        fail(self, "the installed snapshot is older than the one the leader sent");
-        return;
-    }
-    /* The log restarts at the snapshot; entries of the same Ready follow it. */
-    kyu_log_snapshot_t ls = {.found = true, .index = snap->index, .term = snap->term};
-    ls.conf_len = kyu_raft_conf_encode(&snap->conf, ls.conf, sizeof ls.conf);
-    uint64_t last = rd->n_entries ? rd->entries[rd->n_entries - 1].index : snap->index;
-    kyu_log_hard_state_t hs = {true, rd->hard_state.term, rd->hard_state.vote,
-                               rd->hard_state.commit < last ? rd->hard_state.commit : last};
-    uint64_t token = 0;
-    if (kyu_log_install(self->log, &ls, &hs, &token, &err) != KYU_OK) {
-        fail(self, err.msg);
-        return;
-    }
-    self->persisted = rd->hard_state;
-    self->log_last = snap->index;
-    self->compacted = snap->index;
-    self->compact_checked = kyu_sm_applied_index(self->sm);
-    for (size_t i = 0; i < rd->n_entries; i++) {
-        kyu_log_entry_t e = {rd->entries[i].index, rd->entries[i].term, (int)rd->entries[i].type,
-                             rd->entries[i].data, rd->entries[i].len};
-        if (kyu_log_write(self->log, NULL, &e, 1, false, &token, &err) != KYU_OK) {
-            fail(self, err.msg);
-            return;
-        }
-        self->log_last = e.index;
-    }
-    self->installing = false;
-    self->await_token = token;
-    printf("kyu-broker: installed a snapshot at index %llu (state at %llu)\n",
-           (unsigned long long)snap->index, (unsigned long long)kyu_sm_applied_index(self->sm));
-    fflush(stdout);
-}
-
 /* Takes one Ready: sends what may go at once and hands the writes to the storage thread.
  * Returns false when the round must wait for the storage thread. */
 static bool start_ready(kyu_replica_t *self)
@@ -695,13 +507,14 @@ static bool start_ready(kyu_replica_t *self)
     if (rd->snapshot) {
         if (!self->install) {
             self->fatal = true;
-            fail(self, "this node is too far behind the leader's log and needs a snapshot, and "
-                       "this broker has no snapshot transfer");
+            kyu_replica_fail(
+                self, "this node is too far behind the leader's log and needs a snapshot, and "
+                      "this broker has no snapshot transfer");
             return false;
         }
         self->installing = true;
         self->install_tries = 0;
-        start_install(self);
+        kyu_replica_start_install(self);
         return false;
     }
     bool promise = rd->n_entries > 0 || rd->hard_state.term != self->persisted.term ||
@@ -735,7 +548,7 @@ static bool start_ready(kyu_replica_t *self)
         if (ents != stack)
             free(ents);
         if (rc != KYU_OK) {
-            fail(self, err.msg);
+            kyu_replica_fail(self, err.msg);
             return false;
         }
         if (write_hs)
@@ -781,7 +594,7 @@ void kyu_replica_flush(kyu_replica_t *self)
 void kyu_replica_on_log_event(kyu_replica_t *self, const kyu_log_event_t *ev)
 {
     if (ev->failed) {
-        fail(self, ev->error);
+        kyu_replica_fail(self, ev->error);
         return;
     }
     if (self->ready_out && self->await_token && ev->index >= self->await_token)
@@ -794,7 +607,7 @@ void kyu_replica_tick(kyu_replica_t *self)
     kyu_raft_tick(self->raft);
     if (self->installing && !self->install_running && !self->failed &&
         ++self->install_wait > self->election_ticks)
-        start_install(self);
+        kyu_replica_start_install(self);
     /* The core gives a transfer up after an election timeout; so does the replica, after
      * three, to serve again if it still leads. */
     if (self->transferring && (kyu_raft_role(self->raft) != KYU_RAFT_LEADER ||

@@ -1,8 +1,63 @@
-/* replica_internal: what replica.c and replica_boot.c share. */
+/* replica_internal: what the replica's files share: replica.c (proposals, the Ready loop,
+ * apply, compaction), replica_install.c (snapshot install), replica_members.c (addresses
+ * and links of the members, configuration changes) and replica_boot.c (startup). */
 #ifndef KYU_REPLICA_INTERNAL_H
 #define KYU_REPLICA_INTERNAL_H
 
 #include "replica.h"
+
+typedef struct entry {
+    uint64_t term, index; /* set once proposed */
+    msgpack_sbuffer payload;
+    void **waiters; /* one per command, in order; NULL for none */
+    size_t n, cap;
+    struct entry *next;
+} entry_t;
+
+struct kyu_replica {
+    kyu_store_t *store;
+    kyu_sm_t *sm;
+    kyu_log_t *log;
+    kyu_raft_t *raft;
+    kyu_peers_t peers;
+    uint64_t node_id;
+    kyu_replica_send_fn send;
+    void *send_arg;
+    kyu_replica_done_fn done;
+    void *done_arg;
+    uint64_t last_now;
+    entry_t *open;                     /* gathering proposals */
+    entry_t *proposed, *proposed_tail; /* proposed to the core, oldest first */
+    size_t pending;                    /* commands proposed, not yet answered */
+    bool ready_out;                    /* a Ready is taken and not yet advanced */
+    kyu_raft_ready_t rd;
+    size_t rd_applied;               /* committed entries of rd already applied */
+    uint64_t await_token;            /* the storage write the Ready waits for (0: none) */
+    kyu_raft_hard_state_t persisted; /* the last hard state handed to the storage thread */
+    uint64_t compacted, compact_checked;
+    uint64_t log_last;                  /* last entry index handed to the storage thread */
+    uint64_t log_window, compact_every; /* entries kept; entries dropped at least at once */
+    bool failed, fatal;
+    bool transferring;       /* leadership is being handed over: serve nothing more */
+    uint32_t transfer_ticks; /* ticks since the transfer began (it is abandoned after an
+                                election timeout) */
+    uint32_t election_ticks;
+    bool join; /* started with --join: no bootstrap configuration */
+    /* Snapshot install: the Ready with the snapshot stays out until the state is fetched,
+     * swapped in and the log reset (snapshot.h). */
+    kyu_replica_install_fn install;
+    void *install_arg;
+    bool installing;        /* a Ready holds a snapshot not yet installed */
+    bool install_running;   /* a fetch is under way */
+    uint32_t install_wait;  /* ticks since the last failed fetch */
+    uint32_t install_tries; /* failed fetches of this snapshot (to rotate members) */
+    char failure[KYU_ERR_MSG_MAX];
+};
+
+/* Refuses every write from now on (a log or apply failure), answering what waits. */
+void kyu_replica_fail(kyu_replica_t *self, const char *why);
+/* Asks a member for the state of the Ready's snapshot (replica_install.c). */
+void kyu_replica_start_install(kyu_replica_t *self);
 
 /* The durable Raft state found at startup, ready for kyu_raft_config_t. */
 typedef struct {
