@@ -1,7 +1,11 @@
 #include "peers.h"
 
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 /* Copies [p, p + len) into out[KYU_ENDPOINT_MAX]; false when empty or too long. */
 static bool copy_part(char *out, const char *p, size_t len)
@@ -99,4 +103,37 @@ const kyu_peer_t *kyu_peers_find(const kyu_peers_t *self, uint64_t id)
         if (self->peers[i].id == id)
             return &self->peers[i];
     return NULL;
+}
+
+void kyu_endpoint_for_bind(const char *endpoint, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s", endpoint);
+    const char *host = strncmp(endpoint, "tcp://", 6) == 0 ? endpoint + 6 : NULL;
+    const char *colon = host ? strrchr(host, ':') : NULL;
+    if (!colon || colon == host || host[0] == '[' || (size_t)(colon - host) >= 256)
+        return; /* not tcp, no port, or a bracketed IPv6 literal */
+    char name[256];
+    memcpy(name, host, (size_t)(colon - host));
+    name[colon - host] = '\0';
+    struct in6_addr a6;
+    if (strcmp(name, "*") == 0 || inet_pton(AF_INET, name, &a6) == 1)
+        return;
+    static const int families[] = {AF_INET, AF_INET6};
+    for (size_t i = 0; i < sizeof families / sizeof families[0]; i++) {
+        struct addrinfo hints = {.ai_family = families[i], .ai_socktype = SOCK_STREAM};
+        struct addrinfo *res = NULL;
+        if (getaddrinfo(name, NULL, &hints, &res) != 0 || !res)
+            continue;
+        char ip[INET6_ADDRSTRLEN] = "";
+        const void *addr =
+            families[i] == AF_INET
+                ? (const void *)&((const struct sockaddr_in *)res->ai_addr)->sin_addr
+                : (const void *)&((const struct sockaddr_in6 *)res->ai_addr)->sin6_addr;
+        bool ok = inet_ntop(families[i], addr, ip, sizeof ip) != NULL;
+        freeaddrinfo(res);
+        if (ok) {
+            snprintf(out, cap, families[i] == AF_INET ? "tcp://%s%s" : "tcp://[%s]%s", ip, colon);
+            return;
+        }
+    }
 }

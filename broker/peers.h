@@ -34,4 +34,12 @@ kyu_code_t kyu_peers_add_list(kyu_peers_t *self, const char *list, kyu_err_t *er
 /* The member with id, or NULL. */
 const kyu_peer_t *kyu_peers_find(const kyu_peers_t *self, uint64_t id);
 
+/* What to bind for endpoint, a node's own raft address or client endpoint: ZeroMQ binds
+ * addresses and interfaces, not host names, so a tcp:// endpoint whose host is a name
+ * (tcp://kyu1:7701 in a container, tcp://h1:7700 on a host) becomes the address the name
+ * resolves to (IPv4 first). Numeric hosts, '*', other schemes, and names that do not resolve
+ * (ZeroMQ may know them as interfaces, or say why not) are copied unchanged. Blocks on DNS:
+ * call at startup. */
+void kyu_endpoint_for_bind(const char *endpoint, char *out, size_t cap);
+
 #endif

@@ -122,9 +122,11 @@ kyu_transport_t *kyu_transport_new(const kyu_peers_t *peers, uint64_t self_id, i
         return NULL;
     }
     harden(self->router, max_msg);
-    if (zsock_bind(self->router, "%s", me->raft) < 0) {
-        kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "cannot bind the raft address %s: %s", me->raft,
-                    zmq_strerror(zmq_errno()));
+    char bind[KYU_ENDPOINT_MAX];
+    kyu_endpoint_for_bind(me->raft, bind, sizeof bind);
+    if (zsock_bind(self->router, "%s", bind) < 0) {
+        kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "cannot bind the raft address %s (%s): %s",
+                    me->raft, bind, zmq_strerror(zmq_errno()));
         kyu_transport_destroy(&self);
         return NULL;
     }

@@ -16,9 +16,8 @@ BIN_DIR = os.environ.get("KYU_BIN_DIR", os.path.join(ROOT, "build"))
 COMPOSE = os.path.join(ROOT, "deploy", "docker-compose.yml")
 PROJECT = "kyutest%d" % os.getpid()
 IMAGE = "kyu:test%d" % os.getpid()
-NET = os.environ.get("KYU_NET", "10.231.7")
-ENDPOINTS = ",".join("tcp://%s.%d:7700" % (NET, 10 + i) for i in (1, 2, 3))
-ENV = dict(os.environ, KYU_IMAGE=IMAGE, KYU_NET=NET)
+ENDPOINTS = "tcp://kyu1:7700,tcp://kyu2:7700,tcp://kyu3:7700"  # the service names
+ENV = dict(os.environ, KYU_IMAGE=IMAGE)
 
 
 def run(args, timeout=120, input=None):

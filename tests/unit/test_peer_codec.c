@@ -279,6 +279,25 @@ static void test_bad_peer_entries_are_refused(void **state)
                      KYU_ERR_INVALID_ARGUMENT); /* duplicate id */
 }
 
+/* A node binds its own addresses: ZeroMQ cannot bind host names, so names are resolved. */
+static void test_own_addresses_with_host_names_are_bound_by_address(void **state)
+{
+    (void)state;
+    char out[KYU_ENDPOINT_MAX];
+    kyu_endpoint_for_bind("tcp://localhost:7701", out, sizeof out);
+    assert_true(strcmp(out, "tcp://127.0.0.1:7701") == 0 || strcmp(out, "tcp://[::1]:7701") == 0);
+    const char *unchanged[] = {"tcp://127.0.0.1:7700",
+                               "tcp://*:7700",
+                               "tcp://[::1]:7700",
+                               "ipc:///tmp/kyu.sock",
+                               "tcp://no-such-host.invalid:7700",
+                               "tcp://nocolon"};
+    for (size_t i = 0; i < sizeof unchanged / sizeof unchanged[0]; i++) {
+        kyu_endpoint_for_bind(unchanged[i], out, sizeof out);
+        assert_string_equal(out, unchanged[i]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -291,6 +310,7 @@ int main(void)
         cmocka_unit_test(test_other_shapes_are_refused),
         cmocka_unit_test(test_peer_list_parses_flags_and_env_form),
         cmocka_unit_test(test_bad_peer_entries_are_refused),
+        cmocka_unit_test(test_own_addresses_with_host_names_are_bound_by_address),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
