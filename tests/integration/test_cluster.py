@@ -42,6 +42,38 @@ class Node:
                 self.proc.wait(timeout=30)
 
 
+class Stream:
+    """`kyu send --lines` of lines in the background: acked fills with the ids as they are
+    acknowledged, ready is set once ready_at of them (or all) came back."""
+
+    def __init__(self, endpoints, lines, ready_at):
+        self.proc = subprocess.Popen([CLI, "--broker", endpoints, "--json", "send", "orders", "--lines"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.acked, self.ready = [], threading.Event()
+
+        def read_acks():
+            for line in self.proc.stdout:
+                self.acked.append(json.loads(line)["MessageId"])
+                if len(self.acked) >= ready_at:
+                    self.ready.set()
+            self.ready.set()
+
+        self.threads = [threading.Thread(target=read_acks),
+                        threading.Thread(target=lambda: (self.proc.stdin.write(lines), self.proc.stdin.close()))]
+        for t in self.threads:
+            t.start()
+
+    def finish(self):
+        """Waits for the CLI to end (bounded); returns its stderr."""
+        self.proc.wait(timeout=240)
+        for t in self.threads:
+            t.join(timeout=60)
+        err = self.proc.stderr.read().decode()
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+        return err
+
+
 class Cluster(unittest.TestCase):
     def setUp(self):
         self.data = tempfile.mkdtemp(prefix="kyu-cluster-")
@@ -132,27 +164,11 @@ class Cluster(unittest.TestCase):
 
         leader = self.leader()
         lines = "".join("order-%05d\n" % i for i in range(3000)).encode()
-        producer = subprocess.Popen([CLI, "--broker", self.endpoints, "--json", "send", "orders", "--lines"],
-                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        acked = []
-        ready = threading.Event()
-
-        def read_acks():
-            for line in producer.stdout:
-                acked.append(json.loads(line)["MessageId"])
-                if len(acked) >= 300:
-                    ready.set()
-            ready.set()
-
-        reader = threading.Thread(target=read_acks)
-        reader.start()
-        feeder = threading.Thread(target=lambda: (producer.stdin.write(lines), producer.stdin.close()))
-        feeder.start()
-        self.assertTrue(ready.wait(60), "the producer got no acknowledgements")
+        stream = Stream(self.endpoints, lines, 300)
+        self.assertTrue(stream.ready.wait(60), "the producer got no acknowledgements")
         leader.kill9()  # mid-stream
-        producer.wait(timeout=240)
-        reader.join(timeout=60)
-        feeder.join(timeout=60)
+        stream.finish()
+        acked = stream.acked
         self.assertGreaterEqual(len(acked), 300)
 
         new_leader = self.leader()
@@ -181,18 +197,9 @@ class Cluster(unittest.TestCase):
 
         leader = self.leader()
         lines = "".join("order-%05d\n" % i for i in range(2000)).encode()
-        producer = subprocess.Popen([CLI, "--broker", self.endpoints, "--json", "send", "orders", "--lines"],
-                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        acked, deliveries, deleted, failures = [], [], [], []
-        ready, producing = threading.Event(), threading.Event()
+        deliveries, deleted, failures = [], [], []
+        producing = threading.Event()
         producing.set()
-
-        def read_acks():
-            for line in producer.stdout:
-                acked.append(json.loads(line)["MessageId"])
-                if len(acked) >= 300:
-                    ready.set()
-            ready.set()
 
         def consume():
             # Receives and deletes while the producer runs and the leader dies; each call is
@@ -215,19 +222,16 @@ class Cluster(unittest.TestCase):
                 else:
                     deleted.extend(m["MessageId"] for m in batch)
 
-        threads = [threading.Thread(target=read_acks), threading.Thread(target=consume),
-                   threading.Thread(target=lambda: (producer.stdin.write(lines), producer.stdin.close()))]
-        for t in threads:
-            t.start()
-        self.assertTrue(ready.wait(60), "the producer got no acknowledgements")
+        consumer = threading.Thread(target=consume)
+        consumer.start()
+        stream = Stream(self.endpoints, lines, 300)
+        self.assertTrue(stream.ready.wait(60), "the producer got no acknowledgements")
         leader.kill9()  # mid-stream of sends, receives and deletes
-        producer.wait(timeout=240)
+        err = stream.finish()
         producing.clear()
-        for t in threads:
-            t.join(timeout=300)
-        self.assertEqual(len(acked), 2000, producer.stderr.read().decode()[-1000:] + self.logs())
-        producer.stdout.close()
-        producer.stderr.close()
+        consumer.join(timeout=300)
+        acked = stream.acked
+        self.assertEqual(len(acked), 2000, err[-1000:] + self.logs())
 
         leader.start()  # the old leader rejoins as a follower from its data dir
         self.wait_caught_up(leader)
@@ -251,36 +255,16 @@ class Cluster(unittest.TestCase):
         for round_ in range(3):
             leader = self.leader()
             lines = "".join("r%d-%05d\n" % (round_, i) for i in range(1500)).encode()
-            producer = subprocess.Popen([CLI, "--broker", self.endpoints, "--json", "send", "orders", "--lines"],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            got = []
-            ready = threading.Event()
-
-            def read_acks():
-                for line in producer.stdout:
-                    got.append(json.loads(line)["MessageId"])
-                    if len(got) >= 200:
-                        ready.set()
-                ready.set()
-
-            reader = threading.Thread(target=read_acks)
-            reader.start()
-            feeder = threading.Thread(target=lambda: (producer.stdin.write(lines), producer.stdin.close()))
-            feeder.start()
-            self.assertTrue(ready.wait(60), "the producer got no acknowledgements")
+            stream = Stream(self.endpoints, lines, 200)
+            self.assertTrue(stream.ready.wait(60), "the producer got no acknowledgements")
             leader.stop()  # SIGTERM: hands leadership over, then exits
             self.assertEqual(leader.proc.returncode, 0, "the broker did not exit cleanly on SIGTERM")
             with open(leader.log.name, "rb") as f:
                 self.assertIn(b"leadership handed over", f.read())
-            producer.wait(timeout=240)
-            reader.join(timeout=60)
-            feeder.join(timeout=60)
-            err = producer.stderr.read().decode()
-            producer.stdout.close()
-            producer.stderr.close()
-            self.assertEqual(producer.returncode, 0, err[-2000:] + self.logs())
-            self.assertEqual(len(got), 1500, "every line is acknowledged across the restart")
-            acked += got
+            err = stream.finish()
+            self.assertEqual(stream.proc.returncode, 0, err[-2000:] + self.logs())
+            self.assertEqual(len(stream.acked), 1500, "every line is acknowledged across the restart")
+            acked += stream.acked
             leader.start()
             self.wait_caught_up(leader)
         received = self.drain("orders")
