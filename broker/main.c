@@ -3,6 +3,7 @@
  * on the transport's ROUTER, durability reports from the storage thread, and the Raft tick.
  * The ack-after-commit rule lives in the replica: a write's reply is sent once its entry is
  * committed and applied, never from the request handler. */
+#include "cluster_time.h"
 #include "frontend.h"
 #include "snapshot.h"
 #include "transport.h"
@@ -20,6 +21,7 @@ typedef struct {
     uint64_t node_id;
     kyu_peers_t peers;
     bool join;
+    uint64_t max_clock_skew_ms;
 } config_t;
 
 static void usage(FILE *out)
@@ -28,6 +30,7 @@ static void usage(FILE *out)
         out,
         "usage: kyu-broker [--data DIR] [--listen ENDPOINT] [--max-message-size BYTES]\n"
         "                  [--node-id N --peer ID,RAFT_HOST:PORT,CLIENT_ENDPOINT ... [--join]]\n"
+        "                  [--max-clock-skew-ms MS]\n"
         "\n"
         "Runs a kyu broker node: queues with SQS semantics, stored durably in RocksDB and\n"
         "replicated with Raft when peers are given.\n"
@@ -44,10 +47,22 @@ static void usage(FILE *out)
         "                           --peer lists this node and the current members\n"
         "                           (env KYU_JOIN=1)\n"
         "  --max-message-size N     largest message body in bytes (default %d, 1 MiB)\n"
+        "  --max-clock-skew-ms MS   how far this node's clock may be from the cluster's\n"
+        "                           time (default %d): past it the node logs the skew, and a\n"
+        "                           clock ahead is not used and gives leadership away\n"
+        "                           (env KYU_MAX_CLOCK_SKEW_MS)\n"
         "  --help                   this text\n"
         "\n"
         "SIGTERM or SIGINT stops the broker cleanly.\n",
-        KYU_BODY_MAX_DEFAULT);
+        KYU_BODY_MAX_DEFAULT, KYU_CLUSTER_TIME_SKEW_DEFAULT_MS);
+}
+
+/* A positive number of milliseconds up to KYU_CLUSTER_TIME_SKEW_MAX_MS, or 0 (not valid). */
+static uint64_t parse_skew(const char *s)
+{
+    char *end = NULL;
+    unsigned long long v = s && *s ? strtoull(s, &end, 10) : 0;
+    return s && *s && !*end && v >= 1 && v <= KYU_CLUSTER_TIME_SKEW_MAX_MS ? (uint64_t)v : 0;
 }
 
 static int parse_args(int argc, char **argv, config_t *cfg)
@@ -59,10 +74,12 @@ static int parse_args(int argc, char **argv, config_t *cfg)
         {"node-id", required_argument, NULL, 'n'},
         {"peer", required_argument, NULL, 'p'},
         {"join", no_argument, NULL, 'j'},
+        {"max-clock-skew-ms", required_argument, NULL, 's'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    *cfg = (config_t){"./kyu-data", "tcp://127.0.0.1:7700", KYU_BODY_MAX_DEFAULT, 0, {0}, false};
+    *cfg = (config_t){"./kyu-data", "tcp://127.0.0.1:7700", KYU_BODY_MAX_DEFAULT, 0, {0}, false, 0};
+    const char *skew = getenv("KYU_MAX_CLOCK_SKEW_MS");
     const char *env_join = getenv("KYU_JOIN");
     cfg->join = env_join && strcmp(env_join, "1") == 0;
     bool listen_set = false;
@@ -83,6 +100,9 @@ static int parse_args(int argc, char **argv, config_t *cfg)
             break;
         case 'j':
             cfg->join = true;
+            break;
+        case 's':
+            skew = optarg;
             break;
         case 'p':
             if (kyu_peers_add(&cfg->peers, optarg, &err) != KYU_OK) {
@@ -108,6 +128,11 @@ static int parse_args(int argc, char **argv, config_t *cfg)
             usage(stderr);
             return 2;
         }
+    }
+    if (skew && !(cfg->max_clock_skew_ms = parse_skew(skew))) {
+        fprintf(stderr, "kyu-broker: --max-clock-skew-ms must be 1 to %d ms\n",
+                KYU_CLUSTER_TIME_SKEW_MAX_MS);
+        return 2;
     }
     if (optind < argc) {
         fprintf(stderr, "kyu-broker: unexpected argument '%s'\n", argv[optind]);
@@ -359,7 +384,8 @@ int main(int argc, char **argv)
                                  .send_arg = b.transport,
                                  .install = b.snapshot ? start_install : NULL,
                                  .install_arg = &b,
-                                 .join = cfg.join};
+                                 .join = cfg.join,
+                                 .max_clock_skew_ms = cfg.max_clock_skew_ms};
     char *window = getenv("KYU_LOG_WINDOW"); /* tests: a short log makes snapshots happen */
     if (window && atoll(window) > 0)
         rcfg.log_window = (uint64_t)atoll(window);

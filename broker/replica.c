@@ -3,7 +3,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <time.h>
 
 #define COMPACT_EVERY_MAX 1024 /* entries dropped at least per compaction (at most this) */
 
@@ -180,7 +179,9 @@ kyu_replica_t *kyu_replica_new(kyu_store_t *store, kyu_sm_t *sm, kyu_log_t *log,
     for (uint32_t i = 0; alone && i < 4 * election && kyu_raft_role(self->raft) != KYU_RAFT_LEADER;
          i++)
         kyu_raft_tick(self->raft);
-    self->last_now = kyu_sm_last_now(sm);
+    kyu_cluster_time_config_t ct = {.max_skew_ms = cfg ? cfg->max_clock_skew_ms : 0};
+    self->clock_time = kyu_cluster_time_new(&ct, kyu_sm_last_now(sm), kyu_cluster_time_mono_ms());
+    KYU_ASSERT(self->clock_time);
     return self;
 }
 
@@ -192,22 +193,15 @@ void kyu_replica_destroy(kyu_replica_t **self_p)
     if (self->proposed || self->open)
         kyu_replica_fail(self, "the broker is shutting down");
     kyu_raft_destroy(&self->raft);
+    kyu_cluster_time_destroy(&self->clock_time);
     free(self);
     *self_p = NULL;
 }
 
 uint64_t kyu_replica_now(kyu_replica_t *self)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t wall = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-    /* A new leader never goes below the times its predecessors put in the log. */
-    uint64_t applied = kyu_sm_last_now(self->sm);
-    if (applied > self->last_now)
-        self->last_now = applied;
-    if (wall > self->last_now)
-        self->last_now = wall;
-    return self->last_now;
+    return kyu_cluster_time_now(self->clock_time, kyu_cluster_time_wall_ms(),
+                                kyu_cluster_time_mono_ms(), kyu_sm_last_now(self->sm));
 }
 
 const char *kyu_replica_failure(kyu_replica_t *self)
@@ -602,9 +596,29 @@ void kyu_replica_on_log_event(kyu_replica_t *self, const kyu_log_event_t *ev)
     kyu_replica_flush(self);
 }
 
+/* Lets the cluster's time learn from what was applied, and a leader whose clock is ahead
+ * of it hand leadership over (broker/cluster_time.h). */
+static void check_clock(kyu_replica_t *self)
+{
+    const kyu_raft_t *r = self->raft;
+    kyu_cluster_time_obs_t o = {kyu_cluster_time_wall_ms(),
+                                kyu_cluster_time_mono_ms(),
+                                kyu_sm_last_now(self->sm),
+                                kyu_sm_applied_index(self->sm),
+                                kyu_raft_last_index(r),
+                                kyu_raft_commit(r),
+                                kyu_raft_role(r) == KYU_RAFT_LEADER,
+                                kyu_raft_term(r),
+                                kyu_raft_conf(r)->n_voters};
+    if (kyu_cluster_time_tick(self->clock_time, &o) == KYU_CLUSTER_TIME_HAND_OVER &&
+        !self->transferring)
+        kyu_replica_transfer(self);
+}
+
 void kyu_replica_tick(kyu_replica_t *self)
 {
     kyu_raft_tick(self->raft);
+    check_clock(self);
     if (self->installing && !self->install_running && !self->failed &&
         ++self->install_wait > self->election_ticks)
         kyu_replica_start_install(self);

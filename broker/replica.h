@@ -54,6 +54,7 @@ typedef struct {
     /* Join an existing cluster instead of bootstrapping one: a node without data starts
      * with an empty configuration and waits for a leader to add it (kyu cluster add). */
     bool join;
+    uint64_t max_clock_skew_ms; /* 0: KYU_CLUSTER_TIME_SKEW_DEFAULT_MS (cluster_time.h) */
 } kyu_replica_config_t;
 
 /* Rebuilds the Raft core from the log (hard state, snapshot record, entries) and applies the
@@ -64,8 +65,10 @@ kyu_replica_t *kyu_replica_new(kyu_store_t *store, kyu_sm_t *sm, kyu_log_t *log,
 /* Drops proposals that wait (their waiters are handed to done with an error result). */
 void kyu_replica_destroy(kyu_replica_t **self_p);
 
-/* The time to put in a new command: the wall clock, but never earlier than a time already
- * proposed or applied, so that a clock stepping back cannot shorten a lease. */
+/* The time to put in a new command: never earlier than a time already proposed or applied
+ * (a clock stepping back cannot shorten a lease), advancing at the rate of real time even
+ * when the log's time is ahead of this node's clock; the wall clock unless it is ahead of
+ * the cluster's time past the skew bound (broker/cluster_time.h). */
 uint64_t kyu_replica_now(kyu_replica_t *self);
 
 /* Adds cmd to the open entry; waiter comes back through done. BUSY when too many commands

@@ -4,6 +4,7 @@
 #ifndef KYU_REPLICA_INTERNAL_H
 #define KYU_REPLICA_INTERNAL_H
 
+#include "cluster_time.h"
 #include "replica.h"
 
 typedef struct entry {
@@ -25,7 +26,7 @@ struct kyu_replica {
     void *send_arg;
     kyu_replica_done_fn done;
     void *done_arg;
-    uint64_t last_now;
+    kyu_cluster_time_t *clock_time;    /* the time put in commands, and clock skew */
     entry_t *open;                     /* gathering proposals */
     entry_t *proposed, *proposed_tail; /* proposed to the core, oldest first */
     size_t pending;                    /* commands proposed, not yet answered */
