@@ -123,11 +123,11 @@ typedef struct {
 } kyu_raft_snapshot_t;
 
 typedef enum {
-    KYU_RAFT_MSG_APPEND = 1,  /* AppendEntries: index/log_term = previous entry */
-    KYU_RAFT_MSG_APPEND_RESP, /* index = last matching index, or reject + hints */
-    KYU_RAFT_MSG_HEARTBEAT,   /* commit = min(leader commit, follower match)      */
-    KYU_RAFT_MSG_HEARTBEAT_RESP,
-    KYU_RAFT_MSG_VOTE, /* index/log_term = candidate's last entry          */
+    KYU_RAFT_MSG_APPEND = 1,     /* AppendEntries: index/log_term = previous entry */
+    KYU_RAFT_MSG_APPEND_RESP,    /* index = last matching index, or reject + hints */
+    KYU_RAFT_MSG_HEARTBEAT,      /* commit = min(leader commit, follower match)      */
+    KYU_RAFT_MSG_HEARTBEAT_RESP, /* index = follower's last index (a lost log shows) */
+    KYU_RAFT_MSG_VOTE,           /* index/log_term = candidate's last entry          */
     KYU_RAFT_MSG_VOTE_RESP,
     KYU_RAFT_MSG_PRE_VOTE, /* term = the term the sender would campaign in     */
     KYU_RAFT_MSG_PRE_VOTE_RESP,
