@@ -50,7 +50,8 @@
  * its own term.
  *
  * Every message carries a group id so one process can run many Raft groups (multi-raft).
- * raft_codec.h (library kyu_raft_codec) encodes messages as msgpack for the wire.
+ * The core has no wire format: the broker's broker/peer_codec.h encodes messages as msgpack
+ * (the only codec; kyu-sim passes the structs themselves).
  *
  * Timing: the election timeout must exceed a vote's round trip including two fsyncs (the
  * candidate's and the voter's), or elections never finish (thesis 3.5).
