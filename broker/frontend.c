@@ -1,4 +1,5 @@
 #include "frontend.h"
+#include "recv_bounded.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -360,7 +361,7 @@ static void handle_request(kyu_frontend_t *self, zmsg_t **msg_p)
 void kyu_frontend_on_readable(kyu_frontend_t *self)
 {
     for (int i = 0; i < DRAIN_MAX && (zsock_events(self->sock) & ZMQ_POLLIN); i++) {
-        zmsg_t *msg = zmsg_recv(self->sock);
+        zmsg_t *msg = kyu_recv_request(self->sock, self->max_body);
         if (!msg)
             break;
         handle_request(self, &msg);

@@ -48,9 +48,9 @@ void kyu_replica_install_done(kyu_replica_t *self, bool ok, const char *why)
     const kyu_raft_ready_t *rd = &self->rd;
     const kyu_raft_snapshot_t *snap = rd->snapshot;
     kyu_err_t err;
+    /* On failure the node refuses writes and leaves the state machine alone (store.h). */
     if (kyu_store_replace_state(self->store, &err) != KYU_OK ||
         kyu_sm_reload(self->sm, &err) != KYU_OK) {
-        self->fatal = true;
         kyu_replica_fail(self, err.msg);
         return;
     }

@@ -102,8 +102,15 @@ static checkpoint_t *checkpoint_new(server_t *s, char *why, size_t cap)
     snprintf(c->path, sizeof c->path, "%s/%llu", s->root, (unsigned long long)c->session);
     mkdir(s->root, 0755);
     char *rerr = NULL;
-    rocksdb_checkpoint_t *cp =
-        rocksdb_checkpoint_object_create(kyu_store_db(s->store, KYU_CF_META), &rerr);
+    /* NULL after a snapshot install that could not reopen the state (store.h); the event loop
+     * replaces it only while this thread is paused. */
+    rocksdb_t *db = kyu_store_db(s->store, KYU_CF_META);
+    if (!db) {
+        snprintf(why, cap, "this node's state database is not open");
+        checkpoint_drop(c);
+        return NULL;
+    }
+    rocksdb_checkpoint_t *cp = rocksdb_checkpoint_object_create(db, &rerr);
     /* 0: flush the memtables first, so the checkpoint is tables (hard links) and little WAL. */
     if (!rerr)
         rocksdb_checkpoint_create(cp, c->path, 0, &rerr);

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,12 @@ static bool in_log_db(int cf)
 
 struct kyu_store {
     char dir[4096];
+    /* The state handle is replaced by a snapshot install (event loop) while the storage
+     * thread may sync it (kyu_store_sync_state, before it compacts the log): this lock
+     * serializes the two, and db is NULL while no state database is open. The event loop's
+     * own reads and writes need no lock (it is the thread that replaces the handle); the
+     * snapshot server thread is paused around a replacement (snapshot.h). */
+    pthread_mutex_t state_lock;
     rocksdb_t *db;                 /* state */
     rocksdb_t *log_db;             /* command log */
     rocksdb_options_t *opts;       /* the log's */
@@ -212,6 +219,79 @@ static void close_state(kyu_store_t *self)
     }
 }
 
+/* Opens DIR/state.incoming read-only and checks it is a state database of this format, so
+ * that a broken or incomplete transfer is refused before the current state is given up. */
+static kyu_code_t check_incoming(kyu_store_t *self, const char *path, kyu_err_t *err)
+{
+    const char *names[KYU_CF_COUNT];
+    const rocksdb_options_t *opts[KYU_CF_COUNT];
+    rocksdb_column_family_handle_t *handles[KYU_CF_COUNT];
+    int n = 0, meta = -1;
+    for (int i = 0; i < KYU_CF_COUNT; i++) {
+        if (in_log_db(i))
+            continue;
+        if (i == KYU_CF_META)
+            meta = n;
+        names[n] = cf_names[i];
+        opts[n++] = self->state_opts;
+    }
+    char *rerr = NULL;
+    rocksdb_t *db = rocksdb_open_for_read_only_column_families(self->state_opts, path, n, names,
+                                                               opts, handles, 0, &rerr);
+    if (rerr) {
+        kyu_err_set(err, KYU_ERR_STORAGE, "the fetched snapshot does not open: %s", rerr);
+        free(rerr);
+        return KYU_ERR_STORAGE;
+    }
+    static const char key[] = "format_version";
+    size_t len = 0;
+    char *v = rocksdb_get_cf(db, self->ropts, handles[meta], key, sizeof key - 1, &len, &rerr);
+    kyu_code_t rc = KYU_OK;
+    if (rerr || !v || len != 8 || kyu_get_be64((const uint8_t *)v) != KYU_STORE_FORMAT_VERSION)
+        rc = kyu_err_set(err, KYU_ERR_STORAGE,
+                         "the fetched snapshot is not a state database of format %d%s%s",
+                         KYU_STORE_FORMAT_VERSION, rerr ? ": " : "", rerr ? rerr : "");
+    free(rerr);
+    free(v);
+    for (int i = 0; i < n; i++)
+        rocksdb_column_family_handle_destroy(handles[i]);
+    rocksdb_close(db);
+    return rc;
+}
+
+/* Moves the current state aside and the incoming one in, durably, and opens it. On failure
+ * the old state is put back and reopened; db stays NULL only if that fails too. Called with
+ * state_lock held and the state closed. */
+static kyu_code_t swap_in(kyu_store_t *self, const char *state, const char *old,
+                          const char *incoming, kyu_err_t *err)
+{
+    kyu_store_remove_tree(old);
+    if (rename(state, old) != 0 || rename(incoming, state) != 0)
+        kyu_err_set(err, KYU_ERR_STORAGE, "cannot put the snapshot in place: %s", strerror(errno));
+    else if (kyu_store_fsync_path(self->dir, err) == KYU_OK &&
+             open_db(self, self->dir, "state", false, &self->db, err) == KYU_OK &&
+             check_format(self, err) == KYU_OK) {
+        kyu_store_remove_tree(old);
+        return KYU_OK;
+    }
+    /* Undo: a new state that moved in but does not work goes, and the old one comes back (as
+     * after a crash: finish_swap) and is reopened. */
+    close_state(self);
+    if (exists(old) && exists(state))
+        kyu_store_remove_tree(state);
+    kyu_err_t again;
+    if (finish_swap(self->dir, &again) != KYU_OK ||
+        open_db(self, self->dir, "state", false, &self->db, &again) != KYU_OK) {
+        char first[KYU_ERR_MSG_MAX];
+        snprintf(first, sizeof first, "%s", err->msg);
+        kyu_err_set(err, KYU_ERR_STORAGE,
+                    "%.200s; and the state database cannot be reopened (%.200s): restart the "
+                    "broker",
+                    first, again.msg);
+    }
+    return KYU_ERR_STORAGE;
+}
+
 kyu_code_t kyu_store_replace_state(kyu_store_t *self, kyu_err_t *err)
 {
     char state[4200], old[4200], incoming[4200];
@@ -219,27 +299,22 @@ kyu_code_t kyu_store_replace_state(kyu_store_t *self, kyu_err_t *err)
     snprintf(old, sizeof old, "%s/state.old", self->dir);
     snprintf(incoming, sizeof incoming, "%s/state.incoming", self->dir);
     kyu_err_clear(err);
-    close_state(self);
-    kyu_store_remove_tree(old);
-    if (rename(state, old) != 0 || rename(incoming, state) != 0 ||
-        kyu_store_fsync_path(self->dir, err) != KYU_OK) {
-        if (!err->code)
-            kyu_err_set(err, KYU_ERR_STORAGE, "cannot put the snapshot in place: %s",
-                        strerror(errno));
-        finish_swap(self->dir, err);
-        open_db(self, self->dir, "state", false, &self->db, err);
+    if (check_incoming(self, incoming, err) != KYU_OK) {
+        kyu_store_remove_tree(incoming);
         return KYU_ERR_STORAGE;
     }
-    kyu_store_remove_tree(old);
-    if (open_db(self, self->dir, "state", false, &self->db, err) != KYU_OK)
-        return KYU_ERR_STORAGE;
-    return check_format(self, err);
+    KYU_ASSERT(pthread_mutex_lock(&self->state_lock) == 0);
+    close_state(self);
+    kyu_code_t rc = swap_in(self, state, old, incoming, err);
+    KYU_ASSERT(pthread_mutex_unlock(&self->state_lock) == 0);
+    return rc;
 }
 
 kyu_store_t *kyu_store_open(const char *dir, kyu_err_t *err)
 {
     kyu_store_t *self = calloc(1, sizeof *self);
-    if (!self) {
+    if (!self || pthread_mutex_init(&self->state_lock, NULL) != 0) {
+        free(self);
         kyu_err_set(err, KYU_ERR_INTERNAL, "out of memory");
         return NULL;
     }
@@ -318,6 +393,7 @@ void kyu_store_close(kyu_store_t **self_p)
     rocksdb_cache_destroy(self->cache);
     rocksdb_options_destroy(self->opts);
     rocksdb_options_destroy(self->state_opts);
+    pthread_mutex_destroy(&self->state_lock);
     free(self);
     *self_p = NULL;
 }
@@ -330,7 +406,12 @@ rocksdb_t *kyu_store_db(kyu_store_t *self, kyu_cf_t cf)
 kyu_code_t kyu_store_sync_state(kyu_store_t *self, kyu_err_t *err)
 {
     char *rerr = NULL;
-    rocksdb_flush_wal(self->db, 1, &rerr);
+    KYU_ASSERT(pthread_mutex_lock(&self->state_lock) == 0);
+    if (self->db)
+        rocksdb_flush_wal(self->db, 1, &rerr);
+    else
+        rerr = strdup("the state database is not open (a snapshot install could not reopen it)");
+    KYU_ASSERT(pthread_mutex_unlock(&self->state_lock) == 0);
     if (rerr) {
         kyu_err_set(err, KYU_ERR_STORAGE, "syncing the state: %s", rerr);
         free(rerr);

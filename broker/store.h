@@ -7,10 +7,13 @@
  * the write in progress: in one database, each apply on the event loop would wait for the log's
  * fsync. The log is only compacted after kyu_store_sync_state, so a power loss can never leave
  * the state behind the first entry still in the log. RocksDB handles are thread-safe; the
- * store only opens, describes and closes them.
+ * store only opens, describes and closes them. Threads: the event loop owns the store and
+ * alone replaces the state handle (kyu_store_replace_state); the storage thread only calls
+ * kyu_store_sync_state, which a lock serializes with the replacement; the snapshot server
+ * thread is paused around it (snapshot.h).
  *
  * Format: the meta column family holds "format_version". Version 1 is the layout documented
- * in broker/sm.c and broker/storage.c. A future layout change bumps the version and adds a
+ * in broker/sm.c and broker/log.c. A future layout change bumps the version and adds a
  * migration step here; a database of an unknown version is refused at startup.
  */
 #ifndef KYU_STORE_H
@@ -45,7 +48,12 @@ void kyu_store_close(kyu_store_t **self_p);
  * another member's, fsynced); this closes the state database, puts the new one in its place
  * and opens it. Crash-safe: the swap is two renames, and kyu_store_open finishes or undoes
  * an interrupted one (DIR/state.old) and drops an incomplete DIR/state.incoming. Column
- * family handles and the state database handle change: callers take them again. */
+ * family handles and the state database handle change: callers take them again.
+ * On failure (STORAGE, err says why) the state machine must not use the store's state again:
+ * an incoming state that does not open as a state database of this format is refused before
+ * anything changes; a swap that fails half-way is undone on disk, and the old state reopened
+ * if possible, else the state database stays closed (kyu_store_db gives NULL for its column
+ * families, kyu_store_sync_state an error) until a restart. */
 kyu_code_t kyu_store_replace_state(kyu_store_t *self, kyu_err_t *err);
 /* The data directory (for the snapshot transfer's files). */
 const char *kyu_store_dir(const kyu_store_t *self);

@@ -1,5 +1,6 @@
 #include "transport.h"
 
+#include "recv_bounded.h"
 #include "snap_codec.h"
 
 #include <stdlib.h>
@@ -178,17 +179,39 @@ void kyu_transport_send(kyu_transport_t *self, const kyu_raft_msg_t *msg)
         self->dropped++; /* EAGAIN: not connected or full; Raft sends it again */
 }
 
+/* A snapshot fetch is served only to a current member: one this node links to (the
+ * configuration's members, or the address book while this node is not in it yet). The raft
+ * port is not authenticated yet (DEALERs have no fixed routing id and CurveZMQ is not in), so
+ * the transport cannot tell which peer a connection belongs to and checks the sender the
+ * request names; with CurveZMQ the ZAP User-Id will be checked against it. */
+static bool fetch_from_member(kyu_transport_t *self, const void *data, size_t len)
+{
+    kyu_snap_msg_t req;
+    kyu_err_t err;
+    bool ok = kyu_snap_decode(data, len, &req, &err) == KYU_OK && req.kind == KYU_SNAP_FETCH &&
+              req.to == self->self_id && req.from != self->self_id && find_link(self, req.from);
+    kyu_snap_reset(&req);
+    return ok;
+}
+
 kyu_code_t kyu_transport_recv(kyu_transport_t *self, kyu_peer_decoded_t *out,
                               kyu_transport_snap_t *snap, kyu_err_t *err)
 {
     zmsg_destroy(&self->held);
     memset(out, 0, sizeof *out);
     memset(snap, 0, sizeof *snap);
-    if (!(zsock_events(self->router) & ZMQ_POLLIN))
-        return kyu_err_set(err, KYU_ERR_TIMEOUT, "no message");
-    zmsg_t *m = zmsg_recv(self->router);
-    if (!m)
-        return kyu_err_set(err, KYU_ERR_TIMEOUT, "no message");
+    /* Every peer message is two frames (routing id, body): anything longer is drained and
+     * dropped frame by frame, never assembled. */
+    kyu_recv_limits_t lim = {.max_frames = 2,
+                             .max_bytes = KYU_ROUTING_ID_MAX + (size_t)self->max_msg};
+    zmsg_t *m = NULL;
+    kyu_code_t rc = kyu_recv_bounded(self->router, &lim, &m, err);
+    if (rc == KYU_ERR_TOO_LARGE) {
+        zmsg_destroy(&m);
+        return kyu_err_set(err, KYU_ERR_MALFORMED, "peer message over two frames: dropped");
+    }
+    if (rc != KYU_OK)
+        return rc;
     zframe_t *body = zmsg_size(m) == 2 ? zmsg_last(m) : NULL;
     if (!body) {
         zmsg_destroy(&m);
@@ -196,10 +219,12 @@ kyu_code_t kyu_transport_recv(kyu_transport_t *self, kyu_peer_decoded_t *out,
     }
     self->held = m;
     if (kyu_snap_is_frame(zframe_data(body), zframe_size(body))) {
+        if (!fetch_from_member(self, zframe_data(body), zframe_size(body)))
+            return kyu_err_set(err, KYU_ERR_MALFORMED, "snapshot fetch not from a member");
         *snap = (kyu_transport_snap_t){zmsg_first(m), zframe_data(body), zframe_size(body)};
         return KYU_OK;
     }
-    kyu_code_t rc = kyu_peer_decode(zframe_data(body), zframe_size(body), out, err);
+    rc = kyu_peer_decode(zframe_data(body), zframe_size(body), out, err);
     if (rc != KYU_OK)
         return rc;
     if (out->msg.to != self->self_id || out->msg.from == self->self_id ||

@@ -5,7 +5,8 @@
  * on the DEALER of their destination and come in on the ROUTER (whose identity frame is ignored:
  * the message says who sent it, and is checked against the member list). Sending never blocks the
  * event loop: a message for a peer that is down, not yet connected or not reading is dropped, and
- * Raft retransmits.
+ * Raft retransmits. Incoming messages are received frame by frame within two frames and the
+ * peer message bound (recv_bounded.h); a snapshot fetch is passed on only from a member.
  *
  * Owned by the event-loop thread.
  */
@@ -44,9 +45,10 @@ typedef struct {
 } kyu_transport_snap_t;
 
 /* Receives one message if one is waiting: KYU_OK with *out filled (reset it after use), or
- * with out->live false and *snap filled for a snapshot-transfer frame; KYU_ERR_TIMEOUT when
- * none waits, MALFORMED for a frame that does not decode or does not come from a member to
- * this node (dropped). */
+ * with out->live false and *snap filled for a snapshot FETCH from a linked member to this
+ * node; KYU_ERR_TIMEOUT when none waits, MALFORMED for a message of more than two frames or
+ * bytes, a frame that does not decode or does not come from a member to this node
+ * (dropped). */
 kyu_code_t kyu_transport_recv(kyu_transport_t *self, kyu_peer_decoded_t *out,
                               kyu_transport_snap_t *snap, kyu_err_t *err);
 /* Answers a snapshot-transfer frame on the ROUTER (dropped when it cannot go at once). */

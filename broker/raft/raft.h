@@ -50,7 +50,8 @@
  * its own term.
  *
  * Every message carries a group id so one process can run many Raft groups (multi-raft).
- * raft_codec.h (library kyu_raft_codec) encodes messages as msgpack for the wire.
+ * The core has no wire format: the broker's broker/peer_codec.h encodes messages as msgpack
+ * (the only codec; kyu-sim passes the structs themselves).
  *
  * Timing: the election timeout must exceed a vote's round trip including two fsyncs (the
  * candidate's and the voter's), or elections never finish (thesis 3.5).
@@ -123,11 +124,11 @@ typedef struct {
 } kyu_raft_snapshot_t;
 
 typedef enum {
-    KYU_RAFT_MSG_APPEND = 1,  /* AppendEntries: index/log_term = previous entry */
-    KYU_RAFT_MSG_APPEND_RESP, /* index = last matching index, or reject + hints */
-    KYU_RAFT_MSG_HEARTBEAT,   /* commit = min(leader commit, follower match)      */
-    KYU_RAFT_MSG_HEARTBEAT_RESP,
-    KYU_RAFT_MSG_VOTE, /* index/log_term = candidate's last entry          */
+    KYU_RAFT_MSG_APPEND = 1,     /* AppendEntries: index/log_term = previous entry */
+    KYU_RAFT_MSG_APPEND_RESP,    /* index = last matching index, or reject + hints */
+    KYU_RAFT_MSG_HEARTBEAT,      /* commit = min(leader commit, follower match)      */
+    KYU_RAFT_MSG_HEARTBEAT_RESP, /* index = follower's last index (a lost log shows) */
+    KYU_RAFT_MSG_VOTE,           /* index/log_term = candidate's last entry          */
     KYU_RAFT_MSG_VOTE_RESP,
     KYU_RAFT_MSG_PRE_VOTE, /* term = the term the sender would campaign in     */
     KYU_RAFT_MSG_PRE_VOTE_RESP,

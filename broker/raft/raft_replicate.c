@@ -209,6 +209,13 @@ void kyu_raft_step_leader(kyu_raft_t *r, const kyu_raft_msg_t *m)
     case KYU_RAFT_MSG_HEARTBEAT_RESP:
         pr->recent_active = true;
         pr->probe_sent = false;
+        if (m->index < pr->match && pr->state != KYU_RAFT_PR_SNAPSHOT) {
+            /* The follower holds less than it acknowledged: it restarted from an empty or
+             * older data directory. With no client writes nothing else would tell us, so
+             * start over from what it has; entries or a snapshot follow below. */
+            pr->match = m->index;
+            kyu_raft_pr_become_probe(pr);
+        }
         if (pr->state == KYU_RAFT_PR_REPLICATE && pr->infl_count >= pr->infl_max)
             kyu_raft_pr_free_first(pr);
         if (pr->state == KYU_RAFT_PR_SNAPSHOT) {
@@ -267,6 +274,8 @@ void kyu_raft_handle_heartbeat(kyu_raft_t *r, const kyu_raft_msg_t *m)
 {
     uint64_t last = kyu_raft_log_last(&r->log);
     kyu_raft_log_commit_to(&r->log, m->commit < last ? m->commit : last);
-    kyu_raft_msg_t resp = {.type = KYU_RAFT_MSG_HEARTBEAT_RESP, .to = m->from};
+    /* The answer says how far our log reaches, so a leader that believes we hold more (we
+     * lost our disk) finds out without waiting for a client write. */
+    kyu_raft_msg_t resp = {.type = KYU_RAFT_MSG_HEARTBEAT_RESP, .to = m->from, .index = last};
     kyu_raft_send(r, &resp);
 }

@@ -81,6 +81,37 @@ class Snapshot(test_cluster.Cluster):
         self.ok("send", "orders", "after-install")
         self.assertEqual([m["Body"] for m in self.drain("orders")], ["after-install"])
 
+    def wiped_while_idle(self, by_snapshot):
+        """Issue 11, 3a: a follower that had everything is wiped and restarted while no client
+        writes. The leader still believes it holds the whole log, so only heartbeats (their
+        answers) can bring it back; it must reach the leader's applied index on its own."""
+        leader = self.leader()
+        self.ok("create-queue", "idle", "--visibility-timeout", "600")
+        sent = []
+        for i in range(40):  # more entries than the log window (one entry per CLI call)
+            self.ok("send", "idle", "one-%02d" % i)
+            sent.append("one-%02d" % i)
+        batch = ["idle-%03d" % i for i in range(200)]
+        self.ok("send", "idle", "--lines", input="".join(b + "\n" for b in batch).encode())
+        sent += batch
+        follower = next(n for n in self.nodes if n is not leader)
+        self.wait_caught_up(follower)
+        follower.kill9()
+        shutil.rmtree(os.path.join(self.data, "db-%d" % follower.id))
+        follower.start()
+        # No client write from here on until the follower has caught up.
+        self.wait_caught_up(follower, deadline_s=60)
+        follower.log.flush()
+        with open(follower.log.name, "rb") as f:
+            installed = b"installed a snapshot" in f.read()
+        self.assertEqual(installed, by_snapshot, self.logs())
+        got = self.lead_and_drain(follower, "idle")
+        self.assertEqual(sorted(m["Body"] for m in got), sorted(sent),
+                         "the wiped node lost or invented messages")
+
+    def test_a_follower_wiped_while_no_client_writes_catches_up_by_snapshot(self):
+        self.wiped_while_idle(by_snapshot=True)
+
     def test_a_follower_down_past_the_log_window_catches_up_by_snapshot(self):
         self.behind_then_back(wipe=False)
 
@@ -96,12 +127,16 @@ class WipedWithinTheWindow(Snapshot):
     def test_a_wiped_follower_gets_the_log_again(self):
         self.behind_then_back(wipe=True, by_snapshot=False)
 
+    def test_a_follower_wiped_while_no_client_writes_gets_the_log_again(self):
+        self.wiped_while_idle(by_snapshot=False)
+
 
 def load_tests(loader, tests, pattern):
     # Only this file's tests: the base class's run in test_cluster.py.
     return unittest.TestSuite(
         [Snapshot(name) for name in loader.getTestCaseNames(Snapshot) if name in Snapshot.__dict__]
-        + [WipedWithinTheWindow("test_a_wiped_follower_gets_the_log_again")])
+        + [WipedWithinTheWindow(name) for name in loader.getTestCaseNames(WipedWithinTheWindow)
+           if name in WipedWithinTheWindow.__dict__])
 
 
 if __name__ == "__main__":

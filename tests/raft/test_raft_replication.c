@@ -188,6 +188,41 @@ static void test_leader_starts_over_with_a_follower_that_lost_its_log(void **sta
     harness_destroy(&h);
 }
 
+/* The same loss while no client writes (issue 11, 3a): nothing is proposed after node 3
+ * restarts empty, so only the leader's heartbeats and their answers can tell the leader that
+ * node 3 no longer holds what it acknowledged. The heartbeat answer carries the follower's
+ * last index; the leader starts over from there and node 3 catches up by heartbeats alone. */
+static void test_heartbeats_alone_bring_back_a_follower_that_lost_its_log(void **state)
+{
+    (void)state;
+    harness_t *h = harness_new(3, 3, 0);
+    harness_elect(h, 1);
+    for (int i = 0; i < 6; i++)
+        assert_true(harness_propose(h, 1, "kept") > 0);
+    harness_stabilize(h);
+    harness_tick(h, 1, H_HEARTBEAT); /* followers learn the final commit index */
+    harness_stabilize(h);
+    uint64_t last = kyu_raft_last_index(h->nodes[1]);
+    assert_int_equal(h->applied[3], last);
+    kyu_raft_destroy(&h->nodes[3]);
+    kyu_raft_conf_t conf = {.n_voters = 3, .voters = {1, 2, 3}};
+    kyu_raft_config_t cfg = {
+        .group = 1, .election_ticks = H_ELECTION, .heartbeat_ticks = H_HEARTBEAT, .conf = &conf};
+    h->nodes[3] = harness_node_new(3, &cfg);
+    assert_non_null(h->nodes[3]);
+    h->applied[3] = 0;
+    for (int i = 0; i < 5 && h->applied[3] < last; i++) {
+        harness_tick(h, 1, H_HEARTBEAT);
+        harness_stabilize(h);
+    }
+    assert_int_equal(kyu_raft_last_index(h->nodes[1]), last); /* no entry was proposed */
+    assert_int_equal(kyu_raft_last_index(h->nodes[3]), last);
+    assert_int_equal(kyu_raft_commit(h->nodes[3]), kyu_raft_commit(h->nodes[1]));
+    assert_int_equal(h->applied[3], last);
+    assert_int_equal(kyu_raft_match_of(h->nodes[1], 3), last);
+    harness_destroy(&h);
+}
+
 static void test_follower_truncates_uncommitted_conflicting_suffix(void **state)
 {
     (void)state;
@@ -315,6 +350,7 @@ int main(void)
         cmocka_unit_test(test_leader_counts_its_own_entry_only_once_durable),
         cmocka_unit_test(test_fast_backoff_skips_a_conflicting_term_in_one_round_trip),
         cmocka_unit_test(test_leader_starts_over_with_a_follower_that_lost_its_log),
+        cmocka_unit_test(test_heartbeats_alone_bring_back_a_follower_that_lost_its_log),
         cmocka_unit_test(test_follower_truncates_uncommitted_conflicting_suffix),
         cmocka_unit_test(test_follower_rejects_append_with_hint),
         cmocka_unit_test(test_leader_messages_wait_until_its_term_is_durable),

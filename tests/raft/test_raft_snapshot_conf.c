@@ -45,6 +45,43 @@ static void test_snapshot_install_in_chunks_brings_a_lagging_follower_back(void 
     harness_destroy(&h);
 }
 
+/* A follower that lost its disk after the leader compacted its log gets the snapshot from
+ * heartbeats alone, with no client write to trigger an append (issue 11, 3a). */
+static void test_heartbeats_alone_send_the_snapshot_to_a_follower_that_lost_its_log(void **state)
+{
+    (void)state;
+    harness_t *h = harness_new(3, 3, 7);
+    harness_elect(h, 1);
+    uint64_t last = 0;
+    for (int i = 0; i < 20; i++)
+        last = harness_propose(h, 1, "entry");
+    harness_stabilize(h);
+    harness_tick(h, 1, H_HEARTBEAT);
+    harness_stabilize(h);
+    assert_int_equal(h->applied[3], last);
+    const char snap[] = "the state machine at index N, 40 bytes!";
+    assert_int_equal(kyu_raft_compact(h->nodes[1], last, snap, sizeof(snap)), KYU_RAFT_OK);
+    kyu_raft_destroy(&h->nodes[3]);
+    kyu_raft_conf_t conf = {.n_voters = 3, .voters = {1, 2, 3}};
+    kyu_raft_config_t cfg = {.group = 1,
+                             .election_ticks = H_ELECTION,
+                             .heartbeat_ticks = H_HEARTBEAT,
+                             .snapshot_chunk = 7,
+                             .conf = &conf};
+    h->nodes[3] = harness_node_new(3, &cfg);
+    assert_non_null(h->nodes[3]);
+    h->applied[3] = 0;
+    for (int i = 0; i < 5 && h->applied[3] < last; i++) {
+        harness_tick(h, 1, H_HEARTBEAT);
+        harness_stabilize(h);
+    }
+    assert_int_equal(kyu_raft_last_index(h->nodes[1]), last); /* no entry was proposed */
+    assert_int_equal(h->snap_installed[3], last);
+    assert_int_equal(kyu_raft_applied(h->nodes[3]), last);
+    assert_int_equal(h->applied[3], last);
+    harness_destroy(&h);
+}
+
 static void test_compact_refuses_beyond_applied(void **state)
 {
     (void)state;
@@ -236,6 +273,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_snapshot_install_in_chunks_brings_a_lagging_follower_back),
         cmocka_unit_test(test_compact_refuses_beyond_applied),
+        cmocka_unit_test(test_heartbeats_alone_send_the_snapshot_to_a_follower_that_lost_its_log),
         cmocka_unit_test(test_membership_learner_catches_up_then_is_promoted),
         cmocka_unit_test(test_membership_one_change_at_a_time),
         cmocka_unit_test(test_membership_removed_voter_no_longer_counts),

@@ -1,5 +1,7 @@
-/* The peer message codec (broker/peer_codec.c): every message type round-trips field by
- * field, and truncated, reshaped or out-of-range input is refused, never trusted. Also the
+/* The peer message codec (broker/peer_codec.c), the only codec of Raft messages: every
+ * message type round-trips field by field, and truncated, reshaped, lying or out-of-range
+ * input is refused, never trusted (the stored fuzz corpus in tests/raft/corpus/raft_msg
+ * replays more of it, through kyu_raft_step too). Also the
  * cluster configuration parser (broker/peers.c). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -238,6 +240,95 @@ static void test_other_shapes_are_refused(void **state)
     msgpack_sbuffer_destroy(&b);
 }
 
+static kyu_code_t decode_bytes(const uint8_t *buf, size_t len)
+{
+    kyu_peer_decoded_t d;
+    kyu_err_t err;
+    kyu_code_t rc = kyu_peer_decode(buf, len, &d, &err);
+    if (rc == KYU_OK)
+        kyu_peer_decoded_reset(&d);
+    return rc;
+}
+
+/* after_persist is the sender's own business (when it may send), never on the wire; an
+ * entry without data decodes with a NULL pointer, not a pointer into the input. */
+static void test_local_fields_stay_off_the_wire(void **state)
+{
+    (void)state;
+    kyu_raft_msg_t m = sample_append();
+    m.after_persist = true;
+    msgpack_sbuffer b;
+    encode(&m, &b);
+    kyu_peer_decoded_t d;
+    kyu_err_t err;
+    assert_int_equal(kyu_peer_decode(b.data, b.size, &d, &err), KYU_OK);
+    assert_false(d.msg.after_persist);
+    assert_int_equal(d.msg.entries[1].len, 0);
+    assert_null(d.msg.entries[1].data);
+    kyu_peer_decoded_reset(&d);
+    msgpack_sbuffer_destroy(&b);
+}
+
+static void test_trailing_bytes_are_refused(void **state)
+{
+    (void)state;
+    kyu_raft_msg_t m = sample_append();
+    msgpack_sbuffer b;
+    encode(&m, &b);
+    msgpack_sbuffer_write(&b, "\xc0", 1); /* one more object (nil) after the message */
+    assert_int_equal(decode_bytes((const uint8_t *)b.data, b.size), KYU_ERR_MALFORMED);
+    msgpack_sbuffer_destroy(&b);
+}
+
+/* Headers whose counts or lengths promise far more than the input holds are refused by the
+ * bounds walker before msgpack-c allocates anything for them. */
+static void test_lying_lengths_and_unknown_formats_are_refused(void **state)
+{
+    (void)state;
+    static const uint8_t not_array[] = {0x01}, empty_array[] = {0x90};
+    static const uint8_t array_liar[] = {0xdd, 0xff, 0xff, 0xff, 0xff};     /* 4 G elements */
+    static const uint8_t bin_liar[] = {0xc6, 0xff, 0xff, 0xff, 0xff, 0x00}; /* 4 GB bin */
+    static const uint8_t map_liar[] = {0xdc, 0x00, 0x0e, 0x01, 0xdf, 0xff, 0xff, 0xff, 0xff};
+    assert_int_equal(decode_bytes(not_array, sizeof not_array), KYU_ERR_MALFORMED);
+    assert_int_equal(decode_bytes(empty_array, sizeof empty_array), KYU_ERR_MALFORMED);
+    assert_int_equal(decode_bytes(array_liar, sizeof array_liar), KYU_ERR_MALFORMED);
+    assert_int_equal(decode_bytes(bin_liar, sizeof bin_liar), KYU_ERR_MALFORMED);
+    assert_int_equal(decode_bytes(map_liar, sizeof map_liar), KYU_ERR_MALFORMED);
+    kyu_raft_msg_t m = sample_append();
+    msgpack_sbuffer b;
+    encode(&m, &b);
+    assert_int_equal((uint8_t)b.data[1], KYU_PEER_FORMAT); /* fixarray, then the format */
+    b.data[1] = KYU_PEER_FORMAT + 1;
+    assert_int_equal(decode_bytes((const uint8_t *)b.data, b.size), KYU_ERR_MALFORMED);
+    msgpack_sbuffer_destroy(&b);
+}
+
+/* Several bytes changed at once, at pseudo-random places and values (a fixed seed): the
+ * decoder answers every time and whatever it accepts it frees (ASan checks both). */
+static void test_random_corruption_never_crashes(void **state)
+{
+    (void)state;
+    kyu_raft_msg_t msgs[2] = {sample_append(), sample_snapshot()};
+    uint64_t x = 12345;
+    for (int k = 0; k < 2; k++) {
+        msgpack_sbuffer b;
+        encode(&msgs[k], &b);
+        uint8_t *copy = malloc(b.size);
+        assert_non_null(copy);
+        for (int round = 0; round < 10000; round++) {
+            memcpy(copy, b.data, b.size);
+            for (int n = 0; n < 3; n++) {
+                x = x * 6364136223846793005ull + 1442695040888963407ull;
+                copy[(x >> 33) % b.size] = (uint8_t)(x >> 17);
+            }
+            kyu_code_t rc = decode_bytes(copy, b.size);
+            assert_true(rc == KYU_OK || rc == KYU_ERR_MALFORMED);
+        }
+        free(copy);
+        msgpack_sbuffer_destroy(&b);
+    }
+}
+
 static void test_peer_list_parses_flags_and_env_form(void **state)
 {
     (void)state;
@@ -308,6 +399,10 @@ int main(void)
         cmocka_unit_test(test_corrupted_bytes_never_crash),
         cmocka_unit_test(test_out_of_range_fields_are_refused),
         cmocka_unit_test(test_other_shapes_are_refused),
+        cmocka_unit_test(test_local_fields_stay_off_the_wire),
+        cmocka_unit_test(test_trailing_bytes_are_refused),
+        cmocka_unit_test(test_lying_lengths_and_unknown_formats_are_refused),
+        cmocka_unit_test(test_random_corruption_never_crashes),
         cmocka_unit_test(test_peer_list_parses_flags_and_env_form),
         cmocka_unit_test(test_bad_peer_entries_are_refused),
         cmocka_unit_test(test_own_addresses_with_host_names_are_bound_by_address),

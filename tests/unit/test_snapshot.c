@@ -277,6 +277,90 @@ static void test_open_undoes_an_interrupted_swap(void **state)
     assert_false(path_exists(f->dir, "state.incoming"));
 }
 
+/* The state database as it is now, copied by a RocksDB checkpoint into DIR/state.incoming
+ * (what a snapshot transfer leaves there). */
+static void checkpoint_into_incoming(fixture_t *f)
+{
+    char incoming[600];
+    snprintf(incoming, sizeof incoming, "%s/state.incoming", f->dir);
+    char *rerr = NULL;
+    rocksdb_checkpoint_t *cp =
+        rocksdb_checkpoint_object_create(kyu_store_db(f->store, KYU_CF_META), &rerr);
+    assert_null(rerr);
+    rocksdb_checkpoint_create(cp, incoming, 0, &rerr);
+    assert_null(rerr);
+    rocksdb_checkpoint_object_destroy(cp);
+}
+
+/* Issue 11, 3d: the storage thread syncs the state database before it compacts the log,
+ * while a snapshot install closes and reopens that database on the event loop. Compactions
+ * queued around every swap must never reach a closed or replaced handle (ASan would see it;
+ * without the lock the storage thread ran into the closed database). */
+static void test_log_compaction_during_state_swaps_touches_no_closed_handle(void **state)
+{
+    fixture_t *f = *state;
+    assert_int_equal(apply1(f, cmd_create("mine", 30)).code, KYU_OK);
+    kyu_err_t err = {0};
+    kyu_log_t *log = kyu_log_new(f->store, &err);
+    assert_non_null(log);
+    kyu_log_snapshot_t snap = {.found = true, .index = 1, .term = 1};
+    for (int round = 0; round < 20; round++) {
+        checkpoint_into_incoming(f);
+        for (int i = 0; i < 50; i++)
+            kyu_log_compact(log, &snap);
+        assert_int_equal(kyu_store_replace_state(f->store, &err), KYU_OK);
+        assert_int_equal(kyu_sm_reload(f->sm, &err), KYU_OK);
+    }
+    /* Every compaction has run once a later write is reported durable. */
+    uint64_t token = 0;
+    kyu_log_entry_t e = {.index = 2, .term = 1, .type = KYU_ENTRY_NOOP};
+    assert_int_equal(kyu_log_write(log, NULL, &e, 1, false, &token, &err), KYU_OK);
+    zpoller_t *p = zpoller_new(kyu_log_sock(log), NULL);
+    kyu_log_event_t ev = {0};
+    while (ev.index < token) {
+        if (!zpoller_wait(p, 20000))
+            fail_msg("write %llu not durable within 20 s", (unsigned long long)token);
+        assert_int_equal(kyu_log_recv(log, &ev, &err), KYU_OK);
+        assert_false(ev.failed);
+    }
+    zpoller_destroy(&p);
+    kyu_log_destroy(&log);
+    assert_true(kyu_sm_queue_exists(f->sm, "mine"));
+    assert_int_equal(kyu_store_sync_state(f->store, &err), KYU_OK);
+}
+
+/* A fetched state that does not open as a state database of this format is refused before
+ * the current one is given up: the node keeps a working state (and says why). */
+static void test_a_fetched_state_that_does_not_open_is_refused_and_the_state_kept(void **state)
+{
+    fixture_t *f = *state;
+    assert_int_equal(apply1(f, cmd_create("mine", 30)).code, KYU_OK);
+    char incoming[600], current[700];
+    snprintf(incoming, sizeof incoming, "%s/state.incoming", f->dir);
+    assert_int_equal(mkdir(incoming, 0755), 0);
+    snprintf(current, sizeof current, "%s/CURRENT", incoming);
+    FILE *fp = fopen(current, "w");
+    assert_non_null(fp);
+    fputs("MANIFEST-nonsense\n", fp);
+    fclose(fp);
+    kyu_err_t err = {0};
+    assert_int_equal(kyu_store_replace_state(f->store, &err), KYU_ERR_STORAGE);
+    assert_non_null(strstr(err.msg, "snapshot"));
+    assert_int_equal(kyu_store_sync_state(f->store, &err), KYU_OK);
+    assert_int_equal(kyu_sm_reload(f->sm, &err), KYU_OK);
+    assert_true(kyu_sm_queue_exists(f->sm, "mine"));
+    assert_false(path_exists(f->dir, "state.incoming"));
+    /* An empty directory is no state either (RocksDB would create an empty database). */
+    assert_int_equal(mkdir(incoming, 0755), 0);
+    assert_int_equal(kyu_store_replace_state(f->store, &err), KYU_ERR_STORAGE);
+    assert_int_equal(kyu_sm_reload(f->sm, &err), KYU_OK);
+    assert_true(kyu_sm_queue_exists(f->sm, "mine"));
+    /* No incoming state at all. */
+    assert_int_equal(kyu_store_replace_state(f->store, &err), KYU_ERR_STORAGE);
+    assert_int_equal(kyu_sm_reload(f->sm, &err), KYU_OK);
+    assert_true(kyu_sm_queue_exists(f->sm, "mine"));
+}
+
 /* ---- boot ---- */
 
 static void conf_of(uint64_t n, uint8_t *buf, size_t *len)
@@ -369,6 +453,12 @@ int main(void)
                                         fixture_teardown),
         cmocka_unit_test_setup_teardown(test_open_undoes_an_interrupted_swap, fixture_setup,
                                         fixture_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_log_compaction_during_state_swaps_touches_no_closed_handle, fixture_setup,
+            fixture_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_fetched_state_that_does_not_open_is_refused_and_the_state_kept, fixture_setup,
+            fixture_teardown),
         cmocka_unit_test_setup_teardown(test_boot_keeps_a_log_that_leads_to_the_state,
                                         fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_boot_resets_a_log_that_does_not_lead_to_the_state,
