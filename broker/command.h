@@ -6,7 +6,9 @@
  * (msgpack objects one after the other), so the replica appends to an open entry without
  * knowing how many will follow.
  *
- * Encoded command: [type, now_ms, queue, vt, max, items]
+ * Encoded command: [type, now_ms, queue, vt, max, items] (and a 7th element [client id,
+ * key] for a write with a request key: the state machine applies it once). The items are
+ * the command's own, encoded and decoded by its row (ops.c):
  *   SEND:              items = [[message_id, body(bin)], ...]
  *   DELETE, CHANGE_VISIBILITY: items = [receipt_handle, ...]
  *   SET_MEMBER:        items = [node id, raft address (tcp://HOST:PORT), client endpoint]
@@ -14,8 +16,8 @@
  *   others:            items = []
  * SET_MEMBER and DROP_MEMBER (queue "", vt -1, max 0) keep the replicated address book
  * (sm_members.c): where to reach each member, on every node and in every snapshot.
- * vt is -1 when the request did not set it (the queue's default applies). A SEND with a
- * request key has a 7th element [client id, key] (the state machine applies it once).
+ * vt is -1 when the request did not set it (the queue's default applies). Types are never
+ * renumbered: existing logs must replay.
  */
 #ifndef KYU_COMMAND_H
 #define KYU_COMMAND_H
