@@ -158,8 +158,11 @@ kyu_code_t kyu_op_send_replay(kyu_sm_t *self, const kyu_command_t *c, const kyu_
  * the very messages that make the queue look empty now, and the retry must get them. */
 bool kyu_op_receive_answer_empty(kyu_op_ctx_t *ctx, const kyu_request_t *req)
 {
+    uint64_t now = kyu_replica_now(ctx->replica);
     return kyu_sm_queue_exists(ctx->sm, req->queue) &&
-           !kyu_sm_has_visible(ctx->sm, req->queue, kyu_replica_now(ctx->replica));
+           !kyu_sm_has_visible(ctx->sm, req->queue, now) &&
+           !((req->fields & KYU_F_RQ) &&
+             kyu_sm_knows_request(ctx->sm, req->rq_client, req->rq_key, now));
 }
 
 void kyu_op_receive_reply(const kyu_result_t *res, kyu_reply_t *rep, size_t *n_bodies)

@@ -83,6 +83,9 @@ kyu_code_t kyu_sm_list_queues(kyu_sm_t *self, char (**names)[KYU_NAME_MAX + 1], 
 /* True when the queue has a message a receive at now would take (false for an unknown queue).
  * Lets the frontend answer a receive that would find nothing without a command and an fsync. */
 bool kyu_sm_has_visible(kyu_sm_t *self, const char *name, uint64_t now_ms);
+/* True when a write with request key (client, key) was applied within the dedup window as of
+ * now: a retry, answered from its record by the state machine, never by a shortcut. */
+bool kyu_sm_knows_request(kyu_sm_t *self, uint64_t client, uint64_t key, uint64_t now_ms);
 kyu_code_t kyu_sm_queue_attributes(kyu_sm_t *self, const char *name, uint64_t now_ms,
                                    kyu_queue_attrs_t *attrs, kyu_err_t *err);
 

@@ -160,6 +160,24 @@ kyu_code_t kyu_sm_dedup_lookup(kyu_sm_t *self, const kyu_command_t *c, kyu_dedup
     return KYU_OK;
 }
 
+bool kyu_sm_knows_request(kyu_sm_t *self, uint64_t client, uint64_t key, uint64_t now_ms)
+{
+    uint8_t k[RQ_KEY];
+    rq_key(k, client, key);
+    char *rerr = NULL;
+    size_t vl = 0;
+    char *v = rocksdb_get_cf(self->db, kyu_store_readopts(self->store), meta(self), (char *)k,
+                             RQ_KEY, &vl, &rerr);
+    if (rerr) { /* say yes: the request then goes through the log, which reports it */
+        free(rerr);
+        return true;
+    }
+    uint64_t t = v && vl >= 8 ? kyu_get_be64((const uint8_t *)v) : 0;
+    bool known = v && (now_ms < KYU_DEDUP_WINDOW_MS || t > now_ms - KYU_DEDUP_WINDOW_MS);
+    free(v);
+    return known;
+}
+
 void kyu_sm_dedup_record(kyu_sm_t *self, const kyu_command_t *c, const kyu_dedup_t *d)
 {
     uint8_t k[RQ_KEY], x[RX_KEY], v[10 + KYU_BATCH_MAX * KYU_UUID_LEN];
