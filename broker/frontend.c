@@ -3,6 +3,7 @@
 #include "frontend.h"
 #include "ops.h"
 
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -13,6 +14,7 @@ struct kyu_frontend {
     zsock_t *sock;
     kyu_op_ctx_t ctx; /* what the rows' functions work with */
     msgpack_sbuffer buf;
+    bool key_proposed; /* a SET_HANDLE_KEY waits for its entry (see ensure_handle_key) */
     uint64_t dropped_replies;
     char endpoint[KYU_ENDPOINT_MAX];
 };
@@ -35,6 +37,11 @@ kyu_frontend_t *kyu_frontend_new(const kyu_frontend_config_t *cfg, kyu_sm_t *sm,
     snprintf(self->endpoint, sizeof self->endpoint, "%s", cfg->endpoint);
     self->ctx.endpoint = self->endpoint;
     msgpack_sbuffer_init(&self->buf);
+    if (sodium_init() < 0) {
+        kyu_err_set(err, KYU_ERR_INTERNAL, "libsodium cannot be initialized");
+        kyu_frontend_destroy(&self);
+        return NULL;
+    }
     if (getrandom(self->ctx.rng, sizeof self->ctx.rng, 0) != sizeof self->ctx.rng) {
         kyu_err_set(err, KYU_ERR_INTERNAL, "getrandom failed");
         kyu_frontend_destroy(&self);
@@ -164,6 +171,34 @@ static void start_later(kyu_frontend_t *self, zframe_t **identity, const kyu_op_
     send_error(self, *identity, req->id, err.code, err.msg);
 }
 
+/* Receipt handles need the replicated handle key (sm_handle.c), and the state machine draws
+ * no random numbers: a serving leader whose state has no key yet proposes one, ahead of the
+ * write that asked, so it is applied before any handle is made. Once at a time: the flag is
+ * cleared when the command's entry is applied or lost (kyu_frontend_on_result), and a lost
+ * one is proposed again by the next write. */
+static void ensure_handle_key(kyu_frontend_t *self)
+{
+    if (self->key_proposed || kyu_sm_has_handle_key(self->ctx.sm))
+        return;
+    const kyu_op_row_t *row = kyu_ops_row(KYU_OP_SET_HANDLE_KEY);
+    kyu_command_t cmd;
+    memset(&cmd, 0, sizeof cmd);
+    cmd.type = row->cmd;
+    cmd.vt = -1;
+    cmd.now_ms = kyu_replica_now(self->ctx.replica);
+    kyu_op_handle_key_build(&cmd);
+    waiter_t *w = malloc(sizeof *w);
+    if (!w)
+        return; /* the next write tries again */
+    *w = (waiter_t){.identity = NULL, .row = row};
+    kyu_err_t err;
+    if (kyu_replica_propose(self->ctx.replica, &cmd, w, &err) == KYU_OK)
+        self->key_proposed = true;
+    else
+        free(w);
+    sodium_memzero(cmd.key, sizeof cmd.key);
+}
+
 /* Writes: checked against the state and the limits, built into a command and proposed; the
  * reply goes when the command is applied (kyu_frontend_on_result). Takes identity when
  * proposed. */
@@ -183,6 +218,7 @@ static void propose(kyu_frontend_t *self, zframe_t **identity, const kyu_op_row_
         send_reply(self, *identity, &rep, NULL, NULL, 0);
         return;
     }
+    ensure_handle_key(self);
     kyu_command_t cmd;
     memset(&cmd, 0, sizeof cmd);
     cmd.type = row->cmd;
@@ -273,6 +309,11 @@ void kyu_frontend_on_result(void *arg, void *waiter, kyu_result_t *res)
     waiter_t *w = waiter;
     if (!w)
         return;
+    if (!w->identity) { /* our own SET_HANDLE_KEY: applied, or to be proposed again */
+        self->key_proposed = false;
+        free(w);
+        return;
+    }
     if (res->code != KYU_OK) {
         send_error(self, w->identity, w->id, res->code, res->error);
         zframe_destroy(&w->identity);

@@ -46,13 +46,13 @@ static kyu_code_t check_handle(kyu_sm_t *self, const queue_t *q, const char *han
                                lease_t *l, kyu_err_t *err)
 {
     uint32_t gen = 0;
-    if (!kyu_handle_parse(handle, seq, &gen) || gen == 0)
-        return KYU_ERR_RECEIPT_INVALID;
+    if (!kyu_handle_verify(handle, self->hkey_next, q->qid, seq, &gen) || gen == 0)
+        return KYU_ERR_RECEIPT_INVALID; /* forged, altered, or another queue's */
     bool ok = kyu_sm_get_lease(self, q, *seq, l, err);
     if (err->code)
         return err->code;
     if (!ok || gen > l->gen)
-        return KYU_ERR_RECEIPT_INVALID; /* gone (deleted), another queue's, or forged */
+        return KYU_ERR_RECEIPT_INVALID; /* gone (deleted) */
     if (gen < l->gen)
         return KYU_ERR_RECEIPT_STALE;
     return KYU_OK;

@@ -102,6 +102,12 @@ static const kyu_op_row_t rows[KYU_OPS_MAX_] = {
                             .encode_items = kyu_op_drop_member_encode,
                             .decode_items = kyu_op_drop_member_decode,
                             .apply = kyu_op_drop_member_apply},
+    [KYU_OP_SET_HANDLE_KEY] = {.op = KYU_OP_SET_HANDLE_KEY,
+                               .name = "set-handle-key",
+                               .cmd = KYU_CMD_SET_HANDLE_KEY,
+                               .encode_items = kyu_op_handle_key_encode,
+                               .decode_items = kyu_op_handle_key_decode,
+                               .apply = kyu_op_handle_key_apply},
 };
 
 /* Command type (the number in log entries) -> row. */
@@ -114,6 +120,7 @@ static const uint8_t by_command[] = {
     [KYU_CMD_CHANGE_VISIBILITY] = KYU_OP_CHANGE_VISIBILITY,
     [KYU_CMD_SET_MEMBER] = KYU_OP_SET_MEMBER,
     [KYU_CMD_DROP_MEMBER] = KYU_OP_DROP_MEMBER,
+    [KYU_CMD_SET_HANDLE_KEY] = KYU_OP_SET_HANDLE_KEY,
 };
 
 const kyu_op_row_t *kyu_ops_row(uint64_t op)

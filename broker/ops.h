@@ -32,9 +32,11 @@ enum {
     KYU_OP_INTERNAL_ = 64,
     KYU_OP_SET_MEMBER = KYU_OP_INTERNAL_,
     KYU_OP_DROP_MEMBER,
+    KYU_OP_SET_HANDLE_KEY,
     KYU_OPS_MAX_
 };
-_Static_assert((int)KYU_OP_MAX_ <= (int)KYU_OP_INTERNAL_, "wire op codes run into the internal ones");
+_Static_assert((int)KYU_OP_MAX_ <= (int)KYU_OP_INTERNAL_,
+               "wire op codes run into the internal ones");
 
 /* Row flags. */
 enum {
@@ -174,6 +176,12 @@ kyu_code_t kyu_op_set_member_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_a
 void kyu_op_drop_member_encode(const kyu_command_t *cmd, msgpack_packer *pk);
 bool kyu_op_drop_member_decode(const msgpack_object *items, kyu_command_t *cmd);
 kyu_code_t kyu_op_drop_member_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
+
+/* sm_handle.c: SET_HANDLE_KEY (the key of receipt handles) */
+void kyu_op_handle_key_build(kyu_command_t *cmd); /* a random key, drawn by the leader */
+void kyu_op_handle_key_encode(const kyu_command_t *cmd, msgpack_packer *pk);
+bool kyu_op_handle_key_decode(const msgpack_object *items, kyu_command_t *cmd);
+kyu_code_t kyu_op_handle_key_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
 
 /* op_cluster.c: HELLO, CLUSTER_STATUS, CLUSTER_TRANSFER, CLUSTER_ADD, CLUSTER_REMOVE */
 kyu_code_t kyu_op_hello_answer(kyu_op_ctx_t *ctx, const kyu_request_t *req, kyu_reply_t *rep,

@@ -333,6 +333,7 @@ kyu_code_t kyu_sm_apply(kyu_sm_t *self, uint64_t index, const void *payload, siz
     if (rc != KYU_OK) {
         forget_touched(self);
         kyu_sm_members_settle(self, false);
+        kyu_sm_handle_key_settle(self, false);
         self->dedup_floor = 0; /* it may count records dropped in the discarded batch */
         return rc;
     }
@@ -345,6 +346,7 @@ kyu_code_t kyu_sm_apply(kyu_sm_t *self, uint64_t index, const void *payload, siz
         rocksdb_write(self->db, self->wopts, self->plain, &rerr);
     forget_touched(self);
     kyu_sm_members_settle(self, rerr == NULL);
+    kyu_sm_handle_key_settle(self, rerr == NULL);
     if (rerr) {
         kyu_err_set(err, KYU_ERR_STORAGE, "writing applied state: %s", rerr);
         free(rerr);

@@ -44,6 +44,9 @@ struct kyu_sm {
     size_t conf_len;
     bool conf_pending;                /* the next entry writes conf */
     kyu_sm_members_t book, book_next; /* applied; as changed by the current entry */
+    /* The receipt handle key (sm_handle.c): applied; as changed by the current entry. */
+    uint8_t hkey[KYU_HANDLE_KEY_LEN], hkey_next[KYU_HANDLE_KEY_LEN];
+    bool has_hkey, has_hkey_next;
     rocksdb_writeoptions_t *wopts;
     /* per-entry scratch */
     rocksdb_writebatch_wi_t *batch; /* entries with a command that reads (read-your-writes) */
@@ -126,6 +129,11 @@ static inline kyu_err_t *kyu_result_err(kyu_result_t *res)
 {
     return (kyu_err_t *)res;
 }
+
+/* The handle key (sm_handle.c): loaded with the state; SET_HANDLE_KEY changes hkey_next,
+ * which becomes hkey once the entry's write succeeded (settle). */
+kyu_code_t kyu_sm_handle_key_load(kyu_sm_t *self, kyu_err_t *err);
+void kyu_sm_handle_key_settle(kyu_sm_t *self, bool written);
 
 /* Drops the data of deleted queues (their "gc" records); idempotent. */
 kyu_code_t kyu_sm_collect_garbage(kyu_sm_t *self, kyu_err_t *err);

@@ -1,5 +1,6 @@
-"""Retried writes over the raw protocol (proto/PROTOCOL.md, field rq): a request resent with
-its request key is answered as its first attempt was."""
+"""Retries and receipt handles over the raw protocol: a request resent with its request key
+(proto/PROTOCOL.md, field rq) is answered as its first attempt was; a receipt handle cannot be
+made by anyone but the broker, and stays valid across a restart."""
 import unittest
 
 import msgpack
@@ -7,7 +8,7 @@ import zmq
 
 from harness import Broker
 
-OK = 0
+OK, RECEIPT_INVALID = 0, 10
 
 
 class Retries(unittest.TestCase):
@@ -59,6 +60,30 @@ class Retries(unittest.TestCase):
         self.assertEqual((other["st"], other.get("msgs", []), bodies), (OK, [], []))
         a = self.b.attributes("only")
         self.assertEqual(a["ApproximateNumberOfMessagesNotVisible"], 1)
+
+    def test_a_handle_guessed_by_counting_deletes_nothing(self):
+        self.b.ok("create-queue", "counted")
+        self.b.ok("send", "counted", "a")
+        self.b.ok("send", "counted", "b")
+        receive = {"op": 7, "id": 1, "q": "counted", "vt": 600}
+        mine, _ = self.req(receive)
+        theirs, _ = self.req(dict(receive, id=2))
+        h = mine["msgs"][0]["rh"]
+        self.assertEqual(len(h), 56, h)
+        # The other consumer's handle, guessed: the sequence number (first 16 hex digits) + 1.
+        guess = "%016x" % (int(h[:16], 16) + 1) + h[16:]
+        self.assertNotEqual(guess, theirs["msgs"][0]["rh"])
+        rep, _ = self.req({"op": 8, "id": 3, "q": "counted", "rh": [guess, h[:24]]})
+        self.assertEqual((rep["st"], rep["res"]), (OK, [RECEIPT_INVALID, RECEIPT_INVALID]), rep)
+        a = self.b.attributes("counted")
+        self.assertEqual(a["ApproximateNumberOfMessagesNotVisible"], 2)
+        # The handle key is replicated state: after a restart the real handles still delete.
+        self.s.close()
+        self.b.stop()
+        self.b.start()
+        self.setUp()
+        rep, _ = self.req({"op": 8, "id": 4, "q": "counted", "rh": [h, theirs["msgs"][0]["rh"]]})
+        self.assertEqual((rep["st"], rep["res"]), (OK, [OK, OK]), rep)
 
 
 if __name__ == "__main__":
