@@ -190,7 +190,7 @@ static kyu_code_t read_message(kyu_sm_t *self, const queue_t *q, uint64_t seq, c
     kyu_msg_meta_t *m = &res->msgs[i];
     memcpy(m->message_id, v + 9, idlen);
     m->message_id[idlen] = '\0';
-    kyu_handle_format(m->handle, self->hkey_next, q->qid, seq, l->gen);
+    kyu_sm_handle_format(m->handle, &self->hmac_next, q->qid, seq, l->gen);
     m->receive_count = l->receive_count;
     m->sent_ms = kyu_get_be64((const uint8_t *)v);
     m->first_receive_ms = l->first_ms;

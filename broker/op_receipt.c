@@ -46,7 +46,7 @@ static kyu_code_t check_handle(kyu_sm_t *self, const queue_t *q, const char *han
                                lease_t *l, kyu_err_t *err)
 {
     uint32_t gen = 0;
-    if (!kyu_handle_verify(handle, self->hkey_next, q->qid, seq, &gen) || gen == 0)
+    if (!kyu_sm_handle_verify(handle, &self->hmac_next, q->qid, seq, &gen) || gen == 0)
         return KYU_ERR_RECEIPT_INVALID; /* forged, altered, or another queue's */
     bool ok = kyu_sm_get_lease(self, q, *seq, l, err);
     if (err->code)

@@ -25,25 +25,42 @@ _Static_assert(KYU_HANDLE_LEN == 2 * RAW_LEN && KYU_HANDLE_LEN <= KYU_HANDLE_MAX
                "a handle is the hex of seq, gen and mac");
 _Static_assert(KYU_HANDLE_KEY_LEN == crypto_auth_hmacsha512256_KEYBYTES, "HMAC-SHA512-256 key");
 
-static void mac(uint8_t out[MAC_LEN], const uint8_t key[KYU_HANDLE_KEY_LEN], uint64_t qid,
-                uint64_t seq, uint32_t gen)
+/* The HMAC state after the key (its inner and outer pads hashed): keyed once per key, so
+ * that a handle costs two SHA-512 blocks, not four. */
+static void keyed(kyu_handle_mac_t *m, const uint8_t key[KYU_HANDLE_KEY_LEN])
+{
+    crypto_auth_hmacsha512256_init(m, key, KYU_HANDLE_KEY_LEN);
+}
+
+static void mac(uint8_t out[MAC_LEN], const kyu_handle_mac_t *m, uint64_t qid, uint64_t seq,
+                uint32_t gen)
 {
     uint8_t in[20], full[crypto_auth_hmacsha512256_BYTES];
     kyu_put_be64(in, qid);
     kyu_put_be64(in + 8, seq);
     kyu_put_be32(in + 16, gen);
-    crypto_auth_hmacsha512256(full, in, sizeof in, key);
+    kyu_handle_mac_t st = *m;
+    crypto_auth_hmacsha512256_update(&st, in, sizeof in);
+    crypto_auth_hmacsha512256_final(&st, full);
     memcpy(out, full, MAC_LEN);
 }
 
 void kyu_handle_format(char out[KYU_HANDLE_LEN + 1], const uint8_t key[KYU_HANDLE_KEY_LEN],
                        uint64_t qid, uint64_t seq, uint32_t gen)
 {
+    kyu_handle_mac_t m;
+    keyed(&m, key);
+    kyu_sm_handle_format(out, &m, qid, seq, gen);
+}
+
+void kyu_sm_handle_format(char out[KYU_HANDLE_LEN + 1], const kyu_handle_mac_t *m, uint64_t qid,
+                          uint64_t seq, uint32_t gen)
+{
     static const char hex[] = "0123456789abcdef";
     uint8_t raw[RAW_LEN];
     kyu_put_be64(raw, seq);
     kyu_put_be32(raw + 8, gen);
-    mac(raw + 12, key, qid, seq, gen);
+    mac(raw + 12, m, qid, seq, gen);
     for (size_t i = 0; i < RAW_LEN; i++) {
         out[2 * i] = hex[raw[i] >> 4];
         out[2 * i + 1] = hex[raw[i] & 15];
@@ -78,12 +95,20 @@ bool kyu_handle_parse(const char *handle, uint64_t *seq, uint32_t *gen)
 bool kyu_handle_verify(const char *handle, const uint8_t key[KYU_HANDLE_KEY_LEN], uint64_t qid,
                        uint64_t *seq, uint32_t *gen)
 {
+    kyu_handle_mac_t m;
+    keyed(&m, key);
+    return kyu_sm_handle_verify(handle, &m, qid, seq, gen);
+}
+
+bool kyu_sm_handle_verify(const char *handle, const kyu_handle_mac_t *m, uint64_t qid,
+                          uint64_t *seq, uint32_t *gen)
+{
     uint8_t raw[RAW_LEN], want[MAC_LEN];
     if (!unhex(handle, raw))
         return false;
     *seq = kyu_get_be64(raw);
     *gen = kyu_get_be32(raw + 8);
-    mac(want, key, qid, *seq, *gen);
+    mac(want, m, qid, *seq, *gen);
     return sodium_memcmp(want, raw + 12, MAC_LEN) == 0;
 }
 
@@ -114,19 +139,25 @@ kyu_code_t kyu_sm_handle_key_load(kyu_sm_t *self, kyu_err_t *err)
         self->has_hkey = true;
     }
     free(v);
+    keyed(&self->hmac, self->hkey);
     memcpy(self->hkey_next, self->hkey, sizeof self->hkey);
     self->has_hkey_next = self->has_hkey;
+    self->hmac_next = self->hmac;
     return KYU_OK;
 }
 
 void kyu_sm_handle_key_settle(kyu_sm_t *self, bool written)
 {
+    if (self->has_hkey_next == self->has_hkey)
+        return; /* nothing changed (a key, once set, never changes): no copy of the state */
     if (written) {
         memcpy(self->hkey, self->hkey_next, sizeof self->hkey);
-        self->has_hkey = self->has_hkey_next;
+        self->has_hkey = true;
+        self->hmac = self->hmac_next;
     } else {
         memcpy(self->hkey_next, self->hkey, sizeof self->hkey);
         self->has_hkey_next = self->has_hkey;
+        self->hmac_next = self->hmac;
     }
 }
 
@@ -162,6 +193,7 @@ kyu_code_t kyu_op_handle_key_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_a
         return KYU_OK; /* the first key applied stays: handles given out remain valid */
     memcpy(self->hkey_next, c->key, KYU_HANDLE_KEY_LEN);
     self->has_hkey_next = true;
+    keyed(&self->hmac_next, c->key);
     kyu_sm_put(self, KYU_CF_META, "handle_key", 10, c->key, KYU_HANDLE_KEY_LEN);
     return KYU_OK;
 }
