@@ -1,5 +1,7 @@
-/* sm_internal: the state machine's private types, shared by sm.c (loading, reads) and
- * sm_apply.c (the commands). The key layout is documented at the top of sm.c. */
+/* sm_internal: the state machine's private types and helpers, shared by sm.c (loading,
+ * reads), sm_apply.c (applying an entry) and the apply functions of the table's rows
+ * (op_*.c, sm_members.c, sm_handle.c, sm_dedup.c). The key layout is documented at the top
+ * of sm.c. How state is stored stays behind these helpers, not in the table (ops.h). */
 #ifndef KYU_SM_INTERNAL_H
 #define KYU_SM_INTERNAL_H
 
