@@ -1,9 +1,14 @@
+/* command: the encoding of commands in log entries (command.h). The envelope is the same for
+ * every command; its items element is the row's (ops.c: encode_items, decode_items). */
 #include "command.h"
+#include "ops.h"
 
 #include <string.h>
 
 void kyu_command_encode(const kyu_command_t *cmd, msgpack_sbuffer *out)
 {
+    const kyu_op_row_t *row = kyu_ops_command(cmd->type);
+    KYU_ASSERT(row); /* the broker proposes only commands it knows */
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
     bool rq = cmd->rq_client != 0;
@@ -13,35 +18,10 @@ void kyu_command_encode(const kyu_command_t *cmd, msgpack_sbuffer *out)
     kyu_mp_pack_str(&pk, cmd->queue);
     msgpack_pack_int64(&pk, cmd->vt);
     msgpack_pack_uint32(&pk, cmd->max);
-    switch (cmd->type) {
-    case KYU_CMD_SEND:
-        msgpack_pack_array(&pk, cmd->n);
-        for (size_t i = 0; i < cmd->n; i++) {
-            msgpack_pack_array(&pk, 2);
-            kyu_mp_pack_str(&pk, cmd->ids[i]);
-            msgpack_pack_bin(&pk, cmd->body_lens[i]);
-            msgpack_pack_bin_body(&pk, cmd->bodies[i], cmd->body_lens[i]);
-        }
-        break;
-    case KYU_CMD_DELETE:
-    case KYU_CMD_CHANGE_VISIBILITY:
-        msgpack_pack_array(&pk, cmd->n);
-        for (size_t i = 0; i < cmd->n; i++)
-            kyu_mp_pack_str(&pk, cmd->handles[i]);
-        break;
-    case KYU_CMD_SET_MEMBER:
-        msgpack_pack_array(&pk, 3);
-        msgpack_pack_uint64(&pk, cmd->member_id);
-        kyu_mp_pack_str(&pk, cmd->member_raft);
-        kyu_mp_pack_str(&pk, cmd->member_client);
-        break;
-    case KYU_CMD_DROP_MEMBER:
-        msgpack_pack_array(&pk, 1);
-        msgpack_pack_uint64(&pk, cmd->member_id);
-        break;
-    default:
+    if (row->encode_items)
+        row->encode_items(cmd, &pk);
+    else
         msgpack_pack_array(&pk, 0);
-    }
     if (rq) {
         msgpack_pack_array(&pk, 2);
         msgpack_pack_uint64(&pk, cmd->rq_client);
@@ -49,11 +29,10 @@ void kyu_command_encode(const kyu_command_t *cmd, msgpack_sbuffer *out)
     }
 }
 
-/* The optional [client id, key] of a DELETE_QUEUE, SEND, RECEIVE, DELETE or CHANGE_VISIBILITY. */
-static bool decode_rq(const msgpack_object *o, kyu_command_t *cmd)
+/* The optional [client id, key] of a command whose row takes request keys (has a replay). */
+static bool decode_rq(const kyu_op_row_t *row, const msgpack_object *o, kyu_command_t *cmd)
 {
-    if (cmd->type < KYU_CMD_DELETE_QUEUE || cmd->type > KYU_CMD_CHANGE_VISIBILITY ||
-        o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 2 ||
+    if (!row->replay || o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 2 ||
         o->via.array.ptr[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
         o->via.array.ptr[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
         return false;
@@ -62,49 +41,11 @@ static bool decode_rq(const msgpack_object *o, kyu_command_t *cmd)
     return cmd->rq_client != 0 && cmd->rq_key != 0;
 }
 
-/* SET_MEMBER: [id, raft, client]; DROP_MEMBER: [id]. Ids 1..2^63-1, addresses non-empty. */
-static bool decode_member(const msgpack_object *items, kyu_command_t *cmd)
+static bool decode_items(const kyu_op_row_t *row, const msgpack_object *items, kyu_command_t *cmd)
 {
-    size_t want = cmd->type == KYU_CMD_SET_MEMBER ? 3 : 1;
-    if (items->type != MSGPACK_OBJECT_ARRAY || items->via.array.size != want)
-        return false;
-    const msgpack_object *f = items->via.array.ptr;
-    if (f[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER || f[0].via.u64 == 0 ||
-        f[0].via.u64 > INT64_MAX)
-        return false;
-    cmd->member_id = f[0].via.u64;
-    if (want == 1)
-        return true;
-    return kyu_mp_copy_str(&f[1], cmd->member_raft, KYU_ENDPOINT_MAX - 1) &&
-           kyu_mp_copy_str(&f[2], cmd->member_client, KYU_ENDPOINT_MAX - 1) &&
-           cmd->member_raft[0] && cmd->member_client[0] &&
-           strlen(cmd->member_raft) == f[1].via.str.size &&
-           strlen(cmd->member_client) == f[2].via.str.size;
-}
-
-static bool decode_items(const msgpack_object *items, kyu_command_t *cmd)
-{
-    if (cmd->type == KYU_CMD_SET_MEMBER || cmd->type == KYU_CMD_DROP_MEMBER)
-        return decode_member(items, cmd);
-    if (items->type != MSGPACK_OBJECT_ARRAY || items->via.array.size > KYU_BATCH_MAX)
-        return false;
-    cmd->n = items->via.array.size;
-    for (size_t i = 0; i < cmd->n; i++) {
-        const msgpack_object *it = &items->via.array.ptr[i];
-        if (cmd->type == KYU_CMD_SEND) {
-            if (it->type != MSGPACK_OBJECT_ARRAY || it->via.array.size != 2)
-                return false;
-            const msgpack_object *body = &it->via.array.ptr[1];
-            if (!kyu_mp_copy_str(&it->via.array.ptr[0], cmd->ids[i], KYU_UUID_LEN) ||
-                body->type != MSGPACK_OBJECT_BIN)
-                return false;
-            cmd->bodies[i] = body->via.bin.ptr;
-            cmd->body_lens[i] = body->via.bin.size;
-        } else if (!kyu_mp_copy_str(it, cmd->handles[i], KYU_HANDLE_MAX)) {
-            return false;
-        }
-    }
-    return true;
+    if (row->decode_items)
+        return row->decode_items(items, cmd);
+    return items->type == MSGPACK_OBJECT_ARRAY && items->via.array.size == 0;
 }
 
 kyu_code_t kyu_command_decode(const void *buf, size_t len, size_t *off, kyu_command_t *cmd,
@@ -116,11 +57,13 @@ kyu_code_t kyu_command_decode(const void *buf, size_t len, size_t *off, kyu_comm
     if (rc != KYU_OK)
         return rc;
     const msgpack_object *o = &u.data;
+    const kyu_op_row_t *row = NULL;
     bool ok = o->type == MSGPACK_OBJECT_ARRAY && (o->via.array.size == 6 || o->via.array.size == 7);
     if (ok) {
         const msgpack_object *f = o->via.array.ptr;
-        ok = f[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER && f[0].via.u64 >= KYU_CMD_CREATE_QUEUE &&
-             f[0].via.u64 <= KYU_CMD_DROP_MEMBER && f[1].type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
+        ok = f[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
+             (row = kyu_ops_command(f[0].via.u64)) != NULL &&
+             f[1].type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
              (f[3].type == MSGPACK_OBJECT_POSITIVE_INTEGER ||
               f[3].type == MSGPACK_OBJECT_NEGATIVE_INTEGER) &&
              f[4].type == MSGPACK_OBJECT_POSITIVE_INTEGER && f[4].via.u64 <= KYU_BATCH_MAX;
@@ -130,8 +73,8 @@ kyu_code_t kyu_command_decode(const void *buf, size_t len, size_t *off, kyu_comm
             cmd->vt = f[3].via.i64;
             cmd->max = (uint32_t)f[4].via.u64;
             ok = kyu_mp_copy_str(&f[2], cmd->queue, KYU_NAME_MAX) && cmd->vt >= -1 &&
-                 cmd->vt <= KYU_VISIBILITY_MAX && decode_items(&f[5], cmd) &&
-                 (o->via.array.size == 6 || decode_rq(&f[6], cmd));
+                 cmd->vt <= KYU_VISIBILITY_MAX && decode_items(row, &f[5], cmd) &&
+                 (o->via.array.size == 6 || decode_rq(row, &f[6], cmd));
         }
     }
     msgpack_unpacked_destroy(&u);

@@ -6,16 +6,19 @@
  * (msgpack objects one after the other), so the replica appends to an open entry without
  * knowing how many will follow.
  *
- * Encoded command: [type, now_ms, queue, vt, max, items]
+ * Encoded command: [type, now_ms, queue, vt, max, items] (and a 7th element [client id,
+ * key] for a write with a request key: the state machine applies it once). The items are
+ * the command's own, encoded and decoded by its row (ops.c):
  *   SEND:              items = [[message_id, body(bin)], ...]
  *   DELETE, CHANGE_VISIBILITY: items = [receipt_handle, ...]
  *   SET_MEMBER:        items = [node id, raft address (tcp://HOST:PORT), client endpoint]
  *   DROP_MEMBER:       items = [node id]
+ *   SET_HANDLE_KEY:    items = [key (bin, 32 bytes)]: the key of receipt handles (sm_handle.c)
  *   others:            items = []
  * SET_MEMBER and DROP_MEMBER (queue "", vt -1, max 0) keep the replicated address book
  * (sm_members.c): where to reach each member, on every node and in every snapshot.
- * vt is -1 when the request did not set it (the queue's default applies). A SEND with a
- * request key has a 7th element [client id, key] (the state machine applies it once).
+ * vt is -1 when the request did not set it (the queue's default applies). Types are never
+ * renumbered: existing logs must replay.
  */
 #ifndef KYU_COMMAND_H
 #define KYU_COMMAND_H
@@ -31,9 +34,11 @@ typedef enum {
     KYU_CMD_CHANGE_VISIBILITY = 6,
     KYU_CMD_SET_MEMBER = 7,
     KYU_CMD_DROP_MEMBER = 8,
+    KYU_CMD_SET_HANDLE_KEY = 9,
 } kyu_cmd_type_t;
 
 #define KYU_UUID_LEN 36
+#define KYU_HANDLE_KEY_LEN 32
 
 typedef struct {
     kyu_cmd_type_t type;
@@ -51,6 +56,7 @@ typedef struct {
     uint64_t member_id;
     char member_raft[KYU_ENDPOINT_MAX];
     char member_client[KYU_ENDPOINT_MAX];
+    uint8_t key[KYU_HANDLE_KEY_LEN]; /* SET_HANDLE_KEY: the receipt handle key */
 } kyu_command_t;
 
 /* Appends cmd's encoding to out. */

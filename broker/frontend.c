@@ -1,6 +1,10 @@
+/* frontend: requests in, replies out. Which way a request takes, and what it does, is its
+ * row in the table of operations (ops.c); this file only moves frames. */
 #include "frontend.h"
+#include "ops.h"
 #include "recv_bounded.h"
 
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -9,12 +13,9 @@
 
 struct kyu_frontend {
     zsock_t *sock;
-    kyu_sm_t *sm;
-    kyu_replica_t *replica;
-    kyu_membership_t *membership;
-    size_t max_body;
-    uint64_t rng[4]; /* xoshiro256** state for message ids, seeded from getrandom */
+    kyu_op_ctx_t ctx; /* what the rows' functions work with */
     msgpack_sbuffer buf;
+    bool key_proposed; /* a SET_HANDLE_KEY waits for its entry (see ensure_handle_key) */
     uint64_t dropped_replies;
     char endpoint[KYU_ENDPOINT_MAX];
 };
@@ -22,36 +23,8 @@ struct kyu_frontend {
 typedef struct {
     zframe_t *identity;
     uint64_t id;
-    uint32_t op;
+    const kyu_op_row_t *row;
 } waiter_t;
-
-static uint64_t rotl(uint64_t x, int k)
-{
-    return (x << k) | (x >> (64 - k));
-}
-
-static uint64_t next_random(uint64_t s[4])
-{
-    uint64_t result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return result;
-}
-
-/* A random (version 4) UUID, made by the leader and carried in the command. */
-static void make_message_id(kyu_frontend_t *self, char out[KYU_UUID_LEN + 1])
-{
-    uint64_t a = next_random(self->rng), b = next_random(self->rng);
-    a = (a & ~0xf000ULL) | 0x4000ULL;
-    b = (b & ~(3ULL << 62)) | (2ULL << 62);
-    snprintf(out, KYU_UUID_LEN + 1, "%08x-%04x-%04x-%04x-%012llx", (unsigned)(a >> 32),
-             (unsigned)((a >> 16) & 0xffff), (unsigned)(a & 0xffff), (unsigned)(b >> 48),
-             (unsigned long long)(b & 0xffffffffffffULL));
-}
 
 kyu_frontend_t *kyu_frontend_new(const kyu_frontend_config_t *cfg, kyu_sm_t *sm, kyu_err_t *err)
 {
@@ -60,11 +33,17 @@ kyu_frontend_t *kyu_frontend_new(const kyu_frontend_config_t *cfg, kyu_sm_t *sm,
         kyu_err_set(err, KYU_ERR_INTERNAL, "out of memory");
         return NULL;
     }
-    self->sm = sm;
-    self->max_body = cfg->max_body;
+    self->ctx.sm = sm;
+    self->ctx.max_body = cfg->max_body;
     snprintf(self->endpoint, sizeof self->endpoint, "%s", cfg->endpoint);
+    self->ctx.endpoint = self->endpoint;
     msgpack_sbuffer_init(&self->buf);
-    if (getrandom(self->rng, sizeof self->rng, 0) != sizeof self->rng) {
+    if (sodium_init() < 0) {
+        kyu_err_set(err, KYU_ERR_INTERNAL, "libsodium cannot be initialized");
+        kyu_frontend_destroy(&self);
+        return NULL;
+    }
+    if (getrandom(self->ctx.rng, sizeof self->ctx.rng, 0) != sizeof self->ctx.rng) {
         kyu_err_set(err, KYU_ERR_INTERNAL, "getrandom failed");
         kyu_frontend_destroy(&self);
         return NULL;
@@ -110,12 +89,12 @@ void kyu_frontend_destroy(kyu_frontend_t **self_p)
 
 void kyu_frontend_set_replica(kyu_frontend_t *self, kyu_replica_t *replica)
 {
-    self->replica = replica;
+    self->ctx.replica = replica;
 }
 
 void kyu_frontend_set_membership(kyu_frontend_t *self, kyu_membership_t *membership)
 {
-    self->membership = membership;
+    self->ctx.membership = membership;
 }
 
 zsock_t *kyu_frontend_sock(kyu_frontend_t *self)
@@ -151,110 +130,31 @@ static void send_error(kyu_frontend_t *self, zframe_t *identity, uint64_t id, ky
     rep.id = id;
     rep.status = code;
     snprintf(rep.error, sizeof rep.error, "%s", text);
-    if (code == KYU_ERR_NOT_LEADER && self->replica)
-        snprintf(rep.leader, sizeof rep.leader, "%s", kyu_replica_leader_endpoint(self->replica));
+    if (code == KYU_ERR_NOT_LEADER && self->ctx.replica)
+        snprintf(rep.leader, sizeof rep.leader, "%s",
+                 kyu_replica_leader_endpoint(self->ctx.replica));
     send_reply(self, identity, &rep, NULL, NULL, 0);
 }
 
-static void answer_read(kyu_frontend_t *self, zframe_t *identity, const kyu_request_t *req)
+/* Reads and immediate admin ops: the row answers from the state at once. */
+static void answer_now(kyu_frontend_t *self, zframe_t *identity, const kyu_op_row_t *row,
+                       const kyu_request_t *req)
 {
     kyu_reply_t rep;
     kyu_reply_init(&rep);
     rep.id = req->id;
     kyu_err_t err;
     kyu_err_clear(&err);
-    switch (req->op) {
-    case KYU_OP_HELLO:
-        if (req->version != KYU_PROTOCOL_VERSION) {
-            kyu_err_set(&err, KYU_ERR_VERSION,
-                        "protocol version %u is not supported; this broker speaks %d", req->version,
-                        KYU_PROTOCOL_VERSION);
-            break;
-        }
-        rep.version = KYU_PROTOCOL_VERSION;
-        rep.max_body = self->max_body;
-        break;
-    case KYU_OP_CLUSTER_STATUS:
-        kyu_replica_status(self->replica, &rep.node);
-        if (!rep.node.endpoint[0])
-            snprintf(rep.node.endpoint, sizeof rep.node.endpoint, "%s", self->endpoint);
-        rep.has_node = true;
-        break;
-    case KYU_OP_LIST_QUEUES:
-        if (kyu_sm_list_queues(self->sm, &rep.queues, &rep.n_queues, &err) == KYU_OK)
-            break;
-        break;
-    case KYU_OP_GET_QUEUE_ATTRIBUTES:
-        rep.has_attrs =
-            kyu_sm_queue_attributes(self->sm, req->queue, kyu_replica_now(self->replica),
-                                    &rep.attrs, &err) == KYU_OK;
-        break;
-    }
-    if (err.code) {
-        kyu_reply_reset(&rep);
+    if (row->answer(&self->ctx, req, &rep, &err) != KYU_OK)
         send_error(self, identity, req->id, err.code, err.msg);
-        return;
-    }
-    send_reply(self, identity, &rep, NULL, NULL, 0);
+    else
+        send_reply(self, identity, &rep, NULL, NULL, 0);
     kyu_reply_reset(&rep);
 }
 
-/* Checks a write against the current state and limits, and builds its command. */
-static kyu_code_t build_command(kyu_frontend_t *self, const kyu_request_t *req, zmsg_t *bodies,
-                                kyu_command_t *cmd, kyu_err_t *err)
-{
-    memset(cmd, 0, sizeof *cmd);
-    if (req->op != KYU_OP_CREATE_QUEUE && !kyu_sm_queue_exists(self->sm, req->queue))
-        return kyu_err_set(err, KYU_ERR_NO_SUCH_QUEUE, "queue '%s' does not exist", req->queue);
-    snprintf(cmd->queue, sizeof cmd->queue, "%s", req->queue);
-    cmd->vt = (req->fields & KYU_F_VT) ? (int64_t)req->vt : -1;
-    cmd->max = (req->fields & KYU_F_MAX) ? req->max : 1;
-    if (req->fields & KYU_F_RQ) { /* the codec allows it on writes but CREATE_QUEUE */
-        cmd->rq_client = req->rq_client;
-        cmd->rq_key = req->rq_key;
-    }
-    switch (req->op) {
-    case KYU_OP_CREATE_QUEUE:
-        cmd->type = KYU_CMD_CREATE_QUEUE;
-        break;
-    case KYU_OP_DELETE_QUEUE:
-        cmd->type = KYU_CMD_DELETE_QUEUE;
-        break;
-    case KYU_OP_RECEIVE:
-        cmd->type = KYU_CMD_RECEIVE;
-        break;
-    case KYU_OP_SEND:
-        cmd->type = KYU_CMD_SEND;
-        for (zframe_t *f = zmsg_first(bodies); f; f = zmsg_next(bodies)) {
-            size_t i = cmd->n++;
-            if (zframe_size(f) == 0)
-                return kyu_err_set(err, KYU_ERR_EMPTY_BODY, "message %zu has an empty body", i + 1);
-            if (zframe_size(f) > self->max_body)
-                return kyu_err_set(err, KYU_ERR_TOO_LARGE,
-                                   "message %zu has %zu bytes; the maximum is %zu", i + 1,
-                                   zframe_size(f), self->max_body);
-            cmd->bodies[i] = zframe_data(f);
-            cmd->body_lens[i] = zframe_size(f);
-            make_message_id(self, cmd->ids[i]);
-        }
-        break;
-    case KYU_OP_DELETE:
-    case KYU_OP_CHANGE_VISIBILITY:
-        cmd->type = req->op == KYU_OP_DELETE ? KYU_CMD_DELETE : KYU_CMD_CHANGE_VISIBILITY;
-        cmd->n = req->n_handles;
-        memcpy(cmd->handles, req->handles, sizeof cmd->handles);
-        break;
-    default:
-        return kyu_err_set(err, KYU_ERR_INTERNAL, "op %u is not a write", req->op);
-    }
-    cmd->now_ms = kyu_replica_now(self->replica);
-    return KYU_OK;
-}
-
-/* CLUSTER_ADD, CLUSTER_REMOVE: the membership driver answers once the change is committed
- * (or failed); takes identity when the change started. */
-static void start_membership_change(kyu_frontend_t *self, zframe_t **identity,
-                                    const kyu_request_t *req)
+/* Admin ops a driver answers later (membership changes): takes identity when started. */
+static void start_later(kyu_frontend_t *self, zframe_t **identity, const kyu_op_row_t *row,
+                        const kyu_request_t *req)
 {
     kyu_err_t err;
     kyu_err_clear(&err);
@@ -263,20 +163,88 @@ static void start_membership_change(kyu_frontend_t *self, zframe_t **identity,
         send_error(self, *identity, req->id, KYU_ERR_BUSY, "out of memory");
         return;
     }
-    *w = (waiter_t){.identity = *identity, .id = req->id, .op = req->op};
-    kyu_code_t rc = !self->membership
-                        ? kyu_err_set(&err, KYU_ERR_INVALID_ARGUMENT,
-                                      "this broker runs without a peer list: start it with "
-                                      "--node-id and --peer to change its membership")
-                    : req->op == KYU_OP_CLUSTER_ADD
-                        ? kyu_membership_add(self->membership, req->to, req->raft, req->ep, w, &err)
-                        : kyu_membership_remove(self->membership, req->to, w, &err);
-    if (rc == KYU_OK) {
+    *w = (waiter_t){.identity = *identity, .id = req->id, .row = row};
+    if (row->start(&self->ctx, req, w, &err) == KYU_OK) {
         *identity = NULL;
         return;
     }
     free(w);
-    send_error(self, *identity, req->id, rc, err.msg);
+    send_error(self, *identity, req->id, err.code, err.msg);
+}
+
+/* Receipt handles need the replicated handle key (sm_handle.c), and the state machine draws
+ * no random numbers: a serving leader whose state has no key yet proposes one, ahead of the
+ * write that asked, so it is applied before any handle is made. Once at a time: the flag is
+ * cleared when the command's entry is applied or lost (kyu_frontend_on_result), and a lost
+ * one is proposed again by the next write. */
+static void ensure_handle_key(kyu_frontend_t *self)
+{
+    if (self->key_proposed || kyu_sm_has_handle_key(self->ctx.sm))
+        return;
+    const kyu_op_row_t *row = kyu_ops_row(KYU_OP_SET_HANDLE_KEY);
+    kyu_command_t cmd;
+    memset(&cmd, 0, sizeof cmd);
+    cmd.type = row->cmd;
+    cmd.vt = -1;
+    cmd.now_ms = kyu_replica_now(self->ctx.replica);
+    kyu_op_handle_key_build(&cmd);
+    waiter_t *w = malloc(sizeof *w);
+    if (!w)
+        return; /* the next write tries again */
+    *w = (waiter_t){.identity = NULL, .row = row};
+    kyu_err_t err;
+    if (kyu_replica_propose(self->ctx.replica, &cmd, w, &err) == KYU_OK)
+        self->key_proposed = true;
+    else
+        free(w);
+    sodium_memzero(cmd.key, sizeof cmd.key);
+}
+
+/* Writes: checked against the state and the limits, built into a command and proposed; the
+ * reply goes when the command is applied (kyu_frontend_on_result). Takes identity when
+ * proposed. */
+static void propose(kyu_frontend_t *self, zframe_t **identity, const kyu_op_row_t *row,
+                    const kyu_request_t *req, zmsg_t *bodies)
+{
+    kyu_err_t err;
+    kyu_err_clear(&err);
+    if (row->validate && row->validate(&self->ctx, req, bodies, &err) != KYU_OK) {
+        send_error(self, *identity, req->id, err.code, err.msg);
+        return;
+    }
+    if (row->answer_empty && row->answer_empty(&self->ctx, req)) {
+        kyu_reply_t rep;
+        kyu_reply_init(&rep);
+        rep.id = req->id;
+        send_reply(self, *identity, &rep, NULL, NULL, 0);
+        return;
+    }
+    ensure_handle_key(self);
+    kyu_command_t cmd;
+    memset(&cmd, 0, sizeof cmd);
+    cmd.type = row->cmd;
+    snprintf(cmd.queue, sizeof cmd.queue, "%s", req->queue);
+    cmd.vt = (req->fields & KYU_F_VT) ? (int64_t)req->vt : -1;
+    cmd.max = (req->fields & KYU_F_MAX) ? req->max : 1;
+    if (req->fields & KYU_F_RQ) { /* the codec allows it only on ops that take it */
+        cmd.rq_client = req->rq_client;
+        cmd.rq_key = req->rq_key;
+    }
+    if (row->build)
+        row->build(&self->ctx, req, bodies, &cmd);
+    cmd.now_ms = kyu_replica_now(self->ctx.replica);
+    waiter_t *w = malloc(sizeof *w);
+    if (!w) {
+        send_error(self, *identity, req->id, KYU_ERR_BUSY, "out of memory");
+        return;
+    }
+    *w = (waiter_t){.identity = *identity, .id = req->id, .row = row};
+    if (kyu_replica_propose(self->ctx.replica, &cmd, w, &err) != KYU_OK) {
+        free(w);
+        send_error(self, *identity, req->id, err.code, err.msg);
+        return;
+    }
+    *identity = NULL;
 }
 
 /* Takes the message: [identity, header, bodies...]. */
@@ -300,58 +268,25 @@ static void handle_request(kyu_frontend_t *self, zmsg_t **msg_p)
     if (kyu_request_decode(zframe_data(header), zframe_size(header), zmsg_size(msg), &req, &err) !=
         KYU_OK) {
         send_error(self, identity, req.has_id ? req.id : 0, err.code, err.msg);
-    } else if (req.op != KYU_OP_HELLO && req.op != KYU_OP_CLUSTER_STATUS &&
-               !kyu_replica_serving(self->replica)) {
-        /* Only a leader that has applied an entry of its own term holds every committed
-         * write: followers (and a leader still catching up) refuse reads too, so no client
-         * ever sees state older than one it saw before. */
-        send_error(self, identity, req.id, KYU_ERR_NOT_LEADER,
-                   *kyu_replica_leader_endpoint(self->replica)
-                       ? "this node is not the leader; the leader is named in the reply"
-                       : "no leader is known yet (an election is under way); retry shortly");
-    } else if (req.op == KYU_OP_CLUSTER_TRANSFER) {
-        kyu_code_t rc = kyu_replica_transfer_to(self->replica, req.to);
-        if (rc == KYU_OK) {
-            kyu_reply_t rep;
-            kyu_reply_init(&rep);
-            rep.id = req.id;
-            send_reply(self, identity, &rep, NULL, NULL, 0);
-        } else {
-            send_error(self, identity, req.id, rc,
-                       rc == KYU_ERR_NOT_LEADER ? "this node is not the leader"
-                                                : "the target is not another voter of this cluster "
-                                                  "(the leader itself, unknown, or a "
-                                                  "node alone)");
-        }
-    } else if (req.op == KYU_OP_CLUSTER_ADD || req.op == KYU_OP_CLUSTER_REMOVE) {
-        start_membership_change(self, &identity, &req);
-    } else if (kyu_op_info(req.op)->flags & KYU_OPF_READ) {
-        answer_read(self, identity, &req);
-    } else if (req.op == KYU_OP_RECEIVE && kyu_sm_queue_exists(self->sm, req.queue) &&
-               !kyu_sm_has_visible(self->sm, req.queue, kyu_replica_now(self->replica))) {
-        /* Nothing to lease: answer empty without a command. A receive that finds nothing
-         * changes nothing, and every acknowledged send is already applied. */
-        kyu_reply_t rep;
-        kyu_reply_init(&rep);
-        rep.id = req.id;
-        send_reply(self, identity, &rep, NULL, NULL, 0);
     } else {
-        kyu_command_t cmd;
-        waiter_t *w = NULL;
-        if (build_command(self, &req, msg, &cmd, &err) == KYU_OK) {
-            w = malloc(sizeof *w);
-            if (!w)
-                kyu_err_set(&err, KYU_ERR_BUSY, "out of memory");
+        const kyu_op_row_t *row = kyu_ops_row(req.op);
+        if (!row) { /* a wire op without a row: tests/unit/test_ops.c keeps this from happening */
+            send_error(self, identity, req.id, KYU_ERR_UNKNOWN_OP, "this broker has no such op");
+        } else if (!(row->flags & KYU_ROW_ANY_ROLE) && !kyu_replica_serving(self->ctx.replica)) {
+            /* Only a leader that has applied an entry of its own term holds every committed
+             * write: followers (and a leader still catching up) refuse reads too, so no
+             * client ever sees state older than one it saw before. */
+            send_error(self, identity, req.id, KYU_ERR_NOT_LEADER,
+                       *kyu_replica_leader_endpoint(self->ctx.replica)
+                           ? "this node is not the leader; the leader is named in the reply"
+                           : "no leader is known yet (an election is under way); retry shortly");
+        } else if (row->answer) {
+            answer_now(self, identity, row, &req);
+        } else if (row->start) {
+            start_later(self, &identity, row, &req);
+        } else {
+            propose(self, &identity, row, &req, msg);
         }
-        if (w) {
-            *w = (waiter_t){.identity = identity, .id = req.id, .op = req.op};
-            if (kyu_replica_propose(self->replica, &cmd, w, &err) != KYU_OK)
-                free(w);
-            else
-                identity = NULL;
-        }
-        if (identity)
-            send_error(self, identity, req.id, err.code, err.msg);
     }
     zframe_destroy(&identity);
     zframe_destroy(&header);
@@ -361,12 +296,12 @@ static void handle_request(kyu_frontend_t *self, zmsg_t **msg_p)
 void kyu_frontend_on_readable(kyu_frontend_t *self)
 {
     for (int i = 0; i < DRAIN_MAX && (zsock_events(self->sock) & ZMQ_POLLIN); i++) {
-        zmsg_t *msg = kyu_recv_request(self->sock, self->max_body);
+        zmsg_t *msg = kyu_recv_request(self->sock, self->ctx.max_body);
         if (!msg)
             break;
         handle_request(self, &msg);
     }
-    kyu_replica_flush(self->replica);
+    kyu_replica_flush(self->ctx.replica);
 }
 
 void kyu_frontend_on_result(void *arg, void *waiter, kyu_result_t *res)
@@ -375,6 +310,11 @@ void kyu_frontend_on_result(void *arg, void *waiter, kyu_result_t *res)
     waiter_t *w = waiter;
     if (!w)
         return;
+    if (!w->identity) { /* our own SET_HANDLE_KEY: applied, or to be proposed again */
+        self->key_proposed = false;
+        free(w);
+        return;
+    }
     if (res->code != KYU_OK) {
         send_error(self, w->identity, w->id, res->code, res->error);
         zframe_destroy(&w->identity);
@@ -385,18 +325,8 @@ void kyu_frontend_on_result(void *arg, void *waiter, kyu_result_t *res)
     kyu_reply_init(&rep);
     rep.id = w->id;
     size_t n_bodies = 0;
-    if (w->op == KYU_OP_SEND) {
-        rep.n_ids = res->n_ids;
-        for (size_t i = 0; i < res->n_ids; i++)
-            snprintf(rep.ids[i], sizeof rep.ids[i], "%s", res->ids[i]);
-    } else if (w->op == KYU_OP_RECEIVE) {
-        rep.n_msgs = res->n_msgs;
-        memcpy(rep.msgs, res->msgs, sizeof rep.msgs);
-        n_bodies = res->n_msgs;
-    } else if (w->op == KYU_OP_DELETE || w->op == KYU_OP_CHANGE_VISIBILITY) {
-        rep.n_results = res->n_results;
-        memcpy(rep.results, res->results, sizeof rep.results);
-    }
+    if (w->row->reply)
+        w->row->reply(res, &rep, &n_bodies);
     send_reply(self, w->identity, &rep, res->bodies, res->body_lens, n_bodies);
     zframe_destroy(&w->identity);
     free(w);

@@ -1,10 +1,11 @@
 /* frontend: the client endpoint — a ROUTER socket, request validation, replies.
  *
- * A request enters here: its header is decoded and checked against the op table, reads
- * (HELLO, LIST_QUEUES, GET_QUEUE_ATTRIBUTES) are answered from the applied state at once, and
- * writes become commands proposed to the replica. The replica hands each command's result
- * back (kyu_frontend_on_result) once its entry is durable and applied; only then is the
- * reply sent. A request that fails validation is answered with an error and changes nothing.
+ * A request enters here: its header is decoded and checked against the op table
+ * (proto/codec.c), and its row in the table of operations (ops.h) says what happens: reads
+ * are answered from the applied state at once, membership changes go to their driver, and
+ * writes are validated and become commands proposed to the replica. The replica hands each
+ * command's result back (kyu_frontend_on_result) once its entry is durable and applied; only then
+ * is the reply sent. A request that fails validation is answered with an error and changes nothing.
  */
 #ifndef KYU_FRONTEND_H
 #define KYU_FRONTEND_H

@@ -14,8 +14,9 @@
  *   meta       "rq"/"rx" ...             -> SEND request keys and their expiry (sm_dedup.c)
  *   meta       "mb" id(8)                -> raft address NUL client endpoint: the replicated
  *              address book (sm_members.c)
- * seq is global (never reused across queues), so a receipt handle of another queue finds
- * nothing. Invariants after every command:
+ *   meta       "handle_key"              -> 32 bytes: the key of receipt handles (sm_handle.c)
+ * seq is global (never reused across queues), and a receipt handle's MAC covers the queue
+ * id, so a handle of another queue finds nothing. Invariants after every command:
  *   - every message has exactly one lease record and exactly one visibility key, whose
  *     visible_at equals the lease record's;
  *   - a queue's n_messages is the number of its message records;
@@ -24,30 +25,9 @@
 #include "sm_internal.h"
 
 #include <czmq.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
-
-void kyu_handle_format(char out[25], uint64_t seq, uint32_t gen)
-{
-    snprintf(out, 25, "%016llx%08x", (unsigned long long)seq, (unsigned)gen);
-}
-
-bool kyu_handle_parse(const char *h, uint64_t *seq, uint32_t *gen)
-{
-    if (strlen(h) != 24)
-        return false;
-    uint64_t v[2] = {0, 0};
-    for (int i = 0; i < 24; i++) {
-        char c = h[i];
-        int d = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
-        if (d < 0)
-            return false;
-        v[i >= 16] = (v[i >= 16] << 4) | (uint64_t)d;
-    }
-    *seq = v[0];
-    *gen = (uint32_t)v[1];
-    return true;
-}
 
 void kyu_result_clear(kyu_result_t *res)
 {
@@ -180,8 +160,8 @@ static kyu_code_t load(kyu_sm_t *self, kyu_err_t *err)
         load_meta(self, "next_seq", &self->next_seq, 1, err) ||
         load_meta(self, "next_qid", &self->next_qid, 1, err) ||
         load_meta(self, "last_now", &self->last_now, 0, err) || load_conf(self, err) ||
-        kyu_sm_members_load(self, err) || load_queues(self, err) ||
-        kyu_sm_collect_garbage(self, err))
+        kyu_sm_members_load(self, err) || kyu_sm_handle_key_load(self, err) ||
+        load_queues(self, err) || kyu_sm_collect_garbage(self, err))
         return KYU_ERR_STORAGE;
     self->next_term = self->applied_term;
     return KYU_OK;
@@ -194,6 +174,7 @@ kyu_sm_t *kyu_sm_open(kyu_store_t *store, kyu_err_t *err)
         kyu_err_set(err, KYU_ERR_INTERNAL, "out of memory");
         return NULL;
     }
+    KYU_ASSERT(sodium_init() >= 0); /* receipt handles' MAC (sm_handle.c) */
     self->store = store;
     self->queues = zhashx_new();
     self->touched = zlistx_new();

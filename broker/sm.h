@@ -83,11 +83,25 @@ kyu_code_t kyu_sm_list_queues(kyu_sm_t *self, char (**names)[KYU_NAME_MAX + 1], 
 /* True when the queue has a message a receive at now would take (false for an unknown queue).
  * Lets the frontend answer a receive that would find nothing without a command and an fsync. */
 bool kyu_sm_has_visible(kyu_sm_t *self, const char *name, uint64_t now_ms);
+/* True when a write with request key (client, key) was applied within the dedup window as of
+ * now: a retry, answered from its record by the state machine, never by a shortcut. */
+bool kyu_sm_knows_request(kyu_sm_t *self, uint64_t client, uint64_t key, uint64_t now_ms);
 kyu_code_t kyu_sm_queue_attributes(kyu_sm_t *self, const char *name, uint64_t now_ms,
                                    kyu_queue_attrs_t *attrs, kyu_err_t *err);
 
-/* Receipt handles: 24 lowercase hex digits, the message's sequence and lease generation. */
-void kyu_handle_format(char out[25], uint64_t seq, uint32_t gen);
+/* Receipt handles (sm_handle.c): KYU_HANDLE_LEN lowercase hex digits holding the message's
+ * sequence number, its lease generation and a MAC over them and the queue id under the
+ * handle key (replicated state). */
+#define KYU_HANDLE_LEN 56
+void kyu_handle_format(char out[KYU_HANDLE_LEN + 1], const uint8_t key[KYU_HANDLE_KEY_LEN],
+                       uint64_t qid, uint64_t seq, uint32_t gen);
+/* Reads the sequence number and generation of a well-formed handle, without checking its
+ * MAC (for tests and the simulator's oracle; the state machine verifies). */
 bool kyu_handle_parse(const char *handle, uint64_t *seq, uint32_t *gen);
+/* True when handle is well-formed and its MAC is right for queue qid under key. */
+bool kyu_handle_verify(const char *handle, const uint8_t key[KYU_HANDLE_KEY_LEN], uint64_t qid,
+                       uint64_t *seq, uint32_t *gen);
+/* True once a SET_HANDLE_KEY command was applied (the leader proposes one if not). */
+bool kyu_sm_has_handle_key(const kyu_sm_t *self);
 
 #endif

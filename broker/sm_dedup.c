@@ -7,10 +7,12 @@
  * Keys, in the meta column family (written in the entry's batch, so replicated and restored
  * like every other state):
  *   "rq" client(8) key(8)            -> time(8) then
- *        SEND:                          n(1) n × message id (36 bytes)
- *        RECEIVE:                       0x80|type(1) n(1) n × (seq(8) lease generation(4))
- *        DELETE, CHANGE_VISIBILITY:     0x80|type(1) n(1) n × result code(1)
- *        DELETE_QUEUE:                  0x80|type(1) 0(1)
+ *        SEND:                          n(1) n × message id (36 bytes)  (the first format)
+ *        others, by their row's shape (ops.h kyu_dedup_shape_t):
+ *        LEASES (RECEIVE):              0x80|type(1) n(1) n × (seq(8) lease generation(4))
+ *        CODES (DELETE, CHANGE_VIS...): 0x80|type(1) n(1) n × result code(1)
+ *        IDS (none yet but SEND):       0x80|type(1) n(1) n × message id (36 bytes)
+ *        DONE (DELETE_QUEUE):           0x80|type(1) 0(1)
  *   "rx" time(8) client(8) key(8)    -> ""   (expiry index)
  * A record lives KYU_DEDUP_WINDOW_MS of command time (the leader's clock in the command, so
  * every node expires the same records at the same entry); each keyed SEND drops at most
@@ -69,7 +71,15 @@ static void rx_key(uint8_t k[RX_KEY], uint64_t t, uint64_t client, uint64_t key)
     kyu_put_be64(k + 18, key);
 }
 
-/* Parses a record's value (after its time) into *d; false if it is not one. */
+/* The shape of a record of command type t (the row's), or 0 when t keeps none. */
+static kyu_dedup_shape_t shape_of(uint64_t t)
+{
+    const kyu_op_row_t *row = kyu_ops_command(t);
+    return row && row->replay ? row->dedup : 0;
+}
+
+/* Parses a record's value (after its time) into *d; false if it is not one. A record
+ * without a type byte is a SEND's (the first format, kept so existing state reads). */
 static bool parse_record(const uint8_t *p, size_t vl, kyu_dedup_t *d)
 {
     memset(d, 0, sizeof *d);
@@ -90,21 +100,33 @@ static bool parse_record(const uint8_t *p, size_t vl, kyu_dedup_t *d)
     if (vl < 10 || p[9] > KYU_BATCH_MAX)
         return false;
     d->n = p[9];
-    if (d->type == KYU_CMD_RECEIVE) {
+    const uint8_t *q = p + 10;
+    switch (shape_of(d->type)) {
+    case KYU_DEDUP_DONE:
+        return d->n == 0 && vl == 10;
+    case KYU_DEDUP_IDS:
+        if (vl != 10 + d->n * KYU_UUID_LEN)
+            return false;
+        for (size_t i = 0; i < d->n; i++) {
+            memcpy(d->ids[i], q + i * KYU_UUID_LEN, KYU_UUID_LEN);
+            d->ids[i][KYU_UUID_LEN] = '\0';
+        }
+        return true;
+    case KYU_DEDUP_LEASES:
         if (vl != 10 + d->n * 12)
             return false;
         for (size_t i = 0; i < d->n; i++) {
-            d->seqs[i] = kyu_get_be64(p + 10 + i * 12);
-            d->gens[i] = kyu_get_be32(p + 18 + i * 12);
+            d->seqs[i] = kyu_get_be64(q + i * 12);
+            d->gens[i] = kyu_get_be32(q + 8 + i * 12);
         }
         return true;
+    case KYU_DEDUP_CODES:
+        if (vl != 10 + d->n)
+            return false;
+        memcpy(d->codes, q, d->n);
+        return true;
     }
-    if ((d->type != KYU_CMD_DELETE_QUEUE && d->type != KYU_CMD_DELETE &&
-         d->type != KYU_CMD_CHANGE_VISIBILITY) ||
-        vl != 10 + d->n)
-        return false;
-    memcpy(d->codes, p + 10, d->n);
-    return true;
+    return false;
 }
 
 kyu_code_t kyu_sm_dedup_lookup(kyu_sm_t *self, const kyu_command_t *c, kyu_dedup_t *d, bool *found,
@@ -138,32 +160,53 @@ kyu_code_t kyu_sm_dedup_lookup(kyu_sm_t *self, const kyu_command_t *c, kyu_dedup
     return KYU_OK;
 }
 
+bool kyu_sm_knows_request(kyu_sm_t *self, uint64_t client, uint64_t key, uint64_t now_ms)
+{
+    uint8_t k[RQ_KEY];
+    rq_key(k, client, key);
+    char *rerr = NULL;
+    size_t vl = 0;
+    char *v = rocksdb_get_cf(self->db, kyu_store_readopts(self->store), meta(self), (char *)k,
+                             RQ_KEY, &vl, &rerr);
+    if (rerr) { /* say yes: the request then goes through the log, which reports it */
+        free(rerr);
+        return true;
+    }
+    uint64_t t = v && vl >= 8 ? kyu_get_be64((const uint8_t *)v) : 0;
+    bool known = v && (now_ms < KYU_DEDUP_WINDOW_MS || t > now_ms - KYU_DEDUP_WINDOW_MS);
+    free(v);
+    return known;
+}
+
 void kyu_sm_dedup_record(kyu_sm_t *self, const kyu_command_t *c, const kyu_dedup_t *d)
 {
     uint8_t k[RQ_KEY], x[RX_KEY], v[10 + KYU_BATCH_MAX * KYU_UUID_LEN];
     rq_key(k, c->rq_client, c->rq_key);
     rx_key(x, c->now_ms, c->rq_client, c->rq_key);
     kyu_put_be64(v, c->now_ms);
-    size_t vl = 0;
     KYU_ASSERT(d->n <= KYU_BATCH_MAX);
-    if (d->type == KYU_CMD_SEND) {
-        v[8] = (uint8_t)d->n;
-        for (size_t i = 0; i < d->n; i++)
-            memcpy(v + 9 + i * KYU_UUID_LEN, d->ids[i], KYU_UUID_LEN);
-        vl = 9 + d->n * KYU_UUID_LEN;
-    } else {
-        v[8] = (uint8_t)(0x80 | d->type);
-        v[9] = (uint8_t)d->n;
-        vl = 10;
-        for (size_t i = 0; i < d->n; i++) {
-            if (d->type == KYU_CMD_RECEIVE) {
-                kyu_put_be64(v + vl, d->seqs[i]);
-                kyu_put_be32(v + vl + 8, d->gens[i]);
-                vl += 12;
-            } else {
-                v[vl++] = d->codes[i];
-            }
+    size_t vl = 10;
+    v[8] = (uint8_t)(0x80 | d->type);
+    v[9] = (uint8_t)d->n;
+    for (size_t i = 0; i < d->n; i++) {
+        switch (shape_of(d->type)) {
+        case KYU_DEDUP_IDS:
+            memcpy(v + vl, d->ids[i], KYU_UUID_LEN);
+            vl += KYU_UUID_LEN;
+            break;
+        case KYU_DEDUP_LEASES:
+            kyu_put_be64(v + vl, d->seqs[i]);
+            kyu_put_be32(v + vl + 8, d->gens[i]);
+            vl += 12;
+            break;
+        default:
+            v[vl++] = d->codes[i];
         }
+    }
+    if (d->type == KYU_CMD_SEND) { /* the first format: n, ids (no type byte) */
+        memmove(v + 9, v + 10, vl - 10);
+        v[8] = (uint8_t)d->n;
+        vl--;
     }
     put_meta(self, k, RQ_KEY, v, vl);
     put_meta(self, x, RX_KEY, (const uint8_t *)"", 0);

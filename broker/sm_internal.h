@@ -1,11 +1,17 @@
-/* sm_internal: the state machine's private types, shared by sm.c (loading, reads) and
- * sm_apply.c (the commands). The key layout is documented at the top of sm.c. */
+/* sm_internal: the state machine's private types and helpers, shared by sm.c (loading,
+ * reads), sm_apply.c (applying an entry) and the apply functions of the table's rows
+ * (op_*.c, sm_members.c, sm_handle.c, sm_dedup.c). The key layout is documented at the top
+ * of sm.c. How state is stored stays behind these helpers, not in the table (ops.h). */
 #ifndef KYU_SM_INTERNAL_H
 #define KYU_SM_INTERNAL_H
 
+#include "ops.h"
 #include "sm.h"
 
 #include <czmq.h>
+#include <sodium.h>
+
+typedef crypto_auth_hmacsha512256_state kyu_handle_mac_t;
 
 /* The replicated address book (sm_members.c). */
 typedef struct {
@@ -43,6 +49,10 @@ struct kyu_sm {
     size_t conf_len;
     bool conf_pending;                /* the next entry writes conf */
     kyu_sm_members_t book, book_next; /* applied; as changed by the current entry */
+    /* The receipt handle key (sm_handle.c): applied; as changed by the current entry. */
+    uint8_t hkey[KYU_HANDLE_KEY_LEN], hkey_next[KYU_HANDLE_KEY_LEN];
+    bool has_hkey, has_hkey_next;
+    kyu_handle_mac_t hmac, hmac_next; /* the HMAC keyed with each (sm_handle.c) */
     rocksdb_writeoptions_t *wopts;
     /* per-entry scratch */
     rocksdb_writebatch_wi_t *batch; /* entries with a command that reads (read-your-writes) */
@@ -63,6 +73,14 @@ typedef struct {
     uint64_t first_ms;
 } lease_t;
 
+static inline void lease_encode(uint8_t out[LEASE_LEN], const lease_t *l)
+{
+    kyu_put_be64(out, l->visible_at);
+    kyu_put_be32(out + 8, l->receive_count);
+    kyu_put_be32(out + 12, l->gen);
+    kyu_put_be64(out + 16, l->first_ms);
+}
+
 static inline void key_qs(uint8_t k[KEY_QS], uint64_t qid, uint64_t seq)
 {
     kyu_put_be64(k, qid);
@@ -77,16 +95,8 @@ static inline void key_vis(uint8_t k[KEY_VIS], uint64_t qid, uint64_t visible_at
 }
 
 /* Request keys (sm_dedup.c): a keyed write seen within the window is answered from what its
- * first attempt did and not applied again. */
+ * first attempt did (kyu_dedup_t, ops.h) and not applied again. */
 #define KYU_DEDUP_WINDOW_MS (5 * 60 * 1000)
-typedef struct {
-    uint8_t type; /* kyu_cmd_type_t of the first attempt */
-    size_t n;
-    char ids[KYU_BATCH_MAX][KYU_UUID_LEN + 1]; /* SEND: message ids */
-    uint64_t seqs[KYU_BATCH_MAX];              /* RECEIVE: messages leased ... */
-    uint32_t gens[KYU_BATCH_MAX];              /* ... and their lease generations */
-    uint8_t codes[KYU_BATCH_MAX];              /* DELETE, CHANGE_VISIBILITY: results */
-} kyu_dedup_t;
 kyu_code_t kyu_sm_dedup_lookup(kyu_sm_t *self, const kyu_command_t *c, kyu_dedup_t *d, bool *found,
                                kyu_err_t *err);
 void kyu_sm_dedup_record(kyu_sm_t *self, const kyu_command_t *c, const kyu_dedup_t *d);
@@ -95,8 +105,46 @@ kyu_code_t kyu_sm_dedup_expire(kyu_sm_t *self, uint64_t now_ms, kyu_err_t *err);
 /* The address book (sm_members.c): loaded with the state; SET_MEMBER / DROP_MEMBER change
  * book_next, which becomes the book once the entry's write succeeded (settle). */
 kyu_code_t kyu_sm_members_load(kyu_sm_t *self, kyu_err_t *err);
-kyu_code_t kyu_sm_apply_member(kyu_sm_t *self, const kyu_command_t *c, kyu_result_t *res);
 void kyu_sm_members_settle(kyu_sm_t *self, bool written);
+
+/* ---- what the apply functions of the rows (op_*.c) use (sm_apply.c) ---- */
+
+/* The current entry's writes; reads see them when the entry reads (KYU_ROW_READS_STATE). */
+void kyu_sm_put(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl, const void *v, size_t vl);
+void kyu_sm_del(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl);
+/* A message record: head then body, copied once. */
+void kyu_sm_put_message(kyu_sm_t *self, const uint8_t k[KEY_QS], const void *head, size_t hl,
+                        const void *body, size_t bl);
+/* Reads through the current entry's writes. Returns a heap value (caller frees) or NULL. */
+char *kyu_sm_get(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl, size_t *vl, kyu_err_t *err);
+/* The queue named name, or NULL with NO_SUCH_QUEUE set in res. */
+queue_t *kyu_sm_queue(kyu_sm_t *self, const char *name, kyu_result_t *res);
+/* Marks q's record to be written with the current entry. */
+void kyu_sm_touch(kyu_sm_t *self, queue_t *q);
+/* Moves a message's visibility key and rewrites its lease record. */
+void kyu_sm_set_lease(kyu_sm_t *self, queue_t *q, uint64_t seq, uint64_t old_visible_at,
+                      const lease_t *l);
+/* The lease record of message seq of q: false (err unset) when there is none. */
+bool kyu_sm_get_lease(kyu_sm_t *self, const queue_t *q, uint64_t seq, lease_t *l, kyu_err_t *err);
+/* Up to max messages of q visible at now, in visibility order (*found of them). */
+kyu_code_t kyu_sm_scan_visible(kyu_sm_t *self, queue_t *q, uint64_t now, uint32_t max,
+                               uint64_t seqs[KYU_BATCH_MAX], uint32_t *found, kyu_err_t *err);
+
+/* kyu_result_t starts with the same two fields as kyu_err_t, so errors are set through it. */
+static inline kyu_err_t *kyu_result_err(kyu_result_t *res)
+{
+    return (kyu_err_t *)res;
+}
+
+/* The handle key (sm_handle.c): loaded with the state; SET_HANDLE_KEY changes hkey_next,
+ * which becomes hkey once the entry's write succeeded (settle). */
+kyu_code_t kyu_sm_handle_key_load(kyu_sm_t *self, kyu_err_t *err);
+void kyu_sm_handle_key_settle(kyu_sm_t *self, bool written);
+/* kyu_handle_format and kyu_handle_verify (sm.h) with the key's HMAC state prepared. */
+void kyu_sm_handle_format(char out[KYU_HANDLE_LEN + 1], const kyu_handle_mac_t *m, uint64_t qid,
+                          uint64_t seq, uint32_t gen);
+bool kyu_sm_handle_verify(const char *handle, const kyu_handle_mac_t *m, uint64_t qid,
+                          uint64_t *seq, uint32_t *gen);
 
 /* Drops the data of deleted queues (their "gc" records); idempotent. */
 kyu_code_t kyu_sm_collect_garbage(kyu_sm_t *self, kyu_err_t *err);

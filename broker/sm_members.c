@@ -8,7 +8,8 @@
  *
  * The book says where a node is, not whether it is a member: membership is the Raft
  * configuration. An entry of a node that is not (or no longer) in the configuration is
- * harmless; the leader drops it when it removes the node. */
+ * harmless; the leader drops it when it removes the node. SET_MEMBER and DROP_MEMBER are
+ * internal operations (rows in ops.c): broker/membership.c proposes them. */
 #include "sm_internal.h"
 
 #include <stdlib.h>
@@ -68,28 +69,71 @@ kyu_code_t kyu_sm_members_load(kyu_sm_t *self, kyu_err_t *err)
     return rc;
 }
 
-kyu_code_t kyu_sm_apply_member(kyu_sm_t *self, const kyu_command_t *c, kyu_result_t *res)
+/* SET_MEMBER items = [node id, raft address, client endpoint]; DROP_MEMBER items = [node
+ * id]. Ids 1..2^63-1, addresses non-empty. */
+void kyu_op_set_member_encode(const kyu_command_t *cmd, msgpack_packer *pk)
 {
-    uint8_t k[KEY_LEN];
-    member_key(k, c->member_id);
-    rocksdb_column_family_handle_t *meta = kyu_store_cf(self->store, KYU_CF_META);
+    msgpack_pack_array(pk, 3);
+    msgpack_pack_uint64(pk, cmd->member_id);
+    kyu_mp_pack_str(pk, cmd->member_raft);
+    kyu_mp_pack_str(pk, cmd->member_client);
+}
+
+void kyu_op_drop_member_encode(const kyu_command_t *cmd, msgpack_packer *pk)
+{
+    msgpack_pack_array(pk, 1);
+    msgpack_pack_uint64(pk, cmd->member_id);
+}
+
+static bool decode_member(const msgpack_object *items, size_t want, kyu_command_t *cmd)
+{
+    if (items->type != MSGPACK_OBJECT_ARRAY || items->via.array.size != want)
+        return false;
+    const msgpack_object *f = items->via.array.ptr;
+    if (f[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER || f[0].via.u64 == 0 ||
+        f[0].via.u64 > INT64_MAX)
+        return false;
+    cmd->member_id = f[0].via.u64;
+    if (want == 1)
+        return true;
+    return kyu_mp_copy_str(&f[1], cmd->member_raft, KYU_ENDPOINT_MAX - 1) &&
+           kyu_mp_copy_str(&f[2], cmd->member_client, KYU_ENDPOINT_MAX - 1) &&
+           cmd->member_raft[0] && cmd->member_client[0] &&
+           strlen(cmd->member_raft) == f[1].via.str.size &&
+           strlen(cmd->member_client) == f[2].via.str.size;
+}
+
+bool kyu_op_set_member_decode(const msgpack_object *items, kyu_command_t *cmd)
+{
+    return decode_member(items, 3, cmd);
+}
+
+bool kyu_op_drop_member_decode(const msgpack_object *items, kyu_command_t *cmd)
+{
+    return decode_member(items, 1, cmd);
+}
+
+kyu_code_t kyu_op_drop_member_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t *a)
+{
+    (void)a;
     kyu_sm_members_t *b = &self->book_next;
     kyu_peer_t *p = find(b, c->member_id);
-    if (c->type == KYU_CMD_DROP_MEMBER) {
-        if (!p)
-            return KYU_OK; /* already gone: idempotent */
-        *p = b->peers[--b->n];
-        if (self->indexed)
-            rocksdb_writebatch_wi_delete_cf(self->batch, meta, (char *)k, KEY_LEN);
-        else
-            rocksdb_writebatch_delete_cf(self->plain, meta, (char *)k, KEY_LEN);
-        return KYU_OK;
-    }
+    if (!p)
+        return KYU_OK; /* already gone: idempotent */
+    *p = b->peers[--b->n];
+    uint8_t k[KEY_LEN];
+    member_key(k, c->member_id);
+    kyu_sm_del(self, KYU_CF_META, k, KEY_LEN);
+    return KYU_OK;
+}
+
+kyu_code_t kyu_op_set_member_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t *a)
+{
+    kyu_sm_members_t *b = &self->book_next;
+    kyu_peer_t *p = find(b, c->member_id);
     if (!p && b->n >= KYU_SM_MEMBERS_MAX) {
-        kyu_err_set((kyu_err_t *)res, KYU_ERR_LIMIT_EXCEEDED,
-                    "the address book holds at most %d "
-                    "entries",
-                    KYU_SM_MEMBERS_MAX);
+        kyu_err_set(kyu_result_err(a->res), KYU_ERR_LIMIT_EXCEEDED,
+                    "the address book holds at most %d entries", KYU_SM_MEMBERS_MAX);
         return KYU_OK;
     }
     if (!p)
@@ -101,10 +145,9 @@ kyu_code_t kyu_sm_apply_member(kyu_sm_t *self, const kyu_command_t *c, kyu_resul
     char v[2 * KYU_ENDPOINT_MAX];
     memcpy(v, p->raft, rlen + 1);
     memcpy(v + rlen + 1, p->client, clen);
-    if (self->indexed)
-        rocksdb_writebatch_wi_put_cf(self->batch, meta, (char *)k, KEY_LEN, v, rlen + 1 + clen);
-    else
-        rocksdb_writebatch_put_cf(self->plain, meta, (char *)k, KEY_LEN, v, rlen + 1 + clen);
+    uint8_t k[KEY_LEN];
+    member_key(k, c->member_id);
+    kyu_sm_put(self, KYU_CF_META, k, KEY_LEN, v, rlen + 1 + clen);
     return KYU_OK;
 }
 

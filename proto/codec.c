@@ -10,43 +10,56 @@
 
 #define MAX_DEPTH 4
 
-/* One row per op: the frontend validates from it, the CLI prints help from it. */
-static const kyu_op_info_t op_table[] = {
-    {KYU_OP_HELLO, "hello", KYU_F_VERSION, KYU_F_VERSION, 0, 0, KYU_OPF_READ,
-     "exchange protocol versions and limits"},
-    {KYU_OP_CREATE_QUEUE, "create-queue", KYU_F_QUEUE, KYU_F_QUEUE | KYU_F_VT, 0, 0, KYU_OPF_WRITE,
-     "create a queue (idempotent when the attributes match)"},
-    {KYU_OP_DELETE_QUEUE, "delete-queue", KYU_F_QUEUE, KYU_F_QUEUE | KYU_F_RQ, 0, 0, KYU_OPF_WRITE,
-     "delete a queue and all its messages"},
-    {KYU_OP_LIST_QUEUES, "list-queues", 0, 0, 0, 0, KYU_OPF_READ, "list queue names"},
-    {KYU_OP_GET_QUEUE_ATTRIBUTES, "get-queue-attributes", KYU_F_QUEUE, KYU_F_QUEUE, 0, 0,
-     KYU_OPF_READ, "show a queue's attributes and message counts"},
-    {KYU_OP_SEND, "send", KYU_F_QUEUE, KYU_F_QUEUE | KYU_F_RQ, 1, KYU_BATCH_MAX, KYU_OPF_WRITE,
-     "send 1..10 messages, one per body frame"},
-    {KYU_OP_RECEIVE, "receive", KYU_F_QUEUE, KYU_F_QUEUE | KYU_F_MAX | KYU_F_VT | KYU_F_RQ, 0, 0,
-     KYU_OPF_WRITE, "lease up to max visible messages"},
-    {KYU_OP_DELETE, "delete", KYU_F_QUEUE | KYU_F_HANDLES, KYU_F_QUEUE | KYU_F_HANDLES | KYU_F_RQ,
-     0, 0, KYU_OPF_WRITE, "delete messages by receipt handle"},
-    {KYU_OP_CHANGE_VISIBILITY, "change-visibility", KYU_F_QUEUE | KYU_F_HANDLES | KYU_F_VT,
-     KYU_F_QUEUE | KYU_F_HANDLES | KYU_F_VT | KYU_F_RQ, 0, 0, KYU_OPF_WRITE,
-     "set the remaining lease of received messages"},
-    {KYU_OP_CLUSTER_STATUS, "cluster-status", 0, 0, 0, 0, KYU_OPF_READ,
-     "this node's view of the cluster (answered by every node, leader or not)"},
-    {KYU_OP_CLUSTER_TRANSFER, "cluster-transfer", 0, KYU_F_TO, 0, 0, KYU_OPF_ADMIN,
-     "hand leadership to node `to` (default: the most up-to-date follower)"},
-    {KYU_OP_CLUSTER_ADD, "cluster-add", KYU_F_TO | KYU_F_RAFT | KYU_F_EP,
-     KYU_F_TO | KYU_F_RAFT | KYU_F_EP, 0, 0, KYU_OPF_ADMIN,
-     "add node `to` (raft HOST:PORT, client endpoint ep): learner, then voter once caught up"},
-    {KYU_OP_CLUSTER_REMOVE, "cluster-remove", KYU_F_TO, KYU_F_TO, 0, 0, KYU_OPF_ADMIN,
-     "remove node `to` from the cluster (the leader hands leadership over first)"},
+/* The wire part of each op, indexed by op code (shared by the broker and libkyu): fields,
+ * body frames, flags. The broker's part of each op (validation against state, command,
+ * apply, reply) is its row in broker/ops.c, under the same code. */
+static const kyu_op_info_t op_table[KYU_OP_MAX_] = {
+    [KYU_OP_HELLO] = {KYU_OP_HELLO, "hello", KYU_F_VERSION, KYU_F_VERSION, 0, 0, KYU_OPF_READ,
+                      "exchange protocol versions and limits"},
+    [KYU_OP_CREATE_QUEUE] = {KYU_OP_CREATE_QUEUE, "create-queue", KYU_F_QUEUE,
+                             KYU_F_QUEUE | KYU_F_VT, 0, 0, KYU_OPF_WRITE,
+                             "create a queue (idempotent when the attributes match)"},
+    [KYU_OP_DELETE_QUEUE] = {KYU_OP_DELETE_QUEUE, "delete-queue", KYU_F_QUEUE,
+                             KYU_F_QUEUE | KYU_F_RQ, 0, 0, KYU_OPF_WRITE,
+                             "delete a queue and all its messages"},
+    [KYU_OP_LIST_QUEUES] = {KYU_OP_LIST_QUEUES, "list-queues", 0, 0, 0, 0, KYU_OPF_READ,
+                            "list queue names"},
+    [KYU_OP_GET_QUEUE_ATTRIBUTES] = {KYU_OP_GET_QUEUE_ATTRIBUTES, "get-queue-attributes",
+                                     KYU_F_QUEUE, KYU_F_QUEUE, 0, 0, KYU_OPF_READ,
+                                     "show a queue's attributes and message counts"},
+    [KYU_OP_SEND] = {KYU_OP_SEND, "send", KYU_F_QUEUE, KYU_F_QUEUE | KYU_F_RQ, 1, KYU_BATCH_MAX,
+                     KYU_OPF_WRITE, "send 1..10 messages, one per body frame"},
+    [KYU_OP_RECEIVE] = {KYU_OP_RECEIVE, "receive", KYU_F_QUEUE,
+                        KYU_F_QUEUE | KYU_F_MAX | KYU_F_VT | KYU_F_RQ, 0, 0, KYU_OPF_WRITE,
+                        "lease up to max visible messages"},
+    [KYU_OP_DELETE] = {KYU_OP_DELETE, "delete", KYU_F_QUEUE | KYU_F_HANDLES,
+                       KYU_F_QUEUE | KYU_F_HANDLES | KYU_F_RQ, 0, 0, KYU_OPF_WRITE,
+                       "delete messages by receipt handle"},
+    [KYU_OP_CHANGE_VISIBILITY] = {KYU_OP_CHANGE_VISIBILITY, "change-visibility",
+                                  KYU_F_QUEUE | KYU_F_HANDLES | KYU_F_VT,
+                                  KYU_F_QUEUE | KYU_F_HANDLES | KYU_F_VT | KYU_F_RQ, 0, 0,
+                                  KYU_OPF_WRITE, "set the remaining lease of received messages"},
+    [KYU_OP_CLUSTER_STATUS] =
+        {KYU_OP_CLUSTER_STATUS, "cluster-status", 0, 0, 0, 0, KYU_OPF_READ,
+         "this node's view of the cluster (answered by every node, leader or not)"},
+    [KYU_OP_CLUSTER_TRANSFER] =
+        {KYU_OP_CLUSTER_TRANSFER, "cluster-transfer", 0, KYU_F_TO, 0, 0, KYU_OPF_ADMIN,
+         "hand leadership to node `to` (default: the most up-to-date follower)"},
+    [KYU_OP_CLUSTER_ADD] =
+        {KYU_OP_CLUSTER_ADD, "cluster-add", KYU_F_TO | KYU_F_RAFT | KYU_F_EP,
+         KYU_F_TO | KYU_F_RAFT | KYU_F_EP, 0, 0, KYU_OPF_ADMIN,
+         "add node `to` (raft HOST:PORT, client endpoint ep): learner, then voter once caught up"},
+    [KYU_OP_CLUSTER_REMOVE] =
+        {KYU_OP_CLUSTER_REMOVE, "cluster-remove", KYU_F_TO, KYU_F_TO, 0, 0, KYU_OPF_ADMIN,
+         "remove node `to` from the cluster (the leader hands leadership over first)"},
 };
 
 const kyu_op_info_t *kyu_op_info(uint64_t op)
 {
-    for (size_t i = 0; i < sizeof op_table / sizeof op_table[0]; i++)
-        if (op_table[i].op == op)
-            return &op_table[i];
-    return NULL;
+    /* Indexed by code: no search on the request path. */
+    if (op >= KYU_OP_MAX_ || !op_table[op].name)
+        return NULL;
+    return &op_table[op];
 }
 
 bool kyu_queue_name_valid(const char *name, size_t len)

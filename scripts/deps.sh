@@ -2,7 +2,8 @@
 # Installs kyu's build and test dependencies (Debian packages) when any is missing.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config clang clang-format libclang-rt-14-dev
-      libzmq3-dev libczmq-dev libmsgpack-dev librocksdb-dev libcmocka-dev libjansson-dev faketime
+      libzmq3-dev libczmq-dev libmsgpack-dev librocksdb-dev libcmocka-dev libjansson-dev
+      libsodium-dev faketime
       python3 python3-zmq python3-msgpack)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -291,6 +291,80 @@ static void test_forged_and_malformed_handles_are_receipt_invalid(void **state)
     attrs(f, "orders", T0, 0, 1);
 }
 
+static const uint8_t key1[KYU_HANDLE_KEY_LEN] = {1, 2, 3}, key2[KYU_HANDLE_KEY_LEN] = {9};
+
+static kyu_command_t cmd_handle_key(const uint8_t key[KYU_HANDLE_KEY_LEN])
+{
+    kyu_command_t c;
+    memset(&c, 0, sizeof c);
+    c.type = KYU_CMD_SET_HANDLE_KEY;
+    c.now_ms = T0;
+    c.vt = -1;
+    memcpy(c.key, key, KYU_HANDLE_KEY_LEN);
+    return c;
+}
+
+/* Receipt handles are unforgeable (defect 3f): two messages, each received by its own
+ * consumer; the first consumer's handle, changed in any way, deletes nothing. */
+static void two_leased(fixture_t *f, char *ha, char *hb)
+{
+    ok(apply1(f, cmd_handle_key(key1)));
+    ok(apply1(f, cmd_create("orders", -1)));
+    ok(apply1(f, cmd_send("orders", T0, "a")));
+    ok(apply1(f, cmd_send("orders", T0, "b")));
+    receive_one(f, "orders", T0, -1, ha, "a", 1);
+    receive_one(f, "orders", T0, -1, hb, "b", 1);
+}
+
+static void expect_invalid(fixture_t *f, const char *q, const char *h)
+{
+    kyu_result_t r = apply1(f, cmd_delete(q, T0 + 1, h));
+    if (r.results[0] != KYU_ERR_RECEIPT_INVALID)
+        fail_msg("handle '%s': expected RECEIPT_INVALID, got %s", h,
+                 kyu_code_name((int)r.results[0]));
+    kyu_result_clear(&r);
+}
+
+static void test_a_handle_forged_by_counting_is_receipt_invalid(void **state)
+{
+    fixture_t *f = *state;
+    char ha[KYU_HANDLE_MAX + 1], hb[KYU_HANDLE_MAX + 1], forged[KYU_HANDLE_MAX + 1];
+    two_leased(f, ha, hb);
+    /* The next message's handle, guessed from ha: its sequence number (the first 16 hex
+     * digits, as handles were) plus one, the rest kept. */
+    strcpy(forged, ha);
+    unsigned long long seq = 0;
+    assert_int_equal(sscanf(ha, "%16llx", &seq), 1);
+    char digits[17];
+    snprintf(digits, sizeof digits, "%016llx", seq + 1);
+    memcpy(forged, digits, 16);
+    expect_invalid(f, "orders", forged);
+    /* And the old form, sequence and generation alone. */
+    snprintf(forged, sizeof forged, "%016llx%08x", seq + 1, 1u);
+    expect_invalid(f, "orders", forged);
+    attrs(f, "orders", T0 + 1, 0, 2);
+}
+
+static void test_an_altered_or_truncated_handle_is_receipt_invalid(void **state)
+{
+    fixture_t *f = *state;
+    char ha[KYU_HANDLE_MAX + 1], hb[KYU_HANDLE_MAX + 1], bad[KYU_HANDLE_MAX + 1];
+    two_leased(f, ha, hb);
+    size_t len = strlen(ha);
+    for (size_t i = 0; i < len; i++) {
+        strcpy(bad, ha);
+        bad[i] = bad[i] == '0' ? '1' : '0';
+        expect_invalid(f, "orders", bad);
+    }
+    strcpy(bad, ha);
+    bad[len - 1] = '\0';
+    expect_invalid(f, "orders", bad);
+    attrs(f, "orders", T0 + 1, 0, 2);
+    kyu_result_t r = apply1(f, cmd_delete("orders", T0 + 1, ha));
+    assert_int_equal(r.results[0], KYU_OK);
+    kyu_result_clear(&r);
+}
+
 static void test_change_visibility_extends_the_lease(void **state)
 {
     fixture_t *f = *state;
@@ -471,13 +545,67 @@ static void test_corrupt_entry_is_an_error(void **state)
 static void test_handle_format_round_trips(void **state)
 {
     (void)state;
-    char h[25];
+    char h[KYU_HANDLE_LEN + 1];
     uint64_t seq = 0;
     uint32_t gen = 0;
-    kyu_handle_format(h, 0x0123456789abcdefULL, 0xfedcba98U);
-    assert_true(kyu_handle_parse(h, &seq, &gen));
+    kyu_handle_format(h, key1, 5, 0x0123456789abcdefULL, 0xfedcba98U);
+    assert_int_equal(strlen(h), KYU_HANDLE_LEN);
+    assert_true(kyu_handle_verify(h, key1, 5, &seq, &gen));
     assert_int_equal(seq, 0x0123456789abcdefULL);
     assert_int_equal(gen, 0xfedcba98U);
+    assert_true(kyu_handle_parse(h, &seq, &gen));
+    assert_int_equal(seq, 0x0123456789abcdefULL);
+}
+
+static void test_a_handle_verifies_only_under_its_key_and_queue(void **state)
+{
+    (void)state;
+    char h[KYU_HANDLE_LEN + 1];
+    uint64_t seq = 0;
+    uint32_t gen = 0;
+    kyu_handle_format(h, key1, 5, 7, 1);
+    assert_false(kyu_handle_verify(h, key2, 5, &seq, &gen));
+    assert_false(kyu_handle_verify(h, key1, 6, &seq, &gen));
+    h[KYU_HANDLE_LEN - 1] = 'G';
+    assert_false(kyu_handle_verify(h, key1, 5, &seq, &gen));
+}
+
+/* The key is replicated state: the first one applied stays (a second leader's proposal
+ * changes nothing) and survives a restart, so handles given out stay valid. */
+static void test_the_first_handle_key_applied_stays_across_restarts(void **state)
+{
+    fixture_t *f = *state;
+    char h[KYU_HANDLE_MAX + 1];
+    assert_false(kyu_sm_has_handle_key(f->sm));
+    ok(apply1(f, cmd_handle_key(key1)));
+    assert_true(kyu_sm_has_handle_key(f->sm));
+    ok(apply1(f, cmd_create("orders", -1)));
+    ok(apply1(f, cmd_send("orders", T0, "a")));
+    receive_one(f, "orders", T0, -1, h, "a", 1);
+    uint64_t seq = 0;
+    uint32_t gen = 0;
+    assert_true(kyu_handle_verify(h, key1, 1, &seq, &gen));
+    ok(apply1(f, cmd_handle_key(key2)));
+    fixture_reopen(f);
+    assert_true(kyu_sm_has_handle_key(f->sm));
+    kyu_result_t r = apply1(f, cmd_delete("orders", T0 + 1, h));
+    assert_int_equal(r.results[0], KYU_OK);
+    kyu_result_clear(&r);
+}
+
+static void test_a_handle_key_command_round_trips_through_the_log_encoding(void **state)
+{
+    (void)state;
+    kyu_command_t c = cmd_handle_key(key1), d;
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    kyu_command_encode(&c, &b);
+    size_t off = 0;
+    kyu_err_t err;
+    assert_int_equal(kyu_command_decode(b.data, b.size, &off, &d, &err), KYU_OK);
+    assert_int_equal(d.type, KYU_CMD_SET_HANDLE_KEY);
+    assert_memory_equal(d.key, key1, KYU_HANDLE_KEY_LEN);
+    msgpack_sbuffer_destroy(&b);
 }
 
 #define T(name) cmocka_unit_test_setup_teardown(name, fixture_setup, fixture_teardown)
@@ -504,6 +632,8 @@ int main(void)
         T(test_second_delete_is_receipt_invalid),
         T(test_handle_of_another_queue_is_receipt_invalid),
         T(test_forged_and_malformed_handles_are_receipt_invalid),
+        T(test_a_handle_forged_by_counting_is_receipt_invalid),
+        T(test_an_altered_or_truncated_handle_is_receipt_invalid),
         T(test_change_visibility_extends_the_lease),
         T(test_change_visibility_zero_makes_message_visible),
         T(test_change_visibility_after_lease_expired_is_stale),
@@ -515,6 +645,9 @@ int main(void)
         T(test_deleted_queue_stays_deleted_after_restart),
         T(test_corrupt_entry_is_an_error),
         cmocka_unit_test(test_handle_format_round_trips),
+        cmocka_unit_test(test_a_handle_verifies_only_under_its_key_and_queue),
+        cmocka_unit_test(test_a_handle_key_command_round_trips_through_the_log_encoding),
+        T(test_the_first_handle_key_applied_stays_across_restarts),
     };
     return cmocka_run_group_tests_name("state machine", tests, NULL, NULL);
 }

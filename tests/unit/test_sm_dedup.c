@@ -306,6 +306,19 @@ static void test_a_key_reused_for_another_kind_of_request_is_refused(void **stat
     kyu_result_clear(&r2);
 }
 
+/* The frontend asks before it answers an empty receive without a command (defect 3b). */
+static void test_the_state_machine_says_which_keys_it_knows_within_the_window(void **state)
+{
+    fixture_t *f = *state;
+    create(f);
+    kyu_result_t r = apply1(f, keyed_send(T0, "a", 7, 1));
+    kyu_result_clear(&r);
+    assert_true(kyu_sm_knows_request(f->sm, 7, 1, T0 + 1));
+    assert_false(kyu_sm_knows_request(f->sm, 7, 2, T0 + 1));
+    assert_false(kyu_sm_knows_request(f->sm, 8, 1, T0 + 1));
+    assert_false(kyu_sm_knows_request(f->sm, 7, 1, T0 + KYU_DEDUP_WINDOW_MS));
+}
+
 static void test_keyed_commands_round_trip_through_the_log_encoding(void **state)
 {
     (void)state;
@@ -349,6 +362,7 @@ int main(void)
         T(test_a_retried_receive_leaves_out_messages_deleted_or_leased_since),
         T(test_a_retried_keyed_queue_deletion_answers_ok),
         T(test_a_key_reused_for_another_kind_of_request_is_refused),
+        T(test_the_state_machine_says_which_keys_it_knows_within_the_window),
         T(test_keyed_commands_round_trip_through_the_log_encoding),
     };
     return cmocka_run_group_tests_name("sm dedup", tests, NULL, NULL);

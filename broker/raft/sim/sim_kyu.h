@@ -49,7 +49,7 @@ typedef struct {
     uint64_t first_now; /* the time the key was first proposed (retries stay in the window) */
     size_t n;           /* SEND: messages, DELETE/CHANGE_VISIBILITY: handles */
     uint64_t ids[SK_SEND_MAX];
-    char handles[SK_RECV_MAX][25];
+    char handles[SK_RECV_MAX][KYU_HANDLE_MAX + 1];
 } sk_intent_t;
 
 /* The outcome of a command, as the state machine answered it (filled at first apply). */
@@ -57,7 +57,7 @@ typedef struct {
     kyu_code_t code;
     size_t n;
     uint64_t ids[SK_RECV_MAX]; /* SEND: the ids answered; RECEIVE: the messages leased */
-    char handles[SK_RECV_MAX][25];
+    char handles[SK_RECV_MAX][KYU_HANDLE_MAX + 1];
     uint32_t results[SK_RECV_MAX]; /* DELETE, CHANGE_VISIBILITY */
 } sk_outcome_t;
 
@@ -139,7 +139,7 @@ typedef struct {
     size_t next_prop;
     sk_prop_t draft;
     struct {
-        char h[25];
+        char h[KYU_HANDLE_MAX + 1];
         int q;
     } handles[SK_HANDLES];
     size_t n_handles, next_handle;

@@ -61,7 +61,7 @@ static void pick_handles(sim_cluster_t *c, sk_intent_t *in)
     for (size_t t = 0; t < k->n_handles && in->n < want; t++) {
         size_t j = (first + t) % k->n_handles;
         if (k->handles[j].q == in->q)
-            memcpy(in->handles[in->n++], k->handles[j].h, 25);
+            memcpy(in->handles[in->n++], k->handles[j].h, sizeof k->handles[j].h);
     }
 }
 
@@ -245,7 +245,7 @@ void sk_acked(sim_cluster_t *c, const sim_proposal_t *p)
         case KYU_CMD_RECEIVE:
             for (size_t j = 0; j < out->n; j++) {
                 size_t slot = k->next_handle++ % SK_HANDLES;
-                memcpy(k->handles[slot].h, out->handles[j], 25);
+                memcpy(k->handles[slot].h, out->handles[j], sizeof k->handles[slot].h);
                 k->handles[slot].q = in->q;
                 if (k->n_handles < SK_HANDLES)
                     k->n_handles++;

@@ -221,8 +221,7 @@ static void replay_receive(sim_cluster_t *c, const kyu_command_t *cmd, const sk_
             return;
         }
         out->ids[n] = kk->ids[i];
-        memcpy(out->handles[n], res->msgs[n].handle, 24);
-        out->handles[n][24] = '\0';
+        snprintf(out->handles[n], sizeof out->handles[n], "%s", res->msgs[n].handle);
         n++;
     }
     if (n != res->n_msgs || res->code != KYU_OK)
@@ -279,8 +278,7 @@ static void on_receive(sim_cluster_t *c, const kyu_command_t *cmd, const sk_inte
         gens[j] = gen;
         if (j < SK_RECV_MAX) {
             out->ids[j] = n;
-            memcpy(out->handles[j], mm->handle, 24); /* parsed above: 24 digits */
-            out->handles[j][24] = '\0';
+            snprintf(out->handles[j], sizeof out->handles[j], "%s", mm->handle);
             out->n = j + 1;
         }
     }
@@ -405,9 +403,11 @@ void sk_oracle_stream(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *
                           (unsigned long long)e->index, i);
             return;
         }
-        if (cmd.type == KYU_CMD_SET_MEMBER || cmd.type == KYU_CMD_DROP_MEMBER) {
-            /* The address book (membership.c): the workload proposes none. */
-            sim_violation(c, SIM_SAFETY, "entry %llu: an address book command nobody proposed",
+        if (cmd.type == KYU_CMD_SET_MEMBER || cmd.type == KYU_CMD_DROP_MEMBER ||
+            cmd.type == KYU_CMD_SET_HANDLE_KEY) {
+            /* The address book (membership.c) and the handle key (frontend.c): the workload
+             * proposes none. */
+            sim_violation(c, SIM_SAFETY, "entry %llu: an internal command nobody proposed",
                           (unsigned long long)e->index);
             return;
         }
@@ -447,6 +447,7 @@ void sk_oracle_stream(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *
             break;
         case KYU_CMD_SET_MEMBER:
         case KYU_CMD_DROP_MEMBER:
+        case KYU_CMD_SET_HANDLE_KEY:
             break; /* refused above */
         }
     }

@@ -1,0 +1,258 @@
+/* op_message: the message operations — SEND (store messages) and RECEIVE (lease visible
+ * ones); their rows: ops.c. DELETE and CHANGE_VISIBILITY, by receipt handle: op_receipt.c. */
+#include "sm_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- SEND ---- */
+
+kyu_code_t kyu_op_send_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+                                kyu_err_t *err)
+{
+    if (kyu_op_queue_exists(ctx, req, bodies, err) != KYU_OK)
+        return err->code;
+    size_t i = 0;
+    for (zframe_t *f = zmsg_first(bodies); f; f = zmsg_next(bodies), i++) {
+        if (zframe_size(f) == 0)
+            return kyu_err_set(err, KYU_ERR_EMPTY_BODY, "message %zu has an empty body", i + 1);
+        if (zframe_size(f) > ctx->max_body)
+            return kyu_err_set(err, KYU_ERR_TOO_LARGE,
+                               "message %zu has %zu bytes; the maximum is %zu", i + 1,
+                               zframe_size(f), ctx->max_body);
+    }
+    return KYU_OK;
+}
+
+static uint64_t rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
+
+static uint64_t next_random(uint64_t s[4])
+{
+    uint64_t result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return result;
+}
+
+/* A random (version 4) UUID, made by the leader and carried in the command. */
+static void make_message_id(kyu_op_ctx_t *ctx, char out[KYU_UUID_LEN + 1])
+{
+    uint64_t a = next_random(ctx->rng), b = next_random(ctx->rng);
+    a = (a & ~0xf000ULL) | 0x4000ULL;
+    b = (b & ~(3ULL << 62)) | (2ULL << 62);
+    snprintf(out, KYU_UUID_LEN + 1, "%08x-%04x-%04x-%04x-%012llx", (unsigned)(a >> 32),
+             (unsigned)((a >> 16) & 0xffff), (unsigned)(a & 0xffff), (unsigned)(b >> 48),
+             (unsigned long long)(b & 0xffffffffffffULL));
+}
+
+void kyu_op_send_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+                       kyu_command_t *cmd)
+{
+    (void)req;
+    for (zframe_t *f = zmsg_first(bodies); f; f = zmsg_next(bodies)) {
+        size_t i = cmd->n++;
+        cmd->bodies[i] = zframe_data(f);
+        cmd->body_lens[i] = zframe_size(f);
+        make_message_id(ctx, cmd->ids[i]);
+    }
+}
+
+void kyu_op_send_reply(const kyu_result_t *res, kyu_reply_t *rep, size_t *n_bodies)
+{
+    (void)n_bodies;
+    rep->n_ids = res->n_ids;
+    memcpy(rep->ids, res->ids, sizeof rep->ids);
+}
+
+/* items = [[message_id, body(bin)], ...] */
+void kyu_op_send_encode(const kyu_command_t *cmd, msgpack_packer *pk)
+{
+    msgpack_pack_array(pk, cmd->n);
+    for (size_t i = 0; i < cmd->n; i++) {
+        msgpack_pack_array(pk, 2);
+        kyu_mp_pack_str(pk, cmd->ids[i]);
+        msgpack_pack_bin(pk, cmd->body_lens[i]);
+        msgpack_pack_bin_body(pk, cmd->bodies[i], cmd->body_lens[i]);
+    }
+}
+
+bool kyu_op_send_decode(const msgpack_object *items, kyu_command_t *cmd)
+{
+    if (items->type != MSGPACK_OBJECT_ARRAY || items->via.array.size > KYU_BATCH_MAX)
+        return false;
+    cmd->n = items->via.array.size;
+    for (size_t i = 0; i < cmd->n; i++) {
+        const msgpack_object *it = &items->via.array.ptr[i];
+        if (it->type != MSGPACK_OBJECT_ARRAY || it->via.array.size != 2)
+            return false;
+        const msgpack_object *body = &it->via.array.ptr[1];
+        if (!kyu_mp_copy_str(&it->via.array.ptr[0], cmd->ids[i], KYU_UUID_LEN) ||
+            body->type != MSGPACK_OBJECT_BIN)
+            return false;
+        cmd->bodies[i] = body->via.bin.ptr;
+        cmd->body_lens[i] = body->via.bin.size;
+    }
+    return true;
+}
+
+kyu_code_t kyu_op_send_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t *a)
+{
+    kyu_result_t *res = a->res;
+    queue_t *q = kyu_sm_queue(self, c->queue, res);
+    if (!q)
+        return KYU_OK;
+    for (size_t i = 0; i < c->n; i++) {
+        uint64_t seq = self->next_seq++;
+        uint8_t k[KEY_QS], kv[KEY_VIS];
+        key_qs(k, q->qid, seq);
+        /* Message record: sent_ms(8) id_len(1) id, then the body, in two parts so the body
+         * is copied once, by the store. */
+        size_t idlen = strlen(c->ids[i]);
+        uint8_t head[9 + KYU_UUID_LEN];
+        kyu_put_be64(head, c->now_ms);
+        head[8] = (uint8_t)idlen;
+        memcpy(head + 9, c->ids[i], idlen);
+        kyu_sm_put_message(self, k, head, 9 + idlen, c->bodies[i], c->body_lens[i]);
+        lease_t l = {.visible_at = c->now_ms};
+        uint8_t lv[LEASE_LEN];
+        lease_encode(lv, &l);
+        kyu_sm_put(self, KYU_CF_LEASES, k, KEY_QS, lv, LEASE_LEN);
+        key_vis(kv, q->qid, c->now_ms, seq);
+        if (c->now_ms < q->scan_floor)
+            q->scan_floor = c->now_ms;
+        kyu_sm_put(self, KYU_CF_VISIBILITY, kv, KEY_VIS, "", 0);
+        q->n_messages++;
+        memcpy(res->ids[i], c->ids[i], KYU_UUID_LEN + 1);
+    }
+    res->n_ids = c->n;
+    kyu_sm_touch(self, q);
+    if (a->dedup) {
+        memcpy(a->dedup->ids, res->ids, sizeof res->ids);
+        a->dedup->n = res->n_ids;
+    }
+    return KYU_OK;
+}
+
+/* A retried SEND is answered with the first attempt's message ids; nothing is stored. */
+kyu_code_t kyu_op_send_replay(kyu_sm_t *self, const kyu_command_t *c, const kyu_dedup_t *d,
+                              kyu_apply_t *a)
+{
+    (void)self, (void)c;
+    memcpy(a->res->ids, d->ids, sizeof d->ids);
+    a->res->n_ids = d->n;
+    return KYU_OK;
+}
+
+/* ---- RECEIVE ---- */
+
+/* Nothing to lease: answered empty without a command (a receive that finds nothing changes
+ * nothing, and every acknowledged send is already applied), so an idle consumer costs no
+ * fsync. Not for a retry the state machine remembers: its first attempt may have leased
+ * the very messages that make the queue look empty now, and the retry must get them. */
+bool kyu_op_receive_answer_empty(kyu_op_ctx_t *ctx, const kyu_request_t *req)
+{
+    uint64_t now = kyu_replica_now(ctx->replica);
+    return kyu_sm_queue_exists(ctx->sm, req->queue) &&
+           !kyu_sm_has_visible(ctx->sm, req->queue, now) &&
+           !((req->fields & KYU_F_RQ) &&
+             kyu_sm_knows_request(ctx->sm, req->rq_client, req->rq_key, now));
+}
+
+void kyu_op_receive_reply(const kyu_result_t *res, kyu_reply_t *rep, size_t *n_bodies)
+{
+    rep->n_msgs = res->n_msgs;
+    memcpy(rep->msgs, res->msgs, sizeof rep->msgs);
+    *n_bodies = res->n_msgs;
+}
+
+/* Fills a received message's meta and body from its message record. */
+static kyu_code_t read_message(kyu_sm_t *self, const queue_t *q, uint64_t seq, const lease_t *l,
+                               kyu_result_t *res, kyu_err_t *err)
+{
+    uint8_t k[KEY_QS];
+    key_qs(k, q->qid, seq);
+    size_t vlen = 0;
+    char *v = kyu_sm_get(self, KYU_CF_MESSAGES, k, KEY_QS, &vlen, err);
+    if (!v || vlen < 9 || vlen < 9 + (size_t)(uint8_t)v[8] || (uint8_t)v[8] > KYU_UUID_LEN) {
+        free(v);
+        return err->code ? err->code
+                         : kyu_err_set(err, KYU_ERR_STORAGE, "message record %llu missing",
+                                       (unsigned long long)seq);
+    }
+    size_t i = res->n_msgs++, idlen = (uint8_t)v[8];
+    kyu_msg_meta_t *m = &res->msgs[i];
+    memcpy(m->message_id, v + 9, idlen);
+    m->message_id[idlen] = '\0';
+    kyu_sm_handle_format(m->handle, &self->hmac_next, q->qid, seq, l->gen);
+    m->receive_count = l->receive_count;
+    m->sent_ms = kyu_get_be64((const uint8_t *)v);
+    m->first_receive_ms = l->first_ms;
+    res->owned[i] = v;
+    res->bodies[i] = v + 9 + idlen;
+    res->body_lens[i] = vlen - 9 - idlen;
+    return KYU_OK;
+}
+
+/* Leases up to max visible messages: each gets a new lease generation (its receipt handle)
+ * and stays hidden for the visibility timeout. */
+kyu_code_t kyu_op_receive_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t *a)
+{
+    queue_t *q = kyu_sm_queue(self, c->queue, a->res);
+    if (!q)
+        return KYU_OK;
+    uint32_t max = c->max ? c->max : 1;
+    uint64_t vt_ms = (uint64_t)(c->vt >= 0 ? (uint64_t)c->vt : q->vt) * 1000;
+    /* Collect first: the batch must not change under its iterator. */
+    uint64_t seqs[KYU_BATCH_MAX];
+    uint32_t found = 0;
+    if (kyu_sm_scan_visible(self, q, c->now_ms, max, seqs, &found, a->err) != KYU_OK)
+        return a->err->code;
+    for (uint32_t i = 0; i < found; i++) {
+        lease_t l;
+        if (!kyu_sm_get_lease(self, q, seqs[i], &l, a->err))
+            return a->err->code ? a->err->code
+                                : kyu_err_set(a->err, KYU_ERR_STORAGE, "lease record %llu corrupt",
+                                              (unsigned long long)seqs[i]);
+        uint64_t old = l.visible_at;
+        l.visible_at = c->now_ms + vt_ms;
+        l.receive_count++;
+        l.gen++;
+        if (!l.first_ms)
+            l.first_ms = c->now_ms;
+        kyu_sm_set_lease(self, q, seqs[i], old, &l);
+        if (a->dedup) {
+            a->dedup->seqs[a->dedup->n] = seqs[i];
+            a->dedup->gens[a->dedup->n++] = l.gen;
+        }
+        if (a->want_bodies && read_message(self, q, seqs[i], &l, a->res, a->err))
+            return a->err->code;
+    }
+    return KYU_OK;
+}
+
+/* A retried RECEIVE answers with the leases its first attempt granted that are still held
+ * under the same handle (not deleted, not run out, not received again since). */
+kyu_code_t kyu_op_receive_replay(kyu_sm_t *self, const kyu_command_t *c, const kyu_dedup_t *d,
+                                 kyu_apply_t *a)
+{
+    queue_t *q = kyu_sm_queue(self, c->queue, a->res);
+    if (!q || !a->want_bodies)
+        return KYU_OK;
+    for (size_t i = 0; i < d->n; i++) {
+        lease_t l;
+        bool held = kyu_sm_get_lease(self, q, d->seqs[i], &l, a->err) && l.gen == d->gens[i] &&
+                    l.visible_at > c->now_ms;
+        if (a->err->code)
+            return a->err->code;
+        if (held && read_message(self, q, d->seqs[i], &l, a->res, a->err))
+            return a->err->code;
+    }
+    return KYU_OK;
+}

@@ -1,0 +1,138 @@
+/* op_receipt: the operations on received messages, by receipt handle — DELETE and
+ * CHANGE_VISIBILITY (their rows: ops.c). Each handle is checked against the message's
+ * current lease and gets its own result. */
+#include "sm_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void kyu_op_handles_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+                          kyu_command_t *cmd)
+{
+    (void)ctx, (void)bodies;
+    cmd->n = req->n_handles;
+    memcpy(cmd->handles, req->handles, sizeof cmd->handles);
+}
+
+void kyu_op_handles_reply(const kyu_result_t *res, kyu_reply_t *rep, size_t *n_bodies)
+{
+    (void)n_bodies;
+    rep->n_results = res->n_results;
+    memcpy(rep->results, res->results, sizeof rep->results);
+}
+
+/* items = [receipt_handle, ...] */
+void kyu_op_handles_encode(const kyu_command_t *cmd, msgpack_packer *pk)
+{
+    msgpack_pack_array(pk, cmd->n);
+    for (size_t i = 0; i < cmd->n; i++)
+        kyu_mp_pack_str(pk, cmd->handles[i]);
+}
+
+bool kyu_op_handles_decode(const msgpack_object *items, kyu_command_t *cmd)
+{
+    if (items->type != MSGPACK_OBJECT_ARRAY || items->via.array.size > KYU_BATCH_MAX)
+        return false;
+    cmd->n = items->via.array.size;
+    for (size_t i = 0; i < cmd->n; i++)
+        if (!kyu_mp_copy_str(&items->via.array.ptr[i], cmd->handles[i], KYU_HANDLE_MAX))
+            return false;
+    return true;
+}
+
+/* Checks a receipt handle against the message's current lease. Returns the status for the
+ * handle; on KYU_OK, *seq and *l describe the message. */
+static kyu_code_t check_handle(kyu_sm_t *self, const queue_t *q, const char *handle, uint64_t *seq,
+                               lease_t *l, kyu_err_t *err)
+{
+    uint32_t gen = 0;
+    if (!kyu_sm_handle_verify(handle, &self->hmac_next, q->qid, seq, &gen) || gen == 0)
+        return KYU_ERR_RECEIPT_INVALID; /* forged, altered, or another queue's */
+    bool ok = kyu_sm_get_lease(self, q, *seq, l, err);
+    if (err->code)
+        return err->code;
+    if (!ok || gen > l->gen)
+        return KYU_ERR_RECEIPT_INVALID; /* gone (deleted) */
+    if (gen < l->gen)
+        return KYU_ERR_RECEIPT_STALE;
+    return KYU_OK;
+}
+
+/* The handles of c, each checked; act(seq, lease) for those that hold. */
+static kyu_code_t for_each_handle(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t *a,
+                                  kyu_code_t (*act)(kyu_sm_t *, const kyu_command_t *, queue_t *,
+                                                    uint64_t, lease_t *))
+{
+    kyu_result_t *res = a->res;
+    queue_t *q = kyu_sm_queue(self, c->queue, res);
+    if (!q)
+        return KYU_OK;
+    for (size_t i = 0; i < c->n; i++) {
+        uint64_t seq = 0;
+        lease_t l;
+        kyu_code_t st = check_handle(self, q, c->handles[i], &seq, &l, a->err);
+        if (a->err->code)
+            return a->err->code;
+        if (st == KYU_OK)
+            st = act(self, c, q, seq, &l);
+        res->results[i] = st;
+    }
+    res->n_results = c->n;
+    if (a->dedup) {
+        for (size_t i = 0; i < c->n; i++)
+            a->dedup->codes[i] = (uint8_t)res->results[i];
+        a->dedup->n = c->n;
+    }
+    return KYU_OK;
+}
+
+static kyu_code_t delete_message(kyu_sm_t *self, const kyu_command_t *c, queue_t *q, uint64_t seq,
+                                 lease_t *l)
+{
+    (void)c;
+    uint8_t k[KEY_QS], kv[KEY_VIS];
+    key_qs(k, q->qid, seq);
+    key_vis(kv, q->qid, l->visible_at, seq);
+    kyu_sm_del(self, KYU_CF_MESSAGES, k, KEY_QS);
+    kyu_sm_del(self, KYU_CF_LEASES, k, KEY_QS);
+    kyu_sm_del(self, KYU_CF_VISIBILITY, kv, KEY_VIS);
+    q->n_messages--;
+    kyu_sm_touch(self, q);
+    return KYU_OK;
+}
+
+/* A handle whose lease ran out but was not replaced still deletes (as SQS). */
+kyu_code_t kyu_op_delete_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t *a)
+{
+    return for_each_handle(self, c, a, delete_message);
+}
+
+static kyu_code_t move_lease(kyu_sm_t *self, const kyu_command_t *c, queue_t *q, uint64_t seq,
+                             lease_t *l)
+{
+    /* As SQS: a message whose lease ran out is not in flight; receive it again. */
+    if (l->visible_at <= c->now_ms)
+        return KYU_ERR_RECEIPT_STALE;
+    uint64_t old = l->visible_at;
+    l->visible_at = c->now_ms + (uint64_t)(c->vt > 0 ? c->vt : 0) * 1000;
+    kyu_sm_set_lease(self, q, seq, old, l);
+    return KYU_OK;
+}
+
+kyu_code_t kyu_op_change_visibility_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t *a)
+{
+    return for_each_handle(self, c, a, move_lease);
+}
+
+/* A retried DELETE or CHANGE_VISIBILITY is answered with the first attempt's per-handle
+ * results (a retried delete reports success, not RECEIPT_INVALID; a retried visibility
+ * change does not move the lease again). */
+kyu_code_t kyu_op_handles_replay(kyu_sm_t *self, const kyu_command_t *c, const kyu_dedup_t *d,
+                                 kyu_apply_t *a)
+{
+    (void)self, (void)c;
+    for (size_t i = 0; i < d->n; i++)
+        a->res->results[i] = d->codes[i];
+    a->res->n_results = d->n;
+    return KYU_OK;
+}

@@ -1,0 +1,198 @@
+/* ops: the table of operations — one row per operation the broker knows, in the spirit of
+ * Redis's command table. The frontend, the command codec (command.c) and the state machine
+ * (sm_apply.c) dispatch through it; nothing else in broker/ switches over operations.
+ *
+ * A row is indexed by its op code: the wire code for a client operation (its wire part —
+ * fields, body frames, flags, help — is kyu_op_info(op) in proto/codec.c, shared with
+ * libkyu), or an internal code for a command the broker proposes itself (SET_MEMBER, ...).
+ * A row that becomes a command also names its command type, the number stored in log
+ * entries (command.h), and kyu_ops_command finds the row from it.
+ *
+ * A request takes one of three ways, by which functions its row has:
+ *   answer  answered at once (reads, CLUSTER_TRANSFER);
+ *   start   handed to a driver that answers later through the replica's done callback
+ *           (CLUSTER_ADD, CLUSTER_REMOVE);
+ *   cmd     validated, built into a command, proposed, applied on commit, and its result
+ *           turned into the reply (writes).
+ * Adding an operation: docs/ARCHITECTURE.md "Adding an operation".
+ *
+ * The functions take the state machine as an opaque kyu_sm_t: how it stores its state is
+ * its own business (sm_internal.h), not the table's.
+ */
+#ifndef KYU_OPS_H
+#define KYU_OPS_H
+
+#include "membership.h"
+
+#include <czmq.h>
+
+/* Codes of internal operations: commands the broker proposes itself, never on the wire.
+ * Not stored anywhere (the log stores command types), so they may be renumbered. */
+enum {
+    KYU_OP_INTERNAL_ = 64,
+    KYU_OP_SET_MEMBER = KYU_OP_INTERNAL_,
+    KYU_OP_DROP_MEMBER,
+    KYU_OP_SET_HANDLE_KEY,
+    KYU_OPS_MAX_
+};
+_Static_assert((int)KYU_OP_MAX_ <= (int)KYU_OP_INTERNAL_,
+               "wire op codes run into the internal ones");
+
+/* Row flags. */
+enum {
+    /* Its apply reads what earlier commands of the same entry wrote (leases, the visibility
+     * index): the entry is applied with read-your-writes. */
+    KYU_ROW_READS_STATE = 1 << 0,
+    /* Answered by every node, leader or not (HELLO, CLUSTER_STATUS). */
+    KYU_ROW_ANY_ROLE = 1 << 1,
+};
+
+/* What a keyed write remembers of its first attempt, so that a retry with the same request
+ * key is answered from it (sm_dedup.c keeps it for KYU_DEDUP_WINDOW_MS). */
+typedef enum {
+    KYU_DEDUP_DONE = 1,   /* only that it was done (DELETE_QUEUE) */
+    KYU_DEDUP_IDS = 2,    /* message ids (SEND) */
+    KYU_DEDUP_LEASES = 3, /* leases granted: seq and generation (RECEIVE) */
+    KYU_DEDUP_CODES = 4,  /* one result code per item (DELETE, CHANGE_VISIBILITY) */
+} kyu_dedup_shape_t;
+
+typedef struct {
+    uint8_t type; /* kyu_cmd_type_t of the first attempt */
+    size_t n;
+    char ids[KYU_BATCH_MAX][KYU_UUID_LEN + 1]; /* IDS */
+    uint64_t seqs[KYU_BATCH_MAX];              /* LEASES: messages leased ... */
+    uint32_t gens[KYU_BATCH_MAX];              /* ... and their lease generations */
+    uint8_t codes[KYU_BATCH_MAX];              /* CODES */
+} kyu_dedup_t;
+
+/* What the frontend's row functions work with (owned by the frontend). */
+typedef struct {
+    kyu_sm_t *sm;
+    kyu_replica_t *replica;
+    kyu_membership_t *membership; /* NULL: membership changes are refused */
+    size_t max_body;
+    const char *endpoint; /* this node's client endpoint */
+    uint64_t rng[4];      /* message ids (xoshiro256**, seeded from getrandom) */
+} kyu_op_ctx_t;
+
+/* What an apply function gets besides its command. */
+typedef struct {
+    kyu_result_t *res;  /* the command's result: its failure (unknown queue, ...) goes here */
+    bool want_bodies;   /* somebody waits for the result (a RECEIVE reads its bodies) */
+    kyu_dedup_t *dedup; /* keyed write: fill with what a retry is answered with; else NULL */
+    kyu_err_t *err;     /* a storage failure: the entry fails */
+} kyu_apply_t;
+
+typedef struct {
+    unsigned op;        /* its index: wire op code or KYU_OP_INTERNAL_ + n */
+    const char *name;   /* for logs and errors */
+    kyu_cmd_type_t cmd; /* its command type in the log; 0: answered without a command */
+    unsigned flags;     /* KYU_ROW_* */
+
+    /* -- frontend -- */
+    /* Reads and immediate admin ops: fills rep (the id is set), or returns an error. */
+    kyu_code_t (*answer)(kyu_op_ctx_t *ctx, const kyu_request_t *req, kyu_reply_t *rep,
+                         kyu_err_t *err);
+    /* Admin ops answered later: KYU_OK when waiter was taken (it comes back through the
+     * done callback); otherwise nothing started and the waiter stays the caller's. */
+    kyu_code_t (*start)(kyu_op_ctx_t *ctx, const kyu_request_t *req, void *waiter, kyu_err_t *err);
+    /* Checks a write against the state and the limits before anything is proposed (NULL:
+     * nothing to check). A request that fails is answered with the error, never proposed. */
+    kyu_code_t (*validate)(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+                           kyu_err_t *err);
+    /* True when the write is answered with an empty reply without a command (NULL: never). */
+    bool (*answer_empty)(kyu_op_ctx_t *ctx, const kyu_request_t *req);
+    /* Fills what is particular to its command; the frontend has set the type, time, queue,
+     * vt, max and request key (NULL: nothing more). Bodies stay borrowed from the request. */
+    void (*build)(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies, kyu_command_t *cmd);
+    /* Fills the reply from the applied command's result; *n_bodies of result->bodies go
+     * after the header (NULL: an empty reply). */
+    void (*reply)(const kyu_result_t *res, kyu_reply_t *rep, size_t *n_bodies);
+
+    /* -- command codec: the items element of the command's encoding (command.h) -- */
+    void (*encode_items)(const kyu_command_t *cmd, msgpack_packer *pk);    /* NULL: [] */
+    bool (*decode_items)(const msgpack_object *items, kyu_command_t *cmd); /* NULL: [] */
+
+    /* -- state machine -- */
+    kyu_code_t (*apply)(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
+    /* Keyed writes: answers a retry from its first attempt's record, changing nothing. A
+     * row without it takes no request key. */
+    kyu_code_t (*replay)(kyu_sm_t *sm, const kyu_command_t *cmd, const kyu_dedup_t *d,
+                         kyu_apply_t *a);
+    kyu_dedup_shape_t dedup; /* with replay: what its record holds */
+} kyu_op_row_t;
+
+/* The row of op (wire or internal code), or NULL. */
+const kyu_op_row_t *kyu_ops_row(uint64_t op);
+/* The row whose command has this type, or NULL (a type the log must not hold). */
+const kyu_op_row_t *kyu_ops_command(uint64_t type);
+
+/* ---- the rows' functions, by the file of their concern ---- */
+
+/* op_queue.c: CREATE_QUEUE, DELETE_QUEUE, LIST_QUEUES, GET_QUEUE_ATTRIBUTES */
+kyu_code_t kyu_op_queue_exists(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+                               kyu_err_t *err);
+kyu_code_t kyu_op_create_queue_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
+kyu_code_t kyu_op_delete_queue_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
+kyu_code_t kyu_op_done_replay(kyu_sm_t *sm, const kyu_command_t *cmd, const kyu_dedup_t *d,
+                              kyu_apply_t *a);
+kyu_code_t kyu_op_list_queues_answer(kyu_op_ctx_t *ctx, const kyu_request_t *req, kyu_reply_t *rep,
+                                     kyu_err_t *err);
+kyu_code_t kyu_op_queue_attributes_answer(kyu_op_ctx_t *ctx, const kyu_request_t *req,
+                                          kyu_reply_t *rep, kyu_err_t *err);
+
+/* op_message.c: SEND, RECEIVE */
+kyu_code_t kyu_op_send_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+                                kyu_err_t *err);
+void kyu_op_send_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+                       kyu_command_t *cmd);
+void kyu_op_send_reply(const kyu_result_t *res, kyu_reply_t *rep, size_t *n_bodies);
+void kyu_op_send_encode(const kyu_command_t *cmd, msgpack_packer *pk);
+bool kyu_op_send_decode(const msgpack_object *items, kyu_command_t *cmd);
+kyu_code_t kyu_op_send_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
+kyu_code_t kyu_op_send_replay(kyu_sm_t *sm, const kyu_command_t *cmd, const kyu_dedup_t *d,
+                              kyu_apply_t *a);
+bool kyu_op_receive_answer_empty(kyu_op_ctx_t *ctx, const kyu_request_t *req);
+void kyu_op_receive_reply(const kyu_result_t *res, kyu_reply_t *rep, size_t *n_bodies);
+kyu_code_t kyu_op_receive_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
+kyu_code_t kyu_op_receive_replay(kyu_sm_t *sm, const kyu_command_t *cmd, const kyu_dedup_t *d,
+                                 kyu_apply_t *a);
+
+/* op_receipt.c: DELETE, CHANGE_VISIBILITY (by receipt handle) */
+void kyu_op_handles_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+                          kyu_command_t *cmd);
+void kyu_op_handles_reply(const kyu_result_t *res, kyu_reply_t *rep, size_t *n_bodies);
+void kyu_op_handles_encode(const kyu_command_t *cmd, msgpack_packer *pk);
+bool kyu_op_handles_decode(const msgpack_object *items, kyu_command_t *cmd);
+kyu_code_t kyu_op_delete_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
+kyu_code_t kyu_op_change_visibility_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
+kyu_code_t kyu_op_handles_replay(kyu_sm_t *sm, const kyu_command_t *cmd, const kyu_dedup_t *d,
+                                 kyu_apply_t *a);
+
+/* sm_members.c: SET_MEMBER, DROP_MEMBER (the replicated address book) */
+void kyu_op_set_member_encode(const kyu_command_t *cmd, msgpack_packer *pk);
+bool kyu_op_set_member_decode(const msgpack_object *items, kyu_command_t *cmd);
+kyu_code_t kyu_op_set_member_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
+void kyu_op_drop_member_encode(const kyu_command_t *cmd, msgpack_packer *pk);
+bool kyu_op_drop_member_decode(const msgpack_object *items, kyu_command_t *cmd);
+kyu_code_t kyu_op_drop_member_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
+
+/* sm_handle.c: SET_HANDLE_KEY (the key of receipt handles) */
+void kyu_op_handle_key_build(kyu_command_t *cmd); /* a random key, drawn by the leader */
+void kyu_op_handle_key_encode(const kyu_command_t *cmd, msgpack_packer *pk);
+bool kyu_op_handle_key_decode(const msgpack_object *items, kyu_command_t *cmd);
+kyu_code_t kyu_op_handle_key_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
+
+/* op_cluster.c: HELLO, CLUSTER_STATUS, CLUSTER_TRANSFER, CLUSTER_ADD, CLUSTER_REMOVE */
+kyu_code_t kyu_op_hello_answer(kyu_op_ctx_t *ctx, const kyu_request_t *req, kyu_reply_t *rep,
+                               kyu_err_t *err);
+kyu_code_t kyu_op_status_answer(kyu_op_ctx_t *ctx, const kyu_request_t *req, kyu_reply_t *rep,
+                                kyu_err_t *err);
+kyu_code_t kyu_op_transfer_answer(kyu_op_ctx_t *ctx, const kyu_request_t *req, kyu_reply_t *rep,
+                                  kyu_err_t *err);
+kyu_code_t kyu_op_add_start(kyu_op_ctx_t *ctx, const kyu_request_t *req, void *waiter,
+                            kyu_err_t *err);
+kyu_code_t kyu_op_remove_start(kyu_op_ctx_t *ctx, const kyu_request_t *req, void *waiter,
+                               kyu_err_t *err);
+
+#endif
