@@ -27,7 +27,7 @@ struct kyu_transport {
     uint64_t dropped; /* messages not sent: peer down or full */
 };
 
-/* libzmq's defaults fail open (HARDENING.md): bound frames, queues and handshakes. */
+/* libzmq's defaults fail open: bound frames, queues and handshakes. */
 static void harden(zsock_t *s, int64_t max_msg)
 {
     zsock_set_maxmsgsize(s, max_msg);

@@ -1,4 +1,4 @@
-/* kyu-bench: measures a kyu broker on the workloads of PERFORMANCE.md (see bench.h and
+/* kyu-bench: measures a kyu broker on the workloads of docs/BENCHMARKS.md (see bench.h and
  * client/README.md). Prints produce, consume and end-to-end msg/s, latency percentiles,
  * duplicates and missing messages, and checks that the queue is empty afterwards; exits 1
  * when a message is missing, an error occurred or the queue is not empty. */

@@ -1,6 +1,6 @@
 /* bench: what kyu-bench's files share. bench.c: options, setup, the report;
- * bench_run.c: the producer and consumer threads of each workload (/work/shared
- * PERFORMANCE.md: W1, LAT, W2, send-only; W3 is these against a cluster, DEPTH is --preload).
+ * bench_run.c: the producer and consumer threads of each workload (docs/BENCHMARKS.md:
+ * W1, LAT, W2, send-only; W3 is these against a cluster, DEPTH is --preload).
  *
  * Every message starts with 16 bytes: the CLOCK_MONOTONIC time just before its send (ns)
  * and its sequence number. Consumers mark each sequence seen (an atomic flag per sequence:

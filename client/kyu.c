@@ -90,7 +90,7 @@ static int set_int(void *sock, int opt, int v)
     return zmq_setsockopt(sock, opt, &v, sizeof v);
 }
 
-/* libzmq's defaults fail open (HARDENING.md): bound frame sizes, queues and handshakes,
+/* libzmq's defaults fail open: bound frame sizes, queues and handshakes,
  * notice a dead broker by ZMTP heartbeats, never block on send or close. */
 static kyu_code_t open_socket(kyu_client_t *c, const char *endpoint, void **out, kyu_err_t *err)
 {

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the workloads of PERFORMANCE.md against a fresh single-node broker and prints each
+# Runs the workloads of docs/BENCHMARKS.md against a fresh single-node broker and prints each
 # result: W1, LAT, W2, send-only, and DEPTH (a backlog queued before W2, with the broker's RSS
 # and its restart time). Figures go to docs/BENCHMARKS.md by hand, with this command.
 # Usage: scripts/bench.sh [COUNT (default 100000)] [DEPTHS (default "1000 100000")]

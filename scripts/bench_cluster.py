@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Three-node figures for docs/BENCHMARKS.md (PERFORMANCE.md's W3 and the failover target):
+"""Three-node figures for docs/BENCHMARKS.md (the W3 workload and the failover figure):
 starts three kyu-broker processes on 127.0.0.1 (one disk), runs kyu-bench's W1, LAT at
 200 msg/s, W2 and send-only against the cluster, then measures
   - leader kill -9 -> first acknowledged send on the new leader (a `kyu send` loop, each

@@ -1,4 +1,4 @@
-"""Bad input over the wire (shared/HARDENING.md): every malformed request gets an error reply
+"""Bad input over the wire: every malformed request gets an error reply
 with a stable code, changes nothing, and the broker keeps serving."""
 import unittest
 

@@ -2,7 +2,7 @@
  * test_raft_hostile.c - a core survives whatever a peer (or a corrupted network) can send:
  * random message types, senders, terms, indexes, commit indexes, entry lists and snapshot
  * chunks, stepped into leaders and followers of a live cluster. Raft trusts its peers for
- * safety, but no input may crash the broker (HARDENING.md).
+ * safety, but no input may crash the broker.
  */
 #include "raft_harness.h"
 
