@@ -1,9 +1,10 @@
 #include "replica_internal.h"
 
+#include "sys_clock.h"
+
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <time.h>
 
 #define COMPACT_EVERY_MAX 1024 /* entries dropped at least per compaction (at most this) */
 
@@ -26,13 +27,27 @@ static void entry_destroy(entry_t **e_p)
     *e_p = NULL;
 }
 
+#if KYU_REPLICA_PLANTED_BUG == 7
+static char answered_early; /* planted: a waiter answered before its entry committed */
+#endif
+
+/* Hands a waiter its result (the done callback owns the waiter from then on). */
+static void answer(kyu_replica_t *self, void *waiter, kyu_result_t *res)
+{
+#if KYU_REPLICA_PLANTED_BUG == 7
+    if (waiter == &answered_early)
+        return;
+#endif
+    self->done(self->done_arg, waiter, res);
+}
+
 /* Answers every waiter of e with an error result. */
 static void fail_waiters(kyu_replica_t *self, entry_t *e, kyu_code_t code, const char *why)
 {
     for (size_t i = 0; i < e->n; i++) {
         kyu_result_t res = {.code = code};
         snprintf(res.error, sizeof res.error, "%s", why);
-        self->done(self->done_arg, e->waiters[i], &res);
+        answer(self, e->waiters[i], &res);
     }
     self->pending -= e->n;
     e->n = 0;
@@ -51,12 +66,25 @@ static void fail_proposed(kyu_replica_t *self, kyu_code_t code, const char *why)
     self->proposed_tail = NULL;
 }
 
+void kyu_replica_say(kyu_replica_t *self, const char *fmt, ...)
+{
+    char line[2 * KYU_ERR_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (self->say)
+        self->say(self->say_arg, line);
+    else
+        fprintf(stderr, "kyu-broker: %s\n", line);
+}
+
 void kyu_replica_fail(kyu_replica_t *self, const char *why)
 {
     if (!self->failed) {
         self->failed = true;
         snprintf(self->failure, sizeof self->failure, "writes refused: %s", why);
-        fprintf(stderr, "kyu-broker: %s\n", self->failure);
+        kyu_replica_say(self, "%s", self->failure);
     }
     fail_proposed(self, KYU_ERR_STORAGE, self->failure);
     if (self->open) {
@@ -98,10 +126,35 @@ static kyu_code_t replay_committed(kyu_replica_t *self, kyu_err_t *err)
     return KYU_OK;
 }
 
-kyu_replica_t *kyu_replica_new(kyu_store_t *store, kyu_sm_t *sm, kyu_log_t *log,
-                               const kyu_replica_config_t *cfg, kyu_replica_done_fn done,
-                               void *done_arg, kyu_err_t *err)
+/* Takes the seams and settings of cfg (replica.h). */
+static void configure(kyu_replica_t *self, const kyu_replica_config_t *cfg)
 {
+    self->log = cfg->log;
+    self->log_arg = cfg->log_arg;
+    self->net = cfg->transport;
+    self->net_arg = cfg->transport_arg;
+    self->clock = cfg->clock ? cfg->clock : &kyu_sys_clock;
+    self->clock_arg = cfg->clock ? cfg->clock_arg : NULL;
+    self->applied = cfg->applied;
+    self->applied_arg = cfg->applied_arg;
+    self->say = cfg->say;
+    self->say_arg = cfg->say_arg;
+    self->node_id = cfg->node_id ? cfg->node_id : 1;
+    if (cfg->peers)
+        self->peers = *cfg->peers;
+    self->join = cfg->join;
+    /* A node started without a peer list stays alone: a short election timeout. A cluster
+     * node keeps the normal one even while it is its only voter, since members may come. */
+    self->election_ticks = cfg->election_ticks ? cfg->election_ticks : self->peers.n == 0 ? 2 : 100;
+    self->log_window = cfg->log_window ? cfg->log_window : KYU_REPLICA_LOG_WINDOW;
+    self->compact_every =
+        self->log_window / 16 < COMPACT_EVERY_MAX ? self->log_window / 16 + 1 : COMPACT_EVERY_MAX;
+}
+
+kyu_replica_t *kyu_replica_new(kyu_store_t *store, kyu_sm_t *sm, const kyu_replica_config_t *cfg,
+                               kyu_replica_done_fn done, void *done_arg, kyu_err_t *err)
+{
+    KYU_ASSERT(cfg && cfg->log);
     kyu_replica_t *self = calloc(1, sizeof *self);
     if (!self) {
         kyu_err_set(err, KYU_ERR_INTERNAL, "out of memory");
@@ -109,48 +162,42 @@ kyu_replica_t *kyu_replica_new(kyu_store_t *store, kyu_sm_t *sm, kyu_log_t *log,
     }
     self->store = store;
     self->sm = sm;
-    self->log = log;
-    self->install = cfg ? cfg->install : NULL;
-    self->install_arg = cfg ? cfg->install_arg : NULL;
     self->done = done;
     self->done_arg = done_arg;
-    self->node_id = cfg && cfg->node_id ? cfg->node_id : 1;
-    if (cfg && cfg->peers)
-        self->peers = *cfg->peers;
-    self->send = cfg ? cfg->send : NULL;
-    self->send_arg = cfg ? cfg->send_arg : NULL;
-    self->join = cfg && cfg->join;
-    /* A node started without a peer list stays alone: a short election timeout. A cluster
-     * node keeps the normal one even while it is its only voter, since members may come. */
-    uint32_t election = cfg && cfg->election_ticks ? cfg->election_ticks
-                        : self->peers.n == 0       ? 2
-                                                   : 100;
-    self->election_ticks = election;
-    self->log_window = cfg && cfg->log_window ? cfg->log_window : KYU_REPLICA_LOG_WINDOW;
-    self->compact_every =
-        self->log_window / 16 < COMPACT_EVERY_MAX ? self->log_window / 16 + 1 : COMPACT_EVERY_MAX;
+    configure(self, cfg);
+    uint32_t election = self->election_ticks;
 
     kyu_raft_conf_t conf;
     initial_conf(self, &conf);
     kyu_replica_boot_t boot;
-    if (kyu_replica_boot_load(store, sm, &conf, &boot, err) != KYU_OK) {
+    if (kyu_replica_boot_load(self->log, self->log_arg, sm, &conf, &boot, err) != KYU_OK) {
         free(self);
         return NULL;
     }
+    if (boot.reset)
+        kyu_replica_say(self,
+                        "the state is a snapshot at index %llu (term %llu) the log does not lead "
+                        "to: an install was interrupted; the log now starts there",
+                        (unsigned long long)boot.snap.index, (unsigned long long)boot.snap.term);
     uint64_t seed = 0;
-    if (getrandom(&seed, sizeof seed, 0) != sizeof seed) {
+    if (!self->clock->random_seed(self->clock_arg, &seed)) {
         kyu_replica_boot_free(&boot);
         free(self);
-        kyu_err_set(err, KYU_ERR_INTERNAL, "getrandom failed");
+        kyu_err_set(err, KYU_ERR_INTERNAL, "no random seed for the Raft core (getrandom failed)");
         return NULL;
     }
     kyu_raft_config_t rc = {
         .id = self->node_id,
         .group = KYU_GROUP_ID,
         .election_ticks = election,
-        .heartbeat_ticks = election / 10 > 0 ? election / 10 : 1,
+        .heartbeat_ticks = cfg->heartbeat_ticks ? cfg->heartbeat_ticks
+                           : election / 10 > 0  ? election / 10
+                                                : 1,
         .random_seed = seed,
-        .max_msg_bytes = 1 << 20,
+        .max_inflight = cfg->max_inflight,
+        .max_msg_entries = cfg->max_msg_entries,
+        .max_msg_bytes = cfg->max_msg_bytes ? cfg->max_msg_bytes : 1 << 20,
+        .max_uncommitted = cfg->max_uncommitted,
         .hard_state = boot.hs,
         .snapshot = boot.has_snap ? &boot.snap : NULL,
         .conf = &conf,
@@ -158,6 +205,10 @@ kyu_replica_t *kyu_replica_new(kyu_store_t *store, kyu_sm_t *sm, kyu_log_t *log,
         .n_entries = boot.n_entries,
         .applied = kyu_sm_applied_index(sm),
     };
+#if KYU_REPLICA_PLANTED_BUG == 9
+    /* Planted: the core restarts at the log's start, not at the state's applied index. */
+    rc.applied = boot.has_snap ? boot.snap.index : 0;
+#endif
     self->persisted = boot.hs;
     self->raft = kyu_raft_new(&rc);
     kyu_replica_boot_free(&boot);
@@ -198,9 +249,7 @@ void kyu_replica_destroy(kyu_replica_t **self_p)
 
 uint64_t kyu_replica_now(kyu_replica_t *self)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t wall = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    uint64_t wall = self->clock->wall_ms(self->clock_arg);
     /* A new leader never goes below the times its predecessors put in the log. */
     uint64_t applied = kyu_sm_last_now(self->sm);
     if (applied > self->last_now)
@@ -366,6 +415,29 @@ static void propose_open(kyu_replica_t *self)
     self->proposed_tail = e;
 }
 
+/* The number of commands in an entry's payload (for an observer: followers have no waiters
+ * to count them by). */
+static size_t count_commands(const void *data, size_t len)
+{
+    size_t off = 0, n = 0;
+    kyu_command_t cmd;
+    kyu_err_t err;
+    while (off < len && kyu_command_decode(data, len, &off, &cmd, &err) == KYU_OK)
+        n++;
+    return n;
+}
+
+/* Whether committed entry ce is proposed entry p: the same index and term (at an index, an
+ * entry of another term may commit instead, proposed by another leader). */
+static bool same_entry(const entry_t *p, const kyu_raft_entry_t *ce)
+{
+#if KYU_REPLICA_PLANTED_BUG == 8
+    return p->index == ce->index; /* planted: the term is not compared */
+#else
+    return p->index == ce->index && p->term == ce->term;
+#endif
+}
+
 /* Applies one committed entry; answers its waiters when this node proposed it at the same
  * (term, index). */
 static kyu_code_t apply_entry(kyu_replica_t *self, const kyu_raft_entry_t *ce)
@@ -376,7 +448,7 @@ static kyu_code_t apply_entry(kyu_replica_t *self, const kyu_raft_entry_t *ce)
         self->proposed = p->next;
         if (!self->proposed)
             self->proposed_tail = NULL;
-        if (p->index == ce->index && p->term == ce->term) {
+        if (same_entry(p, ce)) {
             e = p;
             break;
         }
@@ -388,7 +460,13 @@ static kyu_code_t apply_entry(kyu_replica_t *self, const kyu_raft_entry_t *ce)
     size_t len = ce->type == KYU_RAFT_ENTRY_NORMAL ? ce->len : 0;
     size_t n = 0;
     kyu_err_t err;
-    if (ce->index <= kyu_sm_applied_index(self->sm)) {
+    uint64_t index = ce->index;
+#if KYU_REPLICA_PLANTED_BUG == 9
+    /* Planted: the replica numbers what it applies itself (and its boot restarts the core at
+     * the log's start): entries already in the state are applied again. */
+    index = kyu_sm_applied_index(self->sm) + 1;
+#endif
+    if (index <= kyu_sm_applied_index(self->sm)) {
         /* Already in the state: a snapshot installed from a member that had applied further
          * than the snapshot's index (snapshot.c). Only followers install, so nobody waits. */
         if (e) {
@@ -397,11 +475,22 @@ static kyu_code_t apply_entry(kyu_replica_t *self, const kyu_raft_entry_t *ce)
         }
         return KYU_OK;
     }
-    kyu_sm_set_entry_meta(self->sm, ce->term, ce->type == KYU_RAFT_ENTRY_CONF ? ce->data : NULL,
-                          ce->type == KYU_RAFT_ENTRY_CONF ? ce->len : 0);
-    kyu_result_t *results = e && e->n ? calloc(e->n, sizeof *results) : NULL;
-    KYU_ASSERT(!e || !e->n || results);
-    kyu_code_t rc = kyu_sm_apply(self->sm, ce->index, data, len, results, e ? e->n : 0, &n, &err);
+    bool meta = true;
+#if KYU_REPLICA_PLANTED_BUG == 2
+    meta = self->node_id % 2 != 0; /* planted: even nodes apply without term and configuration */
+#endif
+    if (meta)
+        kyu_sm_set_entry_meta(self->sm, ce->term, ce->type == KYU_RAFT_ENTRY_CONF ? ce->data : NULL,
+                              ce->type == KYU_RAFT_ENTRY_CONF ? ce->len : 0);
+    /* Results are made for the waiters, and for every command when an observer looks. */
+    size_t want = e ? e->n : 0;
+    if (self->applied) {
+        size_t all = count_commands(data, len);
+        want = all > want ? all : want;
+    }
+    kyu_result_t *results = want ? calloc(want, sizeof *results) : NULL;
+    KYU_ASSERT(!want || results);
+    kyu_code_t rc = kyu_sm_apply(self->sm, index, data, len, results, want, &n, &err);
     if (rc != KYU_OK) {
         free(results);
         if (e) {
@@ -411,24 +500,28 @@ static kyu_code_t apply_entry(kyu_replica_t *self, const kyu_raft_entry_t *ce)
         kyu_replica_fail(self, err.msg);
         return rc;
     }
+    if (self->applied)
+        self->applied(self->applied_arg, ce, results, n);
     if (e) {
-        KYU_ASSERT(n == e->n);
-        for (size_t i = 0; i < n; i++) {
-            self->done(self->done_arg, e->waiters[i], &results[i]);
-            kyu_result_clear(&results[i]);
-        }
+#if KYU_REPLICA_PLANTED_BUG != 8
+        KYU_ASSERT(n == e->n); /* one result per command, one command per waiter */
+#endif
+        for (size_t i = 0; i < e->n; i++)
+            answer(self, e->waiters[i], &results[i]);
         self->pending -= e->n;
         entry_destroy(&e);
     }
+    for (size_t i = 0; i < n; i++)
+        kyu_result_clear(&results[i]);
     free(results);
     return KYU_OK;
 }
 
 static void send_msgs(kyu_replica_t *self, bool after_persist)
 {
-    for (size_t i = 0; self->send && i < self->rd.n_msgs; i++)
+    for (size_t i = 0; self->net && self->net->send && i < self->rd.n_msgs; i++)
         if (self->rd.msgs[i].after_persist == after_persist)
-            self->send(self->send_arg, &self->rd.msgs[i]);
+            self->net->send(self->net_arg, &self->rd.msgs[i]);
 }
 
 /* Lets the core drop applied entries from memory (keeping a window for slow followers)
@@ -460,7 +553,7 @@ static void maybe_compact(kyu_replica_t *self)
     kyu_log_snapshot_t ls = {.found = true, .index = s->index, .term = s->term};
     ls.conf_len = kyu_raft_conf_encode(&s->conf, ls.conf, sizeof ls.conf);
     KYU_ASSERT(ls.conf_len > 0);
-    kyu_log_compact(self->log, &ls);
+    self->log->compact(self->log_arg, &ls);
     self->compacted = upto;
 }
 
@@ -505,7 +598,7 @@ static bool start_ready(kyu_replica_t *self)
      * only entries of this round's own write wait for it. */
     uint64_t durable = self->log_last;
     if (rd->snapshot) {
-        if (!self->install) {
+        if (!self->net || !self->net->install) {
             self->fatal = true;
             kyu_replica_fail(
                 self, "this node is too far behind the leader's log and needs a snapshot, and "
@@ -543,8 +636,8 @@ static bool start_ready(kyu_replica_t *self)
         uint64_t token = 0;
         kyu_err_t err;
         bool truncate = rd->n_entries > 0 && rd->entries[0].index <= self->log_last;
-        kyu_code_t rc = kyu_log_write(self->log, write_hs ? &hs : NULL, ents, rd->n_entries,
-                                      truncate, &token, &err);
+        kyu_code_t rc = self->log->write(self->log_arg, write_hs ? &hs : NULL, ents, rd->n_entries,
+                                         truncate, &token, &err);
         if (ents != stack)
             free(ents);
         if (rc != KYU_OK) {
@@ -591,12 +684,39 @@ void kyu_replica_flush(kyu_replica_t *self)
                       "applied");
 }
 
+#if KYU_REPLICA_PLANTED_BUG == 7
+/* Planted: a send is answered once its entry is durable here, before a majority has it. */
+static void answer_sends_early(kyu_replica_t *self)
+{
+    for (entry_t *e = self->proposed; e && e->index <= self->log_last; e = e->next) {
+        size_t off = 0;
+        for (size_t i = 0; i < e->n; i++) {
+            kyu_command_t cmd;
+            kyu_err_t err;
+            if (kyu_command_decode(e->payload.data, e->payload.size, &off, &cmd, &err) != KYU_OK)
+                break;
+            if (cmd.type != KYU_CMD_SEND || e->waiters[i] == &answered_early)
+                continue;
+            kyu_result_t res = {.code = KYU_OK, .n_ids = cmd.n};
+            for (size_t j = 0; j < cmd.n; j++)
+                memcpy(res.ids[j], cmd.ids[j], sizeof res.ids[j]);
+            self->done(self->done_arg, e->waiters[i], &res);
+            e->waiters[i] = &answered_early;
+        }
+    }
+}
+#endif
+
 void kyu_replica_on_log_event(kyu_replica_t *self, const kyu_log_event_t *ev)
 {
     if (ev->failed) {
         kyu_replica_fail(self, ev->error);
         return;
     }
+#if KYU_REPLICA_PLANTED_BUG == 7
+    if (self->ready_out && self->await_token && ev->index >= self->await_token)
+        answer_sends_early(self);
+#endif
     if (self->ready_out && self->await_token && ev->index >= self->await_token)
         finish_ready(self);
     kyu_replica_flush(self);

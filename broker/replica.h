@@ -35,37 +35,76 @@ typedef struct kyu_replica kyu_replica_t;
  * committed). The waiter is the pointer given to kyu_replica_propose; the callee owns it
  * from then on. The result is only valid during the call. */
 typedef void (*kyu_replica_done_fn)(void *arg, void *waiter, kyu_result_t *result);
-/* Sends a Raft message to a peer; must not block (drop instead). */
-typedef void (*kyu_replica_send_fn)(void *arg, const kyu_raft_msg_t *msg);
 
-/* Asks for a state of at least min_index from member server (snapshot.h); the outcome comes
- * back through kyu_replica_install_done. */
-typedef void (*kyu_replica_install_fn)(void *arg, uint64_t server, uint64_t min_index);
+/* The seams through which the replica reaches the world besides its state machine: its log
+ * storage (kyu_log_ops_t, log.h), its transport and its clock. The broker plugs in the
+ * storage thread, transport.c with snapshot.c, and the system clock (sys_clock.h);
+ * kyu-sim-kyu plugs in a simulated disk, network and time and runs this very code. Every
+ * callback is called on the replica's thread, from inside a kyu_replica_* call. */
+typedef struct {
+    /* Sends a Raft message to msg->to. Must not block: a message that cannot go is dropped
+     * (Raft retries). Not idempotent (each call is a send); msg is only valid during the
+     * call (copy it). */
+    void (*send)(void *arg, const kyu_raft_msg_t *msg);
+    /* Asks for a state of at least min_index from member server (snapshot.h). Must not
+     * block: the outcome comes back later through kyu_replica_install_done, exactly once
+     * per call. NULL: this node cannot install a snapshot (it stops when it needs one). */
+    void (*install)(void *arg, uint64_t server, uint64_t min_index);
+} kyu_replica_transport_t;
+
+typedef struct {
+    /* The wall clock, in ms since the Unix epoch. Must not block; may step back (the
+     * replica never lets the time it proposes go back). */
+    uint64_t (*wall_ms)(void *arg);
+    /* A random seed for the Raft core's election timeouts, read once at startup. False
+     * when no randomness could be had (the replica then refuses to start). */
+    bool (*random_seed)(void *arg, uint64_t *seed);
+} kyu_replica_clock_t;
+
+/* Called after each entry is applied, before its waiters are answered, with the result of
+ * each of its commands (n of them). For tests and the simulator: with it, results are made
+ * for every entry, also on followers. */
+typedef void (*kyu_replica_applied_fn)(void *arg, const kyu_raft_entry_t *entry,
+                                       const kyu_result_t *results, size_t n);
 
 typedef struct {
     uint64_t node_id;         /* this node; 1 when peers is NULL */
     const kyu_peers_t *peers; /* NULL or empty: a one-voter cluster */
-    kyu_replica_send_fn send; /* NULL for a one-voter cluster */
-    void *send_arg;
-    uint32_t election_ticks;        /* 0: 100 ticks (1 to 2 s) in a cluster, 2 for one voter */
-    uint64_t log_window;            /* applied entries kept (0: KYU_REPLICA_LOG_WINDOW) */
-    kyu_replica_install_fn install; /* NULL: a node that needs a snapshot stops */
-    void *install_arg;
+    /* The log (required): the storage thread (kyu_log_ops over a kyu_log_t) or a
+     * simulated disk. */
+    const kyu_log_ops_t *log;
+    void *log_arg;
+    /* NULL for a one-voter cluster without snapshot transfer. */
+    const kyu_replica_transport_t *transport;
+    void *transport_arg;
+    /* NULL: the system clock and getrandom (kyu_sys_clock). */
+    const kyu_replica_clock_t *clock;
+    void *clock_arg;
+    uint32_t election_ticks; /* 0: 100 ticks (1 to 2 s) in a cluster, 2 for one voter */
+    uint64_t log_window;     /* applied entries kept (0: KYU_REPLICA_LOG_WINDOW) */
     /* Join an existing cluster instead of bootstrapping one: a node without data starts
      * with an empty configuration and waits for a leader to add it (kyu cluster add). */
     bool join;
+    /* Tuning of the Raft core (0: the broker's settings; kyu-sim varies them per seed). */
+    uint32_t heartbeat_ticks, max_inflight, max_msg_entries, max_uncommitted;
+    size_t max_msg_bytes;
+    kyu_replica_applied_fn applied; /* NULL: no observer */
+    void *applied_arg;
+    /* Where the replica's few lines of news go (snapshot fetches, boot resets, failures);
+     * NULL: stderr. */
+    void (*say)(void *arg, const char *line);
+    void *say_arg;
 } kyu_replica_config_t;
 
 /* Rebuilds the Raft core from the log (hard state, snapshot record, entries) and applies the
- * entries known committed, then serves. cfg may be NULL (one voter, id 1). */
-kyu_replica_t *kyu_replica_new(kyu_store_t *store, kyu_sm_t *sm, kyu_log_t *log,
-                               const kyu_replica_config_t *cfg, kyu_replica_done_fn done,
-                               void *done_arg, kyu_err_t *err);
+ * entries known committed, then serves. */
+kyu_replica_t *kyu_replica_new(kyu_store_t *store, kyu_sm_t *sm, const kyu_replica_config_t *cfg,
+                               kyu_replica_done_fn done, void *done_arg, kyu_err_t *err);
 /* Drops proposals that wait (their waiters are handed to done with an error result). */
 void kyu_replica_destroy(kyu_replica_t **self_p);
 
-/* The time to put in a new command: the wall clock, but never earlier than a time already
- * proposed or applied, so that a clock stepping back cannot shorten a lease. */
+/* The time to put in a new command: the wall clock (the clock seam), but never earlier than a time
+ * already proposed or applied, so that a clock stepping back cannot shorten a lease. */
 uint64_t kyu_replica_now(kyu_replica_t *self);
 
 /* Adds cmd to the open entry; waiter comes back through done. BUSY when too many commands
@@ -83,8 +122,8 @@ void kyu_replica_on_log_event(kyu_replica_t *self, const kyu_log_event_t *ev);
 void kyu_replica_tick(kyu_replica_t *self);
 void kyu_replica_step(kyu_replica_t *self, const kyu_raft_msg_t *msg);
 
-/* The state asked for by install is in DIR/state.incoming (ok), or could not be fetched
- * (why): on success the state database is replaced and the log restarts at the snapshot; on
+/* The state asked for by the transport's install is in DIR/state.incoming (ok), or could not be
+ * fetched (why): on success the state database is replaced and the log restarts at the snapshot; on
  * failure the fetch is tried again after a pause, from the leader then known or another
  * member. The caller keeps other threads off the state database meanwhile. */
 void kyu_replica_install_done(kyu_replica_t *self, bool ok, const char *why);
