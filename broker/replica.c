@@ -16,11 +16,14 @@ static entry_t *entry_new(void)
     return e;
 }
 
-static void entry_destroy(entry_t **e_p)
+/* Drops an entry (open or proposed) and the bytes it held in the budget. */
+static void entry_destroy(kyu_replica_t *self, entry_t **e_p)
 {
     entry_t *e = *e_p;
     if (!e)
         return;
+    KYU_ASSERT(self->bytes >= e->payload.size);
+    self->bytes -= e->payload.size;
     msgpack_sbuffer_destroy(&e->payload);
     free(e->waiters);
     free(e);
@@ -61,7 +64,7 @@ static void fail_proposed(kyu_replica_t *self, kyu_code_t code, const char *why)
         entry_t *e = self->proposed;
         self->proposed = e->next;
         fail_waiters(self, e, code, why);
-        entry_destroy(&e);
+        entry_destroy(self, &e);
     }
     self->proposed_tail = NULL;
 }
@@ -89,7 +92,7 @@ void kyu_replica_fail(kyu_replica_t *self, const char *why)
     fail_proposed(self, KYU_ERR_STORAGE, self->failure);
     if (self->open) {
         fail_waiters(self, self->open, KYU_ERR_STORAGE, self->failure);
-        entry_destroy(&self->open);
+        entry_destroy(self, &self->open);
     }
 }
 
@@ -147,6 +150,8 @@ static void configure(kyu_replica_t *self, const kyu_replica_config_t *cfg)
      * node keeps the normal one even while it is its only voter, since members may come. */
     self->election_ticks = cfg->election_ticks ? cfg->election_ticks : self->peers.n == 0 ? 2 : 100;
     self->log_window = cfg->log_window ? cfg->log_window : KYU_REPLICA_LOG_WINDOW;
+    self->entry_max = cfg->entry_bytes_max ? cfg->entry_bytes_max : KYU_ENTRY_BYTES_MAX;
+    self->bytes_max = cfg->bytes_max ? cfg->bytes_max : KYU_REPLICA_BYTES_MAX;
     self->compact_every =
         self->log_window / 16 < COMPACT_EVERY_MAX ? self->log_window / 16 + 1 : COMPACT_EVERY_MAX;
 }
@@ -369,10 +374,12 @@ kyu_code_t kyu_replica_propose(kyu_replica_t *self, const kyu_command_t *cmd, vo
         return kyu_err_set(err, KYU_ERR_STORAGE, "%s", self->failure);
     if (kyu_raft_role(self->raft) != KYU_RAFT_LEADER || self->transferring)
         return kyu_err_set(err, KYU_ERR_NOT_LEADER, "this node is not the leader");
-    if (self->pending >= KYU_REPLICA_PENDING_MAX)
+    /* Backpressure: the bytes held (the open entry, and entries proposed and not applied:
+     * what a slow quorum lets pile up) and the requests waiting are bounded. */
+    if (self->pending >= KYU_REPLICA_PENDING_MAX || self->bytes >= self->bytes_max)
         return kyu_err_set(err, KYU_ERR_BUSY,
-                           "%d requests are waiting for replication; retry later",
-                           KYU_REPLICA_PENDING_MAX);
+                           "%zu requests (%zu bytes) are waiting for replication; retry later",
+                           self->pending, self->bytes);
     if (!self->open)
         self->open = entry_new();
     entry_t *e = self->open;
@@ -384,10 +391,23 @@ kyu_code_t kyu_replica_propose(kyu_replica_t *self, const kyu_command_t *cmd, vo
         e->waiters = w;
         e->cap = cap;
     }
+    size_t before = e->payload.size;
     kyu_command_encode(cmd, &e->payload);
+    if (before > 0 && e->payload.size > self->entry_max) {
+        /* The command does not fit: the open entry is full. An entry is never built past
+         * entry_max (plus one command, alone in its entry), which a peer's transport accepts
+         * (main.c sizes its frames from KYU_ENTRY_BYTES_MAX). */
+        e->payload.size = before;
+        if (self->ready_out)
+            return kyu_err_set(err, KYU_ERR_BUSY,
+                               "the next entry is full while the log syncs; retry later");
+        kyu_replica_flush(self); /* proposes the full entry; the command goes into the next */
+        return kyu_replica_propose(self, cmd, waiter, err);
+    }
+    self->bytes += e->payload.size - before;
     e->waiters[e->n++] = waiter;
     self->pending++;
-    if (e->payload.size >= KYU_ENTRY_BYTES_MAX)
+    if (e->payload.size >= self->entry_max)
         kyu_replica_flush(self);
     return KYU_OK;
 }
@@ -404,7 +424,7 @@ static void propose_open(kyu_replica_t *self)
         fail_waiters(self, e, rc == KYU_RAFT_ERR_NOT_LEADER ? KYU_ERR_NOT_LEADER : KYU_ERR_BUSY,
                      rc == KYU_RAFT_ERR_NOT_LEADER ? "this node is not the leader"
                                                    : "too many entries wait for a quorum");
-        entry_destroy(&e);
+        entry_destroy(self, &e);
         return;
     }
     e->term = kyu_raft_term(self->raft);
@@ -454,7 +474,7 @@ static kyu_code_t apply_entry(kyu_replica_t *self, const kyu_raft_entry_t *ce)
         }
         fail_waiters(self, p, KYU_ERR_NOT_LEADER,
                      "leadership changed before the request committed; it was not applied");
-        entry_destroy(&p);
+        entry_destroy(self, &p);
     }
     const void *data = ce->type == KYU_RAFT_ENTRY_NORMAL ? ce->data : NULL;
     size_t len = ce->type == KYU_RAFT_ENTRY_NORMAL ? ce->len : 0;
@@ -471,7 +491,7 @@ static kyu_code_t apply_entry(kyu_replica_t *self, const kyu_raft_entry_t *ce)
          * than the snapshot's index (snapshot.c). Only followers install, so nobody waits. */
         if (e) {
             fail_waiters(self, e, KYU_ERR_NOT_LEADER, "the request's entry was superseded");
-            entry_destroy(&e);
+            entry_destroy(self, &e);
         }
         return KYU_OK;
     }
@@ -495,7 +515,7 @@ static kyu_code_t apply_entry(kyu_replica_t *self, const kyu_raft_entry_t *ce)
         free(results);
         if (e) {
             fail_waiters(self, e, KYU_ERR_STORAGE, err.msg);
-            entry_destroy(&e);
+            entry_destroy(self, &e);
         }
         kyu_replica_fail(self, err.msg);
         return rc;
@@ -509,7 +529,7 @@ static kyu_code_t apply_entry(kyu_replica_t *self, const kyu_raft_entry_t *ce)
         for (size_t i = 0; i < e->n; i++)
             answer(self, e->waiters[i], &results[i]);
         self->pending -= e->n;
-        entry_destroy(&e);
+        entry_destroy(self, &e);
     }
     for (size_t i = 0; i < n; i++)
         kyu_result_clear(&results[i]);
@@ -669,7 +689,7 @@ void kyu_replica_flush(kyu_replica_t *self)
                 propose_open(self);
             } else {
                 fail_waiters(self, self->open, KYU_ERR_NOT_LEADER, "this node is not the leader");
-                entry_destroy(&self->open);
+                entry_destroy(self, &self->open);
             }
         }
         if (!kyu_raft_has_ready(self->raft))

@@ -24,7 +24,8 @@
 #include "sm.h"
 
 #define KYU_REPLICA_PENDING_MAX 20000             /* commands proposed and not yet applied */
-#define KYU_ENTRY_BYTES_MAX (8 << 20)             /* an open entry is proposed past this size */
+#define KYU_REPLICA_BYTES_MAX (64u << 20)         /* their bytes (open entry included) */
+#define KYU_ENTRY_BYTES_MAX (8 << 20)             /* an open entry is proposed at this size */
 #define KYU_REPLICA_TICK_MS 10                    /* one Raft tick */
 #define KYU_REPLICA_LOG_WINDOW 16384              /* applied entries kept for slow followers... */
 #define KYU_REPLICA_LOG_WINDOW_BYTES (256u << 20) /* ...unless they hold more bytes */
@@ -85,6 +86,9 @@ typedef struct {
     /* Join an existing cluster instead of bootstrapping one: a node without data starts
      * with an empty configuration and waits for a leader to add it (kyu cluster add). */
     bool join;
+    /* Bounds on what waits (0: KYU_ENTRY_BYTES_MAX and KYU_REPLICA_BYTES_MAX; tests and
+     * kyu-sim use small ones). */
+    size_t entry_bytes_max, bytes_max;
     /* Tuning of the Raft core (0: the broker's settings; kyu-sim varies them per seed). */
     uint32_t heartbeat_ticks, max_inflight, max_msg_entries, max_uncommitted;
     size_t max_msg_bytes;
@@ -108,8 +112,10 @@ void kyu_replica_destroy(kyu_replica_t **self_p);
 uint64_t kyu_replica_now(kyu_replica_t *self);
 
 /* Adds cmd to the open entry; waiter comes back through done. BUSY when too many commands
- * wait, STORAGE when the log has failed, NOT_LEADER on a follower: then nothing was proposed
- * and waiter stays the caller's. */
+ * or bytes wait (KYU_REPLICA_PENDING_MAX, KYU_REPLICA_BYTES_MAX), or when cmd does not fit in
+ * the open entry while the log syncs the one before (an entry never grows past
+ * KYU_ENTRY_BYTES_MAX, plus one command alone), STORAGE when the log has failed, NOT_LEADER
+ * on a follower: then nothing was proposed and waiter stays the caller's. */
 kyu_code_t kyu_replica_propose(kyu_replica_t *self, const kyu_command_t *cmd, void *waiter,
                                kyu_err_t *err);
 

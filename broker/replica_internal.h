@@ -36,6 +36,8 @@ struct kyu_replica {
     entry_t *open;                     /* gathering proposals */
     entry_t *proposed, *proposed_tail; /* proposed to the core, oldest first */
     size_t pending;                    /* commands proposed, not yet answered */
+    size_t bytes;                      /* payload bytes of the open and proposed entries */
+    size_t entry_max, bytes_max;       /* bounds on an entry and on bytes (replica.h) */
     bool ready_out;                    /* a Ready is taken and not yet advanced */
     kyu_raft_ready_t rd;
     size_t rd_applied;               /* committed entries of rd already applied */

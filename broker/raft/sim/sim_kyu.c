@@ -165,6 +165,11 @@ static bool seed_begin(sim_cluster_t *c)
     k->power_loss_pm = sim_rng_chance(&rng, 500) ? 200 + (uint32_t)sim_rng_below(&rng, 801) : 0;
     k->stall_pm = sim_rng_chance(&rng, 500) ? 1 + (uint32_t)sim_rng_below(&rng, 10) : 0;
     k->slow_node = sim_rng_chance(&rng, 400) ? 1 + sim_rng_below(&rng, (uint64_t)c->n) : 0;
+    /* Small entries and budgets in some seeds: requests are refused BUSY and retried. */
+    if (sim_rng_chance(&rng, 300)) {
+        k->entry_max = 256 + (size_t)sim_rng_below(&rng, 2048);
+        k->bytes_max = k->entry_max * (2 + (size_t)sim_rng_below(&rng, 6));
+    }
     for (int i = 0; i < c->n; i++) {
         c->nodes[i].app = &k->nodes[i];
         k->nodes[i].c = c;
@@ -175,9 +180,10 @@ static bool seed_begin(sim_cluster_t *c)
     }
     if (c->o.verbose)
         printf("  kyu: ms_per_step=%u skew=%s digest_every=%u power_loss=%u disk_stall=%u "
-               "slow_disk=n%llu plant=%u dir=%s\n",
+               "slow_disk=n%llu entry_max=%zu bytes_max=%zu plant=%u dir=%s\n",
                k->ms_per_step, skewed ? "on" : "off", k->digest_every, k->power_loss_pm,
-               k->stall_pm, (unsigned long long)k->slow_node, c->o.plant, k->root);
+               k->stall_pm, (unsigned long long)k->slow_node, k->entry_max, k->bytes_max,
+               c->o.plant, k->root);
     return true;
 }
 

@@ -167,9 +167,10 @@ typedef struct {
     uint32_t ms_per_step;
     int64_t skew[SIM_MAX_NODES + 1];
     uint32_t digest_every;
-    uint32_t power_loss_pm; /* of crashes; 0: crashes are process crashes only */
-    uint32_t stall_pm;      /* per node and step: its disk stalls (0: never) */
-    uint64_t slow_node;     /* its disk is slow during the safety phase (0: none) */
+    uint32_t power_loss_pm;      /* of crashes; 0: crashes are process crashes only */
+    uint32_t stall_pm;           /* per node and step: its disk stalls (0: never) */
+    uint64_t slow_node;          /* its disk is slow during the safety phase (0: none) */
+    size_t entry_max, bytes_max; /* the replica's bounds (0: the broker's) */
     /* oracle */
     sk_index_t *idx;
     size_t idx_cap;

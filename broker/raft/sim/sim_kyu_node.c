@@ -361,6 +361,8 @@ bool sk_node_start(sim_cluster_t *c, sim_node_t *nd)
         .max_msg_entries = o->max_msg_entries,
         .max_uncommitted = o->max_uncommitted,
         .max_msg_bytes = 4096,
+        .entry_bytes_max = sk(c)->entry_max,
+        .bytes_max = sk(c)->bytes_max,
         .applied = sk_on_applied,
         .applied_arg = kn,
         .say = say,
