@@ -5,6 +5,7 @@
  * committed and applied, never from the request handler. */
 #include "frontend.h"
 #include "snapshot.h"
+#include "sys_clock.h"
 #include "transport.h"
 
 #include <getopt.h>
@@ -358,13 +359,14 @@ int main(int argc, char **argv)
         b.snapshot = kyu_snapshot_new(store, cfg.node_id, max_peer, &err);
     b.sm = sm;
     /* The replica's seams: the storage thread, the peers (with snapshot transfer), and the
-     * system clock (the default). */
+     * system clock. */
     kyu_replica_config_t rcfg = {.node_id = cfg.node_id ? cfg.node_id : 1,
                                  .peers = &cfg.peers,
                                  .log = &kyu_log_ops,
                                  .log_arg = b.log,
                                  .transport = b.transport ? &peer_transport : NULL,
                                  .transport_arg = &b,
+                                 .clock = &kyu_sys_clock,
                                  .join = cfg.join};
     char *window = getenv("KYU_LOG_WINDOW"); /* tests: a short log makes snapshots happen */
     if (window && atoll(window) > 0)

@@ -34,8 +34,8 @@
 #define SK_RECV_MAX 4 /* messages per receive */
 #define SK_PROPS 512  /* requests remembered (ring), to find what the client asked */
 #define SK_HANDLES 32 /* receipt handles the client holds (ring) */
-#define SK_HANDLE_MAX 64
-#define SK_RETRIES 16 /* keyed requests waiting to be retried */
+#define SK_HANDLE_MAX (KYU_HANDLE_MAX + 1) /* a receipt handle and its NUL */
+#define SK_RETRIES 16                      /* keyed requests waiting to be retried */
 #define SK_TIME_BASE 1700000000000ull
 
 /* Planted bugs chosen at run time (--plant B), each for the invariant that must catch it.
