@@ -1,7 +1,5 @@
 #include "replica_internal.h"
 
-#include "sys_clock.h"
-
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,8 +134,8 @@ static void configure(kyu_replica_t *self, const kyu_replica_config_t *cfg)
     self->log_arg = cfg->log_arg;
     self->net = cfg->transport;
     self->net_arg = cfg->transport_arg;
-    self->clock = cfg->clock ? cfg->clock : &kyu_sys_clock;
-    self->clock_arg = cfg->clock ? cfg->clock_arg : NULL;
+    self->clock = cfg->clock;
+    self->clock_arg = cfg->clock_arg;
     self->applied = cfg->applied;
     self->applied_arg = cfg->applied_arg;
     self->say = cfg->say;
@@ -159,7 +157,7 @@ static void configure(kyu_replica_t *self, const kyu_replica_config_t *cfg)
 kyu_replica_t *kyu_replica_new(kyu_store_t *store, kyu_sm_t *sm, const kyu_replica_config_t *cfg,
                                kyu_replica_done_fn done, void *done_arg, kyu_err_t *err)
 {
-    KYU_ASSERT(cfg && cfg->log);
+    KYU_ASSERT(cfg && cfg->log && cfg->clock);
     kyu_replica_t *self = calloc(1, sizeof *self);
     if (!self) {
         kyu_err_set(err, KYU_ERR_INTERNAL, "out of memory");

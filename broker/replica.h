@@ -78,7 +78,7 @@ typedef struct {
     /* NULL for a one-voter cluster without snapshot transfer. */
     const kyu_replica_transport_t *transport;
     void *transport_arg;
-    /* NULL: the system clock and getrandom (kyu_sys_clock). */
+    /* The clock (required): kyu_sys_clock (sys_clock.h) or a simulated one. */
     const kyu_replica_clock_t *clock;
     void *clock_arg;
     uint32_t election_ticks; /* 0: 100 ticks (1 to 2 s) in a cluster, 2 for one voter */

@@ -3,6 +3,7 @@
  * case), and a log with a hole refuses to start. */
 #include "fixture.h"
 #include "replica.h"
+#include "sys_clock.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +60,7 @@ static kyu_replica_t *open_replica(fixture_t *f, kyu_log_t *log, const kyu_repli
     kyu_replica_config_t c = cfg ? *cfg : (kyu_replica_config_t){0};
     c.log = &kyu_log_ops;
     c.log_arg = log;
+    c.clock = &kyu_sys_clock;
     return kyu_replica_new(f->store, f->sm, &c, on_done, w, err);
 }
 
