@@ -1,6 +1,7 @@
 /* replica_internal: what the replica's files share: replica.c (proposals, the Ready loop,
  * apply, compaction), replica_install.c (snapshot install), replica_members.c (addresses
- * and links of the members, configuration changes) and replica_boot.c (startup). */
+ * and links of the members, configuration changes, leadership and status) and
+ * replica_boot.c (startup). */
 #ifndef KYU_REPLICA_INTERNAL_H
 #define KYU_REPLICA_INTERNAL_H
 
