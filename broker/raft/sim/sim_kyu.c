@@ -140,6 +140,12 @@ void sk_mark_synced(sim_cluster_t *c, sim_node_t *nd)
 
 static bool seed_begin(sim_cluster_t *c)
 {
+    if (c->o.plant == 2 || c->o.plant > SK_PLANT_NO_SYNC) {
+        fprintf(stderr,
+                "kyu-sim-kyu: bug %u is not chosen at run time: run kyu-sim-kyu-planted%u\n",
+                c->o.plant, c->o.plant);
+        return false;
+    }
     sk_t *k = calloc(1, sizeof(*k));
     if (!k)
         return false;
