@@ -8,6 +8,7 @@
 #define STATE_KEY 9
 
 struct kyu_log {
+    kyu_store_t *store; /* startup reads go to it directly */
     zactor_t *actor;
     uint64_t token; /* numbers the writes handed to the thread */
 };
@@ -204,6 +205,7 @@ kyu_log_t *kyu_log_new(kyu_store_t *store, kyu_err_t *err)
         return NULL;
     }
     args->store = store;
+    self->store = store;
     self->actor = zactor_new(storage_actor, args);
     if (!self->actor) {
         free(args);
@@ -491,3 +493,62 @@ kyu_code_t kyu_log_load_state(kyu_store_t *store, kyu_log_hard_state_t *hs,
     }
     return KYU_OK;
 }
+
+/* ---- the ops the replica reaches this log through (log.h) ---- */
+
+static kyu_code_t ops_load_state(void *log, kyu_log_hard_state_t *hs, kyu_log_snapshot_t *snap,
+                                 kyu_err_t *err)
+{
+    return kyu_log_load_state(((kyu_log_t *)log)->store, hs, snap, err);
+}
+
+static kyu_code_t ops_first_index(void *log, uint64_t *index, kyu_err_t *err)
+{
+    return kyu_log_first_index(((kyu_log_t *)log)->store, index, err);
+}
+
+static kyu_code_t ops_last_index(void *log, uint64_t *index, kyu_err_t *err)
+{
+    return kyu_log_last_index(((kyu_log_t *)log)->store, index, err);
+}
+
+static kyu_code_t ops_replay(void *log, uint64_t from, kyu_log_visit_fn visit, void *arg,
+                             kyu_err_t *err)
+{
+    return kyu_log_replay(((kyu_log_t *)log)->store, from, visit, arg, err);
+}
+
+static kyu_code_t ops_reset(void *log, const kyu_log_snapshot_t *snap,
+                            const kyu_log_hard_state_t *hs, kyu_err_t *err)
+{
+    return kyu_log_reset(((kyu_log_t *)log)->store, snap, hs, err);
+}
+
+static kyu_code_t ops_write(void *log, const kyu_log_hard_state_t *hs,
+                            const kyu_log_entry_t *entries, size_t n, bool truncate,
+                            uint64_t *token, kyu_err_t *err)
+{
+    return kyu_log_write(log, hs, entries, n, truncate, token, err);
+}
+
+static kyu_code_t ops_install(void *log, const kyu_log_snapshot_t *snap,
+                              const kyu_log_hard_state_t *hs, uint64_t *token, kyu_err_t *err)
+{
+    return kyu_log_install(log, snap, hs, token, err);
+}
+
+static void ops_compact(void *log, const kyu_log_snapshot_t *snap)
+{
+    kyu_log_compact(log, snap);
+}
+
+const kyu_log_ops_t kyu_log_ops = {
+    .load_state = ops_load_state,
+    .first_index = ops_first_index,
+    .last_index = ops_last_index,
+    .replay = ops_replay,
+    .reset = ops_reset,
+    .write = ops_write,
+    .install = ops_install,
+    .compact = ops_compact,
+};

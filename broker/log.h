@@ -100,4 +100,42 @@ typedef kyu_code_t (*kyu_log_visit_fn)(void *arg, uint64_t index, uint64_t term,
 kyu_code_t kyu_log_replay(kyu_store_t *store, uint64_t from, kyu_log_visit_fn visit, void *arg,
                           kyu_err_t *err);
 
+/* The seam between the replica and its log storage (replica.h), as nng and libuv make their
+ * transports and file systems pluggable: the broker plugs in this file's storage thread over
+ * the log column family (kyu_log_ops, with a kyu_log_t as `log`), kyu-sim-kyu a simulated
+ * disk. Every callback runs on the replica's thread (the event loop); `log` is the argument
+ * given with the ops. Records are copied before a callback returns: the caller keeps
+ * ownership of everything it passes. */
+typedef struct {
+    /* Startup reads (may block on the disk; called before any write). Idempotent. As
+     * kyu_log_load_state, kyu_log_first_index, kyu_log_last_index and kyu_log_replay. */
+    kyu_code_t (*load_state)(void *log, kyu_log_hard_state_t *hs, kyu_log_snapshot_t *snap,
+                             kyu_err_t *err);
+    kyu_code_t (*first_index)(void *log, uint64_t *index, kyu_err_t *err);
+    kyu_code_t (*last_index)(void *log, uint64_t *index, kyu_err_t *err);
+    kyu_code_t (*replay)(void *log, uint64_t from, kyu_log_visit_fn visit, void *arg,
+                         kyu_err_t *err);
+    /* Startup only: replaces the log by snap and hs and returns once that is durable
+     * (blocks). Idempotent. */
+    kyu_code_t (*reset)(void *log, const kyu_log_snapshot_t *snap, const kyu_log_hard_state_t *hs,
+                        kyu_err_t *err);
+    /* Hands one write over (kyu_log_write) and returns at once: never blocks on the disk.
+     * Writes become durable in the order given; durability is reported later, by a
+     * kyu_log_event_t the owner hands to kyu_replica_on_log_event ("durable up to token
+     * T" covers every write and install up to T). Not idempotent: each call is one more
+     * write. An error means nothing was handed over. */
+    kyu_code_t (*write)(void *log, const kyu_log_hard_state_t *hs, const kyu_log_entry_t *entries,
+                        size_t n, bool truncate, uint64_t *token, kyu_err_t *err);
+    /* Snapshot install (kyu_log_install): like write, reported under *token. */
+    kyu_code_t (*install)(void *log, const kyu_log_snapshot_t *snap, const kyu_log_hard_state_t *hs,
+                          uint64_t *token, kyu_err_t *err);
+    /* Compaction (kyu_log_compact): records snap as the log's start and drops the entries up
+     * to it, after making the state database durable; in order with the writes, never
+     * blocks, never reported (an optimisation: a lost one leaves a longer log). */
+    void (*compact)(void *log, const kyu_log_snapshot_t *snap);
+} kyu_log_ops_t;
+
+/* The storage thread's ops; their `log` argument is a kyu_log_t. */
+extern const kyu_log_ops_t kyu_log_ops;
+
 #endif

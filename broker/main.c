@@ -6,6 +6,7 @@
 #include "cluster_time.h"
 #include "frontend.h"
 #include "snapshot.h"
+#include "sys_clock.h"
 #include "transport.h"
 
 #include <getopt.h>
@@ -244,8 +245,12 @@ static int on_snapshot_reply(zloop_t *loop, zsock_t *sock, void *arg)
 
 static void send_peer(void *arg, const kyu_raft_msg_t *msg)
 {
-    kyu_transport_send(arg, msg);
+    broker_t *b = arg;
+    kyu_transport_send(b->transport, msg);
 }
+
+/* The replica's transport seam: Raft messages over transport.c, states over snapshot.c. */
+static const kyu_replica_transport_t peer_transport = {.send = send_peer, .install = start_install};
 
 static int on_peer(zloop_t *loop, zsock_t *sock, void *arg)
 {
@@ -378,20 +383,22 @@ int main(int argc, char **argv)
     if (b.transport)
         b.snapshot = kyu_snapshot_new(store, cfg.node_id, max_peer, &err);
     b.sm = sm;
+    /* The replica's seams: the storage thread, the peers (with snapshot transfer), and the
+     * system clock. */
     kyu_replica_config_t rcfg = {.node_id = cfg.node_id ? cfg.node_id : 1,
                                  .peers = &cfg.peers,
-                                 .send = b.transport ? send_peer : NULL,
-                                 .send_arg = b.transport,
-                                 .install = b.snapshot ? start_install : NULL,
-                                 .install_arg = &b,
+                                 .log = &kyu_log_ops,
+                                 .log_arg = b.log,
+                                 .transport = b.transport ? &peer_transport : NULL,
+                                 .transport_arg = &b,
+                                 .clock = &kyu_sys_clock,
                                  .join = cfg.join,
                                  .max_clock_skew_ms = cfg.max_clock_skew_ms};
     char *window = getenv("KYU_LOG_WINDOW"); /* tests: a short log makes snapshots happen */
     if (window && atoll(window) > 0)
         rcfg.log_window = (uint64_t)atoll(window);
     if (b.log && (cfg.peers.n == 0 || b.snapshot))
-        b.replica =
-            kyu_replica_new(store, sm, b.log, &rcfg, kyu_frontend_on_result, b.frontend, &err);
+        b.replica = kyu_replica_new(store, sm, &rcfg, kyu_frontend_on_result, b.frontend, &err);
     if (b.replica && b.transport)
         b.membership = kyu_membership_new(b.replica, kyu_frontend_on_result, b.frontend, &err);
     if (!b.replica || (b.transport && !b.membership)) {

@@ -1,8 +1,8 @@
 #include "replica_internal.h"
 
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #define COMPACT_EVERY_MAX 1024 /* entries dropped at least per compaction (at most this) */
 
@@ -14,15 +14,32 @@ static entry_t *entry_new(void)
     return e;
 }
 
-static void entry_destroy(entry_t **e_p)
+/* Drops an entry (open or proposed) and the bytes it held in the budget. */
+static void entry_destroy(kyu_replica_t *self, entry_t **e_p)
 {
     entry_t *e = *e_p;
     if (!e)
         return;
+    KYU_ASSERT(self->bytes >= e->payload.size);
+    self->bytes -= e->payload.size;
     msgpack_sbuffer_destroy(&e->payload);
     free(e->waiters);
     free(e);
     *e_p = NULL;
+}
+
+#if KYU_REPLICA_PLANTED_BUG == 7
+static char answered_early; /* planted: a waiter answered before its entry committed */
+#endif
+
+/* Hands a waiter its result (the done callback owns the waiter from then on). */
+static void answer(kyu_replica_t *self, void *waiter, kyu_result_t *res)
+{
+#if KYU_REPLICA_PLANTED_BUG == 7
+    if (waiter == &answered_early)
+        return;
+#endif
+    self->done(self->done_arg, waiter, res);
 }
 
 /* Answers every waiter of e with an error result. */
@@ -31,7 +48,7 @@ static void fail_waiters(kyu_replica_t *self, entry_t *e, kyu_code_t code, const
     for (size_t i = 0; i < e->n; i++) {
         kyu_result_t res = {.code = code};
         snprintf(res.error, sizeof res.error, "%s", why);
-        self->done(self->done_arg, e->waiters[i], &res);
+        answer(self, e->waiters[i], &res);
     }
     self->pending -= e->n;
     e->n = 0;
@@ -45,9 +62,22 @@ static void fail_proposed(kyu_replica_t *self, kyu_code_t code, const char *why)
         entry_t *e = self->proposed;
         self->proposed = e->next;
         fail_waiters(self, e, code, why);
-        entry_destroy(&e);
+        entry_destroy(self, &e);
     }
     self->proposed_tail = NULL;
+}
+
+void kyu_replica_say(kyu_replica_t *self, const char *fmt, ...)
+{
+    char line[2 * KYU_ERR_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (self->say)
+        self->say(self->say_arg, line);
+    else
+        fprintf(stderr, "kyu-broker: %s\n", line);
 }
 
 void kyu_replica_fail(kyu_replica_t *self, const char *why)
@@ -55,12 +85,12 @@ void kyu_replica_fail(kyu_replica_t *self, const char *why)
     if (!self->failed) {
         self->failed = true;
         snprintf(self->failure, sizeof self->failure, "writes refused: %s", why);
-        fprintf(stderr, "kyu-broker: %s\n", self->failure);
+        kyu_replica_say(self, "%s", self->failure);
     }
     fail_proposed(self, KYU_ERR_STORAGE, self->failure);
     if (self->open) {
         fail_waiters(self, self->open, KYU_ERR_STORAGE, self->failure);
-        entry_destroy(&self->open);
+        entry_destroy(self, &self->open);
     }
 }
 
@@ -97,10 +127,37 @@ static kyu_code_t replay_committed(kyu_replica_t *self, kyu_err_t *err)
     return KYU_OK;
 }
 
-kyu_replica_t *kyu_replica_new(kyu_store_t *store, kyu_sm_t *sm, kyu_log_t *log,
-                               const kyu_replica_config_t *cfg, kyu_replica_done_fn done,
-                               void *done_arg, kyu_err_t *err)
+/* Takes the seams and settings of cfg (replica.h). */
+static void configure(kyu_replica_t *self, const kyu_replica_config_t *cfg)
 {
+    self->log = cfg->log;
+    self->log_arg = cfg->log_arg;
+    self->net = cfg->transport;
+    self->net_arg = cfg->transport_arg;
+    self->clock = cfg->clock;
+    self->clock_arg = cfg->clock_arg;
+    self->applied = cfg->applied;
+    self->applied_arg = cfg->applied_arg;
+    self->say = cfg->say;
+    self->say_arg = cfg->say_arg;
+    self->node_id = cfg->node_id ? cfg->node_id : 1;
+    if (cfg->peers)
+        self->peers = *cfg->peers;
+    self->join = cfg->join;
+    /* A node started without a peer list stays alone: a short election timeout. A cluster
+     * node keeps the normal one even while it is its only voter, since members may come. */
+    self->election_ticks = cfg->election_ticks ? cfg->election_ticks : self->peers.n == 0 ? 2 : 100;
+    self->log_window = cfg->log_window ? cfg->log_window : KYU_REPLICA_LOG_WINDOW;
+    self->entry_max = cfg->entry_bytes_max ? cfg->entry_bytes_max : KYU_ENTRY_BYTES_MAX;
+    self->bytes_max = cfg->bytes_max ? cfg->bytes_max : KYU_REPLICA_BYTES_MAX;
+    self->compact_every =
+        self->log_window / 16 < COMPACT_EVERY_MAX ? self->log_window / 16 + 1 : COMPACT_EVERY_MAX;
+}
+
+kyu_replica_t *kyu_replica_new(kyu_store_t *store, kyu_sm_t *sm, const kyu_replica_config_t *cfg,
+                               kyu_replica_done_fn done, void *done_arg, kyu_err_t *err)
+{
+    KYU_ASSERT(cfg && cfg->log && cfg->clock);
     kyu_replica_t *self = calloc(1, sizeof *self);
     if (!self) {
         kyu_err_set(err, KYU_ERR_INTERNAL, "out of memory");
@@ -108,48 +165,42 @@ kyu_replica_t *kyu_replica_new(kyu_store_t *store, kyu_sm_t *sm, kyu_log_t *log,
     }
     self->store = store;
     self->sm = sm;
-    self->log = log;
-    self->install = cfg ? cfg->install : NULL;
-    self->install_arg = cfg ? cfg->install_arg : NULL;
     self->done = done;
     self->done_arg = done_arg;
-    self->node_id = cfg && cfg->node_id ? cfg->node_id : 1;
-    if (cfg && cfg->peers)
-        self->peers = *cfg->peers;
-    self->send = cfg ? cfg->send : NULL;
-    self->send_arg = cfg ? cfg->send_arg : NULL;
-    self->join = cfg && cfg->join;
-    /* A node started without a peer list stays alone: a short election timeout. A cluster
-     * node keeps the normal one even while it is its only voter, since members may come. */
-    uint32_t election = cfg && cfg->election_ticks ? cfg->election_ticks
-                        : self->peers.n == 0       ? 2
-                                                   : 100;
-    self->election_ticks = election;
-    self->log_window = cfg && cfg->log_window ? cfg->log_window : KYU_REPLICA_LOG_WINDOW;
-    self->compact_every =
-        self->log_window / 16 < COMPACT_EVERY_MAX ? self->log_window / 16 + 1 : COMPACT_EVERY_MAX;
+    configure(self, cfg);
+    uint32_t election = self->election_ticks;
 
     kyu_raft_conf_t conf;
     initial_conf(self, &conf);
     kyu_replica_boot_t boot;
-    if (kyu_replica_boot_load(store, sm, &conf, &boot, err) != KYU_OK) {
+    if (kyu_replica_boot_load(self->log, self->log_arg, sm, &conf, &boot, err) != KYU_OK) {
         free(self);
         return NULL;
     }
+    if (boot.reset)
+        kyu_replica_say(self,
+                        "the state is a snapshot at index %llu (term %llu) the log does not lead "
+                        "to: an install was interrupted; the log now starts there",
+                        (unsigned long long)boot.snap.index, (unsigned long long)boot.snap.term);
     uint64_t seed = 0;
-    if (getrandom(&seed, sizeof seed, 0) != sizeof seed) {
+    if (!self->clock->random_seed(self->clock_arg, &seed)) {
         kyu_replica_boot_free(&boot);
         free(self);
-        kyu_err_set(err, KYU_ERR_INTERNAL, "getrandom failed");
+        kyu_err_set(err, KYU_ERR_INTERNAL, "no random seed for the Raft core (getrandom failed)");
         return NULL;
     }
     kyu_raft_config_t rc = {
         .id = self->node_id,
         .group = KYU_GROUP_ID,
         .election_ticks = election,
-        .heartbeat_ticks = election / 10 > 0 ? election / 10 : 1,
+        .heartbeat_ticks = cfg->heartbeat_ticks ? cfg->heartbeat_ticks
+                           : election / 10 > 0  ? election / 10
+                                                : 1,
         .random_seed = seed,
-        .max_msg_bytes = 1 << 20,
+        .max_inflight = cfg->max_inflight,
+        .max_msg_entries = cfg->max_msg_entries,
+        .max_msg_bytes = cfg->max_msg_bytes ? cfg->max_msg_bytes : 1 << 20,
+        .max_uncommitted = cfg->max_uncommitted,
         .hard_state = boot.hs,
         .snapshot = boot.has_snap ? &boot.snap : NULL,
         .conf = &conf,
@@ -157,6 +208,10 @@ kyu_replica_t *kyu_replica_new(kyu_store_t *store, kyu_sm_t *sm, kyu_log_t *log,
         .n_entries = boot.n_entries,
         .applied = kyu_sm_applied_index(sm),
     };
+#if KYU_REPLICA_PLANTED_BUG == 9
+    /* Planted: the core restarts at the log's start, not at the state's applied index. */
+    rc.applied = boot.has_snap ? boot.snap.index : 0;
+#endif
     self->persisted = boot.hs;
     self->raft = kyu_raft_new(&rc);
     kyu_replica_boot_free(&boot);
@@ -180,7 +235,8 @@ kyu_replica_t *kyu_replica_new(kyu_store_t *store, kyu_sm_t *sm, kyu_log_t *log,
          i++)
         kyu_raft_tick(self->raft);
     kyu_cluster_time_config_t ct = {.max_skew_ms = cfg ? cfg->max_clock_skew_ms : 0};
-    self->clock_time = kyu_cluster_time_new(&ct, kyu_sm_last_now(sm), kyu_cluster_time_mono_ms());
+    self->clock_time =
+        kyu_cluster_time_new(&ct, kyu_sm_last_now(sm), self->clock->mono_ms(self->clock_arg));
     KYU_ASSERT(self->clock_time);
     return self;
 }
@@ -200,8 +256,8 @@ void kyu_replica_destroy(kyu_replica_t **self_p)
 
 uint64_t kyu_replica_now(kyu_replica_t *self)
 {
-    return kyu_cluster_time_now(self->clock_time, kyu_cluster_time_wall_ms(),
-                                kyu_cluster_time_mono_ms(), kyu_sm_last_now(self->sm));
+    return kyu_cluster_time_now(self->clock_time, self->clock->wall_ms(self->clock_arg),
+                                self->clock->mono_ms(self->clock_arg), kyu_sm_last_now(self->sm));
 }
 
 const char *kyu_replica_failure(kyu_replica_t *self)
@@ -214,99 +270,6 @@ bool kyu_replica_fatal(kyu_replica_t *self)
     return self->fatal;
 }
 
-void kyu_replica_status(kyu_replica_t *self, kyu_node_status_t *out)
-{
-    memset(out, 0, sizeof *out);
-    const kyu_raft_t *r = self->raft;
-    out->id = self->node_id;
-    const kyu_peer_t *me = kyu_replica_address(self, self->node_id);
-    if (me) {
-        snprintf(out->raft_address, sizeof out->raft_address, "%s", me->raft);
-        snprintf(out->endpoint, sizeof out->endpoint, "%s", me->client);
-    }
-    kyu_raft_role_t role = kyu_raft_role(r);
-    snprintf(out->role, sizeof out->role, "%s",
-             role == KYU_RAFT_LEADER     ? "leader"
-             : role == KYU_RAFT_FOLLOWER ? "follower"
-                                         : "candidate");
-    out->term = kyu_raft_term(r);
-    out->commit_index = kyu_raft_commit(r);
-    out->applied_index = kyu_sm_applied_index(self->sm);
-    out->leader = kyu_raft_leader(r);
-    const kyu_raft_conf_t *c = kyu_raft_conf(r);
-    _Static_assert(KYU_CLUSTER_NODES_MAX == KYU_RAFT_MAX_NODES, "one bound on members");
-    out->n_voters = c->n_voters;
-    memcpy(out->voters, c->voters, c->n_voters * sizeof c->voters[0]);
-    out->n_learners = c->n_learners;
-    memcpy(out->learners, c->learners, c->n_learners * sizeof c->learners[0]);
-    snprintf(out->member, sizeof out->member, "%s",
-             kyu_raft_conf_is_voter(c, self->node_id)     ? "voter"
-             : kyu_raft_conf_is_learner(c, self->node_id) ? "learner"
-                                                          : "none");
-}
-
-const kyu_raft_t *kyu_replica_raft(kyu_replica_t *self)
-{
-    return self->raft;
-}
-
-kyu_sm_t *kyu_replica_sm(kyu_replica_t *self)
-{
-    return self->sm;
-}
-
-bool kyu_replica_is_leader(kyu_replica_t *self)
-{
-    return kyu_raft_role(self->raft) == KYU_RAFT_LEADER;
-}
-
-bool kyu_replica_transfer(kyu_replica_t *self)
-{
-    return kyu_replica_transfer_to(self, KYU_RAFT_NONE) == KYU_OK;
-}
-
-kyu_code_t kyu_replica_transfer_to(kyu_replica_t *self, uint64_t target)
-{
-    const kyu_raft_t *r = self->raft;
-    if (kyu_raft_role(r) != KYU_RAFT_LEADER)
-        return KYU_ERR_NOT_LEADER;
-    if (kyu_raft_conf(r)->n_voters <= 1)
-        return KYU_ERR_INVALID_ARGUMENT;
-    uint64_t best = KYU_RAFT_NONE, best_match = 0;
-    const kyu_raft_conf_t *conf = kyu_raft_conf(r);
-    for (uint32_t i = 0; i < conf->n_voters; i++) {
-        uint64_t id = conf->voters[i], m = kyu_raft_match_of(r, id);
-        if (id != self->node_id && (target == KYU_RAFT_NONE || id == target) &&
-            (best == KYU_RAFT_NONE || m > best_match)) {
-            best = id;
-            best_match = m;
-        }
-    }
-    /* What was accepted goes into the log first: the target catches up with it before it
-     * takes over, so those requests are answered. */
-    kyu_replica_flush(self);
-    if (best == KYU_RAFT_NONE || kyu_raft_transfer_leader(self->raft, best) != KYU_RAFT_OK)
-        return KYU_ERR_INVALID_ARGUMENT;
-    self->transferring = true;
-    self->transfer_ticks = 0;
-    kyu_replica_flush(self);
-    return KYU_OK;
-}
-
-bool kyu_replica_serving(kyu_replica_t *self)
-{
-    const kyu_raft_t *r = self->raft;
-    return !self->transferring && kyu_raft_role(r) == KYU_RAFT_LEADER &&
-           kyu_raft_term_at(r, kyu_sm_applied_index(self->sm)) == kyu_raft_term(r);
-}
-
-const char *kyu_replica_leader_endpoint(kyu_replica_t *self)
-{
-    uint64_t leader = kyu_raft_leader(self->raft);
-    const kyu_peer_t *p = leader != self->node_id ? kyu_replica_address(self, leader) : NULL;
-    return p ? p->client : "";
-}
-
 kyu_code_t kyu_replica_propose(kyu_replica_t *self, const kyu_command_t *cmd, void *waiter,
                                kyu_err_t *err)
 {
@@ -314,10 +277,12 @@ kyu_code_t kyu_replica_propose(kyu_replica_t *self, const kyu_command_t *cmd, vo
         return kyu_err_set(err, KYU_ERR_STORAGE, "%s", self->failure);
     if (kyu_raft_role(self->raft) != KYU_RAFT_LEADER || self->transferring)
         return kyu_err_set(err, KYU_ERR_NOT_LEADER, "this node is not the leader");
-    if (self->pending >= KYU_REPLICA_PENDING_MAX)
+    /* Backpressure: the bytes held (the open entry, and entries proposed and not applied:
+     * what a slow quorum lets pile up) and the requests waiting are bounded. */
+    if (self->pending >= KYU_REPLICA_PENDING_MAX || self->bytes >= self->bytes_max)
         return kyu_err_set(err, KYU_ERR_BUSY,
-                           "%d requests are waiting for replication; retry later",
-                           KYU_REPLICA_PENDING_MAX);
+                           "%zu requests (%zu bytes) are waiting for replication; retry later",
+                           self->pending, self->bytes);
     if (!self->open)
         self->open = entry_new();
     entry_t *e = self->open;
@@ -329,10 +294,23 @@ kyu_code_t kyu_replica_propose(kyu_replica_t *self, const kyu_command_t *cmd, vo
         e->waiters = w;
         e->cap = cap;
     }
+    size_t before = e->payload.size;
     kyu_command_encode(cmd, &e->payload);
+    if (before > 0 && e->payload.size > self->entry_max) {
+        /* The command does not fit: the open entry is full. An entry is never built past
+         * entry_max (plus one command, alone in its entry), which a peer's transport accepts
+         * (main.c sizes its frames from KYU_ENTRY_BYTES_MAX). */
+        e->payload.size = before;
+        if (self->ready_out)
+            return kyu_err_set(err, KYU_ERR_BUSY,
+                               "the next entry is full while the log syncs; retry later");
+        kyu_replica_flush(self); /* proposes the full entry; the command goes into the next */
+        return kyu_replica_propose(self, cmd, waiter, err);
+    }
+    self->bytes += e->payload.size - before;
     e->waiters[e->n++] = waiter;
     self->pending++;
-    if (e->payload.size >= KYU_ENTRY_BYTES_MAX)
+    if (e->payload.size >= self->entry_max)
         kyu_replica_flush(self);
     return KYU_OK;
 }
@@ -349,7 +327,7 @@ static void propose_open(kyu_replica_t *self)
         fail_waiters(self, e, rc == KYU_RAFT_ERR_NOT_LEADER ? KYU_ERR_NOT_LEADER : KYU_ERR_BUSY,
                      rc == KYU_RAFT_ERR_NOT_LEADER ? "this node is not the leader"
                                                    : "too many entries wait for a quorum");
-        entry_destroy(&e);
+        entry_destroy(self, &e);
         return;
     }
     e->term = kyu_raft_term(self->raft);
@@ -358,6 +336,29 @@ static void propose_open(kyu_replica_t *self)
     else
         self->proposed = e;
     self->proposed_tail = e;
+}
+
+/* The number of commands in an entry's payload (for an observer: followers have no waiters
+ * to count them by). */
+static size_t count_commands(const void *data, size_t len)
+{
+    size_t off = 0, n = 0;
+    kyu_command_t cmd;
+    kyu_err_t err;
+    while (off < len && kyu_command_decode(data, len, &off, &cmd, &err) == KYU_OK)
+        n++;
+    return n;
+}
+
+/* Whether committed entry ce is proposed entry p: the same index and term (at an index, an
+ * entry of another term may commit instead, proposed by another leader). */
+static bool same_entry(const entry_t *p, const kyu_raft_entry_t *ce)
+{
+#if KYU_REPLICA_PLANTED_BUG == 8
+    return p->index == ce->index; /* planted: the term is not compared */
+#else
+    return p->index == ce->index && p->term == ce->term;
+#endif
 }
 
 /* Applies one committed entry; answers its waiters when this node proposed it at the same
@@ -370,59 +371,80 @@ static kyu_code_t apply_entry(kyu_replica_t *self, const kyu_raft_entry_t *ce)
         self->proposed = p->next;
         if (!self->proposed)
             self->proposed_tail = NULL;
-        if (p->index == ce->index && p->term == ce->term) {
+        if (same_entry(p, ce)) {
             e = p;
             break;
         }
         fail_waiters(self, p, KYU_ERR_NOT_LEADER,
                      "leadership changed before the request committed; it was not applied");
-        entry_destroy(&p);
+        entry_destroy(self, &p);
     }
     const void *data = ce->type == KYU_RAFT_ENTRY_NORMAL ? ce->data : NULL;
     size_t len = ce->type == KYU_RAFT_ENTRY_NORMAL ? ce->len : 0;
     size_t n = 0;
     kyu_err_t err;
-    if (ce->index <= kyu_sm_applied_index(self->sm)) {
+    uint64_t index = ce->index;
+#if KYU_REPLICA_PLANTED_BUG == 9
+    /* Planted: the replica numbers what it applies itself (and its boot restarts the core at
+     * the log's start): entries already in the state are applied again. */
+    index = kyu_sm_applied_index(self->sm) + 1;
+#endif
+    if (index <= kyu_sm_applied_index(self->sm)) {
         /* Already in the state: a snapshot installed from a member that had applied further
          * than the snapshot's index (snapshot.c). Only followers install, so nobody waits. */
         if (e) {
             fail_waiters(self, e, KYU_ERR_NOT_LEADER, "the request's entry was superseded");
-            entry_destroy(&e);
+            entry_destroy(self, &e);
         }
         return KYU_OK;
     }
-    kyu_sm_set_entry_meta(self->sm, ce->term, ce->type == KYU_RAFT_ENTRY_CONF ? ce->data : NULL,
-                          ce->type == KYU_RAFT_ENTRY_CONF ? ce->len : 0);
-    kyu_result_t *results = e && e->n ? calloc(e->n, sizeof *results) : NULL;
-    KYU_ASSERT(!e || !e->n || results);
-    kyu_code_t rc = kyu_sm_apply(self->sm, ce->index, data, len, results, e ? e->n : 0, &n, &err);
+    bool meta = true;
+#if KYU_REPLICA_PLANTED_BUG == 2
+    meta = self->node_id % 2 != 0; /* planted: even nodes apply without term and configuration */
+#endif
+    if (meta)
+        kyu_sm_set_entry_meta(self->sm, ce->term, ce->type == KYU_RAFT_ENTRY_CONF ? ce->data : NULL,
+                              ce->type == KYU_RAFT_ENTRY_CONF ? ce->len : 0);
+    /* Results are made for the waiters, and for every command when an observer looks. */
+    size_t want = e ? e->n : 0;
+    if (self->applied) {
+        size_t all = count_commands(data, len);
+        want = all > want ? all : want;
+    }
+    kyu_result_t *results = want ? calloc(want, sizeof *results) : NULL;
+    KYU_ASSERT(!want || results);
+    kyu_code_t rc = kyu_sm_apply(self->sm, index, data, len, results, want, &n, &err);
     if (rc != KYU_OK) {
         free(results);
         if (e) {
             fail_waiters(self, e, KYU_ERR_STORAGE, err.msg);
-            entry_destroy(&e);
+            entry_destroy(self, &e);
         }
         kyu_replica_fail(self, err.msg);
         return rc;
     }
+    if (self->applied)
+        self->applied(self->applied_arg, ce, results, n);
     if (e) {
-        KYU_ASSERT(n == e->n);
-        for (size_t i = 0; i < n; i++) {
-            self->done(self->done_arg, e->waiters[i], &results[i]);
-            kyu_result_clear(&results[i]);
-        }
+#if KYU_REPLICA_PLANTED_BUG != 8
+        KYU_ASSERT(n == e->n); /* one result per command, one command per waiter */
+#endif
+        for (size_t i = 0; i < e->n; i++)
+            answer(self, e->waiters[i], &results[i]);
         self->pending -= e->n;
-        entry_destroy(&e);
+        entry_destroy(self, &e);
     }
+    for (size_t i = 0; i < n; i++)
+        kyu_result_clear(&results[i]);
     free(results);
     return KYU_OK;
 }
 
 static void send_msgs(kyu_replica_t *self, bool after_persist)
 {
-    for (size_t i = 0; self->send && i < self->rd.n_msgs; i++)
+    for (size_t i = 0; self->net && self->net->send && i < self->rd.n_msgs; i++)
         if (self->rd.msgs[i].after_persist == after_persist)
-            self->send(self->send_arg, &self->rd.msgs[i]);
+            self->net->send(self->net_arg, &self->rd.msgs[i]);
 }
 
 /* Lets the core drop applied entries from memory (keeping a window for slow followers)
@@ -454,7 +476,7 @@ static void maybe_compact(kyu_replica_t *self)
     kyu_log_snapshot_t ls = {.found = true, .index = s->index, .term = s->term};
     ls.conf_len = kyu_raft_conf_encode(&s->conf, ls.conf, sizeof ls.conf);
     KYU_ASSERT(ls.conf_len > 0);
-    kyu_log_compact(self->log, &ls);
+    self->log->compact(self->log_arg, &ls);
     self->compacted = upto;
 }
 
@@ -499,7 +521,7 @@ static bool start_ready(kyu_replica_t *self)
      * only entries of this round's own write wait for it. */
     uint64_t durable = self->log_last;
     if (rd->snapshot) {
-        if (!self->install) {
+        if (!self->net || !self->net->install) {
             self->fatal = true;
             kyu_replica_fail(
                 self, "this node is too far behind the leader's log and needs a snapshot, and "
@@ -537,8 +559,8 @@ static bool start_ready(kyu_replica_t *self)
         uint64_t token = 0;
         kyu_err_t err;
         bool truncate = rd->n_entries > 0 && rd->entries[0].index <= self->log_last;
-        kyu_code_t rc = kyu_log_write(self->log, write_hs ? &hs : NULL, ents, rd->n_entries,
-                                      truncate, &token, &err);
+        kyu_code_t rc = self->log->write(self->log_arg, write_hs ? &hs : NULL, ents, rd->n_entries,
+                                         truncate, &token, &err);
         if (ents != stack)
             free(ents);
         if (rc != KYU_OK) {
@@ -570,7 +592,7 @@ void kyu_replica_flush(kyu_replica_t *self)
                 propose_open(self);
             } else {
                 fail_waiters(self, self->open, KYU_ERR_NOT_LEADER, "this node is not the leader");
-                entry_destroy(&self->open);
+                entry_destroy(self, &self->open);
             }
         }
         if (!kyu_raft_has_ready(self->raft))
@@ -585,12 +607,39 @@ void kyu_replica_flush(kyu_replica_t *self)
                       "applied");
 }
 
+#if KYU_REPLICA_PLANTED_BUG == 7
+/* Planted: a send is answered once its entry is durable here, before a majority has it. */
+static void answer_sends_early(kyu_replica_t *self)
+{
+    for (entry_t *e = self->proposed; e && e->index <= self->log_last; e = e->next) {
+        size_t off = 0;
+        for (size_t i = 0; i < e->n; i++) {
+            kyu_command_t cmd;
+            kyu_err_t err;
+            if (kyu_command_decode(e->payload.data, e->payload.size, &off, &cmd, &err) != KYU_OK)
+                break;
+            if (cmd.type != KYU_CMD_SEND || e->waiters[i] == &answered_early)
+                continue;
+            kyu_result_t res = {.code = KYU_OK, .n_ids = cmd.n};
+            for (size_t j = 0; j < cmd.n; j++)
+                memcpy(res.ids[j], cmd.ids[j], sizeof res.ids[j]);
+            self->done(self->done_arg, e->waiters[i], &res);
+            e->waiters[i] = &answered_early;
+        }
+    }
+}
+#endif
+
 void kyu_replica_on_log_event(kyu_replica_t *self, const kyu_log_event_t *ev)
 {
     if (ev->failed) {
         kyu_replica_fail(self, ev->error);
         return;
     }
+#if KYU_REPLICA_PLANTED_BUG == 7
+    if (self->ready_out && self->await_token && ev->index >= self->await_token)
+        answer_sends_early(self);
+#endif
     if (self->ready_out && self->await_token && ev->index >= self->await_token)
         finish_ready(self);
     kyu_replica_flush(self);
@@ -601,8 +650,8 @@ void kyu_replica_on_log_event(kyu_replica_t *self, const kyu_log_event_t *ev)
 static void check_clock(kyu_replica_t *self)
 {
     const kyu_raft_t *r = self->raft;
-    kyu_cluster_time_obs_t o = {kyu_cluster_time_wall_ms(),
-                                kyu_cluster_time_mono_ms(),
+    kyu_cluster_time_obs_t o = {self->clock->wall_ms(self->clock_arg),
+                                self->clock->mono_ms(self->clock_arg),
                                 kyu_sm_last_now(self->sm),
                                 kyu_sm_applied_index(self->sm),
                                 kyu_raft_last_index(r),

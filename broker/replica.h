@@ -24,7 +24,8 @@
 #include "sm.h"
 
 #define KYU_REPLICA_PENDING_MAX 20000             /* commands proposed and not yet applied */
-#define KYU_ENTRY_BYTES_MAX (8 << 20)             /* an open entry is proposed past this size */
+#define KYU_REPLICA_BYTES_MAX (64u << 20)         /* their bytes (open entry included) */
+#define KYU_ENTRY_BYTES_MAX (8 << 20)             /* an open entry is proposed at this size */
 #define KYU_REPLICA_TICK_MS 10                    /* one Raft tick */
 #define KYU_REPLICA_LOG_WINDOW 16384              /* applied entries kept for slow followers... */
 #define KYU_REPLICA_LOG_WINDOW_BYTES (256u << 20) /* ...unless they hold more bytes */
@@ -35,33 +36,78 @@ typedef struct kyu_replica kyu_replica_t;
  * committed). The waiter is the pointer given to kyu_replica_propose; the callee owns it
  * from then on. The result is only valid during the call. */
 typedef void (*kyu_replica_done_fn)(void *arg, void *waiter, kyu_result_t *result);
-/* Sends a Raft message to a peer; must not block (drop instead). */
-typedef void (*kyu_replica_send_fn)(void *arg, const kyu_raft_msg_t *msg);
 
-/* Asks for a state of at least min_index from member server (snapshot.h); the outcome comes
- * back through kyu_replica_install_done. */
-typedef void (*kyu_replica_install_fn)(void *arg, uint64_t server, uint64_t min_index);
+/* The seams through which the replica reaches the world besides its state machine: its log
+ * storage (kyu_log_ops_t, log.h), its transport and its clock. The broker plugs in the
+ * storage thread, transport.c with snapshot.c, and the system clock (sys_clock.h);
+ * kyu-sim-kyu plugs in a simulated disk, network and time and runs this very code. Every
+ * callback is called on the replica's thread, from inside a kyu_replica_* call. */
+typedef struct {
+    /* Sends a Raft message to msg->to. Must not block: a message that cannot go is dropped
+     * (Raft retries). Not idempotent (each call is a send); msg is only valid during the
+     * call (copy it). */
+    void (*send)(void *arg, const kyu_raft_msg_t *msg);
+    /* Asks for a state of at least min_index from member server (snapshot.h). Must not
+     * block: the outcome comes back later through kyu_replica_install_done, exactly once
+     * per call. NULL: this node cannot install a snapshot (it stops when it needs one). */
+    void (*install)(void *arg, uint64_t server, uint64_t min_index);
+} kyu_replica_transport_t;
+
+typedef struct {
+    /* The wall clock, in ms since the Unix epoch. Must not block; may step back (the
+     * replica never lets the time it proposes go back). */
+    uint64_t (*wall_ms)(void *arg);
+    /* A monotonic clock, in ms from any origin: never steps back. The cluster's time
+     * advances at its rate (broker/cluster_time.h). Must not block. */
+    uint64_t (*mono_ms)(void *arg);
+    /* A random seed for the Raft core's election timeouts, read once at startup. False
+     * when no randomness could be had (the replica then refuses to start). */
+    bool (*random_seed)(void *arg, uint64_t *seed);
+} kyu_replica_clock_t;
+
+/* Called after each entry is applied, before its waiters are answered, with the result of
+ * each of its commands (n of them). For tests and the simulator: with it, results are made
+ * for every entry, also on followers. */
+typedef void (*kyu_replica_applied_fn)(void *arg, const kyu_raft_entry_t *entry,
+                                       const kyu_result_t *results, size_t n);
 
 typedef struct {
     uint64_t node_id;         /* this node; 1 when peers is NULL */
     const kyu_peers_t *peers; /* NULL or empty: a one-voter cluster */
-    kyu_replica_send_fn send; /* NULL for a one-voter cluster */
-    void *send_arg;
-    uint32_t election_ticks;        /* 0: 100 ticks (1 to 2 s) in a cluster, 2 for one voter */
-    uint64_t log_window;            /* applied entries kept (0: KYU_REPLICA_LOG_WINDOW) */
-    kyu_replica_install_fn install; /* NULL: a node that needs a snapshot stops */
-    void *install_arg;
+    /* The log (required): the storage thread (kyu_log_ops over a kyu_log_t) or a
+     * simulated disk. */
+    const kyu_log_ops_t *log;
+    void *log_arg;
+    /* NULL for a one-voter cluster without snapshot transfer. */
+    const kyu_replica_transport_t *transport;
+    void *transport_arg;
+    /* The clock (required): kyu_sys_clock (sys_clock.h) or a simulated one. */
+    const kyu_replica_clock_t *clock;
+    void *clock_arg;
+    uint32_t election_ticks; /* 0: 100 ticks (1 to 2 s) in a cluster, 2 for one voter */
+    uint64_t log_window;     /* applied entries kept (0: KYU_REPLICA_LOG_WINDOW) */
     /* Join an existing cluster instead of bootstrapping one: a node without data starts
      * with an empty configuration and waits for a leader to add it (kyu cluster add). */
     bool join;
     uint64_t max_clock_skew_ms; /* 0: KYU_CLUSTER_TIME_SKEW_DEFAULT_MS (cluster_time.h) */
+    /* Bounds on what waits (0: KYU_ENTRY_BYTES_MAX and KYU_REPLICA_BYTES_MAX; tests and
+     * kyu-sim use small ones). */
+    size_t entry_bytes_max, bytes_max;
+    /* Tuning of the Raft core (0: the broker's settings; kyu-sim varies them per seed). */
+    uint32_t heartbeat_ticks, max_inflight, max_msg_entries, max_uncommitted;
+    size_t max_msg_bytes;
+    kyu_replica_applied_fn applied; /* NULL: no observer */
+    void *applied_arg;
+    /* Where the replica's few lines of news go (snapshot fetches, boot resets, failures);
+     * NULL: stderr. */
+    void (*say)(void *arg, const char *line);
+    void *say_arg;
 } kyu_replica_config_t;
 
 /* Rebuilds the Raft core from the log (hard state, snapshot record, entries) and applies the
- * entries known committed, then serves. cfg may be NULL (one voter, id 1). */
-kyu_replica_t *kyu_replica_new(kyu_store_t *store, kyu_sm_t *sm, kyu_log_t *log,
-                               const kyu_replica_config_t *cfg, kyu_replica_done_fn done,
-                               void *done_arg, kyu_err_t *err);
+ * entries known committed, then serves. */
+kyu_replica_t *kyu_replica_new(kyu_store_t *store, kyu_sm_t *sm, const kyu_replica_config_t *cfg,
+                               kyu_replica_done_fn done, void *done_arg, kyu_err_t *err);
 /* Drops proposals that wait (their waiters are handed to done with an error result). */
 void kyu_replica_destroy(kyu_replica_t **self_p);
 
@@ -72,8 +118,10 @@ void kyu_replica_destroy(kyu_replica_t **self_p);
 uint64_t kyu_replica_now(kyu_replica_t *self);
 
 /* Adds cmd to the open entry; waiter comes back through done. BUSY when too many commands
- * wait, STORAGE when the log has failed, NOT_LEADER on a follower: then nothing was proposed
- * and waiter stays the caller's. */
+ * or bytes wait (KYU_REPLICA_PENDING_MAX, KYU_REPLICA_BYTES_MAX), or when cmd does not fit in
+ * the open entry while the log syncs the one before (an entry never grows past
+ * KYU_ENTRY_BYTES_MAX, plus one command alone), STORAGE when the log has failed, NOT_LEADER
+ * on a follower: then nothing was proposed and waiter stays the caller's. */
 kyu_code_t kyu_replica_propose(kyu_replica_t *self, const kyu_command_t *cmd, void *waiter,
                                kyu_err_t *err);
 
@@ -86,8 +134,8 @@ void kyu_replica_on_log_event(kyu_replica_t *self, const kyu_log_event_t *ev);
 void kyu_replica_tick(kyu_replica_t *self);
 void kyu_replica_step(kyu_replica_t *self, const kyu_raft_msg_t *msg);
 
-/* The state asked for by install is in DIR/state.incoming (ok), or could not be fetched
- * (why): on success the state database is replaced and the log restarts at the snapshot; on
+/* The state asked for by the transport's install is in DIR/state.incoming (ok), or could not be
+ * fetched (why): on success the state database is replaced and the log restarts at the snapshot; on
  * failure the fetch is tried again after a pause, from the leader then known or another
  * member. The caller keeps other threads off the state database meanwhile. */
 void kyu_replica_install_done(kyu_replica_t *self, bool ok, const char *why);

@@ -58,7 +58,7 @@ void kyu_replica_boot_free(kyu_replica_boot_t *b)
 
 /* The state database is at (applied, aterm) but the log neither holds that entry nor starts
  * there: the log is replaced by a snapshot record at the state's applied index. */
-static kyu_code_t reset_to_state(kyu_store_t *store, const kyu_sm_t *sm,
+static kyu_code_t reset_to_state(const kyu_log_ops_t *log, void *log_arg, const kyu_sm_t *sm,
                                  const kyu_raft_conf_t *initial, kyu_replica_boot_t *b,
                                  kyu_err_t *err)
 {
@@ -83,14 +83,11 @@ static kyu_code_t reset_to_state(kyu_store_t *store, const kyu_sm_t *sm,
         b->hs = (kyu_raft_hard_state_t){.term = aterm};
     b->hs.commit = applied;
     kyu_log_hard_state_t hs = {true, b->hs.term, b->hs.vote, b->hs.commit};
-    fprintf(stderr,
-            "kyu-broker: the state is a snapshot at index %llu (term %llu) the log does not lead "
-            "to: an install was interrupted; the log now starts there\n",
-            (unsigned long long)applied, (unsigned long long)aterm);
-    return kyu_log_reset(store, &ls, &hs, err);
+    b->reset = true;
+    return log->reset(log_arg, &ls, &hs, err);
 }
 
-kyu_code_t kyu_replica_boot_load(kyu_store_t *store, const kyu_sm_t *sm,
+kyu_code_t kyu_replica_boot_load(const kyu_log_ops_t *log, void *log_arg, const kyu_sm_t *sm,
                                  const kyu_raft_conf_t *initial, kyu_replica_boot_t *b,
                                  kyu_err_t *err)
 {
@@ -99,8 +96,8 @@ kyu_code_t kyu_replica_boot_load(kyu_store_t *store, const kyu_sm_t *sm,
     kyu_log_hard_state_t hs;
     kyu_log_snapshot_t snap;
     uint64_t first = 0, last = 0;
-    if (kyu_log_load_state(store, &hs, &snap, err) || kyu_log_first_index(store, &first, err) ||
-        kyu_log_last_index(store, &last, err))
+    if (log->load_state(log_arg, &hs, &snap, err) || log->first_index(log_arg, &first, err) ||
+        log->last_index(log_arg, &last, err))
         return KYU_ERR_STORAGE;
     uint64_t snap_index = 0;
     if (snap.found) {
@@ -125,8 +122,7 @@ kyu_code_t kyu_replica_boot_load(kyu_store_t *store, const kyu_sm_t *sm,
                            "database was lost; restore it or start this node empty",
                            (unsigned long long)applied, (unsigned long long)snap_index);
     collect_t c = {0};
-    if (last > snap_index &&
-        kyu_log_replay(store, snap_index + 1, collect_one, &c, err) != KYU_OK) {
+    if (last > snap_index && log->replay(log_arg, snap_index + 1, collect_one, &c, err) != KYU_OK) {
         b->entries = c.entries;
         b->n_entries = c.n;
         kyu_replica_boot_free(b);
@@ -155,7 +151,7 @@ kyu_code_t kyu_replica_boot_load(kyu_store_t *store, const kyu_sm_t *sm,
                      ? false
                      : c.entries[applied - snap_index - 1].term == aterm;
     if (aterm != 0 && applied >= snap_index && !holds) {
-        kyu_code_t rc = reset_to_state(store, sm, initial, b, err);
+        kyu_code_t rc = reset_to_state(log, log_arg, sm, initial, b, err);
         if (rc != KYU_OK)
             kyu_replica_boot_free(b);
         return rc;

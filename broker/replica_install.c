@@ -23,11 +23,11 @@ void kyu_replica_start_install(kyu_replica_t *self)
     }
     self->install_running = true;
     self->install_wait = 0;
-    fprintf(stderr,
-            "kyu-broker: this node is behind the leader's log: fetching a snapshot of at least "
-            "index %llu from node %llu\n",
-            (unsigned long long)self->rd.snapshot->index, (unsigned long long)server);
-    self->install(self->install_arg, server, self->rd.snapshot->index);
+    kyu_replica_say(self,
+                    "this node is behind the leader's log: fetching a snapshot of at least index "
+                    "%llu from node %llu",
+                    (unsigned long long)self->rd.snapshot->index, (unsigned long long)server);
+    self->net->install(self->net_arg, server, self->rd.snapshot->index);
 }
 
 bool kyu_replica_installing(kyu_replica_t *self)
@@ -41,7 +41,7 @@ void kyu_replica_install_done(kyu_replica_t *self, bool ok, const char *why)
         return;
     self->install_running = false;
     if (!ok) {
-        fprintf(stderr, "kyu-broker: snapshot fetch failed: %s; trying again\n", why);
+        kyu_replica_say(self, "snapshot fetch failed: %s; trying again", why);
         self->install_tries++;
         return;
     }
@@ -66,7 +66,7 @@ void kyu_replica_install_done(kyu_replica_t *self, bool ok, const char *why)
     kyu_log_hard_state_t hs = {true, rd->hard_state.term, rd->hard_state.vote,
                                rd->hard_state.commit < last ? rd->hard_state.commit : last};
     uint64_t token = 0;
-    if (kyu_log_install(self->log, &ls, &hs, &token, &err) != KYU_OK) {
+    if (self->log->install(self->log_arg, &ls, &hs, &token, &err) != KYU_OK) {
         kyu_replica_fail(self, err.msg);
         return;
     }
@@ -77,7 +77,7 @@ void kyu_replica_install_done(kyu_replica_t *self, bool ok, const char *why)
     for (size_t i = 0; i < rd->n_entries; i++) {
         kyu_log_entry_t e = {rd->entries[i].index, rd->entries[i].term, (int)rd->entries[i].type,
                              rd->entries[i].data, rd->entries[i].len};
-        if (kyu_log_write(self->log, NULL, &e, 1, false, &token, &err) != KYU_OK) {
+        if (self->log->write(self->log_arg, NULL, &e, 1, false, &token, &err) != KYU_OK) {
             kyu_replica_fail(self, err.msg);
             return;
         }
@@ -85,7 +85,7 @@ void kyu_replica_install_done(kyu_replica_t *self, bool ok, const char *why)
     }
     self->installing = false;
     self->await_token = token;
-    printf("kyu-broker: installed a snapshot at index %llu (state at %llu)\n",
-           (unsigned long long)snap->index, (unsigned long long)kyu_sm_applied_index(self->sm));
-    fflush(stdout);
+    kyu_replica_say(self, "installed a snapshot at index %llu (state at %llu)",
+                    (unsigned long long)snap->index,
+                    (unsigned long long)kyu_sm_applied_index(self->sm));
 }

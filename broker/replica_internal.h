@@ -1,6 +1,7 @@
 /* replica_internal: what the replica's files share: replica.c (proposals, the Ready loop,
  * apply, compaction), replica_install.c (snapshot install), replica_members.c (addresses
- * and links of the members, configuration changes) and replica_boot.c (startup). */
+ * and links of the members, configuration changes, leadership and status) and
+ * replica_boot.c (startup). */
 #ifndef KYU_REPLICA_INTERNAL_H
 #define KYU_REPLICA_INTERNAL_H
 
@@ -18,18 +19,27 @@ typedef struct entry {
 struct kyu_replica {
     kyu_store_t *store;
     kyu_sm_t *sm;
-    kyu_log_t *log;
+    const kyu_log_ops_t *log; /* the seams (replica.h) */
+    void *log_arg;
+    const kyu_replica_transport_t *net; /* NULL: alone, no snapshot transfer */
+    void *net_arg;
+    const kyu_replica_clock_t *clock;
+    void *clock_arg;
+    kyu_replica_applied_fn applied; /* the observer, or NULL */
+    void *applied_arg;
+    void (*say)(void *arg, const char *line);
+    void *say_arg;
     kyu_raft_t *raft;
     kyu_peers_t peers;
     uint64_t node_id;
-    kyu_replica_send_fn send;
-    void *send_arg;
     kyu_replica_done_fn done;
     void *done_arg;
     kyu_cluster_time_t *clock_time;    /* the time put in commands, and clock skew */
     entry_t *open;                     /* gathering proposals */
     entry_t *proposed, *proposed_tail; /* proposed to the core, oldest first */
     size_t pending;                    /* commands proposed, not yet answered */
+    size_t bytes;                      /* payload bytes of the open and proposed entries */
+    size_t entry_max, bytes_max;       /* bounds on an entry and on bytes (replica.h) */
     bool ready_out;                    /* a Ready is taken and not yet advanced */
     kyu_raft_ready_t rd;
     size_t rd_applied;               /* committed entries of rd already applied */
@@ -44,10 +54,8 @@ struct kyu_replica {
                                 election timeout) */
     uint32_t election_ticks;
     bool join; /* started with --join: no bootstrap configuration */
-    /* Snapshot install: the Ready with the snapshot stays out until the state is fetched,
-     * swapped in and the log reset (snapshot.h). */
-    kyu_replica_install_fn install;
-    void *install_arg;
+    /* Snapshot install: the Ready with the snapshot stays out until the state is fetched
+     * (the transport's install), swapped in and the log reset (snapshot.h). */
     bool installing;        /* a Ready holds a snapshot not yet installed */
     bool install_running;   /* a fetch is under way */
     uint32_t install_wait;  /* ticks since the last failed fetch */
@@ -55,6 +63,9 @@ struct kyu_replica {
     char failure[KYU_ERR_MSG_MAX];
 };
 
+/* One line of news (printf format) to the configured sink, stderr by default. */
+void kyu_replica_say(kyu_replica_t *self, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 /* Refuses every write from now on (a log or apply failure), answering what waits. */
 void kyu_replica_fail(kyu_replica_t *self, const char *why);
 /* Asks a member for the state of the Ready's snapshot (replica_install.c). */
@@ -68,13 +79,14 @@ typedef struct {
     uint8_t snap_desc[8];     /* the snapshot's data: its index, big endian */
     kyu_raft_entry_t *entries;
     size_t n_entries;
+    bool reset; /* the log was reset to the state (an interrupted install) */
 } kyu_replica_boot_t;
 
 /* Reads the log database; initial is the configuration used when no snapshot record says
  * otherwise (the peer list, or this node alone). When the state database is a snapshot the
  * log does not lead to (an install a crash interrupted: the state was replaced, the log not
  * yet), the log is reset to start at the state's applied index. */
-kyu_code_t kyu_replica_boot_load(kyu_store_t *store, const kyu_sm_t *sm,
+kyu_code_t kyu_replica_boot_load(const kyu_log_ops_t *log, void *log_arg, const kyu_sm_t *sm,
                                  const kyu_raft_conf_t *initial, kyu_replica_boot_t *b,
                                  kyu_err_t *err);
 void kyu_replica_boot_free(kyu_replica_boot_t *b);

@@ -3,6 +3,7 @@
  * case), and a log with a hole refuses to start. */
 #include "fixture.h"
 #include "replica.h"
+#include "sys_clock.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -52,13 +53,24 @@ static void wait_durable(kyu_log_t *log, uint64_t index)
     }
 }
 
+/* A replica over the real log (the storage thread's ops); cfg may be NULL (one voter). */
+static kyu_replica_t *open_replica(fixture_t *f, kyu_log_t *log, const kyu_replica_config_t *cfg,
+                                   waiters_t *w, kyu_err_t *err)
+{
+    kyu_replica_config_t c = cfg ? *cfg : (kyu_replica_config_t){0};
+    c.log = &kyu_log_ops;
+    c.log_arg = log;
+    c.clock = &kyu_sys_clock;
+    return kyu_replica_new(f->store, f->sm, &c, on_done, w, err);
+}
+
 static void test_results_come_after_durability_and_in_order(void **state)
 {
     fixture_t *f = *state;
     kyu_err_t err;
     waiters_t w = {0};
     kyu_log_t *log = kyu_log_new(f->store, &err);
-    kyu_replica_t *r = kyu_replica_new(f->store, f->sm, log, NULL, on_done, &w, &err);
+    kyu_replica_t *r = open_replica(f, log, NULL, &w, &err);
     assert_non_null(r);
     kyu_command_t c = cmd_create("orders", -1);
     assert_int_equal(kyu_replica_propose(r, &c, NULL, &err), KYU_OK);
@@ -104,7 +116,7 @@ static void test_durable_entries_not_applied_are_applied_at_restart(void **state
     fixture_reopen(f);
     waiters_t w = {0};
     log = kyu_log_new(f->store, &err);
-    kyu_replica_t *r = kyu_replica_new(f->store, f->sm, log, NULL, on_done, &w, &err);
+    kyu_replica_t *r = open_replica(f, log, NULL, &w, &err);
     assert_non_null(r);
     assert_int_equal(kyu_sm_applied_index(f->sm), 2);
     kyu_queue_attrs_t a;
@@ -141,7 +153,7 @@ static void test_log_with_a_hole_refuses_to_start(void **state)
     waiters_t w = {0};
     log = kyu_log_new(f->store, &err);
     kyu_err_clear(&err);
-    kyu_replica_t *r = kyu_replica_new(f->store, f->sm, log, NULL, on_done, &w, &err);
+    kyu_replica_t *r = open_replica(f, log, NULL, &w, &err);
     assert_null(r);
     assert_int_equal(err.code, KYU_ERR_STORAGE);
     assert_non_null(strstr(err.msg, "corrupt"));
@@ -154,7 +166,7 @@ static void test_backpressure_refuses_with_busy(void **state)
     kyu_err_t err;
     waiters_t w = {0};
     kyu_log_t *log = kyu_log_new(f->store, &err);
-    kyu_replica_t *r = kyu_replica_new(f->store, f->sm, log, NULL, on_done, &w, &err);
+    kyu_replica_t *r = open_replica(f, log, NULL, &w, &err);
     kyu_command_t c = cmd_create("orders", -1);
     for (int i = 0; i < KYU_REPLICA_PENDING_MAX; i++)
         assert_int_equal(kyu_replica_propose(r, &c, NULL, &err), KYU_OK);
@@ -188,7 +200,7 @@ test_log_is_compacted_behind_a_window_and_restarts_from_the_snapshot_record(void
     waiters_t w = {0};
     kyu_replica_config_t cfg = {.log_window = 16};
     kyu_log_t *log = kyu_log_new(f->store, &err);
-    kyu_replica_t *r = kyu_replica_new(f->store, f->sm, log, &cfg, on_done, &w, &err);
+    kyu_replica_t *r = open_replica(f, log, &cfg, &w, &err);
     assert_non_null(r);
     kyu_command_t c = cmd_create("orders", -1);
     assert_int_equal(kyu_replica_propose(r, &c, NULL, &err), KYU_OK);
@@ -208,7 +220,7 @@ test_log_is_compacted_behind_a_window_and_restarts_from_the_snapshot_record(void
 
     fixture_reopen(f);
     log = kyu_log_new(f->store, &err);
-    r = kyu_replica_new(f->store, f->sm, log, &cfg, on_done, &w, &err);
+    r = open_replica(f, log, &cfg, &w, &err);
     assert_non_null(r);
     assert_int_equal(kyu_sm_applied_index(f->sm), applied);
     send_one_entry(log, r, &w);

@@ -382,6 +382,17 @@ static void write_log(fixture_t *f, uint64_t from, uint64_t to, uint64_t term)
     kyu_log_destroy(&log);
 }
 
+/* The replica's boot over the real log (the storage thread's ops). */
+static kyu_code_t boot_load(fixture_t *f, const kyu_raft_conf_t *initial, kyu_replica_boot_t *b,
+                            kyu_err_t *err)
+{
+    kyu_log_t *log = kyu_log_new(f->store, err);
+    assert_non_null(log);
+    kyu_code_t rc = kyu_replica_boot_load(&kyu_log_ops, log, f->sm, initial, b, err);
+    kyu_log_destroy(&log);
+    return rc;
+}
+
 static void test_boot_keeps_a_log_that_leads_to_the_state(void **state)
 {
     fixture_t *f = *state;
@@ -396,7 +407,7 @@ static void test_boot_keeps_a_log_that_leads_to_the_state(void **state)
     kyu_raft_conf_t initial = {.n_voters = 3, .voters = {1, 2, 3}};
     kyu_replica_boot_t b;
     kyu_err_t err = {0};
-    assert_int_equal(kyu_replica_boot_load(f->store, f->sm, &initial, &b, &err), KYU_OK);
+    assert_int_equal(boot_load(f, &initial, &b, &err), KYU_OK);
     assert_int_equal(b.n_entries, 5);
     assert_false(b.has_snap); /* not reset: entries 1-5 are still there */
     kyu_replica_boot_free(&b);
@@ -421,7 +432,7 @@ static void test_boot_resets_a_log_that_does_not_lead_to_the_state(void **state)
     kyu_raft_conf_t initial = {.n_voters = 3, .voters = {1, 2, 3}};
     kyu_replica_boot_t b;
     kyu_err_t err = {0};
-    assert_int_equal(kyu_replica_boot_load(f->store, f->sm, &initial, &b, &err), KYU_OK);
+    assert_int_equal(boot_load(f, &initial, &b, &err), KYU_OK);
     assert_true(b.has_snap);
     assert_int_equal(b.snap.index, 50);
     assert_int_equal(b.snap.term, 4);

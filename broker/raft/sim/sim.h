@@ -106,7 +106,7 @@ typedef struct {
 
 typedef struct {
     uint64_t id;
-    kyu_raft_t *raft; /* NULL while crashed */
+    kyu_raft_t *raft; /* NULL while crashed (kyu-sim-kyu: the replica's core, read only) */
     kyu_raft_conf_t boot_conf;
     sim_disk_t disk;
     bool busy; /* a Ready is being written */
@@ -119,7 +119,7 @@ typedef struct {
     uint32_t paused_ticks; /* clock stalls */
     kyu_raft_role_t role_seen;
     uint64_t term_seen;
-    void *app; /* the application's per-node state (kyu-sim-kyu: store and state machine) */
+    void *app; /* the application's per-node state (kyu-sim-kyu: replica, store, disk queue) */
 } sim_node_t;
 
 /* ---- invariants ---- */
@@ -195,38 +195,37 @@ typedef struct {
     bool probe_acked;
 } sim_cluster_t;
 
-/* ---- the application: what a node applies ----
+/* ---- the application: what a node runs ----
  *
- * kyu-sim runs the model state machine (a hash chain over the applied entries, kept in
- * sim_node_t). kyu-sim-kyu plugs in the broker's real state machine (sim_kyu*.c) through
- * these hooks; the hash chain keeps running beside it, so every Raft-level invariant is
- * checked as before. All hooks are called on the one simulation thread. */
+ * kyu-sim runs the bare core with the model state machine (a hash chain over the applied
+ * entries, kept in sim_node_t) through sim_node.c's Ready loop. kyu-sim-kyu plugs in the
+ * broker's replica instead (sim_kyu*.c): each node runs broker/replica.c over a simulated
+ * disk, network and clock, with the real state machine and store. The hooks replace
+ * sim_node.c's node and the model client; every Raft-level invariant is still checked (the
+ * node engine reports durable entries, messages, applies and acknowledgements to
+ * sim_checkers.c). All hooks are called on the one simulation thread. */
 struct sim_app {
     const char *name; /* the binary's name, for messages */
     /* After sim_cluster_init has picked the options, before any node starts / after the
-     * run: make and drop the per-seed state (store directories). */
+     * run (stops every node still up, sets its nd->raft to NULL). */
     bool (*seed_begin)(sim_cluster_t *c);
     void (*seed_end)(sim_cluster_t *c);
-    /* A node starts or restarts: open its state, set nd->sm_applied to the state's applied
-     * index, and bring nd->disk in line with it as the broker's boot does. */
-    bool (*node_open)(sim_cluster_t *c, sim_node_t *nd);
-    /* A node crashes: close its state. A process crash keeps the applied writes; a power
-     * loss (kyu-sim-kyu) takes the state back to its last sync. */
-    void (*node_close)(sim_cluster_t *c, sim_node_t *nd);
-    /* The node compacted its log up to index: the broker syncs the state first. */
-    void (*compacted)(sim_cluster_t *c, sim_node_t *nd, uint64_t index);
-    /* Apply one committed entry (index nd->sm_applied + 1). */
-    void (*apply)(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *e);
-    /* Install the state of snapshot s from another node; sets nd->sm_applied and
-     * nd->sm_chain to those of the state installed. False: no node can serve it now. */
-    bool (*install)(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_snapshot_t *s);
-    /* The client: write the payload of the next entry for leader nd into buf (at most
-     * cap bytes); 0 to propose nothing. Then proposed() says whether the core took it. */
-    size_t (*payload)(sim_cluster_t *c, sim_node_t *nd, uint8_t *buf, size_t cap);
-    void (*proposed)(sim_cluster_t *c, const sim_proposal_t *p, bool taken);
-    /* The proposing leader applied p (acknowledged), or the client gave up on it. */
-    void (*acked)(sim_cluster_t *c, const sim_proposal_t *p);
-    void (*abandoned)(sim_cluster_t *c, const sim_proposal_t *p);
+    /* A node starts from its disk and state (nd->raft then points at its core, read only),
+     * or crashes (loses what was not durable; nd->raft NULL). */
+    bool (*node_start)(sim_cluster_t *c, sim_node_t *nd);
+    void (*node_crash)(sim_cluster_t *c, sim_node_t *nd);
+    /* The node's inputs: a message, a tick, and the end of the step (disk writes and
+     * fetches that are due, then the Ready loop). */
+    void (*node_step)(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_msg_t *m);
+    void (*node_tick)(sim_cluster_t *c, sim_node_t *nd);
+    void (*node_process)(sim_cluster_t *c, sim_node_t *nd);
+    /* The client sends requests to leader nd; client_waiting: a request waits at a node
+     * that leads (the liveness phase then sends no new probe). */
+    void (*client)(sim_cluster_t *c, sim_node_t *nd);
+    bool (*client_waiting)(sim_cluster_t *c);
+    /* The operator, on leader nd: true when the change or transfer was started. */
+    bool (*conf_change)(sim_cluster_t *c, sim_node_t *nd, kyu_raft_cc_op_t op, uint64_t node);
+    bool (*transfer)(sim_cluster_t *c, sim_node_t *nd, uint64_t target);
     /* The liveness phase converged: final checks of the states. */
     void (*converged)(sim_cluster_t *c);
     /* What the seed exercised, added to the totals under these names (NULL-terminated). */
@@ -234,7 +233,7 @@ struct sim_app {
     void (*count)(sim_cluster_t *c, uint64_t *counts);
 };
 
-/* kyu-sim: NULL (sim_app_model.c); kyu-sim-kyu: the real state machine (sim_kyu.c). */
+/* kyu-sim: NULL (sim_app_model.c); kyu-sim-kyu: the real replica (sim_kyu.c). */
 const sim_app_t *sim_app(void);
 
 /* sim_node.c */
@@ -242,6 +241,13 @@ bool sim_node_start(sim_cluster_t *c, sim_node_t *nd);
 void sim_node_crash(sim_cluster_t *c, sim_node_t *nd);
 void sim_node_process(sim_cluster_t *c, sim_node_t *nd);
 void sim_node_free(sim_node_t *nd);
+/* The disk: entries from index on go; one more entry (copied); the snapshot record (copied);
+ * entries up to index go; everything goes. */
+void sim_disk_truncate_from(sim_disk_t *d, uint64_t index);
+void sim_disk_append(sim_disk_t *d, const kyu_raft_entry_t *e);
+void sim_disk_set_snapshot(sim_disk_t *d, const kyu_raft_snapshot_t *s);
+void sim_disk_compact(sim_disk_t *d, uint64_t index);
+void sim_disk_free(sim_disk_t *d);
 void sim_snapshot_encode(uint64_t index, uint64_t chain, uint32_t pad, uint8_t **data, size_t *len);
 
 /* sim_cluster.c */

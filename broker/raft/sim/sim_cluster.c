@@ -20,6 +20,28 @@ void sim_violation(sim_cluster_t *c, sim_result_t kind, const char *fmt, ...)
     va_end(ap);
 }
 
+/* A node runs sim_node.c's loop over the bare core, or the application's (the replica). */
+static bool start_node(sim_cluster_t *c, sim_node_t *nd)
+{
+    return c->app ? c->app->node_start(c, nd) : sim_node_start(c, nd);
+}
+
+static void crash_node(sim_cluster_t *c, sim_node_t *nd)
+{
+    if (c->app)
+        c->app->node_crash(c, nd);
+    else
+        sim_node_crash(c, nd);
+}
+
+static void tick_node(sim_cluster_t *c, sim_node_t *nd)
+{
+    if (c->app)
+        c->app->node_tick(c, nd);
+    else
+        kyu_raft_tick(nd->raft);
+}
+
 bool sim_cluster_init(sim_cluster_t *c, const sim_options_t *o)
 {
     memset(c, 0, sizeof(*c));
@@ -39,7 +61,7 @@ bool sim_cluster_init(sim_cluster_t *c, const sim_options_t *o)
         nd->id = (uint64_t)i + 1;
         if (i < voters)
             nd->boot_conf = boot; /* a spare node starts with no configuration at all */
-        if (!sim_node_start(c, nd))
+        if (!start_node(c, nd))
             return false;
     }
     c->net.faulty = true;
@@ -49,10 +71,10 @@ bool sim_cluster_init(sim_cluster_t *c, const sim_options_t *o)
 
 void sim_cluster_free(sim_cluster_t *c)
 {
+    if (c->app)
+        c->app->seed_end(c); /* stops its nodes first: their cores belong to the replicas */
     for (int i = 0; i < c->n; i++)
         sim_node_free(&c->nodes[i]);
-    if (c->app)
-        c->app->seed_end(c);
     sim_network_free(&c->net);
     sim_checker_free(&c->chk);
 }
@@ -72,25 +94,20 @@ static void client_propose(sim_cluster_t *c)
     sim_node_t *nd = random_leader(c);
     if (!nd)
         return;
+    if (c->app) {
+        c->app->client(c, nd);
+        return;
+    }
     if (c->n_pending == sizeof(c->pending) / sizeof(c->pending[0])) {
         /* The client gives up on its oldest write (its outcome stays unknown). */
-        if (c->app)
-            c->app->abandoned(c, &c->pending[0]);
         memmove(c->pending, c->pending + 1, (c->n_pending - 1) * sizeof(c->pending[0]));
         c->n_pending--;
     }
-    uint8_t data[8192]; /* kyu-sim-kyu: a few broker commands */
+    uint8_t data[64];
     uint64_t id = ++c->next_client_id;
-    size_t len;
-    if (c->app) {
-        len = c->app->payload(c, nd, data, sizeof(data));
-        if (len == 0)
-            return;
-    } else {
-        len = 8 + (size_t)sim_rng_below(&c->rng, 48);
-        for (size_t i = 0; i < len; i++)
-            data[i] = i < 8 ? (uint8_t)(id >> (8 * i)) : (uint8_t)sim_rng_next(&c->rng);
-    }
+    size_t len = 8 + (size_t)sim_rng_below(&c->rng, 48);
+    for (size_t i = 0; i < len; i++)
+        data[i] = i < 8 ? (uint8_t)(id >> (8 * i)) : (uint8_t)sim_rng_next(&c->rng);
     uint64_t index = 0, leader;
     kyu_raft_err_t rc = kyu_raft_propose(nd->raft, data, len, &index, &leader);
     kyu_raft_entry_t e = {.term = kyu_raft_term(nd->raft),
@@ -99,8 +116,6 @@ static void client_propose(sim_cluster_t *c)
                           .data = data,
                           .len = len};
     sim_proposal_t p = {.node = nd->id, .index = index, .term = e.term, .hash = sim_entry_hash(&e)};
-    if (c->app)
-        c->app->proposed(c, &p, rc == KYU_RAFT_OK);
     if (rc != KYU_RAFT_OK)
         return;
     c->pending[c->n_pending++] = p;
@@ -110,24 +125,22 @@ static void client_propose(sim_cluster_t *c)
 }
 
 /* A write is acknowledged once the leader that took it knows it committed (and still has
- * it at its index), as the broker does. */
+ * it at its index), as the broker does. (kyu-sim-kyu: the replica answers its client.) */
 static void check_acks(sim_cluster_t *c, bool liveness)
 {
+    if (c->app)
+        return;
     size_t j = 0;
     for (size_t i = 0; i < c->n_pending; i++) {
         sim_proposal_t *p = &c->pending[i];
         sim_node_t *nd = &c->nodes[p->node - 1];
         kyu_raft_t *r = nd->raft;
-        bool keep = false, acked = false;
+        bool keep = false;
         if (r && kyu_raft_term_at(r, p->index) == p->term) {
-            /* With the real state machine the answer is the result of the leader's apply. */
-            if (c->app ? nd->sm_applied >= p->index : kyu_raft_commit(r) >= p->index) {
-                acked = true;
+            if (kyu_raft_commit(r) >= p->index) {
                 sim_trace(&c->trace, c->now, "client: write at %llu acknowledged",
                           (unsigned long long)p->index);
                 sim_check_ack(c, p->index, p->hash);
-                if (c->app)
-                    c->app->acked(c, p);
                 c->acked++;
                 c->stats.acked++;
                 if (liveness)
@@ -138,8 +151,6 @@ static void check_acks(sim_cluster_t *c, bool liveness)
         }
         if (keep)
             c->pending[j++] = *p;
-        else if (c->app && !acked)
-            c->app->abandoned(c, p);
     }
     c->n_pending = j;
 }
@@ -183,14 +194,15 @@ static void conf_change(sim_cluster_t *c)
         op = sim_rng_chance(&c->rng, 700) ? KYU_RAFT_CC_ADD_VOTER : KYU_RAFT_CC_REMOVE;
     else
         op = sim_rng_chance(&c->rng, 700) ? KYU_RAFT_CC_ADD_LEARNER : KYU_RAFT_CC_ADD_VOTER;
-    uint64_t index, leader;
-    kyu_raft_err_t err = kyu_raft_propose_conf_change(nd->raft, op, node, &index, &leader);
+    uint64_t index = 0, leader;
     static const char *names[] = {"?", "add learner", "add voter", "remove"};
-    if (err != KYU_RAFT_OK)
+    if (c->app ? !c->app->conf_change(c, nd, op, node)
+               : kyu_raft_propose_conf_change(nd->raft, op, node, &index, &leader) != KYU_RAFT_OK)
         return;
     c->stats.conf_changes++;
     sim_trace(&c->trace, c->now, "CONF n%llu proposes %s n%llu at %llu", (unsigned long long)nd->id,
-              names[op], (unsigned long long)node, (unsigned long long)index);
+              names[op], (unsigned long long)node,
+              (unsigned long long)(index ? index : kyu_raft_last_index(nd->raft)));
 }
 
 static void transfer(sim_cluster_t *c)
@@ -199,7 +211,8 @@ static void transfer(sim_cluster_t *c)
     if (!nd)
         return;
     uint64_t target = 1 + sim_rng_below(&c->rng, (uint64_t)c->n);
-    if (kyu_raft_transfer_leader(nd->raft, target) != KYU_RAFT_OK)
+    if (c->app ? !c->app->transfer(c, nd, target)
+               : kyu_raft_transfer_leader(nd->raft, target) != KYU_RAFT_OK)
         return;
     c->stats.transfers++;
     sim_trace(&c->trace, c->now, "TRANSFER n%llu -> n%llu", (unsigned long long)nd->id,
@@ -208,7 +221,7 @@ static void transfer(sim_cluster_t *c)
 
 static void restart(sim_cluster_t *c, sim_node_t *nd)
 {
-    if (!sim_node_start(c, nd)) {
+    if (!start_node(c, nd)) {
         sim_violation(c, SIM_SAFETY, "node %llu cannot restart from its disk",
                       (unsigned long long)nd->id);
         return;
@@ -241,7 +254,7 @@ static void faults(sim_cluster_t *c)
         victim = random_leader(c);
     if (victim && victim->raft) {
         c->stats.crashes++;
-        sim_node_crash(c, victim);
+        crash_node(c, victim);
         victim->restart_at = c->now + 1 + sim_rng_below(rng, o->down_max);
     }
     if (sim_rng_chance(rng, o->isolate_leader_pm)) {
@@ -276,8 +289,8 @@ static void faults(sim_cluster_t *c)
         if (nd->raft && sim_rng_chance(rng, 500)) {
             sim_trace(&c->trace, c->now, "CLOCK n%llu jumps %u ticks ahead",
                       (unsigned long long)nd->id, ticks);
-            for (uint32_t t = 0; t < ticks; t++)
-                kyu_raft_tick(nd->raft);
+            for (uint32_t t = 0; t < ticks && nd->raft; t++)
+                tick_node(c, nd);
         } else if (nd->raft) {
             sim_trace(&c->trace, c->now, "CLOCK n%llu stalls for %u ticks",
                       (unsigned long long)nd->id, ticks);
@@ -291,8 +304,10 @@ static void faults(sim_cluster_t *c)
 }
 
 /* Liveness phase: is a write waiting at a node that still leads? */
-static bool write_in_progress(const sim_cluster_t *c)
+static bool write_in_progress(sim_cluster_t *c)
 {
+    if (c->app)
+        return c->app->client_waiting(c);
     for (size_t i = 0; i < c->n_pending; i++) {
         kyu_raft_t *r = c->nodes[c->pending[i].node - 1].raft;
         if (r && kyu_raft_role(r) == KYU_RAFT_LEADER)
@@ -322,7 +337,10 @@ static void step(sim_cluster_t *c, bool liveness)
                           kyu_raft_msg_type_name(m->type), (unsigned long long)m->term,
                           (unsigned long long)m->index, (unsigned long long)m->log_term,
                           (unsigned long long)m->commit, m->n_entries, m->reject ? " REJECT" : "");
-            kyu_raft_step(to->raft, m);
+            if (c->app)
+                c->app->node_step(c, to, m);
+            else
+                kyu_raft_step(to->raft, m);
         }
         sim_msg_free(m);
     }
@@ -334,11 +352,16 @@ static void step(sim_cluster_t *c, bool liveness)
         if (nd->paused_ticks > 0)
             nd->paused_ticks--;
         else
-            kyu_raft_tick(nd->raft);
+            tick_node(c, nd);
     }
-    for (int i = 0; i < c->n && c->result == SIM_OK; i++)
-        if (c->nodes[i].raft)
+    for (int i = 0; i < c->n && c->result == SIM_OK; i++) {
+        if (!c->nodes[i].raft)
+            continue;
+        if (c->app)
+            c->app->node_process(c, &c->nodes[i]);
+        else
             sim_node_process(c, &c->nodes[i]);
+    }
     check_acks(c, liveness);
     if (c->result == SIM_OK)
         sim_check_step(c);

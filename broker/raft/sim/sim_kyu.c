@@ -1,16 +1,17 @@
 /*
- * sim_kyu.c - kyu-sim-kyu's application hooks (sim.h): every node keeps a real store and
- * state machine, applies committed entries with kyu_sm_apply as broker/replica.c does, boots
- * as broker/replica_boot.c does, and installs a snapshot by swapping in a RocksDB checkpoint
- * of another node's state database as broker/snapshot.c does.
+ * sim_kyu.c - kyu-sim-kyu's per-seed and per-node state: every node keeps a real store and
+ * state machine (the replica applies to them, sim_kyu_node.c); this file opens and closes
+ * them, takes them back to their last sync on a power loss, observes every entry the replica
+ * applies (the Raft-level checks, result agreement, the oracle's stream) and compares states
+ * by digest.
  *
- * A crash is a process crash (RocksDB writes already made survive; the log entries the
- * simulated disk had not finished writing are lost, as in kyu-sim) or, in some seeds, a power
- * loss: the state database goes back to its last sync, which the broker makes before it
- * compacts its log (log.c) and which an install makes (the fetched files are fsynced); the
- * log must still hold everything after it. States are compared by a
- * digest of every key and value of the state database, at every digest_every-th index and at
- * every installed state.
+ * A crash is a process crash (RocksDB writes already made survive; the log writes the
+ * simulated disk had not finished are lost) or, in some seeds, a power loss: the state
+ * database goes back to its last sync, which the broker makes before it compacts its log
+ * (log.c; the simulated disk's compaction takes the checkpoint) and which an install makes
+ * (the fetched files are fsynced); the log must still hold everything after it. States are
+ * compared by a digest of every key and value of the state database, at every
+ * digest_every-th index and at every installed state.
  */
 #include "sim_kyu.h"
 
@@ -35,21 +36,6 @@ uint64_t sk_parse_id(const char *id)
     if (strlen(id) != KYU_UUID_LEN || strncmp(id, "00000000-0000-4000-8000-", 24) != 0)
         return 0;
     return strtoull(id + 24, NULL, 16);
-}
-
-/* kyu_replica_now: the node's wall clock (skewed per node), never below a time already in
- * the log. */
-uint64_t sk_node_now(sim_cluster_t *c, sim_node_t *nd)
-{
-    sk_t *k = sk(c);
-    sk_node_t *kn = nd->app;
-    int64_t wall = (int64_t)SK_TIME_BASE + (int64_t)(c->now * k->ms_per_step) + k->skew[nd->id];
-    uint64_t applied = kyu_sm_last_now(kn->sm);
-    if (applied > kn->last_now)
-        kn->last_now = applied;
-    if ((uint64_t)wall > kn->last_now)
-        kn->last_now = (uint64_t)wall;
-    return kn->last_now;
 }
 
 static const kyu_cf_t state_cfs[] = {KYU_CF_META, KYU_CF_QUEUES, KYU_CF_MESSAGES, KYU_CF_LEASES,
@@ -104,7 +90,7 @@ uint64_t *sk_state_messages(sim_cluster_t *c, sk_node_t *kn, size_t *n)
 }
 
 /* Records the digest of a state at index, or compares it with the one recorded there. */
-static void check_digest(sim_cluster_t *c, sim_node_t *nd, uint64_t index, const char *how)
+void sk_check_digest(sim_cluster_t *c, sim_node_t *nd, uint64_t index, const char *how)
 {
     sk_t *k = sk(c);
     sk_index_t *x = sk_index(k, index);
@@ -119,7 +105,7 @@ static void check_digest(sim_cluster_t *c, sim_node_t *nd, uint64_t index, const
 }
 
 /* A checkpoint of node's state database into dir (replaced). */
-static bool checkpoint(sk_node_t *kn, const char *dir, uint64_t flush_above)
+bool sk_checkpoint(sk_node_t *kn, const char *dir, uint64_t flush_above)
 {
     kyu_store_remove_tree(dir);
     char *rerr = NULL;
@@ -139,13 +125,13 @@ static bool checkpoint(sk_node_t *kn, const char *dir, uint64_t flush_above)
 }
 
 /* The state is durable as it is now (a sync): remembered for a power loss. */
-static void mark_synced(sim_cluster_t *c, sim_node_t *nd)
+void sk_mark_synced(sim_cluster_t *c, sim_node_t *nd)
 {
     sk_node_t *kn = nd->app;
     if (!sk(c)->power_loss_pm)
         return;
     /* A checkpoint without a flush: hard links to the tables and a copy of the WAL. */
-    kn->synced = checkpoint(kn, kn->synced_dir, UINT64_MAX);
+    kn->synced = sk_checkpoint(kn, kn->synced_dir, UINT64_MAX);
     kn->synced_index = kyu_sm_applied_index(kn->sm);
     kn->synced_chain = nd->sm_chain;
 }
@@ -154,6 +140,12 @@ static void mark_synced(sim_cluster_t *c, sim_node_t *nd)
 
 static bool seed_begin(sim_cluster_t *c)
 {
+    if (c->o.plant == 2 || c->o.plant > SK_PLANT_NO_SYNC) {
+        fprintf(stderr,
+                "kyu-sim-kyu: bug %u is not chosen at run time: run kyu-sim-kyu-planted%u\n",
+                c->o.plant, c->o.plant);
+        return false;
+    }
     sk_t *k = calloc(1, sizeof(*k));
     if (!k)
         return false;
@@ -177,31 +169,42 @@ static bool seed_begin(sim_cluster_t *c)
     static const uint32_t every[] = {1, 2, 4, 8};
     k->digest_every = every[sim_rng_below(&rng, 4)];
     k->power_loss_pm = sim_rng_chance(&rng, 500) ? 200 + (uint32_t)sim_rng_below(&rng, 801) : 0;
+    k->stall_pm = sim_rng_chance(&rng, 500) ? 1 + (uint32_t)sim_rng_below(&rng, 10) : 0;
+    k->slow_node = sim_rng_chance(&rng, 400) ? 1 + sim_rng_below(&rng, (uint64_t)c->n) : 0;
+    /* Small entries and budgets in some seeds: requests are refused BUSY and retried. */
+    if (sim_rng_chance(&rng, 300)) {
+        k->entry_max = 256 + (size_t)sim_rng_below(&rng, 2048);
+        k->bytes_max = k->entry_max * (2 + (size_t)sim_rng_below(&rng, 6));
+    }
     for (int i = 0; i < c->n; i++) {
         c->nodes[i].app = &k->nodes[i];
+        k->nodes[i].c = c;
+        k->nodes[i].nd = &c->nodes[i];
         snprintf(k->nodes[i].dir, sizeof(k->nodes[i].dir), "%s/n%d", k->root, i + 1);
         snprintf(k->nodes[i].synced_dir, sizeof(k->nodes[i].synced_dir), "%s/n%d.synced", k->root,
                  i + 1);
     }
     if (c->o.verbose)
-        printf("  kyu: ms_per_step=%u skew=%s digest_every=%u power_loss=%u plant=%u dir=%s\n",
-               k->ms_per_step, skewed ? "on" : "off", k->digest_every, k->power_loss_pm, c->o.plant,
-               k->root);
+        printf("  kyu: ms_per_step=%u skew=%s digest_every=%u power_loss=%u disk_stall=%u "
+               "slow_disk=n%llu entry_max=%zu bytes_max=%zu plant=%u dir=%s\n",
+               k->ms_per_step, skewed ? "on" : "off", k->digest_every, k->power_loss_pm,
+               k->stall_pm, (unsigned long long)k->slow_node, k->entry_max, k->bytes_max,
+               c->o.plant, k->root);
     return true;
 }
 
-static void close_state(sk_node_t *kn)
+void sk_state_release(sk_node_t *kn)
 {
     kyu_sm_destroy(&kn->sm);
     kyu_store_close(&kn->store);
 }
 
 /* A crash; now and then a power loss, which takes the state back to its last sync. */
-static void node_close(sim_cluster_t *c, sim_node_t *nd)
+void sk_state_close(sim_cluster_t *c, sim_node_t *nd)
 {
     sk_t *k = sk(c);
     sk_node_t *kn = nd->app;
-    close_state(kn);
+    sk_state_release(kn);
     if (!kn->synced || !sim_rng_chance(&c->rng, k->power_loss_pm))
         return;
     char state[400];
@@ -221,13 +224,6 @@ static void node_close(sim_cluster_t *c, sim_node_t *nd)
     nd->sm_chain = kn->synced_chain;
 }
 
-static void compacted(sim_cluster_t *c, sim_node_t *nd, uint64_t index)
-{
-    (void)index;
-    if (c->o.plant != SK_PLANT_NO_SYNC)
-        mark_synced(c, nd);
-}
-
 static void seed_end(sim_cluster_t *c)
 {
     sk_t *k = sk(c);
@@ -235,35 +231,17 @@ static void seed_end(sim_cluster_t *c)
         return;
     for (int i = 0; i < c->n; i++)
         if (c->nodes[i].app)
-            close_state(c->nodes[i].app);
+            sk_node_stop(c, &c->nodes[i]);
     kyu_store_remove_tree(k->root);
     sk_oracle_free(k);
     free(k);
     c->app_state = NULL;
 }
 
-static void disk_reset_to(sim_node_t *nd, uint64_t applied, uint64_t aterm,
-                          const kyu_raft_conf_t *conf)
-{
-    sim_disk_t *d = &nd->disk;
-    for (size_t i = 0; i < d->n; i++)
-        free(d->ents[i].data);
-    d->n = 0;
-    free(d->snap.data);
-    d->snap = (kyu_raft_snapshot_t){.index = applied, .term = aterm, .conf = *conf, .len = 8};
-    d->snap.data = malloc(8);
-    KYU_ASSERT(d->snap.data);
-    for (int i = 0; i < 8; i++)
-        d->snap.data[i] = (uint8_t)(applied >> (56 - 8 * i));
-    if (d->hs.term < aterm)
-        d->hs = (kyu_raft_hard_state_t){.term = aterm};
-    d->hs.commit = applied;
-}
-
-/* kyu_replica_boot_load on the simulated disk: a state the log does not lead to (an install
- * the log did not follow yet) resets the log to start at the state's index; the commit
- * index is at least the applied one. */
-static bool node_open(sim_cluster_t *c, sim_node_t *nd)
+/* Opens a node's state as a restart finds it: at the index it had applied before its crash
+ * (after a power loss: at its last sync), never behind its log's snapshot. The replica's
+ * boot (replica_boot.c) does the rest. */
+bool sk_state_open(sim_cluster_t *c, sim_node_t *nd)
 {
     sk_node_t *kn = nd->app;
     kyu_err_t err;
@@ -275,8 +253,7 @@ static bool node_open(sim_cluster_t *c, sim_node_t *nd)
         kyu_store_close(&kn->store);
         return false;
     }
-    uint64_t applied = kyu_sm_applied_index(kn->sm), aterm = kyu_sm_applied_term(kn->sm);
-    kn->last_now = kyu_sm_last_now(kn->sm);
+    uint64_t applied = kyu_sm_applied_index(kn->sm);
     if (applied != nd->sm_applied) {
         sim_violation(c, SIM_SAFETY,
                       "durability: node %llu applied up to %llu before its crash, its state "
@@ -285,63 +262,52 @@ static bool node_open(sim_cluster_t *c, sim_node_t *nd)
                       (unsigned long long)applied);
         return true;
     }
-    sim_disk_t *d = &nd->disk;
-    uint64_t snap = d->snap.index, last = snap + d->n;
-    if (applied < snap) {
+    if (kn->snap_found && applied < nd->disk.snap.index) {
         sim_violation(c, SIM_SAFETY,
                       "durability: node %llu's state is at %llu, behind its log's snapshot at "
                       "%llu: the entries between are lost",
                       (unsigned long long)nd->id, (unsigned long long)applied,
-                      (unsigned long long)snap);
+                      (unsigned long long)nd->disk.snap.index);
         return true;
     }
-    bool holds = applied == snap  ? d->snap.term == aterm
-                 : applied > last ? false
-                                  : d->ents[applied - snap - 1].term == aterm;
-    if (aterm != 0 && !holds) {
-        const uint8_t *cb = NULL;
-        size_t cl = kyu_sm_raft_conf(kn->sm, &cb);
-        kyu_raft_conf_t conf;
-        if (cl == 0 || !kyu_raft_conf_decode(cb, cl, &conf))
-            conf = nd->boot_conf;
-        disk_reset_to(nd, applied, aterm, &conf);
-        sk(c)->boot_resets++;
-        sim_trace(
-            &c->trace, c->now, "n%llu boot: the log is reset to the state at %llu (term %llu)",
-            (unsigned long long)nd->id, (unsigned long long)applied, (unsigned long long)aterm);
-    }
-    if (d->hs.commit < applied)
-        d->hs.commit = applied;
     if (!kn->synced)
-        mark_synced(c, nd);
+        sk_mark_synced(c, nd);
     return true;
 }
 
-static void apply(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *e)
+/* The replica applied entry e on this node: the Raft-level checks (one entry per index, in
+ * order, once), then kyu's (the same results on every node, the oracle's model, digests). */
+void sk_on_applied(void *arg, const kyu_raft_entry_t *e, const kyu_result_t *res, size_t n)
 {
+    sk_node_t *kn = arg;
+    sim_cluster_t *c = kn->c;
+    sim_node_t *nd = kn->nd;
     sk_t *k = sk(c);
-    sk_node_t *kn = nd->app;
-    if (kyu_sm_applied_index(kn->sm) + 1 != e->index) {
-        sim_violation(c, SIM_SAFETY, "node %llu: state at %llu, asked to apply %llu",
-                      (unsigned long long)nd->id, (unsigned long long)kyu_sm_applied_index(kn->sm),
-                      (unsigned long long)e->index);
+    kn->applying.valid = true;
+    kn->applying.index = e->index;
+    kn->applying.term = e->term;
+    kn->applying.hash = sim_entry_hash(e);
+    kn->applying.data = e->type == KYU_RAFT_ENTRY_NORMAL ? e->data : NULL;
+    kn->applying.len = e->type == KYU_RAFT_ENTRY_NORMAL ? e->len : 0;
+    kn->applying.results = res;
+    kn->applying.n = n;
+    if (c->result != SIM_OK)
+        return;
+    if (e->index != nd->sm_applied + 1 || kyu_sm_applied_index(kn->sm) != e->index) {
+        sim_violation(c, SIM_SAFETY,
+                      "%s: node %llu applied entry %llu (term %llu) after %llu, as its state's "
+                      "entry %llu",
+                      e->index <= nd->sm_applied ? "entry applied twice" : "apply order",
+                      (unsigned long long)nd->id, (unsigned long long)e->index,
+                      (unsigned long long)e->term, (unsigned long long)nd->sm_applied,
+                      (unsigned long long)kyu_sm_applied_index(kn->sm));
         return;
     }
-    bool conf = e->type == KYU_RAFT_ENTRY_CONF;
-    if (!(c->o.plant == SK_PLANT_NO_META && nd->id % 2 == 0))
-        kyu_sm_set_entry_meta(kn->sm, e->term, conf ? e->data : NULL, conf ? e->len : 0);
-    kyu_result_t res[SK_CMDS_MAX + 1];
-    size_t n = 0;
-    kyu_err_t err;
-    kyu_code_t rc = kyu_sm_apply(kn->sm, e->index, conf ? NULL : e->data, conf ? 0 : e->len, res,
-                                 SK_CMDS_MAX + 1, &n, &err);
-    if (rc != KYU_OK) {
-        sim_violation(c, SIM_SAFETY, "node %llu: applying entry %llu failed: %s",
-                      (unsigned long long)nd->id, (unsigned long long)e->index, err.msg);
-        for (size_t i = 0; i < n; i++)
-            kyu_result_clear(&res[i]);
+    nd->sm_chain = sim_mix(nd->sm_chain, sim_entry_hash(e));
+    nd->sm_applied = e->index;
+    sim_check_apply(c, nd, e, nd->sm_chain);
+    if (c->result != SIM_OK)
         return;
-    }
     /* Every node must answer every command of the entry alike. */
     uint64_t h = sim_mix(n, e->term);
     for (size_t i = 0; i < n; i++) {
@@ -388,75 +354,8 @@ static void apply(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *e)
                       "differently from the node that applied it first",
                       (unsigned long long)nd->id, (unsigned long long)e->index);
     }
-    for (size_t i = 0; i < n; i++)
-        kyu_result_clear(&res[i]);
     if (c->result == SIM_OK && (e->index % k->digest_every == 0 || x->want_digest))
-        check_digest(c, nd, e->index, "by the log");
-}
-
-/* The broker's snapshot fetch: any member whose state reached the snapshot's index serves a
- * checkpoint; the installer swaps it in and reloads its state machine. */
-static bool install(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_snapshot_t *s)
-{
-    sk_t *k = sk(c);
-    sim_node_t *cands[SIM_MAX_NODES];
-    int nc = 0;
-    for (int i = 0; i < c->n; i++) {
-        sim_node_t *o = &c->nodes[i];
-        sk_node_t *on = o->app;
-        if (o != nd && o->raft && on->sm && kyu_sm_applied_index(on->sm) >= s->index &&
-            o->sm_applied == kyu_sm_applied_index(on->sm))
-            cands[nc++] = o;
-    }
-    if (nc == 0)
-        return false;
-    sim_node_t *src = cands[sim_rng_below(&c->rng, (uint64_t)nc)];
-    sk_node_t *sn = src->app, *kn = nd->app;
-    char incoming[400];
-    snprintf(incoming, sizeof(incoming), "%s/state.incoming", kn->dir);
-    kyu_store_remove_tree(incoming);
-    char *rerr = NULL;
-    rocksdb_checkpoint_t *cp =
-        rocksdb_checkpoint_object_create(kyu_store_db(sn->store, KYU_CF_META), &rerr);
-    if (!rerr)
-        rocksdb_checkpoint_create(cp, incoming, 0, &rerr);
-    if (cp)
-        rocksdb_checkpoint_object_destroy(cp);
-    if (rerr) {
-        fprintf(stderr, "kyu-sim-kyu: checkpoint of node %llu: %s\n", (unsigned long long)src->id,
-                rerr);
-        free(rerr);
-        kyu_store_remove_tree(incoming);
-        return false;
-    }
-    kyu_err_t err;
-    if (kyu_store_replace_state(kn->store, &err) != KYU_OK ||
-        kyu_sm_reload(kn->sm, &err) != KYU_OK) {
-        sim_violation(c, SIM_SAFETY, "node %llu: snapshot install failed: %s",
-                      (unsigned long long)nd->id, err.msg);
-        return true;
-    }
-    uint64_t applied = kyu_sm_applied_index(kn->sm);
-    if (applied < s->index || applied != src->sm_applied) {
-        sim_violation(c, SIM_SAFETY,
-                      "node %llu installed a state at %llu from node %llu (at %llu) for a "
-                      "snapshot at %llu",
-                      (unsigned long long)nd->id, (unsigned long long)applied,
-                      (unsigned long long)src->id, (unsigned long long)src->sm_applied,
-                      (unsigned long long)s->index);
-        return true;
-    }
-    k->installs++;
-    nd->sm_applied = applied;
-    nd->sm_chain = src->sm_chain;
-    if (kyu_sm_last_now(kn->sm) > kn->last_now)
-        kn->last_now = kyu_sm_last_now(kn->sm);
-    mark_synced(c, nd); /* an installed state is durable (snapshot.c fsyncs it) */
-    sk_index(k, applied)->want_digest = true;
-    check_digest(c, src, applied, "served as a snapshot");
-    if (c->result == SIM_OK)
-        check_digest(c, nd, applied, "installed from a snapshot");
-    return true;
+        sk_check_digest(c, nd, e->index, "by the log");
 }
 
 static void converged(sim_cluster_t *c)
@@ -474,6 +373,8 @@ static const char *const count_names[] = {"messages sent",
                                           "boot log resets",
                                           "message sets checked",
                                           "power losses",
+                                          "answers checked",
+                                          "disk stalls",
                                           NULL};
 
 static void count(sim_cluster_t *c, uint64_t *counts)
@@ -481,7 +382,7 @@ static void count(sim_cluster_t *c, uint64_t *counts)
     sk_t *k = sk(c);
     uint64_t v[] = {k->next_msg,     k->receives_checked, k->deletes_checked, k->retried,
                     k->dedup_hits,   k->digests,          k->installs,        k->boot_resets,
-                    k->state_checks, k->power_losses};
+                    k->state_checks, k->power_losses,     k->answers,         k->stalls};
     for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
         counts[i] += v[i];
 }
@@ -490,15 +391,15 @@ static const sim_app_t kyu_app = {
     .name = "kyu-sim-kyu",
     .seed_begin = seed_begin,
     .seed_end = seed_end,
-    .node_open = node_open,
-    .node_close = node_close,
-    .compacted = compacted,
-    .apply = apply,
-    .install = install,
-    .payload = sk_payload,
-    .proposed = sk_proposed,
-    .acked = sk_acked,
-    .abandoned = sk_abandoned,
+    .node_start = sk_node_start,
+    .node_crash = sk_node_crash,
+    .node_step = sk_node_step,
+    .node_tick = sk_node_tick,
+    .node_process = sk_node_process,
+    .client = sk_client,
+    .client_waiting = sk_client_waiting,
+    .conf_change = sk_conf_change,
+    .transfer = sk_transfer,
     .converged = converged,
     .count_names = count_names,
     .count = count,

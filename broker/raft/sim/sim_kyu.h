@@ -1,16 +1,23 @@
 /*
- * sim_kyu.h - kyu-sim-kyu: kyu-sim with the broker's real state machine on every node.
+ * sim_kyu.h - kyu-sim-kyu: kyu-sim with the broker's real replica on every node.
  *
- * Each simulated node keeps a real store (RocksDB, one directory per node under
- * /dev/shm or $KYU_SIM_DIR) and applies committed entries with kyu_sm_apply, exactly as
- * broker/replica.c does. The client writes real broker commands (create and delete queue,
- * send with and without request keys, retried sends, receive, delete, change visibility),
- * encoded with kyu_command_encode into one Raft entry, stamped with the leader's time and
- * ids as the frontend does. Snapshot install copies a RocksDB checkpoint of another node's
- * state database and swaps it in with kyu_store_replace_state, as broker/snapshot.c does.
+ * Each simulated node runs broker/replica.c (kyu_replica_new, propose, flush, tick, step,
+ * on_log_event, compaction, snapshot install, membership changes) over a real store
+ * (RocksDB, one directory per node under /dev/shm or $KYU_SIM_DIR) and the real state
+ * machine, as the broker does. What the simulator plugs in are the replica's seams: a
+ * simulated disk for its log (writes become durable after a delay the seed picks; a crash
+ * loses the writes not yet durable), the simulated network, and simulated time. The client
+ * writes real broker commands (create and delete queue, send with and without request keys,
+ * retried requests, receive, delete, change visibility) through kyu_replica_propose, stamped
+ * with kyu_replica_now as the frontend does, and learns their outcome from the replica's
+ * done callback. A snapshot install is the replica's: the simulator's transport answers its
+ * fetch by copying a RocksDB checkpoint of the chosen member's state database into the
+ * installer's state.incoming (what broker/snapshot.c fetches over the network).
  *
- *   sim_kyu.c         the application hooks: stores, apply, install, boot, digests
- *   sim_kyu_client.c  the client's workload, its acknowledgements and retries
+ *   sim_kyu.c         per seed and per node state: stores, power loss, the apply observer,
+ *                     digests
+ *   sim_kyu_node.c    the node: the replica and its simulated disk, network and clock
+ *   sim_kyu_client.c  the client's workload, its answers and retries
  *   sim_kyu_oracle.c  kyu's invariants over the stream of applied entries and the states
  */
 #ifndef KYU_SIM_KYU_H
@@ -18,25 +25,28 @@
 
 #include "sim.h"
 
+#include "replica.h"
 #include "sm.h"
 
 #define SK_QUEUES 3
-#define SK_CMDS_MAX 3 /* commands per entry */
+#define SK_CMDS_MAX 3 /* requests per client round */
 #define SK_SEND_MAX 3 /* messages per send */
 #define SK_RECV_MAX 4 /* messages per receive */
-#define SK_PROPS 512  /* proposals remembered (ring) */
+#define SK_PROPS 512  /* requests remembered (ring), to find what the client asked */
 #define SK_HANDLES 32 /* receipt handles the client holds (ring) */
-#define SK_RETRIES 16 /* keyed sends waiting to be retried */
+#define SK_HANDLE_MAX (KYU_HANDLE_MAX + 1) /* a receipt handle and its NUL */
+#define SK_RETRIES 16                      /* keyed requests waiting to be retried */
 #define SK_TIME_BASE 1700000000000ull
 
-/* Planted bugs (--plant B), each for the invariant that must catch it. */
+/* Planted bugs chosen at run time (--plant B), each for the invariant that must catch it.
+ * Those of the replica itself (2, 7, 8, 9) are compiled in: KYU_REPLICA_PLANTED_BUG and the
+ * kyu-sim-kyu-plantedB binaries (docs/RAFT.md). */
 enum {
     SK_PLANT_NONE = 0,
-    SK_PLANT_ACK_EARLY = 1,    /* replies before commit: acknowledged send lost */
-    SK_PLANT_NO_META = 2,      /* even nodes apply without the entry's term/conf: states differ */
+    SK_PLANT_ACK_EARLY = 1,    /* the client believes a send before its answer */
     SK_PLANT_VT_ZERO = 3,      /* a receive's visibility timeout encoded as 0: lease re-granted */
-    SK_PLANT_DROP_KEY = 4,     /* a retried send loses its request key: applied twice */
-    SK_PLANT_DELETE_EARLY = 5, /* deletes answered before commit: deleted message returns */
+    SK_PLANT_DROP_KEY = 4,     /* a retried request loses its request key: applied twice */
+    SK_PLANT_DELETE_EARLY = 5, /* the client believes a delete before its answer */
     SK_PLANT_NO_SYNC = 6       /* the log compacted without syncing the state: lost on power loss */
 };
 
@@ -49,25 +59,43 @@ typedef struct {
     uint64_t first_now; /* the time the key was first proposed (retries stay in the window) */
     size_t n;           /* SEND: messages, DELETE/CHANGE_VISIBILITY: handles */
     uint64_t ids[SK_SEND_MAX];
-    char handles[SK_RECV_MAX][KYU_HANDLE_MAX + 1];
+    char handles[SK_RECV_MAX][SK_HANDLE_MAX];
 } sk_intent_t;
 
 /* The outcome of a command, as the state machine answered it (filled at first apply). */
 typedef struct {
     kyu_code_t code;
     size_t n;
-    uint64_t ids[SK_RECV_MAX]; /* SEND: the ids answered; RECEIVE: the messages leased */
-    char handles[SK_RECV_MAX][KYU_HANDLE_MAX + 1];
+    uint64_t ids[SK_RECV_MAX];     /* SEND: the ids answered; RECEIVE: the messages leased */
     uint32_t results[SK_RECV_MAX]; /* DELETE, CHANGE_VISIBILITY */
 } sk_outcome_t;
 
+/* A request the client proposed: its intent, found again by the hash of its command's
+ * encoding when an entry holding it is applied. */
 typedef struct {
-    uint64_t index, term, hash; /* hash: sim_entry_hash (a term may be won twice, sim.h) */
+    uint64_t hash; /* 0: empty slot */
+    sk_intent_t in;
+} sk_sent_t;
+
+/* A request waiting for its answer (the waiter given to kyu_replica_propose). */
+typedef struct {
+    sk_intent_t in;
+    uint64_t hash; /* of the command's encoding: the answer must be this command's result */
+} sk_waiter_t;
+
+/* A write handed to the simulated disk, durable at `due` unless the node crashes first. */
+typedef enum { SK_W_WRITE, SK_W_INSTALL, SK_W_COMPACT } sk_write_kind_t;
+
+typedef struct sk_write {
+    sk_write_kind_t kind;
+    uint64_t token, due;
+    bool has_hs, truncate;
+    kyu_raft_hard_state_t hs;
+    kyu_raft_entry_t *ents; /* copies */
     size_t n;
-    bool applied; /* outcome filled */
-    sk_intent_t in[SK_CMDS_MAX];
-    sk_outcome_t out[SK_CMDS_MAX];
-} sk_prop_t;
+    kyu_log_snapshot_t snap; /* INSTALL, COMPACT */
+    struct sk_write *next;
+} sk_write_t;
 
 enum { SK_UNKNOWN = 0, SK_LIVE, SK_DELETED, SK_GONE };
 
@@ -102,14 +130,35 @@ typedef struct {
 } sk_index_t;
 
 typedef struct {
+    sim_cluster_t *c; /* the seams' way back to the simulation */
+    sim_node_t *nd;
     kyu_store_t *store; /* NULL while the node is down */
     kyu_sm_t *sm;
-    uint64_t last_now; /* kyu_replica_now's memory */
+    kyu_replica_t *replica;
     char dir[300];
     /* The state as of its last sync (a checkpoint), what a power loss goes back to. */
     char synced_dir[320];
     bool synced;
     uint64_t synced_index, synced_chain;
+    /* The simulated disk: nd->disk holds what is durable; the queue what is not yet. */
+    bool hs_found, snap_found;
+    sk_write_t *queue, *queue_tail;
+    uint64_t token, last_due;
+    uint64_t stall_until; /* the disk completes nothing before this step (a latency spike) */
+    /* A snapshot fetch under way (the transport's install). */
+    bool fetching;
+    uint64_t fetch_server, fetch_min, fetch_due;
+    /* The entry being applied (set by the apply observer): an answer whose result points
+     * into its results is the result of one of its commands. */
+    struct {
+        bool valid;
+        uint64_t index, term, hash;
+        const uint8_t *data;
+        size_t len;
+        const kyu_result_t *results;
+        size_t n;
+    } applying;
+    size_t waiting; /* requests proposed here and not answered yet */
 } sk_node_t;
 
 typedef struct {
@@ -118,7 +167,10 @@ typedef struct {
     uint32_t ms_per_step;
     int64_t skew[SIM_MAX_NODES + 1];
     uint32_t digest_every;
-    uint32_t power_loss_pm; /* of crashes; 0: crashes are process crashes only */
+    uint32_t power_loss_pm;      /* of crashes; 0: crashes are process crashes only */
+    uint32_t stall_pm;           /* per node and step: its disk stalls (0: never) */
+    uint64_t slow_node;          /* its disk is slow during the safety phase (0: none) */
+    size_t entry_max, bytes_max; /* the replica's bounds (0: the broker's) */
     /* oracle */
     sk_index_t *idx;
     size_t idx_cap;
@@ -135,34 +187,58 @@ typedef struct {
     size_t keys_cap;
     /* client */
     uint64_t next_msg, next_key;
-    sk_prop_t props[SK_PROPS];
-    size_t next_prop;
-    sk_prop_t draft;
+    sk_sent_t sent[SK_PROPS];
+    size_t next_sent;
     struct {
-        char h[KYU_HANDLE_MAX + 1];
+        char h[SK_HANDLE_MAX];
         int q;
     } handles[SK_HANDLES];
     size_t n_handles, next_handle;
     sk_intent_t retries[SK_RETRIES];
     size_t n_retries;
     uint64_t retried, dedup_hits, receives_checked, deletes_checked, digests, installs;
-    uint64_t boot_resets, state_checks, power_losses;
+    uint64_t boot_resets, state_checks, power_losses, answers, stalls;
 } sk_t;
 
 /* sim_kyu.c */
-uint64_t sk_node_now(sim_cluster_t *c, sim_node_t *nd);
 uint64_t sk_state_digest(sk_node_t *kn);
 /* Message numbers of the messages the state holds; *n of them, heap array. */
 uint64_t *sk_state_messages(sim_cluster_t *c, sk_node_t *kn, size_t *n);
 void sk_format_id(char out[KYU_UUID_LEN + 1], uint64_t n);
 uint64_t sk_parse_id(const char *id);
+/* A node's state: opened (with the durability checks of a restart), closed (a crash, now
+ * and then a power loss), synced (what a power loss goes back to), compared by digest. */
+bool sk_state_open(sim_cluster_t *c, sim_node_t *nd);
+void sk_state_close(sim_cluster_t *c, sim_node_t *nd);
+void sk_mark_synced(sim_cluster_t *c, sim_node_t *nd);
+void sk_state_release(sk_node_t *kn); /* closes the state, nothing lost */
+void sk_check_digest(sim_cluster_t *c, sim_node_t *nd, uint64_t index, const char *how);
+bool sk_checkpoint(sk_node_t *kn, const char *dir, uint64_t flush_above);
+/* The replica's apply observer (kyu_replica_applied_fn), arg the sk_node_t. */
+void sk_on_applied(void *arg, const kyu_raft_entry_t *e, const kyu_result_t *res, size_t n);
+
+/* sim_kyu_node.c: the node hooks of sim_app_t */
+bool sk_node_start(sim_cluster_t *c, sim_node_t *nd);
+void sk_node_crash(sim_cluster_t *c, sim_node_t *nd);
+void sk_node_step(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_msg_t *m);
+void sk_node_tick(sim_cluster_t *c, sim_node_t *nd);
+void sk_node_process(sim_cluster_t *c, sim_node_t *nd);
+bool sk_conf_change(sim_cluster_t *c, sim_node_t *nd, kyu_raft_cc_op_t op, uint64_t node);
+bool sk_transfer(sim_cluster_t *c, sim_node_t *nd, uint64_t target);
+/* Stops a node for good at the end of the seed (no power loss). */
+void sk_node_stop(sim_cluster_t *c, sim_node_t *nd);
+/* Before each call into a replica: no entry is being applied. */
+void sk_enter(sk_node_t *kn);
 
 /* sim_kyu_client.c */
-size_t sk_payload(sim_cluster_t *c, sim_node_t *nd, uint8_t *buf, size_t cap);
-void sk_proposed(sim_cluster_t *c, const sim_proposal_t *p, bool taken);
-void sk_acked(sim_cluster_t *c, const sim_proposal_t *p);
-void sk_abandoned(sim_cluster_t *c, const sim_proposal_t *p);
-sk_prop_t *sk_prop_find(sk_t *k, uint64_t index, uint64_t term, uint64_t hash);
+void sk_client(sim_cluster_t *c, sim_node_t *nd);
+bool sk_client_waiting(sim_cluster_t *c);
+/* The replica's done callback (kyu_replica_done_fn), arg the sk_node_t. */
+void sk_on_done(void *arg, void *waiter, kyu_result_t *result);
+/* What the client asked for in the command whose encoding hashes to hash, or NULL. */
+const sk_intent_t *sk_sent_find(sk_t *k, uint64_t hash);
+/* The hash of command i of an entry's payload (0 when it has fewer commands). */
+uint64_t sk_command_hash(const uint8_t *data, size_t len, size_t i);
 
 /* sim_kyu_oracle.c */
 sk_index_t *sk_index(sk_t *k, uint64_t index);

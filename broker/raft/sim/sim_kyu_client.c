@@ -1,13 +1,17 @@
 /*
  * sim_kyu_client.c - kyu-sim-kyu's client: a seeded workload of broker commands on three
- * queues, written the way the broker's frontend and replica write them: each command stamped
- * with the leader's time (kyu_replica_now) and, for a send, message ids the leader made; the
- * commands of one round appended with kyu_command_encode to one Raft entry.
+ * queues, sent the way the broker's frontend sends them: to a serving leader, each command
+ * stamped with the leader's time (kyu_replica_now) and, for a send, message ids the leader
+ * made, proposed with kyu_replica_propose (the replica gathers them into entries), then
+ * kyu_replica_flush.
  *
- * The client remembers what it was told: ids of acknowledged sends, receipt handles of
- * acknowledged receives, acknowledged deletes. Half the writes but queue creation carry a
+ * The client learns what became of a request only from the replica's done callback, and
+ * remembers what it was told: ids of acknowledged sends, receipt handles of acknowledged
+ * receives, acknowledged deletes. An answer must be the result of the request's own command
+ * (answer agreement: the apply observer says which entry is being applied; the answer's
+ * command there must be the one proposed). Half the writes but queue creation carry a
  * request key; a keyed request whose outcome the client never learned (the leader lost, the
- * client gave up) is retried later with the same key, and some acknowledged ones are retried
+ * node crashed) is retried later with the same key, and some acknowledged ones are retried
  * as if their reply had been lost: the state machine must answer as the first time.
  */
 #include "sim_kyu.h"
@@ -28,13 +32,29 @@ static const char *queue_name(int q)
 /* Each queue's visibility timeout in seconds (0 for q2: leases that end at once). */
 static const uint32_t queue_vt[SK_QUEUES] = {2, 5, 0};
 
-sk_prop_t *sk_prop_find(sk_t *k, uint64_t index, uint64_t term, uint64_t hash)
+const sk_intent_t *sk_sent_find(sk_t *k, uint64_t hash)
 {
-    for (size_t i = 0; i < SK_PROPS; i++)
-        if (k->props[i].index == index && k->props[i].term == term && k->props[i].hash == hash &&
-            k->props[i].n > 0)
-            return &k->props[i];
+    for (size_t i = 0; i < SK_PROPS; i++) {
+        const sk_sent_t *x = &k->sent[(k->next_sent + SK_PROPS - 1 - i) % SK_PROPS];
+        if (x->hash == hash)
+            return &x->in;
+    }
     return NULL;
+}
+
+uint64_t sk_command_hash(const uint8_t *data, size_t len, size_t i)
+{
+    size_t off = 0;
+    for (size_t j = 0; off < len; j++) {
+        size_t start = off;
+        kyu_command_t cmd;
+        kyu_err_t err;
+        if (kyu_command_decode(data, len, &off, &cmd, &err) != KYU_OK)
+            return 0;
+        if (j == i)
+            return sim_hash(data + start, off - start, 0x636d64);
+    }
+    return 0;
 }
 
 /* The bodies of a send are a function of its first id (or its key), so a retry sends the
@@ -61,7 +81,7 @@ static void pick_handles(sim_cluster_t *c, sk_intent_t *in)
     for (size_t t = 0; t < k->n_handles && in->n < want; t++) {
         size_t j = (first + t) % k->n_handles;
         if (k->handles[j].q == in->q)
-            memcpy(in->handles[in->n++], k->handles[j].h, sizeof k->handles[j].h);
+            snprintf(in->handles[in->n++], SK_HANDLE_MAX, "%s", k->handles[j].h);
     }
 }
 
@@ -127,60 +147,35 @@ static void choose(sim_cluster_t *c, sk_intent_t *in, uint64_t now)
 }
 
 /* The command the leader proposes for a request (what the frontend's build_command makes),
- * with the planted encoding bugs. */
-static void encode(sim_cluster_t *c, const sk_intent_t *in, uint64_t now, bool retry,
-                   msgpack_sbuffer *sb)
+ * with the planted encoding bugs. Bodies are written into bodies. */
+static void build(sim_cluster_t *c, const sk_intent_t *in, uint64_t now, bool retry,
+                  kyu_command_t *cmd, char bodies[SK_SEND_MAX][SK_BODY_MAX])
 {
-    kyu_command_t cmd;
-    memset(&cmd, 0, sizeof(cmd));
-    char bodies[SK_SEND_MAX][SK_BODY_MAX];
-    cmd.type = in->type;
-    cmd.now_ms = now;
-    snprintf(cmd.queue, sizeof(cmd.queue), "%s", queue_name(in->q));
-    cmd.vt = in->vt;
-    cmd.max = in->type == KYU_CMD_RECEIVE ? (uint32_t)in->n : 1;
+    memset(cmd, 0, sizeof(*cmd));
+    cmd->type = in->type;
+    cmd->now_ms = now;
+    snprintf(cmd->queue, sizeof(cmd->queue), "%s", queue_name(in->q));
+    cmd->vt = in->vt;
+    cmd->max = in->type == KYU_CMD_RECEIVE ? (uint32_t)in->n : 1;
     if (in->type == KYU_CMD_RECEIVE && c->o.plant == SK_PLANT_VT_ZERO)
-        cmd.vt = 0;
+        cmd->vt = 0;
     if (in->type == KYU_CMD_SEND) {
-        cmd.n = in->n;
+        cmd->n = in->n;
         uint64_t seed = in->rq_key ? in->rq_key * 1000003 : in->ids[0];
         for (size_t j = 0; j < in->n; j++) {
-            sk_format_id(cmd.ids[j], in->ids[j]);
-            cmd.body_lens[j] = body_of(seed, j, bodies[j]);
-            cmd.bodies[j] = bodies[j];
+            sk_format_id(cmd->ids[j], in->ids[j]);
+            cmd->body_lens[j] = body_of(seed, j, bodies[j]);
+            cmd->bodies[j] = bodies[j];
         }
     } else if (in->type == KYU_CMD_DELETE || in->type == KYU_CMD_CHANGE_VISIBILITY) {
-        cmd.n = in->n;
+        cmd->n = in->n;
         for (size_t j = 0; j < in->n; j++)
-            snprintf(cmd.handles[j], sizeof(cmd.handles[j]), "%s", in->handles[j]);
+            snprintf(cmd->handles[j], sizeof(cmd->handles[j]), "%s", in->handles[j]);
     }
     if (in->rq_key && !(retry && c->o.plant == SK_PLANT_DROP_KEY)) {
-        cmd.rq_client = 7;
-        cmd.rq_key = in->rq_key;
+        cmd->rq_client = 7;
+        cmd->rq_key = in->rq_key;
     }
-    kyu_command_encode(&cmd, sb);
-}
-
-size_t sk_payload(sim_cluster_t *c, sim_node_t *nd, uint8_t *buf, size_t cap)
-{
-    sk_t *k = sk(c);
-    uint64_t now = sk_node_now(c, nd);
-    sk_prop_t *d = &k->draft;
-    memset(d, 0, sizeof(*d));
-    size_t want = 1 + (size_t)sim_rng_below(&c->rng, SK_CMDS_MAX);
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    for (size_t i = 0; i < want; i++) {
-        uint64_t retried = k->retried;
-        choose(c, &d->in[i], now);
-        encode(c, &d->in[i], now, k->retried != retried, &sb);
-        d->n++;
-    }
-    size_t len = sb.size <= cap ? sb.size : 0;
-    if (len)
-        memcpy(buf, sb.data, len);
-    msgpack_sbuffer_destroy(&sb);
-    return len;
 }
 
 static void retry_later(sk_t *k, const sk_intent_t *in)
@@ -198,76 +193,143 @@ static void told_deleted(sk_t *k, const char *handle)
     sk_msg(k, k->seq_msg[seq])->client_deleted = true;
 }
 
-void sk_proposed(sim_cluster_t *c, const sim_proposal_t *p, bool taken)
+/* Planted (client side): believing a request before its answer. */
+static void believe_early(sim_cluster_t *c, const sk_intent_t *in)
 {
     sk_t *k = sk(c);
-    if (!taken) {
-        for (size_t i = 0; i < k->draft.n; i++)
-            retry_later(k, &k->draft.in[i]);
-        return;
-    }
-    sk_prop_t *slot = &k->props[k->next_prop++ % SK_PROPS];
-    *slot = k->draft;
-    slot->index = p->index;
-    slot->term = p->term;
-    slot->hash = p->hash;
-    /* Planted: answer before the entry commits. */
-    for (size_t i = 0; i < slot->n; i++) {
-        const sk_intent_t *in = &slot->in[i];
-        if (c->o.plant == SK_PLANT_ACK_EARLY && in->type == KYU_CMD_SEND)
-            for (size_t j = 0; j < in->n; j++)
-                sk_msg(k, in->ids[j])->acked = true;
-        if (c->o.plant == SK_PLANT_DELETE_EARLY && in->type == KYU_CMD_DELETE)
-            for (size_t j = 0; j < in->n; j++)
-                told_deleted(k, in->handles[j]);
-    }
+    if (c->o.plant == SK_PLANT_ACK_EARLY && in->type == KYU_CMD_SEND)
+        for (size_t j = 0; j < in->n; j++)
+            sk_msg(k, in->ids[j])->acked = true;
+    if (c->o.plant == SK_PLANT_DELETE_EARLY && in->type == KYU_CMD_DELETE)
+        for (size_t j = 0; j < in->n; j++)
+            told_deleted(k, in->handles[j]);
 }
 
-void sk_acked(sim_cluster_t *c, const sim_proposal_t *p)
+/* One request to leader nd: built, remembered by the hash of its encoding, proposed. */
+static void request(sim_cluster_t *c, sim_node_t *nd, uint64_t now)
 {
     sk_t *k = sk(c);
-    sk_prop_t *pr = sk_prop_find(k, p->index, p->term, p->hash);
-    if (!pr || !pr->applied)
+    sk_node_t *kn = nd->app;
+    sk_waiter_t *w = calloc(1, sizeof(*w));
+    KYU_ASSERT(w);
+    uint64_t retried = k->retried;
+    choose(c, &w->in, now);
+    kyu_command_t cmd;
+    char bodies[SK_SEND_MAX][SK_BODY_MAX];
+    build(c, &w->in, now, k->retried != retried, &cmd, bodies);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    kyu_command_encode(&cmd, &sb);
+    w->hash = sim_hash(sb.data, sb.size, 0x636d64);
+    msgpack_sbuffer_destroy(&sb);
+    sk_sent_t *slot = &k->sent[k->next_sent++ % SK_PROPS];
+    slot->hash = w->hash;
+    slot->in = w->in;
+    kyu_err_t err;
+    sk_enter(kn);
+    if (kyu_replica_propose(kn->replica, &cmd, w, &err) != KYU_OK) {
+        retry_later(k, &w->in);
+        free(w);
         return;
-    for (size_t i = 0; i < pr->n; i++) {
-        const sk_intent_t *in = &pr->in[i];
-        const sk_outcome_t *out = &pr->out[i];
-        if (out->code != KYU_OK)
-            continue;
-        /* The reply was lost: the client sends it again with the same key. */
-        if (in->rq_key && sim_rng_chance(&c->rng, 300))
-            retry_later(k, in);
-        switch (in->type) {
-        case KYU_CMD_SEND:
-            for (size_t j = 0; j < out->n; j++)
-                sk_msg(k, out->ids[j])->acked = true;
-            break;
-        case KYU_CMD_RECEIVE:
-            for (size_t j = 0; j < out->n; j++) {
-                size_t slot = k->next_handle++ % SK_HANDLES;
-                memcpy(k->handles[slot].h, out->handles[j], sizeof k->handles[slot].h);
-                k->handles[slot].q = in->q;
-                if (k->n_handles < SK_HANDLES)
-                    k->n_handles++;
-            }
-            break;
-        case KYU_CMD_DELETE:
-            for (size_t j = 0; j < in->n; j++)
-                if (out->results[j] == KYU_OK)
-                    told_deleted(k, in->handles[j]);
-            break;
-        default:
-            break;
+    }
+    kn->waiting++;
+    believe_early(c, &w->in);
+}
+
+void sk_client(sim_cluster_t *c, sim_node_t *nd)
+{
+    sk_node_t *kn = nd->app;
+    if (!kyu_replica_serving(kn->replica))
+        return; /* the frontend answers NOT_LEADER: nothing proposed */
+    uint64_t now = kyu_replica_now(kn->replica);
+    size_t want = 1 + (size_t)sim_rng_below(&c->rng, SK_CMDS_MAX);
+    for (size_t i = 0; i < want; i++)
+        request(c, nd, now);
+    sim_trace(&c->trace, c->now, "client: n%llu takes %zu requests", (unsigned long long)nd->id,
+              want);
+    sk_enter(kn);
+    kyu_replica_flush(kn->replica);
+}
+
+bool sk_client_waiting(sim_cluster_t *c)
+{
+    for (int i = 0; i < c->n; i++) {
+        sim_node_t *nd = &c->nodes[i];
+        sk_node_t *kn = nd->app;
+        if (nd->raft && kn->waiting > 0 && kyu_raft_role(nd->raft) == KYU_RAFT_LEADER)
+            return true;
+    }
+    return false;
+}
+
+/* What the client learns from an answer. */
+static void learn(sim_cluster_t *c, const sk_intent_t *in, const kyu_result_t *r)
+{
+    sk_t *k = sk(c);
+    if (r->code != KYU_OK)
+        return;
+    /* The reply was lost: the client sends it again with the same key. */
+    if (in->rq_key && sim_rng_chance(&c->rng, 300))
+        retry_later(k, in);
+    switch (in->type) {
+    case KYU_CMD_SEND:
+        for (size_t j = 0; j < r->n_ids; j++)
+            sk_msg(k, sk_parse_id(r->ids[j]))->acked = true;
+        break;
+    case KYU_CMD_RECEIVE:
+        for (size_t j = 0; j < r->n_msgs; j++) {
+            size_t slot = k->next_handle++ % SK_HANDLES;
+            snprintf(k->handles[slot].h, SK_HANDLE_MAX, "%s", r->msgs[j].handle);
+            k->handles[slot].q = in->q;
+            if (k->n_handles < SK_HANDLES)
+                k->n_handles++;
         }
+        break;
+    case KYU_CMD_DELETE:
+        for (size_t j = 0; j < in->n && j < r->n_results; j++)
+            if (r->results[j] == KYU_OK)
+                told_deleted(k, in->handles[j]);
+        break;
+    default:
+        break;
     }
 }
 
-void sk_abandoned(sim_cluster_t *c, const sim_proposal_t *p)
+void sk_on_done(void *arg, void *waiter, kyu_result_t *r)
 {
+    sk_node_t *kn = arg;
+    sim_cluster_t *c = kn->c;
     sk_t *k = sk(c);
-    sk_prop_t *pr = sk_prop_find(k, p->index, p->term, p->hash);
-    if (!pr)
-        return;
-    for (size_t i = 0; i < pr->n; i++)
-        retry_later(k, &pr->in[i]);
+    sk_waiter_t *w = waiter;
+    KYU_ASSERT(kn->waiting > 0);
+    kn->waiting--;
+    uintptr_t p = (uintptr_t)r, lo = (uintptr_t)kn->applying.results;
+    bool applied =
+        kn->applying.valid && kn->applying.n > 0 && p >= lo && p < lo + kn->applying.n * sizeof(*r);
+    if (applied) {
+        /* The result of command i of the entry being applied: it must be this request's. */
+        size_t i = (p - lo) / sizeof(*r);
+        k->answers++;
+        if (c->result == SIM_OK &&
+            sk_command_hash(kn->applying.data, kn->applying.len, i) != w->hash)
+            sim_violation(c, SIM_SAFETY,
+                          "answer mismatch: node %llu answered a request with the result of "
+                          "another command (command %zu of entry %llu, term %llu)",
+                          (unsigned long long)kn->nd->id, i, (unsigned long long)kn->applying.index,
+                          (unsigned long long)kn->applying.term);
+        sim_check_ack(c, kn->applying.index, kn->applying.hash);
+        c->acked++;
+        c->stats.acked++;
+        if (!c->faults)
+            c->probe_acked = true;
+        learn(c, &w->in, r);
+    } else if (r->code == KYU_ERR_NOT_LEADER || r->code == KYU_ERR_STORAGE ||
+               r->code == KYU_ERR_BUSY) {
+        /* Not applied here, or not known to be: the outcome is unknown. */
+        retry_later(k, &w->in);
+    } else {
+        /* Answered without its entry being applied here: only a broken replica does. */
+        learn(c, &w->in, r);
+    }
+    free(w);
 }

@@ -221,7 +221,6 @@ static void replay_receive(sim_cluster_t *c, const kyu_command_t *cmd, const sk_
             return;
         }
         out->ids[n] = kk->ids[i];
-        snprintf(out->handles[n], sizeof out->handles[n], "%s", res->msgs[n].handle);
         n++;
     }
     if (n != res->n_msgs || res->code != KYU_OK)
@@ -278,7 +277,6 @@ static void on_receive(sim_cluster_t *c, const kyu_command_t *cmd, const sk_inte
         gens[j] = gen;
         if (j < SK_RECV_MAX) {
             out->ids[j] = n;
-            snprintf(out->handles[j], sizeof out->handles[j], "%s", mm->handle);
             out->n = j + 1;
         }
     }
@@ -393,11 +391,11 @@ void sk_oracle_stream(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *
     k->stream = e->index;
     if (e->type != KYU_RAFT_ENTRY_NORMAL || e->len == 0)
         return;
-    sk_prop_t *pr = sk_prop_find(k, e->index, e->term, sim_entry_hash(e));
     size_t off = 0;
     for (size_t i = 0; off < e->len && c->result == SIM_OK; i++) {
         kyu_command_t cmd;
         kyu_err_t err;
+        size_t start = off;
         if (kyu_command_decode(e->data, e->len, &off, &cmd, &err) != KYU_OK || i >= n) {
             sim_violation(c, SIM_SAFETY, "entry %llu: command %zu does not decode or has no result",
                           (unsigned long long)e->index, i);
@@ -414,8 +412,10 @@ void sk_oracle_stream(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *
         /* What the client asked (the encoding may differ under a planted bug); an entry the
          * client forgot (the ring moved on) stands for itself. */
         sk_intent_t own = {.type = cmd.type, .vt = cmd.vt, .rq_key = cmd.rq_key};
-        const sk_intent_t *in = pr && i < pr->n ? &pr->in[i] : &own;
-        sk_outcome_t scratch, *out = pr && i < pr->n ? &pr->out[i] : &scratch;
+        const sk_intent_t *in = sk_sent_find(k, sim_hash(e->data + start, off - start, 0x636d64));
+        if (!in)
+            in = &own;
+        sk_outcome_t outcome, *out = &outcome;
         memset(out, 0, sizeof(*out));
         out->code = res[i].code;
         static const char *types[] = {"?",       "CREATE", "DELETE_QUEUE", "SEND",
@@ -451,8 +451,6 @@ void sk_oracle_stream(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *
             break; /* refused above */
         }
     }
-    if (pr)
-        pr->applied = true;
 }
 
 void sk_oracle_check_state(sim_cluster_t *c, sim_node_t *nd)

@@ -11,8 +11,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+static const char *argv0; /* the binary, for the replay line (a planted variant too) */
+
 static const char *name(void)
 {
+    if (argv0 && *argv0) {
+        const char *slash = strrchr(argv0, '/');
+        return slash ? slash + 1 : argv0;
+    }
     return sim_app() ? sim_app()->name : "kyu-sim";
 }
 
@@ -38,6 +44,7 @@ static uint64_t parse_u64(const char *s)
 
 int main(int argc, char **argv)
 {
+    argv0 = argv[0];
     int nodes = 0;
     uint64_t seeds = 0, start = 0, steps = 2000;
     uint32_t plant = 0;

@@ -1,5 +1,6 @@
 /*
- * sim_node.c - one simulated node: the real Raft core, a disk that loses every write not yet
+ * sim_node.c - one kyu-sim node (kyu-sim-kyu runs the broker's replica instead,
+ * sim_kyu_node.c): the real Raft core, a disk that loses every write not yet
  * durable when the node crashes, and a state machine that is a hash chain over the entries
  * it applies (so two state machines agree exactly when they applied the same entries).
  *
@@ -17,7 +18,7 @@ static void oom(void)
     exit(3);
 }
 
-static void disk_free(sim_disk_t *d)
+void sim_disk_free(sim_disk_t *d)
 {
     for (size_t i = 0; i < d->n; i++)
         free(d->ents[i].data);
@@ -29,7 +30,7 @@ static void disk_free(sim_disk_t *d)
 void sim_node_free(sim_node_t *nd)
 {
     kyu_raft_destroy(&nd->raft);
-    disk_free(&nd->disk);
+    sim_disk_free(&nd->disk);
 }
 
 /* The snapshot of the sim's state machine: its index and chain, padded with bytes derived
@@ -67,10 +68,6 @@ static bool snapshot_decode(const uint8_t *data, size_t len, uint64_t *index, ui
 bool sim_node_start(sim_cluster_t *c, sim_node_t *nd)
 {
     const sim_options_t *o = &c->o;
-    /* The real state machine survives a crash (kyu-sim-kyu): the node comes back at the
-     * state's applied index, and its boot may reset the log to it. */
-    if (c->app && !c->app->node_open(c, nd))
-        return false;
     kyu_raft_config_t cfg = {
         .id = nd->id,
         .group = 1,
@@ -87,17 +84,15 @@ bool sim_node_start(sim_cluster_t *c, sim_node_t *nd)
         .conf = &nd->boot_conf,
         .entries = nd->disk.ents,
         .n_entries = nd->disk.n,
-        .applied = c->app ? nd->sm_applied : nd->disk.snap.index,
+        .applied = nd->disk.snap.index,
     };
     nd->raft = kyu_raft_new(&cfg);
     if (!nd->raft)
         return false;
-    if (!c->app) {
-        /* The state machine is rebuilt from the snapshot; the core re-delivers the rest. */
-        nd->sm_applied = 0;
-        nd->sm_chain = 0;
-    }
-    if (!c->app && nd->disk.snap.index) {
+    /* The state machine is rebuilt from the snapshot; the core re-delivers the rest. */
+    nd->sm_applied = 0;
+    nd->sm_chain = 0;
+    if (nd->disk.snap.index) {
         uint64_t idx, chain;
         if (!snapshot_decode(nd->disk.snap.data, nd->disk.snap.len, &idx, &chain) ||
             idx != nd->disk.snap.index) {
@@ -125,11 +120,9 @@ void sim_node_crash(sim_cluster_t *c, sim_node_t *nd)
     /* The Ready (and the write in progress) die with the core. */
     kyu_raft_destroy(&nd->raft);
     nd->busy = false;
-    if (c->app)
-        c->app->node_close(c, nd);
 }
 
-static void disk_truncate_from(sim_disk_t *d, uint64_t index)
+void sim_disk_truncate_from(sim_disk_t *d, uint64_t index)
 {
     while (d->n > 0 && d->ents[d->n - 1].index >= index) {
         free(d->ents[d->n - 1].data);
@@ -137,7 +130,7 @@ static void disk_truncate_from(sim_disk_t *d, uint64_t index)
     }
 }
 
-static void disk_append(sim_disk_t *d, const kyu_raft_entry_t *e)
+void sim_disk_append(sim_disk_t *d, const kyu_raft_entry_t *e)
 {
     if (d->n == d->cap) {
         size_t cap = d->cap ? d->cap * 2 : 64;
@@ -158,7 +151,7 @@ static void disk_append(sim_disk_t *d, const kyu_raft_entry_t *e)
     }
 }
 
-static void disk_set_snapshot(sim_disk_t *d, const kyu_raft_snapshot_t *s)
+void sim_disk_set_snapshot(sim_disk_t *d, const kyu_raft_snapshot_t *s)
 {
     free(d->snap.data);
     d->snap = *s;
@@ -169,7 +162,7 @@ static void disk_set_snapshot(sim_disk_t *d, const kyu_raft_snapshot_t *s)
 }
 
 /* Drops stored entries covered by the snapshot. */
-static void disk_compact(sim_disk_t *d, uint64_t index)
+void sim_disk_compact(sim_disk_t *d, uint64_t index)
 {
     size_t drop = 0;
     while (drop < d->n && d->ents[drop].index <= index) {
@@ -191,26 +184,19 @@ static void complete(sim_cluster_t *c, sim_node_t *nd)
 {
     const kyu_raft_ready_t *rd = &nd->rd;
     sim_disk_t *d = &nd->disk;
-    /* The real state machine fetches the snapshot's state from another node first, as the
-     * broker does before it writes the log's snapshot record; with no node able to serve
-     * it, the Ready stays out and the fetch is tried again later. */
-    if (rd->snapshot && c->app && !c->app->install(c, nd, rd->snapshot)) {
-        nd->write_done_at = c->now + c->o.election_ticks;
-        return;
-    }
     if (rd->snapshot) {
-        disk_set_snapshot(d, rd->snapshot);
-        disk_truncate_from(d, 0);
+        sim_disk_set_snapshot(d, rd->snapshot);
+        sim_disk_truncate_from(d, 0);
     }
     if (rd->n_entries > 0) {
-        disk_truncate_from(d, rd->entries[0].index);
+        sim_disk_truncate_from(d, rd->entries[0].index);
         for (size_t i = 0; i < rd->n_entries; i++) {
             const kyu_raft_entry_t *e = &rd->entries[i];
             uint64_t prev = d->n > 0 ? d->ents[d->n - 1].term : d->snap.term;
             if (d->n == 0 && e->index - 1 != d->snap.index)
                 prev = kyu_raft_term_at(nd->raft, e->index - 1); /* below the snapshot */
             sim_check_durable(c, nd, e, prev);
-            disk_append(d, e);
+            sim_disk_append(d, e);
         }
     }
     if (rd->hard_state_changed)
@@ -218,13 +204,7 @@ static void complete(sim_cluster_t *c, sim_node_t *nd)
     for (size_t i = 0; i < rd->n_msgs; i++)
         if (rd->msgs[i].after_persist)
             send(c, &rd->msgs[i]);
-    if (rd->snapshot && c->app) {
-        sim_trace(&c->trace, c->now, "n%llu installs snapshot at %llu (state at %llu)",
-                  (unsigned long long)nd->id, (unsigned long long)rd->snapshot->index,
-                  (unsigned long long)nd->sm_applied);
-        sim_check_snapshot(c, nd, nd->sm_applied, nd->sm_chain);
-        c->stats.snapshots_installed++;
-    } else if (rd->snapshot) {
+    if (rd->snapshot) {
         uint64_t idx, chain;
         if (!snapshot_decode(rd->snapshot->data, rd->snapshot->len, &idx, &chain) ||
             idx != rd->snapshot->index) {
@@ -250,8 +230,6 @@ static void complete(sim_cluster_t *c, sim_node_t *nd)
             break;
         }
         nd->sm_chain = sim_mix(nd->sm_chain, sim_entry_hash(e));
-        if (c->app)
-            c->app->apply(c, nd, e);
         nd->sm_applied = e->index;
         sim_check_apply(c, nd, e, nd->sm_chain);
         if (c->result != SIM_OK)
@@ -269,27 +247,15 @@ static void maybe_compact(sim_cluster_t *c, sim_node_t *nd)
         return;
     uint8_t *data;
     size_t len;
-    if (c->app) {
-        /* As the broker: the snapshot is the state database; the core keeps a descriptor. */
-        len = 8;
-        data = malloc(len);
-        if (!data)
-            oom();
-        for (int i = 0; i < 8; i++)
-            data[i] = (uint8_t)(applied >> (56 - 8 * i));
-    } else {
-        sim_snapshot_encode(applied, nd->sm_chain, c->o.snap_pad, &data, &len);
-    }
+    sim_snapshot_encode(applied, nd->sm_chain, c->o.snap_pad, &data, &len);
     if (kyu_raft_compact(nd->raft, applied, data, len) != KYU_RAFT_OK) {
         free(data);
         return;
     }
     /* The broker would write the snapshot durably before cutting its stored log; the sim's
      * disk does both at once. */
-    disk_set_snapshot(&nd->disk, kyu_raft_snapshot(nd->raft));
-    disk_compact(&nd->disk, applied);
-    if (c->app)
-        c->app->compacted(c, nd, applied);
+    sim_disk_set_snapshot(&nd->disk, kyu_raft_snapshot(nd->raft));
+    sim_disk_compact(&nd->disk, applied);
     c->stats.compactions++;
     free(data);
     sim_trace(&c->trace, c->now, "n%llu compacts its log up to %llu", (unsigned long long)nd->id,
