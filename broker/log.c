@@ -213,8 +213,9 @@ kyu_log_t *kyu_log_new(kyu_store_t *store, kyu_err_t *err)
         kyu_err_set(err, KYU_ERR_INTERNAL, "cannot start the storage thread");
         return NULL;
     }
-    /* The replica keeps at most KYU_REPLICA_INFLIGHT entries (plus a compaction request)
-     * in this pipe, far below these marks, so a send never blocks the loop or drops. */
+    /* The replica hands over one Ready's write at a time and waits for it to be durable
+     * before the next (plus compaction and install requests), far below these marks, so a
+     * send never blocks the loop or drops. */
     zsock_set_sndhwm(zactor_sock(self->actor), 1000);
     zsock_set_rcvhwm(zactor_sock(self->actor), 1000);
     return self;

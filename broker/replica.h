@@ -11,8 +11,8 @@
  *
  * Waiters are keyed by the (term, index) of their entry: an entry that commits at that index
  * with another term, or a leadership lost before the entry commits, answers its waiters
- * NOT_LEADER (the request may still be applied if the entry survives: clients retry, so a
- * retried send may be stored twice until client request ids come).
+ * NOT_LEADER (the request may still be applied if the entry survives: clients retry it with
+ * the same request key, and the state machine applies a keyed write once: sm_dedup.c).
  *
  * A node with no peers is a one-voter cluster on the same path. Owned by the event loop.
  */
