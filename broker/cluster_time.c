@@ -9,7 +9,8 @@
 #include <time.h>
 
 struct kyu_cluster_time {
-    uint64_t bound; /* ms */
+    uint64_t bound;     /* ms */
+    uint64_t boot_last; /* entries up to here were written before this start */
     kyu_cluster_time_log_fn log;
     void *log_arg;
     /* The greatest cluster time known (applied or issued) and the monotonic time it was
@@ -19,7 +20,7 @@ struct kyu_cluster_time {
     bool trusted;
     /* What the previous tick saw applied, and the indexes seen in the log beyond the
      * commit index (held before they were committed), as [unc_lo, unc_hi] (0: none). */
-    uint64_t applied_ms_seen, applied_index_seen;
+    uint64_t applied_ms_seen;
     uint64_t unc_lo, unc_hi;
     int skew; /* the episode under way: +1 ahead, -1 behind, 0 none */
     /* Leadership handed over for skew: in which term and when (monotonic). */
@@ -69,6 +70,7 @@ kyu_cluster_time_t *kyu_cluster_time_new(const kyu_cluster_time_config_t *cfg, u
         cfg && cfg->max_skew_ms ? cfg->max_skew_ms : (uint64_t)KYU_CLUSTER_TIME_SKEW_DEFAULT_MS;
     self->log = cfg && cfg->log ? cfg->log : log_default;
     self->log_arg = cfg && cfg->log ? cfg->log_arg : NULL;
+    self->boot_last = cfg ? cfg->boot_last_index : 0;
     self->anchor_ms = applied_ms;
     self->anchor_mono = mono_ms;
     self->last = applied_ms;
@@ -114,22 +116,25 @@ uint64_t kyu_cluster_time_now(kyu_cluster_time_t *self, uint64_t wall_ms, uint64
     return t;
 }
 
-/* Learns whether the times applied since the last tick came from entries this node held
- * before they were committed: those the leader had just proposed, so their time is the
- * cluster's time now, give or take a commit's latency. */
+/* Learns whether the greatest time applied since the last tick is fresh: the entry that
+ * carried it is of the current term (proposed by the leader that commits it, not left over
+ * from an earlier one), and this node held it before it was committed, having received (or
+ * proposed) it since it started (entries written before a restart are as old as the
+ * outage). Its time is then the cluster's time now, give or take a commit's latency. */
 static void learn(kyu_cluster_time_t *self, const kyu_cluster_time_obs_t *o)
 {
     if (o->applied_ms > self->applied_ms_seen) {
-        if (self->unc_hi && self->unc_hi > self->applied_index_seen &&
-            self->unc_lo <= o->applied_index)
+        if (self->unc_hi && o->applied_ms_index >= self->unc_lo &&
+            o->applied_ms_index <= self->unc_hi && o->applied_ms_term == o->term)
             self->trusted = true;
         self->applied_ms_seen = o->applied_ms;
     }
-    self->applied_index_seen = o->applied_index;
     raise_to(self, o->applied_ms, o->mono_ms);
     /* After the check above: what is beyond the commit index now is applied later. */
-    if (o->last_index > o->commit_index) {
-        uint64_t lo = o->commit_index + 1, hi = o->last_index;
+    uint64_t lo = o->commit_index + 1, hi = o->last_index;
+    if (lo <= self->boot_last)
+        lo = self->boot_last + 1;
+    if (hi >= lo) {
         if (self->unc_hi && lo <= self->unc_hi + 1 && hi + 1 >= self->unc_lo) {
             self->unc_lo = lo < self->unc_lo ? lo : self->unc_lo;
             self->unc_hi = hi > self->unc_hi ? hi : self->unc_hi;

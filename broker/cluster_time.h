@@ -14,15 +14,19 @@
  * wall clock more than the bound ahead of a trusted estimate is not used: the node follows
  * the cluster's time instead of dragging it forward.
  *
- * The estimate is trusted once the node has applied a time from an entry it held before
- * that entry was committed (one the leader had just proposed): a restart, or catching up
- * on committed entries, yields times that may be old. Once trusted it stays so: later old
- * times never lower it, and the monotonic clock carries it forward.
+ * The estimate is trusted once the node has applied a time carried by a fresh entry: one of the
+ * current term (proposed by the leader that commits it) that the node received or proposed
+ * after it started and held before it was committed, so the leader had just proposed it.
+ * A restart, catching up on committed entries, entries written before the restart and
+ * entries an earlier leader left uncommitted yield times that may be old (as old as an
+ * outage). Once trusted it stays so: later old times never lower it, and the monotonic
+ * clock carries it forward.
  *
  * With a trusted estimate, a wall clock more than the bound away from it is an episode of
  * clock skew, logged once with both times. A leader whose clock is ahead past the bound
  * asks to hand leadership over (kyu_cluster_time_tick), once per term, unless it handed
- * it over shortly before and it came back (no other voter kept it), or it is the only voter.
+ * it over less than KYU_CLUSTER_TIME_REFUSE_HOLD_MS before and it came back (no other voter
+ * kept it: leadership settles instead of going round), or it is the only voter.
  *
  * Pure over its inputs: the caller reads the clocks (wall: CLOCK_REALTIME, mono:
  * CLOCK_MONOTONIC, both in ms) and the replica's state, so tests and the simulator drive it
@@ -37,8 +41,9 @@
 #define KYU_CLUSTER_TIME_SKEW_DEFAULT_MS 5000 /* --max-clock-skew-ms */
 #define KYU_CLUSTER_TIME_SKEW_MAX_MS 86400000 /* largest bound accepted: one day */
 /* A leader that handed leadership over for skew and got it back within this long keeps it:
- * no other voter could keep it (their clocks may be ahead too). */
-#define KYU_CLUSTER_TIME_REFUSE_HOLD_MS 10000
+ * no other voter kept it (their clocks may look ahead too), and handing it round again would
+ * leave the cluster without a leader for good. */
+#define KYU_CLUSTER_TIME_REFUSE_HOLD_MS 60000
 
 typedef struct kyu_cluster_time kyu_cluster_time_t;
 
@@ -50,6 +55,9 @@ typedef struct {
     uint64_t max_skew_ms;        /* 0: KYU_CLUSTER_TIME_SKEW_DEFAULT_MS */
     kyu_cluster_time_log_fn log; /* NULL: lines go to stderr, prefixed "kyu-broker: " */
     void *log_arg;
+    /* The last index of the node's log when it started: entries up to it were written
+     * before, and may be old however late they are committed. */
+    uint64_t boot_last_index;
 } kyu_cluster_time_config_t;
 
 /* What the node sees at one tick. */
@@ -57,8 +65,11 @@ typedef struct {
     uint64_t wall_ms, mono_ms;
     uint64_t applied_ms;    /* the greatest command time applied (kyu_sm_last_now) */
     uint64_t applied_index; /* the state machine's applied index */
-    uint64_t last_index;    /* the last index of this node's Raft log */
-    uint64_t commit_index;  /* this node's commit index */
+    /* The entry that carried applied_ms, if applied since this start (kyu_sm_last_now_entry;
+     * 0 and 0: not known). */
+    uint64_t applied_ms_index, applied_ms_term;
+    uint64_t last_index;   /* the last index of this node's Raft log */
+    uint64_t commit_index; /* this node's commit index */
     bool leader;
     uint64_t term;
     uint32_t voters; /* voters in the configuration */

@@ -234,7 +234,8 @@ kyu_replica_t *kyu_replica_new(kyu_store_t *store, kyu_sm_t *sm, const kyu_repli
     for (uint32_t i = 0; alone && i < 4 * election && kyu_raft_role(self->raft) != KYU_RAFT_LEADER;
          i++)
         kyu_raft_tick(self->raft);
-    kyu_cluster_time_config_t ct = {.max_skew_ms = cfg ? cfg->max_clock_skew_ms : 0};
+    kyu_cluster_time_config_t ct = {.max_skew_ms = cfg ? cfg->max_clock_skew_ms : 0,
+                                    .boot_last_index = kyu_raft_last_index(self->raft)};
     self->clock_time =
         kyu_cluster_time_new(&ct, kyu_sm_last_now(sm), self->clock->mono_ms(self->clock_arg));
     KYU_ASSERT(self->clock_time);
@@ -650,15 +651,19 @@ void kyu_replica_on_log_event(kyu_replica_t *self, const kyu_log_event_t *ev)
 static void check_clock(kyu_replica_t *self)
 {
     const kyu_raft_t *r = self->raft;
-    kyu_cluster_time_obs_t o = {self->clock->wall_ms(self->clock_arg),
-                                self->clock->mono_ms(self->clock_arg),
-                                kyu_sm_last_now(self->sm),
-                                kyu_sm_applied_index(self->sm),
-                                kyu_raft_last_index(r),
-                                kyu_raft_commit(r),
-                                kyu_raft_role(r) == KYU_RAFT_LEADER,
-                                kyu_raft_term(r),
-                                kyu_raft_conf(r)->n_voters};
+    uint64_t ms_index = 0, ms_term = 0;
+    kyu_sm_last_now_entry(self->sm, &ms_index, &ms_term);
+    kyu_cluster_time_obs_t o = {.wall_ms = self->clock->wall_ms(self->clock_arg),
+                                .mono_ms = self->clock->mono_ms(self->clock_arg),
+                                .applied_ms = kyu_sm_last_now(self->sm),
+                                .applied_index = kyu_sm_applied_index(self->sm),
+                                .applied_ms_index = ms_index,
+                                .applied_ms_term = ms_term,
+                                .last_index = kyu_raft_last_index(r),
+                                .commit_index = kyu_raft_commit(r),
+                                .leader = kyu_raft_role(r) == KYU_RAFT_LEADER,
+                                .term = kyu_raft_term(r),
+                                .voters = kyu_raft_conf(r)->n_voters};
     if (kyu_cluster_time_tick(self->clock_time, &o) == KYU_CLUSTER_TIME_HAND_OVER &&
         !self->transferring)
         kyu_replica_transfer(self);

@@ -193,6 +193,7 @@ kyu_code_t kyu_sm_reload(kyu_sm_t *self, kyu_err_t *err)
 {
     drop_queues(self);
     zlistx_purge(self->touched);
+    self->last_now_index = self->last_now_term = 0;
     return load(self, err);
 }
 
@@ -240,6 +241,12 @@ uint64_t kyu_sm_applied_index(const kyu_sm_t *self)
 uint64_t kyu_sm_last_now(const kyu_sm_t *self)
 {
     return self->last_now;
+}
+
+void kyu_sm_last_now_entry(const kyu_sm_t *self, uint64_t *index, uint64_t *term)
+{
+    *index = self->last_now_index;
+    *term = self->last_now_term;
 }
 
 bool kyu_sm_queue_exists(kyu_sm_t *self, const char *name)

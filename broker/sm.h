@@ -60,6 +60,9 @@ void kyu_sm_set_entry_meta(kyu_sm_t *self, uint64_t term, const uint8_t *conf, s
 kyu_code_t kyu_sm_reload(kyu_sm_t *self, kyu_err_t *err);
 /* The largest command time applied: leaders never propose an earlier time. */
 uint64_t kyu_sm_last_now(const kyu_sm_t *self);
+/* The index and term of the entry whose command carried kyu_sm_last_now, when that entry was
+ * applied since the state machine was opened or reloaded (else 0 and 0). */
+void kyu_sm_last_now_entry(const kyu_sm_t *self, uint64_t *index, uint64_t *term);
 
 /* Applies the entry at index (must be applied_index + 1). results, when not NULL, has room
  * for cap results and receives one per command in order (*n of them); NULL when nobody waits

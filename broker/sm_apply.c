@@ -317,8 +317,11 @@ kyu_code_t kyu_sm_apply(kyu_sm_t *self, uint64_t index, const void *payload, siz
         bool waited = results && count < cap;
         kyu_result_t *res = waited ? &results[count] : &scratch;
         memset(res, 0, sizeof *res);
-        if (cmd.now_ms > self->last_now)
+        if (cmd.now_ms > self->last_now) {
             self->last_now = cmd.now_ms;
+            self->last_now_index = index;
+            self->last_now_term = self->next_term;
+        }
         /* Decoded, so the type has a row with an apply. */
         kyu_apply_t a = {.res = res, .want_bodies = waited, .err = err};
         rc = apply_command(self, kyu_ops_command(cmd.type), &cmd, &a);

@@ -42,6 +42,9 @@ struct kyu_sm {
     uint64_t next_seq;
     uint64_t next_qid;
     uint64_t last_now;
+    /* The entry whose command carried last_now, when applied since this start (0: not
+     * known; not stored): cluster_time.c trusts only a time from a fresh entry. */
+    uint64_t last_now_index, last_now_term;
     /* Raft's view of the applied index: its term and the configuration in force there,
      * written with it, so that the state database describes itself as a snapshot. */
     uint64_t applied_term, next_term;

@@ -32,6 +32,16 @@ static void capture(void *arg, const char *line)
     snprintf(lb->last, sizeof lb->last, "%s", line);
 }
 
+static kyu_cluster_time_t *node_booted(logbook_t *lb, uint64_t applied_ms, uint64_t mono,
+                                       uint64_t boot_last_index)
+{
+    kyu_cluster_time_config_t cfg = {
+        .max_skew_ms = BOUND, .log = capture, .log_arg = lb, .boot_last_index = boot_last_index};
+    kyu_cluster_time_t *ct = kyu_cluster_time_new(&cfg, applied_ms, mono);
+    assert_non_null(ct);
+    return ct;
+}
+
 static kyu_cluster_time_t *node(logbook_t *lb, uint64_t applied_ms, uint64_t mono)
 {
     kyu_cluster_time_config_t cfg = {.max_skew_ms = BOUND, .log = capture, .log_arg = lb};
@@ -44,6 +54,8 @@ static kyu_cluster_time_t *node(logbook_t *lb, uint64_t applied_ms, uint64_t mon
  * stamped `stamp`; this node holds it before it commits (one tick), then applies it. */
 typedef struct {
     uint64_t index, applied_ms, term;
+    /* The entry that carried applied_ms (0: the last applied, of the current term). */
+    uint64_t applied_ms_index, applied_term;
     bool leader;
     uint32_t voters;
 } replica_view_t;
@@ -55,6 +67,9 @@ static kyu_cluster_time_action_t tick(kyu_cluster_time_t *ct, const replica_view
                                 .mono_ms = mono,
                                 .applied_ms = v->applied_ms,
                                 .applied_index = v->index,
+                                .applied_ms_index =
+                                    v->applied_ms_index ? v->applied_ms_index : v->index,
+                                .applied_ms_term = v->applied_term ? v->applied_term : v->term,
                                 .last_index = last_index,
                                 .commit_index = v->index,
                                 .leader = v->leader,
@@ -246,6 +261,101 @@ static void test_old_times_from_catching_up_raise_no_alarm(void **state)
     kyu_cluster_time_destroy(&b);
 }
 
+/* A node restarted after an outage holds entries it wrote before it stopped, beyond the
+ * commit index it knew: the leader commits them now, but their times are as old as the
+ * outage. They must not make the node trust its estimate (a trusted estimate an hour behind
+ * would make its correct clock look an hour ahead: it would stamp the old time and hand
+ * leadership over, and so would every node restarted with it, for ever). */
+static void test_entries_held_from_before_a_restart_are_not_fresh(void **state)
+{
+    (void)state;
+    logbook_t lb = {0};
+    uint64_t real = T0 + 60 * MIN, mono = 10;
+    /* Applied up to 5, its log goes to 10: written an hour ago, before the outage. */
+    kyu_cluster_time_t *b = node_booted(&lb, T0, mono, 10);
+    replica_view_t v = {.voters = 3, .term = 7, .index = 5, .applied_ms = T0};
+    tick(b, &v, real, mono, 10); /* 6..10 beyond the commit index */
+    v.index = 10;
+    v.applied_ms = T0 + 1000; /* the leader commits them: their old times */
+    tick(b, &v, real, mono + 10, 10);
+    if (kyu_cluster_time_trusted(b))
+        fail_msg("entries written before the restart made the estimate (an hour old) trusted");
+    v.leader = true;
+    assert_int_equal(tick(b, &v, real, mono + 20, 10), KYU_CLUSTER_TIME_KEEP);
+    assert_int_equal(lb.lines, 0);
+    assert_int_equal(kyu_cluster_time_now(b, real, mono + 20, v.applied_ms), real);
+    /* A fresh entry of this term, received after the start, is trusted. */
+    fresh_entry(b, &v, real + 30, real + 30, mono + 30);
+    assert_true(kyu_cluster_time_trusted(b));
+    kyu_cluster_time_destroy(&b);
+}
+
+/* Entries of an earlier term that a new leader commits (it held them, maybe for long,
+ * while no leader could commit) carry the times of the leader that proposed them: only an
+ * entry of the current term, proposed by the leader that commits it, is fresh. */
+static void test_entries_of_an_earlier_term_are_not_fresh(void **state)
+{
+    (void)state;
+    logbook_t lb = {0};
+    uint64_t real = T0 + 10 * MIN, mono = 10;
+    kyu_cluster_time_t *b = node(&lb, T0, mono);
+    replica_view_t v = {.voters = 3, .term = 9, .applied_ms = T0, .applied_term = 8};
+    fresh_entry(b, &v, T0 + 1000, real, mono + 10); /* term 8's, received after the start */
+    if (kyu_cluster_time_trusted(b))
+        fail_msg("an entry of an earlier term made the (ten minutes old) estimate trusted");
+    v.applied_term = 0; /* the current term's */
+    fresh_entry(b, &v, real, real, mono + 20);
+    assert_true(kyu_cluster_time_trusted(b));
+    assert_int_equal(lb.lines, 0);
+    kyu_cluster_time_destroy(&b);
+}
+
+/* A new leader's first entry of its term (a no-op, which carries no time) is committed
+ * together with entries an earlier leader left: their time is old, and the no-op does not
+ * vouch for it. */
+static void test_a_time_from_an_earlier_term_is_not_fresh_beside_a_new_term_entry(void **state)
+{
+    (void)state;
+    logbook_t lb = {0};
+    uint64_t real = T0 + 10 * MIN, mono = 10;
+    kyu_cluster_time_t *b = node(&lb, T0, mono);
+    replica_view_t v = {.voters = 3, .term = 6, .index = 11, .applied_ms = T0};
+    tick(b, &v, real, mono, 13); /* 12: term 5's, 13: the no-op of term 6 */
+    v.index = 13;
+    v.applied_ms = T0 + 1000;
+    v.applied_ms_index = 12;
+    v.applied_term = 5;
+    v.leader = true;
+    tick(b, &v, real, mono + 10, 13);
+    if (kyu_cluster_time_trusted(b))
+        fail_msg("the no-op of the term vouched for the earlier term's (old) time");
+    assert_int_equal(lb.lines, 0);
+    kyu_cluster_time_destroy(&b);
+}
+
+/* Every voter's clock looks ahead (say, the cluster's time fell behind while no leader
+ * could commit): each hands leadership over once, then keeps it when it comes back within
+ * the hold time, so leadership settles instead of going round for ever. */
+static void test_leadership_settles_when_every_clock_looks_ahead(void **state)
+{
+    (void)state;
+    logbook_t lb = {0};
+    kyu_cluster_time_t *b = node(&lb, 0, 0);
+    replica_view_t v = {.voters = 3, .term = 1};
+    uint64_t real = T0, mono = 100;
+    for (int i = 0; i < 5; i++, real += 50, mono += 50)
+        fresh_entry(b, &v, real, real + MIN, mono);
+    v.leader = true;
+    v.term = 2;
+    assert_int_equal(tick(b, &v, real + MIN, mono, v.index), KYU_CLUSTER_TIME_HAND_OVER);
+    /* The other voters hand it over too: it comes back 20 s later, two terms on. */
+    v.term = 4;
+    mono += 20000;
+    real += 20000;
+    assert_int_equal(tick(b, &v, real + MIN, mono, v.index), KYU_CLUSTER_TIME_KEEP);
+    kyu_cluster_time_destroy(&b);
+}
+
 /* A leader whose clock is ahead hands leadership over once per term; if leadership comes
  * back within the hold time (no other voter kept it), it keeps it; later it hands over
  * again. */
@@ -347,6 +457,10 @@ int main(void)
         cmocka_unit_test(test_a_clock_behind_the_cluster_time_is_reported),
         cmocka_unit_test(test_old_times_from_catching_up_raise_no_alarm),
         cmocka_unit_test(test_a_fast_leader_hands_leadership_over),
+        cmocka_unit_test(test_entries_held_from_before_a_restart_are_not_fresh),
+        cmocka_unit_test(test_entries_of_an_earlier_term_are_not_fresh),
+        cmocka_unit_test(test_a_time_from_an_earlier_term_is_not_fresh_beside_a_new_term_entry),
+        cmocka_unit_test(test_leadership_settles_when_every_clock_looks_ahead),
         cmocka_unit_test(test_a_lone_voter_keeps_leading_on_the_cluster_time),
         cmocka_unit_test(test_a_clock_ahead_within_the_bound_is_used),
         cmocka_unit_test(test_the_default_bound_is_five_seconds),
