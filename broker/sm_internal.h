@@ -9,9 +9,11 @@
 #include "sm.h"
 
 #include <czmq.h>
-#include <sodium.h>
 
-typedef crypto_auth_hmacsha512256_state kyu_handle_mac_t;
+/* The receipt handles' MAC key, derived from the handle key (sm_handle.c). */
+typedef struct {
+    uint8_t k[16];
+} kyu_handle_mac_t;
 
 /* The replicated address book (sm_members.c). */
 typedef struct {
@@ -55,7 +57,7 @@ struct kyu_sm {
     /* The receipt handle key (sm_handle.c): applied; as changed by the current entry. */
     uint8_t hkey[KYU_HANDLE_KEY_LEN], hkey_next[KYU_HANDLE_KEY_LEN];
     bool has_hkey, has_hkey_next;
-    kyu_handle_mac_t hmac, hmac_next; /* the HMAC keyed with each (sm_handle.c) */
+    kyu_handle_mac_t hmac, hmac_next; /* the MAC key of each (sm_handle.c) */
     rocksdb_writeoptions_t *wopts;
     /* per-entry scratch */
     rocksdb_writebatch_wi_t *batch; /* entries with a command that reads (read-your-writes) */
@@ -143,7 +145,7 @@ static inline kyu_err_t *kyu_result_err(kyu_result_t *res)
  * which becomes hkey once the entry's write succeeded (settle). */
 kyu_code_t kyu_sm_handle_key_load(kyu_sm_t *self, kyu_err_t *err);
 void kyu_sm_handle_key_settle(kyu_sm_t *self, bool written);
-/* kyu_handle_format and kyu_handle_verify (sm.h) with the key's HMAC state prepared. */
+/* kyu_handle_format and kyu_handle_verify (sm.h) with the key's MAC key derived. */
 void kyu_sm_handle_format(char out[KYU_HANDLE_LEN + 1], const kyu_handle_mac_t *m, uint64_t qid,
                           uint64_t seq, uint32_t gen);
 bool kyu_sm_handle_verify(const char *handle, const kyu_handle_mac_t *m, uint64_t qid,
