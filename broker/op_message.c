@@ -110,8 +110,6 @@ kyu_code_t kyu_op_send_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t
         return KYU_OK;
     for (size_t i = 0; i < c->n; i++) {
         uint64_t seq = self->next_seq++;
-        uint8_t k[KEY_QS], kv[KEY_VIS];
-        key_qs(k, q->qid, seq);
         /* Message record: sent_ms(8) id_len(1) id, then the body, in two parts so the body
          * is copied once, by the store. */
         size_t idlen = strlen(c->ids[i]);
@@ -119,15 +117,9 @@ kyu_code_t kyu_op_send_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t
         kyu_put_be64(head, c->now_ms);
         head[8] = (uint8_t)idlen;
         memcpy(head + 9, c->ids[i], idlen);
-        kyu_sm_put_message(self, k, head, 9 + idlen, c->bodies[i], c->body_lens[i]);
-        lease_t l = {.visible_at = c->now_ms};
-        uint8_t lv[LEASE_LEN];
-        lease_encode(lv, &l);
-        kyu_sm_put(self, KYU_CF_LEASES, k, KEY_QS, lv, LEASE_LEN);
-        key_vis(kv, q->qid, c->now_ms, seq);
-        if (c->now_ms < q->scan_floor)
-            q->scan_floor = c->now_ms;
-        kyu_sm_put(self, KYU_CF_VISIBILITY, kv, KEY_VIS, "", 0);
+        kyu_sent_t sent = {.body = c->bodies[i], .body_len = c->body_lens[i], .sent_ms = c->now_ms};
+        memcpy(sent.id, c->ids[i], idlen + 1);
+        kyu_sm_add_message(self, q, seq, head, 9 + idlen, c->bodies[i], c->body_lens[i], &sent);
         q->n_messages++;
         memcpy(res->ids[i], c->ids[i], KYU_UUID_LEN + 1);
     }
@@ -176,27 +168,20 @@ void kyu_op_receive_reply(const kyu_result_t *res, kyu_reply_t *rep, size_t *n_b
 static kyu_code_t read_message(kyu_sm_t *self, const queue_t *q, uint64_t seq, const lease_t *l,
                                kyu_result_t *res, kyu_err_t *err)
 {
-    uint8_t k[KEY_QS];
-    key_qs(k, q->qid, seq);
-    size_t vlen = 0;
-    char *v = kyu_sm_get(self, KYU_CF_MESSAGES, k, KEY_QS, &vlen, err);
-    if (!v || vlen < 9 || vlen < 9 + (size_t)(uint8_t)v[8] || (uint8_t)v[8] > KYU_UUID_LEN) {
-        free(v);
-        return err->code ? err->code
-                         : kyu_err_set(err, KYU_ERR_STORAGE, "message record %llu missing",
-                                       (unsigned long long)seq);
-    }
-    size_t i = res->n_msgs++, idlen = (uint8_t)v[8];
-    kyu_msg_meta_t *m = &res->msgs[i];
-    memcpy(m->message_id, v + 9, idlen);
-    m->message_id[idlen] = '\0';
-    kyu_sm_handle_format(m->handle, &self->hmac_next, q->qid, seq, l->gen);
-    m->receive_count = l->receive_count;
-    m->sent_ms = kyu_get_be64((const uint8_t *)v);
-    m->first_receive_ms = l->first_ms;
-    res->owned[i] = v;
-    res->bodies[i] = v + 9 + idlen;
-    res->body_lens[i] = vlen - 9 - idlen;
+    kyu_sent_t m;
+    char *owned = NULL;
+    if (!kyu_sm_read_message(self, q, seq, &m, &owned, err))
+        return err->code;
+    size_t i = res->n_msgs++;
+    kyu_msg_meta_t *meta = &res->msgs[i];
+    memcpy(meta->message_id, m.id, sizeof m.id);
+    kyu_sm_handle_format(meta->handle, &self->hmac_next, q->qid, seq, l->gen);
+    meta->receive_count = l->receive_count;
+    meta->sent_ms = m.sent_ms;
+    meta->first_receive_ms = l->first_ms;
+    res->owned[i] = owned; /* NULL when the body is in the entry's payload (kyu_sent_t) */
+    res->bodies[i] = m.body;
+    res->body_lens[i] = m.body_len;
     return KYU_OK;
 }
 
@@ -209,29 +194,22 @@ kyu_code_t kyu_op_receive_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_appl
         return KYU_OK;
     uint32_t max = c->max ? c->max : 1;
     uint64_t vt_ms = (uint64_t)(c->vt >= 0 ? (uint64_t)c->vt : q->vt) * 1000;
-    /* Collect first: the batch must not change under its iterator. */
     uint64_t seqs[KYU_BATCH_MAX];
-    uint32_t found = 0;
-    if (kyu_sm_scan_visible(self, q, c->now_ms, max, seqs, &found, a->err) != KYU_OK)
-        return a->err->code;
+    lease_t leases[KYU_BATCH_MAX];
+    uint32_t found = kyu_sm_index_take(q, c->now_ms, max, seqs, leases);
     for (uint32_t i = 0; i < found; i++) {
-        lease_t l;
-        if (!kyu_sm_get_lease(self, q, seqs[i], &l, a->err))
-            return a->err->code ? a->err->code
-                                : kyu_err_set(a->err, KYU_ERR_STORAGE, "lease record %llu corrupt",
-                                              (unsigned long long)seqs[i]);
-        uint64_t old = l.visible_at;
-        l.visible_at = c->now_ms + vt_ms;
-        l.receive_count++;
-        l.gen++;
-        if (!l.first_ms)
-            l.first_ms = c->now_ms;
-        kyu_sm_set_lease(self, q, seqs[i], old, &l);
+        lease_t *l = &leases[i];
+        l->visible_at = c->now_ms + vt_ms;
+        l->receive_count++;
+        l->gen++;
+        if (!l->first_ms)
+            l->first_ms = c->now_ms;
+        kyu_sm_set_lease(self, q, seqs[i], l);
         if (a->dedup) {
             a->dedup->seqs[a->dedup->n] = seqs[i];
-            a->dedup->gens[a->dedup->n++] = l.gen;
+            a->dedup->gens[a->dedup->n++] = l->gen;
         }
-        if (a->want_bodies && read_message(self, q, seqs[i], &l, a->res, a->err))
+        if (a->want_bodies && read_message(self, q, seqs[i], l, a->res, a->err))
             return a->err->code;
     }
     return KYU_OK;
@@ -247,10 +225,8 @@ kyu_code_t kyu_op_receive_replay(kyu_sm_t *self, const kyu_command_t *c, const k
         return KYU_OK;
     for (size_t i = 0; i < d->n; i++) {
         lease_t l;
-        bool held = kyu_sm_get_lease(self, q, d->seqs[i], &l, a->err) && l.gen == d->gens[i] &&
+        bool held = kyu_sm_index_lease(q, d->seqs[i], &l) && l.gen == d->gens[i] &&
                     l.visible_at > c->now_ms;
-        if (a->err->code)
-            return a->err->code;
         if (held && read_message(self, q, d->seqs[i], &l, a->res, a->err))
             return a->err->code;
     }

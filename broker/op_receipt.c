@@ -43,14 +43,12 @@ bool kyu_op_handles_decode(const msgpack_object *items, kyu_command_t *cmd)
 /* Checks a receipt handle against the message's current lease. Returns the status for the
  * handle; on KYU_OK, *seq and *l describe the message. */
 static kyu_code_t check_handle(kyu_sm_t *self, const queue_t *q, const char *handle, uint64_t *seq,
-                               lease_t *l, kyu_err_t *err)
+                               lease_t *l)
 {
     uint32_t gen = 0;
     if (!kyu_sm_handle_verify(handle, &self->hmac_next, q->qid, seq, &gen) || gen == 0)
         return KYU_ERR_RECEIPT_INVALID; /* forged, altered, or another queue's */
-    bool ok = kyu_sm_get_lease(self, q, *seq, l, err);
-    if (err->code)
-        return err->code;
+    bool ok = kyu_sm_index_lease(q, *seq, l);
     if (!ok || gen > l->gen)
         return KYU_ERR_RECEIPT_INVALID; /* gone (deleted) */
     if (gen < l->gen)
@@ -70,9 +68,7 @@ static kyu_code_t for_each_handle(kyu_sm_t *self, const kyu_command_t *c, kyu_ap
     for (size_t i = 0; i < c->n; i++) {
         uint64_t seq = 0;
         lease_t l;
-        kyu_code_t st = check_handle(self, q, c->handles[i], &seq, &l, a->err);
-        if (a->err->code)
-            return a->err->code;
+        kyu_code_t st = check_handle(self, q, c->handles[i], &seq, &l);
         if (st == KYU_OK)
             st = act(self, c, q, seq, &l);
         res->results[i] = st;
@@ -89,13 +85,8 @@ static kyu_code_t for_each_handle(kyu_sm_t *self, const kyu_command_t *c, kyu_ap
 static kyu_code_t delete_message(kyu_sm_t *self, const kyu_command_t *c, queue_t *q, uint64_t seq,
                                  lease_t *l)
 {
-    (void)c;
-    uint8_t k[KEY_QS], kv[KEY_VIS];
-    key_qs(k, q->qid, seq);
-    key_vis(kv, q->qid, l->visible_at, seq);
-    kyu_sm_del(self, KYU_CF_MESSAGES, k, KEY_QS);
-    kyu_sm_del(self, KYU_CF_LEASES, k, KEY_QS);
-    kyu_sm_del(self, KYU_CF_VISIBILITY, kv, KEY_VIS);
+    (void)c, (void)l;
+    kyu_sm_drop_message(self, q, seq);
     q->n_messages--;
     kyu_sm_touch(self, q);
     return KYU_OK;
@@ -113,9 +104,8 @@ static kyu_code_t move_lease(kyu_sm_t *self, const kyu_command_t *c, queue_t *q,
     /* As SQS: a message whose lease ran out is not in flight; receive it again. */
     if (l->visible_at <= c->now_ms)
         return KYU_ERR_RECEIPT_STALE;
-    uint64_t old = l->visible_at;
     l->visible_at = c->now_ms + (uint64_t)(c->vt > 0 ? c->vt : 0) * 1000;
-    kyu_sm_set_lease(self, q, seq, old, l);
+    kyu_sm_set_lease(self, q, seq, l);
     return KYU_OK;
 }
 

@@ -40,8 +40,10 @@ _Static_assert((int)KYU_OP_MAX_ <= (int)KYU_OP_INTERNAL_,
 
 /* Row flags. */
 enum {
-    /* Its apply reads what earlier commands of the same entry wrote (leases, the visibility
-     * index): the entry is applied with read-your-writes. */
+    /* Its apply reads from the state database what earlier commands of the same entry wrote:
+     * the entry is applied through an indexed batch (read-your-writes). No row needs it now:
+     * leases and the visibility order are in memory (sm_index.c), and a receive finds a
+     * message sent earlier in its entry without the database (kyu_sm_read_message). */
     KYU_ROW_READS_STATE = 1 << 0,
     /* Answered by every node, leader or not (HELLO, CLUSTER_STATUS). */
     KYU_ROW_ANY_ROLE = 1 << 1,

@@ -6,7 +6,9 @@
  *   queues     name                      -> qid(8) vt(4) created_ms(8) n_messages(8)
  *   messages   qid(8) seq(8)             -> sent_ms(8) id_len(1) id body
  *   leases     qid(8) seq(8)             -> visible_at(8) receive_count(4) gen(4) first_ms(8)
- *   visibility qid(8) visible_at(8) seq(8) -> ""
+ *                                           (gen 0: never received; the receive index, in
+ *                                           memory, is rebuilt from these: sm_index.c)
+ *   visibility (no longer written; a start drops what older versions wrote there)
  *   meta       "applied_index", "next_seq", "next_qid", "last_now" -> u64
  *   meta       "applied_term" -> u64, "raft_conf" -> configuration (the Raft snapshot
  *              this state is: term and membership at the applied index)
@@ -17,8 +19,8 @@
  *   meta       "handle_key"              -> 32 bytes: the key of receipt handles (sm_handle.c)
  * seq is global (never reused across queues), and a receipt handle's MAC covers the queue
  * id, so a handle of another queue finds nothing. Invariants after every command:
- *   - every message has exactly one lease record and exactly one visibility key, whose
- *     visible_at equals the lease record's;
+ *   - every message has exactly one lease record, and is in its queue's receive index
+ *     exactly once: among the fresh messages when its gen is 0, else with its lease;
  *   - a queue's n_messages is the number of its message records;
  *   - gen only grows; a handle is honoured only with the current gen.
  */
@@ -69,6 +71,7 @@ static kyu_code_t load_queues(kyu_sm_t *self, kyu_err_t *err)
         q->vt = kyu_get_be32(v + 8);
         q->created_ms = kyu_get_be64(v + 12);
         q->n_messages = kyu_get_be64(v + 20);
+        kyu_sm_index_init(q);
         zhashx_insert(self->queues, q->name, q);
     }
     char *rerr = NULL;
@@ -141,12 +144,43 @@ static kyu_code_t load_conf(kyu_sm_t *self, kyu_err_t *err)
     return KYU_OK;
 }
 
+/* Data written before the receive index moved to memory kept a visibility column family;
+ * nothing reads it now, so a start drops whatever it holds. */
+static kyu_code_t drop_visibility(kyu_sm_t *self, kyu_err_t *err)
+{
+    rocksdb_column_family_handle_t *vis = kyu_store_cf(self->store, KYU_CF_VISIBILITY);
+    rocksdb_iterator_t *it =
+        rocksdb_create_iterator_cf(self->db, kyu_store_readopts(self->store), vis);
+    rocksdb_iter_seek_to_first(it);
+    bool any = rocksdb_iter_valid(it);
+    rocksdb_iter_destroy(it);
+    if (!any)
+        return KYU_OK;
+    uint8_t lo[1] = {0}, hi[KEY_QS + 9];
+    memset(hi, 0xff, sizeof hi);
+    char *rerr = NULL;
+    rocksdb_delete_range_cf(self->db, self->wopts, vis, (char *)lo, 0, (char *)hi, sizeof hi,
+                            &rerr);
+    if (rerr) {
+        kyu_err_set(err, KYU_ERR_STORAGE, "dropping the old visibility index: %s", rerr);
+        free(rerr);
+        return KYU_ERR_STORAGE;
+    }
+    return KYU_OK;
+}
+
+void kyu_sm_queue_free(queue_t *q)
+{
+    kyu_sm_index_free(q);
+    free(q);
+}
+
 static void drop_queues(kyu_sm_t *self)
 {
     /* The hash does not own the records (a deleted queue's record outlives its key until
      * the entry is written), so they are freed here. */
     for (queue_t *q = zhashx_first(self->queues); q; q = zhashx_next(self->queues))
-        free(q);
+        kyu_sm_queue_free(q);
     zhashx_purge(self->queues);
 }
 
@@ -161,7 +195,8 @@ static kyu_code_t load(kyu_sm_t *self, kyu_err_t *err)
         load_meta(self, "next_qid", &self->next_qid, 1, err) ||
         load_meta(self, "last_now", &self->last_now, 0, err) || load_conf(self, err) ||
         kyu_sm_members_load(self, err) || kyu_sm_handle_key_load(self, err) ||
-        load_queues(self, err) || kyu_sm_collect_garbage(self, err))
+        load_queues(self, err) || kyu_sm_collect_garbage(self, err) || drop_visibility(self, err) ||
+        kyu_sm_index_load(self, err))
         return KYU_ERR_STORAGE;
     self->next_term = self->applied_term;
     return KYU_OK;
@@ -193,6 +228,7 @@ kyu_code_t kyu_sm_reload(kyu_sm_t *self, kyu_err_t *err)
 {
     drop_queues(self);
     zlistx_purge(self->touched);
+    self->n_sent = 0;
     self->last_now_index = self->last_now_term = 0;
     return load(self, err);
 }
@@ -229,6 +265,7 @@ void kyu_sm_destroy(kyu_sm_t **self_p)
     rocksdb_writebatch_wi_destroy(self->batch);
     rocksdb_writebatch_destroy(self->plain);
     rocksdb_writeoptions_destroy(self->wopts);
+    free(self->sent);
     free(self);
     *self_p = NULL;
 }
@@ -279,57 +316,18 @@ kyu_code_t kyu_sm_list_queues(kyu_sm_t *self, char (**names)[KYU_NAME_MAX + 1], 
 bool kyu_sm_has_visible(kyu_sm_t *self, const char *name, uint64_t now_ms)
 {
     queue_t *q = zhashx_lookup(self->queues, name);
-    if (!q || q->n_messages == 0)
-        return false;
-    uint8_t lo[KEY_VIS], hi[KEY_VIS];
-    key_vis(lo, q->qid, q->scan_floor, 0);
-    key_vis(hi, q->qid, now_ms + 1, 0); /* exclusive: keys with visible_at <= now */
-    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
-    rocksdb_readoptions_set_iterate_upper_bound(ro, (char *)hi, KEY_VIS);
-    rocksdb_iterator_t *it =
-        rocksdb_create_iterator_cf(self->db, ro, kyu_store_cf(self->store, KYU_CF_VISIBILITY));
-    rocksdb_iter_seek(it, (char *)lo, KEY_VIS);
-    /* On a read error, say yes: the receive then goes through the log and reports it. */
-    char *rerr = NULL;
-    bool found = rocksdb_iter_valid(it);
-    rocksdb_iter_get_error(it, &rerr);
-    if (rerr) {
-        found = true;
-        free(rerr);
-    }
-    rocksdb_iter_destroy(it);
-    rocksdb_readoptions_destroy(ro);
-    return found;
+    return q && kyu_sm_index_has_visible(q, now_ms);
 }
 
-/* Not-visible messages are the visibility keys later than now: counted by a scan bounded by
- * the number of messages in flight, so that a lease that simply runs out needs no command to
- * move it back to the visible count. */
+/* Not-visible messages are the leases that end after now (sm_index.c): a lease that simply
+ * runs out needs no command to move it back to the visible count. */
 kyu_code_t kyu_sm_queue_attributes(kyu_sm_t *self, const char *name, uint64_t now_ms,
                                    kyu_queue_attrs_t *attrs, kyu_err_t *err)
 {
     queue_t *q = zhashx_lookup(self->queues, name);
     if (!q)
         return kyu_err_set(err, KYU_ERR_NO_SUCH_QUEUE, "queue '%s' does not exist", name);
-    uint8_t lo[KEY_VIS], hi[8];
-    key_vis(lo, q->qid, now_ms + 1, 0);
-    kyu_put_be64(hi, q->qid + 1);
-    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
-    rocksdb_readoptions_set_iterate_upper_bound(ro, (char *)hi, 8);
-    rocksdb_iterator_t *it =
-        rocksdb_create_iterator_cf(self->db, ro, kyu_store_cf(self->store, KYU_CF_VISIBILITY));
-    int64_t not_visible = 0;
-    for (rocksdb_iter_seek(it, (char *)lo, KEY_VIS); rocksdb_iter_valid(it); rocksdb_iter_next(it))
-        not_visible++;
-    char *rerr = NULL;
-    rocksdb_iter_get_error(it, &rerr);
-    rocksdb_iter_destroy(it);
-    rocksdb_readoptions_destroy(ro);
-    if (rerr) {
-        kyu_err_set(err, KYU_ERR_STORAGE, "reading queue '%s': %s", name, rerr);
-        free(rerr);
-        return KYU_ERR_STORAGE;
-    }
+    int64_t not_visible = (int64_t)kyu_sm_index_not_visible(q, now_ms);
     attrs->visibility_timeout = q->vt;
     attrs->not_visible = not_visible;
     attrs->visible = (int64_t)q->n_messages - not_visible;

@@ -1,13 +1,15 @@
 /* sm_apply: applying one log entry — the machinery every command's apply function (the
  * rows of ops.c, in op_*.c) works through.
  *
- * All writes of an entry go into one batch. When a command of the entry reads what an
- * earlier one wrote (its row says KYU_ROW_READS_STATE), the batch is a WriteBatchWithIndex
- * that reads go through (a RECEIVE sees the SEND before it; two RECEIVEs never lease the
- * same message); else a plain batch, with no index to maintain. The entry's index and the
- * counters go into the same batch, so a restart neither replays an applied entry nor misses
- * one. The write is not synced: the log entry is already durable, and entries past the
- * stored applied index are applied again after a crash. */
+ * All writes of an entry go into one batch, a plain WriteBatch: what commands read while
+ * they apply (queues, leases, the visibility order) is in memory (sm_index.c), and a message
+ * sent earlier in the same entry is read from the entry itself (kyu_sm_read_message). Only
+ * an entry that uses a request key twice (a client resent a write while the first was still
+ * waiting) goes through a WriteBatchWithIndex, so that the second sees the first's record
+ * (entry_reads). The entry's index and the counters go into the same batch, so a restart
+ * neither replays an applied entry nor misses one. The write is not synced: the log entry is
+ * already durable, and entries past the stored applied index are applied again after a
+ * crash. */
 #include "sm_internal.h"
 
 #include <stdlib.h>
@@ -34,9 +36,11 @@ void kyu_sm_del(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl)
         rocksdb_writebatch_delete_cf(self->plain, cf(self, c), k, kl);
 }
 
-void kyu_sm_put_message(kyu_sm_t *self, const uint8_t k[KEY_QS], const void *head, size_t hl,
-                        const void *body, size_t bl)
+void kyu_sm_add_message(kyu_sm_t *self, queue_t *q, uint64_t seq, const void *head, size_t hl,
+                        const void *body, size_t bl, const kyu_sent_t *sent)
 {
+    uint8_t k[KEY_QS];
+    key_qs(k, q->qid, seq);
     const char *kparts[1] = {(const char *)k};
     size_t ksizes[1] = {KEY_QS};
     const char *vparts[2] = {head, bl ? body : ""};
@@ -47,19 +51,76 @@ void kyu_sm_put_message(kyu_sm_t *self, const uint8_t k[KEY_QS], const void *hea
     else
         rocksdb_writebatch_putv_cf(self->plain, cf(self, KYU_CF_MESSAGES), 1, kparts, ksizes, 2,
                                    vparts, vsizes);
+    lease_t l = {.visible_at = sent->sent_ms};
+    uint8_t lv[LEASE_LEN];
+    lease_encode(lv, &l);
+    kyu_sm_put(self, KYU_CF_LEASES, k, KEY_QS, lv, LEASE_LEN);
+    kyu_sm_index_add_fresh(q, seq);
+    /* seqs are handed out in order, so the entry's messages are an array from entry_seq */
+    if (self->n_sent == 0)
+        self->entry_seq = seq;
+    KYU_ASSERT(seq == self->entry_seq + self->n_sent);
+    if (self->n_sent == self->sent_cap) {
+        size_t cap = self->sent_cap ? self->sent_cap * 2 : 256;
+        kyu_sent_t *more = realloc(self->sent, cap * sizeof *more);
+        KYU_ASSERT(more);
+        self->sent = more;
+        self->sent_cap = cap;
+    }
+    self->sent[self->n_sent++] = *sent;
 }
 
-char *kyu_sm_get(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl, size_t *vl, kyu_err_t *err)
+void kyu_sm_set_lease(kyu_sm_t *self, queue_t *q, uint64_t seq, const lease_t *l)
 {
-    KYU_ASSERT(self->indexed); /* the rows said this entry only writes */
-    char *rerr = NULL;
-    char *v = rocksdb_writebatch_wi_get_from_batch_and_db_cf(
-        self->batch, self->db, kyu_store_readopts(self->store), cf(self, c), k, kl, vl, &rerr);
-    if (rerr) {
-        kyu_err_set(err, KYU_ERR_STORAGE, "read failed: %s", rerr);
-        free(rerr);
+    uint8_t k[KEY_QS], v[LEASE_LEN];
+    key_qs(k, q->qid, seq);
+    lease_encode(v, l);
+    kyu_sm_put(self, KYU_CF_LEASES, k, KEY_QS, v, LEASE_LEN);
+    kyu_sm_index_set_lease(q, seq, l);
+}
+
+void kyu_sm_drop_message(kyu_sm_t *self, queue_t *q, uint64_t seq)
+{
+    uint8_t k[KEY_QS];
+    key_qs(k, q->qid, seq);
+    kyu_sm_del(self, KYU_CF_MESSAGES, k, KEY_QS);
+    kyu_sm_del(self, KYU_CF_LEASES, k, KEY_QS);
+    kyu_sm_index_drop(q, seq);
+}
+
+bool kyu_sm_read_message(kyu_sm_t *self, const queue_t *q, uint64_t seq, kyu_sent_t *m,
+                         char **owned, kyu_err_t *err)
+{
+    *owned = NULL;
+    if (self->n_sent > 0 && seq >= self->entry_seq && seq - self->entry_seq < self->n_sent) {
+        *m = self->sent[seq - self->entry_seq];
+        return true;
     }
-    return v;
+    uint8_t k[KEY_QS];
+    key_qs(k, q->qid, seq);
+    char *rerr = NULL;
+    size_t vlen = 0;
+    char *v = rocksdb_get_cf(self->db, kyu_store_readopts(self->store), cf(self, KYU_CF_MESSAGES),
+                             (char *)k, KEY_QS, &vlen, &rerr);
+    if (rerr) {
+        kyu_err_set(err, KYU_ERR_STORAGE, "reading message %llu: %s", (unsigned long long)seq,
+                    rerr);
+        free(rerr);
+        return false;
+    }
+    size_t idlen = v && vlen >= 9 ? (uint8_t)v[8] : 0;
+    if (!v || vlen < 9 + idlen || idlen > KYU_UUID_LEN) {
+        free(v);
+        kyu_err_set(err, KYU_ERR_STORAGE, "message record %llu missing", (unsigned long long)seq);
+        return false;
+    }
+    m->sent_ms = kyu_get_be64((const uint8_t *)v);
+    memcpy(m->id, v + 9, idlen);
+    m->id[idlen] = '\0';
+    m->body = v + 9 + idlen;
+    m->body_len = vlen - 9 - idlen;
+    *owned = v;
+    return true;
 }
 
 void kyu_sm_touch(kyu_sm_t *self, queue_t *q)
@@ -81,100 +142,6 @@ queue_t *kyu_sm_queue(kyu_sm_t *self, const char *name, kyu_result_t *res)
 _Static_assert(offsetof(kyu_result_t, code) == offsetof(kyu_err_t, code) &&
                    offsetof(kyu_result_t, error) == offsetof(kyu_err_t, msg),
                "kyu_result_t must begin like kyu_err_t");
-
-static bool lease_decode(const char *v, size_t len, lease_t *l)
-{
-    if (len != LEASE_LEN)
-        return false;
-    const uint8_t *p = (const uint8_t *)v;
-    l->visible_at = kyu_get_be64(p);
-    l->receive_count = kyu_get_be32(p + 8);
-    l->gen = kyu_get_be32(p + 12);
-    l->first_ms = kyu_get_be64(p + 16);
-    return true;
-}
-
-bool kyu_sm_get_lease(kyu_sm_t *self, const queue_t *q, uint64_t seq, lease_t *l, kyu_err_t *err)
-{
-    uint8_t k[KEY_QS];
-    key_qs(k, q->qid, seq);
-    size_t vlen = 0;
-    char *v = kyu_sm_get(self, KYU_CF_LEASES, k, KEY_QS, &vlen, err);
-    bool ok = v && lease_decode(v, vlen, l);
-    free(v);
-    return ok;
-}
-
-void kyu_sm_set_lease(kyu_sm_t *self, queue_t *q, uint64_t seq, uint64_t old_visible_at,
-                      const lease_t *l)
-{
-    uint64_t qid = q->qid;
-    if (l->visible_at < q->scan_floor)
-        q->scan_floor = l->visible_at;
-    uint8_t k[KEY_VIS], kq[KEY_QS], v[LEASE_LEN];
-    key_vis(k, qid, old_visible_at, seq);
-    kyu_sm_del(self, KYU_CF_VISIBILITY, k, KEY_VIS);
-    key_vis(k, qid, l->visible_at, seq);
-    kyu_sm_put(self, KYU_CF_VISIBILITY, k, KEY_VIS, "", 0);
-    key_qs(kq, qid, seq);
-    lease_encode(v, l);
-    kyu_sm_put(self, KYU_CF_LEASES, kq, KEY_QS, v, LEASE_LEN);
-}
-
-kyu_code_t kyu_sm_scan_visible(kyu_sm_t *self, queue_t *q, uint64_t now, uint32_t max,
-                               uint64_t seqs[KYU_BATCH_MAX], uint32_t *found, kyu_err_t *err)
-{
-    *found = 0;
-    uint8_t lo[KEY_VIS];
-    key_vis(lo, q->qid, q->scan_floor, 0);
-    /* Bounded at now: past it lie the tombstones of every message leased and then deleted
-     * (at their old lease ends), which an unbounded scan would walk whenever the queue has
-     * nothing visible. */
-    uint8_t hi[KEY_VIS];
-    key_vis(hi, q->qid, now + 1, 0);
-    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
-    rocksdb_readoptions_set_iterate_upper_bound(ro, (char *)hi, KEY_VIS);
-    rocksdb_iterator_t *base =
-        rocksdb_create_iterator_cf(self->db, ro, cf(self, KYU_CF_VISIBILITY));
-    KYU_ASSERT(self->indexed);
-    rocksdb_iterator_t *it = rocksdb_writebatch_wi_create_iterator_with_base_cf(
-        self->batch, base, cf(self, KYU_CF_VISIBILITY));
-    /* The first key the scan does not take is the next floor: every key before it is dead or
-     * taken (and a taken key's new place lowers the floor in set_lease if need be). With no
-     * such key, no live key is left at all, and now will do. */
-    uint64_t floor = now;
-    for (rocksdb_iter_seek(it, (char *)lo, KEY_VIS); rocksdb_iter_valid(it);
-         rocksdb_iter_next(it)) {
-        size_t klen = 0;
-        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &klen);
-        if (klen != KEY_VIS || kyu_get_be64(k) != q->qid)
-            break;
-        uint64_t visible_at = kyu_get_be64(k + 8);
-        /* A key past now can only come from this entry's batch (the batch's part of the
-         * iterator ignores the upper bound): the base keys between now and it were not
-         * seen, so the floor stays at now. */
-        if (visible_at > now) {
-            floor = now;
-            break;
-        }
-        if (*found == max) {
-            floor = visible_at;
-            break;
-        }
-        seqs[(*found)++] = kyu_get_be64(k + 16);
-    }
-    char *rerr = NULL;
-    rocksdb_iter_get_error(it, &rerr);
-    rocksdb_iter_destroy(it);
-    rocksdb_readoptions_destroy(ro);
-    if (rerr) {
-        kyu_err_set(err, KYU_ERR_STORAGE, "reading visibility index: %s", rerr);
-        free(rerr);
-        return KYU_ERR_STORAGE;
-    }
-    q->scan_floor = floor;
-    return KYU_OK;
-}
 
 /* Applies a command through its row; with a request key seen within the dedup window,
  * answers from what the first attempt did instead (a client retried it after a lost reply)
@@ -246,7 +213,7 @@ static void forget_touched(kyu_sm_t *self)
     for (queue_t *q = zlistx_first(self->touched); q; q = zlistx_next(self->touched)) {
         q->dirty = false;
         if (q->deleted)
-            free(q);
+            kyu_sm_queue_free(q);
     }
     zlistx_purge(self->touched);
 }
@@ -264,7 +231,7 @@ static int rq_cmp(const void *a, const void *b)
 }
 
 /* True when a command of the entry reads what an earlier command of the same entry wrote:
- * one whose row says KYU_ROW_READS_STATE (leases, the visibility index), or a request key
+ * one whose row says KYU_ROW_READS_STATE (none today), or a request key
  * used twice in the entry (a client resent it while the first was still waiting). Only then
  * does the entry need the indexed batch, which costs a skiplist insert per write; a keyed
  * write alone looks its key up in the database (sm_dedup.c). A command that does not decode
@@ -307,6 +274,7 @@ kyu_code_t kyu_sm_apply(kyu_sm_t *self, uint64_t index, const void *payload, siz
     rocksdb_writebatch_wi_clear(self->batch);
     rocksdb_writebatch_clear(self->plain);
     self->indexed = entry_reads(payload, len);
+    self->n_sent = 0;
     size_t off = 0, count = 0;
     kyu_code_t rc = KYU_OK;
     kyu_result_t scratch;

@@ -15,6 +15,22 @@ typedef struct {
     uint8_t k[16];
 } kyu_handle_mac_t;
 
+typedef struct {
+    uint64_t visible_at;
+    uint32_t receive_count;
+    uint32_t gen;
+    uint64_t first_ms;
+} lease_t;
+
+/* A message sent by the current entry: its record is in the entry's batch, not yet in the
+ * database, so a receive in the same entry reads it from here (sm_apply.c). */
+typedef struct {
+    const void *body; /* into the entry's payload, or into a record read */
+    size_t body_len;
+    uint64_t sent_ms;
+    char id[KYU_UUID_LEN + 1];
+} kyu_sent_t;
+
 /* The replicated address book (sm_members.c). */
 typedef struct {
     size_t n;
@@ -22,16 +38,22 @@ typedef struct {
 } kyu_sm_members_t;
 
 typedef struct {
+    uint64_t visible_at, seq;
+} kyu_vis_t;
+
+typedef struct {
     char name[KYU_NAME_MAX + 1];
     uint64_t qid;
     uint32_t vt;
     uint64_t created_ms;
     uint64_t n_messages;
-    /* No live visibility key of this queue is below scan_floor (in memory only; 0 after a
-     * start). Receives seek here instead of the queue's first key: a queue's front is where
-     * RocksDB keeps the tombstones of every message leased or deleted, and walking them on
-     * each receive would make it cost O(messages ever received). */
-    uint64_t scan_floor;
+    /* The receive index, in memory (sm_index.c): the messages never received (a ring of
+     * seqs), the leases of the others (seq -> lease_t) and their visibility order (a heap). */
+    uint64_t *fresh;
+    size_t fresh_head, fresh_len, fresh_cap;
+    zhashx_t *leases;
+    kyu_vis_t *heap;
+    size_t heap_n, heap_cap;
     bool dirty;   /* record to be written with the current entry */
     bool deleted; /* removed by the current entry */
 } queue_t;
@@ -64,19 +86,15 @@ struct kyu_sm {
     rocksdb_writebatch_t *plain;    /* entries that only write: no index to maintain */
     bool indexed;                   /* which of the two the current entry uses */
     uint64_t dedup_floor; /* no request key record is older than this (0: not known yet) */
-    zlistx_t *touched;    /* queue_t* whose record is dirty in the current entry */
+    /* The messages the current entry sent: seqs entry_seq.. (sm_apply.c) */
+    uint64_t entry_seq;
+    kyu_sent_t *sent;
+    size_t n_sent, sent_cap;
+    zlistx_t *touched; /* queue_t* whose record is dirty in the current entry */
 };
 
 #define KEY_QS 16 /* qid + seq */
-#define KEY_VIS 24
 #define LEASE_LEN 24
-
-typedef struct {
-    uint64_t visible_at;
-    uint32_t receive_count;
-    uint32_t gen;
-    uint64_t first_ms;
-} lease_t;
 
 static inline void lease_encode(uint8_t out[LEASE_LEN], const lease_t *l)
 {
@@ -90,13 +108,6 @@ static inline void key_qs(uint8_t k[KEY_QS], uint64_t qid, uint64_t seq)
 {
     kyu_put_be64(k, qid);
     kyu_put_be64(k + 8, seq);
-}
-
-static inline void key_vis(uint8_t k[KEY_VIS], uint64_t qid, uint64_t visible_at, uint64_t seq)
-{
-    kyu_put_be64(k, qid);
-    kyu_put_be64(k + 8, visible_at);
-    kyu_put_be64(k + 16, seq);
 }
 
 /* Request keys (sm_dedup.c): a keyed write seen within the window is answered from what its
@@ -114,26 +125,48 @@ void kyu_sm_members_settle(kyu_sm_t *self, bool written);
 
 /* ---- what the apply functions of the rows (op_*.c) use (sm_apply.c) ---- */
 
-/* The current entry's writes; reads see them when the entry reads (KYU_ROW_READS_STATE). */
+/* The current entry's writes (reads of the state database see them only in an entry that
+ * needs the indexed batch: entry_reads, sm_apply.c). */
 void kyu_sm_put(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl, const void *v, size_t vl);
 void kyu_sm_del(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl);
 /* A message record: head then body, copied once. */
 void kyu_sm_put_message(kyu_sm_t *self, const uint8_t k[KEY_QS], const void *head, size_t hl,
                         const void *body, size_t bl);
-/* Reads through the current entry's writes. Returns a heap value (caller frees) or NULL. */
-char *kyu_sm_get(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl, size_t *vl, kyu_err_t *err);
 /* The queue named name, or NULL with NO_SUCH_QUEUE set in res. */
 queue_t *kyu_sm_queue(kyu_sm_t *self, const char *name, kyu_result_t *res);
 /* Marks q's record to be written with the current entry. */
 void kyu_sm_touch(kyu_sm_t *self, queue_t *q);
-/* Moves a message's visibility key and rewrites its lease record. */
-void kyu_sm_set_lease(kyu_sm_t *self, queue_t *q, uint64_t seq, uint64_t old_visible_at,
-                      const lease_t *l);
-/* The lease record of message seq of q: false (err unset) when there is none. */
-bool kyu_sm_get_lease(kyu_sm_t *self, const queue_t *q, uint64_t seq, lease_t *l, kyu_err_t *err);
-/* Up to max messages of q visible at now, in visibility order (*found of them). */
-kyu_code_t kyu_sm_scan_visible(kyu_sm_t *self, queue_t *q, uint64_t now, uint32_t max,
-                               uint64_t seqs[KYU_BATCH_MAX], uint32_t *found, kyu_err_t *err);
+/* A new message of q: its record (head then body, copied once by the batch), its lease
+ * record, and its place in the receive index. */
+void kyu_sm_add_message(kyu_sm_t *self, queue_t *q, uint64_t seq, const void *head, size_t hl,
+                        const void *body, size_t bl, const kyu_sent_t *sent);
+/* Sets message seq's lease, in the index and in its lease record. */
+void kyu_sm_set_lease(kyu_sm_t *self, queue_t *q, uint64_t seq, const lease_t *l);
+/* Drops message seq of q: record, lease record, index. */
+void kyu_sm_drop_message(kyu_sm_t *self, queue_t *q, uint64_t seq);
+/* The message record of seq of q (written by an earlier entry or this one): false when it is
+ * missing or corrupt (err set). */
+bool kyu_sm_read_message(kyu_sm_t *self, const queue_t *q, uint64_t seq, kyu_sent_t *m,
+                         char **owned, kyu_err_t *err);
+
+/* The receive index (sm_index.c; see its top). The lease of a received message (false: none,
+ * i.e. never received or deleted). */
+bool kyu_sm_index_lease(const queue_t *q, uint64_t seq, lease_t *l);
+void kyu_sm_index_init(queue_t *q);
+void kyu_sm_index_free(queue_t *q);
+void kyu_sm_index_add_fresh(queue_t *q, uint64_t seq);
+void kyu_sm_index_set_lease(queue_t *q, uint64_t seq, const lease_t *l);
+void kyu_sm_index_drop(queue_t *q, uint64_t seq);
+/* Takes up to max messages visible at now out of the index, in receive order, with their
+ * leases (all zero for a message never received); the caller sets each one's new lease. */
+uint32_t kyu_sm_index_take(queue_t *q, uint64_t now, uint32_t max, uint64_t seqs[],
+                           lease_t leases[]);
+bool kyu_sm_index_has_visible(queue_t *q, uint64_t now);
+uint64_t kyu_sm_index_not_visible(queue_t *q, uint64_t now);
+/* Rebuilds every queue's index from the leases column family. */
+kyu_code_t kyu_sm_index_load(kyu_sm_t *self, kyu_err_t *err);
+/* Frees a queue record and its index. */
+void kyu_sm_queue_free(queue_t *q);
 
 /* kyu_result_t starts with the same two fields as kyu_err_t, so errors are set through it. */
 static inline kyu_err_t *kyu_result_err(kyu_result_t *res)

@@ -1,0 +1,291 @@
+/* sm_index: a queue's receive index, held in memory (sm_internal.h, "The receive index").
+ *
+ * A receive needs the messages visible at the command's time, in a fixed order, and the
+ * lease of each message it touches. Reading those through RocksDB (a visibility column family
+ * scanned through a WriteBatchWithIndex, a lease Get per message) cost more than half of the
+ * broker's CPU per message; here they are memory:
+ *   - fresh: the messages never received, in seq order, as a ring of seqs (8 bytes each).
+ *     Every one is visible: it was sent at a command time no later than any later command's.
+ *   - leases: seq -> lease, for the messages received at least once and not deleted;
+ *   - heap: (visible_at, seq) of those leases, a binary min-heap. A lease that moves pushes
+ *     its new place and leaves the old one behind; an entry that no longer matches its
+ *     lease (moved, deleted) is dropped when it reaches the top, and the heap is rebuilt
+ *     from the leases when the dead entries outnumber the live ones.
+ * The order a receive takes messages in is fixed by the state alone (so every replica takes
+ * the same ones): leases due again first, by (visible_at, seq), then fresh messages by seq.
+ * The leases column family stays the durable record: kyu_sm_index_load rebuilds all of this
+ * from it at start and after a snapshot install (one sequential scan of 40-byte records).
+ */
+#include "sm_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static size_t seq_hash(const void *key)
+{
+    uint64_t x = (uint64_t)(uintptr_t)key; /* splitmix64's finalizer */
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return (size_t)(x ^ (x >> 31));
+}
+
+static int seq_cmp(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;
+    return x < y ? -1 : x > y;
+}
+
+static void lease_free(void **item)
+{
+    free(*item);
+    *item = NULL;
+}
+
+static inline void *seq_key(uint64_t seq)
+{
+    return (void *)(uintptr_t)seq;
+}
+
+void kyu_sm_index_init(queue_t *q)
+{
+    q->leases = zhashx_new();
+    KYU_ASSERT(q->leases);
+    zhashx_set_key_hasher(q->leases, seq_hash);
+    zhashx_set_key_comparator(q->leases, seq_cmp);
+    zhashx_set_key_duplicator(q->leases, NULL);
+    zhashx_set_key_destructor(q->leases, NULL);
+    zhashx_set_destructor(q->leases, lease_free);
+}
+
+void kyu_sm_index_free(queue_t *q)
+{
+    zhashx_destroy(&q->leases);
+    free(q->fresh);
+    free(q->heap);
+    q->fresh = NULL;
+    q->heap = NULL;
+    q->fresh_len = q->fresh_head = q->fresh_cap = q->heap_n = q->heap_cap = 0;
+}
+
+/* ---- fresh: a ring of seqs ---- */
+
+void kyu_sm_index_add_fresh(queue_t *q, uint64_t seq)
+{
+    if (q->fresh_len == q->fresh_cap) {
+        size_t cap = q->fresh_cap ? q->fresh_cap * 2 : 64;
+        uint64_t *ring = malloc(cap * sizeof *ring);
+        KYU_ASSERT(ring);
+        for (size_t i = 0; i < q->fresh_len; i++)
+            ring[i] = q->fresh[(q->fresh_head + i) % q->fresh_cap];
+        free(q->fresh);
+        q->fresh = ring;
+        q->fresh_cap = cap;
+        q->fresh_head = 0;
+    }
+    q->fresh[(q->fresh_head + q->fresh_len++) % q->fresh_cap] = seq;
+}
+
+static uint64_t pop_fresh(queue_t *q)
+{
+    uint64_t seq = q->fresh[q->fresh_head];
+    q->fresh_head = (q->fresh_head + 1) % q->fresh_cap;
+    q->fresh_len--;
+    return seq;
+}
+
+/* ---- heap of (visible_at, seq) ---- */
+
+static bool vis_less(kyu_vis_t a, kyu_vis_t b)
+{
+    return a.visible_at != b.visible_at ? a.visible_at < b.visible_at : a.seq < b.seq;
+}
+
+static void heap_push(queue_t *q, kyu_vis_t v)
+{
+    if (q->heap_n == q->heap_cap) {
+        size_t cap = q->heap_cap ? q->heap_cap * 2 : 64;
+        kyu_vis_t *h = realloc(q->heap, cap * sizeof *h);
+        KYU_ASSERT(h);
+        q->heap = h;
+        q->heap_cap = cap;
+    }
+    size_t i = q->heap_n++;
+    while (i > 0 && vis_less(v, q->heap[(i - 1) / 2])) {
+        q->heap[i] = q->heap[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    q->heap[i] = v;
+}
+
+static void heap_pop(queue_t *q)
+{
+    kyu_vis_t last = q->heap[--q->heap_n];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= q->heap_n)
+            break;
+        if (c + 1 < q->heap_n && vis_less(q->heap[c + 1], q->heap[c]))
+            c++;
+        if (!vis_less(q->heap[c], last))
+            break;
+        q->heap[i] = q->heap[c];
+        i = c;
+    }
+    if (q->heap_n > 0)
+        q->heap[i] = last;
+}
+
+static bool heap_live(queue_t *q, kyu_vis_t v)
+{
+    const lease_t *l = zhashx_lookup(q->leases, seq_key(v.seq));
+    return l && l->visible_at == v.visible_at;
+}
+
+/* Drops dead entries from the top: afterwards the top, if any, is a live lease's place. */
+static void heap_settle(queue_t *q)
+{
+    while (q->heap_n > 0 && !heap_live(q, q->heap[0]))
+        heap_pop(q);
+}
+
+/* Rebuilds the heap from the leases once dead entries outnumber live ones (amortized O(1)). */
+static void heap_maybe_rebuild(queue_t *q)
+{
+    size_t live = zhashx_size(q->leases);
+    if (q->heap_n < 2 * live + 1024)
+        return;
+    q->heap_n = 0;
+    for (lease_t *l = zhashx_first(q->leases); l; l = zhashx_next(q->leases))
+        heap_push(q, (kyu_vis_t){l->visible_at, (uint64_t)(uintptr_t)zhashx_cursor(q->leases)});
+}
+
+/* ---- what the state machine uses ---- */
+
+bool kyu_sm_index_lease(const queue_t *q, uint64_t seq, lease_t *l)
+{
+    const lease_t *found = zhashx_lookup(q->leases, seq_key(seq));
+    if (found)
+        *l = *found;
+    return found != NULL;
+}
+
+void kyu_sm_index_set_lease(queue_t *q, uint64_t seq, const lease_t *l)
+{
+    lease_t *cur = zhashx_lookup(q->leases, seq_key(seq));
+    if (!cur) {
+        cur = malloc(sizeof *cur);
+        KYU_ASSERT(cur);
+        zhashx_insert(q->leases, seq_key(seq), cur);
+    }
+    /* Pushed even when visible_at did not change: a receive took its entry out. A second
+     * live entry for one lease is harmless (kyu_sm_index_take takes a seq once). */
+    *cur = *l;
+    heap_push(q, (kyu_vis_t){l->visible_at, seq});
+    heap_maybe_rebuild(q);
+}
+
+void kyu_sm_index_drop(queue_t *q, uint64_t seq)
+{
+    zhashx_delete(q->leases, seq_key(seq));
+}
+
+uint32_t kyu_sm_index_take(queue_t *q, uint64_t now, uint32_t max, uint64_t seqs[],
+                           lease_t leases[])
+{
+    uint32_t n = 0;
+    while (n < max) {
+        heap_settle(q);
+        if (q->heap_n == 0 || q->heap[0].visible_at > now)
+            break;
+        uint64_t seq = q->heap[0].seq;
+        heap_pop(q);
+        /* A lease moved away and back leaves two live-looking entries: take it once. */
+        bool dup = false;
+        for (uint32_t i = 0; i < n && !dup; i++)
+            dup = seqs[i] == seq;
+        if (dup)
+            continue;
+        seqs[n] = seq;
+        kyu_sm_index_lease(q, seq, &leases[n++]);
+    }
+    while (n < max && q->fresh_len > 0) {
+        seqs[n] = pop_fresh(q);
+        leases[n++] = (lease_t){0};
+    }
+    return n;
+}
+
+bool kyu_sm_index_has_visible(queue_t *q, uint64_t now)
+{
+    if (q->fresh_len > 0)
+        return true;
+    heap_settle(q);
+    return q->heap_n > 0 && q->heap[0].visible_at <= now;
+}
+
+uint64_t kyu_sm_index_not_visible(queue_t *q, uint64_t now)
+{
+    uint64_t n = 0;
+    for (lease_t *l = zhashx_first(q->leases); l; l = zhashx_next(q->leases))
+        n += l->visible_at > now;
+    return n;
+}
+
+static bool lease_decode(const char *v, size_t len, lease_t *l)
+{
+    if (len != LEASE_LEN)
+        return false;
+    const uint8_t *p = (const uint8_t *)v;
+    l->visible_at = kyu_get_be64(p);
+    l->receive_count = kyu_get_be32(p + 8);
+    l->gen = kyu_get_be32(p + 12);
+    l->first_ms = kyu_get_be64(p + 16);
+    return true;
+}
+
+kyu_code_t kyu_sm_index_load(kyu_sm_t *self, kyu_err_t *err)
+{
+    /* qid -> queue, for the scan (the queues hash is by name) */
+    zhashx_t *by_qid = zhashx_new();
+    KYU_ASSERT(by_qid);
+    zhashx_set_key_hasher(by_qid, seq_hash);
+    zhashx_set_key_comparator(by_qid, seq_cmp);
+    zhashx_set_key_duplicator(by_qid, NULL);
+    zhashx_set_key_destructor(by_qid, NULL);
+    for (queue_t *q = zhashx_first(self->queues); q; q = zhashx_next(self->queues))
+        zhashx_insert(by_qid, seq_key(q->qid), q);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(self->db, kyu_store_readopts(self->store),
+                                                        kyu_store_cf(self->store, KYU_CF_LEASES));
+    kyu_code_t rc = KYU_OK;
+    queue_t *q = NULL;
+    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it) && rc == KYU_OK;
+         rocksdb_iter_next(it)) {
+        size_t kl = 0, vl = 0;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
+        const char *v = rocksdb_iter_value(it, &vl);
+        lease_t l;
+        if (kl != KEY_QS || !lease_decode(v, vl, &l)) {
+            rc = kyu_err_set(err, KYU_ERR_STORAGE, "corrupt lease record in the store");
+            break;
+        }
+        uint64_t qid = kyu_get_be64(k), seq = kyu_get_be64(k + 8);
+        if (!q || q->qid != qid)
+            q = zhashx_lookup(by_qid, seq_key(qid));
+        if (!q)
+            continue; /* a deleted queue's, dropped by its "gc" record */
+        if (l.gen == 0)
+            kyu_sm_index_add_fresh(q, seq); /* in seq order: the scan is */
+        else
+            kyu_sm_index_set_lease(q, seq, &l);
+    }
+    char *rerr = NULL;
+    rocksdb_iter_get_error(it, &rerr);
+    if (rerr) {
+        rc = kyu_err_set(err, KYU_ERR_STORAGE, "reading leases: %s", rerr);
+        free(rerr);
+    }
+    rocksdb_iter_destroy(it);
+    zhashx_destroy(&by_qid);
+    return rc;
+}
