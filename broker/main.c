@@ -267,8 +267,15 @@ static int on_peer(zloop_t *loop, zsock_t *sock, void *arg)
         if (rc != KYU_OK)
             continue; /* dropped: a malformed or misaddressed peer frame changes nothing */
         if (!d.live) {
-            /* A snapshot fetch: served by a state that is not itself being replaced. */
-            uint64_t applied = kyu_replica_installing(b->replica) ? 0 : kyu_sm_applied_index(b->sm);
+            /* A snapshot fetch: served by a state that is not itself being replaced, with every
+             * applied entry written to it (the server thread checkpoints the database). */
+            bool serve = !kyu_replica_installing(b->replica);
+            kyu_err_t ferr;
+            if (serve && kyu_sm_flush(b->sm, &ferr) != KYU_OK) {
+                fprintf(stderr, "kyu-broker: %s\n", ferr.msg); /* the next apply fails too */
+                serve = false;
+            }
+            uint64_t applied = serve ? kyu_sm_persisted_index(b->sm) : 0;
             kyu_snapshot_serve(b->snapshot, snap.routing, snap.data, snap.len, applied);
             continue;
         }
@@ -441,6 +448,9 @@ int main(int argc, char **argv)
     kyu_replica_destroy(&b.replica);
     kyu_transport_destroy(&b.transport);
     kyu_frontend_destroy(&b.frontend);
+    kyu_err_t ferr;
+    if (kyu_sm_flush(sm, &ferr) != KYU_OK) /* not needed for safety: a start replays the log */
+        fprintf(stderr, "kyu-broker: %s\n", ferr.msg);
     kyu_sm_destroy(&sm);
     kyu_store_close(&store);
     return rc;

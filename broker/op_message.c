@@ -110,16 +110,13 @@ kyu_code_t kyu_op_send_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t
         return KYU_OK;
     for (size_t i = 0; i < c->n; i++) {
         uint64_t seq = self->next_seq++;
-        /* Message record: sent_ms(8) id_len(1) id, then the body, in two parts so the body
-         * is copied once, by the store. */
+        /* Message record: sent_ms(8) id_len(1) id, then the body. */
         size_t idlen = strlen(c->ids[i]);
         uint8_t head[9 + KYU_UUID_LEN];
         kyu_put_be64(head, c->now_ms);
         head[8] = (uint8_t)idlen;
         memcpy(head + 9, c->ids[i], idlen);
-        kyu_sent_t sent = {.body = c->bodies[i], .body_len = c->body_lens[i], .sent_ms = c->now_ms};
-        memcpy(sent.id, c->ids[i], idlen + 1);
-        kyu_sm_add_message(self, q, seq, head, 9 + idlen, c->bodies[i], c->body_lens[i], &sent);
+        kyu_sm_add_message(self, q, seq, head, 9 + idlen, c->bodies[i], c->body_lens[i], c->now_ms);
         q->n_messages++;
         memcpy(res->ids[i], c->ids[i], KYU_UUID_LEN + 1);
     }
@@ -179,7 +176,7 @@ static kyu_code_t read_message(kyu_sm_t *self, const queue_t *q, uint64_t seq, c
     meta->receive_count = l->receive_count;
     meta->sent_ms = m.sent_ms;
     meta->first_receive_ms = l->first_ms;
-    res->owned[i] = owned; /* NULL when the body is in the entry's payload (kyu_sent_t) */
+    res->owned[i] = owned;
     res->bodies[i] = m.body;
     res->body_lens[i] = m.body_len;
     return KYU_OK;

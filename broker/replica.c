@@ -152,6 +152,10 @@ static void configure(kyu_replica_t *self, const kyu_replica_config_t *cfg)
     self->bytes_max = cfg->bytes_max ? cfg->bytes_max : KYU_REPLICA_BYTES_MAX;
     self->compact_every =
         self->log_window / 16 < COMPACT_EVERY_MAX ? self->log_window / 16 + 1 : COMPACT_EVERY_MAX;
+    uint64_t half = self->log_window / 2 + 1;
+    kyu_sm_set_write_every(self->sm, cfg->state_write_every ? cfg->state_write_every
+                                     : half < UINT32_MAX    ? (uint32_t)half
+                                                            : UINT32_MAX);
 }
 
 kyu_replica_t *kyu_replica_new(kyu_store_t *store, kyu_sm_t *sm, const kyu_replica_config_t *cfg,
@@ -466,7 +470,10 @@ static void maybe_compact(kyu_replica_t *self)
         bytes += e ? e->len : 0;
         keep--;
     }
-    uint64_t upto = keep; /* entries up to here go */
+    /* Never past what the state database holds: a restart applies again every entry after
+     * it (the state machine writes behind, sm_buffer.c). */
+    uint64_t persisted = kyu_sm_persisted_index(self->sm);
+    uint64_t upto = keep < persisted ? keep : persisted; /* entries up to here go */
     if (upto < self->compacted + self->compact_every)
         return;
     uint8_t desc[8];

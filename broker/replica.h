@@ -86,6 +86,9 @@ typedef struct {
     void *clock_arg;
     uint32_t election_ticks; /* 0: 100 ticks (1 to 2 s) in a cluster, 2 for one voter */
     uint64_t log_window;     /* applied entries kept (0: KYU_REPLICA_LOG_WINDOW) */
+    /* Entries the state machine buffers before it writes them (kyu_sm_set_write_every; 0: at
+     * most half the log window, so that the log can be compacted behind the window). */
+    uint32_t state_write_every;
     /* Join an existing cluster instead of bootstrapping one: a node without data starts
      * with an empty configuration and waits for a leader to add it (kyu cluster add). */
     bool join;

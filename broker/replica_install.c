@@ -48,8 +48,11 @@ void kyu_replica_install_done(kyu_replica_t *self, bool ok, const char *why)
     const kyu_raft_ready_t *rd = &self->rd;
     const kyu_raft_snapshot_t *snap = rd->snapshot;
     kyu_err_t err;
-    /* On failure the node refuses writes and leaves the state machine alone (store.h). */
-    if (kyu_store_replace_state(self->store, &err) != KYU_OK ||
+    /* On failure the node refuses writes and leaves the state machine alone (store.h). The
+     * state machine's buffered writes go to the state they belong to first, so that the
+     * state left in place (a refused install) is whole. */
+    if (kyu_sm_flush(self->sm, &err) != KYU_OK ||
+        kyu_store_replace_state(self->store, &err) != KYU_OK ||
         kyu_sm_reload(self->sm, &err) != KYU_OK) {
         kyu_replica_fail(self, err.msg);
         return;

@@ -199,6 +199,7 @@ static kyu_code_t load(kyu_sm_t *self, kyu_err_t *err)
         kyu_sm_index_load(self, err))
         return KYU_ERR_STORAGE;
     self->next_term = self->applied_term;
+    self->persisted_index = self->applied_index;
     return KYU_OK;
 }
 
@@ -214,9 +215,10 @@ kyu_sm_t *kyu_sm_open(kyu_store_t *store, kyu_err_t *err)
     self->queues = zhashx_new();
     self->touched = zlistx_new();
     self->wopts = rocksdb_writeoptions_create();
-    self->batch = rocksdb_writebatch_wi_create(0, 1);
     self->plain = rocksdb_writebatch_create();
-    KYU_ASSERT(self->queues && self->touched && self->wopts && self->batch && self->plain);
+    KYU_ASSERT(self->queues && self->touched && self->wopts && self->plain);
+    kyu_sm_buffer_init(self);
+    self->write_every = KYU_SM_BUFFER_ENTRIES;
     if (load(self, err) != KYU_OK) {
         kyu_sm_destroy(&self);
         return NULL;
@@ -228,7 +230,8 @@ kyu_code_t kyu_sm_reload(kyu_sm_t *self, kyu_err_t *err)
 {
     drop_queues(self);
     zlistx_purge(self->touched);
-    self->n_sent = 0;
+    kyu_sm_buffer_drop(self); /* the writes of a state that was replaced */
+    self->failed = false;
     self->last_now_index = self->last_now_term = 0;
     return load(self, err);
 }
@@ -262,10 +265,10 @@ void kyu_sm_destroy(kyu_sm_t **self_p)
     drop_queues(self);
     zhashx_destroy(&self->queues);
     zlistx_destroy(&self->touched);
-    rocksdb_writebatch_wi_destroy(self->batch);
+    if (self->buffer)
+        kyu_sm_buffer_free(self); /* unwritten, as in a crash: kyu_sm_flush first to keep it */
     rocksdb_writebatch_destroy(self->plain);
     rocksdb_writeoptions_destroy(self->wopts);
-    free(self->sent);
     free(self);
     *self_p = NULL;
 }

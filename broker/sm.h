@@ -1,9 +1,11 @@
 /* sm: the deterministic state machine — queues, messages, leases — over the store.
  *
  * kyu_sm_apply is the one apply path: live commits, restart replay and (later) snapshot
- * catch-up all go through it. It applies every command of one committed log entry and the
- * entry's index into one RocksDB write, reads no clock and no random source (time and ids
- * come in the commands), and does no I/O beyond that write: results go back to the caller.
+ * catch-up all go through it. It applies every command of one committed log entry, reads no
+ * clock and no random source (time and ids come in the commands), and keeps what receives
+ * read in memory; its writes are buffered and reach RocksDB every so many entries, a whole
+ * number of entries at a time with the index reached (kyu_sm_flush, sm_buffer.c): results go
+ * back to the caller.
  * Reads (list, attributes, queue existence) see the state after the last applied entry.
  *
  * Owned by the event-loop thread; not thread-safe.
@@ -47,6 +49,16 @@ kyu_sm_t *kyu_sm_open(kyu_store_t *store, kyu_err_t *err);
 void kyu_sm_destroy(kyu_sm_t **self_p);
 
 uint64_t kyu_sm_applied_index(const kyu_sm_t *self);
+/* The applied index the state database holds (<= kyu_sm_applied_index): applied entries are
+ * written behind, in batches (sm_buffer.c). After a crash the state machine opens at this
+ * index, and the log must still hold every entry after it. */
+uint64_t kyu_sm_persisted_index(const kyu_sm_t *self);
+/* Writes every applied entry's changes to the state database (not synced: the log is the
+ * durable record), so that it holds the state at kyu_sm_applied_index. For a clean shutdown,
+ * a snapshot, a test that reads the database. */
+kyu_code_t kyu_sm_flush(kyu_sm_t *self, kyu_err_t *err);
+/* Write the buffer at least every `entries` entries (at most KYU_SM_BUFFER_ENTRIES, 1024). */
+void kyu_sm_set_write_every(kyu_sm_t *self, uint32_t entries);
 /* The Raft term of the applied entry (0 when not recorded: data older than the record). */
 uint64_t kyu_sm_applied_term(const kyu_sm_t *self);
 /* The Raft configuration in force at the applied index (kyu_raft_conf_encode form), or 0

@@ -1,73 +1,31 @@
 /* sm_apply: applying one log entry — the machinery every command's apply function (the
  * rows of ops.c, in op_*.c) works through.
  *
- * All writes of an entry go into one batch, a plain WriteBatch: what commands read while
- * they apply (queues, leases, the visibility order) is in memory (sm_index.c), and a message
- * sent earlier in the same entry is read from the entry itself (kyu_sm_read_message). Only
- * an entry that uses a request key twice (a client resent a write while the first was still
- * waiting) goes through a WriteBatchWithIndex, so that the second sees the first's record
- * (entry_reads). The entry's index and the counters go into the same batch, so a restart
- * neither replays an applied entry nor misses one. The write is not synced: the log entry is
- * already durable, and entries past the stored applied index are applied again after a
- * crash. */
+ * What commands read while they apply (queues, leases, the visibility order) is in memory
+ * (sm_index.c); what they write goes to the write-behind buffer (sm_buffer.c), which reads
+ * see, so a command sees what earlier commands of its entry (and of entries not yet flushed)
+ * wrote. A message sent earlier in the same entry is read from the entry itself
+ * (kyu_sm_read_message). The entry's index and the counters are buffered with its writes, so
+ * that a flush writes whole entries and a restart neither replays an applied entry nor misses
+ * one. Nothing is synced: the log entry is already durable, and entries past the stored
+ * applied index are applied again after a crash. */
 #include "sm_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-static rocksdb_column_family_handle_t *cf(kyu_sm_t *self, kyu_cf_t c)
-{
-    return kyu_store_cf(self->store, c);
-}
-
-void kyu_sm_put(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl, const void *v, size_t vl)
-{
-    if (self->indexed)
-        rocksdb_writebatch_wi_put_cf(self->batch, cf(self, c), k, kl, v, vl);
-    else
-        rocksdb_writebatch_put_cf(self->plain, cf(self, c), k, kl, v, vl);
-}
-
-void kyu_sm_del(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl)
-{
-    if (self->indexed)
-        rocksdb_writebatch_wi_delete_cf(self->batch, cf(self, c), k, kl);
-    else
-        rocksdb_writebatch_delete_cf(self->plain, cf(self, c), k, kl);
-}
-
 void kyu_sm_add_message(kyu_sm_t *self, queue_t *q, uint64_t seq, const void *head, size_t hl,
-                        const void *body, size_t bl, const kyu_sent_t *sent)
+                        const void *body, size_t bl, uint64_t sent_ms)
 {
     uint8_t k[KEY_QS];
     key_qs(k, q->qid, seq);
-    const char *kparts[1] = {(const char *)k};
-    size_t ksizes[1] = {KEY_QS};
-    const char *vparts[2] = {head, bl ? body : ""};
-    size_t vsizes[2] = {hl, bl};
-    if (self->indexed)
-        rocksdb_writebatch_wi_putv_cf(self->batch, cf(self, KYU_CF_MESSAGES), 1, kparts, ksizes, 2,
-                                      vparts, vsizes);
-    else
-        rocksdb_writebatch_putv_cf(self->plain, cf(self, KYU_CF_MESSAGES), 1, kparts, ksizes, 2,
-                                   vparts, vsizes);
-    lease_t l = {.visible_at = sent->sent_ms};
+    /* seq is new: the database holds neither record (absent) */
+    kyu_sm_put2(self, KYU_CF_MESSAGES, k, KEY_QS, head, hl, body, bl, true);
+    lease_t l = {.visible_at = sent_ms};
     uint8_t lv[LEASE_LEN];
     lease_encode(lv, &l);
-    kyu_sm_put(self, KYU_CF_LEASES, k, KEY_QS, lv, LEASE_LEN);
+    kyu_sm_put2(self, KYU_CF_LEASES, k, KEY_QS, lv, LEASE_LEN, NULL, 0, true);
     kyu_sm_index_add_fresh(q, seq);
-    /* seqs are handed out in order, so the entry's messages are an array from entry_seq */
-    if (self->n_sent == 0)
-        self->entry_seq = seq;
-    KYU_ASSERT(seq == self->entry_seq + self->n_sent);
-    if (self->n_sent == self->sent_cap) {
-        size_t cap = self->sent_cap ? self->sent_cap * 2 : 256;
-        kyu_sent_t *more = realloc(self->sent, cap * sizeof *more);
-        KYU_ASSERT(more);
-        self->sent = more;
-        self->sent_cap = cap;
-    }
-    self->sent[self->n_sent++] = *sent;
 }
 
 void kyu_sm_set_lease(kyu_sm_t *self, queue_t *q, uint64_t seq, const lease_t *l)
@@ -92,22 +50,12 @@ bool kyu_sm_read_message(kyu_sm_t *self, const queue_t *q, uint64_t seq, kyu_sen
                          char **owned, kyu_err_t *err)
 {
     *owned = NULL;
-    if (self->n_sent > 0 && seq >= self->entry_seq && seq - self->entry_seq < self->n_sent) {
-        *m = self->sent[seq - self->entry_seq];
-        return true;
-    }
     uint8_t k[KEY_QS];
     key_qs(k, q->qid, seq);
-    char *rerr = NULL;
     size_t vlen = 0;
-    char *v = rocksdb_get_cf(self->db, kyu_store_readopts(self->store), cf(self, KYU_CF_MESSAGES),
-                             (char *)k, KEY_QS, &vlen, &rerr);
-    if (rerr) {
-        kyu_err_set(err, KYU_ERR_STORAGE, "reading message %llu: %s", (unsigned long long)seq,
-                    rerr);
-        free(rerr);
+    char *v = kyu_sm_read(self, KYU_CF_MESSAGES, k, KEY_QS, &vlen, err);
+    if (err->code)
         return false;
-    }
     size_t idlen = v && vlen >= 9 ? (uint8_t)v[8] : 0;
     if (!v || vlen < 9 + idlen || idlen > KYU_UUID_LEN) {
         free(v);
@@ -218,63 +166,13 @@ static void forget_touched(kyu_sm_t *self)
     zlistx_purge(self->touched);
 }
 
-typedef struct {
-    uint64_t client, key;
-} rq_t;
-
-static int rq_cmp(const void *a, const void *b)
-{
-    const rq_t *x = a, *y = b;
-    if (x->client != y->client)
-        return x->client < y->client ? -1 : 1;
-    return x->key < y->key ? -1 : x->key > y->key;
-}
-
-/* True when a command of the entry reads what an earlier command of the same entry wrote:
- * one whose row says KYU_ROW_READS_STATE (none today), or a request key
- * used twice in the entry (a client resent it while the first was still waiting). Only then
- * does the entry need the indexed batch, which costs a skiplist insert per write; a keyed
- * write alone looks its key up in the database (sm_dedup.c). A command that does not decode
- * counts as reading; the apply below reports it. */
-static bool entry_reads(const void *payload, size_t len)
-{
-    size_t off = 0, n = 0, cap = 0;
-    rq_t *keys = NULL;
-    bool reads = false;
-    while (off < len && !reads) {
-        kyu_command_t cmd;
-        kyu_err_t err;
-        if (kyu_command_decode(payload, len, &off, &cmd, &err) != KYU_OK ||
-            (kyu_ops_command(cmd.type)->flags & KYU_ROW_READS_STATE)) {
-            reads = true;
-        } else if (cmd.rq_client != 0) {
-            if (n == cap) {
-                cap = cap ? cap * 2 : 64;
-                rq_t *more = realloc(keys, cap * sizeof *keys);
-                KYU_ASSERT(more);
-                keys = more;
-            }
-            keys[n++] = (rq_t){cmd.rq_client, cmd.rq_key};
-        }
-    }
-    if (!reads && n > 1) {
-        qsort(keys, n, sizeof *keys, rq_cmp);
-        for (size_t i = 1; i < n && !reads; i++)
-            reads = rq_cmp(&keys[i - 1], &keys[i]) == 0;
-    }
-    free(keys);
-    return reads;
-}
-
 kyu_code_t kyu_sm_apply(kyu_sm_t *self, uint64_t index, const void *payload, size_t len,
                         kyu_result_t *results, size_t cap, size_t *n, kyu_err_t *err)
 {
     KYU_ASSERT(index == self->applied_index + 1);
     kyu_err_clear(err);
-    rocksdb_writebatch_wi_clear(self->batch);
-    rocksdb_writebatch_clear(self->plain);
-    self->indexed = entry_reads(payload, len);
-    self->n_sent = 0;
+    if (self->failed)
+        return kyu_err_set(err, KYU_ERR_STORAGE, "the state machine failed earlier");
     size_t off = 0, count = 0;
     kyu_code_t rc = KYU_OK;
     kyu_result_t scratch;
@@ -285,6 +183,12 @@ kyu_code_t kyu_sm_apply(kyu_sm_t *self, uint64_t index, const void *payload, siz
         bool waited = results && count < cap;
         kyu_result_t *res = waited ? &results[count] : &scratch;
         memset(res, 0, sizeof *res);
+        if (count == 0 && self->buffer_oldest_ms &&
+            cmd.now_ms >= self->buffer_oldest_ms + KYU_SM_BUFFER_AGE_MS &&
+            (rc = kyu_sm_flush(self, err)) != KYU_OK)
+            break; /* before the entry writes anything: the buffer holds whole entries */
+        if (count == 0 && !self->buffer_oldest_ms)
+            self->buffer_oldest_ms = cmd.now_ms ? cmd.now_ms : 1;
         if (cmd.now_ms > self->last_now) {
             self->last_now = cmd.now_ms;
             self->last_now_index = index;
@@ -302,30 +206,29 @@ kyu_code_t kyu_sm_apply(kyu_sm_t *self, uint64_t index, const void *payload, siz
     if (n)
         *n = results ? (count < cap ? count : cap) : 0;
     if (rc != KYU_OK) {
+        /* Part of the entry is in the buffer: never written, and nothing more is applied. */
+        self->failed = true;
         forget_touched(self);
         kyu_sm_members_settle(self, false);
         kyu_sm_handle_key_settle(self, false);
-        self->dedup_floor = 0; /* it may count records dropped in the discarded batch */
         return rc;
     }
     bool dropped = false;
     finish_entry(self, index, &dropped);
-    char *rerr = NULL;
-    if (self->indexed)
-        rocksdb_write_writebatch_wi(self->db, self->wopts, self->batch, &rerr);
-    else
-        rocksdb_write(self->db, self->wopts, self->plain, &rerr);
     forget_touched(self);
-    kyu_sm_members_settle(self, rerr == NULL);
-    kyu_sm_handle_key_settle(self, rerr == NULL);
-    if (rerr) {
-        kyu_err_set(err, KYU_ERR_STORAGE, "writing applied state: %s", rerr);
-        free(rerr);
-        return KYU_ERR_STORAGE;
-    }
+    kyu_sm_members_settle(self, true);
+    kyu_sm_handle_key_settle(self, true);
     self->applied_index = index;
     self->applied_term = self->next_term;
     self->conf_pending = false;
+    self->buffer_entries++;
+    if (dropped || self->buffer_entries >= self->write_every ||
+        self->buffer_bytes >= KYU_SM_BUFFER_BYTES) {
+        /* A deleted queue's data is dropped by range deletes in the database: its buffered
+         * writes go there first. */
+        if ((rc = kyu_sm_flush(self, err)) != KYU_OK)
+            return rc;
+    }
     if (dropped)
         return kyu_sm_collect_garbage(self, err);
     return KYU_OK;

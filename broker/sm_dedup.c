@@ -27,10 +27,10 @@
 #define RQ_KEY 18
 #define RX_KEY 26
 
-/* The dedup records go through the entry's batch: the indexed one (read-your-writes) when
- * entry_reads (sm_apply.c) chose it, else the plain one, and reads then go to the database:
- * entry_reads chooses the indexed batch whenever a key appears twice in the entry, so a
- * plain entry never reads a record it wrote itself. */
+/* The dedup records go through the write-behind buffer like every other write (sm_buffer.c),
+ * and lookups read through it. The expiry scans the database: a record is written there
+ * within a minute of command time (the buffer's age bound), long before it expires, and a
+ * record whose delete is still buffered is skipped. */
 static rocksdb_column_family_handle_t *meta(kyu_sm_t *self)
 {
     return kyu_store_cf(self->store, KYU_CF_META);
@@ -38,20 +38,12 @@ static rocksdb_column_family_handle_t *meta(kyu_sm_t *self)
 
 static void put_meta(kyu_sm_t *self, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
 {
-    if (self->indexed)
-        rocksdb_writebatch_wi_put_cf(self->batch, meta(self), (const char *)k, kl, (const char *)v,
-                                     vl);
-    else
-        rocksdb_writebatch_put_cf(self->plain, meta(self), (const char *)k, kl, (const char *)v,
-                                  vl);
+    kyu_sm_put(self, KYU_CF_META, k, kl, v, vl);
 }
 
 static void del_meta(kyu_sm_t *self, const uint8_t *k, size_t kl)
 {
-    if (self->indexed)
-        rocksdb_writebatch_wi_delete_cf(self->batch, meta(self), (const char *)k, kl);
-    else
-        rocksdb_writebatch_delete_cf(self->plain, meta(self), (const char *)k, kl);
+    kyu_sm_del(self, KYU_CF_META, k, kl);
 }
 
 static void rq_key(uint8_t k[RQ_KEY], uint64_t client, uint64_t key)
@@ -135,18 +127,10 @@ kyu_code_t kyu_sm_dedup_lookup(kyu_sm_t *self, const kyu_command_t *c, kyu_dedup
     *found = false;
     uint8_t k[RQ_KEY];
     rq_key(k, c->rq_client, c->rq_key);
-    char *rerr = NULL;
     size_t vl = 0;
-    char *v = self->indexed ? rocksdb_writebatch_wi_get_from_batch_and_db_cf(
-                                  self->batch, self->db, kyu_store_readopts(self->store),
-                                  meta(self), (char *)k, RQ_KEY, &vl, &rerr)
-                            : rocksdb_get_cf(self->db, kyu_store_readopts(self->store), meta(self),
-                                             (char *)k, RQ_KEY, &vl, &rerr);
-    if (rerr) {
-        kyu_err_set(err, KYU_ERR_STORAGE, "reading a request key: %s", rerr);
-        free(rerr);
-        return KYU_ERR_STORAGE;
-    }
+    char *v = kyu_sm_read(self, KYU_CF_META, k, RQ_KEY, &vl, err);
+    if (err->code)
+        return err->code;
     if (!v)
         return KYU_OK;
     bool ok = parse_record((const uint8_t *)v, vl, d);
@@ -154,8 +138,7 @@ kyu_code_t kyu_sm_dedup_lookup(kyu_sm_t *self, const kyu_command_t *c, kyu_dedup
     free(v);
     if (!ok)
         return kyu_err_set(err, KYU_ERR_STORAGE, "a request key record is corrupt");
-    /* A record past the window counts as gone, dropped yet or not (in a plain entry, the
-     * drop of this very command is not visible to the read). */
+    /* A record past the window counts as gone, dropped yet or not. */
     *found = c->now_ms < KYU_DEDUP_WINDOW_MS || t > c->now_ms - KYU_DEDUP_WINDOW_MS;
     return KYU_OK;
 }
@@ -164,14 +147,12 @@ bool kyu_sm_knows_request(kyu_sm_t *self, uint64_t client, uint64_t key, uint64_
 {
     uint8_t k[RQ_KEY];
     rq_key(k, client, key);
-    char *rerr = NULL;
     size_t vl = 0;
-    char *v = rocksdb_get_cf(self->db, kyu_store_readopts(self->store), meta(self), (char *)k,
-                             RQ_KEY, &vl, &rerr);
-    if (rerr) { /* say yes: the request then goes through the log, which reports it */
-        free(rerr);
+    kyu_err_t err;
+    kyu_err_clear(&err);
+    char *v = kyu_sm_read(self, KYU_CF_META, k, RQ_KEY, &vl, &err);
+    if (err.code) /* say yes: the request then goes through the log, which reports it */
         return true;
-    }
     uint64_t t = v && vl >= 8 ? kyu_get_be64((const uint8_t *)v) : 0;
     bool known = v && (now_ms < KYU_DEDUP_WINDOW_MS || t > now_ms - KYU_DEDUP_WINDOW_MS);
     free(v);
@@ -226,33 +207,29 @@ kyu_code_t kyu_sm_dedup_expire(kyu_sm_t *self, uint64_t now_ms, kyu_err_t *err)
     rx_key(hi, limit + 1, 0, 0);
     rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
     rocksdb_readoptions_set_iterate_upper_bound(ro, (char *)hi, RX_KEY);
-    rocksdb_iterator_t *base = rocksdb_create_iterator_cf(self->db, ro, meta(self));
-    rocksdb_iterator_t *it =
-        self->indexed
-            ? rocksdb_writebatch_wi_create_iterator_with_base_cf(self->batch, base, meta(self))
-            : base;
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(self->db, ro, meta(self));
     int dropped = 0;
     uint64_t floor = limit + 1; /* unless the scan stops early, nothing older is left */
     for (rocksdb_iter_seek(it, (char *)lo, RX_KEY); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
         size_t kl = 0;
         const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
         if (kl != RX_KEY || k[0] != 'r' || k[1] != 'x' || kyu_get_be64(k + 2) > limit)
-            break; /* past the bound (the batch's own keys are not bounded by ro) */
+            break;
+        if (kyu_sm_buffer_deletes(self, KYU_CF_META, k, RX_KEY))
+            continue; /* dropped already, not yet written */
         if (dropped == EXPIRE_MAX) {
             floor = kyu_get_be64(k + 2);
             break;
         }
         uint8_t rk[RQ_KEY];
         rq_key(rk, kyu_get_be64(k + 10), kyu_get_be64(k + 18));
-        uint8_t xk[RX_KEY];
-        memcpy(xk, k, RX_KEY); /* the iterator's key changes with the batch */
         del_meta(self, rk, RQ_KEY);
-        del_meta(self, xk, RX_KEY);
+        del_meta(self, k, RX_KEY);
         dropped++;
     }
     char *rerr = NULL;
     rocksdb_iter_get_error(it, &rerr);
-    rocksdb_iter_destroy(it); /* also destroys base */
+    rocksdb_iter_destroy(it);
     rocksdb_readoptions_destroy(ro);
     if (rerr) {
         kyu_err_set(err, KYU_ERR_STORAGE, "expiring request keys: %s", rerr);

@@ -22,10 +22,9 @@ typedef struct {
     uint64_t first_ms;
 } lease_t;
 
-/* A message sent by the current entry: its record is in the entry's batch, not yet in the
- * database, so a receive in the same entry reads it from here (sm_apply.c). */
+/* A message as a receive reads it (kyu_sm_read_message). */
 typedef struct {
-    const void *body; /* into the entry's payload, or into a record read */
+    const void *body; /* into the record read */
     size_t body_len;
     uint64_t sent_ms;
     char id[KYU_UUID_LEN + 1];
@@ -81,15 +80,16 @@ struct kyu_sm {
     bool has_hkey, has_hkey_next;
     kyu_handle_mac_t hmac, hmac_next; /* the MAC key of each (sm_handle.c) */
     rocksdb_writeoptions_t *wopts;
-    /* per-entry scratch */
-    rocksdb_writebatch_wi_t *batch; /* entries with a command that reads (read-your-writes) */
-    rocksdb_writebatch_t *plain;    /* entries that only write: no index to maintain */
-    bool indexed;                   /* which of the two the current entry uses */
-    uint64_t dedup_floor; /* no request key record is older than this (0: not known yet) */
-    /* The messages the current entry sent: seqs entry_seq.. (sm_apply.c) */
-    uint64_t entry_seq;
-    kyu_sent_t *sent;
-    size_t n_sent, sent_cap;
+    rocksdb_writebatch_t *plain; /* a flush's batch */
+    /* The writes of the entries applied since the last flush (sm_buffer.c): key -> item */
+    zhashx_t *buffer;
+    size_t buffer_bytes, buffer_entries;
+    uint32_t write_every;      /* entries buffered at most (kyu_sm_set_write_every) */
+    uint64_t buffer_oldest_ms; /* the time of the first command buffered (0: none) */
+    uint64_t persisted_index;  /* the applied index the state database holds */
+    bool failed;               /* an apply failed part-way: the buffer is never written */
+    uint64_t dedup_floor;      /* no request key record is older than this (0: not known yet) */
+
     zlistx_t *touched; /* queue_t* whose record is dirty in the current entry */
 };
 
@@ -125,10 +125,29 @@ void kyu_sm_members_settle(kyu_sm_t *self, bool written);
 
 /* ---- what the apply functions of the rows (op_*.c) use (sm_apply.c) ---- */
 
-/* The current entry's writes (reads of the state database see them only in an entry that
- * needs the indexed batch: entry_reads, sm_apply.c). */
+/* When the buffer is written (sm_buffer.c): a restart replays at most KYU_SM_BUFFER_ENTRIES
+ * entries, and the buffer holds at most about KYU_SM_BUFFER_BYTES; it is written before an
+ * entry whose time is KYU_SM_BUFFER_AGE_MS past its oldest write. */
+#define KYU_SM_BUFFER_ENTRIES 1024
+#define KYU_SM_BUFFER_BYTES (32u << 20)
+#define KYU_SM_BUFFER_AGE_MS 60000
+
+/* The state's writes and reads, through the write-behind buffer (sm_buffer.c). put2 writes
+ * v1 then v2 as one value; absent says the database holds nothing under k (a new message's
+ * records), so that a delete before the next flush writes nothing at all. */
+typedef struct kyu_sm_item kyu_sm_item_t;
 void kyu_sm_put(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl, const void *v, size_t vl);
+void kyu_sm_put2(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl, const void *v1, size_t l1,
+                 const void *v2, size_t l2, bool absent);
 void kyu_sm_del(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl);
+/* The value under k as the applied entries left it: a heap copy (caller frees) or NULL (none,
+ * or a read error, then err is set). */
+char *kyu_sm_read(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl, size_t *vl, kyu_err_t *err);
+/* True when the buffer holds a delete of k (a scan of the database still sees its value). */
+bool kyu_sm_buffer_deletes(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl);
+void kyu_sm_buffer_init(kyu_sm_t *self);
+void kyu_sm_buffer_drop(kyu_sm_t *self); /* forgets every buffered write */
+void kyu_sm_buffer_free(kyu_sm_t *self);
 /* A message record: head then body, copied once. */
 void kyu_sm_put_message(kyu_sm_t *self, const uint8_t k[KEY_QS], const void *head, size_t hl,
                         const void *body, size_t bl);
@@ -136,16 +155,16 @@ void kyu_sm_put_message(kyu_sm_t *self, const uint8_t k[KEY_QS], const void *hea
 queue_t *kyu_sm_queue(kyu_sm_t *self, const char *name, kyu_result_t *res);
 /* Marks q's record to be written with the current entry. */
 void kyu_sm_touch(kyu_sm_t *self, queue_t *q);
-/* A new message of q: its record (head then body, copied once by the batch), its lease
- * record, and its place in the receive index. */
+/* A new message of q sent at sent_ms: its record (head then body), its lease record, and its
+ * place in the receive index. */
 void kyu_sm_add_message(kyu_sm_t *self, queue_t *q, uint64_t seq, const void *head, size_t hl,
-                        const void *body, size_t bl, const kyu_sent_t *sent);
+                        const void *body, size_t bl, uint64_t sent_ms);
 /* Sets message seq's lease, in the index and in its lease record. */
 void kyu_sm_set_lease(kyu_sm_t *self, queue_t *q, uint64_t seq, const lease_t *l);
 /* Drops message seq of q: record, lease record, index. */
 void kyu_sm_drop_message(kyu_sm_t *self, queue_t *q, uint64_t seq);
-/* The message record of seq of q (written by an earlier entry or this one): false when it is
- * missing or corrupt (err set). */
+/* The message record of seq of q: false when it is missing or corrupt (err set). m->body
+ * points into *owned, which the caller frees. */
 bool kyu_sm_read_message(kyu_sm_t *self, const queue_t *q, uint64_t seq, kyu_sent_t *m,
                          char **owned, kyu_err_t *err);
 

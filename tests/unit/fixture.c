@@ -33,7 +33,14 @@ int fixture_teardown(void **state)
 
 void fixture_reopen(fixture_t *f)
 {
-    kyu_sm_destroy(&f->sm);
+    kyu_err_t ferr;
+    assert_int_equal(kyu_sm_flush(f->sm, &ferr), KYU_OK); /* a clean stop */
+    fixture_crash(f);
+}
+
+void fixture_crash(fixture_t *f)
+{
+    kyu_sm_destroy(&f->sm); /* the writes not flushed are lost */
     kyu_store_close(&f->store);
     kyu_err_t err;
     f->store = kyu_store_open(f->dir, &err);

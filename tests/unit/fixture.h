@@ -22,6 +22,9 @@ typedef struct {
 int fixture_setup(void **state);
 int fixture_teardown(void **state);
 /* Closes and reopens store and state machine on the same directory (a restart). */
+/* Reopens the store and the state machine as a crash leaves them: the state machine's
+ * buffered writes (sm_buffer.c) are lost, the state database holds its persisted index. */
+void fixture_crash(fixture_t *f);
 void fixture_reopen(fixture_t *f);
 
 kyu_command_t cmd_create(const char *queue, int64_t vt);

@@ -224,6 +224,8 @@ static void other_state(const char *into)
     fixture_setup((void **)&g);
     for (int i = 0; i < 40; i++)
         assert_int_equal(apply1(g, cmd_create("theirs", 30)).code, KYU_OK);
+    kyu_err_t ferr;
+    assert_int_equal(kyu_sm_flush(g->sm, &ferr), KYU_OK);
     kyu_sm_destroy(&g->sm);
     kyu_store_close(&g->store);
     char state[600];
@@ -232,10 +234,17 @@ static void other_state(const char *into)
     fixture_teardown((void **)&g);
 }
 
+static void flush(fixture_t *f)
+{
+    kyu_err_t err;
+    assert_int_equal(kyu_sm_flush(f->sm, &err), KYU_OK);
+}
+
 static void test_store_swaps_in_a_fetched_state(void **state)
 {
     fixture_t *f = *state;
     assert_int_equal(apply1(f, cmd_create("mine", 30)).code, KYU_OK);
+    flush(f); /* as the replica does before it replaces the state */
     char incoming[600];
     snprintf(incoming, sizeof incoming, "%s/state.incoming", f->dir);
     other_state(incoming);
@@ -258,6 +267,7 @@ static void test_open_undoes_an_interrupted_swap(void **state)
 {
     fixture_t *f = *state;
     assert_int_equal(apply1(f, cmd_create("mine", 30)).code, KYU_OK);
+    flush(f); /* as the replica does before it replaces the state */
     kyu_sm_destroy(&f->sm);
     kyu_store_close(&f->store);
     char from[600], to[600], incoming[600];
@@ -300,6 +310,7 @@ static void test_log_compaction_during_state_swaps_touches_no_closed_handle(void
 {
     fixture_t *f = *state;
     assert_int_equal(apply1(f, cmd_create("mine", 30)).code, KYU_OK);
+    flush(f); /* as the replica does before it replaces the state */
     kyu_err_t err = {0};
     kyu_log_t *log = kyu_log_new(f->store, &err);
     assert_non_null(log);
@@ -335,6 +346,7 @@ static void test_a_fetched_state_that_does_not_open_is_refused_and_the_state_kep
 {
     fixture_t *f = *state;
     assert_int_equal(apply1(f, cmd_create("mine", 30)).code, KYU_OK);
+    flush(f); /* as the replica does before it replaces the state */
     char incoming[600], current[700];
     snprintf(incoming, sizeof incoming, "%s/state.incoming", f->dir);
     assert_int_equal(mkdir(incoming, 0755), 0);

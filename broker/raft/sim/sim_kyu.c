@@ -41,8 +41,35 @@ uint64_t sk_parse_id(const char *id)
 static const kyu_cf_t state_cfs[] = {KYU_CF_META, KYU_CF_QUEUES, KYU_CF_MESSAGES, KYU_CF_LEASES,
                                      KYU_CF_VISIBILITY};
 
+void sk_flush(sk_node_t *kn)
+{
+    kyu_err_t err;
+    if (kyu_sm_flush(kn->sm, &err) != KYU_OK) {
+        fprintf(stderr, "kyu-sim-kyu: node %llu: %s\n", (unsigned long long)kn->nd->id, err.msg);
+        exit(3);
+    }
+}
+
+uint64_t sk_persisted(sk_node_t *kn, uint64_t *chain)
+{
+    uint64_t p = kyu_sm_persisted_index(kn->sm);
+    if (p == kn->nd->sm_applied)
+        *chain = kn->nd->sm_chain;
+    else if (kn->chain_index[p % SK_CHAINS] == p && p > 0)
+        *chain = kn->chain_at[p % SK_CHAINS];
+    else if (p == kn->base_index)
+        *chain = kn->base_chain;
+    else {
+        fprintf(stderr, "kyu-sim-kyu: node %llu: no chain known at its persisted index %llu\n",
+                (unsigned long long)kn->nd->id, (unsigned long long)p);
+        exit(3);
+    }
+    return p;
+}
+
 uint64_t sk_state_digest(sk_node_t *kn)
 {
+    sk_flush(kn);
     uint64_t h = 0x6b7975;
     for (size_t i = 0; i < sizeof(state_cfs) / sizeof(state_cfs[0]); i++) {
         rocksdb_iterator_t *it = rocksdb_create_iterator_cf(kyu_store_db(kn->store, state_cfs[i]),
@@ -64,6 +91,7 @@ uint64_t sk_state_digest(sk_node_t *kn)
 uint64_t *sk_state_messages(sim_cluster_t *c, sk_node_t *kn, size_t *n)
 {
     (void)c;
+    sk_flush(kn);
     size_t cap = 64;
     uint64_t *out = malloc(cap * sizeof(*out));
     KYU_ASSERT(out);
@@ -130,10 +158,10 @@ void sk_mark_synced(sim_cluster_t *c, sim_node_t *nd)
     sk_node_t *kn = nd->app;
     if (!sk(c)->power_loss_pm)
         return;
-    /* A checkpoint without a flush: hard links to the tables and a copy of the WAL. */
+    /* A checkpoint without a flush: hard links to the tables and a copy of the WAL; the
+     * database holds the state at the persisted index. */
     kn->synced = sk_checkpoint(kn, kn->synced_dir, UINT64_MAX);
-    kn->synced_index = kyu_sm_applied_index(kn->sm);
-    kn->synced_chain = nd->sm_chain;
+    kn->synced_index = sk_persisted(kn, &kn->synced_chain);
 }
 
 /* ---- hooks ---- */
@@ -166,7 +194,9 @@ static bool seed_begin(sim_cluster_t *c)
     bool skewed = sim_rng_chance(&rng, 500);
     for (int i = 1; i <= c->n; i++)
         k->skew[i] = skewed ? (int64_t)sim_rng_below(&rng, 4001) - 2000 : 0;
-    static const uint32_t every[] = {1, 2, 4, 8};
+    /* A digest writes the state machine's buffer to its database (sk_flush): rare digests
+     * leave many entries buffered, so that crashes take nodes back further (sm_buffer.c). */
+    static const uint32_t every[] = {1, 4, 64, 1000};
     k->digest_every = every[sim_rng_below(&rng, 4)];
     k->power_loss_pm = sim_rng_chance(&rng, 500) ? 200 + (uint32_t)sim_rng_below(&rng, 801) : 0;
     k->stall_pm = sim_rng_chance(&rng, 500) ? 1 + (uint32_t)sim_rng_below(&rng, 10) : 0;
@@ -176,6 +206,9 @@ static bool seed_begin(sim_cluster_t *c)
         k->entry_max = 256 + (size_t)sim_rng_below(&rng, 2048);
         k->bytes_max = k->entry_max * (2 + (size_t)sim_rng_below(&rng, 6));
     }
+    /* Entries the state machine buffers (0: the replica's default, half the log window). */
+    static const uint32_t write_every[] = {0, 1, 16, 1024};
+    k->write_every = write_every[sim_rng_below(&rng, 4)];
     for (int i = 0; i < c->n; i++) {
         c->nodes[i].app = &k->nodes[i];
         k->nodes[i].c = c;
@@ -185,11 +218,11 @@ static bool seed_begin(sim_cluster_t *c)
                  i + 1);
     }
     if (c->o.verbose)
-        printf("  kyu: ms_per_step=%u skew=%s digest_every=%u power_loss=%u disk_stall=%u "
-               "slow_disk=n%llu entry_max=%zu bytes_max=%zu plant=%u dir=%s\n",
-               k->ms_per_step, skewed ? "on" : "off", k->digest_every, k->power_loss_pm,
-               k->stall_pm, (unsigned long long)k->slow_node, k->entry_max, k->bytes_max,
-               c->o.plant, k->root);
+        printf("  kyu: ms_per_step=%u skew=%s digest_every=%u write_every=%u power_loss=%u "
+               "disk_stall=%u slow_disk=n%llu entry_max=%zu bytes_max=%zu plant=%u dir=%s\n",
+               k->ms_per_step, skewed ? "on" : "off", k->digest_every, k->write_every,
+               k->power_loss_pm, k->stall_pm, (unsigned long long)k->slow_node, k->entry_max,
+               k->bytes_max, c->o.plant, k->root);
     return true;
 }
 
@@ -204,7 +237,11 @@ void sk_state_close(sim_cluster_t *c, sim_node_t *nd)
 {
     sk_t *k = sk(c);
     sk_node_t *kn = nd->app;
+    /* The buffered entries are gone: the state is back at its persisted index. */
+    uint64_t chain = 0, persisted = sk_persisted(kn, &chain);
     sk_state_release(kn);
+    nd->sm_applied = persisted;
+    nd->sm_chain = chain;
     if (!kn->synced || !sim_rng_chance(&c->rng, k->power_loss_pm))
         return;
     char state[400];
@@ -238,8 +275,8 @@ static void seed_end(sim_cluster_t *c)
     c->app_state = NULL;
 }
 
-/* Opens a node's state as a restart finds it: at the index it had applied before its crash
- * (after a power loss: at its last sync), never behind its log's snapshot. The replica's
+/* Opens a node's state as a restart finds it: at the index its state database held before
+ * its crash (after a power loss: at its last sync), never behind its log's snapshot. The replica's
  * boot (replica_boot.c) does the rest. */
 bool sk_state_open(sim_cluster_t *c, sim_node_t *nd)
 {
@@ -270,6 +307,8 @@ bool sk_state_open(sim_cluster_t *c, sim_node_t *nd)
                       (unsigned long long)nd->disk.snap.index);
         return true;
     }
+    kn->base_index = applied;
+    kn->base_chain = nd->sm_chain;
     if (!kn->synced)
         sk_mark_synced(c, nd);
     return true;
@@ -305,6 +344,8 @@ void sk_on_applied(void *arg, const kyu_raft_entry_t *e, const kyu_result_t *res
     }
     nd->sm_chain = sim_mix(nd->sm_chain, sim_entry_hash(e));
     nd->sm_applied = e->index;
+    kn->chain_index[e->index % SK_CHAINS] = e->index;
+    kn->chain_at[e->index % SK_CHAINS] = nd->sm_chain;
     sim_check_apply(c, nd, e, nd->sm_chain);
     if (c->result != SIM_OK)
         return;

@@ -140,6 +140,13 @@ typedef struct {
     char synced_dir[320];
     bool synced;
     uint64_t synced_index, synced_chain;
+    /* The state database holds the state at kyu_sm_persisted_index, behind the applied one
+     * (the state machine writes behind, sm_buffer.c): a crash takes the node back there, and
+     * the log must hold every entry after it. The chain of each recent applied index, and of
+     * the index the state opened at, to know the chain there. */
+#define SK_CHAINS 4096
+    uint64_t chain_index[SK_CHAINS], chain_at[SK_CHAINS];
+    uint64_t base_index, base_chain;
     /* The simulated disk: nd->disk holds what is durable; the queue what is not yet. */
     bool hs_found, snap_found;
     sk_write_t *queue, *queue_tail;
@@ -167,6 +174,7 @@ typedef struct {
     uint32_t ms_per_step;
     int64_t skew[SIM_MAX_NODES + 1];
     uint32_t digest_every;
+    uint32_t write_every;        /* kyu_replica_config_t.state_write_every */
     uint32_t power_loss_pm;      /* of crashes; 0: crashes are process crashes only */
     uint32_t stall_pm;           /* per node and step: its disk stalls (0: never) */
     uint64_t slow_node;          /* its disk is slow during the safety phase (0: none) */
@@ -201,6 +209,11 @@ typedef struct {
 } sk_t;
 
 /* sim_kyu.c */
+/* Writes the state machine's buffered entries to its database (kyu_sm_flush): done before
+ * the database is read or copied. */
+void sk_flush(sk_node_t *kn);
+/* The index the node's state database holds, and the chain of applied entries there. */
+uint64_t sk_persisted(sk_node_t *kn, uint64_t *chain);
 uint64_t sk_state_digest(sk_node_t *kn);
 /* Message numbers of the messages the state holds; *n of them, heap array. */
 uint64_t *sk_state_messages(sim_cluster_t *c, sk_node_t *kn, size_t *n);

@@ -363,6 +363,9 @@ bool sk_node_start(sim_cluster_t *c, sim_node_t *nd)
         .clock_arg = kn,
         .election_ticks = o->election_ticks,
         .log_window = o->compact_after,
+        /* Some seeds buffer more entries than the log window holds: the replica must then
+         * keep the log past the window (maybe_compact). */
+        .state_write_every = sk(c)->write_every,
         .join = peers.n == 0,
         .heartbeat_ticks = o->heartbeat_ticks,
         .max_inflight = o->max_inflight,
@@ -455,8 +458,10 @@ static void fetch(sim_cluster_t *c, sim_node_t *nd)
               src->sm_applied == kyu_sm_applied_index(sn->sm);
     char incoming[400];
     snprintf(incoming, sizeof(incoming), "%s/state.incoming", kn->dir);
-    if (ok)
+    if (ok) {
+        sk_flush(sn); /* main.c flushes before it serves a fetch */
         ok = sk_checkpoint(sn, incoming, 0);
+    }
     sk_enter(kn);
     kyu_replica_install_done(kn->replica, ok, ok ? "" : "the member cannot serve it now");
     if (!ok || kyu_replica_installing(kn->replica) || kyu_replica_failure(kn->replica))
@@ -476,6 +481,8 @@ static void fetch(sim_cluster_t *c, sim_node_t *nd)
     c->stats.snapshots_installed++;
     nd->sm_applied = applied;
     nd->sm_chain = src->sm_chain;
+    kn->base_index = applied;
+    kn->base_chain = nd->sm_chain;
     sim_trace(&c->trace, c->now, "n%llu installs the state of n%llu at %llu",
               (unsigned long long)nd->id, (unsigned long long)src->id, (unsigned long long)applied);
     sim_check_snapshot(c, nd, applied, nd->sm_chain);
