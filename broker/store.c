@@ -337,6 +337,16 @@ kyu_store_t *kyu_store_open(const char *dir, kyu_err_t *err)
                                                   rocksdb_filterpolicy_create_bloom(10));
     rocksdb_block_based_options_set_cache_index_and_filter_blocks(self->table, 1);
     rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(self->table, 1);
+    /* Filters and indexes in partitions of 4 KiB under a small top level that stays in the
+     * cache. A table's whole filter is megabytes under a backlog (10 bits per key), more
+     * than a shard of the cache holds: every lookup that missed (a new request key, checked
+     * for a retry) read and checksummed it again from the file; W2 beside a backlog of 10^6
+     * messages spent 89% of the broker's time there (docs/BENCHMARKS.md, issue 12). */
+    rocksdb_block_based_options_set_partition_filters(self->table, 1);
+    rocksdb_block_based_options_set_index_type(
+        self->table, rocksdb_block_based_table_index_type_two_level_index_search);
+    rocksdb_block_based_options_set_metadata_block_size(self->table, 4096);
+    rocksdb_block_based_options_set_pin_top_level_index_and_filter(self->table, 1);
     rocksdb_options_set_block_based_table_factory(self->opts, self->table);
     /* The state's WAL is not synced (the log is the record, store.h), so it need not be
      * written at every batch either: RocksDB keeps it in a buffer written out when full
