@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# DEPTH: a backlog of N 1 KiB messages on one queue, W2 on another queue beside it, the
+# broker's RSS, and its restart time with the backlog (after SIGTERM and after kill -9).
+# Figures go to docs/BENCHMARKS.md by hand, with this command.
+# Usage: scripts/bench_depth.sh [N (default 1000000)] [BUILD_DIR (default build)]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n=${1:-1000000}
+build=${2:-build}
+dir=$(mktemp -d /tmp/kyu-depth-XXXXXX)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+ep=tcp://127.0.0.1:$port
+broker=""
+trap '[ -n "$broker" ] && kill -9 $broker 2>/dev/null; rm -rf "$dir"' EXIT
+rss() { awk '/VmRSS/{printf "%.0f MiB", $2 / 1024}' "/proc/$broker/status"; }
+ready_s=""
+start() { # starts the broker; ready_s: the seconds from start to serving
+    local t0 t1
+    t0=$(date +%s.%N)
+    "$build/broker/kyu-broker" --data "$dir/db" --listen "$ep" >>"$dir/broker.log" 2>&1 &
+    broker=$!
+    for _ in $(seq 1 3000); do
+        "$build/client/kyu" --broker "$ep" list-queues >/dev/null 2>&1 && break
+        sleep 0.02
+    done
+    t1=$(date +%s.%N)
+    ready_s=$(python3 -c "print(round($t1 - $t0, 2))")
+}
+w2() { "$build/client/kyu-bench" --broker "$ep" --workload w2 --count 50000 | awk '/end to end/{print $4}'; }
+echo "# $(date -u '+%F %T') backlog $n, $(nproc) cores"
+start
+echo "W2 at depth 0: $(w2) msg/s"
+"$build/client/kyu-bench" --broker "$ep" --workload send --count "$n" --queue backlog --keep-queue |
+    awk '/^produce/{print "sending the backlog: " $2 " msg/s"}'
+echo "RSS with $n queued: $(rss)"
+echo "W2 beside $n queued: $(w2) msg/s; RSS $(rss)"
+kill -TERM "$broker"; wait "$broker" || true
+start
+echo "restart after SIGTERM to serving: $ready_s s; RSS $(rss)"
+"$build/client/kyu" --broker "$ep" get-queue-attributes backlog | grep ApproximateNumberOfMessages
+kill -9 "$broker"; wait "$broker" 2>/dev/null || true
+start
+echo "restart after kill -9 to serving: $ready_s s"
+"$build/client/kyu" --broker "$ep" get-queue-attributes backlog | grep ApproximateNumberOfMessages
+echo "data directory: $(du -sh "$dir/db" | cut -f1)"
+kill -TERM "$broker"; wait "$broker" || true
+broker=""
