@@ -204,6 +204,7 @@ kyu_code_t kyu_sm_flush(kyu_sm_t *self, kyu_err_t *err)
     if (self->failed)
         return kyu_err_set(err, KYU_ERR_STORAGE, "the state machine failed; nothing is written");
     if (zhashx_size(self->buffer) == 0) {
+        kyu_sm_buffer_drop(self); /* its counters */
         self->persisted_index = self->applied_index;
         return KYU_OK;
     }

@@ -46,14 +46,21 @@ static inline void *seq_key(uint64_t seq)
     return (void *)(uintptr_t)seq;
 }
 
+/* A hash keyed by a 64-bit number held in the key pointer itself (seq_key). */
+static zhashx_t *u64_map_new(void)
+{
+    zhashx_t *m = zhashx_new();
+    KYU_ASSERT(m);
+    zhashx_set_key_hasher(m, seq_hash);
+    zhashx_set_key_comparator(m, seq_cmp);
+    zhashx_set_key_duplicator(m, NULL);
+    zhashx_set_key_destructor(m, NULL);
+    return m;
+}
+
 void kyu_sm_index_init(queue_t *q)
 {
-    q->leases = zhashx_new();
-    KYU_ASSERT(q->leases);
-    zhashx_set_key_hasher(q->leases, seq_hash);
-    zhashx_set_key_comparator(q->leases, seq_cmp);
-    zhashx_set_key_duplicator(q->leases, NULL);
-    zhashx_set_key_destructor(q->leases, NULL);
+    q->leases = u64_map_new();
     zhashx_set_destructor(q->leases, lease_free);
 }
 
@@ -247,12 +254,7 @@ static bool lease_decode(const char *v, size_t len, lease_t *l)
 kyu_code_t kyu_sm_index_load(kyu_sm_t *self, kyu_err_t *err)
 {
     /* qid -> queue, for the scan (the queues hash is by name) */
-    zhashx_t *by_qid = zhashx_new();
-    KYU_ASSERT(by_qid);
-    zhashx_set_key_hasher(by_qid, seq_hash);
-    zhashx_set_key_comparator(by_qid, seq_cmp);
-    zhashx_set_key_duplicator(by_qid, NULL);
-    zhashx_set_key_destructor(by_qid, NULL);
+    zhashx_t *by_qid = u64_map_new();
     for (queue_t *q = zhashx_first(self->queues); q; q = zhashx_next(self->queues))
         zhashx_insert(by_qid, seq_key(q->qid), q);
     rocksdb_iterator_t *it = rocksdb_create_iterator_cf(self->db, kyu_store_readopts(self->store),

@@ -192,6 +192,18 @@ static void send_one_entry(kyu_log_t *log, kyu_replica_t *r, waiters_t *w)
         pump_one(log, r);
 }
 
+/* Creates queue "orders" through the replica and waits for its answer. */
+static void create_orders(kyu_log_t *log, kyu_replica_t *r, waiters_t *w)
+{
+    kyu_err_t err;
+    int before = w->answered;
+    kyu_command_t c = cmd_create("orders", -1);
+    assert_int_equal(kyu_replica_propose(r, &c, NULL, &err), KYU_OK);
+    kyu_replica_flush(r);
+    while (w->answered == before)
+        pump_one(log, r);
+}
+
 static void
 test_log_is_compacted_behind_a_window_and_restarts_from_the_snapshot_record(void **state)
 {
@@ -202,14 +214,11 @@ test_log_is_compacted_behind_a_window_and_restarts_from_the_snapshot_record(void
     kyu_log_t *log = kyu_log_new(f->store, &err);
     kyu_replica_t *r = open_replica(f, log, &cfg, &w, &err);
     assert_non_null(r);
-    kyu_command_t c = cmd_create("orders", -1);
-    assert_int_equal(kyu_replica_propose(r, &c, NULL, &err), KYU_OK);
-    kyu_replica_flush(r);
-    while (w.answered < 1)
-        pump_one(log, r);
+    create_orders(log, r, &w);
     for (int i = 0; i < 100; i++) {
         send_one_entry(log, r, &w);
-        /* the state database holds every entry (it is written every 1024 otherwise) */
+        /* the state database holds every entry: its write-behind never holds compaction
+         * back here (that case is the crash test below) */
         assert_int_equal(kyu_sm_flush(f->sm, &err), KYU_OK);
     }
     uint64_t applied = kyu_sm_applied_index(f->sm);
@@ -248,11 +257,7 @@ static void test_a_crash_loses_no_entry_the_state_database_had_not_written(void 
     kyu_log_t *log = kyu_log_new(f->store, &err);
     kyu_replica_t *r = open_replica(f, log, &cfg, &w, &err);
     assert_non_null(r);
-    kyu_command_t c = cmd_create("orders", -1);
-    assert_int_equal(kyu_replica_propose(r, &c, NULL, &err), KYU_OK);
-    kyu_replica_flush(r);
-    while (w.answered < 1)
-        pump_one(log, r);
+    create_orders(log, r, &w);
     for (int i = 0; i < 100; i++)
         send_one_entry(log, r, &w);
     uint64_t applied = kyu_sm_applied_index(f->sm);
