@@ -295,7 +295,7 @@ static void handle_request(kyu_frontend_t *self, zmsg_t **msg_p)
 
 void kyu_frontend_on_readable(kyu_frontend_t *self)
 {
-    for (int i = 0; i < DRAIN_MAX && (zsock_events(self->sock) & ZMQ_POLLIN); i++) {
+    for (int i = 0; i < DRAIN_MAX; i++) {
         zmsg_t *msg = kyu_recv_request(self->sock, self->ctx.max_body);
         if (!msg)
             break;

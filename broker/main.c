@@ -379,6 +379,8 @@ int main(int argc, char **argv)
     kyu_sm_t *sm = store ? kyu_sm_open(store, &err) : NULL;
     kyu_frontend_config_t fcfg = {.endpoint = cfg.listen, .max_body = cfg.max_body};
     if (sm)
+        kyu_sm_write_behind(sm); /* the state database's writes off the event loop */
+    if (sm)
         b.frontend = kyu_frontend_new(&fcfg, sm, &err);
     if (b.frontend)
         b.log = kyu_log_new(store, &err);

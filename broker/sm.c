@@ -230,7 +230,12 @@ kyu_code_t kyu_sm_reload(kyu_sm_t *self, kyu_err_t *err)
 {
     drop_queues(self);
     zlistx_purge(self->touched);
-    kyu_sm_buffer_drop(self); /* the writes of a state that was replaced */
+    /* A write in flight went to the state that was replaced (kyu_sm_flush runs before an
+     * install, so there is none); the buffer's writes belong to it too. */
+    kyu_code_t rc = kyu_sm_flush_wait_before(self, UINT64_MAX, err);
+    if (rc != KYU_OK)
+        return rc;
+    kyu_sm_buffer_drop(self);
     self->failed = false;
     self->last_now_index = self->last_now_term = 0;
     return load(self, err);

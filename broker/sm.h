@@ -57,8 +57,13 @@ uint64_t kyu_sm_persisted_index(const kyu_sm_t *self);
  * durable record), so that it holds the state at kyu_sm_applied_index. For a clean shutdown,
  * a snapshot, a test that reads the database. */
 kyu_code_t kyu_sm_flush(kyu_sm_t *self, kyu_err_t *err);
-/* Write the buffer at least every `entries` entries (at most KYU_SM_BUFFER_ENTRIES, 1024). */
+/* Write the buffer at least every `entries` entries (at most KYU_SM_BUFFER_ENTRIES, 8192). */
 void kyu_sm_set_write_every(kyu_sm_t *self, uint32_t entries);
+/* Writes the buffer on a thread of its own from now on (the broker does): the event loop
+ * goes on applying while RocksDB sorts and inserts. kyu_sm_flush still returns once
+ * everything is written. Without it (kyu-sim-kyu, which must be deterministic), the writes
+ * happen on the applying thread. */
+void kyu_sm_write_behind(kyu_sm_t *self);
 /* The Raft term of the applied entry (0 when not recorded: data older than the record). */
 uint64_t kyu_sm_applied_term(const kyu_sm_t *self);
 /* The Raft configuration in force at the applied index (kyu_raft_conf_encode form), or 0

@@ -222,14 +222,11 @@ kyu_code_t kyu_sm_apply(kyu_sm_t *self, uint64_t index, const void *payload, siz
     self->applied_term = self->next_term;
     self->conf_pending = false;
     self->buffer_entries++;
-    if (dropped || self->buffer_entries >= self->write_every ||
-        self->buffer_bytes >= KYU_SM_BUFFER_BYTES) {
-        /* A deleted queue's data is dropped by range deletes in the database: its buffered
-         * writes go there first. */
-        if ((rc = kyu_sm_flush(self, err)) != KYU_OK)
-            return rc;
-    }
+    /* A deleted queue's data is dropped by range deletes in the database: its buffered
+     * writes go there first, and are written before the garbage is collected. */
     if (dropped)
-        return kyu_sm_collect_garbage(self, err);
-    return KYU_OK;
+        return (rc = kyu_sm_flush(self, err)) != KYU_OK ? rc : kyu_sm_collect_garbage(self, err);
+    if (self->buffer_entries >= self->write_every || self->buffer_bytes >= KYU_SM_BUFFER_BYTES)
+        return kyu_sm_flush_behind(self, err);
+    return kyu_sm_flush_poll(self, err);
 }

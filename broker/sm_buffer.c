@@ -20,6 +20,7 @@
  */
 #include "sm_internal.h"
 
+#include <pthread.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,6 +96,7 @@ void kyu_sm_buffer_drop(kyu_sm_t *self)
 
 void kyu_sm_buffer_free(kyu_sm_t *self)
 {
+    kyu_sm_writer_stop(self);
     zhashx_destroy(&self->buffer);
 }
 
@@ -111,6 +113,15 @@ static kyu_sm_item_t *find(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl,
     p->it.key[0] = (uint8_t)c;
     memcpy(p->it.key + 1, k, kl);
     return zhashx_lookup(self->buffer, &p->it);
+}
+
+/* The latest buffered write of a key: in the buffer, else in the write in flight. */
+static kyu_sm_item_t *find_any(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl, probe_t *p)
+{
+    kyu_sm_item_t *it = find(self, c, k, kl, p);
+    if (!it && self->flushing)
+        it = zhashx_lookup(self->flushing, &p->it);
+    return it;
 }
 
 static kyu_sm_item_t *item_for(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl, bool absent)
@@ -171,7 +182,7 @@ void kyu_sm_del(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl)
 char *kyu_sm_read(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl, size_t *vl, kyu_err_t *err)
 {
     probe_t p;
-    const kyu_sm_item_t *it = find(self, c, k, kl, &p);
+    const kyu_sm_item_t *it = find_any(self, c, k, kl, &p);
     if (it) {
         if (!it->put)
             return NULL;
@@ -195,51 +206,214 @@ char *kyu_sm_read(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl, size_t *
 bool kyu_sm_buffer_deletes(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl)
 {
     probe_t p;
-    const kyu_sm_item_t *it = find(self, c, k, kl, &p);
+    const kyu_sm_item_t *it = find_any(self, c, k, kl, &p);
     return it && !it->put;
 }
 
-kyu_code_t kyu_sm_flush(kyu_sm_t *self, kyu_err_t *err)
+/* Writes items (a buffer's, in any order) as one RocksDB write; NULL or the error (caller
+ * frees). Runs on the writer thread when there is one, so it touches only what it is given. */
+static char *write_items(kyu_store_t *store, rocksdb_t *db, rocksdb_writeoptions_t *wopts,
+                         rocksdb_writebatch_t *wb, kyu_sm_item_t **items, size_t n)
 {
-    if (self->failed)
-        return kyu_err_set(err, KYU_ERR_STORAGE, "the state machine failed; nothing is written");
-    if (zhashx_size(self->buffer) == 0) {
-        kyu_sm_buffer_drop(self); /* its counters */
-        self->persisted_index = self->applied_index;
-        return KYU_OK;
-    }
     /* In key order: RocksDB's memtable inserts keys that follow each other far faster than
      * keys in the hash's order (its skiplist reuses the place it found last). */
-    size_t n = zhashx_size(self->buffer), i = 0;
-    kyu_sm_item_t **items = malloc(n * sizeof *items);
-    KYU_ASSERT(items);
-    for (kyu_sm_item_t *it = zhashx_first(self->buffer); it; it = zhashx_next(self->buffer))
-        items[i++] = it;
     qsort(items, n, sizeof *items, item_order);
-    rocksdb_writebatch_t *wb = self->plain;
     rocksdb_writebatch_clear(wb);
-    for (i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++) {
         const kyu_sm_item_t *it = items[i];
-        rocksdb_column_family_handle_t *h = kyu_store_cf(self->store, (kyu_cf_t)it->key[0]);
+        rocksdb_column_family_handle_t *h = kyu_store_cf(store, (kyu_cf_t)it->key[0]);
         const char *k = (const char *)it->key + 1;
         if (it->put)
             rocksdb_writebatch_put_cf(wb, h, k, it->klen - 1u, it->val ? it->val : "", it->vlen);
         else
             rocksdb_writebatch_delete_cf(wb, h, k, it->klen - 1u);
     }
-    free(items);
     char *rerr = NULL;
-    rocksdb_write(self->db, self->wopts, wb, &rerr);
+    rocksdb_write(db, wopts, wb, &rerr);
     rocksdb_writebatch_clear(wb);
-    if (rerr) {
+    return rerr;
+}
+
+/* The writer thread (kyu_sm_write_behind): it takes one buffer at a time, sorts and writes it
+ * while the event loop applies the next entries into a new buffer. Reads see the buffer in
+ * flight between the new one and the database (find), so the state they see is the same
+ * whether its write has finished or not; only the persisted index waits for it. */
+struct kyu_sm_writer {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool stop, busy; /* busy: a job is handed over and not written yet */
+    /* the job */
+    kyu_store_t *store;
+    rocksdb_t *db;
+    rocksdb_writeoptions_t *wopts;
+    rocksdb_writebatch_t *wb;
+    kyu_sm_item_t **items;
+    size_t n;
+    char *error; /* the job's result: NULL when written */
+};
+
+static void *writer_main(void *arg)
+{
+    kyu_sm_writer_t *w = arg;
+    KYU_ASSERT(pthread_mutex_lock(&w->mu) == 0);
+    for (;;) {
+        while (!w->stop && !w->busy)
+            KYU_ASSERT(pthread_cond_wait(&w->cv, &w->mu) == 0);
+        if (!w->busy) /* stopped, with nothing left to write */
+            break;
+        KYU_ASSERT(pthread_mutex_unlock(&w->mu) == 0);
+        char *error = write_items(w->store, w->db, w->wopts, w->wb, w->items, w->n);
+        KYU_ASSERT(pthread_mutex_lock(&w->mu) == 0);
+        w->error = error;
+        w->busy = false;
+        KYU_ASSERT(pthread_cond_broadcast(&w->cv) == 0);
+    }
+    KYU_ASSERT(pthread_mutex_unlock(&w->mu) == 0);
+    return NULL;
+}
+
+/* Ends the write in flight: waits for it when wait, else only looks whether it is done. */
+static kyu_code_t harvest(kyu_sm_t *self, bool wait, kyu_err_t *err)
+{
+    kyu_sm_writer_t *w = self->writer;
+    if (!self->flushing)
+        return KYU_OK;
+    KYU_ASSERT(pthread_mutex_lock(&w->mu) == 0);
+    while (wait && w->busy)
+        KYU_ASSERT(pthread_cond_wait(&w->cv, &w->mu) == 0);
+    bool done = !w->busy;
+    char *error = w->error;
+    w->error = NULL;
+    KYU_ASSERT(pthread_mutex_unlock(&w->mu) == 0);
+    if (!done)
+        return KYU_OK;
+    free(w->items);
+    w->items = NULL;
+    zhashx_destroy(&self->flushing);
+    if (error) {
         self->failed = true;
-        kyu_err_set(err, KYU_ERR_STORAGE, "writing applied state: %s", rerr);
-        free(rerr);
+        kyu_err_set(err, KYU_ERR_STORAGE, "writing applied state: %s", error);
+        free(error);
         return KYU_ERR_STORAGE;
     }
-    kyu_sm_buffer_drop(self);
-    self->persisted_index = self->applied_index;
+    self->persisted_index = self->flushing_index;
     return KYU_OK;
+}
+
+/* The buffer's items, for a write (caller frees the array). */
+static kyu_sm_item_t **collect(zhashx_t *buffer, size_t *n)
+{
+    *n = zhashx_size(buffer);
+    kyu_sm_item_t **items = malloc((*n ? *n : 1) * sizeof *items);
+    KYU_ASSERT(items);
+    size_t i = 0;
+    for (kyu_sm_item_t *it = zhashx_first(buffer); it; it = zhashx_next(buffer))
+        items[i++] = it;
+    return items;
+}
+
+/* Starts writing the buffer: on the writer thread (after the write before it), or here. */
+static kyu_code_t flush_start(kyu_sm_t *self, kyu_err_t *err)
+{
+    if (self->failed)
+        return kyu_err_set(err, KYU_ERR_STORAGE, "the state machine failed; nothing is written");
+    kyu_code_t rc = harvest(self, true, err);
+    if (rc != KYU_OK)
+        return rc;
+    if (zhashx_size(self->buffer) == 0) {
+        kyu_sm_buffer_drop(self); /* its counters */
+        self->persisted_index = self->applied_index;
+        return KYU_OK;
+    }
+    size_t n = 0;
+    kyu_sm_item_t **items = collect(self->buffer, &n);
+    kyu_sm_writer_t *w = self->writer;
+    if (!w) {
+        char *error = write_items(self->store, self->db, self->wopts, self->plain, items, n);
+        free(items);
+        if (error) {
+            self->failed = true;
+            kyu_err_set(err, KYU_ERR_STORAGE, "writing applied state: %s", error);
+            free(error);
+            return KYU_ERR_STORAGE;
+        }
+        kyu_sm_buffer_drop(self);
+        self->persisted_index = self->applied_index;
+        return KYU_OK;
+    }
+    /* The buffer becomes the write in flight; a new one takes the next entries. */
+    self->flushing = self->buffer;
+    self->flushing_index = self->applied_index;
+    self->flushing_oldest_ms = self->buffer_oldest_ms;
+    self->buffer = NULL;
+    kyu_sm_buffer_init(self);
+    kyu_sm_buffer_drop(self); /* its counters */
+    KYU_ASSERT(pthread_mutex_lock(&w->mu) == 0);
+    w->store = self->store;
+    w->db = self->db;
+    w->wopts = self->wopts;
+    w->wb = self->plain;
+    w->items = items;
+    w->n = n;
+    w->busy = true;
+    KYU_ASSERT(pthread_cond_broadcast(&w->cv) == 0);
+    KYU_ASSERT(pthread_mutex_unlock(&w->mu) == 0);
+    return KYU_OK;
+}
+
+kyu_code_t kyu_sm_flush_behind(kyu_sm_t *self, kyu_err_t *err)
+{
+    return flush_start(self, err);
+}
+
+kyu_code_t kyu_sm_flush(kyu_sm_t *self, kyu_err_t *err)
+{
+    kyu_code_t rc = flush_start(self, err);
+    return rc == KYU_OK ? harvest(self, true, err) : rc;
+}
+
+kyu_code_t kyu_sm_flush_poll(kyu_sm_t *self, kyu_err_t *err)
+{
+    return harvest(self, false, err);
+}
+
+kyu_code_t kyu_sm_flush_wait_before(kyu_sm_t *self, uint64_t time_ms, kyu_err_t *err)
+{
+    if (self->flushing && self->flushing_oldest_ms <= time_ms)
+        return harvest(self, true, err);
+    return KYU_OK;
+}
+
+void kyu_sm_write_behind(kyu_sm_t *self)
+{
+    if (self->writer)
+        return;
+    kyu_sm_writer_t *w = calloc(1, sizeof *w);
+    KYU_ASSERT(w);
+    KYU_ASSERT(pthread_mutex_init(&w->mu, NULL) == 0);
+    KYU_ASSERT(pthread_cond_init(&w->cv, NULL) == 0);
+    KYU_ASSERT(pthread_create(&w->thread, NULL, writer_main, w) == 0);
+    self->writer = w;
+}
+
+void kyu_sm_writer_stop(kyu_sm_t *self)
+{
+    kyu_sm_writer_t *w = self->writer;
+    if (!w)
+        return;
+    kyu_err_t ignored;
+    /* A write in flight finishes: a whole buffer, as in a crash just after it. */
+    harvest(self, true, &ignored);
+    KYU_ASSERT(pthread_mutex_lock(&w->mu) == 0);
+    w->stop = true;
+    KYU_ASSERT(pthread_cond_broadcast(&w->cv) == 0);
+    KYU_ASSERT(pthread_mutex_unlock(&w->mu) == 0);
+    KYU_ASSERT(pthread_join(w->thread, NULL) == 0);
+    pthread_cond_destroy(&w->cv);
+    pthread_mutex_destroy(&w->mu);
+    free(w);
+    self->writer = NULL;
 }
 
 void kyu_sm_set_write_every(kyu_sm_t *self, uint32_t entries)

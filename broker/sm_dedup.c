@@ -29,7 +29,8 @@
 
 /* The dedup records go through the write-behind buffer like every other write (sm_buffer.c),
  * and lookups read through it. The expiry scans the database: a record is written there
- * within a minute of command time (the buffer's age bound), long before it expires, and a
+ * within a minute of command time (the buffer's age bound), long before it expires (a write
+ * still in flight on the writer thread is waited for when it holds a record due), and a
  * record whose delete is still buffered is skipped. */
 static rocksdb_column_family_handle_t *meta(kyu_sm_t *self)
 {
@@ -202,6 +203,11 @@ kyu_code_t kyu_sm_dedup_expire(kyu_sm_t *self, uint64_t now_ms, kyu_err_t *err)
     if (now_ms < KYU_DEDUP_WINDOW_MS || now_ms - KYU_DEDUP_WINDOW_MS < self->dedup_floor)
         return KYU_OK;
     uint64_t limit = now_ms - KYU_DEDUP_WINDOW_MS; /* records at or before it go */
+    /* The scan reads the database: a write in flight that holds a record due must be in it.
+     * (The buffer holds none: it is written a minute after its oldest write.) */
+    kyu_code_t rc = kyu_sm_flush_wait_before(self, limit, err);
+    if (rc != KYU_OK)
+        return rc;
     uint8_t lo[RX_KEY], hi[RX_KEY];
     rx_key(lo, self->dedup_floor, 0, 0);
     rx_key(hi, limit + 1, 0, 0);

@@ -57,6 +57,8 @@ typedef struct {
     bool deleted; /* removed by the current entry */
 } queue_t;
 
+typedef struct kyu_sm_writer kyu_sm_writer_t;
+
 struct kyu_sm {
     kyu_store_t *store;
     rocksdb_t *db;
@@ -87,8 +89,13 @@ struct kyu_sm {
     uint32_t write_every;      /* entries buffered at most (kyu_sm_set_write_every) */
     uint64_t buffer_oldest_ms; /* the time of the first command buffered (0: none) */
     uint64_t persisted_index;  /* the applied index the state database holds */
-    bool failed;               /* an apply failed part-way: the buffer is never written */
-    uint64_t dedup_floor;      /* no request key record is older than this (0: not known yet) */
+    /* The write in flight on the writer thread (sm_buffer.c; NULL: none, or no thread): the
+     * buffer handed over, read-only until it is written, and what it brings the database to. */
+    kyu_sm_writer_t *writer;
+    zhashx_t *flushing;
+    uint64_t flushing_index, flushing_oldest_ms;
+    bool failed;          /* an apply failed part-way: the buffer is never written */
+    uint64_t dedup_floor; /* no request key record is older than this (0: not known yet) */
 
     zlistx_t *touched; /* queue_t* whose record is dirty in the current entry */
 };
@@ -128,7 +135,7 @@ void kyu_sm_members_settle(kyu_sm_t *self, bool written);
 /* When the buffer is written (sm_buffer.c): a restart replays at most KYU_SM_BUFFER_ENTRIES
  * entries, and the buffer holds at most about KYU_SM_BUFFER_BYTES; it is written before an
  * entry whose time is KYU_SM_BUFFER_AGE_MS past its oldest write. */
-#define KYU_SM_BUFFER_ENTRIES 1024
+#define KYU_SM_BUFFER_ENTRIES 8192
 #define KYU_SM_BUFFER_BYTES (32u << 20)
 #define KYU_SM_BUFFER_AGE_MS 60000
 
@@ -147,7 +154,16 @@ char *kyu_sm_read(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl, size_t *
 bool kyu_sm_buffer_deletes(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl);
 void kyu_sm_buffer_init(kyu_sm_t *self);
 void kyu_sm_buffer_drop(kyu_sm_t *self); /* forgets every buffered write */
-void kyu_sm_buffer_free(kyu_sm_t *self);
+void kyu_sm_buffer_free(kyu_sm_t *self); /* after the write in flight */
+/* The writes behind (sm_buffer.c). flush_behind starts writing the buffer (when the state
+ * machine has a writer thread, the write goes on there and the next entries fill a new
+ * buffer; else it is written at once); flush_poll takes a finished write's result (the
+ * persisted index) without waiting; flush_wait_before waits for the write in flight when it
+ * holds a write of command time <= time_ms (for a scan of the database that must see it). */
+kyu_code_t kyu_sm_flush_behind(kyu_sm_t *self, kyu_err_t *err);
+kyu_code_t kyu_sm_flush_poll(kyu_sm_t *self, kyu_err_t *err);
+kyu_code_t kyu_sm_flush_wait_before(kyu_sm_t *self, uint64_t time_ms, kyu_err_t *err);
+void kyu_sm_writer_stop(kyu_sm_t *self);
 /* A message record: head then body, copied once. */
 void kyu_sm_put_message(kyu_sm_t *self, const uint8_t k[KEY_QS], const void *head, size_t hl,
                         const void *body, size_t bl);

@@ -4,6 +4,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* KYU_TEST_WRITE_BEHIND=N runs a test with the state machine's writer thread on and a write
+ * every N entries (CMakeLists.txt registers the state machine's tests both ways), so that a
+ * write is in flight while most commands apply. */
+static kyu_sm_t *open_sm(kyu_store_t *store, kyu_err_t *err)
+{
+    kyu_sm_t *sm = kyu_sm_open(store, err);
+    const char *every = getenv("KYU_TEST_WRITE_BEHIND");
+    if (sm && every && atoi(every) > 0) {
+        kyu_sm_write_behind(sm);
+        kyu_sm_set_write_every(sm, (uint32_t)atoi(every));
+    }
+    return sm;
+}
+
 int fixture_setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof *f);
@@ -13,7 +27,7 @@ int fixture_setup(void **state)
     kyu_err_t err;
     f->store = kyu_store_open(f->dir, &err);
     assert_non_null(f->store);
-    f->sm = kyu_sm_open(f->store, &err);
+    f->sm = open_sm(f->store, &err);
     assert_non_null(f->sm);
     *state = f;
     return 0;
@@ -45,7 +59,7 @@ void fixture_crash(fixture_t *f)
     kyu_err_t err;
     f->store = kyu_store_open(f->dir, &err);
     assert_non_null(f->store);
-    f->sm = kyu_sm_open(f->store, &err);
+    f->sm = open_sm(f->store, &err);
     assert_non_null(f->sm);
 }
 
