@@ -196,7 +196,7 @@ static kyu_code_t load(kyu_sm_t *self, kyu_err_t *err)
         load_meta(self, "last_now", &self->last_now, 0, err) || load_conf(self, err) ||
         kyu_sm_members_load(self, err) || kyu_sm_handle_key_load(self, err) ||
         load_queues(self, err) || kyu_sm_collect_garbage(self, err) || drop_visibility(self, err) ||
-        kyu_sm_index_load(self, err))
+        kyu_sm_index_load(self, err) || kyu_sm_keyfilter_load(self, err))
         return KYU_ERR_STORAGE;
     self->next_term = self->applied_term;
     self->persisted_index = self->applied_index;
@@ -272,6 +272,7 @@ void kyu_sm_destroy(kyu_sm_t **self_p)
     zlistx_destroy(&self->touched);
     if (self->buffer)
         kyu_sm_buffer_free(self); /* unwritten, as in a crash: kyu_sm_flush first to keep it */
+    kyu_sm_keyfilter_free(self);
     rocksdb_writebatch_destroy(self->plain);
     rocksdb_writeoptions_destroy(self->wopts);
     free(self);

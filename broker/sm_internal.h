@@ -58,6 +58,7 @@ typedef struct {
 } queue_t;
 
 typedef struct kyu_sm_writer kyu_sm_writer_t;
+typedef struct kyu_sm_keyfilter kyu_sm_keyfilter_t;
 
 struct kyu_sm {
     kyu_store_t *store;
@@ -94,8 +95,10 @@ struct kyu_sm {
     kyu_sm_writer_t *writer;
     zhashx_t *flushing;
     uint64_t flushing_index, flushing_oldest_ms;
-    bool failed;          /* an apply failed part-way: the buffer is never written */
-    uint64_t dedup_floor; /* no request key record is older than this (0: not known yet) */
+    bool failed;                   /* an apply failed part-way: the buffer is never written */
+    uint64_t dedup_floor;          /* no request key record is older than this (0: not known yet) */
+    kyu_sm_keyfilter_t *keyfilter; /* the request keys that may have a record (sm_dedup.c) */
+    uint32_t keyfilter_gen_keys;   /* keys per filter generation (0: the default; tests) */
 
     zlistx_t *touched; /* queue_t* whose record is dirty in the current entry */
 };
@@ -124,6 +127,12 @@ kyu_code_t kyu_sm_dedup_lookup(kyu_sm_t *self, const kyu_command_t *c, kyu_dedup
                                kyu_err_t *err);
 void kyu_sm_dedup_record(kyu_sm_t *self, const kyu_command_t *c, const kyu_dedup_t *d);
 kyu_code_t kyu_sm_dedup_expire(kyu_sm_t *self, uint64_t now_ms, kyu_err_t *err);
+/* The in-memory filter of the request keys recorded: built at load, freed with the state
+ * machine. */
+kyu_code_t kyu_sm_keyfilter_load(kyu_sm_t *self, kyu_err_t *err);
+void kyu_sm_keyfilter_free(kyu_sm_t *self);
+/* For tests: generations of `keys` keys (0: the default), so that few keys make many. */
+void kyu_sm_keyfilter_set_generation_keys(kyu_sm_t *self, uint32_t keys);
 
 /* The address book (sm_members.c): loaded with the state; SET_MEMBER / DROP_MEMBER change
  * book_next, which becomes the book once the entry's write succeeded (settle). */

@@ -103,6 +103,39 @@ static void test_keys_expire_after_the_window(void **state)
     assert_int_equal(visible(f, later), 2);
 }
 
+/* The filter that spares lookups of new keys (sm_dedup.c) never forgets a key within the
+ * window, across its generations and a restart, and forgets it after. */
+static void test_the_key_filter_keeps_every_key_of_the_window(void **state)
+{
+    fixture_t *f = *state;
+    create(f);
+    kyu_sm_keyfilter_set_generation_keys(f->sm, 3);
+    const uint64_t n = 40, step = KYU_DEDUP_WINDOW_MS / 80; /* all within half a window */
+    for (uint64_t i = 0; i < n; i++) {
+        kyu_result_t r = apply1(f, keyed_send(T0 + i * step, "a", 7, 100 + i));
+        kyu_result_clear(&r);
+    }
+    uint64_t last = T0 + (n - 1) * step;
+    for (int restart = 0; restart < 2; restart++) {
+        /* Retried in reverse, at the last moment the first key is still within the window. */
+        uint64_t now = T0 + KYU_DEDUP_WINDOW_MS - 1;
+        for (uint64_t i = n; i-- > 0;) {
+            kyu_result_t r = apply1(f, keyed_send(now, "a", 7, 100 + i));
+            kyu_result_clear(&r);
+        }
+        assert_int_equal(visible(f, now), (int64_t)n);
+        fixture_reopen(f);
+        kyu_sm_keyfilter_set_generation_keys(f->sm, 3);
+    }
+    /* Past the window of every key: each is new again. */
+    uint64_t later = last + KYU_DEDUP_WINDOW_MS;
+    for (uint64_t i = 0; i < n; i++) {
+        kyu_result_t r = apply1(f, keyed_send(later, "a", 7, 100 + i));
+        kyu_result_clear(&r);
+    }
+    assert_int_equal(visible(f, later), (int64_t)(2 * n));
+}
+
 /* Request key records ("rq") in the store. */
 static size_t records(fixture_t *f)
 {
@@ -351,6 +384,7 @@ int main(void)
         T(test_records_of_one_entry_are_found_by_a_retry_in_a_later_one),
         T(test_other_clients_and_other_keys_do_not_match),
         T(test_keys_expire_after_the_window),
+        T(test_the_key_filter_keeps_every_key_of_the_window),
         T(test_expired_records_are_dropped_a_bounded_number_at_a_time),
         T(test_keys_survive_a_restart),
         T(test_a_keyed_send_to_a_missing_queue_is_not_remembered),
