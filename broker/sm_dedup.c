@@ -72,14 +72,14 @@ static void rx_key(uint8_t k[RX_KEY], uint64_t t, uint64_t client, uint64_t key)
  * send load. The filter answers "never recorded" from memory: Bloom filters (blocked: one
  * 64-byte block per key and filter) in generations of FILTER_KEYS keys each. It never says
  * no for a key with a record a lookup could find, so answers are exactly the database's; a
- * yes (a retry, or a false positive, about 1 in 100) reads the record. A generation goes
+ * yes (a retry, or a false positive, well under 1 in 100) reads the record. A generation goes
  * once its newest record is past the window (a lookup counts such a record as gone). Built
  * at load from the expiry index (the records within the window as of the last command
  * time), then fed by every record written. */
-#define FILTER_KEYS (1u << 20)     /* keys per generation */
-#define FILTER_BLOCKS (1u << 17)   /* 512-bit blocks per generation: 8 MiB bits, 8 per key */
-#define FILTER_PROBES 6            /* bits per key, all in its block */
-#define FILTER_GENERATIONS_MAX 256 /* 256 MiB: over 800,000 keyed commands a second */
+#define FILTER_KEYS (1u << 20)    /* keys per generation */
+#define FILTER_BLOCKS (1u << 15)  /* 512-bit blocks per generation: 2 MiB, 16 bits per key */
+#define FILTER_PROBES 4           /* bits per key, all in its block (9 bits of the hash each) */
+#define FILTER_GENERATIONS_MAX 64 /* 128 MiB: over 200,000 keyed commands a second */
 
 struct kyu_sm_keyfilter {
     struct generation {
@@ -104,7 +104,7 @@ static uint64_t filter_hash(uint64_t client, uint64_t key)
 
 static bool gen_has(const struct generation *g, uint64_t h)
 {
-    const uint64_t *b = g->blocks[(h >> 32) % FILTER_BLOCKS];
+    const uint64_t *b = g->blocks[(h >> 40) % FILTER_BLOCKS];
     for (unsigned i = 0; i < FILTER_PROBES; i++) {
         unsigned bit = (unsigned)(h >> (i * 9)) & 511;
         if (!(b[bit >> 6] & (1ull << (bit & 63))))
@@ -115,7 +115,7 @@ static bool gen_has(const struct generation *g, uint64_t h)
 
 static void gen_add(struct generation *g, uint64_t h)
 {
-    uint64_t *b = g->blocks[(h >> 32) % FILTER_BLOCKS];
+    uint64_t *b = g->blocks[(h >> 40) % FILTER_BLOCKS];
     for (unsigned i = 0; i < FILTER_PROBES; i++) {
         unsigned bit = (unsigned)(h >> (i * 9)) & 511;
         b[bit >> 6] |= 1ull << (bit & 63);
