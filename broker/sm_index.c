@@ -4,7 +4,7 @@
  * lease of each message it touches. Reading those through RocksDB (a visibility column family
  * scanned through a WriteBatchWithIndex, a lease Get per message) cost more than half of the
  * broker's CPU per message; here they are memory:
- *   - fresh: the messages never received, in seq order, as a ring of seqs (8 bytes each).
+ *   - fresh: the messages never received, in seq order, in chunks of seqs (8 bytes each).
  *     Every one is visible: it was sent at a command time no later than any later command's.
  *   - leases: seq -> lease, for the messages received at least once and not deleted;
  *   - heap: (visible_at, seq) of those leases, a binary min-heap. A lease that moves pushes
@@ -64,39 +64,63 @@ void kyu_sm_index_init(queue_t *q)
     zhashx_set_destructor(q->leases, lease_free);
 }
 
+static void fresh_free(queue_t *q)
+{
+    for (size_t i = 0; i < q->fresh_chunks; i++)
+        free(q->fresh[(q->fresh_first + i) % q->fresh_cap]);
+    free(q->fresh);
+    q->fresh = NULL;
+    q->fresh_first = q->fresh_chunks = q->fresh_cap = q->fresh_head = q->fresh_len = 0;
+}
+
 void kyu_sm_index_free(queue_t *q)
 {
     zhashx_destroy(&q->leases);
-    free(q->fresh);
+    fresh_free(q);
     free(q->heap);
-    q->fresh = NULL;
     q->heap = NULL;
-    q->fresh_len = q->fresh_head = q->fresh_cap = q->heap_n = q->heap_cap = 0;
+    q->heap_n = q->heap_cap = 0;
 }
 
-/* ---- fresh: a ring of seqs ---- */
+/* ---- fresh: a queue of seqs in chunks ----
+ * Chunks of KYU_FRESH_CHUNK seqs (8 KiB) in a ring of chunk pointers: 8 bytes per queued
+ * message and no copy as it grows (a ring that doubled held 10^7 seqs in 16.8 M slots and
+ * copied them all at each doubling, with both arrays alive meanwhile). */
+#define KYU_FRESH_CHUNK 1024
 
 void kyu_sm_index_add_fresh(queue_t *q, uint64_t seq)
 {
-    if (q->fresh_len == q->fresh_cap) {
-        size_t cap = q->fresh_cap ? q->fresh_cap * 2 : 64;
-        uint64_t *ring = malloc(cap * sizeof *ring);
-        KYU_ASSERT(ring);
-        for (size_t i = 0; i < q->fresh_len; i++)
-            ring[i] = q->fresh[(q->fresh_head + i) % q->fresh_cap];
-        free(q->fresh);
-        q->fresh = ring;
-        q->fresh_cap = cap;
-        q->fresh_head = 0;
+    size_t pos = q->fresh_head + q->fresh_len;
+    if (pos / KYU_FRESH_CHUNK == q->fresh_chunks) { /* the last chunk is full: one more */
+        if (q->fresh_chunks == q->fresh_cap) {
+            size_t cap = q->fresh_cap ? q->fresh_cap * 2 : 4;
+            uint64_t **ring = malloc(cap * sizeof *ring);
+            KYU_ASSERT(ring);
+            for (size_t i = 0; i < q->fresh_chunks; i++)
+                ring[i] = q->fresh[(q->fresh_first + i) % q->fresh_cap];
+            free(q->fresh);
+            q->fresh = ring;
+            q->fresh_cap = cap;
+            q->fresh_first = 0;
+        }
+        uint64_t *chunk = malloc(KYU_FRESH_CHUNK * sizeof *chunk);
+        KYU_ASSERT(chunk);
+        q->fresh[(q->fresh_first + q->fresh_chunks++) % q->fresh_cap] = chunk;
     }
-    q->fresh[(q->fresh_head + q->fresh_len++) % q->fresh_cap] = seq;
+    q->fresh[(q->fresh_first + pos / KYU_FRESH_CHUNK) % q->fresh_cap][pos % KYU_FRESH_CHUNK] = seq;
+    q->fresh_len++;
 }
 
 static uint64_t pop_fresh(queue_t *q)
 {
-    uint64_t seq = q->fresh[q->fresh_head];
-    q->fresh_head = (q->fresh_head + 1) % q->fresh_cap;
+    uint64_t seq = q->fresh[q->fresh_first][q->fresh_head++];
     q->fresh_len--;
+    if (q->fresh_head == KYU_FRESH_CHUNK || q->fresh_len == 0) { /* the first chunk is done */
+        free(q->fresh[q->fresh_first]);
+        q->fresh_first = (q->fresh_first + 1) % q->fresh_cap;
+        q->fresh_chunks--;
+        q->fresh_head = 0;
+    }
     return seq;
 }
 

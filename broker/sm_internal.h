@@ -48,8 +48,9 @@ typedef struct {
     uint64_t n_messages;
     /* The receive index, in memory (sm_index.c): the messages never received (a ring of
      * seqs), the leases of the others (seq -> lease_t) and their visibility order (a heap). */
-    uint64_t *fresh;
-    size_t fresh_head, fresh_len, fresh_cap;
+    uint64_t **fresh; /* a ring of chunks of KYU_FRESH_CHUNK seqs (sm_index.c) */
+    size_t fresh_first, fresh_chunks, fresh_cap; /* the ring: first chunk, chunks, slots */
+    size_t fresh_head, fresh_len; /* the first seq's place in the first chunk; seqs held */
     zhashx_t *leases;
     kyu_vis_t *heap;
     size_t heap_n, heap_cap;

@@ -454,6 +454,48 @@ static void test_many_received_and_deleted_messages_leave_the_rest_receivable(vo
     kyu_result_clear(&r);
 }
 
+/* The never-received messages are held in chunks (sm_index.c): many chunks' worth, sent
+ * and received interleaved, come back each once, in the order they were sent, also after a
+ * restart rebuilt the index. */
+static void test_a_long_queue_is_received_once_in_send_order(void **state)
+{
+    fixture_t *f = *state;
+    ok(apply1(f, cmd_create("orders", 30)));
+    int sent = 0, got = 0;
+    char body[16];
+    for (int round = 0; round < 60; round++) {
+        if (round == 40)
+            fixture_reopen(f);
+        for (int i = 0; i < 150; i++) {
+            snprintf(body, sizeof body, "%d", sent++);
+            ok(apply1(f, cmd_send("orders", T0 + (uint64_t)round, body)));
+        }
+        for (int i = 0; i < (round % 3 ? 5 : 12); i++) {
+            kyu_result_t r = apply1(f, cmd_receive("orders", T0 + (uint64_t)round, 10, -1));
+            assert_int_equal(r.code, KYU_OK);
+            for (size_t j = 0; j < r.n_msgs; j++) {
+                snprintf(body, sizeof body, "%d", got++);
+                assert_int_equal(r.body_lens[j], strlen(body));
+                assert_memory_equal(r.bodies[j], body, strlen(body));
+            }
+            kyu_result_clear(&r);
+        }
+    }
+    while (got < sent) {
+        kyu_result_t r = apply1(f, cmd_receive("orders", T0 + 100, 10, -1));
+        assert_true(r.n_msgs > 0);
+        for (size_t j = 0; j < r.n_msgs; j++) {
+            snprintf(body, sizeof body, "%d", got++);
+            assert_memory_equal(r.bodies[j], body, strlen(body));
+        }
+        kyu_result_clear(&r);
+    }
+    kyu_result_t r = apply1(f, cmd_receive("orders", T0 + 100, 10, -1));
+    assert_int_equal(r.n_msgs, 0);
+    kyu_result_clear(&r);
+    attrs(f, "orders", T0 + 100, 0, sent);
+}
+
 static void test_commands_of_one_entry_see_each_other(void **state)
 {
     fixture_t *f = *state;
@@ -639,6 +681,7 @@ int main(void)
         T(test_change_visibility_after_lease_expired_is_stale),
         T(test_message_returned_below_the_scan_position_is_received),
         T(test_many_received_and_deleted_messages_leave_the_rest_receivable),
+        T(test_a_long_queue_is_received_once_in_send_order),
         T(test_commands_of_one_entry_see_each_other),
         T(test_lease_ending_before_one_set_earlier_in_the_entry_is_received),
         T(test_restart_keeps_messages_leases_and_applied_index),
