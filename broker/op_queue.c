@@ -1,5 +1,10 @@
-/* op_queue: the queue operations — CREATE_QUEUE, DELETE_QUEUE, LIST_QUEUES,
- * GET_QUEUE_ATTRIBUTES (their rows: ops.c). */
+/* op_queue: the queue operations — CREATE_QUEUE, SET_QUEUE_ATTRIBUTES, DELETE_QUEUE,
+ * LIST_QUEUES, GET_QUEUE_ATTRIBUTES (their rows: ops.c).
+ *
+ * A queue's attributes: VisibilityTimeout (vt, 0..43200 s, default 30; its range is checked
+ * by the codec, as for every vt) and MaximumMessageSize (max_size, 1024..1048576 bytes, and
+ * never above the broker's own body limit; default: 1048576 or that limit, whichever is
+ * smaller, chosen by the leader when it builds the command). */
 #include "sm_internal.h"
 
 #include <stdlib.h>
@@ -16,16 +21,96 @@ kyu_code_t kyu_op_queue_exists(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg
     return KYU_OK;
 }
 
+/* The attributes a CREATE_QUEUE or SET_QUEUE_ATTRIBUTES request sets, checked against
+ * SQS's ranges and the broker's body limit (vt's range: the codec). */
+static kyu_code_t check_attrs(kyu_op_ctx_t *ctx, const kyu_request_t *req, kyu_err_t *err)
+{
+    if (!(req->fields & KYU_F_MMS))
+        return KYU_OK;
+    if (req->max_size < KYU_MAX_SIZE_MIN || req->max_size > KYU_MAX_SIZE_MAX)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           "MaximumMessageSize must be %d to %d bytes, not %u", KYU_MAX_SIZE_MIN,
+                           KYU_MAX_SIZE_MAX, req->max_size);
+    if (req->max_size > ctx->max_body)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           "MaximumMessageSize %u is over this broker's message size limit of "
+                           "%zu bytes (kyu-broker --max-message-size)",
+                           req->max_size, ctx->max_body);
+    return KYU_OK;
+}
+
+kyu_code_t kyu_op_create_queue_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+                                        kyu_err_t *err)
+{
+    (void)bodies;
+    return check_attrs(ctx, req, err);
+}
+
+kyu_code_t kyu_op_set_queue_attributes_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req,
+                                                zmsg_t *bodies, kyu_err_t *err)
+{
+    if (kyu_op_queue_exists(ctx, req, bodies, err) != KYU_OK)
+        return err->code;
+    if (!(req->fields & (KYU_F_VT | KYU_F_MMS)))
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           "set-queue-attributes needs at least one attribute (vt, mms)");
+    return check_attrs(ctx, req, err);
+}
+
+/* The frontend has set vt (-1: not set); max_size is the request's, or for a CREATE_QUEUE
+ * without one the default under this broker's limit, so that every node applies the same. */
+void kyu_op_queue_attrs_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+                              kyu_command_t *cmd)
+{
+    (void)bodies;
+    if (req->fields & KYU_F_MMS)
+        cmd->max_size = req->max_size;
+    else if (req->op == KYU_OP_CREATE_QUEUE)
+        cmd->max_size =
+            ctx->max_body < KYU_MAX_SIZE_DEFAULT ? (uint32_t)ctx->max_body : KYU_MAX_SIZE_DEFAULT;
+}
+
+void kyu_op_queue_attrs_encode(const kyu_command_t *cmd, msgpack_packer *pk)
+{
+    msgpack_pack_array(pk, cmd->max_size ? 1 : 0);
+    if (cmd->max_size)
+        msgpack_pack_uint32(pk, cmd->max_size);
+}
+
+/* [] or [max_size]; a max_size of 0 or over KYU_MAX_SIZE_MAX is not one the broker builds
+ * (a default under a small --max-message-size may be below KYU_MAX_SIZE_MIN). */
+bool kyu_op_queue_attrs_decode(const msgpack_object *items, kyu_command_t *cmd)
+{
+    if (items->type != MSGPACK_OBJECT_ARRAY || items->via.array.size > 1)
+        return false;
+    if (items->via.array.size == 0)
+        return true;
+    const msgpack_object *o = &items->via.array.ptr[0];
+    if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER || o->via.u64 == 0 ||
+        o->via.u64 > KYU_MAX_SIZE_MAX)
+        return false;
+    cmd->max_size = (uint32_t)o->via.u64;
+    return true;
+}
+
 kyu_code_t kyu_op_create_queue_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t *a)
 {
     uint32_t vt = c->vt >= 0 ? (uint32_t)c->vt : KYU_VISIBILITY_DEFAULT;
+    uint32_t max_size = c->max_size ? c->max_size : KYU_MAX_SIZE_DEFAULT;
     queue_t *q = zhashx_lookup(self->queues, c->queue);
     if (q) {
-        /* As SQS: creating an existing queue with the same attributes succeeds. */
+        /* As SQS: creating an existing queue with the same attributes succeeds; otherwise
+         * the error names the first attribute that differs. */
         if (q->vt != vt)
             kyu_err_set(kyu_result_err(a->res), KYU_ERR_QUEUE_EXISTS,
-                        "queue '%s' exists with visibility timeout %u, not %u", c->queue, q->vt,
-                        vt);
+                        "queue '%s' exists with a different value for attribute "
+                        "VisibilityTimeout: %u, not %u",
+                        c->queue, q->vt, vt);
+        else if (q->max_size != max_size)
+            kyu_err_set(kyu_result_err(a->res), KYU_ERR_QUEUE_EXISTS,
+                        "queue '%s' exists with a different value for attribute "
+                        "MaximumMessageSize: %u, not %u",
+                        c->queue, q->max_size, max_size);
         return KYU_OK;
     }
     if (zhashx_size(self->queues) >= KYU_QUEUES_MAX) {
@@ -39,9 +124,26 @@ kyu_code_t kyu_op_create_queue_apply(kyu_sm_t *self, const kyu_command_t *c, kyu
     snprintf(q->name, sizeof q->name, "%s", c->queue);
     q->qid = self->next_qid++;
     q->vt = vt;
+    q->max_size = max_size;
     q->created_ms = c->now_ms;
+    q->modified_ms = c->now_ms;
     kyu_sm_index_init(q);
     zhashx_insert(self->queues, q->name, q);
+    kyu_sm_touch(self, q);
+    return KYU_OK;
+}
+
+/* Changes the attributes the command sets (vt >= 0, max_size > 0) and LastModifiedTimestamp. */
+kyu_code_t kyu_op_set_queue_attributes_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t *a)
+{
+    queue_t *q = kyu_sm_queue(self, c->queue, a->res);
+    if (!q)
+        return KYU_OK;
+    if (c->vt >= 0)
+        q->vt = (uint32_t)c->vt;
+    if (c->max_size)
+        q->max_size = c->max_size;
+    q->modified_ms = c->now_ms;
     kyu_sm_touch(self, q);
     return KYU_OK;
 }

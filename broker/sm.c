@@ -4,6 +4,11 @@
  * never reused, so that deleting a queue is a range delete and a queue's data can later move
  * to another Raft group as one range):
  *   queues     name                      -> qid(8) vt(4) created_ms(8) n_messages(8)
+ *                                           max_size(4) modified_ms(8)
+ *              (a record of 28 bytes, written before MaximumMessageSize existed, ends
+ *              after n_messages: it loads with max_size KYU_MAX_SIZE_DEFAULT and
+ *              modified_ms = created_ms, and is written in full at its next change; a
+ *              binary older than that change refuses the 40-byte records)
  *   messages   qid(8) seq(8)             -> sent_ms(8) id_len(1) id body
  *   leases     qid(8) seq(8)             -> visible_at(8) receive_count(4) gen(4) first_ms(8)
  *                                           (gen 0: never received; the receive index, in
@@ -61,7 +66,7 @@ static kyu_code_t load_queues(kyu_sm_t *self, kyu_err_t *err)
         const char *k = rocksdb_iter_key(it, &klen);
         const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vlen);
         queue_t *q = calloc(1, sizeof *q);
-        if (!q || klen > KYU_NAME_MAX || vlen != 28) {
+        if (!q || klen > KYU_NAME_MAX || (vlen != QUEUE_REC_V1_LEN && vlen != QUEUE_REC_LEN)) {
             free(q);
             rc = kyu_err_set(err, KYU_ERR_STORAGE, "corrupt queue record in the store");
             break;
@@ -71,6 +76,12 @@ static kyu_code_t load_queues(kyu_sm_t *self, kyu_err_t *err)
         q->vt = kyu_get_be32(v + 8);
         q->created_ms = kyu_get_be64(v + 12);
         q->n_messages = kyu_get_be64(v + 20);
+        q->max_size = KYU_MAX_SIZE_DEFAULT;
+        q->modified_ms = q->created_ms;
+        if (vlen == QUEUE_REC_LEN) {
+            q->max_size = kyu_get_be32(v + 28);
+            q->modified_ms = kyu_get_be64(v + 32);
+        }
         kyu_sm_index_init(q);
         zhashx_insert(self->queues, q->name, q);
     }
@@ -341,5 +352,7 @@ kyu_code_t kyu_sm_queue_attributes(kyu_sm_t *self, const char *name, uint64_t no
     attrs->not_visible = not_visible;
     attrs->visible = (int64_t)q->n_messages - not_visible;
     attrs->created_ms = (int64_t)q->created_ms;
+    attrs->max_size = q->max_size;
+    attrs->modified_ms = (int64_t)q->modified_ms;
     return KYU_OK;
 }

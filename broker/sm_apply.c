@@ -138,11 +138,13 @@ static bool finish_entry(kyu_sm_t *self, uint64_t index, bool *dropped_queue)
             *dropped_queue = true;
             continue;
         }
-        uint8_t v[28];
+        uint8_t v[QUEUE_REC_LEN];
         kyu_put_be64(v, q->qid);
         kyu_put_be32(v + 8, q->vt);
         kyu_put_be64(v + 12, q->created_ms);
         kyu_put_be64(v + 20, q->n_messages);
+        kyu_put_be32(v + 28, q->max_size);
+        kyu_put_be64(v + 32, q->modified_ms);
         kyu_sm_put(self, KYU_CF_QUEUES, q->name, strlen(q->name), v, sizeof v);
     }
     put_meta(self, "applied_index", index);

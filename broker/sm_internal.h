@@ -43,8 +43,10 @@ typedef struct {
 typedef struct {
     char name[KYU_NAME_MAX + 1];
     uint64_t qid;
-    uint32_t vt;
+    uint32_t vt;       /* VisibilityTimeout, seconds */
+    uint32_t max_size; /* MaximumMessageSize, bytes */
     uint64_t created_ms;
+    uint64_t modified_ms; /* LastModifiedTimestamp: creation or the last SET_QUEUE_ATTRIBUTES */
     uint64_t n_messages;
     /* The receive index, in memory (sm_index.c): the messages never received (a ring of
      * seqs), the leases of the others (seq -> lease_t) and their visibility order (a heap). */
@@ -104,6 +106,9 @@ struct kyu_sm {
 };
 
 #define KEY_QS 16 /* qid + seq */
+/* A queue record's value (sm.c's key layout): before MaximumMessageSize, and now. */
+#define QUEUE_REC_V1_LEN 28
+#define QUEUE_REC_LEN 40
 #define LEASE_LEN 24
 
 static inline void lease_encode(uint8_t out[LEASE_LEN], const lease_t *l)
