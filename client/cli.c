@@ -14,9 +14,13 @@
 #define DEFAULT_TIMEOUT_S 10
 
 static const cli_cmd_t commands[] = {
-    {"create-queue", "NAME [--visibility-timeout SEC]",
-     "create a queue (no error if it exists with the same attributes)", CLI_OPT_VT, 1, 1,
-     cli_cmd_create_queue},
+    {"create-queue", "NAME [--visibility-timeout SEC] [--max-message-size BYTES]",
+     "create a queue (no error if it exists with the same attributes; an attribute not given "
+     "compares as its default)",
+     CLI_OPT_VT | CLI_OPT_MMS, 1, 1, cli_cmd_create_queue},
+    {"set-queue-attributes", "NAME [--visibility-timeout SEC] [--max-message-size BYTES]",
+     "change a queue's attributes (at least one); the others stay as they are",
+     CLI_OPT_VT | CLI_OPT_MMS | CLI_OPT_ATTR_REQUIRED, 1, 1, cli_cmd_set_queue_attributes},
     {"delete-queue", "NAME", "delete a queue and all its messages", 0, 1, 1, cli_cmd_delete_queue},
     {"list-queues", "", "print the queue names, one per line", 0, 0, 0, cli_cmd_list_queues},
     {"get-queue-attributes", "NAME", "print a queue's attributes and message counts", 0, 1, 1,
@@ -63,13 +67,15 @@ static void help(FILE *out)
                 commands[i].help);
     fprintf(out,
             "\nQueue names: 1 to %d characters of letters, digits, - and _. Visibility "
-            "timeouts: 0 to %d seconds.\n"
+            "timeouts: 0 to %d seconds. Maximum message sizes: %d to %d bytes (default %d, "
+            "never above the broker's --max-message-size).\n"
             "send --lines: one message per stdin line, pipelined; ids printed in input order.\n"
             "receive --json: a body that is not UTF-8 is not printed; the message is made "
             "visible again and kyu exits 1 (plain output prints any bytes).\n"
             "Exit status: 0 success, 1 error (one line on stderr says what went wrong), 2 "
             "usage error (found before contacting the broker).\n",
-            KYU_NAME_MAX, KYU_VISIBILITY_MAX);
+            KYU_NAME_MAX, KYU_VISIBILITY_MAX, KYU_MAX_SIZE_MIN, KYU_MAX_SIZE_MAX,
+            KYU_MAX_SIZE_DEFAULT);
 }
 
 static void cmd_usage(FILE *out, const cli_cmd_t *cmd)
@@ -166,10 +172,11 @@ static int parse_cmd_args(cli_t *cli, int argc, char **argv, cli_args_t *a)
         {"max", required_argument, NULL, 'm'},
         {"visibility-timeout", required_argument, NULL, 'v'},
         {"lines", no_argument, NULL, 'l'},
+        {"max-message-size", required_argument, NULL, 's'}, /* MaximumMessageSize */
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    *a = (cli_args_t){.max = 0, .vt = -1};
+    *a = (cli_args_t){.max = 0, .vt = -1, .mms = -1};
     optind = 0; /* GNU: restart, and permute so options may follow the arguments */
     opterr = 0;
     int c;
@@ -194,9 +201,15 @@ static int parse_cmd_args(cli_t *cli, int argc, char **argv, cli_args_t *a)
                                        "--visibility-timeout must be a number of seconds from "
                                        "0 to %d, not '%s'",
                                        KYU_VISIBILITY_MAX, optarg);
+        } else if (c == 's' && (cmd->options & CLI_OPT_MMS)) {
+            if (!parse_int(optarg, KYU_MAX_SIZE_MIN, KYU_MAX_SIZE_MAX, &a->mms))
+                return cli_usage_error(cli,
+                                       "--max-message-size (MaximumMessageSize) must be a number "
+                                       "of bytes from %d to %d, not '%s'",
+                                       KYU_MAX_SIZE_MIN, KYU_MAX_SIZE_MAX, optarg);
         } else if (c == 'l' && (cmd->options & CLI_OPT_LINES)) {
             a->lines = true;
-        } else if (c == '?' && (optopt == 'm' || optopt == 'v')) {
+        } else if (c == '?' && (optopt == 'm' || optopt == 'v' || optopt == 's')) {
             return cli_usage_error(cli, "option '%s' needs a value", argv[optind - 1]);
         } else if (c == '?') {
             return cli_usage_error(cli, "unknown option '%s'", argv[optind - 1]);
@@ -214,6 +227,9 @@ static int parse_cmd_args(cli_t *cli, int argc, char **argv, cli_args_t *a)
         return cli_usage_error(cli, "--lines reads the messages from stdin: give no BODY");
     if ((cmd->options & CLI_OPT_VT_REQUIRED) && a->vt < 0)
         return cli_usage_error(cli, "--visibility-timeout is required");
+    if ((cmd->options & CLI_OPT_ATTR_REQUIRED) && a->vt < 0 && a->mms < 0)
+        return cli_usage_error(cli, "give at least one attribute: --visibility-timeout SEC, "
+                                    "--max-message-size BYTES");
     if ((cmd->options & CLI_OPT_CLUSTER) && cli_cluster_check_args(cli, a) != CLI_EXIT_OK)
         return CLI_EXIT_USAGE;
     if (cmd->min_args > 0 && !(cmd->options & CLI_OPT_CLUSTER) && !cli_check_queue(cli, a->args[0]))
