@@ -123,6 +123,11 @@ static void choose(sim_cluster_t *c, sk_intent_t *in, uint64_t now)
         in->vt = sim_rng_chance(&c->rng, 100) ? 9 : (int64_t)queue_vt[in->q];
     } else if (r < 190) {
         in->type = KYU_CMD_DELETE_QUEUE;
+    } else if (r < 200) {
+        /* Another visibility timeout for later receives without one (and QUEUE_EXISTS for
+         * creates of the queue's usual one, until it is deleted). */
+        in->type = KYU_CMD_SET_QUEUE_ATTRIBUTES;
+        in->vt = (int64_t)sim_rng_below(&c->rng, 6);
     } else if (r < 520) {
         in->type = KYU_CMD_SEND;
         in->n = 1 + (size_t)sim_rng_below(&c->rng, SK_SEND_MAX);
@@ -142,8 +147,8 @@ static void choose(sim_cluster_t *c, sk_intent_t *in, uint64_t now)
             in->vt = -1;
         }
     }
-    if (in->type != KYU_CMD_CREATE_QUEUE)
-        maybe_key(c, in, now);
+    if (in->type != KYU_CMD_CREATE_QUEUE && in->type != KYU_CMD_SET_QUEUE_ATTRIBUTES)
+        maybe_key(c, in, now); /* the two take no request key (ops.c) */
 }
 
 /* The command the leader proposes for a request (what the frontend's build_command makes),

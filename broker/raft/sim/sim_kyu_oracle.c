@@ -354,6 +354,15 @@ static void on_queue(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent
         }
         return;
     }
+    if (cmd->type == KYU_CMD_SET_QUEUE_ATTRIBUTES) {
+        /* Later receives without a vt of their own lease for the new one. */
+        if (k->queues[q].exists != (res->code == KYU_OK))
+            sim_violation(c, SIM_SAFETY, "set attributes of %s (vt %u) answered %s", cmd->queue, vt,
+                          kyu_code_name(res->code));
+        else if (res->code == KYU_OK && cmd->vt >= 0)
+            k->queues[q].vt = vt;
+        return;
+    }
     const sk_key_t *kk = first_attempt(k, in, cmd);
     if (kk) {
         /* A retried queue deletion answers OK and deletes nothing more (not a queue of the
@@ -402,11 +411,10 @@ void sk_oracle_stream(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *
             return;
         }
         if (cmd.type == KYU_CMD_SET_MEMBER || cmd.type == KYU_CMD_DROP_MEMBER ||
-            cmd.type == KYU_CMD_SET_HANDLE_KEY || cmd.type == KYU_CMD_SET_QUEUE_ATTRIBUTES) {
-            /* The address book (membership.c), the handle key (frontend.c) and queue
-             * attributes (op_queue.c; the oracle does not model a queue's vt changing): the
-             * workload proposes none. */
-            sim_violation(c, SIM_SAFETY, "entry %llu: a command the workload does not propose",
+            cmd.type == KYU_CMD_SET_HANDLE_KEY) {
+            /* The address book (membership.c) and the handle key (frontend.c): the workload
+             * proposes none. */
+            sim_violation(c, SIM_SAFETY, "entry %llu: an internal command nobody proposed",
                           (unsigned long long)e->index);
             return;
         }
@@ -419,8 +427,11 @@ void sk_oracle_stream(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *
         sk_outcome_t outcome, *out = &outcome;
         memset(out, 0, sizeof(*out));
         out->code = res[i].code;
-        static const char *types[] = {"?",       "CREATE", "DELETE_QUEUE", "SEND",
-                                      "RECEIVE", "DELETE", "CHANGE_VIS"};
+        static const char *types[] = {"?",           "CREATE",     "DELETE_QUEUE", "SEND",
+                                      "RECEIVE",     "DELETE",     "CHANGE_VIS",   "SET_MEMBER",
+                                      "DROP_MEMBER", "HANDLE_KEY", "SET_ATTRS"};
+        _Static_assert(sizeof types / sizeof types[0] == KYU_CMD_SET_QUEUE_ATTRIBUTES + 1,
+                       "a name per command type");
         sim_trace(&c->trace, c->now, "  kyu %llu.%zu %s %s vt=%lld n=%zu now=%llu -> %s",
                   (unsigned long long)e->index, i, types[cmd.type], cmd.queue, (long long)cmd.vt,
                   cmd.n ? cmd.n : res[i].n_msgs, (unsigned long long)cmd.now_ms,
@@ -434,6 +445,7 @@ void sk_oracle_stream(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *
         switch (cmd.type) {
         case KYU_CMD_CREATE_QUEUE:
         case KYU_CMD_DELETE_QUEUE:
+        case KYU_CMD_SET_QUEUE_ATTRIBUTES:
             on_queue(c, &cmd, in, q, &res[i]);
             break;
         case KYU_CMD_SEND:
@@ -449,7 +461,6 @@ void sk_oracle_stream(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *
         case KYU_CMD_SET_MEMBER:
         case KYU_CMD_DROP_MEMBER:
         case KYU_CMD_SET_HANDLE_KEY:
-        case KYU_CMD_SET_QUEUE_ATTRIBUTES:
             break; /* refused above */
         }
     }
