@@ -4,7 +4,8 @@
  * A queue's attributes: VisibilityTimeout (vt, 0..43200 s, default 30; its range is checked
  * by the codec, as for every vt) and MaximumMessageSize (max_size, 1024..1048576 bytes, and
  * never above the broker's own body limit; default: 1048576 or that limit, whichever is
- * smaller, chosen by the leader when it builds the command). */
+ * smaller, chosen by the leader when it builds the command) and DelaySeconds (delay, 0..900 s,
+ * default 0: a message sent to the queue is invisible for as long; sm_apply.c). */
 #include "sm_internal.h"
 
 #include <stdlib.h>
@@ -25,6 +26,10 @@ kyu_code_t kyu_op_queue_exists(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg
  * SQS's ranges and the broker's body limit (vt's range: the codec). */
 static kyu_code_t check_attrs(kyu_op_ctx_t *ctx, const kyu_request_t *req, kyu_err_t *err)
 {
+    if ((req->fields & KYU_F_DELAY) && req->delay > KYU_DELAY_MAX)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           "DelaySeconds must be 0 to %d seconds, not %u", KYU_DELAY_MAX,
+                           req->delay);
     if (!(req->fields & KYU_F_MMS))
         return KYU_OK;
     if (req->max_size < KYU_MAX_SIZE_MIN || req->max_size > KYU_MAX_SIZE_MAX)
@@ -51,9 +56,9 @@ kyu_code_t kyu_op_set_queue_attributes_validate(kyu_op_ctx_t *ctx, const kyu_req
 {
     if (kyu_op_queue_exists(ctx, req, bodies, err) != KYU_OK)
         return err->code;
-    if (!(req->fields & (KYU_F_VT | KYU_F_MMS)))
+    if (!(req->fields & (KYU_F_VT | KYU_F_MMS | KYU_F_DELAY)))
         return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
-                           "set-queue-attributes needs at least one attribute (vt, mms)");
+                           "set-queue-attributes needs at least one attribute (vt, mms, ds)");
     return check_attrs(ctx, req, err);
 }
 
@@ -63,6 +68,8 @@ void kyu_op_queue_attrs_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_
                               kyu_command_t *cmd)
 {
     (void)bodies;
+    cmd->has_delay = (req->fields & KYU_F_DELAY) != 0;
+    cmd->delay = req->delay;
     if (req->fields & KYU_F_MMS)
         cmd->max_size = req->max_size;
     else if (req->op == KYU_OP_CREATE_QUEUE)
@@ -70,26 +77,34 @@ void kyu_op_queue_attrs_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_
             ctx->max_body < KYU_MAX_SIZE_DEFAULT ? (uint32_t)ctx->max_body : KYU_MAX_SIZE_DEFAULT;
 }
 
+/* [], [max_size] or [max_size, delay] (command.h) */
 void kyu_op_queue_attrs_encode(const kyu_command_t *cmd, msgpack_packer *pk)
 {
-    msgpack_pack_array(pk, cmd->max_size ? 1 : 0);
-    if (cmd->max_size)
+    msgpack_pack_array(pk, cmd->has_delay ? 2 : cmd->max_size ? 1 : 0);
+    if (cmd->max_size || cmd->has_delay)
         msgpack_pack_uint32(pk, cmd->max_size);
+    if (cmd->has_delay)
+        msgpack_pack_uint32(pk, cmd->delay);
 }
 
-/* [] or [max_size]; a max_size of 0 or over KYU_MAX_SIZE_MAX is not one the broker builds
- * (a default under a small --max-message-size may be below KYU_MAX_SIZE_MIN). */
+/* A max_size over KYU_MAX_SIZE_MAX (or 0 alone) or a delay over KYU_DELAY_MAX is not one the
+ * broker builds (a default under a small --max-message-size may be below KYU_MAX_SIZE_MIN). */
 bool kyu_op_queue_attrs_decode(const msgpack_object *items, kyu_command_t *cmd)
 {
-    if (items->type != MSGPACK_OBJECT_ARRAY || items->via.array.size > 1)
+    if (items->type != MSGPACK_OBJECT_ARRAY || items->via.array.size > 2)
         return false;
-    if (items->via.array.size == 0)
-        return true;
-    const msgpack_object *o = &items->via.array.ptr[0];
-    if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER || o->via.u64 == 0 ||
-        o->via.u64 > KYU_MAX_SIZE_MAX)
+    const msgpack_object *o = items->via.array.ptr;
+    uint32_t n = items->via.array.size;
+    for (uint32_t i = 0; i < n; i++)
+        if (o[i].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+            return false;
+    if (n >= 1 && (o[0].via.u64 > KYU_MAX_SIZE_MAX || (n == 1 && o[0].via.u64 == 0)))
         return false;
-    cmd->max_size = (uint32_t)o->via.u64;
+    if (n == 2 && o[1].via.u64 > KYU_DELAY_MAX)
+        return false;
+    cmd->max_size = n >= 1 ? (uint32_t)o[0].via.u64 : 0;
+    cmd->has_delay = n == 2;
+    cmd->delay = n == 2 ? (uint32_t)o[1].via.u64 : 0;
     return true;
 }
 
@@ -97,6 +112,7 @@ kyu_code_t kyu_op_create_queue_apply(kyu_sm_t *self, const kyu_command_t *c, kyu
 {
     uint32_t vt = c->vt >= 0 ? (uint32_t)c->vt : KYU_VISIBILITY_DEFAULT;
     uint32_t max_size = c->max_size ? c->max_size : KYU_MAX_SIZE_DEFAULT;
+    uint32_t delay = c->has_delay ? c->delay : 0;
     queue_t *q = zhashx_lookup(self->queues, c->queue);
     if (q) {
         /* As SQS: creating an existing queue with the same attributes succeeds; otherwise
@@ -111,6 +127,11 @@ kyu_code_t kyu_op_create_queue_apply(kyu_sm_t *self, const kyu_command_t *c, kyu
                         "queue '%s' exists with a different value for attribute "
                         "MaximumMessageSize: %u, not %u",
                         c->queue, q->max_size, max_size);
+        else if (q->delay != delay)
+            kyu_err_set(kyu_result_err(a->res), KYU_ERR_QUEUE_EXISTS,
+                        "queue '%s' exists with a different value for attribute DelaySeconds: "
+                        "%u, not %u",
+                        c->queue, q->delay, delay);
         return KYU_OK;
     }
     if (zhashx_size(self->queues) >= KYU_QUEUES_MAX) {
@@ -125,6 +146,7 @@ kyu_code_t kyu_op_create_queue_apply(kyu_sm_t *self, const kyu_command_t *c, kyu
     q->qid = self->next_qid++;
     q->vt = vt;
     q->max_size = max_size;
+    q->delay = delay;
     q->created_ms = c->now_ms;
     q->modified_ms = c->now_ms;
     kyu_sm_index_init(q);
@@ -133,7 +155,8 @@ kyu_code_t kyu_op_create_queue_apply(kyu_sm_t *self, const kyu_command_t *c, kyu
     return KYU_OK;
 }
 
-/* Changes the attributes the command sets (vt >= 0, max_size > 0) and LastModifiedTimestamp. */
+/* Changes the attributes the command sets (vt >= 0, max_size > 0, has_delay) and
+ * LastModifiedTimestamp. A new delay holds for the messages sent after it (as SQS). */
 kyu_code_t kyu_op_set_queue_attributes_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t *a)
 {
     queue_t *q = kyu_sm_queue(self, c->queue, a->res);
@@ -143,6 +166,8 @@ kyu_code_t kyu_op_set_queue_attributes_apply(kyu_sm_t *self, const kyu_command_t
         q->vt = (uint32_t)c->vt;
     if (c->max_size)
         q->max_size = c->max_size;
+    if (c->has_delay)
+        q->delay = c->delay;
     q->modified_ms = c->now_ms;
     kyu_sm_touch(self, q);
     return KYU_OK;

@@ -26,6 +26,7 @@ typedef struct {
     int max;    /* --max, 1..10; 0 when not given */
     int vt;     /* --visibility-timeout, 0..43200; -1 when not given */
     int mms;    /* --max-message-size, 1024..1048576; -1 when not given */
+    int delay;  /* --delay, 0..900; -1 when not given */
     bool lines; /* --lines */
     int n_args; /* positional arguments */
     char **args;
@@ -48,8 +49,8 @@ enum {
     CLI_OPT_LINES = 4,
     CLI_OPT_VT_REQUIRED = 8,
     CLI_OPT_HANDLES = 16,
-    CLI_OPT_CLUSTER = 32,       /* talks to every endpoint itself: no queue argument, no connect */
-    CLI_OPT_MMS = 64,           /* --max-message-size */
+    CLI_OPT_CLUSTER = 32,     /* talks to every endpoint itself: no queue argument, no connect */
+    CLI_OPT_QUEUE_ATTRS = 64, /* --max-message-size, --delay (with CLI_OPT_VT: queue attributes) */
     CLI_OPT_ATTR_REQUIRED = 128 /* at least one queue attribute (--visibility-timeout, ...) */
 };
 

@@ -9,7 +9,8 @@
 int cli_cmd_create_queue(cli_t *cli, cli_args_t *a)
 {
     kyu_err_t err = {0};
-    kyu_queue_settings_t s = {.visibility_timeout = a->vt, .max_message_size = a->mms};
+    kyu_queue_settings_t s = {
+        .visibility_timeout = a->vt, .max_message_size = a->mms, .delay_seconds = a->delay};
     if (kyu_client_create_queue_with(cli->client, a->args[0], &s, &err) != KYU_OK)
         return cli_fail(cli, &err);
     return CLI_EXIT_OK;
@@ -18,7 +19,8 @@ int cli_cmd_create_queue(cli_t *cli, cli_args_t *a)
 int cli_cmd_set_queue_attributes(cli_t *cli, cli_args_t *a)
 {
     kyu_err_t err = {0};
-    kyu_queue_settings_t s = {.visibility_timeout = a->vt, .max_message_size = a->mms};
+    kyu_queue_settings_t s = {
+        .visibility_timeout = a->vt, .max_message_size = a->mms, .delay_seconds = a->delay};
     if (kyu_client_set_queue_attributes(cli->client, a->args[0], &s, &err) != KYU_OK)
         return cli_fail(cli, &err);
     return CLI_EXIT_OK;
@@ -71,8 +73,10 @@ int cli_cmd_get_queue_attributes(cli_t *cli, cli_args_t *a)
     } rows[] = {
         {"VisibilityTimeout", at.visibility_timeout},
         {"MaximumMessageSize", at.max_size},
+        {"DelaySeconds", at.delay},
         {"ApproximateNumberOfMessages", at.visible},
         {"ApproximateNumberOfMessagesNotVisible", at.not_visible},
+        {"ApproximateNumberOfMessagesDelayed", at.delayed},
         {"CreatedTimestamp", at.created_ms},
         {"LastModifiedTimestamp", at.modified_ms},
     };

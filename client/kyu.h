@@ -124,6 +124,8 @@ typedef struct {
     int visibility_timeout; /* VisibilityTimeout, seconds, 0..43200 (default 30) */
     int max_message_size;   /* MaximumMessageSize, bytes, 1024..1048576 (default 1048576, or
                              * the broker's own limit when smaller); never above that limit */
+    int delay_seconds;      /* DelaySeconds, 0..900 (default 0): each message sent is
+                             * invisible for as long */
 } kyu_queue_settings_t;
 /* Sets every field of s to -1 (not set). */
 void kyu_queue_settings_init(kyu_queue_settings_t *s);
@@ -133,7 +135,7 @@ void kyu_queue_settings_init(kyu_queue_settings_t *s);
 kyu_code_t kyu_client_create_queue_with(kyu_client_t *self, const char *queue,
                                         const kyu_queue_settings_t *s, kyu_err_t *err);
 /* Changes the attributes s sets (at least one); the others stay. Later receives use the new
- * visibility timeout, later sends the new maximum size. */
+ * visibility timeout, later sends the new maximum size and delay. */
 kyu_code_t kyu_client_set_queue_attributes(kyu_client_t *self, const char *queue,
                                            const kyu_queue_settings_t *s, kyu_err_t *err);
 kyu_code_t kyu_client_delete_queue(kyu_client_t *self, const char *queue, kyu_err_t *err);

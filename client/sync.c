@@ -110,6 +110,7 @@ void kyu_queue_settings_init(kyu_queue_settings_t *s)
 {
     s->visibility_timeout = -1;
     s->max_message_size = -1;
+    s->delay_seconds = -1;
 }
 
 /* The request fields of the attributes s sets, checked against SQS's ranges (the broker
@@ -117,8 +118,18 @@ void kyu_queue_settings_init(kyu_queue_settings_t *s)
 static kyu_code_t set_settings(kyu_request_t *req, const kyu_queue_settings_t *s, kyu_err_t *err)
 {
     kyu_code_t rc = set_vt(req, s->visibility_timeout, true, err);
-    if (rc != KYU_OK || s->max_message_size == -1)
+    if (rc != KYU_OK)
         return rc;
+    if (s->delay_seconds != -1) {
+        if (s->delay_seconds < 0 || s->delay_seconds > KYU_DELAY_MAX)
+            return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                               "DelaySeconds must be 0 to %d seconds, not %d", KYU_DELAY_MAX,
+                               s->delay_seconds);
+        req->delay = (uint32_t)s->delay_seconds;
+        req->fields |= KYU_F_DELAY;
+    }
+    if (s->max_message_size == -1)
+        return KYU_OK;
     if (s->max_message_size < KYU_MAX_SIZE_MIN || s->max_message_size > KYU_MAX_SIZE_MAX)
         return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
                            "MaximumMessageSize must be %d to %d bytes, not %d", KYU_MAX_SIZE_MIN,
@@ -145,7 +156,7 @@ kyu_code_t kyu_client_set_queue_attributes(kyu_client_t *self, const char *queue
     kyu_code_t rc = kyu_client_set_queue(&req, queue, err);
     if (rc == KYU_OK)
         rc = set_settings(&req, s, err);
-    if (rc == KYU_OK && !(req.fields & (KYU_F_VT | KYU_F_MMS)))
+    if (rc == KYU_OK && !(req.fields & (KYU_F_VT | KYU_F_MMS | KYU_F_DELAY)))
         rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
                          "set-queue-attributes needs at least one attribute");
     return rc == KYU_OK ? call_simple(self, &req, err) : rc;

@@ -35,6 +35,7 @@
 #define KYU_MAX_SIZE_MIN 1024
 #define KYU_MAX_SIZE_MAX (1 << 20)
 #define KYU_MAX_SIZE_DEFAULT KYU_MAX_SIZE_MAX
+#define KYU_DELAY_MAX 900 /* a queue's DelaySeconds: 0..900 (default 0) */
 #define KYU_ENDPOINT_MAX 256
 #define KYU_CLUSTER_NODES_MAX 9 /* voters + learners of a cluster (KYU_RAFT_MAX_NODES) */
 
@@ -68,7 +69,8 @@ enum {
     KYU_F_RAFT = 1 << 7,    /* "raft": HOST:PORT of a node's raft port (CLUSTER_ADD) */
     KYU_F_EP = 1 << 8,      /* "ep": a node's client endpoint (CLUSTER_ADD) */
     KYU_F_MMS = 1 << 9,     /* "mms": a queue's MaximumMessageSize, bytes */
-    KYU_F_LAST_ = KYU_F_MMS,
+    KYU_F_DELAY = 1 << 10,  /* "ds": a queue's DelaySeconds */
+    KYU_F_LAST_ = KYU_F_DELAY,
 };
 
 /* Op flags: WRITE ops go through the log; READ ops are answered from applied state. */
@@ -104,6 +106,7 @@ typedef struct {
     char raft[KYU_ENDPOINT_MAX]; /* KYU_F_RAFT: non-empty */
     char ep[KYU_ENDPOINT_MAX];   /* KYU_F_EP: non-empty */
     uint32_t max_size;           /* KYU_F_MMS (the broker checks its range) */
+    uint32_t delay;              /* KYU_F_DELAY (the broker checks its range) */
 } kyu_request_t;
 
 typedef struct {
@@ -120,6 +123,8 @@ typedef struct {
     int64_t not_visible; /* ApproximateNumberOfMessagesNotVisible */
     int64_t created_ms;  /* CreatedTimestamp, ms since the epoch */
     int64_t max_size;    /* MaximumMessageSize, bytes */
+    int64_t delay;       /* DelaySeconds */
+    int64_t delayed;     /* ApproximateNumberOfMessagesDelayed */
     int64_t modified_ms; /* LastModifiedTimestamp, ms since the epoch (creation, or the last
                           * SET_QUEUE_ATTRIBUTES) */
 } kyu_queue_attrs_t;

@@ -195,9 +195,10 @@ class CliTest(unittest.TestCase):
             self.ok("send", q, body)
         self.receive_json(q, 1)
         a = self.attrs(q)
-        self.assertEqual(set(a), {"VisibilityTimeout", "MaximumMessageSize",
+        self.assertEqual(set(a), {"VisibilityTimeout", "MaximumMessageSize", "DelaySeconds",
                                   "ApproximateNumberOfMessages",
-                                  "ApproximateNumberOfMessagesNotVisible", "CreatedTimestamp",
+                                  "ApproximateNumberOfMessagesNotVisible",
+                                  "ApproximateNumberOfMessagesDelayed", "CreatedTimestamp",
                                   "LastModifiedTimestamp"})
         self.assertEqual(a["VisibilityTimeout"], "45")
         self.assertEqual(a["MaximumMessageSize"], "1048576")

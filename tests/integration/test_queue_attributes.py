@@ -1,5 +1,5 @@
-"""Queue attributes (issue 13, item 1): VisibilityTimeout and MaximumMessageSize set at
-creation and by set-queue-attributes, shown by get-queue-attributes with
+"""Queue attributes (issue 13, item 1): VisibilityTimeout, MaximumMessageSize and
+DelaySeconds set at creation and by set-queue-attributes, shown by get-queue-attributes with
 LastModifiedTimestamp, checked against SQS's ranges (by the CLI and by the broker), enforced
 on later receives and sends, and kept across a restart."""
 import time
@@ -55,7 +55,37 @@ class QueueAttributes(unittest.TestCase):
     def test_defaults_are_capped_by_the_brokers_limit(self):
         self.b.ok("create-queue", "jobs")
         a = self.b.attributes("jobs")
-        self.assertEqual((a["VisibilityTimeout"], a["MaximumMessageSize"]), (30, 65536))
+        self.assertEqual((a["VisibilityTimeout"], a["MaximumMessageSize"], a["DelaySeconds"]),
+                         (30, 65536, 0))
+
+    def wait_for_receive(self, queue, deadline_s):
+        """Polls (no sleep-and-hope) until a receive returns a message; None at the deadline."""
+        deadline = time.monotonic() + deadline_s
+        while time.monotonic() < deadline:
+            got = self.b.json_lines("receive", queue)
+            if got:
+                return got[0]
+            time.sleep(0.05)
+        return None
+
+    def test_a_delayed_queue_hides_messages_for_its_delay_also_across_a_restart(self):
+        self.b.ok("create-queue", "jobs", "--delay", "2")
+        self.assertEqual(self.b.attributes("jobs")["DelaySeconds"], 2)
+        sent = time.monotonic()
+        self.b.ok("send", "jobs", "later")
+        self.assertEqual(self.b.json_lines("receive", "jobs"), [])
+        a = self.b.attributes("jobs")
+        self.assertEqual((a["ApproximateNumberOfMessages"], a["ApproximateNumberOfMessagesDelayed"],
+                          a["ApproximateNumberOfMessagesNotVisible"]), (0, 1, 0))
+        self.b.kill9()
+        self.b.start()
+        m = self.wait_for_receive("jobs", 30)
+        self.assertIsNotNone(m, "the delayed message never became visible")
+        self.assertEqual(m["Body"], "later")
+        self.assertGreaterEqual(time.monotonic() - sent, 1.9)
+        self.b.ok("set-queue-attributes", "jobs", "--delay", "0")
+        self.b.ok("send", "jobs", "now")
+        self.assertEqual(self.b.json_lines("receive", "jobs")[0]["Body"], "now")
 
     def test_set_changes_the_attributes_and_later_receives_and_sends_follow(self):
         self.b.ok("create-queue", "jobs")
@@ -92,6 +122,8 @@ class QueueAttributes(unittest.TestCase):
                    "--max-message-size", "1048577")
         self.fails(2, "--visibility-timeout must be a number of seconds from 0 to 43200",
                    "create-queue", "jobs", "--visibility-timeout", "43201")
+        self.fails(2, "--delay (DelaySeconds) must be a number of seconds from 0 to 900, not '901'",
+                   "create-queue", "jobs", "--delay", "901")
         self.fails(2, "give at least one attribute", "set-queue-attributes", "jobs")
         self.assertEqual(self.b.ok("list-queues"), "")
 
@@ -108,12 +140,16 @@ class QueueAttributes(unittest.TestCase):
         self.b.ok("create-queue", "jobs")
         rep = self.raw({"op": OP_SET_QUEUE_ATTRIBUTES, "q": "jobs", "vt": 43201})
         self.assertEqual(rep["st"], INVALID_ARGUMENT, rep)
+        rep = self.raw({"op": OP_SET_QUEUE_ATTRIBUTES, "q": "jobs", "ds": 901})
+        self.assertEqual(rep["st"], INVALID_ARGUMENT, rep)
+        self.assertIn("DelaySeconds must be 0 to 900 seconds, not 901", rep["err"])
         rep = self.raw({"op": OP_SET_QUEUE_ATTRIBUTES, "q": "jobs"})
         self.assertEqual(rep["st"], INVALID_ARGUMENT, rep)
         self.assertIn("at least one attribute", rep["err"])
         self.fails(1, "NO_SUCH_QUEUE", "set-queue-attributes", "nope", "--visibility-timeout", "5")
         a = self.b.attributes("jobs")
-        self.assertEqual((a["VisibilityTimeout"], a["MaximumMessageSize"]), (30, 65536))
+        self.assertEqual((a["VisibilityTimeout"], a["MaximumMessageSize"], a["DelaySeconds"]),
+                         (30, 65536, 0))
 
     def test_create_existing_with_the_same_attributes_succeeds_with_others_fails(self):
         self.b.ok("create-queue", "jobs", "--visibility-timeout", "60", "--max-message-size", "4096")
@@ -123,12 +159,14 @@ class QueueAttributes(unittest.TestCase):
                    "create-queue", "jobs", "--visibility-timeout", "60", "--max-message-size", "8192")
         self.fails(1, "attribute VisibilityTimeout: 60, not 30", "create-queue", "jobs",
                    "--max-message-size", "4096")
+        self.fails(1, "attribute DelaySeconds: 0, not 3", "create-queue", "jobs",
+                   "--visibility-timeout", "60", "--max-message-size", "4096", "--delay", "3")
         a = self.b.attributes("jobs")
         self.assertEqual((a["VisibilityTimeout"], a["MaximumMessageSize"]), (60, 4096))
 
     def test_attributes_survive_a_restart(self):
         self.b.ok("create-queue", "jobs", "--visibility-timeout", "60", "--max-message-size", "4096")
-        self.b.ok("set-queue-attributes", "jobs", "--visibility-timeout", "90")
+        self.b.ok("set-queue-attributes", "jobs", "--visibility-timeout", "90", "--delay", "7")
         before = self.b.attributes("jobs")
         self.assertEqual(self.b.stop(), 0)
         self.b.start()
@@ -136,7 +174,8 @@ class QueueAttributes(unittest.TestCase):
         self.b.kill9()
         self.b.start()
         after = self.b.attributes("jobs")
-        self.assertEqual((after["VisibilityTimeout"], after["MaximumMessageSize"]), (90, 4096))
+        self.assertEqual((after["VisibilityTimeout"], after["MaximumMessageSize"],
+                          after["DelaySeconds"]), (90, 4096, 7))
         self.assertEqual(after["LastModifiedTimestamp"], before["LastModifiedTimestamp"])
         self.fails(1, "its MaximumMessageSize", "send", "jobs", input=b"x" * 4097)
 

@@ -75,7 +75,8 @@ static void test_queue_attribute_requests_round_trip(void **state)
     memset(&in, 0, sizeof in);
     in.op = KYU_OP_SET_QUEUE_ATTRIBUTES;
     in.id = 3;
-    in.fields = KYU_F_QUEUE | KYU_F_VT | KYU_F_MMS;
+    in.fields = KYU_F_QUEUE | KYU_F_VT | KYU_F_MMS | KYU_F_DELAY;
+    in.delay = 9;
     strcpy(in.queue, "q");
     in.vt = 77;
     in.max_size = 4096;
@@ -87,7 +88,8 @@ static void test_queue_attribute_requests_round_trip(void **state)
     assert_int_equal(out.op, KYU_OP_SET_QUEUE_ATTRIBUTES);
     assert_int_equal(out.vt, 77);
     assert_int_equal(out.max_size, 4096);
-    assert_int_equal(out.fields, KYU_F_QUEUE | KYU_F_VT | KYU_F_MMS);
+    assert_int_equal(out.delay, 9);
+    assert_int_equal(out.fields, KYU_F_QUEUE | KYU_F_VT | KYU_F_MMS | KYU_F_DELAY);
     msgpack_sbuffer_destroy(&b);
     in.op = KYU_OP_SEND;
     msgpack_sbuffer_init(&b);
@@ -396,6 +398,8 @@ static void test_reply_round_trips(void **state)
     in.attrs.not_visible = 6;
     in.attrs.visibility_timeout = 30;
     in.attrs.max_size = 2048;
+    in.attrs.delay = 900;
+    in.attrs.delayed = 7;
     in.attrs.modified_ms = 1234567890999LL;
     in.queues = calloc(2, sizeof in.queues[0]);
     in.n_queues = 2;
@@ -412,6 +416,8 @@ static void test_reply_round_trips(void **state)
     assert_true(out.msgs[1].sent_ms == 1234567890123ULL);
     assert_int_equal(out.attrs.not_visible, 6);
     assert_int_equal(out.attrs.max_size, 2048);
+    assert_int_equal(out.attrs.delay, 900);
+    assert_int_equal(out.attrs.delayed, 7);
     assert_true(out.attrs.modified_ms == 1234567890999LL);
     assert_int_equal(out.n_queues, 2);
     assert_string_equal(out.queues[1], "b");
