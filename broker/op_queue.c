@@ -2,10 +2,12 @@
  * LIST_QUEUES, GET_QUEUE_ATTRIBUTES (their rows: ops.c).
  *
  * A queue's attributes: VisibilityTimeout (vt, 0..43200 s, default 30; its range is checked
- * by the codec, as for every vt) and MaximumMessageSize (max_size, 1024..1048576 bytes, and
- * never above the broker's own body limit; default: 1048576 or that limit, whichever is
- * smaller, chosen by the leader when it builds the command) and DelaySeconds (delay, 0..900 s,
- * default 0: a message sent to the queue is invisible for as long; sm_apply.c). */
+ * by the codec, as for every vt), MaximumMessageSize (max_size, 1024..1048576 bytes, default
+ * 1048576; a value given must not be above the broker's own body limit, and that limit also
+ * bounds the default: a send is held to the smaller of the two, and GET_QUEUE_ATTRIBUTES
+ * reports the smaller) and DelaySeconds (delay, 0..900 s, default 0: a message sent to the
+ * queue is invisible for as long; sm_apply.c). The defaults are fixed, not a node's flag, so
+ * that a create without an attribute compares the same on every leader. */
 #include "sm_internal.h"
 
 #include <stdlib.h>
@@ -62,19 +64,15 @@ kyu_code_t kyu_op_set_queue_attributes_validate(kyu_op_ctx_t *ctx, const kyu_req
     return check_attrs(ctx, req, err);
 }
 
-/* The frontend has set vt (-1: not set); max_size is the request's, or for a CREATE_QUEUE
- * without one the default under this broker's limit, so that every node applies the same. */
+/* The frontend has set vt (-1: not set); the others are set when the request gives them. */
 void kyu_op_queue_attrs_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
                               kyu_command_t *cmd)
 {
-    (void)bodies;
+    (void)ctx, (void)bodies;
     cmd->has_delay = (req->fields & KYU_F_DELAY) != 0;
     cmd->delay = req->delay;
     if (req->fields & KYU_F_MMS)
         cmd->max_size = req->max_size;
-    else if (req->op == KYU_OP_CREATE_QUEUE)
-        cmd->max_size =
-            ctx->max_body < KYU_MAX_SIZE_DEFAULT ? (uint32_t)ctx->max_body : KYU_MAX_SIZE_DEFAULT;
 }
 
 /* [], [max_size] or [max_size, delay] (command.h) */
@@ -88,7 +86,7 @@ void kyu_op_queue_attrs_encode(const kyu_command_t *cmd, msgpack_packer *pk)
 }
 
 /* A max_size over KYU_MAX_SIZE_MAX (or 0 alone) or a delay over KYU_DELAY_MAX is not one the
- * broker builds (a default under a small --max-message-size may be below KYU_MAX_SIZE_MIN). */
+ * broker builds. */
 bool kyu_op_queue_attrs_decode(const msgpack_object *items, kyu_command_t *cmd)
 {
     if (items->type != MSGPACK_OBJECT_ARRAY || items->via.array.size > 2)
@@ -209,5 +207,8 @@ kyu_code_t kyu_op_queue_attributes_answer(kyu_op_ctx_t *ctx, const kyu_request_t
     kyu_code_t rc = kyu_sm_queue_attributes(ctx->sm, req->queue, kyu_replica_now(ctx->replica),
                                             &rep->attrs, err);
     rep->has_attrs = rc == KYU_OK;
+    /* The size a send may have here: the queue's, or this broker's limit when smaller. */
+    if (rc == KYU_OK && (uint64_t)rep->attrs.max_size > ctx->max_body)
+        rep->attrs.max_size = (int64_t)ctx->max_body;
     return rc;
 }

@@ -122,8 +122,8 @@ kyu_code_t kyu_client_create_queue(kyu_client_t *self, const char *queue, int vt
  * -1 is not set: at creation the default, later the queue's current value. */
 typedef struct {
     int visibility_timeout; /* VisibilityTimeout, seconds, 0..43200 (default 30) */
-    int max_message_size;   /* MaximumMessageSize, bytes, 1024..1048576 (default 1048576, or
-                             * the broker's own limit when smaller); never above that limit */
+    int max_message_size;   /* MaximumMessageSize, bytes, 1024..1048576 (default 1048576);
+                             * not above the broker's own limit, which bounds the default too */
     int delay_seconds;      /* DelaySeconds, 0..900 (default 0): each message sent is
                              * invisible for as long */
 } kyu_queue_settings_t;

@@ -30,8 +30,8 @@
 #define KYU_VISIBILITY_MAX 43200       /* seconds (12 hours) */
 #define KYU_VISIBILITY_DEFAULT 30      /* seconds */
 #define KYU_BODY_MAX_DEFAULT (1 << 20) /* 1 MiB, SQS's current limit */
-/* A queue's MaximumMessageSize (SQS's range and default); a queue created without one takes
- * the default or the broker's own body limit, whichever is smaller. */
+/* A queue's MaximumMessageSize (SQS's range and default); the broker's own body limit holds
+ * as well (a send is held to the smaller, and GET_QUEUE_ATTRIBUTES reports the smaller). */
 #define KYU_MAX_SIZE_MIN 1024
 #define KYU_MAX_SIZE_MAX (1 << 20)
 #define KYU_MAX_SIZE_DEFAULT KYU_MAX_SIZE_MAX

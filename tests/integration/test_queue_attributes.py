@@ -54,6 +54,8 @@ class QueueAttributes(unittest.TestCase):
 
     def test_defaults_are_capped_by_the_brokers_limit(self):
         self.b.ok("create-queue", "jobs")
+        self.b.ok("create-queue", "jobs")  # the defaults compare equal
+        self.fails(1, "TOO_LARGE", "send", "jobs", input=b"x" * 65537)
         a = self.b.attributes("jobs")
         self.assertEqual((a["VisibilityTimeout"], a["MaximumMessageSize"], a["DelaySeconds"]),
                          (30, 65536, 0))
