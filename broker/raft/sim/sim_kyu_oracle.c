@@ -190,6 +190,8 @@ static void on_send(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent_
         m->status = SK_LIVE;
         m->q = (uint8_t)q;
         m->qgen = k->queues[q].gen;
+        /* Not received before its queue's delay ends (lease re-granted otherwise). */
+        m->lease_until = cmd->now_ms + (uint64_t)k->queues[q].delay * 1000;
     }
     if ((kk = record_attempt(k, in, cmd, res)) != NULL) {
         kk->n = out->n;
@@ -343,7 +345,8 @@ static void on_queue(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent
     sk_t *k = sk(c);
     uint32_t vt = cmd->vt >= 0 ? (uint32_t)cmd->vt : KYU_VISIBILITY_DEFAULT;
     if (cmd->type == KYU_CMD_CREATE_QUEUE) {
-        bool ok = !k->queues[q].exists || k->queues[q].vt == vt;
+        uint32_t delay = cmd->has_delay ? cmd->delay : 0;
+        bool ok = !k->queues[q].exists || (k->queues[q].vt == vt && k->queues[q].delay == delay);
         if (ok != (res->code == KYU_OK))
             sim_violation(c, SIM_SAFETY, "create %s (vt %u) answered %s", cmd->queue, vt,
                           kyu_code_name(res->code));
@@ -351,16 +354,22 @@ static void on_queue(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent
             k->queues[q].exists = true;
             k->queues[q].gen++;
             k->queues[q].vt = vt;
+            k->queues[q].delay = delay;
         }
         return;
     }
     if (cmd->type == KYU_CMD_SET_QUEUE_ATTRIBUTES) {
-        /* Later receives without a vt of their own lease for the new one. */
-        if (k->queues[q].exists != (res->code == KYU_OK))
+        /* Later receives without a vt of their own lease for the new one; later sends wait
+         * for the new delay. */
+        if (k->queues[q].exists != (res->code == KYU_OK)) {
             sim_violation(c, SIM_SAFETY, "set attributes of %s (vt %u) answered %s", cmd->queue, vt,
                           kyu_code_name(res->code));
-        else if (res->code == KYU_OK && cmd->vt >= 0)
+            return;
+        }
+        if (res->code == KYU_OK && cmd->vt >= 0)
             k->queues[q].vt = vt;
+        if (res->code == KYU_OK && cmd->has_delay)
+            k->queues[q].delay = cmd->delay;
         return;
     }
     const sk_key_t *kk = first_attempt(k, in, cmd);
