@@ -14,6 +14,9 @@
  *   SET_MEMBER:        items = [node id, raft address (tcp://HOST:PORT), client endpoint]
  *   DROP_MEMBER:       items = [node id]
  *   SET_HANDLE_KEY:    items = [key (bin, 32 bytes)]: the key of receipt handles (sm_handle.c)
+ *   CREATE_QUEUE, SET_QUEUE_ATTRIBUTES: items = [MaximumMessageSize (0: not set),
+ *                      DelaySeconds], [MaximumMessageSize], or [] (neither set; CREATE_QUEUE
+ *                      entries written before attributes other than vt existed hold [])
  *   others:            items = []
  * SET_MEMBER and DROP_MEMBER (queue "", vt -1, max 0) keep the replicated address book
  * (sm_members.c): where to reach each member, on every node and in every snapshot.
@@ -35,6 +38,7 @@ typedef enum {
     KYU_CMD_SET_MEMBER = 7,
     KYU_CMD_DROP_MEMBER = 8,
     KYU_CMD_SET_HANDLE_KEY = 9,
+    KYU_CMD_SET_QUEUE_ATTRIBUTES = 10,
 } kyu_cmd_type_t;
 
 #define KYU_UUID_LEN 36
@@ -46,6 +50,11 @@ typedef struct {
     char queue[KYU_NAME_MAX + 1];
     int64_t vt; /* seconds, -1 = queue default */
     uint32_t max;
+    /* CREATE_QUEUE, SET_QUEUE_ATTRIBUTES: MaximumMessageSize, KYU_MAX_SIZE_MIN..MAX; 0: not
+     * set (CREATE_QUEUE: the default) */
+    uint32_t max_size;
+    bool has_delay; /* CREATE_QUEUE, SET_QUEUE_ATTRIBUTES: DelaySeconds set (0..900) */
+    uint32_t delay;
     size_t n; /* SEND: messages; DELETE, CHANGE_VISIBILITY: handles */
     char ids[KYU_BATCH_MAX][KYU_UUID_LEN + 1];
     const void *bodies[KYU_BATCH_MAX]; /* borrowed: from the request or the decoded entry */

@@ -10,8 +10,9 @@
 kyu_code_t kyu_op_send_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
                                 kyu_err_t *err)
 {
-    if (kyu_op_queue_exists(ctx, req, bodies, err) != KYU_OK)
-        return err->code;
+    const queue_t *q = zhashx_lookup(ctx->sm->queues, req->queue);
+    if (!q)
+        return kyu_err_set(err, KYU_ERR_NO_SUCH_QUEUE, "queue '%s' does not exist", req->queue);
     size_t i = 0;
     for (zframe_t *f = zmsg_first(bodies); f; f = zmsg_next(bodies), i++) {
         if (zframe_size(f) == 0)
@@ -20,6 +21,11 @@ kyu_code_t kyu_op_send_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zms
             return kyu_err_set(err, KYU_ERR_TOO_LARGE,
                                "message %zu has %zu bytes; the maximum is %zu", i + 1,
                                zframe_size(f), ctx->max_body);
+        if (zframe_size(f) > q->max_size)
+            return kyu_err_set(err, KYU_ERR_TOO_LARGE,
+                               "message %zu has %zu bytes; queue '%s' takes at most %u "
+                               "(its MaximumMessageSize)",
+                               i + 1, zframe_size(f), req->queue, q->max_size);
     }
     return KYU_OK;
 }
@@ -199,7 +205,7 @@ kyu_code_t kyu_op_receive_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_appl
         l->visible_at = c->now_ms + vt_ms;
         l->receive_count++;
         l->gen++;
-        if (!l->first_ms)
+        if (l->receive_count == 1) /* its first receive (a delayed one's first_ms is a mark) */
             l->first_ms = c->now_ms;
         kyu_sm_set_lease(self, q, seqs[i], l);
         if (a->dedup) {

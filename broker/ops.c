@@ -18,7 +18,19 @@ static const kyu_op_row_t rows[KYU_OPS_MAX_] = {
     [KYU_OP_CREATE_QUEUE] = {.op = KYU_OP_CREATE_QUEUE,
                              .name = "create-queue",
                              .cmd = KYU_CMD_CREATE_QUEUE,
+                             .validate = kyu_op_create_queue_validate,
+                             .build = kyu_op_queue_attrs_build,
+                             .encode_items = kyu_op_queue_attrs_encode,
+                             .decode_items = kyu_op_queue_attrs_decode,
                              .apply = kyu_op_create_queue_apply},
+    [KYU_OP_SET_QUEUE_ATTRIBUTES] = {.op = KYU_OP_SET_QUEUE_ATTRIBUTES,
+                                     .name = "set-queue-attributes",
+                                     .cmd = KYU_CMD_SET_QUEUE_ATTRIBUTES,
+                                     .validate = kyu_op_set_queue_attributes_validate,
+                                     .build = kyu_op_queue_attrs_build,
+                                     .encode_items = kyu_op_queue_attrs_encode,
+                                     .decode_items = kyu_op_queue_attrs_decode,
+                                     .apply = kyu_op_set_queue_attributes_apply},
     [KYU_OP_DELETE_QUEUE] = {.op = KYU_OP_DELETE_QUEUE,
                              .name = "delete-queue",
                              .cmd = KYU_CMD_DELETE_QUEUE,
@@ -118,6 +130,7 @@ static const uint8_t by_command[] = {
     [KYU_CMD_SET_MEMBER] = KYU_OP_SET_MEMBER,
     [KYU_CMD_DROP_MEMBER] = KYU_OP_DROP_MEMBER,
     [KYU_CMD_SET_HANDLE_KEY] = KYU_OP_SET_HANDLE_KEY,
+    [KYU_CMD_SET_QUEUE_ATTRIBUTES] = KYU_OP_SET_QUEUE_ATTRIBUTES,
 };
 
 const kyu_op_row_t *kyu_ops_row(uint64_t op)

@@ -4,9 +4,17 @@
  * never reused, so that deleting a queue is a range delete and a queue's data can later move
  * to another Raft group as one range):
  *   queues     name                      -> qid(8) vt(4) created_ms(8) n_messages(8)
+ *                                           max_size(4) modified_ms(8) delay(4)
+ *              (a record of 28 bytes, written before MaximumMessageSize and DelaySeconds
+ *              existed, ends after n_messages: it loads with max_size
+ *              KYU_MAX_SIZE_DEFAULT, delay 0 and modified_ms = created_ms, and is written
+ *              in full at its next change; a binary older than that change refuses the
+ *              44-byte records)
  *   messages   qid(8) seq(8)             -> sent_ms(8) id_len(1) id body
  *   leases     qid(8) seq(8)             -> visible_at(8) receive_count(4) gen(4) first_ms(8)
- *                                           (gen 0: never received; the receive index, in
+ *                                           (gen 0: never received; gen 0 and first_ms
+ *                                           KYU_LEASE_DELAYED: waits for its queue's
+ *                                           delay until visible_at; the receive index, in
  *                                           memory, is rebuilt from these: sm_index.c)
  *   visibility (no longer written; a start drops what older versions wrote there)
  *   meta       "applied_index", "next_seq", "next_qid", "last_now" -> u64
@@ -20,7 +28,8 @@
  * seq is global (never reused across queues), and a receipt handle's MAC covers the queue
  * id, so a handle of another queue finds nothing. Invariants after every command:
  *   - every message has exactly one lease record, and is in its queue's receive index
- *     exactly once: among the fresh messages when its gen is 0, else with its lease;
+ *     exactly once: among the fresh messages when its gen is 0 and it is not delayed, else
+ *     with its lease (a delayed message stays there until its first receive);
  *   - a queue's n_messages is the number of its message records;
  *   - gen only grows; a handle is honoured only with the current gen.
  */
@@ -61,7 +70,7 @@ static kyu_code_t load_queues(kyu_sm_t *self, kyu_err_t *err)
         const char *k = rocksdb_iter_key(it, &klen);
         const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vlen);
         queue_t *q = calloc(1, sizeof *q);
-        if (!q || klen > KYU_NAME_MAX || vlen != 28) {
+        if (!q || klen > KYU_NAME_MAX || (vlen != QUEUE_REC_V1_LEN && vlen != QUEUE_REC_LEN)) {
             free(q);
             rc = kyu_err_set(err, KYU_ERR_STORAGE, "corrupt queue record in the store");
             break;
@@ -71,6 +80,13 @@ static kyu_code_t load_queues(kyu_sm_t *self, kyu_err_t *err)
         q->vt = kyu_get_be32(v + 8);
         q->created_ms = kyu_get_be64(v + 12);
         q->n_messages = kyu_get_be64(v + 20);
+        q->max_size = KYU_MAX_SIZE_DEFAULT;
+        q->modified_ms = q->created_ms;
+        if (vlen == QUEUE_REC_LEN) {
+            q->max_size = kyu_get_be32(v + 28);
+            q->modified_ms = kyu_get_be64(v + 32);
+            q->delay = kyu_get_be32(v + 40);
+        }
         kyu_sm_index_init(q);
         zhashx_insert(self->queues, q->name, q);
     }
@@ -328,18 +344,24 @@ bool kyu_sm_has_visible(kyu_sm_t *self, const char *name, uint64_t now_ms)
     return q && kyu_sm_index_has_visible(q, now_ms);
 }
 
-/* Not-visible messages are the leases that end after now (sm_index.c): a lease that simply
- * runs out needs no command to move it back to the visible count. */
+/* Not-visible messages are the leases that end after now, delayed ones the delays that end
+ * after now (sm_index.c): a lease or a delay that simply runs out needs no command to move
+ * it to the visible count. */
 kyu_code_t kyu_sm_queue_attributes(kyu_sm_t *self, const char *name, uint64_t now_ms,
                                    kyu_queue_attrs_t *attrs, kyu_err_t *err)
 {
     queue_t *q = zhashx_lookup(self->queues, name);
     if (!q)
         return kyu_err_set(err, KYU_ERR_NO_SUCH_QUEUE, "queue '%s' does not exist", name);
-    int64_t not_visible = (int64_t)kyu_sm_index_not_visible(q, now_ms);
+    uint64_t not_visible = 0, delayed = 0;
+    kyu_sm_index_counts(q, now_ms, &not_visible, &delayed);
     attrs->visibility_timeout = q->vt;
-    attrs->not_visible = not_visible;
-    attrs->visible = (int64_t)q->n_messages - not_visible;
+    attrs->not_visible = (int64_t)not_visible;
+    attrs->delayed = (int64_t)delayed;
+    attrs->visible = (int64_t)(q->n_messages - not_visible - delayed);
+    attrs->delay = q->delay;
     attrs->created_ms = (int64_t)q->created_ms;
+    attrs->max_size = q->max_size;
+    attrs->modified_ms = (int64_t)q->modified_ms;
     return KYU_OK;
 }

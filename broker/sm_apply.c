@@ -21,11 +21,18 @@ void kyu_sm_add_message(kyu_sm_t *self, queue_t *q, uint64_t seq, const void *he
     key_qs(k, q->qid, seq);
     /* seq is new: the database holds neither record (absent) */
     kyu_sm_put2(self, KYU_CF_MESSAGES, k, KEY_QS, head, hl, body, bl, true);
+    /* A queue with a delay: invisible until sent_ms + delay, in the heap as a lease of gen 0
+     * marked delayed (so that a restart puts it back there, sm_index.c). */
     lease_t l = {.visible_at = sent_ms};
+    if (q->delay > 0)
+        l = (lease_t){.visible_at = sent_ms + q->delay * 1000ull, .first_ms = KYU_LEASE_DELAYED};
     uint8_t lv[LEASE_LEN];
     lease_encode(lv, &l);
     kyu_sm_put2(self, KYU_CF_LEASES, k, KEY_QS, lv, LEASE_LEN, NULL, 0, true);
-    kyu_sm_index_add_fresh(q, seq);
+    if (q->delay > 0)
+        kyu_sm_index_set_lease(q, seq, &l);
+    else
+        kyu_sm_index_add_fresh(q, seq);
 }
 
 void kyu_sm_set_lease(kyu_sm_t *self, queue_t *q, uint64_t seq, const lease_t *l)
@@ -138,11 +145,14 @@ static bool finish_entry(kyu_sm_t *self, uint64_t index, bool *dropped_queue)
             *dropped_queue = true;
             continue;
         }
-        uint8_t v[28];
+        uint8_t v[QUEUE_REC_LEN];
         kyu_put_be64(v, q->qid);
         kyu_put_be32(v + 8, q->vt);
         kyu_put_be64(v + 12, q->created_ms);
         kyu_put_be64(v + 20, q->n_messages);
+        kyu_put_be32(v + 28, q->max_size);
+        kyu_put_be64(v + 32, q->modified_ms);
+        kyu_put_be32(v + 40, q->delay);
         kyu_sm_put(self, KYU_CF_QUEUES, q->name, strlen(q->name), v, sizeof v);
     }
     put_meta(self, "applied_index", index);

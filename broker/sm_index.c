@@ -6,7 +6,9 @@
  * broker's CPU per message; here they are memory:
  *   - fresh: the messages never received, in seq order, in chunks of seqs (8 bytes each).
  *     Every one is visible: it was sent at a command time no later than any later command's.
- *   - leases: seq -> lease, for the messages received at least once and not deleted;
+ *   - leases: seq -> lease, for the messages received at least once and not deleted, and
+ *     for the messages never received that wait for their queue's delay (gen 0, first_ms
+ *     KYU_LEASE_DELAYED, visible_at the end of the delay);
  *   - heap: (visible_at, seq) of those leases, a binary min-heap. A lease that moves pushes
  *     its new place and leaves the old one behind; an entry that no longer matches its
  *     lease (moved, deleted) is dropped when it reaches the top, and the heap is rebuilt
@@ -255,12 +257,12 @@ bool kyu_sm_index_has_visible(queue_t *q, uint64_t now)
     return q->heap_n > 0 && q->heap[0].visible_at <= now;
 }
 
-uint64_t kyu_sm_index_not_visible(queue_t *q, uint64_t now)
+void kyu_sm_index_counts(queue_t *q, uint64_t now, uint64_t *not_visible, uint64_t *delayed)
 {
-    uint64_t n = 0;
+    *not_visible = *delayed = 0;
     for (lease_t *l = zhashx_first(q->leases); l; l = zhashx_next(q->leases))
-        n += l->visible_at > now;
-    return n;
+        if (l->visible_at > now)
+            (*(l->gen == 0 ? delayed : not_visible))++;
 }
 
 static bool lease_decode(const char *v, size_t len, lease_t *l)
@@ -300,7 +302,7 @@ kyu_code_t kyu_sm_index_load(kyu_sm_t *self, kyu_err_t *err)
             q = zhashx_lookup(by_qid, seq_key(qid));
         if (!q)
             continue; /* a deleted queue's, dropped by its "gc" record */
-        if (l.gen == 0)
+        if (l.gen == 0 && l.first_ms != KYU_LEASE_DELAYED)
             kyu_sm_index_add_fresh(q, seq); /* in seq order: the scan is */
         else
             kyu_sm_index_set_lease(q, seq, &l);

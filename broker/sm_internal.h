@@ -43,8 +43,11 @@ typedef struct {
 typedef struct {
     char name[KYU_NAME_MAX + 1];
     uint64_t qid;
-    uint32_t vt;
+    uint32_t vt;       /* VisibilityTimeout, seconds */
+    uint32_t max_size; /* MaximumMessageSize, bytes */
+    uint32_t delay;    /* DelaySeconds: a message sent is invisible for as long */
     uint64_t created_ms;
+    uint64_t modified_ms; /* LastModifiedTimestamp: creation or the last SET_QUEUE_ATTRIBUTES */
     uint64_t n_messages;
     /* The receive index, in memory (sm_index.c): the messages never received (a ring of
      * seqs), the leases of the others (seq -> lease_t) and their visibility order (a heap). */
@@ -105,6 +108,12 @@ struct kyu_sm {
 };
 
 #define KEY_QS 16 /* qid + seq */
+/* A queue record's value (sm.c's key layout): before MaximumMessageSize, and now. */
+#define QUEUE_REC_V1_LEN 28
+#define QUEUE_REC_LEN 44
+/* The first_ms of a message never received (gen 0) that waits for its queue's delay: it is
+ * in the heap until visible_at, not among the fresh ones (sm_index.c). Never a receive time. */
+#define KYU_LEASE_DELAYED 1
 #define LEASE_LEN 24
 
 static inline void lease_encode(uint8_t out[LEASE_LEN], const lease_t *l)
@@ -207,7 +216,9 @@ void kyu_sm_index_drop(queue_t *q, uint64_t seq);
 uint32_t kyu_sm_index_take(queue_t *q, uint64_t now, uint32_t max, uint64_t seqs[],
                            lease_t leases[]);
 bool kyu_sm_index_has_visible(queue_t *q, uint64_t now);
-uint64_t kyu_sm_index_not_visible(queue_t *q, uint64_t now);
+/* Leased messages (received, lease not over) and delayed ones (never received, delay not
+ * over) at now. */
+void kyu_sm_index_counts(queue_t *q, uint64_t now, uint64_t *not_visible, uint64_t *delayed);
 /* Rebuilds every queue's index from the leases column family. */
 kyu_code_t kyu_sm_index_load(kyu_sm_t *self, kyu_err_t *err);
 /* Frees a queue record and its index. */

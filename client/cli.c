@@ -14,9 +14,14 @@
 #define DEFAULT_TIMEOUT_S 10
 
 static const cli_cmd_t commands[] = {
-    {"create-queue", "NAME [--visibility-timeout SEC]",
-     "create a queue (no error if it exists with the same attributes)", CLI_OPT_VT, 1, 1,
-     cli_cmd_create_queue},
+    {"create-queue", "NAME [--visibility-timeout SEC] [--max-message-size BYTES] [--delay SEC]",
+     "create a queue (no error if it exists with the same attributes; an attribute not given "
+     "compares as its default)",
+     CLI_OPT_VT | CLI_OPT_QUEUE_ATTRS, 1, 1, cli_cmd_create_queue},
+    {"set-queue-attributes",
+     "NAME [--visibility-timeout SEC] [--max-message-size BYTES] [--delay SEC]",
+     "change a queue's attributes (at least one); the others stay as they are",
+     CLI_OPT_VT | CLI_OPT_QUEUE_ATTRS | CLI_OPT_ATTR_REQUIRED, 1, 1, cli_cmd_set_queue_attributes},
     {"delete-queue", "NAME", "delete a queue and all its messages", 0, 1, 1, cli_cmd_delete_queue},
     {"list-queues", "", "print the queue names, one per line", 0, 0, 0, cli_cmd_list_queues},
     {"get-queue-attributes", "NAME", "print a queue's attributes and message counts", 0, 1, 1,
@@ -63,13 +68,16 @@ static void help(FILE *out)
                 commands[i].help);
     fprintf(out,
             "\nQueue names: 1 to %d characters of letters, digits, - and _. Visibility "
-            "timeouts: 0 to %d seconds.\n"
+            "timeouts: 0 to %d seconds. Maximum message sizes: %d to %d bytes (default %d, "
+            "never above the broker's --max-message-size). Delays: 0 to %d seconds (default 0; "
+            "each message sent to the queue is invisible for as long).\n"
             "send --lines: one message per stdin line, pipelined; ids printed in input order.\n"
             "receive --json: a body that is not UTF-8 is not printed; the message is made "
             "visible again and kyu exits 1 (plain output prints any bytes).\n"
             "Exit status: 0 success, 1 error (one line on stderr says what went wrong), 2 "
             "usage error (found before contacting the broker).\n",
-            KYU_NAME_MAX, KYU_VISIBILITY_MAX);
+            KYU_NAME_MAX, KYU_VISIBILITY_MAX, KYU_MAX_SIZE_MIN, KYU_MAX_SIZE_MAX,
+            KYU_MAX_SIZE_DEFAULT, KYU_DELAY_MAX);
 }
 
 static void cmd_usage(FILE *out, const cli_cmd_t *cmd)
@@ -166,10 +174,12 @@ static int parse_cmd_args(cli_t *cli, int argc, char **argv, cli_args_t *a)
         {"max", required_argument, NULL, 'm'},
         {"visibility-timeout", required_argument, NULL, 'v'},
         {"lines", no_argument, NULL, 'l'},
+        {"max-message-size", required_argument, NULL, 's'}, /* MaximumMessageSize */
+        {"delay", required_argument, NULL, 'd'},            /* DelaySeconds */
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    *a = (cli_args_t){.max = 0, .vt = -1};
+    *a = (cli_args_t){.max = 0, .vt = -1, .mms = -1, .delay = -1};
     optind = 0; /* GNU: restart, and permute so options may follow the arguments */
     opterr = 0;
     int c;
@@ -194,9 +204,21 @@ static int parse_cmd_args(cli_t *cli, int argc, char **argv, cli_args_t *a)
                                        "--visibility-timeout must be a number of seconds from "
                                        "0 to %d, not '%s'",
                                        KYU_VISIBILITY_MAX, optarg);
+        } else if (c == 's' && (cmd->options & CLI_OPT_QUEUE_ATTRS)) {
+            if (!parse_int(optarg, KYU_MAX_SIZE_MIN, KYU_MAX_SIZE_MAX, &a->mms))
+                return cli_usage_error(cli,
+                                       "--max-message-size (MaximumMessageSize) must be a number "
+                                       "of bytes from %d to %d, not '%s'",
+                                       KYU_MAX_SIZE_MIN, KYU_MAX_SIZE_MAX, optarg);
+        } else if (c == 'd' && (cmd->options & CLI_OPT_QUEUE_ATTRS)) {
+            if (!parse_int(optarg, 0, KYU_DELAY_MAX, &a->delay))
+                return cli_usage_error(cli,
+                                       "--delay (DelaySeconds) must be a number of seconds from 0 "
+                                       "to %d, not '%s'",
+                                       KYU_DELAY_MAX, optarg);
         } else if (c == 'l' && (cmd->options & CLI_OPT_LINES)) {
             a->lines = true;
-        } else if (c == '?' && (optopt == 'm' || optopt == 'v')) {
+        } else if (c == '?' && (optopt == 'm' || optopt == 'v' || optopt == 's' || optopt == 'd')) {
             return cli_usage_error(cli, "option '%s' needs a value", argv[optind - 1]);
         } else if (c == '?') {
             return cli_usage_error(cli, "unknown option '%s'", argv[optind - 1]);
@@ -214,6 +236,9 @@ static int parse_cmd_args(cli_t *cli, int argc, char **argv, cli_args_t *a)
         return cli_usage_error(cli, "--lines reads the messages from stdin: give no BODY");
     if ((cmd->options & CLI_OPT_VT_REQUIRED) && a->vt < 0)
         return cli_usage_error(cli, "--visibility-timeout is required");
+    if ((cmd->options & CLI_OPT_ATTR_REQUIRED) && a->vt < 0 && a->mms < 0 && a->delay < 0)
+        return cli_usage_error(cli, "give at least one attribute: --visibility-timeout SEC, "
+                                    "--max-message-size BYTES, --delay SEC");
     if ((cmd->options & CLI_OPT_CLUSTER) && cli_cluster_check_args(cli, a) != CLI_EXIT_OK)
         return CLI_EXIT_USAGE;
     if (cmd->min_args > 0 && !(cmd->options & CLI_OPT_CLUSTER) && !cli_check_queue(cli, a->args[0]))

@@ -25,6 +25,8 @@ typedef struct {
 typedef struct {
     int max;    /* --max, 1..10; 0 when not given */
     int vt;     /* --visibility-timeout, 0..43200; -1 when not given */
+    int mms;    /* --max-message-size, 1024..1048576; -1 when not given */
+    int delay;  /* --delay, 0..900; -1 when not given */
     bool lines; /* --lines */
     int n_args; /* positional arguments */
     char **args;
@@ -47,7 +49,9 @@ enum {
     CLI_OPT_LINES = 4,
     CLI_OPT_VT_REQUIRED = 8,
     CLI_OPT_HANDLES = 16,
-    CLI_OPT_CLUSTER = 32 /* talks to every endpoint itself: no queue argument, no connect */
+    CLI_OPT_CLUSTER = 32,     /* talks to every endpoint itself: no queue argument, no connect */
+    CLI_OPT_QUEUE_ATTRS = 64, /* --max-message-size, --delay (with CLI_OPT_VT: queue attributes) */
+    CLI_OPT_ATTR_REQUIRED = 128 /* at least one queue attribute (--visibility-timeout, ...) */
 };
 
 /* Prints "kyu: CMD: fmt" and the command's usage line on stderr; returns CLI_EXIT_USAGE. */
@@ -67,6 +71,7 @@ int cli_cmd_create_queue(cli_t *cli, cli_args_t *a);
 int cli_cmd_delete_queue(cli_t *cli, cli_args_t *a);
 int cli_cmd_list_queues(cli_t *cli, cli_args_t *a);
 int cli_cmd_get_queue_attributes(cli_t *cli, cli_args_t *a);
+int cli_cmd_set_queue_attributes(cli_t *cli, cli_args_t *a);
 int cli_cmd_send(cli_t *cli, cli_args_t *a);
 int cli_cmd_receive(cli_t *cli, cli_args_t *a);
 int cli_cmd_delete(cli_t *cli, cli_args_t *a);

@@ -9,7 +9,19 @@
 int cli_cmd_create_queue(cli_t *cli, cli_args_t *a)
 {
     kyu_err_t err = {0};
-    if (kyu_client_create_queue(cli->client, a->args[0], a->vt, &err) != KYU_OK)
+    kyu_queue_settings_t s = {
+        .visibility_timeout = a->vt, .max_message_size = a->mms, .delay_seconds = a->delay};
+    if (kyu_client_create_queue_with(cli->client, a->args[0], &s, &err) != KYU_OK)
+        return cli_fail(cli, &err);
+    return CLI_EXIT_OK;
+}
+
+int cli_cmd_set_queue_attributes(cli_t *cli, cli_args_t *a)
+{
+    kyu_err_t err = {0};
+    kyu_queue_settings_t s = {
+        .visibility_timeout = a->vt, .max_message_size = a->mms, .delay_seconds = a->delay};
+    if (kyu_client_set_queue_attributes(cli->client, a->args[0], &s, &err) != KYU_OK)
         return cli_fail(cli, &err);
     return CLI_EXIT_OK;
 }
@@ -60,9 +72,13 @@ int cli_cmd_get_queue_attributes(cli_t *cli, cli_args_t *a)
         int64_t value;
     } rows[] = {
         {"VisibilityTimeout", at.visibility_timeout},
+        {"MaximumMessageSize", at.max_size},
+        {"DelaySeconds", at.delay},
         {"ApproximateNumberOfMessages", at.visible},
         {"ApproximateNumberOfMessagesNotVisible", at.not_visible},
+        {"ApproximateNumberOfMessagesDelayed", at.delayed},
         {"CreatedTimestamp", at.created_ms},
+        {"LastModifiedTimestamp", at.modified_ms},
     };
     json_t *obj = cli->json ? json_object() : NULL;
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {

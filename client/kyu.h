@@ -117,6 +117,27 @@ kyu_code_t kyu_client_failover(kyu_client_t *self, const char *leader, kyu_err_t
 
 /* vt: visibility timeout in seconds, 0..43200, or -1 for the broker's default. */
 kyu_code_t kyu_client_create_queue(kyu_client_t *self, const char *queue, int vt, kyu_err_t *err);
+
+/* The attributes a queue is created with or changed to (SQS's names and ranges); a field at
+ * -1 is not set: at creation the default, later the queue's current value. */
+typedef struct {
+    int visibility_timeout; /* VisibilityTimeout, seconds, 0..43200 (default 30) */
+    int max_message_size;   /* MaximumMessageSize, bytes, 1024..1048576 (default 1048576);
+                             * not above the broker's own limit, which bounds the default too */
+    int delay_seconds;      /* DelaySeconds, 0..900 (default 0): each message sent is
+                             * invisible for as long */
+} kyu_queue_settings_t;
+/* Sets every field of s to -1 (not set). */
+void kyu_queue_settings_init(kyu_queue_settings_t *s);
+/* As kyu_client_create_queue, with the attributes s sets (checked here first). Creating a
+ * queue that exists succeeds when its attributes are the same, else QUEUE_EXISTS names the
+ * attribute that differs (an attribute not set compares as its default). */
+kyu_code_t kyu_client_create_queue_with(kyu_client_t *self, const char *queue,
+                                        const kyu_queue_settings_t *s, kyu_err_t *err);
+/* Changes the attributes s sets (at least one); the others stay. Later receives use the new
+ * visibility timeout, later sends the new maximum size and delay. */
+kyu_code_t kyu_client_set_queue_attributes(kyu_client_t *self, const char *queue,
+                                           const kyu_queue_settings_t *s, kyu_err_t *err);
 kyu_code_t kyu_client_delete_queue(kyu_client_t *self, const char *queue, kyu_err_t *err);
 /* *names_p gets an array of *n NUL-terminated names (byte order), or NULL when there is
  * none; caller frees with kyu_queue_names_destroy. */

@@ -91,7 +91,8 @@ static kyu_code_t set_vt(kyu_request_t *req, int vt, bool optional, kyu_err_t *e
         return KYU_OK;
     if (vt < 0 || vt > KYU_VISIBILITY_MAX)
         return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
-                           "visibility timeout %d is not 0 to %d seconds", vt, KYU_VISIBILITY_MAX);
+                           "VisibilityTimeout must be 0 to %d seconds, not %d", KYU_VISIBILITY_MAX,
+                           vt);
     req->vt = (uint32_t)vt;
     req->fields |= KYU_F_VT;
     return KYU_OK;
@@ -99,10 +100,65 @@ static kyu_code_t set_vt(kyu_request_t *req, int vt, bool optional, kyu_err_t *e
 
 kyu_code_t kyu_client_create_queue(kyu_client_t *self, const char *queue, int vt, kyu_err_t *err)
 {
+    kyu_queue_settings_t s;
+    kyu_queue_settings_init(&s);
+    s.visibility_timeout = vt;
+    return kyu_client_create_queue_with(self, queue, &s, err);
+}
+
+void kyu_queue_settings_init(kyu_queue_settings_t *s)
+{
+    s->visibility_timeout = -1;
+    s->max_message_size = -1;
+    s->delay_seconds = -1;
+}
+
+/* The request fields of the attributes s sets, checked against SQS's ranges (the broker
+ * checks them again, and the size against its own limit). */
+static kyu_code_t set_settings(kyu_request_t *req, const kyu_queue_settings_t *s, kyu_err_t *err)
+{
+    kyu_code_t rc = set_vt(req, s->visibility_timeout, true, err);
+    if (rc != KYU_OK)
+        return rc;
+    if (s->delay_seconds != -1) {
+        if (s->delay_seconds < 0 || s->delay_seconds > KYU_DELAY_MAX)
+            return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                               "DelaySeconds must be 0 to %d seconds, not %d", KYU_DELAY_MAX,
+                               s->delay_seconds);
+        req->delay = (uint32_t)s->delay_seconds;
+        req->fields |= KYU_F_DELAY;
+    }
+    if (s->max_message_size == -1)
+        return KYU_OK;
+    if (s->max_message_size < KYU_MAX_SIZE_MIN || s->max_message_size > KYU_MAX_SIZE_MAX)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           "MaximumMessageSize must be %d to %d bytes, not %d", KYU_MAX_SIZE_MIN,
+                           KYU_MAX_SIZE_MAX, s->max_message_size);
+    req->max_size = (uint32_t)s->max_message_size;
+    req->fields |= KYU_F_MMS;
+    return KYU_OK;
+}
+
+kyu_code_t kyu_client_create_queue_with(kyu_client_t *self, const char *queue,
+                                        const kyu_queue_settings_t *s, kyu_err_t *err)
+{
     kyu_request_t req = {.op = KYU_OP_CREATE_QUEUE};
     kyu_code_t rc = kyu_client_set_queue(&req, queue, err);
     if (rc == KYU_OK)
-        rc = set_vt(&req, vt, true, err);
+        rc = set_settings(&req, s, err);
+    return rc == KYU_OK ? call_simple(self, &req, err) : rc;
+}
+
+kyu_code_t kyu_client_set_queue_attributes(kyu_client_t *self, const char *queue,
+                                           const kyu_queue_settings_t *s, kyu_err_t *err)
+{
+    kyu_request_t req = {.op = KYU_OP_SET_QUEUE_ATTRIBUTES};
+    kyu_code_t rc = kyu_client_set_queue(&req, queue, err);
+    if (rc == KYU_OK)
+        rc = set_settings(&req, s, err);
+    if (rc == KYU_OK && !(req.fields & (KYU_F_VT | KYU_F_MMS | KYU_F_DELAY)))
+        rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                         "set-queue-attributes needs at least one attribute");
     return rc == KYU_OK ? call_simple(self, &req, err) : rc;
 }
 

@@ -17,8 +17,12 @@ static const kyu_op_info_t op_table[KYU_OP_MAX_] = {
     [KYU_OP_HELLO] = {KYU_OP_HELLO, "hello", KYU_F_VERSION, KYU_F_VERSION, 0, 0, KYU_OPF_READ,
                       "exchange protocol versions and limits"},
     [KYU_OP_CREATE_QUEUE] = {KYU_OP_CREATE_QUEUE, "create-queue", KYU_F_QUEUE,
-                             KYU_F_QUEUE | KYU_F_VT, 0, 0, KYU_OPF_WRITE,
+                             KYU_F_QUEUE | KYU_F_VT | KYU_F_MMS | KYU_F_DELAY, 0, 0, KYU_OPF_WRITE,
                              "create a queue (idempotent when the attributes match)"},
+    [KYU_OP_SET_QUEUE_ATTRIBUTES] = {KYU_OP_SET_QUEUE_ATTRIBUTES, "set-queue-attributes",
+                                     KYU_F_QUEUE, KYU_F_QUEUE | KYU_F_VT | KYU_F_MMS | KYU_F_DELAY,
+                                     0, 0, KYU_OPF_WRITE,
+                                     "change a queue's attributes (vt, mms, ds; at least one)"},
     [KYU_OP_DELETE_QUEUE] = {KYU_OP_DELETE_QUEUE, "delete-queue", KYU_F_QUEUE,
                              KYU_F_QUEUE | KYU_F_RQ, 0, 0, KYU_OPF_WRITE,
                              "delete a queue and all its messages"},
@@ -166,6 +170,15 @@ static kyu_code_t decode_request_field(const msgpack_object *k, const msgpack_ob
         if (rc == KYU_OK && !out[0])
             rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "%s must not be empty",
                              raft ? "raft address" : "client endpoint");
+    } else if (kyu_mp_key_is(k, "mms")) {
+        /* Its range is the broker's check (the op's validate), against its own limit too. */
+        bit = KYU_F_MMS;
+        rc = get_uint(v, "MaximumMessageSize", UINT32_MAX, &u, err);
+        req->max_size = (uint32_t)u;
+    } else if (kyu_mp_key_is(k, "ds")) {
+        bit = KYU_F_DELAY; /* range: the broker's check, as mms */
+        rc = get_uint(v, "DelaySeconds", UINT32_MAX, &u, err);
+        req->delay = (uint32_t)u;
     } else if (kyu_mp_key_is(k, "rq")) {
         bit = KYU_F_RQ;
         if (v->type != MSGPACK_OBJECT_ARRAY || v->via.array.size != 2)
@@ -207,6 +220,10 @@ static const char *field_name(unsigned bit)
         return "raft (raft address)";
     case KYU_F_EP:
         return "ep (client endpoint)";
+    case KYU_F_MMS:
+        return "mms (MaximumMessageSize)";
+    case KYU_F_DELAY:
+        return "ds (DelaySeconds)";
     default:
         return "?";
     }
@@ -322,6 +339,14 @@ void kyu_request_encode(const kyu_request_t *req, msgpack_sbuffer *out)
     if (req->fields & KYU_F_EP) {
         kyu_mp_pack_str(&pk, "ep");
         kyu_mp_pack_str(&pk, req->ep);
+    }
+    if (req->fields & KYU_F_MMS) {
+        kyu_mp_pack_str(&pk, "mms");
+        msgpack_pack_uint32(&pk, req->max_size);
+    }
+    if (req->fields & KYU_F_DELAY) {
+        kyu_mp_pack_str(&pk, "ds");
+        msgpack_pack_uint32(&pk, req->delay);
     }
     if (req->fields & KYU_F_RQ) {
         kyu_mp_pack_str(&pk, "rq");

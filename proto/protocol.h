@@ -30,6 +30,12 @@
 #define KYU_VISIBILITY_MAX 43200       /* seconds (12 hours) */
 #define KYU_VISIBILITY_DEFAULT 30      /* seconds */
 #define KYU_BODY_MAX_DEFAULT (1 << 20) /* 1 MiB, SQS's current limit */
+/* A queue's MaximumMessageSize (SQS's range and default); the broker's own body limit holds
+ * as well (a send is held to the smaller, and GET_QUEUE_ATTRIBUTES reports the smaller). */
+#define KYU_MAX_SIZE_MIN 1024
+#define KYU_MAX_SIZE_MAX (1 << 20)
+#define KYU_MAX_SIZE_DEFAULT KYU_MAX_SIZE_MAX
+#define KYU_DELAY_MAX 900 /* a queue's DelaySeconds: 0..900 (default 0) */
 #define KYU_ENDPOINT_MAX 256
 #define KYU_CLUSTER_NODES_MAX 9 /* voters + learners of a cluster (KYU_RAFT_MAX_NODES) */
 
@@ -47,6 +53,7 @@ typedef enum {
     KYU_OP_CLUSTER_TRANSFER = 11,
     KYU_OP_CLUSTER_ADD = 12,
     KYU_OP_CLUSTER_REMOVE = 13,
+    KYU_OP_SET_QUEUE_ATTRIBUTES = 14,
     KYU_OP_MAX_
 } kyu_op_t;
 
@@ -61,7 +68,9 @@ enum {
     KYU_F_TO = 1 << 6,      /* "to": a node id (CLUSTER_TRANSFER's target, ADD/REMOVE's node) */
     KYU_F_RAFT = 1 << 7,    /* "raft": HOST:PORT of a node's raft port (CLUSTER_ADD) */
     KYU_F_EP = 1 << 8,      /* "ep": a node's client endpoint (CLUSTER_ADD) */
-    KYU_F_LAST_ = KYU_F_EP,
+    KYU_F_MMS = 1 << 9,     /* "mms": a queue's MaximumMessageSize, bytes */
+    KYU_F_DELAY = 1 << 10,  /* "ds": a queue's DelaySeconds */
+    KYU_F_LAST_ = KYU_F_DELAY,
 };
 
 /* Op flags: WRITE ops go through the log; READ ops are answered from applied state. */
@@ -96,6 +105,8 @@ typedef struct {
     uint64_t to;                 /* KYU_F_TO: non-zero */
     char raft[KYU_ENDPOINT_MAX]; /* KYU_F_RAFT: non-empty */
     char ep[KYU_ENDPOINT_MAX];   /* KYU_F_EP: non-empty */
+    uint32_t max_size;           /* KYU_F_MMS (the broker checks its range) */
+    uint32_t delay;              /* KYU_F_DELAY (the broker checks its range) */
 } kyu_request_t;
 
 typedef struct {
@@ -111,6 +122,11 @@ typedef struct {
     int64_t visible;     /* ApproximateNumberOfMessages */
     int64_t not_visible; /* ApproximateNumberOfMessagesNotVisible */
     int64_t created_ms;  /* CreatedTimestamp, ms since the epoch */
+    int64_t max_size;    /* MaximumMessageSize, bytes */
+    int64_t delay;       /* DelaySeconds */
+    int64_t delayed;     /* ApproximateNumberOfMessagesDelayed */
+    int64_t modified_ms; /* LastModifiedTimestamp, ms since the epoch (creation, or the last
+                          * SET_QUEUE_ATTRIBUTES) */
 } kyu_queue_attrs_t;
 
 /* CLUSTER_STATUS: one node's own view of the cluster. */

@@ -87,11 +87,15 @@ void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out)
     }
     if (rep->has_attrs) {
         kyu_mp_pack_str(&pk, "attrs");
-        msgpack_pack_map(&pk, 4);
+        msgpack_pack_map(&pk, 8);
         pack_kv_int(&pk, "VisibilityTimeout", rep->attrs.visibility_timeout);
+        pack_kv_int(&pk, "MaximumMessageSize", rep->attrs.max_size);
+        pack_kv_int(&pk, "DelaySeconds", rep->attrs.delay);
+        pack_kv_int(&pk, "ApproximateNumberOfMessagesDelayed", rep->attrs.delayed);
         pack_kv_int(&pk, "ApproximateNumberOfMessages", rep->attrs.visible);
         pack_kv_int(&pk, "ApproximateNumberOfMessagesNotVisible", rep->attrs.not_visible);
         pack_kv_int(&pk, "CreatedTimestamp", rep->attrs.created_ms);
+        pack_kv_int(&pk, "LastModifiedTimestamp", rep->attrs.modified_ms);
     }
     if (rep->has_node) {
         const kyu_node_status_t *nd = &rep->node;
@@ -195,6 +199,14 @@ static bool decode_attrs(const msgpack_object *o, kyu_queue_attrs_t *a)
             dst = &a->not_visible;
         else if (kyu_mp_key_is(k, "CreatedTimestamp"))
             dst = &a->created_ms;
+        else if (kyu_mp_key_is(k, "MaximumMessageSize"))
+            dst = &a->max_size;
+        else if (kyu_mp_key_is(k, "DelaySeconds"))
+            dst = &a->delay;
+        else if (kyu_mp_key_is(k, "ApproximateNumberOfMessagesDelayed"))
+            dst = &a->delayed;
+        else if (kyu_mp_key_is(k, "LastModifiedTimestamp"))
+            dst = &a->modified_ms;
         if (dst && !get_i64(v, dst))
             return false;
     }

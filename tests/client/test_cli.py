@@ -195,9 +195,14 @@ class CliTest(unittest.TestCase):
             self.ok("send", q, body)
         self.receive_json(q, 1)
         a = self.attrs(q)
-        self.assertEqual(set(a), {"VisibilityTimeout", "ApproximateNumberOfMessages",
-                                  "ApproximateNumberOfMessagesNotVisible", "CreatedTimestamp"})
+        self.assertEqual(set(a), {"VisibilityTimeout", "MaximumMessageSize", "DelaySeconds",
+                                  "ApproximateNumberOfMessages",
+                                  "ApproximateNumberOfMessagesNotVisible",
+                                  "ApproximateNumberOfMessagesDelayed", "CreatedTimestamp",
+                                  "LastModifiedTimestamp"})
         self.assertEqual(a["VisibilityTimeout"], "45")
+        self.assertEqual(a["MaximumMessageSize"], "1048576")
+        self.assertEqual(a["LastModifiedTimestamp"], a["CreatedTimestamp"])
         self.assertEqual(a["ApproximateNumberOfMessages"], "2")
         self.assertEqual(a["ApproximateNumberOfMessagesNotVisible"], "1")
         self.assertTrue(a["CreatedTimestamp"].isdigit())

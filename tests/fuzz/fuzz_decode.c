@@ -31,6 +31,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (size_t i = 0; i < cmd.n && cmd.type == KYU_CMD_SEND; i++)
             KYU_ASSERT((const uint8_t *)cmd.bodies[i] >= data &&
                        (const uint8_t *)cmd.bodies[i] + cmd.body_lens[i] <= data + size);
+        if (cmd.type == KYU_CMD_CREATE_QUEUE || cmd.type == KYU_CMD_SET_QUEUE_ATTRIBUTES)
+            KYU_ASSERT(cmd.max_size <= KYU_MAX_SIZE_MAX && cmd.delay <= KYU_DELAY_MAX);
         if (cmd.type == KYU_CMD_SET_MEMBER)
             KYU_ASSERT(cmd.member_id >= 1 && cmd.member_id <= INT64_MAX && cmd.member_raft[0] &&
                        cmd.member_client[0]);

@@ -67,6 +67,37 @@ static void test_request_round_trips(void **state)
     assert_string_equal(out.handles[1], "def");
 }
 
+/* SET_QUEUE_ATTRIBUTES carries vt and mms; other ops do not take mms. */
+static void test_queue_attribute_requests_round_trip(void **state)
+{
+    (void)state;
+    kyu_request_t in, out;
+    memset(&in, 0, sizeof in);
+    in.op = KYU_OP_SET_QUEUE_ATTRIBUTES;
+    in.id = 3;
+    in.fields = KYU_F_QUEUE | KYU_F_VT | KYU_F_MMS | KYU_F_DELAY;
+    in.delay = 9;
+    strcpy(in.queue, "q");
+    in.vt = 77;
+    in.max_size = 4096;
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    kyu_request_encode(&in, &b);
+    kyu_err_t err;
+    assert_int_equal(kyu_request_decode(b.data, b.size, 0, &out, &err), KYU_OK);
+    assert_int_equal(out.op, KYU_OP_SET_QUEUE_ATTRIBUTES);
+    assert_int_equal(out.vt, 77);
+    assert_int_equal(out.max_size, 4096);
+    assert_int_equal(out.delay, 9);
+    assert_int_equal(out.fields, KYU_F_QUEUE | KYU_F_VT | KYU_F_MMS | KYU_F_DELAY);
+    msgpack_sbuffer_destroy(&b);
+    in.op = KYU_OP_SEND;
+    msgpack_sbuffer_init(&b);
+    kyu_request_encode(&in, &b);
+    assert_int_equal(kyu_request_decode(b.data, b.size, 1, &out, &err), KYU_ERR_MALFORMED);
+    msgpack_sbuffer_destroy(&b);
+}
+
 static void b_ok_send(msgpack_packer *pk)
 {
     msgpack_pack_map(pk, 3);
@@ -366,6 +397,10 @@ static void test_reply_round_trips(void **state)
     in.attrs.visible = 5;
     in.attrs.not_visible = 6;
     in.attrs.visibility_timeout = 30;
+    in.attrs.max_size = 2048;
+    in.attrs.delay = 900;
+    in.attrs.delayed = 7;
+    in.attrs.modified_ms = 1234567890999LL;
     in.queues = calloc(2, sizeof in.queues[0]);
     in.n_queues = 2;
     strcpy(in.queues[1], "b");
@@ -380,6 +415,10 @@ static void test_reply_round_trips(void **state)
     assert_int_equal(out.msgs[1].receive_count, 3);
     assert_true(out.msgs[1].sent_ms == 1234567890123ULL);
     assert_int_equal(out.attrs.not_visible, 6);
+    assert_int_equal(out.attrs.max_size, 2048);
+    assert_int_equal(out.attrs.delay, 900);
+    assert_int_equal(out.attrs.delayed, 7);
+    assert_true(out.attrs.modified_ms == 1234567890999LL);
     assert_int_equal(out.n_queues, 2);
     assert_string_equal(out.queues[1], "b");
     msgpack_sbuffer_destroy(&b);
@@ -497,6 +536,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_request_round_trips),
+        cmocka_unit_test(test_queue_attribute_requests_round_trip),
         cmocka_unit_test(test_send_needs_one_to_ten_bodies),
         cmocka_unit_test(test_shape_errors_are_malformed),
         cmocka_unit_test(test_unknown_op_is_refused_with_the_request_id),

@@ -55,6 +55,7 @@ typedef struct {
     kyu_cmd_type_t type;
     int q;
     int64_t vt;
+    int64_t delay;      /* SET_QUEUE_ATTRIBUTES: DelaySeconds, -1 = not set */
     uint64_t rq_key;    /* 0 = no request key */
     uint64_t first_now; /* the time the key was first proposed (retries stay in the window) */
     size_t n;           /* SEND: messages, DELETE/CHANGE_VISIBILITY: handles */
@@ -190,6 +191,7 @@ typedef struct {
     struct {
         bool exists;
         uint32_t gen, vt;
+        uint32_t delay; /* DelaySeconds: a message sent is not received before it ends */
     } queues[SK_QUEUES];
     sk_key_t *keys; /* by request key */
     size_t keys_cap;

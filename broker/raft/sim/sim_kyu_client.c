@@ -102,6 +102,7 @@ static void choose(sim_cluster_t *c, sk_intent_t *in, uint64_t now)
     memset(in, 0, sizeof(*in));
     in->q = (int)sim_rng_below(&c->rng, SK_QUEUES);
     in->vt = -1;
+    in->delay = -1;
     uint64_t r = sim_rng_below(&c->rng, 1000);
     if (k->n_retries > 0 && r < 120) {
         size_t i = (size_t)sim_rng_below(&c->rng, k->n_retries);
@@ -123,6 +124,15 @@ static void choose(sim_cluster_t *c, sk_intent_t *in, uint64_t now)
         in->vt = sim_rng_chance(&c->rng, 100) ? 9 : (int64_t)queue_vt[in->q];
     } else if (r < 190) {
         in->type = KYU_CMD_DELETE_QUEUE;
+    } else if (r < 200) {
+        /* Another visibility timeout for later receives without one, or a delay of 0-3 s for
+         * later sends (and QUEUE_EXISTS for creates of the queue's usual attributes, until
+         * it is deleted). */
+        in->type = KYU_CMD_SET_QUEUE_ATTRIBUTES;
+        if (sim_rng_chance(&c->rng, 500))
+            in->vt = (int64_t)sim_rng_below(&c->rng, 6);
+        else
+            in->delay = (int64_t)sim_rng_below(&c->rng, 4);
     } else if (r < 520) {
         in->type = KYU_CMD_SEND;
         in->n = 1 + (size_t)sim_rng_below(&c->rng, SK_SEND_MAX);
@@ -142,8 +152,8 @@ static void choose(sim_cluster_t *c, sk_intent_t *in, uint64_t now)
             in->vt = -1;
         }
     }
-    if (in->type != KYU_CMD_CREATE_QUEUE)
-        maybe_key(c, in, now);
+    if (in->type != KYU_CMD_CREATE_QUEUE && in->type != KYU_CMD_SET_QUEUE_ATTRIBUTES)
+        maybe_key(c, in, now); /* the two take no request key (ops.c) */
 }
 
 /* The command the leader proposes for a request (what the frontend's build_command makes),
@@ -156,6 +166,8 @@ static void build(sim_cluster_t *c, const sk_intent_t *in, uint64_t now, bool re
     cmd->now_ms = now;
     snprintf(cmd->queue, sizeof(cmd->queue), "%s", queue_name(in->q));
     cmd->vt = in->vt;
+    cmd->has_delay = in->delay >= 0;
+    cmd->delay = in->delay >= 0 ? (uint32_t)in->delay : 0;
     cmd->max = in->type == KYU_CMD_RECEIVE ? (uint32_t)in->n : 1;
     if (in->type == KYU_CMD_RECEIVE && c->o.plant == SK_PLANT_VT_ZERO)
         cmd->vt = 0;

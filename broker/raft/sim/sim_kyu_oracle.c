@@ -190,6 +190,8 @@ static void on_send(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent_
         m->status = SK_LIVE;
         m->q = (uint8_t)q;
         m->qgen = k->queues[q].gen;
+        /* Not received before its queue's delay ends (lease re-granted otherwise). */
+        m->lease_until = cmd->now_ms + (uint64_t)k->queues[q].delay * 1000;
     }
     if ((kk = record_attempt(k, in, cmd, res)) != NULL) {
         kk->n = out->n;
@@ -343,7 +345,8 @@ static void on_queue(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent
     sk_t *k = sk(c);
     uint32_t vt = cmd->vt >= 0 ? (uint32_t)cmd->vt : KYU_VISIBILITY_DEFAULT;
     if (cmd->type == KYU_CMD_CREATE_QUEUE) {
-        bool ok = !k->queues[q].exists || k->queues[q].vt == vt;
+        uint32_t delay = cmd->has_delay ? cmd->delay : 0;
+        bool ok = !k->queues[q].exists || (k->queues[q].vt == vt && k->queues[q].delay == delay);
         if (ok != (res->code == KYU_OK))
             sim_violation(c, SIM_SAFETY, "create %s (vt %u) answered %s", cmd->queue, vt,
                           kyu_code_name(res->code));
@@ -351,7 +354,22 @@ static void on_queue(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent
             k->queues[q].exists = true;
             k->queues[q].gen++;
             k->queues[q].vt = vt;
+            k->queues[q].delay = delay;
         }
+        return;
+    }
+    if (cmd->type == KYU_CMD_SET_QUEUE_ATTRIBUTES) {
+        /* Later receives without a vt of their own lease for the new one; later sends wait
+         * for the new delay. */
+        if (k->queues[q].exists != (res->code == KYU_OK)) {
+            sim_violation(c, SIM_SAFETY, "set attributes of %s (vt %u) answered %s", cmd->queue, vt,
+                          kyu_code_name(res->code));
+            return;
+        }
+        if (res->code == KYU_OK && cmd->vt >= 0)
+            k->queues[q].vt = vt;
+        if (res->code == KYU_OK && cmd->has_delay)
+            k->queues[q].delay = cmd->delay;
         return;
     }
     const sk_key_t *kk = first_attempt(k, in, cmd);
@@ -418,8 +436,11 @@ void sk_oracle_stream(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *
         sk_outcome_t outcome, *out = &outcome;
         memset(out, 0, sizeof(*out));
         out->code = res[i].code;
-        static const char *types[] = {"?",       "CREATE", "DELETE_QUEUE", "SEND",
-                                      "RECEIVE", "DELETE", "CHANGE_VIS"};
+        static const char *types[] = {"?",           "CREATE",     "DELETE_QUEUE", "SEND",
+                                      "RECEIVE",     "DELETE",     "CHANGE_VIS",   "SET_MEMBER",
+                                      "DROP_MEMBER", "HANDLE_KEY", "SET_ATTRS"};
+        _Static_assert(sizeof types / sizeof types[0] == KYU_CMD_SET_QUEUE_ATTRIBUTES + 1,
+                       "a name per command type");
         sim_trace(&c->trace, c->now, "  kyu %llu.%zu %s %s vt=%lld n=%zu now=%llu -> %s",
                   (unsigned long long)e->index, i, types[cmd.type], cmd.queue, (long long)cmd.vt,
                   cmd.n ? cmd.n : res[i].n_msgs, (unsigned long long)cmd.now_ms,
@@ -433,6 +454,7 @@ void sk_oracle_stream(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *
         switch (cmd.type) {
         case KYU_CMD_CREATE_QUEUE:
         case KYU_CMD_DELETE_QUEUE:
+        case KYU_CMD_SET_QUEUE_ATTRIBUTES:
             on_queue(c, &cmd, in, q, &res[i]);
             break;
         case KYU_CMD_SEND:

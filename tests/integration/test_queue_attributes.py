@@ -1,0 +1,186 @@
+"""Queue attributes (issue 13, item 1): VisibilityTimeout, MaximumMessageSize and
+DelaySeconds set at creation and by set-queue-attributes, shown by get-queue-attributes with
+LastModifiedTimestamp, checked against SQS's ranges (by the CLI and by the broker), enforced
+on later receives and sends, and kept across a restart."""
+import time
+import unittest
+
+import msgpack
+import zmq
+
+from harness import Broker
+
+INVALID_ARGUMENT, QUEUE_EXISTS, TOO_LARGE = 4, 7, 8
+OP_CREATE_QUEUE, OP_SEND, OP_SET_QUEUE_ATTRIBUTES = 2, 6, 14
+
+
+class QueueAttributes(unittest.TestCase):
+    def setUp(self):
+        self.b = Broker("--max-message-size", "65536").start()
+
+    def tearDown(self):
+        self.b.cleanup()
+
+    def fails(self, status, text, *args, input=None):
+        r = self.b.cli(*args, input=input)
+        err = r.stderr.decode()
+        self.assertEqual(r.returncode, status, "kyu %s: %s" % (" ".join(args), err))
+        self.assertIn(text, err)
+
+    def raw(self, header, *bodies):
+        ctx = zmq.Context()
+        s = ctx.socket(zmq.DEALER)
+        s.setsockopt(zmq.LINGER, 0)
+        s.setsockopt(zmq.RCVTIMEO, 10000)
+        s.connect(self.b.endpoint)
+        try:
+            s.send_multipart([msgpack.packb(dict(header, id=1))] + list(bodies))
+            return msgpack.unpackb(s.recv_multipart()[0])
+        finally:
+            s.close()
+            ctx.destroy(linger=0)
+
+    def test_create_with_attributes_then_get_shows_them(self):
+        before = int(time.time() * 1000)
+        self.b.ok("create-queue", "jobs", "--visibility-timeout", "120", "--max-message-size", "2048")
+        a = self.b.attributes("jobs")
+        self.assertEqual(a["VisibilityTimeout"], 120)
+        self.assertEqual(a["MaximumMessageSize"], 2048)
+        self.assertEqual(a["LastModifiedTimestamp"], a["CreatedTimestamp"])
+        self.assertGreaterEqual(a["CreatedTimestamp"], before - 5000)
+        plain = self.b.ok("get-queue-attributes", "jobs")
+        self.assertIn("MaximumMessageSize 2048\n", plain)
+        self.assertIn("LastModifiedTimestamp ", plain)
+
+    def test_defaults_are_capped_by_the_brokers_limit(self):
+        self.b.ok("create-queue", "jobs")
+        self.b.ok("create-queue", "jobs")  # the defaults compare equal
+        self.fails(1, "TOO_LARGE", "send", "jobs", input=b"x" * 65537)
+        a = self.b.attributes("jobs")
+        self.assertEqual((a["VisibilityTimeout"], a["MaximumMessageSize"], a["DelaySeconds"]),
+                         (30, 65536, 0))
+
+    def wait_for_receive(self, queue, deadline_s):
+        """Polls (no sleep-and-hope) until a receive returns a message; None at the deadline."""
+        deadline = time.monotonic() + deadline_s
+        while time.monotonic() < deadline:
+            got = self.b.json_lines("receive", queue)
+            if got:
+                return got[0]
+            time.sleep(0.05)
+        return None
+
+    def test_a_delayed_queue_hides_messages_for_its_delay_also_across_a_restart(self):
+        self.b.ok("create-queue", "jobs", "--delay", "2")
+        self.assertEqual(self.b.attributes("jobs")["DelaySeconds"], 2)
+        sent = time.monotonic()
+        self.b.ok("send", "jobs", "later")
+        self.assertEqual(self.b.json_lines("receive", "jobs"), [])
+        a = self.b.attributes("jobs")
+        self.assertEqual((a["ApproximateNumberOfMessages"], a["ApproximateNumberOfMessagesDelayed"],
+                          a["ApproximateNumberOfMessagesNotVisible"]), (0, 1, 0))
+        self.b.kill9()
+        self.b.start()
+        m = self.wait_for_receive("jobs", 30)
+        self.assertIsNotNone(m, "the delayed message never became visible")
+        self.assertEqual(m["Body"], "later")
+        self.assertGreaterEqual(time.monotonic() - sent, 1.9)
+        self.b.ok("set-queue-attributes", "jobs", "--delay", "0")
+        self.b.ok("send", "jobs", "now")
+        self.assertEqual(self.b.json_lines("receive", "jobs")[0]["Body"], "now")
+
+    def test_set_changes_the_attributes_and_later_receives_and_sends_follow(self):
+        self.b.ok("create-queue", "jobs")
+        created = self.b.attributes("jobs")["CreatedTimestamp"]
+        self.b.ok("set-queue-attributes", "jobs", "--visibility-timeout", "0")
+        a = self.b.attributes("jobs")
+        self.assertEqual((a["VisibilityTimeout"], a["MaximumMessageSize"]), (0, 65536))
+        self.assertGreaterEqual(a["LastModifiedTimestamp"], created)
+        # A lease of 0 s: the message is visible again at once.
+        self.b.ok("send", "jobs", "m")
+        self.assertEqual(len(self.b.json_lines("receive", "jobs")), 1)
+        self.assertEqual(len(self.b.json_lines("receive", "jobs")), 1)
+        self.b.ok("set-queue-attributes", "jobs", "--max-message-size", "1024")
+        self.assertEqual(self.b.attributes("jobs")["VisibilityTimeout"], 0)
+        self.b.ok("send", "jobs", input=b"x" * 1024)
+        self.fails(1, "queue 'jobs' takes at most 1024 (its MaximumMessageSize)", "send", "jobs",
+                   input=b"x" * 1025)
+        self.assertEqual(self.b.attributes("jobs")["ApproximateNumberOfMessages"], 2)
+
+    def test_an_oversized_body_is_refused_and_changes_nothing(self):
+        self.b.ok("create-queue", "jobs", "--max-message-size", "1500")
+        self.fails(1, "TOO_LARGE", "send", "jobs", input=b"y" * 1501)
+        a = self.b.attributes("jobs")
+        self.assertEqual(a["ApproximateNumberOfMessages"] + a["ApproximateNumberOfMessagesNotVisible"], 0)
+        rep = self.raw({"op": OP_SEND, "q": "jobs"}, b"a", b"z" * 1501)
+        self.assertEqual(rep["st"], TOO_LARGE, rep)
+        self.assertIn("message 2 has 1501 bytes", rep["err"])
+        self.assertEqual(self.b.attributes("jobs")["ApproximateNumberOfMessages"], 0)
+
+    def test_out_of_range_values_are_refused_by_the_cli(self):
+        self.fails(2, "--max-message-size (MaximumMessageSize) must be a number of bytes from 1024 "
+                   "to 1048576, not '1023'", "create-queue", "jobs", "--max-message-size", "1023")
+        self.fails(2, "from 1024 to 1048576, not '1048577'", "create-queue", "jobs",
+                   "--max-message-size", "1048577")
+        self.fails(2, "--visibility-timeout must be a number of seconds from 0 to 43200",
+                   "create-queue", "jobs", "--visibility-timeout", "43201")
+        self.fails(2, "--delay (DelaySeconds) must be a number of seconds from 0 to 900, not '901'",
+                   "create-queue", "jobs", "--delay", "901")
+        self.fails(2, "give at least one attribute", "set-queue-attributes", "jobs")
+        self.assertEqual(self.b.ok("list-queues"), "")
+
+    def test_out_of_range_values_are_refused_by_the_broker(self):
+        for size in (0, 1023, 1048577, 2 ** 32 - 1):
+            rep = self.raw({"op": OP_CREATE_QUEUE, "q": "jobs", "mms": size})
+            self.assertEqual(rep["st"], INVALID_ARGUMENT, rep)
+            self.assertIn("MaximumMessageSize must be 1024 to 1048576 bytes", rep["err"])
+        rep = self.raw({"op": OP_CREATE_QUEUE, "q": "jobs", "mms": 1048576})
+        self.assertEqual(rep["st"], INVALID_ARGUMENT, rep)
+        self.assertIn("over this broker's message size limit of 65536", rep["err"])
+        self.fails(1, "INVALID_ARGUMENT", "create-queue", "jobs", "--max-message-size", "100000")
+        self.assertEqual(self.b.ok("list-queues"), "")
+        self.b.ok("create-queue", "jobs")
+        rep = self.raw({"op": OP_SET_QUEUE_ATTRIBUTES, "q": "jobs", "vt": 43201})
+        self.assertEqual(rep["st"], INVALID_ARGUMENT, rep)
+        rep = self.raw({"op": OP_SET_QUEUE_ATTRIBUTES, "q": "jobs", "ds": 901})
+        self.assertEqual(rep["st"], INVALID_ARGUMENT, rep)
+        self.assertIn("DelaySeconds must be 0 to 900 seconds, not 901", rep["err"])
+        rep = self.raw({"op": OP_SET_QUEUE_ATTRIBUTES, "q": "jobs"})
+        self.assertEqual(rep["st"], INVALID_ARGUMENT, rep)
+        self.assertIn("at least one attribute", rep["err"])
+        self.fails(1, "NO_SUCH_QUEUE", "set-queue-attributes", "nope", "--visibility-timeout", "5")
+        a = self.b.attributes("jobs")
+        self.assertEqual((a["VisibilityTimeout"], a["MaximumMessageSize"], a["DelaySeconds"]),
+                         (30, 65536, 0))
+
+    def test_create_existing_with_the_same_attributes_succeeds_with_others_fails(self):
+        self.b.ok("create-queue", "jobs", "--visibility-timeout", "60", "--max-message-size", "4096")
+        self.b.ok("create-queue", "jobs", "--visibility-timeout", "60", "--max-message-size", "4096")
+        self.fails(1, "QUEUE_EXISTS: queue 'jobs' exists with a different value for attribute "
+                   "MaximumMessageSize: 4096, not 8192",
+                   "create-queue", "jobs", "--visibility-timeout", "60", "--max-message-size", "8192")
+        self.fails(1, "attribute VisibilityTimeout: 60, not 30", "create-queue", "jobs",
+                   "--max-message-size", "4096")
+        self.fails(1, "attribute DelaySeconds: 0, not 3", "create-queue", "jobs",
+                   "--visibility-timeout", "60", "--max-message-size", "4096", "--delay", "3")
+        a = self.b.attributes("jobs")
+        self.assertEqual((a["VisibilityTimeout"], a["MaximumMessageSize"]), (60, 4096))
+
+    def test_attributes_survive_a_restart(self):
+        self.b.ok("create-queue", "jobs", "--visibility-timeout", "60", "--max-message-size", "4096")
+        self.b.ok("set-queue-attributes", "jobs", "--visibility-timeout", "90", "--delay", "7")
+        before = self.b.attributes("jobs")
+        self.assertEqual(self.b.stop(), 0)
+        self.b.start()
+        self.assertEqual(self.b.attributes("jobs"), before)
+        self.b.kill9()
+        self.b.start()
+        after = self.b.attributes("jobs")
+        self.assertEqual((after["VisibilityTimeout"], after["MaximumMessageSize"],
+                          after["DelaySeconds"]), (90, 4096, 7))
+        self.assertEqual(after["LastModifiedTimestamp"], before["LastModifiedTimestamp"])
+        self.fails(1, "its MaximumMessageSize", "send", "jobs", input=b"x" * 4097)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,470 @@
+/* Queue attributes (broker/op_queue.c): CREATE_QUEUE and SET_QUEUE_ATTRIBUTES applied,
+ * validated before they are proposed, encoded in the log, and kept across restarts, also
+ * from records written before MaximumMessageSize existed. */
+#include "command.h"
+#include "fixture.h"
+#include "ops.h"
+#include "store.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define T0 1000000 /* a command time, ms */
+
+static void ok(kyu_result_t r)
+{
+    if (r.code != KYU_OK)
+        fail_msg("expected OK, got %s: %s", kyu_code_name(r.code), r.error);
+    kyu_result_clear(&r);
+}
+
+/* Expects code, with a message containing text. */
+static void expect_error(kyu_code_t got, const char *msg, kyu_code_t code, const char *text)
+{
+    if (got != code || !strstr(msg, text))
+        fail_msg("expected %s mentioning '%s', got %s: %s", kyu_code_name(code), text,
+                 kyu_code_name(got), msg);
+}
+
+static void expect_result(kyu_result_t r, kyu_code_t code, const char *text)
+{
+    expect_error(r.code, r.error, code, text);
+    kyu_result_clear(&r);
+}
+
+static kyu_command_t cmd_create_attrs(const char *q, uint64_t now, int64_t vt, uint32_t max_size)
+{
+    kyu_command_t c = cmd_create(q, vt);
+    c.now_ms = now;
+    c.max_size = max_size;
+    return c;
+}
+
+static kyu_command_t cmd_set_attrs(const char *q, uint64_t now, int64_t vt, uint32_t max_size)
+{
+    kyu_command_t c = cmd_create_attrs(q, now, vt, max_size);
+    c.type = KYU_CMD_SET_QUEUE_ATTRIBUTES;
+    return c;
+}
+
+static kyu_queue_attrs_t get(fixture_t *f, const char *q, uint64_t now)
+{
+    kyu_queue_attrs_t a;
+    kyu_err_t err;
+    assert_int_equal(kyu_sm_queue_attributes(f->sm, q, now, &a, &err), KYU_OK);
+    return a;
+}
+
+/* ---- apply ---- */
+
+static void test_create_keeps_its_attributes_and_stamps_the_modification(void **state)
+{
+    fixture_t *f = *state;
+    ok(apply1(f, cmd_create_attrs("q", T0, 60, 2048)));
+    kyu_queue_attrs_t a = get(f, "q", T0);
+    assert_int_equal(a.visibility_timeout, 60);
+    assert_int_equal(a.max_size, 2048);
+    assert_int_equal(a.created_ms, T0);
+    assert_int_equal(a.modified_ms, T0);
+}
+
+static void test_create_without_attributes_takes_the_defaults(void **state)
+{
+    fixture_t *f = *state;
+    ok(apply1(f, cmd_create_attrs("q", T0, -1, 0)));
+    kyu_queue_attrs_t a = get(f, "q", T0);
+    assert_int_equal(a.visibility_timeout, KYU_VISIBILITY_DEFAULT);
+    assert_int_equal(a.max_size, KYU_MAX_SIZE_DEFAULT);
+}
+
+static void test_create_existing_with_the_same_attributes_succeeds(void **state)
+{
+    fixture_t *f = *state;
+    ok(apply1(f, cmd_create_attrs("q", T0, 60, 2048)));
+    ok(apply1(f, cmd_create_attrs("q", T0 + 5, 60, 2048)));
+    assert_int_equal(get(f, "q", T0).modified_ms, T0);
+}
+
+static void test_create_existing_with_another_max_size_names_the_attribute(void **state)
+{
+    fixture_t *f = *state;
+    ok(apply1(f, cmd_create_attrs("q", T0, 60, 2048)));
+    expect_result(apply1(f, cmd_create_attrs("q", T0, 60, 4096)), KYU_ERR_QUEUE_EXISTS,
+                  "MaximumMessageSize: 2048, not 4096");
+    expect_result(apply1(f, cmd_create_attrs("q", T0, 61, 2048)), KYU_ERR_QUEUE_EXISTS,
+                  "VisibilityTimeout: 60, not 61");
+    assert_int_equal(get(f, "q", T0).max_size, 2048);
+}
+
+static void test_set_changes_only_the_attributes_given_and_the_modification_time(void **state)
+{
+    fixture_t *f = *state;
+    ok(apply1(f, cmd_create_attrs("q", T0, 60, 2048)));
+    ok(apply1(f, cmd_set_attrs("q", T0 + 1000, -1, 4096)));
+    kyu_queue_attrs_t a = get(f, "q", T0);
+    assert_int_equal(a.visibility_timeout, 60);
+    assert_int_equal(a.max_size, 4096);
+    assert_int_equal(a.created_ms, T0);
+    assert_int_equal(a.modified_ms, T0 + 1000);
+    ok(apply1(f, cmd_set_attrs("q", T0 + 2000, 5, 0)));
+    a = get(f, "q", T0);
+    assert_int_equal(a.visibility_timeout, 5);
+    assert_int_equal(a.max_size, 4096);
+    assert_int_equal(a.modified_ms, T0 + 2000);
+}
+
+static void test_a_receive_after_set_uses_the_new_visibility_timeout(void **state)
+{
+    fixture_t *f = *state;
+    ok(apply1(f, cmd_create_attrs("q", T0, -1, 0)));
+    ok(apply1(f, cmd_set_attrs("q", T0, 100, 0)));
+    ok(apply1(f, cmd_send("q", T0, "m")));
+    kyu_result_t r = apply1(f, cmd_receive("q", T0, 1, -1));
+    assert_int_equal(r.n_msgs, 1);
+    kyu_result_clear(&r);
+    /* Leased for 100 s, not the default 30. */
+    assert_int_equal(get(f, "q", T0 + 50000).not_visible, 1);
+    assert_int_equal(get(f, "q", T0 + 100000).not_visible, 0);
+}
+
+static void test_set_on_a_missing_queue_is_no_such_queue(void **state)
+{
+    expect_result(apply1(*state, cmd_set_attrs("nope", T0, 10, 0)), KYU_ERR_NO_SUCH_QUEUE, "nope");
+}
+
+static void test_attributes_survive_a_restart(void **state)
+{
+    fixture_t *f = *state;
+    ok(apply1(f, cmd_create_attrs("q", T0, 60, 2048)));
+    ok(apply1(f, cmd_set_attrs("q", T0 + 7, 70, 3000)));
+    fixture_reopen(f);
+    kyu_queue_attrs_t a = get(f, "q", T0);
+    assert_int_equal(a.visibility_timeout, 70);
+    assert_int_equal(a.max_size, 3000);
+    assert_int_equal(a.created_ms, T0);
+    assert_int_equal(a.modified_ms, T0 + 7);
+}
+
+/* A queue record as the code before MaximumMessageSize wrote it: qid vt created n_messages. */
+static void test_an_old_queue_record_loads_with_the_default_attributes(void **state)
+{
+    fixture_t *f = *state;
+    ok(apply1(f, cmd_create_attrs("old", T0, 45, 0)));
+    ok(apply1(f, cmd_send("old", T0, "kept")));
+    fixture_reopen(f);
+    uint8_t v[28];
+    kyu_put_be64(v, 1); /* the first qid */
+    kyu_put_be32(v + 8, 45);
+    kyu_put_be64(v + 12, T0);
+    kyu_put_be64(v + 20, 1);
+    char *rerr = NULL;
+    rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+    rocksdb_put_cf(kyu_store_db(f->store, KYU_CF_QUEUES), wo, kyu_store_cf(f->store, KYU_CF_QUEUES),
+                   "old", 3, (const char *)v, sizeof v, &rerr);
+    rocksdb_writeoptions_destroy(wo);
+    assert_null(rerr);
+    fixture_reopen(f);
+    kyu_queue_attrs_t a = get(f, "old", T0);
+    assert_int_equal(a.visibility_timeout, 45);
+    assert_int_equal(a.max_size, KYU_MAX_SIZE_DEFAULT);
+    assert_int_equal(a.created_ms, T0);
+    assert_int_equal(a.modified_ms, T0);
+    assert_int_equal(a.delay, 0);
+    assert_int_equal(a.visible, 1);
+    kyu_result_t r = apply1(f, cmd_receive("old", T0, 1, -1));
+    assert_int_equal(r.n_msgs, 1);
+    kyu_result_clear(&r);
+    /* Its next write stores the whole record. */
+    ok(apply1(f, cmd_set_attrs("old", T0 + 9, -1, 1024)));
+    fixture_reopen(f);
+    assert_int_equal(get(f, "old", T0).max_size, 1024);
+    assert_int_equal(get(f, "old", T0).modified_ms, T0 + 9);
+}
+
+/* ---- DelaySeconds ---- */
+
+static kyu_command_t with_delay(kyu_command_t c, uint32_t delay)
+{
+    c.has_delay = true;
+    c.delay = delay;
+    return c;
+}
+
+/* Receives at now and expects exactly the bodies given (NULL-terminated), in order. */
+static void receive_bodies(fixture_t *f, uint64_t now, uint32_t max, const char *const *bodies)
+{
+    kyu_result_t r = apply1(f, cmd_receive("q", now, max, -1));
+    assert_int_equal(r.code, KYU_OK);
+    size_t n = 0;
+    while (bodies[n])
+        n++;
+    if (r.n_msgs != n)
+        fail_msg("expected %zu messages at %llu, got %zu", n, (unsigned long long)now, r.n_msgs);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(r.body_lens[i], strlen(bodies[i]));
+        assert_memory_equal(r.bodies[i], bodies[i], strlen(bodies[i]));
+        assert_int_equal(r.msgs[i].receive_count, 1);
+        assert_true(r.msgs[i].first_receive_ms == now);
+    }
+    kyu_result_clear(&r);
+}
+
+static void expect_counts(fixture_t *f, uint64_t now, int64_t visible, int64_t not_visible,
+                          int64_t delayed)
+{
+    kyu_queue_attrs_t a = get(f, "q", now);
+    if (a.visible != visible || a.not_visible != not_visible || a.delayed != delayed)
+        fail_msg("at %llu expected %lld visible / %lld not visible / %lld delayed, got %lld / "
+                 "%lld / %lld",
+                 (unsigned long long)now, (long long)visible, (long long)not_visible,
+                 (long long)delayed, (long long)a.visible, (long long)a.not_visible,
+                 (long long)a.delayed);
+}
+
+static void test_a_delayed_queue_hides_a_message_until_its_delay_ends(void **state)
+{
+    fixture_t *f = *state;
+    ok(apply1(f, with_delay(cmd_create_attrs("q", T0, -1, 0), 10)));
+    assert_int_equal(get(f, "q", T0).delay, 10);
+    ok(apply1(f, cmd_send("q", T0, "late")));
+    expect_counts(f, T0, 0, 0, 1);
+    receive_bodies(f, T0 + 9999, 1, (const char *[]){NULL});
+    expect_counts(f, T0 + 10000, 1, 0, 0);
+    receive_bodies(f, T0 + 10000, 1, (const char *[]){"late", NULL});
+    expect_counts(f, T0 + 10000, 0, 1, 0);
+}
+
+/* The index a restart rebuilds puts a delayed message back among the leases (received first
+ * once due), not among the fresh ones (by seq, and visible at once): the same order as
+ * without the restart, so every replica takes the same messages. */
+static void check_fresh_then_delayed(fixture_t *f, bool restart)
+{
+    ok(apply1(f, cmd_create_attrs("q", T0, -1, 0)));
+    ok(apply1(f, cmd_send("q", T0, "fresh")));
+    ok(apply1(f, with_delay(cmd_set_attrs("q", T0, -1, 0), 10)));
+    ok(apply1(f, cmd_send("q", T0 + 1, "delayed")));
+    if (restart)
+        fixture_reopen(f);
+    expect_counts(f, T0 + 5000, 1, 0, 1);
+    receive_bodies(f, T0 + 10001, 2, (const char *[]){"delayed", "fresh", NULL});
+}
+
+static void test_a_delayed_message_is_received_after_its_delay(void **state)
+{
+    check_fresh_then_delayed(*state, false);
+}
+
+static void test_a_delayed_message_survives_a_restart(void **state)
+{
+    check_fresh_then_delayed(*state, true);
+}
+
+static void test_a_new_delay_holds_for_later_sends_only(void **state)
+{
+    fixture_t *f = *state;
+    ok(apply1(f, cmd_create_attrs("q", T0, -1, 0)));
+    ok(apply1(f, cmd_send("q", T0, "before")));
+    ok(apply1(f, with_delay(cmd_set_attrs("q", T0 + 1, -1, 0), 20)));
+    ok(apply1(f, cmd_send("q", T0 + 2, "after")));
+    expect_counts(f, T0 + 2, 1, 0, 1);
+    receive_bodies(f, T0 + 2, 2, (const char *[]){"before", NULL});
+    receive_bodies(f, T0 + 20002, 2, (const char *[]){"after", NULL});
+}
+
+static void test_create_existing_with_another_delay_names_the_attribute(void **state)
+{
+    fixture_t *f = *state;
+    ok(apply1(f, with_delay(cmd_create_attrs("q", T0, -1, 0), 5)));
+    ok(apply1(f, with_delay(cmd_create_attrs("q", T0, -1, 0), 5)));
+    expect_result(apply1(f, cmd_create_attrs("q", T0, -1, 0)), KYU_ERR_QUEUE_EXISTS,
+                  "DelaySeconds: 5, not 0");
+}
+
+/* ---- the log encoding ---- */
+
+static kyu_command_t round_trip(const kyu_command_t *c)
+{
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    kyu_command_encode(c, &b);
+    size_t off = 0;
+    kyu_err_t err;
+    kyu_command_t d;
+    assert_int_equal(kyu_command_decode(b.data, b.size, &off, &d, &err), KYU_OK);
+    assert_int_equal(off, b.size);
+    msgpack_sbuffer_destroy(&b);
+    return d;
+}
+
+static void test_attribute_commands_round_trip_through_the_log_encoding(void **state)
+{
+    (void)state;
+    kyu_command_t c = cmd_set_attrs("q", T0, 12, 4096);
+    kyu_command_t d = round_trip(&c);
+    assert_int_equal(d.type, KYU_CMD_SET_QUEUE_ATTRIBUTES);
+    assert_int_equal(d.vt, 12);
+    assert_int_equal(d.max_size, 4096);
+    assert_false(d.has_delay);
+    c = cmd_create_attrs("q", T0, -1, 0);
+    d = round_trip(&c);
+    assert_int_equal(d.type, KYU_CMD_CREATE_QUEUE);
+    assert_int_equal(d.max_size, 0);
+    assert_false(d.has_delay);
+    c = with_delay(cmd_set_attrs("q", T0, -1, 0), 900);
+    d = round_trip(&c);
+    assert_int_equal(d.max_size, 0);
+    assert_true(d.has_delay);
+    assert_int_equal(d.delay, 900);
+}
+
+/* CREATE_QUEUE as logs written before MaximumMessageSize hold it: items []. */
+static void test_an_old_create_queue_entry_decodes_without_a_max_size(void **state)
+{
+    (void)state;
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 6);
+    msgpack_pack_uint32(&pk, KYU_CMD_CREATE_QUEUE);
+    msgpack_pack_uint64(&pk, T0);
+    kyu_mp_pack_str(&pk, "q");
+    msgpack_pack_int64(&pk, 40);
+    msgpack_pack_uint32(&pk, 1);
+    msgpack_pack_array(&pk, 0);
+    size_t off = 0;
+    kyu_err_t err;
+    kyu_command_t d;
+    assert_int_equal(kyu_command_decode(b.data, b.size, &off, &d, &err), KYU_OK);
+    assert_int_equal(d.vt, 40);
+    assert_int_equal(d.max_size, 0);
+    msgpack_sbuffer_destroy(&b);
+}
+
+/* ---- validation before proposing ---- */
+
+static kyu_request_t request(kyu_op_t op, const char *q)
+{
+    kyu_request_t r;
+    memset(&r, 0, sizeof r);
+    r.op = op;
+    r.fields = KYU_F_QUEUE;
+    snprintf(r.queue, sizeof r.queue, "%s", q);
+    return r;
+}
+
+static kyu_code_t validate(fixture_t *f, size_t max_body, const kyu_request_t *req, zmsg_t *bodies,
+                           kyu_err_t *err)
+{
+    kyu_op_ctx_t ctx = {.sm = f->sm, .max_body = max_body};
+    kyu_err_clear(err);
+    return kyu_ops_row(req->op)->validate(&ctx, req, bodies, err);
+}
+
+static void test_max_size_out_of_range_is_refused_naming_the_attribute(void **state)
+{
+    fixture_t *f = *state;
+    kyu_err_t err;
+    kyu_request_t r = request(KYU_OP_CREATE_QUEUE, "q");
+    r.fields |= KYU_F_MMS;
+    uint32_t bad[] = {0, 1023, KYU_MAX_SIZE_MAX + 1, UINT32_MAX};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        r.max_size = bad[i];
+        expect_error(validate(f, 1 << 20, &r, NULL, &err), err.msg, KYU_ERR_INVALID_ARGUMENT,
+                     "MaximumMessageSize must be 1024 to 1048576 bytes");
+    }
+    r.max_size = 1024;
+    assert_int_equal(validate(f, 1 << 20, &r, NULL, &err), KYU_OK);
+    r.max_size = KYU_MAX_SIZE_MAX;
+    assert_int_equal(validate(f, 1 << 20, &r, NULL, &err), KYU_OK);
+}
+
+static void test_delay_out_of_range_is_refused_naming_the_attribute(void **state)
+{
+    fixture_t *f = *state;
+    kyu_err_t err;
+    kyu_request_t r = request(KYU_OP_CREATE_QUEUE, "q");
+    r.fields |= KYU_F_DELAY;
+    r.delay = 901;
+    expect_error(validate(f, 1 << 20, &r, NULL, &err), err.msg, KYU_ERR_INVALID_ARGUMENT,
+                 "DelaySeconds must be 0 to 900 seconds, not 901");
+    r.delay = 900;
+    assert_int_equal(validate(f, 1 << 20, &r, NULL, &err), KYU_OK);
+}
+
+static void test_max_size_over_the_brokers_limit_is_refused(void **state)
+{
+    fixture_t *f = *state;
+    kyu_err_t err;
+    kyu_request_t r = request(KYU_OP_CREATE_QUEUE, "q");
+    r.fields |= KYU_F_MMS;
+    r.max_size = 4096;
+    expect_error(validate(f, 2048, &r, NULL, &err), err.msg, KYU_ERR_INVALID_ARGUMENT,
+                 "over this broker's message size limit of 2048");
+}
+
+static void test_set_needs_an_existing_queue_and_an_attribute(void **state)
+{
+    fixture_t *f = *state;
+    kyu_err_t err;
+    kyu_request_t r = request(KYU_OP_SET_QUEUE_ATTRIBUTES, "q");
+    r.fields |= KYU_F_VT;
+    r.vt = 10;
+    expect_error(validate(f, 1 << 20, &r, NULL, &err), err.msg, KYU_ERR_NO_SUCH_QUEUE, "'q'");
+    ok(apply1(f, cmd_create_attrs("q", T0, -1, 0)));
+    assert_int_equal(validate(f, 1 << 20, &r, NULL, &err), KYU_OK);
+    r.fields = KYU_F_QUEUE;
+    expect_error(validate(f, 1 << 20, &r, NULL, &err), err.msg, KYU_ERR_INVALID_ARGUMENT,
+                 "at least one attribute");
+    r.fields |= KYU_F_MMS;
+    r.max_size = 100;
+    expect_error(validate(f, 1 << 20, &r, NULL, &err), err.msg, KYU_ERR_INVALID_ARGUMENT,
+                 "MaximumMessageSize");
+}
+
+static void test_a_body_over_the_queues_max_size_is_refused_naming_the_limit(void **state)
+{
+    fixture_t *f = *state;
+    ok(apply1(f, cmd_create_attrs("q", T0, -1, 1024)));
+    kyu_request_t r = request(KYU_OP_SEND, "q");
+    zmsg_t *bodies = zmsg_new();
+    char body[1025];
+    memset(body, 'x', sizeof body);
+    zmsg_addmem(bodies, body, 1024);
+    kyu_err_t err;
+    assert_int_equal(validate(f, 1 << 20, &r, bodies, &err), KYU_OK);
+    zmsg_addmem(bodies, body, 1025);
+    expect_error(validate(f, 1 << 20, &r, bodies, &err), err.msg, KYU_ERR_TOO_LARGE,
+                 "queue 'q' takes at most 1024 (its MaximumMessageSize)");
+    zmsg_destroy(&bodies);
+}
+
+#define T(name) cmocka_unit_test_setup_teardown(name, fixture_setup, fixture_teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_create_keeps_its_attributes_and_stamps_the_modification),
+        T(test_create_without_attributes_takes_the_defaults),
+        T(test_create_existing_with_the_same_attributes_succeeds),
+        T(test_create_existing_with_another_max_size_names_the_attribute),
+        T(test_set_changes_only_the_attributes_given_and_the_modification_time),
+        T(test_a_receive_after_set_uses_the_new_visibility_timeout),
+        T(test_set_on_a_missing_queue_is_no_such_queue),
+        T(test_attributes_survive_a_restart),
+        T(test_an_old_queue_record_loads_with_the_default_attributes),
+        T(test_a_delayed_queue_hides_a_message_until_its_delay_ends),
+        T(test_a_delayed_message_is_received_after_its_delay),
+        T(test_a_delayed_message_survives_a_restart),
+        T(test_a_new_delay_holds_for_later_sends_only),
+        T(test_create_existing_with_another_delay_names_the_attribute),
+        cmocka_unit_test(test_attribute_commands_round_trip_through_the_log_encoding),
+        cmocka_unit_test(test_an_old_create_queue_entry_decodes_without_a_max_size),
+        T(test_max_size_out_of_range_is_refused_naming_the_attribute),
+        T(test_delay_out_of_range_is_refused_naming_the_attribute),
+        T(test_max_size_over_the_brokers_limit_is_refused),
+        T(test_set_needs_an_existing_queue_and_an_attribute),
+        T(test_a_body_over_the_queues_max_size_is_refused_naming_the_limit),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
