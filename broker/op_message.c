@@ -167,24 +167,29 @@ void kyu_op_receive_reply(const kyu_result_t *res, kyu_reply_t *rep, size_t *n_b
     *n_bodies = res->n_msgs;
 }
 
-/* Fills a received message's meta and body from its message record. */
-static kyu_code_t read_message(kyu_sm_t *self, const queue_t *q, uint64_t seq, const lease_t *l,
-                               kyu_result_t *res, kyu_err_t *err)
+/* Fills the received messages' metas and bodies from their message records, read together
+ * (one RocksDB MultiGet for those not buffered). */
+static kyu_code_t read_messages(kyu_sm_t *self, const queue_t *q, const uint64_t *seqs,
+                                const lease_t *leases, size_t n, kyu_result_t *res, kyu_err_t *err)
 {
-    kyu_sent_t m;
-    char *owned = NULL;
-    if (!kyu_sm_read_message(self, q, seq, &m, &owned, err))
+    kyu_sent_t m[KYU_BATCH_MAX];
+    char *owned[KYU_BATCH_MAX];
+    if (n == 0)
+        return KYU_OK;
+    if (!kyu_sm_read_messages(self, q, seqs, n, m, owned, err))
         return err->code;
-    size_t i = res->n_msgs++;
-    kyu_msg_meta_t *meta = &res->msgs[i];
-    memcpy(meta->message_id, m.id, sizeof m.id);
-    kyu_sm_handle_format(meta->handle, &self->hmac_next, q->qid, seq, l->gen);
-    meta->receive_count = l->receive_count;
-    meta->sent_ms = m.sent_ms;
-    meta->first_receive_ms = l->first_ms;
-    res->owned[i] = owned;
-    res->bodies[i] = m.body;
-    res->body_lens[i] = m.body_len;
+    for (size_t j = 0; j < n; j++) {
+        size_t i = res->n_msgs++;
+        kyu_msg_meta_t *meta = &res->msgs[i];
+        memcpy(meta->message_id, m[j].id, sizeof m[j].id);
+        kyu_sm_handle_format(meta->handle, &self->hmac_next, q->qid, seqs[j], leases[j].gen);
+        meta->receive_count = leases[j].receive_count;
+        meta->sent_ms = m[j].sent_ms;
+        meta->first_receive_ms = leases[j].first_ms;
+        res->owned[i] = owned[j];
+        res->bodies[i] = m[j].body;
+        res->body_lens[i] = m[j].body_len;
+    }
     return KYU_OK;
 }
 
@@ -212,10 +217,8 @@ kyu_code_t kyu_op_receive_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_appl
             a->dedup->seqs[a->dedup->n] = seqs[i];
             a->dedup->gens[a->dedup->n++] = l->gen;
         }
-        if (a->want_bodies && read_message(self, q, seqs[i], l, a->res, a->err))
-            return a->err->code;
     }
-    return KYU_OK;
+    return a->want_bodies ? read_messages(self, q, seqs, leases, found, a->res, a->err) : KYU_OK;
 }
 
 /* A retried RECEIVE answers with the leases its first attempt granted that are still held
@@ -226,12 +229,16 @@ kyu_code_t kyu_op_receive_replay(kyu_sm_t *self, const kyu_command_t *c, const k
     queue_t *q = kyu_sm_queue(self, c->queue, a->res);
     if (!q || !a->want_bodies)
         return KYU_OK;
-    for (size_t i = 0; i < d->n; i++) {
+    uint64_t seqs[KYU_BATCH_MAX];
+    lease_t leases[KYU_BATCH_MAX];
+    size_t n = 0;
+    for (size_t i = 0; i < d->n && n < KYU_BATCH_MAX; i++) {
         lease_t l;
-        bool held = kyu_sm_index_lease(q, d->seqs[i], &l) && l.gen == d->gens[i] &&
-                    l.visible_at > c->now_ms;
-        if (held && read_message(self, q, d->seqs[i], &l, a->res, a->err))
-            return a->err->code;
+        if (kyu_sm_index_lease(q, d->seqs[i], &l) && l.gen == d->gens[i] &&
+            l.visible_at > c->now_ms) {
+            seqs[n] = d->seqs[i];
+            leases[n++] = l;
+        }
     }
-    return KYU_OK;
+    return read_messages(self, q, seqs, leases, n, a->res, a->err);
 }

@@ -5,7 +5,7 @@
  * (sm_index.c); what they write goes to the write-behind buffer (sm_buffer.c), which reads
  * see, so a command sees what earlier commands of its entry (and of entries not yet flushed)
  * wrote. A message sent earlier in the same entry is read from the entry itself
- * (kyu_sm_read_message). The entry's index and the counters are buffered with its writes, so
+ * (kyu_sm_read_messages). The entry's index and the counters are buffered with its writes, so
  * that a flush writes whole entries and a restart neither replays an applied entry nor misses
  * one. Nothing is synced: the log entry is already durable, and entries past the stored
  * applied index are applied again after a crash. */
@@ -53,29 +53,40 @@ void kyu_sm_drop_message(kyu_sm_t *self, queue_t *q, uint64_t seq)
     kyu_sm_index_drop(q, seq);
 }
 
-bool kyu_sm_read_message(kyu_sm_t *self, const queue_t *q, uint64_t seq, kyu_sent_t *m,
-                         char **owned, kyu_err_t *err)
+bool kyu_sm_read_messages(kyu_sm_t *self, const queue_t *q, const uint64_t *seqs, size_t n,
+                          kyu_sent_t *m, char **owned, kyu_err_t *err)
 {
-    *owned = NULL;
-    uint8_t k[KEY_QS];
-    key_qs(k, q->qid, seq);
-    size_t vlen = 0;
-    char *v = kyu_sm_read(self, KYU_CF_MESSAGES, k, KEY_QS, &vlen, err);
-    if (err->code)
-        return false;
-    size_t idlen = v && vlen >= 9 ? (uint8_t)v[8] : 0;
-    if (!v || vlen < 9 + idlen || idlen > KYU_UUID_LEN) {
-        free(v);
-        kyu_err_set(err, KYU_ERR_STORAGE, "message record %llu missing", (unsigned long long)seq);
-        return false;
+    uint8_t keys[KYU_BATCH_MAX][KEY_QS];
+    const uint8_t *kp[KYU_BATCH_MAX] = {0};
+    size_t klens[KYU_BATCH_MAX] = {0}, vlens[KYU_BATCH_MAX];
+    KYU_ASSERT(n <= KYU_BATCH_MAX);
+    for (size_t i = 0; i < n; i++) {
+        key_qs(keys[i], q->qid, seqs[i]);
+        kp[i] = keys[i];
+        klens[i] = KEY_QS;
     }
-    m->sent_ms = kyu_get_be64((const uint8_t *)v);
-    memcpy(m->id, v + 9, idlen);
-    m->id[idlen] = '\0';
-    m->body = v + 9 + idlen;
-    m->body_len = vlen - 9 - idlen;
-    *owned = v;
-    return true;
+    bool ok = kyu_sm_read_many(self, KYU_CF_MESSAGES, kp, klens, n, owned, vlens, err);
+    for (size_t i = 0; i < n && ok; i++) {
+        const char *v = owned[i];
+        size_t idlen = v && vlens[i] >= 9 ? (uint8_t)v[8] : 0;
+        if (!v || vlens[i] < 9 + idlen || idlen > KYU_UUID_LEN) {
+            kyu_err_set(err, KYU_ERR_STORAGE, "message record %llu missing",
+                        (unsigned long long)seqs[i]);
+            ok = false;
+            break;
+        }
+        m[i].sent_ms = kyu_get_be64((const uint8_t *)v);
+        memcpy(m[i].id, v + 9, idlen);
+        m[i].id[idlen] = '\0';
+        m[i].body = v + 9 + idlen;
+        m[i].body_len = vlens[i] - 9 - idlen;
+    }
+    if (!ok)
+        for (size_t i = 0; i < n; i++) {
+            free(owned[i]);
+            owned[i] = NULL;
+        }
+    return ok;
 }
 
 void kyu_sm_touch(kyu_sm_t *self, queue_t *q)

@@ -203,6 +203,61 @@ char *kyu_sm_read(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl, size_t *
     return v;
 }
 
+bool kyu_sm_read_many(kyu_sm_t *self, kyu_cf_t c, const uint8_t *const *keys, const size_t *klens,
+                      size_t n, char **vals, size_t *vlens, kyu_err_t *err)
+{
+    KYU_ASSERT(n <= KYU_BATCH_MAX);
+    const char *miss_keys[KYU_BATCH_MAX];
+    size_t miss_lens[KYU_BATCH_MAX], miss[KYU_BATCH_MAX], m = 0;
+    for (size_t i = 0; i < n; i++) {
+        probe_t p;
+        const kyu_sm_item_t *it = find_any(self, c, keys[i], klens[i], &p);
+        vals[i] = NULL;
+        vlens[i] = 0;
+        if (!it) {
+            miss_keys[m] = (const char *)keys[i];
+            miss_lens[m] = klens[i];
+            miss[m++] = i;
+        } else if (it->put) {
+            vals[i] = malloc(it->vlen ? it->vlen : 1);
+            KYU_ASSERT(vals[i]);
+            if (it->vlen)
+                memcpy(vals[i], it->val, it->vlen);
+            vlens[i] = it->vlen;
+        }
+    }
+    if (m == 0)
+        return true;
+    /* One MultiGet: RocksDB looks the keys up together (one pass over the memtables and
+     * each table's index and filter) where a Get per key repeated all of it. */
+    rocksdb_pinnableslice_t *found[KYU_BATCH_MAX];
+    char *errs[KYU_BATCH_MAX];
+    rocksdb_batched_multi_get_cf(self->db, kyu_store_readopts(self->store),
+                                 kyu_store_cf(self->store, c), m, miss_keys, miss_lens, found, errs,
+                                 false);
+    bool ok = true;
+    for (size_t j = 0; j < m; j++) {
+        if (errs[j]) {
+            if (ok)
+                kyu_err_set(err, KYU_ERR_STORAGE, "read failed: %s", errs[j]);
+            ok = false;
+            free(errs[j]);
+        }
+        if (found[j]) {
+            size_t len = 0;
+            const char *v = rocksdb_pinnableslice_value(found[j], &len);
+            char *copy = malloc(len ? len : 1);
+            KYU_ASSERT(copy);
+            if (len)
+                memcpy(copy, v, len);
+            vals[miss[j]] = copy;
+            vlens[miss[j]] = len;
+            rocksdb_pinnableslice_destroy(found[j]);
+        }
+    }
+    return ok;
+}
+
 bool kyu_sm_buffer_deletes(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl)
 {
     probe_t p;

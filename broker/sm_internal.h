@@ -22,7 +22,7 @@ typedef struct {
     uint64_t first_ms;
 } lease_t;
 
-/* A message as a receive reads it (kyu_sm_read_message). */
+/* A message as a receive reads it (kyu_sm_read_messages). */
 typedef struct {
     const void *body; /* into the record read */
     size_t body_len;
@@ -169,6 +169,11 @@ void kyu_sm_del(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl);
 /* The value under k as the applied entries left it: a heap copy (caller frees) or NULL (none,
  * or a read error, then err is set). */
 char *kyu_sm_read(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl, size_t *vl, kyu_err_t *err);
+/* kyu_sm_read for n keys (at most KYU_BATCH_MAX) of column family c: vals[i] is a heap copy
+ * or NULL (none). Those not buffered are read with one RocksDB MultiGet. False (err set) on
+ * a read error; the values read are still returned, for the caller to free. */
+bool kyu_sm_read_many(kyu_sm_t *self, kyu_cf_t c, const uint8_t *const *keys, const size_t *klens,
+                      size_t n, char **vals, size_t *vlens, kyu_err_t *err);
 /* True when the buffer holds a delete of k (a scan of the database still sees its value). */
 bool kyu_sm_buffer_deletes(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl);
 void kyu_sm_buffer_init(kyu_sm_t *self);
@@ -198,10 +203,11 @@ void kyu_sm_add_message(kyu_sm_t *self, queue_t *q, uint64_t seq, const void *he
 void kyu_sm_set_lease(kyu_sm_t *self, queue_t *q, uint64_t seq, const lease_t *l);
 /* Drops message seq of q: record, lease record, index. */
 void kyu_sm_drop_message(kyu_sm_t *self, queue_t *q, uint64_t seq);
-/* The message record of seq of q: false when it is missing or corrupt (err set). m->body
- * points into *owned, which the caller frees. */
-bool kyu_sm_read_message(kyu_sm_t *self, const queue_t *q, uint64_t seq, kyu_sent_t *m,
-                         char **owned, kyu_err_t *err);
+/* The message records of seqs[0..n) of q (n <= KYU_BATCH_MAX), read together: false when
+ * one is missing or corrupt (err set; nothing to free). m[i].body points into owned[i],
+ * which the caller frees. */
+bool kyu_sm_read_messages(kyu_sm_t *self, const queue_t *q, const uint64_t *seqs, size_t n,
+                          kyu_sent_t *m, char **owned, kyu_err_t *err);
 
 /* The receive index (sm_index.c; see its top). The lease of a received message (false: none,
  * i.e. never received or deleted). */
