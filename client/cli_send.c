@@ -63,8 +63,9 @@ static bool parse_rfc3339(const char *s, int64_t *ms)
     const char *rest = strptime(p, "%z", &zone);
     if (!rest || *rest)
         return false;
-    time_t t = timegm(&tm);
-    if (t == (time_t)-1)
+    struct tm given = tm;
+    time_t t = timegm(&tm); /* normalizes tm: a day the month lacks (02-30) moves on */
+    if (t == (time_t)-1 || tm.tm_mday != given.tm_mday || tm.tm_mon != given.tm_mon)
         return false;
     *ms = ((int64_t)t - zone.tm_gmtoff) * 1000 + frac_ms;
     return true;

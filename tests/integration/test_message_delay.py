@@ -116,8 +116,10 @@ class MessageDelay(unittest.TestCase):
                    "--deliver-at", "tomorrow")
         self.fails(2, "--deliver-at '+2w': a duration is +N followed by s, m, h or d", "send",
                    "jobs", "x", "--deliver-at", "+2w")
-        self.fails(2, "--deliver-at '2026-13-01T00:00:00Z'", "send", "jobs", "x", "--deliver-at",
-                   "2026-13-01T00:00:00Z")
+        for bad in ("2026-13-01T00:00:00Z", "2026-02-30T00:00:00Z", "2026-12-05T10:00:00",
+                    "2026-12-05T10:00:00Zjunk", "2026-12-05"):
+            self.fails(2, "--deliver-at '%s': give an RFC 3339 time" % bad, "send", "jobs", "x",
+                       "--deliver-at", bad)
         self.fails(2, "give --delay or --deliver-at, not both", "send", "jobs", "x", "--delay",
                    "1", "--deliver-at", "+1m")
         self.assertEqual(self.counts("jobs"), (0, 0))
