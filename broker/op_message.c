@@ -18,8 +18,8 @@ kyu_code_t kyu_op_send_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zms
                            "give DelaySeconds (ds) or a deliver-at time (da), not both");
     if ((req->fields & KYU_F_DELAY) && req->delay > KYU_DELAY_MAX)
         return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
-                           "DelaySeconds must be from 0 to %d seconds, not %u", KYU_DELAY_MAX,
-                           req->delay);
+                           "a message's DelaySeconds must be 0 to %d seconds, not %u",
+                           KYU_DELAY_MAX, req->delay);
     if (req->fields & KYU_F_DELIVER_AT) {
         /* A time in the past is delivered at once (a delay of 0). Without a replica (the
          * rows' unit tests) the state machine's last command time stands for the leader's. */

@@ -468,7 +468,7 @@ kyu_code_t kyu_client_set_send_options(kyu_request_t *req, const kyu_send_option
                            "give a delay or a deliver-at time, not both");
     if (o->delay_seconds > KYU_DELAY_MAX || o->delay_seconds < -1)
         return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
-                           "DelaySeconds must be from 0 to %d seconds, not %d", KYU_DELAY_MAX,
+                           "DelaySeconds must be 0 to %d seconds, not %d", KYU_DELAY_MAX,
                            o->delay_seconds);
     if (o->deliver_at_ms < -1 ||
         o->deliver_at_ms > kyu_client_wall_ms() + KYU_DELIVER_AT_MAX_S * 1000ll)

@@ -385,7 +385,7 @@ static void test_send_options_carry_a_delay_or_a_delivery_time(void **state)
     o.delay_seconds = 901;
     assert_int_equal(kyu_client_send_with(c, "q", body, len, 1, &o, NULL, &err),
                      KYU_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(err.msg, "DelaySeconds must be from 0 to 900"));
+    assert_non_null(strstr(err.msg, "DelaySeconds must be 0 to 900"));
     uint64_t key = 0, id = 0;
     assert_int_equal(kyu_client_send_async_with(c, "q", body, len, 1, &o, &key, &id, &err),
                      KYU_ERR_INVALID_ARGUMENT);

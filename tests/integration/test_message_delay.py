@@ -128,7 +128,7 @@ class MessageDelay(unittest.TestCase):
         self.b.ok("create-queue", "jobs")
         rep = self.raw({"op": OP_SEND, "q": "jobs", "ds": 901}, b"x")
         self.assertEqual(rep["st"], INVALID_ARGUMENT, rep)
-        self.assertIn("DelaySeconds must be from 0 to 900 seconds, not 901", rep["err"])
+        self.assertIn("DelaySeconds must be 0 to 900 seconds, not 901", rep["err"])
         far = int(time.time() * 1000) + 5 * 86400 * 1000
         rep = self.raw({"op": OP_SEND, "q": "jobs", "da": far}, b"x")
         self.assertEqual(rep["st"], INVALID_ARGUMENT, rep)

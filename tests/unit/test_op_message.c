@@ -267,7 +267,7 @@ static void test_a_message_delay_over_900_is_refused_naming_the_field(void **sta
     r.fields |= KYU_F_DELAY;
     r.delay = 901;
     expect_error(validate(f, &r, &err), err.msg, KYU_ERR_INVALID_ARGUMENT,
-                 "DelaySeconds must be from 0 to 900 seconds, not 901");
+                 "DelaySeconds must be 0 to 900 seconds, not 901");
     r.delay = 900;
     assert_int_equal(validate(f, &r, &err), KYU_OK);
 }
