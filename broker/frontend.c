@@ -230,9 +230,9 @@ static void propose(kyu_frontend_t *self, zframe_t **identity, const kyu_op_row_
         cmd.rq_client = req->rq_client;
         cmd.rq_key = req->rq_key;
     }
+    cmd.now_ms = kyu_replica_now(self->ctx.replica); /* before build: SEND's deliver-at */
     if (row->build)
         row->build(&self->ctx, req, bodies, &cmd);
-    cmd.now_ms = kyu_replica_now(self->ctx.replica);
     waiter_t *w = malloc(sizeof *w);
     if (!w) {
         send_error(self, *identity, req->id, KYU_ERR_BUSY, "out of memory");

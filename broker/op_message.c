@@ -13,6 +13,24 @@ kyu_code_t kyu_op_send_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zms
     const queue_t *q = zhashx_lookup(ctx->sm->queues, req->queue);
     if (!q)
         return kyu_err_set(err, KYU_ERR_NO_SUCH_QUEUE, "queue '%s' does not exist", req->queue);
+    if ((req->fields & KYU_F_DELAY) && (req->fields & KYU_F_DELIVER_AT))
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           "give DelaySeconds (ds) or a deliver-at time (da), not both");
+    if ((req->fields & KYU_F_DELAY) && req->delay > KYU_DELAY_MAX)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           "a message's DelaySeconds must be 0 to %d seconds, not %u",
+                           KYU_DELAY_MAX, req->delay);
+    if (req->fields & KYU_F_DELIVER_AT) {
+        /* A time in the past is delivered at once (a delay of 0). Without a replica (the
+         * rows' unit tests) the state machine's last command time stands for the leader's. */
+        uint64_t now = ctx->replica ? kyu_replica_now(ctx->replica) : kyu_sm_last_now(ctx->sm);
+        if (req->deliver_at_ms > now && req->deliver_at_ms - now > KYU_DELIVER_AT_MAX_S * 1000ull)
+            return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                               "deliver-at must be at most %d seconds (4 days) after the send; "
+                               "%llu ms since the epoch is %llu s after it",
+                               KYU_DELIVER_AT_MAX_S, (unsigned long long)req->deliver_at_ms,
+                               (unsigned long long)((req->deliver_at_ms - now) / 1000));
+    }
     size_t i = 0;
     for (zframe_t *f = zmsg_first(bodies); f; f = zmsg_next(bodies), i++) {
         if (zframe_size(f) == 0)
@@ -58,14 +76,33 @@ static void make_message_id(kyu_op_ctx_t *ctx, char out[KYU_UUID_LEN + 1])
              (unsigned long long)(b & 0xffffffffffffULL));
 }
 
+/* The message's own delay in ms, relative to the command's time (the leader's): a deliver-at
+ * becomes one here, so that apply never reads a clock. Validated already; clamped again to
+ * the cap because the command's time is read after the validation's. */
+static bool send_delay(const kyu_request_t *req, uint64_t now_ms, uint64_t *delay_ms)
+{
+    if (req->fields & KYU_F_DELAY) {
+        *delay_ms = (uint64_t)req->delay * 1000;
+        return true;
+    }
+    if (!(req->fields & KYU_F_DELIVER_AT))
+        return false;
+    uint64_t d = req->deliver_at_ms > now_ms ? req->deliver_at_ms - now_ms : 0;
+    *delay_ms = d < KYU_DELIVER_AT_MAX_S * 1000ull ? d : KYU_DELIVER_AT_MAX_S * 1000ull;
+    return true;
+}
+
 void kyu_op_send_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
                        kyu_command_t *cmd)
 {
-    (void)req;
+    uint64_t delay_ms = 0;
+    bool has_delay = send_delay(req, cmd->now_ms, &delay_ms);
     for (zframe_t *f = zmsg_first(bodies); f; f = zmsg_next(bodies)) {
         size_t i = cmd->n++;
         cmd->bodies[i] = zframe_data(f);
         cmd->body_lens[i] = zframe_size(f);
+        cmd->has_msg_delay[i] = has_delay;
+        cmd->msg_delay_ms[i] = delay_ms;
         make_message_id(ctx, cmd->ids[i]);
     }
 }
@@ -77,15 +114,17 @@ void kyu_op_send_reply(const kyu_result_t *res, kyu_reply_t *rep, size_t *n_bodi
     memcpy(rep->ids, res->ids, sizeof rep->ids);
 }
 
-/* items = [[message_id, body(bin)], ...] */
+/* items = [[message_id, body(bin)] or [message_id, body(bin), delay_ms], ...] (command.h) */
 void kyu_op_send_encode(const kyu_command_t *cmd, msgpack_packer *pk)
 {
     msgpack_pack_array(pk, cmd->n);
     for (size_t i = 0; i < cmd->n; i++) {
-        msgpack_pack_array(pk, 2);
+        msgpack_pack_array(pk, cmd->has_msg_delay[i] ? 3 : 2);
         kyu_mp_pack_str(pk, cmd->ids[i]);
         msgpack_pack_bin(pk, cmd->body_lens[i]);
         msgpack_pack_bin_body(pk, cmd->bodies[i], cmd->body_lens[i]);
+        if (cmd->has_msg_delay[i])
+            msgpack_pack_uint64(pk, cmd->msg_delay_ms[i]);
     }
 }
 
@@ -96,12 +135,21 @@ bool kyu_op_send_decode(const msgpack_object *items, kyu_command_t *cmd)
     cmd->n = items->via.array.size;
     for (size_t i = 0; i < cmd->n; i++) {
         const msgpack_object *it = &items->via.array.ptr[i];
-        if (it->type != MSGPACK_OBJECT_ARRAY || it->via.array.size != 2)
+        if (it->type != MSGPACK_OBJECT_ARRAY ||
+            (it->via.array.size != 2 && it->via.array.size != 3))
             return false;
         const msgpack_object *body = &it->via.array.ptr[1];
         if (!kyu_mp_copy_str(&it->via.array.ptr[0], cmd->ids[i], KYU_UUID_LEN) ||
             body->type != MSGPACK_OBJECT_BIN)
             return false;
+        if (it->via.array.size == 3) {
+            const msgpack_object *d = &it->via.array.ptr[2];
+            if (d->type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+                d->via.u64 > KYU_DELIVER_AT_MAX_S * 1000ull)
+                return false;
+            cmd->has_msg_delay[i] = true;
+            cmd->msg_delay_ms[i] = d->via.u64;
+        }
         cmd->bodies[i] = body->via.bin.ptr;
         cmd->body_lens[i] = body->via.bin.size;
     }
@@ -122,7 +170,10 @@ kyu_code_t kyu_op_send_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t
         kyu_put_be64(head, c->now_ms);
         head[8] = (uint8_t)idlen;
         memcpy(head + 9, c->ids[i], idlen);
-        kyu_sm_add_message(self, q, seq, head, 9 + idlen, c->bodies[i], c->body_lens[i], c->now_ms);
+        /* The message's own delay replaces the queue's (SQS: a per-message 0 too). */
+        uint64_t delay_ms = c->has_msg_delay[i] ? c->msg_delay_ms[i] : q->delay * 1000ull;
+        kyu_sm_add_message(self, q, seq, head, 9 + idlen, c->bodies[i], c->body_lens[i], c->now_ms,
+                           delay_ms);
         q->n_messages++;
         memcpy(res->ids[i], c->ids[i], KYU_UUID_LEN + 1);
     }

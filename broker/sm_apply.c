@@ -15,21 +15,22 @@
 #include <string.h>
 
 void kyu_sm_add_message(kyu_sm_t *self, queue_t *q, uint64_t seq, const void *head, size_t hl,
-                        const void *body, size_t bl, uint64_t sent_ms)
+                        const void *body, size_t bl, uint64_t sent_ms, uint64_t delay_ms)
 {
     uint8_t k[KEY_QS];
     key_qs(k, q->qid, seq);
     /* seq is new: the database holds neither record (absent) */
     kyu_sm_put2(self, KYU_CF_MESSAGES, k, KEY_QS, head, hl, body, bl, true);
-    /* A queue with a delay: invisible until sent_ms + delay, in the heap as a lease of gen 0
-     * marked delayed (so that a restart puts it back there, sm_index.c). */
+    /* A delay (the queue's, or the message's own): invisible until sent_ms + delay, in the
+     * heap as a lease of gen 0 marked delayed (so that a restart puts it back there,
+     * sm_index.c). */
     lease_t l = {.visible_at = sent_ms};
-    if (q->delay > 0)
-        l = (lease_t){.visible_at = sent_ms + q->delay * 1000ull, .first_ms = KYU_LEASE_DELAYED};
+    if (delay_ms > 0)
+        l = (lease_t){.visible_at = sent_ms + delay_ms, .first_ms = KYU_LEASE_DELAYED};
     uint8_t lv[LEASE_LEN];
     lease_encode(lv, &l);
     kyu_sm_put2(self, KYU_CF_LEASES, k, KEY_QS, lv, LEASE_LEN, NULL, 0, true);
-    if (q->delay > 0)
+    if (delay_ms > 0)
         kyu_sm_index_set_lease(q, seq, &l);
     else
         kyu_sm_index_add_fresh(q, seq);

@@ -196,9 +196,10 @@ queue_t *kyu_sm_queue(kyu_sm_t *self, const char *name, kyu_result_t *res);
 /* Marks q's record to be written with the current entry. */
 void kyu_sm_touch(kyu_sm_t *self, queue_t *q);
 /* A new message of q sent at sent_ms: its record (head then body), its lease record, and its
- * place in the receive index. */
+ * place in the receive index: among the fresh ones, or (delay_ms > 0) in the heap, delayed
+ * until sent_ms + delay_ms. */
 void kyu_sm_add_message(kyu_sm_t *self, queue_t *q, uint64_t seq, const void *head, size_t hl,
-                        const void *body, size_t bl, uint64_t sent_ms);
+                        const void *body, size_t bl, uint64_t sent_ms, uint64_t delay_ms);
 /* Sets message seq's lease, in the index and in its lease record. */
 void kyu_sm_set_lease(kyu_sm_t *self, queue_t *q, uint64_t seq, const lease_t *l);
 /* Drops message seq of q: record, lease record, index. */

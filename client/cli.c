@@ -3,6 +3,7 @@
  * checks that exit 2 before any broker is contacted, and error reporting. The commands live
  * in cli_cmds.c and cli_send.c; client/README.md documents the contract. */
 #include "cli.h"
+#include "kyu_internal.h"
 
 #include <getopt.h>
 #include <stdarg.h>
@@ -26,10 +27,12 @@ static const cli_cmd_t commands[] = {
     {"list-queues", "", "print the queue names, one per line", 0, 0, 0, cli_cmd_list_queues},
     {"get-queue-attributes", "NAME", "print a queue's attributes and message counts", 0, 1, 1,
      cli_cmd_get_queue_attributes},
-    {"send", "NAME [BODY] [--lines]",
+    {"send", "NAME [BODY] [--lines] [--delay SEC | --deliver-at RFC3339|+DURATION]",
      "send BODY, or stdin as one message, or (--lines) each stdin line as a message; prints "
-     "the message ids",
-     CLI_OPT_LINES, 1, 2, cli_cmd_send},
+     "the message ids. --delay: each message's own delay (0..900 s, replaces the queue's); "
+     "--deliver-at: received no earlier than this time (e.g. 2026-12-05T10:00:00Z, +90m), at "
+     "most 4 days ahead",
+     CLI_OPT_LINES | CLI_OPT_SEND_DELAY, 1, 2, cli_cmd_send},
     {"receive", "NAME [--max N] [--visibility-timeout SEC]",
      "lease up to N (1..10, default 1) messages and print them", CLI_OPT_MAX | CLI_OPT_VT, 1, 1,
      cli_cmd_receive},
@@ -176,10 +179,11 @@ static int parse_cmd_args(cli_t *cli, int argc, char **argv, cli_args_t *a)
         {"lines", no_argument, NULL, 'l'},
         {"max-message-size", required_argument, NULL, 's'}, /* MaximumMessageSize */
         {"delay", required_argument, NULL, 'd'},            /* DelaySeconds */
+        {"deliver-at", required_argument, NULL, 'a'},       /* send: a delivery time */
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    *a = (cli_args_t){.max = 0, .vt = -1, .mms = -1, .delay = -1};
+    *a = (cli_args_t){.max = 0, .vt = -1, .mms = -1, .delay = -1, .deliver_at_ms = -1};
     optind = 0; /* GNU: restart, and permute so options may follow the arguments */
     opterr = 0;
     int c;
@@ -210,15 +214,21 @@ static int parse_cmd_args(cli_t *cli, int argc, char **argv, cli_args_t *a)
                                        "--max-message-size (MaximumMessageSize) must be a number "
                                        "of bytes from %d to %d, not '%s'",
                                        KYU_MAX_SIZE_MIN, KYU_MAX_SIZE_MAX, optarg);
-        } else if (c == 'd' && (cmd->options & CLI_OPT_QUEUE_ATTRS)) {
+        } else if (c == 'd' && (cmd->options & (CLI_OPT_QUEUE_ATTRS | CLI_OPT_SEND_DELAY))) {
             if (!parse_int(optarg, 0, KYU_DELAY_MAX, &a->delay))
                 return cli_usage_error(cli,
                                        "--delay (DelaySeconds) must be a number of seconds from 0 "
                                        "to %d, not '%s'",
                                        KYU_DELAY_MAX, optarg);
+        } else if (c == 'a' && (cmd->options & CLI_OPT_SEND_DELAY)) {
+            char why[160];
+            if (!cli_parse_deliver_at(optarg, kyu_client_wall_ms(), &a->deliver_at_ms, why,
+                                      sizeof why))
+                return cli_usage_error(cli, "--deliver-at '%s': %s", optarg, why);
         } else if (c == 'l' && (cmd->options & CLI_OPT_LINES)) {
             a->lines = true;
-        } else if (c == '?' && (optopt == 'm' || optopt == 'v' || optopt == 's' || optopt == 'd')) {
+        } else if (c == '?' && (optopt == 'm' || optopt == 'v' || optopt == 's' || optopt == 'd' ||
+                                optopt == 'a')) {
             return cli_usage_error(cli, "option '%s' needs a value", argv[optind - 1]);
         } else if (c == '?') {
             return cli_usage_error(cli, "unknown option '%s'", argv[optind - 1]);
@@ -234,6 +244,8 @@ static int parse_cmd_args(cli_t *cli, int argc, char **argv, cli_args_t *a)
         return cli_usage_error(cli, "wrong number of arguments");
     if (a->lines && a->n_args > 1)
         return cli_usage_error(cli, "--lines reads the messages from stdin: give no BODY");
+    if (a->delay >= 0 && a->deliver_at_ms >= 0)
+        return cli_usage_error(cli, "give --delay or --deliver-at, not both");
     if ((cmd->options & CLI_OPT_VT_REQUIRED) && a->vt < 0)
         return cli_usage_error(cli, "--visibility-timeout is required");
     if ((cmd->options & CLI_OPT_ATTR_REQUIRED) && a->vt < 0 && a->mms < 0 && a->delay < 0)

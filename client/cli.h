@@ -23,12 +23,13 @@ typedef struct {
 
 /* A command's options beyond the positional arguments. */
 typedef struct {
-    int max;    /* --max, 1..10; 0 when not given */
-    int vt;     /* --visibility-timeout, 0..43200; -1 when not given */
-    int mms;    /* --max-message-size, 1024..1048576; -1 when not given */
-    int delay;  /* --delay, 0..900; -1 when not given */
-    bool lines; /* --lines */
-    int n_args; /* positional arguments */
+    int max;               /* --max, 1..10; 0 when not given */
+    int vt;                /* --visibility-timeout, 0..43200; -1 when not given */
+    int mms;               /* --max-message-size, 1024..1048576; -1 when not given */
+    int delay;             /* --delay, 0..900; -1 when not given */
+    int64_t deliver_at_ms; /* send --deliver-at, ms since the epoch; -1 when not given */
+    bool lines;            /* --lines */
+    int n_args;            /* positional arguments */
     char **args;
 } cli_args_t;
 
@@ -51,7 +52,8 @@ enum {
     CLI_OPT_HANDLES = 16,
     CLI_OPT_CLUSTER = 32,     /* talks to every endpoint itself: no queue argument, no connect */
     CLI_OPT_QUEUE_ATTRS = 64, /* --max-message-size, --delay (with CLI_OPT_VT: queue attributes) */
-    CLI_OPT_ATTR_REQUIRED = 128 /* at least one queue attribute (--visibility-timeout, ...) */
+    CLI_OPT_ATTR_REQUIRED = 128, /* at least one queue attribute (--visibility-timeout, ...) */
+    CLI_OPT_SEND_DELAY = 256     /* send: --delay (each message's) or --deliver-at */
 };
 
 /* Prints "kyu: CMD: fmt" and the command's usage line on stderr; returns CLI_EXIT_USAGE. */
@@ -73,6 +75,10 @@ int cli_cmd_list_queues(cli_t *cli, cli_args_t *a);
 int cli_cmd_get_queue_attributes(cli_t *cli, cli_args_t *a);
 int cli_cmd_set_queue_attributes(cli_t *cli, cli_args_t *a);
 int cli_cmd_send(cli_t *cli, cli_args_t *a);
+/* Parses send --deliver-at: an RFC 3339 time (2026-12-05T10:00:00Z, fractions of a second
+ * and +HH:MM offsets allowed) or +N followed by s, m, h or d after now_ms (ms since the
+ * epoch); at most KYU_DELIVER_AT_MAX_S after now_ms. False with why filled when invalid. */
+bool cli_parse_deliver_at(const char *s, int64_t now_ms, int64_t *out, char *why, size_t why_len);
 int cli_cmd_receive(cli_t *cli, cli_args_t *a);
 int cli_cmd_delete(cli_t *cli, cli_args_t *a);
 int cli_cmd_change_visibility(cli_t *cli, cli_args_t *a);

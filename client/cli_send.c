@@ -5,15 +5,108 @@
 #include "cli.h"
 #include "kyu_internal.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define WINDOW 100
 #define LINE_TRIES 50 /* sends of one line across failovers */
 #define LINE_RETRY_MIN_MS                                                                          \
     20000 /* and for at most 3 timeouts (at least this) after its first send */
 #define NO_LEADER_PAUSE_MS 100
+
+/* +N[smhd]: only the suffix is split off here; the number is strtoll's. */
+static bool parse_duration(const char *s, int64_t *ms)
+{
+    static const struct {
+        char unit;
+        int64_t ms;
+    } units[] = {{'s', 1000}, {'m', 60000}, {'h', 3600000}, {'d', 86400000}};
+    char *end;
+    errno = 0;
+    long long n = strtoll(s, &end, 10);
+    if (end == s || *s == '-' || *s == '+' || errno || n < 0 || n > KYU_DELIVER_AT_MAX_S ||
+        !end[0] || end[1])
+        return false;
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+        if (*end == units[i].unit) {
+            *ms = n * units[i].ms;
+            return true;
+        }
+    return false;
+}
+
+/* RFC 3339 with libc: strptime for the date and time, an optional fraction of a second, then
+ * strptime's %z for "Z" or the offset; timegm and the offset give the instant. */
+static bool parse_rfc3339(const char *s, int64_t *ms)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    const char *p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!p)
+        return false;
+    int64_t frac_ms = 0;
+    if (*p == '.') {
+        int digits = 0;
+        for (p++; *p >= '0' && *p <= '9'; p++, digits++)
+            if (digits < 3)
+                frac_ms = frac_ms * 10 + (*p - '0');
+        if (!digits)
+            return false;
+        for (; digits < 3; digits++)
+            frac_ms *= 10;
+    }
+    struct tm zone;
+    memset(&zone, 0, sizeof zone);
+    const char *rest = strptime(p, "%z", &zone);
+    if (!rest || *rest)
+        return false;
+    struct tm given = tm;
+    time_t t = timegm(&tm); /* normalizes tm: a day the month lacks (02-30) moves on */
+    if (t == (time_t)-1 || tm.tm_mday != given.tm_mday || tm.tm_mon != given.tm_mon)
+        return false;
+    *ms = ((int64_t)t - zone.tm_gmtoff) * 1000 + frac_ms;
+    return true;
+}
+
+bool cli_parse_deliver_at(const char *s, int64_t now_ms, int64_t *out, char *why, size_t why_len)
+{
+    int64_t at;
+    if (s[0] == '+') {
+        int64_t d;
+        if (!parse_duration(s + 1, &d)) {
+            snprintf(why, why_len,
+                     "a duration is +N followed by s, m, h or d (e.g. +90m, +2h, +3d)");
+            return false;
+        }
+        at = now_ms + d;
+    } else if (!parse_rfc3339(s, &at)) {
+        snprintf(why, why_len,
+                 "give an RFC 3339 time (e.g. 2026-12-05T10:00:00Z or "
+                 "2026-12-05T11:00:00+01:00) or +DURATION (e.g. +2h)");
+        return false;
+    }
+    if (at > now_ms + KYU_DELIVER_AT_MAX_S * 1000ll) {
+        snprintf(why, why_len,
+                 "at most %d seconds (4 days, the default retention period) after now",
+                 KYU_DELIVER_AT_MAX_S);
+        return false;
+    }
+    *out = at < 0 ? 0 : at;
+    return true;
+}
+
+/* --delay or --deliver-at, for every message sent. */
+static kyu_send_options_t send_options(const cli_args_t *a)
+{
+    kyu_send_options_t o;
+    kyu_send_options_init(&o);
+    o.delay_seconds = a->delay;
+    o.deliver_at_ms = a->deliver_at_ms;
+    return o;
+}
 
 static int print_id(const cli_t *cli, const char *id)
 {
@@ -58,13 +151,14 @@ static int read_stdin(cli_t *cli, size_t max, char **buf_p, size_t *len_p)
     return CLI_EXIT_OK;
 }
 
-static int send_one(cli_t *cli, const char *queue, const void *body, size_t len)
+static int send_one(cli_t *cli, const cli_args_t *a, const void *body, size_t len)
 {
     const void *bodies[] = {body};
     size_t lens[] = {len};
     char ids[1][KYU_MESSAGE_ID_MAX + 1];
     kyu_err_t err = {0};
-    if (kyu_client_send(cli->client, queue, bodies, lens, 1, ids, &err) != KYU_OK)
+    kyu_send_options_t o = send_options(a);
+    if (kyu_client_send_with(cli->client, a->args[0], bodies, lens, 1, &o, ids, &err) != KYU_OK)
         return cli_fail(cli, &err);
     return print_id(cli, ids[0]);
 }
@@ -90,15 +184,16 @@ static bool retryable(uint32_t status)
            status == KYU_ERR_CONNECTION || status == KYU_ERR_BUSY;
 }
 
-static kyu_code_t send_slot(cli_t *cli, const char *queue, slot_t *s, unsigned epoch,
+static kyu_code_t send_slot(cli_t *cli, const cli_args_t *a, slot_t *s, unsigned epoch,
                             kyu_err_t *err)
 {
     const void *bodies[] = {s->body};
     size_t lens[] = {s->len};
     s->tries++;
     s->epoch = epoch;
-    return kyu_client_send_async_keyed(cli->client, queue, bodies, lens, 1, &s->key, &s->req_id,
-                                       err);
+    kyu_send_options_t o = send_options(a);
+    return kyu_client_send_async_with(cli->client, a->args[0], bodies, lens, 1, &o, &s->key,
+                                      &s->req_id, err);
 }
 
 /* Prints the answered slots at the head of the ring; returns how many were consumed. */
@@ -124,7 +219,7 @@ static size_t flush_done(cli_t *cli, slot_t *ring, size_t head, size_t count, in
 }
 
 /* After the first failure no new line is sent; what is in flight is still reported. */
-static int send_lines(cli_t *cli, const char *queue)
+static int send_lines(cli_t *cli, const cli_args_t *a)
 {
     slot_t *ring = calloc(WINDOW, sizeof *ring);
     if (!ring)
@@ -163,7 +258,7 @@ static int send_lines(cli_t *cli, const char *queue)
             }
             memcpy(s->body, line, (size_t)n);
             kyu_err_t err = {0};
-            if (send_slot(cli, queue, s, epoch, &err) != KYU_OK) {
+            if (send_slot(cli, a, s, epoch, &err) != KYU_OK) {
                 free(s->body);
                 s->body = NULL;
                 rc = cli_failf(cli, "line %zu: %s: %s", line_no, kyu_code_name(err.code), err.msg);
@@ -212,7 +307,7 @@ static int send_lines(cli_t *cli, const char *queue)
                         epoch++;
                 }
                 kyu_err_t serr = {0};
-                if (send_slot(cli, queue, s, epoch, &serr) == KYU_OK)
+                if (send_slot(cli, a, s, epoch, &serr) == KYU_OK)
                     break;
                 rep.status = serr.code;
                 snprintf(rep.error, sizeof rep.error, "%s", serr.msg);
@@ -238,16 +333,15 @@ static int send_lines(cli_t *cli, const char *queue)
 
 int cli_cmd_send(cli_t *cli, cli_args_t *a)
 {
-    const char *queue = a->args[0];
     if (a->lines)
-        return send_lines(cli, queue);
+        return send_lines(cli, a);
     if (a->n_args > 1)
-        return send_one(cli, queue, a->args[1], strlen(a->args[1]));
+        return send_one(cli, a, a->args[1], strlen(a->args[1]));
     char *buf = NULL;
     size_t len = 0;
     int rc = read_stdin(cli, (size_t)kyu_client_max_body(cli->client), &buf, &len);
     if (rc == CLI_EXIT_OK)
-        rc = send_one(cli, queue, buf, len);
+        rc = send_one(cli, a, buf, len);
     free(buf);
     return rc;
 }

@@ -31,6 +31,13 @@ int64_t kyu_client_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int64_t kyu_client_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 kyu_client_opts_t kyu_client_opts_default(void)
 {
     kyu_client_opts_t o = {DEFAULT_TIMEOUT_MS, DEFAULT_MAX_INFLIGHT, DEFAULT_MAX_FRAME};
@@ -442,6 +449,63 @@ kyu_code_t kyu_client_send_async_keyed(kyu_client_t *self, const char *queue,
     req.rq_client = self->client_id;
     req.rq_key = *key;
     req.fields |= KYU_F_RQ;
+    return kyu_client_request_async(self, &req, bodies, lens, n, req_id, err);
+}
+
+void kyu_send_options_init(kyu_send_options_t *o)
+{
+    o->delay_seconds = -1;
+    o->deliver_at_ms = -1;
+}
+
+kyu_code_t kyu_client_set_send_options(kyu_request_t *req, const kyu_send_options_t *o,
+                                       kyu_err_t *err)
+{
+    if (!o)
+        return KYU_OK;
+    if (o->delay_seconds >= 0 && o->deliver_at_ms >= 0)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           "give a delay or a deliver-at time, not both");
+    if (o->delay_seconds > KYU_DELAY_MAX || o->delay_seconds < -1)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           "DelaySeconds must be 0 to %d seconds, not %d", KYU_DELAY_MAX,
+                           o->delay_seconds);
+    if (o->deliver_at_ms < -1 ||
+        o->deliver_at_ms > kyu_client_wall_ms() + KYU_DELIVER_AT_MAX_S * 1000ll)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           "deliver-at must be at most %d seconds (4 days) after the send",
+                           KYU_DELIVER_AT_MAX_S);
+    if (o->delay_seconds >= 0) {
+        req->fields |= KYU_F_DELAY;
+        req->delay = (uint32_t)o->delay_seconds;
+    }
+    if (o->deliver_at_ms >= 0) {
+        req->fields |= KYU_F_DELIVER_AT;
+        req->deliver_at_ms = (uint64_t)o->deliver_at_ms;
+    }
+    return KYU_OK;
+}
+
+kyu_code_t kyu_client_send_async_with(kyu_client_t *self, const char *queue,
+                                      const void *const *bodies, const size_t *lens, size_t n,
+                                      const kyu_send_options_t *o, uint64_t *key, uint64_t *req_id,
+                                      kyu_err_t *err)
+{
+    kyu_request_t req = {.op = KYU_OP_SEND, .fields = KYU_F_QUEUE};
+    if (n < 1)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "send needs 1 to %d bodies",
+                           KYU_BATCH_MAX);
+    if (kyu_client_set_queue(&req, queue, err) != KYU_OK)
+        return err ? err->code : KYU_ERR_INVALID_NAME;
+    if (kyu_client_set_send_options(&req, o, err) != KYU_OK)
+        return KYU_ERR_INVALID_ARGUMENT;
+    if (key) {
+        if (*key == 0)
+            *key = self->next_key++;
+        req.rq_client = self->client_id;
+        req.rq_key = *key;
+        req.fields |= KYU_F_RQ;
+    }
     return kyu_client_request_async(self, &req, bodies, lens, n, req_id, err);
 }
 

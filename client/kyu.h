@@ -96,6 +96,23 @@ kyu_code_t kyu_client_send_async_keyed(kyu_client_t *self, const char *queue,
                                        const void *const *bodies, const size_t *lens, size_t n,
                                        uint64_t *key, uint64_t *req_id, kyu_err_t *err);
 
+/* How a send delays its messages; a field at -1 is not set, and at most one may be set. */
+typedef struct {
+    int delay_seconds;     /* 0..900: each message's own DelaySeconds (SQS's), replacing the
+                            * queue's; 0 makes it visible at once even on a delayed queue */
+    int64_t deliver_at_ms; /* beyond SQS: received no earlier than this time, ms since the
+                            * epoch, at most 345600 s (4 days) after the send (checked here
+                            * against this host's clock, then by the broker against its
+                            * own); a time already past is visible at once */
+} kyu_send_options_t;
+/* Sets every field of o to -1 (not set). */
+void kyu_send_options_init(kyu_send_options_t *o);
+/* kyu_client_send_async_keyed with options o (NULL: none); key NULL: no request key. */
+kyu_code_t kyu_client_send_async_with(kyu_client_t *self, const char *queue,
+                                      const void *const *bodies, const size_t *lens, size_t n,
+                                      const kyu_send_options_t *o, uint64_t *key, uint64_t *req_id,
+                                      kyu_err_t *err);
+
 /* Waits up to timeout_ms (0: do not wait, -1: until a reply or a request's deadline) for
  * the reply to any request in flight. Returns KYU_OK with *rep filled when one is there:
  * rep->id names the request, rep->status is its outcome (KYU_OK, the broker's error code
@@ -149,6 +166,10 @@ kyu_code_t kyu_client_get_queue_attributes(kyu_client_t *self, const char *queue
 kyu_code_t kyu_client_send(kyu_client_t *self, const char *queue, const void *const *bodies,
                            const size_t *lens, size_t n, char (*ids)[KYU_MESSAGE_ID_MAX + 1],
                            kyu_err_t *err);
+/* The same with options o (a delay or a delivery time for every message; NULL: none). */
+kyu_code_t kyu_client_send_with(kyu_client_t *self, const char *queue, const void *const *bodies,
+                                const size_t *lens, size_t n, const kyu_send_options_t *o,
+                                char (*ids)[KYU_MESSAGE_ID_MAX + 1], kyu_err_t *err);
 /* Leases up to max (1..10) messages for vt seconds (-1: the queue's). *msgs_p gets *n
  * messages (NULL when none: the queue had no visible message); caller frees with
  * kyu_messages_destroy. */

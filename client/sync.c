@@ -229,11 +229,21 @@ kyu_code_t kyu_client_send(kyu_client_t *self, const char *queue, const void *co
                            const size_t *lens, size_t n, char (*ids)[KYU_MESSAGE_ID_MAX + 1],
                            kyu_err_t *err)
 {
+    return kyu_client_send_with(self, queue, bodies, lens, n, NULL, ids, err);
+}
+
+kyu_code_t kyu_client_send_with(kyu_client_t *self, const char *queue, const void *const *bodies,
+                                const size_t *lens, size_t n, const kyu_send_options_t *o,
+                                char (*ids)[KYU_MESSAGE_ID_MAX + 1], kyu_err_t *err)
+{
     kyu_request_t req = {.op = KYU_OP_SEND};
     if (n < 1 || n > KYU_BATCH_MAX)
         return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "send takes 1 to %d messages, not %zu",
                            KYU_BATCH_MAX, n);
     kyu_code_t rc = kyu_client_set_queue(&req, queue, err);
+    if (rc != KYU_OK)
+        return rc;
+    rc = kyu_client_set_send_options(&req, o, err);
     if (rc != KYU_OK)
         return rc;
     kyu_reply_t rep;

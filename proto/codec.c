@@ -31,7 +31,8 @@ static const kyu_op_info_t op_table[KYU_OP_MAX_] = {
     [KYU_OP_GET_QUEUE_ATTRIBUTES] = {KYU_OP_GET_QUEUE_ATTRIBUTES, "get-queue-attributes",
                                      KYU_F_QUEUE, KYU_F_QUEUE, 0, 0, KYU_OPF_READ,
                                      "show a queue's attributes and message counts"},
-    [KYU_OP_SEND] = {KYU_OP_SEND, "send", KYU_F_QUEUE, KYU_F_QUEUE | KYU_F_RQ, 1, KYU_BATCH_MAX,
+    [KYU_OP_SEND] = {KYU_OP_SEND, "send", KYU_F_QUEUE,
+                     KYU_F_QUEUE | KYU_F_RQ | KYU_F_DELAY | KYU_F_DELIVER_AT, 1, KYU_BATCH_MAX,
                      KYU_OPF_WRITE, "send 1..10 messages, one per body frame"},
     [KYU_OP_RECEIVE] = {KYU_OP_RECEIVE, "receive", KYU_F_QUEUE,
                         KYU_F_QUEUE | KYU_F_MAX | KYU_F_VT | KYU_F_RQ, 0, 0, KYU_OPF_WRITE,
@@ -179,6 +180,9 @@ static kyu_code_t decode_request_field(const msgpack_object *k, const msgpack_ob
         bit = KYU_F_DELAY; /* range: the broker's check, as mms */
         rc = get_uint(v, "DelaySeconds", UINT32_MAX, &u, err);
         req->delay = (uint32_t)u;
+    } else if (kyu_mp_key_is(k, "da")) {
+        bit = KYU_F_DELIVER_AT; /* range: the broker's check, against its time */
+        rc = get_uint(v, "deliver-at", UINT64_MAX, &req->deliver_at_ms, err);
     } else if (kyu_mp_key_is(k, "rq")) {
         bit = KYU_F_RQ;
         if (v->type != MSGPACK_OBJECT_ARRAY || v->via.array.size != 2)
@@ -224,6 +228,8 @@ static const char *field_name(unsigned bit)
         return "mms (MaximumMessageSize)";
     case KYU_F_DELAY:
         return "ds (DelaySeconds)";
+    case KYU_F_DELIVER_AT:
+        return "da (deliver-at)";
     default:
         return "?";
     }
@@ -347,6 +353,10 @@ void kyu_request_encode(const kyu_request_t *req, msgpack_sbuffer *out)
     if (req->fields & KYU_F_DELAY) {
         kyu_mp_pack_str(&pk, "ds");
         msgpack_pack_uint32(&pk, req->delay);
+    }
+    if (req->fields & KYU_F_DELIVER_AT) {
+        kyu_mp_pack_str(&pk, "da");
+        msgpack_pack_uint64(&pk, req->deliver_at_ms);
     }
     if (req->fields & KYU_F_RQ) {
         kyu_mp_pack_str(&pk, "rq");

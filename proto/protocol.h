@@ -35,7 +35,10 @@
 #define KYU_MAX_SIZE_MIN 1024
 #define KYU_MAX_SIZE_MAX (1 << 20)
 #define KYU_MAX_SIZE_DEFAULT KYU_MAX_SIZE_MAX
-#define KYU_DELAY_MAX 900 /* a queue's DelaySeconds: 0..900 (default 0) */
+#define KYU_DELAY_MAX 900 /* a queue's or a message's DelaySeconds: 0..900 (default 0) */
+/* SEND "da": a delivery time at most this many seconds after the send (4 days: SQS's default
+ * MessageRetentionPeriod; retention itself is not built yet, so it is a fixed cap) */
+#define KYU_DELIVER_AT_MAX_S 345600
 #define KYU_ENDPOINT_MAX 256
 #define KYU_CLUSTER_NODES_MAX 9 /* voters + learners of a cluster (KYU_RAFT_MAX_NODES) */
 
@@ -69,8 +72,9 @@ enum {
     KYU_F_RAFT = 1 << 7,    /* "raft": HOST:PORT of a node's raft port (CLUSTER_ADD) */
     KYU_F_EP = 1 << 8,      /* "ep": a node's client endpoint (CLUSTER_ADD) */
     KYU_F_MMS = 1 << 9,     /* "mms": a queue's MaximumMessageSize, bytes */
-    KYU_F_DELAY = 1 << 10,  /* "ds": a queue's DelaySeconds */
-    KYU_F_LAST_ = KYU_F_DELAY,
+    KYU_F_DELAY = 1 << 10,  /* "ds": a queue's DelaySeconds (SEND: each message's) */
+    KYU_F_DELIVER_AT = 1 << 11, /* "da": SEND: deliver at, ms since the epoch */
+    KYU_F_LAST_ = KYU_F_DELIVER_AT,
 };
 
 /* Op flags: WRITE ops go through the log; READ ops are answered from applied state. */
@@ -107,6 +111,7 @@ typedef struct {
     char ep[KYU_ENDPOINT_MAX];   /* KYU_F_EP: non-empty */
     uint32_t max_size;           /* KYU_F_MMS (the broker checks its range) */
     uint32_t delay;              /* KYU_F_DELAY (the broker checks its range) */
+    uint64_t deliver_at_ms;      /* KYU_F_DELIVER_AT (the broker checks its range) */
 } kyu_request_t;
 
 typedef struct {

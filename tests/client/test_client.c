@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -322,6 +323,77 @@ static void test_invalid_queue_name_is_refused_locally(void **state)
     fake_broker_destroy(&fb);
 }
 
+/* Keeps the last non-HELLO request in arg and answers it with an id per body. */
+static void record_handler(fake_broker_t *fb, void *arg, const kyu_request_t *req,
+                           const void *const *bodies, const size_t *lens, size_t n)
+{
+    (void)bodies, (void)lens;
+    if (req->op == KYU_OP_HELLO) {
+        fake_default(fb, req);
+        return;
+    }
+    *(kyu_request_t *)arg = *req;
+    kyu_reply_t rep;
+    kyu_reply_init(&rep);
+    rep.id = req->id;
+    rep.n_ids = n;
+    for (size_t i = 0; i < n; i++)
+        snprintf(rep.ids[i], sizeof rep.ids[i], "id-%zu", i);
+    fake_reply(fb, &rep, NULL, NULL, 0);
+}
+
+static void test_send_options_carry_a_delay_or_a_delivery_time(void **state)
+{
+    (void)state;
+    kyu_request_t seen;
+    memset(&seen, 0, sizeof seen);
+    fake_broker_t *fb = fake_broker_new(record_handler, &seen);
+    kyu_err_t err = {0};
+    kyu_client_t *c = connect_to(fake_broker_endpoint(fb), 5000, &err);
+    assert_non_null(c);
+    const void *body[] = {"x", "y"};
+    size_t len[] = {1, 1};
+    kyu_send_options_t o;
+    kyu_send_options_init(&o);
+    assert_int_equal(kyu_client_send_with(c, "q", body, len, 2, &o, NULL, &err), KYU_OK);
+    assert_int_equal(seen.fields & (KYU_F_DELAY | KYU_F_DELIVER_AT), 0);
+    o.delay_seconds = 0;
+    assert_int_equal(kyu_client_send_with(c, "q", body, len, 2, &o, NULL, &err), KYU_OK);
+    assert_true(seen.fields & KYU_F_DELAY);
+    assert_int_equal(seen.delay, 0);
+    o.delay_seconds = 900;
+    assert_int_equal(kyu_client_send_with(c, "q", body, len, 1, &o, NULL, &err), KYU_OK);
+    assert_int_equal(seen.delay, 900);
+    kyu_send_options_init(&o);
+    o.deliver_at_ms = (int64_t)time(NULL) * 1000 + 3600 * 1000;
+    assert_int_equal(kyu_client_send_with(c, "q", body, len, 1, &o, NULL, &err), KYU_OK);
+    assert_true(seen.fields & KYU_F_DELIVER_AT);
+    assert_false(seen.fields & KYU_F_DELAY);
+    assert_int_equal(seen.deliver_at_ms, (uint64_t)o.deliver_at_ms);
+    /* Refused here, before anything is sent. */
+    size_t before = fake_broker_requests(fb);
+    o.deliver_at_ms = (int64_t)time(NULL) * 1000 + 5 * 86400 * 1000LL;
+    assert_int_equal(kyu_client_send_with(c, "q", body, len, 1, &o, NULL, &err),
+                     KYU_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.msg, "at most 345600 seconds"));
+    o.deliver_at_ms = 1;
+    o.delay_seconds = 1;
+    assert_int_equal(kyu_client_send_with(c, "q", body, len, 1, &o, NULL, &err),
+                     KYU_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.msg, "not both"));
+    kyu_send_options_init(&o);
+    o.delay_seconds = 901;
+    assert_int_equal(kyu_client_send_with(c, "q", body, len, 1, &o, NULL, &err),
+                     KYU_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.msg, "DelaySeconds must be 0 to 900"));
+    uint64_t key = 0, id = 0;
+    assert_int_equal(kyu_client_send_async_with(c, "q", body, len, 1, &o, &key, &id, &err),
+                     KYU_ERR_INVALID_ARGUMENT);
+    assert_int_equal(fake_broker_requests(fb), before);
+    kyu_client_destroy(&c);
+    fake_broker_destroy(&fb);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -335,6 +407,7 @@ int main(void)
         cmocka_unit_test(test_unanswered_request_times_out),
         cmocka_unit_test(test_broker_error_code_and_text_are_surfaced),
         cmocka_unit_test(test_invalid_queue_name_is_refused_locally),
+        cmocka_unit_test(test_send_options_carry_a_delay_or_a_delivery_time),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -28,9 +28,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t off = 0;
     kyu_command_t cmd;
     while (off < size && kyu_command_decode(data, size, &off, &cmd, &err) == KYU_OK) {
-        for (size_t i = 0; i < cmd.n && cmd.type == KYU_CMD_SEND; i++)
+        for (size_t i = 0; i < cmd.n && cmd.type == KYU_CMD_SEND; i++) {
             KYU_ASSERT((const uint8_t *)cmd.bodies[i] >= data &&
                        (const uint8_t *)cmd.bodies[i] + cmd.body_lens[i] <= data + size);
+            KYU_ASSERT(cmd.msg_delay_ms[i] <= KYU_DELIVER_AT_MAX_S * 1000ull);
+        }
         if (cmd.type == KYU_CMD_CREATE_QUEUE || cmd.type == KYU_CMD_SET_QUEUE_ATTRIBUTES)
             KYU_ASSERT(cmd.max_size <= KYU_MAX_SIZE_MAX && cmd.delay <= KYU_DELAY_MAX);
         if (cmd.type == KYU_CMD_SET_MEMBER)

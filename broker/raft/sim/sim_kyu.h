@@ -55,7 +55,7 @@ typedef struct {
     kyu_cmd_type_t type;
     int q;
     int64_t vt;
-    int64_t delay;      /* SET_QUEUE_ATTRIBUTES: DelaySeconds, -1 = not set */
+    int64_t delay;      /* SET_QUEUE_ATTRIBUTES: DelaySeconds; SEND: the messages' own; -1: none */
     uint64_t rq_key;    /* 0 = no request key */
     uint64_t first_now; /* the time the key was first proposed (retries stay in the window) */
     size_t n;           /* SEND: messages, DELETE/CHANGE_VISIBILITY: handles */

@@ -138,6 +138,9 @@ static void choose(sim_cluster_t *c, sk_intent_t *in, uint64_t now)
         in->n = 1 + (size_t)sim_rng_below(&c->rng, SK_SEND_MAX);
         for (size_t j = 0; j < in->n; j++)
             in->ids[j] = ++k->next_msg;
+        /* Now and then the messages' own delay, 0-3 s, instead of the queue's (SEND's ds). */
+        if (sim_rng_chance(&c->rng, 100))
+            in->delay = (int64_t)sim_rng_below(&c->rng, 4);
     } else if (r < 780) {
         in->type = KYU_CMD_RECEIVE;
         in->n = 1 + (size_t)sim_rng_below(&c->rng, SK_RECV_MAX);
@@ -166,8 +169,8 @@ static void build(sim_cluster_t *c, const sk_intent_t *in, uint64_t now, bool re
     cmd->now_ms = now;
     snprintf(cmd->queue, sizeof(cmd->queue), "%s", queue_name(in->q));
     cmd->vt = in->vt;
-    cmd->has_delay = in->delay >= 0;
-    cmd->delay = in->delay >= 0 ? (uint32_t)in->delay : 0;
+    cmd->has_delay = in->delay >= 0 && in->type != KYU_CMD_SEND;
+    cmd->delay = cmd->has_delay ? (uint32_t)in->delay : 0;
     cmd->max = in->type == KYU_CMD_RECEIVE ? (uint32_t)in->n : 1;
     if (in->type == KYU_CMD_RECEIVE && c->o.plant == SK_PLANT_VT_ZERO)
         cmd->vt = 0;
@@ -178,6 +181,8 @@ static void build(sim_cluster_t *c, const sk_intent_t *in, uint64_t now, bool re
             sk_format_id(cmd->ids[j], in->ids[j]);
             cmd->body_lens[j] = body_of(seed, j, bodies[j]);
             cmd->bodies[j] = bodies[j];
+            cmd->has_msg_delay[j] = in->delay >= 0;
+            cmd->msg_delay_ms[j] = in->delay >= 0 ? (uint64_t)in->delay * 1000 : 0;
         }
     } else if (in->type == KYU_CMD_DELETE || in->type == KYU_CMD_CHANGE_VISIBILITY) {
         cmd->n = in->n;

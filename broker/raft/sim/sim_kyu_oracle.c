@@ -190,8 +190,11 @@ static void on_send(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent_
         m->status = SK_LIVE;
         m->q = (uint8_t)q;
         m->qgen = k->queues[q].gen;
-        /* Not received before its queue's delay ends (lease re-granted otherwise). */
-        m->lease_until = cmd->now_ms + (uint64_t)k->queues[q].delay * 1000;
+        /* Not received before its delay ends, its own or else its queue's (lease re-granted
+         * otherwise). */
+        m->lease_until = cmd->now_ms + (j < cmd->n && cmd->has_msg_delay[j]
+                                            ? cmd->msg_delay_ms[j]
+                                            : (uint64_t)k->queues[q].delay * 1000);
     }
     if ((kk = record_attempt(k, in, cmd, res)) != NULL) {
         kk->n = out->n;

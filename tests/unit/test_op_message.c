@@ -1,0 +1,357 @@
+/* Per-message delay on SEND (broker/op_message.c): a message's own DelaySeconds or deliver-at
+ * replaces the queue's DelaySeconds both ways, is range checked before it is proposed,
+ * becomes a delay relative to the command's time at the leader, is encoded in the log (and
+ * SEND entries written before it decode as before), and survives a restart. */
+#include "command.h"
+#include "fixture.h"
+#include "ops.h"
+#include "store.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define T0 1000000 /* a command time, ms */
+
+static void ok(kyu_result_t r)
+{
+    if (r.code != KYU_OK)
+        fail_msg("expected OK, got %s: %s", kyu_code_name(r.code), r.error);
+    kyu_result_clear(&r);
+}
+
+static void expect_error(kyu_code_t got, const char *msg, kyu_code_t code, const char *text)
+{
+    if (got != code || !strstr(msg, text))
+        fail_msg("expected %s mentioning '%s', got %s: %s", kyu_code_name(code), text,
+                 kyu_code_name(got), msg);
+}
+
+/* A queue with DelaySeconds delay (0: none). */
+static kyu_command_t cmd_create_delayed(const char *q, uint32_t delay)
+{
+    kyu_command_t c = cmd_create(q, -1);
+    c.now_ms = T0;
+    c.has_delay = true;
+    c.delay = delay;
+    return c;
+}
+
+static kyu_command_t send_delayed(const char *q, uint64_t now, const char *body, uint64_t delay_ms)
+{
+    kyu_command_t c = cmd_send(q, now, body);
+    c.has_msg_delay[0] = true;
+    c.msg_delay_ms[0] = delay_ms;
+    return c;
+}
+
+/* Receives at now, expects exactly the bodies given (NULL-terminated), in order, and deletes
+ * them. */
+static void receive_bodies(fixture_t *f, uint64_t now, uint32_t max, const char *const *bodies)
+{
+    kyu_result_t r = apply1(f, cmd_receive("q", now, max, -1));
+    assert_int_equal(r.code, KYU_OK);
+    size_t n = 0;
+    while (bodies[n])
+        n++;
+    if (r.n_msgs != n)
+        fail_msg("expected %zu messages at %llu, got %zu", n, (unsigned long long)now, r.n_msgs);
+    for (size_t i = 0; i < n; i++) {
+        if (r.body_lens[i] != strlen(bodies[i]) ||
+            memcmp(r.bodies[i], bodies[i], strlen(bodies[i])) != 0)
+            fail_msg("message %zu at %llu: expected '%s', got '%.*s'", i, (unsigned long long)now,
+                     bodies[i], (int)r.body_lens[i], (const char *)r.bodies[i]);
+        assert_int_equal(r.msgs[i].receive_count, 1);
+        assert_true(r.msgs[i].first_receive_ms == now);
+    }
+    char handles[KYU_BATCH_MAX][KYU_HANDLE_MAX + 1];
+    for (size_t i = 0; i < n; i++)
+        memcpy(handles[i], r.msgs[i].handle, sizeof handles[i]);
+    kyu_result_clear(&r);
+    for (size_t i = 0; i < n; i++) /* gone, so that its lease's end does not bring it back */
+        ok(apply1(f, cmd_delete("q", now, handles[i])));
+}
+
+static int64_t delayed(fixture_t *f, uint64_t now)
+{
+    kyu_queue_attrs_t a;
+    kyu_err_t err;
+    assert_int_equal(kyu_sm_queue_attributes(f->sm, "q", now, &a, &err), KYU_OK);
+    return a.delayed;
+}
+
+/* ---- apply ---- */
+
+static void test_a_message_delay_hides_it_until_it_ends(void **state)
+{
+    fixture_t *f = *state;
+    ok(apply1(f, cmd_create_delayed("q", 0)));
+    ok(apply1(f, send_delayed("q", T0, "late", 30000)));
+    ok(apply1(f, cmd_send("q", T0, "now")));
+    assert_int_equal(delayed(f, T0), 1);
+    receive_bodies(f, T0, 10, (const char *[]){"now", NULL});
+    receive_bodies(f, T0 + 29999, 10, (const char *[]){NULL});
+    receive_bodies(f, T0 + 30000, 10, (const char *[]){"late", NULL});
+}
+
+static void test_a_message_delay_overrides_a_longer_queue_delay(void **state)
+{
+    fixture_t *f = *state;
+    ok(apply1(f, cmd_create_delayed("q", 60)));
+    ok(apply1(f, send_delayed("q", T0, "five", 5000)));
+    receive_bodies(f, T0 + 5000, 10, (const char *[]){"five", NULL});
+}
+
+static void test_a_message_delay_overrides_a_shorter_queue_delay(void **state)
+{
+    fixture_t *f = *state;
+    ok(apply1(f, cmd_create_delayed("q", 5)));
+    ok(apply1(f, send_delayed("q", T0, "sixty", 60000)));
+    ok(apply1(f, cmd_send("q", T0, "queue")));
+    receive_bodies(f, T0 + 5000, 10, (const char *[]){"queue", NULL});
+    receive_bodies(f, T0 + 59999, 10, (const char *[]){NULL});
+    receive_bodies(f, T0 + 60000, 10, (const char *[]){"sixty", NULL});
+}
+
+/* SQS: a per-message DelaySeconds of 0 on a delayed queue delivers the message at once. */
+static void test_an_explicit_zero_delay_on_a_delayed_queue_is_visible_at_once(void **state)
+{
+    fixture_t *f = *state;
+    ok(apply1(f, cmd_create_delayed("q", 900)));
+    ok(apply1(f, send_delayed("q", T0, "zero", 0)));
+    ok(apply1(f, cmd_send("q", T0, "queue")));
+    assert_int_equal(delayed(f, T0), 1);
+    receive_bodies(f, T0, 10, (const char *[]){"zero", NULL});
+}
+
+static void check_delays_across(fixture_t *f, bool restart)
+{
+    ok(apply1(f, cmd_create_delayed("q", 0)));
+    ok(apply1(f, send_delayed("q", T0, "d4", 4 * 86400 * 1000ull)));
+    ok(apply1(f, send_delayed("q", T0, "d10", 10000)));
+    if (restart)
+        fixture_reopen(f);
+    assert_int_equal(delayed(f, T0 + 1), 2);
+    receive_bodies(f, T0 + 9999, 10, (const char *[]){NULL});
+    receive_bodies(f, T0 + 10000, 10, (const char *[]){"d10", NULL});
+    receive_bodies(f, T0 + 4 * 86400 * 1000ull - 1, 10, (const char *[]){NULL});
+    receive_bodies(f, T0 + 4 * 86400 * 1000ull, 10, (const char *[]){"d4", NULL});
+}
+
+static void test_message_delays_up_to_four_days_hold(void **state)
+{
+    check_delays_across(*state, false);
+}
+
+static void test_message_delays_survive_a_restart(void **state)
+{
+    check_delays_across(*state, true);
+}
+
+/* ---- the log encoding ---- */
+
+static kyu_command_t round_trip(const kyu_command_t *c)
+{
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    kyu_command_encode(c, &b);
+    size_t off = 0;
+    kyu_err_t err;
+    kyu_command_t d;
+    assert_int_equal(kyu_command_decode(b.data, b.size, &off, &d, &err), KYU_OK);
+    assert_int_equal(off, b.size);
+    msgpack_sbuffer_destroy(&b);
+    return d;
+}
+
+static void test_message_delays_round_trip_through_the_log_encoding(void **state)
+{
+    (void)state;
+    kyu_command_t c = send_delayed("q", T0, "a", 0);
+    c.n = 3;
+    memcpy(c.ids[1], c.ids[0], sizeof c.ids[0]);
+    memcpy(c.ids[2], c.ids[0], sizeof c.ids[0]);
+    c.bodies[1] = c.bodies[2] = "b";
+    c.body_lens[1] = c.body_lens[2] = 1;
+    c.has_msg_delay[1] = true;
+    c.msg_delay_ms[1] = KYU_DELIVER_AT_MAX_S * 1000ull;
+    kyu_command_t d = round_trip(&c);
+    assert_int_equal(d.n, 3);
+    assert_true(d.has_msg_delay[0]);
+    assert_int_equal(d.msg_delay_ms[0], 0);
+    assert_true(d.has_msg_delay[1]);
+    assert_int_equal(d.msg_delay_ms[1], KYU_DELIVER_AT_MAX_S * 1000ull);
+    assert_false(d.has_msg_delay[2]);
+}
+
+/* A SEND entry: items [[id, body]] as written before per-message delays, or with a delay. */
+static void pack_send(msgpack_sbuffer *b, int with_delay, uint64_t delay_ms)
+{
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, b, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 6);
+    msgpack_pack_uint32(&pk, KYU_CMD_SEND);
+    msgpack_pack_uint64(&pk, T0);
+    kyu_mp_pack_str(&pk, "q");
+    msgpack_pack_int64(&pk, -1);
+    msgpack_pack_uint32(&pk, 1);
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_array(&pk, with_delay ? 3 : 2);
+    kyu_mp_pack_str(&pk, "00000000-0000-4000-8000-000000000001");
+    msgpack_pack_bin(&pk, 3);
+    msgpack_pack_bin_body(&pk, "old", 3);
+    if (with_delay)
+        msgpack_pack_uint64(&pk, delay_ms);
+}
+
+static void test_an_old_send_entry_decodes_and_takes_the_queues_delay(void **state)
+{
+    fixture_t *f = *state;
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    pack_send(&b, 0, 0);
+    size_t off = 0;
+    kyu_err_t err;
+    kyu_command_t d;
+    assert_int_equal(kyu_command_decode(b.data, b.size, &off, &d, &err), KYU_OK);
+    assert_int_equal(d.n, 1);
+    assert_false(d.has_msg_delay[0]);
+    ok(apply1(f, cmd_create_delayed("q", 10)));
+    ok(apply1(f, d));
+    msgpack_sbuffer_destroy(&b);
+    receive_bodies(f, T0 + 9999, 10, (const char *[]){NULL});
+    receive_bodies(f, T0 + 10000, 10, (const char *[]){"old", NULL});
+}
+
+static void test_a_send_entry_with_a_delay_over_the_cap_is_malformed(void **state)
+{
+    (void)state;
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    pack_send(&b, 1, KYU_DELIVER_AT_MAX_S * 1000ull + 1);
+    size_t off = 0;
+    kyu_err_t err;
+    kyu_command_t d;
+    assert_int_equal(kyu_command_decode(b.data, b.size, &off, &d, &err), KYU_ERR_MALFORMED);
+    msgpack_sbuffer_destroy(&b);
+}
+
+/* ---- validation and the leader's conversion ---- */
+
+static kyu_request_t send_request(const char *q)
+{
+    kyu_request_t r;
+    memset(&r, 0, sizeof r);
+    r.op = KYU_OP_SEND;
+    r.fields = KYU_F_QUEUE;
+    snprintf(r.queue, sizeof r.queue, "%s", q);
+    return r;
+}
+
+static kyu_code_t validate(fixture_t *f, const kyu_request_t *req, kyu_err_t *err)
+{
+    kyu_op_ctx_t ctx = {.sm = f->sm, .max_body = 1 << 20};
+    zmsg_t *bodies = zmsg_new();
+    zmsg_addstr(bodies, "x");
+    kyu_err_clear(err);
+    kyu_code_t rc = kyu_ops_row(req->op)->validate(&ctx, req, bodies, err);
+    zmsg_destroy(&bodies);
+    return rc;
+}
+
+static void test_a_message_delay_over_900_is_refused_naming_the_field(void **state)
+{
+    fixture_t *f = *state;
+    ok(apply1(f, cmd_create_delayed("q", 0)));
+    kyu_err_t err;
+    kyu_request_t r = send_request("q");
+    r.fields |= KYU_F_DELAY;
+    r.delay = 901;
+    expect_error(validate(f, &r, &err), err.msg, KYU_ERR_INVALID_ARGUMENT,
+                 "DelaySeconds must be 0 to 900 seconds, not 901");
+    r.delay = 900;
+    assert_int_equal(validate(f, &r, &err), KYU_OK);
+}
+
+static void test_a_deliver_at_past_four_days_is_refused(void **state)
+{
+    fixture_t *f = *state;
+    ok(apply1(f, cmd_create_delayed("q", 0))); /* the state machine's time: T0 */
+    kyu_err_t err;
+    kyu_request_t r = send_request("q");
+    r.fields |= KYU_F_DELIVER_AT;
+    r.deliver_at_ms = T0 + KYU_DELIVER_AT_MAX_S * 1000ull + 1000;
+    expect_error(validate(f, &r, &err), err.msg, KYU_ERR_INVALID_ARGUMENT,
+                 "deliver-at must be at most 345600 seconds");
+    r.deliver_at_ms = T0 + KYU_DELIVER_AT_MAX_S * 1000ull;
+    assert_int_equal(validate(f, &r, &err), KYU_OK);
+    r.deliver_at_ms = 1; /* the past: at once */
+    assert_int_equal(validate(f, &r, &err), KYU_OK);
+    r.fields |= KYU_F_DELAY;
+    expect_error(validate(f, &r, &err), err.msg, KYU_ERR_INVALID_ARGUMENT, "not both");
+}
+
+static kyu_command_t build(const kyu_request_t *req, uint64_t now, size_t n)
+{
+    kyu_op_ctx_t ctx = {.rng = {1, 2, 3, 4}};
+    zmsg_t *bodies = zmsg_new();
+    for (size_t i = 0; i < n; i++)
+        zmsg_addstr(bodies, "x");
+    kyu_command_t c;
+    memset(&c, 0, sizeof c);
+    c.type = KYU_CMD_SEND;
+    c.now_ms = now;
+    kyu_ops_row(KYU_OP_SEND)->build(&ctx, req, bodies, &c);
+    zmsg_destroy(&bodies);
+    return c;
+}
+
+static void test_the_leader_turns_deliver_at_into_a_delay_from_its_time(void **state)
+{
+    (void)state;
+    kyu_request_t r = send_request("q");
+    kyu_command_t c = build(&r, T0, 2);
+    assert_false(c.has_msg_delay[0] || c.has_msg_delay[1]);
+    r.fields |= KYU_F_DELIVER_AT;
+    r.deliver_at_ms = T0 + 7200 * 1000;
+    c = build(&r, T0 + 500, 2);
+    for (size_t i = 0; i < 2; i++) {
+        assert_true(c.has_msg_delay[i]);
+        assert_int_equal(c.msg_delay_ms[i], 7200 * 1000 - 500);
+    }
+    c = build(&r, T0 + 7200 * 1000 + 1, 1); /* already past: at once */
+    assert_true(c.has_msg_delay[0]);
+    assert_int_equal(c.msg_delay_ms[0], 0);
+    r.deliver_at_ms = T0 + KYU_DELIVER_AT_MAX_S * 1000ull + 5; /* validated a little earlier */
+    c = build(&r, T0, 1);
+    assert_int_equal(c.msg_delay_ms[0], KYU_DELIVER_AT_MAX_S * 1000ull);
+    r = send_request("q");
+    r.fields |= KYU_F_DELAY;
+    r.delay = 0;
+    c = build(&r, T0, 1);
+    assert_true(c.has_msg_delay[0]);
+    assert_int_equal(c.msg_delay_ms[0], 0);
+    r.delay = 900;
+    c = build(&r, T0, 1);
+    assert_int_equal(c.msg_delay_ms[0], 900000);
+}
+
+#define T(name) cmocka_unit_test_setup_teardown(name, fixture_setup, fixture_teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_a_message_delay_hides_it_until_it_ends),
+        T(test_a_message_delay_overrides_a_longer_queue_delay),
+        T(test_a_message_delay_overrides_a_shorter_queue_delay),
+        T(test_an_explicit_zero_delay_on_a_delayed_queue_is_visible_at_once),
+        T(test_message_delays_up_to_four_days_hold),
+        T(test_message_delays_survive_a_restart),
+        cmocka_unit_test(test_message_delays_round_trip_through_the_log_encoding),
+        T(test_an_old_send_entry_decodes_and_takes_the_queues_delay),
+        cmocka_unit_test(test_a_send_entry_with_a_delay_over_the_cap_is_malformed),
+        T(test_a_message_delay_over_900_is_refused_naming_the_field),
+        T(test_a_deliver_at_past_four_days_is_refused),
+        cmocka_unit_test(test_the_leader_turns_deliver_at_into_a_delay_from_its_time),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
