@@ -275,11 +275,18 @@ class Cluster(unittest.TestCase):
     def test_cluster_transfer_moves_leadership_to_the_chosen_node(self):
         leader = self.leader()
         target = next(n for n in self.nodes if n is not leader)
-        self.ok("cluster", "transfer", str(target.id))
-        deadline = time.monotonic() + 30
-        while self.leader() is not target:
-            self.assertLess(time.monotonic(), deadline, "leadership did not move to node %d" % target.id)
-            time.sleep(0.05)
+        # A transfer the target does not complete within an election timeout is abandoned
+        # (documented): on a loaded machine (the sanitizer run beside other work) that
+        # happens, and an operator would ask again. So ask again every 5 s, at most 6 times.
+        for attempt in range(6):
+            self.ok("cluster", "transfer", str(target.id))
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and self.leader() is not target:
+                time.sleep(0.05)
+            leader = self.leader()
+            if leader is target:
+                break
+        self.assertIs(leader, target, "leadership did not move to node %d" % target.id)
         self.ok("create-queue", "orders")
         self.assertEqual(self.cli("cluster", "transfer", "99").returncode, 1)
 
