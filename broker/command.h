@@ -21,7 +21,8 @@
  *   CREATE_QUEUE, SET_QUEUE_ATTRIBUTES: items = [MaximumMessageSize (0: not set),
  *                      DelaySeconds], [MaximumMessageSize], or [] (neither set; CREATE_QUEUE
  *                      entries written before attributes other than vt existed hold [])
- *   others:            items = []
+ *   others:            items = [] (PURGE_QUEUE: every message of the queue applied before it
+ *                      is deleted; op_queue.c)
  * SET_MEMBER and DROP_MEMBER (queue "", vt -1, max 0) keep the replicated address book
  * (sm_members.c): where to reach each member, on every node and in every snapshot.
  * vt is -1 when the request did not set it (the queue's default applies). Types are never
@@ -43,6 +44,7 @@ typedef enum {
     KYU_CMD_DROP_MEMBER = 8,
     KYU_CMD_SET_HANDLE_KEY = 9,
     KYU_CMD_SET_QUEUE_ATTRIBUTES = 10,
+    KYU_CMD_PURGE_QUEUE = 11,
 } kyu_cmd_type_t;
 
 #define KYU_UUID_LEN 36

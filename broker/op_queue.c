@@ -186,7 +186,33 @@ kyu_code_t kyu_op_delete_queue_apply(kyu_sm_t *self, const kyu_command_t *c, kyu
     return KYU_OK;
 }
 
-/* A retried DELETE_QUEUE is answered OK again (not NO_SUCH_QUEUE). */
+/* Deletes every message of the queue, visible, in flight and delayed, as of this command:
+ * messages sent after it (in later commands, or later in its entry) stay. The queue keeps its
+ * id and attributes. Its messages are seqs below next_seq (seqs are global and only grow), so
+ * their records are dropped by one range delete per column family, as a deleted queue's
+ * ("gp" record, kyu_sm_collect_garbage, right after the entry is written): no delete per
+ * message, whatever the queue holds. The receive index is dropped here at once, so every
+ * receipt handle of a purged message finds no lease (RECEIPT_INVALID). No 60 s limit as in
+ * SQS (PurgeQueueInProgress): a purge here is complete when it is answered. */
+kyu_code_t kyu_op_purge_queue_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t *a)
+{
+    queue_t *q = kyu_sm_queue(self, c->queue, a->res);
+    if (!q)
+        return KYU_OK;
+    uint8_t gp[10] = {'g', 'p'}, hi[8];
+    kyu_put_be64(gp + 2, q->qid);
+    kyu_put_be64(hi, self->next_seq);
+    kyu_sm_put(self, KYU_CF_META, gp, sizeof gp, hi, sizeof hi);
+    kyu_sm_index_free(q);
+    kyu_sm_index_init(q);
+    q->n_messages = 0;
+    self->purged = true;
+    kyu_sm_touch(self, q);
+    return KYU_OK;
+}
+
+/* A retried DELETE_QUEUE or PURGE_QUEUE is answered OK again (not NO_SUCH_QUEUE), and a
+ * retried purge does not delete the messages sent since the first attempt. */
 kyu_code_t kyu_op_done_replay(kyu_sm_t *self, const kyu_command_t *c, const kyu_dedup_t *d,
                               kyu_apply_t *a)
 {

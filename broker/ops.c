@@ -38,6 +38,13 @@ static const kyu_op_row_t rows[KYU_OPS_MAX_] = {
                              .apply = kyu_op_delete_queue_apply,
                              .replay = kyu_op_done_replay,
                              .dedup = KYU_DEDUP_DONE},
+    [KYU_OP_PURGE_QUEUE] = {.op = KYU_OP_PURGE_QUEUE,
+                            .name = "purge-queue",
+                            .cmd = KYU_CMD_PURGE_QUEUE,
+                            .validate = kyu_op_queue_exists,
+                            .apply = kyu_op_purge_queue_apply,
+                            .replay = kyu_op_done_replay,
+                            .dedup = KYU_DEDUP_DONE},
     [KYU_OP_LIST_QUEUES] = {.op = KYU_OP_LIST_QUEUES,
                             .name = "list-queues",
                             .answer = kyu_op_list_queues_answer},
@@ -131,6 +138,7 @@ static const uint8_t by_command[] = {
     [KYU_CMD_DROP_MEMBER] = KYU_OP_DROP_MEMBER,
     [KYU_CMD_SET_HANDLE_KEY] = KYU_OP_SET_HANDLE_KEY,
     [KYU_CMD_SET_QUEUE_ATTRIBUTES] = KYU_OP_SET_QUEUE_ATTRIBUTES,
+    [KYU_CMD_PURGE_QUEUE] = KYU_OP_PURGE_QUEUE,
 };
 
 const kyu_op_row_t *kyu_ops_row(uint64_t op)

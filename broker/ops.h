@@ -131,7 +131,7 @@ const kyu_op_row_t *kyu_ops_command(uint64_t type);
 
 /* ---- the rows' functions, by the file of their concern ---- */
 
-/* op_queue.c: CREATE_QUEUE, SET_QUEUE_ATTRIBUTES, DELETE_QUEUE, LIST_QUEUES,
+/* op_queue.c: CREATE_QUEUE, SET_QUEUE_ATTRIBUTES, DELETE_QUEUE, PURGE_QUEUE, LIST_QUEUES,
  * GET_QUEUE_ATTRIBUTES */
 kyu_code_t kyu_op_queue_exists(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
                                kyu_err_t *err);
@@ -147,6 +147,7 @@ kyu_code_t kyu_op_create_queue_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu
 kyu_code_t kyu_op_set_queue_attributes_apply(kyu_sm_t *sm, const kyu_command_t *cmd,
                                              kyu_apply_t *a);
 kyu_code_t kyu_op_delete_queue_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
+kyu_code_t kyu_op_purge_queue_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
 kyu_code_t kyu_op_done_replay(kyu_sm_t *sm, const kyu_command_t *cmd, const kyu_dedup_t *d,
                               kyu_apply_t *a);
 kyu_code_t kyu_op_list_queues_answer(kyu_op_ctx_t *ctx, const kyu_request_t *req, kyu_reply_t *rep,

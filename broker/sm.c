@@ -21,6 +21,9 @@
  *   meta       "applied_term" -> u64, "raft_conf" -> configuration (the Raft snapshot
  *              this state is: term and membership at the applied index)
  *   meta       "gc" qid(8)               -> "" (a deleted queue whose data is still to drop)
+ *   meta       "gp" qid(8)               -> seq(8): a purged queue whose messages (and lease
+ *              records) below seq are still to drop (PURGE_QUEUE; dropped right after the
+ *              entry is written, or at the next start)
  *   meta       "rq"/"rx" ...             -> SEND request keys and their expiry (sm_dedup.c)
  *   meta       "mb" id(8)                -> raft address NUL client endpoint: the replicated
  *              address book (sm_members.c)
@@ -100,36 +103,55 @@ static kyu_code_t load_queues(kyu_sm_t *self, kyu_err_t *err)
     return rc;
 }
 
-/* Drops the data of deleted queues ("gc" records). Idempotent: a crash part-way leaves the
- * record, and the next start deletes the same ranges again. */
-kyu_code_t kyu_sm_collect_garbage(kyu_sm_t *self, kyu_err_t *err)
+/* Adds to wb the range deletes of the meta records under prefix ("gc": a deleted queue,
+ * whose value is empty, all of its data; "gp": a purged queue, whose value is the first seq
+ * it kept, its messages below that seq) and the deletes of the records themselves. */
+static void collect_prefix(kyu_sm_t *self, rocksdb_writebatch_t *wb, const char *prefix)
 {
     rocksdb_column_family_handle_t *meta = kyu_store_cf(self->store, KYU_CF_META);
     rocksdb_iterator_t *it =
         rocksdb_create_iterator_cf(self->db, kyu_store_readopts(self->store), meta);
-    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
-    for (rocksdb_iter_seek(it, "gc", 2); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
-        size_t klen = 0;
+    for (rocksdb_iter_seek(it, prefix, 2); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t klen = 0, vlen = 0;
         const char *k = rocksdb_iter_key(it, &klen);
-        if (klen != 10 || memcmp(k, "gc", 2) != 0)
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vlen);
+        if (klen != 10 || memcmp(k, prefix, 2) != 0)
             break;
         uint64_t qid = kyu_get_be64((const uint8_t *)k + 2);
-        uint8_t lo[8], hi[8];
+        uint8_t lo[16], hi[16];
         kyu_put_be64(lo, qid);
-        kyu_put_be64(hi, qid + 1);
+        kyu_put_be64(lo + 8, 0);
+        size_t hlen = 8;
+        if (vlen == 8) { /* "gp": the queue's messages below the seq */
+            kyu_put_be64(hi, qid);
+            memcpy(hi + 8, v, 8);
+            hlen = 16;
+        } else {
+            kyu_put_be64(hi, qid + 1);
+        }
         kyu_cf_t cfs[] = {KYU_CF_MESSAGES, KYU_CF_LEASES, KYU_CF_VISIBILITY};
         for (size_t i = 0; i < 3; i++)
-            rocksdb_writebatch_delete_range_cf(wb, kyu_store_cf(self->store, cfs[i]), (char *)lo, 8,
-                                               (char *)hi, 8);
+            rocksdb_writebatch_delete_range_cf(wb, kyu_store_cf(self->store, cfs[i]), (char *)lo,
+                                               sizeof lo, (char *)hi, hlen);
         rocksdb_writebatch_delete_cf(wb, meta, k, klen);
     }
     rocksdb_iter_destroy(it);
+}
+
+/* Drops the data of deleted queues ("gc" records) and the messages of purged ones ("gp").
+ * Idempotent: a crash part-way leaves the records, and the next start deletes the same
+ * ranges again. */
+kyu_code_t kyu_sm_collect_garbage(kyu_sm_t *self, kyu_err_t *err)
+{
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    collect_prefix(self, wb, "gc");
+    collect_prefix(self, wb, "gp");
     char *rerr = NULL;
     if (rocksdb_writebatch_count(wb) > 0)
         rocksdb_write(self->db, self->wopts, wb, &rerr);
     rocksdb_writebatch_destroy(wb);
     if (rerr) {
-        kyu_err_set(err, KYU_ERR_STORAGE, "dropping deleted queues: %s", rerr);
+        kyu_err_set(err, KYU_ERR_STORAGE, "dropping deleted queues and purged messages: %s", rerr);
         free(rerr);
         return KYU_ERR_STORAGE;
     }

@@ -230,6 +230,7 @@ kyu_code_t kyu_sm_apply(kyu_sm_t *self, uint64_t index, const void *payload, siz
     if (rc != KYU_OK) {
         /* Part of the entry is in the buffer: never written, and nothing more is applied. */
         self->failed = true;
+        self->purged = false;
         forget_touched(self);
         kyu_sm_members_settle(self, false);
         kyu_sm_handle_key_settle(self, false);
@@ -244,10 +245,13 @@ kyu_code_t kyu_sm_apply(kyu_sm_t *self, uint64_t index, const void *payload, siz
     self->applied_term = self->next_term;
     self->conf_pending = false;
     self->buffer_entries++;
-    /* A deleted queue's data is dropped by range deletes in the database: its buffered
-     * writes go there first, and are written before the garbage is collected. */
-    if (dropped)
+    /* A deleted queue's data, and a purged queue's messages, are dropped by range deletes in
+     * the database: their buffered writes go there first, and are written before the garbage
+     * is collected. */
+    if (dropped || self->purged) {
+        self->purged = false;
         return (rc = kyu_sm_flush(self, err)) != KYU_OK ? rc : kyu_sm_collect_garbage(self, err);
+    }
     if (self->buffer_entries >= self->write_every || self->buffer_bytes >= KYU_SM_BUFFER_BYTES)
         return kyu_sm_flush_behind(self, err);
     return kyu_sm_flush_poll(self, err);

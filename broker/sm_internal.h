@@ -99,7 +99,8 @@ struct kyu_sm {
     kyu_sm_writer_t *writer;
     zhashx_t *flushing;
     uint64_t flushing_index, flushing_oldest_ms;
-    bool failed;                   /* an apply failed part-way: the buffer is never written */
+    bool failed; /* an apply failed part-way: the buffer is never written */
+    bool purged; /* the current entry purged a queue: its "gp" record is collected after it */
     uint64_t dedup_floor;          /* no request key record is older than this (0: not known yet) */
     kyu_sm_keyfilter_t *keyfilter; /* the request keys that may have a record (sm_dedup.c) */
     uint32_t keyfilter_gen_keys;   /* keys per filter generation (0: the default; tests) */
@@ -247,7 +248,8 @@ void kyu_sm_handle_format(char out[KYU_HANDLE_LEN + 1], const kyu_handle_mac_t *
 bool kyu_sm_handle_verify(const char *handle, const kyu_handle_mac_t *m, uint64_t qid,
                           uint64_t *seq, uint32_t *gen);
 
-/* Drops the data of deleted queues (their "gc" records); idempotent. */
+/* Drops the data of deleted queues (their "gc" records) and the messages of purged ones
+ * ("gp" records); idempotent. */
 kyu_code_t kyu_sm_collect_garbage(kyu_sm_t *self, kyu_err_t *err);
 
 #endif

@@ -34,6 +34,14 @@ int cli_cmd_delete_queue(cli_t *cli, cli_args_t *a)
     return CLI_EXIT_OK;
 }
 
+int cli_cmd_purge_queue(cli_t *cli, cli_args_t *a)
+{
+    kyu_err_t err = {0};
+    if (kyu_client_purge_queue(cli->client, a->args[0], &err) != KYU_OK)
+        return cli_fail(cli, &err);
+    return CLI_EXIT_OK;
+}
+
 int cli_cmd_list_queues(cli_t *cli, cli_args_t *a)
 {
     (void)a;

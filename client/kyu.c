@@ -426,7 +426,7 @@ void kyu_client_key_request(kyu_client_t *c, kyu_request_t *req)
 {
     bool keyed = req->op == KYU_OP_DELETE_QUEUE || req->op == KYU_OP_SEND ||
                  req->op == KYU_OP_RECEIVE || req->op == KYU_OP_DELETE ||
-                 req->op == KYU_OP_CHANGE_VISIBILITY;
+                 req->op == KYU_OP_CHANGE_VISIBILITY || req->op == KYU_OP_PURGE_QUEUE;
     if (keyed && !(req->fields & KYU_F_RQ)) {
         req->rq_client = c->client_id;
         req->rq_key = c->next_key++;

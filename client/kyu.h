@@ -156,6 +156,9 @@ kyu_code_t kyu_client_create_queue_with(kyu_client_t *self, const char *queue,
 kyu_code_t kyu_client_set_queue_attributes(kyu_client_t *self, const char *queue,
                                            const kyu_queue_settings_t *s, kyu_err_t *err);
 kyu_code_t kyu_client_delete_queue(kyu_client_t *self, const char *queue, kyu_err_t *err);
+/* Deletes every message of the queue (visible, in flight, delayed) sent before the purge;
+ * their receipt handles become RECEIPT_INVALID. Keyed: a retry does not purge again. */
+kyu_code_t kyu_client_purge_queue(kyu_client_t *self, const char *queue, kyu_err_t *err);
 /* *names_p gets an array of *n NUL-terminated names (byte order), or NULL when there is
  * none; caller frees with kyu_queue_names_destroy. */
 kyu_code_t kyu_client_list_queues(kyu_client_t *self, char ***names_p, size_t *n, kyu_err_t *err);

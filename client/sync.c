@@ -169,6 +169,13 @@ kyu_code_t kyu_client_delete_queue(kyu_client_t *self, const char *queue, kyu_er
     return rc == KYU_OK ? call_simple(self, &req, err) : rc;
 }
 
+kyu_code_t kyu_client_purge_queue(kyu_client_t *self, const char *queue, kyu_err_t *err)
+{
+    kyu_request_t req = {.op = KYU_OP_PURGE_QUEUE};
+    kyu_code_t rc = kyu_client_set_queue(&req, queue, err);
+    return rc == KYU_OK ? call_simple(self, &req, err) : rc;
+}
+
 kyu_code_t kyu_client_list_queues(kyu_client_t *self, char ***names_p, size_t *n, kyu_err_t *err)
 {
     kyu_request_t req = {.op = KYU_OP_LIST_QUEUES};

@@ -57,6 +57,7 @@ typedef enum {
     KYU_OP_CLUSTER_ADD = 12,
     KYU_OP_CLUSTER_REMOVE = 13,
     KYU_OP_SET_QUEUE_ATTRIBUTES = 14,
+    KYU_OP_PURGE_QUEUE = 15,
     KYU_OP_MAX_
 } kyu_op_t;
 

@@ -1,6 +1,6 @@
 /* Queue attributes (broker/op_queue.c): CREATE_QUEUE and SET_QUEUE_ATTRIBUTES applied,
  * validated before they are proposed, encoded in the log, and kept across restarts, also
- * from records written before MaximumMessageSize existed. */
+ * from records written before MaximumMessageSize existed; PURGE_QUEUE. */
 #include "command.h"
 #include "fixture.h"
 #include "ops.h"
@@ -439,6 +439,163 @@ static void test_a_body_over_the_queues_max_size_is_refused_naming_the_limit(voi
     zmsg_destroy(&bodies);
 }
 
+/* ---- PURGE_QUEUE ---- */
+
+static kyu_command_t cmd_purge(const char *q, uint64_t now)
+{
+    kyu_command_t c = cmd_delete_queue(q);
+    c.type = KYU_CMD_PURGE_QUEUE;
+    c.now_ms = now;
+    return c;
+}
+
+/* Records in column family cf of the state database (after a flush: what a restart sees). */
+static size_t records(fixture_t *f, kyu_cf_t cf)
+{
+    kyu_err_t err;
+    assert_int_equal(kyu_sm_flush(f->sm, &err), KYU_OK);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(
+        kyu_store_db(f->store, cf), kyu_store_readopts(f->store), kyu_store_cf(f->store, cf));
+    size_t n = 0;
+    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it))
+        n++;
+    rocksdb_iter_destroy(it);
+    return n;
+}
+
+/* q holds one visible, one in-flight and one delayed message; returns the in-flight one's
+ * receipt handle in h. */
+static void fill_three_ways(fixture_t *f, char h[KYU_HANDLE_MAX + 1])
+{
+    ok(apply1(f, cmd_create_attrs("q", T0, -1, 0)));
+    ok(apply1(f, cmd_send("q", T0, "leased")));
+    ok(apply1(f, cmd_send("q", T0, "visible")));
+    kyu_command_t late = cmd_send("q", T0, "delayed");
+    late.has_msg_delay[0] = true;
+    late.msg_delay_ms[0] = 60000;
+    ok(apply1(f, late));
+    kyu_result_t r = apply1(f, cmd_receive("q", T0 + 1, 1, -1));
+    assert_int_equal(r.n_msgs, 1);
+    snprintf(h, KYU_HANDLE_MAX + 1, "%s", r.msgs[0].handle);
+    kyu_result_clear(&r);
+    expect_counts(f, T0 + 1, 1, 1, 1);
+}
+
+static void test_purge_deletes_visible_in_flight_and_delayed_messages(void **state)
+{
+    fixture_t *f = *state;
+    char h[KYU_HANDLE_MAX + 1];
+    fill_three_ways(f, h);
+    ok(apply1(f, cmd_purge("q", T0 + 2)));
+    expect_counts(f, T0 + 2, 0, 0, 0);
+    /* Past every lease and delay: nothing comes back. */
+    receive_bodies(f, T0 + 3600000, 10, (const char *[]){NULL});
+    assert_true(kyu_sm_queue_exists(f->sm, "q"));
+    assert_int_equal(get(f, "q", T0).created_ms, T0); /* the queue stays as it was */
+}
+
+static void test_a_purged_messages_handle_is_invalid(void **state)
+{
+    fixture_t *f = *state;
+    char h[KYU_HANDLE_MAX + 1];
+    fill_three_ways(f, h);
+    ok(apply1(f, cmd_purge("q", T0 + 2)));
+    kyu_result_t r = apply1(f, cmd_delete("q", T0 + 3, h));
+    assert_int_equal(r.results[0], KYU_ERR_RECEIPT_INVALID);
+    kyu_result_clear(&r);
+    r = apply1(f, cmd_change_visibility("q", T0 + 3, h, 0));
+    assert_int_equal(r.results[0], KYU_ERR_RECEIPT_INVALID);
+    kyu_result_clear(&r);
+}
+
+/* Messages sent after the purge stay, also those sent later in the same entry. */
+static void test_purge_keeps_the_messages_sent_after_it(void **state)
+{
+    fixture_t *f = *state;
+    ok(apply1(f, cmd_create_attrs("q", T0, -1, 0)));
+    kyu_command_t cmds[] = {cmd_send("q", T0, "before"), cmd_purge("q", T0),
+                            cmd_send("q", T0, "after")};
+    kyu_result_t res[3];
+    apply_entry(f, cmds, 3, res);
+    for (int i = 0; i < 3; i++)
+        ok(res[i]);
+    ok(apply1(f, cmd_send("q", T0 + 1, "later")));
+    expect_counts(f, T0 + 1, 2, 0, 0);
+    receive_bodies(f, T0 + 2, 10, (const char *[]){"after", "later", NULL});
+}
+
+/* The purged records leave the database by range deletes (no delete per message), and a
+ * restart finds the queue as the purge left it. */
+static void test_a_purge_drops_the_records_and_survives_a_restart(void **state)
+{
+    fixture_t *f = *state;
+    char h[KYU_HANDLE_MAX + 1];
+    fill_three_ways(f, h);
+    assert_int_equal(records(f, KYU_CF_MESSAGES), 3);
+    ok(apply1(f, cmd_purge("q", T0 + 2)));
+    ok(apply1(f, cmd_send("q", T0 + 3, "kept")));
+    assert_int_equal(records(f, KYU_CF_MESSAGES), 1);
+    assert_int_equal(records(f, KYU_CF_LEASES), 1);
+    fixture_reopen(f);
+    expect_counts(f, T0 + 3, 1, 0, 0);
+    receive_bodies(f, T0 + 3600000, 10, (const char *[]){"kept", NULL});
+}
+
+/* A crash after the purge's entry was written but before its records were dropped: the
+ * "gp" record is collected at the next start. */
+static void test_a_purge_interrupted_before_the_range_delete_finishes_at_start(void **state)
+{
+    fixture_t *f = *state;
+    char h[KYU_HANDLE_MAX + 1];
+    fill_three_ways(f, h);
+    kyu_err_t err;
+    assert_int_equal(kyu_sm_flush(f->sm, &err), KYU_OK);
+    /* The "gp" record the purge's entry writes (with the queue's record), without its
+     * collection: the messages' records are still there. */
+    uint8_t gp[10] = {'g', 'p'}, hi[8];
+    kyu_put_be64(gp + 2, 1); /* the first queue's id */
+    kyu_put_be64(hi, UINT64_MAX);
+    char *rerr = NULL;
+    rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+    rocksdb_put_cf(kyu_store_db(f->store, KYU_CF_META), wo, kyu_store_cf(f->store, KYU_CF_META),
+                   (const char *)gp, sizeof gp, (const char *)hi, sizeof hi, &rerr);
+    rocksdb_writeoptions_destroy(wo);
+    assert_null(rerr);
+    fixture_crash(f);
+    assert_int_equal(records(f, KYU_CF_MESSAGES), 0);
+    assert_int_equal(records(f, KYU_CF_LEASES), 0);
+    receive_bodies(f, T0 + 3600000, 10, (const char *[]){NULL});
+}
+
+static void test_purge_of_a_missing_queue_is_no_such_queue(void **state)
+{
+    fixture_t *f = *state;
+    expect_result(apply1(f, cmd_purge("q", T0)), KYU_ERR_NO_SUCH_QUEUE, "'q'");
+    kyu_err_t err;
+    kyu_request_t r = request(KYU_OP_PURGE_QUEUE, "q");
+    expect_error(validate(f, 1 << 20, &r, NULL, &err), err.msg, KYU_ERR_NO_SUCH_QUEUE, "'q'");
+}
+
+/* A retried purge (same request key) is answered OK and deletes nothing sent since. */
+static void test_a_retried_purge_does_not_purge_again(void **state)
+{
+    fixture_t *f = *state;
+    ok(apply1(f, cmd_create_attrs("q", T0, -1, 0)));
+    ok(apply1(f, cmd_send("q", T0, "old")));
+    kyu_command_t p = cmd_purge("q", T0 + 1);
+    p.rq_client = 7;
+    p.rq_key = 9;
+    ok(apply1(f, p));
+    ok(apply1(f, cmd_send("q", T0 + 2, "new")));
+    p.now_ms = T0 + 3;
+    ok(apply1(f, p));
+    expect_counts(f, T0 + 3, 1, 0, 0);
+    kyu_command_t d = round_trip(&p);
+    assert_int_equal(d.type, KYU_CMD_PURGE_QUEUE);
+    assert_string_equal(d.queue, "q");
+    assert_int_equal(d.rq_key, 9);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, fixture_setup, fixture_teardown)
 
 int main(void)
@@ -465,6 +622,13 @@ int main(void)
         T(test_max_size_over_the_brokers_limit_is_refused),
         T(test_set_needs_an_existing_queue_and_an_attribute),
         T(test_a_body_over_the_queues_max_size_is_refused_naming_the_limit),
+        T(test_purge_deletes_visible_in_flight_and_delayed_messages),
+        T(test_a_purged_messages_handle_is_invalid),
+        T(test_purge_keeps_the_messages_sent_after_it),
+        T(test_a_purge_drops_the_records_and_survives_a_restart),
+        T(test_a_purge_interrupted_before_the_range_delete_finishes_at_start),
+        T(test_purge_of_a_missing_queue_is_no_such_queue),
+        T(test_a_retried_purge_does_not_purge_again),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -122,8 +122,10 @@ static void choose(sim_cluster_t *c, sk_intent_t *in, uint64_t now)
         in->type = KYU_CMD_CREATE_QUEUE;
         /* Now and then with another visibility timeout: QUEUE_EXISTS. */
         in->vt = sim_rng_chance(&c->rng, 100) ? 9 : (int64_t)queue_vt[in->q];
-    } else if (r < 190) {
+    } else if (r < 185) {
         in->type = KYU_CMD_DELETE_QUEUE;
+    } else if (r < 190) {
+        in->type = KYU_CMD_PURGE_QUEUE; /* every message sent before it is gone */
     } else if (r < 200) {
         /* Another visibility timeout for later receives without one, or a delay of 0-3 s for
          * later sends (and QUEUE_EXISTS for creates of the queue's usual attributes, until

@@ -375,18 +375,21 @@ static void on_queue(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent
             k->queues[q].delay = cmd->delay;
         return;
     }
+    /* DELETE_QUEUE or PURGE_QUEUE: every message of the queue sent before it is gone (a
+     * purge keeps the queue). */
+    bool purge = cmd->type == KYU_CMD_PURGE_QUEUE;
     const sk_key_t *kk = first_attempt(k, in, cmd);
     if (kk) {
-        /* A retried queue deletion answers OK and deletes nothing more (not a queue of the
-         * same name created since). */
+        /* A retried queue deletion or purge answers OK and deletes nothing more (not a queue
+         * of the same name created since, nor the messages sent since). */
         if (res->code != KYU_OK)
             applied_twice(c, in, cmd, kk, kyu_code_name(res->code));
         k->dedup_hits++;
         return;
     }
     if (k->queues[q].exists != (res->code == KYU_OK)) {
-        sim_violation(c, SIM_SAFETY, "delete queue %s answered %s", cmd->queue,
-                      kyu_code_name(res->code));
+        sim_violation(c, SIM_SAFETY, "%s queue %s answered %s", purge ? "purge" : "delete",
+                      cmd->queue, kyu_code_name(res->code));
         return;
     }
     record_attempt(k, in, cmd, res);
@@ -396,7 +399,8 @@ static void on_queue(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent
         if (k->msgs[n].status == SK_LIVE && k->msgs[n].q == q &&
             k->msgs[n].qgen == k->queues[q].gen)
             k->msgs[n].status = SK_GONE;
-    k->queues[q].exists = false;
+    if (!purge)
+        k->queues[q].exists = false;
 }
 
 void sk_oracle_stream(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *e,
@@ -441,8 +445,8 @@ void sk_oracle_stream(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *
         out->code = res[i].code;
         static const char *types[] = {"?",           "CREATE",     "DELETE_QUEUE", "SEND",
                                       "RECEIVE",     "DELETE",     "CHANGE_VIS",   "SET_MEMBER",
-                                      "DROP_MEMBER", "HANDLE_KEY", "SET_ATTRS"};
-        _Static_assert(sizeof types / sizeof types[0] == KYU_CMD_SET_QUEUE_ATTRIBUTES + 1,
+                                      "DROP_MEMBER", "HANDLE_KEY", "SET_ATTRS",    "PURGE"};
+        _Static_assert(sizeof types / sizeof types[0] == KYU_CMD_PURGE_QUEUE + 1,
                        "a name per command type");
         sim_trace(&c->trace, c->now, "  kyu %llu.%zu %s %s vt=%lld n=%zu now=%llu -> %s",
                   (unsigned long long)e->index, i, types[cmd.type], cmd.queue, (long long)cmd.vt,
@@ -458,6 +462,7 @@ void sk_oracle_stream(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *
         case KYU_CMD_CREATE_QUEUE:
         case KYU_CMD_DELETE_QUEUE:
         case KYU_CMD_SET_QUEUE_ATTRIBUTES:
+        case KYU_CMD_PURGE_QUEUE:
             on_queue(c, &cmd, in, q, &res[i]);
             break;
         case KYU_CMD_SEND:
