@@ -147,6 +147,7 @@ kyu_code_t kyu_op_create_queue_apply(kyu_sm_t *self, const kyu_command_t *c, kyu
     q->delay = delay;
     q->created_ms = c->now_ms;
     q->modified_ms = c->now_ms;
+    q->counted_at = c->now_ms;
     kyu_sm_index_init(q);
     zhashx_insert(self->queues, q->name, q);
     kyu_sm_touch(self, q);

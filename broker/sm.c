@@ -33,7 +33,9 @@
  *   - every message has exactly one lease record, and is in its queue's receive index
  *     exactly once: among the fresh messages when its gen is 0 and it is not delayed, else
  *     with its lease (a delayed message stays there until its first receive);
- *   - a queue's n_messages is the number of its message records;
+ *   - a queue's n_messages is the number of its message records; its n_inflight and
+ *     n_delayed (in memory) are the leases of gen > 0 and gen 0 that end after counted_at,
+ *     the time of its last command (sm_index.c, "Counters");
  *   - gen only grows; a handle is honoured only with the current gen.
  */
 #include "sm_internal.h"
@@ -91,6 +93,7 @@ static kyu_code_t load_queues(kyu_sm_t *self, kyu_err_t *err)
             q->delay = kyu_get_be32(v + 40);
         }
         kyu_sm_index_init(q);
+        q->counted_at = self->last_now; /* the counters' time (sm_index.c), before the scan */
         zhashx_insert(self->queues, q->name, q);
     }
     char *rerr = NULL;
@@ -367,8 +370,9 @@ bool kyu_sm_has_visible(kyu_sm_t *self, const char *name, uint64_t now_ms)
 }
 
 /* Not-visible messages are the leases that end after now, delayed ones the delays that end
- * after now (sm_index.c): a lease or a delay that simply runs out needs no command to move
- * it to the visible count. */
+ * after now, visible ones the rest: counters kept by the index (sm_index.c, "Counters") at
+ * the time of the queue's last command, less what ended between it and now (a lease or a
+ * delay that simply runs out needs no command to move it to the visible count). */
 kyu_code_t kyu_sm_queue_attributes(kyu_sm_t *self, const char *name, uint64_t now_ms,
                                    kyu_queue_attrs_t *attrs, kyu_err_t *err)
 {

@@ -116,6 +116,11 @@ _Static_assert(offsetof(kyu_result_t, code) == offsetof(kyu_err_t, code) &&
 static kyu_code_t apply_command(kyu_sm_t *self, const kyu_op_row_t *row, const kyu_command_t *c,
                                 kyu_apply_t *a)
 {
+    /* The queue's counters move to the command's time first (sm_index.c, "Counters"): what
+     * the command reads of them, and leaves, is as of its time. */
+    queue_t *q = c->queue[0] ? zhashx_lookup(self->queues, c->queue) : NULL;
+    if (q)
+        kyu_sm_index_advance(q, c->now_ms);
     bool keyed = c->rq_client != 0 && row->replay;
     if (!keyed)
         return row->apply(self, c, a);

@@ -82,6 +82,10 @@ void kyu_sm_index_free(queue_t *q)
     free(q->heap);
     q->heap = NULL;
     q->heap_n = q->heap_cap = 0;
+    free(q->ends);
+    q->ends = NULL;
+    q->ends_n = q->ends_cap = 0;
+    q->n_inflight = q->n_delayed = 0;
 }
 
 /* ---- fresh: a queue of seqs in chunks ----
@@ -133,40 +137,52 @@ static bool vis_less(kyu_vis_t a, kyu_vis_t b)
     return a.visible_at != b.visible_at ? a.visible_at < b.visible_at : a.seq < b.seq;
 }
 
-static void heap_push(queue_t *q, kyu_vis_t v)
+/* A binary min-heap of kyu_vis_t in an array that grows (the receive heap, and the
+ * counters' ends). */
+static void vis_push(kyu_vis_t **h, size_t *n, size_t *cap, kyu_vis_t v)
 {
-    if (q->heap_n == q->heap_cap) {
-        size_t cap = q->heap_cap ? q->heap_cap * 2 : 64;
-        kyu_vis_t *h = realloc(q->heap, cap * sizeof *h);
-        KYU_ASSERT(h);
-        q->heap = h;
-        q->heap_cap = cap;
+    if (*n == *cap) {
+        size_t c = *cap ? *cap * 2 : 64;
+        kyu_vis_t *grown = realloc(*h, c * sizeof *grown);
+        KYU_ASSERT(grown);
+        *h = grown;
+        *cap = c;
     }
-    size_t i = q->heap_n++;
-    while (i > 0 && vis_less(v, q->heap[(i - 1) / 2])) {
-        q->heap[i] = q->heap[(i - 1) / 2];
+    size_t i = (*n)++;
+    while (i > 0 && vis_less(v, (*h)[(i - 1) / 2])) {
+        (*h)[i] = (*h)[(i - 1) / 2];
         i = (i - 1) / 2;
     }
-    q->heap[i] = v;
+    (*h)[i] = v;
+}
+
+static void vis_pop(kyu_vis_t *h, size_t *n)
+{
+    kyu_vis_t last = h[--*n];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= *n)
+            break;
+        if (c + 1 < *n && vis_less(h[c + 1], h[c]))
+            c++;
+        if (!vis_less(h[c], last))
+            break;
+        h[i] = h[c];
+        i = c;
+    }
+    if (*n > 0)
+        h[i] = last;
+}
+
+static void heap_push(queue_t *q, kyu_vis_t v)
+{
+    vis_push(&q->heap, &q->heap_n, &q->heap_cap, v);
 }
 
 static void heap_pop(queue_t *q)
 {
-    kyu_vis_t last = q->heap[--q->heap_n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= q->heap_n)
-            break;
-        if (c + 1 < q->heap_n && vis_less(q->heap[c + 1], q->heap[c]))
-            c++;
-        if (!vis_less(q->heap[c], last))
-            break;
-        q->heap[i] = q->heap[c];
-        i = c;
-    }
-    if (q->heap_n > 0)
-        q->heap[i] = last;
+    vis_pop(q->heap, &q->heap_n);
 }
 
 static bool heap_live(queue_t *q, kyu_vis_t v)
@@ -193,6 +209,104 @@ static void heap_maybe_rebuild(queue_t *q)
         heap_push(q, (kyu_vis_t){l->visible_at, (uint64_t)(uintptr_t)zhashx_cursor(q->leases)});
 }
 
+/* ---- Counters ----
+ * ApproximateNumberOfMessagesNotVisible and ...Delayed, kept exact without a scan. A lease
+ * (of a received message: in flight; of one never received: delayed) is counted while it
+ * ends after counted_at, the time of the last command applied to its queue (every command
+ * moves it forward before it applies: kyu_sm_index_advance). Counting and uncounting as a
+ * lease is set or dropped is O(1) plus a push into ends, O(log n); a command whose time
+ * passes the end of counted leases pops them out of ends, each once: amortized O(log n) per
+ * change. An entry of ends that no longer matches its lease (moved or dropped) is skipped,
+ * and ends is rebuilt once dead entries outnumber the counted ones. The counts depend only
+ * on the commands applied (their times never go back: cluster_time.c), so every replica
+ * has the same (the in-flight limit reads them in apply). A read at a later time (no
+ * command since) subtracts what ended in between, by walking the entries of ends up to its
+ * time, without changing them: its cost is the leases and delays that ended since the
+ * queue's last command. */
+
+static void count_out(queue_t *q, lease_t *l)
+{
+    if (l->counted) {
+        if (l->gen == 0)
+            q->n_delayed--;
+        else
+            q->n_inflight--;
+        l->counted = false;
+    }
+}
+
+static void ends_maybe_rebuild(queue_t *q)
+{
+    if (q->ends_n < 2 * (q->n_inflight + q->n_delayed) + 1024)
+        return;
+    q->ends_n = 0;
+    for (lease_t *l = zhashx_first(q->leases); l; l = zhashx_next(q->leases))
+        if (l->counted)
+            vis_push(&q->ends, &q->ends_n, &q->ends_cap,
+                     (kyu_vis_t){l->visible_at, (uint64_t)(uintptr_t)zhashx_cursor(q->leases)});
+}
+
+static void count_in(queue_t *q, uint64_t seq, lease_t *l)
+{
+    l->counted = false;
+    if (l->visible_at <= q->counted_at)
+        return;
+    l->counted = true;
+    if (l->gen == 0)
+        q->n_delayed++;
+    else
+        q->n_inflight++;
+    vis_push(&q->ends, &q->ends_n, &q->ends_cap, (kyu_vis_t){l->visible_at, seq});
+    ends_maybe_rebuild(q);
+}
+
+/* The lease an entry of ends stands for, when it is still counted with that end. */
+static lease_t *ends_live(queue_t *q, kyu_vis_t v)
+{
+    lease_t *l = zhashx_lookup(q->leases, seq_key(v.seq));
+    return l && l->counted && l->visible_at == v.visible_at ? l : NULL;
+}
+
+void kyu_sm_index_advance(queue_t *q, uint64_t now)
+{
+    if (now <= q->counted_at)
+        return;
+    q->counted_at = now;
+    while (q->ends_n > 0 && q->ends[0].visible_at <= now) {
+        lease_t *l = ends_live(q, q->ends[0]);
+        vis_pop(q->ends, &q->ends_n);
+        if (l)
+            count_out(q, l);
+    }
+}
+
+/* Counts (once each: a lease moved away and back has two entries) the counted leases of the
+ * subtree at i of ends that end at or before now. Recursion no deeper than the heap. */
+static void ends_walk(queue_t *q, size_t i, uint64_t now, uint64_t *inflight, uint64_t *delayed)
+{
+    if (i >= q->ends_n || q->ends[i].visible_at > now)
+        return;
+    lease_t *l = ends_live(q, q->ends[i]);
+    if (l && l->read_mark != q->read_mark) {
+        l->read_mark = q->read_mark;
+        (*(l->gen == 0 ? delayed : inflight))++;
+    }
+    ends_walk(q, 2 * i + 1, now, inflight, delayed);
+    ends_walk(q, 2 * i + 2, now, inflight, delayed);
+}
+
+void kyu_sm_index_counts(queue_t *q, uint64_t now, uint64_t *not_visible, uint64_t *delayed)
+{
+    uint64_t ended_inflight = 0, ended_delayed = 0;
+    if (now > q->counted_at) {
+        if (++q->read_mark == 0) /* 0: a lease no read has marked */
+            q->read_mark = 1;
+        ends_walk(q, 0, now, &ended_inflight, &ended_delayed);
+    }
+    *not_visible = q->n_inflight - ended_inflight;
+    *delayed = q->n_delayed - ended_delayed;
+}
+
 /* ---- what the state machine uses ---- */
 
 bool kyu_sm_index_lease(const queue_t *q, uint64_t seq, lease_t *l)
@@ -207,20 +321,27 @@ void kyu_sm_index_set_lease(queue_t *q, uint64_t seq, const lease_t *l)
 {
     lease_t *cur = zhashx_lookup(q->leases, seq_key(seq));
     if (!cur) {
-        cur = malloc(sizeof *cur);
+        cur = calloc(1, sizeof *cur);
         KYU_ASSERT(cur);
         zhashx_insert(q->leases, seq_key(seq), cur);
     }
+    count_out(q, cur);
     /* Pushed even when visible_at did not change: a receive took its entry out. A second
      * live entry for one lease is harmless (kyu_sm_index_take takes a seq once). */
     *cur = *l;
+    cur->read_mark = 0;
+    count_in(q, seq, cur);
     heap_push(q, (kyu_vis_t){l->visible_at, seq});
     heap_maybe_rebuild(q);
 }
 
 void kyu_sm_index_drop(queue_t *q, uint64_t seq)
 {
-    zhashx_delete(q->leases, seq_key(seq));
+    lease_t *cur = zhashx_lookup(q->leases, seq_key(seq));
+    if (cur) {
+        count_out(q, cur);
+        zhashx_delete(q->leases, seq_key(seq));
+    }
 }
 
 uint32_t kyu_sm_index_take(queue_t *q, uint64_t now, uint32_t max, uint64_t seqs[],
@@ -255,14 +376,6 @@ bool kyu_sm_index_has_visible(queue_t *q, uint64_t now)
         return true;
     heap_settle(q);
     return q->heap_n > 0 && q->heap[0].visible_at <= now;
-}
-
-void kyu_sm_index_counts(queue_t *q, uint64_t now, uint64_t *not_visible, uint64_t *delayed)
-{
-    *not_visible = *delayed = 0;
-    for (lease_t *l = zhashx_first(q->leases); l; l = zhashx_next(q->leases))
-        if (l->visible_at > now)
-            (*(l->gen == 0 ? delayed : not_visible))++;
 }
 
 static bool lease_decode(const char *v, size_t len, lease_t *l)

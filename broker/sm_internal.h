@@ -20,6 +20,10 @@ typedef struct {
     uint32_t receive_count;
     uint32_t gen;
     uint64_t first_ms;
+    /* In memory only (sm_index.c, the counters): counted in its queue's n_inflight or
+     * n_delayed, and the mark of the last read that subtracted it. Ignored by callers. */
+    bool counted;
+    uint32_t read_mark;
 } lease_t;
 
 /* A message as a receive reads it (kyu_sm_read_messages). */
@@ -57,6 +61,14 @@ typedef struct {
     zhashx_t *leases;
     kyu_vis_t *heap;
     size_t heap_n, heap_cap;
+    /* The counters (sm_index.c, "Counters"): the leases of received messages (n_inflight)
+     * and the delays (n_delayed) that end after counted_at, the time of the last command
+     * applied to the queue; ends: a min-heap of (visible_at, seq) of those counted, which
+     * moves them out as commands' times pass their ends. */
+    uint64_t counted_at, n_inflight, n_delayed;
+    kyu_vis_t *ends;
+    size_t ends_n, ends_cap;
+    uint32_t read_mark;
     bool dirty;   /* record to be written with the current entry */
     bool deleted; /* removed by the current entry */
 } queue_t;
@@ -224,8 +236,10 @@ void kyu_sm_index_drop(queue_t *q, uint64_t seq);
 uint32_t kyu_sm_index_take(queue_t *q, uint64_t now, uint32_t max, uint64_t seqs[],
                            lease_t leases[]);
 bool kyu_sm_index_has_visible(queue_t *q, uint64_t now);
+/* Moves the counters to the time of a command applied to q (no earlier than they are). */
+void kyu_sm_index_advance(queue_t *q, uint64_t now);
 /* Leased messages (received, lease not over) and delayed ones (never received, delay not
- * over) at now. */
+ * over) at now (at the counters' time when now is earlier); changes no count. */
 void kyu_sm_index_counts(queue_t *q, uint64_t now, uint64_t *not_visible, uint64_t *delayed);
 /* Rebuilds every queue's index from the leases column family. */
 kyu_code_t kyu_sm_index_load(kyu_sm_t *self, kyu_err_t *err);

@@ -1,0 +1,239 @@
+/* The receive index's counters (broker/sm_index.c, "Counters"): ApproximateNumberOfMessages,
+ * ...NotVisible and ...Delayed kept exact by every change (send, delayed send, receive,
+ * delete, change-visibility, lease expiry and delays ending as seen at a command's time or
+ * at a read's, purge, queue deletion), across restarts, and equal to a scan of the leases
+ * under a random workload. */
+#include "command.h"
+#include "fixture.h"
+#include "sm_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define T0 1000000 /* a command time, ms */
+
+static void ok(kyu_result_t r)
+{
+    if (r.code != KYU_OK)
+        fail_msg("expected OK, got %s: %s", kyu_code_name(r.code), r.error);
+    kyu_result_clear(&r);
+}
+
+static void expect_counts(fixture_t *f, uint64_t now, int64_t visible, int64_t not_visible,
+                          int64_t delayed)
+{
+    kyu_queue_attrs_t a;
+    kyu_err_t err;
+    assert_int_equal(kyu_sm_queue_attributes(f->sm, "q", now, &a, &err), KYU_OK);
+    if (a.visible != visible || a.not_visible != not_visible || a.delayed != delayed)
+        fail_msg("at %llu expected %lld visible / %lld not visible / %lld delayed, got %lld / "
+                 "%lld / %lld",
+                 (unsigned long long)now, (long long)visible, (long long)not_visible,
+                 (long long)delayed, (long long)a.visible, (long long)a.not_visible,
+                 (long long)a.delayed);
+}
+
+static kyu_command_t cmd_send_delayed(uint64_t now, const char *body, uint64_t delay_ms)
+{
+    kyu_command_t c = cmd_send("q", now, body);
+    c.has_msg_delay[0] = true;
+    c.msg_delay_ms[0] = delay_ms;
+    return c;
+}
+
+/* Receives one message at now for vt seconds; its handle in h. */
+static void receive1(fixture_t *f, uint64_t now, int64_t vt, char h[KYU_HANDLE_MAX + 1])
+{
+    kyu_result_t r = apply1(f, cmd_receive("q", now, 1, vt));
+    assert_int_equal(r.code, KYU_OK);
+    assert_int_equal(r.n_msgs, 1);
+    snprintf(h, KYU_HANDLE_MAX + 1, "%s", r.msgs[0].handle);
+    kyu_result_clear(&r);
+}
+
+static void handle_ok(fixture_t *f, kyu_command_t c)
+{
+    kyu_result_t r = apply1(f, c);
+    assert_int_equal(r.code, KYU_OK);
+    assert_int_equal(r.results[0], KYU_OK);
+    kyu_result_clear(&r);
+}
+
+/* Every kind of change, the counts after each, then the same after a restart. */
+static void check_every_change(fixture_t *f, bool restart)
+{
+    char a[KYU_HANDLE_MAX + 1], b[KYU_HANDLE_MAX + 1];
+    ok(apply1(f, cmd_create("q", 10)));
+    ok(apply1(f, cmd_send("q", T0, "a")));
+    ok(apply1(f, cmd_send("q", T0, "b")));
+    expect_counts(f, T0, 2, 0, 0);
+    ok(apply1(f, cmd_send_delayed(T0, "late", 5000)));
+    expect_counts(f, T0, 2, 0, 1);
+    receive1(f, T0 + 1, -1, a); /* until T0 + 10001 */
+    receive1(f, T0 + 1, 20, b); /* until T0 + 20001 */
+    expect_counts(f, T0 + 1, 0, 2, 1);
+    if (restart)
+        fixture_reopen(f);
+    /* The delay ends at T0 + 5000: seen by a read, with no command since. */
+    expect_counts(f, T0 + 4999, 0, 2, 1);
+    expect_counts(f, T0 + 5000, 1, 2, 0);
+    /* change-visibility 0: visible at once; then again in flight. */
+    handle_ok(f, cmd_change_visibility("q", T0 + 6000, a, 0));
+    expect_counts(f, T0 + 6000, 2, 1, 0);
+    receive1(f, T0 + 6001, -1, a); /* the earliest due: "late", until T0 + 16001 */
+    expect_counts(f, T0 + 6001, 1, 2, 0);
+    /* change-visibility that extends a lease */
+    handle_ok(f, cmd_change_visibility("q", T0 + 7000, b, 100)); /* until T0 + 107000 */
+    if (restart)
+        fixture_reopen(f);
+    expect_counts(f, T0 + 7000, 1, 2, 0);
+    /* a lease that ran out, as a command sees it, then as reads see it */
+    ok(apply1(f, cmd_send("q", T0 + 16001, "c")));
+    expect_counts(f, T0 + 16001, 3, 1, 0);
+    expect_counts(f, T0 + 106999, 3, 1, 0);
+    expect_counts(f, T0 + 107000, 4, 0, 0);
+    /* delete of an in-flight message */
+    handle_ok(f, cmd_delete("q", T0 + 20000, b));
+    expect_counts(f, T0 + 20000, 3, 0, 0);
+    /* purge */
+    receive1(f, T0 + 20001, -1, a);
+    ok(apply1(f, cmd_send_delayed(T0 + 20001, "later", 60000)));
+    expect_counts(f, T0 + 20001, 2, 1, 1);
+    kyu_command_t p = cmd_delete_queue("q");
+    p.type = KYU_CMD_PURGE_QUEUE;
+    p.now_ms = T0 + 20002;
+    ok(apply1(f, p));
+    expect_counts(f, T0 + 20002, 0, 0, 0);
+    /* queue deletion: a new queue of the name counts from zero */
+    ok(apply1(f, cmd_send("q", T0 + 20003, "d")));
+    receive1(f, T0 + 20003, -1, a);
+    ok(apply1(f, cmd_delete_queue("q")));
+    ok(apply1(f, cmd_create("q", 10)));
+    expect_counts(f, T0 + 20004, 0, 0, 0);
+    if (restart)
+        fixture_reopen(f);
+    expect_counts(f, T0 + 20004, 0, 0, 0);
+}
+
+static void test_counts_follow_every_kind_of_change(void **state)
+{
+    check_every_change(*state, false);
+}
+
+static void test_counts_are_the_same_after_restarts(void **state)
+{
+    check_every_change(*state, true);
+}
+
+/* A read at a time before the queue's last command sees the counts of that command's time
+ * (the counters never go back), and a read changes nothing a later command sees. */
+static void test_a_read_changes_no_count(void **state)
+{
+    fixture_t *f = *state;
+    char h[KYU_HANDLE_MAX + 1];
+    ok(apply1(f, cmd_create("q", 10)));
+    ok(apply1(f, cmd_send("q", T0, "a")));
+    receive1(f, T0, -1, h); /* until T0 + 10000 */
+    expect_counts(f, T0 + 20000, 1, 0, 0);
+    expect_counts(f, T0 + 5000, 0, 1, 0);
+    ok(apply1(f, cmd_send("q", T0 + 5000, "b")));
+    expect_counts(f, T0 + 5000, 1, 1, 0);
+    expect_counts(f, T0, 1, 1, 0);
+}
+
+/* A lease moved to the end it already had leaves two entries for one lease: a read past
+ * that end subtracts it once, and so does the command that passes it. */
+static void test_a_lease_moved_to_its_own_end_ends_once(void **state)
+{
+    fixture_t *f = *state;
+    char h[KYU_HANDLE_MAX + 1];
+    ok(apply1(f, cmd_create("q", 10)));
+    ok(apply1(f, cmd_send("q", T0, "a")));
+    ok(apply1(f, cmd_send("q", T0, "b")));
+    receive1(f, T0, -1, h);                                    /* until T0 + 10000 */
+    handle_ok(f, cmd_change_visibility("q", T0 + 5000, h, 5)); /* the same end */
+    expect_counts(f, T0 + 5000, 1, 1, 0);
+    expect_counts(f, T0 + 20000, 2, 0, 0);
+    ok(apply1(f, cmd_send("q", T0 + 20000, "c")));
+    expect_counts(f, T0 + 20000, 3, 0, 0);
+}
+
+/* The counts the index keeps, against a scan of its leases (what GET_QUEUE_ATTRIBUTES did
+ * before), under a random workload: leases moved away and back to the same end, many dead
+ * entries (ends rebuilt), reads between commands, restarts. */
+static void scan_counts(fixture_t *f, uint64_t now, uint64_t *inflight, uint64_t *delayed)
+{
+    queue_t *q = zhashx_lookup(((kyu_sm_t *)f->sm)->queues, "q");
+    assert_non_null(q);
+    uint64_t t = now > q->counted_at ? now : q->counted_at; /* the counters never go back */
+    *inflight = *delayed = 0;
+    for (lease_t *l = zhashx_first(q->leases); l; l = zhashx_next(q->leases))
+        if (l->visible_at > t)
+            (*(l->gen == 0 ? delayed : inflight))++;
+}
+
+static void test_counts_match_a_scan_under_a_random_workload(void **state)
+{
+    fixture_t *f = *state;
+    uint64_t seed = 0x9e3779b97f4a7c15ULL;
+    char handles[64][KYU_HANDLE_MAX + 1];
+    size_t n_handles = 0;
+    uint64_t now = T0;
+    ok(apply1(f, cmd_create("q", 2)));
+    for (int step = 0; step < 6000; step++) {
+        seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
+        unsigned r = (unsigned)(seed % 100);
+        now += (seed >> 8) % 400; /* times in steps of 0-399 ms: ends collide */
+        kyu_command_t c;
+        if (r < 30) {
+            c = (seed >> 20) % 3 ? cmd_send("q", now, "m")
+                                 : cmd_send_delayed(now, "m", ((seed >> 24) % 4) * 1000);
+        } else if (r < 60) {
+            c = cmd_receive("q", now, 1 + (uint32_t)((seed >> 20) % 3),
+                            (int64_t)((seed >> 24) % 3));
+        } else if (r < 95 && n_handles > 0) {
+            const char *h = handles[(seed >> 20) % n_handles];
+            c = r < 75 ? cmd_delete("q", now, h)
+                       : cmd_change_visibility("q", now, h, (int64_t)((seed >> 24) % 3));
+        } else {
+            c = cmd_send("q", now, "m");
+        }
+        kyu_result_t res = apply1(f, c);
+        assert_int_equal(res.code, KYU_OK);
+        for (size_t i = 0; i < res.n_msgs; i++)
+            snprintf(handles[n_handles++ % 64], KYU_HANDLE_MAX + 1, "%s", res.msgs[i].handle);
+        if (n_handles > 64)
+            n_handles = 64;
+        kyu_result_clear(&res);
+        if (step % 1500 == 1499)
+            fixture_reopen(f);
+        uint64_t at[] = {now, now + 500, now + 2500, now - 100};
+        for (size_t i = 0; i < 4; i++) {
+            uint64_t inflight, delayed;
+            scan_counts(f, at[i], &inflight, &delayed);
+            kyu_queue_attrs_t a;
+            kyu_err_t err;
+            assert_int_equal(kyu_sm_queue_attributes(f->sm, "q", at[i], &a, &err), KYU_OK);
+            if ((uint64_t)a.not_visible != inflight || (uint64_t)a.delayed != delayed)
+                fail_msg("step %d at %llu: counted %lld in flight / %lld delayed, a scan finds "
+                         "%llu / %llu",
+                         step, (unsigned long long)at[i], (long long)a.not_visible,
+                         (long long)a.delayed, (unsigned long long)inflight,
+                         (unsigned long long)delayed);
+        }
+    }
+}
+
+#define T(name) cmocka_unit_test_setup_teardown(name, fixture_setup, fixture_teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_counts_follow_every_kind_of_change),
+        T(test_counts_are_the_same_after_restarts),
+        T(test_a_read_changes_no_count),
+        T(test_a_lease_moved_to_its_own_end_ends_once),
+        T(test_counts_match_a_scan_under_a_random_workload),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
