@@ -15,6 +15,9 @@
  *                      at once); without it (every entry written before per-message delays)
  *                      the queue's applies
  *   DELETE, CHANGE_VISIBILITY: items = [receipt_handle, ...]
+ *   RECEIVE:           items = [max in flight] (the leader's --max-inflight, 1..2^32-1: the
+ *                      receive leases no message past it), or [] (entries written before
+ *                      the limit: none)
  *   SET_MEMBER:        items = [node id, raft address (tcp://HOST:PORT), client endpoint]
  *   DROP_MEMBER:       items = [node id]
  *   SET_HANDLE_KEY:    items = [key (bin, 32 bytes)]: the key of receipt handles (sm_handle.c)
@@ -76,6 +79,7 @@ typedef struct {
     char member_raft[KYU_ENDPOINT_MAX];
     char member_client[KYU_ENDPOINT_MAX];
     uint8_t key[KYU_HANDLE_KEY_LEN]; /* SET_HANDLE_KEY: the receipt handle key */
+    uint32_t max_inflight;           /* RECEIVE: the leader's in-flight limit per queue (0: none) */
 } kyu_command_t;
 
 /* Appends cmd's encoding to out. */

@@ -35,6 +35,7 @@ kyu_frontend_t *kyu_frontend_new(const kyu_frontend_config_t *cfg, kyu_sm_t *sm,
     }
     self->ctx.sm = sm;
     self->ctx.max_body = cfg->max_body;
+    self->ctx.max_inflight = cfg->max_inflight;
     snprintf(self->endpoint, sizeof self->endpoint, "%s", cfg->endpoint);
     self->ctx.endpoint = self->endpoint;
     msgpack_sbuffer_init(&self->buf);

@@ -13,8 +13,9 @@
 #include "membership.h"
 
 typedef struct {
-    const char *endpoint; /* e.g. tcp://127.0.0.1:7700 */
-    size_t max_body;      /* maximum message size in bytes */
+    const char *endpoint;  /* e.g. tcp://127.0.0.1:7700 */
+    size_t max_body;       /* maximum message size in bytes */
+    uint32_t max_inflight; /* messages in flight per queue (KYU_INFLIGHT_MAX_DEFAULT) */
 } kyu_frontend_config_t;
 
 typedef struct kyu_frontend kyu_frontend_t;

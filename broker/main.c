@@ -24,6 +24,7 @@ typedef struct {
     kyu_peers_t peers;
     bool join;
     uint64_t max_clock_skew_ms;
+    uint32_t max_inflight;
 } config_t;
 
 static void usage(FILE *out)
@@ -32,7 +33,7 @@ static void usage(FILE *out)
         out,
         "usage: kyu-broker [--data DIR] [--listen ENDPOINT] [--max-message-size BYTES]\n"
         "                  [--node-id N --peer ID,RAFT_HOST:PORT,CLIENT_ENDPOINT ... [--join]]\n"
-        "                  [--max-clock-skew-ms MS]\n"
+        "                  [--max-clock-skew-ms MS] [--max-inflight N]\n"
         "\n"
         "Runs a kyu broker node: queues with SQS semantics, stored durably in RocksDB and\n"
         "replicated with Raft when peers are given.\n"
@@ -53,10 +54,13 @@ static void usage(FILE *out)
         "                           time (default %d): past it the node logs the skew, and a\n"
         "                           clock ahead is not used and gives leadership away\n"
         "                           (env KYU_MAX_CLOCK_SKEW_MS)\n"
+        "  --max-inflight N         messages in flight (received, lease not over) per queue,\n"
+        "                           1 to 4294967295 (default %d, SQS's): a receive past it\n"
+        "                           is refused with LIMIT_EXCEEDED (SQS's OverLimit)\n"
         "  --help                   this text\n"
         "\n"
         "SIGTERM or SIGINT stops the broker cleanly.\n",
-        KYU_BODY_MAX_DEFAULT, KYU_CLUSTER_TIME_SKEW_DEFAULT_MS);
+        KYU_BODY_MAX_DEFAULT, KYU_CLUSTER_TIME_SKEW_DEFAULT_MS, KYU_INFLIGHT_MAX_DEFAULT);
 }
 
 /* A positive number of milliseconds up to KYU_CLUSTER_TIME_SKEW_MAX_MS, or 0 (not valid). */
@@ -77,10 +81,18 @@ static int parse_args(int argc, char **argv, config_t *cfg)
         {"peer", required_argument, NULL, 'p'},
         {"join", no_argument, NULL, 'j'},
         {"max-clock-skew-ms", required_argument, NULL, 's'},
+        {"max-inflight", required_argument, NULL, 'i'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    *cfg = (config_t){"./kyu-data", "tcp://127.0.0.1:7700", KYU_BODY_MAX_DEFAULT, 0, {0}, false, 0};
+    *cfg = (config_t){"./kyu-data",
+                      "tcp://127.0.0.1:7700",
+                      KYU_BODY_MAX_DEFAULT,
+                      0,
+                      {0},
+                      false,
+                      0,
+                      KYU_INFLIGHT_MAX_DEFAULT};
     const char *skew = getenv("KYU_MAX_CLOCK_SKEW_MS");
     const char *env_join = getenv("KYU_JOIN");
     cfg->join = env_join && strcmp(env_join, "1") == 0;
@@ -121,6 +133,17 @@ static int parse_args(int argc, char **argv, config_t *cfg)
                 return 2;
             }
             cfg->max_body = (size_t)v;
+            break;
+        }
+        case 'i': {
+            char *end = NULL;
+            unsigned long long v = strtoull(optarg, &end, 10);
+            if (!*optarg || *optarg == '-' || *end || v < 1 || v > UINT32_MAX) {
+                fprintf(stderr, "kyu-broker: --max-inflight must be 1 to %u messages\n",
+                        UINT32_MAX);
+                return 2;
+            }
+            cfg->max_inflight = (uint32_t)v;
             break;
         }
         case 'h':
@@ -390,7 +413,8 @@ int main(int argc, char **argv)
     broker_t b = {0};
     kyu_store_t *store = kyu_store_open(cfg.data_dir, &err);
     kyu_sm_t *sm = store ? kyu_sm_open(store, &err) : NULL;
-    kyu_frontend_config_t fcfg = {.endpoint = cfg.listen, .max_body = cfg.max_body};
+    kyu_frontend_config_t fcfg = {
+        .endpoint = cfg.listen, .max_body = cfg.max_body, .max_inflight = cfg.max_inflight};
     if (sm)
         kyu_sm_write_behind(sm); /* the state database's writes off the event loop */
     if (sm)

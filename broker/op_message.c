@@ -198,6 +198,66 @@ kyu_code_t kyu_op_send_replay(kyu_sm_t *self, const kyu_command_t *c, const kyu_
 
 /* ---- RECEIVE ---- */
 
+/* The in-flight limit (SQS: 120,000 per standard queue, OverLimit past it). A receive leases
+ * at most as many messages as the queue has room for; one that finds a visible message and
+ * no room is refused and changes nothing. Checked in apply, with the counts at the command's
+ * time (sm_index.c: every replica has the same) and the limit the leader put in the command
+ * (a node's flag could differ), and before proposing, so that a consumer polling a queue at
+ * its limit costs no log write. */
+static kyu_code_t over_limit(kyu_err_t *err, const char *queue, uint64_t inflight, uint32_t limit)
+{
+    return kyu_err_set(err, KYU_ERR_LIMIT_EXCEEDED,
+                       "OverLimit: queue '%s' has %llu messages in flight, its limit is %u "
+                       "(delete or release some first; kyu-broker --max-inflight)",
+                       queue, (unsigned long long)inflight, limit);
+}
+
+kyu_code_t kyu_op_receive_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+                                   kyu_err_t *err)
+{
+    if (kyu_op_queue_exists(ctx, req, bodies, err) != KYU_OK)
+        return err->code;
+    queue_t *q = zhashx_lookup(ctx->sm->queues, req->queue);
+    if (!ctx->max_inflight || (req->fields & KYU_F_RQ)) /* a retry is answered from its record */
+        return KYU_OK;
+    /* Without a replica (the rows' unit tests) the last command's time stands for the
+     * leader's. */
+    uint64_t now = ctx->replica ? kyu_replica_now(ctx->replica) : kyu_sm_last_now(ctx->sm);
+    uint64_t inflight = 0, delayed = 0;
+    kyu_sm_index_counts(q, now, &inflight, &delayed);
+    if (inflight >= ctx->max_inflight && kyu_sm_index_has_visible(q, now))
+        return over_limit(err, req->queue, inflight, ctx->max_inflight);
+    return KYU_OK;
+}
+
+void kyu_op_receive_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+                          kyu_command_t *cmd)
+{
+    (void)req, (void)bodies;
+    cmd->max_inflight = ctx->max_inflight;
+}
+
+/* items = [max in flight] or [] (command.h) */
+void kyu_op_receive_encode(const kyu_command_t *cmd, msgpack_packer *pk)
+{
+    msgpack_pack_array(pk, cmd->max_inflight ? 1 : 0);
+    if (cmd->max_inflight)
+        msgpack_pack_uint32(pk, cmd->max_inflight);
+}
+
+bool kyu_op_receive_decode(const msgpack_object *items, kyu_command_t *cmd)
+{
+    if (items->type != MSGPACK_OBJECT_ARRAY || items->via.array.size > 1)
+        return false;
+    if (items->via.array.size == 0)
+        return true;
+    const msgpack_object *o = &items->via.array.ptr[0];
+    if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER || o->via.u64 == 0 || o->via.u64 > UINT32_MAX)
+        return false;
+    cmd->max_inflight = (uint32_t)o->via.u64;
+    return true;
+}
+
 /* Nothing to lease: answered empty without a command (a receive that finds nothing changes
  * nothing, and every acknowledged send is already applied), so an idle consumer costs no
  * fsync. Not for a retry the state machine remembers: its first attempt may have leased
@@ -252,6 +312,15 @@ kyu_code_t kyu_op_receive_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_appl
     if (!q)
         return KYU_OK;
     uint32_t max = c->max ? c->max : 1;
+    if (c->max_inflight) { /* the queue's counts are at the command's time (sm_apply.c) */
+        uint64_t room = q->n_inflight < c->max_inflight ? c->max_inflight - q->n_inflight : 0;
+        if (room == 0 && kyu_sm_index_has_visible(q, c->now_ms)) {
+            over_limit(kyu_result_err(a->res), c->queue, q->n_inflight, c->max_inflight);
+            return KYU_OK;
+        }
+        if (room < max)
+            max = (uint32_t)room;
+    }
     uint64_t vt_ms = (uint64_t)(c->vt >= 0 ? (uint64_t)c->vt : q->vt) * 1000;
     uint64_t seqs[KYU_BATCH_MAX];
     lease_t leases[KYU_BATCH_MAX];

@@ -73,8 +73,9 @@ typedef struct {
     kyu_replica_t *replica;
     kyu_membership_t *membership; /* NULL: membership changes are refused */
     size_t max_body;
-    const char *endpoint; /* this node's client endpoint */
-    uint64_t rng[4];      /* message ids (xoshiro256**, seeded from getrandom) */
+    uint32_t max_inflight; /* RECEIVE: messages in flight per queue (0: no limit) */
+    const char *endpoint;  /* this node's client endpoint */
+    uint64_t rng[4];       /* message ids (xoshiro256**, seeded from getrandom) */
 } kyu_op_ctx_t;
 
 /* What an apply function gets besides its command. */
@@ -167,6 +168,12 @@ kyu_code_t kyu_op_send_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t
 kyu_code_t kyu_op_send_replay(kyu_sm_t *sm, const kyu_command_t *cmd, const kyu_dedup_t *d,
                               kyu_apply_t *a);
 bool kyu_op_receive_answer_empty(kyu_op_ctx_t *ctx, const kyu_request_t *req);
+kyu_code_t kyu_op_receive_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+                                   kyu_err_t *err);
+void kyu_op_receive_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+                          kyu_command_t *cmd);
+void kyu_op_receive_encode(const kyu_command_t *cmd, msgpack_packer *pk);
+bool kyu_op_receive_decode(const msgpack_object *items, kyu_command_t *cmd);
 void kyu_op_receive_reply(const kyu_result_t *res, kyu_reply_t *rep, size_t *n_bodies);
 kyu_code_t kyu_op_receive_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
 kyu_code_t kyu_op_receive_replay(kyu_sm_t *sm, const kyu_command_t *cmd, const kyu_dedup_t *d,

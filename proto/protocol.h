@@ -40,6 +40,9 @@
  * MessageRetentionPeriod; retention itself is not built yet, so it is a fixed cap) */
 #define KYU_DELIVER_AT_MAX_S 345600
 #define KYU_ENDPOINT_MAX 256
+/* Messages in flight (received, lease not over) per queue: SQS's limit for a standard queue
+ * (OverLimit past it); kyu-broker --max-inflight changes it (tests set it low). */
+#define KYU_INFLIGHT_MAX_DEFAULT 120000
 #define KYU_CLUSTER_NODES_MAX 9 /* voters + learners of a cluster (KYU_RAFT_MAX_NODES) */
 
 typedef enum {

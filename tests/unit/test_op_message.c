@@ -1,7 +1,8 @@
 /* Per-message delay on SEND (broker/op_message.c): a message's own DelaySeconds or deliver-at
  * replaces the queue's DelaySeconds both ways, is range checked before it is proposed,
  * becomes a delay relative to the command's time at the leader, is encoded in the log (and
- * SEND entries written before it decode as before), and survives a restart. */
+ * SEND entries written before it decode as before), and survives a restart. The in-flight
+ * limit on RECEIVE: in apply, before proposing, and in the log. */
 #include "command.h"
 #include "fixture.h"
 #include "ops.h"
@@ -335,6 +336,175 @@ static void test_the_leader_turns_deliver_at_into_a_delay_from_its_time(void **s
     assert_int_equal(c.msg_delay_ms[0], 900000);
 }
 
+/* ---- the in-flight limit ---- */
+
+static kyu_command_t receive_limited(uint64_t now, uint32_t max, uint32_t limit)
+{
+    kyu_command_t c = cmd_receive("q", now, max, 10);
+    c.max_inflight = limit;
+    return c;
+}
+
+static void counts(fixture_t *f, uint64_t now, int64_t visible, int64_t not_visible)
+{
+    kyu_queue_attrs_t a;
+    kyu_err_t err;
+    assert_int_equal(kyu_sm_queue_attributes(f->sm, "q", now, &a, &err), KYU_OK);
+    if (a.visible != visible || a.not_visible != not_visible)
+        fail_msg("expected %lld visible / %lld in flight, got %lld / %lld", (long long)visible,
+                 (long long)not_visible, (long long)a.visible, (long long)a.not_visible);
+}
+
+/* A queue of n messages "m". */
+static void fill(fixture_t *f, int n)
+{
+    ok(apply1(f, cmd_create_delayed("q", 0)));
+    for (int i = 0; i < n; i++)
+        ok(apply1(f, cmd_send("q", T0, "m")));
+}
+
+static void test_a_receive_leases_no_more_than_the_limit_allows(void **state)
+{
+    fixture_t *f = *state;
+    fill(f, 5);
+    kyu_result_t r = apply1(f, receive_limited(T0, 2, 3));
+    assert_int_equal(r.n_msgs, 2);
+    kyu_result_clear(&r);
+    r = apply1(f, receive_limited(T0, 10, 3)); /* room for one */
+    assert_int_equal(r.code, KYU_OK);
+    assert_int_equal(r.n_msgs, 1);
+    kyu_result_clear(&r);
+    counts(f, T0, 2, 3);
+}
+
+static void test_a_receive_at_the_limit_is_over_limit_and_changes_nothing(void **state)
+{
+    fixture_t *f = *state;
+    fill(f, 3);
+    kyu_result_t r = apply1(f, receive_limited(T0, 2, 2));
+    assert_int_equal(r.n_msgs, 2);
+    char h[KYU_HANDLE_MAX + 1];
+    snprintf(h, sizeof h, "%s", r.msgs[0].handle);
+    kyu_result_clear(&r);
+    r = apply1(f, receive_limited(T0 + 1, 1, 2));
+    expect_error(r.code, r.error, KYU_ERR_LIMIT_EXCEEDED,
+                 "OverLimit: queue 'q' has 2 messages in flight, its limit is 2");
+    assert_int_equal(r.n_msgs, 0);
+    kyu_result_clear(&r);
+    counts(f, T0 + 1, 1, 2);
+    /* A delete makes room. */
+    r = apply1(f, cmd_delete("q", T0 + 2, h));
+    assert_int_equal(r.results[0], KYU_OK);
+    kyu_result_clear(&r);
+    r = apply1(f, receive_limited(T0 + 3, 1, 2));
+    assert_int_equal(r.n_msgs, 1);
+    kyu_result_clear(&r);
+    counts(f, T0 + 3, 0, 2);
+}
+
+/* A lease that ran out by the command's time is no longer in flight: room again. */
+static void test_a_lease_that_ran_out_makes_room(void **state)
+{
+    fixture_t *f = *state;
+    fill(f, 2);
+    kyu_result_t r = apply1(f, receive_limited(T0, 1, 1)); /* for 10 s */
+    assert_int_equal(r.n_msgs, 1);
+    kyu_result_clear(&r);
+    r = apply1(f, receive_limited(T0 + 9999, 1, 1));
+    assert_int_equal(r.code, KYU_ERR_LIMIT_EXCEEDED);
+    kyu_result_clear(&r);
+    r = apply1(f, receive_limited(T0 + 10000, 1, 1));
+    assert_int_equal(r.code, KYU_OK);
+    assert_int_equal(r.n_msgs, 1);
+    kyu_result_clear(&r);
+}
+
+/* With nothing to lease, a receive at the limit passes nothing: an empty answer. Old RECEIVE
+ * entries (no limit in the command) lease past it. */
+static void
+test_at_the_limit_an_empty_queue_answers_empty_and_old_entries_have_no_limit(void **state)
+{
+    fixture_t *f = *state;
+    fill(f, 1);
+    kyu_result_t r = apply1(f, receive_limited(T0, 1, 1));
+    assert_int_equal(r.n_msgs, 1);
+    kyu_result_clear(&r);
+    r = apply1(f, receive_limited(T0, 1, 1));
+    assert_int_equal(r.code, KYU_OK);
+    assert_int_equal(r.n_msgs, 0);
+    kyu_result_clear(&r);
+    ok(apply1(f, cmd_send("q", T0, "m")));
+    r = apply1(f, receive_limited(T0, 1, 0));
+    assert_int_equal(r.n_msgs, 1);
+    kyu_result_clear(&r);
+    counts(f, T0, 0, 2);
+}
+
+static kyu_code_t validate_receive(fixture_t *f, uint32_t limit, bool keyed, kyu_err_t *err)
+{
+    kyu_op_ctx_t ctx = {.sm = f->sm, .max_body = 1 << 20, .max_inflight = limit};
+    kyu_request_t r;
+    memset(&r, 0, sizeof r);
+    r.op = KYU_OP_RECEIVE;
+    r.fields = KYU_F_QUEUE | (keyed ? KYU_F_RQ : 0);
+    snprintf(r.queue, sizeof r.queue, "q");
+    kyu_err_clear(err);
+    return kyu_ops_row(KYU_OP_RECEIVE)->validate(&ctx, &r, NULL, err);
+}
+
+/* Refused before it is proposed too (no log write for a consumer polling a full queue),
+ * but not a retry, which its record answers. */
+static void test_a_receive_over_the_limit_is_refused_before_it_is_proposed(void **state)
+{
+    fixture_t *f = *state;
+    kyu_err_t err;
+    fill(f, 2);
+    assert_int_equal(validate_receive(f, 1, false, &err), KYU_OK);
+    kyu_result_t r = apply1(f, receive_limited(T0, 1, 1));
+    kyu_result_clear(&r);
+    expect_error(validate_receive(f, 1, false, &err), err.msg, KYU_ERR_LIMIT_EXCEEDED, "OverLimit");
+    assert_int_equal(validate_receive(f, 2, false, &err), KYU_OK);
+    assert_int_equal(validate_receive(f, 1, true, &err), KYU_OK);
+    assert_int_equal(validate_receive(f, 0, false, &err), KYU_OK);
+}
+
+static void test_the_limit_round_trips_through_the_log_and_bad_ones_are_malformed(void **state)
+{
+    (void)state;
+    kyu_command_t c = receive_limited(T0, 3, 120000);
+    kyu_command_t d = round_trip(&c);
+    assert_int_equal(d.max_inflight, 120000);
+    c.max_inflight = 0;
+    d = round_trip(&c);
+    assert_int_equal(d.max_inflight, 0);
+    /* [0], [2^32], ["x"], [1, 2] */
+    for (int bad = 0; bad < 4; bad++) {
+        msgpack_sbuffer b;
+        msgpack_sbuffer_init(&b);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+        msgpack_pack_array(&pk, 6);
+        msgpack_pack_uint32(&pk, KYU_CMD_RECEIVE);
+        msgpack_pack_uint64(&pk, T0);
+        kyu_mp_pack_str(&pk, "q");
+        msgpack_pack_int64(&pk, -1);
+        msgpack_pack_uint32(&pk, 1);
+        msgpack_pack_array(&pk, bad == 3 ? 2 : 1);
+        if (bad == 0)
+            msgpack_pack_uint64(&pk, 0);
+        else if (bad == 1)
+            msgpack_pack_uint64(&pk, 1ull << 32);
+        else if (bad == 2)
+            kyu_mp_pack_str(&pk, "x");
+        else
+            msgpack_pack_uint64(&pk, 1), msgpack_pack_uint64(&pk, 2);
+        size_t off = 0;
+        kyu_err_t err;
+        assert_int_equal(kyu_command_decode(b.data, b.size, &off, &d, &err), KYU_ERR_MALFORMED);
+        msgpack_sbuffer_destroy(&b);
+    }
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, fixture_setup, fixture_teardown)
 
 int main(void)
@@ -352,6 +522,12 @@ int main(void)
         T(test_a_message_delay_over_900_is_refused_naming_the_field),
         T(test_a_deliver_at_past_four_days_is_refused),
         cmocka_unit_test(test_the_leader_turns_deliver_at_into_a_delay_from_its_time),
+        T(test_a_receive_leases_no_more_than_the_limit_allows),
+        T(test_a_receive_at_the_limit_is_over_limit_and_changes_nothing),
+        T(test_a_lease_that_ran_out_makes_room),
+        T(test_at_the_limit_an_empty_queue_answers_empty_and_old_entries_have_no_limit),
+        T(test_a_receive_over_the_limit_is_refused_before_it_is_proposed),
+        cmocka_unit_test(test_the_limit_round_trips_through_the_log_and_bad_ones_are_malformed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
