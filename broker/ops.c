@@ -62,6 +62,7 @@ static const kyu_op_row_t rows[KYU_OPS_MAX_] = {
                         .cmd = KYU_CMD_RECEIVE,
                         .validate = kyu_op_queue_exists,
                         .answer_empty = kyu_op_receive_answer_empty,
+                        .wait_ms = kyu_op_receive_wait_ms,
                         .reply = kyu_op_receive_reply,
                         .apply = kyu_op_receive_apply,
                         .replay = kyu_op_receive_replay,
