@@ -315,8 +315,12 @@ static void propose_or_park(kyu_frontend_t *self, zframe_t **identity, const kyu
     if (!lp && row->wait_ms)
         lp = new_waiter(self, req, row->wait_ms(&self->ctx, req));
     /* A new long poll waits behind those of its queue that came first, even when a message
-     * is visible: they are woken in order of arrival (serve_waiting). */
-    bool behind = lp && !woken && kyu_longpoll_waiting(self->lp, req->queue) > 0;
+     * is visible: they are woken in order of arrival (serve_waiting). Not a retry the state
+     * machine remembers: it is answered with what its first attempt leased, at once. */
+    bool behind = lp && !woken && kyu_longpoll_waiting(self->lp, req->queue) > 0 &&
+                  !((req->fields & KYU_F_RQ) &&
+                    kyu_sm_knows_request(self->ctx.sm, req->rq_client, req->rq_key,
+                                         kyu_replica_now(self->ctx.replica)));
     if (behind || (row->answer_empty && row->answer_empty(&self->ctx, req))) {
         if (lp && kyu_replica_now(self->ctx.replica) < lp->deadline_ms) {
             if (park(self, identity, lp, &err) == KYU_OK) {
@@ -394,23 +398,28 @@ static void wake(kyu_frontend_t *self, kyu_longpoll_waiter_t *lp)
  * waiters are all woken (and answered NO_SUCH_QUEUE). Returns true when it woke any. */
 static bool serve_queue(kyu_frontend_t *self, const char *queue, uint64_t now)
 {
+    /* The waiters of a deleted queue (also one created again since: another id) came before
+     * any waiter of the queue now under that name: they are first in the list. */
+    uint64_t qid = kyu_sm_queue_id(self->ctx.sm, queue);
+    const kyu_longpoll_waiter_t *first;
+    while ((first = kyu_longpoll_first(self->lp, queue)) != NULL && first->qid != qid)
+        wake(self, kyu_longpoll_take_first(self->lp, queue)); /* NO_SUCH_QUEUE */
     size_t n = kyu_longpoll_waiting(self->lp, queue);
     if (n == 0)
         return false;
-    uint64_t want = KYU_BATCH_MAX * (uint64_t)n + kyu_longpoll_pending(self->lp, queue);
-    uint64_t budget = kyu_sm_queue_id(self->ctx.sm, queue) == 0
-                          ? UINT64_MAX
-                          : kyu_sm_visible_upto(self->ctx.sm, queue, now, want);
-    /* Those proposed take from the same messages first (their commands come earlier). */
+    /* As many as the visible messages serve; those proposed already take from the same
+     * messages first (their commands come earlier). */
     uint64_t pending = kyu_longpoll_pending(self->lp, queue);
-    budget = budget == UINT64_MAX ? budget : budget > pending ? budget - pending : 0;
+    uint64_t budget =
+        kyu_sm_visible_upto(self->ctx.sm, queue, now, KYU_BATCH_MAX * (uint64_t)n + pending);
+    budget = budget > pending ? budget - pending : 0;
     bool woke = false;
     while (budget > 0) {
         kyu_longpoll_waiter_t *lp = kyu_longpoll_take_first(self->lp, queue);
         if (!lp)
             break;
         uint32_t max = (lp->fields & KYU_F_MAX) ? lp->max : 1;
-        budget = budget == UINT64_MAX ? budget : budget > max ? budget - max : 0;
+        budget = budget > max ? budget - max : 0;
         wake(self, lp);
         woke = true;
     }

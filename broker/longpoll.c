@@ -205,6 +205,12 @@ size_t kyu_longpoll_waiting(kyu_longpoll_t *self, const char *queue)
     return q ? q->n : 0;
 }
 
+const kyu_longpoll_waiter_t *kyu_longpoll_first(kyu_longpoll_t *self, const char *queue)
+{
+    lpq_t *q = queue_get(self, queue, false);
+    return q ? q->head : NULL;
+}
+
 kyu_longpoll_waiter_t *kyu_longpoll_take_first(kyu_longpoll_t *self, const char *queue)
 {
     lpq_t *q = queue_get(self, queue, false);

@@ -58,6 +58,8 @@ size_t kyu_longpoll_count(const kyu_longpoll_t *self);
 /* Waiters parked on queue. */
 size_t kyu_longpoll_waiting(kyu_longpoll_t *self, const char *queue);
 
+/* The first waiter of queue (the earliest arrival), left parked; NULL when none. */
+const kyu_longpoll_waiter_t *kyu_longpoll_first(kyu_longpoll_t *self, const char *queue);
 /* The first waiter of queue (the earliest arrival), taken out; NULL when none. */
 kyu_longpoll_waiter_t *kyu_longpoll_take_first(kyu_longpoll_t *self, const char *queue);
 /* A waiter whose deadline is <= now_ms, earliest first, taken out; NULL when none. */
