@@ -441,6 +441,14 @@ static size_t answer_all(kyu_frontend_t *self, kyu_code_t code, const char *why)
     return n;
 }
 
+/* kyu_longpoll_mark_idle_if's test: a message of queue is visible by now (a lease or a
+ * delay ended). */
+static bool visible_by_now(void *arg, const char *queue)
+{
+    kyu_frontend_t *self = arg;
+    return kyu_sm_next_visible_at(self->ctx.sm, queue) <= kyu_replica_now(self->ctx.replica);
+}
+
 static int on_timer(zloop_t *loop, int timer_id, void *arg)
 {
     (void)loop, (void)timer_id;
@@ -503,8 +511,8 @@ void kyu_frontend_serve_waiting(kyu_frontend_t *self)
             send_empty(self, lp->identity, lp->id);
             kyu_longpoll_waiter_destroy(&lp);
         }
-        if (self->timer_fired) /* a lease or a delay may have ended */
-            kyu_longpoll_mark_all(self->lp);
+        if (self->timer_fired) /* a lease or a delay may have ended on a queue with waiters */
+            kyu_longpoll_mark_idle_if(self->lp, visible_by_now, self);
         bool woke = false;
         for (char q[KYU_NAME_MAX + 1]; kyu_longpoll_take_marked(self->lp, q);)
             woke |= serve_queue(self, q, now);

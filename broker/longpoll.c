@@ -259,25 +259,29 @@ uint64_t kyu_longpoll_pending(kyu_longpoll_t *self, const char *queue)
     return q ? q->pending : 0;
 }
 
+static void mark(kyu_longpoll_t *self, lpq_t *q)
+{
+    if (!q->marked) {
+        q->marked = true;
+        zlistx_add_end(self->marked, q);
+    }
+}
+
 bool kyu_longpoll_mark(kyu_longpoll_t *self, const char *queue)
 {
     lpq_t *q = queue_get(self, queue, false);
     if (!q || q->n == 0)
         return false;
-    if (!q->marked) {
-        q->marked = true;
-        zlistx_add_end(self->marked, q);
-    }
+    mark(self, q);
     return true;
 }
 
-void kyu_longpoll_mark_all(kyu_longpoll_t *self)
+void kyu_longpoll_mark_idle_if(kyu_longpoll_t *self, bool (*due)(void *arg, const char *queue),
+                               void *arg)
 {
     for (lpq_t *q = zhashx_first(self->queues); q; q = zhashx_next(self->queues))
-        if (q->n > 0 && !q->marked) {
-            q->marked = true;
-            zlistx_add_end(self->marked, q);
-        }
+        if (q->n > 0 && q->pending == 0 && due(arg, q->name))
+            mark(self, q);
 }
 
 bool kyu_longpoll_take_marked(kyu_longpoll_t *self, char out[KYU_NAME_MAX + 1])

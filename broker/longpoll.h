@@ -79,14 +79,17 @@ uint64_t kyu_longpoll_pending(kyu_longpoll_t *self, const char *queue);
  * waiters (true: it has); kyu_longpoll_take_marked gives each marked queue once, in the order
  * marked. */
 bool kyu_longpoll_mark(kyu_longpoll_t *self, const char *queue);
-/* Marks every queue that has waiters (a timer fired: a lease or delay may have ended). */
-void kyu_longpoll_mark_all(kyu_longpoll_t *self);
+/* Marks each queue that has waiters and no receive pending for which due(arg, name) is true
+ * (due must not call into the module). */
+void kyu_longpoll_mark_idle_if(kyu_longpoll_t *self, bool (*due)(void *arg, const char *queue),
+                               void *arg);
 /* Copies the next marked queue's name into out and unmarks it; false when none is marked. */
 bool kyu_longpoll_take_marked(kyu_longpoll_t *self, char out[KYU_NAME_MAX + 1]);
 
 /* Iterates the queues that have waiters and no receive pending (those the frontend's timer
- * watches): the first, then the next; NULL at the end. Names are valid until the next call
- * that changes the module. */
+ * watches): the first, then the next; NULL at the end. No other call into the module while
+ * iterating (a lookup moves the iteration); names are valid until the next call that changes
+ * the module. */
 const char *kyu_longpoll_first_idle(kyu_longpoll_t *self);
 const char *kyu_longpoll_next_idle(kyu_longpoll_t *self);
 

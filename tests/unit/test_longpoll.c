@@ -155,11 +155,8 @@ static void test_marks_name_each_queue_with_waiters_once(void **state)
     assert_true(kyu_longpoll_take_marked(lp, q));
     assert_string_equal(q, "a");
     assert_false(kyu_longpoll_take_marked(lp, q));
-    kyu_longpoll_mark_all(lp);
-    size_t n = 0;
-    while (kyu_longpoll_take_marked(lp, q))
-        n++;
-    assert_int_equal(n, 2);
+    expect_first(lp, "a", 1);
+    assert_false(kyu_longpoll_mark(lp, "a")); /* its last waiter is gone */
     kyu_longpoll_destroy(&lp);
 }
 
@@ -189,6 +186,31 @@ static void test_queues_with_a_pending_receive_are_not_idle(void **state)
     kyu_longpoll_destroy(&lp);
 }
 
+static bool due_b(void *arg, const char *queue)
+{
+    (*(int *)arg)++;
+    return strcmp(queue, "b") == 0;
+}
+
+/* The timer's marks: only idle queues (waiters, nothing pending) that are due. */
+static void test_mark_idle_if_marks_the_due_idle_queues(void **state)
+{
+    (void)state;
+    kyu_longpoll_t *lp = kyu_longpoll_new(0);
+    park(lp, waiter("a", 1, 100));
+    park(lp, waiter("b", 2, 100));
+    park(lp, waiter("c", 3, 100));
+    kyu_longpoll_add_pending(lp, "c", 1);
+    int asked = 0;
+    kyu_longpoll_mark_idle_if(lp, due_b, &asked);
+    assert_int_equal(asked, 2); /* a and b; c has a receive pending */
+    char q[KYU_NAME_MAX + 1];
+    assert_true(kyu_longpoll_take_marked(lp, q));
+    assert_string_equal(q, "b");
+    assert_false(kyu_longpoll_take_marked(lp, q));
+    kyu_longpoll_destroy(&lp);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -199,6 +221,7 @@ int main(void)
         cmocka_unit_test(test_take_any_empties_every_queue),
         cmocka_unit_test(test_marks_name_each_queue_with_waiters_once),
         cmocka_unit_test(test_queues_with_a_pending_receive_are_not_idle),
+        cmocka_unit_test(test_mark_idle_if_marks_the_due_idle_queues),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
