@@ -16,6 +16,7 @@ typedef struct {
     const char *endpoint;  /* e.g. tcp://127.0.0.1:7700 */
     size_t max_body;       /* maximum message size in bytes */
     uint32_t max_inflight; /* messages in flight per queue (KYU_INFLIGHT_MAX_DEFAULT) */
+    size_t max_waiting;    /* receives parked at once (long polling); 0: KYU_LONGPOLL_MAX */
 } kyu_frontend_config_t;
 
 typedef struct kyu_frontend kyu_frontend_t;
@@ -35,6 +36,19 @@ zsock_t *kyu_frontend_sock(kyu_frontend_t *self);
 
 /* Handles the requests waiting on the socket (a bounded number per call). */
 void kyu_frontend_on_readable(kyu_frontend_t *self);
+
+/* Long polling (frontend.c, "Long polling"): the loop whose timer wakes the parked receives
+ * when a deadline passes or a lease or delay ends (NULL: none; set it to NULL before that
+ * loop is destroyed). */
+void kyu_frontend_set_loop(kyu_frontend_t *self, zloop_t *loop);
+/* Serves the parked receives after an event: wakes those whose queue may have visible
+ * messages (the state machine's list), answers those whose wait is over, all of them
+ * NOT_LEADER when this node no longer serves, and sets the timer. Call after every event
+ * that may apply entries or change leadership (the frontend calls it after requests). Does
+ * nothing measurable when nothing changed. */
+void kyu_frontend_serve_waiting(kyu_frontend_t *self);
+/* At shutdown: answers every parked receive empty; returns how many. */
+size_t kyu_frontend_stop_waiting(kyu_frontend_t *self);
 
 /* kyu_replica_done_fn: sends the reply for one applied command; takes the waiter (NULL for
  * commands nobody waits for: membership's address-book entries). */

@@ -249,6 +249,7 @@ static int on_install(zloop_t *loop, zsock_t *sock, void *arg)
     if (ok)
         kyu_snapshot_resume(b->snapshot);
     kyu_replica_flush(b->replica);
+    kyu_frontend_serve_waiting(b->frontend);
     return kyu_replica_fatal(b->replica) ? -1 : 0;
 }
 
@@ -307,6 +308,7 @@ static int on_peer(zloop_t *loop, zsock_t *sock, void *arg)
         kyu_peer_decoded_reset(&d);
     }
     kyu_replica_flush(b->replica);
+    kyu_frontend_serve_waiting(b->frontend); /* commits wake long polls; leadership may move */
     return kyu_replica_fatal(b->replica) ? -1 : 0;
 }
 
@@ -319,6 +321,7 @@ static int on_tick(zloop_t *loop, int timer_id, void *arg)
     if (b->membership)
         kyu_membership_tick(b->membership);
     sync_links(b);
+    kyu_frontend_serve_waiting(b->frontend); /* O(1) when nothing changed */
     return kyu_replica_fatal(b->replica) ? -1 : 0;
 }
 
@@ -345,6 +348,7 @@ static int on_storage(zloop_t *loop, zsock_t *sock, void *arg)
         }
         kyu_replica_on_log_event(b->replica, &ev);
     }
+    kyu_frontend_serve_waiting(b->frontend); /* applied entries may wake long polls */
     return kyu_replica_fatal(b->replica) ? -1 : 0;
 }
 
@@ -415,6 +419,9 @@ int main(int argc, char **argv)
     kyu_sm_t *sm = store ? kyu_sm_open(store, &err) : NULL;
     kyu_frontend_config_t fcfg = {
         .endpoint = cfg.listen, .max_body = cfg.max_body, .max_inflight = cfg.max_inflight};
+    char *max_waiting = getenv("KYU_MAX_WAITING"); /* tests: a small bound of long polls */
+    if (max_waiting && atoll(max_waiting) > 0)
+        fcfg.max_waiting = (size_t)atoll(max_waiting);
     if (sm)
         kyu_sm_write_behind(sm); /* the state database's writes off the event loop */
     if (sm)
@@ -473,9 +480,14 @@ int main(int argc, char **argv)
         /* The tick also wakes the loop so that it sees CZMQ's interrupted flag: SIGTERM may
          * land on any thread (RocksDB's, libzmq's), which does not interrupt the poll. */
         zloop_timer(loop, KYU_REPLICA_TICK_MS, 0, on_tick, &b);
+        kyu_frontend_set_loop(b.frontend, loop); /* the long polls' timer */
         zloop_start(loop); /* returns on SIGTERM/SIGINT (CZMQ's handler) or a fatal error */
+        kyu_frontend_set_loop(b.frontend, NULL);
         zloop_destroy(&loop);
+        /* Long polls: a leader handing over answers them NOT_LEADER (they are asked again
+         * at the next leader); what is left is answered empty before the socket closes. */
         transfer_before_exit(&b);
+        kyu_frontend_stop_waiting(b.frontend);
         rc = kyu_replica_fatal(b.replica) ? 1 : 0;
         printf("kyu-broker: shutting down\n");
     }

@@ -271,6 +271,13 @@ bool kyu_op_receive_answer_empty(kyu_op_ctx_t *ctx, const kyu_request_t *req)
              kyu_sm_knows_request(ctx->sm, req->rq_client, req->rq_key, now));
 }
 
+/* The request's wait ("wt"), else its queue's default (ReceiveMessageWaitTimeSeconds). */
+uint64_t kyu_op_receive_wait_ms(kyu_op_ctx_t *ctx, const kyu_request_t *req)
+{
+    uint32_t s = (req->fields & KYU_F_WAIT) ? req->wait : kyu_sm_receive_wait(ctx->sm, req->queue);
+    return (uint64_t)s * 1000;
+}
+
 void kyu_op_receive_reply(const kyu_result_t *res, kyu_reply_t *rep, size_t *n_bodies)
 {
     rep->n_msgs = res->n_msgs;

@@ -72,6 +72,7 @@ static const kyu_op_row_t rows[KYU_OPS_MAX_] = {
                         .encode_items = kyu_op_receive_encode,
                         .decode_items = kyu_op_receive_decode,
                         .answer_empty = kyu_op_receive_answer_empty,
+                        .wait_ms = kyu_op_receive_wait_ms,
                         .reply = kyu_op_receive_reply,
                         .apply = kyu_op_receive_apply,
                         .replay = kyu_op_receive_replay,

@@ -105,6 +105,10 @@ typedef struct {
                            kyu_err_t *err);
     /* True when the write is answered with an empty reply without a command (NULL: never). */
     bool (*answer_empty)(kyu_op_ctx_t *ctx, const kyu_request_t *req);
+    /* Long polling: how many ms a request that would be answered empty may wait for
+     * something to answer with instead (0: none). The frontend parks it (longpoll.h) and
+     * proposes it again when its queue may have visible messages. NULL: never waits. */
+    uint64_t (*wait_ms)(kyu_op_ctx_t *ctx, const kyu_request_t *req);
     /* Fills what is particular to its command; the frontend has set the type, time, queue,
      * vt, max and request key (NULL: nothing more). Bodies stay borrowed from the request. */
     void (*build)(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies, kyu_command_t *cmd);
@@ -174,6 +178,7 @@ void kyu_op_receive_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *b
                           kyu_command_t *cmd);
 void kyu_op_receive_encode(const kyu_command_t *cmd, msgpack_packer *pk);
 bool kyu_op_receive_decode(const msgpack_object *items, kyu_command_t *cmd);
+uint64_t kyu_op_receive_wait_ms(kyu_op_ctx_t *ctx, const kyu_request_t *req);
 void kyu_op_receive_reply(const kyu_result_t *res, kyu_reply_t *rep, size_t *n_bodies);
 kyu_code_t kyu_op_receive_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
 kyu_code_t kyu_op_receive_replay(kyu_sm_t *sm, const kyu_command_t *cmd, const kyu_dedup_t *d,

@@ -314,6 +314,7 @@ void kyu_sm_destroy(kyu_sm_t **self_p)
     if (self->buffer)
         kyu_sm_buffer_free(self); /* unwritten, as in a crash: kyu_sm_flush first to keep it */
     kyu_sm_keyfilter_free(self);
+    kyu_sm_woken_free(self);
     rocksdb_writebatch_destroy(self->plain);
     rocksdb_writeoptions_destroy(self->wopts);
     free(self);

@@ -103,6 +103,25 @@ kyu_code_t kyu_sm_list_queues(kyu_sm_t *self, char (**names)[KYU_NAME_MAX + 1], 
 /* True when the queue has a message a receive at now would take (false for an unknown queue).
  * Lets the frontend answer a receive that would find nothing without a command and an fsync. */
 bool kyu_sm_has_visible(kyu_sm_t *self, const char *name, uint64_t now_ms);
+/* Long polling (sm_wake.c). The frontend parks a receive that finds nothing and wakes it
+ * when its queue may have visible messages: after applying, the state machine lists the
+ * queues whose messages may have become visible, now or at a later time (a send, a lease
+ * set or released, a delay), or that were deleted, once watching is on (the broker turns it
+ * on; kyu-sim-kyu never takes the list, so it stays off there). */
+void kyu_sm_watch_visible(kyu_sm_t *self);
+/* Moves up to cap of those names into names (each once, in no fixed order) and returns how
+ * many; call until it returns less than cap. */
+size_t kyu_sm_take_woken(kyu_sm_t *self, char (*names)[KYU_NAME_MAX + 1], size_t cap);
+/* The queue's id (never reused: a queue deleted and created again has another), 0 when none. */
+uint64_t kyu_sm_queue_id(kyu_sm_t *self, const char *name);
+/* How many messages of the queue a receive at now would find, counting at most cap. */
+uint64_t kyu_sm_visible_upto(kyu_sm_t *self, const char *name, uint64_t now_ms, uint64_t cap);
+/* The earliest time a message of the queue becomes visible by itself (a lease running out, a
+ * delay ending): UINT64_MAX when none will (or no such queue), 0 when one is visible now. */
+uint64_t kyu_sm_next_visible_at(kyu_sm_t *self, const char *name);
+/* The queue's default wait of a receive in seconds (ReceiveMessageWaitTimeSeconds), 0 for an
+ * unknown queue. */
+uint32_t kyu_sm_receive_wait(kyu_sm_t *self, const char *name);
 /* True when a write with request key (client, key) was applied within the dedup window as of
  * now: a retry, answered from its record by the state machine, never by a shortcut. */
 bool kyu_sm_knows_request(kyu_sm_t *self, uint64_t client, uint64_t key, uint64_t now_ms);

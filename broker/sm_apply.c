@@ -34,6 +34,7 @@ void kyu_sm_add_message(kyu_sm_t *self, queue_t *q, uint64_t seq, const void *he
         kyu_sm_index_set_lease(q, seq, &l);
     else
         kyu_sm_index_add_fresh(q, seq);
+    kyu_sm_note_visible(self, q); /* visible now, or when its delay ends */
 }
 
 void kyu_sm_set_lease(kyu_sm_t *self, queue_t *q, uint64_t seq, const lease_t *l)
@@ -43,6 +44,7 @@ void kyu_sm_set_lease(kyu_sm_t *self, queue_t *q, uint64_t seq, const lease_t *l
     lease_encode(v, l);
     kyu_sm_put(self, KYU_CF_LEASES, k, KEY_QS, v, LEASE_LEN);
     kyu_sm_index_set_lease(q, seq, l);
+    kyu_sm_note_visible(self, q); /* visible again when the lease runs out (0: now) */
 }
 
 void kyu_sm_drop_message(kyu_sm_t *self, queue_t *q, uint64_t seq)

@@ -378,6 +378,34 @@ bool kyu_sm_index_has_visible(queue_t *q, uint64_t now)
     return q->heap_n > 0 && q->heap[0].visible_at <= now;
 }
 
+/* Counts the live due entries of the heap below node i (visible_at <= now: a node's children
+ * are never earlier), up to cap. A lease moved away and back may count twice: a long poll
+ * then wakes one waiter too many, which finds nothing and waits again. */
+static uint64_t count_due(queue_t *q, size_t i, uint64_t now, uint64_t cap)
+{
+    if (i >= q->heap_n || q->heap[i].visible_at > now || cap == 0)
+        return 0;
+    uint64_t n = heap_live(q, q->heap[i]) ? 1 : 0;
+    n += count_due(q, 2 * i + 1, now, cap - n);
+    return n + count_due(q, 2 * i + 2, now, cap - n);
+}
+
+uint64_t kyu_sm_index_visible_upto(queue_t *q, uint64_t now, uint64_t cap)
+{
+    if (q->fresh_len >= cap)
+        return cap;
+    heap_settle(q);
+    return q->fresh_len + count_due(q, 0, now, cap - q->fresh_len);
+}
+
+uint64_t kyu_sm_index_next_visible(queue_t *q)
+{
+    if (q->fresh_len > 0)
+        return 0;
+    heap_settle(q);
+    return q->heap_n > 0 ? q->heap[0].visible_at : UINT64_MAX;
+}
+
 static bool lease_decode(const char *v, size_t len, lease_t *l)
 {
     if (len != LEASE_LEN)

@@ -69,6 +69,7 @@ typedef struct {
     kyu_vis_t *ends;
     size_t ends_n, ends_cap;
     uint32_t read_mark;
+    bool woken;   /* in the state machine's woken list (sm_wake.c) */
     bool dirty;   /* record to be written with the current entry */
     bool deleted; /* removed by the current entry */
 } queue_t;
@@ -118,6 +119,12 @@ struct kyu_sm {
     uint32_t keyfilter_gen_keys;   /* keys per filter generation (0: the default; tests) */
 
     zlistx_t *touched; /* queue_t* whose record is dirty in the current entry */
+
+    /* Long polling (sm_wake.c): the names of the queues that may have visible messages (or
+     * were deleted) since the frontend last took them; kept only once watched. */
+    bool watch_visible;
+    char (*woken)[KYU_NAME_MAX + 1];
+    size_t n_woken, cap_woken;
 };
 
 #define KEY_QS 16 /* qid + seq */
@@ -261,6 +268,22 @@ void kyu_sm_handle_format(char out[KYU_HANDLE_LEN + 1], const kyu_handle_mac_t *
                           uint64_t seq, uint32_t gen);
 bool kyu_sm_handle_verify(const char *handle, const kyu_handle_mac_t *m, uint64_t qid,
                           uint64_t *seq, uint32_t *gen);
+
+/* The hook of long polling (sm_wake.c): queue q may have messages visible now or later (a
+ * message sent or delayed, a lease set or released, the queue deleted). Every operation that
+ * makes messages visible goes through it: kyu_sm_add_message and kyu_sm_set_lease call it,
+ * so sends, receives (their leases run out later), CHANGE_VISIBILITY and anything built on
+ * them (redrives, dead-letter moves) wake the receives parked on q. Only records the queue
+ * (apply does no I/O): the frontend takes the list after the apply (kyu_sm_take_woken). */
+void kyu_sm_note_visible(kyu_sm_t *self, queue_t *q);
+/* Frees the woken list. */
+void kyu_sm_woken_free(kyu_sm_t *self);
+/* How many messages of q are visible at now, counting at most cap (for long polling: how many
+ * parked receives to wake). */
+uint64_t kyu_sm_index_visible_upto(queue_t *q, uint64_t now, uint64_t cap);
+/* The earliest visible_at of q's leases and delayed messages (UINT64_MAX: none); 0 when a
+ * message never received is waiting. */
+uint64_t kyu_sm_index_next_visible(queue_t *q);
 
 /* Drops the data of deleted queues (their "gc" records) and the messages of purged ones
  * ("gp" records); idempotent. */

@@ -65,7 +65,7 @@ static void usage(FILE *out)
             "                 [--size BYTES] [--rate R] [--inflight N] [--recv-inflight N]\n"
             "                 [--producers P] [--consumers C] [--queue NAME] [--keep-queue]\n"
             "                 [--phased] [--preload N] [--idle-timeout SEC] [--timeout SEC]\n"
-            "                 [--json]\n"
+            "                 [--wait SEC] [--json]\n"
             "\n"
             "  w1    one request in flight per thread: send and wait; receive 1, delete, wait\n"
             "  lat   w1 with the producers paced to --rate msg/s (default 500)\n"
@@ -76,8 +76,9 @@ static void usage(FILE *out)
             "1 consumer, a fresh queue bench-PID-TIME deleted afterwards (unless --keep-queue\n"
             "or --queue), --idle-timeout 30, --timeout 10. --phased starts the consumers\n"
             "once all is sent (separate produce and consume rates); --preload N queues N\n"
-            "messages first (DEPTH), consumed but not measured. Broker default: $KYU_BROKER,\n"
-            "else tcp://127.0.0.1:7700.\n");
+            "messages first (DEPTH), consumed but not measured. --wait SEC (0..20): the\n"
+            "consumers long-poll (a receive waits up to SEC for a message) instead of backing\n"
+            "off on an empty queue. Broker default: $KYU_BROKER, else tcp://127.0.0.1:7700.\n");
 }
 
 static bool num(const char *s, double min, double max, double *out)
@@ -93,15 +94,25 @@ static bool num(const char *s, double min, double max, double *out)
 static int parse(bench_t *b, int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"broker", 1, NULL, 'b'},        {"workload", 1, NULL, 'w'},
-        {"count", 1, NULL, 'n'},         {"size", 1, NULL, 's'},
-        {"rate", 1, NULL, 'r'},          {"inflight", 1, NULL, 'i'},
-        {"recv-inflight", 1, NULL, 'R'}, {"producers", 1, NULL, 'p'},
-        {"consumers", 1, NULL, 'c'},     {"queue", 1, NULL, 'q'},
-        {"keep-queue", 0, NULL, 'k'},    {"phased", 0, NULL, 'P'},
-        {"preload", 1, NULL, 'L'},       {"idle-timeout", 1, NULL, 'I'},
-        {"timeout", 1, NULL, 't'},       {"json", 0, NULL, 'j'},
-        {"help", 0, NULL, 'h'},          {NULL, 0, NULL, 0},
+        {"broker", 1, NULL, 'b'},
+        {"workload", 1, NULL, 'w'},
+        {"count", 1, NULL, 'n'},
+        {"size", 1, NULL, 's'},
+        {"rate", 1, NULL, 'r'},
+        {"inflight", 1, NULL, 'i'},
+        {"recv-inflight", 1, NULL, 'R'},
+        {"producers", 1, NULL, 'p'},
+        {"consumers", 1, NULL, 'c'},
+        {"queue", 1, NULL, 'q'},
+        {"keep-queue", 0, NULL, 'k'},
+        {"phased", 0, NULL, 'P'},
+        {"preload", 1, NULL, 'L'},
+        {"idle-timeout", 1, NULL, 'I'},
+        {"timeout", 1, NULL, 't'},
+        {"json", 0, NULL, 'j'},
+        {"wait", 1, NULL, 'W'},
+        {"help", 0, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     double v = 0;
     bool count_set = false, rate_set = false;
@@ -155,6 +166,9 @@ static int parse(bench_t *b, int argc, char **argv)
             break;
         case 'P':
             b->phased = true;
+            break;
+        case 'W':
+            ok = num(optarg, 0, KYU_WAIT_MAX, &v), b->wait = (int)v;
             break;
         case 'L':
             ok = num(optarg, 0, 1e9, &v), b->preload = (uint64_t)v;
@@ -346,6 +360,7 @@ int main(int argc, char **argv)
     b.producers = b.consumers = 1;
     b.idle_timeout_s = 30;
     b.timeout_ms = 10000;
+    b.wait = -1;
     int rc = parse(&b, argc, argv);
     if (rc)
         return rc;

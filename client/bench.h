@@ -37,6 +37,7 @@ typedef struct {
     uint64_t preload; /* DEPTH: messages queued before the run */
     int idle_timeout_s;
     int timeout_ms;
+    int wait; /* consumers' receives wait this long for a message (long polling); -1: none */
 
     /* shared results */
     atomic_uchar *seen;   /* per sequence */

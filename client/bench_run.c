@@ -9,7 +9,7 @@
 #include <string.h>
 #include <time.h>
 
-#define BACKOFF_MIN_NS 20000LL  /* polling an empty queue: there is no long poll yet */
+#define BACKOFF_MIN_NS 20000LL  /* polling an empty queue without --wait */
 #define BACKOFF_MAX_NS 200000LL /* keep it under the latency being measured */
 
 static void sleep_until(int64_t t_ns)
@@ -177,7 +177,10 @@ static void consume_one_at_a_time(bench_t *b, kyu_client_t *c)
         kyu_message_t *msgs = NULL;
         size_t n = 0;
         kyu_err_t err = {0};
-        if (kyu_client_receive(c, b->queue, 1, -1, &msgs, &n, &err) != KYU_OK) {
+        kyu_receive_options_t o;
+        kyu_receive_options_init(&o);
+        o.wait_seconds = b->wait;
+        if (kyu_client_receive_with(c, b->queue, &o, &msgs, &n, &err) != KYU_OK) {
             bench_fail(b, "receive", &err);
             break;
         }
@@ -185,6 +188,8 @@ static void consume_one_at_a_time(bench_t *b, kyu_client_t *c)
         if (n == 0) {
             if (idle_too_long(b, last))
                 break;
+            if (b->wait > 0)
+                continue; /* the broker waited for us */
             sleep_until(now + backoff);
             backoff = backoff * 2 > BACKOFF_MAX_NS ? BACKOFF_MAX_NS : backoff * 2;
             continue;
@@ -239,6 +244,10 @@ static void consume_pipelined(bench_t *b, kyu_client_t *c)
     kyu_request_t recv = {
         .op = KYU_OP_RECEIVE, .fields = KYU_F_QUEUE | KYU_F_MAX, .max = KYU_BATCH_MAX};
     snprintf(recv.queue, sizeof recv.queue, "%s", b->queue);
+    if (b->wait >= 0) {
+        recv.fields |= KYU_F_WAIT;
+        recv.wait = (uint32_t)b->wait;
+    }
     int limit = b->recv_inflight > KYU_BATCH_MAX * 10 ? KYU_BATCH_MAX * 10 : b->recv_inflight;
     int target = limit; /* 1 while the queue looks empty, so as not to spin the broker */
     int64_t last = bench_now_ns(), backoff = BACKOFF_MIN_NS;
@@ -255,7 +264,9 @@ static void consume_pipelined(bench_t *b, kyu_client_t *c)
         }
         if (done)
             flush_deletes(b, c, &s);
-        if (done && kyu_client_inflight(c) == 0)
+        /* Done: the deletes answered; long polls left in flight would only wait out their
+         * wait on the empty queue. */
+        if (done && kyu_client_inflight(c) == (b->wait > 0 ? (size_t)s.n_recv : 0))
             return;
         kyu_reply_t rep;
         kyu_message_t *msgs = NULL;
@@ -280,7 +291,8 @@ static void consume_pipelined(bench_t *b, kyu_client_t *c)
             target = 1;
             flush_deletes(b, c, &s);
             stop = idle_too_long(b, last);
-            sleep_until(bench_now_ns() + backoff);
+            if (b->wait <= 0)
+                sleep_until(bench_now_ns() + backoff);
             backoff = backoff * 2 > BACKOFF_MAX_NS ? BACKOFF_MAX_NS : backoff * 2;
         } else {
             int64_t now = bench_now_ns();

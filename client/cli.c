@@ -36,9 +36,10 @@ static const cli_cmd_t commands[] = {
      "--deliver-at: received no earlier than this time (e.g. 2026-12-05T10:00:00Z, +90m), at "
      "most 4 days ahead",
      CLI_OPT_LINES | CLI_OPT_SEND_DELAY, 1, 2, cli_cmd_send},
-    {"receive", "NAME [--max N] [--visibility-timeout SEC]",
-     "lease up to N (1..10, default 1) messages and print them", CLI_OPT_MAX | CLI_OPT_VT, 1, 1,
-     cli_cmd_receive},
+    {"receive", "NAME [--max N] [--visibility-timeout SEC] [--wait SEC]",
+     "lease up to N (1..10, default 1) messages and print them; --wait: long polling, wait up "
+     "to SEC (0..20) seconds for a message (default: the queue's ReceiveMessageWaitTimeSeconds)",
+     CLI_OPT_MAX | CLI_OPT_VT | CLI_OPT_WAIT, 1, 1, cli_cmd_receive},
     {"delete", "NAME RECEIPT...", "delete received messages by their receipt handles",
      CLI_OPT_HANDLES, 2, -1, cli_cmd_delete},
     {"change-visibility", "NAME RECEIPT... --visibility-timeout SEC",
@@ -183,10 +184,11 @@ static int parse_cmd_args(cli_t *cli, int argc, char **argv, cli_args_t *a)
         {"max-message-size", required_argument, NULL, 's'}, /* MaximumMessageSize */
         {"delay", required_argument, NULL, 'd'},            /* DelaySeconds */
         {"deliver-at", required_argument, NULL, 'a'},       /* send: a delivery time */
+        {"wait", required_argument, NULL, 'w'},             /* receive: WaitTimeSeconds */
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    *a = (cli_args_t){.max = 0, .vt = -1, .mms = -1, .delay = -1, .deliver_at_ms = -1};
+    *a = (cli_args_t){.max = 0, .vt = -1, .mms = -1, .delay = -1, .deliver_at_ms = -1, .wait = -1};
     optind = 0; /* GNU: restart, and permute so options may follow the arguments */
     opterr = 0;
     int c;
@@ -228,10 +230,16 @@ static int parse_cmd_args(cli_t *cli, int argc, char **argv, cli_args_t *a)
             if (!cli_parse_deliver_at(optarg, kyu_client_wall_ms(), &a->deliver_at_ms, why,
                                       sizeof why))
                 return cli_usage_error(cli, "--deliver-at '%s': %s", optarg, why);
+        } else if (c == 'w' && (cmd->options & CLI_OPT_WAIT)) {
+            if (!parse_int(optarg, 0, KYU_WAIT_MAX, &a->wait))
+                return cli_usage_error(cli,
+                                       "--wait (WaitTimeSeconds) must be a number of seconds from "
+                                       "0 to %d, not '%s'",
+                                       KYU_WAIT_MAX, optarg);
         } else if (c == 'l' && (cmd->options & CLI_OPT_LINES)) {
             a->lines = true;
         } else if (c == '?' && (optopt == 'm' || optopt == 'v' || optopt == 's' || optopt == 'd' ||
-                                optopt == 'a')) {
+                                optopt == 'a' || optopt == 'w')) {
             return cli_usage_error(cli, "option '%s' needs a value", argv[optind - 1]);
         } else if (c == '?') {
             return cli_usage_error(cli, "unknown option '%s'", argv[optind - 1]);

@@ -28,6 +28,7 @@ typedef struct {
     int mms;               /* --max-message-size, 1024..1048576; -1 when not given */
     int delay;             /* --delay, 0..900; -1 when not given */
     int64_t deliver_at_ms; /* send --deliver-at, ms since the epoch; -1 when not given */
+    int wait;              /* receive --wait, 0..20; -1 when not given */
     bool lines;            /* --lines */
     int n_args;            /* positional arguments */
     char **args;
@@ -53,7 +54,8 @@ enum {
     CLI_OPT_CLUSTER = 32,     /* talks to every endpoint itself: no queue argument, no connect */
     CLI_OPT_QUEUE_ATTRS = 64, /* --max-message-size, --delay (with CLI_OPT_VT: queue attributes) */
     CLI_OPT_ATTR_REQUIRED = 128, /* at least one queue attribute (--visibility-timeout, ...) */
-    CLI_OPT_SEND_DELAY = 256     /* send: --delay (each message's) or --deliver-at */
+    CLI_OPT_SEND_DELAY = 256,    /* send: --delay (each message's) or --deliver-at */
+    CLI_OPT_WAIT = 512           /* receive: --wait SEC (long polling) */
 };
 
 /* Prints "kyu: CMD: fmt" and the command's usage line on stderr; returns CLI_EXIT_USAGE. */

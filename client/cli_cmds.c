@@ -145,8 +145,12 @@ int cli_cmd_receive(cli_t *cli, cli_args_t *a)
     kyu_err_t err = {0};
     kyu_message_t *msgs = NULL;
     size_t n = 0;
-    if (kyu_client_receive(cli->client, a->args[0], a->max ? a->max : 1, a->vt, &msgs, &n, &err) !=
-        KYU_OK)
+    kyu_receive_options_t o;
+    kyu_receive_options_init(&o);
+    o.max = a->max ? a->max : 1;
+    o.visibility_timeout = a->vt;
+    o.wait_seconds = a->wait;
+    if (kyu_client_receive_with(cli->client, a->args[0], &o, &msgs, &n, &err) != KYU_OK)
         return cli_fail(cli, &err);
     int rc = CLI_EXIT_OK;
     for (size_t i = 0; i < n; i++) {

@@ -416,10 +416,15 @@ kyu_code_t kyu_client_request_async(kyu_client_t *self, const kyu_request_t *req
     p->id = r.id;
     p->op = r.op;
     p->expect = expected_count(&r, n);
-    p->deadline_ms = kyu_client_now_ms() + self->opts.timeout_ms;
+    p->deadline_ms = kyu_client_now_ms() + self->opts.timeout_ms + kyu_client_request_wait_ms(&r);
     if (req_id)
         *req_id = r.id;
     return KYU_OK;
+}
+
+int kyu_client_request_wait_ms(const kyu_request_t *req)
+{
+    return req->op == KYU_OP_RECEIVE && (req->fields & KYU_F_WAIT) ? (int)req->wait * 1000 : 0;
 }
 
 void kyu_client_key_request(kyu_client_t *c, kyu_request_t *req)

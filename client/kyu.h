@@ -178,6 +178,24 @@ kyu_code_t kyu_client_send_with(kyu_client_t *self, const char *queue, const voi
  * kyu_messages_destroy. */
 kyu_code_t kyu_client_receive(kyu_client_t *self, const char *queue, int max, int vt,
                               kyu_message_t **msgs_p, size_t *n, kyu_err_t *err);
+/* How a receive asks (SQS's ReceiveMessage parameters). */
+typedef struct {
+    int max;                /* MaxNumberOfMessages, 1..10 (default 1) */
+    int visibility_timeout; /* seconds, 0..43200; -1: the queue's (default) */
+    int wait_seconds;       /* WaitTimeSeconds, 0..20: long polling, the broker answers as
+                             * soon as a message is there, or empty once this has passed;
+                             * -1 (default): the queue's ReceiveMessageWaitTimeSeconds. The
+                             * call waits this much longer than the client's timeout */
+} kyu_receive_options_t;
+/* max 1, the others -1. */
+void kyu_receive_options_init(kyu_receive_options_t *o);
+/* kyu_client_receive with options o (NULL: the defaults). A long poll that the leader could
+ * not finish (it stopped leading: NOT_LEADER) is asked again at the new leader for what is
+ * left of the wait. With the queue's default wait (wait_seconds -1) the client does not know
+ * the wait: give it a timeout longer than the queue's ReceiveMessageWaitTimeSeconds. */
+kyu_code_t kyu_client_receive_with(kyu_client_t *self, const char *queue,
+                                   const kyu_receive_options_t *o, kyu_message_t **msgs_p,
+                                   size_t *n, kyu_err_t *err);
 /* Deletes the messages of n (1..10) receipt handles. results[i] gets the code of handle i
  * (KYU_OK, RECEIPT_STALE, RECEIPT_INVALID..., or the request's error for all of them when
  * the request failed as a whole). Returns KYU_OK when every handle succeeded, else the first

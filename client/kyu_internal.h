@@ -56,6 +56,10 @@ kyu_code_t kyu_client_recv_one(kyu_client_t *c, int timeout_ms, kyu_reply_t *rep
  * next one, so that retries of it reuse it. */
 void kyu_client_key_request(kyu_client_t *c, kyu_request_t *req);
 
+/* How long the broker may hold req before it answers (a RECEIVE's wait, "wt"), in ms: a
+ * request's reply timeout is the client's timeout plus this. */
+int kyu_client_request_wait_ms(const kyu_request_t *req);
+
 /* Waits ms milliseconds (retry back-off while a cluster elects a leader). */
 void kyu_client_pause_ms(int ms);
 

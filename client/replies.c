@@ -239,7 +239,8 @@ kyu_code_t kyu_client_call_once(kyu_client_t *c, const kyu_request_t *req,
                                 const void *const *bodies, const size_t *lens, size_t n,
                                 kyu_reply_t *rep, kyu_message_t **msgs, kyu_err_t *err)
 {
-    return kyu_client_call_once_within(c, req, bodies, lens, n, rep, msgs, c->opts.timeout_ms, err);
+    return kyu_client_call_once_within(c, req, bodies, lens, n, rep, msgs,
+                                       c->opts.timeout_ms + kyu_client_request_wait_ms(req), err);
 }
 
 kyu_code_t kyu_client_call_once_within(kyu_client_t *c, const kyu_request_t *req,
@@ -254,7 +255,7 @@ kyu_code_t kyu_client_call_once_within(kyu_client_t *c, const kyu_request_t *req
     if (rc != KYU_OK)
         return rc;
     kyu_pending_t *mine = find_pending(c, id);
-    if (mine && timeout_ms < c->opts.timeout_ms)
+    if (mine)
         mine->deadline_ms = kyu_client_now_ms() + timeout_ms;
     for (;;) {
         kyu_pending_t *p = find_pending(c, id);

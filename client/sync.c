@@ -36,7 +36,11 @@ kyu_code_t kyu_client_call(kyu_client_t *self, const kyu_request_t *req, const v
     req = &keyed;
     /* Bounded: at most RETRY_MAX attempts and, once the first has failed, the client's timeout
      * to find a leader (an election takes one to two seconds). */
-    int64_t deadline = kyu_client_now_ms() + self->opts.timeout_ms;
+    /* A long poll (RECEIVE with "wt") is held by the broker up to its wait: every attempt
+     * waits that much longer for its reply, and a retry (at a new leader) asks only for what
+     * is left of the wait. */
+    int64_t wait_end = kyu_client_now_ms() + kyu_client_request_wait_ms(req);
+    int64_t deadline = wait_end + self->opts.timeout_ms;
     /* One attempt does not take the whole timeout: a leader killed with the request in
      * flight never answers (nothing tells the client it died), and the call must still have
      * time to find the next one. Resending is safe: writes carry their request key, reads
@@ -59,8 +63,12 @@ kyu_code_t kyu_client_call(kyu_client_t *self, const kyu_request_t *req, const v
                 continue; /* keep the request's own error in err */
             }
         }
-        int64_t left = deadline - kyu_client_now_ms();
+        int64_t waiting = wait_end - kyu_client_now_ms();
+        if (keyed.fields & KYU_F_WAIT)
+            keyed.wait = waiting > 0 ? (uint32_t)(waiting / 1000) : 0;
+        int64_t left = deadline - kyu_client_now_ms() - (waiting > 0 ? waiting : 0);
         int wait = attempt == 0 || left > per_attempt ? per_attempt : left > 1 ? (int)left : 1;
+        wait += kyu_client_request_wait_ms(req);
         rc = kyu_client_call_once_within(self, req, bodies, lens, n, rep, msgs, wait, err);
         if (!retryable(rc))
             return rc;
@@ -265,17 +273,47 @@ kyu_code_t kyu_client_send_with(kyu_client_t *self, const char *queue, const voi
 kyu_code_t kyu_client_receive(kyu_client_t *self, const char *queue, int max, int vt,
                               kyu_message_t **msgs_p, size_t *n, kyu_err_t *err)
 {
+    kyu_receive_options_t o;
+    kyu_receive_options_init(&o);
+    o.max = max;
+    o.visibility_timeout = vt;
+    return kyu_client_receive_with(self, queue, &o, msgs_p, n, err);
+}
+
+void kyu_receive_options_init(kyu_receive_options_t *o)
+{
+    o->max = 1;
+    o->visibility_timeout = -1;
+    o->wait_seconds = -1;
+}
+
+kyu_code_t kyu_client_receive_with(kyu_client_t *self, const char *queue,
+                                   const kyu_receive_options_t *o, kyu_message_t **msgs_p,
+                                   size_t *n, kyu_err_t *err)
+{
     kyu_request_t req = {.op = KYU_OP_RECEIVE};
+    kyu_receive_options_t dflt;
+    kyu_receive_options_init(&dflt);
+    if (!o)
+        o = &dflt;
     *msgs_p = NULL;
     *n = 0;
-    if (max < 1 || max > KYU_BATCH_MAX)
+    if (o->max < 1 || o->max > KYU_BATCH_MAX)
         return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "receive takes 1 to %d messages, not %d",
-                           KYU_BATCH_MAX, max);
-    req.max = (uint32_t)max;
+                           KYU_BATCH_MAX, o->max);
+    if (o->wait_seconds < -1 || o->wait_seconds > KYU_WAIT_MAX)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           "WaitTimeSeconds must be 0 to %d seconds, not %d", KYU_WAIT_MAX,
+                           o->wait_seconds);
+    req.max = (uint32_t)o->max;
     req.fields = KYU_F_MAX;
+    if (o->wait_seconds >= 0) {
+        req.wait = (uint32_t)o->wait_seconds;
+        req.fields |= KYU_F_WAIT;
+    }
     kyu_code_t rc = kyu_client_set_queue(&req, queue, err);
     if (rc == KYU_OK)
-        rc = set_vt(&req, vt, true, err);
+        rc = set_vt(&req, o->visibility_timeout, true, err);
     if (rc != KYU_OK)
         return rc;
     kyu_reply_t rep;

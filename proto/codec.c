@@ -38,8 +38,9 @@ static const kyu_op_info_t op_table[KYU_OP_MAX_] = {
                      KYU_F_QUEUE | KYU_F_RQ | KYU_F_DELAY | KYU_F_DELIVER_AT, 1, KYU_BATCH_MAX,
                      KYU_OPF_WRITE, "send 1..10 messages, one per body frame"},
     [KYU_OP_RECEIVE] = {KYU_OP_RECEIVE, "receive", KYU_F_QUEUE,
-                        KYU_F_QUEUE | KYU_F_MAX | KYU_F_VT | KYU_F_RQ, 0, 0, KYU_OPF_WRITE,
-                        "lease up to max visible messages"},
+                        KYU_F_QUEUE | KYU_F_MAX | KYU_F_VT | KYU_F_RQ | KYU_F_WAIT, 0, 0,
+                        KYU_OPF_WRITE,
+                        "lease up to max visible messages, waiting up to wt seconds for one"},
     [KYU_OP_DELETE] = {KYU_OP_DELETE, "delete", KYU_F_QUEUE | KYU_F_HANDLES,
                        KYU_F_QUEUE | KYU_F_HANDLES | KYU_F_RQ, 0, 0, KYU_OPF_WRITE,
                        "delete messages by receipt handle"},
@@ -186,6 +187,10 @@ static kyu_code_t decode_request_field(const msgpack_object *k, const msgpack_ob
     } else if (kyu_mp_key_is(k, "da")) {
         bit = KYU_F_DELIVER_AT; /* range: the broker's check, against its time */
         rc = get_uint(v, "deliver-at", UINT64_MAX, &req->deliver_at_ms, err);
+    } else if (kyu_mp_key_is(k, "wt")) {
+        bit = KYU_F_WAIT;
+        rc = get_uint(v, "wait time (wt)", KYU_WAIT_MAX, &u, err);
+        req->wait = (uint32_t)u;
     } else if (kyu_mp_key_is(k, "rq")) {
         bit = KYU_F_RQ;
         if (v->type != MSGPACK_OBJECT_ARRAY || v->via.array.size != 2)
@@ -233,6 +238,8 @@ static const char *field_name(unsigned bit)
         return "ds (DelaySeconds)";
     case KYU_F_DELIVER_AT:
         return "da (deliver-at)";
+    case KYU_F_WAIT:
+        return "wt (wait time)";
     default:
         return "?";
     }
@@ -360,6 +367,10 @@ void kyu_request_encode(const kyu_request_t *req, msgpack_sbuffer *out)
     if (req->fields & KYU_F_DELIVER_AT) {
         kyu_mp_pack_str(&pk, "da");
         msgpack_pack_uint64(&pk, req->deliver_at_ms);
+    }
+    if (req->fields & KYU_F_WAIT) {
+        kyu_mp_pack_str(&pk, "wt");
+        msgpack_pack_uint32(&pk, req->wait);
     }
     if (req->fields & KYU_F_RQ) {
         kyu_mp_pack_str(&pk, "rq");

@@ -39,6 +39,8 @@
 /* SEND "da": a delivery time at most this many seconds after the send (4 days: SQS's default
  * MessageRetentionPeriod; retention itself is not built yet, so it is a fixed cap) */
 #define KYU_DELIVER_AT_MAX_S 345600
+/* RECEIVE "wt": long polling, 0..20 seconds (SQS's WaitTimeSeconds) */
+#define KYU_WAIT_MAX 20
 #define KYU_ENDPOINT_MAX 256
 /* Messages in flight (received, lease not over) per queue: SQS's limit for a standard queue
  * (OverLimit past it); kyu-broker --max-inflight changes it (tests set it low). */
@@ -78,7 +80,8 @@ enum {
     KYU_F_MMS = 1 << 9,     /* "mms": a queue's MaximumMessageSize, bytes */
     KYU_F_DELAY = 1 << 10,  /* "ds": a queue's DelaySeconds (SEND: each message's) */
     KYU_F_DELIVER_AT = 1 << 11, /* "da": SEND: deliver at, ms since the epoch */
-    KYU_F_LAST_ = KYU_F_DELIVER_AT,
+    KYU_F_WAIT = 1 << 24,       /* "wt": RECEIVE: wait up to this many seconds for a message */
+    KYU_F_LAST_ = KYU_F_WAIT,
 };
 
 /* Op flags: WRITE ops go through the log; READ ops are answered from applied state. */
@@ -116,6 +119,7 @@ typedef struct {
     uint32_t max_size;           /* KYU_F_MMS (the broker checks its range) */
     uint32_t delay;              /* KYU_F_DELAY (the broker checks its range) */
     uint64_t deliver_at_ms;      /* KYU_F_DELIVER_AT (the broker checks its range) */
+    uint32_t wait;               /* KYU_F_WAIT: seconds, 0..KYU_WAIT_MAX */
 } kyu_request_t;
 
 typedef struct {

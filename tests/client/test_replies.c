@@ -337,6 +337,120 @@ static void test_a_leader_silent_after_taking_the_request_is_left_within_the_tim
     fake_broker_destroy(&mute);
 }
 
+/* ---- long polling ---- */
+
+/* What a long-polling fake broker saw, and how it answers: every RECEIVE after hold_ms; the
+ * first one NOT_LEADER (no leader named) when first_not_leader. */
+typedef struct {
+    int hold_ms;
+    bool first_not_leader;
+    int n;
+    unsigned fields[4];
+    uint32_t waits[4];
+} poll_fake_t;
+
+static void poll_handler(fake_broker_t *fb, void *arg, const kyu_request_t *req,
+                         const void *const *bodies, const size_t *lens, size_t n)
+{
+    (void)bodies, (void)lens, (void)n;
+    poll_fake_t *pf = arg;
+    if (req->op != KYU_OP_RECEIVE) {
+        fake_default(fb, req);
+        return;
+    }
+    int k = pf->n++;
+    if (k < 4) {
+        pf->fields[k] = req->fields;
+        pf->waits[k] = req->wait;
+    }
+    struct timespec ts = {pf->hold_ms / 1000, (long)(pf->hold_ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+    if (k == 0 && pf->first_not_leader) {
+        fake_reply_error(fb, req->id, KYU_ERR_NOT_LEADER, "leadership moved while it waited");
+        return;
+    }
+    kyu_reply_t rep;
+    kyu_reply_init(&rep);
+    rep.id = req->id;
+    fake_reply(fb, &rep, NULL, NULL, 0);
+}
+
+/* A long poll is answered up to its wait later than other requests: the client waits that
+ * much longer for it (here 1.5 s with a 1 s timeout and a 1 s wait), and asks once. */
+static void test_a_long_polls_reply_may_come_its_wait_after_the_timeout(void **state)
+{
+    (void)state;
+    poll_fake_t pf = {.hold_ms = 1500};
+    fake_broker_t *fb = fake_broker_new(poll_handler, &pf);
+    kyu_client_t *c = connect_to(fake_broker_endpoint(fb), 1000);
+    assert_non_null(c);
+    kyu_receive_options_t o;
+    kyu_receive_options_init(&o);
+    o.wait_seconds = 1;
+    kyu_err_t err = {0};
+    kyu_message_t *msgs = NULL;
+    size_t n = 99;
+    kyu_code_t rc = kyu_client_receive_with(c, "q", &o, &msgs, &n, &err);
+    if (rc != KYU_OK)
+        fail_msg("expected OK, got %s: %s", kyu_code_name(rc), err.msg);
+    assert_int_equal(n, 0);
+    assert_null(msgs);
+    kyu_client_destroy(&c);
+    fake_broker_destroy(&fb);
+    assert_int_equal(pf.n, 1);
+    assert_int_equal(pf.fields[0], KYU_F_QUEUE | KYU_F_MAX | KYU_F_WAIT | KYU_F_RQ);
+    assert_int_equal(pf.waits[0], 1);
+}
+
+/* A long poll answered NOT_LEADER after it waited a while is asked again (here of the same
+ * endpoint) for what is left of its wait, not the whole wait again. */
+static void test_a_retried_long_poll_asks_for_what_is_left_of_its_wait(void **state)
+{
+    (void)state;
+    poll_fake_t pf = {.hold_ms = 1100, .first_not_leader = true};
+    fake_broker_t *fb = fake_broker_new(poll_handler, &pf);
+    kyu_client_t *c = connect_to(fake_broker_endpoint(fb), 5000);
+    assert_non_null(c);
+    kyu_receive_options_t o;
+    kyu_receive_options_init(&o);
+    o.wait_seconds = 3;
+    kyu_err_t err = {0};
+    kyu_message_t *msgs = NULL;
+    size_t n = 0;
+    kyu_code_t rc = kyu_client_receive_with(c, "q", &o, &msgs, &n, &err);
+    if (rc != KYU_OK)
+        fail_msg("expected OK, got %s: %s", kyu_code_name(rc), err.msg);
+    kyu_client_destroy(&c);
+    fake_broker_destroy(&fb);
+    assert_int_equal(pf.n, 2);
+    assert_int_equal(pf.waits[0], 3);
+    assert_true(pf.fields[1] & KYU_F_WAIT);
+    if (pf.waits[1] >= 3)
+        fail_msg("the retry asked for a wait of %u s after 1.1 s of a 3 s wait", pf.waits[1]);
+}
+
+static void test_a_wait_out_of_range_is_refused_locally(void **state)
+{
+    (void)state;
+    poll_fake_t pf = {0};
+    fake_broker_t *fb = fake_broker_new(poll_handler, &pf);
+    kyu_client_t *c = connect_to(fake_broker_endpoint(fb), 5000);
+    assert_non_null(c);
+    kyu_receive_options_t o;
+    kyu_receive_options_init(&o);
+    o.wait_seconds = 21;
+    kyu_err_t err = {0};
+    kyu_message_t *msgs = NULL;
+    size_t n = 0;
+    assert_int_equal(kyu_client_receive_with(c, "q", &o, &msgs, &n, &err),
+                     KYU_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.msg, "WaitTimeSeconds"));
+    kyu_client_destroy(&c);
+    fake_broker_destroy(&fb);
+    assert_int_equal(pf.n, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -347,6 +461,9 @@ int main(void)
         cmocka_unit_test(test_not_leader_moves_to_the_named_leader),
         cmocka_unit_test(test_dead_first_endpoint_moves_to_the_next),
         cmocka_unit_test(test_a_leader_silent_after_taking_the_request_is_left_within_the_timeout),
+        cmocka_unit_test(test_a_long_polls_reply_may_come_its_wait_after_the_timeout),
+        cmocka_unit_test(test_a_retried_long_poll_asks_for_what_is_left_of_its_wait),
+        cmocka_unit_test(test_a_wait_out_of_range_is_refused_locally),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -98,6 +98,43 @@ static void test_queue_attribute_requests_round_trip(void **state)
     msgpack_sbuffer_destroy(&b);
 }
 
+/* RECEIVE's wait ("wt", long polling): 0..20 s, round trips; over 20, negative or not an
+ * integer is INVALID_ARGUMENT; other ops do not take it. */
+static void test_receive_wait_round_trips_and_is_checked(void **state)
+{
+    (void)state;
+    kyu_request_t in, out;
+    memset(&in, 0, sizeof in);
+    in.op = KYU_OP_RECEIVE;
+    in.id = 5;
+    in.fields = KYU_F_QUEUE | KYU_F_WAIT;
+    strcpy(in.queue, "q");
+    kyu_err_t err;
+    for (uint32_t wt = 0; wt <= KYU_WAIT_MAX + 1; wt += 10) {
+        in.wait = wt > KYU_WAIT_MAX ? KYU_WAIT_MAX + 1 : wt;
+        msgpack_sbuffer b;
+        msgpack_sbuffer_init(&b);
+        kyu_request_encode(&in, &b);
+        kyu_code_t rc = kyu_request_decode(b.data, b.size, 0, &out, &err);
+        msgpack_sbuffer_destroy(&b);
+        if (in.wait > KYU_WAIT_MAX) {
+            assert_int_equal(rc, KYU_ERR_INVALID_ARGUMENT);
+            assert_non_null(strstr(err.msg, "wait time (wt)"));
+        } else {
+            assert_int_equal(rc, KYU_OK);
+            assert_int_equal(out.fields, KYU_F_QUEUE | KYU_F_WAIT);
+            assert_int_equal(out.wait, in.wait);
+        }
+    }
+    in.op = KYU_OP_SEND;
+    in.wait = 1;
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    kyu_request_encode(&in, &b);
+    assert_int_equal(kyu_request_decode(b.data, b.size, 1, &out, &err), KYU_ERR_MALFORMED);
+    msgpack_sbuffer_destroy(&b);
+}
+
 static void b_ok_send(msgpack_packer *pk)
 {
     msgpack_pack_map(pk, 3);
@@ -537,6 +574,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_request_round_trips),
         cmocka_unit_test(test_queue_attribute_requests_round_trip),
+        cmocka_unit_test(test_receive_wait_round_trips_and_is_checked),
         cmocka_unit_test(test_send_needs_one_to_ten_bodies),
         cmocka_unit_test(test_shape_errors_are_malformed),
         cmocka_unit_test(test_unknown_op_is_refused_with_the_request_id),
