@@ -237,6 +237,11 @@ static kyu_code_t read_messages(kyu_sm_t *self, const queue_t *q, const uint64_t
         meta->receive_count = leases[j].receive_count;
         meta->sent_ms = m[j].sent_ms;
         meta->first_receive_ms = leases[j].first_ms;
+        if (!kyu_sm_read_provenance(self, q, seqs[j], meta, err)) {
+            for (size_t r = j; r < n; r++)
+                free(owned[r]);
+            return err->code;
+        }
         res->owned[i] = owned[j];
         res->bodies[i] = m[j].body;
         res->body_lens[i] = m[j].body_len;
@@ -245,29 +250,55 @@ static kyu_code_t read_messages(kyu_sm_t *self, const queue_t *q, const uint64_t
 }
 
 /* Leases up to max visible messages: each gets a new lease generation (its receipt handle)
- * and stays hidden for the visibility timeout. */
+ * and stays hidden for the visibility timeout. A message whose receive count has reached
+ * its queue's maxReceiveCount moves to the dead-letter queue instead (op_deadletter.c), and
+ * the receive takes the next one, up to KYU_DLQ_MOVES_MAX moves. */
 kyu_code_t kyu_op_receive_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t *a)
 {
     queue_t *q = kyu_sm_queue(self, c->queue, a->res);
     if (!q)
         return KYU_OK;
-    uint32_t max = c->max ? c->max : 1;
+    uint32_t max = c->max ? c->max : 1, found = 0, moved = 0;
     uint64_t vt_ms = (uint64_t)(c->vt >= 0 ? (uint64_t)c->vt : q->vt) * 1000;
     uint64_t seqs[KYU_BATCH_MAX];
     lease_t leases[KYU_BATCH_MAX];
-    uint32_t found = kyu_sm_index_take(q, c->now_ms, max, seqs, leases);
-    for (uint32_t i = 0; i < found; i++) {
-        lease_t *l = &leases[i];
-        l->visible_at = c->now_ms + vt_ms;
-        l->receive_count++;
-        l->gen++;
-        if (l->receive_count == 1) /* its first receive (a delayed one's first_ms is a mark) */
-            l->first_ms = c->now_ms;
-        kyu_sm_set_lease(self, q, seqs[i], l);
-        if (a->dedup) {
-            a->dedup->seqs[a->dedup->n] = seqs[i];
-            a->dedup->gens[a->dedup->n++] = l->gen;
+    while (found < max && moved < KYU_DLQ_MOVES_MAX) {
+        /* Each batch is settled (leased or moved) before the next take: a message taken
+         * once is not in the index again. */
+        uint32_t got = kyu_sm_index_take(q, c->now_ms, max - found, seqs + found, leases + found);
+        if (got == 0)
+            break;
+        for (uint32_t i = found; i < found + got; i++) {
+            lease_t *l = &leases[i];
+            queue_t *dlq = kyu_sm_dead_letter_due(self, q, l);
+            if (dlq) {
+                kyu_code_t rc =
+                    kyu_sm_move_to_dead_letter(self, q, dlq, seqs[i], l, c->now_ms, a->err);
+                if (rc != KYU_OK)
+                    return rc;
+                moved++;
+                l->gen = 0; /* marks it moved, for the compaction below */
+                continue;
+            }
+            l->visible_at = c->now_ms + vt_ms;
+            l->receive_count++;
+            l->gen++;
+            if (l->receive_count == 1) /* its first receive (a delayed one's first_ms is a mark) */
+                l->first_ms = c->now_ms;
+            kyu_sm_set_lease(self, q, seqs[i], l);
         }
+        /* Keep the leased ones (a leased message's gen is at least 1). */
+        uint32_t kept = found;
+        for (uint32_t i = found; i < found + got; i++)
+            if (leases[i].gen > 0) {
+                seqs[kept] = seqs[i];
+                leases[kept++] = leases[i];
+            }
+        found = kept;
+    }
+    for (uint32_t i = 0; i < found && a->dedup; i++) {
+        a->dedup->seqs[a->dedup->n] = seqs[i];
+        a->dedup->gens[a->dedup->n++] = leases[i].gen;
     }
     return a->want_bodies ? read_messages(self, q, seqs, leases, found, a->res, a->err) : KYU_OK;
 }
