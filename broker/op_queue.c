@@ -437,33 +437,12 @@ kyu_code_t kyu_op_queue_attributes_answer(kyu_op_ctx_t *ctx, const kyu_request_t
     /* The size a send may have here: the queue's, or this broker's limit when smaller. */
     if ((uint64_t)rep->attrs.max_size > ctx->max_body)
         rep->attrs.max_size = (int64_t)ctx->max_body;
-    const queue_t *q = zhashx_lookup(ctx->sm->queues, req->queue);
-    kyu_queue_ext_t *x = malloc(sizeof *x);
-    if (!x)
-        return kyu_err_set(err, KYU_ERR_INTERNAL, "out of memory");
-    if (!kyu_sm_queue_ext(q, x)) {
-        free(x);
+    if (rep->attrs.n_tags == 0)
+        return KYU_OK;
+    rep->tags = malloc(sizeof *rep->tags);
+    if (!rep->tags || kyu_sm_queue_tags(ctx->sm, req->queue, rep->tags, err) != KYU_OK) {
         rep->has_attrs = false;
-        return kyu_err_set(err, KYU_ERR_STORAGE, "queue '%s': corrupt attributes", req->queue);
+        return rep->tags ? err->code : kyu_err_set(err, KYU_ERR_INTERNAL, "out of memory");
     }
-    kyu_queue_attrs_t *at = &rep->attrs;
-    at->retention = x->retention;
-    at->receive_wait = x->receive_wait;
-    memcpy(at->dlq, x->dlq, sizeof at->dlq);
-    at->max_receive_count = x->max_receive_count;
-    at->redrive_allow = x->allow;
-    at->n_sources = x->n_sources;
-    memcpy(at->sources, x->sources, sizeof at->sources);
-    at->n_tags = x->tags.n;
-    if (x->tags.n) {
-        rep->tags = malloc(sizeof *rep->tags);
-        if (!rep->tags) {
-            free(x);
-            rep->has_attrs = false;
-            return kyu_err_set(err, KYU_ERR_INTERNAL, "out of memory");
-        }
-        *rep->tags = x->tags;
-    }
-    free(x);
     return KYU_OK;
 }

@@ -456,5 +456,38 @@ kyu_code_t kyu_sm_queue_attributes(kyu_sm_t *self, const char *name, uint64_t no
     attrs->created_ms = (int64_t)q->created_ms;
     attrs->max_size = q->max_size;
     attrs->modified_ms = (int64_t)q->modified_ms;
+    kyu_queue_ext_t *x = malloc(sizeof *x);
+    if (!x)
+        return kyu_err_set(err, KYU_ERR_INTERNAL, "out of memory");
+    if (!kyu_sm_queue_ext(q, x)) {
+        free(x);
+        return kyu_err_set(err, KYU_ERR_STORAGE, "queue '%s': corrupt attributes", name);
+    }
+    attrs->retention = x->retention;
+    attrs->receive_wait = x->receive_wait;
+    memcpy(attrs->dlq, x->dlq, sizeof attrs->dlq);
+    attrs->max_receive_count = x->max_receive_count;
+    attrs->redrive_allow = x->allow;
+    attrs->n_sources = x->n_sources;
+    memcpy(attrs->sources, x->sources, sizeof attrs->sources);
+    attrs->n_tags = x->tags.n;
+    free(x);
     return KYU_OK;
+}
+
+kyu_code_t kyu_sm_queue_tags(kyu_sm_t *self, const char *name, kyu_tags_t *tags, kyu_err_t *err)
+{
+    queue_t *q = zhashx_lookup(self->queues, name);
+    if (!q)
+        return kyu_err_set(err, KYU_ERR_NO_SUCH_QUEUE, "queue '%s' does not exist", name);
+    kyu_queue_ext_t *x = malloc(sizeof *x);
+    if (!x)
+        return kyu_err_set(err, KYU_ERR_INTERNAL, "out of memory");
+    kyu_code_t rc = KYU_OK;
+    if (kyu_sm_queue_ext(q, x))
+        *tags = x->tags;
+    else
+        rc = kyu_err_set(err, KYU_ERR_STORAGE, "queue '%s': corrupt attributes", name);
+    free(x);
+    return rc;
 }

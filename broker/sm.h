@@ -108,6 +108,8 @@ bool kyu_sm_has_visible(kyu_sm_t *self, const char *name, uint64_t now_ms);
 bool kyu_sm_knows_request(kyu_sm_t *self, uint64_t client, uint64_t key, uint64_t now_ms);
 kyu_code_t kyu_sm_queue_attributes(kyu_sm_t *self, const char *name, uint64_t now_ms,
                                    kyu_queue_attrs_t *attrs, kyu_err_t *err);
+/* The queue's tags. */
+kyu_code_t kyu_sm_queue_tags(kyu_sm_t *self, const char *name, kyu_tags_t *tags, kyu_err_t *err);
 
 /* Receipt handles (sm_handle.c): KYU_HANDLE_LEN lowercase hex digits holding the message's
  * sequence number, its lease generation and a MAC over them and the queue id under the

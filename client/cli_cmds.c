@@ -161,10 +161,13 @@ int cli_cmd_get_queue_attributes(cli_t *cli, cli_args_t *a)
         else if (!obj || json_object_set_new(obj, rows[i].name, int_string(rows[i].value)) != 0)
             rc = cli_failf(cli, "cannot build JSON output (out of memory)");
     }
-    char *policies[2] = {at.dlq[0] ? redrive_json(&at, false) : NULL, redrive_json(&at, true)};
+    /* As SQS: the policies only when set (RedriveAllowPolicy: other than allowAll). */
+    bool shown[2] = {at.dlq[0] != '\0', at.redrive_allow != KYU_REDRIVE_ALLOW_ALL};
+    char *policies[2] = {shown[0] ? redrive_json(&at, false) : NULL,
+                         shown[1] ? redrive_json(&at, true) : NULL};
     const char *names[2] = {"RedrivePolicy", "RedriveAllowPolicy"};
     for (size_t i = 0; i < 2 && rc == CLI_EXIT_OK; i++) {
-        if (i == 0 && !at.dlq[0])
+        if (!shown[i])
             continue;
         if (!policies[i])
             rc = cli_failf(cli, "cannot build JSON output (out of memory)");
@@ -184,10 +187,12 @@ int cli_cmd_get_queue_attributes(cli_t *cli, cli_args_t *a)
             rc =
                 cli_failf(cli, "tag '%s': not valid UTF-8, cannot print it as JSON", tags->keys[i]);
     }
+    bool any_tag = tags->n > 0;
     free(tags);
-    if (cli->json && rc == CLI_EXIT_OK && tj && json_object_set_new(obj, "Tags", tj) != 0)
+    if (cli->json && rc == CLI_EXIT_OK && any_tag && tj &&
+        json_object_set_new(obj, "Tags", tj) != 0)
         rc = cli_failf(cli, "cannot build JSON output (out of memory)");
-    else if (cli->json && (rc != CLI_EXIT_OK || !tj))
+    else if (cli->json && (rc != CLI_EXIT_OK || !tj || !any_tag))
         json_decref(tj);
     if (rc != CLI_EXIT_OK) {
         json_decref(obj);
