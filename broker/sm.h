@@ -18,6 +18,7 @@
 #include "store.h"
 
 #define KYU_QUEUES_MAX 10000
+#define KYU_DLQ_MOVES_MAX 100 /* dead-letter moves per RECEIVE; the next receive moves more */
 #define KYU_SM_CONF_MAX 160   /* a kyu_raft_conf_encode'd configuration */
 #define KYU_SM_MEMBERS_MAX 32 /* entries of the replicated address book */
 

@@ -224,8 +224,7 @@ kyu_code_t kyu_sm_check_not_dead_letter(kyu_sm_t *self, const char *name, kyu_er
  * or NULL. */
 queue_t *kyu_sm_dead_letter_due(kyu_sm_t *self, const queue_t *q, const lease_t *l);
 /* Moves message seq (taken out of src's index, lease l) into dlq at time now; a RECEIVE
- * moves at most KYU_DLQ_MOVES_MAX (the next receive moves the next ones). */
-#define KYU_DLQ_MOVES_MAX 100
+ * moves at most KYU_DLQ_MOVES_MAX (sm.h). */
 kyu_code_t kyu_sm_move_to_dead_letter(kyu_sm_t *self, queue_t *src, queue_t *dlq, uint64_t seq,
                                       const lease_t *l, uint64_t now, kyu_err_t *err);
 /* Fills m's dlq_* fields from message seq's provenance record, when it has one; false (err
