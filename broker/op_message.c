@@ -260,41 +260,39 @@ kyu_code_t kyu_op_receive_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_appl
         return KYU_OK;
     uint32_t max = c->max ? c->max : 1, found = 0, moved = 0;
     uint64_t vt_ms = (uint64_t)(c->vt >= 0 ? (uint64_t)c->vt : q->vt) * 1000;
-    uint64_t seqs[KYU_BATCH_MAX];
-    lease_t leases[KYU_BATCH_MAX];
+    uint64_t seqs[KYU_BATCH_MAX], taken[KYU_BATCH_MAX];
+    lease_t leases[KYU_BATCH_MAX], tl[KYU_BATCH_MAX];
+    /* Take until max are found; the leases are set after the loop, so that a message leased
+     * here (with a visibility timeout of 0 it would be due again at once) is taken once. */
     while (found < max && moved < KYU_DLQ_MOVES_MAX) {
-        /* Each batch is settled (leased or moved) before the next take: a message taken
-         * once is not in the index again. */
-        uint32_t got = kyu_sm_index_take(q, c->now_ms, max - found, seqs + found, leases + found);
+        uint32_t got = kyu_sm_index_take(q, c->now_ms, max - found, taken, tl);
         if (got == 0)
             break;
-        for (uint32_t i = found; i < found + got; i++) {
-            lease_t *l = &leases[i];
-            queue_t *dlq = kyu_sm_dead_letter_due(self, q, l);
+        for (uint32_t i = 0; i < got; i++) {
+            bool dup = false; /* a second heap entry of a message taken by an earlier batch */
+            for (uint32_t k = 0; k < found && !dup; k++)
+                dup = seqs[k] == taken[i];
+            queue_t *dlq = dup ? NULL : kyu_sm_dead_letter_due(self, q, &tl[i]);
             if (dlq) {
                 kyu_code_t rc =
-                    kyu_sm_move_to_dead_letter(self, q, dlq, seqs[i], l, c->now_ms, a->err);
+                    kyu_sm_move_to_dead_letter(self, q, dlq, taken[i], &tl[i], c->now_ms, a->err);
                 if (rc != KYU_OK)
                     return rc;
                 moved++;
-                l->gen = 0; /* marks it moved, for the compaction below */
-                continue;
+            } else if (!dup) {
+                seqs[found] = taken[i];
+                leases[found++] = tl[i];
             }
-            l->visible_at = c->now_ms + vt_ms;
-            l->receive_count++;
-            l->gen++;
-            if (l->receive_count == 1) /* its first receive (a delayed one's first_ms is a mark) */
-                l->first_ms = c->now_ms;
-            kyu_sm_set_lease(self, q, seqs[i], l);
         }
-        /* Keep the leased ones (a leased message's gen is at least 1). */
-        uint32_t kept = found;
-        for (uint32_t i = found; i < found + got; i++)
-            if (leases[i].gen > 0) {
-                seqs[kept] = seqs[i];
-                leases[kept++] = leases[i];
-            }
-        found = kept;
+    }
+    for (uint32_t i = 0; i < found; i++) {
+        lease_t *l = &leases[i];
+        l->visible_at = c->now_ms + vt_ms;
+        l->receive_count++;
+        l->gen++;
+        if (l->receive_count == 1) /* its first receive (a delayed one's first_ms is a mark) */
+            l->first_ms = c->now_ms;
+        kyu_sm_set_lease(self, q, seqs[i], l);
     }
     for (uint32_t i = 0; i < found && a->dedup; i++) {
         a->dedup->seqs[a->dedup->n] = seqs[i];

@@ -307,6 +307,30 @@ static void test_a_receive_moves_at_most_a_bounded_number_of_messages(void **sta
     expect_messages(f, "dlq", now, n);
 }
 
+/* A message leased by a receive with a visibility timeout of 0 is due again at once: the
+ * same receive, taking more to make up for moved ones, must not take it twice. */
+static void test_a_receive_with_a_zero_timeout_takes_each_message_once(void **state)
+{
+    fixture_t *f = *state;
+    uint64_t now = T0;
+    ok(apply1(f, cmd_create("dlq", -1)));
+    ok(apply1(f, create_with_dlq("src", "dlq", 2)));
+    for (int i = 0; i < 5; i++)
+        ok(apply1(f, cmd_send("src", now, "x")));
+    kyu_result_t r = apply1(f, cmd_receive("src", now + 1, 10, 0));
+    assert_int_equal(r.n_msgs, 5);
+    for (size_t i = 0; i < r.n_msgs; i++)
+        assert_int_equal(r.msgs[i].receive_count, 1);
+    kyu_result_clear(&r);
+    r = apply1(f, cmd_receive("src", now + 2, 10, 0));
+    assert_int_equal(r.n_msgs, 5);
+    kyu_result_clear(&r);
+    r = apply1(f, cmd_receive("src", now + 3, 10, 0)); /* all five move */
+    assert_int_equal(r.n_msgs, 0);
+    kyu_result_clear(&r);
+    expect_messages(f, "dlq", now + 3, 5);
+}
+
 /* ---- RedrivePolicy against the state ---- */
 
 static void test_a_redrive_policy_needs_an_existing_other_queue_and_no_cycle(void **state)
@@ -406,6 +430,7 @@ int main(void)
         T(test_a_dead_letter_queue_with_its_own_redrive_policy_sends_messages_on),
         T(test_messages_stay_in_the_source_when_its_dead_letter_queue_is_gone),
         T(test_a_receive_moves_at_most_a_bounded_number_of_messages),
+        T(test_a_receive_with_a_zero_timeout_takes_each_message_once),
         T(test_a_redrive_policy_needs_an_existing_other_queue_and_no_cycle),
         T(test_the_dead_letter_queues_redrive_allow_policy_is_honoured),
         T(test_list_dead_letter_source_queues_names_them_in_order),
