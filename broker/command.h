@@ -23,7 +23,10 @@
  *   SET_HANDLE_KEY:    items = [key (bin, 32 bytes)]: the key of receipt handles (sm_handle.c)
  *   CREATE_QUEUE, SET_QUEUE_ATTRIBUTES: items = [MaximumMessageSize (0: not set),
  *                      DelaySeconds], [MaximumMessageSize], or [] (neither set; CREATE_QUEUE
- *                      entries written before attributes other than vt existed hold [])
+ *                      entries written before attributes other than vt existed hold []); with
+ *                      other attributes: [MaximumMessageSize, DelaySeconds or nil, attributes
+ *                      (bin: their msgpack map, broker/queue_attrs.h)]
+ *   DELETE_QUEUE:      items = [] or [true] (force: a dead-letter queue of other queues too)
  *   others:            items = [] (PURGE_QUEUE: every message of the queue applied before it
  *                      is deleted; op_queue.c)
  * SET_MEMBER and DROP_MEMBER (queue "", vt -1, max 0) keep the replicated address book
@@ -64,7 +67,16 @@ typedef struct {
     uint32_t max_size;
     bool has_delay; /* CREATE_QUEUE, SET_QUEUE_ATTRIBUTES: DelaySeconds set (0..900) */
     uint32_t delay;
-    size_t n; /* SEND: messages; DELETE, CHANGE_VISIBILITY: handles */
+    /* CREATE_QUEUE, SET_QUEUE_ATTRIBUTES: the other attributes the request gives (the bits
+     * KYU_F_RETENTION..KYU_F_TAGS in qx_set): when built, qx points to the request's (it
+     * stays borrowed until the command is encoded); when decoded, qx_mp and qx_len hold
+     * their encoding (queue_attrs.h), borrowed from the entry. */
+    unsigned qx_set;
+    const kyu_queue_ext_t *qx;
+    const void *qx_mp;
+    size_t qx_len;
+    bool force; /* DELETE_QUEUE: also a queue that is another queue's dead-letter queue */
+    size_t n;   /* SEND: messages; DELETE, CHANGE_VISIBILITY: handles */
     char ids[KYU_BATCH_MAX][KYU_UUID_LEN + 1];
     const void *bodies[KYU_BATCH_MAX]; /* borrowed: from the request or the decoded entry */
     size_t body_lens[KYU_BATCH_MAX];

@@ -304,6 +304,11 @@ static kyu_code_t read_messages(kyu_sm_t *self, const queue_t *q, const uint64_t
         meta->receive_count = leases[j].receive_count;
         meta->sent_ms = m[j].sent_ms;
         meta->first_receive_ms = leases[j].first_ms;
+        if (!kyu_sm_read_provenance(self, q, seqs[j], meta, err)) {
+            for (size_t r = j; r < n; r++)
+                free(owned[r]);
+            return err->code;
+        }
         res->owned[i] = owned[j];
         res->bodies[i] = m[j].body;
         res->body_lens[i] = m[j].body_len;
@@ -312,13 +317,15 @@ static kyu_code_t read_messages(kyu_sm_t *self, const queue_t *q, const uint64_t
 }
 
 /* Leases up to max visible messages: each gets a new lease generation (its receipt handle)
- * and stays hidden for the visibility timeout. */
+ * and stays hidden for the visibility timeout. A message whose receive count has reached
+ * its queue's maxReceiveCount moves to the dead-letter queue instead (op_deadletter.c), and
+ * the receive takes the next one, up to KYU_DLQ_MOVES_MAX moves. */
 kyu_code_t kyu_op_receive_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t *a)
 {
     queue_t *q = kyu_sm_queue(self, c->queue, a->res);
     if (!q)
         return KYU_OK;
-    uint32_t max = c->max ? c->max : 1;
+    uint32_t max = c->max ? c->max : 1, found = 0, moved = 0;
     if (c->max_inflight) { /* the queue's counts are at the command's time (sm_apply.c) */
         uint64_t room = q->n_inflight < c->max_inflight ? c->max_inflight - q->n_inflight : 0;
         if (room == 0 && kyu_sm_index_has_visible(q, c->now_ms)) {
@@ -329,9 +336,31 @@ kyu_code_t kyu_op_receive_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_appl
             max = (uint32_t)room;
     }
     uint64_t vt_ms = (uint64_t)(c->vt >= 0 ? (uint64_t)c->vt : q->vt) * 1000;
-    uint64_t seqs[KYU_BATCH_MAX];
-    lease_t leases[KYU_BATCH_MAX];
-    uint32_t found = kyu_sm_index_take(q, c->now_ms, max, seqs, leases);
+    uint64_t seqs[KYU_BATCH_MAX], taken[KYU_BATCH_MAX];
+    lease_t leases[KYU_BATCH_MAX], tl[KYU_BATCH_MAX];
+    /* Take until max are found; the leases are set after the loop, so that a message leased
+     * here (with a visibility timeout of 0 it would be due again at once) is taken once. */
+    while (found < max && moved < KYU_DLQ_MOVES_MAX) {
+        uint32_t got = kyu_sm_index_take(q, c->now_ms, max - found, taken, tl);
+        if (got == 0)
+            break;
+        for (uint32_t i = 0; i < got; i++) {
+            bool dup = false; /* a second heap entry of a message taken by an earlier batch */
+            for (uint32_t k = 0; k < found && !dup; k++)
+                dup = seqs[k] == taken[i];
+            queue_t *dlq = dup ? NULL : kyu_sm_dead_letter_due(self, q, &tl[i]);
+            if (dlq) {
+                kyu_code_t rc =
+                    kyu_sm_move_to_dead_letter(self, q, dlq, taken[i], &tl[i], c->now_ms, a->err);
+                if (rc != KYU_OK)
+                    return rc;
+                moved++;
+            } else if (!dup) {
+                seqs[found] = taken[i];
+                leases[found++] = tl[i];
+            }
+        }
+    }
     for (uint32_t i = 0; i < found; i++) {
         lease_t *l = &leases[i];
         l->visible_at = c->now_ms + vt_ms;
@@ -340,10 +369,10 @@ kyu_code_t kyu_op_receive_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_appl
         if (l->receive_count == 1) /* its first receive (a delayed one's first_ms is a mark) */
             l->first_ms = c->now_ms;
         kyu_sm_set_lease(self, q, seqs[i], l);
-        if (a->dedup) {
-            a->dedup->seqs[a->dedup->n] = seqs[i];
-            a->dedup->gens[a->dedup->n++] = l->gen;
-        }
+    }
+    for (uint32_t i = 0; i < found && a->dedup; i++) {
+        a->dedup->seqs[a->dedup->n] = seqs[i];
+        a->dedup->gens[a->dedup->n++] = leases[i].gen;
     }
     return a->want_bodies ? read_messages(self, q, seqs, leases, found, a->res, a->err) : KYU_OK;
 }

@@ -6,7 +6,10 @@
  * 1048576; a value given must not be above the broker's own body limit, and that limit also
  * bounds the default: a send is held to the smaller of the two, and GET_QUEUE_ATTRIBUTES
  * reports the smaller) and DelaySeconds (delay, 0..900 s, default 0: a message sent to the
- * queue is invisible for as long; sm_apply.c). The defaults are fixed, not a node's flag, so
+ * queue is invisible for as long; sm_apply.c). The others (MessageRetentionPeriod,
+ * ReceiveMessageWaitTimeSeconds, RedrivePolicy, RedriveAllowPolicy, tags) are kept in
+ * queue_attrs.h's encoding; RedrivePolicy's checks against the state and the moves to
+ * dead-letter queues are op_deadletter.c's. The defaults are fixed, not a node's flag, so
  * that a create without an attribute compares the same on every leader. */
 #include "sm_internal.h"
 
@@ -32,6 +35,13 @@ static kyu_code_t check_attrs(kyu_op_ctx_t *ctx, const kyu_request_t *req, kyu_e
         return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
                            "DelaySeconds must be 0 to %d seconds, not %u", KYU_DELAY_MAX,
                            req->delay);
+    if (kyu_qattrs_check(&req->qx, req->fields & KYU_F_QUEUE_EXT_, err) != KYU_OK)
+        return err->code;
+    /* RedrivePolicy: against the state (its queue, cycles, the dead-letter queue's
+     * RedriveAllowPolicy); the apply checks it again, on the state it finds. */
+    if ((req->fields & KYU_F_REDRIVE) && req->qx.dlq[0] &&
+        kyu_sm_check_redrive(ctx->sm, req->queue, req->qx.dlq, err) != KYU_OK)
+        return err->code;
     if (!(req->fields & KYU_F_MMS))
         return KYU_OK;
     if (req->max_size < KYU_MAX_SIZE_MIN || req->max_size > KYU_MAX_SIZE_MAX)
@@ -58,10 +68,28 @@ kyu_code_t kyu_op_set_queue_attributes_validate(kyu_op_ctx_t *ctx, const kyu_req
 {
     if (kyu_op_queue_exists(ctx, req, bodies, err) != KYU_OK)
         return err->code;
-    if (!(req->fields & (KYU_F_VT | KYU_F_MMS | KYU_F_DELAY)))
+    if (!(req->fields & (KYU_F_VT | KYU_F_MMS | KYU_F_DELAY | KYU_F_QUEUE_EXT_)))
         return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
-                           "set-queue-attributes needs at least one attribute (vt, mms, ds)");
-    return check_attrs(ctx, req, err);
+                           "set-queue-attributes needs at least one attribute (vt, mms, ds, mrp, "
+                           "rwt, rdp, rap, tags)");
+    if (check_attrs(ctx, req, err) != KYU_OK)
+        return err->code;
+    if (!(req->fields & KYU_F_TAGS))
+        return KYU_OK;
+    /* Tags are added to the queue's (SQS's TagQueue): at most 50 in all. */
+    const queue_t *q = zhashx_lookup(ctx->sm->queues, req->queue);
+    kyu_queue_ext_t *x = malloc(sizeof *x);
+    if (!x)
+        return kyu_err_set(err, KYU_ERR_INTERNAL, "out of memory");
+    kyu_code_t rc = KYU_OK;
+    if (!kyu_sm_queue_ext(q, x))
+        rc = kyu_err_set(err, KYU_ERR_STORAGE, "queue '%s': corrupt attributes", req->queue);
+    else if (!kyu_qattrs_merge_tags(x, &req->qx.tags))
+        rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                         "queue '%s' would have more than %d tags (it has %zu)", req->queue,
+                         KYU_TAGS_MAX, x->tags.n);
+    free(x);
+    return rc;
 }
 
 /* The frontend has set vt (-1: not set); the others are set when the request gives them. */
@@ -73,11 +101,36 @@ void kyu_op_queue_attrs_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_
     cmd->delay = req->delay;
     if (req->fields & KYU_F_MMS)
         cmd->max_size = req->max_size;
+    cmd->qx_set = req->fields & KYU_F_QUEUE_EXT_;
+    cmd->qx = cmd->qx_set ? &req->qx : NULL;
 }
 
-/* [], [max_size] or [max_size, delay] (command.h) */
+/* [], [max_size], [max_size, delay] or, with other attributes, [max_size, delay or nil,
+ * attributes] (command.h) */
 void kyu_op_queue_attrs_encode(const kyu_command_t *cmd, msgpack_packer *pk)
 {
+    if (cmd->qx_set) {
+        msgpack_pack_array(pk, 3);
+        msgpack_pack_uint32(pk, cmd->max_size);
+        if (cmd->has_delay)
+            msgpack_pack_uint32(pk, cmd->delay);
+        else
+            msgpack_pack_nil(pk);
+        if (cmd->qx) {
+            msgpack_sbuffer sb;
+            msgpack_sbuffer_init(&sb);
+            msgpack_packer inner;
+            msgpack_packer_init(&inner, &sb, msgpack_sbuffer_write);
+            kyu_qattrs_encode(cmd->qx, cmd->qx_set, &inner);
+            msgpack_pack_bin(pk, sb.size);
+            msgpack_pack_bin_body(pk, sb.data, sb.size);
+            msgpack_sbuffer_destroy(&sb);
+        } else {
+            msgpack_pack_bin(pk, cmd->qx_len);
+            msgpack_pack_bin_body(pk, cmd->qx_mp, cmd->qx_len);
+        }
+        return;
+    }
     msgpack_pack_array(pk, cmd->has_delay ? 2 : cmd->max_size ? 1 : 0);
     if (cmd->max_size || cmd->has_delay)
         msgpack_pack_uint32(pk, cmd->max_size);
@@ -85,14 +138,33 @@ void kyu_op_queue_attrs_encode(const kyu_command_t *cmd, msgpack_packer *pk)
         msgpack_pack_uint32(pk, cmd->delay);
 }
 
-/* A max_size over KYU_MAX_SIZE_MAX (or 0 alone) or a delay over KYU_DELAY_MAX is not one the
- * broker builds. */
+/* A max_size over KYU_MAX_SIZE_MAX (or 0 alone), a delay over KYU_DELAY_MAX or attributes
+ * out of their ranges (or none) are not what the broker builds. */
 bool kyu_op_queue_attrs_decode(const msgpack_object *items, kyu_command_t *cmd)
 {
-    if (items->type != MSGPACK_OBJECT_ARRAY || items->via.array.size > 2)
+    if (items->type != MSGPACK_OBJECT_ARRAY || items->via.array.size > 3)
         return false;
     const msgpack_object *o = items->via.array.ptr;
     uint32_t n = items->via.array.size;
+    if (n == 3) {
+        kyu_queue_ext_t *x = malloc(sizeof *x);
+        bool ok =
+            x && o[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER && o[0].via.u64 <= KYU_MAX_SIZE_MAX &&
+            (o[1].type == MSGPACK_OBJECT_NIL ||
+             (o[1].type == MSGPACK_OBJECT_POSITIVE_INTEGER && o[1].via.u64 <= KYU_DELAY_MAX)) &&
+            o[2].type == MSGPACK_OBJECT_BIN &&
+            kyu_qattrs_decode(o[2].via.bin.ptr, o[2].via.bin.size, x, &cmd->qx_set) &&
+            cmd->qx_set != 0;
+        free(x);
+        if (!ok)
+            return false;
+        cmd->max_size = (uint32_t)o[0].via.u64;
+        cmd->has_delay = o[1].type != MSGPACK_OBJECT_NIL;
+        cmd->delay = cmd->has_delay ? (uint32_t)o[1].via.u64 : 0;
+        cmd->qx_mp = o[2].via.bin.ptr;
+        cmd->qx_len = o[2].via.bin.size;
+        return true;
+    }
     for (uint32_t i = 0; i < n; i++)
         if (o[i].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
             return false;
@@ -106,7 +178,73 @@ bool kyu_op_queue_attrs_decode(const msgpack_object *items, kyu_command_t *cmd)
     return true;
 }
 
-kyu_code_t kyu_op_create_queue_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t *a)
+/* The other attributes a CREATE_QUEUE or SET_QUEUE_ATTRIBUTES command gives, over the
+ * defaults: false (a storage error set) when they do not decode, which a decoded command
+ * rules out. */
+static bool command_attrs(const kyu_command_t *c, kyu_queue_ext_t *given, kyu_apply_t *a)
+{
+    unsigned set = 0;
+    kyu_qattrs_defaults(given);
+    if (c->qx) {
+        *given = *c->qx;
+        return true;
+    }
+    if (!c->qx_mp || kyu_qattrs_decode(c->qx_mp, c->qx_len, given, &set))
+        return true;
+    kyu_err_set(a->err, KYU_ERR_STORAGE, "queue '%s': malformed attributes in a command", c->queue);
+    return false;
+}
+
+/* As SQS: the first attribute in which an existing queue differs from a create's, or NULL. */
+static const char *first_difference(const queue_t *q, const kyu_queue_ext_t *cur, uint32_t vt,
+                                    uint32_t max_size, uint32_t delay, const kyu_queue_ext_t *x,
+                                    char *have, char *want, size_t len)
+{
+    const struct {
+        const char *name;
+        uint32_t have, want;
+    } nums[] = {
+        {"VisibilityTimeout", q->vt, vt},
+        {"MaximumMessageSize", q->max_size, max_size},
+        {"DelaySeconds", q->delay, delay},
+        {"MessageRetentionPeriod", cur->retention, x->retention},
+        {"ReceiveMessageWaitTimeSeconds", cur->receive_wait, x->receive_wait},
+    };
+    for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++)
+        if (nums[i].have != nums[i].want) {
+            snprintf(have, len, "%u", nums[i].have);
+            snprintf(want, len, "%u", nums[i].want);
+            return nums[i].name;
+        }
+    if (strcmp(cur->dlq, x->dlq) != 0 || cur->max_receive_count != x->max_receive_count) {
+        snprintf(have, len, "%s", cur->dlq[0] ? cur->dlq : "none");
+        snprintf(want, len, "%s", x->dlq[0] ? x->dlq : "none");
+        if (strcmp(cur->dlq, x->dlq) == 0) {
+            snprintf(have, len, "%s, maxReceiveCount %u", cur->dlq, cur->max_receive_count);
+            snprintf(want, len, "maxReceiveCount %u", x->max_receive_count);
+        }
+        return "RedrivePolicy";
+    }
+    bool same_sources = cur->n_sources == x->n_sources;
+    for (size_t i = 0; same_sources && i < cur->n_sources; i++)
+        same_sources = strcmp(cur->sources[i], x->sources[i]) == 0;
+    if (cur->allow != x->allow || !same_sources) {
+        snprintf(have, len, "%s", kyu_qattrs_allow_name(cur->allow));
+        snprintf(want, len, "%s%s", kyu_qattrs_allow_name(x->allow),
+                 cur->allow == x->allow ? " with other source queues" : "");
+        return "RedriveAllowPolicy";
+    }
+    if (!kyu_qattrs_tags_equal(&cur->tags, &x->tags)) {
+        snprintf(have, len, "%zu tags", cur->tags.n);
+        snprintf(want, len, "%zu tags%s", x->tags.n,
+                 cur->tags.n == x->tags.n ? " that differ" : "");
+        return "tags";
+    }
+    return NULL;
+}
+
+static kyu_code_t create_queue(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t *a,
+                               const kyu_queue_ext_t *x, kyu_queue_ext_t *cur)
 {
     uint32_t vt = c->vt >= 0 ? (uint32_t)c->vt : KYU_VISIBILITY_DEFAULT;
     uint32_t max_size = c->max_size ? c->max_size : KYU_MAX_SIZE_DEFAULT;
@@ -115,21 +253,15 @@ kyu_code_t kyu_op_create_queue_apply(kyu_sm_t *self, const kyu_command_t *c, kyu
     if (q) {
         /* As SQS: creating an existing queue with the same attributes succeeds; otherwise
          * the error names the first attribute that differs. */
-        if (q->vt != vt)
+        char have[128], want[128];
+        const char *name = NULL;
+        if (!kyu_sm_queue_ext(q, cur))
+            return kyu_err_set(a->err, KYU_ERR_STORAGE, "queue '%s': corrupt attributes", c->queue);
+        name = first_difference(q, cur, vt, max_size, delay, x, have, want, sizeof have);
+        if (name)
             kyu_err_set(kyu_result_err(a->res), KYU_ERR_QUEUE_EXISTS,
-                        "queue '%s' exists with a different value for attribute "
-                        "VisibilityTimeout: %u, not %u",
-                        c->queue, q->vt, vt);
-        else if (q->max_size != max_size)
-            kyu_err_set(kyu_result_err(a->res), KYU_ERR_QUEUE_EXISTS,
-                        "queue '%s' exists with a different value for attribute "
-                        "MaximumMessageSize: %u, not %u",
-                        c->queue, q->max_size, max_size);
-        else if (q->delay != delay)
-            kyu_err_set(kyu_result_err(a->res), KYU_ERR_QUEUE_EXISTS,
-                        "queue '%s' exists with a different value for attribute DelaySeconds: "
-                        "%u, not %u",
-                        c->queue, q->delay, delay);
+                        "queue '%s' exists with a different value for attribute %s: %s, not %s",
+                        c->queue, name, have, want);
         return KYU_OK;
     }
     if (zhashx_size(self->queues) >= KYU_QUEUES_MAX) {
@@ -137,9 +269,13 @@ kyu_code_t kyu_op_create_queue_apply(kyu_sm_t *self, const kyu_command_t *c, kyu
                     KYU_QUEUES_MAX);
         return KYU_OK;
     }
+    if (x->dlq[0] && kyu_sm_check_redrive(self, c->queue, x->dlq, kyu_result_err(a->res)))
+        return KYU_OK;
     q = calloc(1, sizeof *q);
-    if (!q)
-        return KYU_ERR_INTERNAL;
+    if (!q || !kyu_sm_queue_set_ext(q, x)) {
+        free(q);
+        return kyu_err_set(a->err, KYU_ERR_INTERNAL, "out of memory creating a queue");
+    }
     snprintf(q->name, sizeof q->name, "%s", c->queue);
     q->qid = self->next_qid++;
     q->vt = vt;
@@ -154,13 +290,48 @@ kyu_code_t kyu_op_create_queue_apply(kyu_sm_t *self, const kyu_command_t *c, kyu
     return KYU_OK;
 }
 
-/* Changes the attributes the command sets (vt >= 0, max_size > 0, has_delay) and
- * LastModifiedTimestamp. A new delay holds for the messages sent after it (as SQS). */
-kyu_code_t kyu_op_set_queue_attributes_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t *a)
+kyu_code_t kyu_op_create_queue_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t *a)
 {
-    queue_t *q = kyu_sm_queue(self, c->queue, a->res);
-    if (!q)
+    kyu_queue_ext_t *x = malloc(2 * sizeof *x); /* given, and an existing queue's */
+    if (!x)
+        return kyu_err_set(a->err, KYU_ERR_INTERNAL, "out of memory");
+    kyu_code_t rc = command_attrs(c, x, a) ? create_queue(self, c, a, x, x + 1) : a->err->code;
+    free(x);
+    return rc;
+}
+
+/* Changes the attributes the command sets (vt >= 0, max_size > 0, has_delay, the other
+ * attributes of qx_set; tags are added to the queue's) and LastModifiedTimestamp, or nothing
+ * when one is refused (a RedrivePolicy, or too many tags). A new delay holds for the
+ * messages sent after it (as SQS). */
+static kyu_code_t set_attributes(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t *a, queue_t *q,
+                                 const kyu_queue_ext_t *given, kyu_queue_ext_t *x)
+{
+    kyu_err_t *fail = kyu_result_err(a->res);
+    if (!kyu_sm_queue_ext(q, x))
+        return kyu_err_set(a->err, KYU_ERR_STORAGE, "queue '%s': corrupt attributes", c->queue);
+    if (c->qx_set & KYU_F_RETENTION)
+        x->retention = given->retention;
+    if (c->qx_set & KYU_F_RECEIVE_WAIT)
+        x->receive_wait = given->receive_wait;
+    if (c->qx_set & KYU_F_REDRIVE) {
+        memcpy(x->dlq, given->dlq, sizeof x->dlq);
+        x->max_receive_count = given->max_receive_count;
+        if (x->dlq[0] && kyu_sm_check_redrive(self, c->queue, x->dlq, fail) != KYU_OK)
+            return KYU_OK;
+    }
+    if (c->qx_set & KYU_F_REDRIVE_ALLOW) {
+        x->allow = given->allow;
+        x->n_sources = given->n_sources;
+        memcpy(x->sources, given->sources, sizeof x->sources);
+    }
+    if ((c->qx_set & KYU_F_TAGS) && !kyu_qattrs_merge_tags(x, &given->tags)) {
+        kyu_err_set(fail, KYU_ERR_INVALID_ARGUMENT, "queue '%s' would have more than %d tags",
+                    c->queue, KYU_TAGS_MAX);
         return KYU_OK;
+    }
+    if (!kyu_sm_queue_set_ext(q, x))
+        return kyu_err_set(a->err, KYU_ERR_INTERNAL, "out of memory setting attributes");
     if (c->vt >= 0)
         q->vt = (uint32_t)c->vt;
     if (c->max_size)
@@ -172,10 +343,64 @@ kyu_code_t kyu_op_set_queue_attributes_apply(kyu_sm_t *self, const kyu_command_t
     return KYU_OK;
 }
 
+kyu_code_t kyu_op_set_queue_attributes_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t *a)
+{
+    queue_t *q = kyu_sm_queue(self, c->queue, a->res);
+    if (!q)
+        return KYU_OK;
+    kyu_queue_ext_t *x = malloc(2 * sizeof *x); /* given, and the queue's new ones */
+    if (!x)
+        return kyu_err_set(a->err, KYU_ERR_INTERNAL, "out of memory");
+    kyu_code_t rc = command_attrs(c, x, a) ? set_attributes(self, c, a, q, x, x + 1) : a->err->code;
+    free(x);
+    return rc;
+}
+
+/* DELETE_QUEUE: a queue that is another queue's dead-letter queue only with force. */
+kyu_code_t kyu_op_delete_queue_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+                                        kyu_err_t *err)
+{
+    if (kyu_op_queue_exists(ctx, req, bodies, err) != KYU_OK)
+        return err->code;
+    if (!(req->fields & KYU_F_FORCE))
+        return kyu_sm_check_not_dead_letter(ctx->sm, req->queue, err);
+    return KYU_OK;
+}
+
+void kyu_op_delete_queue_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+                               kyu_command_t *cmd)
+{
+    (void)ctx, (void)bodies;
+    cmd->force = (req->fields & KYU_F_FORCE) != 0;
+}
+
+/* [] or [true] (command.h) */
+void kyu_op_delete_queue_encode(const kyu_command_t *cmd, msgpack_packer *pk)
+{
+    msgpack_pack_array(pk, cmd->force ? 1 : 0);
+    if (cmd->force)
+        msgpack_pack_true(pk);
+}
+
+bool kyu_op_delete_queue_decode(const msgpack_object *items, kyu_command_t *cmd)
+{
+    if (items->type != MSGPACK_OBJECT_ARRAY || items->via.array.size > 1)
+        return false;
+    if (items->via.array.size == 1 && (items->via.array.ptr[0].type != MSGPACK_OBJECT_BOOLEAN ||
+                                       !items->via.array.ptr[0].via.boolean))
+        return false;
+    cmd->force = items->via.array.size == 1;
+    return true;
+}
+
+/* The queue's RedrivePolicy names the deleted queue no more than before: its messages past
+ * maxReceiveCount stay in it (op_deadletter.c) until a queue of that name exists again. */
 kyu_code_t kyu_op_delete_queue_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t *a)
 {
     queue_t *q = kyu_sm_queue(self, c->queue, a->res);
     if (!q)
+        return KYU_OK;
+    if (!c->force && kyu_sm_check_not_dead_letter(self, c->queue, kyu_result_err(a->res)))
         return KYU_OK;
     uint8_t gc[10] = {'g', 'c'};
     kyu_put_be64(gc + 2, q->qid);
@@ -236,8 +461,17 @@ kyu_code_t kyu_op_queue_attributes_answer(kyu_op_ctx_t *ctx, const kyu_request_t
     kyu_code_t rc = kyu_sm_queue_attributes(ctx->sm, req->queue, kyu_replica_now(ctx->replica),
                                             &rep->attrs, err);
     rep->has_attrs = rc == KYU_OK;
+    if (rc != KYU_OK)
+        return rc;
     /* The size a send may have here: the queue's, or this broker's limit when smaller. */
-    if (rc == KYU_OK && (uint64_t)rep->attrs.max_size > ctx->max_body)
+    if ((uint64_t)rep->attrs.max_size > ctx->max_body)
         rep->attrs.max_size = (int64_t)ctx->max_body;
-    return rc;
+    if (rep->attrs.n_tags == 0)
+        return KYU_OK;
+    rep->tags = malloc(sizeof *rep->tags);
+    if (!rep->tags || kyu_sm_queue_tags(ctx->sm, req->queue, rep->tags, err) != KYU_OK) {
+        rep->has_attrs = false;
+        return rep->tags ? err->code : kyu_err_set(err, KYU_ERR_INTERNAL, "out of memory");
+    }
+    return KYU_OK;
 }

@@ -34,7 +34,10 @@ static const kyu_op_row_t rows[KYU_OPS_MAX_] = {
     [KYU_OP_DELETE_QUEUE] = {.op = KYU_OP_DELETE_QUEUE,
                              .name = "delete-queue",
                              .cmd = KYU_CMD_DELETE_QUEUE,
-                             .validate = kyu_op_queue_exists,
+                             .validate = kyu_op_delete_queue_validate,
+                             .build = kyu_op_delete_queue_build,
+                             .encode_items = kyu_op_delete_queue_encode,
+                             .decode_items = kyu_op_delete_queue_decode,
                              .apply = kyu_op_delete_queue_apply,
                              .replay = kyu_op_done_replay,
                              .dedup = KYU_DEDUP_DONE},
@@ -51,6 +54,9 @@ static const kyu_op_row_t rows[KYU_OPS_MAX_] = {
     [KYU_OP_GET_QUEUE_ATTRIBUTES] = {.op = KYU_OP_GET_QUEUE_ATTRIBUTES,
                                      .name = "get-queue-attributes",
                                      .answer = kyu_op_queue_attributes_answer},
+    [KYU_OP_LIST_DEAD_LETTER_SOURCE_QUEUES] = {.op = KYU_OP_LIST_DEAD_LETTER_SOURCE_QUEUES,
+                                               .name = "list-dead-letter-source-queues",
+                                               .answer = kyu_op_dead_letter_sources_answer},
 
     /* -- messages (op_message.c, op_receipt.c) -- */
     [KYU_OP_SEND] = {.op = KYU_OP_SEND,

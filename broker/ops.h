@@ -151,6 +151,12 @@ bool kyu_op_queue_attrs_decode(const msgpack_object *items, kyu_command_t *cmd);
 kyu_code_t kyu_op_create_queue_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
 kyu_code_t kyu_op_set_queue_attributes_apply(kyu_sm_t *sm, const kyu_command_t *cmd,
                                              kyu_apply_t *a);
+kyu_code_t kyu_op_delete_queue_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+                                        kyu_err_t *err);
+void kyu_op_delete_queue_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+                               kyu_command_t *cmd);
+void kyu_op_delete_queue_encode(const kyu_command_t *cmd, msgpack_packer *pk);
+bool kyu_op_delete_queue_decode(const msgpack_object *items, kyu_command_t *cmd);
 kyu_code_t kyu_op_delete_queue_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
 kyu_code_t kyu_op_purge_queue_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
 kyu_code_t kyu_op_done_replay(kyu_sm_t *sm, const kyu_command_t *cmd, const kyu_dedup_t *d,
@@ -159,6 +165,10 @@ kyu_code_t kyu_op_list_queues_answer(kyu_op_ctx_t *ctx, const kyu_request_t *req
                                      kyu_err_t *err);
 kyu_code_t kyu_op_queue_attributes_answer(kyu_op_ctx_t *ctx, const kyu_request_t *req,
                                           kyu_reply_t *rep, kyu_err_t *err);
+
+/* op_deadletter.c: LIST_DEAD_LETTER_SOURCE_QUEUES (the moves: RECEIVE's apply) */
+kyu_code_t kyu_op_dead_letter_sources_answer(kyu_op_ctx_t *ctx, const kyu_request_t *req,
+                                             kyu_reply_t *rep, kyu_err_t *err);
 
 /* op_message.c: SEND, RECEIVE */
 kyu_code_t kyu_op_send_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,

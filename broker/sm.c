@@ -3,14 +3,22 @@
  * Key layout (format version 1; every key of a queue's data starts with its qid, a number
  * never reused, so that deleting a queue is a range delete and a queue's data can later move
  * to another Raft group as one range):
- *   queues     name                      -> qid(8) vt(4) created_ms(8) n_messages(8)
- *                                           max_size(4) modified_ms(8) delay(4)
- *              (a record of 28 bytes, written before MaximumMessageSize and DelaySeconds
- *              existed, ends after n_messages: it loads with max_size
- *              KYU_MAX_SIZE_DEFAULT, delay 0 and modified_ms = created_ms, and is written
- *              in full at its next change; a binary older than that change refuses the
- *              44-byte records)
+ *   queues     name                      -> msgpack [3, qid, vt, created_ms, n_messages,
+ *                                           max_size, modified_ms, delay, flags, attributes]
+ *              (format 3; flags: QUEUE_FLAG_MOVED_IN; attributes: the map of those of
+ *              queue_attrs.h not at their defaults, {} when all are). Records written
+ *              before it are fixed: qid(8) vt(4) created_ms(8) n_messages(8) max_size(4)
+ *              modified_ms(8) delay(4) (44 bytes), or only up to n_messages (28 bytes,
+ *              before MaximumMessageSize and DelaySeconds: max_size KYU_MAX_SIZE_DEFAULT,
+ *              delay 0, modified_ms = created_ms). A fixed record starts with the qid's high
+ *              byte, 0, a format 3 one with 0x9a: both load (the other attributes at their
+ *              defaults), and a queue's record is written in format 3 at its next change;
+ *              a binary older than format 3 refuses those.
  *   messages   qid(8) seq(8)             -> sent_ms(8) id_len(1) id body
+ *   messages   qid(8) seq(8) 'd'         -> a moved message's provenance (op_deadletter.c):
+ *                                           msgpack [source queue, receive count, first
+ *                                           receive ms, moved ms]; only in queues with
+ *                                           QUEUE_FLAG_MOVED_IN, dropped with the message
  *   leases     qid(8) seq(8)             -> visible_at(8) receive_count(4) gen(4) first_ms(8)
  *                                           (gen 0: never received; gen 0 and first_ms
  *                                           KYU_LEASE_DELAYED: waits for its queue's
@@ -65,6 +73,65 @@ static kyu_code_t load_meta(kyu_sm_t *self, const char *key, uint64_t *v, uint64
     return KYU_OK;
 }
 
+/* A queue record of format 3 (the key layout above): [3, qid, vt, created_ms, n_messages,
+ * max_size, modified_ms, delay, flags, attributes]. */
+static bool decode_queue_record(const uint8_t *v, size_t vlen, queue_t *q)
+{
+    msgpack_unpacked u;
+    kyu_err_t err;
+    if (kyu_msgpack_unpack_bounded(v, vlen, 6, &u, &err) != KYU_OK)
+        return false;
+    const msgpack_object *o = &u.data;
+    bool ok = o->type == MSGPACK_OBJECT_ARRAY && o->via.array.size == 10;
+    uint64_t f[9] = {0};
+    for (uint32_t i = 0; ok && i < 9; i++) {
+        ok = o->via.array.ptr[i].type == MSGPACK_OBJECT_POSITIVE_INTEGER;
+        f[i] = ok ? o->via.array.ptr[i].via.u64 : 0;
+    }
+    kyu_queue_ext_t *x = ok ? malloc(sizeof *x) : NULL;
+    unsigned set = 0;
+    if (x)
+        kyu_qattrs_defaults(x);
+    ok = ok && x && f[0] == QUEUE_REC_VERSION && f[2] <= KYU_VISIBILITY_MAX &&
+         f[5] <= KYU_MAX_SIZE_MAX && f[7] <= KYU_DELAY_MAX &&
+         kyu_qattrs_decode_object(&o->via.array.ptr[9], x, &set);
+    if (ok) {
+        q->qid = f[1];
+        q->vt = (uint32_t)f[2];
+        q->created_ms = f[3];
+        q->n_messages = f[4];
+        q->max_size = (uint32_t)f[5];
+        q->modified_ms = f[6];
+        q->delay = (uint32_t)f[7];
+        q->moved_in = (f[8] & QUEUE_FLAG_MOVED_IN) != 0;
+        ok = kyu_sm_queue_set_ext(q, x);
+    }
+    free(x);
+    msgpack_unpacked_destroy(&u);
+    return ok;
+}
+
+/* The fixed records written before format 3 (28 and 44 bytes) start with the qid's high
+ * byte, 0; a format 3 record starts with a msgpack array's (0x9a). */
+static bool decode_fixed_queue_record(const uint8_t *v, size_t vlen, queue_t *q)
+{
+    if ((vlen != QUEUE_REC_V1_LEN && vlen != QUEUE_REC_V2_LEN) || v[0] != 0)
+        return false;
+    q->qid = kyu_get_be64(v);
+    q->vt = kyu_get_be32(v + 8);
+    q->created_ms = kyu_get_be64(v + 12);
+    q->n_messages = kyu_get_be64(v + 20);
+    q->max_size = KYU_MAX_SIZE_DEFAULT;
+    q->modified_ms = q->created_ms;
+    q->retention = KYU_RETENTION_DEFAULT;
+    if (vlen == QUEUE_REC_V2_LEN) {
+        q->max_size = kyu_get_be32(v + 28);
+        q->modified_ms = kyu_get_be64(v + 32);
+        q->delay = kyu_get_be32(v + 40);
+    }
+    return true;
+}
+
 static kyu_code_t load_queues(kyu_sm_t *self, kyu_err_t *err)
 {
     rocksdb_iterator_t *it = rocksdb_create_iterator_cf(self->db, kyu_store_readopts(self->store),
@@ -75,23 +142,15 @@ static kyu_code_t load_queues(kyu_sm_t *self, kyu_err_t *err)
         const char *k = rocksdb_iter_key(it, &klen);
         const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vlen);
         queue_t *q = calloc(1, sizeof *q);
-        if (!q || klen > KYU_NAME_MAX || (vlen != QUEUE_REC_V1_LEN && vlen != QUEUE_REC_LEN)) {
+        if (!q || klen > KYU_NAME_MAX || vlen == 0 ||
+            !(decode_fixed_queue_record(v, vlen, q) || decode_queue_record(v, vlen, q))) {
+            if (q)
+                free(q->ext);
             free(q);
             rc = kyu_err_set(err, KYU_ERR_STORAGE, "corrupt queue record in the store");
             break;
         }
         memcpy(q->name, k, klen);
-        q->qid = kyu_get_be64(v);
-        q->vt = kyu_get_be32(v + 8);
-        q->created_ms = kyu_get_be64(v + 12);
-        q->n_messages = kyu_get_be64(v + 20);
-        q->max_size = KYU_MAX_SIZE_DEFAULT;
-        q->modified_ms = q->created_ms;
-        if (vlen == QUEUE_REC_LEN) {
-            q->max_size = kyu_get_be32(v + 28);
-            q->modified_ms = kyu_get_be64(v + 32);
-            q->delay = kyu_get_be32(v + 40);
-        }
         kyu_sm_index_init(q);
         q->counted_at = self->last_now; /* the counters' time (sm_index.c), before the scan */
         zhashx_insert(self->queues, q->name, q);
@@ -213,7 +272,41 @@ static kyu_code_t drop_visibility(kyu_sm_t *self, kyu_err_t *err)
 void kyu_sm_queue_free(queue_t *q)
 {
     kyu_sm_index_free(q);
+    free(q->ext);
     free(q);
+}
+
+bool kyu_sm_queue_ext(const queue_t *q, kyu_queue_ext_t *x)
+{
+    unsigned set = 0;
+    kyu_qattrs_defaults(x);
+    return !q->ext || kyu_qattrs_decode(q->ext, q->ext_len, x, &set);
+}
+
+bool kyu_sm_queue_set_ext(queue_t *q, const kyu_queue_ext_t *x)
+{
+    unsigned set = kyu_qattrs_nondefault(x);
+    uint8_t *ext = NULL;
+    size_t len = 0;
+    if (set) {
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        kyu_qattrs_encode(x, set, &pk);
+        len = sb.size;
+        ext = (uint8_t *)msgpack_sbuffer_release(&sb);
+        if (!ext)
+            return false;
+    }
+    free(q->ext);
+    q->ext = ext;
+    q->ext_len = len;
+    q->retention = x->retention;
+    q->receive_wait = x->receive_wait;
+    memcpy(q->dlq, x->dlq, sizeof q->dlq);
+    q->max_receive_count = x->max_receive_count;
+    return true;
 }
 
 static void drop_queues(kyu_sm_t *self)
@@ -390,5 +483,38 @@ kyu_code_t kyu_sm_queue_attributes(kyu_sm_t *self, const char *name, uint64_t no
     attrs->created_ms = (int64_t)q->created_ms;
     attrs->max_size = q->max_size;
     attrs->modified_ms = (int64_t)q->modified_ms;
+    kyu_queue_ext_t *x = malloc(sizeof *x);
+    if (!x)
+        return kyu_err_set(err, KYU_ERR_INTERNAL, "out of memory");
+    if (!kyu_sm_queue_ext(q, x)) {
+        free(x);
+        return kyu_err_set(err, KYU_ERR_STORAGE, "queue '%s': corrupt attributes", name);
+    }
+    attrs->retention = x->retention;
+    attrs->receive_wait = x->receive_wait;
+    memcpy(attrs->dlq, x->dlq, sizeof attrs->dlq);
+    attrs->max_receive_count = x->max_receive_count;
+    attrs->redrive_allow = x->allow;
+    attrs->n_sources = x->n_sources;
+    memcpy(attrs->sources, x->sources, sizeof attrs->sources);
+    attrs->n_tags = x->tags.n;
+    free(x);
     return KYU_OK;
+}
+
+kyu_code_t kyu_sm_queue_tags(kyu_sm_t *self, const char *name, kyu_tags_t *tags, kyu_err_t *err)
+{
+    queue_t *q = zhashx_lookup(self->queues, name);
+    if (!q)
+        return kyu_err_set(err, KYU_ERR_NO_SUCH_QUEUE, "queue '%s' does not exist", name);
+    kyu_queue_ext_t *x = malloc(sizeof *x);
+    if (!x)
+        return kyu_err_set(err, KYU_ERR_INTERNAL, "out of memory");
+    kyu_code_t rc = KYU_OK;
+    if (kyu_sm_queue_ext(q, x))
+        *tags = x->tags;
+    else
+        rc = kyu_err_set(err, KYU_ERR_STORAGE, "queue '%s': corrupt attributes", name);
+    free(x);
+    return rc;
 }

@@ -18,6 +18,7 @@
 #include "store.h"
 
 #define KYU_QUEUES_MAX 10000
+#define KYU_DLQ_MOVES_MAX 100 /* dead-letter moves per RECEIVE; the next receive moves more */
 #define KYU_SM_CONF_MAX 160   /* a kyu_raft_conf_encode'd configuration */
 #define KYU_SM_MEMBERS_MAX 32 /* entries of the replicated address book */
 
@@ -127,6 +128,8 @@ uint32_t kyu_sm_receive_wait(kyu_sm_t *self, const char *name);
 bool kyu_sm_knows_request(kyu_sm_t *self, uint64_t client, uint64_t key, uint64_t now_ms);
 kyu_code_t kyu_sm_queue_attributes(kyu_sm_t *self, const char *name, uint64_t now_ms,
                                    kyu_queue_attrs_t *attrs, kyu_err_t *err);
+/* The queue's tags. */
+kyu_code_t kyu_sm_queue_tags(kyu_sm_t *self, const char *name, kyu_tags_t *tags, kyu_err_t *err);
 
 /* Receipt handles (sm_handle.c): KYU_HANDLE_LEN lowercase hex digits holding the message's
  * sequence number, its lease generation and a MAC over them and the queue id under the

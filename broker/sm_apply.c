@@ -53,6 +53,7 @@ void kyu_sm_drop_message(kyu_sm_t *self, queue_t *q, uint64_t seq)
     key_qs(k, q->qid, seq);
     kyu_sm_del(self, KYU_CF_MESSAGES, k, KEY_QS);
     kyu_sm_del(self, KYU_CF_LEASES, k, KEY_QS);
+    kyu_sm_drop_provenance(self, q, seq);
     kyu_sm_index_drop(q, seq);
 }
 
@@ -147,6 +148,43 @@ static kyu_code_t apply_command(kyu_sm_t *self, const kyu_op_row_t *row, const k
         kyu_sm_dedup_record(self, c, &d);
     return rc;
 }
+/* A fixed buffer that a msgpack packer writes to (a queue record's head). */
+typedef struct {
+    uint8_t b[64];
+    size_t n;
+} head_buf_t;
+
+static int head_write(void *data, const char *buf, size_t len)
+{
+    head_buf_t *h = data;
+    KYU_ASSERT(h->n + len <= sizeof h->b);
+    memcpy(h->b + h->n, buf, len);
+    h->n += len;
+    return 0;
+}
+
+/* The queue's record, format 3 (sm.c's key layout): the head packed here, then its
+ * attributes' encoding as it is kept (no re-encoding on every send). */
+static void write_queue_record(kyu_sm_t *self, const queue_t *q)
+{
+    head_buf_t h = {.n = 0};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &h, head_write);
+    msgpack_pack_array(&pk, 10);
+    msgpack_pack_uint32(&pk, QUEUE_REC_VERSION);
+    msgpack_pack_uint64(&pk, q->qid);
+    msgpack_pack_uint32(&pk, q->vt);
+    msgpack_pack_uint64(&pk, q->created_ms);
+    msgpack_pack_uint64(&pk, q->n_messages);
+    msgpack_pack_uint32(&pk, q->max_size);
+    msgpack_pack_uint64(&pk, q->modified_ms);
+    msgpack_pack_uint32(&pk, q->delay);
+    msgpack_pack_uint32(&pk, q->moved_in ? QUEUE_FLAG_MOVED_IN : 0);
+    static const uint8_t empty_map = 0x80;
+    kyu_sm_put2(self, KYU_CF_QUEUES, q->name, strlen(q->name), h.b, h.n,
+                q->ext ? q->ext : &empty_map, q->ext ? q->ext_len : 1, false);
+}
+
 static void put_meta(kyu_sm_t *self, const char *key, uint64_t v)
 {
     uint8_t b[8];
@@ -164,15 +202,7 @@ static bool finish_entry(kyu_sm_t *self, uint64_t index, bool *dropped_queue)
             *dropped_queue = true;
             continue;
         }
-        uint8_t v[QUEUE_REC_LEN];
-        kyu_put_be64(v, q->qid);
-        kyu_put_be32(v + 8, q->vt);
-        kyu_put_be64(v + 12, q->created_ms);
-        kyu_put_be64(v + 20, q->n_messages);
-        kyu_put_be32(v + 28, q->max_size);
-        kyu_put_be64(v + 32, q->modified_ms);
-        kyu_put_be32(v + 40, q->delay);
-        kyu_sm_put(self, KYU_CF_QUEUES, q->name, strlen(q->name), v, sizeof v);
+        write_queue_record(self, q);
     }
     put_meta(self, "applied_index", index);
     if (self->next_term != self->applied_term)

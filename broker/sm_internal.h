@@ -6,6 +6,7 @@
 #define KYU_SM_INTERNAL_H
 
 #include "ops.h"
+#include "queue_attrs.h"
 #include "sm.h"
 
 #include <czmq.h>
@@ -53,6 +54,16 @@ typedef struct {
     uint64_t created_ms;
     uint64_t modified_ms; /* LastModifiedTimestamp: creation or the last SET_QUEUE_ATTRIBUTES */
     uint64_t n_messages;
+    /* The other attributes (queue_attrs.h): those a receive reads, and the encoding of all
+     * those not at their defaults (the record's tail; NULL: none; freed with the queue). */
+    uint32_t retention, receive_wait;
+    char dlq[KYU_NAME_MAX + 1]; /* RedrivePolicy: the dead-letter queue, "" for none */
+    uint32_t max_receive_count;
+    uint8_t *ext;
+    size_t ext_len;
+    /* Messages were moved into this queue (it is or was a dead-letter queue): a message of
+     * it may have a provenance record (KEY_QS + 1), dropped with the message. */
+    bool moved_in;
     /* The receive index, in memory (sm_index.c): the messages never received (a ring of
      * seqs), the leases of the others (seq -> lease_t) and their visibility order (a heap). */
     uint64_t **fresh; /* a ring of chunks of KYU_FRESH_CHUNK seqs (sm_index.c) */
@@ -130,7 +141,10 @@ struct kyu_sm {
 #define KEY_QS 16 /* qid + seq */
 /* A queue record's value (sm.c's key layout): before MaximumMessageSize, and now. */
 #define QUEUE_REC_V1_LEN 28
-#define QUEUE_REC_LEN 44
+#define QUEUE_REC_V2_LEN 44
+#define QUEUE_REC_VERSION 3 /* the msgpack record's first element (sm.c's key layout) */
+/* Queue record flags (the msgpack record's 9th element). */
+#define QUEUE_FLAG_MOVED_IN 1
 /* The first_ms of a message never received (gen 0) that waits for its queue's delay: it is
  * in the heap until visible_at, not among the fresh ones (sm_index.c). Never a receive time. */
 #define KYU_LEASE_DELAYED 1
@@ -213,6 +227,32 @@ void kyu_sm_put_message(kyu_sm_t *self, const uint8_t k[KEY_QS], const void *hea
                         const void *body, size_t bl);
 /* The queue named name, or NULL with NO_SUCH_QUEUE set in res. */
 queue_t *kyu_sm_queue(kyu_sm_t *self, const char *name, kyu_result_t *res);
+/* q's other attributes (every one, defaults included) into x: false when its encoding is
+ * corrupt. */
+bool kyu_sm_queue_ext(const queue_t *q, kyu_queue_ext_t *x);
+/* Sets q's other attributes to x's (q's encoding is made again); false when out of memory
+ * (q unchanged). */
+bool kyu_sm_queue_set_ext(queue_t *q, const kyu_queue_ext_t *x);
+/* Dead-letter queues (op_deadletter.c). check_redrive: source may name dlq in its
+ * RedrivePolicy (dlq exists, is not source, makes no cycle, and its RedriveAllowPolicy lets
+ * source name it); check_not_dead_letter: no queue's RedrivePolicy names name
+ * (QUEUE_IN_USE otherwise). */
+kyu_code_t kyu_sm_check_redrive(kyu_sm_t *self, const char *source, const char *dlq,
+                                kyu_err_t *err);
+kyu_code_t kyu_sm_check_not_dead_letter(kyu_sm_t *self, const char *name, kyu_err_t *err);
+/* The dead-letter queue a message of q with lease l moves to instead of being leased now,
+ * or NULL. */
+queue_t *kyu_sm_dead_letter_due(kyu_sm_t *self, const queue_t *q, const lease_t *l);
+/* Moves message seq (taken out of src's index, lease l) into dlq at time now; a RECEIVE
+ * moves at most KYU_DLQ_MOVES_MAX (sm.h). */
+kyu_code_t kyu_sm_move_to_dead_letter(kyu_sm_t *self, queue_t *src, queue_t *dlq, uint64_t seq,
+                                      const lease_t *l, uint64_t now, kyu_err_t *err);
+/* Fills m's dlq_* fields from message seq's provenance record, when it has one; false (err
+ * set) on a read error or a corrupt record. */
+bool kyu_sm_read_provenance(kyu_sm_t *self, const queue_t *q, uint64_t seq, kyu_msg_meta_t *m,
+                            kyu_err_t *err);
+/* Drops message seq's provenance record (queues with moved_in only). */
+void kyu_sm_drop_provenance(kyu_sm_t *self, const queue_t *q, uint64_t seq);
 /* Marks q's record to be written with the current entry. */
 void kyu_sm_touch(kyu_sm_t *self, queue_t *q);
 /* A new message of q sent at sent_ms: its record (head then body), its lease record, and its
@@ -222,7 +262,7 @@ void kyu_sm_add_message(kyu_sm_t *self, queue_t *q, uint64_t seq, const void *he
                         const void *body, size_t bl, uint64_t sent_ms, uint64_t delay_ms);
 /* Sets message seq's lease, in the index and in its lease record. */
 void kyu_sm_set_lease(kyu_sm_t *self, queue_t *q, uint64_t seq, const lease_t *l);
-/* Drops message seq of q: record, lease record, index. */
+/* Drops message seq of q: record, lease record, provenance record, index. */
 void kyu_sm_drop_message(kyu_sm_t *self, queue_t *q, uint64_t seq);
 /* The message records of seqs[0..n) of q (n <= KYU_BATCH_MAX), read together: false when
  * one is missing or corrupt (err set; nothing to free). m[i].body points into owned[i],

@@ -72,11 +72,10 @@ uint64_t kyu_sm_next_visible_at(kyu_sm_t *self, const char *name)
     return q ? kyu_sm_index_next_visible(q) : UINT64_MAX;
 }
 
-/* Queues have no ReceiveMessageWaitTimeSeconds yet (docs/ARCHITECTURE.md, "Long polling"):
- * every queue's default is SQS's, 0 (a receive without "wt" does not wait). The attribute's
- * field is read here once queues carry it. */
+/* The queue's ReceiveMessageWaitTimeSeconds: how long a receive without "wt" waits (0, SQS's
+ * default: it does not). */
 uint32_t kyu_sm_receive_wait(kyu_sm_t *self, const char *name)
 {
-    (void)self, (void)name;
-    return 0;
+    queue_t *q = zhashx_lookup(self->queues, name);
+    return q ? q->receive_wait : 0;
 }

@@ -14,16 +14,27 @@
 #define DEFAULT_BROKER "tcp://127.0.0.1:7700"
 #define DEFAULT_TIMEOUT_S 10
 
+#define QUEUE_ATTRS_USAGE                                                                          \
+    "[--visibility-timeout SEC] [--max-message-size BYTES] [--delay SEC] [--retention SEC] "       \
+    "[--receive-wait SEC] [--dead-letter-queue NAME [--max-receive-count N]] [--redrive-allow "    \
+    "all|none|QUEUE[,QUEUE...]] [--tag KEY=VALUE]..."
+
 static const cli_cmd_t commands[] = {
-    {"create-queue", "NAME [--visibility-timeout SEC] [--max-message-size BYTES] [--delay SEC]",
+    {"create-queue", "NAME " QUEUE_ATTRS_USAGE,
      "create a queue (no error if it exists with the same attributes; an attribute not given "
      "compares as its default)",
      CLI_OPT_VT | CLI_OPT_QUEUE_ATTRS, 1, 1, cli_cmd_create_queue},
-    {"set-queue-attributes",
-     "NAME [--visibility-timeout SEC] [--max-message-size BYTES] [--delay SEC]",
-     "change a queue's attributes (at least one); the others stay as they are",
+    {"set-queue-attributes", "NAME " QUEUE_ATTRS_USAGE,
+     "change a queue's attributes (at least one); the others stay as they are; --tag adds tags "
+     "(a key the queue has gets the new value); --dead-letter-queue '' removes the RedrivePolicy",
      CLI_OPT_VT | CLI_OPT_QUEUE_ATTRS | CLI_OPT_ATTR_REQUIRED, 1, 1, cli_cmd_set_queue_attributes},
-    {"delete-queue", "NAME", "delete a queue and all its messages", 0, 1, 1, cli_cmd_delete_queue},
+    {"delete-queue", "NAME [--force]",
+     "delete a queue and all its messages; a dead-letter queue of other queues only with --force "
+     "(their messages then stay in them)",
+     CLI_OPT_FORCE, 1, 1, cli_cmd_delete_queue},
+    {"list-dead-letter-source-queues", "NAME",
+     "print the queues whose RedrivePolicy names NAME, one per line", 0, 1, 1,
+     cli_cmd_list_dead_letter_source_queues},
     {"purge-queue", "NAME",
      "delete every message of a queue (visible, in flight and delayed); the queue stays", 0, 1, 1,
      cli_cmd_purge_queue},
@@ -172,6 +183,81 @@ static bool parse_int(const char *s, long min, long max, int *out)
     return true;
 }
 
+/* --redrive-allow all|none|QUEUE[,QUEUE...]: the names are split in place. */
+static int parse_redrive_allow(const cli_t *cli, char *v, cli_args_t *a)
+{
+    if (strcmp(v, "all") == 0) {
+        a->redrive_allow = KYU_REDRIVE_ALLOW_ALL;
+        return CLI_EXIT_OK;
+    }
+    if (strcmp(v, "none") == 0) {
+        a->redrive_allow = KYU_REDRIVE_DENY_ALL;
+        return CLI_EXIT_OK;
+    }
+    a->redrive_allow = KYU_REDRIVE_BY_QUEUE;
+    a->n_sources = 0;
+    for (char *save = NULL, *q = strtok_r(v, ",", &save); q; q = strtok_r(NULL, ",", &save)) {
+        if (a->n_sources == KYU_REDRIVE_SOURCES_MAX)
+            return cli_usage_error(cli, "--redrive-allow takes at most %d source queues",
+                                   KYU_REDRIVE_SOURCES_MAX);
+        if (!cli_check_queue(cli, q))
+            return CLI_EXIT_USAGE;
+        a->sources[a->n_sources++] = q;
+    }
+    if (a->n_sources == 0)
+        return cli_usage_error(cli, "--redrive-allow is all, none or QUEUE[,QUEUE...]");
+    return CLI_EXIT_OK;
+}
+
+/* The options of the queue attributes beyond --visibility-timeout, --max-message-size and
+ * --delay (SQS's ranges). */
+static int parse_queue_attr(const cli_t *cli, int c, char *v, cli_args_t *a)
+{
+    switch (c) {
+    case 'r':
+        if (!parse_int(v, KYU_RETENTION_MIN, KYU_RETENTION_MAX, &a->retention))
+            return cli_usage_error(cli,
+                                   "--retention (MessageRetentionPeriod) must be a number of "
+                                   "seconds from %d to %d, not '%s'",
+                                   KYU_RETENTION_MIN, KYU_RETENTION_MAX, v);
+        return CLI_EXIT_OK;
+    case 'W':
+        if (!parse_int(v, 0, KYU_RECEIVE_WAIT_MAX, &a->receive_wait))
+            return cli_usage_error(cli,
+                                   "--receive-wait (ReceiveMessageWaitTimeSeconds) must be a "
+                                   "number of seconds from 0 to %d, not '%s'",
+                                   KYU_RECEIVE_WAIT_MAX, v);
+        return CLI_EXIT_OK;
+    case 'q':
+        if (v[0] && !cli_check_queue(cli, v))
+            return CLI_EXIT_USAGE;
+        a->dlq = v;
+        return CLI_EXIT_OK;
+    case 'c':
+        if (!parse_int(v, 1, KYU_MAX_RECEIVE_COUNT_MAX, &a->max_receive_count))
+            return cli_usage_error(cli,
+                                   "--max-receive-count must be a number from 1 to %d, not '%s'",
+                                   KYU_MAX_RECEIVE_COUNT_MAX, v);
+        return CLI_EXIT_OK;
+    case 'A':
+        return parse_redrive_allow(cli, v, a);
+    default: { /* 't': --tag KEY=VALUE */
+        char *eq = strchr(v, '=');
+        if (!eq || eq == v || eq - v > KYU_TAG_KEY_MAX || strlen(eq + 1) > KYU_TAG_VALUE_MAX)
+            return cli_usage_error(cli,
+                                   "--tag must be KEY=VALUE, a key of 1 to %d bytes and a value "
+                                   "of 0 to %d, not '%.40s'",
+                                   KYU_TAG_KEY_MAX, KYU_TAG_VALUE_MAX, v);
+        if (a->n_tags == KYU_TAGS_MAX)
+            return cli_usage_error(cli, "at most %d tags", KYU_TAGS_MAX);
+        *eq = '\0';
+        a->tag_keys[a->n_tags] = v;
+        a->tag_values[a->n_tags++] = eq + 1;
+        return CLI_EXIT_OK;
+    }
+    }
+}
+
 /* Parses the command's options (anywhere among its arguments) and checks arity and
  * numbers: a failure here is a usage error, before any connection. */
 static int parse_cmd_args(cli_t *cli, int argc, char **argv, cli_args_t *a)
@@ -181,14 +267,30 @@ static int parse_cmd_args(cli_t *cli, int argc, char **argv, cli_args_t *a)
         {"max", required_argument, NULL, 'm'},
         {"visibility-timeout", required_argument, NULL, 'v'},
         {"lines", no_argument, NULL, 'l'},
-        {"max-message-size", required_argument, NULL, 's'}, /* MaximumMessageSize */
-        {"delay", required_argument, NULL, 'd'},            /* DelaySeconds */
-        {"deliver-at", required_argument, NULL, 'a'},       /* send: a delivery time */
-        {"wait", required_argument, NULL, 'w'},             /* receive: WaitTimeSeconds */
+        {"max-message-size", required_argument, NULL, 's'},  /* MaximumMessageSize */
+        {"delay", required_argument, NULL, 'd'},             /* DelaySeconds */
+        {"deliver-at", required_argument, NULL, 'a'},        /* send: a delivery time */
+        {"retention", required_argument, NULL, 'r'},         /* MessageRetentionPeriod */
+        {"receive-wait", required_argument, NULL, 'W'},      /* ReceiveMessageWaitTimeSeconds */
+        {"dead-letter-queue", required_argument, NULL, 'q'}, /* RedrivePolicy */
+        {"max-receive-count", required_argument, NULL, 'c'},
+        {"redrive-allow", required_argument, NULL, 'A'}, /* RedriveAllowPolicy */
+        {"tag", required_argument, NULL, 't'},
+        {"force", no_argument, NULL, 'f'},
+        {"wait", required_argument, NULL, 'w'}, /* receive: WaitTimeSeconds */
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    *a = (cli_args_t){.max = 0, .vt = -1, .mms = -1, .delay = -1, .deliver_at_ms = -1, .wait = -1};
+    *a = (cli_args_t){.max = 0,
+                      .vt = -1,
+                      .mms = -1,
+                      .delay = -1,
+                      .deliver_at_ms = -1,
+                      .retention = -1,
+                      .receive_wait = -1,
+                      .max_receive_count = -1,
+                      .redrive_allow = -1,
+                      .wait = -1};
     optind = 0; /* GNU: restart, and permute so options may follow the arguments */
     opterr = 0;
     int c;
@@ -238,8 +340,13 @@ static int parse_cmd_args(cli_t *cli, int argc, char **argv, cli_args_t *a)
                                        KYU_WAIT_MAX, optarg);
         } else if (c == 'l' && (cmd->options & CLI_OPT_LINES)) {
             a->lines = true;
-        } else if (c == '?' && (optopt == 'm' || optopt == 'v' || optopt == 's' || optopt == 'd' ||
-                                optopt == 'a' || optopt == 'w')) {
+        } else if (c == 'f' && (cmd->options & CLI_OPT_FORCE)) {
+            a->force = true;
+        } else if (strchr("rWqcAt", c) && (cmd->options & CLI_OPT_QUEUE_ATTRS)) {
+            int rc = parse_queue_attr(cli, c, optarg, a);
+            if (rc != CLI_EXIT_OK)
+                return rc;
+        } else if (c == '?' && strchr("mvsdarwWqcAt", optopt) && optopt) {
             return cli_usage_error(cli, "option '%s' needs a value", argv[optind - 1]);
         } else if (c == '?') {
             return cli_usage_error(cli, "unknown option '%s'", argv[optind - 1]);
@@ -259,9 +366,14 @@ static int parse_cmd_args(cli_t *cli, int argc, char **argv, cli_args_t *a)
         return cli_usage_error(cli, "give --delay or --deliver-at, not both");
     if ((cmd->options & CLI_OPT_VT_REQUIRED) && a->vt < 0)
         return cli_usage_error(cli, "--visibility-timeout is required");
-    if ((cmd->options & CLI_OPT_ATTR_REQUIRED) && a->vt < 0 && a->mms < 0 && a->delay < 0)
+    if ((cmd->options & CLI_OPT_ATTR_REQUIRED) && a->vt < 0 && a->mms < 0 && a->delay < 0 &&
+        a->retention < 0 && a->receive_wait < 0 && !a->dlq && a->redrive_allow < 0 && !a->n_tags)
         return cli_usage_error(cli, "give at least one attribute: --visibility-timeout SEC, "
-                                    "--max-message-size BYTES, --delay SEC");
+                                    "--max-message-size BYTES, --delay SEC, --retention SEC, "
+                                    "--receive-wait SEC, --dead-letter-queue NAME, --redrive-allow "
+                                    "..., --tag KEY=VALUE");
+    if (a->max_receive_count >= 0 && (!a->dlq || !a->dlq[0]))
+        return cli_usage_error(cli, "--max-receive-count goes with --dead-letter-queue NAME");
     if ((cmd->options & CLI_OPT_CLUSTER) && cli_cluster_check_args(cli, a) != CLI_EXIT_OK)
         return CLI_EXIT_USAGE;
     if (cmd->min_args > 0 && !(cmd->options & CLI_OPT_CLUSTER) && !cli_check_queue(cli, a->args[0]))

@@ -29,8 +29,20 @@ typedef struct {
     int delay;             /* --delay, 0..900; -1 when not given */
     int64_t deliver_at_ms; /* send --deliver-at, ms since the epoch; -1 when not given */
     int wait;              /* receive --wait, 0..20; -1 when not given */
-    bool lines;            /* --lines */
-    int n_args;            /* positional arguments */
+    /* create-queue, set-queue-attributes: the other attributes (-1 / NULL / 0: not given) */
+    int retention;         /* --retention SEC */
+    int receive_wait;      /* --receive-wait SEC */
+    const char *dlq;       /* --dead-letter-queue NAME ("": remove the RedrivePolicy) */
+    int max_receive_count; /* --max-receive-count N */
+    int redrive_allow;     /* --redrive-allow all|none|QUEUE,...: kyu_redrive_allow_t */
+    size_t n_sources;      /* its queues */
+    char *sources[KYU_REDRIVE_SOURCES_MAX];
+    size_t n_tags; /* --tag KEY=VALUE, repeatable */
+    const char *tag_keys[KYU_TAGS_MAX];
+    const char *tag_values[KYU_TAGS_MAX];
+    bool force; /* delete-queue --force */
+    bool lines; /* --lines */
+    int n_args; /* positional arguments */
     char **args;
 } cli_args_t;
 
@@ -55,7 +67,8 @@ enum {
     CLI_OPT_QUEUE_ATTRS = 64, /* --max-message-size, --delay (with CLI_OPT_VT: queue attributes) */
     CLI_OPT_ATTR_REQUIRED = 128, /* at least one queue attribute (--visibility-timeout, ...) */
     CLI_OPT_SEND_DELAY = 256,    /* send: --delay (each message's) or --deliver-at */
-    CLI_OPT_WAIT = 512           /* receive: --wait SEC (long polling) */
+    CLI_OPT_WAIT = 512,          /* receive: --wait SEC (long polling) */
+    CLI_OPT_FORCE = 1024         /* delete-queue --force */
 };
 
 /* Prints "kyu: CMD: fmt" and the command's usage line on stderr; returns CLI_EXIT_USAGE. */
@@ -76,6 +89,7 @@ int cli_cmd_delete_queue(cli_t *cli, cli_args_t *a);
 int cli_cmd_purge_queue(cli_t *cli, cli_args_t *a);
 int cli_cmd_list_queues(cli_t *cli, cli_args_t *a);
 int cli_cmd_get_queue_attributes(cli_t *cli, cli_args_t *a);
+int cli_cmd_list_dead_letter_source_queues(cli_t *cli, cli_args_t *a);
 int cli_cmd_set_queue_attributes(cli_t *cli, cli_args_t *a);
 int cli_cmd_send(cli_t *cli, cli_args_t *a);
 /* Parses send --deliver-at: an RFC 3339 time (2026-12-05T10:00:00Z, fractions of a second

@@ -4,13 +4,36 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+/* The queue attributes of the command's options. */
+static void settings_of(const cli_args_t *a, kyu_queue_settings_t *s)
+{
+    kyu_queue_settings_init(s);
+    s->visibility_timeout = a->vt;
+    s->max_message_size = a->mms;
+    s->delay_seconds = a->delay;
+    s->retention_seconds = a->retention;
+    s->receive_wait_seconds = a->receive_wait;
+    s->dead_letter_queue = a->dlq;
+    s->max_receive_count = a->max_receive_count;
+    s->redrive_allow = a->redrive_allow;
+    s->n_redrive_sources = a->n_sources;
+    for (size_t i = 0; i < a->n_sources; i++)
+        s->redrive_sources[i] = a->sources[i];
+    s->n_tags = a->n_tags;
+    for (size_t i = 0; i < a->n_tags; i++) {
+        s->tag_keys[i] = a->tag_keys[i];
+        s->tag_values[i] = a->tag_values[i];
+    }
+}
 
 int cli_cmd_create_queue(cli_t *cli, cli_args_t *a)
 {
     kyu_err_t err = {0};
-    kyu_queue_settings_t s = {
-        .visibility_timeout = a->vt, .max_message_size = a->mms, .delay_seconds = a->delay};
+    kyu_queue_settings_t s;
+    settings_of(a, &s);
     if (kyu_client_create_queue_with(cli->client, a->args[0], &s, &err) != KYU_OK)
         return cli_fail(cli, &err);
     return CLI_EXIT_OK;
@@ -19,8 +42,8 @@ int cli_cmd_create_queue(cli_t *cli, cli_args_t *a)
 int cli_cmd_set_queue_attributes(cli_t *cli, cli_args_t *a)
 {
     kyu_err_t err = {0};
-    kyu_queue_settings_t s = {
-        .visibility_timeout = a->vt, .max_message_size = a->mms, .delay_seconds = a->delay};
+    kyu_queue_settings_t s;
+    settings_of(a, &s);
     if (kyu_client_set_queue_attributes(cli->client, a->args[0], &s, &err) != KYU_OK)
         return cli_fail(cli, &err);
     return CLI_EXIT_OK;
@@ -29,7 +52,7 @@ int cli_cmd_set_queue_attributes(cli_t *cli, cli_args_t *a)
 int cli_cmd_delete_queue(cli_t *cli, cli_args_t *a)
 {
     kyu_err_t err = {0};
-    if (kyu_client_delete_queue(cli->client, a->args[0], &err) != KYU_OK)
+    if (kyu_client_delete_queue_with(cli->client, a->args[0], a->force, &err) != KYU_OK)
         return cli_fail(cli, &err);
     return CLI_EXIT_OK;
 }
@@ -42,14 +65,8 @@ int cli_cmd_purge_queue(cli_t *cli, cli_args_t *a)
     return CLI_EXIT_OK;
 }
 
-int cli_cmd_list_queues(cli_t *cli, cli_args_t *a)
+static int print_names(cli_t *cli, char **names, size_t n)
 {
-    (void)a;
-    kyu_err_t err = {0};
-    char **names = NULL;
-    size_t n = 0;
-    if (kyu_client_list_queues(cli->client, &names, &n, &err) != KYU_OK)
-        return cli_fail(cli, &err);
     int rc = CLI_EXIT_OK;
     for (size_t i = 0; i < n && rc == CLI_EXIT_OK; i++) {
         if (cli->json)
@@ -61,6 +78,28 @@ int cli_cmd_list_queues(cli_t *cli, cli_args_t *a)
     return rc;
 }
 
+int cli_cmd_list_dead_letter_source_queues(cli_t *cli, cli_args_t *a)
+{
+    kyu_err_t err = {0};
+    char **names = NULL;
+    size_t n = 0;
+    if (kyu_client_list_dead_letter_source_queues(cli->client, a->args[0], &names, &n, &err) !=
+        KYU_OK)
+        return cli_fail(cli, &err);
+    return print_names(cli, names, n);
+}
+
+int cli_cmd_list_queues(cli_t *cli, cli_args_t *a)
+{
+    (void)a;
+    kyu_err_t err = {0};
+    char **names = NULL;
+    size_t n = 0;
+    if (kyu_client_list_queues(cli->client, &names, &n, &err) != KYU_OK)
+        return cli_fail(cli, &err);
+    return print_names(cli, names, n);
+}
+
 /* SQS gives attribute values as strings; so does kyu. */
 static json_t *int_string(int64_t v)
 {
@@ -69,12 +108,44 @@ static json_t *int_string(int64_t v)
     return json_string(buf);
 }
 
+/* RedrivePolicy and RedriveAllowPolicy as SQS gives them: JSON text in a string ({"dead
+ * LetterTargetQueue": ..., "maxReceiveCount": N}; {"redrivePermission": ..., "sourceQueues":
+ * [...]}); NULL on out of memory. */
+static char *redrive_json(const kyu_queue_attrs_t *at, bool allow_policy)
+{
+    json_t *o = NULL;
+    if (!allow_policy) {
+        o = json_pack("{s:s, s:I}", "deadLetterTargetQueue", at->dlq, "maxReceiveCount",
+                      (json_int_t)at->max_receive_count);
+    } else {
+        const char *perm = at->redrive_allow == KYU_REDRIVE_DENY_ALL   ? "denyAll"
+                           : at->redrive_allow == KYU_REDRIVE_BY_QUEUE ? "byQueue"
+                                                                       : "allowAll";
+        json_t *src = json_array();
+        for (size_t i = 0; src && i < at->n_sources; i++)
+            json_array_append_new(src, json_string(at->sources[i]));
+        o = src && at->n_sources
+                ? json_pack("{s:s, s:o}", "redrivePermission", perm, "sourceQueues", src)
+                : json_pack("{s:s}", "redrivePermission", perm);
+        if (src && !at->n_sources)
+            json_decref(src);
+    }
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    return text;
+}
+
 int cli_cmd_get_queue_attributes(cli_t *cli, cli_args_t *a)
 {
     kyu_err_t err = {0};
     kyu_queue_attrs_t at;
-    if (kyu_client_get_queue_attributes(cli->client, a->args[0], &at, &err) != KYU_OK)
+    kyu_tags_t *tags = malloc(sizeof *tags);
+    if (!tags)
+        return cli_failf(cli, "out of memory");
+    if (kyu_client_get_queue_attributes_with(cli->client, a->args[0], &at, tags, &err) != KYU_OK) {
+        free(tags);
         return cli_fail(cli, &err);
+    }
     const struct {
         const char *name;
         int64_t value;
@@ -82,6 +153,8 @@ int cli_cmd_get_queue_attributes(cli_t *cli, cli_args_t *a)
         {"VisibilityTimeout", at.visibility_timeout},
         {"MaximumMessageSize", at.max_size},
         {"DelaySeconds", at.delay},
+        {"MessageRetentionPeriod", at.retention},
+        {"ReceiveMessageWaitTimeSeconds", at.receive_wait},
         {"ApproximateNumberOfMessages", at.visible},
         {"ApproximateNumberOfMessagesNotVisible", at.not_visible},
         {"ApproximateNumberOfMessagesDelayed", at.delayed},
@@ -89,11 +162,49 @@ int cli_cmd_get_queue_attributes(cli_t *cli, cli_args_t *a)
         {"LastModifiedTimestamp", at.modified_ms},
     };
     json_t *obj = cli->json ? json_object() : NULL;
-    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+    int rc = CLI_EXIT_OK;
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0] && rc == CLI_EXIT_OK; i++) {
         if (!cli->json)
             printf("%s %" PRId64 "\n", rows[i].name, rows[i].value);
         else if (!obj || json_object_set_new(obj, rows[i].name, int_string(rows[i].value)) != 0)
-            return cli_failf(cli, "cannot build JSON output (out of memory)");
+            rc = cli_failf(cli, "cannot build JSON output (out of memory)");
+    }
+    /* As SQS: the policies only when set (RedriveAllowPolicy: other than allowAll). */
+    bool shown[2] = {at.dlq[0] != '\0', at.redrive_allow != KYU_REDRIVE_ALLOW_ALL};
+    char *policies[2] = {shown[0] ? redrive_json(&at, false) : NULL,
+                         shown[1] ? redrive_json(&at, true) : NULL};
+    const char *names[2] = {"RedrivePolicy", "RedriveAllowPolicy"};
+    for (size_t i = 0; i < 2 && rc == CLI_EXIT_OK; i++) {
+        if (!shown[i])
+            continue;
+        if (!policies[i])
+            rc = cli_failf(cli, "cannot build JSON output (out of memory)");
+        else if (!cli->json)
+            printf("%s %s\n", names[i], policies[i]);
+        else if (json_object_set_new(obj, names[i], json_string(policies[i])) != 0)
+            rc = cli_failf(cli, "cannot build JSON output (out of memory)");
+    }
+    free(policies[0]);
+    free(policies[1]);
+    /* Tags (SQS: ListQueueTags): "Tag KEY VALUE" lines; --json: "Tags": {key: value}. */
+    json_t *tj = cli->json ? json_object() : NULL;
+    for (size_t i = 0; i < tags->n && rc == CLI_EXIT_OK; i++) {
+        if (!cli->json)
+            printf("Tag %s %s\n", tags->keys[i], tags->values[i]);
+        else if (!tj || json_object_set_new(tj, tags->keys[i], json_string(tags->values[i])) != 0)
+            rc =
+                cli_failf(cli, "tag '%s': not valid UTF-8, cannot print it as JSON", tags->keys[i]);
+    }
+    bool any_tag = tags->n > 0;
+    free(tags);
+    if (cli->json && rc == CLI_EXIT_OK && any_tag && tj &&
+        json_object_set_new(obj, "Tags", tj) != 0)
+        rc = cli_failf(cli, "cannot build JSON output (out of memory)");
+    else if (cli->json && (rc != CLI_EXIT_OK || !tj || !any_tag))
+        json_decref(tj);
+    if (rc != CLI_EXIT_OK) {
+        json_decref(obj);
+        return rc;
     }
     return cli->json ? cli_print_json(obj) : CLI_EXIT_OK;
 }
@@ -101,9 +212,14 @@ int cli_cmd_get_queue_attributes(cli_t *cli, cli_args_t *a)
 static void print_plain(const kyu_message_t *m)
 {
     printf("MessageId %s\nReceiptHandle %s\nReceiveCount %u\nSentTimestamp %" PRIu64
-           "\nApproximateFirstReceiveTimestamp %" PRIu64 "\nBodyLength %zu\n\n",
-           m->message_id, m->receipt_handle, m->receive_count, m->sent_ms, m->first_receive_ms,
-           m->body_len);
+           "\nApproximateFirstReceiveTimestamp %" PRIu64 "\n",
+           m->message_id, m->receipt_handle, m->receive_count, m->sent_ms, m->first_receive_ms);
+    if (m->dlq_source[0])
+        printf("DeadLetterQueueSourceQueue %s\nDeadLetterQueueReceiveCount %u\n"
+               "DeadLetterQueueFirstReceiveTimestamp %" PRIu64
+               "\nDeadLetterQueueMovedTimestamp %" PRIu64 "\n",
+               m->dlq_source, m->dlq_receive_count, m->dlq_first_receive_ms, m->dlq_moved_ms);
+    printf("BodyLength %zu\n\n", m->body_len);
     fwrite(m->body, 1, m->body_len, stdout);
     fputs("\n\n", stdout);
 }
@@ -118,10 +234,27 @@ static json_t *message_json(const kyu_message_t *m)
     snprintf(rc, sizeof rc, "%u", m->receive_count);
     snprintf(ts, sizeof ts, "%" PRIu64, m->sent_ms);
     snprintf(fr, sizeof fr, "%" PRIu64, m->first_receive_ms);
-    return json_pack("{s:s, s:s, s:o, s:{s:s, s:s, s:s}}", "MessageId", m->message_id,
-                     "ReceiptHandle", m->receipt_handle, "Body", body, "Attributes",
-                     "ApproximateReceiveCount", rc, "SentTimestamp", ts,
-                     "ApproximateFirstReceiveTimestamp", fr);
+    json_t *o =
+        json_pack("{s:s, s:s, s:o, s:{s:s, s:s, s:s}}", "MessageId", m->message_id, "ReceiptHandle",
+                  m->receipt_handle, "Body", body, "Attributes", "ApproximateReceiveCount", rc,
+                  "SentTimestamp", ts, "ApproximateFirstReceiveTimestamp", fr);
+    if (!o || !m->dlq_source[0])
+        return o;
+    /* A message moved by a RedrivePolicy: SQS's attribute (the source queue's name where SQS
+     * gives its ARN), and beyond SQS why it moved. */
+    char dc[16], df[24], dm[24];
+    snprintf(dc, sizeof dc, "%u", m->dlq_receive_count);
+    snprintf(df, sizeof df, "%" PRIu64, m->dlq_first_receive_ms);
+    snprintf(dm, sizeof dm, "%" PRIu64, m->dlq_moved_ms);
+    json_t *at = json_object_get(o, "Attributes");
+    if (json_object_set_new(at, "DeadLetterQueueSourceQueue", json_string(m->dlq_source)) ||
+        json_object_set_new(at, "DeadLetterQueueReceiveCount", json_string(dc)) ||
+        json_object_set_new(at, "DeadLetterQueueFirstReceiveTimestamp", json_string(df)) ||
+        json_object_set_new(at, "DeadLetterQueueMovedTimestamp", json_string(dm))) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
 }
 
 /* --json and a body that is not UTF-8: the message is made visible again at once (so it is

@@ -6,6 +6,7 @@
 #include "kyu_internal.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <sys/random.h>
 #include <stdlib.h>
 #include <string.h>
@@ -396,7 +397,9 @@ kyu_code_t kyu_client_request_async(kyu_client_t *self, const kyu_request_t *req
             return kyu_err_set(err, KYU_ERR_TOO_LARGE,
                                "message of %zu bytes is over the broker's maximum of %llu", lens[i],
                                (unsigned long long)self->max_body);
-    kyu_request_t r = *req;
+    /* Not the tags' 20 KB unless there are any (kyu_request_t: most requests are sends). */
+    kyu_request_t r;
+    memcpy(&r, req, req->qx.tags.n ? sizeof r : offsetof(kyu_request_t, qx.tags.keys));
     kyu_client_key_request(self, &r);
     r.id = self->next_id++;
     r.has_id = true;

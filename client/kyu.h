@@ -70,6 +70,12 @@ typedef struct {
     uint32_t receive_count;
     uint64_t sent_ms;          /* SentTimestamp, ms since the epoch */
     uint64_t first_receive_ms; /* ApproximateFirstReceiveTimestamp */
+    /* A message moved here by a RedrivePolicy: the queue it left (SQS's
+     * DeadLetterQueueSourceArn; "" for a message sent to this queue), and beyond SQS its
+     * receive count then, its first receive and the time of the move (ms since the epoch) */
+    char dlq_source[KYU_NAME_MAX + 1];
+    uint32_t dlq_receive_count;
+    uint64_t dlq_first_receive_ms, dlq_moved_ms;
     size_t body_len;
     unsigned char *body;
 } kyu_message_t;
@@ -138,11 +144,28 @@ kyu_code_t kyu_client_create_queue(kyu_client_t *self, const char *queue, int vt
 /* The attributes a queue is created with or changed to (SQS's names and ranges); a field at
  * -1 is not set: at creation the default, later the queue's current value. */
 typedef struct {
-    int visibility_timeout; /* VisibilityTimeout, seconds, 0..43200 (default 30) */
-    int max_message_size;   /* MaximumMessageSize, bytes, 1024..1048576 (default 1048576);
-                             * not above the broker's own limit, which bounds the default too */
-    int delay_seconds;      /* DelaySeconds, 0..900 (default 0): each message sent is
-                             * invisible for as long */
+    int visibility_timeout;   /* VisibilityTimeout, seconds, 0..43200 (default 30) */
+    int max_message_size;     /* MaximumMessageSize, bytes, 1024..1048576 (default 1048576);
+                               * not above the broker's own limit, which bounds the default too */
+    int delay_seconds;        /* DelaySeconds, 0..900 (default 0): each message sent is
+                               * invisible for as long */
+    int retention_seconds;    /* MessageRetentionPeriod, 60..1209600 (default 345600) */
+    int receive_wait_seconds; /* ReceiveMessageWaitTimeSeconds, 0..20 (default 0) */
+    /* RedrivePolicy: the dead-letter queue (NULL: not set; "": remove the policy) and
+     * maxReceiveCount, 1..1000 (-1: 10, SQS's documented default). The queue must exist, and
+     * its RedriveAllowPolicy must allow this one. */
+    const char *dead_letter_queue;
+    int max_receive_count;
+    /* RedriveAllowPolicy: -1 not set, or a kyu_redrive_allow_t; byQueue with 1..10 source
+     * queues */
+    int redrive_allow;
+    size_t n_redrive_sources;
+    const char *redrive_sources[KYU_REDRIVE_SOURCES_MAX];
+    /* Tags (n_tags > 0): at creation the queue's; set-queue-attributes adds them (a key it
+     * has gets the new value), at most 50 in all; keys 1..128 bytes, values 0..256 */
+    size_t n_tags;
+    const char *tag_keys[KYU_TAGS_MAX];
+    const char *tag_values[KYU_TAGS_MAX];
 } kyu_queue_settings_t;
 /* Sets every field of s to -1 (not set). */
 void kyu_queue_settings_init(kyu_queue_settings_t *s);
@@ -159,12 +182,23 @@ kyu_code_t kyu_client_delete_queue(kyu_client_t *self, const char *queue, kyu_er
 /* Deletes every message of the queue (visible, in flight, delayed) sent before the purge;
  * their receipt handles become RECEIPT_INVALID. Keyed: a retry does not purge again. */
 kyu_code_t kyu_client_purge_queue(kyu_client_t *self, const char *queue, kyu_err_t *err);
+/* force: also a queue that is another queue's dead-letter queue (without it QUEUE_IN_USE);
+ * the messages of those queues then stay in them past their maxReceiveCount. */
+kyu_code_t kyu_client_delete_queue_with(kyu_client_t *self, const char *queue, bool force,
+                                        kyu_err_t *err);
+/* The queues whose RedrivePolicy names queue, as kyu_client_list_queues gives names. */
+kyu_code_t kyu_client_list_dead_letter_source_queues(kyu_client_t *self, const char *queue,
+                                                     char ***names_p, size_t *n, kyu_err_t *err);
 /* *names_p gets an array of *n NUL-terminated names (byte order), or NULL when there is
  * none; caller frees with kyu_queue_names_destroy. */
 kyu_code_t kyu_client_list_queues(kyu_client_t *self, char ***names_p, size_t *n, kyu_err_t *err);
 void kyu_queue_names_destroy(char ***names_p);
 kyu_code_t kyu_client_get_queue_attributes(kyu_client_t *self, const char *queue,
                                            kyu_queue_attrs_t *attrs, kyu_err_t *err);
+/* The same, and the queue's tags into *tags when tags is not NULL. */
+kyu_code_t kyu_client_get_queue_attributes_with(kyu_client_t *self, const char *queue,
+                                                kyu_queue_attrs_t *attrs, kyu_tags_t *tags,
+                                                kyu_err_t *err);
 /* Sends n (1..10) bodies; ids (when not NULL) gets each message's id, in order. */
 kyu_code_t kyu_client_send(kyu_client_t *self, const char *queue, const void *const *bodies,
                            const size_t *lens, size_t n, char (*ids)[KYU_MESSAGE_ID_MAX + 1],

@@ -87,6 +87,10 @@ static void check_reply(const kyu_pending_t *p, kyu_reply_t *rep, zmq_msg_t *fra
         m[i].receive_count = meta->receive_count;
         m[i].sent_ms = meta->sent_ms;
         m[i].first_receive_ms = meta->first_receive_ms;
+        memcpy(m[i].dlq_source, meta->dlq_source, sizeof m[i].dlq_source);
+        m[i].dlq_receive_count = meta->dlq_receive_count;
+        m[i].dlq_first_receive_ms = meta->dlq_first_receive_ms;
+        m[i].dlq_moved_ms = meta->dlq_moved_ms;
         m[i].body_len = zmq_msg_size(&frames[i]);
         m[i].body = data;
         memcpy(data, zmq_msg_data(&frames[i]), m[i].body_len);

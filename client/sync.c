@@ -119,6 +119,103 @@ void kyu_queue_settings_init(kyu_queue_settings_t *s)
     s->visibility_timeout = -1;
     s->max_message_size = -1;
     s->delay_seconds = -1;
+    s->retention_seconds = -1;
+    s->receive_wait_seconds = -1;
+    s->dead_letter_queue = NULL;
+    s->max_receive_count = -1;
+    s->redrive_allow = -1;
+    s->n_redrive_sources = 0;
+    s->n_tags = 0;
+}
+
+static kyu_code_t copy_name(char *out, const char *name, const char *what, kyu_err_t *err)
+{
+    if (!kyu_queue_name_valid(name, strlen(name)))
+        return kyu_err_set(err, KYU_ERR_INVALID_NAME,
+                           "%s '%.80s': queue names are 1 to %d characters of letters, digits, "
+                           "- and _",
+                           what, name, KYU_NAME_MAX);
+    snprintf(out, KYU_NAME_MAX + 1, "%s", name);
+    return KYU_OK;
+}
+
+/* The request fields of the other attributes s sets (queue_attrs.h's ranges; the broker
+ * checks them again, and RedrivePolicy against its queues). */
+static kyu_code_t set_ext_settings(kyu_request_t *req, const kyu_queue_settings_t *s,
+                                   kyu_err_t *err)
+{
+    kyu_queue_ext_t *x = &req->qx;
+    if (s->retention_seconds != -1) {
+        if (s->retention_seconds < KYU_RETENTION_MIN || s->retention_seconds > KYU_RETENTION_MAX)
+            return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                               "MessageRetentionPeriod must be %d to %d seconds, not %d",
+                               KYU_RETENTION_MIN, KYU_RETENTION_MAX, s->retention_seconds);
+        x->retention = (uint32_t)s->retention_seconds;
+        req->fields |= KYU_F_RETENTION;
+    }
+    if (s->receive_wait_seconds != -1) {
+        if (s->receive_wait_seconds < 0 || s->receive_wait_seconds > KYU_RECEIVE_WAIT_MAX)
+            return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                               "ReceiveMessageWaitTimeSeconds must be 0 to %d seconds, not %d",
+                               KYU_RECEIVE_WAIT_MAX, s->receive_wait_seconds);
+        x->receive_wait = (uint32_t)s->receive_wait_seconds;
+        req->fields |= KYU_F_RECEIVE_WAIT;
+    }
+    if (s->dead_letter_queue) {
+        int mrc = s->max_receive_count == -1 ? 10 : s->max_receive_count;
+        x->dlq[0] = '\0';
+        if (s->dead_letter_queue[0] &&
+            copy_name(x->dlq, s->dead_letter_queue, "dead-letter queue", err) != KYU_OK)
+            return err->code;
+        if (s->dead_letter_queue[0] && (mrc < 1 || mrc > KYU_MAX_RECEIVE_COUNT_MAX))
+            return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                               "RedrivePolicy maxReceiveCount must be 1 to %d, not %d",
+                               KYU_MAX_RECEIVE_COUNT_MAX, mrc);
+        x->max_receive_count = s->dead_letter_queue[0] ? (uint32_t)mrc : 0;
+        req->fields |= KYU_F_REDRIVE;
+    } else if (s->max_receive_count != -1) {
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           "maxReceiveCount goes with a dead-letter queue (RedrivePolicy)");
+    }
+    if (s->redrive_allow != -1) {
+        bool by_queue = s->redrive_allow == KYU_REDRIVE_BY_QUEUE;
+        if (s->redrive_allow < 0 || s->redrive_allow > KYU_REDRIVE_BY_QUEUE ||
+            (by_queue &&
+             (s->n_redrive_sources < 1 || s->n_redrive_sources > KYU_REDRIVE_SOURCES_MAX)) ||
+            (!by_queue && s->n_redrive_sources))
+            return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                               "RedriveAllowPolicy is allowAll, denyAll, or byQueue with 1 to %d "
+                               "source queues",
+                               KYU_REDRIVE_SOURCES_MAX);
+        x->allow = (uint32_t)s->redrive_allow;
+        x->n_sources = s->n_redrive_sources;
+        for (size_t i = 0; i < s->n_redrive_sources; i++)
+            if (copy_name(x->sources[i], s->redrive_sources[i], "RedriveAllowPolicy source queue",
+                          err) != KYU_OK)
+                return err->code;
+        req->fields |= KYU_F_REDRIVE_ALLOW;
+    }
+    if (s->n_tags == 0)
+        return KYU_OK;
+    if (s->n_tags > KYU_TAGS_MAX)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "a queue has at most %d tags, not %zu",
+                           KYU_TAGS_MAX, s->n_tags);
+    for (size_t i = 0; i < s->n_tags; i++) {
+        size_t kl = strlen(s->tag_keys[i]), vl = strlen(s->tag_values[i]);
+        if (kl < 1 || kl > KYU_TAG_KEY_MAX || vl > KYU_TAG_VALUE_MAX)
+            return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                               "tag keys are 1 to %d bytes and values 0 to %d", KYU_TAG_KEY_MAX,
+                               KYU_TAG_VALUE_MAX);
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(s->tag_keys[i], s->tag_keys[j]) == 0)
+                return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "tag key '%s' given twice",
+                                   s->tag_keys[i]);
+        memcpy(x->tags.keys[i], s->tag_keys[i], kl + 1);
+        memcpy(x->tags.values[i], s->tag_values[i], vl + 1);
+    }
+    x->tags.n = s->n_tags;
+    req->fields |= KYU_F_TAGS;
+    return KYU_OK;
 }
 
 /* The request fields of the attributes s sets, checked against SQS's ranges (the broker
@@ -136,6 +233,8 @@ static kyu_code_t set_settings(kyu_request_t *req, const kyu_queue_settings_t *s
         req->delay = (uint32_t)s->delay_seconds;
         req->fields |= KYU_F_DELAY;
     }
+    if ((rc = set_ext_settings(req, s, err)) != KYU_OK)
+        return rc;
     if (s->max_message_size == -1)
         return KYU_OK;
     if (s->max_message_size < KYU_MAX_SIZE_MIN || s->max_message_size > KYU_MAX_SIZE_MAX)
@@ -164,7 +263,7 @@ kyu_code_t kyu_client_set_queue_attributes(kyu_client_t *self, const char *queue
     kyu_code_t rc = kyu_client_set_queue(&req, queue, err);
     if (rc == KYU_OK)
         rc = set_settings(&req, s, err);
-    if (rc == KYU_OK && !(req.fields & (KYU_F_VT | KYU_F_MMS | KYU_F_DELAY)))
+    if (rc == KYU_OK && !(req.fields & (KYU_F_VT | KYU_F_MMS | KYU_F_DELAY | KYU_F_QUEUE_EXT_)))
         rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
                          "set-queue-attributes needs at least one attribute");
     return rc == KYU_OK ? call_simple(self, &req, err) : rc;
@@ -172,8 +271,16 @@ kyu_code_t kyu_client_set_queue_attributes(kyu_client_t *self, const char *queue
 
 kyu_code_t kyu_client_delete_queue(kyu_client_t *self, const char *queue, kyu_err_t *err)
 {
+    return kyu_client_delete_queue_with(self, queue, false, err);
+}
+
+kyu_code_t kyu_client_delete_queue_with(kyu_client_t *self, const char *queue, bool force,
+                                        kyu_err_t *err)
+{
     kyu_request_t req = {.op = KYU_OP_DELETE_QUEUE};
     kyu_code_t rc = kyu_client_set_queue(&req, queue, err);
+    if (force)
+        req.fields |= KYU_F_FORCE;
     return rc == KYU_OK ? call_simple(self, &req, err) : rc;
 }
 
@@ -184,14 +291,34 @@ kyu_code_t kyu_client_purge_queue(kyu_client_t *self, const char *queue, kyu_err
     return rc == KYU_OK ? call_simple(self, &req, err) : rc;
 }
 
+static kyu_code_t list_names(kyu_client_t *self, kyu_request_t *req, char ***names_p, size_t *n,
+                             kyu_err_t *err);
+
 kyu_code_t kyu_client_list_queues(kyu_client_t *self, char ***names_p, size_t *n, kyu_err_t *err)
 {
     kyu_request_t req = {.op = KYU_OP_LIST_QUEUES};
+    return list_names(self, &req, names_p, n, err);
+}
+
+kyu_code_t kyu_client_list_dead_letter_source_queues(kyu_client_t *self, const char *queue,
+                                                     char ***names_p, size_t *n, kyu_err_t *err)
+{
+    kyu_request_t req = {.op = KYU_OP_LIST_DEAD_LETTER_SOURCE_QUEUES};
+    *names_p = NULL;
+    *n = 0;
+    kyu_code_t rc = kyu_client_set_queue(&req, queue, err);
+    return rc == KYU_OK ? list_names(self, &req, names_p, n, err) : rc;
+}
+
+/* LIST_QUEUES and LIST_DEAD_LETTER_SOURCE_QUEUES: the reply's names. */
+static kyu_code_t list_names(kyu_client_t *self, kyu_request_t *req, char ***names_p, size_t *n,
+                             kyu_err_t *err)
+{
     kyu_reply_t rep;
     kyu_reply_init(&rep);
     *names_p = NULL;
     *n = 0;
-    kyu_code_t rc = kyu_client_call(self, &req, NULL, NULL, 0, &rep, NULL, err);
+    kyu_code_t rc = kyu_client_call(self, req, NULL, NULL, 0, &rep, NULL, err);
     if (rc == KYU_OK && rep.n_queues > 0) {
         /* One allocation: the pointer array, then the names. */
         size_t total = rep.n_queues * sizeof(char *);
@@ -227,6 +354,13 @@ void kyu_queue_names_destroy(char ***names_p)
 kyu_code_t kyu_client_get_queue_attributes(kyu_client_t *self, const char *queue,
                                            kyu_queue_attrs_t *attrs, kyu_err_t *err)
 {
+    return kyu_client_get_queue_attributes_with(self, queue, attrs, NULL, err);
+}
+
+kyu_code_t kyu_client_get_queue_attributes_with(kyu_client_t *self, const char *queue,
+                                                kyu_queue_attrs_t *attrs, kyu_tags_t *tags,
+                                                kyu_err_t *err)
+{
     kyu_request_t req = {.op = KYU_OP_GET_QUEUE_ATTRIBUTES};
     kyu_code_t rc = kyu_client_set_queue(&req, queue, err);
     if (rc != KYU_OK)
@@ -234,8 +368,14 @@ kyu_code_t kyu_client_get_queue_attributes(kyu_client_t *self, const char *queue
     kyu_reply_t rep;
     kyu_reply_init(&rep);
     rc = kyu_client_call(self, &req, NULL, NULL, 0, &rep, NULL, err);
-    if (rc == KYU_OK)
+    if (rc == KYU_OK) {
         *attrs = rep.attrs;
+        attrs->n_tags = rep.tags ? rep.tags->n : 0;
+        if (tags)
+            tags->n = 0;
+        if (tags && rep.tags)
+            *tags = *rep.tags;
+    }
     kyu_reply_reset(&rep);
     return rc;
 }

@@ -17,18 +17,26 @@ static const kyu_op_info_t op_table[KYU_OP_MAX_] = {
     [KYU_OP_HELLO] = {KYU_OP_HELLO, "hello", KYU_F_VERSION, KYU_F_VERSION, 0, 0, KYU_OPF_READ,
                       "exchange protocol versions and limits"},
     [KYU_OP_CREATE_QUEUE] = {KYU_OP_CREATE_QUEUE, "create-queue", KYU_F_QUEUE,
-                             KYU_F_QUEUE | KYU_F_VT | KYU_F_MMS | KYU_F_DELAY, 0, 0, KYU_OPF_WRITE,
+                             KYU_F_QUEUE | KYU_F_VT | KYU_F_MMS | KYU_F_DELAY | KYU_F_QUEUE_EXT_, 0,
+                             0, KYU_OPF_WRITE,
                              "create a queue (idempotent when the attributes match)"},
     [KYU_OP_SET_QUEUE_ATTRIBUTES] = {KYU_OP_SET_QUEUE_ATTRIBUTES, "set-queue-attributes",
-                                     KYU_F_QUEUE, KYU_F_QUEUE | KYU_F_VT | KYU_F_MMS | KYU_F_DELAY,
+                                     KYU_F_QUEUE,
+                                     KYU_F_QUEUE | KYU_F_VT | KYU_F_MMS | KYU_F_DELAY |
+                                         KYU_F_QUEUE_EXT_,
                                      0, 0, KYU_OPF_WRITE,
-                                     "change a queue's attributes (vt, mms, ds; at least one)"},
+                                     "change a queue's attributes (at least one)"},
     [KYU_OP_DELETE_QUEUE] = {KYU_OP_DELETE_QUEUE, "delete-queue", KYU_F_QUEUE,
-                             KYU_F_QUEUE | KYU_F_RQ, 0, 0, KYU_OPF_WRITE,
-                             "delete a queue and all its messages"},
+                             KYU_F_QUEUE | KYU_F_RQ | KYU_F_FORCE, 0, 0, KYU_OPF_WRITE,
+                             "delete a queue and all its messages (force: also a dead-letter "
+                             "queue of other queues)"},
     [KYU_OP_PURGE_QUEUE] = {KYU_OP_PURGE_QUEUE, "purge-queue", KYU_F_QUEUE, KYU_F_QUEUE | KYU_F_RQ,
                             0, 0, KYU_OPF_WRITE,
                             "delete every message of a queue (visible, in flight, delayed)"},
+    [KYU_OP_LIST_DEAD_LETTER_SOURCE_QUEUES] = {KYU_OP_LIST_DEAD_LETTER_SOURCE_QUEUES,
+                                               "list-dead-letter-source-queues", KYU_F_QUEUE,
+                                               KYU_F_QUEUE, 0, 0, KYU_OPF_READ,
+                                               "the queues whose RedrivePolicy names this one"},
     [KYU_OP_LIST_QUEUES] = {KYU_OP_LIST_QUEUES, "list-queues", 0, 0, 0, 0, KYU_OPF_READ,
                             "list queue names"},
     [KYU_OP_GET_QUEUE_ATTRIBUTES] = {KYU_OP_GET_QUEUE_ATTRIBUTES, "get-queue-attributes",
@@ -121,6 +129,97 @@ static kyu_code_t get_str(const msgpack_object *o, const char *what, char *out, 
 
 /* ---- requests ---- */
 
+static const char *const redrive_allow_names[] = {"allowAll", "denyAll", "byQueue"};
+
+/* A queue name inside a field (RedrivePolicy, RedriveAllowPolicy). */
+static kyu_code_t get_queue_name(const msgpack_object *o, const char *what, char *out,
+                                 kyu_err_t *err)
+{
+    if (o->type == MSGPACK_OBJECT_STR && !kyu_queue_name_valid(o->via.str.ptr, o->via.str.size))
+        return kyu_err_set(err, KYU_ERR_INVALID_NAME,
+                           "%s: queue names are 1 to 80 characters of letters, digits, - and _",
+                           what);
+    return get_str(o, what, out, KYU_NAME_MAX, err);
+}
+
+/* "rdp": [] (no RedrivePolicy) or [deadLetterTargetQueue, maxReceiveCount] (its range: the
+ * broker's check). */
+static kyu_code_t get_redrive(const msgpack_object *v, kyu_request_t *req, kyu_err_t *err)
+{
+    uint64_t u = 0;
+    if (v->type != MSGPACK_OBJECT_ARRAY || (v->via.array.size != 0 && v->via.array.size != 2))
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           "rdp (RedrivePolicy) must be [] or [deadLetterTargetQueue, "
+                           "maxReceiveCount]");
+    req->qx.dlq[0] = '\0';
+    req->qx.max_receive_count = 0;
+    if (v->via.array.size == 0)
+        return KYU_OK;
+    kyu_code_t rc = get_queue_name(&v->via.array.ptr[0], "deadLetterTargetQueue", req->qx.dlq, err);
+    if (rc == KYU_OK)
+        rc = get_uint(&v->via.array.ptr[1], "maxReceiveCount", UINT32_MAX, &u, err);
+    req->qx.max_receive_count = (uint32_t)u;
+    return rc;
+}
+
+/* "rap": [redrivePermission] or ["byQueue", [source queue, ...]] (1 to 10 queues). */
+static kyu_code_t get_redrive_allow(const msgpack_object *v, kyu_request_t *req, kyu_err_t *err)
+{
+    const char *shape = "rap (RedriveAllowPolicy) must be [\"allowAll\"], [\"denyAll\"] or "
+                        "[\"byQueue\", [1 to 10 source queues]]";
+    if (v->type != MSGPACK_OBJECT_ARRAY || v->via.array.size < 1 || v->via.array.size > 2)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "%s", shape);
+    const msgpack_object *mode = &v->via.array.ptr[0];
+    uint32_t m = 0;
+    while (m < 3 && !kyu_mp_key_is(mode, redrive_allow_names[m]))
+        m++;
+    if (m == 3 || (m == KYU_REDRIVE_BY_QUEUE) != (v->via.array.size == 2))
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "%s", shape);
+    req->qx.allow = m;
+    req->qx.n_sources = 0;
+    if (m != KYU_REDRIVE_BY_QUEUE)
+        return KYU_OK;
+    const msgpack_object *list = &v->via.array.ptr[1];
+    if (list->type != MSGPACK_OBJECT_ARRAY || list->via.array.size < 1 ||
+        list->via.array.size > KYU_REDRIVE_SOURCES_MAX)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           "RedriveAllowPolicy byQueue takes 1 to %d source queues",
+                           KYU_REDRIVE_SOURCES_MAX);
+    kyu_code_t rc = KYU_OK;
+    for (uint32_t i = 0; i < list->via.array.size && rc == KYU_OK; i++)
+        rc = get_queue_name(&list->via.array.ptr[i], "RedriveAllowPolicy source queue",
+                            req->qx.sources[i], err);
+    req->qx.n_sources = list->via.array.size;
+    return rc;
+}
+
+/* "tags": {key: value}, at most 50; keys 1..128 bytes, values 0..256, distinct. */
+static kyu_code_t get_tags(const msgpack_object *v, kyu_tags_t *t, kyu_err_t *err)
+{
+    if (v->type != MSGPACK_OBJECT_MAP)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "tags must be a map of strings");
+    if (v->via.map.size > KYU_TAGS_MAX)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "a queue has at most %d tags, not %u",
+                           KYU_TAGS_MAX, v->via.map.size);
+    t->n = 0;
+    for (uint32_t i = 0; i < v->via.map.size; i++) {
+        const msgpack_object_kv *kv = &v->via.map.ptr[i];
+        kyu_code_t rc = get_str(&kv->key, "tag key", t->keys[i], KYU_TAG_KEY_MAX, err);
+        if (rc == KYU_OK)
+            rc = get_str(&kv->val, "tag value", t->values[i], KYU_TAG_VALUE_MAX, err);
+        if (rc != KYU_OK)
+            return rc;
+        if (!t->keys[i][0])
+            return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "a tag key must not be empty");
+        for (uint32_t j = 0; j < i; j++)
+            if (strcmp(t->keys[j], t->keys[i]) == 0)
+                return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "tag key '%s' given twice",
+                                   t->keys[i]);
+        t->n = i + 1;
+    }
+    return KYU_OK;
+}
+
 static kyu_code_t decode_request_field(const msgpack_object *k, const msgpack_object *v,
                                        kyu_request_t *req, kyu_err_t *err)
 {
@@ -191,6 +290,27 @@ static kyu_code_t decode_request_field(const msgpack_object *k, const msgpack_ob
         bit = KYU_F_WAIT;
         rc = get_uint(v, "wait time (wt)", KYU_WAIT_MAX, &u, err);
         req->wait = (uint32_t)u;
+    } else if (kyu_mp_key_is(k, "mrp")) {
+        bit = KYU_F_RETENTION; /* range: the broker's check, as mms */
+        rc = get_uint(v, "MessageRetentionPeriod", UINT32_MAX, &u, err);
+        req->qx.retention = (uint32_t)u;
+    } else if (kyu_mp_key_is(k, "rwt")) {
+        bit = KYU_F_RECEIVE_WAIT; /* range: the broker's check */
+        rc = get_uint(v, "ReceiveMessageWaitTimeSeconds", UINT32_MAX, &u, err);
+        req->qx.receive_wait = (uint32_t)u;
+    } else if (kyu_mp_key_is(k, "rdp")) {
+        bit = KYU_F_REDRIVE;
+        rc = get_redrive(v, req, err);
+    } else if (kyu_mp_key_is(k, "rap")) {
+        bit = KYU_F_REDRIVE_ALLOW;
+        rc = get_redrive_allow(v, req, err);
+    } else if (kyu_mp_key_is(k, "tags")) {
+        bit = KYU_F_TAGS;
+        rc = get_tags(v, &req->qx.tags, err);
+    } else if (kyu_mp_key_is(k, "force")) {
+        bit = KYU_F_FORCE;
+        if (v->type != MSGPACK_OBJECT_BOOLEAN || !v->via.boolean)
+            return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "force must be true");
     } else if (kyu_mp_key_is(k, "rq")) {
         bit = KYU_F_RQ;
         if (v->type != MSGPACK_OBJECT_ARRAY || v->via.array.size != 2)
@@ -240,6 +360,18 @@ static const char *field_name(unsigned bit)
         return "da (deliver-at)";
     case KYU_F_WAIT:
         return "wt (wait time)";
+    case KYU_F_RETENTION:
+        return "mrp (MessageRetentionPeriod)";
+    case KYU_F_RECEIVE_WAIT:
+        return "rwt (ReceiveMessageWaitTimeSeconds)";
+    case KYU_F_REDRIVE:
+        return "rdp (RedrivePolicy)";
+    case KYU_F_REDRIVE_ALLOW:
+        return "rap (RedriveAllowPolicy)";
+    case KYU_F_TAGS:
+        return "tags";
+    case KYU_F_FORCE:
+        return "force";
     default:
         return "?";
     }
@@ -248,7 +380,8 @@ static const char *field_name(unsigned bit)
 kyu_code_t kyu_request_decode(const void *buf, size_t len, size_t n_bodies, kyu_request_t *req,
                               kyu_err_t *err)
 {
-    memset(req, 0, sizeof *req);
+    /* Not the tags' 20 KB (qx.tags.n says how many are set): most requests are sends. */
+    memset(req, 0, offsetof(kyu_request_t, qx.tags.keys));
     if (len > KYU_HEADER_MAX)
         return kyu_err_set(err, KYU_ERR_MALFORMED, "header frame over %d bytes", KYU_HEADER_MAX);
     msgpack_unpacked u;
@@ -371,6 +504,45 @@ void kyu_request_encode(const kyu_request_t *req, msgpack_sbuffer *out)
     if (req->fields & KYU_F_WAIT) {
         kyu_mp_pack_str(&pk, "wt");
         msgpack_pack_uint32(&pk, req->wait);
+    }
+    if (req->fields & KYU_F_RETENTION) {
+        kyu_mp_pack_str(&pk, "mrp");
+        msgpack_pack_uint32(&pk, req->qx.retention);
+    }
+    if (req->fields & KYU_F_RECEIVE_WAIT) {
+        kyu_mp_pack_str(&pk, "rwt");
+        msgpack_pack_uint32(&pk, req->qx.receive_wait);
+    }
+    if (req->fields & KYU_F_REDRIVE) {
+        kyu_mp_pack_str(&pk, "rdp");
+        msgpack_pack_array(&pk, req->qx.dlq[0] ? 2 : 0);
+        if (req->qx.dlq[0]) {
+            kyu_mp_pack_str(&pk, req->qx.dlq);
+            msgpack_pack_uint32(&pk, req->qx.max_receive_count);
+        }
+    }
+    if (req->fields & KYU_F_REDRIVE_ALLOW) {
+        bool by_queue = req->qx.allow == KYU_REDRIVE_BY_QUEUE;
+        kyu_mp_pack_str(&pk, "rap");
+        msgpack_pack_array(&pk, by_queue ? 2 : 1);
+        kyu_mp_pack_str(&pk, redrive_allow_names[req->qx.allow < 3 ? req->qx.allow : 0]);
+        if (by_queue) {
+            msgpack_pack_array(&pk, req->qx.n_sources);
+            for (size_t i = 0; i < req->qx.n_sources; i++)
+                kyu_mp_pack_str(&pk, req->qx.sources[i]);
+        }
+    }
+    if (req->fields & KYU_F_TAGS) {
+        kyu_mp_pack_str(&pk, "tags");
+        msgpack_pack_map(&pk, req->qx.tags.n);
+        for (size_t i = 0; i < req->qx.tags.n; i++) {
+            kyu_mp_pack_str(&pk, req->qx.tags.keys[i]);
+            kyu_mp_pack_str(&pk, req->qx.tags.values[i]);
+        }
+    }
+    if (req->fields & KYU_F_FORCE) {
+        kyu_mp_pack_str(&pk, "force");
+        msgpack_pack_true(&pk);
     }
     if (req->fields & KYU_F_RQ) {
         kyu_mp_pack_str(&pk, "rq");

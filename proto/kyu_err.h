@@ -27,8 +27,9 @@ typedef enum {
     KYU_ERR_NOT_LEADER = 14,      /* this node is not the leader; reply names the leader */
     KYU_ERR_LIMIT_EXCEEDED = 15,  /* a configured limit (queues, in-flight leases) reached */
     KYU_ERR_INTERNAL = 16,
-    KYU_ERR_TIMEOUT = 17,    /* client side: no reply in time */
-    KYU_ERR_CONNECTION = 18, /* client side: cannot reach a broker */
+    KYU_ERR_TIMEOUT = 17,      /* client side: no reply in time */
+    KYU_ERR_CONNECTION = 18,   /* client side: cannot reach a broker */
+    KYU_ERR_QUEUE_IN_USE = 19, /* the queue is another queue's dead-letter queue */
     KYU_ERR_CODE_COUNT
 } kyu_code_t;
 

@@ -7,7 +7,7 @@
  * Decoding is total: any byte string yields a filled struct or an error code with a text,
  * never a crash or an allocation larger than a small multiple of the input. Strings in
  * decoded structs are copied into fixed buffers, so a decoded struct owns all its memory
- * except kyu_reply_t.queues (freed by kyu_reply_reset).
+ * except kyu_reply_t.queues and .tags (freed by kyu_reply_reset).
  */
 #ifndef KYU_PROTOCOL_H
 #define KYU_PROTOCOL_H
@@ -45,7 +45,17 @@
 /* Messages in flight (received, lease not over) per queue: SQS's limit for a standard queue
  * (OverLimit past it); kyu-broker --max-inflight changes it (tests set it low). */
 #define KYU_INFLIGHT_MAX_DEFAULT 120000
-#define KYU_CLUSTER_NODES_MAX 9 /* voters + learners of a cluster (KYU_RAFT_MAX_NODES) */
+/* The other attributes of a queue (SQS's ranges, defaults and limits). */
+#define KYU_RETENTION_MIN 60
+#define KYU_RETENTION_MAX 1209600      /* MessageRetentionPeriod: 60 s .. 14 days */
+#define KYU_RETENTION_DEFAULT 345600   /* 4 days */
+#define KYU_RECEIVE_WAIT_MAX 20        /* ReceiveMessageWaitTimeSeconds: 0..20 (default 0) */
+#define KYU_MAX_RECEIVE_COUNT_MAX 1000 /* RedrivePolicy maxReceiveCount: 1..1000 */
+#define KYU_REDRIVE_SOURCES_MAX 10     /* RedriveAllowPolicy byQueue: 1..10 source queues */
+#define KYU_TAGS_MAX 50                /* tags per queue */
+#define KYU_TAG_KEY_MAX 128            /* tag key: 1..128 bytes */
+#define KYU_TAG_VALUE_MAX 256          /* tag value: 0..256 bytes */
+#define KYU_CLUSTER_NODES_MAX 9        /* voters + learners of a cluster (KYU_RAFT_MAX_NODES) */
 
 typedef enum {
     KYU_OP_HELLO = 1,
@@ -63,6 +73,7 @@ typedef enum {
     KYU_OP_CLUSTER_REMOVE = 13,
     KYU_OP_SET_QUEUE_ATTRIBUTES = 14,
     KYU_OP_PURGE_QUEUE = 15,
+    KYU_OP_LIST_DEAD_LETTER_SOURCE_QUEUES = 16,
     KYU_OP_MAX_
 } kyu_op_t;
 
@@ -79,10 +90,48 @@ enum {
     KYU_F_EP = 1 << 8,      /* "ep": a node's client endpoint (CLUSTER_ADD) */
     KYU_F_MMS = 1 << 9,     /* "mms": a queue's MaximumMessageSize, bytes */
     KYU_F_DELAY = 1 << 10,  /* "ds": a queue's DelaySeconds (SEND: each message's) */
-    KYU_F_DELIVER_AT = 1 << 11, /* "da": SEND: deliver at, ms since the epoch */
-    KYU_F_WAIT = 1 << 24,       /* "wt": RECEIVE: wait up to this many seconds for a message */
+    KYU_F_DELIVER_AT = 1 << 11,    /* "da": SEND: deliver at, ms since the epoch */
+    KYU_F_RETENTION = 1 << 12,     /* "mrp": a queue's MessageRetentionPeriod, seconds */
+    KYU_F_RECEIVE_WAIT = 1 << 13,  /* "rwt": a queue's ReceiveMessageWaitTimeSeconds */
+    KYU_F_REDRIVE = 1 << 14,       /* "rdp": a queue's RedrivePolicy [dlq, maxReceiveCount] */
+    KYU_F_REDRIVE_ALLOW = 1 << 15, /* "rap": a queue's RedriveAllowPolicy [mode, [queues]] */
+    KYU_F_TAGS = 1 << 16,          /* "tags": a queue's tags {key: value} */
+    KYU_F_FORCE = 1 << 17,         /* "force": DELETE_QUEUE of a dead-letter queue */
+    KYU_F_WAIT = 1 << 24,          /* "wt": RECEIVE: wait up to this many seconds for a message */
     KYU_F_LAST_ = KYU_F_WAIT,
+    /* the queue attributes of kyu_queue_ext_t (CREATE_QUEUE, SET_QUEUE_ATTRIBUTES) */
+    KYU_F_QUEUE_EXT_ =
+        KYU_F_RETENTION | KYU_F_RECEIVE_WAIT | KYU_F_REDRIVE | KYU_F_REDRIVE_ALLOW | KYU_F_TAGS,
 };
+
+/* RedriveAllowPolicy's redrivePermission. */
+typedef enum {
+    KYU_REDRIVE_ALLOW_ALL = 0, /* allowAll (the default) */
+    KYU_REDRIVE_DENY_ALL = 1,  /* denyAll */
+    KYU_REDRIVE_BY_QUEUE = 2,  /* byQueue: the queues listed */
+} kyu_redrive_allow_t;
+
+typedef struct {
+    size_t n;
+    char keys[KYU_TAGS_MAX][KYU_TAG_KEY_MAX + 1];
+    char values[KYU_TAGS_MAX][KYU_TAG_VALUE_MAX + 1];
+} kyu_tags_t;
+
+/* A queue's attributes beyond VisibilityTimeout, MaximumMessageSize and DelaySeconds: in a
+ * request (CREATE_QUEUE, SET_QUEUE_ATTRIBUTES; the request's KYU_F_* bits say which are
+ * given) and in the broker (broker/queue_attrs.h). The tags come last (see kyu_request_t). */
+typedef struct {
+    uint32_t retention;    /* MessageRetentionPeriod, seconds */
+    uint32_t receive_wait; /* ReceiveMessageWaitTimeSeconds */
+    /* RedrivePolicy: the dead-letter queue ("": none) and maxReceiveCount (1..1000) */
+    char dlq[KYU_NAME_MAX + 1];
+    uint32_t max_receive_count;
+    /* RedriveAllowPolicy: who may name this queue as its dead-letter queue */
+    uint32_t allow;   /* kyu_redrive_allow_t */
+    size_t n_sources; /* byQueue: 1..10 queues */
+    char sources[KYU_REDRIVE_SOURCES_MAX][KYU_NAME_MAX + 1];
+    kyu_tags_t tags;
+} kyu_queue_ext_t;
 
 /* Op flags: WRITE ops go through the log; READ ops are answered from applied state. */
 /* ADMIN ops act on the cluster, not on queues: answered by the leader, not logged. */
@@ -120,6 +169,11 @@ typedef struct {
     uint32_t delay;              /* KYU_F_DELAY (the broker checks its range) */
     uint64_t deliver_at_ms;      /* KYU_F_DELIVER_AT (the broker checks its range) */
     uint32_t wait;               /* KYU_F_WAIT: seconds, 0..KYU_WAIT_MAX */
+    /* KYU_F_RETENTION, _RECEIVE_WAIT, _REDRIVE (dlq "" removes the policy), _REDRIVE_ALLOW,
+     * _TAGS: the queue's other attributes (the broker checks their ranges). Last, and its
+     * tags last in it: the decoder clears the struct only up to the tags (20 KB that only
+     * CREATE_QUEUE and SET_QUEUE_ATTRIBUTES use; qx.tags.n says how many hold data). */
+    kyu_queue_ext_t qx;
 } kyu_request_t;
 
 typedef struct {
@@ -128,18 +182,35 @@ typedef struct {
     uint32_t receive_count;
     uint64_t sent_ms;          /* SentTimestamp, ms since the epoch */
     uint64_t first_receive_ms; /* ApproximateFirstReceiveTimestamp */
+    /* A message moved from another queue (its RedrivePolicy): the queue it left
+     * (DeadLetterQueueSourceQueue; "" for a message sent to this queue), its receive count
+     * then, its first receive and when it moved (ms since the epoch) */
+    char dlq_source[KYU_NAME_MAX + 1];
+    uint32_t dlq_receive_count;
+    uint64_t dlq_first_receive_ms, dlq_moved_ms;
 } kyu_msg_meta_t;
 
 typedef struct {
     int64_t visibility_timeout;
-    int64_t visible;     /* ApproximateNumberOfMessages */
-    int64_t not_visible; /* ApproximateNumberOfMessagesNotVisible */
-    int64_t created_ms;  /* CreatedTimestamp, ms since the epoch */
-    int64_t max_size;    /* MaximumMessageSize, bytes */
-    int64_t delay;       /* DelaySeconds */
-    int64_t delayed;     /* ApproximateNumberOfMessagesDelayed */
-    int64_t modified_ms; /* LastModifiedTimestamp, ms since the epoch (creation, or the last
-                          * SET_QUEUE_ATTRIBUTES) */
+    int64_t visible;      /* ApproximateNumberOfMessages */
+    int64_t not_visible;  /* ApproximateNumberOfMessagesNotVisible */
+    int64_t created_ms;   /* CreatedTimestamp, ms since the epoch */
+    int64_t max_size;     /* MaximumMessageSize, bytes */
+    int64_t delay;        /* DelaySeconds */
+    int64_t delayed;      /* ApproximateNumberOfMessagesDelayed */
+    int64_t modified_ms;  /* LastModifiedTimestamp, ms since the epoch (creation, or the last
+                           * SET_QUEUE_ATTRIBUTES) */
+    int64_t retention;    /* MessageRetentionPeriod, seconds */
+    int64_t receive_wait; /* ReceiveMessageWaitTimeSeconds */
+    /* RedrivePolicy: deadLetterTargetQueue ("": none) and maxReceiveCount */
+    char dlq[KYU_NAME_MAX + 1];
+    int64_t max_receive_count;
+    /* RedriveAllowPolicy: redrivePermission (kyu_redrive_allow_t) and, for byQueue, the
+     * source queues */
+    int64_t redrive_allow;
+    size_t n_sources;
+    char sources[KYU_REDRIVE_SOURCES_MAX][KYU_NAME_MAX + 1];
+    size_t n_tags; /* how many tags the queue has (they travel in kyu_reply_t.tags) */
 } kyu_queue_attrs_t;
 
 /* CLUSTER_STATUS: one node's own view of the cluster. */
@@ -179,9 +250,12 @@ typedef struct {
     /* CLUSTER_STATUS */
     bool has_node;
     kyu_node_status_t node;
-    /* LIST_QUEUES: heap array of n_queues names, owned by the reply */
+    /* LIST_QUEUES, LIST_DEAD_LETTER_SOURCE_QUEUES: heap array of n_queues names, owned by
+     * the reply */
     size_t n_queues;
     char (*queues)[KYU_NAME_MAX + 1];
+    /* GET_QUEUE_ATTRIBUTES: the queue's tags, heap, owned by the reply (NULL: none sent) */
+    kyu_tags_t *tags;
 } kyu_reply_t;
 
 /* True when name is 1..80 characters of letters, digits, '-' and '_'. */

@@ -19,6 +19,7 @@ void kyu_reply_init(kyu_reply_t *rep)
 void kyu_reply_reset(kyu_reply_t *rep)
 {
     free(rep->queues);
+    free(rep->tags);
     memset(rep, 0, sizeof *rep);
 }
 
@@ -37,7 +38,7 @@ void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out)
         n += 1 + (rep->leader[0] != '\0');
     else
         n += (rep->version != 0) * 2 + (rep->n_ids > 0) + (rep->n_msgs > 0) + (rep->n_results > 0) +
-             rep->has_attrs + (rep->queues != NULL) + rep->has_node;
+             rep->has_attrs + (rep->queues != NULL) + rep->has_node + (rep->tags != NULL);
     msgpack_pack_map(&pk, n);
     kyu_mp_pack_str(&pk, "id");
     msgpack_pack_uint64(&pk, rep->id);
@@ -69,7 +70,7 @@ void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out)
         msgpack_pack_array(&pk, rep->n_msgs);
         for (size_t i = 0; i < rep->n_msgs; i++) {
             const kyu_msg_meta_t *m = &rep->msgs[i];
-            msgpack_pack_map(&pk, 5);
+            msgpack_pack_map(&pk, m->dlq_source[0] ? 9 : 5);
             kyu_mp_pack_str(&pk, "mid");
             kyu_mp_pack_str(&pk, m->message_id);
             kyu_mp_pack_str(&pk, "rh");
@@ -77,6 +78,13 @@ void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out)
             pack_kv_int(&pk, "rc", m->receive_count);
             pack_kv_int(&pk, "ts", (int64_t)m->sent_ms);
             pack_kv_int(&pk, "fr", (int64_t)m->first_receive_ms);
+            if (m->dlq_source[0]) {
+                kyu_mp_pack_str(&pk, "dlsrc");
+                kyu_mp_pack_str(&pk, m->dlq_source);
+                pack_kv_int(&pk, "dlrc", m->dlq_receive_count);
+                pack_kv_int(&pk, "dlfr", (int64_t)m->dlq_first_receive_ms);
+                pack_kv_int(&pk, "dlat", (int64_t)m->dlq_moved_ms);
+            }
         }
     }
     if (rep->n_results) {
@@ -86,8 +94,27 @@ void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out)
             msgpack_pack_uint32(&pk, rep->results[i]);
     }
     if (rep->has_attrs) {
+        const kyu_queue_attrs_t *at = &rep->attrs;
         kyu_mp_pack_str(&pk, "attrs");
-        msgpack_pack_map(&pk, 8);
+        msgpack_pack_map(&pk, 11 + (at->dlq[0] != '\0') + (at->n_sources > 0));
+        pack_kv_int(&pk, "MessageRetentionPeriod", at->retention);
+        pack_kv_int(&pk, "ReceiveMessageWaitTimeSeconds", at->receive_wait);
+        kyu_mp_pack_str(&pk, "RedriveAllowPolicy");
+        kyu_mp_pack_str(&pk, at->redrive_allow == KYU_REDRIVE_DENY_ALL   ? "denyAll"
+                             : at->redrive_allow == KYU_REDRIVE_BY_QUEUE ? "byQueue"
+                                                                         : "allowAll");
+        if (at->n_sources) {
+            kyu_mp_pack_str(&pk, "RedriveAllowSourceQueues");
+            msgpack_pack_array(&pk, at->n_sources);
+            for (size_t i = 0; i < at->n_sources; i++)
+                kyu_mp_pack_str(&pk, at->sources[i]);
+        }
+        if (at->dlq[0]) {
+            kyu_mp_pack_str(&pk, "RedrivePolicy");
+            msgpack_pack_array(&pk, 2);
+            kyu_mp_pack_str(&pk, at->dlq);
+            msgpack_pack_int64(&pk, at->max_receive_count);
+        }
         pack_kv_int(&pk, "VisibilityTimeout", rep->attrs.visibility_timeout);
         pack_kv_int(&pk, "MaximumMessageSize", rep->attrs.max_size);
         pack_kv_int(&pk, "DelaySeconds", rep->attrs.delay);
@@ -122,6 +149,14 @@ void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out)
         pack_kv_int(&pk, "commit", (int64_t)nd->commit_index);
         pack_kv_int(&pk, "applied", (int64_t)nd->applied_index);
         pack_kv_int(&pk, "leader", (int64_t)nd->leader);
+    }
+    if (rep->tags) {
+        kyu_mp_pack_str(&pk, "tags");
+        msgpack_pack_map(&pk, rep->tags->n);
+        for (size_t i = 0; i < rep->tags->n; i++) {
+            kyu_mp_pack_str(&pk, rep->tags->keys[i]);
+            kyu_mp_pack_str(&pk, rep->tags->values[i]);
+        }
     }
     if (rep->queues) {
         kyu_mp_pack_str(&pk, "queues");
@@ -178,9 +213,45 @@ static bool decode_meta(const msgpack_object *o, kyu_msg_meta_t *m)
             ok = get_u64(v, &m->sent_ms);
         else if (kyu_mp_key_is(k, "fr"))
             ok = get_u64(v, &m->first_receive_ms);
+        else if (kyu_mp_key_is(k, "dlsrc"))
+            ok = kyu_mp_copy_str(v, m->dlq_source, KYU_NAME_MAX);
+        else if (kyu_mp_key_is(k, "dlrc"))
+            ok = get_u64(v, &u) && u <= UINT32_MAX && (m->dlq_receive_count = (uint32_t)u, true);
+        else if (kyu_mp_key_is(k, "dlfr"))
+            ok = get_u64(v, &m->dlq_first_receive_ms);
+        else if (kyu_mp_key_is(k, "dlat"))
+            ok = get_u64(v, &m->dlq_moved_ms);
         if (!ok)
             return false;
     }
+    return true;
+}
+
+/* The attributes that are not numbers: RedrivePolicy [queue, maxReceiveCount],
+ * RedriveAllowPolicy (its permission) and RedriveAllowSourceQueues. */
+static bool decode_redrive_attr(const msgpack_object *k, const msgpack_object *v,
+                                kyu_queue_attrs_t *a, bool *known)
+{
+    *known = true;
+    if (kyu_mp_key_is(k, "RedrivePolicy"))
+        return v->type == MSGPACK_OBJECT_ARRAY && v->via.array.size == 2 &&
+               kyu_mp_copy_str(&v->via.array.ptr[0], a->dlq, KYU_NAME_MAX) &&
+               get_i64(&v->via.array.ptr[1], &a->max_receive_count);
+    if (kyu_mp_key_is(k, "RedriveAllowPolicy")) {
+        a->redrive_allow = kyu_mp_key_is(v, "denyAll")   ? KYU_REDRIVE_DENY_ALL
+                           : kyu_mp_key_is(v, "byQueue") ? KYU_REDRIVE_BY_QUEUE
+                                                         : KYU_REDRIVE_ALLOW_ALL;
+        return v->type == MSGPACK_OBJECT_STR;
+    }
+    if (kyu_mp_key_is(k, "RedriveAllowSourceQueues")) {
+        if (!get_array(v, KYU_REDRIVE_SOURCES_MAX, &a->n_sources))
+            return false;
+        for (size_t i = 0; i < a->n_sources; i++)
+            if (!kyu_mp_copy_str(&v->via.array.ptr[i], a->sources[i], KYU_NAME_MAX))
+                return false;
+        return true;
+    }
+    *known = false;
     return true;
 }
 
@@ -191,6 +262,11 @@ static bool decode_attrs(const msgpack_object *o, kyu_queue_attrs_t *a)
     for (uint32_t i = 0; i < o->via.map.size; i++) {
         const msgpack_object *k = &o->via.map.ptr[i].key, *v = &o->via.map.ptr[i].val;
         int64_t *dst = NULL;
+        bool known = false;
+        if (!decode_redrive_attr(k, v, a, &known))
+            return false;
+        if (known)
+            continue;
         if (kyu_mp_key_is(k, "VisibilityTimeout"))
             dst = &a->visibility_timeout;
         else if (kyu_mp_key_is(k, "ApproximateNumberOfMessages"))
@@ -207,6 +283,10 @@ static bool decode_attrs(const msgpack_object *o, kyu_queue_attrs_t *a)
             dst = &a->delayed;
         else if (kyu_mp_key_is(k, "LastModifiedTimestamp"))
             dst = &a->modified_ms;
+        else if (kyu_mp_key_is(k, "MessageRetentionPeriod"))
+            dst = &a->retention;
+        else if (kyu_mp_key_is(k, "ReceiveMessageWaitTimeSeconds"))
+            dst = &a->receive_wait;
         if (dst && !get_i64(v, dst))
             return false;
     }
@@ -306,6 +386,19 @@ static bool decode_field(const msgpack_object *k, const msgpack_object *v, kyu_r
     if (kyu_mp_key_is(k, "node")) {
         rep->has_node = true;
         return decode_node(v, &rep->node);
+    }
+    if (kyu_mp_key_is(k, "tags")) {
+        if (v->type != MSGPACK_OBJECT_MAP || v->via.map.size > KYU_TAGS_MAX || rep->tags)
+            return false;
+        rep->tags = calloc(1, sizeof *rep->tags);
+        if (!rep->tags)
+            return false;
+        for (uint32_t i = 0; i < v->via.map.size; i++)
+            if (!kyu_mp_copy_str(&v->via.map.ptr[i].key, rep->tags->keys[i], KYU_TAG_KEY_MAX) ||
+                !kyu_mp_copy_str(&v->via.map.ptr[i].val, rep->tags->values[i], KYU_TAG_VALUE_MAX))
+                return false;
+        rep->tags->n = v->via.map.size;
+        return true;
     }
     if (kyu_mp_key_is(k, "queues")) {
         size_t n = 0;

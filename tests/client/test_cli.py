@@ -196,6 +196,7 @@ class CliTest(unittest.TestCase):
         self.receive_json(q, 1)
         a = self.attrs(q)
         self.assertEqual(set(a), {"VisibilityTimeout", "MaximumMessageSize", "DelaySeconds",
+                                  "MessageRetentionPeriod", "ReceiveMessageWaitTimeSeconds",
                                   "ApproximateNumberOfMessages",
                                   "ApproximateNumberOfMessagesNotVisible",
                                   "ApproximateNumberOfMessagesDelayed", "CreatedTimestamp",

@@ -90,7 +90,9 @@ class Broker:
         return [json.loads(l) for l in self.ok("--json", *args, input=input).splitlines() if l]
 
     def attributes(self, queue):
-        return {k: int(v) for k, v in self.json_lines("get-queue-attributes", queue)[0].items()}
+        """Numbers as ints; RedrivePolicy, RedriveAllowPolicy (JSON text) and Tags as given."""
+        return {k: int(v) if isinstance(v, str) and v.lstrip("-").isdigit() else v
+                for k, v in self.json_lines("get-queue-attributes", queue)[0].items()}
 
     def drain(self, queue, vt=600):
         """Receives until the queue returns nothing; returns every message received."""

@@ -10,8 +10,8 @@ import zmq
 
 from harness import Broker
 
-INVALID_ARGUMENT, QUEUE_EXISTS, TOO_LARGE = 4, 7, 8
-OP_CREATE_QUEUE, OP_SEND, OP_SET_QUEUE_ATTRIBUTES = 2, 6, 14
+MALFORMED, INVALID_ARGUMENT, INVALID_NAME, QUEUE_EXISTS, TOO_LARGE = 1, 4, 5, 7, 8
+OP_CREATE_QUEUE, OP_DELETE_QUEUE, OP_SEND, OP_SET_QUEUE_ATTRIBUTES = 2, 3, 6, 14
 
 
 class QueueAttributes(unittest.TestCase):
@@ -165,6 +165,70 @@ class QueueAttributes(unittest.TestCase):
                    "--visibility-timeout", "60", "--max-message-size", "4096", "--delay", "3")
         a = self.b.attributes("jobs")
         self.assertEqual((a["VisibilityTimeout"], a["MaximumMessageSize"]), (60, 4096))
+
+    def test_retention_receive_wait_redrive_allow_and_tags(self):
+        self.b.ok("create-queue", "jobs", "--retention", "60", "--receive-wait", "20",
+                  "--redrive-allow", "a,b", "--tag", "team=core", "--tag", "empty=", "--tag", "k=v=w")
+        a = self.b.attributes("jobs")
+        self.assertEqual((a["MessageRetentionPeriod"], a["ReceiveMessageWaitTimeSeconds"]), (60, 20))
+        self.assertEqual(a["Tags"], {"team": "core", "empty": "", "k": "v=w"})
+        self.assertEqual(a["RedriveAllowPolicy"], '{"redrivePermission":"byQueue","sourceQueues":["a","b"]}')
+        plain = self.b.ok("get-queue-attributes", "jobs")
+        self.assertIn("MessageRetentionPeriod 60\n", plain)
+        self.assertIn("Tag team core\n", plain)
+        # The same attributes: fine; another: the attribute is named.
+        self.b.ok("create-queue", "jobs", "--retention", "60", "--receive-wait", "20",
+                  "--redrive-allow", "a,b", "--tag", "team=core", "--tag", "empty=", "--tag", "k=v=w")
+        self.fails(1, "attribute MessageRetentionPeriod: 60, not 345600", "create-queue", "jobs")
+        self.fails(1, "attribute tags: 3 tags, not 1 tags", "create-queue", "jobs", "--retention", "60",
+                   "--receive-wait", "20", "--redrive-allow", "a,b", "--tag", "team=core")
+        # set-queue-attributes: the others stay, tags are added.
+        self.b.ok("set-queue-attributes", "jobs", "--retention", "1209600", "--tag", "team=edge",
+                  "--tag", "more=1", "--redrive-allow", "all")
+        a = self.b.attributes("jobs")
+        self.assertEqual((a["MessageRetentionPeriod"], a["ReceiveMessageWaitTimeSeconds"]), (1209600, 20))
+        self.assertEqual(a["Tags"], {"team": "edge", "empty": "", "k": "v=w", "more": "1"})
+        self.assertNotIn("RedriveAllowPolicy", a)  # allowAll, the default, is not shown
+        self.b.kill9()
+        self.b.start()
+        self.assertEqual(self.b.attributes("jobs"), a)
+
+    def test_other_attributes_out_of_range_are_refused_by_the_cli_and_the_broker(self):
+        self.fails(2, "--retention (MessageRetentionPeriod) must be a number of seconds from 60 to 1209600",
+                   "create-queue", "jobs", "--retention", "59")
+        self.fails(2, "--receive-wait (ReceiveMessageWaitTimeSeconds) must be a number of seconds from 0 to 20",
+                   "create-queue", "jobs", "--receive-wait", "21")
+        self.fails(2, "--tag must be KEY=VALUE", "create-queue", "jobs", "--tag", "novalue")
+        self.fails(2, "--tag must be KEY=VALUE", "create-queue", "jobs", "--tag", "=v")
+        self.fails(2, "--tag must be KEY=VALUE", "create-queue", "jobs", "--tag", "k" * 129 + "=v")
+        self.fails(2, "at most 50 tags", "create-queue", "jobs",
+                   *[x for i in range(51) for x in ("--tag", "k%d=v" % i)])
+        self.fails(2, "at most 10 source queues", "create-queue", "jobs", "--redrive-allow",
+                   ",".join("q%d" % i for i in range(11)))
+        self.fails(2, "invalid queue name", "create-queue", "jobs", "--redrive-allow", "a,b/c")
+        self.assertEqual(self.b.ok("list-queues"), "")
+        for field, value, text in [("mrp", 59, "MessageRetentionPeriod must be 60 to 1209600 seconds, not 59"),
+                                   ("mrp", 2 ** 32 - 1, "not 4294967295"),
+                                   ("rwt", 21, "ReceiveMessageWaitTimeSeconds must be 0 to 20 seconds, not 21"),
+                                   ("rdp", ["jobs2", 0], "maxReceiveCount must be 1 to 1000, not 0"),
+                                   ("rdp", ["nope", 5], "dead-letter queue 'nope' does not exist"),
+                                   ("rdp", ["a b", 5], "queue names are 1 to 80"),
+                                   ("rdp", ["x"], "rdp (RedrivePolicy) must be"),
+                                   ("rap", ["byQueue"], "rap (RedriveAllowPolicy) must be"),
+                                   ("rap", ["byQueue", []], "byQueue takes 1 to 10 source queues"),
+                                   ("rap", ["sometimes"], "rap (RedriveAllowPolicy) must be"),
+                                   ("tags", {"k%d" % i: "v" for i in range(51)}, "at most 50 tags, not 51"),
+                                   ("tags", {"": "v"}, "a tag key must not be empty"),
+                                   ("tags", {"k": "v" * 257}, "tag value is longer than 256 bytes"),
+                                   ("tags", ["k", "v"], "tags must be a map of strings")]:
+            rep = self.raw({"op": OP_CREATE_QUEUE, "q": "jobs", field: value})
+            self.assertIn(rep["st"], (INVALID_ARGUMENT, INVALID_NAME), rep)
+            self.assertIn(text, rep["err"])
+        rep = self.raw({"op": OP_DELETE_QUEUE, "q": "jobs", "force": False})
+        self.assertEqual(rep["st"], INVALID_ARGUMENT, rep)
+        rep = self.raw({"op": OP_SEND, "q": "jobs", "tags": {}}, b"x")
+        self.assertEqual(rep["st"], MALFORMED, rep)
+        self.assertEqual(self.b.ok("list-queues"), "")
 
     def test_attributes_survive_a_restart(self):
         self.b.ok("create-queue", "jobs", "--visibility-timeout", "60", "--max-message-size", "4096")

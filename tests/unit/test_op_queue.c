@@ -4,6 +4,7 @@
 #include "command.h"
 #include "fixture.h"
 #include "ops.h"
+#include "queue_attrs.h"
 #include "store.h"
 
 #include <stdlib.h>
@@ -181,6 +182,189 @@ static void test_an_old_queue_record_loads_with_the_default_attributes(void **st
     assert_int_equal(get(f, "old", T0).modified_ms, T0 + 9);
 }
 
+/* ---- the other attributes (queue_attrs.h) ---- */
+
+static kyu_queue_ext_t ext_given; /* what cmd_with_ext points to, until the command is encoded */
+
+static kyu_command_t cmd_with_ext(kyu_command_t c, unsigned set)
+{
+    c.qx = &ext_given;
+    c.qx_set = set;
+    return c;
+}
+
+static void set_tags(kyu_queue_ext_t *x, size_t n, const char *prefix)
+{
+    x->tags.n = n;
+    for (size_t i = 0; i < n; i++) {
+        snprintf(x->tags.keys[i], sizeof x->tags.keys[i], "%s%zu", prefix, i);
+        snprintf(x->tags.values[i], sizeof x->tags.values[i], "v%zu", i);
+    }
+}
+
+static void test_other_attributes_are_kept_shown_and_survive_a_restart(void **state)
+{
+    fixture_t *f = *state;
+    kyu_qattrs_defaults(&ext_given);
+    ext_given.retention = 600;
+    ext_given.receive_wait = 20;
+    ext_given.allow = KYU_REDRIVE_BY_QUEUE;
+    ext_given.n_sources = 2;
+    strcpy(ext_given.sources[0], "a");
+    strcpy(ext_given.sources[1], "b-2");
+    set_tags(&ext_given, KYU_TAGS_MAX, "k");
+    ok(apply1(f, cmd_with_ext(cmd_create_attrs("q", T0, -1, 0), KYU_F_QUEUE_EXT_)));
+    for (int pass = 0; pass < 2; pass++) {
+        kyu_queue_attrs_t a = get(f, "q", T0);
+        assert_int_equal(a.retention, 600);
+        assert_int_equal(a.receive_wait, 20);
+        assert_int_equal(a.redrive_allow, KYU_REDRIVE_BY_QUEUE);
+        assert_int_equal(a.n_sources, 2);
+        assert_string_equal(a.sources[1], "b-2");
+        assert_string_equal(a.dlq, "");
+        assert_int_equal(a.n_tags, KYU_TAGS_MAX);
+        kyu_tags_t *t = malloc(sizeof *t);
+        kyu_err_t err;
+        assert_int_equal(kyu_sm_queue_tags(f->sm, "q", t, &err), KYU_OK);
+        assert_true(kyu_qattrs_tags_equal(t, &ext_given.tags));
+        free(t);
+        fixture_reopen(f);
+    }
+    /* The defaults of a queue created without them. */
+    ok(apply1(f, cmd_create_attrs("plain", T0, -1, 0)));
+    kyu_queue_attrs_t a = get(f, "plain", T0);
+    assert_int_equal(a.retention, KYU_RETENTION_DEFAULT);
+    assert_int_equal(a.receive_wait, 0);
+    assert_int_equal(a.redrive_allow, KYU_REDRIVE_ALLOW_ALL);
+    assert_int_equal(a.n_tags, 0);
+}
+
+static void test_create_existing_with_other_attributes_names_the_one_that_differs(void **state)
+{
+    fixture_t *f = *state;
+    kyu_qattrs_defaults(&ext_given);
+    ext_given.retention = 600;
+    set_tags(&ext_given, 2, "k");
+    ok(apply1(f, cmd_with_ext(cmd_create_attrs("q", T0, -1, 0), KYU_F_RETENTION | KYU_F_TAGS)));
+    ok(apply1(f, cmd_with_ext(cmd_create_attrs("q", T0, -1, 0), KYU_F_RETENTION | KYU_F_TAGS)));
+    expect_result(apply1(f, cmd_with_ext(cmd_create_attrs("q", T0, -1, 0), KYU_F_TAGS)),
+                  KYU_ERR_QUEUE_EXISTS, "MessageRetentionPeriod: 600, not 345600");
+    ext_given.receive_wait = 3;
+    expect_result(apply1(f, cmd_with_ext(cmd_create_attrs("q", T0, -1, 0), KYU_F_QUEUE_EXT_)),
+                  KYU_ERR_QUEUE_EXISTS, "ReceiveMessageWaitTimeSeconds: 0, not 3");
+    ext_given.receive_wait = 0;
+    strcpy(ext_given.tags.values[1], "other");
+    expect_result(apply1(f, cmd_with_ext(cmd_create_attrs("q", T0, -1, 0), KYU_F_QUEUE_EXT_)),
+                  KYU_ERR_QUEUE_EXISTS, "attribute tags");
+    set_tags(&ext_given, 2, "k");
+    ext_given.allow = KYU_REDRIVE_DENY_ALL;
+    expect_result(apply1(f, cmd_with_ext(cmd_create_attrs("q", T0, -1, 0), KYU_F_QUEUE_EXT_)),
+                  KYU_ERR_QUEUE_EXISTS, "RedriveAllowPolicy: allowAll, not denyAll");
+    ok(apply1(f, cmd_create_attrs("dlq", T0, -1, 0)));
+    ext_given.allow = KYU_REDRIVE_ALLOW_ALL;
+    strcpy(ext_given.dlq, "dlq");
+    ext_given.max_receive_count = 4;
+    expect_result(apply1(f, cmd_with_ext(cmd_create_attrs("q", T0, -1, 0), KYU_F_QUEUE_EXT_)),
+                  KYU_ERR_QUEUE_EXISTS, "RedrivePolicy: none, not dlq");
+}
+
+static void test_set_adds_tags_up_to_fifty_and_changes_nothing_past_them(void **state)
+{
+    fixture_t *f = *state;
+    kyu_qattrs_defaults(&ext_given);
+    set_tags(&ext_given, 40, "a");
+    ok(apply1(f, cmd_with_ext(cmd_create_attrs("q", T0, -1, 0), KYU_F_TAGS)));
+    set_tags(&ext_given, 10, "b");
+    strcpy(ext_given.tags.keys[0], "a0"); /* replaces a0's value */
+    ok(apply1(f, cmd_with_ext(cmd_set_attrs("q", T0 + 1, -1, 0), KYU_F_TAGS)));
+    assert_int_equal(get(f, "q", T0).n_tags, 49);
+    set_tags(&ext_given, 2, "c");
+    ext_given.retention = 120;
+    expect_result(
+        apply1(f, cmd_with_ext(cmd_set_attrs("q", T0 + 2, 9, 0), KYU_F_TAGS | KYU_F_RETENTION)),
+        KYU_ERR_INVALID_ARGUMENT, "more than 50 tags");
+    kyu_queue_attrs_t a = get(f, "q", T0);
+    assert_int_equal(a.n_tags, 49);
+    assert_int_equal(a.retention, KYU_RETENTION_DEFAULT);
+    assert_int_equal(a.visibility_timeout, KYU_VISIBILITY_DEFAULT);
+    assert_int_equal(a.modified_ms, T0 + 1);
+}
+
+/* A 44-byte record, as the code before format 3 wrote it. */
+static void test_a_44_byte_queue_record_loads_and_is_written_in_format_3(void **state)
+{
+    fixture_t *f = *state;
+    ok(apply1(f, cmd_create_attrs("old", T0, 45, 0)));
+    fixture_reopen(f);
+    uint8_t v[44];
+    kyu_put_be64(v, 1);
+    kyu_put_be32(v + 8, 45);
+    kyu_put_be64(v + 12, T0);
+    kyu_put_be64(v + 20, 0);
+    kyu_put_be32(v + 28, 2048);
+    kyu_put_be64(v + 32, T0 + 3);
+    kyu_put_be32(v + 40, 7);
+    char *rerr = NULL;
+    rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+    rocksdb_put_cf(kyu_store_db(f->store, KYU_CF_QUEUES), wo, kyu_store_cf(f->store, KYU_CF_QUEUES),
+                   "old", 3, (const char *)v, sizeof v, &rerr);
+    rocksdb_writeoptions_destroy(wo);
+    assert_null(rerr);
+    fixture_reopen(f);
+    kyu_queue_attrs_t a = get(f, "old", T0);
+    assert_int_equal(a.max_size, 2048);
+    assert_int_equal(a.delay, 7);
+    assert_int_equal(a.modified_ms, T0 + 3);
+    assert_int_equal(a.retention, KYU_RETENTION_DEFAULT);
+    kyu_qattrs_defaults(&ext_given);
+    ext_given.retention = 60;
+    ok(apply1(f, cmd_with_ext(cmd_set_attrs("old", T0 + 9, -1, 0), KYU_F_RETENTION)));
+    fixture_reopen(f);
+    size_t len = 0;
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    char *rec = rocksdb_get_cf(kyu_store_db(f->store, KYU_CF_QUEUES), ro,
+                               kyu_store_cf(f->store, KYU_CF_QUEUES), "old", 3, &len, &rerr);
+    rocksdb_readoptions_destroy(ro);
+    assert_non_null(rec);
+    assert_int_equal((uint8_t)rec[0], 0x9a); /* a msgpack array of 10: format 3 */
+    assert_int_equal(rec[1], 3);
+    free(rec);
+    a = get(f, "old", T0);
+    assert_int_equal(a.retention, 60);
+    assert_int_equal(a.delay, 7);
+    assert_int_equal(a.max_size, 2048);
+}
+
+static void test_a_corrupt_format_3_record_refuses_to_load(void **state)
+{
+    fixture_t *f = *state;
+    ok(apply1(f, cmd_create_attrs("q", T0, -1, 0)));
+    fixture_reopen(f);
+    const char bad[] = "\x9a\x03\x01"; /* cut short */
+    char *rerr = NULL;
+    rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+    rocksdb_put_cf(kyu_store_db(f->store, KYU_CF_QUEUES), wo, kyu_store_cf(f->store, KYU_CF_QUEUES),
+                   "q", 1, bad, 3, &rerr);
+    rocksdb_writeoptions_destroy(wo);
+    assert_null(rerr);
+    kyu_err_t err;
+    assert_int_equal(kyu_sm_flush(f->sm, &err), KYU_OK);
+    kyu_sm_destroy(&f->sm);
+    kyu_store_close(&f->store);
+    f->store = kyu_store_open(f->dir, &err);
+    assert_non_null(f->store);
+    assert_null(kyu_sm_open(f->store, &err));
+    assert_non_null(strstr(err.msg, "corrupt queue record"));
+    /* Without the record the state loads again (teardown needs it). */
+    wo = rocksdb_writeoptions_create();
+    rocksdb_delete_cf(kyu_store_db(f->store, KYU_CF_QUEUES), wo,
+                      kyu_store_cf(f->store, KYU_CF_QUEUES), "q", 1, &rerr);
+    rocksdb_writeoptions_destroy(wo);
+    assert_null(rerr);
+    f->sm = kyu_sm_open(f->store, &err);
+    assert_non_null(f->sm);
+}
+
 /* ---- DelaySeconds ---- */
 
 static kyu_command_t with_delay(kyu_command_t c, uint32_t delay)
@@ -317,6 +501,50 @@ static void test_attribute_commands_round_trip_through_the_log_encoding(void **s
     assert_int_equal(d.delay, 900);
 }
 
+static void test_other_attributes_round_trip_and_bad_ones_do_not_decode(void **state)
+{
+    (void)state;
+    kyu_qattrs_defaults(&ext_given);
+    ext_given.retention = 61;
+    ext_given.receive_wait = 20;
+    strcpy(ext_given.dlq, "d");
+    ext_given.max_receive_count = 1000;
+    set_tags(&ext_given, 3, "t");
+    kyu_command_t c = cmd_with_ext(cmd_set_attrs("q", T0, -1, 0), KYU_F_QUEUE_EXT_);
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    kyu_command_encode(&c, &b);
+    size_t off = 0;
+    kyu_err_t err;
+    kyu_command_t d;
+    assert_int_equal(kyu_command_decode(b.data, b.size, &off, &d, &err), KYU_OK);
+    assert_int_equal(d.qx_set, KYU_F_QUEUE_EXT_);
+    assert_false(d.has_delay);
+    kyu_queue_ext_t *x = malloc(sizeof *x);
+    unsigned set = 0;
+    assert_true(kyu_qattrs_decode(d.qx_mp, d.qx_len, x, &set));
+    assert_int_equal(x->retention, 61);
+    assert_string_equal(x->dlq, "d");
+    assert_int_equal(x->max_receive_count, 1000);
+    assert_true(kyu_qattrs_tags_equal(&x->tags, &ext_given.tags));
+    msgpack_sbuffer_destroy(&b);
+    /* Out of SQS's ranges: a log entry the broker never writes. */
+    const struct {
+        uint32_t retention, wait, mrc;
+    } bad[] = {{59, 0, 1}, {KYU_RETENTION_MAX + 1, 0, 1}, {60, 21, 1}, {60, 0, 0}, {60, 0, 1001}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ext_given.retention = bad[i].retention;
+        ext_given.receive_wait = bad[i].wait;
+        ext_given.max_receive_count = bad[i].mrc;
+        msgpack_sbuffer_init(&b);
+        kyu_command_encode(&c, &b);
+        off = 0;
+        assert_int_equal(kyu_command_decode(b.data, b.size, &off, &d, &err), KYU_ERR_MALFORMED);
+        msgpack_sbuffer_destroy(&b);
+    }
+    free(x);
+}
+
 /* CREATE_QUEUE as logs written before MaximumMessageSize hold it: items []. */
 static void test_an_old_create_queue_entry_decodes_without_a_max_size(void **state)
 {
@@ -420,6 +648,52 @@ static void test_set_needs_an_existing_queue_and_an_attribute(void **state)
     r.max_size = 100;
     expect_error(validate(f, 1 << 20, &r, NULL, &err), err.msg, KYU_ERR_INVALID_ARGUMENT,
                  "MaximumMessageSize");
+}
+
+static void test_other_attributes_out_of_range_are_refused_naming_them(void **state)
+{
+    fixture_t *f = *state;
+    kyu_err_t err;
+    kyu_request_t r = request(KYU_OP_CREATE_QUEUE, "q");
+    r.fields |= KYU_F_RETENTION;
+    r.qx.retention = 59;
+    expect_error(validate(f, 1 << 20, &r, NULL, &err), err.msg, KYU_ERR_INVALID_ARGUMENT,
+                 "MessageRetentionPeriod must be 60 to 1209600 seconds, not 59");
+    r.qx.retention = 1209601;
+    expect_error(validate(f, 1 << 20, &r, NULL, &err), err.msg, KYU_ERR_INVALID_ARGUMENT,
+                 "not 1209601");
+    r.qx.retention = 1209600;
+    assert_int_equal(validate(f, 1 << 20, &r, NULL, &err), KYU_OK);
+    r.fields = KYU_F_QUEUE | KYU_F_RECEIVE_WAIT;
+    r.qx.receive_wait = 21;
+    expect_error(validate(f, 1 << 20, &r, NULL, &err), err.msg, KYU_ERR_INVALID_ARGUMENT,
+                 "ReceiveMessageWaitTimeSeconds must be 0 to 20 seconds, not 21");
+    r.fields = KYU_F_QUEUE | KYU_F_REDRIVE;
+    strcpy(r.qx.dlq, "dlq");
+    r.qx.max_receive_count = 1001;
+    expect_error(validate(f, 1 << 20, &r, NULL, &err), err.msg, KYU_ERR_INVALID_ARGUMENT,
+                 "maxReceiveCount must be 1 to 1000, not 1001");
+    r.qx.max_receive_count = 10;
+    expect_error(validate(f, 1 << 20, &r, NULL, &err), err.msg, KYU_ERR_INVALID_ARGUMENT,
+                 "dead-letter queue 'dlq' does not exist");
+    ok(apply1(f, cmd_create_attrs("dlq", T0, -1, 0)));
+    assert_int_equal(validate(f, 1 << 20, &r, NULL, &err), KYU_OK);
+    r.fields = KYU_F_QUEUE | KYU_F_REDRIVE_ALLOW;
+    r.qx.allow = KYU_REDRIVE_BY_QUEUE;
+    r.qx.n_sources = 0;
+    expect_error(validate(f, 1 << 20, &r, NULL, &err), err.msg, KYU_ERR_INVALID_ARGUMENT,
+                 "byQueue takes 1 to 10 source queues");
+    /* Tags: set-queue-attributes adds them, at most 50 in all. */
+    kyu_qattrs_defaults(&ext_given);
+    set_tags(&ext_given, 45, "a");
+    ok(apply1(f, cmd_with_ext(cmd_create_attrs("q", T0, -1, 0), KYU_F_TAGS)));
+    r = request(KYU_OP_SET_QUEUE_ATTRIBUTES, "q");
+    r.fields |= KYU_F_TAGS;
+    set_tags(&r.qx, 6, "b");
+    expect_error(validate(f, 1 << 20, &r, NULL, &err), err.msg, KYU_ERR_INVALID_ARGUMENT,
+                 "more than 50 tags (it has 45)");
+    set_tags(&r.qx, 5, "b");
+    assert_int_equal(validate(f, 1 << 20, &r, NULL, &err), KYU_OK);
 }
 
 static void test_a_body_over_the_queues_max_size_is_refused_naming_the_limit(void **state)
@@ -629,6 +903,13 @@ int main(void)
         T(test_a_purge_interrupted_before_the_range_delete_finishes_at_start),
         T(test_purge_of_a_missing_queue_is_no_such_queue),
         T(test_a_retried_purge_does_not_purge_again),
+        T(test_other_attributes_are_kept_shown_and_survive_a_restart),
+        T(test_create_existing_with_other_attributes_names_the_one_that_differs),
+        T(test_set_adds_tags_up_to_fifty_and_changes_nothing_past_them),
+        T(test_a_44_byte_queue_record_loads_and_is_written_in_format_3),
+        T(test_a_corrupt_format_3_record_refuses_to_load),
+        cmocka_unit_test(test_other_attributes_round_trip_and_bad_ones_do_not_decode),
+        T(test_other_attributes_out_of_range_are_refused_naming_them),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

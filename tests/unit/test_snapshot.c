@@ -194,8 +194,8 @@ static void copy_dir(const char *from, const char *to)
         if (e->d_name[0] == '.')
             continue;
         char src[600], dst[600];
-        snprintf(src, sizeof src, "%s/%s", from, e->d_name);
-        snprintf(dst, sizeof dst, "%s/%s", to, e->d_name);
+        assert_true(snprintf(src, sizeof src, "%s/%s", from, e->d_name) < (int)sizeof src);
+        assert_true(snprintf(dst, sizeof dst, "%s/%s", to, e->d_name) < (int)sizeof dst);
         FILE *in = fopen(src, "rb"), *out = fopen(dst, "wb");
         assert_non_null(in);
         assert_non_null(out);
