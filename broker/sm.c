@@ -10,7 +10,13 @@
  *              KYU_MAX_SIZE_DEFAULT, delay 0 and modified_ms = created_ms, and is written
  *              in full at its next change; a binary older than that change refuses the
  *              44-byte records)
- *   messages   qid(8) seq(8)             -> sent_ms(8) id_len(1) id body
+ *   messages   qid(8) seq(8)             -> sent_ms(8) id_len(1) id body, or for a message
+ *                                           with attributes sent_ms(8) 0x80|id_len(1) id
+ *                                           attrs_len(4) attrs body: attrs the msgpack array
+ *                                           [name, type, value, ...] sorted by name
+ *                                           (proto/msg_attrs.c; a record without attributes
+ *                                           is as before them; a binary older than them
+ *                                           refuses a record with, as "missing or corrupt")
  *   leases     qid(8) seq(8)             -> visible_at(8) receive_count(4) gen(4) first_ms(8)
  *                                           (gen 0: never received; gen 0 and first_ms
  *                                           KYU_LEASE_DELAYED: waits for its queue's

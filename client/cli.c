@@ -27,12 +27,15 @@ static const cli_cmd_t commands[] = {
     {"list-queues", "", "print the queue names, one per line", 0, 0, 0, cli_cmd_list_queues},
     {"get-queue-attributes", "NAME", "print a queue's attributes and message counts", 0, 1, 1,
      cli_cmd_get_queue_attributes},
-    {"send", "NAME [BODY] [--lines] [--delay SEC | --deliver-at RFC3339|+DURATION]",
+    {"send",
+     "NAME [BODY] [--lines] [--delay SEC | --deliver-at RFC3339|+DURATION] "
+     "[--attr NAME=TYPE:VALUE]...",
      "send BODY, or stdin as one message, or (--lines) each stdin line as a message; prints "
      "the message ids. --delay: each message's own delay (0..900 s, replaces the queue's); "
      "--deliver-at: received no earlier than this time (e.g. 2026-12-05T10:00:00Z, +90m), at "
-     "most 4 days ahead",
-     CLI_OPT_LINES | CLI_OPT_SEND_DELAY, 1, 2, cli_cmd_send},
+     "most 4 days ahead; --attr: a message attribute (up to 10; TYPE String, Number or Binary, "
+     "optionally .SUFFIX; a Binary VALUE in base64), on every message sent",
+     CLI_OPT_LINES | CLI_OPT_SEND_DELAY | CLI_OPT_MSG_ATTRS, 1, 2, cli_cmd_send},
     {"receive", "NAME [--max N] [--visibility-timeout SEC]",
      "lease up to N (1..10, default 1) messages and print them", CLI_OPT_MAX | CLI_OPT_VT, 1, 1,
      cli_cmd_receive},
@@ -180,6 +183,7 @@ static int parse_cmd_args(cli_t *cli, int argc, char **argv, cli_args_t *a)
         {"max-message-size", required_argument, NULL, 's'}, /* MaximumMessageSize */
         {"delay", required_argument, NULL, 'd'},            /* DelaySeconds */
         {"deliver-at", required_argument, NULL, 'a'},       /* send: a delivery time */
+        {"attr", required_argument, NULL, 'A'},             /* send: a message attribute */
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -225,10 +229,14 @@ static int parse_cmd_args(cli_t *cli, int argc, char **argv, cli_args_t *a)
             if (!cli_parse_deliver_at(optarg, kyu_client_wall_ms(), &a->deliver_at_ms, why,
                                       sizeof why))
                 return cli_usage_error(cli, "--deliver-at '%s': %s", optarg, why);
+        } else if (c == 'A' && (cmd->options & CLI_OPT_MSG_ATTRS)) {
+            char why[KYU_ERR_MSG_MAX];
+            if (!cli_parse_attr(optarg, a, why, sizeof why))
+                return cli_usage_error(cli, "--attr '%.60s': %s", optarg, why);
         } else if (c == 'l' && (cmd->options & CLI_OPT_LINES)) {
             a->lines = true;
         } else if (c == '?' && (optopt == 'm' || optopt == 'v' || optopt == 's' || optopt == 'd' ||
-                                optopt == 'a')) {
+                                optopt == 'a' || optopt == 'A')) {
             return cli_usage_error(cli, "option '%s' needs a value", argv[optind - 1]);
         } else if (c == '?') {
             return cli_usage_error(cli, "unknown option '%s'", argv[optind - 1]);
@@ -307,11 +315,14 @@ int main(int argc, char **argv)
         return cli_usage_error(&cli, "unknown command '%s'", argv[optind]);
     cli_args_t a;
     int rc = parse_cmd_args(&cli, argc - optind, argv + optind, &a);
-    if (rc != CLI_EXIT_OK)
+    if (rc == CLI_EXIT_OK && !(cli.cmd->options & CLI_OPT_CLUSTER) && !cli_connect(&cli))
+        rc = CLI_EXIT_ERROR;
+    if (rc != CLI_EXIT_OK) {
+        cli_args_free(&a);
         return rc;
-    if (!(cli.cmd->options & CLI_OPT_CLUSTER) && !cli_connect(&cli))
-        return CLI_EXIT_ERROR;
+    }
     rc = cli.cmd->run(&cli, &a);
+    cli_args_free(&a);
     kyu_client_destroy(&cli.client);
     if (fflush(stdout) != 0 && rc == CLI_EXIT_OK) {
         perror("kyu: writing the output");

@@ -4,6 +4,7 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int cli_cmd_create_queue(cli_t *cli, cli_args_t *a)
@@ -96,6 +97,23 @@ static void print_plain(const kyu_message_t *m)
            "\nApproximateFirstReceiveTimestamp %" PRIu64 "\nBodyLength %zu\n\n",
            m->message_id, m->receipt_handle, m->receive_count, m->sent_ms, m->first_receive_ms,
            m->body_len);
+    printf("MD5OfBody %s\n", m->md5_body);
+    if (m->attrs.n)
+        printf("MD5OfMessageAttributes %s\n", m->md5_attrs);
+    /* MessageAttribute NAME TYPE VALUE: a Binary value in base64 */
+    for (size_t i = 0; i < m->attrs.n; i++) {
+        const kyu_msg_attr_t *at = &m->attrs.a[i];
+        char *b64 = at->binary ? cli_base64(at->value, at->value_len) : NULL;
+        printf("MessageAttribute %.*s %.*s ", (int)at->name_len, at->name, (int)at->type_len,
+               at->type);
+        if (b64)
+            fputs(b64, stdout);
+        else
+            fwrite(at->value, 1, at->value_len, stdout);
+        putchar('\n');
+        free(b64);
+    }
+    putchar('\n');
     fwrite(m->body, 1, m->body_len, stdout);
     fputs("\n\n", stdout);
 }
@@ -110,10 +128,22 @@ static json_t *message_json(const kyu_message_t *m)
     snprintf(rc, sizeof rc, "%u", m->receive_count);
     snprintf(ts, sizeof ts, "%" PRIu64, m->sent_ms);
     snprintf(fr, sizeof fr, "%" PRIu64, m->first_receive_ms);
-    return json_pack("{s:s, s:s, s:o, s:{s:s, s:s, s:s}}", "MessageId", m->message_id,
-                     "ReceiptHandle", m->receipt_handle, "Body", body, "Attributes",
-                     "ApproximateReceiveCount", rc, "SentTimestamp", ts,
-                     "ApproximateFirstReceiveTimestamp", fr);
+    json_t *obj =
+        json_pack("{s:s, s:s, s:o, s:{s:s, s:s, s:s}}", "MessageId", m->message_id, "ReceiptHandle",
+                  m->receipt_handle, "Body", body, "Attributes", "ApproximateReceiveCount", rc,
+                  "SentTimestamp", ts, "ApproximateFirstReceiveTimestamp", fr);
+    if (obj && m->md5_body[0])
+        json_object_set_new(obj, "MD5OfBody", json_string(m->md5_body));
+    if (obj && m->attrs.n) {
+        json_t *attrs = cli_attrs_json(&m->attrs);
+        if (!attrs) { /* a String value that is not UTF-8: as a body that is not */
+            json_decref(obj);
+            return NULL;
+        }
+        json_object_set_new(obj, "MessageAttributes", attrs);
+        json_object_set_new(obj, "MD5OfMessageAttributes", json_string(m->md5_attrs));
+    }
+    return obj;
 }
 
 /* --json and a body that is not UTF-8: the message is made visible again at once (so it is
@@ -125,7 +155,8 @@ static int release_binary(cli_t *cli, const char *queue, const kyu_message_t *m)
     kyu_err_t err = {0};
     kyu_code_t rc = kyu_client_change_visibility(cli->client, queue, h, 1, 0, res, &err);
     return cli_failf(cli,
-                     "message %s: body is not valid UTF-8, so it cannot be printed as JSON "
+                     "message %s: body or a String attribute is not valid UTF-8, so it cannot be "
+                     "printed as JSON "
                      "(use plain output for binary bodies); %s",
                      m->message_id,
                      rc == KYU_OK ? "it was made visible again"

@@ -193,7 +193,7 @@ static void copy_dir(const char *from, const char *to)
     while ((e = readdir(d)) != NULL) {
         if (e->d_name[0] == '.')
             continue;
-        char src[600], dst[600];
+        char src[1024], dst[1024]; /* a path of up to 600, a name of up to 255 */
         snprintf(src, sizeof src, "%s/%s", from, e->d_name);
         snprintf(dst, sizeof dst, "%s/%s", to, e->d_name);
         FILE *in = fopen(src, "rb"), *out = fopen(dst, "wb");
