@@ -128,6 +128,34 @@ class MessageAttributes(unittest.TestCase):
         self.assertGreaterEqual(int(sysattrs["ApproximateFirstReceiveTimestamp"]),
                                 int(sysattrs["SentTimestamp"]))
 
+    def test_system_attributes_follow_the_receives(self):
+        """ApproximateReceiveCount counts every receive, this one included; SentTimestamp and
+        ApproximateFirstReceiveTimestamp stay what the first send and receive set, also
+        across a restart."""
+        before = int(time.time() * 1000)
+        self.b.ok("send", "jobs", "again", "--attr", "k=String:v")
+        first = self.b.json_lines("receive", "jobs", "--visibility-timeout", "0")[0]
+        a1 = first["Attributes"]
+        self.assertEqual(a1["ApproximateReceiveCount"], "1")
+        self.assertGreaterEqual(int(a1["SentTimestamp"]), before - 60000)  # the broker's clock
+        self.assertGreaterEqual(int(a1["ApproximateFirstReceiveTimestamp"]),
+                                int(a1["SentTimestamp"]))
+        second = self.b.json_lines("receive", "jobs", "--visibility-timeout", "0")[0]
+        self.assertEqual(second["MessageId"], first["MessageId"])
+        self.assertEqual(second["Attributes"]["ApproximateReceiveCount"], "2")
+        self.assertEqual(second["Attributes"]["SentTimestamp"], a1["SentTimestamp"])
+        self.assertEqual(second["Attributes"]["ApproximateFirstReceiveTimestamp"],
+                         a1["ApproximateFirstReceiveTimestamp"])
+        self.assertNotEqual(second["ReceiptHandle"], first["ReceiptHandle"])
+        self.assertEqual(second["MessageAttributes"], first["MessageAttributes"])
+        self.assertEqual(self.b.stop(), 0)
+        self.b.start()
+        third = self.b.json_lines("receive", "jobs")[0]
+        self.assertEqual(third["Attributes"]["ApproximateReceiveCount"], "3")
+        self.assertEqual(third["Attributes"]["SentTimestamp"], a1["SentTimestamp"])
+        self.assertEqual(third["Attributes"]["ApproximateFirstReceiveTimestamp"],
+                         a1["ApproximateFirstReceiveTimestamp"])
+
     def test_plain_receive_prints_attributes_and_digests(self):
         self.b.ok("send", "jobs", "hi", "--attr", "k=String:v", "--attr", "b=Binary:AAE=")
         out = self.b.ok("receive", "jobs")
