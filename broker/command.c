@@ -53,7 +53,7 @@ kyu_code_t kyu_command_decode(const void *buf, size_t len, size_t *off, kyu_comm
 {
     memset(cmd, 0, sizeof *cmd);
     msgpack_unpacked u;
-    kyu_code_t rc = kyu_msgpack_unpack_next_bounded(buf, len, off, 4, &u, err);
+    kyu_code_t rc = kyu_msgpack_unpack_next_bounded(buf, len, off, 5, &u, err);
     if (rc != KYU_OK)
         return rc;
     const msgpack_object *o = &u.data;

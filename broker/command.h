@@ -10,10 +10,14 @@
  * key] for a write with a request key: the state machine applies it once). The items are
  * the command's own, encoded and decoded by its row (ops.c):
  *   SEND:              items = [[message_id, body(bin)] or [message_id, body(bin),
- *                      delay_ms], ...]: delay_ms (0..KYU_DELIVER_AT_MAX_S * 1000) is the
+ *                      delay_ms] or [message_id, body(bin), delay_ms or nil, attributes],
+ *                      ...]: delay_ms (0..KYU_DELIVER_AT_MAX_S * 1000) is the
  *                      message's own delay, which replaces the queue's DelaySeconds (0: visible
- *                      at once); without it (every entry written before per-message delays)
- *                      the queue's applies
+ *                      at once); without it (nil, or every entry written before per-message
+ *                      delays) the queue's applies; attributes, the message's attributes
+ *                      sorted by name, as [name, type, value, ...] (kyu_msg_attrs_pack): only
+ *                      for a message that has some, so entries without attributes are the
+ *                      same as before them
  *   DELETE, CHANGE_VISIBILITY: items = [receipt_handle, ...]
  *   RECEIVE:           items = [max in flight] (the leader's --max-inflight, 1..2^32-1: the
  *                      receive leases no message past it), or [] (entries written before
@@ -84,6 +88,8 @@ typedef struct {
      * queue's DelaySeconds; a deliver-at is turned into one by the leader (kyu_op_send_build) */
     bool has_msg_delay[KYU_BATCH_MAX];
     uint64_t msg_delay_ms[KYU_BATCH_MAX];
+    /* SEND: message i's attributes, sorted by name; borrowed as the bodies are */
+    kyu_msg_attrs_t attrs[KYU_BATCH_MAX];
     char handles[KYU_BATCH_MAX][KYU_HANDLE_MAX + 1];
     uint64_t rq_client, rq_key; /* SEND: 0 when the client sent no request key */
     /* SET_MEMBER, DROP_MEMBER: the node (1..2^63-1); SET_MEMBER: its addresses, non-empty */

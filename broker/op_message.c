@@ -7,6 +7,31 @@
 
 /* ---- SEND ---- */
 
+/* Message i (from 0) of a SEND against SQS's rules and the limits: its body, its attributes
+ * (may be NULL), and their size together (SQS counts the attributes toward the message
+ * size). The error names the message. */
+static kyu_code_t check_message(const queue_t *q, size_t max_body, size_t i, size_t body_len,
+                                const kyu_msg_attrs_t *attrs, kyu_err_t *err)
+{
+    if (body_len == 0)
+        return kyu_err_set(err, KYU_ERR_EMPTY_BODY, "message %zu has an empty body", i + 1);
+    kyu_err_t e = {0};
+    if (attrs && kyu_msg_attrs_check(attrs, &e) != KYU_OK)
+        return kyu_err_set(err, e.code, "message %zu: %s", i + 1, e.msg);
+    size_t attrs_len = attrs ? kyu_msg_attrs_size(attrs) : 0, size = body_len + attrs_len;
+    const char *with = attrs_len ? " (body and attributes)" : "";
+    if (size > max_body)
+        return kyu_err_set(err, KYU_ERR_TOO_LARGE,
+                           "message %zu has %zu bytes%s; the maximum is %zu", i + 1, size, with,
+                           max_body);
+    if (size > q->max_size)
+        return kyu_err_set(err, KYU_ERR_TOO_LARGE,
+                           "message %zu has %zu bytes%s; queue '%s' takes at most %u (its "
+                           "MaximumMessageSize)",
+                           i + 1, size, with, q->name, q->max_size);
+    return KYU_OK;
+}
+
 kyu_code_t kyu_op_send_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
                                 kyu_err_t *err)
 {
@@ -33,17 +58,10 @@ kyu_code_t kyu_op_send_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zms
     }
     size_t i = 0;
     for (zframe_t *f = zmsg_first(bodies); f; f = zmsg_next(bodies), i++) {
-        if (zframe_size(f) == 0)
-            return kyu_err_set(err, KYU_ERR_EMPTY_BODY, "message %zu has an empty body", i + 1);
-        if (zframe_size(f) > ctx->max_body)
-            return kyu_err_set(err, KYU_ERR_TOO_LARGE,
-                               "message %zu has %zu bytes; the maximum is %zu", i + 1,
-                               zframe_size(f), ctx->max_body);
-        if (zframe_size(f) > q->max_size)
-            return kyu_err_set(err, KYU_ERR_TOO_LARGE,
-                               "message %zu has %zu bytes; queue '%s' takes at most %u "
-                               "(its MaximumMessageSize)",
-                               i + 1, zframe_size(f), req->queue, q->max_size);
+        kyu_code_t rc = check_message(q, ctx->max_body, i, zframe_size(f),
+                                      req->fields & KYU_F_MSG_ATTRS ? &req->attrs[i] : NULL, err);
+        if (rc != KYU_OK)
+            return rc;
     }
     return KYU_OK;
 }
@@ -103,6 +121,10 @@ void kyu_op_send_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodi
         cmd->body_lens[i] = zframe_size(f);
         cmd->has_msg_delay[i] = has_delay;
         cmd->msg_delay_ms[i] = delay_ms;
+        if (req->fields & KYU_F_MSG_ATTRS) {
+            cmd->attrs[i] = req->attrs[i];
+            kyu_msg_attrs_sort(&cmd->attrs[i]);
+        }
         make_message_id(ctx, cmd->ids[i]);
     }
 }
@@ -112,19 +134,27 @@ void kyu_op_send_reply(const kyu_result_t *res, kyu_reply_t *rep, size_t *n_bodi
     (void)n_bodies;
     rep->n_ids = res->n_ids;
     memcpy(rep->ids, res->ids, sizeof rep->ids);
+    memcpy(rep->md5_body, res->md5_body, sizeof rep->md5_body);
+    memcpy(rep->md5_attrs, res->md5_attrs, sizeof rep->md5_attrs);
 }
 
-/* items = [[message_id, body(bin)] or [message_id, body(bin), delay_ms], ...] (command.h) */
+/* items = [[message_id, body(bin)] or [message_id, body(bin), delay_ms] or [message_id,
+ * body(bin), delay_ms or nil, attributes], ...] (command.h) */
 void kyu_op_send_encode(const kyu_command_t *cmd, msgpack_packer *pk)
 {
     msgpack_pack_array(pk, cmd->n);
     for (size_t i = 0; i < cmd->n; i++) {
-        msgpack_pack_array(pk, cmd->has_msg_delay[i] ? 3 : 2);
+        bool attrs = cmd->attrs[i].n > 0;
+        msgpack_pack_array(pk, attrs ? 4 : cmd->has_msg_delay[i] ? 3 : 2);
         kyu_mp_pack_str(pk, cmd->ids[i]);
         msgpack_pack_bin(pk, cmd->body_lens[i]);
         msgpack_pack_bin_body(pk, cmd->bodies[i], cmd->body_lens[i]);
         if (cmd->has_msg_delay[i])
             msgpack_pack_uint64(pk, cmd->msg_delay_ms[i]);
+        else if (attrs)
+            msgpack_pack_nil(pk);
+        if (attrs)
+            kyu_msg_attrs_pack(pk, &cmd->attrs[i]);
     }
 }
 
@@ -135,14 +165,16 @@ bool kyu_op_send_decode(const msgpack_object *items, kyu_command_t *cmd)
     cmd->n = items->via.array.size;
     for (size_t i = 0; i < cmd->n; i++) {
         const msgpack_object *it = &items->via.array.ptr[i];
-        if (it->type != MSGPACK_OBJECT_ARRAY ||
-            (it->via.array.size != 2 && it->via.array.size != 3))
+        if (it->type != MSGPACK_OBJECT_ARRAY || it->via.array.size < 2 || it->via.array.size > 4)
             return false;
         const msgpack_object *body = &it->via.array.ptr[1];
         if (!kyu_mp_copy_str(&it->via.array.ptr[0], cmd->ids[i], KYU_UUID_LEN) ||
             body->type != MSGPACK_OBJECT_BIN)
             return false;
-        if (it->via.array.size == 3) {
+        if (it->via.array.size == 4 && !kyu_msg_attrs_unpack(&it->via.array.ptr[3], &cmd->attrs[i]))
+            return false;
+        if (it->via.array.size >= 3 &&
+            !(it->via.array.size == 4 && it->via.array.ptr[2].type == MSGPACK_OBJECT_NIL)) {
             const msgpack_object *d = &it->via.array.ptr[2];
             if (d->type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
                 d->via.u64 > KYU_DELIVER_AT_MAX_S * 1000ull)
@@ -156,6 +188,52 @@ bool kyu_op_send_decode(const msgpack_object *items, kyu_command_t *cmd)
     return true;
 }
 
+/* The MD5s of what was sent, for the reply: only when somebody waits for it (the leader),
+ * not on every replica. */
+static void send_digests(const kyu_command_t *c, kyu_apply_t *a)
+{
+    if (!a->want_bodies)
+        return;
+    for (size_t i = 0; i < c->n; i++) {
+        kyu_md5_body_hex(c->bodies[i], c->body_lens[i], a->res->md5_body[i]);
+        kyu_md5_attrs_hex(&c->attrs[i], a->res->md5_attrs[i]);
+    }
+}
+
+/* Stores message i of c as message seq of q. Its record (sm.c's key layout): sent_ms(8)
+ * id_len(1) id, then for a message with attributes (MSG_REC_ATTRS in id_len) their length(4)
+ * and their msgpack array, then the body. A record without attributes is as it was before
+ * them. */
+static void store_message(kyu_sm_t *self, queue_t *q, const kyu_command_t *c, size_t i,
+                          uint64_t seq)
+{
+    size_t idlen = strlen(c->ids[i]);
+    uint8_t fixed[9 + KYU_UUID_LEN];
+    uint8_t *head = fixed;
+    size_t hl = 9 + idlen;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    if (c->attrs[i].n) {
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        kyu_msg_attrs_pack(&pk, &c->attrs[i]);
+        hl += 4 + sb.size;
+        head = malloc(hl);
+        KYU_ASSERT(head);
+        kyu_put_be32(head + 9 + idlen, (uint32_t)sb.size);
+        memcpy(head + 13 + idlen, sb.data, sb.size);
+    }
+    kyu_put_be64(head, c->now_ms);
+    head[8] = (uint8_t)(idlen | (c->attrs[i].n ? MSG_REC_ATTRS : 0));
+    memcpy(head + 9, c->ids[i], idlen);
+    /* The message's own delay replaces the queue's (SQS: a per-message 0 too). */
+    uint64_t delay_ms = c->has_msg_delay[i] ? c->msg_delay_ms[i] : q->delay * 1000ull;
+    kyu_sm_add_message(self, q, seq, head, hl, c->bodies[i], c->body_lens[i], c->now_ms, delay_ms);
+    if (head != fixed)
+        free(head);
+    msgpack_sbuffer_destroy(&sb);
+}
+
 kyu_code_t kyu_op_send_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t *a)
 {
     kyu_result_t *res = a->res;
@@ -163,21 +241,12 @@ kyu_code_t kyu_op_send_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t
     if (!q)
         return KYU_OK;
     for (size_t i = 0; i < c->n; i++) {
-        uint64_t seq = self->next_seq++;
-        /* Message record: sent_ms(8) id_len(1) id, then the body. */
-        size_t idlen = strlen(c->ids[i]);
-        uint8_t head[9 + KYU_UUID_LEN];
-        kyu_put_be64(head, c->now_ms);
-        head[8] = (uint8_t)idlen;
-        memcpy(head + 9, c->ids[i], idlen);
-        /* The message's own delay replaces the queue's (SQS: a per-message 0 too). */
-        uint64_t delay_ms = c->has_msg_delay[i] ? c->msg_delay_ms[i] : q->delay * 1000ull;
-        kyu_sm_add_message(self, q, seq, head, 9 + idlen, c->bodies[i], c->body_lens[i], c->now_ms,
-                           delay_ms);
+        store_message(self, q, c, i, self->next_seq++);
         q->n_messages++;
         memcpy(res->ids[i], c->ids[i], KYU_UUID_LEN + 1);
     }
     res->n_ids = c->n;
+    send_digests(c, a);
     kyu_sm_touch(self, q);
     if (a->dedup) {
         memcpy(a->dedup->ids, res->ids, sizeof res->ids);
@@ -186,13 +255,15 @@ kyu_code_t kyu_op_send_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t
     return KYU_OK;
 }
 
-/* A retried SEND is answered with the first attempt's message ids; nothing is stored. */
+/* A retried SEND is answered with the first attempt's message ids; nothing is stored. Its
+ * digests are of the retry's messages: the same as the first attempt's. */
 kyu_code_t kyu_op_send_replay(kyu_sm_t *self, const kyu_command_t *c, const kyu_dedup_t *d,
                               kyu_apply_t *a)
 {
-    (void)self, (void)c;
+    (void)self;
     memcpy(a->res->ids, d->ids, sizeof d->ids);
     a->res->n_ids = d->n;
+    send_digests(c, a);
     return KYU_OK;
 }
 
@@ -304,6 +375,9 @@ static kyu_code_t read_messages(kyu_sm_t *self, const queue_t *q, const uint64_t
         meta->receive_count = leases[j].receive_count;
         meta->sent_ms = m[j].sent_ms;
         meta->first_receive_ms = leases[j].first_ms;
+        meta->attrs = m[j].attrs;
+        kyu_md5_body_hex(m[j].body, m[j].body_len, meta->md5_body);
+        kyu_md5_attrs_hex(&m[j].attrs, meta->md5_attrs);
         if (!kyu_sm_read_provenance(self, q, seqs[j], meta, err)) {
             for (size_t r = j; r < n; r++)
                 free(owned[r]);

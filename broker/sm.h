@@ -25,10 +25,13 @@
 typedef struct {
     kyu_code_t code;
     char error[KYU_ERR_MSG_MAX];
-    /* SEND */
+    /* SEND; the MD5s when somebody waits for the result (the leader: computed once) */
     size_t n_ids;
     char ids[KYU_BATCH_MAX][KYU_UUID_LEN + 1];
-    /* RECEIVE: bodies point into owned[i] (freed by kyu_result_clear) */
+    char md5_body[KYU_BATCH_MAX][KYU_MD5_HEX_LEN + 1];
+    char md5_attrs[KYU_BATCH_MAX][KYU_MD5_HEX_LEN + 1];
+    /* RECEIVE: bodies and the metas' attributes point into owned[i] (freed by
+     * kyu_result_clear) */
     size_t n_msgs;
     kyu_msg_meta_t msgs[KYU_BATCH_MAX];
     char *owned[KYU_BATCH_MAX];

@@ -57,6 +57,38 @@ void kyu_sm_drop_message(kyu_sm_t *self, queue_t *q, uint64_t seq)
     kyu_sm_index_drop(q, seq);
 }
 
+/* Reads a message record (sm.c's key layout); the message points into v. */
+static bool parse_message(const char *v, size_t vl, kyu_sent_t *m)
+{
+    const uint8_t *p = (const uint8_t *)v;
+    if (vl < 9)
+        return false;
+    size_t idlen = p[8] & ~MSG_REC_ATTRS, off = 9 + idlen;
+    if (idlen > KYU_UUID_LEN || vl < off)
+        return false;
+    m->sent_ms = kyu_get_be64(p);
+    memcpy(m->id, v + 9, idlen);
+    m->id[idlen] = '\0';
+    m->attrs.n = 0;
+    if (p[8] & MSG_REC_ATTRS) {
+        if (vl < off + 4 || vl - off - 4 < kyu_get_be32(p + off))
+            return false;
+        size_t alen = kyu_get_be32(p + off);
+        msgpack_unpacked u;
+        kyu_err_t ignored;
+        if (kyu_msgpack_unpack_bounded(v + off + 4, alen, 2, &u, &ignored) != KYU_OK)
+            return false;
+        bool ok = kyu_msg_attrs_unpack(&u.data, &m->attrs);
+        msgpack_unpacked_destroy(&u);
+        if (!ok)
+            return false;
+        off += 4 + alen;
+    }
+    m->body = v + off;
+    m->body_len = vl - off;
+    return true;
+}
+
 bool kyu_sm_read_messages(kyu_sm_t *self, const queue_t *q, const uint64_t *seqs, size_t n,
                           kyu_sent_t *m, char **owned, kyu_err_t *err)
 {
@@ -71,19 +103,10 @@ bool kyu_sm_read_messages(kyu_sm_t *self, const queue_t *q, const uint64_t *seqs
     }
     bool ok = kyu_sm_read_many(self, KYU_CF_MESSAGES, kp, klens, n, owned, vlens, err);
     for (size_t i = 0; i < n && ok; i++) {
-        const char *v = owned[i];
-        size_t idlen = v && vlens[i] >= 9 ? (uint8_t)v[8] : 0;
-        if (!v || vlens[i] < 9 + idlen || idlen > KYU_UUID_LEN) {
-            kyu_err_set(err, KYU_ERR_STORAGE, "message record %llu missing",
+        ok = owned[i] && parse_message(owned[i], vlens[i], &m[i]);
+        if (!ok)
+            kyu_err_set(err, KYU_ERR_STORAGE, "message record %llu missing or corrupt",
                         (unsigned long long)seqs[i]);
-            ok = false;
-            break;
-        }
-        m[i].sent_ms = kyu_get_be64((const uint8_t *)v);
-        memcpy(m[i].id, v + 9, idlen);
-        m[i].id[idlen] = '\0';
-        m[i].body = v + 9 + idlen;
-        m[i].body_len = vlens[i] - 9 - idlen;
     }
     if (!ok)
         for (size_t i = 0; i < n; i++) {

@@ -33,6 +33,7 @@ typedef struct {
     size_t body_len;
     uint64_t sent_ms;
     char id[KYU_UUID_LEN + 1];
+    kyu_msg_attrs_t attrs; /* into the record read */
 } kyu_sent_t;
 
 /* The replicated address book (sm_members.c). */
@@ -139,6 +140,9 @@ struct kyu_sm {
 };
 
 #define KEY_QS 16 /* qid + seq */
+/* A message record's id_len byte with this bit: the id is followed by the attributes (sm.c's
+ * key layout). */
+#define MSG_REC_ATTRS 0x80
 /* A queue record's value (sm.c's key layout): before MaximumMessageSize, and now. */
 #define QUEUE_REC_V1_LEN 28
 #define QUEUE_REC_V2_LEN 44

@@ -41,12 +41,15 @@ static const cli_cmd_t commands[] = {
     {"list-queues", "", "print the queue names, one per line", 0, 0, 0, cli_cmd_list_queues},
     {"get-queue-attributes", "NAME", "print a queue's attributes and message counts", 0, 1, 1,
      cli_cmd_get_queue_attributes},
-    {"send", "NAME [BODY] [--lines] [--delay SEC | --deliver-at RFC3339|+DURATION]",
+    {"send",
+     "NAME [BODY] [--lines] [--delay SEC | --deliver-at RFC3339|+DURATION] "
+     "[--attr NAME=TYPE:VALUE]...",
      "send BODY, or stdin as one message, or (--lines) each stdin line as a message; prints "
      "the message ids. --delay: each message's own delay (0..900 s, replaces the queue's); "
      "--deliver-at: received no earlier than this time (e.g. 2026-12-05T10:00:00Z, +90m), at "
-     "most 4 days ahead",
-     CLI_OPT_LINES | CLI_OPT_SEND_DELAY, 1, 2, cli_cmd_send},
+     "most 4 days ahead; --attr: a message attribute (up to 10; TYPE String, Number or Binary, "
+     "optionally .SUFFIX; a Binary VALUE in base64), on every message sent",
+     CLI_OPT_LINES | CLI_OPT_SEND_DELAY | CLI_OPT_MSG_ATTRS, 1, 2, cli_cmd_send},
     {"receive", "NAME [--max N] [--visibility-timeout SEC] [--wait SEC]",
      "lease up to N (1..10, default 1) messages and print them; --wait: long polling, wait up "
      "to SEC (0..20) seconds for a message (default: the queue's ReceiveMessageWaitTimeSeconds)",
@@ -277,6 +280,7 @@ static int parse_cmd_args(cli_t *cli, int argc, char **argv, cli_args_t *a)
         {"redrive-allow", required_argument, NULL, 'A'}, /* RedriveAllowPolicy */
         {"tag", required_argument, NULL, 't'},
         {"force", no_argument, NULL, 'f'},
+        {"attr", required_argument, NULL, 'M'}, /* send: a message attribute */
         {"wait", required_argument, NULL, 'w'}, /* receive: WaitTimeSeconds */
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -346,7 +350,11 @@ static int parse_cmd_args(cli_t *cli, int argc, char **argv, cli_args_t *a)
             int rc = parse_queue_attr(cli, c, optarg, a);
             if (rc != CLI_EXIT_OK)
                 return rc;
-        } else if (c == '?' && strchr("mvsdarwWqcAt", optopt) && optopt) {
+        } else if (c == 'M' && (cmd->options & CLI_OPT_MSG_ATTRS)) {
+            char why[KYU_ERR_MSG_MAX];
+            if (!cli_parse_attr(optarg, a, why, sizeof why))
+                return cli_usage_error(cli, "--attr '%.60s': %s", optarg, why);
+        } else if (c == '?' && strchr("mvsdarwWqcAtM", optopt) && optopt) {
             return cli_usage_error(cli, "option '%s' needs a value", argv[optind - 1]);
         } else if (c == '?') {
             return cli_usage_error(cli, "unknown option '%s'", argv[optind - 1]);
@@ -430,11 +438,14 @@ int main(int argc, char **argv)
         return cli_usage_error(&cli, "unknown command '%s'", argv[optind]);
     cli_args_t a;
     int rc = parse_cmd_args(&cli, argc - optind, argv + optind, &a);
-    if (rc != CLI_EXIT_OK)
+    if (rc == CLI_EXIT_OK && !(cli.cmd->options & CLI_OPT_CLUSTER) && !cli_connect(&cli))
+        rc = CLI_EXIT_ERROR;
+    if (rc != CLI_EXIT_OK) {
+        cli_args_free(&a);
         return rc;
-    if (!(cli.cmd->options & CLI_OPT_CLUSTER) && !cli_connect(&cli))
-        return CLI_EXIT_ERROR;
+    }
     rc = cli.cmd->run(&cli, &a);
+    cli_args_free(&a);
     kyu_client_destroy(&cli.client);
     if (fflush(stdout) != 0 && rc == CLI_EXIT_OK) {
         perror("kyu: writing the output");

@@ -42,6 +42,8 @@ typedef struct {
     const char *tag_values[KYU_TAGS_MAX];
     bool force; /* delete-queue --force */
     bool lines; /* --lines */
+    kyu_msg_attrs_t attrs; /* send --attr (checked); Binary values in attr_bufs */
+    unsigned char *attr_bufs[KYU_MSG_ATTRS_MAX]; /* freed by cli_args_free */
     int n_args; /* positional arguments */
     char **args;
 } cli_args_t;
@@ -68,7 +70,8 @@ enum {
     CLI_OPT_ATTR_REQUIRED = 128, /* at least one queue attribute (--visibility-timeout, ...) */
     CLI_OPT_SEND_DELAY = 256,    /* send: --delay (each message's) or --deliver-at */
     CLI_OPT_WAIT = 512,          /* receive: --wait SEC (long polling) */
-    CLI_OPT_FORCE = 1024         /* delete-queue --force */
+    CLI_OPT_FORCE = 1024,        /* delete-queue --force */
+    CLI_OPT_MSG_ATTRS = 2048     /* send: --attr NAME=TYPE:VALUE (repeatable) */
 };
 
 /* Prints "kyu: CMD: fmt" and the command's usage line on stderr; returns CLI_EXIT_USAGE. */
@@ -96,6 +99,15 @@ int cli_cmd_send(cli_t *cli, cli_args_t *a);
  * and +HH:MM offsets allowed) or +N followed by s, m, h or d after now_ms (ms since the
  * epoch); at most KYU_DELIVER_AT_MAX_S after now_ms. False with why filled when invalid. */
 bool cli_parse_deliver_at(const char *s, int64_t now_ms, int64_t *out, char *why, size_t why_len);
+/* Parses send --attr NAME=TYPE:VALUE into a->attrs (Binary VALUE: base64); false with why
+ * filled when invalid. The value points into arg or a buffer kept in a->attr_bufs. */
+bool cli_parse_attr(char *arg, cli_args_t *a, char *why, size_t why_len);
+void cli_args_free(cli_args_t *a);
+/* A message's attributes as SQS prints them: {name: {DataType, StringValue | BinaryValue
+ * (base64)}}; NULL when a String value is not UTF-8 (or out of memory). */
+json_t *cli_attrs_json(const kyu_msg_attrs_t *attrs);
+/* A Binary value as base64 (caller frees), NULL when out of memory. */
+char *cli_base64(const void *v, size_t n);
 int cli_cmd_receive(cli_t *cli, cli_args_t *a);
 int cli_cmd_delete(cli_t *cli, cli_args_t *a);
 int cli_cmd_change_visibility(cli_t *cli, cli_args_t *a);

@@ -219,7 +219,24 @@ static void print_plain(const kyu_message_t *m)
                "DeadLetterQueueFirstReceiveTimestamp %" PRIu64
                "\nDeadLetterQueueMovedTimestamp %" PRIu64 "\n",
                m->dlq_source, m->dlq_receive_count, m->dlq_first_receive_ms, m->dlq_moved_ms);
-    printf("BodyLength %zu\n\n", m->body_len);
+    printf("BodyLength %zu\n", m->body_len);
+    printf("MD5OfBody %s\n", m->md5_body);
+    if (m->attrs.n)
+        printf("MD5OfMessageAttributes %s\n", m->md5_attrs);
+    /* MessageAttribute NAME TYPE VALUE: a Binary value in base64 */
+    for (size_t i = 0; i < m->attrs.n; i++) {
+        const kyu_msg_attr_t *at = &m->attrs.a[i];
+        char *b64 = at->binary ? cli_base64(at->value, at->value_len) : NULL;
+        printf("MessageAttribute %.*s %.*s ", (int)at->name_len, at->name, (int)at->type_len,
+               at->type);
+        if (b64)
+            fputs(b64, stdout);
+        else
+            fwrite(at->value, 1, at->value_len, stdout);
+        putchar('\n');
+        free(b64);
+    }
+    putchar('\n');
     fwrite(m->body, 1, m->body_len, stdout);
     fputs("\n\n", stdout);
 }
@@ -234,27 +251,38 @@ static json_t *message_json(const kyu_message_t *m)
     snprintf(rc, sizeof rc, "%u", m->receive_count);
     snprintf(ts, sizeof ts, "%" PRIu64, m->sent_ms);
     snprintf(fr, sizeof fr, "%" PRIu64, m->first_receive_ms);
-    json_t *o =
+    json_t *obj =
         json_pack("{s:s, s:s, s:o, s:{s:s, s:s, s:s}}", "MessageId", m->message_id, "ReceiptHandle",
                   m->receipt_handle, "Body", body, "Attributes", "ApproximateReceiveCount", rc,
                   "SentTimestamp", ts, "ApproximateFirstReceiveTimestamp", fr);
-    if (!o || !m->dlq_source[0])
-        return o;
+    if (obj && m->md5_body[0])
+        json_object_set_new(obj, "MD5OfBody", json_string(m->md5_body));
+    if (obj && m->attrs.n) {
+        json_t *attrs = cli_attrs_json(&m->attrs);
+        if (!attrs) { /* a String value that is not UTF-8: as a body that is not */
+            json_decref(obj);
+            return NULL;
+        }
+        json_object_set_new(obj, "MessageAttributes", attrs);
+        json_object_set_new(obj, "MD5OfMessageAttributes", json_string(m->md5_attrs));
+    }
+    if (!obj || !m->dlq_source[0])
+        return obj;
     /* A message moved by a RedrivePolicy: SQS's attribute (the source queue's name where SQS
      * gives its ARN), and beyond SQS why it moved. */
     char dc[16], df[24], dm[24];
     snprintf(dc, sizeof dc, "%u", m->dlq_receive_count);
     snprintf(df, sizeof df, "%" PRIu64, m->dlq_first_receive_ms);
     snprintf(dm, sizeof dm, "%" PRIu64, m->dlq_moved_ms);
-    json_t *at = json_object_get(o, "Attributes");
+    json_t *at = json_object_get(obj, "Attributes");
     if (json_object_set_new(at, "DeadLetterQueueSourceQueue", json_string(m->dlq_source)) ||
         json_object_set_new(at, "DeadLetterQueueReceiveCount", json_string(dc)) ||
         json_object_set_new(at, "DeadLetterQueueFirstReceiveTimestamp", json_string(df)) ||
         json_object_set_new(at, "DeadLetterQueueMovedTimestamp", json_string(dm))) {
-        json_decref(o);
+        json_decref(obj);
         return NULL;
     }
-    return o;
+    return obj;
 }
 
 /* --json and a body that is not UTF-8: the message is made visible again at once (so it is
@@ -266,7 +294,8 @@ static int release_binary(cli_t *cli, const char *queue, const kyu_message_t *m)
     kyu_err_t err = {0};
     kyu_code_t rc = kyu_client_change_visibility(cli->client, queue, h, 1, 0, res, &err);
     return cli_failf(cli,
-                     "message %s: body is not valid UTF-8, so it cannot be printed as JSON "
+                     "message %s: body or a String attribute is not valid UTF-8, so it cannot be "
+                     "printed as JSON "
                      "(use plain output for binary bodies); %s",
                      m->message_id,
                      rc == KYU_OK ? "it was made visible again"

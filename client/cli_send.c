@@ -105,15 +105,24 @@ static kyu_send_options_t send_options(const cli_args_t *a)
     kyu_send_options_init(&o);
     o.delay_seconds = a->delay;
     o.deliver_at_ms = a->deliver_at_ms;
+    o.attrs = a->attrs.n ? &a->attrs : NULL; /* one body per request */
     return o;
 }
 
-static int print_id(const cli_t *cli, const char *id)
+/* The id; with --json as SQS's SendMessage answers: MessageId, MD5OfMessageBody and, for a
+ * message with attributes, MD5OfMessageAttributes. */
+static int print_sent(const cli_t *cli, const char *id, const char *md5_body, const char *md5_attrs)
 {
-    if (cli->json)
-        return cli_print_json(json_pack("{s:s}", "MessageId", id));
-    puts(id);
-    return CLI_EXIT_OK;
+    if (!cli->json) {
+        puts(id);
+        return CLI_EXIT_OK;
+    }
+    json_t *obj = json_pack("{s:s}", "MessageId", id);
+    if (obj && md5_body[0])
+        json_object_set_new(obj, "MD5OfMessageBody", json_string(md5_body));
+    if (obj && md5_attrs[0])
+        json_object_set_new(obj, "MD5OfMessageAttributes", json_string(md5_attrs));
+    return cli_print_json(obj);
 }
 
 /* Reads all of stdin, refusing more than max bytes (the broker's limit). */
@@ -155,12 +164,13 @@ static int send_one(cli_t *cli, const cli_args_t *a, const void *body, size_t le
 {
     const void *bodies[] = {body};
     size_t lens[] = {len};
-    char ids[1][KYU_MESSAGE_ID_MAX + 1];
+    kyu_sent_message_t sent[1];
     kyu_err_t err = {0};
     kyu_send_options_t o = send_options(a);
-    if (kyu_client_send_with(cli->client, a->args[0], bodies, lens, 1, &o, ids, &err) != KYU_OK)
+    if (kyu_client_send_messages(cli->client, a->args[0], bodies, lens, 1, &o, sent, &err) !=
+        KYU_OK)
         return cli_fail(cli, &err);
-    return print_id(cli, ids[0]);
+    return print_sent(cli, sent[0].message_id, sent[0].md5_body, sent[0].md5_attrs);
 }
 
 typedef struct {
@@ -203,7 +213,8 @@ static size_t flush_done(cli_t *cli, slot_t *ring, size_t head, size_t count, in
     for (; k < count && ring[(head + k) % WINDOW].done; k++) {
         slot_t *s = &ring[(head + k) % WINDOW];
         if (s->rep.status == KYU_OK) {
-            if (print_id(cli, s->rep.ids[0]) != CLI_EXIT_OK)
+            if (print_sent(cli, s->rep.ids[0], s->rep.md5_body[0], s->rep.md5_attrs[0]) !=
+                CLI_EXIT_OK)
                 *rc = CLI_EXIT_ERROR;
         } else {
             *rc = cli_failf(cli, "line %zu: %s: %s", s->line, kyu_code_name((int)s->rep.status),

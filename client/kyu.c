@@ -464,9 +464,30 @@ void kyu_send_options_init(kyu_send_options_t *o)
 {
     o->delay_seconds = -1;
     o->deliver_at_ms = -1;
+    o->attrs = NULL;
 }
 
-kyu_code_t kyu_client_set_send_options(kyu_request_t *req, const kyu_send_options_t *o,
+/* The attributes of n bodies (checked) into req; none at all leaves the field out, so that
+ * a broker older than attributes takes the send. */
+static kyu_code_t set_attrs(kyu_request_t *req, const kyu_msg_attrs_t *attrs, size_t n,
+                            kyu_err_t *err)
+{
+    bool any = false;
+    for (size_t i = 0; attrs && i < n && i < KYU_BATCH_MAX; i++) {
+        kyu_err_t e = {0};
+        if (kyu_msg_attrs_check(&attrs[i], &e) != KYU_OK)
+            return kyu_err_set(err, e.code, "message %zu: %s", i + 1, e.msg);
+        any = any || attrs[i].n > 0;
+    }
+    if (!any)
+        return KYU_OK;
+    req->fields |= KYU_F_MSG_ATTRS;
+    req->n_attr_msgs = n;
+    memcpy(req->attrs, attrs, n * sizeof attrs[0]);
+    return KYU_OK;
+}
+
+kyu_code_t kyu_client_set_send_options(kyu_request_t *req, const kyu_send_options_t *o, size_t n,
                                        kyu_err_t *err)
 {
     if (!o)
@@ -491,7 +512,7 @@ kyu_code_t kyu_client_set_send_options(kyu_request_t *req, const kyu_send_option
         req->fields |= KYU_F_DELIVER_AT;
         req->deliver_at_ms = (uint64_t)o->deliver_at_ms;
     }
-    return KYU_OK;
+    return set_attrs(req, o->attrs, n, err);
 }
 
 kyu_code_t kyu_client_send_async_with(kyu_client_t *self, const char *queue,
@@ -505,7 +526,10 @@ kyu_code_t kyu_client_send_async_with(kyu_client_t *self, const char *queue,
                            KYU_BATCH_MAX);
     if (kyu_client_set_queue(&req, queue, err) != KYU_OK)
         return err ? err->code : KYU_ERR_INVALID_NAME;
-    if (kyu_client_set_send_options(&req, o, err) != KYU_OK)
+    if (n > KYU_BATCH_MAX)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "send needs 1 to %d bodies",
+                           KYU_BATCH_MAX);
+    if (kyu_client_set_send_options(&req, o, n, err) != KYU_OK)
         return KYU_ERR_INVALID_ARGUMENT;
     if (key) {
         if (*key == 0)

@@ -78,6 +78,11 @@ typedef struct {
     uint64_t dlq_first_receive_ms, dlq_moved_ms;
     size_t body_len;
     unsigned char *body;
+    /* Its message attributes, sorted by name; their bytes are in the same allocation (each
+     * string is followed by a NUL, not counted). */
+    kyu_msg_attrs_t attrs;
+    char md5_body[KYU_MD5_HEX_LEN + 1];  /* MD5OfMessageBody as the broker computed it */
+    char md5_attrs[KYU_MD5_HEX_LEN + 1]; /* MD5OfMessageAttributes; "" without attributes */
 } kyu_message_t;
 
 /* Frees an array of messages returned by libkyu (one allocation) and nulls *msgs_p. */
@@ -110,8 +115,11 @@ typedef struct {
                             * epoch, at most 345600 s (4 days) after the send (checked here
                             * against this host's clock, then by the broker against its
                             * own); a time already past is visible at once */
+    /* NULL: no attributes; else attrs[i] are body i's message attributes (SQS's rules,
+     * checked here and by the broker; borrowed for the call) */
+    const kyu_msg_attrs_t *attrs;
 } kyu_send_options_t;
-/* Sets every field of o to -1 (not set). */
+/* Sets every field of o to -1 (not set), attrs to NULL. */
 void kyu_send_options_init(kyu_send_options_t *o);
 /* kyu_client_send_async_keyed with options o (NULL: none); key NULL: no request key. */
 kyu_code_t kyu_client_send_async_with(kyu_client_t *self, const char *queue,
@@ -207,6 +215,18 @@ kyu_code_t kyu_client_send(kyu_client_t *self, const char *queue, const void *co
 kyu_code_t kyu_client_send_with(kyu_client_t *self, const char *queue, const void *const *bodies,
                                 const size_t *lens, size_t n, const kyu_send_options_t *o,
                                 char (*ids)[KYU_MESSAGE_ID_MAX + 1], kyu_err_t *err);
+/* What a send answers for each message: its id and the MD5s of what the broker stored (a
+ * client may compare them with its own, as SQS's SDKs do). */
+typedef struct {
+    char message_id[KYU_MESSAGE_ID_MAX + 1];
+    char md5_body[KYU_MD5_HEX_LEN + 1];  /* MD5OfMessageBody */
+    char md5_attrs[KYU_MD5_HEX_LEN + 1]; /* MD5OfMessageAttributes; "" without attributes */
+} kyu_sent_message_t;
+/* kyu_client_send_with, answering out[i] for body i. */
+kyu_code_t kyu_client_send_messages(kyu_client_t *self, const char *queue,
+                                    const void *const *bodies, const size_t *lens, size_t n,
+                                    const kyu_send_options_t *o, kyu_sent_message_t *out,
+                                    kyu_err_t *err);
 /* Leases up to max (1..10) messages for vt seconds (-1: the queue's). *msgs_p gets *n
  * messages (NULL when none: the queue had no visible message); caller frees with
  * kyu_messages_destroy. */

@@ -45,8 +45,8 @@ int64_t kyu_client_now_ms(void);
 int64_t kyu_client_wall_ms(void);
 /* Copies a valid queue name into req (and sets KYU_F_QUEUE), else INVALID_NAME. */
 kyu_code_t kyu_client_set_queue(kyu_request_t *req, const char *queue, kyu_err_t *err);
-/* Checks a send's options o (NULL: none) and sets their fields in req. */
-kyu_code_t kyu_client_set_send_options(kyu_request_t *req, const kyu_send_options_t *o,
+/* Checks a send's options o (NULL: none) for n bodies and sets their fields in req. */
+kyu_code_t kyu_client_set_send_options(kyu_request_t *req, const kyu_send_options_t *o, size_t n,
                                        kyu_err_t *err);
 kyu_code_t kyu_client_recv_one(kyu_client_t *c, int timeout_ms, kyu_reply_t *rep,
                                kyu_message_t **msgs, kyu_err_t *err);

@@ -40,6 +40,17 @@ static void make_error(kyu_reply_t *rep, uint64_t id, kyu_code_t code, const cha
     snprintf(rep->error, sizeof rep->error, "%s", text);
 }
 
+/* Copies n bytes and a NUL to *data, moving it on; returns where they went. */
+static const unsigned char *copy_nul(unsigned char **data, const void *p, size_t n)
+{
+    unsigned char *at = *data;
+    if (n)
+        memcpy(at, p, n);
+    at[n] = '\0';
+    *data += n + 1;
+    return at;
+}
+
 /* Checks a decoded reply against its request (counts, frames) and builds the messages of a
  * RECEIVE. On a mismatch the reply becomes a MALFORMED error: never trust the broker's
  * counts to index the frames. */
@@ -72,8 +83,12 @@ static void check_reply(const kyu_pending_t *p, kyu_reply_t *rep, zmq_msg_t *fra
     if (p->op != KYU_OP_RECEIVE || !msgs || rep->n_msgs == 0)
         return;
     size_t total = rep->n_msgs * sizeof(kyu_message_t);
-    for (size_t i = 0; i < n_bodies; i++)
+    for (size_t i = 0; i < n_bodies; i++) {
+        const kyu_msg_attrs_t *a = &rep->msgs[i].attrs;
         total += zmq_msg_size(&frames[i]) + 1;
+        for (size_t j = 0; j < a->n; j++)
+            total += a->a[j].name_len + a->a[j].type_len + a->a[j].value_len + 3;
+    }
     kyu_message_t *m = malloc(total);
     if (!m) {
         make_error(rep, p->id, KYU_ERR_INTERNAL, "out of memory for received messages");
@@ -96,6 +111,15 @@ static void check_reply(const kyu_pending_t *p, kyu_reply_t *rep, zmq_msg_t *fra
         memcpy(data, zmq_msg_data(&frames[i]), m[i].body_len);
         data[m[i].body_len] = '\0';
         data += m[i].body_len + 1;
+        memcpy(m[i].md5_body, meta->md5_body, sizeof m[i].md5_body);
+        memcpy(m[i].md5_attrs, meta->md5_attrs, sizeof m[i].md5_attrs);
+        m[i].attrs = meta->attrs;
+        for (size_t j = 0; j < meta->attrs.n; j++) {
+            kyu_msg_attr_t *at = &m[i].attrs.a[j];
+            at->name = (const char *)copy_nul(&data, at->name, at->name_len);
+            at->type = (const char *)copy_nul(&data, at->type, at->type_len);
+            at->value = copy_nul(&data, at->value, at->value_len);
+        }
     }
     *msgs = m;
 }

@@ -391,6 +391,18 @@ kyu_code_t kyu_client_send_with(kyu_client_t *self, const char *queue, const voi
                                 const size_t *lens, size_t n, const kyu_send_options_t *o,
                                 char (*ids)[KYU_MESSAGE_ID_MAX + 1], kyu_err_t *err)
 {
+    kyu_sent_message_t out[KYU_BATCH_MAX];
+    kyu_code_t rc = kyu_client_send_messages(self, queue, bodies, lens, n, o, out, err);
+    for (size_t i = 0; rc == KYU_OK && ids && i < n; i++)
+        memcpy(ids[i], out[i].message_id, sizeof ids[i]);
+    return rc;
+}
+
+kyu_code_t kyu_client_send_messages(kyu_client_t *self, const char *queue,
+                                    const void *const *bodies, const size_t *lens, size_t n,
+                                    const kyu_send_options_t *o, kyu_sent_message_t *out,
+                                    kyu_err_t *err)
+{
     kyu_request_t req = {.op = KYU_OP_SEND};
     if (n < 1 || n > KYU_BATCH_MAX)
         return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "send takes 1 to %d messages, not %zu",
@@ -398,14 +410,17 @@ kyu_code_t kyu_client_send_with(kyu_client_t *self, const char *queue, const voi
     kyu_code_t rc = kyu_client_set_queue(&req, queue, err);
     if (rc != KYU_OK)
         return rc;
-    rc = kyu_client_set_send_options(&req, o, err);
+    rc = kyu_client_set_send_options(&req, o, n, err);
     if (rc != KYU_OK)
         return rc;
     kyu_reply_t rep;
     kyu_reply_init(&rep);
     rc = kyu_client_call(self, &req, bodies, lens, n, &rep, NULL, err);
-    if (rc == KYU_OK && ids)
-        memcpy(ids, rep.ids, n * sizeof ids[0]);
+    for (size_t i = 0; rc == KYU_OK && out && i < n; i++) {
+        memcpy(out[i].message_id, rep.ids[i], sizeof out[i].message_id);
+        memcpy(out[i].md5_body, rep.md5_body[i], sizeof out[i].md5_body);
+        memcpy(out[i].md5_attrs, rep.md5_attrs[i], sizeof out[i].md5_attrs);
+    }
     kyu_reply_reset(&rep);
     return rc;
 }

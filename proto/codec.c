@@ -43,8 +43,8 @@ static const kyu_op_info_t op_table[KYU_OP_MAX_] = {
                                      KYU_F_QUEUE, KYU_F_QUEUE, 0, 0, KYU_OPF_READ,
                                      "show a queue's attributes and message counts"},
     [KYU_OP_SEND] = {KYU_OP_SEND, "send", KYU_F_QUEUE,
-                     KYU_F_QUEUE | KYU_F_RQ | KYU_F_DELAY | KYU_F_DELIVER_AT, 1, KYU_BATCH_MAX,
-                     KYU_OPF_WRITE, "send 1..10 messages, one per body frame"},
+                     KYU_F_QUEUE | KYU_F_RQ | KYU_F_DELAY | KYU_F_DELIVER_AT | KYU_F_MSG_ATTRS, 1,
+                     KYU_BATCH_MAX, KYU_OPF_WRITE, "send 1..10 messages, one per body frame"},
     [KYU_OP_RECEIVE] = {KYU_OP_RECEIVE, "receive", KYU_F_QUEUE,
                         KYU_F_QUEUE | KYU_F_MAX | KYU_F_VT | KYU_F_RQ | KYU_F_WAIT, 0, 0,
                         KYU_OPF_WRITE,
@@ -311,6 +311,20 @@ static kyu_code_t decode_request_field(const msgpack_object *k, const msgpack_ob
         bit = KYU_F_FORCE;
         if (v->type != MSGPACK_OBJECT_BOOLEAN || !v->via.boolean)
             return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "force must be true");
+    } else if (kyu_mp_key_is(k, "ma")) {
+        /* Shape here; SQS's rules per message in the broker (kyu_msg_attrs_check), so that
+         * the error names the message. */
+        bit = KYU_F_MSG_ATTRS;
+        if (v->type != MSGPACK_OBJECT_ARRAY || v->via.array.size > KYU_BATCH_MAX)
+            return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                               "ma must be an array of at most %d attribute lists", KYU_BATCH_MAX);
+        req->n_attr_msgs = v->via.array.size;
+        for (size_t i = 0; i < req->n_attr_msgs; i++)
+            if (!kyu_msg_attrs_unpack(&v->via.array.ptr[i], &req->attrs[i]))
+                return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                                   "ma[%zu] must be [name, type, value, ...] (strings; a Binary "
+                                   "value as bin) with at most %d attributes",
+                                   i, KYU_MSG_ATTRS_MAX);
     } else if (kyu_mp_key_is(k, "rq")) {
         bit = KYU_F_RQ;
         if (v->type != MSGPACK_OBJECT_ARRAY || v->via.array.size != 2)
@@ -372,6 +386,8 @@ static const char *field_name(unsigned bit)
         return "tags";
     case KYU_F_FORCE:
         return "force";
+    case KYU_F_MSG_ATTRS:
+        return "ma (message attributes)";
     default:
         return "?";
     }
@@ -442,6 +458,10 @@ kyu_code_t kyu_request_decode(const void *buf, size_t len, size_t n_bodies, kyu_
     if (n_bodies < info->min_bodies || n_bodies > info->max_bodies)
         rc = kyu_err_set(err, KYU_ERR_MALFORMED, "%s takes %u to %u body frames, not %zu",
                          info->name, info->min_bodies, info->max_bodies, n_bodies);
+    else if ((req->fields & KYU_F_MSG_ATTRS) && req->n_attr_msgs != n_bodies)
+        rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                         "ma has %zu attribute lists for %zu messages (one per body frame)",
+                         req->n_attr_msgs, n_bodies);
 done:
     msgpack_unpacked_destroy(&u);
     return rc;
@@ -543,6 +563,12 @@ void kyu_request_encode(const kyu_request_t *req, msgpack_sbuffer *out)
     if (req->fields & KYU_F_FORCE) {
         kyu_mp_pack_str(&pk, "force");
         msgpack_pack_true(&pk);
+    }
+    if (req->fields & KYU_F_MSG_ATTRS) {
+        kyu_mp_pack_str(&pk, "ma");
+        msgpack_pack_array(&pk, req->n_attr_msgs);
+        for (size_t i = 0; i < req->n_attr_msgs; i++)
+            kyu_msg_attrs_pack(&pk, &req->attrs[i]);
     }
     if (req->fields & KYU_F_RQ) {
         kyu_mp_pack_str(&pk, "rq");

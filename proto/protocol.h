@@ -56,6 +56,13 @@
 #define KYU_TAG_KEY_MAX 128            /* tag key: 1..128 bytes */
 #define KYU_TAG_VALUE_MAX 256          /* tag value: 0..256 bytes */
 #define KYU_CLUSTER_NODES_MAX 9        /* voters + learners of a cluster (KYU_RAFT_MAX_NODES) */
+/* Message attributes (SQS's rules, proto/msg_attrs.c): at most 10 per message; a name is 1 to
+ * 256 of [A-Za-z0-9_.-], a DataType String, Number or Binary with an optional ".suffix", 256
+ * at most; their bytes (names, types, values) count toward the message's size. */
+#define KYU_MSG_ATTRS_MAX 10
+#define KYU_ATTR_NAME_MAX 256
+#define KYU_ATTR_TYPE_MAX 256
+#define KYU_MD5_HEX_LEN 32
 
 typedef enum {
     KYU_OP_HELLO = 1,
@@ -97,6 +104,7 @@ enum {
     KYU_F_REDRIVE_ALLOW = 1 << 15, /* "rap": a queue's RedriveAllowPolicy [mode, [queues]] */
     KYU_F_TAGS = 1 << 16,          /* "tags": a queue's tags {key: value} */
     KYU_F_FORCE = 1 << 17,         /* "force": DELETE_QUEUE of a dead-letter queue */
+    KYU_F_MSG_ATTRS = 1 << 20,     /* "ma": SEND: each message's attributes */
     KYU_F_WAIT = 1 << 24,          /* "wt": RECEIVE: wait up to this many seconds for a message */
     KYU_F_LAST_ = KYU_F_WAIT,
     /* the queue attributes of kyu_queue_ext_t (CREATE_QUEUE, SET_QUEUE_ATTRIBUTES) */
@@ -150,6 +158,24 @@ typedef struct {
 /* The op table row for op, or NULL for an unknown op. */
 const kyu_op_info_t *kyu_op_info(uint64_t op);
 
+/* One message attribute. The bytes are borrowed: from a decoded header (valid while its
+ * buffer is), a message record, or the caller's own strings. A value travels as a msgpack
+ * str for String and Number types, as bin for Binary ones (binary is true). */
+typedef struct {
+    const char *name;
+    size_t name_len;
+    const char *type; /* the full DataType, e.g. "Number.float" */
+    size_t type_len;
+    const void *value;
+    size_t value_len;
+    bool binary;
+} kyu_msg_attr_t;
+
+typedef struct {
+    size_t n;
+    kyu_msg_attr_t a[KYU_MSG_ATTRS_MAX];
+} kyu_msg_attrs_t;
+
 typedef struct {
     uint64_t id; /* request id chosen by the client, echoed in the reply */
     bool has_id;
@@ -168,6 +194,11 @@ typedef struct {
     uint32_t max_size;           /* KYU_F_MMS (the broker checks its range) */
     uint32_t delay;              /* KYU_F_DELAY (the broker checks its range) */
     uint64_t deliver_at_ms;      /* KYU_F_DELIVER_AT (the broker checks its range) */
+    /* KYU_F_MSG_ATTRS: the attributes of each of n_attr_msgs messages (as many as bodies),
+     * borrowed from the header buffer; decoding checks their shape, kyu_msg_attrs_check
+     * their content (the broker, per message) */
+    size_t n_attr_msgs;
+    kyu_msg_attrs_t attrs[KYU_BATCH_MAX];
     uint32_t wait;               /* KYU_F_WAIT: seconds, 0..KYU_WAIT_MAX */
     /* KYU_F_RETENTION, _RECEIVE_WAIT, _REDRIVE (dlq "" removes the policy), _REDRIVE_ALLOW,
      * _TAGS: the queue's other attributes (the broker checks their ranges). Last, and its
@@ -188,6 +219,9 @@ typedef struct {
     char dlq_source[KYU_NAME_MAX + 1];
     uint32_t dlq_receive_count;
     uint64_t dlq_first_receive_ms, dlq_moved_ms;
+    kyu_msg_attrs_t attrs;               /* borrowed: see kyu_reply_t.header */
+    char md5_body[KYU_MD5_HEX_LEN + 1];  /* MD5OfMessageBody, lowercase hex */
+    char md5_attrs[KYU_MD5_HEX_LEN + 1]; /* MD5OfMessageAttributes; "" without attributes */
 } kyu_msg_meta_t;
 
 typedef struct {
@@ -235,9 +269,12 @@ typedef struct {
     /* HELLO */
     uint32_t version;
     uint64_t max_body;
-    /* SEND: one id per body, in order */
+    /* SEND: one id per body, in order, and the MD5s of what the broker stored ("" when the
+     * reply had none: a broker before MD5s; md5_attrs also for a message without attributes) */
     size_t n_ids;
     char ids[KYU_BATCH_MAX][KYU_MESSAGE_ID_MAX + 1];
+    char md5_body[KYU_BATCH_MAX][KYU_MD5_HEX_LEN + 1];
+    char md5_attrs[KYU_BATCH_MAX][KYU_MD5_HEX_LEN + 1];
     /* RECEIVE: one meta per body frame that follows the header, in order */
     size_t n_msgs;
     kyu_msg_meta_t msgs[KYU_BATCH_MAX];
@@ -256,6 +293,9 @@ typedef struct {
     char (*queues)[KYU_NAME_MAX + 1];
     /* GET_QUEUE_ATTRIBUTES: the queue's tags, heap, owned by the reply (NULL: none sent) */
     kyu_tags_t *tags;
+    /* A decoded reply whose messages have attributes: a heap copy of the header they point
+     * into, owned by the reply (the broker's own replies borrow them from its records) */
+    char *header;
 } kyu_reply_t;
 
 /* True when name is 1..80 characters of letters, digits, '-' and '_'. */
@@ -275,6 +315,24 @@ void kyu_reply_reset(kyu_reply_t *rep);
 void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out);
 /* Decodes a reply header. The caller calls kyu_reply_reset afterwards, also on error. */
 kyu_code_t kyu_reply_decode(const void *buf, size_t len, kyu_reply_t *rep, kyu_err_t *err);
+
+/* Message attributes (proto/msg_attrs.c). */
+/* Checks a message's attributes against SQS's rules (names, types, values, count); the
+ * error names the attribute. */
+kyu_code_t kyu_msg_attrs_check(const kyu_msg_attrs_t *a, kyu_err_t *err);
+/* Their size as SQS counts it toward the message size: names, types and values. */
+size_t kyu_msg_attrs_size(const kyu_msg_attrs_t *a);
+/* Sorts them by name (byte order): the order they are stored, returned and hashed in. */
+void kyu_msg_attrs_sort(kyu_msg_attrs_t *a);
+/* Packs them as one flat array [name, type, value, name, type, value, ...]. */
+void kyu_msg_attrs_pack(msgpack_packer *pk, const kyu_msg_attrs_t *a);
+/* Reads that array (shape only: strings, a str or bin value, at most 10 triples); the
+ * attributes point into the buffer o was unpacked from. */
+bool kyu_msg_attrs_unpack(const msgpack_object *o, kyu_msg_attrs_t *a);
+/* MD5OfMessageBody and MD5OfMessageAttributes as SQS computes them, lowercase hex; the
+ * attributes' digest is "" when there are none. */
+void kyu_md5_body_hex(const void *body, size_t len, char out[KYU_MD5_HEX_LEN + 1]);
+void kyu_md5_attrs_hex(const kyu_msg_attrs_t *a, char out[KYU_MD5_HEX_LEN + 1]);
 
 /* Small msgpack helpers shared by the codecs (proto/, broker/command.c). */
 void kyu_mp_pack_str(msgpack_packer *pk, const char *s);

@@ -20,6 +20,7 @@ void kyu_reply_reset(kyu_reply_t *rep)
 {
     free(rep->queues);
     free(rep->tags);
+    free(rep->header);
     memset(rep, 0, sizeof *rep);
 }
 
@@ -27,6 +28,14 @@ static void pack_kv_int(msgpack_packer *pk, const char *key, int64_t v)
 {
     kyu_mp_pack_str(pk, key);
     msgpack_pack_int64(pk, v);
+}
+
+static bool any_attrs(const kyu_reply_t *rep)
+{
+    for (size_t i = 0; i < rep->n_msgs; i++)
+        if (rep->msgs[i].attrs.n)
+            return true;
+    return false;
 }
 
 void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out)
@@ -38,7 +47,8 @@ void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out)
         n += 1 + (rep->leader[0] != '\0');
     else
         n += (rep->version != 0) * 2 + (rep->n_ids > 0) + (rep->n_msgs > 0) + (rep->n_results > 0) +
-             rep->has_attrs + (rep->queues != NULL) + rep->has_node + (rep->tags != NULL);
+             rep->has_attrs + (rep->queues != NULL) + rep->has_node + (rep->tags != NULL) +
+             (rep->n_ids > 0 && rep->md5_body[0][0]) * 2 + any_attrs(rep);
     msgpack_pack_map(&pk, n);
     kyu_mp_pack_str(&pk, "id");
     msgpack_pack_uint64(&pk, rep->id);
@@ -64,13 +74,24 @@ void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out)
         msgpack_pack_array(&pk, rep->n_ids);
         for (size_t i = 0; i < rep->n_ids; i++)
             kyu_mp_pack_str(&pk, rep->ids[i]);
+        if (rep->md5_body[0][0]) {
+            kyu_mp_pack_str(&pk, "mdb");
+            msgpack_pack_array(&pk, rep->n_ids);
+            for (size_t i = 0; i < rep->n_ids; i++)
+                kyu_mp_pack_str(&pk, rep->md5_body[i]);
+            kyu_mp_pack_str(&pk, "mda");
+            msgpack_pack_array(&pk, rep->n_ids);
+            for (size_t i = 0; i < rep->n_ids; i++)
+                kyu_mp_pack_str(&pk, rep->md5_attrs[i]);
+        }
     }
     if (rep->n_msgs) {
         kyu_mp_pack_str(&pk, "msgs");
         msgpack_pack_array(&pk, rep->n_msgs);
         for (size_t i = 0; i < rep->n_msgs; i++) {
             const kyu_msg_meta_t *m = &rep->msgs[i];
-            msgpack_pack_map(&pk, m->dlq_source[0] ? 9 : 5);
+            msgpack_pack_map(&pk, 5 + (m->dlq_source[0] ? 4 : 0) + (m->md5_body[0] != '\0') +
+                                      (m->md5_attrs[0] != '\0'));
             kyu_mp_pack_str(&pk, "mid");
             kyu_mp_pack_str(&pk, m->message_id);
             kyu_mp_pack_str(&pk, "rh");
@@ -85,6 +106,22 @@ void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out)
                 pack_kv_int(&pk, "dlfr", (int64_t)m->dlq_first_receive_ms);
                 pack_kv_int(&pk, "dlat", (int64_t)m->dlq_moved_ms);
             }
+            if (m->md5_body[0]) {
+                kyu_mp_pack_str(&pk, "mdb");
+                kyu_mp_pack_str(&pk, m->md5_body);
+            }
+            if (m->md5_attrs[0]) {
+                kyu_mp_pack_str(&pk, "mda");
+                kyu_mp_pack_str(&pk, m->md5_attrs);
+            }
+        }
+        /* The attributes beside msgs, not in it: a header nests at most 4 levels (a client
+         * older than attributes refuses deeper ones, and ignores this key). */
+        if (any_attrs(rep)) {
+            kyu_mp_pack_str(&pk, "ma");
+            msgpack_pack_array(&pk, rep->n_msgs);
+            for (size_t i = 0; i < rep->n_msgs; i++)
+                kyu_msg_attrs_pack(&pk, &rep->msgs[i].attrs);
         }
     }
     if (rep->n_results) {
@@ -221,6 +258,10 @@ static bool decode_meta(const msgpack_object *o, kyu_msg_meta_t *m)
             ok = get_u64(v, &m->dlq_first_receive_ms);
         else if (kyu_mp_key_is(k, "dlat"))
             ok = get_u64(v, &m->dlq_moved_ms);
+        else if (kyu_mp_key_is(k, "mdb"))
+            ok = kyu_mp_copy_str(v, m->md5_body, KYU_MD5_HEX_LEN);
+        else if (kyu_mp_key_is(k, "mda"))
+            ok = kyu_mp_copy_str(v, m->md5_attrs, KYU_MD5_HEX_LEN);
         if (!ok)
             return false;
     }
@@ -361,6 +402,25 @@ static bool decode_field(const msgpack_object *k, const msgpack_object *v, kyu_r
                 return false;
         return true;
     }
+    if (kyu_mp_key_is(k, "mdb") || kyu_mp_key_is(k, "mda")) {
+        size_t n = 0;
+        char(*out)[KYU_MD5_HEX_LEN + 1] = kyu_mp_key_is(k, "mdb") ? rep->md5_body : rep->md5_attrs;
+        if (!get_array(v, KYU_BATCH_MAX, &n))
+            return false;
+        for (size_t i = 0; i < n; i++)
+            if (!kyu_mp_copy_str(&v->via.array.ptr[i], out[i], KYU_MD5_HEX_LEN))
+                return false;
+        return true;
+    }
+    if (kyu_mp_key_is(k, "ma")) { /* RECEIVE: each message's attributes */
+        size_t n = 0;
+        if (!get_array(v, KYU_BATCH_MAX, &n))
+            return false;
+        for (size_t i = 0; i < n; i++)
+            if (!kyu_msg_attrs_unpack(&v->via.array.ptr[i], &rep->msgs[i].attrs))
+                return false;
+        return true;
+    }
     if (kyu_mp_key_is(k, "msgs")) {
         if (!get_array(v, KYU_BATCH_MAX, &rep->n_msgs))
             return false;
@@ -416,6 +476,35 @@ static bool decode_field(const msgpack_object *k, const msgpack_object *v, kyu_r
     return true; /* unknown keys: a newer broker's additions */
 }
 
+static const void *rebase(const void *p, const char *from, const char *to)
+{
+    return p ? to + ((const char *)p - from) : NULL;
+}
+
+/* The messages' attributes point into the header buffer, which the caller may free: the
+ * reply keeps a copy of it and points into that instead. */
+static kyu_code_t own_attributes(const void *buf, size_t len, kyu_reply_t *rep, kyu_err_t *err)
+{
+    for (size_t i = rep->n_msgs; i < KYU_BATCH_MAX; i++)
+        if (rep->msgs[i].attrs.n)
+            return kyu_err_set(err, KYU_ERR_MALFORMED, "reply has attributes for %zu messages",
+                               i + 1);
+    if (!any_attrs(rep))
+        return KYU_OK;
+    rep->header = malloc(len);
+    if (!rep->header)
+        return kyu_err_set(err, KYU_ERR_INTERNAL, "out of memory for a reply's attributes");
+    memcpy(rep->header, buf, len);
+    for (size_t i = 0; i < rep->n_msgs; i++)
+        for (size_t j = 0; j < rep->msgs[i].attrs.n; j++) {
+            kyu_msg_attr_t *at = &rep->msgs[i].attrs.a[j];
+            at->name = rebase(at->name, buf, rep->header);
+            at->type = rebase(at->type, buf, rep->header);
+            at->value = rebase(at->value, buf, rep->header);
+        }
+    return KYU_OK;
+}
+
 kyu_code_t kyu_reply_decode(const void *buf, size_t len, kyu_reply_t *rep, kyu_err_t *err)
 {
     kyu_reply_reset(rep);
@@ -434,5 +523,7 @@ kyu_code_t kyu_reply_decode(const void *buf, size_t len, kyu_reply_t *rep, kyu_e
         }
     }
     msgpack_unpacked_destroy(&u);
+    if (rc == KYU_OK)
+        rc = own_attributes(buf, len, rep, err);
     return rc;
 }

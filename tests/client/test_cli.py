@@ -237,7 +237,9 @@ class CliTest(unittest.TestCase):
         q = self.new_queue()
         out = self.ok("send", q, "x", json_out=True)
         obj = json.loads(out)
-        self.assertEqual(list(obj), ["MessageId"])
+        # SQS's SendMessage shape: MD5OfMessageAttributes only for a message that has some
+        self.assertEqual(list(obj), ["MessageId", "MD5OfMessageBody"])
+        self.assertEqual(obj["MD5OfMessageBody"], "9dd4e461268c8034f5c8564e155c67a6")  # md5("x")
 
     def test_empty_body_is_refused(self):
         q = self.new_queue()
@@ -262,7 +264,7 @@ class CliTest(unittest.TestCase):
         out = self.ok("send", q, "--lines", stdin=b"a\nb", json_out=True).decode()
         objs = [json.loads(line) for line in out.splitlines()]
         self.assertEqual(len(objs), 2)
-        self.assertTrue(all(list(o) == ["MessageId"] for o in objs))
+        self.assertTrue(all(list(o) == ["MessageId", "MD5OfMessageBody"] for o in objs))
         self.assertEqual(sorted(m["Body"] for m in self.drain(q)), ["a", "b"])
 
     def test_send_lines_stops_at_the_first_failure_and_names_the_line(self):
@@ -276,7 +278,7 @@ class CliTest(unittest.TestCase):
         q = self.new_queue()
         mid = self.ok("send", q, 'quote " and \\ and ü').decode().strip()
         [m] = self.receive_json(q, 1)
-        self.assertEqual(set(m), {"MessageId", "ReceiptHandle", "Body", "Attributes"})
+        self.assertEqual(set(m), {"MessageId", "ReceiptHandle", "Body", "MD5OfBody", "Attributes"})
         self.assertEqual(m["MessageId"], mid)
         self.assertEqual(m["Body"], 'quote " and \\ and ü')
         at = m["Attributes"]

@@ -13,16 +13,40 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* Decoded attributes point into [lo, lo + len); SQS's checks and the digest take any of them. */
+static void check_attrs(const kyu_msg_attrs_t *a, const void *lo, size_t len)
+{
+    const uint8_t *b = lo;
+    KYU_ASSERT(a->n <= KYU_MSG_ATTRS_MAX);
+    for (size_t i = 0; i < a->n; i++) {
+        const kyu_msg_attr_t *at = &a->a[i];
+        KYU_ASSERT(at->name_len == 0 || ((const uint8_t *)at->name >= b &&
+                                         (const uint8_t *)at->name + at->name_len <= b + len));
+        KYU_ASSERT(at->type_len == 0 || ((const uint8_t *)at->type >= b &&
+                                         (const uint8_t *)at->type + at->type_len <= b + len));
+        KYU_ASSERT(at->value_len == 0 || ((const uint8_t *)at->value >= b &&
+                                          (const uint8_t *)at->value + at->value_len <= b + len));
+    }
+    kyu_err_t err;
+    char md5[KYU_MD5_HEX_LEN + 1];
+    (void)kyu_msg_attrs_check(a, &err);
+    kyu_md5_attrs_hex(a, md5);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     kyu_err_t err;
     kyu_request_t req;
-    for (size_t bodies = 0; bodies <= KYU_BATCH_MAX + 1; bodies += 5)
-        (void)kyu_request_decode(data, size, bodies, &req, &err);
+    for (size_t bodies = 0; bodies <= KYU_BATCH_MAX + 1; bodies++)
+        if (kyu_request_decode(data, size, bodies, &req, &err) == KYU_OK)
+            for (size_t i = 0; i < req.n_attr_msgs; i++)
+                check_attrs(&req.attrs[i], data, size);
 
     kyu_reply_t rep;
     kyu_reply_init(&rep);
-    (void)kyu_reply_decode(data, size, &rep, &err);
+    if (kyu_reply_decode(data, size, &rep, &err) == KYU_OK)
+        for (size_t i = 0; i < KYU_BATCH_MAX; i++)
+            check_attrs(&rep.msgs[i].attrs, rep.header, size);
     kyu_reply_reset(&rep);
 
     size_t off = 0;
@@ -32,6 +56,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             KYU_ASSERT((const uint8_t *)cmd.bodies[i] >= data &&
                        (const uint8_t *)cmd.bodies[i] + cmd.body_lens[i] <= data + size);
             KYU_ASSERT(cmd.msg_delay_ms[i] <= KYU_DELIVER_AT_MAX_S * 1000ull);
+            check_attrs(&cmd.attrs[i], data, size);
         }
         if (cmd.type == KYU_CMD_CREATE_QUEUE || cmd.type == KYU_CMD_SET_QUEUE_ATTRIBUTES)
             KYU_ASSERT(cmd.max_size <= KYU_MAX_SIZE_MAX && cmd.delay <= KYU_DELAY_MAX);

@@ -1,13 +1,19 @@
-/* Per-message delay on SEND (broker/op_message.c): a message's own DelaySeconds or deliver-at
- * replaces the queue's DelaySeconds both ways, is range checked before it is proposed,
- * becomes a delay relative to the command's time at the leader, is encoded in the log (and
- * SEND entries written before it decode as before), and survives a restart. The in-flight
- * limit on RECEIVE: in apply, before proposing, and in the log. */
+/* SEND and RECEIVE (broker/op_message.c).
+ * Per-message delay: a message's own DelaySeconds or deliver-at replaces the queue's
+ * DelaySeconds both ways, is range checked before it is proposed, becomes a delay relative to
+ * the command's time at the leader, is encoded in the log (and SEND entries written before it
+ * decode as before), and survives a restart.
+ * Message attributes: checked per message before anything is proposed (and counted in the
+ * message size), sorted by name by the leader, kept in the message record (a record without
+ * attributes is as before them), returned by RECEIVE with the MD5s SQS computes, across
+ * restarts and crashes.
+ * The in-flight limit on RECEIVE: in apply, before proposing, and in the log. */
 #include "command.h"
 #include "fixture.h"
 #include "ops.h"
 #include "store.h"
 
+#include <rocksdb/c.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -505,6 +511,214 @@ static void test_the_limit_round_trips_through_the_log_and_bad_ones_are_malforme
     }
 }
 
+/* ---- message attributes ---- */
+
+static kyu_msg_attr_t attr(const char *name, const char *type, const char *value)
+{
+    return (kyu_msg_attr_t){.name = name,
+                            .name_len = strlen(name),
+                            .type = type,
+                            .type_len = strlen(type),
+                            .value = value,
+                            .value_len = strlen(value),
+                            .binary = strncmp(type, "Binary", 6) == 0};
+}
+
+/* A send of body with the three attributes of AWS's example, sorted as the leader sorts. */
+static kyu_command_t send_with_attrs(uint64_t now, const char *body)
+{
+    kyu_command_t c = cmd_send("q", now, body);
+    c.attrs[0].n = 3;
+    c.attrs[0].a[0] = attr("attribName1", "String", "attribValue 1");
+    c.attrs[0].a[1] = attr("binaryAttribute", "Binary", "Hello binary world!");
+    c.attrs[0].a[2] =
+        attr("customNumberTypeAttrib", "Number.float", "4563442423554324324264524243.32543234");
+    return c;
+}
+
+static void expect_example_attrs(const kyu_msg_meta_t *m)
+{
+    assert_int_equal(m->attrs.n, 3);
+    const char *names[] = {"attribName1", "binaryAttribute", "customNumberTypeAttrib"};
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(m->attrs.a[i].name_len, strlen(names[i]));
+        assert_memory_equal(m->attrs.a[i].name, names[i], strlen(names[i]));
+    }
+    assert_true(m->attrs.a[1].binary);
+    assert_int_equal(m->attrs.a[2].type_len, strlen("Number.float"));
+    assert_memory_equal(m->attrs.a[1].value, "Hello binary world!", 19);
+    assert_string_equal(m->md5_attrs, "c932db14a896c663f83c260297d594ff"); /* AWS's value */
+}
+
+static void receive_one_with_attrs(fixture_t *f, uint64_t now, const char *body)
+{
+    kyu_result_t r = apply1(f, cmd_receive("q", now, 10, -1));
+    assert_int_equal(r.code, KYU_OK);
+    assert_int_equal(r.n_msgs, 2);
+    assert_int_equal(r.body_lens[0], strlen(body));
+    assert_memory_equal(r.bodies[0], body, strlen(body));
+    expect_example_attrs(&r.msgs[0]);
+    assert_string_equal(r.msgs[0].md5_body, "5d41402abc4b2a76b9719d911017c592");
+    /* the message beside it has none */
+    assert_int_equal(r.msgs[1].attrs.n, 0);
+    assert_string_equal(r.msgs[1].md5_attrs, "");
+    kyu_result_clear(&r);
+}
+
+static void test_attributes_are_returned_with_the_message_and_its_digests(void **state)
+{
+    fixture_t *f = *state;
+    ok(apply1(f, cmd_create_delayed("q", 0)));
+    kyu_result_t r = apply1(f, send_with_attrs(T0, "hello"));
+    assert_int_equal(r.code, KYU_OK);
+    assert_string_equal(r.md5_body[0], "5d41402abc4b2a76b9719d911017c592");
+    assert_string_equal(r.md5_attrs[0], "c932db14a896c663f83c260297d594ff");
+    kyu_result_clear(&r);
+    ok(apply1(f, cmd_send("q", T0, "plain")));
+    receive_one_with_attrs(f, T0, "hello");
+}
+
+static void test_attributes_survive_a_restart(void **state)
+{
+    fixture_t *f = *state;
+    ok(apply1(f, cmd_create_delayed("q", 0)));
+    ok(apply1(f, send_with_attrs(T0, "hello")));
+    ok(apply1(f, cmd_send("q", T0, "plain")));
+    kyu_err_t err;
+    assert_int_equal(kyu_sm_flush(f->sm, &err), KYU_OK);
+    fixture_reopen(f);
+    receive_one_with_attrs(f, T0, "hello");
+}
+
+/* The record of a message without attributes is byte for byte what a broker before them
+ * wrote, so old records and new ones read alike (and older binaries read new plain ones). */
+static void test_a_message_record_without_attributes_is_as_before(void **state)
+{
+    fixture_t *f = *state;
+    ok(apply1(f, cmd_create_delayed("q", 0)));
+    kyu_command_t c = cmd_send("q", T0, "plain");
+    ok(apply1(f, c));
+    ok(apply1(f, send_with_attrs(T0, "hello")));
+    kyu_err_t err;
+    assert_int_equal(kyu_sm_flush(f->sm, &err), KYU_OK);
+    rocksdb_t *db = kyu_store_db(f->store, KYU_CF_MESSAGES);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(db, kyu_store_readopts(f->store),
+                                                        kyu_store_cf(f->store, KYU_CF_MESSAGES));
+    rocksdb_iter_seek_to_first(it);
+    assert_true(rocksdb_iter_valid(it));
+    size_t vl = 0;
+    const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vl);
+    assert_int_equal(vl, 8 + 1 + KYU_UUID_LEN + 5);
+    assert_int_equal(kyu_get_be64(v), T0);
+    assert_int_equal(v[8], KYU_UUID_LEN);
+    assert_memory_equal(v + 9, c.ids[0], KYU_UUID_LEN);
+    assert_memory_equal(v + 9 + KYU_UUID_LEN, "plain", 5);
+    rocksdb_iter_next(it);
+    assert_true(rocksdb_iter_valid(it));
+    v = (const uint8_t *)rocksdb_iter_value(it, &vl);
+    assert_int_equal(v[8], 0x80 | KYU_UUID_LEN); /* attributes follow the id */
+    assert_memory_equal(v + vl - 5, "hello", 5);
+    rocksdb_iter_destroy(it);
+}
+
+static void test_attributes_round_trip_through_the_log_encoding(void **state)
+{
+    (void)state;
+    kyu_command_t c = send_with_attrs(T0, "a");
+    c.n = 3;
+    memcpy(c.ids[1], c.ids[0], sizeof c.ids[0]);
+    memcpy(c.ids[2], c.ids[0], sizeof c.ids[0]);
+    c.bodies[1] = c.bodies[2] = "b";
+    c.body_lens[1] = c.body_lens[2] = 1;
+    c.has_msg_delay[1] = true; /* a delay and attributes */
+    c.msg_delay_ms[1] = 5000;
+    c.attrs[1] = c.attrs[0];
+    kyu_command_t d = round_trip(&c);
+    assert_int_equal(d.n, 3);
+    assert_false(d.has_msg_delay[0]); /* nil: the queue's */
+    assert_true(d.has_msg_delay[1]);
+    assert_int_equal(d.msg_delay_ms[1], 5000);
+    for (size_t i = 0; i < 2; i++) {
+        kyu_msg_meta_t m = {.attrs = d.attrs[i]};
+        kyu_md5_attrs_hex(&d.attrs[i], m.md5_attrs);
+        expect_example_attrs(&m);
+    }
+    assert_int_equal(d.attrs[2].n, 0);
+}
+
+static kyu_code_t validate_bodies(fixture_t *f, const kyu_request_t *req, const char *const *bodies,
+                                  size_t n, kyu_err_t *err)
+{
+    kyu_op_ctx_t ctx = {.sm = f->sm, .max_body = 1 << 20};
+    zmsg_t *z = zmsg_new();
+    for (size_t i = 0; i < n; i++)
+        zmsg_addstr(z, bodies[i]);
+    kyu_err_clear(err);
+    kyu_code_t rc = kyu_ops_row(req->op)->validate(&ctx, req, z, err);
+    zmsg_destroy(&z);
+    return rc;
+}
+
+static void test_bad_attributes_are_refused_naming_the_message(void **state)
+{
+    fixture_t *f = *state;
+    ok(apply1(f, cmd_create_delayed("q", 0)));
+    kyu_err_t err;
+    kyu_request_t r = send_request("q");
+    r.fields |= KYU_F_MSG_ATTRS;
+    r.n_attr_msgs = 2;
+    r.attrs[0].n = 1;
+    r.attrs[0].a[0] = attr("ok", "String", "v");
+    r.attrs[1].n = 1;
+    r.attrs[1].a[0] = attr("Amazon.x", "String", "v");
+    const char *bodies[] = {"a", "b"};
+    expect_error(validate_bodies(f, &r, bodies, 2, &err), err.msg, KYU_ERR_INVALID_ARGUMENT,
+                 "message 2: message attribute name 'Amazon.x' is reserved");
+    r.attrs[1].a[0] = attr("n", "Number", "twelve");
+    expect_error(validate_bodies(f, &r, bodies, 2, &err), err.msg, KYU_ERR_INVALID_ARGUMENT,
+                 "message 2: message attribute 'n' has Number value 'twelve'");
+    r.attrs[1].a[0] = attr("n", "Number", "12");
+    assert_int_equal(validate_bodies(f, &r, bodies, 2, &err), KYU_OK);
+}
+
+static void test_attributes_count_toward_the_maximum_message_size(void **state)
+{
+    fixture_t *f = *state;
+    kyu_command_t create = cmd_create_delayed("q", 0);
+    create.max_size = 1024;
+    ok(apply1(f, create));
+    char body[1025];
+    memset(body, 'x', 1000);
+    body[1000] = '\0';
+    kyu_err_t err;
+    kyu_request_t r = send_request("q");
+    r.fields |= KYU_F_MSG_ATTRS;
+    r.n_attr_msgs = 1;
+    r.attrs[0].n = 1;
+    r.attrs[0].a[0] = attr("k", "String", "12345678901234567"); /* 1000 + 1 + 6 + 17 = 1024 */
+    const char *bodies[] = {body};
+    assert_int_equal(validate_bodies(f, &r, bodies, 1, &err), KYU_OK);
+    r.attrs[0].a[0] = attr("k", "String", "123456789012345678");
+    expect_error(validate_bodies(f, &r, bodies, 1, &err), err.msg, KYU_ERR_TOO_LARGE,
+                 "message 1 has 1025 bytes (body and attributes); queue 'q' takes at most 1024");
+}
+
+static void test_the_leader_sorts_attributes_by_name(void **state)
+{
+    (void)state;
+    kyu_request_t r = send_request("q");
+    r.fields |= KYU_F_MSG_ATTRS;
+    r.n_attr_msgs = 1;
+    r.attrs[0].n = 3;
+    r.attrs[0].a[0] = attr("zeta", "String", "1");
+    r.attrs[0].a[1] = attr("Alpha", "String", "2");
+    r.attrs[0].a[2] = attr("beta", "String", "3");
+    kyu_command_t c = build(&r, T0, 1);
+    const char *want[] = {"Alpha", "beta", "zeta"};
+    for (size_t i = 0; i < 3; i++)
+        assert_string_equal(c.attrs[0].a[i].name, want[i]);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, fixture_setup, fixture_teardown)
 
 int main(void)
@@ -528,6 +742,13 @@ int main(void)
         T(test_at_the_limit_an_empty_queue_answers_empty_and_old_entries_have_no_limit),
         T(test_a_receive_over_the_limit_is_refused_before_it_is_proposed),
         cmocka_unit_test(test_the_limit_round_trips_through_the_log_and_bad_ones_are_malformed),
+        T(test_attributes_are_returned_with_the_message_and_its_digests),
+        T(test_attributes_survive_a_restart),
+        T(test_a_message_record_without_attributes_is_as_before),
+        cmocka_unit_test(test_attributes_round_trip_through_the_log_encoding),
+        T(test_bad_attributes_are_refused_naming_the_message),
+        T(test_attributes_count_toward_the_maximum_message_size),
+        cmocka_unit_test(test_the_leader_sorts_attributes_by_name),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -103,7 +103,8 @@ uint64_t *sk_state_messages(sim_cluster_t *c, sk_node_t *kn, size_t *n)
         size_t vl = 0;
         const char *v = rocksdb_iter_value(it, &vl);
         char id[KYU_UUID_LEN + 1] = "";
-        size_t idlen = vl >= 9 ? (uint8_t)v[8] : 0;
+        /* id_len without its 0x80 bit: attributes follow the id (sm.c's key layout) */
+        size_t idlen = vl >= 9 ? (uint8_t)v[8] & 0x7f : 0;
         if (idlen == KYU_UUID_LEN && vl >= 9 + idlen)
             memcpy(id, v + 9, idlen);
         if (*n == cap) {
@@ -362,6 +363,20 @@ void sk_on_applied(void *arg, const kyu_raft_entry_t *e, const kyu_result_t *res
             h = sim_mix(h, sim_hash(m->handle, strlen(m->handle), 2));
             h = sim_mix(h, sim_mix(m->receive_count, sim_mix(m->sent_ms, m->first_receive_ms)));
             h = sim_mix(h, sim_hash(r->bodies[j], r->body_lens[j], 3));
+            h = sim_mix(h, sim_hash(m->md5_attrs, strlen(m->md5_attrs), 4));
+            /* A message's attributes come back with it, whole: the workload's are its body
+             * twice (sim_kyu_client.c). */
+            bool attrs_ok = m->attrs.n == 0 || m->attrs.n == 2;
+            for (size_t a = 0; a < m->attrs.n && attrs_ok; a++)
+                attrs_ok = m->attrs.a[a].value_len == r->body_lens[j] &&
+                           memcmp(m->attrs.a[a].value, r->bodies[j], r->body_lens[j]) == 0;
+            if (!attrs_ok) {
+                sim_violation(c, SIM_SAFETY,
+                              "entry %llu: message %s has attributes that are not "
+                              "its own",
+                              (unsigned long long)e->index, m->message_id);
+                return;
+            }
         }
         for (size_t j = 0; j < r->n_results; j++)
             h = sim_mix(h, r->results[j]);

@@ -185,6 +185,24 @@ static void build(sim_cluster_t *c, const sk_intent_t *in, uint64_t now, bool re
             cmd->bodies[j] = bodies[j];
             cmd->has_msg_delay[j] = in->delay >= 0;
             cmd->msg_delay_ms[j] = in->delay >= 0 ? (uint64_t)in->delay * 1000 : 0;
+            /* One send in four carries message attributes: the body again, as a String and
+             * as a Binary (sorted by name, as the leader sorts them); the checks of every
+             * receive hold each message's to its body (sim_kyu.c). */
+            if (seed % 4 == 1) {
+                kyu_msg_attrs_t *a = &cmd->attrs[j];
+                a->n = 2;
+                a->a[0] = (kyu_msg_attr_t){.name = "body",
+                                           .name_len = 4,
+                                           .type = "String",
+                                           .type_len = 6,
+                                           .value = bodies[j],
+                                           .value_len = cmd->body_lens[j]};
+                a->a[1] = a->a[0];
+                a->a[1].name = "copy";
+                a->a[1].type = "Binary.raw";
+                a->a[1].type_len = 10;
+                a->a[1].binary = true;
+            }
         }
     } else if (in->type == KYU_CMD_DELETE || in->type == KYU_CMD_CHANGE_VISIBILITY) {
         cmd->n = in->n;

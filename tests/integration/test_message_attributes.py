@@ -1,0 +1,290 @@
+"""Message attributes, MD5s and system attributes (issue 13, item 2): `kyu send --attr
+NAME=TYPE:VALUE` (String, Number, Binary in base64, custom type suffixes), returned by
+`kyu receive` and `kyu --json receive` as SQS shows them, kept across a kill -9 and a clean
+restart; MD5OfMessageBody and MD5OfMessageAttributes as SQS computes them (AWS's documented
+vectors, and hashlib over SQS's encoding here); bad attributes refused by the CLI and, in raw
+frames, by the broker, changing nothing."""
+import base64
+import hashlib
+import struct
+import time
+import unittest
+
+import msgpack
+import zmq
+
+from harness import Broker
+
+OK = 0
+INVALID_ARGUMENT = 4
+TOO_LARGE = 8
+OP_SEND = 6
+OP_RECEIVE = 7
+
+
+def md5_of_attributes(attrs):
+    """SQS's MD5OfMessageAttributes, computed independently of kyu: attrs is
+    {name: (type, value)} with bytes values for Binary types, str otherwise."""
+    buf = b""
+    for name in sorted(attrs, key=lambda n: n.encode()):
+        typ, value = attrs[name]
+        raw = value if isinstance(value, bytes) else value.encode()
+        buf += struct.pack(">I", len(name.encode())) + name.encode()
+        buf += struct.pack(">I", len(typ.encode())) + typ.encode()
+        buf += bytes([2 if typ.startswith("Binary") else 1])
+        buf += struct.pack(">I", len(raw)) + raw
+    return hashlib.md5(buf).hexdigest()
+
+
+class MessageAttributes(unittest.TestCase):
+    def setUp(self):
+        self.b = Broker().start()
+        self.b.ok("create-queue", "jobs")
+
+    def tearDown(self):
+        self.b.cleanup()
+
+    def fails(self, status, text, *args, input=None):
+        r = self.b.cli(*args, input=input)
+        err = r.stderr.decode()
+        self.assertEqual(r.returncode, status, "kyu %s: %s" % (" ".join(args), err))
+        self.assertIn(text, err)
+
+    def raw(self, header, *bodies):
+        ctx = zmq.Context()
+        s = ctx.socket(zmq.DEALER)
+        s.setsockopt(zmq.LINGER, 0)
+        s.setsockopt(zmq.RCVTIMEO, 10000)
+        s.connect(self.b.endpoint)
+        try:
+            s.send_multipart([msgpack.packb(dict(header, id=1), use_bin_type=True)] + list(bodies))
+            return s.recv_multipart()
+        finally:
+            s.close()
+            ctx.destroy(linger=0)
+
+    def raw_send(self, attrs_per_body, *bodies):
+        rep = self.raw({"op": OP_SEND, "q": "jobs", "ma": attrs_per_body}, *bodies)
+        return msgpack.unpackb(rep[0], raw=False)
+
+    def count(self):
+        a = self.b.attributes("jobs")
+        return a["ApproximateNumberOfMessages"] + a["ApproximateNumberOfMessagesDelayed"]
+
+    def test_aws_documented_md5_vectors(self):
+        """The values of REFERENCE.md (AWS's own examples), through the CLI."""
+        cases = [
+            (["attribName1=String:attribValue 1"], "19e27d4e946b072f3f58da80d94fd778"),
+            (["customNumberTypeAttrib=Number.float:4563442423554324324264524243.32543234"],
+             "9fe1b90bbd9965bdf77bac517c7d2495"),
+            (["binaryAttribute=Binary:" + base64.b64encode(b"Hello binary world!").decode()],
+             "31a92b15d92f8db860eda32aceb656c3"),
+        ]
+        everything = []
+        for attrs, expected in cases:
+            everything += attrs
+            args = ["send", "jobs", "hello"]
+            for a in attrs:
+                args += ["--attr", a]
+            sent = self.b.json_lines(*args)[0]
+            self.assertEqual(sent["MD5OfMessageAttributes"], expected, attrs)
+            self.assertEqual(sent["MD5OfMessageBody"], "5d41402abc4b2a76b9719d911017c592")
+        args = ["send", "jobs", "hello"]
+        for a in reversed(everything):  # the order given does not matter
+            args += ["--attr", a]
+        self.assertEqual(self.b.json_lines(*args)[0]["MD5OfMessageAttributes"],
+                         "c932db14a896c663f83c260297d594ff")
+        got = self.b.json_lines("receive", "jobs", "--max", "10")
+        self.assertEqual([m["MD5OfMessageAttributes"] for m in got],
+                         ["19e27d4e946b072f3f58da80d94fd778", "9fe1b90bbd9965bdf77bac517c7d2495",
+                          "31a92b15d92f8db860eda32aceb656c3", "c932db14a896c663f83c260297d594ff"])
+        self.assertTrue(all(m["MD5OfBody"] == "5d41402abc4b2a76b9719d911017c592" for m in got))
+
+    def test_receive_returns_the_attributes_as_sqs_shows_them(self):
+        blob = bytes(range(256))
+        sent = self.b.json_lines("send", "jobs", "body text",
+                                 "--attr", "color=String:deep blue",
+                                 "--attr", "weight=Number:-12.5e3",
+                                 "--attr", "blob=Binary." + "raw:" + base64.b64encode(blob).decode(),
+                                 "--attr", "a.b-c_d=String.custom:x:y=z")[0]
+        expected = {"color": ("String", "deep blue"), "weight": ("Number", "-12.5e3"),
+                    "blob": ("Binary.raw", blob), "a.b-c_d": ("String.custom", "x:y=z")}
+        self.assertEqual(sent["MD5OfMessageAttributes"], md5_of_attributes(expected))
+        self.assertEqual(sent["MD5OfMessageBody"], hashlib.md5(b"body text").hexdigest())
+        m = self.b.json_lines("receive", "jobs")[0]
+        self.assertEqual(m["MessageId"], sent["MessageId"])
+        self.assertEqual(m["MessageAttributes"], {
+            "color": {"DataType": "String", "StringValue": "deep blue"},
+            "weight": {"DataType": "Number", "StringValue": "-12.5e3"},
+            "blob": {"DataType": "Binary.raw", "BinaryValue": base64.b64encode(blob).decode()},
+            "a.b-c_d": {"DataType": "String.custom", "StringValue": "x:y=z"},
+        })
+        self.assertEqual(m["MD5OfMessageAttributes"], sent["MD5OfMessageAttributes"])
+        self.assertEqual(m["MD5OfBody"], sent["MD5OfMessageBody"])
+        # System attributes beside them (SQS's strings, epoch ms).
+        sysattrs = m["Attributes"]
+        self.assertEqual(sysattrs["ApproximateReceiveCount"], "1")
+        self.assertGreater(int(sysattrs["SentTimestamp"]), 1600000000000)
+        self.assertGreaterEqual(int(sysattrs["ApproximateFirstReceiveTimestamp"]),
+                                int(sysattrs["SentTimestamp"]))
+
+    def test_system_attributes_follow_the_receives(self):
+        """ApproximateReceiveCount counts every receive, this one included; SentTimestamp and
+        ApproximateFirstReceiveTimestamp stay what the first send and receive set, also
+        across a restart."""
+        before = int(time.time() * 1000)
+        self.b.ok("send", "jobs", "again", "--attr", "k=String:v")
+        first = self.b.json_lines("receive", "jobs", "--visibility-timeout", "0")[0]
+        a1 = first["Attributes"]
+        self.assertEqual(a1["ApproximateReceiveCount"], "1")
+        self.assertGreaterEqual(int(a1["SentTimestamp"]), before - 60000)  # the broker's clock
+        self.assertGreaterEqual(int(a1["ApproximateFirstReceiveTimestamp"]),
+                                int(a1["SentTimestamp"]))
+        second = self.b.json_lines("receive", "jobs", "--visibility-timeout", "0")[0]
+        self.assertEqual(second["MessageId"], first["MessageId"])
+        self.assertEqual(second["Attributes"]["ApproximateReceiveCount"], "2")
+        self.assertEqual(second["Attributes"]["SentTimestamp"], a1["SentTimestamp"])
+        self.assertEqual(second["Attributes"]["ApproximateFirstReceiveTimestamp"],
+                         a1["ApproximateFirstReceiveTimestamp"])
+        self.assertNotEqual(second["ReceiptHandle"], first["ReceiptHandle"])
+        self.assertEqual(second["MessageAttributes"], first["MessageAttributes"])
+        self.assertEqual(self.b.stop(), 0)
+        self.b.start()
+        third = self.b.json_lines("receive", "jobs")[0]
+        self.assertEqual(third["Attributes"]["ApproximateReceiveCount"], "3")
+        self.assertEqual(third["Attributes"]["SentTimestamp"], a1["SentTimestamp"])
+        self.assertEqual(third["Attributes"]["ApproximateFirstReceiveTimestamp"],
+                         a1["ApproximateFirstReceiveTimestamp"])
+
+    def test_plain_receive_prints_attributes_and_digests(self):
+        self.b.ok("send", "jobs", "hi", "--attr", "k=String:v", "--attr", "b=Binary:AAE=")
+        out = self.b.ok("receive", "jobs")
+        self.assertIn("MessageAttribute b Binary AAE=\n", out)
+        self.assertIn("MessageAttribute k String v\n", out)
+        self.assertIn("MD5OfBody %s\n" % hashlib.md5(b"hi").hexdigest(), out)
+        self.assertIn("MD5OfMessageAttributes %s\n" % md5_of_attributes(
+            {"k": ("String", "v"), "b": ("Binary", b"\x00\x01")}), out)
+
+    def test_a_message_without_attributes_has_none(self):
+        sent = self.b.json_lines("send", "jobs", "plain")[0]
+        self.assertNotIn("MD5OfMessageAttributes", sent)
+        m = self.b.json_lines("receive", "jobs")[0]
+        self.assertNotIn("MessageAttributes", m)
+        self.assertNotIn("MD5OfMessageAttributes", m)
+        self.assertEqual(m["MD5OfBody"], hashlib.md5(b"plain").hexdigest())
+
+    def test_send_lines_carries_the_attributes_on_every_line(self):
+        out = self.b.json_lines("send", "jobs", "--lines", "--attr", "n=Number:7",
+                                input=b"one\ntwo\n")
+        self.assertEqual(len(out), 2)
+        got = self.b.json_lines("receive", "jobs", "--max", "10")
+        self.assertEqual(sorted(m["Body"] for m in got), ["one", "two"])
+        for m in got:
+            self.assertEqual(m["MessageAttributes"], {"n": {"DataType": "Number",
+                                                            "StringValue": "7"}})
+
+    def test_attributes_survive_kill9_and_restart(self):
+        self.b.ok("send", "jobs", "kept", "--attr", "trace=String:abc",
+                  "--attr", "bin=Binary:" + base64.b64encode(b"\xff\x00").decode())
+        self.b.kill9()
+        self.b.start()
+        self.b.ok("send", "jobs", "second", "--attr", "x=Number:1")
+        self.assertEqual(self.b.stop(), 0)
+        self.b.start()
+        got = self.b.json_lines("receive", "jobs", "--max", "10")
+        self.assertEqual([m["Body"] for m in got], ["kept", "second"])
+        self.assertEqual(got[0]["MessageAttributes"]["trace"]["StringValue"], "abc")
+        self.assertEqual(got[0]["MessageAttributes"]["bin"]["BinaryValue"],
+                         base64.b64encode(b"\xff\x00").decode())
+        self.assertEqual(got[0]["MD5OfMessageAttributes"], md5_of_attributes(
+            {"trace": ("String", "abc"), "bin": ("Binary", b"\xff\x00")}))
+        self.assertEqual(got[1]["MessageAttributes"], {"x": {"DataType": "Number",
+                                                             "StringValue": "1"}})
+
+    def test_cli_refuses_bad_attributes(self):
+        cases = [
+            ("nameonly", "NAME=TYPE:VALUE"),
+            ("AWS.trace=String:x", "reserved"),
+            ("amazon.x=String:x", "reserved"),
+            ("a..b=String:x", "'..'"),
+            (".a=String:x", "'.'"),
+            ("a b=String:x", "character"),
+            ("k=Text:x", "DataType"),
+            ("k=String.:x", "DataType"),
+            ("k=Number:12abc", "Number value"),
+            ("k=Number:nan", "Number value"),
+            ("k=Number:1e200", "Number value"),
+            ("k=String:", "empty value"),
+            ("k=Binary:not base64!", "base64"),
+            ("%s=String:x" % ("n" * 257), "1 to 256"),
+        ]
+        for attr, text in cases:
+            self.fails(2, text, "send", "jobs", "body", "--attr", attr)
+        self.fails(2, "given twice", "send", "jobs", "body", "--attr", "k=String:a",
+                   "--attr", "k=Number:1")
+        args = ["send", "jobs", "body"]
+        for i in range(11):
+            args += ["--attr", "k%d=String:v" % i]
+        self.fails(2, "at most 10", *args)
+        self.assertEqual(self.count(), 0)
+
+    def test_attributes_count_toward_the_maximum_message_size(self):
+        self.b.ok("create-queue", "small", "--max-message-size", "1024")
+        self.b.ok("send", "small", "x" * 1000, "--attr", "k=String:" + "v" * 17)  # 1000+1+6+17
+        self.fails(1, "TOO_LARGE", "send", "small", "x" * 1000, "--attr", "k=String:" + "v" * 18)
+        self.assertEqual(self.b.attributes("small")["ApproximateNumberOfMessages"], 1)
+
+    # ---- raw frames: the broker's own checks ----
+
+    def test_broker_refuses_bad_attributes_and_stores_nothing(self):
+        bad = [
+            (["AWS.x", "String", "v"], "reserved"),
+            (["k", "Stringy", "v"], "DataType"),
+            (["k", "Binary", "v"], "bin"),           # a Binary value sent as str
+            (["k", "String", b"v"], "str"),          # a String value sent as bin
+            (["k", "Number", "1.2.3"], "Number value"),
+            (["k", "String", ""], "empty value"),
+            (["k", "String", "a\x00b"], "control character"),
+            (["k", "String", "a", "k", "String", "b"], "twice"),
+        ]
+        for attrs, text in bad:
+            rep = self.raw_send([attrs], b"body")
+            self.assertEqual(rep["st"], INVALID_ARGUMENT, (attrs, rep))
+            self.assertIn(text, rep["err"])
+            self.assertIn("message 1", rep["err"])
+        # One bad message makes the whole SEND fail: the good one beside it is not stored.
+        rep = self.raw_send([["k", "String", "ok"], ["AWS.k", "String", "no"]], b"a", b"b")
+        self.assertEqual(rep["st"], INVALID_ARGUMENT)
+        self.assertIn("message 2", rep["err"])
+        shapes = [
+            {"op": OP_SEND, "q": "jobs", "ma": [["k", "String"]]},             # not triples
+            {"op": OP_SEND, "q": "jobs", "ma": [[1, "String", "v"]]},          # a name not str
+            {"op": OP_SEND, "q": "jobs", "ma": [["k%d" % i, "String", "v"]
+                                                for i in range(11)]},          # 2 lists, 1 body
+            {"op": OP_SEND, "q": "jobs", "ma": [sum((["k%d" % i, "String", "v"]
+                                                     for i in range(11)), [])]},  # 11 attributes
+            {"op": OP_SEND, "q": "jobs", "ma": "k"},
+        ]
+        for header in shapes:
+            rep = msgpack.unpackb(self.raw(header, b"body")[0], raw=False)
+            self.assertEqual(rep["st"], INVALID_ARGUMENT, (header, rep))
+        self.assertEqual(self.count(), 0)
+        self.assertTrue(self.b.alive())
+
+    def test_raw_send_and_receive_carry_attributes_and_digests(self):
+        rep = self.raw_send([["z", "String", "last", "a", "Binary.x", b"\x00\x01"]], b"hello")
+        self.assertEqual(rep["st"], OK, rep)
+        self.assertEqual(rep["mdb"], ["5d41402abc4b2a76b9719d911017c592"])
+        self.assertEqual(rep["mda"], [md5_of_attributes({"z": ("String", "last"),
+                                                         "a": ("Binary.x", b"\x00\x01")})])
+        frames = self.raw({"op": OP_RECEIVE, "q": "jobs"})
+        r = msgpack.unpackb(frames[0], raw=False)
+        self.assertEqual(frames[1], b"hello")
+        # Stored and returned sorted by name; a Binary value as bin.
+        self.assertEqual(r["ma"], [["a", "Binary.x", b"\x00\x01", "z", "String", "last"]])
+        self.assertEqual(r["msgs"][0]["mdb"], rep["mdb"][0])
+        self.assertEqual(r["msgs"][0]["mda"], rep["mda"][0])
+
+
+if __name__ == "__main__":
+    unittest.main()
