@@ -32,7 +32,9 @@
  *                      (bin: their msgpack map, broker/queue_attrs.h)]
  *   DELETE_QUEUE:      items = [] or [true] (force: a dead-letter queue of other queues too)
  *   others:            items = [] (PURGE_QUEUE: every message of the queue applied before it
- *                      is deleted; op_queue.c)
+ *                      is deleted; op_queue.c. EXPIRE_MESSAGES, queue "": every queue's
+ *                      messages past its MessageRetentionPeriod at now_ms are deleted;
+ *                      sm_expiry.c)
  * SET_MEMBER and DROP_MEMBER (queue "", vt -1, max 0) keep the replicated address book
  * (sm_members.c): where to reach each member, on every node and in every snapshot.
  * vt is -1 when the request did not set it (the queue's default applies). Types are never
@@ -55,6 +57,7 @@ typedef enum {
     KYU_CMD_SET_HANDLE_KEY = 9,
     KYU_CMD_SET_QUEUE_ATTRIBUTES = 10,
     KYU_CMD_PURGE_QUEUE = 11,
+    KYU_CMD_EXPIRE_MESSAGES = 12,
 } kyu_cmd_type_t;
 
 #define KYU_UUID_LEN 36

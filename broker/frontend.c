@@ -18,6 +18,10 @@ struct kyu_frontend {
     kyu_op_ctx_t ctx; /* what the rows' functions work with */
     msgpack_sbuffer buf;
     bool key_proposed; /* a SET_HANDLE_KEY waits for its entry (see ensure_handle_key) */
+    /* Retention: an EXPIRE_MESSAGES waits for its entry; when queues were last looked at
+     * (cluster time; see kyu_frontend_tick) */
+    bool expiry_proposed;
+    uint64_t expiry_checked_at;
     uint64_t dropped_replies;
     char endpoint[KYU_ENDPOINT_MAX];
     /* Long polling: the parked receives, their order of arrival, and the one timer that
@@ -37,6 +41,7 @@ typedef struct {
     uint64_t id;
     const kyu_op_row_t *row;
     kyu_longpoll_waiter_t *lp; /* a receive that may wait: parked when it finds nothing */
+    bool *own; /* the broker's own command (no identity): the flag cleared once it is done */
 } waiter_t;
 
 kyu_frontend_t *kyu_frontend_new(const kyu_frontend_config_t *cfg, kyu_sm_t *sm, kyu_err_t *err)
@@ -215,13 +220,43 @@ static void ensure_handle_key(kyu_frontend_t *self)
     waiter_t *w = malloc(sizeof *w);
     if (!w)
         return; /* the next write tries again */
-    *w = (waiter_t){.identity = NULL, .row = row};
+    *w = (waiter_t){.identity = NULL, .row = row, .own = &self->key_proposed};
     kyu_err_t err;
     if (kyu_replica_propose(self->ctx.replica, &cmd, w, &err) == KYU_OK)
         self->key_proposed = true;
     else
         free(w);
     sodium_memzero(cmd.key, sizeof cmd.key);
+}
+
+/* Retention (broker/sm_expiry.c): once a second at most, the leader looks whether a queue
+ * holds messages past its MessageRetentionPeriod, and proposes one EXPIRE_MESSAGES with its
+ * time when one does (one at a time). */
+void kyu_frontend_tick(kyu_frontend_t *self)
+{
+    if (!self->ctx.replica || self->expiry_proposed || !kyu_replica_serving(self->ctx.replica))
+        return;
+    uint64_t now = kyu_replica_now(self->ctx.replica);
+    if (now < self->expiry_checked_at + 1000 && now >= self->expiry_checked_at)
+        return;
+    self->expiry_checked_at = now;
+    if (!kyu_sm_expiry_due(self->ctx.sm, now))
+        return;
+    const kyu_op_row_t *row = kyu_ops_row(KYU_OP_EXPIRE_MESSAGES);
+    kyu_command_t cmd;
+    memset(&cmd, 0, sizeof cmd);
+    cmd.type = row->cmd;
+    cmd.vt = -1;
+    cmd.now_ms = now;
+    waiter_t *w = malloc(sizeof *w);
+    if (!w)
+        return; /* the next tick tries again */
+    *w = (waiter_t){.identity = NULL, .row = row, .own = &self->expiry_proposed};
+    kyu_err_t err;
+    if (kyu_replica_propose(self->ctx.replica, &cmd, w, &err) == KYU_OK)
+        self->expiry_proposed = true;
+    else
+        free(w);
 }
 
 /* ---- Long polling ----
@@ -607,8 +642,8 @@ void kyu_frontend_on_result(void *arg, void *waiter, kyu_result_t *res)
     waiter_t *w = waiter;
     if (!w)
         return;
-    if (!w->identity) { /* our own SET_HANDLE_KEY: applied, or to be proposed again */
-        self->key_proposed = false;
+    if (!w->identity) { /* our own command: applied, or to be proposed again */
+        *w->own = false;
         free(w);
         return;
     }

@@ -50,6 +50,10 @@ void kyu_frontend_serve_waiting(kyu_frontend_t *self);
 /* At shutdown: answers every parked receive empty; returns how many. */
 size_t kyu_frontend_stop_waiting(kyu_frontend_t *self);
 
+/* Called on every tick of the loop: proposes what the leader proposes by itself on time
+ * (EXPIRE_MESSAGES, for retention). Cheap when there is nothing to do. */
+void kyu_frontend_tick(kyu_frontend_t *self);
+
 /* kyu_replica_done_fn: sends the reply for one applied command; takes the waiter (NULL for
  * commands nobody waits for: membership's address-book entries). */
 void kyu_frontend_on_result(void *self, void *waiter, kyu_result_t *result);

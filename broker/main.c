@@ -321,6 +321,7 @@ static int on_tick(zloop_t *loop, int timer_id, void *arg)
     if (b->membership)
         kyu_membership_tick(b->membership);
     sync_links(b);
+    kyu_frontend_tick(b->frontend);          /* retention: EXPIRE_MESSAGES once a second at most */
     kyu_frontend_serve_waiting(b->frontend); /* O(1) when nothing changed */
     return kyu_replica_fatal(b->replica) ? -1 : 0;
 }

@@ -49,12 +49,14 @@ kyu_code_t kyu_op_send_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zms
         /* A time in the past is delivered at once (a delay of 0). Without a replica (the
          * rows' unit tests) the state machine's last command time stands for the leader's. */
         uint64_t now = ctx->replica ? kyu_replica_now(ctx->replica) : kyu_sm_last_now(ctx->sm);
-        if (req->deliver_at_ms > now && req->deliver_at_ms - now > KYU_DELIVER_AT_MAX_S * 1000ull)
-            return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
-                               "deliver-at must be at most %d seconds (4 days) after the send; "
-                               "%llu ms since the epoch is %llu s after it",
-                               KYU_DELIVER_AT_MAX_S, (unsigned long long)req->deliver_at_ms,
-                               (unsigned long long)((req->deliver_at_ms - now) / 1000));
+        /* Later than the queue's MessageRetentionPeriod, it would expire before it shows. */
+        if (req->deliver_at_ms > now && req->deliver_at_ms - now > q->retention * 1000ull)
+            return kyu_err_set(
+                err, KYU_ERR_INVALID_ARGUMENT,
+                "deliver-at must be at most %u seconds after the send (queue '%s's "
+                "MessageRetentionPeriod); %llu ms since the epoch is %llu s after it",
+                q->retention, q->name, (unsigned long long)req->deliver_at_ms,
+                (unsigned long long)((req->deliver_at_ms - now) / 1000));
     }
     size_t i = 0;
     for (zframe_t *f = zmsg_first(bodies); f; f = zmsg_next(bodies), i++) {
@@ -240,6 +242,8 @@ kyu_code_t kyu_op_send_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t
     queue_t *q = kyu_sm_queue(self, c->queue, res);
     if (!q)
         return KYU_OK;
+    if (c->n > 0)
+        kyu_sm_mark_seq(self, self->next_seq, c->now_ms); /* retention (sm_expiry.c) */
     for (size_t i = 0; i < c->n; i++) {
         store_message(self, q, c, i, self->next_seq++);
         q->n_messages++;

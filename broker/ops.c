@@ -134,6 +134,10 @@ static const kyu_op_row_t rows[KYU_OPS_MAX_] = {
                                .encode_items = kyu_op_handle_key_encode,
                                .decode_items = kyu_op_handle_key_decode,
                                .apply = kyu_op_handle_key_apply},
+    [KYU_OP_EXPIRE_MESSAGES] = {.op = KYU_OP_EXPIRE_MESSAGES,
+                                .name = "expire-messages",
+                                .cmd = KYU_CMD_EXPIRE_MESSAGES,
+                                .apply = kyu_op_expire_apply},
 };
 
 /* Command type (the number in log entries) -> row. */
@@ -148,6 +152,7 @@ static const uint8_t by_command[] = {
     [KYU_CMD_DROP_MEMBER] = KYU_OP_DROP_MEMBER,
     [KYU_CMD_SET_HANDLE_KEY] = KYU_OP_SET_HANDLE_KEY,
     [KYU_CMD_SET_QUEUE_ATTRIBUTES] = KYU_OP_SET_QUEUE_ATTRIBUTES,
+    [KYU_CMD_EXPIRE_MESSAGES] = KYU_OP_EXPIRE_MESSAGES,
     [KYU_CMD_PURGE_QUEUE] = KYU_OP_PURGE_QUEUE,
 };
 

@@ -33,6 +33,7 @@ enum {
     KYU_OP_SET_MEMBER = KYU_OP_INTERNAL_,
     KYU_OP_DROP_MEMBER,
     KYU_OP_SET_HANDLE_KEY,
+    KYU_OP_EXPIRE_MESSAGES,
     KYU_OPS_MAX_
 };
 _Static_assert((int)KYU_OP_MAX_ <= (int)KYU_OP_INTERNAL_,
@@ -218,6 +219,9 @@ void kyu_op_handle_key_build(kyu_command_t *cmd); /* a random key, drawn by the 
 void kyu_op_handle_key_encode(const kyu_command_t *cmd, msgpack_packer *pk);
 bool kyu_op_handle_key_decode(const msgpack_object *items, kyu_command_t *cmd);
 kyu_code_t kyu_op_handle_key_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
+
+/* sm_expiry.c: EXPIRE_MESSAGES (retention; proposed by the leader, sm_expiry.c's top) */
+kyu_code_t kyu_op_expire_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
 
 /* op_cluster.c: HELLO, CLUSTER_STATUS, CLUSTER_TRANSFER, CLUSTER_ADD, CLUSTER_REMOVE */
 kyu_code_t kyu_op_hello_answer(kyu_op_ctx_t *ctx, const kyu_request_t *req, kyu_reply_t *rep,

@@ -42,6 +42,9 @@
  *   meta       "mb" id(8)                -> raft address NUL client endpoint: the replicated
  *              address book (sm_members.c)
  *   meta       "handle_key"              -> 32 bytes: the key of receipt handles (sm_handle.c)
+ *   meta       "sq" seq(8)               -> until(8): a retention mark: the seqs from seq to
+ *                                           the next mark's went to messages sent before
+ *                                           until (sm_expiry.c)
  * seq is global (never reused across queues), and a receipt handle's MAC covers the queue
  * id, so a handle of another queue finds nothing. Invariants after every command:
  *   - every message has exactly one lease record, and is in its queue's receive index
@@ -336,7 +339,8 @@ static kyu_code_t load(kyu_sm_t *self, kyu_err_t *err)
         load_meta(self, "last_now", &self->last_now, 0, err) || load_conf(self, err) ||
         kyu_sm_members_load(self, err) || kyu_sm_handle_key_load(self, err) ||
         load_queues(self, err) || kyu_sm_collect_garbage(self, err) || drop_visibility(self, err) ||
-        kyu_sm_index_load(self, err) || kyu_sm_keyfilter_load(self, err))
+        kyu_sm_index_load(self, err) || kyu_sm_keyfilter_load(self, err) ||
+        kyu_sm_marks_load(self, err))
         return KYU_ERR_STORAGE;
     self->next_term = self->applied_term;
     self->persisted_index = self->applied_index;
@@ -413,6 +417,7 @@ void kyu_sm_destroy(kyu_sm_t **self_p)
     if (self->buffer)
         kyu_sm_buffer_free(self); /* unwritten, as in a crash: kyu_sm_flush first to keep it */
     kyu_sm_keyfilter_free(self);
+    kyu_sm_marks_free(self);
     kyu_sm_woken_free(self);
     rocksdb_writebatch_destroy(self->plain);
     rocksdb_writeoptions_destroy(self->wopts);

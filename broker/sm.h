@@ -148,5 +148,8 @@ bool kyu_handle_verify(const char *handle, const uint8_t key[KYU_HANDLE_KEY_LEN]
                        uint64_t *seq, uint32_t *gen);
 /* True once a SET_HANDLE_KEY command was applied (the leader proposes one if not). */
 bool kyu_sm_has_handle_key(const kyu_sm_t *self);
+/* True when some queue holds messages past its MessageRetentionPeriod at now (the leader
+ * then proposes EXPIRE_MESSAGES; sm_expiry.c). O(queues). */
+bool kyu_sm_expiry_due(kyu_sm_t *self, uint64_t now);
 
 #endif

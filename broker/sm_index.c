@@ -130,6 +130,16 @@ static uint64_t pop_fresh(queue_t *q)
     return seq;
 }
 
+uint64_t kyu_sm_index_drop_fresh_below(queue_t *q, uint64_t seq)
+{
+    uint64_t n = 0;
+    while (q->fresh_len > 0 && q->fresh[q->fresh_first][q->fresh_head] < seq) {
+        pop_fresh(q);
+        n++;
+    }
+    return n;
+}
+
 /* ---- heap of (visible_at, seq) ---- */
 
 static bool vis_less(kyu_vis_t a, kyu_vis_t b)

@@ -65,6 +65,9 @@ typedef struct {
     /* Messages were moved into this queue (it is or was a dead-letter queue): a message of
      * it may have a provenance record (KEY_QS + 1), dropped with the message. */
     bool moved_in;
+    /* Retention (sm_expiry.c): no message of the queue is below this seq (0: not known, as
+     * after a start); in memory only, it spares an expiry the queues it has nothing to do in */
+    uint64_t expired_below;
     /* The receive index, in memory (sm_index.c): the messages never received (a ring of
      * seqs), the leases of the others (seq -> lease_t) and their visibility order (a heap). */
     uint64_t **fresh; /* a ring of chunks of KYU_FRESH_CHUNK seqs (sm_index.c) */
@@ -85,6 +88,14 @@ typedef struct {
     bool dirty;   /* record to be written with the current entry */
     bool deleted; /* removed by the current entry */
 } queue_t;
+
+/* A retention mark (sm_expiry.c): the seqs from seq up to the next mark's were given to
+ * messages sent before until (ms). */
+typedef struct {
+    uint64_t seq, until;
+} kyu_mark_t;
+#define KYU_MARK_STEP_MS 1000 /* a new mark once a send's time passes the last until */
+#define KYU_MARKS_MAX 32768   /* then the older half is merged pairwise */
 
 typedef struct kyu_sm_writer kyu_sm_writer_t;
 typedef struct kyu_sm_keyfilter kyu_sm_keyfilter_t;
@@ -131,6 +142,9 @@ struct kyu_sm {
     uint32_t keyfilter_gen_keys;   /* keys per filter generation (0: the default; tests) */
 
     zlistx_t *touched; /* queue_t* whose record is dirty in the current entry */
+    /* Retention marks (sm_expiry.c), by seq and until both ascending */
+    kyu_mark_t *marks;
+    size_t marks_n, marks_cap, marks_max; /* marks_max: KYU_MARKS_MAX unless a test sets it */
 
     /* Long polling (sm_wake.c): the names of the queues that may have visible messages (or
      * were deleted) since the frontend last took them; kept only once watched. */
@@ -181,6 +195,16 @@ kyu_code_t kyu_sm_keyfilter_load(kyu_sm_t *self, kyu_err_t *err);
 void kyu_sm_keyfilter_free(kyu_sm_t *self);
 /* For tests: generations of `keys` keys (0: the default), so that few keys make many. */
 void kyu_sm_keyfilter_set_generation_keys(kyu_sm_t *self, uint32_t keys);
+/* For tests: merge the retention marks once max are held (0: KYU_MARKS_MAX). */
+void kyu_sm_set_marks_max(kyu_sm_t *self, size_t max);
+
+/* Retention (sm_expiry.c): the marks, loaded with the state and freed with it; SEND marks
+ * the first seq it gives (kyu_sm_mark_seq, with the command's time). */
+kyu_code_t kyu_sm_marks_load(kyu_sm_t *self, kyu_err_t *err);
+void kyu_sm_marks_free(kyu_sm_t *self);
+void kyu_sm_mark_seq(kyu_sm_t *self, uint64_t seq, uint64_t now);
+/* Takes q's messages never received below seq out of the receive index; returns how many. */
+uint64_t kyu_sm_index_drop_fresh_below(queue_t *q, uint64_t seq);
 
 /* The address book (sm_members.c): loaded with the state; SET_MEMBER / DROP_MEMBER change
  * book_next, which becomes the book once the entry's write succeeded (settle). */

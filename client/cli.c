@@ -47,7 +47,8 @@ static const cli_cmd_t commands[] = {
      "send BODY, or stdin as one message, or (--lines) each stdin line as a message; prints "
      "the message ids. --delay: each message's own delay (0..900 s, replaces the queue's); "
      "--deliver-at: received no earlier than this time (e.g. 2026-12-05T10:00:00Z, +90m), at "
-     "most 4 days ahead; --attr: a message attribute (up to 10; TYPE String, Number or Binary, "
+     "most the queue's retention period ahead; --attr: a message attribute (up to 10; TYPE String, "
+     "Number or Binary, "
      "optionally .SUFFIX; a Binary VALUE in base64), on every message sent",
      CLI_OPT_LINES | CLI_OPT_SEND_DELAY | CLI_OPT_MSG_ATTRS, 1, 2, cli_cmd_send},
     {"receive", "NAME [--max N] [--visibility-timeout SEC] [--wait SEC]",

@@ -40,11 +40,11 @@ typedef struct {
     size_t n_tags; /* --tag KEY=VALUE, repeatable */
     const char *tag_keys[KYU_TAGS_MAX];
     const char *tag_values[KYU_TAGS_MAX];
-    bool force; /* delete-queue --force */
-    bool lines; /* --lines */
+    bool force;            /* delete-queue --force */
+    bool lines;            /* --lines */
     kyu_msg_attrs_t attrs; /* send --attr (checked); Binary values in attr_bufs */
     unsigned char *attr_bufs[KYU_MSG_ATTRS_MAX]; /* freed by cli_args_free */
-    int n_args; /* positional arguments */
+    int n_args;                                  /* positional arguments */
     char **args;
 } cli_args_t;
 

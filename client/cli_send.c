@@ -90,7 +90,7 @@ bool cli_parse_deliver_at(const char *s, int64_t now_ms, int64_t *out, char *why
     }
     if (at > now_ms + KYU_DELIVER_AT_MAX_S * 1000ll) {
         snprintf(why, why_len,
-                 "at most %d seconds (4 days, the default retention period) after now",
+                 "at most %d seconds (14 days, the longest retention period) after now",
                  KYU_DELIVER_AT_MAX_S);
         return false;
     }

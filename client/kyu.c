@@ -502,7 +502,8 @@ kyu_code_t kyu_client_set_send_options(kyu_request_t *req, const kyu_send_option
     if (o->deliver_at_ms < -1 ||
         o->deliver_at_ms > kyu_client_wall_ms() + KYU_DELIVER_AT_MAX_S * 1000ll)
         return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
-                           "deliver-at must be at most %d seconds (4 days) after the send",
+                           "deliver-at must be at most %d seconds (14 days, the longest "
+                           "retention period) after the send",
                            KYU_DELIVER_AT_MAX_S);
     if (o->delay_seconds >= 0) {
         req->fields |= KYU_F_DELAY;

@@ -112,8 +112,9 @@ typedef struct {
     int delay_seconds;     /* 0..900: each message's own DelaySeconds (SQS's), replacing the
                             * queue's; 0 makes it visible at once even on a delayed queue */
     int64_t deliver_at_ms; /* beyond SQS: received no earlier than this time, ms since the
-                            * epoch, at most 345600 s (4 days) after the send (checked here
-                            * against this host's clock, then by the broker against its
+                            * epoch, at most 1209600 s (14 days) after the send (checked
+                            * here against this host's clock), and at most the queue's
+                            * MessageRetentionPeriod after it (by the broker, against its
                             * own); a time already past is visible at once */
     /* NULL: no attributes; else attrs[i] are body i's message attributes (SQS's rules,
      * checked here and by the broker; borrowed for the call) */

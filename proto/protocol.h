@@ -36,9 +36,9 @@
 #define KYU_MAX_SIZE_MAX (1 << 20)
 #define KYU_MAX_SIZE_DEFAULT KYU_MAX_SIZE_MAX
 #define KYU_DELAY_MAX 900 /* a queue's or a message's DelaySeconds: 0..900 (default 0) */
-/* SEND "da": a delivery time at most this many seconds after the send (4 days: SQS's default
- * MessageRetentionPeriod; retention itself is not built yet, so it is a fixed cap) */
-#define KYU_DELIVER_AT_MAX_S 345600
+/* SEND "da": a delivery time at most this many seconds after the send (14 days, the longest
+ * MessageRetentionPeriod; the broker holds it to the queue's own period) */
+#define KYU_DELIVER_AT_MAX_S 1209600
 /* RECEIVE "wt": long polling, 0..20 seconds (SQS's WaitTimeSeconds) */
 #define KYU_WAIT_MAX 20
 #define KYU_ENDPOINT_MAX 256
@@ -199,7 +199,7 @@ typedef struct {
      * their content (the broker, per message) */
     size_t n_attr_msgs;
     kyu_msg_attrs_t attrs[KYU_BATCH_MAX];
-    uint32_t wait;               /* KYU_F_WAIT: seconds, 0..KYU_WAIT_MAX */
+    uint32_t wait; /* KYU_F_WAIT: seconds, 0..KYU_WAIT_MAX */
     /* KYU_F_RETENTION, _RECEIVE_WAIT, _REDRIVE (dlq "" removes the policy), _REDRIVE_ALLOW,
      * _TAGS: the queue's other attributes (the broker checks their ranges). Last, and its
      * tags last in it: the decoder clears the struct only up to the tags (20 KB that only

@@ -372,10 +372,10 @@ static void test_send_options_carry_a_delay_or_a_delivery_time(void **state)
     assert_int_equal(seen.deliver_at_ms, (uint64_t)o.deliver_at_ms);
     /* Refused here, before anything is sent. */
     size_t before = fake_broker_requests(fb);
-    o.deliver_at_ms = (int64_t)time(NULL) * 1000 + 5 * 86400 * 1000LL;
+    o.deliver_at_ms = (int64_t)time(NULL) * 1000 + 15 * 86400 * 1000LL;
     assert_int_equal(kyu_client_send_with(c, "q", body, len, 1, &o, NULL, &err),
                      KYU_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(err.msg, "at most 345600 seconds"));
+    assert_non_null(strstr(err.msg, "at most 1209600 seconds"));
     o.deliver_at_ms = 1;
     o.delay_seconds = 1;
     assert_int_equal(kyu_client_send_with(c, "q", body, len, 1, &o, NULL, &err),

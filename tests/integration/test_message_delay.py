@@ -1,6 +1,6 @@
 """Per-message delay (issue 13, item 2): `kyu send --delay SEC` (SQS's per-message
 DelaySeconds, replacing the queue's both ways) and `kyu send --deliver-at RFC3339|+DURATION`
-(at most 4 days ahead), with --lines too; bad values refused by the CLI and by the broker with
+(at most the queue's retention period ahead), with --lines too; bad values refused by the CLI and by the broker with
 a clear message, changing nothing; a delayed message kept across a kill -9."""
 import datetime
 import time
@@ -110,8 +110,8 @@ class MessageDelay(unittest.TestCase):
         self.b.ok("create-queue", "jobs")
         self.fails(2, "--delay (DelaySeconds) must be a number of seconds from 0 to 900, not '901'",
                    "send", "jobs", "x", "--delay", "901")
-        self.fails(2, "--deliver-at '+5d': at most 345600 seconds (4 days", "send", "jobs", "x",
-                   "--deliver-at", "+5d")
+        self.fails(2, "--deliver-at '+15d': at most 1209600 seconds (14 days", "send", "jobs",
+                   "x", "--deliver-at", "+15d")
         self.fails(2, "--deliver-at 'tomorrow': give an RFC 3339 time", "send", "jobs", "x",
                    "--deliver-at", "tomorrow")
         self.fails(2, "--deliver-at '+2w': a duration is +N followed by s, m, h or d", "send",
@@ -132,8 +132,12 @@ class MessageDelay(unittest.TestCase):
         far = int(time.time() * 1000) + 5 * 86400 * 1000
         rep = self.raw({"op": OP_SEND, "q": "jobs", "da": far}, b"x")
         self.assertEqual(rep["st"], INVALID_ARGUMENT, rep)
-        self.assertIn("deliver-at must be at most 345600 seconds (4 days) after the send",
-                      rep["err"])
+        self.assertIn("deliver-at must be at most 345600 seconds after the send (queue 'jobs's "
+                      "MessageRetentionPeriod)", rep["err"])
+        # A queue kept longer takes a later delivery time.
+        self.b.ok("create-queue", "long", "--retention", "1209600")
+        rep = self.raw({"op": OP_SEND, "q": "long", "da": far}, b"x")
+        self.assertEqual(rep["st"], 0, rep)
         rep = self.raw({"op": OP_SEND, "q": "jobs", "ds": 1, "da": far}, b"x")
         self.assertEqual(rep["st"], INVALID_ARGUMENT, rep)
         self.assertIn("not both", rep["err"])

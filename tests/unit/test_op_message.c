@@ -279,6 +279,7 @@ static void test_a_message_delay_over_900_is_refused_naming_the_field(void **sta
     assert_int_equal(validate(f, &r, &err), KYU_OK);
 }
 
+/* Past the queue's MessageRetentionPeriod (4 days by default) it would expire first. */
 static void test_a_deliver_at_past_four_days_is_refused(void **state)
 {
     fixture_t *f = *state;
@@ -286,10 +287,11 @@ static void test_a_deliver_at_past_four_days_is_refused(void **state)
     kyu_err_t err;
     kyu_request_t r = send_request("q");
     r.fields |= KYU_F_DELIVER_AT;
-    r.deliver_at_ms = T0 + KYU_DELIVER_AT_MAX_S * 1000ull + 1000;
+    r.deliver_at_ms = T0 + KYU_RETENTION_DEFAULT * 1000ull + 1000;
     expect_error(validate(f, &r, &err), err.msg, KYU_ERR_INVALID_ARGUMENT,
-                 "deliver-at must be at most 345600 seconds");
-    r.deliver_at_ms = T0 + KYU_DELIVER_AT_MAX_S * 1000ull;
+                 "deliver-at must be at most 345600 seconds after the send (queue 'q's "
+                 "MessageRetentionPeriod)");
+    r.deliver_at_ms = T0 + KYU_RETENTION_DEFAULT * 1000ull;
     assert_int_equal(validate(f, &r, &err), KYU_OK);
     r.deliver_at_ms = 1; /* the past: at once */
     assert_int_equal(validate(f, &r, &err), KYU_OK);

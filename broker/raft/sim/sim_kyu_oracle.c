@@ -427,9 +427,9 @@ void sk_oracle_stream(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *
             return;
         }
         if (cmd.type == KYU_CMD_SET_MEMBER || cmd.type == KYU_CMD_DROP_MEMBER ||
-            cmd.type == KYU_CMD_SET_HANDLE_KEY) {
-            /* The address book (membership.c) and the handle key (frontend.c): the workload
-             * proposes none. */
+            cmd.type == KYU_CMD_SET_HANDLE_KEY || cmd.type == KYU_CMD_EXPIRE_MESSAGES) {
+            /* The address book (membership.c), the handle key and retention (frontend.c): the
+             * workload proposes none. */
             sim_violation(c, SIM_SAFETY, "entry %llu: an internal command nobody proposed",
                           (unsigned long long)e->index);
             return;
@@ -445,8 +445,9 @@ void sk_oracle_stream(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *
         out->code = res[i].code;
         static const char *types[] = {"?",           "CREATE",     "DELETE_QUEUE", "SEND",
                                       "RECEIVE",     "DELETE",     "CHANGE_VIS",   "SET_MEMBER",
-                                      "DROP_MEMBER", "HANDLE_KEY", "SET_ATTRS",    "PURGE"};
-        _Static_assert(sizeof types / sizeof types[0] == KYU_CMD_PURGE_QUEUE + 1,
+                                      "DROP_MEMBER", "HANDLE_KEY", "SET_ATTRS",    "PURGE",
+                                      "EXPIRE"};
+        _Static_assert(sizeof types / sizeof types[0] == KYU_CMD_EXPIRE_MESSAGES + 1,
                        "a name per command type");
         sim_trace(&c->trace, c->now, "  kyu %llu.%zu %s %s vt=%lld n=%zu now=%llu -> %s",
                   (unsigned long long)e->index, i, types[cmd.type], cmd.queue, (long long)cmd.vt,
@@ -478,6 +479,7 @@ void sk_oracle_stream(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *
         case KYU_CMD_SET_MEMBER:
         case KYU_CMD_DROP_MEMBER:
         case KYU_CMD_SET_HANDLE_KEY:
+        case KYU_CMD_EXPIRE_MESSAGES:
             break; /* refused above */
         }
     }

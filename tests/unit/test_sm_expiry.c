@@ -1,0 +1,262 @@
+/* Retention (broker/sm_expiry.c): EXPIRE_MESSAGES deletes every message sent more than its
+ * queue's MessageRetentionPeriod before the command's time, visible, in flight or delayed,
+ * and none younger; the marks it decides by are replicated state (kept across restarts,
+ * merged when many), so the same entries expire the same messages everywhere. */
+#include "command.h"
+#include "fixture.h"
+#include "ops.h"
+#include "queue_attrs.h"
+#include "sm_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define T0 1000000 /* a command time, ms */
+#define RET 60000  /* the shortest retention period, ms */
+
+static void ok(kyu_result_t r)
+{
+    if (r.code != KYU_OK)
+        fail_msg("expected OK, got %s: %s", kyu_code_name(r.code), r.error);
+    kyu_result_clear(&r);
+}
+
+static kyu_queue_ext_t ext; /* borrowed by the create command until it is applied */
+
+/* Queue name with a retention period of retention_s seconds. */
+static void create(fixture_t *f, const char *name, uint32_t retention_s)
+{
+    kyu_command_t c = cmd_create(name, -1);
+    c.now_ms = T0;
+    kyu_qattrs_defaults(&ext);
+    ext.retention = retention_s;
+    c.qx = &ext;
+    c.qx_set = KYU_F_RETENTION;
+    ok(apply1(f, c));
+}
+
+static kyu_command_t cmd_expire(uint64_t now)
+{
+    kyu_command_t c;
+    memset(&c, 0, sizeof c);
+    c.type = KYU_CMD_EXPIRE_MESSAGES;
+    c.vt = -1;
+    c.now_ms = now;
+    return c;
+}
+
+static void send_at(fixture_t *f, const char *q, uint64_t now, const char *body)
+{
+    ok(apply1(f, cmd_send(q, now, body)));
+}
+
+static void send_delayed(fixture_t *f, const char *q, uint64_t now, const char *body,
+                         uint64_t delay_ms)
+{
+    kyu_command_t c = cmd_send(q, now, body);
+    c.has_msg_delay[0] = true;
+    c.msg_delay_ms[0] = delay_ms;
+    ok(apply1(f, c));
+}
+
+static kyu_queue_attrs_t get(fixture_t *f, const char *q, uint64_t now)
+{
+    kyu_queue_attrs_t a;
+    kyu_err_t err;
+    assert_int_equal(kyu_sm_queue_attributes(f->sm, q, now, &a, &err), KYU_OK);
+    return a;
+}
+
+static void expect_total(fixture_t *f, const char *q, uint64_t now, int64_t total)
+{
+    kyu_queue_attrs_t a = get(f, q, now);
+    if (a.visible + a.not_visible + a.delayed != total)
+        fail_msg("queue %s at %llu: expected %lld messages, got %lld visible + %lld in flight + "
+                 "%lld delayed",
+                 q, (unsigned long long)now, (long long)total, (long long)a.visible,
+                 (long long)a.not_visible, (long long)a.delayed);
+}
+
+/* The bodies a receive at now gets from q (up to 10), NULL-terminated in want. */
+static void expect_bodies(fixture_t *f, const char *q, uint64_t now, const char *const *want)
+{
+    kyu_result_t r = apply1(f, cmd_receive(q, now, 10, 30));
+    assert_int_equal(r.code, KYU_OK);
+    size_t n = 0;
+    while (want[n])
+        n++;
+    if (r.n_msgs != n)
+        fail_msg("expected %zu messages from %s at %llu, got %zu", n, q, (unsigned long long)now,
+                 r.n_msgs);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(r.body_lens[i], strlen(want[i]));
+        assert_memory_equal(r.bodies[i], want[i], strlen(want[i]));
+    }
+    kyu_result_clear(&r);
+}
+
+static void test_messages_past_the_retention_period_expire_and_younger_ones_stay(void **state)
+{
+    fixture_t *f = *state;
+    create(f, "q", 60);
+    send_at(f, "q", T0, "old");
+    send_at(f, "q", T0 + 30000, "young");
+    /* Not yet: the first is 60 s old only at T0 + 60000 (and its mark's second after). */
+    assert_false(kyu_sm_expiry_due(f->sm, T0 + RET));
+    ok(apply1(f, cmd_expire(T0 + RET)));
+    expect_total(f, "q", T0 + RET, 2);
+    /* Past it by a mark's span: the first goes, the second stays. */
+    assert_true(kyu_sm_expiry_due(f->sm, T0 + RET + 1000));
+    ok(apply1(f, cmd_expire(T0 + RET + 1000)));
+    expect_total(f, "q", T0 + RET + 1000, 1);
+    assert_false(kyu_sm_expiry_due(f->sm, T0 + RET + 1000));
+    expect_bodies(f, "q", T0 + RET + 1000, (const char *[]){"young", NULL});
+}
+
+static void test_leased_and_delayed_messages_expire_too(void **state)
+{
+    fixture_t *f = *state;
+    create(f, "q", 60);
+    send_at(f, "q", T0, "leased");
+    send_delayed(f, "q", T0, "delayed", 900000);
+    kyu_result_t r = apply1(f, cmd_receive("q", T0 + 1, 1, 43200));
+    assert_int_equal(r.n_msgs, 1);
+    char h[KYU_HANDLE_MAX + 1];
+    snprintf(h, sizeof h, "%s", r.msgs[0].handle);
+    kyu_result_clear(&r);
+    send_at(f, "q", T0 + 5000, "fresh");
+    kyu_queue_attrs_t a = get(f, "q", T0 + 5000);
+    assert_int_equal(a.visible, 1);
+    assert_int_equal(a.not_visible, 1);
+    assert_int_equal(a.delayed, 1);
+    ok(apply1(f, cmd_expire(T0 + RET + 1000)));
+    a = get(f, "q", T0 + RET + 1000);
+    assert_int_equal(a.visible, 1);
+    assert_int_equal(a.not_visible, 0);
+    assert_int_equal(a.delayed, 0);
+    /* The expired lease's handle finds nothing. */
+    r = apply1(f, cmd_delete("q", T0 + RET + 2000, h));
+    assert_int_equal(r.results[0], KYU_ERR_RECEIPT_INVALID);
+    kyu_result_clear(&r);
+    /* Nothing comes back when the lease and the delay would have ended. */
+    expect_bodies(f, "q", T0 + 2000000, (const char *[]){"fresh", NULL});
+}
+
+/* Each queue by its own period; one command expires them all. */
+static void test_each_queue_expires_by_its_own_period(void **state)
+{
+    fixture_t *f = *state;
+    create(f, "short", 60);
+    create(f, "long", 120);
+    send_at(f, "short", T0, "s");
+    send_at(f, "long", T0, "l");
+    ok(apply1(f, cmd_expire(T0 + RET + 1000)));
+    expect_total(f, "short", T0 + RET + 1000, 0);
+    expect_total(f, "long", T0 + RET + 1000, 1);
+    assert_false(kyu_sm_expiry_due(f->sm, T0 + RET + 1000));
+    assert_true(kyu_sm_expiry_due(f->sm, T0 + 2 * RET + 1000));
+    ok(apply1(f, cmd_expire(T0 + 2 * RET + 1000)));
+    expect_total(f, "long", T0 + 2 * RET + 1000, 0);
+}
+
+/* The marks are state: after a restart the same sends expire at the same time. */
+static void test_marks_survive_a_restart(void **state)
+{
+    fixture_t *f = *state;
+    create(f, "q", 60);
+    send_at(f, "q", T0, "old");
+    send_at(f, "q", T0 + 30000, "young");
+    fixture_reopen(f);
+    assert_false(kyu_sm_expiry_due(f->sm, T0 + RET));
+    ok(apply1(f, cmd_expire(T0 + RET + 1000)));
+    expect_total(f, "q", T0 + RET + 1000, 1);
+    fixture_reopen(f);
+    expect_total(f, "q", T0 + RET + 1000, 1);
+    expect_bodies(f, "q", T0 + RET + 1000, (const char *[]){"young", NULL});
+}
+
+/* Many marks are merged, oldest first: an old message still expires (later by at most the
+ * merged span), a recent one exactly as before, and none early. */
+static void test_merged_marks_never_expire_a_message_early(void **state)
+{
+    fixture_t *f = *state;
+    kyu_sm_set_marks_max(f->sm, 8);
+    create(f, "q", 60);
+    char body[16];
+    for (int i = 0; i < 40; i++) {
+        snprintf(body, sizeof body, "m%d", i);
+        send_at(f, "q", T0 + (uint64_t)i * 1000, body); /* one a second: a mark each */
+    }
+    /* At each second past the period, at most the messages sent more than 60 s before. */
+    uint64_t prev_total = 40;
+    for (int s = 0; s <= 45; s++) {
+        uint64_t now = T0 + RET + (uint64_t)s * 1000;
+        ok(apply1(f, cmd_expire(now)));
+        kyu_queue_attrs_t a = get(f, "q", now);
+        uint64_t total = (uint64_t)(a.visible + a.not_visible + a.delayed);
+        /* messages sent at T0 + i*1000 with i*1000 + 60000 >= now - ... must stay: */
+        uint64_t younger = 0;
+        for (int i = 0; i < 40; i++)
+            younger += T0 + (uint64_t)i * 1000 + RET >= now;
+        if (total < younger)
+            fail_msg("at +%d s: %llu messages left but %llu are not 60 s old", s,
+                     (unsigned long long)total, (unsigned long long)younger);
+        assert_true(total <= prev_total);
+        prev_total = total;
+    }
+    assert_int_equal(prev_total, 0); /* the last went within the merged span */
+    assert_true(f->sm->marks_n <= 8);
+}
+
+/* A purge and an expiry in one entry: the purge's range delete is not cut short. */
+static void test_an_expiry_after_a_purge_in_one_entry_keeps_the_purge(void **state)
+{
+    fixture_t *f = *state;
+    create(f, "q", 60);
+    send_at(f, "q", T0, "old");
+    send_at(f, "q", T0 + 50000, "young");
+    kyu_command_t purge = cmd_delete_queue("q");
+    purge.type = KYU_CMD_PURGE_QUEUE;
+    purge.now_ms = T0 + RET + 1000;
+    kyu_command_t cmds[] = {purge, cmd_expire(T0 + RET + 1000)};
+    kyu_result_t res[2];
+    apply_entry(f, cmds, 2, res);
+    for (int i = 0; i < 2; i++)
+        ok(res[i]);
+    fixture_reopen(f);
+    expect_total(f, "q", T0 + RET + 1000, 0);
+    expect_bodies(f, "q", T0 + 10 * RET, (const char *[]){NULL});
+}
+
+/* An EXPIRE_MESSAGES entry goes through the log's encoding like any command. */
+static void test_expire_round_trips_through_the_log_encoding(void **state)
+{
+    (void)state;
+    kyu_command_t c = cmd_expire(T0);
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    kyu_command_encode(&c, &b);
+    kyu_command_t d;
+    size_t off = 0;
+    kyu_err_t err;
+    assert_int_equal(kyu_command_decode(b.data, b.size, &off, &d, &err), KYU_OK);
+    assert_int_equal(d.type, KYU_CMD_EXPIRE_MESSAGES);
+    assert_int_equal(d.now_ms, T0);
+    msgpack_sbuffer_destroy(&b);
+}
+
+#define T(name) cmocka_unit_test_setup_teardown(name, fixture_setup, fixture_teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_messages_past_the_retention_period_expire_and_younger_ones_stay),
+        T(test_leased_and_delayed_messages_expire_too),
+        T(test_each_queue_expires_by_its_own_period),
+        T(test_marks_survive_a_restart),
+        T(test_merged_marks_never_expire_a_message_early),
+        T(test_an_expiry_after_a_purge_in_one_entry_keeps_the_purge),
+        cmocka_unit_test(test_expire_round_trips_through_the_log_encoding),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
