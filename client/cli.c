@@ -5,6 +5,7 @@
 #include "cli.h"
 #include "kyu_internal.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -39,6 +40,11 @@ static const cli_cmd_t commands[] = {
     {"receive", "NAME [--max N] [--visibility-timeout SEC]",
      "lease up to N (1..10, default 1) messages and print them", CLI_OPT_MAX | CLI_OPT_VT, 1, 1,
      cli_cmd_receive},
+    {"peek", "NAME [--max N] [--from POSITION]",
+     "list up to N (1..10, default 10) messages in queue order without leasing them: body, id, "
+     "sent time, receive count and state (visible, inflight, delayed); --from: the position "
+     "a previous page printed as Next (works on any queue, dead-letter queues included)",
+     CLI_OPT_MAX | CLI_OPT_FROM, 1, 1, cli_cmd_peek},
     {"delete", "NAME RECEIPT...", "delete received messages by their receipt handles",
      CLI_OPT_HANDLES, 2, -1, cli_cmd_delete},
     {"change-visibility", "NAME RECEIPT... --visibility-timeout SEC",
@@ -183,6 +189,7 @@ static int parse_cmd_args(cli_t *cli, int argc, char **argv, cli_args_t *a)
         {"max-message-size", required_argument, NULL, 's'}, /* MaximumMessageSize */
         {"delay", required_argument, NULL, 'd'},            /* DelaySeconds */
         {"deliver-at", required_argument, NULL, 'a'},       /* send: a delivery time */
+        {"from", required_argument, NULL, 'f'},             /* peek: a position */
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -228,10 +235,21 @@ static int parse_cmd_args(cli_t *cli, int argc, char **argv, cli_args_t *a)
             if (!cli_parse_deliver_at(optarg, kyu_client_wall_ms(), &a->deliver_at_ms, why,
                                       sizeof why))
                 return cli_usage_error(cli, "--deliver-at '%s': %s", optarg, why);
+        } else if (c == 'f' && (cmd->options & CLI_OPT_FROM)) {
+            char *end = NULL;
+            errno = 0;
+            unsigned long long v =
+                optarg[0] >= '0' && optarg[0] <= '9' ? strtoull(optarg, &end, 10) : 0;
+            if (!end || *end || errno || v == 0)
+                return cli_usage_error(cli,
+                                       "--from must be a position (a whole number from 1, "
+                                       "printed by a previous peek as Next), not '%s'",
+                                       optarg);
+            a->from = v;
         } else if (c == 'l' && (cmd->options & CLI_OPT_LINES)) {
             a->lines = true;
         } else if (c == '?' && (optopt == 'm' || optopt == 'v' || optopt == 's' || optopt == 'd' ||
-                                optopt == 'a')) {
+                                optopt == 'a' || optopt == 'f')) {
             return cli_usage_error(cli, "option '%s' needs a value", argv[optind - 1]);
         } else if (c == '?') {
             return cli_usage_error(cli, "unknown option '%s'", argv[optind - 1]);

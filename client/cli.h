@@ -29,6 +29,7 @@ typedef struct {
     int delay;             /* --delay, 0..900; -1 when not given */
     int64_t deliver_at_ms; /* send --deliver-at, ms since the epoch; -1 when not given */
     bool lines;            /* --lines */
+    uint64_t from;         /* peek --from POSITION; 0 when not given */
     int n_args;            /* positional arguments */
     char **args;
 } cli_args_t;
@@ -53,7 +54,8 @@ enum {
     CLI_OPT_CLUSTER = 32,     /* talks to every endpoint itself: no queue argument, no connect */
     CLI_OPT_QUEUE_ATTRS = 64, /* --max-message-size, --delay (with CLI_OPT_VT: queue attributes) */
     CLI_OPT_ATTR_REQUIRED = 128, /* at least one queue attribute (--visibility-timeout, ...) */
-    CLI_OPT_SEND_DELAY = 256     /* send: --delay (each message's) or --deliver-at */
+    CLI_OPT_SEND_DELAY = 256,    /* send: --delay (each message's) or --deliver-at */
+    CLI_OPT_FROM = 512           /* peek: --from POSITION */
 };
 
 /* Prints "kyu: CMD: fmt" and the command's usage line on stderr; returns CLI_EXIT_USAGE. */
@@ -81,6 +83,7 @@ int cli_cmd_send(cli_t *cli, cli_args_t *a);
  * epoch); at most KYU_DELIVER_AT_MAX_S after now_ms. False with why filled when invalid. */
 bool cli_parse_deliver_at(const char *s, int64_t now_ms, int64_t *out, char *why, size_t why_len);
 int cli_cmd_receive(cli_t *cli, cli_args_t *a);
+int cli_cmd_peek(cli_t *cli, cli_args_t *a);
 int cli_cmd_delete(cli_t *cli, cli_args_t *a);
 int cli_cmd_change_visibility(cli_t *cli, cli_args_t *a);
 int cli_cmd_cluster(cli_t *cli, cli_args_t *a);

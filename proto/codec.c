@@ -29,6 +29,9 @@ static const kyu_op_info_t op_table[KYU_OP_MAX_] = {
     [KYU_OP_PURGE_QUEUE] = {KYU_OP_PURGE_QUEUE, "purge-queue", KYU_F_QUEUE, KYU_F_QUEUE | KYU_F_RQ,
                             0, 0, KYU_OPF_WRITE,
                             "delete every message of a queue (visible, in flight, delayed)"},
+    [KYU_OP_PEEK] = {KYU_OP_PEEK, "peek", KYU_F_QUEUE, KYU_F_QUEUE | KYU_F_MAX | KYU_F_FROM, 0, 0,
+                     KYU_OPF_READ,
+                     "list up to max messages from position `from` without leasing them"},
     [KYU_OP_LIST_QUEUES] = {KYU_OP_LIST_QUEUES, "list-queues", 0, 0, 0, 0, KYU_OPF_READ,
                             "list queue names"},
     [KYU_OP_GET_QUEUE_ATTRIBUTES] = {KYU_OP_GET_QUEUE_ATTRIBUTES, "get-queue-attributes",
@@ -186,6 +189,9 @@ static kyu_code_t decode_request_field(const msgpack_object *k, const msgpack_ob
     } else if (kyu_mp_key_is(k, "da")) {
         bit = KYU_F_DELIVER_AT; /* range: the broker's check, against its time */
         rc = get_uint(v, "deliver-at", UINT64_MAX, &req->deliver_at_ms, err);
+    } else if (kyu_mp_key_is(k, "from")) {
+        bit = KYU_F_FROM;
+        rc = get_uint(v, "from (position)", UINT64_MAX, &req->from, err);
     } else if (kyu_mp_key_is(k, "rq")) {
         bit = KYU_F_RQ;
         if (v->type != MSGPACK_OBJECT_ARRAY || v->via.array.size != 2)
@@ -233,6 +239,8 @@ static const char *field_name(unsigned bit)
         return "ds (DelaySeconds)";
     case KYU_F_DELIVER_AT:
         return "da (deliver-at)";
+    case KYU_F_FROM:
+        return "from (position)";
     default:
         return "?";
     }
@@ -360,6 +368,10 @@ void kyu_request_encode(const kyu_request_t *req, msgpack_sbuffer *out)
     if (req->fields & KYU_F_DELIVER_AT) {
         kyu_mp_pack_str(&pk, "da");
         msgpack_pack_uint64(&pk, req->deliver_at_ms);
+    }
+    if (req->fields & KYU_F_FROM) {
+        kyu_mp_pack_str(&pk, "from");
+        msgpack_pack_uint64(&pk, req->from);
     }
     if (req->fields & KYU_F_RQ) {
         kyu_mp_pack_str(&pk, "rq");

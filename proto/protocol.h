@@ -61,6 +61,7 @@ typedef enum {
     KYU_OP_CLUSTER_REMOVE = 13,
     KYU_OP_SET_QUEUE_ATTRIBUTES = 14,
     KYU_OP_PURGE_QUEUE = 15,
+    KYU_OP_PEEK = 17,
     KYU_OP_MAX_
 } kyu_op_t;
 
@@ -78,7 +79,8 @@ enum {
     KYU_F_MMS = 1 << 9,     /* "mms": a queue's MaximumMessageSize, bytes */
     KYU_F_DELAY = 1 << 10,  /* "ds": a queue's DelaySeconds (SEND: each message's) */
     KYU_F_DELIVER_AT = 1 << 11, /* "da": SEND: deliver at, ms since the epoch */
-    KYU_F_LAST_ = KYU_F_DELIVER_AT,
+    KYU_F_FROM = 1 << 26,       /* "from": PEEK: the position to list from */
+    KYU_F_LAST_ = KYU_F_FROM,
 };
 
 /* Op flags: WRITE ops go through the log; READ ops are answered from applied state. */
@@ -116,6 +118,7 @@ typedef struct {
     uint32_t max_size;           /* KYU_F_MMS (the broker checks its range) */
     uint32_t delay;              /* KYU_F_DELAY (the broker checks its range) */
     uint64_t deliver_at_ms;      /* KYU_F_DELIVER_AT (the broker checks its range) */
+    uint64_t from;               /* KYU_F_FROM: PEEK's first position (0: the start) */
 } kyu_request_t;
 
 typedef struct {
@@ -124,7 +127,18 @@ typedef struct {
     uint32_t receive_count;
     uint64_t sent_ms;          /* SentTimestamp, ms since the epoch */
     uint64_t first_receive_ms; /* ApproximateFirstReceiveTimestamp */
+    /* PEEK (no handle): the message's state, its position in the queue (for "from") and,
+     * in flight or delayed, when it becomes visible (ms since the epoch) */
+    uint8_t state; /* KYU_MSG_* (0: not a peek) */
+    uint64_t position;
+    uint64_t visible_at_ms;
 } kyu_msg_meta_t;
+
+/* PEEK: a message's state ("state" on the wire: "visible", "inflight", "delayed"). */
+enum { KYU_MSG_VISIBLE = 1, KYU_MSG_INFLIGHT = 2, KYU_MSG_DELAYED = 3 };
+/* The state's wire name, or NULL; and the state of a wire name, or 0. */
+const char *kyu_msg_state_name(unsigned state);
+unsigned kyu_msg_state_parse(const char *name);
 
 typedef struct {
     int64_t visibility_timeout;
@@ -166,6 +180,9 @@ typedef struct {
     /* RECEIVE: one meta per body frame that follows the header, in order */
     size_t n_msgs;
     kyu_msg_meta_t msgs[KYU_BATCH_MAX];
+    /* PEEK: more messages follow; list them from position next */
+    bool has_next;
+    uint64_t next;
     /* DELETE / CHANGE_VISIBILITY: one result code per handle (KYU_OK on success) */
     size_t n_results;
     uint32_t results[KYU_BATCH_MAX];
