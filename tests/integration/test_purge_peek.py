@@ -3,7 +3,11 @@ CLI: `kyu purge-queue` deletes visible, in-flight and delayed messages (kept acr
 and a clean restart; messages sent after it stay; stale handles are RECEIPT_INVALID);
 `kyu-broker --max-inflight N` refuses a receive past the limit with OverLimit and changes
 nothing; get-queue-attributes counts each state exactly; `kyu peek` lists messages in queue
-order with their state, page by page, leasing nothing. Bad input changes nothing."""
+order with their state, page by page, leasing nothing. Bad input changes nothing. On three
+nodes, all of it holds across two leader failovers (kill -9)."""
+import json
+import shutil
+import tempfile
 import os
 import subprocess
 import time
@@ -13,7 +17,8 @@ import msgpack
 import zmq
 
 import harness
-from harness import Broker
+from harness import Broker, free_port
+from test_cluster import Node
 
 MALFORMED = 1
 INVALID_ARGUMENT = 4
@@ -205,13 +210,18 @@ class Peek(Base):
         self.b.ok("create-queue", "jobs")
         self.b.ok("send", "jobs", "--lines", input=b"".join(b"m%d\n" % i for i in range(25)))
         got, sizes = self.peek_all("jobs", page=10)
-        self.assertEqual([m["Body"] for m in got], ["m%d" % i for i in range(25)])
+        self.assertEqual(sorted(m["Body"] for m in got), sorted("m%d" % i for i in range(25)))
         self.assertEqual(sizes, [10, 10, 5])
+        positions = [int(m["Position"]) for m in got]
+        self.assertEqual(positions, sorted(set(positions)))
         self.b.kill9()
         self.b.start()
         again, _ = self.peek_all("jobs", page=7)
         self.assertEqual([m["MessageId"] for m in again], [m["MessageId"] for m in got])
         self.assertEqual(counts(self.b, "jobs"), (25, 0, 0))
+        # Queue order is the order receives take fresh messages in.
+        self.assertEqual([m["MessageId"] for m in self.b.drain("jobs")],
+                         [m["MessageId"] for m in got])
 
     def test_bad_peeks_are_refused(self):
         self.fill("jobs")
@@ -230,6 +240,98 @@ class Peek(Base):
         self.assertEqual(counts(self.b, "jobs"), (2, 2, 1))
         # A position past the end: an empty page.
         self.assertEqual(self.b.json_lines("peek", "jobs", "--from", "18446744073709551615"), [])
+
+
+class ThreeNodes(unittest.TestCase):
+    """Three nodes with --max-inflight 2: the counts, the limit, peek and a purge agree
+    whichever node leads."""
+
+    def setUp(self):
+        self.data = tempfile.mkdtemp(prefix="kyu-purge-cluster-")
+        specs = [(i, "127.0.0.1:%d" % free_port(), "tcp://127.0.0.1:%d" % free_port())
+                 for i in (1, 2, 3)]
+        args = ["--max-inflight", "2"]
+        for i, raft, client in specs:
+            args += ["--peer", "%d,%s,%s" % (i, raft, client)]
+        self.nodes = [Node(i, args, client, self.data) for i, _, client in specs]
+        self.endpoints = ",".join(n.client for n in self.nodes)
+        for n in self.nodes:
+            n.start()
+
+    def tearDown(self):
+        for n in self.nodes:
+            n.stop()
+            n.log.close()
+        shutil.rmtree(self.data, ignore_errors=True)
+
+    def cli(self, *args, endpoint=None, input=None):
+        return subprocess.run([harness.CLI, "--broker", endpoint or self.endpoints, "--timeout",
+                               "30"] + list(args), input=input, capture_output=True, timeout=120)
+
+    def ok(self, *args, input=None):
+        r = self.cli(*args, input=input)
+        if r.returncode != 0:
+            raise AssertionError("kyu %s failed (%d): %s" % (" ".join(args), r.returncode,
+                                                             r.stderr.decode()))
+        return r.stdout.decode()
+
+    def json_lines(self, *args):
+        return [json.loads(l) for l in self.ok("--json", *args).splitlines() if l]
+
+    def counts(self):
+        a = self.json_lines("get-queue-attributes", "jobs")[0]
+        return (int(a["ApproximateNumberOfMessages"]),
+                int(a["ApproximateNumberOfMessagesNotVisible"]),
+                int(a["ApproximateNumberOfMessagesDelayed"]))
+
+    def peek(self):
+        return [(m["MessageId"], m["Body"], m["State"]) for m in self.json_lines("peek", "jobs")]
+
+    def kill_leader(self):
+        """kill -9 of the node that serves; returns it."""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            for n in self.nodes:
+                if n.proc.poll() is None and \
+                        self.cli("list-queues", endpoint=n.client).returncode == 0:
+                    n.kill9()
+                    return n
+            time.sleep(0.05)
+        raise AssertionError("no node served within 60 s")
+
+    def test_counts_limit_peek_and_purge_across_failovers(self):
+        self.ok("create-queue", "jobs")
+        for body in ("a", "b", "c", "d"):  # one by one: the order is the queue's
+            self.ok("send", "jobs", body)
+        self.ok("send", "jobs", "late", "--delay", "900")
+        got = self.json_lines("receive", "jobs", "--max", "10", "--visibility-timeout", "900")
+        self.assertEqual([m["Body"] for m in got], ["a", "b"])
+        r = self.cli("receive", "jobs")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(b"OverLimit", r.stderr)
+        before = self.peek()
+        self.assertEqual([(b, s) for _, b, s in before],
+                         [("a", "inflight"), ("b", "inflight"), ("c", "visible"),
+                          ("d", "visible"), ("late", "delayed")])
+        self.assertEqual(self.counts(), (2, 2, 1))
+        first = self.kill_leader()
+        self.assertEqual(self.counts(), (2, 2, 1))
+        self.assertEqual(self.peek(), before)
+        r = self.cli("receive", "jobs")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn(b"OverLimit", r.stderr)
+        self.ok("purge-queue", "jobs")
+        self.ok("send", "jobs", "after")
+        self.assertEqual(self.counts(), (1, 0, 0))
+        first.start()
+        self.kill_leader()
+        self.assertEqual(self.counts(), (1, 0, 0))
+        self.assertEqual([b for _, b, _ in self.peek()], ["after"])
+        r = self.cli("delete", "jobs", got[0]["ReceiptHandle"])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(b"RECEIPT_INVALID", r.stderr)
+        self.assertEqual([m["Body"] for m in
+                          self.json_lines("receive", "jobs", "--max", "10")], ["after"])
 
 
 if __name__ == "__main__":
