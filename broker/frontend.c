@@ -174,10 +174,15 @@ static void answer_now(kyu_frontend_t *self, zframe_t *identity, const kyu_op_ro
     rep.id = req->id;
     kyu_err_t err;
     kyu_err_clear(&err);
+    kyu_result_t bodies; /* an answer's body frames (PEEK) */
+    memset(&bodies, 0, sizeof bodies);
+    self->ctx.answer_bodies = &bodies;
     if (row->answer(&self->ctx, req, &rep, &err) != KYU_OK)
         send_error(self, identity, req->id, err.code, err.msg);
     else
-        send_reply(self, identity, &rep, NULL, NULL, 0);
+        send_reply(self, identity, &rep, bodies.bodies, bodies.body_lens, bodies.n_msgs);
+    self->ctx.answer_bodies = NULL;
+    kyu_result_clear(&bodies);
     kyu_reply_reset(&rep);
 }
 

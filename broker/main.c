@@ -501,7 +501,8 @@ int main(int argc, char **argv)
     kyu_transport_destroy(&b.transport);
     kyu_frontend_destroy(&b.frontend);
     kyu_err_t ferr;
-    if (kyu_sm_flush(sm, &ferr) != KYU_OK) /* not needed for safety: a start replays the log */
+    /* not needed for safety: a start replays the log; sm is NULL when the state did not open */
+    if (sm && kyu_sm_flush(sm, &ferr) != KYU_OK)
         fprintf(stderr, "kyu-broker: %s\n", ferr.msg);
     kyu_sm_destroy(&sm);
     kyu_store_close(&store);

@@ -48,6 +48,7 @@ static const kyu_op_row_t rows[KYU_OPS_MAX_] = {
                             .apply = kyu_op_purge_queue_apply,
                             .replay = kyu_op_done_replay,
                             .dedup = KYU_DEDUP_DONE},
+    [KYU_OP_PEEK] = {.op = KYU_OP_PEEK, .name = "peek", .answer = kyu_op_peek_answer},
     [KYU_OP_LIST_QUEUES] = {.op = KYU_OP_LIST_QUEUES,
                             .name = "list-queues",
                             .answer = kyu_op_list_queues_answer},

@@ -77,6 +77,9 @@ typedef struct {
     uint32_t max_inflight; /* RECEIVE: messages in flight per queue (0: no limit) */
     const char *endpoint;  /* this node's client endpoint */
     uint64_t rng[4];       /* message ids (xoshiro256**, seeded from getrandom) */
+    /* While an `answer` runs: where one that replies with body frames (PEEK) puts them
+     * (bodies, body_lens and owned, rep->n_msgs of them); the frontend clears it after. */
+    kyu_result_t *answer_bodies;
 } kyu_op_ctx_t;
 
 /* What an apply function gets besides its command. */
@@ -194,6 +197,10 @@ void kyu_op_receive_reply(const kyu_result_t *res, kyu_reply_t *rep, size_t *n_b
 kyu_code_t kyu_op_receive_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
 kyu_code_t kyu_op_receive_replay(kyu_sm_t *sm, const kyu_command_t *cmd, const kyu_dedup_t *d,
                                  kyu_apply_t *a);
+
+/* op_peek.c: PEEK (browsing without leasing) */
+kyu_code_t kyu_op_peek_answer(kyu_op_ctx_t *ctx, const kyu_request_t *req, kyu_reply_t *rep,
+                              kyu_err_t *err);
 
 /* op_receipt.c: DELETE, CHANGE_VISIBILITY (by receipt handle) */
 void kyu_op_handles_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,

@@ -317,6 +317,61 @@ void kyu_sm_index_counts(queue_t *q, uint64_t now, uint64_t *not_visible, uint64
     *delayed = q->n_delayed - ended_delayed;
 }
 
+/* ---- PEEK ---- */
+
+/* The i-th fresh seq (0: the next a receive takes); the ring holds them in seq order. */
+static uint64_t fresh_at(const queue_t *q, size_t i)
+{
+    size_t pos = q->fresh_head + i;
+    return q->fresh[(q->fresh_first + pos / KYU_FRESH_CHUNK) % q->fresh_cap][pos % KYU_FRESH_CHUNK];
+}
+
+size_t kyu_sm_index_peek(queue_t *q, uint64_t from, size_t max, uint64_t seqs[], lease_t leases[],
+                         bool fresh[])
+{
+    KYU_ASSERT(max <= KYU_BATCH_MAX + 1);
+    /* The leases' smallest seqs >= from, kept sorted (insertion: max is small). */
+    uint64_t ls[KYU_BATCH_MAX + 1];
+    const lease_t *lp[KYU_BATCH_MAX + 1];
+    size_t nl = 0;
+    for (lease_t *l = zhashx_first(q->leases); l; l = zhashx_next(q->leases)) {
+        uint64_t seq = (uint64_t)(uintptr_t)zhashx_cursor(q->leases);
+        if (seq < from || (nl == max && seq >= ls[nl - 1]))
+            continue;
+        size_t i = nl < max ? nl++ : nl - 1;
+        while (i > 0 && ls[i - 1] > seq) {
+            ls[i] = ls[i - 1];
+            lp[i] = lp[i - 1];
+            i--;
+        }
+        ls[i] = seq;
+        lp[i] = l;
+    }
+    /* The first fresh seq >= from: a binary search. */
+    size_t lo = 0, hi = q->fresh_len;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (fresh_at(q, mid) < from)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    size_t n = 0, j = 0;
+    while (n < max && (j < nl || lo < q->fresh_len)) {
+        bool take_fresh = j == nl || (lo < q->fresh_len && fresh_at(q, lo) < ls[j]);
+        fresh[n] = take_fresh;
+        if (take_fresh) {
+            seqs[n] = fresh_at(q, lo++);
+            leases[n] = (lease_t){0};
+        } else {
+            seqs[n] = ls[j];
+            leases[n] = *lp[j++];
+        }
+        n++;
+    }
+    return n;
+}
+
 /* ---- what the state machine uses ---- */
 
 bool kyu_sm_index_lease(const queue_t *q, uint64_t seq, lease_t *l)

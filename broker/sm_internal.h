@@ -311,6 +311,11 @@ void kyu_sm_index_drop(queue_t *q, uint64_t seq);
 uint32_t kyu_sm_index_take(queue_t *q, uint64_t now, uint32_t max, uint64_t seqs[],
                            lease_t leases[]);
 bool kyu_sm_index_has_visible(queue_t *q, uint64_t now);
+/* PEEK: the queue's messages at positions (seqs) >= from, up to max (<= KYU_BATCH_MAX + 1)
+ * of them in seq order, with their leases (fresh[i]: never received nor delayed, no lease).
+ * Changes nothing. Costs a binary search of the fresh messages and a pass over the leases. */
+size_t kyu_sm_index_peek(queue_t *q, uint64_t from, size_t max, uint64_t seqs[], lease_t leases[],
+                         bool fresh[]);
 /* Moves the counters to the time of a command applied to q (no earlier than they are). */
 void kyu_sm_index_advance(queue_t *q, uint64_t now);
 /* Leased messages (received, lease not over) and delayed ones (never received, delay not

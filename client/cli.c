@@ -5,6 +5,7 @@
 #include "cli.h"
 #include "kyu_internal.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -55,6 +56,11 @@ static const cli_cmd_t commands[] = {
      "lease up to N (1..10, default 1) messages and print them; --wait: long polling, wait up "
      "to SEC (0..20) seconds for a message (default: the queue's ReceiveMessageWaitTimeSeconds)",
      CLI_OPT_MAX | CLI_OPT_VT | CLI_OPT_WAIT, 1, 1, cli_cmd_receive},
+    {"peek", "NAME [--max N] [--from POSITION]",
+     "list up to N (1..10, default 10) messages in queue order without leasing them: body, id, "
+     "sent time, receive count and state (visible, inflight, delayed); --from: the position "
+     "a previous page printed as Next (works on any queue, dead-letter queues included)",
+     CLI_OPT_MAX | CLI_OPT_FROM, 1, 1, cli_cmd_peek},
     {"delete", "NAME RECEIPT...", "delete received messages by their receipt handles",
      CLI_OPT_HANDLES, 2, -1, cli_cmd_delete},
     {"change-visibility", "NAME RECEIPT... --visibility-timeout SEC",
@@ -283,6 +289,7 @@ static int parse_cmd_args(cli_t *cli, int argc, char **argv, cli_args_t *a)
         {"force", no_argument, NULL, 'f'},
         {"attr", required_argument, NULL, 'M'}, /* send: a message attribute */
         {"wait", required_argument, NULL, 'w'}, /* receive: WaitTimeSeconds */
+        {"from", required_argument, NULL, 'F'}, /* peek: a position */
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -355,7 +362,18 @@ static int parse_cmd_args(cli_t *cli, int argc, char **argv, cli_args_t *a)
             char why[KYU_ERR_MSG_MAX];
             if (!cli_parse_attr(optarg, a, why, sizeof why))
                 return cli_usage_error(cli, "--attr '%.60s': %s", optarg, why);
-        } else if (c == '?' && strchr("mvsdarwWqcAtM", optopt) && optopt) {
+        } else if (c == 'F' && (cmd->options & CLI_OPT_FROM)) {
+            char *end = NULL;
+            errno = 0;
+            unsigned long long v =
+                optarg[0] >= '0' && optarg[0] <= '9' ? strtoull(optarg, &end, 10) : 0;
+            if (!end || *end || errno || v == 0)
+                return cli_usage_error(cli,
+                                       "--from must be a position (a whole number from 1, "
+                                       "printed by a previous peek as Next), not '%s'",
+                                       optarg);
+            a->from = v;
+        } else if (c == '?' && strchr("mvsdarwWqcAtMF", optopt) && optopt) {
             return cli_usage_error(cli, "option '%s' needs a value", argv[optind - 1]);
         } else if (c == '?') {
             return cli_usage_error(cli, "unknown option '%s'", argv[optind - 1]);

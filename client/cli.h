@@ -44,6 +44,7 @@ typedef struct {
     bool lines;            /* --lines */
     kyu_msg_attrs_t attrs; /* send --attr (checked); Binary values in attr_bufs */
     unsigned char *attr_bufs[KYU_MSG_ATTRS_MAX]; /* freed by cli_args_free */
+    uint64_t from;                               /* peek --from POSITION; 0 when not given */
     int n_args;                                  /* positional arguments */
     char **args;
 } cli_args_t;
@@ -71,7 +72,8 @@ enum {
     CLI_OPT_SEND_DELAY = 256,    /* send: --delay (each message's) or --deliver-at */
     CLI_OPT_WAIT = 512,          /* receive: --wait SEC (long polling) */
     CLI_OPT_FORCE = 1024,        /* delete-queue --force */
-    CLI_OPT_MSG_ATTRS = 2048     /* send: --attr NAME=TYPE:VALUE (repeatable) */
+    CLI_OPT_MSG_ATTRS = 2048,    /* send: --attr NAME=TYPE:VALUE (repeatable) */
+    CLI_OPT_FROM = 4096          /* peek: --from POSITION */
 };
 
 /* Prints "kyu: CMD: fmt" and the command's usage line on stderr; returns CLI_EXIT_USAGE. */
@@ -109,6 +111,7 @@ json_t *cli_attrs_json(const kyu_msg_attrs_t *attrs);
 /* A Binary value as base64 (caller frees), NULL when out of memory. */
 char *cli_base64(const void *v, size_t n);
 int cli_cmd_receive(cli_t *cli, cli_args_t *a);
+int cli_cmd_peek(cli_t *cli, cli_args_t *a);
 int cli_cmd_delete(cli_t *cli, cli_args_t *a);
 int cli_cmd_change_visibility(cli_t *cli, cli_args_t *a);
 int cli_cmd_cluster(cli_t *cli, cli_args_t *a);

@@ -329,6 +329,87 @@ int cli_cmd_receive(cli_t *cli, cli_args_t *a)
     return rc;
 }
 
+/* peek: the state's name as printed (the wire's). */
+static const char *state_name(const kyu_message_t *m)
+{
+    const char *s = kyu_msg_state_name(m->state);
+    return s ? s : "unknown";
+}
+
+static void print_peeked(const kyu_message_t *m)
+{
+    printf("MessageId %s\nPosition %" PRIu64 "\nState %s\n", m->message_id, m->position,
+           state_name(m));
+    if (m->visible_at_ms)
+        printf("VisibleTimestamp %" PRIu64 "\n", m->visible_at_ms);
+    printf("ReceiveCount %u\nSentTimestamp %" PRIu64 "\nApproximateFirstReceiveTimestamp %" PRIu64
+           "\nBodyLength %zu\n\n",
+           m->receive_count, m->sent_ms, m->first_receive_ms, m->body_len);
+    fwrite(m->body, 1, m->body_len, stdout);
+    fputs("\n\n", stdout);
+}
+
+/* The shape of a received message (message_json) without a handle, with its state and
+ * position; NULL when the body is not valid UTF-8. */
+static json_t *peeked_json(const kyu_message_t *m)
+{
+    json_t *obj = message_json(m);
+    if (!obj)
+        return NULL;
+    char pos[24], va[24];
+    snprintf(pos, sizeof pos, "%" PRIu64, m->position);
+    snprintf(va, sizeof va, "%" PRIu64, m->visible_at_ms);
+    json_t *attrs = json_object_get(obj, "Attributes");
+    if (json_object_del(obj, "ReceiptHandle") != 0 ||
+        json_object_set_new(obj, "State", json_string(state_name(m))) != 0 ||
+        json_object_set_new(obj, "Position", json_string(pos)) != 0 ||
+        (m->visible_at_ms &&
+         json_object_set_new(attrs, "VisibleTimestamp", json_string(va)) != 0)) {
+        json_decref(obj);
+        return NULL;
+    }
+    return obj;
+}
+
+/* One page: the messages, then (when more follow) the position of the next page: a line
+ * "Next POSITION", or {"Next": "POSITION"} with --json. */
+int cli_cmd_peek(cli_t *cli, cli_args_t *a)
+{
+    kyu_err_t err = {0};
+    kyu_message_t *msgs = NULL;
+    size_t n = 0;
+    uint64_t next = 0;
+    if (kyu_client_peek(cli->client, a->args[0], a->max ? a->max : KYU_BATCH_MAX, a->from, &msgs,
+                        &n, &next, &err) != KYU_OK)
+        return cli_fail(cli, &err);
+    int rc = CLI_EXIT_OK;
+    for (size_t i = 0; i < n; i++) {
+        if (!cli->json) {
+            print_peeked(&msgs[i]);
+            continue;
+        }
+        json_t *obj = peeked_json(&msgs[i]);
+        int r = obj ? cli_print_json(obj)
+                    : cli_failf(cli,
+                                "message %s: body is not valid UTF-8, so it cannot be printed as "
+                                "JSON (use plain output for binary bodies)",
+                                msgs[i].message_id);
+        if (r != CLI_EXIT_OK)
+            rc = r;
+    }
+    kyu_messages_destroy(&msgs);
+    if (next && !cli->json)
+        printf("Next %" PRIu64 "\n", next);
+    if (next && cli->json) {
+        char pos[24];
+        snprintf(pos, sizeof pos, "%" PRIu64, next);
+        int r = cli_print_json(json_pack("{s:s}", "Next", pos));
+        if (r != CLI_EXIT_OK)
+            rc = r;
+    }
+    return rc;
+}
+
 /* What a failed handle means, for the one stderr line per failure. */
 static const char *handle_error_text(kyu_code_t code)
 {

@@ -76,6 +76,12 @@ typedef struct {
     char dlq_source[KYU_NAME_MAX + 1];
     uint32_t dlq_receive_count;
     uint64_t dlq_first_receive_ms, dlq_moved_ms;
+    /* kyu_client_peek only (receipt_handle is empty then): KYU_MSG_VISIBLE, _INFLIGHT or
+     * _DELAYED; the message's position in its queue; when an in-flight or delayed message
+     * becomes visible (ms since the epoch, else 0) */
+    uint8_t state;
+    uint64_t position;
+    uint64_t visible_at_ms;
     size_t body_len;
     unsigned char *body;
     /* Its message attributes, sorted by name; their bytes are in the same allocation (each
@@ -255,6 +261,12 @@ kyu_code_t kyu_client_receive_with(kyu_client_t *self, const char *queue,
  * (KYU_OK, RECEIPT_STALE, RECEIPT_INVALID..., or the request's error for all of them when
  * the request failed as a whole). Returns KYU_OK when every handle succeeded, else the first
  * failure's code with err saying which handle. */
+/* Lists up to max (1..10) messages of the queue in queue order (the order they were sent in),
+ * from position `from` on (0: the start), without leasing them: *msgs_p gets *n messages
+ * with their state (NULL when none); *next gets the position to list from next, 0 when no
+ * message follows. Works on any queue, dead-letter queues included. */
+kyu_code_t kyu_client_peek(kyu_client_t *self, const char *queue, int max, uint64_t from,
+                           kyu_message_t **msgs_p, size_t *n, uint64_t *next, kyu_err_t *err);
 kyu_code_t kyu_client_delete(kyu_client_t *self, const char *queue, const char *const *handles,
                              size_t n, kyu_code_t *results, kyu_err_t *err);
 /* Sets the remaining lease of n (1..10) received messages to vt seconds (0: visible at

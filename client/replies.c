@@ -60,10 +60,11 @@ static void check_reply(const kyu_pending_t *p, kyu_reply_t *rep, zmq_msg_t *fra
     char why[160] = "";
     if (rep->status != KYU_OK)
         return;
-    if (p->op == KYU_OP_RECEIVE && rep->n_msgs != n_bodies)
-        snprintf(why, sizeof why, "RECEIVE reply has %zu body frames for %zu messages", n_bodies,
-                 rep->n_msgs);
-    else if (p->op != KYU_OP_RECEIVE && n_bodies != 0)
+    bool with_bodies = p->op == KYU_OP_RECEIVE || p->op == KYU_OP_PEEK;
+    if (with_bodies && rep->n_msgs != n_bodies)
+        snprintf(why, sizeof why, "%s reply has %zu body frames for %zu messages",
+                 p->op == KYU_OP_PEEK ? "PEEK" : "RECEIVE", n_bodies, rep->n_msgs);
+    else if (!with_bodies && n_bodies != 0)
         snprintf(why, sizeof why, "reply has %zu unexpected body frames", n_bodies);
     else if (p->op == KYU_OP_SEND && rep->n_ids != p->expect)
         snprintf(why, sizeof why, "SEND reply has %zu ids for %u messages", rep->n_ids, p->expect);
@@ -76,11 +77,14 @@ static void check_reply(const kyu_pending_t *p, kyu_reply_t *rep, zmq_msg_t *fra
     for (size_t i = 0; !why[0] && p->op == KYU_OP_RECEIVE && i < rep->n_msgs; i++)
         if (!rep->msgs[i].handle[0] || !rep->msgs[i].message_id[0])
             snprintf(why, sizeof why, "RECEIVE reply: message %zu lacks an id or handle", i);
+    for (size_t i = 0; !why[0] && p->op == KYU_OP_PEEK && i < rep->n_msgs; i++)
+        if (!rep->msgs[i].message_id[0] || !rep->msgs[i].state)
+            snprintf(why, sizeof why, "PEEK reply: message %zu lacks an id or state", i);
     if (why[0]) {
         make_error(rep, p->id, KYU_ERR_MALFORMED, why);
         return;
     }
-    if (p->op != KYU_OP_RECEIVE || !msgs || rep->n_msgs == 0)
+    if (!with_bodies || !msgs || rep->n_msgs == 0)
         return;
     size_t total = rep->n_msgs * sizeof(kyu_message_t);
     for (size_t i = 0; i < n_bodies; i++) {
@@ -106,6 +110,9 @@ static void check_reply(const kyu_pending_t *p, kyu_reply_t *rep, zmq_msg_t *fra
         m[i].dlq_receive_count = meta->dlq_receive_count;
         m[i].dlq_first_receive_ms = meta->dlq_first_receive_ms;
         m[i].dlq_moved_ms = meta->dlq_moved_ms;
+        m[i].state = meta->state;
+        m[i].position = meta->position;
+        m[i].visible_at_ms = meta->visible_at_ms;
         m[i].body_len = zmq_msg_size(&frames[i]);
         m[i].body = data;
         memcpy(data, zmq_msg_data(&frames[i]), m[i].body_len);

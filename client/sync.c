@@ -480,6 +480,33 @@ kyu_code_t kyu_client_receive_with(kyu_client_t *self, const char *queue,
     return rc;
 }
 
+kyu_code_t kyu_client_peek(kyu_client_t *self, const char *queue, int max, uint64_t from,
+                           kyu_message_t **msgs_p, size_t *n, uint64_t *next, kyu_err_t *err)
+{
+    kyu_request_t req = {.op = KYU_OP_PEEK, .fields = KYU_F_MAX, .from = from};
+    *msgs_p = NULL;
+    *n = 0;
+    *next = 0;
+    if (max < 1 || max > KYU_BATCH_MAX)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "peek lists 1 to %d messages, not %d",
+                           KYU_BATCH_MAX, max);
+    req.max = (uint32_t)max;
+    if (from)
+        req.fields |= KYU_F_FROM;
+    kyu_code_t rc = kyu_client_set_queue(&req, queue, err);
+    if (rc != KYU_OK)
+        return rc;
+    kyu_reply_t rep;
+    kyu_reply_init(&rep);
+    rc = kyu_client_call(self, &req, NULL, NULL, 0, &rep, msgs_p, err);
+    if (rc == KYU_OK) {
+        *n = rep.n_msgs;
+        *next = rep.has_next ? rep.next : 0;
+    }
+    kyu_reply_reset(&rep);
+    return rc;
+}
+
 /* DELETE and CHANGE_VISIBILITY: a result per handle; the first failure is the return. */
 static kyu_code_t call_handles(kyu_client_t *c, kyu_request_t *req, const char *const *handles,
                                size_t n, kyu_code_t *results, kyu_err_t *err)

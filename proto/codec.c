@@ -37,6 +37,9 @@ static const kyu_op_info_t op_table[KYU_OP_MAX_] = {
                                                "list-dead-letter-source-queues", KYU_F_QUEUE,
                                                KYU_F_QUEUE, 0, 0, KYU_OPF_READ,
                                                "the queues whose RedrivePolicy names this one"},
+    [KYU_OP_PEEK] = {KYU_OP_PEEK, "peek", KYU_F_QUEUE, KYU_F_QUEUE | KYU_F_MAX | KYU_F_FROM, 0, 0,
+                     KYU_OPF_READ,
+                     "list up to max messages from position `from` without leasing them"},
     [KYU_OP_LIST_QUEUES] = {KYU_OP_LIST_QUEUES, "list-queues", 0, 0, 0, 0, KYU_OPF_READ,
                             "list queue names"},
     [KYU_OP_GET_QUEUE_ATTRIBUTES] = {KYU_OP_GET_QUEUE_ATTRIBUTES, "get-queue-attributes",
@@ -325,6 +328,9 @@ static kyu_code_t decode_request_field(const msgpack_object *k, const msgpack_ob
                                    "ma[%zu] must be [name, type, value, ...] (strings; a Binary "
                                    "value as bin) with at most %d attributes",
                                    i, KYU_MSG_ATTRS_MAX);
+    } else if (kyu_mp_key_is(k, "from")) {
+        bit = KYU_F_FROM;
+        rc = get_uint(v, "from (position)", UINT64_MAX, &req->from, err);
     } else if (kyu_mp_key_is(k, "rq")) {
         bit = KYU_F_RQ;
         if (v->type != MSGPACK_OBJECT_ARRAY || v->via.array.size != 2)
@@ -388,6 +394,8 @@ static const char *field_name(unsigned bit)
         return "force";
     case KYU_F_MSG_ATTRS:
         return "ma (message attributes)";
+    case KYU_F_FROM:
+        return "from (position)";
     default:
         return "?";
     }
@@ -569,6 +577,10 @@ void kyu_request_encode(const kyu_request_t *req, msgpack_sbuffer *out)
         msgpack_pack_array(&pk, req->n_attr_msgs);
         for (size_t i = 0; i < req->n_attr_msgs; i++)
             kyu_msg_attrs_pack(&pk, &req->attrs[i]);
+    }
+    if (req->fields & KYU_F_FROM) {
+        kyu_mp_pack_str(&pk, "from");
+        msgpack_pack_uint64(&pk, req->from);
     }
     if (req->fields & KYU_F_RQ) {
         kyu_mp_pack_str(&pk, "rq");

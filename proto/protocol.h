@@ -81,6 +81,7 @@ typedef enum {
     KYU_OP_SET_QUEUE_ATTRIBUTES = 14,
     KYU_OP_PURGE_QUEUE = 15,
     KYU_OP_LIST_DEAD_LETTER_SOURCE_QUEUES = 16,
+    KYU_OP_PEEK = 17,
     KYU_OP_MAX_
 } kyu_op_t;
 
@@ -105,8 +106,9 @@ enum {
     KYU_F_TAGS = 1 << 16,          /* "tags": a queue's tags {key: value} */
     KYU_F_FORCE = 1 << 17,         /* "force": DELETE_QUEUE of a dead-letter queue */
     KYU_F_MSG_ATTRS = 1 << 20,     /* "ma": SEND: each message's attributes */
+    KYU_F_FROM = 1 << 26,          /* "from": PEEK: the position to list from */
     KYU_F_WAIT = 1 << 24,          /* "wt": RECEIVE: wait up to this many seconds for a message */
-    KYU_F_LAST_ = KYU_F_WAIT,
+    KYU_F_LAST_ = KYU_F_FROM,
     /* the queue attributes of kyu_queue_ext_t (CREATE_QUEUE, SET_QUEUE_ATTRIBUTES) */
     KYU_F_QUEUE_EXT_ =
         KYU_F_RETENTION | KYU_F_RECEIVE_WAIT | KYU_F_REDRIVE | KYU_F_REDRIVE_ALLOW | KYU_F_TAGS,
@@ -194,6 +196,7 @@ typedef struct {
     uint32_t max_size;           /* KYU_F_MMS (the broker checks its range) */
     uint32_t delay;              /* KYU_F_DELAY (the broker checks its range) */
     uint64_t deliver_at_ms;      /* KYU_F_DELIVER_AT (the broker checks its range) */
+    uint64_t from;               /* KYU_F_FROM: PEEK's first position (0: the start) */
     /* KYU_F_MSG_ATTRS: the attributes of each of n_attr_msgs messages (as many as bodies),
      * borrowed from the header buffer; decoding checks their shape, kyu_msg_attrs_check
      * their content (the broker, per message) */
@@ -222,7 +225,18 @@ typedef struct {
     kyu_msg_attrs_t attrs;               /* borrowed: see kyu_reply_t.header */
     char md5_body[KYU_MD5_HEX_LEN + 1];  /* MD5OfMessageBody, lowercase hex */
     char md5_attrs[KYU_MD5_HEX_LEN + 1]; /* MD5OfMessageAttributes; "" without attributes */
+    /* PEEK (no handle): the message's state, its position in the queue (for "from") and,
+     * in flight or delayed, when it becomes visible (ms since the epoch) */
+    uint8_t state; /* KYU_MSG_* (0: not a peek) */
+    uint64_t position;
+    uint64_t visible_at_ms;
 } kyu_msg_meta_t;
+
+/* PEEK: a message's state ("state" on the wire: "visible", "inflight", "delayed"). */
+enum { KYU_MSG_VISIBLE = 1, KYU_MSG_INFLIGHT = 2, KYU_MSG_DELAYED = 3 };
+/* The state's wire name, or NULL; and the state of a wire name, or 0. */
+const char *kyu_msg_state_name(unsigned state);
+unsigned kyu_msg_state_parse(const char *name);
 
 typedef struct {
     int64_t visibility_timeout;
@@ -278,6 +292,9 @@ typedef struct {
     /* RECEIVE: one meta per body frame that follows the header, in order */
     size_t n_msgs;
     kyu_msg_meta_t msgs[KYU_BATCH_MAX];
+    /* PEEK: more messages follow; list them from position next */
+    bool has_next;
+    uint64_t next;
     /* DELETE / CHANGE_VISIBILITY: one result code per handle (KYU_OK on success) */
     size_t n_results;
     uint32_t results[KYU_BATCH_MAX];

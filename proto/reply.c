@@ -11,6 +11,22 @@
 #define MAX_DEPTH 4
 #define QUEUES_MAX 100000
 
+static const char *const state_names[] = {
+    [KYU_MSG_VISIBLE] = "visible", [KYU_MSG_INFLIGHT] = "inflight", [KYU_MSG_DELAYED] = "delayed"};
+
+const char *kyu_msg_state_name(unsigned state)
+{
+    return state < sizeof state_names / sizeof state_names[0] ? state_names[state] : NULL;
+}
+
+unsigned kyu_msg_state_parse(const char *name)
+{
+    for (unsigned s = 1; s < sizeof state_names / sizeof state_names[0]; s++)
+        if (strcmp(name, state_names[s]) == 0)
+            return s;
+    return 0;
+}
+
 void kyu_reply_init(kyu_reply_t *rep)
 {
     memset(rep, 0, sizeof *rep);
@@ -48,7 +64,7 @@ void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out)
     else
         n += (rep->version != 0) * 2 + (rep->n_ids > 0) + (rep->n_msgs > 0) + (rep->n_results > 0) +
              rep->has_attrs + (rep->queues != NULL) + rep->has_node + (rep->tags != NULL) +
-             (rep->n_ids > 0 && rep->md5_body[0][0]) * 2 + any_attrs(rep);
+             (rep->n_ids > 0 && rep->md5_body[0][0]) * 2 + any_attrs(rep) + rep->has_next;
     msgpack_pack_map(&pk, n);
     kyu_mp_pack_str(&pk, "id");
     msgpack_pack_uint64(&pk, rep->id);
@@ -90,8 +106,9 @@ void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out)
         msgpack_pack_array(&pk, rep->n_msgs);
         for (size_t i = 0; i < rep->n_msgs; i++) {
             const kyu_msg_meta_t *m = &rep->msgs[i];
-            msgpack_pack_map(&pk, 5 + (m->dlq_source[0] ? 4 : 0) + (m->md5_body[0] != '\0') +
-                                      (m->md5_attrs[0] != '\0'));
+            const char *state = kyu_msg_state_name(m->state);
+            msgpack_pack_map(&pk, 5 + (state ? 3 : 0) + (m->dlq_source[0] ? 4 : 0) +
+                                      (m->md5_body[0] != '\0') + (m->md5_attrs[0] != '\0'));
             kyu_mp_pack_str(&pk, "mid");
             kyu_mp_pack_str(&pk, m->message_id);
             kyu_mp_pack_str(&pk, "rh");
@@ -99,6 +116,14 @@ void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out)
             pack_kv_int(&pk, "rc", m->receive_count);
             pack_kv_int(&pk, "ts", (int64_t)m->sent_ms);
             pack_kv_int(&pk, "fr", (int64_t)m->first_receive_ms);
+            if (state) { /* PEEK */
+                kyu_mp_pack_str(&pk, "state");
+                kyu_mp_pack_str(&pk, state);
+                kyu_mp_pack_str(&pk, "pos");
+                msgpack_pack_uint64(&pk, m->position);
+                kyu_mp_pack_str(&pk, "va");
+                msgpack_pack_uint64(&pk, m->visible_at_ms);
+            }
             if (m->dlq_source[0]) {
                 kyu_mp_pack_str(&pk, "dlsrc");
                 kyu_mp_pack_str(&pk, m->dlq_source);
@@ -123,6 +148,10 @@ void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out)
             for (size_t i = 0; i < rep->n_msgs; i++)
                 kyu_msg_attrs_pack(&pk, &rep->msgs[i].attrs);
         }
+    }
+    if (rep->has_next) {
+        kyu_mp_pack_str(&pk, "next");
+        msgpack_pack_uint64(&pk, rep->next);
     }
     if (rep->n_results) {
         kyu_mp_pack_str(&pk, "res");
@@ -262,6 +291,15 @@ static bool decode_meta(const msgpack_object *o, kyu_msg_meta_t *m)
             ok = kyu_mp_copy_str(v, m->md5_body, KYU_MD5_HEX_LEN);
         else if (kyu_mp_key_is(k, "mda"))
             ok = kyu_mp_copy_str(v, m->md5_attrs, KYU_MD5_HEX_LEN);
+        else if (kyu_mp_key_is(k, "pos"))
+            ok = get_u64(v, &m->position);
+        else if (kyu_mp_key_is(k, "va"))
+            ok = get_u64(v, &m->visible_at_ms);
+        else if (kyu_mp_key_is(k, "state")) {
+            char name[16];
+            ok = kyu_mp_copy_str(v, name, sizeof name - 1) &&
+                 (m->state = (uint8_t)kyu_msg_state_parse(name)) != 0;
+        }
         if (!ok)
             return false;
     }
@@ -438,6 +476,10 @@ static bool decode_field(const msgpack_object *k, const msgpack_object *v, kyu_r
             rep->results[i] = (uint32_t)u;
         }
         return true;
+    }
+    if (kyu_mp_key_is(k, "next")) {
+        rep->has_next = true;
+        return get_u64(v, &rep->next);
     }
     if (kyu_mp_key_is(k, "attrs")) {
         rep->has_attrs = true;

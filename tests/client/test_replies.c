@@ -1,5 +1,5 @@
-/* libkyu's handling of what a broker answers: RECEIVE frames, per-handle results, malformed
- * and stray replies, failover. Against the in-process fake broker. */
+/* libkyu's handling of what a broker answers: RECEIVE and PEEK frames, per-handle results,
+ * malformed and stray replies, failover. Against the in-process fake broker. */
 #include "fake_broker.h"
 #include "kyu.h"
 
@@ -94,6 +94,88 @@ static void test_receive_with_wrong_frame_count_is_malformed(void **state)
         kyu_message_t *msgs = NULL;
         size_t n = 0;
         assert_int_equal(kyu_client_receive(c, "q", 10, -1, &msgs, &n, &err), KYU_ERR_MALFORMED);
+        assert_null(msgs);
+        assert_int_equal(n, 0);
+        kyu_client_destroy(&c);
+        fake_broker_destroy(&fb);
+    }
+}
+
+/* PEEK: two messages (the second delayed), more to come; arg: body frames to really send,
+ * or 99: a first message without a state. The request's from and max are checked. */
+static void peek_handler(fake_broker_t *fb, void *arg, const kyu_request_t *req,
+                         const void *const *bodies, const size_t *lens, size_t n)
+{
+    (void)bodies, (void)lens, (void)n;
+    size_t frames = *(size_t *)arg;
+    if (req->op != KYU_OP_PEEK) {
+        fake_default(fb, req);
+        return;
+    }
+    kyu_reply_t rep;
+    kyu_reply_init(&rep);
+    rep.id = req->id;
+    rep.n_msgs = 2;
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(rep.msgs[i].message_id, sizeof rep.msgs[i].message_id, "mid-%zu", i);
+        rep.msgs[i].state = i == 0 ? KYU_MSG_VISIBLE : KYU_MSG_DELAYED;
+        rep.msgs[i].position = req->from + i;
+    }
+    rep.msgs[1].visible_at_ms = 5000;
+    if (frames == 99) {
+        rep.msgs[0].state = 0;
+        frames = 2;
+    }
+    rep.has_next = req->max == 2 && (req->fields & KYU_F_FROM);
+    rep.next = req->from + 2;
+    const void *out[] = {"one", "two", "three"};
+    size_t out_lens[] = {3, 3, 5};
+    fake_reply(fb, &rep, out, out_lens, frames);
+}
+
+static void test_peek_returns_states_positions_and_the_next_page(void **state)
+{
+    (void)state;
+    size_t frames = 2;
+    fake_broker_t *fb = fake_broker_new(peek_handler, &frames);
+    kyu_client_t *c = connect_to(fake_broker_endpoint(fb), 5000);
+    assert_non_null(c);
+    kyu_err_t err = {0};
+    kyu_message_t *msgs = NULL;
+    size_t n = 0;
+    uint64_t next = 0;
+    assert_int_equal(kyu_client_peek(c, "q", 2, 40, &msgs, &n, &next, &err), KYU_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(next, 42);
+    assert_int_equal(msgs[0].state, KYU_MSG_VISIBLE);
+    assert_int_equal(msgs[0].position, 40);
+    assert_string_equal(msgs[0].receipt_handle, "");
+    assert_int_equal(msgs[1].state, KYU_MSG_DELAYED);
+    assert_int_equal(msgs[1].visible_at_ms, 5000);
+    assert_string_equal((char *)msgs[1].body, "two");
+    kyu_messages_destroy(&msgs);
+    assert_int_equal(kyu_client_peek(c, "q", 10, 0, &msgs, &n, &next, &err), KYU_OK);
+    assert_int_equal(next, 0); /* the last page */
+    kyu_messages_destroy(&msgs);
+    assert_int_equal(kyu_client_peek(c, "q", 11, 0, &msgs, &n, &next, &err),
+                     KYU_ERR_INVALID_ARGUMENT);
+    kyu_client_destroy(&c);
+    fake_broker_destroy(&fb);
+}
+
+static void test_peek_with_wrong_frames_or_no_state_is_malformed(void **state)
+{
+    (void)state;
+    size_t counts[] = {0, 1, 3, 99};
+    for (size_t k = 0; k < 4; k++) {
+        fake_broker_t *fb = fake_broker_new(peek_handler, &counts[k]);
+        kyu_client_t *c = connect_to(fake_broker_endpoint(fb), 5000);
+        assert_non_null(c);
+        kyu_err_t err = {0};
+        kyu_message_t *msgs = NULL;
+        size_t n = 0;
+        uint64_t next = 0;
+        assert_int_equal(kyu_client_peek(c, "q", 10, 0, &msgs, &n, &next, &err), KYU_ERR_MALFORMED);
         assert_null(msgs);
         assert_int_equal(n, 0);
         kyu_client_destroy(&c);
@@ -458,6 +540,8 @@ int main(void)
         cmocka_unit_test(test_receive_with_wrong_frame_count_is_malformed),
         cmocka_unit_test(test_delete_reports_a_result_per_handle),
         cmocka_unit_test(test_malformed_and_stray_replies_do_not_crash),
+        cmocka_unit_test(test_peek_returns_states_positions_and_the_next_page),
+        cmocka_unit_test(test_peek_with_wrong_frames_or_no_state_is_malformed),
         cmocka_unit_test(test_not_leader_moves_to_the_named_leader),
         cmocka_unit_test(test_dead_first_endpoint_moves_to_the_next),
         cmocka_unit_test(test_a_leader_silent_after_taking_the_request_is_left_within_the_timeout),

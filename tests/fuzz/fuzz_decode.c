@@ -44,9 +44,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     kyu_reply_t rep;
     kyu_reply_init(&rep);
-    if (kyu_reply_decode(data, size, &rep, &err) == KYU_OK)
+    if (kyu_reply_decode(data, size, &rep, &err) == KYU_OK) {
         for (size_t i = 0; i < KYU_BATCH_MAX; i++)
             check_attrs(&rep.msgs[i].attrs, rep.header, size);
+        for (size_t i = 0; i < rep.n_msgs; i++)
+            KYU_ASSERT(rep.msgs[i].state <= KYU_MSG_DELAYED);
+    }
     kyu_reply_reset(&rep);
 
     size_t off = 0;
@@ -60,6 +63,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         if (cmd.type == KYU_CMD_CREATE_QUEUE || cmd.type == KYU_CMD_SET_QUEUE_ATTRIBUTES)
             KYU_ASSERT(cmd.max_size <= KYU_MAX_SIZE_MAX && cmd.delay <= KYU_DELAY_MAX);
+        if (cmd.type == KYU_CMD_PURGE_QUEUE)
+            KYU_ASSERT(cmd.n == 0 && cmd.max_inflight == 0);
         if (cmd.type == KYU_CMD_SET_MEMBER)
             KYU_ASSERT(cmd.member_id >= 1 && cmd.member_id <= INT64_MAX && cmd.member_raft[0] &&
                        cmd.member_client[0]);

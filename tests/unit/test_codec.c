@@ -559,6 +559,114 @@ static void test_cluster_add_and_remove_requests_round_trip_and_are_checked(void
     assert_int_equal(round_trip_admin(&rm, &out), KYU_ERR_MALFORMED);
 }
 
+/* PEEK takes q, max and from (a position); PURGE_QUEUE q and rq; neither takes the other's
+ * fields, and from must be an unsigned integer. */
+static void test_peek_and_purge_requests_round_trip_and_are_checked(void **state)
+{
+    (void)state;
+    kyu_request_t in, out;
+    memset(&in, 0, sizeof in);
+    in.op = KYU_OP_PEEK;
+    in.id = 5;
+    in.fields = KYU_F_QUEUE | KYU_F_MAX | KYU_F_FROM;
+    strcpy(in.queue, "dlq");
+    in.max = 10;
+    in.from = UINT64_MAX;
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    kyu_request_encode(&in, &b);
+    kyu_err_t err;
+    assert_int_equal(kyu_request_decode(b.data, b.size, 0, &out, &err), KYU_OK);
+    assert_true(out.from == UINT64_MAX);
+    assert_int_equal(out.max, 10);
+    assert_int_equal(kyu_request_decode(b.data, b.size, 1, &out, &err), KYU_ERR_MALFORMED);
+    msgpack_sbuffer_destroy(&b);
+    in.op = KYU_OP_PURGE_QUEUE; /* takes no max nor from */
+    msgpack_sbuffer_init(&b);
+    kyu_request_encode(&in, &b);
+    assert_int_equal(kyu_request_decode(b.data, b.size, 0, &out, &err), KYU_ERR_MALFORMED);
+    msgpack_sbuffer_destroy(&b);
+    in.fields = KYU_F_QUEUE | KYU_F_RQ;
+    in.rq_client = in.rq_key = 1;
+    msgpack_sbuffer_init(&b);
+    kyu_request_encode(&in, &b);
+    assert_int_equal(kyu_request_decode(b.data, b.size, 0, &out, &err), KYU_OK);
+    assert_int_equal(out.op, KYU_OP_PURGE_QUEUE);
+    msgpack_sbuffer_destroy(&b);
+    in.op = KYU_OP_PEEK; /* a read: no request key */
+    msgpack_sbuffer_init(&b);
+    kyu_request_encode(&in, &b);
+    assert_int_equal(kyu_request_decode(b.data, b.size, 0, &out, &err), KYU_ERR_MALFORMED);
+    msgpack_sbuffer_destroy(&b);
+    in.fields = KYU_F_QUEUE | KYU_F_MAX;
+    in.max = 11;
+    msgpack_sbuffer_init(&b);
+    kyu_request_encode(&in, &b);
+    assert_int_equal(kyu_request_decode(b.data, b.size, 0, &out, &err), KYU_ERR_INVALID_ARGUMENT);
+    msgpack_sbuffer_destroy(&b);
+}
+
+static void b_peek_from_negative(msgpack_packer *pk)
+{
+    msgpack_pack_map(pk, 4);
+    str(pk, "op"), msgpack_pack_int(pk, KYU_OP_PEEK);
+    str(pk, "id"), msgpack_pack_int(pk, 7);
+    str(pk, "q"), str(pk, "q");
+    str(pk, "from"), msgpack_pack_int(pk, -1);
+}
+
+static void b_peek_from_string(msgpack_packer *pk)
+{
+    msgpack_pack_map(pk, 4);
+    str(pk, "op"), msgpack_pack_int(pk, KYU_OP_PEEK);
+    str(pk, "id"), msgpack_pack_int(pk, 7);
+    str(pk, "q"), str(pk, "q");
+    str(pk, "from"), str(pk, "5");
+}
+
+static void test_a_bad_from_is_invalid_argument(void **state)
+{
+    (void)state;
+    expect(b_peek_from_negative, 0, KYU_ERR_INVALID_ARGUMENT);
+    expect(b_peek_from_string, 0, KYU_ERR_INVALID_ARGUMENT);
+}
+
+/* A PEEK reply: each message's state, position and visible time, and the next position. */
+static void test_peek_reply_round_trips(void **state)
+{
+    (void)state;
+    kyu_reply_t in, out;
+    kyu_reply_init(&in);
+    kyu_reply_init(&out);
+    in.id = 9;
+    in.n_msgs = 2;
+    strcpy(in.msgs[0].message_id, "m1");
+    in.msgs[0].state = KYU_MSG_VISIBLE;
+    in.msgs[0].position = 1;
+    strcpy(in.msgs[1].message_id, "m2");
+    in.msgs[1].state = KYU_MSG_DELAYED;
+    in.msgs[1].position = 7;
+    in.msgs[1].visible_at_ms = 1234567890123ULL;
+    in.has_next = true;
+    in.next = 8;
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    kyu_reply_encode(&in, &b);
+    kyu_err_t err;
+    assert_int_equal(kyu_reply_decode(b.data, b.size, &out, &err), KYU_OK);
+    msgpack_sbuffer_destroy(&b);
+    assert_int_equal(out.msgs[0].state, KYU_MSG_VISIBLE);
+    assert_int_equal(out.msgs[1].state, KYU_MSG_DELAYED);
+    assert_int_equal(out.msgs[1].position, 7);
+    assert_true(out.msgs[1].visible_at_ms == 1234567890123ULL);
+    assert_true(out.has_next);
+    assert_int_equal(out.next, 8);
+    assert_string_equal(kyu_msg_state_name(KYU_MSG_INFLIGHT), "inflight");
+    assert_int_equal(kyu_msg_state_parse("bogus"), 0);
+    assert_null(kyu_msg_state_name(0));
+    assert_null(kyu_msg_state_name(99));
+}
+
 static void test_code_names_are_stable(void **state)
 {
     (void)state;
@@ -590,6 +698,9 @@ int main(void)
         cmocka_unit_test(test_error_reply_carries_code_text_and_leader),
         cmocka_unit_test(test_cluster_add_and_remove_requests_round_trip_and_are_checked),
         cmocka_unit_test(test_code_names_are_stable),
+        cmocka_unit_test(test_peek_and_purge_requests_round_trip_and_are_checked),
+        cmocka_unit_test(test_a_bad_from_is_invalid_argument),
+        cmocka_unit_test(test_peek_reply_round_trips),
     };
     return cmocka_run_group_tests_name("codec", tests, NULL, NULL);
 }

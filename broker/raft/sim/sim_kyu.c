@@ -431,6 +431,7 @@ static const char *const count_names[] = {"messages sent",
                                           "power losses",
                                           "answers checked",
                                           "disk stalls",
+                                          "receives over their in-flight limit",
                                           NULL};
 
 static void count(sim_cluster_t *c, uint64_t *counts)
@@ -438,7 +439,8 @@ static void count(sim_cluster_t *c, uint64_t *counts)
     sk_t *k = sk(c);
     uint64_t v[] = {k->next_msg,     k->receives_checked, k->deletes_checked, k->retried,
                     k->dedup_hits,   k->digests,          k->installs,        k->boot_resets,
-                    k->state_checks, k->power_losses,     k->answers,         k->stalls};
+                    k->state_checks, k->power_losses,     k->answers,         k->stalls,
+                    k->over_limit};
     for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
         counts[i] += v[i];
 }

@@ -55,10 +55,11 @@ typedef struct {
     kyu_cmd_type_t type;
     int q;
     int64_t vt;
-    int64_t delay;      /* SET_QUEUE_ATTRIBUTES: DelaySeconds; SEND: the messages' own; -1: none */
-    uint64_t rq_key;    /* 0 = no request key */
-    uint64_t first_now; /* the time the key was first proposed (retries stay in the window) */
-    size_t n;           /* SEND: messages, DELETE/CHANGE_VISIBILITY: handles */
+    int64_t delay; /* SET_QUEUE_ATTRIBUTES: DelaySeconds; SEND: the messages' own; -1: none */
+    uint32_t max_inflight; /* RECEIVE: the leader's in-flight limit (0: none) */
+    uint64_t rq_key;       /* 0 = no request key */
+    uint64_t first_now;    /* the time the key was first proposed (retries stay in the window) */
+    size_t n;              /* SEND: messages, DELETE/CHANGE_VISIBILITY: handles */
     uint64_t ids[SK_SEND_MAX];
     char handles[SK_RECV_MAX][SK_HANDLE_MAX];
 } sk_intent_t;
@@ -207,6 +208,7 @@ typedef struct {
     sk_intent_t retries[SK_RETRIES];
     size_t n_retries;
     uint64_t retried, dedup_hits, receives_checked, deletes_checked, digests, installs;
+    uint64_t over_limit; /* receives refused at their in-flight limit */
     uint64_t boot_resets, state_checks, power_losses, answers, stalls;
 } sk_t;
 

@@ -147,6 +147,10 @@ static void choose(sim_cluster_t *c, sk_intent_t *in, uint64_t now)
         in->type = KYU_CMD_RECEIVE;
         in->n = 1 + (size_t)sim_rng_below(&c->rng, SK_RECV_MAX);
         in->vt = sim_rng_chance(&c->rng, 400) ? -1 : (int64_t)sim_rng_below(&c->rng, 6);
+        /* One receive in three under an in-flight limit of 1-4 (--max-inflight), drawn from
+         * the ids so far, not the seed's stream (the seeds' runs stay as they were). */
+        if (k->next_msg % 3 == 0)
+            in->max_inflight = 1 + (uint32_t)(k->next_msg / 3 % 4);
     } else {
         in->type = r < 940 ? KYU_CMD_DELETE : KYU_CMD_CHANGE_VISIBILITY;
         pick_handles(c, in);
@@ -174,6 +178,8 @@ static void build(sim_cluster_t *c, const sk_intent_t *in, uint64_t now, bool re
     cmd->has_delay = in->delay >= 0 && in->type != KYU_CMD_SEND;
     cmd->delay = cmd->has_delay ? (uint32_t)in->delay : 0;
     cmd->max = in->type == KYU_CMD_RECEIVE ? (uint32_t)in->n : 1;
+    if (in->type == KYU_CMD_RECEIVE)
+        cmd->max_inflight = in->max_inflight;
     if (in->type == KYU_CMD_RECEIVE && c->o.plant == SK_PLANT_VT_ZERO)
         cmd->vt = 0;
     if (in->type == KYU_CMD_SEND) {

@@ -127,8 +127,21 @@ static sk_key_t *record_attempt(sk_t *k, const sk_intent_t *in, const kyu_comman
 static void applied_twice(sim_cluster_t *c, const sk_intent_t *in, const kyu_command_t *cmd,
                           const sk_key_t *kk, const char *what)
 {
-    static const char *types[] = {"?",       "create", "delete queue",     "send",
-                                  "receive", "delete", "change visibility"};
+    static const char *types[] = {"?",
+                                  "create",
+                                  "delete queue",
+                                  "send",
+                                  "receive",
+                                  "delete",
+                                  "change visibility",
+                                  "set member",
+                                  "drop member",
+                                  "handle key",
+                                  "set attributes",
+                                  "purge queue",
+                                  "expire messages"};
+    _Static_assert(sizeof types / sizeof types[0] == KYU_CMD_EXPIRE_MESSAGES + 1,
+                   "a name per command type");
     sim_violation(c, SIM_SAFETY,
                   "request key applied twice: a %s with key %llu retried %llu ms after its first "
                   "attempt was not answered as the first time: %s",
@@ -241,6 +254,29 @@ static void on_receive(sim_cluster_t *c, const kyu_command_t *cmd, const sk_inte
     if (kk) {
         replay_receive(c, cmd, in, q, kk, res, out);
         return;
+    }
+    if (cmd->max_inflight) {
+        /* The in-flight limit: refused only at it, never leasing past it (the model's leases
+         * not over at the command's time); at it with nothing visible, an empty answer. */
+        uint64_t inflight = 0;
+        for (uint64_t n = 1; n <= k->next_msg && n < k->msgs_cap; n++) {
+            const sk_msg_t *m = &k->msgs[n];
+            /* lease_until is also a delay's end: in flight only once received */
+            inflight += m->status == SK_LIVE && m->q == q && m->qgen == k->queues[q].gen &&
+                        m->receives > 0 && m->lease_until > cmd->now_ms;
+        }
+        if ((res->code == KYU_ERR_LIMIT_EXCEEDED && inflight < cmd->max_inflight) ||
+            (res->code == KYU_OK && res->n_msgs > 0 &&
+             inflight + res->n_msgs > cmd->max_inflight)) {
+            sim_violation(c, SIM_SAFETY,
+                          "in-flight limit: a receive on %s at %llu with %llu in flight and a "
+                          "limit of %u answered %s with %zu messages",
+                          cmd->queue, (unsigned long long)cmd->now_ms, (unsigned long long)inflight,
+                          cmd->max_inflight, kyu_code_name(res->code), res->n_msgs);
+            return;
+        }
+        if (res->code == KYU_ERR_LIMIT_EXCEEDED)
+            k->over_limit++;
     }
     uint32_t gens[KYU_BATCH_MAX] = {0};
     for (size_t j = 0; j < res->n_msgs && c->result == SIM_OK; j++) {
