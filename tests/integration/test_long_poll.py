@@ -323,9 +323,10 @@ class IdleCost(unittest.TestCase):
 
 
 class ClusterLongPoll(unittest.TestCase):
-    """Three nodes: a long poll held by the leader ends when leadership moves (NOT_LEADER at
-    once on a transfer; the CLI asks the new leader for the rest of its wait and gets a message
-    sent there), and after a kill -9 of the leader the CLI's call still ends."""
+    """Three nodes: a follower answers a long poll NOT_LEADER at once; a long poll held by the
+    leader ends when leadership moves (NOT_LEADER at once on a transfer; the CLI asks the new
+    leader for the rest of its wait and gets a message sent there), and after a kill -9 of
+    the leader the CLI's call still ends."""
 
     def setUp(self):
         self.data = tempfile.mkdtemp(prefix="kyu-lp-cluster-")
@@ -382,6 +383,14 @@ class ClusterLongPoll(unittest.TestCase):
     def test_a_transfer_ends_the_long_poll_and_the_client_retries_at_the_new_leader(self):
         lead = self.leader()
         self.ok("create-queue", "jobs")
+        # A follower redirects a long poll at once, as any request.
+        follower = next(ep for ep in self.procs if ep != lead)
+        f = Client(follower)
+        self.clients.append(f)
+        rid = f.receive("jobs", 20)
+        r = f.reply(10000)
+        self.assertIsNotNone(r, "a follower held a long poll")
+        self.assertEqual((r[0]["id"], r[0]["st"], r[0].get("leader")), (rid, NOT_LEADER, lead))
         c = Client(lead)
         self.clients.append(c)
         started = time.monotonic()
