@@ -366,12 +366,11 @@ void kyu_frontend_on_result(void *arg, void *waiter, kyu_result_t *res)
                      kyu_replica_now(self->ctx.replica) < lp->deadline_ms &&
                      kyu_frontend_park(self, &w->identity, lp, &err) == KYU_OK;
         self->rearm |= kyu_longpoll_mark(self->lp, lp->queue);
-        if (!again)
-            kyu_longpoll_waiter_destroy(&lp);
         if (again) {
             free(w);
             return;
         }
+        kyu_longpoll_waiter_destroy(&lp);
     }
     if (res->code != KYU_OK) {
         kyu_frontend_send_error(self, w->identity, w->id, res->code, res->error);
