@@ -323,9 +323,11 @@ class IdleCost(unittest.TestCase):
 
 
 class ClusterLongPoll(unittest.TestCase):
-    """Three nodes: a long poll held by the leader ends when leadership moves (NOT_LEADER at
-    once on a transfer; the CLI asks the new leader for the rest of its wait and gets a message
-    sent there), and after a kill -9 of the leader the CLI's call still ends."""
+    """Three nodes: a follower answers a long poll NOT_LEADER at once; a long poll held by the
+    leader ends when leadership moves (NOT_LEADER at once on a transfer; the CLI asks the new
+    leader for the rest of its wait and gets a message sent there; the new leader wakes a long
+    poll when a lease taken under the old one runs out), and after a kill -9 of the leader the
+    CLI's call still ends."""
 
     def setUp(self):
         self.data = tempfile.mkdtemp(prefix="kyu-lp-cluster-")
@@ -382,6 +384,19 @@ class ClusterLongPoll(unittest.TestCase):
     def test_a_transfer_ends_the_long_poll_and_the_client_retries_at_the_new_leader(self):
         lead = self.leader()
         self.ok("create-queue", "jobs")
+        # A follower redirects a long poll at once, as any request.
+        follower = next(ep for ep in self.procs if ep != lead)
+        f = Client(follower)
+        self.clients.append(f)
+        rid = f.receive("jobs", 20)
+        r = f.reply(10000)
+        self.assertIsNotNone(r, "a follower held a long poll")
+        self.assertEqual((r[0]["id"], r[0]["st"], r[0].get("leader")), (rid, NOT_LEADER, lead))
+        # A message leased under this leader, for 15 s: its lease runs out under the next one.
+        self.ok("create-queue", "held")
+        self.ok("send", "held", "leased")
+        leased = json.loads(self.ok("--json", "receive", "held", "--visibility-timeout", "15"))
+        leased_at = time.monotonic()
         c = Client(lead)
         self.clients.append(c)
         started = time.monotonic()
@@ -417,6 +432,19 @@ class ClusterLongPoll(unittest.TestCase):
         if not got:
             got = [json.loads(l)["Body"] for l in self.ok("--json", "receive", "jobs").splitlines() if l]
         self.assertEqual(got, ["after"])
+        # The new leader wakes a long poll when the lease taken under the old one runs out.
+        n = Client(new)
+        self.clients.append(n)
+        started = time.monotonic()
+        rid = n.receive("held", 20)
+        if started - leased_at < 14:  # still leased (on a loaded machine the above may be slow)
+            self.assertIsNone(n.reply(QUIET_MS), "answered while the message was leased")
+        r = n.reply(max(1, int((started + 19 - time.monotonic()) * 1000)))
+        self.assertIsNotNone(r, "the lease's end did not wake the long poll at the new leader")
+        self.assertEqual((r[0]["id"], r[0]["st"]), (rid, OK), r[0])
+        self.assertEqual(r[1], [b"leased"])
+        self.assertEqual(r[0]["msgs"][0]["mid"], leased["MessageId"])
+        self.assertEqual(r[0]["msgs"][0]["rc"], 2)
 
     def test_a_kill9_of_the_leader_ends_the_cli_long_poll(self):
         lead = self.leader()

@@ -1,0 +1,64 @@
+/* frontend_internal: what the frontend's files share: frontend.c (requests, replies, the
+ * normal path of a write) and frontend_wait.c (the receives held for long polling). */
+#ifndef KYU_FRONTEND_INTERNAL_H
+#define KYU_FRONTEND_INTERNAL_H
+
+#include "frontend.h"
+#include "longpoll.h"
+#include "ops.h"
+
+struct kyu_frontend {
+    zsock_t *sock;
+    kyu_op_ctx_t ctx; /* what the rows' functions work with */
+    msgpack_sbuffer buf;
+    bool key_proposed; /* a SET_HANDLE_KEY waits for its entry (see ensure_handle_key) */
+    /* Retention: an EXPIRE_MESSAGES waits for its entry; when queues were last looked at
+     * (cluster time; see kyu_frontend_tick) */
+    bool expiry_proposed;
+    uint64_t expiry_checked_at;
+    uint64_t dropped_replies;
+    char endpoint[KYU_ENDPOINT_MAX];
+    /* Long polling: the parked receives, their order of arrival, and the one timer that
+     * wakes the loop at the earliest deadline or end of a lease or delay on a queue that has
+     * waiters (timer_at, in cluster time; UINT64_MAX: none). */
+    kyu_longpoll_t *lp;
+    uint64_t arrivals;
+    zloop_t *loop;
+    int timer_id; /* -1: none */
+    uint64_t timer_at;
+    bool timer_fired;
+    bool rearm; /* something changed that may move the timer */
+};
+
+typedef struct {
+    zframe_t *identity;
+    uint64_t id;
+    const kyu_op_row_t *row;
+    kyu_longpoll_waiter_t *lp; /* a receive that may wait: parked when it finds nothing */
+    bool *own; /* the broker's own command (no identity): the flag cleared once it is done */
+} waiter_t;
+
+/* Sends rep (and body frames) to identity; identity and bodies are copied. A reply to a
+ * gone or saturated client is dropped (counted). */
+void kyu_frontend_send_reply(kyu_frontend_t *self, zframe_t *identity, const kyu_reply_t *rep,
+                             const void *const *bodies, const size_t *lens, size_t n_bodies);
+void kyu_frontend_send_error(kyu_frontend_t *self, zframe_t *identity, uint64_t id, kyu_code_t code,
+                             const char *text);
+/* An empty reply (a RECEIVE that found nothing). */
+void kyu_frontend_send_empty(kyu_frontend_t *self, zframe_t *identity, uint64_t id);
+/* The normal path of a write (frontend.c): validated, then parked (a receive that may wait
+ * and would find nothing), answered empty, or proposed. Takes *identity when it keeps it;
+ * takes lp (a long poll woken, or NULL for a new request) whatever happens. */
+void kyu_frontend_propose(kyu_frontend_t *self, zframe_t **identity, const kyu_op_row_t *row,
+                          const kyu_request_t *req, zmsg_t *bodies, kyu_longpoll_waiter_t *lp);
+
+/* frontend_wait.c. A long poll's record for a request that may wait wait_ms (NULL when it
+ * may not, or out of memory: it is then answered like a receive without a wait). */
+kyu_longpoll_waiter_t *kyu_frontend_wait_new(kyu_frontend_t *self, const kyu_request_t *req,
+                                             uint64_t wait_ms);
+/* Parks lp with the client's identity (taken): KYU_OK, or BUSY past the limit (then both
+ * stay the caller's). */
+kyu_code_t kyu_frontend_park(kyu_frontend_t *self, zframe_t **identity, kyu_longpoll_waiter_t *lp,
+                             kyu_err_t *err);
+
+#endif

@@ -1,0 +1,237 @@
+/* frontend_wait: the receives the frontend holds for long polling, and what wakes them.
+ *
+ * A RECEIVE whose row says it may wait (its "wt", or its queue's default) and that would find
+ * nothing is parked (longpoll.h) instead of answered empty. After each event the loop calls
+ * kyu_frontend_serve_waiting, which takes the state machine's list of queues that may have
+ * visible messages (sm_wake.c: sends, leases set or released, delays, deletions), and wakes
+ * the first waiters of each such queue, as many as its visible messages can serve (less the
+ * receives already proposed for its waiters). A woken waiter goes the normal way: its RECEIVE
+ * is proposed, applied and answered; one that finds nothing (another took the message) is
+ * parked again in its place while time is left. Leases that run out and delays that end
+ * need no command: one zloop timer is set to the earliest deadline or visible_at among the
+ * queues with waiters, so idle waiters cost nothing. A waiter whose deadline passes is
+ * answered empty; when this node stops serving (leadership lost or handed over) every waiter
+ * is answered NOT_LEADER, so that its client asks the new leader; a deleted queue's waiters
+ * get NO_SUCH_QUEUE. The design: docs/ARCHITECTURE.md, "Long polling". */
+#include "frontend_internal.h"
+
+#include <string.h>
+
+/* A long poll's record for a request that may wait wait_ms (NULL when it may not or when out
+ * of memory: it is then answered like a receive without a wait). */
+kyu_longpoll_waiter_t *kyu_frontend_wait_new(kyu_frontend_t *self, const kyu_request_t *req,
+                                             uint64_t wait_ms)
+{
+    kyu_longpoll_waiter_t *lp = wait_ms ? kyu_longpoll_waiter_new() : NULL;
+    if (!lp)
+        return NULL;
+    lp->id = req->id;
+    snprintf(lp->queue, sizeof lp->queue, "%s", req->queue);
+    lp->qid = kyu_sm_queue_id(self->ctx.sm, req->queue);
+    lp->fields = req->fields & (KYU_F_VT | KYU_F_MAX | KYU_F_RQ);
+    lp->vt = req->vt;
+    lp->max = req->max;
+    lp->rq_client = req->rq_client;
+    lp->rq_key = req->rq_key;
+    lp->deadline_ms = kyu_replica_now(self->ctx.replica) + wait_ms;
+    lp->arrival = ++self->arrivals;
+    return lp;
+}
+
+/* The request a parked receive stands for (its wait is its deadline now). */
+static void waiter_request(const kyu_longpoll_waiter_t *lp, kyu_request_t *req)
+{
+    memset(req, 0, sizeof *req);
+    req->op = KYU_OP_RECEIVE;
+    req->id = lp->id;
+    req->has_id = true;
+    req->fields = KYU_F_QUEUE | lp->fields;
+    snprintf(req->queue, sizeof req->queue, "%s", lp->queue);
+    req->vt = lp->vt;
+    req->max = lp->max;
+    req->rq_client = lp->rq_client;
+    req->rq_key = lp->rq_key;
+}
+
+/* Parks lp with the client's identity (taken): KYU_OK, or BUSY past the limit (then both
+ * stay the caller's). */
+kyu_code_t kyu_frontend_park(kyu_frontend_t *self, zframe_t **identity, kyu_longpoll_waiter_t *lp,
+                             kyu_err_t *err)
+{
+    lp->identity = *identity;
+    if (kyu_longpoll_park(self->lp, lp, err) != KYU_OK) {
+        lp->identity = NULL;
+        return err->code;
+    }
+    *identity = NULL;
+    self->rearm = true;
+    return KYU_OK;
+}
+
+/* Proposes a parked receive again (taken): the normal path, which parks it again if it would
+ * still find nothing. A queue deleted meanwhile (or deleted and created again: another id)
+ * answers NO_SUCH_QUEUE. */
+static void wake(kyu_frontend_t *self, kyu_longpoll_waiter_t *lp)
+{
+    zframe_t *identity = lp->identity;
+    lp->identity = NULL;
+    if (kyu_sm_queue_id(self->ctx.sm, lp->queue) != lp->qid) {
+        kyu_frontend_send_error(self, identity, lp->id, KYU_ERR_NO_SUCH_QUEUE,
+                                "the queue was deleted while the receive waited");
+        kyu_longpoll_waiter_destroy(&lp);
+    } else {
+        kyu_request_t req;
+        waiter_request(lp, &req);
+        kyu_frontend_propose(self, &identity, kyu_ops_row(KYU_OP_RECEIVE), &req, NULL, lp);
+    }
+    zframe_destroy(&identity);
+}
+
+/* Wakes the first waiters of queue, as many as its visible messages serve beyond the
+ * receives already proposed for its waiters; each takes up to its max. A deleted queue's
+ * waiters are all woken (and answered NO_SUCH_QUEUE). Returns true when it woke any. */
+static bool serve_queue(kyu_frontend_t *self, const char *queue, uint64_t now)
+{
+    /* The waiters of a deleted queue (also one created again since: another id) came before
+     * any waiter of the queue now under that name: they are first in the list. */
+    uint64_t qid = kyu_sm_queue_id(self->ctx.sm, queue);
+    const kyu_longpoll_waiter_t *first;
+    while ((first = kyu_longpoll_first(self->lp, queue)) != NULL && first->qid != qid)
+        wake(self, kyu_longpoll_take_first(self->lp, queue)); /* NO_SUCH_QUEUE */
+    size_t n = kyu_longpoll_waiting(self->lp, queue);
+    if (n == 0)
+        return false;
+    /* As many as the visible messages serve; those proposed already take from the same
+     * messages first (their commands come earlier). */
+    uint64_t pending = kyu_longpoll_pending(self->lp, queue);
+    uint64_t budget =
+        kyu_sm_visible_upto(self->ctx.sm, queue, now, KYU_BATCH_MAX * (uint64_t)n + pending);
+    budget = budget > pending ? budget - pending : 0;
+    bool woke = false;
+    while (budget > 0) {
+        kyu_longpoll_waiter_t *lp = kyu_longpoll_take_first(self->lp, queue);
+        if (!lp)
+            break;
+        uint32_t max = (lp->fields & KYU_F_MAX) ? lp->max : 1;
+        budget = budget > max ? budget - max : 0;
+        wake(self, lp);
+        woke = true;
+    }
+    return woke;
+}
+
+/* Answers every parked receive: NOT_LEADER (its client asks the leader) or, with code
+ * KYU_OK, empty (the broker stops). */
+static size_t answer_all(kyu_frontend_t *self, kyu_code_t code, const char *why)
+{
+    size_t n = 0;
+    for (kyu_longpoll_waiter_t *lp; (lp = kyu_longpoll_take_any(self->lp)) != NULL; n++) {
+        if (code == KYU_OK)
+            kyu_frontend_send_empty(self, lp->identity, lp->id);
+        else
+            kyu_frontend_send_error(self, lp->identity, lp->id, code, why);
+        kyu_longpoll_waiter_destroy(&lp);
+    }
+    return n;
+}
+
+/* kyu_longpoll_mark_idle_if's test: a message of queue is visible by now (a lease or a
+ * delay ended). */
+static bool visible_by_now(void *arg, const char *queue)
+{
+    kyu_frontend_t *self = arg;
+    return kyu_sm_next_visible_at(self->ctx.sm, queue) <= kyu_replica_now(self->ctx.replica);
+}
+
+static int on_timer(zloop_t *loop, int timer_id, void *arg)
+{
+    (void)loop, (void)timer_id;
+    kyu_frontend_t *self = arg;
+    self->timer_id = -1; /* a one-shot timer: zloop drops it */
+    self->timer_at = UINT64_MAX;
+    self->timer_fired = true;
+    kyu_frontend_serve_waiting(self);
+    return 0;
+}
+
+/* Sets the timer to the earliest deadline, or time a lease or delay ends on a queue whose
+ * waiters have no receive pending (those with one are looked at again when it is answered). */
+static void set_timer(kyu_frontend_t *self, uint64_t now)
+{
+    uint64_t at = kyu_longpoll_next_deadline(self->lp);
+    for (const char *q = kyu_longpoll_first_idle(self->lp); q;
+         q = kyu_longpoll_next_idle(self->lp)) {
+        uint64_t v = kyu_sm_next_visible_at(self->ctx.sm, q);
+        at = v < at ? v : at;
+    }
+    if (at == self->timer_at || !self->loop)
+        return;
+    if (self->timer_id >= 0)
+        zloop_timer_end(self->loop, self->timer_id);
+    self->timer_id = -1;
+    self->timer_at = at;
+    if (at == UINT64_MAX)
+        return;
+    /* A ms late rather than early: the loop's clock and the cluster's time may differ by
+     * rounding; a timer that fires early finds nothing due and is set again. */
+    size_t delay = at > now ? (size_t)(at - now) + 1 : 1;
+    self->timer_id = zloop_timer(self->loop, delay, 1, on_timer, self);
+    KYU_ASSERT(self->timer_id >= 0);
+}
+
+void kyu_frontend_serve_waiting(kyu_frontend_t *self)
+{
+    char names[64][KYU_NAME_MAX + 1];
+    size_t n;
+    do {
+        n = kyu_sm_take_woken(self->ctx.sm, names, 64);
+        for (size_t i = 0; i < n; i++)
+            self->rearm |= kyu_longpoll_mark(self->lp, names[i]);
+    } while (n == 64);
+    /* The common case, also with a thousand idle waiters: nothing changed, nothing to do. */
+    bool changed = self->rearm || self->timer_fired;
+    if (!changed && kyu_longpoll_count(self->lp) == 0)
+        return;
+    bool serving = kyu_replica_serving(self->ctx.replica);
+    if (!changed && serving &&
+        kyu_longpoll_next_deadline(self->lp) > kyu_replica_now(self->ctx.replica))
+        return;
+    if (!serving) {
+        answer_all(self, KYU_ERR_NOT_LEADER,
+                   "this node stopped leading while the receive waited; ask the leader again");
+    } else {
+        uint64_t now = kyu_replica_now(self->ctx.replica);
+        for (kyu_longpoll_waiter_t *lp; (lp = kyu_longpoll_take_expired(self->lp, now)) != NULL;) {
+            kyu_frontend_send_empty(self, lp->identity, lp->id);
+            kyu_longpoll_waiter_destroy(&lp);
+        }
+        if (self->timer_fired) /* a lease or a delay may have ended on a queue with waiters */
+            kyu_longpoll_mark_idle_if(self->lp, visible_by_now, self);
+        bool woke = false;
+        for (char q[KYU_NAME_MAX + 1]; kyu_longpoll_take_marked(self->lp, q);)
+            woke |= serve_queue(self, q, now);
+        if (woke)
+            kyu_replica_flush(self->ctx.replica);
+    }
+    self->timer_fired = false;
+    self->rearm = false;
+    set_timer(self, kyu_replica_now(self->ctx.replica));
+}
+
+void kyu_frontend_set_loop(kyu_frontend_t *self, zloop_t *loop)
+{
+    if (self->loop && self->timer_id >= 0 && loop == self->loop)
+        return;
+    self->loop = loop; /* a loop that is gone took its timers with it */
+    self->timer_id = -1;
+    self->timer_at = UINT64_MAX;
+    self->rearm = true;
+}
+
+size_t kyu_frontend_stop_waiting(kyu_frontend_t *self)
+{
+    size_t n = answer_all(self, KYU_OK, "");
+    if (n > 0)
+        zsock_set_linger(self->sock, 500); /* let the empty replies go before the socket closes */
+    return n;
+}
