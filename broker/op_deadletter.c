@@ -131,8 +131,7 @@ kyu_code_t kyu_sm_move_to_dead_letter(kyu_sm_t *self, queue_t *src, queue_t *dlq
     /* seq is never reused: the dead-letter queue holds nothing under it (absent). */
     kyu_sm_put2(self, KYU_CF_MESSAGES, to, KEY_QS, rec, vl, NULL, 0, true);
     free(rec);
-    uint8_t prov[KYU_NAME_MAX + 40];
-    msgpack_sbuffer sb = {.data = NULL};
+    msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
@@ -141,10 +140,8 @@ kyu_code_t kyu_sm_move_to_dead_letter(kyu_sm_t *self, queue_t *src, queue_t *dlq
     msgpack_pack_uint32(&pk, l->receive_count);
     msgpack_pack_uint64(&pk, l->first_ms);
     msgpack_pack_uint64(&pk, now);
-    KYU_ASSERT(sb.size <= sizeof prov);
-    memcpy(prov, sb.data, sb.size);
     provenance_key(pk_to, dlq->qid, seq);
-    kyu_sm_put2(self, KYU_CF_MESSAGES, pk_to, sizeof pk_to, prov, sb.size, NULL, 0, true);
+    kyu_sm_put2(self, KYU_CF_MESSAGES, pk_to, sizeof pk_to, sb.data, sb.size, NULL, 0, true);
     msgpack_sbuffer_destroy(&sb);
     /* Visible in the dead-letter queue at once, with its history. */
     lease_t moved = *l;
