@@ -267,13 +267,14 @@ void kyu_sm_index_counts(queue_t *q, uint64_t now, uint64_t *not_visible, uint64
 
 static bool lease_decode(const char *v, size_t len, lease_t *l)
 {
-    if (len != LEASE_LEN)
+    if (len != LEASE_LEN && len != LEASE_LEN_MAX)
         return false;
     const uint8_t *p = (const uint8_t *)v;
     l->visible_at = kyu_get_be64(p);
     l->receive_count = kyu_get_be32(p + 8);
     l->gen = kyu_get_be32(p + 12);
     l->first_ms = kyu_get_be64(p + 16);
+    l->last_ms = len == LEASE_LEN_MAX ? kyu_get_be64(p + 24) : 0;
     return true;
 }
 

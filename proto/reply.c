@@ -70,7 +70,7 @@ void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out)
         msgpack_pack_array(&pk, rep->n_msgs);
         for (size_t i = 0; i < rep->n_msgs; i++) {
             const kyu_msg_meta_t *m = &rep->msgs[i];
-            msgpack_pack_map(&pk, m->dlq_source[0] ? 9 : 5);
+            msgpack_pack_map(&pk, m->dlq_source[0] ? 10 : 5);
             kyu_mp_pack_str(&pk, "mid");
             kyu_mp_pack_str(&pk, m->message_id);
             kyu_mp_pack_str(&pk, "rh");
@@ -83,6 +83,7 @@ void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out)
                 kyu_mp_pack_str(&pk, m->dlq_source);
                 pack_kv_int(&pk, "dlrc", m->dlq_receive_count);
                 pack_kv_int(&pk, "dlfr", (int64_t)m->dlq_first_receive_ms);
+                pack_kv_int(&pk, "dllr", (int64_t)m->dlq_last_receive_ms);
                 pack_kv_int(&pk, "dlat", (int64_t)m->dlq_moved_ms);
             }
         }
@@ -219,6 +220,8 @@ static bool decode_meta(const msgpack_object *o, kyu_msg_meta_t *m)
             ok = get_u64(v, &u) && u <= UINT32_MAX && (m->dlq_receive_count = (uint32_t)u, true);
         else if (kyu_mp_key_is(k, "dlfr"))
             ok = get_u64(v, &m->dlq_first_receive_ms);
+        else if (kyu_mp_key_is(k, "dllr"))
+            ok = get_u64(v, &m->dlq_last_receive_ms);
         else if (kyu_mp_key_is(k, "dlat"))
             ok = get_u64(v, &m->dlq_moved_ms);
         if (!ok)
