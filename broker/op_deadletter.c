@@ -131,27 +131,24 @@ kyu_code_t kyu_sm_move_to_dead_letter(kyu_sm_t *self, queue_t *src, queue_t *dlq
     /* seq is never reused: the dead-letter queue holds nothing under it (absent). */
     kyu_sm_put2(self, KYU_CF_MESSAGES, to, KEY_QS, rec, vl, NULL, 0, true);
     free(rec);
-    uint8_t prov[KYU_NAME_MAX + 40];
-    msgpack_sbuffer sb = {.data = NULL};
+    msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 4);
+    msgpack_pack_array(&pk, 5);
     kyu_mp_pack_str(&pk, src->name);
     msgpack_pack_uint32(&pk, l->receive_count);
     msgpack_pack_uint64(&pk, l->first_ms);
+    msgpack_pack_uint64(&pk, l->last_ms);
     msgpack_pack_uint64(&pk, now);
-    KYU_ASSERT(sb.size <= sizeof prov);
-    memcpy(prov, sb.data, sb.size);
     provenance_key(pk_to, dlq->qid, seq);
-    kyu_sm_put2(self, KYU_CF_MESSAGES, pk_to, sizeof pk_to, prov, sb.size, NULL, 0, true);
+    kyu_sm_put2(self, KYU_CF_MESSAGES, pk_to, sizeof pk_to, sb.data, sb.size, NULL, 0, true);
     msgpack_sbuffer_destroy(&sb);
     /* Visible in the dead-letter queue at once, with its history. */
     lease_t moved = *l;
     moved.visible_at = now;
-    uint8_t lv[LEASE_LEN];
-    lease_encode(lv, &moved);
-    kyu_sm_put2(self, KYU_CF_LEASES, to, KEY_QS, lv, LEASE_LEN, NULL, 0, true);
+    uint8_t lv[LEASE_LEN_MAX];
+    kyu_sm_put2(self, KYU_CF_LEASES, to, KEY_QS, lv, lease_encode(lv, &moved), NULL, 0, true);
     kyu_sm_index_set_lease(dlq, seq, &moved);
     kyu_sm_drop_message(self, src, seq); /* and its provenance, if it had moved before */
     src->n_messages--;
@@ -177,15 +174,17 @@ bool kyu_sm_read_provenance(kyu_sm_t *self, const queue_t *q, uint64_t seq, kyu_
     bool ok = kyu_msgpack_unpack_bounded(v, vl, 2, &u, err) == KYU_OK;
     if (ok) {
         const msgpack_object *o = &u.data, *f = o->via.array.ptr;
-        ok = o->type == MSGPACK_OBJECT_ARRAY && o->via.array.size == 4 &&
+        ok = o->type == MSGPACK_OBJECT_ARRAY && o->via.array.size == 5 &&
              kyu_mp_copy_str(&f[0], m->dlq_source, KYU_NAME_MAX) &&
              f[1].type == MSGPACK_OBJECT_POSITIVE_INTEGER && f[1].via.u64 <= UINT32_MAX &&
              f[2].type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
-             f[3].type == MSGPACK_OBJECT_POSITIVE_INTEGER;
+             f[3].type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
+             f[4].type == MSGPACK_OBJECT_POSITIVE_INTEGER;
         if (ok) {
             m->dlq_receive_count = (uint32_t)f[1].via.u64;
             m->dlq_first_receive_ms = f[2].via.u64;
-            m->dlq_moved_ms = f[3].via.u64;
+            m->dlq_last_receive_ms = f[3].via.u64;
+            m->dlq_moved_ms = f[4].via.u64;
         }
         msgpack_unpacked_destroy(&u);
     }

@@ -446,6 +446,7 @@ kyu_code_t kyu_op_receive_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_appl
         l->gen++;
         if (l->receive_count == 1) /* its first receive (a delayed one's first_ms is a mark) */
             l->first_ms = c->now_ms;
+        l->last_ms = c->now_ms;
         kyu_sm_set_lease(self, q, seqs[i], l);
     }
     for (uint32_t i = 0; i < found && a->dedup; i++) {

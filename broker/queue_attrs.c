@@ -51,9 +51,10 @@ kyu_code_t kyu_qattrs_check(const kyu_queue_ext_t *x, unsigned set, kyu_err_t *e
         return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
                            "ReceiveMessageWaitTimeSeconds must be 0 to %d seconds, not %u",
                            KYU_RECEIVE_WAIT_MAX, x->receive_wait);
+    if ((set & KYU_F_REDRIVE) && x->dlq[0] && !kyu_queue_name_valid(x->dlq, strlen(x->dlq)))
+        return kyu_err_set(err, KYU_ERR_INVALID_NAME, "RedrivePolicy: invalid queue name");
     if ((set & KYU_F_REDRIVE) && x->dlq[0] &&
-        (!kyu_queue_name_valid(x->dlq, strlen(x->dlq)) || x->max_receive_count < 1 ||
-         x->max_receive_count > KYU_MAX_RECEIVE_COUNT_MAX))
+        (x->max_receive_count < 1 || x->max_receive_count > KYU_MAX_RECEIVE_COUNT_MAX))
         return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
                            "RedrivePolicy maxReceiveCount must be 1 to %d, not %u",
                            KYU_MAX_RECEIVE_COUNT_MAX, x->max_receive_count);

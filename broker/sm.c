@@ -23,9 +23,11 @@
  *                                           refuses a record with, as "missing or corrupt")
  *   messages   qid(8) seq(8) 'd'         -> a moved message's provenance (op_deadletter.c):
  *                                           msgpack [source queue, receive count, first
- *                                           receive ms, moved ms]; only in queues with
+ *                                           and last receive ms, moved ms]; only in queues with
  *                                           QUEUE_FLAG_MOVED_IN, dropped with the message
  *   leases     qid(8) seq(8)             -> visible_at(8) receive_count(4) gen(4) first_ms(8)
+ *                                           [last_ms(8): the latest receive, written once the
+ *                                           message was received; 24-byte records load with 0]
  *                                           (gen 0: never received; gen 0 and first_ms
  *                                           KYU_LEASE_DELAYED: waits for its queue's
  *                                           delay until visible_at; the receive index, in

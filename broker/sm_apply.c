@@ -27,9 +27,8 @@ void kyu_sm_add_message(kyu_sm_t *self, queue_t *q, uint64_t seq, const void *he
     lease_t l = {.visible_at = sent_ms};
     if (delay_ms > 0)
         l = (lease_t){.visible_at = sent_ms + delay_ms, .first_ms = KYU_LEASE_DELAYED};
-    uint8_t lv[LEASE_LEN];
-    lease_encode(lv, &l);
-    kyu_sm_put2(self, KYU_CF_LEASES, k, KEY_QS, lv, LEASE_LEN, NULL, 0, true);
+    uint8_t lv[LEASE_LEN_MAX];
+    kyu_sm_put2(self, KYU_CF_LEASES, k, KEY_QS, lv, lease_encode(lv, &l), NULL, 0, true);
     if (delay_ms > 0)
         kyu_sm_index_set_lease(q, seq, &l);
     else
@@ -39,10 +38,9 @@ void kyu_sm_add_message(kyu_sm_t *self, queue_t *q, uint64_t seq, const void *he
 
 void kyu_sm_set_lease(kyu_sm_t *self, queue_t *q, uint64_t seq, const lease_t *l)
 {
-    uint8_t k[KEY_QS], v[LEASE_LEN];
+    uint8_t k[KEY_QS], v[LEASE_LEN_MAX];
     key_qs(k, q->qid, seq);
-    lease_encode(v, l);
-    kyu_sm_put(self, KYU_CF_LEASES, k, KEY_QS, v, LEASE_LEN);
+    kyu_sm_put(self, KYU_CF_LEASES, k, KEY_QS, v, lease_encode(v, l));
     kyu_sm_index_set_lease(q, seq, l);
     kyu_sm_note_visible(self, q); /* visible again when the lease runs out (0: now) */
 }

@@ -473,13 +473,14 @@ uint64_t kyu_sm_index_next_visible(queue_t *q)
 
 static bool lease_decode(const char *v, size_t len, lease_t *l)
 {
-    if (len != LEASE_LEN)
+    if (len != LEASE_LEN && len != LEASE_LEN_MAX)
         return false;
     const uint8_t *p = (const uint8_t *)v;
     l->visible_at = kyu_get_be64(p);
     l->receive_count = kyu_get_be32(p + 8);
     l->gen = kyu_get_be32(p + 12);
     l->first_ms = kyu_get_be64(p + 16);
+    l->last_ms = len == LEASE_LEN_MAX ? kyu_get_be64(p + 24) : 0;
     return true;
 }
 

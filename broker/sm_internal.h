@@ -21,6 +21,7 @@ typedef struct {
     uint32_t receive_count;
     uint32_t gen;
     uint64_t first_ms;
+    uint64_t last_ms; /* its latest receive (0: never, or leased before it was recorded) */
     /* In memory only (sm_index.c, the counters): counted in its queue's n_inflight or
      * n_delayed, and the mark of the last read that subtracted it. Ignored by callers. */
     bool counted;
@@ -166,14 +167,22 @@ struct kyu_sm {
 /* The first_ms of a message never received (gen 0) that waits for its queue's delay: it is
  * in the heap until visible_at, not among the fresh ones (sm_index.c). Never a receive time. */
 #define KYU_LEASE_DELAYED 1
+/* A lease record: 24 bytes, or 32 with the latest receive (last_ms, when there was one:
+ * a message never received keeps the 24 bytes, as before last_ms was recorded). */
 #define LEASE_LEN 24
+#define LEASE_LEN_MAX 32
 
-static inline void lease_encode(uint8_t out[LEASE_LEN], const lease_t *l)
+/* Returns the record's length. */
+static inline size_t lease_encode(uint8_t out[LEASE_LEN_MAX], const lease_t *l)
 {
     kyu_put_be64(out, l->visible_at);
     kyu_put_be32(out + 8, l->receive_count);
     kyu_put_be32(out + 12, l->gen);
     kyu_put_be64(out + 16, l->first_ms);
+    if (!l->last_ms)
+        return LEASE_LEN;
+    kyu_put_be64(out + 24, l->last_ms);
+    return LEASE_LEN_MAX;
 }
 
 static inline void key_qs(uint8_t k[KEY_QS], uint64_t qid, uint64_t seq)

@@ -98,14 +98,18 @@ static void help(FILE *out)
             "\nQueue names: 1 to %d characters of letters, digits, - and _. Visibility "
             "timeouts: 0 to %d seconds. Maximum message sizes: %d to %d bytes (default %d, "
             "never above the broker's --max-message-size). Delays: 0 to %d seconds (default 0; "
-            "each message sent to the queue is invisible for as long).\n"
+            "each message sent to the queue is invisible for as long). Retention: %d to %d seconds "
+            "(default %d); receive wait: 0 to %d seconds; --max-receive-count: 1 to %d (default "
+            "10); tags: up to %d, KEY=VALUE, keys 1 to %d bytes, values 0 to %d.\n"
             "send --lines: one message per stdin line, pipelined; ids printed in input order.\n"
             "receive --json: a body that is not UTF-8 is not printed; the message is made "
             "visible again and kyu exits 1 (plain output prints any bytes).\n"
             "Exit status: 0 success, 1 error (one line on stderr says what went wrong), 2 "
             "usage error (found before contacting the broker).\n",
             KYU_NAME_MAX, KYU_VISIBILITY_MAX, KYU_MAX_SIZE_MIN, KYU_MAX_SIZE_MAX,
-            KYU_MAX_SIZE_DEFAULT, KYU_DELAY_MAX);
+            KYU_MAX_SIZE_DEFAULT, KYU_DELAY_MAX, KYU_RETENTION_MIN, KYU_RETENTION_MAX,
+            KYU_RETENTION_DEFAULT, KYU_RECEIVE_WAIT_MAX, KYU_MAX_RECEIVE_COUNT_MAX, KYU_TAGS_MAX,
+            KYU_TAG_KEY_MAX, KYU_TAG_VALUE_MAX);
 }
 
 static void cmd_usage(FILE *out, const cli_cmd_t *cmd)

@@ -217,8 +217,10 @@ static void print_plain(const kyu_message_t *m)
     if (m->dlq_source[0])
         printf("DeadLetterQueueSourceQueue %s\nDeadLetterQueueReceiveCount %u\n"
                "DeadLetterQueueFirstReceiveTimestamp %" PRIu64
+               "\nDeadLetterQueueLastReceiveTimestamp %" PRIu64
                "\nDeadLetterQueueMovedTimestamp %" PRIu64 "\n",
-               m->dlq_source, m->dlq_receive_count, m->dlq_first_receive_ms, m->dlq_moved_ms);
+               m->dlq_source, m->dlq_receive_count, m->dlq_first_receive_ms, m->dlq_last_receive_ms,
+               m->dlq_moved_ms);
     printf("BodyLength %zu\n", m->body_len);
     printf("MD5OfBody %s\n", m->md5_body);
     if (m->attrs.n)
@@ -270,14 +272,16 @@ static json_t *message_json(const kyu_message_t *m)
         return obj;
     /* A message moved by a RedrivePolicy: SQS's attribute (the source queue's name where SQS
      * gives its ARN), and beyond SQS why it moved. */
-    char dc[16], df[24], dm[24];
+    char dc[16], df[24], dl[24], dm[24];
     snprintf(dc, sizeof dc, "%u", m->dlq_receive_count);
     snprintf(df, sizeof df, "%" PRIu64, m->dlq_first_receive_ms);
+    snprintf(dl, sizeof dl, "%" PRIu64, m->dlq_last_receive_ms);
     snprintf(dm, sizeof dm, "%" PRIu64, m->dlq_moved_ms);
     json_t *at = json_object_get(obj, "Attributes");
     if (json_object_set_new(at, "DeadLetterQueueSourceQueue", json_string(m->dlq_source)) ||
         json_object_set_new(at, "DeadLetterQueueReceiveCount", json_string(dc)) ||
         json_object_set_new(at, "DeadLetterQueueFirstReceiveTimestamp", json_string(df)) ||
+        json_object_set_new(at, "DeadLetterQueueLastReceiveTimestamp", json_string(dl)) ||
         json_object_set_new(at, "DeadLetterQueueMovedTimestamp", json_string(dm))) {
         json_decref(obj);
         return NULL;

@@ -72,10 +72,11 @@ typedef struct {
     uint64_t first_receive_ms; /* ApproximateFirstReceiveTimestamp */
     /* A message moved here by a RedrivePolicy: the queue it left (SQS's
      * DeadLetterQueueSourceArn; "" for a message sent to this queue), and beyond SQS its
-     * receive count then, its first receive and the time of the move (ms since the epoch) */
+     * receive count then, its first and last receive and the time of the move (ms since the
+     * epoch; last 0: leased before it was recorded) */
     char dlq_source[KYU_NAME_MAX + 1];
     uint32_t dlq_receive_count;
-    uint64_t dlq_first_receive_ms, dlq_moved_ms;
+    uint64_t dlq_first_receive_ms, dlq_last_receive_ms, dlq_moved_ms;
     /* kyu_client_peek only (receipt_handle is empty then): KYU_MSG_VISIBLE, _INFLIGHT or
      * _DELAYED; the message's position in its queue; when an in-flight or delayed message
      * becomes visible (ms since the epoch, else 0) */

@@ -109,6 +109,7 @@ static void check_reply(const kyu_pending_t *p, kyu_reply_t *rep, zmq_msg_t *fra
         memcpy(m[i].dlq_source, meta->dlq_source, sizeof m[i].dlq_source);
         m[i].dlq_receive_count = meta->dlq_receive_count;
         m[i].dlq_first_receive_ms = meta->dlq_first_receive_ms;
+        m[i].dlq_last_receive_ms = meta->dlq_last_receive_ms;
         m[i].dlq_moved_ms = meta->dlq_moved_ms;
         m[i].state = meta->state;
         m[i].position = meta->position;

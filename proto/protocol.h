@@ -218,10 +218,11 @@ typedef struct {
     uint64_t first_receive_ms; /* ApproximateFirstReceiveTimestamp */
     /* A message moved from another queue (its RedrivePolicy): the queue it left
      * (DeadLetterQueueSourceQueue; "" for a message sent to this queue), its receive count
-     * then, its first receive and when it moved (ms since the epoch) */
+     * then, its first and last receive (0: leased before it was recorded) and when it moved
+     * (ms since the epoch) */
     char dlq_source[KYU_NAME_MAX + 1];
     uint32_t dlq_receive_count;
-    uint64_t dlq_first_receive_ms, dlq_moved_ms;
+    uint64_t dlq_first_receive_ms, dlq_last_receive_ms, dlq_moved_ms;
     kyu_msg_attrs_t attrs;               /* borrowed: see kyu_reply_t.header */
     char md5_body[KYU_MD5_HEX_LEN + 1];  /* MD5OfMessageBody, lowercase hex */
     char md5_attrs[KYU_MD5_HEX_LEN + 1]; /* MD5OfMessageAttributes; "" without attributes */

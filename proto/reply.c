@@ -107,7 +107,7 @@ void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out)
         for (size_t i = 0; i < rep->n_msgs; i++) {
             const kyu_msg_meta_t *m = &rep->msgs[i];
             const char *state = kyu_msg_state_name(m->state);
-            msgpack_pack_map(&pk, 5 + (state ? 3 : 0) + (m->dlq_source[0] ? 4 : 0) +
+            msgpack_pack_map(&pk, 5 + (state ? 3 : 0) + (m->dlq_source[0] ? 5 : 0) +
                                       (m->md5_body[0] != '\0') + (m->md5_attrs[0] != '\0'));
             kyu_mp_pack_str(&pk, "mid");
             kyu_mp_pack_str(&pk, m->message_id);
@@ -129,6 +129,7 @@ void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out)
                 kyu_mp_pack_str(&pk, m->dlq_source);
                 pack_kv_int(&pk, "dlrc", m->dlq_receive_count);
                 pack_kv_int(&pk, "dlfr", (int64_t)m->dlq_first_receive_ms);
+                pack_kv_int(&pk, "dllr", (int64_t)m->dlq_last_receive_ms);
                 pack_kv_int(&pk, "dlat", (int64_t)m->dlq_moved_ms);
             }
             if (m->md5_body[0]) {
@@ -285,6 +286,8 @@ static bool decode_meta(const msgpack_object *o, kyu_msg_meta_t *m)
             ok = get_u64(v, &u) && u <= UINT32_MAX && (m->dlq_receive_count = (uint32_t)u, true);
         else if (kyu_mp_key_is(k, "dlfr"))
             ok = get_u64(v, &m->dlq_first_receive_ms);
+        else if (kyu_mp_key_is(k, "dllr"))
+            ok = get_u64(v, &m->dlq_last_receive_ms);
         else if (kyu_mp_key_is(k, "dlat"))
             ok = get_u64(v, &m->dlq_moved_ms);
         else if (kyu_mp_key_is(k, "mdb"))

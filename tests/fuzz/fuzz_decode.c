@@ -6,10 +6,12 @@
  * runs. */
 #include "command.h"
 #include "peer_codec.h"
+#include "queue_attrs.h"
 #include "snap_codec.h"
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -61,8 +63,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             KYU_ASSERT(cmd.msg_delay_ms[i] <= KYU_DELIVER_AT_MAX_S * 1000ull);
             check_attrs(&cmd.attrs[i], data, size);
         }
-        if (cmd.type == KYU_CMD_CREATE_QUEUE || cmd.type == KYU_CMD_SET_QUEUE_ATTRIBUTES)
+        if (cmd.type == KYU_CMD_CREATE_QUEUE || cmd.type == KYU_CMD_SET_QUEUE_ATTRIBUTES) {
             KYU_ASSERT(cmd.max_size <= KYU_MAX_SIZE_MAX && cmd.delay <= KYU_DELAY_MAX);
+            /* The other attributes: inside the entry, and in their ranges. */
+            KYU_ASSERT(!cmd.qx_set || ((const uint8_t *)cmd.qx_mp >= data &&
+                                       (const uint8_t *)cmd.qx_mp + cmd.qx_len <= data + size));
+            kyu_queue_ext_t *x = cmd.qx_set ? malloc(sizeof *x) : NULL;
+            unsigned set = 0;
+            KYU_ASSERT(!cmd.qx_set ||
+                       (x && kyu_qattrs_decode(cmd.qx_mp, cmd.qx_len, x, &set) &&
+                        set == cmd.qx_set && kyu_qattrs_check(x, set, &err) == KYU_OK));
+            free(x);
+        }
         if (cmd.type == KYU_CMD_PURGE_QUEUE)
             KYU_ASSERT(cmd.n == 0 && cmd.max_inflight == 0);
         if (cmd.type == KYU_CMD_SET_MEMBER)

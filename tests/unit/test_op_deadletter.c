@@ -6,6 +6,7 @@
 #include "fixture.h"
 #include "ops.h"
 #include "queue_attrs.h"
+#include "store.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -122,6 +123,7 @@ static void test_a_receive_past_max_receive_count_moves_the_message_whole(void *
     assert_string_equal(r.msgs[0].dlq_source, "src");
     assert_int_equal(r.msgs[0].dlq_receive_count, 2);
     assert_int_equal(r.msgs[0].dlq_first_receive_ms, T0 + 1);
+    assert_int_equal(r.msgs[0].dlq_last_receive_ms, T0 + 2);
     assert_int_equal(r.msgs[0].dlq_moved_ms, now);
     kyu_result_clear(&r);
 }
@@ -223,6 +225,7 @@ static void test_a_moved_message_and_its_provenance_survive_a_restart_and_a_cras
     assert_int_equal(r.n_msgs, 1);
     assert_string_equal(r.msgs[0].dlq_source, "src");
     assert_int_equal(r.msgs[0].dlq_receive_count, 1);
+    assert_int_equal(r.msgs[0].dlq_last_receive_ms, T0 + 1);
     assert_int_equal(r.msgs[0].receive_count, 2);
     kyu_result_clear(&r);
 }
@@ -331,6 +334,42 @@ static void test_a_receive_with_a_zero_timeout_takes_each_message_once(void **st
     expect_messages(f, "dlq", now + 3, 5);
 }
 
+/* A lease record of 24 bytes (before the latest receive was recorded) loads, and its
+ * message moves with a last receive of 0 (not known). */
+static void test_a_24_byte_lease_record_loads_and_moves_with_an_unknown_last_receive(void **state)
+{
+    fixture_t *f = *state;
+    uint64_t now = T0;
+    ok(apply1(f, cmd_create("dlq", -1)));
+    ok(apply1(f, create_with_dlq("src", "dlq", 1)));
+    send_and_receive(f, "src", "m", 1, &now);
+    fixture_reopen(f);
+    /* The message is seq 1 of queue 2 (src): rewrite its lease as 24 bytes. */
+    uint8_t k[16], v[24];
+    kyu_put_be64(k, 2);
+    kyu_put_be64(k + 8, 1);
+    kyu_put_be64(v, now - 1); /* visible_at: the lease of 0 s */
+    kyu_put_be32(v + 8, 1);
+    kyu_put_be32(v + 12, 1);
+    kyu_put_be64(v + 16, T0 + 1);
+    char *rerr = NULL;
+    rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+    rocksdb_put_cf(kyu_store_db(f->store, KYU_CF_LEASES), wo, kyu_store_cf(f->store, KYU_CF_LEASES),
+                   (const char *)k, sizeof k, (const char *)v, sizeof v, &rerr);
+    rocksdb_writeoptions_destroy(wo);
+    assert_null(rerr);
+    fixture_reopen(f);
+    expect_messages(f, "src", now, 1);
+    kyu_result_t r = apply1(f, cmd_receive("src", now++, 1, 0));
+    assert_int_equal(r.n_msgs, 0);
+    kyu_result_clear(&r);
+    r = apply1(f, cmd_receive("dlq", now++, 1, 0));
+    assert_int_equal(r.n_msgs, 1);
+    assert_int_equal(r.msgs[0].dlq_first_receive_ms, T0 + 1);
+    assert_int_equal(r.msgs[0].dlq_last_receive_ms, 0);
+    kyu_result_clear(&r);
+}
+
 /* ---- RedrivePolicy against the state ---- */
 
 static void test_a_redrive_policy_needs_an_existing_other_queue_and_no_cycle(void **state)
@@ -431,6 +470,7 @@ int main(void)
         T(test_messages_stay_in_the_source_when_its_dead_letter_queue_is_gone),
         T(test_a_receive_moves_at_most_a_bounded_number_of_messages),
         T(test_a_receive_with_a_zero_timeout_takes_each_message_once),
+        T(test_a_24_byte_lease_record_loads_and_moves_with_an_unknown_last_receive),
         T(test_a_redrive_policy_needs_an_existing_other_queue_and_no_cycle),
         T(test_the_dead_letter_queues_redrive_allow_policy_is_honoured),
         T(test_list_dead_letter_source_queues_names_them_in_order),

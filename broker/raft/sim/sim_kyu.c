@@ -100,7 +100,10 @@ uint64_t *sk_state_messages(sim_cluster_t *c, sk_node_t *kn, size_t *n)
                                                         kyu_store_readopts(kn->store),
                                                         kyu_store_cf(kn->store, KYU_CF_MESSAGES));
     for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
-        size_t vl = 0;
+        size_t vl = 0, kl = 0;
+        (void)rocksdb_iter_key(it, &kl);
+        if (kl != 16)
+            continue; /* a moved message's provenance record (qid seq 'd'), not a message */
         const char *v = rocksdb_iter_value(it, &vl);
         char id[KYU_UUID_LEN + 1] = "";
         /* id_len without its 0x80 bit: attributes follow the id (sm.c's key layout) */

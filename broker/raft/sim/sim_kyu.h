@@ -29,6 +29,11 @@
 #include "sm.h"
 
 #define SK_QUEUES 3
+/* q1's RedrivePolicy names q2 with this maxReceiveCount: a receive of q1 moves a message
+ * received that many times to q2 (op_deadletter.c), and the oracle checks each move. */
+#define SK_DLQ_SOURCE 1
+#define SK_DLQ 2
+#define SK_MAX_RECEIVES 2
 #define SK_CMDS_MAX 3 /* requests per client round */
 #define SK_SEND_MAX 3 /* messages per send */
 #define SK_RECV_MAX 4 /* messages per receive */
@@ -108,8 +113,11 @@ typedef struct {
     uint32_t receives;
     uint32_t gen; /* of the last lease granted */
     uint64_t lease_until;
-    bool acked;          /* the client was told it was sent */
-    bool client_deleted; /* the client was told it was deleted */
+    uint64_t seq;            /* the state machine's (the oracle counts them as sends apply) */
+    bool in_heap;            /* received, or sent with a delay: a lease, not among the fresh ones */
+    uint32_t moved_receives; /* moved to the dead-letter queue after so many receives (0: not) */
+    bool acked;              /* the client was told it was sent */
+    bool client_deleted;     /* the client was told it was deleted */
 } sk_msg_t;
 
 /* A request key's first applied attempt: what a retry must be answered with. */
@@ -194,7 +202,9 @@ typedef struct {
         uint32_t gen, vt;
         uint32_t delay; /* DelaySeconds: a message sent is not received before it ends */
     } queues[SK_QUEUES];
-    sk_key_t *keys; /* by request key */
+    uint64_t next_seq;      /* the last seq a send took */
+    uint64_t moves_checked; /* messages moved to a dead-letter queue, as the oracle expected */
+    sk_key_t *keys;         /* by request key */
     size_t keys_cap;
     /* client */
     uint64_t next_msg, next_key;

@@ -182,6 +182,13 @@ static void build(sim_cluster_t *c, const sk_intent_t *in, uint64_t now, bool re
         cmd->max_inflight = in->max_inflight;
     if (in->type == KYU_CMD_RECEIVE && c->o.plant == SK_PLANT_VT_ZERO)
         cmd->vt = 0;
+    /* q1 always with its RedrivePolicy (q2 must exist: INVALID_ARGUMENT otherwise). */
+    static const kyu_queue_ext_t redrive = {
+        .retention = KYU_RETENTION_DEFAULT, .dlq = "q2", .max_receive_count = SK_MAX_RECEIVES};
+    if (in->type == KYU_CMD_CREATE_QUEUE && in->q == SK_DLQ_SOURCE) {
+        cmd->qx = &redrive;
+        cmd->qx_set = KYU_F_REDRIVE;
+    }
     if (in->type == KYU_CMD_SEND) {
         cmd->n = in->n;
         uint64_t seed = in->rq_key ? in->rq_key * 1000003 : in->ids[0];

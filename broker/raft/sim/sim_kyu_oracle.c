@@ -13,6 +13,12 @@
  *   leases               a received message is not received again before its lease (the
  *                        visibility timeout the client asked for, from the command's time)
  *                        ends; a stale handle is not honoured;
+ *   dead-letter moves    a receive of q1 (RedrivePolicy: q2, maxReceiveCount 2) takes the
+ *                        messages the state's order gives (due leases by visible time and seq,
+ *                        then the never-received by seq); of those, the ones received twice
+ *                        move to q2 (exactly those, once, with their receive count) and the
+ *                        others are leased; a moved message is then in q2, never lost, never
+ *                        in both;
  *   request keys         a keyed request retried within the dedup window is answered as its
  *                        first attempt was and changes nothing: a send with the first ids,
  *                        a receive with the leases it granted still held, a delete or
@@ -203,11 +209,14 @@ static void on_send(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent_
         m->status = SK_LIVE;
         m->q = (uint8_t)q;
         m->qgen = k->queues[q].gen;
+        m->seq = ++k->next_seq;
         /* Not received before its delay ends, its own or else its queue's (lease re-granted
          * otherwise). */
-        m->lease_until = cmd->now_ms + (j < cmd->n && cmd->has_msg_delay[j]
-                                            ? cmd->msg_delay_ms[j]
-                                            : (uint64_t)k->queues[q].delay * 1000);
+        uint64_t delay_ms = j < cmd->n && cmd->has_msg_delay[j]
+                                ? cmd->msg_delay_ms[j]
+                                : (uint64_t)k->queues[q].delay * 1000;
+        m->lease_until = cmd->now_ms + delay_ms;
+        m->in_heap = delay_ms > 0;
     }
     if ((kk = record_attempt(k, in, cmd, res)) != NULL) {
         kk->n = out->n;
@@ -246,6 +255,75 @@ static void replay_receive(sim_cluster_t *c, const kyu_command_t *cmd, const sk_
     out->n = n;
 }
 
+typedef struct {
+    uint64_t until, seq, n;
+} sk_cand_t;
+
+static int cand_cmp(const void *a, const void *b)
+{
+    const sk_cand_t *x = a, *y = b;
+    if (x->until != y->until)
+        return x->until < y->until ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* A receive of the dead-letter source: the messages it takes, in the state machine's order
+ * (op_message.c): batches of what is left to find, each message leased or, received
+ * SK_MAX_RECEIVES times already, moved to SK_DLQ. Checks the answer is the leased ones and
+ * moves the others in the model. */
+static void model_dead_letter_receive(sim_cluster_t *c, const kyu_command_t *cmd, int q,
+                                      const kyu_result_t *res, uint32_t max)
+{
+    sk_t *k = sk(c);
+    size_t n = 0, n_due = 0;
+    sk_cand_t *cand = malloc((k->next_msg + 1) * sizeof(*cand));
+    KYU_ASSERT(cand);
+    for (int pass = 0; pass < 2; pass++) /* the due leases, then the never-received */
+        for (uint64_t m = 1; m <= k->next_msg && m < k->msgs_cap; m++) {
+            const sk_msg_t *x = &k->msgs[m];
+            if (x->status != SK_LIVE || x->q != q || x->qgen != k->queues[q].gen ||
+                x->in_heap != (pass == 0) || (pass == 0 && x->lease_until > cmd->now_ms))
+                continue;
+            cand[n++] = (sk_cand_t){pass == 0 ? x->lease_until : 0, x->seq, m};
+            n_due += pass == 0;
+        }
+    qsort(cand, n_due, sizeof(*cand), cand_cmp);
+    qsort(cand + n_due, n - n_due, sizeof(*cand), cand_cmp);
+    uint32_t found = 0, moved = 0;
+    size_t pos = 0;
+    bool dlq = k->queues[SK_DLQ].exists;
+    while (found < max && moved < KYU_DLQ_MOVES_MAX && pos < n && c->result == SIM_OK) {
+        size_t batch = max - found;
+        for (size_t b = 0; b < batch && pos < n && c->result == SIM_OK; b++) {
+            sk_msg_t *x = sk_msg(k, cand[pos++].n);
+            if (dlq && x->receives >= SK_MAX_RECEIVES) {
+                x->q = SK_DLQ;
+                x->qgen = k->queues[SK_DLQ].gen;
+                x->lease_until = cmd->now_ms;
+                x->moved_receives = x->receives;
+                moved++;
+                k->moves_checked++;
+                continue;
+            }
+            uint64_t got = found < res->n_msgs ? sk_parse_id(res->msgs[found].message_id) : 0;
+            if (got != cand[pos - 1].n)
+                sim_violation(c, SIM_SAFETY,
+                              "dead-letter move: a receive of %s at %llu leased message %llu where "
+                              "the state's order gives %llu (received %u times; moved before it: "
+                              "%u)",
+                              cmd->queue, (unsigned long long)cmd->now_ms, (unsigned long long)got,
+                              (unsigned long long)cand[pos - 1].n, x->receives, moved);
+            found++;
+        }
+    }
+    if (c->result == SIM_OK && found != res->n_msgs)
+        sim_violation(c, SIM_SAFETY,
+                      "dead-letter move: a receive of %s at %llu leased %zu messages, the state's "
+                      "order gives %u (%u moved)",
+                      cmd->queue, (unsigned long long)cmd->now_ms, res->n_msgs, found, moved);
+    free(cand);
+}
+
 static void on_receive(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent_t *in, int q,
                        const kyu_result_t *res, sk_outcome_t *out)
 {
@@ -255,6 +333,7 @@ static void on_receive(sim_cluster_t *c, const kyu_command_t *cmd, const sk_inte
         replay_receive(c, cmd, in, q, kk, res, out);
         return;
     }
+    uint32_t max = cmd->max ? cmd->max : 1; /* what the receive looks for */
     if (cmd->max_inflight) {
         /* The in-flight limit: refused only at it, never leasing past it (the model's leases
          * not over at the command's time); at it with nothing visible, an empty answer. */
@@ -277,7 +356,13 @@ static void on_receive(sim_cluster_t *c, const kyu_command_t *cmd, const sk_inte
         }
         if (res->code == KYU_ERR_LIMIT_EXCEEDED)
             k->over_limit++;
+        uint64_t room = inflight < cmd->max_inflight ? cmd->max_inflight - inflight : 0;
+        if (room < max)
+            max = (uint32_t)room;
     }
+    /* The moves first: the messages it leased are then checked as before. */
+    if (q == SK_DLQ_SOURCE && res->code == KYU_OK && k->queues[q].exists)
+        model_dead_letter_receive(c, cmd, q, res, max);
     uint32_t gens[KYU_BATCH_MAX] = {0};
     for (size_t j = 0; j < res->n_msgs && c->result == SIM_OK; j++) {
         const kyu_msg_meta_t *mm = &res->msgs[j];
@@ -310,8 +395,20 @@ static void on_receive(sim_cluster_t *c, const kyu_command_t *cmd, const sk_inte
                           (unsigned long long)n, mm->receive_count, m->receives + 1, gen, m->gen);
             return;
         }
+        bool moved_here = mm->dlq_source[0] != '\0';
+        if (moved_here != (m->moved_receives > 0) ||
+            (moved_here &&
+             (strcmp(mm->dlq_source, "q1") != 0 || mm->dlq_receive_count != m->moved_receives))) {
+            sim_violation(c, SIM_SAFETY,
+                          "dead-letter move: message %llu received from %s says it came from "
+                          "'%s' after %u receives (the model: moved after %u)",
+                          (unsigned long long)n, cmd->queue, mm->dlq_source, mm->dlq_receive_count,
+                          m->moved_receives);
+            return;
+        }
         m->receives++;
         m->gen = gen;
+        m->in_heap = true;
         int64_t vt = in->vt >= 0 ? in->vt : (int64_t)k->queues[q].vt;
         m->lease_until = cmd->now_ms + (uint64_t)vt * 1000;
         map_seq(k, seq, n);
@@ -385,7 +482,9 @@ static void on_queue(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent
     uint32_t vt = cmd->vt >= 0 ? (uint32_t)cmd->vt : KYU_VISIBILITY_DEFAULT;
     if (cmd->type == KYU_CMD_CREATE_QUEUE) {
         uint32_t delay = cmd->has_delay ? cmd->delay : 0;
-        bool ok = !k->queues[q].exists || (k->queues[q].vt == vt && k->queues[q].delay == delay);
+        /* q1's RedrivePolicy needs q2 when q1 is made. */
+        bool ok = k->queues[q].exists ? k->queues[q].vt == vt && k->queues[q].delay == delay
+                                      : q != SK_DLQ_SOURCE || k->queues[SK_DLQ].exists;
         if (ok != (res->code == KYU_OK))
             sim_violation(c, SIM_SAFETY, "create %s (vt %u) answered %s", cmd->queue, vt,
                           kyu_code_name(res->code));
@@ -423,7 +522,10 @@ static void on_queue(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent
         k->dedup_hits++;
         return;
     }
-    if (k->queues[q].exists != (res->code == KYU_OK)) {
+    /* q2 is q1's dead-letter queue: not deleted while q1 exists (no force); a purge is. */
+    bool in_use = !purge && q == SK_DLQ && k->queues[SK_DLQ_SOURCE].exists;
+    if ((k->queues[q].exists && !in_use) != (res->code == KYU_OK) ||
+        (in_use && k->queues[q].exists && res->code != KYU_ERR_QUEUE_IN_USE)) {
         sim_violation(c, SIM_SAFETY, "%s queue %s answered %s", purge ? "purge" : "delete",
                       cmd->queue, kyu_code_name(res->code));
         return;
@@ -589,10 +691,11 @@ void sk_oracle_final(sim_cluster_t *c)
                           (unsigned long long)m);
     }
     if (c->o.verbose)
-        printf("  kyu: %llu messages, %llu receives and %llu deletes checked, %llu retries "
-               "(%llu answered from the request key), %llu digests, %llu installs\n",
+        printf("  kyu: %llu messages, %llu receives, %llu dead-letter moves and %llu deletes "
+               "checked, %llu retries (%llu answered from the request key), %llu digests, %llu "
+               "installs\n",
                (unsigned long long)k->next_msg, (unsigned long long)k->receives_checked,
-               (unsigned long long)k->deletes_checked, (unsigned long long)k->retried,
-               (unsigned long long)k->dedup_hits, (unsigned long long)k->digests,
-               (unsigned long long)k->installs);
+               (unsigned long long)k->moves_checked, (unsigned long long)k->deletes_checked,
+               (unsigned long long)k->retried, (unsigned long long)k->dedup_hits,
+               (unsigned long long)k->digests, (unsigned long long)k->installs);
 }
