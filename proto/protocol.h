@@ -47,6 +47,7 @@
 #define KYU_ATTR_NAME_MAX 256
 #define KYU_ATTR_TYPE_MAX 256
 #define KYU_MD5_HEX_LEN 32
+#define KYU_ENTRY_ID_MAX 80     /* a batch entry's Id (SQS's): 1..80 of [A-Za-z0-9_-] */
 #define KYU_CLUSTER_NODES_MAX 9 /* voters + learners of a cluster (KYU_RAFT_MAX_NODES) */
 
 typedef enum {
@@ -80,9 +81,11 @@ enum {
     KYU_F_EP = 1 << 8,      /* "ep": a node's client endpoint (CLUSTER_ADD) */
     KYU_F_MMS = 1 << 9,     /* "mms": a queue's MaximumMessageSize, bytes */
     KYU_F_DELAY = 1 << 10,  /* "ds": a queue's DelaySeconds (SEND: each message's) */
-    KYU_F_DELIVER_AT = 1 << 11, /* "da": SEND: deliver at, ms since the epoch */
-    KYU_F_MSG_ATTRS = 1 << 20,  /* "ma": SEND: each message's attributes */
-    KYU_F_LAST_ = KYU_F_MSG_ATTRS,
+    KYU_F_DELIVER_AT = 1 << 11,   /* "da": SEND: deliver at, ms since the epoch */
+    KYU_F_MSG_ATTRS = 1 << 20,    /* "ma": SEND: each message's attributes */
+    KYU_F_ENTRY_IDS = 1 << 21,    /* "eid": SEND as a batch: each message's entry id */
+    KYU_F_ENTRY_DELAYS = 1 << 22, /* "eds": SEND batch: each message's DelaySeconds or nil */
+    KYU_F_LAST_ = KYU_F_ENTRY_DELAYS,
 };
 
 /* Op flags: WRITE ops go through the log; READ ops are answered from applied state. */
@@ -143,6 +146,12 @@ typedef struct {
      * their content (the broker, per message) */
     size_t n_attr_msgs;
     kyu_msg_attrs_t attrs[KYU_BATCH_MAX];
+    /* KYU_F_ENTRY_IDS: a batch of n_entries (as many as bodies) with distinct valid ids, each
+     * checked alone by the broker; KYU_F_ENTRY_DELAYS: entry_delay[i] is entry i's own
+     * DelaySeconds, -1 for none (the broker checks its range, failing that entry alone) */
+    size_t n_entries, n_entry_delays;
+    char entry_ids[KYU_BATCH_MAX][KYU_ENTRY_ID_MAX + 1];
+    int64_t entry_delay[KYU_BATCH_MAX];
 } kyu_request_t;
 
 typedef struct {
@@ -199,9 +208,12 @@ typedef struct {
     /* RECEIVE: one meta per body frame that follows the header, in order */
     size_t n_msgs;
     kyu_msg_meta_t msgs[KYU_BATCH_MAX];
-    /* DELETE / CHANGE_VISIBILITY: one result code per handle (KYU_OK on success) */
+    /* DELETE / CHANGE_VISIBILITY: one result code per handle (KYU_OK on success). SEND batch
+     * with a failed entry: one per entry (its id is then ""), and errors[i] says why */
     size_t n_results;
     uint32_t results[KYU_BATCH_MAX];
+    size_t n_errors;
+    char errors[KYU_BATCH_MAX][KYU_ERR_MSG_MAX];
     /* GET_QUEUE_ATTRIBUTES */
     bool has_attrs;
     kyu_queue_attrs_t attrs;
@@ -216,6 +228,8 @@ typedef struct {
     char *header;
 } kyu_reply_t;
 
+/* True when id is a valid batch entry id: 1..80 of letters, digits, '-' and '_' (SQS's). */
+bool kyu_entry_id_valid(const char *id, size_t len);
 /* True when name is 1..80 characters of letters, digits, '-' and '_'. */
 bool kyu_queue_name_valid(const char *name, size_t len);
 
