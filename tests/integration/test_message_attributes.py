@@ -5,7 +5,8 @@ restart; MD5OfMessageBody and MD5OfMessageAttributes as SQS computes them (AWS's
 vectors, and hashlib over SQS's encoding here); bad attributes refused by the CLI and, in raw
 frames, by the broker, changing nothing. Send batches (`kyu send-batch`, SEND with entry ids):
 a bad entry fails alone with its code, the others are sent; a retry with the same request key
-answers every entry as the first attempt did, across a restart too."""
+answers every entry as the first attempt did, across a restart and a leader failover on
+three nodes (attributes too)."""
 import json
 import base64
 import hashlib
@@ -16,6 +17,7 @@ import unittest
 import msgpack
 import zmq
 
+import test_cluster
 from harness import Broker
 
 OK = 0
@@ -444,6 +446,66 @@ class SendBatches(unittest.TestCase):
         self.assertEqual(after["ids"], first["ids"])
         self.assertEqual(after["res"], first["res"])
         self.assertEqual(self.counts("small"), (1, 0))
+
+
+
+class AcrossFailover(unittest.TestCase):
+    """Three nodes: attributes and a batch's answers survive a kill -9 of the leader."""
+    # The cluster's helpers (test_cluster.py), without its tests.
+    setUp = test_cluster.Cluster.setUp
+    tearDown = test_cluster.Cluster.tearDown
+    cli = test_cluster.Cluster.cli
+    ok = test_cluster.Cluster.ok
+    status = test_cluster.Cluster.status
+    leader = test_cluster.Cluster.leader
+    wait_caught_up = test_cluster.Cluster.wait_caught_up
+
+    def raw(self, endpoint, header, *bodies):
+        ctx = zmq.Context()
+        s = ctx.socket(zmq.DEALER)
+        s.setsockopt(zmq.LINGER, 0)
+        s.setsockopt(zmq.RCVTIMEO, 20000)
+        s.connect(endpoint)
+        try:
+            s.send_multipart([msgpack.packb(dict(header, id=1), use_bin_type=True)] + list(bodies))
+            return msgpack.unpackb(s.recv_multipart()[0], raw=False)
+        finally:
+            s.close()
+            ctx.destroy(linger=0)
+
+    def test_attributes_and_batch_answers_survive_a_leader_failover(self):
+        leader = self.leader()
+        self.ok("create-queue", "jobs")
+        sent = json.loads(self.ok("--json", "send", "jobs", "kept", "--attr", "k=String:v",
+                                  "--attr", "b=Binary:AAE="))
+        header = {"op": OP_SEND, "q": "jobs", "eid": ["good", "empty"], "rq": [777, 1],
+                  "ma": [["n", "Number", "3"], []]}
+        first = self.raw(leader.client, header, b"batched", b"")
+        self.assertEqual(first["st"], OK, first)
+        self.assertEqual(first["res"], [OK, 9])
+        for n in self.nodes:  # every node holds both before the leader dies
+            if n is not leader:
+                self.wait_caught_up(n)
+        leader.kill9()
+        new_leader = self.leader()
+        self.assertIsNot(new_leader, leader)
+        again = self.raw(new_leader.client, header, b"batched", b"")
+        self.assertEqual(again["ids"], first["ids"])
+        self.assertEqual(again["res"], first["res"])
+        self.assertEqual(again["mdb"], first["mdb"])
+        self.assertEqual(again["mda"], first["mda"])
+        leader.start()
+        out = self.ok("--json", "receive", "jobs", "--max", "10")
+        got = {m["Body"]: m for m in (json.loads(l) for l in out.splitlines())}
+        self.assertEqual(sorted(got), ["batched", "kept"])  # the retry stored nothing
+        self.assertEqual(got["kept"]["MessageId"], sent["MessageId"])
+        self.assertEqual(got["kept"]["MessageAttributes"],
+                         {"k": {"DataType": "String", "StringValue": "v"},
+                          "b": {"DataType": "Binary", "BinaryValue": "AAE="}})
+        self.assertEqual(got["kept"]["MD5OfMessageAttributes"], sent["MD5OfMessageAttributes"])
+        self.assertEqual(got["batched"]["MessageId"], first["ids"][0])
+        self.assertEqual(got["batched"]["MD5OfMessageAttributes"], first["mda"][0])
+        self.wait_caught_up(leader)
 
 
 if __name__ == "__main__":
