@@ -7,9 +7,9 @@ frames, by the broker, changing nothing. Send batches (`kyu send-batch`, SEND wi
 a bad entry fails alone with its code, the others are sent; a retry with the same request key
 answers every entry as the first attempt did, across a restart and a leader failover on
 three nodes (attributes too)."""
-import json
 import base64
 import hashlib
+import json
 import struct
 import time
 import unittest
