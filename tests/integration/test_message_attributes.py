@@ -416,6 +416,22 @@ class SendBatches(unittest.TestCase):
         self.assertNotIn("res", rep)
         self.assertEqual(len(rep["ids"]), 2)
 
+    def test_delete_answers_a_failed_handle_as_a_batch_answers_a_failed_entry(self):
+        self.raw({"op": OP_SEND, "q": "jobs"}, b"x")
+        got = self.b.json_lines("receive", "jobs")
+        rep = self.raw({"op": 8, "q": "jobs", "rh": [got[0]["ReceiptHandle"], "forged"]})
+        self.assertEqual(rep["st"], OK, rep)
+        self.assertEqual(rep["res"], [OK, 10])  # RECEIPT_INVALID
+        self.assertEqual(rep["errs"][0], "")
+        self.assertIn("not a receipt handle", rep["errs"][1])
+        rep = self.raw({"op": 8, "q": "jobs", "rh": [got[0]["ReceiptHandle"]]})
+        self.assertEqual(rep["res"], [10])  # deleted already
+        self.raw({"op": OP_SEND, "q": "jobs"}, b"y")
+        got = self.b.json_lines("receive", "jobs")
+        rep = self.raw({"op": 9, "q": "jobs", "vt": 0, "rh": [got[0]["ReceiptHandle"]]})
+        self.assertEqual(rep["res"], [OK])
+        self.assertNotIn("errs", rep)  # every handle held: no texts
+
     def test_a_send_of_several_bodies_answers_every_id_whole(self):
         """(A SEND of several bodies used to answer the second and later ids cut short: the
         reply's id slots are wider than the state machine's.)"""
