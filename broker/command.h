@@ -17,7 +17,8 @@
  *                      delays) the queue's applies; attributes, the message's attributes
  *                      sorted by name, as [name, type, value, ...] (kyu_msg_attrs_pack): only
  *                      for a message that has some, so entries without attributes are the
- *                      same as before them
+ *                      same as before them. In a batch (SEND with entry ids), an entry that
+ *                      failed the leader's checks is [code, error text] in its place
  *   DELETE, CHANGE_VISIBILITY: items = [receipt_handle, ...]
  *   RECEIVE:           items = [max in flight] (the leader's --max-inflight, 1..2^32-1: the
  *                      receive leases no message past it), or [] (entries written before
@@ -93,6 +94,10 @@ typedef struct {
     uint64_t msg_delay_ms[KYU_BATCH_MAX];
     /* SEND: message i's attributes, sorted by name; borrowed as the bodies are */
     kyu_msg_attrs_t attrs[KYU_BATCH_MAX];
+    /* SEND batch: entry i failed the leader's checks (0: it is a message): its code and why;
+     * nothing of it is stored, the reply and a retry's answer say so */
+    uint8_t entry_code[KYU_BATCH_MAX];
+    char entry_error[KYU_BATCH_MAX][KYU_ERR_MSG_MAX];
     char handles[KYU_BATCH_MAX][KYU_HANDLE_MAX + 1];
     uint64_t rq_client, rq_key; /* SEND: 0 when the client sent no request key */
     /* SET_MEMBER, DROP_MEMBER: the node (1..2^63-1); SET_MEMBER: its addresses, non-empty */

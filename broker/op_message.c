@@ -10,9 +10,14 @@
 /* Message i (from 0) of a SEND against SQS's rules and the limits: its body, its attributes
  * (may be NULL), and their size together (SQS counts the attributes toward the message
  * size). The error names the message. */
-static kyu_code_t check_message(const queue_t *q, size_t max_body, size_t i, size_t body_len,
-                                const kyu_msg_attrs_t *attrs, kyu_err_t *err)
+static kyu_code_t check_message(const queue_t *q, size_t max_body, const kyu_request_t *req,
+                                size_t i, size_t body_len, kyu_err_t *err)
 {
+    const kyu_msg_attrs_t *attrs = req->fields & KYU_F_MSG_ATTRS ? &req->attrs[i] : NULL;
+    if ((req->fields & KYU_F_ENTRY_DELAYS) && req->entry_delay[i] > KYU_DELAY_MAX)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           "message %zu: DelaySeconds must be 0 to %d seconds, not %lld", i + 1,
+                           KYU_DELAY_MAX, (long long)req->entry_delay[i]);
     if (body_len == 0)
         return kyu_err_set(err, KYU_ERR_EMPTY_BODY, "message %zu has an empty body", i + 1);
     kyu_err_t e = {0};
@@ -58,10 +63,15 @@ kyu_code_t kyu_op_send_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zms
                 q->retention, q->name, (unsigned long long)req->deliver_at_ms,
                 (unsigned long long)((req->deliver_at_ms - now) / 1000));
     }
+    if ((req->fields & KYU_F_ENTRY_DELAYS) && (req->fields & (KYU_F_DELAY | KYU_F_DELIVER_AT)))
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           "give each entry's delay (eds) or one for the request (ds, da), not "
+                           "both");
+    if (req->fields & KYU_F_ENTRY_IDS)
+        return KYU_OK; /* a batch: each entry is checked alone when the command is built */
     size_t i = 0;
     for (zframe_t *f = zmsg_first(bodies); f; f = zmsg_next(bodies), i++) {
-        kyu_code_t rc = check_message(q, ctx->max_body, i, zframe_size(f),
-                                      req->fields & KYU_F_MSG_ATTRS ? &req->attrs[i] : NULL, err);
+        kyu_code_t rc = check_message(q, ctx->max_body, req, i, zframe_size(f), err);
         if (rc != KYU_OK)
             return rc;
     }
@@ -112,17 +122,33 @@ static bool send_delay(const kyu_request_t *req, uint64_t now_ms, uint64_t *dela
     return true;
 }
 
+/* A batch (entry ids): an entry that fails its checks (body, attributes, size, its own
+ * delay) fails alone: it goes into the command as a failure, so that the reply and any retry
+ * with the same request key say so, and the others are sent. Checked here, right after the
+ * request's validate, against the same state. */
 void kyu_op_send_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
                        kyu_command_t *cmd)
 {
     uint64_t delay_ms = 0;
     bool has_delay = send_delay(req, cmd->now_ms, &delay_ms);
+    bool batch = req->fields & KYU_F_ENTRY_IDS;
+    const queue_t *q = batch ? zhashx_lookup(ctx->sm->queues, req->queue) : NULL;
     for (zframe_t *f = zmsg_first(bodies); f; f = zmsg_next(bodies)) {
         size_t i = cmd->n++;
+        kyu_err_t e = {0};
+        if (q && check_message(q, ctx->max_body, req, i, zframe_size(f), &e) != KYU_OK) {
+            cmd->entry_code[i] = (uint8_t)e.code;
+            snprintf(cmd->entry_error[i], sizeof cmd->entry_error[i], "%s", e.msg);
+            continue;
+        }
         cmd->bodies[i] = zframe_data(f);
         cmd->body_lens[i] = zframe_size(f);
         cmd->has_msg_delay[i] = has_delay;
         cmd->msg_delay_ms[i] = delay_ms;
+        if ((req->fields & KYU_F_ENTRY_DELAYS) && req->entry_delay[i] >= 0) {
+            cmd->has_msg_delay[i] = true;
+            cmd->msg_delay_ms[i] = (uint64_t)req->entry_delay[i] * 1000;
+        }
         if (req->fields & KYU_F_MSG_ATTRS) {
             cmd->attrs[i] = req->attrs[i];
             kyu_msg_attrs_sort(&cmd->attrs[i]);
@@ -134,10 +160,16 @@ void kyu_op_send_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodi
 void kyu_op_send_reply(const kyu_result_t *res, kyu_reply_t *rep, size_t *n_bodies)
 {
     (void)n_bodies;
+    /* id by id: the reply's ids are wider (KYU_MESSAGE_ID_MAX) than the result's UUIDs */
     rep->n_ids = res->n_ids;
-    memcpy(rep->ids, res->ids, sizeof rep->ids);
+    for (size_t i = 0; i < res->n_ids; i++)
+        memcpy(rep->ids[i], res->ids[i], sizeof res->ids[i]);
     memcpy(rep->md5_body, res->md5_body, sizeof rep->md5_body);
     memcpy(rep->md5_attrs, res->md5_attrs, sizeof rep->md5_attrs);
+    rep->n_results = rep->n_errors = res->n_results; /* a batch with a failed entry */
+    memcpy(rep->results, res->results, sizeof rep->results);
+    for (size_t i = 0; i < res->n_results; i++)
+        snprintf(rep->errors[i], sizeof rep->errors[i], "%s", res->entry_errors[i]);
 }
 
 /* items = [[message_id, body(bin)] or [message_id, body(bin), delay_ms] or [message_id,
@@ -146,6 +178,12 @@ void kyu_op_send_encode(const kyu_command_t *cmd, msgpack_packer *pk)
 {
     msgpack_pack_array(pk, cmd->n);
     for (size_t i = 0; i < cmd->n; i++) {
+        if (cmd->entry_code[i]) { /* a batch's failed entry: [code, why] */
+            msgpack_pack_array(pk, 2);
+            msgpack_pack_uint32(pk, cmd->entry_code[i]);
+            kyu_mp_pack_str(pk, cmd->entry_error[i]);
+            continue;
+        }
         bool attrs = cmd->attrs[i].n > 0;
         msgpack_pack_array(pk, attrs ? 4 : cmd->has_msg_delay[i] ? 3 : 2);
         kyu_mp_pack_str(pk, cmd->ids[i]);
@@ -169,6 +207,15 @@ bool kyu_op_send_decode(const msgpack_object *items, kyu_command_t *cmd)
         const msgpack_object *it = &items->via.array.ptr[i];
         if (it->type != MSGPACK_OBJECT_ARRAY || it->via.array.size < 2 || it->via.array.size > 4)
             return false;
+        const msgpack_object *code = &it->via.array.ptr[0];
+        if (code->type == MSGPACK_OBJECT_POSITIVE_INTEGER) { /* a batch's failed entry */
+            if (it->via.array.size != 2 || code->via.u64 == 0 ||
+                code->via.u64 >= KYU_ERR_CODE_COUNT ||
+                !kyu_mp_copy_str(&it->via.array.ptr[1], cmd->entry_error[i], KYU_ERR_MSG_MAX - 1))
+                return false;
+            cmd->entry_code[i] = (uint8_t)code->via.u64;
+            continue;
+        }
         const msgpack_object *body = &it->via.array.ptr[1];
         if (!kyu_mp_copy_str(&it->via.array.ptr[0], cmd->ids[i], KYU_UUID_LEN) ||
             body->type != MSGPACK_OBJECT_BIN)
@@ -197,6 +244,8 @@ static void send_digests(const kyu_command_t *c, kyu_apply_t *a)
     if (!a->want_bodies)
         return;
     for (size_t i = 0; i < c->n; i++) {
+        if (c->entry_code[i])
+            continue;
         kyu_md5_body_hex(c->bodies[i], c->body_lens[i], a->res->md5_body[i]);
         kyu_md5_attrs_hex(&c->attrs[i], a->res->md5_attrs[i]);
     }
@@ -245,6 +294,12 @@ kyu_code_t kyu_op_send_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t
     if (c->n > 0)
         kyu_sm_mark_seq(self, self->next_seq, c->now_ms); /* retention (sm_expiry.c) */
     for (size_t i = 0; i < c->n; i++) {
+        if (c->entry_code[i]) { /* failed at the leader: nothing stored, its id "" */
+            res->results[i] = c->entry_code[i];
+            memcpy(res->entry_errors[i], c->entry_error[i], sizeof res->entry_errors[i]);
+            res->n_results = c->n;
+            continue;
+        }
         store_message(self, q, c, i, self->next_seq++);
         q->n_messages++;
         memcpy(res->ids[i], c->ids[i], KYU_UUID_LEN + 1);
@@ -254,20 +309,38 @@ kyu_code_t kyu_op_send_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t
     kyu_sm_touch(self, q);
     if (a->dedup) {
         memcpy(a->dedup->ids, res->ids, sizeof res->ids);
+        for (size_t i = 0; i < c->n; i++)
+            a->dedup->codes[i] = c->entry_code[i];
         a->dedup->n = res->n_ids;
     }
     return KYU_OK;
 }
 
-/* A retried SEND is answered with the first attempt's message ids; nothing is stored. Its
- * digests are of the retry's messages: the same as the first attempt's. */
+/* A retried SEND is answered with the first attempt's message ids, and a batch's failed
+ * entries with the first attempt's codes; nothing is stored. Its digests are of the retry's
+ * messages: the same as the first attempt's. */
 kyu_code_t kyu_op_send_replay(kyu_sm_t *self, const kyu_command_t *c, const kyu_dedup_t *d,
                               kyu_apply_t *a)
 {
     (void)self;
-    memcpy(a->res->ids, d->ids, sizeof d->ids);
-    a->res->n_ids = d->n;
+    kyu_result_t *res = a->res;
+    memcpy(res->ids, d->ids, sizeof d->ids);
+    res->n_ids = d->n;
     send_digests(c, a);
+    for (size_t i = 0; i < d->n; i++) {
+        /* (An entry that passed the first time but not the retry's checks, the queue's limit
+         * having changed between, is answered with its id and without digests.) */
+        if (!d->codes[i])
+            continue;
+        res->results[i] = d->codes[i];
+        res->n_results = d->n;
+        res->md5_body[i][0] = res->md5_attrs[i][0] = '\0';
+        if (i < c->n && c->entry_code[i] == d->codes[i])
+            memcpy(res->entry_errors[i], c->entry_error[i], sizeof res->entry_errors[i]);
+        else
+            snprintf(res->entry_errors[i], sizeof res->entry_errors[i],
+                     "failed on the first attempt of this request: %s", kyu_code_name(d->codes[i]));
+    }
     return KYU_OK;
 }
 

@@ -4,6 +4,7 @@
 #include "sm_internal.h"
 
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 void kyu_op_handles_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
@@ -14,11 +15,32 @@ void kyu_op_handles_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *b
     memcpy(cmd->handles, req->handles, sizeof cmd->handles);
 }
 
+/* Why a handle failed, for the reply's errs (as a SEND batch says why an entry failed). */
+static const char *handle_error(uint32_t code)
+{
+    switch (code) {
+    case KYU_ERR_RECEIPT_STALE:
+        return "the message was received again since this handle was issued";
+    case KYU_ERR_RECEIPT_INVALID:
+        return "not a receipt handle of this queue, or its message no longer exists";
+    default:
+        return kyu_code_name((int)code);
+    }
+}
+
+/* A code per handle and, when one failed, why each failed (as a SEND batch answers). */
 void kyu_op_handles_reply(const kyu_result_t *res, kyu_reply_t *rep, size_t *n_bodies)
 {
     (void)n_bodies;
     rep->n_results = res->n_results;
     memcpy(rep->results, res->results, sizeof rep->results);
+    bool failed = false;
+    for (size_t i = 0; i < res->n_results; i++)
+        failed = failed || res->results[i] != KYU_OK;
+    rep->n_errors = failed ? res->n_results : 0;
+    for (size_t i = 0; i < rep->n_errors; i++)
+        snprintf(rep->errors[i], sizeof rep->errors[i], "%s",
+                 res->results[i] == KYU_OK ? "" : handle_error(res->results[i]));
 }
 
 /* items = [receipt_handle, ...] */

@@ -37,9 +37,11 @@ typedef struct {
     char *owned[KYU_BATCH_MAX];
     const void *bodies[KYU_BATCH_MAX];
     size_t body_lens[KYU_BATCH_MAX];
-    /* DELETE, CHANGE_VISIBILITY */
+    /* DELETE, CHANGE_VISIBILITY; a SEND batch with a failed entry: per entry (KYU_OK for a
+     * message sent) and why each failed one did */
     size_t n_results;
     uint32_t results[KYU_BATCH_MAX];
+    char entry_errors[KYU_BATCH_MAX][KYU_ERR_MSG_MAX];
 } kyu_result_t;
 
 /* Frees what a result owns and zeroes it. */

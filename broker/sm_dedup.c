@@ -12,6 +12,8 @@
  *        LEASES (RECEIVE):              0x80|type(1) n(1) n × (seq(8) lease generation(4))
  *        CODES (DELETE, CHANGE_VIS...): 0x80|type(1) n(1) n × result code(1)
  *        IDS (none yet but SEND):       0x80|type(1) n(1) n × message id (36 bytes)
+ *        (in a SEND's ids, a batch entry that failed is 35 NUL bytes and its code: message ids
+ *        never start with NUL, so records of sends without a failed entry are as before)
  *        DONE (DELETE_QUEUE):           0x80|type(1) 0(1)
  *   "rx" time(8) client(8) key(8)    -> ""   (expiry index)
  * A record lives KYU_DEDUP_WINDOW_MS of command time (the leader's clock in the command, so
@@ -225,6 +227,17 @@ static kyu_dedup_shape_t shape_of(uint64_t t)
     return row && row->replay ? row->dedup : 0;
 }
 
+/* Entry i of an IDS record: a message id, or (NUL first) a failed batch entry's code. */
+static void read_id(const uint8_t *slot, kyu_dedup_t *d, size_t i)
+{
+    memcpy(d->ids[i], slot, KYU_UUID_LEN);
+    d->ids[i][KYU_UUID_LEN] = '\0';
+    if (slot[0] == '\0') {
+        d->ids[i][0] = '\0';
+        d->codes[i] = slot[KYU_UUID_LEN - 1];
+    }
+}
+
 /* Parses a record's value (after its time) into *d; false if it is not one. A record
  * without a type byte is a SEND's (the first format, kept so existing state reads). */
 static bool parse_record(const uint8_t *p, size_t vl, kyu_dedup_t *d)
@@ -237,10 +250,8 @@ static bool parse_record(const uint8_t *p, size_t vl, kyu_dedup_t *d)
         d->n = p[8];
         if (d->n > KYU_BATCH_MAX || vl != 9 + d->n * KYU_UUID_LEN)
             return false;
-        for (size_t i = 0; i < d->n; i++) {
-            memcpy(d->ids[i], p + 9 + i * KYU_UUID_LEN, KYU_UUID_LEN);
-            d->ids[i][KYU_UUID_LEN] = '\0';
-        }
+        for (size_t i = 0; i < d->n; i++)
+            read_id(p + 9 + i * KYU_UUID_LEN, d, i);
         return true;
     }
     d->type = p[8] & 0x7f;
@@ -254,10 +265,8 @@ static bool parse_record(const uint8_t *p, size_t vl, kyu_dedup_t *d)
     case KYU_DEDUP_IDS:
         if (vl != 10 + d->n * KYU_UUID_LEN)
             return false;
-        for (size_t i = 0; i < d->n; i++) {
-            memcpy(d->ids[i], q + i * KYU_UUID_LEN, KYU_UUID_LEN);
-            d->ids[i][KYU_UUID_LEN] = '\0';
-        }
+        for (size_t i = 0; i < d->n; i++)
+            read_id(q + i * KYU_UUID_LEN, d, i);
         return true;
     case KYU_DEDUP_LEASES:
         if (vl != 10 + d->n * 12)
@@ -332,7 +341,12 @@ void kyu_sm_dedup_record(kyu_sm_t *self, const kyu_command_t *c, const kyu_dedup
     for (size_t i = 0; i < d->n; i++) {
         switch (shape_of(d->type)) {
         case KYU_DEDUP_IDS:
-            memcpy(v + vl, d->ids[i], KYU_UUID_LEN);
+            if (d->ids[i][0]) {
+                memcpy(v + vl, d->ids[i], KYU_UUID_LEN);
+            } else { /* a failed batch entry */
+                memset(v + vl, 0, KYU_UUID_LEN);
+                v[vl + KYU_UUID_LEN - 1] = d->codes[i];
+            }
             vl += KYU_UUID_LEN;
             break;
         case KYU_DEDUP_LEASES:

@@ -65,13 +65,15 @@ static void usage(FILE *out)
             "                 [--size BYTES] [--rate R] [--inflight N] [--recv-inflight N]\n"
             "                 [--producers P] [--consumers C] [--queue NAME] [--keep-queue]\n"
             "                 [--phased] [--preload N] [--idle-timeout SEC] [--timeout SEC]\n"
-            "                 [--wait SEC] [--json]\n"
+            "                 [--batch N] [--wait SEC] [--json]\n"
             "\n"
             "  w1    one request in flight per thread: send and wait; receive 1, delete, wait\n"
             "  lat   w1 with the producers paced to --rate msg/s (default 500)\n"
             "  w2    --inflight pipelined sends (default 100); consumers keep --recv-inflight\n"
             "        receives of 10 in flight (default 4) and delete in pipelined batches\n"
             "  send  producers only, pipelined; reports send msg/s\n"
+            "--batch N: w2 and send (and --preload) put N messages (1..10) in each send\n"
+            "request (default 1); --inflight counts requests.\n"
             "Defaults: --count 100000 (lat: 5000), --size 1024 (at least 16), 1 producer,\n"
             "1 consumer, a fresh queue bench-PID-TIME deleted afterwards (unless --keep-queue\n"
             "or --queue), --idle-timeout 30, --timeout 10. --phased starts the consumers\n"
@@ -94,25 +96,16 @@ static bool num(const char *s, double min, double max, double *out)
 static int parse(bench_t *b, int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"broker", 1, NULL, 'b'},
-        {"workload", 1, NULL, 'w'},
-        {"count", 1, NULL, 'n'},
-        {"size", 1, NULL, 's'},
-        {"rate", 1, NULL, 'r'},
-        {"inflight", 1, NULL, 'i'},
-        {"recv-inflight", 1, NULL, 'R'},
-        {"producers", 1, NULL, 'p'},
-        {"consumers", 1, NULL, 'c'},
-        {"queue", 1, NULL, 'q'},
-        {"keep-queue", 0, NULL, 'k'},
-        {"phased", 0, NULL, 'P'},
-        {"preload", 1, NULL, 'L'},
-        {"idle-timeout", 1, NULL, 'I'},
-        {"timeout", 1, NULL, 't'},
-        {"json", 0, NULL, 'j'},
-        {"wait", 1, NULL, 'W'},
-        {"help", 0, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"broker", 1, NULL, 'b'},        {"workload", 1, NULL, 'w'},
+        {"count", 1, NULL, 'n'},         {"size", 1, NULL, 's'},
+        {"rate", 1, NULL, 'r'},          {"inflight", 1, NULL, 'i'},
+        {"recv-inflight", 1, NULL, 'R'}, {"producers", 1, NULL, 'p'},
+        {"consumers", 1, NULL, 'c'},     {"queue", 1, NULL, 'q'},
+        {"keep-queue", 0, NULL, 'k'},    {"phased", 0, NULL, 'P'},
+        {"preload", 1, NULL, 'L'},       {"idle-timeout", 1, NULL, 'I'},
+        {"timeout", 1, NULL, 't'},       {"json", 0, NULL, 'j'},
+        {"wait", 1, NULL, 'W'},          {"batch", 1, NULL, 'B'},
+        {"help", 0, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     double v = 0;
     bool count_set = false, rate_set = false;
@@ -149,6 +142,9 @@ static int parse(bench_t *b, int argc, char **argv)
             break;
         case 'R':
             ok = num(optarg, 1, 100, &v), b->recv_inflight = (int)v;
+            break;
+        case 'B':
+            ok = num(optarg, 1, KYU_BATCH_MAX, &v), b->batch = (int)v;
             break;
         case 'p':
             ok = num(optarg, 1, 256, &v), b->producers = (int)v;
@@ -307,11 +303,12 @@ static int report(bench_t *b, bool empty_checked, const kyu_queue_attrs_t *at)
     bool empty = empty_checked && at->visible == 0 && at->not_visible == 0;
     bool ok = !atomic_load(&b->failed) && missing == 0 && (!b->consumers || empty);
     json_t *o = json_pack(
-        "{s:s, s:I, s:I, s:i, s:i, s:s, s:f, s:f, s:f, s:{s:f, s:f, s:f, s:f}, s:I, s:I, "
+        "{s:s, s:I, s:I, s:i, s:i, s:i, s:s, s:f, s:f, s:f, s:{s:f, s:f, s:f, s:f}, s:I, s:I, "
         "s:I, s:b, s:b}",
         "workload", workload_name(b->workload), "count", (json_int_t)b->count, "size",
-        (json_int_t)b->size, "producers", b->producers, "consumers", b->consumers, "queue",
-        b->queue, "produce_msg_s", rate(b->count, b->start_ns, b->produced_ns), "consume_msg_s",
+        (json_int_t)b->size, "batch", b->batch, "producers", b->producers, "consumers",
+        b->consumers, "queue", b->queue, "produce_msg_s",
+        rate(b->count, b->start_ns, b->produced_ns), "consume_msg_s",
         rate(consumed, b->consume_start_ns, b->consumed_ns), "end_to_end_msg_s",
         rate(consumed, b->start_ns, b->consumed_ns), "latency_us", "p50", pct[0], "p90", pct[1],
         "p99", pct[2], "max", pct[3], "duplicates", (json_int_t)atomic_load(&b->duplicates),
@@ -357,6 +354,7 @@ int main(int argc, char **argv)
     b.size = 1024;
     b.inflight = 100;
     b.recv_inflight = 4;
+    b.batch = 1;
     b.producers = b.consumers = 1;
     b.idle_timeout_s = 30;
     b.timeout_ms = 10000;

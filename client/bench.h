@@ -27,6 +27,7 @@ typedef struct {
     size_t size;
     double rate;       /* LAT: messages per second over all producers */
     int inflight;      /* W2 / send: pipelined sends per producer */
+    int batch;         /* W2 / send: messages per send request, 1..10 (a SEND of as many bodies) */
     int recv_inflight; /* W2: pipelined receives per consumer */
     int producers, consumers;
     char queue[KYU_NAME_MAX + 1];

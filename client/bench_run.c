@@ -31,25 +31,29 @@ static void fill(unsigned char *buf, uint64_t seq)
 static void send_pipelined(bench_t *b, kyu_client_t *c, uint64_t first, uint64_t step, uint64_t end,
                            uint64_t flag)
 {
-    unsigned char *buf = malloc(b->size);
+    size_t per = b->batch > 0 ? (size_t)b->batch : 1; /* messages per request */
+    unsigned char *buf = malloc(b->size * per);
     if (!buf) {
         bench_fail(b, "out of memory", NULL);
         return;
     }
-    memset(buf, 'k', b->size);
+    memset(buf, 'k', b->size * per);
     uint64_t seq = first;
     while ((seq < end || kyu_client_inflight(c) > 0) && !atomic_load(&b->failed)) {
         while (seq < end && kyu_client_inflight(c) < (size_t)b->inflight) {
-            const void *bodies[] = {buf};
-            size_t lens[] = {b->size};
+            const void *bodies[KYU_BATCH_MAX];
+            size_t lens[KYU_BATCH_MAX], n = 0;
+            for (; n < per && seq < end; n++, seq += step) {
+                fill(buf + n * b->size, seq | flag);
+                bodies[n] = buf + n * b->size;
+                lens[n] = b->size;
+            }
             kyu_err_t err = {0};
-            fill(buf, seq | flag);
-            if (kyu_client_send_async(c, b->queue, bodies, lens, 1, NULL, &err) != KYU_OK) {
+            if (kyu_client_send_async(c, b->queue, bodies, lens, n, NULL, &err) != KYU_OK) {
                 bench_fail(b, "send", &err);
                 free(buf);
                 return;
             }
-            seq += step;
         }
         kyu_reply_t rep;
         kyu_reply_init(&rep);

@@ -52,6 +52,13 @@ static const cli_cmd_t commands[] = {
      "Number or Binary, "
      "optionally .SUFFIX; a Binary VALUE in base64), on every message sent",
      CLI_OPT_LINES | CLI_OPT_SEND_DELAY | CLI_OPT_MSG_ATTRS, 1, 2, cli_cmd_send},
+    {"send-batch", "NAME",
+     "send the entries of stdin, one JSON object per line in SQS's SendMessageBatch shape "
+     "({\"Id\", \"MessageBody\", \"DelaySeconds\", \"MessageAttributes\"}), ten to a "
+     "request; an entry that is refused (body, attribute, delay) fails alone. Prints \"ID "
+     "MESSAGE_ID\" per entry sent (--json: {\"Successful\", \"Failed\"} per request), one "
+     "stderr line per failed entry",
+     0, 1, 1, cli_cmd_send_batch},
     {"receive", "NAME [--max N] [--visibility-timeout SEC] [--wait SEC]",
      "lease up to N (1..10, default 1) messages and print them; --wait: long polling, wait up "
      "to SEC (0..20) seconds for a message (default: the queue's ReceiveMessageWaitTimeSeconds)",

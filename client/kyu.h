@@ -235,6 +235,31 @@ kyu_code_t kyu_client_send_messages(kyu_client_t *self, const char *queue,
                                     const void *const *bodies, const size_t *lens, size_t n,
                                     const kyu_send_options_t *o, kyu_sent_message_t *out,
                                     kyu_err_t *err);
+/* One entry of a send batch (SQS's SendMessageBatch entry); the client copies nothing it
+ * does not need after the call. */
+typedef struct {
+    const char *id; /* 1..80 of letters, digits, - and _, distinct within the batch */
+    const void *body;
+    size_t len;
+    int delay_seconds;            /* its own DelaySeconds, 0..900; -1: the queue's */
+    const kyu_msg_attrs_t *attrs; /* its message attributes; NULL: none */
+} kyu_batch_entry_t;
+/* What a batch answers for one entry. */
+typedef struct {
+    kyu_code_t code;             /* KYU_OK: sent; else why not (TOO_LARGE, EMPTY_BODY, ...) */
+    char error[KYU_ERR_MSG_MAX]; /* the broker's text for a failed entry */
+    kyu_sent_message_t sent;     /* a sent entry's id and digests */
+} kyu_batch_result_t;
+/* Sends 1..10 entries as one batch (SQS's SendMessageBatch): each entry is checked alone, so
+ * an entry with a bad body, attribute or delay fails alone and the others are sent. out[i]
+ * gets entry i's result. Returns KYU_OK when every entry was sent, else the first failed
+ * entry's code with err naming it; a failure of the whole request (bad or repeated entry
+ * ids: InvalidBatchEntryId, BatchEntryIdsNotDistinct; no such queue...) is every entry's
+ * code. Retried across failovers with one request key: every entry is answered as the first
+ * attempt was. */
+kyu_code_t kyu_client_send_batch(kyu_client_t *self, const char *queue,
+                                 const kyu_batch_entry_t *entries, size_t n,
+                                 kyu_batch_result_t *out, kyu_err_t *err);
 /* Leases up to max (1..10) messages for vt seconds (-1: the queue's). *msgs_p gets *n
  * messages (NULL when none: the queue had no visible message); caller frees with
  * kyu_messages_destroy. */

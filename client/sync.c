@@ -425,6 +425,95 @@ kyu_code_t kyu_client_send_messages(kyu_client_t *self, const char *queue,
     return rc;
 }
 
+/* The request of a batch: entry ids, delays and attributes only when some entry has them. */
+static kyu_code_t batch_request(kyu_request_t *req, const kyu_batch_entry_t *e, size_t n,
+                                kyu_err_t *err)
+{
+    req->fields |= KYU_F_ENTRY_IDS;
+    req->n_entries = req->n_entry_delays = req->n_attr_msgs = n;
+    for (size_t i = 0; i < n; i++) {
+        size_t len = e[i].id ? strlen(e[i].id) : 0;
+        if (!kyu_entry_id_valid(e[i].id ? e[i].id : "", len))
+            return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                               "InvalidBatchEntryId: entry %zu: an entry id is 1 to %d "
+                               "characters of letters, digits, - and _",
+                               i + 1, KYU_ENTRY_ID_MAX);
+        memcpy(req->entry_ids[i], e[i].id, len + 1);
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(req->entry_ids[i], req->entry_ids[j]) == 0)
+                return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                                   "BatchEntryIdsNotDistinct: entry id '%s' is given twice",
+                                   e[i].id);
+        if (e[i].delay_seconds < -1)
+            return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                               "entry '%s': delay_seconds is -1 (none) or 0..%d", e[i].id,
+                               KYU_DELAY_MAX);
+        req->entry_delay[i] = e[i].delay_seconds;
+        if (e[i].delay_seconds >= 0)
+            req->fields |= KYU_F_ENTRY_DELAYS;
+        if (e[i].attrs) {
+            req->attrs[i] = *e[i].attrs;
+            if (e[i].attrs->n > KYU_MSG_ATTRS_MAX)
+                return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                                   "entry '%s': at most %d message attributes", e[i].id,
+                                   KYU_MSG_ATTRS_MAX);
+            if (e[i].attrs->n)
+                req->fields |= KYU_F_MSG_ATTRS;
+        }
+    }
+    return KYU_OK;
+}
+
+kyu_code_t kyu_client_send_batch(kyu_client_t *self, const char *queue,
+                                 const kyu_batch_entry_t *entries, size_t n,
+                                 kyu_batch_result_t *out, kyu_err_t *err)
+{
+    kyu_request_t req = {.op = KYU_OP_SEND};
+    const void *bodies[KYU_BATCH_MAX];
+    size_t lens[KYU_BATCH_MAX];
+    kyu_err_t e = {0};
+    kyu_code_t rc = n < 1 || n > KYU_BATCH_MAX
+                        ? kyu_err_set(&e, KYU_ERR_INVALID_ARGUMENT,
+                                      "a batch has 1 to %d entries, not %zu", KYU_BATCH_MAX, n)
+                        : kyu_client_set_queue(&req, queue, &e);
+    if (rc == KYU_OK)
+        rc = batch_request(&req, entries, n, &e);
+    for (size_t i = 0; rc == KYU_OK && i < n; i++) {
+        bodies[i] = entries[i].body;
+        lens[i] = entries[i].len;
+    }
+    kyu_reply_t rep;
+    kyu_reply_init(&rep);
+    if (rc == KYU_OK)
+        rc = kyu_client_call(self, &req, bodies, lens, n, &rep, NULL, &e);
+    if (rc == KYU_OK && rep.n_results && (rep.n_results != n || rep.n_errors != n))
+        rc = kyu_err_set(&e, KYU_ERR_MALFORMED, "SEND batch reply has %zu results for %zu entries",
+                         rep.n_results, n);
+    kyu_code_t first = KYU_OK;
+    for (size_t i = 0; i < n && i < KYU_BATCH_MAX; i++) {
+        kyu_batch_result_t *r = &out[i];
+        memset(r, 0, sizeof *r);
+        r->code = rc != KYU_OK ? rc : rep.n_results ? (kyu_code_t)rep.results[i] : KYU_OK;
+        if (rc != KYU_OK)
+            snprintf(r->error, sizeof r->error, "%s", e.msg);
+        else if (r->code != KYU_OK)
+            snprintf(r->error, sizeof r->error, "%s", rep.errors[i]);
+        else {
+            memcpy(r->sent.message_id, rep.ids[i], sizeof r->sent.message_id);
+            memcpy(r->sent.md5_body, rep.md5_body[i], sizeof r->sent.md5_body);
+            memcpy(r->sent.md5_attrs, rep.md5_attrs[i], sizeof r->sent.md5_attrs);
+        }
+        if (rc == KYU_OK && r->code != KYU_OK && first == KYU_OK) {
+            first = r->code;
+            kyu_err_set(err, r->code, "entry '%s': %s", entries[i].id, r->error);
+        }
+    }
+    kyu_reply_reset(&rep);
+    if (rc != KYU_OK)
+        return kyu_err_set(err, rc, "%s", e.msg);
+    return first;
+}
+
 kyu_code_t kyu_client_receive(kyu_client_t *self, const char *queue, int max, int vt,
                               kyu_message_t **msgs_p, size_t *n, kyu_err_t *err)
 {

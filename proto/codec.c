@@ -46,8 +46,9 @@ static const kyu_op_info_t op_table[KYU_OP_MAX_] = {
                                      KYU_F_QUEUE, KYU_F_QUEUE, 0, 0, KYU_OPF_READ,
                                      "show a queue's attributes and message counts"},
     [KYU_OP_SEND] = {KYU_OP_SEND, "send", KYU_F_QUEUE,
-                     KYU_F_QUEUE | KYU_F_RQ | KYU_F_DELAY | KYU_F_DELIVER_AT | KYU_F_MSG_ATTRS, 1,
-                     KYU_BATCH_MAX, KYU_OPF_WRITE, "send 1..10 messages, one per body frame"},
+                     KYU_F_QUEUE | KYU_F_RQ | KYU_F_DELAY | KYU_F_DELIVER_AT | KYU_F_MSG_ATTRS |
+                         KYU_F_ENTRY_IDS | KYU_F_ENTRY_DELAYS,
+                     1, KYU_BATCH_MAX, KYU_OPF_WRITE, "send 1..10 messages, one per body frame"},
     [KYU_OP_RECEIVE] = {KYU_OP_RECEIVE, "receive", KYU_F_QUEUE,
                         KYU_F_QUEUE | KYU_F_MAX | KYU_F_VT | KYU_F_RQ | KYU_F_WAIT, 0, 0,
                         KYU_OPF_WRITE,
@@ -94,6 +95,11 @@ bool kyu_queue_name_valid(const char *name, size_t len)
             return false;
     }
     return true;
+}
+
+bool kyu_entry_id_valid(const char *id, size_t len)
+{
+    return kyu_queue_name_valid(id, len); /* SQS's rule for both: 1..80 of [A-Za-z0-9_-] */
 }
 
 /* ---- decoding helpers ---- */
@@ -331,6 +337,41 @@ static kyu_code_t decode_request_field(const msgpack_object *k, const msgpack_ob
     } else if (kyu_mp_key_is(k, "from")) {
         bit = KYU_F_FROM;
         rc = get_uint(v, "from (position)", UINT64_MAX, &req->from, err);
+    } else if (kyu_mp_key_is(k, "eid")) {
+        bit = KYU_F_ENTRY_IDS;
+        if (v->type != MSGPACK_OBJECT_ARRAY || v->via.array.size > KYU_BATCH_MAX)
+            return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                               "eid must be an array of at most %d entry ids", KYU_BATCH_MAX);
+        req->n_entries = v->via.array.size;
+        for (size_t i = 0; i < req->n_entries; i++) {
+            const msgpack_object *e = &v->via.array.ptr[i];
+            if (e->type != MSGPACK_OBJECT_STR ||
+                !kyu_entry_id_valid(e->via.str.ptr, e->via.str.size))
+                return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                                   "InvalidBatchEntryId: entry %zu: a batch entry id is 1 to %d "
+                                   "characters of letters, digits, - and _",
+                                   i + 1, KYU_ENTRY_ID_MAX);
+            memcpy(req->entry_ids[i], e->via.str.ptr, e->via.str.size);
+            req->entry_ids[i][e->via.str.size] = '\0';
+            for (size_t j = 0; j < i; j++)
+                if (strcmp(req->entry_ids[i], req->entry_ids[j]) == 0)
+                    return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                                       "BatchEntryIdsNotDistinct: entry id '%s' is given twice",
+                                       req->entry_ids[i]);
+        }
+    } else if (kyu_mp_key_is(k, "eds")) {
+        bit = KYU_F_ENTRY_DELAYS; /* range: the broker's check, per entry */
+        if (v->type != MSGPACK_OBJECT_ARRAY || v->via.array.size > KYU_BATCH_MAX)
+            return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                               "eds must be an array of at most %d delays", KYU_BATCH_MAX);
+        for (size_t i = 0; i < v->via.array.size && rc == KYU_OK; i++) {
+            req->entry_delay[i] = -1;
+            if (v->via.array.ptr[i].type == MSGPACK_OBJECT_NIL)
+                continue;
+            rc = get_uint(&v->via.array.ptr[i], "an entry's DelaySeconds", UINT32_MAX, &u, err);
+            req->entry_delay[i] = (int64_t)u;
+        }
+        req->n_entry_delays = v->via.array.size;
     } else if (kyu_mp_key_is(k, "rq")) {
         bit = KYU_F_RQ;
         if (v->type != MSGPACK_OBJECT_ARRAY || v->via.array.size != 2)
@@ -396,6 +437,10 @@ static const char *field_name(unsigned bit)
         return "ma (message attributes)";
     case KYU_F_FROM:
         return "from (position)";
+    case KYU_F_ENTRY_IDS:
+        return "eid (batch entry ids)";
+    case KYU_F_ENTRY_DELAYS:
+        return "eds (batch entry delays)";
     default:
         return "?";
     }
@@ -470,6 +515,17 @@ kyu_code_t kyu_request_decode(const void *buf, size_t len, size_t n_bodies, kyu_
         rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
                          "ma has %zu attribute lists for %zu messages (one per body frame)",
                          req->n_attr_msgs, n_bodies);
+    else if ((req->fields & KYU_F_ENTRY_IDS) && req->n_entries != n_bodies)
+        rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                         "eid has %zu entry ids for %zu messages (one per body frame)",
+                         req->n_entries, n_bodies);
+    else if ((req->fields & KYU_F_ENTRY_DELAYS) && !(req->fields & KYU_F_ENTRY_IDS))
+        rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                         "eds (each entry's delay) is for a batch: give eid too");
+    else if ((req->fields & KYU_F_ENTRY_DELAYS) && req->n_entry_delays != n_bodies)
+        rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                         "eds has %zu delays for %zu messages (one per body frame)",
+                         req->n_entry_delays, n_bodies);
 done:
     msgpack_unpacked_destroy(&u);
     return rc;
@@ -581,6 +637,22 @@ void kyu_request_encode(const kyu_request_t *req, msgpack_sbuffer *out)
     if (req->fields & KYU_F_FROM) {
         kyu_mp_pack_str(&pk, "from");
         msgpack_pack_uint64(&pk, req->from);
+    }
+    if (req->fields & KYU_F_ENTRY_IDS) {
+        kyu_mp_pack_str(&pk, "eid");
+        msgpack_pack_array(&pk, req->n_entries);
+        for (size_t i = 0; i < req->n_entries; i++)
+            kyu_mp_pack_str(&pk, req->entry_ids[i]);
+    }
+    if (req->fields & KYU_F_ENTRY_DELAYS) {
+        kyu_mp_pack_str(&pk, "eds");
+        msgpack_pack_array(&pk, req->n_entry_delays);
+        for (size_t i = 0; i < req->n_entry_delays; i++) {
+            if (req->entry_delay[i] < 0)
+                msgpack_pack_nil(&pk);
+            else
+                msgpack_pack_uint64(&pk, (uint64_t)req->entry_delay[i]);
+        }
     }
     if (req->fields & KYU_F_RQ) {
         kyu_mp_pack_str(&pk, "rq");

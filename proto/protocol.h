@@ -63,6 +63,7 @@
 #define KYU_ATTR_NAME_MAX 256
 #define KYU_ATTR_TYPE_MAX 256
 #define KYU_MD5_HEX_LEN 32
+#define KYU_ENTRY_ID_MAX 80 /* a batch entry's Id (SQS's): 1..80 of [A-Za-z0-9_-] */
 
 typedef enum {
     KYU_OP_HELLO = 1,
@@ -106,6 +107,8 @@ enum {
     KYU_F_TAGS = 1 << 16,          /* "tags": a queue's tags {key: value} */
     KYU_F_FORCE = 1 << 17,         /* "force": DELETE_QUEUE of a dead-letter queue */
     KYU_F_MSG_ATTRS = 1 << 20,     /* "ma": SEND: each message's attributes */
+    KYU_F_ENTRY_IDS = 1 << 21,     /* "eid": SEND as a batch: each message's entry id */
+    KYU_F_ENTRY_DELAYS = 1 << 22,  /* "eds": SEND batch: each message's DelaySeconds or nil */
     KYU_F_FROM = 1 << 26,          /* "from": PEEK: the position to list from */
     KYU_F_WAIT = 1 << 24,          /* "wt": RECEIVE: wait up to this many seconds for a message */
     KYU_F_LAST_ = KYU_F_FROM,
@@ -202,6 +205,12 @@ typedef struct {
      * their content (the broker, per message) */
     size_t n_attr_msgs;
     kyu_msg_attrs_t attrs[KYU_BATCH_MAX];
+    /* KYU_F_ENTRY_IDS: a batch of n_entries (as many as bodies) with distinct valid ids, each
+     * checked alone by the broker; KYU_F_ENTRY_DELAYS: entry_delay[i] is entry i's own
+     * DelaySeconds, -1 for none (the broker checks its range, failing that entry alone) */
+    size_t n_entries, n_entry_delays;
+    char entry_ids[KYU_BATCH_MAX][KYU_ENTRY_ID_MAX + 1];
+    int64_t entry_delay[KYU_BATCH_MAX];
     uint32_t wait; /* KYU_F_WAIT: seconds, 0..KYU_WAIT_MAX */
     /* KYU_F_RETENTION, _RECEIVE_WAIT, _REDRIVE (dlq "" removes the policy), _REDRIVE_ALLOW,
      * _TAGS: the queue's other attributes (the broker checks their ranges). Last, and its
@@ -296,9 +305,12 @@ typedef struct {
     /* PEEK: more messages follow; list them from position next */
     bool has_next;
     uint64_t next;
-    /* DELETE / CHANGE_VISIBILITY: one result code per handle (KYU_OK on success) */
+    /* DELETE / CHANGE_VISIBILITY: one result code per handle (KYU_OK on success). SEND batch
+     * with a failed entry: one per entry (its id is then ""), and errors[i] says why */
     size_t n_results;
     uint32_t results[KYU_BATCH_MAX];
+    size_t n_errors;
+    char errors[KYU_BATCH_MAX][KYU_ERR_MSG_MAX];
     /* GET_QUEUE_ATTRIBUTES */
     bool has_attrs;
     kyu_queue_attrs_t attrs;
@@ -316,6 +328,8 @@ typedef struct {
     char *header;
 } kyu_reply_t;
 
+/* True when id is a valid batch entry id: 1..80 of letters, digits, '-' and '_' (SQS's). */
+bool kyu_entry_id_valid(const char *id, size_t len);
 /* True when name is 1..80 characters of letters, digits, '-' and '_'. */
 bool kyu_queue_name_valid(const char *name, size_t len);
 

@@ -64,7 +64,8 @@ void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out)
     else
         n += (rep->version != 0) * 2 + (rep->n_ids > 0) + (rep->n_msgs > 0) + (rep->n_results > 0) +
              rep->has_attrs + (rep->queues != NULL) + rep->has_node + (rep->tags != NULL) +
-             (rep->n_ids > 0 && rep->md5_body[0][0]) * 2 + any_attrs(rep) + rep->has_next;
+             (rep->n_ids > 0 && rep->md5_body[0][0]) * 2 + any_attrs(rep) + rep->has_next +
+             (rep->n_errors > 0);
     msgpack_pack_map(&pk, n);
     kyu_mp_pack_str(&pk, "id");
     msgpack_pack_uint64(&pk, rep->id);
@@ -159,6 +160,12 @@ void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out)
         msgpack_pack_array(&pk, rep->n_results);
         for (size_t i = 0; i < rep->n_results; i++)
             msgpack_pack_uint32(&pk, rep->results[i]);
+    }
+    if (rep->n_errors) {
+        kyu_mp_pack_str(&pk, "errs");
+        msgpack_pack_array(&pk, rep->n_errors);
+        for (size_t i = 0; i < rep->n_errors; i++)
+            kyu_mp_pack_str(&pk, rep->errors[i]);
     }
     if (rep->has_attrs) {
         const kyu_queue_attrs_t *at = &rep->attrs;
@@ -483,6 +490,14 @@ static bool decode_field(const msgpack_object *k, const msgpack_object *v, kyu_r
     if (kyu_mp_key_is(k, "next")) {
         rep->has_next = true;
         return get_u64(v, &rep->next);
+    }
+    if (kyu_mp_key_is(k, "errs")) { /* SEND batch: why each failed entry failed */
+        if (!get_array(v, KYU_BATCH_MAX, &rep->n_errors))
+            return false;
+        for (size_t i = 0; i < rep->n_errors; i++)
+            if (!kyu_mp_copy_str(&v->via.array.ptr[i], rep->errors[i], KYU_ERR_MSG_MAX - 1))
+                return false;
+        return true;
     }
     if (kyu_mp_key_is(k, "attrs")) {
         rep->has_attrs = true;

@@ -394,6 +394,144 @@ static void test_send_options_carry_a_delay_or_a_delivery_time(void **state)
     fake_broker_destroy(&fb);
 }
 
+/* What batch_handler saw of the last SEND (the request's bytes are gone after the handler). */
+typedef struct {
+    unsigned fields;
+    size_t n_entries;
+    char entry_ids[KYU_BATCH_MAX][KYU_ENTRY_ID_MAX + 1];
+    int64_t entry_delay[KYU_BATCH_MAX];
+    size_t n_attrs[KYU_BATCH_MAX];
+    char first_attr[KYU_BATCH_MAX][32];
+} batch_seen_t;
+
+/* Answers a SEND: entry "bad" (if any) failed TOO_LARGE, the others sent. */
+static void batch_handler(fake_broker_t *fb, void *arg, const kyu_request_t *req,
+                          const void *const *bodies, const size_t *lens, size_t n)
+{
+    (void)bodies, (void)lens;
+    if (req->op == KYU_OP_HELLO) {
+        fake_default(fb, req);
+        return;
+    }
+    batch_seen_t *seen = arg;
+    memset(seen, 0, sizeof *seen);
+    seen->fields = req->fields;
+    seen->n_entries = req->n_entries;
+    memcpy(seen->entry_ids, req->entry_ids, sizeof seen->entry_ids);
+    memcpy(seen->entry_delay, req->entry_delay, sizeof seen->entry_delay);
+    for (size_t i = 0; i < n && (req->fields & KYU_F_MSG_ATTRS); i++) {
+        seen->n_attrs[i] = req->attrs[i].n;
+        if (req->attrs[i].n)
+            snprintf(seen->first_attr[i], sizeof seen->first_attr[i], "%.*s",
+                     (int)req->attrs[i].a[0].name_len, req->attrs[i].a[0].name);
+    }
+    kyu_reply_t rep;
+    kyu_reply_init(&rep);
+    rep.id = req->id;
+    rep.n_ids = n;
+    bool failed = false;
+    for (size_t i = 0; i < n; i++) {
+        bool bad = (req->fields & KYU_F_ENTRY_IDS) && strcmp(req->entry_ids[i], "bad") == 0;
+        failed = failed || bad;
+        if (!bad) {
+            snprintf(rep.ids[i], sizeof rep.ids[i], "id-%zu", i);
+            snprintf(rep.md5_body[i], sizeof rep.md5_body[i], "%032zu", i);
+        }
+        rep.results[i] = bad ? KYU_ERR_TOO_LARGE : KYU_OK;
+        snprintf(rep.errors[i], sizeof rep.errors[i], "%s", bad ? "message 3 is too large" : "");
+    }
+    rep.n_results = rep.n_errors = failed ? n : 0;
+    fake_reply(fb, &rep, NULL, NULL, 0);
+}
+
+static void test_a_send_batch_carries_its_entries_and_maps_their_results(void **state)
+{
+    (void)state;
+    batch_seen_t seen;
+    fake_broker_t *fb = fake_broker_new(batch_handler, &seen);
+    kyu_err_t err = {0};
+    kyu_client_t *c = connect_to(fake_broker_endpoint(fb), 5000, &err);
+    assert_non_null(c);
+    kyu_msg_attrs_t attrs = {.n = 1};
+    attrs.a[0] = (kyu_msg_attr_t){
+        .name = "k", .name_len = 1, .type = "String", .type_len = 6, .value = "v", .value_len = 1};
+    kyu_batch_entry_t e[3] = {
+        {.id = "a", .body = "x", .len = 1, .delay_seconds = -1},
+        {.id = "b-2", .body = "y", .len = 1, .delay_seconds = 5, .attrs = &attrs},
+        {.id = "bad", .body = "z", .len = 1, .delay_seconds = -1},
+    };
+    kyu_batch_result_t out[3];
+    assert_int_equal(kyu_client_send_batch(c, "q", e, 3, out, &err), KYU_ERR_TOO_LARGE);
+    assert_non_null(strstr(err.msg, "entry 'bad': message 3 is too large"));
+    assert_true(seen.fields & KYU_F_ENTRY_IDS);
+    assert_true(seen.fields & KYU_F_ENTRY_DELAYS);
+    assert_true(seen.fields & KYU_F_MSG_ATTRS);
+    assert_int_equal(seen.n_entries, 3);
+    assert_string_equal(seen.entry_ids[1], "b-2");
+    assert_int_equal(seen.entry_delay[0], -1);
+    assert_int_equal(seen.entry_delay[1], 5);
+    assert_int_equal(seen.n_attrs[0], 0);
+    assert_string_equal(seen.first_attr[1], "k");
+    assert_int_equal(out[0].code, KYU_OK);
+    assert_string_equal(out[0].sent.message_id, "id-0");
+    assert_string_equal(out[1].sent.md5_body, "00000000000000000000000000000001");
+    assert_int_equal(out[2].code, KYU_ERR_TOO_LARGE);
+    assert_string_equal(out[2].error, "message 3 is too large");
+    /* every entry sent: KYU_OK, and no delay or attribute fields when none is given */
+    e[1].delay_seconds = -1;
+    e[1].attrs = NULL;
+    e[2].id = "c";
+    assert_int_equal(kyu_client_send_batch(c, "q", e, 3, out, &err), KYU_OK);
+    assert_int_equal(seen.fields & (KYU_F_ENTRY_DELAYS | KYU_F_MSG_ATTRS), 0);
+    assert_string_equal(out[2].sent.message_id, "id-2");
+    /* refused here, nothing sent: repeated or invalid ids, a count out of range */
+    size_t before = fake_broker_requests(fb);
+    e[2].id = "a";
+    assert_int_equal(kyu_client_send_batch(c, "q", e, 3, out, &err), KYU_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.msg, "BatchEntryIdsNotDistinct"));
+    assert_int_equal(out[0].code, KYU_ERR_INVALID_ARGUMENT);
+    e[2].id = "no spaces";
+    assert_int_equal(kyu_client_send_batch(c, "q", e, 3, out, &err), KYU_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.msg, "InvalidBatchEntryId"));
+    assert_int_equal(kyu_client_send_batch(c, "q", e, 0, out, &err), KYU_ERR_INVALID_ARGUMENT);
+    assert_int_equal(fake_broker_requests(fb), before);
+    kyu_client_destroy(&c);
+    fake_broker_destroy(&fb);
+}
+
+static void test_send_options_carry_attributes_checked_first(void **state)
+{
+    (void)state;
+    batch_seen_t seen;
+    fake_broker_t *fb = fake_broker_new(batch_handler, &seen);
+    kyu_err_t err = {0};
+    kyu_client_t *c = connect_to(fake_broker_endpoint(fb), 5000, &err);
+    assert_non_null(c);
+    const void *body[] = {"x", "y"};
+    size_t len[] = {1, 1};
+    kyu_msg_attrs_t attrs[2] = {{.n = 0}, {.n = 1}};
+    attrs[1].a[0] = (kyu_msg_attr_t){
+        .name = "n", .name_len = 1, .type = "Number", .type_len = 6, .value = "12", .value_len = 2};
+    kyu_send_options_t o;
+    kyu_send_options_init(&o);
+    o.attrs = attrs;
+    kyu_sent_message_t sent[2];
+    assert_int_equal(kyu_client_send_messages(c, "q", body, len, 2, &o, sent, &err), KYU_OK);
+    assert_true(seen.fields & KYU_F_MSG_ATTRS);
+    assert_int_equal(seen.n_attrs[0], 0);
+    assert_string_equal(seen.first_attr[1], "n");
+    assert_string_equal(sent[1].message_id, "id-1");
+    size_t before = fake_broker_requests(fb);
+    attrs[1].a[0].value = "twelve";
+    attrs[1].a[0].value_len = 6;
+    assert_int_equal(kyu_client_send_messages(c, "q", body, len, 2, &o, sent, &err),
+                     KYU_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.msg, "message 2: message attribute 'n' has Number value"));
+    assert_int_equal(fake_broker_requests(fb), before);
+    kyu_client_destroy(&c);
+    fake_broker_destroy(&fb);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -408,6 +546,8 @@ int main(void)
         cmocka_unit_test(test_broker_error_code_and_text_are_surfaced),
         cmocka_unit_test(test_invalid_queue_name_is_refused_locally),
         cmocka_unit_test(test_send_options_carry_a_delay_or_a_delivery_time),
+        cmocka_unit_test(test_a_send_batch_carries_its_entries_and_maps_their_results),
+        cmocka_unit_test(test_send_options_carry_attributes_checked_first),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,11 +1,15 @@
-"""Message attributes, MD5s and system attributes (issue 13, item 2): `kyu send --attr
+"""Message attributes, MD5s, system attributes and send batches (issue 13, item 2): `kyu send --attr
 NAME=TYPE:VALUE` (String, Number, Binary in base64, custom type suffixes), returned by
 `kyu receive` and `kyu --json receive` as SQS shows them, kept across a kill -9 and a clean
 restart; MD5OfMessageBody and MD5OfMessageAttributes as SQS computes them (AWS's documented
 vectors, and hashlib over SQS's encoding here); bad attributes refused by the CLI and, in raw
-frames, by the broker, changing nothing."""
+frames, by the broker, changing nothing. Send batches (`kyu send-batch`, SEND with entry ids):
+a bad entry fails alone with its code, the others are sent; a retry with the same request key
+answers every entry as the first attempt did, across a restart and a leader failover on
+three nodes (attributes too)."""
 import base64
 import hashlib
+import json
 import struct
 import time
 import unittest
@@ -13,6 +17,7 @@ import unittest
 import msgpack
 import zmq
 
+import test_cluster
 from harness import Broker
 
 OK = 0
@@ -284,6 +289,239 @@ class MessageAttributes(unittest.TestCase):
         self.assertEqual(r["ma"], [["a", "Binary.x", b"\x00\x01", "z", "String", "last"]])
         self.assertEqual(r["msgs"][0]["mdb"], rep["mdb"][0])
         self.assertEqual(r["msgs"][0]["mda"], rep["mda"][0])
+
+
+
+class SendBatches(unittest.TestCase):
+    def setUp(self):
+        self.b = Broker().start()
+        self.b.ok("create-queue", "jobs")
+
+    def tearDown(self):
+        self.b.cleanup()
+
+    def raw(self, header, *bodies):
+        ctx = zmq.Context()
+        s = ctx.socket(zmq.DEALER)
+        s.setsockopt(zmq.LINGER, 0)
+        s.setsockopt(zmq.RCVTIMEO, 10000)
+        s.connect(self.b.endpoint)
+        try:
+            s.send_multipart([msgpack.packb(dict(header, id=1), use_bin_type=True)] + list(bodies))
+            return msgpack.unpackb(s.recv_multipart()[0], raw=False)
+        finally:
+            s.close()
+            ctx.destroy(linger=0)
+
+    def counts(self, queue="jobs"):
+        a = self.b.attributes(queue)
+        return (a["ApproximateNumberOfMessages"], a["ApproximateNumberOfMessagesDelayed"])
+
+    def batch(self, entries, *args):
+        text = "".join(json.dumps(e) + "\n" for e in entries).encode()
+        return self.b.cli(*args, "send-batch", "jobs", input=text)
+
+    MIXED = [
+        {"Id": "a", "MessageBody": "one"},
+        {"Id": "b", "MessageBody": ""},
+        {"Id": "c", "MessageBody": "three", "DelaySeconds": 901},
+        {"Id": "d", "MessageBody": "four",
+         "MessageAttributes": {"AWS.x": {"DataType": "String", "StringValue": "v"}}},
+        {"Id": "e", "MessageBody": "five",
+         "MessageAttributes": {"k": {"DataType": "Binary", "BinaryValue": "AAE="}}},
+        {"Id": "f", "MessageBody": "six", "DelaySeconds": 600},
+    ]
+
+    def test_a_bad_entry_fails_alone(self):
+        r = self.batch(self.MIXED)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        out = dict(line.split(" ") for line in r.stdout.decode().splitlines())
+        self.assertEqual(sorted(out), ["a", "e", "f"])
+        err = r.stderr.decode()
+        self.assertIn("kyu: send-batch: entry b: EMPTY_BODY: ", err)
+        self.assertIn("kyu: send-batch: entry c: INVALID_ARGUMENT: message 3: DelaySeconds must "
+                      "be 0 to 900 seconds, not 901", err)
+        self.assertIn("kyu: send-batch: entry d: INVALID_ARGUMENT: message 4: message attribute "
+                      "name 'AWS.x' is reserved", err)
+        self.assertEqual(len(err.splitlines()), 3)
+        self.assertEqual(self.counts(), (2, 1))  # f waits for its own delay
+        got = {m["MessageId"]: m for m in self.b.json_lines("receive", "jobs", "--max", "10")}
+        self.assertEqual(sorted(m["Body"] for m in got.values()), ["five", "one"])
+        self.assertEqual(got[out["e"]]["MessageAttributes"],
+                         {"k": {"DataType": "Binary", "BinaryValue": "AAE="}})
+
+    def test_json_answers_as_sqs_send_message_batch(self):
+        r = self.batch(self.MIXED, "--json")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        [answer] = [json.loads(l) for l in r.stdout.decode().splitlines()]
+        ok = {e["Id"]: e for e in answer["Successful"]}
+        failed = {e["Id"]: e for e in answer["Failed"]}
+        self.assertEqual(sorted(ok), ["a", "e", "f"])
+        self.assertEqual(sorted(failed), ["b", "c", "d"])
+        self.assertEqual(ok["a"]["MD5OfMessageBody"], hashlib.md5(b"one").hexdigest())
+        self.assertNotIn("MD5OfMessageAttributes", ok["a"])
+        self.assertEqual(ok["e"]["MD5OfMessageAttributes"],
+                         md5_of_attributes({"k": ("Binary", b"\x00\x01")}))
+        self.assertEqual(failed["b"]["Code"], "EMPTY_BODY")
+        self.assertEqual(failed["c"]["Code"], "INVALID_ARGUMENT")
+        self.assertTrue(failed["d"]["SenderFault"])
+        self.assertIn("reserved", failed["d"]["Message"])
+
+    def test_more_than_ten_lines_go_in_several_batches(self):
+        entries = [{"Id": "e%d" % i, "MessageBody": "m%d" % i} for i in range(23)]
+        r = self.batch(entries, "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        answers = [json.loads(l) for l in r.stdout.decode().splitlines()]
+        self.assertEqual([len(a["Successful"]) for a in answers], [10, 10, 3])
+        self.assertEqual(self.counts(), (23, 0))
+
+    def test_request_level_errors_change_nothing(self):
+        r = self.batch([{"Id": "x", "MessageBody": "1"}, {"Id": "x", "MessageBody": "2"}])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("BatchEntryIdsNotDistinct", r.stderr.decode())
+        r = self.batch([{"Id": "bad id", "MessageBody": "1"}])
+        self.assertIn("InvalidBatchEntryId", r.stderr.decode())
+        r = self.batch([{"Id": "ok", "MessageBody": "1"}, {"MessageBody": 5}])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("line 2: MessageBody must be a string", r.stderr.decode())
+        self.assertEqual(self.counts(), (1, 0))  # the line before the bad one was sent
+        for header, text in [
+            ({"eid": ["a", "a"]}, "BatchEntryIdsNotDistinct"),
+            ({"eid": ["a", "b c"]}, "InvalidBatchEntryId"),
+            ({"eid": ["a" * 81, "b"]}, "InvalidBatchEntryId"),
+            ({"eid": ["a"]}, "1 entry ids for 2 messages"),
+            ({"eds": [1, 2]}, "give eid too"),
+            ({"eid": ["a", "b"], "eds": [1]}, "1 delays for 2"),
+            ({"eid": ["a", "b"], "eds": [1, None], "ds": 3}, "not both"),
+        ]:
+            rep = self.raw(dict({"op": OP_SEND, "q": "jobs"}, **header), b"x", b"y")
+            self.assertEqual(rep["st"], INVALID_ARGUMENT, (header, rep))
+            self.assertIn(text, rep["err"])
+        self.assertEqual(self.counts(), (1, 0))
+
+    def test_raw_batch_reply_lists_every_entry(self):
+        rep = self.raw({"op": OP_SEND, "q": "jobs", "eid": ["ok", "empty", "late"],
+                        "eds": [None, None, 5]}, b"x", b"", b"z")
+        self.assertEqual(rep["st"], OK, rep)
+        self.assertEqual(len(rep["ids"]), 3)
+        self.assertEqual(rep["ids"][1], "")
+        self.assertEqual(rep["res"], [OK, 9, OK])  # EMPTY_BODY
+        self.assertEqual(rep["errs"][0], "")
+        self.assertIn("empty body", rep["errs"][1])
+        self.assertEqual(rep["mdb"][2], hashlib.md5(b"z").hexdigest())
+        self.assertEqual(self.counts(), (1, 1))
+        # every entry good: the reply of a plain SEND
+        rep = self.raw({"op": OP_SEND, "q": "jobs", "eid": ["a", "b"]}, b"1", b"2")
+        self.assertEqual(rep["st"], OK, rep)
+        self.assertNotIn("res", rep)
+        self.assertEqual(len(rep["ids"]), 2)
+
+    def test_delete_answers_a_failed_handle_as_a_batch_answers_a_failed_entry(self):
+        self.raw({"op": OP_SEND, "q": "jobs"}, b"x")
+        got = self.b.json_lines("receive", "jobs")
+        rep = self.raw({"op": 8, "q": "jobs", "rh": [got[0]["ReceiptHandle"], "forged"]})
+        self.assertEqual(rep["st"], OK, rep)
+        self.assertEqual(rep["res"], [OK, 10])  # RECEIPT_INVALID
+        self.assertEqual(rep["errs"][0], "")
+        self.assertIn("not a receipt handle", rep["errs"][1])
+        rep = self.raw({"op": 8, "q": "jobs", "rh": [got[0]["ReceiptHandle"]]})
+        self.assertEqual(rep["res"], [10])  # deleted already
+        self.raw({"op": OP_SEND, "q": "jobs"}, b"y")
+        got = self.b.json_lines("receive", "jobs")
+        rep = self.raw({"op": 9, "q": "jobs", "vt": 0, "rh": [got[0]["ReceiptHandle"]]})
+        self.assertEqual(rep["res"], [OK])
+        self.assertNotIn("errs", rep)  # every handle held: no texts
+
+    def test_a_send_of_several_bodies_answers_every_id_whole(self):
+        """(A SEND of several bodies used to answer the second and later ids cut short: the
+        reply's id slots are wider than the state machine's.)"""
+        rep = self.raw({"op": OP_SEND, "q": "jobs"}, *[b"m%d" % i for i in range(10)])
+        self.assertEqual(rep["st"], OK, rep)
+        self.assertTrue(all(len(i) == 36 for i in rep["ids"]), rep["ids"])
+        got = self.b.json_lines("receive", "jobs", "--max", "10")
+        self.assertEqual(sorted(m["MessageId"] for m in got), sorted(rep["ids"]))
+
+    def test_a_retry_answers_every_entry_as_the_first_attempt(self):
+        self.b.ok("create-queue", "small", "--max-message-size", "1024")
+        header = {"op": OP_SEND, "q": "small", "eid": ["fits", "big", "empty"],
+                  "rq": [4242, 17]}
+        bodies = (b"x", b"y" * 2000, b"")
+        first = self.raw(header, *bodies)
+        self.assertEqual(first["st"], OK, first)
+        self.assertEqual(first["res"], [OK, TOO_LARGE, 9])
+        # The queue's limit changes; the retry still answers as the first attempt did.
+        self.b.ok("set-queue-attributes", "small", "--max-message-size", "4096")
+        again = self.raw(header, *bodies)
+        self.assertEqual(again["ids"], first["ids"])
+        self.assertEqual(again["res"], first["res"])
+        self.assertIn("first attempt", again["errs"][1])
+        self.assertEqual(again["errs"][2], first["errs"][2])
+        self.b.kill9()
+        self.b.start()
+        after = self.raw(header, *bodies)
+        self.assertEqual(after["ids"], first["ids"])
+        self.assertEqual(after["res"], first["res"])
+        self.assertEqual(self.counts("small"), (1, 0))
+
+
+
+class AcrossFailover(unittest.TestCase):
+    """Three nodes: attributes and a batch's answers survive a kill -9 of the leader."""
+    # The cluster's helpers (test_cluster.py), without its tests.
+    setUp = test_cluster.Cluster.setUp
+    tearDown = test_cluster.Cluster.tearDown
+    cli = test_cluster.Cluster.cli
+    ok = test_cluster.Cluster.ok
+    status = test_cluster.Cluster.status
+    leader = test_cluster.Cluster.leader
+    wait_caught_up = test_cluster.Cluster.wait_caught_up
+
+    def raw(self, endpoint, header, *bodies):
+        ctx = zmq.Context()
+        s = ctx.socket(zmq.DEALER)
+        s.setsockopt(zmq.LINGER, 0)
+        s.setsockopt(zmq.RCVTIMEO, 20000)
+        s.connect(endpoint)
+        try:
+            s.send_multipart([msgpack.packb(dict(header, id=1), use_bin_type=True)] + list(bodies))
+            return msgpack.unpackb(s.recv_multipart()[0], raw=False)
+        finally:
+            s.close()
+            ctx.destroy(linger=0)
+
+    def test_attributes_and_batch_answers_survive_a_leader_failover(self):
+        leader = self.leader()
+        self.ok("create-queue", "jobs")
+        sent = json.loads(self.ok("--json", "send", "jobs", "kept", "--attr", "k=String:v",
+                                  "--attr", "b=Binary:AAE="))
+        header = {"op": OP_SEND, "q": "jobs", "eid": ["good", "empty"], "rq": [777, 1],
+                  "ma": [["n", "Number", "3"], []]}
+        first = self.raw(leader.client, header, b"batched", b"")
+        self.assertEqual(first["st"], OK, first)
+        self.assertEqual(first["res"], [OK, 9])
+        for n in self.nodes:  # every node holds both before the leader dies
+            if n is not leader:
+                self.wait_caught_up(n)
+        leader.kill9()
+        new_leader = self.leader()
+        self.assertIsNot(new_leader, leader)
+        again = self.raw(new_leader.client, header, b"batched", b"")
+        self.assertEqual(again["ids"], first["ids"])
+        self.assertEqual(again["res"], first["res"])
+        self.assertEqual(again["mdb"], first["mdb"])
+        self.assertEqual(again["mda"], first["mda"])
+        leader.start()
+        out = self.ok("--json", "receive", "jobs", "--max", "10")
+        got = {m["Body"]: m for m in (json.loads(l) for l in out.splitlines())}
+        self.assertEqual(sorted(got), ["batched", "kept"])  # the retry stored nothing
+        self.assertEqual(got["kept"]["MessageId"], sent["MessageId"])
+        self.assertEqual(got["kept"]["MessageAttributes"],
+                         {"k": {"DataType": "String", "StringValue": "v"},
+                          "b": {"DataType": "Binary", "BinaryValue": "AAE="}})
+        self.assertEqual(got["kept"]["MD5OfMessageAttributes"], sent["MD5OfMessageAttributes"])
+        self.assertEqual(got["batched"]["MessageId"], first["ids"][0])
+        self.assertEqual(got["batched"]["MD5OfMessageAttributes"], first["mda"][0])
+        self.wait_caught_up(leader)
 
 
 if __name__ == "__main__":

@@ -170,6 +170,20 @@ static kyu_command_t round_trip(const kyu_command_t *c)
     return d;
 }
 
+/* round_trip, the decoded command pointing into b (bodies, attributes): the caller destroys b
+ * once done with it. */
+static kyu_command_t round_trip_in(const kyu_command_t *c, msgpack_sbuffer *b)
+{
+    msgpack_sbuffer_init(b);
+    kyu_command_encode(c, b);
+    size_t off = 0;
+    kyu_err_t err;
+    kyu_command_t d;
+    assert_int_equal(kyu_command_decode(b->data, b->size, &off, &d, &err), KYU_OK);
+    assert_int_equal(off, b->size);
+    return d;
+}
+
 static void test_message_delays_round_trip_through_the_log_encoding(void **state)
 {
     (void)state;
@@ -635,7 +649,8 @@ static void test_attributes_round_trip_through_the_log_encoding(void **state)
     c.has_msg_delay[1] = true; /* a delay and attributes */
     c.msg_delay_ms[1] = 5000;
     c.attrs[1] = c.attrs[0];
-    kyu_command_t d = round_trip(&c);
+    msgpack_sbuffer b;
+    kyu_command_t d = round_trip_in(&c, &b);
     assert_int_equal(d.n, 3);
     assert_false(d.has_msg_delay[0]); /* nil: the queue's */
     assert_true(d.has_msg_delay[1]);
@@ -646,6 +661,7 @@ static void test_attributes_round_trip_through_the_log_encoding(void **state)
         expect_example_attrs(&m);
     }
     assert_int_equal(d.attrs[2].n, 0);
+    msgpack_sbuffer_destroy(&b);
 }
 
 static kyu_code_t validate_bodies(fixture_t *f, const kyu_request_t *req, const char *const *bodies,
@@ -721,6 +737,155 @@ static void test_the_leader_sorts_attributes_by_name(void **state)
         assert_string_equal(c.attrs[0].a[i].name, want[i]);
 }
 
+/* ---- send batches ---- */
+
+/* The command the leader builds for a batch of bodies (entry ids e0, e1, ...) against f's
+ * state: entries that fail their checks are failures in it. */
+static kyu_command_t build_batch(fixture_t *f, kyu_request_t *r, const char *const *bodies,
+                                 size_t n)
+{
+    kyu_op_ctx_t ctx = {.sm = f->sm, .max_body = 1 << 20, .rng = {1, 2, 3, 4}};
+    r->fields |= KYU_F_ENTRY_IDS;
+    r->n_entries = n;
+    for (size_t i = 0; i < n; i++)
+        snprintf(r->entry_ids[i], sizeof r->entry_ids[i], "e%zu", i);
+    zmsg_t *z = zmsg_new();
+    for (size_t i = 0; i < n; i++)
+        zmsg_addmem(z, bodies[i], strlen(bodies[i]));
+    kyu_err_t err;
+    kyu_err_clear(&err);
+    assert_int_equal(kyu_ops_row(KYU_OP_SEND)->validate(&ctx, r, z, &err), KYU_OK);
+    kyu_command_t c;
+    memset(&c, 0, sizeof c);
+    c.type = KYU_CMD_SEND;
+    c.now_ms = T0;
+    c.vt = -1;
+    snprintf(c.queue, sizeof c.queue, "%s", r->queue);
+    kyu_ops_row(KYU_OP_SEND)->build(&ctx, r, z, &c);
+    /* the bodies are borrowed from the frames: keep them in the command's own strings */
+    for (size_t i = 0; i < n; i++)
+        c.bodies[i] = c.entry_code[i] ? NULL : bodies[i];
+    zmsg_destroy(&z);
+    return c;
+}
+
+static void test_a_bad_batch_entry_fails_alone(void **state)
+{
+    fixture_t *f = *state;
+    ok(apply1(f, cmd_create_delayed("q", 0)));
+    kyu_request_t r = send_request("q");
+    r.fields |= KYU_F_ENTRY_DELAYS | KYU_F_MSG_ATTRS;
+    r.n_entry_delays = r.n_attr_msgs = 4;
+    r.entry_delay[0] = r.entry_delay[1] = r.entry_delay[3] = -1;
+    r.entry_delay[2] = 901;
+    r.attrs[3].n = 1;
+    r.attrs[3].a[0] = attr("AWS.k", "String", "v");
+    const char *bodies[] = {"good", "", "late", "attrs"};
+    kyu_command_t c = build_batch(f, &r, bodies, 4);
+    assert_int_equal(c.n, 4);
+    assert_int_equal(c.entry_code[0], 0);
+    assert_int_equal(c.entry_code[1], KYU_ERR_EMPTY_BODY);
+    assert_int_equal(c.entry_code[2], KYU_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(c.entry_error[2], "DelaySeconds must be 0 to 900 seconds, not 901"));
+    assert_int_equal(c.entry_code[3], KYU_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(c.entry_error[3], "reserved"));
+    msgpack_sbuffer b;
+    kyu_command_t d = round_trip_in(&c, &b); /* as the log carries it */
+    assert_memory_equal(d.entry_code, c.entry_code, 4);
+    assert_string_equal(d.entry_error[3], c.entry_error[3]);
+    kyu_result_t res = apply1(f, d);
+    assert_int_equal(res.code, KYU_OK);
+    assert_int_equal(res.n_ids, 4);
+    assert_int_equal(strlen(res.ids[0]), KYU_UUID_LEN);
+    assert_string_equal(res.ids[1], "");
+    assert_int_equal(res.n_results, 4);
+    assert_int_equal(res.results[0], KYU_OK);
+    assert_int_equal(res.results[1], KYU_ERR_EMPTY_BODY);
+    assert_string_equal(res.entry_errors[3], c.entry_error[3]);
+    kyu_result_clear(&res);
+    msgpack_sbuffer_destroy(&b);
+    receive_bodies(f, T0, 10, (const char *[]){"good", NULL});
+}
+
+static void test_a_batch_entry_takes_its_own_delay(void **state)
+{
+    fixture_t *f = *state;
+    ok(apply1(f, cmd_create_delayed("q", 0)));
+    kyu_request_t r = send_request("q");
+    r.fields |= KYU_F_ENTRY_DELAYS;
+    r.n_entry_delays = 2;
+    r.entry_delay[0] = 30;
+    r.entry_delay[1] = -1;
+    const char *bodies[] = {"later", "now"};
+    kyu_result_t res = apply1(f, build_batch(f, &r, bodies, 2));
+    assert_int_equal(res.n_results, 0); /* every entry sent: no per-entry results */
+    kyu_result_clear(&res);
+    receive_bodies(f, T0, 10, (const char *[]){"now", NULL});
+    receive_bodies(f, T0 + 30000, 10, (const char *[]){"later", NULL});
+}
+
+/* A retry with the same request key answers every entry as the first attempt did, even when
+ * the entries would fare otherwise now (the queue's limit changed between). */
+static void test_a_retried_batch_answers_as_the_first_attempt(void **state)
+{
+    fixture_t *f = *state;
+    kyu_command_t create = cmd_create_delayed("q", 0);
+    create.max_size = 1024;
+    ok(apply1(f, create));
+    static char big[2001];
+    memset(big, 'b', 2000);
+    kyu_request_t r = send_request("q");
+    const char *bodies[] = {"fits", big};
+    kyu_command_t c = build_batch(f, &r, bodies, 2);
+    c.rq_client = 9;
+    c.rq_key = 99;
+    kyu_result_t first = apply1(f, c);
+    assert_int_equal(first.results[1], KYU_ERR_TOO_LARGE);
+    kyu_command_t set = cmd_create_delayed("q", 0);
+    set.type = KYU_CMD_SET_QUEUE_ATTRIBUTES;
+    set.has_delay = false;
+    set.max_size = 4096;
+    ok(apply1(f, set));
+    kyu_command_t retry = build_batch(f, &r, bodies, 2); /* both fit now */
+    assert_int_equal(retry.entry_code[1], 0);
+    retry.rq_client = 9;
+    retry.rq_key = 99;
+    kyu_result_t again = apply1(f, retry);
+    assert_int_equal(again.code, KYU_OK);
+    assert_string_equal(again.ids[0], first.ids[0]);
+    assert_string_equal(again.ids[1], "");
+    assert_int_equal(again.n_results, 2);
+    assert_int_equal(again.results[1], KYU_ERR_TOO_LARGE);
+    assert_non_null(strstr(again.entry_errors[1], "first attempt"));
+    kyu_result_clear(&first);
+    kyu_result_clear(&again);
+    kyu_err_t err;
+    assert_int_equal(kyu_sm_flush(f->sm, &err), KYU_OK);
+    fixture_reopen(f); /* the record, read back from the database */
+    retry.now_ms = T0 + 1000;
+    again = apply1(f, retry);
+    assert_int_equal(again.results[1], KYU_ERR_TOO_LARGE);
+    kyu_result_clear(&again);
+    receive_bodies(f, T0 + 1000, 10, (const char *[]){"fits", NULL});
+}
+
+static void test_a_failed_batch_entry_in_the_log_is_checked(void **state)
+{
+    (void)state;
+    kyu_command_t c = cmd_send("q", T0, "x");
+    c.n = 2;
+    c.entry_code[1] = KYU_ERR_CODE_COUNT; /* not a code */
+    snprintf(c.entry_error[1], sizeof c.entry_error[1], "why");
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    kyu_command_encode(&c, &b);
+    size_t off = 0;
+    kyu_err_t err;
+    kyu_command_t d;
+    assert_int_equal(kyu_command_decode(b.data, b.size, &off, &d, &err), KYU_ERR_MALFORMED);
+    msgpack_sbuffer_destroy(&b);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, fixture_setup, fixture_teardown)
 
 int main(void)
@@ -751,6 +916,10 @@ int main(void)
         T(test_bad_attributes_are_refused_naming_the_message),
         T(test_attributes_count_toward_the_maximum_message_size),
         cmocka_unit_test(test_the_leader_sorts_attributes_by_name),
+        T(test_a_bad_batch_entry_fails_alone),
+        T(test_a_batch_entry_takes_its_own_delay),
+        T(test_a_retried_batch_answers_as_the_first_attempt),
+        cmocka_unit_test(test_a_failed_batch_entry_in_the_log_is_checked),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

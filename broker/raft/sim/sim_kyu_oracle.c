@@ -162,6 +162,20 @@ static void on_send(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent_
     out->n = res->n_ids;
     for (size_t j = 0; j < res->n_ids && j < SK_RECV_MAX; j++)
         out->ids[j] = sk_parse_id(res->ids[j]);
+    /* A batch entry the leader refused is answered with its code and no id, on the first
+     * attempt and every retry (the retry's command refuses it too: same bodies), never
+     * stored. */
+    for (size_t j = 0; res->code == KYU_OK && j < cmd->n; j++)
+        if (cmd->entry_code[j] &&
+            (j >= res->n_ids || res->ids[j][0] || res->n_results != res->n_ids ||
+             res->results[j] != cmd->entry_code[j])) {
+            sim_violation(c, SIM_SAFETY,
+                          "send entry %zu, refused by the leader (%s), answered id '%s' code %s",
+                          j + 1, kyu_code_name(cmd->entry_code[j]),
+                          j < res->n_ids ? res->ids[j] : "none",
+                          kyu_code_name(res->n_results > j ? (int)res->results[j] : 0));
+            return;
+        }
     /* A retry within the window is answered with the first ids whatever became of the
      * queue since (the request was done). */
     sk_key_t *kk = first_attempt(k, in, cmd);
@@ -196,6 +210,8 @@ static void on_send(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent_
         return;
     }
     for (size_t j = 0; j < res->n_ids; j++) {
+        if (j < cmd->n && cmd->entry_code[j])
+            continue; /* refused at the leader (checked above) */
         sk_msg_t *m = sk_msg(k, out->ids[j]);
         if (j >= cmd->n || out->ids[j] != sk_parse_id(cmd->ids[j]) || m->status != SK_UNKNOWN) {
             sim_violation(c, SIM_SAFETY,

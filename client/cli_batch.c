@@ -1,0 +1,198 @@
+/* cli_batch: `kyu send-batch`. Reads entries as JSON lines in the shape of SQS's
+ * SendMessageBatch entries ({"Id", "MessageBody", "DelaySeconds", "MessageAttributes"}) and
+ * sends them ten to a request (SEND with entry ids: each entry is checked alone, so a bad one
+ * fails alone). Prints a line per entry sent (or, with --json, SQS's answer per request:
+ * {"Successful": [...], "Failed": [...]}) and one stderr line per failed entry. */
+#include "cli.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* One parsed line: what the entry borrows lives here until its request is answered. */
+typedef struct {
+    json_t *obj; /* the line's object: strings are borrowed from it */
+    char id[KYU_ENTRY_ID_MAX + 16];
+    kyu_msg_attrs_t attrs;
+    unsigned char *bins[KYU_MSG_ATTRS_MAX]; /* decoded BinaryValues */
+    kyu_batch_entry_t entry;
+} line_t;
+
+static void line_free(line_t *l)
+{
+    json_decref(l->obj);
+    for (size_t i = 0; i < KYU_MSG_ATTRS_MAX; i++)
+        free(l->bins[i]);
+    memset(l, 0, sizeof *l);
+}
+
+/* MessageAttributes {name: {DataType, StringValue | BinaryValue (base64)}} into l->attrs;
+ * SQS's rules are the broker's to check (a bad attribute fails its entry alone). */
+static bool parse_attrs(json_t *ma, line_t *l, char *why, size_t why_len)
+{
+    const char *name;
+    json_t *v;
+    if (!json_is_object(ma) || json_object_size(ma) > KYU_MSG_ATTRS_MAX) {
+        snprintf(why, why_len, "MessageAttributes must be an object of at most %d attributes",
+                 KYU_MSG_ATTRS_MAX);
+        return false;
+    }
+    json_object_foreach(ma, name, v)
+    {
+        kyu_msg_attr_t *at = &l->attrs.a[l->attrs.n];
+        json_t *type = json_object_get(v, "DataType"), *sv = json_object_get(v, "StringValue"),
+               *bv = json_object_get(v, "BinaryValue");
+        if (!json_is_string(type) || (json_is_string(sv) == json_is_string(bv))) {
+            snprintf(why, why_len,
+                     "attribute '%.64s' needs a DataType and a StringValue or a BinaryValue", name);
+            return false;
+        }
+        *at = (kyu_msg_attr_t){.name = name,
+                               .name_len = strlen(name),
+                               .type = json_string_value(type),
+                               .type_len = json_string_length(type)};
+        if (json_is_string(sv)) {
+            at->value = json_string_value(sv);
+            at->value_len = json_string_length(sv);
+        } else {
+            size_t cap = json_string_length(bv) / 4 * 3 + 3, len = 0;
+            unsigned char *bin = malloc(cap);
+            if (!bin || sodium_base642bin(bin, cap, json_string_value(bv), json_string_length(bv),
+                                          NULL, &len, NULL, sodium_base64_VARIANT_ORIGINAL) != 0) {
+                free(bin);
+                snprintf(why, why_len, "attribute '%.64s': BinaryValue is not base64", name);
+                return false;
+            }
+            l->bins[l->attrs.n] = bin;
+            at->value = bin;
+            at->value_len = len;
+            at->binary = true;
+        }
+        l->attrs.n++;
+    }
+    return true;
+}
+
+/* Parses input line number no; false with why filled when it is not an entry. */
+static bool parse_line(const char *text, size_t no, line_t *l, char *why, size_t why_len)
+{
+    json_error_t jerr;
+    l->obj = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
+    if (!json_is_object(l->obj)) {
+        snprintf(why, why_len, "not a JSON object: %s", l->obj ? "another value" : jerr.text);
+        return false;
+    }
+    json_t *id = json_object_get(l->obj, "Id"), *body = json_object_get(l->obj, "MessageBody"),
+           *delay = json_object_get(l->obj, "DelaySeconds"),
+           *ma = json_object_get(l->obj, "MessageAttributes");
+    if (id && !json_is_string(id)) {
+        snprintf(why, why_len, "Id must be a string");
+        return false;
+    }
+    snprintf(l->id, sizeof l->id, "%s", id ? json_string_value(id) : "");
+    if (!id) /* no Id: the line number */
+        snprintf(l->id, sizeof l->id, "%zu", no);
+    if (!json_is_string(body)) {
+        snprintf(why, why_len, "MessageBody must be a string");
+        return false;
+    }
+    /* A delay out of range is the broker's to refuse, for this entry alone. */
+    if (delay && (!json_is_integer(delay) || json_integer_value(delay) < 0 ||
+                  json_integer_value(delay) > INT32_MAX)) {
+        snprintf(why, why_len, "DelaySeconds must be a number of seconds");
+        return false;
+    }
+    if (ma && !parse_attrs(ma, l, why, why_len))
+        return false;
+    l->entry = (kyu_batch_entry_t){.id = l->id,
+                                   .body = json_string_value(body),
+                                   .len = json_string_length(body),
+                                   .delay_seconds = delay ? (int)json_integer_value(delay) : -1,
+                                   .attrs = l->attrs.n ? &l->attrs : NULL};
+    return true;
+}
+
+/* Sends lines[0..n) as one batch and prints the answers; CLI_EXIT_OK when all were sent. */
+static int send_group(cli_t *cli, const char *queue, line_t *lines, size_t n)
+{
+    kyu_batch_entry_t entries[KYU_BATCH_MAX] = {0};
+    kyu_batch_result_t out[KYU_BATCH_MAX];
+    for (size_t i = 0; i < n; i++)
+        entries[i] = lines[i].entry;
+    kyu_err_t err = {0};
+    kyu_code_t rc = kyu_client_send_batch(cli->client, queue, entries, n, out, &err);
+    json_t *ok = cli->json ? json_array() : NULL, *failed = cli->json ? json_array() : NULL;
+    for (size_t i = 0; i < n; i++) {
+        const kyu_batch_result_t *r = &out[i];
+        if (r->code != KYU_OK) {
+            fprintf(stderr, "kyu: %s: entry %s: %s: %s\n", cli->cmd->name, lines[i].id,
+                    kyu_code_name(r->code), r->error);
+            if (failed)
+                json_array_append_new(
+                    failed, json_pack("{s:s, s:b, s:s, s:s}", "Id", lines[i].id, "SenderFault",
+                                      r->code != KYU_ERR_INTERNAL && r->code != KYU_ERR_STORAGE &&
+                                          r->code != KYU_ERR_BUSY,
+                                      "Code", kyu_code_name(r->code), "Message", r->error));
+        } else if (ok) {
+            json_t *o = json_pack("{s:s, s:s, s:s}", "Id", lines[i].id, "MessageId",
+                                  r->sent.message_id, "MD5OfMessageBody", r->sent.md5_body);
+            if (o && r->sent.md5_attrs[0])
+                json_object_set_new(o, "MD5OfMessageAttributes", json_string(r->sent.md5_attrs));
+            json_array_append_new(ok, o);
+        } else {
+            printf("%s %s\n", lines[i].id, r->sent.message_id);
+        }
+    }
+    int status = rc == KYU_OK ? CLI_EXIT_OK : CLI_EXIT_ERROR;
+    if (cli->json &&
+        cli_print_json(json_pack("{s:o, s:o}", "Successful", ok, "Failed", failed)) != CLI_EXIT_OK)
+        status = CLI_EXIT_ERROR;
+    return status;
+}
+
+int cli_cmd_send_batch(cli_t *cli, cli_args_t *a)
+{
+    line_t lines[KYU_BATCH_MAX];
+    memset(lines, 0, sizeof lines);
+    size_t n = 0, no = 0, cap = 0;
+    char *text = NULL;
+    int rc = CLI_EXIT_OK;
+    for (;;) {
+        ssize_t len = getline(&text, &cap, stdin);
+        if (len > 0 && text[len - 1] == '\n')
+            text[--len] = '\0';
+        if (len >= 0)
+            no++;
+        if (len > 0) {
+            char why[KYU_ERR_MSG_MAX];
+            if (!parse_line(text, no, &lines[n], why, sizeof why)) {
+                rc = cli_failf(cli, "line %zu: %s", no, why);
+                line_free(&lines[n]);
+                /* the lines before it are sent, none after */
+                if (n > 0)
+                    send_group(cli, a->args[0], lines, n);
+                break;
+            }
+            n++;
+        }
+        /* A full batch, or the last: send it (an empty line is skipped). */
+        if (n == KYU_BATCH_MAX || (len < 0 && n > 0)) {
+            if (send_group(cli, a->args[0], lines, n) != CLI_EXIT_OK)
+                rc = CLI_EXIT_ERROR;
+            fflush(stdout);
+            for (size_t i = 0; i < n; i++)
+                line_free(&lines[i]);
+            n = 0;
+        }
+        if (len < 0) {
+            if (ferror(stdin))
+                rc = cli_failf(cli, "cannot read stdin");
+            break;
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        line_free(&lines[i]);
+    free(text);
+    return rc;
+}
