@@ -23,7 +23,7 @@ kyu_frontend_t *kyu_frontend_new(const kyu_frontend_config_t *cfg, kyu_sm_t *sm,
     self->ctx.max_inflight = cfg->max_inflight;
     self->timer_id = -1;
     self->timer_at = UINT64_MAX;
-    self->lp = kyu_longpoll_new(cfg->max_waiting);
+    self->lp = kyu_longpoll_new(cfg->max_waiting, 0);
     if (!self->lp) {
         kyu_err_set(err, KYU_ERR_INTERNAL, "out of memory");
         kyu_frontend_destroy(&self);

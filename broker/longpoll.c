@@ -15,9 +15,10 @@ typedef struct {
 } lpq_t;
 
 struct kyu_longpoll {
-    size_t max, n;
-    zhashx_t *queues; /* name -> lpq_t (owned) */
-    zlistx_t *marked; /* lpq_t*, in the order marked */
+    size_t max, per_client, n;
+    zhashx_t *queues;  /* name -> lpq_t (owned) */
+    zhashx_t *clients; /* routing frame (hex) -> waiters parked, as a pointer-sized number */
+    zlistx_t *marked;  /* lpq_t*, in the order marked */
     kyu_longpoll_waiter_t **heap;
     size_t heap_cap;
 };
@@ -28,21 +29,24 @@ static void lpq_free(void **item)
     *item = NULL;
 }
 
-kyu_longpoll_t *kyu_longpoll_new(size_t max)
+kyu_longpoll_t *kyu_longpoll_new(size_t max, size_t per_client)
 {
     kyu_longpoll_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
     self->max = max ? max : KYU_LONGPOLL_MAX;
+    self->per_client = per_client ? per_client : KYU_LONGPOLL_PER_CLIENT_MAX;
     self->queues = zhashx_new();
+    self->clients = zhashx_new();
     self->marked = zlistx_new();
     self->heap = malloc(self->max * sizeof *self->heap);
-    if (!self->queues || !self->marked || !self->heap) {
+    if (!self->queues || !self->clients || !self->marked || !self->heap) {
         kyu_longpoll_destroy(&self);
         return NULL;
     }
     self->heap_cap = self->max;
     zhashx_set_destructor(self->queues, lpq_free);
+    zhashx_set_destructor(self->clients, NULL); /* the values are counts, not pointers */
     return self;
 }
 
@@ -55,6 +59,7 @@ void kyu_longpoll_destroy(kyu_longpoll_t **self_p)
         kyu_longpoll_waiter_destroy(&self->heap[i]);
     zlistx_destroy(&self->marked);
     zhashx_destroy(&self->queues);
+    zhashx_destroy(&self->clients);
     free(self->heap);
     free(self);
     *self_p = NULL;
@@ -127,6 +132,33 @@ static void heap_remove(kyu_longpoll_t *self, kyu_longpoll_waiter_t *w)
     sift_down(self, last->heap_pos);
 }
 
+/* ---- clients: waiters per routing frame ---- */
+
+/* The routing frame as a hash key (hex: the frame is binary). */
+static void client_key(const kyu_longpoll_waiter_t *w, char out[2 * 255 + 1])
+{
+    size_t n = w->identity ? zframe_size(w->identity) : 0;
+    const uint8_t *d = w->identity ? zframe_data(w->identity) : NULL;
+    n = n > 255 ? 255 : n;
+    for (size_t i = 0; i < n; i++)
+        snprintf(out + 2 * i, 3, "%02x", d[i]);
+    out[2 * n] = '\0';
+}
+
+static size_t client_count(kyu_longpoll_t *self, const char *key)
+{
+    return (size_t)(uintptr_t)zhashx_lookup(self->clients, key);
+}
+
+static void client_add(kyu_longpoll_t *self, const char *key, int delta)
+{
+    size_t n = client_count(self, key) + (size_t)delta;
+    if (n == 0)
+        zhashx_delete(self->clients, key);
+    else
+        zhashx_update(self->clients, key, (void *)(uintptr_t)n);
+}
+
 /* ---- queues ---- */
 
 static lpq_t *queue_get(kyu_longpoll_t *self, const char *name, bool create)
@@ -161,6 +193,9 @@ static void unlink_waiter(kyu_longpoll_t *self, lpq_t *q, kyu_longpoll_waiter_t 
     w->prev = w->next = NULL;
     q->n--;
     heap_remove(self, w); /* one fewer parked (self->n) */
+    char key[2 * 255 + 1];
+    client_key(w, key);
+    client_add(self, key, -1);
     queue_maybe_drop(self, q);
 }
 
@@ -171,6 +206,14 @@ kyu_code_t kyu_longpoll_park(kyu_longpoll_t *self, kyu_longpoll_waiter_t *w, kyu
                            "%zu receives are already waiting on this broker (its limit): retry "
                            "later, or receive without a wait",
                            self->max);
+    char key[2 * 255 + 1];
+    client_key(w, key);
+    if (client_count(self, key) >= self->per_client)
+        return kyu_err_set(err, KYU_ERR_BUSY,
+                           "this connection already has %zu receives waiting (the limit per "
+                           "connection): retry later, or receive without a wait",
+                           self->per_client);
+    client_add(self, key, 1);
     lpq_t *q = queue_get(self, w->queue, true);
     /* In order of arrival: a new waiter goes last; one parked again (woken, found nothing)
      * goes back to its place, usually near the front. */

@@ -8,8 +8,9 @@
  * are served again (the normal path: a RECEIVE command) is the frontend's (frontend.c). It
  * holds no socket, clock or state machine: tests/unit/test_longpoll.c drives it directly.
  *
- * Bounded: at most `max` receives are parked (kyu_longpoll_park refuses more with BUSY), and
- * each is a fixed-size record plus its client's routing frame.
+ * Bounded: at most `max` receives are parked, and `per_client` of one connection (its routing
+ * frame), so that one client cannot take every place (kyu_longpoll_park refuses more with
+ * BUSY); each is a fixed-size record plus its client's routing frame.
  * Ownership: a parked waiter belongs to the module until a take function hands it back; the
  * caller then owns it (kyu_longpoll_waiter_destroy). Owned by the event loop.
  */
@@ -20,7 +21,8 @@
 
 #include <czmq.h>
 
-#define KYU_LONGPOLL_MAX 10000 /* receives parked at once, by default */
+#define KYU_LONGPOLL_MAX 10000           /* receives parked at once, by default */
+#define KYU_LONGPOLL_PER_CLIENT_MAX 1000 /* ... and of them from one connection */
 
 /* A parked receive: what is needed to answer it or to propose it again. */
 typedef struct kyu_longpoll_waiter {
@@ -41,8 +43,9 @@ typedef struct kyu_longpoll_waiter {
 
 typedef struct kyu_longpoll kyu_longpoll_t;
 
-/* At most max waiters parked at once (0: KYU_LONGPOLL_MAX). */
-kyu_longpoll_t *kyu_longpoll_new(size_t max);
+/* At most max waiters parked at once (0: KYU_LONGPOLL_MAX), per_client of them with the same
+ * routing frame (0: KYU_LONGPOLL_PER_CLIENT_MAX). */
+kyu_longpoll_t *kyu_longpoll_new(size_t max, size_t per_client);
 /* Frees the module and the waiters still parked (without answering them: answer first). */
 void kyu_longpoll_destroy(kyu_longpoll_t **self_p);
 
@@ -51,7 +54,7 @@ kyu_longpoll_waiter_t *kyu_longpoll_waiter_new(void);
 void kyu_longpoll_waiter_destroy(kyu_longpoll_waiter_t **w_p);
 
 /* Parks w on its queue, in order of arrival: takes w on KYU_OK; BUSY (err set) when max
- * waiters are parked, and w stays the caller's. */
+ * waiters are parked, or per_client with w's routing frame, and w stays the caller's. */
 kyu_code_t kyu_longpoll_park(kyu_longpoll_t *self, kyu_longpoll_waiter_t *w, kyu_err_t *err);
 
 size_t kyu_longpoll_count(const kyu_longpoll_t *self);

@@ -95,6 +95,26 @@ class LongPoll(unittest.TestCase):
         self.assertEqual(bodies, [b"hello"])
         self.assertEqual(header["msgs"][0]["mid"], mid)
 
+    def test_a_queues_receive_wait_makes_a_receive_without_wait_wait(self):
+        # ReceiveMessageWaitTimeSeconds: the wait of a receive that gives none (SQS).
+        self.b.ok("create-queue", "waits", "--receive-wait", "4")
+        p = subprocess.Popen([CLI, "--broker", self.b.endpoint, "--json", "receive", "waits"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            with self.assertRaises(subprocess.TimeoutExpired):
+                p.wait(timeout=1)
+            self.b.ok("send", "waits", "late")
+            out, err = p.communicate(timeout=60)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait(timeout=30)
+        self.assertEqual(p.returncode, 0, err.decode())
+        self.assertEqual(json.loads(out)["Body"], "late")
+        # --wait 0 overrides it: answered at once, empty.
+        r = self.b.cli("receive", "waits", "--wait", "0")
+        self.assertEqual((r.returncode, r.stdout), (0, b""))
+
     def test_the_cli_waits_for_a_message_sent_after_it_started(self):
         started = time.monotonic()
         p = subprocess.Popen([CLI, "--broker", self.b.endpoint, "--json", "receive", "jobs", "--wait", "20"],

@@ -45,7 +45,7 @@ static void expect_first(kyu_longpoll_t *lp, const char *queue, uint64_t arrival
 static void test_waiters_of_a_queue_come_out_in_order_of_arrival(void **state)
 {
     (void)state;
-    kyu_longpoll_t *lp = kyu_longpoll_new(0);
+    kyu_longpoll_t *lp = kyu_longpoll_new(0, 0);
     for (uint64_t i = 1; i <= 5; i++)
         park(lp, waiter(i % 2 ? "a" : "b", i, 1000 - i)); /* later deadlines first: irrelevant */
     assert_int_equal(kyu_longpoll_count(lp), 5);
@@ -67,7 +67,7 @@ static void test_waiters_of_a_queue_come_out_in_order_of_arrival(void **state)
 static void test_a_waiter_parked_again_keeps_its_place(void **state)
 {
     (void)state;
-    kyu_longpoll_t *lp = kyu_longpoll_new(0);
+    kyu_longpoll_t *lp = kyu_longpoll_new(0, 0);
     for (uint64_t i = 1; i <= 4; i++)
         park(lp, waiter("q", i, 5000));
     kyu_longpoll_waiter_t *first = kyu_longpoll_take_first(lp, "q");
@@ -83,7 +83,7 @@ static void test_a_waiter_parked_again_keeps_its_place(void **state)
 static void test_expired_waiters_come_out_earliest_deadline_first(void **state)
 {
     (void)state;
-    kyu_longpoll_t *lp = kyu_longpoll_new(0);
+    kyu_longpoll_t *lp = kyu_longpoll_new(0, 0);
     uint64_t deadlines[] = {500, 100, 900, 300, 700, 200};
     for (uint64_t i = 0; i < 6; i++)
         park(lp, waiter(i % 3 ? "x" : "y", i + 1, deadlines[i]));
@@ -109,7 +109,7 @@ static void test_expired_waiters_come_out_earliest_deadline_first(void **state)
 static void test_parking_past_the_bound_is_refused_with_busy(void **state)
 {
     (void)state;
-    kyu_longpoll_t *lp = kyu_longpoll_new(3);
+    kyu_longpoll_t *lp = kyu_longpoll_new(3, 0);
     for (uint64_t i = 1; i <= 3; i++)
         park(lp, waiter("q", i, 100));
     kyu_longpoll_waiter_t *w = waiter("q", 4, 100);
@@ -123,10 +123,32 @@ static void test_parking_past_the_bound_is_refused_with_busy(void **state)
     kyu_longpoll_destroy(&lp);
 }
 
+/* One connection cannot take every place: past per_client its long polls get BUSY, while
+ * another connection's are still parked; a place taken out is free again. */
+static void test_one_connection_is_bounded_apart(void **state)
+{
+    (void)state;
+    kyu_longpoll_t *lp = kyu_longpoll_new(10, 2);
+    park(lp, waiter("q", 1, 100));
+    park(lp, waiter("r", 2, 100));
+    kyu_longpoll_waiter_t *w = waiter("q", 3, 100);
+    kyu_err_t err;
+    assert_int_equal(kyu_longpoll_park(lp, w, &err), KYU_ERR_BUSY);
+    assert_non_null(strstr(err.msg, "this connection already has 2 receives waiting"));
+    kyu_longpoll_waiter_t *other = waiter("q", 4, 100);
+    zframe_reset(other->identity, "other\0", 6); /* binary routing frames too */
+    park(lp, other);
+    assert_int_equal(kyu_longpoll_count(lp), 3);
+    expect_first(lp, "r", 2);
+    park(lp, w);
+    assert_int_equal(kyu_longpoll_count(lp), 3);
+    kyu_longpoll_destroy(&lp);
+}
+
 static void test_take_any_empties_every_queue(void **state)
 {
     (void)state;
-    kyu_longpoll_t *lp = kyu_longpoll_new(0);
+    kyu_longpoll_t *lp = kyu_longpoll_new(0, 0);
     for (uint64_t i = 1; i <= 50; i++)
         park(lp, waiter(i % 7 ? "a" : "b", i, i * 13 % 17));
     size_t n = 0;
@@ -142,7 +164,7 @@ static void test_take_any_empties_every_queue(void **state)
 static void test_marks_name_each_queue_with_waiters_once(void **state)
 {
     (void)state;
-    kyu_longpoll_t *lp = kyu_longpoll_new(0);
+    kyu_longpoll_t *lp = kyu_longpoll_new(0, 0);
     park(lp, waiter("a", 1, 100));
     park(lp, waiter("b", 2, 100));
     assert_false(kyu_longpoll_mark(lp, "nobody-waits"));
@@ -165,7 +187,7 @@ static void test_marks_name_each_queue_with_waiters_once(void **state)
 static void test_queues_with_a_pending_receive_are_not_idle(void **state)
 {
     (void)state;
-    kyu_longpoll_t *lp = kyu_longpoll_new(0);
+    kyu_longpoll_t *lp = kyu_longpoll_new(0, 0);
     park(lp, waiter("a", 1, 100));
     park(lp, waiter("b", 2, 100));
     kyu_longpoll_add_pending(lp, "a", 1);
@@ -196,7 +218,7 @@ static bool due_b(void *arg, const char *queue)
 static void test_mark_idle_if_marks_the_due_idle_queues(void **state)
 {
     (void)state;
-    kyu_longpoll_t *lp = kyu_longpoll_new(0);
+    kyu_longpoll_t *lp = kyu_longpoll_new(0, 0);
     park(lp, waiter("a", 1, 100));
     park(lp, waiter("b", 2, 100));
     park(lp, waiter("c", 3, 100));
@@ -218,6 +240,7 @@ int main(void)
         cmocka_unit_test(test_a_waiter_parked_again_keeps_its_place),
         cmocka_unit_test(test_expired_waiters_come_out_earliest_deadline_first),
         cmocka_unit_test(test_parking_past_the_bound_is_refused_with_busy),
+        cmocka_unit_test(test_one_connection_is_bounded_apart),
         cmocka_unit_test(test_take_any_empties_every_queue),
         cmocka_unit_test(test_marks_name_each_queue_with_waiters_once),
         cmocka_unit_test(test_queues_with_a_pending_receive_are_not_idle),

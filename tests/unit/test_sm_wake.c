@@ -2,7 +2,9 @@
  * possibly having visible messages (sends, delayed sends, receives whose leases run out,
  * change-visibility, deletion), nothing before watching is on, and the index's answers the
  * frontend wakes waiters by (how many are visible, when the next one will be). */
+#include "command.h"
 #include "fixture.h"
+#include "queue_attrs.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -146,10 +148,22 @@ static void test_visible_messages_are_counted_up_to_the_cap(void **state)
     assert_int_equal(kyu_sm_visible_upto(f->sm, "nope", T0, 100), 0);
 }
 
-static void test_queues_have_no_default_wait_yet(void **state)
+/* A receive without a wait waits its queue's ReceiveMessageWaitTimeSeconds (0 by default). */
+static void test_a_queue_gives_its_receive_wait(void **state)
 {
     fixture_t *f = *state;
     assert_int_equal(kyu_sm_receive_wait(f->sm, "a"), 0);
+    static kyu_queue_ext_t ext; /* borrowed by the command until it is applied */
+    kyu_qattrs_defaults(&ext);
+    ext.receive_wait = 20;
+    kyu_command_t c = cmd_create("a", -1);
+    c.type = KYU_CMD_SET_QUEUE_ATTRIBUTES;
+    c.now_ms = T0;
+    c.qx = &ext;
+    c.qx_set = KYU_F_RECEIVE_WAIT;
+    ok(apply1(f, c));
+    assert_int_equal(kyu_sm_receive_wait(f->sm, "a"), 20);
+    assert_int_equal(kyu_sm_receive_wait(f->sm, "missing"), 0);
 }
 
 int main(void)
@@ -171,7 +185,7 @@ int main(void)
                                         setup_watched, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_visible_messages_are_counted_up_to_the_cap,
                                         setup_watched, fixture_teardown),
-        cmocka_unit_test_setup_teardown(test_queues_have_no_default_wait_yet, setup_watched,
+        cmocka_unit_test_setup_teardown(test_a_queue_gives_its_receive_wait, setup_watched,
                                         fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
