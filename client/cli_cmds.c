@@ -316,6 +316,14 @@ int cli_cmd_receive(cli_t *cli, cli_args_t *a)
     o.max = a->max ? a->max : 1;
     o.visibility_timeout = a->vt;
     o.wait_seconds = a->wait;
+    if (o.wait_seconds < 0) {
+        /* The queue's ReceiveMessageWaitTimeSeconds applies: ask for it, so that the call
+         * waits as long as the broker may hold the receive (up to 20 s past --timeout). */
+        kyu_queue_attrs_t qa;
+        if (kyu_client_get_queue_attributes(cli->client, a->args[0], &qa, &err) != KYU_OK)
+            return cli_fail(cli, &err);
+        o.wait_seconds = (int)qa.receive_wait;
+    }
     if (kyu_client_receive_with(cli->client, a->args[0], &o, &msgs, &n, &err) != KYU_OK)
         return cli_fail(cli, &err);
     int rc = CLI_EXIT_OK;
