@@ -150,6 +150,7 @@ kyu_code_t kyu_sm_move_to_dead_letter(kyu_sm_t *self, queue_t *src, queue_t *dlq
     uint8_t lv[LEASE_LEN_MAX];
     kyu_sm_put2(self, KYU_CF_LEASES, to, KEY_QS, lv, lease_encode(lv, &moved), NULL, 0, true);
     kyu_sm_index_set_lease(dlq, seq, &moved);
+    kyu_sm_note_visible(self, dlq);      /* long polls on the dead-letter queue (sm_wake.c) */
     kyu_sm_drop_message(self, src, seq); /* and its provenance, if it had moved before */
     src->n_messages--;
     dlq->n_messages++;

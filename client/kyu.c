@@ -446,7 +446,8 @@ kyu_code_t kyu_client_send_async_keyed(kyu_client_t *self, const char *queue,
                                        const void *const *bodies, const size_t *lens, size_t n,
                                        uint64_t *key, uint64_t *req_id, kyu_err_t *err)
 {
-    kyu_request_t req = {.op = KYU_OP_SEND, .fields = KYU_F_QUEUE};
+    kyu_request_t req;
+    kyu_request_prepare(&req, KYU_OP_SEND, KYU_F_QUEUE);
     if (n < 1)
         return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "send needs 1 to %d bodies",
                            KYU_BATCH_MAX);
@@ -521,7 +522,8 @@ kyu_code_t kyu_client_send_async_with(kyu_client_t *self, const char *queue,
                                       const kyu_send_options_t *o, uint64_t *key, uint64_t *req_id,
                                       kyu_err_t *err)
 {
-    kyu_request_t req = {.op = KYU_OP_SEND, .fields = KYU_F_QUEUE};
+    kyu_request_t req;
+    kyu_request_prepare(&req, KYU_OP_SEND, KYU_F_QUEUE);
     if (n < 1)
         return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "send needs 1 to %d bodies",
                            KYU_BATCH_MAX);
@@ -545,13 +547,21 @@ kyu_code_t kyu_client_send_async_with(kyu_client_t *self, const char *queue,
 kyu_code_t kyu_client_send_async(kyu_client_t *self, const char *queue, const void *const *bodies,
                                  const size_t *lens, size_t n, uint64_t *req_id, kyu_err_t *err)
 {
-    kyu_request_t req = {.op = KYU_OP_SEND, .fields = KYU_F_QUEUE};
+    kyu_request_t req;
+    kyu_request_prepare(&req, KYU_OP_SEND, KYU_F_QUEUE);
     if (n < 1)
         return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "send needs 1 to %d bodies",
                            KYU_BATCH_MAX);
     if (kyu_client_set_queue(&req, queue, err) != KYU_OK)
         return err ? err->code : KYU_ERR_INVALID_NAME;
     return kyu_client_request_async(self, &req, bodies, lens, n, req_id, err);
+}
+
+void kyu_request_prepare(kyu_request_t *req, uint32_t op, unsigned fields)
+{
+    memset(req, 0, offsetof(kyu_request_t, qx.tags.keys));
+    req->op = op;
+    req->fields = fields;
 }
 
 kyu_code_t kyu_client_set_queue(kyu_request_t *req, const char *queue, kyu_err_t *err)

@@ -532,6 +532,94 @@ static void test_send_options_carry_attributes_checked_first(void **state)
     fake_broker_destroy(&fb);
 }
 
+/* The other queue attributes travel as their fields; bad ones are refused before sending. */
+static void test_queue_settings_carry_the_other_attributes(void **state)
+{
+    (void)state;
+    kyu_request_t *seen = calloc(1, sizeof *seen);
+    assert_non_null(seen);
+    fake_broker_t *fb = fake_broker_new(record_handler, seen);
+    kyu_err_t err = {0};
+    kyu_client_t *c = connect_to(fake_broker_endpoint(fb), 5000, &err);
+    assert_non_null(c);
+    kyu_queue_settings_t s;
+    kyu_queue_settings_init(&s);
+    assert_int_equal(kyu_client_create_queue_with(c, "q", &s, &err), KYU_OK);
+    assert_int_equal(seen->fields & KYU_F_QUEUE_EXT_, 0);
+    s.retention_seconds = 60;
+    s.receive_wait_seconds = 20;
+    s.dead_letter_queue = "dlq";
+    s.redrive_allow = KYU_REDRIVE_BY_QUEUE;
+    s.n_redrive_sources = 2;
+    s.redrive_sources[0] = "a";
+    s.redrive_sources[1] = "b";
+    s.n_tags = 2;
+    s.tag_keys[0] = "team";
+    s.tag_values[0] = "core";
+    s.tag_keys[1] = "empty";
+    s.tag_values[1] = "";
+    assert_int_equal(kyu_client_create_queue_with(c, "q", &s, &err), KYU_OK);
+    assert_int_equal(seen->fields & KYU_F_QUEUE_EXT_, KYU_F_QUEUE_EXT_);
+    assert_int_equal(seen->qx.retention, 60);
+    assert_int_equal(seen->qx.receive_wait, 20);
+    assert_string_equal(seen->qx.dlq, "dlq");
+    assert_int_equal(seen->qx.max_receive_count, 10); /* the default */
+    assert_int_equal(seen->qx.allow, KYU_REDRIVE_BY_QUEUE);
+    assert_int_equal(seen->qx.n_sources, 2);
+    assert_string_equal(seen->qx.sources[1], "b");
+    assert_int_equal(seen->qx.tags.n, 2);
+    assert_string_equal(seen->qx.tags.keys[0], "team");
+    assert_string_equal(seen->qx.tags.values[1], "");
+    kyu_queue_settings_init(&s);
+    s.dead_letter_queue = ""; /* removes the RedrivePolicy */
+    assert_int_equal(kyu_client_set_queue_attributes(c, "q", &s, &err), KYU_OK);
+    assert_int_equal(seen->fields & KYU_F_QUEUE_EXT_, KYU_F_REDRIVE);
+    assert_string_equal(seen->qx.dlq, "");
+    /* Refused here, before anything is sent. */
+    size_t before = fake_broker_requests(fb);
+    const struct {
+        int retention, wait, mrc;
+        const char *dlq;
+        int allow;
+        size_t n_sources, n_tags;
+        const char *text;
+    } bad[] = {
+        {59, -1, -1, NULL, -1, 0, 0, "MessageRetentionPeriod must be 60 to 1209600"},
+        {-1, 21, -1, NULL, -1, 0, 0, "ReceiveMessageWaitTimeSeconds must be 0 to 20"},
+        {-1, -1, 1001, "dlq", -1, 0, 0, "maxReceiveCount must be 1 to 1000"},
+        {-1, -1, 5, NULL, -1, 0, 0, "goes with a dead-letter queue"},
+        {-1, -1, -1, "a/b", -1, 0, 0, "queue names are 1 to 80"},
+        {-1, -1, -1, NULL, KYU_REDRIVE_BY_QUEUE, 0, 0, "byQueue with 1 to 10"},
+        {-1, -1, -1, NULL, KYU_REDRIVE_DENY_ALL, 1, 0, "byQueue with 1 to 10"},
+        {-1, -1, -1, NULL, -1, 0, KYU_TAGS_MAX + 1, "at most 50 tags"},
+        {-1, -1, -1, NULL, -1, 0, 2, "given twice"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        kyu_queue_settings_init(&s);
+        s.retention_seconds = bad[i].retention;
+        s.receive_wait_seconds = bad[i].wait;
+        s.max_receive_count = bad[i].mrc;
+        s.dead_letter_queue = bad[i].dlq;
+        s.redrive_allow = bad[i].allow;
+        s.n_redrive_sources = bad[i].n_sources;
+        s.redrive_sources[0] = "a";
+        s.n_tags = bad[i].n_tags;
+        for (size_t t = 0; t < KYU_TAGS_MAX; t++) {
+            s.tag_keys[t] = "same";
+            s.tag_values[t] = "v";
+        }
+        kyu_err_clear(&err);
+        kyu_code_t rc = kyu_client_create_queue_with(c, "q", &s, &err);
+        if (rc == KYU_OK || !strstr(err.msg, bad[i].text))
+            fail_msg("case %zu: expected '%s', got %s: %s", i, bad[i].text, kyu_code_name(rc),
+                     err.msg);
+    }
+    assert_int_equal(fake_broker_requests(fb), before);
+    kyu_client_destroy(&c);
+    fake_broker_destroy(&fb);
+    free(seen);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -548,6 +636,7 @@ int main(void)
         cmocka_unit_test(test_send_options_carry_a_delay_or_a_delivery_time),
         cmocka_unit_test(test_a_send_batch_carries_its_entries_and_maps_their_results),
         cmocka_unit_test(test_send_options_carry_attributes_checked_first),
+        cmocka_unit_test(test_queue_settings_carry_the_other_attributes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,6 +6,7 @@ cannot be deleted without --force, and its sources then keep their messages;
 list-dead-letter-source-queues; and the moves on three nodes across a leader failover.
 Every wait is bounded; processes are stopped by their PID only."""
 import json
+import threading
 import unittest
 
 import test_cluster
@@ -193,6 +194,45 @@ class DeadLetterCluster(unittest.TestCase):
         self.assertEqual({m["Attributes"]["DeadLetterQueueSourceQueue"] for m in moved}, {"jobs"})
         self.assertEqual({m["Attributes"]["DeadLetterQueueReceiveCount"] for m in moved}, {"2"})
         leader.start()  # the killed node comes back and serves the same state once it leads
+
+    def test_moves_under_a_leader_kill_are_all_or_nothing(self):
+        """Receives that move messages run while the leader is killed: afterwards every message
+        sent is in exactly one of the two queues, never lost, never in both."""
+        self.leader()
+        self.ok("create-queue", "dlq")
+        self.ok("create-queue", "jobs", "--dead-letter-queue", "dlq", "--max-receive-count", "2")
+        ids = self.ok("send", "jobs", "--lines", input="".join("m-%d\n" % i for i in range(60)).encode()).split()
+        receive_all(self.ok, "jobs", 0, 6)  # every message once
+        started = threading.Event()
+
+        def consume():
+            for i in range(40):  # leases of 0 s: each receive moves or re-leases
+                self.cli("--json", "receive", "jobs", "--max", "3", "--visibility-timeout", "0", timeout=60)
+                if i == 3:
+                    started.set()
+            started.set()
+
+        t = threading.Thread(target=consume)
+        t.start()
+        self.assertTrue(started.wait(120))
+        self.leader().kill9()
+        t.join(timeout=300)
+        self.assertFalse(t.is_alive())
+        self.leader(60)
+        left = receive_all(self.ok, "jobs", 600, 8)  # those not due to move are leased here
+        moved = receive_all(self.ok, "dlq", 600, 8)
+        left_ids = [m["MessageId"] for m in left]
+        moved_ids = [m["MessageId"] for m in moved]
+        self.assertEqual(len(set(left_ids)), len(left_ids))
+        self.assertEqual(len(set(moved_ids)), len(moved_ids))
+        self.assertEqual(set(left_ids) & set(moved_ids), set(), self.logs())
+        self.assertEqual(sorted(left_ids + moved_ids), sorted(ids), self.logs())
+        self.assertGreater(len(moved_ids), 0)
+        for m in moved:
+            self.assertEqual(m["Attributes"]["DeadLetterQueueSourceQueue"], "jobs")
+            self.assertEqual(m["Attributes"]["DeadLetterQueueReceiveCount"], "2")
+        for m in left:
+            self.assertLess(int(m["Attributes"]["ApproximateReceiveCount"]), 3)
 
 
 if __name__ == "__main__":

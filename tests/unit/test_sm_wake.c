@@ -148,6 +148,29 @@ static void test_visible_messages_are_counted_up_to_the_cap(void **state)
     assert_int_equal(kyu_sm_visible_upto(f->sm, "nope", T0, 100), 0);
 }
 
+/* A dead-letter move makes a message visible in the dead-letter queue: its long polls wake. */
+static void test_a_dead_letter_move_lists_the_dead_letter_queue(void **state)
+{
+    fixture_t *f = *state;
+    ok(apply1(f, cmd_create("dlq", -1)));
+    static kyu_queue_ext_t ext; /* borrowed by the command until it is applied */
+    kyu_qattrs_defaults(&ext);
+    snprintf(ext.dlq, sizeof ext.dlq, "dlq");
+    ext.max_receive_count = 1;
+    kyu_command_t c = cmd_create("src", -1);
+    c.now_ms = T0;
+    c.qx = &ext;
+    c.qx_set = KYU_F_REDRIVE;
+    ok(apply1(f, c));
+    ok(apply1(f, cmd_send("src", T0, "poison")));
+    ok(apply1(f, cmd_receive("src", T0 + 1, 1, 0))); /* received once: due to move */
+    expect_woken(f, "src");
+    kyu_result_t r = apply1(f, cmd_receive("src", T0 + 2, 1, 0));
+    assert_int_equal(r.n_msgs, 0); /* moved, not leased */
+    kyu_result_clear(&r);
+    expect_woken(f, "dlq");
+}
+
 /* A receive without a wait waits its queue's ReceiveMessageWaitTimeSeconds (0 by default). */
 static void test_a_queue_gives_its_receive_wait(void **state)
 {
@@ -184,6 +207,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_a_delayed_message_is_visible_when_its_delay_ends,
                                         setup_watched, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_visible_messages_are_counted_up_to_the_cap,
+                                        setup_watched, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_a_dead_letter_move_lists_the_dead_letter_queue,
                                         setup_watched, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_a_queue_gives_its_receive_wait, setup_watched,
                                         fixture_teardown),
