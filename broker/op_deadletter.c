@@ -154,6 +154,12 @@ kyu_code_t kyu_sm_move_to_dead_letter(kyu_sm_t *self, queue_t *src, queue_t *dlq
     kyu_sm_drop_message(self, src, seq); /* and its provenance, if it had moved before */
     src->n_messages--;
     dlq->n_messages++;
+    /* Retention (sm_expiry.c): the message keeps its seq, which may be below what the dead-
+     * letter queue's last expiry went up to; its next expiry must look from there again, on
+     * every replica alike (a restarted one starts from 0). kyu-sim-kyu found the replicas
+     * apart: the one that had run the earlier expiry kept the message past its period. */
+    if (seq < dlq->expired_below)
+        dlq->expired_below = seq;
     dlq->moved_in = true;
     kyu_sm_touch(self, src);
     kyu_sm_touch(self, dlq);

@@ -160,6 +160,41 @@ static void test_each_queue_expires_by_its_own_period(void **state)
 }
 
 /* The marks are state: after a restart the same sends expire at the same time. */
+/* A dead-letter move keeps the message's seq, which may be below what the dead-letter
+ * queue's last expiry went up to: the next expiry must still take it once its period has
+ * passed (kyu-sim-kyu found a replica that had run the earlier expiry keeping it, while a
+ * restarted one dropped it). */
+static void test_a_message_moved_below_an_earlier_expiry_expires_by_the_next(void **state)
+{
+    fixture_t *f = *state;
+    create(f, "dlq", 60);
+    kyu_command_t c = cmd_create("src", -1);
+    c.now_ms = T0;
+    kyu_qattrs_defaults(&ext);
+    snprintf(ext.dlq, sizeof ext.dlq, "dlq");
+    ext.max_receive_count = 1;
+    c.qx = &ext;
+    c.qx_set = KYU_F_REDRIVE;
+    ok(apply1(f, c));
+    send_at(f, "src", T0, "old");
+    send_at(f, "dlq", T0 + 2000, "young"); /* a second mark */
+    kyu_result_t r = apply1(f, cmd_receive("src", T0 + 1, 1, 0));
+    assert_int_equal(r.n_msgs, 1);
+    kyu_result_clear(&r);
+    /* The dead-letter queue expires up to the second mark: nothing of its own to take. */
+    ok(apply1(f, cmd_expire(T0 + RET + 1000)));
+    expect_total(f, "dlq", T0 + RET + 1000, 1);
+    /* Received past maxReceiveCount: "old" moves to the dead-letter queue, 61 s old. */
+    r = apply1(f, cmd_receive("src", T0 + RET + 1200, 1, 0));
+    assert_int_equal(r.n_msgs, 0);
+    kyu_result_clear(&r);
+    expect_total(f, "dlq", T0 + RET + 1200, 2);
+    assert_true(kyu_sm_expiry_due(f->sm, T0 + RET + 1500));
+    ok(apply1(f, cmd_expire(T0 + RET + 1500)));
+    expect_total(f, "dlq", T0 + RET + 1500, 1);
+    expect_bodies(f, "dlq", T0 + RET + 1500, (const char *[]){"young", NULL});
+}
+
 static void test_marks_survive_a_restart(void **state)
 {
     fixture_t *f = *state;
@@ -253,6 +288,7 @@ int main(void)
         T(test_messages_past_the_retention_period_expire_and_younger_ones_stay),
         T(test_leased_and_delayed_messages_expire_too),
         T(test_each_queue_expires_by_its_own_period),
+        T(test_a_message_moved_below_an_earlier_expiry_expires_by_the_next),
         T(test_marks_survive_a_restart),
         T(test_merged_marks_never_expire_a_message_early),
         T(test_an_expiry_after_a_purge_in_one_entry_keeps_the_purge),
