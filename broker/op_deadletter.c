@@ -128,6 +128,14 @@ kyu_code_t kyu_sm_move_to_dead_letter(kyu_sm_t *self, queue_t *src, queue_t *dlq
         return err->code ? err->code
                          : kyu_err_set(err, KYU_ERR_STORAGE, "message record %llu missing",
                                        (unsigned long long)seq);
+    /* The message keeps its seq: below what the dead-letter queue's last expiry went up to,
+     * or a purge or expiry of it earlier in this entry (kyu-sim-kyu found both: replicas
+     * apart on the next expiry, and the moved records dropped with the purged ones). */
+    kyu_code_t rc = kyu_sm_moved_in(self, dlq, seq, err);
+    if (rc != KYU_OK) {
+        free(rec);
+        return rc;
+    }
     /* seq is never reused: the dead-letter queue holds nothing under it (absent). */
     kyu_sm_put2(self, KYU_CF_MESSAGES, to, KEY_QS, rec, vl, NULL, 0, true);
     free(rec);
@@ -154,12 +162,6 @@ kyu_code_t kyu_sm_move_to_dead_letter(kyu_sm_t *self, queue_t *src, queue_t *dlq
     kyu_sm_drop_message(self, src, seq); /* and its provenance, if it had moved before */
     src->n_messages--;
     dlq->n_messages++;
-    /* Retention (sm_expiry.c): the message keeps its seq, which may be below what the dead-
-     * letter queue's last expiry went up to; its next expiry must look from there again, on
-     * every replica alike (a restarted one starts from 0). kyu-sim-kyu found the replicas
-     * apart: the one that had run the earlier expiry kept the message past its period. */
-    if (seq < dlq->expired_below)
-        dlq->expired_below = seq;
     dlq->moved_in = true;
     kyu_sm_touch(self, src);
     kyu_sm_touch(self, dlq);

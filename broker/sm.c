@@ -37,9 +37,11 @@
  *   meta       "applied_term" -> u64, "raft_conf" -> configuration (the Raft snapshot
  *              this state is: term and membership at the applied index)
  *   meta       "gc" qid(8)               -> "" (a deleted queue whose data is still to drop)
- *   meta       "gp" qid(8)               -> seq(8): a purged queue whose messages (and lease
- *              records) below seq are still to drop (PURGE_QUEUE; dropped right after the
- *              entry is written, or at the next start)
+ *   meta       "gp" qid(8)               -> seq(8) [kept seq(8)...]: a purged queue whose
+ *              messages (and lease records) below seq are still to drop (PURGE_QUEUE and
+ *              EXPIRE_MESSAGES; dropped right after the entry is written, or at the next
+ *              start), but for the kept seqs: messages moved into the queue later in the same
+ *              entry (a dead-letter move keeps the seq; kyu_sm_moved_in)
  *   meta       "rq"/"rx" ...             -> SEND request keys and their expiry (sm_dedup.c)
  *   meta       "mb" id(8)                -> raft address NUL client endpoint: the replicated
  *              address book (sm_members.c)
@@ -176,9 +178,36 @@ static kyu_code_t load_queues(kyu_sm_t *self, kyu_err_t *err)
     return rc;
 }
 
+/* Adds to wb, after the range deletes, puts of the records of message seq of queue qid as the
+ * database holds them (its message, provenance and lease records: keys qid(8) seq(8)...):
+ * a message moved in below a "gp" record's seq, to keep (kyu_sm_moved_in). */
+static void keep_message(kyu_sm_t *self, rocksdb_writebatch_t *wb, uint64_t qid, uint64_t seq)
+{
+    uint8_t prefix[16];
+    kyu_put_be64(prefix, qid);
+    kyu_put_be64(prefix + 8, seq);
+    kyu_cf_t cfs[] = {KYU_CF_MESSAGES, KYU_CF_LEASES};
+    for (size_t i = 0; i < 2; i++) {
+        rocksdb_column_family_handle_t *cf = kyu_store_cf(self->store, cfs[i]);
+        rocksdb_iterator_t *it =
+            rocksdb_create_iterator_cf(self->db, kyu_store_readopts(self->store), cf);
+        for (rocksdb_iter_seek(it, (const char *)prefix, sizeof prefix); rocksdb_iter_valid(it);
+             rocksdb_iter_next(it)) {
+            size_t klen = 0, vlen = 0;
+            const char *k = rocksdb_iter_key(it, &klen);
+            if (klen < sizeof prefix || memcmp(k, prefix, sizeof prefix) != 0)
+                break;
+            const char *v = rocksdb_iter_value(it, &vlen);
+            rocksdb_writebatch_put_cf(wb, cf, k, klen, v, vlen);
+        }
+        rocksdb_iter_destroy(it);
+    }
+}
+
 /* Adds to wb the range deletes of the meta records under prefix ("gc": a deleted queue,
  * whose value is empty, all of its data; "gp": a purged queue, whose value is the first seq
- * it kept, its messages below that seq) and the deletes of the records themselves. */
+ * it kept, its messages below that seq, then the seqs of messages moved in below it by the
+ * same entry, to keep) and the deletes of the records themselves. */
 static void collect_prefix(kyu_sm_t *self, rocksdb_writebatch_t *wb, const char *prefix)
 {
     rocksdb_column_family_handle_t *meta = kyu_store_cf(self->store, KYU_CF_META);
@@ -195,7 +224,8 @@ static void collect_prefix(kyu_sm_t *self, rocksdb_writebatch_t *wb, const char 
         kyu_put_be64(lo, qid);
         kyu_put_be64(lo + 8, 0);
         size_t hlen = 8;
-        if (vlen == 8) { /* "gp": the queue's messages below the seq */
+        bool gp = vlen >= 8 && vlen % 8 == 0;
+        if (gp) { /* "gp": the queue's messages below the seq */
             kyu_put_be64(hi, qid);
             memcpy(hi + 8, v, 8);
             hlen = 16;
@@ -206,9 +236,50 @@ static void collect_prefix(kyu_sm_t *self, rocksdb_writebatch_t *wb, const char 
         for (size_t i = 0; i < 3; i++)
             rocksdb_writebatch_delete_range_cf(wb, kyu_store_cf(self->store, cfs[i]), (char *)lo,
                                                sizeof lo, (char *)hi, hlen);
+        /* A queue deleted since ("gc", collected first) keeps nothing. */
+        uint8_t gc[10] = {'g', 'c'};
+        memcpy(gc + 2, k + 2, 8);
+        char *rerr = NULL;
+        size_t gclen = 0;
+        char *dead = gp && vlen > 8 ? rocksdb_get_cf(self->db, kyu_store_readopts(self->store),
+                                                     meta, (char *)gc, sizeof gc, &gclen, &rerr)
+                                    : NULL;
+        bool deleted = dead != NULL || rerr != NULL;
+        free(dead);
+        free(rerr);
+        for (size_t at = 8; gp && !deleted && at < vlen; at += 8)
+            keep_message(self, wb, qid, kyu_get_be64(v + at));
         rocksdb_writebatch_delete_cf(wb, meta, k, klen);
     }
     rocksdb_iter_destroy(it);
+}
+
+kyu_code_t kyu_sm_moved_in(kyu_sm_t *self, queue_t *q, uint64_t seq, kyu_err_t *err)
+{
+    if (seq < q->expired_below)
+        q->expired_below = seq;
+    if (!self->purged)
+        return KYU_OK; /* no "gp" record in this entry (earlier ones are collected) */
+    uint8_t gp[10] = {'g', 'p'};
+    kyu_put_be64(gp + 2, q->qid);
+    size_t vl = 0;
+    kyu_err_clear(err);
+    char *v = kyu_sm_read(self, KYU_CF_META, gp, sizeof gp, &vl, err);
+    if (!v)
+        return err->code;
+    if (vl < 8 || vl % 8 != 0) {
+        free(v);
+        return kyu_err_set(err, KYU_ERR_STORAGE, "corrupt purge record of queue '%s'", q->name);
+    }
+    if (seq < kyu_get_be64((const uint8_t *)v)) {
+        char *more = realloc(v, vl + 8);
+        KYU_ASSERT(more);
+        v = more;
+        kyu_put_be64((uint8_t *)v + vl, seq);
+        kyu_sm_put(self, KYU_CF_META, gp, sizeof gp, v, vl + 8);
+    }
+    free(v);
+    return KYU_OK;
 }
 
 /* Drops the data of deleted queues ("gc" records) and the messages of purged ones ("gp").

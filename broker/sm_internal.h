@@ -367,6 +367,11 @@ uint64_t kyu_sm_index_visible_upto(queue_t *q, uint64_t now, uint64_t cap);
  * message never received is waiting. */
 uint64_t kyu_sm_index_next_visible(queue_t *q);
 
+/* Message seq (an older seq: a dead-letter move keeps it) was just moved into q: q's next
+ * expiry must look below it again (sm_expiry.c), and when an earlier command of this entry
+ * purged q or expired its messages, the range delete of its "gp" record after the entry must
+ * keep the message (its seq is added to the record). Every move into a queue calls it. */
+kyu_code_t kyu_sm_moved_in(kyu_sm_t *self, queue_t *q, uint64_t seq, kyu_err_t *err);
 /* Drops the data of deleted queues (their "gc" records) and the messages of purged ones
  * ("gp" records); idempotent. */
 kyu_code_t kyu_sm_collect_garbage(kyu_sm_t *self, kyu_err_t *err);

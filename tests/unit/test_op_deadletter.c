@@ -99,6 +99,42 @@ static void expect_messages(fixture_t *f, const char *q, uint64_t now, int64_t n
 
 /* ---- the move ---- */
 
+/* A purge of the dead-letter queue and a move into it in one entry: the moved message keeps
+ * its seq, below the purge's, and the range delete after the entry keeps its records (they
+ * went with the purged ones: a receive then found no record, and a restart lost it). */
+static void test_a_move_after_a_purge_of_the_dead_letter_queue_in_one_entry_stays(void **state)
+{
+    fixture_t *f = *state;
+    uint64_t now = T0;
+    ok(apply1(f, cmd_create("dlq", -1)));
+    ok(apply1(f, create_with_dlq("src", "dlq", 1)));
+    send_and_receive(f, "src", "poison", 1, &now);
+    ok(apply1(f, cmd_send("dlq", now++, "purged")));
+    kyu_command_t entry[2] = {cmd_receive("src", now, 1, 0), cmd_receive("src", now, 1, 0)};
+    entry[0].type = KYU_CMD_PURGE_QUEUE;
+    entry[0].max = 0;
+    snprintf(entry[0].queue, sizeof entry[0].queue, "dlq");
+    kyu_result_t res[2];
+    apply_entry(f, entry, 2, res);
+    ok(res[0]);
+    assert_int_equal(res[1].n_msgs, 0); /* moved, not leased */
+    ok(res[1]);
+    expect_messages(f, "dlq", now, 1);
+    for (int restart = 0; restart < 2; restart++) {
+        if (restart)
+            fixture_reopen(f);
+        kyu_result_t r = apply1(f, cmd_receive("dlq", ++now, 1, 0));
+        if (r.code != KYU_OK || r.n_msgs != 1)
+            fail_msg("%s: expected the moved message from dlq, got %s (%zu messages): %s",
+                     restart ? "after a restart" : "at once", kyu_code_name(r.code), r.n_msgs,
+                     r.error);
+        assert_int_equal(r.body_lens[0], 6);
+        assert_memory_equal(r.bodies[0], "poison", 6);
+        assert_string_equal(r.msgs[0].dlq_source, "src");
+        kyu_result_clear(&r);
+    }
+}
+
 static void test_a_receive_past_max_receive_count_moves_the_message_whole(void **state)
 {
     fixture_t *f = *state;
@@ -462,6 +498,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(test_a_receive_past_max_receive_count_moves_the_message_whole),
+        T(test_a_move_after_a_purge_of_the_dead_letter_queue_in_one_entry_stays),
         T(test_a_moved_message_keeps_its_id),
         T(test_moves_are_exactly_once_and_never_lose_a_message),
         T(test_a_move_and_a_receive_of_the_dead_letter_queue_in_one_entry),

@@ -195,6 +195,44 @@ static void test_a_message_moved_below_an_earlier_expiry_expires_by_the_next(voi
     expect_bodies(f, "dlq", T0 + RET + 1500, (const char *[]){"young", NULL});
 }
 
+/* An expiry and a move into the expired queue in one entry: the moved message (older than
+ * the period, but moved in after the expiry ran) keeps its records through the range delete
+ * after the entry, and across a restart; the next expiry takes it. */
+static void test_a_move_after_an_expiry_in_one_entry_keeps_the_moved_message(void **state)
+{
+    fixture_t *f = *state;
+    create(f, "dlq", 60);
+    kyu_command_t c = cmd_create("src", -1);
+    c.now_ms = T0;
+    kyu_qattrs_defaults(&ext);
+    snprintf(ext.dlq, sizeof ext.dlq, "dlq");
+    ext.max_receive_count = 1;
+    c.qx = &ext;
+    c.qx_set = KYU_F_REDRIVE;
+    ok(apply1(f, c));
+    send_at(f, "src", T0, "moved");
+    send_at(f, "dlq", T0 + 1, "expired"); /* the same mark */
+    kyu_result_t r = apply1(f, cmd_receive("src", T0 + 2, 1, 0));
+    assert_int_equal(r.n_msgs, 1);
+    kyu_result_clear(&r);
+    kyu_command_t entry[2] = {cmd_expire(T0 + RET + 1000),
+                              cmd_receive("src", T0 + RET + 1000, 1, 0)};
+    kyu_result_t res[2];
+    apply_entry(f, entry, 2, res);
+    ok(res[0]);
+    assert_int_equal(res[1].n_msgs, 0); /* moved */
+    ok(res[1]);
+    expect_total(f, "dlq", T0 + RET + 1000, 1);
+    fixture_reopen(f);
+    expect_total(f, "dlq", T0 + RET + 1001, 1);
+    expect_bodies(f, "dlq", T0 + RET + 1001, (const char *[]){"moved", NULL});
+    /* Past its period in the dead-letter queue too (counted from its send): the next expiry
+     * takes it. */
+    assert_true(kyu_sm_expiry_due(f->sm, T0 + RET + 1002));
+    ok(apply1(f, cmd_expire(T0 + RET + 1002)));
+    expect_total(f, "dlq", T0 + RET + 1002, 0);
+}
+
 static void test_marks_survive_a_restart(void **state)
 {
     fixture_t *f = *state;
@@ -289,6 +327,7 @@ int main(void)
         T(test_leased_and_delayed_messages_expire_too),
         T(test_each_queue_expires_by_its_own_period),
         T(test_a_message_moved_below_an_earlier_expiry_expires_by_the_next),
+        T(test_a_move_after_an_expiry_in_one_entry_keeps_the_moved_message),
         T(test_marks_survive_a_restart),
         T(test_merged_marks_never_expire_a_message_early),
         T(test_an_expiry_after_a_purge_in_one_entry_keeps_the_purge),
