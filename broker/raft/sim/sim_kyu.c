@@ -435,6 +435,8 @@ static const char *const count_names[] = {"messages sent",
                                           "answers checked",
                                           "disk stalls",
                                           "receives over their in-flight limit",
+                                          "expiries applied",
+                                          "messages expired",
                                           NULL};
 
 static void count(sim_cluster_t *c, uint64_t *counts)
@@ -443,7 +445,7 @@ static void count(sim_cluster_t *c, uint64_t *counts)
     uint64_t v[] = {k->next_msg,     k->receives_checked, k->deletes_checked, k->retried,
                     k->dedup_hits,   k->digests,          k->installs,        k->boot_resets,
                     k->state_checks, k->power_losses,     k->answers,         k->stalls,
-                    k->over_limit};
+                    k->over_limit,   k->expiries,         k->expired};
     for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
         counts[i] += v[i];
 }

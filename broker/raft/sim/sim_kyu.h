@@ -34,6 +34,10 @@
 #define SK_DLQ_SOURCE 1
 #define SK_DLQ 2
 #define SK_MAX_RECEIVES 2
+/* q0 and q2 keep their messages SK_RETENTION_S seconds (MessageRetentionPeriod, SQS's least),
+ * q1 the default 4 days: the simulated leader proposes EXPIRE_MESSAGES as the frontend does
+ * (sim_kyu_node.c) and the oracle checks each expiry. */
+#define SK_RETENTION_S 60
 #define SK_CMDS_MAX 3 /* requests per client round */
 #define SK_SEND_MAX 3 /* messages per send */
 #define SK_RECV_MAX 4 /* messages per receive */
@@ -44,8 +48,8 @@
 #define SK_TIME_BASE 1700000000000ull
 
 /* Planted bugs chosen at run time (--plant B), each for the invariant that must catch it.
- * Those of the replica itself (2, 7, 8, 9) are compiled in: KYU_REPLICA_PLANTED_BUG and the
- * kyu-sim-kyu-plantedB binaries (docs/RAFT.md). */
+ * Those of the replica itself (2, 7, 8, 9) and of retention (10, sm_expiry.c) are compiled
+ * in: KYU_REPLICA_PLANTED_BUG and the kyu-sim-kyu-plantedB binaries (docs/RAFT.md). */
 enum {
     SK_PLANT_NONE = 0,
     SK_PLANT_ACK_EARLY = 1,    /* the client believes a send before its answer */
@@ -88,6 +92,7 @@ typedef struct {
 typedef struct {
     sk_intent_t in;
     uint64_t hash; /* of the command's encoding: the answer must be this command's result */
+    bool expiry;   /* the leader's own EXPIRE_MESSAGES (sim_kyu_node.c), not the client's */
 } sk_waiter_t;
 
 /* A write handed to the simulated disk, durable at `due` unless the node crashes first. */
@@ -104,7 +109,7 @@ typedef struct sk_write {
     struct sk_write *next;
 } sk_write_t;
 
-enum { SK_UNKNOWN = 0, SK_LIVE, SK_DELETED, SK_GONE };
+enum { SK_UNKNOWN = 0, SK_LIVE, SK_DELETED, SK_GONE, SK_EXPIRED };
 
 typedef struct {
     uint8_t status;
@@ -116,6 +121,8 @@ typedef struct {
     uint64_t seq;            /* the state machine's (the oracle counts them as sends apply) */
     bool in_heap;            /* received, or sent with a delay: a lease, not among the fresh ones */
     uint32_t moved_receives; /* moved to the dead-letter queue after so many receives (0: not) */
+    uint64_t sent_ms;        /* the send's time: retention counts from it, even in q2 */
+    uint64_t expired_ms;     /* SK_EXPIRED: the time of the expiry that took it */
     bool acked;              /* the client was told it was sent */
     bool client_deleted;     /* the client was told it was deleted */
 } sk_msg_t;
@@ -176,6 +183,10 @@ typedef struct {
         size_t n;
     } applying;
     size_t waiting; /* requests proposed here and not answered yet */
+    /* Retention, as the frontend's tick (frontend.c): one EXPIRE_MESSAGES at a time, looked
+     * for once a second of the leader's time at most. */
+    bool expiry_proposed;
+    uint64_t expiry_checked_at;
 } sk_node_t;
 
 typedef struct {
@@ -200,11 +211,19 @@ typedef struct {
     struct {
         bool exists;
         uint32_t gen, vt;
-        uint32_t delay; /* DelaySeconds: a message sent is not received before it ends */
+        uint32_t delay;     /* DelaySeconds: a message sent is not received before it ends */
+        uint32_t retention; /* MessageRetentionPeriod, seconds */
     } queues[SK_QUEUES];
-    uint64_t next_seq;      /* the last seq a send took */
-    uint64_t moves_checked; /* messages moved to a dead-letter queue, as the oracle expected */
-    sk_key_t *keys;         /* by request key */
+    /* Retention marks as the state machine keeps them (sm_expiry.c), modelled from the sends
+     * (seq: the first seq of the send that made the mark; until: its time + 1 s). */
+    struct sk_mark {
+        uint64_t seq, until;
+    } * marks;
+    size_t marks_n, marks_cap;
+    uint64_t expiries, expired; /* EXPIRE_MESSAGES applied, messages they took */
+    uint64_t next_seq;          /* the last seq a send took */
+    uint64_t moves_checked;     /* messages moved to a dead-letter queue, as the oracle expected */
+    sk_key_t *keys;             /* by request key */
     size_t keys_cap;
     /* client */
     uint64_t next_msg, next_key;
@@ -252,6 +271,8 @@ void sk_node_tick(sim_cluster_t *c, sim_node_t *nd);
 void sk_node_process(sim_cluster_t *c, sim_node_t *nd);
 bool sk_conf_change(sim_cluster_t *c, sim_node_t *nd, kyu_raft_cc_op_t op, uint64_t node);
 bool sk_transfer(sim_cluster_t *c, sim_node_t *nd, uint64_t target);
+/* Retention: a serving leader proposes EXPIRE_MESSAGES when kyu_sm_expiry_due says so. */
+void sk_node_expiry(sim_cluster_t *c, sim_node_t *nd);
 /* Stops a node for good at the end of the seed (no power loss). */
 void sk_node_stop(sim_cluster_t *c, sim_node_t *nd);
 /* Before each call into a replica: no entry is being applied. */
@@ -262,6 +283,9 @@ void sk_client(sim_cluster_t *c, sim_node_t *nd);
 bool sk_client_waiting(sim_cluster_t *c);
 /* The replica's done callback (kyu_replica_done_fn), arg the sk_node_t. */
 void sk_on_done(void *arg, void *waiter, kyu_result_t *result);
+/* When result r points into the entry being applied at kn: checks it is the result of the
+ * command whose encoding hashes to hash (answer agreement) and returns true. */
+bool sk_check_own_answer(sim_cluster_t *c, sk_node_t *kn, const kyu_result_t *r, uint64_t hash);
 /* What the client asked for in the command whose encoding hashes to hash, or NULL. */
 const sk_intent_t *sk_sent_find(sk_t *k, uint64_t hash);
 /* The hash of command i of an entry's payload (0 when it has fewer commands). */

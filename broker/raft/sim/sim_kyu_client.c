@@ -182,12 +182,18 @@ static void build(sim_cluster_t *c, const sk_intent_t *in, uint64_t now, bool re
         cmd->max_inflight = in->max_inflight;
     if (in->type == KYU_CMD_RECEIVE && c->o.plant == SK_PLANT_VT_ZERO)
         cmd->vt = 0;
-    /* q1 always with its RedrivePolicy (q2 must exist: INVALID_ARGUMENT otherwise). */
+    /* q1 always with its RedrivePolicy (q2 must exist: INVALID_ARGUMENT otherwise), q0 and
+     * q2 with a retention period of a minute, which the simulated time passes in most seeds
+     * (sim_kyu_node.c proposes the expiries). */
     static const kyu_queue_ext_t redrive = {
         .retention = KYU_RETENTION_DEFAULT, .dlq = "q2", .max_receive_count = SK_MAX_RECEIVES};
+    static const kyu_queue_ext_t short_lived = {.retention = SK_RETENTION_S};
     if (in->type == KYU_CMD_CREATE_QUEUE && in->q == SK_DLQ_SOURCE) {
         cmd->qx = &redrive;
         cmd->qx_set = KYU_F_REDRIVE;
+    } else if (in->type == KYU_CMD_CREATE_QUEUE) {
+        cmd->qx = &short_lived;
+        cmd->qx_set = KYU_F_RETENTION;
     }
     if (in->type == KYU_CMD_SEND) {
         cmd->n = in->n;
@@ -361,28 +367,42 @@ static void learn(sim_cluster_t *c, const sk_intent_t *in, const kyu_result_t *r
     }
 }
 
+bool sk_check_own_answer(sim_cluster_t *c, sk_node_t *kn, const kyu_result_t *r, uint64_t hash)
+{
+    uintptr_t p = (uintptr_t)r, lo = (uintptr_t)kn->applying.results;
+    bool applied =
+        kn->applying.valid && kn->applying.n > 0 && p >= lo && p < lo + kn->applying.n * sizeof(*r);
+    if (!applied)
+        return false;
+    /* The result of command i of the entry being applied: it must be this request's. */
+    size_t i = (p - lo) / sizeof(*r);
+    sk(c)->answers++;
+    if (c->result == SIM_OK && sk_command_hash(kn->applying.data, kn->applying.len, i) != hash)
+        sim_violation(c, SIM_SAFETY,
+                      "answer mismatch: node %llu answered a request with the result of "
+                      "another command (command %zu of entry %llu, term %llu)",
+                      (unsigned long long)kn->nd->id, i, (unsigned long long)kn->applying.index,
+                      (unsigned long long)kn->applying.term);
+    return true;
+}
+
 void sk_on_done(void *arg, void *waiter, kyu_result_t *r)
 {
     sk_node_t *kn = arg;
     sim_cluster_t *c = kn->c;
     sk_t *k = sk(c);
     sk_waiter_t *w = waiter;
+    if (w->expiry) {
+        /* The leader's own expiry (sim_kyu_node.c): answered with its own command's result
+         * when applied here; the next one may be proposed. */
+        sk_check_own_answer(c, kn, r, w->hash);
+        kn->expiry_proposed = false;
+        free(w);
+        return;
+    }
     KYU_ASSERT(kn->waiting > 0);
     kn->waiting--;
-    uintptr_t p = (uintptr_t)r, lo = (uintptr_t)kn->applying.results;
-    bool applied =
-        kn->applying.valid && kn->applying.n > 0 && p >= lo && p < lo + kn->applying.n * sizeof(*r);
-    if (applied) {
-        /* The result of command i of the entry being applied: it must be this request's. */
-        size_t i = (p - lo) / sizeof(*r);
-        k->answers++;
-        if (c->result == SIM_OK &&
-            sk_command_hash(kn->applying.data, kn->applying.len, i) != w->hash)
-            sim_violation(c, SIM_SAFETY,
-                          "answer mismatch: node %llu answered a request with the result of "
-                          "another command (command %zu of entry %llu, term %llu)",
-                          (unsigned long long)kn->nd->id, i, (unsigned long long)kn->applying.index,
-                          (unsigned long long)kn->applying.term);
+    if (sk_check_own_answer(c, kn, r, w->hash)) {
         sim_check_ack(c, kn->applying.index, kn->applying.hash);
         c->acked++;
         c->stats.acked++;

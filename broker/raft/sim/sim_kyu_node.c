@@ -404,6 +404,8 @@ static void stop(sk_node_t *kn)
     kn->nd->raft = NULL;
     kn->nd->busy = false;
     kn->fetching = false;
+    kn->expiry_proposed = false; /* a new process: the frontend's retention tick starts over */
+    kn->expiry_checked_at = 0;
     queue_drop(kn);
 }
 
@@ -527,6 +529,7 @@ void sk_node_process(sim_cluster_t *c, sim_node_t *nd)
     if (kn->replica && kn->fetching && kn->fetch_due <= c->now && c->result == SIM_OK)
         fetch(c, nd);
     if (kn->replica && c->result == SIM_OK) {
+        sk_node_expiry(c, nd);
         sk_enter(kn);
         kyu_replica_flush(kn->replica);
     }
@@ -534,6 +537,45 @@ void sk_node_process(sim_cluster_t *c, sim_node_t *nd)
         sim_violation(c, SIM_SAFETY, "node %llu: %s", (unsigned long long)nd->id,
                       kyu_replica_failure(kn->replica));
     nd->busy = kn->queue != NULL;
+}
+
+/* Retention, as kyu_frontend_tick (frontend.c) does it: a serving leader looks once a second
+ * of its time at most (or when its time went back) whether kyu_sm_expiry_due, and then
+ * proposes one EXPIRE_MESSAGES with kyu_replica_now's time, the next only once it is
+ * answered. */
+void sk_node_expiry(sim_cluster_t *c, sim_node_t *nd)
+{
+    sk_node_t *kn = nd->app;
+    if (kn->expiry_proposed || !kyu_replica_serving(kn->replica))
+        return;
+    uint64_t now = kyu_replica_now(kn->replica);
+    if (now < kn->expiry_checked_at + 1000 && now >= kn->expiry_checked_at)
+        return;
+    kn->expiry_checked_at = now;
+    if (!kyu_sm_expiry_due(kn->sm, now))
+        return;
+    kyu_command_t cmd;
+    memset(&cmd, 0, sizeof cmd);
+    cmd.type = KYU_CMD_EXPIRE_MESSAGES;
+    cmd.vt = -1;
+    cmd.now_ms = now;
+    sk_waiter_t *w = calloc(1, sizeof(*w));
+    KYU_ASSERT(w);
+    w->expiry = true;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    kyu_command_encode(&cmd, &sb);
+    w->hash = sim_hash(sb.data, sb.size, 0x636d64);
+    msgpack_sbuffer_destroy(&sb);
+    kyu_err_t err;
+    sk_enter(kn);
+    if (kyu_replica_propose(kn->replica, &cmd, w, &err) != KYU_OK) {
+        free(w); /* the next look tries again */
+        return;
+    }
+    kn->expiry_proposed = true;
+    sim_trace(&c->trace, c->now, "n%llu proposes EXPIRE_MESSAGES at %llu",
+              (unsigned long long)nd->id, (unsigned long long)now);
 }
 
 bool sk_conf_change(sim_cluster_t *c, sim_node_t *nd, kyu_raft_cc_op_t op, uint64_t node)

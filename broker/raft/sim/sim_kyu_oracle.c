@@ -19,6 +19,15 @@
  *                        move to q2 (exactly those, once, with their receive count) and the
  *                        others are leased; a moved message is then in q2, never lost, never
  *                        in both;
+ *   retention            q0 and q2 keep messages SK_RETENTION_S seconds: an EXPIRE_MESSAGES
+ *                        (the leader's, sim_kyu_node.c) takes the messages below the seq the
+ *                        state machine's marks give (modelled here from the sends, as
+ *                        sm_expiry.c keeps them), never one whose period has not passed since
+ *                        its send (expired early), never leaving one held more than a mark's
+ *                        span past it (skew allowed); every node's counts of each queue's
+ *                        messages equal the model's after every entry, so a message expired
+ *                        early or late is seen at once; an expired message counts as deleted,
+ *                        not lost, only when its period had passed;
  *   request keys         a keyed request retried within the dedup window is answered as its
  *                        first attempt was and changes nothing: a send with the first ids,
  *                        a receive with the leases it granted still held, a delete or
@@ -29,10 +38,17 @@
  */
 #include "sim_kyu.h"
 
+#include "queue_attrs.h"
+
 #include <stdlib.h>
 #include <string.h>
 
 #define DEDUP_WINDOW_MS (5 * 60 * 1000) /* sm_internal.h's KYU_DEDUP_WINDOW_MS */
+#define MARK_STEP_MS 1000               /* sm_internal.h's KYU_MARK_STEP_MS */
+/* How far back the leader's time may go from one command to the next (an old leader's entry
+ * committed under a new one with a slower clock: seeds skew clocks up to 2 s either way): a
+ * message sent then joins a mark made later, and goes that much later. */
+#define EXPIRY_SLACK_MS 5000
 
 static sk_t *sk(sim_cluster_t *c)
 {
@@ -91,6 +107,7 @@ void sk_oracle_free(sk_t *k)
     free(k->msgs);
     free(k->seq_msg);
     free(k->keys);
+    free(k->marks);
 }
 
 static int queue_index(const char *name)
@@ -102,7 +119,8 @@ static int queue_index(const char *name)
 
 static const char *status_name(uint8_t s)
 {
-    static const char *names[] = {"never sent", "live", "deleted", "gone with its queue"};
+    static const char *names[] = {"never sent", "live", "deleted", "gone with its queue",
+                                  "expired"};
     return names[s];
 }
 
@@ -209,6 +227,20 @@ static void on_send(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent_
         k->dedup_hits++;
         return;
     }
+    /* Retention (sm_expiry.c): a send that is applied, not replayed, adds a mark once its time
+     * has passed the last mark's until; the first mark starts at seq 0. */
+    if (cmd->n > 0 && (k->marks_n == 0 || cmd->now_ms >= k->marks[k->marks_n - 1].until)) {
+        if (k->marks_n == k->marks_cap) {
+            k->marks_cap = k->marks_cap ? 2 * k->marks_cap : 256;
+            k->marks = realloc(k->marks, k->marks_cap * sizeof(*k->marks));
+            KYU_ASSERT(k->marks);
+        }
+        /* The state machine merges old marks past 32,768 of them: a run makes one per second
+         * of sending at most, far fewer. */
+        KYU_ASSERT(k->marks_n < 32768);
+        k->marks[k->marks_n++] =
+            (struct sk_mark){k->marks_n ? k->next_seq + 1 : 0, cmd->now_ms + MARK_STEP_MS};
+    }
     for (size_t j = 0; j < res->n_ids; j++) {
         if (j < cmd->n && cmd->entry_code[j])
             continue; /* refused at the leader (checked above) */
@@ -226,6 +258,7 @@ static void on_send(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent_
         m->q = (uint8_t)q;
         m->qgen = k->queues[q].gen;
         m->seq = ++k->next_seq;
+        m->sent_ms = cmd->now_ms;
         /* Not received before its delay ends, its own or else its queue's (lease re-granted
          * otherwise). */
         uint64_t delay_ms = j < cmd->n && cmd->has_msg_delay[j]
@@ -491,6 +524,19 @@ static void on_handles(sim_cluster_t *c, const kyu_command_t *cmd, const sk_inte
     }
 }
 
+/* The MessageRetentionPeriod a decoded CREATE_QUEUE or SET_QUEUE_ATTRIBUTES carries, or
+ * otherwise. */
+static uint32_t retention_of(const kyu_command_t *cmd, uint32_t otherwise)
+{
+    kyu_queue_ext_t x;
+    unsigned set = 0;
+    kyu_qattrs_defaults(&x);
+    if (cmd->qx_len && kyu_qattrs_decode(cmd->qx_mp, cmd->qx_len, &x, &set) &&
+        (set & KYU_F_RETENTION))
+        return x.retention;
+    return otherwise;
+}
+
 static void on_queue(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent_t *in, int q,
                      const kyu_result_t *res)
 {
@@ -498,8 +544,10 @@ static void on_queue(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent
     uint32_t vt = cmd->vt >= 0 ? (uint32_t)cmd->vt : KYU_VISIBILITY_DEFAULT;
     if (cmd->type == KYU_CMD_CREATE_QUEUE) {
         uint32_t delay = cmd->has_delay ? cmd->delay : 0;
+        uint32_t retention = retention_of(cmd, KYU_RETENTION_DEFAULT);
         /* q1's RedrivePolicy needs q2 when q1 is made. */
-        bool ok = k->queues[q].exists ? k->queues[q].vt == vt && k->queues[q].delay == delay
+        bool ok = k->queues[q].exists ? k->queues[q].vt == vt && k->queues[q].delay == delay &&
+                                            k->queues[q].retention == retention
                                       : q != SK_DLQ_SOURCE || k->queues[SK_DLQ].exists;
         if (ok != (res->code == KYU_OK))
             sim_violation(c, SIM_SAFETY, "create %s (vt %u) answered %s", cmd->queue, vt,
@@ -509,6 +557,7 @@ static void on_queue(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent
             k->queues[q].gen++;
             k->queues[q].vt = vt;
             k->queues[q].delay = delay;
+            k->queues[q].retention = retention;
         }
         return;
     }
@@ -524,6 +573,8 @@ static void on_queue(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent
             k->queues[q].vt = vt;
         if (res->code == KYU_OK && cmd->has_delay)
             k->queues[q].delay = cmd->delay;
+        if (res->code == KYU_OK)
+            k->queues[q].retention = retention_of(cmd, k->queues[q].retention);
         return;
     }
     /* DELETE_QUEUE or PURGE_QUEUE: every message of the queue sent before it is gone (a
@@ -557,11 +608,129 @@ static void on_queue(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent
         k->queues[q].exists = false;
 }
 
+/* EXPIRE_MESSAGES at the leader's time now: in every queue, the messages below the seq of the
+ * first mark whose until is past now - the queue's period go (sm_expiry.c). Each must have
+ * been held its whole period; none left may be held much past it. */
+static void on_expire(sim_cluster_t *c, const kyu_command_t *cmd, const kyu_result_t *res)
+{
+    sk_t *k = sk(c);
+    k->expiries++;
+    if (res->code != KYU_OK) {
+        sim_violation(c, SIM_SAFETY, "retention: an expiry at %llu answered %s",
+                      (unsigned long long)cmd->now_ms, kyu_code_name(res->code));
+        return;
+    }
+    uint64_t below[SK_QUEUES];
+    for (int q = 0; q < SK_QUEUES; q++) {
+        uint64_t period = (uint64_t)k->queues[q].retention * 1000;
+        uint64_t cutoff = cmd->now_ms > period ? cmd->now_ms - period : 0;
+        size_t i = 0;
+        while (i < k->marks_n && k->marks[i].until <= cutoff)
+            i++;
+        below[q] = i < k->marks_n ? k->marks[i].seq : k->next_seq + 1;
+    }
+    for (uint64_t n = 1; n <= k->next_msg && n < k->msgs_cap && c->result == SIM_OK; n++) {
+        sk_msg_t *m = &k->msgs[n];
+        if (m->status != SK_LIVE || !k->queues[m->q].exists || m->qgen != k->queues[m->q].gen)
+            continue;
+        uint64_t period = (uint64_t)k->queues[m->q].retention * 1000;
+        uint64_t age = cmd->now_ms > m->sent_ms ? cmd->now_ms - m->sent_ms : 0;
+        if (m->seq < below[m->q]) {
+            if (age < period) {
+                sim_violation(c, SIM_SAFETY,
+                              "retention: the expiry at %llu takes message %llu of q%d, sent at "
+                              "%llu, %llu ms before its period of %llu ms ended",
+                              (unsigned long long)cmd->now_ms, (unsigned long long)n, m->q,
+                              (unsigned long long)m->sent_ms, (unsigned long long)(period - age),
+                              (unsigned long long)period);
+                return;
+            }
+            m->status = SK_EXPIRED;
+            m->expired_ms = cmd->now_ms;
+            k->expired++;
+        } else if (age >= period + MARK_STEP_MS + EXPIRY_SLACK_MS) {
+            sim_violation(c, SIM_SAFETY,
+                          "retention: the expiry at %llu leaves message %llu of q%d, sent at "
+                          "%llu, %llu ms past its period of %llu ms",
+                          (unsigned long long)cmd->now_ms, (unsigned long long)n, m->q,
+                          (unsigned long long)m->sent_ms, (unsigned long long)(age - period),
+                          (unsigned long long)period);
+            return;
+        }
+    }
+}
+
+/* After every entry, each queue a node holds has exactly the model's live messages in its
+ * counters (kept exact by the state machine): an expiry that took one message too many or
+ * too few is seen at the entry that did it. On a difference the state's messages tell which.
+ * expiry: the time of the entry's EXPIRE_MESSAGES, 0 when it has none. */
+static void check_counts(sim_cluster_t *c, sim_node_t *nd, uint64_t expiry)
+{
+    sk_t *k = sk(c);
+    sk_node_t *kn = nd->app;
+    for (int q = 0; q < SK_QUEUES && c->result == SIM_OK; q++) {
+        char name[3] = {'q', (char)('0' + q), 0};
+        kyu_queue_attrs_t at;
+        kyu_err_t err;
+        bool exists = kyu_sm_queue_attributes(kn->sm, name, 0, &at, &err) == KYU_OK;
+        uint64_t live = 0;
+        for (uint64_t n = 1; exists && n <= k->next_msg && n < k->msgs_cap; n++)
+            live += k->msgs[n].status == SK_LIVE && k->msgs[n].q == q &&
+                    k->msgs[n].qgen == k->queues[q].gen;
+        uint64_t held = exists ? (uint64_t)(at.visible + at.not_visible + at.delayed) : 0;
+        if (exists == k->queues[q].exists && held == live)
+            continue;
+        if (exists && k->queues[q].exists && held < live) {
+            /* Which ones went: the state's messages (the run ends here, so the flush that
+             * reading them takes changes nothing that matters). */
+            size_t n = 0;
+            uint64_t *ids = sk_state_messages(c, kn, &n);
+            uint8_t *in_state = calloc(k->next_msg + 2, 1);
+            KYU_ASSERT(in_state);
+            for (size_t i = 0; i < n; i++)
+                if (ids[i] && ids[i] <= k->next_msg)
+                    in_state[ids[i]] = 1;
+            for (uint64_t m = 1; m <= k->next_msg && m < k->msgs_cap && c->result == SIM_OK; m++) {
+                const sk_msg_t *x = &k->msgs[m];
+                if (x->status != SK_LIVE || x->q != q || x->qgen != k->queues[q].gen || in_state[m])
+                    continue;
+                int64_t left = (int64_t)(x->sent_ms + (uint64_t)k->queues[q].retention * 1000) -
+                               (int64_t)expiry;
+                if (!expiry)
+                    sim_violation(c, SIM_SAFETY,
+                                  "committed send lost: node %llu's state at %llu lost message "
+                                  "%llu of q%d",
+                                  (unsigned long long)nd->id, (unsigned long long)nd->sm_applied,
+                                  (unsigned long long)m, q);
+                else
+                    sim_violation(
+                        c, SIM_SAFETY,
+                        "retention: expired %s: the expiry at %llu (entry %llu, node %llu) took "
+                        "message %llu of q%d, sent at %llu, %lld ms %s its period ended, which "
+                        "its marks keep",
+                        left > 0 ? "early" : "against its marks", (unsigned long long)expiry,
+                        (unsigned long long)nd->sm_applied, (unsigned long long)nd->id,
+                        (unsigned long long)m, q, (unsigned long long)x->sent_ms,
+                        (long long)(left > 0 ? left : -left), left > 0 ? "before" : "after");
+            }
+            free(in_state);
+            free(ids);
+        }
+        if (c->result == SIM_OK)
+            sim_violation(c, SIM_SAFETY,
+                          "counts: node %llu's state at %llu holds %llu messages in %s (%s), the "
+                          "model %llu (%s)%s",
+                          (unsigned long long)nd->id, (unsigned long long)nd->sm_applied,
+                          (unsigned long long)held, name, exists ? "exists" : "no such queue",
+                          (unsigned long long)live, k->queues[q].exists ? "exists" : "deleted",
+                          expiry ? " after an expiry" : "");
+    }
+}
+
 void sk_oracle_stream(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *e,
                       const kyu_result_t *res, size_t n)
 {
     sk_t *k = sk(c);
-    (void)nd;
     if (e->index != k->stream + 1) {
         sim_violation(c, SIM_SAFETY, "entry %llu first applied after %llu (a gap)",
                       (unsigned long long)e->index, (unsigned long long)k->stream);
@@ -571,6 +740,7 @@ void sk_oracle_stream(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *
     if (e->type != KYU_RAFT_ENTRY_NORMAL || e->len == 0)
         return;
     size_t off = 0;
+    uint64_t expiry = 0;
     for (size_t i = 0; off < e->len && c->result == SIM_OK; i++) {
         kyu_command_t cmd;
         kyu_err_t err;
@@ -581,9 +751,9 @@ void sk_oracle_stream(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *
             return;
         }
         if (cmd.type == KYU_CMD_SET_MEMBER || cmd.type == KYU_CMD_DROP_MEMBER ||
-            cmd.type == KYU_CMD_SET_HANDLE_KEY || cmd.type == KYU_CMD_EXPIRE_MESSAGES) {
-            /* The address book (membership.c), the handle key and retention (frontend.c): the
-             * workload proposes none. */
+            cmd.type == KYU_CMD_SET_HANDLE_KEY) {
+            /* The address book (membership.c) and the handle key (frontend.c): the workload
+             * proposes none. */
             sim_violation(c, SIM_SAFETY, "entry %llu: an internal command nobody proposed",
                           (unsigned long long)e->index);
             return;
@@ -607,6 +777,11 @@ void sk_oracle_stream(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *
                   (unsigned long long)e->index, i, types[cmd.type], cmd.queue, (long long)cmd.vt,
                   cmd.n ? cmd.n : res[i].n_msgs, (unsigned long long)cmd.now_ms,
                   kyu_code_name(res[i].code));
+        if (cmd.type == KYU_CMD_EXPIRE_MESSAGES) {
+            on_expire(c, &cmd, &res[i]);
+            expiry = cmd.now_ms ? cmd.now_ms : 1;
+            continue;
+        }
         int q = queue_index(cmd.queue);
         if (q < 0) {
             sim_violation(c, SIM_SAFETY, "entry %llu: unknown queue %s",
@@ -634,9 +809,11 @@ void sk_oracle_stream(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *
         case KYU_CMD_DROP_MEMBER:
         case KYU_CMD_SET_HANDLE_KEY:
         case KYU_CMD_EXPIRE_MESSAGES:
-            break; /* refused above */
+            break; /* refused or done above */
         }
     }
+    if (c->result == SIM_OK)
+        check_counts(c, nd, expiry);
 }
 
 void sk_oracle_check_state(sim_cluster_t *c, sim_node_t *nd)
@@ -700,6 +877,13 @@ void sk_oracle_final(sim_cluster_t *c)
                           "acknowledged send lost: message %llu was acknowledged and never "
                           "applied",
                           (unsigned long long)m);
+        else if (x->acked && x->status == SK_EXPIRED &&
+                 x->expired_ms < x->sent_ms + (uint64_t)k->queues[x->q].retention * 1000)
+            sim_violation(c, SIM_SAFETY,
+                          "acknowledged send lost: message %llu expired at %llu, sent at %llu, "
+                          "before its retention period ended",
+                          (unsigned long long)m, (unsigned long long)x->expired_ms,
+                          (unsigned long long)x->sent_ms);
         else if (x->client_deleted && x->status == SK_LIVE)
             sim_violation(c, SIM_SAFETY,
                           "deleted stays deleted: message %llu's delete was acknowledged and it "
@@ -708,10 +892,11 @@ void sk_oracle_final(sim_cluster_t *c)
     }
     if (c->o.verbose)
         printf("  kyu: %llu messages, %llu receives, %llu dead-letter moves and %llu deletes "
-               "checked, %llu retries (%llu answered from the request key), %llu digests, %llu "
-               "installs\n",
+               "checked, %llu expiries took %llu messages, %llu retries (%llu answered from the "
+               "request key), %llu digests, %llu installs\n",
                (unsigned long long)k->next_msg, (unsigned long long)k->receives_checked,
                (unsigned long long)k->moves_checked, (unsigned long long)k->deletes_checked,
+               (unsigned long long)k->expiries, (unsigned long long)k->expired,
                (unsigned long long)k->retried, (unsigned long long)k->dedup_hits,
                (unsigned long long)k->digests, (unsigned long long)k->installs);
 }
