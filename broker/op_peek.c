@@ -4,7 +4,10 @@
  * queue order, which is the order of their positions (seq: the order they were sent in,
  * whatever their state), from position `from` on. Each comes with its body, id, sent time,
  * receive count, first receive, state (visible, in flight, delayed, at the leader's time)
- * and, in flight or delayed, when it becomes visible. The reply names the position to ask
+ * and, in flight or delayed, when it becomes visible; as a receive gives them, its message
+ * attributes, MD5OfMessageBody and MD5OfMessageAttributes, and for a message a RedrivePolicy
+ * moved here, where from and why (op_deadletter.c's provenance record: one more read per
+ * message, in queues messages were moved into only). The reply names the position to ask
  * from next when more follow. Message ids are random, so pages go by position, not by id:
  * finding a message by its id would scan the queue. Nothing changes: no lease, no receive
  * count, no handle. Cost (sm_index.c): a binary search of the messages never received and a
@@ -48,6 +51,11 @@ kyu_code_t kyu_op_peek_answer(kyu_op_ctx_t *ctx, const kyu_request_t *req, kyu_r
         meta->receive_count = l->receive_count;
         meta->first_receive_ms = l->gen > 0 ? l->first_ms : 0; /* gen 0: a delay's mark */
         meta->position = seqs[i];
+        meta->attrs = m[i].attrs; /* points into out->owned[i], sent with the reply */
+        kyu_md5_body_hex(m[i].body, m[i].body_len, meta->md5_body);
+        kyu_md5_attrs_hex(&m[i].attrs, meta->md5_attrs);
+        if (!kyu_sm_read_provenance(ctx->sm, q, seqs[i], meta, err))
+            return err->code; /* out->owned are freed with the answer */
         meta->state = KYU_MSG_VISIBLE;
         if (!fresh[i] && l->visible_at > now) {
             meta->state = l->gen > 0 ? KYU_MSG_INFLIGHT : KYU_MSG_DELAYED;

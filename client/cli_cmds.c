@@ -209,11 +209,10 @@ int cli_cmd_get_queue_attributes(cli_t *cli, cli_args_t *a)
     return cli->json ? cli_print_json(obj) : CLI_EXIT_OK;
 }
 
-static void print_plain(const kyu_message_t *m)
+/* What a received and a peeked message print after their own lines: where a moved message
+ * came from, the body's length and digests, the attributes, a blank line and the body. */
+static void print_rest(const kyu_message_t *m)
 {
-    printf("MessageId %s\nReceiptHandle %s\nReceiveCount %u\nSentTimestamp %" PRIu64
-           "\nApproximateFirstReceiveTimestamp %" PRIu64 "\n",
-           m->message_id, m->receipt_handle, m->receive_count, m->sent_ms, m->first_receive_ms);
     if (m->dlq_source[0])
         printf("DeadLetterQueueSourceQueue %s\nDeadLetterQueueReceiveCount %u\n"
                "DeadLetterQueueFirstReceiveTimestamp %" PRIu64
@@ -241,6 +240,14 @@ static void print_plain(const kyu_message_t *m)
     putchar('\n');
     fwrite(m->body, 1, m->body_len, stdout);
     fputs("\n\n", stdout);
+}
+
+static void print_plain(const kyu_message_t *m)
+{
+    printf("MessageId %s\nReceiptHandle %s\nReceiveCount %u\nSentTimestamp %" PRIu64
+           "\nApproximateFirstReceiveTimestamp %" PRIu64 "\n",
+           m->message_id, m->receipt_handle, m->receive_count, m->sent_ms, m->first_receive_ms);
+    print_rest(m);
 }
 
 /* The SQS shape of a message; NULL when the body is not valid UTF-8 (JSON strings are). */
@@ -355,10 +362,9 @@ static void print_peeked(const kyu_message_t *m)
     if (m->visible_at_ms)
         printf("VisibleTimestamp %" PRIu64 "\n", m->visible_at_ms);
     printf("ReceiveCount %u\nSentTimestamp %" PRIu64 "\nApproximateFirstReceiveTimestamp %" PRIu64
-           "\nBodyLength %zu\n\n",
-           m->receive_count, m->sent_ms, m->first_receive_ms, m->body_len);
-    fwrite(m->body, 1, m->body_len, stdout);
-    fputs("\n\n", stdout);
+           "\n",
+           m->receive_count, m->sent_ms, m->first_receive_ms);
+    print_rest(m);
 }
 
 /* The shape of a received message (message_json) without a handle, with its state and
@@ -403,8 +409,9 @@ int cli_cmd_peek(cli_t *cli, cli_args_t *a)
         json_t *obj = peeked_json(&msgs[i]);
         int r = obj ? cli_print_json(obj)
                     : cli_failf(cli,
-                                "message %s: body is not valid UTF-8, so it cannot be printed as "
-                                "JSON (use plain output for binary bodies)",
+                                "message %s: body or a String attribute is not valid UTF-8, so "
+                                "it cannot be printed as JSON (use plain output for binary "
+                                "bodies)",
                                 msgs[i].message_id);
         if (r != CLI_EXIT_OK)
             rc = r;

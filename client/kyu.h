@@ -289,8 +289,10 @@ kyu_code_t kyu_client_receive_with(kyu_client_t *self, const char *queue,
  * failure's code with err saying which handle. */
 /* Lists up to max (1..10) messages of the queue in queue order (the order they were sent in),
  * from position `from` on (0: the start), without leasing them: *msgs_p gets *n messages
- * with their state (NULL when none); *next gets the position to list from next, 0 when no
- * message follows. Works on any queue, dead-letter queues included. */
+ * with their state (NULL when none), attributes, digests and, for a message a RedrivePolicy
+ * moved there, dlq_source and the rest of its provenance, as a receive gives them; *next
+ * gets the position to list from next, 0 when no message follows. Works on any queue,
+ * dead-letter queues included. */
 kyu_code_t kyu_client_peek(kyu_client_t *self, const char *queue, int max, uint64_t from,
                            kyu_message_t **msgs_p, size_t *n, uint64_t *next, kyu_err_t *err);
 kyu_code_t kyu_client_delete(kyu_client_t *self, const char *queue, const char *const *handles,

@@ -101,8 +101,9 @@ static void test_receive_with_wrong_frame_count_is_malformed(void **state)
     }
 }
 
-/* PEEK: two messages (the second delayed), more to come; arg: body frames to really send,
- * or 99: a first message without a state. The request's from and max are checked. */
+/* PEEK: two messages (the second delayed, moved from "src" by a RedrivePolicy, with an
+ * attribute and digests), more to come; arg: body frames to really send, or 99: a first
+ * message without a state. The request's from and max are checked. */
 static void peek_handler(fake_broker_t *fb, void *arg, const kyu_request_t *req,
                          const void *const *bodies, const size_t *lens, size_t n)
 {
@@ -122,6 +123,17 @@ static void peek_handler(fake_broker_t *fb, void *arg, const kyu_request_t *req,
         rep.msgs[i].position = req->from + i;
     }
     rep.msgs[1].visible_at_ms = 5000;
+    kyu_msg_meta_t *moved = &rep.msgs[1];
+    snprintf(moved->dlq_source, sizeof moved->dlq_source, "src");
+    moved->dlq_receive_count = 3;
+    moved->dlq_first_receive_ms = 100;
+    moved->dlq_last_receive_ms = 200;
+    moved->dlq_moved_ms = 300;
+    moved->attrs.n = 1;
+    moved->attrs.a[0] = (kyu_msg_attr_t){
+        .name = "k", .name_len = 1, .type = "String", .type_len = 6, .value = "v", .value_len = 1};
+    snprintf(moved->md5_body, sizeof moved->md5_body, "%s", "b8a9f715dbb64fd5c56e7783c6820a61");
+    snprintf(moved->md5_attrs, sizeof moved->md5_attrs, "%s", "0123456789abcdef0123456789abcdef");
     if (frames == 99) {
         rep.msgs[0].state = 0;
         frames = 2;
@@ -153,6 +165,20 @@ static void test_peek_returns_states_positions_and_the_next_page(void **state)
     assert_int_equal(msgs[1].state, KYU_MSG_DELAYED);
     assert_int_equal(msgs[1].visible_at_ms, 5000);
     assert_string_equal((char *)msgs[1].body, "two");
+    /* A moved message's provenance, its attributes and digests, as a receive gives them. */
+    assert_string_equal(msgs[0].dlq_source, "");
+    assert_string_equal(msgs[1].dlq_source, "src");
+    assert_int_equal(msgs[1].dlq_receive_count, 3);
+    assert_int_equal(msgs[1].dlq_first_receive_ms, 100);
+    assert_int_equal(msgs[1].dlq_last_receive_ms, 200);
+    assert_int_equal(msgs[1].dlq_moved_ms, 300);
+    assert_int_equal(msgs[1].attrs.n, 1);
+    assert_string_equal(msgs[1].attrs.a[0].name, "k");
+    assert_string_equal(msgs[1].attrs.a[0].type, "String");
+    assert_string_equal((const char *)msgs[1].attrs.a[0].value, "v");
+    assert_string_equal(msgs[1].md5_body, "b8a9f715dbb64fd5c56e7783c6820a61");
+    assert_string_equal(msgs[1].md5_attrs, "0123456789abcdef0123456789abcdef");
+    assert_int_equal(msgs[0].attrs.n, 0);
     kyu_messages_destroy(&msgs);
     assert_int_equal(kyu_client_peek(c, "q", 10, 0, &msgs, &n, &next, &err), KYU_OK);
     assert_int_equal(next, 0); /* the last page */

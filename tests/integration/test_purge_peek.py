@@ -3,8 +3,10 @@ CLI: `kyu purge-queue` deletes visible, in-flight and delayed messages (kept acr
 and a clean restart; messages sent after it stay; stale handles are RECEIPT_INVALID);
 `kyu-broker --max-inflight N` refuses a receive past the limit with OverLimit and changes
 nothing; get-queue-attributes counts each state exactly; `kyu peek` lists messages in queue
-order with their state, page by page, leasing nothing. Bad input changes nothing. On three
+order with their state, page by page, leasing nothing, with their attributes, MD5s and, in a
+dead-letter queue, where each moved message came from. Bad input changes nothing. On three
 nodes, all of it holds across two leader failovers (kill -9)."""
+import hashlib
 import json
 import shutil
 import tempfile
@@ -222,6 +224,47 @@ class Peek(Base):
         # Queue order is the order receives take fresh messages in.
         self.assertEqual([m["MessageId"] for m in self.b.drain("jobs")],
                          [m["MessageId"] for m in got])
+
+    def test_peek_shows_attributes_digests_and_where_a_moved_message_came_from(self):
+        """As a receive shows them: message attributes and MD5s, and in a dead-letter queue
+        the source queue, receive count and times of a message a RedrivePolicy moved there
+        (plain and --json), leasing nothing."""
+        self.b.ok("create-queue", "dlq")
+        self.b.ok("create-queue", "jobs", "--dead-letter-queue", "dlq", "--max-receive-count", "1")
+        self.b.ok("send", "jobs", "poison", "--attr", "color=String:blue",
+                  "--attr", "raw=Binary:aGk=")
+        self.b.ok("send", "dlq", "direct")
+        got = self.b.json_lines("receive", "jobs", "--visibility-timeout", "0")
+        self.assertEqual([m["Body"] for m in got], ["poison"])
+        first = got[0]["Attributes"]["ApproximateFirstReceiveTimestamp"]
+        self.assertEqual(self.b.json_lines("receive", "jobs"), [])  # moved, not leased
+        peeked = self.b.json_lines("peek", "dlq")
+        # By position: a moved message keeps the one it was sent with.
+        self.assertEqual([m["Body"] for m in peeked], ["poison", "direct"])
+        moved, direct = peeked
+        self.assertNotIn("DeadLetterQueueSourceQueue", direct["Attributes"])
+        self.assertNotIn("MessageAttributes", direct)
+        self.assertEqual(direct["MD5OfBody"], hashlib.md5(b"direct").hexdigest())
+        a = moved["Attributes"]
+        self.assertEqual(a["DeadLetterQueueSourceQueue"], "jobs")
+        self.assertEqual(a["DeadLetterQueueReceiveCount"], "1")
+        self.assertEqual(a["DeadLetterQueueFirstReceiveTimestamp"], first)
+        self.assertEqual(a["DeadLetterQueueLastReceiveTimestamp"], first)
+        self.assertGreaterEqual(int(a["DeadLetterQueueMovedTimestamp"]), int(first))
+        self.assertEqual(a["ApproximateReceiveCount"], "1")
+        self.assertEqual(moved["MessageAttributes"],
+                         {"color": {"DataType": "String", "StringValue": "blue"},
+                          "raw": {"DataType": "Binary", "BinaryValue": "aGk="}})
+        self.assertEqual(moved["MD5OfBody"], got[0]["MD5OfBody"])
+        self.assertEqual(moved["MD5OfMessageAttributes"], got[0]["MD5OfMessageAttributes"])
+        plain = self.b.ok("peek", "dlq")
+        for line in ("DeadLetterQueueSourceQueue jobs\n", "DeadLetterQueueReceiveCount 1\n",
+                     "MessageAttribute color String blue\n", "MessageAttribute raw Binary aGk=\n",
+                     "MD5OfBody %s\n" % got[0]["MD5OfBody"],
+                     "MD5OfMessageAttributes %s\n" % got[0]["MD5OfMessageAttributes"]):
+            self.assertIn(line, plain)
+        self.assertEqual(plain.count("DeadLetterQueueSourceQueue"), 1)
+        self.assertEqual(counts(self.b, "dlq"), (2, 0, 0))  # peek leased nothing
 
     def test_bad_peeks_are_refused(self):
         self.fill("jobs")

@@ -1,9 +1,11 @@
 /* PEEK (broker/op_peek.c): messages in queue order (by position, whatever their state) with
  * their state at the read's time, paginated by position, without leasing anything; from the
- * buffer and from the database alike (after a restart). */
+ * buffer and from the database alike (after a restart); with their message attributes and
+ * digests, and in a dead-letter queue where each moved message came from and why. */
 #include "command.h"
 #include "fixture.h"
 #include "ops.h"
+#include "queue_attrs.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +28,7 @@ typedef struct {
 
 /* Answers a PEEK of q as the frontend does (the state machine's last time stands for the
  * leader's); the caller frees with peek_free. */
-static peek_t *peek(fixture_t *f, uint32_t max, uint64_t from)
+static peek_t *peek_queue(fixture_t *f, const char *queue, uint32_t max, uint64_t from)
 {
     peek_t *p = calloc(1, sizeof *p);
     assert_non_null(p);
@@ -36,7 +38,7 @@ static peek_t *peek(fixture_t *f, uint32_t max, uint64_t from)
     req.fields = KYU_F_QUEUE | (max ? KYU_F_MAX : 0) | (from ? KYU_F_FROM : 0);
     req.max = max;
     req.from = from;
-    snprintf(req.queue, sizeof req.queue, "q");
+    snprintf(req.queue, sizeof req.queue, "%s", queue);
     kyu_op_ctx_t ctx = {.sm = f->sm, .max_body = 1 << 20, .answer_bodies = &p->bodies};
     kyu_err_t err;
     kyu_err_clear(&err);
@@ -46,6 +48,11 @@ static peek_t *peek(fixture_t *f, uint32_t max, uint64_t from)
     if (p->code == KYU_OK)
         assert_int_equal(p->bodies.n_msgs, p->rep.n_msgs);
     return p;
+}
+
+static peek_t *peek(fixture_t *f, uint32_t max, uint64_t from)
+{
+    return peek_queue(f, "q", max, from);
 }
 
 static void peek_free(peek_t *p)
@@ -217,6 +224,83 @@ static void test_peek_of_a_missing_or_purged_queue(void **state)
     peek_free(p);
 }
 
+/* As a receive shows them: the attributes (SQS's test vector) and both digests; a message
+ * without attributes has no MD5OfMessageAttributes. */
+static void test_peek_shows_message_attributes_and_digests(void **state)
+{
+    fixture_t *f = *state;
+    ok(apply1(f, cmd_create("q", -1)));
+    kyu_command_t c = cmd_send("q", T0, "hello");
+    c.attrs[0].n = 1;
+    c.attrs[0].a[0] = (kyu_msg_attr_t){.name = "attribName1",
+                                       .name_len = 11,
+                                       .type = "String",
+                                       .type_len = 6,
+                                       .value = "attribValue 1",
+                                       .value_len = 13};
+    ok(apply1(f, c));
+    ok(apply1(f, cmd_send("q", T0, "plain")));
+    for (int restart = 0; restart < 2; restart++) {
+        if (restart)
+            fixture_reopen(f);
+        peek_t *p = peek(f, 10, 0);
+        expect_page(p, (const char *[]){"hello", "plain", NULL}, (uint8_t[]){V, V});
+        const kyu_msg_meta_t *m = &p->rep.msgs[0];
+        assert_int_equal(m->attrs.n, 1);
+        assert_int_equal(m->attrs.a[0].name_len, 11);
+        assert_memory_equal(m->attrs.a[0].name, "attribName1", 11);
+        assert_memory_equal(m->attrs.a[0].type, "String", 6);
+        assert_int_equal(m->attrs.a[0].value_len, 13);
+        assert_memory_equal(m->attrs.a[0].value, "attribValue 1", 13);
+        assert_string_equal(m->md5_body, "5d41402abc4b2a76b9719d911017c592");
+        assert_string_equal(m->md5_attrs, "19e27d4e946b072f3f58da80d94fd778");
+        assert_int_equal(p->rep.msgs[1].attrs.n, 0);
+        assert_string_equal(p->rep.msgs[1].md5_attrs, "");
+        assert_true(p->rep.msgs[1].md5_body[0] != '\0');
+        assert_string_equal(p->rep.msgs[0].dlq_source, "");
+        peek_free(p);
+    }
+}
+
+/* In a dead-letter queue, a message a RedrivePolicy moved there shows its source queue, its
+ * receive count and first and last receive there, and when it moved; one sent there shows
+ * none; the same from the database after a restart. */
+static void test_peek_of_a_dead_letter_queue_shows_where_each_message_came_from(void **state)
+{
+    fixture_t *f = *state;
+    static kyu_queue_ext_t x; /* borrowed by the command until it is applied */
+    ok(apply1(f, cmd_create("dlq", -1)));
+    kyu_command_t c = cmd_create("src", -1);
+    kyu_qattrs_defaults(&x);
+    snprintf(x.dlq, sizeof x.dlq, "dlq");
+    x.max_receive_count = 2;
+    c.qx = &x;
+    c.qx_set = KYU_F_REDRIVE;
+    ok(apply1(f, c));
+    ok(apply1(f, cmd_send("dlq", T0, "sent here")));
+    ok(apply1(f, cmd_send("src", T0, "poison")));
+    for (uint64_t i = 1; i <= 3; i++) { /* two leases of 0 s, then the move */
+        kyu_result_t r = apply1(f, cmd_receive("src", T0 + i, 1, 0));
+        assert_int_equal(r.n_msgs, i < 3 ? 1 : 0);
+        kyu_result_clear(&r);
+    }
+    for (int restart = 0; restart < 2; restart++) {
+        if (restart)
+            fixture_reopen(f);
+        peek_t *p = peek_queue(f, "dlq", 10, 0);
+        expect_page(p, (const char *[]){"sent here", "poison", NULL}, (uint8_t[]){V, V});
+        assert_string_equal(p->rep.msgs[0].dlq_source, "");
+        const kyu_msg_meta_t *m = &p->rep.msgs[1];
+        assert_string_equal(m->dlq_source, "src");
+        assert_int_equal(m->dlq_receive_count, 2);
+        assert_true(m->dlq_first_receive_ms == T0 + 1);
+        assert_true(m->dlq_last_receive_ms == T0 + 2);
+        assert_true(m->dlq_moved_ms == T0 + 3);
+        assert_int_equal(m->receive_count, 2);
+        peek_free(p);
+    }
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, fixture_setup, fixture_teardown)
 
 int main(void)
@@ -228,6 +312,8 @@ int main(void)
         T(test_peek_leases_nothing),
         T(test_peek_follows_deletes_and_new_leases),
         T(test_peek_of_a_missing_or_purged_queue),
+        T(test_peek_shows_message_attributes_and_digests),
+        T(test_peek_of_a_dead_letter_queue_shows_where_each_message_came_from),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
