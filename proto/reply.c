@@ -265,7 +265,7 @@ void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out)
         for (size_t i = 0; i < rep->n_tasks; i++) {
             const kyu_move_task_t *t = &rep->tasks[i];
             const char *st = kyu_move_status_name(t->status);
-            msgpack_pack_map(&pk, 7 + (t->destination[0] != '\0') + (t->rate != 0) +
+            msgpack_pack_map(&pk, 6 + (t->destination[0] != '\0') + (t->rate != 0) +
                                       (t->ended_ms != 0) + (t->reason[0] != '\0'));
             pack_kv_int(&pk, "TaskHandle", (int64_t)t->id);
             kyu_mp_pack_str(&pk, "Status");
