@@ -73,6 +73,7 @@ enum {
     KYU_CMD_CANCEL_MOVE_TASK = 15,
 };
 
+#define KYU_REDRIVE_STEP_MAX 100 /* messages moved by one REDRIVE_STEP at most */
 #define KYU_UUID_LEN 36
 #define KYU_HANDLE_KEY_LEN 32
 

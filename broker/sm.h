@@ -161,7 +161,6 @@ bool kyu_sm_expiry_due(kyu_sm_t *self, uint64_t now);
  * running task with messages to move (visible ones, within its rate) or to finish (its queue
  * is empty); fills the dead-letter queue's name, the task's id and how many messages the step
  * may move. False when no task has work at now. O(queues) while a task runs, O(1) else. */
-#define KYU_REDRIVE_STEP_MAX 100 /* messages moved by one REDRIVE_STEP at most */
 bool kyu_sm_redrive_due(kyu_sm_t *self, uint64_t now, char queue[KYU_NAME_MAX + 1], uint64_t *task,
                         uint32_t *max);
 
