@@ -8,6 +8,7 @@
 #include "fixture.h"
 #include "ops.h"
 #include "queue_attrs.h"
+#include "sm_internal.h"
 #include "store.h"
 
 #include <stdlib.h>
@@ -457,6 +458,51 @@ static void test_commands_round_trip_through_the_log_encoding(void **state)
     msgpack_sbuffer_destroy(&buf);
 }
 
+/* kyu_sm_index_put_back: a message taken and put back is the next one taken again, wherever
+ * it stood in the ring of fresh messages (inside a chunk, the last of a chunk, the only one). */
+static void test_a_fresh_message_put_back_is_taken_next(void **state)
+{
+    (void)state;
+    queue_t *q = calloc(1, sizeof *q);
+    assert_non_null(q);
+    kyu_sm_index_init(q);
+    const uint64_t n = 3000;
+    for (uint64_t s = 1; s <= n; s++)
+        kyu_sm_index_add_fresh(q, s);
+    uint64_t expect = 1, seq;
+    lease_t l;
+    for (uint64_t i = 0; i < n; i++) {
+        /* every message: taken, put back, taken again (at 1024 the chunk it ends is freed) */
+        assert_int_equal(kyu_sm_index_take(q, T0, 1, &seq, &l), 1);
+        assert_int_equal(seq, expect);
+        kyu_sm_index_put_back(q, seq, &l);
+        if (i % 7 == 0) { /* twice in a row, now and then */
+            assert_int_equal(kyu_sm_index_take(q, T0, 1, &seq, &l), 1);
+            kyu_sm_index_put_back(q, seq, &l);
+        }
+        assert_int_equal(kyu_sm_index_take(q, T0, 1, &seq, &l), 1);
+        assert_int_equal(seq, expect);
+        expect++;
+    }
+    assert_int_equal(kyu_sm_index_take(q, T0, 1, &seq, &l), 0);
+    kyu_sm_index_put_back(q, n, &l); /* into an empty ring */
+    kyu_sm_index_add_fresh(q, n + 1);
+    uint64_t two[2];
+    lease_t ls[2];
+    assert_int_equal(kyu_sm_index_take(q, T0, 2, two, ls), 2);
+    assert_int_equal(two[0], n);
+    assert_int_equal(two[1], n + 1);
+    /* A lease put back is due again as it was. */
+    lease_t held = {.visible_at = T0, .receive_count = 2, .gen = 2, .first_ms = 1};
+    kyu_sm_index_set_lease(q, 9, &held);
+    assert_int_equal(kyu_sm_index_take(q, T0, 1, &seq, &l), 1);
+    kyu_sm_index_put_back(q, seq, &l);
+    assert_int_equal(kyu_sm_index_take(q, T0, 1, &seq, &l), 1);
+    assert_int_equal(seq, 9);
+    assert_int_equal(l.gen, 2);
+    kyu_sm_queue_free(q);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, fixture_setup, fixture_teardown)
 
 int main(void)
@@ -471,6 +517,7 @@ int main(void)
         T(test_a_redrive_wakes_the_long_polls_of_the_destination),
         T(test_deleting_the_queue_drops_its_tasks),
         cmocka_unit_test(test_commands_round_trip_through_the_log_encoding),
+        cmocka_unit_test(test_a_fresh_message_put_back_is_taken_next),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
