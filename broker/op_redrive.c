@@ -257,10 +257,14 @@ bool kyu_op_start_move_decode(const msgpack_object *items, kyu_command_t *cmd)
     return true;
 }
 
+/* The result names the task (only where somebody waits for it: the leader's waiter). */
 static void answer_task(kyu_apply_t *a, const kyu_task_t *t)
 {
-    a->res->has_task = true;
-    a->res->task = t->t;
+    if (!a->want_bodies || a->res->task)
+        return;
+    a->res->task = malloc(sizeof *a->res->task);
+    if (a->res->task) /* out of memory: answered OK without the task (libkyu: MALFORMED) */
+        *a->res->task = t->t;
 }
 
 kyu_code_t kyu_op_start_move_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t *a)
@@ -311,12 +315,12 @@ kyu_code_t kyu_op_move_replay(kyu_sm_t *self, const kyu_command_t *c, const kyu_
 void kyu_op_move_reply(const kyu_result_t *res, kyu_reply_t *rep, size_t *n_bodies)
 {
     (void)n_bodies;
-    if (!res->has_task)
+    if (!res->task)
         return;
     rep->tasks = malloc(sizeof *rep->tasks);
     if (!rep->tasks)
         return; /* out of memory: the reply says OK without the task */
-    rep->tasks[0] = res->task;
+    rep->tasks[0] = *res->task;
     rep->n_tasks = 1;
 }
 

@@ -71,6 +71,7 @@ void kyu_result_clear(kyu_result_t *res)
 {
     for (size_t i = 0; i < KYU_BATCH_MAX; i++)
         free(res->owned[i]);
+    free(res->task);
     memset(res, 0, sizeof *res);
 }
 

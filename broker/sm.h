@@ -42,9 +42,9 @@ typedef struct {
     size_t n_results;
     uint32_t results[KYU_BATCH_MAX];
     char entry_errors[KYU_BATCH_MAX][KYU_ERR_MSG_MAX];
-    /* START_MOVE_TASK, CANCEL_MOVE_TASK: the task started or cancelled */
-    bool has_task;
-    kyu_move_task_t task;
+    /* START_MOVE_TASK, CANCEL_MOVE_TASK: the task started or cancelled (heap, freed by
+     * kyu_result_clear: a pointer keeps the result small, every command clears one) */
+    kyu_move_task_t *task;
 } kyu_result_t;
 
 /* Frees what a result owns and zeroes it. */

@@ -77,9 +77,9 @@ static kyu_move_task_t start(fixture_t *f, const char *q, uint64_t now, const ch
                              uint32_t rate)
 {
     kyu_result_t r = apply1(f, cmd_start(q, now, dest, rate));
-    if (r.code != KYU_OK || !r.has_task)
+    if (r.code != KYU_OK || !r.task)
         fail_msg("start on %s: %s: %s", q, kyu_code_name(r.code), r.error);
-    kyu_move_task_t t = r.task;
+    kyu_move_task_t t = *r.task;
     kyu_result_clear(&r);
     return t;
 }
@@ -304,9 +304,9 @@ static void test_one_running_task_per_queue_cancel_and_bad_starts(void **state)
                   "has a running move task");
     kyu_result_t r = apply1(f, cmd_cancel("dlq", now + 5));
     assert_int_equal(r.code, KYU_OK);
-    assert_true(r.has_task);
-    assert_int_equal(r.task.status, KYU_MOVE_CANCELLED);
-    assert_int_equal(r.task.ended_ms, now + 5);
+    assert_non_null(r.task);
+    assert_int_equal(r.task->status, KYU_MOVE_CANCELLED);
+    assert_int_equal(r.task->ended_ms, now + 5);
     kyu_result_clear(&r);
     /* A step proposed before the cancel moves nothing. */
     ok(apply1(f, cmd_step("dlq", now + 5000, t.id, 100)));
