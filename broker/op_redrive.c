@@ -17,8 +17,8 @@
  * starts again), never received (receive count 0; a count kept at maxReceiveCount would send
  * it straight back), SentTimestamp the time of the move, visible at once (the destination's
  * long polls are woken: kyu_sm_add_message). Its record is copied whole otherwise: body,
- * attributes and, beyond SQS, its message id (SQS gives a new one). Its provenance record
- * stays behind (dropped with it from the dead-letter queue).
+ * attributes and, beyond SQS, its message id (SQS gives a new one). Its provenance record is
+ * dropped with it from the dead-letter queue: in its destination it is a message like any.
  *
  * The task ends COMPLETED once it has moved as many messages as it had to move, or its queue
  * is empty; CANCELLED by CANCEL_MOVE_TASK (what moved stays moved); FAILED, as SQS, when a
@@ -457,8 +457,8 @@ static kyu_code_t move_one(kyu_sm_t *self, queue_t *q, queue_t *dest, uint64_t s
     return KYU_OK;
 }
 
-/* Where message seq of q (its lease l) goes for task t: its queue, or NULL with why it has
- * none in reason (a read error: err set, NULL). */
+/* Where message seq of q goes for task t: its queue, or NULL with why it has none in reason
+ * (a read error: err set, NULL). */
 static queue_t *destination_of(kyu_sm_t *self, queue_t *q, const kyu_task_t *t, uint64_t seq,
                                char *reason, kyu_err_t *err)
 {
