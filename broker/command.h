@@ -35,7 +35,12 @@
  *   others:            items = [] (PURGE_QUEUE: every message of the queue applied before it
  *                      is deleted; op_queue.c. EXPIRE_MESSAGES, queue "": every queue's
  *                      messages past its MessageRetentionPeriod at now_ms are deleted;
- *                      sm_expiry.c)
+ *                      sm_expiry.c; CANCEL_MOVE_TASK: the queue's running move task ends,
+ *                      op_redrive.c)
+ *   START_MOVE_TASK:   items = [destination queue or nil, MaxNumberOfMessagesPerSecond (0:
+ *                      not set)]: a message move task of the queue (a dead-letter queue)
+ *   REDRIVE_STEP:      items = [task id, max]: the leader moves up to max (1..100) of the
+ *                      queue's visible messages for its running task (op_redrive.c)
  * SET_MEMBER and DROP_MEMBER (queue "", vt -1, max 0) keep the replicated address book
  * (sm_members.c): where to reach each member, on every node and in every snapshot.
  * vt is -1 when the request did not set it (the queue's default applies). Types are never
@@ -60,7 +65,15 @@ typedef enum {
     KYU_CMD_PURGE_QUEUE = 11,
     KYU_CMD_EXPIRE_MESSAGES = 12,
 } kyu_cmd_type_t;
+/* Message move tasks (op_redrive.c). Outside kyu_cmd_type_t for now: kyu-sim-kyu's oracle
+ * switches over that enum and does not propose these yet; they join it when it does. */
+enum {
+    KYU_CMD_START_MOVE_TASK = 13,
+    KYU_CMD_REDRIVE_STEP = 14,
+    KYU_CMD_CANCEL_MOVE_TASK = 15,
+};
 
+#define KYU_REDRIVE_STEP_MAX 100 /* messages moved by one REDRIVE_STEP at most */
 #define KYU_UUID_LEN 36
 #define KYU_HANDLE_KEY_LEN 32
 
@@ -106,6 +119,13 @@ typedef struct {
     char member_client[KYU_ENDPOINT_MAX];
     uint8_t key[KYU_HANDLE_KEY_LEN]; /* SET_HANDLE_KEY: the receipt handle key */
     uint32_t max_inflight;           /* RECEIVE: the leader's in-flight limit per queue (0: none) */
+    /* START_MOVE_TASK: the destination ("": each message's source queue) and the rate (0:
+     * not set); REDRIVE_STEP: the task it moves for and how many messages at most
+     * (1..KYU_REDRIVE_STEP_MAX) */
+    char move_dest[KYU_NAME_MAX + 1];
+    uint32_t move_rate;
+    uint64_t move_task;
+    uint32_t move_max;
 } kyu_command_t;
 
 /* Appends cmd's encoding to out. */

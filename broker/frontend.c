@@ -201,12 +201,49 @@ static void ensure_handle_key(kyu_frontend_t *self)
     sodium_memzero(cmd.key, sizeof cmd.key);
 }
 
+/* Proposes the broker's own command cmd (no client waits for it); *own is set while it is
+ * in flight and cleared when it is applied or lost (kyu_frontend_on_result). */
+static void propose_own(kyu_frontend_t *self, const kyu_op_row_t *row, kyu_command_t *cmd,
+                        bool *own)
+{
+    waiter_t *w = malloc(sizeof *w);
+    if (!w)
+        return; /* the next tick tries again */
+    *w = (waiter_t){.identity = NULL, .row = row, .own = own};
+    kyu_err_t err;
+    if (kyu_replica_propose(self->ctx.replica, cmd, w, &err) == KYU_OK)
+        *own = true;
+    else
+        free(w);
+}
+
+/* Message move tasks (broker/op_redrive.c): the leader drives the running ones, one
+ * REDRIVE_STEP in flight at a time, proposed when a task has messages to move at its rate (or
+ * none left). Its state is replicated: a new leader goes on where the old one stopped. */
+static void redrive_tick(kyu_frontend_t *self)
+{
+    if (self->redrive_proposed)
+        return;
+    kyu_command_t cmd;
+    memset(&cmd, 0, sizeof cmd);
+    cmd.now_ms = kyu_replica_now(self->ctx.replica);
+    if (!kyu_sm_redrive_due(self->ctx.sm, cmd.now_ms, cmd.queue, &cmd.move_task, &cmd.move_max))
+        return;
+    const kyu_op_row_t *row = kyu_ops_row(KYU_OP_REDRIVE_STEP);
+    cmd.type = row->cmd;
+    cmd.vt = -1;
+    propose_own(self, row, &cmd, &self->redrive_proposed);
+}
+
 /* Retention (broker/sm_expiry.c): once a second at most, the leader looks whether a queue
  * holds messages past its MessageRetentionPeriod, and proposes one EXPIRE_MESSAGES with its
- * time when one does (one at a time). */
+ * time when one does (one at a time). And the message move tasks' steps (redrive_tick). */
 void kyu_frontend_tick(kyu_frontend_t *self)
 {
-    if (!self->ctx.replica || self->expiry_proposed || !kyu_replica_serving(self->ctx.replica))
+    if (!self->ctx.replica || !kyu_replica_serving(self->ctx.replica))
+        return;
+    redrive_tick(self);
+    if (self->expiry_proposed)
         return;
     uint64_t now = kyu_replica_now(self->ctx.replica);
     if (now < self->expiry_checked_at + 1000 && now >= self->expiry_checked_at)
@@ -220,15 +257,7 @@ void kyu_frontend_tick(kyu_frontend_t *self)
     cmd.type = row->cmd;
     cmd.vt = -1;
     cmd.now_ms = now;
-    waiter_t *w = malloc(sizeof *w);
-    if (!w)
-        return; /* the next tick tries again */
-    *w = (waiter_t){.identity = NULL, .row = row, .own = &self->expiry_proposed};
-    kyu_err_t err;
-    if (kyu_replica_propose(self->ctx.replica, &cmd, w, &err) == KYU_OK)
-        self->expiry_proposed = true;
-    else
-        free(w);
+    propose_own(self, row, &cmd, &self->expiry_proposed);
 }
 
 void kyu_frontend_send_empty(kyu_frontend_t *self, zframe_t *identity, uint64_t id)

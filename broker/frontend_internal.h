@@ -16,6 +16,7 @@ struct kyu_frontend {
      * (cluster time; see kyu_frontend_tick) */
     bool expiry_proposed;
     uint64_t expiry_checked_at;
+    bool redrive_proposed; /* a REDRIVE_STEP waits for its entry (op_redrive.c) */
     uint64_t dropped_replies;
     char endpoint[KYU_ENDPOINT_MAX];
     /* Long polling: the parked receives, their order of arrival, and the one timer that

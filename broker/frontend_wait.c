@@ -215,7 +215,11 @@ void kyu_frontend_serve_waiting(kyu_frontend_t *self)
     }
     self->timer_fired = false;
     self->rearm = false;
-    set_timer(self, kyu_replica_now(self->ctx.replica));
+    /* Not serving, nothing waits (all were answered): the timer ends without a time. Only a
+     * leader asks for the cluster's time: kyu_replica_now is the time of a new command, and
+     * on a follower it would take this node's clock before the cluster's time is learned (a
+     * node whose clock is ahead would then never see its skew: test_clock_skew). */
+    set_timer(self, serving ? kyu_replica_now(self->ctx.replica) : 0);
 }
 
 void kyu_frontend_set_loop(kyu_frontend_t *self, zloop_t *loop)

@@ -59,6 +59,36 @@ static const kyu_op_row_t rows[KYU_OPS_MAX_] = {
                                                .name = "list-dead-letter-source-queues",
                                                .answer = kyu_op_dead_letter_sources_answer},
 
+    /* -- message move tasks: redrive (op_redrive.c) -- */
+    [KYU_OP_START_MOVE_TASK] = {.op = KYU_OP_START_MOVE_TASK,
+                                .name = "start-move-task",
+                                .cmd = (kyu_cmd_type_t)KYU_CMD_START_MOVE_TASK,
+                                .validate = kyu_op_start_move_validate,
+                                .build = kyu_op_start_move_build,
+                                .reply = kyu_op_move_reply,
+                                .encode_items = kyu_op_start_move_encode,
+                                .decode_items = kyu_op_start_move_decode,
+                                .apply = kyu_op_start_move_apply,
+                                .replay = kyu_op_move_replay,
+                                .dedup = KYU_DEDUP_DONE},
+    [KYU_OP_LIST_MOVE_TASKS] = {.op = KYU_OP_LIST_MOVE_TASKS,
+                                .name = "list-move-tasks",
+                                .answer = kyu_op_list_moves_answer},
+    [KYU_OP_CANCEL_MOVE_TASK] = {.op = KYU_OP_CANCEL_MOVE_TASK,
+                                 .name = "cancel-move-task",
+                                 .cmd = (kyu_cmd_type_t)KYU_CMD_CANCEL_MOVE_TASK,
+                                 .validate = kyu_op_queue_exists,
+                                 .reply = kyu_op_move_reply,
+                                 .apply = kyu_op_cancel_move_apply,
+                                 .replay = kyu_op_move_replay,
+                                 .dedup = KYU_DEDUP_DONE},
+    [KYU_OP_REDRIVE_STEP] = {.op = KYU_OP_REDRIVE_STEP,
+                             .name = "redrive-step",
+                             .cmd = (kyu_cmd_type_t)KYU_CMD_REDRIVE_STEP,
+                             .encode_items = kyu_op_redrive_step_encode,
+                             .decode_items = kyu_op_redrive_step_decode,
+                             .apply = kyu_op_redrive_step_apply},
+
     /* -- messages (op_message.c, op_receipt.c) -- */
     [KYU_OP_SEND] = {.op = KYU_OP_SEND,
                      .name = "send",
@@ -155,6 +185,9 @@ static const uint8_t by_command[] = {
     [KYU_CMD_SET_QUEUE_ATTRIBUTES] = KYU_OP_SET_QUEUE_ATTRIBUTES,
     [KYU_CMD_EXPIRE_MESSAGES] = KYU_OP_EXPIRE_MESSAGES,
     [KYU_CMD_PURGE_QUEUE] = KYU_OP_PURGE_QUEUE,
+    [KYU_CMD_START_MOVE_TASK] = KYU_OP_START_MOVE_TASK,
+    [KYU_CMD_REDRIVE_STEP] = KYU_OP_REDRIVE_STEP,
+    [KYU_CMD_CANCEL_MOVE_TASK] = KYU_OP_CANCEL_MOVE_TASK,
 };
 
 const kyu_op_row_t *kyu_ops_row(uint64_t op)

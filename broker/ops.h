@@ -34,6 +34,7 @@ enum {
     KYU_OP_DROP_MEMBER,
     KYU_OP_SET_HANDLE_KEY,
     KYU_OP_EXPIRE_MESSAGES,
+    KYU_OP_REDRIVE_STEP,
     KYU_OPS_MAX_
 };
 _Static_assert((int)KYU_OP_MAX_ <= (int)KYU_OP_INTERNAL_,
@@ -173,6 +174,25 @@ kyu_code_t kyu_op_queue_attributes_answer(kyu_op_ctx_t *ctx, const kyu_request_t
 /* op_deadletter.c: LIST_DEAD_LETTER_SOURCE_QUEUES (the moves: RECEIVE's apply) */
 kyu_code_t kyu_op_dead_letter_sources_answer(kyu_op_ctx_t *ctx, const kyu_request_t *req,
                                              kyu_reply_t *rep, kyu_err_t *err);
+
+/* op_redrive.c: START_MOVE_TASK, LIST_MOVE_TASKS, CANCEL_MOVE_TASK, REDRIVE_STEP (message
+ * move tasks: a dead-letter queue's redrive) */
+kyu_code_t kyu_op_start_move_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+                                      kyu_err_t *err);
+void kyu_op_start_move_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+                             kyu_command_t *cmd);
+void kyu_op_start_move_encode(const kyu_command_t *cmd, msgpack_packer *pk);
+bool kyu_op_start_move_decode(const msgpack_object *items, kyu_command_t *cmd);
+kyu_code_t kyu_op_start_move_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
+kyu_code_t kyu_op_move_replay(kyu_sm_t *sm, const kyu_command_t *cmd, const kyu_dedup_t *d,
+                              kyu_apply_t *a);
+void kyu_op_move_reply(const kyu_result_t *res, kyu_reply_t *rep, size_t *n_bodies);
+kyu_code_t kyu_op_cancel_move_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
+kyu_code_t kyu_op_list_moves_answer(kyu_op_ctx_t *ctx, const kyu_request_t *req, kyu_reply_t *rep,
+                                    kyu_err_t *err);
+void kyu_op_redrive_step_encode(const kyu_command_t *cmd, msgpack_packer *pk);
+bool kyu_op_redrive_step_decode(const msgpack_object *items, kyu_command_t *cmd);
+kyu_code_t kyu_op_redrive_step_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
 
 /* op_message.c: SEND, RECEIVE */
 kyu_code_t kyu_op_send_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,

@@ -255,6 +255,7 @@ void kyu_replica_destroy(kyu_replica_t **self_p)
         kyu_replica_fail(self, "the broker is shutting down");
     kyu_raft_destroy(&self->raft);
     kyu_cluster_time_destroy(&self->clock_time);
+    free(self->results);
     free(self);
     *self_p = NULL;
 }
@@ -416,11 +417,25 @@ static kyu_code_t apply_entry(kyu_replica_t *self, const kyu_raft_entry_t *ce)
         size_t all = count_commands(data, len);
         want = all > want ? all : want;
     }
-    kyu_result_t *results = want ? calloc(want, sizeof *results) : NULL;
+    bool own = want > 0 && !self->results_busy; /* answering may apply more (a flush) */
+    if (own && want > self->results_cap) {
+        size_t cap = want > 2 * self->results_cap ? want : 2 * self->results_cap;
+        free(self->results);
+        self->results = calloc(cap, sizeof *self->results); /* all clear, as after each use */
+        KYU_ASSERT(self->results);
+        self->results_cap = cap;
+    }
+    kyu_result_t *results = own ? self->results : want ? calloc(want, sizeof *results) : NULL;
     KYU_ASSERT(!want || results);
+    self->results_busy |= own;
     kyu_code_t rc = kyu_sm_apply(self->sm, index, data, len, results, want, &n, &err);
     if (rc != KYU_OK) {
-        free(results);
+        for (size_t i = 0; i < want; i++)
+            kyu_result_clear(&results[i]);
+        if (own)
+            self->results_busy = false;
+        else
+            free(results);
         if (e) {
             fail_waiters(self, e, KYU_ERR_STORAGE, err.msg);
             entry_destroy(self, &e);
@@ -441,7 +456,10 @@ static kyu_code_t apply_entry(kyu_replica_t *self, const kyu_raft_entry_t *ce)
     }
     for (size_t i = 0; i < n; i++)
         kyu_result_clear(&results[i]);
-    free(results);
+    if (own)
+        self->results_busy = false;
+    else
+        free(results);
     return KYU_OK;
 }
 

@@ -117,7 +117,9 @@ void kyu_replica_destroy(kyu_replica_t **self_p);
 /* The time to put in a new command: never earlier than a time already proposed or applied
  * (a clock stepping back cannot shorten a lease), advancing at the rate of real time even
  * when the log's time is ahead of this node's clock; the wall clock unless it is ahead of
- * the cluster's time past the skew bound (broker/cluster_time.h). */
+ * the cluster's time past the skew bound (broker/cluster_time.h). For the leader only: what
+ * it returns counts as issued, so a follower that asked would take its own clock for the
+ * cluster's time before learning it (and a clock ahead would go unnoticed). */
 uint64_t kyu_replica_now(kyu_replica_t *self);
 
 /* Adds cmd to the open entry; waiter comes back through done. BUSY when too many commands

@@ -27,6 +27,12 @@ struct kyu_replica {
     void *clock_arg;
     kyu_replica_applied_fn applied; /* the observer, or NULL */
     void *applied_arg;
+    /* The results of the entry being applied: kept from entry to entry (each is cleared
+     * after use), since a fresh array per entry (a result is some 14 KB, an entry may hold
+     * a hundred commands) cost a mmap, page faults and a munmap each time. */
+    kyu_result_t *results;
+    size_t results_cap;
+    bool results_busy; /* in use by the entry being answered (a nested apply gets its own) */
     void (*say)(void *arg, const char *line);
     void *say_arg;
     kyu_raft_t *raft;

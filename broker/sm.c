@@ -49,6 +49,9 @@
  *   meta       "sq" seq(8)               -> until(8): a retention mark: the seqs from seq to
  *                                           the next mark's went to messages sent before
  *                                           until (sm_expiry.c)
+ *   meta       "mt" qid(8) id(8)         -> a message move task of queue qid (op_redrive.c):
+ *                                           msgpack [status, destination, rate, moved, to_move,
+ *                                           started_ms, ended_ms, reason, tat_us]
  * seq is global (never reused across queues), and a receipt handle's MAC covers the queue
  * id, so a handle of another queue finds nothing. Invariants after every command:
  *   - every message has exactly one lease record, and is in its queue's receive index
@@ -70,6 +73,7 @@ void kyu_result_clear(kyu_result_t *res)
 {
     for (size_t i = 0; i < KYU_BATCH_MAX; i++)
         free(res->owned[i]);
+    free(res->task);
     memset(res, 0, sizeof *res);
 }
 
@@ -355,6 +359,7 @@ void kyu_sm_queue_free(queue_t *q)
 {
     kyu_sm_index_free(q);
     free(q->ext);
+    free(q->tasks);
     free(q);
 }
 
@@ -411,7 +416,8 @@ static kyu_code_t load(kyu_sm_t *self, kyu_err_t *err)
         load_meta(self, "next_qid", &self->next_qid, 1, err) ||
         load_meta(self, "last_now", &self->last_now, 0, err) || load_conf(self, err) ||
         kyu_sm_members_load(self, err) || kyu_sm_handle_key_load(self, err) ||
-        load_queues(self, err) || kyu_sm_collect_garbage(self, err) || drop_visibility(self, err) ||
+        load_queues(self, err) || kyu_sm_tasks_load(self, err) ||
+        kyu_sm_collect_garbage(self, err) || drop_visibility(self, err) ||
         kyu_sm_index_load(self, err) || kyu_sm_keyfilter_load(self, err) ||
         kyu_sm_marks_load(self, err))
         return KYU_ERR_STORAGE;

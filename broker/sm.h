@@ -42,6 +42,9 @@ typedef struct {
     size_t n_results;
     uint32_t results[KYU_BATCH_MAX];
     char entry_errors[KYU_BATCH_MAX][KYU_ERR_MSG_MAX];
+    /* START_MOVE_TASK, CANCEL_MOVE_TASK: the task started or cancelled (heap, freed by
+     * kyu_result_clear: a pointer keeps the result small, every command clears one) */
+    kyu_move_task_t *task;
 } kyu_result_t;
 
 /* Frees what a result owns and zeroes it. */
@@ -153,5 +156,12 @@ bool kyu_sm_has_handle_key(const kyu_sm_t *self);
 /* True when some queue holds messages past its MessageRetentionPeriod at now (the leader
  * then proposes EXPIRE_MESSAGES; sm_expiry.c). O(queues). */
 bool kyu_sm_expiry_due(kyu_sm_t *self, uint64_t now);
+
+/* Message move tasks (redrive, op_redrive.c). The step the leader should propose at now: a
+ * running task with messages to move (visible ones, within its rate) or to finish (its queue
+ * is empty); fills the dead-letter queue's name, the task's id and how many messages the step
+ * may move. False when no task has work at now. O(queues) while a task runs, O(1) else. */
+bool kyu_sm_redrive_due(kyu_sm_t *self, uint64_t now, char queue[KYU_NAME_MAX + 1], uint64_t *task,
+                        uint32_t *max);
 
 #endif

@@ -130,6 +130,32 @@ static uint64_t pop_fresh(queue_t *q)
     return seq;
 }
 
+/* Puts seq back in front of the fresh ones (it was the first: kyu_sm_index_take popped it). */
+static void push_fresh_front(queue_t *q, uint64_t seq)
+{
+    if (q->fresh_head == 0) { /* no room before the first: a chunk in front of it */
+        if (q->fresh_chunks == q->fresh_cap) {
+            size_t cap = q->fresh_cap ? q->fresh_cap * 2 : 4;
+            uint64_t **ring = malloc(cap * sizeof *ring);
+            KYU_ASSERT(ring);
+            for (size_t i = 0; i < q->fresh_chunks; i++)
+                ring[i] = q->fresh[(q->fresh_first + i) % q->fresh_cap];
+            free(q->fresh);
+            q->fresh = ring;
+            q->fresh_cap = cap;
+            q->fresh_first = 0;
+        }
+        uint64_t *chunk = malloc(KYU_FRESH_CHUNK * sizeof *chunk);
+        KYU_ASSERT(chunk);
+        q->fresh_first = (q->fresh_first + q->fresh_cap - 1) % q->fresh_cap;
+        q->fresh[q->fresh_first] = chunk;
+        q->fresh_chunks++;
+        q->fresh_head = KYU_FRESH_CHUNK;
+    }
+    q->fresh[q->fresh_first][--q->fresh_head] = seq;
+    q->fresh_len++;
+}
+
 uint64_t kyu_sm_index_drop_fresh_below(queue_t *q, uint64_t seq)
 {
     uint64_t n = 0;
@@ -433,6 +459,14 @@ uint32_t kyu_sm_index_take(queue_t *q, uint64_t now, uint32_t max, uint64_t seqs
         leases[n++] = (lease_t){0};
     }
     return n;
+}
+
+void kyu_sm_index_put_back(queue_t *q, uint64_t seq, const lease_t *l)
+{
+    if (l->gen == 0 && l->first_ms != KYU_LEASE_DELAYED)
+        push_fresh_front(q, seq);
+    else
+        kyu_sm_index_set_lease(q, seq, l);
 }
 
 bool kyu_sm_index_has_visible(queue_t *q, uint64_t now)

@@ -47,6 +47,15 @@ typedef struct {
     uint64_t visible_at, seq;
 } kyu_vis_t;
 
+/* A message move task of a queue (op_redrive.c): as listed, and the state of its rate. */
+typedef struct {
+    kyu_move_task_t t; /* t.source is its queue's name */
+    /* MaxNumberOfMessagesPerSecond (GCRA): the time (us) up to which the moves so far have
+     * used the rate; a step moves no more than the time since allows */
+    uint64_t tat_us;
+    uint64_t stepped_at; /* in memory: the time of its last step (the leader serves the oldest) */
+} kyu_task_t;
+
 typedef struct {
     char name[KYU_NAME_MAX + 1];
     uint64_t qid;
@@ -85,6 +94,10 @@ typedef struct {
     kyu_vis_t *ends;
     size_t ends_n, ends_cap;
     uint32_t read_mark;
+    /* Its message move tasks (op_redrive.c), oldest first, at most KYU_MOVE_TASKS_MAX; the
+     * last may be running. Freed with the queue. */
+    kyu_task_t *tasks;
+    size_t n_tasks;
     bool woken;   /* in the state machine's woken list (sm_wake.c) */
     bool dirty;   /* record to be written with the current entry */
     bool deleted; /* removed by the current entry */
@@ -147,6 +160,7 @@ struct kyu_sm {
     kyu_mark_t *marks;
     size_t marks_n, marks_cap, marks_max; /* marks_max: KYU_MARKS_MAX unless a test sets it */
 
+    size_t n_running_tasks; /* message move tasks RUNNING (op_redrive.c) */
     /* Long polling (sm_wake.c): the names of the queues that may have visible messages (or
      * were deleted) since the frontend last took them; kept only once watched. */
     bool watch_visible;
@@ -330,6 +344,9 @@ void kyu_sm_index_advance(queue_t *q, uint64_t now);
 /* Leased messages (received, lease not over) and delayed ones (never received, delay not
  * over) at now (at the counters' time when now is earlier); changes no count. */
 void kyu_sm_index_counts(queue_t *q, uint64_t now, uint64_t *not_visible, uint64_t *delayed);
+/* Puts a message taken (kyu_sm_index_take) back as it was: a fresh one first among the fresh
+ * ones, a lease back in the heap. */
+void kyu_sm_index_put_back(queue_t *q, uint64_t seq, const lease_t *l);
 /* Rebuilds every queue's index from the leases column family. */
 kyu_code_t kyu_sm_index_load(kyu_sm_t *self, kyu_err_t *err);
 /* Frees a queue record and its index. */
@@ -372,6 +389,10 @@ uint64_t kyu_sm_index_next_visible(queue_t *q);
  * purged q or expired its messages, the range delete of its "gp" record after the entry must
  * keep the message (its seq is added to the record). Every move into a queue calls it. */
 kyu_code_t kyu_sm_moved_in(kyu_sm_t *self, queue_t *q, uint64_t seq, kyu_err_t *err);
+/* Message move tasks (op_redrive.c): loaded with the queues; a deleted queue's go with it. */
+kyu_code_t kyu_sm_tasks_load(kyu_sm_t *self, kyu_err_t *err);
+void kyu_sm_tasks_drop(kyu_sm_t *self, queue_t *q);
+
 /* Drops the data of deleted queues (their "gc" records) and the messages of purged ones
  * ("gp" records); idempotent. */
 kyu_code_t kyu_sm_collect_garbage(kyu_sm_t *self, kyu_err_t *err);

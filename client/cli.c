@@ -68,6 +68,13 @@ static const cli_cmd_t commands[] = {
      "sent time, receive count and state (visible, inflight, delayed); --from: the position "
      "a previous page printed as Next (works on any queue, dead-letter queues included)",
      CLI_OPT_MAX | CLI_OPT_FROM, 1, 1, cli_cmd_peek},
+    {"redrive", "DLQ [--to NAME] [--max-per-second N] [--no-wait] | --list DLQ | --cancel DLQ",
+     "move the messages of dead-letter queue DLQ back to the queue each came from, or --to "
+     "NAME (SQS's StartMessageMoveTask), at most N (1..500) a second, printing the progress "
+     "until the task ends (--no-wait: print the task started and return); --list: its latest "
+     "tasks (status RUNNING, COMPLETED, CANCELLED or FAILED, moved, to move, source, "
+     "destination, started); --cancel: stop its running task (what moved stays moved)",
+     CLI_OPT_REDRIVE, 1, 1, cli_cmd_redrive},
     {"delete", "NAME RECEIPT...", "delete received messages by their receipt handles",
      CLI_OPT_HANDLES, 2, -1, cli_cmd_delete},
     {"change-visibility", "NAME RECEIPT... --visibility-timeout SEC",
@@ -301,6 +308,11 @@ static int parse_cmd_args(cli_t *cli, int argc, char **argv, cli_args_t *a)
         {"attr", required_argument, NULL, 'M'}, /* send: a message attribute */
         {"wait", required_argument, NULL, 'w'}, /* receive: WaitTimeSeconds */
         {"from", required_argument, NULL, 'F'}, /* peek: a position */
+        {"to", required_argument, NULL, 'T'},   /* redrive: the destination */
+        {"max-per-second", required_argument, NULL, 'P'},
+        {"list", no_argument, NULL, 'L'},
+        {"cancel", no_argument, NULL, 'C'},
+        {"no-wait", no_argument, NULL, 'N'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -313,7 +325,8 @@ static int parse_cmd_args(cli_t *cli, int argc, char **argv, cli_args_t *a)
                       .receive_wait = -1,
                       .max_receive_count = -1,
                       .redrive_allow = -1,
-                      .wait = -1};
+                      .wait = -1,
+                      .rate = -1};
     optind = 0; /* GNU: restart, and permute so options may follow the arguments */
     opterr = 0;
     int c;
@@ -384,7 +397,23 @@ static int parse_cmd_args(cli_t *cli, int argc, char **argv, cli_args_t *a)
                                        "printed by a previous peek as Next), not '%s'",
                                        optarg);
             a->from = v;
-        } else if (c == '?' && strchr("mvsdarwWqcAtMF", optopt) && optopt) {
+        } else if (c == 'T' && (cmd->options & CLI_OPT_REDRIVE)) {
+            if (!cli_check_queue(cli, optarg))
+                return CLI_EXIT_USAGE;
+            a->to = optarg;
+        } else if (c == 'P' && (cmd->options & CLI_OPT_REDRIVE)) {
+            if (!parse_int(optarg, 1, KYU_MOVE_RATE_MAX, &a->rate))
+                return cli_usage_error(cli,
+                                       "--max-per-second (MaxNumberOfMessagesPerSecond) must be a "
+                                       "number from 1 to %d, not '%s'",
+                                       KYU_MOVE_RATE_MAX, optarg);
+        } else if (c == 'L' && (cmd->options & CLI_OPT_REDRIVE)) {
+            a->list = true;
+        } else if (c == 'C' && (cmd->options & CLI_OPT_REDRIVE)) {
+            a->cancel = true;
+        } else if (c == 'N' && (cmd->options & CLI_OPT_REDRIVE)) {
+            a->no_wait = true;
+        } else if (c == '?' && strchr("mvsdarwWqcAtMFTP", optopt) && optopt) {
             return cli_usage_error(cli, "option '%s' needs a value", argv[optind - 1]);
         } else if (c == '?') {
             return cli_usage_error(cli, "unknown option '%s'", argv[optind - 1]);
@@ -410,6 +439,9 @@ static int parse_cmd_args(cli_t *cli, int argc, char **argv, cli_args_t *a)
                                     "--max-message-size BYTES, --delay SEC, --retention SEC, "
                                     "--receive-wait SEC, --dead-letter-queue NAME, --redrive-allow "
                                     "..., --tag KEY=VALUE");
+    if (a->list + a->cancel > 1 ||
+        ((a->list || a->cancel) && (a->to || a->rate >= 0 || a->no_wait)))
+        return cli_usage_error(cli, "--list and --cancel take the queue alone");
     if (a->max_receive_count >= 0 && (!a->dlq || !a->dlq[0]))
         return cli_usage_error(cli, "--max-receive-count goes with --dead-letter-queue NAME");
     if ((cmd->options & CLI_OPT_CLUSTER) && cli_cluster_check_args(cli, a) != CLI_EXIT_OK)

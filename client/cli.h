@@ -45,7 +45,12 @@ typedef struct {
     kyu_msg_attrs_t attrs; /* send --attr (checked); Binary values in attr_bufs */
     unsigned char *attr_bufs[KYU_MSG_ATTRS_MAX]; /* freed by cli_args_free */
     uint64_t from;                               /* peek --from POSITION; 0 when not given */
-    int n_args;                                  /* positional arguments */
+    /* redrive: --to NAME (NULL: each message's source), --max-per-second N (-1: not given),
+     * --list, --cancel, --no-wait */
+    const char *to;
+    int rate;
+    bool list, cancel, no_wait;
+    int n_args; /* positional arguments */
     char **args;
 } cli_args_t;
 
@@ -73,7 +78,8 @@ enum {
     CLI_OPT_WAIT = 512,          /* receive: --wait SEC (long polling) */
     CLI_OPT_FORCE = 1024,        /* delete-queue --force */
     CLI_OPT_MSG_ATTRS = 2048,    /* send: --attr NAME=TYPE:VALUE (repeatable) */
-    CLI_OPT_FROM = 4096          /* peek: --from POSITION */
+    CLI_OPT_FROM = 4096,         /* peek: --from POSITION */
+    CLI_OPT_REDRIVE = 8192       /* redrive: --to, --max-per-second, --list, --cancel, --no-wait */
 };
 
 /* Prints "kyu: CMD: fmt" and the command's usage line on stderr; returns CLI_EXIT_USAGE. */
@@ -116,6 +122,7 @@ int cli_cmd_peek(cli_t *cli, cli_args_t *a);
 int cli_cmd_delete(cli_t *cli, cli_args_t *a);
 int cli_cmd_change_visibility(cli_t *cli, cli_args_t *a);
 int cli_cmd_cluster(cli_t *cli, cli_args_t *a);
+int cli_cmd_redrive(cli_t *cli, cli_args_t *a); /* cli_redrive.c */
 /* Checks the cluster command's arguments (a usage error is printed); CLI_EXIT_OK or
  * CLI_EXIT_USAGE. */
 int cli_cluster_check_args(const cli_t *cli, cli_args_t *a);

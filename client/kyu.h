@@ -303,6 +303,22 @@ kyu_code_t kyu_client_change_visibility(kyu_client_t *self, const char *queue,
                                         const char *const *handles, size_t n, int vt,
                                         kyu_code_t *results, kyu_err_t *err);
 
+/* Message move tasks (SQS's redrive of a dead-letter queue). Starts one on queue (a
+ * dead-letter queue): its messages move back to the queue each was dead-lettered from, or
+ * to destination (NULL: their sources), at most max_per_second (1..500; -1: as fast as the
+ * broker moves them). One running task per queue (INVALID_ARGUMENT otherwise). *task (when
+ * not NULL) gets the task as started. Keyed: a retry answers the queue's latest task. */
+kyu_code_t kyu_client_start_move_task(kyu_client_t *self, const char *queue,
+                                      const char *destination, int max_per_second,
+                                      kyu_move_task_t *task, kyu_err_t *err);
+/* The queue's latest move tasks, newest first: up to max (1..10) into tasks, *n of them. */
+kyu_code_t kyu_client_list_move_tasks(kyu_client_t *self, const char *queue, int max,
+                                      kyu_move_task_t *tasks, size_t *n, kyu_err_t *err);
+/* Cancels the queue's running move task (INVALID_ARGUMENT when none runs); what it moved
+ * stays moved. *task (when not NULL) gets the task as cancelled. */
+kyu_code_t kyu_client_cancel_move_task(kyu_client_t *self, const char *queue, kyu_move_task_t *task,
+                                       kyu_err_t *err);
+
 /* Asks the connected node (no failover: every node answers for itself) for its own view of
  * the cluster. */
 kyu_code_t kyu_client_cluster_status(kyu_client_t *self, kyu_node_status_t *out, kyu_err_t *err);

@@ -40,6 +40,17 @@ static const kyu_op_info_t op_table[KYU_OP_MAX_] = {
     [KYU_OP_PEEK] = {KYU_OP_PEEK, "peek", KYU_F_QUEUE, KYU_F_QUEUE | KYU_F_MAX | KYU_F_FROM, 0, 0,
                      KYU_OPF_READ,
                      "list up to max messages from position `from` without leasing them"},
+    [KYU_OP_START_MOVE_TASK] = {KYU_OP_START_MOVE_TASK, "start-move-task", KYU_F_QUEUE,
+                                KYU_F_QUEUE | KYU_F_DEST | KYU_F_RATE | KYU_F_RQ, 0, 0,
+                                KYU_OPF_WRITE,
+                                "move a dead-letter queue's messages back to their source queues "
+                                "(or to dst), at most mps a second"},
+    [KYU_OP_LIST_MOVE_TASKS] = {KYU_OP_LIST_MOVE_TASKS, "list-move-tasks", KYU_F_QUEUE,
+                                KYU_F_QUEUE | KYU_F_MAX, 0, 0, KYU_OPF_READ,
+                                "the latest max (1..10, default 1) move tasks of a queue"},
+    [KYU_OP_CANCEL_MOVE_TASK] = {KYU_OP_CANCEL_MOVE_TASK, "cancel-move-task", KYU_F_QUEUE,
+                                 KYU_F_QUEUE | KYU_F_RQ, 0, 0, KYU_OPF_WRITE,
+                                 "cancel the running move task of a queue"},
     [KYU_OP_LIST_QUEUES] = {KYU_OP_LIST_QUEUES, "list-queues", 0, 0, 0, 0, KYU_OPF_READ,
                             "list queue names"},
     [KYU_OP_GET_QUEUE_ATTRIBUTES] = {KYU_OP_GET_QUEUE_ATTRIBUTES, "get-queue-attributes",
@@ -334,6 +345,21 @@ static kyu_code_t decode_request_field(const msgpack_object *k, const msgpack_ob
                                    "ma[%zu] must be [name, type, value, ...] (strings; a Binary "
                                    "value as bin) with at most %d attributes",
                                    i, KYU_MSG_ATTRS_MAX);
+    } else if (kyu_mp_key_is(k, "dst")) {
+        bit = KYU_F_DEST;
+        if (v->type == MSGPACK_OBJECT_STR && !kyu_queue_name_valid(v->via.str.ptr, v->via.str.size))
+            return kyu_err_set(err, KYU_ERR_INVALID_NAME,
+                               "destination: queue names are 1 to 80 characters of letters, "
+                               "digits, - and _");
+        rc = get_str(v, "destination queue (dst)", req->dest, KYU_NAME_MAX, err);
+    } else if (kyu_mp_key_is(k, "mps")) {
+        bit = KYU_F_RATE;
+        rc = get_uint(v, "MaxNumberOfMessagesPerSecond (mps)", KYU_MOVE_RATE_MAX, &u, err);
+        if (rc == KYU_OK && u == 0)
+            rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                             "MaxNumberOfMessagesPerSecond (mps) must be 1 to %d",
+                             KYU_MOVE_RATE_MAX);
+        req->rate = (uint32_t)u;
     } else if (kyu_mp_key_is(k, "from")) {
         bit = KYU_F_FROM;
         rc = get_uint(v, "from (position)", UINT64_MAX, &req->from, err);
@@ -437,6 +463,10 @@ static const char *field_name(unsigned bit)
         return "ma (message attributes)";
     case KYU_F_FROM:
         return "from (position)";
+    case KYU_F_DEST:
+        return "dst (destination queue)";
+    case KYU_F_RATE:
+        return "mps (MaxNumberOfMessagesPerSecond)";
     case KYU_F_ENTRY_IDS:
         return "eid (batch entry ids)";
     case KYU_F_ENTRY_DELAYS:
@@ -637,6 +667,14 @@ void kyu_request_encode(const kyu_request_t *req, msgpack_sbuffer *out)
     if (req->fields & KYU_F_FROM) {
         kyu_mp_pack_str(&pk, "from");
         msgpack_pack_uint64(&pk, req->from);
+    }
+    if (req->fields & KYU_F_DEST) {
+        kyu_mp_pack_str(&pk, "dst");
+        kyu_mp_pack_str(&pk, req->dest);
+    }
+    if (req->fields & KYU_F_RATE) {
+        kyu_mp_pack_str(&pk, "mps");
+        msgpack_pack_uint32(&pk, req->rate);
     }
     if (req->fields & KYU_F_ENTRY_IDS) {
         kyu_mp_pack_str(&pk, "eid");

@@ -64,6 +64,11 @@
 #define KYU_ATTR_TYPE_MAX 256
 #define KYU_MD5_HEX_LEN 32
 #define KYU_ENTRY_ID_MAX 80 /* a batch entry's Id (SQS's): 1..80 of [A-Za-z0-9_-] */
+/* Message move tasks (redrive): MaxNumberOfMessagesPerSecond 1..500 (SQS's; not given: as
+ * fast as the broker moves them), and the tasks a queue keeps (SQS lists the 10 latest). */
+#define KYU_MOVE_RATE_MAX 500
+#define KYU_MOVE_TASKS_MAX 10
+#define KYU_MOVE_REASON_MAX 256
 
 typedef enum {
     KYU_OP_HELLO = 1,
@@ -83,6 +88,9 @@ typedef enum {
     KYU_OP_PURGE_QUEUE = 15,
     KYU_OP_LIST_DEAD_LETTER_SOURCE_QUEUES = 16,
     KYU_OP_PEEK = 17,
+    KYU_OP_START_MOVE_TASK = 18,  /* SQS's StartMessageMoveTask (redrive a dead-letter queue) */
+    KYU_OP_LIST_MOVE_TASKS = 19,  /* ListMessageMoveTasks */
+    KYU_OP_CANCEL_MOVE_TASK = 20, /* CancelMessageMoveTask */
     KYU_OP_MAX_
 } kyu_op_t;
 
@@ -111,7 +119,9 @@ enum {
     KYU_F_ENTRY_DELAYS = 1 << 22,  /* "eds": SEND batch: each message's DelaySeconds or nil */
     KYU_F_FROM = 1 << 26,          /* "from": PEEK: the position to list from */
     KYU_F_WAIT = 1 << 24,          /* "wt": RECEIVE: wait up to this many seconds for a message */
-    KYU_F_LAST_ = KYU_F_FROM,
+    KYU_F_DEST = 1 << 27,          /* "dst": START_MOVE_TASK: the destination queue */
+    KYU_F_RATE = 1 << 28,          /* "mps": START_MOVE_TASK: MaxNumberOfMessagesPerSecond */
+    KYU_F_LAST_ = KYU_F_RATE,
     /* the queue attributes of kyu_queue_ext_t (CREATE_QUEUE, SET_QUEUE_ATTRIBUTES) */
     KYU_F_QUEUE_EXT_ =
         KYU_F_RETENTION | KYU_F_RECEIVE_WAIT | KYU_F_REDRIVE | KYU_F_REDRIVE_ALLOW | KYU_F_TAGS,
@@ -200,6 +210,8 @@ typedef struct {
     uint32_t delay;              /* KYU_F_DELAY (the broker checks its range) */
     uint64_t deliver_at_ms;      /* KYU_F_DELIVER_AT (the broker checks its range) */
     uint64_t from;               /* KYU_F_FROM: PEEK's first position (0: the start) */
+    char dest[KYU_NAME_MAX + 1]; /* KYU_F_DEST: START_MOVE_TASK's destination queue */
+    uint32_t rate;               /* KYU_F_RATE: 1..KYU_MOVE_RATE_MAX messages a second */
     /* KYU_F_MSG_ATTRS: the attributes of each of n_attr_msgs messages (as many as bodies),
      * borrowed from the header buffer; decoding checks their shape, kyu_msg_attrs_check
      * their content (the broker, per message) */
@@ -271,6 +283,30 @@ typedef struct {
     size_t n_tags; /* how many tags the queue has (they travel in kyu_reply_t.tags) */
 } kyu_queue_attrs_t;
 
+/* A message move task (SQS's ListMessageMoveTasksResultEntry): moves the messages of a
+ * dead-letter queue (source) back to the queue each came from, or to destination. */
+enum {
+    KYU_MOVE_RUNNING = 1,
+    KYU_MOVE_COMPLETED = 2,
+    KYU_MOVE_CANCELLED = 3,
+    KYU_MOVE_FAILED = 4,
+};
+typedef struct {
+    uint64_t id;                        /* the task's handle: unique in the cluster */
+    uint32_t status;                    /* KYU_MOVE_* */
+    char source[KYU_NAME_MAX + 1];      /* the dead-letter queue */
+    char destination[KYU_NAME_MAX + 1]; /* "": each message's source queue */
+    uint32_t rate;                      /* MaxNumberOfMessagesPerSecond; 0: not set */
+    uint64_t moved;                     /* ApproximateNumberOfMessagesMoved (exact in kyu) */
+    uint64_t to_move;                   /* ApproximateNumberOfMessagesToMove, at its start */
+    uint64_t started_ms;                /* StartedTimestamp, ms since the epoch */
+    uint64_t ended_ms;                  /* when it completed, was cancelled or failed (0: runs) */
+    char reason[KYU_MOVE_REASON_MAX];   /* FailureReason (FAILED only) */
+} kyu_move_task_t;
+/* A status's wire name ("RUNNING", ...) or NULL; the status of a name, or 0. */
+const char *kyu_move_status_name(unsigned status);
+unsigned kyu_move_status_parse(const char *name);
+
 /* CLUSTER_STATUS: one node's own view of the cluster. */
 typedef struct {
     uint64_t id; /* 1 for a node started without peers */
@@ -323,6 +359,10 @@ typedef struct {
     char (*queues)[KYU_NAME_MAX + 1];
     /* GET_QUEUE_ATTRIBUTES: the queue's tags, heap, owned by the reply (NULL: none sent) */
     kyu_tags_t *tags;
+    /* START_MOVE_TASK, CANCEL_MOVE_TASK (the task), LIST_MOVE_TASKS (newest first): heap
+     * array of n_tasks, owned by the reply (NULL: none sent) */
+    size_t n_tasks;
+    kyu_move_task_t *tasks;
     /* A decoded reply whose messages have attributes: a heap copy of the header they point
      * into, owned by the reply (the broker's own replies borrow them from its records) */
     char *header;

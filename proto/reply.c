@@ -27,6 +27,26 @@ unsigned kyu_msg_state_parse(const char *name)
     return 0;
 }
 
+static const char *const move_status_names[] = {[KYU_MOVE_RUNNING] = "RUNNING",
+                                                [KYU_MOVE_COMPLETED] = "COMPLETED",
+                                                [KYU_MOVE_CANCELLED] = "CANCELLED",
+                                                [KYU_MOVE_FAILED] = "FAILED"};
+
+const char *kyu_move_status_name(unsigned status)
+{
+    return status < sizeof move_status_names / sizeof move_status_names[0]
+               ? move_status_names[status]
+               : NULL;
+}
+
+unsigned kyu_move_status_parse(const char *name)
+{
+    for (unsigned s = 1; s < sizeof move_status_names / sizeof move_status_names[0]; s++)
+        if (strcmp(name, move_status_names[s]) == 0)
+            return s;
+    return 0;
+}
+
 void kyu_reply_init(kyu_reply_t *rep)
 {
     memset(rep, 0, sizeof *rep);
@@ -36,6 +56,7 @@ void kyu_reply_reset(kyu_reply_t *rep)
 {
     free(rep->queues);
     free(rep->tags);
+    free(rep->tasks);
     free(rep->header);
     memset(rep, 0, sizeof *rep);
 }
@@ -65,7 +86,7 @@ void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out)
         n += (rep->version != 0) * 2 + (rep->n_ids > 0) + (rep->n_msgs > 0) + (rep->n_results > 0) +
              rep->has_attrs + (rep->queues != NULL) + rep->has_node + (rep->tags != NULL) +
              (rep->n_ids > 0 && rep->md5_body[0][0]) * 2 + any_attrs(rep) + rep->has_next +
-             (rep->n_errors > 0);
+             (rep->n_errors > 0) + (rep->tasks != NULL);
     msgpack_pack_map(&pk, n);
     kyu_mp_pack_str(&pk, "id");
     msgpack_pack_uint64(&pk, rep->id);
@@ -237,6 +258,36 @@ void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out)
         msgpack_pack_array(&pk, rep->n_queues);
         for (size_t i = 0; i < rep->n_queues; i++)
             kyu_mp_pack_str(&pk, rep->queues[i]);
+    }
+    if (rep->tasks) { /* move tasks: one map each, SQS's names */
+        kyu_mp_pack_str(&pk, "mt");
+        msgpack_pack_array(&pk, rep->n_tasks);
+        for (size_t i = 0; i < rep->n_tasks; i++) {
+            const kyu_move_task_t *t = &rep->tasks[i];
+            const char *st = kyu_move_status_name(t->status);
+            msgpack_pack_map(&pk, 6 + (t->destination[0] != '\0') + (t->rate != 0) +
+                                      (t->ended_ms != 0) + (t->reason[0] != '\0'));
+            pack_kv_int(&pk, "TaskHandle", (int64_t)t->id);
+            kyu_mp_pack_str(&pk, "Status");
+            kyu_mp_pack_str(&pk, st ? st : "UNKNOWN");
+            kyu_mp_pack_str(&pk, "SourceQueue");
+            kyu_mp_pack_str(&pk, t->source);
+            if (t->destination[0]) {
+                kyu_mp_pack_str(&pk, "DestinationQueue");
+                kyu_mp_pack_str(&pk, t->destination);
+            }
+            if (t->rate)
+                pack_kv_int(&pk, "MaxNumberOfMessagesPerSecond", t->rate);
+            pack_kv_int(&pk, "ApproximateNumberOfMessagesMoved", (int64_t)t->moved);
+            pack_kv_int(&pk, "ApproximateNumberOfMessagesToMove", (int64_t)t->to_move);
+            pack_kv_int(&pk, "StartedTimestamp", (int64_t)t->started_ms);
+            if (t->ended_ms)
+                pack_kv_int(&pk, "EndedTimestamp", (int64_t)t->ended_ms);
+            if (t->reason[0]) {
+                kyu_mp_pack_str(&pk, "FailureReason");
+                kyu_mp_pack_str(&pk, t->reason);
+            }
+        }
     }
 }
 
@@ -427,6 +478,42 @@ static bool decode_node(const msgpack_object *o, kyu_node_status_t *nd)
     return true;
 }
 
+static bool decode_task(const msgpack_object *o, kyu_move_task_t *t)
+{
+    if (o->type != MSGPACK_OBJECT_MAP)
+        return false;
+    for (uint32_t i = 0; i < o->via.map.size; i++) {
+        const msgpack_object *k = &o->via.map.ptr[i].key, *v = &o->via.map.ptr[i].val;
+        uint64_t u = 0;
+        bool ok = true;
+        if (kyu_mp_key_is(k, "TaskHandle"))
+            ok = get_u64(v, &t->id);
+        else if (kyu_mp_key_is(k, "Status")) {
+            char name[16];
+            ok = kyu_mp_copy_str(v, name, sizeof name - 1) &&
+                 (t->status = kyu_move_status_parse(name)) != 0;
+        } else if (kyu_mp_key_is(k, "SourceQueue"))
+            ok = kyu_mp_copy_str(v, t->source, KYU_NAME_MAX);
+        else if (kyu_mp_key_is(k, "DestinationQueue"))
+            ok = kyu_mp_copy_str(v, t->destination, KYU_NAME_MAX);
+        else if (kyu_mp_key_is(k, "MaxNumberOfMessagesPerSecond"))
+            ok = get_u64(v, &u) && u <= UINT32_MAX && (t->rate = (uint32_t)u, true);
+        else if (kyu_mp_key_is(k, "ApproximateNumberOfMessagesMoved"))
+            ok = get_u64(v, &t->moved);
+        else if (kyu_mp_key_is(k, "ApproximateNumberOfMessagesToMove"))
+            ok = get_u64(v, &t->to_move);
+        else if (kyu_mp_key_is(k, "StartedTimestamp"))
+            ok = get_u64(v, &t->started_ms);
+        else if (kyu_mp_key_is(k, "EndedTimestamp"))
+            ok = get_u64(v, &t->ended_ms);
+        else if (kyu_mp_key_is(k, "FailureReason"))
+            ok = kyu_mp_copy_str(v, t->reason, KYU_MOVE_REASON_MAX - 1);
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
 static bool decode_field(const msgpack_object *k, const msgpack_object *v, kyu_reply_t *rep)
 {
     uint64_t u = 0;
@@ -530,6 +617,19 @@ static bool decode_field(const msgpack_object *k, const msgpack_object *v, kyu_r
         rep->n_queues = n;
         for (size_t i = 0; i < n; i++)
             if (!kyu_mp_copy_str(&v->via.array.ptr[i], rep->queues[i], KYU_NAME_MAX))
+                return false;
+        return true;
+    }
+    if (kyu_mp_key_is(k, "mt")) {
+        size_t n = 0;
+        if (!get_array(v, KYU_MOVE_TASKS_MAX, &n) || rep->tasks)
+            return false;
+        rep->tasks = calloc(n ? n : 1, sizeof rep->tasks[0]);
+        if (!rep->tasks)
+            return false;
+        rep->n_tasks = n;
+        for (size_t i = 0; i < n; i++)
+            if (!decode_task(&v->via.array.ptr[i], &rep->tasks[i]))
                 return false;
         return true;
     }

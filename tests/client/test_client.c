@@ -620,10 +620,83 @@ static void test_queue_settings_carry_the_other_attributes(void **state)
     free(seen);
 }
 
+/* ---- message move tasks ---- */
+
+/* Answers START_MOVE_TASK with a task made of the request (it checks what travelled), and
+ * LIST_MOVE_TASKS with two. */
+static void move_handler(fake_broker_t *fb, void *arg, const kyu_request_t *req,
+                         const void *const *bodies, const size_t *lens, size_t n)
+{
+    (void)arg, (void)bodies, (void)lens, (void)n;
+    kyu_move_task_t t[2] = {{.id = 42, .status = KYU_MOVE_RUNNING, .to_move = 9}, {.id = 41}};
+    kyu_reply_t rep;
+    kyu_reply_init(&rep);
+    rep.id = req->id;
+    if (req->op == KYU_OP_START_MOVE_TASK) {
+        /* what travelled: the queue, dst, mps and a request key */
+        if (!(req->fields & KYU_F_RQ) || !(req->fields & KYU_F_DEST) || req->rate != 7) {
+            fake_reply_error(fb, req->id, KYU_ERR_INVALID_ARGUMENT, "fields missing");
+            return;
+        }
+        snprintf(t[0].source, sizeof t[0].source, "%s", req->queue);
+        snprintf(t[0].destination, sizeof t[0].destination, "%s", req->dest);
+        t[0].rate = req->rate;
+        rep.n_tasks = 1;
+    } else if (req->op == KYU_OP_LIST_MOVE_TASKS) {
+        t[1].status = KYU_MOVE_COMPLETED;
+        rep.n_tasks = req->max < 2 ? req->max : 2;
+    } else {
+        fake_default(fb, req);
+        return;
+    }
+    rep.tasks = t;
+    fake_reply(fb, &rep, NULL, NULL, 0);
+}
+
+static void test_move_tasks_carry_their_fields_and_bad_ones_are_refused_before_sending(void **state)
+{
+    (void)state;
+    fake_broker_t *fb = fake_broker_new(move_handler, NULL);
+    kyu_err_t err;
+    kyu_client_t *c = connect_to(fake_broker_endpoint(fb), 5000, &err);
+    assert_non_null(c);
+    kyu_move_task_t t;
+    assert_int_equal(kyu_client_start_move_task(c, "dlq", "jobs", 7, &t, &err), KYU_OK);
+    assert_int_equal(t.id, 42);
+    assert_int_equal(t.status, KYU_MOVE_RUNNING);
+    assert_string_equal(t.source, "dlq");
+    assert_string_equal(t.destination, "jobs");
+    assert_int_equal(t.rate, 7);
+    kyu_move_task_t list[KYU_MOVE_TASKS_MAX];
+    size_t n = 0;
+    assert_int_equal(kyu_client_list_move_tasks(c, "dlq", 10, list, &n, &err), KYU_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(list[1].status, KYU_MOVE_COMPLETED);
+    assert_int_equal(kyu_client_list_move_tasks(c, "dlq", 1, list, &n, &err), KYU_OK);
+    assert_int_equal(n, 1);
+    size_t before = fake_broker_requests(fb);
+    assert_int_equal(kyu_client_start_move_task(c, "dlq", NULL, 0, &t, &err),
+                     KYU_ERR_INVALID_ARGUMENT);
+    assert_int_equal(kyu_client_start_move_task(c, "dlq", NULL, 501, &t, &err),
+                     KYU_ERR_INVALID_ARGUMENT);
+    assert_int_equal(kyu_client_start_move_task(c, "dlq", "no/slash", -1, &t, &err),
+                     KYU_ERR_INVALID_NAME);
+    assert_int_equal(kyu_client_list_move_tasks(c, "dlq", 11, list, &n, &err),
+                     KYU_ERR_INVALID_ARGUMENT);
+    assert_int_equal(kyu_client_cancel_move_task(c, "bad name", &t, &err), KYU_ERR_INVALID_NAME);
+    assert_int_equal(fake_broker_requests(fb), before);
+    /* A reply without the task it must name is MALFORMED, not a task of zeros. */
+    assert_int_equal(kyu_client_cancel_move_task(c, "dlq", &t, &err), KYU_ERR_MALFORMED);
+    kyu_client_destroy(&c);
+    fake_broker_destroy(&fb);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hello_learns_max_body),
+        cmocka_unit_test(
+            test_move_tasks_carry_their_fields_and_bad_ones_are_refused_before_sending),
         cmocka_unit_test(test_hello_version_refused),
         cmocka_unit_test(test_hello_with_other_version_is_refused),
         cmocka_unit_test(test_no_broker_is_a_connection_error),

@@ -51,6 +51,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             check_attrs(&rep.msgs[i].attrs, rep.header, size);
         for (size_t i = 0; i < rep.n_msgs; i++)
             KYU_ASSERT(rep.msgs[i].state <= KYU_MSG_DELAYED);
+        KYU_ASSERT(rep.n_tasks <= KYU_MOVE_TASKS_MAX);
+        for (size_t i = 0; i < rep.n_tasks; i++)
+            KYU_ASSERT(rep.tasks[i].status <= KYU_MOVE_FAILED);
     }
     kyu_reply_reset(&rep);
 
@@ -79,6 +82,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         set == cmd.qx_set && kyu_qattrs_check(x, set, &err) == KYU_OK));
             free(x);
         }
+        if ((int)cmd.type == KYU_CMD_START_MOVE_TASK)
+            KYU_ASSERT(cmd.move_rate <= KYU_MOVE_RATE_MAX);
+        if ((int)cmd.type == KYU_CMD_REDRIVE_STEP)
+            KYU_ASSERT(cmd.move_max >= 1 && cmd.move_max <= KYU_REDRIVE_STEP_MAX);
         if (cmd.type == KYU_CMD_PURGE_QUEUE)
             KYU_ASSERT(cmd.n == 0 && cmd.max_inflight == 0);
         if (cmd.type == KYU_CMD_SET_MEMBER)

@@ -667,6 +667,87 @@ static void test_peek_reply_round_trips(void **state)
     assert_null(kyu_msg_state_name(99));
 }
 
+static void test_move_task_requests_round_trip_and_are_checked(void **state)
+{
+    (void)state;
+    kyu_request_t in, out;
+    memset(&in, 0, sizeof in);
+    in.op = KYU_OP_START_MOVE_TASK;
+    in.id = 5;
+    in.fields = KYU_F_QUEUE | KYU_F_DEST | KYU_F_RATE;
+    strcpy(in.queue, "dlq");
+    strcpy(in.dest, "jobs");
+    in.rate = KYU_MOVE_RATE_MAX;
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    kyu_request_encode(&in, &b);
+    kyu_err_t err;
+    assert_int_equal(kyu_request_decode(b.data, b.size, 0, &out, &err), KYU_OK);
+    assert_string_equal(out.dest, "jobs");
+    assert_int_equal(out.rate, KYU_MOVE_RATE_MAX);
+    msgpack_sbuffer_destroy(&b);
+    in.rate = KYU_MOVE_RATE_MAX + 1; /* SQS's maximum is 500 a second */
+    msgpack_sbuffer_init(&b);
+    kyu_request_encode(&in, &b);
+    assert_int_equal(kyu_request_decode(b.data, b.size, 0, &out, &err), KYU_ERR_INVALID_ARGUMENT);
+    msgpack_sbuffer_destroy(&b);
+    in.rate = 0;
+    msgpack_sbuffer_init(&b);
+    kyu_request_encode(&in, &b);
+    assert_int_equal(kyu_request_decode(b.data, b.size, 0, &out, &err), KYU_ERR_INVALID_ARGUMENT);
+    msgpack_sbuffer_destroy(&b);
+    in.rate = 1;
+    strcpy(in.dest, "no/slash");
+    msgpack_sbuffer_init(&b);
+    kyu_request_encode(&in, &b);
+    assert_int_equal(kyu_request_decode(b.data, b.size, 0, &out, &err), KYU_ERR_INVALID_NAME);
+    msgpack_sbuffer_destroy(&b);
+    in.op = KYU_OP_CANCEL_MOVE_TASK; /* takes neither dst nor mps */
+    strcpy(in.dest, "jobs");
+    msgpack_sbuffer_init(&b);
+    kyu_request_encode(&in, &b);
+    assert_int_equal(kyu_request_decode(b.data, b.size, 0, &out, &err), KYU_ERR_MALFORMED);
+    msgpack_sbuffer_destroy(&b);
+}
+
+static void test_move_task_replies_round_trip(void **state)
+{
+    (void)state;
+    kyu_reply_t in, out;
+    kyu_reply_init(&in);
+    kyu_reply_init(&out);
+    kyu_move_task_t t[2] = {
+        {.id = 7,
+         .status = KYU_MOVE_FAILED,
+         .source = "dlq",
+         .destination = "jobs",
+         .rate = 5,
+         .moved = 3,
+         .to_move = 9,
+         .started_ms = 1234567890123ULL,
+         .ended_ms = 1234567899999ULL,
+         .reason = "AWS.SimpleQueueService.NonExistentQueue: gone"},
+        {.id = 3, .status = KYU_MOVE_RUNNING, .source = "dlq", .to_move = 1, .started_ms = 1},
+    };
+    in.id = 4;
+    in.tasks = t;
+    in.n_tasks = 2;
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    kyu_reply_encode(&in, &b);
+    kyu_err_t err;
+    assert_int_equal(kyu_reply_decode(b.data, b.size, &out, &err), KYU_OK);
+    msgpack_sbuffer_destroy(&b);
+    assert_int_equal(out.n_tasks, 2);
+    assert_memory_equal(&out.tasks[0], &t[0], sizeof t[0]);
+    assert_memory_equal(&out.tasks[1], &t[1], sizeof t[1]);
+    kyu_reply_reset(&out);
+    assert_string_equal(kyu_move_status_name(KYU_MOVE_CANCELLED), "CANCELLED");
+    assert_int_equal(kyu_move_status_parse("COMPLETED"), KYU_MOVE_COMPLETED);
+    assert_int_equal(kyu_move_status_parse("CANCELLING"), 0);
+    assert_null(kyu_move_status_name(0));
+}
+
 static void test_code_names_are_stable(void **state)
 {
     (void)state;
@@ -701,6 +782,8 @@ int main(void)
         cmocka_unit_test(test_peek_and_purge_requests_round_trip_and_are_checked),
         cmocka_unit_test(test_a_bad_from_is_invalid_argument),
         cmocka_unit_test(test_peek_reply_round_trips),
+        cmocka_unit_test(test_move_task_requests_round_trip_and_are_checked),
+        cmocka_unit_test(test_move_task_replies_round_trip),
     };
     return cmocka_run_group_tests_name("codec", tests, NULL, NULL);
 }

@@ -751,9 +751,9 @@ void sk_oracle_stream(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *
             return;
         }
         if (cmd.type == KYU_CMD_SET_MEMBER || cmd.type == KYU_CMD_DROP_MEMBER ||
-            cmd.type == KYU_CMD_SET_HANDLE_KEY) {
-            /* The address book (membership.c) and the handle key (frontend.c): the workload
-             * proposes none. */
+            cmd.type == KYU_CMD_SET_HANDLE_KEY || (int)cmd.type > KYU_CMD_EXPIRE_MESSAGES) {
+            /* The address book (membership.c), the handle key (frontend.c) and message move
+             * tasks (op_redrive.c, types past kyu_cmd_type_t): the workload proposes none. */
             sim_violation(c, SIM_SAFETY, "entry %llu: an internal command nobody proposed",
                           (unsigned long long)e->index);
             return;
