@@ -64,14 +64,10 @@ typedef enum {
     KYU_CMD_SET_QUEUE_ATTRIBUTES = 10,
     KYU_CMD_PURGE_QUEUE = 11,
     KYU_CMD_EXPIRE_MESSAGES = 12,
-} kyu_cmd_type_t;
-/* Message move tasks (op_redrive.c). Outside kyu_cmd_type_t for now: kyu-sim-kyu's oracle
- * switches over that enum and does not propose these yet; they join it when it does. */
-enum {
-    KYU_CMD_START_MOVE_TASK = 13,
+    KYU_CMD_START_MOVE_TASK = 13, /* message move tasks (op_redrive.c) */
     KYU_CMD_REDRIVE_STEP = 14,
     KYU_CMD_CANCEL_MOVE_TASK = 15,
-};
+} kyu_cmd_type_t;
 
 #define KYU_REDRIVE_STEP_MAX 100 /* messages moved by one REDRIVE_STEP at most */
 #define KYU_UUID_LEN 36

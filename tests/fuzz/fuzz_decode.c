@@ -82,9 +82,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         set == cmd.qx_set && kyu_qattrs_check(x, set, &err) == KYU_OK));
             free(x);
         }
-        if ((int)cmd.type == KYU_CMD_START_MOVE_TASK)
+        if (cmd.type == KYU_CMD_START_MOVE_TASK)
             KYU_ASSERT(cmd.move_rate <= KYU_MOVE_RATE_MAX);
-        if ((int)cmd.type == KYU_CMD_REDRIVE_STEP)
+        if (cmd.type == KYU_CMD_REDRIVE_STEP)
             KYU_ASSERT(cmd.move_max >= 1 && cmd.move_max <= KYU_REDRIVE_STEP_MAX);
         if (cmd.type == KYU_CMD_PURGE_QUEUE)
             KYU_ASSERT(cmd.n == 0 && cmd.max_inflight == 0);

@@ -163,8 +163,11 @@ static void applied_twice(sim_cluster_t *c, const sk_intent_t *in, const kyu_com
                                   "handle key",
                                   "set attributes",
                                   "purge queue",
-                                  "expire messages"};
-    _Static_assert(sizeof types / sizeof types[0] == KYU_CMD_EXPIRE_MESSAGES + 1,
+                                  "expire messages",
+                                  "start move task",
+                                  "redrive step",
+                                  "cancel move task"};
+    _Static_assert(sizeof types / sizeof types[0] == KYU_CMD_CANCEL_MOVE_TASK + 1,
                    "a name per command type");
     sim_violation(c, SIM_SAFETY,
                   "request key applied twice: a %s with key %llu retried %llu ms after its first "
@@ -751,9 +754,10 @@ void sk_oracle_stream(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *
             return;
         }
         if (cmd.type == KYU_CMD_SET_MEMBER || cmd.type == KYU_CMD_DROP_MEMBER ||
-            cmd.type == KYU_CMD_SET_HANDLE_KEY || (int)cmd.type > KYU_CMD_EXPIRE_MESSAGES) {
+            cmd.type == KYU_CMD_SET_HANDLE_KEY || cmd.type == KYU_CMD_START_MOVE_TASK ||
+            cmd.type == KYU_CMD_REDRIVE_STEP || cmd.type == KYU_CMD_CANCEL_MOVE_TASK) {
             /* The address book (membership.c), the handle key (frontend.c) and message move
-             * tasks (op_redrive.c, types past kyu_cmd_type_t): the workload proposes none. */
+             * tasks (op_redrive.c): the workload proposes none. */
             sim_violation(c, SIM_SAFETY, "entry %llu: an internal command nobody proposed",
                           (unsigned long long)e->index);
             return;
@@ -770,8 +774,8 @@ void sk_oracle_stream(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *
         static const char *types[] = {"?",           "CREATE",     "DELETE_QUEUE", "SEND",
                                       "RECEIVE",     "DELETE",     "CHANGE_VIS",   "SET_MEMBER",
                                       "DROP_MEMBER", "HANDLE_KEY", "SET_ATTRS",    "PURGE",
-                                      "EXPIRE"};
-        _Static_assert(sizeof types / sizeof types[0] == KYU_CMD_EXPIRE_MESSAGES + 1,
+                                      "EXPIRE",      "START_MOVE", "REDRIVE_STEP", "CANCEL_MOVE"};
+        _Static_assert(sizeof types / sizeof types[0] == KYU_CMD_CANCEL_MOVE_TASK + 1,
                        "a name per command type");
         sim_trace(&c->trace, c->now, "  kyu %llu.%zu %s %s vt=%lld n=%zu now=%llu -> %s",
                   (unsigned long long)e->index, i, types[cmd.type], cmd.queue, (long long)cmd.vt,
@@ -809,6 +813,9 @@ void sk_oracle_stream(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *
         case KYU_CMD_DROP_MEMBER:
         case KYU_CMD_SET_HANDLE_KEY:
         case KYU_CMD_EXPIRE_MESSAGES:
+        case KYU_CMD_START_MOVE_TASK:
+        case KYU_CMD_REDRIVE_STEP:
+        case KYU_CMD_CANCEL_MOVE_TASK:
             break; /* refused or done above */
         }
     }
