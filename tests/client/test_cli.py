@@ -8,21 +8,20 @@ Needs KYU_BIN_DIR (the kyu binary's folder) and KYU_BROKER_BIN (kyu-broker's pat
 import json
 import os
 import shutil
-import socket
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+from harness import free_port  # noqa: E402  (ports below the ephemeral range)
 
 KYU = os.path.join(os.environ.get("KYU_BIN_DIR", "."), "kyu")
 BROKER = os.environ.get("KYU_BROKER_BIN", "kyu-broker")
 DEADLINE_S = 30
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def dead_endpoint():

@@ -3,6 +3,7 @@ directories, driven through the kyu CLI. Every wait is bounded by a deadline; pr
 stopped by their PID only."""
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -15,10 +16,33 @@ BROKER = os.path.join(BIN_DIR, "broker", "kyu-broker")
 CLI = os.path.join(BIN_DIR, "client", "kyu")
 
 
+_PICKED = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port no process is listening on, chosen below the kernel's ephemeral range
+    (net.ipv4.ip_local_port_range, 32768 and up by default) so that no outgoing connection (a
+    node dialling its peers, a CLI) can take it between this pick and the broker's bind; never
+    the same port twice in one test process."""
+    low = 10000
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            high = int(f.read().split()[0]) - 1
+    except (OSError, ValueError, IndexError):
+        high = 32767
+    rng = random.SystemRandom()
+    for _ in range(1000):
+        port = rng.randint(low, max(low, high))
+        if port in _PICKED:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _PICKED.add(port)
+        return port
+    raise AssertionError("no free port found below the ephemeral range")
 
 
 class Broker:
