@@ -1,4 +1,4 @@
-/* example_roundtrip: a program built against the installed libkyu only (#include <kyu/kyu.h>,
+/* example_roundtrip: a program built against the installed libkyu only (#include <kyu.h>,
  * `pkg-config --cflags --libs libkyu`), run by test_install.py as
  *
  *     example_roundtrip ENDPOINT QUEUE
@@ -7,7 +7,7 @@
  * then receives and deletes every message of the queue (bounded: at most 100 receives), and
  * checks its own message came back intact and the queue is empty at the end. Prints one
  * line "roundtrip ok: received N" and exits 0, or names what failed and exits 1. */
-#include <kyu/kyu.h>
+#include <kyu.h>
 
 #include <stdio.h>
 #include <string.h>
