@@ -124,7 +124,7 @@ def check_symbols(lib, kyudir):
     return len(exported)
 
 
-def check_pkgconfig(prefix, libdir, version):
+def check_pkgconfig(prefix, libdir, lib, version):
     pc = os.path.join(libdir, "pkgconfig", "libkyu.pc")
     if not os.path.isfile(pc):
         raise AssertionError("lib/pkgconfig/libkyu.pc is not installed")
@@ -136,10 +136,16 @@ def check_pkgconfig(prefix, libdir, version):
     pc_prefix = run(["pkg-config", "--variable=prefix", "libkyu"], env=env).strip()
     if os.path.realpath(pc_prefix) != os.path.realpath(prefix):
         raise AssertionError("libkyu.pc's prefix is %s, installed in %s" % (pc_prefix, prefix))
-    # Requires.private must name modules that exist (--static resolves them).
-    static = run(["pkg-config", "--static", "--libs", "libkyu"], env=env)
-    if "-lzmq" not in static.split():
-        raise AssertionError("pkg-config --static --libs libkyu lacks libzmq: %s" % static)
+    # Requires.private must name modules that exist (--static resolves them), and with
+    # Libs.private cover every library libkyu.so needs (but the C and compiler runtimes).
+    static = run(["pkg-config", "--static", "--libs", "libkyu"], env=env).split()
+    needed = re.findall(r"\(NEEDED\)\s+Shared library: \[lib([^.\]]+)\.so", run(["readelf", "-d", lib]))
+    runtime = {"c", "pthread", "dl", "rt", "gcc_s", "asan", "ubsan", "stdc++"}
+    uncovered = sorted(n for n in needed if n not in runtime and "-l" + n not in static)
+    if uncovered:
+        raise AssertionError("libkyu.so needs %s, which libkyu.pc's Requires.private/Libs.private "
+                             "do not give (pkg-config --static --libs: %s)"
+                             % (", ".join(uncovered), " ".join(static)))
     return shlex.split(run(["pkg-config", "--cflags", "--libs", "libkyu"], env=env))
 
 
@@ -218,7 +224,7 @@ def main():
         lib = check_library(libdir)
         kyudir = check_headers(os.path.join(prefix, args.includedir))
         n = check_symbols(lib, kyudir)
-        flags = check_pkgconfig(prefix, libdir, args.version)
+        flags = check_pkgconfig(prefix, libdir, lib, args.version)
         print("installed: %s (%s, %d symbols under %s); pkg-config: %s"
               % (lib, SONAME, n, VERSION_NODE, " ".join(flags)))
         check_header_alone(args.cc, shlex.split(args.cflags), flags, tmp)
