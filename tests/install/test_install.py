@@ -45,6 +45,10 @@ VERSION_NODE = "LIBKYU_0"
 SONAME = "libkyu.so.0"
 
 
+def step(what):
+    print("install_libkyu: " + what, flush=True)
+
+
 def run(cmd, **kw):
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=kw.pop("timeout", 300), **kw)
     if r.returncode != 0:
@@ -177,6 +181,7 @@ def run_example(broker, exe, libdir, queue, outdir):
     broker.ok("create-queue", queue)
     for i in range(3):
         broker.ok("send", queue, "install-test-%d" % i)
+    step("running %s %s %s" % (os.path.basename(exe), broker.endpoint, queue))
     env = dict(os.environ, LD_LIBRARY_PATH=libdir)
     out_path = os.path.join(outdir, os.path.basename(exe) + ".out")
     with open(out_path, "w") as out:
@@ -219,6 +224,7 @@ def main():
     broker = None
     try:
         prefix = os.path.join(tmp, "prefix")
+        step("cmake --install %s --prefix %s" % (args.build_dir, prefix))
         run([args.cmake, "--install", args.build_dir, "--prefix", prefix])
         libdir = os.path.join(prefix, args.libdir)
         lib = check_library(libdir)
@@ -227,9 +233,11 @@ def main():
         flags = check_pkgconfig(prefix, libdir, lib, args.version)
         print("installed: %s (%s, %d symbols under %s); pkg-config: %s"
               % (lib, SONAME, n, VERSION_NODE, " ".join(flags)))
+        step("building kyu.h alone and %d example(s)" % len(args.examples))
         check_header_alone(args.cc, shlex.split(args.cflags), flags, tmp)
         exes = [build_example(args.cc, shlex.split(args.cflags), src, flags, tmp) for src in args.examples]
         broker = harness.Broker().start()
+        step("kyu-broker on %s" % broker.endpoint)
         for i, exe in enumerate(exes):
             run_example(broker, exe, libdir, "install-example-%d" % i, tmp)
             print("ok: %s" % os.path.basename(exe))
