@@ -48,6 +48,7 @@ void kyu_err_clear(kyu_err_t *err);
 /* Stable symbolic name of a code ("NO_SUCH_QUEUE"), "UNKNOWN" for codes out of range. */
 const char *kyu_code_name(int code);
 
+/* @kyu-internal-begin: not in the header installed with libkyu (include/kyu/kyu_err.h) */
 /* Always-on assertion for broken invariants (operational failures return errors instead). */
 #define KYU_ASSERT(cond)                                                                           \
     do {                                                                                           \
@@ -55,5 +56,6 @@ const char *kyu_code_name(int code);
             kyu_assert_fail(#cond, __FILE__, __LINE__);                                            \
     } while (0)
 _Noreturn void kyu_assert_fail(const char *cond, const char *file, int line);
+/* @kyu-internal-end */
 
 #endif

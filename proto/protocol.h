@@ -14,7 +14,10 @@
 
 #include "kyu_err.h"
 
+/* @kyu-internal-begin: this header is installed with libkyu (include/kyu/protocol.h) without
+ * the sections so marked: the codec, which needs msgpack-c and is not part of libkyu's API. */
 #include <msgpack.h>
+/* @kyu-internal-end */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -373,6 +376,7 @@ bool kyu_entry_id_valid(const char *id, size_t len);
 /* True when name is 1..80 characters of letters, digits, '-' and '_'. */
 bool kyu_queue_name_valid(const char *name, size_t len);
 
+/* @kyu-internal-begin */
 /* Decodes and validates a request header (shape, types, ranges, fields against the op
  * table, body count). On error, req->id/has_id still hold the request id when it could be
  * read, so the error reply can echo it. */
@@ -380,13 +384,16 @@ kyu_code_t kyu_request_decode(const void *buf, size_t len, size_t n_bodies, kyu_
                               kyu_err_t *err);
 /* Appends req's msgpack header to out. */
 void kyu_request_encode(const kyu_request_t *req, msgpack_sbuffer *out);
+/* @kyu-internal-end */
 
 void kyu_reply_init(kyu_reply_t *rep);
 /* Frees what the reply owns and zeroes it. */
 void kyu_reply_reset(kyu_reply_t *rep);
+/* @kyu-internal-begin */
 void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out);
 /* Decodes a reply header. The caller calls kyu_reply_reset afterwards, also on error. */
 kyu_code_t kyu_reply_decode(const void *buf, size_t len, kyu_reply_t *rep, kyu_err_t *err);
+/* @kyu-internal-end */
 
 /* Message attributes (proto/msg_attrs.c). */
 /* Checks a message's attributes against SQS's rules (names, types, values, count); the
@@ -396,16 +403,19 @@ kyu_code_t kyu_msg_attrs_check(const kyu_msg_attrs_t *a, kyu_err_t *err);
 size_t kyu_msg_attrs_size(const kyu_msg_attrs_t *a);
 /* Sorts them by name (byte order): the order they are stored, returned and hashed in. */
 void kyu_msg_attrs_sort(kyu_msg_attrs_t *a);
+/* @kyu-internal-begin */
 /* Packs them as one flat array [name, type, value, name, type, value, ...]. */
 void kyu_msg_attrs_pack(msgpack_packer *pk, const kyu_msg_attrs_t *a);
 /* Reads that array (shape only: strings, a str or bin value, at most 10 triples); the
  * attributes point into the buffer o was unpacked from. */
 bool kyu_msg_attrs_unpack(const msgpack_object *o, kyu_msg_attrs_t *a);
+/* @kyu-internal-end */
 /* MD5OfMessageBody and MD5OfMessageAttributes as SQS computes them, lowercase hex; the
  * attributes' digest is "" when there are none. */
 void kyu_md5_body_hex(const void *body, size_t len, char out[KYU_MD5_HEX_LEN + 1]);
 void kyu_md5_attrs_hex(const kyu_msg_attrs_t *a, char out[KYU_MD5_HEX_LEN + 1]);
 
+/* @kyu-internal-begin */
 /* Small msgpack helpers shared by the codecs (proto/, broker/command.c). */
 void kyu_mp_pack_str(msgpack_packer *pk, const char *s);
 /* True when k is the string key name. */
@@ -423,5 +433,6 @@ kyu_code_t kyu_msgpack_unpack_bounded(const void *buf, size_t len, int max_depth
 /* The same for one object of a stream: unpacks the object at *off and moves *off past it. */
 kyu_code_t kyu_msgpack_unpack_next_bounded(const void *buf, size_t len, size_t *off, int max_depth,
                                            msgpack_unpacked *out, kyu_err_t *err);
+/* @kyu-internal-end */
 
 #endif
