@@ -390,7 +390,7 @@ class Workers(unittest.TestCase):
         r = self.b.cli("workers", "nope")
         self.assertEqual(r.returncode, 1)
         self.assertIn(b"NO_SUCH_QUEUE", r.stderr)
-        self.assertEqual(self.b.ok("workers", "other", "--json").count("\n"), 1)
+        self.assertEqual(self.b.ok("--json", "workers", "other").count("\n"), 1)
 
 
 class ClusterWorkers(unittest.TestCase):
