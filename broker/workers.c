@@ -584,9 +584,11 @@ static void serve_queue(kyu_workers_t *self, wq_t *q)
                         "the queue was deleted", false);
         return;
     }
+    /* As many as the credit takes, ten to a RECEIVE: a session with much credit has several
+     * in flight (pipelined), as a consumer with many receives would. */
     uint64_t want = 0;
     for (session_t *s = zlistx_first(q->sessions); s; s = zlistx_next(q->sessions))
-        want += s->credit < KYU_BATCH_MAX ? s->credit : KYU_BATCH_MAX;
+        want += s->credit;
     if (want == 0)
         return;
     uint64_t now = self->io.cluster_ms(self->io.arg);
