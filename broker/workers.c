@@ -42,6 +42,9 @@ struct wq {
     zlistx_t *sessions; /* session_t*, live, not owned */
     uint64_t pending;   /* messages asked for by RECEIVEs in flight */
     bool marked;
+    /* A RECEIVE for it was refused (the in-flight limit, BUSY): the timer leaves it alone
+     * (it would fire at once again and again) until a heartbeat or a wake marks it. */
+    bool blocked;
 };
 
 struct kyu_workers {
@@ -601,8 +604,11 @@ static void serve_queue(kyu_workers_t *self, wq_t *q)
         uint32_t n = s->credit < KYU_BATCH_MAX ? s->credit : KYU_BATCH_MAX;
         n = n < budget ? n : (uint32_t)budget;
         kyu_err_t err;
-        if (self->io.propose_receive(self->io.arg, s->sid, s->queue, s->vt, n, &err) != KYU_OK)
-            break; /* BUSY or the in-flight limit: the next heartbeat tries again */
+        if (self->io.propose_receive(self->io.arg, s->sid, s->queue, s->vt, n, &err) != KYU_OK) {
+            q->blocked = true; /* BUSY or the in-flight limit: the next heartbeat tries again */
+            break;
+        }
+        q->blocked = false;
         s->credit -= n;
         s->reserved += n;
         s->pushes++;
@@ -647,7 +653,8 @@ bool kyu_workers_serve(kyu_workers_t *self, bool timer_fired)
     if (timer_fired) { /* a lease or a delay may have ended on a queue with sessions */
         uint64_t now = self->io.cluster_ms(self->io.arg);
         for (wq_t *q = zhashx_first(self->queues); q; q = zhashx_next(self->queues))
-            if (!q->marked && q->pending == 0 && kyu_sm_next_visible_at(self->sm, q->name) <= now)
+            if (!q->marked && !q->blocked && q->pending == 0 &&
+                kyu_sm_next_visible_at(self->sm, q->name) <= now)
                 mark(self, q);
     }
     if (self->n_marked == 0)
@@ -674,8 +681,8 @@ uint64_t kyu_workers_next_visible(kyu_workers_t *self)
 {
     uint64_t at = UINT64_MAX;
     for (wq_t *q = zhashx_first(self->queues); q; q = zhashx_next(self->queues)) {
-        if (q->pending > 0)
-            continue; /* looked at again when its RECEIVEs come back */
+        if (q->pending > 0 || q->blocked)
+            continue; /* looked at again when its RECEIVEs come back, or marked */
         bool credit = false;
         for (session_t *s = zlistx_first(q->sessions); s && !credit; s = zlistx_next(q->sessions))
             credit = s->credit > 0;

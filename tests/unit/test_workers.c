@@ -571,7 +571,11 @@ static void test_a_refused_or_undeliverable_push(void **state)
     kyu_workers_serve(W.w, false);
     assert_int_equal(W.n_props, 0);
     invariant(sid);
+    /* Refused, it is not the timer's business (it would fire again at once, forever) */
+    assert_true(kyu_workers_next_visible(W.w) == UINT64_MAX);
     W.refuse = KYU_OK;
+    kyu_workers_serve(W.w, true);
+    assert_int_equal(W.n_props, 0);
     assert_int_equal(heartbeat(id, sid, 0), KYU_OK); /* a heartbeat tries again */
     kyu_workers_serve(W.w, false);
     assert_int_equal(W.n_props, 1);
