@@ -463,7 +463,7 @@ kyu_code_t kyu_workers_list(kyu_workers_t *self, const char *queue, kyu_reply_t 
         snprintf(w->host, sizeof w->host, "%s", s->host);
         snprintf(w->queue, sizeof w->queue, "%s", s->queue);
         w->credit = s->credit;
-        w->held = s->held + s->reserved;
+        w->held = s->held; /* pushed, not given back (those being leased: not yet) */
         w->hb_ago_ms = now > s->last_hb ? now - s->last_hb : 0;
         w->age_ms = now > s->opened_at ? now - s->opened_at : 0;
     }
@@ -544,9 +544,11 @@ void kyu_workers_on_receive(kyu_workers_t *self, uint64_t sid, uint32_t asked,
         }
     }
     /* Its queue is looked at again (more may be visible); a refusal (the in-flight limit) is
-     * tried again at the next heartbeat that gives credit back, not at once. */
+     * tried again at the next heartbeat, not at once (nor by the timer). */
     if (res->code == KYU_OK)
         mark(self, s->wq);
+    else if (s->wq)
+        s->wq->blocked = true;
 }
 
 void kyu_workers_on_release(kyu_workers_t *self, uint64_t sid, const kyu_result_t *res)
