@@ -51,6 +51,20 @@ static const kyu_op_info_t op_table[KYU_OP_MAX_] = {
     [KYU_OP_CANCEL_MOVE_TASK] = {KYU_OP_CANCEL_MOVE_TASK, "cancel-move-task", KYU_F_QUEUE,
                                  KYU_F_QUEUE | KYU_F_RQ, 0, 0, KYU_OPF_WRITE,
                                  "cancel the running move task of a queue"},
+    [KYU_OP_WORKER_OPEN] = {KYU_OP_WORKER_OPEN, "worker-open", KYU_F_QUEUE | KYU_F_CREDIT,
+                            KYU_F_QUEUE | KYU_F_CREDIT | KYU_F_HB | KYU_F_LIVENESS | KYU_F_VT |
+                                KYU_F_WORKER_NAME,
+                            0, 0, KYU_OPF_SESSION,
+                            "open a worker session: the leader pushes up to cr leased messages "
+                            "of queue q to this connection"},
+    [KYU_OP_WORKER_HEARTBEAT] = {KYU_OP_WORKER_HEARTBEAT, "worker-heartbeat", KYU_F_SID,
+                                 KYU_F_SID | KYU_F_CREDIT, 0, 0, KYU_OPF_SESSION,
+                                 "a worker session's heartbeat, giving back cr credit"},
+    [KYU_OP_WORKER_CLOSE] = {KYU_OP_WORKER_CLOSE, "worker-close", KYU_F_SID, KYU_F_SID, 0, 0,
+                             KYU_OPF_SESSION,
+                             "end a worker session, releasing the leases it still holds"},
+    [KYU_OP_LIST_WORKERS] = {KYU_OP_LIST_WORKERS, "list-workers", 0, KYU_F_QUEUE, 0, 0,
+                             KYU_OPF_READ, "the leader's worker sessions (of queue q)"},
     [KYU_OP_LIST_QUEUES] = {KYU_OP_LIST_QUEUES, "list-queues", 0, 0, 0, 0, KYU_OPF_READ,
                             "list queue names"},
     [KYU_OP_GET_QUEUE_ATTRIBUTES] = {KYU_OP_GET_QUEUE_ATTRIBUTES, "get-queue-attributes",
@@ -148,6 +162,17 @@ static kyu_code_t get_str(const msgpack_object *o, const char *what, char *out, 
 }
 
 /* ---- requests ---- */
+
+/* True for a non-empty string of printable ASCII (a worker's name: shown in tables). */
+static bool printable(const char *s)
+{
+    if (!*s)
+        return false;
+    for (; *s; s++)
+        if (*s < 0x20 || *s > 0x7e)
+            return false;
+    return true;
+}
 
 static const char *const redrive_allow_names[] = {"allowAll", "denyAll", "byQueue"};
 
@@ -398,6 +423,40 @@ static kyu_code_t decode_request_field(const msgpack_object *k, const msgpack_ob
             req->entry_delay[i] = (int64_t)u;
         }
         req->n_entry_delays = v->via.array.size;
+    } else if (kyu_mp_key_is(k, "cr")) {
+        bit = KYU_F_CREDIT; /* WORKER_OPEN's credit 1.., a heartbeat's given back 0.. */
+        rc = get_uint(v, "credit (cr)", KYU_WORKER_CREDIT_MAX, &u, err);
+        if (rc == KYU_OK && u == 0 && req->op == KYU_OP_WORKER_OPEN)
+            rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "credit (cr) must be 1 to %d",
+                             KYU_WORKER_CREDIT_MAX);
+        req->credit = (uint32_t)u;
+    } else if (kyu_mp_key_is(k, "hb")) {
+        bit = KYU_F_HB;
+        rc = get_uint(v, "heartbeat interval (hb)", KYU_WORKER_HB_MAX_MS, &u, err);
+        if (rc == KYU_OK && u < KYU_WORKER_HB_MIN_MS)
+            rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                             "heartbeat interval (hb) must be %d to %d ms", KYU_WORKER_HB_MIN_MS,
+                             KYU_WORKER_HB_MAX_MS);
+        req->hb_ms = (uint32_t)u;
+    } else if (kyu_mp_key_is(k, "lv")) {
+        bit = KYU_F_LIVENESS;
+        rc = get_uint(v, "liveness (lv)", KYU_WORKER_LIVENESS_MAX, &u, err);
+        if (rc == KYU_OK && u == 0)
+            rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "liveness (lv) must be 1 to %d",
+                             KYU_WORKER_LIVENESS_MAX);
+        req->liveness = (uint32_t)u;
+    } else if (kyu_mp_key_is(k, "wn")) {
+        bit = KYU_F_WORKER_NAME;
+        rc = get_str(v, "worker name (wn)", req->worker_name, KYU_WORKER_NAME_MAX, err);
+        if (rc == KYU_OK && !printable(req->worker_name))
+            rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                             "worker name (wn) must be 1 to %d printable ASCII characters",
+                             KYU_WORKER_NAME_MAX);
+    } else if (kyu_mp_key_is(k, "sid")) {
+        bit = KYU_F_SID;
+        rc = get_uint(v, "session id (sid)", UINT64_MAX, &req->sid, err);
+        if (rc == KYU_OK && req->sid == 0)
+            rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "session id (sid) must not be 0");
     } else if (kyu_mp_key_is(k, "rq")) {
         bit = KYU_F_RQ;
         if (v->type != MSGPACK_OBJECT_ARRAY || v->via.array.size != 2)
@@ -471,6 +530,16 @@ static const char *field_name(unsigned bit)
         return "eid (batch entry ids)";
     case KYU_F_ENTRY_DELAYS:
         return "eds (batch entry delays)";
+    case KYU_F_CREDIT:
+        return "cr (credit)";
+    case KYU_F_HB:
+        return "hb (heartbeat interval)";
+    case KYU_F_LIVENESS:
+        return "lv (liveness)";
+    case KYU_F_WORKER_NAME:
+        return "wn (worker name)";
+    case KYU_F_SID:
+        return "sid (session id)";
     default:
         return "?";
     }
@@ -691,6 +760,26 @@ void kyu_request_encode(const kyu_request_t *req, msgpack_sbuffer *out)
             else
                 msgpack_pack_uint64(&pk, (uint64_t)req->entry_delay[i]);
         }
+    }
+    if (req->fields & KYU_F_CREDIT) {
+        kyu_mp_pack_str(&pk, "cr");
+        msgpack_pack_uint32(&pk, req->credit);
+    }
+    if (req->fields & KYU_F_HB) {
+        kyu_mp_pack_str(&pk, "hb");
+        msgpack_pack_uint32(&pk, req->hb_ms);
+    }
+    if (req->fields & KYU_F_LIVENESS) {
+        kyu_mp_pack_str(&pk, "lv");
+        msgpack_pack_uint32(&pk, req->liveness);
+    }
+    if (req->fields & KYU_F_WORKER_NAME) {
+        kyu_mp_pack_str(&pk, "wn");
+        kyu_mp_pack_str(&pk, req->worker_name);
+    }
+    if (req->fields & KYU_F_SID) {
+        kyu_mp_pack_str(&pk, "sid");
+        msgpack_pack_uint64(&pk, req->sid);
     }
     if (req->fields & KYU_F_RQ) {
         kyu_mp_pack_str(&pk, "rq");

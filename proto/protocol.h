@@ -72,6 +72,16 @@
 #define KYU_MOVE_RATE_MAX 500
 #define KYU_MOVE_TASKS_MAX 10
 #define KYU_MOVE_REASON_MAX 256
+/* Worker sessions (PROTOCOL.md "Worker sessions"): a session's credit (messages its worker
+ * holds at once; a heartbeat gives back 0..KYU_WORKER_CREDIT_MAX), the heartbeat interval
+ * both ways, the heartbeats missed before a session is declared dead, a worker's name. */
+#define KYU_WORKER_CREDIT_MAX 10000
+#define KYU_WORKER_HB_MIN_MS 100
+#define KYU_WORKER_HB_MAX_MS 60000
+#define KYU_WORKER_HB_DEFAULT_MS 1000
+#define KYU_WORKER_LIVENESS_MAX 100
+#define KYU_WORKER_LIVENESS_DEFAULT 3
+#define KYU_WORKER_NAME_MAX 64
 
 typedef enum {
     KYU_OP_HELLO = 1,
@@ -94,6 +104,10 @@ typedef enum {
     KYU_OP_START_MOVE_TASK = 18,  /* SQS's StartMessageMoveTask (redrive a dead-letter queue) */
     KYU_OP_LIST_MOVE_TASKS = 19,  /* ListMessageMoveTasks */
     KYU_OP_CANCEL_MOVE_TASK = 20, /* CancelMessageMoveTask */
+    KYU_OP_WORKER_OPEN = 21,      /* a worker session: pushed leases (PROTOCOL.md) */
+    KYU_OP_WORKER_HEARTBEAT = 22,
+    KYU_OP_WORKER_CLOSE = 23,
+    KYU_OP_LIST_WORKERS = 24,
     KYU_OP_MAX_
 } kyu_op_t;
 
@@ -117,6 +131,10 @@ enum {
     KYU_F_REDRIVE_ALLOW = 1 << 15, /* "rap": a queue's RedriveAllowPolicy [mode, [queues]] */
     KYU_F_TAGS = 1 << 16,          /* "tags": a queue's tags {key: value} */
     KYU_F_FORCE = 1 << 17,         /* "force": DELETE_QUEUE of a dead-letter queue */
+    KYU_F_CREDIT = 1 << 18,        /* "cr": WORKER_OPEN's credit, WORKER_HEARTBEAT's given back */
+    KYU_F_HB = 1 << 19,            /* "hb": WORKER_OPEN: heartbeat interval, ms */
+    KYU_F_LIVENESS = 1 << 23,      /* "lv": WORKER_OPEN: heartbeats missed before dead */
+    KYU_F_WORKER_NAME = 1 << 25,   /* "wn": WORKER_OPEN: the worker's name */
     KYU_F_MSG_ATTRS = 1 << 20,     /* "ma": SEND: each message's attributes */
     KYU_F_ENTRY_IDS = 1 << 21,     /* "eid": SEND as a batch: each message's entry id */
     KYU_F_ENTRY_DELAYS = 1 << 22,  /* "eds": SEND batch: each message's DelaySeconds or nil */
@@ -124,7 +142,8 @@ enum {
     KYU_F_WAIT = 1 << 24,          /* "wt": RECEIVE: wait up to this many seconds for a message */
     KYU_F_DEST = 1 << 27,          /* "dst": START_MOVE_TASK: the destination queue */
     KYU_F_RATE = 1 << 28,          /* "mps": START_MOVE_TASK: MaxNumberOfMessagesPerSecond */
-    KYU_F_LAST_ = KYU_F_RATE,
+    KYU_F_SID = 1 << 29,           /* "sid": WORKER_HEARTBEAT, WORKER_CLOSE: the session */
+    KYU_F_LAST_ = KYU_F_SID,
     /* the queue attributes of kyu_queue_ext_t (CREATE_QUEUE, SET_QUEUE_ATTRIBUTES) */
     KYU_F_QUEUE_EXT_ =
         KYU_F_RETENTION | KYU_F_RECEIVE_WAIT | KYU_F_REDRIVE | KYU_F_REDRIVE_ALLOW | KYU_F_TAGS,
@@ -161,7 +180,15 @@ typedef struct {
 
 /* Op flags: WRITE ops go through the log; READ ops are answered from applied state. */
 /* ADMIN ops act on the cluster, not on queues: answered by the leader, not logged. */
-enum { KYU_OPF_WRITE = 1 << 0, KYU_OPF_READ = 1 << 1, KYU_OPF_ADMIN = 1 << 2 };
+/* SESSION ops (WORKER_OPEN, _HEARTBEAT, _CLOSE) act on a worker session, which lives in the
+ * leader's memory only and is bound to the connection that opened it: never retried on
+ * another connection, not logged (their leases are). */
+enum {
+    KYU_OPF_WRITE = 1 << 0,
+    KYU_OPF_READ = 1 << 1,
+    KYU_OPF_ADMIN = 1 << 2,
+    KYU_OPF_SESSION = 1 << 3
+};
 
 typedef struct {
     kyu_op_t op;
@@ -227,6 +254,13 @@ typedef struct {
     char entry_ids[KYU_BATCH_MAX][KYU_ENTRY_ID_MAX + 1];
     int64_t entry_delay[KYU_BATCH_MAX];
     uint32_t wait; /* KYU_F_WAIT: seconds, 0..KYU_WAIT_MAX */
+    /* Worker sessions: KYU_F_CREDIT (WORKER_OPEN 1.., WORKER_HEARTBEAT 0..
+     * KYU_WORKER_CREDIT_MAX), KYU_F_HB (ms, KYU_WORKER_HB_MIN_MS..KYU_WORKER_HB_MAX_MS),
+     * KYU_F_LIVENESS (1..KYU_WORKER_LIVENESS_MAX), KYU_F_WORKER_NAME (1..64 printable
+     * bytes), KYU_F_SID (non-zero): the codec checks these ranges */
+    uint32_t credit, hb_ms, liveness;
+    char worker_name[KYU_WORKER_NAME_MAX + 1];
+    uint64_t sid;
     /* KYU_F_RETENTION, _RECEIVE_WAIT, _REDRIVE (dlq "" removes the policy), _REDRIVE_ALLOW,
      * _TAGS: the queue's other attributes (the broker checks their ranges). Last, and its
      * tags last in it: the decoder clears the struct only up to the tags (20 KB that only
@@ -310,6 +344,25 @@ typedef struct {
 const char *kyu_move_status_name(unsigned status);
 unsigned kyu_move_status_parse(const char *name);
 
+/* LIST_WORKERS: one worker session. */
+typedef struct {
+    uint64_t sid;
+    char name[KYU_WORKER_NAME_MAX + 1]; /* "wn" */
+    char host[KYU_ENDPOINT_MAX];        /* the peer's address ("" if unknown) */
+    char queue[KYU_NAME_MAX + 1];
+    uint32_t credit;    /* "cr": messages it may be pushed now */
+    uint32_t held;      /* leases pushed and not yet given back */
+    uint64_t hb_ago_ms; /* "hbago": ms since its last heartbeat */
+    uint64_t age_ms;    /* ms since it opened */
+} kyu_worker_info_t;
+
+/* A push's event ("ev" on the wire): leased messages, the broker's heartbeat, the end of
+ * the session. A reply that is not a push has none (0). */
+enum { KYU_EV_MSGS = 1, KYU_EV_HB = 2, KYU_EV_CLOSED = 3 };
+/* The event's wire name ("msgs", "hb", "closed") or NULL; the event of a name, or 0. */
+const char *kyu_ev_name(unsigned ev);
+unsigned kyu_ev_parse(const char *name);
+
 /* CLUSTER_STATUS: one node's own view of the cluster. */
 typedef struct {
     uint64_t id; /* 1 for a node started without peers */
@@ -366,6 +419,16 @@ typedef struct {
      * array of n_tasks, owned by the reply (NULL: none sent) */
     size_t n_tasks;
     kyu_move_task_t *tasks;
+    /* Worker sessions: WORKER_OPEN's reply and every push name the session (0: none); a push
+     * has its event (KYU_EV_*: also on a "closed" push, whose st says why) and a WORKER_OPEN
+     * reply the effective heartbeat interval (ms) and liveness (0: not sent) */
+    uint64_t sid;
+    uint32_t ev;
+    uint32_t hb_ms, liveness;
+    /* LIST_WORKERS: heap array of n_workers, ordered by sid, owned by the reply (NULL: none
+     * sent) */
+    size_t n_workers;
+    kyu_worker_info_t *workers;
     /* A decoded reply whose messages have attributes: a heap copy of the header they point
      * into, owned by the reply (the broker's own replies borrow them from its records) */
     char *header;

@@ -10,6 +10,7 @@
 
 #define MAX_DEPTH 4
 #define QUEUES_MAX 100000
+#define WORKERS_MAX 100000
 
 static const char *const state_names[] = {
     [KYU_MSG_VISIBLE] = "visible", [KYU_MSG_INFLIGHT] = "inflight", [KYU_MSG_DELAYED] = "delayed"};
@@ -47,6 +48,22 @@ unsigned kyu_move_status_parse(const char *name)
     return 0;
 }
 
+static const char *const ev_names[] = {
+    [KYU_EV_MSGS] = "msgs", [KYU_EV_HB] = "hb", [KYU_EV_CLOSED] = "closed"};
+
+const char *kyu_ev_name(unsigned ev)
+{
+    return ev < sizeof ev_names / sizeof ev_names[0] ? ev_names[ev] : NULL;
+}
+
+unsigned kyu_ev_parse(const char *name)
+{
+    for (unsigned e = 1; e < sizeof ev_names / sizeof ev_names[0]; e++)
+        if (strcmp(name, ev_names[e]) == 0)
+            return e;
+    return 0;
+}
+
 void kyu_reply_init(kyu_reply_t *rep)
 {
     memset(rep, 0, sizeof *rep);
@@ -57,6 +74,7 @@ void kyu_reply_reset(kyu_reply_t *rep)
     free(rep->queues);
     free(rep->tags);
     free(rep->tasks);
+    free(rep->workers);
     free(rep->header);
     memset(rep, 0, sizeof *rep);
 }
@@ -79,19 +97,31 @@ void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out)
 {
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
-    int n = 2;
+    /* A push (worker sessions) names its session and event, also when it ends one with an
+     * error status. */
+    const char *ev = kyu_ev_name(rep->ev);
+    int n = 2 + (rep->sid != 0) + (ev != NULL);
     if (rep->status != KYU_OK)
         n += 1 + (rep->leader[0] != '\0');
     else
         n += (rep->version != 0) * 2 + (rep->n_ids > 0) + (rep->n_msgs > 0) + (rep->n_results > 0) +
              rep->has_attrs + (rep->queues != NULL) + rep->has_node + (rep->tags != NULL) +
              (rep->n_ids > 0 && rep->md5_body[0][0]) * 2 + any_attrs(rep) + rep->has_next +
-             (rep->n_errors > 0) + (rep->tasks != NULL);
+             (rep->n_errors > 0) + (rep->tasks != NULL) + (rep->hb_ms != 0) + (rep->liveness != 0) +
+             (rep->workers != NULL);
     msgpack_pack_map(&pk, n);
     kyu_mp_pack_str(&pk, "id");
     msgpack_pack_uint64(&pk, rep->id);
     kyu_mp_pack_str(&pk, "st");
     msgpack_pack_uint32(&pk, rep->status);
+    if (rep->sid) {
+        kyu_mp_pack_str(&pk, "sid");
+        msgpack_pack_uint64(&pk, rep->sid);
+    }
+    if (ev) {
+        kyu_mp_pack_str(&pk, "ev");
+        kyu_mp_pack_str(&pk, ev);
+    }
     if (rep->status != KYU_OK) {
         kyu_mp_pack_str(&pk, "err");
         kyu_mp_pack_str(&pk, rep->error);
@@ -258,6 +288,38 @@ void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out)
         msgpack_pack_array(&pk, rep->n_queues);
         for (size_t i = 0; i < rep->n_queues; i++)
             kyu_mp_pack_str(&pk, rep->queues[i]);
+    }
+    if (rep->hb_ms) {
+        kyu_mp_pack_str(&pk, "hb");
+        msgpack_pack_uint32(&pk, rep->hb_ms);
+    }
+    if (rep->liveness) {
+        kyu_mp_pack_str(&pk, "lv");
+        msgpack_pack_uint32(&pk, rep->liveness);
+    }
+    if (rep->workers) {
+        kyu_mp_pack_str(&pk, "workers");
+        msgpack_pack_array(&pk, rep->n_workers);
+        for (size_t i = 0; i < rep->n_workers; i++) {
+            const kyu_worker_info_t *w = &rep->workers[i];
+            msgpack_pack_map(&pk, 8);
+            kyu_mp_pack_str(&pk, "sid");
+            msgpack_pack_uint64(&pk, w->sid);
+            kyu_mp_pack_str(&pk, "wn");
+            kyu_mp_pack_str(&pk, w->name);
+            kyu_mp_pack_str(&pk, "host");
+            kyu_mp_pack_str(&pk, w->host);
+            kyu_mp_pack_str(&pk, "q");
+            kyu_mp_pack_str(&pk, w->queue);
+            kyu_mp_pack_str(&pk, "cr");
+            msgpack_pack_uint32(&pk, w->credit);
+            kyu_mp_pack_str(&pk, "held");
+            msgpack_pack_uint32(&pk, w->held);
+            kyu_mp_pack_str(&pk, "hbago");
+            msgpack_pack_uint64(&pk, w->hb_ago_ms);
+            kyu_mp_pack_str(&pk, "age");
+            msgpack_pack_uint64(&pk, w->age_ms);
+        }
     }
     if (rep->tasks) { /* move tasks: one map each, SQS's names */
         kyu_mp_pack_str(&pk, "mt");
@@ -514,6 +576,36 @@ static bool decode_task(const msgpack_object *o, kyu_move_task_t *t)
     return true;
 }
 
+static bool decode_worker(const msgpack_object *o, kyu_worker_info_t *w)
+{
+    if (o->type != MSGPACK_OBJECT_MAP)
+        return false;
+    for (uint32_t i = 0; i < o->via.map.size; i++) {
+        const msgpack_object *k = &o->via.map.ptr[i].key, *v = &o->via.map.ptr[i].val;
+        uint64_t u = 0;
+        bool ok = true;
+        if (kyu_mp_key_is(k, "sid"))
+            ok = get_u64(v, &w->sid);
+        else if (kyu_mp_key_is(k, "wn"))
+            ok = kyu_mp_copy_str(v, w->name, KYU_WORKER_NAME_MAX);
+        else if (kyu_mp_key_is(k, "host"))
+            ok = kyu_mp_copy_str(v, w->host, KYU_ENDPOINT_MAX - 1);
+        else if (kyu_mp_key_is(k, "q"))
+            ok = kyu_mp_copy_str(v, w->queue, KYU_NAME_MAX);
+        else if (kyu_mp_key_is(k, "cr"))
+            ok = get_u64(v, &u) && u <= UINT32_MAX && (w->credit = (uint32_t)u, true);
+        else if (kyu_mp_key_is(k, "held"))
+            ok = get_u64(v, &u) && u <= UINT32_MAX && (w->held = (uint32_t)u, true);
+        else if (kyu_mp_key_is(k, "hbago"))
+            ok = get_u64(v, &w->hb_ago_ms);
+        else if (kyu_mp_key_is(k, "age"))
+            ok = get_u64(v, &w->age_ms);
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
 static bool decode_field(const msgpack_object *k, const msgpack_object *v, kyu_reply_t *rep)
 {
     uint64_t u = 0;
@@ -617,6 +709,29 @@ static bool decode_field(const msgpack_object *k, const msgpack_object *v, kyu_r
         rep->n_queues = n;
         for (size_t i = 0; i < n; i++)
             if (!kyu_mp_copy_str(&v->via.array.ptr[i], rep->queues[i], KYU_NAME_MAX))
+                return false;
+        return true;
+    }
+    if (kyu_mp_key_is(k, "sid"))
+        return get_u64(v, &rep->sid);
+    if (kyu_mp_key_is(k, "ev")) {
+        char name[16];
+        return kyu_mp_copy_str(v, name, sizeof name - 1) && (rep->ev = kyu_ev_parse(name)) != 0;
+    }
+    if (kyu_mp_key_is(k, "hb"))
+        return get_u64(v, &u) && u <= UINT32_MAX && (rep->hb_ms = (uint32_t)u, true);
+    if (kyu_mp_key_is(k, "lv"))
+        return get_u64(v, &u) && u <= UINT32_MAX && (rep->liveness = (uint32_t)u, true);
+    if (kyu_mp_key_is(k, "workers")) {
+        size_t n = 0;
+        if (!get_array(v, WORKERS_MAX, &n) || rep->workers)
+            return false;
+        rep->workers = calloc(n ? n : 1, sizeof rep->workers[0]);
+        if (!rep->workers)
+            return false;
+        rep->n_workers = n;
+        for (size_t i = 0; i < n; i++)
+            if (!decode_worker(&v->via.array.ptr[i], &rep->workers[i]))
                 return false;
         return true;
     }

@@ -748,6 +748,269 @@ static void test_move_task_replies_round_trip(void **state)
     assert_null(kyu_move_status_name(0));
 }
 
+/* Encodes in, decodes it as a request with no bodies. */
+static kyu_code_t round_trip(const kyu_request_t *in, kyu_request_t *out, kyu_err_t *err)
+{
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    kyu_request_encode(in, &b);
+    kyu_err_clear(err);
+    kyu_code_t rc = kyu_request_decode(b.data, b.size, 0, out, err);
+    msgpack_sbuffer_destroy(&b);
+    return rc;
+}
+
+static void test_worker_requests_round_trip(void **state)
+{
+    (void)state;
+    kyu_request_t in, out;
+    kyu_err_t err;
+    memset(&in, 0, sizeof in);
+    in.op = KYU_OP_WORKER_OPEN;
+    in.id = 9;
+    in.fields =
+        KYU_F_QUEUE | KYU_F_CREDIT | KYU_F_HB | KYU_F_LIVENESS | KYU_F_VT | KYU_F_WORKER_NAME;
+    strcpy(in.queue, "jobs");
+    in.credit = KYU_WORKER_CREDIT_MAX;
+    in.hb_ms = KYU_WORKER_HB_MIN_MS;
+    in.liveness = KYU_WORKER_LIVENESS_MAX;
+    in.vt = 300;
+    strcpy(in.worker_name, "host-1:4242");
+    assert_int_equal(round_trip(&in, &out, &err), KYU_OK);
+    assert_int_equal(out.op, KYU_OP_WORKER_OPEN);
+    assert_int_equal(out.fields, in.fields);
+    assert_int_equal(out.credit, KYU_WORKER_CREDIT_MAX);
+    assert_int_equal(out.hb_ms, KYU_WORKER_HB_MIN_MS);
+    assert_int_equal(out.liveness, KYU_WORKER_LIVENESS_MAX);
+    assert_int_equal(out.vt, 300);
+    assert_string_equal(out.worker_name, "host-1:4242");
+    memset(&in, 0, sizeof in);
+    in.op = KYU_OP_WORKER_HEARTBEAT;
+    in.id = 10;
+    in.fields = KYU_F_SID | KYU_F_CREDIT;
+    in.sid = UINT64_MAX;
+    in.credit = 0; /* a heartbeat that gives nothing back */
+    assert_int_equal(round_trip(&in, &out, &err), KYU_OK);
+    assert_true(out.sid == UINT64_MAX);
+    assert_int_equal(out.credit, 0);
+    assert_int_equal(out.fields, KYU_F_SID | KYU_F_CREDIT);
+    in.op = KYU_OP_WORKER_CLOSE;
+    in.fields = KYU_F_SID;
+    in.sid = 77;
+    assert_int_equal(round_trip(&in, &out, &err), KYU_OK);
+    assert_int_equal(out.sid, 77);
+    in.op = KYU_OP_LIST_WORKERS;
+    in.fields = 0;
+    assert_int_equal(round_trip(&in, &out, &err), KYU_OK);
+    in.fields = KYU_F_QUEUE;
+    strcpy(in.queue, "jobs");
+    assert_int_equal(round_trip(&in, &out, &err), KYU_OK);
+    assert_string_equal(out.queue, "jobs");
+    assert_string_equal(kyu_code_name(KYU_ERR_NO_SESSION), "NO_SESSION");
+    assert_int_equal(KYU_ERR_NO_SESSION, 20);
+    assert_true(kyu_op_info(KYU_OP_WORKER_OPEN)->flags & KYU_OPF_SESSION);
+}
+
+/* Every worker field out of its range, and fields an op does not take, are refused. */
+static void test_worker_requests_are_checked(void **state)
+{
+    (void)state;
+    kyu_request_t open, in, out;
+    kyu_err_t err;
+    memset(&open, 0, sizeof open);
+    open.op = KYU_OP_WORKER_OPEN;
+    open.id = 1;
+    open.fields = KYU_F_QUEUE | KYU_F_CREDIT;
+    strcpy(open.queue, "jobs");
+    open.credit = 1;
+    assert_int_equal(round_trip(&open, &out, &err), KYU_OK);
+    assert_int_equal(out.credit, 1);
+    struct {
+        unsigned field;
+        uint32_t value;
+        const char *what;
+    } bad[] = {
+        {KYU_F_CREDIT, 0, "credit (cr)"},
+        {KYU_F_CREDIT, KYU_WORKER_CREDIT_MAX + 1, "credit (cr)"},
+        {KYU_F_HB, KYU_WORKER_HB_MIN_MS - 1, "heartbeat interval (hb)"},
+        {KYU_F_HB, KYU_WORKER_HB_MAX_MS + 1, "heartbeat interval (hb)"},
+        {KYU_F_LIVENESS, 0, "liveness (lv)"},
+        {KYU_F_LIVENESS, KYU_WORKER_LIVENESS_MAX + 1, "liveness (lv)"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        in = open;
+        in.fields |= bad[i].field;
+        if (bad[i].field == KYU_F_CREDIT)
+            in.credit = bad[i].value;
+        else if (bad[i].field == KYU_F_HB)
+            in.hb_ms = bad[i].value;
+        else
+            in.liveness = bad[i].value;
+        assert_int_equal(round_trip(&in, &out, &err), KYU_ERR_INVALID_ARGUMENT);
+        assert_non_null(strstr(err.msg, bad[i].what));
+    }
+    const char *names[] = {"", "tab\there", "\x7f"}; /* too long: b_long_worker_name */
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        in = open;
+        in.fields |= KYU_F_WORKER_NAME;
+        snprintf(in.worker_name, sizeof in.worker_name, "%s", names[i]);
+        assert_int_equal(round_trip(&in, &out, &err), KYU_ERR_INVALID_ARGUMENT);
+        assert_non_null(strstr(err.msg, "worker name (wn)"));
+    }
+    in = open;
+    in.fields = KYU_F_QUEUE; /* no credit */
+    assert_int_equal(round_trip(&in, &out, &err), KYU_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.msg, "cr (credit)"));
+    memset(&in, 0, sizeof in);
+    in.op = KYU_OP_WORKER_HEARTBEAT;
+    in.id = 2;
+    in.fields = KYU_F_SID;
+    in.sid = 0;
+    assert_int_equal(round_trip(&in, &out, &err), KYU_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.msg, "session id (sid)"));
+    in.sid = 5;
+    in.fields = KYU_F_SID | KYU_F_QUEUE; /* a heartbeat does not name a queue */
+    strcpy(in.queue, "jobs");
+    assert_int_equal(round_trip(&in, &out, &err), KYU_ERR_MALFORMED);
+    in.fields = KYU_F_CREDIT;
+    assert_int_equal(round_trip(&in, &out, &err), KYU_ERR_INVALID_ARGUMENT);
+    in.op = KYU_OP_WORKER_CLOSE;
+    in.fields = KYU_F_SID | KYU_F_CREDIT; /* a close gives nothing back */
+    assert_int_equal(round_trip(&in, &out, &err), KYU_ERR_MALFORMED);
+    in.op = KYU_OP_RECEIVE; /* other ops take no worker field */
+    in.fields = KYU_F_QUEUE | KYU_F_SID;
+    assert_int_equal(round_trip(&in, &out, &err), KYU_ERR_MALFORMED);
+}
+
+static void b_long_worker_name(msgpack_packer *pk)
+{
+    msgpack_pack_map(pk, 5);
+    str(pk, "id");
+    msgpack_pack_uint64(pk, 1);
+    str(pk, "op");
+    msgpack_pack_uint32(pk, KYU_OP_WORKER_OPEN);
+    str(pk, "q");
+    str(pk, "jobs");
+    str(pk, "cr");
+    msgpack_pack_uint32(pk, 5);
+    str(pk, "wn");
+    str(pk, "0123456789012345678901234567890123456789012345678901234567890123x"); /* 65 */
+}
+
+static void b_negative_credit(msgpack_packer *pk)
+{
+    msgpack_pack_map(pk, 4);
+    str(pk, "id");
+    msgpack_pack_uint64(pk, 1);
+    str(pk, "op");
+    msgpack_pack_uint32(pk, KYU_OP_WORKER_OPEN);
+    str(pk, "q");
+    str(pk, "jobs");
+    str(pk, "cr");
+    msgpack_pack_int32(pk, -1);
+}
+
+static void test_worker_name_and_credit_shapes_are_checked(void **state)
+{
+    (void)state;
+    expect(b_long_worker_name, 0, KYU_ERR_INVALID_ARGUMENT);
+    expect(b_negative_credit, 0, KYU_ERR_INVALID_ARGUMENT);
+}
+
+static void test_worker_replies_and_pushes_round_trip(void **state)
+{
+    (void)state;
+    kyu_reply_t in, out;
+    kyu_err_t err;
+    msgpack_sbuffer b;
+    /* WORKER_OPEN's reply */
+    kyu_reply_init(&in);
+    kyu_reply_init(&out);
+    in.id = 3;
+    in.sid = 0x123456789ULL;
+    in.hb_ms = 1000;
+    in.liveness = 3;
+    msgpack_sbuffer_init(&b);
+    kyu_reply_encode(&in, &b);
+    assert_int_equal(kyu_reply_decode(b.data, b.size, &out, &err), KYU_OK);
+    msgpack_sbuffer_destroy(&b);
+    assert_true(out.sid == 0x123456789ULL);
+    assert_int_equal(out.hb_ms, 1000);
+    assert_int_equal(out.liveness, 3);
+    assert_int_equal(out.ev, 0);
+    /* a push of messages */
+    kyu_reply_init(&in);
+    in.id = 3;
+    in.sid = 8;
+    in.ev = KYU_EV_MSGS;
+    in.n_msgs = 1;
+    strcpy(in.msgs[0].message_id, "m1");
+    strcpy(in.msgs[0].handle, "h1");
+    in.msgs[0].receive_count = 2;
+    msgpack_sbuffer_init(&b);
+    kyu_reply_encode(&in, &b);
+    assert_int_equal(kyu_reply_decode(b.data, b.size, &out, &err), KYU_OK);
+    msgpack_sbuffer_destroy(&b);
+    assert_int_equal(out.ev, KYU_EV_MSGS);
+    assert_int_equal(out.sid, 8);
+    assert_int_equal(out.n_msgs, 1);
+    assert_string_equal(out.msgs[0].handle, "h1");
+    assert_int_equal(out.hb_ms, 0);
+    /* the end of a session: an error status with its sid, event and the leader */
+    kyu_reply_init(&in);
+    in.id = 3;
+    in.sid = 8;
+    in.ev = KYU_EV_CLOSED;
+    in.status = KYU_ERR_NOT_LEADER;
+    strcpy(in.error, "leadership lost");
+    strcpy(in.leader, "tcp://b:1");
+    msgpack_sbuffer_init(&b);
+    kyu_reply_encode(&in, &b);
+    assert_int_equal(kyu_reply_decode(b.data, b.size, &out, &err), KYU_OK);
+    msgpack_sbuffer_destroy(&b);
+    assert_int_equal(out.status, KYU_ERR_NOT_LEADER);
+    assert_int_equal(out.ev, KYU_EV_CLOSED);
+    assert_int_equal(out.sid, 8);
+    assert_string_equal(out.leader, "tcp://b:1");
+    assert_string_equal(out.error, "leadership lost");
+    /* LIST_WORKERS, also empty */
+    kyu_worker_info_t w[2] = {
+        {.sid = 1,
+         .name = "h:1",
+         .host = "127.0.0.1",
+         .queue = "jobs",
+         .credit = 4,
+         .held = 6,
+         .hb_ago_ms = 250,
+         .age_ms = 1234567},
+        {.sid = UINT64_MAX, .name = "x", .queue = "q2"},
+    };
+    kyu_reply_init(&in);
+    in.id = 4;
+    in.workers = w;
+    in.n_workers = 2;
+    msgpack_sbuffer_init(&b);
+    kyu_reply_encode(&in, &b);
+    assert_int_equal(kyu_reply_decode(b.data, b.size, &out, &err), KYU_OK);
+    msgpack_sbuffer_destroy(&b);
+    assert_int_equal(out.n_workers, 2);
+    assert_memory_equal(&out.workers[0], &w[0], sizeof w[0]);
+    assert_memory_equal(&out.workers[1], &w[1], sizeof w[1]);
+    in.n_workers = 0;
+    msgpack_sbuffer_init(&b);
+    kyu_reply_encode(&in, &b);
+    assert_int_equal(kyu_reply_decode(b.data, b.size, &out, &err), KYU_OK);
+    msgpack_sbuffer_destroy(&b);
+    assert_non_null(out.workers);
+    assert_int_equal(out.n_workers, 0);
+    kyu_reply_reset(&out);
+    assert_string_equal(kyu_ev_name(KYU_EV_HB), "hb");
+    assert_int_equal(kyu_ev_parse("closed"), KYU_EV_CLOSED);
+    assert_int_equal(kyu_ev_parse("bogus"), 0);
+    assert_null(kyu_ev_name(0));
+    assert_null(kyu_ev_name(4));
+}
+
 static void test_code_names_are_stable(void **state)
 {
     (void)state;
@@ -784,6 +1047,10 @@ int main(void)
         cmocka_unit_test(test_peek_reply_round_trips),
         cmocka_unit_test(test_move_task_requests_round_trip_and_are_checked),
         cmocka_unit_test(test_move_task_replies_round_trip),
+        cmocka_unit_test(test_worker_requests_round_trip),
+        cmocka_unit_test(test_worker_requests_are_checked),
+        cmocka_unit_test(test_worker_name_and_credit_shapes_are_checked),
+        cmocka_unit_test(test_worker_replies_and_pushes_round_trip),
     };
     return cmocka_run_group_tests_name("codec", tests, NULL, NULL);
 }
