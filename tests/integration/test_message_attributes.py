@@ -15,10 +15,9 @@ import time
 import unittest
 
 import msgpack
-import zmq
 
 import test_cluster
-from harness import Broker
+from harness import BrokerCase, request
 
 OK = 0
 INVALID_ARGUMENT = 4
@@ -41,36 +40,11 @@ def md5_of_attributes(attrs):
     return hashlib.md5(buf).hexdigest()
 
 
-class MessageAttributes(unittest.TestCase):
-    def setUp(self):
-        self.b = Broker().start()
-        self.b.ok("create-queue", "jobs")
-
-    def tearDown(self):
-        self.b.cleanup()
-
-    def fails(self, status, text, *args, input=None):
-        r = self.b.cli(*args, input=input)
-        err = r.stderr.decode()
-        self.assertEqual(r.returncode, status, "kyu %s: %s" % (" ".join(args), err))
-        self.assertIn(text, err)
-
-    def raw(self, header, *bodies):
-        ctx = zmq.Context()
-        s = ctx.socket(zmq.DEALER)
-        s.setsockopt(zmq.LINGER, 0)
-        s.setsockopt(zmq.RCVTIMEO, 10000)
-        s.connect(self.b.endpoint)
-        try:
-            s.send_multipart([msgpack.packb(dict(header, id=1), use_bin_type=True)] + list(bodies))
-            return s.recv_multipart()
-        finally:
-            s.close()
-            ctx.destroy(linger=0)
+class MessageAttributes(BrokerCase):
+    queues = ("jobs",)
 
     def raw_send(self, attrs_per_body, *bodies):
-        rep = self.raw({"op": OP_SEND, "q": "jobs", "ma": attrs_per_body}, *bodies)
-        return msgpack.unpackb(rep[0], raw=False)
+        return self.raw({"op": OP_SEND, "q": "jobs", "ma": attrs_per_body}, *bodies)
 
     def count(self):
         a = self.b.attributes("jobs")
@@ -271,7 +245,7 @@ class MessageAttributes(unittest.TestCase):
             {"op": OP_SEND, "q": "jobs", "ma": "k"},
         ]
         for header in shapes:
-            rep = msgpack.unpackb(self.raw(header, b"body")[0], raw=False)
+            rep = self.raw(header, b"body")
             self.assertEqual(rep["st"], INVALID_ARGUMENT, (header, rep))
         self.assertEqual(self.count(), 0)
         self.assertTrue(self.b.alive())
@@ -282,7 +256,7 @@ class MessageAttributes(unittest.TestCase):
         self.assertEqual(rep["mdb"], ["5d41402abc4b2a76b9719d911017c592"])
         self.assertEqual(rep["mda"], [md5_of_attributes({"z": ("String", "last"),
                                                          "a": ("Binary.x", b"\x00\x01")})])
-        frames = self.raw({"op": OP_RECEIVE, "q": "jobs"})
+        frames = self.raw({"op": OP_RECEIVE, "q": "jobs"}, frames=True)
         r = msgpack.unpackb(frames[0], raw=False)
         self.assertEqual(frames[1], b"hello")
         # Stored and returned sorted by name; a Binary value as bin.
@@ -292,30 +266,9 @@ class MessageAttributes(unittest.TestCase):
 
 
 
-class SendBatches(unittest.TestCase):
-    def setUp(self):
-        self.b = Broker().start()
-        self.b.ok("create-queue", "jobs")
-
-    def tearDown(self):
-        self.b.cleanup()
-
-    def raw(self, header, *bodies):
-        ctx = zmq.Context()
-        s = ctx.socket(zmq.DEALER)
-        s.setsockopt(zmq.LINGER, 0)
-        s.setsockopt(zmq.RCVTIMEO, 10000)
-        s.connect(self.b.endpoint)
-        try:
-            s.send_multipart([msgpack.packb(dict(header, id=1), use_bin_type=True)] + list(bodies))
-            return msgpack.unpackb(s.recv_multipart()[0], raw=False)
-        finally:
-            s.close()
-            ctx.destroy(linger=0)
-
-    def counts(self, queue="jobs"):
-        a = self.b.attributes(queue)
-        return (a["ApproximateNumberOfMessages"], a["ApproximateNumberOfMessagesDelayed"])
+class SendBatches(BrokerCase):
+    queues = ("jobs",)
+    count_states = ("visible", "delayed")
 
     def batch(self, entries, *args):
         text = "".join(json.dumps(e) + "\n" for e in entries).encode()
@@ -344,7 +297,7 @@ class SendBatches(unittest.TestCase):
         self.assertIn("kyu: send-batch: entry d: INVALID_ARGUMENT: message 4: message attribute "
                       "name 'AWS.x' is reserved", err)
         self.assertEqual(len(err.splitlines()), 3)
-        self.assertEqual(self.counts(), (2, 1))  # f waits for its own delay
+        self.assertEqual(self.counts("jobs"), (2, 1))  # f waits for its own delay
         got = {m["MessageId"]: m for m in self.b.json_lines("receive", "jobs", "--max", "10")}
         self.assertEqual(sorted(m["Body"] for m in got.values()), ["five", "one"])
         self.assertEqual(got[out["e"]]["MessageAttributes"],
@@ -373,7 +326,7 @@ class SendBatches(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         answers = [json.loads(l) for l in r.stdout.decode().splitlines()]
         self.assertEqual([len(a["Successful"]) for a in answers], [10, 10, 3])
-        self.assertEqual(self.counts(), (23, 0))
+        self.assertEqual(self.counts("jobs"), (23, 0))
 
     def test_request_level_errors_change_nothing(self):
         r = self.batch([{"Id": "x", "MessageBody": "1"}, {"Id": "x", "MessageBody": "2"}])
@@ -384,7 +337,7 @@ class SendBatches(unittest.TestCase):
         r = self.batch([{"Id": "ok", "MessageBody": "1"}, {"MessageBody": 5}])
         self.assertEqual(r.returncode, 1)
         self.assertIn("line 2: MessageBody must be a string", r.stderr.decode())
-        self.assertEqual(self.counts(), (1, 0))  # the line before the bad one was sent
+        self.assertEqual(self.counts("jobs"), (1, 0))  # the line before the bad one was sent
         for header, text in [
             ({"eid": ["a", "a"]}, "BatchEntryIdsNotDistinct"),
             ({"eid": ["a", "b c"]}, "InvalidBatchEntryId"),
@@ -397,7 +350,7 @@ class SendBatches(unittest.TestCase):
             rep = self.raw(dict({"op": OP_SEND, "q": "jobs"}, **header), b"x", b"y")
             self.assertEqual(rep["st"], INVALID_ARGUMENT, (header, rep))
             self.assertIn(text, rep["err"])
-        self.assertEqual(self.counts(), (1, 0))
+        self.assertEqual(self.counts("jobs"), (1, 0))
 
     def test_raw_batch_reply_lists_every_entry(self):
         rep = self.raw({"op": OP_SEND, "q": "jobs", "eid": ["ok", "empty", "late"],
@@ -409,7 +362,7 @@ class SendBatches(unittest.TestCase):
         self.assertEqual(rep["errs"][0], "")
         self.assertIn("empty body", rep["errs"][1])
         self.assertEqual(rep["mdb"][2], hashlib.md5(b"z").hexdigest())
-        self.assertEqual(self.counts(), (1, 1))
+        self.assertEqual(self.counts("jobs"), (1, 1))
         # every entry good: the reply of a plain SEND
         rep = self.raw({"op": OP_SEND, "q": "jobs", "eid": ["a", "b"]}, b"1", b"2")
         self.assertEqual(rep["st"], OK, rep)
@@ -476,19 +429,6 @@ class AcrossFailover(unittest.TestCase):
     leader = test_cluster.Cluster.leader
     wait_caught_up = test_cluster.Cluster.wait_caught_up
 
-    def raw(self, endpoint, header, *bodies):
-        ctx = zmq.Context()
-        s = ctx.socket(zmq.DEALER)
-        s.setsockopt(zmq.LINGER, 0)
-        s.setsockopt(zmq.RCVTIMEO, 20000)
-        s.connect(endpoint)
-        try:
-            s.send_multipart([msgpack.packb(dict(header, id=1), use_bin_type=True)] + list(bodies))
-            return msgpack.unpackb(s.recv_multipart()[0], raw=False)
-        finally:
-            s.close()
-            ctx.destroy(linger=0)
-
     def test_attributes_and_batch_answers_survive_a_leader_failover(self):
         leader = self.leader()
         self.ok("create-queue", "jobs")
@@ -496,7 +436,7 @@ class AcrossFailover(unittest.TestCase):
                                   "--attr", "b=Binary:AAE="))
         header = {"op": OP_SEND, "q": "jobs", "eid": ["good", "empty"], "rq": [777, 1],
                   "ma": [["n", "Number", "3"], []]}
-        first = self.raw(leader.client, header, b"batched", b"")
+        first = request(leader.client, header, b"batched", b"", timeout_ms=20000)
         self.assertEqual(first["st"], OK, first)
         self.assertEqual(first["res"], [OK, 9])
         for n in self.nodes:  # every node holds both before the leader dies
@@ -505,7 +445,7 @@ class AcrossFailover(unittest.TestCase):
         leader.kill9()
         new_leader = self.leader()
         self.assertIsNot(new_leader, leader)
-        again = self.raw(new_leader.client, header, b"batched", b"")
+        again = request(new_leader.client, header, b"batched", b"", timeout_ms=20000)
         self.assertEqual(again["ids"], first["ids"])
         self.assertEqual(again["res"], first["res"])
         self.assertEqual(again["mdb"], first["mdb"])

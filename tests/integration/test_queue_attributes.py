@@ -5,40 +5,14 @@ on later receives and sends, and kept across a restart."""
 import time
 import unittest
 
-import msgpack
-import zmq
-
-from harness import Broker
+from harness import BrokerCase
 
 MALFORMED, INVALID_ARGUMENT, INVALID_NAME, QUEUE_EXISTS, TOO_LARGE = 1, 4, 5, 7, 8
 OP_CREATE_QUEUE, OP_DELETE_QUEUE, OP_SEND, OP_SET_QUEUE_ATTRIBUTES = 2, 3, 6, 14
 
 
-class QueueAttributes(unittest.TestCase):
-    def setUp(self):
-        self.b = Broker("--max-message-size", "65536").start()
-
-    def tearDown(self):
-        self.b.cleanup()
-
-    def fails(self, status, text, *args, input=None):
-        r = self.b.cli(*args, input=input)
-        err = r.stderr.decode()
-        self.assertEqual(r.returncode, status, "kyu %s: %s" % (" ".join(args), err))
-        self.assertIn(text, err)
-
-    def raw(self, header, *bodies):
-        ctx = zmq.Context()
-        s = ctx.socket(zmq.DEALER)
-        s.setsockopt(zmq.LINGER, 0)
-        s.setsockopt(zmq.RCVTIMEO, 10000)
-        s.connect(self.b.endpoint)
-        try:
-            s.send_multipart([msgpack.packb(dict(header, id=1))] + list(bodies))
-            return msgpack.unpackb(s.recv_multipart()[0])
-        finally:
-            s.close()
-            ctx.destroy(linger=0)
+class QueueAttributes(BrokerCase):
+    broker_args = ("--max-message-size", "65536")
 
     def test_create_with_attributes_then_get_shows_them(self):
         before = int(time.time() * 1000)
@@ -60,16 +34,6 @@ class QueueAttributes(unittest.TestCase):
         self.assertEqual((a["VisibilityTimeout"], a["MaximumMessageSize"], a["DelaySeconds"]),
                          (30, 65536, 0))
 
-    def wait_for_receive(self, queue, deadline_s):
-        """Polls (no sleep-and-hope) until a receive returns a message; None at the deadline."""
-        deadline = time.monotonic() + deadline_s
-        while time.monotonic() < deadline:
-            got = self.b.json_lines("receive", queue)
-            if got:
-                return got[0]
-            time.sleep(0.05)
-        return None
-
     def test_a_delayed_queue_hides_messages_for_its_delay_also_across_a_restart(self):
         self.b.ok("create-queue", "jobs", "--delay", "2")
         self.assertEqual(self.b.attributes("jobs")["DelaySeconds"], 2)
@@ -81,7 +45,7 @@ class QueueAttributes(unittest.TestCase):
                           a["ApproximateNumberOfMessagesNotVisible"]), (0, 1, 0))
         self.b.kill9()
         self.b.start()
-        m = self.wait_for_receive("jobs", 30)
+        m = self.b.wait_for_receive("jobs", 30)
         self.assertIsNotNone(m, "the delayed message never became visible")
         self.assertEqual(m["Body"], "later")
         self.assertGreaterEqual(time.monotonic() - sent, 1.9)

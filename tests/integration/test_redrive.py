@@ -11,7 +11,7 @@ import time
 import unittest
 
 import test_cluster
-from harness import Broker
+from harness import BrokerCase
 
 
 def wait_task(list_fn, deadline_s=120):
@@ -36,23 +36,7 @@ def dead_letter(ok, queue, n, prefix="m", mrc=1, attr=None):
     return ids
 
 
-class Redrive(unittest.TestCase):
-    def setUp(self):
-        self.b = Broker().start()
-
-    def tearDown(self):
-        self.b.cleanup()
-
-    def fails(self, status, text, *args):
-        r = self.b.cli(*args)
-        self.assertEqual(r.returncode, status, "kyu %s: %s" % (" ".join(args), r.stderr.decode()))
-        self.assertIn(text, r.stderr.decode())
-
-    def counts(self, queue):
-        a = self.b.attributes(queue)
-        return (a["ApproximateNumberOfMessages"], a["ApproximateNumberOfMessagesNotVisible"],
-                a["ApproximateNumberOfMessagesDelayed"])
-
+class Redrive(BrokerCase):
     def tasks(self, queue="dlq"):
         return self.b.json_lines("redrive", "--list", queue)
 
