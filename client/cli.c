@@ -29,6 +29,9 @@ static const cli_cmd_t commands[] = {
      "change a queue's attributes (at least one); the others stay as they are; --tag adds tags "
      "(a key the queue has gets the new value); --dead-letter-queue '' removes the RedrivePolicy",
      CLI_OPT_VT | CLI_OPT_QUEUE_ATTRS | CLI_OPT_ATTR_REQUIRED, 1, 1, cli_cmd_set_queue_attributes},
+    {"untag-queue", "NAME KEY...",
+     "remove the queue's tags with these keys (up to 50); a key the queue lacks is no error", 0, 2,
+     -1, cli_cmd_untag_queue},
     {"delete-queue", "NAME [--force]",
      "delete a queue and all its messages; a dead-letter queue of other queues only with --force "
      "(their messages then stay in them)",

@@ -98,6 +98,7 @@ int cli_print_json(json_t *obj);
 int cli_cmd_create_queue(cli_t *cli, cli_args_t *a);
 int cli_cmd_delete_queue(cli_t *cli, cli_args_t *a);
 int cli_cmd_purge_queue(cli_t *cli, cli_args_t *a);
+int cli_cmd_untag_queue(cli_t *cli, cli_args_t *a);
 int cli_cmd_list_queues(cli_t *cli, cli_args_t *a);
 int cli_cmd_get_queue_attributes(cli_t *cli, cli_args_t *a);
 int cli_cmd_list_dead_letter_source_queues(cli_t *cli, cli_args_t *a);

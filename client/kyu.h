@@ -195,6 +195,10 @@ kyu_code_t kyu_client_create_queue_with(kyu_client_t *self, const char *queue,
 kyu_code_t kyu_client_set_queue_attributes(kyu_client_t *self, const char *queue,
                                            const kyu_queue_settings_t *s, kyu_err_t *err);
 kyu_code_t kyu_client_delete_queue(kyu_client_t *self, const char *queue, kyu_err_t *err);
+/* Removes the queue's tags with the n (1..50) keys given (SQS's UntagQueue); a key the queue
+ * lacks is no error. Keys are 1..128 bytes of valid UTF-8, distinct (checked here first). */
+kyu_code_t kyu_client_untag_queue(kyu_client_t *self, const char *queue, const char *const *keys,
+                                  size_t n, kyu_err_t *err);
 /* Deletes every message of the queue (visible, in flight, delayed) sent before the purge;
  * their receipt handles become RECEIPT_INVALID. Keyed: a retry does not purge again. */
 kyu_code_t kyu_client_purge_queue(kyu_client_t *self, const char *queue, kyu_err_t *err);

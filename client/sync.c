@@ -284,6 +284,33 @@ kyu_code_t kyu_client_delete_queue_with(kyu_client_t *self, const char *queue, b
     return rc == KYU_OK ? call_simple(self, &req, err) : rc;
 }
 
+kyu_code_t kyu_client_untag_queue(kyu_client_t *self, const char *queue, const char *const *keys,
+                                  size_t n, kyu_err_t *err)
+{
+    kyu_request_t req = {.op = KYU_OP_UNTAG_QUEUE, .fields = KYU_F_TAG_KEYS};
+    kyu_code_t rc = kyu_client_set_queue(&req, queue, err);
+    if (rc != KYU_OK)
+        return rc;
+    if (n < 1 || n > KYU_TAGS_MAX)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "give 1 to %d tag keys, not %zu",
+                           KYU_TAGS_MAX, n);
+    for (size_t i = 0; i < n; i++) {
+        size_t kl = strlen(keys[i]);
+        if (kl < 1 || kl > KYU_TAG_KEY_MAX)
+            return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "tag keys are 1 to %d bytes",
+                               KYU_TAG_KEY_MAX);
+        if (!kyu_utf8_valid(keys[i], kl))
+            return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "tag key is not valid UTF-8");
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(keys[i], keys[j]) == 0)
+                return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "tag key '%s' given twice",
+                                   keys[i]);
+        memcpy(req.qx.tags.keys[i], keys[i], kl + 1);
+    }
+    req.qx.tags.n = n;
+    return call_simple(self, &req, err);
+}
+
 kyu_code_t kyu_client_purge_queue(kyu_client_t *self, const char *queue, kyu_err_t *err)
 {
     kyu_request_t req = {.op = KYU_OP_PURGE_QUEUE};

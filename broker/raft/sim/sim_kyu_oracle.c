@@ -755,9 +755,10 @@ void sk_oracle_stream(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *
         }
         if (cmd.type == KYU_CMD_SET_MEMBER || cmd.type == KYU_CMD_DROP_MEMBER ||
             cmd.type == KYU_CMD_SET_HANDLE_KEY || cmd.type == KYU_CMD_START_MOVE_TASK ||
-            cmd.type == KYU_CMD_REDRIVE_STEP || cmd.type == KYU_CMD_CANCEL_MOVE_TASK) {
-            /* The address book (membership.c), the handle key (frontend.c) and message move
-             * tasks (op_redrive.c): the workload proposes none. */
+            cmd.type == KYU_CMD_REDRIVE_STEP || cmd.type == KYU_CMD_CANCEL_MOVE_TASK ||
+            cmd.type == KYU_CMD_UNTAG_QUEUE) {
+            /* The address book (membership.c), the handle key (frontend.c), message move
+             * tasks (op_redrive.c) and UNTAG_QUEUE: the workload proposes none. */
             sim_violation(c, SIM_SAFETY, "entry %llu: an internal command nobody proposed",
                           (unsigned long long)e->index);
             return;
@@ -816,6 +817,7 @@ void sk_oracle_stream(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *
         case KYU_CMD_START_MOVE_TASK:
         case KYU_CMD_REDRIVE_STEP:
         case KYU_CMD_CANCEL_MOVE_TASK:
+        case KYU_CMD_UNTAG_QUEUE:
             break; /* refused or done above */
         }
     }
