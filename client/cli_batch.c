@@ -1,7 +1,9 @@
 /* cli_batch: `kyu send-batch`. Reads entries as JSON lines in the shape of SQS's
  * SendMessageBatch entries ({"Id", "MessageBody", "DelaySeconds", "MessageAttributes"}) and
  * sends them ten to a request (SEND with entry ids: each entry is checked alone, so a bad one
- * fails alone). Prints a line per entry sent (or, with --json, SQS's answer per request:
+ * fails alone), fewer when ten would be larger together than the broker's maximum message
+ * size (the broker refuses such a batch whole: BatchRequestTooLong). Prints a line per entry sent
+ * (or, with --json, SQS's answer per request:
  * {"Successful": [...], "Failed": [...]}) and one stderr line per failed entry. */
 #include "cli.h"
 
@@ -113,6 +115,22 @@ static bool parse_line(const char *text, size_t no, line_t *l, char *why, size_t
     return true;
 }
 
+/* What an entry counts toward its batch's size: body and attributes (SQS's rule, the
+ * broker's BatchRequestTooLong). */
+static size_t entry_size(const line_t *l)
+{
+    return l->entry.len + kyu_msg_attrs_size(&l->attrs);
+}
+
+/* Moves the parsed line from to to (to is empty), keeping what its entry borrows. */
+static void move_line(line_t *to, line_t *from)
+{
+    *to = *from;
+    to->entry.id = to->id;
+    to->entry.attrs = to->attrs.n ? &to->attrs : NULL;
+    memset(from, 0, sizeof *from);
+}
+
 /* Sends lines[0..n) as one batch and prints the answers; CLI_EXIT_OK when all were sent. */
 static int send_group(cli_t *cli, const char *queue, line_t *lines, size_t n)
 {
@@ -155,7 +173,7 @@ int cli_cmd_send_batch(cli_t *cli, cli_args_t *a)
 {
     line_t lines[KYU_BATCH_MAX];
     memset(lines, 0, sizeof lines);
-    size_t n = 0, no = 0, cap = 0;
+    size_t n = 0, no = 0, cap = 0, total = 0;
     char *text = NULL;
     int rc = CLI_EXIT_OK;
     for (;;) {
@@ -174,6 +192,20 @@ int cli_cmd_send_batch(cli_t *cli, cli_args_t *a)
                     send_group(cli, a->args[0], lines, n);
                 break;
             }
+            /* A batch's entries together are held to the broker's maximum message size
+             * (BatchRequestTooLong): an entry that would pass it starts the next batch. */
+            size_t size = entry_size(&lines[n]);
+            if (n > 0 && total + size > kyu_client_max_body(cli->client)) {
+                if (send_group(cli, a->args[0], lines, n) != CLI_EXIT_OK)
+                    rc = CLI_EXIT_ERROR;
+                fflush(stdout);
+                for (size_t i = 0; i < n; i++)
+                    line_free(&lines[i]);
+                move_line(&lines[0], &lines[n]);
+                n = 0;
+                total = 0;
+            }
+            total += size;
             n++;
         }
         /* A full batch, or the last: send it (an empty line is skipped). */
@@ -184,6 +216,7 @@ int cli_cmd_send_batch(cli_t *cli, cli_args_t *a)
             for (size_t i = 0; i < n; i++)
                 line_free(&lines[i]);
             n = 0;
+            total = 0;
         }
         if (len < 0) {
             if (ferror(stdin))

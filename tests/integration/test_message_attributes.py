@@ -418,6 +418,47 @@ class SendBatches(BrokerCase):
 
 
 
+class BatchRequestTooLong(BrokerCase):
+    """SQS's BatchRequestTooLong: a batch whose entries together (bodies and attributes) are
+    larger than the maximum message size is refused whole; nothing is stored."""
+    broker_args = ("--max-message-size", "4096")
+    queues = ("jobs",)
+    count_states = ("visible", "delayed")
+
+    def test_a_batch_over_the_maximum_together_is_refused_whole(self):
+        rep = self.raw({"op": OP_SEND, "q": "jobs", "eid": ["a", "b"]}, b"x" * 2048, b"y" * 2049)
+        self.assertEqual(rep["st"], TOO_LARGE, rep)
+        self.assertIn("BatchRequestTooLong: the batch's 2 entries have 4097 bytes together", rep["err"])
+        self.assertIn("at most 4096", rep["err"])
+        self.assertNotIn("ids", rep)
+        # The attributes count too.
+        rep = self.raw({"op": OP_SEND, "q": "jobs", "eid": ["a", "b"], "ma": [["k", "String", "v"], []]},
+                       b"x" * 2048, b"y" * 2046)
+        self.assertEqual(rep["st"], TOO_LARGE, rep)
+        self.assertIn("4102 bytes together (bodies and attributes)", rep["err"])  # k, String, v
+        # A bad entry among them does not matter: the whole batch is refused.
+        rep = self.raw({"op": OP_SEND, "q": "jobs", "eid": ["a", "b", "c"]}, b"x" * 4000, b"", b"y" * 100)
+        self.assertEqual(rep["st"], TOO_LARGE, rep)
+        self.assertEqual(self.counts("jobs"), (0, 0))
+        # Exactly the maximum together: sent.
+        rep = self.raw({"op": OP_SEND, "q": "jobs", "eid": ["a", "b"]}, b"x" * 2048, b"y" * 2048)
+        self.assertEqual(rep["st"], OK, rep)
+        self.assertEqual(self.counts("jobs"), (2, 0))
+        # kyu's own SEND of several bodies (no entry ids) is not a batch: each body alone.
+        rep = self.raw({"op": OP_SEND, "q": "jobs"}, b"x" * 4096, b"y" * 4096)
+        self.assertEqual(rep["st"], OK, rep)
+        self.assertEqual(self.counts("jobs"), (4, 0))
+
+    def test_send_batch_cuts_its_requests_to_fit(self):
+        entries = [{"Id": "e%d" % i, "MessageBody": chr(97 + i) * 1500} for i in range(7)]
+        text = "".join(json.dumps(e) + "\n" for e in entries).encode()
+        r = self.b.cli("--json", "send-batch", "jobs", input=text)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        answers = [json.loads(l) for l in r.stdout.decode().splitlines()]
+        self.assertEqual([len(a["Successful"]) for a in answers], [2, 2, 2, 1])  # 3000 B each
+        self.assertEqual(self.counts("jobs"), (7, 0))
+
+
 class AcrossFailover(unittest.TestCase):
     """Three nodes: attributes and a batch's answers survive a kill -9 of the leader."""
     # The cluster's helpers (test_cluster.py), without its tests.
