@@ -45,6 +45,7 @@ typedef struct {
     kyu_msg_attrs_t attrs; /* send --attr (checked); Binary values in attr_bufs */
     unsigned char *attr_bufs[KYU_MSG_ATTRS_MAX]; /* freed by cli_args_free */
     uint64_t from;                               /* peek --from POSITION; 0 when not given */
+    const char *from_id;                         /* peek --from MESSAGE_ID; NULL when not */
     /* redrive: --to NAME (NULL: each message's source), --max-per-second N (-1: not given),
      * --list, --cancel, --no-wait */
     const char *to;
@@ -78,7 +79,7 @@ enum {
     CLI_OPT_WAIT = 512,          /* receive: --wait SEC (long polling) */
     CLI_OPT_FORCE = 1024,        /* delete-queue --force */
     CLI_OPT_MSG_ATTRS = 2048,    /* send: --attr NAME=TYPE:VALUE (repeatable) */
-    CLI_OPT_FROM = 4096,         /* peek: --from POSITION */
+    CLI_OPT_FROM = 4096,         /* peek: --from POSITION or MESSAGE_ID */
     CLI_OPT_REDRIVE = 8192       /* redrive: --to, --max-per-second, --list, --cancel, --no-wait */
 };
 

@@ -406,6 +406,9 @@ int cli_cmd_peek(cli_t *cli, cli_args_t *a)
     kyu_message_t *msgs = NULL;
     size_t n = 0;
     uint64_t next = 0;
+    if (a->from_id &&
+        kyu_client_peek_find(cli->client, a->args[0], a->from_id, &a->from, &err) != KYU_OK)
+        return cli_fail(cli, &err);
     if (kyu_client_peek(cli->client, a->args[0], a->max ? a->max : KYU_BATCH_MAX, a->from, &msgs,
                         &n, &next, &err) != KYU_OK)
         return cli_fail(cli, &err);

@@ -299,6 +299,13 @@ kyu_code_t kyu_client_receive_with(kyu_client_t *self, const char *queue,
  * dead-letter queues included. */
 kyu_code_t kyu_client_peek(kyu_client_t *self, const char *queue, int max, uint64_t from,
                            kyu_message_t **msgs_p, size_t *n, uint64_t *next, kyu_err_t *err);
+/* The position of message message_id in the queue, into *position (for kyu_client_peek's
+ * from), found by paging through the queue with PEEK from its start: message ids are random
+ * and the broker keeps no index of them, so this costs one PEEK (10 messages, bodies
+ * included) per 10 messages before it. INVALID_ARGUMENT when the queue does not hold it
+ * (never sent there, deleted, expired or moved away). */
+kyu_code_t kyu_client_peek_find(kyu_client_t *self, const char *queue, const char *message_id,
+                                uint64_t *position, kyu_err_t *err);
 kyu_code_t kyu_client_delete(kyu_client_t *self, const char *queue, const char *const *handles,
                              size_t n, kyu_code_t *results, kyu_err_t *err);
 /* Sets the remaining lease of n (1..10) received messages to vt seconds (0: visible at

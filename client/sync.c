@@ -623,6 +623,38 @@ kyu_code_t kyu_client_peek(kyu_client_t *self, const char *queue, int max, uint6
     return rc;
 }
 
+kyu_code_t kyu_client_peek_find(kyu_client_t *self, const char *queue, const char *message_id,
+                                uint64_t *position, kyu_err_t *err)
+{
+    *position = 0;
+    size_t id_len = message_id ? strlen(message_id) : 0;
+    if (id_len < 1 || id_len > KYU_MESSAGE_ID_MAX)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           "a message id is 1 to %d characters, not %zu", KYU_MESSAGE_ID_MAX,
+                           id_len);
+    /* Positions only grow from page to page: the walk ends at the queue's end. */
+    for (uint64_t from = 0;;) {
+        kyu_message_t *msgs = NULL;
+        size_t n = 0;
+        uint64_t next = 0;
+        kyu_code_t rc = kyu_client_peek(self, queue, KYU_BATCH_MAX, from, &msgs, &n, &next, err);
+        if (rc != KYU_OK)
+            return rc;
+        for (size_t i = 0; i < n && !*position; i++)
+            if (strcmp(msgs[i].message_id, message_id) == 0)
+                *position = msgs[i].position;
+        kyu_messages_destroy(&msgs);
+        if (*position)
+            return KYU_OK;
+        if (!next || next <= from)
+            return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                               "message %s is not in queue '%s' (never sent there, deleted, "
+                               "expired or moved)",
+                               message_id, queue);
+        from = next;
+    }
+}
+
 /* DELETE and CHANGE_VISIBILITY: a result per handle; the first failure is the return. */
 static kyu_code_t call_handles(kyu_client_t *c, kyu_request_t *req, const char *const *handles,
                                size_t n, kyu_code_t *results, kyu_err_t *err)

@@ -190,6 +190,41 @@ class Peek(Base):
         self.assertEqual([m["MessageId"] for m in self.b.drain("jobs")],
                          [m["MessageId"] for m in got])
 
+    def test_peek_from_a_message_id(self):
+        """--from MESSAGE_ID: the list starts at that message, whatever its state, also in a
+        dead-letter queue; an id the queue does not hold fails clearly."""
+        self.b.ok("create-queue", "dlq")
+        self.b.ok("create-queue", "jobs", "--dead-letter-queue", "dlq", "--max-receive-count", "1")
+        ids = self.b.ok("send", "jobs", "--lines",
+                        input=b"".join(b"m%d\n" % i for i in range(25))).split()
+        got = self.b.json_lines("peek", "jobs", "--from", ids[13], "--max", "5")
+        self.assertEqual([m["Body"] for m in got[:-1]], ["m%d" % i for i in range(13, 18)])
+        self.assertIn("Next", got[-1])
+        rest = self.b.json_lines("peek", "jobs", "--from", got[-1]["Next"])
+        self.assertEqual([m["Body"] for m in rest], ["m%d" % i for i in range(18, 25)])
+        plain = self.b.ok("peek", "jobs", "--from", ids[24])
+        self.assertIn("MessageId %s\n" % ids[24], plain)
+        self.assertNotIn("Next", plain)
+        self.assertEqual(plain.count("MessageId"), 1)
+        # A message in flight is found too, and nothing is leased by the lookup.
+        leased = self.b.json_lines("receive", "jobs", "--visibility-timeout", "600")[0]
+        got = self.b.json_lines("peek", "jobs", "--from", leased["MessageId"], "--max", "1")
+        self.assertEqual((got[0]["MessageId"], got[0]["State"]), (leased["MessageId"], "inflight"))
+        self.assertEqual(self.counts("jobs"), (24, 1, 0))
+        # Deleted: not found.
+        self.b.ok("delete", "jobs", leased["ReceiptHandle"])
+        self.fails(1, "message %s is not in queue 'jobs'" % leased["MessageId"], "peek", "jobs",
+                   "--from", leased["MessageId"])
+        # In a dead-letter queue: the moved messages keep their ids.
+        for _ in range(2):
+            for _ in range(4):
+                self.b.ok("receive", "jobs", "--max", "10", "--visibility-timeout", "0")
+        self.assertEqual(self.counts("dlq")[0], 24)
+        got = self.b.json_lines("peek", "dlq", "--from", ids[20], "--max", "10")
+        self.assertEqual(got[0]["MessageId"], ids[20])
+        self.assertEqual(got[0]["Attributes"]["DeadLetterQueueSourceQueue"], "jobs")
+        self.fails(1, "is not in queue 'jobs'", "peek", "jobs", "--from", ids[20])
+
     def test_peek_shows_attributes_digests_and_where_a_moved_message_came_from(self):
         """As a receive shows them: message attributes and MD5s, and in a dead-letter queue
         the source queue, receive count and times of a message a RedrivePolicy moved there
@@ -234,8 +269,11 @@ class Peek(Base):
     def test_bad_peeks_are_refused(self):
         self.fill("jobs")
         self.fails(1, "NO_SUCH_QUEUE", "peek", "nope")
-        for bad in ("0", "-1", "abc", "1x", "99999999999999999999999"):
+        for bad in ("0", "99999999999999999999999", "", "x" * 41):
             self.fails(2, "--from must be a position", "peek", "jobs", "--from", bad)
+        for not_there in ("-1", "abc", "1x"):  # not a position: a message id, not in the queue
+            self.fails(1, "message %s is not in queue 'jobs'" % not_there, "peek", "jobs", "--from",
+                       not_there)
         self.fails(2, "--max must be a number from 1 to 10", "peek", "jobs", "--max", "11")
         self.assertEqual(self.raw({"op": OP_PEEK, "q": "jobs", "max": 11})["st"],
                          INVALID_ARGUMENT)
