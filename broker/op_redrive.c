@@ -431,9 +431,10 @@ bool kyu_op_redrive_step_decode(const msgpack_object *items, kyu_command_t *cmd)
     return true;
 }
 
-/* Moves message seq of q to dest as a new message of dest (the top of this file), at now. */
+/* Moves message seq of q to dest as a new message of dest (the top of this file), at now
+ * (keep: only under planted bug 11, copies it and leaves it in q). */
 static kyu_code_t move_one(kyu_sm_t *self, queue_t *q, queue_t *dest, uint64_t seq, uint64_t now,
-                           kyu_err_t *err)
+                           bool keep, kyu_err_t *err)
 {
     uint8_t k[KEY_QS];
     key_qs(k, q->qid, seq);
@@ -449,8 +450,10 @@ static kyu_code_t move_one(kyu_sm_t *self, queue_t *q, queue_t *dest, uint64_t s
     kyu_sm_index_advance(dest, now);
     kyu_sm_add_message(self, dest, self->next_seq++, rec, vl, NULL, 0, now, 0);
     free(rec);
-    kyu_sm_drop_message(self, q, seq); /* record, lease, provenance, index */
-    q->n_messages--;
+    if (!keep) {
+        kyu_sm_drop_message(self, q, seq); /* record, lease, provenance, index */
+        q->n_messages--;
+    }
     dest->n_messages++;
     kyu_sm_touch(self, q);
     kyu_sm_touch(self, dest);
@@ -519,9 +522,18 @@ kyu_code_t kyu_op_redrive_step_apply(kyu_sm_t *self, const kyu_command_t *c, kyu
             memcpy(t->t.reason, reason, sizeof t->t.reason);
             break;
         }
-        kyu_code_t rc = move_one(self, q, dest, seq, c->now_ms, a->err);
+        bool keep = false; /* a message is in exactly one queue after its move */
+#if KYU_REPLICA_PLANTED_BUG == 11
+        /* Planted bug 11 (docs/RAFT.md): the second message of a step is copied to its
+         * destination and left in the dead-letter queue too, so a later step moves it again;
+         * kyu-sim-kyu-planted11 must report it. */
+        keep = n == 1;
+#endif
+        kyu_code_t rc = move_one(self, q, dest, seq, c->now_ms, keep, a->err);
         if (rc != KYU_OK)
             return rc;
+        if (keep)
+            kyu_sm_index_put_back(q, seq, &l);
         n++;
     }
     t->t.moved += n;
