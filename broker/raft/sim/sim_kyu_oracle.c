@@ -686,7 +686,8 @@ static void on_move_task(sim_cluster_t *c, const kyu_command_t *cmd, int q, cons
  * (what is left to move, at most KYU_REDRIVE_STEP_MAX and the step's own; the workload's
  * tasks have no rate) visible messages in the order a receive takes them each move, once,
  * as a new message of their destination (the task's, or q1 for a message dead-lettered from
- * it): a new seq, never received, sent now, visible at once. A message with no destination
+ * it): a new seq, never received, sent now, visible after the destination's DelaySeconds. A
+ * message with no destination
  * (sent to q2 directly, its source queue or the task's destination gone) ends the task FAILED
  * and stays. The task completes once it moved what it had to or its queue is empty. Returns
  * how many moved; the node's counts after the entry must agree (check_counts). */
@@ -724,8 +725,9 @@ static uint64_t on_redrive_step(sim_cluster_t *c, const kyu_command_t *cmd, int 
         m->qgen = k->queues[dest].gen;
         m->seq = ++k->next_seq;
         m->sent_ms = cmd->now_ms;
-        m->lease_until = cmd->now_ms;
-        m->in_heap = false;
+        /* Its destination's DelaySeconds holds it back, as for a send there. */
+        m->lease_until = cmd->now_ms + (uint64_t)k->queues[dest].delay * 1000;
+        m->in_heap = k->queues[dest].delay > 0;
         m->receives = 0;
         m->gen = 0;
         m->moved_receives = 0;
