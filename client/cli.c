@@ -62,6 +62,17 @@ static const cli_cmd_t commands[] = {
      "MESSAGE_ID\" per entry sent (--json: {\"Successful\", \"Failed\"} per request), one "
      "stderr line per failed entry",
      0, 1, 1, cli_cmd_send_batch},
+    {"delete-batch", "NAME",
+     "delete the entries of stdin, one JSON object per line in SQS's DeleteMessageBatch shape "
+     "({\"Id\", \"ReceiptHandle\"}), ten to a request; a handle that fails fails alone. "
+     "Prints the Id of each entry deleted (--json: {\"Successful\", \"Failed\"} per "
+     "request), one stderr line per failed entry",
+     0, 1, 1, cli_cmd_handle_batch},
+    {"change-visibility-batch", "NAME",
+     "as delete-batch, in SQS's ChangeMessageVisibilityBatch shape ({\"Id\", "
+     "\"ReceiptHandle\", \"VisibilityTimeout\"}): each entry's remaining lease set to its "
+     "VisibilityTimeout (0..43200); entries in a row with the same timeout go in one request",
+     0, 1, 1, cli_cmd_handle_batch},
     {"receive", "NAME [--max N] [--visibility-timeout SEC] [--wait SEC]",
      "lease up to N (1..10, default 1) messages and print them; --wait: long polling, wait up "
      "to SEC (0..20) seconds for a message (default: the queue's ReceiveMessageWaitTimeSeconds)",

@@ -264,6 +264,26 @@ typedef struct {
 kyu_code_t kyu_client_send_batch(kyu_client_t *self, const char *queue,
                                  const kyu_batch_entry_t *entries, size_t n,
                                  kyu_batch_result_t *out, kyu_err_t *err);
+/* A DELETE or CHANGE_VISIBILITY batch entry (SQS's DeleteMessageBatch and
+ * ChangeMessageVisibilityBatch): its Id (1..80 of [A-Za-z0-9_-], distinct in the batch) and
+ * receipt handle. */
+typedef struct {
+    const char *id;
+    const char *receipt_handle;
+} kyu_handle_entry_t;
+/* Deletes 1..10 entries as one batch; out[i] gets entry i's result (code and the broker's
+ * text; a handle that fails fails alone). Returns KYU_OK when every entry succeeded, else
+ * the first failed entry's code with err naming it; a failure of the whole request (bad or
+ * repeated ids: InvalidBatchEntryId, BatchEntryIdsNotDistinct; no such queue) is every
+ * entry's code. Keyed across retries as kyu_client_delete. */
+kyu_code_t kyu_client_delete_batch(kyu_client_t *self, const char *queue,
+                                   const kyu_handle_entry_t *entries, size_t n,
+                                   kyu_batch_result_t *out, kyu_err_t *err);
+/* The same for CHANGE_VISIBILITY: every entry's remaining lease set to vt (0..43200) seconds
+ * (one timeout per request: a batch with several is sent as one request per timeout). */
+kyu_code_t kyu_client_change_visibility_batch(kyu_client_t *self, const char *queue,
+                                              const kyu_handle_entry_t *entries, size_t n, int vt,
+                                              kyu_batch_result_t *out, kyu_err_t *err);
 /* Leases up to max (1..10) messages for vt seconds (-1: the queue's). *msgs_p gets *n
  * messages (NULL when none: the queue had no visible message); caller frees with
  * kyu_messages_destroy. */

@@ -68,12 +68,16 @@ static const kyu_op_info_t op_table[KYU_OP_MAX_] = {
                         KYU_OPF_WRITE,
                         "lease up to max visible messages, waiting up to wt seconds for one"},
     [KYU_OP_DELETE] = {KYU_OP_DELETE, "delete", KYU_F_QUEUE | KYU_F_HANDLES,
-                       KYU_F_QUEUE | KYU_F_HANDLES | KYU_F_RQ, 0, 0, KYU_OPF_WRITE,
-                       "delete messages by receipt handle"},
+                       KYU_F_QUEUE | KYU_F_HANDLES | KYU_F_RQ | KYU_F_ENTRY_IDS, 0, 0,
+                       KYU_OPF_WRITE,
+                       "delete messages by receipt handle (eid: a batch, an entry id per handle)"},
     [KYU_OP_CHANGE_VISIBILITY] = {KYU_OP_CHANGE_VISIBILITY, "change-visibility",
                                   KYU_F_QUEUE | KYU_F_HANDLES | KYU_F_VT,
-                                  KYU_F_QUEUE | KYU_F_HANDLES | KYU_F_VT | KYU_F_RQ, 0, 0,
-                                  KYU_OPF_WRITE, "set the remaining lease of received messages"},
+                                  KYU_F_QUEUE | KYU_F_HANDLES | KYU_F_VT | KYU_F_RQ |
+                                      KYU_F_ENTRY_IDS,
+                                  0, 0, KYU_OPF_WRITE,
+                                  "set the remaining lease of received messages (eid: a batch, "
+                                  "an entry id per handle)"},
     [KYU_OP_CLUSTER_STATUS] =
         {KYU_OP_CLUSTER_STATUS, "cluster-status", 0, 0, 0, 0, KYU_OPF_READ,
          "this node's view of the cluster (answered by every node, leader or not)"},
@@ -625,7 +629,13 @@ kyu_code_t kyu_request_decode(const void *buf, size_t len, size_t n_bodies, kyu_
         rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
                          "ma has %zu attribute lists for %zu messages (one per body frame)",
                          req->n_attr_msgs, n_bodies);
-    else if ((req->fields & KYU_F_ENTRY_IDS) && req->n_entries != n_bodies)
+    else if ((req->fields & KYU_F_ENTRY_IDS) && (req->fields & KYU_F_HANDLES) &&
+             req->n_entries != req->n_handles)
+        rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                         "eid has %zu entry ids for %zu receipt handles (one per handle)",
+                         req->n_entries, req->n_handles);
+    else if ((req->fields & KYU_F_ENTRY_IDS) && !(req->fields & KYU_F_HANDLES) &&
+             req->n_entries != n_bodies)
         rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
                          "eid has %zu entry ids for %zu messages (one per body frame)",
                          req->n_entries, n_bodies);

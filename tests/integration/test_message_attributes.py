@@ -418,6 +418,86 @@ class SendBatches(BrokerCase):
 
 
 
+class HandleBatches(BrokerCase):
+    """DELETE and CHANGE_VISIBILITY as batches with entry ids (SQS's DeleteMessageBatch and
+    ChangeMessageVisibilityBatch): `kyu delete-batch` and `kyu change-visibility-batch` read
+    SQS-shaped JSON lines; a handle that fails fails alone; bad or repeated ids fail the
+    request and change nothing."""
+    queues = ("jobs",)
+
+    def leased(self, n):
+        self.b.ok("send", "jobs", "--lines", input=b"".join(b"m%d\n" % i for i in range(n)))
+        got = self.b.json_lines("receive", "jobs", "--max", "10", "--visibility-timeout", "600")
+        self.assertEqual(len(got), n)
+        return [m["ReceiptHandle"] for m in got]
+
+    def run_batch(self, cmd, entries, *args):
+        text = "".join(json.dumps(e) + "\n" for e in entries).encode()
+        return self.b.cli(*args, cmd, "jobs", input=text)
+
+    def test_delete_batch_a_bad_handle_fails_alone(self):
+        h = self.leased(3)
+        r = self.run_batch("delete-batch", [{"Id": "a", "ReceiptHandle": h[0]},
+                                            {"Id": "b", "ReceiptHandle": "forged"},
+                                            {"Id": "c", "ReceiptHandle": h[2]}])
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertEqual(r.stdout.decode().split(), ["a", "c"])
+        self.assertIn("kyu: delete-batch: entry b: RECEIPT_INVALID: ", r.stderr.decode())
+        self.assertEqual(self.counts("jobs"), (0, 1, 0))
+        r = self.run_batch("delete-batch", [{"Id": "again", "ReceiptHandle": h[0]},
+                                            {"Id": "last", "ReceiptHandle": h[1]}], "--json")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        answer = json.loads(r.stdout)
+        self.assertEqual(answer["Successful"], [{"Id": "last"}])
+        self.assertEqual([(f["Id"], f["Code"], f["SenderFault"]) for f in answer["Failed"]],
+                         [("again", "RECEIPT_INVALID", True)])
+        self.assertEqual(self.counts("jobs"), (0, 0, 0))
+
+    def test_change_visibility_batch_one_request_per_timeout(self):
+        h = self.leased(4)
+        entries = [{"Id": "now1", "ReceiptHandle": h[0], "VisibilityTimeout": 0},
+                   {"Id": "now2", "ReceiptHandle": h[1], "VisibilityTimeout": 0},
+                   {"Id": "later", "ReceiptHandle": h[2], "VisibilityTimeout": 900},
+                   {"Id": "bad", "ReceiptHandle": "forged", "VisibilityTimeout": 900}]
+        r = self.run_batch("change-visibility-batch", entries, "--json")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        answers = [json.loads(l) for l in r.stdout.decode().splitlines()]
+        self.assertEqual([[s["Id"] for s in a["Successful"]] for a in answers],
+                         [["now1", "now2"], ["later"]])
+        self.assertEqual([f["Id"] for f in answers[1]["Failed"]], ["bad"])
+        self.assertEqual(self.counts("jobs"), (2, 2, 0))
+        r = self.run_batch("change-visibility-batch", [{"Id": "x", "ReceiptHandle": h[3]}])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("line 1: VisibilityTimeout must be a number of seconds from 0 to 43200",
+                      r.stderr.decode())
+        r = self.run_batch("delete-batch", [{"Id": "x"}])
+        self.assertIn("line 1: ReceiptHandle must be a string", r.stderr.decode())
+        self.assertEqual(self.counts("jobs"), (2, 2, 0))
+
+    def test_request_level_errors_change_nothing(self):
+        h = self.leased(2)
+        for op in (8, 9):
+            for eid, text in [(["x", "x"], "BatchEntryIdsNotDistinct"),
+                              (["x", "b c"], "InvalidBatchEntryId"),
+                              (["x"], "eid has 1 entry ids for 2 receipt handles")]:
+                header = {"op": op, "q": "jobs", "rh": h, "eid": eid}
+                if op == 9:
+                    header["vt"] = 0
+                rep = self.raw(header)
+                self.assertEqual(rep["st"], INVALID_ARGUMENT, (header, rep))
+                self.assertIn(text, rep["err"])
+        self.assertEqual(self.counts("jobs"), (0, 2, 0))
+        r = self.run_batch("delete-batch", [{"Id": "x", "ReceiptHandle": h[0]},
+                                            {"Id": "x", "ReceiptHandle": h[1]}])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("BatchEntryIdsNotDistinct", r.stderr.decode())
+        self.assertEqual(self.counts("jobs"), (0, 2, 0))
+        # With good ids, the raw reply is DELETE's: a result per handle, in order.
+        rep = self.raw({"op": 8, "q": "jobs", "rh": [h[1], "forged"], "eid": ["p", "q"]})
+        self.assertEqual((rep["st"], rep["res"]), (OK, [OK, 10]))
+        self.assertEqual(self.counts("jobs"), (0, 1, 0))
+
+
 class BatchRequestTooLong(BrokerCase):
     """SQS's BatchRequestTooLong: a batch whose entries together (bodies and attributes) are
     larger than the maximum message size is refused whole; nothing is stored."""
