@@ -708,6 +708,52 @@ static void test_untag_requests_round_trip_and_tags_must_be_utf8(void **state)
     free(out);
 }
 
+/* DELETE and CHANGE_VISIBILITY take entry ids (a batch): one per receipt handle, checked as
+ * SEND's; they round-trip. */
+static void test_delete_and_change_visibility_batches_take_an_entry_id_per_handle(void **state)
+{
+    (void)state;
+    kyu_request_t *in = calloc(1, sizeof *in), *out = malloc(sizeof *out);
+    kyu_err_t err;
+    for (int op = KYU_OP_DELETE; op <= KYU_OP_CHANGE_VISIBILITY; op++) {
+        memset(in, 0, sizeof *in);
+        in->op = (uint32_t)op;
+        in->id = 1;
+        in->fields = KYU_F_QUEUE | KYU_F_HANDLES | KYU_F_ENTRY_IDS |
+                     (op == KYU_OP_CHANGE_VISIBILITY ? KYU_F_VT : 0);
+        strcpy(in->queue, "q");
+        in->n_handles = in->n_entries = 2;
+        strcpy(in->handles[0], "h0");
+        strcpy(in->handles[1], "h1");
+        strcpy(in->entry_ids[0], "a");
+        strcpy(in->entry_ids[1], "b-2");
+        msgpack_sbuffer b;
+        msgpack_sbuffer_init(&b);
+        kyu_request_encode(in, &b);
+        assert_int_equal(kyu_request_decode(b.data, b.size, 0, out, &err), KYU_OK);
+        msgpack_sbuffer_destroy(&b);
+        assert_int_equal(out->n_entries, 2);
+        assert_string_equal(out->entry_ids[1], "b-2");
+        in->n_entries = 1; /* not one per handle */
+        msgpack_sbuffer_init(&b);
+        kyu_request_encode(in, &b);
+        assert_int_equal(kyu_request_decode(b.data, b.size, 0, out, &err),
+                         KYU_ERR_INVALID_ARGUMENT);
+        assert_non_null(strstr(err.msg, "eid has 1 entry ids for 2 receipt handles"));
+        msgpack_sbuffer_destroy(&b);
+        in->n_entries = 2;
+        strcpy(in->entry_ids[1], "a"); /* repeated */
+        msgpack_sbuffer_init(&b);
+        kyu_request_encode(in, &b);
+        assert_int_equal(kyu_request_decode(b.data, b.size, 0, out, &err),
+                         KYU_ERR_INVALID_ARGUMENT);
+        assert_non_null(strstr(err.msg, "BatchEntryIdsNotDistinct"));
+        msgpack_sbuffer_destroy(&b);
+    }
+    free(in);
+    free(out);
+}
+
 static void b_peek_from_negative(msgpack_packer *pk)
 {
     msgpack_pack_map(pk, 4);
@@ -883,6 +929,7 @@ int main(void)
         cmocka_unit_test(test_code_names_are_stable),
         cmocka_unit_test(test_peek_and_purge_requests_round_trip_and_are_checked),
         cmocka_unit_test(test_untag_requests_round_trip_and_tags_must_be_utf8),
+        cmocka_unit_test(test_delete_and_change_visibility_batches_take_an_entry_id_per_handle),
         cmocka_unit_test(test_a_bad_from_is_invalid_argument),
         cmocka_unit_test(test_peek_reply_round_trips),
         cmocka_unit_test(test_move_task_requests_round_trip_and_are_checked),
