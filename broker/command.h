@@ -31,6 +31,8 @@
  *                      entries written before attributes other than vt existed hold []); with
  *                      other attributes: [MaximumMessageSize, DelaySeconds or nil, attributes
  *                      (bin: their msgpack map, broker/queue_attrs.h)]
+ *   UNTAG_QUEUE:       items = [0, nil, attributes] as SET_QUEUE_ATTRIBUTES's, attributes
+ *                      holding only "tags": {key: "", ...}: the keys to remove (op_queue.c)
  *   DELETE_QUEUE:      items = [] or [true] (force: a dead-letter queue of other queues too)
  *   others:            items = [] (PURGE_QUEUE: every message of the queue applied before it
  *                      is deleted; op_queue.c. EXPIRE_MESSAGES, queue "": every queue's
@@ -74,6 +76,7 @@ typedef enum {
     KYU_CMD_REDRIVE_STEP = 14,
     KYU_CMD_CANCEL_MOVE_TASK = 15,
     KYU_CMD_RELEASE_LEASES = 16, /* worker sessions (workers.h, op_workers.c) */
+    KYU_CMD_UNTAG_QUEUE = 17,    /* 16: the worker sessions' */
 } kyu_cmd_type_t;
 
 #define KYU_REDRIVE_STEP_MAX 100 /* messages moved by one REDRIVE_STEP at most */

@@ -37,6 +37,28 @@ static kyu_code_t check_message(const queue_t *q, size_t max_body, const kyu_req
     return KYU_OK;
 }
 
+/* A batch (SEND with entry ids): each entry is checked alone when the command is built, but
+ * the entries together, bodies and attributes, may not be larger than the broker's maximum
+ * message size (SQS's BatchRequestTooLong: the sum of a SendMessageBatch's entries may not
+ * exceed the maximum payload size): the whole batch is refused, nothing is stored. A SEND
+ * without entry ids (kyu's own pipelined send, all or nothing) is held only to the transport's
+ * bound of 10 bodies of the maximum size. */
+static kyu_code_t check_batch_total(size_t max_body, const kyu_request_t *req, zmsg_t *bodies,
+                                    kyu_err_t *err)
+{
+    size_t total = 0, i = 0;
+    for (zframe_t *f = zmsg_first(bodies); f; f = zmsg_next(bodies), i++)
+        total += zframe_size(f) +
+                 (req->fields & KYU_F_MSG_ATTRS ? kyu_msg_attrs_size(&req->attrs[i]) : 0);
+    if (total > max_body)
+        return kyu_err_set(err, KYU_ERR_TOO_LARGE,
+                           "BatchRequestTooLong: the batch's %zu entries have %zu bytes together "
+                           "(bodies and attributes); a batch takes at most %zu (the maximum "
+                           "message size)",
+                           i, total, max_body);
+    return KYU_OK;
+}
+
 kyu_code_t kyu_op_send_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
                                 kyu_err_t *err)
 {
@@ -68,7 +90,7 @@ kyu_code_t kyu_op_send_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zms
                            "give each entry's delay (eds) or one for the request (ds, da), not "
                            "both");
     if (req->fields & KYU_F_ENTRY_IDS)
-        return KYU_OK; /* a batch: each entry is checked alone when the command is built */
+        return check_batch_total(ctx->max_body, req, bodies, err);
     size_t i = 0;
     for (zframe_t *f = zmsg_first(bodies); f; f = zmsg_next(bodies), i++) {
         kyu_code_t rc = check_message(q, ctx->max_body, req, i, zframe_size(f), err);

@@ -356,6 +356,63 @@ kyu_code_t kyu_op_set_queue_attributes_apply(kyu_sm_t *self, const kyu_command_t
     return rc;
 }
 
+/* UNTAG_QUEUE (SQS's UntagQueue): the keys travel as tags with empty values, encoded as a
+ * SET_QUEUE_ATTRIBUTES command's tags are (command.h). */
+void kyu_op_untag_queue_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+                              kyu_command_t *cmd)
+{
+    (void)ctx, (void)bodies;
+    cmd->qx_set = KYU_F_TAGS;
+    cmd->qx = &req->qx;
+}
+
+/* Removes the command's keys from the queue's tags, keeping the others in their order; a key
+ * the queue lacks is no error (as SQS). LastModifiedTimestamp changes when a tag went (as a
+ * tag's change by SET_QUEUE_ATTRIBUTES does). */
+kyu_code_t kyu_op_untag_queue_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t *a)
+{
+    queue_t *q = kyu_sm_queue(self, c->queue, a->res);
+    if (!q)
+        return KYU_OK;
+    kyu_queue_ext_t *x = malloc(2 * sizeof *x); /* the keys given, and the queue's */
+    if (!x)
+        return kyu_err_set(a->err, KYU_ERR_INTERNAL, "out of memory");
+    kyu_code_t rc = KYU_OK;
+    kyu_tags_t *have = &x[1].tags;
+    size_t removed = 0;
+    if (!command_attrs(c, x, a)) {
+        rc = a->err->code;
+        goto done;
+    }
+    if (!kyu_sm_queue_ext(q, x + 1)) {
+        rc = kyu_err_set(a->err, KYU_ERR_STORAGE, "queue '%s': corrupt attributes", c->queue);
+        goto done;
+    }
+    for (size_t k = 0; k < x[0].tags.n; k++) {
+        for (size_t i = 0; i < have->n; i++) {
+            if (strcmp(have->keys[i], x[0].tags.keys[k]) != 0)
+                continue;
+            memmove(have->keys[i], have->keys[i + 1], (have->n - i - 1) * sizeof have->keys[0]);
+            memmove(have->values[i], have->values[i + 1],
+                    (have->n - i - 1) * sizeof have->values[0]);
+            have->n--;
+            removed++;
+            break;
+        }
+    }
+    if (!removed)
+        goto done;
+    if (!kyu_sm_queue_set_ext(q, x + 1)) {
+        rc = kyu_err_set(a->err, KYU_ERR_INTERNAL, "out of memory setting attributes");
+        goto done;
+    }
+    q->modified_ms = c->now_ms;
+    kyu_sm_touch(self, q);
+done:
+    free(x);
+    return rc;
+}
+
 /* DELETE_QUEUE: a queue that is another queue's dead-letter queue only with force. */
 kyu_code_t kyu_op_delete_queue_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
                                         kyu_err_t *err)

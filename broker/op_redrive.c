@@ -15,10 +15,14 @@
  * A moved message is a new message of its destination, as in SQS ("redriven messages are new
  * messages"): a new seq (so it is last in the destination's order and its retention period
  * starts again), never received (receive count 0; a count kept at maxReceiveCount would send
- * it straight back), SentTimestamp the time of the move, visible at once (the destination's
- * long polls are woken: kyu_sm_add_message). Its record is copied whole otherwise: body,
- * attributes and, beyond SQS, its message id (SQS gives a new one). Its provenance record is
- * dropped with it from the dead-letter queue: in its destination it is a message like any.
+ * it straight back), SentTimestamp the time of the move, visible at once or, when the
+ * destination has a DelaySeconds, once that delay has passed, as a message sent to it would
+ * be (the destination's long polls are woken: kyu_sm_add_message). Its record is copied whole
+ * otherwise: body, attributes and, beyond SQS, its message id (SQS gives a new one). Its
+ * provenance record is dropped with it from the dead-letter queue: in its destination it is a
+ * message like any. A message larger (body and attributes) than the destination's
+ * MaximumMessageSize would be refused by a send there: it does not move, and the task ends
+ * FAILED ("MessageTooLarge: ...") as for a missing destination, below.
  *
  * The task ends COMPLETED once it has moved as many messages as it had to move, or its queue
  * is empty; CANCELLED by CANCEL_MOVE_TASK (what moved stays moved); FAILED, as SQS, when a
@@ -431,9 +435,11 @@ bool kyu_op_redrive_step_decode(const msgpack_object *items, kyu_command_t *cmd)
     return true;
 }
 
-/* Moves message seq of q to dest as a new message of dest (the top of this file), at now. */
+/* Moves message seq of q to dest as a new message of dest (the top of this file), at now
+ * (keep: only under planted bug 11, copies it and leaves it in q); a message larger (body and
+ * attributes) than dest's MaximumMessageSize does not move: reason says why. */
 static kyu_code_t move_one(kyu_sm_t *self, queue_t *q, queue_t *dest, uint64_t seq, uint64_t now,
-                           kyu_err_t *err)
+                           bool keep, char *reason, kyu_err_t *err)
 {
     uint8_t k[KEY_QS];
     key_qs(k, q->qid, seq);
@@ -445,12 +451,31 @@ static kyu_code_t move_one(kyu_sm_t *self, queue_t *q, queue_t *dest, uint64_t s
                          : kyu_err_set(err, KYU_ERR_STORAGE, "message record %llu missing",
                                        (unsigned long long)seq);
     }
+    kyu_sent_t m;
+    if (!kyu_sm_parse_message(rec, vl, &m)) {
+        free(rec);
+        return kyu_err_set(err, KYU_ERR_STORAGE, "message record %llu is corrupt",
+                           (unsigned long long)seq);
+    }
+    size_t size = m.body_len + kyu_msg_attrs_size(&m.attrs);
+    if (size > dest->max_size) {
+        snprintf(reason, KYU_MOVE_REASON_MAX,
+                 "MessageTooLarge: message %s has %zu bytes (body and attributes); queue '%s' "
+                 "takes at most %u (its MaximumMessageSize)",
+                 m.id, size, dest->name, dest->max_size);
+        free(rec);
+        return KYU_OK;
+    }
     kyu_put_be64((uint8_t *)rec, now); /* SentTimestamp: its enqueue time there */
     kyu_sm_index_advance(dest, now);
-    kyu_sm_add_message(self, dest, self->next_seq++, rec, vl, NULL, 0, now, 0);
+    /* A new message of dest: its DelaySeconds holds it back, as for a send. */
+    kyu_sm_add_message(self, dest, self->next_seq++, rec, vl, NULL, 0, now,
+                       (uint64_t)dest->delay * 1000);
     free(rec);
-    kyu_sm_drop_message(self, q, seq); /* record, lease, provenance, index */
-    q->n_messages--;
+    if (!keep) {
+        kyu_sm_drop_message(self, q, seq); /* record, lease, provenance, index */
+        q->n_messages--;
+    }
     dest->n_messages++;
     kyu_sm_touch(self, q);
     kyu_sm_touch(self, dest);
@@ -519,9 +544,24 @@ kyu_code_t kyu_op_redrive_step_apply(kyu_sm_t *self, const kyu_command_t *c, kyu
             memcpy(t->t.reason, reason, sizeof t->t.reason);
             break;
         }
-        kyu_code_t rc = move_one(self, q, dest, seq, c->now_ms, a->err);
+        bool keep = false; /* a message is in exactly one queue after its move */
+#if KYU_REPLICA_PLANTED_BUG == 11
+        /* Planted bug 11 (docs/RAFT.md): the second message of a step is copied to its
+         * destination and left in the dead-letter queue too, so a later step moves it again;
+         * kyu-sim-kyu-planted11 must report it. */
+        keep = n == 1;
+#endif
+        kyu_code_t rc = move_one(self, q, dest, seq, c->now_ms, keep, reason, a->err);
         if (rc != KYU_OK)
             return rc;
+        if (reason[0]) { /* too large for its destination: it stays as it was */
+            kyu_sm_index_put_back(q, seq, &l);
+            end_task(self, t, KYU_MOVE_FAILED, c->now_ms);
+            memcpy(t->t.reason, reason, sizeof t->t.reason);
+            break;
+        }
+        if (keep)
+            kyu_sm_index_put_back(q, seq, &l);
         n++;
     }
     t->t.moved += n;

@@ -48,6 +48,16 @@ static const kyu_op_row_t rows[KYU_OPS_MAX_] = {
                             .apply = kyu_op_purge_queue_apply,
                             .replay = kyu_op_done_replay,
                             .dedup = KYU_DEDUP_DONE},
+    [KYU_OP_UNTAG_QUEUE] = {.op = KYU_OP_UNTAG_QUEUE,
+                            .name = "untag-queue",
+                            .cmd = KYU_CMD_UNTAG_QUEUE,
+                            .validate = kyu_op_queue_exists,
+                            .build = kyu_op_untag_queue_build,
+                            .encode_items = kyu_op_queue_attrs_encode,
+                            .decode_items = kyu_op_queue_attrs_decode,
+                            .apply = kyu_op_untag_queue_apply,
+                            .replay = kyu_op_done_replay,
+                            .dedup = KYU_DEDUP_DONE},
     [KYU_OP_PEEK] = {.op = KYU_OP_PEEK, .name = "peek", .answer = kyu_op_peek_answer},
     [KYU_OP_LIST_QUEUES] = {.op = KYU_OP_LIST_QUEUES,
                             .name = "list-queues",
@@ -209,6 +219,7 @@ static const uint8_t by_command[] = {
     [KYU_CMD_REDRIVE_STEP] = KYU_OP_REDRIVE_STEP,
     [KYU_CMD_CANCEL_MOVE_TASK] = KYU_OP_CANCEL_MOVE_TASK,
     [KYU_CMD_RELEASE_LEASES] = KYU_OP_RELEASE_LEASES,
+    [KYU_CMD_UNTAG_QUEUE] = KYU_OP_UNTAG_QUEUE,
 };
 
 const kyu_op_row_t *kyu_ops_row(uint64_t op)

@@ -152,8 +152,8 @@ const kyu_op_row_t *kyu_ops_command(uint64_t type);
 
 /* ---- the rows' functions, by the file of their concern ---- */
 
-/* op_queue.c: CREATE_QUEUE, SET_QUEUE_ATTRIBUTES, DELETE_QUEUE, PURGE_QUEUE, LIST_QUEUES,
- * GET_QUEUE_ATTRIBUTES */
+/* op_queue.c: CREATE_QUEUE, SET_QUEUE_ATTRIBUTES, UNTAG_QUEUE, DELETE_QUEUE, PURGE_QUEUE,
+ * LIST_QUEUES, GET_QUEUE_ATTRIBUTES */
 kyu_code_t kyu_op_queue_exists(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
                                kyu_err_t *err);
 kyu_code_t kyu_op_create_queue_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
@@ -175,6 +175,9 @@ void kyu_op_delete_queue_encode(const kyu_command_t *cmd, msgpack_packer *pk);
 bool kyu_op_delete_queue_decode(const msgpack_object *items, kyu_command_t *cmd);
 kyu_code_t kyu_op_delete_queue_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
 kyu_code_t kyu_op_purge_queue_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
+void kyu_op_untag_queue_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+                              kyu_command_t *cmd);
+kyu_code_t kyu_op_untag_queue_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
 kyu_code_t kyu_op_done_replay(kyu_sm_t *sm, const kyu_command_t *cmd, const kyu_dedup_t *d,
                               kyu_apply_t *a);
 kyu_code_t kyu_op_list_queues_answer(kyu_op_ctx_t *ctx, const kyu_request_t *req, kyu_reply_t *rep,

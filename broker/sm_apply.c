@@ -58,6 +58,11 @@ void kyu_sm_drop_message(kyu_sm_t *self, queue_t *q, uint64_t seq)
 /* Reads a message record (sm.c's key layout); the message points into v. */
 static bool parse_message(const char *v, size_t vl, kyu_sent_t *m)
 {
+    return kyu_sm_parse_message(v, vl, m);
+}
+
+bool kyu_sm_parse_message(const char *v, size_t vl, kyu_sent_t *m)
+{
     const uint8_t *p = (const uint8_t *)v;
     if (vl < 9)
         return false;

@@ -315,6 +315,8 @@ void kyu_sm_add_message(kyu_sm_t *self, queue_t *q, uint64_t seq, const void *he
 void kyu_sm_set_lease(kyu_sm_t *self, queue_t *q, uint64_t seq, const lease_t *l);
 /* Drops message seq of q: record, lease record, provenance record, index. */
 void kyu_sm_drop_message(kyu_sm_t *self, queue_t *q, uint64_t seq);
+/* Reads a message record (sm.c's key layout) into m, pointing into v: false when corrupt. */
+bool kyu_sm_parse_message(const char *v, size_t vl, kyu_sent_t *m);
 /* The message records of seqs[0..n) of q (n <= KYU_BATCH_MAX), read together: false when
  * one is missing or corrupt (err set; nothing to free). m[i].body points into owned[i],
  * which the caller frees. */

@@ -29,6 +29,9 @@ static const cli_cmd_t commands[] = {
      "change a queue's attributes (at least one); the others stay as they are; --tag adds tags "
      "(a key the queue has gets the new value); --dead-letter-queue '' removes the RedrivePolicy",
      CLI_OPT_VT | CLI_OPT_QUEUE_ATTRS | CLI_OPT_ATTR_REQUIRED, 1, 1, cli_cmd_set_queue_attributes},
+    {"untag-queue", "NAME KEY...",
+     "remove the queue's tags with these keys (up to 50); a key the queue lacks is no error", 0, 2,
+     -1, cli_cmd_untag_queue},
     {"delete-queue", "NAME [--force]",
      "delete a queue and all its messages; a dead-letter queue of other queues only with --force "
      "(their messages then stay in them)",
@@ -59,14 +62,27 @@ static const cli_cmd_t commands[] = {
      "MESSAGE_ID\" per entry sent (--json: {\"Successful\", \"Failed\"} per request), one "
      "stderr line per failed entry",
      0, 1, 1, cli_cmd_send_batch},
+    {"delete-batch", "NAME",
+     "delete the entries of stdin, one JSON object per line in SQS's DeleteMessageBatch shape "
+     "({\"Id\", \"ReceiptHandle\"}), ten to a request; a handle that fails fails alone. "
+     "Prints the Id of each entry deleted (--json: {\"Successful\", \"Failed\"} per "
+     "request), one stderr line per failed entry",
+     0, 1, 1, cli_cmd_handle_batch},
+    {"change-visibility-batch", "NAME",
+     "as delete-batch, in SQS's ChangeMessageVisibilityBatch shape ({\"Id\", "
+     "\"ReceiptHandle\", \"VisibilityTimeout\"}): each entry's remaining lease set to its "
+     "VisibilityTimeout (0..43200); entries in a row with the same timeout go in one request",
+     0, 1, 1, cli_cmd_handle_batch},
     {"receive", "NAME [--max N] [--visibility-timeout SEC] [--wait SEC]",
      "lease up to N (1..10, default 1) messages and print them; --wait: long polling, wait up "
      "to SEC (0..20) seconds for a message (default: the queue's ReceiveMessageWaitTimeSeconds)",
      CLI_OPT_MAX | CLI_OPT_VT | CLI_OPT_WAIT, 1, 1, cli_cmd_receive},
-    {"peek", "NAME [--max N] [--from POSITION]",
+    {"peek", "NAME [--max N] [--from POSITION|MESSAGE_ID]",
      "list up to N (1..10, default 10) messages in queue order without leasing them: body, id, "
      "sent time, receive count and state (visible, inflight, delayed); --from: the position "
-     "a previous page printed as Next (works on any queue, dead-letter queues included)",
+     "a previous page printed as Next, or a message id: the list starts at that message "
+     "(found by paging from the queue's start: a request per 10 messages before it); works on "
+     "any queue, dead-letter queues included",
      CLI_OPT_MAX | CLI_OPT_FROM, 1, 1, cli_cmd_peek},
     {"redrive", "DLQ [--to NAME] [--max-per-second N] [--no-wait] | --list DLQ | --cancel DLQ",
      "move the messages of dead-letter queue DLQ back to the queue each came from, or --to "
@@ -392,16 +408,22 @@ static int parse_cmd_args(cli_t *cli, int argc, char **argv, cli_args_t *a)
             if (!cli_parse_attr(optarg, a, why, sizeof why))
                 return cli_usage_error(cli, "--attr '%.60s': %s", optarg, why);
         } else if (c == 'F' && (cmd->options & CLI_OPT_FROM)) {
+            /* A position is digits; a message id (a UUID) never is. */
             char *end = NULL;
             errno = 0;
-            unsigned long long v =
-                optarg[0] >= '0' && optarg[0] <= '9' ? strtoull(optarg, &end, 10) : 0;
-            if (!end || *end || errno || v == 0)
+            bool digits = optarg[0] && strspn(optarg, "0123456789") == strlen(optarg);
+            unsigned long long v = digits ? strtoull(optarg, &end, 10) : 0;
+            if (!digits && optarg[0] && strlen(optarg) <= KYU_MESSAGE_ID_MAX) {
+                a->from_id = optarg;
+            } else if (!end || *end || errno || v == 0) {
                 return cli_usage_error(cli,
                                        "--from must be a position (a whole number from 1, "
-                                       "printed by a previous peek as Next), not '%s'",
+                                       "printed by a previous peek as Next) or a message id, "
+                                       "not '%s'",
                                        optarg);
-            a->from = v;
+            } else {
+                a->from = v;
+            }
         } else if (c == 'T' && (cmd->options & CLI_OPT_REDRIVE)) {
             if (!cli_check_queue(cli, optarg))
                 return CLI_EXIT_USAGE;

@@ -45,6 +45,7 @@ typedef struct {
     kyu_msg_attrs_t attrs; /* send --attr (checked); Binary values in attr_bufs */
     unsigned char *attr_bufs[KYU_MSG_ATTRS_MAX]; /* freed by cli_args_free */
     uint64_t from;                               /* peek --from POSITION; 0 when not given */
+    const char *from_id;                         /* peek --from MESSAGE_ID; NULL when not */
     /* redrive: --to NAME (NULL: each message's source), --max-per-second N (-1: not given),
      * --list, --cancel, --no-wait */
     const char *to;
@@ -78,7 +79,7 @@ enum {
     CLI_OPT_WAIT = 512,          /* receive: --wait SEC (long polling) */
     CLI_OPT_FORCE = 1024,        /* delete-queue --force */
     CLI_OPT_MSG_ATTRS = 2048,    /* send: --attr NAME=TYPE:VALUE (repeatable) */
-    CLI_OPT_FROM = 4096,         /* peek: --from POSITION */
+    CLI_OPT_FROM = 4096,         /* peek: --from POSITION or MESSAGE_ID */
     CLI_OPT_REDRIVE = 8192       /* redrive: --to, --max-per-second, --list, --cancel, --no-wait */
 };
 
@@ -98,6 +99,7 @@ int cli_print_json(json_t *obj);
 int cli_cmd_create_queue(cli_t *cli, cli_args_t *a);
 int cli_cmd_delete_queue(cli_t *cli, cli_args_t *a);
 int cli_cmd_purge_queue(cli_t *cli, cli_args_t *a);
+int cli_cmd_untag_queue(cli_t *cli, cli_args_t *a);
 int cli_cmd_list_queues(cli_t *cli, cli_args_t *a);
 int cli_cmd_get_queue_attributes(cli_t *cli, cli_args_t *a);
 int cli_cmd_list_dead_letter_source_queues(cli_t *cli, cli_args_t *a);
@@ -116,7 +118,8 @@ void cli_args_free(cli_args_t *a);
 json_t *cli_attrs_json(const kyu_msg_attrs_t *attrs);
 /* A Binary value as base64 (caller frees), NULL when out of memory. */
 char *cli_base64(const void *v, size_t n);
-int cli_cmd_send_batch(cli_t *cli, cli_args_t *a); /* cli_batch.c */
+int cli_cmd_send_batch(cli_t *cli, cli_args_t *a);   /* cli_batch.c */
+int cli_cmd_handle_batch(cli_t *cli, cli_args_t *a); /* cli_batch.c */
 int cli_cmd_receive(cli_t *cli, cli_args_t *a);
 int cli_cmd_peek(cli_t *cli, cli_args_t *a);
 int cli_cmd_delete(cli_t *cli, cli_args_t *a);

@@ -1,7 +1,9 @@
 /* cli_batch: `kyu send-batch`. Reads entries as JSON lines in the shape of SQS's
  * SendMessageBatch entries ({"Id", "MessageBody", "DelaySeconds", "MessageAttributes"}) and
  * sends them ten to a request (SEND with entry ids: each entry is checked alone, so a bad one
- * fails alone). Prints a line per entry sent (or, with --json, SQS's answer per request:
+ * fails alone), fewer when ten would be larger together than the broker's maximum message
+ * size (the broker refuses such a batch whole: BatchRequestTooLong). Prints a line per entry sent
+ * (or, with --json, SQS's answer per request:
  * {"Successful": [...], "Failed": [...]}) and one stderr line per failed entry. */
 #include "cli.h"
 
@@ -113,6 +115,22 @@ static bool parse_line(const char *text, size_t no, line_t *l, char *why, size_t
     return true;
 }
 
+/* What an entry counts toward its batch's size: body and attributes (SQS's rule, the
+ * broker's BatchRequestTooLong). */
+static size_t entry_size(const line_t *l)
+{
+    return l->entry.len + kyu_msg_attrs_size(&l->attrs);
+}
+
+/* Moves the parsed line from to to (to is empty), keeping what its entry borrows. */
+static void move_line(line_t *to, line_t *from)
+{
+    *to = *from;
+    to->entry.id = to->id;
+    to->entry.attrs = to->attrs.n ? &to->attrs : NULL;
+    memset(from, 0, sizeof *from);
+}
+
 /* Sends lines[0..n) as one batch and prints the answers; CLI_EXIT_OK when all were sent. */
 static int send_group(cli_t *cli, const char *queue, line_t *lines, size_t n)
 {
@@ -155,7 +173,7 @@ int cli_cmd_send_batch(cli_t *cli, cli_args_t *a)
 {
     line_t lines[KYU_BATCH_MAX];
     memset(lines, 0, sizeof lines);
-    size_t n = 0, no = 0, cap = 0;
+    size_t n = 0, no = 0, cap = 0, total = 0;
     char *text = NULL;
     int rc = CLI_EXIT_OK;
     for (;;) {
@@ -174,6 +192,20 @@ int cli_cmd_send_batch(cli_t *cli, cli_args_t *a)
                     send_group(cli, a->args[0], lines, n);
                 break;
             }
+            /* A batch's entries together are held to the broker's maximum message size
+             * (BatchRequestTooLong): an entry that would pass it starts the next batch. */
+            size_t size = entry_size(&lines[n]);
+            if (n > 0 && total + size > kyu_client_max_body(cli->client)) {
+                if (send_group(cli, a->args[0], lines, n) != CLI_EXIT_OK)
+                    rc = CLI_EXIT_ERROR;
+                fflush(stdout);
+                for (size_t i = 0; i < n; i++)
+                    line_free(&lines[i]);
+                move_line(&lines[0], &lines[n]);
+                n = 0;
+                total = 0;
+            }
+            total += size;
             n++;
         }
         /* A full batch, or the last: send it (an empty line is skipped). */
@@ -184,6 +216,7 @@ int cli_cmd_send_batch(cli_t *cli, cli_args_t *a)
             for (size_t i = 0; i < n; i++)
                 line_free(&lines[i]);
             n = 0;
+            total = 0;
         }
         if (len < 0) {
             if (ferror(stdin))
@@ -193,6 +226,147 @@ int cli_cmd_send_batch(cli_t *cli, cli_args_t *a)
     }
     for (size_t i = 0; i < n; i++)
         line_free(&lines[i]);
+    free(text);
+    return rc;
+}
+
+/* ---- delete-batch, change-visibility-batch ---- */
+
+/* One entry of SQS's DeleteMessageBatch or ChangeMessageVisibilityBatch: what it borrows
+ * lives in obj. */
+typedef struct {
+    json_t *obj;
+    char id[KYU_ENTRY_ID_MAX + 16];
+    const char *handle;
+    int vt; /* change-visibility-batch: VisibilityTimeout */
+} hline_t;
+
+static bool parse_handle_line(const char *text, size_t no, bool want_vt, hline_t *l, char *why,
+                              size_t why_len)
+{
+    json_error_t jerr;
+    l->obj = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
+    if (!json_is_object(l->obj)) {
+        snprintf(why, why_len, "not a JSON object: %s", l->obj ? "another value" : jerr.text);
+        return false;
+    }
+    json_t *id = json_object_get(l->obj, "Id"), *rh = json_object_get(l->obj, "ReceiptHandle"),
+           *vt = json_object_get(l->obj, "VisibilityTimeout");
+    if (id && !json_is_string(id)) {
+        snprintf(why, why_len, "Id must be a string");
+        return false;
+    }
+    snprintf(l->id, sizeof l->id, "%s", id ? json_string_value(id) : "");
+    if (!id) /* no Id: the line number */
+        snprintf(l->id, sizeof l->id, "%zu", no);
+    if (!json_is_string(rh)) {
+        snprintf(why, why_len, "ReceiptHandle must be a string");
+        return false;
+    }
+    l->handle = json_string_value(rh);
+    if (want_vt && (!json_is_integer(vt) || json_integer_value(vt) < 0 ||
+                    json_integer_value(vt) > KYU_VISIBILITY_MAX)) {
+        snprintf(why, why_len, "VisibilityTimeout must be a number of seconds from 0 to %d",
+                 KYU_VISIBILITY_MAX);
+        return false;
+    }
+    l->vt = want_vt ? (int)json_integer_value(vt) : -1;
+    return true;
+}
+
+/* Sends lines[0..n) as one batch and prints the answers; CLI_EXIT_OK when all succeeded. */
+static int send_handle_group(cli_t *cli, const char *queue, bool cv, hline_t *lines, size_t n)
+{
+    kyu_handle_entry_t entries[KYU_BATCH_MAX];
+    kyu_batch_result_t out[KYU_BATCH_MAX];
+    for (size_t i = 0; i < n; i++)
+        entries[i] = (kyu_handle_entry_t){.id = lines[i].id, .receipt_handle = lines[i].handle};
+    kyu_err_t err = {0};
+    kyu_code_t rc = cv ? kyu_client_change_visibility_batch(cli->client, queue, entries, n,
+                                                            lines[0].vt, out, &err)
+                       : kyu_client_delete_batch(cli->client, queue, entries, n, out, &err);
+    json_t *ok = cli->json ? json_array() : NULL, *failed = cli->json ? json_array() : NULL;
+    for (size_t i = 0; i < n; i++) {
+        const kyu_batch_result_t *r = &out[i];
+        if (r->code != KYU_OK) {
+            fprintf(stderr, "kyu: %s: entry %s: %s: %s\n", cli->cmd->name, lines[i].id,
+                    kyu_code_name(r->code), r->error);
+            if (failed)
+                json_array_append_new(
+                    failed, json_pack("{s:s, s:b, s:s, s:s}", "Id", lines[i].id, "SenderFault",
+                                      r->code != KYU_ERR_INTERNAL && r->code != KYU_ERR_STORAGE &&
+                                          r->code != KYU_ERR_BUSY,
+                                      "Code", kyu_code_name(r->code), "Message", r->error));
+        } else if (ok) {
+            json_array_append_new(ok, json_pack("{s:s}", "Id", lines[i].id));
+        } else {
+            printf("%s\n", lines[i].id);
+        }
+    }
+    int status = rc == KYU_OK ? CLI_EXIT_OK : CLI_EXIT_ERROR;
+    if (cli->json &&
+        cli_print_json(json_pack("{s:o, s:o}", "Successful", ok, "Failed", failed)) != CLI_EXIT_OK)
+        status = CLI_EXIT_ERROR;
+    fflush(stdout);
+    return status;
+}
+
+static void hlines_free(hline_t *lines, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        json_decref(lines[i].obj);
+        memset(&lines[i], 0, sizeof lines[i]);
+    }
+}
+
+/* Reads the entries of stdin and sends them ten to a request; change-visibility-batch also
+ * starts a new request where the VisibilityTimeout changes (one timeout per request). */
+int cli_cmd_handle_batch(cli_t *cli, cli_args_t *a)
+{
+    bool cv = strcmp(cli->cmd->name, "change-visibility-batch") == 0;
+    hline_t lines[KYU_BATCH_MAX + 1];
+    memset(lines, 0, sizeof lines);
+    size_t n = 0, no = 0, cap = 0;
+    char *text = NULL;
+    int rc = CLI_EXIT_OK;
+    for (;;) {
+        ssize_t len = getline(&text, &cap, stdin);
+        if (len > 0 && text[len - 1] == '\n')
+            text[--len] = '\0';
+        if (len >= 0)
+            no++;
+        if (len > 0) {
+            char why[KYU_ERR_MSG_MAX];
+            if (!parse_handle_line(text, no, cv, &lines[n], why, sizeof why)) {
+                rc = cli_failf(cli, "line %zu: %s", no, why);
+                hlines_free(&lines[n], 1);
+                if (n > 0) /* the lines before it are sent, none after */
+                    send_handle_group(cli, a->args[0], cv, lines, n);
+                break;
+            }
+            if (n > 0 && lines[n].vt != lines[0].vt) { /* another timeout: a new request */
+                if (send_handle_group(cli, a->args[0], cv, lines, n) != CLI_EXIT_OK)
+                    rc = CLI_EXIT_ERROR;
+                hlines_free(lines, n);
+                lines[0] = lines[n];
+                memset(&lines[n], 0, sizeof lines[n]);
+                n = 0;
+            }
+            n++;
+        }
+        if (n == KYU_BATCH_MAX || (len < 0 && n > 0)) {
+            if (send_handle_group(cli, a->args[0], cv, lines, n) != CLI_EXIT_OK)
+                rc = CLI_EXIT_ERROR;
+            hlines_free(lines, n);
+            n = 0;
+        }
+        if (len < 0) {
+            if (ferror(stdin))
+                rc = cli_failf(cli, "cannot read stdin");
+            break;
+        }
+    }
+    hlines_free(lines, n);
     free(text);
     return rc;
 }

@@ -57,6 +57,15 @@ int cli_cmd_delete_queue(cli_t *cli, cli_args_t *a)
     return CLI_EXIT_OK;
 }
 
+int cli_cmd_untag_queue(cli_t *cli, cli_args_t *a)
+{
+    kyu_err_t err = {0};
+    if (kyu_client_untag_queue(cli->client, a->args[0], (const char *const *)a->args + 1,
+                               (size_t)a->n_args - 1, &err) != KYU_OK)
+        return cli_fail(cli, &err);
+    return CLI_EXIT_OK;
+}
+
 int cli_cmd_purge_queue(cli_t *cli, cli_args_t *a)
 {
     kyu_err_t err = {0};
@@ -397,6 +406,9 @@ int cli_cmd_peek(cli_t *cli, cli_args_t *a)
     kyu_message_t *msgs = NULL;
     size_t n = 0;
     uint64_t next = 0;
+    if (a->from_id &&
+        kyu_client_peek_find(cli->client, a->args[0], a->from_id, &a->from, &err) != KYU_OK)
+        return cli_fail(cli, &err);
     if (kyu_client_peek(cli->client, a->args[0], a->max ? a->max : KYU_BATCH_MAX, a->from, &msgs,
                         &n, &next, &err) != KYU_OK)
         return cli_fail(cli, &err);

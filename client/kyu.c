@@ -435,7 +435,8 @@ void kyu_client_key_request(kyu_client_t *c, kyu_request_t *req)
     bool keyed = req->op == KYU_OP_DELETE_QUEUE || req->op == KYU_OP_SEND ||
                  req->op == KYU_OP_RECEIVE || req->op == KYU_OP_DELETE ||
                  req->op == KYU_OP_CHANGE_VISIBILITY || req->op == KYU_OP_PURGE_QUEUE ||
-                 req->op == KYU_OP_START_MOVE_TASK || req->op == KYU_OP_CANCEL_MOVE_TASK;
+                 req->op == KYU_OP_START_MOVE_TASK || req->op == KYU_OP_CANCEL_MOVE_TASK ||
+                 req->op == KYU_OP_UNTAG_QUEUE;
     if (keyed && !(req->fields & KYU_F_RQ)) {
         req->rq_client = c->client_id;
         req->rq_key = c->next_key++;

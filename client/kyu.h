@@ -195,6 +195,10 @@ kyu_code_t kyu_client_create_queue_with(kyu_client_t *self, const char *queue,
 kyu_code_t kyu_client_set_queue_attributes(kyu_client_t *self, const char *queue,
                                            const kyu_queue_settings_t *s, kyu_err_t *err);
 kyu_code_t kyu_client_delete_queue(kyu_client_t *self, const char *queue, kyu_err_t *err);
+/* Removes the queue's tags with the n (1..50) keys given (SQS's UntagQueue); a key the queue
+ * lacks is no error. Keys are 1..128 bytes of valid UTF-8, distinct (checked here first). */
+kyu_code_t kyu_client_untag_queue(kyu_client_t *self, const char *queue, const char *const *keys,
+                                  size_t n, kyu_err_t *err);
 /* Deletes every message of the queue (visible, in flight, delayed) sent before the purge;
  * their receipt handles become RECEIPT_INVALID. Keyed: a retry does not purge again. */
 kyu_code_t kyu_client_purge_queue(kyu_client_t *self, const char *queue, kyu_err_t *err);
@@ -260,6 +264,26 @@ typedef struct {
 kyu_code_t kyu_client_send_batch(kyu_client_t *self, const char *queue,
                                  const kyu_batch_entry_t *entries, size_t n,
                                  kyu_batch_result_t *out, kyu_err_t *err);
+/* A DELETE or CHANGE_VISIBILITY batch entry (SQS's DeleteMessageBatch and
+ * ChangeMessageVisibilityBatch): its Id (1..80 of [A-Za-z0-9_-], distinct in the batch) and
+ * receipt handle. */
+typedef struct {
+    const char *id;
+    const char *receipt_handle;
+} kyu_handle_entry_t;
+/* Deletes 1..10 entries as one batch; out[i] gets entry i's result (code and the broker's
+ * text; a handle that fails fails alone). Returns KYU_OK when every entry succeeded, else
+ * the first failed entry's code with err naming it; a failure of the whole request (bad or
+ * repeated ids: InvalidBatchEntryId, BatchEntryIdsNotDistinct; no such queue) is every
+ * entry's code. Keyed across retries as kyu_client_delete. */
+kyu_code_t kyu_client_delete_batch(kyu_client_t *self, const char *queue,
+                                   const kyu_handle_entry_t *entries, size_t n,
+                                   kyu_batch_result_t *out, kyu_err_t *err);
+/* The same for CHANGE_VISIBILITY: every entry's remaining lease set to vt (0..43200) seconds
+ * (one timeout per request: a batch with several is sent as one request per timeout). */
+kyu_code_t kyu_client_change_visibility_batch(kyu_client_t *self, const char *queue,
+                                              const kyu_handle_entry_t *entries, size_t n, int vt,
+                                              kyu_batch_result_t *out, kyu_err_t *err);
 /* Leases up to max (1..10) messages for vt seconds (-1: the queue's). *msgs_p gets *n
  * messages (NULL when none: the queue had no visible message); caller frees with
  * kyu_messages_destroy. */
@@ -295,6 +319,13 @@ kyu_code_t kyu_client_receive_with(kyu_client_t *self, const char *queue,
  * dead-letter queues included. */
 kyu_code_t kyu_client_peek(kyu_client_t *self, const char *queue, int max, uint64_t from,
                            kyu_message_t **msgs_p, size_t *n, uint64_t *next, kyu_err_t *err);
+/* The position of message message_id in the queue, into *position (for kyu_client_peek's
+ * from), found by paging through the queue with PEEK from its start: message ids are random
+ * and the broker keeps no index of them, so this costs one PEEK (10 messages, bodies
+ * included) per 10 messages before it. INVALID_ARGUMENT when the queue does not hold it
+ * (never sent there, deleted, expired or moved away). */
+kyu_code_t kyu_client_peek_find(kyu_client_t *self, const char *queue, const char *message_id,
+                                uint64_t *position, kyu_err_t *err);
 kyu_code_t kyu_client_delete(kyu_client_t *self, const char *queue, const char *const *handles,
                              size_t n, kyu_code_t *results, kyu_err_t *err);
 /* Sets the remaining lease of n (1..10) received messages to vt seconds (0: visible at

@@ -284,6 +284,33 @@ kyu_code_t kyu_client_delete_queue_with(kyu_client_t *self, const char *queue, b
     return rc == KYU_OK ? call_simple(self, &req, err) : rc;
 }
 
+kyu_code_t kyu_client_untag_queue(kyu_client_t *self, const char *queue, const char *const *keys,
+                                  size_t n, kyu_err_t *err)
+{
+    kyu_request_t req = {.op = KYU_OP_UNTAG_QUEUE, .fields = KYU_F_TAG_KEYS};
+    kyu_code_t rc = kyu_client_set_queue(&req, queue, err);
+    if (rc != KYU_OK)
+        return rc;
+    if (n < 1 || n > KYU_TAGS_MAX)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "give 1 to %d tag keys, not %zu",
+                           KYU_TAGS_MAX, n);
+    for (size_t i = 0; i < n; i++) {
+        size_t kl = strlen(keys[i]);
+        if (kl < 1 || kl > KYU_TAG_KEY_MAX)
+            return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "tag keys are 1 to %d bytes",
+                               KYU_TAG_KEY_MAX);
+        if (!kyu_utf8_valid(keys[i], kl))
+            return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "tag key is not valid UTF-8");
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(keys[i], keys[j]) == 0)
+                return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "tag key '%s' given twice",
+                                   keys[i]);
+        memcpy(req.qx.tags.keys[i], keys[i], kl + 1);
+    }
+    req.qx.tags.n = n;
+    return call_simple(self, &req, err);
+}
+
 kyu_code_t kyu_client_purge_queue(kyu_client_t *self, const char *queue, kyu_err_t *err)
 {
     kyu_request_t req = {.op = KYU_OP_PURGE_QUEUE};
@@ -596,6 +623,38 @@ kyu_code_t kyu_client_peek(kyu_client_t *self, const char *queue, int max, uint6
     return rc;
 }
 
+kyu_code_t kyu_client_peek_find(kyu_client_t *self, const char *queue, const char *message_id,
+                                uint64_t *position, kyu_err_t *err)
+{
+    *position = 0;
+    size_t id_len = message_id ? strlen(message_id) : 0;
+    if (id_len < 1 || id_len > KYU_MESSAGE_ID_MAX)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           "a message id is 1 to %d characters, not %zu", KYU_MESSAGE_ID_MAX,
+                           id_len);
+    /* Positions only grow from page to page: the walk ends at the queue's end. */
+    for (uint64_t from = 0;;) {
+        kyu_message_t *msgs = NULL;
+        size_t n = 0;
+        uint64_t next = 0;
+        kyu_code_t rc = kyu_client_peek(self, queue, KYU_BATCH_MAX, from, &msgs, &n, &next, err);
+        if (rc != KYU_OK)
+            return rc;
+        for (size_t i = 0; i < n && !*position; i++)
+            if (strcmp(msgs[i].message_id, message_id) == 0)
+                *position = msgs[i].position;
+        kyu_messages_destroy(&msgs);
+        if (*position)
+            return KYU_OK;
+        if (!next || next <= from)
+            return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                               "message %s is not in queue '%s' (never sent there, deleted, "
+                               "expired or moved)",
+                               message_id, queue);
+        from = next;
+    }
+}
+
 /* DELETE and CHANGE_VISIBILITY: a result per handle; the first failure is the return. */
 static kyu_code_t call_handles(kyu_client_t *c, kyu_request_t *req, const char *const *handles,
                                size_t n, kyu_code_t *results, kyu_err_t *err)
@@ -635,6 +694,95 @@ static kyu_code_t call_handles(kyu_client_t *c, kyu_request_t *req, const char *
     }
     kyu_reply_reset(&rep);
     return rc;
+}
+
+/* DELETE and CHANGE_VISIBILITY as a batch (entry ids): a result and text per entry. */
+static kyu_code_t call_handle_batch(kyu_client_t *c, kyu_request_t *req,
+                                    const kyu_handle_entry_t *entries, size_t n,
+                                    kyu_batch_result_t *out, kyu_err_t *err)
+{
+    kyu_code_t rc = KYU_OK;
+    if (n < 1 || n > KYU_BATCH_MAX)
+        rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "a batch has 1 to %d entries, not %zu",
+                         KYU_BATCH_MAX, n);
+    for (size_t i = 0; rc == KYU_OK && i < n; i++) {
+        size_t hl = entries[i].receipt_handle ? strlen(entries[i].receipt_handle) : 0;
+        size_t il = entries[i].id ? strlen(entries[i].id) : 0;
+        if (!kyu_entry_id_valid(entries[i].id ? entries[i].id : "", il))
+            rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                             "InvalidBatchEntryId: entry %zu: a batch entry id is 1 to %d "
+                             "characters of letters, digits, - and _",
+                             i + 1, KYU_ENTRY_ID_MAX);
+        else if (hl < 1 || hl > KYU_HANDLE_MAX)
+            rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                             "entry '%s': receipt handle is empty or over %d bytes", entries[i].id,
+                             KYU_HANDLE_MAX);
+        for (size_t j = 0; rc == KYU_OK && j < i; j++)
+            if (strcmp(entries[i].id, entries[j].id) == 0)
+                rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                                 "BatchEntryIdsNotDistinct: entry id '%s' is given twice",
+                                 entries[i].id);
+        if (rc == KYU_OK) {
+            memcpy(req->handles[i], entries[i].receipt_handle, hl + 1);
+            memcpy(req->entry_ids[i], entries[i].id, il + 1);
+        }
+    }
+    req->n_handles = req->n_entries = n;
+    req->fields |= KYU_F_HANDLES | KYU_F_ENTRY_IDS;
+    kyu_reply_t rep;
+    kyu_reply_init(&rep);
+    if (rc == KYU_OK)
+        rc = kyu_client_call(c, req, NULL, NULL, 0, &rep, NULL, err);
+    if (rc == KYU_OK && rep.n_results != n)
+        rc = kyu_err_set(err, KYU_ERR_MALFORMED, "the broker answered %zu results for %zu entries",
+                         rep.n_results, n);
+    kyu_code_t first = KYU_OK;
+    for (size_t i = 0; i < n && i < KYU_BATCH_MAX; i++) {
+        kyu_batch_result_t *r = &out[i];
+        memset(r, 0, sizeof *r);
+        uint32_t code = rc == KYU_OK ? rep.results[i] : (uint32_t)rc;
+        r->code = code < KYU_ERR_CODE_COUNT ? (kyu_code_t)code : KYU_ERR_INTERNAL;
+        if (rc != KYU_OK)
+            snprintf(r->error, sizeof r->error, "%s", err->msg);
+        else if (r->code != KYU_OK && i < rep.n_errors)
+            snprintf(r->error, sizeof r->error, "%s", rep.errors[i]);
+        if (rc == KYU_OK && r->code != KYU_OK && first == KYU_OK) {
+            first = r->code;
+            kyu_err_set(err, r->code, "entry '%s': %s", entries[i].id, r->error);
+        }
+    }
+    kyu_reply_reset(&rep);
+    return rc != KYU_OK ? rc : first;
+}
+
+kyu_code_t kyu_client_delete_batch(kyu_client_t *self, const char *queue,
+                                   const kyu_handle_entry_t *entries, size_t n,
+                                   kyu_batch_result_t *out, kyu_err_t *err)
+{
+    kyu_request_t req = {.op = KYU_OP_DELETE};
+    kyu_code_t rc = kyu_client_set_queue(&req, queue, err);
+    if (rc != KYU_OK) {
+        for (size_t i = 0; i < n && i < KYU_BATCH_MAX; i++)
+            out[i] = (kyu_batch_result_t){.code = rc};
+        return rc;
+    }
+    return call_handle_batch(self, &req, entries, n, out, err);
+}
+
+kyu_code_t kyu_client_change_visibility_batch(kyu_client_t *self, const char *queue,
+                                              const kyu_handle_entry_t *entries, size_t n, int vt,
+                                              kyu_batch_result_t *out, kyu_err_t *err)
+{
+    kyu_request_t req = {.op = KYU_OP_CHANGE_VISIBILITY};
+    kyu_code_t rc = kyu_client_set_queue(&req, queue, err);
+    if (rc == KYU_OK)
+        rc = set_vt(&req, vt, false, err);
+    if (rc != KYU_OK) {
+        for (size_t i = 0; i < n && i < KYU_BATCH_MAX; i++)
+            out[i] = (kyu_batch_result_t){.code = rc};
+        return rc;
+    }
+    return call_handle_batch(self, &req, entries, n, out, err);
 }
 
 kyu_code_t kyu_client_delete(kyu_client_t *self, const char *queue, const char *const *handles,

@@ -65,6 +65,9 @@ static const kyu_op_info_t op_table[KYU_OP_MAX_] = {
                              "end a worker session, releasing the leases it still holds"},
     [KYU_OP_LIST_WORKERS] = {KYU_OP_LIST_WORKERS, "list-workers", 0, KYU_F_QUEUE, 0, 0,
                              KYU_OPF_READ, "the leader's worker sessions (of queue q)"},
+    [KYU_OP_UNTAG_QUEUE] = {KYU_OP_UNTAG_QUEUE, "untag-queue", KYU_F_QUEUE | KYU_F_TAG_KEYS,
+                            KYU_F_QUEUE | KYU_F_TAG_KEYS | KYU_F_RQ, 0, 0, KYU_OPF_WRITE,
+                            "remove tags from a queue by key (a key it lacks is no error)"},
     [KYU_OP_LIST_QUEUES] = {KYU_OP_LIST_QUEUES, "list-queues", 0, 0, 0, 0, KYU_OPF_READ,
                             "list queue names"},
     [KYU_OP_GET_QUEUE_ATTRIBUTES] = {KYU_OP_GET_QUEUE_ATTRIBUTES, "get-queue-attributes",
@@ -79,12 +82,16 @@ static const kyu_op_info_t op_table[KYU_OP_MAX_] = {
                         KYU_OPF_WRITE,
                         "lease up to max visible messages, waiting up to wt seconds for one"},
     [KYU_OP_DELETE] = {KYU_OP_DELETE, "delete", KYU_F_QUEUE | KYU_F_HANDLES,
-                       KYU_F_QUEUE | KYU_F_HANDLES | KYU_F_RQ, 0, 0, KYU_OPF_WRITE,
-                       "delete messages by receipt handle"},
+                       KYU_F_QUEUE | KYU_F_HANDLES | KYU_F_RQ | KYU_F_ENTRY_IDS, 0, 0,
+                       KYU_OPF_WRITE,
+                       "delete messages by receipt handle (eid: a batch, an entry id per handle)"},
     [KYU_OP_CHANGE_VISIBILITY] = {KYU_OP_CHANGE_VISIBILITY, "change-visibility",
                                   KYU_F_QUEUE | KYU_F_HANDLES | KYU_F_VT,
-                                  KYU_F_QUEUE | KYU_F_HANDLES | KYU_F_VT | KYU_F_RQ, 0, 0,
-                                  KYU_OPF_WRITE, "set the remaining lease of received messages"},
+                                  KYU_F_QUEUE | KYU_F_HANDLES | KYU_F_VT | KYU_F_RQ |
+                                      KYU_F_ENTRY_IDS,
+                                  0, 0, KYU_OPF_WRITE,
+                                  "set the remaining lease of received messages (eid: a batch, "
+                                  "an entry id per handle)"},
     [KYU_OP_CLUSTER_STATUS] =
         {KYU_OP_CLUSTER_STATUS, "cluster-status", 0, 0, 0, 0, KYU_OPF_READ,
          "this node's view of the cluster (answered by every node, leader or not)"},
@@ -159,6 +166,53 @@ static kyu_code_t get_str(const msgpack_object *o, const char *what, char *out, 
         memcpy(out, o->via.str.ptr, n);
     out[n] = '\0';
     return KYU_OK;
+}
+
+bool kyu_utf8_valid(const void *buf, size_t n)
+{
+    const unsigned char *s = buf;
+    for (size_t i = 0; i < n;) {
+        unsigned c = s[i];
+        size_t len;
+        unsigned lo = 0x80, hi = 0xBF; /* the second byte's range (RFC 3629's table) */
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if (c >= 0xC2 && c <= 0xDF) {
+            len = 2;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            len = 3;
+            if (c == 0xE0)
+                lo = 0xA0; /* no overlong forms */
+            else if (c == 0xED)
+                hi = 0x9F; /* no surrogates */
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            len = 4;
+            if (c == 0xF0)
+                lo = 0x90;
+            else if (c == 0xF4)
+                hi = 0x8F; /* nothing past U+10FFFF */
+        } else {
+            return false;
+        }
+        if (n - i < len || s[i + 1] < lo || s[i + 1] > hi)
+            return false;
+        for (size_t k = 2; k < len; k++)
+            if (s[i + k] < 0x80 || s[i + k] > 0xBF)
+                return false;
+        i += len;
+    }
+    return true;
+}
+
+/* A tag key or value: a string of at most max bytes, valid UTF-8 (SQS). */
+static kyu_code_t get_tag_str(const msgpack_object *o, const char *what, char *out, size_t max,
+                              kyu_err_t *err)
+{
+    kyu_code_t rc = get_str(o, what, out, max, err);
+    if (rc == KYU_OK && !kyu_utf8_valid(out, strlen(out)))
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "%s is not valid UTF-8", what);
+    return rc;
 }
 
 /* ---- requests ---- */
@@ -238,6 +292,31 @@ static kyu_code_t get_redrive_allow(const msgpack_object *v, kyu_request_t *req,
     return rc;
 }
 
+/* "tk": [key, ...], 1..50 distinct tag keys (UNTAG_QUEUE), into t's keys (values ""). */
+static kyu_code_t get_tag_keys(const msgpack_object *v, kyu_tags_t *t, kyu_err_t *err)
+{
+    if (v->type != MSGPACK_OBJECT_ARRAY || v->via.array.size < 1 ||
+        v->via.array.size > KYU_TAGS_MAX)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "tk must be an array of 1 to %d tag keys",
+                           KYU_TAGS_MAX);
+    t->n = 0;
+    for (uint32_t i = 0; i < v->via.array.size; i++) {
+        kyu_code_t rc =
+            get_tag_str(&v->via.array.ptr[i], "tag key", t->keys[i], KYU_TAG_KEY_MAX, err);
+        if (rc != KYU_OK)
+            return rc;
+        if (!t->keys[i][0])
+            return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "a tag key must not be empty");
+        for (uint32_t j = 0; j < i; j++)
+            if (strcmp(t->keys[j], t->keys[i]) == 0)
+                return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "tag key '%s' given twice",
+                                   t->keys[i]);
+        t->values[i][0] = '\0';
+        t->n = i + 1;
+    }
+    return KYU_OK;
+}
+
 /* "tags": {key: value}, at most 50; keys 1..128 bytes, values 0..256, distinct. */
 static kyu_code_t get_tags(const msgpack_object *v, kyu_tags_t *t, kyu_err_t *err)
 {
@@ -249,9 +328,9 @@ static kyu_code_t get_tags(const msgpack_object *v, kyu_tags_t *t, kyu_err_t *er
     t->n = 0;
     for (uint32_t i = 0; i < v->via.map.size; i++) {
         const msgpack_object_kv *kv = &v->via.map.ptr[i];
-        kyu_code_t rc = get_str(&kv->key, "tag key", t->keys[i], KYU_TAG_KEY_MAX, err);
+        kyu_code_t rc = get_tag_str(&kv->key, "tag key", t->keys[i], KYU_TAG_KEY_MAX, err);
         if (rc == KYU_OK)
-            rc = get_str(&kv->val, "tag value", t->values[i], KYU_TAG_VALUE_MAX, err);
+            rc = get_tag_str(&kv->val, "tag value", t->values[i], KYU_TAG_VALUE_MAX, err);
         if (rc != KYU_OK)
             return rc;
         if (!t->keys[i][0])
@@ -352,6 +431,9 @@ static kyu_code_t decode_request_field(const msgpack_object *k, const msgpack_ob
     } else if (kyu_mp_key_is(k, "tags")) {
         bit = KYU_F_TAGS;
         rc = get_tags(v, &req->qx.tags, err);
+    } else if (kyu_mp_key_is(k, "tk")) {
+        bit = KYU_F_TAG_KEYS;
+        rc = get_tag_keys(v, &req->qx.tags, err);
     } else if (kyu_mp_key_is(k, "force")) {
         bit = KYU_F_FORCE;
         if (v->type != MSGPACK_OBJECT_BOOLEAN || !v->via.boolean)
@@ -516,6 +598,8 @@ static const char *field_name(unsigned bit)
         return "rap (RedriveAllowPolicy)";
     case KYU_F_TAGS:
         return "tags";
+    case KYU_F_TAG_KEYS:
+        return "tk (tag keys)";
     case KYU_F_FORCE:
         return "force";
     case KYU_F_MSG_ATTRS:
@@ -614,7 +698,13 @@ kyu_code_t kyu_request_decode(const void *buf, size_t len, size_t n_bodies, kyu_
         rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
                          "ma has %zu attribute lists for %zu messages (one per body frame)",
                          req->n_attr_msgs, n_bodies);
-    else if ((req->fields & KYU_F_ENTRY_IDS) && req->n_entries != n_bodies)
+    else if ((req->fields & KYU_F_ENTRY_IDS) && (req->fields & KYU_F_HANDLES) &&
+             req->n_entries != req->n_handles)
+        rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                         "eid has %zu entry ids for %zu receipt handles (one per handle)",
+                         req->n_entries, req->n_handles);
+    else if ((req->fields & KYU_F_ENTRY_IDS) && !(req->fields & KYU_F_HANDLES) &&
+             req->n_entries != n_bodies)
         rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
                          "eid has %zu entry ids for %zu messages (one per body frame)",
                          req->n_entries, n_bodies);
@@ -722,6 +812,12 @@ void kyu_request_encode(const kyu_request_t *req, msgpack_sbuffer *out)
             kyu_mp_pack_str(&pk, req->qx.tags.keys[i]);
             kyu_mp_pack_str(&pk, req->qx.tags.values[i]);
         }
+    }
+    if (req->fields & KYU_F_TAG_KEYS) {
+        kyu_mp_pack_str(&pk, "tk");
+        msgpack_pack_array(&pk, req->qx.tags.n);
+        for (size_t i = 0; i < req->qx.tags.n; i++)
+            kyu_mp_pack_str(&pk, req->qx.tags.keys[i]);
     }
     if (req->fields & KYU_F_FORCE) {
         kyu_mp_pack_str(&pk, "force");

@@ -108,6 +108,7 @@ typedef enum {
     KYU_OP_WORKER_HEARTBEAT = 22,
     KYU_OP_WORKER_CLOSE = 23,
     KYU_OP_LIST_WORKERS = 24,
+    KYU_OP_UNTAG_QUEUE = 25, /* UntagQueue */
     KYU_OP_MAX_
 } kyu_op_t;
 
@@ -143,7 +144,8 @@ enum {
     KYU_F_DEST = 1 << 27,          /* "dst": START_MOVE_TASK: the destination queue */
     KYU_F_RATE = 1 << 28,          /* "mps": START_MOVE_TASK: MaxNumberOfMessagesPerSecond */
     KYU_F_SID = 1 << 29,           /* "sid": WORKER_HEARTBEAT, WORKER_CLOSE: the session */
-    KYU_F_LAST_ = KYU_F_SID,
+    KYU_F_TAG_KEYS = 1u << 30,     /* "tk": UNTAG_QUEUE: the tag keys to remove */
+    KYU_F_LAST_ = KYU_F_TAG_KEYS,
     /* the queue attributes of kyu_queue_ext_t (CREATE_QUEUE, SET_QUEUE_ATTRIBUTES) */
     KYU_F_QUEUE_EXT_ =
         KYU_F_RETENTION | KYU_F_RECEIVE_WAIT | KYU_F_REDRIVE | KYU_F_REDRIVE_ALLOW | KYU_F_TAGS,
@@ -202,6 +204,9 @@ typedef struct {
 
 /* The op table row for op, or NULL for an unknown op. */
 const kyu_op_info_t *kyu_op_info(uint64_t op);
+/* True when buf's n bytes are valid UTF-8 (RFC 3629: no overlong forms, no surrogates,
+ * nothing past U+10FFFF); tag keys and values must be (SQS). */
+bool kyu_utf8_valid(const void *buf, size_t n);
 
 /* One message attribute. The bytes are borrowed: from a decoded header (valid while its
  * buffer is), a message record, or the caller's own strings. A value travels as a msgpack
@@ -264,7 +269,8 @@ typedef struct {
     /* KYU_F_RETENTION, _RECEIVE_WAIT, _REDRIVE (dlq "" removes the policy), _REDRIVE_ALLOW,
      * _TAGS: the queue's other attributes (the broker checks their ranges). Last, and its
      * tags last in it: the decoder clears the struct only up to the tags (20 KB that only
-     * CREATE_QUEUE and SET_QUEUE_ATTRIBUTES use; qx.tags.n says how many hold data). */
+     * CREATE_QUEUE and SET_QUEUE_ATTRIBUTES use; qx.tags.n says how many hold data).
+     * KYU_F_TAG_KEYS (UNTAG_QUEUE): the keys in qx.tags.keys, their values "". */
     kyu_queue_ext_t qx;
 } kyu_request_t;
 

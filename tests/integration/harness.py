@@ -10,6 +10,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import unittest
 
 BIN_DIR = os.environ.get("KYU_BIN_DIR", os.path.join(os.path.dirname(__file__), "../../build"))
 BROKER = os.path.join(BIN_DIR, "broker", "kyu-broker")
@@ -43,6 +44,47 @@ def free_port():
         _PICKED.add(port)
         return port
     raise AssertionError("no free port found below the ephemeral range")
+
+
+COUNTERS = {"visible": "ApproximateNumberOfMessages",
+            "in_flight": "ApproximateNumberOfMessagesNotVisible",
+            "delayed": "ApproximateNumberOfMessagesDelayed"}
+
+
+# The raw-frame helpers import msgpack and zmq when used: tests that only drive the CLI
+# (tests/client) import this module under a python3 without them.
+
+
+def dealer(ctx, endpoint, timeout_ms=10000):
+    """A DEALER socket of ctx connected to endpoint: no linger, receives time out."""
+    import zmq
+    s = ctx.socket(zmq.DEALER)
+    s.setsockopt(zmq.LINGER, 0)
+    s.setsockopt(zmq.RCVTIMEO, timeout_ms)
+    s.connect(endpoint)
+    return s
+
+
+def request_frames(endpoint, *frames, timeout_ms=10000):
+    """Sends frames as one request on a fresh DEALER socket; the reply's frames."""
+    import zmq
+    ctx = zmq.Context()
+    s = dealer(ctx, endpoint, timeout_ms)
+    try:
+        s.send_multipart(list(frames))
+        return s.recv_multipart()
+    finally:
+        s.close()
+        ctx.destroy(linger=0)
+
+
+def request(endpoint, header, *bodies, timeout_ms=10000, frames=False):
+    """One raw request: header (a dict, id 1 unless it has one) packed as msgpack, then the
+    bodies. The reply's header decoded, or with frames=True every frame of the reply."""
+    import msgpack
+    reply = request_frames(endpoint, msgpack.packb(dict({"id": 1}, **header)), *bodies,
+                           timeout_ms=timeout_ms)
+    return reply if frames else msgpack.unpackb(reply[0])
 
 
 class Broker:
@@ -118,6 +160,21 @@ class Broker:
         return {k: int(v) if isinstance(v, str) and v.lstrip("-").isdigit() else v
                 for k, v in self.json_lines("get-queue-attributes", queue)[0].items()}
 
+    def counts(self, queue, which=("visible", "in_flight", "delayed")):
+        """The queue's exact counters, in the order which names them."""
+        a = self.attributes(queue)
+        return tuple(a[COUNTERS[w]] for w in which)
+
+    def wait_for_receive(self, queue, deadline_s):
+        """Receives (polling every 50 ms) until a message comes; it, or None at the deadline."""
+        deadline = time.monotonic() + deadline_s
+        while time.monotonic() < deadline:
+            got = self.json_lines("receive", queue)
+            if got:
+                return got[0]
+            time.sleep(0.05)
+        return None
+
     def drain(self, queue, vt=600):
         """Receives until the queue returns nothing; returns every message received."""
         got = []
@@ -127,3 +184,33 @@ class Broker:
                 return got
             got.extend(batch)
         raise AssertionError("queue did not drain")
+
+
+class BrokerCase(unittest.TestCase):
+    """A test case with one broker (self.b), started with broker_args and the queues of
+    `queues` created before each test, removed after it; counts() gives the counters that
+    count_states names."""
+    broker_args = ()
+    queues = ()
+    count_states = ("visible", "in_flight", "delayed")
+
+    def setUp(self):
+        self.b = Broker(*self.broker_args).start()
+        for q in self.queues:
+            self.b.ok("create-queue", q)
+
+    def tearDown(self):
+        self.b.cleanup()
+
+    def fails(self, status, text, *args, input=None):
+        """`kyu ARGS` exits with status and its error names text."""
+        r = self.b.cli(*args, input=input)
+        err = r.stderr.decode()
+        self.assertEqual(r.returncode, status, "kyu %s: %s" % (" ".join(args), err))
+        self.assertIn(text, err)
+
+    def raw(self, header, *bodies, frames=False):
+        return request(self.b.endpoint, header, *bodies, frames=frames)
+
+    def counts(self, queue):
+        return self.b.counts(queue, self.count_states)

@@ -5,7 +5,7 @@ import unittest
 import msgpack
 import zmq
 
-from harness import Broker
+from harness import Broker, dealer, request_frames
 
 MALFORMED, UNKNOWN_OP, VERSION, INVALID_ARGUMENT, INVALID_NAME, NO_SUCH_QUEUE = 1, 2, 3, 4, 5, 6
 TOO_LARGE, EMPTY_BODY, RECEIPT_INVALID = 8, 9, 10
@@ -25,22 +25,17 @@ class BadInput(unittest.TestCase):
         cls.b.cleanup()
 
     def setUp(self):
-        self.s = self.ctx.socket(zmq.DEALER)
-        self.s.setsockopt(zmq.LINGER, 0)
-        self.s.setsockopt(zmq.RCVTIMEO, 10000)
-        self.s.connect(self.b.endpoint)
+        self.s = dealer(self.ctx, self.b.endpoint)  # for pipelining and the oversized frame
 
     def tearDown(self):
         self.s.close()
         # Whatever happened, the broker is alive and its state unchanged.
         self.assertTrue(self.b.alive(), self.b.read_log())
         self.assertEqual(self.b.ok("list-queues").split(), ["orders"])
-        a = self.b.attributes("orders")
-        self.assertEqual((a["ApproximateNumberOfMessages"], a["ApproximateNumberOfMessagesNotVisible"]), (1, 0))
+        self.assertEqual(self.b.counts("orders", ("visible", "in_flight")), (1, 0))
 
     def raw(self, *frames):
-        self.s.send_multipart(list(frames))
-        reply = self.s.recv_multipart()
+        reply = request_frames(self.b.endpoint, *frames)
         return msgpack.unpackb(reply[0]), reply[1:]
 
     def req(self, header, *bodies):

@@ -10,7 +10,7 @@ import threading
 import unittest
 
 import test_cluster
-from harness import Broker
+from harness import BrokerCase
 
 QUEUE_IN_USE = "QUEUE_IN_USE"
 
@@ -24,26 +24,10 @@ def receive_all(ok, queue, vt, rounds):
     return got
 
 
-class DeadLetter(unittest.TestCase):
-    def setUp(self):
-        self.b = Broker().start()
-
-    def tearDown(self):
-        self.b.cleanup()
-
-    def fails(self, status, text, *args):
-        r = self.b.cli(*args)
-        self.assertEqual(r.returncode, status, "kyu %s: %s" % (" ".join(args), r.stderr.decode()))
-        self.assertIn(text, r.stderr.decode())
-
+class DeadLetter(BrokerCase):
     def send(self, queue, n, prefix="m"):
         out = self.b.ok("send", queue, "--lines", input="".join("%s-%d\n" % (prefix, i) for i in range(n)).encode())
         return out.split()
-
-    def counts(self, queue):
-        a = self.b.attributes(queue)
-        return (a["ApproximateNumberOfMessages"], a["ApproximateNumberOfMessagesNotVisible"],
-                a["ApproximateNumberOfMessagesDelayed"])
 
     def test_a_message_received_max_receive_count_times_moves_with_its_history(self):
         self.b.ok("create-queue", "dlq")

@@ -15,10 +15,9 @@ import time
 import unittest
 
 import msgpack
-import zmq
 
 import test_cluster
-from harness import Broker
+from harness import BrokerCase, request
 
 OK = 0
 INVALID_ARGUMENT = 4
@@ -41,36 +40,11 @@ def md5_of_attributes(attrs):
     return hashlib.md5(buf).hexdigest()
 
 
-class MessageAttributes(unittest.TestCase):
-    def setUp(self):
-        self.b = Broker().start()
-        self.b.ok("create-queue", "jobs")
-
-    def tearDown(self):
-        self.b.cleanup()
-
-    def fails(self, status, text, *args, input=None):
-        r = self.b.cli(*args, input=input)
-        err = r.stderr.decode()
-        self.assertEqual(r.returncode, status, "kyu %s: %s" % (" ".join(args), err))
-        self.assertIn(text, err)
-
-    def raw(self, header, *bodies):
-        ctx = zmq.Context()
-        s = ctx.socket(zmq.DEALER)
-        s.setsockopt(zmq.LINGER, 0)
-        s.setsockopt(zmq.RCVTIMEO, 10000)
-        s.connect(self.b.endpoint)
-        try:
-            s.send_multipart([msgpack.packb(dict(header, id=1), use_bin_type=True)] + list(bodies))
-            return s.recv_multipart()
-        finally:
-            s.close()
-            ctx.destroy(linger=0)
+class MessageAttributes(BrokerCase):
+    queues = ("jobs",)
 
     def raw_send(self, attrs_per_body, *bodies):
-        rep = self.raw({"op": OP_SEND, "q": "jobs", "ma": attrs_per_body}, *bodies)
-        return msgpack.unpackb(rep[0], raw=False)
+        return self.raw({"op": OP_SEND, "q": "jobs", "ma": attrs_per_body}, *bodies)
 
     def count(self):
         a = self.b.attributes("jobs")
@@ -271,7 +245,7 @@ class MessageAttributes(unittest.TestCase):
             {"op": OP_SEND, "q": "jobs", "ma": "k"},
         ]
         for header in shapes:
-            rep = msgpack.unpackb(self.raw(header, b"body")[0], raw=False)
+            rep = self.raw(header, b"body")
             self.assertEqual(rep["st"], INVALID_ARGUMENT, (header, rep))
         self.assertEqual(self.count(), 0)
         self.assertTrue(self.b.alive())
@@ -282,7 +256,7 @@ class MessageAttributes(unittest.TestCase):
         self.assertEqual(rep["mdb"], ["5d41402abc4b2a76b9719d911017c592"])
         self.assertEqual(rep["mda"], [md5_of_attributes({"z": ("String", "last"),
                                                          "a": ("Binary.x", b"\x00\x01")})])
-        frames = self.raw({"op": OP_RECEIVE, "q": "jobs"})
+        frames = self.raw({"op": OP_RECEIVE, "q": "jobs"}, frames=True)
         r = msgpack.unpackb(frames[0], raw=False)
         self.assertEqual(frames[1], b"hello")
         # Stored and returned sorted by name; a Binary value as bin.
@@ -292,30 +266,9 @@ class MessageAttributes(unittest.TestCase):
 
 
 
-class SendBatches(unittest.TestCase):
-    def setUp(self):
-        self.b = Broker().start()
-        self.b.ok("create-queue", "jobs")
-
-    def tearDown(self):
-        self.b.cleanup()
-
-    def raw(self, header, *bodies):
-        ctx = zmq.Context()
-        s = ctx.socket(zmq.DEALER)
-        s.setsockopt(zmq.LINGER, 0)
-        s.setsockopt(zmq.RCVTIMEO, 10000)
-        s.connect(self.b.endpoint)
-        try:
-            s.send_multipart([msgpack.packb(dict(header, id=1), use_bin_type=True)] + list(bodies))
-            return msgpack.unpackb(s.recv_multipart()[0], raw=False)
-        finally:
-            s.close()
-            ctx.destroy(linger=0)
-
-    def counts(self, queue="jobs"):
-        a = self.b.attributes(queue)
-        return (a["ApproximateNumberOfMessages"], a["ApproximateNumberOfMessagesDelayed"])
+class SendBatches(BrokerCase):
+    queues = ("jobs",)
+    count_states = ("visible", "delayed")
 
     def batch(self, entries, *args):
         text = "".join(json.dumps(e) + "\n" for e in entries).encode()
@@ -344,7 +297,7 @@ class SendBatches(unittest.TestCase):
         self.assertIn("kyu: send-batch: entry d: INVALID_ARGUMENT: message 4: message attribute "
                       "name 'AWS.x' is reserved", err)
         self.assertEqual(len(err.splitlines()), 3)
-        self.assertEqual(self.counts(), (2, 1))  # f waits for its own delay
+        self.assertEqual(self.counts("jobs"), (2, 1))  # f waits for its own delay
         got = {m["MessageId"]: m for m in self.b.json_lines("receive", "jobs", "--max", "10")}
         self.assertEqual(sorted(m["Body"] for m in got.values()), ["five", "one"])
         self.assertEqual(got[out["e"]]["MessageAttributes"],
@@ -373,7 +326,7 @@ class SendBatches(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         answers = [json.loads(l) for l in r.stdout.decode().splitlines()]
         self.assertEqual([len(a["Successful"]) for a in answers], [10, 10, 3])
-        self.assertEqual(self.counts(), (23, 0))
+        self.assertEqual(self.counts("jobs"), (23, 0))
 
     def test_request_level_errors_change_nothing(self):
         r = self.batch([{"Id": "x", "MessageBody": "1"}, {"Id": "x", "MessageBody": "2"}])
@@ -384,7 +337,7 @@ class SendBatches(unittest.TestCase):
         r = self.batch([{"Id": "ok", "MessageBody": "1"}, {"MessageBody": 5}])
         self.assertEqual(r.returncode, 1)
         self.assertIn("line 2: MessageBody must be a string", r.stderr.decode())
-        self.assertEqual(self.counts(), (1, 0))  # the line before the bad one was sent
+        self.assertEqual(self.counts("jobs"), (1, 0))  # the line before the bad one was sent
         for header, text in [
             ({"eid": ["a", "a"]}, "BatchEntryIdsNotDistinct"),
             ({"eid": ["a", "b c"]}, "InvalidBatchEntryId"),
@@ -397,7 +350,7 @@ class SendBatches(unittest.TestCase):
             rep = self.raw(dict({"op": OP_SEND, "q": "jobs"}, **header), b"x", b"y")
             self.assertEqual(rep["st"], INVALID_ARGUMENT, (header, rep))
             self.assertIn(text, rep["err"])
-        self.assertEqual(self.counts(), (1, 0))
+        self.assertEqual(self.counts("jobs"), (1, 0))
 
     def test_raw_batch_reply_lists_every_entry(self):
         rep = self.raw({"op": OP_SEND, "q": "jobs", "eid": ["ok", "empty", "late"],
@@ -409,7 +362,7 @@ class SendBatches(unittest.TestCase):
         self.assertEqual(rep["errs"][0], "")
         self.assertIn("empty body", rep["errs"][1])
         self.assertEqual(rep["mdb"][2], hashlib.md5(b"z").hexdigest())
-        self.assertEqual(self.counts(), (1, 1))
+        self.assertEqual(self.counts("jobs"), (1, 1))
         # every entry good: the reply of a plain SEND
         rep = self.raw({"op": OP_SEND, "q": "jobs", "eid": ["a", "b"]}, b"1", b"2")
         self.assertEqual(rep["st"], OK, rep)
@@ -465,6 +418,127 @@ class SendBatches(unittest.TestCase):
 
 
 
+class HandleBatches(BrokerCase):
+    """DELETE and CHANGE_VISIBILITY as batches with entry ids (SQS's DeleteMessageBatch and
+    ChangeMessageVisibilityBatch): `kyu delete-batch` and `kyu change-visibility-batch` read
+    SQS-shaped JSON lines; a handle that fails fails alone; bad or repeated ids fail the
+    request and change nothing."""
+    queues = ("jobs",)
+
+    def leased(self, n):
+        self.b.ok("send", "jobs", "--lines", input=b"".join(b"m%d\n" % i for i in range(n)))
+        got = self.b.json_lines("receive", "jobs", "--max", "10", "--visibility-timeout", "600")
+        self.assertEqual(len(got), n)
+        return [m["ReceiptHandle"] for m in got]
+
+    def run_batch(self, cmd, entries, *args):
+        text = "".join(json.dumps(e) + "\n" for e in entries).encode()
+        return self.b.cli(*args, cmd, "jobs", input=text)
+
+    def test_delete_batch_a_bad_handle_fails_alone(self):
+        h = self.leased(3)
+        r = self.run_batch("delete-batch", [{"Id": "a", "ReceiptHandle": h[0]},
+                                            {"Id": "b", "ReceiptHandle": "forged"},
+                                            {"Id": "c", "ReceiptHandle": h[2]}])
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertEqual(r.stdout.decode().split(), ["a", "c"])
+        self.assertIn("kyu: delete-batch: entry b: RECEIPT_INVALID: ", r.stderr.decode())
+        self.assertEqual(self.counts("jobs"), (0, 1, 0))
+        r = self.run_batch("delete-batch", [{"Id": "again", "ReceiptHandle": h[0]},
+                                            {"Id": "last", "ReceiptHandle": h[1]}], "--json")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        answer = json.loads(r.stdout)
+        self.assertEqual(answer["Successful"], [{"Id": "last"}])
+        self.assertEqual([(f["Id"], f["Code"], f["SenderFault"]) for f in answer["Failed"]],
+                         [("again", "RECEIPT_INVALID", True)])
+        self.assertEqual(self.counts("jobs"), (0, 0, 0))
+
+    def test_change_visibility_batch_one_request_per_timeout(self):
+        h = self.leased(4)
+        entries = [{"Id": "now1", "ReceiptHandle": h[0], "VisibilityTimeout": 0},
+                   {"Id": "now2", "ReceiptHandle": h[1], "VisibilityTimeout": 0},
+                   {"Id": "later", "ReceiptHandle": h[2], "VisibilityTimeout": 900},
+                   {"Id": "bad", "ReceiptHandle": "forged", "VisibilityTimeout": 900}]
+        r = self.run_batch("change-visibility-batch", entries, "--json")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        answers = [json.loads(l) for l in r.stdout.decode().splitlines()]
+        self.assertEqual([[s["Id"] for s in a["Successful"]] for a in answers],
+                         [["now1", "now2"], ["later"]])
+        self.assertEqual([f["Id"] for f in answers[1]["Failed"]], ["bad"])
+        self.assertEqual(self.counts("jobs"), (2, 2, 0))
+        r = self.run_batch("change-visibility-batch", [{"Id": "x", "ReceiptHandle": h[3]}])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("line 1: VisibilityTimeout must be a number of seconds from 0 to 43200",
+                      r.stderr.decode())
+        r = self.run_batch("delete-batch", [{"Id": "x"}])
+        self.assertIn("line 1: ReceiptHandle must be a string", r.stderr.decode())
+        self.assertEqual(self.counts("jobs"), (2, 2, 0))
+
+    def test_request_level_errors_change_nothing(self):
+        h = self.leased(2)
+        for op in (8, 9):
+            for eid, text in [(["x", "x"], "BatchEntryIdsNotDistinct"),
+                              (["x", "b c"], "InvalidBatchEntryId"),
+                              (["x"], "eid has 1 entry ids for 2 receipt handles")]:
+                header = {"op": op, "q": "jobs", "rh": h, "eid": eid}
+                if op == 9:
+                    header["vt"] = 0
+                rep = self.raw(header)
+                self.assertEqual(rep["st"], INVALID_ARGUMENT, (header, rep))
+                self.assertIn(text, rep["err"])
+        self.assertEqual(self.counts("jobs"), (0, 2, 0))
+        r = self.run_batch("delete-batch", [{"Id": "x", "ReceiptHandle": h[0]},
+                                            {"Id": "x", "ReceiptHandle": h[1]}])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("BatchEntryIdsNotDistinct", r.stderr.decode())
+        self.assertEqual(self.counts("jobs"), (0, 2, 0))
+        # With good ids, the raw reply is DELETE's: a result per handle, in order.
+        rep = self.raw({"op": 8, "q": "jobs", "rh": [h[1], "forged"], "eid": ["p", "q"]})
+        self.assertEqual((rep["st"], rep["res"]), (OK, [OK, 10]))
+        self.assertEqual(self.counts("jobs"), (0, 1, 0))
+
+
+class BatchRequestTooLong(BrokerCase):
+    """SQS's BatchRequestTooLong: a batch whose entries together (bodies and attributes) are
+    larger than the maximum message size is refused whole; nothing is stored."""
+    broker_args = ("--max-message-size", "4096")
+    queues = ("jobs",)
+    count_states = ("visible", "delayed")
+
+    def test_a_batch_over_the_maximum_together_is_refused_whole(self):
+        rep = self.raw({"op": OP_SEND, "q": "jobs", "eid": ["a", "b"]}, b"x" * 2048, b"y" * 2049)
+        self.assertEqual(rep["st"], TOO_LARGE, rep)
+        self.assertIn("BatchRequestTooLong: the batch's 2 entries have 4097 bytes together", rep["err"])
+        self.assertIn("at most 4096", rep["err"])
+        self.assertNotIn("ids", rep)
+        # The attributes count too.
+        rep = self.raw({"op": OP_SEND, "q": "jobs", "eid": ["a", "b"], "ma": [["k", "String", "v"], []]},
+                       b"x" * 2048, b"y" * 2046)
+        self.assertEqual(rep["st"], TOO_LARGE, rep)
+        self.assertIn("4102 bytes together (bodies and attributes)", rep["err"])  # k, String, v
+        # A bad entry among them does not matter: the whole batch is refused.
+        rep = self.raw({"op": OP_SEND, "q": "jobs", "eid": ["a", "b", "c"]}, b"x" * 4000, b"", b"y" * 100)
+        self.assertEqual(rep["st"], TOO_LARGE, rep)
+        self.assertEqual(self.counts("jobs"), (0, 0))
+        # Exactly the maximum together: sent.
+        rep = self.raw({"op": OP_SEND, "q": "jobs", "eid": ["a", "b"]}, b"x" * 2048, b"y" * 2048)
+        self.assertEqual(rep["st"], OK, rep)
+        self.assertEqual(self.counts("jobs"), (2, 0))
+        # kyu's own SEND of several bodies (no entry ids) is not a batch: each body alone.
+        rep = self.raw({"op": OP_SEND, "q": "jobs"}, b"x" * 4096, b"y" * 4096)
+        self.assertEqual(rep["st"], OK, rep)
+        self.assertEqual(self.counts("jobs"), (4, 0))
+
+    def test_send_batch_cuts_its_requests_to_fit(self):
+        entries = [{"Id": "e%d" % i, "MessageBody": chr(97 + i) * 1500} for i in range(7)]
+        text = "".join(json.dumps(e) + "\n" for e in entries).encode()
+        r = self.b.cli("--json", "send-batch", "jobs", input=text)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        answers = [json.loads(l) for l in r.stdout.decode().splitlines()]
+        self.assertEqual([len(a["Successful"]) for a in answers], [2, 2, 2, 1])  # 3000 B each
+        self.assertEqual(self.counts("jobs"), (7, 0))
+
+
 class AcrossFailover(unittest.TestCase):
     """Three nodes: attributes and a batch's answers survive a kill -9 of the leader."""
     # The cluster's helpers (test_cluster.py), without its tests.
@@ -476,19 +550,6 @@ class AcrossFailover(unittest.TestCase):
     leader = test_cluster.Cluster.leader
     wait_caught_up = test_cluster.Cluster.wait_caught_up
 
-    def raw(self, endpoint, header, *bodies):
-        ctx = zmq.Context()
-        s = ctx.socket(zmq.DEALER)
-        s.setsockopt(zmq.LINGER, 0)
-        s.setsockopt(zmq.RCVTIMEO, 20000)
-        s.connect(endpoint)
-        try:
-            s.send_multipart([msgpack.packb(dict(header, id=1), use_bin_type=True)] + list(bodies))
-            return msgpack.unpackb(s.recv_multipart()[0], raw=False)
-        finally:
-            s.close()
-            ctx.destroy(linger=0)
-
     def test_attributes_and_batch_answers_survive_a_leader_failover(self):
         leader = self.leader()
         self.ok("create-queue", "jobs")
@@ -496,7 +557,7 @@ class AcrossFailover(unittest.TestCase):
                                   "--attr", "b=Binary:AAE="))
         header = {"op": OP_SEND, "q": "jobs", "eid": ["good", "empty"], "rq": [777, 1],
                   "ma": [["n", "Number", "3"], []]}
-        first = self.raw(leader.client, header, b"batched", b"")
+        first = request(leader.client, header, b"batched", b"", timeout_ms=20000)
         self.assertEqual(first["st"], OK, first)
         self.assertEqual(first["res"], [OK, 9])
         for n in self.nodes:  # every node holds both before the leader dies
@@ -505,7 +566,7 @@ class AcrossFailover(unittest.TestCase):
         leader.kill9()
         new_leader = self.leader()
         self.assertIsNot(new_leader, leader)
-        again = self.raw(new_leader.client, header, b"batched", b"")
+        again = request(new_leader.client, header, b"batched", b"", timeout_ms=20000)
         self.assertEqual(again["ids"], first["ids"])
         self.assertEqual(again["res"], first["res"])
         self.assertEqual(again["mdb"], first["mdb"])

@@ -6,57 +6,17 @@ import datetime
 import time
 import unittest
 
-import msgpack
-import zmq
-
-from harness import Broker
+from harness import BrokerCase
 
 INVALID_ARGUMENT = 4
 OP_SEND = 6
 
 
-class MessageDelay(unittest.TestCase):
-    def setUp(self):
-        self.b = Broker().start()
-
-    def tearDown(self):
-        self.b.cleanup()
-
-    def fails(self, status, text, *args, input=None):
-        r = self.b.cli(*args, input=input)
-        err = r.stderr.decode()
-        self.assertEqual(r.returncode, status, "kyu %s: %s" % (" ".join(args), err))
-        self.assertIn(text, err)
-
-    def raw(self, header, *bodies):
-        ctx = zmq.Context()
-        s = ctx.socket(zmq.DEALER)
-        s.setsockopt(zmq.LINGER, 0)
-        s.setsockopt(zmq.RCVTIMEO, 10000)
-        s.connect(self.b.endpoint)
-        try:
-            s.send_multipart([msgpack.packb(dict(header, id=1))] + list(bodies))
-            return msgpack.unpackb(s.recv_multipart()[0])
-        finally:
-            s.close()
-            ctx.destroy(linger=0)
-
-    def counts(self, queue):
-        a = self.b.attributes(queue)
-        return (a["ApproximateNumberOfMessages"], a["ApproximateNumberOfMessagesDelayed"])
+class MessageDelay(BrokerCase):
+    count_states = ("visible", "delayed")
 
     def bodies(self, queue):
         return [m["Body"] for m in self.b.json_lines("receive", queue, "--max", "10")]
-
-    def wait_for_receive(self, queue, deadline_s):
-        """Polls until a receive returns a message; None at the deadline."""
-        deadline = time.monotonic() + deadline_s
-        while time.monotonic() < deadline:
-            got = self.b.json_lines("receive", queue)
-            if got:
-                return got[0]
-            time.sleep(0.05)
-        return None
 
     def test_send_delay_hides_the_message_then_it_arrives(self):
         self.b.ok("create-queue", "jobs")
@@ -65,7 +25,7 @@ class MessageDelay(unittest.TestCase):
         self.b.ok("send", "jobs", "now")
         self.assertEqual(self.counts("jobs"), (1, 1))
         self.assertEqual(self.bodies("jobs"), ["now"])
-        m = self.wait_for_receive("jobs", 30)
+        m = self.b.wait_for_receive("jobs", 30)
         self.assertIsNotNone(m, "the delayed message never became visible")
         self.assertEqual(m["Body"], "later")
         self.assertGreaterEqual(time.monotonic() - sent, 1.9)
@@ -155,7 +115,7 @@ class MessageDelay(unittest.TestCase):
         self.b.kill9()
         self.b.start()
         self.assertEqual(self.counts("jobs")[1] + self.counts("jobs")[0], 2)
-        m = self.wait_for_receive("jobs", 30)
+        m = self.b.wait_for_receive("jobs", 30)
         self.assertIsNotNone(m, "the delayed message never became visible")
         self.assertEqual(m["Body"], "later")
         self.assertGreaterEqual(time.monotonic() - sent, 2.9)

@@ -15,11 +15,9 @@ import subprocess
 import time
 import unittest
 
-import msgpack
-import zmq
 
 import harness
-from harness import Broker, free_port
+from harness import BrokerCase, free_port
 from test_cluster import Node
 
 MALFORMED = 1
@@ -28,40 +26,7 @@ OP_PURGE_QUEUE = 15
 OP_PEEK = 17
 
 
-def counts(b, queue):
-    a = b.attributes(queue)
-    return (a["ApproximateNumberOfMessages"], a["ApproximateNumberOfMessagesNotVisible"],
-            a["ApproximateNumberOfMessagesDelayed"])
-
-
-class Base(unittest.TestCase):
-    args = ()
-
-    def setUp(self):
-        self.b = Broker(*self.args).start()
-
-    def tearDown(self):
-        self.b.cleanup()
-
-    def fails(self, status, text, *args, input=None):
-        r = self.b.cli(*args, input=input)
-        err = r.stderr.decode()
-        self.assertEqual(r.returncode, status, "kyu %s: %s" % (" ".join(args), err))
-        self.assertIn(text, err)
-
-    def raw(self, header, *bodies):
-        ctx = zmq.Context()
-        s = ctx.socket(zmq.DEALER)
-        s.setsockopt(zmq.LINGER, 0)
-        s.setsockopt(zmq.RCVTIMEO, 10000)
-        s.connect(self.b.endpoint)
-        try:
-            s.send_multipart([msgpack.packb(dict(header, id=1))] + list(bodies))
-            return msgpack.unpackb(s.recv_multipart()[0])
-        finally:
-            s.close()
-            ctx.destroy(linger=0)
-
+class Base(BrokerCase):
     def peek_all(self, queue, page=10):
         """Every message, page by page (following Next); the pages' sizes too."""
         got, sizes, frm = [], [], None
@@ -85,7 +50,7 @@ class Base(unittest.TestCase):
         self.b.ok("send", queue, "late", "--delay", "600")
         got = self.b.json_lines("receive", queue, "--max", "2", "--visibility-timeout", "600")
         self.assertEqual([m["Body"] for m in got], ["a", "b"])
-        self.assertEqual(counts(self.b, queue), (2, 2, 1))
+        self.assertEqual(self.counts(queue), (2, 2, 1))
         return [m["ReceiptHandle"] for m in got]
 
 
@@ -93,13 +58,13 @@ class Purge(Base):
     def test_purge_deletes_every_state_and_keeps_later_sends(self):
         handles = self.fill("jobs")
         self.b.ok("purge-queue", "jobs")
-        self.assertEqual(counts(self.b, "jobs"), (0, 0, 0))
+        self.assertEqual(self.counts("jobs"), (0, 0, 0))
         self.fails(1, "RECEIPT_INVALID", "delete", "jobs", handles[0])
         self.fails(1, "RECEIPT_INVALID", "change-visibility", "jobs", handles[1],
                    "--visibility-timeout", "0")
         self.assertEqual(self.b.json_lines("peek", "jobs"), [])
         self.b.ok("send", "jobs", "after")
-        self.assertEqual(counts(self.b, "jobs"), (1, 0, 0))
+        self.assertEqual(self.counts("jobs"), (1, 0, 0))
         self.assertEqual([m["Body"] for m in self.b.drain("jobs")], ["after"])
         self.assertIn("jobs", self.b.ok("list-queues").split())
 
@@ -112,10 +77,10 @@ class Purge(Base):
         self.b.ok("send", "jobs", "after")
         self.b.kill9()
         self.b.start()
-        self.assertEqual(counts(self.b, "jobs"), (1, 0, 0))
+        self.assertEqual(self.counts("jobs"), (1, 0, 0))
         self.b.stop()
         self.b.start()
-        self.assertEqual(counts(self.b, "jobs"), (1, 0, 0))
+        self.assertEqual(self.counts("jobs"), (1, 0, 0))
         self.assertEqual([m["Body"] for m in self.b.drain("jobs")], ["after"])
 
     def test_bad_purges_change_nothing(self):
@@ -130,35 +95,35 @@ class Purge(Base):
         self.assertEqual(rep["st"], MALFORMED)
         rep = self.raw({"op": OP_PURGE_QUEUE})
         self.assertEqual(rep["st"], INVALID_ARGUMENT)
-        self.assertEqual(counts(self.b, "jobs"), (2, 2, 1))
+        self.assertEqual(self.counts("jobs"), (2, 2, 1))
 
 
 class Counts(Base):
     def test_counts_follow_each_change_and_a_restart(self):
         handles = self.fill("jobs")
         self.b.ok("change-visibility", "jobs", handles[0], "--visibility-timeout", "0")
-        self.assertEqual(counts(self.b, "jobs"), (3, 1, 1))
+        self.assertEqual(self.counts("jobs"), (3, 1, 1))
         self.b.ok("delete", "jobs", handles[1])
-        self.assertEqual(counts(self.b, "jobs"), (3, 0, 1))
+        self.assertEqual(self.counts("jobs"), (3, 0, 1))
         self.b.kill9()
         self.b.start()
-        self.assertEqual(counts(self.b, "jobs"), (3, 0, 1))
+        self.assertEqual(self.counts("jobs"), (3, 0, 1))
         # A lease that runs out moves back to visible without any command (polled, bounded).
         self.b.json_lines("receive", "jobs", "--visibility-timeout", "1")
         deadline = time.monotonic() + 30
-        seen = counts(self.b, "jobs")
+        seen = self.counts("jobs")
         self.assertIn(seen, [(2, 1, 1), (3, 0, 1)])
         while seen != (3, 0, 1) and time.monotonic() < deadline:
             time.sleep(0.1)
-            seen = counts(self.b, "jobs")
+            seen = self.counts("jobs")
         self.assertEqual(seen, (3, 0, 1), "the lease never ran out in the counts")
         self.b.ok("delete-queue", "jobs")
         self.b.ok("create-queue", "jobs")
-        self.assertEqual(counts(self.b, "jobs"), (0, 0, 0))
+        self.assertEqual(self.counts("jobs"), (0, 0, 0))
 
 
 class InflightLimit(Base):
-    args = ("--max-inflight", "3")
+    broker_args = ("--max-inflight", "3")
 
     def test_a_receive_past_the_limit_is_over_limit_and_changes_nothing(self):
         self.b.ok("create-queue", "jobs")
@@ -169,11 +134,11 @@ class InflightLimit(Base):
         self.assertEqual(len(more), 1, "a receive leases only the room left")
         self.fails(1, "LIMIT_EXCEEDED: OverLimit: queue 'jobs' has 3 messages in flight, its "
                    "limit is 3", "receive", "jobs")
-        self.assertEqual(counts(self.b, "jobs"), (2, 3, 0))
+        self.assertEqual(self.counts("jobs"), (2, 3, 0))
         self.b.ok("delete", "jobs", first[0]["ReceiptHandle"])
         self.b.ok("change-visibility", "jobs", first[1]["ReceiptHandle"], "--visibility-timeout",
                   "0")
-        self.assertEqual(counts(self.b, "jobs"), (3, 1, 0))
+        self.assertEqual(self.counts("jobs"), (3, 1, 0))
         got = self.b.json_lines("receive", "jobs", "--max", "10", "--visibility-timeout", "600")
         self.assertEqual(len(got), 2)
         # Another queue has its own limit.
@@ -200,7 +165,7 @@ class Peek(Base):
         self.assertEqual(got[0]["Attributes"]["ApproximateReceiveCount"], "1")
         self.assertIn("VisibleTimestamp", got[0]["Attributes"])
         self.assertNotIn("ReceiptHandle", got[0])
-        self.assertEqual(counts(self.b, "jobs"), (2, 2, 1))
+        self.assertEqual(self.counts("jobs"), (2, 2, 1))
         again = self.b.json_lines("receive", "jobs", "--max", "10")
         self.assertEqual([(m["Body"], m["Attributes"]["ApproximateReceiveCount"]) for m in again],
                          [("c", "1"), ("d", "1")])
@@ -220,10 +185,45 @@ class Peek(Base):
         self.b.start()
         again, _ = self.peek_all("jobs", page=7)
         self.assertEqual([m["MessageId"] for m in again], [m["MessageId"] for m in got])
-        self.assertEqual(counts(self.b, "jobs"), (25, 0, 0))
+        self.assertEqual(self.counts("jobs"), (25, 0, 0))
         # Queue order is the order receives take fresh messages in.
         self.assertEqual([m["MessageId"] for m in self.b.drain("jobs")],
                          [m["MessageId"] for m in got])
+
+    def test_peek_from_a_message_id(self):
+        """--from MESSAGE_ID: the list starts at that message, whatever its state, also in a
+        dead-letter queue; an id the queue does not hold fails clearly."""
+        self.b.ok("create-queue", "dlq")
+        self.b.ok("create-queue", "jobs", "--dead-letter-queue", "dlq", "--max-receive-count", "1")
+        ids = self.b.ok("send", "jobs", "--lines",
+                        input=b"".join(b"m%d\n" % i for i in range(25))).split()
+        got = self.b.json_lines("peek", "jobs", "--from", ids[13], "--max", "5")
+        self.assertEqual([m["Body"] for m in got[:-1]], ["m%d" % i for i in range(13, 18)])
+        self.assertIn("Next", got[-1])
+        rest = self.b.json_lines("peek", "jobs", "--from", got[-1]["Next"])
+        self.assertEqual([m["Body"] for m in rest], ["m%d" % i for i in range(18, 25)])
+        plain = self.b.ok("peek", "jobs", "--from", ids[24])
+        self.assertIn("MessageId %s\n" % ids[24], plain)
+        self.assertNotIn("Next", plain)
+        self.assertEqual(plain.count("MessageId"), 1)
+        # A message in flight is found too, and nothing is leased by the lookup.
+        leased = self.b.json_lines("receive", "jobs", "--visibility-timeout", "600")[0]
+        got = self.b.json_lines("peek", "jobs", "--from", leased["MessageId"], "--max", "1")
+        self.assertEqual((got[0]["MessageId"], got[0]["State"]), (leased["MessageId"], "inflight"))
+        self.assertEqual(self.counts("jobs"), (24, 1, 0))
+        # Deleted: not found.
+        self.b.ok("delete", "jobs", leased["ReceiptHandle"])
+        self.fails(1, "message %s is not in queue 'jobs'" % leased["MessageId"], "peek", "jobs",
+                   "--from", leased["MessageId"])
+        # In a dead-letter queue: the moved messages keep their ids.
+        for _ in range(2):
+            for _ in range(4):
+                self.b.ok("receive", "jobs", "--max", "10", "--visibility-timeout", "0")
+        self.assertEqual(self.counts("dlq")[0], 24)
+        got = self.b.json_lines("peek", "dlq", "--from", ids[20], "--max", "10")
+        self.assertEqual(got[0]["MessageId"], ids[20])
+        self.assertEqual(got[0]["Attributes"]["DeadLetterQueueSourceQueue"], "jobs")
+        self.fails(1, "is not in queue 'jobs'", "peek", "jobs", "--from", ids[20])
 
     def test_peek_shows_attributes_digests_and_where_a_moved_message_came_from(self):
         """As a receive shows them: message attributes and MD5s, and in a dead-letter queue
@@ -264,13 +264,16 @@ class Peek(Base):
                      "MD5OfMessageAttributes %s\n" % got[0]["MD5OfMessageAttributes"]):
             self.assertIn(line, plain)
         self.assertEqual(plain.count("DeadLetterQueueSourceQueue"), 1)
-        self.assertEqual(counts(self.b, "dlq"), (2, 0, 0))  # peek leased nothing
+        self.assertEqual(self.counts("dlq"), (2, 0, 0))  # peek leased nothing
 
     def test_bad_peeks_are_refused(self):
         self.fill("jobs")
         self.fails(1, "NO_SUCH_QUEUE", "peek", "nope")
-        for bad in ("0", "-1", "abc", "1x", "99999999999999999999999"):
+        for bad in ("0", "99999999999999999999999", "", "x" * 41):
             self.fails(2, "--from must be a position", "peek", "jobs", "--from", bad)
+        for not_there in ("-1", "abc", "1x"):  # not a position: a message id, not in the queue
+            self.fails(1, "message %s is not in queue 'jobs'" % not_there, "peek", "jobs", "--from",
+                       not_there)
         self.fails(2, "--max must be a number from 1 to 10", "peek", "jobs", "--max", "11")
         self.assertEqual(self.raw({"op": OP_PEEK, "q": "jobs", "max": 11})["st"],
                          INVALID_ARGUMENT)
@@ -280,7 +283,7 @@ class Peek(Base):
                          INVALID_ARGUMENT)
         self.assertEqual(self.raw({"op": OP_PEEK, "q": "jobs", "vt": 5})["st"], MALFORMED)
         self.assertEqual(self.raw({"op": OP_PEEK, "q": "jobs"}, b"x")["st"], MALFORMED)
-        self.assertEqual(counts(self.b, "jobs"), (2, 2, 1))
+        self.assertEqual(self.counts("jobs"), (2, 2, 1))
         # A position past the end: an empty page.
         self.assertEqual(self.b.json_lines("peek", "jobs", "--from", "18446744073709551615"), [])
 

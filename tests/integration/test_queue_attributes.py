@@ -2,43 +2,21 @@
 DelaySeconds set at creation and by set-queue-attributes, shown by get-queue-attributes with
 LastModifiedTimestamp, checked against SQS's ranges (by the CLI and by the broker), enforced
 on later receives and sends, and kept across a restart."""
+import subprocess
 import time
 import unittest
 
 import msgpack
-import zmq
 
-from harness import Broker
+import harness
+from harness import BrokerCase
 
 MALFORMED, INVALID_ARGUMENT, INVALID_NAME, QUEUE_EXISTS, TOO_LARGE = 1, 4, 5, 7, 8
-OP_CREATE_QUEUE, OP_DELETE_QUEUE, OP_SEND, OP_SET_QUEUE_ATTRIBUTES = 2, 3, 6, 14
+OP_CREATE_QUEUE, OP_DELETE_QUEUE, OP_SEND, OP_SET_QUEUE_ATTRIBUTES, OP_UNTAG_QUEUE = 2, 3, 6, 14, 25
 
 
-class QueueAttributes(unittest.TestCase):
-    def setUp(self):
-        self.b = Broker("--max-message-size", "65536").start()
-
-    def tearDown(self):
-        self.b.cleanup()
-
-    def fails(self, status, text, *args, input=None):
-        r = self.b.cli(*args, input=input)
-        err = r.stderr.decode()
-        self.assertEqual(r.returncode, status, "kyu %s: %s" % (" ".join(args), err))
-        self.assertIn(text, err)
-
-    def raw(self, header, *bodies):
-        ctx = zmq.Context()
-        s = ctx.socket(zmq.DEALER)
-        s.setsockopt(zmq.LINGER, 0)
-        s.setsockopt(zmq.RCVTIMEO, 10000)
-        s.connect(self.b.endpoint)
-        try:
-            s.send_multipart([msgpack.packb(dict(header, id=1))] + list(bodies))
-            return msgpack.unpackb(s.recv_multipart()[0])
-        finally:
-            s.close()
-            ctx.destroy(linger=0)
+class QueueAttributes(BrokerCase):
+    broker_args = ("--max-message-size", "65536")
 
     def test_create_with_attributes_then_get_shows_them(self):
         before = int(time.time() * 1000)
@@ -60,16 +38,6 @@ class QueueAttributes(unittest.TestCase):
         self.assertEqual((a["VisibilityTimeout"], a["MaximumMessageSize"], a["DelaySeconds"]),
                          (30, 65536, 0))
 
-    def wait_for_receive(self, queue, deadline_s):
-        """Polls (no sleep-and-hope) until a receive returns a message; None at the deadline."""
-        deadline = time.monotonic() + deadline_s
-        while time.monotonic() < deadline:
-            got = self.b.json_lines("receive", queue)
-            if got:
-                return got[0]
-            time.sleep(0.05)
-        return None
-
     def test_a_delayed_queue_hides_messages_for_its_delay_also_across_a_restart(self):
         self.b.ok("create-queue", "jobs", "--delay", "2")
         self.assertEqual(self.b.attributes("jobs")["DelaySeconds"], 2)
@@ -81,7 +49,7 @@ class QueueAttributes(unittest.TestCase):
                           a["ApproximateNumberOfMessagesNotVisible"]), (0, 1, 0))
         self.b.kill9()
         self.b.start()
-        m = self.wait_for_receive("jobs", 30)
+        m = self.b.wait_for_receive("jobs", 30)
         self.assertIsNotNone(m, "the delayed message never became visible")
         self.assertEqual(m["Body"], "later")
         self.assertGreaterEqual(time.monotonic() - sent, 1.9)
@@ -192,6 +160,64 @@ class QueueAttributes(unittest.TestCase):
         self.b.kill9()
         self.b.start()
         self.assertEqual(self.b.attributes("jobs"), a)
+
+    def test_untag_queue_removes_keys_and_a_key_the_queue_lacks_is_no_error(self):
+        self.b.ok("create-queue", "jobs", "--tag", "team=core", "--tag", "env=prod", "--tag",
+                  "caf\u00e9=\u20ac", "--retention", "600")
+        created = self.b.attributes("jobs")
+        self.b.ok("untag-queue", "jobs", "env", "absent")
+        a = self.b.attributes("jobs")
+        self.assertEqual(a["Tags"], {"team": "core", "caf\u00e9": "\u20ac"})
+        self.assertEqual(a["MessageRetentionPeriod"], 600)
+        self.assertGreaterEqual(a["LastModifiedTimestamp"], created["LastModifiedTimestamp"])
+        self.b.ok("untag-queue", "jobs", "absent")  # only keys it lacks: fine, nothing changes
+        self.assertEqual(self.b.attributes("jobs"), a)
+        self.b.ok("untag-queue", "jobs", "caf\u00e9", "team")
+        self.assertNotIn("Tags", self.b.attributes("jobs"))
+        self.b.kill9()
+        self.b.start()
+        self.assertNotIn("Tags", self.b.attributes("jobs"))
+        self.assertEqual(self.b.attributes("jobs")["MessageRetentionPeriod"], 600)
+        # Bad input: refused by the CLI or the broker, nothing changes.
+        self.b.ok("set-queue-attributes", "jobs", "--tag", "k=v")
+        self.fails(2, "usage", "untag-queue", "jobs")
+        self.fails(1, "NO_SUCH_QUEUE", "untag-queue", "nope", "k")
+        self.fails(1, "tag key 'k' given twice", "untag-queue", "jobs", "k", "k")
+        self.fails(1, "give 1 to 50 tag keys, not 51", "untag-queue", "jobs",
+                   *["k%d" % i for i in range(51)])
+        r = subprocess.run([harness.CLI, "--broker", self.b.endpoint, "untag-queue", "jobs", b"k\xff"],
+                           capture_output=True, timeout=60)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn(b"not valid UTF-8", r.stderr)
+        for tk, text in [([], "tk must be an array of 1 to 50 tag keys"), (["k"] * 2, "given twice"),
+                         ([""], "must not be empty"), ("k", "tk must be an array"),
+                         ([b"\xed\xa0\x80"], "tag key is not valid UTF-8"),
+                         (["k" * 129], "longer than 128 bytes")]:
+            rep = self.raw_str({"op": OP_UNTAG_QUEUE, "q": "jobs", "tk": tk})
+            self.assertEqual(rep["st"], INVALID_ARGUMENT, (tk, rep))
+            self.assertIn(text, rep["err"])
+        rep = self.raw({"op": OP_UNTAG_QUEUE, "q": "jobs", "tk": ["k"], "tags": {}})
+        self.assertEqual(rep["st"], MALFORMED, rep)
+        self.assertEqual(self.b.attributes("jobs")["Tags"], {"k": "v"})
+
+    def raw_str(self, header):
+        """As raw, with bytes values sent as msgpack str (bytes that may not be UTF-8)."""
+        return msgpack.unpackb(harness.request_frames(
+            self.b.endpoint, msgpack.packb(dict(header, id=1), use_bin_type=False))[0])
+
+    def test_tags_must_be_valid_utf8(self):
+        for tags in [{b"k\x80": "v"}, {"k": b"\xc0\xaf"}, {"k": b"\xf4\x90\x80\x80"}]:
+            rep = self.raw_str({"op": OP_CREATE_QUEUE, "q": "jobs", "tags": tags})
+            self.assertEqual(rep["st"], INVALID_ARGUMENT, rep)
+            self.assertIn("not valid UTF-8", rep["err"])
+        self.assertEqual(self.b.ok("list-queues"), "")
+        self.b.ok("create-queue", "jobs", "--tag", "k=v")
+        r = subprocess.run([harness.CLI, "--broker", self.b.endpoint, "set-queue-attributes", "jobs",
+                            "--tag", b"k=\xe2\x82"], capture_output=True, timeout=60)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn(b"INVALID_ARGUMENT", r.stderr)
+        self.assertIn(b"tag value is not valid UTF-8", r.stderr)
+        self.assertEqual(self.b.attributes("jobs")["Tags"], {"k": "v"})
 
     def test_other_attributes_out_of_range_are_refused_by_the_cli_and_the_broker(self):
         self.fails(2, "--retention (MessageRetentionPeriod) must be a number of seconds from 60 to 1209600",

@@ -11,7 +11,7 @@ import time
 import unittest
 
 import test_cluster
-from harness import Broker
+from harness import BrokerCase
 
 
 def wait_task(list_fn, deadline_s=120):
@@ -36,23 +36,7 @@ def dead_letter(ok, queue, n, prefix="m", mrc=1, attr=None):
     return ids
 
 
-class Redrive(unittest.TestCase):
-    def setUp(self):
-        self.b = Broker().start()
-
-    def tearDown(self):
-        self.b.cleanup()
-
-    def fails(self, status, text, *args):
-        r = self.b.cli(*args)
-        self.assertEqual(r.returncode, status, "kyu %s: %s" % (" ".join(args), r.stderr.decode()))
-        self.assertIn(text, r.stderr.decode())
-
-    def counts(self, queue):
-        a = self.b.attributes(queue)
-        return (a["ApproximateNumberOfMessages"], a["ApproximateNumberOfMessagesNotVisible"],
-                a["ApproximateNumberOfMessagesDelayed"])
-
+class Redrive(BrokerCase):
     def tasks(self, queue="dlq"):
         return self.b.json_lines("redrive", "--list", queue)
 
@@ -183,6 +167,38 @@ class Redrive(unittest.TestCase):
         poll.join(timeout=60)
         self.assertFalse(poll.is_alive())
         self.assertEqual([m["MessageId"] for m in got], [mid])
+
+    def test_the_destinations_delay_and_maximum_size_apply(self):
+        """A moved message is a new message of its destination: its DelaySeconds holds it back;
+        one larger than its MaximumMessageSize stays, and the task fails saying so."""
+        self.setup_queues()
+        self.b.ok("create-queue", "slow", "--delay", "2")
+        ids = dead_letter(self.b.ok, "jobs", 3)
+        started = time.monotonic()
+        self.assertIn("COMPLETED moved 3 of 3", self.b.ok("redrive", "dlq", "--to", "slow"))
+        if time.monotonic() - started < 1.5:  # (a loaded machine may take longer to get here)
+            self.assertEqual(self.counts("slow"), (0, 0, 3))
+        got = []
+        deadline = time.monotonic() + 30
+        while len(got) < 3 and time.monotonic() < deadline:
+            got += self.b.json_lines("receive", "slow", "--max", "10", "--wait", "1")
+        self.assertEqual(sorted(m["MessageId"] for m in got), sorted(ids))
+        self.assertGreaterEqual(time.monotonic() - started, 1.9)
+        self.b.ok("create-queue", "small", "--max-message-size", "1024")
+        self.b.ok("send", "jobs", "--attr", "k=String:v", input=b"x" * 1020)  # 1028 with its attribute
+        self.b.ok("send", "jobs", "fits")
+        for _ in range(2):
+            self.b.ok("receive", "jobs", "--max", "10", "--visibility-timeout", "0")
+        self.assertEqual(self.counts("dlq"), (2, 0, 0))
+        r = self.b.cli("redrive", "dlq", "--to", "small")
+        self.assertEqual(r.returncode, 1, r.stderr.decode())
+        self.assertIn("MessageTooLarge", r.stderr.decode())
+        [t] = self.tasks()[:1]
+        self.assertEqual((t["Status"], t["ApproximateNumberOfMessagesMoved"]), ("FAILED", 0))
+        self.assertIn("has 1028 bytes (body and attributes); queue 'small' takes at most 1024",
+                      t["FailureReason"])
+        self.assertEqual(self.counts("dlq"), (2, 0, 0))  # both stay
+        self.assertEqual(self.counts("small"), (0, 0, 0))
 
     def test_a_message_whose_source_is_gone_stays_and_the_task_fails(self):
         self.setup_queues()

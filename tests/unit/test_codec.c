@@ -606,6 +606,154 @@ static void test_peek_and_purge_requests_round_trip_and_are_checked(void **state
     msgpack_sbuffer_destroy(&b);
 }
 
+/* UNTAG_QUEUE: q and tk (1..50 distinct non-empty keys of valid UTF-8), optionally rq; a
+ * header with tags (n < 0: none) given as {key: value}. */
+static kyu_code_t decode_tags(uint32_t op, const char *field, const char *const *keys, int n,
+                              kyu_request_t *out, kyu_err_t *err)
+{
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, n < 0 ? 3 : 4);
+    str(&pk, "op"), msgpack_pack_uint32(&pk, op);
+    str(&pk, "id"), msgpack_pack_int(&pk, 1);
+    str(&pk, "q"), str(&pk, "q");
+    if (n >= 0) {
+        str(&pk, field);
+        if (strcmp(field, "tags") == 0)
+            msgpack_pack_map(&pk, (size_t)n);
+        else
+            msgpack_pack_array(&pk, (size_t)n);
+        for (int i = 0; i < n; i++) {
+            str(&pk, keys[i]);
+            if (strcmp(field, "tags") == 0)
+                str(&pk, keys[i]); /* the value: the key again */
+        }
+    }
+    kyu_code_t rc = kyu_request_decode(b.data, b.size, 0, out, err);
+    msgpack_sbuffer_destroy(&b);
+    return rc;
+}
+
+static void test_untag_requests_round_trip_and_tags_must_be_utf8(void **state)
+{
+    (void)state;
+    kyu_request_t *in = calloc(1, sizeof *in), *out = malloc(sizeof *out);
+    kyu_err_t err;
+    in->op = KYU_OP_UNTAG_QUEUE;
+    in->id = 3;
+    in->fields = KYU_F_QUEUE | KYU_F_TAG_KEYS | KYU_F_RQ;
+    in->rq_client = in->rq_key = 9;
+    strcpy(in->queue, "jobs");
+    in->qx.tags.n = 2;
+    strcpy(in->qx.tags.keys[0], "team");
+    strcpy(in->qx.tags.keys[1], "caf\xc3\xa9");
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    kyu_request_encode(in, &b);
+    assert_int_equal(kyu_request_decode(b.data, b.size, 0, out, &err), KYU_OK);
+    msgpack_sbuffer_destroy(&b);
+    assert_int_equal(out->op, KYU_OP_UNTAG_QUEUE);
+    assert_int_equal(out->fields, in->fields);
+    assert_int_equal(out->qx.tags.n, 2);
+    assert_string_equal(out->qx.tags.keys[1], "caf\xc3\xa9");
+    assert_string_equal(out->qx.tags.values[1], "");
+    /* Needs its keys: 1 to 50, distinct, not empty, UTF-8. */
+    assert_int_equal(decode_tags(KYU_OP_UNTAG_QUEUE, "tk", NULL, -1, out, &err),
+                     KYU_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.msg, "needs field tk"));
+    assert_int_equal(decode_tags(KYU_OP_UNTAG_QUEUE, "tk", NULL, 0, out, &err),
+                     KYU_ERR_INVALID_ARGUMENT);
+    const char *many[KYU_TAGS_MAX + 1];
+    char names[KYU_TAGS_MAX + 1][8];
+    for (int i = 0; i <= KYU_TAGS_MAX; i++) {
+        snprintf(names[i], sizeof names[i], "k%d", i);
+        many[i] = names[i];
+    }
+    assert_int_equal(decode_tags(KYU_OP_UNTAG_QUEUE, "tk", many, KYU_TAGS_MAX, out, &err), KYU_OK);
+    assert_int_equal(decode_tags(KYU_OP_UNTAG_QUEUE, "tk", many, KYU_TAGS_MAX + 1, out, &err),
+                     KYU_ERR_INVALID_ARGUMENT);
+    assert_int_equal(
+        decode_tags(KYU_OP_UNTAG_QUEUE, "tk", (const char *[]){"a", "a"}, 2, out, &err),
+        KYU_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.msg, "given twice"));
+    assert_int_equal(decode_tags(KYU_OP_UNTAG_QUEUE, "tk", (const char *[]){""}, 1, out, &err),
+                     KYU_ERR_INVALID_ARGUMENT);
+    /* Not UTF-8: a lone continuation byte, an overlong '/', a surrogate, a cut sequence,
+     * past U+10FFFF; in untag's keys and in a create's tag keys and values. */
+    const char *bad[] = {"a\x80",      "\xc0\xaf",         "\xed\xa0\x80",
+                         "ab\xe2\x82", "\xf4\x90\x80\x80", "\xff"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_false(kyu_utf8_valid(bad[i], strlen(bad[i])));
+        assert_int_equal(decode_tags(KYU_OP_UNTAG_QUEUE, "tk", &bad[i], 1, out, &err),
+                         KYU_ERR_INVALID_ARGUMENT);
+        assert_non_null(strstr(err.msg, "not valid UTF-8"));
+        assert_int_equal(decode_tags(KYU_OP_CREATE_QUEUE, "tags", &bad[i], 1, out, &err),
+                         KYU_ERR_INVALID_ARGUMENT);
+        assert_non_null(strstr(err.msg, "not valid UTF-8"));
+    }
+    const char *good[] = {"plain",        "caf\xc3\xa9",     "\xe2\x82\xac", "\xf0\x9f\x98\x80",
+                          "\xef\xbf\xbf", "\xf4\x8f\xbf\xbf"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        assert_true(kyu_utf8_valid(good[i], strlen(good[i])));
+        assert_int_equal(decode_tags(KYU_OP_CREATE_QUEUE, "tags", &good[i], 1, out, &err), KYU_OK);
+    }
+    /* Other ops do not take tk; untag takes no tags. */
+    assert_int_equal(decode_tags(KYU_OP_SET_QUEUE_ATTRIBUTES, "tk", good, 1, out, &err),
+                     KYU_ERR_MALFORMED);
+    assert_int_equal(decode_tags(KYU_OP_UNTAG_QUEUE, "tags", good, 1, out, &err),
+                     KYU_ERR_MALFORMED);
+    free(in);
+    free(out);
+}
+
+/* DELETE and CHANGE_VISIBILITY take entry ids (a batch): one per receipt handle, checked as
+ * SEND's; they round-trip. */
+static void test_delete_and_change_visibility_batches_take_an_entry_id_per_handle(void **state)
+{
+    (void)state;
+    kyu_request_t *in = calloc(1, sizeof *in), *out = malloc(sizeof *out);
+    kyu_err_t err;
+    for (int op = KYU_OP_DELETE; op <= KYU_OP_CHANGE_VISIBILITY; op++) {
+        memset(in, 0, sizeof *in);
+        in->op = (uint32_t)op;
+        in->id = 1;
+        in->fields = KYU_F_QUEUE | KYU_F_HANDLES | KYU_F_ENTRY_IDS |
+                     (op == KYU_OP_CHANGE_VISIBILITY ? KYU_F_VT : 0);
+        strcpy(in->queue, "q");
+        in->n_handles = in->n_entries = 2;
+        strcpy(in->handles[0], "h0");
+        strcpy(in->handles[1], "h1");
+        strcpy(in->entry_ids[0], "a");
+        strcpy(in->entry_ids[1], "b-2");
+        msgpack_sbuffer b;
+        msgpack_sbuffer_init(&b);
+        kyu_request_encode(in, &b);
+        assert_int_equal(kyu_request_decode(b.data, b.size, 0, out, &err), KYU_OK);
+        msgpack_sbuffer_destroy(&b);
+        assert_int_equal(out->n_entries, 2);
+        assert_string_equal(out->entry_ids[1], "b-2");
+        in->n_entries = 1; /* not one per handle */
+        msgpack_sbuffer_init(&b);
+        kyu_request_encode(in, &b);
+        assert_int_equal(kyu_request_decode(b.data, b.size, 0, out, &err),
+                         KYU_ERR_INVALID_ARGUMENT);
+        assert_non_null(strstr(err.msg, "eid has 1 entry ids for 2 receipt handles"));
+        msgpack_sbuffer_destroy(&b);
+        in->n_entries = 2;
+        strcpy(in->entry_ids[1], "a"); /* repeated */
+        msgpack_sbuffer_init(&b);
+        kyu_request_encode(in, &b);
+        assert_int_equal(kyu_request_decode(b.data, b.size, 0, out, &err),
+                         KYU_ERR_INVALID_ARGUMENT);
+        assert_non_null(strstr(err.msg, "BatchEntryIdsNotDistinct"));
+        msgpack_sbuffer_destroy(&b);
+    }
+    free(in);
+    free(out);
+}
+
 static void b_peek_from_negative(msgpack_packer *pk)
 {
     msgpack_pack_map(pk, 4);
@@ -1043,6 +1191,8 @@ int main(void)
         cmocka_unit_test(test_cluster_add_and_remove_requests_round_trip_and_are_checked),
         cmocka_unit_test(test_code_names_are_stable),
         cmocka_unit_test(test_peek_and_purge_requests_round_trip_and_are_checked),
+        cmocka_unit_test(test_untag_requests_round_trip_and_tags_must_be_utf8),
+        cmocka_unit_test(test_delete_and_change_visibility_batches_take_an_entry_id_per_handle),
         cmocka_unit_test(test_a_bad_from_is_invalid_argument),
         cmocka_unit_test(test_peek_reply_round_trips),
         cmocka_unit_test(test_move_task_requests_round_trip_and_are_checked),

@@ -290,6 +290,58 @@ static void test_set_adds_tags_up_to_fifty_and_changes_nothing_past_them(void **
     assert_int_equal(a.modified_ms, T0 + 1);
 }
 
+/* UNTAG_QUEUE: removes the keys given (through the log encoding), keeps the others in their
+ * order, and a key the queue lacks is no error; a restart keeps the result. */
+static kyu_command_t cmd_untag(const char *q, uint64_t now, size_t n, const char *const *keys)
+{
+    kyu_command_t c = cmd_set_attrs(q, now, -1, 0);
+    c.type = KYU_CMD_UNTAG_QUEUE;
+    kyu_qattrs_defaults(&ext_given);
+    ext_given.tags.n = n;
+    for (size_t i = 0; i < n; i++) {
+        snprintf(ext_given.tags.keys[i], sizeof ext_given.tags.keys[i], "%s", keys[i]);
+        ext_given.tags.values[i][0] = '\0';
+    }
+    return cmd_with_ext(c, KYU_F_TAGS);
+}
+
+static void test_untag_removes_the_keys_given_and_skips_those_the_queue_lacks(void **state)
+{
+    fixture_t *f = *state;
+    kyu_qattrs_defaults(&ext_given);
+    set_tags(&ext_given, 5, "k"); /* k0..k4 = v0..v4 */
+    ok(apply1(f, cmd_with_ext(cmd_create_attrs("q", T0, -1, 0), KYU_F_TAGS)));
+    ok(apply1(f, cmd_untag("q", T0 + 1, 3, (const char *const[]){"k1", "nope", "k3"})));
+    for (int pass = 0; pass < 2; pass++) {
+        kyu_tags_t *t = malloc(sizeof *t);
+        kyu_err_t err;
+        assert_int_equal(kyu_sm_queue_tags(f->sm, "q", t, &err), KYU_OK);
+        assert_int_equal(t->n, 3);
+        assert_string_equal(t->keys[0], "k0");
+        assert_string_equal(t->values[0], "v0");
+        assert_string_equal(t->keys[1], "k2");
+        assert_string_equal(t->values[1], "v2");
+        assert_string_equal(t->keys[2], "k4");
+        assert_string_equal(t->values[2], "v4");
+        free(t);
+        assert_int_equal(get(f, "q", T0).modified_ms, T0 + 1);
+        fixture_reopen(f);
+    }
+    /* Only keys it lacks: nothing changes, LastModifiedTimestamp neither. */
+    ok(apply1(f, cmd_untag("q", T0 + 2, 2, (const char *const[]){"k1", "x"})));
+    assert_int_equal(get(f, "q", T0).n_tags, 3);
+    assert_int_equal(get(f, "q", T0).modified_ms, T0 + 1);
+    /* Every key: no tags left; the other attributes stay. */
+    ok(apply1(f, cmd_untag("q", T0 + 3, 3, (const char *const[]){"k4", "k0", "k2"})));
+    kyu_queue_attrs_t a = get(f, "q", T0);
+    assert_int_equal(a.n_tags, 0);
+    assert_int_equal(a.retention, KYU_RETENTION_DEFAULT);
+    assert_int_equal(a.modified_ms, T0 + 3);
+    /* A queue that is gone. */
+    expect_result(apply1(f, cmd_untag("none", T0 + 4, 1, (const char *const[]){"k"})),
+                  KYU_ERR_NO_SUCH_QUEUE, "none");
+}
+
 /* A 44-byte record, as the code before format 3 wrote it. */
 static void test_a_44_byte_queue_record_loads_and_is_written_in_format_3(void **state)
 {
@@ -906,6 +958,7 @@ int main(void)
         T(test_other_attributes_are_kept_shown_and_survive_a_restart),
         T(test_create_existing_with_other_attributes_names_the_one_that_differs),
         T(test_set_adds_tags_up_to_fifty_and_changes_nothing_past_them),
+        T(test_untag_removes_the_keys_given_and_skips_those_the_queue_lacks),
         T(test_a_44_byte_queue_record_loads_and_is_written_in_format_3),
         T(test_a_corrupt_format_3_record_refuses_to_load),
         cmocka_unit_test(test_other_attributes_round_trip_and_bad_ones_do_not_decode),

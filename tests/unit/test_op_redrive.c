@@ -284,6 +284,58 @@ static void test_a_message_whose_destination_is_gone_stays_in_place_and_the_task
     assert_int_equal(get(f, "dlq", now + 10).visible, 1);
 }
 
+/* The destination's attributes apply to a moved message as to a message sent there: its
+ * DelaySeconds holds it back; one larger than its MaximumMessageSize does not move, and the
+ * task ends FAILED (MessageTooLarge) with the message in place. */
+static void test_the_destinations_delay_and_maximum_size_apply(void **state)
+{
+    fixture_t *f = *state;
+    uint64_t now = T0;
+    setup_queues(f);
+    kyu_command_t slow = cmd_create("slow", -1);
+    slow.has_delay = true;
+    slow.delay = 5;
+    ok(apply1(f, slow));
+    dead_letter(f, "a", "late", &now);
+    kyu_move_task_t t = start(f, "dlq", now, "slow", 0);
+    ok(apply1(f, cmd_step("dlq", now, t.id, 100)));
+    assert_int_equal(latest(f, "dlq").status, KYU_MOVE_COMPLETED);
+    kyu_queue_attrs_t a = get(f, "slow", now);
+    assert_int_equal(a.delayed, 1);
+    assert_int_equal(a.visible, 0);
+    kyu_result_t r = apply1(f, cmd_receive("slow", now + 4999, 1, 600));
+    assert_int_equal(r.n_msgs, 0);
+    kyu_result_clear(&r);
+    fixture_reopen(f); /* still delayed after a restart */
+    assert_int_equal(get(f, "slow", now + 1).delayed, 1);
+    receive_body(f, "slow", now + 5000, "late");
+    /* MaximumMessageSize 1024: a 2000-byte body stays, the task fails naming it. */
+    kyu_command_t small = cmd_create("small", -1);
+    small.max_size = 1024;
+    ok(apply1(f, small));
+    static char big[2001];
+    memset(big, 'x', 2000);
+    now += 10000;
+    dead_letter(f, "a", big, &now);
+    dead_letter(f, "a", "fits", &now);
+    t = start(f, "dlq", now, "small", 0);
+    assert_int_equal(t.to_move, 2);
+    ok(apply1(f, cmd_step("dlq", now, t.id, 100)));
+    t = latest(f, "dlq");
+    assert_int_equal(t.status, KYU_MOVE_FAILED);
+    assert_int_equal(t.moved, 0);
+    assert_non_null(strstr(t.reason, "MessageTooLarge"));
+    assert_non_null(strstr(t.reason, "2000 bytes"));
+    assert_non_null(strstr(t.reason, "queue 'small' takes at most 1024"));
+    assert_int_equal(get(f, "dlq", now).visible, 2);
+    assert_int_equal(get(f, "small", now).visible, 0);
+    /* In the DLQ's order still: the large one first. */
+    r = apply1(f, cmd_receive("dlq", now + 1, 10, 600));
+    assert_int_equal(r.n_msgs, 2);
+    assert_int_equal(r.body_lens[0], 2000);
+    kyu_result_clear(&r);
+}
+
 static void test_one_running_task_per_queue_cancel_and_bad_starts(void **state)
 {
     fixture_t *f = *state;
@@ -512,6 +564,7 @@ int main(void)
         T(test_in_flight_messages_wait_and_the_task_runs_until_they_move),
         T(test_the_rate_is_enforced_by_apply),
         T(test_a_message_whose_destination_is_gone_stays_in_place_and_the_task_fails),
+        T(test_the_destinations_delay_and_maximum_size_apply),
         T(test_one_running_task_per_queue_cancel_and_bad_starts),
         T(test_a_running_task_goes_on_after_restarts),
         T(test_a_redrive_wakes_the_long_polls_of_the_destination),

@@ -71,6 +71,7 @@ typedef struct {
     size_t n;              /* SEND: messages, DELETE/CHANGE_VISIBILITY: handles */
     uint64_t ids[SK_SEND_MAX];
     char handles[SK_RECV_MAX][SK_HANDLE_MAX];
+    int dest; /* START_MOVE_TASK: the destination queue, -1: each message's source */
 } sk_intent_t;
 
 /* The outcome of a command, as the state machine answered it (filled at first apply). */
@@ -93,6 +94,7 @@ typedef struct {
     sk_intent_t in;
     uint64_t hash; /* of the command's encoding: the answer must be this command's result */
     bool expiry;   /* the leader's own EXPIRE_MESSAGES (sim_kyu_node.c), not the client's */
+    bool redrive;  /* the leader's own REDRIVE_STEP (sim_kyu_node.c) */
 } sk_waiter_t;
 
 /* A write handed to the simulated disk, durable at `due` unless the node crashes first. */
@@ -187,6 +189,8 @@ typedef struct {
      * for once a second of the leader's time at most. */
     bool expiry_proposed;
     uint64_t expiry_checked_at;
+    /* Redrive, as the frontend's tick: one REDRIVE_STEP at a time, when kyu_sm_redrive_due. */
+    bool redrive_proposed;
 } sk_node_t;
 
 typedef struct {
@@ -213,7 +217,18 @@ typedef struct {
         uint32_t gen, vt;
         uint32_t delay;     /* DelaySeconds: a message sent is not received before it ends */
         uint32_t retention; /* MessageRetentionPeriod, seconds */
+        bool moved_in;      /* a dead-letter move brought a message in (since its creation) */
     } queues[SK_QUEUES];
+    /* Each queue's running message move task (redrive, op_redrive.c), as the model sees it:
+     * the index of the entry that started it (its id), its destination (-1: each message's
+     * source queue), how many it has to move and has moved. */
+    struct {
+        bool running;
+        uint64_t id, to_move, moved;
+        int dest;
+    } tasks[SK_QUEUES];
+    uint64_t redriven;      /* messages moved back by REDRIVE_STEPs, as the oracle expected */
+    uint64_t tasks_started; /* START_MOVE_TASKs applied */
     /* Retention marks as the state machine keeps them (sm_expiry.c), modelled from the sends
      * (seq: the first seq of the send that made the mark; until: its time + 1 s). */
     struct sk_mark {
@@ -273,6 +288,8 @@ bool sk_conf_change(sim_cluster_t *c, sim_node_t *nd, kyu_raft_cc_op_t op, uint6
 bool sk_transfer(sim_cluster_t *c, sim_node_t *nd, uint64_t target);
 /* Retention: a serving leader proposes EXPIRE_MESSAGES when kyu_sm_expiry_due says so. */
 void sk_node_expiry(sim_cluster_t *c, sim_node_t *nd);
+/* Redrive: a serving leader proposes REDRIVE_STEP when kyu_sm_redrive_due says so. */
+void sk_node_redrive(sim_cluster_t *c, sim_node_t *nd);
 /* Stops a node for good at the end of the seed (no power loss). */
 void sk_node_stop(sim_cluster_t *c, sim_node_t *nd);
 /* Before each call into a replica: no entry is being applied. */

@@ -103,6 +103,7 @@ static void choose(sim_cluster_t *c, sk_intent_t *in, uint64_t now)
     in->q = (int)sim_rng_below(&c->rng, SK_QUEUES);
     in->vt = -1;
     in->delay = -1;
+    in->dest = -1;
     uint64_t r = sim_rng_below(&c->rng, 1000);
     if (k->n_retries > 0 && r < 120) {
         size_t i = (size_t)sim_rng_below(&c->rng, k->n_retries);
@@ -135,6 +136,15 @@ static void choose(sim_cluster_t *c, sk_intent_t *in, uint64_t now)
             in->vt = (int64_t)sim_rng_below(&c->rng, 6);
         else
             in->delay = (int64_t)sim_rng_below(&c->rng, 4);
+    } else if (r < 212) {
+        /* A redrive of the dead-letter queue q2 (SQS's message move task): its messages back
+         * to the queue each came from (q1), or one task in four to q0; now and then a cancel.
+         * The leader moves them by REDRIVE_STEPs (sim_kyu_node.c); the oracle checks each
+         * message moves once. No request key: the oracle models no retry of these. */
+        in->q = SK_DLQ;
+        in->type = r < 209 ? KYU_CMD_START_MOVE_TASK : KYU_CMD_CANCEL_MOVE_TASK;
+        in->dest = k->next_msg % 4 == 0 ? 0 : -1;
+        return;
     } else if (r < 520) {
         in->type = KYU_CMD_SEND;
         in->n = 1 + (size_t)sim_rng_below(&c->rng, SK_SEND_MAX);
@@ -238,6 +248,8 @@ static void build(sim_cluster_t *c, const sk_intent_t *in, uint64_t now, bool re
             cmd->msg_delay_ms[j] = 0;
             cmd->attrs[j].n = 0;
         }
+    } else if (in->type == KYU_CMD_START_MOVE_TASK && in->dest >= 0) {
+        snprintf(cmd->move_dest, sizeof(cmd->move_dest), "%s", queue_name(in->dest));
     } else if (in->type == KYU_CMD_DELETE || in->type == KYU_CMD_CHANGE_VISIBILITY) {
         cmd->n = in->n;
         for (size_t j = 0; j < in->n; j++)
@@ -392,11 +404,14 @@ void sk_on_done(void *arg, void *waiter, kyu_result_t *r)
     sim_cluster_t *c = kn->c;
     sk_t *k = sk(c);
     sk_waiter_t *w = waiter;
-    if (w->expiry) {
-        /* The leader's own expiry (sim_kyu_node.c): answered with its own command's result
-         * when applied here; the next one may be proposed. */
+    if (w->expiry || w->redrive) {
+        /* The leader's own expiry or redrive step (sim_kyu_node.c): answered with its own
+         * command's result when applied here; the next one may be proposed. */
         sk_check_own_answer(c, kn, r, w->hash);
-        kn->expiry_proposed = false;
+        if (w->expiry)
+            kn->expiry_proposed = false;
+        else
+            kn->redrive_proposed = false;
         free(w);
         return;
     }

@@ -406,6 +406,7 @@ static void stop(sk_node_t *kn)
     kn->fetching = false;
     kn->expiry_proposed = false; /* a new process: the frontend's retention tick starts over */
     kn->expiry_checked_at = 0;
+    kn->redrive_proposed = false;
     queue_drop(kn);
 }
 
@@ -530,6 +531,7 @@ void sk_node_process(sim_cluster_t *c, sim_node_t *nd)
         fetch(c, nd);
     if (kn->replica && c->result == SIM_OK) {
         sk_node_expiry(c, nd);
+        sk_node_redrive(c, nd);
         sk_enter(kn);
         kyu_replica_flush(kn->replica);
     }
@@ -576,6 +578,41 @@ void sk_node_expiry(sim_cluster_t *c, sim_node_t *nd)
     kn->expiry_proposed = true;
     sim_trace(&c->trace, c->now, "n%llu proposes EXPIRE_MESSAGES at %llu",
               (unsigned long long)nd->id, (unsigned long long)now);
+}
+
+/* Redrive, as kyu_frontend_tick's redrive_tick (frontend.c) does it: a serving leader asks
+ * kyu_sm_redrive_due at every step and proposes the REDRIVE_STEP it names with kyu_replica_now's
+ * time, the next only once it is answered. */
+void sk_node_redrive(sim_cluster_t *c, sim_node_t *nd)
+{
+    sk_node_t *kn = nd->app;
+    if (kn->redrive_proposed || !kyu_replica_serving(kn->replica))
+        return;
+    kyu_command_t cmd;
+    memset(&cmd, 0, sizeof cmd);
+    cmd.now_ms = kyu_replica_now(kn->replica);
+    if (!kyu_sm_redrive_due(kn->sm, cmd.now_ms, cmd.queue, &cmd.move_task, &cmd.move_max))
+        return;
+    cmd.type = KYU_CMD_REDRIVE_STEP;
+    cmd.vt = -1;
+    sk_waiter_t *w = calloc(1, sizeof(*w));
+    KYU_ASSERT(w);
+    w->redrive = true;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    kyu_command_encode(&cmd, &sb);
+    w->hash = sim_hash(sb.data, sb.size, 0x636d64);
+    msgpack_sbuffer_destroy(&sb);
+    kyu_err_t err;
+    sk_enter(kn);
+    if (kyu_replica_propose(kn->replica, &cmd, w, &err) != KYU_OK) {
+        free(w); /* the next step tries again */
+        return;
+    }
+    kn->redrive_proposed = true;
+    sim_trace(&c->trace, c->now, "n%llu proposes REDRIVE_STEP of %s task %llu max %u at %llu",
+              (unsigned long long)nd->id, cmd.queue, (unsigned long long)cmd.move_task,
+              cmd.move_max, (unsigned long long)cmd.now_ms);
 }
 
 bool sk_conf_change(sim_cluster_t *c, sim_node_t *nd, kyu_raft_cc_op_t op, uint64_t node)

@@ -176,6 +176,24 @@ static void applied_twice(sim_cluster_t *c, const sk_intent_t *in, const kyu_com
                   (unsigned long long)(cmd->now_ms - kk->first_now), what);
 }
 
+/* Retention (sm_expiry.c's kyu_sm_mark_seq): a send that is applied, not replayed, or a
+ * redrive step that may move messages, adds a mark once its time has passed the last mark's
+ * until; the first mark starts at seq 0. */
+static void add_mark(sk_t *k, uint64_t now)
+{
+    if (k->marks_n > 0 && now < k->marks[k->marks_n - 1].until)
+        return;
+    if (k->marks_n == k->marks_cap) {
+        k->marks_cap = k->marks_cap ? 2 * k->marks_cap : 256;
+        k->marks = realloc(k->marks, k->marks_cap * sizeof(*k->marks));
+        KYU_ASSERT(k->marks);
+    }
+    /* The state machine merges old marks past 32,768 of them: a run makes one per second of
+     * sending at most, far fewer. */
+    KYU_ASSERT(k->marks_n < 32768);
+    k->marks[k->marks_n++] = (struct sk_mark){k->marks_n ? k->next_seq + 1 : 0, now + MARK_STEP_MS};
+}
+
 static void on_send(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent_t *in, int q,
                     const kyu_result_t *res, sk_outcome_t *out)
 {
@@ -230,20 +248,8 @@ static void on_send(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent_
         k->dedup_hits++;
         return;
     }
-    /* Retention (sm_expiry.c): a send that is applied, not replayed, adds a mark once its time
-     * has passed the last mark's until; the first mark starts at seq 0. */
-    if (cmd->n > 0 && (k->marks_n == 0 || cmd->now_ms >= k->marks[k->marks_n - 1].until)) {
-        if (k->marks_n == k->marks_cap) {
-            k->marks_cap = k->marks_cap ? 2 * k->marks_cap : 256;
-            k->marks = realloc(k->marks, k->marks_cap * sizeof(*k->marks));
-            KYU_ASSERT(k->marks);
-        }
-        /* The state machine merges old marks past 32,768 of them: a run makes one per second
-         * of sending at most, far fewer. */
-        KYU_ASSERT(k->marks_n < 32768);
-        k->marks[k->marks_n++] =
-            (struct sk_mark){k->marks_n ? k->next_seq + 1 : 0, cmd->now_ms + MARK_STEP_MS};
-    }
+    if (cmd->n > 0)
+        add_mark(k, cmd->now_ms);
     for (size_t j = 0; j < res->n_ids; j++) {
         if (j < cmd->n && cmd->entry_code[j])
             continue; /* refused at the leader (checked above) */
@@ -323,10 +329,11 @@ static int cand_cmp(const void *a, const void *b)
  * (op_message.c): batches of what is left to find, each message leased or, received
  * SK_MAX_RECEIVES times already, moved to SK_DLQ. Checks the answer is the leased ones and
  * moves the others in the model. */
-static void model_dead_letter_receive(sim_cluster_t *c, const kyu_command_t *cmd, int q,
-                                      const kyu_result_t *res, uint32_t max)
+/* The visible messages of q at now in the order the state machine takes them (sm_index.c, for
+ * a receive and a redrive step alike): due leases by visible time and seq, then the
+ * never-received by seq. A heap array of *n. */
+static sk_cand_t *visible_in_order(sk_t *k, int q, uint64_t now, size_t *n_out)
 {
-    sk_t *k = sk(c);
     size_t n = 0, n_due = 0;
     sk_cand_t *cand = malloc((k->next_msg + 1) * sizeof(*cand));
     KYU_ASSERT(cand);
@@ -334,13 +341,23 @@ static void model_dead_letter_receive(sim_cluster_t *c, const kyu_command_t *cmd
         for (uint64_t m = 1; m <= k->next_msg && m < k->msgs_cap; m++) {
             const sk_msg_t *x = &k->msgs[m];
             if (x->status != SK_LIVE || x->q != q || x->qgen != k->queues[q].gen ||
-                x->in_heap != (pass == 0) || (pass == 0 && x->lease_until > cmd->now_ms))
+                x->in_heap != (pass == 0) || (pass == 0 && x->lease_until > now))
                 continue;
             cand[n++] = (sk_cand_t){pass == 0 ? x->lease_until : 0, x->seq, m};
             n_due += pass == 0;
         }
     qsort(cand, n_due, sizeof(*cand), cand_cmp);
     qsort(cand + n_due, n - n_due, sizeof(*cand), cand_cmp);
+    *n_out = n;
+    return cand;
+}
+
+static void model_dead_letter_receive(sim_cluster_t *c, const kyu_command_t *cmd, int q,
+                                      const kyu_result_t *res, uint32_t max)
+{
+    sk_t *k = sk(c);
+    size_t n = 0;
+    sk_cand_t *cand = visible_in_order(k, q, cmd->now_ms, &n);
     uint32_t found = 0, moved = 0;
     size_t pos = 0;
     bool dlq = k->queues[SK_DLQ].exists;
@@ -353,6 +370,7 @@ static void model_dead_letter_receive(sim_cluster_t *c, const kyu_command_t *cmd
                 x->qgen = k->queues[SK_DLQ].gen;
                 x->lease_until = cmd->now_ms;
                 x->moved_receives = x->receives;
+                k->queues[SK_DLQ].moved_in = true;
                 moved++;
                 k->moves_checked++;
                 continue;
@@ -561,6 +579,8 @@ static void on_queue(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent
             k->queues[q].vt = vt;
             k->queues[q].delay = delay;
             k->queues[q].retention = retention;
+            k->queues[q].moved_in = false;
+            k->tasks[q].running = false; /* a new queue has no task */
         }
         return;
     }
@@ -607,8 +627,118 @@ static void on_queue(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent
         if (k->msgs[n].status == SK_LIVE && k->msgs[n].q == q &&
             k->msgs[n].qgen == k->queues[q].gen)
             k->msgs[n].status = SK_GONE;
-    if (!purge)
+    if (!purge) {
         k->queues[q].exists = false;
+        k->tasks[q].running = false; /* its tasks go with it */
+    }
+}
+
+static uint64_t live_in(const sk_t *k, int q)
+{
+    uint64_t live = 0;
+    for (uint64_t n = 1; n <= k->next_msg && n < k->msgs_cap; n++)
+        live += k->msgs[n].status == SK_LIVE && k->msgs[n].q == q &&
+                k->msgs[n].qgen == k->queues[q].gen;
+    return live;
+}
+
+/* START_MOVE_TASK and CANCEL_MOVE_TASK (op_redrive.c): refused as check_start refuses (no
+ * queue, not a dead-letter queue (no message moved in and no RedrivePolicy naming it: q1's
+ * names q2 while q1 exists), a task running, the destination itself or missing); a task
+ * started has the queue's messages to move (none: it ends at once); a cancel ends it. */
+static void on_move_task(sim_cluster_t *c, const kyu_command_t *cmd, int q, const kyu_result_t *res,
+                         uint64_t index)
+{
+    sk_t *k = sk(c);
+    bool start = cmd->type == KYU_CMD_START_MOVE_TASK;
+    int dest = start && cmd->move_dest[0] ? queue_index(cmd->move_dest) : -1;
+    kyu_code_t want = KYU_OK;
+    if (!k->queues[q].exists)
+        want = KYU_ERR_NO_SUCH_QUEUE;
+    else if (!start)
+        want = k->tasks[q].running ? KYU_OK : KYU_ERR_INVALID_ARGUMENT;
+    else if (!(k->queues[q].moved_in || (q == SK_DLQ && k->queues[SK_DLQ_SOURCE].exists)) ||
+             k->tasks[q].running || dest == q)
+        want = KYU_ERR_INVALID_ARGUMENT;
+    else if (cmd->move_dest[0] && (dest < 0 || !k->queues[dest].exists))
+        want = KYU_ERR_NO_SUCH_QUEUE;
+    if (res->code != want) {
+        sim_violation(c, SIM_SAFETY, "redrive: %s of %s (entry %llu) answered %s, the model %s",
+                      start ? "START_MOVE_TASK" : "CANCEL_MOVE_TASK", cmd->queue,
+                      (unsigned long long)index, kyu_code_name(res->code), kyu_code_name(want));
+        return;
+    }
+    if (want != KYU_OK)
+        return;
+    if (!start) {
+        k->tasks[q].running = false;
+        return;
+    }
+    k->tasks_started++;
+    k->tasks[q].id = index;
+    k->tasks[q].dest = dest;
+    k->tasks[q].to_move = live_in(k, q);
+    k->tasks[q].moved = 0;
+    k->tasks[q].running = k->tasks[q].to_move > 0;
+}
+
+/* REDRIVE_STEP (op_redrive.c): for the queue's running task with the step's id, up to max
+ * (what is left to move, at most KYU_REDRIVE_STEP_MAX and the step's own; the workload's
+ * tasks have no rate) visible messages in the order a receive takes them each move, once,
+ * as a new message of their destination (the task's, or q1 for a message dead-lettered from
+ * it): a new seq, never received, sent now, visible after the destination's DelaySeconds. A
+ * message with no destination
+ * (sent to q2 directly, its source queue or the task's destination gone) ends the task FAILED
+ * and stays. The task completes once it moved what it had to or its queue is empty. Returns
+ * how many moved; the node's counts after the entry must agree (check_counts). */
+static uint64_t on_redrive_step(sim_cluster_t *c, const kyu_command_t *cmd, int q,
+                                const kyu_result_t *res)
+{
+    sk_t *k = sk(c);
+    if (res->code != KYU_OK) {
+        sim_violation(c, SIM_SAFETY, "redrive: a step of %s at %llu answered %s", cmd->queue,
+                      (unsigned long long)cmd->now_ms, kyu_code_name(res->code));
+        return 0;
+    }
+    if (!k->queues[q].exists || !k->tasks[q].running || k->tasks[q].id != cmd->move_task)
+        return 0; /* ended (or its queue deleted) since the leader proposed it */
+    uint64_t left =
+        k->tasks[q].to_move > k->tasks[q].moved ? k->tasks[q].to_move - k->tasks[q].moved : 0;
+    uint64_t max = left < KYU_REDRIVE_STEP_MAX ? left : KYU_REDRIVE_STEP_MAX;
+    if (max > cmd->move_max)
+        max = cmd->move_max;
+    if (max > 0)
+        add_mark(k, cmd->now_ms);
+    size_t n_cand = 0;
+    sk_cand_t *cand = visible_in_order(k, q, cmd->now_ms, &n_cand);
+    uint64_t n = 0;
+    for (size_t i = 0; i < n_cand && n < max; i++) {
+        sk_msg_t *m = sk_msg(k, cand[i].n);
+        int dest = k->tasks[q].dest >= 0   ? k->tasks[q].dest
+                   : m->moved_receives > 0 ? SK_DLQ_SOURCE
+                                           : -1;
+        if (dest < 0 || dest == q || !k->queues[dest].exists) {
+            k->tasks[q].running = false; /* FAILED; the message stays as it was */
+            break;
+        }
+        m->q = (uint8_t)dest;
+        m->qgen = k->queues[dest].gen;
+        m->seq = ++k->next_seq;
+        m->sent_ms = cmd->now_ms;
+        /* Its destination's DelaySeconds holds it back, as for a send there. */
+        m->lease_until = cmd->now_ms + (uint64_t)k->queues[dest].delay * 1000;
+        m->in_heap = k->queues[dest].delay > 0;
+        m->receives = 0;
+        m->gen = 0;
+        m->moved_receives = 0;
+        n++;
+    }
+    free(cand);
+    k->redriven += n;
+    k->tasks[q].moved += n;
+    if (k->tasks[q].running && (k->tasks[q].moved >= k->tasks[q].to_move || live_in(k, q) == 0))
+        k->tasks[q].running = false;
+    return n;
 }
 
 /* EXPIRE_MESSAGES at the leader's time now: in every queue, the messages below the seq of the
@@ -667,7 +797,7 @@ static void on_expire(sim_cluster_t *c, const kyu_command_t *cmd, const kyu_resu
  * counters (kept exact by the state machine): an expiry that took one message too many or
  * too few is seen at the entry that did it. On a difference the state's messages tell which.
  * expiry: the time of the entry's EXPIRE_MESSAGES, 0 when it has none. */
-static void check_counts(sim_cluster_t *c, sim_node_t *nd, uint64_t expiry)
+static void check_counts(sim_cluster_t *c, sim_node_t *nd, uint64_t expiry, uint64_t redriven)
 {
     sk_t *k = sk(c);
     sk_node_t *kn = nd->app;
@@ -701,8 +831,9 @@ static void check_counts(sim_cluster_t *c, sim_node_t *nd, uint64_t expiry)
                                (int64_t)expiry;
                 if (!expiry)
                     sim_violation(c, SIM_SAFETY,
-                                  "committed send lost: node %llu's state at %llu lost message "
+                                  "%scommitted send lost: node %llu's state at %llu lost message "
                                   "%llu of q%d",
+                                  redriven ? "redrive: a step moved a message nowhere: " : "",
                                   (unsigned long long)nd->id, (unsigned long long)nd->sm_applied,
                                   (unsigned long long)m, q);
                 else
@@ -719,6 +850,14 @@ static void check_counts(sim_cluster_t *c, sim_node_t *nd, uint64_t expiry)
             free(in_state);
             free(ids);
         }
+        if (c->result == SIM_OK && redriven)
+            sim_violation(c, SIM_SAFETY,
+                          "redrive: node %llu's state at %llu holds %llu messages in %s, the model "
+                          "%llu after a step moved %llu, each exactly once (a message duplicated "
+                          "or lost)",
+                          (unsigned long long)nd->id, (unsigned long long)nd->sm_applied,
+                          (unsigned long long)held, name, (unsigned long long)live,
+                          (unsigned long long)redriven);
         if (c->result == SIM_OK)
             sim_violation(c, SIM_SAFETY,
                           "counts: node %llu's state at %llu holds %llu messages in %s (%s), the "
@@ -743,7 +882,7 @@ void sk_oracle_stream(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *
     if (e->type != KYU_RAFT_ENTRY_NORMAL || e->len == 0)
         return;
     size_t off = 0;
-    uint64_t expiry = 0;
+    uint64_t expiry = 0, redriven = 0;
     for (size_t i = 0; off < e->len && c->result == SIM_OK; i++) {
         kyu_command_t cmd;
         kyu_err_t err;
@@ -754,12 +893,10 @@ void sk_oracle_stream(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *
             return;
         }
         if (cmd.type == KYU_CMD_SET_MEMBER || cmd.type == KYU_CMD_DROP_MEMBER ||
-            cmd.type == KYU_CMD_SET_HANDLE_KEY || cmd.type == KYU_CMD_START_MOVE_TASK ||
-            cmd.type == KYU_CMD_REDRIVE_STEP || cmd.type == KYU_CMD_CANCEL_MOVE_TASK ||
+            cmd.type == KYU_CMD_SET_HANDLE_KEY || cmd.type == KYU_CMD_UNTAG_QUEUE ||
             cmd.type == KYU_CMD_RELEASE_LEASES) {
-            /* The address book (membership.c), the handle key (frontend.c), message move
-             * tasks (op_redrive.c) and worker sessions' releases (workers.c): the workload
-             * proposes none. */
+            /* The address book (membership.c), the handle key (frontend.c), UNTAG_QUEUE and
+             * worker sessions' releases (workers.c): the workload proposes none. */
             sim_violation(c, SIM_SAFETY, "entry %llu: an internal command nobody proposed",
                           (unsigned long long)e->index);
             return;
@@ -776,8 +913,8 @@ void sk_oracle_stream(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *
         static const char *types[] = {
             "?",          "CREATE",     "DELETE_QUEUE", "SEND",        "RECEIVE",   "DELETE",
             "CHANGE_VIS", "SET_MEMBER", "DROP_MEMBER",  "HANDLE_KEY",  "SET_ATTRS", "PURGE",
-            "EXPIRE",     "START_MOVE", "REDRIVE_STEP", "CANCEL_MOVE", "RELEASE"};
-        _Static_assert(sizeof types / sizeof types[0] == KYU_CMD_RELEASE_LEASES + 1,
+            "EXPIRE",     "START_MOVE", "REDRIVE_STEP", "CANCEL_MOVE", "RELEASE",   "UNTAG"};
+        _Static_assert(sizeof types / sizeof types[0] == KYU_CMD_UNTAG_QUEUE + 1,
                        "a name per command type");
         sim_trace(&c->trace, c->now, "  kyu %llu.%zu %s %s vt=%lld n=%zu now=%llu -> %s",
                   (unsigned long long)e->index, i, types[cmd.type], cmd.queue, (long long)cmd.vt,
@@ -816,14 +953,19 @@ void sk_oracle_stream(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *
         case KYU_CMD_SET_HANDLE_KEY:
         case KYU_CMD_EXPIRE_MESSAGES:
         case KYU_CMD_START_MOVE_TASK:
-        case KYU_CMD_REDRIVE_STEP:
         case KYU_CMD_CANCEL_MOVE_TASK:
+            on_move_task(c, &cmd, q, &res[i], e->index);
+            break;
+        case KYU_CMD_REDRIVE_STEP:
+            redriven += on_redrive_step(c, &cmd, q, &res[i]);
+            break;
+        case KYU_CMD_UNTAG_QUEUE:
         case KYU_CMD_RELEASE_LEASES:
             break; /* refused or done above */
         }
     }
     if (c->result == SIM_OK)
-        check_counts(c, nd, expiry);
+        check_counts(c, nd, expiry, redriven);
 }
 
 void sk_oracle_check_state(sim_cluster_t *c, sim_node_t *nd)
@@ -901,11 +1043,13 @@ void sk_oracle_final(sim_cluster_t *c)
                           (unsigned long long)m);
     }
     if (c->o.verbose)
-        printf("  kyu: %llu messages, %llu receives, %llu dead-letter moves and %llu deletes "
+        printf("  kyu: %llu messages, %llu receives, %llu dead-letter moves, %llu redriven (%llu "
+               "move tasks) and %llu deletes "
                "checked, %llu expiries took %llu messages, %llu retries (%llu answered from the "
                "request key), %llu digests, %llu installs\n",
                (unsigned long long)k->next_msg, (unsigned long long)k->receives_checked,
-               (unsigned long long)k->moves_checked, (unsigned long long)k->deletes_checked,
+               (unsigned long long)k->moves_checked, (unsigned long long)k->redriven,
+               (unsigned long long)k->tasks_started, (unsigned long long)k->deletes_checked,
                (unsigned long long)k->expiries, (unsigned long long)k->expired,
                (unsigned long long)k->retried, (unsigned long long)k->dedup_hits,
                (unsigned long long)k->digests, (unsigned long long)k->installs);
