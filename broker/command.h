@@ -41,6 +41,12 @@
  *                      not set)]: a message move task of the queue (a dead-letter queue)
  *   REDRIVE_STEP:      items = [task id, max]: the leader moves up to max (1..100) of the
  *                      queue's visible messages for its running task (op_redrive.c)
+ *   RELEASE_LEASES:    items = [leases (bin)]: 1..KYU_RELEASE_MAX leases of the queue, 12
+ *                      bytes each (seq, big-endian u64; lease generation, big-endian u32):
+ *                      each message that still holds that very lease (same generation, not
+ *                      run out) becomes visible at now_ms; nothing else changes (a deleted,
+ *                      expired or re-leased message is left alone). The leader proposes it
+ *                      for a worker session declared dead or closed (op_workers.c)
  * SET_MEMBER and DROP_MEMBER (queue "", vt -1, max 0) keep the replicated address book
  * (sm_members.c): where to reach each member, on every node and in every snapshot.
  * vt is -1 when the request did not set it (the queue's default applies). Types are never
@@ -67,6 +73,7 @@ typedef enum {
     KYU_CMD_START_MOVE_TASK = 13, /* message move tasks (op_redrive.c) */
     KYU_CMD_REDRIVE_STEP = 14,
     KYU_CMD_CANCEL_MOVE_TASK = 15,
+    KYU_CMD_RELEASE_LEASES = 16, /* worker sessions (workers.h, op_workers.c) */
 } kyu_cmd_type_t;
 
 #define KYU_REDRIVE_STEP_MAX 100 /* messages moved by one REDRIVE_STEP at most */
@@ -122,6 +129,10 @@ typedef struct {
     uint32_t move_rate;
     uint64_t move_task;
     uint32_t move_max;
+    /* RELEASE_LEASES: n_rel leases, 12 bytes each (items above); borrowed from the leader's
+     * session until the command is encoded, or from the decoded entry */
+    const uint8_t *rel;
+    size_t n_rel;
 } kyu_command_t;
 
 /* Appends cmd's encoding to out. */

@@ -30,6 +30,13 @@ kyu_frontend_t *kyu_frontend_new(const kyu_frontend_config_t *cfg, kyu_sm_t *sm,
         return NULL;
     }
     kyu_sm_watch_visible(sm); /* its list of woken queues: kyu_frontend_serve_waiting */
+    self->workers = kyu_frontend_workers_new(self);
+    if (!self->workers) {
+        kyu_err_set(err, KYU_ERR_INTERNAL, "out of memory");
+        kyu_frontend_destroy(&self);
+        return NULL;
+    }
+    self->ctx.workers = self->workers;
     snprintf(self->endpoint, sizeof self->endpoint, "%s", cfg->endpoint);
     self->ctx.endpoint = self->endpoint;
     msgpack_sbuffer_init(&self->buf);
@@ -77,6 +84,7 @@ void kyu_frontend_destroy(kyu_frontend_t **self_p)
     if (!self)
         return;
     zsock_destroy(&self->sock);
+    kyu_workers_destroy(&self->workers);
     kyu_longpoll_destroy(&self->lp);
     msgpack_sbuffer_destroy(&self->buf);
     free(self);
@@ -98,7 +106,7 @@ zsock_t *kyu_frontend_sock(kyu_frontend_t *self)
     return self->sock;
 }
 
-void kyu_frontend_send_reply(kyu_frontend_t *self, zframe_t *identity, const kyu_reply_t *rep,
+bool kyu_frontend_send_reply(kyu_frontend_t *self, zframe_t *identity, const kyu_reply_t *rep,
                              const void *const *bodies, const size_t *lens, size_t n_bodies)
 {
     msgpack_sbuffer_clear(&self->buf);
@@ -114,7 +122,9 @@ void kyu_frontend_send_reply(kyu_frontend_t *self, zframe_t *identity, const kyu
         /* The client is gone or not reading: the write already happened; it will retry. */
         self->dropped_replies++;
         zmsg_destroy(&m);
+        return false;
     }
+    return true;
 }
 
 void kyu_frontend_send_error(kyu_frontend_t *self, zframe_t *identity, uint64_t id, kyu_code_t code,
@@ -178,7 +188,7 @@ static void start_later(kyu_frontend_t *self, zframe_t **identity, const kyu_op_
  * write that asked, so it is applied before any handle is made. Once at a time: the flag is
  * cleared when the command's entry is applied or lost (kyu_frontend_on_result), and a lost
  * one is proposed again by the next write. */
-static void ensure_handle_key(kyu_frontend_t *self)
+void kyu_frontend_ensure_handle_key(kyu_frontend_t *self)
 {
     if (self->key_proposed || kyu_sm_has_handle_key(self->ctx.sm))
         return;
@@ -307,7 +317,7 @@ void kyu_frontend_propose(kyu_frontend_t *self, zframe_t **identity, const kyu_o
         kyu_frontend_send_empty(self, *identity, req->id);
         return;
     }
-    ensure_handle_key(self);
+    kyu_frontend_ensure_handle_key(self);
     kyu_command_t cmd;
     memset(&cmd, 0, sizeof cmd);
     cmd.type = row->cmd;
@@ -385,6 +395,8 @@ static void handle_request(kyu_frontend_t *self, zmsg_t **msg_p)
             answer_now(self, identity, row, &req);
         } else if (row->start) {
             start_later(self, &identity, row, &req);
+        } else if (row->session) {
+            kyu_frontend_session(self, &identity, row, &req);
         } else {
             propose(self, &identity, row, &req, msg);
         }
@@ -412,6 +424,11 @@ void kyu_frontend_on_result(void *arg, void *waiter, kyu_result_t *res)
     waiter_t *w = waiter;
     if (!w)
         return;
+    if (w->sid) { /* a worker session's push or release */
+        kyu_frontend_workers_result(self, w, res);
+        free(w);
+        return;
+    }
     if (!w->identity) { /* our own command: applied, or to be proposed again */
         *w->own = false;
         free(w);

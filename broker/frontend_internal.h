@@ -6,6 +6,7 @@
 #include "frontend.h"
 #include "longpoll.h"
 #include "ops.h"
+#include "workers.h"
 
 struct kyu_frontend {
     zsock_t *sock;
@@ -28,7 +29,8 @@ struct kyu_frontend {
     int timer_id; /* -1: none */
     uint64_t timer_at;
     bool timer_fired;
-    bool rearm; /* something changed that may move the timer */
+    bool rearm;             /* something changed that may move the timer */
+    kyu_workers_t *workers; /* worker sessions (frontend_workers.c) */
 };
 
 typedef struct {
@@ -36,12 +38,14 @@ typedef struct {
     uint64_t id;
     const kyu_op_row_t *row;
     kyu_longpoll_waiter_t *lp; /* a receive that may wait: parked when it finds nothing */
-    bool *own; /* the broker's own command (no identity): the flag cleared once it is done */
+    bool *own;      /* the broker's own command (no identity): the flag cleared once it is done */
+    uint64_t sid;   /* a worker session's RECEIVE (a push) or RELEASE_LEASES: its session */
+    uint32_t asked; /* ... and how many messages the RECEIVE asked for */
 } waiter_t;
 
 /* Sends rep (and body frames) to identity; identity and bodies are copied. A reply to a
- * gone or saturated client is dropped (counted). */
-void kyu_frontend_send_reply(kyu_frontend_t *self, zframe_t *identity, const kyu_reply_t *rep,
+ * gone or saturated client is dropped (counted): false. */
+bool kyu_frontend_send_reply(kyu_frontend_t *self, zframe_t *identity, const kyu_reply_t *rep,
                              const void *const *bodies, const size_t *lens, size_t n_bodies);
 void kyu_frontend_send_error(kyu_frontend_t *self, zframe_t *identity, uint64_t id, kyu_code_t code,
                              const char *text);
@@ -52,6 +56,17 @@ void kyu_frontend_send_empty(kyu_frontend_t *self, zframe_t *identity, uint64_t 
  * takes lp (a long poll woken, or NULL for a new request) whatever happens. */
 void kyu_frontend_propose(kyu_frontend_t *self, zframe_t **identity, const kyu_op_row_t *row,
                           const kyu_request_t *req, zmsg_t *bodies, kyu_longpoll_waiter_t *lp);
+
+/* A serving leader whose state has no receipt handle key yet proposes one (frontend.c). */
+void kyu_frontend_ensure_handle_key(kyu_frontend_t *self);
+
+/* frontend_workers.c: the worker sessions' I/O (workers.h) — the table (NULL when out of
+ * memory), a session op from identity (taken when answered later), and the result of a
+ * session's RECEIVE or RELEASE_LEASES (w->sid set; w is the caller's). */
+kyu_workers_t *kyu_frontend_workers_new(kyu_frontend_t *self);
+void kyu_frontend_session(kyu_frontend_t *self, zframe_t **identity, const kyu_op_row_t *row,
+                          const kyu_request_t *req);
+void kyu_frontend_workers_result(kyu_frontend_t *self, waiter_t *w, const kyu_result_t *res);
 
 /* frontend_wait.c. A long poll's record for a request that may wait wait_ms (NULL when it
  * may not, or out of memory: it is then answered like a receive without a wait). */

@@ -159,6 +159,10 @@ static int on_timer(zloop_t *loop, int timer_id, void *arg)
 static void set_timer(kyu_frontend_t *self, uint64_t now)
 {
     uint64_t at = kyu_longpoll_next_deadline(self->lp);
+    if (now) { /* and on the queues that worker sessions with credit wait on (workers.h) */
+        uint64_t w = kyu_workers_next_visible(self->workers);
+        at = w < at ? w : at;
+    }
     for (const char *q = kyu_longpoll_first_idle(self->lp); q;
          q = kyu_longpoll_next_idle(self->lp)) {
         uint64_t v = kyu_sm_next_visible_at(self->ctx.sm, q);
@@ -185,9 +189,17 @@ void kyu_frontend_serve_waiting(kyu_frontend_t *self)
     size_t n;
     do {
         n = kyu_sm_take_woken(self->ctx.sm, names, 64);
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n; i++) {
             self->rearm |= kyu_longpoll_mark(self->lp, names[i]);
+            kyu_workers_mark(self->workers, names[i]); /* and push to worker sessions */
+        }
     } while (n == 64);
+    /* Worker sessions: their queues served (RECEIVEs proposed for them), or all of them
+     * ended when this node stopped serving. */
+    if (kyu_workers_serve(self->workers, self->timer_fired)) {
+        self->rearm = true;
+        kyu_replica_flush(self->ctx.replica);
+    }
     /* The common case, also with a thousand idle waiters: nothing changed, nothing to do. */
     bool changed = self->rearm || self->timer_fired;
     if (!changed && kyu_longpoll_count(self->lp) == 0)
@@ -226,7 +238,10 @@ void kyu_frontend_set_loop(kyu_frontend_t *self, zloop_t *loop)
 {
     if (self->loop && self->timer_id >= 0 && loop == self->loop)
         return;
-    self->loop = loop; /* a loop that is gone took its timers with it */
+    kyu_workers_set_timers(self->workers, false); /* a loop that is gone took its timers */
+    self->loop = loop;                            /* a loop that is gone took its timers with it */
+    if (loop)
+        kyu_workers_set_timers(self->workers, true);
     self->timer_id = -1;
     self->timer_at = UINT64_MAX;
     self->rearm = true;
@@ -234,7 +249,11 @@ void kyu_frontend_set_loop(kyu_frontend_t *self, zloop_t *loop)
 
 size_t kyu_frontend_stop_waiting(kyu_frontend_t *self)
 {
-    size_t n = answer_all(self, KYU_OK, "");
+    /* Worker sessions end (their leases run out, or a next leader's workers take them). */
+    size_t sessions = kyu_workers_count(self->workers);
+    kyu_workers_end_all(self->workers, KYU_ERR_NOT_LEADER,
+                        "the broker is stopping: open a new session at the leader");
+    size_t n = answer_all(self, KYU_OK, "") + sessions;
     if (n > 0)
         zsock_set_linger(self->sock, 500); /* let the empty replies go before the socket closes */
     return n;

@@ -137,6 +137,26 @@ static const kyu_op_row_t rows[KYU_OPS_MAX_] = {
                                   .replay = kyu_op_handles_replay,
                                   .dedup = KYU_DEDUP_CODES},
 
+    /* -- worker sessions (op_workers.c, workers.c) -- */
+    [KYU_OP_WORKER_OPEN] = {.op = KYU_OP_WORKER_OPEN,
+                            .name = "worker-open",
+                            .session = kyu_op_worker_open},
+    [KYU_OP_WORKER_HEARTBEAT] = {.op = KYU_OP_WORKER_HEARTBEAT,
+                                 .name = "worker-heartbeat",
+                                 .session = kyu_op_worker_heartbeat},
+    [KYU_OP_WORKER_CLOSE] = {.op = KYU_OP_WORKER_CLOSE,
+                             .name = "worker-close",
+                             .session = kyu_op_worker_close},
+    [KYU_OP_LIST_WORKERS] = {.op = KYU_OP_LIST_WORKERS,
+                             .name = "list-workers",
+                             .answer = kyu_op_list_workers_answer},
+    [KYU_OP_RELEASE_LEASES] = {.op = KYU_OP_RELEASE_LEASES,
+                               .name = "release-leases",
+                               .cmd = KYU_CMD_RELEASE_LEASES,
+                               .encode_items = kyu_op_release_encode,
+                               .decode_items = kyu_op_release_decode,
+                               .apply = kyu_op_release_apply},
+
     /* -- the cluster (op_cluster.c) and its address book (sm_members.c) -- */
     [KYU_OP_CLUSTER_TRANSFER] = {.op = KYU_OP_CLUSTER_TRANSFER,
                                  .name = "cluster-transfer",
@@ -188,6 +208,7 @@ static const uint8_t by_command[] = {
     [KYU_CMD_START_MOVE_TASK] = KYU_OP_START_MOVE_TASK,
     [KYU_CMD_REDRIVE_STEP] = KYU_OP_REDRIVE_STEP,
     [KYU_CMD_CANCEL_MOVE_TASK] = KYU_OP_CANCEL_MOVE_TASK,
+    [KYU_CMD_RELEASE_LEASES] = KYU_OP_RELEASE_LEASES,
 };
 
 const kyu_op_row_t *kyu_ops_row(uint64_t op)

@@ -8,10 +8,12 @@
  * A row that becomes a command also names its command type, the number stored in log
  * entries (command.h), and kyu_ops_command finds the row from it.
  *
- * A request takes one of three ways, by which functions its row has:
+ * A request takes one of four ways, by which functions its row has:
  *   answer  answered at once (reads, CLUSTER_TRANSFER);
  *   start   handed to a driver that answers later through the replica's done callback
  *           (CLUSTER_ADD, CLUSTER_REMOVE);
+ *   session worker-session ops, bound to the connection (its routing id) that sends them
+ *           (WORKER_OPEN, WORKER_HEARTBEAT, WORKER_CLOSE: workers.h);
  *   cmd     validated, built into a command, proposed, applied on commit, and its result
  *           turned into the reply (writes).
  * Adding an operation: docs/ARCHITECTURE.md "Adding an operation".
@@ -35,6 +37,7 @@ enum {
     KYU_OP_SET_HANDLE_KEY,
     KYU_OP_EXPIRE_MESSAGES,
     KYU_OP_REDRIVE_STEP,
+    KYU_OP_RELEASE_LEASES,
     KYU_OPS_MAX_
 };
 _Static_assert((int)KYU_OP_MAX_ <= (int)KYU_OP_INTERNAL_,
@@ -70,9 +73,12 @@ typedef struct {
 } kyu_dedup_t;
 
 /* What the frontend's row functions work with (owned by the frontend). */
+struct kyu_workers;
+
 typedef struct {
     kyu_sm_t *sm;
     kyu_replica_t *replica;
+    struct kyu_workers *workers;  /* the leader's worker sessions (workers.h) */
     kyu_membership_t *membership; /* NULL: membership changes are refused */
     size_t max_body;
     uint32_t max_inflight; /* RECEIVE: messages in flight per queue (0: no limit) */
@@ -104,6 +110,11 @@ typedef struct {
     /* Admin ops answered later: KYU_OK when waiter was taken (it comes back through the
      * done callback); otherwise nothing started and the waiter stays the caller's. */
     kyu_code_t (*start)(kyu_op_ctx_t *ctx, const kyu_request_t *req, void *waiter, kyu_err_t *err);
+    /* Worker-session ops from the connection *identity at host (the peer's address, "" if
+     * unknown): an error is answered; KYU_OK with *identity left is answered with rep; KYU_OK
+     * with *identity taken is answered later by the sessions (workers.h). */
+    kyu_code_t (*session)(kyu_op_ctx_t *ctx, const kyu_request_t *req, zframe_t **identity,
+                          const char *host, kyu_reply_t *rep, kyu_err_t *err);
     /* Checks a write against the state and the limits before anything is proposed (NULL:
      * nothing to check). A request that fails is answered with the error, never proposed. */
     kyu_code_t (*validate)(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
@@ -249,6 +260,20 @@ kyu_code_t kyu_op_handle_key_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_a
 
 /* sm_expiry.c: EXPIRE_MESSAGES (retention; proposed by the leader, sm_expiry.c's top) */
 kyu_code_t kyu_op_expire_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
+
+/* op_workers.c: WORKER_OPEN, WORKER_HEARTBEAT, WORKER_CLOSE (through workers.h), LIST_WORKERS,
+ * and RELEASE_LEASES (the leases of a session declared dead or closed) */
+kyu_code_t kyu_op_worker_open(kyu_op_ctx_t *ctx, const kyu_request_t *req, zframe_t **identity,
+                              const char *host, kyu_reply_t *rep, kyu_err_t *err);
+kyu_code_t kyu_op_worker_heartbeat(kyu_op_ctx_t *ctx, const kyu_request_t *req, zframe_t **identity,
+                                   const char *host, kyu_reply_t *rep, kyu_err_t *err);
+kyu_code_t kyu_op_worker_close(kyu_op_ctx_t *ctx, const kyu_request_t *req, zframe_t **identity,
+                               const char *host, kyu_reply_t *rep, kyu_err_t *err);
+kyu_code_t kyu_op_list_workers_answer(kyu_op_ctx_t *ctx, const kyu_request_t *req, kyu_reply_t *rep,
+                                      kyu_err_t *err);
+void kyu_op_release_encode(const kyu_command_t *cmd, msgpack_packer *pk);
+bool kyu_op_release_decode(const msgpack_object *items, kyu_command_t *cmd);
+kyu_code_t kyu_op_release_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
 
 /* op_cluster.c: HELLO, CLUSTER_STATUS, CLUSTER_TRANSFER, CLUSTER_ADD, CLUSTER_REMOVE */
 kyu_code_t kyu_op_hello_answer(kyu_op_ctx_t *ctx, const kyu_request_t *req, kyu_reply_t *rep,

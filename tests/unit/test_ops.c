@@ -47,7 +47,8 @@ static void test_every_row_takes_exactly_one_way(void **state)
         const kyu_op_row_t *row = kyu_ops_row(op);
         if (!row)
             continue;
-        int ways = (row->answer != NULL) + (row->start != NULL) + (row->cmd != 0);
+        int ways =
+            (row->answer != NULL) + (row->start != NULL) + (row->session != NULL) + (row->cmd != 0);
         assert_int_equal(ways, 1);
         assert_true((row->cmd != 0) == (row->apply != NULL));
         /* A row takes a request key exactly when the wire lets a client send one. */

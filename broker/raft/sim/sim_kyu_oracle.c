@@ -755,9 +755,11 @@ void sk_oracle_stream(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *
         }
         if (cmd.type == KYU_CMD_SET_MEMBER || cmd.type == KYU_CMD_DROP_MEMBER ||
             cmd.type == KYU_CMD_SET_HANDLE_KEY || cmd.type == KYU_CMD_START_MOVE_TASK ||
-            cmd.type == KYU_CMD_REDRIVE_STEP || cmd.type == KYU_CMD_CANCEL_MOVE_TASK) {
-            /* The address book (membership.c), the handle key (frontend.c) and message move
-             * tasks (op_redrive.c): the workload proposes none. */
+            cmd.type == KYU_CMD_REDRIVE_STEP || cmd.type == KYU_CMD_CANCEL_MOVE_TASK ||
+            cmd.type == KYU_CMD_RELEASE_LEASES) {
+            /* The address book (membership.c), the handle key (frontend.c), message move
+             * tasks (op_redrive.c) and worker sessions' releases (workers.c): the workload
+             * proposes none. */
             sim_violation(c, SIM_SAFETY, "entry %llu: an internal command nobody proposed",
                           (unsigned long long)e->index);
             return;
@@ -771,11 +773,11 @@ void sk_oracle_stream(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *
         sk_outcome_t outcome, *out = &outcome;
         memset(out, 0, sizeof(*out));
         out->code = res[i].code;
-        static const char *types[] = {"?",           "CREATE",     "DELETE_QUEUE", "SEND",
-                                      "RECEIVE",     "DELETE",     "CHANGE_VIS",   "SET_MEMBER",
-                                      "DROP_MEMBER", "HANDLE_KEY", "SET_ATTRS",    "PURGE",
-                                      "EXPIRE",      "START_MOVE", "REDRIVE_STEP", "CANCEL_MOVE"};
-        _Static_assert(sizeof types / sizeof types[0] == KYU_CMD_CANCEL_MOVE_TASK + 1,
+        static const char *types[] = {
+            "?",          "CREATE",     "DELETE_QUEUE", "SEND",        "RECEIVE",   "DELETE",
+            "CHANGE_VIS", "SET_MEMBER", "DROP_MEMBER",  "HANDLE_KEY",  "SET_ATTRS", "PURGE",
+            "EXPIRE",     "START_MOVE", "REDRIVE_STEP", "CANCEL_MOVE", "RELEASE"};
+        _Static_assert(sizeof types / sizeof types[0] == KYU_CMD_RELEASE_LEASES + 1,
                        "a name per command type");
         sim_trace(&c->trace, c->now, "  kyu %llu.%zu %s %s vt=%lld n=%zu now=%llu -> %s",
                   (unsigned long long)e->index, i, types[cmd.type], cmd.queue, (long long)cmd.vt,
@@ -816,6 +818,7 @@ void sk_oracle_stream(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *
         case KYU_CMD_START_MOVE_TASK:
         case KYU_CMD_REDRIVE_STEP:
         case KYU_CMD_CANCEL_MOVE_TASK:
+        case KYU_CMD_RELEASE_LEASES:
             break; /* refused or done above */
         }
     }
