@@ -133,7 +133,10 @@ bool kyu_session_ensure(kyu_consumer_t *c, int64_t now, kyu_err_t *err)
             return true;
         }
     }
-    int64_t target = kyu_consumer_credit_target(c) - (int64_t)c->n_held;
+    /* The broker takes back no more credit than it pushed: a session's credit can shrink (we
+     * withhold what we give back) but never grow past what it opened with, so it opens with
+     * enough for max_concurrency batches and one gathering. */
+    int64_t target = kyu_credit_target(c->o.max_concurrency, c->o.batch_size) - (int64_t)c->n_held;
     uint32_t credit = (uint32_t)(target < 1 ? 1 : target > 10000 ? 10000 : target);
     kyu_request_t req;
     kyu_request_prepare(&req, KYU_OP_WORKER_OPEN,
