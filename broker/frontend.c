@@ -396,7 +396,10 @@ static void handle_request(kyu_frontend_t *self, zmsg_t **msg_p)
         } else if (row->start) {
             start_later(self, &identity, row, &req);
         } else if (row->session) {
-            kyu_frontend_session(self, &identity, row, &req);
+            /* The peer's address (libzmq's metadata of the received message), for
+             * LIST_WORKERS */
+            const char *host = zframe_meta(header, "Peer-Address");
+            kyu_frontend_session(self, &identity, row, &req, host ? host : "");
         } else {
             propose(self, &identity, row, &req, msg);
         }

@@ -61,11 +61,11 @@ void kyu_frontend_propose(kyu_frontend_t *self, zframe_t **identity, const kyu_o
 void kyu_frontend_ensure_handle_key(kyu_frontend_t *self);
 
 /* frontend_workers.c: the worker sessions' I/O (workers.h) — the table (NULL when out of
- * memory), a session op from identity (taken when answered later), and the result of a
+ * memory), a session op from identity (taken when answered later) at host, and the result of a
  * session's RECEIVE or RELEASE_LEASES (w->sid set; w is the caller's). */
 kyu_workers_t *kyu_frontend_workers_new(kyu_frontend_t *self);
 void kyu_frontend_session(kyu_frontend_t *self, zframe_t **identity, const kyu_op_row_t *row,
-                          const kyu_request_t *req);
+                          const kyu_request_t *req, const char *host);
 void kyu_frontend_workers_result(kyu_frontend_t *self, waiter_t *w, const kyu_result_t *res);
 
 /* frontend_wait.c. A long poll's record for a request that may wait wait_ms (NULL when it

@@ -134,16 +134,14 @@ kyu_workers_t *kyu_frontend_workers_new(kyu_frontend_t *self)
 }
 
 void kyu_frontend_session(kyu_frontend_t *self, zframe_t **identity, const kyu_op_row_t *row,
-                          const kyu_request_t *req)
+                          const kyu_request_t *req, const char *host)
 {
     kyu_reply_t rep;
     kyu_reply_init(&rep);
     rep.id = req->id;
     kyu_err_t err;
     kyu_err_clear(&err);
-    /* The peer's address, for LIST_WORKERS (libzmq's metadata of the message) */
-    const char *host = zframe_meta(*identity, "Peer-Address");
-    if (row->session(&self->ctx, req, identity, host ? host : "", &rep, &err) != KYU_OK)
+    if (row->session(&self->ctx, req, identity, host, &rep, &err) != KYU_OK)
         kyu_frontend_send_error(self, *identity, req->id, err.code, err.msg);
     else if (*identity)
         kyu_frontend_send_reply(self, *identity, &rep, NULL, NULL, 0);

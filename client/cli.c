@@ -80,6 +80,11 @@ static const cli_cmd_t commands[] = {
     {"change-visibility", "NAME RECEIPT... --visibility-timeout SEC",
      "set the remaining lease of received messages (0: visible again at once)",
      CLI_OPT_VT | CLI_OPT_VT_REQUIRED | CLI_OPT_HANDLES, 2, -1, cli_cmd_change_visibility},
+    {"workers", "[QUEUE]",
+     "list the worker sessions the leader holds (of QUEUE): id, name, host, queue, credit "
+     "(messages it may be pushed now), held (leases pushed and not given back) and the time "
+     "since its last heartbeat",
+     0, 0, 1, cli_cmd_workers},
     {"cluster", "status | transfer [ID] | add ID,RAFT_HOST:PORT,CLIENT_ENDPOINT | remove ID",
      "status: ask every --broker endpoint for its view: id, addresses, role, membership (voter, "
      "learner, none), term, commit and applied index (role unreachable when it does not answer "

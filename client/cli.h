@@ -123,6 +123,7 @@ int cli_cmd_delete(cli_t *cli, cli_args_t *a);
 int cli_cmd_change_visibility(cli_t *cli, cli_args_t *a);
 int cli_cmd_cluster(cli_t *cli, cli_args_t *a);
 int cli_cmd_redrive(cli_t *cli, cli_args_t *a); /* cli_redrive.c */
+int cli_cmd_workers(cli_t *cli, cli_args_t *a); /* cli_workers.c */
 /* Checks the cluster command's arguments (a usage error is printed); CLI_EXIT_OK or
  * CLI_EXIT_USAGE. */
 int cli_cluster_check_args(const cli_t *cli, cli_args_t *a);

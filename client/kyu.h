@@ -319,6 +319,13 @@ kyu_code_t kyu_client_list_move_tasks(kyu_client_t *self, const char *queue, int
 kyu_code_t kyu_client_cancel_move_task(kyu_client_t *self, const char *queue, kyu_move_task_t *task,
                                        kyu_err_t *err);
 
+/* Worker sessions (proto/PROTOCOL.md "Worker sessions"): the sessions the leader holds, of
+ * queue (NULL: of every queue), ordered by session id: a heap array (*workers_p, free() it)
+ * of *n. Each gives its id, the worker's name and address, its queue, the credit it has now,
+ * the leases it holds, and the ms since its last heartbeat and since it opened. */
+kyu_code_t kyu_client_list_workers(kyu_client_t *self, const char *queue,
+                                   kyu_worker_info_t **workers_p, size_t *n, kyu_err_t *err);
+
 /* Asks the connected node (no failover: every node answers for itself) for its own view of
  * the cluster. */
 kyu_code_t kyu_client_cluster_status(kyu_client_t *self, kyu_node_status_t *out, kyu_err_t *err);
