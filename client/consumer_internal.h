@@ -84,7 +84,8 @@ struct kyu_consumer {
     int64_t last_heard_ms, last_hb_ms, reconnect_at_ms;
     char leader[KYU_ENDPOINT_MAX]; /* a NOT_LEADER hint to go to */
     bool reconnect;                /* the session is over: open another */
-    int64_t granted, finished;     /* credit of the current session */
+    int64_t granted, finished;     /* credit of the current session (consumer_policy.h) */
+    int64_t open_credit;           /* what it opened with */
     bool hb_inflight;
     int64_t down_since_ms; /* -1: connected */
 

@@ -54,11 +54,15 @@ int kyu_scaler_step(kyu_scaler_t *s, const kyu_scale_input_t *in, int64_t now_ms
                     size_t why_len);
 
 /* Credit: the messages the broker may push to the current session before we give more.
- * outstanding = credit granted to this session minus this session's messages finished
- * (so: messages it pushed that we still hold, plus credit it has not used); we want it at
- * target (enough for the batches we run plus one gathering, at most 10000) less what we
- * still hold from earlier sessions. Returns the credit to give now (0..10000). */
-uint32_t kyu_credit_to_give(int64_t granted, int64_t finished, int64_t target, int64_t held_other);
+ * granted = the credit the session opened with plus what heartbeats gave back since;
+ * outstanding = granted minus this session's messages finished (so: messages it pushed that
+ * we still hold, plus credit it has not used). We want outstanding at target (enough for the
+ * batches we run plus one gathering, at most 10000) less what we still hold from earlier
+ * sessions. The broker takes back no more than it pushed and we have not given back: at most
+ * returnable (this session's messages finished and not yet given back). Returns the credit
+ * to give now (0..10000). */
+uint32_t kyu_credit_to_give(int64_t granted, int64_t finished, int64_t returnable, int64_t target,
+                            int64_t held_other);
 
 /* The credit target for concurrency c and a batch size: (c + 1) batches, 1..10000. */
 int64_t kyu_credit_target(int concurrency, int batch_size);

@@ -135,9 +135,9 @@ bool kyu_session_ensure(kyu_consumer_t *c, int64_t now, kyu_err_t *err)
     }
     /* The broker takes back no more credit than it pushed: a session's credit can shrink (we
      * withhold what we give back) but never grow past what it opened with, so it opens with
-     * enough for max_concurrency batches and one gathering. */
-    int64_t target = kyu_credit_target(c->o.max_concurrency, c->o.batch_size) - (int64_t)c->n_held;
-    uint32_t credit = (uint32_t)(target < 1 ? 1 : target > 10000 ? 10000 : target);
+     * enough for max_concurrency batches and one gathering, also when messages of an earlier
+     * session are still held (their credit is withheld as they finish instead). */
+    uint32_t credit = (uint32_t)kyu_credit_target(c->o.max_concurrency, c->o.batch_size);
     kyu_request_t req;
     kyu_request_prepare(&req, KYU_OP_WORKER_OPEN,
                         KYU_F_QUEUE | KYU_F_CREDIT | KYU_F_HB | KYU_F_LIVENESS | KYU_F_VT |
@@ -180,6 +180,7 @@ bool kyu_session_ensure(kyu_consumer_t *c, int64_t now, kyu_err_t *err)
     c->hb_ms = rep.hb_ms ? (int)rep.hb_ms : c->o.heartbeat_ms;
     c->liveness = rep.liveness ? (int)rep.liveness : c->o.liveness;
     c->granted = credit;
+    c->open_credit = credit;
     c->finished = 0;
     c->last_heard_ms = now;
     c->last_hb_ms = now;
@@ -485,8 +486,9 @@ static void heartbeat(kyu_consumer_t *c, int64_t now)
 {
     if (!c->sid || c->n_reqs + 1 >= KYU_CONSUMER_REQS_MAX)
         return;
-    uint32_t give = kyu_credit_to_give(c->granted, c->finished, kyu_consumer_credit_target(c),
-                                       (int64_t)held_other(c));
+    int64_t returned = c->granted - c->open_credit;
+    uint32_t give = kyu_credit_to_give(c->granted, c->finished, c->finished - returned,
+                                       kyu_consumer_credit_target(c), (int64_t)held_other(c));
     bool due = now - c->last_hb_ms >= c->hb_ms;
     if (!due && (give == 0 || c->hb_inflight))
         return;
