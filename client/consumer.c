@@ -193,6 +193,9 @@ static void batch_free(kyu_cbatch_t *b)
 {
     if (!b)
         return;
+    for (size_t i = 0; b->chunks && i < b->pub.n; i++)
+        kyu_chunk_unref(b->chunks[i]);
+    free(b->chunks);
     free(b->held);
     free(b->copies);
     free(b->pub.results);
@@ -378,9 +381,10 @@ static void start_batch(kyu_consumer_t *c, int64_t now)
     if (b) {
         b->held = calloc(n, sizeof *b->held);
         b->copies = calloc(n, sizeof *b->copies);
+        b->chunks = calloc(n, sizeof *b->chunks);
         b->pub.results = calloc(n, 1);
     }
-    if (!b || !b->held || !b->copies || !b->pub.results) {
+    if (!b || !b->held || !b->copies || !b->chunks || !b->pub.results) {
         batch_free(b);
         kyu_consumer_log(c, "out of memory for a batch of %zu messages: retrying", n);
         return;
@@ -392,6 +396,8 @@ static void start_batch(kyu_consumer_t *c, int64_t now)
         h->state = HELD_RUNNING;
         b->held[i] = h;
         b->copies[i] = *h->msg;
+        b->chunks[i] = h->chunk;
+        h->chunk->live++;
     }
     if (!c->buf_head)
         c->buf_tail = NULL;
@@ -650,7 +656,9 @@ kyu_code_t kyu_consumer_run(kyu_consumer_t *self, kyu_err_t *err)
         int rc = zmq_poll(items, n_items, wait);
         if (rc < 0 && errno != EINTR)
             return kyu_err_set(err, KYU_ERR_CONNECTION, "zmq_poll: %s", zmq_strerror(errno));
-        if (rc > 0 && n_items == 2 && (items[1].revents & ZMQ_POLLIN) && !kyu_session_read(c, err))
+        /* Also when the socket is quiet: requests past their deadline are answered as
+         * TIMEOUT by the read (a drain waits for them when the broker is gone). */
+        if (!kyu_session_read(c, err))
             return err ? err->code : KYU_ERR_INTERNAL;
     }
 }

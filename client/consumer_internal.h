@@ -47,6 +47,9 @@ typedef struct kyu_cbatch {
     kyu_batch_t pub;
     kyu_held_t **held;
     kyu_message_t *copies; /* pub.msgs: shallow copies (bodies stay in their chunks) */
+    kyu_chunk_t **chunks;  /* the chunk of each message: the batch holds a reference, so a
+                            * handler past its timeout still reads valid bodies after its
+                            * messages were released */
     int state;             /* under the pool's mutex */
     bool ok;               /* the handler's return (BATCH_DONE) */
     bool abandoned;        /* timed out or cut at the drain deadline: messages released */
@@ -158,6 +161,8 @@ void kyu_session_flush(kyu_consumer_t *c, int64_t now);
 void kyu_session_close(kyu_consumer_t *c);
 /* Forgets a held message (its lease is finished or lost). */
 void kyu_held_free(kyu_consumer_t *c, kyu_held_t *h);
+/* Drops a reference to a chunk (frees it with its last). */
+void kyu_chunk_unref(kyu_chunk_t *chunk);
 /* Credit we should hold for the current concurrency. */
 int64_t kyu_consumer_credit_target(const kyu_consumer_t *c);
 

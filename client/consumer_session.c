@@ -28,11 +28,16 @@ void kyu_held_free(kyu_consumer_t *c, kyu_held_t *h)
     if (h->next)
         h->next->prev = h->prev;
     c->n_held--;
-    if (--h->chunk->live == 0) {
-        kyu_messages_destroy(&h->chunk->msgs);
-        free(h->chunk);
-    }
+    kyu_chunk_unref(h->chunk);
     free(h);
+}
+
+void kyu_chunk_unref(kyu_chunk_t *chunk)
+{
+    if (--chunk->live == 0) {
+        kyu_messages_destroy(&chunk->msgs);
+        free(chunk);
+    }
 }
 
 /* A message the session let go of: credit comes back when it was the current session's. */
