@@ -40,11 +40,17 @@ class KyuWorker(unittest.TestCase):
         self.workers = []
 
     def tearDown(self):
+        errors = []
         for w in self.workers:
-            w.cleanup()
+            try:
+                w.cleanup()
+            except AssertionError as e:
+                errors.append(str(e))
         kill_pids(r["pid"] for r in records(self.out))
         self.b.cleanup()
         shutil.rmtree(self.tmp, ignore_errors=True)
+        if errors:
+            raise AssertionError("\n".join(errors))
 
     def worker(self, name, queue, *args, env=None):
         e = {"KYU_TEST_OUT": self.out}

@@ -30,11 +30,17 @@ class WorkerCluster(unittest.TestCase):
         self.workers = []
 
     def tearDown(self):
+        errors = []
         for w in self.workers:
-            w.cleanup()
+            try:
+                w.cleanup()
+            except AssertionError as e:
+                errors.append(str(e))
         kill_pids(r["pid"] for r in records(self.out))
         test_cluster.Cluster.tearDown(self)
         shutil.rmtree(self.tmp, ignore_errors=True)
+        if errors:
+            raise AssertionError("\n".join(errors))
 
     def counts(self, queue):
         a = {}

@@ -96,11 +96,17 @@ class Worker:
         return self.proc.wait(timeout=timeout)
 
     def cleanup(self):
+        """Stops the worker; returns its log, and fails when a sanitizer reported in it."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGCONT)
             self.proc.kill()
             self.proc.wait(timeout=30)
+        text = self.text()
         self.log.close()
+        for bad in ("Sanitizer", "runtime error:"):
+            if bad in text:
+                raise AssertionError("kyu-worker's log reports a sanitizer error:\n%s" % text[-6000:])
+        return text
 
 
 def kill_pids(pids):
