@@ -42,6 +42,9 @@ struct wq {
     zlistx_t *sessions; /* session_t*, live, not owned */
     uint64_t pending;   /* messages asked for by RECEIVEs in flight */
     bool marked;
+    /* A RECEIVE for it was refused (the in-flight limit, BUSY): the timer leaves it alone
+     * (it would fire at once again and again) until a heartbeat or a wake marks it. */
+    bool blocked;
 };
 
 struct kyu_workers {
@@ -460,7 +463,7 @@ kyu_code_t kyu_workers_list(kyu_workers_t *self, const char *queue, kyu_reply_t 
         snprintf(w->host, sizeof w->host, "%s", s->host);
         snprintf(w->queue, sizeof w->queue, "%s", s->queue);
         w->credit = s->credit;
-        w->held = s->held + s->reserved;
+        w->held = s->held; /* pushed, not given back (those being leased: not yet) */
         w->hb_ago_ms = now > s->last_hb ? now - s->last_hb : 0;
         w->age_ms = now > s->opened_at ? now - s->opened_at : 0;
     }
@@ -541,9 +544,11 @@ void kyu_workers_on_receive(kyu_workers_t *self, uint64_t sid, uint32_t asked,
         }
     }
     /* Its queue is looked at again (more may be visible); a refusal (the in-flight limit) is
-     * tried again at the next heartbeat that gives credit back, not at once. */
+     * tried again at the next heartbeat, not at once (nor by the timer). */
     if (res->code == KYU_OK)
         mark(self, s->wq);
+    else if (s->wq)
+        s->wq->blocked = true;
 }
 
 void kyu_workers_on_release(kyu_workers_t *self, uint64_t sid, const kyu_result_t *res)
@@ -584,9 +589,11 @@ static void serve_queue(kyu_workers_t *self, wq_t *q)
                         "the queue was deleted", false);
         return;
     }
+    /* As many as the credit takes, ten to a RECEIVE: a session with much credit has several
+     * in flight (pipelined), as a consumer with many receives would. */
     uint64_t want = 0;
     for (session_t *s = zlistx_first(q->sessions); s; s = zlistx_next(q->sessions))
-        want += s->credit < KYU_BATCH_MAX ? s->credit : KYU_BATCH_MAX;
+        want += s->credit;
     if (want == 0)
         return;
     uint64_t now = self->io.cluster_ms(self->io.arg);
@@ -599,8 +606,11 @@ static void serve_queue(kyu_workers_t *self, wq_t *q)
         uint32_t n = s->credit < KYU_BATCH_MAX ? s->credit : KYU_BATCH_MAX;
         n = n < budget ? n : (uint32_t)budget;
         kyu_err_t err;
-        if (self->io.propose_receive(self->io.arg, s->sid, s->queue, s->vt, n, &err) != KYU_OK)
-            break; /* BUSY or the in-flight limit: the next heartbeat tries again */
+        if (self->io.propose_receive(self->io.arg, s->sid, s->queue, s->vt, n, &err) != KYU_OK) {
+            q->blocked = true; /* BUSY or the in-flight limit: the next heartbeat tries again */
+            break;
+        }
+        q->blocked = false;
         s->credit -= n;
         s->reserved += n;
         s->pushes++;
@@ -645,7 +655,8 @@ bool kyu_workers_serve(kyu_workers_t *self, bool timer_fired)
     if (timer_fired) { /* a lease or a delay may have ended on a queue with sessions */
         uint64_t now = self->io.cluster_ms(self->io.arg);
         for (wq_t *q = zhashx_first(self->queues); q; q = zhashx_next(self->queues))
-            if (!q->marked && q->pending == 0 && kyu_sm_next_visible_at(self->sm, q->name) <= now)
+            if (!q->marked && !q->blocked && q->pending == 0 &&
+                kyu_sm_next_visible_at(self->sm, q->name) <= now)
                 mark(self, q);
     }
     if (self->n_marked == 0)
@@ -672,8 +683,8 @@ uint64_t kyu_workers_next_visible(kyu_workers_t *self)
 {
     uint64_t at = UINT64_MAX;
     for (wq_t *q = zhashx_first(self->queues); q; q = zhashx_next(self->queues)) {
-        if (q->pending > 0)
-            continue; /* looked at again when its RECEIVEs come back */
+        if (q->pending > 0 || q->blocked)
+            continue; /* looked at again when its RECEIVEs come back, or marked */
         bool credit = false;
         for (session_t *s = zlistx_first(q->sessions); s && !credit; s = zlistx_next(q->sessions))
             credit = s->credit > 0;
