@@ -26,6 +26,8 @@
 #define BACKOFF_MAX_MS 43200000 /* 12 hours: the longest visibility timeout */
 #define DRAIN_MAX_MS 3600000
 #define TIMEOUT_GRACE_MS 1000 /* a handler may take this long past its deadline to report */
+#define DRAIN_GIVE_UP_MS                                                                           \
+    30000 /* a drain stops waiting for the broker this long after its deadline */
 
 int64_t kyu_consumer_now_ms(void)
 {
@@ -481,7 +483,9 @@ static void batch_done(kyu_consumer_t *c, kyu_cbatch_t *b, int64_t now)
     }
     atomic_fetch_add(&c->st[ST_SUCCEEDED], b->pub.n - failed);
     atomic_fetch_add(&c->st[ST_FAILED], failed);
-    if (failed)
+    /* Scaling backs off when handlers fail (the whole batch: an error, a dependency down), not
+     * for the messages a handler reports failed on their own (a poison message). */
+    if (!b->ok || failed == b->pub.n)
         c->failed_since++;
     else
         c->ok_since++;
@@ -636,6 +640,15 @@ kyu_code_t kyu_consumer_run(kyu_consumer_t *self, kyu_err_t *err)
         dispatch(c, now);
         kyu_session_tick(c, now);
         kyu_session_flush(c, now);
+        if (draining && c->drain_deadline_ms >= 0 &&
+            now >= c->drain_deadline_ms + DRAIN_GIVE_UP_MS) {
+            /* No broker to finish with: what is left is released when its leases run out. */
+            kyu_consumer_log(c,
+                             "drain: giving up %d s after the deadline: %zu handlers running, "
+                             "%zu requests unanswered",
+                             DRAIN_GIVE_UP_MS / 1000, c->n_running, c->n_reqs);
+            return KYU_OK;
+        }
         if (draining && c->drain_deadline_ms >= 0 && now >= c->drain_deadline_ms + 5000 &&
             c->n_reqs == 0 && !c->todo_head) {
             /* Handlers that ignore their cancellation: stop waiting for them. */

@@ -37,7 +37,7 @@ typedef struct {
     size_t buffered;  /* messages waiting for a batch slot */
     size_t running;   /* batches running */
     int batch_size;   /* a backlog is at least one full batch waiting with every slot busy */
-    size_t failures;  /* batches that failed (wholly or partly) since the last step */
+    size_t failures;  /* batches a handler failed whole (or timed out) since the last step */
     size_t successes; /* batches that succeeded wholly since the last step */
 } kyu_scale_input_t;
 

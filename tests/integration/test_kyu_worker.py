@@ -16,7 +16,7 @@ import threading
 import time
 import unittest
 
-from harness import Broker, free_port
+from harness import BIN_DIR, Broker, free_port
 from worker_harness import WORKER, Worker, kill_pids, records, wait_until, write_handler
 
 FAST = ["--heartbeat", "0.2", "--liveness", "3"]
@@ -232,6 +232,31 @@ class KyuWorker(unittest.TestCase):
         self.assertIn("drained", w.text())
         self.wait_empty("jobs", 5)
         self.assertEqual(self.b.json_lines("workers", "jobs"), [])
+
+    def test_the_example_consumer_embeds_a_handler(self):
+        # client/examples/example_consumer.c: prints each body, fails "fail" (retried with a
+        # back-off of 1 s, then 2 s, until the dead-letter queue takes it), drains on SIGTERM.
+        self.b.ok("create-queue", "dlq")
+        self.b.ok("create-queue", "jobs", "--dead-letter-queue", "dlq", "--max-receive-count", "2")
+        self.send("jobs", ["hello", "fail"])
+        out = open(os.path.join(self.tmp, "example.out"), "wb")
+        p = subprocess.Popen([os.path.join(BIN_DIR, "client", "example_consumer"), self.b.endpoint,
+                              "jobs"], stdout=out, stderr=subprocess.STDOUT)
+        try:
+            wait_until("fail in the dead-letter queue", lambda: self.counts("dlq")[0] == 1, 30, 0.2)
+            self.wait_empty("jobs")
+            p.send_signal(signal.SIGTERM)
+            self.assertEqual(p.wait(timeout=30), 0)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait(timeout=30)
+            out.close()
+        with open(os.path.join(self.tmp, "example.out")) as f:
+            text = f.read()
+        self.assertIn("(received 1 times): hello", text)
+        self.assertIn("(received 2 times): fail", text)
+        self.assertNotIn("Sanitizer", text)
 
     def test_http_handler_posts_the_event_and_reads_its_failures(self):
         self.b.ok("create-queue", "jobs")
