@@ -383,4 +383,119 @@ kyu_code_t kyu_client_call(kyu_client_t *self, const kyu_request_t *req, const v
                            const size_t *lens, size_t n, kyu_reply_t *rep, kyu_message_t **msgs,
                            kyu_err_t *err);
 
+/* ---- consumer: a worker session that runs a handler per batch ----
+ *
+ * What kyu-worker is built on, for C programs that embed their handler (Lambda's SQS event
+ * source mapping as a library). A consumer opens a worker session on the leader of a queue
+ * (WORKER_OPEN: the leader leases messages for it and pushes them, no polling), gathers the
+ * pushed messages into batches (up to batch_size, or until batch_window_ms has passed), and
+ * calls the handler once per batch on one of a fixed pool of max_concurrency threads. While
+ * a batch runs, the consumer extends its leases (CHANGE_VISIBILITY) before they expire, up
+ * to max_extension_s after each message was received. After the handler returns:
+ *  - succeeded messages are deleted (DELETE of up to 10 receipt handles a request);
+ *  - failed ones are released with a back-off: made visible again after a delay that grows
+ *    with their receive count (backoff_base_ms * 2^(count-1), at most backoff_max_ms, with
+ *    jitter), so the queue's maxReceiveCount and dead-letter queue apply.
+ * A handler past handler_timeout_ms is asked to stop (kyu_batch_cancelled) and its messages
+ * are released with the back-off at once; what it returns later is logged and dropped.
+ * A result that cannot be applied because the lease was lost (the worker was declared dead,
+ * or the lease ran out: RECEIPT_STALE) is logged, never silently lost.
+ *
+ * Concurrency scales as Lambda's does: it starts at initial_concurrency batches, grows while
+ * a backlog remains (a full batch waiting with every slot busy), up to max_concurrency;
+ * shrinks when idle; halves when handlers fail. The consumer returns credit to the broker
+ * (WORKER_HEARTBEAT) so that it holds about one batch more than it runs.
+ *
+ * The session heartbeats every heartbeat_ms; a broker silent for heartbeat_ms * liveness (no
+ * push, no reply) is taken for dead: the consumer reconnects, to the leader a NOT_LEADER reply
+ * names or the next endpoint, and opens a new session. Leases outlive sessions: messages
+ * held from an earlier session are finished normally (their deletes may then be stale).
+ *
+ * Threads: kyu_consumer_run runs the session in the calling thread until the consumer is
+ * drained; handlers run on the pool's threads; kyu_consumer_drain may be called from any
+ * thread or a signal handler. Every log line goes through opts.log (stderr by default).
+ */
+typedef struct kyu_consumer kyu_consumer_t;
+
+/* A handler's verdict on one message of its batch. */
+enum { KYU_ITEM_OK = 0, KYU_ITEM_FAILED = 1 };
+
+/* One batch, as the handler sees it (valid until the handler returns). */
+typedef struct {
+    const kyu_message_t *msgs; /* n messages, in the order they were pushed */
+    size_t n;
+    uint8_t *results;    /* results[i]: KYU_ITEM_OK (as preset) or KYU_ITEM_FAILED */
+    const char *queue;   /* the queue's name */
+    uint64_t id;         /* the batch's number in this consumer, from 1 */
+    int64_t deadline_ms; /* when the handler times out, on kyu_consumer_now_ms's clock */
+    void *priv_;         /* the consumer's */
+} kyu_batch_t;
+
+/* Runs on a pool thread. Returns true when results[] stand (all KYU_ITEM_OK: all succeeded),
+ * false when the whole batch failed. */
+typedef bool kyu_batch_handler_fn(kyu_batch_t *batch, void *arg);
+
+/* True once the batch's handler should stop: past its timeout, or the consumer stops at its
+ * drain deadline. A handler that can stop early (kill a child, abort a request) checks it;
+ * whatever it returns then is logged and dropped (its messages were released already). */
+bool kyu_batch_cancelled(const kyu_batch_t *batch);
+
+typedef struct {
+    const char *queue;       /* required */
+    int batch_size;          /* 1..10000 messages; default 10 (Lambda's BatchSize) */
+    int batch_window_ms;     /* 0..300000: gather a batch this long at most; default 0. Must
+                              * be at least 1000 when batch_size > 10 (Lambda's rule) */
+    int max_concurrency;     /* 1..1000 concurrent batches (handler threads); default 10 */
+    int initial_concurrency; /* 1..max_concurrency; default min(5, max_concurrency) */
+    int handler_timeout_ms;  /* 100..900000; default 30000 */
+    int visibility_timeout;  /* seconds of each lease, 1..43200; -1 (default): the queue's */
+    int max_extension_s;     /* 0..43200: leases are extended up to this long after a
+                              * message was received (0: never extended); default 900 */
+    int backoff_base_ms;     /* 0..43200000: the first retry's delay (0: retry at once);
+                              * default 1000 */
+    int backoff_max_ms;      /* base..43200000: the longest retry delay; default 300000 */
+    int heartbeat_ms;        /* 100..60000; default 1000 */
+    int liveness;            /* 1..100 heartbeats missed before a session is dead; default 3 */
+    int drain_timeout_ms;    /* 0..3600000: how long a drain waits for running batches before
+                              * it releases their messages; -1 (default): handler_timeout_ms */
+    size_t max_batch_bytes;  /* a batch closes at this many bytes of bodies; default 6 MiB
+                              * (Lambda's payload limit; a single larger message goes alone) */
+    const char *name;        /* the session's name in `kyu workers`; NULL: host:pid */
+    int client_timeout_ms;   /* bound of each request; default 5000 */
+    /* Where log lines go (one line, no newline); NULL: stderr with a UTC time stamp */
+    void (*log)(void *arg, const char *line);
+    void *log_arg;
+} kyu_consumer_opts_t;
+
+/* Default options (see the fields); queue NULL. */
+kyu_consumer_opts_t kyu_consumer_opts_default(void);
+
+/* Checks the options (err says which is out of range), connects to a broker of the
+ * endpoint list and checks that the queue exists (learning its visibility timeout), and
+ * starts the handler pool. NULL with err filled on any failure. */
+kyu_consumer_t *kyu_consumer_new(const char *endpoints, const kyu_consumer_opts_t *opts,
+                                 kyu_batch_handler_fn *handler, void *arg, kyu_err_t *err);
+/* Runs the session until the consumer is drained (KYU_OK), or a fatal error: the queue was
+ * deleted (NO_SUCH_QUEUE), or no broker could be reached within a minute of trying. */
+kyu_code_t kyu_consumer_run(kyu_consumer_t *self, kyu_err_t *err);
+/* Asks the consumer to drain: no new batches; messages not started are released at once;
+ * running batches finish, or are released at the drain deadline; then the session closes and
+ * kyu_consumer_run returns. Async-signal-safe. */
+void kyu_consumer_drain(kyu_consumer_t *self);
+/* Waits for the pool's threads (handlers still running are cancelled first) and frees. */
+void kyu_consumer_destroy(kyu_consumer_t **self_p);
+
+/* What the consumer has done so far (read from any thread). */
+typedef struct {
+    uint64_t batches, messages, succeeded, failed, deleted, released, extended;
+    uint64_t stale;    /* results not applied: the lease was lost */
+    uint64_t timeouts; /* batches past their handler timeout */
+    uint64_t sessions; /* sessions opened */
+    int concurrency;   /* concurrent batches allowed now */
+} kyu_consumer_stats_t;
+void kyu_consumer_stats(const kyu_consumer_t *self, kyu_consumer_stats_t *out);
+
+/* The consumer's clock (monotonic, ms): batch deadlines are on it. */
+int64_t kyu_consumer_now_ms(void);
+
 #endif

@@ -38,6 +38,9 @@ struct kyu_client {
     kyu_pending_t *pending; /* compact array of n_pending, capacity opts.max_inflight */
     size_t n_pending;
     kyu_stash_t *stash_head, *stash_tail;
+    /* A worker session's WORKER_OPEN request id (0: none): the broker's pushes carry it, and
+     * poll_reply hands them out as replies with that id (messages as a RECEIVE's). */
+    uint64_t push_id;
 };
 
 int64_t kyu_client_now_ms(void);

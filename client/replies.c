@@ -182,6 +182,16 @@ kyu_code_t kyu_client_recv_one(kyu_client_t *c, int timeout_ms, kyu_reply_t *rep
             kyu_reply_reset(rep);
             *rep = tmp; /* moves the queues array */
             rc = KYU_OK;
+        } else if (c->push_id && tmp.id == c->push_id && tmp.ev) {
+            /* A worker session's push: checked and built as a RECEIVE reply. */
+            kyu_pending_t push = {.id = tmp.id, .op = KYU_OP_RECEIVE};
+            if (extra)
+                make_error(&tmp, push.id, KYU_ERR_MALFORMED, "push has too many frames");
+            else
+                check_reply(&push, &tmp, frames + 1, n_frames - 1, msgs);
+            kyu_reply_reset(rep);
+            *rep = tmp;
+            rc = KYU_OK;
         } else {
             kyu_reply_reset(&tmp);
         }
@@ -239,9 +249,10 @@ kyu_code_t kyu_client_poll_reply(kyu_client_t *self, int timeout_ms, kyu_reply_t
         if (expire_one(self, now, rep) == KYU_OK)
             return KYU_OK;
         kyu_pending_t *first = earliest(self);
-        if (!first)
+        if (!first && !self->push_id)
             return kyu_err_set(err, KYU_ERR_TIMEOUT, "no request in flight");
-        int64_t wait = first->deadline_ms - now;
+        /* With a worker session open, pushes may come with no request in flight. */
+        int64_t wait = first ? first->deadline_ms - now : timeout_ms < 0 ? 1000 : timeout_ms;
         if (timeout_ms >= 0 && start + timeout_ms - now < wait)
             wait = start + timeout_ms - now;
         if (wait < 0)

@@ -1,0 +1,55 @@
+/* handler: kyu-worker's batch handler (handler.h): event in, results out. */
+#include "handler.h"
+#include "event.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void logf_(const kyu_handler_cfg_t *cfg, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void logf_(const kyu_handler_cfg_t *cfg, const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    cfg->log(line);
+}
+
+bool kyu_worker_handle(kyu_batch_t *batch, void *arg)
+{
+    const kyu_handler_cfg_t *cfg = arg;
+    size_t len = 0;
+    char *event = kyu_event_json(cfg->queue, cfg->region, batch->msgs, batch->n, &len);
+    if (!event) {
+        logf_(cfg, "batch %llu: out of memory for its event", (unsigned long long)batch->id);
+        return false;
+    }
+    kyu_run_result_t res;
+    if (cfg->exec)
+        kyu_exec_run(cfg->exec, event, len, cfg->report_failures, batch, &res);
+    else
+        kyu_http_run(cfg->http, event, len, batch, &res);
+    free(event);
+    bool ok = res.ran && (cfg->exec ? res.status == 0 : res.status >= 200 && res.status < 300);
+    if (!ok)
+        logf_(cfg, "batch %llu: handler failed: %s", (unsigned long long)batch->id, res.why);
+    if (ok && cfg->report_failures) {
+        kyu_err_t err = {0};
+        if (res.out_too_big) {
+            logf_(cfg, "batch %llu: the handler's answer is over %u bytes: the batch fails",
+                  (unsigned long long)batch->id, KYU_HANDLER_OUTPUT_MAX);
+            ok = false;
+        } else if (kyu_event_failures(res.out, res.out_len, batch->msgs, batch->n, batch->results,
+                                      &err) != KYU_OK) {
+            logf_(cfg, "batch %llu: %s: the batch fails", (unsigned long long)batch->id, err.msg);
+            ok = false;
+        }
+    }
+    free(res.out);
+    return ok;
+}
