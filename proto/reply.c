@@ -12,56 +12,60 @@
 #define QUEUES_MAX 100000
 #define WORKERS_MAX 100000
 
-static const char *const state_names[] = {
-    [KYU_MSG_VISIBLE] = "visible", [KYU_MSG_INFLIGHT] = "inflight", [KYU_MSG_DELAYED] = "delayed"};
+/* The wire names of small enums (tables indexed by value, 0 unused): a value's name or NULL,
+ * and a name's value or 0. */
+#define NAMES_N(t) (sizeof(t) / sizeof(t)[0])
 
-const char *kyu_msg_state_name(unsigned state)
+static const char *name_of(const char *const *names, size_t n, unsigned v)
 {
-    return state < sizeof state_names / sizeof state_names[0] ? state_names[state] : NULL;
+    return v < n ? names[v] : NULL;
 }
 
-unsigned kyu_msg_state_parse(const char *name)
+static unsigned value_of(const char *const *names, size_t n, const char *name)
 {
-    for (unsigned s = 1; s < sizeof state_names / sizeof state_names[0]; s++)
-        if (strcmp(name, state_names[s]) == 0)
-            return s;
+    for (unsigned v = 1; v < n; v++)
+        if (names[v] && strcmp(name, names[v]) == 0)
+            return v;
     return 0;
 }
 
+static const char *const state_names[] = {
+    [KYU_MSG_VISIBLE] = "visible", [KYU_MSG_INFLIGHT] = "inflight", [KYU_MSG_DELAYED] = "delayed"};
 static const char *const move_status_names[] = {[KYU_MOVE_RUNNING] = "RUNNING",
                                                 [KYU_MOVE_COMPLETED] = "COMPLETED",
                                                 [KYU_MOVE_CANCELLED] = "CANCELLED",
                                                 [KYU_MOVE_FAILED] = "FAILED"};
+static const char *const ev_names[] = {
+    [KYU_EV_MSGS] = "msgs", [KYU_EV_HB] = "hb", [KYU_EV_CLOSED] = "closed"};
+
+const char *kyu_msg_state_name(unsigned state)
+{
+    return name_of(state_names, NAMES_N(state_names), state);
+}
+
+unsigned kyu_msg_state_parse(const char *name)
+{
+    return value_of(state_names, NAMES_N(state_names), name);
+}
 
 const char *kyu_move_status_name(unsigned status)
 {
-    return status < sizeof move_status_names / sizeof move_status_names[0]
-               ? move_status_names[status]
-               : NULL;
+    return name_of(move_status_names, NAMES_N(move_status_names), status);
 }
 
 unsigned kyu_move_status_parse(const char *name)
 {
-    for (unsigned s = 1; s < sizeof move_status_names / sizeof move_status_names[0]; s++)
-        if (strcmp(name, move_status_names[s]) == 0)
-            return s;
-    return 0;
+    return value_of(move_status_names, NAMES_N(move_status_names), name);
 }
-
-static const char *const ev_names[] = {
-    [KYU_EV_MSGS] = "msgs", [KYU_EV_HB] = "hb", [KYU_EV_CLOSED] = "closed"};
 
 const char *kyu_ev_name(unsigned ev)
 {
-    return ev < sizeof ev_names / sizeof ev_names[0] ? ev_names[ev] : NULL;
+    return name_of(ev_names, NAMES_N(ev_names), ev);
 }
 
 unsigned kyu_ev_parse(const char *name)
 {
-    for (unsigned e = 1; e < sizeof ev_names / sizeof ev_names[0]; e++)
-        if (strcmp(name, ev_names[e]) == 0)
-            return e;
-    return 0;
+    return value_of(ev_names, NAMES_N(ev_names), name);
 }
 
 void kyu_reply_init(kyu_reply_t *rep)
