@@ -8,16 +8,14 @@ processes are stopped by their PID only."""
 import http.server
 import json
 import os
-import shutil
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 import unittest
 
 from harness import BIN_DIR, Broker, free_port
-from worker_harness import WORKER, Worker, kill_pids, records, wait_until, write_handler
+from worker_harness import WORKER, Worker, WorkerFixture, kill_pids, records, wait_until
 
 FAST = ["--heartbeat", "0.2", "--liveness", "3"]
 
@@ -31,26 +29,15 @@ def running(pid):
         return False
 
 
-class KyuWorker(unittest.TestCase):
+class KyuWorker(WorkerFixture, unittest.TestCase):
     def setUp(self):
-        self.tmp = tempfile.mkdtemp(prefix="kyu-worker-it-")
+        self.open_workers("kyu-worker-it-")
         self.b = Broker().start()
-        self.handler = write_handler(self.tmp)
-        self.out = os.path.join(self.tmp, "out.jsonl")
-        self.workers = []
 
     def tearDown(self):
-        errors = []
-        for w in self.workers:
-            try:
-                w.cleanup()
-            except AssertionError as e:
-                errors.append(str(e))
-        kill_pids(r["pid"] for r in records(self.out))
+        errors = self.close_workers()
         self.b.cleanup()
-        shutil.rmtree(self.tmp, ignore_errors=True)
-        if errors:
-            raise AssertionError("\n".join(errors))
+        self.remove_workers_dir(errors)
 
     def worker(self, name, queue, *args, env=None):
         e = {"KYU_TEST_OUT": self.out}

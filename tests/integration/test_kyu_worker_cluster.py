@@ -2,19 +2,16 @@
 the workers find the new leader and carry on: every message is processed at least once, none
 is lost, none is left in the queue. Every wait is bounded; processes are stopped by their PID
 only."""
-import os
-import shutil
-import tempfile
 import time
 import unittest
 
 import test_cluster
-from worker_harness import Worker, kill_pids, records, wait_until, write_handler
+from worker_harness import Worker, WorkerFixture, records, wait_until
 
 FAST = ["--heartbeat", "0.2", "--liveness", "3"]
 
 
-class WorkerCluster(unittest.TestCase):
+class WorkerCluster(WorkerFixture, unittest.TestCase):
     # The cluster's helpers (test_cluster.py), without its tests.
     cli = test_cluster.Cluster.cli
     ok = test_cluster.Cluster.ok
@@ -24,23 +21,12 @@ class WorkerCluster(unittest.TestCase):
 
     def setUp(self):
         test_cluster.Cluster.setUp(self)
-        self.tmp = tempfile.mkdtemp(prefix="kyu-worker-cluster-")
-        self.handler = write_handler(self.tmp)
-        self.out = os.path.join(self.tmp, "out.jsonl")
-        self.workers = []
+        self.open_workers("kyu-worker-cluster-")
 
     def tearDown(self):
-        errors = []
-        for w in self.workers:
-            try:
-                w.cleanup()
-            except AssertionError as e:
-                errors.append(str(e))
-        kill_pids(r["pid"] for r in records(self.out))
+        errors = self.close_workers()
         test_cluster.Cluster.tearDown(self)
-        shutil.rmtree(self.tmp, ignore_errors=True)
-        if errors:
-            raise AssertionError("\n".join(errors))
+        self.remove_workers_dir(errors)
 
     def counts(self, queue):
         a = {}

@@ -8,9 +8,11 @@ in batchItemFailures, else the handler exits 1. Every wait is bounded; processes
 by their PID only."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 from harness import BIN_DIR
@@ -116,3 +118,30 @@ def kill_pids(pids):
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+class WorkerFixture:
+    """A test's temporary dir, handler, output file and kyu-worker processes: open_workers()
+    in setUp, close_workers() in tearDown (stops every worker and the handlers they left, and
+    fails when a worker's log reports a sanitizer error)."""
+
+    def open_workers(self, prefix):
+        self.tmp = tempfile.mkdtemp(prefix=prefix)
+        self.handler = write_handler(self.tmp)
+        self.out = os.path.join(self.tmp, "out.jsonl")
+        self.workers = []
+
+    def close_workers(self):
+        errors = []
+        for w in self.workers:
+            try:
+                w.cleanup()
+            except AssertionError as e:
+                errors.append(str(e))
+        kill_pids(r["pid"] for r in records(self.out))
+        return errors
+
+    def remove_workers_dir(self, errors):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        if errors:
+            raise AssertionError("\n".join(errors))
