@@ -214,3 +214,36 @@ class BrokerCase(unittest.TestCase):
 
     def counts(self, queue):
         return self.b.counts(queue, self.count_states)
+
+
+class ThreeNodes:
+    """Three kyu-broker processes on this host, peers of one cluster: start_nodes(prefix) in
+    setUp (self.data, self.logs, self.procs by client endpoint, self.endpoints), stop_nodes()
+    in tearDown (SIGTERM, then SIGKILL after 30 s; the data dir removed)."""
+
+    def start_nodes(self, prefix):
+        self.data = tempfile.mkdtemp(prefix=prefix)
+        specs = [(i, "127.0.0.1:%d" % free_port(), "tcp://127.0.0.1:%d" % free_port()) for i in (1, 2, 3)]
+        args = []
+        for i, raft, client in specs:
+            args += ["--peer", "%d,%s,%s" % (i, raft, client)]
+        self.logs = [open(os.path.join(self.data, "broker-%d.log" % i), "ab") for i, _, _ in specs]
+        self.procs = {}
+        for (i, _, client), log in zip(specs, self.logs):
+            self.procs[client] = subprocess.Popen(
+                [BROKER, "--node-id", str(i), "--data", os.path.join(self.data, "db-%d" % i)] + args,
+                stdout=log, stderr=log)
+        self.endpoints = ",".join(client for _, _, client in specs)
+
+    def stop_nodes(self):
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait(timeout=30)
+        for log in self.logs:
+            log.close()
+        shutil.rmtree(self.data, ignore_errors=True)

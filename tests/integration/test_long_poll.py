@@ -11,17 +11,15 @@ Only causality is asserted (a reply comes after what caused it, and not before; 
 stopped by their PID only."""
 import json
 import os
-import shutil
 import signal
 import subprocess
-import tempfile
 import time
 import unittest
 
 import msgpack
 import zmq
 
-from harness import BROKER, CLI, Broker, free_port
+from harness import CLI, Broker, ThreeNodes
 
 OP_RECEIVE = 7
 OK, INVALID_ARGUMENT, NO_SUCH_QUEUE, BUSY, NOT_LEADER = 0, 4, 6, 12, 14
@@ -342,7 +340,7 @@ class IdleCost(unittest.TestCase):
         self.assertEqual(answered[0][1], [b"one"])
 
 
-class ClusterLongPoll(unittest.TestCase):
+class ClusterLongPoll(ThreeNodes, unittest.TestCase):
     """Three nodes: a follower answers a long poll NOT_LEADER at once; a long poll held by the
     leader ends when leadership moves (NOT_LEADER at once on a transfer; the CLI asks the new
     leader for the rest of its wait and gets a message sent there; the new leader wakes a long
@@ -350,34 +348,13 @@ class ClusterLongPoll(unittest.TestCase):
     CLI's call still ends."""
 
     def setUp(self):
-        self.data = tempfile.mkdtemp(prefix="kyu-lp-cluster-")
-        specs = [(i, "127.0.0.1:%d" % free_port(), "tcp://127.0.0.1:%d" % free_port()) for i in (1, 2, 3)]
-        args = []
-        for i, raft, client in specs:
-            args += ["--peer", "%d,%s,%s" % (i, raft, client)]
-        self.logs = [open(os.path.join(self.data, "broker-%d.log" % i), "ab") for i, _, _ in specs]
-        self.procs = {}
-        for (i, _, client), log in zip(specs, self.logs):
-            self.procs[client] = subprocess.Popen(
-                [BROKER, "--node-id", str(i), "--data", os.path.join(self.data, "db-%d" % i)] + args,
-                stdout=log, stderr=log)
-        self.endpoints = ",".join(client for _, _, client in specs)
+        self.start_nodes("kyu-lp-cluster-")
         self.clients = []
 
     def tearDown(self):
         for c in self.clients:
             c.close()
-        for p in self.procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait(timeout=30)
-        for log in self.logs:
-            log.close()
-        shutil.rmtree(self.data, ignore_errors=True)
+        self.stop_nodes()
 
     def cli(self, *args, endpoint=None, timeout=120):
         return subprocess.run([CLI, "--broker", endpoint or self.endpoints] + list(args),

@@ -12,18 +12,14 @@ nothing.
 Only causality and generous upper bounds ("within seconds") are asserted, never how fast.
 Every wait is bounded; processes are stopped by their PID only."""
 import json
-import os
-import shutil
-import signal
 import subprocess
-import tempfile
 import time
 import unittest
 
 import msgpack
 import zmq
 
-from harness import BROKER, CLI, Broker, free_port
+from harness import CLI, Broker, ThreeNodes
 
 OP_DELETE, OP_CHANGE_VISIBILITY = 8, 9
 OP_OPEN, OP_HEARTBEAT, OP_CLOSE, OP_LIST = 21, 22, 23, 24
@@ -393,40 +389,19 @@ class Workers(unittest.TestCase):
         self.assertEqual(self.b.ok("--json", "workers", "other").count("\n"), 1)
 
 
-class ClusterWorkers(unittest.TestCase):
+class ClusterWorkers(ThreeNodes, unittest.TestCase):
     """Three nodes: only the leader opens sessions; a leader transfer ends them (ev closed,
     NOT_LEADER with the leader) and the worker opens a new one at the new leader, where the
     messages it held are pushed again once their lease runs out."""
 
     def setUp(self):
-        self.data = tempfile.mkdtemp(prefix="kyu-workers-cluster-")
-        specs = [(i, "127.0.0.1:%d" % free_port(), "tcp://127.0.0.1:%d" % free_port()) for i in (1, 2, 3)]
-        args = []
-        for i, raft, client in specs:
-            args += ["--peer", "%d,%s,%s" % (i, raft, client)]
-        self.logs = [open(os.path.join(self.data, "broker-%d.log" % i), "ab") for i, _, _ in specs]
-        self.procs = {}
-        for (i, _, client), log in zip(specs, self.logs):
-            self.procs[client] = subprocess.Popen(
-                [BROKER, "--node-id", str(i), "--data", os.path.join(self.data, "db-%d" % i)] + args,
-                stdout=log, stderr=log)
-        self.endpoints = ",".join(client for _, _, client in specs)
+        self.start_nodes("kyu-workers-cluster-")
         self.workers = []
 
     def tearDown(self):
         for w in self.workers:
             w.close()
-        for p in self.procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait(timeout=30)
-        for log in self.logs:
-            log.close()
-        shutil.rmtree(self.data, ignore_errors=True)
+        self.stop_nodes()
 
     def cli(self, *args, endpoint=None, timeout=120, input=None):
         return subprocess.run([CLI, "--broker", endpoint or self.endpoints] + list(args),
