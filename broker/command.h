@@ -10,8 +10,13 @@
  * key] for a write with a request key: the state machine applies it once). The items are
  * the command's own, encoded and decoded by its row (ops.c):
  *   SEND:              items = [[message_id, body(bin)] or [message_id, body(bin),
- *                      delay_ms] or [message_id, body(bin), delay_ms or nil, attributes],
- *                      ...]: delay_ms (0..KYU_DELIVER_AT_MAX_S * 1000) is the
+ *                      delay_ms] or [message_id, body(bin), delay_ms or nil, attributes] or
+ *                      [message_id, body(bin), delay_ms or nil, attributes or nil, md5(bin)],
+ *                      ...]: md5, the message's MD5OfMessageBody (16 bytes) and, with
+ *                      attributes, MD5OfMessageAttributes (16 more), computed by the leader;
+ *                      entries written before them (2 to 4 elements) get them computed when
+ *                      decoded, and a binary older than them refuses the 5-element form;
+ *                      delay_ms (0..KYU_DELIVER_AT_MAX_S * 1000) is the
  *                      message's own delay, which replaces the queue's DelaySeconds (0: visible
  *                      at once); without it (nil, or every entry written before per-message
  *                      delays) the queue's applies; attributes, the message's attributes
@@ -101,6 +106,14 @@ typedef struct {
      * queue's DelaySeconds; a deliver-at is turned into one by the leader (kyu_op_send_build) */
     bool has_msg_delay[KYU_BATCH_MAX];
     uint64_t msg_delay_ms[KYU_BATCH_MAX];
+    /* SEND: message i's MD5OfMessageBody and (with attributes) MD5OfMessageAttributes, raw:
+     * computed once, by the leader (kyu_op_send_build), and carried in the entry, so that no
+     * replica, receive or peek computes them again; has_md5 false: not computed (a command
+     * made by hand) -- decoding computes them then, as for entries written before they were
+     * carried. */
+    bool has_md5;
+    uint8_t md5_body[KYU_BATCH_MAX][KYU_MD5_LEN];
+    uint8_t md5_attrs[KYU_BATCH_MAX][KYU_MD5_LEN];
     /* SEND: message i's attributes, sorted by name; borrowed as the bodies are */
     kyu_msg_attrs_t attrs[KYU_BATCH_MAX];
     /* SEND batch: entry i failed the leader's checks (0: it is a message): its code and why;

@@ -34,8 +34,16 @@ typedef struct {
     size_t body_len;
     uint64_t sent_ms;
     char id[KYU_UUID_LEN + 1];
+    /* its stored digests (into the record read; NULL: a record written before they were
+     * stored, or md5_attrs without attributes) */
+    const uint8_t *md5_body, *md5_attrs;
     kyu_msg_attrs_t attrs; /* into the record read */
 } kyu_sent_t;
+
+/* Sets meta's MD5OfMessageBody and MD5OfMessageAttributes (lowercase hex) from the message's
+ * record: its stored digests, or computed from its body and attributes when the record is
+ * older than them. */
+void kyu_sent_digests(const kyu_sent_t *m, kyu_msg_meta_t *meta);
 
 /* The replicated address book (sm_members.c). */
 typedef struct {
@@ -172,6 +180,10 @@ struct kyu_sm {
 /* A message record's id_len byte with this bit: the id is followed by the attributes (sm.c's
  * key layout). */
 #define MSG_REC_ATTRS 0x80
+/* ... and with this bit: the id is followed by the message's digests, MD5OfMessageBody and,
+ * with attributes, MD5OfMessageAttributes (16 bytes each), stored once at its send. */
+#define MSG_REC_DIGESTS 0x40
+#define MSG_REC_ID_LEN 0x3f /* the id_len byte's length bits */
 /* A queue record's value (sm.c's key layout): before MaximumMessageSize, and now. */
 #define QUEUE_REC_V1_LEN 28
 #define QUEUE_REC_V2_LEN 44
