@@ -99,29 +99,16 @@ typedef struct {
     size_t qx_len;
     bool force; /* DELETE_QUEUE: also a queue that is another queue's dead-letter queue */
     size_t n;   /* SEND: messages; DELETE, CHANGE_VISIBILITY: handles */
-    char ids[KYU_BATCH_MAX][KYU_UUID_LEN + 1];
     const void *bodies[KYU_BATCH_MAX]; /* borrowed: from the request or the decoded entry */
     size_t body_lens[KYU_BATCH_MAX];
     /* SEND: message i has its own delay (delay_ms[i], relative to now_ms) instead of the
      * queue's DelaySeconds; a deliver-at is turned into one by the leader (kyu_op_send_build) */
     bool has_msg_delay[KYU_BATCH_MAX];
     uint64_t msg_delay_ms[KYU_BATCH_MAX];
-    /* SEND: message i's MD5OfMessageBody and (with attributes) MD5OfMessageAttributes, raw:
-     * computed once, by the leader (kyu_op_send_build), and carried in the entry, so that no
-     * replica, receive or peek computes them again; has_md5 false: not computed (a command
-     * made by hand) -- decoding computes them then, as for entries written before they were
-     * carried. */
-    bool has_md5;
-    uint8_t md5_body[KYU_BATCH_MAX][KYU_MD5_LEN];
-    uint8_t md5_attrs[KYU_BATCH_MAX][KYU_MD5_LEN];
-    /* SEND: message i's attributes, sorted by name; borrowed as the bodies are */
-    kyu_msg_attrs_t attrs[KYU_BATCH_MAX];
     /* SEND batch: entry i failed the leader's checks (0: it is a message): its code and why;
      * nothing of it is stored, the reply and a retry's answer say so */
-    uint8_t entry_code[KYU_BATCH_MAX];
-    char entry_error[KYU_BATCH_MAX][KYU_ERR_MSG_MAX];
-    char handles[KYU_BATCH_MAX][KYU_HANDLE_MAX + 1];
-    uint64_t rq_client, rq_key; /* SEND: 0 when the client sent no request key */
+    uint8_t entry_code[KYU_BATCH_MAX]; /* entry_error[i] below: why */
+    uint64_t rq_client, rq_key;        /* SEND: 0 when the client sent no request key */
     /* SET_MEMBER, DROP_MEMBER: the node (1..2^63-1); SET_MEMBER: its addresses, non-empty */
     uint64_t member_id;
     char member_raft[KYU_ENDPOINT_MAX];
@@ -135,7 +122,30 @@ typedef struct {
     uint32_t move_rate;
     uint64_t move_task;
     uint32_t move_max;
+    /* SEND: has_md5 (see md5_body below) */
+    bool has_md5;
+    /* ---- not cleared by kyu_command_init (some 10 KB): valid below n, each entry written
+     * whole by whoever sets n; kyu_command_init empties their first bytes ---- */
+    /* SEND: message i's id */
+    char ids[KYU_BATCH_MAX][KYU_UUID_LEN + 1];
+    /* SEND: message i's MD5OfMessageBody and (with attributes) MD5OfMessageAttributes, raw:
+     * computed once, by the leader (kyu_op_send_build), and carried in the entry, so that no
+     * replica, receive or peek computes them again; has_md5 false: not computed (a command
+     * made by hand) -- decoding computes them then, as for entries written before they were
+     * carried. */
+    uint8_t md5_body[KYU_BATCH_MAX][KYU_MD5_LEN];
+    uint8_t md5_attrs[KYU_BATCH_MAX][KYU_MD5_LEN];
+    /* SEND: message i's attributes, sorted by name; borrowed as the bodies are */
+    kyu_msg_attrs_t attrs[KYU_BATCH_MAX];
+    /* SEND batch: why entry i failed (entry_code[i] != 0) */
+    char entry_error[KYU_BATCH_MAX][KYU_ERR_MSG_MAX];
+    /* DELETE, CHANGE_VISIBILITY: the receipt handles */
+    char handles[KYU_BATCH_MAX][KYU_HANDLE_MAX + 1];
 } kyu_command_t;
+
+/* Clears cmd for a command to be built or decoded into: every field, but for the arrays after
+ * has_md5 only their first bytes (an empty id, handle, error; no attributes). */
+void kyu_command_init(kyu_command_t *cmd);
 
 /* Appends cmd's encoding to out. */
 void kyu_command_encode(const kyu_command_t *cmd, msgpack_sbuffer *out);

@@ -166,10 +166,11 @@ void kyu_op_send_reply(const kyu_result_t *res, kyu_reply_t *rep, size_t *n_bodi
     (void)n_bodies;
     /* id by id: the reply's ids are wider (KYU_MESSAGE_ID_MAX) than the result's UUIDs */
     rep->n_ids = res->n_ids;
-    for (size_t i = 0; i < res->n_ids; i++)
+    for (size_t i = 0; i < res->n_ids; i++) {
         memcpy(rep->ids[i], res->ids[i], sizeof res->ids[i]);
-    memcpy(rep->md5_body, res->md5_body, sizeof rep->md5_body);
-    memcpy(rep->md5_attrs, res->md5_attrs, sizeof rep->md5_attrs);
+        memcpy(rep->md5_body[i], res->md5_body[i], sizeof rep->md5_body[i]);
+        memcpy(rep->md5_attrs[i], res->md5_attrs[i], sizeof rep->md5_attrs[i]);
+    }
     rep->n_results = rep->n_errors = res->n_results; /* a batch with a failed entry */
     memcpy(rep->results, res->results, sizeof rep->results);
     for (size_t i = 0; i < res->n_results; i++)
@@ -267,16 +268,16 @@ bool kyu_op_send_decode(const msgpack_object *items, kyu_command_t *cmd)
     return true;
 }
 
-/* The MD5s of what was sent, for the reply (the command carries them: command.h): only when
- * somebody waits for it (the leader). */
+/* The MD5s of what was sent, for the reply (the command carries them: command.h); "" for a
+ * batch's failed entry. */
 static void send_digests(const kyu_command_t *c, kyu_apply_t *a)
 {
-    if (!a->want_bodies)
-        return;
     KYU_ASSERT(c->has_md5); /* a decoded command always has them */
     for (size_t i = 0; i < c->n; i++) {
-        if (c->entry_code[i])
+        if (c->entry_code[i]) {
+            a->res->md5_body[i][0] = a->res->md5_attrs[i][0] = '\0';
             continue;
+        }
         kyu_md5_hex(c->md5_body[i], a->res->md5_body[i]);
         if (c->attrs[i].n)
             kyu_md5_hex(c->md5_attrs[i], a->res->md5_attrs[i]);
@@ -335,12 +336,14 @@ kyu_code_t kyu_op_send_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t
         if (c->entry_code[i]) { /* failed at the leader: nothing stored, its id "" */
             res->results[i] = c->entry_code[i];
             memcpy(res->entry_errors[i], c->entry_error[i], sizeof res->entry_errors[i]);
+            res->ids[i][0] = '\0';
             res->n_results = c->n;
             continue;
         }
         store_message(self, q, c, i, self->next_seq++);
         q->n_messages++;
         memcpy(res->ids[i], c->ids[i], KYU_UUID_LEN + 1);
+        res->entry_errors[i][0] = '\0';
     }
     res->n_ids = c->n;
     send_digests(c, a);
@@ -368,6 +371,9 @@ kyu_code_t kyu_op_send_replay(kyu_sm_t *self, const kyu_command_t *c, const kyu_
     for (size_t i = 0; i < d->n; i++) {
         /* (An entry that passed the first time but not the retry's checks, the queue's limit
          * having changed between, is answered with its id and without digests.) */
+        if (i >= c->n)
+            res->md5_body[i][0] = res->md5_attrs[i][0] = '\0';
+        res->entry_errors[i][0] = '\0';
         if (!d->codes[i])
             continue;
         res->results[i] = d->codes[i];
@@ -467,7 +473,7 @@ uint64_t kyu_op_receive_wait_ms(kyu_op_ctx_t *ctx, const kyu_request_t *req)
 void kyu_op_receive_reply(const kyu_result_t *res, kyu_reply_t *rep, size_t *n_bodies)
 {
     rep->n_msgs = res->n_msgs;
-    memcpy(rep->msgs, res->msgs, sizeof rep->msgs);
+    memcpy(rep->msgs, res->msgs, res->n_msgs * sizeof rep->msgs[0]);
     *n_bodies = res->n_msgs;
 }
 
@@ -485,6 +491,9 @@ static kyu_code_t read_messages(kyu_sm_t *self, const queue_t *q, const uint64_t
     for (size_t j = 0; j < n; j++) {
         size_t i = res->n_msgs++;
         kyu_msg_meta_t *meta = &res->msgs[i];
+        memset(meta, 0, offsetof(kyu_msg_meta_t, attrs.a)); /* attrs.a: below attrs.n only */
+        memset((char *)meta + offsetof(kyu_msg_meta_t, md5_body), 0,
+               sizeof *meta - offsetof(kyu_msg_meta_t, md5_body));
         memcpy(meta->message_id, m[j].id, sizeof m[j].id);
         kyu_sm_handle_format(meta->handle, &self->hmac_next, q->qid, seqs[j], leases[j].gen);
         meta->receive_count = leases[j].receive_count;

@@ -75,12 +75,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+void kyu_result_init(kyu_result_t *res)
+{
+    memset(res, 0, offsetof(kyu_result_t, ids));
+}
+
 void kyu_result_clear(kyu_result_t *res)
 {
     for (size_t i = 0; i < KYU_BATCH_MAX; i++)
         free(res->owned[i]);
     free(res->task);
-    memset(res, 0, sizeof *res);
+    kyu_result_init(res);
 }
 
 /* ---- loading ---- */

@@ -284,7 +284,7 @@ kyu_code_t kyu_sm_apply(kyu_sm_t *self, uint64_t index, const void *payload, siz
             break;
         bool waited = results && count < cap;
         kyu_result_t *res = waited ? &results[count] : &scratch;
-        memset(res, 0, sizeof *res);
+        kyu_result_init(res);
         if (count == 0 && self->buffer_oldest_ms &&
             cmd.now_ms >= self->buffer_oldest_ms + KYU_SM_BUFFER_AGE_MS &&
             (rc = kyu_sm_flush(self, err)) != KYU_OK)

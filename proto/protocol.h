@@ -383,6 +383,10 @@ kyu_code_t kyu_request_decode(const void *buf, size_t len, size_t n_bodies, kyu_
 void kyu_request_encode(const kyu_request_t *req, msgpack_sbuffer *out);
 
 void kyu_reply_init(kyu_reply_t *rep);
+/* kyu_reply_init but for the arrays ids, md5_body, md5_attrs, msgs and errors (13 KB), left as
+ * they are: for a reply to encode whose writer fills every entry below n_ids, n_msgs and
+ * n_errors (the broker's replies; the encoder reads nothing past a count). */
+void kyu_reply_init_lean(kyu_reply_t *rep);
 /* Frees what the reply owns and zeroes it. */
 void kyu_reply_reset(kyu_reply_t *rep);
 void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out);
