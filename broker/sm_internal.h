@@ -120,6 +120,7 @@ typedef struct {
 #define KYU_MARKS_MAX 32768   /* then the older half is merged pairwise */
 
 typedef struct kyu_sm_writer kyu_sm_writer_t;
+typedef struct kyu_sm_table kyu_sm_table_t; /* the write-behind buffer's hash (sm_buffer.c) */
 typedef struct kyu_sm_keyfilter kyu_sm_keyfilter_t;
 
 struct kyu_sm {
@@ -147,7 +148,7 @@ struct kyu_sm {
     rocksdb_writeoptions_t *wopts;
     rocksdb_writebatch_t *plain; /* a flush's batch */
     /* The writes of the entries applied since the last flush (sm_buffer.c): key -> item */
-    zhashx_t *buffer;
+    kyu_sm_table_t *buffer;
     size_t buffer_bytes, buffer_entries;
     uint32_t write_every;      /* entries buffered at most (kyu_sm_set_write_every) */
     uint64_t buffer_oldest_ms; /* the time of the first command buffered (0: none) */
@@ -155,7 +156,8 @@ struct kyu_sm {
     /* The write in flight on the writer thread (sm_buffer.c; NULL: none, or no thread): the
      * buffer handed over, read-only until it is written, and what it brings the database to. */
     kyu_sm_writer_t *writer;
-    zhashx_t *flushing;
+    kyu_sm_table_t *flushing;
+    kyu_sm_table_t *spare; /* the table of the last write, emptied, for the next buffer */
     uint64_t flushing_index, flushing_oldest_ms;
     bool failed; /* an apply failed part-way: the buffer is never written */
     bool purged; /* the current entry purged a queue: its "gp" record is collected after it */
