@@ -451,6 +451,12 @@ void kyu_frontend_on_result(void *arg, void *waiter, kyu_result_t *res)
     if (w->row->reply)
         w->row->reply(res, &rep, &n_bodies);
     kyu_frontend_send_reply(self, w->identity, &rep, res->bodies, res->body_lens, n_bodies);
+    /* what a row's reply allocated (START_MOVE_TASK's task: it leaked before); not
+     * kyu_reply_reset, which would clear the whole reply again */
+    free(rep.queues);
+    free(rep.tags);
+    free(rep.tasks);
+    free(rep.header);
     zframe_destroy(&w->identity);
     free(w);
 }
