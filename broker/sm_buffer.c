@@ -53,11 +53,16 @@ static uint64_t key_hash(const uint8_t *key, size_t klen)
  * take turns with two tables (the spare): under load the buffer fills to the same size every
  * few thousand entries, and a table grown from nothing each time (czmq's zhashx) rehashed
  * its way up through fresh pages, zeroed by the kernel, some 8% of the event loop under W2. */
+typedef struct {
+    uint64_t hash;       /* of the item's key: a probe compares it without touching the item */
+    kyu_sm_item_t *item; /* NULL: empty; TOMB: an item deleted */
+} slot_t;
+
 struct kyu_sm_table {
-    kyu_sm_item_t **slot; /* NULL: empty; TOMB: an item deleted */
-    size_t cap;           /* 0 or a power of two */
-    size_t n;             /* items */
-    size_t used;          /* items and tombstones */
+    slot_t *slot;
+    size_t cap;  /* 0 or a power of two */
+    size_t n;    /* items */
+    size_t used; /* items and tombstones: at most half the slots (short probes) */
 };
 
 static kyu_sm_item_t tomb_item;
@@ -82,8 +87,8 @@ static void table_clear(kyu_sm_table_t *t)
     if (t->used == 0)
         return;
     for (size_t i = 0; i < t->cap; i++)
-        if (t->slot[i] && t->slot[i] != TOMB)
-            item_free(t->slot[i]);
+        if (t->slot[i].item && t->slot[i].item != TOMB)
+            item_free(t->slot[i].item);
     memset(t->slot, 0, t->cap * sizeof *t->slot);
     t->n = t->used = 0;
 }
@@ -106,42 +111,43 @@ static kyu_sm_item_t *table_find(const kyu_sm_table_t *t, uint64_t h, const uint
         return NULL;
     size_t mask = t->cap - 1;
     for (size_t i = h & mask;; i = (i + 1) & mask) {
-        kyu_sm_item_t *it = t->slot[i];
-        if (!it)
+        const slot_t *s = &t->slot[i];
+        if (!s->item)
             return NULL;
-        if (it != TOMB && it->hash == h && it->klen == klen && memcmp(it->key, key, klen) == 0)
-            return it;
+        if (s->hash == h && s->item != TOMB && s->item->klen == klen &&
+            memcmp(s->item->key, key, klen) == 0)
+            return s->item;
     }
 }
 
 static void table_put(kyu_sm_table_t *t, kyu_sm_item_t *it)
 {
     size_t mask = t->cap - 1, i = it->hash & mask;
-    while (t->slot[i] && t->slot[i] != TOMB)
+    while (t->slot[i].item && t->slot[i].item != TOMB)
         i = (i + 1) & mask;
-    if (!t->slot[i])
+    if (!t->slot[i].item)
         t->used++;
-    t->slot[i] = it;
+    t->slot[i] = (slot_t){.hash = it->hash, .item = it};
     t->n++;
 }
 
 /* Inserts an item whose key is not in the table, growing it (or dropping its tombstones) to
- * keep it at most 3/4 full. */
+ * keep it at most half full. */
 static void table_insert(kyu_sm_table_t *t, kyu_sm_item_t *it)
 {
-    if ((t->used + 1) * 4 > t->cap * 3) {
+    if ((t->used + 1) * 2 > t->cap) {
         size_t cap = t->cap ? t->cap : 1024;
-        while ((t->n + 1) * 2 > cap) /* at most half full after: room before the next */
+        while ((t->n + 1) * 4 > cap) /* at most a quarter full after: room before the next */
             cap *= 2;
-        kyu_sm_item_t **old = t->slot;
+        slot_t *old = t->slot;
         size_t old_cap = t->cap;
         t->slot = calloc(cap, sizeof *t->slot);
         KYU_ASSERT(t->slot);
         t->cap = cap;
         t->n = t->used = 0;
         for (size_t i = 0; i < old_cap; i++)
-            if (old[i] && old[i] != TOMB)
-                table_put(t, old[i]);
+            if (old[i].item && old[i].item != TOMB)
+                table_put(t, old[i].item);
         free(old);
     }
     table_put(t, it);
@@ -151,9 +157,9 @@ static void table_delete(kyu_sm_table_t *t, const kyu_sm_item_t *it)
 {
     size_t mask = t->cap - 1;
     for (size_t i = it->hash & mask;; i = (i + 1) & mask) {
-        KYU_ASSERT(t->slot[i]); /* it is in the table */
-        if (t->slot[i] == it) {
-            t->slot[i] = TOMB;
+        KYU_ASSERT(t->slot[i].item); /* it is in the table */
+        if (t->slot[i].item == it) {
+            t->slot[i].item = TOMB;
             t->n--;
             item_free((kyu_sm_item_t *)it);
             return;
@@ -466,8 +472,8 @@ static kyu_sm_item_t **collect(kyu_sm_table_t *buffer, size_t *n)
     KYU_ASSERT(items);
     size_t i = 0;
     for (size_t s = 0; s < buffer->cap; s++)
-        if (buffer->slot[s] && buffer->slot[s] != TOMB)
-            items[i++] = buffer->slot[s];
+        if (buffer->slot[s].item && buffer->slot[s].item != TOMB)
+            items[i++] = buffer->slot[s].item;
     KYU_ASSERT(i == *n);
     return items;
 }
