@@ -62,7 +62,7 @@ struct kyu_sm_table {
     slot_t *slot;
     size_t cap;  /* 0 or a power of two */
     size_t n;    /* items */
-    size_t used; /* items and tombstones: at most half the slots (short probes) */
+    size_t used; /* items and tombstones: at most 3/4 of the slots */
 };
 
 static kyu_sm_item_t tomb_item;
@@ -132,12 +132,13 @@ static void table_put(kyu_sm_table_t *t, kyu_sm_item_t *it)
 }
 
 /* Inserts an item whose key is not in the table, growing it (or dropping its tombstones) to
- * keep it at most half full. */
+ * keep it at most 3/4 full. A table of the buffer's largest size (32 MiB of writes, some
+ * 350,000 keys at most: ITEM_OVERHEAD) has 2^20 slots, 16 MiB. */
 static void table_insert(kyu_sm_table_t *t, kyu_sm_item_t *it)
 {
-    if ((t->used + 1) * 2 > t->cap) {
+    if ((t->used + 1) * 4 > t->cap * 3) {
         size_t cap = t->cap ? t->cap : 1024;
-        while ((t->n + 1) * 4 > cap) /* at most a quarter full after: room before the next */
+        while ((t->n + 1) * 2 > cap) /* at most half full after: room before the next */
             cap *= 2;
         slot_t *old = t->slot;
         size_t old_cap = t->cap;
