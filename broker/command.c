@@ -48,10 +48,19 @@ static bool decode_items(const kyu_op_row_t *row, const msgpack_object *items, k
     return items->type == MSGPACK_OBJECT_ARRAY && items->via.array.size == 0;
 }
 
+void kyu_command_init(kyu_command_t *cmd)
+{
+    memset(cmd, 0, offsetof(kyu_command_t, ids));
+    for (size_t i = 0; i < KYU_BATCH_MAX; i++) {
+        cmd->ids[i][0] = cmd->entry_error[i][0] = cmd->handles[i][0] = '\0';
+        cmd->attrs[i].n = 0;
+    }
+}
+
 kyu_code_t kyu_command_decode(const void *buf, size_t len, size_t *off, kyu_command_t *cmd,
                               kyu_err_t *err)
 {
-    memset(cmd, 0, sizeof *cmd);
+    kyu_command_init(cmd);
     msgpack_unpacked u;
     kyu_code_t rc = kyu_msgpack_unpack_next_bounded(buf, len, off, 5, &u, err);
     if (rc != KYU_OK)

@@ -10,8 +10,13 @@
  * key] for a write with a request key: the state machine applies it once). The items are
  * the command's own, encoded and decoded by its row (ops.c):
  *   SEND:              items = [[message_id, body(bin)] or [message_id, body(bin),
- *                      delay_ms] or [message_id, body(bin), delay_ms or nil, attributes],
- *                      ...]: delay_ms (0..KYU_DELIVER_AT_MAX_S * 1000) is the
+ *                      delay_ms] or [message_id, body(bin), delay_ms or nil, attributes] or
+ *                      [message_id, body(bin), delay_ms or nil, attributes or nil, md5(bin)],
+ *                      ...]: md5, the message's MD5OfMessageBody (16 bytes) and, with
+ *                      attributes, MD5OfMessageAttributes (16 more), computed by the leader;
+ *                      entries written before them (2 to 4 elements) get them computed when
+ *                      decoded, and a binary older than them refuses the 5-element form;
+ *                      delay_ms (0..KYU_DELIVER_AT_MAX_S * 1000) is the
  *                      message's own delay, which replaces the queue's DelaySeconds (0: visible
  *                      at once); without it (nil, or every entry written before per-message
  *                      delays) the queue's applies; attributes, the message's attributes
@@ -104,21 +109,16 @@ typedef struct {
     size_t qx_len;
     bool force; /* DELETE_QUEUE: also a queue that is another queue's dead-letter queue */
     size_t n;   /* SEND: messages; DELETE, CHANGE_VISIBILITY: handles */
-    char ids[KYU_BATCH_MAX][KYU_UUID_LEN + 1];
     const void *bodies[KYU_BATCH_MAX]; /* borrowed: from the request or the decoded entry */
     size_t body_lens[KYU_BATCH_MAX];
     /* SEND: message i has its own delay (delay_ms[i], relative to now_ms) instead of the
      * queue's DelaySeconds; a deliver-at is turned into one by the leader (kyu_op_send_build) */
     bool has_msg_delay[KYU_BATCH_MAX];
     uint64_t msg_delay_ms[KYU_BATCH_MAX];
-    /* SEND: message i's attributes, sorted by name; borrowed as the bodies are */
-    kyu_msg_attrs_t attrs[KYU_BATCH_MAX];
     /* SEND batch: entry i failed the leader's checks (0: it is a message): its code and why;
      * nothing of it is stored, the reply and a retry's answer say so */
-    uint8_t entry_code[KYU_BATCH_MAX];
-    char entry_error[KYU_BATCH_MAX][KYU_ERR_MSG_MAX];
-    char handles[KYU_BATCH_MAX][KYU_HANDLE_MAX + 1];
-    uint64_t rq_client, rq_key; /* SEND: 0 when the client sent no request key */
+    uint8_t entry_code[KYU_BATCH_MAX]; /* entry_error[i] below: why */
+    uint64_t rq_client, rq_key;        /* SEND: 0 when the client sent no request key */
     /* SET_MEMBER, DROP_MEMBER: the node (1..2^63-1); SET_MEMBER: its addresses, non-empty */
     uint64_t member_id;
     char member_raft[KYU_ENDPOINT_MAX];
@@ -136,7 +136,30 @@ typedef struct {
      * session until the command is encoded, or from the decoded entry */
     const uint8_t *rel;
     size_t n_rel;
+    /* SEND: has_md5 (see md5_body below) */
+    bool has_md5;
+    /* ---- not cleared by kyu_command_init (some 10 KB): valid below n, each entry written
+     * whole by whoever sets n; kyu_command_init empties their first bytes ---- */
+    /* SEND: message i's id */
+    char ids[KYU_BATCH_MAX][KYU_UUID_LEN + 1];
+    /* SEND: message i's MD5OfMessageBody and (with attributes) MD5OfMessageAttributes, raw:
+     * computed once, by the leader (kyu_op_send_build), and carried in the entry, so that no
+     * replica, receive or peek computes them again; has_md5 false: not computed (a command
+     * made by hand) -- decoding computes them then, as for entries written before they were
+     * carried. */
+    uint8_t md5_body[KYU_BATCH_MAX][KYU_MD5_LEN];
+    uint8_t md5_attrs[KYU_BATCH_MAX][KYU_MD5_LEN];
+    /* SEND: message i's attributes, sorted by name; borrowed as the bodies are */
+    kyu_msg_attrs_t attrs[KYU_BATCH_MAX];
+    /* SEND batch: why entry i failed (entry_code[i] != 0) */
+    char entry_error[KYU_BATCH_MAX][KYU_ERR_MSG_MAX];
+    /* DELETE, CHANGE_VISIBILITY: the receipt handles */
+    char handles[KYU_BATCH_MAX][KYU_HANDLE_MAX + 1];
 } kyu_command_t;
+
+/* Clears cmd for a command to be built or decoded into: every field, but for the arrays after
+ * has_md5 only their first bytes (an empty id, handle, error; no attributes). */
+void kyu_command_init(kyu_command_t *cmd);
 
 /* Appends cmd's encoding to out. */
 void kyu_command_encode(const kyu_command_t *cmd, msgpack_sbuffer *out);

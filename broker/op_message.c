@@ -175,8 +175,12 @@ void kyu_op_send_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodi
             cmd->attrs[i] = req->attrs[i];
             kyu_msg_attrs_sort(&cmd->attrs[i]);
         }
+        /* The digests, once for every replica and every receive (carried in the entry). */
+        kyu_md5_body(cmd->bodies[i], cmd->body_lens[i], cmd->md5_body[i]);
+        kyu_md5_attrs(&cmd->attrs[i], cmd->md5_attrs[i]);
         make_message_id(ctx, cmd->ids[i]);
     }
+    cmd->has_md5 = true;
 }
 
 void kyu_op_send_reply(const kyu_result_t *res, kyu_reply_t *rep, size_t *n_bodies)
@@ -184,10 +188,11 @@ void kyu_op_send_reply(const kyu_result_t *res, kyu_reply_t *rep, size_t *n_bodi
     (void)n_bodies;
     /* id by id: the reply's ids are wider (KYU_MESSAGE_ID_MAX) than the result's UUIDs */
     rep->n_ids = res->n_ids;
-    for (size_t i = 0; i < res->n_ids; i++)
+    for (size_t i = 0; i < res->n_ids; i++) {
         memcpy(rep->ids[i], res->ids[i], sizeof res->ids[i]);
-    memcpy(rep->md5_body, res->md5_body, sizeof rep->md5_body);
-    memcpy(rep->md5_attrs, res->md5_attrs, sizeof rep->md5_attrs);
+        memcpy(rep->md5_body[i], res->md5_body[i], sizeof rep->md5_body[i]);
+        memcpy(rep->md5_attrs[i], res->md5_attrs[i], sizeof rep->md5_attrs[i]);
+    }
     rep->n_results = rep->n_errors = res->n_results; /* a batch with a failed entry */
     memcpy(rep->results, res->results, sizeof rep->results);
     for (size_t i = 0; i < res->n_results; i++)
@@ -195,7 +200,9 @@ void kyu_op_send_reply(const kyu_result_t *res, kyu_reply_t *rep, size_t *n_bodi
 }
 
 /* items = [[message_id, body(bin)] or [message_id, body(bin), delay_ms] or [message_id,
- * body(bin), delay_ms or nil, attributes], ...] (command.h) */
+ * body(bin), delay_ms or nil, attributes] or [message_id, body(bin), delay_ms or nil,
+ * attributes or nil, md5(bin)], ...] (command.h): the 5-element form once the digests are
+ * computed (always, for a command the leader built). */
 void kyu_op_send_encode(const kyu_command_t *cmd, msgpack_packer *pk)
 {
     msgpack_pack_array(pk, cmd->n);
@@ -207,16 +214,25 @@ void kyu_op_send_encode(const kyu_command_t *cmd, msgpack_packer *pk)
             continue;
         }
         bool attrs = cmd->attrs[i].n > 0;
-        msgpack_pack_array(pk, attrs ? 4 : cmd->has_msg_delay[i] ? 3 : 2);
+        msgpack_pack_array(pk, cmd->has_md5 ? 5 : attrs ? 4 : cmd->has_msg_delay[i] ? 3 : 2);
         kyu_mp_pack_str(pk, cmd->ids[i]);
         msgpack_pack_bin(pk, cmd->body_lens[i]);
         msgpack_pack_bin_body(pk, cmd->bodies[i], cmd->body_lens[i]);
         if (cmd->has_msg_delay[i])
             msgpack_pack_uint64(pk, cmd->msg_delay_ms[i]);
-        else if (attrs)
+        else if (attrs || cmd->has_md5)
             msgpack_pack_nil(pk);
         if (attrs)
             kyu_msg_attrs_pack(pk, &cmd->attrs[i]);
+        else if (cmd->has_md5)
+            msgpack_pack_nil(pk);
+        if (cmd->has_md5) {
+            uint8_t md5[2 * KYU_MD5_LEN];
+            memcpy(md5, cmd->md5_body[i], KYU_MD5_LEN);
+            memcpy(md5 + KYU_MD5_LEN, cmd->md5_attrs[i], KYU_MD5_LEN);
+            msgpack_pack_bin(pk, attrs ? 2 * KYU_MD5_LEN : KYU_MD5_LEN);
+            msgpack_pack_bin_body(pk, md5, attrs ? 2 * KYU_MD5_LEN : KYU_MD5_LEN);
+        }
     }
 }
 
@@ -227,7 +243,7 @@ bool kyu_op_send_decode(const msgpack_object *items, kyu_command_t *cmd)
     cmd->n = items->via.array.size;
     for (size_t i = 0; i < cmd->n; i++) {
         const msgpack_object *it = &items->via.array.ptr[i];
-        if (it->type != MSGPACK_OBJECT_ARRAY || it->via.array.size < 2 || it->via.array.size > 4)
+        if (it->type != MSGPACK_OBJECT_ARRAY || it->via.array.size < 2 || it->via.array.size > 5)
             return false;
         const msgpack_object *code = &it->via.array.ptr[0];
         if (code->type == MSGPACK_OBJECT_POSITIVE_INTEGER) { /* a batch's failed entry */
@@ -242,10 +258,12 @@ bool kyu_op_send_decode(const msgpack_object *items, kyu_command_t *cmd)
         if (!kyu_mp_copy_str(&it->via.array.ptr[0], cmd->ids[i], KYU_UUID_LEN) ||
             body->type != MSGPACK_OBJECT_BIN)
             return false;
-        if (it->via.array.size == 4 && !kyu_msg_attrs_unpack(&it->via.array.ptr[3], &cmd->attrs[i]))
+        uint32_t size = it->via.array.size;
+        const msgpack_object *attrs = size >= 4 ? &it->via.array.ptr[3] : NULL;
+        if (attrs && !(size == 5 && attrs->type == MSGPACK_OBJECT_NIL) &&
+            !kyu_msg_attrs_unpack(attrs, &cmd->attrs[i]))
             return false;
-        if (it->via.array.size >= 3 &&
-            !(it->via.array.size == 4 && it->via.array.ptr[2].type == MSGPACK_OBJECT_NIL)) {
+        if (size >= 3 && !(size >= 4 && it->via.array.ptr[2].type == MSGPACK_OBJECT_NIL)) {
             const msgpack_object *d = &it->via.array.ptr[2];
             if (d->type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
                 d->via.u64 > KYU_DELIVER_AT_MAX_S * 1000ull)
@@ -255,35 +273,53 @@ bool kyu_op_send_decode(const msgpack_object *items, kyu_command_t *cmd)
         }
         cmd->bodies[i] = body->via.bin.ptr;
         cmd->body_lens[i] = body->via.bin.size;
+        if (size == 5) { /* the leader's digests: 16 bytes, and 16 more with attributes */
+            const msgpack_object *md5 = &it->via.array.ptr[4];
+            size_t want = cmd->attrs[i].n ? 2 * KYU_MD5_LEN : KYU_MD5_LEN;
+            if (md5->type != MSGPACK_OBJECT_BIN || md5->via.bin.size != want)
+                return false;
+            memcpy(cmd->md5_body[i], md5->via.bin.ptr, KYU_MD5_LEN);
+            if (cmd->attrs[i].n)
+                memcpy(cmd->md5_attrs[i], md5->via.bin.ptr + KYU_MD5_LEN, KYU_MD5_LEN);
+        } else { /* an entry written before the digests were carried: computed here */
+            kyu_md5_body(cmd->bodies[i], cmd->body_lens[i], cmd->md5_body[i]);
+            kyu_md5_attrs(&cmd->attrs[i], cmd->md5_attrs[i]);
+        }
     }
+    cmd->has_md5 = true;
     return true;
 }
 
-/* The MD5s of what was sent, for the reply: only when somebody waits for it (the leader),
- * not on every replica. */
+/* The MD5s of what was sent, for the reply (the command carries them: command.h); "" for a
+ * batch's failed entry. */
 static void send_digests(const kyu_command_t *c, kyu_apply_t *a)
 {
-    if (!a->want_bodies)
-        return;
+    KYU_ASSERT(c->has_md5); /* a decoded command always has them */
     for (size_t i = 0; i < c->n; i++) {
-        if (c->entry_code[i])
+        if (c->entry_code[i]) {
+            a->res->md5_body[i][0] = a->res->md5_attrs[i][0] = '\0';
             continue;
-        kyu_md5_body_hex(c->bodies[i], c->body_lens[i], a->res->md5_body[i]);
-        kyu_md5_attrs_hex(&c->attrs[i], a->res->md5_attrs[i]);
+        }
+        kyu_md5_hex(c->md5_body[i], a->res->md5_body[i]);
+        if (c->attrs[i].n)
+            kyu_md5_hex(c->md5_attrs[i], a->res->md5_attrs[i]);
+        else
+            a->res->md5_attrs[i][0] = '\0';
     }
 }
 
 /* Stores message i of c as message seq of q. Its record (sm.c's key layout): sent_ms(8)
- * id_len(1) id, then for a message with attributes (MSG_REC_ATTRS in id_len) their length(4)
- * and their msgpack array, then the body. A record without attributes is as it was before
- * them. */
+ * flags|id_len(1) id, then its digests (MSG_REC_DIGESTS: MD5OfMessageBody, and with
+ * attributes MD5OfMessageAttributes, 16 bytes each), then for a message with attributes
+ * (MSG_REC_ATTRS) their length(4) and their msgpack array, then the body. */
 static void store_message(kyu_sm_t *self, queue_t *q, const kyu_command_t *c, size_t i,
                           uint64_t seq)
 {
-    size_t idlen = strlen(c->ids[i]);
-    uint8_t fixed[9 + KYU_UUID_LEN];
+    KYU_ASSERT(c->has_md5);
+    size_t idlen = strlen(c->ids[i]), md5_len = c->attrs[i].n ? 2 * KYU_MD5_LEN : KYU_MD5_LEN;
+    uint8_t fixed[9 + KYU_UUID_LEN + 2 * KYU_MD5_LEN];
     uint8_t *head = fixed;
-    size_t hl = 9 + idlen;
+    size_t hl = 9 + idlen + md5_len, at = hl;
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     if (c->attrs[i].n) {
@@ -293,12 +329,15 @@ static void store_message(kyu_sm_t *self, queue_t *q, const kyu_command_t *c, si
         hl += 4 + sb.size;
         head = malloc(hl);
         KYU_ASSERT(head);
-        kyu_put_be32(head + 9 + idlen, (uint32_t)sb.size);
-        memcpy(head + 13 + idlen, sb.data, sb.size);
+        kyu_put_be32(head + at, (uint32_t)sb.size);
+        memcpy(head + at + 4, sb.data, sb.size);
     }
     kyu_put_be64(head, c->now_ms);
-    head[8] = (uint8_t)(idlen | (c->attrs[i].n ? MSG_REC_ATTRS : 0));
+    head[8] = (uint8_t)(idlen | MSG_REC_DIGESTS | (c->attrs[i].n ? MSG_REC_ATTRS : 0));
     memcpy(head + 9, c->ids[i], idlen);
+    memcpy(head + 9 + idlen, c->md5_body[i], KYU_MD5_LEN);
+    if (c->attrs[i].n)
+        memcpy(head + 9 + idlen + KYU_MD5_LEN, c->md5_attrs[i], KYU_MD5_LEN);
     /* The message's own delay replaces the queue's (SQS: a per-message 0 too). */
     uint64_t delay_ms = c->has_msg_delay[i] ? c->msg_delay_ms[i] : q->delay * 1000ull;
     kyu_sm_add_message(self, q, seq, head, hl, c->bodies[i], c->body_lens[i], c->now_ms, delay_ms);
@@ -319,12 +358,14 @@ kyu_code_t kyu_op_send_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t
         if (c->entry_code[i]) { /* failed at the leader: nothing stored, its id "" */
             res->results[i] = c->entry_code[i];
             memcpy(res->entry_errors[i], c->entry_error[i], sizeof res->entry_errors[i]);
+            res->ids[i][0] = '\0';
             res->n_results = c->n;
             continue;
         }
         store_message(self, q, c, i, self->next_seq++);
         q->n_messages++;
         memcpy(res->ids[i], c->ids[i], KYU_UUID_LEN + 1);
+        res->entry_errors[i][0] = '\0';
     }
     res->n_ids = c->n;
     send_digests(c, a);
@@ -352,6 +393,9 @@ kyu_code_t kyu_op_send_replay(kyu_sm_t *self, const kyu_command_t *c, const kyu_
     for (size_t i = 0; i < d->n; i++) {
         /* (An entry that passed the first time but not the retry's checks, the queue's limit
          * having changed between, is answered with its id and without digests.) */
+        if (i >= c->n)
+            res->md5_body[i][0] = res->md5_attrs[i][0] = '\0';
+        res->entry_errors[i][0] = '\0';
         if (!d->codes[i])
             continue;
         res->results[i] = d->codes[i];
@@ -451,7 +495,7 @@ uint64_t kyu_op_receive_wait_ms(kyu_op_ctx_t *ctx, const kyu_request_t *req)
 void kyu_op_receive_reply(const kyu_result_t *res, kyu_reply_t *rep, size_t *n_bodies)
 {
     rep->n_msgs = res->n_msgs;
-    memcpy(rep->msgs, res->msgs, sizeof rep->msgs);
+    memcpy(rep->msgs, res->msgs, res->n_msgs * sizeof rep->msgs[0]);
     *n_bodies = res->n_msgs;
 }
 
@@ -469,14 +513,16 @@ static kyu_code_t read_messages(kyu_sm_t *self, const queue_t *q, const uint64_t
     for (size_t j = 0; j < n; j++) {
         size_t i = res->n_msgs++;
         kyu_msg_meta_t *meta = &res->msgs[i];
+        memset(meta, 0, offsetof(kyu_msg_meta_t, attrs.a)); /* attrs.a: below attrs.n only */
+        memset((char *)meta + offsetof(kyu_msg_meta_t, md5_body), 0,
+               sizeof *meta - offsetof(kyu_msg_meta_t, md5_body));
         memcpy(meta->message_id, m[j].id, sizeof m[j].id);
         kyu_sm_handle_format(meta->handle, &self->hmac_next, q->qid, seqs[j], leases[j].gen);
         meta->receive_count = leases[j].receive_count;
         meta->sent_ms = m[j].sent_ms;
         meta->first_receive_ms = leases[j].first_ms;
         meta->attrs = m[j].attrs;
-        kyu_md5_body_hex(m[j].body, m[j].body_len, meta->md5_body);
-        kyu_md5_attrs_hex(&m[j].attrs, meta->md5_attrs);
+        kyu_sent_digests(&m[j], meta);
         if (!kyu_sm_read_provenance(self, q, seqs[j], meta, err)) {
             for (size_t r = j; r < n; r++)
                 free(owned[r]);

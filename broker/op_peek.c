@@ -52,8 +52,7 @@ kyu_code_t kyu_op_peek_answer(kyu_op_ctx_t *ctx, const kyu_request_t *req, kyu_r
         meta->first_receive_ms = l->gen > 0 ? l->first_ms : 0; /* gen 0: a delay's mark */
         meta->position = seqs[i];
         meta->attrs = m[i].attrs; /* points into out->owned[i], sent with the reply */
-        kyu_md5_body_hex(m[i].body, m[i].body_len, meta->md5_body);
-        kyu_md5_attrs_hex(&m[i].attrs, meta->md5_attrs);
+        kyu_sent_digests(&m[i], meta);
         if (!kyu_sm_read_provenance(ctx->sm, q, seqs[i], meta, err))
             return err->code; /* out->owned are freed with the answer */
         meta->state = KYU_MSG_VISIBLE;

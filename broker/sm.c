@@ -14,13 +14,19 @@
  *              byte, 0, a format 3 one with 0x9a: both load (the other attributes at their
  *              defaults), and a queue's record is written in format 3 at its next change;
  *              a binary older than format 3 refuses those.
- *   messages   qid(8) seq(8)             -> sent_ms(8) id_len(1) id body, or for a message
- *                                           with attributes sent_ms(8) 0x80|id_len(1) id
- *                                           attrs_len(4) attrs body: attrs the msgpack array
- *                                           [name, type, value, ...] sorted by name
- *                                           (proto/msg_attrs.c; a record without attributes
- *                                           is as before them; a binary older than them
- *                                           refuses a record with, as "missing or corrupt")
+ *   messages   qid(8) seq(8)             -> sent_ms(8) flags|id_len(1) id [md5_body(16)
+ *                                           [md5_attrs(16)]] [attrs_len(4) attrs] body:
+ *                                           flag 0x40 (MSG_REC_DIGESTS): the digests follow
+ *                                           the id, MD5OfMessageBody and, with attributes,
+ *                                           MD5OfMessageAttributes, raw, stored once at the
+ *                                           send (every record written since; one without,
+ *                                           written before, gets them computed on read);
+ *                                           flag 0x80 (MSG_REC_ATTRS): the attributes, the
+ *                                           msgpack array [name, type, value, ...] sorted by
+ *                                           name (proto/msg_attrs.c). A binary older than a
+ *                                           flag refuses a record with it, as "missing or
+ *                                           corrupt". Moves (dead-letter, redrive) copy the
+ *                                           record whole, digests included.
  *   messages   qid(8) seq(8) 'd'         -> a moved message's provenance (op_deadletter.c):
  *                                           msgpack [source queue, receive count, first
  *                                           and last receive ms, moved ms]; only in queues with
@@ -69,12 +75,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+void kyu_result_init(kyu_result_t *res)
+{
+    memset(res, 0, offsetof(kyu_result_t, ids));
+}
+
 void kyu_result_clear(kyu_result_t *res)
 {
     for (size_t i = 0; i < KYU_BATCH_MAX; i++)
         free(res->owned[i]);
     free(res->task);
-    memset(res, 0, sizeof *res);
+    kyu_result_init(res);
 }
 
 /* ---- loading ---- */

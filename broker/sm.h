@@ -25,29 +25,37 @@
 typedef struct {
     kyu_code_t code;
     char error[KYU_ERR_MSG_MAX];
-    /* SEND; the MD5s when somebody waits for the result (the leader: computed once) */
-    size_t n_ids;
-    char ids[KYU_BATCH_MAX][KYU_UUID_LEN + 1];
-    char md5_body[KYU_BATCH_MAX][KYU_MD5_HEX_LEN + 1];
-    char md5_attrs[KYU_BATCH_MAX][KYU_MD5_HEX_LEN + 1];
+    /* The head, up to ids, is cleared for every command (kyu_result_init); the arrays after
+     * it are not (some 12 KB a command): an entry below its count (n_ids, n_msgs, n_results)
+     * is written whole by whoever sets the count, and nothing reads past the count. */
+    size_t n_ids;  /* SEND */
+    size_t n_msgs; /* RECEIVE */
+    /* DELETE, CHANGE_VISIBILITY; a SEND batch with a failed entry: per entry (KYU_OK for a
+     * message sent), and (SEND) entry_errors[i] says why each failed one did ("" for the
+     * others) */
+    size_t n_results;
+    uint32_t results[KYU_BATCH_MAX];
     /* RECEIVE: bodies and the metas' attributes point into owned[i] (freed by
      * kyu_result_clear) */
-    size_t n_msgs;
-    kyu_msg_meta_t msgs[KYU_BATCH_MAX];
     char *owned[KYU_BATCH_MAX];
     const void *bodies[KYU_BATCH_MAX];
     size_t body_lens[KYU_BATCH_MAX];
-    /* DELETE, CHANGE_VISIBILITY; a SEND batch with a failed entry: per entry (KYU_OK for a
-     * message sent) and why each failed one did */
-    size_t n_results;
-    uint32_t results[KYU_BATCH_MAX];
-    char entry_errors[KYU_BATCH_MAX][KYU_ERR_MSG_MAX];
     /* START_MOVE_TASK, CANCEL_MOVE_TASK: the task started or cancelled (heap, freed by
      * kyu_result_clear: a pointer keeps the result small, every command clears one) */
     kyu_move_task_t *task;
+    /* ---- not cleared: valid below their counts ---- */
+    /* SEND: the ids ("" for a batch's failed entry) and the MD5s of the messages sent */
+    char ids[KYU_BATCH_MAX][KYU_UUID_LEN + 1];
+    char md5_body[KYU_BATCH_MAX][KYU_MD5_HEX_LEN + 1];
+    char md5_attrs[KYU_BATCH_MAX][KYU_MD5_HEX_LEN + 1];
+    kyu_msg_meta_t msgs[KYU_BATCH_MAX]; /* RECEIVE */
+    char entry_errors[KYU_BATCH_MAX][KYU_ERR_MSG_MAX];
 } kyu_result_t;
 
-/* Frees what a result owns and zeroes it. */
+/* Clears a result's head (not its arrays: see kyu_result_t), for a command to fill. */
+void kyu_result_init(kyu_result_t *res);
+
+/* Frees what a result owns and clears its head (kyu_result_init). */
 void kyu_result_clear(kyu_result_t *res);
 
 typedef struct kyu_sm kyu_sm_t;

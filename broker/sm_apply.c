@@ -66,13 +66,23 @@ bool kyu_sm_parse_message(const char *v, size_t vl, kyu_sent_t *m)
     const uint8_t *p = (const uint8_t *)v;
     if (vl < 9)
         return false;
-    size_t idlen = p[8] & ~MSG_REC_ATTRS, off = 9 + idlen;
+    size_t idlen = p[8] & MSG_REC_ID_LEN, off = 9 + idlen;
     if (idlen > KYU_UUID_LEN || vl < off)
         return false;
     m->sent_ms = kyu_get_be64(p);
     memcpy(m->id, v + 9, idlen);
     m->id[idlen] = '\0';
     m->attrs.n = 0;
+    m->md5_body = m->md5_attrs = NULL;
+    if (p[8] & MSG_REC_DIGESTS) {
+        size_t md5_len = (p[8] & MSG_REC_ATTRS) ? 2 * KYU_MD5_LEN : KYU_MD5_LEN;
+        if (vl - off < md5_len)
+            return false;
+        m->md5_body = p + off;
+        if (p[8] & MSG_REC_ATTRS)
+            m->md5_attrs = p + off + KYU_MD5_LEN;
+        off += md5_len;
+    }
     if (p[8] & MSG_REC_ATTRS) {
         if (vl < off + 4 || vl - off - 4 < kyu_get_be32(p + off))
             return false;
@@ -90,6 +100,18 @@ bool kyu_sm_parse_message(const char *v, size_t vl, kyu_sent_t *m)
     m->body = v + off;
     m->body_len = vl - off;
     return true;
+}
+
+void kyu_sent_digests(const kyu_sent_t *m, kyu_msg_meta_t *meta)
+{
+    if (m->md5_body)
+        kyu_md5_hex(m->md5_body, meta->md5_body);
+    else
+        kyu_md5_body_hex(m->body, m->body_len, meta->md5_body);
+    if (m->md5_attrs)
+        kyu_md5_hex(m->md5_attrs, meta->md5_attrs);
+    else
+        kyu_md5_attrs_hex(&m->attrs, meta->md5_attrs);
 }
 
 bool kyu_sm_read_messages(kyu_sm_t *self, const queue_t *q, const uint64_t *seqs, size_t n,
@@ -267,7 +289,7 @@ kyu_code_t kyu_sm_apply(kyu_sm_t *self, uint64_t index, const void *payload, siz
             break;
         bool waited = results && count < cap;
         kyu_result_t *res = waited ? &results[count] : &scratch;
-        memset(res, 0, sizeof *res);
+        kyu_result_init(res);
         if (count == 0 && self->buffer_oldest_ms &&
             cmd.now_ms >= self->buffer_oldest_ms + KYU_SM_BUFFER_AGE_MS &&
             (rc = kyu_sm_flush(self, err)) != KYU_OK)

@@ -26,7 +26,8 @@
 #include <string.h>
 
 struct kyu_sm_item {
-    char *val; /* NULL for a delete or an empty value */
+    uint64_t hash; /* of key (keyed SipHash: request keys come from clients) */
+    char *val;     /* NULL for a delete or an empty value */
     uint32_t vlen;
     bool put;    /* else a delete */
     bool absent; /* the database holds no value under this key: a delete drops the item */
@@ -38,22 +39,133 @@ struct kyu_sm_item {
 
 static const uint8_t hash_key[crypto_shorthash_KEYBYTES] = "kyu-state-buffer";
 
-static size_t item_hash(const void *key)
+static uint64_t key_hash(const uint8_t *key, size_t klen)
 {
-    const kyu_sm_item_t *it = key;
     uint8_t h[crypto_shorthash_BYTES];
-    crypto_shorthash(h, it->key, it->klen, hash_key);
-    size_t v;
+    crypto_shorthash(h, key, klen, hash_key);
+    uint64_t v;
     memcpy(&v, h, sizeof v);
     return v;
 }
 
-static int item_cmp(const void *a, const void *b)
+/* The buffer's hash table: open addressing, linear probing, a power of two of slots. A table
+ * keeps its slots when emptied (kyu_sm_table_clear), and the buffer and the write in flight
+ * take turns with two tables (the spare): under load the buffer fills to the same size every
+ * few thousand entries, and a table grown from nothing each time (czmq's zhashx) rehashed
+ * its way up through fresh pages, zeroed by the kernel, some 8% of the event loop under W2. */
+typedef struct {
+    uint64_t hash;       /* of the item's key: a probe compares it without touching the item */
+    kyu_sm_item_t *item; /* NULL: empty; TOMB: an item deleted */
+} slot_t;
+
+struct kyu_sm_table {
+    slot_t *slot;
+    size_t cap;  /* 0 or a power of two */
+    size_t n;    /* items */
+    size_t used; /* items and tombstones: at most 3/4 of the slots */
+};
+
+static kyu_sm_item_t tomb_item;
+#define TOMB (&tomb_item)
+
+static kyu_sm_table_t *table_new(void)
 {
-    const kyu_sm_item_t *x = a, *y = b;
-    if (x->klen != y->klen)
-        return x->klen < y->klen ? -1 : 1;
-    return memcmp(x->key, y->key, x->klen);
+    kyu_sm_table_t *t = calloc(1, sizeof *t);
+    KYU_ASSERT(t);
+    return t;
+}
+
+static void item_free(kyu_sm_item_t *it)
+{
+    free(it->val);
+    free(it);
+}
+
+/* Frees the items; keeps the slots. */
+static void table_clear(kyu_sm_table_t *t)
+{
+    if (t->used == 0)
+        return;
+    for (size_t i = 0; i < t->cap; i++)
+        if (t->slot[i].item && t->slot[i].item != TOMB)
+            item_free(t->slot[i].item);
+    memset(t->slot, 0, t->cap * sizeof *t->slot);
+    t->n = t->used = 0;
+}
+
+static void table_destroy(kyu_sm_table_t **tp)
+{
+    kyu_sm_table_t *t = *tp;
+    if (!t)
+        return;
+    table_clear(t);
+    free(t->slot);
+    free(t);
+    *tp = NULL;
+}
+
+static kyu_sm_item_t *table_find(const kyu_sm_table_t *t, uint64_t h, const uint8_t *key,
+                                 size_t klen)
+{
+    if (t->cap == 0)
+        return NULL;
+    size_t mask = t->cap - 1;
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+        const slot_t *s = &t->slot[i];
+        if (!s->item)
+            return NULL;
+        if (s->hash == h && s->item != TOMB && s->item->klen == klen &&
+            memcmp(s->item->key, key, klen) == 0)
+            return s->item;
+    }
+}
+
+static void table_put(kyu_sm_table_t *t, kyu_sm_item_t *it)
+{
+    size_t mask = t->cap - 1, i = it->hash & mask;
+    while (t->slot[i].item && t->slot[i].item != TOMB)
+        i = (i + 1) & mask;
+    if (!t->slot[i].item)
+        t->used++;
+    t->slot[i] = (slot_t){.hash = it->hash, .item = it};
+    t->n++;
+}
+
+/* Inserts an item whose key is not in the table, growing it (or dropping its tombstones) to
+ * keep it at most 3/4 full. A table of the buffer's largest size (32 MiB of writes, some
+ * 350,000 keys at most: ITEM_OVERHEAD) has 2^20 slots, 16 MiB. */
+static void table_insert(kyu_sm_table_t *t, kyu_sm_item_t *it)
+{
+    if ((t->used + 1) * 4 > t->cap * 3) {
+        size_t cap = t->cap ? t->cap : 1024;
+        while ((t->n + 1) * 2 > cap) /* at most half full after: room before the next */
+            cap *= 2;
+        slot_t *old = t->slot;
+        size_t old_cap = t->cap;
+        t->slot = calloc(cap, sizeof *t->slot);
+        KYU_ASSERT(t->slot);
+        t->cap = cap;
+        t->n = t->used = 0;
+        for (size_t i = 0; i < old_cap; i++)
+            if (old[i].item && old[i].item != TOMB)
+                table_put(t, old[i].item);
+        free(old);
+    }
+    table_put(t, it);
+}
+
+static void table_delete(kyu_sm_table_t *t, const kyu_sm_item_t *it)
+{
+    size_t mask = t->cap - 1;
+    for (size_t i = it->hash & mask;; i = (i + 1) & mask) {
+        KYU_ASSERT(t->slot[i].item); /* it is in the table */
+        if (t->slot[i].item == it) {
+            t->slot[i].item = TOMB;
+            t->n--;
+            item_free((kyu_sm_item_t *)it);
+            return;
+        }
+    }
 }
 
 /* Column family, then key bytes (RocksDB's order within a column family). */
@@ -65,30 +177,19 @@ static int item_order(const void *a, const void *b)
     return c ? c : (x->klen > y->klen) - (x->klen < y->klen);
 }
 
-static void item_free(void **p)
-{
-    kyu_sm_item_t *it = *p;
-    if (it) {
-        free(it->val);
-        free(it);
-    }
-    *p = NULL;
-}
-
 void kyu_sm_buffer_init(kyu_sm_t *self)
 {
-    self->buffer = zhashx_new();
-    KYU_ASSERT(self->buffer);
-    zhashx_set_key_hasher(self->buffer, item_hash);
-    zhashx_set_key_comparator(self->buffer, item_cmp);
-    zhashx_set_key_duplicator(self->buffer, NULL);
-    zhashx_set_key_destructor(self->buffer, NULL);
-    zhashx_set_destructor(self->buffer, item_free);
+    if (self->spare) { /* the table of the last write, emptied */
+        self->buffer = self->spare;
+        self->spare = NULL;
+    } else {
+        self->buffer = table_new();
+    }
 }
 
 void kyu_sm_buffer_drop(kyu_sm_t *self)
 {
-    zhashx_purge(self->buffer);
+    table_clear(self->buffer);
     self->buffer_bytes = 0;
     self->buffer_entries = 0;
     self->buffer_oldest_ms = 0;
@@ -97,22 +198,25 @@ void kyu_sm_buffer_drop(kyu_sm_t *self)
 void kyu_sm_buffer_free(kyu_sm_t *self)
 {
     kyu_sm_writer_stop(self);
-    zhashx_destroy(&self->buffer);
+    table_destroy(&self->buffer);
+    table_destroy(&self->spare);
 }
 
-/* A probe for a lookup: an item on the stack with the key only. */
+/* A probe for a lookup: the column family's number, then the key, and its hash. */
 typedef struct {
-    kyu_sm_item_t it;
+    uint64_t hash;
+    uint16_t klen;
     uint8_t key[1 + 256];
 } probe_t;
 
 static kyu_sm_item_t *find(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl, probe_t *p)
 {
     KYU_ASSERT(kl <= sizeof p->key - 1);
-    p->it.klen = (uint16_t)(1 + kl);
-    p->it.key[0] = (uint8_t)c;
-    memcpy(p->it.key + 1, k, kl);
-    return zhashx_lookup(self->buffer, &p->it);
+    p->klen = (uint16_t)(1 + kl);
+    p->key[0] = (uint8_t)c;
+    memcpy(p->key + 1, k, kl);
+    p->hash = key_hash(p->key, p->klen);
+    return table_find(self->buffer, p->hash, p->key, p->klen);
 }
 
 /* The latest buffered write of a key: in the buffer, else in the write in flight. */
@@ -120,7 +224,7 @@ static kyu_sm_item_t *find_any(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t
 {
     kyu_sm_item_t *it = find(self, c, k, kl, p);
     if (!it && self->flushing)
-        it = zhashx_lookup(self->flushing, &p->it);
+        it = table_find(self->flushing, p->hash, p->key, p->klen);
     return it;
 }
 
@@ -137,9 +241,9 @@ static kyu_sm_item_t *item_for(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t
     }
     it = malloc(sizeof *it + 1 + kl);
     KYU_ASSERT(it);
-    *it = (kyu_sm_item_t){.absent = absent, .klen = (uint16_t)(1 + kl)};
-    memcpy(it->key, p.it.key, 1 + kl);
-    zhashx_insert(self->buffer, it, it);
+    *it = (kyu_sm_item_t){.hash = p.hash, .absent = absent, .klen = (uint16_t)(1 + kl)};
+    memcpy(it->key, p.key, 1 + kl);
+    table_insert(self->buffer, it);
     self->buffer_bytes += ITEM_OVERHEAD + kl;
     return it;
 }
@@ -172,7 +276,7 @@ void kyu_sm_del(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl)
     kyu_sm_item_t *it = find(self, c, k, kl, &p);
     if (it && it->absent) { /* the database never saw it: nothing to write */
         self->buffer_bytes -= ITEM_OVERHEAD + (it->klen - 1) + it->vlen;
-        zhashx_delete(self->buffer, it);
+        table_delete(self->buffer, it);
         return;
     }
     it = item_for(self, c, k, kl, false);
@@ -345,7 +449,12 @@ static kyu_code_t harvest(kyu_sm_t *self, bool wait, kyu_err_t *err)
         return KYU_OK;
     free(w->items);
     w->items = NULL;
-    zhashx_destroy(&self->flushing);
+    /* its table, emptied, is the next buffer's (kyu_sm_buffer_init) */
+    table_clear(self->flushing);
+    if (self->spare)
+        table_destroy(&self->flushing);
+    self->spare = self->flushing;
+    self->flushing = NULL;
     if (error) {
         self->failed = true;
         kyu_err_set(err, KYU_ERR_STORAGE, "writing applied state: %s", error);
@@ -357,14 +466,16 @@ static kyu_code_t harvest(kyu_sm_t *self, bool wait, kyu_err_t *err)
 }
 
 /* The buffer's items, for a write (caller frees the array). */
-static kyu_sm_item_t **collect(zhashx_t *buffer, size_t *n)
+static kyu_sm_item_t **collect(kyu_sm_table_t *buffer, size_t *n)
 {
-    *n = zhashx_size(buffer);
+    *n = buffer->n;
     kyu_sm_item_t **items = malloc((*n ? *n : 1) * sizeof *items);
     KYU_ASSERT(items);
     size_t i = 0;
-    for (kyu_sm_item_t *it = zhashx_first(buffer); it; it = zhashx_next(buffer))
-        items[i++] = it;
+    for (size_t s = 0; s < buffer->cap; s++)
+        if (buffer->slot[s].item && buffer->slot[s].item != TOMB)
+            items[i++] = buffer->slot[s].item;
+    KYU_ASSERT(i == *n);
     return items;
 }
 
@@ -376,7 +487,7 @@ static kyu_code_t flush_start(kyu_sm_t *self, kyu_err_t *err)
     kyu_code_t rc = harvest(self, true, err);
     if (rc != KYU_OK)
         return rc;
-    if (zhashx_size(self->buffer) == 0) {
+    if (self->buffer->n == 0) {
         kyu_sm_buffer_drop(self); /* its counters */
         self->persisted_index = self->applied_index;
         return KYU_OK;

@@ -34,8 +34,16 @@ typedef struct {
     size_t body_len;
     uint64_t sent_ms;
     char id[KYU_UUID_LEN + 1];
+    /* its stored digests (into the record read; NULL: a record written before they were
+     * stored, or md5_attrs without attributes) */
+    const uint8_t *md5_body, *md5_attrs;
     kyu_msg_attrs_t attrs; /* into the record read */
 } kyu_sent_t;
+
+/* Sets meta's MD5OfMessageBody and MD5OfMessageAttributes (lowercase hex) from the message's
+ * record: its stored digests, or computed from its body and attributes when the record is
+ * older than them. */
+void kyu_sent_digests(const kyu_sent_t *m, kyu_msg_meta_t *meta);
 
 /* The replicated address book (sm_members.c). */
 typedef struct {
@@ -112,6 +120,7 @@ typedef struct {
 #define KYU_MARKS_MAX 32768   /* then the older half is merged pairwise */
 
 typedef struct kyu_sm_writer kyu_sm_writer_t;
+typedef struct kyu_sm_table kyu_sm_table_t; /* the write-behind buffer's hash (sm_buffer.c) */
 typedef struct kyu_sm_keyfilter kyu_sm_keyfilter_t;
 
 struct kyu_sm {
@@ -139,7 +148,7 @@ struct kyu_sm {
     rocksdb_writeoptions_t *wopts;
     rocksdb_writebatch_t *plain; /* a flush's batch */
     /* The writes of the entries applied since the last flush (sm_buffer.c): key -> item */
-    zhashx_t *buffer;
+    kyu_sm_table_t *buffer;
     size_t buffer_bytes, buffer_entries;
     uint32_t write_every;      /* entries buffered at most (kyu_sm_set_write_every) */
     uint64_t buffer_oldest_ms; /* the time of the first command buffered (0: none) */
@@ -147,7 +156,8 @@ struct kyu_sm {
     /* The write in flight on the writer thread (sm_buffer.c; NULL: none, or no thread): the
      * buffer handed over, read-only until it is written, and what it brings the database to. */
     kyu_sm_writer_t *writer;
-    zhashx_t *flushing;
+    kyu_sm_table_t *flushing;
+    kyu_sm_table_t *spare; /* the table of the last write, emptied, for the next buffer */
     uint64_t flushing_index, flushing_oldest_ms;
     bool failed; /* an apply failed part-way: the buffer is never written */
     bool purged; /* the current entry purged a queue: its "gp" record is collected after it */
@@ -172,6 +182,10 @@ struct kyu_sm {
 /* A message record's id_len byte with this bit: the id is followed by the attributes (sm.c's
  * key layout). */
 #define MSG_REC_ATTRS 0x80
+/* ... and with this bit: the id is followed by the message's digests, MD5OfMessageBody and,
+ * with attributes, MD5OfMessageAttributes (16 bytes each), stored once at its send. */
+#define MSG_REC_DIGESTS 0x40
+#define MSG_REC_ID_LEN 0x3f /* the id_len byte's length bits */
 /* A queue record's value (sm.c's key layout): before MaximumMessageSize, and now. */
 #define QUEUE_REC_V1_LEN 28
 #define QUEUE_REC_V2_LEN 44

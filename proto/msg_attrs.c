@@ -6,6 +6,7 @@
 #include "protocol.h"
 
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -268,39 +269,60 @@ static void update_len_prefixed(EVP_MD_CTX *ctx, const void *p, size_t n)
     update(ctx, p, n);
 }
 
+/* MD5's implementation, fetched once (EVP_md5() in an EVP_DigestInit fetches it from the
+ * provider again on every call, a lock and a lookup per digest). */
+static EVP_MD *md5_md;
+static pthread_once_t md5_once = PTHREAD_ONCE_INIT;
+
+static void md5_fetch(void)
+{
+    md5_md = EVP_MD_fetch(NULL, "MD5", NULL);
+}
+
 static EVP_MD_CTX *md5_begin(void)
 {
+    KYU_ASSERT(pthread_once(&md5_once, md5_fetch) == 0 && md5_md);
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     KYU_ASSERT(ctx); /* out of memory */
-    KYU_ASSERT(EVP_DigestInit_ex(ctx, EVP_md5(), NULL) == 1);
+    KYU_ASSERT(EVP_DigestInit_ex(ctx, md5_md, NULL) == 1);
     return ctx;
 }
 
-static void md5_end(EVP_MD_CTX *ctx, char out[KYU_MD5_HEX_LEN + 1])
+static void md5_end(EVP_MD_CTX *ctx, uint8_t out[KYU_MD5_LEN])
 {
     unsigned char d[EVP_MAX_MD_SIZE];
     unsigned int n = 0;
-    KYU_ASSERT(EVP_DigestFinal_ex(ctx, d, &n) == 1 && n == 16);
+    KYU_ASSERT(EVP_DigestFinal_ex(ctx, d, &n) == 1 && n == KYU_MD5_LEN);
     EVP_MD_CTX_free(ctx);
+    memcpy(out, d, KYU_MD5_LEN);
+}
+
+void kyu_md5_hex(const uint8_t d[KYU_MD5_LEN], char out[KYU_MD5_HEX_LEN + 1])
+{
     hex(d, out);
 }
 
-void kyu_md5_body_hex(const void *body, size_t len, char out[KYU_MD5_HEX_LEN + 1])
+void kyu_md5_body(const void *body, size_t len, uint8_t out[KYU_MD5_LEN])
 {
     EVP_MD_CTX *ctx = md5_begin();
     update(ctx, body, len);
     md5_end(ctx, out);
 }
 
+void kyu_md5_body_hex(const void *body, size_t len, char out[KYU_MD5_HEX_LEN + 1])
+{
+    uint8_t d[KYU_MD5_LEN];
+    kyu_md5_body(body, len, d);
+    hex(d, out);
+}
+
 /* SQS's encoding: the attributes sorted by name, each as length-prefixed (4 bytes, big
  * endian) name, length-prefixed DataType, one transport byte (1 String/Number, 2 Binary),
  * length-prefixed value (Binary: the raw bytes). */
-void kyu_md5_attrs_hex(const kyu_msg_attrs_t *a, char out[KYU_MD5_HEX_LEN + 1])
+bool kyu_md5_attrs(const kyu_msg_attrs_t *a, uint8_t out[KYU_MD5_LEN])
 {
-    if (a->n == 0) {
-        out[0] = '\0';
-        return;
-    }
+    if (a->n == 0)
+        return false;
     kyu_msg_attrs_t sorted = *a;
     kyu_msg_attrs_sort(&sorted);
     EVP_MD_CTX *ctx = md5_begin();
@@ -313,4 +335,14 @@ void kyu_md5_attrs_hex(const kyu_msg_attrs_t *a, char out[KYU_MD5_HEX_LEN + 1])
         update_len_prefixed(ctx, at->value, at->value_len);
     }
     md5_end(ctx, out);
+    return true;
+}
+
+void kyu_md5_attrs_hex(const kyu_msg_attrs_t *a, char out[KYU_MD5_HEX_LEN + 1])
+{
+    uint8_t d[KYU_MD5_LEN];
+    if (kyu_md5_attrs(a, d))
+        hex(d, out);
+    else
+        out[0] = '\0';
 }

@@ -66,6 +66,7 @@
 #define KYU_ATTR_NAME_MAX 256
 #define KYU_ATTR_TYPE_MAX 256
 #define KYU_MD5_HEX_LEN 32
+#define KYU_MD5_LEN 16
 #define KYU_ENTRY_ID_MAX 80 /* a batch entry's Id (SQS's): 1..80 of [A-Za-z0-9_-] */
 /* Message move tasks (redrive): MaxNumberOfMessagesPerSecond 1..500 (SQS's; not given: as
  * fast as the broker moves them), and the tasks a queue keeps (SQS lists the 10 latest). */
@@ -456,6 +457,10 @@ void kyu_request_encode(const kyu_request_t *req, msgpack_sbuffer *out);
 /* @kyu-internal-end */
 
 void kyu_reply_init(kyu_reply_t *rep);
+/* kyu_reply_init but for the arrays ids, md5_body, md5_attrs, msgs and errors (13 KB), left as
+ * they are: for a reply to encode whose writer fills every entry below n_ids, n_msgs and
+ * n_errors (the broker's replies; the encoder reads nothing past a count). */
+void kyu_reply_init_lean(kyu_reply_t *rep);
 /* Frees what the reply owns and zeroes it. */
 void kyu_reply_reset(kyu_reply_t *rep);
 /* @kyu-internal-begin */
@@ -483,6 +488,11 @@ bool kyu_msg_attrs_unpack(const msgpack_object *o, kyu_msg_attrs_t *a);
  * attributes' digest is "" when there are none. */
 void kyu_md5_body_hex(const void *body, size_t len, char out[KYU_MD5_HEX_LEN + 1]);
 void kyu_md5_attrs_hex(const kyu_msg_attrs_t *a, char out[KYU_MD5_HEX_LEN + 1]);
+/* The same digests as KYU_MD5_LEN raw bytes (the broker stores them so, computed once per
+ * message); kyu_md5_attrs is false, out untouched, when there are no attributes. */
+void kyu_md5_body(const void *body, size_t len, uint8_t out[KYU_MD5_LEN]);
+bool kyu_md5_attrs(const kyu_msg_attrs_t *a, uint8_t out[KYU_MD5_LEN]);
+void kyu_md5_hex(const uint8_t d[KYU_MD5_LEN], char out[KYU_MD5_HEX_LEN + 1]);
 
 /* @kyu-internal-begin */
 /* Small msgpack helpers shared by the codecs (proto/, broker/command.c). */

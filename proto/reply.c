@@ -73,6 +73,20 @@ void kyu_reply_init(kyu_reply_t *rep)
     memset(rep, 0, sizeof *rep);
 }
 
+/* Clears a range of the reply, [from, to). */
+#define CLEAR_RANGE(rep, from, to)                                                                 \
+    memset((char *)(rep) + offsetof(kyu_reply_t, from), 0,                                         \
+           offsetof(kyu_reply_t, to) - offsetof(kyu_reply_t, from))
+
+void kyu_reply_init_lean(kyu_reply_t *rep)
+{
+    CLEAR_RANGE(rep, id, ids);
+    CLEAR_RANGE(rep, n_msgs, msgs);
+    CLEAR_RANGE(rep, has_next, errors);
+    memset((char *)rep + offsetof(kyu_reply_t, has_attrs), 0,
+           sizeof *rep - offsetof(kyu_reply_t, has_attrs));
+}
+
 void kyu_reply_reset(kyu_reply_t *rep)
 {
     free(rep->queues);

@@ -1169,6 +1169,63 @@ static void test_code_names_are_stable(void **state)
     assert_string_equal(kyu_code_name(1000), "UNKNOWN");
 }
 
+/* kyu_reply_init_lean leaves the per-message arrays as they are: a reply filled below its
+ * counts encodes byte for byte as one cleared whole, whatever the arrays held before. */
+static void fill_reply(kyu_reply_t *rep, int kind)
+{
+    rep->id = 7;
+    if (kind == 0) { /* a SEND batch with a failed entry */
+        rep->n_ids = 2;
+        strcpy(rep->ids[0], "id-0");
+        rep->ids[1][0] = '\0';
+        strcpy(rep->md5_body[0], "5d41402abc4b2a76b9719d911017c592");
+        rep->md5_body[1][0] = '\0';
+        rep->md5_attrs[0][0] = rep->md5_attrs[1][0] = '\0';
+        rep->n_results = rep->n_errors = 2;
+        rep->results[0] = KYU_OK;
+        rep->results[1] = KYU_ERR_EMPTY_BODY;
+        rep->errors[0][0] = '\0';
+        strcpy(rep->errors[1], "message 2 has an empty body");
+    } else if (kind == 1) { /* a RECEIVE of one message */
+        kyu_msg_meta_t *m = &rep->msgs[0];
+        memset(m, 0, sizeof *m);
+        rep->n_msgs = 1;
+        strcpy(m->message_id, "id-1");
+        strcpy(m->handle, "h");
+        m->receive_count = 1;
+        strcpy(m->md5_body, "5d41402abc4b2a76b9719d911017c592");
+    } else { /* an error */
+        rep->status = KYU_ERR_NO_SUCH_QUEUE;
+        strcpy(rep->error, "queue 'q' does not exist");
+    }
+}
+
+static void test_a_lean_reply_encodes_as_a_cleared_one(void **state)
+{
+    (void)state;
+    for (int kind = 0; kind < 3; kind++) {
+        kyu_reply_t *lean = malloc(sizeof *lean), *full = malloc(sizeof *full);
+        assert_non_null(lean);
+        assert_non_null(full);
+        memset(lean, 0xa5, sizeof *lean);
+        kyu_reply_init_lean(lean);
+        kyu_reply_init(full);
+        fill_reply(lean, kind);
+        fill_reply(full, kind);
+        msgpack_sbuffer a, b;
+        msgpack_sbuffer_init(&a);
+        msgpack_sbuffer_init(&b);
+        kyu_reply_encode(lean, &a);
+        kyu_reply_encode(full, &b);
+        assert_int_equal(a.size, b.size);
+        assert_memory_equal(a.data, b.data, a.size);
+        msgpack_sbuffer_destroy(&a);
+        msgpack_sbuffer_destroy(&b);
+        free(lean);
+        free(full);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1201,6 +1258,7 @@ int main(void)
         cmocka_unit_test(test_worker_requests_are_checked),
         cmocka_unit_test(test_worker_name_and_credit_shapes_are_checked),
         cmocka_unit_test(test_worker_replies_and_pushes_round_trip),
+        cmocka_unit_test(test_a_lean_reply_encodes_as_a_cleared_one),
     };
     return cmocka_run_group_tests_name("codec", tests, NULL, NULL);
 }

@@ -189,6 +189,36 @@ static void test_a_moved_message_keeps_its_id(void **state)
     kyu_result_clear(&r);
 }
 
+/* A moved message keeps the digests stored with it at its send (here made up, so that a
+ * digest computed again would show), in the dead-letter queue and after a restart. */
+static void test_a_moved_message_keeps_its_digests(void **state)
+{
+    fixture_t *f = *state;
+    uint64_t now = T0;
+    ok(apply1(f, cmd_create("dlq", -1)));
+    ok(apply1(f, create_with_dlq("src", "dlq", 1)));
+    kyu_command_t send = cmd_send("src", now++, "m");
+    send.has_md5 = true;
+    for (int i = 0; i < 16; i++)
+        send.md5_body[0][i] = (uint8_t)(0x10 + i);
+    ok(apply1(f, send));
+    kyu_result_t r = apply1(f, cmd_receive("src", now++, 1, 0));
+    assert_string_equal(r.msgs[0].md5_body, "101112131415161718191a1b1c1d1e1f");
+    kyu_result_clear(&r);
+    r = apply1(f, cmd_receive("src", now++, 1, 0)); /* moves it */
+    assert_int_equal(r.n_msgs, 0);
+    kyu_result_clear(&r);
+    kyu_err_t err;
+    assert_int_equal(kyu_sm_flush(f->sm, &err), KYU_OK);
+    fixture_reopen(f);
+    r = apply1(f, cmd_receive("dlq", now++, 1, 0));
+    assert_int_equal(r.n_msgs, 1);
+    assert_string_equal(r.msgs[0].dlq_source, "src");
+    assert_string_equal(r.msgs[0].md5_body, "101112131415161718191a1b1c1d1e1f");
+    assert_string_equal(r.msgs[0].md5_attrs, "");
+    kyu_result_clear(&r);
+}
+
 /* Every message sent is, after any number of receives, in exactly one of the two queues,
  * and the counters say so; a receive takes the next message when one moves. */
 static void test_moves_are_exactly_once_and_never_lose_a_message(void **state)
@@ -500,6 +530,7 @@ int main(void)
         T(test_a_receive_past_max_receive_count_moves_the_message_whole),
         T(test_a_move_after_a_purge_of_the_dead_letter_queue_in_one_entry_stays),
         T(test_a_moved_message_keeps_its_id),
+        T(test_a_moved_message_keeps_its_digests),
         T(test_moves_are_exactly_once_and_never_lose_a_message),
         T(test_a_move_and_a_receive_of_the_dead_letter_queue_in_one_entry),
         T(test_a_moved_message_and_its_provenance_survive_a_restart_and_a_crash),

@@ -578,6 +578,7 @@ static void receive_one_with_attrs(fixture_t *f, uint64_t now, const char *body)
     /* the message beside it has none */
     assert_int_equal(r.msgs[1].attrs.n, 0);
     assert_string_equal(r.msgs[1].md5_attrs, "");
+    assert_string_equal(r.msgs[1].md5_body, "ac7938d40cfc2307e2bf325d28e7884e"); /* "plain" */
     kyu_result_clear(&r);
 }
 
@@ -606,9 +607,9 @@ static void test_attributes_survive_a_restart(void **state)
     receive_one_with_attrs(f, T0, "hello");
 }
 
-/* The record of a message without attributes is byte for byte what a broker before them
- * wrote, so old records and new ones read alike (and older binaries read new plain ones). */
-static void test_a_message_record_without_attributes_is_as_before(void **state)
+/* A message record holds the digests after the id (MSG_REC_DIGESTS), MD5OfMessageBody and,
+ * with attributes, MD5OfMessageAttributes, raw; the attributes and the body follow. */
+static void test_a_message_record_holds_its_digests_after_the_id(void **state)
 {
     fixture_t *f = *state;
     ok(apply1(f, cmd_create_delayed("q", 0)));
@@ -624,17 +625,151 @@ static void test_a_message_record_without_attributes_is_as_before(void **state)
     assert_true(rocksdb_iter_valid(it));
     size_t vl = 0;
     const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vl);
-    assert_int_equal(vl, 8 + 1 + KYU_UUID_LEN + 5);
+    assert_int_equal(vl, 8 + 1 + KYU_UUID_LEN + 16 + 5);
     assert_int_equal(kyu_get_be64(v), T0);
-    assert_int_equal(v[8], KYU_UUID_LEN);
+    assert_int_equal(v[8], 0x40 | KYU_UUID_LEN);
     assert_memory_equal(v + 9, c.ids[0], KYU_UUID_LEN);
-    assert_memory_equal(v + 9 + KYU_UUID_LEN, "plain", 5);
+    char hex[KYU_MD5_HEX_LEN + 1];
+    kyu_md5_hex(v + 9 + KYU_UUID_LEN, hex);
+    assert_string_equal(hex, "ac7938d40cfc2307e2bf325d28e7884e"); /* python: md5(b"plain") */
+    assert_memory_equal(v + 9 + KYU_UUID_LEN + 16, "plain", 5);
     rocksdb_iter_next(it);
     assert_true(rocksdb_iter_valid(it));
     v = (const uint8_t *)rocksdb_iter_value(it, &vl);
-    assert_int_equal(v[8], 0x80 | KYU_UUID_LEN); /* attributes follow the id */
+    assert_int_equal(v[8], 0xc0 | KYU_UUID_LEN); /* digests and attributes follow the id */
+    kyu_md5_hex(v + 9 + KYU_UUID_LEN, hex);
+    assert_string_equal(hex, "5d41402abc4b2a76b9719d911017c592"); /* python: md5(b"hello") */
+    kyu_md5_hex(v + 9 + KYU_UUID_LEN + 16, hex);
+    assert_string_equal(hex, "c932db14a896c663f83c260297d594ff"); /* AWS's value */
     assert_memory_equal(v + vl - 5, "hello", 5);
     rocksdb_iter_destroy(it);
+}
+
+/* Records written before the digests were stored (no MSG_REC_DIGESTS: the id, then the
+ * attributes or the body) still load, and a receive and a peek compute the digests. */
+static void test_a_record_without_digests_still_gives_the_right_md5s(void **state)
+{
+    fixture_t *f = *state;
+    ok(apply1(f, cmd_create_delayed("q", 0)));
+    ok(apply1(f, send_with_attrs(T0, "hello")));
+    ok(apply1(f, cmd_send("q", T0, "plain")));
+    kyu_err_t err;
+    assert_int_equal(kyu_sm_flush(f->sm, &err), KYU_OK);
+    /* Rewrite both records as a broker before the digests wrote them. */
+    rocksdb_t *db = kyu_store_db(f->store, KYU_CF_MESSAGES);
+    rocksdb_column_family_handle_t *cf = kyu_store_cf(f->store, KYU_CF_MESSAGES);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(db, kyu_store_readopts(f->store), cf);
+    rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+    size_t rewritten = 0;
+    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t kl = 0, vl = 0;
+        const char *k = rocksdb_iter_key(it, &kl);
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vl);
+        if (kl != 16)
+            continue;
+        assert_true(v[8] & 0x40);
+        size_t idlen = v[8] & 0x3f, md5_len = (v[8] & 0x80) ? 32 : 16;
+        uint8_t *old = malloc(vl);
+        assert_non_null(old);
+        memcpy(old, v, 9 + idlen);
+        old[8] = (uint8_t)(v[8] & ~0x40);
+        memcpy(old + 9 + idlen, v + 9 + idlen + md5_len, vl - 9 - idlen - md5_len);
+        char *rerr = NULL;
+        rocksdb_put_cf(db, wo, cf, k, kl, (const char *)old, vl - md5_len, &rerr);
+        assert_null(rerr);
+        free(old);
+        rewritten++;
+    }
+    assert_int_equal(rewritten, 2);
+    rocksdb_writeoptions_destroy(wo);
+    rocksdb_iter_destroy(it);
+    fixture_reopen(f);
+    receive_one_with_attrs(f, T0, "hello");
+}
+
+/* The digests are computed once, by the leader, carried in the entry and stored: the state
+ * machine answers the send, receives and restarts with the ones the command carries (here
+ * made up, so that a digest computed again would show). */
+static void test_the_digests_the_entry_carries_are_stored_and_returned(void **state)
+{
+    fixture_t *f = *state;
+    ok(apply1(f, cmd_create_delayed("q", 0)));
+    kyu_command_t c = send_with_attrs(T0, "hello");
+    c.has_md5 = true;
+    for (int i = 0; i < 16; i++) {
+        c.md5_body[0][i] = (uint8_t)i;
+        c.md5_attrs[0][i] = (uint8_t)(0xf0 | i);
+    }
+    kyu_result_t r = apply1(f, c);
+    assert_string_equal(r.md5_body[0], "000102030405060708090a0b0c0d0e0f");
+    assert_string_equal(r.md5_attrs[0], "f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff");
+    kyu_result_clear(&r);
+    kyu_err_t err;
+    assert_int_equal(kyu_sm_flush(f->sm, &err), KYU_OK);
+    fixture_reopen(f);
+    r = apply1(f, cmd_receive("q", T0, 10, -1));
+    assert_int_equal(r.n_msgs, 1);
+    assert_string_equal(r.msgs[0].md5_body, "000102030405060708090a0b0c0d0e0f");
+    assert_string_equal(r.msgs[0].md5_attrs, "f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff");
+    kyu_result_clear(&r);
+}
+
+/* The leader's SEND carries its digests in the entry (5 elements); an entry written before
+ * (2 to 4 elements) decodes with them computed; a digest of the wrong length is malformed. */
+static void test_digests_round_trip_through_the_log_and_old_entries_get_them(void **state)
+{
+    (void)state;
+    kyu_command_t c = send_with_attrs(T0, "hello");
+    c.n = 2;
+    memcpy(c.ids[1], c.ids[0], sizeof c.ids[0]);
+    c.bodies[1] = "plain";
+    c.body_lens[1] = 5;
+    msgpack_sbuffer b;
+    kyu_command_t d = round_trip_in(&c, &b); /* has_md5 false: the old forms */
+    char hex[KYU_MD5_HEX_LEN + 1];
+    assert_true(d.has_md5);
+    kyu_md5_hex(d.md5_body[0], hex);
+    assert_string_equal(hex, "5d41402abc4b2a76b9719d911017c592");
+    kyu_md5_hex(d.md5_attrs[0], hex);
+    assert_string_equal(hex, "c932db14a896c663f83c260297d594ff");
+    kyu_md5_hex(d.md5_body[1], hex);
+    assert_string_equal(hex, "ac7938d40cfc2307e2bf325d28e7884e");
+    msgpack_sbuffer_destroy(&b);
+    c.has_md5 = true; /* made-up digests travel as they are */
+    memset(c.md5_body, 0xab, sizeof c.md5_body);
+    memset(c.md5_attrs, 0xcd, sizeof c.md5_attrs);
+    d = round_trip_in(&c, &b);
+    assert_true(d.has_md5);
+    assert_memory_equal(d.md5_body, c.md5_body, 2 * 16);
+    assert_memory_equal(d.md5_attrs[0], c.md5_attrs[0], 16);
+    assert_int_equal(d.attrs[0].n, 3);
+    assert_int_equal(d.attrs[1].n, 0);
+    assert_false(d.has_msg_delay[0]);
+    assert_int_equal(d.body_lens[1], 5);
+    msgpack_sbuffer_destroy(&b);
+    /* [id, body, nil, nil, md5] with 32 bytes for a message without attributes: malformed */
+    msgpack_sbuffer_init(&b);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 6);
+    msgpack_pack_uint32(&pk, KYU_CMD_SEND);
+    msgpack_pack_uint64(&pk, T0);
+    kyu_mp_pack_str(&pk, "q");
+    msgpack_pack_int64(&pk, -1);
+    msgpack_pack_uint32(&pk, 1);
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_array(&pk, 5);
+    kyu_mp_pack_str(&pk, c.ids[0]);
+    msgpack_pack_bin(&pk, 1);
+    msgpack_pack_bin_body(&pk, "x", 1);
+    msgpack_pack_nil(&pk);
+    msgpack_pack_nil(&pk);
+    msgpack_pack_bin(&pk, 32);
+    msgpack_pack_bin_body(&pk, c.md5_attrs, 32);
+    size_t off = 0;
+    kyu_err_t err;
+    assert_int_equal(kyu_command_decode(b.data, b.size, &off, &d, &err), KYU_ERR_MALFORMED);
+    msgpack_sbuffer_destroy(&b);
 }
 
 static void test_attributes_round_trip_through_the_log_encoding(void **state)
@@ -911,7 +1046,10 @@ int main(void)
         cmocka_unit_test(test_the_limit_round_trips_through_the_log_and_bad_ones_are_malformed),
         T(test_attributes_are_returned_with_the_message_and_its_digests),
         T(test_attributes_survive_a_restart),
-        T(test_a_message_record_without_attributes_is_as_before),
+        T(test_a_message_record_holds_its_digests_after_the_id),
+        T(test_a_record_without_digests_still_gives_the_right_md5s),
+        T(test_the_digests_the_entry_carries_are_stored_and_returned),
+        cmocka_unit_test(test_digests_round_trip_through_the_log_and_old_entries_get_them),
         cmocka_unit_test(test_attributes_round_trip_through_the_log_encoding),
         T(test_bad_attributes_are_refused_naming_the_message),
         T(test_attributes_count_toward_the_maximum_message_size),

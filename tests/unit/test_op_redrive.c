@@ -175,6 +175,29 @@ static void test_a_step_moves_each_message_back_to_its_source_whole_and_once(voi
     assert_int_equal(get(f, "a", now + 2).not_visible, 2);
 }
 
+/* A redriven message keeps the digests stored with it at its send (made up here, so that a
+ * digest computed again would show). */
+static void test_a_redriven_message_keeps_its_digests(void **state)
+{
+    fixture_t *f = *state;
+    uint64_t now = T0;
+    setup_queues(f);
+    kyu_command_t send = cmd_send("a", now++, "a1");
+    send.has_md5 = true;
+    for (int i = 0; i < 16; i++)
+        send.md5_body[0][i] = (uint8_t)(0x20 + i);
+    ok(apply1(f, send));
+    ok(apply1(f, cmd_receive("a", now++, 1, 0)));
+    ok(apply1(f, cmd_receive("a", now++, 1, 0))); /* moves it to dlq */
+    kyu_move_task_t t = start(f, "dlq", now, NULL, 0);
+    ok(apply1(f, cmd_step("dlq", now + 1, t.id, 100)));
+    kyu_result_t r = apply1(f, cmd_receive("a", now + 2, 1, 600));
+    assert_int_equal(r.n_msgs, 1);
+    assert_memory_equal(r.bodies[0], "a1", 2);
+    assert_string_equal(r.msgs[0].md5_body, "202122232425262728292a2b2c2d2e2f");
+    kyu_result_clear(&r);
+}
+
 static void test_in_flight_messages_wait_and_the_task_runs_until_they_move(void **state)
 {
     fixture_t *f = *state;
@@ -561,6 +584,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(test_a_step_moves_each_message_back_to_its_source_whole_and_once),
+        T(test_a_redriven_message_keeps_its_digests),
         T(test_in_flight_messages_wait_and_the_task_runs_until_they_move),
         T(test_the_rate_is_enforced_by_apply),
         T(test_a_message_whose_destination_is_gone_stays_in_place_and_the_task_fails),

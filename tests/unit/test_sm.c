@@ -650,6 +650,58 @@ static void test_a_handle_key_command_round_trips_through_the_log_encoding(void 
     msgpack_sbuffer_destroy(&b);
 }
 
+/* The write-behind buffer (sm_buffer.c) under churn: thousands of records written, many
+ * deleted again before a flush (tombstones in its hash), its table grown, emptied and reused
+ * from one write to the next, with a restart between: every message is where it should be. */
+static void test_the_write_buffer_keeps_thousands_of_writes_and_deletes_across_flushes(void **state)
+{
+    fixture_t *f = *state;
+    enum { ROUNDS = 3, PER_ROUND = 3000, KEPT = 1000 };
+    ok(apply1(f, cmd_create("q", 600)));
+    uint64_t now = T0;
+    for (int round = 0; round < ROUNDS; round++) {
+        for (int i = 0; i < PER_ROUND; i++) {
+            char body[32];
+            snprintf(body, sizeof body, "m%d-%d", round, i);
+            ok(apply1(f, cmd_send("q", now, body)));
+        }
+        int leased = 0;
+        while (leased < PER_ROUND) { /* bounded: every receive leases 10 */
+            kyu_result_t r = apply1(f, cmd_receive("q", now, 10, -1));
+            assert_int_equal(r.n_msgs, 10);
+            for (size_t j = 0; j < r.n_msgs; j++, leased++)
+                if (leased >= KEPT)
+                    ok(apply1(f, cmd_delete("q", now, r.msgs[j].handle)));
+            kyu_result_clear(&r);
+        }
+        kyu_err_t err;
+        assert_int_equal(kyu_sm_flush(f->sm, &err), KYU_OK);
+        attrs(f, "q", now, 0, (int64_t)(round + 1) * KEPT);
+        now += 1000;
+    }
+    fixture_reopen(f);
+    now = T0 + 600 * 1000 + ROUNDS * 1000; /* every lease has run out */
+    attrs(f, "q", now, ROUNDS * KEPT, 0);
+    char *seen = calloc(ROUNDS * KEPT, 1);
+    assert_non_null(seen);
+    for (int got = 0; got < ROUNDS * KEPT;) {
+        kyu_result_t r = apply1(f, cmd_receive("q", now, 10, -1));
+        assert_int_equal(r.n_msgs, 10);
+        for (size_t j = 0; j < r.n_msgs; j++, got++) {
+            int round = -1, i = -1;
+            char body[32] = "";
+            memcpy(body, r.bodies[j], r.body_lens[j] < 31 ? r.body_lens[j] : 31);
+            assert_int_equal(sscanf(body, "m%d-%d", &round, &i), 2);
+            assert_true(round >= 0 && round < ROUNDS && i >= 0 && i < KEPT);
+            assert_false(seen[round * KEPT + i]); /* each kept message once */
+            seen[round * KEPT + i] = 1;
+        }
+        kyu_result_clear(&r);
+    }
+    free(seen);
+    attrs(f, "q", now, 0, ROUNDS * KEPT);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, fixture_setup, fixture_teardown)
 
 int main(void)
@@ -691,6 +743,7 @@ int main(void)
         cmocka_unit_test(test_a_handle_verifies_only_under_its_key_and_queue),
         cmocka_unit_test(test_a_handle_key_command_round_trips_through_the_log_encoding),
         T(test_the_first_handle_key_applied_stays_across_restarts),
+        T(test_the_write_buffer_keeps_thousands_of_writes_and_deletes_across_flushes),
     };
     return cmocka_run_group_tests_name("state machine", tests, NULL, NULL);
 }

@@ -106,8 +106,9 @@ uint64_t *sk_state_messages(sim_cluster_t *c, sk_node_t *kn, size_t *n)
             continue; /* a moved message's provenance record (qid seq 'd'), not a message */
         const char *v = rocksdb_iter_value(it, &vl);
         char id[KYU_UUID_LEN + 1] = "";
-        /* id_len without its 0x80 bit: attributes follow the id (sm.c's key layout) */
-        size_t idlen = vl >= 9 ? (uint8_t)v[8] & 0x7f : 0;
+        /* id_len without its flag bits, 0x80 (attributes) and 0x40 (digests) (sm.c's key
+         * layout) */
+        size_t idlen = vl >= 9 ? (uint8_t)v[8] & 0x3f : 0;
         if (idlen == KYU_UUID_LEN && vl >= 9 + idlen)
             memcpy(id, v + 9, idlen);
         if (*n == cap) {
