@@ -69,7 +69,7 @@ static kyu_code_t io_propose_receive(void *arg, uint64_t sid, const char *queue,
         return err->code;
     kyu_frontend_ensure_handle_key(self);
     kyu_command_t cmd;
-    memset(&cmd, 0, sizeof cmd);
+    kyu_command_init(&cmd);
     cmd.type = row->cmd;
     snprintf(cmd.queue, sizeof cmd.queue, "%s", queue);
     cmd.vt = vt;
@@ -85,7 +85,7 @@ static kyu_code_t io_propose_release(void *arg, uint64_t sid, const char *queue,
     kyu_frontend_t *self = arg;
     const kyu_op_row_t *row = kyu_ops_row(KYU_OP_RELEASE_LEASES);
     kyu_command_t cmd;
-    memset(&cmd, 0, sizeof cmd);
+    kyu_command_init(&cmd);
     cmd.type = row->cmd;
     snprintf(cmd.queue, sizeof cmd.queue, "%s", queue);
     cmd.vt = -1;
