@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The broker under valgrind memcheck through a small flow: send (with attributes), a batch with
-# a failed entry, receive, dead-letter moves, peek, a redrive, delete. Exits non-zero when
+# a failed entry, receive, dead-letter moves, peek, a redrive, delete, untag, kyu-worker sessions
+# (drained, and killed with leases held). Exits non-zero when
 # memcheck finds an error or a leak (--error-exitcode=1 --leak-check=full).
 # Usage: scripts/valgrind_flow.sh [BUILD_DIR (default build)]
 set -euo pipefail
@@ -30,6 +31,29 @@ for h in $(python3 -c 'import json,sys
 for l in open(sys.argv[1]): print(json.loads(l)["ReceiptHandle"])' "$d/recv.json"); do
     kyu delete src "$h" >/dev/null
 done
+# Tags removed; a worker session: pushes, deletes, a SIGTERM drain (WORKER_CLOSE), and one
+# killed with leases held (released when it is declared dead).
+kyu untag-queue src nokey >/dev/null
+kyu create-queue work --tag team=a
+kyu untag-queue work team >/dev/null
+seq 1 30 | kyu send work --lines >/dev/null
+"$b/worker/kyu-worker" --broker "tcp://127.0.0.1:$port" --queue work --exec cat \
+    --heartbeat 0.2 --liveness 3 >"$d/worker1.log" 2>&1 &
+wp=$!
+for _ in $(seq 1 120); do
+    [ "$(kyu --json get-queue-attributes work | python3 -c 'import json,sys
+a=json.load(sys.stdin); print(a["ApproximateNumberOfMessages"]+a["ApproximateNumberOfMessagesNotVisible"])')" = 0 ] && break
+    sleep 0.5
+done
+kyu workers >/dev/null
+kill -TERM $wp && wait $wp
+seq 1 30 | kyu send work --lines >/dev/null
+"$b/worker/kyu-worker" --broker "tcp://127.0.0.1:$port" --queue work --exec 'sleep 30' \
+    --heartbeat 0.2 --liveness 3 >"$d/worker2.log" 2>&1 &
+wp=$!
+sleep 5
+kill -9 $wp; wait $wp || true
+sleep 3 # declared dead, its leases released
 kill -TERM $vp
 rc=0
 wait $vp || rc=$?
