@@ -42,7 +42,7 @@ seq 1 30 | kyu send work --lines >/dev/null
 wp=$!
 for _ in $(seq 1 120); do
     [ "$(kyu --json get-queue-attributes work | python3 -c 'import json,sys
-a=json.load(sys.stdin); print(a["ApproximateNumberOfMessages"]+a["ApproximateNumberOfMessagesNotVisible"])')" = 0 ] && break
+a=json.load(sys.stdin); print(int(a["ApproximateNumberOfMessages"])+int(a["ApproximateNumberOfMessagesNotVisible"]))')" = 0 ] && break
     sleep 0.5
 done
 kyu workers >/dev/null
