@@ -77,6 +77,7 @@ void sim_trace_dump(const sim_trace_t *t, FILE *f);
 /* ---- network ---- */
 typedef struct {
     uint64_t deliver_at;
+    uint64_t sent_at;
     kyu_raft_msg_t m; /* deep copy owned by the network */
 } sim_packet_t;
 
@@ -94,6 +95,9 @@ void sim_network_send(sim_network_t *net, sim_rng_t *rng, const sim_options_t *o
                       const kyu_raft_msg_t *m);
 /* Removes the packets due at now, in a shuffled order; caller frees them. */
 size_t sim_network_take_due(sim_network_t *net, sim_rng_t *rng, uint64_t now, sim_packet_t **out);
+/* The packets node `from` sent at step `now` leave only at step `until` (its process paused
+ * before they reached the wire), each after its own delay from then. */
+void sim_network_hold_from(sim_network_t *net, uint64_t from, uint64_t now, uint64_t until);
 void sim_msg_free(kyu_raft_msg_t *m);
 
 /* ---- a node: core + disk + state machine ---- */
@@ -117,6 +121,12 @@ typedef struct {
     uint64_t commit_seen;
     uint64_t restart_at;
     uint32_t paused_ticks; /* clock stalls */
+    /* A paused process (SIGSTOP, a VM paused by its hypervisor): until this step it runs
+     * nothing (no tick, no message, no storage report); what reaches it waits in `held`,
+     * in order of arrival, and is stepped first when it resumes. 0: running. */
+    uint64_t frozen_until;
+    sim_packet_t *held;
+    size_t n_held, cap_held;
     kyu_raft_role_t role_seen;
     uint64_t term_seen;
     void *app; /* the application's per-node state (kyu-sim-kyu: replica, store, disk queue) */
@@ -241,6 +251,10 @@ bool sim_node_start(sim_cluster_t *c, sim_node_t *nd);
 void sim_node_crash(sim_cluster_t *c, sim_node_t *nd);
 void sim_node_process(sim_cluster_t *c, sim_node_t *nd);
 void sim_node_free(sim_node_t *nd);
+/* A paused process: frozen for `steps` steps from now (sim_cluster.c delivers and runs
+ * nothing meanwhile); what it sent this step leaves when it resumes. */
+void sim_node_freeze(sim_cluster_t *c, sim_node_t *nd, uint64_t steps);
+void sim_node_drop_held(sim_node_t *nd);
 /* The disk: entries from index on go; one more entry (copied); the snapshot record (copied);
  * entries up to index go; everything goes. */
 void sim_disk_truncate_from(sim_disk_t *d, uint64_t index);

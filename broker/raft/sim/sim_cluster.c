@@ -1,8 +1,9 @@
 /*
  * sim_cluster.c - a simulated cluster and its run: a safety phase under every fault the seed
- * enables (network faults, partitions, crashes, clock jumps, membership changes, leadership
- * transfers, client proposals throughout), then a liveness phase that heals everything and
- * requires a leader, a new acknowledged write and every member caught up within a bound.
+ * enables (network faults, partitions, crashes, clock jumps, process pauses started by the
+ * application, membership changes, leadership transfers, client proposals throughout), then a
+ * liveness phase that heals everything and requires a leader, a new acknowledged write and every
+ * member caught up within a bound.
  */
 #include "sim.h"
 
@@ -28,6 +29,7 @@ static bool start_node(sim_cluster_t *c, sim_node_t *nd)
 
 static void crash_node(sim_cluster_t *c, sim_node_t *nd)
 {
+    sim_node_drop_held(nd); /* a paused process killed: what waited in its buffers is gone */
     if (c->app)
         c->app->node_crash(c, nd);
     else
@@ -36,10 +38,83 @@ static void crash_node(sim_cluster_t *c, sim_node_t *nd)
 
 static void tick_node(sim_cluster_t *c, sim_node_t *nd)
 {
+    if (nd->frozen_until)
+        return; /* a paused process runs no timer */
     if (c->app)
         c->app->node_tick(c, nd);
     else
         kyu_raft_tick(nd->raft);
+}
+
+void sim_node_drop_held(sim_node_t *nd)
+{
+    for (size_t i = 0; i < nd->n_held; i++)
+        sim_msg_free(&nd->held[i].m);
+    free(nd->held);
+    nd->held = NULL;
+    nd->n_held = nd->cap_held = 0;
+    nd->frozen_until = 0;
+}
+
+void sim_node_freeze(sim_cluster_t *c, sim_node_t *nd, uint64_t steps)
+{
+    nd->frozen_until = c->now + steps;
+    sim_network_hold_from(&c->net, nd->id, c->now, nd->frozen_until);
+    sim_trace(&c->trace, c->now, "n%llu PAUSED (%s, term %llu) until step %llu",
+              (unsigned long long)nd->id, kyu_raft_role_name(kyu_raft_role(nd->raft)),
+              (unsigned long long)kyu_raft_term(nd->raft), (unsigned long long)nd->frozen_until);
+}
+
+/* A message reaches node `to`: stepped, or kept in order while its process is paused. */
+static void deliver(sim_cluster_t *c, sim_node_t *to, sim_packet_t *p)
+{
+    kyu_raft_msg_t *m = &p->m;
+    if (to->frozen_until) {
+        if (to->n_held == to->cap_held) {
+            size_t cap = to->cap_held ? 2 * to->cap_held : 16;
+            sim_packet_t *h = realloc(to->held, cap * sizeof(*h));
+            if (!h) {
+                fprintf(stderr, "kyu-sim: out of memory\n");
+                exit(3);
+            }
+            to->held = h;
+            to->cap_held = cap;
+        }
+        to->held[to->n_held++] = *p; /* the node owns it now */
+        return;
+    }
+    if (c->o.verbose)
+        sim_trace(&c->trace, c->now,
+                  "  n%llu -> n%llu %s term=%llu idx=%llu lt=%llu commit=%llu n=%zu%s",
+                  (unsigned long long)m->from, (unsigned long long)m->to,
+                  kyu_raft_msg_type_name(m->type), (unsigned long long)m->term,
+                  (unsigned long long)m->index, (unsigned long long)m->log_term,
+                  (unsigned long long)m->commit, m->n_entries, m->reject ? " REJECT" : "");
+    if (c->app)
+        c->app->node_step(c, to, m);
+    else
+        kyu_raft_step(to->raft, m);
+    sim_msg_free(m);
+}
+
+/* A paused process resumes: it reads what waited in its buffers, in order, before anything
+ * newer. */
+static void resume(sim_cluster_t *c, sim_node_t *nd)
+{
+    sim_packet_t *held = nd->held;
+    size_t n = nd->n_held;
+    nd->held = NULL;
+    nd->n_held = nd->cap_held = 0;
+    nd->frozen_until = 0;
+    sim_trace(&c->trace, c->now, "n%llu RESUMES with %zu messages waiting",
+              (unsigned long long)nd->id, n);
+    for (size_t i = 0; i < n; i++) {
+        if (nd->raft && c->result == SIM_OK)
+            deliver(c, nd, &held[i]);
+        else
+            sim_msg_free(&held[i].m);
+    }
+    free(held);
 }
 
 bool sim_cluster_init(sim_cluster_t *c, const sim_options_t *o)
@@ -84,7 +159,8 @@ static sim_node_t *random_leader(sim_cluster_t *c)
     sim_node_t *cands[SIM_MAX_NODES];
     int n = 0;
     for (int i = 0; i < c->n; i++)
-        if (c->nodes[i].raft && kyu_raft_role(c->nodes[i].raft) == KYU_RAFT_LEADER)
+        if (c->nodes[i].raft && !c->nodes[i].frozen_until &&
+            kyu_raft_role(c->nodes[i].raft) == KYU_RAFT_LEADER)
             cands[n++] = &c->nodes[i];
     return n ? cands[sim_rng_below(&c->rng, (uint64_t)n)] : NULL;
 }
@@ -324,30 +400,25 @@ static void step(sim_cluster_t *c, bool liveness)
     if (!liveness ? sim_rng_chance(&c->rng, c->o.propose_pm)
                   : (!c->probe_acked && !write_in_progress(c)))
         client_propose(c);
+    for (int i = 0; i < c->n; i++)
+        if (c->nodes[i].frozen_until && c->now >= c->nodes[i].frozen_until)
+            resume(c, &c->nodes[i]);
     sim_packet_t *due;
     size_t n = sim_network_take_due(&c->net, &c->rng, c->now, &due);
     for (size_t i = 0; i < n; i++) {
         kyu_raft_msg_t *m = &due[i].m;
         sim_node_t *to = &c->nodes[m->to - 1];
-        if (to->raft && !c->net.blocked[m->from][m->to] && c->result == SIM_OK) {
-            if (c->o.verbose)
-                sim_trace(&c->trace, c->now,
-                          "  n%llu -> n%llu %s term=%llu idx=%llu lt=%llu commit=%llu n=%zu%s",
-                          (unsigned long long)m->from, (unsigned long long)m->to,
-                          kyu_raft_msg_type_name(m->type), (unsigned long long)m->term,
-                          (unsigned long long)m->index, (unsigned long long)m->log_term,
-                          (unsigned long long)m->commit, m->n_entries, m->reject ? " REJECT" : "");
-            if (c->app)
-                c->app->node_step(c, to, m);
-            else
-                kyu_raft_step(to->raft, m);
-        }
-        sim_msg_free(m);
+        if (to->raft && !c->net.blocked[m->from][m->to] && c->result == SIM_OK)
+            deliver(c, to, &due[i]);
+        else
+            sim_msg_free(m);
     }
     free(due);
     for (int i = 0; i < c->n; i++) {
         sim_node_t *nd = &c->nodes[i];
         if (!nd->raft)
+            continue;
+        if (nd->frozen_until)
             continue;
         if (nd->paused_ticks > 0)
             nd->paused_ticks--;
@@ -355,7 +426,7 @@ static void step(sim_cluster_t *c, bool liveness)
             tick_node(c, nd);
     }
     for (int i = 0; i < c->n && c->result == SIM_OK; i++) {
-        if (!c->nodes[i].raft)
+        if (!c->nodes[i].raft || c->nodes[i].frozen_until)
             continue;
         if (c->app)
             c->app->node_process(c, &c->nodes[i]);
@@ -407,6 +478,8 @@ sim_result_t sim_cluster_run(sim_cluster_t *c)
     memset(c->net.blocked, 0, sizeof(c->net.blocked));
     for (int i = 0; i < c->n && c->result == SIM_OK; i++) {
         c->nodes[i].paused_ticks = 0;
+        if (c->nodes[i].frozen_until)
+            c->nodes[i].frozen_until = c->now + 1; /* resumes at the next step */
         if (!c->nodes[i].raft)
             restart(c, &c->nodes[i]);
     }

@@ -214,6 +214,7 @@ static bool seed_begin(sim_cluster_t *c)
     /* Entries the state machine buffers (0: the replica's default, half the log window). */
     static const uint32_t write_every[] = {0, 1, 16, 1024};
     k->write_every = write_every[sim_rng_below(&rng, 4)];
+    k->pause_pm = sim_rng_chance(&rng, 500) ? 5 + (uint32_t)sim_rng_below(&rng, 46) : 0;
     for (int i = 0; i < c->n; i++) {
         c->nodes[i].app = &k->nodes[i];
         k->nodes[i].c = c;
@@ -223,11 +224,12 @@ static bool seed_begin(sim_cluster_t *c)
                  i + 1);
     }
     if (c->o.verbose)
-        printf("  kyu: ms_per_step=%u skew=%s digest_every=%u write_every=%u power_loss=%u "
-               "disk_stall=%u slow_disk=n%llu entry_max=%zu bytes_max=%zu plant=%u dir=%s\n",
-               k->ms_per_step, skewed ? "on" : "off", k->digest_every, k->write_every,
-               k->power_loss_pm, k->stall_pm, (unsigned long long)k->slow_node, k->entry_max,
-               k->bytes_max, c->o.plant, k->root);
+        printf(
+            "  kyu: ms_per_step=%u skew=%s digest_every=%u write_every=%u power_loss=%u "
+            "disk_stall=%u slow_disk=n%llu pause=%u entry_max=%zu bytes_max=%zu plant=%u dir=%s\n",
+            k->ms_per_step, skewed ? "on" : "off", k->digest_every, k->write_every,
+            k->power_loss_pm, k->stall_pm, (unsigned long long)k->slow_node, k->pause_pm,
+            k->entry_max, k->bytes_max, c->o.plant, k->root);
     return true;
 }
 
@@ -438,6 +440,7 @@ static const char *const count_names[] = {"messages sent",
                                           "receives over their in-flight limit",
                                           "expiries applied",
                                           "messages expired",
+                                          "process pauses",
                                           NULL};
 
 static void count(sim_cluster_t *c, uint64_t *counts)
@@ -446,7 +449,7 @@ static void count(sim_cluster_t *c, uint64_t *counts)
     uint64_t v[] = {k->next_msg,     k->receives_checked, k->deletes_checked, k->retried,
                     k->dedup_hits,   k->digests,          k->installs,        k->boot_resets,
                     k->state_checks, k->power_losses,     k->answers,         k->stalls,
-                    k->over_limit,   k->expiries,         k->expired};
+                    k->over_limit,   k->expiries,         k->expired,         k->pauses};
     for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
         counts[i] += v[i];
 }

@@ -199,10 +199,11 @@ typedef struct {
     uint32_t ms_per_step;
     int64_t skew[SIM_MAX_NODES + 1];
     uint32_t digest_every;
-    uint32_t write_every;        /* kyu_replica_config_t.state_write_every */
-    uint32_t power_loss_pm;      /* of crashes; 0: crashes are process crashes only */
-    uint32_t stall_pm;           /* per node and step: its disk stalls (0: never) */
-    uint64_t slow_node;          /* its disk is slow during the safety phase (0: none) */
+    uint32_t write_every;   /* kyu_replica_config_t.state_write_every */
+    uint32_t power_loss_pm; /* of crashes; 0: crashes are process crashes only */
+    uint32_t stall_pm;      /* per node and step: its disk stalls (0: never) */
+    uint64_t slow_node;     /* its disk is slow during the safety phase (0: none) */
+    uint32_t pause_pm;      /* per leader step with a write out: its process pauses (0: never) */
     size_t entry_max, bytes_max; /* the replica's bounds (0: the broker's) */
     /* oracle */
     sk_index_t *idx;
@@ -253,7 +254,7 @@ typedef struct {
     size_t n_retries;
     uint64_t retried, dedup_hits, receives_checked, deletes_checked, digests, installs;
     uint64_t over_limit; /* receives refused at their in-flight limit */
-    uint64_t boot_resets, state_checks, power_losses, answers, stalls;
+    uint64_t boot_resets, state_checks, power_losses, answers, stalls, pauses;
 } sk_t;
 
 /* sim_kyu.c */

@@ -428,6 +428,17 @@ void sk_on_done(void *arg, void *waiter, kyu_result_t *r)
                r->code == KYU_ERR_BUSY) {
         /* Not applied here, or not known to be: the outcome is unknown. */
         retry_later(k, &w->in);
+    } else if (kn->applying.valid) {
+        /* Answered while an entry is applied, with a result that is none of its commands':
+         * the waiter was matched to an entry that is not its own (a no-op, or another
+         * leader's entry with fewer commands, at its index). */
+        if (c->result == SIM_OK)
+            sim_violation(c, SIM_SAFETY,
+                          "answer mismatch: node %llu answered a request (code %d) while "
+                          "applying entry %llu (term %llu) with none of its %zu results",
+                          (unsigned long long)kn->nd->id, (int)r->code,
+                          (unsigned long long)kn->applying.index,
+                          (unsigned long long)kn->applying.term, kn->applying.n);
     } else {
         /* Answered without its entry being applied here: only a broken replica does. */
         learn(c, &w->in, r);

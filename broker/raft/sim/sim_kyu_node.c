@@ -18,6 +18,9 @@
  *                kyu_replica_install_done is told either way.
  *   clock        simulated time: step x ms_per_step plus the node's skew; the Raft core's
  *                seed comes from the run's random stream. The replica ticks once per step.
+ *   process      in some seeds a leader with a write out pauses (SIGSTOP, a stopped VM) for
+ *                one to three election timeouts: sim_node_freeze (sim_cluster.c) holds
+ *                what it sent in that step and what reaches it until it resumes.
  *
  * Everything else (boot from the log, the Ready loop, when a waiter is answered, apply,
  * compaction, install, configuration changes, transfers) is the broker's code.
@@ -455,7 +458,7 @@ static void fetch(sim_cluster_t *c, sim_node_t *nd)
                           ? &c->nodes[kn->fetch_server - 1]
                           : NULL;
     sk_node_t *sn = src ? src->app : NULL;
-    bool ok = src && src != nd && src->raft && sn->replica &&
+    bool ok = src && src != nd && src->raft && !src->frozen_until && sn->replica &&
               !kyu_replica_installing(sn->replica) && !c->net.blocked[src->id][nd->id] &&
               !c->net.blocked[nd->id][src->id] && kyu_sm_applied_index(sn->sm) >= kn->fetch_min &&
               src->sm_applied == kyu_sm_applied_index(sn->sm);
@@ -539,6 +542,16 @@ void sk_node_process(sim_cluster_t *c, sim_node_t *nd)
         sim_violation(c, SIM_SAFETY, "node %llu: %s", (unsigned long long)nd->id,
                       kyu_replica_failure(kn->replica));
     nd->busy = kn->queue != NULL;
+    /* A process pause (SIGSTOP, a VM stopped by its hypervisor, a machine swapping): it
+     * strikes a leader that has just handed a write to its disk and its appends to the
+     * transport, so they leave only when it resumes, after up to three election timeouts
+     * (sim_cluster.c holds everything meanwhile). */
+    if (k->pause_pm && c->faults && c->result == SIM_OK && kn->replica && kn->queue &&
+        kyu_raft_role(nd->raft) == KYU_RAFT_LEADER && sim_rng_chance(&c->rng, k->pause_pm)) {
+        k->pauses++;
+        sim_node_freeze(c, nd,
+                        c->o.election_ticks + sim_rng_below(&c->rng, 2ull * c->o.election_ticks));
+    }
 }
 
 /* Retention, as kyu_frontend_tick (frontend.c) does it: a serving leader looks once a second

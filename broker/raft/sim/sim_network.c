@@ -44,7 +44,7 @@ static void msg_copy(kyu_raft_msg_t *dst, const kyu_raft_msg_t *src)
     dst->snap_data = dup_bytes(src->snap_data, src->snap_len);
 }
 
-static void enqueue(sim_network_t *net, uint64_t at, const kyu_raft_msg_t *m)
+static void enqueue(sim_network_t *net, uint64_t now, uint64_t at, const kyu_raft_msg_t *m)
 {
     if (net->n == net->cap) {
         size_t cap = net->cap ? net->cap * 2 : 256;
@@ -57,6 +57,7 @@ static void enqueue(sim_network_t *net, uint64_t at, const kyu_raft_msg_t *m)
         net->cap = cap;
     }
     net->q[net->n].deliver_at = at;
+    net->q[net->n].sent_at = now;
     msg_copy(&net->q[net->n].m, m);
     net->n++;
 }
@@ -75,9 +76,9 @@ void sim_network_send(sim_network_t *net, sim_rng_t *rng, const sim_options_t *o
         return;
     if (net->faulty && sim_rng_chance(rng, o->drop_pm))
         return;
-    enqueue(net, now + 1 + delay(rng, o, net->faulty), m);
+    enqueue(net, now, now + 1 + delay(rng, o, net->faulty), m);
     if (net->faulty && sim_rng_chance(rng, o->dup_pm))
-        enqueue(net, now + 1 + delay(rng, o, net->faulty), m);
+        enqueue(net, now, now + 1 + delay(rng, o, net->faulty), m);
 }
 
 size_t sim_network_take_due(sim_network_t *net, sim_rng_t *rng, uint64_t now, sim_packet_t **out)
@@ -111,6 +112,15 @@ size_t sim_network_take_due(sim_network_t *net, sim_rng_t *rng, uint64_t now, si
     }
     *out = d;
     return due;
+}
+
+void sim_network_hold_from(sim_network_t *net, uint64_t from, uint64_t now, uint64_t until)
+{
+    for (size_t i = 0; i < net->n; i++) {
+        sim_packet_t *p = &net->q[i];
+        if (p->m.from == from && p->sent_at == now && p->deliver_at > now)
+            p->deliver_at = until + (p->deliver_at - now);
+    }
 }
 
 void sim_network_free(sim_network_t *net)

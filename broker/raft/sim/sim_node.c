@@ -29,6 +29,7 @@ void sim_disk_free(sim_disk_t *d)
 
 void sim_node_free(sim_node_t *nd)
 {
+    sim_node_drop_held(nd);
     kyu_raft_destroy(&nd->raft);
     sim_disk_free(&nd->disk);
 }
