@@ -9,7 +9,9 @@ broker of BUILD (default build/), in a temporary directory:
   b) the same through an embedded C handler: client/examples/example_consumer (libkyu's
      consumer API, batch 10, 4 concurrent batches; its output to /dev/null);
   c) kyu-bench W2 (pipelined receives) and PUSH (worker sessions of credit 100), alternated,
-     same broker, same minutes;
+     same broker, same minutes: end to end (producer and consumer together), and phased (the
+     consumer starts once all is sent: consume msg/s, comparable with a) and b), which drain
+     a filled queue);
   d) the delay from a worker's kill -9 to its messages' redelivery: worker A holds 5 messages
      (its handler sleeps; visibility timeout 120 s, so only the session's death hands them
      over), worker B waits beside it with credit; A is killed; the delay runs from the kill to
@@ -24,6 +26,7 @@ usage: scripts/bench_worker.py [--build DIR] [--count N] [--trials N] [--limit S
 import argparse
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -174,7 +177,8 @@ def run_embedded(b, count, rows):
 def run_push(b, count, repeats, rows):
     bench = b.bin("client/kyu-bench")
     for i in range(repeats):
-        for wl, extra in (("w2", []), ("push", ["--credit", "100"])):
+        for wl, extra in (("w2", []), ("push", ["--credit", "100"]),
+                          ("w2", ["--phased"]), ("push", ["--credit", "100", "--phased"])):
             r = subprocess.run([bench, "--broker", b.endpoint, "--workload", wl, "--count",
                                 str(count), "--json"] + extra, capture_output=True,
                                timeout=b.limit + 60)
@@ -182,10 +186,13 @@ def run_push(b, count, repeats, rows):
                 res = json.loads(r.stdout)
             except ValueError:
                 res = {"ok": False, "error": r.stderr.decode()[-300:]}
-            what = "kyu-bench %s%s (run %d)" % (wl, " credit 100" if extra else "", i + 1)
+            phased = "--phased" in extra
+            what = "kyu-bench %s%s%s (run %d)" % (wl, " credit 100" if wl == "push" else "",
+                                                 ", phased: consume only" if phased else "", i + 1)
             lat = res.get("latency_us", {})
-            rows.append((what, count, res.get("end_to_end_msg_s"), lat.get("p50"),
-                         lat.get("p99"), res.get("ok"), res.get("error", "")))
+            rate = res.get("consume_msg_s" if phased else "end_to_end_msg_s")
+            rows.append((what, count, rate, lat.get("p50"), lat.get("p99"), res.get("ok"),
+                         res.get("error", "")))
             print("%-58s %8s msg/s  p50 %8.0f us  p99 %8.0f us  ok %s %s" % (
                 what, "%.0f" % rows[-1][2] if rows[-1][2] else "-", lat.get("p50", 0),
                 lat.get("p99", 0), res.get("ok"), res.get("error", "")), flush=True)
@@ -228,7 +235,7 @@ def kill_trial(b, hb, lv, tmp):
         if time.monotonic() > deadline:
             break
         time.sleep(0.02)
-    time.sleep(0.5)
+    time.sleep(0.5 + random.uniform(0, hb))  # any phase of A's heartbeats
     killed = time.time()
     a.send_signal(signal.SIGKILL)
     a.wait(timeout=30)
@@ -280,13 +287,15 @@ def worker_log(path):
     for n, d in re.findall(r"batch \d+: (\d+) messages, (\d+) ms", text):
         sizes.append(int(n))
         ms.append(int(d))
-    conc = [int(x) for x in re.findall(r"scaling \w+ from \d+ to (\d+)", text)]
-    start = re.findall(r"concurrency (\d+)", text)
+    steps = [int(x) for x in re.findall(r"scaling \w+ from \d+ to (\d+)", text)]
+    start = [int(x) for x in re.findall(r"concurrency (\d+)", text)[:1]]
     if not ms:
         return ""
-    return "%d batches: median %d msgs, %d ms; concurrency up to %s" % (
+    conc = start + steps
+    return "%d batches: median %d msgs, %d ms; concurrency %s" % (
         len(ms), statistics.median(sizes), statistics.median(ms),
-        max(conc) if conc else (start[0] + " (no scaling)" if start else "?"))
+        "->".join(str(c) for c in conc[:3]) + ("...->%d (max %d)" % (conc[-1], max(conc))
+                                              if len(conc) > 3 else ""))
 
 
 def print_row(row, note=""):
@@ -301,12 +310,13 @@ def print_row(row, note=""):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
-    ap.add_argument("--count", type=int, default=20000)
+    ap.add_argument("--count", type=int, default=50000)
     ap.add_argument("--push-count", type=int, default=50000)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--trials", type=int, default=5)
     ap.add_argument("--limit", type=float, default=120)
     ap.add_argument("--only", default="exec,embedded,push,kill")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
     a = ap.parse_args()
     only = set(a.only.split(","))
     tmp = tempfile.mkdtemp(prefix="kyu-bench-worker-")
@@ -327,7 +337,10 @@ def main():
     finally:
         b.close()
         print("# load after: %s" % " ".join("%.2f" % x for x in os.getloadavg()))
-        shutil.rmtree(tmp, ignore_errors=True)
+        if a.keep:
+            print("# logs in %s" % tmp)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
