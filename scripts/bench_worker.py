@@ -20,8 +20,9 @@ broker of BUILD (default build/), in a temporary directory:
 Every step is bounded (a run that does not empty its queue within LIMIT seconds is reported
 as such). Prints a table. Processes are stopped by their PID only.
 
-usage: scripts/bench_worker.py [--build DIR] [--count N] [--trials N] [--limit SEC]
-                               [--only exec,embedded,push,kill]
+usage: scripts/bench_worker.py [--build DIR] [--count N (50000)] [--push-count N (50000)]
+                               [--repeats N (2)] [--trials N (5)] [--limit SEC (120)]
+                               [--only exec,embedded,push,kill] [--keep]
 """
 import argparse
 import json
