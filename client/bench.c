@@ -37,8 +37,9 @@ kyu_client_t *bench_connect(bench_t *b)
 {
     kyu_client_opts_t o = kyu_client_opts_default();
     o.timeout_ms = b->timeout_ms;
-    if (b->inflight + 16 > o.max_inflight)
-        o.max_inflight = b->inflight + 16;
+    int most = b->inflight > 2 * b->credit ? b->inflight : 2 * b->credit; /* PUSH's deletes */
+    if (most + 16 > o.max_inflight)
+        o.max_inflight = most + 16;
     kyu_err_t err = {0};
     kyu_client_t *c = kyu_client_new_opts(b->broker, &o, &err);
     if (!c) {
@@ -61,8 +62,9 @@ kyu_client_t *bench_connect(bench_t *b)
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: kyu-bench [--broker ENDPOINTS] [--workload w1|lat|w2|send] [--count N]\n"
+            "usage: kyu-bench [--broker ENDPOINTS] [--workload w1|lat|w2|push|send] [--count N]\n"
             "                 [--size BYTES] [--rate R] [--inflight N] [--recv-inflight N]\n"
+            "                 [--credit N] [--early-credit]\n"
             "                 [--producers P] [--consumers C] [--queue NAME] [--keep-queue]\n"
             "                 [--phased] [--preload N] [--idle-timeout SEC] [--timeout SEC]\n"
             "                 [--batch N] [--wait SEC] [--json]\n"
@@ -71,8 +73,13 @@ static void usage(FILE *out)
             "  lat   w1 with the producers paced to --rate msg/s (default 500)\n"
             "  w2    --inflight pipelined sends (default 100); consumers keep --recv-inflight\n"
             "        receives of 10 in flight (default 4) and delete in pipelined batches\n"
+            "  push  w2's producers; each consumer opens a worker session (WORKER_OPEN) with\n"
+            "        --credit N (default 100): the broker leases and pushes messages, the\n"
+            "        consumer deletes each push's messages in one request and gives the credit\n"
+            "        back (WORKER_HEARTBEAT) once the delete is answered (--early-credit: as\n"
+            "        it is sent)\n"
             "  send  producers only, pipelined; reports send msg/s\n"
-            "--batch N: w2 and send (and --preload) put N messages (1..10) in each send\n"
+            "--batch N: w2, push and send (and --preload) put N messages (1..10) in each send\n"
             "request (default 1); --inflight counts requests.\n"
             "Defaults: --count 100000 (lat: 5000), --size 1024 (at least 16), 1 producer,\n"
             "1 consumer, a fresh queue bench-PID-TIME deleted afterwards (unless --keep-queue\n"
@@ -105,6 +112,7 @@ static int parse(bench_t *b, int argc, char **argv)
         {"preload", 1, NULL, 'L'},       {"idle-timeout", 1, NULL, 'I'},
         {"timeout", 1, NULL, 't'},       {"json", 0, NULL, 'j'},
         {"wait", 1, NULL, 'W'},          {"batch", 1, NULL, 'B'},
+        {"credit", 1, NULL, 'C'},        {"early-credit", 0, NULL, 'E'},
         {"help", 0, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     double v = 0;
@@ -125,6 +133,8 @@ static int parse(bench_t *b, int argc, char **argv)
                 b->workload = BENCH_W2;
             else if (strcmp(optarg, "send") == 0)
                 b->workload = BENCH_SEND;
+            else if (strcmp(optarg, "push") == 0)
+                b->workload = BENCH_PUSH;
             else
                 ok = false;
             break;
@@ -142,6 +152,12 @@ static int parse(bench_t *b, int argc, char **argv)
             break;
         case 'R':
             ok = num(optarg, 1, 100, &v), b->recv_inflight = (int)v;
+            break;
+        case 'C':
+            ok = num(optarg, 1, KYU_WORKER_CREDIT_MAX, &v), b->credit = (int)v;
+            break;
+        case 'E':
+            b->early_credit = true;
             break;
         case 'B':
             ok = num(optarg, 1, KYU_BATCH_MAX, &v), b->batch = (int)v;
@@ -219,7 +235,7 @@ static double rate(uint64_t n, int64_t from_ns, int64_t to_ns)
 
 static const char *workload_name(bench_workload_t w)
 {
-    static const char *names[] = {"w1", "lat", "w2", "send"};
+    static const char *names[] = {"w1", "lat", "w2", "send", "push"};
     return names[w];
 }
 
@@ -314,6 +330,10 @@ static int report(bench_t *b, bool empty_checked, const kyu_queue_attrs_t *at)
         "p99", pct[2], "max", pct[3], "duplicates", (json_int_t)atomic_load(&b->duplicates),
         "missing", (json_int_t)missing, "delete_errors", (json_int_t)atomic_load(&b->delete_errors),
         "queue_empty", empty, "ok", ok);
+    if (o && b->workload == BENCH_PUSH) {
+        json_object_set_new(o, "credit", json_integer(b->credit));
+        json_object_set_new(o, "early_credit", json_boolean(b->early_credit));
+    }
     if (o && b->error[0])
         json_object_set_new(o, "error", json_string(b->error));
     if (b->json) {
@@ -326,6 +346,9 @@ static int report(bench_t *b, bool empty_checked, const kyu_queue_attrs_t *at)
                "queue %s%s\n",
                workload_name(b->workload), (unsigned long long)b->count, b->size, b->producers,
                b->consumers, b->queue, b->phased ? ", phased" : "");
+        if (b->workload == BENCH_PUSH)
+            printf("worker sessions with credit %d, credit given back as deletes are %s\n",
+                   b->credit, b->early_credit ? "sent" : "answered");
         printf("produce      %10.0f msg/s\n", rate(b->count, b->start_ns, b->produced_ns));
         if (b->consumers) {
             printf("consume      %10.0f msg/s\n",
@@ -354,6 +377,7 @@ int main(int argc, char **argv)
     b.size = 1024;
     b.inflight = 100;
     b.recv_inflight = 4;
+    b.credit = 100;
     b.batch = 1;
     b.producers = b.consumers = 1;
     b.idle_timeout_s = 30;

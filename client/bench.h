@@ -1,6 +1,6 @@
 /* bench: what kyu-bench's files share. bench.c: options, setup, the report;
  * bench_run.c: the producer and consumer threads of each workload (docs/BENCHMARKS.md:
- * W1, LAT, W2, send-only; W3 is these against a cluster, DEPTH is --preload).
+ * W1, LAT, W2, PUSH, send-only; W3 is these against a cluster, DEPTH is --preload).
  *
  * Every message starts with 16 bytes: the CLOCK_MONOTONIC time just before its send (ns)
  * and its sequence number. Consumers mark each sequence seen (an atomic flag per sequence:
@@ -16,7 +16,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-typedef enum { BENCH_W1, BENCH_LAT, BENCH_W2, BENCH_SEND } bench_workload_t;
+typedef enum { BENCH_W1, BENCH_LAT, BENCH_W2, BENCH_SEND, BENCH_PUSH } bench_workload_t;
 
 #define BENCH_PRELOAD_FLAG (1ULL << 63) /* sequence bit of --preload messages: not measured */
 
@@ -29,6 +29,8 @@ typedef struct {
     int inflight;      /* W2 / send: pipelined sends per producer */
     int batch;         /* W2 / send: messages per send request, 1..10 (a SEND of as many bodies) */
     int recv_inflight; /* W2: pipelined receives per consumer */
+    int credit;        /* PUSH: each consumer's worker session's credit */
+    bool early_credit; /* PUSH: credit goes back as a delete is sent, not once it is answered */
     int producers, consumers;
     char queue[KYU_NAME_MAX + 1];
     bool fresh_queue; /* created by this run: deleted at the end unless keep */

@@ -1,8 +1,10 @@
 /* bench_run: kyu-bench's producer and consumer threads, one libkyu client each.
  * W1 and LAT: one request in flight per thread (LAT paces the producers). W2 and send:
  * pipelined sends (--inflight outstanding); the W2 consumer keeps --recv-inflight receives
- * of 10 outstanding and deletes in batches of up to 10, pipelined too. */
+ * of 10 outstanding and deletes in batches of up to 10, pipelined too. PUSH: W2's producers;
+ * the consumer opens a worker session and deletes what the broker pushes (below). */
 #include "bench.h"
+#include "kyu_internal.h" /* PUSH: kyu_request_prepare, the client's push_id */
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,7 +105,7 @@ void *bench_producer(void *arg)
     bench_t *b = t->b;
     kyu_client_t *c = bench_connect(b);
     if (c) {
-        if (b->workload == BENCH_W2 || b->workload == BENCH_SEND)
+        if (b->workload == BENCH_W2 || b->workload == BENCH_SEND || b->workload == BENCH_PUSH)
             send_pipelined(b, c, (uint64_t)t->index, (uint64_t)b->producers, b->count, 0);
         else
             send_one_at_a_time(b, c, t->index);
@@ -319,6 +321,211 @@ static void consume_pipelined(bench_t *b, kyu_client_t *c)
     }
 }
 
+/* PUSH's consumer, on raw requests through libkyu rather than the consumer API (kyu.h's
+ * kyu_consumer_*), so that what is measured is the broker's leasing and pushing: the consumer
+ * API sizes its credit to its handler pool, hands batches to threads and extends leases,
+ * which would be measured too. Here: WORKER_OPEN with --credit; each push's messages (up to
+ * 10) are recorded and deleted in one DELETE at once; the credit they took goes back with a
+ * WORKER_HEARTBEAT (one in flight at a time: what comes back meanwhile waits for the next)
+ * once the delete is answered (--early-credit: once it is sent), and a heartbeat goes at
+ * least every interval the broker asked for. When every message is seen and deleted,
+ * WORKER_CLOSE. */
+typedef struct {
+    uint64_t id;
+    uint32_t n; /* messages it deletes: their credit */
+} push_delete_t;
+
+typedef struct {
+    uint64_t sid, open_id, hb_id, close_id;
+    int64_t hb_ms, last_hb_ns;
+    uint64_t to_give;    /* credit of finished messages not given back yet */
+    push_delete_t *dels; /* the deletes in flight */
+    size_t n_dels, cap_dels;
+} push_state_t;
+
+static bool push_open(bench_t *b, kyu_client_t *c, int index, push_state_t *s)
+{
+    kyu_request_t req;
+    kyu_request_prepare(&req, KYU_OP_WORKER_OPEN, KYU_F_QUEUE | KYU_F_CREDIT | KYU_F_WORKER_NAME);
+    snprintf(req.queue, sizeof req.queue, "%s", b->queue);
+    req.credit = (uint32_t)b->credit;
+    snprintf(req.worker_name, sizeof req.worker_name, "kyu-bench-%d", index);
+    kyu_reply_t rep;
+    kyu_reply_init(&rep);
+    kyu_err_t err = {0};
+    kyu_code_t rc = kyu_client_call(c, &req, NULL, NULL, 0, &rep, NULL, &err);
+    if (rc == KYU_OK && rep.sid == 0)
+        rc = kyu_err_set(&err, KYU_ERR_MALFORMED, "WORKER_OPEN reply without a session id");
+    if (rc == KYU_OK) {
+        s->sid = rep.sid;
+        s->open_id = rep.id;
+        s->hb_ms = rep.hb_ms ? rep.hb_ms : KYU_WORKER_HB_DEFAULT_MS;
+        s->last_hb_ns = bench_now_ns();
+        c->push_id = rep.id; /* poll_reply hands out the pushes */
+    } else {
+        bench_fail(b, "worker-open", &err);
+    }
+    kyu_reply_reset(&rep);
+    return rc == KYU_OK;
+}
+
+/* Sends a heartbeat giving back what finished, when none is in flight and there is credit
+ * to give or the interval is up. */
+static bool push_heartbeat(bench_t *b, kyu_client_t *c, push_state_t *s)
+{
+    int64_t now = bench_now_ns();
+    bool due = now - s->last_hb_ns >= s->hb_ms * 1000000 / 2;
+    /* --early-credit: none while the credit's worth of deletes is in flight (so at most twice
+     * that are) */
+    uint64_t give = b->early_credit && s->n_dels >= (size_t)b->credit ? 0 : s->to_give;
+    give = give > KYU_WORKER_CREDIT_MAX ? KYU_WORKER_CREDIT_MAX : give;
+    if (s->hb_id || (give == 0 && !due))
+        return true;
+    kyu_request_t req;
+    kyu_request_prepare(&req, KYU_OP_WORKER_HEARTBEAT, KYU_F_SID | KYU_F_CREDIT);
+    req.sid = s->sid;
+    req.credit = (uint32_t)give;
+    kyu_err_t err = {0};
+    if (kyu_client_request_async(c, &req, NULL, NULL, 0, &s->hb_id, &err) != KYU_OK) {
+        bench_fail(b, "worker-heartbeat", &err);
+        return false;
+    }
+    s->to_give -= give;
+    s->last_hb_ns = now;
+    return true;
+}
+
+/* A push of messages: record them and delete them in one request. */
+static void push_take(bench_t *b, kyu_client_t *c, push_state_t *s, const kyu_reply_t *rep,
+                      const kyu_message_t *msgs)
+{
+    int64_t now = bench_now_ns();
+    kyu_request_t del;
+    kyu_request_prepare(&del, KYU_OP_DELETE, KYU_F_QUEUE | KYU_F_HANDLES);
+    snprintf(del.queue, sizeof del.queue, "%s", b->queue);
+    for (size_t i = 0; i < rep->n_msgs && record(b, &msgs[i], now); i++)
+        snprintf(del.handles[del.n_handles++], sizeof del.handles[0], "%s", msgs[i].receipt_handle);
+    if (del.n_handles == 0)
+        return;
+    if (s->n_dels == s->cap_dels) { /* --early-credit lets more than the credit wait */
+        push_delete_t *more = realloc(s->dels, 2 * s->cap_dels * sizeof *more);
+        if (!more) {
+            bench_fail(b, "out of memory", NULL);
+            return;
+        }
+        s->dels = more;
+        s->cap_dels *= 2;
+    }
+    kyu_err_t err = {0};
+    uint64_t id = 0;
+    if (kyu_client_request_async(c, &del, NULL, NULL, 0, &id, &err) != KYU_OK) {
+        bench_fail(b, "delete", &err);
+        return;
+    }
+    s->dels[s->n_dels++] = (push_delete_t){id, (uint32_t)rep->n_msgs};
+    if (b->early_credit)
+        s->to_give += rep->n_msgs;
+}
+
+/* A reply to one of our deletes: true when it was one. */
+static bool push_deleted(bench_t *b, push_state_t *s, const kyu_reply_t *rep)
+{
+    for (size_t i = 0; i < s->n_dels; i++) {
+        if (s->dels[i].id != rep->id)
+            continue;
+        if (!b->early_credit)
+            s->to_give += s->dels[i].n;
+        s->dels[i] = s->dels[--s->n_dels];
+        if (rep->status != KYU_OK) {
+            kyu_err_t e = {(kyu_code_t)rep->status, ""};
+            snprintf(e.msg, sizeof e.msg, "%s", rep->error);
+            atomic_fetch_add(&b->delete_errors, 1);
+            bench_fail(b, "delete", &e);
+        }
+        for (size_t k = 0; k < rep->n_results; k++)
+            if (rep->results[k] != KYU_OK)
+                atomic_fetch_add(&b->delete_errors, 1);
+        return true;
+    }
+    return false;
+}
+
+static void consume_pushed(bench_t *b, kyu_client_t *c, int index)
+{
+    push_state_t s = {.n_dels = 0};
+    s.cap_dels = (size_t)b->credit; /* a delete per push at most, a push per credit at most */
+    s.dels = calloc(s.cap_dels, sizeof *s.dels);
+    if (!s.dels) {
+        bench_fail(b, "out of memory", NULL);
+        return;
+    }
+    if (!push_open(b, c, index, &s)) {
+        free(s.dels);
+        return;
+    }
+    int64_t last = bench_now_ns();
+    while (!atomic_load(&b->failed)) {
+        if (!s.close_id && all_consumed(b) && s.n_dels == 0) {
+            kyu_request_t req;
+            kyu_request_prepare(&req, KYU_OP_WORKER_CLOSE, KYU_F_SID);
+            req.sid = s.sid;
+            kyu_err_t err = {0};
+            if (kyu_client_request_async(c, &req, NULL, NULL, 0, &s.close_id, &err) != KYU_OK) {
+                bench_fail(b, "worker-close", &err);
+                break;
+            }
+        }
+        if (!s.close_id && !push_heartbeat(b, c, &s))
+            break;
+        kyu_reply_t rep;
+        kyu_message_t *msgs = NULL;
+        kyu_err_t err = {0};
+        kyu_reply_init(&rep);
+        kyu_code_t rc = kyu_client_poll_reply(c, (int)(s.hb_ms / 4), &rep, &msgs, &err);
+        bool stop = false;
+        if (rc == KYU_ERR_TIMEOUT) {
+            stop = idle_too_long(b, last);
+        } else if (rc != KYU_OK) {
+            bench_fail(b, "receive a push", &err);
+            stop = true;
+        } else if (rep.id == s.open_id && rep.ev) {
+            if (rep.ev == KYU_EV_MSGS && rep.n_msgs > 0) {
+                last = bench_now_ns();
+                push_take(b, c, &s, &rep, msgs);
+            } else if (rep.ev == KYU_EV_CLOSED && !s.close_id) {
+                kyu_err_t e = {(kyu_code_t)rep.status, ""};
+                snprintf(e.msg, sizeof e.msg, "%s", rep.error);
+                bench_fail(b, "the broker closed the worker session", &e);
+                stop = true;
+            } else if (rep.ev == KYU_EV_HB) {
+                stop = idle_too_long(b, last);
+            }
+        } else if (rep.id == s.hb_id) {
+            s.hb_id = 0;
+            if (rep.status != KYU_OK) {
+                kyu_err_t e = {(kyu_code_t)rep.status, ""};
+                snprintf(e.msg, sizeof e.msg, "%s", rep.error);
+                bench_fail(b, "worker-heartbeat", &e);
+            }
+        } else if (s.close_id && rep.id == s.close_id) {
+            if (rep.status != KYU_OK) {
+                kyu_err_t e = {(kyu_code_t)rep.status, ""};
+                snprintf(e.msg, sizeof e.msg, "%s", rep.error);
+                bench_fail(b, "worker-close", &e);
+            }
+            stop = true;
+        } else {
+            push_deleted(b, &s, &rep);
+        }
+        kyu_reply_reset(&rep);
+        kyu_messages_destroy(&msgs);
+        if (stop)
+            break;
+    }
+    c->push_id = 0;
+    free(s.dels);
+}
+
 void *bench_consumer(void *arg)
 {
     bench_thread_t *t = arg;
@@ -328,6 +535,8 @@ void *bench_consumer(void *arg)
         return NULL;
     if (b->workload == BENCH_W2)
         consume_pipelined(b, c);
+    else if (b->workload == BENCH_PUSH)
+        consume_pushed(b, c, t->index);
     else
         consume_one_at_a_time(b, c);
     kyu_client_destroy(&c);

@@ -412,6 +412,21 @@ class BenchTest(unittest.TestCase):
         self.check(res, 600)
         self.assertEqual(res["size"], 100)
 
+    def test_push_through_worker_sessions(self):
+        # Two worker sessions of credit 20 share the queue; every message sent (and the
+        # backlog) is pushed, deleted, none twice, and the queue is left empty.
+        res = self.bench("--workload", "push", "--count", "500", "--producers", "2",
+                         "--consumers", "2", "--credit", "20", "--preload", "50", "--size", "100")
+        self.check(res, 500)
+        self.assertEqual(res["workload"], "push")
+        self.assertEqual(res["credit"], 20)
+        self.assertEqual(res["duplicates"], 0)
+        self.assertEqual(res["delete_errors"], 0)
+
+    def test_push_with_early_credit_and_credit_of_one(self):
+        self.check(self.bench("--workload", "push", "--count", "200", "--early-credit"), 200)
+        self.check(self.bench("--workload", "push", "--count", "50", "--credit", "1"), 50)
+
     def test_send_only(self):
         res = self.bench("--workload", "send", "--count", "300")
         self.assertTrue(res["ok"])
@@ -422,6 +437,11 @@ class BenchTest(unittest.TestCase):
                             "w9"], capture_output=True, timeout=30)
         self.assertEqual(r.returncode, 2)
         self.assertIn(b"usage: kyu-bench", r.stderr)
+        for bad in (["--credit", "0"], ["--credit", "10001"], ["--credit", "x"]):
+            r = subprocess.run([os.path.join(os.path.dirname(KYU), "kyu-bench"), "--workload",
+                                "push"] + bad, capture_output=True, timeout=30)
+            self.assertEqual(r.returncode, 2, bad)
+            self.assertIn(b"bad option or value", r.stderr)
 
 
 if __name__ == "__main__":
