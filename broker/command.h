@@ -103,7 +103,7 @@ typedef struct {
      * KYU_F_RETENTION..KYU_F_TAGS in qx_set): when built, qx points to the request's (it
      * stays borrowed until the command is encoded); when decoded, qx_mp and qx_len hold
      * their encoding (queue_attrs.h), borrowed from the entry. */
-    unsigned qx_set;
+    uint64_t qx_set;
     const kyu_queue_ext_t *qx;
     const void *qx_mp;
     size_t qx_len;

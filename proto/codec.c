@@ -349,7 +349,7 @@ static kyu_code_t decode_request_field(const msgpack_object *k, const msgpack_ob
 {
     uint64_t u = 0;
     kyu_code_t rc = KYU_OK;
-    unsigned bit = 0;
+    uint64_t bit = 0;
     if (kyu_mp_key_is(k, "op") || kyu_mp_key_is(k, "id"))
         return KYU_OK; /* read before the other fields */
     if (kyu_mp_key_is(k, "q")) {
@@ -505,6 +505,25 @@ static kyu_code_t decode_request_field(const msgpack_object *k, const msgpack_ob
             req->entry_delay[i] = (int64_t)u;
         }
         req->n_entry_delays = v->via.array.size;
+    } else if (kyu_mp_key_is(k, "evt")) {
+        bit = KYU_F_ENTRY_VTS; /* range: the broker's check, per entry */
+        if (v->type != MSGPACK_OBJECT_ARRAY || v->via.array.size > KYU_BATCH_MAX)
+            return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                               "evt must be an array of at most %d visibility timeouts",
+                               KYU_BATCH_MAX);
+        for (size_t i = 0; i < v->via.array.size && rc == KYU_OK; i++) {
+            rc = get_uint(&v->via.array.ptr[i], "an entry's visibility timeout (evt)", UINT32_MAX,
+                          &u, err);
+            req->entry_vt[i] = (uint32_t)u;
+        }
+        req->n_entry_vts = v->via.array.size;
+    } else if (kyu_mp_key_is(k, "ct")) {
+        bit = KYU_F_CREDIT_TOTAL;
+        rc = get_uint(v, "total credit (ct)", KYU_WORKER_CREDIT_MAX, &u, err);
+        if (rc == KYU_OK && u == 0)
+            rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "total credit (ct) must be 1 to %d",
+                             KYU_WORKER_CREDIT_MAX);
+        req->credit_total = (uint32_t)u;
     } else if (kyu_mp_key_is(k, "cr")) {
         bit = KYU_F_CREDIT; /* WORKER_OPEN's credit 1.., a heartbeat's given back 0.. */
         rc = get_uint(v, "credit (cr)", KYU_WORKER_CREDIT_MAX, &u, err);
@@ -559,7 +578,7 @@ static kyu_code_t decode_request_field(const msgpack_object *k, const msgpack_ob
     return KYU_OK;
 }
 
-static const char *field_name(unsigned bit)
+static const char *field_name(uint64_t bit)
 {
     switch (bit) {
     case KYU_F_QUEUE:
@@ -624,6 +643,10 @@ static const char *field_name(unsigned bit)
         return "wn (worker name)";
     case KYU_F_SID:
         return "sid (session id)";
+    case KYU_F_CREDIT_TOTAL:
+        return "ct (total credit)";
+    case KYU_F_ENTRY_VTS:
+        return "evt (batch entry visibility timeouts)";
     default:
         return "?";
     }
@@ -679,7 +702,7 @@ kyu_code_t kyu_request_decode(const void *buf, size_t len, size_t n_bodies, kyu_
         rc = decode_request_field(&root->via.map.ptr[i].key, &root->via.map.ptr[i].val, req, err);
     if (rc != KYU_OK)
         goto done;
-    for (unsigned bit = 1; bit <= KYU_F_LAST_; bit <<= 1) {
+    for (uint64_t bit = 1; bit != 0 && bit <= KYU_F_LAST_; bit <<= 1) {
         if ((info->required & bit) && !(req->fields & bit)) {
             rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "%s needs field %s", info->name,
                              field_name(bit));
@@ -725,7 +748,7 @@ void kyu_request_encode(const kyu_request_t *req, msgpack_sbuffer *out)
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
     int n = 2;
-    for (unsigned bit = 1; bit <= KYU_F_LAST_; bit <<= 1)
+    for (uint64_t bit = 1; bit != 0 && bit <= KYU_F_LAST_; bit <<= 1)
         n += (req->fields & bit) != 0;
     msgpack_pack_map(&pk, n);
     kyu_mp_pack_str(&pk, "op");
@@ -856,6 +879,16 @@ void kyu_request_encode(const kyu_request_t *req, msgpack_sbuffer *out)
             else
                 msgpack_pack_uint64(&pk, (uint64_t)req->entry_delay[i]);
         }
+    }
+    if (req->fields & KYU_F_ENTRY_VTS) {
+        kyu_mp_pack_str(&pk, "evt");
+        msgpack_pack_array(&pk, req->n_entry_vts);
+        for (size_t i = 0; i < req->n_entry_vts; i++)
+            msgpack_pack_uint32(&pk, req->entry_vt[i]);
+    }
+    if (req->fields & KYU_F_CREDIT_TOTAL) {
+        kyu_mp_pack_str(&pk, "ct");
+        msgpack_pack_uint32(&pk, req->credit_total);
     }
     if (req->fields & KYU_F_CREDIT) {
         kyu_mp_pack_str(&pk, "cr");

@@ -76,7 +76,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             KYU_ASSERT(!cmd.qx_set || ((const uint8_t *)cmd.qx_mp >= data &&
                                        (const uint8_t *)cmd.qx_mp + cmd.qx_len <= data + size));
             kyu_queue_ext_t *x = cmd.qx_set ? malloc(sizeof *x) : NULL;
-            unsigned set = 0;
+            uint64_t set = 0;
             KYU_ASSERT(!cmd.qx_set ||
                        (x && kyu_qattrs_decode(cmd.qx_mp, cmd.qx_len, x, &set) &&
                         set == cmd.qx_set && kyu_qattrs_check(x, set, &err) == KYU_OK));

@@ -908,6 +908,48 @@ static kyu_code_t round_trip(const kyu_request_t *in, kyu_request_t *out, kyu_er
     return rc;
 }
 
+/* Fields above bit 31 (the masks are 64 bits): each is encoded, and an op that does not take
+ * it refuses it by name (a 32-bit mask would drop the bit and accept the request silently). */
+static void test_fields_above_bit_31_are_encoded_and_checked(void **state)
+{
+    (void)state;
+    kyu_request_t *in = calloc(1, sizeof *in), *out = malloc(sizeof *out);
+    kyu_err_t err;
+    assert_true(KYU_F_ENTRY_VTS > UINT32_MAX);
+    assert_true(KYU_F_LAST_ >= KYU_F_ENTRY_VTS);
+    in->op = KYU_OP_RECEIVE;
+    in->id = 4;
+    in->fields = KYU_F_QUEUE | KYU_F_ENTRY_VTS;
+    strcpy(in->queue, "jobs");
+    in->n_entry_vts = 2;
+    in->entry_vt[0] = 30;
+    in->entry_vt[1] = 43200;
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    kyu_request_encode(in, &b);
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    assert_int_equal(msgpack_unpack_next(&u, b.data, b.size, NULL), MSGPACK_UNPACK_SUCCESS);
+    assert_int_equal(u.data.via.map.size, 4); /* op, id, q, evt */
+    const msgpack_object_kv *evt = &u.data.via.map.ptr[3];
+    assert_int_equal(evt->key.via.str.size, 3);
+    assert_memory_equal(evt->key.via.str.ptr, "evt", 3);
+    assert_int_equal(evt->val.via.array.size, 2);
+    assert_int_equal(evt->val.via.array.ptr[1].via.u64, 43200);
+    msgpack_unpacked_destroy(&u);
+    assert_int_equal(kyu_request_decode(b.data, b.size, 0, out, &err), KYU_ERR_MALFORMED);
+    assert_non_null(strstr(err.msg, "receive does not take field evt"));
+    msgpack_sbuffer_destroy(&b);
+    in->fields = KYU_F_QUEUE | KYU_F_CREDIT_TOTAL;
+    in->credit_total = 7;
+    msgpack_sbuffer_init(&b);
+    kyu_request_encode(in, &b);
+    assert_int_equal(kyu_request_decode(b.data, b.size, 0, out, &err), KYU_ERR_MALFORMED);
+    assert_non_null(strstr(err.msg, "receive does not take field ct"));
+    msgpack_sbuffer_destroy(&b);
+    free(in);
+    free(out);
+}
 static void test_worker_requests_round_trip(void **state)
 {
     (void)state;
@@ -974,7 +1016,7 @@ static void test_worker_requests_are_checked(void **state)
     assert_int_equal(round_trip(&open, &out, &err), KYU_OK);
     assert_int_equal(out.credit, 1);
     struct {
-        unsigned field;
+        uint64_t field;
         uint32_t value;
         const char *what;
     } bad[] = {
@@ -1254,6 +1296,7 @@ int main(void)
         cmocka_unit_test(test_peek_reply_round_trips),
         cmocka_unit_test(test_move_task_requests_round_trip_and_are_checked),
         cmocka_unit_test(test_move_task_replies_round_trip),
+        cmocka_unit_test(test_fields_above_bit_31_are_encoded_and_checked),
         cmocka_unit_test(test_worker_requests_round_trip),
         cmocka_unit_test(test_worker_requests_are_checked),
         cmocka_unit_test(test_worker_name_and_credit_shapes_are_checked),
