@@ -352,8 +352,8 @@ kyu_code_t kyu_client_cancel_move_task(kyu_client_t *self, const char *queue, ky
 
 /* Worker sessions (proto/PROTOCOL.md "Worker sessions"): the sessions the leader holds, of
  * queue (NULL: of every queue), ordered by session id: a heap array (*workers_p, free() it)
- * of *n. Each gives its id, the worker's name and address, its queue, the credit it has now,
- * the leases it holds, and the ms since its last heartbeat and since it opened. */
+ * of *n. Each gives its id, the worker's name and address, its queue, the credit it has now
+ * and its total credit (which the worker sets as it scales), the leases it holds, and the ms since its last heartbeat and since it opened. */
 kyu_code_t kyu_client_list_workers(kyu_client_t *self, const char *queue,
                                    kyu_worker_info_t **workers_p, size_t *n, kyu_err_t *err);
 
@@ -403,8 +403,9 @@ kyu_code_t kyu_client_call(kyu_client_t *self, const kyu_request_t *req, const v
  *
  * Concurrency scales as Lambda's does: it starts at initial_concurrency batches, grows while
  * a backlog remains (a full batch waiting with every slot busy), up to max_concurrency;
- * shrinks when idle; halves when handlers fail. The consumer returns credit to the broker
- * (WORKER_HEARTBEAT) so that it holds about one batch more than it runs.
+ * shrinks when idle; halves when handlers fail. The consumer gives credit back to the broker
+ * as messages finish and sets its session's total credit (WORKER_HEARTBEAT's ct) to one batch
+ * more than it runs, (concurrency + 1) x batch_size, as it scales (`kyu workers` shows it).
  *
  * The session heartbeats every heartbeat_ms; a broker silent for heartbeat_ms * liveness (no
  * push, no reply) is taken for dead: the consumer reconnects, to the leader a NOT_LEADER reply

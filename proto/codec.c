@@ -58,7 +58,8 @@ static const kyu_op_info_t op_table[KYU_OP_MAX_] = {
                             "open a worker session: the leader pushes up to cr leased messages "
                             "of queue q to this connection"},
     [KYU_OP_WORKER_HEARTBEAT] = {KYU_OP_WORKER_HEARTBEAT, "worker-heartbeat", KYU_F_SID,
-                                 KYU_F_SID | KYU_F_CREDIT, 0, 0, KYU_OPF_SESSION,
+                                 KYU_F_SID | KYU_F_CREDIT | KYU_F_CREDIT_TOTAL, 0, 0,
+                                 KYU_OPF_SESSION,
                                  "a worker session's heartbeat, giving back cr credit"},
     [KYU_OP_WORKER_CLOSE] = {KYU_OP_WORKER_CLOSE, "worker-close", KYU_F_SID, KYU_F_SID, 0, 0,
                              KYU_OPF_SESSION,

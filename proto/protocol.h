@@ -372,10 +372,11 @@ typedef struct {
     char name[KYU_WORKER_NAME_MAX + 1]; /* "wn" */
     char host[KYU_ENDPOINT_MAX];        /* the peer's address ("" if unknown) */
     char queue[KYU_NAME_MAX + 1];
-    uint32_t credit;    /* "cr": messages it may be pushed now */
-    uint32_t held;      /* leases pushed and not yet given back */
-    uint64_t hb_ago_ms; /* "hbago": ms since its last heartbeat */
-    uint64_t age_ms;    /* ms since it opened */
+    uint32_t credit;       /* "cr": messages it may be pushed now */
+    uint32_t credit_total; /* "ct": its total credit (the worker sets it as it scales) */
+    uint32_t held;         /* leases pushed and not yet given back */
+    uint64_t hb_ago_ms;    /* "hbago": ms since its last heartbeat */
+    uint64_t age_ms;       /* ms since it opened */
 } kyu_worker_info_t;
 
 /* A push's event ("ev" on the wire): leased messages, the broker's heartbeat, the end of

@@ -984,6 +984,17 @@ static void test_worker_requests_round_trip(void **state)
     assert_true(out.sid == UINT64_MAX);
     assert_int_equal(out.credit, 0);
     assert_int_equal(out.fields, KYU_F_SID | KYU_F_CREDIT);
+    /* a new total credit (ct, bit 31): 1..10000 */
+    in.fields |= KYU_F_CREDIT_TOTAL;
+    in.credit_total = KYU_WORKER_CREDIT_MAX;
+    assert_int_equal(round_trip(&in, &out, &err), KYU_OK);
+    assert_true(out.fields == (KYU_F_SID | KYU_F_CREDIT | KYU_F_CREDIT_TOTAL));
+    assert_int_equal(out.credit_total, KYU_WORKER_CREDIT_MAX);
+    in.credit_total = 0;
+    assert_int_equal(round_trip(&in, &out, &err), KYU_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.msg, "total credit (ct)"));
+    in.credit_total = KYU_WORKER_CREDIT_MAX + 1;
+    assert_int_equal(round_trip(&in, &out, &err), KYU_ERR_INVALID_ARGUMENT);
     in.op = KYU_OP_WORKER_CLOSE;
     in.fields = KYU_F_SID;
     in.sid = 77;
@@ -1170,6 +1181,7 @@ static void test_worker_replies_and_pushes_round_trip(void **state)
          .host = "127.0.0.1",
          .queue = "jobs",
          .credit = 4,
+         .credit_total = 10,
          .held = 6,
          .hb_ago_ms = 250,
          .age_ms = 1234567},
