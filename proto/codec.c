@@ -87,9 +87,9 @@ static const kyu_op_info_t op_table[KYU_OP_MAX_] = {
                        KYU_OPF_WRITE,
                        "delete messages by receipt handle (eid: a batch, an entry id per handle)"},
     [KYU_OP_CHANGE_VISIBILITY] = {KYU_OP_CHANGE_VISIBILITY, "change-visibility",
-                                  KYU_F_QUEUE | KYU_F_HANDLES | KYU_F_VT,
+                                  KYU_F_QUEUE | KYU_F_HANDLES,
                                   KYU_F_QUEUE | KYU_F_HANDLES | KYU_F_VT | KYU_F_RQ |
-                                      KYU_F_ENTRY_IDS,
+                                      KYU_F_ENTRY_IDS | KYU_F_ENTRY_VTS,
                                   0, 0, KYU_OPF_WRITE,
                                   "set the remaining lease of received messages (eid: a batch, "
                                   "an entry id per handle)"},
@@ -732,6 +732,21 @@ kyu_code_t kyu_request_decode(const void *buf, size_t len, size_t n_bodies, kyu_
         rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
                          "eid has %zu entry ids for %zu messages (one per body frame)",
                          req->n_entries, n_bodies);
+    else if (req->op == KYU_OP_CHANGE_VISIBILITY && !(req->fields & KYU_F_ENTRY_VTS) &&
+             !(req->fields & KYU_F_VT))
+        rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                         "%s needs field vt (visibility timeout), or evt with eid", info->name);
+    else if ((req->fields & KYU_F_ENTRY_VTS) && (req->fields & KYU_F_VT))
+        rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                         "give each entry's visibility timeout (evt) or one for the request (vt), "
+                         "not both");
+    else if ((req->fields & KYU_F_ENTRY_VTS) && !(req->fields & KYU_F_ENTRY_IDS))
+        rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                         "evt (each entry's visibility timeout) is for a batch: give eid too");
+    else if ((req->fields & KYU_F_ENTRY_VTS) && req->n_entry_vts != req->n_handles)
+        rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                         "evt has %zu visibility timeouts for %zu receipt handles (one per handle)",
+                         req->n_entry_vts, req->n_handles);
     else if ((req->fields & KYU_F_ENTRY_DELAYS) && !(req->fields & KYU_F_ENTRY_IDS))
         rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
                          "eds (each entry's delay) is for a batch: give eid too");

@@ -754,6 +754,62 @@ static void test_delete_and_change_visibility_batches_take_an_entry_id_per_handl
     free(out);
 }
 
+static kyu_code_t round_trip(const kyu_request_t *in, kyu_request_t *out, kyu_err_t *err);
+
+/* CHANGE_VISIBILITY batches with a timeout per entry (evt, bit 32): one per handle, with eid,
+ * instead of vt; the values round-trip unchecked (the broker fails an entry out of range
+ * alone); DELETE does not take it. */
+static void test_change_visibility_batches_take_a_timeout_per_entry(void **state)
+{
+    (void)state;
+    kyu_request_t *in = calloc(1, sizeof *in), *out = malloc(sizeof *out);
+    kyu_err_t err;
+    in->op = KYU_OP_CHANGE_VISIBILITY;
+    in->id = 1;
+    in->fields = KYU_F_QUEUE | KYU_F_HANDLES | KYU_F_ENTRY_IDS | KYU_F_ENTRY_VTS;
+    strcpy(in->queue, "q");
+    in->n_handles = in->n_entries = in->n_entry_vts = 3;
+    for (int i = 0; i < 3; i++) {
+        snprintf(in->handles[i], sizeof in->handles[i], "h%d", i);
+        snprintf(in->entry_ids[i], sizeof in->entry_ids[i], "e%d", i);
+    }
+    in->entry_vt[0] = 0;
+    in->entry_vt[1] = 43200;
+    in->entry_vt[2] = 43201; /* out of range: the broker fails that entry alone */
+    assert_int_equal(round_trip(in, out, &err), KYU_OK);
+    assert_true(out->fields == in->fields);
+    assert_int_equal(out->n_entry_vts, 3);
+    assert_int_equal(out->entry_vt[0], 0);
+    assert_int_equal(out->entry_vt[1], 43200);
+    assert_int_equal(out->entry_vt[2], 43201);
+    struct {
+        uint64_t add, drop;
+        size_t n_vts;
+        const char *why;
+    } bad[] = {
+        {KYU_F_VT, 0, 3, "not both"},
+        {0, KYU_F_ENTRY_IDS, 3, "is for a batch: give eid too"},
+        {0, 0, 2, "evt has 2 visibility timeouts for 3 receipt handles"},
+        {0, KYU_F_ENTRY_VTS, 3, "needs field vt (visibility timeout), or evt"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        kyu_request_t *r = calloc(1, sizeof *r);
+        *r = *in;
+        r->fields = (r->fields | bad[i].add) & ~bad[i].drop;
+        r->n_entry_vts = bad[i].n_vts;
+        if (bad[i].drop == KYU_F_ENTRY_IDS)
+            r->n_entries = 0;
+        assert_int_equal(round_trip(r, out, &err), KYU_ERR_INVALID_ARGUMENT);
+        assert_non_null(strstr(err.msg, bad[i].why));
+        free(r);
+    }
+    in->op = KYU_OP_DELETE;
+    assert_int_equal(round_trip(in, out, &err), KYU_ERR_MALFORMED);
+    assert_non_null(strstr(err.msg, "delete does not take field evt"));
+    free(in);
+    free(out);
+}
+
 static void b_peek_from_negative(msgpack_packer *pk)
 {
     msgpack_pack_map(pk, 4);
@@ -1304,6 +1360,7 @@ int main(void)
         cmocka_unit_test(test_peek_and_purge_requests_round_trip_and_are_checked),
         cmocka_unit_test(test_untag_requests_round_trip_and_tags_must_be_utf8),
         cmocka_unit_test(test_delete_and_change_visibility_batches_take_an_entry_id_per_handle),
+        cmocka_unit_test(test_change_visibility_batches_take_a_timeout_per_entry),
         cmocka_unit_test(test_a_bad_from_is_invalid_argument),
         cmocka_unit_test(test_peek_reply_round_trips),
         cmocka_unit_test(test_move_task_requests_round_trip_and_are_checked),
