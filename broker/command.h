@@ -24,7 +24,10 @@
  *                      for a message that has some, so entries without attributes are the
  *                      same as before them. In a batch (SEND with entry ids), an entry that
  *                      failed the leader's checks is [code, error text] in its place
- *   DELETE, CHANGE_VISIBILITY: items = [receipt_handle, ...]
+ *   DELETE, CHANGE_VISIBILITY: items = [receipt_handle, ...]; a CHANGE_VISIBILITY batch with
+ *                      a timeout per entry (evt): each item [receipt_handle, vt] (its own
+ *                      timeout, 0..43200), or [code] for an entry that failed the leader's
+ *                      check (a timeout out of range: INVALID_ARGUMENT, nothing changed)
  *   RECEIVE:           items = [max in flight] (the leader's --max-inflight, 1..2^32-1: the
  *                      receive leases no message past it), or [] (entries written before
  *                      the limit: none)
@@ -103,7 +106,7 @@ typedef struct {
      * KYU_F_RETENTION..KYU_F_TAGS in qx_set): when built, qx points to the request's (it
      * stays borrowed until the command is encoded); when decoded, qx_mp and qx_len hold
      * their encoding (queue_attrs.h), borrowed from the entry. */
-    unsigned qx_set;
+    uint64_t qx_set;
     const kyu_queue_ext_t *qx;
     const void *qx_mp;
     size_t qx_len;
@@ -118,7 +121,11 @@ typedef struct {
     /* SEND batch: entry i failed the leader's checks (0: it is a message): its code and why;
      * nothing of it is stored, the reply and a retry's answer say so */
     uint8_t entry_code[KYU_BATCH_MAX]; /* entry_error[i] below: why */
-    uint64_t rq_client, rq_key;        /* SEND: 0 when the client sent no request key */
+    /* CHANGE_VISIBILITY with a timeout per entry (has_handle_vt): handle i's, seconds; a
+     * handle whose timeout is out of range has entry_code[i] INVALID_ARGUMENT instead */
+    bool has_handle_vt;
+    uint32_t handle_vt[KYU_BATCH_MAX];
+    uint64_t rq_client, rq_key; /* SEND: 0 when the client sent no request key */
     /* SET_MEMBER, DROP_MEMBER: the node (1..2^63-1); SET_MEMBER: its addresses, non-empty */
     uint64_t member_id;
     char member_raft[KYU_ENDPOINT_MAX];

@@ -446,7 +446,7 @@ void kyu_frontend_on_result(void *arg, void *waiter, kyu_result_t *res)
         w->lp = NULL;
         kyu_longpoll_add_pending(self->lp, lp->queue, -1);
         kyu_err_t err;
-        lp->fields &= ~(unsigned)KYU_F_RQ;
+        lp->fields &= ~KYU_F_RQ;
         bool again = res->code == KYU_OK && res->n_msgs == 0 &&
                      kyu_replica_serving(self->ctx.replica) &&
                      kyu_replica_now(self->ctx.replica) < lp->deadline_ms &&

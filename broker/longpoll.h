@@ -30,7 +30,7 @@ typedef struct kyu_longpoll_waiter {
     uint64_t id;        /* its request id */
     char queue[KYU_NAME_MAX + 1];
     uint64_t qid;    /* the queue's id when it came: another id means the queue was deleted */
-    unsigned fields; /* the request's KYU_F_VT, KYU_F_MAX and KYU_F_RQ */
+    uint64_t fields; /* the request's KYU_F_VT, KYU_F_MAX and KYU_F_RQ */
     uint32_t vt, max;
     uint64_t rq_client, rq_key;
     uint64_t deadline_ms; /* cluster time at which it is answered empty */

@@ -183,7 +183,7 @@ bool kyu_op_queue_attrs_decode(const msgpack_object *items, kyu_command_t *cmd)
  * rules out. */
 static bool command_attrs(const kyu_command_t *c, kyu_queue_ext_t *given, kyu_apply_t *a)
 {
-    unsigned set = 0;
+    uint64_t set = 0;
     kyu_qattrs_defaults(given);
     if (c->qx) {
         *given = *c->qx;

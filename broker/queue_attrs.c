@@ -17,9 +17,9 @@ void kyu_qattrs_defaults(kyu_queue_ext_t *x)
     x->tags.n = 0;
 }
 
-unsigned kyu_qattrs_nondefault(const kyu_queue_ext_t *x)
+uint64_t kyu_qattrs_nondefault(const kyu_queue_ext_t *x)
 {
-    unsigned set = 0;
+    uint64_t set = 0;
     if (x->retention != KYU_RETENTION_DEFAULT)
         set |= KYU_F_RETENTION;
     if (x->receive_wait != 0)
@@ -40,7 +40,7 @@ const char *kyu_qattrs_allow_name(uint32_t allow)
                                            : "allowAll";
 }
 
-kyu_code_t kyu_qattrs_check(const kyu_queue_ext_t *x, unsigned set, kyu_err_t *err)
+kyu_code_t kyu_qattrs_check(const kyu_queue_ext_t *x, uint64_t set, kyu_err_t *err)
 {
     if ((set & KYU_F_RETENTION) &&
         (x->retention < KYU_RETENTION_MIN || x->retention > KYU_RETENTION_MAX))
@@ -91,10 +91,10 @@ kyu_code_t kyu_qattrs_check(const kyu_queue_ext_t *x, unsigned set, kyu_err_t *e
     return KYU_OK;
 }
 
-void kyu_qattrs_encode(const kyu_queue_ext_t *x, unsigned set, msgpack_packer *pk)
+void kyu_qattrs_encode(const kyu_queue_ext_t *x, uint64_t set, msgpack_packer *pk)
 {
     set &= KYU_F_QUEUE_EXT_;
-    msgpack_pack_map(pk, (size_t)__builtin_popcount(set));
+    msgpack_pack_map(pk, (size_t)__builtin_popcountll(set));
     if (set & KYU_F_RETENTION) {
         kyu_mp_pack_str(pk, "mrp");
         msgpack_pack_uint32(pk, x->retention);
@@ -138,7 +138,7 @@ static bool get_u32(const msgpack_object *o, uint32_t *out)
 }
 
 static bool decode_one(const msgpack_object *k, const msgpack_object *v, kyu_queue_ext_t *x,
-                       unsigned *bit)
+                       uint64_t *bit)
 {
     if (kyu_mp_key_is(k, "mrp"))
         return (*bit = KYU_F_RETENTION, get_u32(v, &x->retention));
@@ -182,13 +182,13 @@ static bool decode_one(const msgpack_object *k, const msgpack_object *v, kyu_que
     return false;
 }
 
-bool kyu_qattrs_decode_object(const msgpack_object *o, kyu_queue_ext_t *x, unsigned *set)
+bool kyu_qattrs_decode_object(const msgpack_object *o, kyu_queue_ext_t *x, uint64_t *set)
 {
     *set = 0;
     if (o->type != MSGPACK_OBJECT_MAP)
         return false;
     for (uint32_t i = 0; i < o->via.map.size; i++) {
-        unsigned bit = 0;
+        uint64_t bit = 0;
         if (!decode_one(&o->via.map.ptr[i].key, &o->via.map.ptr[i].val, x, &bit) || (*set & bit))
             return false;
         *set |= bit;
@@ -197,7 +197,7 @@ bool kyu_qattrs_decode_object(const msgpack_object *o, kyu_queue_ext_t *x, unsig
     return kyu_qattrs_check(x, *set, &err) == KYU_OK;
 }
 
-bool kyu_qattrs_decode(const void *buf, size_t len, kyu_queue_ext_t *x, unsigned *set)
+bool kyu_qattrs_decode(const void *buf, size_t len, kyu_queue_ext_t *x, uint64_t *set)
 {
     msgpack_unpacked u;
     kyu_err_t err;

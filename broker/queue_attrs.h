@@ -17,16 +17,16 @@
  * no tags. */
 void kyu_qattrs_defaults(kyu_queue_ext_t *x);
 /* The attributes of x that are not at their defaults. */
-unsigned kyu_qattrs_nondefault(const kyu_queue_ext_t *x);
+uint64_t kyu_qattrs_nondefault(const kyu_queue_ext_t *x);
 /* Checks the attributes of x that set names against SQS's ranges and limits; the error
  * names the attribute and its range. */
-kyu_code_t kyu_qattrs_check(const kyu_queue_ext_t *x, unsigned set, kyu_err_t *err);
+kyu_code_t kyu_qattrs_check(const kyu_queue_ext_t *x, uint64_t set, kyu_err_t *err);
 /* Packs the attributes of x that set names as the map above. */
-void kyu_qattrs_encode(const kyu_queue_ext_t *x, unsigned set, msgpack_packer *pk);
+void kyu_qattrs_encode(const kyu_queue_ext_t *x, uint64_t set, msgpack_packer *pk);
 /* Reads such a map into x (the attributes it holds; the others untouched) and *set: false
  * when it is malformed or an attribute is out of range (kyu_qattrs_check). */
-bool kyu_qattrs_decode_object(const msgpack_object *o, kyu_queue_ext_t *x, unsigned *set);
-bool kyu_qattrs_decode(const void *buf, size_t len, kyu_queue_ext_t *x, unsigned *set);
+bool kyu_qattrs_decode_object(const msgpack_object *o, kyu_queue_ext_t *x, uint64_t *set);
+bool kyu_qattrs_decode(const void *buf, size_t len, kyu_queue_ext_t *x, uint64_t *set);
 /* Adds tags to x's (a key it has takes the new value): false when more than KYU_TAGS_MAX
  * would result (x unchanged). */
 bool kyu_qattrs_merge_tags(kyu_queue_ext_t *x, const kyu_tags_t *tags);

@@ -117,7 +117,7 @@ static bool decode_queue_record(const uint8_t *v, size_t vlen, queue_t *q)
         f[i] = ok ? o->via.array.ptr[i].via.u64 : 0;
     }
     kyu_queue_ext_t *x = ok ? malloc(sizeof *x) : NULL;
-    unsigned set = 0;
+    uint64_t set = 0;
     if (x)
         kyu_qattrs_defaults(x);
     ok = ok && x && f[0] == QUEUE_REC_VERSION && f[2] <= KYU_VISIBILITY_MAX &&
@@ -376,14 +376,14 @@ void kyu_sm_queue_free(queue_t *q)
 
 bool kyu_sm_queue_ext(const queue_t *q, kyu_queue_ext_t *x)
 {
-    unsigned set = 0;
+    uint64_t set = 0;
     kyu_qattrs_defaults(x);
     return !q->ext || kyu_qattrs_decode(q->ext, q->ext_len, x, &set);
 }
 
 bool kyu_sm_queue_set_ext(queue_t *q, const kyu_queue_ext_t *x)
 {
-    unsigned set = kyu_qattrs_nondefault(x);
+    uint64_t set = kyu_qattrs_nondefault(x);
     uint8_t *ext = NULL;
     size_t len = 0;
     if (set) {

@@ -17,7 +17,9 @@ typedef struct {
     char name[KYU_WORKER_NAME_MAX + 1];
     char host[KYU_ENDPOINT_MAX];
     int64_t vt; /* -1: the queue's */
-    uint32_t credit_total, credit, reserved, held, pushes;
+    /* credit_total: the worker's (WORKER_OPEN's cr, then each heartbeat's ct); the credit it
+     * has now is what the total leaves after reserved and held (credit_of) */
+    uint32_t credit_total, reserved, held, pushes;
     uint32_t hb_ms, liveness;
     uint64_t opened_at, last_hb, served;
     /* The leases pushed that a release would look at (KYU_RELEASE_REC each): those given
@@ -120,6 +122,14 @@ void kyu_workers_destroy(kyu_workers_t **self_p)
     *self_p = NULL;
 }
 
+/* The credit s has now: its total less what is asked for and held (0 while a lowered total
+ * is below them: nothing is pushed until enough is given back). */
+static uint32_t credit_of(const session_t *s)
+{
+    uint64_t out = (uint64_t)s->reserved + s->held;
+    return out < s->credit_total ? s->credit_total - (uint32_t)out : 0;
+}
+
 static session_t *lookup(kyu_workers_t *self, uint64_t sid)
 {
     char key[17];
@@ -139,7 +149,7 @@ bool kyu_workers_view(const kyu_workers_t *self, uint64_t sid, kyu_session_view_
         return false;
     *v = (kyu_session_view_t){.sid = s->sid,
                               .credit_total = s->credit_total,
-                              .credit = s->credit,
+                              .credit = credit_of(s),
                               .reserved = s->reserved,
                               .held = s->held,
                               .pushes = s->pushes,
@@ -377,7 +387,7 @@ kyu_code_t kyu_workers_open(kyu_workers_t *self, const kyu_request_t *req, zfram
              (req->fields & KYU_F_WORKER_NAME) ? req->worker_name : "");
     snprintf(s->host, sizeof s->host, "%s", host ? host : "");
     s->vt = (req->fields & KYU_F_VT) ? (int64_t)req->vt : -1;
-    s->credit_total = s->credit = req->credit;
+    s->credit_total = req->credit;
     s->hb_ms = (req->fields & KYU_F_HB) ? req->hb_ms : KYU_WORKER_HB_DEFAULT_MS;
     s->liveness = (req->fields & KYU_F_LIVENESS) ? req->liveness : KYU_WORKER_LIVENESS_DEFAULT;
     s->opened_at = s->last_hb = self->io.mono_ms(self->io.arg);
@@ -417,10 +427,13 @@ kyu_code_t kyu_workers_heartbeat(kyu_workers_t *self, const kyu_request_t *req, 
     uint32_t back = (req->fields & KYU_F_CREDIT) ? req->credit : 0;
     back = back < s->held ? back : s->held;
     s->held -= back;
-    s->credit += back;
+    /* A new total (the worker scaled): lowered below what is out, pushes stop until enough
+     * comes back; the broker never has more than the total outstanding. */
+    if (req->fields & KYU_F_CREDIT_TOTAL)
+        s->credit_total = req->credit_total;
     if (s->n_recs > 2 * (size_t)s->credit_total + 64)
         prune(self, s); /* the leases given back whose lease is over */
-    if (s->credit > 0)
+    if (credit_of(s) > 0)
         mark(self, s->wq); /* also after a refusal (the in-flight limit): try again */
     return KYU_OK;
 }
@@ -462,7 +475,8 @@ kyu_code_t kyu_workers_list(kyu_workers_t *self, const char *queue, kyu_reply_t 
         snprintf(w->name, sizeof w->name, "%s", s->name);
         snprintf(w->host, sizeof w->host, "%s", s->host);
         snprintf(w->queue, sizeof w->queue, "%s", s->queue);
-        w->credit = s->credit;
+        w->credit = credit_of(s);
+        w->credit_total = s->credit_total;
         w->held = s->held; /* pushed, not given back (those being leased: not yet) */
         w->hb_ago_ms = now > s->last_hb ? now - s->last_hb : 0;
         w->age_ms = now > s->opened_at ? now - s->opened_at : 0;
@@ -522,8 +536,7 @@ void kyu_workers_on_receive(kyu_workers_t *self, uint64_t sid, uint32_t asked,
         maybe_free(self, s);
         return;
     }
-    s->credit += asked - (uint32_t)got;
-    s->held += (uint32_t)got;
+    s->held += (uint32_t)got; /* the rest of what was asked is credit again */
     if (res->code == KYU_ERR_NO_SUCH_QUEUE) {
         end_session(self, s, KYU_ERR_NO_SUCH_QUEUE, "the queue was deleted", false);
         return;
@@ -575,8 +588,8 @@ static session_t *next_session(wq_t *q)
 {
     session_t *best = NULL;
     for (session_t *s = zlistx_first(q->sessions); s; s = zlistx_next(q->sessions))
-        if (s->credit > 0 && (!best || s->served < best->served ||
-                              (s->served == best->served && s->sid < best->sid)))
+        if (credit_of(s) > 0 && (!best || s->served < best->served ||
+                                 (s->served == best->served && s->sid < best->sid)))
             best = s;
     return best;
 }
@@ -593,7 +606,7 @@ static void serve_queue(kyu_workers_t *self, wq_t *q)
      * in flight (pipelined), as a consumer with many receives would. */
     uint64_t want = 0;
     for (session_t *s = zlistx_first(q->sessions); s; s = zlistx_next(q->sessions))
-        want += s->credit;
+        want += credit_of(s);
     if (want == 0)
         return;
     uint64_t now = self->io.cluster_ms(self->io.arg);
@@ -603,7 +616,8 @@ static void serve_queue(kyu_workers_t *self, wq_t *q)
         session_t *s = next_session(q);
         if (!s)
             break;
-        uint32_t n = s->credit < KYU_BATCH_MAX ? s->credit : KYU_BATCH_MAX;
+        uint32_t credit = credit_of(s);
+        uint32_t n = credit < KYU_BATCH_MAX ? credit : KYU_BATCH_MAX;
         n = n < budget ? n : (uint32_t)budget;
         kyu_err_t err;
         if (self->io.propose_receive(self->io.arg, s->sid, s->queue, s->vt, n, &err) != KYU_OK) {
@@ -611,7 +625,6 @@ static void serve_queue(kyu_workers_t *self, wq_t *q)
             break;
         }
         q->blocked = false;
-        s->credit -= n;
         s->reserved += n;
         s->pushes++;
         s->served = ++self->served;
@@ -687,7 +700,7 @@ uint64_t kyu_workers_next_visible(kyu_workers_t *self)
             continue; /* looked at again when its RECEIVEs come back, or marked */
         bool credit = false;
         for (session_t *s = zlistx_first(q->sessions); s && !credit; s = zlistx_next(q->sessions))
-            credit = s->credit > 0;
+            credit = credit_of(s) > 0;
         if (!credit)
             continue;
         uint64_t v = kyu_sm_next_visible_at(self->sm, q->name);

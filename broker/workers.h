@@ -13,9 +13,12 @@
  * the truth (replicated). On losing leadership every session ends with a push ev "closed"
  * (NOT_LEADER), on its queue's deletion with NO_SUCH_QUEUE; the workers open new ones.
  *
- * Credit: for each session credit + reserved + held == the credit it opened with, where
- * reserved counts the messages asked for by its RECEIVEs in flight and held the messages
- * pushed and not given back. So the broker never has more outstanding than the credit.
+ * Credit: each session has a total (WORKER_OPEN's cr; a heartbeat's ct sets a new one as the
+ * worker scales up or down), and its credit is total - reserved - held (0 when that is
+ * negative: a total lowered below what is out), where reserved counts the messages asked
+ * for by its RECEIVEs in flight and held the messages pushed and not given back. So the
+ * broker never has more outstanding than the total; lowering it stops pushes until enough
+ * is given back, raising it serves the queue at once.
  *
  * Wakes (no polling): the frontend hands over the state machine's list of queues that may
  * have visible messages (the long polls' list, sm_wake.c: sends, leases set or released,
@@ -92,8 +95,8 @@ void kyu_workers_destroy(kyu_workers_t **self_p);
  * must exist; fills rep (sid, hb, lv). */
 kyu_code_t kyu_workers_open(kyu_workers_t *self, const kyu_request_t *req, zframe_t *identity,
                             const char *host, kyu_reply_t *rep, kyu_err_t *err);
-/* WORKER_HEARTBEAT: a sign of life, with credit given back. NO_SESSION for a sid that is not
- * a live session of this connection. */
+/* WORKER_HEARTBEAT: a sign of life, with credit given back (cr) and a new total (ct). NO_SESSION
+ * for a sid that is not a live session of this connection. */
 kyu_code_t kyu_workers_heartbeat(kyu_workers_t *self, const kyu_request_t *req, zframe_t *identity,
                                  kyu_err_t *err);
 /* WORKER_CLOSE: ends the session and releases the leases it still holds. KYU_OK with

@@ -98,7 +98,8 @@ static const cli_cmd_t commands[] = {
      CLI_OPT_VT | CLI_OPT_VT_REQUIRED | CLI_OPT_HANDLES, 2, -1, cli_cmd_change_visibility},
     {"workers", "[QUEUE]",
      "list the worker sessions the leader holds (of QUEUE): id, name, host, queue, credit "
-     "(messages it may be pushed now), held (leases pushed and not given back) and the time "
+     "(messages it may be pushed now), total credit (the worker sets it as it scales), held "
+     "(leases pushed and not given back) and the time "
      "since its last heartbeat",
      0, 0, 1, cli_cmd_workers},
     {"cluster", "status | transfer [ID] | add ID,RAFT_HOST:PORT,CLIENT_ENDPOINT | remove ID",

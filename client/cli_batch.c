@@ -7,6 +7,7 @@
  * {"Successful": [...], "Failed": [...]}) and one stderr line per failed entry. */
 #include "cli.h"
 
+#include <limits.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -264,8 +265,9 @@ static bool parse_handle_line(const char *text, size_t no, bool want_vt, hline_t
         return false;
     }
     l->handle = json_string_value(rh);
-    if (want_vt && (!json_is_integer(vt) || json_integer_value(vt) < 0 ||
-                    json_integer_value(vt) > KYU_VISIBILITY_MAX)) {
+    /* over 43200: sent, and that entry alone fails (INVALID_ARGUMENT), as in SQS */
+    if (want_vt &&
+        (!json_is_integer(vt) || json_integer_value(vt) < 0 || json_integer_value(vt) > INT_MAX)) {
         snprintf(why, why_len, "VisibilityTimeout must be a number of seconds from 0 to %d",
                  KYU_VISIBILITY_MAX);
         return false;
@@ -280,10 +282,12 @@ static int send_handle_group(cli_t *cli, const char *queue, bool cv, hline_t *li
     kyu_handle_entry_t entries[KYU_BATCH_MAX];
     kyu_batch_result_t out[KYU_BATCH_MAX];
     for (size_t i = 0; i < n; i++)
-        entries[i] = (kyu_handle_entry_t){.id = lines[i].id, .receipt_handle = lines[i].handle};
+        entries[i] = (kyu_handle_entry_t){.id = lines[i].id,
+                                          .receipt_handle = lines[i].handle,
+                                          .visibility_timeout = lines[i].vt};
     kyu_err_t err = {0};
     kyu_code_t rc = cv ? kyu_client_change_visibility_batch(cli->client, queue, entries, n,
-                                                            lines[0].vt, out, &err)
+                                                            KYU_VT_PER_ENTRY, out, &err)
                        : kyu_client_delete_batch(cli->client, queue, entries, n, out, &err);
     json_t *ok = cli->json ? json_array() : NULL, *failed = cli->json ? json_array() : NULL;
     for (size_t i = 0; i < n; i++) {
@@ -319,8 +323,8 @@ static void hlines_free(hline_t *lines, size_t n)
     }
 }
 
-/* Reads the entries of stdin and sends them ten to a request; change-visibility-batch also
- * starts a new request where the VisibilityTimeout changes (one timeout per request). */
+/* Reads the entries of stdin and sends them ten to a request (change-visibility-batch: each
+ * entry with its own VisibilityTimeout, evt). */
 int cli_cmd_handle_batch(cli_t *cli, cli_args_t *a)
 {
     bool cv = strcmp(cli->cmd->name, "change-visibility-batch") == 0;
@@ -343,14 +347,6 @@ int cli_cmd_handle_batch(cli_t *cli, cli_args_t *a)
                 if (n > 0) /* the lines before it are sent, none after */
                     send_handle_group(cli, a->args[0], cv, lines, n);
                 break;
-            }
-            if (n > 0 && lines[n].vt != lines[0].vt) { /* another timeout: a new request */
-                if (send_handle_group(cli, a->args[0], cv, lines, n) != CLI_EXIT_OK)
-                    rc = CLI_EXIT_ERROR;
-                hlines_free(lines, n);
-                lines[0] = lines[n];
-                memset(&lines[n], 0, sizeof lines[n]);
-                n = 0;
             }
             n++;
         }

@@ -359,11 +359,11 @@ void kyu_consumer_stats(const kyu_consumer_t *self, kyu_consumer_stats_t *out)
     out->concurrency = atomic_load(&c->st_conc);
 }
 
-int64_t kyu_consumer_credit_target(const kyu_consumer_t *c)
+int64_t kyu_consumer_credit_total(const kyu_consumer_t *c, int64_t held_other)
 {
     if (atomic_load(&c->draining))
-        return 0;
-    return kyu_credit_target(c->scaler.current, c->o.batch_size);
+        return -1;
+    return kyu_credit_total(c->scaler.current, c->o.batch_size, held_other);
 }
 
 /* ---- batches ---- */

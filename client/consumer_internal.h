@@ -66,6 +66,7 @@ typedef struct {
     size_t n;
     kyu_held_t *h[KYU_BATCH_MAX];
     uint32_t credit;            /* REQ_HEARTBEAT: the credit it gave */
+    uint32_t total;             /* REQ_HEARTBEAT: the total credit it set (0: none) */
     int attempts;               /* sent this many times (resends keep the request key) */
     uint64_t rq_client, rq_key; /* DELETE, release: the request key of every attempt */
 } kyu_creq_t;
@@ -87,8 +88,9 @@ struct kyu_consumer {
     int64_t last_heard_ms, last_hb_ms, reconnect_at_ms;
     char leader[KYU_ENDPOINT_MAX]; /* a NOT_LEADER hint to go to */
     bool reconnect;                /* the session is over: open another */
-    int64_t granted, finished;     /* credit of the current session (consumer_policy.h) */
-    int64_t open_credit;           /* what it opened with */
+    /* credit of the current session (consumer_policy.h): its messages finished, those given
+     * back as credit, and the total the broker was last told (-1: tell it again) */
+    int64_t finished, returned, total;
     bool hb_inflight;
     int64_t down_since_ms; /* -1: connected */
 
@@ -163,7 +165,7 @@ void kyu_session_close(kyu_consumer_t *c);
 void kyu_held_free(kyu_consumer_t *c, kyu_held_t *h);
 /* Drops a reference to a chunk (frees it with its last). */
 void kyu_chunk_unref(kyu_chunk_t *chunk);
-/* Credit we should hold for the current concurrency. */
-int64_t kyu_consumer_credit_target(const kyu_consumer_t *c);
+/* The session's total credit for the current concurrency, -1 while draining (no change). */
+int64_t kyu_consumer_credit_total(const kyu_consumer_t *c, int64_t held_other);
 
 #endif

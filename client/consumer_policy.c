@@ -101,14 +101,15 @@ int64_t kyu_credit_target(int concurrency, int batch_size)
     return t < 1 ? 1 : t > CREDIT_MAX ? CREDIT_MAX : t;
 }
 
-uint32_t kyu_credit_to_give(int64_t granted, int64_t finished, int64_t returnable, int64_t target,
-                            int64_t held_other)
+int64_t kyu_credit_total(int concurrency, int batch_size, int64_t held_other)
 {
-    int64_t outstanding = granted - finished;
-    int64_t want = target - held_other;
-    int64_t give = want - outstanding;
-    if (give > returnable)
-        give = returnable;
+    int64_t t = kyu_credit_target(concurrency, batch_size) - (held_other > 0 ? held_other : 0);
+    return t < 1 ? 1 : t;
+}
+
+uint32_t kyu_credit_to_give(int64_t finished, int64_t returned)
+{
+    int64_t give = finished - returned;
     if (give <= 0)
         return 0;
     return (uint32_t)(give > CREDIT_MAX ? CREDIT_MAX : give);

@@ -53,18 +53,15 @@ void kyu_scaler_init(kyu_scaler_t *s, int initial, int max, int64_t now_ms);
 int kyu_scaler_step(kyu_scaler_t *s, const kyu_scale_input_t *in, int64_t now_ms, char *why,
                     size_t why_len);
 
-/* Credit: the messages the broker may push to the current session before we give more.
- * granted = the credit the session opened with plus what heartbeats gave back since;
- * outstanding = granted minus this session's messages finished (so: messages it pushed that
- * we still hold, plus credit it has not used). We want outstanding at target (enough for the
- * batches we run plus one gathering, at most 10000) less what we still hold from earlier
- * sessions. The broker takes back no more than it pushed and we have not given back: at most
- * returnable (this session's messages finished and not yet given back). Returns the credit
- * to give now (0..10000). */
-uint32_t kyu_credit_to_give(int64_t granted, int64_t finished, int64_t returnable, int64_t target,
-                            int64_t held_other);
-
+/* Credit: the session has a total (WORKER_OPEN's cr, then a heartbeat's ct), the most the
+ * broker has pushed and not given back (or is leasing) at once. The total follows the
+ * concurrency as it scales: enough for the batches we run plus one gathering, less what we
+ * still hold from earlier sessions (whose leases outlive them), 1..10000. */
+int64_t kyu_credit_total(int concurrency, int batch_size, int64_t held_other);
 /* The credit target for concurrency c and a batch size: (c + 1) batches, 1..10000. */
 int64_t kyu_credit_target(int concurrency, int batch_size);
+/* Every message of the session that finished goes back as credit (the total, not withheld
+ * credit, says how many may be out): finished - returned, 0..10000 a heartbeat. */
+uint32_t kyu_credit_to_give(int64_t finished, int64_t returned);
 
 #endif

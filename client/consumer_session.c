@@ -138,11 +138,9 @@ bool kyu_session_ensure(kyu_consumer_t *c, int64_t now, kyu_err_t *err)
             return true;
         }
     }
-    /* The broker takes back no more credit than it pushed: a session's credit can shrink (we
-     * withhold what we give back) but never grow past what it opened with, so it opens with
-     * enough for max_concurrency batches and one gathering, also when messages of an earlier
-     * session are still held (their credit is withheld as they finish instead). */
-    uint32_t credit = (uint32_t)kyu_credit_target(c->o.max_concurrency, c->o.batch_size);
+    /* A total for the current concurrency: each heartbeat sets a new one (ct) as it scales. */
+    int64_t total = kyu_consumer_credit_total(c, (int64_t)held_other(c));
+    uint32_t credit = (uint32_t)(total > 0 ? total : 1);
     kyu_request_t req;
     kyu_request_prepare(&req, KYU_OP_WORKER_OPEN,
                         KYU_F_QUEUE | KYU_F_CREDIT | KYU_F_HB | KYU_F_LIVENESS | KYU_F_VT |
@@ -184,9 +182,8 @@ bool kyu_session_ensure(kyu_consumer_t *c, int64_t now, kyu_err_t *err)
     c->client->push_id = rep.id;
     c->hb_ms = rep.hb_ms ? (int)rep.hb_ms : c->o.heartbeat_ms;
     c->liveness = rep.liveness ? (int)rep.liveness : c->o.liveness;
-    c->granted = credit;
-    c->open_credit = credit;
-    c->finished = 0;
+    c->total = credit;
+    c->finished = c->returned = 0;
     c->last_heard_ms = now;
     c->last_hb_ms = now;
     c->hb_inflight = false;
@@ -279,8 +276,11 @@ static void on_reply(kyu_consumer_t *c, kyu_reply_t *rep, int64_t now)
         c->hb_inflight = false;
         if (rep->status == KYU_ERR_NO_SESSION && c->sid)
             session_lost(c, NULL, "the broker does not know it (NO_SESSION)");
-        else if (rep->status != KYU_OK && c->granted >= r->credit)
-            c->granted -= r->credit; /* probably not received: give it again */
+        else if (rep->status != KYU_OK) { /* probably not received: give and set it again */
+            c->returned -= c->returned >= r->credit ? r->credit : c->returned;
+            if (r->total)
+                c->total = -1;
+        }
         *r = c->reqs[--c->n_reqs];
         return;
     }
@@ -491,25 +491,31 @@ static void heartbeat(kyu_consumer_t *c, int64_t now)
 {
     if (!c->sid || c->n_reqs + 1 >= KYU_CONSUMER_REQS_MAX)
         return;
-    int64_t returned = c->granted - c->open_credit;
-    uint32_t give = kyu_credit_to_give(c->granted, c->finished, c->finished - returned,
-                                       kyu_consumer_credit_target(c), (int64_t)held_other(c));
+    /* Draining: nothing given back and the total kept, so nothing more is pushed. */
+    int64_t total = kyu_consumer_credit_total(c, (int64_t)held_other(c));
+    uint32_t give = total < 0 ? 0 : kyu_credit_to_give(c->finished, c->returned);
+    bool set_total = total > 0 && total != c->total;
     bool due = now - c->last_hb_ms >= c->hb_ms;
-    if (!due && (give == 0 || c->hb_inflight))
+    if (!due && ((give == 0 && !set_total) || c->hb_inflight))
         return;
     kyu_request_t req;
-    kyu_request_prepare(&req, KYU_OP_WORKER_HEARTBEAT, KYU_F_SID | KYU_F_CREDIT);
+    kyu_request_prepare(&req, KYU_OP_WORKER_HEARTBEAT,
+                        KYU_F_SID | KYU_F_CREDIT | (set_total ? KYU_F_CREDIT_TOTAL : 0));
     req.sid = c->sid;
     req.credit = give;
+    req.credit_total = set_total ? (uint32_t)total : 0;
     kyu_creq_t *r = &c->reqs[c->n_reqs];
     memset(r, 0, sizeof *r);
     r->kind = REQ_HEARTBEAT;
     r->credit = give;
+    r->total = req.credit_total;
     kyu_err_t e = {0};
     if (kyu_client_request_async(c->client, &req, NULL, NULL, 0, &r->id, &e) != KYU_OK)
         return;
     c->n_reqs++;
-    c->granted += give;
+    c->returned += give;
+    if (set_total)
+        c->total = total;
     c->hb_inflight = true;
     c->last_hb_ms = now;
 }

@@ -559,7 +559,7 @@ kyu_code_t kyu_client_send_async(kyu_client_t *self, const char *queue, const vo
     return kyu_client_request_async(self, &req, bodies, lens, n, req_id, err);
 }
 
-void kyu_request_prepare(kyu_request_t *req, uint32_t op, unsigned fields)
+void kyu_request_prepare(kyu_request_t *req, uint32_t op, uint64_t fields)
 {
     memset(req, 0, offsetof(kyu_request_t, qx.tags.keys));
     req->op = op;

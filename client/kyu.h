@@ -266,11 +266,15 @@ kyu_code_t kyu_client_send_batch(kyu_client_t *self, const char *queue,
                                  kyu_batch_result_t *out, kyu_err_t *err);
 /* A DELETE or CHANGE_VISIBILITY batch entry (SQS's DeleteMessageBatch and
  * ChangeMessageVisibilityBatch): its Id (1..80 of [A-Za-z0-9_-], distinct in the batch) and
- * receipt handle. */
+ * receipt handle; for a CHANGE_VISIBILITY batch with vt KYU_VT_PER_ENTRY, its own
+ * VisibilityTimeout. */
 typedef struct {
     const char *id;
     const char *receipt_handle;
+    int visibility_timeout; /* seconds, 0..43200 (KYU_VT_PER_ENTRY only) */
 } kyu_handle_entry_t;
+/* kyu_client_change_visibility_batch's vt: each entry's visibility_timeout. */
+#define KYU_VT_PER_ENTRY (-1)
 /* Deletes 1..10 entries as one batch; out[i] gets entry i's result (code and the broker's
  * text; a handle that fails fails alone). Returns KYU_OK when every entry succeeded, else
  * the first failed entry's code with err naming it; a failure of the whole request (bad or
@@ -279,8 +283,11 @@ typedef struct {
 kyu_code_t kyu_client_delete_batch(kyu_client_t *self, const char *queue,
                                    const kyu_handle_entry_t *entries, size_t n,
                                    kyu_batch_result_t *out, kyu_err_t *err);
-/* The same for CHANGE_VISIBILITY: every entry's remaining lease set to vt (0..43200) seconds
- * (one timeout per request: a batch with several is sent as one request per timeout). */
+/* The same for CHANGE_VISIBILITY: every entry's remaining lease set to vt (0..43200) seconds,
+ * or with vt KYU_VT_PER_ENTRY to each entry's own visibility_timeout (SQS's
+ * ChangeMessageVisibilityBatch; one request, whatever the timeouts): an entry's timeout over
+ * 43200 fails that entry alone (INVALID_ARGUMENT), a negative one the whole call before
+ * anything is sent. Needs a broker that takes evt (UNKNOWN field: MALFORMED otherwise). */
 kyu_code_t kyu_client_change_visibility_batch(kyu_client_t *self, const char *queue,
                                               const kyu_handle_entry_t *entries, size_t n, int vt,
                                               kyu_batch_result_t *out, kyu_err_t *err);
@@ -352,8 +359,9 @@ kyu_code_t kyu_client_cancel_move_task(kyu_client_t *self, const char *queue, ky
 
 /* Worker sessions (proto/PROTOCOL.md "Worker sessions"): the sessions the leader holds, of
  * queue (NULL: of every queue), ordered by session id: a heap array (*workers_p, free() it)
- * of *n. Each gives its id, the worker's name and address, its queue, the credit it has now,
- * the leases it holds, and the ms since its last heartbeat and since it opened. */
+ * of *n. Each gives its id, the worker's name and address, its queue, the credit it has now
+ * and its total credit (which the worker sets as it scales), the leases it holds, and the ms since
+ * its last heartbeat and since it opened. */
 kyu_code_t kyu_client_list_workers(kyu_client_t *self, const char *queue,
                                    kyu_worker_info_t **workers_p, size_t *n, kyu_err_t *err);
 
@@ -403,8 +411,9 @@ kyu_code_t kyu_client_call(kyu_client_t *self, const kyu_request_t *req, const v
  *
  * Concurrency scales as Lambda's does: it starts at initial_concurrency batches, grows while
  * a backlog remains (a full batch waiting with every slot busy), up to max_concurrency;
- * shrinks when idle; halves when handlers fail. The consumer returns credit to the broker
- * (WORKER_HEARTBEAT) so that it holds about one batch more than it runs.
+ * shrinks when idle; halves when handlers fail. The consumer gives credit back to the broker
+ * as messages finish and sets its session's total credit (WORKER_HEARTBEAT's ct) to one batch
+ * more than it runs, (concurrency + 1) x batch_size, as it scales (`kyu workers` shows it).
  *
  * The session heartbeats every heartbeat_ms; a broker silent for heartbeat_ms * liveness (no
  * push, no reply) is taken for dead: the consumer reconnects, to the leader a NOT_LEADER reply

@@ -51,7 +51,7 @@ kyu_code_t kyu_client_set_queue(kyu_request_t *req, const char *queue, kyu_err_t
 /* A request of op with fields and nothing else: clears what comes before the tags only (their
  * 20 KB matter to CREATE_QUEUE and SET_QUEUE_ATTRIBUTES alone; tags.n is cleared), for the
  * hot paths (pipelined sends). */
-void kyu_request_prepare(kyu_request_t *req, uint32_t op, unsigned fields);
+void kyu_request_prepare(kyu_request_t *req, uint32_t op, uint64_t fields);
 /* Checks a send's options o (NULL: none) for n bodies and sets their fields in req. */
 kyu_code_t kyu_client_set_send_options(kyu_request_t *req, const kyu_send_options_t *o, size_t n,
                                        kyu_err_t *err);

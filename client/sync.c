@@ -775,8 +775,17 @@ kyu_code_t kyu_client_change_visibility_batch(kyu_client_t *self, const char *qu
 {
     kyu_request_t req = {.op = KYU_OP_CHANGE_VISIBILITY};
     kyu_code_t rc = kyu_client_set_queue(&req, queue, err);
-    if (rc == KYU_OK)
+    if (rc == KYU_OK && vt != KYU_VT_PER_ENTRY)
         rc = set_vt(&req, vt, false, err);
+    for (size_t i = 0; rc == KYU_OK && vt == KYU_VT_PER_ENTRY && i < n && i < KYU_BATCH_MAX; i++) {
+        if (entries[i].visibility_timeout < 0)
+            rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                             "entry %zu: VisibilityTimeout must be 0 to %d seconds, not %d", i + 1,
+                             KYU_VISIBILITY_MAX, entries[i].visibility_timeout);
+        req.entry_vt[i] = (uint32_t)entries[i].visibility_timeout;
+        req.n_entry_vts = i + 1;
+        req.fields |= KYU_F_ENTRY_VTS;
+    }
     if (rc != KYU_OK) {
         for (size_t i = 0; i < n && i < KYU_BATCH_MAX; i++)
             out[i] = (kyu_batch_result_t){.code = rc};

@@ -58,7 +58,8 @@ static const kyu_op_info_t op_table[KYU_OP_MAX_] = {
                             "open a worker session: the leader pushes up to cr leased messages "
                             "of queue q to this connection"},
     [KYU_OP_WORKER_HEARTBEAT] = {KYU_OP_WORKER_HEARTBEAT, "worker-heartbeat", KYU_F_SID,
-                                 KYU_F_SID | KYU_F_CREDIT, 0, 0, KYU_OPF_SESSION,
+                                 KYU_F_SID | KYU_F_CREDIT | KYU_F_CREDIT_TOTAL, 0, 0,
+                                 KYU_OPF_SESSION,
                                  "a worker session's heartbeat, giving back cr credit"},
     [KYU_OP_WORKER_CLOSE] = {KYU_OP_WORKER_CLOSE, "worker-close", KYU_F_SID, KYU_F_SID, 0, 0,
                              KYU_OPF_SESSION,
@@ -86,9 +87,9 @@ static const kyu_op_info_t op_table[KYU_OP_MAX_] = {
                        KYU_OPF_WRITE,
                        "delete messages by receipt handle (eid: a batch, an entry id per handle)"},
     [KYU_OP_CHANGE_VISIBILITY] = {KYU_OP_CHANGE_VISIBILITY, "change-visibility",
-                                  KYU_F_QUEUE | KYU_F_HANDLES | KYU_F_VT,
+                                  KYU_F_QUEUE | KYU_F_HANDLES,
                                   KYU_F_QUEUE | KYU_F_HANDLES | KYU_F_VT | KYU_F_RQ |
-                                      KYU_F_ENTRY_IDS,
+                                      KYU_F_ENTRY_IDS | KYU_F_ENTRY_VTS,
                                   0, 0, KYU_OPF_WRITE,
                                   "set the remaining lease of received messages (eid: a batch, "
                                   "an entry id per handle)"},
@@ -349,7 +350,7 @@ static kyu_code_t decode_request_field(const msgpack_object *k, const msgpack_ob
 {
     uint64_t u = 0;
     kyu_code_t rc = KYU_OK;
-    unsigned bit = 0;
+    uint64_t bit = 0;
     if (kyu_mp_key_is(k, "op") || kyu_mp_key_is(k, "id"))
         return KYU_OK; /* read before the other fields */
     if (kyu_mp_key_is(k, "q")) {
@@ -505,6 +506,25 @@ static kyu_code_t decode_request_field(const msgpack_object *k, const msgpack_ob
             req->entry_delay[i] = (int64_t)u;
         }
         req->n_entry_delays = v->via.array.size;
+    } else if (kyu_mp_key_is(k, "evt")) {
+        bit = KYU_F_ENTRY_VTS; /* range: the broker's check, per entry */
+        if (v->type != MSGPACK_OBJECT_ARRAY || v->via.array.size > KYU_BATCH_MAX)
+            return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                               "evt must be an array of at most %d visibility timeouts",
+                               KYU_BATCH_MAX);
+        for (size_t i = 0; i < v->via.array.size && rc == KYU_OK; i++) {
+            rc = get_uint(&v->via.array.ptr[i], "an entry's visibility timeout (evt)", UINT32_MAX,
+                          &u, err);
+            req->entry_vt[i] = (uint32_t)u;
+        }
+        req->n_entry_vts = v->via.array.size;
+    } else if (kyu_mp_key_is(k, "ct")) {
+        bit = KYU_F_CREDIT_TOTAL;
+        rc = get_uint(v, "total credit (ct)", KYU_WORKER_CREDIT_MAX, &u, err);
+        if (rc == KYU_OK && u == 0)
+            rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "total credit (ct) must be 1 to %d",
+                             KYU_WORKER_CREDIT_MAX);
+        req->credit_total = (uint32_t)u;
     } else if (kyu_mp_key_is(k, "cr")) {
         bit = KYU_F_CREDIT; /* WORKER_OPEN's credit 1.., a heartbeat's given back 0.. */
         rc = get_uint(v, "credit (cr)", KYU_WORKER_CREDIT_MAX, &u, err);
@@ -559,7 +579,7 @@ static kyu_code_t decode_request_field(const msgpack_object *k, const msgpack_ob
     return KYU_OK;
 }
 
-static const char *field_name(unsigned bit)
+static const char *field_name(uint64_t bit)
 {
     switch (bit) {
     case KYU_F_QUEUE:
@@ -624,6 +644,10 @@ static const char *field_name(unsigned bit)
         return "wn (worker name)";
     case KYU_F_SID:
         return "sid (session id)";
+    case KYU_F_CREDIT_TOTAL:
+        return "ct (total credit)";
+    case KYU_F_ENTRY_VTS:
+        return "evt (batch entry visibility timeouts)";
     default:
         return "?";
     }
@@ -679,7 +703,7 @@ kyu_code_t kyu_request_decode(const void *buf, size_t len, size_t n_bodies, kyu_
         rc = decode_request_field(&root->via.map.ptr[i].key, &root->via.map.ptr[i].val, req, err);
     if (rc != KYU_OK)
         goto done;
-    for (unsigned bit = 1; bit <= KYU_F_LAST_; bit <<= 1) {
+    for (uint64_t bit = 1; bit != 0 && bit <= KYU_F_LAST_; bit <<= 1) {
         if ((info->required & bit) && !(req->fields & bit)) {
             rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "%s needs field %s", info->name,
                              field_name(bit));
@@ -708,6 +732,21 @@ kyu_code_t kyu_request_decode(const void *buf, size_t len, size_t n_bodies, kyu_
         rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
                          "eid has %zu entry ids for %zu messages (one per body frame)",
                          req->n_entries, n_bodies);
+    else if (req->op == KYU_OP_CHANGE_VISIBILITY && !(req->fields & KYU_F_ENTRY_VTS) &&
+             !(req->fields & KYU_F_VT))
+        rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                         "%s needs field vt (visibility timeout), or evt with eid", info->name);
+    else if ((req->fields & KYU_F_ENTRY_VTS) && (req->fields & KYU_F_VT))
+        rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                         "give each entry's visibility timeout (evt) or one for the request (vt), "
+                         "not both");
+    else if ((req->fields & KYU_F_ENTRY_VTS) && !(req->fields & KYU_F_ENTRY_IDS))
+        rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                         "evt (each entry's visibility timeout) is for a batch: give eid too");
+    else if ((req->fields & KYU_F_ENTRY_VTS) && req->n_entry_vts != req->n_handles)
+        rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                         "evt has %zu visibility timeouts for %zu receipt handles (one per handle)",
+                         req->n_entry_vts, req->n_handles);
     else if ((req->fields & KYU_F_ENTRY_DELAYS) && !(req->fields & KYU_F_ENTRY_IDS))
         rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
                          "eds (each entry's delay) is for a batch: give eid too");
@@ -725,7 +764,7 @@ void kyu_request_encode(const kyu_request_t *req, msgpack_sbuffer *out)
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
     int n = 2;
-    for (unsigned bit = 1; bit <= KYU_F_LAST_; bit <<= 1)
+    for (uint64_t bit = 1; bit != 0 && bit <= KYU_F_LAST_; bit <<= 1)
         n += (req->fields & bit) != 0;
     msgpack_pack_map(&pk, n);
     kyu_mp_pack_str(&pk, "op");
@@ -856,6 +895,16 @@ void kyu_request_encode(const kyu_request_t *req, msgpack_sbuffer *out)
             else
                 msgpack_pack_uint64(&pk, (uint64_t)req->entry_delay[i]);
         }
+    }
+    if (req->fields & KYU_F_ENTRY_VTS) {
+        kyu_mp_pack_str(&pk, "evt");
+        msgpack_pack_array(&pk, req->n_entry_vts);
+        for (size_t i = 0; i < req->n_entry_vts; i++)
+            msgpack_pack_uint32(&pk, req->entry_vt[i]);
+    }
+    if (req->fields & KYU_F_CREDIT_TOTAL) {
+        kyu_mp_pack_str(&pk, "ct");
+        msgpack_pack_uint32(&pk, req->credit_total);
     }
     if (req->fields & KYU_F_CREDIT) {
         kyu_mp_pack_str(&pk, "cr");

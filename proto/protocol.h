@@ -113,44 +113,54 @@ typedef enum {
     KYU_OP_MAX_
 } kyu_op_t;
 
-/* Request fields, as bits: an op's table row says which are required and which allowed. */
-enum {
-    KYU_F_QUEUE = 1 << 0,   /* "q": queue name */
-    KYU_F_VT = 1 << 1,      /* "vt": visibility timeout, seconds */
-    KYU_F_MAX = 1 << 2,     /* "max": messages to receive */
-    KYU_F_HANDLES = 1 << 3, /* "rh": array of receipt handles */
-    KYU_F_VERSION = 1 << 4, /* "v": protocol version */
-    KYU_F_RQ = 1 << 5,      /* "rq": [client id, request key]: a retried write is applied once */
-    KYU_F_TO = 1 << 6,      /* "to": a node id (CLUSTER_TRANSFER's target, ADD/REMOVE's node) */
-    KYU_F_RAFT = 1 << 7,    /* "raft": HOST:PORT of a node's raft port (CLUSTER_ADD) */
-    KYU_F_EP = 1 << 8,      /* "ep": a node's client endpoint (CLUSTER_ADD) */
-    KYU_F_MMS = 1 << 9,     /* "mms": a queue's MaximumMessageSize, bytes */
-    KYU_F_DELAY = 1 << 10,  /* "ds": a queue's DelaySeconds (SEND: each message's) */
-    KYU_F_DELIVER_AT = 1 << 11,    /* "da": SEND: deliver at, ms since the epoch */
-    KYU_F_RETENTION = 1 << 12,     /* "mrp": a queue's MessageRetentionPeriod, seconds */
-    KYU_F_RECEIVE_WAIT = 1 << 13,  /* "rwt": a queue's ReceiveMessageWaitTimeSeconds */
-    KYU_F_REDRIVE = 1 << 14,       /* "rdp": a queue's RedrivePolicy [dlq, maxReceiveCount] */
-    KYU_F_REDRIVE_ALLOW = 1 << 15, /* "rap": a queue's RedriveAllowPolicy [mode, [queues]] */
-    KYU_F_TAGS = 1 << 16,          /* "tags": a queue's tags {key: value} */
-    KYU_F_FORCE = 1 << 17,         /* "force": DELETE_QUEUE of a dead-letter queue */
-    KYU_F_CREDIT = 1 << 18,        /* "cr": WORKER_OPEN's credit, WORKER_HEARTBEAT's given back */
-    KYU_F_HB = 1 << 19,            /* "hb": WORKER_OPEN: heartbeat interval, ms */
-    KYU_F_LIVENESS = 1 << 23,      /* "lv": WORKER_OPEN: heartbeats missed before dead */
-    KYU_F_WORKER_NAME = 1 << 25,   /* "wn": WORKER_OPEN: the worker's name */
-    KYU_F_MSG_ATTRS = 1 << 20,     /* "ma": SEND: each message's attributes */
-    KYU_F_ENTRY_IDS = 1 << 21,     /* "eid": SEND as a batch: each message's entry id */
-    KYU_F_ENTRY_DELAYS = 1 << 22,  /* "eds": SEND batch: each message's DelaySeconds or nil */
-    KYU_F_FROM = 1 << 26,          /* "from": PEEK: the position to list from */
-    KYU_F_WAIT = 1 << 24,          /* "wt": RECEIVE: wait up to this many seconds for a message */
-    KYU_F_DEST = 1 << 27,          /* "dst": START_MOVE_TASK: the destination queue */
-    KYU_F_RATE = 1 << 28,          /* "mps": START_MOVE_TASK: MaxNumberOfMessagesPerSecond */
-    KYU_F_SID = 1 << 29,           /* "sid": WORKER_HEARTBEAT, WORKER_CLOSE: the session */
-    KYU_F_TAG_KEYS = 1u << 30,     /* "tk": UNTAG_QUEUE: the tag keys to remove */
-    KYU_F_LAST_ = KYU_F_TAG_KEYS,
-    /* the queue attributes of kyu_queue_ext_t (CREATE_QUEUE, SET_QUEUE_ATTRIBUTES) */
-    KYU_F_QUEUE_EXT_ =
-        KYU_F_RETENTION | KYU_F_RECEIVE_WAIT | KYU_F_REDRIVE | KYU_F_REDRIVE_ALLOW | KYU_F_TAGS,
-};
+/* Request fields, as bits (64 of them: KYU_F_* and masks of them are uint64_t): an op's
+ * table row says which are required and which allowed. */
+#define KYU_F_QUEUE (UINT64_C(1) << 0)   /* "q": queue name */
+#define KYU_F_VT (UINT64_C(1) << 1)      /* "vt": visibility timeout, seconds */
+#define KYU_F_MAX (UINT64_C(1) << 2)     /* "max": messages to receive */
+#define KYU_F_HANDLES (UINT64_C(1) << 3) /* "rh": array of receipt handles */
+#define KYU_F_VERSION (UINT64_C(1) << 4) /* "v": protocol version */
+#define KYU_F_RQ                                                                                   \
+    (UINT64_C(1) << 5) /* "rq": [client id, request key]: a retried write is applied once */
+#define KYU_F_TO                                                                                   \
+    (UINT64_C(1) << 6) /* "to": a node id (CLUSTER_TRANSFER's target, ADD/REMOVE's node) */
+#define KYU_F_RAFT (UINT64_C(1) << 7)   /* "raft": HOST:PORT of a node's raft port (CLUSTER_ADD) */
+#define KYU_F_EP (UINT64_C(1) << 8)     /* "ep": a node's client endpoint (CLUSTER_ADD) */
+#define KYU_F_MMS (UINT64_C(1) << 9)    /* "mms": a queue's MaximumMessageSize, bytes */
+#define KYU_F_DELAY (UINT64_C(1) << 10) /* "ds": a queue's DelaySeconds (SEND: each message's) */
+#define KYU_F_DELIVER_AT (UINT64_C(1) << 11) /* "da": SEND: deliver at, ms since the epoch */
+#define KYU_F_RETENTION (UINT64_C(1) << 12)  /* "mrp": a queue's MessageRetentionPeriod, seconds */
+#define KYU_F_RECEIVE_WAIT                                                                         \
+    (UINT64_C(1) << 13) /* "rwt": a queue's ReceiveMessageWaitTimeSeconds                          \
+                         */
+#define KYU_F_REDRIVE                                                                              \
+    (UINT64_C(1) << 14) /* "rdp": a queue's RedrivePolicy [dlq, maxReceiveCount] */
+#define KYU_F_REDRIVE_ALLOW                                                                        \
+    (UINT64_C(1) << 15)                 /* "rap": a queue's RedriveAllowPolicy [mode, [queues]] */
+#define KYU_F_TAGS (UINT64_C(1) << 16)  /* "tags": a queue's tags {key: value} */
+#define KYU_F_FORCE (UINT64_C(1) << 17) /* "force": DELETE_QUEUE of a dead-letter queue */
+#define KYU_F_CREDIT                                                                               \
+    (UINT64_C(1) << 18)              /* "cr": WORKER_OPEN's credit, WORKER_HEARTBEAT's given back */
+#define KYU_F_HB (UINT64_C(1) << 19) /* "hb": WORKER_OPEN: heartbeat interval, ms */
+#define KYU_F_LIVENESS (UINT64_C(1) << 23)    /* "lv": WORKER_OPEN: heartbeats missed before dead */
+#define KYU_F_WORKER_NAME (UINT64_C(1) << 25) /* "wn": WORKER_OPEN: the worker's name */
+#define KYU_F_MSG_ATTRS (UINT64_C(1) << 20)   /* "ma": SEND: each message's attributes */
+#define KYU_F_ENTRY_IDS (UINT64_C(1) << 21)   /* "eid": SEND as a batch: each message's entry id */
+#define KYU_F_ENTRY_DELAYS                                                                         \
+    (UINT64_C(1) << 22)                /* "eds": SEND batch: each message's DelaySeconds or nil */
+#define KYU_F_FROM (UINT64_C(1) << 26) /* "from": PEEK: the position to list from */
+#define KYU_F_WAIT                                                                                 \
+    (UINT64_C(1) << 24) /* "wt": RECEIVE: wait up to this many seconds for a message */
+#define KYU_F_DEST (UINT64_C(1) << 27) /* "dst": START_MOVE_TASK: the destination queue */
+#define KYU_F_RATE (UINT64_C(1) << 28) /* "mps": START_MOVE_TASK: MaxNumberOfMessagesPerSecond */
+#define KYU_F_SID (UINT64_C(1) << 29)  /* "sid": WORKER_HEARTBEAT, WORKER_CLOSE: the session */
+#define KYU_F_TAG_KEYS (UINT64_C(1) << 30)     /* "tk": UNTAG_QUEUE: the tag keys to remove */
+#define KYU_F_CREDIT_TOTAL (UINT64_C(1) << 31) /* "ct": WORKER_HEARTBEAT: the new total credit */
+#define KYU_F_ENTRY_VTS (UINT64_C(1) << 32)    /* "evt": CHANGE_VISIBILITY batch: each one's vt */
+#define KYU_F_LAST_ KYU_F_ENTRY_VTS
+/* the queue attributes of kyu_queue_ext_t (CREATE_QUEUE, SET_QUEUE_ATTRIBUTES) */
+#define KYU_F_QUEUE_EXT_                                                                           \
+    (KYU_F_RETENTION | KYU_F_RECEIVE_WAIT | KYU_F_REDRIVE | KYU_F_REDRIVE_ALLOW | KYU_F_TAGS)
 
 /* RedriveAllowPolicy's redrivePermission. */
 typedef enum {
@@ -195,9 +205,9 @@ enum {
 
 typedef struct {
     kyu_op_t op;
-    const char *name; /* CLI / log name */
-    unsigned required;
-    unsigned allowed; /* includes required */
+    const char *name;  /* CLI / log name */
+    uint64_t required; /* KYU_F_* */
+    uint64_t allowed;  /* includes required */
     unsigned min_bodies, max_bodies;
     unsigned flags;
     const char *help;
@@ -231,7 +241,7 @@ typedef struct {
     uint64_t id; /* request id chosen by the client, echoed in the reply */
     bool has_id;
     uint32_t op;
-    unsigned fields; /* KYU_F_* present */
+    uint64_t fields; /* KYU_F_* present */
     uint32_t version;
     char queue[KYU_NAME_MAX + 1];
     uint32_t vt;
@@ -259,12 +269,17 @@ typedef struct {
     size_t n_entries, n_entry_delays;
     char entry_ids[KYU_BATCH_MAX][KYU_ENTRY_ID_MAX + 1];
     int64_t entry_delay[KYU_BATCH_MAX];
+    /* KYU_F_ENTRY_VTS (CHANGE_VISIBILITY with eid): entry_vt[i] is handle i's own visibility
+     * timeout, seconds (the broker checks its range, failing that entry alone) */
+    size_t n_entry_vts;
+    uint32_t entry_vt[KYU_BATCH_MAX];
     uint32_t wait; /* KYU_F_WAIT: seconds, 0..KYU_WAIT_MAX */
     /* Worker sessions: KYU_F_CREDIT (WORKER_OPEN 1.., WORKER_HEARTBEAT 0..
      * KYU_WORKER_CREDIT_MAX), KYU_F_HB (ms, KYU_WORKER_HB_MIN_MS..KYU_WORKER_HB_MAX_MS),
      * KYU_F_LIVENESS (1..KYU_WORKER_LIVENESS_MAX), KYU_F_WORKER_NAME (1..64 printable
      * bytes), KYU_F_SID (non-zero): the codec checks these ranges */
     uint32_t credit, hb_ms, liveness;
+    uint32_t credit_total; /* KYU_F_CREDIT_TOTAL: 1..KYU_WORKER_CREDIT_MAX */
     char worker_name[KYU_WORKER_NAME_MAX + 1];
     uint64_t sid;
     /* KYU_F_RETENTION, _RECEIVE_WAIT, _REDRIVE (dlq "" removes the policy), _REDRIVE_ALLOW,
@@ -357,10 +372,11 @@ typedef struct {
     char name[KYU_WORKER_NAME_MAX + 1]; /* "wn" */
     char host[KYU_ENDPOINT_MAX];        /* the peer's address ("" if unknown) */
     char queue[KYU_NAME_MAX + 1];
-    uint32_t credit;    /* "cr": messages it may be pushed now */
-    uint32_t held;      /* leases pushed and not yet given back */
-    uint64_t hb_ago_ms; /* "hbago": ms since its last heartbeat */
-    uint64_t age_ms;    /* ms since it opened */
+    uint32_t credit;       /* "cr": messages it may be pushed now */
+    uint32_t credit_total; /* "ct": its total credit (the worker sets it as it scales) */
+    uint32_t held;         /* leases pushed and not yet given back */
+    uint64_t hb_ago_ms;    /* "hbago": ms since its last heartbeat */
+    uint64_t age_ms;       /* ms since it opened */
 } kyu_worker_info_t;
 
 /* A push's event ("ev" on the wire): leased messages, the broker's heartbeat, the end of

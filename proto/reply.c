@@ -320,7 +320,7 @@ void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out)
         msgpack_pack_array(&pk, rep->n_workers);
         for (size_t i = 0; i < rep->n_workers; i++) {
             const kyu_worker_info_t *w = &rep->workers[i];
-            msgpack_pack_map(&pk, 8);
+            msgpack_pack_map(&pk, 9);
             kyu_mp_pack_str(&pk, "sid");
             msgpack_pack_uint64(&pk, w->sid);
             kyu_mp_pack_str(&pk, "wn");
@@ -331,6 +331,8 @@ void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out)
             kyu_mp_pack_str(&pk, w->queue);
             kyu_mp_pack_str(&pk, "cr");
             msgpack_pack_uint32(&pk, w->credit);
+            kyu_mp_pack_str(&pk, "ct");
+            msgpack_pack_uint32(&pk, w->credit_total);
             kyu_mp_pack_str(&pk, "held");
             msgpack_pack_uint32(&pk, w->held);
             kyu_mp_pack_str(&pk, "hbago");
@@ -612,6 +614,8 @@ static bool decode_worker(const msgpack_object *o, kyu_worker_info_t *w)
             ok = kyu_mp_copy_str(v, w->queue, KYU_NAME_MAX);
         else if (kyu_mp_key_is(k, "cr"))
             ok = get_u64(v, &u) && u <= UINT32_MAX && (w->credit = (uint32_t)u, true);
+        else if (kyu_mp_key_is(k, "ct"))
+            ok = get_u64(v, &u) && u <= UINT32_MAX && (w->credit_total = (uint32_t)u, true);
         else if (kyu_mp_key_is(k, "held"))
             ok = get_u64(v, &u) && u <= UINT32_MAX && (w->held = (uint32_t)u, true);
         else if (kyu_mp_key_is(k, "hbago"))

@@ -396,7 +396,7 @@ static void test_send_options_carry_a_delay_or_a_delivery_time(void **state)
 
 /* What batch_handler saw of the last SEND (the request's bytes are gone after the handler). */
 typedef struct {
-    unsigned fields;
+    uint64_t fields;
     size_t n_entries;
     char entry_ids[KYU_BATCH_MAX][KYU_ENTRY_ID_MAX + 1];
     int64_t entry_delay[KYU_BATCH_MAX];

@@ -150,30 +150,30 @@ static void test_credit_target_is_one_batch_more_than_running(void **state)
     assert_int_equal(kyu_credit_target(1000, 10000), 10000);
 }
 
-static void test_credit_is_withheld_above_the_target(void **state)
+static void test_credit_total_follows_the_concurrency(void **state)
 {
     (void)state;
-    /* opened with 110, 30 finished: 80 outstanding; target 60: nothing to give */
-    assert_int_equal(kyu_credit_to_give(110, 30, 30, 60, 0), 0);
-    /* 60 finished: 50 outstanding, give 10 */
-    assert_int_equal(kyu_credit_to_give(110, 60, 60, 60, 0), 10);
-    /* messages held from an earlier session count against the target */
-    assert_int_equal(kyu_credit_to_give(110, 60, 60, 60, 10), 0);
-    /* never more than a heartbeat may carry */
-    assert_int_equal(kyu_credit_to_give(0, 0, 20000, 20000, 0), 10000);
+    /* (concurrency + 1) batches: scaling up and down moves the total */
+    assert_int_equal(kyu_credit_total(1, 10, 0), 20);
+    assert_int_equal(kyu_credit_total(5, 10, 0), 60);
+    assert_int_equal(kyu_credit_total(2, 10, 0), 30);
+    /* messages held from an earlier session count against it, down to 1 */
+    assert_int_equal(kyu_credit_total(5, 10, 15), 45);
+    assert_int_equal(kyu_credit_total(1, 10, 500), 1);
+    /* never more than the broker takes */
+    assert_int_equal(kyu_credit_total(1000, 10000, 0), 10000);
 }
 
-static void test_credit_given_is_never_more_than_was_finished(void **state)
+static void test_every_finished_message_goes_back_as_credit(void **state)
 {
     (void)state;
-    /* opened with 40, all held from an earlier session: nothing back while they are held */
-    assert_int_equal(kyu_credit_to_give(40, 0, 0, 40, 40), 0);
-    /* 5 of this session's finished, the old ones gone: the broker takes back 5 at most */
-    assert_int_equal(kyu_credit_to_give(40, 5, 5, 40, 0), 5);
-    /* scaled down to 20 after 30 finished and 20 given back: outstanding 30, nothing */
-    assert_int_equal(kyu_credit_to_give(60, 30, 10, 20, 0), 0);
-    /* 45 finished: outstanding 15, 5 to give, 25 returnable */
-    assert_int_equal(kyu_credit_to_give(60, 45, 25, 20, 0), 5);
+    assert_int_equal(kyu_credit_to_give(0, 0), 0);
+    assert_int_equal(kyu_credit_to_give(30, 10), 20);
+    assert_int_equal(kyu_credit_to_give(10, 10), 0);
+    /* a failed heartbeat lowered returned below finished: given again */
+    assert_int_equal(kyu_credit_to_give(25, 5), 20);
+    /* never more than a heartbeat may carry */
+    assert_int_equal(kyu_credit_to_give(20000, 0), 10000);
 }
 
 int main(void)
@@ -190,8 +190,8 @@ int main(void)
         cmocka_unit_test(test_scaler_shrinks_when_idle),
         cmocka_unit_test(test_scaler_halves_on_failures_and_calms_down),
         cmocka_unit_test(test_credit_target_is_one_batch_more_than_running),
-        cmocka_unit_test(test_credit_is_withheld_above_the_target),
-        cmocka_unit_test(test_credit_given_is_never_more_than_was_finished),
+        cmocka_unit_test(test_credit_total_follows_the_concurrency),
+        cmocka_unit_test(test_every_finished_message_goes_back_as_credit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

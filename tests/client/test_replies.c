@@ -453,7 +453,7 @@ typedef struct {
     int hold_ms;
     bool first_not_leader;
     int n;
-    unsigned fields[4];
+    uint64_t fields[4];
     uint32_t waits[4];
 } poll_fake_t;
 

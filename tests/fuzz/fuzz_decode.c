@@ -40,9 +40,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     kyu_err_t err;
     kyu_request_t req;
     for (size_t bodies = 0; bodies <= KYU_BATCH_MAX + 1; bodies++)
-        if (kyu_request_decode(data, size, bodies, &req, &err) == KYU_OK)
+        if (kyu_request_decode(data, size, bodies, &req, &err) == KYU_OK) {
             for (size_t i = 0; i < req.n_attr_msgs; i++)
                 check_attrs(&req.attrs[i], data, size);
+            /* fields above bit 31: each entry's timeout, one per handle; a total credit */
+            KYU_ASSERT(!(req.fields & KYU_F_ENTRY_VTS) ||
+                       (req.op == KYU_OP_CHANGE_VISIBILITY && req.n_entry_vts == req.n_handles &&
+                        !(req.fields & KYU_F_VT)));
+            KYU_ASSERT(!(req.fields & KYU_F_CREDIT_TOTAL) ||
+                       (req.credit_total >= 1 && req.credit_total <= KYU_WORKER_CREDIT_MAX));
+            KYU_ASSERT((req.fields & ~(KYU_F_LAST_ | (KYU_F_LAST_ - 1))) == 0);
+        }
 
     kyu_reply_t rep;
     kyu_reply_init(&rep);
@@ -76,12 +84,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             KYU_ASSERT(!cmd.qx_set || ((const uint8_t *)cmd.qx_mp >= data &&
                                        (const uint8_t *)cmd.qx_mp + cmd.qx_len <= data + size));
             kyu_queue_ext_t *x = cmd.qx_set ? malloc(sizeof *x) : NULL;
-            unsigned set = 0;
+            uint64_t set = 0;
             KYU_ASSERT(!cmd.qx_set ||
                        (x && kyu_qattrs_decode(cmd.qx_mp, cmd.qx_len, x, &set) &&
                         set == cmd.qx_set && kyu_qattrs_check(x, set, &err) == KYU_OK));
             free(x);
         }
+        KYU_ASSERT(!cmd.has_handle_vt || cmd.type == KYU_CMD_CHANGE_VISIBILITY);
+        for (size_t i = 0; cmd.has_handle_vt && i < cmd.n; i++)
+            KYU_ASSERT(cmd.handle_vt[i] <= KYU_VISIBILITY_MAX &&
+                       cmd.entry_code[i] < KYU_ERR_CODE_COUNT);
         if (cmd.type == KYU_CMD_START_MOVE_TASK)
             KYU_ASSERT(cmd.move_rate <= KYU_MOVE_RATE_MAX);
         if (cmd.type == KYU_CMD_REDRIVE_STEP)

@@ -188,6 +188,34 @@ class KyuWorker(WorkerFixture, unittest.TestCase):
         pids = {r["pid"] for r in records(self.out)}
         self.assertGreater(len(pids), 1)
 
+    def test_scaling_is_seen_in_kyu_workers_as_the_sessions_total_credit(self):
+        """The consumer sets its session's total credit to (concurrency + 1) x batch size as it
+        scales: `kyu workers --json` shows it grow with a backlog and shrink when idle."""
+        self.b.ok("create-queue", "jobs")
+        self.send("jobs", ["t-%d" % i for i in range(40)])
+        w = self.worker("w", "jobs", "--exec", self.handler, "--batch-size", "1",
+                        "--initial-concurrency", "1", "--max-concurrency", "6", *FAST,
+                        env={"KYU_TEST_SLOW": "0.5"})
+        seen = []
+
+        def total():
+            rows = self.b.json_lines("workers", "jobs")
+            if len(rows) != 1:
+                return None
+            seen.append(rows[0]["credit_total"])
+            self.assertLessEqual(rows[0]["credit"], rows[0]["credit_total"])
+            return rows[0]["credit_total"]
+
+        wait_until("a session", lambda: total() is not None, 20, 0.1)
+        wait_until("scaled up: total credit above 2 (%s)" % seen, lambda: (total() or 0) > 2, 30, 0.1)
+        wait_until("all processed", lambda: len(self.done()) >= 40, 40)
+        self.wait_empty("jobs")
+        peak = max(seen)
+        self.assertLessEqual(peak, 7, seen)  # (max concurrency 6 + 1) x batch size 1
+        wait_until("scaled down: total credit below %d (%s)" % (peak, seen),
+                   lambda: (total() or peak) < peak, 30, 0.2)
+        w.wait_log("scaling down", 10)
+
     def test_a_paused_worker_loses_its_leases_and_logs_the_result_it_cannot_apply(self):
         self.b.ok("create-queue", "jobs", "--visibility-timeout", "120")
         self.send("jobs", ["paused"])

@@ -20,6 +20,7 @@ import test_cluster
 from harness import BrokerCase, request
 
 OK = 0
+MALFORMED = 1
 INVALID_ARGUMENT = 4
 TOO_LARGE = 8
 OP_SEND = 6
@@ -453,26 +454,48 @@ class HandleBatches(BrokerCase):
                          [("again", "RECEIPT_INVALID", True)])
         self.assertEqual(self.counts("jobs"), (0, 0, 0))
 
-    def test_change_visibility_batch_one_request_per_timeout(self):
-        h = self.leased(4)
+    def test_change_visibility_batch_a_timeout_per_entry_in_one_request(self):
+        h = self.leased(5)
         entries = [{"Id": "now1", "ReceiptHandle": h[0], "VisibilityTimeout": 0},
-                   {"Id": "now2", "ReceiptHandle": h[1], "VisibilityTimeout": 0},
                    {"Id": "later", "ReceiptHandle": h[2], "VisibilityTimeout": 900},
-                   {"Id": "bad", "ReceiptHandle": "forged", "VisibilityTimeout": 900}]
+                   {"Id": "now2", "ReceiptHandle": h[1], "VisibilityTimeout": 0},
+                   {"Id": "bad", "ReceiptHandle": "forged", "VisibilityTimeout": 900},
+                   {"Id": "toolong", "ReceiptHandle": h[4], "VisibilityTimeout": 43201}]
         r = self.run_batch("change-visibility-batch", entries, "--json")
         self.assertEqual(r.returncode, 1, r.stderr)
         answers = [json.loads(l) for l in r.stdout.decode().splitlines()]
-        self.assertEqual([[s["Id"] for s in a["Successful"]] for a in answers],
-                         [["now1", "now2"], ["later"]])
-        self.assertEqual([f["Id"] for f in answers[1]["Failed"]], ["bad"])
-        self.assertEqual(self.counts("jobs"), (2, 2, 0))
+        self.assertEqual(len(answers), 1, answers)  # one request for every timeout
+        self.assertEqual([s["Id"] for s in answers[0]["Successful"]], ["now1", "later", "now2"])
+        self.assertEqual([(f["Id"], f["Code"]) for f in answers[0]["Failed"]],
+                         [("bad", "RECEIPT_INVALID"), ("toolong", "INVALID_ARGUMENT")])
+        self.assertIn("0 to 43200", answers[0]["Failed"][1]["Message"])
+        self.assertEqual(self.counts("jobs"), (2, 3, 0))  # h[4] keeps its 600 s lease
+        # Raw: evt with eid, one per handle; not with vt; DELETE does not take it.
+        got = self.b.json_lines("receive", "jobs", "--max", "10", "--visibility-timeout", "600")
+        self.assertEqual(len(got), 2)
+        hs = [m["ReceiptHandle"] for m in got]
+        rep = self.raw({"op": 9, "q": "jobs", "rh": hs, "eid": ["a", "b"], "evt": [0, 43200]})
+        self.assertEqual((rep["st"], rep["res"]), (OK, [OK, OK]), rep)
+        self.assertEqual(self.counts("jobs"), (1, 4, 0))
+        for header, code, text in [
+                ({"rh": hs, "eid": ["a", "b"], "evt": [0, 0], "vt": 0}, INVALID_ARGUMENT, "not both"),
+                ({"rh": hs, "evt": [0, 0]}, INVALID_ARGUMENT, "give eid too"),
+                ({"rh": hs, "eid": ["a", "b"], "evt": [0]}, INVALID_ARGUMENT, "evt has 1"),
+                ({"rh": hs, "eid": ["a", "b"], "evt": [0, -1]}, INVALID_ARGUMENT, "evt"),
+                ({"rh": hs, "eid": ["a", "b"]}, INVALID_ARGUMENT, "needs field vt")]:
+            rep = self.raw(dict(header, op=9, q="jobs"))
+            self.assertEqual(rep["st"], code, (header, rep))
+            self.assertIn(text, rep["err"])
+        rep = self.raw({"op": 8, "q": "jobs", "rh": hs, "eid": ["a", "b"], "evt": [0, 0]})
+        self.assertEqual(rep["st"], MALFORMED, rep)
+        self.assertEqual(self.counts("jobs"), (1, 4, 0))
         r = self.run_batch("change-visibility-batch", [{"Id": "x", "ReceiptHandle": h[3]}])
         self.assertEqual(r.returncode, 1)
         self.assertIn("line 1: VisibilityTimeout must be a number of seconds from 0 to 43200",
                       r.stderr.decode())
         r = self.run_batch("delete-batch", [{"Id": "x"}])
         self.assertIn("line 1: ReceiptHandle must be a string", r.stderr.decode())
-        self.assertEqual(self.counts("jobs"), (2, 2, 0))
+        self.assertEqual(self.counts("jobs"), (1, 4, 0))
 
     def test_request_level_errors_change_nothing(self):
         h = self.leased(2)

@@ -73,10 +73,12 @@ class Worker:
             self.open_id = rep["id"]
         return rep
 
-    def heartbeat(self, cr=None, sid=None):
+    def heartbeat(self, cr=None, sid=None, ct=None):
         h = dict(op=OP_HEARTBEAT, sid=sid or self.sid)
         if cr is not None:
             h["cr"] = cr
+        if ct is not None:
+            h["ct"] = ct
         return self.req(h)
 
     def pump(self, seconds, heartbeat_ms=None):
@@ -198,6 +200,41 @@ class Workers(unittest.TestCase):
         # The broker's own heartbeats come every hb ms.
         self.assertTrue(w.wait_for(lambda: len(w.events("hb")) >= 2, 10, 300))
         self.assertTrue(all(h["sid"] == w.sid and h["st"] == OK for h in w.events("hb")))
+
+    def test_a_new_total_credit_lowers_and_raises_what_is_pushed(self):
+        self.b.ok("create-queue", "jobs")
+        self.send("jobs", 40)
+        w = self.worker()
+        self.assertEqual(w.open("jobs", 10)["st"], OK)
+        self.assertTrue(w.wait_for(lambda: len(w.msgs()) >= 10, 10, 300), w.pushes)
+        [info] = self.list_workers(w, "jobs")
+        self.assertEqual((info["ct"], info["cr"], info["held"]), (10, 0, 10))
+        # Lowered to 4 with 6 given back: 4 still held, nothing more is pushed.
+        self.delete(w, "jobs", [m for m, _ in w.msgs()[:6]])
+        self.assertEqual(w.heartbeat(cr=6, ct=4)["st"], OK)
+        w.pump(0.5, 300)
+        self.assertEqual(len(w.msgs()), 10, "pushed past the lowered total")
+        [info] = self.list_workers(w, "jobs")
+        self.assertEqual((info["ct"], info["cr"], info["held"]), (4, 0, 4))
+        # 3 more back: 1 held, so 3 are pushed and no more.
+        self.delete(w, "jobs", [m for m, _ in w.msgs()[6:9]])
+        self.assertEqual(w.heartbeat(cr=3)["st"], OK)
+        self.assertTrue(w.wait_for(lambda: len(w.msgs()) >= 13, 10, 300), w.pushes)
+        w.pump(0.5, 300)
+        self.assertEqual(len(w.msgs()), 13, "more than the total outstanding")
+        # Raised to 20 without giving anything back: 16 more at once.
+        self.assertEqual(w.heartbeat(ct=20)["st"], OK)
+        self.assertTrue(w.wait_for(lambda: len(w.msgs()) >= 29, 10, 300), w.pushes)
+        w.pump(0.5, 300)
+        self.assertEqual(len(w.msgs()), 29)
+        [info] = self.list_workers(w, "jobs")
+        self.assertEqual((info["ct"], info["cr"], info["held"]), (20, 0, 20))
+        self.assertEqual(self.counts("jobs"), (40 - 29, 20))
+        rows = self.b.json_lines("workers", "jobs")
+        self.assertEqual((rows[0]["credit_total"], rows[0]["credit"]), (20, 0))
+        for bad in (0, 10001, -1, "5"):
+            self.assertEqual(w.heartbeat(ct=bad)["st"], INVALID_ARGUMENT, bad)
+        self.assertEqual(self.list_workers(w, "jobs")[0]["ct"], 20)
 
     def test_a_silent_worker_loses_its_leases_within_seconds_and_its_handles_go_stale(self):
         self.b.ok("create-queue", "jobs")
@@ -373,14 +410,15 @@ class Workers(unittest.TestCase):
         by = {r["name"]: r for r in rows}
         self.assertEqual((by["host-a:1"]["queue"], by["host-a:1"]["credit"], by["host-a:1"]["held"]),
                          ("jobs", 5, 2))
+        self.assertEqual(by["host-a:1"]["credit_total"], 7)
         self.assertEqual((by["host-b:2"]["queue"], by["host-b:2"]["credit"], by["host-b:2"]["held"]),
                          ("other", 3, 0))
         self.assertEqual(by["host-a:1"]["host"], "127.0.0.1")
         self.assertGreaterEqual(by["host-a:1"]["last_heartbeat_ms"], 0)
         self.assertEqual([r["name"] for r in self.b.json_lines("workers", "other")], ["host-b:2"])
         plain = self.b.ok("workers").splitlines()
-        self.assertEqual(plain[0].split(), ["ID", "NAME", "HOST", "QUEUE", "CREDIT", "HELD",
-                                            "LAST-HEARTBEAT"])
+        self.assertEqual(plain[0].split(), ["ID", "NAME", "HOST", "QUEUE", "CREDIT", "TOTAL",
+                                            "HELD", "LAST-HEARTBEAT"])
         self.assertEqual(len(plain), 3)
         self.assertIn("host-a:1", plain[1] + plain[2])
         r = self.b.cli("workers", "nope")

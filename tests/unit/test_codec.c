@@ -754,6 +754,62 @@ static void test_delete_and_change_visibility_batches_take_an_entry_id_per_handl
     free(out);
 }
 
+static kyu_code_t round_trip(const kyu_request_t *in, kyu_request_t *out, kyu_err_t *err);
+
+/* CHANGE_VISIBILITY batches with a timeout per entry (evt, bit 32): one per handle, with eid,
+ * instead of vt; the values round-trip unchecked (the broker fails an entry out of range
+ * alone); DELETE does not take it. */
+static void test_change_visibility_batches_take_a_timeout_per_entry(void **state)
+{
+    (void)state;
+    kyu_request_t *in = calloc(1, sizeof *in), *out = malloc(sizeof *out);
+    kyu_err_t err;
+    in->op = KYU_OP_CHANGE_VISIBILITY;
+    in->id = 1;
+    in->fields = KYU_F_QUEUE | KYU_F_HANDLES | KYU_F_ENTRY_IDS | KYU_F_ENTRY_VTS;
+    strcpy(in->queue, "q");
+    in->n_handles = in->n_entries = in->n_entry_vts = 3;
+    for (int i = 0; i < 3; i++) {
+        snprintf(in->handles[i], sizeof in->handles[i], "h%d", i);
+        snprintf(in->entry_ids[i], sizeof in->entry_ids[i], "e%d", i);
+    }
+    in->entry_vt[0] = 0;
+    in->entry_vt[1] = 43200;
+    in->entry_vt[2] = 43201; /* out of range: the broker fails that entry alone */
+    assert_int_equal(round_trip(in, out, &err), KYU_OK);
+    assert_true(out->fields == in->fields);
+    assert_int_equal(out->n_entry_vts, 3);
+    assert_int_equal(out->entry_vt[0], 0);
+    assert_int_equal(out->entry_vt[1], 43200);
+    assert_int_equal(out->entry_vt[2], 43201);
+    struct {
+        uint64_t add, drop;
+        size_t n_vts;
+        const char *why;
+    } bad[] = {
+        {KYU_F_VT, 0, 3, "not both"},
+        {0, KYU_F_ENTRY_IDS, 3, "is for a batch: give eid too"},
+        {0, 0, 2, "evt has 2 visibility timeouts for 3 receipt handles"},
+        {0, KYU_F_ENTRY_VTS, 3, "needs field vt (visibility timeout), or evt"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        kyu_request_t *r = calloc(1, sizeof *r);
+        *r = *in;
+        r->fields = (r->fields | bad[i].add) & ~bad[i].drop;
+        r->n_entry_vts = bad[i].n_vts;
+        if (bad[i].drop == KYU_F_ENTRY_IDS)
+            r->n_entries = 0;
+        assert_int_equal(round_trip(r, out, &err), KYU_ERR_INVALID_ARGUMENT);
+        assert_non_null(strstr(err.msg, bad[i].why));
+        free(r);
+    }
+    in->op = KYU_OP_DELETE;
+    assert_int_equal(round_trip(in, out, &err), KYU_ERR_MALFORMED);
+    assert_non_null(strstr(err.msg, "delete does not take field evt"));
+    free(in);
+    free(out);
+}
+
 static void b_peek_from_negative(msgpack_packer *pk)
 {
     msgpack_pack_map(pk, 4);
@@ -908,6 +964,48 @@ static kyu_code_t round_trip(const kyu_request_t *in, kyu_request_t *out, kyu_er
     return rc;
 }
 
+/* Fields above bit 31 (the masks are 64 bits): each is encoded, and an op that does not take
+ * it refuses it by name (a 32-bit mask would drop the bit and accept the request silently). */
+static void test_fields_above_bit_31_are_encoded_and_checked(void **state)
+{
+    (void)state;
+    kyu_request_t *in = calloc(1, sizeof *in), *out = malloc(sizeof *out);
+    kyu_err_t err;
+    assert_true(KYU_F_ENTRY_VTS > UINT32_MAX);
+    assert_true(KYU_F_LAST_ >= KYU_F_ENTRY_VTS);
+    in->op = KYU_OP_RECEIVE;
+    in->id = 4;
+    in->fields = KYU_F_QUEUE | KYU_F_ENTRY_VTS;
+    strcpy(in->queue, "jobs");
+    in->n_entry_vts = 2;
+    in->entry_vt[0] = 30;
+    in->entry_vt[1] = 43200;
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    kyu_request_encode(in, &b);
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    assert_int_equal(msgpack_unpack_next(&u, b.data, b.size, NULL), MSGPACK_UNPACK_SUCCESS);
+    assert_int_equal(u.data.via.map.size, 4); /* op, id, q, evt */
+    const msgpack_object_kv *evt = &u.data.via.map.ptr[3];
+    assert_int_equal(evt->key.via.str.size, 3);
+    assert_memory_equal(evt->key.via.str.ptr, "evt", 3);
+    assert_int_equal(evt->val.via.array.size, 2);
+    assert_int_equal(evt->val.via.array.ptr[1].via.u64, 43200);
+    msgpack_unpacked_destroy(&u);
+    assert_int_equal(kyu_request_decode(b.data, b.size, 0, out, &err), KYU_ERR_MALFORMED);
+    assert_non_null(strstr(err.msg, "receive does not take field evt"));
+    msgpack_sbuffer_destroy(&b);
+    in->fields = KYU_F_QUEUE | KYU_F_CREDIT_TOTAL;
+    in->credit_total = 7;
+    msgpack_sbuffer_init(&b);
+    kyu_request_encode(in, &b);
+    assert_int_equal(kyu_request_decode(b.data, b.size, 0, out, &err), KYU_ERR_MALFORMED);
+    assert_non_null(strstr(err.msg, "receive does not take field ct"));
+    msgpack_sbuffer_destroy(&b);
+    free(in);
+    free(out);
+}
 static void test_worker_requests_round_trip(void **state)
 {
     (void)state;
@@ -942,6 +1040,17 @@ static void test_worker_requests_round_trip(void **state)
     assert_true(out.sid == UINT64_MAX);
     assert_int_equal(out.credit, 0);
     assert_int_equal(out.fields, KYU_F_SID | KYU_F_CREDIT);
+    /* a new total credit (ct, bit 31): 1..10000 */
+    in.fields |= KYU_F_CREDIT_TOTAL;
+    in.credit_total = KYU_WORKER_CREDIT_MAX;
+    assert_int_equal(round_trip(&in, &out, &err), KYU_OK);
+    assert_true(out.fields == (KYU_F_SID | KYU_F_CREDIT | KYU_F_CREDIT_TOTAL));
+    assert_int_equal(out.credit_total, KYU_WORKER_CREDIT_MAX);
+    in.credit_total = 0;
+    assert_int_equal(round_trip(&in, &out, &err), KYU_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.msg, "total credit (ct)"));
+    in.credit_total = KYU_WORKER_CREDIT_MAX + 1;
+    assert_int_equal(round_trip(&in, &out, &err), KYU_ERR_INVALID_ARGUMENT);
     in.op = KYU_OP_WORKER_CLOSE;
     in.fields = KYU_F_SID;
     in.sid = 77;
@@ -974,7 +1083,7 @@ static void test_worker_requests_are_checked(void **state)
     assert_int_equal(round_trip(&open, &out, &err), KYU_OK);
     assert_int_equal(out.credit, 1);
     struct {
-        unsigned field;
+        uint64_t field;
         uint32_t value;
         const char *what;
     } bad[] = {
@@ -1128,6 +1237,7 @@ static void test_worker_replies_and_pushes_round_trip(void **state)
          .host = "127.0.0.1",
          .queue = "jobs",
          .credit = 4,
+         .credit_total = 10,
          .held = 6,
          .hb_ago_ms = 250,
          .age_ms = 1234567},
@@ -1250,10 +1360,12 @@ int main(void)
         cmocka_unit_test(test_peek_and_purge_requests_round_trip_and_are_checked),
         cmocka_unit_test(test_untag_requests_round_trip_and_tags_must_be_utf8),
         cmocka_unit_test(test_delete_and_change_visibility_batches_take_an_entry_id_per_handle),
+        cmocka_unit_test(test_change_visibility_batches_take_a_timeout_per_entry),
         cmocka_unit_test(test_a_bad_from_is_invalid_argument),
         cmocka_unit_test(test_peek_reply_round_trips),
         cmocka_unit_test(test_move_task_requests_round_trip_and_are_checked),
         cmocka_unit_test(test_move_task_replies_round_trip),
+        cmocka_unit_test(test_fields_above_bit_31_are_encoded_and_checked),
         cmocka_unit_test(test_worker_requests_round_trip),
         cmocka_unit_test(test_worker_requests_are_checked),
         cmocka_unit_test(test_worker_name_and_credit_shapes_are_checked),

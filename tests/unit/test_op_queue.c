@@ -186,7 +186,7 @@ static void test_an_old_queue_record_loads_with_the_default_attributes(void **st
 
 static kyu_queue_ext_t ext_given; /* what cmd_with_ext points to, until the command is encoded */
 
-static kyu_command_t cmd_with_ext(kyu_command_t c, unsigned set)
+static kyu_command_t cmd_with_ext(kyu_command_t c, uint64_t set)
 {
     c.qx = &ext_given;
     c.qx_set = set;
@@ -573,7 +573,7 @@ static void test_other_attributes_round_trip_and_bad_ones_do_not_decode(void **s
     assert_int_equal(d.qx_set, KYU_F_QUEUE_EXT_);
     assert_false(d.has_delay);
     kyu_queue_ext_t *x = malloc(sizeof *x);
-    unsigned set = 0;
+    uint64_t set = 0;
     assert_true(kyu_qattrs_decode(d.qx_mp, d.qx_len, x, &set));
     assert_int_equal(x->retention, 61);
     assert_string_equal(x->dlq, "d");

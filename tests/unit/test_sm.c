@@ -1,5 +1,7 @@
 /* The state machine, one behaviour per test (SQS standard-queue semantics). */
 #include "fixture.h"
+#include "command.h"
+#include "ops.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -408,6 +410,87 @@ static void test_change_visibility_after_lease_expired_is_stale(void **state)
     kyu_result_clear(&r);
 }
 
+/* CHANGE_VISIBILITY with a timeout per entry (evt): each lease moves by its own; an entry
+ * out of range fails alone (INVALID_ARGUMENT, with why) and changes nothing; the log entry
+ * holds each entry's timeout, and a malformed one does not decode. */
+static void test_change_visibility_batch_takes_a_timeout_per_entry(void **state)
+{
+    fixture_t *f = *state;
+    char h[3][KYU_HANDLE_MAX + 1];
+    ok(apply1(f, cmd_create("orders", 30)));
+    for (int i = 0; i < 3; i++) {
+        ok(apply1(f, cmd_send("orders", T0, "m")));
+        receive_one(f, "orders", T0, -1, h[i], "m", 1); /* leased until T0 + 30 s */
+    }
+    kyu_request_t *req = calloc(1, sizeof *req);
+    req->op = KYU_OP_CHANGE_VISIBILITY;
+    req->fields = KYU_F_QUEUE | KYU_F_HANDLES | KYU_F_ENTRY_IDS | KYU_F_ENTRY_VTS;
+    strcpy(req->queue, "orders");
+    req->n_handles = req->n_entries = req->n_entry_vts = 3;
+    const uint32_t vts[3] = {100, KYU_VISIBILITY_MAX + 1, 0};
+    for (int i = 0; i < 3; i++) {
+        strcpy(req->handles[i], h[i]);
+        snprintf(req->entry_ids[i], sizeof req->entry_ids[i], "e%d", i);
+        req->entry_vt[i] = vts[i];
+    }
+    kyu_command_t *c = malloc(sizeof *c);
+    kyu_command_init(c);
+    c->type = KYU_CMD_CHANGE_VISIBILITY;
+    c->now_ms = T0 + 1000;
+    c->vt = -1;
+    snprintf(c->queue, sizeof c->queue, "orders");
+    kyu_ops_row(KYU_OP_CHANGE_VISIBILITY)->build(NULL, req, NULL, c);
+    kyu_result_t r = apply1(f, *c);
+    assert_int_equal(r.n_results, 3);
+    assert_int_equal(r.results[0], KYU_OK);
+    assert_int_equal(r.results[1], KYU_ERR_INVALID_ARGUMENT);
+    assert_int_equal(r.results[2], KYU_OK);
+    kyu_reply_t rep;
+    kyu_reply_init(&rep);
+    size_t n_bodies = 0;
+    kyu_ops_row(KYU_OP_CHANGE_VISIBILITY)->reply(&r, &rep, &n_bodies);
+    assert_int_equal(rep.n_errors, 3);
+    assert_non_null(strstr(rep.errors[1], "0 to 43200"));
+    assert_string_equal(rep.errors[0], "");
+    kyu_result_clear(&r);
+    /* h[2] is visible at once, h[1] keeps its lease (T0 + 30 s), h[0] until T0 + 101 s */
+    attrs(f, "orders", T0 + 1000, 1, 2);
+    attrs(f, "orders", T0 + 30000, 2, 1);
+    attrs(f, "orders", T0 + 100999, 2, 1);
+    attrs(f, "orders", T0 + 101000, 3, 0);
+    /* The items: a str among per-entry items, a timeout out of range, a code 0: refused */
+    msgpack_sbuffer b;
+    msgpack_packer pk;
+    for (int bad = 0; bad < 3; bad++) {
+        msgpack_sbuffer_init(&b);
+        msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+        msgpack_pack_array(&pk, 2);
+        msgpack_pack_array(&pk, 2);
+        msgpack_pack_str_with_body(&pk, "h", 1);
+        msgpack_pack_uint32(&pk, 5);
+        if (bad == 0) {
+            msgpack_pack_str_with_body(&pk, "h", 1);
+        } else if (bad == 1) {
+            msgpack_pack_array(&pk, 2);
+            msgpack_pack_str_with_body(&pk, "h", 1);
+            msgpack_pack_uint32(&pk, KYU_VISIBILITY_MAX + 1);
+        } else {
+            msgpack_pack_array(&pk, 1);
+            msgpack_pack_uint32(&pk, 0);
+        }
+        msgpack_unpacked u;
+        msgpack_unpacked_init(&u);
+        assert_int_equal(msgpack_unpack_next(&u, b.data, b.size, NULL), MSGPACK_UNPACK_SUCCESS);
+        kyu_command_init(c);
+        c->type = KYU_CMD_CHANGE_VISIBILITY;
+        assert_false(kyu_ops_row(KYU_OP_CHANGE_VISIBILITY)->decode_items(&u.data, c));
+        msgpack_unpacked_destroy(&u);
+        msgpack_sbuffer_destroy(&b);
+    }
+    free(c);
+    free(req);
+}
+
 /* Receives skip the front of the visibility index they have already passed; a message put
  * back below that point (visibility 0, a lease moved earlier) must still be found. */
 static void test_message_returned_below_the_scan_position_is_received(void **state)
@@ -731,6 +814,7 @@ int main(void)
         T(test_change_visibility_extends_the_lease),
         T(test_change_visibility_zero_makes_message_visible),
         T(test_change_visibility_after_lease_expired_is_stale),
+        T(test_change_visibility_batch_takes_a_timeout_per_entry),
         T(test_message_returned_below_the_scan_position_is_received),
         T(test_many_received_and_deleted_messages_leave_the_rest_receivable),
         T(test_a_long_queue_is_received_once_in_send_order),

@@ -194,16 +194,23 @@ static uint64_t open_session(zframe_t *id, const char *queue, uint32_t cr, uint3
     return rep.sid;
 }
 
-static kyu_code_t heartbeat(zframe_t *id, uint64_t sid, uint32_t cr)
+/* A heartbeat giving cr back and, when ct is not 0, setting the total credit to ct. */
+static kyu_code_t heartbeat_ct(zframe_t *id, uint64_t sid, uint32_t cr, uint32_t ct)
 {
     kyu_request_t req;
     memset(&req, 0, offsetof(kyu_request_t, qx));
     req.op = KYU_OP_WORKER_HEARTBEAT;
-    req.fields = KYU_F_SID | KYU_F_CREDIT;
+    req.fields = KYU_F_SID | KYU_F_CREDIT | (ct ? KYU_F_CREDIT_TOTAL : 0);
     req.sid = sid;
     req.credit = cr;
+    req.credit_total = ct;
     kyu_err_t err;
     return kyu_workers_heartbeat(W.w, &req, id, &err);
+}
+
+static kyu_code_t heartbeat(zframe_t *id, uint64_t sid, uint32_t cr)
+{
+    return heartbeat_ct(id, sid, cr, 0);
 }
 
 /* Applies proposal i as the leader would (a RECEIVE at now) and hands its result back. */
@@ -244,7 +251,11 @@ static void invariant(uint64_t sid)
 {
     kyu_session_view_t v;
     assert_true(kyu_workers_view(W.w, sid, &v));
-    assert_int_equal(v.credit + v.reserved + v.held, v.credit_total);
+    /* credit + reserved + held == the total, but for a total lowered below what is out */
+    if (v.reserved + v.held <= v.credit_total)
+        assert_int_equal(v.credit + v.reserved + v.held, v.credit_total);
+    else
+        assert_int_equal(v.credit, 0);
 }
 
 static const sent_t *last_sent(void)
@@ -400,6 +411,59 @@ static void test_pushes_stay_within_the_credit_and_credit_comes_back(void **stat
     assert_true(kyu_workers_view(W.w, sid, &v));
     assert_int_equal(v.held, 1);
     assert_int_equal(v.credit, 4);
+    invariant(sid);
+    zframe_destroy(&id);
+}
+
+/* A heartbeat's ct sets a new total: lowered below what is out, nothing is pushed until
+ * enough comes back (the broker never has more than the total out); raised, at once. */
+static void test_a_new_total_credit_lowers_and_raises_what_is_pushed(void **state)
+{
+    (void)state;
+    zframe_t *id = zframe_new("worker-1", 8);
+    send_n("jobs", 40);
+    uint64_t sid = open_session(id, "jobs", 8, 0, 0);
+    kyu_workers_serve(W.w, false);
+    assert_int_equal(W.n_props, 1);
+    assert_int_equal(commit_receive(0), 8);
+    kyu_session_view_t v;
+    /* lowered to 3 while 8 are held: credit 0, even with 4 given back (4 held > 3) */
+    assert_int_equal(heartbeat_ct(id, sid, 4, 3), KYU_OK);
+    assert_true(kyu_workers_view(W.w, sid, &v));
+    assert_int_equal(v.credit_total, 3);
+    assert_int_equal(v.held, 4);
+    assert_int_equal(v.credit, 0);
+    invariant(sid);
+    kyu_workers_serve(W.w, false);
+    assert_int_equal(W.n_props, 1);
+    /* 3 more back: 1 held, 2 may be pushed, not more */
+    assert_int_equal(heartbeat(id, sid, 3), KYU_OK);
+    kyu_workers_serve(W.w, false);
+    assert_int_equal(W.n_props, 2);
+    assert_int_equal(W.props[1].max, 2);
+    assert_int_equal(commit_receive(1), 2);
+    assert_true(kyu_workers_view(W.w, sid, &v));
+    assert_int_equal(v.held, 3);
+    assert_int_equal(v.credit, 0);
+    invariant(sid);
+    /* raised to 25 without giving anything back: 22 at once (ten to a RECEIVE) */
+    assert_int_equal(heartbeat_ct(id, sid, 0, 25), KYU_OK);
+    kyu_workers_serve(W.w, false);
+    assert_int_equal(W.n_props, 5);
+    assert_int_equal(W.props[2].max + W.props[3].max + W.props[4].max, 22);
+    invariant(sid);
+    kyu_reply_t rep;
+    kyu_reply_init(&rep);
+    kyu_err_t err;
+    assert_int_equal(kyu_workers_list(W.w, "jobs", &rep, &err), KYU_OK);
+    assert_int_equal(rep.n_workers, 1);
+    assert_int_equal(rep.workers[0].credit_total, 25);
+    assert_int_equal(rep.workers[0].credit, 0);
+    kyu_reply_reset(&rep);
+    for (size_t i = 2; i < 5; i++)
+        commit_receive(i);
+    assert_true(kyu_workers_view(W.w, sid, &v));
+    assert_int_equal(v.held, 25);
     invariant(sid);
     zframe_destroy(&id);
 }
@@ -604,6 +668,7 @@ static void test_list_shows_live_sessions_by_id(void **state)
     assert_string_equal(rep.workers[1].queue, "jobs");
     assert_string_equal(rep.workers[1].host, "10.0.0.1");
     assert_int_equal(rep.workers[1].credit, 4);
+    assert_int_equal(rep.workers[1].credit_total, 4);
     assert_int_equal(rep.workers[1].hb_ago_ms, 1234);
     assert_int_equal(rep.workers[1].age_ms, 1234);
     kyu_reply_reset(&rep);
@@ -620,6 +685,8 @@ int main(void)
             test_release_makes_still_identical_leases_visible_and_nothing_else, setup, teardown),
         cmocka_unit_test_setup_teardown(test_release_items_decode_strictly, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pushes_stay_within_the_credit_and_credit_comes_back,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_new_total_credit_lowers_and_raises_what_is_pushed,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_sessions_of_a_queue_are_served_in_turn, setup,
                                         teardown),

@@ -550,7 +550,7 @@ static void on_handles(sim_cluster_t *c, const kyu_command_t *cmd, const sk_inte
 static uint32_t retention_of(const kyu_command_t *cmd, uint32_t otherwise)
 {
     kyu_queue_ext_t x;
-    unsigned set = 0;
+    uint64_t set = 0;
     kyu_qattrs_defaults(&x);
     if (cmd->qx_len && kyu_qattrs_decode(cmd->qx_mp, cmd->qx_len, &x, &set) &&
         (set & KYU_F_RETENTION))
