@@ -272,6 +272,17 @@ static kyu_code_t check_fanout(kyu_sm_t *self, const topic_t *t, const char *id,
             return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
                                "the message and its attributes' values must be valid UTF-8 text");
     size_t raw_size = len + kyu_msg_attrs_size(attrs), env_size = *env ? strlen(*env) : 0;
+    size_t total = 0;
+    for (size_t i = 0; i < t->n; i++)
+        total += t->subs[i].raw ? raw_size : env_size;
+    if (total > KYU_PUBLISH_FANOUT_MAX) {
+        free(*env);
+        *env = NULL;
+        return kyu_err_set(err, KYU_ERR_TOO_LARGE,
+                           "the copies for topic '%s's %zu subscriptions would total %zu bytes; "
+                           "a publish writes at most %d: nothing was enqueued",
+                           t->name, t->n, total, KYU_PUBLISH_FANOUT_MAX);
+    }
     for (size_t i = 0; i < t->n; i++) {
         const queue_t *q = zhashx_lookup(self->queues, t->subs[i].queue);
         KYU_ASSERT(q); /* a deleted queue's subscriptions go with it */

@@ -90,6 +90,9 @@
 #define KYU_TOPIC_SUBS_MAX 100
 #define KYU_TOPICS_MAX 10000
 #define KYU_SUB_ID_LEN 36
+/* The bytes one publish may write into its subscribed queues together (bodies, or envelopes,
+ * and attributes of every copy): fan-out multiplies writes, and a publish is one entry. */
+#define KYU_PUBLISH_FANOUT_MAX (32 << 20)
 
 typedef enum {
     KYU_OP_HELLO = 1,

@@ -147,6 +147,39 @@ static void test_publish_is_all_or_nothing(void **state)
     assert_int_equal(receive(f, "small", got), 1);
 }
 
+/* Fan-out multiplies writes: a publish whose copies would total more than
+ * KYU_PUBLISH_FANOUT_MAX bytes is refused whole. */
+static void test_publish_fan_out_is_bounded(void **state)
+{
+    fixture_t *f = *state;
+    ok(apply1(f, topic_cmd(KYU_CMD_CREATE_TOPIC, "t")));
+    size_t n = KYU_PUBLISH_FANOUT_MAX / (512 * 1024) + 1;
+    for (size_t i = 0; i < n; i++) {
+        char q[16], id[KYU_SUB_ID_LEN + 1];
+        snprintf(q, sizeof q, "q%zu", i);
+        snprintf(id, sizeof id, "%08zx-0000-4000-8000-000000000000", i);
+        ok(apply1(f, cmd_create(q, 30)));
+        ok(apply1(f, subscribe("t", q, id, true)));
+    }
+    char *body = malloc(512 * 1024 + 1);
+    assert_non_null(body);
+    memset(body, 'x', 512 * 1024);
+    body[512 * 1024] = '\0';
+    kyu_result_t r = apply1(f, publish("t", body, NULL));
+    assert_int_equal(r.code, KYU_ERR_TOO_LARGE);
+    assert_non_null(strstr(r.error, "at most"));
+    kyu_result_clear(&r);
+    char got[10][2048];
+    assert_int_equal(receive(f, "q0", got), 0);
+    body[1000] = '\0'; /* small enough: every queue gets it */
+    ok(apply1(f, publish("t", body, NULL)));
+    free(body);
+    assert_int_equal(receive(f, "q0", got), 1);
+    char last[16];
+    snprintf(last, sizeof last, "q%zu", n - 1);
+    assert_int_equal(receive(f, last, got), 1);
+}
+
 static void test_subscriptions_change_and_survive_a_restart(void **state)
 {
     fixture_t *f = *state;
@@ -255,6 +288,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_publish_fans_out_raw_and_in_the_envelope),
         T(test_publish_is_all_or_nothing),
+        T(test_publish_fan_out_is_bounded),
         T(test_subscriptions_change_and_survive_a_restart),
         cmocka_unit_test(test_topic_commands_round_trip_through_the_log_encoding),
     };
