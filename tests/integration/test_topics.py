@@ -8,9 +8,12 @@ import base64
 import hashlib
 import json
 import re
+import subprocess
+import threading
 import unittest
 
-from harness import BrokerCase
+import test_cluster
+from harness import CLI, BrokerCase
 from test_message_attributes import md5_of_attributes
 
 OP_PUBLISH = 32
@@ -194,6 +197,63 @@ class Topics(BrokerCase):
         self.assertEqual(self.counts("ship"), (0, 0, 0))
         self.assertEqual(self.b.ok("list-topics").split(), ["t"])
         self.assertEqual(self.b.ok("list-subscriptions").count("\n"), 1)
+
+
+class AcrossFailover(unittest.TestCase):
+    """Three nodes: publishes pipelined through a kill -9 of the leader land in every
+    subscribed queue or in none, and each once."""
+    setUp = test_cluster.Cluster.setUp
+    tearDown = test_cluster.Cluster.tearDown
+    cli = test_cluster.Cluster.cli
+    ok = test_cluster.Cluster.ok
+    status = test_cluster.Cluster.status
+    leader = test_cluster.Cluster.leader
+    wait_caught_up = test_cluster.Cluster.wait_caught_up
+    drain = test_cluster.Cluster.drain
+
+    def test_publishes_fan_out_whole_across_a_leader_kill9(self):
+        leader = self.leader()
+        for q in ("raw", "env"):
+            self.ok("create-queue", q, "--visibility-timeout", "600")
+        self.ok("create-topic", "t")
+        self.ok("subscribe", "t", "raw", "--raw")
+        self.ok("subscribe", "t", "env")
+        lines = ["line-%d" % i for i in range(400)]
+        proc = subprocess.Popen([CLI, "--broker", self.endpoints, "publish", "t", "--lines"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        acked, some = [], threading.Event()
+
+        def read_acks():
+            for line in proc.stdout:
+                acked.append(line.decode().strip())
+                if len(acked) >= 50:
+                    some.set()
+            some.set()
+
+        reader = threading.Thread(target=read_acks)
+        writer = threading.Thread(
+            target=lambda: (proc.stdin.write(("\n".join(lines) + "\n").encode()),
+                            proc.stdin.close()))
+        reader.start()
+        writer.start()
+        self.assertTrue(some.wait(120), "no publish acknowledged within 120 s")
+        leader.kill9()
+        proc.wait(timeout=240)
+        reader.join(timeout=60)
+        writer.join(timeout=60)
+        err = proc.stderr.read().decode()
+        proc.stdout.close()
+        proc.stderr.close()
+        self.assertEqual(proc.returncode, 0, err)
+        self.assertEqual(len(acked), len(lines))
+        leader.start()
+        raw = [m["Body"] for m in self.drain("raw")]
+        env = [json.loads(m["Body"]) for m in self.drain("env")]
+        self.assertEqual(sorted(raw), sorted(lines))  # each once: request keys
+        self.assertEqual(sorted(e["Message"] for e in env), sorted(lines))
+        self.assertEqual(sorted(e["MessageId"] for e in env), sorted(acked))
+        self.wait_caught_up(leader)
 
 
 if __name__ == "__main__":
