@@ -3,16 +3,21 @@
 publish is one command: a copy lands in every subscribed queue or in none; raw subscriptions
 get the body and attributes as published (their MD5s as SQS computes them), the others SNS's
 JSON envelope. A deleted queue's subscriptions go with it. Topics and subscriptions survive a
-kill -9; a publish retried with its request key enqueues once; bad input changes nothing."""
+kill -9 and travel in a snapshot; a publish retried with its request key enqueues once, also
+pipelined through a leader's kill -9 on three nodes; bad input changes nothing."""
 import base64
 import hashlib
 import json
+import os
 import re
+import shutil
 import subprocess
 import threading
+import time
 import unittest
 
 import test_cluster
+import test_snapshot
 from harness import CLI, BrokerCase
 from test_message_attributes import md5_of_attributes
 
@@ -254,6 +259,59 @@ class AcrossFailover(unittest.TestCase):
         self.assertEqual(sorted(e["Message"] for e in env), sorted(lines))
         self.assertEqual(sorted(e["MessageId"] for e in env), sorted(acked))
         self.wait_caught_up(leader)
+
+
+class BySnapshot(unittest.TestCase):
+    """Three nodes with a short log window: a follower wiped while topics change catches up
+    by a snapshot, and then, leading, holds the topics and subscriptions and fans out."""
+    def setUp(self):
+        os.environ["KYU_LOG_WINDOW"] = test_snapshot.WINDOW
+        test_cluster.Cluster.setUp(self)
+
+    def tearDown(self):
+        test_cluster.Cluster.tearDown(self)
+        os.environ.pop("KYU_LOG_WINDOW", None)
+
+    cli = test_cluster.Cluster.cli
+    ok = test_cluster.Cluster.ok
+    status = test_cluster.Cluster.status
+    leader = test_cluster.Cluster.leader
+    wait_caught_up = test_cluster.Cluster.wait_caught_up
+    drain = test_cluster.Cluster.drain
+    logs = test_cluster.Cluster.logs
+
+    def test_a_wiped_follower_gets_the_topics_by_snapshot(self):
+        leader = self.leader()
+        follower = next(n for n in self.nodes if n is not leader)
+        follower.kill9()
+        shutil.rmtree(os.path.join(self.data, "db-%d" % follower.id))
+        for q in ("a", "b", "c"):
+            self.ok("create-queue", q, "--visibility-timeout", "600")
+        for i in range(40):  # more entries than the log window (one per CLI call)
+            self.ok("create-topic", "t%02d" % i)
+        self.ok("subscribe", "t00", "a")
+        self.ok("subscribe", "t00", "b", "--raw")
+        self.ok("unsubscribe", self.ok("subscribe", "t01", "c").strip())
+        self.ok("publish", "t00", "before")
+        subs = self.ok("list-subscriptions")
+        follower.start()
+        self.wait_caught_up(follower, deadline_s=120)
+        follower.log.flush()
+        with open(follower.log.name, "rb") as f:
+            self.assertIn(b"installed a snapshot", f.read(), self.logs())
+        deadline = time.monotonic() + 60
+        while self.leader() is not follower:
+            self.assertLess(time.monotonic(), deadline, "node %d did not take over" % follower.id)
+            self.cli("cluster", "transfer", str(follower.id))
+            time.sleep(0.2)
+        self.assertEqual(self.cli("list-subscriptions", endpoint=follower.client).stdout.decode(),
+                         subs)
+        self.assertEqual(len(self.ok("list-topics").split()), 40)
+        self.ok("publish", "t00", "after")
+        self.assertEqual(sorted(m["Body"] for m in self.drain("b")), ["after", "before"])
+        self.assertEqual(sorted(json.loads(m["Body"])["Message"] for m in self.drain("a")),
+                         ["after", "before"])
+        self.assertEqual(self.drain("c"), [])
 
 
 if __name__ == "__main__":
