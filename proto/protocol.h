@@ -88,7 +88,7 @@
  * into each), a cluster at most KYU_TOPICS_MAX topics; a subscription id is a UUID. */
 #define KYU_TOPIC_NAME_MAX 256
 #define KYU_TOPIC_SUBS_MAX 100
-#define KYU_TOPICS_MAX 10000
+#define KYU_TOPICS_MAX 1000
 #define KYU_SUB_ID_LEN 36
 /* The bytes one publish may write into its subscribed queues together (bodies, or envelopes,
  * and attributes of every copy): fan-out multiplies writes, and a publish is one entry. */

@@ -180,6 +180,34 @@ static void test_publish_fan_out_is_bounded(void **state)
     assert_int_equal(receive(f, last, got), 1);
 }
 
+/* KYU_TOPICS_MAX topics, KYU_TOPIC_SUBS_MAX subscriptions per topic: LIMIT_EXCEEDED past
+ * them, nothing changed; an existing topic is still created (idempotent) at the bound. */
+static void test_topic_and_subscription_bounds(void **state)
+{
+    fixture_t *f = *state;
+    char name[32];
+    for (int i = 0; i < KYU_TOPICS_MAX; i++) {
+        snprintf(name, sizeof name, "t%d", i);
+        ok(apply1(f, topic_cmd(KYU_CMD_CREATE_TOPIC, name)));
+    }
+    assert_int_equal(code_of(apply1(f, topic_cmd(KYU_CMD_CREATE_TOPIC, "one-more"))),
+                     KYU_ERR_LIMIT_EXCEEDED);
+    ok(apply1(f, topic_cmd(KYU_CMD_CREATE_TOPIC, "t0")));
+    for (int i = 0; i <= KYU_TOPIC_SUBS_MAX; i++) {
+        char id[KYU_SUB_ID_LEN + 1];
+        snprintf(name, sizeof name, "q%d", i);
+        snprintf(id, sizeof id, "%08x-0000-4000-8000-000000000000", i);
+        ok(apply1(f, cmd_create(name, 30)));
+        kyu_code_t code = code_of(apply1(f, subscribe("t0", name, id, true)));
+        assert_int_equal(code, i < KYU_TOPIC_SUBS_MAX ? KYU_OK : KYU_ERR_LIMIT_EXCEEDED);
+    }
+    ok(apply1(f, publish("t0", "x", NULL)));
+    char got[10][2048];
+    assert_int_equal(receive(f, "q0", got), 1);
+    snprintf(name, sizeof name, "q%d", KYU_TOPIC_SUBS_MAX);
+    assert_int_equal(receive(f, name, got), 0); /* its subscription was refused */
+}
+
 static void test_subscriptions_change_and_survive_a_restart(void **state)
 {
     fixture_t *f = *state;
@@ -289,6 +317,7 @@ int main(void)
         T(test_publish_fans_out_raw_and_in_the_envelope),
         T(test_publish_is_all_or_nothing),
         T(test_publish_fan_out_is_bounded),
+        T(test_topic_and_subscription_bounds),
         T(test_subscriptions_change_and_survive_a_restart),
         cmocka_unit_test(test_topic_commands_round_trip_through_the_log_encoding),
     };
