@@ -57,6 +57,12 @@
  *                      run out) becomes visible at now_ms; nothing else changes (a deleted,
  *                      expired or re-leased message is left alone). The leader proposes it
  *                      for a worker session declared dead or closed (op_workers.c)
+ *   CREATE_TOPIC, DELETE_TOPIC: items = [topic]
+ *   SUBSCRIBE:         items = [topic, subscription id, raw (bool)]; queue: the queue
+ *   UNSUBSCRIBE:       items = [subscription id]
+ *   PUBLISH:           items = [topic, message id, body (bin), attributes or nil]: enqueued
+ *                      into every queue subscribed to the topic when it applies, or into
+ *                      none (op_topic.c)
  * SET_MEMBER and DROP_MEMBER (queue "", vt -1, max 0) keep the replicated address book
  * (sm_members.c): where to reach each member, on every node and in every snapshot.
  * vt is -1 when the request did not set it (the queue's default applies). Types are never
@@ -85,6 +91,11 @@ typedef enum {
     KYU_CMD_CANCEL_MOVE_TASK = 15,
     KYU_CMD_RELEASE_LEASES = 16, /* worker sessions (workers.h, op_workers.c) */
     KYU_CMD_UNTAG_QUEUE = 17,    /* 16: the worker sessions' */
+    KYU_CMD_CREATE_TOPIC = 18,   /* topics (op_topic.c) */
+    KYU_CMD_DELETE_TOPIC = 19,
+    KYU_CMD_SUBSCRIBE = 20,
+    KYU_CMD_UNSUBSCRIBE = 21,
+    KYU_CMD_PUBLISH = 22,
 } kyu_cmd_type_t;
 
 #define KYU_REDRIVE_STEP_MAX 100 /* messages moved by one REDRIVE_STEP at most */
@@ -143,6 +154,11 @@ typedef struct {
      * session until the command is encoded, or from the decoded entry */
     const uint8_t *rel;
     size_t n_rel;
+    /* Topics: the topic; SUBSCRIBE, UNSUBSCRIBE: the subscription id; SUBSCRIBE: raw
+     * delivery. PUBLISH: its message id in ids[0], its body in bodies[0], attrs[0] */
+    char topic[KYU_TOPIC_NAME_MAX + 1];
+    char sub_id[KYU_SUB_ID_LEN + 1];
+    bool raw;
     /* SEND: has_md5 (see md5_body below) */
     bool has_md5;
     /* ---- not cleared by kyu_command_init (some 10 KB): valid below n, each entry written

@@ -118,7 +118,7 @@ static uint64_t next_random(uint64_t s[4])
 }
 
 /* A random (version 4) UUID, made by the leader and carried in the command. */
-static void make_message_id(kyu_op_ctx_t *ctx, char out[KYU_UUID_LEN + 1])
+void kyu_op_make_uuid(kyu_op_ctx_t *ctx, char out[KYU_UUID_LEN + 1])
 {
     uint64_t a = next_random(ctx->rng), b = next_random(ctx->rng);
     a = (a & ~0xf000ULL) | 0x4000ULL;
@@ -178,7 +178,7 @@ void kyu_op_send_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodi
         /* The digests, once for every replica and every receive (carried in the entry). */
         kyu_md5_body(cmd->bodies[i], cmd->body_lens[i], cmd->md5_body[i]);
         kyu_md5_attrs(&cmd->attrs[i], cmd->md5_attrs[i]);
-        make_message_id(ctx, cmd->ids[i]);
+        kyu_op_make_uuid(ctx, cmd->ids[i]);
     }
     cmd->has_md5 = true;
 }
@@ -312,38 +312,47 @@ static void send_digests(const kyu_command_t *c, kyu_apply_t *a)
  * flags|id_len(1) id, then its digests (MSG_REC_DIGESTS: MD5OfMessageBody, and with
  * attributes MD5OfMessageAttributes, 16 bytes each), then for a message with attributes
  * (MSG_REC_ATTRS) their length(4) and their msgpack array, then the body. */
-static void store_message(kyu_sm_t *self, queue_t *q, const kyu_command_t *c, size_t i,
-                          uint64_t seq)
+void kyu_sm_store_message(kyu_sm_t *self, queue_t *q, uint64_t seq, uint64_t now_ms, const char *id,
+                          const void *body, size_t body_len, const kyu_msg_attrs_t *attrs,
+                          const uint8_t md5_body[KYU_MD5_LEN], const uint8_t md5_attrs[KYU_MD5_LEN],
+                          uint64_t delay_ms)
 {
-    KYU_ASSERT(c->has_md5);
-    size_t idlen = strlen(c->ids[i]), md5_len = c->attrs[i].n ? 2 * KYU_MD5_LEN : KYU_MD5_LEN;
+    size_t idlen = strlen(id), md5_len = attrs->n ? 2 * KYU_MD5_LEN : KYU_MD5_LEN;
     uint8_t fixed[9 + KYU_UUID_LEN + 2 * KYU_MD5_LEN];
     uint8_t *head = fixed;
     size_t hl = 9 + idlen + md5_len, at = hl;
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
-    if (c->attrs[i].n) {
+    if (attrs->n) {
         msgpack_packer pk;
         msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-        kyu_msg_attrs_pack(&pk, &c->attrs[i]);
+        kyu_msg_attrs_pack(&pk, attrs);
         hl += 4 + sb.size;
         head = malloc(hl);
         KYU_ASSERT(head);
         kyu_put_be32(head + at, (uint32_t)sb.size);
         memcpy(head + at + 4, sb.data, sb.size);
     }
-    kyu_put_be64(head, c->now_ms);
-    head[8] = (uint8_t)(idlen | MSG_REC_DIGESTS | (c->attrs[i].n ? MSG_REC_ATTRS : 0));
-    memcpy(head + 9, c->ids[i], idlen);
-    memcpy(head + 9 + idlen, c->md5_body[i], KYU_MD5_LEN);
-    if (c->attrs[i].n)
-        memcpy(head + 9 + idlen + KYU_MD5_LEN, c->md5_attrs[i], KYU_MD5_LEN);
-    /* The message's own delay replaces the queue's (SQS: a per-message 0 too). */
-    uint64_t delay_ms = c->has_msg_delay[i] ? c->msg_delay_ms[i] : q->delay * 1000ull;
-    kyu_sm_add_message(self, q, seq, head, hl, c->bodies[i], c->body_lens[i], c->now_ms, delay_ms);
+    kyu_put_be64(head, now_ms);
+    head[8] = (uint8_t)(idlen | MSG_REC_DIGESTS | (attrs->n ? MSG_REC_ATTRS : 0));
+    memcpy(head + 9, id, idlen);
+    memcpy(head + 9 + idlen, md5_body, KYU_MD5_LEN);
+    if (attrs->n)
+        memcpy(head + 9 + idlen + KYU_MD5_LEN, md5_attrs, KYU_MD5_LEN);
+    kyu_sm_add_message(self, q, seq, head, hl, body, body_len, now_ms, delay_ms);
     if (head != fixed)
         free(head);
     msgpack_sbuffer_destroy(&sb);
+}
+
+static void store_message(kyu_sm_t *self, queue_t *q, const kyu_command_t *c, size_t i,
+                          uint64_t seq)
+{
+    KYU_ASSERT(c->has_md5);
+    /* The message's own delay replaces the queue's (SQS: a per-message 0 too). */
+    uint64_t delay_ms = c->has_msg_delay[i] ? c->msg_delay_ms[i] : q->delay * 1000ull;
+    kyu_sm_store_message(self, q, seq, c->now_ms, c->ids[i], c->bodies[i], c->body_lens[i],
+                         &c->attrs[i], c->md5_body[i], c->md5_attrs[i], delay_ms);
 }
 
 kyu_code_t kyu_op_send_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t *a)

@@ -462,7 +462,8 @@ kyu_code_t kyu_op_delete_queue_apply(kyu_sm_t *self, const kyu_command_t *c, kyu
     uint8_t gc[10] = {'g', 'c'};
     kyu_put_be64(gc + 2, q->qid);
     kyu_sm_put(self, KYU_CF_META, gc, sizeof gc, "", 0);
-    kyu_sm_tasks_drop(self, q); /* its message move tasks (op_redrive.c) */
+    kyu_sm_tasks_drop(self, q);              /* its message move tasks (op_redrive.c) */
+    kyu_sm_topics_drop_queue(self, q->name); /* its subscriptions to topics (op_topic.c) */
     /* Receives parked on it are answered NO_SUCH_QUEUE. */
     kyu_sm_note_visible(self, q);
     /* The record leaves the hash now; it is freed after the entry's write (forget_touched). */

@@ -209,6 +209,8 @@ bool kyu_op_redrive_step_decode(const msgpack_object *items, kyu_command_t *cmd)
 kyu_code_t kyu_op_redrive_step_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
 
 /* op_message.c: SEND, RECEIVE */
+/* A random (version 4) UUID from the leader's generator, for a command to carry. */
+void kyu_op_make_uuid(kyu_op_ctx_t *ctx, char out[KYU_UUID_LEN + 1]);
 kyu_code_t kyu_op_send_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
                                 kyu_err_t *err);
 void kyu_op_send_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
@@ -277,6 +279,45 @@ kyu_code_t kyu_op_list_workers_answer(kyu_op_ctx_t *ctx, const kyu_request_t *re
 void kyu_op_release_encode(const kyu_command_t *cmd, msgpack_packer *pk);
 bool kyu_op_release_decode(const msgpack_object *items, kyu_command_t *cmd);
 kyu_code_t kyu_op_release_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
+
+/* op_topic.c: CREATE_TOPIC, DELETE_TOPIC, LIST_TOPICS, SUBSCRIBE, UNSUBSCRIBE,
+ * LIST_SUBSCRIPTIONS, PUBLISH (SNS-style topics) */
+kyu_code_t kyu_op_create_topic_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+                                        kyu_err_t *err);
+void kyu_op_topic_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+                        kyu_command_t *cmd);
+void kyu_op_topic_encode(const kyu_command_t *cmd, msgpack_packer *pk);
+bool kyu_op_topic_decode(const msgpack_object *items, kyu_command_t *cmd);
+kyu_code_t kyu_op_create_topic_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
+kyu_code_t kyu_op_delete_topic_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
+kyu_code_t kyu_op_subscribe_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+                                     kyu_err_t *err);
+void kyu_op_subscribe_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+                            kyu_command_t *cmd);
+void kyu_op_subscribe_encode(const kyu_command_t *cmd, msgpack_packer *pk);
+bool kyu_op_subscribe_decode(const msgpack_object *items, kyu_command_t *cmd);
+kyu_code_t kyu_op_subscribe_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
+kyu_code_t kyu_op_unsubscribe_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+                                       kyu_err_t *err);
+void kyu_op_unsubscribe_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+                              kyu_command_t *cmd);
+void kyu_op_unsubscribe_encode(const kyu_command_t *cmd, msgpack_packer *pk);
+bool kyu_op_unsubscribe_decode(const msgpack_object *items, kyu_command_t *cmd);
+kyu_code_t kyu_op_unsubscribe_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
+kyu_code_t kyu_op_publish_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+                                   kyu_err_t *err);
+void kyu_op_publish_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+                          kyu_command_t *cmd);
+void kyu_op_publish_encode(const kyu_command_t *cmd, msgpack_packer *pk);
+bool kyu_op_publish_decode(const msgpack_object *items, kyu_command_t *cmd);
+kyu_code_t kyu_op_publish_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
+kyu_code_t kyu_op_topic_id_replay(kyu_sm_t *sm, const kyu_command_t *cmd, const kyu_dedup_t *d,
+                                  kyu_apply_t *a);
+void kyu_op_topic_id_reply(const kyu_result_t *res, kyu_reply_t *rep, size_t *n_bodies);
+kyu_code_t kyu_op_list_topics_answer(kyu_op_ctx_t *ctx, const kyu_request_t *req, kyu_reply_t *rep,
+                                     kyu_err_t *err);
+kyu_code_t kyu_op_list_subscriptions_answer(kyu_op_ctx_t *ctx, const kyu_request_t *req,
+                                            kyu_reply_t *rep, kyu_err_t *err);
 
 /* op_cluster.c: HELLO, CLUSTER_STATUS, CLUSTER_TRANSFER, CLUSTER_ADD, CLUSTER_REMOVE */
 kyu_code_t kyu_op_hello_answer(kyu_op_ctx_t *ctx, const kyu_request_t *req, kyu_reply_t *rep,

@@ -58,6 +58,8 @@
  *   meta       "mt" qid(8) id(8)         -> a message move task of queue qid (op_redrive.c):
  *                                           msgpack [status, destination, rate, moved, to_move,
  *                                           started_ms, ended_ms, reason, tat_us]
+ *   meta       "tp" name                 -> a topic and its subscriptions (op_topic.c):
+ *                                           msgpack [created_ms, [[sub id, queue, raw], ...]]
  * seq is global (never reused across queues), and a receipt handle's MAC covers the queue
  * id, so a handle of another queue finds nothing. Invariants after every command:
  *   - every message has exactly one lease record, and is in its queue's receive index
@@ -430,7 +432,7 @@ static kyu_code_t load(kyu_sm_t *self, kyu_err_t *err)
         load_queues(self, err) || kyu_sm_tasks_load(self, err) ||
         kyu_sm_collect_garbage(self, err) || drop_visibility(self, err) ||
         kyu_sm_index_load(self, err) || kyu_sm_keyfilter_load(self, err) ||
-        kyu_sm_marks_load(self, err))
+        kyu_sm_marks_load(self, err) || kyu_sm_topics_load(self, err))
         return KYU_ERR_STORAGE;
     self->next_term = self->applied_term;
     self->persisted_index = self->applied_index;
@@ -503,6 +505,7 @@ void kyu_sm_destroy(kyu_sm_t **self_p)
         return;
     drop_queues(self);
     zhashx_destroy(&self->queues);
+    kyu_sm_topics_free(self);
     zlistx_destroy(&self->touched);
     if (self->buffer)
         kyu_sm_buffer_free(self); /* unwritten, as in a crash: kyu_sm_flush first to keep it */

@@ -206,7 +206,7 @@ void kyu_sm_buffer_free(kyu_sm_t *self)
 typedef struct {
     uint64_t hash;
     uint16_t klen;
-    uint8_t key[1 + 256];
+    uint8_t key[1 + 512]; /* keys up to 512 bytes: a topic's is 2 + 256 (op_topic.c) */
 } probe_t;
 
 static kyu_sm_item_t *find(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl, probe_t *p)

@@ -127,6 +127,7 @@ struct kyu_sm {
     kyu_store_t *store;
     rocksdb_t *db;
     zhashx_t *queues; /* name -> queue_t*; freed by kyu_sm_destroy */
+    zhashx_t *topics; /* name -> kyu_topic_t* (op_topic.c); NULL until loaded */
     uint64_t applied_index;
     uint64_t next_seq;
     uint64_t next_qid;
@@ -325,6 +326,17 @@ void kyu_sm_touch(kyu_sm_t *self, queue_t *q);
  * until sent_ms + delay_ms. */
 void kyu_sm_add_message(kyu_sm_t *self, queue_t *q, uint64_t seq, const void *head, size_t hl,
                         const void *body, size_t bl, uint64_t sent_ms, uint64_t delay_ms);
+/* Stores a new message seq in q (op_message.c): its record (id, digests, attributes) and its
+ * lease, visible after delay_ms; the caller counts it (n_messages) and touches q. */
+void kyu_sm_store_message(kyu_sm_t *self, queue_t *q, uint64_t seq, uint64_t now_ms, const char *id,
+                          const void *body, size_t body_len, const kyu_msg_attrs_t *attrs,
+                          const uint8_t md5_body[KYU_MD5_LEN], const uint8_t md5_attrs[KYU_MD5_LEN],
+                          uint64_t delay_ms);
+/* Topics (op_topic.c): loaded from their records at a start or reload; freed; and a deleted
+ * queue's subscriptions removed (DELETE_QUEUE's apply). */
+kyu_code_t kyu_sm_topics_load(kyu_sm_t *self, kyu_err_t *err);
+void kyu_sm_topics_free(kyu_sm_t *self);
+void kyu_sm_topics_drop_queue(kyu_sm_t *self, const char *queue);
 /* Sets message seq's lease, in the index and in its lease record. */
 void kyu_sm_set_lease(kyu_sm_t *self, queue_t *q, uint64_t seq, const lease_t *l);
 /* Drops message seq of q: record, lease record, provenance record, index. */

@@ -43,6 +43,23 @@ static const cli_cmd_t commands[] = {
      "delete every message of a queue (visible, in flight and delayed); the queue stays", 0, 1, 1,
      cli_cmd_purge_queue},
     {"list-queues", "", "print the queue names, one per line", 0, 0, 0, cli_cmd_list_queues},
+    {"create-topic", "TOPIC", "create a topic (idempotent); names: 1..256 of [A-Za-z0-9_-]",
+     CLI_OPT_TOPIC, 1, 1, cli_cmd_create_topic},
+    {"delete-topic", "TOPIC", "delete a topic and its subscriptions (the queues stay)",
+     CLI_OPT_TOPIC, 1, 1, cli_cmd_delete_topic},
+    {"list-topics", "", "print the topic names, one per line", 0, 0, 0, cli_cmd_list_topics},
+    {"subscribe", "TOPIC QUEUE [--raw]",
+     "subscribe QUEUE to TOPIC and print the subscription id; --raw: deliver the body and "
+     "attributes as published, not in SNS's JSON envelope",
+     CLI_OPT_TOPIC | CLI_OPT_RAW, 2, 2, cli_cmd_subscribe},
+    {"unsubscribe", "SUB_ID", "remove a subscription", CLI_OPT_SUB_ID, 1, 1, cli_cmd_unsubscribe},
+    {"list-subscriptions", "[TOPIC]",
+     "print the subscriptions (of TOPIC): ID TOPIC QUEUE raw|envelope, one per line", 0, 0, 1,
+     cli_cmd_list_subscriptions},
+    {"publish", "TOPIC [BODY] [--lines] [--attr NAME=TYPE:VALUE]...",
+     "publish BODY, or stdin as one message, or (--lines) each stdin line as a message, to "
+     "every queue subscribed to TOPIC (all of them or none); prints the message ids",
+     CLI_OPT_TOPIC | CLI_OPT_LINES | CLI_OPT_MSG_ATTRS, 1, 2, cli_cmd_publish},
     {"get-queue-attributes", "NAME", "print a queue's attributes and message counts", 0, 1, 1,
      cli_cmd_get_queue_attributes},
     {"send",
@@ -335,6 +352,7 @@ static int parse_cmd_args(cli_t *cli, int argc, char **argv, cli_args_t *a)
         {"list", no_argument, NULL, 'L'},
         {"cancel", no_argument, NULL, 'C'},
         {"no-wait", no_argument, NULL, 'N'},
+        {"raw", no_argument, NULL, 'R'}, /* subscribe: raw message delivery */
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -441,6 +459,8 @@ static int parse_cmd_args(cli_t *cli, int argc, char **argv, cli_args_t *a)
             a->cancel = true;
         } else if (c == 'N' && (cmd->options & CLI_OPT_REDRIVE)) {
             a->no_wait = true;
+        } else if (c == 'R' && (cmd->options & CLI_OPT_RAW)) {
+            a->raw = true;
         } else if (c == '?' && strchr("mvsdarwWqcAtMFTP", optopt) && optopt) {
             return cli_usage_error(cli, "option '%s' needs a value", argv[optind - 1]);
         } else if (c == '?') {
@@ -474,7 +494,13 @@ static int parse_cmd_args(cli_t *cli, int argc, char **argv, cli_args_t *a)
         return cli_usage_error(cli, "--max-receive-count goes with --dead-letter-queue NAME");
     if ((cmd->options & CLI_OPT_CLUSTER) && cli_cluster_check_args(cli, a) != CLI_EXIT_OK)
         return CLI_EXIT_USAGE;
-    if (cmd->min_args > 0 && !(cmd->options & CLI_OPT_CLUSTER) && !cli_check_queue(cli, a->args[0]))
+    if ((cmd->options & CLI_OPT_TOPIC) && !kyu_topic_name_valid(a->args[0], strlen(a->args[0])))
+        return cli_usage_error(cli,
+                               "invalid topic name '%.60s': 1 to %d characters of letters, "
+                               "digits, - and _",
+                               a->args[0], KYU_TOPIC_NAME_MAX);
+    if (cmd->min_args > 0 && !(cmd->options & (CLI_OPT_CLUSTER | CLI_OPT_TOPIC | CLI_OPT_SUB_ID)) &&
+        !cli_check_queue(cli, a->args[0]))
         return CLI_EXIT_USAGE;
     for (int i = 1; (cmd->options & CLI_OPT_HANDLES) && i < a->n_args; i++)
         if (strlen(a->args[i]) > KYU_HANDLE_MAX || !a->args[i][0])

@@ -51,6 +51,7 @@ typedef struct {
     const char *to;
     int rate;
     bool list, cancel, no_wait;
+    bool raw;   /* subscribe --raw */
     int n_args; /* positional arguments */
     char **args;
 } cli_args_t;
@@ -80,7 +81,10 @@ enum {
     CLI_OPT_FORCE = 1024,        /* delete-queue --force */
     CLI_OPT_MSG_ATTRS = 2048,    /* send: --attr NAME=TYPE:VALUE (repeatable) */
     CLI_OPT_FROM = 4096,         /* peek: --from POSITION or MESSAGE_ID */
-    CLI_OPT_REDRIVE = 8192       /* redrive: --to, --max-per-second, --list, --cancel, --no-wait */
+    CLI_OPT_REDRIVE = 8192,      /* redrive: --to, --max-per-second, --list, --cancel, --no-wait */
+    CLI_OPT_TOPIC = 16384,       /* the first argument is a topic's name, not a queue's */
+    CLI_OPT_RAW = 32768,         /* subscribe --raw */
+    CLI_OPT_SUB_ID = 65536       /* the first argument is a subscription id */
 };
 
 /* Prints "kyu: CMD: fmt" and the command's usage line on stderr; returns CLI_EXIT_USAGE. */
@@ -127,6 +131,14 @@ int cli_cmd_change_visibility(cli_t *cli, cli_args_t *a);
 int cli_cmd_cluster(cli_t *cli, cli_args_t *a);
 int cli_cmd_redrive(cli_t *cli, cli_args_t *a); /* cli_redrive.c */
 int cli_cmd_workers(cli_t *cli, cli_args_t *a); /* cli_workers.c */
+int cli_cmd_publish(cli_t *cli, cli_args_t *a); /* cli_send.c */
+/* cli_topics.c */
+int cli_cmd_create_topic(cli_t *cli, cli_args_t *a);
+int cli_cmd_delete_topic(cli_t *cli, cli_args_t *a);
+int cli_cmd_list_topics(cli_t *cli, cli_args_t *a);
+int cli_cmd_subscribe(cli_t *cli, cli_args_t *a);
+int cli_cmd_unsubscribe(cli_t *cli, cli_args_t *a);
+int cli_cmd_list_subscriptions(cli_t *cli, cli_args_t *a);
 /* Checks the cluster command's arguments (a usage error is printed); CLI_EXIT_OK or
  * CLI_EXIT_USAGE. */
 int cli_cluster_check_args(const cli_t *cli, cli_args_t *a);

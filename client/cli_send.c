@@ -162,6 +162,14 @@ static int read_stdin(cli_t *cli, size_t max, char **buf_p, size_t *len_p)
 
 static int send_one(cli_t *cli, const cli_args_t *a, const void *body, size_t len)
 {
+    if (cli->cmd->run == cli_cmd_publish) {
+        char id[KYU_MESSAGE_ID_MAX + 1];
+        kyu_err_t err = {0};
+        if (kyu_client_publish(cli->client, a->args[0], body, len, a->attrs.n ? &a->attrs : NULL,
+                               id, &err) != KYU_OK)
+            return cli_fail(cli, &err);
+        return print_sent(cli, id, "", "");
+    }
     const void *bodies[] = {body};
     size_t lens[] = {len};
     kyu_sent_message_t sent[1];
@@ -201,6 +209,9 @@ static kyu_code_t send_slot(cli_t *cli, const cli_args_t *a, slot_t *s, unsigned
     size_t lens[] = {s->len};
     s->tries++;
     s->epoch = epoch;
+    if (cli->cmd->run == cli_cmd_publish)
+        return kyu_client_publish_async(cli->client, a->args[0], s->body, s->len,
+                                        a->attrs.n ? &a->attrs : NULL, &s->key, &s->req_id, err);
     kyu_send_options_t o = send_options(a);
     return kyu_client_send_async_with(cli->client, a->args[0], bodies, lens, 1, &o, &s->key,
                                       &s->req_id, err);
@@ -355,4 +366,11 @@ int cli_cmd_send(cli_t *cli, cli_args_t *a)
         rc = send_one(cli, a, buf, len);
     free(buf);
     return rc;
+}
+
+/* `kyu publish`: as send, to a topic (one message per request; send_one and send_slot
+ * publish when the command is this one). */
+int cli_cmd_publish(cli_t *cli, cli_args_t *a)
+{
+    return cli_cmd_send(cli, a);
 }

@@ -152,6 +152,41 @@ kyu_code_t kyu_client_poll_reply(kyu_client_t *self, int timeout_ms, kyu_reply_t
  * moved"). */
 kyu_code_t kyu_client_failover(kyu_client_t *self, const char *leader, kyu_err_t *err);
 
+/* ---- topics (SNS-style; PROTOCOL.md "Topics") ---- */
+
+/* Creates a topic: 1..256 of letters, digits, - and _. Creating one that exists succeeds. */
+kyu_code_t kyu_client_create_topic(kyu_client_t *self, const char *topic, kyu_err_t *err);
+/* Deletes a topic and its subscriptions (the queues and their messages stay); a topic that
+ * does not exist is no error (SNS's DeleteTopic). */
+kyu_code_t kyu_client_delete_topic(kyu_client_t *self, const char *topic, kyu_err_t *err);
+/* The topics' names, sorted; freed with kyu_queue_names_destroy (NULL when there is none). */
+kyu_code_t kyu_client_list_topics(kyu_client_t *self, char ***names_p, size_t *n, kyu_err_t *err);
+/* Subscribes queue to topic; raw: each message is delivered as published (body and
+ * attributes), else wrapped in SNS's JSON envelope. sub_id (when not NULL) gets the
+ * subscription's id; subscribing a queue that is subscribed the same way already answers its
+ * existing id, the other way INVALID_ARGUMENT. At most KYU_TOPIC_SUBS_MAX per topic. */
+kyu_code_t kyu_client_subscribe(kyu_client_t *self, const char *topic, const char *queue, bool raw,
+                                char sub_id[KYU_SUB_ID_LEN + 1], kyu_err_t *err);
+/* Removes a subscription (NO_SUCH_SUBSCRIPTION when there is none by that id). */
+kyu_code_t kyu_client_unsubscribe(kyu_client_t *self, const char *sub_id, kyu_err_t *err);
+/* The subscriptions of topic (NULL: of every topic), by topic and then in the order made;
+ * *subs_p: a heap array of *n (NULL when none), the caller frees it with free(). */
+kyu_code_t kyu_client_list_subscriptions(kyu_client_t *self, const char *topic,
+                                         kyu_sub_info_t **subs_p, size_t *n, kyu_err_t *err);
+/* Publishes one message (UTF-8 text; attrs: its attributes, NULL or none: no attributes) to
+ * topic: one command that enqueues a copy into every subscribed queue, or into none (a queue
+ * whose MaximumMessageSize the copy exceeds refuses the whole publish, TOO_LARGE naming it).
+ * message_id (when not NULL) gets the publish's MessageId once it is committed. Keyed: a retry
+ * after a timeout is applied once. */
+kyu_code_t kyu_client_publish(kyu_client_t *self, const char *topic, const void *body, size_t len,
+                              const kyu_msg_attrs_t *attrs, char message_id[KYU_MESSAGE_ID_MAX + 1],
+                              kyu_err_t *err);
+/* The same, asynchronously (kyu_client_poll_reply answers it: rep->ids[0] is the MessageId);
+ * key as kyu_client_send_async_keyed's (NULL: no request key). */
+kyu_code_t kyu_client_publish_async(kyu_client_t *self, const char *topic, const void *body,
+                                    size_t len, const kyu_msg_attrs_t *attrs, uint64_t *key,
+                                    uint64_t *req_id, kyu_err_t *err);
+
 /* ---- synchronous calls ---- */
 
 /* vt: visibility timeout in seconds, 0..43200, or -1 for the broker's default. */

@@ -69,6 +69,25 @@ static const kyu_op_info_t op_table[KYU_OP_MAX_] = {
     [KYU_OP_UNTAG_QUEUE] = {KYU_OP_UNTAG_QUEUE, "untag-queue", KYU_F_QUEUE | KYU_F_TAG_KEYS,
                             KYU_F_QUEUE | KYU_F_TAG_KEYS | KYU_F_RQ, 0, 0, KYU_OPF_WRITE,
                             "remove tags from a queue by key (a key it lacks is no error)"},
+    [KYU_OP_CREATE_TOPIC] = {KYU_OP_CREATE_TOPIC, "create-topic", KYU_F_TOPIC, KYU_F_TOPIC, 0, 0,
+                             KYU_OPF_WRITE, "create a topic (idempotent)"},
+    [KYU_OP_DELETE_TOPIC] = {KYU_OP_DELETE_TOPIC, "delete-topic", KYU_F_TOPIC,
+                             KYU_F_TOPIC | KYU_F_RQ, 0, 0, KYU_OPF_WRITE,
+                             "delete a topic and its subscriptions"},
+    [KYU_OP_LIST_TOPICS] = {KYU_OP_LIST_TOPICS, "list-topics", 0, 0, 0, 0, KYU_OPF_READ,
+                            "list topic names"},
+    [KYU_OP_SUBSCRIBE] = {KYU_OP_SUBSCRIBE, "subscribe", KYU_F_TOPIC | KYU_F_QUEUE,
+                          KYU_F_TOPIC | KYU_F_QUEUE | KYU_F_RAW | KYU_F_RQ, 0, 0, KYU_OPF_WRITE,
+                          "subscribe queue q to topic tp (raw: no envelope); replies its id"},
+    [KYU_OP_UNSUBSCRIBE] = {KYU_OP_UNSUBSCRIBE, "unsubscribe", KYU_F_SUB_ID,
+                            KYU_F_SUB_ID | KYU_F_RQ, 0, 0, KYU_OPF_WRITE,
+                            "remove a subscription by its id"},
+    [KYU_OP_LIST_SUBSCRIPTIONS] = {KYU_OP_LIST_SUBSCRIPTIONS, "list-subscriptions", 0, KYU_F_TOPIC,
+                                   0, 0, KYU_OPF_READ, "list subscriptions (of topic tp)"},
+    [KYU_OP_PUBLISH] = {KYU_OP_PUBLISH, "publish", KYU_F_TOPIC,
+                        KYU_F_TOPIC | KYU_F_MSG_ATTRS | KYU_F_RQ, 1, 1, KYU_OPF_WRITE,
+                        "publish one message to a topic: enqueued into every subscribed queue "
+                        "or none"},
     [KYU_OP_LIST_QUEUES] = {KYU_OP_LIST_QUEUES, "list-queues", 0, 0, 0, 0, KYU_OPF_READ,
                             "list queue names"},
     [KYU_OP_GET_QUEUE_ATTRIBUTES] = {KYU_OP_GET_QUEUE_ATTRIBUTES, "get-queue-attributes",
@@ -119,6 +138,20 @@ const kyu_op_info_t *kyu_op_info(uint64_t op)
 bool kyu_queue_name_valid(const char *name, size_t len)
 {
     if (len < 1 || len > KYU_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = name[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '-' || c == '_';
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+bool kyu_topic_name_valid(const char *name, size_t len)
+{
+    if (len < 1 || len > KYU_TOPIC_NAME_MAX)
         return false;
     for (size_t i = 0; i < len; i++) {
         char c = name[i];
@@ -559,6 +592,23 @@ static kyu_code_t decode_request_field(const msgpack_object *k, const msgpack_ob
         rc = get_uint(v, "session id (sid)", UINT64_MAX, &req->sid, err);
         if (rc == KYU_OK && req->sid == 0)
             rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "session id (sid) must not be 0");
+    } else if (kyu_mp_key_is(k, "tp")) {
+        bit = KYU_F_TOPIC;
+        if (v->type == MSGPACK_OBJECT_STR && !kyu_topic_name_valid(v->via.str.ptr, v->via.str.size))
+            return kyu_err_set(err, KYU_ERR_INVALID_NAME,
+                               "topic names are 1 to %d characters of letters, digits, - and _",
+                               KYU_TOPIC_NAME_MAX);
+        rc = get_str(v, "topic (tp)", req->topic, KYU_TOPIC_NAME_MAX, err);
+    } else if (kyu_mp_key_is(k, "sub")) {
+        bit = KYU_F_SUB_ID;
+        rc = get_str(v, "subscription id (sub)", req->sub_id, KYU_SUB_ID_LEN, err);
+        if (rc == KYU_OK && strlen(req->sub_id) != KYU_SUB_ID_LEN)
+            rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                             "a subscription id (sub) is %d characters (a UUID)", KYU_SUB_ID_LEN);
+    } else if (kyu_mp_key_is(k, "raw")) {
+        bit = KYU_F_RAW;
+        if (v->type != MSGPACK_OBJECT_BOOLEAN || !v->via.boolean)
+            return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "raw must be true");
     } else if (kyu_mp_key_is(k, "rq")) {
         bit = KYU_F_RQ;
         if (v->type != MSGPACK_OBJECT_ARRAY || v->via.array.size != 2)
@@ -648,6 +698,12 @@ static const char *field_name(uint64_t bit)
         return "ct (total credit)";
     case KYU_F_ENTRY_VTS:
         return "evt (batch entry visibility timeouts)";
+    case KYU_F_TOPIC:
+        return "tp (topic)";
+    case KYU_F_SUB_ID:
+        return "sub (subscription id)";
+    case KYU_F_RAW:
+        return "raw";
     default:
         return "?";
     }
@@ -925,6 +981,18 @@ void kyu_request_encode(const kyu_request_t *req, msgpack_sbuffer *out)
     if (req->fields & KYU_F_SID) {
         kyu_mp_pack_str(&pk, "sid");
         msgpack_pack_uint64(&pk, req->sid);
+    }
+    if (req->fields & KYU_F_TOPIC) {
+        kyu_mp_pack_str(&pk, "tp");
+        kyu_mp_pack_str(&pk, req->topic);
+    }
+    if (req->fields & KYU_F_SUB_ID) {
+        kyu_mp_pack_str(&pk, "sub");
+        kyu_mp_pack_str(&pk, req->sub_id);
+    }
+    if (req->fields & KYU_F_RAW) {
+        kyu_mp_pack_str(&pk, "raw");
+        msgpack_pack_true(&pk);
     }
     if (req->fields & KYU_F_RQ) {
         kyu_mp_pack_str(&pk, "rq");

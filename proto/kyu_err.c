@@ -25,6 +25,8 @@ static const char *const code_names[KYU_ERR_CODE_COUNT] = {
     [KYU_ERR_CONNECTION] = "CONNECTION",
     [KYU_ERR_QUEUE_IN_USE] = "QUEUE_IN_USE",
     [KYU_ERR_NO_SESSION] = "NO_SESSION",
+    [KYU_ERR_NO_SUCH_TOPIC] = "NO_SUCH_TOPIC",
+    [KYU_ERR_NO_SUCH_SUBSCRIPTION] = "NO_SUCH_SUBSCRIPTION",
 };
 
 kyu_code_t kyu_err_set(kyu_err_t *err, kyu_code_t code, const char *fmt, ...)

@@ -31,6 +31,8 @@ typedef enum {
     KYU_ERR_CONNECTION = 18,   /* client side: cannot reach a broker */
     KYU_ERR_QUEUE_IN_USE = 19, /* the queue is another queue's dead-letter queue */
     KYU_ERR_NO_SESSION = 20,   /* not a live worker session on this broker: open a new one */
+    KYU_ERR_NO_SUCH_TOPIC = 21,
+    KYU_ERR_NO_SUCH_SUBSCRIPTION = 22,
     KYU_ERR_CODE_COUNT
 } kyu_code_t;
 

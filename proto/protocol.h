@@ -83,6 +83,16 @@
 #define KYU_WORKER_LIVENESS_MAX 100
 #define KYU_WORKER_LIVENESS_DEFAULT 3
 #define KYU_WORKER_NAME_MAX 64
+/* Topics (PROTOCOL.md "Topics"): a name is 1..256 of [A-Za-z0-9_-] (SNS's); a topic has at
+ * most KYU_TOPIC_SUBS_MAX subscriptions (kyu's bound: a publish is one command that enqueues
+ * into each), a cluster at most KYU_TOPICS_MAX topics; a subscription id is a UUID. */
+#define KYU_TOPIC_NAME_MAX 256
+#define KYU_TOPIC_SUBS_MAX 100
+#define KYU_TOPICS_MAX 1000
+#define KYU_SUB_ID_LEN 36
+/* The bytes one publish may write into its subscribed queues together (bodies, or envelopes,
+ * and attributes of every copy): fan-out multiplies writes, and a publish is one entry. */
+#define KYU_PUBLISH_FANOUT_MAX (32 << 20)
 
 typedef enum {
     KYU_OP_HELLO = 1,
@@ -110,6 +120,14 @@ typedef enum {
     KYU_OP_WORKER_CLOSE = 23,
     KYU_OP_LIST_WORKERS = 24,
     KYU_OP_UNTAG_QUEUE = 25, /* UntagQueue */
+    /* 26..32: SNS-style topics (PROTOCOL.md "Topics") */
+    KYU_OP_CREATE_TOPIC = 26,
+    KYU_OP_DELETE_TOPIC = 27,
+    KYU_OP_LIST_TOPICS = 28,
+    KYU_OP_SUBSCRIBE = 29,
+    KYU_OP_UNSUBSCRIBE = 30,
+    KYU_OP_LIST_SUBSCRIPTIONS = 31,
+    KYU_OP_PUBLISH = 32,
     KYU_OP_MAX_
 } kyu_op_t;
 
@@ -157,7 +175,11 @@ typedef enum {
 #define KYU_F_TAG_KEYS (UINT64_C(1) << 30)     /* "tk": UNTAG_QUEUE: the tag keys to remove */
 #define KYU_F_CREDIT_TOTAL (UINT64_C(1) << 31) /* "ct": WORKER_HEARTBEAT: the new total credit */
 #define KYU_F_ENTRY_VTS (UINT64_C(1) << 32)    /* "evt": CHANGE_VISIBILITY batch: each one's vt */
-#define KYU_F_LAST_ KYU_F_ENTRY_VTS
+/* 33..40: topics (PROTOCOL.md "Topics") */
+#define KYU_F_TOPIC (UINT64_C(1) << 33)  /* "tp": a topic's name */
+#define KYU_F_SUB_ID (UINT64_C(1) << 34) /* "sub": UNSUBSCRIBE: a subscription's id */
+#define KYU_F_RAW (UINT64_C(1) << 35)    /* "raw": SUBSCRIBE: raw message delivery */
+#define KYU_F_LAST_ KYU_F_RAW
 /* the queue attributes of kyu_queue_ext_t (CREATE_QUEUE, SET_QUEUE_ATTRIBUTES) */
 #define KYU_F_QUEUE_EXT_                                                                           \
     (KYU_F_RETENTION | KYU_F_RECEIVE_WAIT | KYU_F_REDRIVE | KYU_F_REDRIVE_ALLOW | KYU_F_TAGS)
@@ -282,6 +304,10 @@ typedef struct {
     uint32_t credit_total; /* KYU_F_CREDIT_TOTAL: 1..KYU_WORKER_CREDIT_MAX */
     char worker_name[KYU_WORKER_NAME_MAX + 1];
     uint64_t sid;
+    /* Topics: KYU_F_TOPIC (a valid topic name: the codec checks it), KYU_F_SUB_ID (a
+     * subscription id, 36 characters), KYU_F_RAW (SUBSCRIBE: raw delivery) */
+    char topic[KYU_TOPIC_NAME_MAX + 1];
+    char sub_id[KYU_SUB_ID_LEN + 1];
     /* KYU_F_RETENTION, _RECEIVE_WAIT, _REDRIVE (dlq "" removes the policy), _REDRIVE_ALLOW,
      * _TAGS: the queue's other attributes (the broker checks their ranges). Last, and its
      * tags last in it: the decoder clears the struct only up to the tags (20 KB that only
@@ -386,6 +412,14 @@ enum { KYU_EV_MSGS = 1, KYU_EV_HB = 2, KYU_EV_CLOSED = 3 };
 const char *kyu_ev_name(unsigned ev);
 unsigned kyu_ev_parse(const char *name);
 
+/* LIST_SUBSCRIPTIONS: one subscription of a topic to a queue. */
+typedef struct {
+    char id[KYU_SUB_ID_LEN + 1];
+    char topic[KYU_TOPIC_NAME_MAX + 1];
+    char queue[KYU_NAME_MAX + 1];
+    bool raw; /* raw delivery: the body and attributes as published, no envelope */
+} kyu_sub_info_t;
+
 /* CLUSTER_STATUS: one node's own view of the cluster. */
 typedef struct {
     uint64_t id; /* 1 for a node started without peers */
@@ -452,6 +486,12 @@ typedef struct {
      * sent) */
     size_t n_workers;
     kyu_worker_info_t *workers;
+    /* LIST_TOPICS: heap array of n_topics names, sorted; LIST_SUBSCRIPTIONS: heap array of
+     * n_subs, by topic then id; owned by the reply (NULL: none sent) */
+    size_t n_topics;
+    char (*topics)[KYU_TOPIC_NAME_MAX + 1];
+    size_t n_subs;
+    kyu_sub_info_t *subs;
     /* A decoded reply whose messages have attributes: a heap copy of the header they point
      * into, owned by the reply (the broker's own replies borrow them from its records) */
     char *header;
@@ -461,6 +501,8 @@ typedef struct {
 bool kyu_entry_id_valid(const char *id, size_t len);
 /* True when name is 1..80 characters of letters, digits, '-' and '_'. */
 bool kyu_queue_name_valid(const char *name, size_t len);
+/* True when name is 1..256 characters of letters, digits, '-' and '_' (a topic's). */
+bool kyu_topic_name_valid(const char *name, size_t len);
 
 /* @kyu-internal-begin */
 /* Decodes and validates a request header (shape, types, ranges, fields against the op

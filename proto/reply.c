@@ -93,6 +93,8 @@ void kyu_reply_reset(kyu_reply_t *rep)
     free(rep->tags);
     free(rep->tasks);
     free(rep->workers);
+    free(rep->topics);
+    free(rep->subs);
     free(rep->header);
     memset(rep, 0, sizeof *rep);
 }
@@ -126,7 +128,7 @@ void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out)
              rep->has_attrs + (rep->queues != NULL) + rep->has_node + (rep->tags != NULL) +
              (rep->n_ids > 0 && rep->md5_body[0][0]) * 2 + any_attrs(rep) + rep->has_next +
              (rep->n_errors > 0) + (rep->tasks != NULL) + (rep->hb_ms != 0) + (rep->liveness != 0) +
-             (rep->workers != NULL);
+             (rep->workers != NULL) + (rep->topics != NULL) + (rep->subs != NULL);
     msgpack_pack_map(&pk, n);
     kyu_mp_pack_str(&pk, "id");
     msgpack_pack_uint64(&pk, rep->id);
@@ -306,6 +308,26 @@ void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out)
         msgpack_pack_array(&pk, rep->n_queues);
         for (size_t i = 0; i < rep->n_queues; i++)
             kyu_mp_pack_str(&pk, rep->queues[i]);
+    }
+    if (rep->topics) {
+        kyu_mp_pack_str(&pk, "topics");
+        msgpack_pack_array(&pk, rep->n_topics);
+        for (size_t i = 0; i < rep->n_topics; i++)
+            kyu_mp_pack_str(&pk, rep->topics[i]);
+    }
+    if (rep->subs) {
+        kyu_mp_pack_str(&pk, "subs");
+        msgpack_pack_array(&pk, rep->n_subs);
+        for (size_t i = 0; i < rep->n_subs; i++) {
+            msgpack_pack_array(&pk, 4);
+            kyu_mp_pack_str(&pk, rep->subs[i].id);
+            kyu_mp_pack_str(&pk, rep->subs[i].topic);
+            kyu_mp_pack_str(&pk, rep->subs[i].queue);
+            if (rep->subs[i].raw)
+                msgpack_pack_true(&pk);
+            else
+                msgpack_pack_false(&pk);
+        }
     }
     if (rep->hb_ms) {
         kyu_mp_pack_str(&pk, "hb");
@@ -732,6 +754,39 @@ static bool decode_field(const msgpack_object *k, const msgpack_object *v, kyu_r
         for (size_t i = 0; i < n; i++)
             if (!kyu_mp_copy_str(&v->via.array.ptr[i], rep->queues[i], KYU_NAME_MAX))
                 return false;
+        return true;
+    }
+    if (kyu_mp_key_is(k, "topics")) {
+        size_t n = 0;
+        if (!get_array(v, KYU_TOPICS_MAX, &n) || rep->topics)
+            return false;
+        rep->topics = calloc(n ? n : 1, sizeof rep->topics[0]);
+        if (!rep->topics)
+            return false;
+        rep->n_topics = n;
+        for (size_t i = 0; i < n; i++)
+            if (!kyu_mp_copy_str(&v->via.array.ptr[i], rep->topics[i], KYU_TOPIC_NAME_MAX))
+                return false;
+        return true;
+    }
+    if (kyu_mp_key_is(k, "subs")) {
+        size_t n = 0;
+        if (!get_array(v, KYU_TOPICS_MAX * KYU_TOPIC_SUBS_MAX, &n) || rep->subs)
+            return false;
+        rep->subs = calloc(n ? n : 1, sizeof rep->subs[0]);
+        if (!rep->subs)
+            return false;
+        rep->n_subs = n;
+        for (size_t i = 0; i < n; i++) {
+            const msgpack_object *e = &v->via.array.ptr[i];
+            if (e->type != MSGPACK_OBJECT_ARRAY || e->via.array.size != 4 ||
+                !kyu_mp_copy_str(&e->via.array.ptr[0], rep->subs[i].id, KYU_SUB_ID_LEN) ||
+                !kyu_mp_copy_str(&e->via.array.ptr[1], rep->subs[i].topic, KYU_TOPIC_NAME_MAX) ||
+                !kyu_mp_copy_str(&e->via.array.ptr[2], rep->subs[i].queue, KYU_NAME_MAX) ||
+                e->via.array.ptr[3].type != MSGPACK_OBJECT_BOOLEAN)
+                return false;
+            rep->subs[i].raw = e->via.array.ptr[3].via.boolean;
+        }
         return true;
     }
     if (kyu_mp_key_is(k, "sid"))

@@ -636,6 +636,124 @@ static kyu_code_t decode_tags(uint32_t op, const char *field, const char *const 
     return rc;
 }
 
+/* Topics: tp, sub and raw round trip (fields above bit 31); a topic name is 1..256 of
+ * [A-Za-z0-9_-], a subscription id 36 characters, raw only true; the replies' topics and subs
+ * round trip. */
+static void test_topic_requests_and_replies_round_trip(void **state)
+{
+    (void)state;
+    kyu_request_t in, out;
+    memset(&in, 0, sizeof in);
+    in.op = KYU_OP_SUBSCRIBE;
+    in.id = 9;
+    in.fields = KYU_F_TOPIC | KYU_F_QUEUE | KYU_F_RAW | KYU_F_RQ;
+    memset(in.topic, 'T', KYU_TOPIC_NAME_MAX);
+    strcpy(in.queue, "q");
+    in.rq_client = in.rq_key = 4;
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    kyu_request_encode(&in, &b);
+    kyu_err_t err;
+    assert_int_equal(kyu_request_decode(b.data, b.size, 0, &out, &err), KYU_OK);
+    msgpack_sbuffer_destroy(&b);
+    assert_true(out.fields == in.fields);
+    assert_string_equal(out.topic, in.topic);
+    assert_string_equal(out.queue, "q");
+
+    in.op = KYU_OP_UNSUBSCRIBE;
+    in.fields = KYU_F_SUB_ID;
+    strcpy(in.sub_id, "0e1c4a4e-6b1e-4c4e-9a5e-2f7d3b1c9a00");
+    msgpack_sbuffer_init(&b);
+    kyu_request_encode(&in, &b);
+    assert_int_equal(kyu_request_decode(b.data, b.size, 0, &out, &err), KYU_OK);
+    msgpack_sbuffer_destroy(&b);
+    assert_string_equal(out.sub_id, in.sub_id);
+
+    in.op = KYU_OP_PUBLISH; /* takes no sub, needs tp and one body */
+    msgpack_sbuffer_init(&b);
+    kyu_request_encode(&in, &b);
+    assert_int_equal(kyu_request_decode(b.data, b.size, 1, &out, &err), KYU_ERR_INVALID_ARGUMENT);
+    msgpack_sbuffer_destroy(&b);
+    in.fields = KYU_F_TOPIC;
+    strcpy(in.topic, "t");
+    msgpack_sbuffer_init(&b);
+    kyu_request_encode(&in, &b);
+    assert_int_equal(kyu_request_decode(b.data, b.size, 1, &out, &err), KYU_OK);
+    assert_int_equal(kyu_request_decode(b.data, b.size, 2, &out, &err), KYU_ERR_MALFORMED);
+    msgpack_sbuffer_destroy(&b);
+
+    assert_true(kyu_topic_name_valid("a-Z_9", 5));
+    assert_false(kyu_topic_name_valid("a.b", 3));
+    assert_false(kyu_topic_name_valid("", 0));
+    char big[KYU_TOPIC_NAME_MAX + 2];
+    memset(big, 'x', sizeof big);
+    assert_true(kyu_topic_name_valid(big, KYU_TOPIC_NAME_MAX));
+    assert_false(kyu_topic_name_valid(big, KYU_TOPIC_NAME_MAX + 1));
+    /* On the wire: a bad name, a short id, raw false. */
+    static const struct {
+        const char *field;
+        const char *value;
+        kyu_code_t code;
+    } bad[] = {{"tp", "a/b", KYU_ERR_INVALID_NAME}, {"sub", "short", KYU_ERR_INVALID_ARGUMENT}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        msgpack_sbuffer_init(&b);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, 3);
+        kyu_mp_pack_str(&pk, "id");
+        msgpack_pack_uint64(&pk, 1);
+        kyu_mp_pack_str(&pk, "op");
+        msgpack_pack_uint64(&pk, KYU_OP_UNSUBSCRIBE);
+        kyu_mp_pack_str(&pk, bad[i].field);
+        kyu_mp_pack_str(&pk, bad[i].value);
+        assert_int_equal(kyu_request_decode(b.data, b.size, 0, &out, &err), bad[i].code);
+        msgpack_sbuffer_destroy(&b);
+    }
+    msgpack_sbuffer_init(&b);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 5);
+    kyu_mp_pack_str(&pk, "id");
+    msgpack_pack_uint64(&pk, 1);
+    kyu_mp_pack_str(&pk, "op");
+    msgpack_pack_uint64(&pk, KYU_OP_SUBSCRIBE);
+    kyu_mp_pack_str(&pk, "tp");
+    kyu_mp_pack_str(&pk, "t");
+    kyu_mp_pack_str(&pk, "q");
+    kyu_mp_pack_str(&pk, "q");
+    kyu_mp_pack_str(&pk, "raw");
+    msgpack_pack_false(&pk);
+    assert_int_equal(kyu_request_decode(b.data, b.size, 0, &out, &err), KYU_ERR_INVALID_ARGUMENT);
+    msgpack_sbuffer_destroy(&b);
+
+    kyu_reply_t rep, back;
+    kyu_reply_init(&rep);
+    rep.id = 5;
+    rep.n_topics = 2;
+    rep.topics = calloc(2, sizeof rep.topics[0]);
+    strcpy(rep.topics[0], "a");
+    strcpy(rep.topics[1], "b");
+    rep.n_subs = 1;
+    rep.subs = calloc(1, sizeof rep.subs[0]);
+    strcpy(rep.subs[0].id, in.sub_id);
+    strcpy(rep.subs[0].topic, "a");
+    strcpy(rep.subs[0].queue, "q");
+    rep.subs[0].raw = true;
+    msgpack_sbuffer_init(&b);
+    kyu_reply_encode(&rep, &b);
+    kyu_reply_init(&back);
+    assert_int_equal(kyu_reply_decode(b.data, b.size, &back, &err), KYU_OK);
+    msgpack_sbuffer_destroy(&b);
+    assert_int_equal(back.n_topics, 2);
+    assert_string_equal(back.topics[1], "b");
+    assert_int_equal(back.n_subs, 1);
+    assert_string_equal(back.subs[0].id, in.sub_id);
+    assert_string_equal(back.subs[0].queue, "q");
+    assert_true(back.subs[0].raw);
+    kyu_reply_reset(&rep);
+    kyu_reply_reset(&back);
+}
+
 static void test_untag_requests_round_trip_and_tags_must_be_utf8(void **state)
 {
     (void)state;
@@ -1359,6 +1477,7 @@ int main(void)
         cmocka_unit_test(test_code_names_are_stable),
         cmocka_unit_test(test_peek_and_purge_requests_round_trip_and_are_checked),
         cmocka_unit_test(test_untag_requests_round_trip_and_tags_must_be_utf8),
+        cmocka_unit_test(test_topic_requests_and_replies_round_trip),
         cmocka_unit_test(test_delete_and_change_visibility_batches_take_an_entry_id_per_handle),
         cmocka_unit_test(test_change_visibility_batches_take_a_timeout_per_entry),
         cmocka_unit_test(test_a_bad_from_is_invalid_argument),

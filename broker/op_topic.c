@@ -1,0 +1,727 @@
+/* op_topic: SNS-style topics that fan out to queues — CREATE_TOPIC, DELETE_TOPIC,
+ * LIST_TOPICS, SUBSCRIBE, UNSUBSCRIBE, LIST_SUBSCRIPTIONS and PUBLISH; their rows: ops.c.
+ *
+ * A topic and its subscriptions are one record (meta "tp" name -> msgpack [created_ms,
+ * [[sub id, queue, raw], ...]], sm.c's key layout), kept in memory too (self->topics) and
+ * loaded at a start or a snapshot's install. A PUBLISH is one command: its apply finds the
+ * topic's subscriptions as they are at that point of the log, checks the message against
+ * every subscribed queue first (its MaximumMessageSize: the body and attributes for a raw
+ * subscription, the envelope for the others) and then enqueues a copy into each, or, when
+ * one check fails, into none (the result says which queue refused it). Every replica makes
+ * the same copies: the envelope is built from the command alone (its message id and time),
+ * and each copy's message id is derived from the publish's and the subscription's ids.
+ *
+ * A deleted queue's subscriptions are removed with it (kyu_sm_topics_drop_queue, from
+ * DELETE_QUEUE's apply), so a publish never meets a subscription without its queue. */
+#include "ops.h"
+#include "sm_internal.h"
+
+#include <jansson.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct {
+    char id[KYU_SUB_ID_LEN + 1];
+    char queue[KYU_NAME_MAX + 1];
+    bool raw;
+} tsub_t;
+
+typedef struct {
+    char name[KYU_TOPIC_NAME_MAX + 1];
+    uint64_t created_ms;
+    size_t n, cap;
+    tsub_t *subs; /* in the order subscribed */
+} topic_t;
+
+#define KEY_MAX (2 + KYU_TOPIC_NAME_MAX)
+
+static void topic_destroy(void **item)
+{
+    topic_t *t = *item;
+    if (t) {
+        free(t->subs);
+        free(t);
+    }
+    *item = NULL;
+}
+
+static size_t topic_key(uint8_t k[KEY_MAX], const char *name)
+{
+    size_t n = strlen(name);
+    k[0] = 't';
+    k[1] = 'p';
+    memcpy(k + 2, name, n);
+    return 2 + n;
+}
+
+static void write_topic(kyu_sm_t *self, const topic_t *t)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_uint64(&pk, t->created_ms);
+    msgpack_pack_array(&pk, t->n);
+    for (size_t i = 0; i < t->n; i++) {
+        msgpack_pack_array(&pk, 3);
+        kyu_mp_pack_str(&pk, t->subs[i].id);
+        kyu_mp_pack_str(&pk, t->subs[i].queue);
+        if (t->subs[i].raw)
+            msgpack_pack_true(&pk);
+        else
+            msgpack_pack_false(&pk);
+    }
+    uint8_t k[KEY_MAX];
+    kyu_sm_put(self, KYU_CF_META, k, topic_key(k, t->name), sb.data, sb.size);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+static bool add_sub(topic_t *t, const char *id, const char *queue, bool raw)
+{
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 4;
+        tsub_t *s = realloc(t->subs, cap * sizeof *s);
+        if (!s)
+            return false;
+        t->subs = s;
+        t->cap = cap;
+    }
+    tsub_t *s = &t->subs[t->n++];
+    snprintf(s->id, sizeof s->id, "%s", id);
+    snprintf(s->queue, sizeof s->queue, "%s", queue);
+    s->raw = raw;
+    return true;
+}
+
+static bool parse_topic(const char *v, size_t vl, topic_t *t)
+{
+    msgpack_unpacked u;
+    kyu_err_t e;
+    if (kyu_msgpack_unpack_bounded(v, vl, 4, &u, &e) != KYU_OK)
+        return false;
+    const msgpack_object *o = &u.data;
+    bool ok = o->type == MSGPACK_OBJECT_ARRAY && o->via.array.size == 2 &&
+              o->via.array.ptr[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
+              o->via.array.ptr[1].type == MSGPACK_OBJECT_ARRAY &&
+              o->via.array.ptr[1].via.array.size <= KYU_TOPIC_SUBS_MAX;
+    if (ok)
+        t->created_ms = o->via.array.ptr[0].via.u64;
+    for (uint32_t i = 0; ok && i < o->via.array.ptr[1].via.array.size; i++) {
+        const msgpack_object *s = &o->via.array.ptr[1].via.array.ptr[i];
+        char id[KYU_SUB_ID_LEN + 1], queue[KYU_NAME_MAX + 1];
+        ok = s->type == MSGPACK_OBJECT_ARRAY && s->via.array.size == 3 &&
+             kyu_mp_copy_str(&s->via.array.ptr[0], id, KYU_SUB_ID_LEN) &&
+             kyu_mp_copy_str(&s->via.array.ptr[1], queue, KYU_NAME_MAX) &&
+             s->via.array.ptr[2].type == MSGPACK_OBJECT_BOOLEAN &&
+             add_sub(t, id, queue, s->via.array.ptr[2].via.boolean);
+    }
+    msgpack_unpacked_destroy(&u);
+    return ok;
+}
+
+void kyu_sm_topics_free(kyu_sm_t *self)
+{
+    zhashx_destroy(&self->topics);
+}
+
+kyu_code_t kyu_sm_topics_load(kyu_sm_t *self, kyu_err_t *err)
+{
+    kyu_sm_topics_free(self);
+    self->topics = zhashx_new();
+    KYU_ASSERT(self->topics);
+    zhashx_set_destructor(self->topics, topic_destroy);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(self->db, kyu_store_readopts(self->store),
+                                                        kyu_store_cf(self->store, KYU_CF_META));
+    kyu_code_t rc = KYU_OK;
+    for (rocksdb_iter_seek(it, "tp", 2); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t klen = 0, vlen = 0;
+        const char *k = rocksdb_iter_key(it, &klen);
+        if (klen < 2 || memcmp(k, "tp", 2) != 0)
+            break;
+        const char *v = rocksdb_iter_value(it, &vlen);
+        topic_t *t = calloc(1, sizeof *t);
+        KYU_ASSERT(t);
+        if (!kyu_topic_name_valid(k + 2, klen - 2) || !parse_topic(v, vlen, t)) {
+            void *p = t;
+            topic_destroy(&p);
+            rc = kyu_err_set(err, KYU_ERR_STORAGE, "corrupt topic record in the store");
+            break;
+        }
+        memcpy(t->name, k + 2, klen - 2);
+        t->name[klen - 2] = '\0';
+        zhashx_insert(self->topics, t->name, t);
+    }
+    char *rerr = NULL;
+    rocksdb_iter_get_error(it, &rerr);
+    if (rerr) {
+        rc = kyu_err_set(err, KYU_ERR_STORAGE, "reading topics: %s", rerr);
+        free(rerr);
+    }
+    rocksdb_iter_destroy(it);
+    return rc;
+}
+
+void kyu_sm_topics_drop_queue(kyu_sm_t *self, const char *queue)
+{
+    for (topic_t *t = zhashx_first(self->topics); t; t = zhashx_next(self->topics)) {
+        size_t kept = 0;
+        for (size_t i = 0; i < t->n; i++)
+            if (strcmp(t->subs[i].queue, queue) != 0)
+                t->subs[kept++] = t->subs[i];
+        if (kept == t->n)
+            continue;
+        t->n = kept;
+        write_topic(self, t);
+    }
+}
+
+static topic_t *find_sub(kyu_sm_t *self, const char *id, size_t *at)
+{
+    for (topic_t *t = zhashx_first(self->topics); t; t = zhashx_next(self->topics))
+        for (size_t i = 0; i < t->n; i++)
+            if (strcmp(t->subs[i].id, id) == 0) {
+                *at = i;
+                return t;
+            }
+    return NULL;
+}
+
+static kyu_code_t no_topic(kyu_err_t *err, const char *name)
+{
+    return kyu_err_set(err, KYU_ERR_NO_SUCH_TOPIC, "topic '%s' does not exist", name);
+}
+
+/* ---- the envelope and the copies of a publish ---- */
+
+/* SNS's notification envelope (the fields kyu has: no signature, no URLs), compact JSON built
+ * by jansson; NULL when the body or an attribute's value is not valid UTF-8. Deterministic:
+ * made of the command alone. */
+static char *envelope(const char *topic, const char *id, uint64_t now_ms, const void *body,
+                      size_t len, const kyu_msg_attrs_t *attrs)
+{
+    char arn[KYU_TOPIC_NAME_MAX + 16], ts[96];
+    snprintf(arn, sizeof arn, "kyu:topic:%s", topic);
+    time_t secs = (time_t)(now_ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(now_ms % 1000));
+    /* json_pack refuses (NULL) a string that is not valid UTF-8, and frees what it built. */
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s%, s:s}", "Type", "Notification", "MessageId", id,
+                          "TopicArn", arn, "Message", (const char *)body, len, "Timestamp", ts);
+    json_t *m = o && attrs->n ? json_object() : NULL;
+    bool ok = o && (!attrs->n || m);
+    for (size_t i = 0; ok && i < attrs->n; i++) {
+        const kyu_msg_attr_t *a = &attrs->a[i];
+        char *b64 = NULL;
+        if (a->binary) { /* SNS gives a Binary value base64-encoded */
+            size_t b64_len =
+                sodium_base64_encoded_len(a->value_len, sodium_base64_VARIANT_ORIGINAL);
+            b64 = malloc(b64_len);
+            KYU_ASSERT(b64);
+            sodium_bin2base64(b64, b64_len, a->value, a->value_len, sodium_base64_VARIANT_ORIGINAL);
+        }
+        json_t *e = json_pack("{s:s%, s:s%}", "Type", a->type, a->type_len, "Value",
+                              b64 ? b64 : (const char *)a->value, b64 ? strlen(b64) : a->value_len);
+        free(b64);
+        char name[KYU_ATTR_NAME_MAX + 1];
+        snprintf(name, sizeof name, "%.*s", (int)a->name_len, a->name);
+        ok = e && json_object_set_new(m, name, e) == 0; /* steals e, also on failure */
+    }
+    if (m) {
+        if (ok)
+            ok = json_object_set_new(o, "MessageAttributes", m) == 0;
+        else
+            json_decref(m);
+    }
+    char *s = ok ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    return s;
+}
+
+/* The message id of the copy for subscription sub: a version 4 UUID's shape, derived from the
+ * publish's id and the subscription's (BLAKE2b), the same on every replica. */
+static void copy_id(const char *pub_id, const char *sub_id, char out[KYU_UUID_LEN + 1])
+{
+    uint8_t h[16];
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, NULL, 0, sizeof h);
+    crypto_generichash_update(&st, (const uint8_t *)pub_id, strlen(pub_id) + 1);
+    crypto_generichash_update(&st, (const uint8_t *)sub_id, strlen(sub_id));
+    crypto_generichash_final(&st, h, sizeof h);
+    h[6] = (uint8_t)((h[6] & 0x0f) | 0x40);
+    h[8] = (uint8_t)((h[8] & 0x3f) | 0x80);
+    snprintf(out, KYU_UUID_LEN + 1,
+             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", h[0], h[1],
+             h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9], h[10], h[11], h[12], h[13], h[14],
+             h[15]);
+}
+
+/* Checks the message against every queue subscribed to t; *env: the envelope when some
+ * subscription is not raw (the caller frees it). */
+static kyu_code_t check_fanout(kyu_sm_t *self, const topic_t *t, const char *id, uint64_t now_ms,
+                               const void *body, size_t len, const kyu_msg_attrs_t *attrs,
+                               char **env, kyu_err_t *err)
+{
+    *env = NULL;
+    for (size_t i = 0; i < t->n && !*env; i++)
+        if (!t->subs[i].raw && !(*env = envelope(t->name, id, now_ms, body, len, attrs)))
+            return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                               "the message and its attributes' values must be valid UTF-8 text");
+    size_t raw_size = len + kyu_msg_attrs_size(attrs), env_size = *env ? strlen(*env) : 0;
+    size_t total = 0;
+    for (size_t i = 0; i < t->n; i++)
+        total += t->subs[i].raw ? raw_size : env_size;
+    if (total > KYU_PUBLISH_FANOUT_MAX) {
+        free(*env);
+        *env = NULL;
+        return kyu_err_set(err, KYU_ERR_TOO_LARGE,
+                           "the copies for topic '%s's %zu subscriptions would total %zu bytes; "
+                           "a publish writes at most %d: nothing was enqueued",
+                           t->name, t->n, total, KYU_PUBLISH_FANOUT_MAX);
+    }
+    for (size_t i = 0; i < t->n; i++) {
+        const queue_t *q = zhashx_lookup(self->queues, t->subs[i].queue);
+        KYU_ASSERT(q); /* a deleted queue's subscriptions go with it */
+        size_t size = t->subs[i].raw ? raw_size : env_size;
+        if (size > q->max_size) {
+            free(*env);
+            *env = NULL;
+            return kyu_err_set(err, KYU_ERR_TOO_LARGE,
+                               "the %s has %zu bytes; subscribed queue '%s' takes at most %u "
+                               "(its MaximumMessageSize): nothing was enqueued",
+                               t->subs[i].raw ? "message (body and attributes)" : "envelope", size,
+                               q->name, q->max_size);
+        }
+    }
+    return KYU_OK;
+}
+
+/* ---- CREATE_TOPIC, DELETE_TOPIC ---- */
+
+kyu_code_t kyu_op_create_topic_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+                                        kyu_err_t *err)
+{
+    (void)bodies;
+    if (!zhashx_lookup(ctx->sm->topics, req->topic) &&
+        zhashx_size(ctx->sm->topics) >= KYU_TOPICS_MAX)
+        return kyu_err_set(err, KYU_ERR_LIMIT_EXCEEDED, "a cluster has at most %d topics",
+                           KYU_TOPICS_MAX);
+    return KYU_OK;
+}
+
+void kyu_op_topic_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+                        kyu_command_t *cmd)
+{
+    (void)ctx, (void)bodies;
+    snprintf(cmd->topic, sizeof cmd->topic, "%s", req->topic);
+}
+
+void kyu_op_topic_encode(const kyu_command_t *cmd, msgpack_packer *pk)
+{
+    msgpack_pack_array(pk, 1);
+    kyu_mp_pack_str(pk, cmd->topic);
+}
+
+static bool get_topic(const msgpack_object *o, char out[KYU_TOPIC_NAME_MAX + 1])
+{
+    return kyu_mp_copy_str(o, out, KYU_TOPIC_NAME_MAX) &&
+           kyu_topic_name_valid(out, o->via.str.size) && strlen(out) == o->via.str.size;
+}
+
+bool kyu_op_topic_decode(const msgpack_object *items, kyu_command_t *cmd)
+{
+    return items->type == MSGPACK_OBJECT_ARRAY && items->via.array.size == 1 &&
+           get_topic(&items->via.array.ptr[0], cmd->topic);
+}
+
+kyu_code_t kyu_op_create_topic_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t *a)
+{
+    if (zhashx_lookup(self->topics, c->topic))
+        return KYU_OK; /* idempotent, as SNS's CreateTopic */
+    if (zhashx_size(self->topics) >= KYU_TOPICS_MAX) {
+        kyu_err_set(kyu_result_err(a->res), KYU_ERR_LIMIT_EXCEEDED,
+                    "a cluster has at most %d topics", KYU_TOPICS_MAX);
+        return KYU_OK;
+    }
+    topic_t *t = calloc(1, sizeof *t);
+    KYU_ASSERT(t);
+    snprintf(t->name, sizeof t->name, "%s", c->topic);
+    t->created_ms = c->now_ms;
+    zhashx_insert(self->topics, t->name, t);
+    write_topic(self, t);
+    return KYU_OK;
+}
+
+kyu_code_t kyu_op_delete_topic_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t *a)
+{
+    (void)a;
+    if (!zhashx_lookup(self->topics, c->topic))
+        return KYU_OK; /* as SNS's DeleteTopic: deleting a topic that is not there is no error */
+    zhashx_delete(self->topics, c->topic);
+    uint8_t k[KEY_MAX];
+    kyu_sm_del(self, KYU_CF_META, k, topic_key(k, c->topic));
+    return KYU_OK;
+}
+
+/* ---- SUBSCRIBE, UNSUBSCRIBE ---- */
+
+static kyu_code_t check_subscribe(kyu_sm_t *self, const char *topic, const char *queue, bool raw,
+                                  const tsub_t **same, kyu_err_t *err)
+{
+    *same = NULL;
+    topic_t *t = zhashx_lookup(self->topics, topic);
+    if (!t)
+        return no_topic(err, topic);
+    if (!zhashx_lookup(self->queues, queue))
+        return kyu_err_set(err, KYU_ERR_NO_SUCH_QUEUE, "queue '%s' does not exist", queue);
+    for (size_t i = 0; i < t->n; i++)
+        if (strcmp(t->subs[i].queue, queue) == 0) {
+            if (t->subs[i].raw != raw)
+                return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                                   "queue '%s' is subscribed to topic '%s' already (%s, "
+                                   "subscription %s): unsubscribe it first",
+                                   queue, topic, t->subs[i].raw ? "raw" : "not raw", t->subs[i].id);
+            *same = &t->subs[i];
+            return KYU_OK;
+        }
+    if (t->n >= KYU_TOPIC_SUBS_MAX)
+        return kyu_err_set(err, KYU_ERR_LIMIT_EXCEEDED, "topic '%s' has %d subscriptions, its most",
+                           topic, KYU_TOPIC_SUBS_MAX);
+    return KYU_OK;
+}
+
+kyu_code_t kyu_op_subscribe_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+                                     kyu_err_t *err)
+{
+    (void)bodies;
+    const tsub_t *same;
+    return check_subscribe(ctx->sm, req->topic, req->queue, (req->fields & KYU_F_RAW) != 0, &same,
+                           err);
+}
+
+void kyu_op_subscribe_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+                            kyu_command_t *cmd)
+{
+    (void)bodies;
+    snprintf(cmd->topic, sizeof cmd->topic, "%s", req->topic);
+    cmd->raw = (req->fields & KYU_F_RAW) != 0;
+    kyu_op_make_uuid(ctx, cmd->sub_id);
+}
+
+void kyu_op_subscribe_encode(const kyu_command_t *cmd, msgpack_packer *pk)
+{
+    msgpack_pack_array(pk, 3);
+    kyu_mp_pack_str(pk, cmd->topic);
+    kyu_mp_pack_str(pk, cmd->sub_id);
+    if (cmd->raw)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
+}
+
+static bool get_sub_id(const msgpack_object *o, char out[KYU_SUB_ID_LEN + 1])
+{
+    return kyu_mp_copy_str(o, out, KYU_SUB_ID_LEN) && strlen(out) == KYU_SUB_ID_LEN &&
+           o->via.str.size == KYU_SUB_ID_LEN;
+}
+
+bool kyu_op_subscribe_decode(const msgpack_object *items, kyu_command_t *cmd)
+{
+    if (items->type != MSGPACK_OBJECT_ARRAY || items->via.array.size != 3)
+        return false;
+    const msgpack_object *f = items->via.array.ptr;
+    if (!get_topic(&f[0], cmd->topic) || !get_sub_id(&f[1], cmd->sub_id) ||
+        f[2].type != MSGPACK_OBJECT_BOOLEAN)
+        return false;
+    cmd->raw = f[2].via.boolean;
+    return true;
+}
+
+/* Answered with the subscription's id: the new one, or, for a queue subscribed the same way
+ * already, the existing one (SNS's Subscribe is idempotent so). */
+kyu_code_t kyu_op_subscribe_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t *a)
+{
+    const tsub_t *same;
+    kyu_result_t *res = a->res;
+    if (check_subscribe(self, c->topic, c->queue, c->raw, &same, kyu_result_err(res)) != KYU_OK)
+        return KYU_OK;
+    const char *id = same ? same->id : c->sub_id;
+    if (!same) {
+        topic_t *t = zhashx_lookup(self->topics, c->topic);
+        bool added = add_sub(t, c->sub_id, c->queue, c->raw);
+        KYU_ASSERT(added);
+        write_topic(self, t);
+    }
+    snprintf(res->ids[0], sizeof res->ids[0], "%s", id);
+    res->n_ids = 1;
+    if (a->dedup) {
+        memcpy(a->dedup->ids[0], res->ids[0], sizeof res->ids[0]);
+        a->dedup->n = 1;
+    }
+    return KYU_OK;
+}
+
+kyu_code_t kyu_op_unsubscribe_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+                                       kyu_err_t *err)
+{
+    (void)bodies;
+    size_t at;
+    if (!find_sub(ctx->sm, req->sub_id, &at))
+        return kyu_err_set(err, KYU_ERR_NO_SUCH_SUBSCRIPTION, "subscription %s does not exist",
+                           req->sub_id);
+    return KYU_OK;
+}
+
+void kyu_op_unsubscribe_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+                              kyu_command_t *cmd)
+{
+    (void)ctx, (void)bodies;
+    snprintf(cmd->sub_id, sizeof cmd->sub_id, "%s", req->sub_id);
+}
+
+void kyu_op_unsubscribe_encode(const kyu_command_t *cmd, msgpack_packer *pk)
+{
+    msgpack_pack_array(pk, 1);
+    kyu_mp_pack_str(pk, cmd->sub_id);
+}
+
+bool kyu_op_unsubscribe_decode(const msgpack_object *items, kyu_command_t *cmd)
+{
+    return items->type == MSGPACK_OBJECT_ARRAY && items->via.array.size == 1 &&
+           get_sub_id(&items->via.array.ptr[0], cmd->sub_id);
+}
+
+kyu_code_t kyu_op_unsubscribe_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t *a)
+{
+    size_t at;
+    topic_t *t = find_sub(self, c->sub_id, &at);
+    if (!t) {
+        kyu_err_set(kyu_result_err(a->res), KYU_ERR_NO_SUCH_SUBSCRIPTION,
+                    "subscription %s does not exist", c->sub_id);
+        return KYU_OK;
+    }
+    memmove(&t->subs[at], &t->subs[at + 1], (t->n - at - 1) * sizeof t->subs[0]);
+    t->n--;
+    write_topic(self, t);
+    return KYU_OK;
+}
+
+/* ---- PUBLISH ---- */
+
+kyu_code_t kyu_op_publish_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+                                   kyu_err_t *err)
+{
+    const topic_t *t = zhashx_lookup(ctx->sm->topics, req->topic);
+    if (!t)
+        return no_topic(err, req->topic);
+    zframe_t *f = zmsg_first(bodies);
+    size_t len = f ? zframe_size(f) : 0;
+    if (len == 0)
+        return kyu_err_set(err, KYU_ERR_EMPTY_BODY, "the message has an empty body");
+    if (!kyu_utf8_valid(zframe_data(f), len))
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           "a topic's message is UTF-8 text; this body is not valid UTF-8");
+    kyu_msg_attrs_t none = {0};
+    const kyu_msg_attrs_t *attrs = req->fields & KYU_F_MSG_ATTRS ? &req->attrs[0] : &none;
+    if (kyu_msg_attrs_check(attrs, err) != KYU_OK)
+        return err->code;
+    size_t size = len + kyu_msg_attrs_size(attrs);
+    if (size > ctx->max_body)
+        return kyu_err_set(err, KYU_ERR_TOO_LARGE,
+                           "the message has %zu bytes (body and attributes); the maximum is %zu",
+                           size, ctx->max_body);
+    /* As apply will check it, with an id and a time of the same length as the command's. */
+    uint64_t now = ctx->replica ? kyu_replica_now(ctx->replica) : kyu_sm_last_now(ctx->sm);
+    char *env = NULL;
+    kyu_code_t rc = check_fanout(ctx->sm, t, "00000000-0000-4000-8000-000000000000", now,
+                                 zframe_data(f), len, attrs, &env, err);
+    free(env);
+    return rc;
+}
+
+void kyu_op_publish_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+                          kyu_command_t *cmd)
+{
+    snprintf(cmd->topic, sizeof cmd->topic, "%s", req->topic);
+    zframe_t *f = zmsg_first(bodies);
+    cmd->n = 1;
+    cmd->bodies[0] = zframe_data(f);
+    cmd->body_lens[0] = zframe_size(f);
+    if (req->fields & KYU_F_MSG_ATTRS) {
+        cmd->attrs[0] = req->attrs[0];
+        kyu_msg_attrs_sort(&cmd->attrs[0]);
+    }
+    kyu_op_make_uuid(ctx, cmd->ids[0]);
+}
+
+void kyu_op_publish_encode(const kyu_command_t *cmd, msgpack_packer *pk)
+{
+    msgpack_pack_array(pk, 4);
+    kyu_mp_pack_str(pk, cmd->topic);
+    kyu_mp_pack_str(pk, cmd->ids[0]);
+    msgpack_pack_bin(pk, cmd->body_lens[0]);
+    msgpack_pack_bin_body(pk, cmd->bodies[0], cmd->body_lens[0]);
+    if (cmd->attrs[0].n)
+        kyu_msg_attrs_pack(pk, &cmd->attrs[0]);
+    else
+        msgpack_pack_nil(pk);
+}
+
+bool kyu_op_publish_decode(const msgpack_object *items, kyu_command_t *cmd)
+{
+    if (items->type != MSGPACK_OBJECT_ARRAY || items->via.array.size != 4)
+        return false;
+    const msgpack_object *f = items->via.array.ptr;
+    if (!get_topic(&f[0], cmd->topic) || !kyu_mp_copy_str(&f[1], cmd->ids[0], KYU_UUID_LEN) ||
+        f[1].via.str.size != KYU_UUID_LEN || f[2].type != MSGPACK_OBJECT_BIN ||
+        f[2].via.bin.size == 0)
+        return false;
+    cmd->n = 1;
+    cmd->bodies[0] = f[2].via.bin.ptr;
+    cmd->body_lens[0] = f[2].via.bin.size;
+    if (f[3].type == MSGPACK_OBJECT_NIL)
+        return true;
+    return kyu_msg_attrs_unpack(&f[3], &cmd->attrs[0]) && cmd->attrs[0].n > 0;
+}
+
+kyu_code_t kyu_op_publish_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t *a)
+{
+    kyu_result_t *res = a->res;
+    const topic_t *t = zhashx_lookup(self->topics, c->topic);
+    if (!t) {
+        no_topic(kyu_result_err(res), c->topic);
+        return KYU_OK;
+    }
+    char *env = NULL;
+    const kyu_msg_attrs_t *attrs = &c->attrs[0];
+    if (check_fanout(self, t, c->ids[0], c->now_ms, c->bodies[0], c->body_lens[0], attrs, &env,
+                     kyu_result_err(res)) != KYU_OK)
+        return KYU_OK;
+    uint8_t md5_raw[KYU_MD5_LEN], md5_attrs[KYU_MD5_LEN] = {0}, md5_env[KYU_MD5_LEN];
+    kyu_md5_body(c->bodies[0], c->body_lens[0], md5_raw);
+    if (attrs->n)
+        kyu_md5_attrs(attrs, md5_attrs);
+    if (env)
+        kyu_md5_body(env, strlen(env), md5_env);
+    if (t->n > 0)
+        kyu_sm_mark_seq(self, self->next_seq, c->now_ms); /* retention (sm_expiry.c) */
+    const kyu_msg_attrs_t none = {0};
+    for (size_t i = 0; i < t->n; i++) {
+        const tsub_t *s = &t->subs[i];
+        queue_t *q = zhashx_lookup(self->queues, s->queue);
+        char id[KYU_UUID_LEN + 1];
+        copy_id(c->ids[0], s->id, id);
+        if (s->raw)
+            kyu_sm_store_message(self, q, self->next_seq++, c->now_ms, id, c->bodies[0],
+                                 c->body_lens[0], attrs, md5_raw, md5_attrs, q->delay * 1000ull);
+        else
+            kyu_sm_store_message(self, q, self->next_seq++, c->now_ms, id, env, strlen(env), &none,
+                                 md5_env, md5_attrs, q->delay * 1000ull);
+        q->n_messages++;
+        kyu_sm_touch(self, q);
+    }
+    free(env);
+    memcpy(res->ids[0], c->ids[0], KYU_UUID_LEN + 1);
+    res->n_ids = 1;
+    if (a->dedup) {
+        memcpy(a->dedup->ids[0], res->ids[0], sizeof res->ids[0]);
+        a->dedup->n = 1;
+    }
+    return KYU_OK;
+}
+
+/* A retried SUBSCRIBE or PUBLISH is answered with its first attempt's id; nothing changes. */
+kyu_code_t kyu_op_topic_id_replay(kyu_sm_t *self, const kyu_command_t *c, const kyu_dedup_t *d,
+                                  kyu_apply_t *a)
+{
+    (void)self, (void)c;
+    memcpy(a->res->ids[0], d->ids[0], sizeof a->res->ids[0]);
+    a->res->n_ids = d->n ? 1 : 0;
+    return KYU_OK;
+}
+
+void kyu_op_topic_id_reply(const kyu_result_t *res, kyu_reply_t *rep, size_t *n_bodies)
+{
+    *n_bodies = 0;
+    rep->n_ids = res->n_ids ? 1 : 0;
+    rep->md5_body[0][0] = rep->md5_attrs[0][0] = '\0'; /* no digests: not one message's */
+    if (rep->n_ids)
+        snprintf(rep->ids[0], sizeof rep->ids[0], "%s", res->ids[0]);
+}
+
+/* ---- LIST_TOPICS, LIST_SUBSCRIPTIONS ---- */
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The topics' names, sorted (a heap array of n; NULL on failure). */
+static const char **sorted_names(kyu_sm_t *self, size_t *n)
+{
+    *n = zhashx_size(self->topics);
+    const char **names = calloc(*n ? *n : 1, sizeof *names);
+    if (!names)
+        return NULL;
+    size_t i = 0;
+    for (topic_t *t = zhashx_first(self->topics); t; t = zhashx_next(self->topics))
+        names[i++] = t->name;
+    qsort(names, *n, sizeof *names, cmp_names);
+    return names;
+}
+
+kyu_code_t kyu_op_list_topics_answer(kyu_op_ctx_t *ctx, const kyu_request_t *req, kyu_reply_t *rep,
+                                     kyu_err_t *err)
+{
+    (void)req;
+    size_t n;
+    const char **names = sorted_names(ctx->sm, &n);
+    rep->topics = names ? calloc(n ? n : 1, sizeof rep->topics[0]) : NULL;
+    if (!rep->topics) {
+        free(names);
+        return kyu_err_set(err, KYU_ERR_INTERNAL, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++)
+        snprintf(rep->topics[i], sizeof rep->topics[i], "%s", names[i]);
+    rep->n_topics = n;
+    free(names);
+    return KYU_OK;
+}
+
+kyu_code_t kyu_op_list_subscriptions_answer(kyu_op_ctx_t *ctx, const kyu_request_t *req,
+                                            kyu_reply_t *rep, kyu_err_t *err)
+{
+    bool one = (req->fields & KYU_F_TOPIC) != 0;
+    if (one && !zhashx_lookup(ctx->sm->topics, req->topic))
+        return no_topic(err, req->topic);
+    size_t n_names, total = 0;
+    const char **names = sorted_names(ctx->sm, &n_names);
+    if (!names)
+        return kyu_err_set(err, KYU_ERR_INTERNAL, "out of memory");
+    for (size_t i = 0; i < n_names; i++)
+        if (!one || strcmp(names[i], req->topic) == 0)
+            total += ((const topic_t *)zhashx_lookup(ctx->sm->topics, names[i]))->n;
+    rep->subs = calloc(total ? total : 1, sizeof rep->subs[0]);
+    if (!rep->subs) {
+        free(names);
+        return kyu_err_set(err, KYU_ERR_INTERNAL, "out of memory");
+    }
+    for (size_t i = 0; i < n_names; i++) {
+        if (one && strcmp(names[i], req->topic) != 0)
+            continue;
+        const topic_t *t = zhashx_lookup(ctx->sm->topics, names[i]);
+        for (size_t j = 0; j < t->n; j++) {
+            kyu_sub_info_t *s = &rep->subs[rep->n_subs++];
+            snprintf(s->id, sizeof s->id, "%s", t->subs[j].id);
+            snprintf(s->topic, sizeof s->topic, "%s", t->name);
+            snprintf(s->queue, sizeof s->queue, "%s", t->subs[j].queue);
+            s->raw = t->subs[j].raw;
+        }
+    }
+    free(names);
+    return KYU_OK;
+}

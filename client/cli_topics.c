@@ -1,0 +1,86 @@
+/* cli_topics: `kyu create-topic`, `delete-topic`, `list-topics`, `subscribe`, `unsubscribe`
+ * and `list-subscriptions` (SNS-style topics; `kyu publish` is cli_send.c's). */
+#include "cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int cli_cmd_create_topic(cli_t *cli, cli_args_t *a)
+{
+    kyu_err_t err = {0};
+    if (kyu_client_create_topic(cli->client, a->args[0], &err) != KYU_OK)
+        return cli_fail(cli, &err);
+    return CLI_EXIT_OK;
+}
+
+int cli_cmd_delete_topic(cli_t *cli, cli_args_t *a)
+{
+    kyu_err_t err = {0};
+    if (kyu_client_delete_topic(cli->client, a->args[0], &err) != KYU_OK)
+        return cli_fail(cli, &err);
+    return CLI_EXIT_OK;
+}
+
+int cli_cmd_list_topics(cli_t *cli, cli_args_t *a)
+{
+    (void)a;
+    kyu_err_t err = {0};
+    char **names = NULL;
+    size_t n = 0;
+    if (kyu_client_list_topics(cli->client, &names, &n, &err) != KYU_OK)
+        return cli_fail(cli, &err);
+    int rc = CLI_EXIT_OK;
+    for (size_t i = 0; i < n && rc == CLI_EXIT_OK; i++) {
+        if (cli->json)
+            rc = cli_print_json(json_pack("{s:s}", "TopicName", names[i]));
+        else
+            puts(names[i]);
+    }
+    kyu_queue_names_destroy(&names);
+    return rc;
+}
+
+int cli_cmd_subscribe(cli_t *cli, cli_args_t *a)
+{
+    if (!cli_check_queue(cli, a->args[1]))
+        return CLI_EXIT_USAGE;
+    kyu_err_t err = {0};
+    char id[KYU_SUB_ID_LEN + 1];
+    if (kyu_client_subscribe(cli->client, a->args[0], a->args[1], a->raw, id, &err) != KYU_OK)
+        return cli_fail(cli, &err);
+    if (cli->json)
+        return cli_print_json(json_pack("{s:s}", "SubscriptionId", id));
+    puts(id);
+    return CLI_EXIT_OK;
+}
+
+int cli_cmd_unsubscribe(cli_t *cli, cli_args_t *a)
+{
+    kyu_err_t err = {0};
+    if (kyu_client_unsubscribe(cli->client, a->args[0], &err) != KYU_OK)
+        return cli_fail(cli, &err);
+    return CLI_EXIT_OK;
+}
+
+/* One line per subscription: ID TOPIC QUEUE raw|envelope; with --json SNS's names. */
+int cli_cmd_list_subscriptions(cli_t *cli, cli_args_t *a)
+{
+    kyu_err_t err = {0};
+    kyu_sub_info_t *subs = NULL;
+    size_t n = 0;
+    if (kyu_client_list_subscriptions(cli->client, a->n_args ? a->args[0] : NULL, &subs, &n,
+                                      &err) != KYU_OK)
+        return cli_fail(cli, &err);
+    int rc = CLI_EXIT_OK;
+    for (size_t i = 0; i < n && rc == CLI_EXIT_OK; i++) {
+        if (cli->json)
+            rc = cli_print_json(json_pack("{s:s, s:s, s:s, s:b}", "SubscriptionId", subs[i].id,
+                                          "TopicName", subs[i].topic, "QueueName", subs[i].queue,
+                                          "RawMessageDelivery", subs[i].raw));
+        else
+            printf("%s %s %s %s\n", subs[i].id, subs[i].topic, subs[i].queue,
+                   subs[i].raw ? "raw" : "envelope");
+    }
+    free(subs);
+    return rc;
+}

@@ -1,0 +1,188 @@
+/* topics: libkyu's calls for SNS-style topics (kyu.h, "Topics"). */
+#include "kyu_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static kyu_code_t set_topic(kyu_request_t *req, const char *topic, kyu_err_t *err)
+{
+    size_t len = topic ? strlen(topic) : 0;
+    if (!kyu_topic_name_valid(topic ? topic : "", len))
+        return kyu_err_set(err, KYU_ERR_INVALID_NAME,
+                           "topic names are 1 to %d characters of letters, digits, - and _",
+                           KYU_TOPIC_NAME_MAX);
+    memcpy(req->topic, topic, len + 1);
+    req->fields |= KYU_F_TOPIC;
+    return KYU_OK;
+}
+
+static kyu_code_t call(kyu_client_t *self, const kyu_request_t *req, kyu_reply_t *rep,
+                       kyu_err_t *err)
+{
+    kyu_reply_init(rep);
+    return kyu_client_call(self, req, NULL, NULL, 0, rep, NULL, err);
+}
+
+static kyu_code_t call_topic(kyu_client_t *self, kyu_op_t op, const char *topic, kyu_err_t *err)
+{
+    kyu_request_t req = {.op = op};
+    kyu_code_t rc = set_topic(&req, topic, err);
+    if (rc != KYU_OK)
+        return rc;
+    kyu_reply_t rep;
+    rc = call(self, &req, &rep, err);
+    kyu_reply_reset(&rep);
+    return rc;
+}
+
+kyu_code_t kyu_client_create_topic(kyu_client_t *self, const char *topic, kyu_err_t *err)
+{
+    return call_topic(self, KYU_OP_CREATE_TOPIC, topic, err);
+}
+
+kyu_code_t kyu_client_delete_topic(kyu_client_t *self, const char *topic, kyu_err_t *err)
+{
+    return call_topic(self, KYU_OP_DELETE_TOPIC, topic, err);
+}
+
+kyu_code_t kyu_client_list_topics(kyu_client_t *self, char ***names_p, size_t *n, kyu_err_t *err)
+{
+    *names_p = NULL;
+    *n = 0;
+    kyu_request_t req = {.op = KYU_OP_LIST_TOPICS};
+    kyu_reply_t rep;
+    kyu_code_t rc = call(self, &req, &rep, err);
+    if (rc == KYU_OK && rep.n_topics > 0) {
+        /* One allocation, as kyu_client_list_queues's: the pointers, then the names. */
+        size_t total = rep.n_topics * sizeof(char *);
+        for (size_t i = 0; i < rep.n_topics; i++)
+            total += strlen(rep.topics[i]) + 1;
+        char **names = malloc(total);
+        if (!names) {
+            rc = kyu_err_set(err, KYU_ERR_INTERNAL, "out of memory");
+        } else {
+            char *p = (char *)(names + rep.n_topics);
+            for (size_t i = 0; i < rep.n_topics; i++) {
+                size_t len = strlen(rep.topics[i]) + 1;
+                memcpy(p, rep.topics[i], len);
+                names[i] = p;
+                p += len;
+            }
+            *names_p = names;
+            *n = rep.n_topics;
+        }
+    }
+    kyu_reply_reset(&rep);
+    return rc;
+}
+
+kyu_code_t kyu_client_subscribe(kyu_client_t *self, const char *topic, const char *queue, bool raw,
+                                char sub_id[KYU_SUB_ID_LEN + 1], kyu_err_t *err)
+{
+    kyu_request_t req = {.op = KYU_OP_SUBSCRIBE};
+    kyu_code_t rc = set_topic(&req, topic, err);
+    if (rc == KYU_OK)
+        rc = kyu_client_set_queue(&req, queue, err);
+    if (rc != KYU_OK)
+        return rc;
+    if (raw)
+        req.fields |= KYU_F_RAW;
+    kyu_reply_t rep;
+    rc = call(self, &req, &rep, err);
+    if (rc == KYU_OK && rep.n_ids != 1)
+        rc = kyu_err_set(err, KYU_ERR_MALFORMED, "subscribe's reply has no subscription id");
+    if (rc == KYU_OK && sub_id)
+        snprintf(sub_id, KYU_SUB_ID_LEN + 1, "%.*s", KYU_SUB_ID_LEN, rep.ids[0]);
+    kyu_reply_reset(&rep);
+    return rc;
+}
+
+kyu_code_t kyu_client_unsubscribe(kyu_client_t *self, const char *sub_id, kyu_err_t *err)
+{
+    kyu_request_t req = {.op = KYU_OP_UNSUBSCRIBE, .fields = KYU_F_SUB_ID};
+    if (!sub_id || strlen(sub_id) != KYU_SUB_ID_LEN)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           "a subscription id is %d characters (a UUID)", KYU_SUB_ID_LEN);
+    memcpy(req.sub_id, sub_id, KYU_SUB_ID_LEN + 1);
+    kyu_reply_t rep;
+    kyu_code_t rc = call(self, &req, &rep, err);
+    kyu_reply_reset(&rep);
+    return rc;
+}
+
+kyu_code_t kyu_client_list_subscriptions(kyu_client_t *self, const char *topic,
+                                         kyu_sub_info_t **subs_p, size_t *n, kyu_err_t *err)
+{
+    *subs_p = NULL;
+    *n = 0;
+    kyu_request_t req = {.op = KYU_OP_LIST_SUBSCRIPTIONS};
+    kyu_code_t rc = topic ? set_topic(&req, topic, err) : KYU_OK;
+    if (rc != KYU_OK)
+        return rc;
+    kyu_reply_t rep;
+    rc = call(self, &req, &rep, err);
+    if (rc == KYU_OK && rep.n_subs > 0) {
+        *subs_p = rep.subs; /* the reply's heap array becomes the caller's */
+        *n = rep.n_subs;
+        rep.subs = NULL;
+    }
+    kyu_reply_reset(&rep);
+    return rc;
+}
+
+/* The PUBLISH request: the topic, and the attributes when there are some (checked here). */
+static kyu_code_t publish_request(kyu_request_t *req, const char *topic,
+                                  const kyu_msg_attrs_t *attrs, kyu_err_t *err)
+{
+    req->op = KYU_OP_PUBLISH;
+    kyu_code_t rc = set_topic(req, topic, err);
+    if (rc != KYU_OK || !attrs || !attrs->n)
+        return rc;
+    if ((rc = kyu_msg_attrs_check(attrs, err)) != KYU_OK)
+        return rc;
+    req->fields |= KYU_F_MSG_ATTRS;
+    req->n_attr_msgs = 1;
+    req->attrs[0] = *attrs;
+    return KYU_OK;
+}
+
+kyu_code_t kyu_client_publish(kyu_client_t *self, const char *topic, const void *body, size_t len,
+                              const kyu_msg_attrs_t *attrs, char message_id[KYU_MESSAGE_ID_MAX + 1],
+                              kyu_err_t *err)
+{
+    kyu_request_t req = {0};
+    kyu_code_t rc = publish_request(&req, topic, attrs, err);
+    if (rc != KYU_OK)
+        return rc;
+    const void *bodies[] = {body};
+    size_t lens[] = {len};
+    kyu_reply_t rep;
+    kyu_reply_init(&rep);
+    rc = kyu_client_call(self, &req, bodies, lens, 1, &rep, NULL, err);
+    if (rc == KYU_OK && rep.n_ids != 1)
+        rc = kyu_err_set(err, KYU_ERR_MALFORMED, "publish's reply has no message id");
+    if (rc == KYU_OK && message_id)
+        snprintf(message_id, KYU_MESSAGE_ID_MAX + 1, "%s", rep.ids[0]);
+    kyu_reply_reset(&rep);
+    return rc;
+}
+
+kyu_code_t kyu_client_publish_async(kyu_client_t *self, const char *topic, const void *body,
+                                    size_t len, const kyu_msg_attrs_t *attrs, uint64_t *key,
+                                    uint64_t *req_id, kyu_err_t *err)
+{
+    kyu_request_t req = {0};
+    kyu_code_t rc = publish_request(&req, topic, attrs, err);
+    if (rc != KYU_OK)
+        return rc;
+    if (key) {
+        if (*key == 0)
+            *key = self->next_key++;
+        req.rq_client = self->client_id;
+        req.rq_key = *key;
+        req.fields |= KYU_F_RQ;
+    }
+    const void *bodies[] = {body};
+    size_t lens[] = {len};
+    return kyu_client_request_async(self, &req, bodies, lens, 1, req_id, err);
+}

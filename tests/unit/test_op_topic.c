@@ -1,0 +1,325 @@
+/* Topics (broker/op_topic.c): CREATE_TOPIC idempotent, SUBSCRIBE (raw or not, idempotent for
+ * the same queue and mode), UNSUBSCRIBE, DELETE_TOPIC; a PUBLISH enqueues a copy into every
+ * subscribed queue in one command, or into none when one queue's MaximumMessageSize refuses
+ * it; a deleted queue's subscriptions go with it; topics survive a restart; each command
+ * round-trips through the log encoding, and a malformed one does not decode. */
+#include "command.h"
+#include "fixture.h"
+#include "ops.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define T0 1000000 /* a command time, ms */
+#define SUB_A "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa"
+#define SUB_B "bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb"
+#define MSG_ID "11111111-2222-4333-8444-555555555555"
+
+static kyu_command_t topic_cmd(kyu_cmd_type_t type, const char *topic)
+{
+    kyu_command_t c;
+    kyu_command_init(&c);
+    c.type = type;
+    c.now_ms = T0;
+    c.vt = -1;
+    snprintf(c.topic, sizeof c.topic, "%s", topic);
+    return c;
+}
+
+static kyu_command_t subscribe(const char *topic, const char *queue, const char *id, bool raw)
+{
+    kyu_command_t c = topic_cmd(KYU_CMD_SUBSCRIBE, topic);
+    snprintf(c.queue, sizeof c.queue, "%s", queue);
+    snprintf(c.sub_id, sizeof c.sub_id, "%s", id);
+    c.raw = raw;
+    return c;
+}
+
+static kyu_command_t publish(const char *topic, const char *body, const kyu_msg_attrs_t *attrs)
+{
+    kyu_command_t c = topic_cmd(KYU_CMD_PUBLISH, topic);
+    c.n = 1;
+    c.bodies[0] = body;
+    c.body_lens[0] = strlen(body);
+    snprintf(c.ids[0], sizeof c.ids[0], "%s", MSG_ID);
+    if (attrs)
+        c.attrs[0] = *attrs;
+    return c;
+}
+
+static kyu_code_t code_of(kyu_result_t r)
+{
+    kyu_code_t code = r.code;
+    kyu_result_clear(&r);
+    return code;
+}
+
+static void ok(kyu_result_t r)
+{
+    if (r.code != KYU_OK)
+        fail_msg("expected OK, got %s: %s", kyu_code_name(r.code), r.error);
+    kyu_result_clear(&r);
+}
+
+/* Receives up to 10 of queue's messages; their bodies, NUL-terminated, into out (n of them). */
+static size_t receive(fixture_t *f, const char *queue, char out[][2048])
+{
+    kyu_result_t r = apply1(f, cmd_receive(queue, T0 + 1, 10, 30));
+    assert_int_equal(r.code, KYU_OK);
+    size_t n = r.n_msgs;
+    for (size_t i = 0; i < n; i++) {
+        assert_true(r.body_lens[i] < 2048);
+        memcpy(out[i], r.bodies[i], r.body_lens[i]);
+        out[i][r.body_lens[i]] = '\0';
+    }
+    kyu_result_clear(&r);
+    return n;
+}
+
+static void setup_topic(fixture_t *f)
+{
+    ok(apply1(f, cmd_create("a", 30)));
+    ok(apply1(f, cmd_create("b", 30)));
+    ok(apply1(f, topic_cmd(KYU_CMD_CREATE_TOPIC, "t")));
+    ok(apply1(f, topic_cmd(KYU_CMD_CREATE_TOPIC, "t"))); /* idempotent */
+    kyu_result_t r = apply1(f, subscribe("t", "a", SUB_A, false));
+    assert_int_equal(r.code, KYU_OK);
+    assert_string_equal(r.ids[0], SUB_A);
+    kyu_result_clear(&r);
+    ok(apply1(f, subscribe("t", "b", SUB_B, true)));
+}
+
+static void test_publish_fans_out_raw_and_in_the_envelope(void **state)
+{
+    fixture_t *f = *state;
+    setup_topic(f);
+    kyu_msg_attrs_t attrs = {.n = 1};
+    attrs.a[0] = (kyu_msg_attr_t){
+        .name = "k", .name_len = 1, .type = "String", .type_len = 6, .value = "v", .value_len = 1};
+    kyu_result_t r = apply1(f, publish("t", "hello \"you\"", &attrs));
+    assert_int_equal(r.code, KYU_OK);
+    assert_int_equal(r.n_ids, 1);
+    assert_string_equal(r.ids[0], MSG_ID);
+    kyu_result_clear(&r);
+
+    char got[10][2048];
+    assert_int_equal(receive(f, "b", got), 1);
+    assert_string_equal(got[0], "hello \"you\"");
+    assert_int_equal(receive(f, "a", got), 1);
+    json_error_t e;
+    json_t *env = json_loads(got[0], 0, &e);
+    assert_non_null(env);
+    assert_string_equal(json_string_value(json_object_get(env, "Type")), "Notification");
+    assert_string_equal(json_string_value(json_object_get(env, "MessageId")), MSG_ID);
+    assert_string_equal(json_string_value(json_object_get(env, "TopicArn")), "kyu:topic:t");
+    assert_string_equal(json_string_value(json_object_get(env, "Message")), "hello \"you\"");
+    assert_string_equal(json_string_value(json_object_get(env, "Timestamp")),
+                        "1970-01-01T00:16:40.000Z");
+    json_t *k = json_object_get(json_object_get(env, "MessageAttributes"), "k");
+    assert_string_equal(json_string_value(json_object_get(k, "Type")), "String");
+    assert_string_equal(json_string_value(json_object_get(k, "Value")), "v");
+    json_decref(env);
+}
+
+static void test_publish_is_all_or_nothing(void **state)
+{
+    fixture_t *f = *state;
+    setup_topic(f);
+    kyu_command_t small = cmd_create("small", 30);
+    small.max_size = KYU_MAX_SIZE_MIN;
+    ok(apply1(f, small));
+    ok(apply1(f, subscribe("t", "small", "cccccccc-cccc-4ccc-8ccc-cccccccccccc", false)));
+    char body[1001];
+    memset(body, 'x', 1000);
+    body[1000] = '\0';
+    kyu_result_t r = apply1(f, publish("t", body, NULL)); /* fits raw, not small's envelope */
+    assert_int_equal(r.code, KYU_ERR_TOO_LARGE);
+    assert_non_null(strstr(r.error, "'small'"));
+    kyu_result_clear(&r);
+    char got[10][2048];
+    assert_int_equal(receive(f, "a", got), 0);
+    assert_int_equal(receive(f, "b", got), 0);
+    assert_int_equal(receive(f, "small", got), 0);
+    ok(apply1(f, publish("t", "short", NULL)));
+    assert_int_equal(receive(f, "a", got), 1);
+    assert_int_equal(receive(f, "b", got), 1);
+    assert_int_equal(receive(f, "small", got), 1);
+}
+
+/* Fan-out multiplies writes: a publish whose copies would total more than
+ * KYU_PUBLISH_FANOUT_MAX bytes is refused whole. */
+static void test_publish_fan_out_is_bounded(void **state)
+{
+    fixture_t *f = *state;
+    ok(apply1(f, topic_cmd(KYU_CMD_CREATE_TOPIC, "t")));
+    size_t n = KYU_PUBLISH_FANOUT_MAX / (512 * 1024) + 1;
+    for (size_t i = 0; i < n; i++) {
+        char q[16], id[KYU_SUB_ID_LEN + 1];
+        snprintf(q, sizeof q, "q%zu", i);
+        snprintf(id, sizeof id, "%08zx-0000-4000-8000-000000000000", i);
+        ok(apply1(f, cmd_create(q, 30)));
+        ok(apply1(f, subscribe("t", q, id, true)));
+    }
+    char *body = malloc(512 * 1024 + 1);
+    assert_non_null(body);
+    memset(body, 'x', 512 * 1024);
+    body[512 * 1024] = '\0';
+    kyu_result_t r = apply1(f, publish("t", body, NULL));
+    assert_int_equal(r.code, KYU_ERR_TOO_LARGE);
+    assert_non_null(strstr(r.error, "at most"));
+    kyu_result_clear(&r);
+    char got[10][2048];
+    assert_int_equal(receive(f, "q0", got), 0);
+    body[1000] = '\0'; /* small enough: every queue gets it */
+    ok(apply1(f, publish("t", body, NULL)));
+    free(body);
+    assert_int_equal(receive(f, "q0", got), 1);
+    char last[16];
+    snprintf(last, sizeof last, "q%zu", n - 1);
+    assert_int_equal(receive(f, last, got), 1);
+}
+
+/* KYU_TOPICS_MAX topics, KYU_TOPIC_SUBS_MAX subscriptions per topic: LIMIT_EXCEEDED past
+ * them, nothing changed; an existing topic is still created (idempotent) at the bound. */
+static void test_topic_and_subscription_bounds(void **state)
+{
+    fixture_t *f = *state;
+    char name[32];
+    for (int i = 0; i < KYU_TOPICS_MAX; i++) {
+        snprintf(name, sizeof name, "t%d", i);
+        ok(apply1(f, topic_cmd(KYU_CMD_CREATE_TOPIC, name)));
+    }
+    assert_int_equal(code_of(apply1(f, topic_cmd(KYU_CMD_CREATE_TOPIC, "one-more"))),
+                     KYU_ERR_LIMIT_EXCEEDED);
+    ok(apply1(f, topic_cmd(KYU_CMD_CREATE_TOPIC, "t0")));
+    for (int i = 0; i <= KYU_TOPIC_SUBS_MAX; i++) {
+        char id[KYU_SUB_ID_LEN + 1];
+        snprintf(name, sizeof name, "q%d", i);
+        snprintf(id, sizeof id, "%08x-0000-4000-8000-000000000000", i);
+        ok(apply1(f, cmd_create(name, 30)));
+        kyu_code_t code = code_of(apply1(f, subscribe("t0", name, id, true)));
+        assert_int_equal(code, i < KYU_TOPIC_SUBS_MAX ? KYU_OK : KYU_ERR_LIMIT_EXCEEDED);
+    }
+    ok(apply1(f, publish("t0", "x", NULL)));
+    char got[10][2048];
+    assert_int_equal(receive(f, "q0", got), 1);
+    snprintf(name, sizeof name, "q%d", KYU_TOPIC_SUBS_MAX);
+    assert_int_equal(receive(f, name, got), 0); /* its subscription was refused */
+}
+
+static void test_subscriptions_change_and_survive_a_restart(void **state)
+{
+    fixture_t *f = *state;
+    setup_topic(f);
+    /* The same queue again: the existing id, whatever id the command carries; the other
+     * mode is refused. */
+    kyu_result_t r = apply1(f, subscribe("t", "a", "dddddddd-dddd-4ddd-8ddd-dddddddddddd", false));
+    assert_int_equal(r.code, KYU_OK);
+    assert_string_equal(r.ids[0], SUB_A);
+    kyu_result_clear(&r);
+    assert_int_equal(code_of(apply1(f, subscribe("t", "a", SUB_B, true))),
+                     KYU_ERR_INVALID_ARGUMENT);
+    assert_int_equal(code_of(apply1(f, subscribe("nope", "a", SUB_B, true))),
+                     KYU_ERR_NO_SUCH_TOPIC);
+    assert_int_equal(code_of(apply1(f, subscribe("t", "nope", SUB_B, true))),
+                     KYU_ERR_NO_SUCH_QUEUE);
+    kyu_command_t un = topic_cmd(KYU_CMD_UNSUBSCRIBE, "");
+    snprintf(un.sub_id, sizeof un.sub_id, "%s", SUB_B);
+    ok(apply1(f, un));
+    assert_int_equal(code_of(apply1(f, un)), KYU_ERR_NO_SUCH_SUBSCRIPTION);
+
+    fixture_reopen(f);
+    ok(apply1(f, publish("t", "after", NULL)));
+    char got[10][2048];
+    assert_int_equal(receive(f, "b", got), 0); /* unsubscribed */
+    assert_int_equal(receive(f, "a", got), 1); /* kept across the restart */
+
+    /* Deleting queue a removes its subscription: the publish then goes nowhere. */
+    ok(apply1(f, cmd_delete_queue("a")));
+    ok(apply1(f, cmd_create("a", 30)));
+    fixture_reopen(f);
+    ok(apply1(f, publish("t", "x", NULL)));
+    assert_int_equal(receive(f, "a", got), 0);
+
+    ok(apply1(f, topic_cmd(KYU_CMD_DELETE_TOPIC, "t")));
+    ok(apply1(f, topic_cmd(KYU_CMD_DELETE_TOPIC, "t"))); /* as SNS: no error */
+    assert_int_equal(code_of(apply1(f, publish("t", "x", NULL))), KYU_ERR_NO_SUCH_TOPIC);
+    fixture_reopen(f);
+    assert_int_equal(code_of(apply1(f, publish("t", "x", NULL))), KYU_ERR_NO_SUCH_TOPIC);
+}
+
+/* Each command round-trips; wrong shapes do not decode (a corrupt log stops the node). */
+static void test_topic_commands_round_trip_through_the_log_encoding(void **state)
+{
+    (void)state;
+    kyu_msg_attrs_t attrs = {.n = 1};
+    attrs.a[0] = (kyu_msg_attr_t){.name = "k",
+                                  .name_len = 1,
+                                  .type = "Binary",
+                                  .type_len = 6,
+                                  .value = "\x01\x02",
+                                  .value_len = 2,
+                                  .binary = true};
+    kyu_command_t cmds[] = {topic_cmd(KYU_CMD_CREATE_TOPIC, "t"),
+                            topic_cmd(KYU_CMD_DELETE_TOPIC, "t"), subscribe("t", "q", SUB_A, true),
+                            topic_cmd(KYU_CMD_UNSUBSCRIBE, ""), publish("t", "body", &attrs)};
+    snprintf(cmds[3].sub_id, sizeof cmds[3].sub_id, "%s", SUB_B);
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        msgpack_sbuffer b;
+        msgpack_sbuffer_init(&b);
+        kyu_command_encode(&cmds[i], &b);
+        size_t off = 0;
+        kyu_err_t err;
+        kyu_command_t d;
+        assert_int_equal(kyu_command_decode(b.data, b.size, &off, &d, &err), KYU_OK);
+        assert_int_equal(off, b.size);
+        assert_int_equal(d.type, cmds[i].type);
+        assert_string_equal(d.topic, cmds[i].topic);
+        assert_string_equal(d.sub_id, cmds[i].sub_id);
+        assert_string_equal(d.queue, cmds[i].queue);
+        assert_int_equal(d.raw, cmds[i].raw);
+        if (d.type == KYU_CMD_PUBLISH) {
+            assert_string_equal(d.ids[0], MSG_ID);
+            assert_int_equal(d.body_lens[0], 4);
+            assert_memory_equal(d.bodies[0], "body", 4);
+            assert_int_equal(d.attrs[0].n, 1);
+            assert_true(d.attrs[0].a[0].binary);
+        }
+        /* Cut short anywhere: refused. */
+        for (size_t cut = 1; cut < b.size; cut++) {
+            off = 0;
+            assert_int_not_equal(kyu_command_decode(b.data, cut, &off, &d, &err), KYU_OK);
+        }
+        msgpack_sbuffer_destroy(&b);
+    }
+    /* A topic name the rules refuse, a short subscription id: refused. */
+    kyu_command_t bad = topic_cmd(KYU_CMD_CREATE_TOPIC, "a.b");
+    kyu_command_t short_id = subscribe("t", "q", "123", false);
+    kyu_command_t *bads[] = {&bad, &short_id};
+    for (size_t i = 0; i < 2; i++) {
+        msgpack_sbuffer b;
+        msgpack_sbuffer_init(&b);
+        kyu_command_encode(bads[i], &b);
+        size_t off = 0;
+        kyu_err_t err;
+        kyu_command_t d;
+        assert_int_not_equal(kyu_command_decode(b.data, b.size, &off, &d, &err), KYU_OK);
+        msgpack_sbuffer_destroy(&b);
+    }
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, fixture_setup, fixture_teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_publish_fans_out_raw_and_in_the_envelope),
+        T(test_publish_is_all_or_nothing),
+        T(test_publish_fan_out_is_bounded),
+        T(test_topic_and_subscription_bounds),
+        T(test_subscriptions_change_and_survive_a_restart),
+        cmocka_unit_test(test_topic_commands_round_trip_through_the_log_encoding),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
