@@ -87,6 +87,22 @@ def request(endpoint, header, *bodies, timeout_ms=10000, frames=False):
     return reply if frames else msgpack.unpackb(reply[0])
 
 
+SANITIZER_MARKS = ("runtime error:", "ERROR: AddressSanitizer", "ERROR: LeakSanitizer")
+
+
+def sanitizer_report(path):
+    """The part of a process's log from the first sanitizer report on (UBSan's "runtime error:",
+    ASan's and LSan's "ERROR:"), or "" when there is none: a broker under the sanitizer build
+    only prints UBSan's findings, so a test that passes must still fail on them."""
+    try:
+        with open(path, "rb") as f:
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return ""
+    at = min((text.find(m) for m in SANITIZER_MARKS if m in text), default=-1)
+    return text[max(0, at - 2000):at + 6000] if at >= 0 else ""
+
+
 class Broker:
     """A kyu-broker process; restartable on the same data directory and port."""
 
@@ -134,13 +150,17 @@ class Broker:
             return f.read().decode(errors="replace")
 
     def cleanup(self):
+        report = ""
         try:
             if self.proc and self.proc.poll() is None:
                 self.proc.kill()
                 self.proc.wait(timeout=30)
         finally:
             self.log.close()
+            report = sanitizer_report(os.path.join(self.data, "broker.log"))
             shutil.rmtree(self.data, ignore_errors=True)
+        if report:
+            raise AssertionError("kyu-broker's log has a sanitizer report:\n%s" % report)
 
     def cli(self, *args, input=None, timeout=60):
         return subprocess.run([CLI, "--broker", self.endpoint] + list(args), input=input,
@@ -246,4 +266,7 @@ class ThreeNodes:
                     p.wait(timeout=30)
         for log in self.logs:
             log.close()
+        reports = [sanitizer_report(log.name) for log in self.logs]
         shutil.rmtree(self.data, ignore_errors=True)
+        if any(reports):
+            raise AssertionError("a kyu-broker's log has a sanitizer report:\n%s" % "\n".join(reports))

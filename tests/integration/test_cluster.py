@@ -14,7 +14,7 @@ import threading
 import time
 import unittest
 
-from harness import BROKER, CLI, free_port
+from harness import BROKER, CLI, free_port, sanitizer_report
 
 
 class Node:
@@ -92,7 +92,10 @@ class Cluster(unittest.TestCase):
         for n in self.nodes:
             n.stop()
             n.log.close()
+        reports = [sanitizer_report(n.log.name) for n in self.nodes]
         shutil.rmtree(self.data, ignore_errors=True)
+        if any(reports):
+            raise AssertionError("a kyu-broker's log has a sanitizer report:\n%s" % "\n".join(reports))
 
     def cli(self, *args, endpoint=None, input=None, timeout=120):
         return subprocess.run([CLI, "--broker", endpoint or self.endpoints] + list(args),
