@@ -92,8 +92,8 @@ SANITIZER_MARKS = ("runtime error:", "ERROR: AddressSanitizer", "ERROR: LeakSani
 
 def sanitizer_report(path):
     """The part of a process's log from the first sanitizer report on (UBSan's "runtime error:",
-    ASan's and LSan's "ERROR:"), or "" when there is none: a broker under the sanitizer build
-    only prints UBSan's findings, so a test that passes must still fail on them."""
+    ASan's and LSan's "ERROR:"), or "" when there is none: a broker that died of a sanitizer
+    report while the test looked elsewhere (or was killed after it) still fails the test."""
     try:
         with open(path, "rb") as f:
             text = f.read().decode(errors="replace")
