@@ -230,6 +230,18 @@ typedef struct {
     } tasks[SK_QUEUES];
     uint64_t redriven;      /* messages moved back by REDRIVE_STEPs, as the oracle expected */
     uint64_t tasks_started; /* START_MOVE_TASKs applied */
+    /* Topic t0 (op_topic.c) as the model sees it: whether it exists and its subscriptions in
+     * the state's order (a publish's copies take their seqs in it). A subscription's id is
+     * sk_format_sub_id of its number; q0 is subscribed raw, q1 and q2 with the envelope. */
+    bool topic_exists;
+    struct {
+        int q;
+        bool raw;
+        uint64_t id;
+    } subs[SK_QUEUES];
+    size_t n_subs;
+    uint64_t next_sub, next_pub; /* the client's subscription and publish numbers */
+    uint64_t publishes, copies;  /* PUBLISHes applied (not replayed), copies they enqueued */
     /* Retention marks as the state machine keeps them (sm_expiry.c), modelled from the sends
      * (seq: the first seq of the send that made the mark; until: its time + 1 s). */
     struct sk_mark {
@@ -267,7 +279,18 @@ uint64_t sk_state_digest(sk_node_t *kn);
 /* Message numbers of the messages the state holds; *n of them, heap array. */
 uint64_t *sk_state_messages(sim_cluster_t *c, sk_node_t *kn, size_t *n);
 void sk_format_id(char out[KYU_UUID_LEN + 1], uint64_t n);
+/* A message number from its id: the client's (sk_format_id) or a publish's copy's
+ * (registered by the oracle); 0 for any other. */
 uint64_t sk_parse_id(const char *id);
+/* The ids the client gives a subscription and a publish (not message ids). */
+void sk_format_sub_id(char out[KYU_UUID_LEN + 1], uint64_t n);
+void sk_format_pub_id(char out[KYU_UUID_LEN + 1], uint64_t n);
+uint64_t sk_parse_sub_id(const char *id);
+uint64_t sk_parse_pub(const char *id);
+/* The message id of a publish's copy for a subscription (op_topic.c's copy_id), registered
+ * as message number n: sk_parse_id finds it from then on (until sk_copies_reset). */
+void sk_copy_register(const char *pub_id, const char *sub_id, uint64_t n);
+void sk_copies_reset(void);
 /* A node's state: opened (with the durability checks of a restart), closed (a crash, now
  * and then a power loss), synced (what a power loss goes back to), compared by digest. */
 bool sk_state_open(sim_cluster_t *c, sim_node_t *nd);
