@@ -147,7 +147,7 @@ static void choose(sim_cluster_t *c, sk_intent_t *in, uint64_t now)
         in->type = r < 209 ? KYU_CMD_START_MOVE_TASK : KYU_CMD_CANCEL_MOVE_TASK;
         in->dest = k->next_msg % 4 == 0 ? 0 : -1;
         return;
-    } else if (r < 240) {
+    } else if (r < 260) {
         /* Topic t0 (op_topic.c): created, q0 subscribed raw and q1, q2 with SNS's envelope,
          * unsubscribed now and then (and so subscribed again, under a new id), and published
          * to, half of the publishes with a request key (retried as sends are). The oracle
