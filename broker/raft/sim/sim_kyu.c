@@ -527,15 +527,18 @@ static const char *const count_names[] = {"messages sent",
                                           "expiries applied",
                                           "messages expired",
                                           "process pauses",
+                                          "publishes applied",
+                                          "publish copies enqueued",
                                           NULL};
 
 static void count(sim_cluster_t *c, uint64_t *counts)
 {
     sk_t *k = sk(c);
-    uint64_t v[] = {k->next_msg,     k->receives_checked, k->deletes_checked, k->retried,
-                    k->dedup_hits,   k->digests,          k->installs,        k->boot_resets,
-                    k->state_checks, k->power_losses,     k->answers,         k->stalls,
-                    k->over_limit,   k->expiries,         k->expired,         k->pauses};
+    uint64_t v[] = {
+        k->next_msg, k->receives_checked, k->deletes_checked, k->retried,      k->dedup_hits,
+        k->digests,  k->installs,         k->boot_resets,     k->state_checks, k->power_losses,
+        k->answers,  k->stalls,           k->over_limit,      k->expiries,     k->expired,
+        k->pauses,   k->publishes,        k->copies};
     for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
         counts[i] += v[i];
 }
