@@ -8,7 +8,8 @@
  * simulated disk for its log (writes become durable after a delay the seed picks; a crash
  * loses the writes not yet durable), the simulated network, and simulated time. The client
  * writes real broker commands (create and delete queue, send with and without request keys,
- * retried requests, receive, delete, change visibility) through kyu_replica_propose, stamped
+ * retried requests, receive, delete, change visibility, topic t0's create, subscribe,
+ * unsubscribe and publish) through kyu_replica_propose, stamped
  * with kyu_replica_now as the frontend does, and learns their outcome from the replica's
  * done callback. A snapshot install is the replica's: the simulator's transport answers its
  * fetch by copying a RocksDB checkpoint of the chosen member's state database into the
@@ -48,8 +49,9 @@
 #define SK_TIME_BASE 1700000000000ull
 
 /* Planted bugs chosen at run time (--plant B), each for the invariant that must catch it.
- * Those of the replica itself (2, 7, 8, 9) and of retention (10, sm_expiry.c) are compiled
- * in: KYU_REPLICA_PLANTED_BUG and the kyu-sim-kyu-plantedB binaries (docs/RAFT.md). */
+ * Those of the replica itself (2, 7, 8, 9), of retention (10, sm_expiry.c), redrive (11,
+ * op_redrive.c) and publish (12, op_topic.c) are compiled in: KYU_REPLICA_PLANTED_BUG and the
+ * kyu-sim-kyu-plantedB binaries (docs/RAFT.md). */
 enum {
     SK_PLANT_NONE = 0,
     SK_PLANT_ACK_EARLY = 1,    /* the client believes a send before its answer */
