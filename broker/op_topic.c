@@ -610,7 +610,14 @@ kyu_code_t kyu_op_publish_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_appl
     if (t->n > 0)
         kyu_sm_mark_seq(self, self->next_seq, c->now_ms); /* retention (sm_expiry.c) */
     const kyu_msg_attrs_t none = {0};
-    for (size_t i = 0; i < t->n; i++) {
+#if KYU_REPLICA_PLANTED_BUG == 12
+    /* Planted bug 12 (kyu-sim-kyu-planted12): a publish to several subscriptions skips the
+     * last one. */
+    size_t n_subs = t->n > 1 ? t->n - 1 : t->n;
+#else
+    size_t n_subs = t->n;
+#endif
+    for (size_t i = 0; i < n_subs; i++) {
         const tsub_t *s = &t->subs[i];
         queue_t *q = zhashx_lookup(self->queues, s->queue);
         char id[KYU_UUID_LEN + 1];

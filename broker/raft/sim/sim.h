@@ -179,6 +179,8 @@ typedef struct {
     uint64_t conf_changes, transfers, partitions;
 } sim_stats_t;
 
+#define SIM_APP_COUNTS 20
+
 typedef struct sim_app sim_app_t;
 
 typedef struct {
@@ -238,7 +240,8 @@ struct sim_app {
     bool (*transfer)(sim_cluster_t *c, sim_node_t *nd, uint64_t target);
     /* The liveness phase converged: final checks of the states. */
     void (*converged)(sim_cluster_t *c);
-    /* What the seed exercised, added to the totals under these names (NULL-terminated). */
+    /* What the seed exercised, added to the totals under these names (NULL-terminated, at
+     * most SIM_APP_COUNTS). */
     const char *const *count_names;
     void (*count)(sim_cluster_t *c, uint64_t *counts);
 };

@@ -15,6 +15,8 @@
  */
 #include "sim_kyu.h"
 
+#include <sodium.h>
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,11 +33,95 @@ void sk_format_id(char out[KYU_UUID_LEN + 1], uint64_t n)
     snprintf(out, KYU_UUID_LEN + 1, "00000000-0000-4000-8000-%012llx", (unsigned long long)n);
 }
 
-uint64_t sk_parse_id(const char *id)
+/* The copies' ids (a run makes a few hundred): open addressing, by the id's hash. */
+static struct sk_copy {
+    char id[KYU_UUID_LEN + 1];
+    uint64_t n;
+} * copies;
+static size_t copies_cap, copies_n;
+
+static struct sk_copy *copy_slot(struct sk_copy *tab, size_t cap, const char *id)
 {
-    if (strlen(id) != KYU_UUID_LEN || strncmp(id, "00000000-0000-4000-8000-", 24) != 0)
+    size_t i = (size_t)sim_hash(id, strlen(id), 0x636f7079) & (cap - 1);
+    while (tab[i].n && strcmp(tab[i].id, id) != 0)
+        i = (i + 1) & (cap - 1);
+    return &tab[i];
+}
+
+static uint64_t parse_with(const char *id, const char *prefix)
+{
+    if (strlen(id) != KYU_UUID_LEN || strncmp(id, prefix, 24) != 0)
         return 0;
     return strtoull(id + 24, NULL, 16);
+}
+
+uint64_t sk_parse_id(const char *id)
+{
+    uint64_t n = parse_with(id, "00000000-0000-4000-8000-");
+    if (n || !copies_cap)
+        return n;
+    return copy_slot(copies, copies_cap, id)->n;
+}
+
+void sk_format_sub_id(char out[KYU_UUID_LEN + 1], uint64_t n)
+{
+    snprintf(out, KYU_UUID_LEN + 1, "00000000-0000-4000-a000-%012llx", (unsigned long long)n);
+}
+
+void sk_format_pub_id(char out[KYU_UUID_LEN + 1], uint64_t n)
+{
+    snprintf(out, KYU_UUID_LEN + 1, "00000000-0000-4000-b000-%012llx", (unsigned long long)n);
+}
+
+uint64_t sk_parse_sub_id(const char *id)
+{
+    return parse_with(id, "00000000-0000-4000-a000-");
+}
+
+uint64_t sk_parse_pub(const char *id)
+{
+    return parse_with(id, "00000000-0000-4000-b000-");
+}
+
+void sk_copy_register(const char *pub_id, const char *sub_id, uint64_t n)
+{
+    /* op_topic.c's copy_id: BLAKE2b of the publish's id (with its NUL) and the
+     * subscription's, in a version 4 UUID's shape. */
+    uint8_t h[16];
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, NULL, 0, sizeof h);
+    crypto_generichash_update(&st, (const uint8_t *)pub_id, strlen(pub_id) + 1);
+    crypto_generichash_update(&st, (const uint8_t *)sub_id, strlen(sub_id));
+    crypto_generichash_final(&st, h, sizeof h);
+    h[6] = (uint8_t)((h[6] & 0x0f) | 0x40);
+    h[8] = (uint8_t)((h[8] & 0x3f) | 0x80);
+    char id[KYU_UUID_LEN + 1];
+    snprintf(id, sizeof id, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+             h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9], h[10], h[11], h[12], h[13],
+             h[14], h[15]);
+    if (2 * (copies_n + 1) > copies_cap) {
+        size_t cap = copies_cap ? 2 * copies_cap : 1024;
+        struct sk_copy *tab = calloc(cap, sizeof(*tab));
+        KYU_ASSERT(tab);
+        for (size_t i = 0; i < copies_cap; i++)
+            if (copies[i].n)
+                *copy_slot(tab, cap, copies[i].id) = copies[i];
+        free(copies);
+        copies = tab;
+        copies_cap = cap;
+    }
+    struct sk_copy *x = copy_slot(copies, copies_cap, id);
+    if (!x->n)
+        copies_n++;
+    snprintf(x->id, sizeof x->id, "%s", id);
+    x->n = n;
+}
+
+void sk_copies_reset(void)
+{
+    free(copies);
+    copies = NULL;
+    copies_cap = copies_n = 0;
 }
 
 static const kyu_cf_t state_cfs[] = {KYU_CF_META, KYU_CF_QUEUES, KYU_CF_MESSAGES, KYU_CF_LEASES,
@@ -441,15 +527,18 @@ static const char *const count_names[] = {"messages sent",
                                           "expiries applied",
                                           "messages expired",
                                           "process pauses",
+                                          "publishes applied",
+                                          "publish copies enqueued",
                                           NULL};
 
 static void count(sim_cluster_t *c, uint64_t *counts)
 {
     sk_t *k = sk(c);
-    uint64_t v[] = {k->next_msg,     k->receives_checked, k->deletes_checked, k->retried,
-                    k->dedup_hits,   k->digests,          k->installs,        k->boot_resets,
-                    k->state_checks, k->power_losses,     k->answers,         k->stalls,
-                    k->over_limit,   k->expiries,         k->expired,         k->pauses};
+    uint64_t v[] = {
+        k->next_msg, k->receives_checked, k->deletes_checked, k->retried,      k->dedup_hits,
+        k->digests,  k->installs,         k->boot_resets,     k->state_checks, k->power_losses,
+        k->answers,  k->stalls,           k->over_limit,      k->expiries,     k->expired,
+        k->pauses,   k->publishes,        k->copies};
     for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
         counts[i] += v[i];
 }

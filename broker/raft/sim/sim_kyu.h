@@ -8,7 +8,8 @@
  * simulated disk for its log (writes become durable after a delay the seed picks; a crash
  * loses the writes not yet durable), the simulated network, and simulated time. The client
  * writes real broker commands (create and delete queue, send with and without request keys,
- * retried requests, receive, delete, change visibility) through kyu_replica_propose, stamped
+ * retried requests, receive, delete, change visibility, topic t0's create, subscribe,
+ * unsubscribe and publish) through kyu_replica_propose, stamped
  * with kyu_replica_now as the frontend does, and learns their outcome from the replica's
  * done callback. A snapshot install is the replica's: the simulator's transport answers its
  * fetch by copying a RocksDB checkpoint of the chosen member's state database into the
@@ -48,8 +49,9 @@
 #define SK_TIME_BASE 1700000000000ull
 
 /* Planted bugs chosen at run time (--plant B), each for the invariant that must catch it.
- * Those of the replica itself (2, 7, 8, 9) and of retention (10, sm_expiry.c) are compiled
- * in: KYU_REPLICA_PLANTED_BUG and the kyu-sim-kyu-plantedB binaries (docs/RAFT.md). */
+ * Those of the replica itself (2, 7, 8, 9), of retention (10, sm_expiry.c), redrive (11,
+ * op_redrive.c) and publish (12, op_topic.c) are compiled in: KYU_REPLICA_PLANTED_BUG and the
+ * kyu-sim-kyu-plantedB binaries (docs/RAFT.md). */
 enum {
     SK_PLANT_NONE = 0,
     SK_PLANT_ACK_EARLY = 1,    /* the client believes a send before its answer */
@@ -230,6 +232,18 @@ typedef struct {
     } tasks[SK_QUEUES];
     uint64_t redriven;      /* messages moved back by REDRIVE_STEPs, as the oracle expected */
     uint64_t tasks_started; /* START_MOVE_TASKs applied */
+    /* Topic t0 (op_topic.c) as the model sees it: whether it exists and its subscriptions in
+     * the state's order (a publish's copies take their seqs in it). A subscription's id is
+     * sk_format_sub_id of its number; q0 is subscribed raw, q1 and q2 with the envelope. */
+    bool topic_exists;
+    struct {
+        int q;
+        bool raw;
+        uint64_t id;
+    } subs[SK_QUEUES];
+    size_t n_subs;
+    uint64_t next_sub, next_pub; /* the client's subscription and publish numbers */
+    uint64_t publishes, copies;  /* PUBLISHes applied (not replayed), copies they enqueued */
     /* Retention marks as the state machine keeps them (sm_expiry.c), modelled from the sends
      * (seq: the first seq of the send that made the mark; until: its time + 1 s). */
     struct sk_mark {
@@ -267,7 +281,18 @@ uint64_t sk_state_digest(sk_node_t *kn);
 /* Message numbers of the messages the state holds; *n of them, heap array. */
 uint64_t *sk_state_messages(sim_cluster_t *c, sk_node_t *kn, size_t *n);
 void sk_format_id(char out[KYU_UUID_LEN + 1], uint64_t n);
+/* A message number from its id: the client's (sk_format_id) or a publish's copy's
+ * (registered by the oracle); 0 for any other. */
 uint64_t sk_parse_id(const char *id);
+/* The ids the client gives a subscription and a publish (not message ids). */
+void sk_format_sub_id(char out[KYU_UUID_LEN + 1], uint64_t n);
+void sk_format_pub_id(char out[KYU_UUID_LEN + 1], uint64_t n);
+uint64_t sk_parse_sub_id(const char *id);
+uint64_t sk_parse_pub(const char *id);
+/* The message id of a publish's copy for a subscription (op_topic.c's copy_id), registered
+ * as message number n: sk_parse_id finds it from then on (until sk_copies_reset). */
+void sk_copy_register(const char *pub_id, const char *sub_id, uint64_t n);
+void sk_copies_reset(void);
 /* A node's state: opened (with the durability checks of a restart), closed (a crash, now
  * and then a power loss), synced (what a power loss goes back to), compared by digest. */
 bool sk_state_open(sim_cluster_t *c, sim_node_t *nd);

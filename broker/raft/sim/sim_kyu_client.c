@@ -115,6 +115,8 @@ static void choose(sim_cluster_t *c, sk_intent_t *in, uint64_t now)
             if (in->type == KYU_CMD_SEND)
                 for (size_t j = 0; j < in->n; j++)
                     in->ids[j] = ++k->next_msg;
+            else if (in->type == KYU_CMD_PUBLISH)
+                in->ids[0] = ++k->next_pub;
             k->retried++;
             return;
         }
@@ -145,6 +147,31 @@ static void choose(sim_cluster_t *c, sk_intent_t *in, uint64_t now)
         in->type = r < 209 ? KYU_CMD_START_MOVE_TASK : KYU_CMD_CANCEL_MOVE_TASK;
         in->dest = k->next_msg % 4 == 0 ? 0 : -1;
         return;
+    } else if (r < 260) {
+        /* Topic t0 (op_topic.c): created, q0 subscribed raw and q1, q2 with SNS's envelope,
+         * unsubscribed now and then (and so subscribed again, under a new id), and published
+         * to, half of the publishes with a request key (retried as sends are). The oracle
+         * checks each copy. */
+        uint64_t t = sim_rng_below(&c->rng, 10);
+        if (!k->topic_exists || t == 0) {
+            in->type = KYU_CMD_CREATE_TOPIC;
+            return;
+        }
+        bool subscribed = false;
+        for (size_t i = 0; i < k->n_subs; i++)
+            subscribed |= k->subs[i].q == in->q;
+        if (t <= 2 && !subscribed) {
+            in->type = KYU_CMD_SUBSCRIBE;
+            in->ids[0] = ++k->next_sub;
+            return;
+        }
+        if (t == 3 && k->n_subs > 0) {
+            in->type = KYU_CMD_UNSUBSCRIBE;
+            in->ids[0] = k->subs[sim_rng_below(&c->rng, k->n_subs)].id;
+            return;
+        }
+        in->type = KYU_CMD_PUBLISH;
+        in->ids[0] = ++k->next_pub;
     } else if (r < 520) {
         in->type = KYU_CMD_SEND;
         in->n = 1 + (size_t)sim_rng_below(&c->rng, SK_SEND_MAX);
@@ -171,8 +198,13 @@ static void choose(sim_cluster_t *c, sk_intent_t *in, uint64_t now)
             in->vt = -1;
         }
     }
-    if (in->type != KYU_CMD_CREATE_QUEUE && in->type != KYU_CMD_SET_QUEUE_ATTRIBUTES)
-        maybe_key(c, in, now); /* the two take no request key (ops.c) */
+    /* CREATE_QUEUE, SET_QUEUE_ATTRIBUTES and CREATE_TOPIC take no request key (ops.c); the
+     * workload's SUBSCRIBE and UNSUBSCRIBE carry none either (the oracle models no retry of
+     * them). */
+    if (in->type != KYU_CMD_CREATE_QUEUE && in->type != KYU_CMD_SET_QUEUE_ATTRIBUTES &&
+        in->type != KYU_CMD_CREATE_TOPIC && in->type != KYU_CMD_SUBSCRIBE &&
+        in->type != KYU_CMD_UNSUBSCRIBE)
+        maybe_key(c, in, now);
 }
 
 /* The command the leader proposes for a request (what the frontend's build_command makes),
@@ -247,6 +279,39 @@ static void build(sim_cluster_t *c, const sk_intent_t *in, uint64_t now, bool re
             cmd->has_msg_delay[j] = false;
             cmd->msg_delay_ms[j] = 0;
             cmd->attrs[j].n = 0;
+        }
+    } else if (in->type == KYU_CMD_CREATE_TOPIC || in->type == KYU_CMD_SUBSCRIBE ||
+               in->type == KYU_CMD_UNSUBSCRIBE || in->type == KYU_CMD_PUBLISH) {
+        snprintf(cmd->topic, sizeof(cmd->topic), "t0");
+        if (in->type != KYU_CMD_SUBSCRIBE)
+            cmd->queue[0] = '\0';
+        if (in->type == KYU_CMD_SUBSCRIBE || in->type == KYU_CMD_UNSUBSCRIBE) {
+            cmd->raw = in->q == 0;
+            sk_format_sub_id(cmd->sub_id, in->ids[0]);
+        }
+        if (in->type == KYU_CMD_PUBLISH) {
+            /* The body a function of the key (or the publish), as a send's; a publish in four
+             * with the send's attributes: the raw copy carries them. */
+            uint64_t seed = in->rq_key ? in->rq_key * 1000003 : in->ids[0];
+            sk_format_pub_id(cmd->ids[0], in->ids[0]);
+            cmd->n = 1;
+            cmd->body_lens[0] = body_of(seed, 0, bodies[0]);
+            cmd->bodies[0] = bodies[0];
+            if (seed % 4 == 1) {
+                kyu_msg_attrs_t *a = &cmd->attrs[0];
+                a->n = 2;
+                a->a[0] = (kyu_msg_attr_t){.name = "body",
+                                           .name_len = 4,
+                                           .type = "String",
+                                           .type_len = 6,
+                                           .value = bodies[0],
+                                           .value_len = cmd->body_lens[0]};
+                a->a[1] = a->a[0];
+                a->a[1].name = "copy";
+                a->a[1].type = "Binary.raw";
+                a->a[1].type_len = 10;
+                a->a[1].binary = true;
+            }
         }
     } else if (in->type == KYU_CMD_START_MOVE_TASK && in->dest >= 0) {
         snprintf(cmd->move_dest, sizeof(cmd->move_dest), "%s", queue_name(in->dest));

@@ -108,6 +108,7 @@ void sk_oracle_free(sk_t *k)
     free(k->seq_msg);
     free(k->keys);
     free(k->marks);
+    sk_copies_reset();
 }
 
 static int queue_index(const char *name)
@@ -630,6 +631,123 @@ static void on_queue(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent
     if (!purge) {
         k->queues[q].exists = false;
         k->tasks[q].running = false; /* its tasks go with it */
+        /* and its subscriptions (kyu_sm_topics_drop_queue), the others in their order */
+        size_t kept = 0;
+        for (size_t i = 0; i < k->n_subs; i++)
+            if (k->subs[i].q != q)
+                k->subs[kept++] = k->subs[i];
+        k->n_subs = kept;
+    }
+}
+
+/* Topic t0 (op_topic.c): CREATE_TOPIC, SUBSCRIBE, UNSUBSCRIBE and PUBLISH against the model's
+ * subscriptions. A publish applied (not a retry of a keyed one) enqueues one copy, a new
+ * message, into each queue subscribed at its entry, in their order, and none into the
+ * others: check_counts then holds every queue's count to the model's after the entry (all or
+ * none), and the copies go through the checks of every message from then on. */
+static void on_topic(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent_t *in,
+                     const kyu_result_t *res)
+{
+    sk_t *k = sk(c);
+    if (cmd->type == KYU_CMD_CREATE_TOPIC) {
+        if (res->code != KYU_OK)
+            sim_violation(c, SIM_SAFETY, "topic: create %s answered %s", cmd->topic,
+                          kyu_code_name(res->code));
+        k->topic_exists = true;
+        return;
+    }
+    if (cmd->type == KYU_CMD_SUBSCRIBE) {
+        int q = queue_index(cmd->queue);
+        size_t at = k->n_subs;
+        for (size_t i = 0; i < k->n_subs; i++)
+            if (k->subs[i].q == q)
+                at = i;
+        kyu_code_t want = !k->topic_exists                                ? KYU_ERR_NO_SUCH_TOPIC
+                          : q < 0 || !k->queues[q].exists                 ? KYU_ERR_NO_SUCH_QUEUE
+                          : at < k->n_subs && k->subs[at].raw != cmd->raw ? KYU_ERR_INVALID_ARGUMENT
+                                                                          : KYU_OK;
+        uint64_t id = at < k->n_subs ? k->subs[at].id : sk_parse_sub_id(cmd->sub_id);
+        if (res->code != want ||
+            (want == KYU_OK && (res->n_ids != 1 || sk_parse_sub_id(res->ids[0]) != id))) {
+            sim_violation(c, SIM_SAFETY,
+                          "topic: subscribe %s (%s) answered %s '%s', the model %s subscription "
+                          "%llu",
+                          cmd->queue, cmd->raw ? "raw" : "enveloped", kyu_code_name(res->code),
+                          res->n_ids ? res->ids[0] : "", kyu_code_name(want),
+                          (unsigned long long)id);
+            return;
+        }
+        if (want == KYU_OK && at == k->n_subs) {
+            k->subs[k->n_subs].q = q;
+            k->subs[k->n_subs].raw = cmd->raw;
+            k->subs[k->n_subs++].id = id;
+        }
+        return;
+    }
+    if (cmd->type == KYU_CMD_UNSUBSCRIBE) {
+        uint64_t id = sk_parse_sub_id(cmd->sub_id);
+        size_t at = k->n_subs;
+        for (size_t i = 0; i < k->n_subs; i++)
+            if (k->subs[i].id == id)
+                at = i;
+        kyu_code_t want = at < k->n_subs ? KYU_OK : KYU_ERR_NO_SUCH_SUBSCRIPTION;
+        if (res->code != want) {
+            sim_violation(c, SIM_SAFETY, "topic: unsubscribe %llu answered %s, the model %s",
+                          (unsigned long long)id, kyu_code_name(res->code), kyu_code_name(want));
+            return;
+        }
+        if (want == KYU_OK) {
+            memmove(&k->subs[at], &k->subs[at + 1], (k->n_subs - at - 1) * sizeof(k->subs[0]));
+            k->n_subs--;
+        }
+        return;
+    }
+    if (cmd->type != KYU_CMD_PUBLISH)
+        return; /* DELETE_TOPIC: the workload proposes none */
+    /* A retry within the window answers the first attempt's MessageId and enqueues
+     * nothing. */
+    sk_key_t *kk = first_attempt(k, in, cmd);
+    if (kk) {
+        char first[KYU_UUID_LEN + 1];
+        sk_format_pub_id(first, kk->ids[0]);
+        if (res->code != KYU_OK || res->n_ids != 1 || strcmp(res->ids[0], first) != 0)
+            applied_twice(c, in, cmd, kk, "publish: another MessageId");
+        k->dedup_hits++;
+        return;
+    }
+    kyu_code_t want = k->topic_exists ? KYU_OK : KYU_ERR_NO_SUCH_TOPIC;
+    if (res->code != want ||
+        (want == KYU_OK && (res->n_ids != 1 || strcmp(res->ids[0], cmd->ids[0]) != 0))) {
+        sim_violation(c, SIM_SAFETY, "publish: %s to %s answered %s '%s', the model %s",
+                      cmd->ids[0], cmd->topic, kyu_code_name(res->code),
+                      res->n_ids ? res->ids[0] : "", kyu_code_name(want));
+        return;
+    }
+    if (want != KYU_OK)
+        return;
+    k->publishes++;
+    if (k->n_subs > 0)
+        add_mark(k, cmd->now_ms);
+    for (size_t i = 0; i < k->n_subs; i++) {
+        int q = k->subs[i].q;
+        char sub_id[KYU_UUID_LEN + 1];
+        sk_format_sub_id(sub_id, k->subs[i].id);
+        uint64_t n = ++k->next_msg;
+        sk_copy_register(cmd->ids[0], sub_id, n);
+        sk_msg_t *m = sk_msg(k, n);
+        m->status = SK_LIVE;
+        m->q = (uint8_t)q;
+        m->qgen = k->queues[q].gen;
+        m->seq = ++k->next_seq;
+        m->sent_ms = cmd->now_ms;
+        uint64_t delay_ms = (uint64_t)k->queues[q].delay * 1000; /* the queue's DelaySeconds */
+        m->lease_until = cmd->now_ms + delay_ms;
+        m->in_heap = delay_ms > 0;
+        k->copies++;
+    }
+    if ((kk = record_attempt(k, in, cmd, res)) != NULL) {
+        kk->n = 1;
+        kk->ids[0] = sk_parse_pub(cmd->ids[0]);
     }
 }
 
@@ -797,7 +915,8 @@ static void on_expire(sim_cluster_t *c, const kyu_command_t *cmd, const kyu_resu
  * counters (kept exact by the state machine): an expiry that took one message too many or
  * too few is seen at the entry that did it. On a difference the state's messages tell which.
  * expiry: the time of the entry's EXPIRE_MESSAGES, 0 when it has none. */
-static void check_counts(sim_cluster_t *c, sim_node_t *nd, uint64_t expiry, uint64_t redriven)
+static void check_counts(sim_cluster_t *c, sim_node_t *nd, uint64_t expiry, uint64_t redriven,
+                         uint64_t published)
 {
     sk_t *k = sk(c);
     sk_node_t *kn = nd->app;
@@ -833,7 +952,9 @@ static void check_counts(sim_cluster_t *c, sim_node_t *nd, uint64_t expiry, uint
                     sim_violation(c, SIM_SAFETY,
                                   "%scommitted send lost: node %llu's state at %llu lost message "
                                   "%llu of q%d",
-                                  redriven ? "redrive: a step moved a message nowhere: " : "",
+                                  redriven    ? "redrive: a step moved a message nowhere: "
+                                  : published ? "publish: a copy is missing: "
+                                              : "",
                                   (unsigned long long)nd->id, (unsigned long long)nd->sm_applied,
                                   (unsigned long long)m, q);
                 else
@@ -858,6 +979,14 @@ static void check_counts(sim_cluster_t *c, sim_node_t *nd, uint64_t expiry, uint
                           (unsigned long long)nd->id, (unsigned long long)nd->sm_applied,
                           (unsigned long long)held, name, (unsigned long long)live,
                           (unsigned long long)redriven);
+        if (c->result == SIM_OK && published)
+            sim_violation(c, SIM_SAFETY,
+                          "publish: node %llu's state at %llu holds %llu messages in %s, the model "
+                          "%llu after %llu publishes to a topic with %zu subscriptions (a copy per "
+                          "subscribed queue, all or none)",
+                          (unsigned long long)nd->id, (unsigned long long)nd->sm_applied,
+                          (unsigned long long)held, name, (unsigned long long)live,
+                          (unsigned long long)published, k->n_subs);
         if (c->result == SIM_OK)
             sim_violation(c, SIM_SAFETY,
                           "counts: node %llu's state at %llu holds %llu messages in %s (%s), the "
@@ -882,7 +1011,7 @@ void sk_oracle_stream(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *
     if (e->type != KYU_RAFT_ENTRY_NORMAL || e->len == 0)
         return;
     size_t off = 0;
-    uint64_t expiry = 0, redriven = 0;
+    uint64_t expiry = 0, redriven = 0, published = 0;
     for (size_t i = 0; off < e->len && c->result == SIM_OK; i++) {
         kyu_command_t cmd;
         kyu_err_t err;
@@ -922,8 +1051,11 @@ void sk_oracle_stream(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *
                   (unsigned long long)e->index, i, types[cmd.type], cmd.queue, (long long)cmd.vt,
                   cmd.n ? cmd.n : res[i].n_msgs, (unsigned long long)cmd.now_ms,
                   kyu_code_name(res[i].code));
-        if (cmd.type >= KYU_CMD_CREATE_TOPIC && cmd.type <= KYU_CMD_PUBLISH)
-            continue; /* topics: accepted, not modelled (the workload proposes none yet) */
+        if (cmd.type >= KYU_CMD_CREATE_TOPIC && cmd.type <= KYU_CMD_PUBLISH) {
+            on_topic(c, &cmd, in, &res[i]);
+            published += cmd.type == KYU_CMD_PUBLISH;
+            continue;
+        }
         if (cmd.type == KYU_CMD_EXPIRE_MESSAGES) {
             on_expire(c, &cmd, &res[i]);
             expiry = cmd.now_ms ? cmd.now_ms : 1;
@@ -974,7 +1106,7 @@ void sk_oracle_stream(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *
         }
     }
     if (c->result == SIM_OK)
-        check_counts(c, nd, expiry, redriven);
+        check_counts(c, nd, expiry, redriven, published);
 }
 
 void sk_oracle_check_state(sim_cluster_t *c, sim_node_t *nd)
@@ -1055,11 +1187,12 @@ void sk_oracle_final(sim_cluster_t *c)
         printf("  kyu: %llu messages, %llu receives, %llu dead-letter moves, %llu redriven (%llu "
                "move tasks) and %llu deletes "
                "checked, %llu expiries took %llu messages, %llu retries (%llu answered from the "
-               "request key), %llu digests, %llu installs\n",
+               "request key), %llu digests, %llu installs, %llu publishes enqueued %llu copies\n",
                (unsigned long long)k->next_msg, (unsigned long long)k->receives_checked,
                (unsigned long long)k->moves_checked, (unsigned long long)k->redriven,
                (unsigned long long)k->tasks_started, (unsigned long long)k->deletes_checked,
                (unsigned long long)k->expiries, (unsigned long long)k->expired,
                (unsigned long long)k->retried, (unsigned long long)k->dedup_hits,
-               (unsigned long long)k->digests, (unsigned long long)k->installs);
+               (unsigned long long)k->digests, (unsigned long long)k->installs,
+               (unsigned long long)k->publishes, (unsigned long long)k->copies);
 }

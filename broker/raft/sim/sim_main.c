@@ -76,7 +76,7 @@ int main(int argc, char **argv)
         return 3;
     }
     sim_stats_t total = {0};
-    uint64_t app_total[16] = {0};
+    uint64_t app_total[SIM_APP_COUNTS] = {0};
     for (uint64_t s = start; s < start + seeds; s++) {
         sim_options_t o;
         sim_options_pick(&o, nodes, s, steps);
@@ -138,7 +138,7 @@ int main(int argc, char **argv)
             (unsigned long long)total.transfers);
     if (sim_app() && sim_app()->count_names) {
         fprintf(stderr, "%s totals:", name());
-        for (int i = 0; sim_app()->count_names[i] && i < 16; i++)
+        for (int i = 0; sim_app()->count_names[i] && i < SIM_APP_COUNTS; i++)
             fprintf(stderr, "%s %llu %s", i ? "," : "", (unsigned long long)app_total[i],
                     sim_app()->count_names[i]);
         fprintf(stderr, "\n");
