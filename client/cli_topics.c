@@ -44,9 +44,12 @@ int cli_cmd_subscribe(cli_t *cli, cli_args_t *a)
 {
     if (!cli_check_queue(cli, a->args[1]))
         return CLI_EXIT_USAGE;
+    if (a->has_filter_scope && !a->filter)
+        return cli_usage_error(cli, "--filter-scope is for a filter policy: give --filter too");
     kyu_err_t err = {0};
     char id[KYU_SUB_ID_LEN + 1];
-    if (kyu_client_subscribe(cli->client, a->args[0], a->args[1], a->raw, id, &err) != KYU_OK)
+    if (kyu_client_subscribe_filter(cli->client, a->args[0], a->args[1], a->raw, a->filter,
+                                    a->filter_body, id, &err) != KYU_OK)
         return cli_fail(cli, &err);
     if (cli->json)
         return cli_print_json(json_pack("{s:s}", "SubscriptionId", id));
