@@ -660,6 +660,42 @@ static void test_topic_requests_and_replies_round_trip(void **state)
     assert_string_equal(out.topic, in.topic);
     assert_string_equal(out.queue, "q");
 
+    /* A filter policy: flt says the one body frame is it; fsc its scope (with flt only). */
+    in.fields = KYU_F_TOPIC | KYU_F_QUEUE | KYU_F_FILTER | KYU_F_FILTER_SCOPE;
+    in.filter_scope = 1;
+    msgpack_sbuffer_init(&b);
+    kyu_request_encode(&in, &b);
+    assert_int_equal(kyu_request_decode(b.data, b.size, 1, &out, &err), KYU_OK);
+    assert_true(out.fields == in.fields);
+    assert_int_equal(out.filter_scope, 1);
+    assert_int_equal(kyu_request_decode(b.data, b.size, 0, &out, &err), KYU_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.msg, "filter policy as its one body frame"));
+    msgpack_sbuffer_destroy(&b);
+    in.filter_scope = 0;
+    msgpack_sbuffer_init(&b);
+    kyu_request_encode(&in, &b);
+    assert_int_equal(kyu_request_decode(b.data, b.size, 1, &out, &err), KYU_OK);
+    assert_int_equal(out.filter_scope, 0);
+    msgpack_sbuffer_destroy(&b);
+    in.fields = KYU_F_TOPIC | KYU_F_QUEUE | KYU_F_FILTER_SCOPE; /* fsc without flt */
+    msgpack_sbuffer_init(&b);
+    kyu_request_encode(&in, &b);
+    assert_int_equal(kyu_request_decode(b.data, b.size, 0, &out, &err), KYU_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.msg, "give flt"));
+    msgpack_sbuffer_destroy(&b);
+    in.fields = KYU_F_TOPIC | KYU_F_QUEUE; /* a body frame without flt */
+    msgpack_sbuffer_init(&b);
+    kyu_request_encode(&in, &b);
+    assert_int_equal(kyu_request_decode(b.data, b.size, 1, &out, &err), KYU_ERR_INVALID_ARGUMENT);
+    msgpack_sbuffer_destroy(&b);
+    in.op = KYU_OP_PUBLISH; /* flt is SUBSCRIBE's */
+    in.fields = KYU_F_TOPIC | KYU_F_FILTER;
+    msgpack_sbuffer_init(&b);
+    kyu_request_encode(&in, &b);
+    assert_int_equal(kyu_request_decode(b.data, b.size, 1, &out, &err), KYU_ERR_MALFORMED);
+    assert_non_null(strstr(err.msg, "flt (filter policy)"));
+    msgpack_sbuffer_destroy(&b);
+
     in.op = KYU_OP_UNSUBSCRIBE;
     in.fields = KYU_F_SUB_ID;
     strcpy(in.sub_id, "0e1c4a4e-6b1e-4c4e-9a5e-2f7d3b1c9a00");
@@ -694,7 +730,10 @@ static void test_topic_requests_and_replies_round_trip(void **state)
         const char *field;
         const char *value;
         kyu_code_t code;
-    } bad[] = {{"tp", "a/b", KYU_ERR_INVALID_NAME}, {"sub", "short", KYU_ERR_INVALID_ARGUMENT}};
+    } bad[] = {{"tp", "a/b", KYU_ERR_INVALID_NAME},
+               {"sub", "short", KYU_ERR_INVALID_ARGUMENT},
+               {"fsc", "headers", KYU_ERR_INVALID_ARGUMENT},
+               {"flt", "yes", KYU_ERR_INVALID_ARGUMENT}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         msgpack_sbuffer_init(&b);
         msgpack_packer pk;
