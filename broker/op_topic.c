@@ -844,6 +844,8 @@ kyu_code_t kyu_op_list_subscriptions_answer(kyu_op_ctx_t *ctx, const kyu_request
             snprintf(s->topic, sizeof s->topic, "%s", t->name);
             snprintf(s->queue, sizeof s->queue, "%s", t->subs[j].queue);
             s->raw = t->subs[j].raw;
+            s->filtered = t->subs[j].policy != NULL;
+            s->filter_body = s->filtered && t->subs[j].scope == KYU_FILTER_SCOPE_BODY;
         }
     }
     free(names);

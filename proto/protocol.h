@@ -425,6 +425,9 @@ typedef struct {
     char topic[KYU_TOPIC_NAME_MAX + 1];
     char queue[KYU_NAME_MAX + 1];
     bool raw; /* raw delivery: the body and attributes as published, no envelope */
+    /* a filter policy picks its messages (the policy itself is not listed: up to 256 KB);
+     * filter_body: on the JSON body (FilterPolicyScope MessageBody), else the attributes */
+    bool filtered, filter_body;
 } kyu_sub_info_t;
 
 /* CLUSTER_STATUS: one node's own view of the cluster. */

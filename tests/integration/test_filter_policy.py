@@ -62,12 +62,22 @@ class FilterPolicies(BrokerCase):
 
     def test_policies_survive_restarts(self):
         self.setup_orders()
+        before = self.b.ok("list-subscriptions")
+        marks = [line.split()[2:] for line in before.splitlines()]
+        self.assertEqual(marks, [["ship", "raw", "filter:attributes"],
+                                 ["bill", "raw", "filter:attributes"], ["audit", "raw"],
+                                 ["eu", "raw", "filter:body"]])
+        subs = self.b.json_lines("list-subscriptions")
+        self.assertEqual([s.get("FilterPolicyScope") for s in subs],
+                         ["MessageAttributes", "MessageAttributes", None, "MessageBody"])
         self.b.kill9()
         self.b.start()
         self.check_routing("b")
+        self.assertEqual(self.b.ok("list-subscriptions"), before)
         self.b.stop()
         self.b.start()
         self.check_routing("c")
+        self.assertEqual(self.b.ok("list-subscriptions"), before)
 
     def test_same_subscription_again_and_a_different_policy(self):
         self.b.ok("create-topic", "t")

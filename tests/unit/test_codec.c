@@ -772,12 +772,16 @@ static void test_topic_requests_and_replies_round_trip(void **state)
     rep.topics = calloc(2, sizeof rep.topics[0]);
     strcpy(rep.topics[0], "a");
     strcpy(rep.topics[1], "b");
-    rep.n_subs = 1;
-    rep.subs = calloc(1, sizeof rep.subs[0]);
-    strcpy(rep.subs[0].id, in.sub_id);
-    strcpy(rep.subs[0].topic, "a");
-    strcpy(rep.subs[0].queue, "q");
+    rep.n_subs = 3;
+    rep.subs = calloc(3, sizeof rep.subs[0]);
+    for (int i = 0; i < 3; i++) {
+        strcpy(rep.subs[i].id, in.sub_id);
+        strcpy(rep.subs[i].topic, "a");
+        strcpy(rep.subs[i].queue, "q");
+    }
     rep.subs[0].raw = true;
+    rep.subs[1].filtered = true; /* a filter policy on the attributes */
+    rep.subs[2].filtered = rep.subs[2].filter_body = true;
     msgpack_sbuffer_init(&b);
     kyu_reply_encode(&rep, &b);
     kyu_reply_init(&back);
@@ -785,10 +789,13 @@ static void test_topic_requests_and_replies_round_trip(void **state)
     msgpack_sbuffer_destroy(&b);
     assert_int_equal(back.n_topics, 2);
     assert_string_equal(back.topics[1], "b");
-    assert_int_equal(back.n_subs, 1);
+    assert_int_equal(back.n_subs, 3);
     assert_string_equal(back.subs[0].id, in.sub_id);
     assert_string_equal(back.subs[0].queue, "q");
     assert_true(back.subs[0].raw);
+    assert_false(back.subs[0].filtered);
+    assert_true(back.subs[1].filtered && !back.subs[1].filter_body && !back.subs[1].raw);
+    assert_true(back.subs[2].filtered && back.subs[2].filter_body);
     kyu_reply_reset(&rep);
     kyu_reply_reset(&back);
 }
