@@ -58,7 +58,9 @@
  *                      expired or re-leased message is left alone). The leader proposes it
  *                      for a worker session declared dead or closed (op_workers.c)
  *   CREATE_TOPIC, DELETE_TOPIC: items = [topic]
- *   SUBSCRIBE:         items = [topic, subscription id, raw (bool)]; queue: the queue
+ *   SUBSCRIBE:         items = [topic, subscription id, raw (bool)] or, with a filter
+ *                      policy, [..., raw, scope (0 attributes, 1 body), policy (bin)]; queue:
+ *                      the queue
  *   UNSUBSCRIBE:       items = [subscription id]
  *   PUBLISH:           items = [topic, message id, body (bin), attributes or nil]: enqueued
  *                      into every queue subscribed to the topic when it applies, or into
@@ -159,6 +161,9 @@ typedef struct {
     char topic[KYU_TOPIC_NAME_MAX + 1];
     char sub_id[KYU_SUB_ID_LEN + 1];
     bool raw;
+    /* SUBSCRIBE with a filter policy: n 1, the policy's JSON in bodies[0] (borrowed), its
+     * scope (kyu_filter_scope_t, broker/filter.h) */
+    uint8_t filter_scope;
     /* SEND: has_md5 (see md5_body below) */
     bool has_md5;
     /* ---- not cleared by kyu_command_init (some 10 KB): valid below n, each entry written

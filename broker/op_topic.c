@@ -13,6 +13,7 @@
  *
  * A deleted queue's subscriptions are removed with it (kyu_sm_topics_drop_queue, from
  * DELETE_QUEUE's apply), so a publish never meets a subscription without its queue. */
+#include "filter.h"
 #include "ops.h"
 #include "sm_internal.h"
 
@@ -26,6 +27,10 @@ typedef struct {
     char id[KYU_SUB_ID_LEN + 1];
     char queue[KYU_NAME_MAX + 1];
     bool raw;
+    /* its filter policy (filter.h), or none: policy NULL, filter NULL (every message) */
+    kyu_filter_scope_t scope;
+    char *policy;         /* canonical JSON (compact, keys sorted), as recorded */
+    kyu_filter_t *filter; /* compiled from it */
 } tsub_t;
 
 typedef struct {
@@ -37,10 +42,19 @@ typedef struct {
 
 #define KEY_MAX (2 + KYU_TOPIC_NAME_MAX)
 
+static void sub_free(tsub_t *s)
+{
+    free(s->policy);
+    s->policy = NULL;
+    kyu_filter_destroy(&s->filter);
+}
+
 static void topic_destroy(void **item)
 {
     topic_t *t = *item;
     if (t) {
+        for (size_t i = 0; i < t->n; i++)
+            sub_free(&t->subs[i]);
         free(t->subs);
         free(t);
     }
@@ -66,20 +80,37 @@ static void write_topic(kyu_sm_t *self, const topic_t *t)
     msgpack_pack_uint64(&pk, t->created_ms);
     msgpack_pack_array(&pk, t->n);
     for (size_t i = 0; i < t->n; i++) {
-        msgpack_pack_array(&pk, 3);
-        kyu_mp_pack_str(&pk, t->subs[i].id);
-        kyu_mp_pack_str(&pk, t->subs[i].queue);
-        if (t->subs[i].raw)
+        const tsub_t *s = &t->subs[i];
+        msgpack_pack_array(&pk, s->policy ? 5 : 3);
+        kyu_mp_pack_str(&pk, s->id);
+        kyu_mp_pack_str(&pk, s->queue);
+        if (s->raw)
             msgpack_pack_true(&pk);
         else
             msgpack_pack_false(&pk);
+        if (s->policy) {
+            msgpack_pack_uint32(&pk, (uint32_t)s->scope);
+            kyu_mp_pack_str(&pk, s->policy);
+        }
     }
     uint8_t k[KEY_MAX];
     kyu_sm_put(self, KYU_CF_META, k, topic_key(k, t->name), sb.data, sb.size);
     msgpack_sbuffer_destroy(&sb);
 }
 
-static bool add_sub(topic_t *t, const char *id, const char *queue, bool raw)
+/* Compiles a policy (len bytes) into the subscription: its filter and canonical text. */
+static kyu_code_t set_filter(tsub_t *s, kyu_filter_scope_t scope, const void *policy, size_t len,
+                             kyu_err_t *err)
+{
+    s->scope = scope;
+    s->policy = NULL;
+    s->filter = NULL;
+    if (!policy)
+        return KYU_OK;
+    return kyu_filter_compile(policy, len, scope, &s->filter, &s->policy, err);
+}
+
+static bool add_sub(topic_t *t, const char *id, const char *queue, bool raw, const tsub_t *f)
 {
     if (t->n == t->cap) {
         size_t cap = t->cap ? t->cap * 2 : 4;
@@ -93,6 +124,9 @@ static bool add_sub(topic_t *t, const char *id, const char *queue, bool raw)
     snprintf(s->id, sizeof s->id, "%s", id);
     snprintf(s->queue, sizeof s->queue, "%s", queue);
     s->raw = raw;
+    s->scope = f ? f->scope : KYU_FILTER_SCOPE_ATTRIBUTES;
+    s->policy = f ? f->policy : NULL;
+    s->filter = f ? f->filter : NULL;
     return true;
 }
 
@@ -112,11 +146,24 @@ static bool parse_topic(const char *v, size_t vl, topic_t *t)
     for (uint32_t i = 0; ok && i < o->via.array.ptr[1].via.array.size; i++) {
         const msgpack_object *s = &o->via.array.ptr[1].via.array.ptr[i];
         char id[KYU_SUB_ID_LEN + 1], queue[KYU_NAME_MAX + 1];
-        ok = s->type == MSGPACK_OBJECT_ARRAY && s->via.array.size == 3 &&
+        ok = s->type == MSGPACK_OBJECT_ARRAY &&
+             (s->via.array.size == 3 || s->via.array.size == 5) &&
              kyu_mp_copy_str(&s->via.array.ptr[0], id, KYU_SUB_ID_LEN) &&
              kyu_mp_copy_str(&s->via.array.ptr[1], queue, KYU_NAME_MAX) &&
-             s->via.array.ptr[2].type == MSGPACK_OBJECT_BOOLEAN &&
-             add_sub(t, id, queue, s->via.array.ptr[2].via.boolean);
+             s->via.array.ptr[2].type == MSGPACK_OBJECT_BOOLEAN;
+        tsub_t f = {0};
+        if (ok && s->via.array.size == 5) {
+            const msgpack_object *sc = &s->via.array.ptr[3], *p = &s->via.array.ptr[4];
+            kyu_err_t e2;
+            ok = sc->type == MSGPACK_OBJECT_POSITIVE_INTEGER && sc->via.u64 <= 1 &&
+                 p->type == MSGPACK_OBJECT_STR &&
+                 set_filter(&f, (kyu_filter_scope_t)sc->via.u64, p->via.str.ptr, p->via.str.size,
+                            &e2) == KYU_OK;
+        }
+        if (ok && !add_sub(t, id, queue, s->via.array.ptr[2].via.boolean, &f)) {
+            sub_free(&f);
+            ok = false;
+        }
     }
     msgpack_unpacked_destroy(&u);
     return ok;
@@ -171,6 +218,8 @@ void kyu_sm_topics_drop_queue(kyu_sm_t *self, const char *queue)
         for (size_t i = 0; i < t->n; i++)
             if (strcmp(t->subs[i].queue, queue) != 0)
                 t->subs[kept++] = t->subs[i];
+            else
+                sub_free(&t->subs[i]);
         if (kept == t->n)
             continue;
         t->n = kept;
@@ -260,30 +309,48 @@ static void copy_id(const char *pub_id, const char *sub_id, char out[KYU_UUID_LE
              h[15]);
 }
 
-/* Checks the message against every queue subscribed to t; *env: the envelope when some
- * subscription is not raw (the caller frees it). */
-static kyu_code_t check_fanout(kyu_sm_t *self, const topic_t *t, const char *id, uint64_t now_ms,
-                               const void *body, size_t len, const kyu_msg_attrs_t *attrs,
-                               char **env, kyu_err_t *err)
+/* Which of t's subscriptions take the message: match[i] when subscription i's filter policy
+ * (if any) matches it. */
+static void match_subs(const topic_t *t, const void *body, size_t len, const kyu_msg_attrs_t *attrs,
+                       bool match[KYU_TOPIC_SUBS_MAX])
+{
+    KYU_ASSERT(t->n <= KYU_TOPIC_SUBS_MAX);
+    for (size_t i = 0; i < t->n; i++)
+        match[i] = kyu_filter_match(t->subs[i].filter, attrs, body, len);
+}
+
+/* Checks the message against every queue subscribed to t whose policy matches it (match);
+ * *env: the envelope when some such subscription is not raw (the caller frees it). */
+static kyu_code_t check_fanout(kyu_sm_t *self, const topic_t *t, const bool *match, const char *id,
+                               uint64_t now_ms, const void *body, size_t len,
+                               const kyu_msg_attrs_t *attrs, char **env, kyu_err_t *err)
 {
     *env = NULL;
     for (size_t i = 0; i < t->n && !*env; i++)
-        if (!t->subs[i].raw && !(*env = envelope(t->name, id, now_ms, body, len, attrs)))
+        if (match[i] && !t->subs[i].raw &&
+            !(*env = envelope(t->name, id, now_ms, body, len, attrs)))
             return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
                                "the message and its attributes' values must be valid UTF-8 text");
     size_t raw_size = len + kyu_msg_attrs_size(attrs), env_size = *env ? strlen(*env) : 0;
     size_t total = 0;
+    size_t n_match = 0;
     for (size_t i = 0; i < t->n; i++)
-        total += t->subs[i].raw ? raw_size : env_size;
+        if (match[i]) {
+            total += t->subs[i].raw ? raw_size : env_size;
+            n_match++;
+        }
     if (total > KYU_PUBLISH_FANOUT_MAX) {
         free(*env);
         *env = NULL;
-        return kyu_err_set(err, KYU_ERR_TOO_LARGE,
-                           "the copies for topic '%s's %zu subscriptions would total %zu bytes; "
-                           "a publish writes at most %d: nothing was enqueued",
-                           t->name, t->n, total, KYU_PUBLISH_FANOUT_MAX);
+        return kyu_err_set(
+            err, KYU_ERR_TOO_LARGE,
+            "the copies for topic '%s's %zu matching subscriptions would total %zu bytes; "
+            "a publish writes at most %d: nothing was enqueued",
+            t->name, n_match, total, KYU_PUBLISH_FANOUT_MAX);
     }
     for (size_t i = 0; i < t->n; i++) {
+        if (!match[i])
+            continue;
         const queue_t *q = zhashx_lookup(self->queues, t->subs[i].queue);
         KYU_ASSERT(q); /* a deleted queue's subscriptions go with it */
         size_t size = t->subs[i].raw ? raw_size : env_size;
@@ -369,8 +436,16 @@ kyu_code_t kyu_op_delete_topic_apply(kyu_sm_t *self, const kyu_command_t *c, kyu
 
 /* ---- SUBSCRIBE, UNSUBSCRIBE ---- */
 
-static kyu_code_t check_subscribe(kyu_sm_t *self, const char *topic, const char *queue, bool raw,
-                                  const tsub_t **same, kyu_err_t *err)
+static bool same_filter(const tsub_t *a, const tsub_t *b)
+{
+    if (!a->policy || !b->policy)
+        return !a->policy && !b->policy;
+    return a->scope == b->scope && strcmp(a->policy, b->policy) == 0;
+}
+
+/* want: the new subscription's raw and filter policy (compiled). */
+static kyu_code_t check_subscribe(kyu_sm_t *self, const char *topic, const char *queue,
+                                  const tsub_t *want, const tsub_t **same, kyu_err_t *err)
 {
     *same = NULL;
     topic_t *t = zhashx_lookup(self->topics, topic);
@@ -380,12 +455,18 @@ static kyu_code_t check_subscribe(kyu_sm_t *self, const char *topic, const char 
         return kyu_err_set(err, KYU_ERR_NO_SUCH_QUEUE, "queue '%s' does not exist", queue);
     for (size_t i = 0; i < t->n; i++)
         if (strcmp(t->subs[i].queue, queue) == 0) {
-            if (t->subs[i].raw != raw)
-                return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
-                                   "queue '%s' is subscribed to topic '%s' already (%s, "
-                                   "subscription %s): unsubscribe it first",
-                                   queue, topic, t->subs[i].raw ? "raw" : "not raw", t->subs[i].id);
-            *same = &t->subs[i];
+            const tsub_t *s = &t->subs[i];
+            if (s->raw != want->raw || !same_filter(s, want))
+                return kyu_err_set(
+                    err, KYU_ERR_INVALID_ARGUMENT,
+                    "queue '%s' is subscribed to topic '%s' already (%s, %s, subscription %s): "
+                    "unsubscribe it first",
+                    queue, topic, s->raw ? "raw" : "not raw",
+                    s->policy ? (s->scope == KYU_FILTER_SCOPE_BODY ? "a filter policy on the body"
+                                                                   : "a filter policy")
+                              : "no filter policy",
+                    s->id);
+            *same = s;
             return KYU_OK;
         }
     if (t->n >= KYU_TOPIC_SUBS_MAX)
@@ -397,30 +478,47 @@ static kyu_code_t check_subscribe(kyu_sm_t *self, const char *topic, const char 
 kyu_code_t kyu_op_subscribe_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
                                      kyu_err_t *err)
 {
-    (void)bodies;
     const tsub_t *same;
-    return check_subscribe(ctx->sm, req->topic, req->queue, (req->fields & KYU_F_RAW) != 0, &same,
-                           err);
+    tsub_t want = {.raw = (req->fields & KYU_F_RAW) != 0};
+    zframe_t *f = req->fields & KYU_F_FILTER ? zmsg_first(bodies) : NULL;
+    kyu_code_t rc = set_filter(&want, (kyu_filter_scope_t)req->filter_scope,
+                               f ? zframe_data(f) : NULL, f ? zframe_size(f) : 0, err);
+    if (rc == KYU_OK)
+        rc = check_subscribe(ctx->sm, req->topic, req->queue, &want, &same, err);
+    sub_free(&want);
+    return rc;
 }
 
 void kyu_op_subscribe_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
                             kyu_command_t *cmd)
 {
-    (void)bodies;
     snprintf(cmd->topic, sizeof cmd->topic, "%s", req->topic);
     cmd->raw = (req->fields & KYU_F_RAW) != 0;
+    if (req->fields & KYU_F_FILTER) {
+        zframe_t *f = zmsg_first(bodies);
+        cmd->n = 1;
+        cmd->bodies[0] = zframe_data(f);
+        cmd->body_lens[0] = zframe_size(f);
+        cmd->filter_scope = req->filter_scope;
+    }
     kyu_op_make_uuid(ctx, cmd->sub_id);
 }
 
+/* [topic, sub id, raw] or, with a filter policy, [topic, sub id, raw, scope, policy (bin)] */
 void kyu_op_subscribe_encode(const kyu_command_t *cmd, msgpack_packer *pk)
 {
-    msgpack_pack_array(pk, 3);
+    msgpack_pack_array(pk, cmd->n ? 5 : 3);
     kyu_mp_pack_str(pk, cmd->topic);
     kyu_mp_pack_str(pk, cmd->sub_id);
     if (cmd->raw)
         msgpack_pack_true(pk);
     else
         msgpack_pack_false(pk);
+    if (cmd->n) {
+        msgpack_pack_uint32(pk, cmd->filter_scope);
+        msgpack_pack_bin(pk, cmd->body_lens[0]);
+        msgpack_pack_bin_body(pk, cmd->bodies[0], cmd->body_lens[0]);
+    }
 }
 
 static bool get_sub_id(const msgpack_object *o, char out[KYU_SUB_ID_LEN + 1])
@@ -431,30 +529,49 @@ static bool get_sub_id(const msgpack_object *o, char out[KYU_SUB_ID_LEN + 1])
 
 bool kyu_op_subscribe_decode(const msgpack_object *items, kyu_command_t *cmd)
 {
-    if (items->type != MSGPACK_OBJECT_ARRAY || items->via.array.size != 3)
+    if (items->type != MSGPACK_OBJECT_ARRAY ||
+        (items->via.array.size != 3 && items->via.array.size != 5))
         return false;
     const msgpack_object *f = items->via.array.ptr;
     if (!get_topic(&f[0], cmd->topic) || !get_sub_id(&f[1], cmd->sub_id) ||
         f[2].type != MSGPACK_OBJECT_BOOLEAN)
         return false;
     cmd->raw = f[2].via.boolean;
+    if (items->via.array.size == 3)
+        return true;
+    if (f[3].type != MSGPACK_OBJECT_POSITIVE_INTEGER || f[3].via.u64 > KYU_FILTER_SCOPE_BODY ||
+        f[4].type != MSGPACK_OBJECT_BIN)
+        return false;
+    cmd->filter_scope = (uint8_t)f[3].via.u64;
+    cmd->n = 1;
+    cmd->bodies[0] = f[4].via.bin.ptr;
+    cmd->body_lens[0] = f[4].via.bin.size;
     return true;
 }
 
 /* Answered with the subscription's id: the new one, or, for a queue subscribed the same way
- * already, the existing one (SNS's Subscribe is idempotent so). */
+ * already, the existing one (SNS's Subscribe is idempotent so). A filter policy is compiled
+ * here again (every replica keeps its own); the leader refused a bad one already. */
 kyu_code_t kyu_op_subscribe_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t *a)
 {
     const tsub_t *same;
     kyu_result_t *res = a->res;
-    if (check_subscribe(self, c->topic, c->queue, c->raw, &same, kyu_result_err(res)) != KYU_OK)
+    tsub_t want = {.raw = c->raw};
+    if (set_filter(&want, (kyu_filter_scope_t)c->filter_scope, c->n ? c->bodies[0] : NULL,
+                   c->n ? c->body_lens[0] : 0, kyu_result_err(res)) != KYU_OK)
         return KYU_OK;
+    if (check_subscribe(self, c->topic, c->queue, &want, &same, kyu_result_err(res)) != KYU_OK) {
+        sub_free(&want);
+        return KYU_OK;
+    }
     const char *id = same ? same->id : c->sub_id;
     if (!same) {
         topic_t *t = zhashx_lookup(self->topics, c->topic);
-        bool added = add_sub(t, c->sub_id, c->queue, c->raw);
+        bool added = add_sub(t, c->sub_id, c->queue, c->raw, &want);
         KYU_ASSERT(added);
         write_topic(self, t);
+    } else {
+        sub_free(&want);
     }
     snprintf(res->ids[0], sizeof res->ids[0], "%s", id);
     res->n_ids = 1;
@@ -504,6 +621,7 @@ kyu_code_t kyu_op_unsubscribe_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_
                     "subscription %s does not exist", c->sub_id);
         return KYU_OK;
     }
+    sub_free(&t->subs[at]);
     memmove(&t->subs[at], &t->subs[at + 1], (t->n - at - 1) * sizeof t->subs[0]);
     t->n--;
     write_topic(self, t);
@@ -537,7 +655,9 @@ kyu_code_t kyu_op_publish_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, 
     /* As apply will check it, with an id and a time of the same length as the command's. */
     uint64_t now = ctx->replica ? kyu_replica_now(ctx->replica) : kyu_sm_last_now(ctx->sm);
     char *env = NULL;
-    kyu_code_t rc = check_fanout(ctx->sm, t, "00000000-0000-4000-8000-000000000000", now,
+    bool match[KYU_TOPIC_SUBS_MAX];
+    match_subs(t, zframe_data(f), len, attrs, match);
+    kyu_code_t rc = check_fanout(ctx->sm, t, match, "00000000-0000-4000-8000-000000000000", now,
                                  zframe_data(f), len, attrs, &env, err);
     free(env);
     return rc;
@@ -598,8 +718,10 @@ kyu_code_t kyu_op_publish_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_appl
     }
     char *env = NULL;
     const kyu_msg_attrs_t *attrs = &c->attrs[0];
-    if (check_fanout(self, t, c->ids[0], c->now_ms, c->bodies[0], c->body_lens[0], attrs, &env,
-                     kyu_result_err(res)) != KYU_OK)
+    bool match[KYU_TOPIC_SUBS_MAX];
+    match_subs(t, c->bodies[0], c->body_lens[0], attrs, match);
+    if (check_fanout(self, t, match, c->ids[0], c->now_ms, c->bodies[0], c->body_lens[0], attrs,
+                     &env, kyu_result_err(res)) != KYU_OK)
         return KYU_OK;
     uint8_t md5_raw[KYU_MD5_LEN], md5_attrs[KYU_MD5_LEN] = {0}, md5_env[KYU_MD5_LEN];
     kyu_md5_body(c->bodies[0], c->body_lens[0], md5_raw);
@@ -619,6 +741,8 @@ kyu_code_t kyu_op_publish_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_appl
 #endif
     for (size_t i = 0; i < n_subs; i++) {
         const tsub_t *s = &t->subs[i];
+        if (!match[i])
+            continue;
         queue_t *q = zhashx_lookup(self->queues, s->queue);
         char id[KYU_UUID_LEN + 1];
         copy_id(c->ids[0], s->id, id);
@@ -727,6 +851,8 @@ kyu_code_t kyu_op_list_subscriptions_answer(kyu_op_ctx_t *ctx, const kyu_request
             snprintf(s->topic, sizeof s->topic, "%s", t->name);
             snprintf(s->queue, sizeof s->queue, "%s", t->subs[j].queue);
             s->raw = t->subs[j].raw;
+            s->filtered = t->subs[j].policy != NULL;
+            s->filter_body = s->filtered && t->subs[j].scope == KYU_FILTER_SCOPE_BODY;
         }
     }
     free(names);

@@ -48,9 +48,10 @@ static const cli_cmd_t commands[] = {
     {"delete-topic", "TOPIC", "delete a topic and its subscriptions (the queues stay)",
      CLI_OPT_TOPIC, 1, 1, cli_cmd_delete_topic},
     {"list-topics", "", "print the topic names, one per line", 0, 0, 0, cli_cmd_list_topics},
-    {"subscribe", "TOPIC QUEUE [--raw]",
+    {"subscribe", "TOPIC QUEUE [--raw] [--filter JSON [--filter-scope attributes|body]]",
      "subscribe QUEUE to TOPIC and print the subscription id; --raw: deliver the body and "
-     "attributes as published, not in SNS's JSON envelope",
+     "attributes as published, not in SNS's JSON envelope; --filter: SNS's filter policy "
+     "(JSON), on the message attributes or, --filter-scope body, on its JSON body",
      CLI_OPT_TOPIC | CLI_OPT_RAW, 2, 2, cli_cmd_subscribe},
     {"unsubscribe", "SUB_ID", "remove a subscription", CLI_OPT_SUB_ID, 1, 1, cli_cmd_unsubscribe},
     {"list-subscriptions", "[TOPIC]",
@@ -352,7 +353,9 @@ static int parse_cmd_args(cli_t *cli, int argc, char **argv, cli_args_t *a)
         {"list", no_argument, NULL, 'L'},
         {"cancel", no_argument, NULL, 'C'},
         {"no-wait", no_argument, NULL, 'N'},
-        {"raw", no_argument, NULL, 'R'}, /* subscribe: raw message delivery */
+        {"raw", no_argument, NULL, 'R'},                /* subscribe: raw message delivery */
+        {"filter", required_argument, NULL, 'X'},       /* subscribe: a filter policy */
+        {"filter-scope", required_argument, NULL, 'S'}, /* subscribe: its scope */
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -461,7 +464,16 @@ static int parse_cmd_args(cli_t *cli, int argc, char **argv, cli_args_t *a)
             a->no_wait = true;
         } else if (c == 'R' && (cmd->options & CLI_OPT_RAW)) {
             a->raw = true;
-        } else if (c == '?' && strchr("mvsdarwWqcAtMFTP", optopt) && optopt) {
+        } else if (c == 'X' && (cmd->options & CLI_OPT_RAW)) {
+            a->filter = optarg;
+        } else if (c == 'S' && (cmd->options & CLI_OPT_RAW)) {
+            if (!strcmp(optarg, "body") || !strcmp(optarg, "MessageBody"))
+                a->filter_body = true;
+            else if (strcmp(optarg, "attributes") && strcmp(optarg, "MessageAttributes"))
+                return cli_usage_error(cli, "--filter-scope is attributes or body, not '%s'",
+                                       optarg);
+            a->has_filter_scope = true;
+        } else if (c == '?' && strchr("mvsdarwWqcAtMFTPXS", optopt) && optopt) {
             return cli_usage_error(cli, "option '%s' needs a value", argv[optind - 1]);
         } else if (c == '?') {
             return cli_usage_error(cli, "unknown option '%s'", argv[optind - 1]);

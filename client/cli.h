@@ -51,7 +51,10 @@ typedef struct {
     const char *to;
     int rate;
     bool list, cancel, no_wait;
-    bool raw;   /* subscribe --raw */
+    bool raw; /* subscribe --raw */
+    /* subscribe --filter JSON (NULL: none), --filter-scope body (filter_body) */
+    const char *filter;
+    bool filter_body, has_filter_scope;
     int n_args; /* positional arguments */
     char **args;
 } cli_args_t;

@@ -44,9 +44,12 @@ int cli_cmd_subscribe(cli_t *cli, cli_args_t *a)
 {
     if (!cli_check_queue(cli, a->args[1]))
         return CLI_EXIT_USAGE;
+    if (a->has_filter_scope && !a->filter)
+        return cli_usage_error(cli, "--filter-scope is for a filter policy: give --filter too");
     kyu_err_t err = {0};
     char id[KYU_SUB_ID_LEN + 1];
-    if (kyu_client_subscribe(cli->client, a->args[0], a->args[1], a->raw, id, &err) != KYU_OK)
+    if (kyu_client_subscribe_filter(cli->client, a->args[0], a->args[1], a->raw, a->filter,
+                                    a->filter_body, id, &err) != KYU_OK)
         return cli_fail(cli, &err);
     if (cli->json)
         return cli_print_json(json_pack("{s:s}", "SubscriptionId", id));
@@ -73,13 +76,23 @@ int cli_cmd_list_subscriptions(cli_t *cli, cli_args_t *a)
         return cli_fail(cli, &err);
     int rc = CLI_EXIT_OK;
     for (size_t i = 0; i < n && rc == CLI_EXIT_OK; i++) {
-        if (cli->json)
-            rc = cli_print_json(json_pack("{s:s, s:s, s:s, s:b}", "SubscriptionId", subs[i].id,
-                                          "TopicName", subs[i].topic, "QueueName", subs[i].queue,
-                                          "RawMessageDelivery", subs[i].raw));
-        else
-            printf("%s %s %s %s\n", subs[i].id, subs[i].topic, subs[i].queue,
-                   subs[i].raw ? "raw" : "envelope");
+        const char *scope = !subs[i].filtered     ? NULL
+                            : subs[i].filter_body ? "MessageBody"
+                                                  : "MessageAttributes";
+        if (cli->json) {
+            json_t *o = json_pack("{s:s, s:s, s:s, s:b}", "SubscriptionId", subs[i].id, "TopicName",
+                                  subs[i].topic, "QueueName", subs[i].queue, "RawMessageDelivery",
+                                  subs[i].raw);
+            if (o && scope) /* SNS's attribute; the policy itself is not listed */
+                json_object_set_new(o, "FilterPolicyScope", json_string(scope));
+            rc = cli_print_json(o);
+        } else {
+            printf("%s %s %s %s%s\n", subs[i].id, subs[i].topic, subs[i].queue,
+                   subs[i].raw ? "raw" : "envelope",
+                   !scope                ? ""
+                   : subs[i].filter_body ? " filter:body"
+                                         : " filter:attributes");
+        }
     }
     free(subs);
     return rc;

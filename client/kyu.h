@@ -167,6 +167,12 @@ kyu_code_t kyu_client_list_topics(kyu_client_t *self, char ***names_p, size_t *n
  * existing id, the other way INVALID_ARGUMENT. At most KYU_TOPIC_SUBS_MAX per topic. */
 kyu_code_t kyu_client_subscribe(kyu_client_t *self, const char *topic, const char *queue, bool raw,
                                 char sub_id[KYU_SUB_ID_LEN + 1], kyu_err_t *err);
+/* kyu_client_subscribe with a filter policy (SNS's FilterPolicy, JSON; NULL: none): the queue
+ * gets only the messages it matches, on their attributes or, body_scope, on their JSON body
+ * (FilterPolicyScope MessageBody). A bad policy: INVALID_ARGUMENT saying what is wrong. */
+kyu_code_t kyu_client_subscribe_filter(kyu_client_t *self, const char *topic, const char *queue,
+                                       bool raw, const char *policy, bool body_scope,
+                                       char sub_id[KYU_SUB_ID_LEN + 1], kyu_err_t *err);
 /* Removes a subscription (NO_SUCH_SUBSCRIPTION when there is none by that id). */
 kyu_code_t kyu_client_unsubscribe(kyu_client_t *self, const char *sub_id, kyu_err_t *err);
 /* The subscriptions of topic (NULL: of every topic), by topic and then in the order made;

@@ -79,6 +79,13 @@ kyu_code_t kyu_client_list_topics(kyu_client_t *self, char ***names_p, size_t *n
 kyu_code_t kyu_client_subscribe(kyu_client_t *self, const char *topic, const char *queue, bool raw,
                                 char sub_id[KYU_SUB_ID_LEN + 1], kyu_err_t *err)
 {
+    return kyu_client_subscribe_filter(self, topic, queue, raw, NULL, false, sub_id, err);
+}
+
+kyu_code_t kyu_client_subscribe_filter(kyu_client_t *self, const char *topic, const char *queue,
+                                       bool raw, const char *policy, bool body_scope,
+                                       char sub_id[KYU_SUB_ID_LEN + 1], kyu_err_t *err)
+{
     kyu_request_t req = {.op = KYU_OP_SUBSCRIBE};
     kyu_code_t rc = set_topic(&req, topic, err);
     if (rc == KYU_OK)
@@ -87,8 +94,17 @@ kyu_code_t kyu_client_subscribe(kyu_client_t *self, const char *topic, const cha
         return rc;
     if (raw)
         req.fields |= KYU_F_RAW;
+    const void *bodies[1] = {policy};
+    size_t lens[1] = {policy ? strlen(policy) : 0};
+    if (policy) {
+        req.fields |= KYU_F_FILTER;
+        if (body_scope) {
+            req.fields |= KYU_F_FILTER_SCOPE;
+            req.filter_scope = 1;
+        }
+    }
     kyu_reply_t rep;
-    rc = call(self, &req, &rep, err);
+    rc = kyu_client_call(self, &req, bodies, lens, policy ? 1 : 0, &rep, NULL, err);
     if (rc == KYU_OK && rep.n_ids != 1)
         rc = kyu_err_set(err, KYU_ERR_MALFORMED, "subscribe's reply has no subscription id");
     if (rc == KYU_OK && sub_id)

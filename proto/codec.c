@@ -77,8 +77,11 @@ static const kyu_op_info_t op_table[KYU_OP_MAX_] = {
     [KYU_OP_LIST_TOPICS] = {KYU_OP_LIST_TOPICS, "list-topics", 0, 0, 0, 0, KYU_OPF_READ,
                             "list topic names"},
     [KYU_OP_SUBSCRIBE] = {KYU_OP_SUBSCRIBE, "subscribe", KYU_F_TOPIC | KYU_F_QUEUE,
-                          KYU_F_TOPIC | KYU_F_QUEUE | KYU_F_RAW | KYU_F_RQ, 0, 0, KYU_OPF_WRITE,
-                          "subscribe queue q to topic tp (raw: no envelope); replies its id"},
+                          KYU_F_TOPIC | KYU_F_QUEUE | KYU_F_RAW | KYU_F_FILTER |
+                              KYU_F_FILTER_SCOPE | KYU_F_RQ,
+                          0, 1, KYU_OPF_WRITE,
+                          "subscribe queue q to topic tp (raw: no envelope; flt: the body frame is "
+                          "a filter policy, fsc its scope); replies its id"},
     [KYU_OP_UNSUBSCRIBE] = {KYU_OP_UNSUBSCRIBE, "unsubscribe", KYU_F_SUB_ID,
                             KYU_F_SUB_ID | KYU_F_RQ, 0, 0, KYU_OPF_WRITE,
                             "remove a subscription by its id"},
@@ -609,6 +612,22 @@ static kyu_code_t decode_request_field(const msgpack_object *k, const msgpack_ob
         bit = KYU_F_RAW;
         if (v->type != MSGPACK_OBJECT_BOOLEAN || !v->via.boolean)
             return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "raw must be true");
+    } else if (kyu_mp_key_is(k, "flt")) {
+        bit = KYU_F_FILTER;
+        if (v->type != MSGPACK_OBJECT_BOOLEAN || !v->via.boolean)
+            return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                               "flt must be true (the body frame is the filter policy)");
+    } else if (kyu_mp_key_is(k, "fsc")) {
+        bit = KYU_F_FILTER_SCOPE;
+        if (v->type == MSGPACK_OBJECT_STR && v->via.str.size == 10 &&
+            !memcmp(v->via.str.ptr, "attributes", 10))
+            req->filter_scope = 0;
+        else if (v->type == MSGPACK_OBJECT_STR && v->via.str.size == 4 &&
+                 !memcmp(v->via.str.ptr, "body", 4))
+            req->filter_scope = 1;
+        else
+            return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                               "fsc (filter scope) is \"attributes\" or \"body\"");
     } else if (kyu_mp_key_is(k, "rq")) {
         bit = KYU_F_RQ;
         if (v->type != MSGPACK_OBJECT_ARRAY || v->via.array.size != 2)
@@ -704,6 +723,10 @@ static const char *field_name(uint64_t bit)
         return "sub (subscription id)";
     case KYU_F_RAW:
         return "raw";
+    case KYU_F_FILTER:
+        return "flt (filter policy)";
+    case KYU_F_FILTER_SCOPE:
+        return "fsc (filter scope)";
     default:
         return "?";
     }
@@ -774,6 +797,14 @@ kyu_code_t kyu_request_decode(const void *buf, size_t len, size_t n_bodies, kyu_
     if (n_bodies < info->min_bodies || n_bodies > info->max_bodies)
         rc = kyu_err_set(err, KYU_ERR_MALFORMED, "%s takes %u to %u body frames, not %zu",
                          info->name, info->min_bodies, info->max_bodies, n_bodies);
+    else if (req->op == KYU_OP_SUBSCRIBE && (req->fields & KYU_F_FILTER ? 1u : 0u) != n_bodies)
+        rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                         "subscribe takes the filter policy as its one body frame, with flt: "
+                         "flt is %s, body frames %zu",
+                         req->fields & KYU_F_FILTER ? "set" : "not set", n_bodies);
+    else if ((req->fields & KYU_F_FILTER_SCOPE) && !(req->fields & KYU_F_FILTER))
+        rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                         "fsc (filter scope) is for a filter policy: give flt and the policy too");
     else if ((req->fields & KYU_F_MSG_ATTRS) && req->n_attr_msgs != n_bodies)
         rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
                          "ma has %zu attribute lists for %zu messages (one per body frame)",
@@ -993,6 +1024,14 @@ void kyu_request_encode(const kyu_request_t *req, msgpack_sbuffer *out)
     if (req->fields & KYU_F_RAW) {
         kyu_mp_pack_str(&pk, "raw");
         msgpack_pack_true(&pk);
+    }
+    if (req->fields & KYU_F_FILTER) {
+        kyu_mp_pack_str(&pk, "flt");
+        msgpack_pack_true(&pk);
+    }
+    if (req->fields & KYU_F_FILTER_SCOPE) {
+        kyu_mp_pack_str(&pk, "fsc");
+        kyu_mp_pack_str(&pk, req->filter_scope ? "body" : "attributes");
     }
     if (req->fields & KYU_F_RQ) {
         kyu_mp_pack_str(&pk, "rq");

@@ -179,7 +179,11 @@ typedef enum {
 #define KYU_F_TOPIC (UINT64_C(1) << 33)  /* "tp": a topic's name */
 #define KYU_F_SUB_ID (UINT64_C(1) << 34) /* "sub": UNSUBSCRIBE: a subscription's id */
 #define KYU_F_RAW (UINT64_C(1) << 35)    /* "raw": SUBSCRIBE: raw message delivery */
-#define KYU_F_LAST_ KYU_F_RAW
+/* 36..38: filter policies (PROTOCOL.md "Filter policies") */
+#define KYU_F_FILTER (UINT64_C(1) << 36) /* "flt": SUBSCRIBE: the body frame is a filter policy */
+#define KYU_F_FILTER_SCOPE                                                                         \
+    (UINT64_C(1) << 37) /* "fsc": SUBSCRIBE: the policy's scope, "attributes" or "body" */
+#define KYU_F_LAST_ KYU_F_FILTER_SCOPE
 /* the queue attributes of kyu_queue_ext_t (CREATE_QUEUE, SET_QUEUE_ATTRIBUTES) */
 #define KYU_F_QUEUE_EXT_                                                                           \
     (KYU_F_RETENTION | KYU_F_RECEIVE_WAIT | KYU_F_REDRIVE | KYU_F_REDRIVE_ALLOW | KYU_F_TAGS)
@@ -308,6 +312,9 @@ typedef struct {
      * subscription id, 36 characters), KYU_F_RAW (SUBSCRIBE: raw delivery) */
     char topic[KYU_TOPIC_NAME_MAX + 1];
     char sub_id[KYU_SUB_ID_LEN + 1];
+    /* KYU_F_FILTER_SCOPE: 0 attributes (MessageAttributes, the default), 1 body (MessageBody);
+     * the codec checks it, and that it comes with KYU_F_FILTER */
+    uint8_t filter_scope;
     /* KYU_F_RETENTION, _RECEIVE_WAIT, _REDRIVE (dlq "" removes the policy), _REDRIVE_ALLOW,
      * _TAGS: the queue's other attributes (the broker checks their ranges). Last, and its
      * tags last in it: the decoder clears the struct only up to the tags (20 KB that only
@@ -418,6 +425,9 @@ typedef struct {
     char topic[KYU_TOPIC_NAME_MAX + 1];
     char queue[KYU_NAME_MAX + 1];
     bool raw; /* raw delivery: the body and attributes as published, no envelope */
+    /* a filter policy picks its messages (the policy itself is not listed: up to 256 KB);
+     * filter_body: on the JSON body (FilterPolicyScope MessageBody), else the attributes */
+    bool filtered, filter_body;
 } kyu_sub_info_t;
 
 /* CLUSTER_STATUS: one node's own view of the cluster. */

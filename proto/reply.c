@@ -319,7 +319,8 @@ void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out)
         kyu_mp_pack_str(&pk, "subs");
         msgpack_pack_array(&pk, rep->n_subs);
         for (size_t i = 0; i < rep->n_subs; i++) {
-            msgpack_pack_array(&pk, 4);
+            /* [id, topic, queue, raw] or, filtered, [..., raw, "attributes" | "body"] */
+            msgpack_pack_array(&pk, rep->subs[i].filtered ? 5 : 4);
             kyu_mp_pack_str(&pk, rep->subs[i].id);
             kyu_mp_pack_str(&pk, rep->subs[i].topic);
             kyu_mp_pack_str(&pk, rep->subs[i].queue);
@@ -327,6 +328,8 @@ void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out)
                 msgpack_pack_true(&pk);
             else
                 msgpack_pack_false(&pk);
+            if (rep->subs[i].filtered)
+                kyu_mp_pack_str(&pk, rep->subs[i].filter_body ? "body" : "attributes");
         }
     }
     if (rep->hb_ms) {
@@ -779,13 +782,22 @@ static bool decode_field(const msgpack_object *k, const msgpack_object *v, kyu_r
         rep->n_subs = n;
         for (size_t i = 0; i < n; i++) {
             const msgpack_object *e = &v->via.array.ptr[i];
-            if (e->type != MSGPACK_OBJECT_ARRAY || e->via.array.size != 4 ||
+            if (e->type != MSGPACK_OBJECT_ARRAY ||
+                (e->via.array.size != 4 && e->via.array.size != 5) ||
                 !kyu_mp_copy_str(&e->via.array.ptr[0], rep->subs[i].id, KYU_SUB_ID_LEN) ||
                 !kyu_mp_copy_str(&e->via.array.ptr[1], rep->subs[i].topic, KYU_TOPIC_NAME_MAX) ||
                 !kyu_mp_copy_str(&e->via.array.ptr[2], rep->subs[i].queue, KYU_NAME_MAX) ||
                 e->via.array.ptr[3].type != MSGPACK_OBJECT_BOOLEAN)
                 return false;
             rep->subs[i].raw = e->via.array.ptr[3].via.boolean;
+            if (e->via.array.size == 5) {
+                char scope[16];
+                if (!kyu_mp_copy_str(&e->via.array.ptr[4], scope, sizeof scope - 1) ||
+                    (strcmp(scope, "body") && strcmp(scope, "attributes")))
+                    return false;
+                rep->subs[i].filtered = true;
+                rep->subs[i].filter_body = !strcmp(scope, "body");
+            }
         }
         return true;
     }

@@ -285,12 +285,14 @@ class BySnapshot(unittest.TestCase):
         follower = next(n for n in self.nodes if n is not leader)
         follower.kill9()
         shutil.rmtree(os.path.join(self.data, "db-%d" % follower.id))
-        for q in ("a", "b", "c"):
+        for q in ("a", "b", "c", "d"):
             self.ok("create-queue", q, "--visibility-timeout", "600")
         for i in range(40):  # more entries than the log window (one per CLI call)
             self.ok("create-topic", "t%02d" % i)
         self.ok("subscribe", "t00", "a")
         self.ok("subscribe", "t00", "b", "--raw")
+        self.ok("subscribe", "t00", "d", "--raw", "--filter-scope", "body", "--filter",
+                '{"k": [{"prefix": "v"}]}')  # a filter policy travels in the snapshot too
         self.ok("unsubscribe", self.ok("subscribe", "t01", "c").strip())
         self.ok("publish", "t00", "before")
         subs = self.ok("list-subscriptions")
@@ -312,6 +314,10 @@ class BySnapshot(unittest.TestCase):
         self.assertEqual(sorted(json.loads(m["Body"])["Message"] for m in self.drain("a")),
                          ["after", "before"])
         self.assertEqual(self.drain("c"), [])
+        self.assertEqual(self.drain("d"), [])
+        self.ok("publish", "t00", '{"k": "w"}')
+        self.ok("publish", "t00", '{"k": "v1"}')
+        self.assertEqual([m["Body"] for m in self.drain("d")], ['{"k": "v1"}'])
 
 
 if __name__ == "__main__":

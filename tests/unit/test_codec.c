@@ -660,6 +660,42 @@ static void test_topic_requests_and_replies_round_trip(void **state)
     assert_string_equal(out.topic, in.topic);
     assert_string_equal(out.queue, "q");
 
+    /* A filter policy: flt says the one body frame is it; fsc its scope (with flt only). */
+    in.fields = KYU_F_TOPIC | KYU_F_QUEUE | KYU_F_FILTER | KYU_F_FILTER_SCOPE;
+    in.filter_scope = 1;
+    msgpack_sbuffer_init(&b);
+    kyu_request_encode(&in, &b);
+    assert_int_equal(kyu_request_decode(b.data, b.size, 1, &out, &err), KYU_OK);
+    assert_true(out.fields == in.fields);
+    assert_int_equal(out.filter_scope, 1);
+    assert_int_equal(kyu_request_decode(b.data, b.size, 0, &out, &err), KYU_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.msg, "filter policy as its one body frame"));
+    msgpack_sbuffer_destroy(&b);
+    in.filter_scope = 0;
+    msgpack_sbuffer_init(&b);
+    kyu_request_encode(&in, &b);
+    assert_int_equal(kyu_request_decode(b.data, b.size, 1, &out, &err), KYU_OK);
+    assert_int_equal(out.filter_scope, 0);
+    msgpack_sbuffer_destroy(&b);
+    in.fields = KYU_F_TOPIC | KYU_F_QUEUE | KYU_F_FILTER_SCOPE; /* fsc without flt */
+    msgpack_sbuffer_init(&b);
+    kyu_request_encode(&in, &b);
+    assert_int_equal(kyu_request_decode(b.data, b.size, 0, &out, &err), KYU_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.msg, "give flt"));
+    msgpack_sbuffer_destroy(&b);
+    in.fields = KYU_F_TOPIC | KYU_F_QUEUE; /* a body frame without flt */
+    msgpack_sbuffer_init(&b);
+    kyu_request_encode(&in, &b);
+    assert_int_equal(kyu_request_decode(b.data, b.size, 1, &out, &err), KYU_ERR_INVALID_ARGUMENT);
+    msgpack_sbuffer_destroy(&b);
+    in.op = KYU_OP_PUBLISH; /* flt is SUBSCRIBE's */
+    in.fields = KYU_F_TOPIC | KYU_F_FILTER;
+    msgpack_sbuffer_init(&b);
+    kyu_request_encode(&in, &b);
+    assert_int_equal(kyu_request_decode(b.data, b.size, 1, &out, &err), KYU_ERR_MALFORMED);
+    assert_non_null(strstr(err.msg, "flt (filter policy)"));
+    msgpack_sbuffer_destroy(&b);
+
     in.op = KYU_OP_UNSUBSCRIBE;
     in.fields = KYU_F_SUB_ID;
     strcpy(in.sub_id, "0e1c4a4e-6b1e-4c4e-9a5e-2f7d3b1c9a00");
@@ -694,7 +730,10 @@ static void test_topic_requests_and_replies_round_trip(void **state)
         const char *field;
         const char *value;
         kyu_code_t code;
-    } bad[] = {{"tp", "a/b", KYU_ERR_INVALID_NAME}, {"sub", "short", KYU_ERR_INVALID_ARGUMENT}};
+    } bad[] = {{"tp", "a/b", KYU_ERR_INVALID_NAME},
+               {"sub", "short", KYU_ERR_INVALID_ARGUMENT},
+               {"fsc", "headers", KYU_ERR_INVALID_ARGUMENT},
+               {"flt", "yes", KYU_ERR_INVALID_ARGUMENT}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         msgpack_sbuffer_init(&b);
         msgpack_packer pk;
@@ -733,12 +772,16 @@ static void test_topic_requests_and_replies_round_trip(void **state)
     rep.topics = calloc(2, sizeof rep.topics[0]);
     strcpy(rep.topics[0], "a");
     strcpy(rep.topics[1], "b");
-    rep.n_subs = 1;
-    rep.subs = calloc(1, sizeof rep.subs[0]);
-    strcpy(rep.subs[0].id, in.sub_id);
-    strcpy(rep.subs[0].topic, "a");
-    strcpy(rep.subs[0].queue, "q");
+    rep.n_subs = 3;
+    rep.subs = calloc(3, sizeof rep.subs[0]);
+    for (int i = 0; i < 3; i++) {
+        strcpy(rep.subs[i].id, in.sub_id);
+        strcpy(rep.subs[i].topic, "a");
+        strcpy(rep.subs[i].queue, "q");
+    }
     rep.subs[0].raw = true;
+    rep.subs[1].filtered = true; /* a filter policy on the attributes */
+    rep.subs[2].filtered = rep.subs[2].filter_body = true;
     msgpack_sbuffer_init(&b);
     kyu_reply_encode(&rep, &b);
     kyu_reply_init(&back);
@@ -746,10 +789,13 @@ static void test_topic_requests_and_replies_round_trip(void **state)
     msgpack_sbuffer_destroy(&b);
     assert_int_equal(back.n_topics, 2);
     assert_string_equal(back.topics[1], "b");
-    assert_int_equal(back.n_subs, 1);
+    assert_int_equal(back.n_subs, 3);
     assert_string_equal(back.subs[0].id, in.sub_id);
     assert_string_equal(back.subs[0].queue, "q");
     assert_true(back.subs[0].raw);
+    assert_false(back.subs[0].filtered);
+    assert_true(back.subs[1].filtered && !back.subs[1].filter_body && !back.subs[1].raw);
+    assert_true(back.subs[2].filtered && back.subs[2].filter_body);
     kyu_reply_reset(&rep);
     kyu_reply_reset(&back);
 }

@@ -36,6 +36,17 @@ static kyu_command_t subscribe(const char *topic, const char *queue, const char 
     return c;
 }
 
+static kyu_command_t subscribe_filter(const char *topic, const char *queue, const char *id,
+                                      const char *policy, uint8_t scope)
+{
+    kyu_command_t c = subscribe(topic, queue, id, true);
+    c.n = 1;
+    c.bodies[0] = policy;
+    c.body_lens[0] = strlen(policy);
+    c.filter_scope = scope;
+    return c;
+}
+
 static kyu_command_t publish(const char *topic, const char *body, const kyu_msg_attrs_t *attrs)
 {
     kyu_command_t c = topic_cmd(KYU_CMD_PUBLISH, topic);
@@ -249,6 +260,50 @@ static void test_subscriptions_change_and_survive_a_restart(void **state)
     assert_int_equal(code_of(apply1(f, publish("t", "x", NULL))), KYU_ERR_NO_SUCH_TOPIC);
 }
 
+/* Filter policies: a publish lands only in the queues whose policy matches (attributes or
+ * body scope); the policy survives a restart; a bad one is refused and changes nothing; the
+ * same policy again answers the same id, another one is refused. */
+static void test_filter_policies_route_publishes(void **state)
+{
+    fixture_t *f = *state;
+    ok(apply1(f, cmd_create("a", 30)));
+    ok(apply1(f, cmd_create("b", 30)));
+    ok(apply1(f, cmd_create("c", 30)));
+    ok(apply1(f, topic_cmd(KYU_CMD_CREATE_TOPIC, "t")));
+    ok(apply1(f, subscribe_filter("t", "a", SUB_A, "{\"color\":[\"red\"]}", 0)));
+    ok(apply1(f, subscribe_filter("t", "b", SUB_B, "{\"n\":[{\"numeric\":[\">\",5]}]}", 1)));
+    assert_int_equal(code_of(apply1(f, subscribe_filter("t", "c", MSG_ID, "{\"x\":1}", 0))),
+                     KYU_ERR_INVALID_ARGUMENT);
+    kyu_result_t r = apply1(f, subscribe_filter("t", "a", MSG_ID, "{ \"color\" : [\"red\"] }", 0));
+    assert_int_equal(r.code, KYU_OK);
+    assert_string_equal(r.ids[0], SUB_A);
+    kyu_result_clear(&r);
+    assert_int_equal(
+        code_of(apply1(f, subscribe_filter("t", "a", MSG_ID, "{\"color\":[\"blue\"]}", 0))),
+        KYU_ERR_INVALID_ARGUMENT);
+    assert_int_equal(code_of(apply1(f, subscribe("t", "a", MSG_ID, true))),
+                     KYU_ERR_INVALID_ARGUMENT);
+    for (int round = 0; round < 2; round++) {
+        kyu_msg_attrs_t red = {.n = 1};
+        red.a[0] = (kyu_msg_attr_t){.name = "color",
+                                    .name_len = 5,
+                                    .type = "String",
+                                    .type_len = 6,
+                                    .value = "red",
+                                    .value_len = 3};
+        ok(apply1(f, publish("t", "{\"n\":3}", &red)));
+        ok(apply1(f, publish("t", "{\"n\":7}", NULL)));
+        ok(apply1(f, publish("t", "plain", NULL)));
+        char got[10][2048];
+        assert_int_equal(receive(f, "a", got), 1);
+        assert_string_equal(got[0], "{\"n\":3}");
+        assert_int_equal(receive(f, "b", got), 1);
+        assert_string_equal(got[0], "{\"n\":7}");
+        assert_int_equal(receive(f, "c", got), 0);
+        fixture_reopen(f); /* the policies are in the record */
+    }
+}
+
 /* Each command round-trips; wrong shapes do not decode (a corrupt log stops the node). */
 static void test_topic_commands_round_trip_through_the_log_encoding(void **state)
 {
@@ -262,8 +317,11 @@ static void test_topic_commands_round_trip_through_the_log_encoding(void **state
                                   .value_len = 2,
                                   .binary = true};
     kyu_command_t cmds[] = {topic_cmd(KYU_CMD_CREATE_TOPIC, "t"),
-                            topic_cmd(KYU_CMD_DELETE_TOPIC, "t"), subscribe("t", "q", SUB_A, true),
-                            topic_cmd(KYU_CMD_UNSUBSCRIBE, ""), publish("t", "body", &attrs)};
+                            topic_cmd(KYU_CMD_DELETE_TOPIC, "t"),
+                            subscribe("t", "q", SUB_A, true),
+                            topic_cmd(KYU_CMD_UNSUBSCRIBE, ""),
+                            publish("t", "body", &attrs),
+                            subscribe_filter("t", "q", SUB_A, "{\"k\":[\"v\"]}", 1)};
     snprintf(cmds[3].sub_id, sizeof cmds[3].sub_id, "%s", SUB_B);
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         msgpack_sbuffer b;
@@ -279,6 +337,12 @@ static void test_topic_commands_round_trip_through_the_log_encoding(void **state
         assert_string_equal(d.sub_id, cmds[i].sub_id);
         assert_string_equal(d.queue, cmds[i].queue);
         assert_int_equal(d.raw, cmds[i].raw);
+        if (d.type == KYU_CMD_SUBSCRIBE) {
+            assert_int_equal(d.n, cmds[i].n);
+            assert_int_equal(d.filter_scope, cmds[i].filter_scope);
+            if (d.n)
+                assert_memory_equal(d.bodies[0], cmds[i].bodies[0], d.body_lens[0]);
+        }
         if (d.type == KYU_CMD_PUBLISH) {
             assert_string_equal(d.ids[0], MSG_ID);
             assert_int_equal(d.body_lens[0], 4);
@@ -319,6 +383,7 @@ int main(void)
         T(test_publish_fan_out_is_bounded),
         T(test_topic_and_subscription_bounds),
         T(test_subscriptions_change_and_survive_a_restart),
+        T(test_filter_policies_route_publishes),
         cmocka_unit_test(test_topic_commands_round_trip_through_the_log_encoding),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
