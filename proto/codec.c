@@ -138,9 +138,10 @@ const kyu_op_info_t *kyu_op_info(uint64_t op)
     return &op_table[op];
 }
 
-bool kyu_queue_name_valid(const char *name, size_t len)
+/* 1..max characters of [A-Za-z0-9_-]: the names of queues and topics. */
+static bool name_valid(const char *name, size_t len, size_t max)
 {
-    if (len < 1 || len > KYU_NAME_MAX)
+    if (len < 1 || len > max)
         return false;
     for (size_t i = 0; i < len; i++) {
         char c = name[i];
@@ -152,18 +153,14 @@ bool kyu_queue_name_valid(const char *name, size_t len)
     return true;
 }
 
+bool kyu_queue_name_valid(const char *name, size_t len)
+{
+    return name_valid(name, len, KYU_NAME_MAX);
+}
+
 bool kyu_topic_name_valid(const char *name, size_t len)
 {
-    if (len < 1 || len > KYU_TOPIC_NAME_MAX)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        char c = name[i];
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                  c == '-' || c == '_';
-        if (!ok)
-            return false;
-    }
-    return true;
+    return name_valid(name, len, KYU_TOPIC_NAME_MAX);
 }
 
 bool kyu_entry_id_valid(const char *id, size_t len)
