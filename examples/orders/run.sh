@@ -11,8 +11,10 @@
 #       records. BUILD_DIR: where kyu was built (default: build/ of this tree).
 #   run.sh stop DIR          stops what DIR's PID files name (SIGTERM, SIGKILL after 30 s)
 #   run.sh clean DIR         stop, then remove DIR
-#   run.sh report DIR        counts: orders processed, redeliveries absorbed, duplicates,
-#                            dead-letter queues
+#   run.sh report DIR [ACCEPTED]
+#                            counts: orders processed, redeliveries absorbed, duplicates,
+#                            dead-letter queues; with ACCEPTED (send_orders.py --accepted's
+#                            file: the orders answered 202) also what is missing or extra
 #   run.sh leader DIR        the leader's node id and PID (for kill -9)
 #   run.sh start-node DIR ID starts broker ID again (after a kill)
 #
@@ -38,7 +40,7 @@ esac
 DIR=""
 BASE_PORT=""
 BIN=""
-NODE=""
+ARG2=""
 while [ $# -gt 0 ]; do
     case "$1" in
     --base-port)
@@ -57,8 +59,8 @@ while [ $# -gt 0 ]; do
     *)
         if [ -z "$DIR" ]; then
             DIR=$1
-        elif [ "$cmd" = start-node ] && [ -z "$NODE" ]; then
-            NODE=$1
+        elif [ "$cmd" = start-node ] || [ "$cmd" = report ] && [ -z "$ARG2" ]; then
+            ARG2=$1
         else
             die "unexpected argument $1 (run.sh --help)"
         fi
@@ -237,26 +239,65 @@ do_stop() {
 
 do_report() {
     load_env
-    python3 - "$DIR" <<'EOF'
-import os, sqlite3, sys
-d = sys.argv[1]
+    [ -z "$ARG2" ] || [ -f "$ARG2" ] || die "report: $ARG2 not found"
+    python3 - "$DIR" "$BIN/client/kyu" "$ENDPOINTS" "$ARG2" <<'EOF'
+import json, os, sqlite3, subprocess, sys
+d, kyu, endpoints, accepted_file = sys.argv[1:]
+processed = {}
 for svc, effect in (("shipping", "shipments"), ("accounting", "ledger")):
     db = sqlite3.connect("file:%s?mode=ro" % os.path.join(d, svc + ".db"), uri=True, timeout=30)
     q = lambda sql: db.execute(sql).fetchone()[0]
-    print("%-10s processed %d orders, %d %s rows, %d orders with more than one %s row, "
+    print("%-10s processed %d orders; %d %s rows, %d orders with more than one; "
           "%d redeliveries absorbed" % (
               svc, q("SELECT COUNT(*) FROM processed"), q("SELECT COUNT(*) FROM %s" % effect),
               effect, q("SELECT COUNT(*) FROM (SELECT order_id FROM %s GROUP BY order_id "
-                        "HAVING COUNT(*) > 1)" % effect), effect,
-              q("SELECT COUNT(*) FROM absorbed")))
+                        "HAVING COUNT(*) > 1)" % effect), q("SELECT COUNT(*) FROM absorbed")))
+    processed[svc] = {r[0] for r in db.execute("SELECT order_id FROM processed")}
     db.close()
+def cli(*args):
+    r = subprocess.run([kyu, "--broker", endpoints, "--json"] + list(args), capture_output=True,
+                       text=True, timeout=120)
+    if r.returncode != 0:
+        sys.exit("run.sh: report: kyu %s: %s" % (" ".join(args), r.stderr.strip()))
+    return [json.loads(l) for l in r.stdout.splitlines() if l]
+for q in ("shipping", "accounting", "shipping-dlq", "accounting-dlq"):
+    a = cli("get-queue-attributes", q)[0]
+    line = "%-15s %s visible, %s in flight" % (q, a["ApproximateNumberOfMessages"],
+                                               a["ApproximateNumberOfMessagesNotVisible"])
+    if q.endswith("-dlq"):  # the orders in it, peeked (not leased), in queue order
+        ids, start = [], []
+        while True:
+            nxt = None
+            for m in cli("peek", q, "--max", "10", *start):
+                if "Next" in m:
+                    nxt = m["Next"]
+                    continue
+                body = json.loads(m["Body"])
+                if body.get("Type") == "Notification":  # SNS's envelope (shipping)
+                    body = json.loads(body["Message"])
+                ids.append(body.get("order_id", "?"))
+            if not nxt:
+                break
+            start = ["--from", nxt]
+        line += ": " + (" ".join(ids) if ids else "none")
+        processed[q] = set(ids)
+    print(line)
+if accepted_file:
+    with open(accepted_file) as f:
+        orders = {o["order_id"]: o for o in map(json.loads, f) if o}
+    poison = {i for i, o in orders.items() if o["customer"] == "poison"}
+    paid = {i for i, o in orders.items() if o["paid"]}
+    print("%d orders accepted (202), %d paid, %d poison:" % (len(orders), len(paid), len(poison)))
+    for what, want, got in (
+            ("shipping", set(orders) - poison, processed["shipping"]),
+            ("accounting", (paid - poison), processed["accounting"]),
+            ("shipping-dlq", poison, processed["shipping-dlq"]),
+            ("accounting-dlq", poison & paid, processed["accounting-dlq"])):
+        missing, extra = want - got, got & set(orders) - want
+        print("  %-15s %d of %d expected; missing: %s; unexpected: %s" % (
+            what, len(want & got), len(want), " ".join(sorted(missing)) or "none",
+            " ".join(sorted(extra)) or "none"))
 EOF
-    for q in shipping accounting shipping-dlq accounting-dlq; do
-        kyu get-queue-attributes "$q" | awk -v q="$q" '
-            $1 == "ApproximateNumberOfMessages" {v = $2}
-            $1 == "ApproximateNumberOfMessagesNotVisible" {f = $2}
-            END {printf "%-15s %s visible, %s in flight\n", q, v, f}'
-    done
 }
 
 do_leader() {
@@ -279,9 +320,9 @@ report) do_report ;;
 leader) do_leader ;;
 start-node)
     load_env
-    [[ "$NODE" =~ ^[123]$ ]] || die "start-node: give DIR and a node id 1, 2 or 3"
-    ! pid_alive "$DIR/pids/broker-$NODE" || die "node $NODE runs already"
-    start_node "$NODE"
-    echo "started node $NODE"
+    [[ "$ARG2" =~ ^[123]$ ]] || die "start-node: give DIR and a node id 1, 2 or 3"
+    ! pid_alive "$DIR/pids/broker-$ARG2" || die "node $ARG2 runs already"
+    start_node "$ARG2"
+    echo "started node $ARG2"
     ;;
 esac

@@ -188,7 +188,7 @@ class OrdersExample(unittest.TestCase):
                     refused.append((order["order_id"], status, rep))
 
         sender = threading.Thread(target=send_orders.send_all,
-                                  args=(self.url, orders, 4, on_result, 0.05))
+                                  args=(self.url, orders, 4, on_result, 0.1))
         sender.start()
         try:
             wait_until("%d orders accepted" % KILL_AT, lambda: len(accepted) >= KILL_AT, 120)
@@ -196,6 +196,8 @@ class OrdersExample(unittest.TestCase):
             self.assertEqual(leader.returncode, 0, leader.stderr.decode())
             node, pid = leader.stdout.decode().split()[1::2]
             os.kill(int(pid), signal.SIGKILL)
+            print("killed node %s (PID %s) with %d of %d orders accepted" % (
+                node, pid, len(accepted), N), file=sys.stderr)
         finally:
             sender.join(timeout=300)
         self.assertFalse(sender.is_alive(), "the sender did not finish within 300 s")
