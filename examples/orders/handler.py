@@ -86,6 +86,9 @@ def order_of(record):
             body = json.loads(body["Message"])
         if not isinstance(body, dict) or not isinstance(body.get("order_id"), str):
             raise ValueError("no order_id")
+        missing = [k for k in ("customer", "items", "total", "paid") if k not in body]
+        if missing:
+            raise ValueError("no %s" % ", ".join(missing))
         return body
     except (ValueError, KeyError, TypeError) as e:
         raise Failed("not an order (%s)" % e)

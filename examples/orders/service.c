@@ -7,7 +7,13 @@
  * Threads: libmicrohttpd's pool of --threads threads runs the handlers; each takes a libkyu
  * client (not thread-safe) from a pool of as many, made on first use. A publish that fails
  * for a reason that may pass (BUSY, a leader change that outlasts libkyu's own failover, no
- * broker reachable) is retried with a back-off until --publish-timeout. */
+ * broker reachable) is retried with a back-off until --publish-timeout.
+ *
+ * Built by the tree's CMake (target orders-service), or alone against an installed libkyu:
+ *   cc -std=c11 service.c order.c $(pkg-config --cflags --libs libkyu libmicrohttpd jansson) -lm */
+#if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L /* clock_gettime, nanosleep, sigwait, getopt_long's getopt */
+#endif
 #include "order.h"
 
 #include <kyu.h>
