@@ -22,10 +22,16 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
+NOHUP=$(readlink -f "$(command -v nohup)")
 REPO=$(cd "$HERE/../.." && pwd)
 
+STARTING=""
 die() {
     echo "run.sh: $*" >&2
+    if [ -n "$STARTING" ]; then # a start that failed half-way stops what it started
+        STARTING=""
+        do_stop >&2 || true
+    fi
     exit 1
 }
 
@@ -81,15 +87,16 @@ kyu() {
     "$BIN/client/kyu" --broker "$ENDPOINTS" "$@"
 }
 
-# True when the PID in pid file $1 is alive and is the program recorded with it (a PID the
-# system gave to another process since is left alone).
+# True when the PID in pid file $1 is alive and is the program recorded with it, or nohup
+# about to become it (a PID the system gave to another process since is left alone; a
+# program rebuilt since shows as "PATH (deleted)").
 pid_alive() {
     local f=$1 pid exe want
     [ -f "$f" ] || return 1
     read -r pid want <"$f" || return 1
     [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
     exe=$(readlink "/proc/$pid/exe" 2>/dev/null || true)
-    [ -z "$want" ] || [[ "$exe" == "$want"* ]]
+    [ -z "$want" ] || [[ "$exe" == "$want"* ]] || [ "$exe" = "$NOHUP" ]
 }
 
 # start NAME LOG PROGRAM ARGS...: starts PROGRAM in the background (stdin /dev/null, output to
@@ -107,7 +114,7 @@ stop_pid_file() {
     read -r pid _ <"$f"
     kill -TERM "$pid" 2>/dev/null || return 0
     for _ in $(seq 300); do
-        kill -0 "$pid" 2>/dev/null || return 0
+        pid_alive "$f" || return 0
         sleep 0.1
     done
     echo "run.sh: $(basename "$f") (PID $pid) did not stop on SIGTERM within 30 s: SIGKILL" >&2
@@ -164,6 +171,7 @@ service needs libmicrohttpd-dev, scripts/deps.sh installs it)"
     fi
     DIR=$(cd "$DIR" && pwd)
     mkdir -p "$DIR/pids" "$DIR/logs"
+    STARTING=1
     ENDPOINTS="tcp://127.0.0.1:$((BASE_PORT + 1)),tcp://127.0.0.1:$((BASE_PORT + 2)),tcp://127.0.0.1:$((BASE_PORT + 3))"
     cat >"$DIR/env" <<EOF
 BIN='$BIN'
@@ -213,6 +221,7 @@ EOF
     for f in "$DIR"/pids/*; do
         pid_alive "$f" || die "$(basename "$f") exited at once; see $DIR/logs/"
     done
+    STARTING=""
     cat <<EOF
 
 The orders example runs in $DIR.
