@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # examples/orders/run.sh: the orders example on a local three-node kyu cluster (docs/EXAMPLE.md).
 #
-#   run.sh [start] [DIR] [--base-port N] [--bin BUILD_DIR]
+#   run.sh [start] [DIR] [--base-port N] [--bin BUILD_DIR] [--publish-timeout SEC]
 #       starts three kyu-brokers on 127.0.0.1 (client ports N+1..N+3, Raft ports N+11..N+13;
 #       N defaults to 17700), creates topic `orders`, queues `shipping` and `accounting` with
 #       dead-letter queues `shipping-dlq` and `accounting-dlq` (maxReceiveCount 3), subscribes
 #       shipping to every order and accounting to the paid ones (a filter policy), starts the
 #       order service on http://127.0.0.1:N+80 and a kyu-worker per queue. Everything lives in
 #       DIR (default: a new /tmp/kyu-orders.XXXXXX): data, logs, PIDs, the handlers' SQLite
-#       records. BUILD_DIR: where kyu was built (default: build/ of this tree).
+#       records. BUILD_DIR: where kyu was built (default: build/ of this tree); SEC: how long
+#       the service retries a publish before it answers 503 (default 30).
 #   run.sh stop DIR          stops what DIR's PID files name (SIGTERM, SIGKILL after 30 s)
 #   run.sh clean DIR         stop, then remove DIR
 #   run.sh report DIR [ACCEPTED]
@@ -47,6 +48,7 @@ DIR=""
 BASE_PORT=""
 BIN=""
 ARG2=""
+PUBLISH_TIMEOUT=30
 while [ $# -gt 0 ]; do
     case "$1" in
     --base-port)
@@ -55,6 +57,10 @@ while [ $# -gt 0 ]; do
         ;;
     --bin)
         BIN=${2:?--bin needs a directory}
+        shift 2
+        ;;
+    --publish-timeout)
+        PUBLISH_TIMEOUT=${2:?--publish-timeout needs seconds}
         shift 2
         ;;
     -h | --help)
@@ -201,7 +207,7 @@ EOF
 
     echo "starting orders-service on http://127.0.0.1:$HTTP_PORT"
     start_proc service "$DIR/logs/service.log" "$BIN/examples/orders/orders-service" \
-        --broker "$ENDPOINTS" --listen "127.0.0.1:$HTTP_PORT"
+        --broker "$ENDPOINTS" --listen "127.0.0.1:$HTTP_PORT" --publish-timeout "$PUBLISH_TIMEOUT"
     for _ in $(seq 100); do
         port_in_use "$HTTP_PORT" && break
         pid_alive "$DIR/pids/service" || die "orders-service exited: $(tail -5 "$DIR/logs/service.log")"

@@ -5,7 +5,8 @@ answered 202 was processed exactly once by shipping, the paid ones exactly once 
 accounting, the unpaid ones never by accounting; the poison orders are in both dead-letter
 queues (the unpaid ones in shipping's only) and processed nowhere; every redelivery (the
 flaky orders' and the failover's) was absorbed by the processed-order records, none made a
-second effect. Bad orders are refused with 400 and publish nothing. Every wait is bounded;
+second effect. Bad orders are refused with 400 and publish nothing; without a majority an
+order is answered 503, never 202, and sent again it is processed once. Every wait is bounded;
 processes are stopped by their PID only (run.sh stop)."""
 import json
 import os
@@ -63,7 +64,8 @@ class OrdersExample(unittest.TestCase):
                         "orders-service is not built (libmicrohttpd-dev missing?)")
         self.dir = tempfile.mkdtemp(prefix="kyu-orders-it-")
         self.base = free_base()
-        r = self.run_sh("start", self.dir, "--base-port", str(self.base), "--bin", BIN_DIR)
+        r = self.run_sh("start", self.dir, "--base-port", str(self.base), "--bin", BIN_DIR,
+                        "--publish-timeout", "3")
         if r.returncode != 0:
             self.run_sh("stop", self.dir)
             self.fail("run.sh start failed (%d):\n%s\n%s\n%s" % (
@@ -170,6 +172,39 @@ class OrdersExample(unittest.TestCase):
         with send_orders.urllib.request.urlopen(self.url + "/health", timeout=30) as r:
             health = json.loads(r.read())
         self.assertEqual((health["accepted"], health["refused"]), (1, len(cases) + 1))
+
+    def pid(self, name):
+        with open(os.path.join(self.dir, "pids", name)) as f:
+            return int(f.read().split()[0])
+
+    def test_without_a_majority_an_order_is_answered_503_and_its_retry_is_processed_once(self):
+        # Two of three nodes killed: no publish can commit, so no 202. The service retries
+        # for its --publish-timeout (3 s), then answers 503 with Retry-After.
+        for i in (1, 2):
+            os.kill(self.pid("broker-%d" % i), signal.SIGKILL)
+        order = send_orders.make_order(7, "nq")
+        req = send_orders.urllib.request.Request(
+            self.url + "/orders", data=json.dumps(order).encode(), method="POST")
+        with self.assertRaises(send_orders.urllib.error.HTTPError) as cm:
+            send_orders.urllib.request.urlopen(req, timeout=120)
+        self.assertEqual(cm.exception.code, 503)
+        self.assertEqual(cm.exception.headers.get("Retry-After"), "1")
+        self.assertIn("order not accepted", json.loads(cm.exception.read())["error"])
+        # The majority back, the client sends the order again (same order_id): 202, and it is
+        # processed once, whether or not the first attempt's publish was committed after all.
+        for i in (1, 2):
+            r = self.run_sh("start-node", self.dir, str(i))
+            self.assertEqual(r.returncode, 0, r.stderr.decode())
+        status, rep, _ = send_orders.place(self.url, order, deadline_s=120)
+        self.assertEqual(status, 202, rep)
+        wait_until(lambda: "the order processed:\n%s" % self.logs(),
+                   lambda: self.processed("shipping") == {order["order_id"]} and
+                   self.counts("shipping") == (0, 0, 0), 120, 0.2)
+        self.assertEqual(self.rows("shipping", "SELECT COUNT(*) FROM shipments"), [(1,)])
+        with send_orders.urllib.request.urlopen(self.url + "/health", timeout=30) as r:
+            health = json.loads(r.read())
+        self.assertEqual(health["accepted"], 1)
+        self.assertGreaterEqual(health["unavailable"], 1)
 
     def test_leader_kill9_while_orders_flow_loses_none_and_processes_none_twice(self):
         orders = [send_orders.make_order(i, "it") for i in range(N)]
