@@ -172,7 +172,16 @@ static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, json_
 
 static enum MHD_Result error_reply(struct MHD_Connection *conn, unsigned status, const char *why)
 {
-    return reply(conn, status, json_pack("{s:s}", "error", why));
+    json_t *text = json_string(why);
+    if (!text) { /* not UTF-8 (a quote of the input cut inside a character): its ASCII only */
+        char ascii[ORDER_WHY_MAX + 64];
+        size_t i = 0;
+        for (; why[i] && i < sizeof ascii - 1; i++)
+            ascii[i] = (unsigned char)why[i] < 0x80 ? why[i] : '?';
+        ascii[i] = '\0';
+        text = json_string(ascii);
+    }
+    return reply(conn, status, json_pack("{s:o}", "error", text));
 }
 
 static enum MHD_Result post_order(service_t *s, struct MHD_Connection *conn, const upload_t *u)

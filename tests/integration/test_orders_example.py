@@ -153,7 +153,11 @@ class OrdersExample(unittest.TestCase):
                  (json.dumps(dict(good, items=[])).encode(), "'items'"),
                  (json.dumps(dict(good, total=-1)).encode(), "'total'"),
                  (json.dumps(dict(good, order_id="a b")).encode(), "'order_id'"),
-                 (json.dumps(dict(good, extra=1)).encode(), "unknown field 'extra'")]
+                 (json.dumps(dict(good, extra=1)).encode(), "unknown field 'extra'"),
+                 # the key quoted in the error is cut inside a character: still an answer
+                 (json.dumps(dict(good, **{"x" + "é" * 40: 1}), ensure_ascii=False).encode(),
+                  "unknown field 'x"),
+                 (b'{"order_id": "\xff"}', "invalid JSON")]
         for body, text in cases:
             status, rep = send_orders.post(self.url + "/orders", body)
             self.assertEqual(status, 400, (body, rep))
