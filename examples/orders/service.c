@@ -42,7 +42,8 @@ typedef struct {
     const char *broker;
     const char *topic;
     int publish_timeout_ms; /* a publish is retried until then */
-    int client_timeout_ms;  /* each libkyu call (its own failover within) */
+    int client_timeout_ms;  /* each libkyu call (its own failover within): 10 s, at most
+                             * publish_timeout_ms */
     size_t n;               /* clients, one per HTTP thread */
     kyu_client_t *clients[THREADS_MAX];
     bool busy[THREADS_MAX];
@@ -378,6 +379,8 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if (s.client_timeout_ms > s.publish_timeout_ms) /* one call may not outlast the whole */
+        s.client_timeout_ms = s.publish_timeout_ms;
     pthread_mutex_init(&s.mu, NULL);
     pthread_cond_init(&s.cv, NULL);
 
