@@ -173,6 +173,7 @@ class OrdersExample(unittest.TestCase):
         # Only the good order was ever published.
         self.assertEqual(self.rows("shipping", "SELECT COUNT(*) FROM shipments")[0][0], 1)
         self.assertEqual(self.rows("shipping", "SELECT COUNT(*) FROM absorbed")[0][0], 0)
+        self.assertEqual(self.counts("shipping-dlq"), (0, 0, 0))
         with send_orders.urllib.request.urlopen(self.url + "/health", timeout=30) as r:
             health = json.loads(r.read())
         self.assertEqual((health["accepted"], health["refused"]), (1, len(cases) + 1))
