@@ -19,7 +19,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import unittest
 
 from harness import BIN_DIR, CLI, sanitizer_report
