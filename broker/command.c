@@ -53,6 +53,7 @@ void kyu_command_init(kyu_command_t *cmd)
     memset(cmd, 0, offsetof(kyu_command_t, ids));
     for (size_t i = 0; i < KYU_BATCH_MAX; i++) {
         cmd->ids[i][0] = cmd->entry_error[i][0] = cmd->handles[i][0] = '\0';
+        cmd->group_ids[i][0] = cmd->dedup_ids[i][0] = '\0';
         cmd->attrs[i].n = 0;
     }
 }

@@ -23,14 +23,19 @@
  *                      sorted by name, as [name, type, value, ...] (kyu_msg_attrs_pack): only
  *                      for a message that has some, so entries without attributes are the
  *                      same as before them. In a batch (SEND with entry ids), an entry that
- *                      failed the leader's checks is [code, error text] in its place
+ *                      failed the leader's checks is [code, error text] in its place. A message
+ *                      with a MessageGroupId or MessageDeduplicationId (a FIFO queue's always
+ *                      have both: the leader computes a content-based one) has a 6th element,
+ *                      [group id or nil, deduplication id or nil] (sm_fifo.c)
  *   DELETE, CHANGE_VISIBILITY: items = [receipt_handle, ...]; a CHANGE_VISIBILITY batch with
  *                      a timeout per entry (evt): each item [receipt_handle, vt] (its own
  *                      timeout, 0..43200), or [code] for an entry that failed the leader's
  *                      check (a timeout out of range: INVALID_ARGUMENT, nothing changed)
  *   RECEIVE:           items = [max in flight] (the leader's --max-inflight, 1..2^32-1: the
  *                      receive leases no message past it), or [] (entries written before
- *                      the limit: none)
+ *                      the limit: none), or [max in flight or 0, true]: its request key is a
+ *                      ReceiveRequestAttemptId's (op_message.c), and an attempt that leases
+ *                      nothing records nothing
  *   SET_MEMBER:        items = [node id, raft address (tcp://HOST:PORT), client endpoint]
  *   DROP_MEMBER:       items = [node id]
  *   SET_HANDLE_KEY:    items = [key (bin, 32 bytes)]: the key of receipt handles (sm_handle.c)
@@ -145,6 +150,7 @@ typedef struct {
     char member_client[KYU_ENDPOINT_MAX];
     uint8_t key[KYU_HANDLE_KEY_LEN]; /* SET_HANDLE_KEY: the receipt handle key */
     uint32_t max_inflight;           /* RECEIVE: the leader's in-flight limit per queue (0: none) */
+    bool attempt; /* RECEIVE: its request key stands for a ReceiveRequestAttemptId */
     /* START_MOVE_TASK: the destination ("": each message's source queue) and the rate (0:
      * not set); REDRIVE_STEP: the task it moves for and how many messages at most
      * (1..KYU_REDRIVE_STEP_MAX) */
@@ -183,6 +189,9 @@ typedef struct {
     char entry_error[KYU_BATCH_MAX][KYU_ERR_MSG_MAX];
     /* DELETE, CHANGE_VISIBILITY: the receipt handles */
     char handles[KYU_BATCH_MAX][KYU_HANDLE_MAX + 1];
+    /* SEND: message i's MessageGroupId and MessageDeduplicationId ("": none) */
+    char group_ids[KYU_BATCH_MAX][KYU_GROUP_ID_MAX + 1];
+    char dedup_ids[KYU_BATCH_MAX][KYU_DEDUP_ID_MAX + 1];
 } kyu_command_t;
 
 /* Clears cmd for a command to be built or decoded into: every field, but for the arrays after

@@ -32,6 +32,14 @@ kyu_code_t kyu_sm_check_redrive(kyu_sm_t *self, const char *source, const char *
     if (!d)
         return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
                            "RedrivePolicy: dead-letter queue '%s' does not exist", dlq);
+    /* SQS: a FIFO queue's dead-letter queue is FIFO, a standard queue's standard (a queue
+     * is FIFO exactly when its name ends in .fifo: create-queue checks it). */
+    bool src_fifo = kyu_queue_name_fifo(source, strlen(source));
+    if (src_fifo != d->is_fifo)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           "RedrivePolicy: the dead-letter queue of a %s queue must be a %s "
+                           "queue too ('%s' is not)",
+                           src_fifo ? "FIFO" : "standard", src_fifo ? "FIFO" : "standard", dlq);
     /* A cycle (HARDENING.md): follow the dead-letter queues from dlq by name. */
     const queue_t *at = d;
     for (size_t steps = 0; at && at->dlq[0] && steps <= KYU_QUEUES_MAX; steps++) {
@@ -138,6 +146,8 @@ kyu_code_t kyu_sm_move_to_dead_letter(kyu_sm_t *self, queue_t *src, queue_t *dlq
     }
     /* seq is never reused: the dead-letter queue holds nothing under it (absent). */
     kyu_sm_put2(self, KYU_CF_MESSAGES, to, KEY_QS, rec, vl, NULL, 0, true);
+    kyu_sent_t m; /* its group, in a FIFO dead-letter queue (sm_fifo.c) */
+    bool parsed = dlq->fifo && kyu_sm_parse_head(rec, vl, &m);
     free(rec);
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
@@ -158,6 +168,8 @@ kyu_code_t kyu_sm_move_to_dead_letter(kyu_sm_t *self, queue_t *src, queue_t *dlq
     uint8_t lv[LEASE_LEN_MAX];
     kyu_sm_put2(self, KYU_CF_LEASES, to, KEY_QS, lv, lease_encode(lv, &moved), NULL, 0, true);
     kyu_sm_index_set_lease(dlq, seq, &moved);
+    if (dlq->fifo)
+        kyu_sm_fifo_add(dlq, seq, parsed ? m.group : NULL, parsed ? m.group_len : 0);
     kyu_sm_note_visible(self, dlq);      /* long polls on the dead-letter queue (sm_wake.c) */
     kyu_sm_drop_message(self, src, seq); /* and its provenance, if it had moved before */
     src->n_messages--;

@@ -2,6 +2,7 @@
  * ones); their rows: ops.c. DELETE and CHANGE_VISIBILITY, by receipt handle: op_receipt.c. */
 #include "sm_internal.h"
 
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,6 +15,28 @@ static kyu_code_t check_message(const queue_t *q, size_t max_body, const kyu_req
                                 size_t i, size_t body_len, kyu_err_t *err)
 {
     const kyu_msg_attrs_t *attrs = req->fields & KYU_F_MSG_ATTRS ? &req->attrs[i] : NULL;
+    const char *group = req->fields & KYU_F_GROUPS ? req->group_ids[i] : "";
+    const char *did = req->fields & KYU_F_GROUPS ? req->dedup_ids[i] : "";
+    if (q->is_fifo && !group[0])
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           "message %zu: the request must contain the parameter MessageGroupId "
+                           "(queue '%s' is a FIFO queue)",
+                           i + 1, q->name);
+    if (q->is_fifo && !did[0] && !q->cbd)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           "message %zu: queue '%s' should either have ContentBasedDeduplication "
+                           "enabled or MessageDeduplicationId provided explicitly",
+                           i + 1, q->name);
+    if (!q->is_fifo && did[0])
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           "message %zu: MessageDeduplicationId is for FIFO queues; '%s' is a "
+                           "standard queue",
+                           i + 1, q->name);
+    if (q->is_fifo && (req->fields & KYU_F_ENTRY_DELAYS) && req->entry_delay[i] >= 0)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           "message %zu: DelaySeconds per message is not valid on FIFO queue "
+                           "'%s' (set the queue's DelaySeconds instead)",
+                           i + 1, q->name);
     if ((req->fields & KYU_F_ENTRY_DELAYS) && req->entry_delay[i] > KYU_DELAY_MAX)
         return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
                            "message %zu: DelaySeconds must be 0 to %d seconds, not %lld", i + 1,
@@ -85,6 +108,11 @@ kyu_code_t kyu_op_send_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zms
                 q->retention, q->name, (unsigned long long)req->deliver_at_ms,
                 (unsigned long long)((req->deliver_at_ms - now) / 1000));
     }
+    if (q->is_fifo && (req->fields & (KYU_F_DELAY | KYU_F_DELIVER_AT)))
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           "DelaySeconds per message is not valid on FIFO queue '%s' (set the "
+                           "queue's DelaySeconds instead)",
+                           q->name);
     if ((req->fields & KYU_F_ENTRY_DELAYS) && (req->fields & (KYU_F_DELAY | KYU_F_DELIVER_AT)))
         return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
                            "give each entry's delay (eds) or one for the request (ds, da), not "
@@ -154,7 +182,8 @@ void kyu_op_send_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodi
     uint64_t delay_ms = 0;
     bool has_delay = send_delay(req, cmd->now_ms, &delay_ms);
     bool batch = req->fields & KYU_F_ENTRY_IDS;
-    const queue_t *q = batch ? zhashx_lookup(ctx->sm->queues, req->queue) : NULL;
+    const queue_t *sq = ctx->sm ? zhashx_lookup(ctx->sm->queues, req->queue) : NULL;
+    const queue_t *q = batch ? sq : NULL;
     for (zframe_t *f = zmsg_first(bodies); f; f = zmsg_next(bodies)) {
         size_t i = cmd->n++;
         kyu_err_t e = {0};
@@ -179,6 +208,17 @@ void kyu_op_send_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodi
         kyu_md5_body(cmd->bodies[i], cmd->body_lens[i], cmd->md5_body[i]);
         kyu_md5_attrs(&cmd->attrs[i], cmd->md5_attrs[i]);
         kyu_op_make_uuid(ctx, cmd->ids[i]);
+        /* FIFO: the group and deduplication ids; content-based deduplication's id is the
+         * SHA-256 of the body, computed here once (sm_fifo.c) */
+        if (req->fields & KYU_F_GROUPS) {
+            memcpy(cmd->group_ids[i], req->group_ids[i], sizeof cmd->group_ids[i]);
+            memcpy(cmd->dedup_ids[i], req->dedup_ids[i], sizeof cmd->dedup_ids[i]);
+        }
+        if (sq && sq->is_fifo && sq->cbd && !cmd->dedup_ids[i][0]) {
+            char h[KYU_SHA256_HEX_LEN + 1];
+            kyu_sha256_hex(cmd->bodies[i], cmd->body_lens[i], h);
+            memcpy(cmd->dedup_ids[i], h, sizeof h);
+        }
     }
     cmd->has_md5 = true;
 }
@@ -189,6 +229,7 @@ void kyu_op_send_reply(const kyu_result_t *res, kyu_reply_t *rep, size_t *n_bodi
     /* id by id: the reply's ids are wider (KYU_MESSAGE_ID_MAX) than the result's UUIDs */
     rep->n_ids = res->n_ids;
     for (size_t i = 0; i < res->n_ids; i++) {
+        rep->sequences[i] = res->sequences[i];
         memcpy(rep->ids[i], res->ids[i], sizeof res->ids[i]);
         memcpy(rep->md5_body[i], res->md5_body[i], sizeof rep->md5_body[i]);
         memcpy(rep->md5_attrs[i], res->md5_attrs[i], sizeof rep->md5_attrs[i]);
@@ -214,7 +255,13 @@ void kyu_op_send_encode(const kyu_command_t *cmd, msgpack_packer *pk)
             continue;
         }
         bool attrs = cmd->attrs[i].n > 0;
-        msgpack_pack_array(pk, cmd->has_md5 ? 5 : attrs ? 4 : cmd->has_msg_delay[i] ? 3 : 2);
+        bool fifo = cmd->group_ids[i][0] || cmd->dedup_ids[i][0];
+        KYU_ASSERT(!fifo || cmd->has_md5); /* the 6th element follows the 5th */
+        msgpack_pack_array(pk, fifo                    ? 6
+                               : cmd->has_md5          ? 5
+                               : attrs                 ? 4
+                               : cmd->has_msg_delay[i] ? 3
+                                                       : 2);
         kyu_mp_pack_str(pk, cmd->ids[i]);
         msgpack_pack_bin(pk, cmd->body_lens[i]);
         msgpack_pack_bin_body(pk, cmd->bodies[i], cmd->body_lens[i]);
@@ -233,7 +280,27 @@ void kyu_op_send_encode(const kyu_command_t *cmd, msgpack_packer *pk)
             msgpack_pack_bin(pk, attrs ? 2 * KYU_MD5_LEN : KYU_MD5_LEN);
             msgpack_pack_bin_body(pk, md5, attrs ? 2 * KYU_MD5_LEN : KYU_MD5_LEN);
         }
+        if (fifo) { /* [group id or nil, deduplication id or nil] */
+            msgpack_pack_array(pk, 2);
+            const char *ids[2] = {cmd->group_ids[i], cmd->dedup_ids[i]};
+            for (int j = 0; j < 2; j++) {
+                if (ids[j][0])
+                    kyu_mp_pack_str(pk, ids[j]);
+                else
+                    msgpack_pack_nil(pk);
+            }
+        }
     }
+}
+
+/* A FIFO id of a SEND item's 6th element: nil ("") or a valid id. */
+static bool decode_fifo_id(const msgpack_object *o, char *out, size_t max)
+{
+    out[0] = '\0';
+    return o->type == MSGPACK_OBJECT_NIL ||
+           (o->type == MSGPACK_OBJECT_STR &&
+            kyu_fifo_id_valid(o->via.str.ptr, o->via.str.size, max) &&
+            kyu_mp_copy_str(o, out, max));
 }
 
 bool kyu_op_send_decode(const msgpack_object *items, kyu_command_t *cmd)
@@ -243,7 +310,7 @@ bool kyu_op_send_decode(const msgpack_object *items, kyu_command_t *cmd)
     cmd->n = items->via.array.size;
     for (size_t i = 0; i < cmd->n; i++) {
         const msgpack_object *it = &items->via.array.ptr[i];
-        if (it->type != MSGPACK_OBJECT_ARRAY || it->via.array.size < 2 || it->via.array.size > 5)
+        if (it->type != MSGPACK_OBJECT_ARRAY || it->via.array.size < 2 || it->via.array.size > 6)
             return false;
         const msgpack_object *code = &it->via.array.ptr[0];
         if (code->type == MSGPACK_OBJECT_POSITIVE_INTEGER) { /* a batch's failed entry */
@@ -259,6 +326,14 @@ bool kyu_op_send_decode(const msgpack_object *items, kyu_command_t *cmd)
             body->type != MSGPACK_OBJECT_BIN)
             return false;
         uint32_t size = it->via.array.size;
+        if (size == 6) { /* [group id or nil, deduplication id or nil] */
+            const msgpack_object *g = &it->via.array.ptr[5];
+            if (g->type != MSGPACK_OBJECT_ARRAY || g->via.array.size != 2 ||
+                !decode_fifo_id(&g->via.array.ptr[0], cmd->group_ids[i], KYU_GROUP_ID_MAX) ||
+                !decode_fifo_id(&g->via.array.ptr[1], cmd->dedup_ids[i], KYU_DEDUP_ID_MAX))
+                return false;
+            size = 5;
+        }
         const msgpack_object *attrs = size >= 4 ? &it->via.array.ptr[3] : NULL;
         if (attrs && !(size == 5 && attrs->type == MSGPACK_OBJECT_NIL) &&
             !kyu_msg_attrs_unpack(attrs, &cmd->attrs[i]))
@@ -309,18 +384,23 @@ static void send_digests(const kyu_command_t *c, kyu_apply_t *a)
 }
 
 /* Stores message i of c as message seq of q. Its record (sm.c's key layout): sent_ms(8)
- * flags|id_len(1) id, then its digests (MSG_REC_DIGESTS: MD5OfMessageBody, and with
- * attributes MD5OfMessageAttributes, 16 bytes each), then for a message with attributes
- * (MSG_REC_ATTRS) their length(4) and their msgpack array, then the body. */
+ * flags|id_len(1) id, or with a group or deduplication id flags|MSG_REC_EXT(1) id_len(1) id
+ * group_len(1) group dedup_len(1) dedup, then its digests (MSG_REC_DIGESTS: MD5OfMessageBody,
+ * and with attributes MD5OfMessageAttributes, 16 bytes each), then for a message with
+ * attributes (MSG_REC_ATTRS) their length(4) and their msgpack array, then the body. */
 void kyu_sm_store_message(kyu_sm_t *self, queue_t *q, uint64_t seq, uint64_t now_ms, const char *id,
                           const void *body, size_t body_len, const kyu_msg_attrs_t *attrs,
                           const uint8_t md5_body[KYU_MD5_LEN], const uint8_t md5_attrs[KYU_MD5_LEN],
-                          uint64_t delay_ms)
+                          uint64_t delay_ms, const char *group, const char *dedup)
 {
     size_t idlen = strlen(id), md5_len = attrs->n ? 2 * KYU_MD5_LEN : KYU_MD5_LEN;
-    uint8_t fixed[9 + KYU_UUID_LEN + 2 * KYU_MD5_LEN];
+    size_t glen = group ? strnlen(group, KYU_GROUP_ID_MAX) : 0;
+    size_t dlen = dedup ? strnlen(dedup, KYU_DEDUP_ID_MAX) : 0;
+    bool ext = glen || dlen;
+    size_t ids_len = ext ? 3 + glen + dlen : 0; /* id_len, group_len group, dedup_len dedup */
+    uint8_t fixed[10 + KYU_UUID_LEN + 2 + KYU_GROUP_ID_MAX + KYU_DEDUP_ID_MAX + 2 * KYU_MD5_LEN];
     uint8_t *head = fixed;
-    size_t hl = 9 + idlen + md5_len, at = hl;
+    size_t hl = 9 + ids_len + idlen + md5_len, at = hl;
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     if (attrs->n) {
@@ -334,11 +414,29 @@ void kyu_sm_store_message(kyu_sm_t *self, queue_t *q, uint64_t seq, uint64_t now
         memcpy(head + at + 4, sb.data, sb.size);
     }
     kyu_put_be64(head, now_ms);
-    head[8] = (uint8_t)(idlen | MSG_REC_DIGESTS | (attrs->n ? MSG_REC_ATTRS : 0));
-    memcpy(head + 9, id, idlen);
-    memcpy(head + 9 + idlen, md5_body, KYU_MD5_LEN);
+    uint8_t flags = (uint8_t)(MSG_REC_DIGESTS | (attrs->n ? MSG_REC_ATTRS : 0));
+    size_t off = 9;
+    if (ext) {
+        head[8] = flags | MSG_REC_EXT;
+        head[off++] = (uint8_t)idlen;
+    } else {
+        head[8] = (uint8_t)(flags | idlen);
+    }
+    memcpy(head + off, id, idlen);
+    off += idlen;
+    if (ext) {
+        head[off++] = (uint8_t)glen;
+        if (glen)
+            memcpy(head + off, group, glen);
+        off += glen;
+        head[off++] = (uint8_t)dlen;
+        if (dlen)
+            memcpy(head + off, dedup, dlen);
+        off += dlen;
+    }
+    memcpy(head + off, md5_body, KYU_MD5_LEN);
     if (attrs->n)
-        memcpy(head + 9 + idlen + KYU_MD5_LEN, md5_attrs, KYU_MD5_LEN);
+        memcpy(head + off + KYU_MD5_LEN, md5_attrs, KYU_MD5_LEN);
     kyu_sm_add_message(self, q, seq, head, hl, body, body_len, now_ms, delay_ms);
     if (head != fixed)
         free(head);
@@ -352,7 +450,8 @@ static void store_message(kyu_sm_t *self, queue_t *q, const kyu_command_t *c, si
     /* The message's own delay replaces the queue's (SQS: a per-message 0 too). */
     uint64_t delay_ms = c->has_msg_delay[i] ? c->msg_delay_ms[i] : q->delay * 1000ull;
     kyu_sm_store_message(self, q, seq, c->now_ms, c->ids[i], c->bodies[i], c->body_lens[i],
-                         &c->attrs[i], c->md5_body[i], c->md5_attrs[i], delay_ms);
+                         &c->attrs[i], c->md5_body[i], c->md5_attrs[i], delay_ms, c->group_ids[i],
+                         c->dedup_ids[i]);
 }
 
 kyu_code_t kyu_op_send_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t *a)
@@ -363,7 +462,9 @@ kyu_code_t kyu_op_send_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t
         return KYU_OK;
     if (c->n > 0)
         kyu_sm_mark_seq(self, self->next_seq, c->now_ms); /* retention (sm_expiry.c) */
+    kyu_sm_fifo_dedup_expire(self, q, c->now_ms); /* a FIFO queue's records past the window */
     for (size_t i = 0; i < c->n; i++) {
+        res->sequences[i] = 0;
         if (c->entry_code[i]) { /* failed at the leader: nothing stored, its id "" */
             res->results[i] = c->entry_code[i];
             memcpy(res->entry_errors[i], c->entry_error[i], sizeof res->entry_errors[i]);
@@ -371,10 +472,20 @@ kyu_code_t kyu_op_send_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t
             res->n_results = c->n;
             continue;
         }
-        store_message(self, q, c, i, self->next_seq++);
+        res->entry_errors[i][0] = '\0';
+        /* FIFO: a duplicate within the window is answered as the first and not stored */
+        if (kyu_sm_fifo_dedup_find(q, c->group_ids[i], c->dedup_ids[i], c->now_ms, res->ids[i],
+                                   &res->sequences[i]))
+            continue;
+        uint64_t seq = self->next_seq++;
+        store_message(self, q, c, i, seq);
         q->n_messages++;
         memcpy(res->ids[i], c->ids[i], KYU_UUID_LEN + 1);
-        res->entry_errors[i][0] = '\0';
+        if (q->is_fifo) {
+            res->sequences[i] = seq;
+            kyu_sm_fifo_dedup_put(self, q, c->group_ids[i], c->dedup_ids[i], c->now_ms, c->ids[i],
+                                  seq);
+        }
     }
     res->n_ids = c->n;
     send_digests(c, a);
@@ -394,11 +505,21 @@ kyu_code_t kyu_op_send_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t
 kyu_code_t kyu_op_send_replay(kyu_sm_t *self, const kyu_command_t *c, const kyu_dedup_t *d,
                               kyu_apply_t *a)
 {
-    (void)self;
     kyu_result_t *res = a->res;
     memcpy(res->ids, d->ids, sizeof d->ids);
     res->n_ids = d->n;
     send_digests(c, a);
+    const queue_t *q = zhashx_lookup(self->queues, c->queue);
+    for (size_t i = 0; i < d->n; i++) {
+        /* A FIFO message's SequenceNumber, from its deduplication record (0 once gone) */
+        char id[KYU_UUID_LEN + 1];
+        res->sequences[i] = 0;
+        if (q && i < c->n &&
+            kyu_sm_fifo_dedup_find(q, c->group_ids[i], c->dedup_ids[i], c->now_ms, id,
+                                   &res->sequences[i]) &&
+            strcmp(id, d->ids[i]) != 0)
+            res->sequences[i] = 0;
+    }
     for (size_t i = 0; i < d->n; i++) {
         /* (An entry that passed the first time but not the retry's checks, the queue's limit
          * having changed between, is answered with its id and without digests.) */
@@ -453,16 +574,43 @@ kyu_code_t kyu_op_receive_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, 
     return KYU_OK;
 }
 
+/* ReceiveRequestAttemptId: a RECEIVE with one takes a request key made from it and its
+ * queue's id (a 128-bit BLAKE2b), so that a retry with the same id within the request keys'
+ * window is answered with the leases of the first attempt still held, under the same
+ * receipt handles (sm_dedup.c, kyu_op_receive_replay), whichever client retries it. An
+ * attempt that leased nothing records nothing (the next one receives afresh). */
+static bool attempt_key(kyu_op_ctx_t *ctx, const kyu_request_t *req, uint64_t *client,
+                        uint64_t *key)
+{
+    if (!(req->fields & KYU_F_ATTEMPT))
+        return false;
+    uint8_t in[8 + KYU_ATTEMPT_ID_MAX], h[16];
+    size_t n = strlen(req->attempt_id);
+    kyu_put_be64(in, kyu_sm_queue_id(ctx->sm, req->queue));
+    memcpy(in + 8, req->attempt_id, n);
+    crypto_generichash(h, sizeof h, in, 8 + n, (const uint8_t *)"kyu-receive-attempt", 19);
+    *client = kyu_get_be64(h) | 1; /* never 0: 0 is "no request key" */
+    *key = kyu_get_be64(h + 8) | 1;
+    return true;
+}
+
 void kyu_op_receive_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
                           kyu_command_t *cmd)
 {
-    (void)req, (void)bodies;
+    (void)bodies;
     cmd->max_inflight = ctx->max_inflight;
+    cmd->attempt = attempt_key(ctx, req, &cmd->rq_client, &cmd->rq_key);
 }
 
-/* items = [max in flight] or [] (command.h) */
+/* items = [max in flight] or [] or [max in flight or 0, true] (command.h) */
 void kyu_op_receive_encode(const kyu_command_t *cmd, msgpack_packer *pk)
 {
+    if (cmd->attempt) {
+        msgpack_pack_array(pk, 2);
+        msgpack_pack_uint32(pk, cmd->max_inflight);
+        msgpack_pack_true(pk);
+        return;
+    }
     msgpack_pack_array(pk, cmd->max_inflight ? 1 : 0);
     if (cmd->max_inflight)
         msgpack_pack_uint32(pk, cmd->max_inflight);
@@ -470,14 +618,22 @@ void kyu_op_receive_encode(const kyu_command_t *cmd, msgpack_packer *pk)
 
 bool kyu_op_receive_decode(const msgpack_object *items, kyu_command_t *cmd)
 {
-    if (items->type != MSGPACK_OBJECT_ARRAY || items->via.array.size > 1)
+    if (items->type != MSGPACK_OBJECT_ARRAY || items->via.array.size > 2)
         return false;
     if (items->via.array.size == 0)
         return true;
     const msgpack_object *o = &items->via.array.ptr[0];
-    if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER || o->via.u64 == 0 || o->via.u64 > UINT32_MAX)
+    bool two = items->via.array.size == 2;
+    if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER || (o->via.u64 == 0 && !two) ||
+        o->via.u64 > UINT32_MAX)
         return false;
     cmd->max_inflight = (uint32_t)o->via.u64;
+    if (two) {
+        const msgpack_object *t = &items->via.array.ptr[1];
+        if (t->type != MSGPACK_OBJECT_BOOLEAN || !t->via.boolean)
+            return false;
+        cmd->attempt = true;
+    }
     return true;
 }
 
@@ -487,7 +643,9 @@ bool kyu_op_receive_decode(const msgpack_object *items, kyu_command_t *cmd)
  * the very messages that make the queue look empty now, and the retry must get them. */
 bool kyu_op_receive_answer_empty(kyu_op_ctx_t *ctx, const kyu_request_t *req)
 {
-    uint64_t now = kyu_replica_now(ctx->replica);
+    uint64_t now = kyu_replica_now(ctx->replica), client = 0, key = 0;
+    if (attempt_key(ctx, req, &client, &key) && kyu_sm_knows_request(ctx->sm, client, key, now))
+        return false;
     return kyu_sm_queue_exists(ctx->sm, req->queue) &&
            !kyu_sm_has_visible(ctx->sm, req->queue, now) &&
            !((req->fields & KYU_F_RQ) &&
@@ -532,6 +690,8 @@ static kyu_code_t read_messages(kyu_sm_t *self, const queue_t *q, const uint64_t
         meta->first_receive_ms = leases[j].first_ms;
         meta->attrs = m[j].attrs;
         kyu_sent_digests(&m[j], meta);
+        kyu_sent_fifo_ids(&m[j], meta);
+        meta->sequence = q->is_fifo ? seqs[j] : 0;
         if (!kyu_sm_read_provenance(self, q, seqs[j], meta, err)) {
             for (size_t r = j; r < n; r++)
                 free(owned[r]);
@@ -566,9 +726,33 @@ kyu_code_t kyu_op_receive_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_appl
     uint64_t vt_ms = (uint64_t)(c->vt >= 0 ? (uint64_t)c->vt : q->vt) * 1000;
     uint64_t seqs[KYU_BATCH_MAX], taken[KYU_BATCH_MAX];
     lease_t leases[KYU_BATCH_MAX], tl[KYU_BATCH_MAX];
+    /* A FIFO queue: from its ready groups, in their order (sm_fifo.c). A message due for its
+     * dead-letter queue moves there (keeping its group); while every message taken moved,
+     * take again (the groups moved on). One pass that finds any is the answer: its messages
+     * are leased together, so a group's are never taken twice. */
+    while (q->fifo && found == 0 && moved < KYU_DLQ_MOVES_MAX) {
+        uint32_t got = kyu_sm_fifo_take(q, c->now_ms, max, taken, tl);
+        if (got == 0)
+            break;
+        for (uint32_t i = 0; i < got; i++) {
+            queue_t *dlq =
+                moved < KYU_DLQ_MOVES_MAX ? kyu_sm_dead_letter_due(self, q, &tl[i]) : NULL;
+            if (dlq) {
+                kyu_code_t rc =
+                    kyu_sm_move_to_dead_letter(self, q, dlq, taken[i], &tl[i], c->now_ms, a->err);
+                if (rc != KYU_OK)
+                    return rc;
+                moved++;
+                continue;
+            }
+            /* Past a message that stays (moved ones are gone from their group): in order */
+            seqs[found] = taken[i];
+            leases[found++] = tl[i];
+        }
+    }
     /* Take until max are found; the leases are set after the loop, so that a message leased
      * here (with a visibility timeout of 0 it would be due again at once) is taken once. */
-    while (found < max && moved < KYU_DLQ_MOVES_MAX) {
+    while (!q->fifo && found < max && moved < KYU_DLQ_MOVES_MAX) {
         uint32_t got = kyu_sm_index_take(q, c->now_ms, max - found, taken, tl);
         if (got == 0)
             break;
@@ -603,6 +787,8 @@ kyu_code_t kyu_op_receive_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_appl
         a->dedup->seqs[a->dedup->n] = seqs[i];
         a->dedup->gens[a->dedup->n++] = leases[i].gen;
     }
+    if (a->dedup && c->attempt && found == 0)
+        a->dedup->no_record = true; /* a retried attempt receives afresh */
     return a->want_bodies ? read_messages(self, q, seqs, leases, found, a->res, a->err) : KYU_OK;
 }
 

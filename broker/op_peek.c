@@ -53,6 +53,8 @@ kyu_code_t kyu_op_peek_answer(kyu_op_ctx_t *ctx, const kyu_request_t *req, kyu_r
         meta->position = seqs[i];
         meta->attrs = m[i].attrs; /* points into out->owned[i], sent with the reply */
         kyu_sent_digests(&m[i], meta);
+        kyu_sent_fifo_ids(&m[i], meta);
+        meta->sequence = q->is_fifo ? seqs[i] : 0;
         if (!kyu_sm_read_provenance(ctx->sm, q, seqs[i], meta, err))
             return err->code; /* out->owned are freed with the answer */
         meta->state = KYU_MSG_VISIBLE;

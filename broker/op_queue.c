@@ -31,6 +31,24 @@ kyu_code_t kyu_op_queue_exists(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg
  * SQS's ranges and the broker's body limit (vt's range: the codec). */
 static kyu_code_t check_attrs(kyu_op_ctx_t *ctx, const kyu_request_t *req, kyu_err_t *err)
 {
+    /* FIFO queues (SQS's): a name ending in .fifo exactly when FifoQueue is true, at
+     * creation only; the other FIFO attributes only on a FIFO queue. */
+    bool name_fifo = kyu_queue_name_fifo(req->queue, strlen(req->queue));
+    bool fifo = (req->fields & KYU_F_FIFO) && req->qx.fifo;
+    if (req->op == KYU_OP_CREATE_QUEUE && name_fifo != fifo)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           name_fifo ? "queue '%s' ends in .fifo: create it with FifoQueue true "
+                                       "(create-queue --fifo), or name it without .fifo"
+                                     : "FifoQueue: the name of FIFO queue '%s' must end in .fifo",
+                           req->queue);
+    if (req->op != KYU_OP_CREATE_QUEUE && (req->fields & KYU_F_FIFO))
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           "FifoQueue is set when a queue is created, never changed");
+    if (!name_fifo && (req->fields & (KYU_F_CBD | KYU_F_DEDUP_SCOPE | KYU_F_THROUGHPUT)))
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           "ContentBasedDeduplication, DeduplicationScope and FifoThroughputLimit "
+                           "are attributes of FIFO queues; '%s' is a standard queue",
+                           req->queue);
     if ((req->fields & KYU_F_DELAY) && req->delay > KYU_DELAY_MAX)
         return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
                            "DelaySeconds must be 0 to %d seconds, not %u", KYU_DELAY_MAX,
@@ -209,6 +227,9 @@ static const char *first_difference(const queue_t *q, const kyu_queue_ext_t *cur
         {"DelaySeconds", q->delay, delay},
         {"MessageRetentionPeriod", cur->retention, x->retention},
         {"ReceiveMessageWaitTimeSeconds", cur->receive_wait, x->receive_wait},
+        {"ContentBasedDeduplication", cur->cbd, x->cbd},
+        {"DeduplicationScope", cur->dedup_scope, x->dedup_scope},
+        {"FifoThroughputLimit", cur->throughput, x->throughput},
     };
     for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++)
         if (nums[i].have != nums[i].want) {
@@ -320,6 +341,12 @@ static kyu_code_t set_attributes(kyu_sm_t *self, const kyu_command_t *c, kyu_app
         if (x->dlq[0] && kyu_sm_check_redrive(self, c->queue, x->dlq, fail) != KYU_OK)
             return KYU_OK;
     }
+    if (c->qx_set & KYU_F_CBD)
+        x->cbd = given->cbd;
+    if (c->qx_set & KYU_F_DEDUP_SCOPE)
+        x->dedup_scope = given->dedup_scope;
+    if (c->qx_set & KYU_F_THROUGHPUT)
+        x->throughput = given->throughput;
     if (c->qx_set & KYU_F_REDRIVE_ALLOW) {
         x->allow = given->allow;
         x->n_sources = given->n_sources;
@@ -492,6 +519,7 @@ kyu_code_t kyu_op_purge_queue_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_
     kyu_sm_put(self, KYU_CF_META, gp, sizeof gp, hi, sizeof hi);
     kyu_sm_index_free(q);
     kyu_sm_index_init(q);
+    kyu_sm_fifo_reset_groups(q); /* not its deduplication records: SQS keeps them */
     q->n_messages = 0;
     self->purged = true;
     kyu_sm_touch(self, q);

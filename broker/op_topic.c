@@ -748,10 +748,11 @@ kyu_code_t kyu_op_publish_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_appl
         copy_id(c->ids[0], s->id, id);
         if (s->raw)
             kyu_sm_store_message(self, q, self->next_seq++, c->now_ms, id, c->bodies[0],
-                                 c->body_lens[0], attrs, md5_raw, md5_attrs, q->delay * 1000ull);
+                                 c->body_lens[0], attrs, md5_raw, md5_attrs, q->delay * 1000ull,
+                                 NULL, NULL);
         else
             kyu_sm_store_message(self, q, self->next_seq++, c->now_ms, id, env, strlen(env), &none,
-                                 md5_env, md5_attrs, q->delay * 1000ull);
+                                 md5_env, md5_attrs, q->delay * 1000ull, NULL, NULL);
         q->n_messages++;
         kyu_sm_touch(self, q);
     }

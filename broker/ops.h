@@ -70,6 +70,7 @@ typedef struct {
     uint64_t seqs[KYU_BATCH_MAX];              /* LEASES: messages leased ... */
     uint32_t gens[KYU_BATCH_MAX];              /* ... and their lease generations */
     uint8_t codes[KYU_BATCH_MAX];              /* CODES */
+    bool no_record; /* set by apply: keep no record (a ReceiveRequestAttemptId's empty receive) */
 } kyu_dedup_t;
 
 /* What the frontend's row functions work with (owned by the frontend). */

@@ -14,6 +14,9 @@ void kyu_qattrs_defaults(kyu_queue_ext_t *x)
     x->max_receive_count = 0;
     x->allow = KYU_REDRIVE_ALLOW_ALL;
     x->n_sources = 0;
+    x->fifo = x->cbd = false;
+    x->dedup_scope = KYU_DEDUP_SCOPE_QUEUE;
+    x->throughput = KYU_THROUGHPUT_PER_QUEUE;
     x->tags.n = 0;
 }
 
@@ -30,6 +33,14 @@ uint64_t kyu_qattrs_nondefault(const kyu_queue_ext_t *x)
         set |= KYU_F_REDRIVE_ALLOW;
     if (x->tags.n)
         set |= KYU_F_TAGS;
+    if (x->fifo)
+        set |= KYU_F_FIFO;
+    if (x->cbd)
+        set |= KYU_F_CBD;
+    if (x->dedup_scope != KYU_DEDUP_SCOPE_QUEUE)
+        set |= KYU_F_DEDUP_SCOPE;
+    if (x->throughput != KYU_THROUGHPUT_PER_QUEUE)
+        set |= KYU_F_THROUGHPUT;
     return set;
 }
 
@@ -72,6 +83,12 @@ kyu_code_t kyu_qattrs_check(const kyu_queue_ext_t *x, uint64_t set, kyu_err_t *e
                 return kyu_err_set(err, KYU_ERR_INVALID_NAME,
                                    "RedriveAllowPolicy: invalid source queue name");
     }
+    if ((set & KYU_F_DEDUP_SCOPE) && x->dedup_scope > KYU_DEDUP_SCOPE_GROUP)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           "DeduplicationScope is queue or messageGroup");
+    if ((set & KYU_F_THROUGHPUT) && x->throughput > KYU_THROUGHPUT_PER_GROUP)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           "FifoThroughputLimit is perQueue or perMessageGroupId");
     if (set & KYU_F_TAGS) {
         if (x->tags.n > KYU_TAGS_MAX)
             return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
@@ -118,6 +135,28 @@ void kyu_qattrs_encode(const kyu_queue_ext_t *x, uint64_t set, msgpack_packer *p
         msgpack_pack_array(pk, x->n_sources);
         for (size_t i = 0; i < x->n_sources; i++)
             kyu_mp_pack_str(pk, x->sources[i]);
+    }
+    if (set & KYU_F_FIFO) {
+        kyu_mp_pack_str(pk, "fifo");
+        if (x->fifo)
+            msgpack_pack_true(pk);
+        else
+            msgpack_pack_false(pk);
+    }
+    if (set & KYU_F_CBD) {
+        kyu_mp_pack_str(pk, "cbd");
+        if (x->cbd)
+            msgpack_pack_true(pk);
+        else
+            msgpack_pack_false(pk);
+    }
+    if (set & KYU_F_DEDUP_SCOPE) {
+        kyu_mp_pack_str(pk, "dsc");
+        msgpack_pack_uint32(pk, x->dedup_scope);
+    }
+    if (set & KYU_F_THROUGHPUT) {
+        kyu_mp_pack_str(pk, "ftl");
+        msgpack_pack_uint32(pk, x->throughput);
     }
     if (set & KYU_F_TAGS) {
         kyu_mp_pack_str(pk, "tags");
@@ -168,6 +207,18 @@ static bool decode_one(const msgpack_object *k, const msgpack_object *v, kyu_que
                 return false;
         return true;
     }
+    if (kyu_mp_key_is(k, "fifo") || kyu_mp_key_is(k, "cbd")) {
+        bool fifo = kyu_mp_key_is(k, "fifo");
+        *bit = fifo ? KYU_F_FIFO : KYU_F_CBD;
+        if (v->type != MSGPACK_OBJECT_BOOLEAN)
+            return false;
+        *(fifo ? &x->fifo : &x->cbd) = v->via.boolean;
+        return true;
+    }
+    if (kyu_mp_key_is(k, "dsc"))
+        return (*bit = KYU_F_DEDUP_SCOPE, get_u32(v, &x->dedup_scope));
+    if (kyu_mp_key_is(k, "ftl"))
+        return (*bit = KYU_F_THROUGHPUT, get_u32(v, &x->throughput));
     if (kyu_mp_key_is(k, "tags")) {
         *bit = KYU_F_TAGS;
         if (v->type != MSGPACK_OBJECT_MAP || v->via.map.size > KYU_TAGS_MAX)

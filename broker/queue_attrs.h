@@ -1,11 +1,14 @@
 /* queue_attrs: a queue's attributes beyond VisibilityTimeout, MaximumMessageSize and
  * DelaySeconds (kyu_queue_ext_t, proto/protocol.h): MessageRetentionPeriod,
- * ReceiveMessageWaitTimeSeconds, RedrivePolicy, RedriveAllowPolicy and tags. Their ranges
+ * ReceiveMessageWaitTimeSeconds, RedrivePolicy, RedriveAllowPolicy, tags and the FIFO
+ * attributes. Their ranges
  * (SQS's), their defaults, and their one encoding, a msgpack map that holds the attributes
  * given (a CREATE_QUEUE or SET_QUEUE_ATTRIBUTES command's, command.h) or those not at their
  * defaults (the tail of a queue record, sm.c's key layout):
  *   {"mrp": seconds, "rwt": seconds, "rdp": [] | [dead-letter queue, maxReceiveCount],
- *    "rap": [permission (kyu_redrive_allow_t), [source queue, ...]], "tags": {key: value}}
+ *    "rap": [permission (kyu_redrive_allow_t), [source queue, ...]], "tags": {key: value},
+ *    "fifo": FifoQueue, "cbd": ContentBasedDeduplication (bools), "dsc": DeduplicationScope,
+ *    "ftl": FifoThroughputLimit (KYU_DEDUP_SCOPE_*, KYU_THROUGHPUT_*)}
  * Which attributes are given is a set of the request bits KYU_F_RETENTION, ..., KYU_F_TAGS.
  */
 #ifndef KYU_QUEUE_ATTRS_H
@@ -14,7 +17,7 @@
 #include "protocol.h"
 
 /* Every attribute at its default: retention 4 days, no wait, no RedrivePolicy, allowAll,
- * no tags. */
+ * no tags, a standard queue (not FIFO). */
 void kyu_qattrs_defaults(kyu_queue_ext_t *x);
 /* The attributes of x that are not at their defaults. */
 uint64_t kyu_qattrs_nondefault(const kyu_queue_ext_t *x);

@@ -27,6 +27,11 @@
  *                                           flag refuses a record with it, as "missing or
  *                                           corrupt". Moves (dead-letter, redrive) copy the
  *                                           record whole, digests included.
+ *                                           With MSG_REC_EXT (0x3f) as the id_len bits,
+ *                                           the id's length is the next byte, and the id
+ *                                           is followed by group_len(1) MessageGroupId
+ *                                           dedup_len(1) MessageDeduplicationId (a message
+ *                                           sent with a group or to a FIFO queue)
  *   messages   qid(8) seq(8) 'd'         -> a moved message's provenance (op_deadletter.c):
  *                                           msgpack [source queue, receive count, first
  *                                           and last receive ms, moved ms]; only in queues with
@@ -58,6 +63,9 @@
  *   meta       "mt" qid(8) id(8)         -> a message move task of queue qid (op_redrive.c):
  *                                           msgpack [status, destination, rate, moved, to_move,
  *                                           started_ms, ended_ms, reason, tat_us]
+ *   meta       "fd" qid(8) key           -> time(8) seq(8) message id(36): a FIFO queue's
+ *                                           deduplication record (sm_fifo.c), dropped with
+ *                                           the queue's data and after 5 minutes
  *   meta       "tp" name                 -> a topic and its subscriptions (op_topic.c):
  *                                           msgpack [created_ms, [[sub id, queue, raw], ...]]
  * seq is global (never reused across queues), and a receipt handle's MAC covers the queue
@@ -253,6 +261,13 @@ static void collect_prefix(kyu_sm_t *self, rocksdb_writebatch_t *wb, const char 
         for (size_t i = 0; i < 3; i++)
             rocksdb_writebatch_delete_range_cf(wb, kyu_store_cf(self->store, cfs[i]), (char *)lo,
                                                sizeof lo, (char *)hi, hlen);
+        if (!gp) { /* a deleted FIFO queue's deduplication records (sm_fifo.c) */
+            uint8_t flo[10] = {'f', 'd'}, fhi[10] = {'f', 'd'};
+            kyu_put_be64(flo + 2, qid);
+            kyu_put_be64(fhi + 2, qid + 1);
+            rocksdb_writebatch_delete_range_cf(wb, meta, (char *)flo, sizeof flo, (char *)fhi,
+                                               sizeof fhi);
+        }
         /* A queue deleted since ("gc", collected first) keeps nothing. */
         uint8_t gc[10] = {'g', 'c'};
         memcpy(gc + 2, k + 2, 8);
@@ -371,6 +386,7 @@ static kyu_code_t drop_visibility(kyu_sm_t *self, kyu_err_t *err)
 void kyu_sm_queue_free(queue_t *q)
 {
     kyu_sm_index_free(q);
+    kyu_sm_fifo_free(q);
     free(q->ext);
     free(q->tasks);
     free(q);
@@ -406,6 +422,10 @@ bool kyu_sm_queue_set_ext(queue_t *q, const kyu_queue_ext_t *x)
     q->receive_wait = x->receive_wait;
     memcpy(q->dlq, x->dlq, sizeof q->dlq);
     q->max_receive_count = x->max_receive_count;
+    q->is_fifo = x->fifo; /* FifoQueue: set at creation, never changed */
+    q->cbd = x->cbd;
+    q->dedup_scope = x->dedup_scope;
+    kyu_sm_fifo_init(q);
     return true;
 }
 
@@ -431,8 +451,9 @@ static kyu_code_t load(kyu_sm_t *self, kyu_err_t *err)
         kyu_sm_members_load(self, err) || kyu_sm_handle_key_load(self, err) ||
         load_queues(self, err) || kyu_sm_tasks_load(self, err) ||
         kyu_sm_collect_garbage(self, err) || drop_visibility(self, err) ||
-        kyu_sm_index_load(self, err) || kyu_sm_keyfilter_load(self, err) ||
-        kyu_sm_marks_load(self, err) || kyu_sm_topics_load(self, err))
+        kyu_sm_index_load(self, err) || kyu_sm_fifo_load(self, err) ||
+        kyu_sm_keyfilter_load(self, err) || kyu_sm_marks_load(self, err) ||
+        kyu_sm_topics_load(self, err))
         return KYU_ERR_STORAGE;
     self->next_term = self->applied_term;
     self->persisted_index = self->applied_index;
@@ -602,6 +623,10 @@ kyu_code_t kyu_sm_queue_attributes(kyu_sm_t *self, const char *name, uint64_t no
     attrs->n_sources = x->n_sources;
     memcpy(attrs->sources, x->sources, sizeof attrs->sources);
     attrs->n_tags = x->tags.n;
+    attrs->fifo = x->fifo;
+    attrs->cbd = x->cbd;
+    attrs->dedup_scope = x->dedup_scope;
+    attrs->throughput = x->throughput;
     free(x);
     return KYU_OK;
 }

@@ -48,6 +48,7 @@ typedef struct {
     char ids[KYU_BATCH_MAX][KYU_UUID_LEN + 1];
     char md5_body[KYU_BATCH_MAX][KYU_MD5_HEX_LEN + 1];
     char md5_attrs[KYU_BATCH_MAX][KYU_MD5_HEX_LEN + 1];
+    uint64_t sequences[KYU_BATCH_MAX];  /* SEND: a FIFO queue's SequenceNumbers (else 0) */
     kyu_msg_meta_t msgs[KYU_BATCH_MAX]; /* RECEIVE */
     char entry_errors[KYU_BATCH_MAX][KYU_ERR_MSG_MAX];
 } kyu_result_t;

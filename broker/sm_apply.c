@@ -29,10 +29,15 @@ void kyu_sm_add_message(kyu_sm_t *self, queue_t *q, uint64_t seq, const void *he
         l = (lease_t){.visible_at = sent_ms + delay_ms, .first_ms = KYU_LEASE_DELAYED};
     uint8_t lv[LEASE_LEN_MAX];
     kyu_sm_put2(self, KYU_CF_LEASES, k, KEY_QS, lv, lease_encode(lv, &l), NULL, 0, true);
-    if (delay_ms > 0)
+    if (delay_ms > 0 || q->fifo) /* a FIFO queue's messages all have a lease entry (sm_fifo.c) */
         kyu_sm_index_set_lease(q, seq, &l);
     else
         kyu_sm_index_add_fresh(q, seq);
+    if (q->fifo) {
+        kyu_sent_t m;
+        bool ok = kyu_sm_parse_head(head, hl, &m);
+        kyu_sm_fifo_add(q, seq, ok ? m.group : NULL, ok ? m.group_len : 0);
+    }
     kyu_sm_note_visible(self, q); /* visible now, or when its delay ends */
 }
 
@@ -61,17 +66,53 @@ static bool parse_message(const char *v, size_t vl, kyu_sent_t *m)
     return kyu_sm_parse_message(v, vl, m);
 }
 
+/* The record's sent_ms, id and FIFO ids (m->group ...): the offset past them, or 0 when
+ * the record is too short or corrupt. */
+static size_t parse_ids(const uint8_t *p, size_t vl, kyu_sent_t *m)
+{
+    if (vl < 9)
+        return 0;
+    size_t idlen = p[8] & MSG_REC_ID_LEN, off = 9;
+    bool ext = idlen == MSG_REC_EXT;
+    if (ext) {
+        if (vl < 10)
+            return 0;
+        idlen = p[9];
+        off = 10;
+    }
+    if (idlen > KYU_UUID_LEN || vl < off + idlen)
+        return 0;
+    m->sent_ms = kyu_get_be64(p);
+    memcpy(m->id, p + off, idlen);
+    m->id[idlen] = '\0';
+    off += idlen;
+    m->group = m->dedup = NULL;
+    m->group_len = m->dedup_len = 0;
+    if (!ext)
+        return off;
+    if (vl < off + 1 || vl < off + 1 + p[off] || p[off] > KYU_GROUP_ID_MAX)
+        return 0;
+    m->group = (const char *)p + off + 1;
+    m->group_len = p[off];
+    off += 1 + p[off];
+    if (vl < off + 1 || vl < off + 1 + p[off] || p[off] > KYU_DEDUP_ID_MAX)
+        return 0;
+    m->dedup = (const char *)p + off + 1;
+    m->dedup_len = p[off];
+    return off + 1 + p[off];
+}
+
+bool kyu_sm_parse_head(const void *head, size_t hl, kyu_sent_t *m)
+{
+    return parse_ids(head, hl, m) != 0;
+}
+
 bool kyu_sm_parse_message(const char *v, size_t vl, kyu_sent_t *m)
 {
     const uint8_t *p = (const uint8_t *)v;
-    if (vl < 9)
+    size_t off = parse_ids(p, vl, m);
+    if (off == 0)
         return false;
-    size_t idlen = p[8] & MSG_REC_ID_LEN, off = 9 + idlen;
-    if (idlen > KYU_UUID_LEN || vl < off)
-        return false;
-    m->sent_ms = kyu_get_be64(p);
-    memcpy(m->id, v + 9, idlen);
-    m->id[idlen] = '\0';
     m->attrs.n = 0;
     m->md5_body = m->md5_attrs = NULL;
     if (p[8] & MSG_REC_DIGESTS) {
@@ -100,6 +141,17 @@ bool kyu_sm_parse_message(const char *v, size_t vl, kyu_sent_t *m)
     m->body = v + off;
     m->body_len = vl - off;
     return true;
+}
+
+void kyu_sent_fifo_ids(const kyu_sent_t *m, kyu_msg_meta_t *meta)
+{
+    meta->group_id[0] = meta->dedup_id[0] = '\0';
+    if (m->group_len)
+        memcpy(meta->group_id, m->group, m->group_len);
+    meta->group_id[m->group_len] = '\0';
+    if (m->dedup_len)
+        memcpy(meta->dedup_id, m->dedup, m->dedup_len);
+    meta->dedup_id[m->dedup_len] = '\0';
 }
 
 void kyu_sent_digests(const kyu_sent_t *m, kyu_msg_meta_t *meta)
@@ -192,7 +244,7 @@ static kyu_code_t apply_command(kyu_sm_t *self, const kyu_op_row_t *row, const k
     a->dedup = &d;
     rc = row->apply(self, c, a);
     a->dedup = NULL;
-    if (rc == KYU_OK && a->res->code == KYU_OK)
+    if (rc == KYU_OK && a->res->code == KYU_OK && !d.no_record)
         kyu_sm_dedup_record(self, c, &d);
     return rc;
 }

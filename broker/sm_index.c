@@ -428,6 +428,7 @@ void kyu_sm_index_set_lease(queue_t *q, uint64_t seq, const lease_t *l)
 
 void kyu_sm_index_drop(queue_t *q, uint64_t seq)
 {
+    kyu_sm_fifo_drop(q, seq); /* its group, in a FIFO queue */
     lease_t *cur = zhashx_lookup(q->leases, seq_key(seq));
     if (cur) {
         count_out(q, cur);
@@ -463,7 +464,7 @@ uint32_t kyu_sm_index_take(queue_t *q, uint64_t now, uint32_t max, uint64_t seqs
 
 void kyu_sm_index_put_back(queue_t *q, uint64_t seq, const lease_t *l)
 {
-    if (l->gen == 0 && l->first_ms != KYU_LEASE_DELAYED)
+    if (l->gen == 0 && l->first_ms != KYU_LEASE_DELAYED && !q->fifo)
         push_fresh_front(q, seq);
     else
         kyu_sm_index_set_lease(q, seq, l);
@@ -471,6 +472,8 @@ void kyu_sm_index_put_back(queue_t *q, uint64_t seq, const lease_t *l)
 
 bool kyu_sm_index_has_visible(queue_t *q, uint64_t now)
 {
+    if (q->fifo) /* visible: deliverable, within its group's order and lock */
+        return kyu_sm_fifo_has_visible(q, now);
     if (q->fresh_len > 0)
         return true;
     heap_settle(q);
@@ -491,6 +494,8 @@ static uint64_t count_due(queue_t *q, size_t i, uint64_t now, uint64_t cap)
 
 uint64_t kyu_sm_index_visible_upto(queue_t *q, uint64_t now, uint64_t cap)
 {
+    if (q->fifo)
+        return kyu_sm_fifo_visible_upto(q, now, cap);
     if (q->fresh_len >= cap)
         return cap;
     heap_settle(q);
@@ -499,6 +504,8 @@ uint64_t kyu_sm_index_visible_upto(queue_t *q, uint64_t now, uint64_t cap)
 
 uint64_t kyu_sm_index_next_visible(queue_t *q)
 {
+    if (q->fifo) /* when a group may become ready (0: one is, as of the last command) */
+        return kyu_sm_fifo_next_visible(q, q->counted_at);
     if (q->fresh_len > 0)
         return 0;
     heap_settle(q);
@@ -543,7 +550,7 @@ kyu_code_t kyu_sm_index_load(kyu_sm_t *self, kyu_err_t *err)
             q = zhashx_lookup(by_qid, seq_key(qid));
         if (!q)
             continue; /* a deleted queue's, dropped by its "gc" record */
-        if (l.gen == 0 && l.first_ms != KYU_LEASE_DELAYED)
+        if (l.gen == 0 && l.first_ms != KYU_LEASE_DELAYED && !q->fifo)
             kyu_sm_index_add_fresh(q, seq); /* in seq order: the scan is */
         else
             kyu_sm_index_set_lease(q, seq, &l);

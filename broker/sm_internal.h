@@ -38,12 +38,17 @@ typedef struct {
      * stored, or md5_attrs without attributes) */
     const uint8_t *md5_body, *md5_attrs;
     kyu_msg_attrs_t attrs; /* into the record read */
+    /* MessageGroupId and MessageDeduplicationId (into the record read; length 0: none) */
+    const char *group, *dedup;
+    size_t group_len, dedup_len;
 } kyu_sent_t;
 
 /* Sets meta's MD5OfMessageBody and MD5OfMessageAttributes (lowercase hex) from the message's
  * record: its stored digests, or computed from its body and attributes when the record is
  * older than them. */
 void kyu_sent_digests(const kyu_sent_t *m, kyu_msg_meta_t *meta);
+/* Sets meta's MessageGroupId and MessageDeduplicationId from the message's record. */
+void kyu_sent_fifo_ids(const kyu_sent_t *m, kyu_msg_meta_t *meta);
 
 /* The replicated address book (sm_members.c). */
 typedef struct {
@@ -64,6 +69,8 @@ typedef struct {
     uint64_t stepped_at; /* in memory: the time of its last step (the leader serves the oldest) */
 } kyu_task_t;
 
+typedef struct kyu_fifo kyu_fifo_t; /* a FIFO queue's groups and deduplication (sm_fifo.c) */
+
 typedef struct {
     char name[KYU_NAME_MAX + 1];
     uint64_t qid;
@@ -78,6 +85,10 @@ typedef struct {
     uint32_t retention, receive_wait;
     char dlq[KYU_NAME_MAX + 1]; /* RedrivePolicy: the dead-letter queue, "" for none */
     uint32_t max_receive_count;
+    /* FifoQueue, ContentBasedDeduplication, DeduplicationScope; a FIFO queue's state */
+    bool is_fifo, cbd;
+    uint32_t dedup_scope;
+    kyu_fifo_t *fifo;
     uint8_t *ext;
     size_t ext_len;
     /* Messages were moved into this queue (it is or was a dead-letter queue): a message of
@@ -187,6 +198,10 @@ struct kyu_sm {
  * with attributes, MD5OfMessageAttributes (16 bytes each), stored once at its send. */
 #define MSG_REC_DIGESTS 0x40
 #define MSG_REC_ID_LEN 0x3f /* the id_len byte's length bits */
+/* ... all of them set (no id is that long): the id's length is the next byte, and the id is
+ * followed by group_len(1) MessageGroupId dedup_len(1) MessageDeduplicationId (sm.c's key
+ * layout) */
+#define MSG_REC_EXT 0x3f
 /* A queue record's value (sm.c's key layout): before MaximumMessageSize, and now. */
 #define QUEUE_REC_V1_LEN 28
 #define QUEUE_REC_V2_LEN 44
@@ -326,12 +341,36 @@ void kyu_sm_touch(kyu_sm_t *self, queue_t *q);
  * until sent_ms + delay_ms. */
 void kyu_sm_add_message(kyu_sm_t *self, queue_t *q, uint64_t seq, const void *head, size_t hl,
                         const void *body, size_t bl, uint64_t sent_ms, uint64_t delay_ms);
-/* Stores a new message seq in q (op_message.c): its record (id, digests, attributes) and its
- * lease, visible after delay_ms; the caller counts it (n_messages) and touches q. */
+/* Stores a new message seq in q (op_message.c): its record (id, digests, attributes, and its
+ * MessageGroupId and MessageDeduplicationId: NULL or "" for none) and its lease, visible
+ * after delay_ms; the caller counts it (n_messages) and touches q. */
 void kyu_sm_store_message(kyu_sm_t *self, queue_t *q, uint64_t seq, uint64_t now_ms, const char *id,
                           const void *body, size_t body_len, const kyu_msg_attrs_t *attrs,
                           const uint8_t md5_body[KYU_MD5_LEN], const uint8_t md5_attrs[KYU_MD5_LEN],
-                          uint64_t delay_ms);
+                          uint64_t delay_ms, const char *group, const char *dedup);
+/* FIFO queues (sm_fifo.c; see its top). init makes q's state when q is FIFO (is_fifo);
+ * add and drop keep a message's group (drop: kyu_sm_index_drop calls it); reset_groups
+ * forgets every group (a purge); take, has_visible, visible_upto and next_visible are the
+ * receive index's for a FIFO queue (group order and locks); dedup_find, _put and _expire keep
+ * the deduplication records; load rebuilds it all from the store. */
+void kyu_sm_fifo_init(queue_t *q);
+void kyu_sm_fifo_free(queue_t *q);
+void kyu_sm_fifo_reset_groups(queue_t *q);
+size_t kyu_sm_fifo_groups(const queue_t *q);
+void kyu_sm_fifo_add(queue_t *q, uint64_t seq, const char *group, size_t glen);
+void kyu_sm_fifo_drop(queue_t *q, uint64_t seq);
+uint32_t kyu_sm_fifo_take(queue_t *q, uint64_t now, uint32_t max, uint64_t seqs[],
+                          lease_t leases[]);
+bool kyu_sm_fifo_has_visible(queue_t *q, uint64_t now);
+uint64_t kyu_sm_fifo_visible_upto(queue_t *q, uint64_t now, uint64_t cap);
+uint64_t kyu_sm_fifo_next_visible(queue_t *q, uint64_t now);
+bool kyu_sm_fifo_dedup_find(const queue_t *q, const char *group, const char *did, uint64_t now,
+                            char id[KYU_UUID_LEN + 1], uint64_t *seq);
+void kyu_sm_fifo_dedup_put(kyu_sm_t *self, queue_t *q, const char *group, const char *did,
+                           uint64_t now, const char *id, uint64_t seq);
+void kyu_sm_fifo_dedup_expire(kyu_sm_t *self, queue_t *q, uint64_t now);
+size_t kyu_sm_fifo_dedup_count(const queue_t *q);
+kyu_code_t kyu_sm_fifo_load(kyu_sm_t *self, kyu_err_t *err);
 /* Topics (op_topic.c): loaded from their records at a start or reload; freed; and a deleted
  * queue's subscriptions removed (DELETE_QUEUE's apply). */
 kyu_code_t kyu_sm_topics_load(kyu_sm_t *self, kyu_err_t *err);
@@ -341,6 +380,9 @@ void kyu_sm_topics_drop_queue(kyu_sm_t *self, const char *queue);
 void kyu_sm_set_lease(kyu_sm_t *self, queue_t *q, uint64_t seq, const lease_t *l);
 /* Drops message seq of q: record, lease record, provenance record, index. */
 void kyu_sm_drop_message(kyu_sm_t *self, queue_t *q, uint64_t seq);
+/* Reads the start of a message record (a head of kyu_sm_add_message: its sent_ms, id and
+ * FIFO ids) into m: false when corrupt. */
+bool kyu_sm_parse_head(const void *head, size_t hl, kyu_sent_t *m);
 /* Reads a message record (sm.c's key layout) into m, pointing into v: false when corrupt. */
 bool kyu_sm_parse_message(const char *v, size_t vl, kyu_sent_t *m);
 /* The message records of seqs[0..n) of q (n <= KYU_BATCH_MAX), read together: false when

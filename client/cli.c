@@ -18,12 +18,15 @@
 #define QUEUE_ATTRS_USAGE                                                                          \
     "[--visibility-timeout SEC] [--max-message-size BYTES] [--delay SEC] [--retention SEC] "       \
     "[--receive-wait SEC] [--dead-letter-queue NAME [--max-receive-count N]] [--redrive-allow "    \
-    "all|none|QUEUE[,QUEUE...]] [--tag KEY=VALUE]..."
+    "all|none|QUEUE[,QUEUE...]] [--tag KEY=VALUE]... [--fifo] [--content-based-dedup | "           \
+    "--no-content-based-dedup] [--dedup-scope queue|messageGroup] [--throughput-limit "            \
+    "perQueue|perMessageGroupId]"
 
 static const cli_cmd_t commands[] = {
     {"create-queue", "NAME " QUEUE_ATTRS_USAGE,
      "create a queue (no error if it exists with the same attributes; an attribute not given "
-     "compares as its default)",
+     "compares as its default); --fifo: a FIFO queue, whose NAME ends in .fifo (strict order "
+     "per message group, deduplication within 5 minutes)",
      CLI_OPT_VT | CLI_OPT_QUEUE_ATTRS, 1, 1, cli_cmd_create_queue},
     {"set-queue-attributes", "NAME " QUEUE_ATTRS_USAGE,
      "change a queue's attributes (at least one); the others stay as they are; --tag adds tags "
@@ -65,17 +68,21 @@ static const cli_cmd_t commands[] = {
      cli_cmd_get_queue_attributes},
     {"send",
      "NAME [BODY] [--lines] [--delay SEC | --deliver-at RFC3339|+DURATION] "
-     "[--attr NAME=TYPE:VALUE]...",
+     "[--attr NAME=TYPE:VALUE]... [--group GROUP [--dedup-id ID]]",
      "send BODY, or stdin as one message, or (--lines) each stdin line as a message; prints "
      "the message ids. --delay: each message's own delay (0..900 s, replaces the queue's); "
      "--deliver-at: received no earlier than this time (e.g. 2026-12-05T10:00:00Z, +90m), at "
      "most the queue's retention period ahead; --attr: a message attribute (up to 10; TYPE String, "
      "Number or Binary, "
-     "optionally .SUFFIX; a Binary VALUE in base64), on every message sent",
-     CLI_OPT_LINES | CLI_OPT_SEND_DELAY | CLI_OPT_MSG_ATTRS, 1, 2, cli_cmd_send},
+     "optionally .SUFFIX; a Binary VALUE in base64), on every message sent; --group: the "
+     "MessageGroupId of every message (required on a FIFO queue); --dedup-id: its "
+     "MessageDeduplicationId (one message, not --lines; without it a FIFO queue needs "
+     "ContentBasedDeduplication). On a FIFO queue prints the id and the SequenceNumber",
+     CLI_OPT_LINES | CLI_OPT_SEND_DELAY | CLI_OPT_MSG_ATTRS | CLI_OPT_GROUP, 1, 2, cli_cmd_send},
     {"send-batch", "NAME",
      "send the entries of stdin, one JSON object per line in SQS's SendMessageBatch shape "
-     "({\"Id\", \"MessageBody\", \"DelaySeconds\", \"MessageAttributes\"}), ten to a "
+     "({\"Id\", \"MessageBody\", \"DelaySeconds\", \"MessageAttributes\", "
+     "\"MessageGroupId\", \"MessageDeduplicationId\"}), ten to a "
      "request; an entry that is refused (body, attribute, delay) fails alone. Prints \"ID "
      "MESSAGE_ID\" per entry sent (--json: {\"Successful\", \"Failed\"} per request), one "
      "stderr line per failed entry",
@@ -91,10 +98,12 @@ static const cli_cmd_t commands[] = {
      "\"ReceiptHandle\", \"VisibilityTimeout\"}): each entry's remaining lease set to its "
      "VisibilityTimeout (0..43200); entries in a row with the same timeout go in one request",
      0, 1, 1, cli_cmd_handle_batch},
-    {"receive", "NAME [--max N] [--visibility-timeout SEC] [--wait SEC]",
+    {"receive", "NAME [--max N] [--visibility-timeout SEC] [--wait SEC] [--attempt-id ID]",
      "lease up to N (1..10, default 1) messages and print them; --wait: long polling, wait up "
-     "to SEC (0..20) seconds for a message (default: the queue's ReceiveMessageWaitTimeSeconds)",
-     CLI_OPT_MAX | CLI_OPT_VT | CLI_OPT_WAIT, 1, 1, cli_cmd_receive},
+     "to SEC (0..20) seconds for a message (default: the queue's ReceiveMessageWaitTimeSeconds); "
+     "--attempt-id: ReceiveRequestAttemptId, a retry with the same id within 5 minutes gets the "
+     "same messages and receipt handles",
+     CLI_OPT_MAX | CLI_OPT_VT | CLI_OPT_WAIT | CLI_OPT_ATTEMPT, 1, 1, cli_cmd_receive},
     {"peek", "NAME [--max N] [--from POSITION|MESSAGE_ID]",
      "list up to N (1..10, default 10) messages in queue order without leasing them: body, id, "
      "sent time, receive count and state (visible, inflight, delayed); --from: the position "
@@ -356,6 +365,14 @@ static int parse_cmd_args(cli_t *cli, int argc, char **argv, cli_args_t *a)
         {"raw", no_argument, NULL, 'R'},                /* subscribe: raw message delivery */
         {"filter", required_argument, NULL, 'X'},       /* subscribe: a filter policy */
         {"filter-scope", required_argument, NULL, 'S'}, /* subscribe: its scope */
+        {"fifo", no_argument, NULL, 'Q'},               /* create-queue: FifoQueue */
+        {"content-based-dedup", no_argument, NULL, 'B'},
+        {"no-content-based-dedup", no_argument, NULL, 'b'},
+        {"dedup-scope", required_argument, NULL, 'D'},
+        {"throughput-limit", required_argument, NULL, 'H'},
+        {"group", required_argument, NULL, 'G'},      /* send: MessageGroupId */
+        {"dedup-id", required_argument, NULL, 'I'},   /* send: MessageDeduplicationId */
+        {"attempt-id", required_argument, NULL, 'E'}, /* receive: ReceiveRequestAttemptId */
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -369,7 +386,11 @@ static int parse_cmd_args(cli_t *cli, int argc, char **argv, cli_args_t *a)
                       .max_receive_count = -1,
                       .redrive_allow = -1,
                       .wait = -1,
-                      .rate = -1};
+                      .rate = -1,
+                      .fifo = -1,
+                      .cbd = -1,
+                      .dedup_scope = -1,
+                      .throughput = -1};
     optind = 0; /* GNU: restart, and permute so options may follow the arguments */
     opterr = 0;
     int c;
@@ -473,7 +494,39 @@ static int parse_cmd_args(cli_t *cli, int argc, char **argv, cli_args_t *a)
                 return cli_usage_error(cli, "--filter-scope is attributes or body, not '%s'",
                                        optarg);
             a->has_filter_scope = true;
-        } else if (c == '?' && strchr("mvsdarwWqcAtMFTPXS", optopt) && optopt) {
+        } else if (c == 'Q' && (cmd->options & CLI_OPT_QUEUE_ATTRS)) {
+            a->fifo = 1;
+        } else if ((c == 'B' || c == 'b') && (cmd->options & CLI_OPT_QUEUE_ATTRS)) {
+            a->cbd = c == 'B';
+        } else if (c == 'D' && (cmd->options & CLI_OPT_QUEUE_ATTRS)) {
+            if (strcmp(optarg, "queue") && strcmp(optarg, "messageGroup"))
+                return cli_usage_error(cli, "--dedup-scope is queue or messageGroup, not '%s'",
+                                       optarg);
+            a->dedup_scope =
+                strcmp(optarg, "queue") ? KYU_DEDUP_SCOPE_GROUP : KYU_DEDUP_SCOPE_QUEUE;
+        } else if (c == 'H' && (cmd->options & CLI_OPT_QUEUE_ATTRS)) {
+            if (strcmp(optarg, "perQueue") && strcmp(optarg, "perMessageGroupId"))
+                return cli_usage_error(cli,
+                                       "--throughput-limit is perQueue or perMessageGroupId, not "
+                                       "'%s'",
+                                       optarg);
+            a->throughput =
+                strcmp(optarg, "perQueue") ? KYU_THROUGHPUT_PER_GROUP : KYU_THROUGHPUT_PER_QUEUE;
+        } else if ((c == 'G' || c == 'I') && (cmd->options & CLI_OPT_GROUP)) {
+            if (!kyu_fifo_id_valid(optarg, strlen(optarg), KYU_GROUP_ID_MAX))
+                return cli_usage_error(cli,
+                                       "--%s is 1 to %d characters of ASCII letters, digits and "
+                                       "punctuation",
+                                       c == 'G' ? "group" : "dedup-id", KYU_GROUP_ID_MAX);
+            *(c == 'G' ? &a->group : &a->dedup_id) = optarg;
+        } else if (c == 'E' && (cmd->options & CLI_OPT_ATTEMPT)) {
+            if (!kyu_fifo_id_valid(optarg, strlen(optarg), KYU_ATTEMPT_ID_MAX))
+                return cli_usage_error(cli,
+                                       "--attempt-id is 1 to %d characters of ASCII letters, "
+                                       "digits and punctuation",
+                                       KYU_ATTEMPT_ID_MAX);
+            a->attempt_id = optarg;
+        } else if (c == '?' && strchr("mvsdarwWqcAtMFTPXSDHGIE", optopt) && optopt) {
             return cli_usage_error(cli, "option '%s' needs a value", argv[optind - 1]);
         } else if (c == '?') {
             return cli_usage_error(cli, "unknown option '%s'", argv[optind - 1]);
@@ -487,6 +540,9 @@ static int parse_cmd_args(cli_t *cli, int argc, char **argv, cli_args_t *a)
     a->args = argv;
     if (a->n_args < cmd->min_args || (cmd->max_args >= 0 && a->n_args > cmd->max_args))
         return cli_usage_error(cli, "wrong number of arguments");
+    if (a->lines && a->dedup_id)
+        return cli_usage_error(cli, "--dedup-id is one message's: not with --lines (use a queue "
+                                    "with --content-based-dedup)");
     if (a->lines && a->n_args > 1)
         return cli_usage_error(cli, "--lines reads the messages from stdin: give no BODY");
     if (a->delay >= 0 && a->deliver_at_ms >= 0)
@@ -494,11 +550,13 @@ static int parse_cmd_args(cli_t *cli, int argc, char **argv, cli_args_t *a)
     if ((cmd->options & CLI_OPT_VT_REQUIRED) && a->vt < 0)
         return cli_usage_error(cli, "--visibility-timeout is required");
     if ((cmd->options & CLI_OPT_ATTR_REQUIRED) && a->vt < 0 && a->mms < 0 && a->delay < 0 &&
-        a->retention < 0 && a->receive_wait < 0 && !a->dlq && a->redrive_allow < 0 && !a->n_tags)
+        a->retention < 0 && a->receive_wait < 0 && !a->dlq && a->redrive_allow < 0 && !a->n_tags &&
+        a->fifo < 0 && a->cbd < 0 && a->dedup_scope < 0 && a->throughput < 0)
         return cli_usage_error(cli, "give at least one attribute: --visibility-timeout SEC, "
                                     "--max-message-size BYTES, --delay SEC, --retention SEC, "
                                     "--receive-wait SEC, --dead-letter-queue NAME, --redrive-allow "
-                                    "..., --tag KEY=VALUE");
+                                    "..., --tag KEY=VALUE, --content-based-dedup, --dedup-scope "
+                                    "..., --throughput-limit ...");
     if (a->list + a->cancel > 1 ||
         ((a->list || a->cancel) && (a->to || a->rate >= 0 || a->no_wait)))
         return cli_usage_error(cli, "--list and --cancel take the queue alone");

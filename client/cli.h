@@ -52,6 +52,11 @@ typedef struct {
     int rate;
     bool list, cancel, no_wait;
     bool raw; /* subscribe --raw */
+    /* FIFO: create-queue --fifo, --content-based-dedup / --no-content-based-dedup,
+     * --dedup-scope, --throughput-limit (-1 when not given); send --group, --dedup-id;
+     * receive --attempt-id */
+    int fifo, cbd, dedup_scope, throughput;
+    const char *group, *dedup_id, *attempt_id;
     /* subscribe --filter JSON (NULL: none), --filter-scope body (filter_body) */
     const char *filter;
     bool filter_body, has_filter_scope;
@@ -87,7 +92,9 @@ enum {
     CLI_OPT_REDRIVE = 8192,      /* redrive: --to, --max-per-second, --list, --cancel, --no-wait */
     CLI_OPT_TOPIC = 16384,       /* the first argument is a topic's name, not a queue's */
     CLI_OPT_RAW = 32768,         /* subscribe --raw */
-    CLI_OPT_SUB_ID = 65536       /* the first argument is a subscription id */
+    CLI_OPT_SUB_ID = 65536,      /* the first argument is a subscription id */
+    CLI_OPT_GROUP = 131072,      /* send: --group GROUP, --dedup-id ID (FIFO queues) */
+    CLI_OPT_ATTEMPT = 262144     /* receive: --attempt-id ID (ReceiveRequestAttemptId) */
 };
 
 /* Prints "kyu: CMD: fmt" and the command's usage line on stderr; returns CLI_EXIT_USAGE. */

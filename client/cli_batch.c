@@ -7,6 +7,7 @@
  * {"Successful": [...], "Failed": [...]}) and one stderr line per failed entry. */
 #include "cli.h"
 
+#include <inttypes.h>
 #include <limits.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -88,7 +89,9 @@ static bool parse_line(const char *text, size_t no, line_t *l, char *why, size_t
     }
     json_t *id = json_object_get(l->obj, "Id"), *body = json_object_get(l->obj, "MessageBody"),
            *delay = json_object_get(l->obj, "DelaySeconds"),
-           *ma = json_object_get(l->obj, "MessageAttributes");
+           *ma = json_object_get(l->obj, "MessageAttributes"),
+           *gid = json_object_get(l->obj, "MessageGroupId"),
+           *did = json_object_get(l->obj, "MessageDeduplicationId");
     if (id && !json_is_string(id)) {
         snprintf(why, why_len, "Id must be a string");
         return false;
@@ -108,11 +111,17 @@ static bool parse_line(const char *text, size_t no, line_t *l, char *why, size_t
     }
     if (ma && !parse_attrs(ma, l, why, why_len))
         return false;
+    if ((gid && !json_is_string(gid)) || (did && !json_is_string(did))) {
+        snprintf(why, why_len, "MessageGroupId and MessageDeduplicationId must be strings");
+        return false;
+    }
     l->entry = (kyu_batch_entry_t){.id = l->id,
                                    .body = json_string_value(body),
                                    .len = json_string_length(body),
                                    .delay_seconds = delay ? (int)json_integer_value(delay) : -1,
-                                   .attrs = l->attrs.n ? &l->attrs : NULL};
+                                   .attrs = l->attrs.n ? &l->attrs : NULL,
+                                   .group_id = gid ? json_string_value(gid) : NULL,
+                                   .dedup_id = did ? json_string_value(did) : NULL};
     return true;
 }
 
@@ -158,6 +167,11 @@ static int send_group(cli_t *cli, const char *queue, line_t *lines, size_t n)
                                   r->sent.message_id, "MD5OfMessageBody", r->sent.md5_body);
             if (o && r->sent.md5_attrs[0])
                 json_object_set_new(o, "MD5OfMessageAttributes", json_string(r->sent.md5_attrs));
+            if (o && r->sent.sequence) { /* a FIFO queue's, as SQS: a decimal string */
+                char sn[24];
+                snprintf(sn, sizeof sn, "%" PRIu64, r->sent.sequence);
+                json_object_set_new(o, "SequenceNumber", json_string(sn));
+            }
             json_array_append_new(ok, o);
         } else {
             printf("%s %s\n", lines[i].id, r->sent.message_id);

@@ -19,6 +19,10 @@ static void settings_of(const cli_args_t *a, kyu_queue_settings_t *s)
     s->dead_letter_queue = a->dlq;
     s->max_receive_count = a->max_receive_count;
     s->redrive_allow = a->redrive_allow;
+    s->fifo = a->fifo;
+    s->content_based_dedup = a->cbd;
+    s->dedup_scope = a->dedup_scope;
+    s->throughput_limit = a->throughput;
     s->n_redrive_sources = a->n_sources;
     for (size_t i = 0; i < a->n_sources; i++)
         s->redrive_sources[i] = a->sources[i];
@@ -195,6 +199,19 @@ int cli_cmd_get_queue_attributes(cli_t *cli, cli_args_t *a)
     }
     free(policies[0]);
     free(policies[1]);
+    /* A FIFO queue's attributes (SQS's strings: "true", "messageGroup", ...) */
+    const char *fifo_names[4] = {"FifoQueue", "ContentBasedDeduplication", "DeduplicationScope",
+                                 "FifoThroughputLimit"};
+    const char *fifo_values[4] = {
+        "true", at.cbd ? "true" : "false",
+        at.dedup_scope == KYU_DEDUP_SCOPE_GROUP ? "messageGroup" : "queue",
+        at.throughput == KYU_THROUGHPUT_PER_GROUP ? "perMessageGroupId" : "perQueue"};
+    for (size_t i = 0; at.fifo && i < 4 && rc == CLI_EXIT_OK; i++) {
+        if (!cli->json)
+            printf("%s %s\n", fifo_names[i], fifo_values[i]);
+        else if (json_object_set_new(obj, fifo_names[i], json_string(fifo_values[i])) != 0)
+            rc = cli_failf(cli, "cannot build JSON output (out of memory)");
+    }
     /* Tags (SQS: ListQueueTags): "Tag KEY VALUE" lines; --json: "Tags": {key: value}. */
     json_t *tj = cli->json ? json_object() : NULL;
     for (size_t i = 0; i < tags->n && rc == CLI_EXIT_OK; i++) {
@@ -229,6 +246,12 @@ static void print_rest(const kyu_message_t *m)
                "\nDeadLetterQueueMovedTimestamp %" PRIu64 "\n",
                m->dlq_source, m->dlq_receive_count, m->dlq_first_receive_ms, m->dlq_last_receive_ms,
                m->dlq_moved_ms);
+    if (m->group_id[0])
+        printf("MessageGroupId %s\n", m->group_id);
+    if (m->dedup_id[0])
+        printf("MessageDeduplicationId %s\n", m->dedup_id);
+    if (m->sequence)
+        printf("SequenceNumber %" PRIu64 "\n", m->sequence);
     printf("BodyLength %zu\n", m->body_len);
     printf("MD5OfBody %s\n", m->md5_body);
     if (m->attrs.n)
@@ -275,6 +298,16 @@ static json_t *message_json(const kyu_message_t *m)
                   "SentTimestamp", ts, "ApproximateFirstReceiveTimestamp", fr);
     if (obj && m->md5_body[0])
         json_object_set_new(obj, "MD5OfBody", json_string(m->md5_body));
+    json_t *sys = obj ? json_object_get(obj, "Attributes") : NULL;
+    if (sys && m->group_id[0])
+        json_object_set_new(sys, "MessageGroupId", json_string(m->group_id));
+    if (sys && m->dedup_id[0])
+        json_object_set_new(sys, "MessageDeduplicationId", json_string(m->dedup_id));
+    if (sys && m->sequence) { /* SQS: a decimal string */
+        char sn[24];
+        snprintf(sn, sizeof sn, "%" PRIu64, m->sequence);
+        json_object_set_new(sys, "SequenceNumber", json_string(sn));
+    }
     if (obj && m->attrs.n) {
         json_t *attrs = cli_attrs_json(&m->attrs);
         if (!attrs) { /* a String value that is not UTF-8: as a body that is not */
@@ -332,6 +365,7 @@ int cli_cmd_receive(cli_t *cli, cli_args_t *a)
     o.max = a->max ? a->max : 1;
     o.visibility_timeout = a->vt;
     o.wait_seconds = a->wait;
+    o.attempt_id = a->attempt_id;
     if (o.wait_seconds < 0) {
         /* The queue's ReceiveMessageWaitTimeSeconds applies: ask for it, so that the call
          * waits as long as the broker may hold the receive (up to 20 s past --timeout). */

@@ -6,6 +6,7 @@
 #include "kyu_internal.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,18 +107,29 @@ static kyu_send_options_t send_options(const cli_args_t *a)
     o.delay_seconds = a->delay;
     o.deliver_at_ms = a->deliver_at_ms;
     o.attrs = a->attrs.n ? &a->attrs : NULL; /* one body per request */
+    o.group_ids = a->group ? &a->group : NULL;
+    o.dedup_ids = a->dedup_id ? &a->dedup_id : NULL;
     return o;
 }
 
-/* The id; with --json as SQS's SendMessage answers: MessageId, MD5OfMessageBody and, for a
- * message with attributes, MD5OfMessageAttributes. */
-static int print_sent(const cli_t *cli, const char *id, const char *md5_body, const char *md5_attrs)
+/* The id (and a FIFO queue's SequenceNumber after it); with --json as SQS's SendMessage
+ * answers: MessageId, MD5OfMessageBody, for a message with attributes
+ * MD5OfMessageAttributes, and SequenceNumber. */
+static int print_sent(const cli_t *cli, const char *id, const char *md5_body, const char *md5_attrs,
+                      uint64_t sequence)
 {
+    char sn[24];
+    snprintf(sn, sizeof sn, "%" PRIu64, sequence);
     if (!cli->json) {
-        puts(id);
+        if (sequence)
+            printf("%s %s\n", id, sn);
+        else
+            puts(id);
         return CLI_EXIT_OK;
     }
     json_t *obj = json_pack("{s:s}", "MessageId", id);
+    if (obj && sequence)
+        json_object_set_new(obj, "SequenceNumber", json_string(sn));
     if (obj && md5_body[0])
         json_object_set_new(obj, "MD5OfMessageBody", json_string(md5_body));
     if (obj && md5_attrs[0])
@@ -168,7 +180,7 @@ static int send_one(cli_t *cli, const cli_args_t *a, const void *body, size_t le
         if (kyu_client_publish(cli->client, a->args[0], body, len, a->attrs.n ? &a->attrs : NULL,
                                id, &err) != KYU_OK)
             return cli_fail(cli, &err);
-        return print_sent(cli, id, "", "");
+        return print_sent(cli, id, "", "", 0);
     }
     const void *bodies[] = {body};
     size_t lens[] = {len};
@@ -178,7 +190,8 @@ static int send_one(cli_t *cli, const cli_args_t *a, const void *body, size_t le
     if (kyu_client_send_messages(cli->client, a->args[0], bodies, lens, 1, &o, sent, &err) !=
         KYU_OK)
         return cli_fail(cli, &err);
-    return print_sent(cli, sent[0].message_id, sent[0].md5_body, sent[0].md5_attrs);
+    return print_sent(cli, sent[0].message_id, sent[0].md5_body, sent[0].md5_attrs,
+                      sent[0].sequence);
 }
 
 typedef struct {
@@ -224,8 +237,8 @@ static size_t flush_done(cli_t *cli, slot_t *ring, size_t head, size_t count, in
     for (; k < count && ring[(head + k) % WINDOW].done; k++) {
         slot_t *s = &ring[(head + k) % WINDOW];
         if (s->rep.status == KYU_OK) {
-            if (print_sent(cli, s->rep.ids[0], s->rep.md5_body[0], s->rep.md5_attrs[0]) !=
-                CLI_EXIT_OK)
+            if (print_sent(cli, s->rep.ids[0], s->rep.md5_body[0], s->rep.md5_attrs[0],
+                           s->rep.sequences[0]) != CLI_EXIT_OK)
                 *rc = CLI_EXIT_ERROR;
         } else {
             *rc = cli_failf(cli, "line %zu: %s: %s", s->line, kyu_code_name((int)s->rep.status),

@@ -470,6 +470,30 @@ void kyu_send_options_init(kyu_send_options_t *o)
     o->delay_seconds = -1;
     o->deliver_at_ms = -1;
     o->attrs = NULL;
+    o->group_ids = o->dedup_ids = NULL;
+}
+
+kyu_code_t kyu_client_set_fifo_ids(kyu_request_t *req, size_t i, const char *group,
+                                   const char *dedup, kyu_err_t *err)
+{
+    const char *ids[2] = {group, dedup};
+    char *out[2] = {req->group_ids[i], req->dedup_ids[i]};
+    const char *names[2] = {"MessageGroupId", "MessageDeduplicationId"};
+    for (int j = 0; j < 2; j++) {
+        out[j][0] = '\0';
+        if (!ids[j])
+            continue;
+        if (!kyu_fifo_id_valid(ids[j], strlen(ids[j]), KYU_GROUP_ID_MAX))
+            return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                               "message %zu: %s is 1 to %d characters of ASCII letters, digits "
+                               "and punctuation",
+                               i + 1, names[j], KYU_GROUP_ID_MAX);
+        snprintf(out[j], KYU_GROUP_ID_MAX + 1, "%s", ids[j]);
+        req->fields |= KYU_F_GROUPS;
+    }
+    if (i + 1 > req->n_group_msgs)
+        req->n_group_msgs = i + 1;
+    return KYU_OK;
 }
 
 /* The attributes of n bodies (checked) into req; none at all leaves the field out, so that
@@ -518,6 +542,10 @@ kyu_code_t kyu_client_set_send_options(kyu_request_t *req, const kyu_send_option
         req->fields |= KYU_F_DELIVER_AT;
         req->deliver_at_ms = (uint64_t)o->deliver_at_ms;
     }
+    for (size_t i = 0; (o->group_ids || o->dedup_ids) && i < n && i < KYU_BATCH_MAX; i++)
+        if (kyu_client_set_fifo_ids(req, i, o->group_ids ? o->group_ids[i] : NULL,
+                                    o->dedup_ids ? o->dedup_ids[i] : NULL, err) != KYU_OK)
+            return err->code;
     return set_attrs(req, o->attrs, n, err);
 }
 

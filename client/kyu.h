@@ -90,6 +90,12 @@ typedef struct {
     kyu_msg_attrs_t attrs;
     char md5_body[KYU_MD5_HEX_LEN + 1];  /* MD5OfMessageBody as the broker computed it */
     char md5_attrs[KYU_MD5_HEX_LEN + 1]; /* MD5OfMessageAttributes; "" without attributes */
+    /* MessageGroupId and MessageDeduplicationId ("": none; a FIFO queue's messages have
+     * both, a content-based one being the SHA-256 of the body in hex) and, on a FIFO queue,
+     * its SequenceNumber (0: none; SQS gives it as a decimal string) */
+    char group_id[KYU_GROUP_ID_MAX + 1];
+    char dedup_id[KYU_DEDUP_ID_MAX + 1];
+    uint64_t sequence;
 } kyu_message_t;
 
 /* Frees an array of messages returned by libkyu (one allocation) and nulls *msgs_p. */
@@ -126,8 +132,16 @@ typedef struct {
     /* NULL: no attributes; else attrs[i] are body i's message attributes (SQS's rules,
      * checked here and by the broker; borrowed for the call) */
     const kyu_msg_attrs_t *attrs;
+    /* NULL: none; else group_ids[i] and dedup_ids[i] (each NULL or a string) are body i's
+     * MessageGroupId and MessageDeduplicationId: 1..128 of ASCII letters, digits and
+     * punctuation. A FIFO queue needs a group per message, and a deduplication id unless
+     * its ContentBasedDeduplication is on; it refuses delay_seconds and deliver_at_ms (its
+     * own DelaySeconds applies). A standard queue takes groups (stored, returned) and
+     * refuses deduplication ids. */
+    const char *const *group_ids;
+    const char *const *dedup_ids;
 } kyu_send_options_t;
-/* Sets every field of o to -1 (not set), attrs to NULL. */
+/* Sets every field of o to -1 (not set), attrs, group_ids and dedup_ids to NULL. */
 void kyu_send_options_init(kyu_send_options_t *o);
 /* kyu_client_send_async_keyed with options o (NULL: none); key NULL: no request key. */
 kyu_code_t kyu_client_send_async_with(kyu_client_t *self, const char *queue,
@@ -213,6 +227,14 @@ typedef struct {
      * its RedriveAllowPolicy must allow this one. */
     const char *dead_letter_queue;
     int max_receive_count;
+    /* FIFO queues (names ending in .fifo): FifoQueue (1; at creation only, and required for
+     * such a name), ContentBasedDeduplication (0 or 1), DeduplicationScope
+     * (KYU_DEDUP_SCOPE_QUEUE or _GROUP), FifoThroughputLimit (KYU_THROUGHPUT_PER_QUEUE or
+     * _PER_GROUP: accepted and reported; kyu has no throughput quota); -1: not set */
+    int fifo;
+    int content_based_dedup;
+    int dedup_scope;
+    int throughput_limit;
     /* RedriveAllowPolicy: -1 not set, or a kyu_redrive_allow_t; byQueue with 1..10 source
      * queues */
     int redrive_allow;
@@ -274,6 +296,9 @@ typedef struct {
     char message_id[KYU_MESSAGE_ID_MAX + 1];
     char md5_body[KYU_MD5_HEX_LEN + 1];  /* MD5OfMessageBody */
     char md5_attrs[KYU_MD5_HEX_LEN + 1]; /* MD5OfMessageAttributes; "" without attributes */
+    /* A FIFO queue's SequenceNumber for the message (a duplicate's: the first one's, with
+     * its message_id); 0 on a standard queue */
+    uint64_t sequence;
 } kyu_sent_message_t;
 /* kyu_client_send_with, answering out[i] for body i. */
 kyu_code_t kyu_client_send_messages(kyu_client_t *self, const char *queue,
@@ -288,6 +313,8 @@ typedef struct {
     size_t len;
     int delay_seconds;            /* its own DelaySeconds, 0..900; -1: the queue's */
     const kyu_msg_attrs_t *attrs; /* its message attributes; NULL: none */
+    const char *group_id;         /* MessageGroupId; NULL: none (see kyu_send_options_t) */
+    const char *dedup_id;         /* MessageDeduplicationId; NULL: none */
 } kyu_batch_entry_t;
 /* What a batch answers for one entry. */
 typedef struct {
@@ -345,8 +372,13 @@ typedef struct {
                              * soon as a message is there, or empty once this has passed;
                              * -1 (default): the queue's ReceiveMessageWaitTimeSeconds. The
                              * call waits this much longer than the client's timeout */
+    /* ReceiveRequestAttemptId (NULL: none): a receive retried with the same id within 5
+     * minutes answers the messages the first attempt leased that are still leased to it,
+     * with the same receipt handles (an attempt that leased nothing is not remembered).
+     * 1..128 of ASCII letters, digits and punctuation */
+    const char *attempt_id;
 } kyu_receive_options_t;
-/* max 1, the others -1. */
+/* max 1, the others -1, attempt_id NULL. */
 void kyu_receive_options_init(kyu_receive_options_t *o);
 /* kyu_client_receive with options o (NULL: the defaults). A long poll that the leader could
  * not finish (it stopped leading: NOT_LEADER) is asked again at the new leader for what is

@@ -53,6 +53,9 @@ kyu_code_t kyu_client_set_queue(kyu_request_t *req, const char *queue, kyu_err_t
  * hot paths (pipelined sends). */
 void kyu_request_prepare(kyu_request_t *req, uint32_t op, uint64_t fields);
 /* Checks a send's options o (NULL: none) for n bodies and sets their fields in req. */
+/* Message i's MessageGroupId and MessageDeduplicationId (NULL: none) into req, checked. */
+kyu_code_t kyu_client_set_fifo_ids(kyu_request_t *req, size_t i, const char *group,
+                                   const char *dedup, kyu_err_t *err);
 kyu_code_t kyu_client_set_send_options(kyu_request_t *req, const kyu_send_options_t *o, size_t n,
                                        kyu_err_t *err);
 kyu_code_t kyu_client_recv_one(kyu_client_t *c, int timeout_ms, kyu_reply_t *rep,

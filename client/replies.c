@@ -121,6 +121,9 @@ static void check_reply(const kyu_pending_t *p, kyu_reply_t *rep, zmq_msg_t *fra
         data += m[i].body_len + 1;
         memcpy(m[i].md5_body, meta->md5_body, sizeof m[i].md5_body);
         memcpy(m[i].md5_attrs, meta->md5_attrs, sizeof m[i].md5_attrs);
+        memcpy(m[i].group_id, meta->group_id, sizeof m[i].group_id);
+        memcpy(m[i].dedup_id, meta->dedup_id, sizeof m[i].dedup_id);
+        m[i].sequence = meta->sequence;
         m[i].attrs = meta->attrs;
         for (size_t j = 0; j < meta->attrs.n; j++) {
             kyu_msg_attr_t *at = &m[i].attrs.a[j];

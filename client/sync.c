@@ -126,6 +126,37 @@ void kyu_queue_settings_init(kyu_queue_settings_t *s)
     s->redrive_allow = -1;
     s->n_redrive_sources = 0;
     s->n_tags = 0;
+    s->fifo = s->content_based_dedup = s->dedup_scope = s->throughput_limit = -1;
+}
+
+/* The FIFO attributes s sets (their ranges; the broker checks the rest: a .fifo name with
+ * FifoQueue, the others only on FIFO queues). */
+static kyu_code_t set_fifo_settings(kyu_request_t *req, const kyu_queue_settings_t *s,
+                                    kyu_err_t *err)
+{
+    const struct {
+        int v, max;
+        uint64_t bit;
+        const char *name;
+    } f[] = {
+        {s->fifo, 1, KYU_F_FIFO, "FifoQueue"},
+        {s->content_based_dedup, 1, KYU_F_CBD, "ContentBasedDeduplication"},
+        {s->dedup_scope, KYU_DEDUP_SCOPE_GROUP, KYU_F_DEDUP_SCOPE, "DeduplicationScope"},
+        {s->throughput_limit, KYU_THROUGHPUT_PER_GROUP, KYU_F_THROUGHPUT, "FifoThroughputLimit"},
+    };
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+        if (f[i].v == -1)
+            continue;
+        if (f[i].v < 0 || f[i].v > f[i].max)
+            return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "%s must be 0 to %d, not %d",
+                               f[i].name, f[i].max, f[i].v);
+        req->fields |= f[i].bit;
+    }
+    req->qx.fifo = s->fifo == 1;
+    req->qx.cbd = s->content_based_dedup == 1;
+    req->qx.dedup_scope = s->dedup_scope > 0 ? (uint32_t)s->dedup_scope : 0;
+    req->qx.throughput = s->throughput_limit > 0 ? (uint32_t)s->throughput_limit : 0;
+    return KYU_OK;
 }
 
 static kyu_code_t copy_name(char *out, const char *name, const char *what, kyu_err_t *err)
@@ -133,7 +164,7 @@ static kyu_code_t copy_name(char *out, const char *name, const char *what, kyu_e
     if (!kyu_queue_name_valid(name, strlen(name)))
         return kyu_err_set(err, KYU_ERR_INVALID_NAME,
                            "%s '%.80s': queue names are 1 to %d characters of letters, digits, "
-                           "- and _",
+                           "- and _ (a FIFO queue's ending in .fifo)",
                            what, name, KYU_NAME_MAX);
     snprintf(out, KYU_NAME_MAX + 1, "%s", name);
     return KYU_OK;
@@ -145,6 +176,8 @@ static kyu_code_t set_ext_settings(kyu_request_t *req, const kyu_queue_settings_
                                    kyu_err_t *err)
 {
     kyu_queue_ext_t *x = &req->qx;
+    if (set_fifo_settings(req, s, err) != KYU_OK)
+        return err->code;
     if (s->retention_seconds != -1) {
         if (s->retention_seconds < KYU_RETENTION_MIN || s->retention_seconds > KYU_RETENTION_MAX)
             return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
@@ -447,6 +480,7 @@ kyu_code_t kyu_client_send_messages(kyu_client_t *self, const char *queue,
         memcpy(out[i].message_id, rep.ids[i], sizeof out[i].message_id);
         memcpy(out[i].md5_body, rep.md5_body[i], sizeof out[i].md5_body);
         memcpy(out[i].md5_attrs, rep.md5_attrs[i], sizeof out[i].md5_attrs);
+        out[i].sequence = rep.sequences[i];
     }
     kyu_reply_reset(&rep);
     return rc;
@@ -478,6 +512,8 @@ static kyu_code_t batch_request(kyu_request_t *req, const kyu_batch_entry_t *e, 
         req->entry_delay[i] = e[i].delay_seconds;
         if (e[i].delay_seconds >= 0)
             req->fields |= KYU_F_ENTRY_DELAYS;
+        if (kyu_client_set_fifo_ids(req, i, e[i].group_id, e[i].dedup_id, err) != KYU_OK)
+            return err->code;
         if (e[i].attrs) {
             req->attrs[i] = *e[i].attrs;
             if (e[i].attrs->n > KYU_MSG_ATTRS_MAX)
@@ -529,6 +565,7 @@ kyu_code_t kyu_client_send_batch(kyu_client_t *self, const char *queue,
             memcpy(r->sent.message_id, rep.ids[i], sizeof r->sent.message_id);
             memcpy(r->sent.md5_body, rep.md5_body[i], sizeof r->sent.md5_body);
             memcpy(r->sent.md5_attrs, rep.md5_attrs[i], sizeof r->sent.md5_attrs);
+            r->sent.sequence = rep.sequences[i];
         }
         if (rc == KYU_OK && r->code != KYU_OK && first == KYU_OK) {
             first = r->code;
@@ -556,6 +593,7 @@ void kyu_receive_options_init(kyu_receive_options_t *o)
     o->max = 1;
     o->visibility_timeout = -1;
     o->wait_seconds = -1;
+    o->attempt_id = NULL;
 }
 
 kyu_code_t kyu_client_receive_with(kyu_client_t *self, const char *queue,
@@ -581,6 +619,15 @@ kyu_code_t kyu_client_receive_with(kyu_client_t *self, const char *queue,
     if (o->wait_seconds >= 0) {
         req.wait = (uint32_t)o->wait_seconds;
         req.fields |= KYU_F_WAIT;
+    }
+    if (o->attempt_id) {
+        if (!kyu_fifo_id_valid(o->attempt_id, strlen(o->attempt_id), KYU_ATTEMPT_ID_MAX))
+            return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                               "ReceiveRequestAttemptId is 1 to %d characters of ASCII letters, "
+                               "digits and punctuation",
+                               KYU_ATTEMPT_ID_MAX);
+        snprintf(req.attempt_id, sizeof req.attempt_id, "%s", o->attempt_id);
+        req.fields |= KYU_F_ATTEMPT;
     }
     kyu_code_t rc = kyu_client_set_queue(&req, queue, err);
     if (rc == KYU_OK)

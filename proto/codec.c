@@ -98,11 +98,11 @@ static const kyu_op_info_t op_table[KYU_OP_MAX_] = {
                                      "show a queue's attributes and message counts"},
     [KYU_OP_SEND] = {KYU_OP_SEND, "send", KYU_F_QUEUE,
                      KYU_F_QUEUE | KYU_F_RQ | KYU_F_DELAY | KYU_F_DELIVER_AT | KYU_F_MSG_ATTRS |
-                         KYU_F_ENTRY_IDS | KYU_F_ENTRY_DELAYS,
+                         KYU_F_ENTRY_IDS | KYU_F_ENTRY_DELAYS | KYU_F_GROUPS,
                      1, KYU_BATCH_MAX, KYU_OPF_WRITE, "send 1..10 messages, one per body frame"},
     [KYU_OP_RECEIVE] = {KYU_OP_RECEIVE, "receive", KYU_F_QUEUE,
-                        KYU_F_QUEUE | KYU_F_MAX | KYU_F_VT | KYU_F_RQ | KYU_F_WAIT, 0, 0,
-                        KYU_OPF_WRITE,
+                        KYU_F_QUEUE | KYU_F_MAX | KYU_F_VT | KYU_F_RQ | KYU_F_WAIT | KYU_F_ATTEMPT,
+                        0, 0, KYU_OPF_WRITE,
                         "lease up to max visible messages, waiting up to wt seconds for one"},
     [KYU_OP_DELETE] = {KYU_OP_DELETE, "delete", KYU_F_QUEUE | KYU_F_HANDLES,
                        KYU_F_QUEUE | KYU_F_HANDLES | KYU_F_RQ | KYU_F_ENTRY_IDS, 0, 0,
@@ -153,9 +153,29 @@ static bool name_valid(const char *name, size_t len, size_t max)
     return true;
 }
 
+bool kyu_queue_name_fifo(const char *name, size_t len)
+{
+    size_t sl = strlen(KYU_FIFO_SUFFIX);
+    return len > sl && memcmp(name + len - sl, KYU_FIFO_SUFFIX, sl) == 0;
+}
+
 bool kyu_queue_name_valid(const char *name, size_t len)
 {
+    if (len > KYU_NAME_MAX)
+        return false;
+    if (kyu_queue_name_fifo(name, len))
+        len -= strlen(KYU_FIFO_SUFFIX);
     return name_valid(name, len, KYU_NAME_MAX);
+}
+
+bool kyu_fifo_id_valid(const char *id, size_t len, size_t max)
+{
+    if (len < 1 || len > max)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)id[i] < 0x21 || (unsigned char)id[i] > 0x7e)
+            return false;
+    return true;
 }
 
 bool kyu_topic_name_valid(const char *name, size_t len)
@@ -165,7 +185,7 @@ bool kyu_topic_name_valid(const char *name, size_t len)
 
 bool kyu_entry_id_valid(const char *id, size_t len)
 {
-    return kyu_queue_name_valid(id, len); /* SQS's rule for both: 1..80 of [A-Za-z0-9_-] */
+    return name_valid(id, len, KYU_ENTRY_ID_MAX); /* SQS's: 1..80 of [A-Za-z0-9_-] */
 }
 
 /* ---- decoding helpers ---- */
@@ -378,6 +398,54 @@ static kyu_code_t get_tags(const msgpack_object *v, kyu_tags_t *t, kyu_err_t *er
     return KYU_OK;
 }
 
+static bool str_is(const msgpack_object *v, const char *s)
+{
+    size_t n = strlen(s);
+    return v->type == MSGPACK_OBJECT_STR && v->via.str.size == n && !memcmp(v->via.str.ptr, s, n);
+}
+
+/* One FIFO id of "mg" (nil: none, ""), checked against SQS's characters. */
+static kyu_code_t get_fifo_id(const msgpack_object *o, const char *what, char *out, size_t max,
+                              kyu_err_t *err)
+{
+    out[0] = '\0';
+    if (o->type == MSGPACK_OBJECT_NIL)
+        return KYU_OK;
+    if (o->type != MSGPACK_OBJECT_STR || !kyu_fifo_id_valid(o->via.str.ptr, o->via.str.size, max))
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           "%s is 1 to %zu characters of letters, digits and punctuation", what,
+                           max);
+    memcpy(out, o->via.str.ptr, o->via.str.size);
+    out[o->via.str.size] = '\0';
+    return KYU_OK;
+}
+
+/* "mg": [[MessageGroupId or nil, MessageDeduplicationId or nil], ...], one per message. */
+static kyu_code_t get_groups(const msgpack_object *v, kyu_request_t *req, kyu_err_t *err)
+{
+    if (v->type != MSGPACK_OBJECT_ARRAY || v->via.array.size > KYU_BATCH_MAX)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           "mg must be an array of at most %d [group id, deduplication id]",
+                           KYU_BATCH_MAX);
+    req->n_group_msgs = v->via.array.size;
+    for (size_t i = 0; i < req->n_group_msgs; i++) {
+        const msgpack_object *e = &v->via.array.ptr[i];
+        if (e->type != MSGPACK_OBJECT_ARRAY || e->via.array.size != 2)
+            return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                               "mg[%zu] must be [MessageGroupId or nil, MessageDeduplicationId "
+                               "or nil]",
+                               i);
+        kyu_code_t rc = get_fifo_id(&e->via.array.ptr[0], "MessageGroupId", req->group_ids[i],
+                                    KYU_GROUP_ID_MAX, err);
+        if (rc == KYU_OK)
+            rc = get_fifo_id(&e->via.array.ptr[1], "MessageDeduplicationId", req->dedup_ids[i],
+                             KYU_DEDUP_ID_MAX, err);
+        if (rc != KYU_OK)
+            return rc;
+    }
+    return KYU_OK;
+}
+
 static kyu_code_t decode_request_field(const msgpack_object *k, const msgpack_object *v,
                                        kyu_request_t *req, kyu_err_t *err)
 {
@@ -390,7 +458,8 @@ static kyu_code_t decode_request_field(const msgpack_object *k, const msgpack_ob
         bit = KYU_F_QUEUE;
         if (v->type == MSGPACK_OBJECT_STR && !kyu_queue_name_valid(v->via.str.ptr, v->via.str.size))
             return kyu_err_set(err, KYU_ERR_INVALID_NAME,
-                               "queue names are 1 to 80 characters of letters, digits, - and _");
+                               "queue names are 1 to 80 characters of letters, digits, - and _ "
+                               "(a FIFO queue's ending in .fifo)");
         rc = get_str(v, "queue name", req->queue, KYU_NAME_MAX, err);
     } else if (kyu_mp_key_is(k, "vt")) {
         bit = KYU_F_VT;
@@ -625,6 +694,44 @@ static kyu_code_t decode_request_field(const msgpack_object *k, const msgpack_ob
         else
             return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
                                "fsc (filter scope) is \"attributes\" or \"body\"");
+    } else if (kyu_mp_key_is(k, "fifo") || kyu_mp_key_is(k, "cbd")) {
+        bool fifo = kyu_mp_key_is(k, "fifo");
+        bit = fifo ? KYU_F_FIFO : KYU_F_CBD;
+        if (v->type != MSGPACK_OBJECT_BOOLEAN)
+            return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "%s must be true or false",
+                               fifo ? "fifo (FifoQueue)" : "cbd (ContentBasedDeduplication)");
+        *(fifo ? &req->qx.fifo : &req->qx.cbd) = v->via.boolean;
+    } else if (kyu_mp_key_is(k, "dsc")) {
+        bit = KYU_F_DEDUP_SCOPE;
+        if (str_is(v, "queue"))
+            req->qx.dedup_scope = KYU_DEDUP_SCOPE_QUEUE;
+        else if (str_is(v, "messageGroup"))
+            req->qx.dedup_scope = KYU_DEDUP_SCOPE_GROUP;
+        else
+            return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                               "dsc (DeduplicationScope) is \"queue\" or \"messageGroup\"");
+    } else if (kyu_mp_key_is(k, "ftl")) {
+        bit = KYU_F_THROUGHPUT;
+        if (str_is(v, "perQueue"))
+            req->qx.throughput = KYU_THROUGHPUT_PER_QUEUE;
+        else if (str_is(v, "perMessageGroupId"))
+            req->qx.throughput = KYU_THROUGHPUT_PER_GROUP;
+        else
+            return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                               "ftl (FifoThroughputLimit) is \"perQueue\" or "
+                               "\"perMessageGroupId\"");
+    } else if (kyu_mp_key_is(k, "mg")) {
+        bit = KYU_F_GROUPS;
+        rc = get_groups(v, req, err);
+    } else if (kyu_mp_key_is(k, "raid")) {
+        bit = KYU_F_ATTEMPT;
+        if (v->type != MSGPACK_OBJECT_STR ||
+            !kyu_fifo_id_valid(v->via.str.ptr, v->via.str.size, KYU_ATTEMPT_ID_MAX))
+            return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                               "raid (ReceiveRequestAttemptId) is 1 to %d characters of letters, "
+                               "digits and punctuation",
+                               KYU_ATTEMPT_ID_MAX);
+        rc = get_str(v, "ReceiveRequestAttemptId (raid)", req->attempt_id, KYU_ATTEMPT_ID_MAX, err);
     } else if (kyu_mp_key_is(k, "rq")) {
         bit = KYU_F_RQ;
         if (v->type != MSGPACK_OBJECT_ARRAY || v->via.array.size != 2)
@@ -724,6 +831,18 @@ static const char *field_name(uint64_t bit)
         return "flt (filter policy)";
     case KYU_F_FILTER_SCOPE:
         return "fsc (filter scope)";
+    case KYU_F_FIFO:
+        return "fifo (FifoQueue)";
+    case KYU_F_CBD:
+        return "cbd (ContentBasedDeduplication)";
+    case KYU_F_DEDUP_SCOPE:
+        return "dsc (DeduplicationScope)";
+    case KYU_F_THROUGHPUT:
+        return "ftl (FifoThroughputLimit)";
+    case KYU_F_GROUPS:
+        return "mg (message group and deduplication ids)";
+    case KYU_F_ATTEMPT:
+        return "raid (ReceiveRequestAttemptId)";
     default:
         return "?";
     }
@@ -831,6 +950,11 @@ kyu_code_t kyu_request_decode(const void *buf, size_t len, size_t n_bodies, kyu_
         rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
                          "evt has %zu visibility timeouts for %zu receipt handles (one per handle)",
                          req->n_entry_vts, req->n_handles);
+    else if ((req->fields & KYU_F_GROUPS) && req->n_group_msgs != n_bodies)
+        rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                         "mg has %zu [group id, deduplication id] for %zu messages (one per body "
+                         "frame)",
+                         req->n_group_msgs, n_bodies);
     else if ((req->fields & KYU_F_ENTRY_DELAYS) && !(req->fields & KYU_F_ENTRY_IDS))
         rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
                          "eds (each entry's delay) is for a batch: give eid too");
@@ -1029,6 +1153,48 @@ void kyu_request_encode(const kyu_request_t *req, msgpack_sbuffer *out)
     if (req->fields & KYU_F_FILTER_SCOPE) {
         kyu_mp_pack_str(&pk, "fsc");
         kyu_mp_pack_str(&pk, req->filter_scope ? "body" : "attributes");
+    }
+    if (req->fields & KYU_F_FIFO) {
+        kyu_mp_pack_str(&pk, "fifo");
+        if (req->qx.fifo)
+            msgpack_pack_true(&pk);
+        else
+            msgpack_pack_false(&pk);
+    }
+    if (req->fields & KYU_F_CBD) {
+        kyu_mp_pack_str(&pk, "cbd");
+        if (req->qx.cbd)
+            msgpack_pack_true(&pk);
+        else
+            msgpack_pack_false(&pk);
+    }
+    if (req->fields & KYU_F_DEDUP_SCOPE) {
+        kyu_mp_pack_str(&pk, "dsc");
+        kyu_mp_pack_str(&pk,
+                        req->qx.dedup_scope == KYU_DEDUP_SCOPE_GROUP ? "messageGroup" : "queue");
+    }
+    if (req->fields & KYU_F_THROUGHPUT) {
+        kyu_mp_pack_str(&pk, "ftl");
+        kyu_mp_pack_str(&pk, req->qx.throughput == KYU_THROUGHPUT_PER_GROUP ? "perMessageGroupId"
+                                                                            : "perQueue");
+    }
+    if (req->fields & KYU_F_GROUPS) {
+        kyu_mp_pack_str(&pk, "mg");
+        msgpack_pack_array(&pk, req->n_group_msgs);
+        for (size_t i = 0; i < req->n_group_msgs; i++) {
+            msgpack_pack_array(&pk, 2);
+            const char *ids[2] = {req->group_ids[i], req->dedup_ids[i]};
+            for (int j = 0; j < 2; j++) {
+                if (ids[j][0])
+                    kyu_mp_pack_str(&pk, ids[j]);
+                else
+                    msgpack_pack_nil(&pk);
+            }
+        }
+    }
+    if (req->fields & KYU_F_ATTEMPT) {
+        kyu_mp_pack_str(&pk, "raid");
+        kyu_mp_pack_str(&pk, req->attempt_id);
     }
     if (req->fields & KYU_F_RQ) {
         kyu_mp_pack_str(&pk, "rq");

@@ -7,6 +7,7 @@
 
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -345,4 +346,14 @@ void kyu_md5_attrs_hex(const kyu_msg_attrs_t *a, char out[KYU_MD5_HEX_LEN + 1])
         hex(d, out);
     else
         out[0] = '\0';
+}
+
+void kyu_sha256_hex(const void *body, size_t len, char out[KYU_SHA256_HEX_LEN + 1])
+{
+    unsigned char d[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    KYU_ASSERT(EVP_Digest(len ? body : "", len, d, &n, EVP_sha256(), NULL) == 1 && n == 32);
+    for (unsigned i = 0; i < n; i++)
+        snprintf(out + 2 * i, 3, "%02x", d[i]);
+    out[KYU_SHA256_HEX_LEN] = '\0';
 }

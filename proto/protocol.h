@@ -93,6 +93,17 @@
 /* The bytes one publish may write into its subscribed queues together (bodies, or envelopes,
  * and attributes of every copy): fan-out multiplies writes, and a publish is one entry. */
 #define KYU_PUBLISH_FANOUT_MAX (32 << 20)
+/* FIFO queues (SQS's): a name ends in ".fifo" (counted in the 80); MessageGroupId,
+ * MessageDeduplicationId and ReceiveRequestAttemptId are 1..128 characters of letters, digits
+ * and punctuation (ASCII 0x21..0x7e); a duplicate send within this window is not enqueued */
+#define KYU_FIFO_SUFFIX ".fifo"
+#define KYU_GROUP_ID_MAX 128
+#define KYU_DEDUP_ID_MAX 128
+#define KYU_ATTEMPT_ID_MAX 128
+#define KYU_FIFO_DEDUP_WINDOW_MS (5 * 60 * 1000)
+/* DeduplicationScope and FifoThroughputLimit */
+enum { KYU_DEDUP_SCOPE_QUEUE = 0, KYU_DEDUP_SCOPE_GROUP = 1 };
+enum { KYU_THROUGHPUT_PER_QUEUE = 0, KYU_THROUGHPUT_PER_GROUP = 1 };
 
 typedef enum {
     KYU_OP_HELLO = 1,
@@ -183,10 +194,21 @@ typedef enum {
 #define KYU_F_FILTER (UINT64_C(1) << 36) /* "flt": SUBSCRIBE: the body frame is a filter policy */
 #define KYU_F_FILTER_SCOPE                                                                         \
     (UINT64_C(1) << 37) /* "fsc": SUBSCRIBE: the policy's scope, "attributes" or "body" */
-#define KYU_F_LAST_ KYU_F_FILTER_SCOPE
+/* 38..43: FIFO queues (PROTOCOL.md "FIFO queues") */
+#define KYU_F_FIFO (UINT64_C(1) << 38) /* "fifo": CREATE_QUEUE: FifoQueue (true) */
+#define KYU_F_CBD (UINT64_C(1) << 39)  /* "cbd": a queue's ContentBasedDeduplication (bool) */
+#define KYU_F_DEDUP_SCOPE                                                                          \
+    (UINT64_C(1) << 40) /* "dsc": a queue's DeduplicationScope, "queue" or "messageGroup" */
+#define KYU_F_THROUGHPUT                                                                           \
+    (UINT64_C(1) << 41) /* "ftl": FifoThroughputLimit, "perQueue" or "perMessageGroupId" */
+#define KYU_F_GROUPS                                                                               \
+    (UINT64_C(1) << 42) /* "mg": SEND: each message's [MessageGroupId, MessageDeduplicationId] */
+#define KYU_F_ATTEMPT (UINT64_C(1) << 43) /* "raid": RECEIVE: ReceiveRequestAttemptId */
+#define KYU_F_LAST_ KYU_F_ATTEMPT
 /* the queue attributes of kyu_queue_ext_t (CREATE_QUEUE, SET_QUEUE_ATTRIBUTES) */
 #define KYU_F_QUEUE_EXT_                                                                           \
-    (KYU_F_RETENTION | KYU_F_RECEIVE_WAIT | KYU_F_REDRIVE | KYU_F_REDRIVE_ALLOW | KYU_F_TAGS)
+    (KYU_F_RETENTION | KYU_F_RECEIVE_WAIT | KYU_F_REDRIVE | KYU_F_REDRIVE_ALLOW | KYU_F_TAGS |     \
+     KYU_F_FIFO | KYU_F_CBD | KYU_F_DEDUP_SCOPE | KYU_F_THROUGHPUT)
 
 /* RedriveAllowPolicy's redrivePermission. */
 typedef enum {
@@ -214,6 +236,10 @@ typedef struct {
     uint32_t allow;   /* kyu_redrive_allow_t */
     size_t n_sources; /* byQueue: 1..10 queues */
     char sources[KYU_REDRIVE_SOURCES_MAX][KYU_NAME_MAX + 1];
+    /* FIFO queues: FifoQueue (at creation only), ContentBasedDeduplication,
+     * DeduplicationScope (KYU_DEDUP_SCOPE_*), FifoThroughputLimit (KYU_THROUGHPUT_*) */
+    bool fifo, cbd;
+    uint32_t dedup_scope, throughput;
     kyu_tags_t tags;
 } kyu_queue_ext_t;
 
@@ -300,6 +326,12 @@ typedef struct {
     size_t n_entry_vts;
     uint32_t entry_vt[KYU_BATCH_MAX];
     uint32_t wait; /* KYU_F_WAIT: seconds, 0..KYU_WAIT_MAX */
+    /* KYU_F_GROUPS (SEND): message i's MessageGroupId and MessageDeduplicationId ("": none),
+     * n_group_msgs of them (as many as bodies; the codec checks their characters) */
+    size_t n_group_msgs;
+    char group_ids[KYU_BATCH_MAX][KYU_GROUP_ID_MAX + 1];
+    char dedup_ids[KYU_BATCH_MAX][KYU_DEDUP_ID_MAX + 1];
+    char attempt_id[KYU_ATTEMPT_ID_MAX + 1]; /* KYU_F_ATTEMPT (RECEIVE) */
     /* Worker sessions: KYU_F_CREDIT (WORKER_OPEN 1.., WORKER_HEARTBEAT 0..
      * KYU_WORKER_CREDIT_MAX), KYU_F_HB (ms, KYU_WORKER_HB_MIN_MS..KYU_WORKER_HB_MAX_MS),
      * KYU_F_LIVENESS (1..KYU_WORKER_LIVENESS_MAX), KYU_F_WORKER_NAME (1..64 printable
@@ -339,6 +371,11 @@ typedef struct {
     kyu_msg_attrs_t attrs;               /* borrowed: see kyu_reply_t.header */
     char md5_body[KYU_MD5_HEX_LEN + 1];  /* MD5OfMessageBody, lowercase hex */
     char md5_attrs[KYU_MD5_HEX_LEN + 1]; /* MD5OfMessageAttributes; "" without attributes */
+    /* MessageGroupId and MessageDeduplicationId ("": none) and, on a FIFO queue, its
+     * SequenceNumber (0: none) */
+    char group_id[KYU_GROUP_ID_MAX + 1];
+    char dedup_id[KYU_DEDUP_ID_MAX + 1];
+    uint64_t sequence;
     /* PEEK (no handle): the message's state, its position in the queue (for "from") and,
      * in flight or delayed, when it becomes visible (ms since the epoch) */
     uint8_t state; /* KYU_MSG_* (0: not a peek) */
@@ -373,6 +410,9 @@ typedef struct {
     size_t n_sources;
     char sources[KYU_REDRIVE_SOURCES_MAX][KYU_NAME_MAX + 1];
     size_t n_tags; /* how many tags the queue has (they travel in kyu_reply_t.tags) */
+    /* FifoQueue, ContentBasedDeduplication, DeduplicationScope, FifoThroughputLimit */
+    bool fifo, cbd;
+    int64_t dedup_scope, throughput;
 } kyu_queue_attrs_t;
 
 /* A message move task (SQS's ListMessageMoveTasksResultEntry): moves the messages of a
@@ -458,6 +498,8 @@ typedef struct {
     char ids[KYU_BATCH_MAX][KYU_MESSAGE_ID_MAX + 1];
     char md5_body[KYU_BATCH_MAX][KYU_MD5_HEX_LEN + 1];
     char md5_attrs[KYU_BATCH_MAX][KYU_MD5_HEX_LEN + 1];
+    /* SEND to a FIFO queue: each message's SequenceNumber (a duplicate's: the first one's) */
+    uint64_t sequences[KYU_BATCH_MAX];
     /* RECEIVE: one meta per body frame that follows the header, in order */
     size_t n_msgs;
     kyu_msg_meta_t msgs[KYU_BATCH_MAX];
@@ -509,8 +551,14 @@ typedef struct {
 
 /* True when id is a valid batch entry id: 1..80 of letters, digits, '-' and '_' (SQS's). */
 bool kyu_entry_id_valid(const char *id, size_t len);
-/* True when name is 1..80 characters of letters, digits, '-' and '_'. */
+/* True when name is 1..80 characters of letters, digits, '-' and '_', optionally ending in
+ * ".fifo" (counted in the 80). */
 bool kyu_queue_name_valid(const char *name, size_t len);
+/* True when name ends in ".fifo" (a FIFO queue's name). */
+bool kyu_queue_name_fifo(const char *name, size_t len);
+/* True when id is a valid MessageGroupId, MessageDeduplicationId or ReceiveRequestAttemptId:
+ * 1..max characters of ASCII 0x21..0x7e (SQS's letters, digits and punctuation). */
+bool kyu_fifo_id_valid(const char *id, size_t len, size_t max);
 /* True when name is 1..256 characters of letters, digits, '-' and '_' (a topic's). */
 bool kyu_topic_name_valid(const char *name, size_t len);
 
@@ -561,6 +609,9 @@ void kyu_md5_attrs_hex(const kyu_msg_attrs_t *a, char out[KYU_MD5_HEX_LEN + 1]);
 void kyu_md5_body(const void *body, size_t len, uint8_t out[KYU_MD5_LEN]);
 bool kyu_md5_attrs(const kyu_msg_attrs_t *a, uint8_t out[KYU_MD5_LEN]);
 void kyu_md5_hex(const uint8_t d[KYU_MD5_LEN], char out[KYU_MD5_HEX_LEN + 1]);
+/* SHA-256 of a body, lowercase hex: a FIFO queue's content-based MessageDeduplicationId. */
+#define KYU_SHA256_HEX_LEN 64
+void kyu_sha256_hex(const void *body, size_t len, char out[KYU_SHA256_HEX_LEN + 1]);
 
 /* @kyu-internal-begin */
 /* Small msgpack helpers shared by the codecs (proto/, broker/command.c). */

@@ -81,7 +81,7 @@ void kyu_reply_init(kyu_reply_t *rep)
 void kyu_reply_init_lean(kyu_reply_t *rep)
 {
     CLEAR_RANGE(rep, id, ids);
-    CLEAR_RANGE(rep, n_msgs, msgs);
+    CLEAR_RANGE(rep, sequences, msgs);
     CLEAR_RANGE(rep, has_next, errors);
     memset((char *)rep + offsetof(kyu_reply_t, has_attrs), 0,
            sizeof *rep - offsetof(kyu_reply_t, has_attrs));
@@ -103,6 +103,14 @@ static void pack_kv_int(msgpack_packer *pk, const char *key, int64_t v)
 {
     kyu_mp_pack_str(pk, key);
     msgpack_pack_int64(pk, v);
+}
+
+static bool any_sequences(const kyu_reply_t *rep)
+{
+    for (size_t i = 0; i < rep->n_ids; i++)
+        if (rep->sequences[i])
+            return true;
+    return false;
 }
 
 static bool any_attrs(const kyu_reply_t *rep)
@@ -128,7 +136,8 @@ void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out)
              rep->has_attrs + (rep->queues != NULL) + rep->has_node + (rep->tags != NULL) +
              (rep->n_ids > 0 && rep->md5_body[0][0]) * 2 + any_attrs(rep) + rep->has_next +
              (rep->n_errors > 0) + (rep->tasks != NULL) + (rep->hb_ms != 0) + (rep->liveness != 0) +
-             (rep->workers != NULL) + (rep->topics != NULL) + (rep->subs != NULL);
+             (rep->workers != NULL) + (rep->topics != NULL) + (rep->subs != NULL) +
+             any_sequences(rep);
     msgpack_pack_map(&pk, n);
     kyu_mp_pack_str(&pk, "id");
     msgpack_pack_uint64(&pk, rep->id);
@@ -172,6 +181,12 @@ void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out)
             for (size_t i = 0; i < rep->n_ids; i++)
                 kyu_mp_pack_str(&pk, rep->md5_attrs[i]);
         }
+        if (any_sequences(rep)) { /* FIFO: each message's SequenceNumber */
+            kyu_mp_pack_str(&pk, "sn");
+            msgpack_pack_array(&pk, rep->n_ids);
+            for (size_t i = 0; i < rep->n_ids; i++)
+                msgpack_pack_uint64(&pk, rep->sequences[i]);
+        }
     }
     if (rep->n_msgs) {
         kyu_mp_pack_str(&pk, "msgs");
@@ -180,7 +195,9 @@ void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out)
             const kyu_msg_meta_t *m = &rep->msgs[i];
             const char *state = kyu_msg_state_name(m->state);
             msgpack_pack_map(&pk, 5 + (state ? 3 : 0) + (m->dlq_source[0] ? 5 : 0) +
-                                      (m->md5_body[0] != '\0') + (m->md5_attrs[0] != '\0'));
+                                      (m->md5_body[0] != '\0') + (m->md5_attrs[0] != '\0') +
+                                      (m->group_id[0] != '\0') + (m->dedup_id[0] != '\0') +
+                                      (m->sequence != 0));
             kyu_mp_pack_str(&pk, "mid");
             kyu_mp_pack_str(&pk, m->message_id);
             kyu_mp_pack_str(&pk, "rh");
@@ -212,6 +229,18 @@ void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out)
                 kyu_mp_pack_str(&pk, "mda");
                 kyu_mp_pack_str(&pk, m->md5_attrs);
             }
+            if (m->group_id[0]) {
+                kyu_mp_pack_str(&pk, "gid");
+                kyu_mp_pack_str(&pk, m->group_id);
+            }
+            if (m->dedup_id[0]) {
+                kyu_mp_pack_str(&pk, "did");
+                kyu_mp_pack_str(&pk, m->dedup_id);
+            }
+            if (m->sequence) {
+                kyu_mp_pack_str(&pk, "sn");
+                msgpack_pack_uint64(&pk, m->sequence);
+            }
         }
         /* The attributes beside msgs, not in it: a header nests at most 4 levels (a client
          * older than attributes refuses deeper ones, and ignores this key). */
@@ -241,7 +270,22 @@ void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out)
     if (rep->has_attrs) {
         const kyu_queue_attrs_t *at = &rep->attrs;
         kyu_mp_pack_str(&pk, "attrs");
-        msgpack_pack_map(&pk, 11 + (at->dlq[0] != '\0') + (at->n_sources > 0));
+        msgpack_pack_map(&pk, 11 + (at->dlq[0] != '\0') + (at->n_sources > 0) + (at->fifo ? 4 : 0));
+        if (at->fifo) {
+            kyu_mp_pack_str(&pk, "FifoQueue");
+            msgpack_pack_true(&pk);
+            kyu_mp_pack_str(&pk, "ContentBasedDeduplication");
+            if (at->cbd)
+                msgpack_pack_true(&pk);
+            else
+                msgpack_pack_false(&pk);
+            kyu_mp_pack_str(&pk, "DeduplicationScope");
+            kyu_mp_pack_str(&pk,
+                            at->dedup_scope == KYU_DEDUP_SCOPE_GROUP ? "messageGroup" : "queue");
+            kyu_mp_pack_str(&pk, "FifoThroughputLimit");
+            kyu_mp_pack_str(&pk, at->throughput == KYU_THROUGHPUT_PER_GROUP ? "perMessageGroupId"
+                                                                            : "perQueue");
+        }
         pack_kv_int(&pk, "MessageRetentionPeriod", at->retention);
         pack_kv_int(&pk, "ReceiveMessageWaitTimeSeconds", at->receive_wait);
         kyu_mp_pack_str(&pk, "RedriveAllowPolicy");
@@ -459,6 +503,12 @@ static bool decode_meta(const msgpack_object *o, kyu_msg_meta_t *m)
             ok = kyu_mp_copy_str(v, m->md5_body, KYU_MD5_HEX_LEN);
         else if (kyu_mp_key_is(k, "mda"))
             ok = kyu_mp_copy_str(v, m->md5_attrs, KYU_MD5_HEX_LEN);
+        else if (kyu_mp_key_is(k, "gid"))
+            ok = kyu_mp_copy_str(v, m->group_id, KYU_GROUP_ID_MAX);
+        else if (kyu_mp_key_is(k, "did"))
+            ok = kyu_mp_copy_str(v, m->dedup_id, KYU_DEDUP_ID_MAX);
+        else if (kyu_mp_key_is(k, "sn"))
+            ok = get_u64(v, &m->sequence);
         else if (kyu_mp_key_is(k, "pos"))
             ok = get_u64(v, &m->position);
         else if (kyu_mp_key_is(k, "va"))
@@ -488,6 +538,22 @@ static bool decode_redrive_attr(const msgpack_object *k, const msgpack_object *v
         a->redrive_allow = kyu_mp_key_is(v, "denyAll")   ? KYU_REDRIVE_DENY_ALL
                            : kyu_mp_key_is(v, "byQueue") ? KYU_REDRIVE_BY_QUEUE
                                                          : KYU_REDRIVE_ALLOW_ALL;
+        return v->type == MSGPACK_OBJECT_STR;
+    }
+    if (kyu_mp_key_is(k, "FifoQueue") || kyu_mp_key_is(k, "ContentBasedDeduplication")) {
+        if (v->type != MSGPACK_OBJECT_BOOLEAN)
+            return false;
+        *(kyu_mp_key_is(k, "FifoQueue") ? &a->fifo : &a->cbd) = v->via.boolean;
+        return true;
+    }
+    if (kyu_mp_key_is(k, "DeduplicationScope")) {
+        a->dedup_scope =
+            kyu_mp_key_is(v, "messageGroup") ? KYU_DEDUP_SCOPE_GROUP : KYU_DEDUP_SCOPE_QUEUE;
+        return v->type == MSGPACK_OBJECT_STR;
+    }
+    if (kyu_mp_key_is(k, "FifoThroughputLimit")) {
+        a->throughput = kyu_mp_key_is(v, "perMessageGroupId") ? KYU_THROUGHPUT_PER_GROUP
+                                                              : KYU_THROUGHPUT_PER_QUEUE;
         return v->type == MSGPACK_OBJECT_STR;
     }
     if (kyu_mp_key_is(k, "RedriveAllowSourceQueues")) {
@@ -683,6 +749,15 @@ static bool decode_field(const msgpack_object *k, const msgpack_object *v, kyu_r
             return false;
         for (size_t i = 0; i < n; i++)
             if (!kyu_mp_copy_str(&v->via.array.ptr[i], out[i], KYU_MD5_HEX_LEN))
+                return false;
+        return true;
+    }
+    if (kyu_mp_key_is(k, "sn")) { /* SEND to a FIFO queue: each message's SequenceNumber */
+        size_t n = 0;
+        if (!get_array(v, KYU_BATCH_MAX, &n))
+            return false;
+        for (size_t i = 0; i < n; i++)
+            if (!get_u64(&v->via.array.ptr[i], &rep->sequences[i]))
                 return false;
         return true;
     }
