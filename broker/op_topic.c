@@ -1,5 +1,7 @@
 /* op_topic: SNS-style topics that fan out to queues — CREATE_TOPIC, DELETE_TOPIC,
- * LIST_TOPICS, SUBSCRIBE, UNSUBSCRIBE, LIST_SUBSCRIPTIONS and PUBLISH; their rows: ops.c.
+ * LIST_TOPICS, SUBSCRIBE, UNSUBSCRIBE, LIST_SUBSCRIPTIONS, PUBLISH and a subscription's
+ * attributes (SET_ and GET_SUBSCRIPTION_ATTRIBUTES: its filter policy, the policy's scope,
+ * raw delivery, changed in place); their rows: ops.c.
  *
  * A topic and its subscriptions are one record (meta "tp" name -> msgpack [created_ms,
  * [[sub id, queue, raw], ...]], sm.c's key layout), kept in memory too (self->topics) and
@@ -823,38 +825,271 @@ kyu_code_t kyu_op_list_topics_answer(kyu_op_ctx_t *ctx, const kyu_request_t *req
     return KYU_OK;
 }
 
+/* A listing's policies together, at most (a topic's 100 policies of 256 KB fit): the reply is
+ * one frame, which a client takes up to 64 MiB. */
+#define LIST_POLICIES_MAX (48u << 20)
+
+/* rep->subs: n entries and, after them in the same allocation, text bytes for their policies
+ * (kyu_sub_info_t.policy); *text points there. */
+static kyu_code_t alloc_subs(kyu_reply_t *rep, size_t n, size_t text, char **at, kyu_err_t *err)
+{
+    char *block = calloc(1, (n ? n : 1) * sizeof rep->subs[0] + text);
+    if (!block)
+        return kyu_err_set(err, KYU_ERR_INTERNAL, "out of memory");
+    rep->subs = (kyu_sub_info_t *)block;
+    *at = block + (n ? n : 1) * sizeof rep->subs[0];
+    return KYU_OK;
+}
+
+static void fill_sub(kyu_reply_t *rep, const topic_t *t, const tsub_t *sub, char **text)
+{
+    kyu_sub_info_t *s = &rep->subs[rep->n_subs++];
+    snprintf(s->id, sizeof s->id, "%s", sub->id);
+    snprintf(s->topic, sizeof s->topic, "%s", t->name);
+    snprintf(s->queue, sizeof s->queue, "%s", sub->queue);
+    s->raw = sub->raw;
+    s->filtered = sub->policy != NULL;
+    s->filter_body = s->filtered && sub->scope == KYU_FILTER_SCOPE_BODY;
+    if (sub->policy) {
+        size_t n = strlen(sub->policy) + 1;
+        memcpy(*text, sub->policy, n);
+        s->policy = *text;
+        *text += n;
+    }
+}
+
+static size_t policy_bytes(const tsub_t *s)
+{
+    return s->policy ? strlen(s->policy) + 1 : 0;
+}
+
 kyu_code_t kyu_op_list_subscriptions_answer(kyu_op_ctx_t *ctx, const kyu_request_t *req,
                                             kyu_reply_t *rep, kyu_err_t *err)
 {
     bool one = (req->fields & KYU_F_TOPIC) != 0;
     if (one && !zhashx_lookup(ctx->sm->topics, req->topic))
         return no_topic(err, req->topic);
-    size_t n_names, total = 0;
+    size_t n_names, total = 0, text = 0;
     const char **names = sorted_names(ctx->sm, &n_names);
     if (!names)
         return kyu_err_set(err, KYU_ERR_INTERNAL, "out of memory");
     for (size_t i = 0; i < n_names; i++)
-        if (!one || strcmp(names[i], req->topic) == 0)
-            total += ((const topic_t *)zhashx_lookup(ctx->sm->topics, names[i]))->n;
-    rep->subs = calloc(total ? total : 1, sizeof rep->subs[0]);
-    if (!rep->subs) {
+        if (!one || strcmp(names[i], req->topic) == 0) {
+            const topic_t *t = zhashx_lookup(ctx->sm->topics, names[i]);
+            total += t->n;
+            for (size_t j = 0; j < t->n; j++)
+                text += policy_bytes(&t->subs[j]);
+        }
+    if (text > LIST_POLICIES_MAX) {
         free(names);
-        return kyu_err_set(err, KYU_ERR_INTERNAL, "out of memory");
+        return kyu_err_set(err, KYU_ERR_LIMIT_EXCEEDED,
+                           "the subscriptions' filter policies have %zu bytes together, more than "
+                           "a listing takes (%u): list one topic at a time",
+                           text, LIST_POLICIES_MAX);
+    }
+    char *at;
+    kyu_code_t rc = alloc_subs(rep, total, text, &at, err);
+    if (rc != KYU_OK) {
+        free(names);
+        return rc;
     }
     for (size_t i = 0; i < n_names; i++) {
         if (one && strcmp(names[i], req->topic) != 0)
             continue;
         const topic_t *t = zhashx_lookup(ctx->sm->topics, names[i]);
-        for (size_t j = 0; j < t->n; j++) {
-            kyu_sub_info_t *s = &rep->subs[rep->n_subs++];
-            snprintf(s->id, sizeof s->id, "%s", t->subs[j].id);
-            snprintf(s->topic, sizeof s->topic, "%s", t->name);
-            snprintf(s->queue, sizeof s->queue, "%s", t->subs[j].queue);
-            s->raw = t->subs[j].raw;
-            s->filtered = t->subs[j].policy != NULL;
-            s->filter_body = s->filtered && t->subs[j].scope == KYU_FILTER_SCOPE_BODY;
-        }
+        for (size_t j = 0; j < t->n; j++)
+            fill_sub(rep, t, &t->subs[j], &at);
     }
     free(names);
+    return KYU_OK;
+}
+
+/* ---- SET_SUBSCRIPTION_ATTRIBUTES, GET_SUBSCRIPTION_ATTRIBUTES ---- */
+
+/* What a SET_SUBSCRIPTION_ATTRIBUTES changes (from the request or the command). */
+typedef struct {
+    const char *sub_id;
+    bool has_raw, raw;
+    bool no_filter;     /* the policy goes */
+    const void *policy; /* a new policy (len bytes), or NULL */
+    size_t len;
+    bool has_scope; /* the policy's scope changes to scope */
+    uint8_t scope;
+} sub_change_t;
+
+/* The subscription as it is after the change, in *want (its raw, scope, policy and filter,
+ * compiled: the caller frees it or moves it in), and where it is (*t, *at). A new policy
+ * takes the new scope or else the present policy's (SNS keeps FilterPolicyScope when only
+ * FilterPolicy changes); a new scope alone compiles the present policy again under it. */
+static kyu_code_t plan_change(kyu_sm_t *self, const sub_change_t *c, topic_t **t, size_t *at,
+                              tsub_t *want, kyu_err_t *err)
+{
+    *want = (tsub_t){0};
+    *t = find_sub(self, c->sub_id, at);
+    if (!*t)
+        return kyu_err_set(err, KYU_ERR_NO_SUCH_SUBSCRIPTION, "subscription %s does not exist",
+                           c->sub_id);
+    const tsub_t *s = &(*t)->subs[*at];
+    want->raw = c->has_raw ? c->raw : s->raw;
+    kyu_filter_scope_t scope = c->has_scope ? (kyu_filter_scope_t)c->scope
+                               : s->policy  ? s->scope
+                                            : KYU_FILTER_SCOPE_ATTRIBUTES;
+    if (c->no_filter)
+        return KYU_OK;
+    if (c->policy)
+        return set_filter(want, scope, c->policy, c->len, err);
+    if (!s->policy) {
+        if (c->has_scope)
+            return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                               "subscription %s has no filter policy to scope: give the policy "
+                               "with its scope",
+                               c->sub_id);
+        return KYU_OK;
+    }
+    return set_filter(want, scope, s->policy, strlen(s->policy), err);
+}
+
+static sub_change_t request_change(const kyu_request_t *req, zmsg_t *bodies)
+{
+    zframe_t *f = req->fields & KYU_F_FILTER ? zmsg_first(bodies) : NULL;
+    return (sub_change_t){.sub_id = req->sub_id,
+                          .has_raw = (req->fields & KYU_F_RAW_DELIVERY) != 0,
+                          .raw = req->raw_delivery,
+                          .no_filter = (req->fields & KYU_F_NO_FILTER) != 0,
+                          .policy = f ? zframe_data(f) : NULL,
+                          .len = f ? zframe_size(f) : 0,
+                          .has_scope = (req->fields & KYU_F_FILTER_SCOPE) != 0,
+                          .scope = req->filter_scope};
+}
+
+kyu_code_t kyu_op_set_sub_attrs_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req,
+                                         zmsg_t *bodies, kyu_err_t *err)
+{
+    sub_change_t c = request_change(req, bodies);
+    topic_t *t;
+    size_t at;
+    tsub_t want;
+    kyu_code_t rc = plan_change(ctx->sm, &c, &t, &at, &want, err);
+    sub_free(&want);
+    return rc;
+}
+
+void kyu_op_set_sub_attrs_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+                                kyu_command_t *cmd)
+{
+    (void)ctx;
+    sub_change_t c = request_change(req, bodies);
+    snprintf(cmd->sub_id, sizeof cmd->sub_id, "%s", req->sub_id);
+    cmd->has_raw = c.has_raw;
+    cmd->raw = c.raw;
+    cmd->no_filter = c.no_filter;
+    if (c.policy) {
+        cmd->n = 1;
+        cmd->bodies[0] = c.policy;
+        cmd->body_lens[0] = c.len;
+    }
+    cmd->has_filter_scope = c.has_scope;
+    cmd->filter_scope = c.scope;
+}
+
+/* [sub id, raw or nil, policy (bin) or false (none) or nil, scope or nil] */
+void kyu_op_set_sub_attrs_encode(const kyu_command_t *cmd, msgpack_packer *pk)
+{
+    msgpack_pack_array(pk, 4);
+    kyu_mp_pack_str(pk, cmd->sub_id);
+    if (!cmd->has_raw)
+        msgpack_pack_nil(pk);
+    else if (cmd->raw)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
+    if (cmd->n) {
+        msgpack_pack_bin(pk, cmd->body_lens[0]);
+        msgpack_pack_bin_body(pk, cmd->bodies[0], cmd->body_lens[0]);
+    } else if (cmd->no_filter) {
+        msgpack_pack_false(pk);
+    } else {
+        msgpack_pack_nil(pk);
+    }
+    if (cmd->has_filter_scope)
+        msgpack_pack_uint32(pk, cmd->filter_scope);
+    else
+        msgpack_pack_nil(pk);
+}
+
+bool kyu_op_set_sub_attrs_decode(const msgpack_object *items, kyu_command_t *cmd)
+{
+    if (items->type != MSGPACK_OBJECT_ARRAY || items->via.array.size != 4)
+        return false;
+    const msgpack_object *f = items->via.array.ptr;
+    if (!get_sub_id(&f[0], cmd->sub_id))
+        return false;
+    if (f[1].type == MSGPACK_OBJECT_BOOLEAN) {
+        cmd->has_raw = true;
+        cmd->raw = f[1].via.boolean;
+    } else if (f[1].type != MSGPACK_OBJECT_NIL) {
+        return false;
+    }
+    if (f[2].type == MSGPACK_OBJECT_BIN) {
+        cmd->n = 1;
+        cmd->bodies[0] = f[2].via.bin.ptr;
+        cmd->body_lens[0] = f[2].via.bin.size;
+    } else if (f[2].type == MSGPACK_OBJECT_BOOLEAN && !f[2].via.boolean) {
+        cmd->no_filter = true;
+    } else if (f[2].type != MSGPACK_OBJECT_NIL) {
+        return false;
+    }
+    if (f[3].type == MSGPACK_OBJECT_POSITIVE_INTEGER && f[3].via.u64 <= KYU_FILTER_SCOPE_BODY) {
+        cmd->has_filter_scope = true;
+        cmd->filter_scope = (uint8_t)f[3].via.u64;
+    } else if (f[3].type != MSGPACK_OBJECT_NIL) {
+        return false;
+    }
+    return !(cmd->no_filter && cmd->has_filter_scope);
+}
+
+/* Every replica compiles the policy again (the leader refused a bad one already; a change
+ * between its check and this apply, such as an unsubscribe, fails here the same way on every
+ * replica). */
+kyu_code_t kyu_op_set_sub_attrs_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t *a)
+{
+    sub_change_t ch = {.sub_id = c->sub_id,
+                       .has_raw = c->has_raw,
+                       .raw = c->raw,
+                       .no_filter = c->no_filter,
+                       .policy = c->n ? c->bodies[0] : NULL,
+                       .len = c->n ? c->body_lens[0] : 0,
+                       .has_scope = c->has_filter_scope,
+                       .scope = c->filter_scope};
+    topic_t *t;
+    size_t at;
+    tsub_t want;
+    if (plan_change(self, &ch, &t, &at, &want, kyu_result_err(a->res)) != KYU_OK) {
+        sub_free(&want);
+        return KYU_OK;
+    }
+    tsub_t *s = &t->subs[at];
+    sub_free(s);
+    s->raw = want.raw;
+    s->scope = want.scope;
+    s->policy = want.policy;
+    s->filter = want.filter;
+    write_topic(self, t);
+    return KYU_OK;
+}
+
+kyu_code_t kyu_op_get_sub_attrs_answer(kyu_op_ctx_t *ctx, const kyu_request_t *req,
+                                       kyu_reply_t *rep, kyu_err_t *err)
+{
+    size_t at;
+    const topic_t *t = find_sub(ctx->sm, req->sub_id, &at);
+    if (!t)
+        return kyu_err_set(err, KYU_ERR_NO_SUCH_SUBSCRIPTION, "subscription %s does not exist",
+                           req->sub_id);
+    char *text;
+    kyu_code_t rc = alloc_subs(rep, 1, policy_bytes(&t->subs[at]), &text, err);
+    if (rc != KYU_OK)
+        return rc;
+    fill_sub(rep, t, &t->subs[at], &text);
     return KYU_OK;
 }

@@ -318,6 +318,16 @@ kyu_code_t kyu_op_list_topics_answer(kyu_op_ctx_t *ctx, const kyu_request_t *req
                                      kyu_err_t *err);
 kyu_code_t kyu_op_list_subscriptions_answer(kyu_op_ctx_t *ctx, const kyu_request_t *req,
                                             kyu_reply_t *rep, kyu_err_t *err);
+/* SET_SUBSCRIPTION_ATTRIBUTES, GET_SUBSCRIPTION_ATTRIBUTES (op_topic.c too) */
+kyu_code_t kyu_op_set_sub_attrs_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req,
+                                         zmsg_t *bodies, kyu_err_t *err);
+void kyu_op_set_sub_attrs_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+                                kyu_command_t *cmd);
+void kyu_op_set_sub_attrs_encode(const kyu_command_t *cmd, msgpack_packer *pk);
+bool kyu_op_set_sub_attrs_decode(const msgpack_object *items, kyu_command_t *cmd);
+kyu_code_t kyu_op_set_sub_attrs_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
+kyu_code_t kyu_op_get_sub_attrs_answer(kyu_op_ctx_t *ctx, const kyu_request_t *req,
+                                       kyu_reply_t *rep, kyu_err_t *err);
 
 /* op_cluster.c: HELLO, CLUSTER_STATUS, CLUSTER_TRANSFER, CLUSTER_ADD, CLUSTER_REMOVE */
 kyu_code_t kyu_op_hello_answer(kyu_op_ctx_t *ctx, const kyu_request_t *req, kyu_reply_t *rep,

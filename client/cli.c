@@ -55,8 +55,18 @@ static const cli_cmd_t commands[] = {
      CLI_OPT_TOPIC | CLI_OPT_RAW, 2, 2, cli_cmd_subscribe},
     {"unsubscribe", "SUB_ID", "remove a subscription", CLI_OPT_SUB_ID, 1, 1, cli_cmd_unsubscribe},
     {"list-subscriptions", "[TOPIC]",
-     "print the subscriptions (of TOPIC): ID TOPIC QUEUE raw|envelope, one per line", 0, 0, 1,
-     cli_cmd_list_subscriptions},
+     "print the subscriptions (of TOPIC), one per line: ID TOPIC QUEUE raw|envelope, and for a "
+     "filtered one filter:attributes|filter:body and its policy (JSON)",
+     0, 0, 1, cli_cmd_list_subscriptions},
+    {"set-subscription-attributes",
+     "SUB_ID [--filter JSON | --no-filter] [--filter-scope attributes|body] [--raw | --no-raw]",
+     "change a subscription in place (SNS's SetSubscriptionAttributes): its filter policy, the "
+     "policy's scope, raw delivery; what is not given stays",
+     CLI_OPT_SUB_ID | CLI_OPT_RAW | CLI_OPT_SUB_ATTRS, 1, 1, cli_cmd_set_subscription_attributes},
+    {"get-subscription-attributes", "SUB_ID",
+     "print a subscription's attributes, one NAME VALUE per line: SubscriptionId, TopicName, "
+     "QueueName, RawMessageDelivery, and with a policy FilterPolicyScope and FilterPolicy",
+     CLI_OPT_SUB_ID, 1, 1, cli_cmd_get_subscription_attributes},
     {"publish", "TOPIC [BODY] [--lines] [--attr NAME=TYPE:VALUE]...",
      "publish BODY, or stdin as one message, or (--lines) each stdin line as a message, to "
      "every queue subscribed to TOPIC (all of them or none); prints the message ids",
@@ -356,6 +366,8 @@ static int parse_cmd_args(cli_t *cli, int argc, char **argv, cli_args_t *a)
         {"raw", no_argument, NULL, 'R'},                /* subscribe: raw message delivery */
         {"filter", required_argument, NULL, 'X'},       /* subscribe: a filter policy */
         {"filter-scope", required_argument, NULL, 'S'}, /* subscribe: its scope */
+        {"no-filter", no_argument, NULL, 'G'},          /* set-subscription-attributes: no policy */
+        {"no-raw", no_argument, NULL, 'g'}, /* set-subscription-attributes: the envelope */
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -473,6 +485,10 @@ static int parse_cmd_args(cli_t *cli, int argc, char **argv, cli_args_t *a)
                 return cli_usage_error(cli, "--filter-scope is attributes or body, not '%s'",
                                        optarg);
             a->has_filter_scope = true;
+        } else if (c == 'G' && (cmd->options & CLI_OPT_SUB_ATTRS)) {
+            a->no_filter = true;
+        } else if (c == 'g' && (cmd->options & CLI_OPT_SUB_ATTRS)) {
+            a->no_raw = true;
         } else if (c == '?' && strchr("mvsdarwWqcAtMFTPXS", optopt) && optopt) {
             return cli_usage_error(cli, "option '%s' needs a value", argv[optind - 1]);
         } else if (c == '?') {

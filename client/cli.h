@@ -55,7 +55,8 @@ typedef struct {
     /* subscribe --filter JSON (NULL: none), --filter-scope body (filter_body) */
     const char *filter;
     bool filter_body, has_filter_scope;
-    int n_args; /* positional arguments */
+    bool no_filter, no_raw; /* set-subscription-attributes --no-filter, --no-raw */
+    int n_args;             /* positional arguments */
     char **args;
 } cli_args_t;
 
@@ -87,7 +88,8 @@ enum {
     CLI_OPT_REDRIVE = 8192,      /* redrive: --to, --max-per-second, --list, --cancel, --no-wait */
     CLI_OPT_TOPIC = 16384,       /* the first argument is a topic's name, not a queue's */
     CLI_OPT_RAW = 32768,         /* subscribe --raw */
-    CLI_OPT_SUB_ID = 65536       /* the first argument is a subscription id */
+    CLI_OPT_SUB_ID = 65536,      /* the first argument is a subscription id */
+    CLI_OPT_SUB_ATTRS = 131072   /* set-subscription-attributes: --no-filter, --no-raw */
 };
 
 /* Prints "kyu: CMD: fmt" and the command's usage line on stderr; returns CLI_EXIT_USAGE. */
@@ -142,6 +144,8 @@ int cli_cmd_list_topics(cli_t *cli, cli_args_t *a);
 int cli_cmd_subscribe(cli_t *cli, cli_args_t *a);
 int cli_cmd_unsubscribe(cli_t *cli, cli_args_t *a);
 int cli_cmd_list_subscriptions(cli_t *cli, cli_args_t *a);
+int cli_cmd_set_subscription_attributes(cli_t *cli, cli_args_t *a);
+int cli_cmd_get_subscription_attributes(cli_t *cli, cli_args_t *a);
 /* Checks the cluster command's arguments (a usage error is printed); CLI_EXIT_OK or
  * CLI_EXIT_USAGE. */
 int cli_cluster_check_args(const cli_t *cli, cli_args_t *a);

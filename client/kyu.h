@@ -175,10 +175,29 @@ kyu_code_t kyu_client_subscribe_filter(kyu_client_t *self, const char *topic, co
                                        char sub_id[KYU_SUB_ID_LEN + 1], kyu_err_t *err);
 /* Removes a subscription (NO_SUCH_SUBSCRIPTION when there is none by that id). */
 kyu_code_t kyu_client_unsubscribe(kyu_client_t *self, const char *sub_id, kyu_err_t *err);
-/* The subscriptions of topic (NULL: of every topic), by topic and then in the order made;
- * *subs_p: a heap array of *n (NULL when none), the caller frees it with free(). */
+/* The subscriptions of topic (NULL: of every topic), by topic and then in the order made,
+ * each with its filter policy (kyu_sub_info_t.policy); *subs_p: a heap array of *n (NULL when
+ * none), the caller frees it, policies and all, with free(). */
 kyu_code_t kyu_client_list_subscriptions(kyu_client_t *self, const char *topic,
                                          kyu_sub_info_t **subs_p, size_t *n, kyu_err_t *err);
+/* A change of a subscription's attributes (SNS's SetSubscriptionAttributes): what is not
+ * given stays as it is. */
+typedef struct {
+    int raw;            /* RawMessageDelivery: 1 raw, 0 in SNS's envelope, -1 unchanged */
+    const char *policy; /* a new FilterPolicy (JSON), or NULL */
+    bool no_policy;     /* remove the FilterPolicy (not with policy or scope) */
+    int body_scope;     /* FilterPolicyScope: 1 MessageBody, 0 MessageAttributes, -1 unchanged */
+} kyu_sub_change_t;
+/* Changes a subscription in place: its filter policy (a new one keeps the present scope
+ * unless body_scope is given), the policy's scope (the present policy must hold under the
+ * new one), its raw delivery. Messages published after the change see it; nothing already
+ * enqueued changes. NO_SUCH_SUBSCRIPTION, or INVALID_ARGUMENT for a bad policy. */
+kyu_code_t kyu_client_set_subscription_attributes(kyu_client_t *self, const char *sub_id,
+                                                  const kyu_sub_change_t *change, kyu_err_t *err);
+/* One subscription (SNS's GetSubscriptionAttributes): *sub is a heap entry with its policy
+ * (kyu_sub_info_t.policy), freed by the caller with free(). */
+kyu_code_t kyu_client_get_subscription_attributes(kyu_client_t *self, const char *sub_id,
+                                                  kyu_sub_info_t **sub, kyu_err_t *err);
 /* Publishes one message (UTF-8 text; attrs: its attributes, NULL or none: no attributes) to
  * topic: one command that enqueues a copy into every subscribed queue, or into none (a queue
  * whose MaximumMessageSize the copy exceeds refuses the whole publish, TOO_LARGE naming it).

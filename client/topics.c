@@ -146,6 +146,63 @@ kyu_code_t kyu_client_list_subscriptions(kyu_client_t *self, const char *topic,
     return rc;
 }
 
+static kyu_code_t set_sub_id(kyu_request_t *req, const char *sub_id, kyu_err_t *err)
+{
+    if (!sub_id || strlen(sub_id) != KYU_SUB_ID_LEN)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           "a subscription id is %d characters (a UUID)", KYU_SUB_ID_LEN);
+    memcpy(req->sub_id, sub_id, KYU_SUB_ID_LEN + 1);
+    req->fields |= KYU_F_SUB_ID;
+    return KYU_OK;
+}
+
+kyu_code_t kyu_client_set_subscription_attributes(kyu_client_t *self, const char *sub_id,
+                                                  const kyu_sub_change_t *change, kyu_err_t *err)
+{
+    kyu_request_t req = {.op = KYU_OP_SET_SUBSCRIPTION_ATTRIBUTES};
+    kyu_code_t rc = set_sub_id(&req, sub_id, err);
+    if (rc != KYU_OK)
+        return rc;
+    if (change->raw >= 0) {
+        req.fields |= KYU_F_RAW_DELIVERY;
+        req.raw_delivery = change->raw != 0;
+    }
+    if (change->policy)
+        req.fields |= KYU_F_FILTER;
+    if (change->no_policy)
+        req.fields |= KYU_F_NO_FILTER;
+    if (change->body_scope >= 0) {
+        req.fields |= KYU_F_FILTER_SCOPE;
+        req.filter_scope = change->body_scope ? 1 : 0;
+    }
+    const void *bodies[1] = {change->policy};
+    size_t lens[1] = {change->policy ? strlen(change->policy) : 0};
+    kyu_reply_t rep;
+    rc = kyu_client_call(self, &req, bodies, lens, change->policy ? 1 : 0, &rep, NULL, err);
+    kyu_reply_reset(&rep);
+    return rc;
+}
+
+kyu_code_t kyu_client_get_subscription_attributes(kyu_client_t *self, const char *sub_id,
+                                                  kyu_sub_info_t **sub, kyu_err_t *err)
+{
+    *sub = NULL;
+    kyu_request_t req = {.op = KYU_OP_GET_SUBSCRIPTION_ATTRIBUTES};
+    kyu_code_t rc = set_sub_id(&req, sub_id, err);
+    if (rc != KYU_OK)
+        return rc;
+    kyu_reply_t rep;
+    rc = call(self, &req, &rep, err);
+    if (rc == KYU_OK && rep.n_subs != 1)
+        rc = kyu_err_set(err, KYU_ERR_MALFORMED, "the reply has no subscription");
+    if (rc == KYU_OK) {
+        *sub = rep.subs; /* the reply's heap entry (and its policy) becomes the caller's */
+        rep.subs = NULL;
+    }
+    kyu_reply_reset(&rep);
+    return rc;
+}
+
 /* The PUBLISH request: the topic, and the attributes when there are some (checked here). */
 static kyu_code_t publish_request(kyu_request_t *req, const char *topic,
                                   const kyu_msg_attrs_t *attrs, kyu_err_t *err)

@@ -91,6 +91,19 @@ static const kyu_op_info_t op_table[KYU_OP_MAX_] = {
                         KYU_F_TOPIC | KYU_F_MSG_ATTRS | KYU_F_RQ, 1, 1, KYU_OPF_WRITE,
                         "publish one message to a topic: enqueued into every subscribed queue "
                         "or none"},
+    [KYU_OP_SET_SUBSCRIPTION_ATTRIBUTES] = {KYU_OP_SET_SUBSCRIPTION_ATTRIBUTES,
+                                            "set-subscription-attributes", KYU_F_SUB_ID,
+                                            KYU_F_SUB_ID | KYU_F_FILTER | KYU_F_FILTER_SCOPE |
+                                                KYU_F_NO_FILTER | KYU_F_RAW_DELIVERY | KYU_F_RQ,
+                                            0, 1, KYU_OPF_WRITE,
+                                            "change a subscription's filter policy (flt: the body "
+                                            "frame; nflt: none), its scope (fsc) or its raw "
+                                            "delivery (rd)"},
+    [KYU_OP_GET_SUBSCRIPTION_ATTRIBUTES] = {KYU_OP_GET_SUBSCRIPTION_ATTRIBUTES,
+                                            "get-subscription-attributes", KYU_F_SUB_ID,
+                                            KYU_F_SUB_ID, 0, 0, KYU_OPF_READ,
+                                            "a subscription's topic, queue, raw delivery and "
+                                            "filter policy"},
     [KYU_OP_LIST_QUEUES] = {KYU_OP_LIST_QUEUES, "list-queues", 0, 0, 0, 0, KYU_OPF_READ,
                             "list queue names"},
     [KYU_OP_GET_QUEUE_ATTRIBUTES] = {KYU_OP_GET_QUEUE_ATTRIBUTES, "get-queue-attributes",
@@ -625,6 +638,17 @@ static kyu_code_t decode_request_field(const msgpack_object *k, const msgpack_ob
         else
             return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
                                "fsc (filter scope) is \"attributes\" or \"body\"");
+    } else if (kyu_mp_key_is(k, "nflt")) {
+        bit = KYU_F_NO_FILTER;
+        if (v->type != MSGPACK_OBJECT_BOOLEAN || !v->via.boolean)
+            return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                               "nflt must be true (the subscription's filter policy is removed)");
+    } else if (kyu_mp_key_is(k, "rd")) {
+        bit = KYU_F_RAW_DELIVERY;
+        if (v->type != MSGPACK_OBJECT_BOOLEAN)
+            return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                               "rd (RawMessageDelivery) must be true or false");
+        req->raw_delivery = v->via.boolean;
     } else if (kyu_mp_key_is(k, "rq")) {
         bit = KYU_F_RQ;
         if (v->type != MSGPACK_OBJECT_ARRAY || v->via.array.size != 2)
@@ -724,6 +748,10 @@ static const char *field_name(uint64_t bit)
         return "flt (filter policy)";
     case KYU_F_FILTER_SCOPE:
         return "fsc (filter scope)";
+    case KYU_F_NO_FILTER:
+        return "nflt (no filter policy)";
+    case KYU_F_RAW_DELIVERY:
+        return "rd (RawMessageDelivery)";
     default:
         return "?";
     }
@@ -794,14 +822,26 @@ kyu_code_t kyu_request_decode(const void *buf, size_t len, size_t n_bodies, kyu_
     if (n_bodies < info->min_bodies || n_bodies > info->max_bodies)
         rc = kyu_err_set(err, KYU_ERR_MALFORMED, "%s takes %u to %u body frames, not %zu",
                          info->name, info->min_bodies, info->max_bodies, n_bodies);
-    else if (req->op == KYU_OP_SUBSCRIBE && (req->fields & KYU_F_FILTER ? 1u : 0u) != n_bodies)
+    else if ((req->op == KYU_OP_SUBSCRIBE || req->op == KYU_OP_SET_SUBSCRIPTION_ATTRIBUTES) &&
+             (req->fields & KYU_F_FILTER ? 1u : 0u) != n_bodies)
         rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
-                         "subscribe takes the filter policy as its one body frame, with flt: "
+                         "%s takes the filter policy as its one body frame, with flt: "
                          "flt is %s, body frames %zu",
-                         req->fields & KYU_F_FILTER ? "set" : "not set", n_bodies);
-    else if ((req->fields & KYU_F_FILTER_SCOPE) && !(req->fields & KYU_F_FILTER))
+                         info->name, req->fields & KYU_F_FILTER ? "set" : "not set", n_bodies);
+    else if (req->op == KYU_OP_SUBSCRIBE && (req->fields & KYU_F_FILTER_SCOPE) &&
+             !(req->fields & KYU_F_FILTER))
         rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
                          "fsc (filter scope) is for a filter policy: give flt and the policy too");
+    else if (req->op == KYU_OP_SET_SUBSCRIPTION_ATTRIBUTES &&
+             !(req->fields &
+               (KYU_F_FILTER | KYU_F_FILTER_SCOPE | KYU_F_NO_FILTER | KYU_F_RAW_DELIVERY)))
+        rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                         "%s needs at least one of flt (a filter policy), nflt (none), fsc (its "
+                         "scope), rd (RawMessageDelivery)",
+                         info->name);
+    else if ((req->fields & KYU_F_NO_FILTER) && (req->fields & (KYU_F_FILTER | KYU_F_FILTER_SCOPE)))
+        rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                         "nflt removes the filter policy: give no flt or fsc with it");
     else if ((req->fields & KYU_F_MSG_ATTRS) && req->n_attr_msgs != n_bodies)
         rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
                          "ma has %zu attribute lists for %zu messages (one per body frame)",
@@ -1029,6 +1069,17 @@ void kyu_request_encode(const kyu_request_t *req, msgpack_sbuffer *out)
     if (req->fields & KYU_F_FILTER_SCOPE) {
         kyu_mp_pack_str(&pk, "fsc");
         kyu_mp_pack_str(&pk, req->filter_scope ? "body" : "attributes");
+    }
+    if (req->fields & KYU_F_NO_FILTER) {
+        kyu_mp_pack_str(&pk, "nflt");
+        msgpack_pack_true(&pk);
+    }
+    if (req->fields & KYU_F_RAW_DELIVERY) {
+        kyu_mp_pack_str(&pk, "rd");
+        if (req->raw_delivery)
+            msgpack_pack_true(&pk);
+        else
+            msgpack_pack_false(&pk);
     }
     if (req->fields & KYU_F_RQ) {
         kyu_mp_pack_str(&pk, "rq");

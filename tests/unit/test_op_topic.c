@@ -304,6 +304,74 @@ static void test_filter_policies_route_publishes(void **state)
     }
 }
 
+static kyu_command_t set_sub(const char *id, int raw, const char *policy, bool no_filter, int scope)
+{
+    kyu_command_t c = topic_cmd(KYU_CMD_SET_SUBSCRIPTION_ATTRIBUTES, "");
+    snprintf(c.sub_id, sizeof c.sub_id, "%s", id);
+    c.has_raw = raw >= 0;
+    c.raw = raw == 1;
+    if (policy) {
+        c.n = 1;
+        c.bodies[0] = policy;
+        c.body_lens[0] = strlen(policy);
+    }
+    c.no_filter = no_filter;
+    c.has_filter_scope = scope >= 0;
+    c.filter_scope = scope >= 0 ? (uint8_t)scope : 0;
+    return c;
+}
+
+/* SET_SUBSCRIPTION_ATTRIBUTES: the policy, its scope and raw delivery change in place; the
+ * change is in the record (a restart keeps it); a change that does not hold (a nested policy
+ * under the attributes scope, a scope without a policy, an unknown id) changes nothing. */
+static void test_subscription_attributes_change_in_place(void **state)
+{
+    fixture_t *f = *state;
+    ok(apply1(f, cmd_create("a", 30)));
+    ok(apply1(f, topic_cmd(KYU_CMD_CREATE_TOPIC, "t")));
+    ok(apply1(f, subscribe_filter("t", "a", SUB_A, "{\"color\":[\"red\"]}", 0)));
+    kyu_msg_attrs_t blue = {.n = 1};
+    blue.a[0] = (kyu_msg_attr_t){.name = "color",
+                                 .name_len = 5,
+                                 .type = "String",
+                                 .type_len = 6,
+                                 .value = "blue",
+                                 .value_len = 4};
+    char got[10][2048];
+    ok(apply1(f, publish("t", "b1", &blue)));
+    assert_int_equal(receive(f, "a", got), 0);
+    ok(apply1(f, set_sub(SUB_A, -1, "{\"color\":[\"blue\"]}", false, -1)));
+    fixture_reopen(f);
+    ok(apply1(f, publish("t", "b2", &blue)));
+    assert_int_equal(receive(f, "a", got), 1);
+    assert_string_equal(got[0], "b2");
+    /* The scope alone: the same policy on the body. */
+    ok(apply1(f, set_sub(SUB_A, -1, NULL, false, 1)));
+    ok(apply1(f, publish("t", "{\"color\":\"blue\"}", NULL)));
+    ok(apply1(f, publish("t", "b3", &blue)));
+    assert_int_equal(receive(f, "a", got), 1);
+    assert_string_equal(got[0], "{\"color\":\"blue\"}");
+    /* Nested keys under the attributes scope, an unknown id: refused, nothing changes. */
+    ok(apply1(f, set_sub(SUB_A, -1, "{\"x\":{\"y\":[1]}}", false, -1))); /* body scope kept */
+    assert_int_equal(code_of(apply1(f, set_sub(SUB_A, -1, NULL, false, 0))),
+                     KYU_ERR_INVALID_ARGUMENT);
+    assert_int_equal(code_of(apply1(f, set_sub(SUB_B, 1, NULL, false, -1))),
+                     KYU_ERR_NO_SUCH_SUBSCRIPTION);
+    ok(apply1(f, publish("t", "{\"x\":{\"y\":1}}", NULL)));
+    assert_int_equal(receive(f, "a", got), 1);
+    /* Envelope, then no policy: every message, wrapped. */
+    ok(apply1(f, set_sub(SUB_A, 0, NULL, true, -1)));
+    assert_int_equal(code_of(apply1(f, set_sub(SUB_A, -1, NULL, false, 1))),
+                     KYU_ERR_INVALID_ARGUMENT); /* no policy to scope */
+    fixture_reopen(f);
+    ok(apply1(f, publish("t", "plain", NULL)));
+    assert_int_equal(receive(f, "a", got), 1);
+    json_t *env = json_loads(got[0], 0, NULL);
+    assert_non_null(env);
+    assert_string_equal(json_string_value(json_object_get(env, "Message")), "plain");
+    json_decref(env);
+}
+
 /* Each command round-trips; wrong shapes do not decode (a corrupt log stops the node). */
 static void test_topic_commands_round_trip_through_the_log_encoding(void **state)
 {
@@ -321,7 +389,10 @@ static void test_topic_commands_round_trip_through_the_log_encoding(void **state
                             subscribe("t", "q", SUB_A, true),
                             topic_cmd(KYU_CMD_UNSUBSCRIBE, ""),
                             publish("t", "body", &attrs),
-                            subscribe_filter("t", "q", SUB_A, "{\"k\":[\"v\"]}", 1)};
+                            subscribe_filter("t", "q", SUB_A, "{\"k\":[\"v\"]}", 1),
+                            set_sub(SUB_A, 1, "{\"k\":[\"v\"]}", false, 0),
+                            set_sub(SUB_B, 0, NULL, true, -1),
+                            set_sub(SUB_A, -1, NULL, false, 1)};
     snprintf(cmds[3].sub_id, sizeof cmds[3].sub_id, "%s", SUB_B);
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         msgpack_sbuffer b;
@@ -343,6 +414,15 @@ static void test_topic_commands_round_trip_through_the_log_encoding(void **state
             if (d.n)
                 assert_memory_equal(d.bodies[0], cmds[i].bodies[0], d.body_lens[0]);
         }
+        if (d.type == KYU_CMD_SET_SUBSCRIPTION_ATTRIBUTES) {
+            assert_int_equal(d.has_raw, cmds[i].has_raw);
+            assert_int_equal(d.no_filter, cmds[i].no_filter);
+            assert_int_equal(d.has_filter_scope, cmds[i].has_filter_scope);
+            assert_int_equal(d.filter_scope, cmds[i].filter_scope);
+            assert_int_equal(d.n, cmds[i].n);
+            if (d.n)
+                assert_memory_equal(d.bodies[0], cmds[i].bodies[0], d.body_lens[0]);
+        }
         if (d.type == KYU_CMD_PUBLISH) {
             assert_string_equal(d.ids[0], MSG_ID);
             assert_int_equal(d.body_lens[0], 4);
@@ -360,8 +440,9 @@ static void test_topic_commands_round_trip_through_the_log_encoding(void **state
     /* A topic name the rules refuse, a short subscription id: refused. */
     kyu_command_t bad = topic_cmd(KYU_CMD_CREATE_TOPIC, "a.b");
     kyu_command_t short_id = subscribe("t", "q", "123", false);
-    kyu_command_t *bads[] = {&bad, &short_id};
-    for (size_t i = 0; i < 2; i++) {
+    kyu_command_t no_and_scope = set_sub(SUB_A, -1, NULL, true, 1); /* no policy, scoped */
+    kyu_command_t *bads[] = {&bad, &short_id, &no_and_scope};
+    for (size_t i = 0; i < 3; i++) {
         msgpack_sbuffer b;
         msgpack_sbuffer_init(&b);
         kyu_command_encode(bads[i], &b);
@@ -384,6 +465,7 @@ int main(void)
         T(test_topic_and_subscription_bounds),
         T(test_subscriptions_change_and_survive_a_restart),
         T(test_filter_policies_route_publishes),
+        T(test_subscription_attributes_change_in_place),
         cmocka_unit_test(test_topic_commands_round_trip_through_the_log_encoding),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
