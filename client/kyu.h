@@ -534,6 +534,14 @@ typedef struct {
     /* Where log lines go (one line, no newline); NULL: stderr with a UTC time stamp */
     void (*log)(void *arg, const char *line);
     void *log_arg;
+    /* Event filtering (Lambda's FilterCriteria): when set, each pushed message is first
+     * given to filter (on the session's thread: quick, no blocking); a message it rejects
+     * never reaches a batch: it is deleted, as Lambda drops it, or with filter_keep released
+     * at once (visibility 0) for other consumers (each release counts a receive toward the
+     * queue's maxReceiveCount, and the broker may push it to this consumer again). */
+    bool (*filter)(const kyu_message_t *msg, void *arg);
+    void *filter_arg;
+    bool filter_keep;
 } kyu_consumer_opts_t;
 
 /* Default options (see the fields); queue NULL. */
@@ -560,6 +568,7 @@ typedef struct {
     uint64_t stale;    /* results not applied: the lease was lost */
     uint64_t timeouts; /* batches past their handler timeout */
     uint64_t sessions; /* sessions opened */
+    uint64_t filtered; /* messages the filter rejected (deleted, or with filter_keep released) */
     int concurrency;   /* concurrent batches allowed now */
 } kyu_consumer_stats_t;
 void kyu_consumer_stats(const kyu_consumer_t *self, kyu_consumer_stats_t *out);
