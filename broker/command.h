@@ -64,7 +64,10 @@
  *   UNSUBSCRIBE:       items = [subscription id]
  *   PUBLISH:           items = [topic, message id, body (bin), attributes or nil]: enqueued
  *                      into every queue subscribed to the topic when it applies, or into
- *                      none (op_topic.c)
+ *                      none (op_topic.c); a batch (PublishBatch): items = [topic, entry,
+ *                      ...], 1..10 entries, each [message id, body (bin), attributes or
+ *                      nil], enqueued so on its own, or [code, error text] for one that
+ *                      failed the leader's checks
  *   SET_SUBSCRIPTION_ATTRIBUTES: items = [subscription id, raw (bool) or nil (unchanged),
  *                      policy (bin), false (no policy) or nil (unchanged), scope (0, 1) or
  *                      nil (unchanged)] (op_topic.c)
@@ -172,6 +175,9 @@ typedef struct {
      * policy (n 1: to the one in bodies[0]; no_filter: none) and its scope (has_filter_scope:
      * to filter_scope) */
     bool has_raw, no_filter, has_filter_scope;
+    /* PUBLISH as a batch (PublishBatch): n entries, each published on its own (ids[i],
+     * bodies[i], attrs[i]), or failed at the leader (entry_code[i], entry_error[i]) */
+    bool publish_batch;
     /* SEND: has_md5 (see md5_body below) */
     bool has_md5;
     /* ---- not cleared by kyu_command_init (some 10 KB): valid below n, each entry written

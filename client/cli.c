@@ -68,9 +68,15 @@ static const cli_cmd_t commands[] = {
      "QueueName, RawMessageDelivery, and with a policy FilterPolicyScope and FilterPolicy",
      CLI_OPT_SUB_ID, 1, 1, cli_cmd_get_subscription_attributes},
     {"publish", "TOPIC [BODY] [--lines] [--attr NAME=TYPE:VALUE]...",
-     "publish BODY, or stdin as one message, or (--lines) each stdin line as a message, to "
-     "every queue subscribed to TOPIC (all of them or none); prints the message ids",
+     "publish BODY, or stdin as one message, or (--lines) each stdin line as a message (ten "
+     "lines a request, pipelined), to every queue subscribed to TOPIC whose filter policy "
+     "matches (all of them or none, each message); prints the message ids",
      CLI_OPT_TOPIC | CLI_OPT_LINES | CLI_OPT_MSG_ATTRS, 1, 2, cli_cmd_publish},
+    {"publish-batch", "TOPIC",
+     "publish stdin's JSON lines, SNS's PublishBatch entries {\"Id\", \"Message\", "
+     "\"MessageAttributes\"}, ten a request (at most 256 KiB together): each entry on its own; "
+     "prints ID MESSAGE_ID per entry published",
+     CLI_OPT_TOPIC, 1, 1, cli_cmd_publish_batch},
     {"get-queue-attributes", "NAME", "print a queue's attributes and message counts", 0, 1, 1,
      cli_cmd_get_queue_attributes},
     {"send",

@@ -127,8 +127,9 @@ void cli_args_free(cli_args_t *a);
 json_t *cli_attrs_json(const kyu_msg_attrs_t *attrs);
 /* A Binary value as base64 (caller frees), NULL when out of memory. */
 char *cli_base64(const void *v, size_t n);
-int cli_cmd_send_batch(cli_t *cli, cli_args_t *a);   /* cli_batch.c */
-int cli_cmd_handle_batch(cli_t *cli, cli_args_t *a); /* cli_batch.c */
+int cli_cmd_send_batch(cli_t *cli, cli_args_t *a);    /* cli_batch.c */
+int cli_cmd_publish_batch(cli_t *cli, cli_args_t *a); /* cli_batch.c */
+int cli_cmd_handle_batch(cli_t *cli, cli_args_t *a);  /* cli_batch.c */
 int cli_cmd_receive(cli_t *cli, cli_args_t *a);
 int cli_cmd_peek(cli_t *cli, cli_args_t *a);
 int cli_cmd_delete(cli_t *cli, cli_args_t *a);

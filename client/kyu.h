@@ -324,6 +324,25 @@ typedef struct {
 kyu_code_t kyu_client_send_batch(kyu_client_t *self, const char *queue,
                                  const kyu_batch_entry_t *entries, size_t n,
                                  kyu_batch_result_t *out, kyu_err_t *err);
+/* (Topics, continued: kyu_batch_entry_t is defined only here.) */
+/* Publishes 1..10 entries as one batch (SNS's PublishBatch): each entry (its id, body and
+ * attributes; delay_seconds is not used: topics have none) is published on its own, into
+ * every matching subscribed queue or none, so a bad or refused entry fails alone; out[i]
+ * gets entry i's result (sent.message_id, no digests). The entries together are at most
+ * KYU_PUBLISH_BATCH_BYTES_MAX (256 KiB, bodies and attributes: else TOO_LARGE
+ * BatchRequestTooLong, nothing published); more than 10: INVALID_ARGUMENT
+ * TooManyEntriesInBatchRequest; ids as kyu_client_send_batch's (InvalidBatchEntryId,
+ * BatchEntryIdsNotDistinct). Returns as kyu_client_send_batch; keyed, so a retry publishes
+ * each entry once. */
+kyu_code_t kyu_client_publish_batch(kyu_client_t *self, const char *topic,
+                                    const kyu_batch_entry_t *entries, size_t n,
+                                    kyu_batch_result_t *out, kyu_err_t *err);
+/* The same, asynchronously (kyu_client_poll_reply answers it: rep->ids[i] entry i's
+ * MessageId, and when an entry failed rep->results[i] and rep->errors[i] for each); key as
+ * kyu_client_send_async_keyed's (NULL: no request key). */
+kyu_code_t kyu_client_publish_batch_async(kyu_client_t *self, const char *topic,
+                                          const kyu_batch_entry_t *entries, size_t n, uint64_t *key,
+                                          uint64_t *req_id, kyu_err_t *err);
 /* A DELETE or CHANGE_VISIBILITY batch entry (SQS's DeleteMessageBatch and
  * ChangeMessageVisibilityBatch): its Id (1..80 of [A-Za-z0-9_-], distinct in the batch) and
  * receipt handle; for a CHANGE_VISIBILITY batch with vt KYU_VT_PER_ENTRY, its own

@@ -88,9 +88,10 @@ static const kyu_op_info_t op_table[KYU_OP_MAX_] = {
     [KYU_OP_LIST_SUBSCRIPTIONS] = {KYU_OP_LIST_SUBSCRIPTIONS, "list-subscriptions", 0, KYU_F_TOPIC,
                                    0, 0, KYU_OPF_READ, "list subscriptions (of topic tp)"},
     [KYU_OP_PUBLISH] = {KYU_OP_PUBLISH, "publish", KYU_F_TOPIC,
-                        KYU_F_TOPIC | KYU_F_MSG_ATTRS | KYU_F_RQ, 1, 1, KYU_OPF_WRITE,
+                        KYU_F_TOPIC | KYU_F_MSG_ATTRS | KYU_F_RQ | KYU_F_ENTRY_IDS, 1,
+                        KYU_BATCH_MAX, KYU_OPF_WRITE,
                         "publish one message to a topic: enqueued into every subscribed queue "
-                        "or none"},
+                        "or none (eid: a batch of 1..10, each entry so on its own)"},
     [KYU_OP_SET_SUBSCRIPTION_ATTRIBUTES] = {KYU_OP_SET_SUBSCRIPTION_ATTRIBUTES,
                                             "set-subscription-attributes", KYU_F_SUB_ID,
                                             KYU_F_SUB_ID | KYU_F_FILTER | KYU_F_FILTER_SCOPE |
@@ -519,6 +520,11 @@ static kyu_code_t decode_request_field(const msgpack_object *k, const msgpack_ob
         rc = get_uint(v, "from (position)", UINT64_MAX, &req->from, err);
     } else if (kyu_mp_key_is(k, "eid")) {
         bit = KYU_F_ENTRY_IDS;
+        if (v->type == MSGPACK_OBJECT_ARRAY && v->via.array.size > KYU_BATCH_MAX)
+            return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                               "TooManyEntriesInBatchRequest: a batch has at most %d entries, "
+                               "not %u",
+                               KYU_BATCH_MAX, v->via.array.size);
         if (v->type != MSGPACK_OBJECT_ARRAY || v->via.array.size > KYU_BATCH_MAX)
             return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
                                "eid must be an array of at most %d entry ids", KYU_BATCH_MAX);
@@ -819,9 +825,19 @@ kyu_code_t kyu_request_decode(const void *buf, size_t len, size_t n_bodies, kyu_
             goto done;
         }
     }
-    if (n_bodies < info->min_bodies || n_bodies > info->max_bodies)
+    if ((req->fields & KYU_F_ENTRY_IDS) && n_bodies > KYU_BATCH_MAX &&
+        info->max_bodies == KYU_BATCH_MAX)
+        rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                         "TooManyEntriesInBatchRequest: a batch has at most %d entries, not %zu",
+                         KYU_BATCH_MAX, n_bodies);
+    else if (n_bodies < info->min_bodies || n_bodies > info->max_bodies)
         rc = kyu_err_set(err, KYU_ERR_MALFORMED, "%s takes %u to %u body frames, not %zu",
                          info->name, info->min_bodies, info->max_bodies, n_bodies);
+    else if (req->op == KYU_OP_PUBLISH && !(req->fields & KYU_F_ENTRY_IDS) && n_bodies != 1)
+        rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                         "publish takes one body frame; a batch (eid, one entry id a body) 1 to "
+                         "%d",
+                         KYU_BATCH_MAX);
     else if ((req->op == KYU_OP_SUBSCRIBE || req->op == KYU_OP_SET_SUBSCRIPTION_ATTRIBUTES) &&
              (req->fields & KYU_F_FILTER ? 1u : 0u) != n_bodies)
         rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,

@@ -93,6 +93,9 @@
 /* The bytes one publish may write into its subscribed queues together (bodies, or envelopes,
  * and attributes of every copy): fan-out multiplies writes, and a publish is one entry. */
 #define KYU_PUBLISH_FANOUT_MAX (32 << 20)
+/* A PUBLISH batch (SNS's PublishBatch, `eid`): its entries' bodies and attributes together
+ * (SNS's 256 KiB; else TOO_LARGE BatchRequestTooLong, the whole batch refused) */
+#define KYU_PUBLISH_BATCH_BYTES_MAX (256 * 1024)
 
 typedef enum {
     KYU_OP_HELLO = 1,

@@ -715,8 +715,31 @@ static void test_topic_requests_and_replies_round_trip(void **state)
     msgpack_sbuffer_init(&b);
     kyu_request_encode(&in, &b);
     assert_int_equal(kyu_request_decode(b.data, b.size, 1, &out, &err), KYU_OK);
-    assert_int_equal(kyu_request_decode(b.data, b.size, 2, &out, &err), KYU_ERR_MALFORMED);
+    /* two bodies without eid: not a batch */
+    assert_int_equal(kyu_request_decode(b.data, b.size, 2, &out, &err), KYU_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.msg, "one body frame"));
     msgpack_sbuffer_destroy(&b);
+    /* a batch (PublishBatch): eid, one per body; 11 entries are TooManyEntriesInBatchRequest */
+    in.fields = KYU_F_TOPIC | KYU_F_ENTRY_IDS;
+    in.n_entries = 2;
+    strcpy(in.entry_ids[0], "a");
+    strcpy(in.entry_ids[1], "b");
+    msgpack_sbuffer_init(&b);
+    kyu_request_encode(&in, &b);
+    assert_int_equal(kyu_request_decode(b.data, b.size, 2, &out, &err), KYU_OK);
+    assert_int_equal(out.n_entries, 2);
+    assert_int_equal(kyu_request_decode(b.data, b.size, 3, &out, &err), KYU_ERR_INVALID_ARGUMENT);
+    assert_int_equal(kyu_request_decode(b.data, b.size, 11, &out, &err),
+                     KYU_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.msg, "TooManyEntriesInBatchRequest"));
+    msgpack_sbuffer_destroy(&b);
+    strcpy(in.entry_ids[1], "a");
+    msgpack_sbuffer_init(&b);
+    kyu_request_encode(&in, &b);
+    assert_int_equal(kyu_request_decode(b.data, b.size, 2, &out, &err), KYU_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.msg, "BatchEntryIdsNotDistinct"));
+    msgpack_sbuffer_destroy(&b);
+    in.fields = KYU_F_TOPIC;
 
     assert_true(kyu_topic_name_valid("a-Z_9", 5));
     assert_false(kyu_topic_name_valid("a.b", 3));

@@ -158,6 +158,67 @@ static void test_publish_is_all_or_nothing(void **state)
     assert_int_equal(receive(f, "small", got), 1);
 }
 
+/* A batch (PublishBatch): each entry on its own, all of its queues or none: an entry that
+ * failed at the leader and one too large for a queue fail alone; the others land in every
+ * queue; the result has a code and a text per entry. */
+static void test_publish_batch_entries_are_each_all_or_nothing(void **state)
+{
+    fixture_t *f = *state;
+    setup_topic(f);
+    kyu_command_t small = cmd_create("small", 30);
+    small.max_size = KYU_MAX_SIZE_MIN;
+    ok(apply1(f, small));
+    ok(apply1(f, subscribe("t", "small", "cccccccc-cccc-4ccc-8ccc-cccccccccccc", false)));
+    char big[1001];
+    memset(big, 'x', 1000);
+    big[1000] = '\0';
+    kyu_command_t c = topic_cmd(KYU_CMD_PUBLISH, "t");
+    c.publish_batch = true;
+    c.n = 4;
+    const char *bodies[] = {"one", NULL, big, "four"};
+    for (size_t i = 0; i < 4; i++) {
+        if (!bodies[i])
+            continue;
+        c.bodies[i] = bodies[i];
+        c.body_lens[i] = strlen(bodies[i]);
+        snprintf(c.ids[i], sizeof c.ids[i], "11111111-2222-4333-8444-55555555555%zu", i);
+    }
+    c.entry_code[1] = KYU_ERR_EMPTY_BODY;
+    snprintf(c.entry_error[1], sizeof c.entry_error[1], "the message has an empty body");
+    kyu_result_t r = apply1(f, c);
+    assert_int_equal(r.code, KYU_OK);
+    assert_int_equal(r.n_ids, 4);
+    assert_int_equal(r.n_results, 4);
+    assert_int_equal(r.results[0], KYU_OK);
+    assert_string_equal(r.ids[0], "11111111-2222-4333-8444-555555555550");
+    assert_int_equal(r.results[1], KYU_ERR_EMPTY_BODY);
+    assert_string_equal(r.ids[1], "");
+    assert_int_equal(r.results[2], KYU_ERR_TOO_LARGE); /* small's envelope */
+    assert_non_null(strstr(r.entry_errors[2], "'small'"));
+    assert_string_equal(r.ids[2], "");
+    assert_int_equal(r.results[3], KYU_OK);
+    kyu_result_clear(&r);
+    const char *queues[] = {"a", "b", "small"};
+    for (size_t q = 0; q < 3; q++) {
+        char got[10][2048];
+        assert_int_equal(receive(f, queues[q], got), 2);
+    }
+    /* Every entry published: no per-entry results. */
+    c.entry_code[1] = 0;
+    c.bodies[1] = "two";
+    c.body_lens[1] = 3;
+    snprintf(c.ids[1], sizeof c.ids[1], "11111111-2222-4333-8444-555555555551");
+    c.bodies[2] = "three";
+    c.body_lens[2] = 5;
+    r = apply1(f, c);
+    assert_int_equal(r.code, KYU_OK);
+    assert_int_equal(r.n_ids, 4);
+    assert_int_equal(r.n_results, 0);
+    kyu_result_clear(&r);
+    char got[10][2048];
+    assert_int_equal(receive(f, "small", got), 4);
+}
+
 /* Fan-out multiplies writes: a publish whose copies would total more than
  * KYU_PUBLISH_FANOUT_MAX bytes is refused whole. */
 static void test_publish_fan_out_is_bounded(void **state)
@@ -392,7 +453,13 @@ static void test_topic_commands_round_trip_through_the_log_encoding(void **state
                             subscribe_filter("t", "q", SUB_A, "{\"k\":[\"v\"]}", 1),
                             set_sub(SUB_A, 1, "{\"k\":[\"v\"]}", false, 0),
                             set_sub(SUB_B, 0, NULL, true, -1),
-                            set_sub(SUB_A, -1, NULL, false, 1)};
+                            set_sub(SUB_A, -1, NULL, false, 1),
+                            publish("t", "body", &attrs)};
+    size_t last = sizeof cmds / sizeof cmds[0] - 1;
+    cmds[last].publish_batch = true; /* a batch of 2: a message, an entry failed */
+    cmds[last].n = 2;
+    cmds[last].entry_code[1] = KYU_ERR_EMPTY_BODY;
+    snprintf(cmds[last].entry_error[1], sizeof cmds[last].entry_error[1], "empty");
     snprintf(cmds[3].sub_id, sizeof cmds[3].sub_id, "%s", SUB_B);
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         msgpack_sbuffer b;
@@ -401,7 +468,8 @@ static void test_topic_commands_round_trip_through_the_log_encoding(void **state
         size_t off = 0;
         kyu_err_t err;
         kyu_command_t d;
-        assert_int_equal(kyu_command_decode(b.data, b.size, &off, &d, &err), KYU_OK);
+        if (kyu_command_decode(b.data, b.size, &off, &d, &err) != KYU_OK)
+            fail_msg("command %zu does not decode: %s", i, err.msg);
         assert_int_equal(off, b.size);
         assert_int_equal(d.type, cmds[i].type);
         assert_string_equal(d.topic, cmds[i].topic);
@@ -424,6 +492,12 @@ static void test_topic_commands_round_trip_through_the_log_encoding(void **state
                 assert_memory_equal(d.bodies[0], cmds[i].bodies[0], d.body_lens[0]);
         }
         if (d.type == KYU_CMD_PUBLISH) {
+            assert_int_equal(d.publish_batch, cmds[i].publish_batch);
+            assert_int_equal(d.n, cmds[i].n);
+            if (d.publish_batch) {
+                assert_int_equal(d.entry_code[1], KYU_ERR_EMPTY_BODY);
+                assert_string_equal(d.entry_error[1], "empty");
+            }
             assert_string_equal(d.ids[0], MSG_ID);
             assert_int_equal(d.body_lens[0], 4);
             assert_memory_equal(d.bodies[0], "body", 4);
@@ -461,6 +535,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_publish_fans_out_raw_and_in_the_envelope),
         T(test_publish_is_all_or_nothing),
+        T(test_publish_batch_entries_are_each_all_or_nothing),
         T(test_publish_fan_out_is_bounded),
         T(test_topic_and_subscription_bounds),
         T(test_subscriptions_change_and_survive_a_restart),
