@@ -69,7 +69,13 @@
  *   UNSUBSCRIBE:       items = [subscription id]
  *   PUBLISH:           items = [topic, message id, body (bin), attributes or nil]: enqueued
  *                      into every queue subscribed to the topic when it applies, or into
- *                      none (op_topic.c)
+ *                      none (op_topic.c); a batch (PublishBatch): items = [topic, entry,
+ *                      ...], 1..10 entries, each [message id, body (bin), attributes or
+ *                      nil], enqueued so on its own, or [code, error text] for one that
+ *                      failed the leader's checks
+ *   SET_SUBSCRIPTION_ATTRIBUTES: items = [subscription id, raw (bool) or nil (unchanged),
+ *                      policy (bin), false (no policy) or nil (unchanged), scope (0, 1) or
+ *                      nil (unchanged)] (op_topic.c)
  * SET_MEMBER and DROP_MEMBER (queue "", vt -1, max 0) keep the replicated address book
  * (sm_members.c): where to reach each member, on every node and in every snapshot.
  * vt is -1 when the request did not set it (the queue's default applies). Types are never
@@ -103,6 +109,7 @@ typedef enum {
     KYU_CMD_SUBSCRIBE = 20,
     KYU_CMD_UNSUBSCRIBE = 21,
     KYU_CMD_PUBLISH = 22,
+    KYU_CMD_SET_SUBSCRIPTION_ATTRIBUTES = 25,
 } kyu_cmd_type_t;
 
 #define KYU_REDRIVE_STEP_MAX 100 /* messages moved by one REDRIVE_STEP at most */
@@ -170,6 +177,13 @@ typedef struct {
     /* SUBSCRIBE with a filter policy: n 1, the policy's JSON in bodies[0] (borrowed), its
      * scope (kyu_filter_scope_t, broker/filter.h) */
     uint8_t filter_scope;
+    /* SET_SUBSCRIPTION_ATTRIBUTES: what changes: raw delivery (has_raw: to raw), the filter
+     * policy (n 1: to the one in bodies[0]; no_filter: none) and its scope (has_filter_scope:
+     * to filter_scope) */
+    bool has_raw, no_filter, has_filter_scope;
+    /* PUBLISH as a batch (PublishBatch): n entries, each published on its own (ids[i],
+     * bodies[i], attrs[i]), or failed at the leader (entry_code[i], entry_error[i]) */
+    bool publish_batch;
     /* SEND: has_md5 (see md5_body below) */
     bool has_md5;
     /* ---- not cleared by kyu_command_init (some 10 KB): valid below n, each entry written

@@ -1,5 +1,7 @@
 /* op_topic: SNS-style topics that fan out to queues — CREATE_TOPIC, DELETE_TOPIC,
- * LIST_TOPICS, SUBSCRIBE, UNSUBSCRIBE, LIST_SUBSCRIPTIONS and PUBLISH; their rows: ops.c.
+ * LIST_TOPICS, SUBSCRIBE, UNSUBSCRIBE, LIST_SUBSCRIPTIONS, PUBLISH and a subscription's
+ * attributes (SET_ and GET_SUBSCRIPTION_ATTRIBUTES: its filter policy, the policy's scope,
+ * raw delivery, changed in place); their rows: ops.c.
  *
  * A topic and its subscriptions are one record (meta "tp" name -> msgpack [created_ms,
  * [[sub id, queue, raw], ...]], sm.c's key layout), kept in memory too (self->topics) and
@@ -630,21 +632,17 @@ kyu_code_t kyu_op_unsubscribe_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_
 
 /* ---- PUBLISH ---- */
 
-kyu_code_t kyu_op_publish_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
-                                   kyu_err_t *err)
+/* One message of a publish (the request's only one, or a batch's entry i) against the rules
+ * and against t's matching queues, as apply will check it (with an id and a time of the
+ * same length as the command's); the error names the entry in a batch. */
+static kyu_code_t check_publish(kyu_op_ctx_t *ctx, const topic_t *t, const void *body, size_t len,
+                                const kyu_msg_attrs_t *attrs, kyu_err_t *err)
 {
-    const topic_t *t = zhashx_lookup(ctx->sm->topics, req->topic);
-    if (!t)
-        return no_topic(err, req->topic);
-    zframe_t *f = zmsg_first(bodies);
-    size_t len = f ? zframe_size(f) : 0;
     if (len == 0)
         return kyu_err_set(err, KYU_ERR_EMPTY_BODY, "the message has an empty body");
-    if (!kyu_utf8_valid(zframe_data(f), len))
+    if (!kyu_utf8_valid(body, len))
         return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
                            "a topic's message is UTF-8 text; this body is not valid UTF-8");
-    kyu_msg_attrs_t none = {0};
-    const kyu_msg_attrs_t *attrs = req->fields & KYU_F_MSG_ATTRS ? &req->attrs[0] : &none;
     if (kyu_msg_attrs_check(attrs, err) != KYU_OK)
         return err->code;
     size_t size = len + kyu_msg_attrs_size(attrs);
@@ -652,79 +650,166 @@ kyu_code_t kyu_op_publish_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, 
         return kyu_err_set(err, KYU_ERR_TOO_LARGE,
                            "the message has %zu bytes (body and attributes); the maximum is %zu",
                            size, ctx->max_body);
-    /* As apply will check it, with an id and a time of the same length as the command's. */
     uint64_t now = ctx->replica ? kyu_replica_now(ctx->replica) : kyu_sm_last_now(ctx->sm);
     char *env = NULL;
     bool match[KYU_TOPIC_SUBS_MAX];
-    match_subs(t, zframe_data(f), len, attrs, match);
+    match_subs(t, body, len, attrs, match);
     kyu_code_t rc = check_fanout(ctx->sm, t, match, "00000000-0000-4000-8000-000000000000", now,
-                                 zframe_data(f), len, attrs, &env, err);
+                                 body, len, attrs, &env, err);
     free(env);
     return rc;
+}
+
+static const kyu_msg_attrs_t *request_attrs(const kyu_request_t *req, size_t i)
+{
+    static const kyu_msg_attrs_t none = {0};
+    return req->fields & KYU_F_MSG_ATTRS ? &req->attrs[i] : &none;
+}
+
+/* A batch (eid): the entries together are held to KYU_PUBLISH_BATCH_BYTES_MAX (SNS's
+ * BatchRequestTooLong: the whole batch is refused); each entry is checked alone in build, so
+ * a bad one fails alone. */
+kyu_code_t kyu_op_publish_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+                                   kyu_err_t *err)
+{
+    const topic_t *t = zhashx_lookup(ctx->sm->topics, req->topic);
+    if (!t)
+        return no_topic(err, req->topic);
+    if (req->fields & KYU_F_ENTRY_IDS) {
+        size_t total = 0, i = 0;
+        for (zframe_t *f = zmsg_first(bodies); f; f = zmsg_next(bodies), i++)
+            total += zframe_size(f) + kyu_msg_attrs_size(request_attrs(req, i));
+        if (total > KYU_PUBLISH_BATCH_BYTES_MAX)
+            return kyu_err_set(err, KYU_ERR_TOO_LARGE,
+                               "BatchRequestTooLong: the batch's %zu entries have %zu bytes "
+                               "together (bodies and attributes); a batch takes at most %d",
+                               i, total, KYU_PUBLISH_BATCH_BYTES_MAX);
+        return KYU_OK;
+    }
+    zframe_t *f = zmsg_first(bodies);
+    return check_publish(ctx, t, zframe_data(f), zframe_size(f), request_attrs(req, 0), err);
 }
 
 void kyu_op_publish_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
                           kyu_command_t *cmd)
 {
     snprintf(cmd->topic, sizeof cmd->topic, "%s", req->topic);
-    zframe_t *f = zmsg_first(bodies);
-    cmd->n = 1;
-    cmd->bodies[0] = zframe_data(f);
-    cmd->body_lens[0] = zframe_size(f);
-    if (req->fields & KYU_F_MSG_ATTRS) {
-        cmd->attrs[0] = req->attrs[0];
-        kyu_msg_attrs_sort(&cmd->attrs[0]);
+    cmd->publish_batch = (req->fields & KYU_F_ENTRY_IDS) != 0;
+    const topic_t *t = zhashx_lookup(ctx->sm->topics, req->topic);
+    for (zframe_t *f = zmsg_first(bodies); f; f = zmsg_next(bodies)) {
+        size_t i = cmd->n++;
+        kyu_err_t e = {0};
+        if (cmd->publish_batch && check_publish(ctx, t, zframe_data(f), zframe_size(f),
+                                                request_attrs(req, i), &e) != KYU_OK) {
+            cmd->entry_code[i] = (uint8_t)e.code;
+            snprintf(cmd->entry_error[i], sizeof cmd->entry_error[i], "%s", e.msg);
+            continue;
+        }
+        cmd->bodies[i] = zframe_data(f);
+        cmd->body_lens[i] = zframe_size(f);
+        if (req->fields & KYU_F_MSG_ATTRS) {
+            cmd->attrs[i] = req->attrs[i];
+            kyu_msg_attrs_sort(&cmd->attrs[i]);
+        }
+        kyu_op_make_uuid(ctx, cmd->ids[i]);
     }
-    kyu_op_make_uuid(ctx, cmd->ids[0]);
 }
 
-void kyu_op_publish_encode(const kyu_command_t *cmd, msgpack_packer *pk)
+static void encode_entry(const kyu_command_t *cmd, size_t i, msgpack_packer *pk)
 {
-    msgpack_pack_array(pk, 4);
-    kyu_mp_pack_str(pk, cmd->topic);
-    kyu_mp_pack_str(pk, cmd->ids[0]);
-    msgpack_pack_bin(pk, cmd->body_lens[0]);
-    msgpack_pack_bin_body(pk, cmd->bodies[0], cmd->body_lens[0]);
-    if (cmd->attrs[0].n)
-        kyu_msg_attrs_pack(pk, &cmd->attrs[0]);
+    kyu_mp_pack_str(pk, cmd->ids[i]);
+    msgpack_pack_bin(pk, cmd->body_lens[i]);
+    msgpack_pack_bin_body(pk, cmd->bodies[i], cmd->body_lens[i]);
+    if (cmd->attrs[i].n)
+        kyu_msg_attrs_pack(pk, &cmd->attrs[i]);
     else
         msgpack_pack_nil(pk);
 }
 
-bool kyu_op_publish_decode(const msgpack_object *items, kyu_command_t *cmd)
+/* [topic, id, body, attrs or nil], or a batch: [topic, entry, ...], each entry [id, body,
+ * attrs or nil] or [code, error] (an array where a single publish has its id: no nesting
+ * deeper than SEND's, command.c's bound) */
+void kyu_op_publish_encode(const kyu_command_t *cmd, msgpack_packer *pk)
 {
-    if (items->type != MSGPACK_OBJECT_ARRAY || items->via.array.size != 4)
-        return false;
-    const msgpack_object *f = items->via.array.ptr;
-    if (!get_topic(&f[0], cmd->topic) || !kyu_mp_copy_str(&f[1], cmd->ids[0], KYU_UUID_LEN) ||
-        f[1].via.str.size != KYU_UUID_LEN || f[2].type != MSGPACK_OBJECT_BIN ||
-        f[2].via.bin.size == 0)
-        return false;
-    cmd->n = 1;
-    cmd->bodies[0] = f[2].via.bin.ptr;
-    cmd->body_lens[0] = f[2].via.bin.size;
-    if (f[3].type == MSGPACK_OBJECT_NIL)
-        return true;
-    return kyu_msg_attrs_unpack(&f[3], &cmd->attrs[0]) && cmd->attrs[0].n > 0;
+    if (!cmd->publish_batch) {
+        msgpack_pack_array(pk, 4);
+        kyu_mp_pack_str(pk, cmd->topic);
+        encode_entry(cmd, 0, pk);
+        return;
+    }
+    msgpack_pack_array(pk, 1 + cmd->n);
+    kyu_mp_pack_str(pk, cmd->topic);
+    for (size_t i = 0; i < cmd->n; i++) {
+        if (cmd->entry_code[i]) {
+            msgpack_pack_array(pk, 2);
+            msgpack_pack_uint32(pk, cmd->entry_code[i]);
+            kyu_mp_pack_str(pk, cmd->entry_error[i]);
+            continue;
+        }
+        msgpack_pack_array(pk, 3);
+        encode_entry(cmd, i, pk);
+    }
 }
 
-kyu_code_t kyu_op_publish_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t *a)
+/* f[0..2]: id, body, attributes or nil, into entry i */
+static bool decode_entry(const msgpack_object *f, size_t i, kyu_command_t *cmd)
 {
-    kyu_result_t *res = a->res;
-    const topic_t *t = zhashx_lookup(self->topics, c->topic);
-    if (!t) {
-        no_topic(kyu_result_err(res), c->topic);
-        return KYU_OK;
+    if (!kyu_mp_copy_str(&f[0], cmd->ids[i], KYU_UUID_LEN) || f[0].via.str.size != KYU_UUID_LEN ||
+        f[1].type != MSGPACK_OBJECT_BIN || f[1].via.bin.size == 0)
+        return false;
+    cmd->bodies[i] = f[1].via.bin.ptr;
+    cmd->body_lens[i] = f[1].via.bin.size;
+    if (f[2].type == MSGPACK_OBJECT_NIL)
+        return true;
+    return kyu_msg_attrs_unpack(&f[2], &cmd->attrs[i]) && cmd->attrs[i].n > 0;
+}
+
+bool kyu_op_publish_decode(const msgpack_object *items, kyu_command_t *cmd)
+{
+    if (items->type != MSGPACK_OBJECT_ARRAY || items->via.array.size < 2 ||
+        items->via.array.size > 1 + KYU_BATCH_MAX)
+        return false;
+    const msgpack_object *f = items->via.array.ptr;
+    if (!get_topic(&f[0], cmd->topic))
+        return false;
+    if (f[1].type != MSGPACK_OBJECT_ARRAY) { /* a single publish */
+        cmd->n = 1;
+        return items->via.array.size == 4 && decode_entry(&f[1], 0, cmd);
     }
+    cmd->publish_batch = true;
+    cmd->n = items->via.array.size - 1;
+    for (size_t i = 0; i < cmd->n; i++) {
+        const msgpack_object *e = &f[1 + i];
+        if (e->type != MSGPACK_OBJECT_ARRAY)
+            return false;
+        const msgpack_object *x = e->via.array.ptr;
+        if (e->via.array.size == 2) { /* failed at the leader: [code, error] */
+            if (x[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER || x[0].via.u64 == 0 ||
+                x[0].via.u64 >= KYU_ERR_CODE_COUNT ||
+                !kyu_mp_copy_str(&x[1], cmd->entry_error[i], KYU_ERR_MSG_MAX - 1))
+                return false;
+            cmd->entry_code[i] = (uint8_t)x[0].via.u64;
+        } else if (e->via.array.size != 3 || !decode_entry(x, i, cmd)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Publishes message i of c to t: into every queue whose policy matches it, or, when one check
+ * fails, into none (err says why). */
+static kyu_code_t publish_one(kyu_sm_t *self, const topic_t *t, const kyu_command_t *c, size_t i,
+                              kyu_err_t *err)
+{
     char *env = NULL;
-    const kyu_msg_attrs_t *attrs = &c->attrs[0];
+    const kyu_msg_attrs_t *attrs = &c->attrs[i];
     bool match[KYU_TOPIC_SUBS_MAX];
-    match_subs(t, c->bodies[0], c->body_lens[0], attrs, match);
-    if (check_fanout(self, t, match, c->ids[0], c->now_ms, c->bodies[0], c->body_lens[0], attrs,
-                     &env, kyu_result_err(res)) != KYU_OK)
-        return KYU_OK;
+    match_subs(t, c->bodies[i], c->body_lens[i], attrs, match);
+    if (check_fanout(self, t, match, c->ids[i], c->now_ms, c->bodies[i], c->body_lens[i], attrs,
+                     &env, err) != KYU_OK)
+        return err->code;
     uint8_t md5_raw[KYU_MD5_LEN], md5_attrs[KYU_MD5_LEN] = {0}, md5_env[KYU_MD5_LEN];
-    kyu_md5_body(c->bodies[0], c->body_lens[0], md5_raw);
+    kyu_md5_body(c->bodies[i], c->body_lens[i], md5_raw);
     if (attrs->n)
         kyu_md5_attrs(attrs, md5_attrs);
     if (env)
@@ -739,16 +824,16 @@ kyu_code_t kyu_op_publish_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_appl
 #else
     size_t n_subs = t->n;
 #endif
-    for (size_t i = 0; i < n_subs; i++) {
-        const tsub_t *s = &t->subs[i];
-        if (!match[i])
+    for (size_t j = 0; j < n_subs; j++) {
+        const tsub_t *s = &t->subs[j];
+        if (!match[j])
             continue;
         queue_t *q = zhashx_lookup(self->queues, s->queue);
         char id[KYU_UUID_LEN + 1];
-        copy_id(c->ids[0], s->id, id);
+        copy_id(c->ids[i], s->id, id);
         if (s->raw)
-            kyu_sm_store_message(self, q, self->next_seq++, c->now_ms, id, c->bodies[0],
-                                 c->body_lens[0], attrs, md5_raw, md5_attrs, q->delay * 1000ull,
+            kyu_sm_store_message(self, q, self->next_seq++, c->now_ms, id, c->bodies[i],
+                                 c->body_lens[i], attrs, md5_raw, md5_attrs, q->delay * 1000ull,
                                  NULL, NULL);
         else
             kyu_sm_store_message(self, q, self->next_seq++, c->now_ms, id, env, strlen(env), &none,
@@ -757,16 +842,94 @@ kyu_code_t kyu_op_publish_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_appl
         kyu_sm_touch(self, q);
     }
     free(env);
-    memcpy(res->ids[0], c->ids[0], KYU_UUID_LEN + 1);
-    res->n_ids = 1;
+    return KYU_OK;
+}
+
+/* A single publish fails as a whole (the result's error); a batch's entries each on their
+ * own (results[i], entry_errors[i]; the ids of the failed ones ""). */
+kyu_code_t kyu_op_publish_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t *a)
+{
+    kyu_result_t *res = a->res;
+    const topic_t *t = zhashx_lookup(self->topics, c->topic);
+    if (!t) {
+        no_topic(kyu_result_err(res), c->topic);
+        return KYU_OK;
+    }
+    if (!c->publish_batch) {
+        if (publish_one(self, t, c, 0, kyu_result_err(res)) != KYU_OK)
+            return KYU_OK;
+        memcpy(res->ids[0], c->ids[0], KYU_UUID_LEN + 1);
+        res->n_ids = 1;
+    } else {
+        for (size_t i = 0; i < c->n; i++) {
+            kyu_err_t e = {0};
+            res->entry_errors[i][0] = '\0';
+            res->ids[i][0] = '\0';
+            if (c->entry_code[i]) {
+                e.code = c->entry_code[i];
+                snprintf(e.msg, sizeof e.msg, "%s", c->entry_error[i]);
+            } else if (publish_one(self, t, c, i, &e) == KYU_OK) {
+                memcpy(res->ids[i], c->ids[i], KYU_UUID_LEN + 1);
+            }
+            res->results[i] = e.code;
+            if (e.code != KYU_OK) {
+                res->n_results = c->n;
+                snprintf(res->entry_errors[i], sizeof res->entry_errors[i], "%s", e.msg);
+            }
+        }
+        res->n_ids = c->n;
+    }
     if (a->dedup) {
-        memcpy(a->dedup->ids[0], res->ids[0], sizeof res->ids[0]);
-        a->dedup->n = 1;
+        memcpy(a->dedup->ids, res->ids, sizeof res->ids);
+        for (size_t i = 0; i < res->n_ids; i++)
+            a->dedup->codes[i] = (uint8_t)(res->n_results ? res->results[i] : 0);
+        a->dedup->n = res->n_ids;
     }
     return KYU_OK;
 }
 
-/* A retried SUBSCRIBE or PUBLISH is answered with its first attempt's id; nothing changes. */
+/* A retried PUBLISH is answered with its first attempt's MessageIds (a batch's failed entries
+ * with the first attempt's codes); nothing is enqueued again. */
+kyu_code_t kyu_op_publish_replay(kyu_sm_t *self, const kyu_command_t *c, const kyu_dedup_t *d,
+                                 kyu_apply_t *a)
+{
+    (void)self;
+    kyu_result_t *res = a->res;
+    memcpy(res->ids, d->ids, sizeof d->ids);
+    res->n_ids = d->n;
+    for (size_t i = 0; i < d->n; i++) {
+        res->entry_errors[i][0] = '\0';
+        if (!d->codes[i])
+            continue;
+        res->results[i] = d->codes[i];
+        res->n_results = d->n;
+        if (i < c->n && c->entry_code[i] == d->codes[i])
+            memcpy(res->entry_errors[i], c->entry_error[i], sizeof res->entry_errors[i]);
+        else
+            snprintf(res->entry_errors[i], sizeof res->entry_errors[i],
+                     "failed on the first attempt of this request: %s", kyu_code_name(d->codes[i]));
+    }
+    return KYU_OK;
+}
+
+/* The MessageIds (no digests: a publish's copies have their own); a batch with a failed entry
+ * also a result and a text per entry. */
+void kyu_op_publish_reply(const kyu_result_t *res, kyu_reply_t *rep, size_t *n_bodies)
+{
+    *n_bodies = 0;
+    rep->n_ids = res->n_ids;
+    for (size_t i = 0; i < res->n_ids; i++) {
+        snprintf(rep->ids[i], sizeof rep->ids[i], "%s", res->ids[i]);
+        rep->md5_body[i][0] = rep->md5_attrs[i][0] = '\0';
+    }
+    rep->n_results = rep->n_errors = res->n_results;
+    for (size_t i = 0; i < res->n_results; i++) {
+        rep->results[i] = res->results[i];
+        snprintf(rep->errors[i], sizeof rep->errors[i], "%s", res->entry_errors[i]);
+    }
+}
+
+/* A retried SUBSCRIBE is answered with its first attempt's id; nothing changes. */
 kyu_code_t kyu_op_topic_id_replay(kyu_sm_t *self, const kyu_command_t *c, const kyu_dedup_t *d,
                                   kyu_apply_t *a)
 {
@@ -824,38 +987,271 @@ kyu_code_t kyu_op_list_topics_answer(kyu_op_ctx_t *ctx, const kyu_request_t *req
     return KYU_OK;
 }
 
+/* A listing's policies together, at most (a topic's 100 policies of 256 KB fit): the reply is
+ * one frame, which a client takes up to 64 MiB. */
+#define LIST_POLICIES_MAX (48u << 20)
+
+/* rep->subs: n entries and, after them in the same allocation, text bytes for their policies
+ * (kyu_sub_info_t.policy); *text points there. */
+static kyu_code_t alloc_subs(kyu_reply_t *rep, size_t n, size_t text, char **at, kyu_err_t *err)
+{
+    char *block = calloc(1, (n ? n : 1) * sizeof rep->subs[0] + text);
+    if (!block)
+        return kyu_err_set(err, KYU_ERR_INTERNAL, "out of memory");
+    rep->subs = (kyu_sub_info_t *)block;
+    *at = block + (n ? n : 1) * sizeof rep->subs[0];
+    return KYU_OK;
+}
+
+static void fill_sub(kyu_reply_t *rep, const topic_t *t, const tsub_t *sub, char **text)
+{
+    kyu_sub_info_t *s = &rep->subs[rep->n_subs++];
+    snprintf(s->id, sizeof s->id, "%s", sub->id);
+    snprintf(s->topic, sizeof s->topic, "%s", t->name);
+    snprintf(s->queue, sizeof s->queue, "%s", sub->queue);
+    s->raw = sub->raw;
+    s->filtered = sub->policy != NULL;
+    s->filter_body = s->filtered && sub->scope == KYU_FILTER_SCOPE_BODY;
+    if (sub->policy) {
+        size_t n = strlen(sub->policy) + 1;
+        memcpy(*text, sub->policy, n);
+        s->policy = *text;
+        *text += n;
+    }
+}
+
+static size_t policy_bytes(const tsub_t *s)
+{
+    return s->policy ? strlen(s->policy) + 1 : 0;
+}
+
 kyu_code_t kyu_op_list_subscriptions_answer(kyu_op_ctx_t *ctx, const kyu_request_t *req,
                                             kyu_reply_t *rep, kyu_err_t *err)
 {
     bool one = (req->fields & KYU_F_TOPIC) != 0;
     if (one && !zhashx_lookup(ctx->sm->topics, req->topic))
         return no_topic(err, req->topic);
-    size_t n_names, total = 0;
+    size_t n_names, total = 0, text = 0;
     const char **names = sorted_names(ctx->sm, &n_names);
     if (!names)
         return kyu_err_set(err, KYU_ERR_INTERNAL, "out of memory");
     for (size_t i = 0; i < n_names; i++)
-        if (!one || strcmp(names[i], req->topic) == 0)
-            total += ((const topic_t *)zhashx_lookup(ctx->sm->topics, names[i]))->n;
-    rep->subs = calloc(total ? total : 1, sizeof rep->subs[0]);
-    if (!rep->subs) {
+        if (!one || strcmp(names[i], req->topic) == 0) {
+            const topic_t *t = zhashx_lookup(ctx->sm->topics, names[i]);
+            total += t->n;
+            for (size_t j = 0; j < t->n; j++)
+                text += policy_bytes(&t->subs[j]);
+        }
+    if (text > LIST_POLICIES_MAX) {
         free(names);
-        return kyu_err_set(err, KYU_ERR_INTERNAL, "out of memory");
+        return kyu_err_set(err, KYU_ERR_LIMIT_EXCEEDED,
+                           "the subscriptions' filter policies have %zu bytes together, more than "
+                           "a listing takes (%u): list one topic at a time",
+                           text, LIST_POLICIES_MAX);
+    }
+    char *at;
+    kyu_code_t rc = alloc_subs(rep, total, text, &at, err);
+    if (rc != KYU_OK) {
+        free(names);
+        return rc;
     }
     for (size_t i = 0; i < n_names; i++) {
         if (one && strcmp(names[i], req->topic) != 0)
             continue;
         const topic_t *t = zhashx_lookup(ctx->sm->topics, names[i]);
-        for (size_t j = 0; j < t->n; j++) {
-            kyu_sub_info_t *s = &rep->subs[rep->n_subs++];
-            snprintf(s->id, sizeof s->id, "%s", t->subs[j].id);
-            snprintf(s->topic, sizeof s->topic, "%s", t->name);
-            snprintf(s->queue, sizeof s->queue, "%s", t->subs[j].queue);
-            s->raw = t->subs[j].raw;
-            s->filtered = t->subs[j].policy != NULL;
-            s->filter_body = s->filtered && t->subs[j].scope == KYU_FILTER_SCOPE_BODY;
-        }
+        for (size_t j = 0; j < t->n; j++)
+            fill_sub(rep, t, &t->subs[j], &at);
     }
     free(names);
+    return KYU_OK;
+}
+
+/* ---- SET_SUBSCRIPTION_ATTRIBUTES, GET_SUBSCRIPTION_ATTRIBUTES ---- */
+
+/* What a SET_SUBSCRIPTION_ATTRIBUTES changes (from the request or the command). */
+typedef struct {
+    const char *sub_id;
+    bool has_raw, raw;
+    bool no_filter;     /* the policy goes */
+    const void *policy; /* a new policy (len bytes), or NULL */
+    size_t len;
+    bool has_scope; /* the policy's scope changes to scope */
+    uint8_t scope;
+} sub_change_t;
+
+/* The subscription as it is after the change, in *want (its raw, scope, policy and filter,
+ * compiled: the caller frees it or moves it in), and where it is (*t, *at). A new policy
+ * takes the new scope or else the present policy's (SNS keeps FilterPolicyScope when only
+ * FilterPolicy changes); a new scope alone compiles the present policy again under it. */
+static kyu_code_t plan_change(kyu_sm_t *self, const sub_change_t *c, topic_t **t, size_t *at,
+                              tsub_t *want, kyu_err_t *err)
+{
+    *want = (tsub_t){0};
+    *t = find_sub(self, c->sub_id, at);
+    if (!*t)
+        return kyu_err_set(err, KYU_ERR_NO_SUCH_SUBSCRIPTION, "subscription %s does not exist",
+                           c->sub_id);
+    const tsub_t *s = &(*t)->subs[*at];
+    want->raw = c->has_raw ? c->raw : s->raw;
+    kyu_filter_scope_t scope = c->has_scope ? (kyu_filter_scope_t)c->scope
+                               : s->policy  ? s->scope
+                                            : KYU_FILTER_SCOPE_ATTRIBUTES;
+    if (c->no_filter)
+        return KYU_OK;
+    if (c->policy)
+        return set_filter(want, scope, c->policy, c->len, err);
+    if (!s->policy) {
+        if (c->has_scope)
+            return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                               "subscription %s has no filter policy to scope: give the policy "
+                               "with its scope",
+                               c->sub_id);
+        return KYU_OK;
+    }
+    return set_filter(want, scope, s->policy, strlen(s->policy), err);
+}
+
+static sub_change_t request_change(const kyu_request_t *req, zmsg_t *bodies)
+{
+    zframe_t *f = req->fields & KYU_F_FILTER ? zmsg_first(bodies) : NULL;
+    return (sub_change_t){.sub_id = req->sub_id,
+                          .has_raw = (req->fields & KYU_F_RAW_DELIVERY) != 0,
+                          .raw = req->raw_delivery,
+                          .no_filter = (req->fields & KYU_F_NO_FILTER) != 0,
+                          .policy = f ? zframe_data(f) : NULL,
+                          .len = f ? zframe_size(f) : 0,
+                          .has_scope = (req->fields & KYU_F_FILTER_SCOPE) != 0,
+                          .scope = req->filter_scope};
+}
+
+kyu_code_t kyu_op_set_sub_attrs_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req,
+                                         zmsg_t *bodies, kyu_err_t *err)
+{
+    sub_change_t c = request_change(req, bodies);
+    topic_t *t;
+    size_t at;
+    tsub_t want;
+    kyu_code_t rc = plan_change(ctx->sm, &c, &t, &at, &want, err);
+    sub_free(&want);
+    return rc;
+}
+
+void kyu_op_set_sub_attrs_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+                                kyu_command_t *cmd)
+{
+    (void)ctx;
+    sub_change_t c = request_change(req, bodies);
+    snprintf(cmd->sub_id, sizeof cmd->sub_id, "%s", req->sub_id);
+    cmd->has_raw = c.has_raw;
+    cmd->raw = c.raw;
+    cmd->no_filter = c.no_filter;
+    if (c.policy) {
+        cmd->n = 1;
+        cmd->bodies[0] = c.policy;
+        cmd->body_lens[0] = c.len;
+    }
+    cmd->has_filter_scope = c.has_scope;
+    cmd->filter_scope = c.scope;
+}
+
+/* [sub id, raw or nil, policy (bin) or false (none) or nil, scope or nil] */
+void kyu_op_set_sub_attrs_encode(const kyu_command_t *cmd, msgpack_packer *pk)
+{
+    msgpack_pack_array(pk, 4);
+    kyu_mp_pack_str(pk, cmd->sub_id);
+    if (!cmd->has_raw)
+        msgpack_pack_nil(pk);
+    else if (cmd->raw)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
+    if (cmd->n) {
+        msgpack_pack_bin(pk, cmd->body_lens[0]);
+        msgpack_pack_bin_body(pk, cmd->bodies[0], cmd->body_lens[0]);
+    } else if (cmd->no_filter) {
+        msgpack_pack_false(pk);
+    } else {
+        msgpack_pack_nil(pk);
+    }
+    if (cmd->has_filter_scope)
+        msgpack_pack_uint32(pk, cmd->filter_scope);
+    else
+        msgpack_pack_nil(pk);
+}
+
+bool kyu_op_set_sub_attrs_decode(const msgpack_object *items, kyu_command_t *cmd)
+{
+    if (items->type != MSGPACK_OBJECT_ARRAY || items->via.array.size != 4)
+        return false;
+    const msgpack_object *f = items->via.array.ptr;
+    if (!get_sub_id(&f[0], cmd->sub_id))
+        return false;
+    if (f[1].type == MSGPACK_OBJECT_BOOLEAN) {
+        cmd->has_raw = true;
+        cmd->raw = f[1].via.boolean;
+    } else if (f[1].type != MSGPACK_OBJECT_NIL) {
+        return false;
+    }
+    if (f[2].type == MSGPACK_OBJECT_BIN) {
+        cmd->n = 1;
+        cmd->bodies[0] = f[2].via.bin.ptr;
+        cmd->body_lens[0] = f[2].via.bin.size;
+    } else if (f[2].type == MSGPACK_OBJECT_BOOLEAN && !f[2].via.boolean) {
+        cmd->no_filter = true;
+    } else if (f[2].type != MSGPACK_OBJECT_NIL) {
+        return false;
+    }
+    if (f[3].type == MSGPACK_OBJECT_POSITIVE_INTEGER && f[3].via.u64 <= KYU_FILTER_SCOPE_BODY) {
+        cmd->has_filter_scope = true;
+        cmd->filter_scope = (uint8_t)f[3].via.u64;
+    } else if (f[3].type != MSGPACK_OBJECT_NIL) {
+        return false;
+    }
+    return !(cmd->no_filter && cmd->has_filter_scope);
+}
+
+/* Every replica compiles the policy again (the leader refused a bad one already; a change
+ * between its check and this apply, such as an unsubscribe, fails here the same way on every
+ * replica). */
+kyu_code_t kyu_op_set_sub_attrs_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t *a)
+{
+    sub_change_t ch = {.sub_id = c->sub_id,
+                       .has_raw = c->has_raw,
+                       .raw = c->raw,
+                       .no_filter = c->no_filter,
+                       .policy = c->n ? c->bodies[0] : NULL,
+                       .len = c->n ? c->body_lens[0] : 0,
+                       .has_scope = c->has_filter_scope,
+                       .scope = c->filter_scope};
+    topic_t *t;
+    size_t at;
+    tsub_t want;
+    if (plan_change(self, &ch, &t, &at, &want, kyu_result_err(a->res)) != KYU_OK) {
+        sub_free(&want);
+        return KYU_OK;
+    }
+    tsub_t *s = &t->subs[at];
+    sub_free(s);
+    s->raw = want.raw;
+    s->scope = want.scope;
+    s->policy = want.policy;
+    s->filter = want.filter;
+    write_topic(self, t);
+    return KYU_OK;
+}
+
+kyu_code_t kyu_op_get_sub_attrs_answer(kyu_op_ctx_t *ctx, const kyu_request_t *req,
+                                       kyu_reply_t *rep, kyu_err_t *err)
+{
+    size_t at;
+    const topic_t *t = find_sub(ctx->sm, req->sub_id, &at);
+    if (!t)
+        return kyu_err_set(err, KYU_ERR_NO_SUCH_SUBSCRIPTION, "subscription %s does not exist",
+                           req->sub_id);
+    char *text;
+    kyu_code_t rc = alloc_subs(rep, 1, policy_bytes(&t->subs[at]), &text, err);
+    if (rc != KYU_OK)
+        return rc;
+    fill_sub(rep, t, &t->subs[at], &text);
     return KYU_OK;
 }

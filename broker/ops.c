@@ -217,12 +217,25 @@ static const kyu_op_row_t rows[KYU_OPS_MAX_] = {
                         .cmd = KYU_CMD_PUBLISH,
                         .validate = kyu_op_publish_validate,
                         .build = kyu_op_publish_build,
-                        .reply = kyu_op_topic_id_reply,
+                        .reply = kyu_op_publish_reply,
                         .encode_items = kyu_op_publish_encode,
                         .decode_items = kyu_op_publish_decode,
                         .apply = kyu_op_publish_apply,
-                        .replay = kyu_op_topic_id_replay,
+                        .replay = kyu_op_publish_replay,
                         .dedup = KYU_DEDUP_IDS},
+    [KYU_OP_SET_SUBSCRIPTION_ATTRIBUTES] = {.op = KYU_OP_SET_SUBSCRIPTION_ATTRIBUTES,
+                                            .name = "set-subscription-attributes",
+                                            .cmd = KYU_CMD_SET_SUBSCRIPTION_ATTRIBUTES,
+                                            .validate = kyu_op_set_sub_attrs_validate,
+                                            .build = kyu_op_set_sub_attrs_build,
+                                            .encode_items = kyu_op_set_sub_attrs_encode,
+                                            .decode_items = kyu_op_set_sub_attrs_decode,
+                                            .apply = kyu_op_set_sub_attrs_apply,
+                                            .replay = kyu_op_done_replay,
+                                            .dedup = KYU_DEDUP_DONE},
+    [KYU_OP_GET_SUBSCRIPTION_ATTRIBUTES] = {.op = KYU_OP_GET_SUBSCRIPTION_ATTRIBUTES,
+                                            .name = "get-subscription-attributes",
+                                            .answer = kyu_op_get_sub_attrs_answer},
 
     /* -- the cluster (op_cluster.c) and its address book (sm_members.c) -- */
     [KYU_OP_CLUSTER_TRANSFER] = {.op = KYU_OP_CLUSTER_TRANSFER,
@@ -282,6 +295,7 @@ static const uint8_t by_command[] = {
     [KYU_CMD_SUBSCRIBE] = KYU_OP_SUBSCRIBE,
     [KYU_CMD_UNSUBSCRIBE] = KYU_OP_UNSUBSCRIBE,
     [KYU_CMD_PUBLISH] = KYU_OP_PUBLISH,
+    [KYU_CMD_SET_SUBSCRIPTION_ATTRIBUTES] = KYU_OP_SET_SUBSCRIPTION_ATTRIBUTES,
 };
 
 const kyu_op_row_t *kyu_ops_row(uint64_t op)

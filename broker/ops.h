@@ -314,11 +314,24 @@ bool kyu_op_publish_decode(const msgpack_object *items, kyu_command_t *cmd);
 kyu_code_t kyu_op_publish_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
 kyu_code_t kyu_op_topic_id_replay(kyu_sm_t *sm, const kyu_command_t *cmd, const kyu_dedup_t *d,
                                   kyu_apply_t *a);
+void kyu_op_publish_reply(const kyu_result_t *res, kyu_reply_t *rep, size_t *n_bodies);
+kyu_code_t kyu_op_publish_replay(kyu_sm_t *sm, const kyu_command_t *cmd, const kyu_dedup_t *d,
+                                 kyu_apply_t *a);
 void kyu_op_topic_id_reply(const kyu_result_t *res, kyu_reply_t *rep, size_t *n_bodies);
 kyu_code_t kyu_op_list_topics_answer(kyu_op_ctx_t *ctx, const kyu_request_t *req, kyu_reply_t *rep,
                                      kyu_err_t *err);
 kyu_code_t kyu_op_list_subscriptions_answer(kyu_op_ctx_t *ctx, const kyu_request_t *req,
                                             kyu_reply_t *rep, kyu_err_t *err);
+/* SET_SUBSCRIPTION_ATTRIBUTES, GET_SUBSCRIPTION_ATTRIBUTES (op_topic.c too) */
+kyu_code_t kyu_op_set_sub_attrs_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req,
+                                         zmsg_t *bodies, kyu_err_t *err);
+void kyu_op_set_sub_attrs_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+                                kyu_command_t *cmd);
+void kyu_op_set_sub_attrs_encode(const kyu_command_t *cmd, msgpack_packer *pk);
+bool kyu_op_set_sub_attrs_decode(const msgpack_object *items, kyu_command_t *cmd);
+kyu_code_t kyu_op_set_sub_attrs_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
+kyu_code_t kyu_op_get_sub_attrs_answer(kyu_op_ctx_t *ctx, const kyu_request_t *req,
+                                       kyu_reply_t *rep, kyu_err_t *err);
 
 /* op_cluster.c: HELLO, CLUSTER_STATUS, CLUSTER_TRANSFER, CLUSTER_ADD, CLUSTER_REMOVE */
 kyu_code_t kyu_op_hello_answer(kyu_op_ctx_t *ctx, const kyu_request_t *req, kyu_reply_t *rep,

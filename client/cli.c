@@ -58,12 +58,28 @@ static const cli_cmd_t commands[] = {
      CLI_OPT_TOPIC | CLI_OPT_RAW, 2, 2, cli_cmd_subscribe},
     {"unsubscribe", "SUB_ID", "remove a subscription", CLI_OPT_SUB_ID, 1, 1, cli_cmd_unsubscribe},
     {"list-subscriptions", "[TOPIC]",
-     "print the subscriptions (of TOPIC): ID TOPIC QUEUE raw|envelope, one per line", 0, 0, 1,
-     cli_cmd_list_subscriptions},
+     "print the subscriptions (of TOPIC), one per line: ID TOPIC QUEUE raw|envelope, and for a "
+     "filtered one filter:attributes|filter:body and its policy (JSON)",
+     0, 0, 1, cli_cmd_list_subscriptions},
+    {"set-subscription-attributes",
+     "SUB_ID [--filter JSON | --no-filter] [--filter-scope attributes|body] [--raw | --no-raw]",
+     "change a subscription in place (SNS's SetSubscriptionAttributes): its filter policy, the "
+     "policy's scope, raw delivery; what is not given stays",
+     CLI_OPT_SUB_ID | CLI_OPT_RAW | CLI_OPT_SUB_ATTRS, 1, 1, cli_cmd_set_subscription_attributes},
+    {"get-subscription-attributes", "SUB_ID",
+     "print a subscription's attributes, one NAME VALUE per line: SubscriptionId, TopicName, "
+     "QueueName, RawMessageDelivery, and with a policy FilterPolicyScope and FilterPolicy",
+     CLI_OPT_SUB_ID, 1, 1, cli_cmd_get_subscription_attributes},
     {"publish", "TOPIC [BODY] [--lines] [--attr NAME=TYPE:VALUE]...",
-     "publish BODY, or stdin as one message, or (--lines) each stdin line as a message, to "
-     "every queue subscribed to TOPIC (all of them or none); prints the message ids",
+     "publish BODY, or stdin as one message, or (--lines) each stdin line as a message (ten "
+     "lines a request, pipelined), to every queue subscribed to TOPIC whose filter policy "
+     "matches (all of them or none, each message); prints the message ids",
      CLI_OPT_TOPIC | CLI_OPT_LINES | CLI_OPT_MSG_ATTRS, 1, 2, cli_cmd_publish},
+    {"publish-batch", "TOPIC",
+     "publish stdin's JSON lines, SNS's PublishBatch entries {\"Id\", \"Message\", "
+     "\"MessageAttributes\"}, ten a request (at most 256 KiB together): each entry on its own; "
+     "prints ID MESSAGE_ID per entry published",
+     CLI_OPT_TOPIC, 1, 1, cli_cmd_publish_batch},
     {"get-queue-attributes", "NAME", "print a queue's attributes and message counts", 0, 1, 1,
      cli_cmd_get_queue_attributes},
     {"send",
@@ -373,6 +389,8 @@ static int parse_cmd_args(cli_t *cli, int argc, char **argv, cli_args_t *a)
         {"group", required_argument, NULL, 'G'},      /* send: MessageGroupId */
         {"dedup-id", required_argument, NULL, 'I'},   /* send: MessageDeduplicationId */
         {"attempt-id", required_argument, NULL, 'E'}, /* receive: ReceiveRequestAttemptId */
+        {"no-filter", no_argument, NULL, 'x'},          /* set-subscription-attributes: no policy */
+        {"no-raw", no_argument, NULL, 'g'}, /* set-subscription-attributes: the envelope */
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -526,6 +544,10 @@ static int parse_cmd_args(cli_t *cli, int argc, char **argv, cli_args_t *a)
                                        "digits and punctuation",
                                        KYU_ATTEMPT_ID_MAX);
             a->attempt_id = optarg;
+        } else if (c == 'x' && (cmd->options & CLI_OPT_SUB_ATTRS)) {
+            a->no_filter = true;
+        } else if (c == 'g' && (cmd->options & CLI_OPT_SUB_ATTRS)) {
+            a->no_raw = true;
         } else if (c == '?' && strchr("mvsdarwWqcAtMFTPXSDHGIE", optopt) && optopt) {
             return cli_usage_error(cli, "option '%s' needs a value", argv[optind - 1]);
         } else if (c == '?') {

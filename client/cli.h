@@ -60,7 +60,8 @@ typedef struct {
     /* subscribe --filter JSON (NULL: none), --filter-scope body (filter_body) */
     const char *filter;
     bool filter_body, has_filter_scope;
-    int n_args; /* positional arguments */
+    bool no_filter, no_raw; /* set-subscription-attributes --no-filter, --no-raw */
+    int n_args;             /* positional arguments */
     char **args;
 } cli_args_t;
 
@@ -94,7 +95,8 @@ enum {
     CLI_OPT_RAW = 32768,         /* subscribe --raw */
     CLI_OPT_SUB_ID = 65536,      /* the first argument is a subscription id */
     CLI_OPT_GROUP = 131072,      /* send: --group GROUP, --dedup-id ID (FIFO queues) */
-    CLI_OPT_ATTEMPT = 262144     /* receive: --attempt-id ID (ReceiveRequestAttemptId) */
+    CLI_OPT_ATTEMPT = 262144,    /* receive: --attempt-id ID (ReceiveRequestAttemptId) */
+    CLI_OPT_SUB_ATTRS = 524288   /* set-subscription-attributes: --no-filter, --no-raw */
 };
 
 /* Prints "kyu: CMD: fmt" and the command's usage line on stderr; returns CLI_EXIT_USAGE. */
@@ -132,8 +134,9 @@ void cli_args_free(cli_args_t *a);
 json_t *cli_attrs_json(const kyu_msg_attrs_t *attrs);
 /* A Binary value as base64 (caller frees), NULL when out of memory. */
 char *cli_base64(const void *v, size_t n);
-int cli_cmd_send_batch(cli_t *cli, cli_args_t *a);   /* cli_batch.c */
-int cli_cmd_handle_batch(cli_t *cli, cli_args_t *a); /* cli_batch.c */
+int cli_cmd_send_batch(cli_t *cli, cli_args_t *a);    /* cli_batch.c */
+int cli_cmd_publish_batch(cli_t *cli, cli_args_t *a); /* cli_batch.c */
+int cli_cmd_handle_batch(cli_t *cli, cli_args_t *a);  /* cli_batch.c */
 int cli_cmd_receive(cli_t *cli, cli_args_t *a);
 int cli_cmd_peek(cli_t *cli, cli_args_t *a);
 int cli_cmd_delete(cli_t *cli, cli_args_t *a);
@@ -149,6 +152,8 @@ int cli_cmd_list_topics(cli_t *cli, cli_args_t *a);
 int cli_cmd_subscribe(cli_t *cli, cli_args_t *a);
 int cli_cmd_unsubscribe(cli_t *cli, cli_args_t *a);
 int cli_cmd_list_subscriptions(cli_t *cli, cli_args_t *a);
+int cli_cmd_set_subscription_attributes(cli_t *cli, cli_args_t *a);
+int cli_cmd_get_subscription_attributes(cli_t *cli, cli_args_t *a);
 /* Checks the cluster command's arguments (a usage error is printed); CLI_EXIT_OK or
  * CLI_EXIT_USAGE. */
 int cli_cluster_check_args(const cli_t *cli, cli_args_t *a);

@@ -1,10 +1,12 @@
-/* cli_batch: `kyu send-batch`. Reads entries as JSON lines in the shape of SQS's
- * SendMessageBatch entries ({"Id", "MessageBody", "DelaySeconds", "MessageAttributes"}) and
- * sends them ten to a request (SEND with entry ids: each entry is checked alone, so a bad one
- * fails alone), fewer when ten would be larger together than the broker's maximum message
- * size (the broker refuses such a batch whole: BatchRequestTooLong). Prints a line per entry sent
- * (or, with --json, SQS's answer per request:
- * {"Successful": [...], "Failed": [...]}) and one stderr line per failed entry. */
+/* cli_batch: `kyu send-batch` and `kyu publish-batch`. Reads entries as JSON lines in the
+ * shape of SQS's SendMessageBatch entries ({"Id", "MessageBody", "DelaySeconds",
+ * "MessageAttributes"}) or SNS's PublishBatch entries ({"Id", "Message", "MessageAttributes"})
+ * and sends them ten to a request (SEND or PUBLISH with entry ids: each entry is checked
+ * alone, so a bad one fails alone), fewer when ten would be larger together than a batch
+ * takes (the broker's maximum message size for SEND, 256 KiB for PUBLISH: the broker refuses
+ * such a batch whole, BatchRequestTooLong). Prints a line per entry sent (or, with --json,
+ * SQS's or SNS's answer per request: {"Successful": [...], "Failed": [...]}) and one stderr
+ * line per failed entry. */
 #include "cli.h"
 
 #include <inttypes.h>
@@ -78,16 +80,19 @@ static bool parse_attrs(json_t *ma, line_t *l, char *why, size_t why_len)
     return true;
 }
 
-/* Parses input line number no; false with why filled when it is not an entry. */
-static bool parse_line(const char *text, size_t no, line_t *l, char *why, size_t why_len)
+/* Parses input line number no (publish: SNS's entry shape); false with why filled when it is
+ * not an entry. */
+static bool parse_line(const char *text, size_t no, bool publish, line_t *l, char *why,
+                       size_t why_len)
 {
+    const char *body_key = publish ? "Message" : "MessageBody";
     json_error_t jerr;
     l->obj = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
     if (!json_is_object(l->obj)) {
         snprintf(why, why_len, "not a JSON object: %s", l->obj ? "another value" : jerr.text);
         return false;
     }
-    json_t *id = json_object_get(l->obj, "Id"), *body = json_object_get(l->obj, "MessageBody"),
+    json_t *id = json_object_get(l->obj, "Id"), *body = json_object_get(l->obj, body_key),
            *delay = json_object_get(l->obj, "DelaySeconds"),
            *ma = json_object_get(l->obj, "MessageAttributes"),
            *gid = json_object_get(l->obj, "MessageGroupId"),
@@ -100,7 +105,11 @@ static bool parse_line(const char *text, size_t no, line_t *l, char *why, size_t
     if (!id) /* no Id: the line number */
         snprintf(l->id, sizeof l->id, "%zu", no);
     if (!json_is_string(body)) {
-        snprintf(why, why_len, "MessageBody must be a string");
+        snprintf(why, why_len, "%s must be a string", body_key);
+        return false;
+    }
+    if (publish && delay) {
+        snprintf(why, why_len, "DelaySeconds: a topic's messages have no delay");
         return false;
     }
     /* A delay out of range is the broker's to refuse, for this entry alone. */
@@ -141,15 +150,17 @@ static void move_line(line_t *to, line_t *from)
     memset(from, 0, sizeof *from);
 }
 
-/* Sends lines[0..n) as one batch and prints the answers; CLI_EXIT_OK when all were sent. */
-static int send_group(cli_t *cli, const char *queue, line_t *lines, size_t n)
+/* Sends lines[0..n) as one batch (to a queue, or publish: to a topic) and prints the answers;
+ * CLI_EXIT_OK when all were sent. */
+static int send_group(cli_t *cli, const char *target, bool publish, line_t *lines, size_t n)
 {
     kyu_batch_entry_t entries[KYU_BATCH_MAX] = {0};
     kyu_batch_result_t out[KYU_BATCH_MAX];
     for (size_t i = 0; i < n; i++)
         entries[i] = lines[i].entry;
     kyu_err_t err = {0};
-    kyu_code_t rc = kyu_client_send_batch(cli->client, queue, entries, n, out, &err);
+    kyu_code_t rc = publish ? kyu_client_publish_batch(cli->client, target, entries, n, out, &err)
+                            : kyu_client_send_batch(cli->client, target, entries, n, out, &err);
     json_t *ok = cli->json ? json_array() : NULL, *failed = cli->json ? json_array() : NULL;
     for (size_t i = 0; i < n; i++) {
         const kyu_batch_result_t *r = &out[i];
@@ -162,6 +173,9 @@ static int send_group(cli_t *cli, const char *queue, line_t *lines, size_t n)
                                       r->code != KYU_ERR_INTERNAL && r->code != KYU_ERR_STORAGE &&
                                           r->code != KYU_ERR_BUSY,
                                       "Code", kyu_code_name(r->code), "Message", r->error));
+        } else if (ok && publish) { /* SNS's PublishBatchResultEntry */
+            json_array_append_new(
+                ok, json_pack("{s:s, s:s}", "Id", lines[i].id, "MessageId", r->sent.message_id));
         } else if (ok) {
             json_t *o = json_pack("{s:s, s:s, s:s}", "Id", lines[i].id, "MessageId",
                                   r->sent.message_id, "MD5OfMessageBody", r->sent.md5_body);
@@ -184,8 +198,11 @@ static int send_group(cli_t *cli, const char *queue, line_t *lines, size_t n)
     return status;
 }
 
-int cli_cmd_send_batch(cli_t *cli, cli_args_t *a)
+/* send-batch and publish-batch: stdin's entries, ten (or fewer: max_total bytes) a request. */
+static int run_batches(cli_t *cli, cli_args_t *a, bool publish)
 {
+    size_t max_total =
+        publish ? KYU_PUBLISH_BATCH_BYTES_MAX : (size_t)kyu_client_max_body(cli->client);
     line_t lines[KYU_BATCH_MAX];
     memset(lines, 0, sizeof lines);
     size_t n = 0, no = 0, cap = 0, total = 0;
@@ -199,19 +216,19 @@ int cli_cmd_send_batch(cli_t *cli, cli_args_t *a)
             no++;
         if (len > 0) {
             char why[KYU_ERR_MSG_MAX];
-            if (!parse_line(text, no, &lines[n], why, sizeof why)) {
+            if (!parse_line(text, no, publish, &lines[n], why, sizeof why)) {
                 rc = cli_failf(cli, "line %zu: %s", no, why);
                 line_free(&lines[n]);
                 /* the lines before it are sent, none after */
                 if (n > 0)
-                    send_group(cli, a->args[0], lines, n);
+                    send_group(cli, a->args[0], publish, lines, n);
                 break;
             }
-            /* A batch's entries together are held to the broker's maximum message size
-             * (BatchRequestTooLong): an entry that would pass it starts the next batch. */
+            /* A batch's entries together are held to max_total (BatchRequestTooLong): an
+             * entry that would pass it starts the next batch. */
             size_t size = entry_size(&lines[n]);
-            if (n > 0 && total + size > kyu_client_max_body(cli->client)) {
-                if (send_group(cli, a->args[0], lines, n) != CLI_EXIT_OK)
+            if (n > 0 && total + size > max_total) {
+                if (send_group(cli, a->args[0], publish, lines, n) != CLI_EXIT_OK)
                     rc = CLI_EXIT_ERROR;
                 fflush(stdout);
                 for (size_t i = 0; i < n; i++)
@@ -225,7 +242,7 @@ int cli_cmd_send_batch(cli_t *cli, cli_args_t *a)
         }
         /* A full batch, or the last: send it (an empty line is skipped). */
         if (n == KYU_BATCH_MAX || (len < 0 && n > 0)) {
-            if (send_group(cli, a->args[0], lines, n) != CLI_EXIT_OK)
+            if (send_group(cli, a->args[0], publish, lines, n) != CLI_EXIT_OK)
                 rc = CLI_EXIT_ERROR;
             fflush(stdout);
             for (size_t i = 0; i < n; i++)
@@ -243,6 +260,16 @@ int cli_cmd_send_batch(cli_t *cli, cli_args_t *a)
         line_free(&lines[i]);
     free(text);
     return rc;
+}
+
+int cli_cmd_send_batch(cli_t *cli, cli_args_t *a)
+{
+    return run_batches(cli, a, false);
+}
+
+int cli_cmd_publish_batch(cli_t *cli, cli_args_t *a)
+{
+    return run_batches(cli, a, true);
 }
 
 /* ---- delete-batch, change-visibility-batch ---- */

@@ -1,7 +1,8 @@
-/* cli_send: `kyu send`. One message from the argument or the whole of stdin, or (--lines)
- * one message per stdin line, pipelined: up to WINDOW requests in flight, each id printed
- * once the broker acknowledged it and in input order (a ring of WINDOW slots holds the
- * answers that came before an earlier line's). */
+/* cli_send: `kyu send` and `kyu publish`. One message from the argument or the whole of
+ * stdin, or (--lines) one message per stdin line, pipelined: up to WINDOW requests in flight,
+ * each id printed once the broker acknowledged it and in input order (a ring of WINDOW slots
+ * holds the answers that came before an earlier line's). A send carries one line a request;
+ * a publish up to ten (a PUBLISH batch, each line published on its own). */
 #include "cli.h"
 #include "kyu_internal.h"
 
@@ -196,11 +197,14 @@ static int send_one(cli_t *cli, const cli_args_t *a, const void *body, size_t le
 
 typedef struct {
     uint64_t req_id;
-    size_t line;
+    size_t line; /* its first line's number */
     bool done;
     kyu_reply_t rep;
-    char *body; /* kept until answered, to send again after a failover */
+    char *body; /* its lines one after the other, kept until answered, to send again after a
+                 * failover */
     size_t len;
+    size_t n;                   /* lines: 1, or up to KYU_BATCH_MAX for publish */
+    size_t ends[KYU_BATCH_MAX]; /* where line i ends in body */
     int tries;
     unsigned epoch; /* the connection it was last sent on */
     int64_t first_ms;
@@ -222,9 +226,25 @@ static kyu_code_t send_slot(cli_t *cli, const cli_args_t *a, slot_t *s, unsigned
     size_t lens[] = {s->len};
     s->tries++;
     s->epoch = epoch;
-    if (cli->cmd->run == cli_cmd_publish)
-        return kyu_client_publish_async(cli->client, a->args[0], s->body, s->len,
-                                        a->attrs.n ? &a->attrs : NULL, &s->key, &s->req_id, err);
+    const kyu_msg_attrs_t *attrs = a->attrs.n ? &a->attrs : NULL;
+    if (cli->cmd->run == cli_cmd_publish && s->n == 1)
+        return kyu_client_publish_async(cli->client, a->args[0], s->body, s->len, attrs, &s->key,
+                                        &s->req_id, err);
+    if (cli->cmd->run == cli_cmd_publish) { /* a batch, its entry ids the line numbers */
+        kyu_batch_entry_t e[KYU_BATCH_MAX];
+        char ids[KYU_BATCH_MAX][24];
+        for (size_t i = 0; i < s->n; i++) {
+            size_t start = i ? s->ends[i - 1] : 0;
+            snprintf(ids[i], sizeof ids[i], "%zu", s->line + i);
+            e[i] = (kyu_batch_entry_t){.id = ids[i],
+                                       .body = s->body + start,
+                                       .len = s->ends[i] - start,
+                                       .delay_seconds = -1,
+                                       .attrs = attrs};
+        }
+        return kyu_client_publish_batch_async(cli->client, a->args[0], e, s->n, &s->key, &s->req_id,
+                                              err);
+    }
     kyu_send_options_t o = send_options(a);
     return kyu_client_send_async_with(cli->client, a->args[0], bodies, lens, 1, &o, &s->key,
                                       &s->req_id, err);
@@ -237,20 +257,60 @@ static size_t flush_done(cli_t *cli, slot_t *ring, size_t head, size_t count, in
     for (; k < count && ring[(head + k) % WINDOW].done; k++) {
         slot_t *s = &ring[(head + k) % WINDOW];
         if (s->rep.status == KYU_OK) {
-            if (print_sent(cli, s->rep.ids[0], s->rep.md5_body[0], s->rep.md5_attrs[0],
-                           s->rep.sequences[0]) != CLI_EXIT_OK)
-                *rc = CLI_EXIT_ERROR;
+            for (size_t i = 0; i < s->n; i++) {
+                if (i >= s->rep.n_ids)
+                    *rc = cli_failf(cli, "line %zu: the reply has no message id", s->line + i);
+                else if (s->rep.n_results > i && s->rep.results[i] != KYU_OK)
+                    *rc = cli_failf(cli, "line %zu: %s: %s", s->line + i,
+                                    kyu_code_name((int)s->rep.results[i]), s->rep.errors[i]);
+                else if (print_sent(cli, s->rep.ids[i], s->rep.md5_body[i], s->rep.md5_attrs[i],
+                                    s->rep.sequences[i]) != CLI_EXIT_OK)
+                    *rc = CLI_EXIT_ERROR;
+            }
+        } else if (s->n > 1) {
+            *rc = cli_failf(cli, "lines %zu to %zu: %s: %s", s->line, s->line + s->n - 1,
+                            kyu_code_name((int)s->rep.status), s->rep.error);
         } else {
             *rc = cli_failf(cli, "line %zu: %s: %s", s->line, kyu_code_name((int)s->rep.status),
                             s->rep.error);
         }
         kyu_reply_reset(&s->rep);
         free(s->body);
-        s->body = NULL;
+        *s = (slot_t){0}; /* free for the lines to come */
     }
     if (k)
         fflush(stdout);
     return k;
+}
+
+/* Adds line number no (len bytes) to the slot being filled (the first line sets it up). */
+static bool add_line(slot_t *s, const char *line, size_t len, size_t no)
+{
+    if (s->n == 0) {
+        *s = (slot_t){.line = no};
+        kyu_reply_init(&s->rep);
+    }
+    char *body = realloc(s->body, s->len + len + 1);
+    if (!body)
+        return false;
+    memcpy(body + s->len, line, len);
+    s->body = body;
+    s->len += len;
+    s->ends[s->n++] = s->len;
+    return true;
+}
+
+/* Sends the slot being filled; false (and *rc set, the slot emptied) when it could not go. */
+static bool send_open(cli_t *cli, const cli_args_t *a, slot_t *s, unsigned epoch, int *rc)
+{
+    s->first_ms = kyu_client_now_ms();
+    kyu_err_t err = {0};
+    if (send_slot(cli, a, s, epoch, &err) == KYU_OK)
+        return true;
+    *rc = cli_failf(cli, "line %zu: %s: %s", s->line, kyu_code_name(err.code), err.msg);
+    free(s->body);
+    *s = (slot_t){0};
+    return false;
 }
 
 /* After the first failure no new line is sent; what is in flight is still reported. */
@@ -269,38 +329,55 @@ static int send_lines(cli_t *cli, const cli_args_t *a)
     int64_t retry_ms = 3 * (int64_t)cli->timeout_ms > LINE_RETRY_MIN_MS
                            ? 3 * (int64_t)cli->timeout_ms
                            : LINE_RETRY_MIN_MS;
+    /* A publish gathers up to ten lines a request (fewer when ten would pass a batch's
+     * KYU_PUBLISH_BATCH_BYTES_MAX, bodies and attributes); the slot at head + count is the one
+     * being filled. A line read while the window is full waits in line (held). */
+    size_t per = cli->cmd->run == cli_cmd_publish ? KYU_BATCH_MAX : 1;
+    size_t attrs_size = kyu_msg_attrs_size(&a->attrs);
+    bool held = false;
+    size_t held_len = 0;
     while (count > 0 || (!eof && rc == CLI_EXIT_OK)) {
         while (!eof && rc == CLI_EXIT_OK && count < WINDOW) {
-            ssize_t n = getline(&line, &cap, stdin);
-            if (n < 0) {
-                eof = true;
-                if (ferror(stdin))
-                    rc = cli_failf(cli, "cannot read stdin");
-                break;
+            size_t n;
+            if (held) {
+                n = held_len;
+                held = false;
+            } else {
+                ssize_t got = getline(&line, &cap, stdin);
+                if (got < 0) {
+                    eof = true;
+                    if (ferror(stdin))
+                        rc = cli_failf(cli, "cannot read stdin");
+                    break;
+                }
+                line_no++;
+                if (got > 0 && line[got - 1] == '\n')
+                    got--;
+                n = (size_t)got;
             }
-            line_no++;
-            if (n > 0 && line[n - 1] == '\n')
-                n--;
             slot_t *s = &ring[(head + count) % WINDOW];
-            *s = (slot_t){.line = line_no,
-                          .body = malloc(n ? (size_t)n : 1),
-                          .len = (size_t)n,
-                          .first_ms = kyu_client_now_ms()};
-            kyu_reply_init(&s->rep);
-            if (!s->body) {
+            if (s->n > 0 && s->len + n + (s->n + 1) * attrs_size > KYU_PUBLISH_BATCH_BYTES_MAX) {
+                /* this line would make the batch too long: the lines before it go now */
+                if (send_open(cli, a, s, epoch, &rc))
+                    count++;
+                if (rc != CLI_EXIT_OK || count == WINDOW) {
+                    held = rc == CLI_EXIT_OK;
+                    held_len = n;
+                    break;
+                }
+                s = &ring[(head + count) % WINDOW];
+            }
+            if (!add_line(s, line, n, line_no)) {
                 rc = cli_failf(cli, "out of memory");
                 break;
             }
-            memcpy(s->body, line, (size_t)n);
-            kyu_err_t err = {0};
-            if (send_slot(cli, a, s, epoch, &err) != KYU_OK) {
-                free(s->body);
-                s->body = NULL;
-                rc = cli_failf(cli, "line %zu: %s: %s", line_no, kyu_code_name(err.code), err.msg);
-                break;
-            }
-            count++;
+            if (s->n == per && send_open(cli, a, s, epoch, &rc))
+                count++;
         }
+        if (eof && rc == CLI_EXIT_OK && count < WINDOW && ring[(head + count) % WINDOW].n > 0 &&
+            !ring[(head + count) % WINDOW].req_id &&
+            send_open(cli, a, &ring[(head + count) % WINDOW], epoch, &rc))
+            count++;
         if (count == 0)
             break;
         kyu_reply_t rep;
@@ -357,7 +434,7 @@ static int send_lines(cli_t *cli, const cli_args_t *a)
         head = (head + k) % WINDOW;
         count -= k;
     }
-    for (size_t k = 0; k < count; k++) {
+    for (size_t k = 0; k <= count && k < WINDOW; k++) { /* and a slot being filled */
         kyu_reply_reset(&ring[(head + k) % WINDOW].rep);
         free(ring[(head + k) % WINDOW].body);
     }

@@ -356,6 +356,7 @@ void kyu_consumer_stats(const kyu_consumer_t *self, kyu_consumer_stats_t *out)
     out->stale = atomic_load(&c->st[ST_STALE]);
     out->timeouts = atomic_load(&c->st[ST_TIMEOUTS]);
     out->sessions = atomic_load(&c->st[ST_SESSIONS]);
+    out->filtered = atomic_load(&c->st[ST_FILTERED]);
     out->concurrency = atomic_load(&c->st_conc);
 }
 

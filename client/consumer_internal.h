@@ -123,7 +123,7 @@ struct kyu_consumer {
     bool closed;
 
     /* stats (read by other threads) */
-    atomic_uint_fast64_t st[10];
+    atomic_uint_fast64_t st[11];
     atomic_int st_conc;
     unsigned rnd;
 };
@@ -139,7 +139,8 @@ enum {
     ST_EXTENDED,
     ST_STALE,
     ST_TIMEOUTS,
-    ST_SESSIONS
+    ST_SESSIONS,
+    ST_FILTERED
 };
 
 void kyu_consumer_log(kyu_consumer_t *c, const char *fmt, ...)

@@ -93,6 +93,12 @@ static void take_push(kyu_consumer_t *c, uint64_t sid, kyu_message_t *msgs, size
             kyu_session_finish(c, h, false, 0);
             continue;
         }
+        if (c->o.filter && !c->o.filter(h->msg, c->o.filter_arg)) {
+            /* Lambda's event filtering: dropped (deleted) before any batch, or given back */
+            atomic_fetch_add(&c->st[ST_FILTERED], 1);
+            kyu_session_finish(c, h, !c->o.filter_keep, 0);
+            continue;
+        }
         h->state = HELD_BUFFERED;
         if (c->buf_tail)
             c->buf_tail->bnext = h;

@@ -438,7 +438,7 @@ void kyu_client_key_request(kyu_client_t *c, kyu_request_t *req)
                  req->op == KYU_OP_START_MOVE_TASK || req->op == KYU_OP_CANCEL_MOVE_TASK ||
                  req->op == KYU_OP_UNTAG_QUEUE || req->op == KYU_OP_DELETE_TOPIC ||
                  req->op == KYU_OP_SUBSCRIBE || req->op == KYU_OP_UNSUBSCRIBE ||
-                 req->op == KYU_OP_PUBLISH;
+                 req->op == KYU_OP_PUBLISH || req->op == KYU_OP_SET_SUBSCRIPTION_ATTRIBUTES;
     if (keyed && !(req->fields & KYU_F_RQ)) {
         req->rq_client = c->client_id;
         req->rq_key = c->next_key++;

@@ -189,10 +189,29 @@ kyu_code_t kyu_client_subscribe_filter(kyu_client_t *self, const char *topic, co
                                        char sub_id[KYU_SUB_ID_LEN + 1], kyu_err_t *err);
 /* Removes a subscription (NO_SUCH_SUBSCRIPTION when there is none by that id). */
 kyu_code_t kyu_client_unsubscribe(kyu_client_t *self, const char *sub_id, kyu_err_t *err);
-/* The subscriptions of topic (NULL: of every topic), by topic and then in the order made;
- * *subs_p: a heap array of *n (NULL when none), the caller frees it with free(). */
+/* The subscriptions of topic (NULL: of every topic), by topic and then in the order made,
+ * each with its filter policy (kyu_sub_info_t.policy); *subs_p: a heap array of *n (NULL when
+ * none), the caller frees it, policies and all, with free(). */
 kyu_code_t kyu_client_list_subscriptions(kyu_client_t *self, const char *topic,
                                          kyu_sub_info_t **subs_p, size_t *n, kyu_err_t *err);
+/* A change of a subscription's attributes (SNS's SetSubscriptionAttributes): what is not
+ * given stays as it is. */
+typedef struct {
+    int raw;            /* RawMessageDelivery: 1 raw, 0 in SNS's envelope, -1 unchanged */
+    const char *policy; /* a new FilterPolicy (JSON), or NULL */
+    bool no_policy;     /* remove the FilterPolicy (not with policy or scope) */
+    int body_scope;     /* FilterPolicyScope: 1 MessageBody, 0 MessageAttributes, -1 unchanged */
+} kyu_sub_change_t;
+/* Changes a subscription in place: its filter policy (a new one keeps the present scope
+ * unless body_scope is given), the policy's scope (the present policy must hold under the
+ * new one), its raw delivery. Messages published after the change see it; nothing already
+ * enqueued changes. NO_SUCH_SUBSCRIPTION, or INVALID_ARGUMENT for a bad policy. */
+kyu_code_t kyu_client_set_subscription_attributes(kyu_client_t *self, const char *sub_id,
+                                                  const kyu_sub_change_t *change, kyu_err_t *err);
+/* One subscription (SNS's GetSubscriptionAttributes): *sub is a heap entry with its policy
+ * (kyu_sub_info_t.policy), freed by the caller with free(). */
+kyu_code_t kyu_client_get_subscription_attributes(kyu_client_t *self, const char *sub_id,
+                                                  kyu_sub_info_t **sub, kyu_err_t *err);
 /* Publishes one message (UTF-8 text; attrs: its attributes, NULL or none: no attributes) to
  * topic: one command that enqueues a copy into every subscribed queue, or into none (a queue
  * whose MaximumMessageSize the copy exceeds refuses the whole publish, TOO_LARGE naming it).
@@ -332,6 +351,25 @@ typedef struct {
 kyu_code_t kyu_client_send_batch(kyu_client_t *self, const char *queue,
                                  const kyu_batch_entry_t *entries, size_t n,
                                  kyu_batch_result_t *out, kyu_err_t *err);
+/* (Topics, continued: kyu_batch_entry_t is defined only here.) */
+/* Publishes 1..10 entries as one batch (SNS's PublishBatch): each entry (its id, body and
+ * attributes; delay_seconds is not used: topics have none) is published on its own, into
+ * every matching subscribed queue or none, so a bad or refused entry fails alone; out[i]
+ * gets entry i's result (sent.message_id, no digests). The entries together are at most
+ * KYU_PUBLISH_BATCH_BYTES_MAX (256 KiB, bodies and attributes: else TOO_LARGE
+ * BatchRequestTooLong, nothing published); more than 10: INVALID_ARGUMENT
+ * TooManyEntriesInBatchRequest; ids as kyu_client_send_batch's (InvalidBatchEntryId,
+ * BatchEntryIdsNotDistinct). Returns as kyu_client_send_batch; keyed, so a retry publishes
+ * each entry once. */
+kyu_code_t kyu_client_publish_batch(kyu_client_t *self, const char *topic,
+                                    const kyu_batch_entry_t *entries, size_t n,
+                                    kyu_batch_result_t *out, kyu_err_t *err);
+/* The same, asynchronously (kyu_client_poll_reply answers it: rep->ids[i] entry i's
+ * MessageId, and when an entry failed rep->results[i] and rep->errors[i] for each); key as
+ * kyu_client_send_async_keyed's (NULL: no request key). */
+kyu_code_t kyu_client_publish_batch_async(kyu_client_t *self, const char *topic,
+                                          const kyu_batch_entry_t *entries, size_t n, uint64_t *key,
+                                          uint64_t *req_id, kyu_err_t *err);
 /* A DELETE or CHANGE_VISIBILITY batch entry (SQS's DeleteMessageBatch and
  * ChangeMessageVisibilityBatch): its Id (1..80 of [A-Za-z0-9_-], distinct in the batch) and
  * receipt handle; for a CHANGE_VISIBILITY batch with vt KYU_VT_PER_ENTRY, its own
@@ -547,6 +585,14 @@ typedef struct {
     /* Where log lines go (one line, no newline); NULL: stderr with a UTC time stamp */
     void (*log)(void *arg, const char *line);
     void *log_arg;
+    /* Event filtering (Lambda's FilterCriteria): when set, each pushed message is first
+     * given to filter (on the session's thread: quick, no blocking); a message it rejects
+     * never reaches a batch: it is deleted, as Lambda drops it, or with filter_keep released
+     * at once (visibility 0) for other consumers (each release counts a receive toward the
+     * queue's maxReceiveCount, and the broker may push it to this consumer again). */
+    bool (*filter)(const kyu_message_t *msg, void *arg);
+    void *filter_arg;
+    bool filter_keep;
 } kyu_consumer_opts_t;
 
 /* Default options (see the fields); queue NULL. */
@@ -573,6 +619,7 @@ typedef struct {
     uint64_t stale;    /* results not applied: the lease was lost */
     uint64_t timeouts; /* batches past their handler timeout */
     uint64_t sessions; /* sessions opened */
+    uint64_t filtered; /* messages the filter rejected (deleted, or with filter_keep released) */
     int concurrency;   /* concurrent batches allowed now */
 } kyu_consumer_stats_t;
 void kyu_consumer_stats(const kyu_consumer_t *self, kyu_consumer_stats_t *out);

@@ -48,6 +48,10 @@ int64_t kyu_client_now_ms(void);
 int64_t kyu_client_wall_ms(void);
 /* Copies a valid queue name into req (and sets KYU_F_QUEUE), else INVALID_NAME. */
 kyu_code_t kyu_client_set_queue(kyu_request_t *req, const char *queue, kyu_err_t *err);
+/* A batch request's entry ids (checked: valid, distinct), delays and attributes (sync.c;
+ * SEND's and PUBLISH's batches). */
+kyu_code_t kyu_client_batch_request(kyu_request_t *req, const kyu_batch_entry_t *e, size_t n,
+                                    kyu_err_t *err);
 /* A request of op with fields and nothing else: clears what comes before the tags only (their
  * 20 KB matter to CREATE_QUEUE and SET_QUEUE_ATTRIBUTES alone; tags.n is cleared), for the
  * hot paths (pipelined sends). */

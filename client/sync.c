@@ -487,8 +487,8 @@ kyu_code_t kyu_client_send_messages(kyu_client_t *self, const char *queue,
 }
 
 /* The request of a batch: entry ids, delays and attributes only when some entry has them. */
-static kyu_code_t batch_request(kyu_request_t *req, const kyu_batch_entry_t *e, size_t n,
-                                kyu_err_t *err)
+kyu_code_t kyu_client_batch_request(kyu_request_t *req, const kyu_batch_entry_t *e, size_t n,
+                                    kyu_err_t *err)
 {
     req->fields |= KYU_F_ENTRY_IDS;
     req->n_entries = req->n_entry_delays = req->n_attr_msgs = n;
@@ -540,7 +540,7 @@ kyu_code_t kyu_client_send_batch(kyu_client_t *self, const char *queue,
                                       "a batch has 1 to %d entries, not %zu", KYU_BATCH_MAX, n)
                         : kyu_client_set_queue(&req, queue, &e);
     if (rc == KYU_OK)
-        rc = batch_request(&req, entries, n, &e);
+        rc = kyu_client_batch_request(&req, entries, n, &e);
     for (size_t i = 0; rc == KYU_OK && i < n; i++) {
         bodies[i] = entries[i].body;
         lens[i] = entries[i].len;

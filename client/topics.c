@@ -146,6 +146,63 @@ kyu_code_t kyu_client_list_subscriptions(kyu_client_t *self, const char *topic,
     return rc;
 }
 
+static kyu_code_t set_sub_id(kyu_request_t *req, const char *sub_id, kyu_err_t *err)
+{
+    if (!sub_id || strlen(sub_id) != KYU_SUB_ID_LEN)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           "a subscription id is %d characters (a UUID)", KYU_SUB_ID_LEN);
+    memcpy(req->sub_id, sub_id, KYU_SUB_ID_LEN + 1);
+    req->fields |= KYU_F_SUB_ID;
+    return KYU_OK;
+}
+
+kyu_code_t kyu_client_set_subscription_attributes(kyu_client_t *self, const char *sub_id,
+                                                  const kyu_sub_change_t *change, kyu_err_t *err)
+{
+    kyu_request_t req = {.op = KYU_OP_SET_SUBSCRIPTION_ATTRIBUTES};
+    kyu_code_t rc = set_sub_id(&req, sub_id, err);
+    if (rc != KYU_OK)
+        return rc;
+    if (change->raw >= 0) {
+        req.fields |= KYU_F_RAW_DELIVERY;
+        req.raw_delivery = change->raw != 0;
+    }
+    if (change->policy)
+        req.fields |= KYU_F_FILTER;
+    if (change->no_policy)
+        req.fields |= KYU_F_NO_FILTER;
+    if (change->body_scope >= 0) {
+        req.fields |= KYU_F_FILTER_SCOPE;
+        req.filter_scope = change->body_scope ? 1 : 0;
+    }
+    const void *bodies[1] = {change->policy};
+    size_t lens[1] = {change->policy ? strlen(change->policy) : 0};
+    kyu_reply_t rep;
+    rc = kyu_client_call(self, &req, bodies, lens, change->policy ? 1 : 0, &rep, NULL, err);
+    kyu_reply_reset(&rep);
+    return rc;
+}
+
+kyu_code_t kyu_client_get_subscription_attributes(kyu_client_t *self, const char *sub_id,
+                                                  kyu_sub_info_t **sub, kyu_err_t *err)
+{
+    *sub = NULL;
+    kyu_request_t req = {.op = KYU_OP_GET_SUBSCRIPTION_ATTRIBUTES};
+    kyu_code_t rc = set_sub_id(&req, sub_id, err);
+    if (rc != KYU_OK)
+        return rc;
+    kyu_reply_t rep;
+    rc = call(self, &req, &rep, err);
+    if (rc == KYU_OK && rep.n_subs != 1)
+        rc = kyu_err_set(err, KYU_ERR_MALFORMED, "the reply has no subscription");
+    if (rc == KYU_OK) {
+        *sub = rep.subs; /* the reply's heap entry (and its policy) becomes the caller's */
+        rep.subs = NULL;
+    }
+    kyu_reply_reset(&rep);
+    return rc;
+}
+
 /* The PUBLISH request: the topic, and the attributes when there are some (checked here). */
 static kyu_code_t publish_request(kyu_request_t *req, const char *topic,
                                   const kyu_msg_attrs_t *attrs, kyu_err_t *err)
@@ -201,4 +258,98 @@ kyu_code_t kyu_client_publish_async(kyu_client_t *self, const char *topic, const
     const void *bodies[] = {body};
     size_t lens[] = {len};
     return kyu_client_request_async(self, &req, bodies, lens, 1, req_id, err);
+}
+
+/* A PUBLISH batch's request (checked as the broker would refuse it whole) and its bodies. */
+static kyu_code_t publish_batch_request(kyu_request_t *req, const char *topic,
+                                        const kyu_batch_entry_t *e, size_t n,
+                                        const void *bodies[KYU_BATCH_MAX],
+                                        size_t lens[KYU_BATCH_MAX], kyu_err_t *err)
+{
+    req->op = KYU_OP_PUBLISH;
+    if (n == 0)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           "EmptyBatchRequest: a batch has 1 to %d entries", KYU_BATCH_MAX);
+    if (n > KYU_BATCH_MAX)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           "TooManyEntriesInBatchRequest: a batch has at most %d entries, not %zu",
+                           KYU_BATCH_MAX, n);
+    kyu_code_t rc = set_topic(req, topic, err);
+    if (rc != KYU_OK)
+        return rc;
+    kyu_batch_entry_t copy[KYU_BATCH_MAX];
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        copy[i] = e[i];
+        copy[i].delay_seconds = -1; /* topics have no delays */
+        bodies[i] = e[i].body;
+        lens[i] = e[i].len;
+        total += e[i].len + (e[i].attrs ? kyu_msg_attrs_size(e[i].attrs) : 0);
+    }
+    if (total > KYU_PUBLISH_BATCH_BYTES_MAX)
+        return kyu_err_set(err, KYU_ERR_TOO_LARGE,
+                           "BatchRequestTooLong: the batch's %zu entries have %zu bytes together "
+                           "(bodies and attributes); a batch takes at most %d",
+                           n, total, KYU_PUBLISH_BATCH_BYTES_MAX);
+    return kyu_client_batch_request(req, copy, n, err);
+}
+
+kyu_code_t kyu_client_publish_batch(kyu_client_t *self, const char *topic,
+                                    const kyu_batch_entry_t *entries, size_t n,
+                                    kyu_batch_result_t *out, kyu_err_t *err)
+{
+    kyu_request_t req = {0};
+    const void *bodies[KYU_BATCH_MAX];
+    size_t lens[KYU_BATCH_MAX];
+    kyu_err_t e = {0};
+    kyu_code_t rc = publish_batch_request(&req, topic, entries, n, bodies, lens, &e);
+    kyu_reply_t rep;
+    kyu_reply_init(&rep);
+    if (rc == KYU_OK)
+        rc = kyu_client_call(self, &req, bodies, lens, n, &rep, NULL, &e);
+    if (rc == KYU_OK &&
+        (rep.n_ids != n || (rep.n_results && (rep.n_results != n || rep.n_errors != n))))
+        rc = kyu_err_set(&e, KYU_ERR_MALFORMED,
+                         "PUBLISH batch reply has %zu ids and %zu results for %zu entries",
+                         rep.n_ids, rep.n_results, n);
+    kyu_code_t first = KYU_OK;
+    for (size_t i = 0; i < n && i < KYU_BATCH_MAX; i++) {
+        kyu_batch_result_t *r = &out[i];
+        memset(r, 0, sizeof *r);
+        r->code = rc != KYU_OK ? rc : rep.n_results ? (kyu_code_t)rep.results[i] : KYU_OK;
+        if (rc != KYU_OK)
+            snprintf(r->error, sizeof r->error, "%s", e.msg);
+        else if (r->code != KYU_OK)
+            snprintf(r->error, sizeof r->error, "%s", rep.errors[i]);
+        else
+            memcpy(r->sent.message_id, rep.ids[i], sizeof r->sent.message_id);
+        if (rc == KYU_OK && r->code != KYU_OK && first == KYU_OK) {
+            first = r->code;
+            kyu_err_set(err, r->code, "entry '%s': %s", entries[i].id, r->error);
+        }
+    }
+    kyu_reply_reset(&rep);
+    if (rc != KYU_OK)
+        return kyu_err_set(err, rc, "%s", e.msg);
+    return first;
+}
+
+kyu_code_t kyu_client_publish_batch_async(kyu_client_t *self, const char *topic,
+                                          const kyu_batch_entry_t *entries, size_t n, uint64_t *key,
+                                          uint64_t *req_id, kyu_err_t *err)
+{
+    kyu_request_t req = {0};
+    const void *bodies[KYU_BATCH_MAX];
+    size_t lens[KYU_BATCH_MAX];
+    kyu_code_t rc = publish_batch_request(&req, topic, entries, n, bodies, lens, err);
+    if (rc != KYU_OK)
+        return rc;
+    if (key) {
+        if (*key == 0)
+            *key = self->next_key++;
+        req.rq_client = self->client_id;
+        req.rq_key = *key;
+        req.fields |= KYU_F_RQ;
+    }
+    return kyu_client_request_async(self, &req, bodies, lens, n, req_id, err);
 }

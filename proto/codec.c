@@ -88,9 +88,23 @@ static const kyu_op_info_t op_table[KYU_OP_MAX_] = {
     [KYU_OP_LIST_SUBSCRIPTIONS] = {KYU_OP_LIST_SUBSCRIPTIONS, "list-subscriptions", 0, KYU_F_TOPIC,
                                    0, 0, KYU_OPF_READ, "list subscriptions (of topic tp)"},
     [KYU_OP_PUBLISH] = {KYU_OP_PUBLISH, "publish", KYU_F_TOPIC,
-                        KYU_F_TOPIC | KYU_F_MSG_ATTRS | KYU_F_RQ, 1, 1, KYU_OPF_WRITE,
+                        KYU_F_TOPIC | KYU_F_MSG_ATTRS | KYU_F_RQ | KYU_F_ENTRY_IDS, 1,
+                        KYU_BATCH_MAX, KYU_OPF_WRITE,
                         "publish one message to a topic: enqueued into every subscribed queue "
-                        "or none"},
+                        "or none (eid: a batch of 1..10, each entry so on its own)"},
+    [KYU_OP_SET_SUBSCRIPTION_ATTRIBUTES] = {KYU_OP_SET_SUBSCRIPTION_ATTRIBUTES,
+                                            "set-subscription-attributes", KYU_F_SUB_ID,
+                                            KYU_F_SUB_ID | KYU_F_FILTER | KYU_F_FILTER_SCOPE |
+                                                KYU_F_NO_FILTER | KYU_F_RAW_DELIVERY | KYU_F_RQ,
+                                            0, 1, KYU_OPF_WRITE,
+                                            "change a subscription's filter policy (flt: the body "
+                                            "frame; nflt: none), its scope (fsc) or its raw "
+                                            "delivery (rd)"},
+    [KYU_OP_GET_SUBSCRIPTION_ATTRIBUTES] = {KYU_OP_GET_SUBSCRIPTION_ATTRIBUTES,
+                                            "get-subscription-attributes", KYU_F_SUB_ID,
+                                            KYU_F_SUB_ID, 0, 0, KYU_OPF_READ,
+                                            "a subscription's topic, queue, raw delivery and "
+                                            "filter policy"},
     [KYU_OP_LIST_QUEUES] = {KYU_OP_LIST_QUEUES, "list-queues", 0, 0, 0, 0, KYU_OPF_READ,
                             "list queue names"},
     [KYU_OP_GET_QUEUE_ATTRIBUTES] = {KYU_OP_GET_QUEUE_ATTRIBUTES, "get-queue-attributes",
@@ -575,6 +589,11 @@ static kyu_code_t decode_request_field(const msgpack_object *k, const msgpack_ob
         rc = get_uint(v, "from (position)", UINT64_MAX, &req->from, err);
     } else if (kyu_mp_key_is(k, "eid")) {
         bit = KYU_F_ENTRY_IDS;
+        if (v->type == MSGPACK_OBJECT_ARRAY && v->via.array.size > KYU_BATCH_MAX)
+            return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                               "TooManyEntriesInBatchRequest: a batch has at most %d entries, "
+                               "not %u",
+                               KYU_BATCH_MAX, v->via.array.size);
         if (v->type != MSGPACK_OBJECT_ARRAY || v->via.array.size > KYU_BATCH_MAX)
             return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
                                "eid must be an array of at most %d entry ids", KYU_BATCH_MAX);
@@ -732,6 +751,17 @@ static kyu_code_t decode_request_field(const msgpack_object *k, const msgpack_ob
                                "digits and punctuation",
                                KYU_ATTEMPT_ID_MAX);
         rc = get_str(v, "ReceiveRequestAttemptId (raid)", req->attempt_id, KYU_ATTEMPT_ID_MAX, err);
+    } else if (kyu_mp_key_is(k, "nflt")) {
+        bit = KYU_F_NO_FILTER;
+        if (v->type != MSGPACK_OBJECT_BOOLEAN || !v->via.boolean)
+            return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                               "nflt must be true (the subscription's filter policy is removed)");
+    } else if (kyu_mp_key_is(k, "rd")) {
+        bit = KYU_F_RAW_DELIVERY;
+        if (v->type != MSGPACK_OBJECT_BOOLEAN)
+            return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                               "rd (RawMessageDelivery) must be true or false");
+        req->raw_delivery = v->via.boolean;
     } else if (kyu_mp_key_is(k, "rq")) {
         bit = KYU_F_RQ;
         if (v->type != MSGPACK_OBJECT_ARRAY || v->via.array.size != 2)
@@ -843,6 +873,10 @@ static const char *field_name(uint64_t bit)
         return "mg (message group and deduplication ids)";
     case KYU_F_ATTEMPT:
         return "raid (ReceiveRequestAttemptId)";
+    case KYU_F_NO_FILTER:
+        return "nflt (no filter policy)";
+    case KYU_F_RAW_DELIVERY:
+        return "rd (RawMessageDelivery)";
     default:
         return "?";
     }
@@ -910,17 +944,39 @@ kyu_code_t kyu_request_decode(const void *buf, size_t len, size_t n_bodies, kyu_
             goto done;
         }
     }
-    if (n_bodies < info->min_bodies || n_bodies > info->max_bodies)
+    if ((req->fields & KYU_F_ENTRY_IDS) && n_bodies > KYU_BATCH_MAX &&
+        info->max_bodies == KYU_BATCH_MAX)
+        rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                         "TooManyEntriesInBatchRequest: a batch has at most %d entries, not %zu",
+                         KYU_BATCH_MAX, n_bodies);
+    else if (n_bodies < info->min_bodies || n_bodies > info->max_bodies)
         rc = kyu_err_set(err, KYU_ERR_MALFORMED, "%s takes %u to %u body frames, not %zu",
                          info->name, info->min_bodies, info->max_bodies, n_bodies);
-    else if (req->op == KYU_OP_SUBSCRIBE && (req->fields & KYU_F_FILTER ? 1u : 0u) != n_bodies)
+    else if (req->op == KYU_OP_PUBLISH && !(req->fields & KYU_F_ENTRY_IDS) && n_bodies != 1)
         rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
-                         "subscribe takes the filter policy as its one body frame, with flt: "
+                         "publish takes one body frame; a batch (eid, one entry id a body) 1 to "
+                         "%d",
+                         KYU_BATCH_MAX);
+    else if ((req->op == KYU_OP_SUBSCRIBE || req->op == KYU_OP_SET_SUBSCRIPTION_ATTRIBUTES) &&
+             (req->fields & KYU_F_FILTER ? 1u : 0u) != n_bodies)
+        rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                         "%s takes the filter policy as its one body frame, with flt: "
                          "flt is %s, body frames %zu",
-                         req->fields & KYU_F_FILTER ? "set" : "not set", n_bodies);
-    else if ((req->fields & KYU_F_FILTER_SCOPE) && !(req->fields & KYU_F_FILTER))
+                         info->name, req->fields & KYU_F_FILTER ? "set" : "not set", n_bodies);
+    else if (req->op == KYU_OP_SUBSCRIBE && (req->fields & KYU_F_FILTER_SCOPE) &&
+             !(req->fields & KYU_F_FILTER))
         rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
                          "fsc (filter scope) is for a filter policy: give flt and the policy too");
+    else if (req->op == KYU_OP_SET_SUBSCRIPTION_ATTRIBUTES &&
+             !(req->fields &
+               (KYU_F_FILTER | KYU_F_FILTER_SCOPE | KYU_F_NO_FILTER | KYU_F_RAW_DELIVERY)))
+        rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                         "%s needs at least one of flt (a filter policy), nflt (none), fsc (its "
+                         "scope), rd (RawMessageDelivery)",
+                         info->name);
+    else if ((req->fields & KYU_F_NO_FILTER) && (req->fields & (KYU_F_FILTER | KYU_F_FILTER_SCOPE)))
+        rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                         "nflt removes the filter policy: give no flt or fsc with it");
     else if ((req->fields & KYU_F_MSG_ATTRS) && req->n_attr_msgs != n_bodies)
         rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
                          "ma has %zu attribute lists for %zu messages (one per body frame)",
@@ -1153,6 +1209,17 @@ void kyu_request_encode(const kyu_request_t *req, msgpack_sbuffer *out)
     if (req->fields & KYU_F_FILTER_SCOPE) {
         kyu_mp_pack_str(&pk, "fsc");
         kyu_mp_pack_str(&pk, req->filter_scope ? "body" : "attributes");
+    }
+    if (req->fields & KYU_F_NO_FILTER) {
+        kyu_mp_pack_str(&pk, "nflt");
+        msgpack_pack_true(&pk);
+    }
+    if (req->fields & KYU_F_RAW_DELIVERY) {
+        kyu_mp_pack_str(&pk, "rd");
+        if (req->raw_delivery)
+            msgpack_pack_true(&pk);
+        else
+            msgpack_pack_false(&pk);
     }
     if (req->fields & KYU_F_FIFO) {
         kyu_mp_pack_str(&pk, "fifo");

@@ -104,6 +104,9 @@
 /* DeduplicationScope and FifoThroughputLimit */
 enum { KYU_DEDUP_SCOPE_QUEUE = 0, KYU_DEDUP_SCOPE_GROUP = 1 };
 enum { KYU_THROUGHPUT_PER_QUEUE = 0, KYU_THROUGHPUT_PER_GROUP = 1 };
+/* A PUBLISH batch (SNS's PublishBatch, `eid`): its entries' bodies and attributes together
+ * (SNS's 256 KiB; else TOO_LARGE BatchRequestTooLong, the whole batch refused) */
+#define KYU_PUBLISH_BATCH_BYTES_MAX (256 * 1024)
 
 typedef enum {
     KYU_OP_HELLO = 1,
@@ -139,6 +142,10 @@ typedef enum {
     KYU_OP_UNSUBSCRIBE = 30,
     KYU_OP_LIST_SUBSCRIPTIONS = 31,
     KYU_OP_PUBLISH = 32,
+    /* 33..34: a subscription's attributes (SNS's SetSubscriptionAttributes and
+     * GetSubscriptionAttributes: FilterPolicy, FilterPolicyScope, RawMessageDelivery) */
+    KYU_OP_SET_SUBSCRIPTION_ATTRIBUTES = 33,
+    KYU_OP_GET_SUBSCRIPTION_ATTRIBUTES = 34,
     KYU_OP_MAX_
 } kyu_op_t;
 
@@ -204,7 +211,11 @@ typedef enum {
 #define KYU_F_GROUPS                                                                               \
     (UINT64_C(1) << 42) /* "mg": SEND: each message's [MessageGroupId, MessageDeduplicationId] */
 #define KYU_F_ATTEMPT (UINT64_C(1) << 43) /* "raid": RECEIVE: ReceiveRequestAttemptId */
-#define KYU_F_LAST_ KYU_F_ATTEMPT
+/* 44..45: SET_SUBSCRIPTION_ATTRIBUTES (PROTOCOL.md "Filter policies") */
+#define KYU_F_NO_FILTER (UINT64_C(1) << 44) /* "nflt": remove the subscription's filter policy */
+#define KYU_F_RAW_DELIVERY                                                                         \
+    (UINT64_C(1) << 45) /* "rd": RawMessageDelivery, true or false (raw_delivery) */
+#define KYU_F_LAST_ KYU_F_RAW_DELIVERY
 /* the queue attributes of kyu_queue_ext_t (CREATE_QUEUE, SET_QUEUE_ATTRIBUTES) */
 #define KYU_F_QUEUE_EXT_                                                                           \
     (KYU_F_RETENTION | KYU_F_RECEIVE_WAIT | KYU_F_REDRIVE | KYU_F_REDRIVE_ALLOW | KYU_F_TAGS |     \
@@ -347,6 +358,7 @@ typedef struct {
     /* KYU_F_FILTER_SCOPE: 0 attributes (MessageAttributes, the default), 1 body (MessageBody);
      * the codec checks it, and that it comes with KYU_F_FILTER */
     uint8_t filter_scope;
+    bool raw_delivery; /* KYU_F_RAW_DELIVERY: the new RawMessageDelivery */
     /* KYU_F_RETENTION, _RECEIVE_WAIT, _REDRIVE (dlq "" removes the policy), _REDRIVE_ALLOW,
      * _TAGS: the queue's other attributes (the broker checks their ranges). Last, and its
      * tags last in it: the decoder clears the struct only up to the tags (20 KB that only
@@ -459,15 +471,19 @@ enum { KYU_EV_MSGS = 1, KYU_EV_HB = 2, KYU_EV_CLOSED = 3 };
 const char *kyu_ev_name(unsigned ev);
 unsigned kyu_ev_parse(const char *name);
 
-/* LIST_SUBSCRIPTIONS: one subscription of a topic to a queue. */
+/* LIST_SUBSCRIPTIONS, GET_SUBSCRIPTION_ATTRIBUTES: one subscription of a topic to a queue. */
 typedef struct {
     char id[KYU_SUB_ID_LEN + 1];
     char topic[KYU_TOPIC_NAME_MAX + 1];
     char queue[KYU_NAME_MAX + 1];
     bool raw; /* raw delivery: the body and attributes as published, no envelope */
-    /* a filter policy picks its messages (the policy itself is not listed: up to 256 KB);
-     * filter_body: on the JSON body (FilterPolicyScope MessageBody), else the attributes */
+    /* a filter policy picks its messages; filter_body: on the JSON body (FilterPolicyScope
+     * MessageBody), else the attributes */
     bool filtered, filter_body;
+    /* the policy's JSON (compact, keys sorted), NUL-terminated; NULL when not filtered (or
+     * from a broker that did not send it). It lives in the same allocation as the array of
+     * subscriptions it is in: freeing the array frees it. */
+    const char *policy;
 } kyu_sub_info_t;
 
 /* CLUSTER_STATUS: one node's own view of the cluster. */

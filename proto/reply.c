@@ -363,8 +363,9 @@ void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out)
         kyu_mp_pack_str(&pk, "subs");
         msgpack_pack_array(&pk, rep->n_subs);
         for (size_t i = 0; i < rep->n_subs; i++) {
-            /* [id, topic, queue, raw] or, filtered, [..., raw, "attributes" | "body"] */
-            msgpack_pack_array(&pk, rep->subs[i].filtered ? 5 : 4);
+            /* [id, topic, queue, raw] or, filtered, [..., raw, "attributes" | "body"] and its
+             * policy's JSON when known */
+            msgpack_pack_array(&pk, !rep->subs[i].filtered ? 4 : rep->subs[i].policy ? 6 : 5);
             kyu_mp_pack_str(&pk, rep->subs[i].id);
             kyu_mp_pack_str(&pk, rep->subs[i].topic);
             kyu_mp_pack_str(&pk, rep->subs[i].queue);
@@ -374,6 +375,8 @@ void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out)
                 msgpack_pack_false(&pk);
             if (rep->subs[i].filtered)
                 kyu_mp_pack_str(&pk, rep->subs[i].filter_body ? "body" : "attributes");
+            if (rep->subs[i].filtered && rep->subs[i].policy)
+                kyu_mp_pack_str(&pk, rep->subs[i].policy);
         }
     }
     if (rep->hb_ms) {
@@ -851,27 +854,46 @@ static bool decode_field(const msgpack_object *k, const msgpack_object *v, kyu_r
         size_t n = 0;
         if (!get_array(v, KYU_TOPICS_MAX * KYU_TOPIC_SUBS_MAX, &n) || rep->subs)
             return false;
-        rep->subs = calloc(n ? n : 1, sizeof rep->subs[0]);
-        if (!rep->subs)
+        /* One allocation: the array, then the policies' texts it points to. */
+        size_t text = 0;
+        for (size_t i = 0; i < n; i++) {
+            const msgpack_object *e = &v->via.array.ptr[i];
+            if (e->type == MSGPACK_OBJECT_ARRAY && e->via.array.size == 6) {
+                if (e->via.array.ptr[5].type != MSGPACK_OBJECT_STR)
+                    return false;
+                text += e->via.array.ptr[5].via.str.size + 1;
+            }
+        }
+        char *block = calloc(1, (n ? n : 1) * sizeof rep->subs[0] + text);
+        if (!block)
             return false;
+        rep->subs = (kyu_sub_info_t *)block;
+        char *p = block + (n ? n : 1) * sizeof rep->subs[0];
         rep->n_subs = n;
         for (size_t i = 0; i < n; i++) {
             const msgpack_object *e = &v->via.array.ptr[i];
-            if (e->type != MSGPACK_OBJECT_ARRAY ||
-                (e->via.array.size != 4 && e->via.array.size != 5) ||
+            if (e->type != MSGPACK_OBJECT_ARRAY || e->via.array.size < 4 || e->via.array.size > 6 ||
                 !kyu_mp_copy_str(&e->via.array.ptr[0], rep->subs[i].id, KYU_SUB_ID_LEN) ||
                 !kyu_mp_copy_str(&e->via.array.ptr[1], rep->subs[i].topic, KYU_TOPIC_NAME_MAX) ||
                 !kyu_mp_copy_str(&e->via.array.ptr[2], rep->subs[i].queue, KYU_NAME_MAX) ||
                 e->via.array.ptr[3].type != MSGPACK_OBJECT_BOOLEAN)
                 return false;
             rep->subs[i].raw = e->via.array.ptr[3].via.boolean;
-            if (e->via.array.size == 5) {
+            if (e->via.array.size >= 5) {
                 char scope[16];
                 if (!kyu_mp_copy_str(&e->via.array.ptr[4], scope, sizeof scope - 1) ||
                     (strcmp(scope, "body") && strcmp(scope, "attributes")))
                     return false;
                 rep->subs[i].filtered = true;
                 rep->subs[i].filter_body = !strcmp(scope, "body");
+            }
+            if (e->via.array.size == 6) {
+                const msgpack_object *pol = &e->via.array.ptr[5];
+                if (pol->via.str.size)
+                    memcpy(p, pol->via.str.ptr, pol->via.str.size);
+                p[pol->via.str.size] = '\0';
+                rep->subs[i].policy = p;
+                p += pol->via.str.size + 1;
             }
         }
         return true;

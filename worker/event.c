@@ -158,6 +158,19 @@ fail_owned:
     return NULL;
 }
 
+json_t *kyu_event_filter_doc(const char *queue, const char *region, const kyu_message_t *m)
+{
+    json_t *r = record(queue, region, m);
+    if (!r)
+        return NULL;
+    json_t *body = json_loadb(m->body ? (const char *)m->body : "", m->body_len, 0, NULL);
+    if (json_is_object(body))
+        json_object_set_new(r, "body", body); /* replaces the string */
+    else
+        json_decref(body);
+    return r;
+}
+
 char *kyu_event_json(const char *queue, const char *region, const kyu_message_t *msgs, size_t n,
                      size_t *len)
 {

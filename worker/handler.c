@@ -53,3 +53,38 @@ bool kyu_worker_handle(kyu_batch_t *batch, void *arg)
     free(res.out);
     return ok;
 }
+
+kyu_code_t kyu_worker_filter_add(kyu_worker_filter_t *f, const char *pattern, kyu_err_t *err)
+{
+    if (f->n >= KYU_FILTER_PATTERNS_MAX)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           "at most %d filter patterns (Lambda's FilterCriteria)",
+                           KYU_FILTER_PATTERNS_MAX);
+    kyu_code_t rc = kyu_filter_compile(pattern, strlen(pattern), KYU_FILTER_SCOPE_EVENT,
+                                       &f->patterns[f->n], NULL, err);
+    if (rc == KYU_OK)
+        f->n++;
+    return rc;
+}
+
+void kyu_worker_filter_free(kyu_worker_filter_t *f)
+{
+    for (size_t i = 0; i < f->n; i++)
+        kyu_filter_destroy(&f->patterns[i]);
+    f->n = 0;
+}
+
+bool kyu_worker_filter(const kyu_message_t *msg, void *arg)
+{
+    const kyu_worker_filter_t *f = arg;
+    if (f->n == 0)
+        return true;
+    json_t *doc = kyu_event_filter_doc(f->queue, f->region, msg);
+    if (!doc)
+        return true; /* out of memory: the handler decides, nothing is dropped unseen */
+    bool match = false;
+    for (size_t i = 0; i < f->n && !match; i++)
+        match = kyu_filter_match_json(f->patterns[i], doc);
+    json_decref(doc);
+    return match;
+}

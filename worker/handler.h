@@ -7,6 +7,7 @@
 #ifndef KYU_WORKER_HANDLER_H
 #define KYU_WORKER_HANDLER_H
 
+#include "filter.h"
 #include "kyu.h"
 
 #include <stdbool.h>
@@ -23,6 +24,23 @@ typedef struct {
     const char *region;
     void (*log)(const char *line); /* one line, no newline */
 } kyu_handler_cfg_t;
+
+/* --filter: Lambda's event filtering, up to KYU_FILTER_PATTERNS_MAX patterns ORed (one
+ * engine: proto/filter.h, scope KYU_FILTER_SCOPE_EVENT) over each message as Lambda sees it
+ * (kyu_event_filter_doc). */
+typedef struct {
+    size_t n;
+    kyu_filter_t *patterns[KYU_FILTER_PATTERNS_MAX];
+    const char *queue;
+    const char *region;
+} kyu_worker_filter_t;
+
+/* Compiles a pattern into f; INVALID_ARGUMENT saying why (a bad pattern, one too many). */
+kyu_code_t kyu_worker_filter_add(kyu_worker_filter_t *f, const char *pattern, kyu_err_t *err);
+void kyu_worker_filter_free(kyu_worker_filter_t *f);
+/* The consumer's filter (kyu_consumer_opts_t.filter); arg is a kyu_worker_filter_t. True when
+ * a pattern matches (or out of memory: the message then goes to the handler). */
+bool kyu_worker_filter(const kyu_message_t *msg, void *arg);
 
 /* The consumer's handler; arg is a kyu_handler_cfg_t. */
 bool kyu_worker_handle(kyu_batch_t *batch, void *arg);

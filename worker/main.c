@@ -18,6 +18,7 @@
 #define DEFAULT_BROKER "tcp://127.0.0.1:7700"
 
 static kyu_consumer_t *consumer;
+static kyu_worker_filter_t filter; /* --filter's patterns */
 
 static void on_signal(int sig)
 {
@@ -89,6 +90,15 @@ static void usage(FILE *out)
             "  --name NAME                  the worker's name in `kyu workers` (default "
             "host:pid)\n"
             "  --region NAME                the event's awsRegion (default local)\n"
+            "  --filter PATTERN             Lambda's event filtering (repeatable, up to 5, "
+            "ORed):\n"
+            "                               a JSON pattern over the message as Lambda sees it,\n"
+            "                               e.g. '{\"body\": {\"type\": [\"paid\"]}}'; a "
+            "message no\n"
+            "                               pattern matches is deleted unprocessed\n"
+            "  --filter-keep                release non-matching messages at once (visibility "
+            "0)\n"
+            "                               for other consumers instead of deleting them\n"
             "Exit status: 0 drained (SIGTERM, SIGINT), 1 failed (queue deleted, no broker), "
             "2 usage error.\n",
             DEFAULT_BROKER);
@@ -96,6 +106,7 @@ static void usage(FILE *out)
 
 static int bad(const char *fmt, const char *flag, const char *value)
 {
+    kyu_worker_filter_free(&filter);
     fprintf(stderr, "kyu-worker: ");
     fprintf(stderr, fmt, flag, value);
     fprintf(stderr, "\n(kyu-worker --help for usage)\n");
@@ -152,6 +163,8 @@ int main(int argc, char **argv)
         O_DRAIN,
         O_NAME,
         O_REGION,
+        O_FILTER,
+        O_FILTER_KEEP,
         O_HELP
     };
     static const struct option longopts[] = {
@@ -174,6 +187,8 @@ int main(int argc, char **argv)
         {"drain-timeout", required_argument, NULL, O_DRAIN},
         {"name", required_argument, NULL, O_NAME},
         {"region", required_argument, NULL, O_REGION},
+        {"filter", required_argument, NULL, O_FILTER},
+        {"filter-keep", no_argument, NULL, O_FILTER_KEEP},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0}};
     opterr = 0;
@@ -250,6 +265,15 @@ int main(int argc, char **argv)
         case O_REGION:
             cfg.region = v;
             break;
+        case O_FILTER: {
+            kyu_err_t ferr = {0};
+            if (kyu_worker_filter_add(&filter, v, &ferr) != KYU_OK)
+                return bad("%s: %s", "--filter", ferr.msg);
+            break;
+        }
+        case O_FILTER_KEEP:
+            o.filter_keep = true;
+            break;
         case O_HELP:
             usage(stdout);
             return 0;
@@ -287,14 +311,23 @@ int main(int argc, char **argv)
     }
     if (!*cfg.region || strlen(cfg.region) > 64)
         return bad("%s must be 1 to 64 characters, not '%s'", "--region", cfg.region);
+    if (o.filter_keep && filter.n == 0)
+        return bad("%s goes with --filter PATTERN%s", "--filter-keep", "");
     cfg.queue = o.queue;
     o.log = log_consumer;
+    filter.queue = o.queue;
+    filter.region = cfg.region;
+    if (filter.n) {
+        o.filter = kyu_worker_filter;
+        o.filter_arg = &filter;
+    }
 
     struct sigaction ign = {0};
     ign.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &ign, NULL); /* a handler that exits without reading its stdin */
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
         fprintf(stderr, "kyu-worker: curl_global_init failed\n");
+        kyu_worker_filter_free(&filter);
         return 1;
     }
     kyu_err_t err = {0};
@@ -302,6 +335,7 @@ int main(int argc, char **argv)
     if (!consumer) {
         fprintf(stderr, "kyu-worker: %s: %s\n", kyu_code_name(err.code), err.msg);
         curl_global_cleanup();
+        kyu_worker_filter_free(&filter);
         return err.code == KYU_ERR_INVALID_ARGUMENT ? 2 : 1;
     }
     struct sigaction sa = {0};
@@ -311,7 +345,17 @@ int main(int argc, char **argv)
     kyu_code_t rc = kyu_consumer_run(consumer, &err);
     if (rc != KYU_OK)
         fprintf(stderr, "kyu-worker: %s: %s\n", kyu_code_name(rc), err.msg);
+    if (filter.n) {
+        kyu_consumer_stats_t st;
+        kyu_consumer_stats(consumer, &st);
+        char line[160];
+        snprintf(line, sizeof line, "%llu messages matched no --filter pattern: %s",
+                 (unsigned long long)st.filtered,
+                 o.filter_keep ? "released for other consumers" : "deleted unprocessed");
+        log_line(line);
+    }
     kyu_consumer_destroy(&consumer);
+    kyu_worker_filter_free(&filter);
     curl_global_cleanup();
     return rc == KYU_OK ? 0 : 1;
 }

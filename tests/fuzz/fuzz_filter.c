@@ -1,7 +1,8 @@
-/* libFuzzer harness for filter policies (broker/filter.c): any bytes as a policy must compile
+/* libFuzzer harness for filter policies (proto/filter.c): any bytes as a policy must compile
  * or be refused with INVALID_ARGUMENT, never crash, abort or leak; a compiled policy's
  * canonical text compiles again to itself; matching any message (body or attributes) returns.
- * Input: byte 0 the scope (low bit), then the policy, a NUL, the message body, and after a
+ * Input: byte 0 the scope (low bit: attributes or body; bit 1: a Lambda event pattern, whose
+ * document is the body), then the policy, a NUL, the message body, and after a
  * second NUL up to 3 attributes as "name\ttype\tvalue" lines. Built with -DKYU_FUZZ=ON (clang);
  * replay.c runs the stored corpus (corpus/filter) through it in ordinary test runs. */
 #include "filter.h"
@@ -22,7 +23,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
-    kyu_filter_scope_t scope = (kyu_filter_scope_t)(data[0] & 1);
+    kyu_filter_scope_t scope =
+        data[0] & 2 ? KYU_FILTER_SCOPE_EVENT : (kyu_filter_scope_t)(data[0] & 1);
     const char *p = (const char *)data + 1, *end = (const char *)data + size;
     const char *pe = split(p, end, '\0');
     const char *body = pe < end ? pe + 1 : end;

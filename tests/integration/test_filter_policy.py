@@ -9,6 +9,7 @@ import unittest
 from harness import BrokerCase
 
 OP_SUBSCRIBE = 29
+OP_SET_SUB_ATTRS = 33
 INVALID_ARGUMENT = 4
 
 
@@ -63,13 +64,24 @@ class FilterPolicies(BrokerCase):
     def test_policies_survive_restarts(self):
         self.setup_orders()
         before = self.b.ok("list-subscriptions")
-        marks = [line.split()[2:] for line in before.splitlines()]
-        self.assertEqual(marks, [["ship", "raw", "filter:attributes"],
-                                 ["bill", "raw", "filter:attributes"], ["audit", "raw"],
-                                 ["eu", "raw", "filter:body"]])
+        marks = [line.split(" ", 5)[2:] for line in before.splitlines()]
+        self.assertEqual(marks, [["ship", "raw", "filter:attributes",
+                                  '{"event":["order_placed"]}'],
+                                 ["bill", "raw", "filter:attributes",
+                                  '{"event":["order_placed","order_refunded"],'
+                                  '"price":[{"numeric":[">=",100]}]}'],
+                                 ["audit", "raw"],
+                                 ["eu", "raw", "filter:body",
+                                  '{"order":{"region":[{"prefix":"eu-"}]}}']])
         subs = self.b.json_lines("list-subscriptions")
         self.assertEqual([s.get("FilterPolicyScope") for s in subs],
                          ["MessageAttributes", "MessageAttributes", None, "MessageBody"])
+        self.assertEqual([json.loads(s["FilterPolicy"]) if "FilterPolicy" in s else None
+                          for s in subs],
+                         [{"event": ["order_placed"]},
+                          {"event": ["order_placed", "order_refunded"],
+                           "price": [{"numeric": [">=", 100]}]},
+                          None, {"order": {"region": [{"prefix": "eu-"}]}}])
         self.b.kill9()
         self.b.start()
         self.check_routing("b")
@@ -127,6 +139,99 @@ class FilterPolicies(BrokerCase):
                      b'{"a":{"b":["x"]}}')
         self.assertEqual(r["st"], 0, r)
         self.assertEqual(self.b.ok("list-subscriptions").count("\n"), 1)
+
+
+    def attrs(self, sub):
+        out = self.b.ok("get-subscription-attributes", sub)
+        plain = dict(line.split(" ", 1) for line in out.splitlines())
+        self.assertEqual(self.b.json_lines("get-subscription-attributes", sub), [plain])
+        return plain
+
+    def test_set_subscription_attributes_in_place(self):
+        """SNS's SetSubscriptionAttributes: the policy, its scope and raw delivery change in
+        place (same id); publishes after the change see it; it survives kill -9."""
+        self.b.ok("create-topic", "t")
+        s = self.subscribe("t", "ship", "--filter", '{"event": ["a"]}')
+        self.assertEqual(self.attrs(s), {
+            "SubscriptionId": s, "TopicName": "t", "QueueName": "ship",
+            "RawMessageDelivery": "true", "FilterPolicyScope": "MessageAttributes",
+            "FilterPolicy": '{"event":["a"]}'})
+        self.b.ok("publish", "t", "m1", "--attr", "event=String:a")
+        self.b.ok("publish", "t", "m2", "--attr", "event=String:b")
+        self.assertEqual(self.bodies("ship"), ["m1"])
+        # A new policy: the same subscription, now b only.
+        self.b.ok("set-subscription-attributes", s, "--filter", '{"event": ["b"]}')
+        self.b.ok("publish", "t", "m3", "--attr", "event=String:a")
+        self.b.ok("publish", "t", "m4", "--attr", "event=String:b")
+        self.assertEqual(self.bodies("ship"), ["m4"])
+        self.assertEqual(self.attrs(s)["FilterPolicy"], '{"event":["b"]}')
+        # The scope alone: the present policy now reads the JSON body.
+        self.b.ok("set-subscription-attributes", s, "--filter-scope", "body")
+        self.assertEqual(self.attrs(s)["FilterPolicyScope"], "MessageBody")
+        self.b.ok("publish", "t", '{"event": "b"}')
+        self.b.ok("publish", "t", "m5", "--attr", "event=String:b")
+        self.assertEqual(self.bodies("ship"), ['{"event": "b"}'])
+        # A new policy keeps the body scope (SNS keeps FilterPolicyScope).
+        self.b.ok("set-subscription-attributes", s, "--filter", '{"x": {"y": [1]}}')
+        self.assertEqual(self.attrs(s)["FilterPolicyScope"], "MessageBody")
+        # Raw delivery off: the envelope.
+        self.b.ok("set-subscription-attributes", s, "--no-raw")
+        self.b.ok("publish", "t", '{"x": {"y": 1}}')
+        [m] = self.b.drain("ship")
+        self.assertEqual(json.loads(json.loads(m["Body"])["Message"]), {"x": {"y": 1}})
+        self.b.kill9()
+        self.b.start()
+        before = self.attrs(s)
+        self.assertEqual(before["RawMessageDelivery"], "false")
+        self.assertEqual(before["FilterPolicy"], '{"x":{"y":[1]}}')
+        # No policy: every message again; raw again.
+        self.b.ok("set-subscription-attributes", s, "--no-filter", "--raw")
+        after = self.attrs(s)
+        self.assertNotIn("FilterPolicy", after)
+        self.assertNotIn("FilterPolicyScope", after)
+        self.assertEqual(after["RawMessageDelivery"], "true")
+        self.b.ok("publish", "t", "m6")
+        self.assertEqual(self.bodies("ship"), ["m6"])
+        self.assertEqual(self.b.ok("list-subscriptions").split(), [s, "t", "ship", "raw"])
+
+    def test_bad_subscription_attributes_change_nothing(self):
+        self.b.ok("create-topic", "t")
+        s = self.subscribe("t", "ship", "--filter", '{"a": ["x"]}')
+        before = self.attrs(s)
+        self.fails(1, "not JSON", "set-subscription-attributes", s, "--filter", "{")
+        self.fails(1, "nested keys need the body scope", "set-subscription-attributes", s,
+                   "--filter", '{"a": {"b": ["x"]}}')
+        self.fails(1, "6 keys, more than 5", "set-subscription-attributes", s, "--filter",
+                   json.dumps({k: ["x"] for k in "abcdef"}))
+        self.fails(2, "give at least one", "set-subscription-attributes", s)
+        self.fails(2, "not both", "set-subscription-attributes", s, "--filter", "{}",
+                   "--no-filter")
+        self.fails(2, "not both", "set-subscription-attributes", s, "--raw", "--no-raw")
+        self.fails(2, "does not take option", "subscribe", "t", "ship", "--no-filter")
+        missing = "00000000-0000-4000-8000-000000000000"
+        self.fails(1, "NO_SUCH_SUBSCRIPTION", "set-subscription-attributes", missing, "--raw")
+        self.fails(1, "NO_SUCH_SUBSCRIPTION", "get-subscription-attributes", missing)
+        self.assertEqual(self.attrs(s), before)
+        # A body-scoped policy cannot go back to the attributes scope.
+        s2 = self.subscribe("t", "bill", "--filter", '{"a": {"b": ["x"]}}', "--filter-scope",
+                            "body")
+        self.fails(1, "nested keys need the body scope", "set-subscription-attributes", s2,
+                   "--filter-scope", "attributes")
+        # No policy to scope.
+        s3 = self.subscribe("t", "audit")
+        self.fails(1, "no filter policy to scope", "set-subscription-attributes", s3,
+                   "--filter-scope", "body")
+        # Raw frames: nflt with flt, nothing to change, a policy frame without flt.
+        r = self.raw({"op": OP_SET_SUB_ATTRS, "sub": s, "nflt": True, "flt": True}, b'{"a":["y"]}')
+        self.assertEqual(r["st"], INVALID_ARGUMENT, r)
+        r = self.raw({"op": OP_SET_SUB_ATTRS, "sub": s})
+        self.assertEqual(r["st"], INVALID_ARGUMENT, r)
+        r = self.raw({"op": OP_SET_SUB_ATTRS, "sub": s, "rd": True}, b'{"a":["y"]}')
+        self.assertEqual(r["st"], INVALID_ARGUMENT, r)
+        r = self.raw({"op": OP_SET_SUB_ATTRS, "sub": s, "rd": 1})
+        self.assertEqual(r["st"], INVALID_ARGUMENT, r)
+        self.assertEqual(self.attrs(s), before)
+        self.assertEqual(self.attrs(s2)["FilterPolicyScope"], "MessageBody")
 
 
 if __name__ == "__main__":

@@ -71,7 +71,13 @@ class KyuWorker(WorkerFixture, unittest.TestCase):
                ["--queue", "q", "--exec", "true", "--backoff-base", "10", "--backoff-max", "5"],
                ["--queue", "q", "--http", "ftp://x/"], ["--queue", "bad/name", "--exec", "true"],
                ["--queue", "q", "--exec", "true", "--name", "has space"],
-               ["--queue", "q", "--exec", "true", "--nope"]]
+               ["--queue", "q", "--exec", "true", "--nope"],
+               ["--queue", "q", "--exec", "true", "--filter", "{"],
+               ["--queue", "q", "--exec", "true", "--filter", '{"body": "x"}'],
+               ["--queue", "q", "--exec", "true", "--filter-keep"],
+               ["--queue", "q", "--exec", "true",
+                "--filter", '{"body": ["' + "x" * 4096 + '"]}'],
+               ["--queue", "q", "--exec", "true"] + ["--filter", '{"body": ["x"]}'] * 6]
         for args in bad:
             r = subprocess.run([WORKER, "--broker", "tcp://127.0.0.1:1"] + args,
                                capture_output=True, timeout=30)
@@ -96,6 +102,51 @@ class KyuWorker(WorkerFixture, unittest.TestCase):
         # kyu workers lists the session
         sessions = self.b.json_lines("workers", "jobs")
         self.assertEqual([s.get("name", s.get("wn")) for s in sessions], ["w1"], sessions)
+
+    def test_filter_deletes_what_no_pattern_matches_unprocessed(self):
+        """--filter (Lambda's event filtering): up to 5 patterns, ORed, over the message as
+        Lambda sees it (a JSON object body by its fields, any other body as a string, the
+        message attributes); a message no pattern matches is deleted without the handler."""
+        self.b.ok("create-queue", "jobs")
+        paid = ['{"type": "paid", "n": %d}' % i for i in range(5)]
+        unpaid = ['{"type": "unpaid", "n": %d}' % i for i in range(5)]
+        pings, pongs = ["ping-%d" % i for i in range(3)], ["pong-%d" % i for i in range(3)]
+        self.send("jobs", [b for pair in zip(paid, unpaid) for b in pair] + pings + pongs +
+                  ['["paid"]'])
+        self.b.ok("send", "jobs", "tagged", "--attr", "prio=String:high")
+        self.b.ok("send", "jobs", "untagged", "--attr", "prio=String:low")
+        w = self.worker("w", "jobs", "--exec", self.handler,
+                        "--filter", '{"body": {"type": ["paid"]}}',
+                        "--filter", '{"body": [{"prefix": "ping"}]}',
+                        "--filter", '{"messageAttributes": {"prio": {"stringValue": ["high"]}}}',
+                        *FAST)
+        self.wait_empty("jobs")  # every message deleted: processed, or filtered out
+        self.assertEqual(sorted(r["body"] for r in self.done()),
+                         sorted(paid + pings + ["tagged"]))
+        w.signal(signal.SIGTERM)
+        self.assertEqual(w.wait(), 0)
+        self.assertIn("10 messages matched no --filter pattern: deleted unprocessed", w.text())
+
+    def test_filter_keep_leaves_what_no_pattern_matches_for_other_consumers(self):
+        """--filter-keep: a message no pattern matches is released at once (visibility 0), not
+        deleted: another consumer of the queue processes it."""
+        self.b.ok("create-queue", "jobs")
+        paid = ['{"type": "paid", "n": %d}' % i for i in range(5)]
+        unpaid = ['{"type": "unpaid", "n": %d}' % i for i in range(5)]
+        out_a = os.path.join(self.tmp, "a.out")
+        self.worker("a", "jobs", "--exec", self.handler, "--filter",
+                    '{"body": {"type": ["paid"]}}', "--filter-keep", *FAST,
+                    env={"KYU_TEST_OUT": out_a})
+        self.send("jobs", [b for pair in zip(paid, unpaid) for b in pair])
+        done_a = lambda: [r for r in records(out_a) if r["phase"] == "done"]
+        # a processes and deletes the paid ones; the unpaid ones stay in the queue (visible,
+        # or briefly leased by a, which gives them back at once).
+        wait_until("a processed the 5 paid, the 5 unpaid left: %s" % (self.counts("jobs"),),
+                   lambda: len(done_a()) == 5 and sum(self.counts("jobs")) == 5, 30, 0.2)
+        self.worker("b", "jobs", "--exec", self.handler, *FAST)
+        self.wait_empty("jobs")
+        self.assertEqual(sorted(r["body"] for r in done_a()), sorted(paid))
+        self.assertEqual(sorted(r["body"] for r in self.done()), sorted(unpaid))
 
     def test_a_killed_workers_messages_go_to_another_worker_within_seconds(self):
         # A visibility timeout of 120 s: only the session's death can hand them over in time.

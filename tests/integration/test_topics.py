@@ -291,11 +291,14 @@ class BySnapshot(unittest.TestCase):
             self.ok("create-topic", "t%02d" % i)
         self.ok("subscribe", "t00", "a")
         self.ok("subscribe", "t00", "b", "--raw")
-        self.ok("subscribe", "t00", "d", "--raw", "--filter-scope", "body", "--filter",
-                '{"k": [{"prefix": "v"}]}')  # a filter policy travels in the snapshot too
+        d = self.ok("subscribe", "t00", "d", "--raw", "--filter-scope", "body", "--filter",
+                    '{"k": [{"prefix": "v"}]}').strip()  # a filter policy travels too
+        # ... changed in place (SET_SUBSCRIPTION_ATTRIBUTES): the change travels as well
+        self.ok("set-subscription-attributes", d, "--filter", '{"k": [{"prefix": "w"}]}')
         self.ok("unsubscribe", self.ok("subscribe", "t01", "c").strip())
         self.ok("publish", "t00", "before")
         subs = self.ok("list-subscriptions")
+        self.assertIn('filter:body {"k":[{"prefix":"w"}]}', subs)
         follower.start()
         self.wait_caught_up(follower, deadline_s=120)
         follower.log.flush()
@@ -317,7 +320,7 @@ class BySnapshot(unittest.TestCase):
         self.assertEqual(self.drain("d"), [])
         self.ok("publish", "t00", '{"k": "w"}')
         self.ok("publish", "t00", '{"k": "v1"}')
-        self.assertEqual([m["Body"] for m in self.drain("d")], ['{"k": "v1"}'])
+        self.assertEqual([m["Body"] for m in self.drain("d")], ['{"k": "w"}'])
 
 
 if __name__ == "__main__":

@@ -715,8 +715,31 @@ static void test_topic_requests_and_replies_round_trip(void **state)
     msgpack_sbuffer_init(&b);
     kyu_request_encode(&in, &b);
     assert_int_equal(kyu_request_decode(b.data, b.size, 1, &out, &err), KYU_OK);
-    assert_int_equal(kyu_request_decode(b.data, b.size, 2, &out, &err), KYU_ERR_MALFORMED);
+    /* two bodies without eid: not a batch */
+    assert_int_equal(kyu_request_decode(b.data, b.size, 2, &out, &err), KYU_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.msg, "one body frame"));
     msgpack_sbuffer_destroy(&b);
+    /* a batch (PublishBatch): eid, one per body; 11 entries are TooManyEntriesInBatchRequest */
+    in.fields = KYU_F_TOPIC | KYU_F_ENTRY_IDS;
+    in.n_entries = 2;
+    strcpy(in.entry_ids[0], "a");
+    strcpy(in.entry_ids[1], "b");
+    msgpack_sbuffer_init(&b);
+    kyu_request_encode(&in, &b);
+    assert_int_equal(kyu_request_decode(b.data, b.size, 2, &out, &err), KYU_OK);
+    assert_int_equal(out.n_entries, 2);
+    assert_int_equal(kyu_request_decode(b.data, b.size, 3, &out, &err), KYU_ERR_INVALID_ARGUMENT);
+    assert_int_equal(kyu_request_decode(b.data, b.size, 11, &out, &err),
+                     KYU_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.msg, "TooManyEntriesInBatchRequest"));
+    msgpack_sbuffer_destroy(&b);
+    strcpy(in.entry_ids[1], "a");
+    msgpack_sbuffer_init(&b);
+    kyu_request_encode(&in, &b);
+    assert_int_equal(kyu_request_decode(b.data, b.size, 2, &out, &err), KYU_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.msg, "BatchEntryIdsNotDistinct"));
+    msgpack_sbuffer_destroy(&b);
+    in.fields = KYU_F_TOPIC;
 
     assert_true(kyu_topic_name_valid("a-Z_9", 5));
     assert_false(kyu_topic_name_valid("a.b", 3));
@@ -765,6 +788,36 @@ static void test_topic_requests_and_replies_round_trip(void **state)
     assert_int_equal(kyu_request_decode(b.data, b.size, 0, &out, &err), KYU_ERR_INVALID_ARGUMENT);
     msgpack_sbuffer_destroy(&b);
 
+    /* SET_SUBSCRIPTION_ATTRIBUTES: rd both ways, nflt; something to change; nflt alone. */
+    memset(&in, 0, sizeof in);
+    in.op = KYU_OP_SET_SUBSCRIPTION_ATTRIBUTES;
+    in.fields = KYU_F_SUB_ID | KYU_F_RAW_DELIVERY | KYU_F_NO_FILTER;
+    strcpy(in.sub_id, "0e1c4a4e-6b1e-4c4e-9a5e-2f7d3b1c9a00");
+    for (int raw = 0; raw < 2; raw++) {
+        in.raw_delivery = raw;
+        msgpack_sbuffer_init(&b);
+        kyu_request_encode(&in, &b);
+        assert_int_equal(kyu_request_decode(b.data, b.size, 0, &out, &err), KYU_OK);
+        msgpack_sbuffer_destroy(&b);
+        assert_int_equal(out.raw_delivery, raw);
+        assert_true(out.fields & KYU_F_NO_FILTER);
+    }
+    in.fields = KYU_F_SUB_ID;
+    msgpack_sbuffer_init(&b);
+    kyu_request_encode(&in, &b);
+    assert_int_equal(kyu_request_decode(b.data, b.size, 0, &out, &err), KYU_ERR_INVALID_ARGUMENT);
+    msgpack_sbuffer_destroy(&b);
+    in.fields = KYU_F_SUB_ID | KYU_F_NO_FILTER | KYU_F_FILTER_SCOPE;
+    msgpack_sbuffer_init(&b);
+    kyu_request_encode(&in, &b);
+    assert_int_equal(kyu_request_decode(b.data, b.size, 0, &out, &err), KYU_ERR_INVALID_ARGUMENT);
+    msgpack_sbuffer_destroy(&b);
+    in.fields = KYU_F_SUB_ID | KYU_F_FILTER_SCOPE; /* the present policy, another scope */
+    msgpack_sbuffer_init(&b);
+    kyu_request_encode(&in, &b);
+    assert_int_equal(kyu_request_decode(b.data, b.size, 0, &out, &err), KYU_OK);
+    msgpack_sbuffer_destroy(&b);
+
     kyu_reply_t rep, back;
     kyu_reply_init(&rep);
     rep.id = 5;
@@ -782,6 +835,7 @@ static void test_topic_requests_and_replies_round_trip(void **state)
     rep.subs[0].raw = true;
     rep.subs[1].filtered = true; /* a filter policy on the attributes */
     rep.subs[2].filtered = rep.subs[2].filter_body = true;
+    rep.subs[2].policy = "{\"a\":{\"b\":[\"x\"]}}";
     msgpack_sbuffer_init(&b);
     kyu_reply_encode(&rep, &b);
     kyu_reply_init(&back);
@@ -796,6 +850,8 @@ static void test_topic_requests_and_replies_round_trip(void **state)
     assert_false(back.subs[0].filtered);
     assert_true(back.subs[1].filtered && !back.subs[1].filter_body && !back.subs[1].raw);
     assert_true(back.subs[2].filtered && back.subs[2].filter_body);
+    assert_null(back.subs[1].policy); /* not sent: unknown */
+    assert_string_equal(back.subs[2].policy, "{\"a\":{\"b\":[\"x\"]}}");
     kyu_reply_reset(&rep);
     kyu_reply_reset(&back);
 }

@@ -1,5 +1,6 @@
-/* Filter policies (broker/filter.c): SNS's syntax, limits and matching, table-driven, with
- * SNS's documented examples (the "Filter policy" pages of the SNS developer guide). */
+/* Filter policies (proto/filter.c): SNS's syntax, limits and matching, table-driven, with
+ * SNS's documented examples (the "Filter policy" pages of the SNS developer guide); and the
+ * same engine's Lambda event patterns (scope event: documents, Lambda's limits). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -302,6 +303,77 @@ static void test_limits_and_canonical(void **state)
     assert_string_equal(kyu_filter_scope_name(KYU_FILTER_SCOPE_BODY), "body");
 }
 
+/* Lambda's event filtering (kyu-worker --filter): a pattern over the record as Lambda sees it,
+ * the body an object when it is JSON, else a string; nested keys, no SNS key limit, 4096
+ * bytes at most. The examples are Lambda's SQS filtering ones. */
+static void test_event_patterns(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *pattern, *doc;
+        bool match;
+    } cases[] = {
+        /* Lambda's example: RequestCode BBBB in a JSON body */
+        {"{\"body\":{\"RequestCode\":[\"BBBB\"]}}",
+         "{\"body\":{\"RecordNumber\":1234,\"RequestCode\":\"BBBB\"}}", true},
+        {"{\"body\":{\"RequestCode\":[\"BBBB\"]}}", "{\"body\":{\"RequestCode\":\"AAAA\"}}", false},
+        /* a plain string body: matched as a string, never by its (absent) fields */
+        {"{\"body\":[{\"prefix\":\"ping\"}]}", "{\"body\":\"ping 1\"}", true},
+        {"{\"body\":[{\"prefix\":\"ping\"}]}", "{\"body\":{\"ping\":1}}", false},
+        {"{\"body\":{\"RequestCode\":[\"BBBB\"]}}", "{\"body\":\"RequestCode BBBB\"}", false},
+        /* numbers, ranges, exists, anything-but, null, nested deeper */
+        {"{\"body\":{\"n\":[{\"numeric\":[\">\",10,\"<=\",20]}]}}", "{\"body\":{\"n\":20}}", true},
+        {"{\"body\":{\"n\":[{\"numeric\":[\">\",10,\"<=\",20]}]}}", "{\"body\":{\"n\":21}}", false},
+        {"{\"body\":{\"a\":{\"b\":[{\"exists\":false}]}}}", "{\"body\":{\"a\":{}}}", true},
+        {"{\"body\":{\"s\":[{\"anything-but\":[\"x\",\"y\"]}]}}", "{\"body\":{\"s\":\"z\"}}", true},
+        {"{\"body\":{\"s\":[null]}}", "{\"body\":{\"s\":null}}", true},
+        /* the record's attributes and message attributes */
+        {"{\"attributes\":{\"ApproximateReceiveCount\":[\"1\"]}}",
+         "{\"attributes\":{\"ApproximateReceiveCount\":\"1\"}}", true},
+        {"{\"messageAttributes\":{\"prio\":{\"stringValue\":[\"high\"]}}}",
+         "{\"messageAttributes\":{\"prio\":{\"stringValue\":\"high\",\"dataType\":\"String\"}}}",
+         true},
+        {"{\"messageAttributes\":{\"prio\":{\"stringValue\":[\"high\"]}}}",
+         "{\"messageAttributes\":{}}", false},
+        /* $or across the body and the attributes */
+        {"{\"$or\":[{\"body\":{\"t\":[\"a\"]}},{\"messageAttributes\":{\"t\":[{\"exists\":true}]}}]}",
+         "{\"body\":{\"t\":\"a\"}}", true},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        kyu_filter_t *f = compile(cases[i].pattern, KYU_FILTER_SCOPE_EVENT);
+        json_t *doc = json_loads(cases[i].doc, 0, NULL);
+        assert_non_null(doc);
+        if (kyu_filter_match_json(f, doc) != cases[i].match)
+            fail_msg("pattern %s on %s: expected %s", cases[i].pattern, cases[i].doc,
+                     cases[i].match ? "a match" : "no match");
+        json_decref(doc);
+        kyu_filter_destroy(&f);
+    }
+    /* No filter: everything; not an object: nothing. */
+    json_t *arr = json_array();
+    assert_true(kyu_filter_match_json(NULL, arr));
+    kyu_filter_t *f = compile("{\"body\":[\"x\"]}", KYU_FILTER_SCOPE_EVENT);
+    assert_false(kyu_filter_match_json(f, arr));
+    kyu_filter_destroy(&f);
+    json_decref(arr);
+    /* SNS's 5 keys do not bind a Lambda pattern; its 4096 bytes do; bad syntax is refused. */
+    f = compile("{\"body\":{\"a\":[1],\"b\":[1],\"c\":[1],\"d\":[1],\"e\":[1],\"f\":[1]}}",
+                KYU_FILTER_SCOPE_EVENT);
+    kyu_filter_destroy(&f);
+    char big[KYU_FILTER_PATTERN_MAX + 64];
+    snprintf(big, sizeof big, "{\"body\":[\"%0*d\"]}", KYU_FILTER_PATTERN_MAX, 0);
+    kyu_err_t err;
+    kyu_err_clear(&err);
+    assert_int_equal(kyu_filter_compile(big, strlen(big), KYU_FILTER_SCOPE_EVENT, &f, NULL, &err),
+                     KYU_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.msg, "4096"));
+    const char *bad[] = {"{", "[]", "{\"body\":\"x\"}", "{\"body\":[{\"wildcard\":\"*\"}]}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(
+            kyu_filter_compile(bad[i], strlen(bad[i]), KYU_FILTER_SCOPE_EVENT, &f, NULL, &err),
+            KYU_ERR_INVALID_ARGUMENT);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -309,6 +381,7 @@ int main(void)
         cmocka_unit_test(test_body_matching),
         cmocka_unit_test(test_refused),
         cmocka_unit_test(test_limits_and_canonical),
+        cmocka_unit_test(test_event_patterns),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -158,6 +158,67 @@ static void test_publish_is_all_or_nothing(void **state)
     assert_int_equal(receive(f, "small", got), 1);
 }
 
+/* A batch (PublishBatch): each entry on its own, all of its queues or none: an entry that
+ * failed at the leader and one too large for a queue fail alone; the others land in every
+ * queue; the result has a code and a text per entry. */
+static void test_publish_batch_entries_are_each_all_or_nothing(void **state)
+{
+    fixture_t *f = *state;
+    setup_topic(f);
+    kyu_command_t small = cmd_create("small", 30);
+    small.max_size = KYU_MAX_SIZE_MIN;
+    ok(apply1(f, small));
+    ok(apply1(f, subscribe("t", "small", "cccccccc-cccc-4ccc-8ccc-cccccccccccc", false)));
+    char big[1001];
+    memset(big, 'x', 1000);
+    big[1000] = '\0';
+    kyu_command_t c = topic_cmd(KYU_CMD_PUBLISH, "t");
+    c.publish_batch = true;
+    c.n = 4;
+    const char *bodies[] = {"one", NULL, big, "four"};
+    for (size_t i = 0; i < 4; i++) {
+        if (!bodies[i])
+            continue;
+        c.bodies[i] = bodies[i];
+        c.body_lens[i] = strlen(bodies[i]);
+        snprintf(c.ids[i], sizeof c.ids[i], "11111111-2222-4333-8444-55555555555%zu", i);
+    }
+    c.entry_code[1] = KYU_ERR_EMPTY_BODY;
+    snprintf(c.entry_error[1], sizeof c.entry_error[1], "the message has an empty body");
+    kyu_result_t r = apply1(f, c);
+    assert_int_equal(r.code, KYU_OK);
+    assert_int_equal(r.n_ids, 4);
+    assert_int_equal(r.n_results, 4);
+    assert_int_equal(r.results[0], KYU_OK);
+    assert_string_equal(r.ids[0], "11111111-2222-4333-8444-555555555550");
+    assert_int_equal(r.results[1], KYU_ERR_EMPTY_BODY);
+    assert_string_equal(r.ids[1], "");
+    assert_int_equal(r.results[2], KYU_ERR_TOO_LARGE); /* small's envelope */
+    assert_non_null(strstr(r.entry_errors[2], "'small'"));
+    assert_string_equal(r.ids[2], "");
+    assert_int_equal(r.results[3], KYU_OK);
+    kyu_result_clear(&r);
+    const char *queues[] = {"a", "b", "small"};
+    for (size_t q = 0; q < 3; q++) {
+        char got[10][2048];
+        assert_int_equal(receive(f, queues[q], got), 2);
+    }
+    /* Every entry published: no per-entry results. */
+    c.entry_code[1] = 0;
+    c.bodies[1] = "two";
+    c.body_lens[1] = 3;
+    snprintf(c.ids[1], sizeof c.ids[1], "11111111-2222-4333-8444-555555555551");
+    c.bodies[2] = "three";
+    c.body_lens[2] = 5;
+    r = apply1(f, c);
+    assert_int_equal(r.code, KYU_OK);
+    assert_int_equal(r.n_ids, 4);
+    assert_int_equal(r.n_results, 0);
+    kyu_result_clear(&r);
+    char got[10][2048];
+    assert_int_equal(receive(f, "small", got), 4);
+}
+
 /* Fan-out multiplies writes: a publish whose copies would total more than
  * KYU_PUBLISH_FANOUT_MAX bytes is refused whole. */
 static void test_publish_fan_out_is_bounded(void **state)
@@ -304,6 +365,74 @@ static void test_filter_policies_route_publishes(void **state)
     }
 }
 
+static kyu_command_t set_sub(const char *id, int raw, const char *policy, bool no_filter, int scope)
+{
+    kyu_command_t c = topic_cmd(KYU_CMD_SET_SUBSCRIPTION_ATTRIBUTES, "");
+    snprintf(c.sub_id, sizeof c.sub_id, "%s", id);
+    c.has_raw = raw >= 0;
+    c.raw = raw == 1;
+    if (policy) {
+        c.n = 1;
+        c.bodies[0] = policy;
+        c.body_lens[0] = strlen(policy);
+    }
+    c.no_filter = no_filter;
+    c.has_filter_scope = scope >= 0;
+    c.filter_scope = scope >= 0 ? (uint8_t)scope : 0;
+    return c;
+}
+
+/* SET_SUBSCRIPTION_ATTRIBUTES: the policy, its scope and raw delivery change in place; the
+ * change is in the record (a restart keeps it); a change that does not hold (a nested policy
+ * under the attributes scope, a scope without a policy, an unknown id) changes nothing. */
+static void test_subscription_attributes_change_in_place(void **state)
+{
+    fixture_t *f = *state;
+    ok(apply1(f, cmd_create("a", 30)));
+    ok(apply1(f, topic_cmd(KYU_CMD_CREATE_TOPIC, "t")));
+    ok(apply1(f, subscribe_filter("t", "a", SUB_A, "{\"color\":[\"red\"]}", 0)));
+    kyu_msg_attrs_t blue = {.n = 1};
+    blue.a[0] = (kyu_msg_attr_t){.name = "color",
+                                 .name_len = 5,
+                                 .type = "String",
+                                 .type_len = 6,
+                                 .value = "blue",
+                                 .value_len = 4};
+    char got[10][2048];
+    ok(apply1(f, publish("t", "b1", &blue)));
+    assert_int_equal(receive(f, "a", got), 0);
+    ok(apply1(f, set_sub(SUB_A, -1, "{\"color\":[\"blue\"]}", false, -1)));
+    fixture_reopen(f);
+    ok(apply1(f, publish("t", "b2", &blue)));
+    assert_int_equal(receive(f, "a", got), 1);
+    assert_string_equal(got[0], "b2");
+    /* The scope alone: the same policy on the body. */
+    ok(apply1(f, set_sub(SUB_A, -1, NULL, false, 1)));
+    ok(apply1(f, publish("t", "{\"color\":\"blue\"}", NULL)));
+    ok(apply1(f, publish("t", "b3", &blue)));
+    assert_int_equal(receive(f, "a", got), 1);
+    assert_string_equal(got[0], "{\"color\":\"blue\"}");
+    /* Nested keys under the attributes scope, an unknown id: refused, nothing changes. */
+    ok(apply1(f, set_sub(SUB_A, -1, "{\"x\":{\"y\":[1]}}", false, -1))); /* body scope kept */
+    assert_int_equal(code_of(apply1(f, set_sub(SUB_A, -1, NULL, false, 0))),
+                     KYU_ERR_INVALID_ARGUMENT);
+    assert_int_equal(code_of(apply1(f, set_sub(SUB_B, 1, NULL, false, -1))),
+                     KYU_ERR_NO_SUCH_SUBSCRIPTION);
+    ok(apply1(f, publish("t", "{\"x\":{\"y\":1}}", NULL)));
+    assert_int_equal(receive(f, "a", got), 1);
+    /* Envelope, then no policy: every message, wrapped. */
+    ok(apply1(f, set_sub(SUB_A, 0, NULL, true, -1)));
+    assert_int_equal(code_of(apply1(f, set_sub(SUB_A, -1, NULL, false, 1))),
+                     KYU_ERR_INVALID_ARGUMENT); /* no policy to scope */
+    fixture_reopen(f);
+    ok(apply1(f, publish("t", "plain", NULL)));
+    assert_int_equal(receive(f, "a", got), 1);
+    json_t *env = json_loads(got[0], 0, NULL);
+    assert_non_null(env);
+    assert_string_equal(json_string_value(json_object_get(env, "Message")), "plain");
+    json_decref(env);
+}
+
 /* Each command round-trips; wrong shapes do not decode (a corrupt log stops the node). */
 static void test_topic_commands_round_trip_through_the_log_encoding(void **state)
 {
@@ -321,7 +450,16 @@ static void test_topic_commands_round_trip_through_the_log_encoding(void **state
                             subscribe("t", "q", SUB_A, true),
                             topic_cmd(KYU_CMD_UNSUBSCRIBE, ""),
                             publish("t", "body", &attrs),
-                            subscribe_filter("t", "q", SUB_A, "{\"k\":[\"v\"]}", 1)};
+                            subscribe_filter("t", "q", SUB_A, "{\"k\":[\"v\"]}", 1),
+                            set_sub(SUB_A, 1, "{\"k\":[\"v\"]}", false, 0),
+                            set_sub(SUB_B, 0, NULL, true, -1),
+                            set_sub(SUB_A, -1, NULL, false, 1),
+                            publish("t", "body", &attrs)};
+    size_t last = sizeof cmds / sizeof cmds[0] - 1;
+    cmds[last].publish_batch = true; /* a batch of 2: a message, an entry failed */
+    cmds[last].n = 2;
+    cmds[last].entry_code[1] = KYU_ERR_EMPTY_BODY;
+    snprintf(cmds[last].entry_error[1], sizeof cmds[last].entry_error[1], "empty");
     snprintf(cmds[3].sub_id, sizeof cmds[3].sub_id, "%s", SUB_B);
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         msgpack_sbuffer b;
@@ -330,7 +468,8 @@ static void test_topic_commands_round_trip_through_the_log_encoding(void **state
         size_t off = 0;
         kyu_err_t err;
         kyu_command_t d;
-        assert_int_equal(kyu_command_decode(b.data, b.size, &off, &d, &err), KYU_OK);
+        if (kyu_command_decode(b.data, b.size, &off, &d, &err) != KYU_OK)
+            fail_msg("command %zu does not decode: %s", i, err.msg);
         assert_int_equal(off, b.size);
         assert_int_equal(d.type, cmds[i].type);
         assert_string_equal(d.topic, cmds[i].topic);
@@ -343,7 +482,22 @@ static void test_topic_commands_round_trip_through_the_log_encoding(void **state
             if (d.n)
                 assert_memory_equal(d.bodies[0], cmds[i].bodies[0], d.body_lens[0]);
         }
+        if (d.type == KYU_CMD_SET_SUBSCRIPTION_ATTRIBUTES) {
+            assert_int_equal(d.has_raw, cmds[i].has_raw);
+            assert_int_equal(d.no_filter, cmds[i].no_filter);
+            assert_int_equal(d.has_filter_scope, cmds[i].has_filter_scope);
+            assert_int_equal(d.filter_scope, cmds[i].filter_scope);
+            assert_int_equal(d.n, cmds[i].n);
+            if (d.n)
+                assert_memory_equal(d.bodies[0], cmds[i].bodies[0], d.body_lens[0]);
+        }
         if (d.type == KYU_CMD_PUBLISH) {
+            assert_int_equal(d.publish_batch, cmds[i].publish_batch);
+            assert_int_equal(d.n, cmds[i].n);
+            if (d.publish_batch) {
+                assert_int_equal(d.entry_code[1], KYU_ERR_EMPTY_BODY);
+                assert_string_equal(d.entry_error[1], "empty");
+            }
             assert_string_equal(d.ids[0], MSG_ID);
             assert_int_equal(d.body_lens[0], 4);
             assert_memory_equal(d.bodies[0], "body", 4);
@@ -360,8 +514,9 @@ static void test_topic_commands_round_trip_through_the_log_encoding(void **state
     /* A topic name the rules refuse, a short subscription id: refused. */
     kyu_command_t bad = topic_cmd(KYU_CMD_CREATE_TOPIC, "a.b");
     kyu_command_t short_id = subscribe("t", "q", "123", false);
-    kyu_command_t *bads[] = {&bad, &short_id};
-    for (size_t i = 0; i < 2; i++) {
+    kyu_command_t no_and_scope = set_sub(SUB_A, -1, NULL, true, 1); /* no policy, scoped */
+    kyu_command_t *bads[] = {&bad, &short_id, &no_and_scope};
+    for (size_t i = 0; i < 3; i++) {
         msgpack_sbuffer b;
         msgpack_sbuffer_init(&b);
         kyu_command_encode(bads[i], &b);
@@ -380,10 +535,12 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_publish_fans_out_raw_and_in_the_envelope),
         T(test_publish_is_all_or_nothing),
+        T(test_publish_batch_entries_are_each_all_or_nothing),
         T(test_publish_fan_out_is_bounded),
         T(test_topic_and_subscription_bounds),
         T(test_subscriptions_change_and_survive_a_restart),
         T(test_filter_policies_route_publishes),
+        T(test_subscription_attributes_change_in_place),
         cmocka_unit_test(test_topic_commands_round_trip_through_the_log_encoding),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

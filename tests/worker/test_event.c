@@ -1,6 +1,8 @@
-/* kyu-worker's event (worker/event.c): the batch in the shape of Lambda's SQS event, and the
- * handler's batchItemFailures answer read with Lambda's rules. */
+/* kyu-worker's event (worker/event.c): the batch in the shape of Lambda's SQS event, the
+ * handler's batchItemFailures answer read with Lambda's rules, and --filter's view of a
+ * message (its record, the body parsed when it is a JSON object) and patterns ORed. */
 #include "event.h"
+#include "handler.h"
 
 #include <jansson.h>
 #include <setjmp.h>
@@ -197,12 +199,72 @@ static void test_failures_malformed_answers_fail_the_batch(void **state)
     }
 }
 
+static void test_filter_doc_parses_a_json_object_body_only(void **state)
+{
+    (void)state;
+    kyu_message_t m[3] = {msg("id-1", "{\"type\": \"paid\", \"n\": 3}"), msg("id-2", "ping"),
+                          msg("id-3", "[1, 2]")};
+    json_t *d = kyu_event_filter_doc("orders", "local", &m[0]);
+    assert_non_null(d);
+    json_t *body = json_object_get(d, "body");
+    assert_true(json_is_object(body));
+    assert_string_equal(str_at(body, "type"), "paid");
+    assert_string_equal(str_at(d, "messageId"), "id-1");
+    assert_string_equal(str_at(json_object_get(d, "attributes"), "ApproximateReceiveCount"), "3");
+    json_decref(d);
+    for (int i = 1; i < 3; i++) {
+        d = kyu_event_filter_doc("orders", "local", &m[i]);
+        assert_non_null(d);
+        assert_string_equal(str_at(d, "body"), i == 1 ? "ping" : "[1, 2]");
+        json_decref(d);
+    }
+}
+
+static void test_worker_filter_ors_its_patterns(void **state)
+{
+    (void)state;
+    kyu_worker_filter_t f = {.queue = "orders", .region = "local"};
+    kyu_message_t paid = msg("a", "{\"type\": \"paid\"}"), unpaid = msg("b", "{\"type\": \"x\"}"),
+                  ping = msg("c", "ping 1"), tagged = msg("d", "other");
+    tagged.attrs.n = 1;
+    tagged.attrs.a[0] = (kyu_msg_attr_t){.name = "prio",
+                                         .name_len = 4,
+                                         .type = "String",
+                                         .type_len = 6,
+                                         .value = "high",
+                                         .value_len = 4};
+    assert_true(kyu_worker_filter(&unpaid, &f)); /* no pattern: every message */
+    kyu_err_t err = {0};
+    assert_int_equal(kyu_worker_filter_add(&f, "{\"body\": {\"type\": [\"paid\"]}}", &err), KYU_OK);
+    assert_int_equal(kyu_worker_filter_add(&f, "{\"body\": [{\"prefix\": \"ping\"}]}", &err),
+                     KYU_OK);
+    assert_int_equal(
+        kyu_worker_filter_add(
+            &f, "{\"messageAttributes\": {\"prio\": {\"stringValue\": [\"high\"]}}}", &err),
+        KYU_OK);
+    assert_true(kyu_worker_filter(&paid, &f));
+    assert_false(kyu_worker_filter(&unpaid, &f));
+    assert_true(kyu_worker_filter(&ping, &f));
+    assert_true(kyu_worker_filter(&tagged, &f));
+    assert_int_equal(kyu_worker_filter_add(&f, "{\"body\": [\"a\"]}", &err), KYU_OK);
+    assert_int_equal(kyu_worker_filter_add(&f, "{\"body\": [\"b\"]}", &err), KYU_OK);
+    assert_int_equal(kyu_worker_filter_add(&f, "{\"body\": [\"c\"]}", &err),
+                     KYU_ERR_INVALID_ARGUMENT); /* a sixth */
+    assert_non_null(strstr(err.msg, "at most 5"));
+    kyu_worker_filter_free(&f);
+    assert_int_equal(kyu_worker_filter_add(&f, "{\"body\": \"x\"}", &err),
+                     KYU_ERR_INVALID_ARGUMENT);
+    assert_int_equal(f.n, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_event_has_lambdas_record_shape),
         cmocka_unit_test(test_event_carries_message_attributes),
         cmocka_unit_test(test_event_replaces_invalid_utf8_in_bodies),
+        cmocka_unit_test(test_filter_doc_parses_a_json_object_body_only),
+        cmocka_unit_test(test_worker_filter_ors_its_patterns),
         cmocka_unit_test_setup(test_failures_mark_only_the_named_messages, setup),
         cmocka_unit_test_setup(test_failures_empty_answers_mean_all_succeeded, setup),
         cmocka_unit_test_setup(test_failures_malformed_answers_fail_the_batch, setup),

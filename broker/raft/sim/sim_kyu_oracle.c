@@ -1039,16 +1039,36 @@ void sk_oracle_stream(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *
         sk_outcome_t outcome, *out = &outcome;
         memset(out, 0, sizeof(*out));
         out->code = res[i].code;
-        static const char *types[] = {"?",           "CREATE",      "DELETE_QUEUE", "SEND",
-                                      "RECEIVE",     "DELETE",      "CHANGE_VIS",   "SET_MEMBER",
-                                      "DROP_MEMBER", "HANDLE_KEY",  "SET_ATTRS",    "PURGE",
-                                      "EXPIRE",      "START_MOVE",  "REDRIVE_STEP", "CANCEL_MOVE",
-                                      "RELEASE",     "UNTAG",       "CREATE_TOPIC", "DELETE_TOPIC",
-                                      "SUBSCRIBE",   "UNSUBSCRIBE", "PUBLISH"};
-        _Static_assert(sizeof types / sizeof types[0] == KYU_CMD_PUBLISH + 1,
-                       "a name per command type");
+        static const char *types[] = {
+            [KYU_CMD_CREATE_QUEUE] = "CREATE",
+            [KYU_CMD_DELETE_QUEUE] = "DELETE_QUEUE",
+            [KYU_CMD_SEND] = "SEND",
+            [KYU_CMD_RECEIVE] = "RECEIVE",
+            [KYU_CMD_DELETE] = "DELETE",
+            [KYU_CMD_CHANGE_VISIBILITY] = "CHANGE_VIS",
+            [KYU_CMD_SET_MEMBER] = "SET_MEMBER",
+            [KYU_CMD_DROP_MEMBER] = "DROP_MEMBER",
+            [KYU_CMD_SET_HANDLE_KEY] = "HANDLE_KEY",
+            [KYU_CMD_SET_QUEUE_ATTRIBUTES] = "SET_ATTRS",
+            [KYU_CMD_PURGE_QUEUE] = "PURGE",
+            [KYU_CMD_EXPIRE_MESSAGES] = "EXPIRE",
+            [KYU_CMD_START_MOVE_TASK] = "START_MOVE",
+            [KYU_CMD_REDRIVE_STEP] = "REDRIVE_STEP",
+            [KYU_CMD_CANCEL_MOVE_TASK] = "CANCEL_MOVE",
+            [KYU_CMD_RELEASE_LEASES] = "RELEASE",
+            [KYU_CMD_UNTAG_QUEUE] = "UNTAG",
+            [KYU_CMD_CREATE_TOPIC] = "CREATE_TOPIC",
+            [KYU_CMD_DELETE_TOPIC] = "DELETE_TOPIC",
+            [KYU_CMD_SUBSCRIBE] = "SUBSCRIBE",
+            [KYU_CMD_UNSUBSCRIBE] = "UNSUBSCRIBE",
+            [KYU_CMD_PUBLISH] = "PUBLISH",
+            [KYU_CMD_SET_SUBSCRIPTION_ATTRIBUTES] = "SET_SUB_ATTRS",
+        };
+        const char *type_name = (size_t)cmd.type < sizeof types / sizeof types[0] && types[cmd.type]
+                                    ? types[cmd.type]
+                                    : "?";
         sim_trace(&c->trace, c->now, "  kyu %llu.%zu %s %s vt=%lld n=%zu now=%llu -> %s",
-                  (unsigned long long)e->index, i, types[cmd.type], cmd.queue, (long long)cmd.vt,
+                  (unsigned long long)e->index, i, type_name, cmd.queue, (long long)cmd.vt,
                   cmd.n ? cmd.n : res[i].n_msgs, (unsigned long long)cmd.now_ms,
                   kyu_code_name(res[i].code));
         if (cmd.type >= KYU_CMD_CREATE_TOPIC && cmd.type <= KYU_CMD_PUBLISH) {
@@ -1102,6 +1122,7 @@ void sk_oracle_stream(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *
         case KYU_CMD_SUBSCRIBE:
         case KYU_CMD_UNSUBSCRIBE:
         case KYU_CMD_PUBLISH:
+        case KYU_CMD_SET_SUBSCRIPTION_ATTRIBUTES:
             break; /* refused or done above */
         }
     }

@@ -1,6 +1,6 @@
-/* filter: SNS subscription filter policies; see filter.h. The compiled form is the checked
- * JSON tree itself (jansson): kyu_filter_compile refuses what SNS refuses, so matching walks a
- * tree whose shape is known. */
+/* filter: SNS subscription filter policies and Lambda event patterns; see filter.h. The compiled
+ * form is the checked JSON tree itself (jansson): kyu_filter_compile refuses what SNS refuses, so
+ * matching walks a tree whose shape is known. */
 #include "filter.h"
 
 #include <arpa/inet.h>
@@ -170,7 +170,7 @@ static kyu_code_t check_obj(const json_t *o, kyu_filter_scope_t scope, int depth
                 c += ce;
             }
         } else if (json_is_object(v)) {
-            if (scope != KYU_FILTER_SCOPE_BODY)
+            if (scope == KYU_FILTER_SCOPE_ATTRIBUTES)
                 return bad(err, k, "nested keys need the body scope (--filter-scope body)");
             kyu_code_t rc = check_obj(v, scope, depth + 1, keys, &c, err);
             if (rc != KYU_OK)
@@ -200,9 +200,15 @@ kyu_code_t kyu_filter_compile(const char *json, size_t len, kyu_filter_scope_t s
     *out = NULL;
     if (canonical)
         *canonical = NULL;
-    if (scope != KYU_FILTER_SCOPE_ATTRIBUTES && scope != KYU_FILTER_SCOPE_BODY)
+    if (scope != KYU_FILTER_SCOPE_ATTRIBUTES && scope != KYU_FILTER_SCOPE_BODY &&
+        scope != KYU_FILTER_SCOPE_EVENT)
         return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "filter policy: unknown scope %d",
                            (int)scope);
+    bool event = scope == KYU_FILTER_SCOPE_EVENT;
+    if (event && len > KYU_FILTER_PATTERN_MAX)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           "filter pattern: %zu bytes, more than %d (Lambda's limit)", len,
+                           KYU_FILTER_PATTERN_MAX);
     if (len > KYU_FILTER_POLICY_MAX)
         return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
                            "filter policy: %zu bytes, more than %d (256 KB)", len,
@@ -215,10 +221,10 @@ kyu_code_t kyu_filter_compile(const char *json, size_t len, kyu_filter_scope_t s
     size_t keys = 0;
     double combos = 0;
     kyu_code_t rc = check_obj(root, scope, 0, &keys, &combos, err);
-    if (rc == KYU_OK && keys > KYU_FILTER_KEYS_MAX)
+    if (rc == KYU_OK && !event && keys > KYU_FILTER_KEYS_MAX)
         rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "filter policy: %zu keys, more than %d",
                          keys, KYU_FILTER_KEYS_MAX);
-    if (rc == KYU_OK && combos > KYU_FILTER_COMBINATIONS_MAX)
+    if (rc == KYU_OK && !event && combos > KYU_FILTER_COMBINATIONS_MAX)
         rc = kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
                          "filter policy: %.0f value combinations, more than %d", combos,
                          KYU_FILTER_COMBINATIONS_MAX);
@@ -442,4 +448,11 @@ bool kyu_filter_match(const kyu_filter_t *self, const kyu_msg_attrs_t *attrs, co
     bool ok = json_is_object(doc) && obj_match(self->policy, doc, NULL);
     json_decref(doc);
     return ok;
+}
+
+bool kyu_filter_match_json(const kyu_filter_t *self, const json_t *doc)
+{
+    if (!self)
+        return true;
+    return json_is_object(doc) && obj_match(self->policy, doc, NULL);
 }
