@@ -39,6 +39,7 @@ BROKER = os.path.join(BIN_DIR, "broker", "kyu-broker")
 CLI = os.path.join(BIN_DIR, "client", "kyu")
 WORKER = os.path.join(BIN_DIR, "worker", "kyu-worker")
 FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"  # Debian: faketime
+SLOW_FSYNC_LIB = os.path.join(BIN_DIR, "tests", "chaos", "libkyu_slow_fsync.so")  # slow_fsync.c
 
 SUBNET = "10.77.0"
 CLIENT_IP = SUBNET + ".2"
@@ -48,7 +49,7 @@ JOBS_VT = 10
 POISON_MRC = 2      # poison's maxReceiveCount
 
 KINDS = ("kill9_random", "kill9_leader", "stop_leader", "stop_worker", "part_halves",
-         "part_leader", "part_oneway", "part_bridge", "skew")
+         "part_leader", "part_oneway", "part_bridge", "skew", "slow_disk")
 
 
 def now():
@@ -116,6 +117,9 @@ def make_schedule(seed, n_faults, n_nodes, kinds):
             f["node"] = rng.choice(ids)
             f["skew"] = rng.choice([-1, 1]) * rng.choice([2, 4, 30, 300])
             f["duration"] = round(rng.uniform(4.0, 10.0), 1)
+        elif kind == "slow_disk":
+            f["node"] = rng.choice(ids)
+            f["fsync_ms"] = rng.choice([20, 100, 500, 2000])
         out.append(f)
     return out
 
@@ -210,14 +214,19 @@ class Node:
         self.proc = None
         self.stopped = False  # SIGSTOPped by us
         self.skew = 0
+        self.slow_file = os.path.join(cluster.dir, "slow-fsync-%d" % i)
         self.exits = []       # (returncode, expected)
 
     def start(self, skew=0):
-        env = None
         self.skew = skew
+        preload = [SLOW_FSYNC_LIB] if self.c.slow_disk else []
+        env = dict(os.environ, KYU_SLOW_FSYNC_FILE=self.slow_file)
         if skew:
-            env = dict(os.environ, LD_PRELOAD=FAKETIME_LIB, FAKETIME="%+ds" % skew,
-                       FAKETIME_DONT_FAKE_MONOTONIC="1",
+            preload.append(FAKETIME_LIB)
+            env.update(FAKETIME="%+ds" % skew, FAKETIME_DONT_FAKE_MONOTONIC="1")
+        if preload:
+            # A sanitizer build wants its runtime first among the libraries; here it is not.
+            env.update(LD_PRELOAD=" ".join(preload),
                        ASAN_OPTIONS=":".join(o for o in (os.environ.get("ASAN_OPTIONS"),
                                                          "verify_asan_link_order=0") if o))
         self.log.write(("=== start (skew %+d s) ===\n" % skew).encode())
@@ -230,6 +239,11 @@ class Node:
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
+
+    def slow_fsync(self, ms):
+        with open(self.slow_file + ".tmp", "w") as f:
+            f.write("%d\n" % ms)
+        os.replace(self.slow_file + ".tmp", self.slow_file)
 
     def check_exit(self):
         """An exit we did not cause: recorded (a crash)."""
@@ -325,6 +339,7 @@ class History:
 class Cluster:
     def __init__(self, args):
         self.args = args
+        self.slow_disk = "slow_disk" in args.kinds.split(",")
         self.dir = tempfile.mkdtemp(prefix="kyu-chaos-")
         self.net = Net(args.nodes)
         self.nodes = {i: Node(i, self) for i in range(1, args.nodes + 1)}
@@ -561,6 +576,11 @@ class Cluster:
             n.start(skew=f["skew"])
             heal.append(lambda: (log("  restart node %d with the right clock", n.id), n.kill9(),
                                  n.start()))
+        elif kind == "slow_disk":
+            n = nodes[f["node"]]
+            log("  node %d's fsyncs take %d ms more", n.id, f["fsync_ms"])
+            n.slow_fsync(f["fsync_ms"])
+            heal.append(lambda: (log("  node %d's disk is fast again", n.id), n.slow_fsync(0)))
         return heal
 
     def check_processes(self):
@@ -595,6 +615,7 @@ class Cluster:
     def heal_all(self):
         self.net.heal()
         for n in self.nodes.values():
+            n.slow_fsync(0)
             if n.proc is None:
                 n.start()
             elif n.skew:
@@ -619,17 +640,31 @@ class Cluster:
         self.violation("replicas did not converge within %d s: %s" % (deadline_s, st))
         return st
 
-    def digest(self):
+    def digest(self, dump):
         """A digest of the state a leader serves: queues with their attributes, subscriptions,
-        and every message as PEEK shows it (its lease state aside: that follows the clock)."""
+        and every message as PEEK shows it, without what a read derives from the clock (its
+        lease state, its VisibleTimestamp once passed, the split of the counters); written to
+        dump too."""
         h = hashlib.sha256()
+        out = open(dump, "w")
+
+        def add(text):
+            h.update(text.encode())
+            out.write(text + "\n")
+
         queues = sorted(json.loads(l)["QueueName"] for l in self.ok("--json", "list-queues").splitlines() if l)
-        h.update(json.dumps(queues).encode())
-        h.update(self.ok("list-subscriptions").encode())
+        add(json.dumps(queues))
+        add(self.ok("list-subscriptions"))
         n_msgs = 0
         for q in queues:
             a = json.loads(self.ok("--json", "get-queue-attributes", q).splitlines()[0])
-            h.update(json.dumps(a, sort_keys=True).encode())
+            # Which messages count as visible, in flight or delayed follows the clock: their sum
+            # does not.
+            total = sum(int(a.pop(k)) for k in ("ApproximateNumberOfMessages",
+                                                 "ApproximateNumberOfMessagesNotVisible",
+                                                 "ApproximateNumberOfMessagesDelayed"))
+            a["messages"] = total
+            add(json.dumps(a, sort_keys=True))
             pos = None
             for _ in range(100000):
                 args = ["--json", "peek", q, "--max", "10"] + (["--from", pos] if pos else [])
@@ -639,11 +674,13 @@ class Cluster:
                     if "Next" in m and len(m) == 1:
                         pos = m["Next"]
                         continue
-                    m.pop("State", None)
+                    m.pop("State", None)  # these two follow the clock
+                    m.get("Attributes", {}).pop("VisibleTimestamp", None)
                     n_msgs += 1
-                    h.update(json.dumps(m, sort_keys=True).encode())
+                    add(json.dumps(m, sort_keys=True))
                 if not pos:
                     break
+        out.close()
         return h.hexdigest(), n_msgs
 
     def transfer_to(self, n):
@@ -668,10 +705,10 @@ class Cluster:
             if not self.transfer_to(n):
                 self.violation("leadership could not be moved to node %d to read its state" % n.id)
                 continue
-            digests[n.id] = self.digest()
+            digests[n.id] = self.digest(os.path.join(self.dir, "state-%d.jsonl" % n.id))
             log("node %d state digest %s (%d messages)", n.id, digests[n.id][0][:16], digests[n.id][1])
         if len({d for d, _ in digests.values()}) > 1:
-            self.violation("replicas' states differ: %s" % digests)
+            self.violation("replicas' states differ (%s/state-N.jsonl): %s" % (self.dir, digests))
         return digests
 
     def check_stale_receipts(self):
@@ -835,10 +872,15 @@ class Cluster:
                 w.proc.send_signal(signal.SIGCONT)
                 w.proc.kill()
                 w.proc.wait(timeout=30)
-        for r in self.jobs_records():
+        handler = self.handler.split()[-1]
+        for pid in {r.get("pid") for r in self.jobs_records()}:
+            # Only a handler still running: a PID of one that ended may be a broker's now.
             try:
-                os.kill(r["pid"], signal.SIGKILL)
-            except (ProcessLookupError, KeyError):
+                with open("/proc/%d/cmdline" % pid, "rb") as f:
+                    if handler.encode() not in f.read():
+                        continue
+                os.kill(pid, signal.SIGKILL)
+            except (OSError, TypeError):
                 pass
         for n in self.nodes.values():
             if n.proc is not None and n.proc.poll() is not None and n.proc.returncode not in (0,):
@@ -890,6 +932,9 @@ def main():
             return 1
     if "skew" in kinds and not os.path.exists(FAKETIME_LIB):
         print("chaos: %s is missing: scripts/deps.sh installs the Debian package faketime" % FAKETIME_LIB)
+        return 1
+    if "slow_disk" in kinds and not os.path.exists(SLOW_FSYNC_LIB):
+        print("chaos: %s is missing (built with the tests: target kyu_slow_fsync)" % SLOW_FSYNC_LIB)
         return 1
     c = Cluster(args)
     log("data and logs in %s", c.dir)
