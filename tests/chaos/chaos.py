@@ -89,7 +89,8 @@ def run(*cmd, check=True, timeout=30):
 # The schedule: drawn up front from the seed, so that --seed N replays the same faults (kind,
 # target choice, duration, pause). "The leader" is whichever node leads when the fault starts.
 
-def make_schedule(seed, n_faults, n_nodes, kinds):
+def make_schedule(seed, n_faults, n_nodes, kinds, pace=1.0):
+    """pace scales every duration and pause (the long run's 0.5 halves them)."""
     rng = random.Random(seed)
     out = []
     for i in range(n_faults):
@@ -120,6 +121,8 @@ def make_schedule(seed, n_faults, n_nodes, kinds):
         elif kind == "slow_disk":
             f["node"] = rng.choice(ids)
             f["fsync_ms"] = rng.choice([20, 100, 500, 2000])
+        f["duration"] = round(f["duration"] * pace, 1)
+        f["pause"] = round(f["pause"] * pace, 1)
         out.append(f)
     return out
 
@@ -408,10 +411,11 @@ class Cluster:
             raise RuntimeError("no leader within 60 s of start%s" % self.tail_logs())
         self.ok("create-queue", "orders", "--visibility-timeout", str(ORDERS_VT))
         self.ok("create-queue", "jobs", "--visibility-timeout", str(JOBS_VT))
-        self.ok("create-queue", "poison-dlq", "--visibility-timeout", "600")
+        self.ok("create-queue", "poison-dlq", "--visibility-timeout", str(ORDERS_VT))
         self.ok("create-queue", "poison", "--visibility-timeout", "1", "--dead-letter-queue",
                 "poison-dlq", "--max-receive-count", str(POISON_MRC))
         self.ok("create-queue", "probe", "--visibility-timeout", "600")
+        self.ok("create-queue", "stock", "--visibility-timeout", "600")  # read in the drain only
         self.ok("create-queue", "fan-a", "--visibility-timeout", str(ORDERS_VT))
         self.ok("create-queue", "fan-b", "--visibility-timeout", str(ORDERS_VT))
         self.ok("create-topic", "events")
@@ -431,10 +435,10 @@ class Cluster:
     # -- clients (threads), each running CLI processes in a loop until self.running clears
     def producer(self, tag):
         seq = 0
-        kinds = ["orders", "jobs", "poison", "publish"]
+        kinds = ["orders", "jobs", "poison", "publish", "stock"]
         while self.running.is_set():
             what = kinds[seq % len(kinds)]
-            n = 10 if what != "poison" else 3
+            n = {"poison": 3, "stock": 1}.get(what, 10)
             bodies = ["%s-%s-%06d-%d" % (what, tag, seq, k) for k in range(n)]
             seq += 1
             with self.h.lock:
@@ -774,7 +778,7 @@ class Cluster:
             if outcome == "ok":
                 confirmed[(q, mid)].append((t0, rh))
                 deleted_at[(q, mid)] = min(deleted_at.get((q, mid), t1), t1)
-        for q in ("orders", "jobs", "poison", "poison-dlq", "fan-a", "fan-b"):
+        for q in ("orders", "jobs", "poison", "poison-dlq", "fan-a", "fan-b", "stock"):
             sent = h.sends.get(q, {})
             if q in ("fan-a", "fan-b"):
                 sent, unsure = {b: None for b in h.published}, h.publish_unsure
@@ -810,13 +814,19 @@ class Cluster:
             for mid, ds in by_id.items():
                 ds.sort(key=lambda d: d[0])
                 stats[q + " redeliveries"] += len(ds) - 1
+                # receives whose reply no client saw (a CLI that timed out, a reply lost
+                # with a failover): the receive count skips them
+                counts = sorted(int(d[2]["Attributes"]["ApproximateReceiveCount"]) for d in ds)
+                stats[q + " receives unseen"] += counts[-1] - len(set(counts))
+                if len(set(counts)) != len(counts) and q != "poison-dlq":
+                    v("%s: %s delivered twice with the same receive count %s" % (q, mid, counts))
                 if q == "poison":
                     for (_, _, m) in ds:
                         if int(m["Attributes"]["ApproximateReceiveCount"]) > POISON_MRC:
                             v("poison: %s delivered with receive count %s > maxReceiveCount %d"
                               % (mid, m["Attributes"]["ApproximateReceiveCount"], POISON_MRC))
                     continue
-                vt = {"orders": ORDERS_VT, "fan-a": ORDERS_VT, "fan-b": ORDERS_VT}.get(q)
+                vt = ORDERS_VT if q in ("orders", "fan-a", "fan-b", "poison-dlq") else None
                 for (a, b) in zip(ds, ds[1:]):
                     if vt and b[1] < a[0] + vt - LEASE_MARGIN:
                         v("%s: %s delivered again %.1f s after a %d s lease began (receipt %s)"
@@ -836,11 +846,14 @@ class Cluster:
                     if mine is not None and any(d[1] < t0 for d in ds[mine + 1:]):
                         v("%s: delete of %s with a receipt that was stale when sent was accepted"
                           % (q, mid))
-        # dead letters: every acknowledged poison message in poison-dlq once, with its id
-        dlq = collections.Counter(m["Body"] for (_, _, m) in h.deliveries.get("poison-dlq", []))
+        # dead letters: every acknowledged poison message moved to poison-dlq once, with its id
+        dlq = collections.defaultdict(set)
+        for (_, _, m) in h.deliveries.get("poison-dlq", []):
+            dlq[m["Body"]].add(m["MessageId"])
         for b, mid in h.sends.get("poison", {}).items():
-            if dlq[b] != 1:
-                v("poison-dlq: %r (id %s) is there %d times, not once" % (b, mid, dlq[b]))
+            if dlq[b] != {mid}:
+                v("poison-dlq: %r (id %s) is there as %s, not once with its id"
+                  % (b, mid, sorted(dlq[b])))
         # fan-out: every acknowledged publish in both queues
         for q in ("fan-a", "fan-b"):
             got = {m["Body"] for (_, _, m) in h.deliveries.get(q, [])}
@@ -906,6 +919,8 @@ def main():
                     help="comma-separated fault kinds (default all: %s)" % ",".join(KINDS))
     ap.add_argument("--budget", type=float, default=None,
                     help="seconds for the faults (default 10 per fault); the rest are skipped")
+    ap.add_argument("--pace", type=float, default=1.0,
+                    help="scales every fault's duration and the pause after it (default 1)")
     ap.add_argument("--keep", action="store_true", help="keep the data dir and logs")
     ap.add_argument("--schedule-only", action="store_true", help="print the schedule and exit")
     args = ap.parse_args()
@@ -914,10 +929,11 @@ def main():
     bad = [k for k in kinds if k not in KINDS]
     if bad:
         ap.error("unknown fault kinds: %s" % ", ".join(bad))
-    schedule = make_schedule(seed, args.faults, args.nodes, kinds)
-    print("chaos: seed %d, %d nodes, %d faults (replay: %s --nodes %d --faults %d --seed %d%s)"
+    schedule = make_schedule(seed, args.faults, args.nodes, kinds, args.pace)
+    print("chaos: seed %d, %d nodes, %d faults (replay: %s --nodes %d --faults %d --seed %d%s%s)"
           % (seed, args.nodes, args.faults, sys.argv[0], args.nodes, args.faults, seed,
-             " --kinds " + args.kinds if args.kinds != ",".join(KINDS) else ""))
+             " --kinds " + args.kinds if args.kinds != ",".join(KINDS) else "",
+             " --pace %g" % args.pace if args.pace != 1.0 else ""))
     for f in schedule:
         print("  " + describe(f))
     sys.stdout.flush()
@@ -960,7 +976,8 @@ def main():
                    threading.Thread(target=c.consumer, args=("orders", ORDERS_VT, True)),
                    threading.Thread(target=c.consumer, args=("fan-a", ORDERS_VT, True)),
                    threading.Thread(target=c.consumer, args=("fan-b", ORDERS_VT, True)),
-                   threading.Thread(target=c.consumer, args=("poison", 1, False))]
+                   threading.Thread(target=c.consumer, args=("poison", 1, False)),
+                   threading.Thread(target=c.consumer, args=("poison-dlq", ORDERS_VT, True))]
         for t in threads:
             t.start()
         time.sleep(2)
@@ -990,7 +1007,7 @@ def main():
         log("checking stale receipts")
         c.check_stale_receipts()
         log("draining")
-        for q in ("orders", "jobs", "fan-a", "fan-b", "poison", "poison-dlq"):
+        for q in ("orders", "jobs", "fan-a", "fan-b", "poison", "poison-dlq", "stock"):
             got = c.drain(q, vt=1 if q == "poison" else 600)
             log("  %s: %d received in the drain", q, len(got))
         stats = c.check_history()
