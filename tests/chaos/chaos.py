@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -195,13 +196,9 @@ class Net:
         """Namespaces a run of this harness left behind when it was killed (its pid is gone)."""
         r = run("ip", "netns", "list", check=False)
         for line in r.stdout.decode().splitlines():
-            name = line.split()[0] if line.split() else ""
-            if not name.startswith("kyuc"):
-                continue
-            digits = "".join(c for c in name[4:] if c.isdigit())
-            pid = int(name[4:4 + len(digits)]) if digits else 0
-            rest = name[4 + len(digits):]
-            if pid and rest[:1] in ("s", "c", "n") and not os.path.exists("/proc/%d" % pid):
+            m = re.match(r"kyuc(\d+)[scn]\d*$", line.split()[0] if line.split() else "")
+            if m and not os.path.exists("/proc/%s" % m.group(1)):
+                name = m.group(0)
                 run("ip", "netns", "del", name, check=False)
 
 
@@ -236,7 +233,7 @@ class Node:
         self.log.flush()
         self.proc = subprocess.Popen(
             self.c.net.exec_prefix(self.c.net.nodes[self.id]) +
-            [BROKER, "--node-id", str(self.id), "--data", os.path.join(self.c.dir, "db-%d" % self.id)]
+            [self.c.args.broker, "--node-id", str(self.id), "--data", os.path.join(self.c.dir, "db-%d" % self.id)]
             + self.c.peer_args, stdout=self.log, stderr=self.log, env=env, preexec_fn=die_with_parent)
         self.stopped = False
 
@@ -781,7 +778,7 @@ class Cluster:
         for q in ("orders", "jobs", "poison", "poison-dlq", "fan-a", "fan-b", "stock"):
             sent = h.sends.get(q, {})
             if q in ("fan-a", "fan-b"):
-                sent, unsure = {b: None for b in h.published}, h.publish_unsure
+                sent, unsure = dict(h.published), h.publish_unsure
             else:
                 unsure = h.unsure.get(q, set())
             if q == "poison-dlq":
@@ -920,6 +917,8 @@ def main():
                     help="comma-separated fault kinds (default all: %s)" % ",".join(KINDS))
     ap.add_argument("--budget", type=float, default=None,
                     help="seconds for the faults (default 10 per fault); the rest are skipped")
+    ap.add_argument("--broker", default=BROKER,
+                    help="the kyu-broker binary (default $KYU_BIN_DIR/broker/kyu-broker)")
     ap.add_argument("--pace", type=float, default=1.0,
                     help="scales every fault's duration and the pause after it (default 1)")
     ap.add_argument("--keep", action="store_true", help="keep the data dir and logs")
@@ -943,7 +942,7 @@ def main():
     if os.geteuid() != 0:
         print("chaos: needs root (network namespaces, iptables): skipped")
         return 77
-    for p in (BROKER, CLI, WORKER):
+    for p in (args.broker, CLI, WORKER):
         if not os.access(p, os.X_OK):
             print("chaos: %s is missing (build first, or set KYU_BIN_DIR)" % p)
             return 1
