@@ -57,6 +57,24 @@ def now():
     return time.monotonic()
 
 
+CHECKS = (("lost", ("acknowledged message", "acknowledged messages lost")),
+          ("fan-out", ("publishes missing",)),
+          ("dead letter", ("poison-dlq:", "maxReceiveCount")),
+          ("unexpected", ("unexpected",)),
+          ("duplicate", ("stored", "acknowledged as")),
+          ("lease", ("delivered again", "same receipt", "same receive count")),
+          ("deleted back", ("came back",)),
+          ("stale receipt", ("receipt",)),
+          ("convergence", ("converge", "differ", "leadership could not")),
+          ("leader", ("serving leader",)),
+          ("crash", ("exited", "sanitizer", "SIGTERM", "did not drain within 60")))
+
+
+def check_of(text):
+    """Which check a violation's text belongs to, for the summary."""
+    return next((name for name, marks in CHECKS if any(m in text for m in marks)), "other")
+
+
 class Log:
     def __init__(self):
         self.t0 = now()
@@ -848,10 +866,12 @@ class Cluster:
         dlq = collections.defaultdict(set)
         for (_, _, m) in h.deliveries.get("poison-dlq", []):
             dlq[m["Body"]].add(m["MessageId"])
-        for b, mid in h.sends.get("poison", {}).items():
-            if dlq[b] != {mid}:
-                v("poison-dlq: %r (id %s) is there as %s, not once with its id"
-                  % (b, mid, sorted(dlq[b])))
+        bad = [(b, mid) for b, mid in h.sends.get("poison", {}).items() if dlq[b] != {mid}]
+        if len(bad) > 20:
+            v("poison-dlq: %d acknowledged poison messages are not there once with their ids "
+              "(the first 20 follow)" % len(bad))
+        for b, mid in bad[:20]:
+            v("poison-dlq: %r (id %s) is there as %s, not once with its id" % (b, mid, sorted(dlq[b])))
         # fan-out: every acknowledged publish in both queues
         for q in ("fan-a", "fan-b"):
             got = {m["Body"] for (_, _, m) in h.deliveries.get(q, [])}
@@ -1031,9 +1051,12 @@ def main():
     if c.leader_waits:
         print("leader after heal: max %.1f s, mean %.1f s over %d heals"
               % (max(c.leader_waits), sum(c.leader_waits) / len(c.leader_waits), len(c.leader_waits)))
-    print("violations: %d" % len(c.violations))
-    for text in c.violations:
+    print("violations: %d %s" % (len(c.violations), json.dumps(dict(sorted(
+        collections.Counter(check_of(t) for t in c.violations).items())))))
+    for text in c.violations[:100]:
         print("  - " + text[:3000])
+    if len(c.violations) > 100:
+        print("  ... and %d more" % (len(c.violations) - 100))
     if c.violations or args.keep:
         print("data and logs kept in %s" % c.dir)
     else:
