@@ -472,6 +472,8 @@ class Cluster:
                     pass
             with self.h.lock:
                 self.h.ops["send " + what] += 1
+                if rc != 0:
+                    self.h.ops["send %s failed" % what] += 1
                 for body, mid in zip(bodies, ids):  # printed in input order, once acknowledged
                     if what == "publish":
                         self.h.published[body] = mid
@@ -495,6 +497,8 @@ class Cluster:
         if record:
             with self.h.lock:
                 self.h.ops["receive " + queue] += 1
+                if rc != 0:
+                    self.h.ops["receive %s failed" % queue] += 1
                 for m in msgs:
                     self.h.deliveries[queue].append((t0, t1, m))
         return rc, msgs
@@ -517,6 +521,8 @@ class Cluster:
                 per[rh] = "ok"
         with self.h.lock:
             self.h.ops["delete " + queue] += 1
+            if rc != 0:
+                self.h.ops["delete %s failed" % queue] += 1
             for m in msgs:
                 self.h.deletes.append((t0, t1, queue, m["MessageId"], m["ReceiptHandle"],
                                        per[m["ReceiptHandle"]]))
