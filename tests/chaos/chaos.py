@@ -539,19 +539,18 @@ class Cluster:
 
     # -- faults
     def live_leader(self):
-        n = self.leader(10)
-        return n
+        return self.leader(10)
 
     def inject(self, f):
+        """Injects f; the steps that heal it, or None when there was nothing to do it to."""
         kind = f["kind"]
-        self.faults[kind] += 1
         nodes = self.nodes
         heal = []
         if kind in ("kill9_random", "kill9_leader"):
             n = nodes[f["node"]] if kind == "kill9_random" else self.live_leader()
             if n is None:
                 log("  no leader to kill: nothing done")
-                return []
+                return None
             log("  kill -9 node %d", n.id)
             n.kill9()
             heal.append(lambda: (log("  restart node %d", n.id), n.start()))
@@ -559,7 +558,7 @@ class Cluster:
             n = self.live_leader()
             if n is None:
                 log("  no leader to stop: nothing done")
-                return []
+                return None
             log("  SIGSTOP node %d", n.id)
             n.sig(signal.SIGSTOP)
             heal.append(lambda: (log("  SIGCONT node %d", n.id), n.sig(signal.SIGCONT)))
@@ -579,7 +578,7 @@ class Cluster:
                 n = self.live_leader()
                 if n is None:
                     log("  no leader to isolate: nothing done")
-                    return []
+                    return None
                 log("  isolate leader %d", n.id)
                 for m in nodes.values():
                     if m is not n:
@@ -623,6 +622,10 @@ class Cluster:
                 break
             log("fault %s", describe(f))
             heal = self.inject(f)
+            if heal is None:
+                self.faults["skipped: no leader"] += 1
+                continue
+            self.faults[f["kind"]] += 1
             time.sleep(f["duration"])
             for h in heal:
                 h()
@@ -1051,7 +1054,7 @@ def main():
         hard_stop.cancel()
     print("\n== chaos summary: seed %d, %d nodes ==" % (seed, args.nodes))
     print("faults by kind: %s" % json.dumps(dict(sorted(c.faults.items()))))
-    print("faults injected: %d" % sum(c.faults.values()))
+    print("faults injected: %d" % sum(v for k, v in c.faults.items() if not k.startswith("skipped")))
     print("operations: %s" % json.dumps(dict(sorted(c.h.ops.items()))))
     print("checked: %s" % json.dumps(dict(sorted(stats.items()))))
     if c.leader_waits:
