@@ -528,13 +528,28 @@ class Cluster:
                                        per[m["ReceiptHandle"]]))
         return per
 
-    def consumer(self, queue, vt, delete):
+    def consumer(self, queue, vt, delete, rng=None):
+        """Receives and deletes. With rng (the orders consumers) a batch is sometimes
+        abandoned (never deleted: it comes back after its lease, as from a consumer that
+        died) or deleted late (3 s after its lease ended: refused as stale if it was received
+        again meanwhile, else accepted)."""
+        late = []  # (due, msgs)
         while self.running.is_set():
+            while late and late[0][0] <= now():
+                self.delete(queue, late.pop(0)[1])
             rc, msgs = self.receive(queue, vt)
             if not msgs:
                 time.sleep(0.1)
                 continue
-            if delete:
+            if not delete:
+                continue
+            r = rng.random() if rng else 1.0
+            if r < 0.05:
+                with self.h.lock:
+                    self.h.ops["abandon " + queue] += 1
+            elif r < 0.10:
+                late.append((now() + vt + 3, msgs))
+            else:
                 self.delete(queue, msgs)
 
     # -- faults
@@ -1001,8 +1016,10 @@ def main():
         c.start()
         c.running.set()
         threads = [threading.Thread(target=c.producer, args=("p1",)),
-                   threading.Thread(target=c.consumer, args=("orders", ORDERS_VT, True)),
-                   threading.Thread(target=c.consumer, args=("orders", ORDERS_VT, True)),
+                   threading.Thread(target=c.consumer,
+                                    args=("orders", ORDERS_VT, True, random.Random(seed + 1))),
+                   threading.Thread(target=c.consumer,
+                                    args=("orders", ORDERS_VT, True, random.Random(seed + 2))),
                    threading.Thread(target=c.consumer, args=("fan-a", ORDERS_VT, True)),
                    threading.Thread(target=c.consumer, args=("fan-b", ORDERS_VT, True)),
                    threading.Thread(target=c.consumer, args=("poison", 1, False)),
