@@ -3,7 +3,7 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config clang clang-format libclang-rt-14-dev
       libzmq3-dev libczmq-dev libmsgpack-dev librocksdb-dev libcmocka-dev libjansson-dev
-      libsodium-dev libssl-dev libcurl4-openssl-dev libmicrohttpd-dev faketime
+      libsodium-dev libssl-dev libcurl4-openssl-dev libmicrohttpd-dev faketime iproute2 iptables
       python3 python3-zmq python3-msgpack)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1,0 +1,1094 @@
+#!/usr/bin/env python3
+"""kyu's chaos harness (issue 16, items 3 and 4): a cluster of kyu-broker processes, each in a
+Linux network namespace of its own joined by a bridge in another, with producers, consumers
+and kyu-worker processes in a client namespace, and faults injected on a schedule drawn from
+a seeded RNG: kill -9 (a random node, the leader) and restart, SIGSTOP/SIGCONT (the leader, a
+worker), partitions (halves, the leader isolated, a one-way cut, a bridge node; iptables rules
+inside the namespaces) and clock skew (libfaketime). After healing and draining it checks the
+history in the manner of Jepsen's queue checker (docs/CHAOS.md says what exactly).
+
+    tests/chaos/chaos.py                          # 3 nodes, 30 faults (the ctest run)
+    tests/chaos/chaos.py --nodes 5 --faults 1000  # the long run
+    tests/chaos/chaos.py --seed 1234              # replays the faults of seed 1234
+
+Needs root (network namespaces). Exit 0: no violation; 1: violations (listed); 77: not root
+(ctest reports it as skipped). Every wait is bounded; processes are stopped by their PID
+only; the namespaces, veths and bridge are created by this run and deleted at its end."""
+import argparse
+import collections
+import hashlib
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import ctypes
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+from harness import sanitizer_report  # noqa: E402
+from worker_harness import write_handler  # noqa: E402
+
+BIN_DIR = os.environ.get("KYU_BIN_DIR", os.path.join(HERE, "../../build"))
+BROKER = os.path.join(BIN_DIR, "broker", "kyu-broker")
+CLI = os.path.join(BIN_DIR, "client", "kyu")
+WORKER = os.path.join(BIN_DIR, "worker", "kyu-worker")
+FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"  # Debian: faketime
+SLOW_FSYNC_LIB = os.path.join(BIN_DIR, "tests", "chaos", "libkyu_slow_fsync.so")  # slow_fsync.c
+
+SUBNET = "10.77.0"
+CLIENT_IP = SUBNET + ".2"
+ORDERS_VT = 20      # s; a lease on orders
+LEASE_MARGIN = 6    # s; the cluster's time may run ahead by up to --max-clock-skew-ms (5 s)
+JOBS_VT = 10
+POISON_MRC = 2      # poison's maxReceiveCount
+
+KINDS = ("kill9_random", "kill9_leader", "stop_leader", "stop_worker", "part_halves",
+         "part_leader", "part_oneway", "part_bridge", "skew", "slow_disk")
+
+
+def now():
+    return time.monotonic()
+
+
+CHECKS = (("lost", ("acknowledged message", "acknowledged messages lost")),
+          ("fan-out", ("publishes missing",)),
+          ("dead letter", ("poison-dlq:", "maxReceiveCount")),
+          ("unexpected", ("unexpected",)),
+          ("duplicate", ("stored", "acknowledged as")),
+          ("lease", ("delivered again", "same receipt", "same receive count")),
+          ("deleted back", ("came back",)),
+          ("stale receipt", ("receipt",)),
+          ("convergence", ("converge", "differ", "leadership could not")),
+          ("leader", ("serving leader",)),
+          ("crash", ("exited", "sanitizer", "SIGTERM", "did not drain within 60")))
+
+
+def check_of(text):
+    """Which check a violation's text belongs to, for the summary."""
+    return next((name for name, marks in CHECKS if any(m in text for m in marks)), "other")
+
+
+class Log:
+    def __init__(self):
+        self.t0 = now()
+        self.lock = threading.Lock()
+
+    def __call__(self, fmt, *args):
+        with self.lock:
+            print("[%7.2f] %s" % (now() - self.t0, fmt % args if args else fmt), flush=True)
+
+
+log = Log()
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+def die_with_parent():
+    """In a child before exec: SIGKILL when the harness dies (so that a run killed by its
+    time limit leaves no broker or worker behind); PR_SET_PDEATHSIG is kept across exec."""
+    _LIBC.prctl(1, signal.SIGKILL, 0, 0, 0)
+
+
+def run(*cmd, check=True, timeout=30):
+    r = subprocess.run(list(cmd), capture_output=True, timeout=timeout)
+    if check and r.returncode != 0:
+        raise RuntimeError("%s failed (%d): %s" % (" ".join(cmd), r.returncode, r.stderr.decode()))
+    return r
+
+
+# ---------------------------------------------------------------------------------------------
+# The schedule: drawn up front from the seed, so that --seed N replays the same faults (kind,
+# target choice, duration, pause). "The leader" is whichever node leads when the fault starts.
+
+def make_schedule(seed, n_faults, n_nodes, kinds, pace=1.0):
+    """pace scales every duration and pause (the long run's 0.5 halves them)."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n_faults):
+        kind = rng.choice(kinds)
+        f = {"i": i, "kind": kind, "duration": round(rng.uniform(1.0, 6.0), 1),
+             "pause": round(rng.uniform(0.5, 2.5), 1)}
+        ids = list(range(1, n_nodes + 1))
+        if kind == "kill9_random":
+            f["node"] = rng.choice(ids)
+        elif kind == "stop_worker":
+            f["worker"] = rng.randrange(2)
+        elif kind == "part_halves":
+            rng.shuffle(ids)
+            k = n_nodes // 2
+            f["sides"] = [sorted(ids[:k]), sorted(ids[k:])]
+        elif kind == "part_oneway":
+            a, b = rng.sample(ids, 2)
+            f["from"], f["to"] = a, b  # packets from a never reach b
+        elif kind == "part_bridge":
+            rng.shuffle(ids)
+            bridge, rest = ids[0], ids[1:]
+            k = len(rest) // 2
+            f["bridge"], f["sides"] = bridge, [sorted(rest[:k]), sorted(rest[k:])]
+        elif kind == "skew":
+            f["node"] = rng.choice(ids)
+            f["skew"] = rng.choice([-1, 1]) * rng.choice([2, 4, 30, 300])
+            f["duration"] = round(rng.uniform(4.0, 10.0), 1)
+        elif kind == "slow_disk":
+            f["node"] = rng.choice(ids)
+            f["fsync_ms"] = rng.choice([20, 100, 500, 2000])
+        f["duration"] = round(f["duration"] * pace, 1)
+        f["pause"] = round(f["pause"] * pace, 1)
+        out.append(f)
+    return out
+
+
+def describe(f):
+    extra = {k: v for k, v in f.items() if k not in ("i", "kind", "duration", "pause")}
+    return "#%d %s %s for %.1f s, then %.1f s" % (f["i"], f["kind"],
+                                                  json.dumps(extra, sort_keys=True) if extra else "",
+                                                  f["duration"], f["pause"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Network: a switch namespace with a bridge; each node and the clients in a namespace of their
+# own with one veth to the bridge. Nothing is created in the root namespace.
+
+class Net:
+    def __init__(self, n_nodes):
+        self.prefix = "kyuc%d" % os.getpid()
+        self.switch = self.prefix + "s"
+        self.client = self.prefix + "c"
+        self.nodes = {i: "%sn%d" % (self.prefix, i) for i in range(1, n_nodes + 1)}
+        self.made = []
+
+    @staticmethod
+    def ip_of(i):
+        return "%s.%d" % (SUBNET, 10 + i)
+
+    def up(self):
+        run("ip", "netns", "add", self.switch)
+        self.made.append(self.switch)
+        sw = ["ip", "netns", "exec", self.switch]
+        run(*sw, "ip", "link", "add", "br0", "type", "bridge")
+        run(*sw, "ip", "link", "set", "br0", "up")
+        run(*sw, "ip", "link", "set", "lo", "up")
+        for name, ns, addr in [("vc", self.client, CLIENT_IP)] + \
+                [("vn%d" % i, ns, self.ip_of(i)) for i, ns in self.nodes.items()]:
+            run("ip", "netns", "add", ns)
+            self.made.append(ns)
+            run(*sw, "ip", "link", "add", name, "type", "veth", "peer", "name", "eth0", "netns", ns)
+            run(*sw, "ip", "link", "set", name, "master", "br0")
+            run(*sw, "ip", "link", "set", name, "up")
+            ex = ["ip", "netns", "exec", ns]
+            run(*ex, "ip", "addr", "add", addr + "/24", "dev", "eth0")
+            run(*ex, "ip", "link", "set", "eth0", "up")
+            run(*ex, "ip", "link", "set", "lo", "up")
+
+    def exec_prefix(self, ns):
+        return ["ip", "netns", "exec", ns]
+
+    def drop(self, at, src):
+        """Node at drops every packet from node src."""
+        run(*self.exec_prefix(self.nodes[at]), "iptables", "-A", "INPUT", "-s", self.ip_of(src),
+            "-j", "DROP")
+
+    def cut(self, a, b):
+        self.drop(a, b)
+        self.drop(b, a)
+
+    def heal(self):
+        for ns in self.nodes.values():
+            run(*self.exec_prefix(ns), "iptables", "-F", "INPUT")
+
+    def down(self):
+        for ns in reversed(self.made):
+            run("ip", "netns", "del", ns, check=False)
+        self.made = []
+
+    @staticmethod
+    def remove_stale():
+        """Namespaces a run of this harness left behind when it was killed (its pid is gone)."""
+        r = run("ip", "netns", "list", check=False)
+        for line in r.stdout.decode().splitlines():
+            m = re.match(r"kyuc(\d+)[scn]\d*$", line.split()[0] if line.split() else "")
+            if m and not os.path.exists("/proc/%s" % m.group(1)):
+                name = m.group(0)
+                run("ip", "netns", "del", name, check=False)
+
+
+# ---------------------------------------------------------------------------------------------
+
+class Node:
+    def __init__(self, i, cluster):
+        self.id, self.c = i, cluster
+        self.ip = Net.ip_of(i)
+        self.endpoint = "tcp://%s:7700" % self.ip
+        self.log_path = os.path.join(cluster.dir, "broker-%d.log" % i)
+        self.log = open(self.log_path, "ab")
+        self.proc = None
+        self.stopped = False  # SIGSTOPped by us
+        self.skew = 0
+        self.slow_file = os.path.join(cluster.dir, "slow-fsync-%d" % i)
+        self.exits = []       # (returncode, expected)
+
+    def start(self, skew=0):
+        self.skew = skew
+        preload = [SLOW_FSYNC_LIB] if self.c.slow_disk else []
+        env = dict(os.environ, KYU_SLOW_FSYNC_FILE=self.slow_file)
+        if skew:
+            preload.append(FAKETIME_LIB)
+            env.update(FAKETIME="%+ds" % skew, FAKETIME_DONT_FAKE_MONOTONIC="1")
+        if preload:
+            # A sanitizer build wants its runtime first among the libraries; here it is not.
+            env.update(LD_PRELOAD=" ".join(preload),
+                       ASAN_OPTIONS=":".join(o for o in (os.environ.get("ASAN_OPTIONS"),
+                                                         "verify_asan_link_order=0") if o))
+        self.log.write(("=== start (skew %+d s) ===\n" % skew).encode())
+        self.log.flush()
+        self.proc = subprocess.Popen(
+            self.c.net.exec_prefix(self.c.net.nodes[self.id]) +
+            [self.c.args.broker, "--node-id", str(self.id), "--data", os.path.join(self.c.dir, "db-%d" % self.id)]
+            + self.c.peer_args, stdout=self.log, stderr=self.log, env=env, preexec_fn=die_with_parent)
+        self.stopped = False
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def slow_fsync(self, ms):
+        with open(self.slow_file + ".tmp", "w") as f:
+            f.write("%d\n" % ms)
+        os.replace(self.slow_file + ".tmp", self.slow_file)
+
+    def check_exit(self):
+        """An exit we did not cause: recorded (a crash)."""
+        if self.proc is not None and self.proc.poll() is not None:
+            self.exits.append(self.proc.returncode)
+            self.c.violation("node %d exited by itself with status %s" % (self.id, self.proc.returncode))
+            self.proc = None
+
+    def kill9(self):
+        self.check_exit()
+        if self.proc:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=30)
+            self.proc = None
+
+    def sig(self, s):
+        if self.alive():
+            self.proc.send_signal(s)
+            self.stopped = s == signal.SIGSTOP
+
+    def stop(self):
+        if self.alive():
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+
+
+class Worker:
+    def __init__(self, k, cluster):
+        self.k, self.c = k, cluster
+        self.log_path = os.path.join(cluster.dir, "worker-%d.log" % k)
+        self.log = open(self.log_path, "ab")
+        self.proc = None
+        self.stopped = False
+
+    def start(self):
+        env = dict(os.environ, KYU_TEST_OUT=self.c.jobs_out, KYU_TEST_SLOW="0.05")
+        self.proc = subprocess.Popen(
+            self.c.net.exec_prefix(self.c.net.client) +
+            [WORKER, "--broker", self.c.endpoints, "--queue", "jobs", "--name", "w%d" % self.k,
+             "--exec", self.c.handler, "--batch-size", "5", "--max-concurrency", "2",
+             "--heartbeat", "0.5", "--liveness", "4", "--backoff-base", "1", "--backoff-max", "2"],
+            stdout=self.log, stderr=self.log, env=env, preexec_fn=die_with_parent)
+
+    def check_exit(self):
+        if self.proc is not None and self.proc.poll() is not None:
+            self.c.violation("worker %d exited with status %s (see %s)"
+                             % (self.k, self.proc.returncode, self.log_path))
+            self.start()
+
+    def sig(self, s):
+        if self.proc.poll() is None:
+            self.proc.send_signal(s)
+            self.stopped = s == signal.SIGSTOP
+
+    def drain_stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.c.violation("worker %d did not drain within 60 s of SIGTERM" % self.k)
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+        elif self.proc.returncode != 0:
+            self.c.violation("worker %d exited with status %s" % (self.k, self.proc.returncode))
+
+
+# ---------------------------------------------------------------------------------------------
+# The history: every operation the clients did, with monotonic start and end times.
+
+class History:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.sends = collections.defaultdict(dict)   # queue -> body -> id (acked)
+        self.unsure = collections.defaultdict(set)   # queue -> bodies sent, outcome unknown
+        self.published = {}                          # body -> id (acked publishes)
+        self.publish_unsure = set()
+        self.deliveries = collections.defaultdict(list)  # queue -> [(start, end, msg)]
+        self.deletes = []       # (start, end, queue, id, receipt, outcome: ok|stale|invalid|unsure)
+        self.ops = collections.Counter()
+
+    def count(self, what):
+        with self.lock:
+            self.ops[what] += 1
+
+
+class Cluster:
+    def __init__(self, args):
+        self.args = args
+        self.slow_disk = "slow_disk" in args.kinds.split(",")
+        self.dir = tempfile.mkdtemp(prefix="kyu-chaos-")
+        self.net = Net(args.nodes)
+        self.nodes = {i: Node(i, self) for i in range(1, args.nodes + 1)}
+        self.peer_args = []
+        for n in self.nodes.values():
+            self.peer_args += ["--peer", "%d,%s:7701,%s" % (n.id, n.ip, n.endpoint)]
+        self.endpoints = ",".join(n.endpoint for n in self.nodes.values())
+        self.handler = write_handler(self.dir)
+        self.jobs_out = os.path.join(self.dir, "jobs.jsonl")
+        self.workers = [Worker(k, self) for k in range(2)]
+        self.violations = []
+        self.h = History()
+        self.faults = collections.Counter()
+        self.leader_waits = []
+        self.running = threading.Event()
+
+    def violation(self, text):
+        log("VIOLATION: %s", text)
+        self.violations.append(text)
+
+    # -- the CLI, in the clients' namespace
+    def cli(self, *args, endpoint=None, input=None, timeout=60):
+        cmd = self.net.exec_prefix(self.net.client) + [CLI, "--broker", endpoint or self.endpoints]
+        cmd += list(args)
+        try:
+            r = subprocess.run(cmd, input=input, capture_output=True, timeout=timeout)
+            return r.returncode, r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace")
+        except subprocess.TimeoutExpired as e:
+            out = e.stdout.decode(errors="replace") if e.stdout else ""
+            return None, out, "timed out"
+
+    def ok(self, *args, **kw):
+        rc, out, err = self.cli(*args, **kw)
+        if rc != 0:
+            raise RuntimeError("kyu %s failed (%s): %s" % (" ".join(args), rc, err))
+        return out
+
+    def status(self):
+        rc, out, _ = self.cli("--json", "cluster", "status", timeout=30)
+        res = []
+        for line in out.splitlines():
+            try:
+                res.append(json.loads(line))
+            except ValueError:
+                pass
+        return res
+
+    def leader(self, deadline_s=30):
+        """The node that leads and serves (answers list-queues at its own endpoint)."""
+        deadline = now() + deadline_s
+        while now() < deadline:
+            for s in self.status():
+                if s.get("role") == "leader":
+                    n = next((n for n in self.nodes.values() if n.endpoint == s["endpoint"]), None)
+                    if n and self.cli("list-queues", endpoint=n.endpoint, timeout=10)[0] == 0:
+                        return n
+            time.sleep(0.1)
+        return None
+
+    def start(self):
+        Net.remove_stale()
+        self.net.up()
+        for n in self.nodes.values():
+            n.start()
+        if not self.leader(60):
+            raise RuntimeError("no leader within 60 s of start%s" % self.tail_logs())
+        self.ok("create-queue", "orders", "--visibility-timeout", str(ORDERS_VT))
+        self.ok("create-queue", "jobs", "--visibility-timeout", str(JOBS_VT))
+        self.ok("create-queue", "poison-dlq", "--visibility-timeout", str(ORDERS_VT))
+        self.ok("create-queue", "poison", "--visibility-timeout", "1", "--dead-letter-queue",
+                "poison-dlq", "--max-receive-count", str(POISON_MRC))
+        self.ok("create-queue", "probe", "--visibility-timeout", "600")
+        self.ok("create-queue", "stock", "--visibility-timeout", "600")  # read in the drain only
+        self.ok("create-queue", "fan-a", "--visibility-timeout", str(ORDERS_VT))
+        self.ok("create-queue", "fan-b", "--visibility-timeout", str(ORDERS_VT))
+        self.ok("create-topic", "events")
+        self.ok("subscribe", "events", "fan-a", "--raw")
+        self.ok("subscribe", "events", "fan-b", "--raw")
+        for w in self.workers:
+            w.start()
+
+    def tail_logs(self):
+        out = ""
+        for n in self.nodes.values():
+            n.log.flush()
+            with open(n.log_path, "rb") as f:
+                out += "\n--- node %d ---\n%s" % (n.id, f.read().decode(errors="replace")[-2000:])
+        return out
+
+    # -- clients (threads), each running CLI processes in a loop until self.running clears
+    def producer(self, tag):
+        seq = 0
+        kinds = ["orders", "jobs", "poison", "publish", "stock"]
+        while self.running.is_set():
+            what = kinds[seq % len(kinds)]
+            n = {"poison": 3, "stock": 1}.get(what, 10)
+            bodies = ["%s-%s-%06d-%d" % (what, tag, seq, k) for k in range(n)]
+            seq += 1
+            with self.h.lock:
+                if what == "publish":
+                    self.h.publish_unsure.update(bodies)
+                else:
+                    self.h.unsure[what].update(bodies)
+            cmd = ["--json", "publish", "events", "--lines"] if what == "publish" else \
+                ["--json", "send", what, "--lines"]
+            rc, out, err = self.cli(*cmd, input="".join(b + "\n" for b in bodies).encode())
+            ids = []
+            for line in out.splitlines():
+                try:
+                    ids.append(json.loads(line)["MessageId"])
+                except (ValueError, KeyError):
+                    pass
+            with self.h.lock:
+                self.h.ops["send " + what] += 1
+                if rc != 0:
+                    self.h.ops["send %s failed" % what] += 1
+                for body, mid in zip(bodies, ids):  # printed in input order, once acknowledged
+                    if what == "publish":
+                        self.h.published[body] = mid
+                        self.h.publish_unsure.discard(body)
+                    else:
+                        self.h.sends[what][body] = mid
+                        self.h.unsure[what].discard(body)
+            time.sleep(0.05)
+
+    def receive(self, queue, vt, maxn=10, record=True):
+        t0 = now()
+        rc, out, err = self.cli("--json", "receive", queue, "--max", str(maxn),
+                                "--visibility-timeout", str(vt))
+        t1 = now()
+        msgs = []
+        for line in out.splitlines():
+            try:
+                msgs.append(json.loads(line))
+            except ValueError:
+                pass
+        if record:
+            with self.h.lock:
+                self.h.ops["receive " + queue] += 1
+                if rc != 0:
+                    self.h.ops["receive %s failed" % queue] += 1
+                for m in msgs:
+                    self.h.deliveries[queue].append((t0, t1, m))
+        return rc, msgs
+
+    def delete(self, queue, msgs):
+        t0 = now()
+        rc, out, err = self.cli("delete", queue, *[m["ReceiptHandle"] for m in msgs])
+        t1 = now()
+        per = {}
+        whole = rc is None or (rc != 0 and not any(m["ReceiptHandle"] + ":" in err for m in msgs))
+        for m in msgs:
+            rh = m["ReceiptHandle"]
+            if whole:
+                per[rh] = "unsure"
+            elif rh + ": RECEIPT_STALE" in err:
+                per[rh] = "stale"
+            elif rh + ":" in err:
+                per[rh] = "invalid"
+            else:
+                per[rh] = "ok"
+        with self.h.lock:
+            self.h.ops["delete " + queue] += 1
+            if rc != 0:
+                self.h.ops["delete %s failed" % queue] += 1
+            for m in msgs:
+                self.h.deletes.append((t0, t1, queue, m["MessageId"], m["ReceiptHandle"],
+                                       per[m["ReceiptHandle"]]))
+        return per
+
+    def consumer(self, queue, vt, delete, rng=None):
+        """Receives and deletes. With rng (the orders consumers) a batch is sometimes
+        abandoned (never deleted: it comes back after its lease, as from a consumer that
+        died) or deleted late (3 s after its lease ended: refused as stale if it was received
+        again meanwhile, else accepted)."""
+        late = []  # (due, msgs)
+        while self.running.is_set():
+            while late and late[0][0] <= now():
+                self.delete(queue, late.pop(0)[1])
+            rc, msgs = self.receive(queue, vt)
+            if not msgs:
+                time.sleep(0.1)
+                continue
+            if not delete:
+                continue
+            r = rng.random() if rng else 1.0
+            if r < 0.05:
+                with self.h.lock:
+                    self.h.ops["abandon " + queue] += 1
+            elif r < 0.10:
+                late.append((now() + vt + 3, msgs))
+            else:
+                self.delete(queue, msgs)
+
+    # -- faults
+    def live_leader(self):
+        return self.leader(10)
+
+    def inject(self, f):
+        """Injects f; the steps that heal it, or None when there was nothing to do it to."""
+        kind = f["kind"]
+        nodes = self.nodes
+        heal = []
+        if kind in ("kill9_random", "kill9_leader"):
+            n = nodes[f["node"]] if kind == "kill9_random" else self.live_leader()
+            if n is None:
+                log("  no leader to kill: nothing done")
+                return None
+            log("  kill -9 node %d", n.id)
+            n.kill9()
+            heal.append(lambda: (log("  restart node %d", n.id), n.start()))
+        elif kind == "stop_leader":
+            n = self.live_leader()
+            if n is None:
+                log("  no leader to stop: nothing done")
+                return None
+            log("  SIGSTOP node %d", n.id)
+            n.sig(signal.SIGSTOP)
+            heal.append(lambda: (log("  SIGCONT node %d", n.id), n.sig(signal.SIGCONT)))
+        elif kind == "stop_worker":
+            w = self.workers[f["worker"]]
+            log("  SIGSTOP worker %d", w.k)
+            w.sig(signal.SIGSTOP)
+            heal.append(lambda: (log("  SIGCONT worker %d", w.k), w.sig(signal.SIGCONT)))
+        elif kind.startswith("part_"):
+            if kind == "part_halves":
+                a, b = f["sides"]
+                log("  partition %s | %s", a, b)
+                for x in a:
+                    for y in b:
+                        self.net.cut(x, y)
+            elif kind == "part_leader":
+                n = self.live_leader()
+                if n is None:
+                    log("  no leader to isolate: nothing done")
+                    return None
+                log("  isolate leader %d", n.id)
+                for m in nodes.values():
+                    if m is not n:
+                        self.net.cut(n.id, m.id)
+            elif kind == "part_oneway":
+                log("  one-way cut: packets from %d do not reach %d", f["from"], f["to"])
+                self.net.drop(f["to"], f["from"])
+            elif kind == "part_bridge":
+                a, b = f["sides"]
+                log("  bridge %d between %s and %s", f["bridge"], a, b)
+                for x in a:
+                    for y in b:
+                        self.net.cut(x, y)
+            heal.append(lambda: (log("  heal the network"), self.net.heal()))
+        elif kind == "skew":
+            n = nodes[f["node"]]
+            log("  restart node %d with its clock %+d s off", n.id, f["skew"])
+            n.kill9()
+            n.start(skew=f["skew"])
+            heal.append(lambda: (log("  restart node %d with the right clock", n.id), n.kill9(),
+                                 n.start()))
+        elif kind == "slow_disk":
+            n = nodes[f["node"]]
+            log("  node %d's fsyncs take %d ms more", n.id, f["fsync_ms"])
+            n.slow_fsync(f["fsync_ms"])
+            heal.append(lambda: (log("  node %d's disk is fast again", n.id), n.slow_fsync(0)))
+        return heal
+
+    def check_processes(self):
+        for n in self.nodes.values():
+            if n.proc is not None and not n.stopped:
+                n.check_exit()
+        for w in self.workers:
+            if not w.stopped:
+                w.check_exit()
+
+    def run_faults(self, schedule, deadline):
+        for f in schedule:
+            if now() > deadline:
+                log("time budget spent: %d of %d faults injected", f["i"], len(schedule))
+                break
+            log("fault %s", describe(f))
+            heal = self.inject(f)
+            if heal is None:
+                self.faults["skipped: no leader"] += 1
+                continue
+            self.faults[f["kind"]] += 1
+            time.sleep(f["duration"])
+            for h in heal:
+                h()
+            self.check_processes()
+            t0 = now()
+            n = self.leader(30)
+            if n is None:
+                self.violation("no serving leader within 30 s of healing fault #%d" % f["i"])
+            else:
+                self.leader_waits.append(now() - t0)
+            time.sleep(f["pause"])
+            self.check_processes()
+
+    # -- the end: heal, drain, converge, check
+    def heal_all(self):
+        self.net.heal()
+        for n in self.nodes.values():
+            n.slow_fsync(0)
+            if n.proc is None:
+                n.start()
+            elif n.skew:
+                n.kill9()
+                n.start()
+            else:
+                n.sig(signal.SIGCONT)
+        for w in self.workers:
+            w.sig(signal.SIGCONT)
+
+    def wait_converged(self, deadline_s=90):
+        """Every node answers, one leads, and all have applied the leader's commit index."""
+        deadline = now() + deadline_s
+        st = []
+        while now() < deadline:
+            st = self.status()
+            lead = [s for s in st if s.get("role") == "leader"]
+            if len(st) == len(self.nodes) and len(lead) == 1 and \
+                    all(s.get("applied_index") == lead[0]["commit_index"] for s in st):
+                return st
+            time.sleep(0.2)
+        self.violation("replicas did not converge within %d s: %s" % (deadline_s, st))
+        return st
+
+    def digest(self, dump):
+        """A digest of the state a leader serves: queues with their attributes, subscriptions,
+        and every message as PEEK shows it, without what a read derives from the clock (its
+        lease state, its VisibleTimestamp once passed, the split of the counters); written to
+        dump too."""
+        h = hashlib.sha256()
+        out = open(dump, "w")
+
+        def add(text):
+            h.update(text.encode())
+            out.write(text + "\n")
+
+        queues = sorted(json.loads(l)["QueueName"] for l in self.ok("--json", "list-queues").splitlines() if l)
+        add(json.dumps(queues))
+        add(self.ok("list-subscriptions"))
+        n_msgs = 0
+        for q in queues:
+            a = json.loads(self.ok("--json", "get-queue-attributes", q).splitlines()[0])
+            # Which messages count as visible, in flight or delayed follows the clock: their sum
+            # does not.
+            total = sum(int(a.pop(k)) for k in ("ApproximateNumberOfMessages",
+                                                 "ApproximateNumberOfMessagesNotVisible",
+                                                 "ApproximateNumberOfMessagesDelayed"))
+            a["messages"] = total
+            add(json.dumps(a, sort_keys=True))
+            pos = None
+            for _ in range(100000):
+                args = ["--json", "peek", q, "--max", "10"] + (["--from", pos] if pos else [])
+                pos = None
+                for line in self.ok(*args).splitlines():
+                    m = json.loads(line)
+                    if "Next" in m and len(m) == 1:
+                        pos = m["Next"]
+                        continue
+                    m.pop("State", None)  # these two follow the clock
+                    m.get("Attributes", {}).pop("VisibleTimestamp", None)
+                    n_msgs += 1
+                    add(json.dumps(m, sort_keys=True))
+                if not pos:
+                    break
+        out.close()
+        return h.hexdigest(), n_msgs
+
+    def transfer_to(self, n):
+        for _ in range(6):
+            cur = self.leader(30)
+            if cur is n:
+                return True
+            self.cli("cluster", "transfer", str(n.id), timeout=30)
+            deadline = now() + 5
+            while now() < deadline:
+                if self.leader(5) is n:
+                    return True
+                time.sleep(0.1)
+        return False
+
+    def check_convergence(self):
+        st = self.wait_converged()
+        applied = sorted({s.get("applied_index") for s in st})
+        log("applied index on every node: %s", applied)
+        digests = {}
+        for n in self.nodes.values():
+            if not self.transfer_to(n):
+                self.violation("leadership could not be moved to node %d to read its state" % n.id)
+                continue
+            digests[n.id] = self.digest(os.path.join(self.dir, "state-%d.jsonl" % n.id))
+            log("node %d state digest %s (%d messages)", n.id, digests[n.id][0][:16], digests[n.id][1])
+        if len({d for d, _ in digests.values()}) > 1:
+            self.violation("replicas' states differ (%s/state-N.jsonl): %s" % (self.dir, digests))
+        return digests
+
+    def check_stale_receipts(self):
+        """A receipt of an earlier lease is refused once the message was received again."""
+        self.ok("send", "probe", "stale-probe")
+        first = None
+        deadline = now() + 60
+        while first is None and now() < deadline:
+            _, msgs = self.receive("probe", 1, 1, record=False)
+            first = msgs[0] if msgs else None
+        second = None
+        while first and second is None and now() < deadline:
+            time.sleep(0.5)
+            _, msgs = self.receive("probe", 600, 10, record=False)
+            second = msgs[0] if msgs else None
+        if not first or not second:
+            self.violation("the stale-receipt probe was not received twice within 60 s")
+            return
+        rc, _, err = self.cli("delete", "probe", first["ReceiptHandle"])
+        if rc == 0 or "RECEIPT_STALE" not in err:
+            self.violation("a stale receipt was not refused as RECEIPT_STALE: rc %s, %s" % (rc, err))
+        rc, _, err = self.cli("delete", "probe", second["ReceiptHandle"])
+        if rc != 0:
+            self.violation("the current receipt was refused: %s" % err)
+        self.h.ops["stale receipt probe"] += 1
+
+    def drain(self, queue, vt=600, deadline_s=180):
+        """Receives until the queue's counters are all 0 (leases of the run end meanwhile)."""
+        got = []
+        deadline = now() + deadline_s
+        while now() < deadline:
+            _, msgs = self.receive(queue, vt)
+            if msgs:
+                got += msgs
+                if queue != "poison":
+                    for i in range(0, len(msgs), 10):
+                        self.delete(queue, msgs[i:i + 10])
+                continue
+            a = json.loads(self.ok("--json", "get-queue-attributes", queue).splitlines()[0])
+            if all(int(a[k]) == 0 for k in ("ApproximateNumberOfMessages",
+                                             "ApproximateNumberOfMessagesNotVisible",
+                                             "ApproximateNumberOfMessagesDelayed")):
+                return got
+            time.sleep(0.5)
+        self.violation("queue %s did not drain within %d s" % (queue, deadline_s))
+        return got
+
+    def jobs_records(self):
+        try:
+            with open(self.jobs_out) as f:
+                return [json.loads(l) for l in f if l.strip()]
+        except FileNotFoundError:
+            return []
+
+    def check_history(self):
+        h = self.h
+        v = self.violation
+        stats = collections.Counter()
+        deleted_at = {}  # id -> earliest end of a confirmed delete
+        confirmed = collections.defaultdict(list)  # (queue, id) -> [(start, receipt)]
+        for (t0, t1, q, mid, rh, outcome) in h.deletes:
+            stats["delete " + outcome] += 1
+            if outcome == "ok":
+                confirmed[(q, mid)].append((t0, rh))
+                deleted_at[(q, mid)] = min(deleted_at.get((q, mid), t1), t1)
+        for q in ("orders", "jobs", "poison", "poison-dlq", "fan-a", "fan-b", "stock"):
+            sent = h.sends.get(q, {})
+            if q in ("fan-a", "fan-b"):
+                sent, unsure = dict(h.published), h.publish_unsure
+            else:
+                unsure = h.unsure.get(q, set())
+            if q == "poison-dlq":
+                sent, unsure = h.sends.get("poison", {}), h.unsure.get("poison", set())
+            dels = h.deliveries.get(q, [])
+            by_id = collections.defaultdict(list)
+            bodies_ids = collections.defaultdict(set)
+            for (t0, t1, m) in dels:
+                by_id[m["MessageId"]].append((t0, t1, m))
+                bodies_ids[m["Body"]].add(m["MessageId"])
+                if m["Body"] not in sent and m["Body"] not in unsure:
+                    v("%s: unexpected message %s body %r" % (q, m["MessageId"], m["Body"]))
+            delivered_bodies = set(bodies_ids)
+            if q == "jobs":
+                delivered_bodies = {r["body"] for r in self.jobs_records() if r["phase"] == "done"}
+            if q != "poison":
+                lost = [b for b in sent if b not in delivered_bodies]
+                for b in lost[:20]:
+                    v("%s: acknowledged message lost: body %r id %s" % (q, b, sent[b]))
+                if len(lost) > 20:
+                    v("%s: %d more acknowledged messages lost" % (q, len(lost) - 20))
+            for b, ids in bodies_ids.items():
+                if len(ids) > 1:
+                    v("%s: body %r stored %d times (ids %s)" % (q, b, len(ids), sorted(ids)))
+                if q not in ("fan-a", "fan-b") and b in sent and sent[b] not in ids:
+                    v("%s: body %r delivered with id %s, acknowledged as %s" % (q, b, ids, sent[b]))
+            stats[q + " acknowledged"] = len(sent)
+            stats[q + " unsure"] = len(unsure)
+            stats[q + " deliveries"] = len(dels)
+            for mid, ds in by_id.items():
+                ds.sort(key=lambda d: d[0])
+                stats[q + " redeliveries"] += len(ds) - 1
+                # receives whose reply no client saw (a CLI that timed out, a reply lost
+                # with a failover): the receive count skips them
+                counts = sorted(int(d[2]["Attributes"]["ApproximateReceiveCount"]) for d in ds)
+                first = counts[0] if q == "poison-dlq" else 1  # a dead letter's count goes on
+                stats[q + " receives unseen"] += counts[-1] - first + 1 - len(set(counts))
+                if len(set(counts)) != len(counts):
+                    v("%s: %s delivered twice with the same receive count %s" % (q, mid, counts))
+                if q == "poison":
+                    for (_, _, m) in ds:
+                        if int(m["Attributes"]["ApproximateReceiveCount"]) > POISON_MRC:
+                            v("poison: %s delivered with receive count %s > maxReceiveCount %d"
+                              % (mid, m["Attributes"]["ApproximateReceiveCount"], POISON_MRC))
+                    continue
+                vt = ORDERS_VT if q in ("orders", "fan-a", "fan-b", "poison-dlq") else None
+                for (a, b) in zip(ds, ds[1:]):
+                    if vt and b[1] < a[0] + vt - LEASE_MARGIN:
+                        v("%s: %s delivered again %.1f s after a %d s lease began (receipt %s)"
+                          % (q, mid, b[1] - a[0], vt, a[2]["ReceiptHandle"]))
+                    if a[2]["ReceiptHandle"] == b[2]["ReceiptHandle"]:
+                        v("%s: %s delivered twice with the same receipt" % (q, mid))
+                dt = deleted_at.get((q, mid))
+                if dt is not None:
+                    back = [d for d in ds if d[0] > dt]
+                    if back:
+                        v("%s: deleted message %s came back %.1f s after its delete was confirmed"
+                          % (q, mid, back[0][0] - dt))
+                # a delete confirmed with a receipt issued before a later delivery that
+                # had already come back when the delete was sent: a stale receipt accepted
+                for (t0, rh) in confirmed.get((q, mid), []):
+                    mine = next((i for i, d in enumerate(ds) if d[2]["ReceiptHandle"] == rh), None)
+                    if mine is not None and any(d[1] < t0 for d in ds[mine + 1:]):
+                        v("%s: delete of %s with a receipt that was stale when sent was accepted"
+                          % (q, mid))
+        # dead letters: every acknowledged poison message moved to poison-dlq once, with its id
+        dlq = collections.defaultdict(set)
+        for (_, _, m) in h.deliveries.get("poison-dlq", []):
+            dlq[m["Body"]].add(m["MessageId"])
+        bad = [(b, mid) for b, mid in h.sends.get("poison", {}).items() if dlq[b] != {mid}]
+        if len(bad) > 20:
+            v("poison-dlq: %d acknowledged poison messages are not there once with their ids "
+              "(the first 20 follow)" % len(bad))
+        for b, mid in bad[:20]:
+            v("poison-dlq: %r (id %s) is there as %s, not once with its id" % (b, mid, sorted(dlq[b])))
+        # fan-out: every acknowledged publish in both queues
+        for q in ("fan-a", "fan-b"):
+            got = {m["Body"] for (_, _, m) in h.deliveries.get(q, [])}
+            missing = [b for b in h.published if b not in got]
+            if missing:
+                v("%s: %d acknowledged publishes missing, e.g. %r" % (q, len(missing), missing[:3]))
+        # workers: every acknowledged job done at least once
+        recs = self.jobs_records()
+        done = collections.Counter(r["body"] for r in recs if r["phase"] == "done")
+        stats["jobs done twice or more"] = sum(1 for c in done.values() if c > 1)
+        for b in done:
+            if b not in h.sends.get("jobs", {}) and b not in h.unsure.get("jobs", set()):
+                v("jobs: unexpected job done: %r" % b)
+        return stats
+
+    def check_logs(self):
+        for n in self.nodes.values():
+            rep = sanitizer_report(n.log_path)
+            if rep:
+                self.violation("node %d's log has a sanitizer report:\n%s" % (n.id, rep))
+        for w in self.workers:
+            rep = sanitizer_report(w.log_path)
+            if rep:
+                self.violation("worker %d's log has a sanitizer report:\n%s" % (w.k, rep))
+
+    def shutdown(self):
+        for w in self.workers:
+            if w.proc and w.proc.poll() is None:
+                w.proc.send_signal(signal.SIGCONT)
+                w.proc.kill()
+                w.proc.wait(timeout=30)
+        handler = self.handler.split()[-1]
+        for pid in {r.get("pid") for r in self.jobs_records()}:
+            # Only a handler still running: a PID of one that ended may be a broker's now.
+            try:
+                with open("/proc/%d/cmdline" % pid, "rb") as f:
+                    if handler.encode() not in f.read():
+                        continue
+                os.kill(pid, signal.SIGKILL)
+            except (OSError, TypeError):
+                pass
+        for n in self.nodes.values():
+            if n.proc is not None and n.proc.poll() is not None and n.proc.returncode not in (0,):
+                self.violation("node %d exited with status %s" % (n.id, n.proc.returncode))
+            n.stop()
+            if n.proc is not None and n.proc.returncode != 0:
+                self.violation("node %d did not stop cleanly on SIGTERM: status %s"
+                               % (n.id, n.proc.returncode))
+        self.net.down()
+        for n in self.nodes.values():
+            n.log.close()
+        for w in self.workers:
+            w.log.close()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--nodes", type=int, default=3, choices=(3, 5))
+    ap.add_argument("--faults", type=int, default=30)
+    ap.add_argument("--seed", type=int, default=None, help="default: drawn at random, printed")
+    ap.add_argument("--kinds", default=",".join(KINDS),
+                    help="comma-separated fault kinds (default all: %s)" % ",".join(KINDS))
+    ap.add_argument("--budget", type=float, default=None,
+                    help="seconds for the faults (default 10 per fault); the rest are skipped")
+    ap.add_argument("--broker", default=BROKER,
+                    help="the kyu-broker binary (default $KYU_BIN_DIR/broker/kyu-broker)")
+    ap.add_argument("--pace", type=float, default=1.0,
+                    help="scales every fault's duration and the pause after it (default 1)")
+    ap.add_argument("--keep", action="store_true", help="keep the data dir and logs")
+    ap.add_argument("--schedule-only", action="store_true", help="print the schedule and exit")
+    args = ap.parse_args()
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 2 ** 31)
+    kinds = tuple(k for k in args.kinds.split(",") if k)
+    bad = [k for k in kinds if k not in KINDS]
+    if bad:
+        ap.error("unknown fault kinds: %s" % ", ".join(bad))
+    schedule = make_schedule(seed, args.faults, args.nodes, kinds, args.pace)
+    print("chaos: seed %d, %d nodes, %d faults (replay: %s --nodes %d --faults %d --seed %d%s%s)"
+          % (seed, args.nodes, args.faults, sys.argv[0], args.nodes, args.faults, seed,
+             " --kinds " + args.kinds if args.kinds != ",".join(KINDS) else "",
+             " --pace %g" % args.pace if args.pace != 1.0 else ""))
+    for f in schedule:
+        print("  " + describe(f))
+    sys.stdout.flush()
+    if args.schedule_only:
+        return 0
+    if os.geteuid() != 0:
+        print("chaos: needs root (network namespaces, iptables): skipped")
+        return 77
+    for p in (args.broker, CLI, WORKER):
+        if not os.access(p, os.X_OK):
+            print("chaos: %s is missing (build first, or set KYU_BIN_DIR)" % p)
+            return 1
+    if "skew" in kinds and not os.path.exists(FAKETIME_LIB):
+        print("chaos: %s is missing: scripts/deps.sh installs the Debian package faketime" % FAKETIME_LIB)
+        return 1
+    if "slow_disk" in kinds and not os.path.exists(SLOW_FSYNC_LIB):
+        print("chaos: %s is missing (built with the tests: target kyu_slow_fsync)" % SLOW_FSYNC_LIB)
+        return 1
+    c = Cluster(args)
+    log("data and logs in %s", c.dir)
+    budget = args.budget if args.budget is not None else 10.0 * args.faults
+    def give_up():
+        log("hard time limit reached: stopping every process of the run")
+        for p in [n.proc for n in c.nodes.values()] + [w.proc for w in c.workers]:
+            if p is not None and p.poll() is None:
+                p.kill()
+        c.net.down()
+        os._exit(3)
+
+    hard_stop = threading.Timer(budget + 600, give_up)
+    hard_stop.daemon = True
+    hard_stop.start()
+    threads = []
+    stats = {}
+    try:
+        c.start()
+        c.running.set()
+        threads = [threading.Thread(target=c.producer, args=("p1",)),
+                   threading.Thread(target=c.consumer,
+                                    args=("orders", ORDERS_VT, True, random.Random(seed + 1))),
+                   threading.Thread(target=c.consumer,
+                                    args=("orders", ORDERS_VT, True, random.Random(seed + 2))),
+                   threading.Thread(target=c.consumer, args=("fan-a", ORDERS_VT, True)),
+                   threading.Thread(target=c.consumer, args=("fan-b", ORDERS_VT, True)),
+                   threading.Thread(target=c.consumer, args=("poison", 1, False)),
+                   threading.Thread(target=c.consumer, args=("poison-dlq", ORDERS_VT, True))]
+        for t in threads:
+            t.start()
+        time.sleep(2)
+        c.run_faults(schedule, now() + budget)
+        log("healing everything")
+        c.heal_all()
+        t0 = now()
+        lead = c.leader(30)
+        if lead is None:
+            c.violation("no serving leader within 30 s of the final heal")
+        else:
+            log("leader %d serves %.1f s after the final heal", lead.id, now() - t0)
+        time.sleep(2)
+        c.running.clear()
+        for t in threads:
+            t.join(timeout=120)
+        log("clients stopped; waiting for the workers to finish the jobs")
+        deadline = now() + 120
+        while now() < deadline:
+            done = {r["body"] for r in c.jobs_records() if r["phase"] == "done"}
+            if set(c.h.sends["jobs"]) <= done:
+                break
+            time.sleep(0.5)
+        for w in c.workers:
+            w.drain_stop()
+        digests = c.check_convergence()
+        log("checking stale receipts")
+        c.check_stale_receipts()
+        log("draining")
+        for q in ("orders", "jobs", "fan-a", "fan-b", "poison", "poison-dlq", "stock"):
+            got = c.drain(q, vt=1 if q == "poison" else 600)
+            log("  %s: %d received in the drain", q, len(got))
+        stats = c.check_history()
+        stats["state digest messages"] = max((n for _, n in digests.values()), default=0)
+    except Exception as e:  # noqa: BLE001 - a harness error is a failed run, with its logs
+        import traceback
+        traceback.print_exc()
+        c.violation("harness error: %s" % e)
+        c.running.clear()
+        for t in threads:
+            t.join(timeout=120)
+    finally:
+        c.shutdown()
+        c.check_logs()
+        hard_stop.cancel()
+    print("\n== chaos summary: seed %d, %d nodes ==" % (seed, args.nodes))
+    print("faults by kind: %s" % json.dumps(dict(sorted(c.faults.items()))))
+    print("faults injected: %d" % sum(v for k, v in c.faults.items() if not k.startswith("skipped")))
+    print("operations: %s" % json.dumps(dict(sorted(c.h.ops.items()))))
+    print("checked: %s" % json.dumps(dict(sorted(stats.items()))))
+    if c.leader_waits:
+        print("leader after heal: max %.1f s, mean %.1f s over %d heals"
+              % (max(c.leader_waits), sum(c.leader_waits) / len(c.leader_waits), len(c.leader_waits)))
+    print("violations: %d %s" % (len(c.violations), json.dumps(dict(sorted(
+        collections.Counter(check_of(t) for t in c.violations).items())))))
+    for text in c.violations[:100]:
+        print("  - " + text[:3000])
+    if len(c.violations) > 100:
+        print("  ... and %d more" % (len(c.violations) - 100))
+    if c.violations or args.keep:
+        print("data and logs kept in %s" % c.dir)
+    else:
+        shutil.rmtree(c.dir, ignore_errors=True)
+    return 1 if c.violations else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
