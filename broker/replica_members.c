@@ -41,6 +41,8 @@ kyu_code_t kyu_replica_conf_change(kyu_replica_t *self, kyu_raft_cc_op_t op, uin
 {
     if (self->failed)
         return kyu_err_set(err, KYU_ERR_STORAGE, "%s", self->failure);
+    if (kyu_replica_read_only(self))
+        return kyu_err_set(err, KYU_ERR_READ_ONLY, "%s", kyu_replica_read_only(self));
     uint64_t leader = KYU_RAFT_NONE;
     switch (kyu_raft_propose_conf_change(self->raft, op, node, NULL, &leader)) {
     case KYU_RAFT_OK:
