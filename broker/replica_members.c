@@ -92,6 +92,8 @@ void kyu_replica_status(kyu_replica_t *self, kyu_node_status_t *out)
              kyu_raft_conf_is_voter(c, self->node_id)     ? "voter"
              : kyu_raft_conf_is_learner(c, self->node_id) ? "learner"
                                                           : "none");
+    const char *ro = kyu_replica_read_only(self);
+    snprintf(out->read_only, sizeof out->read_only, "%s", ro ? ro : "");
 }
 
 const kyu_raft_t *kyu_replica_raft(kyu_replica_t *self)

@@ -95,13 +95,17 @@ static void text_ids(char *out, size_t cap, const uint64_t *ids, size_t n)
 
 static int print_node(const cli_t *cli, const kyu_node_status_t *n)
 {
-    if (cli->json)
-        return cli_print_json(json_pack(
+    if (cli->json) {
+        json_t *o = json_pack(
             "{s:I, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:o, s:o}", "id", (json_int_t)n->id,
             "raft_address", n->raft_address, "endpoint", n->endpoint, "role", n->role, "membership",
             n->member, "term", (json_int_t)n->term, "commit_index", (json_int_t)n->commit_index,
             "applied_index", (json_int_t)n->applied_index, "voters",
-            json_ids(n->voters, n->n_voters), "learners", json_ids(n->learners, n->n_learners)));
+            json_ids(n->voters, n->n_voters), "learners", json_ids(n->learners, n->n_learners));
+        if (o && n->read_only[0])
+            json_object_set_new(o, "read_only", json_string(n->read_only));
+        return cli_print_json(o);
+    }
     char voters[200], learners[200];
     text_ids(voters, sizeof voters, n->voters, n->n_voters);
     text_ids(learners, sizeof learners, n->learners, n->n_learners);
@@ -111,6 +115,8 @@ static int print_node(const cli_t *cli, const kyu_node_status_t *n)
            n->role, n->member[0] ? n->member : "-", (unsigned long long)n->term,
            (unsigned long long)n->commit_index, (unsigned long long)n->applied_index, voters,
            learners);
+    if (n->read_only[0])
+        printf("     READ-ONLY: %s\n", n->read_only);
     return CLI_EXIT_OK;
 }
 

@@ -313,7 +313,8 @@ static int send_lines(cli_t *cli, const cli_args_t *a)
                      * leadership over): wait a little, same connection. */
                     kyu_client_pause_ms(NO_LEADER_PAUSE_MS / 2);
                 } else if (s->epoch == epoch) {
-                    if (!rep.leader[0] && rep.status == KYU_ERR_NOT_LEADER)
+                    if ((!rep.leader[0] && rep.status == KYU_ERR_NOT_LEADER) ||
+                        rep.status == KYU_ERR_READ_ONLY)
                         kyu_client_pause_ms(NO_LEADER_PAUSE_MS); /* an election is under way */
                     kyu_err_t ferr = {0};
                     const char *to = rep.leader;

@@ -58,8 +58,9 @@ kyu_code_t kyu_client_call(kyu_client_t *self, const kyu_request_t *req, const v
         if (attempt > 0) {
             if (kyu_client_now_ms() >= deadline)
                 break;
-            if (!leader[0] && rc == KYU_ERR_NOT_LEADER && attempt >= (int)self->n_endpoints)
-                kyu_client_pause_ms(RETRY_PAUSE_MS); /* every node said: no leader yet */
+            if ((!leader[0] && rc == KYU_ERR_NOT_LEADER && attempt >= (int)self->n_endpoints) ||
+                rc == KYU_ERR_READ_ONLY)
+                kyu_client_pause_ms(RETRY_PAUSE_MS); /* no leader yet, or one that stalls */
             kyu_err_t ferr = {0};
             if (kyu_client_failover(self, leader, &ferr) != KYU_OK) {
                 leader[0] = '\0';
