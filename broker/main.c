@@ -13,6 +13,7 @@
 #include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define PEER_DRAIN_MAX 1024 /* peer messages per readable event */
 
@@ -26,6 +27,7 @@ typedef struct {
     uint64_t max_clock_skew_ms;
     uint32_t max_inflight;
     uint64_t disk_free_min; /* bytes; 0: never read-only for want of space */
+    const char *backup;     /* --backup DIR: write a backup of --data there and exit */
 } config_t;
 
 #define DISK_FREE_MIN_DEFAULT (64ull << 20)
@@ -38,6 +40,7 @@ static void usage(FILE *out)
         "usage: kyu-broker [--data DIR] [--listen ENDPOINT] [--max-message-size BYTES]\n"
         "                  [--node-id N --peer ID,RAFT_HOST:PORT,CLIENT_ENDPOINT ... [--join]]\n"
         "                  [--max-clock-skew-ms MS] [--max-inflight N] [--disk-free-min BYTES]\n"
+        "       kyu-broker --data DIR --backup BACKUP_DIR\n"
         "\n"
         "Runs a kyu broker node: queues with SQS semantics, stored durably in RocksDB and\n"
         "replicated with Raft when peers are given.\n"
@@ -66,6 +69,10 @@ static void usage(FILE *out)
         "                           served, replication paused) until space is freed;\n"
         "                           checked every second (default %llu, 64 MiB; 0: never)\n"
         "                           (env KYU_DISK_FREE_MIN)\n"
+        "  --backup BACKUP_DIR      write a backup of the stopped node's --data into\n"
+        "                           BACKUP_DIR (a new directory: RocksDB checkpoints of its\n"
+        "                           log and state) and exit; start a node with a copy of\n"
+        "                           BACKUP_DIR as --data to restore it (docs/OPERATIONS.md)\n"
         "  --help                   this text\n"
         "\n"
         "SIGTERM or SIGINT stops the broker cleanly.\n",
@@ -93,6 +100,7 @@ static int parse_args(int argc, char **argv, config_t *cfg)
         {"max-clock-skew-ms", required_argument, NULL, 's'},
         {"max-inflight", required_argument, NULL, 'i'},
         {"disk-free-min", required_argument, NULL, 'f'},
+        {"backup", required_argument, NULL, 'b'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -104,7 +112,8 @@ static int parse_args(int argc, char **argv, config_t *cfg)
                       false,
                       0,
                       KYU_INFLIGHT_MAX_DEFAULT,
-                      DISK_FREE_MIN_DEFAULT};
+                      DISK_FREE_MIN_DEFAULT,
+                      NULL};
     const char *disk_free = getenv("KYU_DISK_FREE_MIN");
     const char *skew = getenv("KYU_MAX_CLOCK_SKEW_MS");
     const char *env_join = getenv("KYU_JOIN");
@@ -162,6 +171,9 @@ static int parse_args(int argc, char **argv, config_t *cfg)
         case 'f':
             disk_free = optarg;
             break;
+        case 'b':
+            cfg->backup = optarg;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -183,6 +195,10 @@ static int parse_args(int argc, char **argv, config_t *cfg)
             return 2;
         }
         cfg->disk_free_min = v;
+    }
+    if (cfg->backup && !*cfg->backup) {
+        fprintf(stderr, "kyu-broker: --backup needs a directory\n");
+        return 2;
     }
     if (optind < argc) {
         fprintf(stderr, "kyu-broker: unexpected argument '%s'\n", argv[optind]);
@@ -449,6 +465,35 @@ static void transfer_before_exit(broker_t *b)
            kyu_replica_is_leader(b->replica) ? "not handed over in time" : "handed over");
 }
 
+/* kyu-broker --backup: checkpoints of the stopped node's databases (RocksDB's lock on them
+ * refuses a running node's). */
+static int backup(const config_t *cfg)
+{
+    kyu_err_t err;
+    kyu_err_clear(&err);
+    struct stat st;
+    if (stat(cfg->data_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "kyu-broker: --backup: no data directory %s\n", cfg->data_dir);
+        return 1;
+    }
+    kyu_store_t *store = kyu_store_open(cfg->data_dir, &err);
+    if (!store) {
+        fprintf(stderr,
+                "kyu-broker: --backup: %s (is the node running? stop it first: RocksDB "
+                "allows one process per database)\n",
+                err.msg);
+        return 1;
+    }
+    kyu_code_t rc = kyu_store_backup(store, cfg->backup, &err);
+    kyu_store_close(&store);
+    if (rc != KYU_OK) {
+        fprintf(stderr, "kyu-broker: --backup: %s\n", err.msg);
+        return 1;
+    }
+    printf("kyu-broker: backup of %s written to %s\n", cfg->data_dir, cfg->backup);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     /* No fastbins: each request allocates a few blocks of a body's size (over 1 KiB), and
@@ -467,6 +512,8 @@ int main(int argc, char **argv)
     int rc = parse_args(argc, argv, &cfg);
     if (rc >= 0)
         return rc;
+    if (cfg.backup)
+        return backup(&cfg);
     zsys_init();
     zsys_set_logstream(NULL);
     kyu_err_t err;

@@ -415,6 +415,56 @@ void kyu_store_close(kyu_store_t **self_p)
     *self_p = NULL;
 }
 
+/* A RocksDB checkpoint of db into path (which must not exist), its memtables flushed first
+ * so that the checkpoint needs no WAL. */
+static kyu_code_t checkpoint_one(rocksdb_t *db, const char *path, kyu_err_t *err)
+{
+    char *rerr = NULL;
+    rocksdb_checkpoint_t *cp = rocksdb_checkpoint_object_create(db, &rerr);
+    if (!rerr)
+        rocksdb_checkpoint_create(cp, path, 0, &rerr);
+    if (cp)
+        rocksdb_checkpoint_object_destroy(cp);
+    if (rerr) {
+        kyu_err_set(err, KYU_ERR_STORAGE, "checkpoint into %s: %s", path, rerr);
+        free(rerr);
+        return KYU_ERR_STORAGE;
+    }
+    return KYU_OK;
+}
+
+kyu_code_t kyu_store_backup(kyu_store_t *self, const char *out, kyu_err_t *err)
+{
+    char path[4200];
+    if (mkdir(out, 0755) != 0)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           "cannot create the backup directory %s: %s (it must not exist; its "
+                           "parent must)",
+                           out, strerror(errno));
+    /* The log first: the state, taken after, is at least as far as the log's start (the log
+     * is compacted only behind a synced state), so no entry the state lacks is missing from
+     * the log; a state ahead of the log's end is fine (the log is reset to it at startup,
+     * as after an interrupted snapshot install). */
+    snprintf(path, sizeof path, "%s/log", out);
+    if (checkpoint_one(self->log_db, path, err) != KYU_OK)
+        return KYU_ERR_STORAGE;
+    snprintf(path, sizeof path, "%s/state", out);
+    if (checkpoint_one(self->db, path, err) != KYU_OK)
+        return KYU_ERR_STORAGE;
+    if (kyu_store_fsync_path(out, err) != KYU_OK)
+        return KYU_ERR_STORAGE;
+    char parent[4200];
+    snprintf(parent, sizeof parent, "%s", out);
+    char *slash = strrchr(parent, '/');
+    if (slash == parent)
+        parent[1] = '\0';
+    else if (slash)
+        *slash = '\0';
+    else
+        snprintf(parent, sizeof parent, ".");
+    return kyu_store_fsync_path(parent, err);
+}
+
 kyu_code_t kyu_store_reopen_log(kyu_store_t *self, kyu_err_t *err)
 {
     if (self->cfs[KYU_CF_LOG]) {

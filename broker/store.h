@@ -69,6 +69,11 @@ kyu_code_t kyu_store_fsync_path(const char *path, kyu_err_t *err);
  * the log database's change: callers take them again. On failure (STORAGE) the log database
  * stays closed until a later call succeeds. */
 kyu_code_t kyu_store_reopen_log(kyu_store_t *self, kyu_err_t *err);
+/* Backup: a RocksDB checkpoint of both databases into out/log and out/state (hard links to
+ * the table files where out is on the same file system, copies otherwise), synced. out must
+ * not exist (INVALID_ARGUMENT otherwise). A data directory that is a copy of out is a node's
+ * data as it was: `kyu-broker --backup` (docs/OPERATIONS.md). */
+kyu_code_t kyu_store_backup(kyu_store_t *self, const char *out, kyu_err_t *err);
 /* Bytes free for an unprivileged writer on dir's file system (UINT64_MAX when unknown). */
 uint64_t kyu_store_free_bytes(const char *dir);
 
