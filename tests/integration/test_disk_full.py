@@ -189,10 +189,14 @@ class SingleNode(unittest.TestCase):
         status = self.b.json_lines("cluster", "status")[0]
         self.assertEqual(status["read_only"][:len("the disk is almost full")], "the disk is almost full")
         self.assertEqual(self.b.read_log().count("READ-ONLY: the disk is almost full"), 1)
+        r = self.b.cli("cluster", "ready")  # the readiness probe says so
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("not ready: read-only: the disk is almost full", r.stdout.decode())
         os.unlink(filler)
         self.wait_writable(s)
         self.assertIn("writable again", self.b.read_log())
         self.assertNotIn("read_only", self.b.json_lines("cluster", "status")[0])
+        self.b.ok("cluster", "ready")
         self.assertTrue(self.b.alive())
         self.check_all_there(s)
 
