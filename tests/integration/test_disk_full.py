@@ -8,7 +8,9 @@ space is freed, without a restart and with every acknowledged message kept:
   failed batch again into the reopened log database once there is room), then across a
   restart;
 - in a three-node cluster whose leader's disk fills: the others go on taking writes, and
-  the node catches up once space is freed.
+  the node catches up once space is freed;
+- in a three-node cluster where a follower's log write fails (ENOSPC): it acknowledges
+  nothing more, the others take every write, and it catches up once space is freed.
 Every wait is bounded by a deadline; processes are stopped by their PID only; every mount
 is undone in a finally."""
 import json
@@ -231,7 +233,9 @@ class SingleNode(unittest.TestCase):
 
 
 class ThreeNodes(unittest.TestCase):
-    """Node 3's data directory is on the small file system, the others' are not."""
+    """Node 3's data directory is on the small file system, the others' are not; node 3
+    runs with --disk-free-min node3_min."""
+    node3_min = MIN_FREE
 
     def setUp(self):
         self.procs, self.logs, self.undo = {}, {}, None
@@ -250,7 +254,8 @@ class ThreeNodes(unittest.TestCase):
             data = os.path.join(self.mnt if i == 3 else self.top, "db-%d" % i)
             self.logs[i] = open(os.path.join(self.top, "broker-%d.log" % i), "ab")
             self.procs[i] = subprocess.Popen(
-                [BROKER, "--node-id", str(i), "--data", data, "--disk-free-min", str(MIN_FREE)] + args,
+                [BROKER, "--node-id", str(i), "--data", data,
+                 "--disk-free-min", str(self.node3_min if i == 3 else MIN_FREE)] + args,
                 stdout=self.logs[i], stderr=self.logs[i])
         self.endpoints = ",".join(self.clients[i] for i in (1, 2, 3))
 
@@ -274,9 +279,9 @@ class ThreeNodes(unittest.TestCase):
         if any(reports):
             raise AssertionError("a kyu-broker's log has a sanitizer report:\n%s" % "\n".join(reports))
 
-    def cli(self, *args, endpoint=None, timeout=120):
+    def cli(self, *args, endpoint=None, timeout=120, input=None):
         return subprocess.run([CLI, "--broker", endpoint or self.endpoints] + list(args),
-                              capture_output=True, timeout=timeout)
+                              capture_output=True, timeout=timeout, input=input)
 
     def ok(self, *args):
         r = self.cli(*args)
@@ -303,6 +308,20 @@ class ThreeNodes(unittest.TestCase):
             time.sleep(0.05)
         raise AssertionError("no serving leader within %d s: %s" % (deadline_s, self.status()))
 
+    def wait_caught_up(self, node, deadline_s=60):
+        deadline = time.monotonic() + deadline_s
+        while time.monotonic() < deadline:
+            st = self.status()
+            lead = [s for s in st.values() if s.get("role") == "leader"]
+            me = st.get(node, {})
+            if lead and "read_only" not in me and me.get("applied_index", 0) >= lead[0]["commit_index"]:
+                return
+            time.sleep(0.1)
+        raise AssertionError("node %d did not catch up within %d s: %s\n%s" % (
+            node, deadline_s, self.status(), self.log(node)))
+
+
+class LeaderBelowTheMinimum(ThreeNodes):
     def test_the_cluster_keeps_taking_writes_while_a_nodes_disk_is_full_and_it_catches_up(self):
         self.leader()
         self.ok("create-queue", "orders")
@@ -333,16 +352,7 @@ class ThreeNodes(unittest.TestCase):
         self.assertIsNone(self.procs[3].poll(), "node 3 exited:\n" + self.log(3))
         self.assertEqual(self.log(3).count("READ-ONLY: the disk is almost full"), 1)
         os.unlink(filler)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            st = self.status()
-            lead = [s for s in st.values() if s.get("role") == "leader"]
-            me = st.get(3, {})
-            if lead and "read_only" not in me and me.get("applied_index", 0) >= lead[0]["commit_index"]:
-                break
-            time.sleep(0.1)
-        else:
-            raise AssertionError("node 3 did not catch up within 60 s: %s\n%s" % (self.status(), self.log(3)))
+        self.wait_caught_up(3)
         self.assertIn("writable again", self.log(3))
         for i in range(5):
             acked.append(self.ok("send", "orders", "after-%d" % i).strip())
@@ -352,6 +362,43 @@ class ThreeNodes(unittest.TestCase):
         self.assertEqual(len(ids), len(set(ids)), "a message came twice")
         for p in self.procs.values():
             self.assertIsNone(p.poll())
+
+
+class FollowerLogWriteFails(ThreeNodes):
+    node3_min = 0  # no minimum on node 3: its log write meets ENOSPC
+
+    def test_a_follower_whose_log_write_fails_acknowledges_nothing_and_catches_up(self):
+        self.leader()
+        self.ok("create-queue", "orders")
+        for _ in range(6):  # node 3 a follower
+            if self.leader() != 3:
+                break
+            self.ok("cluster", "transfer")
+        self.assertNotEqual(self.leader(), 3)
+        filler = fill(self.mnt, 0)
+        # Large messages until node 3's log write fails (RocksDB first uses up the WAL space
+        # it preallocated): the others take every one of them meanwhile.
+        acked = []
+        for i in range(2 * FS_MIB // 10):
+            out = self.cli("--json", "send", "orders", "--lines",
+                           input=b"".join(b"%d-%d-" % (i, k) + b"x" * 100000 + b"\n" for k in range(10)))
+            self.assertEqual(out.returncode, 0, out.stderr.decode())
+            acked += [json.loads(l)["MessageId"] for l in out.stdout.decode().splitlines() if l]
+            if "READ-ONLY: writing the log failed" in self.log(3):
+                break
+        self.assertIn("READ-ONLY: writing the log failed", self.log(3))
+        self.assertIn("No space left on device", self.log(3))
+        for i in range(10):
+            acked.append(self.ok("send", "orders", "during-%d" % i).strip())
+        self.assertIsNone(self.procs[3].poll(), "node 3 exited:\n" + self.log(3))
+        self.assertIn("read_only", self.status()[3])
+        os.unlink(filler)
+        self.wait_caught_up(3)
+        self.assertIn("writable again: the log write that failed is written and synced", self.log(3))
+        got = drain_bodies(self.endpoints)
+        ids = [m["MessageId"] for m in got]
+        self.assertEqual(sorted(set(acked) - set(ids)), [], "acknowledged messages lost")
+        self.assertEqual(len(ids), len(set(ids)), "a message came twice")
 
 
 if __name__ == "__main__":
