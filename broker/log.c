@@ -126,43 +126,144 @@ static void compact(storage_args_t *args, rocksdb_t *db, rocksdb_column_family_h
     rocksdb_writebatch_destroy(wb);
 }
 
+/* Free space the storage thread waits for before it reopens the log database after a
+ * failed write: reopening writes RocksDB's LOG header, a new WAL and MANIFEST, and flushes
+ * what the old WAL held (up to a memtable, 16 MiB) into a table. */
+#define REOPEN_FREE_MIN (32ull << 20)
+#define RETRY_MS 1000 /* between two attempts to write a failed batch again */
+
+/* The storage thread's state: the log database (reopened after a failure) and the batch of
+ * the round being written, kept when its write failed. */
+typedef struct {
+    storage_args_t *args;
+    zsock_t *pipe;
+    rocksdb_t *db; /* NULL while the log database is closed (a reopen failed) */
+    rocksdb_column_family_handle_t *cf;
+    rocksdb_writeoptions_t *sync, *nosync;
+    rocksdb_writebatch_t *wb;
+    zlist_t *deferred; /* WRITE and INSTALL messages that came while the database was closed */
+    bool have;         /* wb holds writes (their last token: token) */
+    bool failed;       /* wb's write failed: it is written again, nothing after it meanwhile */
+    uint64_t token;    /* the last write token in wb */
+    int64_t retry_at;
+} storage_t;
+
+/* Adds a WRITE or INSTALL message (its command popped) to the round's batch; kept for later
+ * while the log database is closed (a reopen after a failure did not succeed yet). */
+static void add_message(storage_t *st, const char *cmd, zmsg_t **m_p)
+{
+    if (!st->cf) {
+        zmsg_pushstr(*m_p, cmd);
+        KYU_ASSERT(zlist_append(st->deferred, *m_p) == 0);
+        *m_p = NULL;
+        return;
+    }
+    bool ok = streq(cmd, "WRITE") ? add_write(st->wb, st->cf, *m_p, &st->token)
+                                  : add_install(st->wb, st->cf, *m_p, &st->token);
+    KYU_ASSERT(ok);
+    st->have = true;
+}
+
+/* Writes wb with sync and reports it: durable, or failed (once: the batch is kept and
+ * written again by retry). */
+static void write_round(storage_t *st)
+{
+    char *rerr = NULL;
+    rocksdb_write(st->db, st->sync, st->wb, &rerr);
+    if (rerr) {
+        /* Nothing in wb may be reported durable, nor anything after it: after a failed
+         * write or fsync what reached the disk is unknown (PostgreSQL's "fsyncgate"), and
+         * RocksDB refuses every later write. The batch is kept and written again, whole,
+         * into a reopened database (retry). */
+        st->failed = true;
+        st->retry_at = zclock_mono() + RETRY_MS;
+        report(st->pipe, false, st->token, rerr);
+        free(rerr);
+        return;
+    }
+    report(st->pipe, true, st->token, NULL);
+    rocksdb_writebatch_clear(st->wb);
+    st->have = false;
+}
+
+/* After a failed write: once there is room, reopens the log database (RocksDB recovers its
+ * WAL up to the last complete record: everything reported durable, perhaps part or all of
+ * the failed batch) and writes the failed batch again. Its puts and range deletions give
+ * the same log whether or not part of it had reached the disk. */
+static void retry(storage_t *st)
+{
+    st->retry_at = zclock_mono() + RETRY_MS;
+    const char *dir = kyu_store_dir(st->args->store);
+    if (kyu_store_free_bytes(dir) < REOPEN_FREE_MIN)
+        return;
+    kyu_err_t err;
+    st->db = NULL;
+    st->cf = NULL;
+    if (kyu_store_reopen_log(st->args->store, &err) != KYU_OK)
+        return;
+    st->db = kyu_store_db(st->args->store, KYU_CF_LOG);
+    st->cf = kyu_store_cf(st->args->store, KYU_CF_LOG);
+    for (zmsg_t *m = zlist_pop(st->deferred); m; m = zlist_pop(st->deferred)) {
+        char *cmd = zmsg_popstr(m);
+        add_message(st, cmd, &m);
+        free(cmd);
+        zmsg_destroy(&m);
+    }
+    char *rerr = NULL;
+    rocksdb_write(st->db, st->sync, st->wb, &rerr);
+    if (rerr) {
+        free(rerr);
+        return;
+    }
+    st->failed = false;
+    report(st->pipe, true, st->token, NULL);
+    rocksdb_writebatch_clear(st->wb);
+    st->have = false;
+}
+
 /* The storage thread: Raft writes with fsync, many per fsync. */
 static void storage_actor(zsock_t *pipe, void *arg)
 {
-    storage_args_t *args = arg;
-    rocksdb_t *db = kyu_store_db(args->store, KYU_CF_LOG);
-    rocksdb_column_family_handle_t *cf = kyu_store_cf(args->store, KYU_CF_LOG);
-    rocksdb_writeoptions_t *sync = rocksdb_writeoptions_create();
-    rocksdb_writeoptions_set_sync(sync, 1);
-    rocksdb_writeoptions_t *nosync = rocksdb_writeoptions_create();
-    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
-    bool failed = false;
+    storage_t st = {.args = arg, .pipe = pipe};
+    st.db = kyu_store_db(st.args->store, KYU_CF_LOG);
+    st.cf = kyu_store_cf(st.args->store, KYU_CF_LOG);
+    st.sync = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(st.sync, 1);
+    st.nosync = rocksdb_writeoptions_create();
+    st.wb = rocksdb_writebatch_create();
+    st.deferred = zlist_new();
+    KYU_ASSERT(st.deferred);
+    zpoller_t *poller = zpoller_new(pipe, NULL);
+    KYU_ASSERT(poller);
     zsock_signal(pipe, 0);
-    while (true) {
+    bool stop = false;
+    while (!stop) {
+        if (st.failed) {
+            int64_t wait = st.retry_at - zclock_mono();
+            if (!zpoller_wait(poller, wait > 0 ? (int)wait : 0)) {
+                if (zpoller_terminated(poller))
+                    break;
+                if (zclock_mono() >= st.retry_at)
+                    retry(&st);
+                continue;
+            }
+        }
         zmsg_t *m = zmsg_recv(pipe);
         if (!m)
             break;
-        uint64_t token = 0;
-        bool stop = false, have = false;
-        rocksdb_writebatch_clear(wb);
-        /* Take every message already waiting: they share this write and its fsync. */
+        /* Take every message already waiting: they share this write and its fsync. While a
+         * failed batch waits to be written again, new writes join it (in order). */
         while (m) {
             char *cmd = zmsg_popstr(m);
-            if (cmd && streq(cmd, "WRITE")) {
-                KYU_ASSERT(add_write(wb, cf, m, &token));
-                have = true;
-            } else if (cmd && streq(cmd, "INSTALL")) {
-                KYU_ASSERT(add_install(wb, cf, m, &token));
-                have = true;
+            if (cmd && (streq(cmd, "WRITE") || streq(cmd, "INSTALL"))) {
+                add_message(&st, cmd, &m);
             } else if (cmd && streq(cmd, "COMPACT")) {
-                /* Earlier writes of this round go first: the range must not cover them. */
-                char *rerr = NULL;
-                if (have && !failed)
-                    rocksdb_write(db, sync, wb, &rerr);
-                failed = failed || rerr;
-                free(rerr);
-                rocksdb_writebatch_clear(wb);
-                compact(args, db, cf, nosync, m);
+                /* Earlier writes of this round go first: the range must not cover them.
+                 * Dropped while writes fail (compaction is an optimisation). */
+                if (st.have && !st.failed)
+                    write_round(&st);
+                if (!st.failed)
+                    compact(st.args, st.db, st.cf, st.nosync, m);
             } else {
                 stop = true; /* $TERM */
             }
@@ -172,26 +273,17 @@ static void storage_actor(zsock_t *pipe, void *arg)
                 break;
             m = zmsg_recv(pipe);
         }
-        if (have) {
-            char *rerr = NULL;
-            if (!failed)
-                rocksdb_write(db, sync, wb, &rerr);
-            if (failed || rerr) {
-                /* After a failed fsync nothing later may be reported durable. */
-                failed = true;
-                report(pipe, false, token, rerr ? rerr : "an earlier log write failed");
-                free(rerr);
-            } else {
-                report(pipe, true, token, NULL);
-            }
-        }
-        if (stop)
-            break;
+        if (st.have && !st.failed)
+            write_round(&st);
     }
-    rocksdb_writebatch_destroy(wb);
-    rocksdb_writeoptions_destroy(sync);
-    rocksdb_writeoptions_destroy(nosync);
-    free(args);
+    zpoller_destroy(&poller);
+    for (zmsg_t *m = zlist_pop(st.deferred); m; m = zlist_pop(st.deferred))
+        zmsg_destroy(&m);
+    zlist_destroy(&st.deferred);
+    rocksdb_writebatch_destroy(st.wb);
+    rocksdb_writeoptions_destroy(st.sync);
+    rocksdb_writeoptions_destroy(st.nosync);
+    free(st.args);
 }
 
 kyu_log_t *kyu_log_new(kyu_store_t *store, kyu_err_t *err)

@@ -13,6 +13,7 @@
 #include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define PEER_DRAIN_MAX 1024 /* peer messages per readable event */
 
@@ -25,7 +26,12 @@ typedef struct {
     bool join;
     uint64_t max_clock_skew_ms;
     uint32_t max_inflight;
+    uint64_t disk_free_min; /* bytes; 0: never read-only for want of space */
+    const char *backup;     /* --backup DIR: write a backup of --data there and exit */
 } config_t;
+
+#define DISK_FREE_MIN_DEFAULT (64ull << 20)
+#define DISK_CHECK_MS 1000
 
 static void usage(FILE *out)
 {
@@ -33,7 +39,8 @@ static void usage(FILE *out)
         out,
         "usage: kyu-broker [--data DIR] [--listen ENDPOINT] [--max-message-size BYTES]\n"
         "                  [--node-id N --peer ID,RAFT_HOST:PORT,CLIENT_ENDPOINT ... [--join]]\n"
-        "                  [--max-clock-skew-ms MS] [--max-inflight N]\n"
+        "                  [--max-clock-skew-ms MS] [--max-inflight N] [--disk-free-min BYTES]\n"
+        "       kyu-broker --data DIR --backup BACKUP_DIR\n"
         "\n"
         "Runs a kyu broker node: queues with SQS semantics, stored durably in RocksDB and\n"
         "replicated with Raft when peers are given.\n"
@@ -57,10 +64,20 @@ static void usage(FILE *out)
         "  --max-inflight N         messages in flight (received, lease not over) per queue,\n"
         "                           1 to 4294967295 (default %d, SQS's): a receive past it\n"
         "                           is refused with LIMIT_EXCEEDED (SQS's OverLimit)\n"
+        "  --disk-free-min BYTES    below this much free space in DIR's file system the\n"
+        "                           node is read-only (writes refused with READ_ONLY, reads\n"
+        "                           served, replication paused) until space is freed;\n"
+        "                           checked every second (default %llu, 64 MiB; 0: never)\n"
+        "                           (env KYU_DISK_FREE_MIN)\n"
+        "  --backup BACKUP_DIR      write a backup of the stopped node's --data into\n"
+        "                           BACKUP_DIR (a new directory: RocksDB checkpoints of its\n"
+        "                           log and state) and exit; start a node with a copy of\n"
+        "                           BACKUP_DIR as --data to restore it (docs/OPERATIONS.md)\n"
         "  --help                   this text\n"
         "\n"
         "SIGTERM or SIGINT stops the broker cleanly.\n",
-        KYU_BODY_MAX_DEFAULT, KYU_CLUSTER_TIME_SKEW_DEFAULT_MS, KYU_INFLIGHT_MAX_DEFAULT);
+        KYU_BODY_MAX_DEFAULT, KYU_CLUSTER_TIME_SKEW_DEFAULT_MS, KYU_INFLIGHT_MAX_DEFAULT,
+        DISK_FREE_MIN_DEFAULT);
 }
 
 /* A positive number of milliseconds up to KYU_CLUSTER_TIME_SKEW_MAX_MS, or 0 (not valid). */
@@ -82,6 +99,8 @@ static int parse_args(int argc, char **argv, config_t *cfg)
         {"join", no_argument, NULL, 'j'},
         {"max-clock-skew-ms", required_argument, NULL, 's'},
         {"max-inflight", required_argument, NULL, 'i'},
+        {"disk-free-min", required_argument, NULL, 'f'},
+        {"backup", required_argument, NULL, 'b'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -92,7 +111,10 @@ static int parse_args(int argc, char **argv, config_t *cfg)
                       {0},
                       false,
                       0,
-                      KYU_INFLIGHT_MAX_DEFAULT};
+                      KYU_INFLIGHT_MAX_DEFAULT,
+                      DISK_FREE_MIN_DEFAULT,
+                      NULL};
+    const char *disk_free = getenv("KYU_DISK_FREE_MIN");
     const char *skew = getenv("KYU_MAX_CLOCK_SKEW_MS");
     const char *env_join = getenv("KYU_JOIN");
     cfg->join = env_join && strcmp(env_join, "1") == 0;
@@ -146,6 +168,12 @@ static int parse_args(int argc, char **argv, config_t *cfg)
             cfg->max_inflight = (uint32_t)v;
             break;
         }
+        case 'f':
+            disk_free = optarg;
+            break;
+        case 'b':
+            cfg->backup = optarg;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -157,6 +185,19 @@ static int parse_args(int argc, char **argv, config_t *cfg)
     if (skew && !(cfg->max_clock_skew_ms = parse_skew(skew))) {
         fprintf(stderr, "kyu-broker: --max-clock-skew-ms must be 1 to %d ms\n",
                 KYU_CLUSTER_TIME_SKEW_MAX_MS);
+        return 2;
+    }
+    if (disk_free) {
+        char *end = NULL;
+        unsigned long long v = strtoull(disk_free, &end, 10);
+        if (!*disk_free || *disk_free == '-' || *end || v > (1ull << 50)) {
+            fprintf(stderr, "kyu-broker: --disk-free-min must be 0 to %llu bytes\n", 1ull << 50);
+            return 2;
+        }
+        cfg->disk_free_min = v;
+    }
+    if (cfg->backup && !*cfg->backup) {
+        fprintf(stderr, "kyu-broker: --backup needs a directory\n");
         return 2;
     }
     if (optind < argc) {
@@ -203,7 +244,38 @@ typedef struct {
     kyu_membership_t *membership;
     kyu_sm_t *sm;
     kyu_peers_t links; /* the transport's links, as last set */
+    const char *data_dir;
+    uint64_t disk_free_min;
 } broker_t;
+
+/* The data directory's free space against --disk-free-min (a full disk is the one storage
+ * failure seen coming): below it the node turns read-only, back at or above it writable
+ * (kyu_replica_set_disk_low). Writes that fail anyway (the disk filled between two checks,
+ * or an I/O error) make it read-only too, through the storage thread (log.h). */
+static void check_disk(broker_t *b)
+{
+    if (!b->disk_free_min)
+        return;
+    uint64_t free_bytes = kyu_store_free_bytes(b->data_dir);
+    if (free_bytes >= b->disk_free_min) {
+        kyu_replica_set_disk_low(b->replica, NULL);
+        return;
+    }
+    char why[KYU_ERR_MSG_MAX];
+    snprintf(why, sizeof why,
+             "the disk is almost full: %.1f MiB free in %.60s, below --disk-free-min %.1f "
+             "MiB: writes are refused, reads served, until space is freed",
+             (double)free_bytes / (1 << 20), b->data_dir, (double)b->disk_free_min / (1 << 20));
+    kyu_replica_set_disk_low(b->replica, why);
+}
+
+static int on_disk_check(zloop_t *loop, int timer_id, void *arg)
+{
+    (void)loop;
+    (void)timer_id;
+    check_disk(arg);
+    return 0;
+}
 
 /* Members come and go (kyu cluster add/remove, or a configuration learnt from the log):
  * the transport follows the replica's view of whom to link to. */
@@ -393,6 +465,35 @@ static void transfer_before_exit(broker_t *b)
            kyu_replica_is_leader(b->replica) ? "not handed over in time" : "handed over");
 }
 
+/* kyu-broker --backup: checkpoints of the stopped node's databases (RocksDB's lock on them
+ * refuses a running node's). */
+static int backup(const config_t *cfg)
+{
+    kyu_err_t err;
+    kyu_err_clear(&err);
+    struct stat st;
+    if (stat(cfg->data_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "kyu-broker: --backup: no data directory %s\n", cfg->data_dir);
+        return 1;
+    }
+    kyu_store_t *store = kyu_store_open(cfg->data_dir, &err);
+    if (!store) {
+        fprintf(stderr,
+                "kyu-broker: --backup: %s (is the node running? stop it first: RocksDB "
+                "allows one process per database)\n",
+                err.msg);
+        return 1;
+    }
+    kyu_code_t rc = kyu_store_backup(store, cfg->backup, &err);
+    kyu_store_close(&store);
+    if (rc != KYU_OK) {
+        fprintf(stderr, "kyu-broker: --backup: %s\n", err.msg);
+        return 1;
+    }
+    printf("kyu-broker: backup of %s written to %s\n", cfg->data_dir, cfg->backup);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     /* No fastbins: each request allocates a few blocks of a body's size (over 1 KiB), and
@@ -411,6 +512,8 @@ int main(int argc, char **argv)
     int rc = parse_args(argc, argv, &cfg);
     if (rc >= 0)
         return rc;
+    if (cfg.backup)
+        return backup(&cfg);
     zsys_init();
     zsys_set_logstream(NULL);
     kyu_err_t err;
@@ -437,6 +540,8 @@ int main(int argc, char **argv)
     if (b.transport)
         b.snapshot = kyu_snapshot_new(store, cfg.node_id, max_peer, &err);
     b.sm = sm;
+    b.data_dir = cfg.data_dir;
+    b.disk_free_min = cfg.disk_free_min;
     /* The replica's seams: the storage thread, the peers (with snapshot transfer), and the
      * system clock. */
     kyu_replica_config_t rcfg = {.node_id = cfg.node_id ? cfg.node_id : 1,
@@ -481,6 +586,8 @@ int main(int argc, char **argv)
         /* The tick also wakes the loop so that it sees CZMQ's interrupted flag: SIGTERM may
          * land on any thread (RocksDB's, libzmq's), which does not interrupt the poll. */
         zloop_timer(loop, KYU_REPLICA_TICK_MS, 0, on_tick, &b);
+        check_disk(&b);
+        zloop_timer(loop, DISK_CHECK_MS, 0, on_disk_check, &b);
         kyu_frontend_set_loop(b.frontend, loop); /* the long polls' timer */
         zloop_start(loop); /* returns on SIGTERM/SIGINT (CZMQ's handler) or a fatal error */
         kyu_frontend_set_loop(b.frontend, NULL);

@@ -96,6 +96,47 @@ void kyu_replica_fail(kyu_replica_t *self, const char *why)
 
 static kyu_code_t apply_entry(kyu_replica_t *self, const kyu_raft_entry_t *ce);
 
+const char *kyu_replica_read_only(kyu_replica_t *self)
+{
+    return self->log_failed ? self->log_why : self->disk_low ? self->disk_why : NULL;
+}
+
+/* Entering read-only: the open entry was never proposed (its requests are not applied); the
+ * proposed ones may still commit (from this node's log once it is written, or from the
+ * other members'), so their requests are answered READ_ONLY saying so: a retry with the
+ * same request key is answered as the first attempt was. */
+static void go_read_only(kyu_replica_t *self)
+{
+    char why[KYU_ERR_MSG_MAX];
+    snprintf(why, sizeof why,
+             "%.150s; this request was accepted before and may or may not be applied: retry "
+             "it with its request key",
+             kyu_replica_read_only(self));
+    fail_proposed(self, KYU_ERR_READ_ONLY, why);
+    if (self->open) {
+        fail_waiters(self, self->open, KYU_ERR_READ_ONLY, kyu_replica_read_only(self));
+        entry_destroy(self, &self->open);
+    }
+}
+
+void kyu_replica_set_disk_low(kyu_replica_t *self, const char *why)
+{
+    if ((why != NULL) == self->disk_low) {
+        if (why)
+            snprintf(self->disk_why, sizeof self->disk_why, "%s", why); /* the latest figure */
+        return;
+    }
+    self->disk_low = why != NULL;
+    if (why) {
+        snprintf(self->disk_why, sizeof self->disk_why, "%s", why);
+        kyu_replica_say(self, "READ-ONLY: %s", why);
+        go_read_only(self);
+    } else {
+        kyu_replica_say(self, "writable again: the data directory has enough free space");
+        kyu_replica_flush(self);
+    }
+}
+
 /* Builds the core's configuration from the peer list (or this node alone). */
 static void initial_conf(const kyu_replica_t *self, kyu_raft_conf_t *conf)
 {
@@ -283,6 +324,8 @@ kyu_code_t kyu_replica_propose(kyu_replica_t *self, const kyu_command_t *cmd, vo
         return kyu_err_set(err, KYU_ERR_STORAGE, "%s", self->failure);
     if (kyu_raft_role(self->raft) != KYU_RAFT_LEADER || self->transferring)
         return kyu_err_set(err, KYU_ERR_NOT_LEADER, "this node is not the leader");
+    if (kyu_replica_read_only(self))
+        return kyu_err_set(err, KYU_ERR_READ_ONLY, "%s", kyu_replica_read_only(self));
     /* Backpressure: the bytes held (the open entry, and entries proposed and not applied:
      * what a slow quorum lets pile up) and the requests waiting are bounded. */
     if (self->pending >= KYU_REPLICA_PENDING_MAX || self->bytes >= self->bytes_max)
@@ -440,7 +483,14 @@ static kyu_code_t apply_entry(kyu_replica_t *self, const kyu_raft_entry_t *ce)
             fail_waiters(self, e, KYU_ERR_STORAGE, err.msg);
             entry_destroy(self, &e);
         }
+        /* The state in memory is no longer what the state database and the log say (a
+         * write of the state failed, or an entry did not apply): the broker stops, and a
+         * restart rebuilds the state from the database and the log, losing nothing the log
+         * holds. A full disk gets there only past --disk-free-min (main.c). */
+        self->fatal = true;
         kyu_replica_fail(self, err.msg);
+        kyu_replica_say(self, "the state machine failed: the broker stops; a restart rebuilds "
+                              "its state from the log");
         return rc;
     }
     if (self->applied)
@@ -609,7 +659,7 @@ static bool start_ready(kyu_replica_t *self)
 
 void kyu_replica_flush(kyu_replica_t *self)
 {
-    while (!self->failed && !self->ready_out) {
+    while (!self->failed && !self->ready_out && !self->disk_low) {
         /* The open entry goes into the same Ready as the commits the core has: its write is
          * handed to the storage thread first and the commits are applied while it syncs
          * (start_ready), so fsync and apply overlap. */
@@ -659,8 +709,23 @@ static void answer_sends_early(kyu_replica_t *self)
 void kyu_replica_on_log_event(kyu_replica_t *self, const kyu_log_event_t *ev)
 {
     if (ev->failed) {
-        kyu_replica_fail(self, ev->error);
+        /* The storage thread keeps the write and tries it again (log.h): until it succeeds
+         * the Ready stays out, so nothing of it is acknowledged, applied or promised to a
+         * peer (a follower does not count toward the leader's majority). */
+        if (!self->log_failed) {
+            self->log_failed = true;
+            snprintf(self->log_why, sizeof self->log_why,
+                     "writing the log failed (%.120s): writes are refused, reads served, until "
+                     "it is written again (tried every second once the disk has room)",
+                     ev->error);
+            kyu_replica_say(self, "READ-ONLY: %s", self->log_why);
+            go_read_only(self);
+        }
         return;
+    }
+    if (self->log_failed) {
+        self->log_failed = false;
+        kyu_replica_say(self, "writable again: the log write that failed is written and synced");
     }
 #if KYU_REPLICA_PLANTED_BUG == 7
     if (self->ready_out && self->await_token && ev->index >= self->await_token)

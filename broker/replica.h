@@ -125,8 +125,9 @@ uint64_t kyu_replica_now(kyu_replica_t *self);
 /* Adds cmd to the open entry; waiter comes back through done. BUSY when too many commands
  * or bytes wait (KYU_REPLICA_PENDING_MAX, KYU_REPLICA_BYTES_MAX), or when cmd does not fit in
  * the open entry while the log syncs the one before (an entry never grows past
- * KYU_ENTRY_BYTES_MAX, plus one command alone), STORAGE when the log has failed, NOT_LEADER
- * on a follower: then nothing was proposed and waiter stays the caller's. */
+ * KYU_ENTRY_BYTES_MAX, plus one command alone), STORAGE when the state machine has failed,
+ * NOT_LEADER on a follower, READ_ONLY on a read-only leader (kyu_replica_read_only): then nothing
+ * was proposed and waiter stays the caller's. */
 kyu_code_t kyu_replica_propose(kyu_replica_t *self, const kyu_command_t *cmd, void *waiter,
                                kyu_err_t *err);
 
@@ -155,6 +156,13 @@ const char *kyu_replica_leader_endpoint(kyu_replica_t *self);
 /* This node's view for CLUSTER_STATUS (endpoint left empty for the frontend to fill when
  * the node has no peer list). */
 void kyu_replica_status(kyu_replica_t *self, kyu_node_status_t *out);
+/* Why this node refuses writes with READ_ONLY (a full disk, a failed log write), or NULL. */
+const char *kyu_replica_read_only(kyu_replica_t *self);
+/* The data directory's free space fell below the broker's minimum (why says so; the node
+ * becomes read-only: proposals refused with READ_ONLY, nothing more written, acknowledged or
+ * sent to peers, reads served) or is back above it (why NULL: it goes on). Logs each change
+ * once. */
+void kyu_replica_set_disk_low(kyu_replica_t *self, const char *why);
 
 /* Starts handing leadership to the most up-to-date other voter (before a clean shutdown, so
  * that clients find a new leader at once instead of after an election timeout). From then on
@@ -183,9 +191,11 @@ const kyu_raft_t *kyu_replica_raft(kyu_replica_t *self);
 /* The state machine the replica applies to. */
 kyu_sm_t *kyu_replica_sm(kyu_replica_t *self);
 
-/* Non-NULL once writes are refused (log or apply failure): the reason. */
+/* Non-NULL once writes are refused for good (an apply failure, a log write that could not
+ * be handed over): the reason. */
 const char *kyu_replica_failure(kyu_replica_t *self);
-/* True after a failure the node cannot serve past (e.g. it needs a snapshot transfer). */
+/* True after a failure the node cannot serve past (it needs a snapshot transfer, or its
+ * state machine failed): the broker stops. */
 bool kyu_replica_fatal(kyu_replica_t *self);
 
 #endif

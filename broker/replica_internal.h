@@ -55,6 +55,12 @@ struct kyu_replica {
     uint64_t log_last;                  /* last entry index handed to the storage thread */
     uint64_t log_window, compact_every; /* entries kept; entries dropped at least at once */
     bool failed, fatal;
+    /* Read-only (READ_ONLY to proposals): the data directory's free space is below the
+     * minimum (disk_low: no Ready is taken either, so nothing more is written, acknowledged
+     * or sent until space is freed), or a log write failed (log_failed: the Ready waits for
+     * the storage thread to write it again). */
+    bool disk_low, log_failed;
+    char disk_why[KYU_ERR_MSG_MAX], log_why[KYU_ERR_MSG_MAX];
     bool transferring;       /* leadership is being handed over: serve nothing more */
     uint32_t transfer_ticks; /* ticks since the transfer began (it is abandoned after an
                                 election timeout) */

@@ -41,6 +41,8 @@ kyu_code_t kyu_replica_conf_change(kyu_replica_t *self, kyu_raft_cc_op_t op, uin
 {
     if (self->failed)
         return kyu_err_set(err, KYU_ERR_STORAGE, "%s", self->failure);
+    if (kyu_replica_read_only(self))
+        return kyu_err_set(err, KYU_ERR_READ_ONLY, "%s", kyu_replica_read_only(self));
     uint64_t leader = KYU_RAFT_NONE;
     switch (kyu_raft_propose_conf_change(self->raft, op, node, NULL, &leader)) {
     case KYU_RAFT_OK:
@@ -90,6 +92,8 @@ void kyu_replica_status(kyu_replica_t *self, kyu_node_status_t *out)
              kyu_raft_conf_is_voter(c, self->node_id)     ? "voter"
              : kyu_raft_conf_is_learner(c, self->node_id) ? "learner"
                                                           : "none");
+    const char *ro = kyu_replica_read_only(self);
+    snprintf(out->read_only, sizeof out->read_only, "%s", ro ? ro : "");
 }
 
 const kyu_raft_t *kyu_replica_raft(kyu_replica_t *self)

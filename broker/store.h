@@ -62,6 +62,21 @@ void kyu_store_remove_tree(const char *path);
 /* fsyncs a file or directory by path. */
 kyu_code_t kyu_store_fsync_path(const char *path, kyu_err_t *err);
 
+/* Closes and opens again the log database (DIR/log), for the storage thread alone once a
+ * write of it failed: RocksDB then refuses every later write (its background error is
+ * sticky, and the C API of RocksDB 7 has no rocksdb_resume), and reopening recovers the WAL
+ * from what is on disk, up to the last complete record. The log column family's handle and
+ * the log database's change: callers take them again. On failure (STORAGE) the log database
+ * stays closed until a later call succeeds. */
+kyu_code_t kyu_store_reopen_log(kyu_store_t *self, kyu_err_t *err);
+/* Backup: a RocksDB checkpoint of both databases into out/log and out/state (hard links to
+ * the table files where out is on the same file system, copies otherwise), synced. out must
+ * not exist (INVALID_ARGUMENT otherwise). A data directory that is a copy of out is a node's
+ * data as it was: `kyu-broker --backup` (docs/OPERATIONS.md). */
+kyu_code_t kyu_store_backup(kyu_store_t *self, const char *out, kyu_err_t *err);
+/* Bytes free for an unprivileged writer on dir's file system (UINT64_MAX when unknown). */
+uint64_t kyu_store_free_bytes(const char *dir);
+
 /* The database that holds column family cf. */
 rocksdb_t *kyu_store_db(kyu_store_t *self, kyu_cf_t cf);
 /* Makes every state write so far durable (fsync of the state database's WAL). */

@@ -145,10 +145,13 @@ static const cli_cmd_t commands[] = {
      "(leases pushed and not given back) and the time "
      "since its last heartbeat",
      0, 0, 1, cli_cmd_workers},
-    {"cluster", "status | transfer [ID] | add ID,RAFT_HOST:PORT,CLIENT_ENDPOINT | remove ID",
+    {"cluster",
+     "status | ready | transfer [ID] | add ID,RAFT_HOST:PORT,CLIENT_ENDPOINT | remove ID",
      "status: ask every --broker endpoint for its view: id, addresses, role, membership (voter, "
      "learner, none), term, commit and applied index (role unreachable when it does not answer "
-     "in time); transfer: hand leadership to node ID (default: the most up-to-date follower); "
+     "in time); ready: the readiness probe: exit 0 when every --broker endpoint answers, knows "
+     "a leader, has applied its log up to the commit index and is not read-only; transfer: hand "
+     "leadership to node ID (default: the most up-to-date follower); "
      "add: add a node started with --join (a learner until it has caught up, then a voter; "
      "waits up to 90 s); remove: remove node ID (a leader hands leadership over first)",
      CLI_OPT_CLUSTER, 1, 2, cli_cmd_cluster},

@@ -171,7 +171,7 @@ static int send_group(cli_t *cli, const char *target, bool publish, line_t *line
                 json_array_append_new(
                     failed, json_pack("{s:s, s:b, s:s, s:s}", "Id", lines[i].id, "SenderFault",
                                       r->code != KYU_ERR_INTERNAL && r->code != KYU_ERR_STORAGE &&
-                                          r->code != KYU_ERR_BUSY,
+                                          r->code != KYU_ERR_BUSY && r->code != KYU_ERR_READ_ONLY,
                                       "Code", kyu_code_name(r->code), "Message", r->error));
         } else if (ok && publish) { /* SNS's PublishBatchResultEntry */
             json_array_append_new(
@@ -340,7 +340,7 @@ static int send_handle_group(cli_t *cli, const char *queue, bool cv, hline_t *li
                 json_array_append_new(
                     failed, json_pack("{s:s, s:b, s:s, s:s}", "Id", lines[i].id, "SenderFault",
                                       r->code != KYU_ERR_INTERNAL && r->code != KYU_ERR_STORAGE &&
-                                          r->code != KYU_ERR_BUSY,
+                                          r->code != KYU_ERR_BUSY && r->code != KYU_ERR_READ_ONLY,
                                       "Code", kyu_code_name(r->code), "Message", r->error));
         } else if (ok) {
             json_array_append_new(ok, json_pack("{s:s}", "Id", lines[i].id));

@@ -5,7 +5,12 @@
  *
  * `kyu cluster status`: Every endpoint of --broker is asked on its own
  * connection (a node answers for itself, leader or not); one that does not answer within
- * the timeout is printed as unreachable. Exit 0 when at least one node answered. */
+ * the timeout is printed as unreachable. Exit 0 when at least one node answered.
+ *
+ * `kyu cluster ready`: the readiness probe of a node (a container's health check): each
+ * endpoint is asked for its status the same way, and is ready when it answers, knows a
+ * leader, has applied its log up to the commit index it knows and is not read-only (its
+ * disk is fine). Exit 0 when every endpoint is ready. */
 #include "cli.h"
 
 #include <stdio.h>
@@ -50,10 +55,10 @@ int cli_cluster_check_args(const cli_t *cli, cli_args_t *a)
     const char *sub = a->args[0];
     uint64_t id = 0;
     char raft[KYU_ENDPOINT_MAX], client[KYU_ENDPOINT_MAX];
-    if (strcmp(sub, "status") == 0) {
+    if (strcmp(sub, "status") == 0 || strcmp(sub, "ready") == 0) {
         if (a->n_args == 1)
             return CLI_EXIT_OK;
-        return cli_usage_error(cli, "cluster status takes no argument");
+        return cli_usage_error(cli, "cluster %s takes no argument", sub);
     }
     if (strcmp(sub, "transfer") == 0) {
         if (a->n_args == 1 || parse_id(a->args[1], &id))
@@ -95,13 +100,17 @@ static void text_ids(char *out, size_t cap, const uint64_t *ids, size_t n)
 
 static int print_node(const cli_t *cli, const kyu_node_status_t *n)
 {
-    if (cli->json)
-        return cli_print_json(json_pack(
+    if (cli->json) {
+        json_t *o = json_pack(
             "{s:I, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:o, s:o}", "id", (json_int_t)n->id,
             "raft_address", n->raft_address, "endpoint", n->endpoint, "role", n->role, "membership",
             n->member, "term", (json_int_t)n->term, "commit_index", (json_int_t)n->commit_index,
             "applied_index", (json_int_t)n->applied_index, "voters",
-            json_ids(n->voters, n->n_voters), "learners", json_ids(n->learners, n->n_learners)));
+            json_ids(n->voters, n->n_voters), "learners", json_ids(n->learners, n->n_learners));
+        if (o && n->read_only[0])
+            json_object_set_new(o, "read_only", json_string(n->read_only));
+        return cli_print_json(o);
+    }
     char voters[200], learners[200];
     text_ids(voters, sizeof voters, n->voters, n->n_voters);
     text_ids(learners, sizeof learners, n->learners, n->n_learners);
@@ -111,6 +120,38 @@ static int print_node(const cli_t *cli, const kyu_node_status_t *n)
            n->role, n->member[0] ? n->member : "-", (unsigned long long)n->term,
            (unsigned long long)n->commit_index, (unsigned long long)n->applied_index, voters,
            learners);
+    if (n->read_only[0])
+        printf("     READ-ONLY: %s\n", n->read_only);
+    return CLI_EXIT_OK;
+}
+
+/* Why node n (answered: whether it did) is not ready, or NULL when it is. */
+static const char *not_ready(bool answered, const kyu_node_status_t *n, char *why, size_t cap)
+{
+    if (!answered)
+        snprintf(why, cap, "no answer");
+    else if (n->read_only[0])
+        snprintf(why, cap, "read-only: %s", n->read_only);
+    else if (!n->leader)
+        snprintf(why, cap, "no leader known");
+    else if (n->applied_index < n->commit_index)
+        snprintf(why, cap, "applied %llu of commit index %llu",
+                 (unsigned long long)n->applied_index, (unsigned long long)n->commit_index);
+    else
+        return NULL;
+    return why;
+}
+
+static int print_ready(const cli_t *cli, const char *ep, const char *why)
+{
+    if (cli->json)
+        return cli_print_json(
+            why ? json_pack("{s:s, s:b, s:s}", "endpoint", ep, "ready", 0, "why", why)
+                : json_pack("{s:s, s:b}", "endpoint", ep, "ready", 1));
+    if (why)
+        printf("%s not ready: %s\n", ep, why);
+    else
+        printf("%s ready\n", ep);
     return CLI_EXIT_OK;
 }
 
@@ -169,7 +210,8 @@ int cli_cmd_cluster(cli_t *cli, cli_args_t *a)
         return add(cli, a->args[1]);
     if (strcmp(a->args[0], "remove") == 0)
         return remove_node(cli, parse_id(a->args[1], &id) ? id : 0);
-    int answered = 0, rc = CLI_EXIT_OK;
+    bool ready = strcmp(a->args[0], "ready") == 0;
+    int answered = 0, unready = 0, rc = CLI_EXIT_OK;
     const char *p = cli->broker;
     while (*p) {
         size_t len = strcspn(p, ",");
@@ -184,7 +226,17 @@ int cli_cmd_cluster(cli_t *cli, cli_args_t *a)
         kyu_err_t err = {0};
         kyu_client_t *c = kyu_client_new_opts(ep, &o, &err);
         kyu_node_status_t n = {0};
-        if (c && kyu_client_cluster_status(c, &n, &err) == KYU_OK) {
+        bool ok = c && kyu_client_cluster_status(c, &n, &err) == KYU_OK;
+        if (ready) {
+            kyu_client_destroy(&c);
+            char why[KYU_ERR_MSG_MAX + 16];
+            const char *w = not_ready(ok, &n, why, sizeof why);
+            unready += w != NULL;
+            if (print_ready(cli, ep, w) != CLI_EXIT_OK)
+                rc = CLI_EXIT_ERROR;
+            continue;
+        }
+        if (ok) {
             answered++;
         } else {
             memset(&n, 0, sizeof n);
@@ -195,7 +247,9 @@ int cli_cmd_cluster(cli_t *cli, cli_args_t *a)
         if (print_node(cli, &n) != CLI_EXIT_OK)
             rc = CLI_EXIT_ERROR;
     }
-    if (!answered)
+    if (ready && unready)
+        return cli_failf(cli, "%d of the nodes of '%s' not ready", unready, cli->broker);
+    if (!ready && !answered)
         return cli_failf(cli, "no node of '%s' answered", cli->broker);
     return rc;
 }

@@ -212,11 +212,14 @@ typedef struct {
 } slot_t;
 
 /* Codes after which the line may go to another node: the broker surely did not apply it
- * (NOT_LEADER) or may have (TIMEOUT: the request key makes the resend a no-op then). */
-static bool retryable(uint32_t status)
+ * (NOT_LEADER) or may have (TIMEOUT, READ_ONLY: the request key makes the resend a no-op
+ * then). READ_ONLY only with another node to go to (a leader whose disk is full stops
+ * replicating and the others elect a new one); alone, the line fails at once. */
+static bool retryable(const cli_t *cli, uint32_t status)
 {
     return status == KYU_ERR_NOT_LEADER || status == KYU_ERR_TIMEOUT ||
-           status == KYU_ERR_CONNECTION || status == KYU_ERR_BUSY;
+           status == KYU_ERR_CONNECTION || status == KYU_ERR_BUSY ||
+           (status == KYU_ERR_READ_ONLY && cli->client->n_endpoints > 1);
 }
 
 static kyu_code_t send_slot(cli_t *cli, const cli_args_t *a, slot_t *s, unsigned epoch,
@@ -391,7 +394,7 @@ static int send_lines(cli_t *cli, const cli_args_t *a)
             slot_t *s = &ring[(head + k) % WINDOW];
             if (s->req_id != rep.id || s->done)
                 continue;
-            if (retryable(rep.status) && s->tries < LINE_TRIES &&
+            if (retryable(cli, rep.status) && s->tries < LINE_TRIES &&
                 kyu_client_now_ms() - s->first_ms < retry_ms) {
                 /* The first failure on a connection moves the client (to the leader it
                  * names, else the next node); the others in flight on it just follow. */
@@ -400,7 +403,8 @@ static int send_lines(cli_t *cli, const cli_args_t *a)
                      * leadership over): wait a little, same connection. */
                     kyu_client_pause_ms(NO_LEADER_PAUSE_MS / 2);
                 } else if (s->epoch == epoch) {
-                    if (!rep.leader[0] && rep.status == KYU_ERR_NOT_LEADER)
+                    if ((!rep.leader[0] && rep.status == KYU_ERR_NOT_LEADER) ||
+                        rep.status == KYU_ERR_READ_ONLY)
                         kyu_client_pause_ms(NO_LEADER_PAUSE_MS); /* an election is under way */
                     kyu_err_t ferr = {0};
                     const char *to = rep.leader;

@@ -217,7 +217,8 @@ static kyu_creq_t *find_req(kyu_consumer_t *c, uint64_t id)
 static bool retry_code(uint32_t st)
 {
     return st == KYU_ERR_TIMEOUT || st == KYU_ERR_CONNECTION || st == KYU_ERR_NOT_LEADER ||
-           st == KYU_ERR_BUSY || st == KYU_ERR_STORAGE || st == KYU_ERR_INTERNAL;
+           st == KYU_ERR_BUSY || st == KYU_ERR_STORAGE || st == KYU_ERR_INTERNAL ||
+           st == KYU_ERR_READ_ONLY;
 }
 
 static const char *what_of(int kind)

@@ -18,10 +18,13 @@ void kyu_client_pause_ms(int ms)
 }
 
 /* Codes after which another endpoint may answer: the request may or may not have been
- * applied (TIMEOUT) or surely was not (NOT_LEADER, CONNECTION). */
-static bool retryable(kyu_code_t rc)
+ * applied (TIMEOUT) or surely was not (NOT_LEADER, CONNECTION). READ_ONLY too when there is
+ * another endpoint: a leader whose disk is full stops replicating and the others elect a
+ * new one (alone, the client says so at once). */
+static bool retryable(const kyu_client_t *self, kyu_code_t rc)
 {
-    return rc == KYU_ERR_TIMEOUT || rc == KYU_ERR_NOT_LEADER || rc == KYU_ERR_CONNECTION;
+    return rc == KYU_ERR_TIMEOUT || rc == KYU_ERR_NOT_LEADER || rc == KYU_ERR_CONNECTION ||
+           (rc == KYU_ERR_READ_ONLY && self->n_endpoints > 1);
 }
 
 kyu_code_t kyu_client_call(kyu_client_t *self, const kyu_request_t *req, const void *const *bodies,
@@ -55,8 +58,9 @@ kyu_code_t kyu_client_call(kyu_client_t *self, const kyu_request_t *req, const v
         if (attempt > 0) {
             if (kyu_client_now_ms() >= deadline)
                 break;
-            if (!leader[0] && rc == KYU_ERR_NOT_LEADER && attempt >= (int)self->n_endpoints)
-                kyu_client_pause_ms(RETRY_PAUSE_MS); /* every node said: no leader yet */
+            if ((!leader[0] && rc == KYU_ERR_NOT_LEADER && attempt >= (int)self->n_endpoints) ||
+                rc == KYU_ERR_READ_ONLY)
+                kyu_client_pause_ms(RETRY_PAUSE_MS); /* no leader yet, or one that stalls */
             kyu_err_t ferr = {0};
             if (kyu_client_failover(self, leader, &ferr) != KYU_OK) {
                 leader[0] = '\0';
@@ -70,7 +74,7 @@ kyu_code_t kyu_client_call(kyu_client_t *self, const kyu_request_t *req, const v
         int wait = attempt == 0 || left > per_attempt ? per_attempt : left > 1 ? (int)left : 1;
         wait += kyu_client_request_wait_ms(req);
         rc = kyu_client_call_once_within(self, req, bodies, lens, n, rep, msgs, wait, err);
-        if (!retryable(rc))
+        if (!retryable(self, rc))
             return rc;
         snprintf(leader, sizeof leader, "%s", rc == KYU_ERR_NOT_LEADER ? rep->leader : "");
     }

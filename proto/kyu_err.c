@@ -27,6 +27,7 @@ static const char *const code_names[KYU_ERR_CODE_COUNT] = {
     [KYU_ERR_NO_SESSION] = "NO_SESSION",
     [KYU_ERR_NO_SUCH_TOPIC] = "NO_SUCH_TOPIC",
     [KYU_ERR_NO_SUCH_SUBSCRIPTION] = "NO_SUCH_SUBSCRIPTION",
+    [KYU_ERR_READ_ONLY] = "READ_ONLY",
 };
 
 kyu_code_t kyu_err_set(kyu_err_t *err, kyu_code_t code, const char *fmt, ...)

@@ -33,6 +33,7 @@ typedef enum {
     KYU_ERR_NO_SESSION = 20,   /* not a live worker session on this broker: open a new one */
     KYU_ERR_NO_SUCH_TOPIC = 21,
     KYU_ERR_NO_SUCH_SUBSCRIPTION = 22,
+    KYU_ERR_READ_ONLY = 28, /* this node's disk is full or failing: writes refused, reads served */
     KYU_ERR_CODE_COUNT
 } kyu_code_t;
 

@@ -498,6 +498,9 @@ typedef struct {
     /* The configuration this node knows (the latest in its log) */
     size_t n_voters, n_learners;
     uint64_t voters[KYU_CLUSTER_NODES_MAX], learners[KYU_CLUSTER_NODES_MAX];
+    /* Why the node refuses writes with READ_ONLY (its disk is full or failing), "" when it
+     * does not */
+    char read_only[KYU_ERR_MSG_MAX];
 } kyu_node_status_t;
 
 typedef struct {

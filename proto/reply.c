@@ -316,7 +316,11 @@ void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out)
     if (rep->has_node) {
         const kyu_node_status_t *nd = &rep->node;
         kyu_mp_pack_str(&pk, "node");
-        msgpack_pack_map(&pk, 11);
+        msgpack_pack_map(&pk, nd->read_only[0] ? 12 : 11);
+        if (nd->read_only[0]) {
+            kyu_mp_pack_str(&pk, "ro");
+            kyu_mp_pack_str(&pk, nd->read_only);
+        }
         kyu_mp_pack_str(&pk, "voters");
         msgpack_pack_array(&pk, nd->n_voters);
         for (size_t i = 0; i < nd->n_voters; i++)
@@ -648,6 +652,8 @@ static bool decode_node(const msgpack_object *o, kyu_node_status_t *nd)
             ok = get_u64(v, &nd->applied_index);
         else if (kyu_mp_key_is(k, "leader"))
             ok = get_u64(v, &nd->leader);
+        else if (kyu_mp_key_is(k, "ro"))
+            ok = kyu_mp_copy_str(v, nd->read_only, sizeof nd->read_only - 1);
         if (!ok)
             return false;
     }

@@ -2,6 +2,8 @@
 docker network. The cluster elects a leader; `docker kill` (SIGKILL) of the leader's
 container during the test loses no acknowledged message and brings back no deleted one; the
 killed container restarts from its volume and catches up; SIGTERM stops (compose down).
+Every container's health check (the readiness probe `kyu cluster ready`) turns healthy
+once the cluster has a leader, and again for the restarted one.
 Needs a docker engine and docker-compose (the project's machines have both). Every wait is
 bounded; the test removes its containers, network, volumes and image."""
 import json
@@ -76,8 +78,23 @@ class Compose(unittest.TestCase):
             time.sleep(0.5)
         raise AssertionError("no leader within %d s: %s" % (deadline_s, self.status()))
 
+    def wait_healthy(self, ids, deadline_s=180):
+        """Bounded wait until the containers of nodes ids report healthy."""
+        deadline = time.monotonic() + deadline_s
+        health = {}
+        while time.monotonic() < deadline:
+            for i in ids:
+                r = run(["docker", "inspect", "-f", "{{.State.Health.Status}}", "%s_kyu%d_1" % (PROJECT, i)],
+                        timeout=30)
+                health[i] = r.stdout.decode().strip()
+            if all(h == "healthy" for h in health.values()):
+                return
+            time.sleep(1)
+        raise AssertionError("containers not healthy within %d s: %s" % (deadline_s, health))
+
     def test_the_cluster_survives_a_killed_leader_container(self):
         self.leader()
+        self.wait_healthy((1, 2, 3))
         self.ok("create-queue", "orders", "--visibility-timeout", "600")
         first = self.ok("--json", "send", "orders", "--lines",
                         input="".join("a-%d\n" % i for i in range(100)).encode())
@@ -109,6 +126,7 @@ class Compose(unittest.TestCase):
                 break
             self.assertLess(time.monotonic(), deadline, "node %d did not catch up: %s" % (lead["id"], st))
             time.sleep(0.5)
+        self.wait_healthy((lead["id"],))
 
         got = []
         deadline = time.monotonic() + 180

@@ -1,6 +1,6 @@
 /* The durable log and the replica: entries are reported durable in order, results come only
  * after that, entries durable but not yet applied are applied at the next start (the crash
- * case), and a log with a hole refuses to start. */
+ * case), a log with a hole refuses to start, and a full disk makes the replica read-only. */
 #include "fixture.h"
 #include "replica.h"
 #include "sys_clock.h"
@@ -284,6 +284,54 @@ static void test_a_crash_loses_no_entry_the_state_database_had_not_written(void 
     kyu_log_destroy(&log);
 }
 
+/* Below the broker's free-space minimum (main.c) the replica is read-only: proposals get
+ * READ_ONLY with the reason, what waited in the open entry is answered READ_ONLY (it was
+ * never proposed), the status says why, and nothing is written until it is lifted; then it
+ * goes on with the same log. */
+static void test_a_full_disk_makes_the_replica_read_only_until_space_is_freed(void **state)
+{
+    fixture_t *f = *state;
+    kyu_err_t err;
+    waiters_t w = {0};
+    kyu_log_t *log = kyu_log_new(f->store, &err);
+    kyu_replica_t *r = open_replica(f, log, NULL, &w, &err);
+    assert_non_null(r);
+    create_orders(log, r, &w);
+    assert_null(kyu_replica_read_only(r));
+
+    kyu_command_t c = cmd_send("orders", 1000, "waits in the open entry");
+    assert_int_equal(kyu_replica_propose(r, &c, NULL, &err), KYU_OK);
+    int before = w.answered;
+    kyu_replica_set_disk_low(r, "the disk is almost full: 1.0 MiB free in test");
+    assert_int_equal(w.answered, before + 1);
+    assert_int_equal(w.last_code, KYU_ERR_READ_ONLY);
+    assert_string_equal(kyu_replica_read_only(r), "the disk is almost full: 1.0 MiB free in test");
+    c = cmd_send("orders", 1000, "refused");
+    assert_int_equal(kyu_replica_propose(r, &c, NULL, &err), KYU_ERR_READ_ONLY);
+    assert_non_null(strstr(err.msg, "almost full"));
+    kyu_node_status_t st;
+    kyu_replica_status(r, &st);
+    assert_non_null(strstr(st.read_only, "almost full"));
+    uint64_t last = 0;
+    kyu_replica_flush(r);
+    kyu_replica_tick(r);
+    assert_int_equal(kyu_log_last_index(f->store, &last, &err), KYU_OK);
+    uint64_t applied = kyu_sm_applied_index(f->sm);
+    assert_int_equal(last, applied); /* nothing written beyond what was applied */
+
+    kyu_replica_set_disk_low(r, NULL);
+    assert_null(kyu_replica_read_only(r));
+    kyu_replica_status(r, &st);
+    assert_string_equal(st.read_only, "");
+    send_one_entry(log, r, &w);
+    assert_int_equal(w.last_code, KYU_OK);
+    kyu_queue_attrs_t a;
+    assert_int_equal(kyu_sm_queue_attributes(f->sm, "orders", 2000, &a, &err), KYU_OK);
+    assert_int_equal(a.visible, 1); /* only the send made after */
+    kyu_replica_destroy(&r);
+    kyu_log_destroy(&log);
+}
+
 int main(void)
 {
     zsys_init();
@@ -295,6 +343,7 @@ int main(void)
         T(test_backpressure_refuses_with_busy),
         T(test_log_is_compacted_behind_a_window_and_restarts_from_the_snapshot_record),
         T(test_a_crash_loses_no_entry_the_state_database_had_not_written),
+        T(test_a_full_disk_makes_the_replica_read_only_until_space_is_freed),
     };
     return cmocka_run_group_tests_name("log and replica", tests, NULL, NULL);
 }

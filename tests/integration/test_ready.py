@@ -1,0 +1,98 @@
+"""`kyu cluster ready`, the readiness probe of a node (deploy/docker-compose.yml's health
+checks): ready only once the node answers, knows a leader and has applied its log up to the
+commit index (and is not read-only: tests/integration/test_disk_full.py). Every wait is
+bounded; processes are stopped by their PID only."""
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import unittest
+
+from harness import BROKER, CLI, free_port, sanitizer_report
+
+
+class Ready(unittest.TestCase):
+    def setUp(self):
+        self.top = tempfile.mkdtemp(prefix="kyu-ready-")
+        self.clients = {i: "tcp://127.0.0.1:%d" % free_port() for i in (1, 2, 3)}
+        self.args = []
+        for i in (1, 2, 3):
+            self.args += ["--peer", "%d,127.0.0.1:%d,%s" % (i, free_port(), self.clients[i])]
+        self.logs = {i: open(os.path.join(self.top, "broker-%d.log" % i), "ab") for i in (1, 2, 3)}
+        self.procs = {}
+
+    def start(self, i):
+        self.procs[i] = subprocess.Popen(
+            [BROKER, "--node-id", str(i), "--data", os.path.join(self.top, "db-%d" % i)] + self.args,
+            stdout=self.logs[i], stderr=self.logs[i])
+
+    def tearDown(self):
+        try:
+            for p in self.procs.values():
+                if p.poll() is None:
+                    p.terminate()
+                    try:
+                        p.wait(timeout=30)
+                    except subprocess.TimeoutExpired:
+                        p.kill()
+                        p.wait(timeout=30)
+            for log in self.logs.values():
+                log.close()
+            reports = [sanitizer_report(log.name) for log in self.logs.values()]
+        finally:
+            shutil.rmtree(self.top, ignore_errors=True)
+        if any(reports):
+            raise AssertionError("a kyu-broker's log has a sanitizer report:\n%s" % "\n".join(reports))
+
+    def ready(self, *nodes):
+        return subprocess.run([CLI, "--broker", ",".join(self.clients[i] for i in nodes), "--json",
+                               "cluster", "ready"], capture_output=True, timeout=60)
+
+    def wait_answer(self, node, deadline_s=30):
+        deadline = time.monotonic() + deadline_s
+        while time.monotonic() < deadline:
+            r = self.ready(node)
+            if "no answer" not in r.stdout.decode():
+                return r
+            time.sleep(0.1)
+        raise AssertionError("node %d did not answer within %d s" % (node, deadline_s))
+
+    def wait_ready(self, *nodes, deadline_s=60):
+        deadline = time.monotonic() + deadline_s
+        while time.monotonic() < deadline:
+            r = self.ready(*nodes)
+            if r.returncode == 0:
+                return r
+            time.sleep(0.1)
+        raise AssertionError("nodes %s not ready within %d s: %s" % (nodes, deadline_s, r.stdout.decode()))
+
+    def test_a_node_is_ready_once_it_knows_a_leader_and_has_applied_its_log(self):
+        self.start(1)  # alone, one of three voters can never know a leader
+        r = self.wait_answer(1)
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(json.loads(r.stdout.decode().splitlines()[0]),
+                         {"endpoint": self.clients[1], "ready": False, "why": "no leader known"})
+        self.assertIn("not ready", r.stderr.decode())
+        self.start(2)
+        self.start(3)
+        r = self.wait_ready(1, 2, 3)
+        self.assertEqual([json.loads(l)["ready"] for l in r.stdout.decode().splitlines()], [True] * 3)
+        # Writes go on; the probe follows them (every node catches up to its commit index).
+        for i in range(20):
+            self.assertEqual(subprocess.run([CLI, "--broker", ",".join(self.clients.values()),
+                                             "create-queue", "q%d" % i], capture_output=True,
+                                            timeout=60).returncode, 0)
+        self.wait_ready(1, 2, 3)
+        # A node that is gone is not ready; the others are.
+        self.procs[2].kill()
+        self.procs[2].wait(timeout=30)
+        r = self.ready(2)
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(json.loads(r.stdout.decode())["why"], "no answer")
+        self.wait_ready(1, 3)
+
+
+if __name__ == "__main__":
+    unittest.main()
