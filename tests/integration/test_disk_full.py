@@ -11,7 +11,9 @@ space is freed, without a restart and with every acknowledged message kept:
 - in a three-node cluster whose leader's disk fills: the others go on taking writes, and
   the node catches up once space is freed;
 - in a three-node cluster where a follower's log write fails (ENOSPC): it acknowledges
-  nothing more, the others take every write, and it catches up once space is freed.
+  nothing more, the others take every write, and it catches up once space is freed;
+- in a three-node cluster whose every node is below the minimum: clients are told
+  READ_ONLY, not that an election is under way.
 Every wait is bounded by a deadline; processes are stopped by their PID only; every mount
 is undone in a finally."""
 import json
@@ -412,6 +414,61 @@ class FollowerLogWriteFails(ThreeNodes):
         ids = [m["MessageId"] for m in got]
         self.assertEqual(sorted(set(acked) - set(ids)), [], "acknowledged messages lost")
         self.assertEqual(len(ids), len(set(ids)), "a message came twice")
+
+
+class EveryNodeBelowTheMinimum(unittest.TestCase):
+    """Three nodes started with a --disk-free-min no disk has (no small file system needed):
+    none can write, so none leads, and clients are told READ_ONLY with the reason, not that
+    an election is under way."""
+
+    def setUp(self):
+        self.top = tempfile.mkdtemp(prefix="kyu-disk-all-")
+        self.clients = {i: "tcp://127.0.0.1:%d" % free_port() for i in (1, 2, 3)}
+        args = []
+        for i in (1, 2, 3):
+            args += ["--peer", "%d,127.0.0.1:%d,%s" % (i, free_port(), self.clients[i])]
+        self.logs = {i: open(os.path.join(self.top, "broker-%d.log" % i), "ab") for i in (1, 2, 3)}
+        self.procs = {i: subprocess.Popen(
+            [BROKER, "--node-id", str(i), "--data", os.path.join(self.top, "db-%d" % i),
+             "--disk-free-min", str(1 << 50)] + args, stdout=self.logs[i], stderr=self.logs[i])
+            for i in (1, 2, 3)}
+        self.endpoints = ",".join(self.clients[i] for i in (1, 2, 3))
+
+    def tearDown(self):
+        try:
+            for p in self.procs.values():
+                if p.poll() is None:
+                    p.terminate()
+                    try:
+                        p.wait(timeout=30)
+                    except subprocess.TimeoutExpired:
+                        p.kill()
+                        p.wait(timeout=30)
+            for log in self.logs.values():
+                log.close()
+            reports = [sanitizer_report(log.name) for log in self.logs.values()]
+        finally:
+            shutil.rmtree(self.top, ignore_errors=True)
+        if any(reports):
+            raise AssertionError("a kyu-broker's log has a sanitizer report:\n%s" % "\n".join(reports))
+
+    def test_clients_are_told_read_only(self):
+        deadline = time.monotonic() + 30
+        r = None
+        while time.monotonic() < deadline:
+            r = subprocess.run([CLI, "--broker", self.endpoints, "create-queue", "orders"],
+                               capture_output=True, timeout=120)
+            if b"READ_ONLY" in r.stderr:
+                break
+            time.sleep(0.1)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("READ_ONLY: the disk is almost full", r.stderr.decode())
+        r = subprocess.run([CLI, "--broker", self.endpoints, "cluster", "ready"], capture_output=True,
+                           timeout=60)
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.stdout.decode().count("not ready: read-only: the disk is almost full"), 3)
+        for p in self.procs.values():
+            self.assertIsNone(p.poll())
 
 
 if __name__ == "__main__":
