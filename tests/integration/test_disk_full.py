@@ -361,8 +361,8 @@ class LeaderBelowTheMinimum(ThreeNodes):
         self.assertIn("READ-ONLY: the disk is almost full", self.log(3))
         # The others elect a leader among themselves and take every write (the CLI moves on
         # from node 3's READ_ONLY, or from its silence, to them).
-        for i in range(30):
-            acked.append(self.ok("send", "orders", "during-%d" % i).strip())
+        for i in range(30):  # a generous timeout: an election under a loaded machine
+            acked.append(self.ok("--timeout", "30", "send", "orders", "during-%d" % i).strip())
         self.assertIn(self.leader(), (1, 2))
         self.assertIsNone(self.procs[3].poll(), "node 3 exited:\n" + self.log(3))
         self.assertEqual(self.log(3).count("READ-ONLY: the disk is almost full"), 1)
@@ -395,7 +395,7 @@ class FollowerLogWriteFails(ThreeNodes):
         # it preallocated): the others take every one of them meanwhile.
         acked = []
         for i in range(2 * FS_MIB // 10):
-            out = self.cli("--json", "send", "orders", "--lines",
+            out = self.cli("--timeout", "30", "--json", "send", "orders", "--lines",
                            input=b"".join(b"%d-%d-" % (i, k) + b"x" * 100000 + b"\n" for k in range(10)))
             self.assertEqual(out.returncode, 0, out.stderr.decode())
             acked += [json.loads(l)["MessageId"] for l in out.stdout.decode().splitlines() if l]
@@ -404,7 +404,7 @@ class FollowerLogWriteFails(ThreeNodes):
         self.assertIn("READ-ONLY: writing the log failed", self.log(3))
         self.assertIn("No space left on device", self.log(3))
         for i in range(10):
-            acked.append(self.ok("send", "orders", "during-%d" % i).strip())
+            acked.append(self.ok("--timeout", "30", "send", "orders", "during-%d" % i).strip())
         self.assertIsNone(self.procs[3].poll(), "node 3 exited:\n" + self.log(3))
         self.assertIn("read_only", self.status()[3])
         os.unlink(filler)
