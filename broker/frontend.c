@@ -382,6 +382,13 @@ static void handle_request(kyu_frontend_t *self, zmsg_t **msg_p)
         if (!row) { /* a wire op without a row: tests/unit/test_ops.c keeps this from happening */
             kyu_frontend_send_error(self, identity, req.id, KYU_ERR_UNKNOWN_OP,
                                     "this broker has no such op");
+        } else if (!(row->flags & KYU_ROW_ANY_ROLE) && !kyu_replica_serving(self->ctx.replica) &&
+                   !*kyu_replica_leader_endpoint(self->ctx.replica) &&
+                   kyu_replica_read_only(self->ctx.replica)) {
+            /* No leader known and this node's disk is full: say that, not "an election is
+             * under way" (every node of a cluster whose disks are full is here). */
+            kyu_frontend_send_error(self, identity, req.id, KYU_ERR_READ_ONLY,
+                                    kyu_replica_read_only(self->ctx.replica));
         } else if (!(row->flags & KYU_ROW_ANY_ROLE) && !kyu_replica_serving(self->ctx.replica)) {
             /* Only a leader that has applied an entry of its own term holds every committed
              * write: followers (and a leader still catching up) refuse reads too, so no

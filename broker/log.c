@@ -130,7 +130,8 @@ static void compact(storage_args_t *args, rocksdb_t *db, rocksdb_column_family_h
  * failed write: reopening writes RocksDB's LOG header, a new WAL and MANIFEST, and flushes
  * what the old WAL held (up to a memtable, 16 MiB) into a table. */
 #define REOPEN_FREE_MIN (32ull << 20)
-#define RETRY_MS 1000 /* between two attempts to write a failed batch again */
+#define RETRY_MS 1000      /* between two looks at the free space after a failed write */
+#define RETRY_MAX_MS 16000 /* attempts that fail (an I/O error that stays) back off to this */
 
 /* The storage thread's state: the log database (reopened after a failure) and the batch of
  * the round being written, kept when its write failed. */
@@ -145,7 +146,7 @@ typedef struct {
     bool have;         /* wb holds writes (their last token: token) */
     bool failed;       /* wb's write failed: it is written again, nothing after it meanwhile */
     uint64_t token;    /* the last write token in wb */
-    int64_t retry_at;
+    int64_t retry_at, backoff_ms;
 } storage_t;
 
 /* Adds a WRITE or INSTALL message (its command popped) to the round's batch; kept for later
@@ -176,6 +177,7 @@ static void write_round(storage_t *st)
          * RocksDB refuses every later write. The batch is kept and written again, whole,
          * into a reopened database (retry). */
         st->failed = true;
+        st->backoff_ms = RETRY_MS;
         st->retry_at = zclock_mono() + RETRY_MS;
         report(st->pipe, false, st->token, rerr);
         free(rerr);
@@ -186,16 +188,19 @@ static void write_round(storage_t *st)
     st->have = false;
 }
 
-/* After a failed write: once there is room, reopens the log database (RocksDB recovers its
- * WAL up to the last complete record: everything reported durable, perhaps part or all of
- * the failed batch) and writes the failed batch again. Its puts and range deletions give
- * the same log whether or not part of it had reached the disk. */
+/* After a failed write: once there is room (looked at every second), reopens the log database
+ * (RocksDB recovers its WAL up to the last complete record: everything reported durable, perhaps
+ * part or all of the failed batch) and writes the failed batch again. Its puts and range deletions
+ * give the same log whether or not part of it had reached the disk. */
 static void retry(storage_t *st)
 {
     st->retry_at = zclock_mono() + RETRY_MS;
     const char *dir = kyu_store_dir(st->args->store);
     if (kyu_store_free_bytes(dir) < REOPEN_FREE_MIN)
         return;
+    /* An attempt: if it fails the next one waits longer (up to RETRY_MAX_MS). */
+    st->retry_at = zclock_mono() + st->backoff_ms;
+    st->backoff_ms = st->backoff_ms * 2 < RETRY_MAX_MS ? st->backoff_ms * 2 : RETRY_MAX_MS;
     kyu_err_t err;
     st->db = NULL;
     st->cf = NULL;

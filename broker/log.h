@@ -77,11 +77,11 @@ kyu_code_t kyu_log_reset(kyu_store_t *store, const kyu_log_snapshot_t *snap,
                          const kyu_log_hard_state_t *hs, kyu_err_t *err);
 
 /* A failed write (ENOSPC, EIO from the write or its fsync) is reported once, failed set:
- * the storage thread keeps the batch and, every second once the data directory has room
- * (32 MiB), reopens the log database (RocksDB's error is sticky) and writes the batch
- * again; later writes join it. Its DURABLE report follows when that succeeds. Nothing is
- * reported durable that was not written by a write and fsync that succeeded
- * (docs/ARCHITECTURE.md, "A full or failing disk"). */
+ * the storage thread keeps the batch and, once the data directory has room (32 MiB; looked
+ * at every second; attempts that fail back off from 1 s to 16 s), reopens the log database
+ * (RocksDB's error is sticky) and writes the batch again; later writes join it. Its DURABLE
+ * report follows when that succeeds. Nothing is reported durable that was not written by a
+ * write and fsync that succeeded (docs/ARCHITECTURE.md, "A full or failing disk"). */
 typedef struct {
     bool failed;    /* the write failed: nothing past the last durable index is on disk */
     uint64_t index; /* durable up to this write token */

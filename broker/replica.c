@@ -657,9 +657,20 @@ static bool start_ready(kyu_replica_t *self)
     return true;
 }
 
+/* Below the free-space minimum a member of a cluster takes no Ready (it writes, acknowledges
+ * and sends nothing: the others go on without it). The only voter goes on taking them: only
+ * its own writes reach its log, and proposals are refused, so it writes no more than an
+ * election's entry and hard state, and still elects itself at a start and serves reads. */
+static bool frozen(const kyu_replica_t *self)
+{
+    const kyu_raft_conf_t *c = kyu_raft_conf(self->raft);
+    return self->disk_low &&
+           !(c->n_voters == 1 && c->n_learners == 0 && kyu_raft_conf_is_voter(c, self->node_id));
+}
+
 void kyu_replica_flush(kyu_replica_t *self)
 {
-    while (!self->failed && !self->ready_out && !self->disk_low) {
+    while (!self->failed && !self->ready_out && !frozen(self)) {
         /* The open entry goes into the same Ready as the commits the core has: its write is
          * handed to the storage thread first and the commits are applied while it syncs
          * (start_ready), so fsync and apply overlap. */

@@ -455,6 +455,8 @@ kyu_code_t kyu_store_backup(kyu_store_t *self, const char *out, kyu_err_t *err)
         return KYU_ERR_STORAGE;
     char parent[4200];
     snprintf(parent, sizeof parent, "%s", out);
+    for (size_t n = strlen(parent); n > 1 && parent[n - 1] == '/'; n--)
+        parent[n - 1] = '\0'; /* "OUT/": its parent is that of OUT */
     char *slash = strrchr(parent, '/');
     if (slash == parent)
         parent[1] = '\0';

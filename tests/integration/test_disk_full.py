@@ -3,14 +3,17 @@ system (a loop-mounted ext4, or a tmpfs with size= where loop devices are missin
 is skipped, saying why, only when neither can be mounted) turns read-only with a clear error
 (READ_ONLY, status 28) and one loud log line, serves reads, and takes writes again once
 space is freed, without a restart and with every acknowledged message kept:
-- below --disk-free-min (the check every second, before the disk is full);
+- below --disk-free-min (the check every second, before the disk is full), also across a
+  restart while the disk is still full;
 - when a log write fails anyway (ENOSPC with the minimum off: the storage thread writes the
   failed batch again into the reopened log database once there is room), then across a
   restart;
 - in a three-node cluster whose leader's disk fills: the others go on taking writes, and
   the node catches up once space is freed;
 - in a three-node cluster where a follower's log write fails (ENOSPC): it acknowledges
-  nothing more, the others take every write, and it catches up once space is freed.
+  nothing more, the others take every write, and it catches up once space is freed;
+- in a three-node cluster whose every node is below the minimum: clients are told
+  READ_ONLY, not that an election is under way.
 Every wait is bounded by a deadline; processes are stopped by their PID only; every mount
 is undone in a finally."""
 import json
@@ -61,10 +64,10 @@ def free_bytes(path):
     return st.f_bavail * st.f_frsize
 
 
-def fill(path, leave):
+def fill(path, leave, name="filler"):
     """Takes the free space of path's file system down to about leave bytes with a file
     (removed by the caller to free the space again); leave 0 fills it to ENOSPC."""
-    filler = os.path.join(path, "filler")
+    filler = os.path.join(path, name)
     fd = os.open(filler, os.O_CREAT | os.O_WRONLY, 0o600)
     try:
         size = max(0, free_bytes(path) - leave)
@@ -186,7 +189,8 @@ class SingleNode(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertIn("READ_ONLY", r.stderr.decode())
         # Reads are served.
-        self.assertEqual(self.b.attributes("orders")["ApproximateNumberOfMessages"], len(s.acked))
+        self.assertIn(self.b.attributes("orders")["ApproximateNumberOfMessages"],
+                      range(len(s.acked), len(s.acked) + len(s.maybe) + 1))
         self.assertIn("orders", self.b.ok("list-queues"))
         status = self.b.json_lines("cluster", "status")[0]
         self.assertEqual(status["read_only"][:len("the disk is almost full")], "the disk is almost full")
@@ -194,6 +198,17 @@ class SingleNode(unittest.TestCase):
         r = self.b.cli("cluster", "ready")  # the readiness probe says so
         self.assertEqual(r.returncode, 1)
         self.assertIn("not ready: read-only: the disk is almost full", r.stdout.decode())
+        # Restarted while the disk is still full, it serves reads (start() waits for a
+        # list-queues) and refuses writes. (A stop gives back the WAL space RocksDB had
+        # preallocated: the disk is topped up again before the start.)
+        self.assertEqual(self.b.stop(), 0)
+        more = fill(self.mnt, MIN_FREE // 2, "filler2")
+        self.b.start()
+        self.assertIn(self.b.attributes("orders")["ApproximateNumberOfMessages"],
+                      range(len(s.acked), len(s.acked) + len(s.maybe) + 1))
+        self.assertEqual(s.send()["st"], 28)
+        self.assertEqual(self.b.read_log().count("READ-ONLY: the disk is almost full"), 2)
+        os.unlink(more)
         os.unlink(filler)
         self.wait_writable(s)
         self.assertIn("writable again", self.b.read_log())
@@ -346,8 +361,8 @@ class LeaderBelowTheMinimum(ThreeNodes):
         self.assertIn("READ-ONLY: the disk is almost full", self.log(3))
         # The others elect a leader among themselves and take every write (the CLI moves on
         # from node 3's READ_ONLY, or from its silence, to them).
-        for i in range(30):
-            acked.append(self.ok("send", "orders", "during-%d" % i).strip())
+        for i in range(30):  # a generous timeout: an election under a loaded machine
+            acked.append(self.ok("--timeout", "30", "send", "orders", "during-%d" % i).strip())
         self.assertIn(self.leader(), (1, 2))
         self.assertIsNone(self.procs[3].poll(), "node 3 exited:\n" + self.log(3))
         self.assertEqual(self.log(3).count("READ-ONLY: the disk is almost full"), 1)
@@ -380,7 +395,7 @@ class FollowerLogWriteFails(ThreeNodes):
         # it preallocated): the others take every one of them meanwhile.
         acked = []
         for i in range(2 * FS_MIB // 10):
-            out = self.cli("--json", "send", "orders", "--lines",
+            out = self.cli("--timeout", "30", "--json", "send", "orders", "--lines",
                            input=b"".join(b"%d-%d-" % (i, k) + b"x" * 100000 + b"\n" for k in range(10)))
             self.assertEqual(out.returncode, 0, out.stderr.decode())
             acked += [json.loads(l)["MessageId"] for l in out.stdout.decode().splitlines() if l]
@@ -389,7 +404,7 @@ class FollowerLogWriteFails(ThreeNodes):
         self.assertIn("READ-ONLY: writing the log failed", self.log(3))
         self.assertIn("No space left on device", self.log(3))
         for i in range(10):
-            acked.append(self.ok("send", "orders", "during-%d" % i).strip())
+            acked.append(self.ok("--timeout", "30", "send", "orders", "during-%d" % i).strip())
         self.assertIsNone(self.procs[3].poll(), "node 3 exited:\n" + self.log(3))
         self.assertIn("read_only", self.status()[3])
         os.unlink(filler)
@@ -399,6 +414,61 @@ class FollowerLogWriteFails(ThreeNodes):
         ids = [m["MessageId"] for m in got]
         self.assertEqual(sorted(set(acked) - set(ids)), [], "acknowledged messages lost")
         self.assertEqual(len(ids), len(set(ids)), "a message came twice")
+
+
+class EveryNodeBelowTheMinimum(unittest.TestCase):
+    """Three nodes started with a --disk-free-min no disk has (no small file system needed):
+    none can write, so none leads, and clients are told READ_ONLY with the reason, not that
+    an election is under way."""
+
+    def setUp(self):
+        self.top = tempfile.mkdtemp(prefix="kyu-disk-all-")
+        self.clients = {i: "tcp://127.0.0.1:%d" % free_port() for i in (1, 2, 3)}
+        args = []
+        for i in (1, 2, 3):
+            args += ["--peer", "%d,127.0.0.1:%d,%s" % (i, free_port(), self.clients[i])]
+        self.logs = {i: open(os.path.join(self.top, "broker-%d.log" % i), "ab") for i in (1, 2, 3)}
+        self.procs = {i: subprocess.Popen(
+            [BROKER, "--node-id", str(i), "--data", os.path.join(self.top, "db-%d" % i),
+             "--disk-free-min", str(1 << 50)] + args, stdout=self.logs[i], stderr=self.logs[i])
+            for i in (1, 2, 3)}
+        self.endpoints = ",".join(self.clients[i] for i in (1, 2, 3))
+
+    def tearDown(self):
+        try:
+            for p in self.procs.values():
+                if p.poll() is None:
+                    p.terminate()
+                    try:
+                        p.wait(timeout=30)
+                    except subprocess.TimeoutExpired:
+                        p.kill()
+                        p.wait(timeout=30)
+            for log in self.logs.values():
+                log.close()
+            reports = [sanitizer_report(log.name) for log in self.logs.values()]
+        finally:
+            shutil.rmtree(self.top, ignore_errors=True)
+        if any(reports):
+            raise AssertionError("a kyu-broker's log has a sanitizer report:\n%s" % "\n".join(reports))
+
+    def test_clients_are_told_read_only(self):
+        deadline = time.monotonic() + 30
+        r = None
+        while time.monotonic() < deadline:
+            r = subprocess.run([CLI, "--broker", self.endpoints, "create-queue", "orders"],
+                               capture_output=True, timeout=120)
+            if b"READ_ONLY" in r.stderr:
+                break
+            time.sleep(0.1)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("READ_ONLY: the disk is almost full", r.stderr.decode())
+        r = subprocess.run([CLI, "--broker", self.endpoints, "cluster", "ready"], capture_output=True,
+                           timeout=60)
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.stdout.decode().count("not ready: read-only: the disk is almost full"), 3)
+        for p in self.procs.values():
+            self.assertIsNone(p.poll())
 
 
 if __name__ == "__main__":

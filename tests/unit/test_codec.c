@@ -375,6 +375,16 @@ static void test_cluster_status_reply_round_trips(void **state)
     assert_memory_equal(&in.node, &out.node, sizeof in.node);
     kyu_reply_reset(&out);
     msgpack_sbuffer_destroy(&b);
+    /* A read-only node says why (`ro`, only then). */
+    strcpy(in.node.read_only, "the disk is almost full");
+    msgpack_sbuffer_init(&b);
+    kyu_reply_encode(&in, &b);
+    kyu_reply_init(&out);
+    assert_int_equal(kyu_reply_decode(b.data, b.size, &out, &err), KYU_OK);
+    assert_string_equal(out.node.read_only, "the disk is almost full");
+    assert_memory_equal(&in.node, &out.node, sizeof in.node);
+    kyu_reply_reset(&out);
+    msgpack_sbuffer_destroy(&b);
     /* The request has no fields; any field is refused. */
     kyu_request_t req = {.op = KYU_OP_CLUSTER_STATUS, .id = 1, .has_id = true};
     msgpack_sbuffer_init(&b);

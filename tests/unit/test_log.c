@@ -332,6 +332,30 @@ static void test_a_full_disk_makes_the_replica_read_only_until_space_is_freed(vo
     kyu_log_destroy(&log);
 }
 
+/* The storage thread reopens the log database after a failed write (log.c, retry): what was
+ * durable is there after the reopen, and writes go on into the reopened database. */
+static void test_the_reopened_log_database_holds_what_was_durable_and_takes_writes(void **state)
+{
+    fixture_t *f = *state;
+    kyu_err_t err;
+    kyu_log_t *log = kyu_log_new(f->store, &err);
+    assert_int_equal(kyu_log_append(log, 1, 1, "a", 1, &err), KYU_OK);
+    assert_int_equal(kyu_log_append(log, 2, 1, "b", 1, &err), KYU_OK);
+    wait_durable(log, 2);
+    kyu_log_destroy(&log);
+    assert_int_equal(kyu_store_reopen_log(f->store, &err), KYU_OK);
+    uint64_t last = 0;
+    assert_int_equal(kyu_log_last_index(f->store, &last, &err), KYU_OK);
+    assert_int_equal(last, 2);
+    log = kyu_log_new(f->store, &err);
+    assert_int_equal(kyu_log_append(log, 3, 1, "c", 1, &err), KYU_OK);
+    wait_durable(log, 1);
+    kyu_log_destroy(&log);
+    fixture_reopen(f);
+    assert_int_equal(kyu_log_last_index(f->store, &last, &err), KYU_OK);
+    assert_int_equal(last, 3);
+}
+
 int main(void)
 {
     zsys_init();
@@ -344,6 +368,7 @@ int main(void)
         T(test_log_is_compacted_behind_a_window_and_restarts_from_the_snapshot_record),
         T(test_a_crash_loses_no_entry_the_state_database_had_not_written),
         T(test_a_full_disk_makes_the_replica_read_only_until_space_is_freed),
+        T(test_the_reopened_log_database_holds_what_was_durable_and_takes_writes),
     };
     return cmocka_run_group_tests_name("log and replica", tests, NULL, NULL);
 }
