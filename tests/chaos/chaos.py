@@ -857,7 +857,9 @@ class Cluster:
                 # with a failover): the receive count skips them
                 counts = sorted(int(d[2]["Attributes"]["ApproximateReceiveCount"]) for d in ds)
                 first = counts[0] if q == "poison-dlq" else 1  # a dead letter's count goes on
-                stats[q + " receives unseen"] += counts[-1] - first + 1 - len(set(counts))
+                # a poison message is received maxReceiveCount times, then moved
+                last = POISON_MRC if q == "poison" else counts[-1]
+                stats[q + " receives unseen"] += last - first + 1 - len(set(counts))
                 if len(set(counts)) != len(counts):
                     v("%s: %s delivered twice with the same receive count %s" % (q, mid, counts))
                 if q == "poison":
