@@ -988,6 +988,13 @@ def main():
     if os.geteuid() != 0:
         print("chaos: needs root (network namespaces, iptables): skipped")
         return 77
+    probe = "kyuc%ds" % os.getpid()
+    r = run("ip", "netns", "add", probe, check=False)
+    if r.returncode != 0:
+        print("chaos: cannot create a network namespace (%s): skipped"
+              % r.stderr.decode().strip())
+        return 77
+    run("ip", "netns", "del", probe, check=False)
     for p in (args.broker, CLI, WORKER):
         if not os.access(p, os.X_OK):
             print("chaos: %s is missing (build first, or set KYU_BIN_DIR)" % p)
