@@ -50,7 +50,7 @@ JOBS_VT = 10
 POISON_MRC = 2      # poison's maxReceiveCount
 
 KINDS = ("kill9_random", "kill9_leader", "stop_leader", "stop_worker", "part_halves",
-         "part_leader", "part_oneway", "part_bridge", "skew", "slow_disk")
+         "part_leader", "part_oneway", "part_bridge", "skew", "clock_jump", "slow_disk")
 
 
 def now():
@@ -140,6 +140,9 @@ def make_schedule(seed, n_faults, n_nodes, kinds, pace=1.0):
         elif kind == "slow_disk":
             f["node"] = rng.choice(ids)
             f["fsync_ms"] = rng.choice([20, 100, 500, 2000])
+        elif kind == "clock_jump":
+            f["target"] = rng.choice(["leader"] + ids)
+            f["jump"] = rng.choice([-1, 1]) * rng.choice([2, 4, 30, 300])
         f["duration"] = round(f["duration"] * pace, 1)
         f["pause"] = round(f["pause"] * pace, 1)
         out.append(f)
@@ -233,13 +236,22 @@ class Node:
         self.stopped = False  # SIGSTOPped by us
         self.skew = 0
         self.slow_file = os.path.join(cluster.dir, "slow-fsync-%d" % i)
+        self.clock_file = os.path.join(cluster.dir, "clock-%d" % i)
+        self.jumped = False
         self.exits = []       # (returncode, expected)
 
     def start(self, skew=0):
         self.skew = skew
         preload = [SLOW_FSYNC_LIB] if self.c.slow_disk else []
         env = dict(os.environ, KYU_SLOW_FSYNC_FILE=self.slow_file)
-        if skew:
+        if self.c.clock_jumps:
+            # Every node under libfaketime, its offset in a file it rereads every second:
+            # clock_jump changes it while the node runs.
+            self.set_clock(skew)
+            preload.append(FAKETIME_LIB)
+            env.update(FAKETIME_TIMESTAMP_FILE=self.clock_file, FAKETIME_CACHE_DURATION="1",
+                       FAKETIME_DONT_FAKE_MONOTONIC="1")
+        elif skew:
             preload.append(FAKETIME_LIB)
             env.update(FAKETIME="%+ds" % skew, FAKETIME_DONT_FAKE_MONOTONIC="1")
         if preload:
@@ -257,6 +269,11 @@ class Node:
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
+
+    def set_clock(self, offset):
+        with open(self.clock_file + ".tmp", "w") as f:
+            f.write("%+ds\n" % offset)
+        os.replace(self.clock_file + ".tmp", self.clock_file)
 
     def slow_fsync(self, ms):
         with open(self.slow_file + ".tmp", "w") as f:
@@ -358,6 +375,7 @@ class Cluster:
     def __init__(self, args):
         self.args = args
         self.slow_disk = "slow_disk" in args.kinds.split(",")
+        self.clock_jumps = "clock_jump" in args.kinds.split(",")
         self.dir = tempfile.mkdtemp(prefix="kyu-chaos-")
         self.net = Net(args.nodes)
         self.nodes = {i: Node(i, self) for i in range(1, args.nodes + 1)}
@@ -615,6 +633,14 @@ class Cluster:
             n.start(skew=f["skew"])
             heal.append(lambda: (log("  restart node %d with the right clock", n.id), n.kill9(),
                                  n.start()))
+        elif kind == "clock_jump":
+            n = self.live_leader() if f["target"] == "leader" else nodes[f["target"]]
+            if n is None:
+                log("  no leader whose clock to move: nothing done")
+                return None
+            log("  node %d's clock jumps %+d s", n.id, f["jump"])
+            n.set_clock(f["jump"])
+            heal.append(lambda: (log("  node %d's clock jumps back", n.id), n.set_clock(0)))
         elif kind == "slow_disk":
             n = nodes[f["node"]]
             log("  node %d's fsyncs take %d ms more", n.id, f["fsync_ms"])
@@ -659,6 +685,7 @@ class Cluster:
         self.net.heal()
         for n in self.nodes.values():
             n.slow_fsync(0)
+            n.set_clock(0)
             if n.proc is None:
                 n.start()
             elif n.skew:
@@ -999,7 +1026,7 @@ def main():
         if not os.access(p, os.X_OK):
             print("chaos: %s is missing (build first, or set KYU_BIN_DIR)" % p)
             return 1
-    if "skew" in kinds and not os.path.exists(FAKETIME_LIB):
+    if ("skew" in kinds or "clock_jump" in kinds) and not os.path.exists(FAKETIME_LIB):
         print("chaos: %s is missing: scripts/deps.sh installs the Debian package faketime" % FAKETIME_LIB)
         return 1
     if "slow_disk" in kinds and not os.path.exists(SLOW_FSYNC_LIB):
