@@ -4,18 +4,21 @@ Linux network namespace of its own joined by a bridge in another, with producers
 and kyu-worker processes in a client namespace, and faults injected on a schedule drawn from
 a seeded RNG: kill -9 (a random node, the leader) and restart, SIGSTOP/SIGCONT (the leader, a
 worker), partitions (halves, the leader isolated, a one-way cut, a bridge node; iptables rules
-inside the namespaces) and clock skew (libfaketime). After healing and draining it checks the
-history in the manner of Jepsen's queue checker (docs/CHAOS.md says what exactly).
+inside the namespaces), clock skew at a restart and clock jumps of a running node
+(libfaketime), slow fsyncs (slow_fsync.c). After healing and draining it checks the history
+in the manner of Jepsen's queue checker (docs/CHAOS.md says what exactly).
 
-    tests/chaos/chaos.py                          # 3 nodes, 30 faults (the ctest run)
-    tests/chaos/chaos.py --nodes 5 --faults 1000  # the long run
-    tests/chaos/chaos.py --seed 1234              # replays the faults of seed 1234
+    tests/chaos/chaos.py                                     # 3 nodes, 30 faults
+    tests/chaos/chaos.py --nodes 5 --faults 1000 --pace 0.5  # the long run
+    tests/chaos/chaos.py --seed 1234                         # replays the faults of seed 1234
 
-Needs root (network namespaces). Exit 0: no violation; 1: violations (listed); 77: not root
-(ctest reports it as skipped). Every wait is bounded; processes are stopped by their PID
-only; the namespaces, veths and bridge are created by this run and deleted at its end."""
+Needs root (network namespaces). Exit 0: no violation; 1: violations (listed); 77: not root,
+or no namespace can be made (ctest reports it as skipped). Every wait is bounded; processes
+are stopped by their PID only; the namespaces, veths and bridge are created by this run and
+deleted at its end."""
 import argparse
 import collections
+import ctypes
 import hashlib
 import json
 import os
@@ -28,7 +31,6 @@ import sys
 import tempfile
 import threading
 import time
-import ctypes
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
