@@ -4,18 +4,21 @@ Linux network namespace of its own joined by a bridge in another, with producers
 and kyu-worker processes in a client namespace, and faults injected on a schedule drawn from
 a seeded RNG: kill -9 (a random node, the leader) and restart, SIGSTOP/SIGCONT (the leader, a
 worker), partitions (halves, the leader isolated, a one-way cut, a bridge node; iptables rules
-inside the namespaces) and clock skew (libfaketime). After healing and draining it checks the
-history in the manner of Jepsen's queue checker (docs/CHAOS.md says what exactly).
+inside the namespaces), clock skew at a restart and clock jumps of a running node
+(libfaketime), slow fsyncs (slow_fsync.c). After healing and draining it checks the history
+in the manner of Jepsen's queue checker (docs/CHAOS.md says what exactly).
 
-    tests/chaos/chaos.py                          # 3 nodes, 30 faults (the ctest run)
-    tests/chaos/chaos.py --nodes 5 --faults 1000  # the long run
-    tests/chaos/chaos.py --seed 1234              # replays the faults of seed 1234
+    tests/chaos/chaos.py                                     # 3 nodes, 30 faults
+    tests/chaos/chaos.py --nodes 5 --faults 1000 --pace 0.5  # the long run
+    tests/chaos/chaos.py --seed 1234                         # replays the faults of seed 1234
 
-Needs root (network namespaces). Exit 0: no violation; 1: violations (listed); 77: not root
-(ctest reports it as skipped). Every wait is bounded; processes are stopped by their PID
-only; the namespaces, veths and bridge are created by this run and deleted at its end."""
+Needs root (network namespaces). Exit 0: no violation; 1: violations (listed); 77: not root,
+or no namespace can be made (ctest reports it as skipped). Every wait is bounded; processes
+are stopped by their PID only; the namespaces, veths and bridge are created by this run and
+deleted at its end."""
 import argparse
 import collections
+import ctypes
 import hashlib
 import json
 import os
@@ -28,7 +31,6 @@ import sys
 import tempfile
 import threading
 import time
-import ctypes
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
@@ -50,7 +52,7 @@ JOBS_VT = 10
 POISON_MRC = 2      # poison's maxReceiveCount
 
 KINDS = ("kill9_random", "kill9_leader", "stop_leader", "stop_worker", "part_halves",
-         "part_leader", "part_oneway", "part_bridge", "skew", "slow_disk")
+         "part_leader", "part_oneway", "part_bridge", "skew", "clock_jump", "slow_disk")
 
 
 def now():
@@ -140,6 +142,9 @@ def make_schedule(seed, n_faults, n_nodes, kinds, pace=1.0):
         elif kind == "slow_disk":
             f["node"] = rng.choice(ids)
             f["fsync_ms"] = rng.choice([20, 100, 500, 2000])
+        elif kind == "clock_jump":
+            f["target"] = rng.choice(["leader"] + ids)
+            f["jump"] = rng.choice([-1, 1]) * rng.choice([2, 4, 30, 300])
         f["duration"] = round(f["duration"] * pace, 1)
         f["pause"] = round(f["pause"] * pace, 1)
         out.append(f)
@@ -233,13 +238,22 @@ class Node:
         self.stopped = False  # SIGSTOPped by us
         self.skew = 0
         self.slow_file = os.path.join(cluster.dir, "slow-fsync-%d" % i)
+        self.clock_file = os.path.join(cluster.dir, "clock-%d" % i)
+        self.jumped = False
         self.exits = []       # (returncode, expected)
 
     def start(self, skew=0):
         self.skew = skew
         preload = [SLOW_FSYNC_LIB] if self.c.slow_disk else []
         env = dict(os.environ, KYU_SLOW_FSYNC_FILE=self.slow_file)
-        if skew:
+        if self.c.clock_jumps:
+            # Every node under libfaketime, its offset in a file it rereads every second:
+            # clock_jump changes it while the node runs.
+            self.set_clock(skew)
+            preload.append(FAKETIME_LIB)
+            env.update(FAKETIME_TIMESTAMP_FILE=self.clock_file, FAKETIME_CACHE_DURATION="1",
+                       FAKETIME_DONT_FAKE_MONOTONIC="1")
+        elif skew:
             preload.append(FAKETIME_LIB)
             env.update(FAKETIME="%+ds" % skew, FAKETIME_DONT_FAKE_MONOTONIC="1")
         if preload:
@@ -257,6 +271,11 @@ class Node:
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
+
+    def set_clock(self, offset):
+        with open(self.clock_file + ".tmp", "w") as f:
+            f.write("%+ds\n" % offset)
+        os.replace(self.clock_file + ".tmp", self.clock_file)
 
     def slow_fsync(self, ms):
         with open(self.slow_file + ".tmp", "w") as f:
@@ -358,6 +377,7 @@ class Cluster:
     def __init__(self, args):
         self.args = args
         self.slow_disk = "slow_disk" in args.kinds.split(",")
+        self.clock_jumps = "clock_jump" in args.kinds.split(",")
         self.dir = tempfile.mkdtemp(prefix="kyu-chaos-")
         self.net = Net(args.nodes)
         self.nodes = {i: Node(i, self) for i in range(1, args.nodes + 1)}
@@ -615,6 +635,14 @@ class Cluster:
             n.start(skew=f["skew"])
             heal.append(lambda: (log("  restart node %d with the right clock", n.id), n.kill9(),
                                  n.start()))
+        elif kind == "clock_jump":
+            n = self.live_leader() if f["target"] == "leader" else nodes[f["target"]]
+            if n is None:
+                log("  no leader whose clock to move: nothing done")
+                return None
+            log("  node %d's clock jumps %+d s", n.id, f["jump"])
+            n.set_clock(f["jump"])
+            heal.append(lambda: (log("  node %d's clock jumps back", n.id), n.set_clock(0)))
         elif kind == "slow_disk":
             n = nodes[f["node"]]
             log("  node %d's fsyncs take %d ms more", n.id, f["fsync_ms"])
@@ -659,6 +687,7 @@ class Cluster:
         self.net.heal()
         for n in self.nodes.values():
             n.slow_fsync(0)
+            n.set_clock(0)
             if n.proc is None:
                 n.start()
             elif n.skew:
@@ -857,7 +886,9 @@ class Cluster:
                 # with a failover): the receive count skips them
                 counts = sorted(int(d[2]["Attributes"]["ApproximateReceiveCount"]) for d in ds)
                 first = counts[0] if q == "poison-dlq" else 1  # a dead letter's count goes on
-                stats[q + " receives unseen"] += counts[-1] - first + 1 - len(set(counts))
+                # a poison message is received maxReceiveCount times, then moved
+                last = POISON_MRC if q == "poison" else counts[-1]
+                stats[q + " receives unseen"] += last - first + 1 - len(set(counts))
                 if len(set(counts)) != len(counts):
                     v("%s: %s delivered twice with the same receive count %s" % (q, mid, counts))
                 if q == "poison":
@@ -986,11 +1017,18 @@ def main():
     if os.geteuid() != 0:
         print("chaos: needs root (network namespaces, iptables): skipped")
         return 77
+    probe = "kyuc%ds" % os.getpid()
+    r = run("ip", "netns", "add", probe, check=False)
+    if r.returncode != 0:
+        print("chaos: cannot create a network namespace (%s): skipped"
+              % r.stderr.decode().strip())
+        return 77
+    run("ip", "netns", "del", probe, check=False)
     for p in (args.broker, CLI, WORKER):
         if not os.access(p, os.X_OK):
             print("chaos: %s is missing (build first, or set KYU_BIN_DIR)" % p)
             return 1
-    if "skew" in kinds and not os.path.exists(FAKETIME_LIB):
+    if ("skew" in kinds or "clock_jump" in kinds) and not os.path.exists(FAKETIME_LIB):
         print("chaos: %s is missing: scripts/deps.sh installs the Debian package faketime" % FAKETIME_LIB)
         return 1
     if "slow_disk" in kinds and not os.path.exists(SLOW_FSYNC_LIB):
