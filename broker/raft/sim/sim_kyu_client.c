@@ -61,6 +61,15 @@ uint64_t sk_command_hash(const uint8_t *data, size_t len, size_t i)
  * same bodies. */
 #define SK_BODY_MAX 96
 
+const sk_policy_t sk_policies[SK_POLICIES] = {
+    {NULL, 0},
+    {"{\"body\":[{\"suffix\":\"x\"}]}", 0},                    /* the short bodies */
+    {"{\"body\":[{\"anything-but\":{\"suffix\":\"x\"}}]}", 0}, /* the long ones */
+    {"{\"copy\":[{\"exists\":false}]}", 0},                    /* no attributes */
+    {"{\"body\":[{\"prefix\":\"body-1\"}],\"copy\":[{\"exists\":true}]}", 0},
+    {"{\"body\":[{\"exists\":true}]}", 1}, /* body scope: no body is JSON */
+};
+
 static size_t body_of(uint64_t seed, size_t i, char buf[SK_BODY_MAX])
 {
     snprintf(buf, SK_BODY_MAX, "body-%llu-%zu-%s", (unsigned long long)seed, i,
@@ -163,11 +172,19 @@ static void choose(sim_cluster_t *c, sk_intent_t *in, uint64_t now)
         if (t <= 2 && !subscribed) {
             in->type = KYU_CMD_SUBSCRIBE;
             in->ids[0] = ++k->next_sub;
+            in->policy = (int)(in->ids[0] % SK_POLICIES); /* one in six without a policy */
             return;
         }
         if (t == 3 && k->n_subs > 0) {
             in->type = KYU_CMD_UNSUBSCRIBE;
             in->ids[0] = k->subs[sim_rng_below(&c->rng, k->n_subs)].id;
+            return;
+        }
+        if (t == 4 && k->n_subs > 0) {
+            /* A subscription's filter policy changed in place (or removed: policy 0). */
+            in->type = KYU_CMD_SET_SUBSCRIPTION_ATTRIBUTES;
+            in->ids[0] = k->subs[sim_rng_below(&c->rng, k->n_subs)].id;
+            in->policy = (int)((in->ids[0] + k->next_pub) % SK_POLICIES);
             return;
         }
         in->type = KYU_CMD_PUBLISH;
@@ -199,11 +216,11 @@ static void choose(sim_cluster_t *c, sk_intent_t *in, uint64_t now)
         }
     }
     /* CREATE_QUEUE, SET_QUEUE_ATTRIBUTES and CREATE_TOPIC take no request key (ops.c); the
-     * workload's SUBSCRIBE and UNSUBSCRIBE carry none either (the oracle models no retry of
-     * them). */
+     * workload's SUBSCRIBE, UNSUBSCRIBE and SET_SUBSCRIPTION_ATTRIBUTES carry none either (the
+     * oracle models no retry of them). */
     if (in->type != KYU_CMD_CREATE_QUEUE && in->type != KYU_CMD_SET_QUEUE_ATTRIBUTES &&
         in->type != KYU_CMD_CREATE_TOPIC && in->type != KYU_CMD_SUBSCRIBE &&
-        in->type != KYU_CMD_UNSUBSCRIBE)
+        in->type != KYU_CMD_UNSUBSCRIBE && in->type != KYU_CMD_SET_SUBSCRIPTION_ATTRIBUTES)
         maybe_key(c, in, now);
 }
 
@@ -281,13 +298,29 @@ static void build(sim_cluster_t *c, const sk_intent_t *in, uint64_t now, bool re
             cmd->attrs[j].n = 0;
         }
     } else if (in->type == KYU_CMD_CREATE_TOPIC || in->type == KYU_CMD_SUBSCRIBE ||
-               in->type == KYU_CMD_UNSUBSCRIBE || in->type == KYU_CMD_PUBLISH) {
+               in->type == KYU_CMD_UNSUBSCRIBE || in->type == KYU_CMD_PUBLISH ||
+               in->type == KYU_CMD_SET_SUBSCRIPTION_ATTRIBUTES) {
         snprintf(cmd->topic, sizeof(cmd->topic), "t0");
         if (in->type != KYU_CMD_SUBSCRIBE)
             cmd->queue[0] = '\0';
-        if (in->type == KYU_CMD_SUBSCRIBE || in->type == KYU_CMD_UNSUBSCRIBE) {
+        if (in->type == KYU_CMD_SUBSCRIBE || in->type == KYU_CMD_UNSUBSCRIBE ||
+            in->type == KYU_CMD_SET_SUBSCRIPTION_ATTRIBUTES) {
             cmd->raw = in->q == 0;
             sk_format_sub_id(cmd->sub_id, in->ids[0]);
+        }
+        if (in->type == KYU_CMD_SET_SUBSCRIPTION_ATTRIBUTES) {
+            cmd->topic[0] = '\0';
+            cmd->raw = false;
+            cmd->no_filter = in->policy == 0;
+            cmd->has_filter_scope = in->policy != 0; /* the scope with the policy, always */
+        }
+        const sk_policy_t *pol = &sk_policies[in->policy];
+        if ((in->type == KYU_CMD_SUBSCRIBE || in->type == KYU_CMD_SET_SUBSCRIPTION_ATTRIBUTES) &&
+            pol->json) {
+            cmd->n = 1;
+            cmd->bodies[0] = pol->json;
+            cmd->body_lens[0] = strlen(pol->json);
+            cmd->filter_scope = pol->scope;
         }
         if (in->type == KYU_CMD_PUBLISH) {
             /* The body a function of the key (or the publish), as a send's; a publish in four

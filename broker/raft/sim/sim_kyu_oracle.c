@@ -38,6 +38,7 @@
  */
 #include "sim_kyu.h"
 
+#include "filter.h"
 #include "queue_attrs.h"
 
 #include <stdlib.h>
@@ -645,6 +646,26 @@ static void on_queue(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent
  * message, into each queue subscribed at its entry, in their order, and none into the
  * others: check_counts then holds every queue's count to the model's after the entry (all or
  * none), and the copies go through the checks of every message from then on. */
+/* The filter engine's verdict (proto/filter.c) on publish cmd for sk_policies[policy]. */
+static bool policy_matches(sim_cluster_t *c, int policy, const kyu_command_t *cmd)
+{
+    const sk_policy_t *p = &sk_policies[policy];
+    if (!p->json)
+        return true;
+    kyu_filter_t *f = NULL;
+    kyu_err_t err;
+    kyu_err_clear(&err);
+    if (kyu_filter_compile(p->json, strlen(p->json), (kyu_filter_scope_t)p->scope, &f, NULL,
+                           &err) != KYU_OK) {
+        sim_violation(c, SIM_SAFETY, "topic: the workload's policy %d is refused: %s", policy,
+                      err.msg);
+        return false;
+    }
+    bool match = kyu_filter_match(f, &cmd->attrs[0], cmd->bodies[0], cmd->body_lens[0]);
+    kyu_filter_destroy(&f);
+    return match;
+}
+
 static void on_topic(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent_t *in,
                      const kyu_result_t *res)
 {
@@ -662,10 +683,13 @@ static void on_topic(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent
         for (size_t i = 0; i < k->n_subs; i++)
             if (k->subs[i].q == q)
                 at = i;
-        kyu_code_t want = !k->topic_exists                                ? KYU_ERR_NO_SUCH_TOPIC
-                          : q < 0 || !k->queues[q].exists                 ? KYU_ERR_NO_SUCH_QUEUE
-                          : at < k->n_subs && k->subs[at].raw != cmd->raw ? KYU_ERR_INVALID_ARGUMENT
-                                                                          : KYU_OK;
+        /* the same queue again: its subscription if raw and policy are the same, else refused */
+        bool other =
+            at < k->n_subs && (k->subs[at].raw != cmd->raw || k->subs[at].policy != in->policy);
+        kyu_code_t want = !k->topic_exists                ? KYU_ERR_NO_SUCH_TOPIC
+                          : q < 0 || !k->queues[q].exists ? KYU_ERR_NO_SUCH_QUEUE
+                          : other                         ? KYU_ERR_INVALID_ARGUMENT
+                                                          : KYU_OK;
         uint64_t id = at < k->n_subs ? k->subs[at].id : sk_parse_sub_id(cmd->sub_id);
         if (res->code != want ||
             (want == KYU_OK && (res->n_ids != 1 || sk_parse_sub_id(res->ids[0]) != id))) {
@@ -680,7 +704,28 @@ static void on_topic(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent
         if (want == KYU_OK && at == k->n_subs) {
             k->subs[k->n_subs].q = q;
             k->subs[k->n_subs].raw = cmd->raw;
+            k->subs[k->n_subs].policy = in->policy;
             k->subs[k->n_subs++].id = id;
+        }
+        return;
+    }
+    if (cmd->type == KYU_CMD_SET_SUBSCRIPTION_ATTRIBUTES) {
+        uint64_t id = sk_parse_sub_id(cmd->sub_id);
+        size_t at = k->n_subs;
+        for (size_t i = 0; i < k->n_subs; i++)
+            if (k->subs[i].id == id)
+                at = i;
+        kyu_code_t want = at < k->n_subs ? KYU_OK : KYU_ERR_NO_SUCH_SUBSCRIPTION;
+        if (res->code != want) {
+            sim_violation(c, SIM_SAFETY,
+                          "topic: subscription %llu's policy set to %d answered %s, the model %s",
+                          (unsigned long long)id, in->policy, kyu_code_name(res->code),
+                          kyu_code_name(want));
+            return;
+        }
+        if (want == KYU_OK) {
+            k->subs[at].policy = in->policy;
+            k->sub_changes++;
         }
         return;
     }
@@ -730,6 +775,12 @@ static void on_topic(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent
         add_mark(k, cmd->now_ms);
     for (size_t i = 0; i < k->n_subs; i++) {
         int q = k->subs[i].q;
+        /* Fan-out follows the filter engine: a copy in exactly the queues whose policy
+         * matches (the state checks then find every copy, and no other, in its queue). */
+        if (!policy_matches(c, k->subs[i].policy, cmd)) {
+            k->filtered++;
+            continue;
+        }
         char sub_id[KYU_UUID_LEN + 1];
         sk_format_sub_id(sub_id, k->subs[i].id);
         uint64_t n = ++k->next_msg;
@@ -982,8 +1033,9 @@ static void check_counts(sim_cluster_t *c, sim_node_t *nd, uint64_t expiry, uint
         if (c->result == SIM_OK && published)
             sim_violation(c, SIM_SAFETY,
                           "publish: node %llu's state at %llu holds %llu messages in %s, the model "
-                          "%llu after %llu publishes to a topic with %zu subscriptions (a copy per "
-                          "subscribed queue, all or none)",
+                          "%llu after %llu publishes to a topic with %zu subscriptions (a copy in "
+                          "every subscribed queue whose filter policy matches, and no other; all "
+                          "or none)",
                           (unsigned long long)nd->id, (unsigned long long)nd->sm_applied,
                           (unsigned long long)held, name, (unsigned long long)live,
                           (unsigned long long)published, k->n_subs);
@@ -1071,7 +1123,8 @@ void sk_oracle_stream(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *
                   (unsigned long long)e->index, i, type_name, cmd.queue, (long long)cmd.vt,
                   cmd.n ? cmd.n : res[i].n_msgs, (unsigned long long)cmd.now_ms,
                   kyu_code_name(res[i].code));
-        if (cmd.type >= KYU_CMD_CREATE_TOPIC && cmd.type <= KYU_CMD_PUBLISH) {
+        if ((cmd.type >= KYU_CMD_CREATE_TOPIC && cmd.type <= KYU_CMD_PUBLISH) ||
+            cmd.type == KYU_CMD_SET_SUBSCRIPTION_ATTRIBUTES) {
             on_topic(c, &cmd, in, &res[i]);
             published += cmd.type == KYU_CMD_PUBLISH;
             continue;
@@ -1208,12 +1261,14 @@ void sk_oracle_final(sim_cluster_t *c)
         printf("  kyu: %llu messages, %llu receives, %llu dead-letter moves, %llu redriven (%llu "
                "move tasks) and %llu deletes "
                "checked, %llu expiries took %llu messages, %llu retries (%llu answered from the "
-               "request key), %llu digests, %llu installs, %llu publishes enqueued %llu copies\n",
+               "request key), %llu digests, %llu installs, %llu publishes enqueued %llu copies "
+               "(%llu kept out by filter policies, %llu changed in place)\n",
                (unsigned long long)k->next_msg, (unsigned long long)k->receives_checked,
                (unsigned long long)k->moves_checked, (unsigned long long)k->redriven,
                (unsigned long long)k->tasks_started, (unsigned long long)k->deletes_checked,
                (unsigned long long)k->expiries, (unsigned long long)k->expired,
                (unsigned long long)k->retried, (unsigned long long)k->dedup_hits,
                (unsigned long long)k->digests, (unsigned long long)k->installs,
-               (unsigned long long)k->publishes, (unsigned long long)k->copies);
+               (unsigned long long)k->publishes, (unsigned long long)k->copies,
+               (unsigned long long)k->filtered, (unsigned long long)k->sub_changes);
 }
