@@ -76,6 +76,7 @@ typedef struct {
     char handles[SK_RECV_MAX][SK_HANDLE_MAX];
     int dest;   /* START_MOVE_TASK: the destination queue, -1: each message's source */
     int policy; /* SUBSCRIBE, SET_SUBSCRIPTION_ATTRIBUTES: sk_policies' index (0: none) */
+    bool batch; /* PUBLISH: a batch (PublishBatch) of n entries (ids: their publish numbers) */
 } sk_intent_t;
 
 /* The filter policies the workload gives t0's subscriptions (index 0: none; SUBSCRIBE and

@@ -125,7 +125,8 @@ static void choose(sim_cluster_t *c, sk_intent_t *in, uint64_t now)
                 for (size_t j = 0; j < in->n; j++)
                     in->ids[j] = ++k->next_msg;
             else if (in->type == KYU_CMD_PUBLISH)
-                in->ids[0] = ++k->next_pub;
+                for (size_t j = 0; j < in->n; j++)
+                    in->ids[j] = ++k->next_pub;
             k->retried++;
             return;
         }
@@ -188,7 +189,12 @@ static void choose(sim_cluster_t *c, sk_intent_t *in, uint64_t now)
             return;
         }
         in->type = KYU_CMD_PUBLISH;
-        in->ids[0] = ++k->next_pub;
+        /* One publish in three a batch (PublishBatch) of 1-3 entries, drawn from the publish
+         * numbers, not the seed's stream. */
+        in->batch = k->next_pub % 3 == 2;
+        in->n = in->batch ? 1 + (size_t)(k->next_pub / 3 % SK_SEND_MAX) : 1;
+        for (size_t j = 0; j < in->n; j++)
+            in->ids[j] = ++k->next_pub;
     } else if (r < 520) {
         in->type = KYU_CMD_SEND;
         in->n = 1 + (size_t)sim_rng_below(&c->rng, SK_SEND_MAX);
@@ -323,27 +329,42 @@ static void build(sim_cluster_t *c, const sk_intent_t *in, uint64_t now, bool re
             cmd->filter_scope = pol->scope;
         }
         if (in->type == KYU_CMD_PUBLISH) {
-            /* The body a function of the key (or the publish), as a send's; a publish in four
-             * with the send's attributes: the raw copy carries them. */
+            /* The bodies a function of the key (or the publish), as a send's; a publish in four
+             * with the send's attributes: the raw copy carries them. A batch's entries each
+             * so; one batch of several in five has its last entry refused by the leader (as
+             * an entry too large for a queue would be), as SEND's batches. */
             uint64_t seed = in->rq_key ? in->rq_key * 1000003 : in->ids[0];
-            sk_format_pub_id(cmd->ids[0], in->ids[0]);
-            cmd->n = 1;
-            cmd->body_lens[0] = body_of(seed, 0, bodies[0]);
-            cmd->bodies[0] = bodies[0];
-            if (seed % 4 == 1) {
-                kyu_msg_attrs_t *a = &cmd->attrs[0];
-                a->n = 2;
-                a->a[0] = (kyu_msg_attr_t){.name = "body",
-                                           .name_len = 4,
-                                           .type = "String",
-                                           .type_len = 6,
-                                           .value = bodies[0],
-                                           .value_len = cmd->body_lens[0]};
-                a->a[1] = a->a[0];
-                a->a[1].name = "copy";
-                a->a[1].type = "Binary.raw";
-                a->a[1].type_len = 10;
-                a->a[1].binary = true;
+            cmd->publish_batch = in->batch;
+            cmd->n = in->n ? in->n : 1;
+            for (size_t j = 0; j < cmd->n; j++) {
+                sk_format_pub_id(cmd->ids[j], in->ids[j]);
+                cmd->body_lens[j] = body_of(seed, j, bodies[j]);
+                cmd->bodies[j] = bodies[j];
+                if (seed % 4 == 1) {
+                    kyu_msg_attrs_t *a = &cmd->attrs[j];
+                    a->n = 2;
+                    a->a[0] = (kyu_msg_attr_t){.name = "body",
+                                               .name_len = 4,
+                                               .type = "String",
+                                               .type_len = 6,
+                                               .value = bodies[j],
+                                               .value_len = cmd->body_lens[j]};
+                    a->a[1] = a->a[0];
+                    a->a[1].name = "copy";
+                    a->a[1].type = "Binary.raw";
+                    a->a[1].type_len = 10;
+                    a->a[1].binary = true;
+                }
+            }
+            if (in->batch && cmd->n >= 2 && seed % 5 == 2) {
+                size_t j = cmd->n - 1;
+                cmd->entry_code[j] = KYU_ERR_TOO_LARGE;
+                snprintf(cmd->entry_error[j], sizeof cmd->entry_error[j], "entry %zu is too large",
+                         j + 1);
+                cmd->ids[j][0] = '\0';
+                cmd->bodies[j] = NULL;
+                cmd->body_lens[j] = 0;
+                cmd->attrs[j].n = 0;
             }
         }
     } else if (in->type == KYU_CMD_START_MOVE_TASK && in->dest >= 0) {

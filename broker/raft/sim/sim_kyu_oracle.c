@@ -174,8 +174,11 @@ static void applied_twice(sim_cluster_t *c, const sk_intent_t *in, const kyu_com
     sim_violation(c, SIM_SAFETY,
                   "request key applied twice: a %s with key %llu retried %llu ms after its first "
                   "attempt was not answered as the first time: %s",
-                  types[cmd->type], (unsigned long long)in->rq_key,
-                  (unsigned long long)(cmd->now_ms - kk->first_now), what);
+                  (size_t)cmd->type < sizeof types / sizeof types[0] ? types[cmd->type]
+                  : cmd->type == KYU_CMD_PUBLISH                     ? "publish"
+                                                                     : "topic request",
+                  (unsigned long long)in->rq_key, (unsigned long long)(cmd->now_ms - kk->first_now),
+                  what);
 }
 
 /* Retention (sm_expiry.c's kyu_sm_mark_seq): a send that is applied, not replayed, or a
@@ -646,8 +649,9 @@ static void on_queue(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent
  * message, into each queue subscribed at its entry, in their order, and none into the
  * others: check_counts then holds every queue's count to the model's after the entry (all or
  * none), and the copies go through the checks of every message from then on. */
-/* The filter engine's verdict (proto/filter.c) on publish cmd for sk_policies[policy]. */
-static bool policy_matches(sim_cluster_t *c, int policy, const kyu_command_t *cmd)
+/* The filter engine's verdict (proto/filter.c) on entry j of publish cmd for
+ * sk_policies[policy]. */
+static bool policy_matches(sim_cluster_t *c, int policy, const kyu_command_t *cmd, size_t j)
 {
     const sk_policy_t *p = &sk_policies[policy];
     if (!p->json)
@@ -661,7 +665,7 @@ static bool policy_matches(sim_cluster_t *c, int policy, const kyu_command_t *cm
                       err.msg);
         return false;
     }
-    bool match = kyu_filter_match(f, &cmd->attrs[0], cmd->bodies[0], cmd->body_lens[0]);
+    bool match = kyu_filter_match(f, &cmd->attrs[j], cmd->bodies[j], cmd->body_lens[j]);
     kyu_filter_destroy(&f);
     return match;
 }
@@ -749,56 +753,78 @@ static void on_topic(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent
     }
     if (cmd->type != KYU_CMD_PUBLISH)
         return; /* DELETE_TOPIC: the workload proposes none */
-    /* A retry within the window answers the first attempt's MessageId and enqueues
-     * nothing. */
+    /* A retry within the window answers the first attempt's MessageIds (a batch's refused
+     * entries without one) and enqueues nothing. */
     sk_key_t *kk = first_attempt(k, in, cmd);
     if (kk) {
-        char first[KYU_UUID_LEN + 1];
-        sk_format_pub_id(first, kk->ids[0]);
-        if (res->code != KYU_OK || res->n_ids != 1 || strcmp(res->ids[0], first) != 0)
-            applied_twice(c, in, cmd, kk, "publish: another MessageId");
+        bool same = res->code == KYU_OK && res->n_ids == kk->n;
+        for (size_t j = 0; same && j < kk->n; j++) {
+            char first[KYU_UUID_LEN + 1] = "";
+            if (kk->ids[j])
+                sk_format_pub_id(first, kk->ids[j]);
+            same = strcmp(res->ids[j], first) == 0;
+        }
+        if (!same)
+            applied_twice(c, in, cmd, kk, "publish: other MessageIds");
         k->dedup_hits++;
         return;
     }
     kyu_code_t want = k->topic_exists ? KYU_OK : KYU_ERR_NO_SUCH_TOPIC;
-    if (res->code != want ||
-        (want == KYU_OK && (res->n_ids != 1 || strcmp(res->ids[0], cmd->ids[0]) != 0))) {
-        sim_violation(c, SIM_SAFETY, "publish: %s to %s answered %s '%s', the model %s",
-                      cmd->ids[0], cmd->topic, kyu_code_name(res->code),
-                      res->n_ids ? res->ids[0] : "", kyu_code_name(want));
+    if (res->code != want || (want == KYU_OK && res->n_ids != cmd->n)) {
+        sim_violation(c, SIM_SAFETY,
+                      "publish: %s (%zu entries) to %s answered %s with %zu ids, "
+                      "the model %s",
+                      cmd->ids[0], cmd->n, cmd->topic, kyu_code_name(res->code), res->n_ids,
+                      kyu_code_name(want));
         return;
     }
     if (want != KYU_OK)
         return;
-    k->publishes++;
-    if (k->n_subs > 0)
-        add_mark(k, cmd->now_ms);
-    for (size_t i = 0; i < k->n_subs; i++) {
-        int q = k->subs[i].q;
-        /* Fan-out follows the filter engine: a copy in exactly the queues whose policy
-         * matches (the state checks then find every copy, and no other, in its queue). */
-        if (!policy_matches(c, k->subs[i].policy, cmd)) {
-            k->filtered++;
-            continue;
+    for (size_t j = 0; j < cmd->n; j++) {
+        /* A batch entry the leader refused: its code, no id, no copy; the others each their
+         * own MessageId and copies. */
+        kyu_code_t code = res->n_results > j ? (kyu_code_t)res->results[j] : KYU_OK;
+        const char *want_id = cmd->entry_code[j] ? "" : cmd->ids[j];
+        if (code != cmd->entry_code[j] || strcmp(res->ids[j], want_id) != 0) {
+            sim_violation(c, SIM_SAFETY,
+                          "publish: entry %zu of %zu (%s) answered '%s' %s, the model '%s' %s",
+                          j + 1, cmd->n, cmd->ids[j], res->ids[j], kyu_code_name(code), want_id,
+                          kyu_code_name(cmd->entry_code[j]));
+            return;
         }
-        char sub_id[KYU_UUID_LEN + 1];
-        sk_format_sub_id(sub_id, k->subs[i].id);
-        uint64_t n = ++k->next_msg;
-        sk_copy_register(cmd->ids[0], sub_id, n);
-        sk_msg_t *m = sk_msg(k, n);
-        m->status = SK_LIVE;
-        m->q = (uint8_t)q;
-        m->qgen = k->queues[q].gen;
-        m->seq = ++k->next_seq;
-        m->sent_ms = cmd->now_ms;
-        uint64_t delay_ms = (uint64_t)k->queues[q].delay * 1000; /* the queue's DelaySeconds */
-        m->lease_until = cmd->now_ms + delay_ms;
-        m->in_heap = delay_ms > 0;
-        k->copies++;
+        if (cmd->entry_code[j])
+            continue;
+        k->publishes++;
+        if (k->n_subs > 0)
+            add_mark(k, cmd->now_ms);
+        for (size_t i = 0; i < k->n_subs; i++) {
+            int q = k->subs[i].q;
+            /* Fan-out follows the filter engine: a copy in exactly the queues whose policy
+             * matches (the state checks then find every copy, and no other, in its queue). */
+            if (!policy_matches(c, k->subs[i].policy, cmd, j)) {
+                k->filtered++;
+                continue;
+            }
+            char sub_id[KYU_UUID_LEN + 1];
+            sk_format_sub_id(sub_id, k->subs[i].id);
+            uint64_t n = ++k->next_msg;
+            sk_copy_register(cmd->ids[j], sub_id, n);
+            sk_msg_t *m = sk_msg(k, n);
+            m->status = SK_LIVE;
+            m->q = (uint8_t)q;
+            m->qgen = k->queues[q].gen;
+            m->seq = ++k->next_seq;
+            m->sent_ms = cmd->now_ms;
+            uint64_t delay_ms = (uint64_t)k->queues[q].delay * 1000; /* the queue's DelaySeconds */
+            m->lease_until = cmd->now_ms + delay_ms;
+            m->in_heap = delay_ms > 0;
+            k->copies++;
+        }
     }
     if ((kk = record_attempt(k, in, cmd, res)) != NULL) {
-        kk->n = 1;
-        kk->ids[0] = sk_parse_pub(cmd->ids[0]);
+        kk->n = cmd->n;
+        for (size_t j = 0; j < cmd->n && j < SK_RECV_MAX; j++)
+            kk->ids[j] = cmd->entry_code[j] ? 0 : sk_parse_pub(cmd->ids[j]);
     }
 }
 
