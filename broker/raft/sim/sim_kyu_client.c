@@ -63,10 +63,12 @@ uint64_t sk_command_hash(const uint8_t *data, size_t len, size_t i)
 
 const sk_policy_t sk_policies[SK_POLICIES] = {
     {NULL, 0},
-    {"{\"body\":[{\"suffix\":\"x\"}]}", 0},                    /* the short bodies */
-    {"{\"body\":[{\"anything-but\":{\"suffix\":\"x\"}}]}", 0}, /* the long ones */
-    {"{\"copy\":[{\"exists\":false}]}", 0},                    /* no attributes */
-    {"{\"body\":[{\"prefix\":\"body-1\"}],\"copy\":[{\"exists\":true}]}", 0},
+    {"{\"copy\":[{\"exists\":false}]}", 0}, /* the publishes without attributes */
+    {"{\"body\":[{\"suffix\":\"x\"}]}", 0}, /* with them, the short bodies */
+    {"{\"$or\":[{\"copy\":[{\"exists\":false}]},{\"body\":[{\"anything-but\":{\"suffix\":"
+     "\"x\"}}]}]}",
+     0},                                                                     /* all but those */
+    {"{\"body\":[{\"prefix\":\"body-\"}],\"copy\":[{\"exists\":true}]}", 0}, /* with them */
     {"{\"body\":[{\"exists\":true}]}", 1}, /* body scope: no body is JSON */
 };
 
@@ -173,7 +175,8 @@ static void choose(sim_cluster_t *c, sk_intent_t *in, uint64_t now)
         if (t <= 2 && !subscribed) {
             in->type = KYU_CMD_SUBSCRIBE;
             in->ids[0] = ++k->next_sub;
-            in->policy = (int)(in->ids[0] % SK_POLICIES); /* one in six without a policy */
+            /* half of them without a policy, the others one of the table's */
+            in->policy = in->ids[0] % 2 ? 0 : 1 + (int)(in->ids[0] / 2 % (SK_POLICIES - 1));
             return;
         }
         if (t == 3 && k->n_subs > 0) {
