@@ -82,8 +82,8 @@ typedef struct {
 /* The filter policies the workload gives t0's subscriptions (index 0: none, half of the
  * subscriptions; SUBSCRIBE and SET_SUBSCRIPTION_ATTRIBUTES), over what its publishes carry: a
  * publish in four has the attributes "body" (String: its body) and "copy" (Binary), the
- * others none; no body is JSON, so the body-scope one matches nothing. The oracle asks the filter engine
- * (proto/filter.c) for each subscription's verdict and expects a copy in exactly the queues
+ * others none; no body is JSON, so the body-scope one matches nothing. The oracle asks the filter
+ * engine (proto/filter.c) for each subscription's verdict and expects a copy in exactly the queues
  * it matches. */
 #define SK_POLICIES 6
 typedef struct {
