@@ -21,6 +21,7 @@
 
 #include <jansson.h>
 #include <sodium.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -817,16 +818,22 @@ static kyu_code_t publish_one(kyu_sm_t *self, const topic_t *t, const kyu_comman
     if (t->n > 0)
         kyu_sm_mark_seq(self, self->next_seq, c->now_ms); /* retention (sm_expiry.c) */
     const kyu_msg_attrs_t none = {0};
+    size_t skip = SIZE_MAX;
 #if KYU_REPLICA_PLANTED_BUG == 12
-    /* Planted bug 12 (kyu-sim-kyu-planted12): a publish to several subscriptions skips the
-     * last one. */
-    size_t n_subs = t->n > 1 ? t->n - 1 : t->n;
-#else
-    size_t n_subs = t->n;
+    /* Planted bug 12 (kyu-sim-kyu-planted12): a publish that several subscriptions take skips
+     * the last of them. */
+    size_t n_match = 0;
+    for (size_t j = 0; j < t->n; j++)
+        if (match[j]) {
+            n_match++;
+            skip = j;
+        }
+    if (n_match < 2)
+        skip = SIZE_MAX;
 #endif
-    for (size_t j = 0; j < n_subs; j++) {
+    for (size_t j = 0; j < t->n; j++) {
         const tsub_t *s = &t->subs[j];
-        if (!match[j])
+        if (!match[j] || j == skip)
             continue;
         queue_t *q = zhashx_lookup(self->queues, s->queue);
         char id[KYU_UUID_LEN + 1];

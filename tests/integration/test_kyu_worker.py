@@ -8,6 +8,7 @@ processes are stopped by their PID only."""
 import http.server
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -121,11 +122,15 @@ class KyuWorker(WorkerFixture, unittest.TestCase):
                         "--filter", '{"messageAttributes": {"prio": {"stringValue": ["high"]}}}',
                         *FAST)
         self.wait_empty("jobs")  # every message deleted: processed, or filtered out
-        self.assertEqual(sorted(r["body"] for r in self.done()),
-                         sorted(paid + pings + ["tagged"]))
+        # (a set: delivery is at least once, a session lost under load may repeat one)
+        self.assertEqual({r["body"] for r in self.done()}, set(paid + pings + ["tagged"]))
         w.signal(signal.SIGTERM)
         self.assertEqual(w.wait(), 0)
-        self.assertIn("10 messages matched no --filter pattern: deleted unprocessed", w.text())
+        # 10, or more when a session was lost under load and a message came again before its
+        # delete applied (filtered again).
+        m = re.search(r"(\d+) messages matched no --filter pattern: deleted unprocessed", w.text())
+        self.assertIsNotNone(m, w.text()[-3000:])
+        self.assertGreaterEqual(int(m.group(1)), 10)
 
     def test_filter_keep_leaves_what_no_pattern_matches_for_other_consumers(self):
         """--filter-keep: a message no pattern matches is released at once (visibility 0), not
@@ -142,11 +147,12 @@ class KyuWorker(WorkerFixture, unittest.TestCase):
         # a processes and deletes the paid ones; the unpaid ones stay in the queue (visible,
         # or briefly leased by a, which gives them back at once).
         wait_until("a processed the 5 paid, the 5 unpaid left: %s" % (self.counts("jobs"),),
-                   lambda: len(done_a()) == 5 and sum(self.counts("jobs")) == 5, 30, 0.2)
+                   lambda: {r["body"] for r in done_a()} == set(paid) and
+                   sum(self.counts("jobs")) == 5, 30, 0.2)
         self.worker("b", "jobs", "--exec", self.handler, *FAST)
         self.wait_empty("jobs")
-        self.assertEqual(sorted(r["body"] for r in done_a()), sorted(paid))
-        self.assertEqual(sorted(r["body"] for r in self.done()), sorted(unpaid))
+        self.assertEqual({r["body"] for r in done_a()}, set(paid))
+        self.assertEqual({r["body"] for r in self.done()}, set(unpaid))
 
     def test_a_killed_workers_messages_go_to_another_worker_within_seconds(self):
         # A visibility timeout of 120 s: only the session's death can hand them over in time.

@@ -739,8 +739,7 @@ static void test_topic_requests_and_replies_round_trip(void **state)
     assert_int_equal(kyu_request_decode(b.data, b.size, 2, &out, &err), KYU_OK);
     assert_int_equal(out.n_entries, 2);
     assert_int_equal(kyu_request_decode(b.data, b.size, 3, &out, &err), KYU_ERR_INVALID_ARGUMENT);
-    assert_int_equal(kyu_request_decode(b.data, b.size, 11, &out, &err),
-                     KYU_ERR_INVALID_ARGUMENT);
+    assert_int_equal(kyu_request_decode(b.data, b.size, 11, &out, &err), KYU_ERR_INVALID_ARGUMENT);
     assert_non_null(strstr(err.msg, "TooManyEntriesInBatchRequest"));
     msgpack_sbuffer_destroy(&b);
     strcpy(in.entry_ids[1], "a");

@@ -336,7 +336,8 @@ static void test_event_patterns(void **state)
         {"{\"messageAttributes\":{\"prio\":{\"stringValue\":[\"high\"]}}}",
          "{\"messageAttributes\":{}}", false},
         /* $or across the body and the attributes */
-        {"{\"$or\":[{\"body\":{\"t\":[\"a\"]}},{\"messageAttributes\":{\"t\":[{\"exists\":true}]}}]}",
+        {"{\"$or\":[{\"body\":{\"t\":[\"a\"]}},{\"messageAttributes\":{\"t\":[{\"exists\":true}]}}]"
+         "}",
          "{\"body\":{\"t\":\"a\"}}", true},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

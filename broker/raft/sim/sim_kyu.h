@@ -8,8 +8,9 @@
  * simulated disk for its log (writes become durable after a delay the seed picks; a crash
  * loses the writes not yet durable), the simulated network, and simulated time. The client
  * writes real broker commands (create and delete queue, send with and without request keys,
- * retried requests, receive, delete, change visibility, topic t0's create, subscribe,
- * unsubscribe and publish) through kyu_replica_propose, stamped
+ * retried requests, receive, delete, change visibility, topic t0's create, subscribe (with
+ * and without filter policies), unsubscribe, a subscription's policy changed in place, and
+ * publish) through kyu_replica_propose, stamped
  * with kyu_replica_now as the frontend does, and learns their outcome from the replica's
  * done callback. A snapshot install is the replica's: the simulator's transport answers its
  * fetch by copying a RocksDB checkpoint of the chosen member's state database into the
@@ -73,8 +74,23 @@ typedef struct {
     size_t n;              /* SEND: messages, DELETE/CHANGE_VISIBILITY: handles */
     uint64_t ids[SK_SEND_MAX];
     char handles[SK_RECV_MAX][SK_HANDLE_MAX];
-    int dest; /* START_MOVE_TASK: the destination queue, -1: each message's source */
+    int dest;   /* START_MOVE_TASK: the destination queue, -1: each message's source */
+    int policy; /* SUBSCRIBE, SET_SUBSCRIPTION_ATTRIBUTES: sk_policies' index (0: none) */
+    bool batch; /* PUBLISH: a batch (PublishBatch) of n entries (ids: their publish numbers) */
 } sk_intent_t;
+
+/* The filter policies the workload gives t0's subscriptions (index 0: none, half of the
+ * subscriptions; SUBSCRIBE and SET_SUBSCRIPTION_ATTRIBUTES), over what its publishes carry: a
+ * publish in four has the attributes "body" (String: its body) and "copy" (Binary), the
+ * others none; no body is JSON, so the body-scope one matches nothing. The oracle asks the filter
+ * engine (proto/filter.c) for each subscription's verdict and expects a copy in exactly the queues
+ * it matches. */
+#define SK_POLICIES 6
+typedef struct {
+    const char *json;
+    uint8_t scope; /* kyu_filter_scope_t */
+} sk_policy_t;
+extern const sk_policy_t sk_policies[SK_POLICIES];
 
 /* The outcome of a command, as the state machine answered it (filled at first apply). */
 typedef struct {
@@ -240,10 +256,13 @@ typedef struct {
         int q;
         bool raw;
         uint64_t id;
+        int policy; /* sk_policies' index (0: none) */
     } subs[SK_QUEUES];
     size_t n_subs;
     uint64_t next_sub, next_pub; /* the client's subscription and publish numbers */
     uint64_t publishes, copies;  /* PUBLISHes applied (not replayed), copies they enqueued */
+    uint64_t filtered;           /* copies a subscription's filter policy kept out */
+    uint64_t sub_changes;        /* SET_SUBSCRIPTION_ATTRIBUTES applied */
     /* Retention marks as the state machine keeps them (sm_expiry.c), modelled from the sends
      * (seq: the first seq of the send that made the mark; until: its time + 1 s). */
     struct sk_mark {

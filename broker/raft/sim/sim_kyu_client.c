@@ -61,6 +61,17 @@ uint64_t sk_command_hash(const uint8_t *data, size_t len, size_t i)
  * same bodies. */
 #define SK_BODY_MAX 96
 
+const sk_policy_t sk_policies[SK_POLICIES] = {
+    {NULL, 0},
+    {"{\"copy\":[{\"exists\":false}]}", 0}, /* the publishes without attributes */
+    {"{\"body\":[{\"suffix\":\"x\"}]}", 0}, /* with them, the short bodies */
+    {"{\"$or\":[{\"copy\":[{\"exists\":false}]},{\"body\":[{\"anything-but\":{\"suffix\":"
+     "\"x\"}}]}]}",
+     0},                                                                     /* all but those */
+    {"{\"body\":[{\"prefix\":\"body-\"}],\"copy\":[{\"exists\":true}]}", 0}, /* with them */
+    {"{\"body\":[{\"exists\":true}]}", 1}, /* body scope: no body is JSON */
+};
+
 static size_t body_of(uint64_t seed, size_t i, char buf[SK_BODY_MAX])
 {
     snprintf(buf, SK_BODY_MAX, "body-%llu-%zu-%s", (unsigned long long)seed, i,
@@ -116,7 +127,8 @@ static void choose(sim_cluster_t *c, sk_intent_t *in, uint64_t now)
                 for (size_t j = 0; j < in->n; j++)
                     in->ids[j] = ++k->next_msg;
             else if (in->type == KYU_CMD_PUBLISH)
-                in->ids[0] = ++k->next_pub;
+                for (size_t j = 0; j < in->n; j++)
+                    in->ids[j] = ++k->next_pub;
             k->retried++;
             return;
         }
@@ -163,6 +175,8 @@ static void choose(sim_cluster_t *c, sk_intent_t *in, uint64_t now)
         if (t <= 2 && !subscribed) {
             in->type = KYU_CMD_SUBSCRIBE;
             in->ids[0] = ++k->next_sub;
+            /* half of them without a policy, the others one of the table's */
+            in->policy = in->ids[0] % 2 ? 0 : 1 + (int)(in->ids[0] / 2 % (SK_POLICIES - 1));
             return;
         }
         if (t == 3 && k->n_subs > 0) {
@@ -170,8 +184,20 @@ static void choose(sim_cluster_t *c, sk_intent_t *in, uint64_t now)
             in->ids[0] = k->subs[sim_rng_below(&c->rng, k->n_subs)].id;
             return;
         }
+        if (t == 4 && k->n_subs > 0) {
+            /* A subscription's filter policy changed in place (or removed: policy 0). */
+            in->type = KYU_CMD_SET_SUBSCRIPTION_ATTRIBUTES;
+            in->ids[0] = k->subs[sim_rng_below(&c->rng, k->n_subs)].id;
+            in->policy = (int)((in->ids[0] + k->next_pub) % SK_POLICIES);
+            return;
+        }
         in->type = KYU_CMD_PUBLISH;
-        in->ids[0] = ++k->next_pub;
+        /* One publish in three a batch (PublishBatch) of 1-3 entries, drawn from the publish
+         * numbers, not the seed's stream. */
+        in->batch = k->next_pub % 3 == 2;
+        in->n = in->batch ? 1 + (size_t)(k->next_pub / 3 % SK_SEND_MAX) : 1;
+        for (size_t j = 0; j < in->n; j++)
+            in->ids[j] = ++k->next_pub;
     } else if (r < 520) {
         in->type = KYU_CMD_SEND;
         in->n = 1 + (size_t)sim_rng_below(&c->rng, SK_SEND_MAX);
@@ -199,11 +225,11 @@ static void choose(sim_cluster_t *c, sk_intent_t *in, uint64_t now)
         }
     }
     /* CREATE_QUEUE, SET_QUEUE_ATTRIBUTES and CREATE_TOPIC take no request key (ops.c); the
-     * workload's SUBSCRIBE and UNSUBSCRIBE carry none either (the oracle models no retry of
-     * them). */
+     * workload's SUBSCRIBE, UNSUBSCRIBE and SET_SUBSCRIPTION_ATTRIBUTES carry none either (the
+     * oracle models no retry of them). */
     if (in->type != KYU_CMD_CREATE_QUEUE && in->type != KYU_CMD_SET_QUEUE_ATTRIBUTES &&
         in->type != KYU_CMD_CREATE_TOPIC && in->type != KYU_CMD_SUBSCRIBE &&
-        in->type != KYU_CMD_UNSUBSCRIBE)
+        in->type != KYU_CMD_UNSUBSCRIBE && in->type != KYU_CMD_SET_SUBSCRIPTION_ATTRIBUTES)
         maybe_key(c, in, now);
 }
 
@@ -281,36 +307,67 @@ static void build(sim_cluster_t *c, const sk_intent_t *in, uint64_t now, bool re
             cmd->attrs[j].n = 0;
         }
     } else if (in->type == KYU_CMD_CREATE_TOPIC || in->type == KYU_CMD_SUBSCRIBE ||
-               in->type == KYU_CMD_UNSUBSCRIBE || in->type == KYU_CMD_PUBLISH) {
+               in->type == KYU_CMD_UNSUBSCRIBE || in->type == KYU_CMD_PUBLISH ||
+               in->type == KYU_CMD_SET_SUBSCRIPTION_ATTRIBUTES) {
         snprintf(cmd->topic, sizeof(cmd->topic), "t0");
         if (in->type != KYU_CMD_SUBSCRIBE)
             cmd->queue[0] = '\0';
-        if (in->type == KYU_CMD_SUBSCRIBE || in->type == KYU_CMD_UNSUBSCRIBE) {
+        if (in->type == KYU_CMD_SUBSCRIBE || in->type == KYU_CMD_UNSUBSCRIBE ||
+            in->type == KYU_CMD_SET_SUBSCRIPTION_ATTRIBUTES) {
             cmd->raw = in->q == 0;
             sk_format_sub_id(cmd->sub_id, in->ids[0]);
         }
-        if (in->type == KYU_CMD_PUBLISH) {
-            /* The body a function of the key (or the publish), as a send's; a publish in four
-             * with the send's attributes: the raw copy carries them. */
-            uint64_t seed = in->rq_key ? in->rq_key * 1000003 : in->ids[0];
-            sk_format_pub_id(cmd->ids[0], in->ids[0]);
+        if (in->type == KYU_CMD_SET_SUBSCRIPTION_ATTRIBUTES) {
+            cmd->topic[0] = '\0';
+            cmd->raw = false;
+            cmd->no_filter = in->policy == 0;
+            cmd->has_filter_scope = in->policy != 0; /* the scope with the policy, always */
+        }
+        const sk_policy_t *pol = &sk_policies[in->policy];
+        if ((in->type == KYU_CMD_SUBSCRIBE || in->type == KYU_CMD_SET_SUBSCRIPTION_ATTRIBUTES) &&
+            pol->json) {
             cmd->n = 1;
-            cmd->body_lens[0] = body_of(seed, 0, bodies[0]);
-            cmd->bodies[0] = bodies[0];
-            if (seed % 4 == 1) {
-                kyu_msg_attrs_t *a = &cmd->attrs[0];
-                a->n = 2;
-                a->a[0] = (kyu_msg_attr_t){.name = "body",
-                                           .name_len = 4,
-                                           .type = "String",
-                                           .type_len = 6,
-                                           .value = bodies[0],
-                                           .value_len = cmd->body_lens[0]};
-                a->a[1] = a->a[0];
-                a->a[1].name = "copy";
-                a->a[1].type = "Binary.raw";
-                a->a[1].type_len = 10;
-                a->a[1].binary = true;
+            cmd->bodies[0] = pol->json;
+            cmd->body_lens[0] = strlen(pol->json);
+            cmd->filter_scope = pol->scope;
+        }
+        if (in->type == KYU_CMD_PUBLISH) {
+            /* The bodies a function of the key (or the publish), as a send's; a publish in four
+             * with the send's attributes: the raw copy carries them. A batch's entries each
+             * so; one batch of several in five has its last entry refused by the leader (as
+             * an entry too large for a queue would be), as SEND's batches. */
+            uint64_t seed = in->rq_key ? in->rq_key * 1000003 : in->ids[0];
+            cmd->publish_batch = in->batch;
+            cmd->n = in->n ? in->n : 1;
+            for (size_t j = 0; j < cmd->n; j++) {
+                sk_format_pub_id(cmd->ids[j], in->ids[j]);
+                cmd->body_lens[j] = body_of(seed, j, bodies[j]);
+                cmd->bodies[j] = bodies[j];
+                if (seed % 4 == 1) {
+                    kyu_msg_attrs_t *a = &cmd->attrs[j];
+                    a->n = 2;
+                    a->a[0] = (kyu_msg_attr_t){.name = "body",
+                                               .name_len = 4,
+                                               .type = "String",
+                                               .type_len = 6,
+                                               .value = bodies[j],
+                                               .value_len = cmd->body_lens[j]};
+                    a->a[1] = a->a[0];
+                    a->a[1].name = "copy";
+                    a->a[1].type = "Binary.raw";
+                    a->a[1].type_len = 10;
+                    a->a[1].binary = true;
+                }
+            }
+            if (in->batch && cmd->n >= 2 && seed % 5 == 2) {
+                size_t j = cmd->n - 1;
+                cmd->entry_code[j] = KYU_ERR_TOO_LARGE;
+                snprintf(cmd->entry_error[j], sizeof cmd->entry_error[j], "entry %zu is too large",
+                         j + 1);
+                cmd->ids[j][0] = '\0';
+                cmd->bodies[j] = NULL;
+                cmd->body_lens[j] = 0;
+                cmd->attrs[j].n = 0;
             }
         }
     } else if (in->type == KYU_CMD_START_MOVE_TASK && in->dest >= 0) {

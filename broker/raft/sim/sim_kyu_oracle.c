@@ -38,6 +38,7 @@
  */
 #include "sim_kyu.h"
 
+#include "filter.h"
 #include "queue_attrs.h"
 
 #include <stdlib.h>
@@ -173,8 +174,11 @@ static void applied_twice(sim_cluster_t *c, const sk_intent_t *in, const kyu_com
     sim_violation(c, SIM_SAFETY,
                   "request key applied twice: a %s with key %llu retried %llu ms after its first "
                   "attempt was not answered as the first time: %s",
-                  types[cmd->type], (unsigned long long)in->rq_key,
-                  (unsigned long long)(cmd->now_ms - kk->first_now), what);
+                  (size_t)cmd->type < sizeof types / sizeof types[0] ? types[cmd->type]
+                  : cmd->type == KYU_CMD_PUBLISH                     ? "publish"
+                                                                     : "topic request",
+                  (unsigned long long)in->rq_key, (unsigned long long)(cmd->now_ms - kk->first_now),
+                  what);
 }
 
 /* Retention (sm_expiry.c's kyu_sm_mark_seq): a send that is applied, not replayed, or a
@@ -645,6 +649,27 @@ static void on_queue(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent
  * message, into each queue subscribed at its entry, in their order, and none into the
  * others: check_counts then holds every queue's count to the model's after the entry (all or
  * none), and the copies go through the checks of every message from then on. */
+/* The filter engine's verdict (proto/filter.c) on entry j of publish cmd for
+ * sk_policies[policy]. */
+static bool policy_matches(sim_cluster_t *c, int policy, const kyu_command_t *cmd, size_t j)
+{
+    const sk_policy_t *p = &sk_policies[policy];
+    if (!p->json)
+        return true;
+    kyu_filter_t *f = NULL;
+    kyu_err_t err;
+    kyu_err_clear(&err);
+    if (kyu_filter_compile(p->json, strlen(p->json), (kyu_filter_scope_t)p->scope, &f, NULL,
+                           &err) != KYU_OK) {
+        sim_violation(c, SIM_SAFETY, "topic: the workload's policy %d is refused: %s", policy,
+                      err.msg);
+        return false;
+    }
+    bool match = kyu_filter_match(f, &cmd->attrs[j], cmd->bodies[j], cmd->body_lens[j]);
+    kyu_filter_destroy(&f);
+    return match;
+}
+
 static void on_topic(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent_t *in,
                      const kyu_result_t *res)
 {
@@ -662,10 +687,13 @@ static void on_topic(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent
         for (size_t i = 0; i < k->n_subs; i++)
             if (k->subs[i].q == q)
                 at = i;
-        kyu_code_t want = !k->topic_exists                                ? KYU_ERR_NO_SUCH_TOPIC
-                          : q < 0 || !k->queues[q].exists                 ? KYU_ERR_NO_SUCH_QUEUE
-                          : at < k->n_subs && k->subs[at].raw != cmd->raw ? KYU_ERR_INVALID_ARGUMENT
-                                                                          : KYU_OK;
+        /* the same queue again: its subscription if raw and policy are the same, else refused */
+        bool other =
+            at < k->n_subs && (k->subs[at].raw != cmd->raw || k->subs[at].policy != in->policy);
+        kyu_code_t want = !k->topic_exists                ? KYU_ERR_NO_SUCH_TOPIC
+                          : q < 0 || !k->queues[q].exists ? KYU_ERR_NO_SUCH_QUEUE
+                          : other                         ? KYU_ERR_INVALID_ARGUMENT
+                                                          : KYU_OK;
         uint64_t id = at < k->n_subs ? k->subs[at].id : sk_parse_sub_id(cmd->sub_id);
         if (res->code != want ||
             (want == KYU_OK && (res->n_ids != 1 || sk_parse_sub_id(res->ids[0]) != id))) {
@@ -680,7 +708,28 @@ static void on_topic(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent
         if (want == KYU_OK && at == k->n_subs) {
             k->subs[k->n_subs].q = q;
             k->subs[k->n_subs].raw = cmd->raw;
+            k->subs[k->n_subs].policy = in->policy;
             k->subs[k->n_subs++].id = id;
+        }
+        return;
+    }
+    if (cmd->type == KYU_CMD_SET_SUBSCRIPTION_ATTRIBUTES) {
+        uint64_t id = sk_parse_sub_id(cmd->sub_id);
+        size_t at = k->n_subs;
+        for (size_t i = 0; i < k->n_subs; i++)
+            if (k->subs[i].id == id)
+                at = i;
+        kyu_code_t want = at < k->n_subs ? KYU_OK : KYU_ERR_NO_SUCH_SUBSCRIPTION;
+        if (res->code != want) {
+            sim_violation(c, SIM_SAFETY,
+                          "topic: subscription %llu's policy set to %d answered %s, the model %s",
+                          (unsigned long long)id, in->policy, kyu_code_name(res->code),
+                          kyu_code_name(want));
+            return;
+        }
+        if (want == KYU_OK) {
+            k->subs[at].policy = in->policy;
+            k->sub_changes++;
         }
         return;
     }
@@ -704,50 +753,78 @@ static void on_topic(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent
     }
     if (cmd->type != KYU_CMD_PUBLISH)
         return; /* DELETE_TOPIC: the workload proposes none */
-    /* A retry within the window answers the first attempt's MessageId and enqueues
-     * nothing. */
+    /* A retry within the window answers the first attempt's MessageIds (a batch's refused
+     * entries without one) and enqueues nothing. */
     sk_key_t *kk = first_attempt(k, in, cmd);
     if (kk) {
-        char first[KYU_UUID_LEN + 1];
-        sk_format_pub_id(first, kk->ids[0]);
-        if (res->code != KYU_OK || res->n_ids != 1 || strcmp(res->ids[0], first) != 0)
-            applied_twice(c, in, cmd, kk, "publish: another MessageId");
+        bool same = res->code == KYU_OK && res->n_ids == kk->n;
+        for (size_t j = 0; same && j < kk->n; j++) {
+            char first[KYU_UUID_LEN + 1] = "";
+            if (kk->ids[j])
+                sk_format_pub_id(first, kk->ids[j]);
+            same = strcmp(res->ids[j], first) == 0;
+        }
+        if (!same)
+            applied_twice(c, in, cmd, kk, "publish: other MessageIds");
         k->dedup_hits++;
         return;
     }
     kyu_code_t want = k->topic_exists ? KYU_OK : KYU_ERR_NO_SUCH_TOPIC;
-    if (res->code != want ||
-        (want == KYU_OK && (res->n_ids != 1 || strcmp(res->ids[0], cmd->ids[0]) != 0))) {
-        sim_violation(c, SIM_SAFETY, "publish: %s to %s answered %s '%s', the model %s",
-                      cmd->ids[0], cmd->topic, kyu_code_name(res->code),
-                      res->n_ids ? res->ids[0] : "", kyu_code_name(want));
+    if (res->code != want || (want == KYU_OK && res->n_ids != cmd->n)) {
+        sim_violation(c, SIM_SAFETY,
+                      "publish: %s (%zu entries) to %s answered %s with %zu ids, "
+                      "the model %s",
+                      cmd->ids[0], cmd->n, cmd->topic, kyu_code_name(res->code), res->n_ids,
+                      kyu_code_name(want));
         return;
     }
     if (want != KYU_OK)
         return;
-    k->publishes++;
-    if (k->n_subs > 0)
-        add_mark(k, cmd->now_ms);
-    for (size_t i = 0; i < k->n_subs; i++) {
-        int q = k->subs[i].q;
-        char sub_id[KYU_UUID_LEN + 1];
-        sk_format_sub_id(sub_id, k->subs[i].id);
-        uint64_t n = ++k->next_msg;
-        sk_copy_register(cmd->ids[0], sub_id, n);
-        sk_msg_t *m = sk_msg(k, n);
-        m->status = SK_LIVE;
-        m->q = (uint8_t)q;
-        m->qgen = k->queues[q].gen;
-        m->seq = ++k->next_seq;
-        m->sent_ms = cmd->now_ms;
-        uint64_t delay_ms = (uint64_t)k->queues[q].delay * 1000; /* the queue's DelaySeconds */
-        m->lease_until = cmd->now_ms + delay_ms;
-        m->in_heap = delay_ms > 0;
-        k->copies++;
+    for (size_t j = 0; j < cmd->n; j++) {
+        /* A batch entry the leader refused: its code, no id, no copy; the others each their
+         * own MessageId and copies. */
+        kyu_code_t code = res->n_results > j ? (kyu_code_t)res->results[j] : KYU_OK;
+        const char *want_id = cmd->entry_code[j] ? "" : cmd->ids[j];
+        if (code != cmd->entry_code[j] || strcmp(res->ids[j], want_id) != 0) {
+            sim_violation(c, SIM_SAFETY,
+                          "publish: entry %zu of %zu (%s) answered '%s' %s, the model '%s' %s",
+                          j + 1, cmd->n, cmd->ids[j], res->ids[j], kyu_code_name(code), want_id,
+                          kyu_code_name(cmd->entry_code[j]));
+            return;
+        }
+        if (cmd->entry_code[j])
+            continue;
+        k->publishes++;
+        if (k->n_subs > 0)
+            add_mark(k, cmd->now_ms);
+        for (size_t i = 0; i < k->n_subs; i++) {
+            int q = k->subs[i].q;
+            /* Fan-out follows the filter engine: a copy in exactly the queues whose policy
+             * matches (the state checks then find every copy, and no other, in its queue). */
+            if (!policy_matches(c, k->subs[i].policy, cmd, j)) {
+                k->filtered++;
+                continue;
+            }
+            char sub_id[KYU_UUID_LEN + 1];
+            sk_format_sub_id(sub_id, k->subs[i].id);
+            uint64_t n = ++k->next_msg;
+            sk_copy_register(cmd->ids[j], sub_id, n);
+            sk_msg_t *m = sk_msg(k, n);
+            m->status = SK_LIVE;
+            m->q = (uint8_t)q;
+            m->qgen = k->queues[q].gen;
+            m->seq = ++k->next_seq;
+            m->sent_ms = cmd->now_ms;
+            uint64_t delay_ms = (uint64_t)k->queues[q].delay * 1000; /* the queue's DelaySeconds */
+            m->lease_until = cmd->now_ms + delay_ms;
+            m->in_heap = delay_ms > 0;
+            k->copies++;
+        }
     }
     if ((kk = record_attempt(k, in, cmd, res)) != NULL) {
-        kk->n = 1;
-        kk->ids[0] = sk_parse_pub(cmd->ids[0]);
+        kk->n = cmd->n;
+        for (size_t j = 0; j < cmd->n && j < SK_RECV_MAX; j++)
+            kk->ids[j] = cmd->entry_code[j] ? 0 : sk_parse_pub(cmd->ids[j]);
     }
 }
 
@@ -982,8 +1059,9 @@ static void check_counts(sim_cluster_t *c, sim_node_t *nd, uint64_t expiry, uint
         if (c->result == SIM_OK && published)
             sim_violation(c, SIM_SAFETY,
                           "publish: node %llu's state at %llu holds %llu messages in %s, the model "
-                          "%llu after %llu publishes to a topic with %zu subscriptions (a copy per "
-                          "subscribed queue, all or none)",
+                          "%llu after %llu publishes to a topic with %zu subscriptions (a copy in "
+                          "every subscribed queue whose filter policy matches, and no other; all "
+                          "or none)",
                           (unsigned long long)nd->id, (unsigned long long)nd->sm_applied,
                           (unsigned long long)held, name, (unsigned long long)live,
                           (unsigned long long)published, k->n_subs);
@@ -1071,7 +1149,8 @@ void sk_oracle_stream(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *
                   (unsigned long long)e->index, i, type_name, cmd.queue, (long long)cmd.vt,
                   cmd.n ? cmd.n : res[i].n_msgs, (unsigned long long)cmd.now_ms,
                   kyu_code_name(res[i].code));
-        if (cmd.type >= KYU_CMD_CREATE_TOPIC && cmd.type <= KYU_CMD_PUBLISH) {
+        if ((cmd.type >= KYU_CMD_CREATE_TOPIC && cmd.type <= KYU_CMD_PUBLISH) ||
+            cmd.type == KYU_CMD_SET_SUBSCRIPTION_ATTRIBUTES) {
             on_topic(c, &cmd, in, &res[i]);
             published += cmd.type == KYU_CMD_PUBLISH;
             continue;
@@ -1208,12 +1287,14 @@ void sk_oracle_final(sim_cluster_t *c)
         printf("  kyu: %llu messages, %llu receives, %llu dead-letter moves, %llu redriven (%llu "
                "move tasks) and %llu deletes "
                "checked, %llu expiries took %llu messages, %llu retries (%llu answered from the "
-               "request key), %llu digests, %llu installs, %llu publishes enqueued %llu copies\n",
+               "request key), %llu digests, %llu installs, %llu publishes enqueued %llu copies "
+               "(%llu kept out by filter policies, %llu changed in place)\n",
                (unsigned long long)k->next_msg, (unsigned long long)k->receives_checked,
                (unsigned long long)k->moves_checked, (unsigned long long)k->redriven,
                (unsigned long long)k->tasks_started, (unsigned long long)k->deletes_checked,
                (unsigned long long)k->expiries, (unsigned long long)k->expired,
                (unsigned long long)k->retried, (unsigned long long)k->dedup_hits,
                (unsigned long long)k->digests, (unsigned long long)k->installs,
-               (unsigned long long)k->publishes, (unsigned long long)k->copies);
+               (unsigned long long)k->publishes, (unsigned long long)k->copies,
+               (unsigned long long)k->filtered, (unsigned long long)k->sub_changes);
 }
