@@ -9,8 +9,8 @@
  * loses the writes not yet durable), the simulated network, and simulated time. The client
  * writes real broker commands (create and delete queue, send with and without request keys,
  * retried requests, receive, delete, change visibility, topic t0's create, subscribe,
- * unsubscribe and publish) through kyu_replica_propose, stamped
- * with kyu_replica_now as the frontend does, and learns their outcome from the replica's
+ * unsubscribe and publish, and sends and receives of a FIFO queue) through kyu_replica_propose,
+ * stamped with kyu_replica_now as the frontend does, and learns their outcome from the replica's
  * done callback. A snapshot install is the replica's: the simulator's transport answers its
  * fetch by copying a RocksDB checkpoint of the chosen member's state database into the
  * installer's state.incoming (what broker/snapshot.c fetches over the network).
