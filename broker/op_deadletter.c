@@ -2,7 +2,7 @@
  * move of a message that a receive would lease past its queue's maxReceiveCount, and
  * LIST_DEAD_LETTER_SOURCE_QUEUES (its row: ops.c).
  *
- * A move happens inside the RECEIVE command's apply (op_message.c), so it is all or nothing
+ * A move happens inside the RECEIVE command's apply (op_receive.c), so it is all or nothing
  * with the receive's entry, and every replica, a restart's replay and a new leader make the
  * same moves: which message moves depends on the state and the command's time alone. The
  * message keeps its seq (global, never reused), its record (copied whole, as it is stored:
