@@ -34,7 +34,7 @@
  *   RECEIVE:           items = [max in flight] (the leader's --max-inflight, 1..2^32-1: the
  *                      receive leases no message past it), or [] (entries written before
  *                      the limit: none), or [max in flight or 0, true]: its request key is a
- *                      ReceiveRequestAttemptId's (op_message.c), and an attempt that leases
+ *                      ReceiveRequestAttemptId's (op_receive.c), and an attempt that leases
  *                      nothing records nothing
  *   SET_MEMBER:        items = [node id, raft address (tcp://HOST:PORT), client endpoint]
  *   DROP_MEMBER:       items = [node id]

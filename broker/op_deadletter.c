@@ -2,7 +2,7 @@
  * move of a message that a receive would lease past its queue's maxReceiveCount, and
  * LIST_DEAD_LETTER_SOURCE_QUEUES (its row: ops.c).
  *
- * A move happens inside the RECEIVE command's apply (op_message.c), so it is all or nothing
+ * A move happens inside the RECEIVE command's apply (op_receive.c), so it is all or nothing
  * with the receive's entry, and every replica, a restart's replay and a new leader make the
  * same moves: which message moves depends on the state and the command's time alone. The
  * message keeps its seq (global, never reused), its record (copied whole, as it is stored:
@@ -146,8 +146,13 @@ kyu_code_t kyu_sm_move_to_dead_letter(kyu_sm_t *self, queue_t *src, queue_t *dlq
     }
     /* seq is never reused: the dead-letter queue holds nothing under it (absent). */
     kyu_sm_put2(self, KYU_CF_MESSAGES, to, KEY_QS, rec, vl, NULL, 0, true);
-    kyu_sent_t m; /* its group, in a FIFO dead-letter queue (sm_fifo.c) */
-    bool parsed = dlq->fifo && kyu_sm_parse_head(rec, vl, &m);
+    kyu_sent_t m; /* its group, in a FIFO dead-letter queue (sm_fifo.c), copied from rec */
+    char group[KYU_GROUP_ID_MAX + 1] = "";
+    size_t glen = 0;
+    if (dlq->fifo && kyu_sm_parse_head(rec, vl, &m) && m.group_len) {
+        glen = m.group_len;
+        memcpy(group, m.group, glen);
+    }
     free(rec);
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
@@ -169,7 +174,7 @@ kyu_code_t kyu_sm_move_to_dead_letter(kyu_sm_t *self, queue_t *src, queue_t *dlq
     kyu_sm_put2(self, KYU_CF_LEASES, to, KEY_QS, lv, lease_encode(lv, &moved), NULL, 0, true);
     kyu_sm_index_set_lease(dlq, seq, &moved);
     if (dlq->fifo)
-        kyu_sm_fifo_add(dlq, seq, parsed ? m.group : NULL, parsed ? m.group_len : 0);
+        kyu_sm_fifo_add(dlq, seq, group, glen);
     kyu_sm_note_visible(self, dlq);      /* long polls on the dead-letter queue (sm_wake.c) */
     kyu_sm_drop_message(self, src, seq); /* and its provenance, if it had moved before */
     src->n_messages--;

@@ -209,7 +209,7 @@ void kyu_op_redrive_step_encode(const kyu_command_t *cmd, msgpack_packer *pk);
 bool kyu_op_redrive_step_decode(const msgpack_object *items, kyu_command_t *cmd);
 kyu_code_t kyu_op_redrive_step_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
 
-/* op_message.c: SEND, RECEIVE */
+/* op_message.c: SEND; op_receive.c: RECEIVE */
 /* A random (version 4) UUID from the leader's generator, for a command to carry. */
 void kyu_op_make_uuid(kyu_op_ctx_t *ctx, char out[KYU_UUID_LEN + 1]);
 kyu_code_t kyu_op_send_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,

@@ -58,6 +58,10 @@ void kyu_sm_drop_message(kyu_sm_t *self, queue_t *q, uint64_t seq)
     kyu_sm_del(self, KYU_CF_LEASES, k, KEY_QS);
     kyu_sm_drop_provenance(self, q, seq);
     kyu_sm_index_drop(q, seq);
+    /* A FIFO queue: the message gone may have held its group (sm_fifo.c), whose next message
+     * is then visible: wake the receives parked on the queue (sm_wake.c). */
+    if (q->fifo)
+        kyu_sm_note_visible(self, q);
 }
 
 /* Reads a message record (sm.c's key layout); the message points into v. */

@@ -212,6 +212,8 @@ kyu_code_t kyu_op_expire_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply
         kyu_sm_put(self, KYU_CF_META, gp, sizeof gp, hi, sizeof hi);
         self->purged = true;
         kyu_sm_touch(self, q);
+        if (q->fifo) /* a message gone may unlock its group (sm_fifo.c): wake its receives */
+            kyu_sm_note_visible(self, q);
     }
     return KYU_OK;
 }

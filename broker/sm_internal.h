@@ -439,8 +439,9 @@ bool kyu_sm_handle_verify(const char *handle, const kyu_handle_mac_t *m, uint64_
                           uint64_t *seq, uint32_t *gen);
 
 /* The hook of long polling (sm_wake.c): queue q may have messages visible now or later (a
- * message sent or delayed, a lease set or released, the queue deleted). Every operation that
- * makes messages visible goes through it: kyu_sm_add_message and kyu_sm_set_lease call it,
+ * message sent or delayed, a lease set or released, the queue deleted, a FIFO queue's message
+ * dropped: its group's next one may be visible). Every operation that makes messages visible
+ * goes through it: kyu_sm_add_message, kyu_sm_set_lease and (FIFO) kyu_sm_drop_message call it,
  * so sends, receives (their leases run out later), CHANGE_VISIBILITY and anything built on
  * them (redrives, dead-letter moves) wake the receives parked on q. Only records the queue
  * (apply does no I/O): the frontend takes the list after the apply (kyu_sm_take_woken). */

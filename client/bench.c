@@ -67,7 +67,7 @@ static void usage(FILE *out)
             "                 [--credit N] [--early-credit]\n"
             "                 [--producers P] [--consumers C] [--queue NAME] [--keep-queue]\n"
             "                 [--phased] [--preload N] [--idle-timeout SEC] [--timeout SEC]\n"
-            "                 [--batch N] [--wait SEC] [--json]\n"
+            "                 [--batch N] [--wait SEC] [--groups N] [--json]\n"
             "\n"
             "  w1    one request in flight per thread: send and wait; receive 1, delete, wait\n"
             "  lat   w1 with the producers paced to --rate msg/s (default 500)\n"
@@ -87,7 +87,9 @@ static void usage(FILE *out)
             "once all is sent (separate produce and consume rates); --preload N queues N\n"
             "messages first (DEPTH), consumed but not measured. --wait SEC (0..20): the\n"
             "consumers long-poll (a receive waits up to SEC for a message) instead of backing\n"
-            "off on an empty queue. Broker default: $KYU_BROKER, else tcp://127.0.0.1:7700.\n");
+            "off on an empty queue. --groups N: a FIFO queue (NAME.fifo, content-based\n"
+            "deduplication; bodies are distinct), message i in message group i %% N.\n"
+            "Broker default: $KYU_BROKER, else tcp://127.0.0.1:7700.\n");
 }
 
 static bool num(const char *s, double min, double max, double *out)
@@ -103,17 +105,29 @@ static bool num(const char *s, double min, double max, double *out)
 static int parse(bench_t *b, int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"broker", 1, NULL, 'b'},        {"workload", 1, NULL, 'w'},
-        {"count", 1, NULL, 'n'},         {"size", 1, NULL, 's'},
-        {"rate", 1, NULL, 'r'},          {"inflight", 1, NULL, 'i'},
-        {"recv-inflight", 1, NULL, 'R'}, {"producers", 1, NULL, 'p'},
-        {"consumers", 1, NULL, 'c'},     {"queue", 1, NULL, 'q'},
-        {"keep-queue", 0, NULL, 'k'},    {"phased", 0, NULL, 'P'},
-        {"preload", 1, NULL, 'L'},       {"idle-timeout", 1, NULL, 'I'},
-        {"timeout", 1, NULL, 't'},       {"json", 0, NULL, 'j'},
-        {"wait", 1, NULL, 'W'},          {"batch", 1, NULL, 'B'},
-        {"credit", 1, NULL, 'C'},        {"early-credit", 0, NULL, 'E'},
-        {"help", 0, NULL, 'h'},          {NULL, 0, NULL, 0},
+        {"broker", 1, NULL, 'b'},
+        {"workload", 1, NULL, 'w'},
+        {"count", 1, NULL, 'n'},
+        {"size", 1, NULL, 's'},
+        {"rate", 1, NULL, 'r'},
+        {"inflight", 1, NULL, 'i'},
+        {"recv-inflight", 1, NULL, 'R'},
+        {"producers", 1, NULL, 'p'},
+        {"consumers", 1, NULL, 'c'},
+        {"queue", 1, NULL, 'q'},
+        {"keep-queue", 0, NULL, 'k'},
+        {"phased", 0, NULL, 'P'},
+        {"preload", 1, NULL, 'L'},
+        {"idle-timeout", 1, NULL, 'I'},
+        {"timeout", 1, NULL, 't'},
+        {"json", 0, NULL, 'j'},
+        {"wait", 1, NULL, 'W'},
+        {"batch", 1, NULL, 'B'},
+        {"credit", 1, NULL, 'C'},
+        {"early-credit", 0, NULL, 'E'},
+        {"groups", 1, NULL, 'G'},
+        {"help", 0, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     double v = 0;
     bool count_set = false, rate_set = false;
@@ -161,6 +175,9 @@ static int parse(bench_t *b, int argc, char **argv)
             break;
         case 'B':
             ok = num(optarg, 1, KYU_BATCH_MAX, &v), b->batch = (int)v;
+            break;
+        case 'G':
+            ok = num(optarg, 1, 1e6, &v), b->groups = (int)v;
             break;
         case 'p':
             ok = num(optarg, 1, 256, &v), b->producers = (int)v;
@@ -244,13 +261,17 @@ static const char *workload_name(bench_workload_t w)
 static kyu_client_t *setup_queue(bench_t *b)
 {
     if (!b->queue[0]) {
-        snprintf(b->queue, sizeof b->queue, "bench-%ld-%lld", (long)getpid(),
-                 (long long)time(NULL));
+        snprintf(b->queue, sizeof b->queue, "bench-%ld-%lld%s", (long)getpid(),
+                 (long long)time(NULL), b->groups > 0 ? ".fifo" : "");
         b->fresh_queue = true;
     }
     kyu_client_t *c = bench_connect(b);
     kyu_err_t err = {0};
-    if (c && kyu_client_create_queue(c, b->queue, -1, &err) != KYU_OK &&
+    kyu_queue_settings_t s;
+    kyu_queue_settings_init(&s);
+    if (b->groups > 0) /* --groups: FIFO, deduplicated by content (the bodies differ) */
+        s.fifo = s.content_based_dedup = 1;
+    if (c && kyu_client_create_queue_with(c, b->queue, &s, &err) != KYU_OK &&
         err.code != KYU_ERR_QUEUE_EXISTS) {
         bench_fail(b, "create-queue", &err);
         kyu_client_destroy(&c);

@@ -40,7 +40,8 @@ typedef struct {
     uint64_t preload; /* DEPTH: messages queued before the run */
     int idle_timeout_s;
     int timeout_ms;
-    int wait; /* consumers' receives wait this long for a message (long polling); -1: none */
+    int wait;   /* consumers' receives wait this long for a message (long polling); -1: none */
+    int groups; /* > 0: a FIFO queue (content-based deduplication), message i in group i % groups */
 
     /* shared results */
     atomic_uchar *seen;   /* per sequence */

@@ -28,6 +28,23 @@ static void fill(unsigned char *buf, uint64_t seq)
     memcpy(buf + 8, &seq, 8);
 }
 
+/* --groups: message seq's MessageGroupId ("g" and seq % groups) into o, NULL without. */
+static const kyu_send_options_t *group_options(const bench_t *b, const uint64_t *seqs, size_t n,
+                                               char (*names)[24], const char **ptrs,
+                                               kyu_send_options_t *o)
+{
+    if (b->groups <= 0)
+        return NULL;
+    kyu_send_options_init(o);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(names[i], sizeof names[i], "g%llu",
+                 (unsigned long long)(seqs[i] % (uint64_t)b->groups));
+        ptrs[i] = names[i];
+    }
+    o->group_ids = ptrs;
+    return o;
+}
+
 /* Sends sequences first, first + step, ... below end (or'ed with flag), keeping
  * b->inflight requests outstanding. */
 static void send_pipelined(bench_t *b, kyu_client_t *c, uint64_t first, uint64_t step, uint64_t end,
@@ -45,13 +62,20 @@ static void send_pipelined(bench_t *b, kyu_client_t *c, uint64_t first, uint64_t
         while (seq < end && kyu_client_inflight(c) < (size_t)b->inflight) {
             const void *bodies[KYU_BATCH_MAX];
             size_t lens[KYU_BATCH_MAX], n = 0;
+            uint64_t seqs[KYU_BATCH_MAX];
             for (; n < per && seq < end; n++, seq += step) {
                 fill(buf + n * b->size, seq | flag);
                 bodies[n] = buf + n * b->size;
                 lens[n] = b->size;
+                seqs[n] = seq;
             }
             kyu_err_t err = {0};
-            if (kyu_client_send_async(c, b->queue, bodies, lens, n, NULL, &err) != KYU_OK) {
+            char names[KYU_BATCH_MAX][24];
+            const char *ptrs[KYU_BATCH_MAX];
+            kyu_send_options_t o;
+            if (kyu_client_send_async_with(c, b->queue, bodies, lens, n,
+                                           group_options(b, seqs, n, names, ptrs, &o), NULL, NULL,
+                                           &err) != KYU_OK) {
                 bench_fail(b, "send", &err);
                 free(buf);
                 return;
@@ -93,7 +117,11 @@ static void send_one_at_a_time(bench_t *b, kyu_client_t *c, int p)
         size_t lens[] = {b->size};
         kyu_err_t err = {0};
         fill(buf, seq);
-        if (kyu_client_send(c, b->queue, bodies, lens, 1, NULL, &err) != KYU_OK)
+        char names[1][24];
+        const char *ptrs[1];
+        kyu_send_options_t o;
+        if (kyu_client_send_with(c, b->queue, bodies, lens, 1,
+                                 group_options(b, &seq, 1, names, ptrs, &o), NULL, &err) != KYU_OK)
             bench_fail(b, "send", &err);
     }
     free(buf);

@@ -131,6 +131,13 @@ static json_t *record(const char *queue, const char *region, const kyu_message_t
     set_u64(attrs, "SentTimestamp", m->sent_ms);
     json_object_set_new(attrs, "SenderId", json_string("kyu"));
     set_u64(attrs, "ApproximateFirstReceiveTimestamp", m->first_receive_ms);
+    /* A FIFO queue's (Lambda gives them for FIFO queues): group, deduplication id, sequence */
+    if (m->group_id[0])
+        json_object_set_new(attrs, "MessageGroupId", json_string(m->group_id));
+    if (m->dedup_id[0])
+        json_object_set_new(attrs, "MessageDeduplicationId", json_string(m->dedup_id));
+    if (m->sequence)
+        set_u64(attrs, "SequenceNumber", m->sequence);
     if (m->dlq_source[0]) {
         char src[KYU_NAME_MAX + 96];
         snprintf(src, sizeof src, "arn:kyu:sqs:%s:000000000000:%s", region, m->dlq_source);

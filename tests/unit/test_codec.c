@@ -1193,6 +1193,129 @@ static kyu_code_t round_trip(const kyu_request_t *in, kyu_request_t *out, kyu_er
     return rc;
 }
 
+static kyu_code_t round_trip_bodies(const kyu_request_t *in, size_t n_bodies, kyu_request_t *out,
+                                    kyu_err_t *err)
+{
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    kyu_request_encode(in, &b);
+    kyu_err_clear(err);
+    kyu_code_t rc = kyu_request_decode(b.data, b.size, n_bodies, out, err);
+    msgpack_sbuffer_destroy(&b);
+    return rc;
+}
+
+/* FIFO queues: .fifo names; the queue attributes fifo, cbd, dsc, ftl; SEND's mg (a group and
+ * deduplication id per body, nil for none, SQS's characters); RECEIVE's raid; and the replies'
+ * sn, gid, did and FIFO attributes. */
+static void test_fifo_fields_round_trip_and_are_checked(void **state)
+{
+    (void)state;
+    assert_true(kyu_queue_name_valid("orders.fifo", 11));
+    assert_true(kyu_queue_name_fifo("orders.fifo", 11));
+    assert_false(kyu_queue_name_valid(".fifo", 5));
+    assert_false(kyu_queue_name_valid("a.b", 3));
+    assert_false(kyu_queue_name_valid("a.fifo.fifo", 11));
+    assert_false(kyu_entry_id_valid("a.fifo", 6)); /* entry ids take no dot */
+    char long_name[KYU_NAME_MAX + 2];
+    memset(long_name, 'a', sizeof long_name);
+    memcpy(long_name + KYU_NAME_MAX - 5, ".fifo", 5);
+    assert_true(kyu_queue_name_valid(long_name, KYU_NAME_MAX));
+    memcpy(long_name + KYU_NAME_MAX - 4, ".fifo", 5);
+    assert_false(kyu_queue_name_valid(long_name, KYU_NAME_MAX + 1));
+    assert_true(kyu_fifo_id_valid("a!~{}", 5, KYU_GROUP_ID_MAX));
+    assert_false(kyu_fifo_id_valid("a b", 3, KYU_GROUP_ID_MAX));
+    assert_false(kyu_fifo_id_valid("", 0, KYU_GROUP_ID_MAX));
+
+    kyu_request_t *in = calloc(1, sizeof *in), *out = calloc(1, sizeof *out);
+    assert_non_null(in);
+    assert_non_null(out);
+    kyu_err_t err;
+    in->op = KYU_OP_CREATE_QUEUE;
+    in->id = 1;
+    in->fields = KYU_F_QUEUE | KYU_F_FIFO | KYU_F_CBD | KYU_F_DEDUP_SCOPE | KYU_F_THROUGHPUT;
+    strcpy(in->queue, "q.fifo");
+    in->qx.fifo = in->qx.cbd = true;
+    in->qx.dedup_scope = KYU_DEDUP_SCOPE_GROUP;
+    in->qx.throughput = KYU_THROUGHPUT_PER_GROUP;
+    assert_int_equal(round_trip_bodies(in, 0, out, &err), KYU_OK);
+    assert_true(out->qx.fifo && out->qx.cbd);
+    assert_int_equal(out->qx.dedup_scope, KYU_DEDUP_SCOPE_GROUP);
+    assert_int_equal(out->qx.throughput, KYU_THROUGHPUT_PER_GROUP);
+    assert_int_equal(out->fields, in->fields);
+
+    memset(in, 0, sizeof *in);
+    in->op = KYU_OP_SEND;
+    in->id = 2;
+    in->fields = KYU_F_QUEUE | KYU_F_GROUPS;
+    strcpy(in->queue, "q.fifo");
+    in->n_group_msgs = 2;
+    strcpy(in->group_ids[0], "g-1");
+    strcpy(in->dedup_ids[0], "d:1");
+    strcpy(in->group_ids[1], "g-2"); /* no dedup id: nil */
+    assert_int_equal(round_trip_bodies(in, 2, out, &err), KYU_OK);
+    assert_int_equal(out->n_group_msgs, 2);
+    assert_string_equal(out->group_ids[0], "g-1");
+    assert_string_equal(out->dedup_ids[0], "d:1");
+    assert_string_equal(out->group_ids[1], "g-2");
+    assert_string_equal(out->dedup_ids[1], "");
+    /* one per body */
+    assert_int_equal(round_trip_bodies(in, 3, out, &err), KYU_ERR_INVALID_ARGUMENT);
+    /* SQS's characters only */
+    strcpy(in->group_ids[1], "g 2");
+    assert_int_equal(round_trip_bodies(in, 2, out, &err), KYU_ERR_INVALID_ARGUMENT);
+    memset(in->dedup_ids[0], 'x', KYU_DEDUP_ID_MAX);
+    strcpy(in->group_ids[1], "g2");
+    assert_int_equal(round_trip_bodies(in, 2, out, &err), KYU_OK);
+    /* RECEIVE takes raid, SEND does not */
+    memset(in, 0, sizeof *in);
+    in->op = KYU_OP_RECEIVE;
+    in->id = 3;
+    in->fields = KYU_F_QUEUE | KYU_F_ATTEMPT;
+    strcpy(in->queue, "q.fifo");
+    strcpy(in->attempt_id, "attempt-1");
+    assert_int_equal(round_trip_bodies(in, 0, out, &err), KYU_OK);
+    assert_string_equal(out->attempt_id, "attempt-1");
+    in->op = KYU_OP_SEND;
+    assert_int_equal(round_trip_bodies(in, 1, out, &err), KYU_ERR_MALFORMED);
+    free(in);
+    free(out);
+
+    kyu_reply_t *rep = calloc(1, sizeof *rep), *back = calloc(1, sizeof *back);
+    assert_non_null(rep);
+    assert_non_null(back);
+    rep->id = 9;
+    rep->n_ids = 2;
+    strcpy(rep->ids[0], "id-0");
+    strcpy(rep->ids[1], "id-1");
+    rep->sequences[0] = 7;
+    rep->sequences[1] = UINT64_C(1) << 62;
+    rep->n_msgs = 1;
+    strcpy(rep->msgs[0].message_id, "id-0");
+    strcpy(rep->msgs[0].group_id, "g-1");
+    strcpy(rep->msgs[0].dedup_id, "d:1");
+    rep->msgs[0].sequence = 7;
+    rep->has_attrs = true;
+    rep->attrs.fifo = rep->attrs.cbd = true;
+    rep->attrs.dedup_scope = KYU_DEDUP_SCOPE_GROUP;
+    rep->attrs.throughput = KYU_THROUGHPUT_PER_GROUP;
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    kyu_reply_encode(rep, &b);
+    assert_int_equal(kyu_reply_decode(b.data, b.size, back, &err), KYU_OK);
+    msgpack_sbuffer_destroy(&b);
+    assert_true(back->sequences[0] == 7 && back->sequences[1] == UINT64_C(1) << 62);
+    assert_string_equal(back->msgs[0].group_id, "g-1");
+    assert_string_equal(back->msgs[0].dedup_id, "d:1");
+    assert_true(back->msgs[0].sequence == 7);
+    assert_true(back->attrs.fifo && back->attrs.cbd);
+    assert_int_equal(back->attrs.dedup_scope, KYU_DEDUP_SCOPE_GROUP);
+    assert_int_equal(back->attrs.throughput, KYU_THROUGHPUT_PER_GROUP);
+    kyu_reply_reset(back);
+    free(rep);
+    free(back);
+}
+
 /* Fields above bit 31 (the masks are 64 bits): each is encoded, and an op that does not take
  * it refuses it by name (a 32-bit mask would drop the bit and accept the request silently). */
 static void test_fields_above_bit_31_are_encoded_and_checked(void **state)
@@ -1601,6 +1724,7 @@ int main(void)
         cmocka_unit_test(test_worker_name_and_credit_shapes_are_checked),
         cmocka_unit_test(test_worker_replies_and_pushes_round_trip),
         cmocka_unit_test(test_a_lean_reply_encodes_as_a_cleared_one),
+        cmocka_unit_test(test_fifo_fields_round_trip_and_are_checked),
     };
     return cmocka_run_group_tests_name("codec", tests, NULL, NULL);
 }

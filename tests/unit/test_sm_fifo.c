@@ -388,6 +388,26 @@ static void test_a_standard_queue_keeps_a_group_id_and_ignores_order(void **stat
     expect(f, "q", T0, 1, "a2", NULL);
 }
 
+/* A delete that ends a group's lock wakes the receives parked on the queue (sm_wake.c). */
+static void test_a_delete_that_unlocks_a_group_wakes_its_queue(void **state)
+{
+    fixture_t *f = *state;
+    kyu_sm_watch_visible(f->sm);
+    ok(apply1(f, create_fifo("f.fifo", false, KYU_DEDUP_SCOPE_QUEUE, NULL)));
+    send1(f, "f.fifo", T0, "a1", "g1", NULL, NULL, NULL);
+    send1(f, "f.fifo", T0, "a2", "g1", NULL, NULL, NULL);
+    got_t g;
+    expect(f, "f.fifo", T0, 1, "a1", &g);
+    char names[4][KYU_NAME_MAX + 1];
+    while (kyu_sm_take_woken(f->sm, names, 4) == 4)
+        ;
+    assert_false(kyu_sm_has_visible(f->sm, "f.fifo", T0));
+    delete_all(f, "f.fifo", T0, &g);
+    assert_int_equal(kyu_sm_take_woken(f->sm, names, 4), 1);
+    assert_string_equal(names[0], "f.fifo");
+    assert_true(kyu_sm_has_visible(f->sm, "f.fifo", T0));
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fixture_setup, fixture_teardown)
 
 int main(void)
@@ -406,6 +426,7 @@ int main(void)
         T(test_a_purge_forgets_the_groups_not_the_deduplication),
         T(test_a_queue_deleted_and_created_again_forgets_its_deduplication),
         T(test_a_standard_queue_keeps_a_group_id_and_ignores_order),
+        T(test_a_delete_that_unlocks_a_group_wakes_its_queue),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -72,10 +72,29 @@ static void test_event_has_lambdas_record_shape(void **state)
     assert_string_equal(str_at(a, "ApproximateFirstReceiveTimestamp"), "1700000001456");
     assert_non_null(json_object_get(a, "SenderId"));
     assert_null(json_object_get(a, "DeadLetterQueueSourceArn"));
+    assert_null(json_object_get(a, "MessageGroupId")); /* a standard queue's message */
+    assert_null(json_object_get(a, "SequenceNumber"));
     assert_true(json_is_object(json_object_get(r, "messageAttributes")));
     assert_null(json_object_get(r, "md5OfMessageAttributes"));
     /* a JSON body stays a string: the handler parses it */
     assert_string_equal(str_at(json_array_get(recs, 1), "body"), "{\"a\": 1}");
+    json_decref(ev);
+    free(text);
+}
+
+static void test_event_carries_a_fifo_message_s_group_and_sequence(void **state)
+{
+    (void)state;
+    kyu_message_t m = msg("id-1", "x");
+    snprintf(m.group_id, sizeof m.group_id, "%s", "order-7");
+    snprintf(m.dedup_id, sizeof m.dedup_id, "%s", "d-1");
+    m.sequence = 18;
+    char *text = kyu_event_json("q.fifo", "eu", &m, 1, NULL);
+    json_t *ev = parse(text);
+    json_t *a = json_object_get(json_array_get(json_object_get(ev, "Records"), 0), "attributes");
+    assert_string_equal(str_at(a, "MessageGroupId"), "order-7");
+    assert_string_equal(str_at(a, "MessageDeduplicationId"), "d-1");
+    assert_string_equal(str_at(a, "SequenceNumber"), "18");
     json_decref(ev);
     free(text);
 }
@@ -262,6 +281,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_event_has_lambdas_record_shape),
         cmocka_unit_test(test_event_carries_message_attributes),
+        cmocka_unit_test(test_event_carries_a_fifo_message_s_group_and_sequence),
         cmocka_unit_test(test_event_replaces_invalid_utf8_in_bodies),
         cmocka_unit_test(test_filter_doc_parses_a_json_object_body_only),
         cmocka_unit_test(test_worker_filter_ors_its_patterns),

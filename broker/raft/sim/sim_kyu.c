@@ -194,9 +194,13 @@ uint64_t *sk_state_messages(sim_cluster_t *c, sk_node_t *kn, size_t *n)
         char id[KYU_UUID_LEN + 1] = "";
         /* id_len without its flag bits, 0x80 (attributes) and 0x40 (digests) (sm.c's key
          * layout) */
-        size_t idlen = vl >= 9 ? (uint8_t)v[8] & 0x3f : 0;
-        if (idlen == KYU_UUID_LEN && vl >= 9 + idlen)
-            memcpy(id, v + 9, idlen);
+        size_t idlen = vl >= 9 ? (uint8_t)v[8] & 0x3f : 0, at = 9;
+        if (idlen == 0x3f && vl >= 10) { /* MSG_REC_EXT: the length next (a FIFO message) */
+            idlen = (uint8_t)v[9];
+            at = 10;
+        }
+        if (idlen == KYU_UUID_LEN && vl >= at + idlen)
+            memcpy(id, v + at, idlen);
         if (*n == cap) {
             cap *= 2;
             out = realloc(out, cap * sizeof(*out));

@@ -10,7 +10,7 @@
  * writes real broker commands (create and delete queue, send with and without request keys,
  * retried requests, receive, delete, change visibility, topic t0's create, subscribe (with
  * and without filter policies), unsubscribe, a subscription's policy changed in place, and
- * publish) through kyu_replica_propose, stamped
+ * publish, and sends and receives of a FIFO queue) through kyu_replica_propose, stamped
  * with kyu_replica_now as the frontend does, and learns their outcome from the replica's
  * done callback. A snapshot install is the replica's: the simulator's transport answers its
  * fetch by copying a RocksDB checkpoint of the chosen member's state database into the
@@ -30,7 +30,14 @@
 #include "replica.h"
 #include "sm.h"
 
-#define SK_QUEUES 3
+#define SK_QUEUES 4
+/* The queues the workload draws (q0..q2, the seeds' random stream as before); q3.fifo, a FIFO
+ * queue (sm_fifo.c), takes a share of q0's sends, receives and creates, chosen from the ids
+ * so far (sim_kyu_client.c): messages in three groups, each with its own deduplication id;
+ * the oracle checks every receive of it takes what FIFO order and group locks give. */
+#define SK_QUEUES_DRAWN 3
+#define SK_FIFO 3
+#define SK_FIFO_GROUPS 3
 /* q1's RedrivePolicy names q2 with this maxReceiveCount: a receive of q1 moves a message
  * received that many times to q2 (op_deadletter.c), and the oracle checks each move. */
 #define SK_DLQ_SOURCE 1
@@ -141,6 +148,7 @@ typedef struct {
     uint64_t seq;            /* the state machine's (the oracle counts them as sends apply) */
     bool in_heap;            /* received, or sent with a delay: a lease, not among the fresh ones */
     uint32_t moved_receives; /* moved to the dead-letter queue after so many receives (0: not) */
+    uint8_t group;           /* q3.fifo: its MessageGroupId's number (its number % 3) */
     uint64_t sent_ms;        /* the send's time: retention counts from it, even in q2 */
     uint64_t expired_ms;     /* SK_EXPIRED: the time of the expiry that took it */
     bool acked;              /* the client was told it was sent */
@@ -272,6 +280,7 @@ typedef struct {
     uint64_t expiries, expired; /* EXPIRE_MESSAGES applied, messages they took */
     uint64_t next_seq;          /* the last seq a send took */
     uint64_t moves_checked;     /* messages moved to a dead-letter queue, as the oracle expected */
+    uint64_t fifo_checked;      /* q3.fifo receives checked against FIFO order */
     sk_key_t *keys;             /* by request key */
     size_t keys_cap;
     /* client */

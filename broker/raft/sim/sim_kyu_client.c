@@ -25,12 +25,12 @@ static sk_t *sk(sim_cluster_t *c)
 
 static const char *queue_name(int q)
 {
-    static const char *names[SK_QUEUES] = {"q0", "q1", "q2"};
+    static const char *names[SK_QUEUES] = {"q0", "q1", "q2", "q3.fifo"};
     return names[q];
 }
 
 /* Each queue's visibility timeout in seconds (0 for q2: leases that end at once). */
-static const uint32_t queue_vt[SK_QUEUES] = {2, 5, 0};
+static const uint32_t queue_vt[SK_QUEUES] = {2, 5, 0, 3};
 
 const sk_intent_t *sk_sent_find(sk_t *k, uint64_t hash)
 {
@@ -111,7 +111,7 @@ static void choose(sim_cluster_t *c, sk_intent_t *in, uint64_t now)
 {
     sk_t *k = sk(c);
     memset(in, 0, sizeof(*in));
-    in->q = (int)sim_rng_below(&c->rng, SK_QUEUES);
+    in->q = (int)sim_rng_below(&c->rng, SK_QUEUES_DRAWN);
     in->vt = -1;
     in->delay = -1;
     in->dest = -1;
@@ -224,6 +224,21 @@ static void choose(sim_cluster_t *c, sk_intent_t *in, uint64_t now)
             in->vt = -1;
         }
     }
+    /* A share of q0's sends, receives and creates go to q3.fifo instead, chosen from the ids so
+     * far (not the seed's stream); a FIFO queue takes no per-message delay. */
+    if (in->q == 0 && k->next_msg % 4 == 1 &&
+        (in->type == KYU_CMD_SEND || in->type == KYU_CMD_RECEIVE ||
+         in->type == KYU_CMD_CREATE_QUEUE)) {
+        in->q = SK_FIFO;
+        in->delay = -1;
+        if (!k->queues[SK_FIFO].exists) {
+            in->type = KYU_CMD_CREATE_QUEUE;
+            in->n = 0;
+            in->max_inflight = 0;
+        }
+        if (in->type == KYU_CMD_CREATE_QUEUE)
+            in->vt = (int64_t)queue_vt[SK_FIFO];
+    }
     /* CREATE_QUEUE, SET_QUEUE_ATTRIBUTES and CREATE_TOPIC take no request key (ops.c); the
      * workload's SUBSCRIBE, UNSUBSCRIBE and SET_SUBSCRIPTION_ATTRIBUTES carry none either (the
      * oracle models no retry of them). */
@@ -256,7 +271,11 @@ static void build(sim_cluster_t *c, const sk_intent_t *in, uint64_t now, bool re
     static const kyu_queue_ext_t redrive = {
         .retention = KYU_RETENTION_DEFAULT, .dlq = "q2", .max_receive_count = SK_MAX_RECEIVES};
     static const kyu_queue_ext_t short_lived = {.retention = SK_RETENTION_S};
-    if (in->type == KYU_CMD_CREATE_QUEUE && in->q == SK_DLQ_SOURCE) {
+    static const kyu_queue_ext_t fifo = {.retention = KYU_RETENTION_DEFAULT, .fifo = true};
+    if (in->type == KYU_CMD_CREATE_QUEUE && in->q == SK_FIFO) {
+        cmd->qx = &fifo;
+        cmd->qx_set = KYU_F_FIFO;
+    } else if (in->type == KYU_CMD_CREATE_QUEUE && in->q == SK_DLQ_SOURCE) {
         cmd->qx = &redrive;
         cmd->qx_set = KYU_F_REDRIVE;
     } else if (in->type == KYU_CMD_CREATE_QUEUE) {
@@ -290,6 +309,18 @@ static void build(sim_cluster_t *c, const sk_intent_t *in, uint64_t now, bool re
                 a->a[1].type_len = 10;
                 a->a[1].binary = true;
             }
+        }
+        /* q3.fifo: each message in group g(number % 3), with its own deduplication id (a
+         * retry without a key sends new messages: new ids); the digests computed, as the
+         * leader does (a FIFO SEND item carries them). */
+        for (size_t j = 0; in->q == SK_FIFO && j < in->n; j++) {
+            snprintf(cmd->group_ids[j], sizeof cmd->group_ids[j], "g%llu",
+                     (unsigned long long)(in->ids[j] % SK_FIFO_GROUPS));
+            snprintf(cmd->dedup_ids[j], sizeof cmd->dedup_ids[j], "d%llu",
+                     (unsigned long long)in->ids[j]);
+            kyu_md5_body(cmd->bodies[j], cmd->body_lens[j], cmd->md5_body[j]);
+            kyu_md5_attrs(&cmd->attrs[j], cmd->md5_attrs[j]);
+            cmd->has_md5 = true;
         }
         /* One batch of several in five has its last entry refused by the leader (as a body
          * over the queue's limit would be): it goes into the command as a failure, is never

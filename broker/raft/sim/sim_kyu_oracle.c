@@ -114,8 +114,10 @@ void sk_oracle_free(sk_t *k)
 
 static int queue_index(const char *name)
 {
-    if (strlen(name) == 2 && name[0] == 'q' && name[1] >= '0' && name[1] < '0' + SK_QUEUES)
+    if (strlen(name) == 2 && name[0] == 'q' && name[1] >= '0' && name[1] < '0' + SK_QUEUES_DRAWN)
         return name[1] - '0';
+    if (strcmp(name, "q3.fifo") == 0)
+        return SK_FIFO;
     return -1;
 }
 
@@ -271,6 +273,7 @@ static void on_send(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent_
         m->status = SK_LIVE;
         m->q = (uint8_t)q;
         m->qgen = k->queues[q].gen;
+        m->group = (uint8_t)(out->ids[j] % SK_FIFO_GROUPS); /* q3.fifo's (sim_kyu_client.c) */
         m->seq = ++k->next_seq;
         m->sent_ms = cmd->now_ms;
         /* Not received before its delay ends, its own or else its queue's (lease re-granted
@@ -399,6 +402,74 @@ static void model_dead_letter_receive(sim_cluster_t *c, const kyu_command_t *cmd
     free(cand);
 }
 
+static int fifo_cmp(const void *a, const void *b)
+{
+    const sk_cand_t *x = a, *y = b; /* until holds the group here */
+    if (x->until != y->until)
+        return x->until < y->until ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* A receive of q3.fifo takes what FIFO order gives (sm_fifo.c): of the groups with no message
+ * in flight (none of those received at least once, at the group's head, with a lease running)
+ * and whose first message is visible, the group whose first message was sent first first;
+ * from each its messages in order while visible; up to max. */
+static void check_fifo_receive(sim_cluster_t *c, const kyu_command_t *cmd, int q,
+                               const kyu_result_t *res, uint32_t max)
+{
+    sk_t *k = sk(c);
+    size_t n = 0;
+    sk_cand_t *cand = malloc((k->next_msg + 1) * sizeof(*cand));
+    KYU_ASSERT(cand);
+    for (uint64_t m = 1; m <= k->next_msg && m < k->msgs_cap; m++) {
+        const sk_msg_t *x = &k->msgs[m];
+        if (x->status == SK_LIVE && x->q == q && x->qgen == k->queues[q].gen)
+            cand[n++] = (sk_cand_t){x->group, x->seq, m};
+    }
+    qsort(cand, n, sizeof(*cand), fifo_cmp); /* by group, then seq */
+    size_t starts[SK_FIFO_GROUPS], ends[SK_FIFO_GROUPS], n_ready = 0;
+    for (size_t i = 0; i < n;) {
+        size_t j = i;
+        while (j < n && cand[j].until == cand[i].until)
+            j++;
+        bool ready = k->msgs[cand[i].n].lease_until <= cmd->now_ms;
+        for (size_t t = i; t < j && ready && k->msgs[cand[t].n].receives > 0; t++)
+            ready = k->msgs[cand[t].n].lease_until <= cmd->now_ms;
+        if (ready) { /* in the order of their first seq */
+            size_t at = n_ready;
+            while (at > 0 && cand[starts[at - 1]].seq > cand[i].seq) {
+                starts[at] = starts[at - 1];
+                ends[at] = ends[at - 1];
+                at--;
+            }
+            starts[at] = i;
+            ends[at] = j;
+            n_ready++;
+        }
+        i = j;
+    }
+    uint64_t want[KYU_BATCH_MAX];
+    size_t n_want = 0;
+    for (size_t g = 0; g < n_ready && n_want < max; g++)
+        for (size_t t = starts[g]; t < ends[g] && n_want < max; t++) {
+            if (k->msgs[cand[t].n].lease_until > cmd->now_ms)
+                break;
+            want[n_want++] = cand[t].n;
+        }
+    bool same = n_want == res->n_msgs;
+    for (size_t j = 0; same && j < n_want; j++)
+        same = sk_parse_id(res->msgs[j].message_id) == want[j];
+    if (!same)
+        sim_violation(c, SIM_SAFETY,
+                      "fifo: a receive of %s at %llu (max %u) leased %zu messages (first %llu), "
+                      "FIFO order and group locks give %zu (first %llu)",
+                      cmd->queue, (unsigned long long)cmd->now_ms, max, res->n_msgs,
+                      res->n_msgs ? (unsigned long long)sk_parse_id(res->msgs[0].message_id) : 0,
+                      n_want, n_want ? (unsigned long long)want[0] : 0);
+    k->fifo_checked++;
+    free(cand);
+}
+
 static void on_receive(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent_t *in, int q,
                        const kyu_result_t *res, sk_outcome_t *out)
 {
@@ -438,6 +509,8 @@ static void on_receive(sim_cluster_t *c, const kyu_command_t *cmd, const sk_inte
     /* The moves first: the messages it leased are then checked as before. */
     if (q == SK_DLQ_SOURCE && res->code == KYU_OK && k->queues[q].exists)
         model_dead_letter_receive(c, cmd, q, res, max);
+    if (q == SK_FIFO && res->code == KYU_OK && k->queues[q].exists)
+        check_fifo_receive(c, cmd, q, res, max);
     uint32_t gens[KYU_BATCH_MAX] = {0};
     for (size_t j = 0; j < res->n_msgs && c->result == SIM_OK; j++) {
         const kyu_msg_meta_t *mm = &res->msgs[j];
@@ -998,7 +1071,9 @@ static void check_counts(sim_cluster_t *c, sim_node_t *nd, uint64_t expiry, uint
     sk_t *k = sk(c);
     sk_node_t *kn = nd->app;
     for (int q = 0; q < SK_QUEUES && c->result == SIM_OK; q++) {
-        char name[3] = {'q', (char)('0' + q), 0};
+        char name[8] = {'q', (char)('0' + q), 0};
+        if (q == SK_FIFO)
+            snprintf(name, sizeof name, "q3.fifo");
         kyu_queue_attrs_t at;
         kyu_err_t err;
         bool exists = kyu_sm_queue_attributes(kn->sm, name, 0, &at, &err) == KYU_OK;
@@ -1288,7 +1363,8 @@ void sk_oracle_final(sim_cluster_t *c)
                "move tasks) and %llu deletes "
                "checked, %llu expiries took %llu messages, %llu retries (%llu answered from the "
                "request key), %llu digests, %llu installs, %llu publishes enqueued %llu copies "
-               "(%llu kept out by filter policies, %llu changed in place)\n",
+               "(%llu kept out by filter policies, %llu changed in place), %llu FIFO receives "
+               "checked\n",
                (unsigned long long)k->next_msg, (unsigned long long)k->receives_checked,
                (unsigned long long)k->moves_checked, (unsigned long long)k->redriven,
                (unsigned long long)k->tasks_started, (unsigned long long)k->deletes_checked,
@@ -1296,5 +1372,6 @@ void sk_oracle_final(sim_cluster_t *c)
                (unsigned long long)k->retried, (unsigned long long)k->dedup_hits,
                (unsigned long long)k->digests, (unsigned long long)k->installs,
                (unsigned long long)k->publishes, (unsigned long long)k->copies,
-               (unsigned long long)k->filtered, (unsigned long long)k->sub_changes);
+               (unsigned long long)k->filtered, (unsigned long long)k->sub_changes,
+               (unsigned long long)k->fifo_checked);
 }
