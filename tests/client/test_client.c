@@ -499,6 +499,52 @@ static void test_a_send_batch_carries_its_entries_and_maps_their_results(void **
     fake_broker_destroy(&fb);
 }
 
+/* PUBLISH batches (PublishBatch): the entries go with their ids and attributes, never a delay;
+ * the results map back; TooManyEntriesInBatchRequest, EmptyBatchRequest, BatchRequestTooLong
+ * (256 KiB together) and the ids' rules are refused before anything is sent. */
+static void test_a_publish_batch_carries_its_entries_and_refuses_locally(void **state)
+{
+    (void)state;
+    batch_seen_t seen;
+    fake_broker_t *fb = fake_broker_new(batch_handler, &seen);
+    kyu_err_t err = {0};
+    kyu_client_t *c = connect_to(fake_broker_endpoint(fb), 5000, &err);
+    assert_non_null(c);
+    kyu_batch_entry_t e[KYU_BATCH_MAX + 1];
+    for (size_t i = 0; i < KYU_BATCH_MAX + 1; i++)
+        e[i] = (kyu_batch_entry_t){.id = "x", .body = "m", .len = 1, .delay_seconds = 7};
+    e[0].id = "a";
+    e[1].id = "bad";
+    kyu_batch_result_t out[KYU_BATCH_MAX + 1];
+    assert_int_equal(kyu_client_publish_batch(c, "t", e, 2, out, &err), KYU_ERR_TOO_LARGE);
+    assert_true(seen.fields & KYU_F_ENTRY_IDS);
+    assert_false(seen.fields & KYU_F_ENTRY_DELAYS); /* topics have no delays */
+    assert_int_equal(seen.n_entries, 2);
+    assert_string_equal(seen.entry_ids[1], "bad");
+    assert_int_equal(out[0].code, KYU_OK);
+    assert_string_equal(out[0].sent.message_id, "id-0");
+    assert_int_equal(out[1].code, KYU_ERR_TOO_LARGE);
+    size_t before = fake_broker_requests(fb);
+    assert_int_equal(kyu_client_publish_batch(c, "t", e, KYU_BATCH_MAX + 1, out, &err),
+                     KYU_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.msg, "TooManyEntriesInBatchRequest"));
+    assert_int_equal(kyu_client_publish_batch(c, "t", e, 0, out, &err), KYU_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.msg, "EmptyBatchRequest"));
+    e[1].id = "a";
+    assert_int_equal(kyu_client_publish_batch(c, "t", e, 2, out, &err), KYU_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.msg, "BatchEntryIdsNotDistinct"));
+    static char big[200 * 1024];
+    memset(big, 'b', sizeof big);
+    e[1] = (kyu_batch_entry_t){.id = "b", .body = big, .len = sizeof big};
+    e[2] = (kyu_batch_entry_t){.id = "c", .body = big, .len = sizeof big};
+    assert_int_equal(kyu_client_publish_batch(c, "t", e, 3, out, &err), KYU_ERR_TOO_LARGE);
+    assert_non_null(strstr(err.msg, "BatchRequestTooLong"));
+    assert_int_equal(out[2].code, KYU_ERR_TOO_LARGE);
+    assert_int_equal(fake_broker_requests(fb), before);
+    kyu_client_destroy(&c);
+    fake_broker_destroy(&fb);
+}
+
 static void test_send_options_carry_attributes_checked_first(void **state)
 {
     (void)state;
@@ -710,6 +756,7 @@ int main(void)
         cmocka_unit_test(test_invalid_queue_name_is_refused_locally),
         cmocka_unit_test(test_send_options_carry_a_delay_or_a_delivery_time),
         cmocka_unit_test(test_a_send_batch_carries_its_entries_and_maps_their_results),
+        cmocka_unit_test(test_a_publish_batch_carries_its_entries_and_refuses_locally),
         cmocka_unit_test(test_send_options_carry_attributes_checked_first),
         cmocka_unit_test(test_queue_settings_carry_the_other_attributes),
     };

@@ -223,7 +223,9 @@ class AcrossFailover(unittest.TestCase):
         self.ok("create-topic", "t")
         self.ok("subscribe", "t", "raw", "--raw")
         self.ok("subscribe", "t", "env")
-        lines = ["line-%d" % i for i in range(400)]
+        # 2,000 lines, 200 requests of ten: more than the CLI keeps in flight (100), so the
+        # kill comes while most are still to be published.
+        lines = ["line-%d" % i for i in range(2000)]
         proc = subprocess.Popen([CLI, "--broker", self.endpoints, "publish", "t", "--lines"],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE)
