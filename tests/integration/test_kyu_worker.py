@@ -165,7 +165,7 @@ class KyuWorker(WorkerFixture, unittest.TestCase):
                    lambda: len([r for r in records(self.out) if r["phase"] == "start"]) == 5, 30)
         a.signal(signal.SIGKILL)
         a.wait()
-        kill_pids(r["pid"] for r in records(self.out))
+        kill_pids((r["pid"] for r in records(self.out)), self.handler)
         killed_at = time.monotonic()
         self.worker("b", "jobs", "--exec", self.handler, "--batch-size", "5", *FAST)
         wait_until("b processed all 5", lambda: len(self.done()) == 5, 20)

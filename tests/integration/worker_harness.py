@@ -111,12 +111,16 @@ class Worker:
         return text
 
 
-def kill_pids(pids):
-    """Stops handler processes a killed worker left behind (by their PID)."""
+def kill_pids(pids, handler):
+    """Stops handler processes a killed worker left behind (by their PID), only those still
+    running the handler: the PID of one that ended may be another process's by now."""
     for pid in set(pids):
         try:
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
+                if handler.split()[-1].encode() not in f.read():
+                    continue
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
+        except (OSError, TypeError):
             pass
 
 
@@ -138,7 +142,7 @@ class WorkerFixture:
                 w.cleanup()
             except AssertionError as e:
                 errors.append(str(e))
-        kill_pids(r["pid"] for r in records(self.out))
+        kill_pids((r["pid"] for r in records(self.out)), self.handler)
         return errors
 
     def remove_workers_dir(self, errors):
