@@ -454,8 +454,14 @@ static kyu_code_t check_subscribe(kyu_sm_t *self, const char *topic, const char 
     topic_t *t = zhashx_lookup(self->topics, topic);
     if (!t)
         return no_topic(err, topic);
-    if (!zhashx_lookup(self->queues, queue))
+    const queue_t *q = zhashx_lookup(self->queues, queue);
+    if (!q)
         return kyu_err_set(err, KYU_ERR_NO_SUCH_QUEUE, "queue '%s' does not exist", queue);
+    if (q->is_fifo) /* SNS: a standard topic delivers to standard queues only */
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           "queue '%s' is a FIFO queue: topic '%s' is a standard topic, which "
+                           "delivers to standard queues only",
+                           queue, topic);
     for (size_t i = 0; i < t->n; i++)
         if (strcmp(t->subs[i].queue, queue) == 0) {
             const tsub_t *s = &t->subs[i];

@@ -6,6 +6,7 @@
 #include "command.h"
 #include "fixture.h"
 #include "ops.h"
+#include "queue_attrs.h"
 
 #include <jansson.h>
 #include <stdlib.h>
@@ -434,6 +435,28 @@ static void test_subscription_attributes_change_in_place(void **state)
 }
 
 /* Each command round-trips; wrong shapes do not decode (a corrupt log stops the node). */
+/* SNS: a standard topic delivers to standard queues only; a FIFO queue's subscription is
+ * refused and a publish leaves it untouched (no copy lands without a message group). */
+static void test_a_standard_topic_refuses_a_fifo_queue(void **state)
+{
+    fixture_t *f = *state;
+    static kyu_queue_ext_t x;
+    kyu_qattrs_defaults(&x);
+    x.fifo = true;
+    x.cbd = true;
+    kyu_command_t c = cmd_create("f.fifo", 30);
+    c.now_ms = T0;
+    c.qx = &x;
+    c.qx_set = KYU_F_FIFO | KYU_F_CBD;
+    ok(apply1(f, c));
+    ok(apply1(f, topic_cmd(KYU_CMD_CREATE_TOPIC, "t")));
+    assert_int_equal(code_of(apply1(f, subscribe("t", "f.fifo", SUB_A, true))),
+                     KYU_ERR_INVALID_ARGUMENT);
+    ok(apply1(f, publish("t", "x", NULL)));
+    char got[10][2048];
+    assert_int_equal(receive(f, "f.fifo", got), 0);
+}
+
 static void test_topic_commands_round_trip_through_the_log_encoding(void **state)
 {
     (void)state;
@@ -541,6 +564,7 @@ int main(void)
         T(test_subscriptions_change_and_survive_a_restart),
         T(test_filter_policies_route_publishes),
         T(test_subscription_attributes_change_in_place),
+        T(test_a_standard_topic_refuses_a_fifo_queue),
         cmocka_unit_test(test_topic_commands_round_trip_through_the_log_encoding),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
