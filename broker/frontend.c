@@ -68,10 +68,10 @@ kyu_frontend_t *kyu_frontend_new(const kyu_frontend_config_t *cfg, kyu_sm_t *sm,
     zsock_set_router_mandatory(self->sock, 1);
     zsock_set_sndtimeo(self->sock, 0);
     char bind[KYU_ENDPOINT_MAX];
-    kyu_endpoint_for_bind(cfg->endpoint, bind, sizeof bind);
+    kyu_endpoint_for_bind(cfg->bind ? cfg->bind : cfg->endpoint, bind, sizeof bind);
     if (zsock_bind(self->sock, "%s", bind) < 0) {
-        kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "cannot listen on %s (%s): %s", cfg->endpoint,
-                    bind, zmq_strerror(zmq_errno()));
+        kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "cannot listen on %s (%s): %s",
+                    cfg->bind ? cfg->bind : cfg->endpoint, bind, zmq_strerror(zmq_errno()));
         kyu_frontend_destroy(&self);
         return NULL;
     }

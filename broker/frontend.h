@@ -13,7 +13,8 @@
 #include "membership.h"
 
 typedef struct {
-    const char *endpoint;  /* e.g. tcp://127.0.0.1:7700 */
+    const char *endpoint;  /* e.g. tcp://127.0.0.1:7700: the address clients are given */
+    const char *bind;      /* the address bound, when not endpoint (NAT); NULL: endpoint */
     size_t max_body;       /* maximum message size in bytes */
     uint32_t max_inflight; /* messages in flight per queue (KYU_INFLIGHT_MAX_DEFAULT) */
     size_t max_waiting;    /* receives parked at once (long polling); 0: KYU_LONGPOLL_MAX */

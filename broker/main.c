@@ -26,8 +26,10 @@ typedef struct {
     bool join;
     uint64_t max_clock_skew_ms;
     uint32_t max_inflight;
-    uint64_t disk_free_min; /* bytes; 0: never read-only for want of space */
-    const char *backup;     /* --backup DIR: write a backup of --data there and exit */
+    uint64_t disk_free_min;           /* bytes; 0: never read-only for want of space */
+    const char *backup;               /* --backup DIR: write a backup of --data there and exit */
+    const char *bind_client;          /* --bind-client: bound instead of the client endpoint */
+    char bind_raft[KYU_ENDPOINT_MAX]; /* --bind-raft as tcp://HOST:PORT; "": the peer entry's */
 } config_t;
 
 #define DISK_FREE_MIN_DEFAULT (64ull << 20)
@@ -40,6 +42,7 @@ static void usage(FILE *out)
         "usage: kyu-broker [--data DIR] [--listen ENDPOINT] [--max-message-size BYTES]\n"
         "                  [--node-id N --peer ID,RAFT_HOST:PORT,CLIENT_ENDPOINT ... [--join]]\n"
         "                  [--max-clock-skew-ms MS] [--max-inflight N] [--disk-free-min BYTES]\n"
+        "                  [--bind-client ENDPOINT] [--bind-raft HOST:PORT]\n"
         "       kyu-broker --data DIR --backup BACKUP_DIR\n"
         "\n"
         "Runs a kyu broker node: queues with SQS semantics, stored durably in RocksDB and\n"
@@ -64,6 +67,12 @@ static void usage(FILE *out)
         "  --max-inflight N         messages in flight (received, lease not over) per queue,\n"
         "                           1 to 4294967295 (default %d, SQS's): a receive past it\n"
         "                           is refused with LIMIT_EXCEEDED (SQS's OverLimit)\n"
+        "  --bind-client ENDPOINT   bind this instead of the client endpoint, which stays\n"
+        "                           the address given to clients (behind NAT, a container's\n"
+        "                           published port; env KYU_BIND_CLIENT)\n"
+        "  --bind-raft HOST:PORT    bind this instead of this node's raft address in its\n"
+        "                           --peer entry, which peers keep connecting to\n"
+        "                           (env KYU_BIND_RAFT)\n"
         "  --disk-free-min BYTES    below this much free space in DIR's file system the\n"
         "                           node is read-only (writes refused with READ_ONLY, reads\n"
         "                           served, replication paused) until space is freed;\n"
@@ -101,6 +110,8 @@ static int parse_args(int argc, char **argv, config_t *cfg)
         {"max-inflight", required_argument, NULL, 'i'},
         {"disk-free-min", required_argument, NULL, 'f'},
         {"backup", required_argument, NULL, 'b'},
+        {"bind-client", required_argument, NULL, 'B'},
+        {"bind-raft", required_argument, NULL, 'R'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -113,7 +124,10 @@ static int parse_args(int argc, char **argv, config_t *cfg)
                       0,
                       KYU_INFLIGHT_MAX_DEFAULT,
                       DISK_FREE_MIN_DEFAULT,
-                      NULL};
+                      NULL,
+                      getenv("KYU_BIND_CLIENT"),
+                      ""};
+    const char *bind_raft = getenv("KYU_BIND_RAFT");
     const char *disk_free = getenv("KYU_DISK_FREE_MIN");
     const char *skew = getenv("KYU_MAX_CLOCK_SKEW_MS");
     const char *env_join = getenv("KYU_JOIN");
@@ -174,6 +188,12 @@ static int parse_args(int argc, char **argv, config_t *cfg)
         case 'b':
             cfg->backup = optarg;
             break;
+        case 'B':
+            cfg->bind_client = optarg;
+            break;
+        case 'R':
+            bind_raft = optarg;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -195,6 +215,20 @@ static int parse_args(int argc, char **argv, config_t *cfg)
             return 2;
         }
         cfg->disk_free_min = v;
+    }
+    if (cfg->bind_client && !*cfg->bind_client)
+        cfg->bind_client = NULL; /* KYU_BIND_CLIENT= : as unset */
+    if (bind_raft && *bind_raft) {
+        /* HOST:PORT, checked as a peer entry's raft address is */
+        char entry[KYU_ENDPOINT_MAX + 32];
+        kyu_peers_t one = {0};
+        snprintf(entry, sizeof entry, "1,%s,tcp://127.0.0.1:1", bind_raft);
+        if (kyu_peers_add(&one, entry, &err) != KYU_OK) {
+            fprintf(stderr, "kyu-broker: --bind-raft must be HOST:PORT (PORT 1..65535), not '%s'\n",
+                    bind_raft);
+            return 2;
+        }
+        snprintf(cfg->bind_raft, sizeof cfg->bind_raft, "%s", one.peers[0].raft);
     }
     if (cfg->backup && !*cfg->backup) {
         fprintf(stderr, "kyu-broker: --backup needs a directory\n");
@@ -226,6 +260,10 @@ static int parse_args(int argc, char **argv, config_t *cfg)
             return 2;
         }
         cfg->listen = me->client;
+    }
+    if (cfg->bind_raft[0] && cfg->peers.n == 0) {
+        fprintf(stderr, "kyu-broker: --bind-raft needs a cluster (--node-id and --peer)\n");
+        return 2;
     }
     if (cfg->join && cfg->peers.n < 2) {
         fprintf(stderr, "kyu-broker: --join needs --node-id and a --peer list with this node and "
@@ -521,8 +559,10 @@ int main(int argc, char **argv)
     broker_t b = {0};
     kyu_store_t *store = kyu_store_open(cfg.data_dir, &err);
     kyu_sm_t *sm = store ? kyu_sm_open(store, &err) : NULL;
-    kyu_frontend_config_t fcfg = {
-        .endpoint = cfg.listen, .max_body = cfg.max_body, .max_inflight = cfg.max_inflight};
+    kyu_frontend_config_t fcfg = {.endpoint = cfg.listen,
+                                  .bind = cfg.bind_client,
+                                  .max_body = cfg.max_body,
+                                  .max_inflight = cfg.max_inflight};
     char *max_waiting = getenv("KYU_MAX_WAITING"); /* tests: a small bound of long polls */
     if (max_waiting && atoll(max_waiting) > 0)
         fcfg.max_waiting = (size_t)atoll(max_waiting);
@@ -536,7 +576,8 @@ int main(int argc, char **argv)
     int64_t max_peer =
         2 * ((int64_t)KYU_ENTRY_BYTES_MAX + KYU_BATCH_MAX * (int64_t)cfg.max_body) + KYU_HEADER_MAX;
     if (b.log && cfg.peers.n > 0)
-        b.transport = kyu_transport_new(&cfg.peers, cfg.node_id, max_peer, &err);
+        b.transport = kyu_transport_new(&cfg.peers, cfg.node_id, max_peer,
+                                        cfg.bind_raft[0] ? cfg.bind_raft : NULL, &err);
     if (b.transport)
         b.snapshot = kyu_snapshot_new(store, cfg.node_id, max_peer, &err);
     b.sm = sm;

@@ -100,7 +100,7 @@ void kyu_transport_set_links(kyu_transport_t *self, const kyu_peers_t *links)
 }
 
 kyu_transport_t *kyu_transport_new(const kyu_peers_t *peers, uint64_t self_id, int64_t max_msg,
-                                   kyu_err_t *err)
+                                   const char *bind_raft, kyu_err_t *err)
 {
     const kyu_peer_t *me = kyu_peers_find(peers, self_id);
     if (!me) {
@@ -124,10 +124,11 @@ kyu_transport_t *kyu_transport_new(const kyu_peers_t *peers, uint64_t self_id, i
     }
     harden(self->router, max_msg);
     char bind[KYU_ENDPOINT_MAX];
-    kyu_endpoint_for_bind(me->raft, bind, sizeof bind);
+    const char *raft = bind_raft ? bind_raft : me->raft;
+    kyu_endpoint_for_bind(raft, bind, sizeof bind);
     if (zsock_bind(self->router, "%s", bind) < 0) {
-        kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "cannot bind the raft address %s (%s): %s",
-                    me->raft, bind, zmq_strerror(zmq_errno()));
+        kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "cannot bind the raft address %s (%s): %s", raft,
+                    bind, zmq_strerror(zmq_errno()));
         kyu_transport_destroy(&self);
         return NULL;
     }

@@ -23,7 +23,7 @@ typedef struct kyu_transport kyu_transport_t;
 /* Binds self_id's raft address and connects to the others. max_msg bounds incoming frames
  * (ZMQ_MAXMSGSIZE). NULL with err set when the address cannot be bound. */
 kyu_transport_t *kyu_transport_new(const kyu_peers_t *peers, uint64_t self_id, int64_t max_msg,
-                                   kyu_err_t *err);
+                                   const char *bind_raft, kyu_err_t *err);
 void kyu_transport_destroy(kyu_transport_t **self_p);
 
 zsock_t *kyu_transport_sock(kyu_transport_t *self);
