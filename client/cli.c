@@ -392,7 +392,7 @@ static int parse_cmd_args(cli_t *cli, int argc, char **argv, cli_args_t *a)
         {"group", required_argument, NULL, 'G'},      /* send: MessageGroupId */
         {"dedup-id", required_argument, NULL, 'I'},   /* send: MessageDeduplicationId */
         {"attempt-id", required_argument, NULL, 'E'}, /* receive: ReceiveRequestAttemptId */
-        {"no-filter", no_argument, NULL, 'x'},          /* set-subscription-attributes: no policy */
+        {"no-filter", no_argument, NULL, 'x'},        /* set-subscription-attributes: no policy */
         {"no-raw", no_argument, NULL, 'g'}, /* set-subscription-attributes: the envelope */
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
