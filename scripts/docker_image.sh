@@ -99,5 +99,5 @@ if [ -n "$ctx_only" ]; then
     echo "$ctx (docker build --build-arg BASE=$base -t $tag $ctx)"
     exit 0
 fi
-docker build -q --build-arg "BASE=$base" -t "$tag" "$ctx" >/dev/null
+docker build -q --force-rm --build-arg "BASE=$base" -t "$tag" "$ctx" >/dev/null
 echo "$tag"
