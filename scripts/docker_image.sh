@@ -86,12 +86,19 @@ if [ "$base" = scratch ]; then
 else
     command -v dpkg >/dev/null ||
         { echo "docker_image: --base $base needs a Debian build machine (dpkg)" >&2; exit 1; }
-    # The package of each library; with merged /usr, dpkg may know it by the other path.
-    for lib in $(libs_of "${bins[@]}"); do
-        dpkg -S "$lib" 2>/dev/null || dpkg -S "$(readlink -f "$lib")" 2>/dev/null ||
-            dpkg -S "/usr$lib" 2>/dev/null ||
+    # The package of each library (one dpkg -S for all); with merged /usr, dpkg may know a
+    # library by the other path, or by the file its link names.
+    libs=$(libs_of "${bins[@]}")
+    query=()
+    for lib in $libs; do
+        query+=("$lib" "$(readlink -f "$lib")" "/usr$lib")
+    done
+    found=$(dpkg -S "${query[@]}" 2>/dev/null | grep ': /' || true)
+    for lib in $libs; do
+        grep -q "/$(basename "$lib")\$" <<<"$found" ||
             { echo "docker_image: no Debian package provides $lib" >&2; exit 1; }
-    done | awk -F: '{print $1}' | sort -u >"$root/usr/local/lib/kyu/packages"
+    done
+    awk -F: '{print $1}' <<<"$found" | sort -u >"$root/usr/local/lib/kyu/packages"
     echo python3 >>"$root/usr/local/lib/kyu/packages"
 fi
 cp deploy/Dockerfile "$ctx/"
