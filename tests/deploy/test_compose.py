@@ -164,6 +164,10 @@ class Compose(unittest.TestCase):
         self.wait_healthy((1, 2, 3))
         for svc in ("orders-service", "worker-shipping", "worker-accounting"):
             self.wait_healthy((svc,))
+        # The setup may run again (`up` does): every step is idempotent. KYU_BROKER in the
+        # containers lets `exec SERVICE kyu ...` reach the cluster.
+        compose("run", "--rm", "setup")
+        self.assertIn(b"leader", compose("exec", "-T", "kyu2", "kyu", "cluster", "status").stdout)
         url = "http://127.0.0.1:%d" % HTTP_PORT
         orders = [send_orders.make_order(i, "dc") for i in range(N_ORDERS)]
         poison = {o["order_id"] for o in orders if o["customer"] == "poison"}
