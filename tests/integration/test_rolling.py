@@ -6,9 +6,11 @@ calls consumes the other:
 - every broker is restarted in turn, as docs/OPERATIONS.md "Rolling restart" says: the leader
   hands leadership over first (`kyu cluster transfer`), then SIGTERM, a start on the same data
   dir, and `kyu cluster ready` on it before the next;
-- a fourth broker joins (`--join`, `kyu cluster add`), an old one leaves (`kyu cluster
-  remove`, then SIGTERM), and one whose disk is lost is replaced by a new node with a new id
-  and an empty data dir on its addresses (remove the old id, `--join`, add the new one).
+- a fourth broker joins (`--join`, `kyu cluster add`), the old leader leaves (`kyu cluster
+  remove`, then SIGTERM), the fourth leads (reached by the clients through the leader's
+  redirect: they were given the first three nodes only), and a follower whose disk is lost
+  is replaced by a new node with a new id and an empty data dir on its addresses (remove
+  the old id, `--join`, add the new one).
 Then: no client saw an error beyond its retries (both producers exit 0 with every line
 acknowledged, every CLI receive and delete exits 0, no worker exits or logs a failed delete),
 every acknowledged message was processed, no message whose delete was acknowledged came back,
@@ -328,6 +330,11 @@ class UnderLoad(Members, unittest.TestCase):
                       == sorted(n.id for n in live))
         self.assert_out_for_good(old)
         old.stop()
+
+        # Node 4 leads for a while: the clients, given nodes 1 to 3 only, reach it by the
+        # leader's redirect.
+        self.under_load("moving leadership to node 4")
+        self.transfer_to(fourth, live)
 
         # Replace a lost one: a follower's disk is lost (kill -9, its data dir deleted). It is
         # removed, and a new node with a new id (a reused id would vote again with a forgotten
