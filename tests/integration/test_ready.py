@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
@@ -92,6 +93,42 @@ class Ready(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertEqual(json.loads(r.stdout.decode())["why"], "no answer")
         self.wait_ready(1, 3)
+
+    def test_a_caught_up_node_stays_ready_under_a_steady_stream_of_writes(self):
+        # A follower applies an entry a moment after it learns the entry is committed, so
+        # under steady writes its applied index trails its commit index at almost any instant:
+        # the probe asks for what was committed when it asked, not for an instant of rest.
+        for i in (1, 2, 3):
+            self.start(i)
+        self.wait_ready(1, 2, 3)
+        eps = ",".join(self.clients.values())
+        self.assertEqual(subprocess.run([CLI, "--broker", eps, "create-queue", "q"],
+                                        capture_output=True, timeout=60).returncode, 0)
+        stream = subprocess.Popen([CLI, "--broker", eps, "send", "q", "--lines"],
+                                  stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        stop = threading.Event()
+
+        def feed():
+            n = 0
+            while not stop.is_set():
+                stream.stdin.write(b"m-%d\n" % n)
+                stream.stdin.flush()
+                n += 1
+                if n % 10 == 0:
+                    time.sleep(0.001)
+            stream.stdin.close()
+
+        feeder = threading.Thread(target=feed)
+        feeder.start()
+        try:
+            for _ in range(30):
+                r = self.ready(1, 2, 3)
+                self.assertEqual(r.returncode, 0, "not ready under writes:\n%s" % r.stdout.decode())
+        finally:
+            stop.set()
+            feeder.join(timeout=60)
+            stream.wait(timeout=120)
 
 
 if __name__ == "__main__":
