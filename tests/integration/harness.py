@@ -103,6 +103,21 @@ def sanitizer_report(path):
     return text[max(0, at - 2000):at + 6000] if at >= 0 else ""
 
 
+def terminate(proc):
+    """SIGTERM to proc (a Popen, or None) while it runs, SIGKILL after 30 s; False when it had
+    to be killed."""
+    if proc is None or proc.poll() is not None:
+        return True
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+        return True
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=30)
+        return False
+
+
 class Broker:
     """A kyu-broker process; restartable on the same data directory and port."""
 
@@ -257,13 +272,7 @@ class ThreeNodes:
 
     def stop_nodes(self):
         for p in self.procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait(timeout=30)
+            terminate(p)
         for log in self.logs:
             log.close()
         reports = [sanitizer_report(log.name) for log in self.logs]
@@ -294,13 +303,7 @@ class Node:
             + args + list(extra), stdout=self.log, stderr=self.log, env=self.env)
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=30)
+        terminate(self.proc)
 
     def kill9(self):
         self.proc.kill()
@@ -386,3 +389,91 @@ class Members:
             st = self.status([node])[node.client]
             self.assertEqual((st["role"], st["membership"]), ("follower", "learner"), st)
             time.sleep(0.1)
+
+
+class NodesById:
+    """Three kyu-broker processes of one cluster, keyed by node id 1, 2, 3 (a unittest.TestCase
+    mixin): open_nodes(prefix) in setUp makes the dir self.top, the addresses (self.clients,
+    self.endpoints, the --peer list self.args) and the logs (TOP/broker-ID.log); start(i,
+    *extra) runs node i on data_dir(i) (TOP/db-ID; a test may say otherwise); close_nodes() in
+    tearDown stops them (SIGTERM, SIGKILL after 30 s), closes the logs and returns their
+    sanitizer reports (the caller removes self.top)."""
+
+    def open_nodes(self, prefix):
+        self.top = tempfile.mkdtemp(prefix=prefix)
+        self.clients = {i: "tcp://127.0.0.1:%d" % free_port() for i in (1, 2, 3)}
+        self.args = []
+        for i in (1, 2, 3):
+            self.args += ["--peer", "%d,127.0.0.1:%d,%s" % (i, free_port(), self.clients[i])]
+        self.endpoints = ",".join(self.clients[i] for i in (1, 2, 3))
+        self.logs = {i: open(os.path.join(self.top, "broker-%d.log" % i), "ab") for i in (1, 2, 3)}
+        self.procs = {}
+
+    def data_dir(self, i):
+        return os.path.join(self.top, "db-%d" % i)
+
+    def start(self, i, *extra):
+        self.procs[i] = subprocess.Popen(
+            [BROKER, "--node-id", str(i), "--data", self.data_dir(i)] + self.args + list(extra),
+            stdout=self.logs[i], stderr=self.logs[i])
+
+    def stop(self, i):
+        """SIGTERM to node i; its exit status (a failure when it does not stop within 30 s)."""
+        if not terminate(self.procs[i]):
+            raise AssertionError("node %d did not stop on SIGTERM within 30 s" % i)
+        return self.procs[i].returncode
+
+    def close_nodes(self):
+        for i in self.procs:
+            try:
+                self.stop(i)
+            except AssertionError:
+                pass  # killed: tearDown goes on
+        for log in self.logs.values():
+            log.close()
+        return [sanitizer_report(log.name) for log in self.logs.values()]
+
+    def log(self, i):
+        self.logs[i].flush()
+        with open(self.logs[i].name, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def cli(self, *args, endpoint=None, timeout=120, input=None):
+        return subprocess.run([CLI, "--broker", endpoint or self.endpoints] + list(args),
+                              capture_output=True, timeout=timeout, input=input)
+
+    def ok(self, *args):
+        r = self.cli(*args)
+        if r.returncode != 0:
+            raise AssertionError("kyu %s failed: %s%s" % (" ".join(args), r.stderr.decode(), "".join(
+                "\n--- node %d ---\n%s" % (i, self.log(i)[-3000:]) for i in self.logs)))
+        return r.stdout.decode()
+
+    def status(self):
+        """`kyu cluster status` by node id."""
+        r = self.cli("--json", "cluster", "status", timeout=60)
+        return {s["id"]: s for s in (json.loads(l) for l in r.stdout.decode().splitlines() if l)}
+
+    def leader(self, deadline_s=60):
+        """The id of the node that leads and serves (not read-only, and it answers a read)."""
+        deadline = time.monotonic() + deadline_s
+        while time.monotonic() < deadline:
+            for i, s in self.status().items():
+                if s.get("role") == "leader" and "read_only" not in s and \
+                        self.cli("list-queues", endpoint=self.clients[i], timeout=10).returncode == 0:
+                    return i
+            time.sleep(0.05)
+        raise AssertionError("no serving leader within %d s: %s" % (deadline_s, self.status()))
+
+    def wait_caught_up(self, i, deadline_s=60):
+        """Until node i (not read-only) has applied the leader's commit index."""
+        deadline = time.monotonic() + deadline_s
+        while time.monotonic() < deadline:
+            st = self.status()
+            lead = [s for s in st.values() if s.get("role") == "leader"]
+            me = st.get(i, {})
+            if lead and "read_only" not in me and me.get("applied_index", 0) >= lead[0]["commit_index"]:
+                return
+            time.sleep(0.05)
+        raise AssertionError("node %d did not catch up within %d s: %s\n%s" % (
+            i, deadline_s, self.status(), self.log(i)))

@@ -3,45 +3,22 @@ checks): ready only once the node answers, knows a leader and has applied its lo
 commit index (and is not read-only: tests/integration/test_disk_full.py). Every wait is
 bounded; processes are stopped by their PID only."""
 import json
-import os
 import shutil
 import subprocess
-import tempfile
 import threading
 import time
 import unittest
 
-from harness import BROKER, CLI, free_port, sanitizer_report
+from harness import CLI, NodesById
 
 
-class Ready(unittest.TestCase):
+class Ready(NodesById, unittest.TestCase):
     def setUp(self):
-        self.top = tempfile.mkdtemp(prefix="kyu-ready-")
-        self.clients = {i: "tcp://127.0.0.1:%d" % free_port() for i in (1, 2, 3)}
-        self.args = []
-        for i in (1, 2, 3):
-            self.args += ["--peer", "%d,127.0.0.1:%d,%s" % (i, free_port(), self.clients[i])]
-        self.logs = {i: open(os.path.join(self.top, "broker-%d.log" % i), "ab") for i in (1, 2, 3)}
-        self.procs = {}
-
-    def start(self, i):
-        self.procs[i] = subprocess.Popen(
-            [BROKER, "--node-id", str(i), "--data", os.path.join(self.top, "db-%d" % i)] + self.args,
-            stdout=self.logs[i], stderr=self.logs[i])
+        self.open_nodes("kyu-ready-")
 
     def tearDown(self):
         try:
-            for p in self.procs.values():
-                if p.poll() is None:
-                    p.terminate()
-                    try:
-                        p.wait(timeout=30)
-                    except subprocess.TimeoutExpired:
-                        p.kill()
-                        p.wait(timeout=30)
-            for log in self.logs.values():
-                log.close()
-            reports = [sanitizer_report(log.name) for log in self.logs.values()]
+            reports = self.close_nodes()
         finally:
             shutil.rmtree(self.top, ignore_errors=True)
         if any(reports):

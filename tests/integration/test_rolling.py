@@ -22,15 +22,15 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import threading
 import time
 import unittest
 
 from harness import CLI, Members, Node, free_port
-from worker_harness import Worker, kill_pids, records, wait_until, write_handler
+from worker_harness import Worker, WorkerFixture, records, wait_until
 
-FAST = ["--heartbeat", "0.2", "--liveness", "3"]
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts",
                       "rolling_restart.sh")
 
@@ -93,6 +93,10 @@ class Producer:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=30)
+        for t in self.threads:
+            t.join(timeout=30)
+        self.proc.stdout.close()
+        self.err.close()
 
 
 class Consumer:
@@ -136,43 +140,44 @@ class Consumer:
         self.thread.join(timeout=120)
 
 
-class UnderLoad(Members, unittest.TestCase):
+class UnderLoad(Members, WorkerFixture, unittest.TestCase):
     """Each test: three nodes, queues orders (kyu-workers) and jobs (the CLI consumer), a
     producer for each; the test changes the cluster, then check() ends the load and asserts."""
 
     def setUp(self):
         self.make_cluster(3)
-        self.tmp = self.data
+        self.open_workers("kyu-rolling-")
+        try:
+            self.start_load()
+        except BaseException:
+            self.tearDown()
+            raise
+
+    def start_load(self):
         self.leader()
         self.ok("create-queue", "orders", "--visibility-timeout", "10")
         self.ok("create-queue", "jobs", "--visibility-timeout", "30")
         # The clients know the three first nodes for the whole test, as a deployed client
         # does until it is reconfigured: later nodes are reached by the leader's redirect.
         self.client_endpoints = self.endpoints()
-        self.handler = write_handler(self.tmp)
-        self.out = os.path.join(self.tmp, "out.jsonl")
         self.producers = [Producer(self.client_endpoints, "orders", "o", self.tmp),
                           Producer(self.client_endpoints, "jobs", "j", self.tmp, gap=0.02)]
-        self.workers = [Worker(self.tmp, name, self.client_endpoints, "orders", "--exec", self.handler,
-                               "--batch-size", "10", "--max-concurrency", "3", *FAST,
-                               env={"KYU_TEST_OUT": self.out})
-                        for name in ("w1", "w2")]
+        self.workers += [Worker(self.tmp, name, self.client_endpoints, "orders", "--exec", self.handler,
+                                "--batch-size", "10", "--max-concurrency", "3",
+                                env={"KYU_TEST_OUT": self.out})
+                         for name in ("w1", "w2")]
         self.consumer = Consumer(self.client_endpoints, "jobs")
 
     def tearDown(self):
-        errors = []
-        self.consumer.finish()
-        for p in self.producers:
+        if getattr(self, "consumer", None):
+            self.consumer.finish()
+        for p in getattr(self, "producers", []):
             p.cleanup()
-        for w in self.workers:
-            try:
-                w.cleanup()
-            except AssertionError as e:
-                errors.append(str(e))
-        kill_pids((r["pid"] for r in records(self.out)), self.handler)
-        Members.tearDown(self)  # removes self.data, which holds self.tmp
-        if errors:
-            raise AssertionError("\n".join(errors))
+        errors = self.close_workers() if hasattr(self, "workers") else []
+        try:
+            Members.tearDown(self)
+        finally:
+            self.remove_workers_dir(errors)
 
     def processed(self):
         return {r["id"] for r in records(self.out) if r["phase"] == "done"}
@@ -373,7 +378,7 @@ class UnderLoad(Members, unittest.TestCase):
         lost = next(n for n in live if n is not self.leader(live) and n is not fourth)
         lost.kill9()
         live.remove(lost)
-        subprocess.run(["rm", "-rf", os.path.join(self.data, "db-%d" % lost.id)], check=True)
+        shutil.rmtree(os.path.join(self.data, "db-%d" % lost.id))
         self.ok("cluster", "remove", str(lost.id), nodes=live)
         self.wait_for("voters without node %d" % lost.id,
                       lambda: lost.id not in self.status(live)[self.leader(live).client]["voters"])
