@@ -3,9 +3,10 @@
 While two producers (`kyu send --lines`, one long-running CLI each, fed a numbered line every
 few milliseconds) send, two kyu-workers process one queue and a receive/delete loop of CLI
 calls consumes the other:
-- every broker is restarted in turn, as docs/OPERATIONS.md "Rolling restart" says: the leader
-  hands leadership over first (`kyu cluster transfer`), then SIGTERM, a start on the same data
-  dir, and `kyu cluster ready` on it before the next;
+- every broker is restarted in turn by scripts/rolling_restart.sh, as docs/OPERATIONS.md
+  "Rolling restarts and upgrades" says: the followers first, the leader last after handing
+  leadership over (`kyu cluster transfer`); each by SIGTERM and a start on the same data dir
+  (a supervisor thread here), and `kyu cluster ready` on it before the next;
 - a fourth broker joins (`--join`, `kyu cluster add`), the old leader leaves (`kyu cluster
   remove`, then SIGTERM), the fourth leads (reached by the clients through the leader's
   redirect: they were given the first three nodes only), and a follower whose disk is lost
