@@ -375,7 +375,9 @@ static void propose_open(kyu_replica_t *self)
     if (rc != KYU_RAFT_OK) {
         fail_waiters(self, e, rc == KYU_RAFT_ERR_NOT_LEADER ? KYU_ERR_NOT_LEADER : KYU_ERR_BUSY,
                      rc == KYU_RAFT_ERR_NOT_LEADER ? "this node is not the leader"
-                                                   : "too many entries wait for a quorum");
+                                                   : "the leader is handing leadership over, "
+                                                     "or too many entries wait for a quorum: "
+                                                     "retry");
         entry_destroy(self, &e);
         return;
     }

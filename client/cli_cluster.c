@@ -9,9 +9,11 @@
  *
  * `kyu cluster ready`: the readiness probe of a node (a container's health check): each
  * endpoint is asked for its status the same way, and is ready when it answers, knows a
- * leader, has applied its log up to the commit index it knows and is not read-only (its
- * disk is fine). Exit 0 when every endpoint is ready. */
+ * leader, has applied its log up to the commit index it knew when asked (asked again for up
+ * to 2 s until it has) and is not read-only (its disk is fine). Exit 0 when every endpoint is
+ * ready. */
 #include "cli.h"
+#include "kyu_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +21,8 @@
 
 #define STATUS_TIMEOUT_MS 2000
 #define ADD_TIMEOUT_MS 90000 /* the broker bounds an add at 60 s */
+#define CATCH_UP_MS 2000     /* `ready`: how long a node may take to apply what was committed */
+#define CATCH_UP_PAUSE_MS 20
 
 /* A node id: a whole decimal number of 1 to 2^63-1. */
 static bool parse_id(const char *s, uint64_t *out)
@@ -125,6 +129,26 @@ static int print_node(const cli_t *cli, const kyu_node_status_t *n)
     return CLI_EXIT_OK;
 }
 
+/* A node applies an entry a moment after it learns that the entry is committed, so under a
+ * steady stream of writes its applied index trails its commit index at almost any instant.
+ * Ready means it has applied what was committed when it was first asked: while it has not,
+ * it is asked again (every CATCH_UP_PAUSE_MS, on the same connection) until it has or
+ * CATCH_UP_MS pass. n then holds its last answer with commit_index the first one's; false
+ * when it stopped answering. */
+static bool catch_up(kyu_client_t *c, kyu_node_status_t *n)
+{
+    uint64_t target = n->commit_index;
+    int64_t until = kyu_client_now_ms() + CATCH_UP_MS;
+    while (n->applied_index < target && kyu_client_now_ms() < until) {
+        kyu_client_pause_ms(CATCH_UP_PAUSE_MS);
+        kyu_err_t err = {0};
+        if (kyu_client_cluster_status(c, n, &err) != KYU_OK)
+            return false;
+    }
+    n->commit_index = target;
+    return true;
+}
+
 /* Why node n (answered: whether it did) is not ready, or NULL when it is. */
 static const char *not_ready(bool answered, const kyu_node_status_t *n, char *why, size_t cap)
 {
@@ -228,6 +252,8 @@ int cli_cmd_cluster(cli_t *cli, cli_args_t *a)
         kyu_node_status_t n = {0};
         bool ok = c && kyu_client_cluster_status(c, &n, &err) == KYU_OK;
         if (ready) {
+            if (ok && n.leader && !n.read_only[0])
+                ok = catch_up(c, &n);
             kyu_client_destroy(&c);
             char why[KYU_ERR_MSG_MAX + 16];
             const char *w = not_ready(ok, &n, why, sizeof why);

@@ -10,7 +10,9 @@
  *  - synchronous convenience calls, one per op (kyu_client_send, kyu_client_receive, ...):
  *    each sends one request and waits for its reply, moving to the next endpoint on a timeout
  *    or NOT_LEADER (to the leader a NOT_LEADER reply names, even one not in the list; bounded:
- *    at most 64 attempts within the client's timeout, pausing while no leader is known). Replies to
+ *    at most 64 attempts within the client's timeout, pausing while no leader is known), and
+ *    asking the same node again 50 ms after BUSY (a leader handing leadership over, or
+ *    saturated; not for the cluster_* membership calls, whose BUSY is their answer). Replies to
  * asynchronous requests that arrive meanwhile are kept for poll_reply.
  *
  * Every call returns a kyu_code_t and, on failure, fills a kyu_err_t: err->code is the

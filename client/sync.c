@@ -8,6 +8,7 @@
 
 #define RETRY_MAX 64
 #define RETRY_PAUSE_MS 100
+#define BUSY_PAUSE_MS 50
 #define ATTEMPT_MIN_MS 1000 /* an attempt waits a third of the timeout, at least this */
 
 void kyu_client_pause_ms(int ms)
@@ -20,11 +21,22 @@ void kyu_client_pause_ms(int ms)
 /* Codes after which another endpoint may answer: the request may or may not have been
  * applied (TIMEOUT) or surely was not (NOT_LEADER, CONNECTION). READ_ONLY too when there is
  * another endpoint: a leader whose disk is full stops replicating and the others elect a
- * new one (alone, the client says so at once). */
+ * new one (alone, the client says so at once). BUSY is asked again of the same node (see
+ * retry_busy). */
 static bool retryable(const kyu_client_t *self, kyu_code_t rc)
 {
     return rc == KYU_ERR_TIMEOUT || rc == KYU_ERR_NOT_LEADER || rc == KYU_ERR_CONNECTION ||
            (rc == KYU_ERR_READ_ONLY && self->n_endpoints > 1);
+}
+
+/* BUSY from a leader that refuses proposals for a moment (it is handing leadership over, as
+ * every step of a rolling restart makes it, or too many entries wait for a quorum), or a
+ * long poll past its bounds: the same node is asked again after BUSY_PAUSE_MS, within the
+ * call's timeout, with the same request key. An admin op's BUSY (another membership change
+ * runs) is its answer. */
+static bool retry_busy(const kyu_op_info_t *info, kyu_code_t rc)
+{
+    return rc == KYU_ERR_BUSY && !(info && (info->flags & KYU_OPF_ADMIN));
 }
 
 kyu_code_t kyu_client_call(kyu_client_t *self, const kyu_request_t *req, const void *const *bodies,
@@ -58,13 +70,17 @@ kyu_code_t kyu_client_call(kyu_client_t *self, const kyu_request_t *req, const v
         if (attempt > 0) {
             if (kyu_client_now_ms() >= deadline)
                 break;
-            if ((!leader[0] && rc == KYU_ERR_NOT_LEADER && attempt >= (int)self->n_endpoints) ||
-                rc == KYU_ERR_READ_ONLY)
-                kyu_client_pause_ms(RETRY_PAUSE_MS); /* no leader yet, or one that stalls */
-            kyu_err_t ferr = {0};
-            if (kyu_client_failover(self, leader, &ferr) != KYU_OK) {
-                leader[0] = '\0';
-                continue; /* keep the request's own error in err */
+            if (rc == KYU_ERR_BUSY) {
+                kyu_client_pause_ms(BUSY_PAUSE_MS); /* the same node: it is there */
+            } else {
+                if ((!leader[0] && rc == KYU_ERR_NOT_LEADER && attempt >= (int)self->n_endpoints) ||
+                    rc == KYU_ERR_READ_ONLY)
+                    kyu_client_pause_ms(RETRY_PAUSE_MS); /* no leader yet, or one that stalls */
+                kyu_err_t ferr = {0};
+                if (kyu_client_failover(self, leader, &ferr) != KYU_OK) {
+                    leader[0] = '\0';
+                    continue; /* keep the request's own error in err */
+                }
             }
         }
         int64_t waiting = wait_end - kyu_client_now_ms();
@@ -74,7 +90,7 @@ kyu_code_t kyu_client_call(kyu_client_t *self, const kyu_request_t *req, const v
         int wait = attempt == 0 || left > per_attempt ? per_attempt : left > 1 ? (int)left : 1;
         wait += kyu_client_request_wait_ms(req);
         rc = kyu_client_call_once_within(self, req, bodies, lens, n, rep, msgs, wait, err);
-        if (!retryable(self, rc))
+        if (!retryable(self, rc) && !retry_busy(info, rc))
             return rc;
         snprintf(leader, sizeof leader, "%s", rc == KYU_ERR_NOT_LEADER ? rep->leader : "");
     }

@@ -303,6 +303,65 @@ static void test_broker_error_code_and_text_are_surfaced(void **state)
     fake_broker_destroy(&fb);
 }
 
+/* ---- BUSY ---- */
+
+typedef struct {
+    int busy_sends; /* SENDs still to answer BUSY */
+    int sends;
+    uint64_t keys[8];
+} busy_state_t;
+
+static void busy_handler(fake_broker_t *fb, void *arg, const kyu_request_t *req,
+                         const void *const *bodies, const size_t *lens, size_t n)
+{
+    (void)bodies, (void)lens, (void)n;
+    busy_state_t *st = arg;
+    if (req->op == KYU_OP_SEND) {
+        if (st->sends < 8)
+            st->keys[st->sends] = req->rq_key;
+        st->sends++;
+        if (st->busy_sends > 0) {
+            st->busy_sends--;
+            fake_reply_error(fb, req->id, KYU_ERR_BUSY, "leadership is being handed over");
+            return;
+        }
+        kyu_reply_t rep;
+        kyu_reply_init(&rep);
+        rep.id = req->id;
+        rep.n_ids = 1;
+        snprintf(rep.ids[0], sizeof rep.ids[0], "m1");
+        fake_reply(fb, &rep, NULL, NULL, 0);
+        return;
+    } else if (req->op == KYU_OP_CLUSTER_REMOVE) {
+        fake_reply_error(fb, req->id, KYU_ERR_BUSY, "another membership change runs");
+        return;
+    }
+    fake_default(fb, req);
+}
+
+/* A leader refuses proposals for a moment while it hands leadership over (and when it is
+ * saturated): a synchronous call waits a little and asks again, with the same request key,
+ * within its timeout. A membership change's BUSY (another change runs) is the answer. */
+static void test_a_sync_call_answered_busy_is_retried_with_its_key(void **state)
+{
+    (void)state;
+    busy_state_t st = {.busy_sends = 2};
+    fake_broker_t *fb = fake_broker_new(busy_handler, &st);
+    kyu_err_t err = {0};
+    kyu_client_t *c = connect_to(fake_broker_endpoint(fb), 5000, &err);
+    assert_non_null(c);
+    const void *body[] = {"x"};
+    size_t len[] = {1};
+    assert_int_equal(kyu_client_send(c, "q", body, len, 1, NULL, &err), KYU_OK);
+    assert_int_equal(st.sends, 3);
+    assert_true(st.keys[0] != 0);
+    assert_true(st.keys[1] == st.keys[0] && st.keys[2] == st.keys[0]);
+    assert_int_equal(kyu_client_cluster_remove(c, 2, &err), KYU_ERR_BUSY);
+    assert_string_equal(err.msg, "another membership change runs");
+    kyu_client_destroy(&c);
+    fake_broker_destroy(&fb);
+}
+
 static void test_invalid_queue_name_is_refused_locally(void **state)
 {
     (void)state;
@@ -753,6 +812,7 @@ int main(void)
         cmocka_unit_test(test_sync_call_keeps_async_replies_for_poll),
         cmocka_unit_test(test_unanswered_request_times_out),
         cmocka_unit_test(test_broker_error_code_and_text_are_surfaced),
+        cmocka_unit_test(test_a_sync_call_answered_busy_is_retried_with_its_key),
         cmocka_unit_test(test_invalid_queue_name_is_refused_locally),
         cmocka_unit_test(test_send_options_carry_a_delay_or_a_delivery_time),
         cmocka_unit_test(test_a_send_batch_carries_its_entries_and_maps_their_results),

@@ -10,10 +10,9 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 import unittest
 
-from harness import BROKER, CLI, Broker, free_port, sanitizer_report
+from harness import BROKER, Broker, NodesById
 
 
 def backup(data, out):
@@ -90,108 +89,42 @@ class Backup(unittest.TestCase):
         self.assertEqual(os.listdir(self.out), [])
 
 
-class ClusterBackup(unittest.TestCase):
+class ClusterBackup(NodesById, unittest.TestCase):
     """A follower is stopped, backed up and started again while the others serve; later the
     whole cluster is lost and every node restored from that one backup."""
 
     def setUp(self):
-        self.top = tempfile.mkdtemp(prefix="kyu-backup3-")
-        self.clients = {i: "tcp://127.0.0.1:%d" % free_port() for i in (1, 2, 3)}
-        self.args = []
-        for i in (1, 2, 3):
-            self.args += ["--peer", "%d,127.0.0.1:%d,%s" % (i, free_port(), self.clients[i])]
-        self.logs = {i: open(os.path.join(self.top, "broker-%d.log" % i), "ab") for i in (1, 2, 3)}
-        self.procs = {}
+        self.open_nodes("kyu-backup3-")
         for i in (1, 2, 3):
             self.start(i)
-        self.endpoints = ",".join(self.clients[i] for i in (1, 2, 3))
-
-    def data(self, i):
-        return os.path.join(self.top, "db-%d" % i)
-
-    def start(self, i):
-        self.procs[i] = subprocess.Popen([BROKER, "--node-id", str(i), "--data", self.data(i)] + self.args,
-                                         stdout=self.logs[i], stderr=self.logs[i])
-
-    def stop(self, i):
-        p = self.procs[i]
-        if p.poll() is None:
-            p.terminate()
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(timeout=30)
-                raise AssertionError("node %d did not stop on SIGTERM within 30 s" % i)
-        return p.returncode
 
     def tearDown(self):
         try:
-            for i in self.procs:
-                if self.procs[i].poll() is None:
-                    self.procs[i].kill()
-                    self.procs[i].wait(timeout=30)
-            for log in self.logs.values():
-                log.close()
-            reports = [sanitizer_report(log.name) for log in self.logs.values()]
+            reports = self.close_nodes()
         finally:
             shutil.rmtree(self.top, ignore_errors=True)
         if any(reports):
             raise AssertionError("a kyu-broker's log has a sanitizer report:\n%s" % "\n".join(reports))
-
-    def cli(self, *args, timeout=120):
-        return subprocess.run([CLI, "--broker", self.endpoints] + list(args), capture_output=True, timeout=timeout)
-
-    def ok(self, *args):
-        r = self.cli(*args)
-        if r.returncode != 0:
-            raise AssertionError("kyu %s failed: %s" % (" ".join(args), r.stderr.decode()))
-        return r.stdout.decode()
-
-    def status(self):
-        r = self.cli("--json", "cluster", "status", timeout=60)
-        return {s["id"]: s for s in (json.loads(l) for l in r.stdout.decode().splitlines() if l)}
-
-    def leader(self, deadline_s=60):
-        deadline = time.monotonic() + deadline_s
-        while time.monotonic() < deadline:
-            for i, s in self.status().items():
-                if s.get("role") == "leader" and subprocess.run(
-                        [CLI, "--broker", self.clients[i], "list-queues"], capture_output=True,
-                        timeout=10).returncode == 0:
-                    return i
-            time.sleep(0.05)
-        raise AssertionError("no leader within %d s" % deadline_s)
-
-    def caught_up(self, i, deadline_s=60):
-        deadline = time.monotonic() + deadline_s
-        while time.monotonic() < deadline:
-            st = self.status()
-            lead = [s for s in st.values() if s.get("role") == "leader"]
-            if lead and i in st and st[i]["applied_index"] >= lead[0]["commit_index"]:
-                return
-            time.sleep(0.05)
-        raise AssertionError("node %d did not catch up within %d s" % (i, deadline_s))
 
     def test_every_node_restored_from_one_followers_backup_serves_what_was_acknowledged_before_it(self):
         leader = self.leader()
         self.ok("create-queue", "orders", "--visibility-timeout", "600")
         before = {self.ok("send", "orders", "before-%d" % i).strip() for i in range(30)}
         follower = next(i for i in (1, 2, 3) if i != leader)
-        self.caught_up(follower)  # it holds every acknowledged send
+        self.wait_caught_up(follower)  # it holds every acknowledged send
         self.assertEqual(self.stop(follower), 0)
         out = os.path.join(self.top, "backup")
-        r = backup(self.data(follower), out)
+        r = backup(self.data_dir(follower), out)
         self.assertEqual(r.returncode, 0, r.stderr.decode())
         self.start(follower)
         # The cluster served all along; what comes after the backup is not in it.
         after = {self.ok("send", "orders", "after-%d" % i).strip() for i in range(5)}
-        self.caught_up(follower)
+        self.wait_caught_up(follower)
         # Every node lost: each restored from the one backup.
         for i in (1, 2, 3):
             self.assertEqual(self.stop(i), 0)
-            shutil.rmtree(self.data(i))
-            shutil.copytree(out, self.data(i))
+            shutil.rmtree(self.data_dir(i))
+            shutil.copytree(out, self.data_dir(i))
         for i in (1, 2, 3):
             self.start(i)
         self.leader()

@@ -16,7 +16,7 @@ import tempfile
 import time
 import unittest
 
-from harness import BROKER, CLI, free_port
+from harness import BROKER, CLI, free_port, terminate
 
 FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"  # Debian: faketime
 AHEAD = "+300s"
@@ -41,13 +41,7 @@ class Node:
         self.proc.wait(timeout=30)
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=30)
+        terminate(self.proc)
 
     def read_log(self):
         self.log.flush()

@@ -14,7 +14,7 @@ import threading
 import time
 import unittest
 
-from harness import BROKER, CLI, free_port, sanitizer_report
+from harness import BROKER, CLI, free_port, sanitizer_report, terminate
 
 
 class Node:
@@ -33,13 +33,7 @@ class Node:
         self.proc.wait(timeout=30)
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=30)
+        terminate(self.proc)
 
 
 class Stream:

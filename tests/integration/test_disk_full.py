@@ -24,7 +24,7 @@ import tempfile
 import time
 import unittest
 
-from harness import BROKER, CLI, Broker, free_port, request, sanitizer_report
+from harness import CLI, Broker, NodesById, request
 
 MIB = 1 << 20
 FS_MIB = 160  # RocksDB preallocates each WAL (some 18 MiB, two databases): room for that
@@ -247,93 +247,36 @@ class SingleNode(unittest.TestCase):
         self.check_all_there(s)
 
 
-class ThreeNodes(unittest.TestCase):
+class ThreeNodes(NodesById, unittest.TestCase):
     """Node 3's data directory is on the small file system, the others' are not; node 3
     runs with --disk-free-min node3_min."""
     node3_min = MIN_FREE
 
     def setUp(self):
-        self.procs, self.logs, self.undo = {}, {}, None
-        self.top = tempfile.mkdtemp(prefix="kyu-disk3-")
+        self.undo = None
+        self.open_nodes("kyu-disk3-")
         self.mnt = os.path.join(self.top, "fs")
         try:
             self.undo = mount_small(self.mnt)
         except unittest.SkipTest:
+            self.close_nodes()
             shutil.rmtree(self.top, ignore_errors=True)
             raise
-        self.clients = {i: "tcp://127.0.0.1:%d" % free_port() for i in (1, 2, 3)}
-        args = []
         for i in (1, 2, 3):
-            args += ["--peer", "%d,127.0.0.1:%d,%s" % (i, free_port(), self.clients[i])]
-        for i in (1, 2, 3):
-            data = os.path.join(self.mnt if i == 3 else self.top, "db-%d" % i)
-            self.logs[i] = open(os.path.join(self.top, "broker-%d.log" % i), "ab")
-            self.procs[i] = subprocess.Popen(
-                [BROKER, "--node-id", str(i), "--data", data,
-                 "--disk-free-min", str(self.node3_min if i == 3 else MIN_FREE)] + args,
-                stdout=self.logs[i], stderr=self.logs[i])
-        self.endpoints = ",".join(self.clients[i] for i in (1, 2, 3))
+            self.start(i, "--disk-free-min", str(self.node3_min if i == 3 else MIN_FREE))
+
+    def data_dir(self, i):
+        return os.path.join(self.mnt if i == 3 else self.top, "db-%d" % i)
 
     def tearDown(self):
         try:
-            for p in self.procs.values():
-                if p.poll() is None:
-                    p.terminate()
-                    try:
-                        p.wait(timeout=30)
-                    except subprocess.TimeoutExpired:
-                        p.kill()
-                        p.wait(timeout=30)
-            for log in self.logs.values():
-                log.close()
-            reports = [sanitizer_report(log.name) for log in self.logs.values()]
+            reports = self.close_nodes()
         finally:
             if self.undo:
                 self.undo()
             shutil.rmtree(self.top, ignore_errors=True)
         if any(reports):
             raise AssertionError("a kyu-broker's log has a sanitizer report:\n%s" % "\n".join(reports))
-
-    def cli(self, *args, endpoint=None, timeout=120, input=None):
-        return subprocess.run([CLI, "--broker", endpoint or self.endpoints] + list(args),
-                              capture_output=True, timeout=timeout, input=input)
-
-    def ok(self, *args):
-        r = self.cli(*args)
-        if r.returncode != 0:
-            raise AssertionError("kyu %s failed: %s\n%s" % (" ".join(args), r.stderr.decode(), self.log(3)))
-        return r.stdout.decode()
-
-    def log(self, i):
-        self.logs[i].flush()
-        with open(self.logs[i].name, "rb") as f:
-            return f.read().decode(errors="replace")
-
-    def status(self):
-        r = self.cli("--json", "cluster", "status", timeout=60)
-        return {s["id"]: s for s in (json.loads(l) for l in r.stdout.decode().splitlines() if l)}
-
-    def leader(self, deadline_s=30):
-        deadline = time.monotonic() + deadline_s
-        while time.monotonic() < deadline:
-            for i, s in self.status().items():
-                if s.get("role") == "leader" and "read_only" not in s and \
-                        self.cli("list-queues", endpoint=self.clients[i], timeout=10).returncode == 0:
-                    return i
-            time.sleep(0.05)
-        raise AssertionError("no serving leader within %d s: %s" % (deadline_s, self.status()))
-
-    def wait_caught_up(self, node, deadline_s=60):
-        deadline = time.monotonic() + deadline_s
-        while time.monotonic() < deadline:
-            st = self.status()
-            lead = [s for s in st.values() if s.get("role") == "leader"]
-            me = st.get(node, {})
-            if lead and "read_only" not in me and me.get("applied_index", 0) >= lead[0]["commit_index"]:
-                return
-            time.sleep(0.1)
-        raise AssertionError("node %d did not catch up within %d s: %s\n%s" % (
-            node, deadline_s, self.status(), self.log(node)))
 
 
 class LeaderBelowTheMinimum(ThreeNodes):
@@ -416,37 +359,19 @@ class FollowerLogWriteFails(ThreeNodes):
         self.assertEqual(len(ids), len(set(ids)), "a message came twice")
 
 
-class EveryNodeBelowTheMinimum(unittest.TestCase):
+class EveryNodeBelowTheMinimum(NodesById, unittest.TestCase):
     """Three nodes started with a --disk-free-min no disk has (no small file system needed):
     none can write, so none leads, and clients are told READ_ONLY with the reason, not that
     an election is under way."""
 
     def setUp(self):
-        self.top = tempfile.mkdtemp(prefix="kyu-disk-all-")
-        self.clients = {i: "tcp://127.0.0.1:%d" % free_port() for i in (1, 2, 3)}
-        args = []
+        self.open_nodes("kyu-disk-all-")
         for i in (1, 2, 3):
-            args += ["--peer", "%d,127.0.0.1:%d,%s" % (i, free_port(), self.clients[i])]
-        self.logs = {i: open(os.path.join(self.top, "broker-%d.log" % i), "ab") for i in (1, 2, 3)}
-        self.procs = {i: subprocess.Popen(
-            [BROKER, "--node-id", str(i), "--data", os.path.join(self.top, "db-%d" % i),
-             "--disk-free-min", str(1 << 50)] + args, stdout=self.logs[i], stderr=self.logs[i])
-            for i in (1, 2, 3)}
-        self.endpoints = ",".join(self.clients[i] for i in (1, 2, 3))
+            self.start(i, "--disk-free-min", str(1 << 50))
 
     def tearDown(self):
         try:
-            for p in self.procs.values():
-                if p.poll() is None:
-                    p.terminate()
-                    try:
-                        p.wait(timeout=30)
-                    except subprocess.TimeoutExpired:
-                        p.kill()
-                        p.wait(timeout=30)
-            for log in self.logs.values():
-                log.close()
-            reports = [sanitizer_report(log.name) for log in self.logs.values()]
+            reports = self.close_nodes()
         finally:
             shutil.rmtree(self.top, ignore_errors=True)
         if any(reports):

@@ -5,121 +5,14 @@ every acknowledged message is received exactly once. Bad input changes nothing, 
 change while one runs is BUSY.
 Every wait is bounded by a deadline; processes are stopped by their PID only."""
 import json
-import os
-import shutil
-import signal
 import subprocess
-import tempfile
 import time
 import unittest
 
-from harness import BROKER, CLI, free_port
+from harness import CLI, Members, Node, free_port
 
 
-class Node:
-    def __init__(self, node_id, raft, client, data, env=None):
-        self.id, self.raft, self.client, self.data = node_id, raft, client, data
-        self.env = dict(os.environ, **(env or {}))
-        self.proc = None
-        self.log = open(os.path.join(data, "broker-%d.log" % node_id), "ab")
-
-    def spec(self):
-        return "%d,%s,%s" % (self.id, self.raft, self.client)
-
-    def start(self, peers, *extra):
-        args = []
-        for p in peers:
-            args += ["--peer", p.spec()]
-        self.proc = subprocess.Popen(
-            [BROKER, "--node-id", str(self.id), "--data", os.path.join(self.data, "db-%d" % self.id)]
-            + args + list(extra), stdout=self.log, stderr=self.log, env=self.env)
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=30)
-
-    def read_log(self):
-        self.log.flush()
-        with open(self.log.name, "rb") as f:
-            return f.read().decode(errors="replace")
-
-
-class Membership(unittest.TestCase):
-    def make_cluster(self, n, env=None):
-        self.data = tempfile.mkdtemp(prefix="kyu-members-")
-        self.nodes = [Node(i, "127.0.0.1:%d" % free_port(), "tcp://127.0.0.1:%d" % free_port(),
-                           self.data, env) for i in range(1, n + 1)]
-        for node in self.nodes:
-            node.start(self.nodes)
-
-    def tearDown(self):
-        for n in self.nodes:
-            n.stop()
-        # Under -DKYU_SANITIZE=ON a broker reports memory errors and leaks in its log.
-        bad = [(n.id, n.read_log()) for n in self.nodes if "Sanitizer" in n.read_log()]
-        for n in self.nodes:
-            n.log.close()
-        shutil.rmtree(self.data, ignore_errors=True)
-        self.assertEqual(bad, [], "a broker reported a sanitizer error")
-
-    def endpoints(self, nodes=None):
-        return ",".join(n.client for n in (nodes or self.nodes))
-
-    def cli(self, *args, nodes=None, input=None, timeout=150):
-        return subprocess.run([CLI, "--broker", self.endpoints(nodes)] + list(args), input=input,
-                              capture_output=True, timeout=timeout)
-
-    def ok(self, *args, nodes=None, input=None):
-        r = self.cli(*args, nodes=nodes, input=input)
-        if r.returncode != 0:
-            raise AssertionError("kyu %s failed (%d): %s%s" % (" ".join(args), r.returncode,
-                                                                r.stderr.decode(), self.logs()))
-        return r.stdout.decode()
-
-    def logs(self):
-        return "".join("\n--- node %d ---\n%s" % (n.id, n.read_log()[-3000:]) for n in self.nodes)
-
-    def status(self, nodes=None):
-        r = self.cli("--json", "cluster", "status", nodes=nodes, timeout=60)
-        return {s["endpoint"]: s for s in (json.loads(l) for l in r.stdout.decode().splitlines() if l)}
-
-    def leader(self, nodes=None, deadline_s=30):
-        """The node that leads and serves (it has applied an entry of its own term)."""
-        nodes = nodes or self.nodes
-        deadline = time.monotonic() + deadline_s
-        while time.monotonic() < deadline:
-            for s in self.status(nodes).values():
-                if s["role"] == "leader":
-                    n = next(n for n in nodes if n.client == s["endpoint"])
-                    if self.cli("list-queues", nodes=[n], timeout=10).returncode == 0:
-                        return n
-            time.sleep(0.05)
-        raise AssertionError("no leader within %d s%s" % (deadline_s, self.logs()))
-
-    def wait_for(self, what, check, deadline_s=60):
-        deadline = time.monotonic() + deadline_s
-        while time.monotonic() < deadline:
-            if check():
-                return
-            time.sleep(0.05)
-        raise AssertionError("%s: not within %d s%s" % (what, deadline_s, self.logs()))
-
-    def assert_out_for_good(self, node):
-        """A removed node was demoted to learner first, so it knows it does not vote: it
-        stays a follower that never campaigns (watched for 3 s, over an election timeout)."""
-        self.wait_for("node %d knows it is a learner" % node.id,
-                      lambda: self.status([node])[node.client].get("membership") == "learner", 30)
-        deadline = time.monotonic() + 3
-        while time.monotonic() < deadline:
-            st = self.status([node])[node.client]
-            self.assertEqual((st["role"], st["membership"]), ("follower", "learner"), st)
-            time.sleep(0.1)
-
+class Membership(Members, unittest.TestCase):
     def send(self, prefix, count, nodes=None):
         out = self.ok("--json", "send", "orders", "--lines", nodes=nodes,
                       input="".join("%s-%05d\n" % (prefix, i) for i in range(count)).encode())

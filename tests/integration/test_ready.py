@@ -3,44 +3,22 @@ checks): ready only once the node answers, knows a leader and has applied its lo
 commit index (and is not read-only: tests/integration/test_disk_full.py). Every wait is
 bounded; processes are stopped by their PID only."""
 import json
-import os
 import shutil
 import subprocess
-import tempfile
+import threading
 import time
 import unittest
 
-from harness import BROKER, CLI, free_port, sanitizer_report
+from harness import CLI, NodesById
 
 
-class Ready(unittest.TestCase):
+class Ready(NodesById, unittest.TestCase):
     def setUp(self):
-        self.top = tempfile.mkdtemp(prefix="kyu-ready-")
-        self.clients = {i: "tcp://127.0.0.1:%d" % free_port() for i in (1, 2, 3)}
-        self.args = []
-        for i in (1, 2, 3):
-            self.args += ["--peer", "%d,127.0.0.1:%d,%s" % (i, free_port(), self.clients[i])]
-        self.logs = {i: open(os.path.join(self.top, "broker-%d.log" % i), "ab") for i in (1, 2, 3)}
-        self.procs = {}
-
-    def start(self, i):
-        self.procs[i] = subprocess.Popen(
-            [BROKER, "--node-id", str(i), "--data", os.path.join(self.top, "db-%d" % i)] + self.args,
-            stdout=self.logs[i], stderr=self.logs[i])
+        self.open_nodes("kyu-ready-")
 
     def tearDown(self):
         try:
-            for p in self.procs.values():
-                if p.poll() is None:
-                    p.terminate()
-                    try:
-                        p.wait(timeout=30)
-                    except subprocess.TimeoutExpired:
-                        p.kill()
-                        p.wait(timeout=30)
-            for log in self.logs.values():
-                log.close()
-            reports = [sanitizer_report(log.name) for log in self.logs.values()]
+            reports = self.close_nodes()
         finally:
             shutil.rmtree(self.top, ignore_errors=True)
         if any(reports):
@@ -92,6 +70,42 @@ class Ready(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertEqual(json.loads(r.stdout.decode())["why"], "no answer")
         self.wait_ready(1, 3)
+
+    def test_a_caught_up_node_stays_ready_under_a_steady_stream_of_writes(self):
+        # A follower applies an entry a moment after it learns the entry is committed, so
+        # under steady writes its applied index trails its commit index at almost any instant:
+        # the probe asks for what was committed when it asked, not for an instant of rest.
+        for i in (1, 2, 3):
+            self.start(i)
+        self.wait_ready(1, 2, 3)
+        eps = ",".join(self.clients.values())
+        self.assertEqual(subprocess.run([CLI, "--broker", eps, "create-queue", "q"],
+                                        capture_output=True, timeout=60).returncode, 0)
+        stream = subprocess.Popen([CLI, "--broker", eps, "send", "q", "--lines"],
+                                  stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        stop = threading.Event()
+
+        def feed():
+            n = 0
+            while not stop.is_set():
+                stream.stdin.write(b"m-%d\n" % n)
+                stream.stdin.flush()
+                n += 1
+                if n % 10 == 0:
+                    time.sleep(0.001)
+            stream.stdin.close()
+
+        feeder = threading.Thread(target=feed)
+        feeder.start()
+        try:
+            for _ in range(30):
+                r = self.ready(1, 2, 3)
+                self.assertEqual(r.returncode, 0, "not ready under writes:\n%s" % r.stdout.decode())
+        finally:
+            stop.set()
+            feeder.join(timeout=60)
+            stream.wait(timeout=120)
 
 
 if __name__ == "__main__":
