@@ -6,6 +6,7 @@
 #include "command.h"
 #include "fixture.h"
 #include "ops.h"
+#include "queue_attrs.h"
 #include "sm_internal.h"
 
 #include <stdlib.h>
@@ -245,6 +246,35 @@ static void test_a_delayed_grouped_message_waits_for_its_delay(void **state)
     assert_string_equal(bodies(&g), "late");
 }
 
+/* A message moved to a standard dead-letter queue keeps its group there, and the dead-letter
+ * queue's receives are fair too, also after a restart. */
+static void test_a_dead_letter_move_keeps_the_group(void **state)
+{
+    fixture_t *f = *state;
+    ok(apply1(f, cmd_create("dlq", -1)));
+    static kyu_queue_ext_t x;
+    kyu_qattrs_defaults(&x);
+    snprintf(x.dlq, sizeof x.dlq, "dlq");
+    x.max_receive_count = 1;
+    kyu_command_t c = cmd_create("src", -1);
+    c.now_ms = T0;
+    c.qx = &x;
+    c.qx_set = KYU_F_REDRIVE;
+    ok(apply1(f, c));
+    send_n(f, "src", T0, "a", 3);
+    send_n(f, "src", T0, "b", 1);
+    assert_int_equal(receive(f, "src", T0, 10, 0).n, 4); /* leases of 0: due again at once */
+    /* received once: each moves to dlq at its next receive */
+    assert_int_equal(receive(f, "src", T0 + 1, 10, -1).n, 0);
+    assert_non_null(queue(f, "dlq")->fair);
+    assert_int_equal(kyu_sm_fair_groups(queue(f, "dlq")), 2);
+    fixture_reopen(f);
+    assert_int_equal(kyu_sm_fair_groups(queue(f, "dlq")), 2);
+    got_t g = receive(f, "dlq", T0 + 2, 2, -1);
+    assert_int_equal(of_group(&g, "a"), 1);
+    assert_int_equal(of_group(&g, "b"), 1);
+}
+
 static void test_a_purge_forgets_the_groups(void **state)
 {
     fixture_t *f = *state;
@@ -335,6 +365,7 @@ int main(void)
         T(test_a_queue_without_groups_has_no_fair_state),
         T(test_a_delete_of_a_groups_last_message_forgets_the_group),
         T(test_a_delayed_grouped_message_waits_for_its_delay),
+        T(test_a_dead_letter_move_keeps_the_group),
         T(test_a_purge_forgets_the_groups),
         T(test_the_groups_turns_survive_a_restart),
         T(test_a_restart_takes_the_same_messages_as_no_restart),
