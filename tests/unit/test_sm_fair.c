@@ -161,6 +161,34 @@ static void test_a_quiet_tenant_is_not_delayed_behind_a_noisy_one(void **state)
     }
 }
 
+/* 20,000 groups of one message each: every receive of ten takes ten groups, never one twice
+ * in a row before all were served, and a receive works through the ready groups alone (a
+ * receive costs O(messages log groups): the test runs in seconds). */
+static void test_many_groups_are_served_in_turn(void **state)
+{
+    fixture_t *f = *state;
+    ok(apply1(f, cmd_create("q", -1)));
+    enum { GROUPS = 20000 };
+    static char names[GROUPS][16];
+    for (int i = 0; i < GROUPS; i++)
+        snprintf(names[i], sizeof names[i], "t%05d", i);
+    for (int i = 0; i < GROUPS; i++)
+        send_n(f, "q", T0, names[i], 2);
+    assert_int_equal(kyu_sm_fair_groups(queue(f, "q")), GROUPS);
+    /* the first round: every group once, in id order (none served yet) */
+    for (int r = 0; r < GROUPS / 10; r++) {
+        got_t g = receive(f, "q", T0 + 1, 10, 60);
+        assert_int_equal(g.n, 10);
+        for (int i = 0; i < 10; i++)
+            if (strcmp(g.groups[i], names[r * 10 + i]) != 0)
+                fail_msg("receive %d: expected %s, got %s", r, names[r * 10 + i], g.groups[i]);
+    }
+    /* the second round: the same order again (each was served once) */
+    got_t g = receive(f, "q", T0 + 2, 10, 60);
+    for (int i = 0; i < 10; i++)
+        assert_string_equal(g.groups[i], names[i]);
+}
+
 static void test_messages_without_a_group_are_a_group_of_their_own(void **state)
 {
     fixture_t *f = *state;
@@ -360,6 +388,7 @@ int main(void)
         T(test_a_receive_gives_no_group_more_than_its_share),
         T(test_groups_that_run_short_leave_the_rest_to_the_others),
         T(test_a_quiet_tenant_is_not_delayed_behind_a_noisy_one),
+        T(test_many_groups_are_served_in_turn),
         T(test_messages_without_a_group_are_a_group_of_their_own),
         T(test_a_group_is_not_locked_while_a_message_is_in_flight),
         T(test_a_queue_without_groups_has_no_fair_state),
