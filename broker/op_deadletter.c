@@ -149,7 +149,7 @@ kyu_code_t kyu_sm_move_to_dead_letter(kyu_sm_t *self, queue_t *src, queue_t *dlq
     kyu_sent_t m; /* its group, in a FIFO dead-letter queue (sm_fifo.c), copied from rec */
     char group[KYU_GROUP_ID_MAX + 1] = "";
     size_t glen = 0;
-    if (dlq->fifo && kyu_sm_parse_head(rec, vl, &m) && m.group_len) {
+    if (kyu_sm_parse_head(rec, vl, &m) && m.group_len) { /* or a standard one's (sm_fair.c) */
         glen = m.group_len;
         memcpy(group, m.group, glen);
     }
@@ -172,6 +172,8 @@ kyu_code_t kyu_sm_move_to_dead_letter(kyu_sm_t *self, queue_t *src, queue_t *dlq
     moved.visible_at = now;
     uint8_t lv[LEASE_LEN_MAX];
     kyu_sm_put2(self, KYU_CF_LEASES, to, KEY_QS, lv, lease_encode(lv, &moved), NULL, 0, true);
+    if (!dlq->fifo)
+        kyu_sm_fair_add(self, dlq, seq, group, glen); /* before its lease is set */
     kyu_sm_index_set_lease(dlq, seq, &moved);
     if (dlq->fifo)
         kyu_sm_fifo_add(dlq, seq, group, glen);

@@ -520,6 +520,7 @@ kyu_code_t kyu_op_purge_queue_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_
     kyu_sm_index_free(q);
     kyu_sm_index_init(q);
     kyu_sm_fifo_reset_groups(q); /* not its deduplication records: SQS keeps them */
+    kyu_sm_fair_reset(q);        /* its groups' records dropped (sm_fair.c) */
     q->n_messages = 0;
     self->purged = true;
     kyu_sm_touch(self, q);

@@ -220,7 +220,8 @@ kyu_code_t kyu_op_receive_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_appl
     /* Take until max are found; the leases are set after the loop, so that a message leased
      * here (with a visibility timeout of 0 it would be due again at once) is taken once. */
     while (!q->fifo && found < max && moved < KYU_DLQ_MOVES_MAX) {
-        uint32_t got = kyu_sm_index_take(q, c->now_ms, max - found, taken, tl);
+        uint32_t got = q->fair ? kyu_sm_fair_take(self, q, c->now_ms, max - found, taken, tl)
+                               : kyu_sm_index_take(q, c->now_ms, max - found, taken, tl);
         if (got == 0)
             break;
         for (uint32_t i = 0; i < got; i++) {

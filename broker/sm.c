@@ -5,15 +5,15 @@
  * to another Raft group as one range):
  *   queues     name                      -> msgpack [3, qid, vt, created_ms, n_messages,
  *                                           max_size, modified_ms, delay, flags, attributes]
- *              (format 3; flags: QUEUE_FLAG_MOVED_IN; attributes: the map of those of
- *              queue_attrs.h not at their defaults, {} when all are). Records written
- *              before it are fixed: qid(8) vt(4) created_ms(8) n_messages(8) max_size(4)
- *              modified_ms(8) delay(4) (44 bytes), or only up to n_messages (28 bytes,
- *              before MaximumMessageSize and DelaySeconds: max_size KYU_MAX_SIZE_DEFAULT,
- *              delay 0, modified_ms = created_ms). A fixed record starts with the qid's high
- *              byte, 0, a format 3 one with 0x9a: both load (the other attributes at their
- *              defaults), and a queue's record is written in format 3 at its next change;
- *              a binary older than format 3 refuses those.
+ *              (format 3; flags: QUEUE_FLAG_MOVED_IN, QUEUE_FLAG_GROUPS; attributes: the
+ *              map of those of queue_attrs.h not at their defaults, {} when all are).
+ *              Records written before it are fixed: qid(8) vt(4) created_ms(8)
+ *              n_messages(8) max_size(4) modified_ms(8) delay(4) (44 bytes), or only up to
+ *              n_messages (28 bytes, before MaximumMessageSize and DelaySeconds: max_size
+ *              KYU_MAX_SIZE_DEFAULT, delay 0, modified_ms = created_ms). A fixed record
+ *              starts with the qid's high byte, 0, a format 3 one with 0x9a: both load (the
+ *              other attributes at their defaults), and a queue's record is written in
+ *              format 3 at its next change; a binary older than format 3 refuses those.
  *   messages   qid(8) seq(8)             -> sent_ms(8) flags|id_len(1) id [md5_body(16)
  *                                           [md5_attrs(16)]] [attrs_len(4) attrs] body:
  *                                           flag 0x40 (MSG_REC_DIGESTS): the digests follow
@@ -66,6 +66,10 @@
  *   meta       "fd" qid(8) key           -> time(8) seq(8) message id(36): a FIFO queue's
  *                                           deduplication record (sm_fifo.c), dropped with
  *                                           the queue's data and after 5 minutes
+ *   meta       "fg" qid(8) [group id]    -> u64: a fair queue's stamp counter (no group id),
+ *                                           its ungrouped messages' tag (group id 0x00) and
+ *                                           its groups' tags (sm_fair.c), dropped with the
+ *                                           queue's data, a purge, or a group's last message
  *   meta       "tp" name                 -> a topic and its subscriptions (op_topic.c):
  *                                           msgpack [created_ms, [[sub id, queue, raw], ...]]
  * seq is global (never reused across queues), and a receipt handle's MAC covers the queue
@@ -142,6 +146,7 @@ static bool decode_queue_record(const uint8_t *v, size_t vlen, queue_t *q)
         q->modified_ms = f[6];
         q->delay = (uint32_t)f[7];
         q->moved_in = (f[8] & QUEUE_FLAG_MOVED_IN) != 0;
+        q->groups = (f[8] & QUEUE_FLAG_GROUPS) != 0;
         ok = kyu_sm_queue_set_ext(q, x);
     }
     free(x);
@@ -190,6 +195,8 @@ static kyu_code_t load_queues(kyu_sm_t *self, kyu_err_t *err)
         }
         memcpy(q->name, k, klen);
         kyu_sm_index_init(q);
+        if (q->groups) /* its fair groups (sm_fair.c), loaded before the index */
+            kyu_sm_fair_init(self, q);
         q->counted_at = self->last_now; /* the counters' time (sm_index.c), before the scan */
         zhashx_insert(self->queues, q->name, q);
     }
@@ -261,8 +268,10 @@ static void collect_prefix(kyu_sm_t *self, rocksdb_writebatch_t *wb, const char 
         for (size_t i = 0; i < 3; i++)
             rocksdb_writebatch_delete_range_cf(wb, kyu_store_cf(self->store, cfs[i]), (char *)lo,
                                                sizeof lo, (char *)hi, hlen);
-        if (!gp) { /* a deleted FIFO queue's deduplication records (sm_fifo.c) */
-            uint8_t flo[10] = {'f', 'd'}, fhi[10] = {'f', 'd'};
+        /* a deleted FIFO queue's deduplication records (sm_fifo.c), a fair queue's group
+         * records (sm_fair.c) */
+        for (int r = 0; !gp && r < 2; r++) {
+            uint8_t flo[10] = {'f', r ? 'g' : 'd'}, fhi[10] = {'f', r ? 'g' : 'd'};
             kyu_put_be64(flo + 2, qid);
             kyu_put_be64(fhi + 2, qid + 1);
             rocksdb_writebatch_delete_range_cf(wb, meta, (char *)flo, sizeof flo, (char *)fhi,
@@ -387,6 +396,7 @@ void kyu_sm_queue_free(queue_t *q)
 {
     kyu_sm_index_free(q);
     kyu_sm_fifo_free(q);
+    kyu_sm_fair_free(q);
     free(q->ext);
     free(q->tasks);
     free(q);
@@ -451,9 +461,9 @@ static kyu_code_t load(kyu_sm_t *self, kyu_err_t *err)
         kyu_sm_members_load(self, err) || kyu_sm_handle_key_load(self, err) ||
         load_queues(self, err) || kyu_sm_tasks_load(self, err) ||
         kyu_sm_collect_garbage(self, err) || drop_visibility(self, err) ||
-        kyu_sm_index_load(self, err) || kyu_sm_fifo_load(self, err) ||
-        kyu_sm_keyfilter_load(self, err) || kyu_sm_marks_load(self, err) ||
-        kyu_sm_topics_load(self, err))
+        kyu_sm_fair_load(self, err) || kyu_sm_index_load(self, err) ||
+        kyu_sm_fifo_load(self, err) || kyu_sm_keyfilter_load(self, err) ||
+        kyu_sm_marks_load(self, err) || kyu_sm_topics_load(self, err))
         return KYU_ERR_STORAGE;
     self->next_term = self->applied_term;
     self->persisted_index = self->applied_index;

@@ -29,7 +29,18 @@ void kyu_sm_add_message(kyu_sm_t *self, queue_t *q, uint64_t seq, const void *he
         l = (lease_t){.visible_at = sent_ms + delay_ms, .first_ms = KYU_LEASE_DELAYED};
     uint8_t lv[LEASE_LEN_MAX];
     kyu_sm_put2(self, KYU_CF_LEASES, k, KEY_QS, lv, lease_encode(lv, &l), NULL, 0, true);
-    if (delay_ms > 0 || q->fifo) /* a FIFO queue's messages all have a lease entry (sm_fifo.c) */
+    /* A message with a group id in a standard queue: in its group (sm_fair.c), before its
+     * lease is set. Only a record with the FIFO ids (MSG_REC_EXT) is parsed. */
+    bool grouped = false;
+    if (!q->fifo && hl > 8 && (((const uint8_t *)head)[8] & MSG_REC_ID_LEN) == MSG_REC_EXT) {
+        kyu_sent_t m;
+        if (kyu_sm_parse_head(head, hl, &m) && m.group_len) {
+            kyu_sm_fair_add(self, q, seq, m.group, m.group_len);
+            grouped = true;
+        }
+    }
+    /* A FIFO queue's messages all have a lease entry (sm_fifo.c), and grouped ones */
+    if (delay_ms > 0 || q->fifo || grouped)
         kyu_sm_index_set_lease(q, seq, &l);
     else
         kyu_sm_index_add_fresh(q, seq);
@@ -283,7 +294,8 @@ static void write_queue_record(kyu_sm_t *self, const queue_t *q)
     msgpack_pack_uint32(&pk, q->max_size);
     msgpack_pack_uint64(&pk, q->modified_ms);
     msgpack_pack_uint32(&pk, q->delay);
-    msgpack_pack_uint32(&pk, q->moved_in ? QUEUE_FLAG_MOVED_IN : 0);
+    msgpack_pack_uint32(&pk, (q->moved_in ? QUEUE_FLAG_MOVED_IN : 0) |
+                                 (q->fair ? QUEUE_FLAG_GROUPS : 0));
     static const uint8_t empty_map = 0x80;
     kyu_sm_put2(self, KYU_CF_QUEUES, q->name, strlen(q->name), h.b, h.n,
                 q->ext ? q->ext : &empty_map, q->ext ? q->ext_len : 1, false);

@@ -115,6 +115,8 @@ void kyu_sm_index_add_fresh(queue_t *q, uint64_t seq)
     }
     q->fresh[(q->fresh_first + pos / KYU_FRESH_CHUNK) % q->fresh_cap][pos % KYU_FRESH_CHUNK] = seq;
     q->fresh_len++;
+    if (q->fair)
+        kyu_sm_fair_none_changed(q);
 }
 
 static uint64_t pop_fresh(queue_t *q)
@@ -163,19 +165,21 @@ uint64_t kyu_sm_index_drop_fresh_below(queue_t *q, uint64_t seq)
         pop_fresh(q);
         n++;
     }
+    if (n > 0 && q->fair)
+        kyu_sm_fair_none_changed(q);
     return n;
 }
 
 /* ---- heap of (visible_at, seq) ---- */
 
-static bool vis_less(kyu_vis_t a, kyu_vis_t b)
+bool kyu_vis_less(kyu_vis_t a, kyu_vis_t b)
 {
     return a.visible_at != b.visible_at ? a.visible_at < b.visible_at : a.seq < b.seq;
 }
 
 /* A binary min-heap of kyu_vis_t in an array that grows (the receive heap, and the
  * counters' ends). */
-static void vis_push(kyu_vis_t **h, size_t *n, size_t *cap, kyu_vis_t v)
+void kyu_vis_push(kyu_vis_t **h, size_t *n, size_t *cap, kyu_vis_t v)
 {
     if (*n == *cap) {
         size_t c = *cap ? *cap * 2 : 64;
@@ -185,14 +189,14 @@ static void vis_push(kyu_vis_t **h, size_t *n, size_t *cap, kyu_vis_t v)
         *cap = c;
     }
     size_t i = (*n)++;
-    while (i > 0 && vis_less(v, (*h)[(i - 1) / 2])) {
+    while (i > 0 && kyu_vis_less(v, (*h)[(i - 1) / 2])) {
         (*h)[i] = (*h)[(i - 1) / 2];
         i = (i - 1) / 2;
     }
     (*h)[i] = v;
 }
 
-static void vis_pop(kyu_vis_t *h, size_t *n)
+void kyu_vis_pop(kyu_vis_t *h, size_t *n)
 {
     kyu_vis_t last = h[--*n];
     size_t i = 0;
@@ -200,9 +204,9 @@ static void vis_pop(kyu_vis_t *h, size_t *n)
         size_t c = 2 * i + 1;
         if (c >= *n)
             break;
-        if (c + 1 < *n && vis_less(h[c + 1], h[c]))
+        if (c + 1 < *n && kyu_vis_less(h[c + 1], h[c]))
             c++;
-        if (!vis_less(h[c], last))
+        if (!kyu_vis_less(h[c], last))
             break;
         h[i] = h[c];
         i = c;
@@ -213,12 +217,12 @@ static void vis_pop(kyu_vis_t *h, size_t *n)
 
 static void heap_push(queue_t *q, kyu_vis_t v)
 {
-    vis_push(&q->heap, &q->heap_n, &q->heap_cap, v);
+    kyu_vis_push(&q->heap, &q->heap_n, &q->heap_cap, v);
 }
 
 static void heap_pop(queue_t *q)
 {
-    vis_pop(q->heap, &q->heap_n);
+    kyu_vis_pop(q->heap, &q->heap_n);
 }
 
 static bool heap_live(queue_t *q, kyu_vis_t v)
@@ -241,8 +245,11 @@ static void heap_maybe_rebuild(queue_t *q)
     if (q->heap_n < 2 * live + 1024)
         return;
     q->heap_n = 0;
-    for (lease_t *l = zhashx_first(q->leases); l; l = zhashx_next(q->leases))
-        heap_push(q, (kyu_vis_t){l->visible_at, (uint64_t)(uintptr_t)zhashx_cursor(q->leases)});
+    for (lease_t *l = zhashx_first(q->leases); l; l = zhashx_next(q->leases)) {
+        uint64_t seq = (uint64_t)(uintptr_t)zhashx_cursor(q->leases);
+        if (!q->fair || !kyu_sm_fair_grouped(q, seq)) /* a grouped one is in its group's */
+            heap_push(q, (kyu_vis_t){l->visible_at, seq});
+    }
 }
 
 /* ---- Counters ----
@@ -278,8 +285,8 @@ static void ends_maybe_rebuild(queue_t *q)
     q->ends_n = 0;
     for (lease_t *l = zhashx_first(q->leases); l; l = zhashx_next(q->leases))
         if (l->counted)
-            vis_push(&q->ends, &q->ends_n, &q->ends_cap,
-                     (kyu_vis_t){l->visible_at, (uint64_t)(uintptr_t)zhashx_cursor(q->leases)});
+            kyu_vis_push(&q->ends, &q->ends_n, &q->ends_cap,
+                         (kyu_vis_t){l->visible_at, (uint64_t)(uintptr_t)zhashx_cursor(q->leases)});
 }
 
 static void count_in(queue_t *q, uint64_t seq, lease_t *l)
@@ -292,7 +299,7 @@ static void count_in(queue_t *q, uint64_t seq, lease_t *l)
         q->n_delayed++;
     else
         q->n_inflight++;
-    vis_push(&q->ends, &q->ends_n, &q->ends_cap, (kyu_vis_t){l->visible_at, seq});
+    kyu_vis_push(&q->ends, &q->ends_n, &q->ends_cap, (kyu_vis_t){l->visible_at, seq});
     ends_maybe_rebuild(q);
 }
 
@@ -310,7 +317,7 @@ void kyu_sm_index_advance(queue_t *q, uint64_t now)
     q->counted_at = now;
     while (q->ends_n > 0 && q->ends[0].visible_at <= now) {
         lease_t *l = ends_live(q, q->ends[0]);
-        vis_pop(q->ends, &q->ends_n);
+        kyu_vis_pop(q->ends, &q->ends_n);
         if (l)
             count_out(q, l);
     }
@@ -422,6 +429,14 @@ void kyu_sm_index_set_lease(queue_t *q, uint64_t seq, const lease_t *l)
     *cur = *l;
     cur->read_mark = 0;
     count_in(q, seq, cur);
+    if (q->fair) { /* a grouped message: in its group's heap (sm_fair.c) */
+        if (!kyu_sm_fair_grouped(q, seq)) {
+            heap_push(q, (kyu_vis_t){l->visible_at, seq});
+            heap_maybe_rebuild(q);
+        }
+        kyu_sm_fair_lease_set(q, seq, l);
+        return;
+    }
     heap_push(q, (kyu_vis_t){l->visible_at, seq});
     heap_maybe_rebuild(q);
 }
@@ -434,10 +449,19 @@ void kyu_sm_index_drop(queue_t *q, uint64_t seq)
         count_out(q, cur);
         zhashx_delete(q->leases, seq_key(seq));
     }
+    kyu_sm_fair_drop(q, seq); /* its group, in a fair queue (after its lease: gone) */
 }
 
 uint32_t kyu_sm_index_take(queue_t *q, uint64_t now, uint32_t max, uint64_t seqs[],
                            lease_t leases[])
+{
+    if (q->fair) /* across the groups, fairly (sm_fair.c) */
+        return kyu_sm_fair_take(NULL, q, now, max, seqs, leases);
+    return kyu_sm_index_take_ungrouped(q, now, max, seqs, leases);
+}
+
+uint32_t kyu_sm_index_take_ungrouped(queue_t *q, uint64_t now, uint32_t max, uint64_t seqs[],
+                                     lease_t leases[])
 {
     uint32_t n = 0;
     while (n < max) {
@@ -464,16 +488,21 @@ uint32_t kyu_sm_index_take(queue_t *q, uint64_t now, uint32_t max, uint64_t seqs
 
 void kyu_sm_index_put_back(queue_t *q, uint64_t seq, const lease_t *l)
 {
-    if (l->gen == 0 && l->first_ms != KYU_LEASE_DELAYED && !q->fifo)
+    if (l->gen == 0 && l->first_ms != KYU_LEASE_DELAYED && !q->fifo &&
+        !kyu_sm_fair_grouped(q, seq)) {
         push_fresh_front(q, seq);
-    else
+        kyu_sm_fair_none_changed(q);
+    } else {
         kyu_sm_index_set_lease(q, seq, l);
+    }
 }
 
 bool kyu_sm_index_has_visible(queue_t *q, uint64_t now)
 {
     if (q->fifo) /* visible: deliverable, within its group's order and lock */
         return kyu_sm_fifo_has_visible(q, now);
+    if (q->fair)
+        return kyu_sm_fair_has_visible(q, now);
     if (q->fresh_len > 0)
         return true;
     heap_settle(q);
@@ -496,6 +525,13 @@ uint64_t kyu_sm_index_visible_upto(queue_t *q, uint64_t now, uint64_t cap)
 {
     if (q->fifo)
         return kyu_sm_fifo_visible_upto(q, now, cap);
+    if (q->fair)
+        return kyu_sm_fair_visible_upto(q, now, cap);
+    return kyu_sm_index_ungrouped_upto(q, now, cap);
+}
+
+uint64_t kyu_sm_index_ungrouped_upto(queue_t *q, uint64_t now, uint64_t cap)
+{
     if (q->fresh_len >= cap)
         return cap;
     heap_settle(q);
@@ -506,6 +542,13 @@ uint64_t kyu_sm_index_next_visible(queue_t *q)
 {
     if (q->fifo) /* when a group may become ready (0: one is, as of the last command) */
         return kyu_sm_fifo_next_visible(q, q->counted_at);
+    if (q->fair)
+        return kyu_sm_fair_next_visible(q, q->counted_at);
+    return kyu_sm_index_ungrouped_next(q);
+}
+
+uint64_t kyu_sm_index_ungrouped_next(queue_t *q)
+{
     if (q->fresh_len > 0)
         return 0;
     heap_settle(q);
@@ -550,7 +593,8 @@ kyu_code_t kyu_sm_index_load(kyu_sm_t *self, kyu_err_t *err)
             q = zhashx_lookup(by_qid, seq_key(qid));
         if (!q)
             continue; /* a deleted queue's, dropped by its "gc" record */
-        if (l.gen == 0 && l.first_ms != KYU_LEASE_DELAYED && !q->fifo)
+        if (l.gen == 0 && l.first_ms != KYU_LEASE_DELAYED && !q->fifo &&
+            !kyu_sm_fair_grouped(q, seq))
             kyu_sm_index_add_fresh(q, seq); /* in seq order: the scan is */
         else
             kyu_sm_index_set_lease(q, seq, &l);

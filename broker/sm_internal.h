@@ -70,6 +70,7 @@ typedef struct {
 } kyu_task_t;
 
 typedef struct kyu_fifo kyu_fifo_t; /* a FIFO queue's groups and deduplication (sm_fifo.c) */
+typedef struct kyu_fair kyu_fair_t; /* a standard queue's fair message groups (sm_fair.c) */
 
 typedef struct {
     char name[KYU_NAME_MAX + 1];
@@ -89,6 +90,10 @@ typedef struct {
     bool is_fifo, cbd;
     uint32_t dedup_scope;
     kyu_fifo_t *fifo;
+    /* A standard queue that has held a grouped message (QUEUE_FLAG_GROUPS): its groups, in
+     * memory (sm_fair.c; NULL for every other queue). groups: the flag, as loaded. */
+    kyu_fair_t *fair;
+    bool groups;
     uint8_t *ext;
     size_t ext_len;
     /* Messages were moved into this queue (it is or was a dead-letter queue): a message of
@@ -208,6 +213,7 @@ struct kyu_sm {
 #define QUEUE_REC_VERSION 3 /* the msgpack record's first element (sm.c's key layout) */
 /* Queue record flags (the msgpack record's 9th element). */
 #define QUEUE_FLAG_MOVED_IN 1
+#define QUEUE_FLAG_GROUPS 2 /* a standard queue that has held a grouped message (sm_fair.c) */
 /* The first_ms of a message never received (gen 0) that waits for its queue's delay: it is
  * in the heap until visible_at, not among the fresh ones (sm_index.c). Never a receive time. */
 #define KYU_LEASE_DELAYED 1
@@ -371,6 +377,39 @@ void kyu_sm_fifo_dedup_put(kyu_sm_t *self, queue_t *q, const char *group, const 
 void kyu_sm_fifo_dedup_expire(kyu_sm_t *self, queue_t *q, uint64_t now);
 size_t kyu_sm_fifo_dedup_count(const queue_t *q);
 kyu_code_t kyu_sm_fifo_load(kyu_sm_t *self, kyu_err_t *err);
+/* Fair message groups of standard queues (sm_fair.c; see its top). init makes q's state (a
+ * standard queue); add puts message seq in its group (a message with a group id, before its
+ * lease is set; makes the state when q has none); lease_set, none_changed and drop keep the
+ * groups' heaps and the scheduler as the receive index changes (sm_index.c calls them);
+ * reset forgets every group (a purge); take is the receive's, fair across groups (self:
+ * the served groups' tags are stamped and written; NULL: not, e.g. a redrive's take);
+ * has_visible, visible_upto and next_visible are the frontend's checks; load rebuilds the
+ * groups from the message records and the tags from theirs, before the index is loaded. */
+void kyu_sm_fair_init(kyu_sm_t *self, queue_t *q);
+void kyu_sm_fair_free(queue_t *q);
+void kyu_sm_fair_reset(queue_t *q);
+size_t kyu_sm_fair_groups(const queue_t *q);
+bool kyu_sm_fair_grouped(const queue_t *q, uint64_t seq);
+void kyu_sm_fair_add(kyu_sm_t *self, queue_t *q, uint64_t seq, const char *group, size_t glen);
+void kyu_sm_fair_lease_set(queue_t *q, uint64_t seq, const lease_t *l);
+void kyu_sm_fair_none_changed(queue_t *q);
+void kyu_sm_fair_drop(queue_t *q, uint64_t seq);
+uint32_t kyu_sm_fair_take(kyu_sm_t *self, queue_t *q, uint64_t now, uint32_t max, uint64_t seqs[],
+                          lease_t leases[]);
+bool kyu_sm_fair_has_visible(queue_t *q, uint64_t now);
+uint64_t kyu_sm_fair_visible_upto(queue_t *q, uint64_t now, uint64_t cap);
+uint64_t kyu_sm_fair_next_visible(queue_t *q, uint64_t now);
+kyu_code_t kyu_sm_fair_load(kyu_sm_t *self, kyu_err_t *err);
+/* The receive index's messages without a group (all of a queue's when it has no fair state):
+ * take, count visible (up to cap), and when the next is visible (0: one never received). */
+uint32_t kyu_sm_index_take_ungrouped(queue_t *q, uint64_t now, uint32_t max, uint64_t seqs[],
+                                     lease_t leases[]);
+uint64_t kyu_sm_index_ungrouped_upto(queue_t *q, uint64_t now, uint64_t cap);
+uint64_t kyu_sm_index_ungrouped_next(queue_t *q);
+/* The min-heap of (visible_at, seq) (sm_index.c), also the fair groups' heaps. */
+bool kyu_vis_less(kyu_vis_t a, kyu_vis_t b);
+void kyu_vis_push(kyu_vis_t **h, size_t *n, size_t *cap, kyu_vis_t v);
+void kyu_vis_pop(kyu_vis_t *h, size_t *n);
 /* Topics (op_topic.c): loaded from their records at a start or reload; freed; and a deleted
  * queue's subscriptions removed (DELETE_QUEUE's apply). */
 kyu_code_t kyu_sm_topics_load(kyu_sm_t *self, kyu_err_t *err);
