@@ -176,12 +176,13 @@ static int read_stdin(cli_t *cli, size_t max, char **buf_p, size_t *len_p)
 static int send_one(cli_t *cli, const cli_args_t *a, const void *body, size_t len)
 {
     if (cli->cmd->run == cli_cmd_publish) {
-        char id[KYU_MESSAGE_ID_MAX + 1];
+        kyu_sent_message_t sent;
         kyu_err_t err = {0};
-        if (kyu_client_publish(cli->client, a->args[0], body, len, a->attrs.n ? &a->attrs : NULL,
-                               id, &err) != KYU_OK)
+        if (kyu_client_publish_fifo(cli->client, a->args[0], body, len,
+                                    a->attrs.n ? &a->attrs : NULL, a->group, a->dedup_id, &sent,
+                                    &err) != KYU_OK)
             return cli_fail(cli, &err);
-        return print_sent(cli, id, "", "", 0);
+        return print_sent(cli, sent.message_id, "", "", sent.sequence);
     }
     const void *bodies[] = {body};
     size_t lens[] = {len};
@@ -231,8 +232,8 @@ static kyu_code_t send_slot(cli_t *cli, const cli_args_t *a, slot_t *s, unsigned
     s->epoch = epoch;
     const kyu_msg_attrs_t *attrs = a->attrs.n ? &a->attrs : NULL;
     if (cli->cmd->run == cli_cmd_publish && s->n == 1)
-        return kyu_client_publish_async(cli->client, a->args[0], s->body, s->len, attrs, &s->key,
-                                        &s->req_id, err);
+        return kyu_client_publish_fifo_async(cli->client, a->args[0], s->body, s->len, attrs,
+                                             a->group, a->dedup_id, &s->key, &s->req_id, err);
     if (cli->cmd->run == cli_cmd_publish) { /* a batch, its entry ids the line numbers */
         kyu_batch_entry_t e[KYU_BATCH_MAX];
         char ids[KYU_BATCH_MAX][24];
@@ -243,7 +244,8 @@ static kyu_code_t send_slot(cli_t *cli, const cli_args_t *a, slot_t *s, unsigned
                                        .body = s->body + start,
                                        .len = s->ends[i] - start,
                                        .delay_seconds = -1,
-                                       .attrs = attrs};
+                                       .attrs = attrs,
+                                       .group_id = a->group};
         }
         return kyu_client_publish_batch_async(cli->client, a->args[0], e, s->n, &s->key, &s->req_id,
                                               err);
