@@ -2,7 +2,9 @@
  * stdin, or (--lines) one message per stdin line, pipelined: up to WINDOW requests in flight,
  * each id printed once the broker acknowledged it and in input order (a ring of WINDOW slots
  * holds the answers that came before an earlier line's). A send carries one line a request;
- * a publish up to ten (a PUBLISH batch, each line published on its own). */
+ * a publish up to ten (a PUBLISH batch, each line published on its own). With --group (a
+ * FIFO queue or topic) one request is in flight at a time, so that the group's order holds
+ * through retries. */
 #include "cli.h"
 #include "kyu_internal.h"
 
@@ -338,11 +340,15 @@ static int send_lines(cli_t *cli, const cli_args_t *a)
      * KYU_PUBLISH_BATCH_BYTES_MAX, bodies and attributes); the slot at head + count is the one
      * being filled. A line read while the window is full waits in line (held). */
     size_t per = cli->cmd->run == cli_cmd_publish ? KYU_BATCH_MAX : 1;
+    /* With a message group (FIFO), one request at a time: a request retried after a failover
+     * or refused as BUSY must not let a later one of the group pass it, so each waits for the
+     * one before to be acknowledged (each still holds up to ten lines of a publish). */
+    size_t window = a->group ? 1 : WINDOW;
     size_t attrs_size = kyu_msg_attrs_size(&a->attrs);
     bool held = false;
     size_t held_len = 0;
     while (count > 0 || (!eof && rc == CLI_EXIT_OK)) {
-        while (!eof && rc == CLI_EXIT_OK && count < WINDOW) {
+        while (!eof && rc == CLI_EXIT_OK && count < window) {
             size_t n;
             if (held) {
                 n = held_len;
@@ -365,7 +371,7 @@ static int send_lines(cli_t *cli, const cli_args_t *a)
                 /* this line would make the batch too long: the lines before it go now */
                 if (send_open(cli, a, s, epoch, &rc))
                     count++;
-                if (rc != CLI_EXIT_OK || count == WINDOW) {
+                if (rc != CLI_EXIT_OK || count == window) {
                     held = rc == CLI_EXIT_OK;
                     held_len = n;
                     break;
@@ -379,7 +385,7 @@ static int send_lines(cli_t *cli, const cli_args_t *a)
             if (s->n == per && send_open(cli, a, s, epoch, &rc))
                 count++;
         }
-        if (eof && rc == CLI_EXIT_OK && count < WINDOW && ring[(head + count) % WINDOW].n > 0 &&
+        if (eof && rc == CLI_EXIT_OK && count < window && ring[(head + count) % WINDOW].n > 0 &&
             !ring[(head + count) % WINDOW].req_id &&
             send_open(cli, a, &ring[(head + count) % WINDOW], epoch, &rc))
             count++;
