@@ -1100,7 +1100,7 @@ static kyu_code_t publish_one(kyu_sm_t *self, topic_t *t, const kyu_command_t *c
         kyu_md5_attrs(attrs, md5_attrs);
     if (env)
         kyu_md5_body(env, strlen(env), md5_env);
-    if (t->n > 0 || t->fifo)
+    if (t->n > 0)
         kyu_sm_mark_seq(self, self->next_seq, c->now_ms); /* retention (sm_expiry.c) */
     const kyu_msg_attrs_t none = {0};
     size_t skip = SIZE_MAX;
