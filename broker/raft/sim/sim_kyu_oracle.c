@@ -745,6 +745,27 @@ static bool policy_matches(sim_cluster_t *c, int policy, const kyu_command_t *cm
     return match;
 }
 
+/* A publish's copy for subscription sub into queue q: a new message (the next seq, the
+ * queue's DelaySeconds), its id registered as the copy's (sim_kyu.c). */
+static sk_msg_t *add_copy(sk_t *k, const char *pub_id, uint64_t sub, int q, uint64_t now)
+{
+    char sub_id[KYU_UUID_LEN + 1];
+    sk_format_sub_id(sub_id, sub);
+    uint64_t n = ++k->next_msg;
+    sk_copy_register(pub_id, sub_id, n);
+    sk_msg_t *m = sk_msg(k, n);
+    m->status = SK_LIVE;
+    m->q = (uint8_t)q;
+    m->qgen = k->queues[q].gen;
+    m->seq = ++k->next_seq;
+    m->sent_ms = now;
+    uint64_t delay_ms = (uint64_t)k->queues[q].delay * 1000;
+    m->lease_until = now + delay_ms;
+    m->in_heap = delay_ms > 0;
+    k->copies++;
+    return m;
+}
+
 /* The FIFO topic t1.fifo (op_topic.c), q3.fifo its only subscriber (raw): a publish is
  * answered with its own MessageId and enqueues one copy in q3.fifo, in its group, after every
  * earlier one (check_fifo_receive then holds the receives to group order); or, when its
@@ -820,21 +841,8 @@ static void on_fifo_topic(sim_cluster_t *c, const kyu_command_t *cmd, const sk_i
         ++k->next_seq; /* the publish's own SequenceNumber */
         if (k->fsub_id) {
             add_mark(k, cmd->now_ms);
-            char sub_id[KYU_UUID_LEN + 1];
-            sk_format_sub_id(sub_id, k->fsub_id);
-            uint64_t n = ++k->next_msg;
-            sk_copy_register(cmd->ids[0], sub_id, n);
-            sk_msg_t *m = sk_msg(k, n);
-            m->status = SK_LIVE;
-            m->q = SK_FIFO;
-            m->qgen = k->queues[SK_FIFO].gen;
-            m->group = (uint8_t)(in->dedup % SK_FIFO_GROUPS);
-            m->seq = ++k->next_seq;
-            m->sent_ms = cmd->now_ms;
-            uint64_t delay_ms = (uint64_t)k->queues[SK_FIFO].delay * 1000;
-            m->lease_until = cmd->now_ms + delay_ms;
-            m->in_heap = delay_ms > 0;
-            k->copies++;
+            add_copy(k, cmd->ids[0], k->fsub_id, SK_FIFO, cmd->now_ms)->group =
+                (uint8_t)(in->dedup % SK_FIFO_GROUPS);
         }
     }
     if ((kk = record_attempt(k, in, cmd, res)) != NULL) {
@@ -982,20 +990,7 @@ static void on_topic(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent
                 k->filtered++;
                 continue;
             }
-            char sub_id[KYU_UUID_LEN + 1];
-            sk_format_sub_id(sub_id, k->subs[i].id);
-            uint64_t n = ++k->next_msg;
-            sk_copy_register(cmd->ids[j], sub_id, n);
-            sk_msg_t *m = sk_msg(k, n);
-            m->status = SK_LIVE;
-            m->q = (uint8_t)q;
-            m->qgen = k->queues[q].gen;
-            m->seq = ++k->next_seq;
-            m->sent_ms = cmd->now_ms;
-            uint64_t delay_ms = (uint64_t)k->queues[q].delay * 1000; /* the queue's DelaySeconds */
-            m->lease_until = cmd->now_ms + delay_ms;
-            m->in_heap = delay_ms > 0;
-            k->copies++;
+            add_copy(k, cmd->ids[j], k->subs[i].id, q, cmd->now_ms);
         }
     }
     if ((kk = record_attempt(k, in, cmd, res)) != NULL) {
