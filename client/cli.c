@@ -76,8 +76,9 @@ static const cli_cmd_t commands[] = {
      CLI_OPT_SUB_ID, 1, 1, cli_cmd_get_subscription_attributes},
     {"publish",
      "TOPIC [BODY] [--lines] [--attr NAME=TYPE:VALUE]... [--group GROUP [--dedup-id ID]]",
-     "publish BODY, or stdin as one message, or (--lines) each stdin line as a message (ten "
-     "lines a request, pipelined), to every queue subscribed to TOPIC whose filter policy "
+     "publish BODY, or stdin as one message, or (--lines) each stdin line as a message (up to "
+     "ten lines a request: those stdin has ready, pipelined), to every queue subscribed to TOPIC "
+     "whose filter policy "
      "matches (all of them or none, each message); prints the message ids. A FIFO topic needs "
      "--group (the MessageGroupId of every message) and --dedup-id (one message, not --lines) "
      "unless it has ContentBasedDeduplication; then prints the id and the SequenceNumber",
