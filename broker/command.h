@@ -62,7 +62,9 @@
  *                      run out) becomes visible at now_ms; nothing else changes (a deleted,
  *                      expired or re-leased message is left alone). The leader proposes it
  *                      for a worker session declared dead or closed (op_workers.c)
- *   CREATE_TOPIC, DELETE_TOPIC: items = [topic]
+ *   CREATE_TOPIC:      items = [topic] or, for a FIFO topic, [topic, flags]: 1 FIFO, 2
+ *                      ContentBasedDeduplication (op_topic.c)
+ *   DELETE_TOPIC:      items = [topic]
  *   SUBSCRIBE:         items = [topic, subscription id, raw (bool)] or, with a filter
  *                      policy, [..., raw, scope (0 attributes, 1 body), policy (bin)]; queue:
  *                      the queue
@@ -72,7 +74,9 @@
  *                      none (op_topic.c); a batch (PublishBatch): items = [topic, entry,
  *                      ...], 1..10 entries, each [message id, body (bin), attributes or
  *                      nil], enqueued so on its own, or [code, error text] for one that
- *                      failed the leader's checks
+ *                      failed the leader's checks. A FIFO topic's message (single or entry)
+ *                      has two more elements: its group id and its deduplication id
+ *                      (strings; the leader computed a content-based one)
  *   SET_SUBSCRIPTION_ATTRIBUTES: items = [subscription id, raw (bool) or nil (unchanged),
  *                      policy (bin), false (no policy) or nil (unchanged), scope (0, 1) or
  *                      nil (unchanged)] (op_topic.c)
@@ -184,6 +188,10 @@ typedef struct {
     /* PUBLISH as a batch (PublishBatch): n entries, each published on its own (ids[i],
      * bodies[i], attrs[i]), or failed at the leader (entry_code[i], entry_error[i]) */
     bool publish_batch;
+    /* CREATE_TOPIC: a FIFO topic (its name ends in .fifo), with ContentBasedDeduplication.
+     * PUBLISH to a FIFO topic: each message's group and deduplication ids are in group_ids[i]
+     * and dedup_ids[i] (a content-based one computed by the leader) */
+    bool topic_fifo, topic_cbd;
     /* SEND: has_md5 (see md5_body below) */
     bool has_md5;
     /* ---- not cleared by kyu_command_init (some 10 KB): valid below n, each entry written
@@ -203,7 +211,7 @@ typedef struct {
     char entry_error[KYU_BATCH_MAX][KYU_ERR_MSG_MAX];
     /* DELETE, CHANGE_VISIBILITY: the receipt handles */
     char handles[KYU_BATCH_MAX][KYU_HANDLE_MAX + 1];
-    /* SEND: message i's MessageGroupId and MessageDeduplicationId ("": none) */
+    /* SEND, PUBLISH: message i's MessageGroupId and MessageDeduplicationId ("": none) */
     char group_ids[KYU_BATCH_MAX][KYU_GROUP_ID_MAX + 1];
     char dedup_ids[KYU_BATCH_MAX][KYU_DEDUP_ID_MAX + 1];
 } kyu_command_t;

@@ -4,14 +4,27 @@
  * raw delivery, changed in place); their rows: ops.c.
  *
  * A topic and its subscriptions are one record (meta "tp" name -> msgpack [created_ms,
- * [[sub id, queue, raw], ...]], sm.c's key layout), kept in memory too (self->topics) and
- * loaded at a start or a snapshot's install. A PUBLISH is one command: its apply finds the
- * topic's subscriptions as they are at that point of the log, checks the message against
- * every subscribed queue first (its MaximumMessageSize: the body and attributes for a raw
- * subscription, the envelope for the others) and then enqueues a copy into each, or, when
- * one check fails, into none (the result says which queue refused it). Every replica makes
- * the same copies: the envelope is built from the command alone (its message id and time),
- * and each copy's message id is derived from the publish's and the subscription's ids.
+ * [[sub id, queue, raw], ...]] or, for a FIFO topic, [created_ms, subs, flags (1 FIFO, 2
+ * ContentBasedDeduplication)], sm.c's key layout), kept in memory too (self->topics) and
+ * loaded at a start or a snapshot's install.
+ *
+ * FIFO topics (SNS's; names end in .fifo) deliver to FIFO queues only. A publish carries a
+ * MessageGroupId and a MessageDeduplicationId (or the SHA-256 of its body, computed by the
+ * leader, with ContentBasedDeduplication); the topic remembers the deduplication id for 5
+ * minutes (a table of sm_fdedup.c, the FIFO queues' machinery: meta "ft" name ' ' 'q' dedup
+ * id -> time, seq, message id), so a duplicate is answered with the first publish's message
+ * id and SequenceNumber and enqueues nothing, also after the copies were deleted. A publish
+ * takes a seq of its own (its SequenceNumber), then each copy the next seqs: every FIFO
+ * queue gets the copies in publish order, each with the group and deduplication ids, and
+ * keeps group order by its seqs (sm_fifo.c). A copy goes through the queue's own
+ * deduplication as SQS's would (a queue also fed by sends or another topic may already hold
+ * that deduplication id: it keeps the first and answers nothing else). A PUBLISH is one command:
+ * its apply finds the topic's subscriptions as they are at that point of the log, checks the
+ * message against every subscribed queue first (its MaximumMessageSize: the body and attributes for
+ * a raw subscription, the envelope for the others) and then enqueues a copy into each, or, when one
+ * check fails, into none (the result says which queue refused it). Every replica makes the same
+ * copies: the envelope is built from the command alone (its message id and time), and each copy's
+ * message id is derived from the publish's and the subscription's ids.
  *
  * A deleted queue's subscriptions are removed with it (kyu_sm_topics_drop_queue, from
  * DELETE_QUEUE's apply), so a publish never meets a subscription without its queue. */
@@ -39,9 +52,14 @@ typedef struct {
 typedef struct {
     char name[KYU_TOPIC_NAME_MAX + 1];
     uint64_t created_ms;
+    bool fifo, cbd;      /* a FIFO topic; its ContentBasedDeduplication */
+    kyu_fdedup_t *dedup; /* a FIFO topic's deduplication records (NULL until its first) */
     size_t n, cap;
     tsub_t *subs; /* in the order subscribed */
 } topic_t;
+
+#define TOPIC_FLAG_FIFO 1
+#define TOPIC_FLAG_CBD 2
 
 #define KEY_MAX (2 + KYU_TOPIC_NAME_MAX)
 
@@ -59,6 +77,7 @@ static void topic_destroy(void **item)
         for (size_t i = 0; i < t->n; i++)
             sub_free(&t->subs[i]);
         free(t->subs);
+        kyu_fdedup_destroy(&t->dedup);
         free(t);
     }
     *item = NULL;
@@ -79,7 +98,7 @@ static void write_topic(kyu_sm_t *self, const topic_t *t)
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 2);
+    msgpack_pack_array(&pk, t->fifo ? 3 : 2);
     msgpack_pack_uint64(&pk, t->created_ms);
     msgpack_pack_array(&pk, t->n);
     for (size_t i = 0; i < t->n; i++) {
@@ -96,6 +115,8 @@ static void write_topic(kyu_sm_t *self, const topic_t *t)
             kyu_mp_pack_str(&pk, s->policy);
         }
     }
+    if (t->fifo)
+        msgpack_pack_uint32(&pk, TOPIC_FLAG_FIFO | (t->cbd ? TOPIC_FLAG_CBD : 0));
     uint8_t k[KEY_MAX];
     kyu_sm_put(self, KYU_CF_META, k, topic_key(k, t->name), sb.data, sb.size);
     msgpack_sbuffer_destroy(&sb);
@@ -140,10 +161,19 @@ static bool parse_topic(const char *v, size_t vl, topic_t *t)
     if (kyu_msgpack_unpack_bounded(v, vl, 4, &u, &e) != KYU_OK)
         return false;
     const msgpack_object *o = &u.data;
-    bool ok = o->type == MSGPACK_OBJECT_ARRAY && o->via.array.size == 2 &&
+    bool ok = o->type == MSGPACK_OBJECT_ARRAY &&
+              (o->via.array.size == 2 || o->via.array.size == 3) &&
               o->via.array.ptr[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
               o->via.array.ptr[1].type == MSGPACK_OBJECT_ARRAY &&
               o->via.array.ptr[1].via.array.size <= KYU_TOPIC_SUBS_MAX;
+    if (ok && o->via.array.size == 3) {
+        const msgpack_object *fl = &o->via.array.ptr[2];
+        ok = fl->type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
+             fl->via.u64 == (fl->via.u64 & (TOPIC_FLAG_FIFO | TOPIC_FLAG_CBD)) &&
+             (fl->via.u64 & TOPIC_FLAG_FIFO);
+        t->fifo = ok;
+        t->cbd = ok && (fl->via.u64 & TOPIC_FLAG_CBD);
+    }
     if (ok)
         t->created_ms = o->via.array.ptr[0].via.u64;
     for (uint32_t i = 0; ok && i < o->via.array.ptr[1].via.array.size; i++) {
@@ -170,6 +200,80 @@ static bool parse_topic(const char *v, size_t vl, topic_t *t)
     }
     msgpack_unpacked_destroy(&u);
     return ok;
+}
+
+/* ---- a FIFO topic's deduplication (sm_fdedup.c) ---- */
+
+#define FT_PREFIX_MAX (2 + KYU_TOPIC_NAME_MAX + 1)
+
+/* "ft" name ' ' (' ' is no character of a name) */
+static size_t ft_prefix(const char *name, uint8_t p[FT_PREFIX_MAX])
+{
+    size_t n = strlen(name);
+    p[0] = 'f';
+    p[1] = 't';
+    memcpy(p + 2, name, n);
+    p[2 + n] = ' ';
+    return 3 + n;
+}
+
+static kyu_fdedup_t *dedup_of(topic_t *t)
+{
+    if (!t->dedup) {
+        uint8_t p[FT_PREFIX_MAX];
+        t->dedup = kyu_fdedup_new(p, ft_prefix(t->name, p));
+    }
+    return t->dedup;
+}
+
+/* A publish's key in its topic's table: deduplication is topic-wide (SNS has no scope). */
+static void topic_dedup_key(const char *did, char key[KYU_FDEDUP_KEY_MAX])
+{
+    snprintf(key, KYU_FDEDUP_KEY_MAX, "q%s", did);
+}
+
+/* The FIFO topics' deduplication records, into their tables (a record of a topic that is
+ * gone cannot be: a topic's deletion drops its records in the same entry). */
+static kyu_code_t load_dedup(kyu_sm_t *self, kyu_err_t *err)
+{
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    char hi[2] = {'f', 'u'};
+    rocksdb_readoptions_set_iterate_upper_bound(ro, hi, 2);
+    rocksdb_iterator_t *it =
+        rocksdb_create_iterator_cf(self->db, ro, kyu_store_cf(self->store, KYU_CF_META));
+    kyu_code_t rc = KYU_OK;
+    for (rocksdb_iter_seek(it, "ft", 2); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t kl = 0, vl = 0;
+        const char *k = rocksdb_iter_key(it, &kl);
+        const char *v = rocksdb_iter_value(it, &vl);
+        const char *sp = kl > 2 ? memchr(k + 2, ' ', kl - 2) : NULL;
+        char name[KYU_TOPIC_NAME_MAX + 1], key[KYU_FDEDUP_KEY_MAX], id[KYU_UUID_LEN + 1];
+        uint64_t t, seq;
+        size_t nl = sp ? (size_t)(sp - k - 2) : 0;
+        topic_t *tp = NULL;
+        if (sp && nl >= 1 && nl <= KYU_TOPIC_NAME_MAX) {
+            memcpy(name, k + 2, nl);
+            name[nl] = '\0';
+            tp = zhashx_lookup(self->topics, name);
+        }
+        if (!tp || !tp->fifo || !kyu_fdedup_parse(k, kl, 3 + nl, v, vl, key, &t, &seq, id)) {
+            rc = kyu_err_set(err, KYU_ERR_STORAGE, "corrupt FIFO topic deduplication record");
+            break;
+        }
+        kyu_fdedup_insert(dedup_of(tp), key, t, seq, id);
+    }
+    char *rerr = NULL;
+    rocksdb_iter_get_error(it, &rerr);
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    if (rerr) {
+        rc =
+            kyu_err_set(err, KYU_ERR_STORAGE, "reading FIFO topic deduplication records: %s", rerr);
+        free(rerr);
+    }
+    for (topic_t *t = zhashx_first(self->topics); t; t = zhashx_next(self->topics))
+        kyu_fdedup_loaded(t->dedup);
+    return rc;
 }
 
 void kyu_sm_topics_free(kyu_sm_t *self)
@@ -202,6 +306,12 @@ kyu_code_t kyu_sm_topics_load(kyu_sm_t *self, kyu_err_t *err)
         }
         memcpy(t->name, k + 2, klen - 2);
         t->name[klen - 2] = '\0';
+        if (t->fifo != kyu_queue_name_fifo(t->name, strlen(t->name))) {
+            void *p = t;
+            topic_destroy(&p);
+            rc = kyu_err_set(err, KYU_ERR_STORAGE, "corrupt topic record in the store");
+            break;
+        }
         zhashx_insert(self->topics, t->name, t);
     }
     char *rerr = NULL;
@@ -211,7 +321,7 @@ kyu_code_t kyu_sm_topics_load(kyu_sm_t *self, kyu_err_t *err)
         free(rerr);
     }
     rocksdb_iter_destroy(it);
-    return rc;
+    return rc == KYU_OK ? load_dedup(self, err) : rc;
 }
 
 void kyu_sm_topics_drop_queue(kyu_sm_t *self, const char *queue)
@@ -251,8 +361,8 @@ static kyu_code_t no_topic(kyu_err_t *err, const char *name)
 /* SNS's notification envelope (the fields kyu has: no signature, no URLs), compact JSON built
  * by jansson; NULL when the body or an attribute's value is not valid UTF-8. Deterministic:
  * made of the command alone. */
-static char *envelope(const char *topic, const char *id, uint64_t now_ms, const void *body,
-                      size_t len, const kyu_msg_attrs_t *attrs)
+static char *envelope(const char *topic, const char *id, uint64_t seq, uint64_t now_ms,
+                      const void *body, size_t len, const kyu_msg_attrs_t *attrs)
 {
     char arn[KYU_TOPIC_NAME_MAX + 16], ts[96];
     snprintf(arn, sizeof arn, "kyu:topic:%s", topic);
@@ -264,6 +374,15 @@ static char *envelope(const char *topic, const char *id, uint64_t now_ms, const 
     /* json_pack refuses (NULL) a string that is not valid UTF-8, and frees what it built. */
     json_t *o = json_pack("{s:s, s:s, s:s, s:s%, s:s}", "Type", "Notification", "MessageId", id,
                           "TopicArn", arn, "Message", (const char *)body, len, "Timestamp", ts);
+    if (o && seq) { /* a FIFO topic's: SNS's SequenceNumber, a decimal string (20 digits, as
+                     * SNS's: the envelope's size does not depend on the number) */
+        char sn[24];
+        snprintf(sn, sizeof sn, "%020llu", (unsigned long long)seq);
+        if (json_object_set_new(o, "SequenceNumber", json_string(sn)) != 0) {
+            json_decref(o);
+            o = NULL;
+        }
+    }
     json_t *m = o && attrs->n ? json_object() : NULL;
     bool ok = o && (!attrs->n || m);
     for (size_t i = 0; ok && i < attrs->n; i++) {
@@ -323,15 +442,16 @@ static void match_subs(const topic_t *t, const void *body, size_t len, const kyu
 }
 
 /* Checks the message against every queue subscribed to t whose policy matches it (match);
- * *env: the envelope when some such subscription is not raw (the caller frees it). */
+ * *env: the envelope when some such subscription is not raw (the caller frees it); seq: a
+ * FIFO topic's publish's SequenceNumber (0: a standard topic's). */
 static kyu_code_t check_fanout(kyu_sm_t *self, const topic_t *t, const bool *match, const char *id,
-                               uint64_t now_ms, const void *body, size_t len,
+                               uint64_t seq, uint64_t now_ms, const void *body, size_t len,
                                const kyu_msg_attrs_t *attrs, char **env, kyu_err_t *err)
 {
     *env = NULL;
     for (size_t i = 0; i < t->n && !*env; i++)
         if (match[i] && !t->subs[i].raw &&
-            !(*env = envelope(t->name, id, now_ms, body, len, attrs)))
+            !(*env = envelope(t->name, id, seq, now_ms, body, len, attrs)))
             return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
                                "the message and its attributes' values must be valid UTF-8 text");
     size_t raw_size = len + kyu_msg_attrs_size(attrs), env_size = *env ? strlen(*env) : 0;
@@ -372,15 +492,50 @@ static kyu_code_t check_fanout(kyu_sm_t *self, const topic_t *t, const bool *mat
 
 /* ---- CREATE_TOPIC, DELETE_TOPIC ---- */
 
+/* A topic named name with these attributes may be created: a FIFO topic's name ends in .fifo
+ * (SNS's), ContentBasedDeduplication is a FIFO topic's, and a topic that exists must have
+ * the same attributes (creating it again is then nothing). */
+static kyu_code_t check_create(kyu_sm_t *self, const char *name, bool fifo, bool cbd,
+                               kyu_err_t *err)
+{
+    bool name_fifo = kyu_queue_name_fifo(name, strlen(name));
+    if (name_fifo != fifo)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           name_fifo ? "topic '%s' ends in .fifo: create it as a FIFO topic "
+                                       "(create-topic --fifo), or name it without .fifo"
+                                     : "FifoTopic: the name of FIFO topic '%s' must end in .fifo",
+                           name);
+    if (cbd && !fifo)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           "ContentBasedDeduplication is an attribute of FIFO topics; '%s' is a "
+                           "standard topic",
+                           name);
+    const topic_t *t = zhashx_lookup(self->topics, name);
+    if (t && t->cbd != cbd)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           "topic '%s' already exists with ContentBasedDeduplication %s", name,
+                           t->cbd ? "true" : "false");
+    if (!t && zhashx_size(self->topics) >= KYU_TOPICS_MAX)
+        return kyu_err_set(err, KYU_ERR_LIMIT_EXCEEDED, "a cluster has at most %d topics",
+                           KYU_TOPICS_MAX);
+    return KYU_OK;
+}
+
 kyu_code_t kyu_op_create_topic_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
                                         kyu_err_t *err)
 {
     (void)bodies;
-    if (!zhashx_lookup(ctx->sm->topics, req->topic) &&
-        zhashx_size(ctx->sm->topics) >= KYU_TOPICS_MAX)
-        return kyu_err_set(err, KYU_ERR_LIMIT_EXCEEDED, "a cluster has at most %d topics",
-                           KYU_TOPICS_MAX);
-    return KYU_OK;
+    return check_create(ctx->sm, req->topic, (req->fields & KYU_F_FIFO) && req->qx.fifo,
+                        (req->fields & KYU_F_CBD) && req->qx.cbd, err);
+}
+
+void kyu_op_create_topic_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+                               kyu_command_t *cmd)
+{
+    (void)ctx, (void)bodies;
+    snprintf(cmd->topic, sizeof cmd->topic, "%s", req->topic);
+    cmd->topic_fifo = (req->fields & KYU_F_FIFO) && req->qx.fifo;
+    cmd->topic_cbd = (req->fields & KYU_F_CBD) && req->qx.cbd;
 }
 
 void kyu_op_topic_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
@@ -408,19 +563,44 @@ bool kyu_op_topic_decode(const msgpack_object *items, kyu_command_t *cmd)
            get_topic(&items->via.array.ptr[0], cmd->topic);
 }
 
+/* [topic] or, for a FIFO topic, [topic, flags] */
+void kyu_op_create_topic_encode(const kyu_command_t *cmd, msgpack_packer *pk)
+{
+    msgpack_pack_array(pk, cmd->topic_fifo ? 2 : 1);
+    kyu_mp_pack_str(pk, cmd->topic);
+    if (cmd->topic_fifo)
+        msgpack_pack_uint32(pk, TOPIC_FLAG_FIFO | (cmd->topic_cbd ? TOPIC_FLAG_CBD : 0));
+}
+
+bool kyu_op_create_topic_decode(const msgpack_object *items, kyu_command_t *cmd)
+{
+    if (items->type != MSGPACK_OBJECT_ARRAY || items->via.array.size < 1 ||
+        items->via.array.size > 2 || !get_topic(&items->via.array.ptr[0], cmd->topic))
+        return false;
+    if (items->via.array.size == 1)
+        return true;
+    const msgpack_object *fl = &items->via.array.ptr[1];
+    if (fl->type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+        fl->via.u64 != (fl->via.u64 & (TOPIC_FLAG_FIFO | TOPIC_FLAG_CBD)) ||
+        !(fl->via.u64 & TOPIC_FLAG_FIFO))
+        return false;
+    cmd->topic_fifo = true;
+    cmd->topic_cbd = (fl->via.u64 & TOPIC_FLAG_CBD) != 0;
+    return true;
+}
+
 kyu_code_t kyu_op_create_topic_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t *a)
 {
+    if (check_create(self, c->topic, c->topic_fifo, c->topic_cbd, kyu_result_err(a->res)) != KYU_OK)
+        return KYU_OK;
     if (zhashx_lookup(self->topics, c->topic))
         return KYU_OK; /* idempotent, as SNS's CreateTopic */
-    if (zhashx_size(self->topics) >= KYU_TOPICS_MAX) {
-        kyu_err_set(kyu_result_err(a->res), KYU_ERR_LIMIT_EXCEEDED,
-                    "a cluster has at most %d topics", KYU_TOPICS_MAX);
-        return KYU_OK;
-    }
     topic_t *t = calloc(1, sizeof *t);
     KYU_ASSERT(t);
     snprintf(t->name, sizeof t->name, "%s", c->topic);
     t->created_ms = c->now_ms;
+    t->fifo = c->topic_fifo;
+    t->cbd = c->topic_cbd;
     zhashx_insert(self->topics, t->name, t);
     write_topic(self, t);
     return KYU_OK;
@@ -429,8 +609,10 @@ kyu_code_t kyu_op_create_topic_apply(kyu_sm_t *self, const kyu_command_t *c, kyu
 kyu_code_t kyu_op_delete_topic_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t *a)
 {
     (void)a;
-    if (!zhashx_lookup(self->topics, c->topic))
+    topic_t *t = zhashx_lookup(self->topics, c->topic);
+    if (!t)
         return KYU_OK; /* as SNS's DeleteTopic: deleting a topic that is not there is no error */
+    kyu_fdedup_drop_all(self, t->dedup); /* a topic made again later remembers nothing */
     zhashx_delete(self->topics, c->topic);
     uint8_t k[KEY_MAX];
     kyu_sm_del(self, KYU_CF_META, k, topic_key(k, c->topic));
@@ -457,10 +639,15 @@ static kyu_code_t check_subscribe(kyu_sm_t *self, const char *topic, const char 
     const queue_t *q = zhashx_lookup(self->queues, queue);
     if (!q)
         return kyu_err_set(err, KYU_ERR_NO_SUCH_QUEUE, "queue '%s' does not exist", queue);
-    if (q->is_fifo) /* SNS: a standard topic delivers to standard queues only */
+    if (q->is_fifo && !t->fifo) /* SNS: a standard topic delivers to standard queues only */
         return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
                            "queue '%s' is a FIFO queue: topic '%s' is a standard topic, which "
                            "delivers to standard queues only",
+                           queue, topic);
+    if (!q->is_fifo && t->fifo) /* and a FIFO topic to FIFO queues only */
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           "queue '%s' is a standard queue: topic '%s' is a FIFO topic, which "
+                           "delivers to FIFO queues only (their group order and deduplication)",
                            queue, topic);
     for (size_t i = 0; i < t->n; i++)
         if (strcmp(t->subs[i].queue, queue) == 0) {
@@ -643,8 +830,24 @@ kyu_code_t kyu_op_unsubscribe_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_
  * and against t's matching queues, as apply will check it (with an id and a time of the
  * same length as the command's); the error names the entry in a batch. */
 static kyu_code_t check_publish(kyu_op_ctx_t *ctx, const topic_t *t, const void *body, size_t len,
-                                const kyu_msg_attrs_t *attrs, kyu_err_t *err)
+                                const kyu_msg_attrs_t *attrs, const char *group, const char *did,
+                                kyu_err_t *err)
 {
+    if (t->fifo && !group[0])
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           "the request must contain the parameter MessageGroupId (topic '%s' is "
+                           "a FIFO topic)",
+                           t->name);
+    if (t->fifo && !did[0] && !t->cbd)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           "topic '%s' should either have ContentBasedDeduplication enabled or "
+                           "MessageDeduplicationId provided explicitly",
+                           t->name);
+    if (!t->fifo && (group[0] || did[0]))
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           "MessageGroupId and MessageDeduplicationId are for FIFO topics; '%s' "
+                           "is a standard topic",
+                           t->name);
     if (len == 0)
         return kyu_err_set(err, KYU_ERR_EMPTY_BODY, "the message has an empty body");
     if (!kyu_utf8_valid(body, len))
@@ -661,8 +864,8 @@ static kyu_code_t check_publish(kyu_op_ctx_t *ctx, const topic_t *t, const void 
     char *env = NULL;
     bool match[KYU_TOPIC_SUBS_MAX];
     match_subs(t, body, len, attrs, match);
-    kyu_code_t rc = check_fanout(ctx->sm, t, match, "00000000-0000-4000-8000-000000000000", now,
-                                 body, len, attrs, &env, err);
+    kyu_code_t rc = check_fanout(ctx->sm, t, match, "00000000-0000-4000-8000-000000000000",
+                                 t->fifo ? 1 : 0, now, body, len, attrs, &env, err);
     free(env);
     return rc;
 }
@@ -671,6 +874,16 @@ static const kyu_msg_attrs_t *request_attrs(const kyu_request_t *req, size_t i)
 {
     static const kyu_msg_attrs_t none = {0};
     return req->fields & KYU_F_MSG_ATTRS ? &req->attrs[i] : &none;
+}
+
+static const char *request_group(const kyu_request_t *req, size_t i)
+{
+    return req->fields & KYU_F_GROUPS ? req->group_ids[i] : "";
+}
+
+static const char *request_dedup(const kyu_request_t *req, size_t i)
+{
+    return req->fields & KYU_F_GROUPS ? req->dedup_ids[i] : "";
 }
 
 /* A batch (eid): the entries together are held to KYU_PUBLISH_BATCH_BYTES_MAX (SNS's
@@ -694,7 +907,8 @@ kyu_code_t kyu_op_publish_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, 
         return KYU_OK;
     }
     zframe_t *f = zmsg_first(bodies);
-    return check_publish(ctx, t, zframe_data(f), zframe_size(f), request_attrs(req, 0), err);
+    return check_publish(ctx, t, zframe_data(f), zframe_size(f), request_attrs(req, 0),
+                         request_group(req, 0), request_dedup(req, 0), err);
 }
 
 void kyu_op_publish_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
@@ -706,8 +920,9 @@ void kyu_op_publish_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *b
     for (zframe_t *f = zmsg_first(bodies); f; f = zmsg_next(bodies)) {
         size_t i = cmd->n++;
         kyu_err_t e = {0};
-        if (cmd->publish_batch && check_publish(ctx, t, zframe_data(f), zframe_size(f),
-                                                request_attrs(req, i), &e) != KYU_OK) {
+        if (cmd->publish_batch &&
+            check_publish(ctx, t, zframe_data(f), zframe_size(f), request_attrs(req, i),
+                          request_group(req, i), request_dedup(req, i), &e) != KYU_OK) {
             cmd->entry_code[i] = (uint8_t)e.code;
             snprintf(cmd->entry_error[i], sizeof cmd->entry_error[i], "%s", e.msg);
             continue;
@@ -719,9 +934,22 @@ void kyu_op_publish_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *b
             kyu_msg_attrs_sort(&cmd->attrs[i]);
         }
         kyu_op_make_uuid(ctx, cmd->ids[i]);
+        if (!t->fifo)
+            continue;
+        /* A FIFO topic's: the group and deduplication ids; a content-based one is the SHA-256
+         * of the body, computed here once (as a FIFO queue's send) */
+        memcpy(cmd->group_ids[i], req->group_ids[i], sizeof cmd->group_ids[i]);
+        memcpy(cmd->dedup_ids[i], req->dedup_ids[i], sizeof cmd->dedup_ids[i]);
+        if (!cmd->dedup_ids[i][0]) {
+            char h[KYU_SHA256_HEX_LEN + 1];
+            kyu_sha256_hex(cmd->bodies[i], cmd->body_lens[i], h);
+            memcpy(cmd->dedup_ids[i], h, sizeof h);
+        }
     }
+    cmd->topic_fifo = t->fifo;
 }
 
+/* id, body, attrs or nil, and a FIFO topic's group id and deduplication id */
 static void encode_entry(const kyu_command_t *cmd, size_t i, msgpack_packer *pk)
 {
     kyu_mp_pack_str(pk, cmd->ids[i]);
@@ -731,6 +959,16 @@ static void encode_entry(const kyu_command_t *cmd, size_t i, msgpack_packer *pk)
         kyu_msg_attrs_pack(pk, &cmd->attrs[i]);
     else
         msgpack_pack_nil(pk);
+    if (cmd->topic_fifo) {
+        kyu_mp_pack_str(pk, cmd->group_ids[i]);
+        kyu_mp_pack_str(pk, cmd->dedup_ids[i]);
+    }
+}
+
+/* The number of elements of a message's encoding (encode_entry) */
+static size_t entry_len(const kyu_command_t *cmd)
+{
+    return cmd->topic_fifo ? 5 : 3;
 }
 
 /* [topic, id, body, attrs or nil], or a batch: [topic, entry, ...], each entry [id, body,
@@ -739,7 +977,7 @@ static void encode_entry(const kyu_command_t *cmd, size_t i, msgpack_packer *pk)
 void kyu_op_publish_encode(const kyu_command_t *cmd, msgpack_packer *pk)
 {
     if (!cmd->publish_batch) {
-        msgpack_pack_array(pk, 4);
+        msgpack_pack_array(pk, 1 + entry_len(cmd));
         kyu_mp_pack_str(pk, cmd->topic);
         encode_entry(cmd, 0, pk);
         return;
@@ -753,19 +991,32 @@ void kyu_op_publish_encode(const kyu_command_t *cmd, msgpack_packer *pk)
             kyu_mp_pack_str(pk, cmd->entry_error[i]);
             continue;
         }
-        msgpack_pack_array(pk, 3);
+        msgpack_pack_array(pk, entry_len(cmd));
         encode_entry(cmd, i, pk);
     }
 }
 
-/* f[0..2]: id, body, attributes or nil, into entry i */
-static bool decode_entry(const msgpack_object *f, size_t i, kyu_command_t *cmd)
+/* A FIFO id (group or deduplication): a valid one, 1..max characters. */
+static bool get_fifo_id(const msgpack_object *o, char *out, size_t max)
 {
+    return o->type == MSGPACK_OBJECT_STR &&
+           kyu_fifo_id_valid(o->via.str.ptr, o->via.str.size, max) && kyu_mp_copy_str(o, out, max);
+}
+
+/* f[0..n): id, body, attributes or nil (n 3), and a FIFO topic's group and deduplication
+ * ids (n 5), into entry i */
+static bool decode_entry(const msgpack_object *f, size_t n, size_t i, kyu_command_t *cmd)
+{
+    if (n != 3 && n != 5)
+        return false;
     if (!kyu_mp_copy_str(&f[0], cmd->ids[i], KYU_UUID_LEN) || f[0].via.str.size != KYU_UUID_LEN ||
         f[1].type != MSGPACK_OBJECT_BIN || f[1].via.bin.size == 0)
         return false;
     cmd->bodies[i] = f[1].via.bin.ptr;
     cmd->body_lens[i] = f[1].via.bin.size;
+    if (n == 5 && (!get_fifo_id(&f[3], cmd->group_ids[i], KYU_GROUP_ID_MAX) ||
+                   !get_fifo_id(&f[4], cmd->dedup_ids[i], KYU_DEDUP_ID_MAX)))
+        return false;
     if (f[2].type == MSGPACK_OBJECT_NIL)
         return true;
     return kyu_msg_attrs_unpack(&f[2], &cmd->attrs[i]) && cmd->attrs[i].n > 0;
@@ -781,10 +1032,12 @@ bool kyu_op_publish_decode(const msgpack_object *items, kyu_command_t *cmd)
         return false;
     if (f[1].type != MSGPACK_OBJECT_ARRAY) { /* a single publish */
         cmd->n = 1;
-        return items->via.array.size == 4 && decode_entry(&f[1], 0, cmd);
+        cmd->topic_fifo = items->via.array.size == 6;
+        return decode_entry(&f[1], items->via.array.size - 1, 0, cmd);
     }
     cmd->publish_batch = true;
     cmd->n = items->via.array.size - 1;
+    uint32_t kind = 0;
     for (size_t i = 0; i < cmd->n; i++) {
         const msgpack_object *e = &f[1 + i];
         if (e->type != MSGPACK_OBJECT_ARRAY)
@@ -796,25 +1049,51 @@ bool kyu_op_publish_decode(const msgpack_object *items, kyu_command_t *cmd)
                 !kyu_mp_copy_str(&x[1], cmd->entry_error[i], KYU_ERR_MSG_MAX - 1))
                 return false;
             cmd->entry_code[i] = (uint8_t)x[0].via.u64;
-        } else if (e->via.array.size != 3 || !decode_entry(x, i, cmd)) {
-            return false;
+        } else if ((kind && kind != e->via.array.size) ||
+                   !decode_entry(x, e->via.array.size, i, cmd)) {
+            return false; /* every message of a batch is a FIFO topic's, or none */
+        } else {
+            kind = e->via.array.size;
+            cmd->topic_fifo = kind == 5;
         }
     }
     return true;
 }
 
 /* Publishes message i of c to t: into every queue whose policy matches it, or, when one check
- * fails, into none (err says why). */
-static kyu_code_t publish_one(kyu_sm_t *self, const topic_t *t, const kyu_command_t *c, size_t i,
-                              kyu_err_t *err)
+ * fails, into none (err says why). id and *seq: the publish's MessageId and (a FIFO topic's)
+ * SequenceNumber, a duplicate's the first publish's. */
+static kyu_code_t publish_one(kyu_sm_t *self, topic_t *t, const kyu_command_t *c, size_t i,
+                              char id_out[KYU_UUID_LEN + 1], uint64_t *seq_out, kyu_err_t *err)
 {
     char *env = NULL;
     const kyu_msg_attrs_t *attrs = &c->attrs[i];
+    char dkey[KYU_FDEDUP_KEY_MAX];
+    uint64_t pub_seq = 0;
+    *seq_out = 0;
+    if (t->fifo) {
+        if (!c->group_ids[i][0] || !c->dedup_ids[i][0]) /* a command of a standard topic's */
+            return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                               "topic '%s' is a FIFO topic: a message needs a MessageGroupId and "
+                               "a MessageDeduplicationId",
+                               t->name);
+        topic_dedup_key(c->dedup_ids[i], dkey);
+        if (kyu_fdedup_find(t->dedup, dkey, c->now_ms, id_out, seq_out))
+            return KYU_OK;        /* a duplicate within the window: answered as the first */
+        pub_seq = self->next_seq; /* taken below, once every check passed */
+    }
     bool match[KYU_TOPIC_SUBS_MAX];
     match_subs(t, c->bodies[i], c->body_lens[i], attrs, match);
-    if (check_fanout(self, t, match, c->ids[i], c->now_ms, c->bodies[i], c->body_lens[i], attrs,
-                     &env, err) != KYU_OK)
+    if (check_fanout(self, t, match, c->ids[i], pub_seq, c->now_ms, c->bodies[i], c->body_lens[i],
+                     attrs, &env, err) != KYU_OK)
         return err->code;
+    memcpy(id_out, c->ids[i], KYU_UUID_LEN + 1);
+    if (t->fifo) {
+        KYU_ASSERT(self->next_seq == pub_seq);
+        self->next_seq++;
+        *seq_out = pub_seq;
+        kyu_fdedup_put(self, dedup_of(t), dkey, c->now_ms, c->ids[i], pub_seq);
+    }
     uint8_t md5_raw[KYU_MD5_LEN], md5_attrs[KYU_MD5_LEN] = {0}, md5_env[KYU_MD5_LEN];
     kyu_md5_body(c->bodies[i], c->body_lens[i], md5_raw);
     if (attrs->n)
@@ -844,13 +1123,23 @@ static kyu_code_t publish_one(kyu_sm_t *self, const topic_t *t, const kyu_comman
         queue_t *q = zhashx_lookup(self->queues, s->queue);
         char id[KYU_UUID_LEN + 1];
         copy_id(c->ids[i], s->id, id);
+        /* A FIFO topic's copy, into a FIFO queue, with its group and deduplication ids: the
+         * queue's own deduplication applies to it as to a send (op_message.c) */
+        const char *group = t->fifo ? c->group_ids[i] : NULL;
+        const char *did = t->fifo ? c->dedup_ids[i] : NULL;
+        char first[KYU_UUID_LEN + 1];
+        uint64_t first_seq;
+        kyu_sm_fifo_dedup_expire(self, q, c->now_ms);
+        if (kyu_sm_fifo_dedup_find(q, group, did, c->now_ms, first, &first_seq))
+            continue;
+        uint64_t seq = self->next_seq++;
         if (s->raw)
-            kyu_sm_store_message(self, q, self->next_seq++, c->now_ms, id, c->bodies[i],
-                                 c->body_lens[i], attrs, md5_raw, md5_attrs, q->delay * 1000ull,
-                                 NULL, NULL);
+            kyu_sm_store_message(self, q, seq, c->now_ms, id, c->bodies[i], c->body_lens[i], attrs,
+                                 md5_raw, md5_attrs, q->delay * 1000ull, group, did);
         else
-            kyu_sm_store_message(self, q, self->next_seq++, c->now_ms, id, env, strlen(env), &none,
-                                 md5_env, md5_attrs, q->delay * 1000ull, NULL, NULL);
+            kyu_sm_store_message(self, q, seq, c->now_ms, id, env, strlen(env), &none, md5_env,
+                                 md5_attrs, q->delay * 1000ull, group, did);
+        kyu_sm_fifo_dedup_put(self, q, group, did, c->now_ms, id, seq);
         q->n_messages++;
         kyu_sm_touch(self, q);
     }
@@ -863,26 +1152,29 @@ static kyu_code_t publish_one(kyu_sm_t *self, const topic_t *t, const kyu_comman
 kyu_code_t kyu_op_publish_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t *a)
 {
     kyu_result_t *res = a->res;
-    const topic_t *t = zhashx_lookup(self->topics, c->topic);
+    topic_t *t = zhashx_lookup(self->topics, c->topic);
     if (!t) {
         no_topic(kyu_result_err(res), c->topic);
         return KYU_OK;
     }
+    kyu_fdedup_expire(self, t->dedup, c->now_ms); /* a FIFO topic's records past the window */
     if (!c->publish_batch) {
-        if (publish_one(self, t, c, 0, kyu_result_err(res)) != KYU_OK)
+        if (publish_one(self, t, c, 0, res->ids[0], &res->sequences[0], kyu_result_err(res)) !=
+            KYU_OK)
             return KYU_OK;
-        memcpy(res->ids[0], c->ids[0], KYU_UUID_LEN + 1);
         res->n_ids = 1;
     } else {
         for (size_t i = 0; i < c->n; i++) {
             kyu_err_t e = {0};
             res->entry_errors[i][0] = '\0';
             res->ids[i][0] = '\0';
+            res->sequences[i] = 0;
             if (c->entry_code[i]) {
                 e.code = c->entry_code[i];
                 snprintf(e.msg, sizeof e.msg, "%s", c->entry_error[i]);
-            } else if (publish_one(self, t, c, i, &e) == KYU_OK) {
-                memcpy(res->ids[i], c->ids[i], KYU_UUID_LEN + 1);
+            } else if (publish_one(self, t, c, i, res->ids[i], &res->sequences[i], &e) != KYU_OK) {
+                res->ids[i][0] = '\0';
+                res->sequences[i] = 0;
             }
             res->results[i] = e.code;
             if (e.code != KYU_OK) {
@@ -906,11 +1198,20 @@ kyu_code_t kyu_op_publish_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_appl
 kyu_code_t kyu_op_publish_replay(kyu_sm_t *self, const kyu_command_t *c, const kyu_dedup_t *d,
                                  kyu_apply_t *a)
 {
-    (void)self;
     kyu_result_t *res = a->res;
     memcpy(res->ids, d->ids, sizeof d->ids);
     res->n_ids = d->n;
+    const topic_t *t = zhashx_lookup(self->topics, c->topic);
     for (size_t i = 0; i < d->n; i++) {
+        /* A FIFO topic's SequenceNumber, from its deduplication record (0 once gone) */
+        char id[KYU_UUID_LEN + 1], dkey[KYU_FDEDUP_KEY_MAX];
+        res->sequences[i] = 0;
+        if (t && i < c->n && c->dedup_ids[i][0]) {
+            topic_dedup_key(c->dedup_ids[i], dkey);
+            if (!kyu_fdedup_find(t->dedup, dkey, c->now_ms, id, &res->sequences[i]) ||
+                strcmp(id, d->ids[i]) != 0)
+                res->sequences[i] = 0;
+        }
         res->entry_errors[i][0] = '\0';
         if (!d->codes[i])
             continue;
@@ -934,6 +1235,7 @@ void kyu_op_publish_reply(const kyu_result_t *res, kyu_reply_t *rep, size_t *n_b
     for (size_t i = 0; i < res->n_ids; i++) {
         snprintf(rep->ids[i], sizeof rep->ids[i], "%s", res->ids[i]);
         rep->md5_body[i][0] = rep->md5_attrs[i][0] = '\0';
+        rep->sequences[i] = res->sequences[i]; /* a FIFO topic's SequenceNumber, else 0 */
     }
     rep->n_results = rep->n_errors = res->n_results;
     for (size_t i = 0; i < res->n_results; i++) {

@@ -289,6 +289,10 @@ void kyu_op_topic_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bod
                         kyu_command_t *cmd);
 void kyu_op_topic_encode(const kyu_command_t *cmd, msgpack_packer *pk);
 bool kyu_op_topic_decode(const msgpack_object *items, kyu_command_t *cmd);
+void kyu_op_create_topic_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+                               kyu_command_t *cmd);
+void kyu_op_create_topic_encode(const kyu_command_t *cmd, msgpack_packer *pk);
+bool kyu_op_create_topic_decode(const msgpack_object *items, kyu_command_t *cmd);
 kyu_code_t kyu_op_create_topic_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
 kyu_code_t kyu_op_delete_topic_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
 kyu_code_t kyu_op_subscribe_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,

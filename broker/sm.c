@@ -72,6 +72,10 @@
  *                                           queue's data, a purge, or a group's last message
  *   meta       "tp" name                 -> a topic and its subscriptions (op_topic.c):
  *                                           msgpack [created_ms, [[sub id, queue, raw], ...]]
+ *                                           or [created_ms, subs, flags] (a FIFO topic)
+ *   meta       "ft" name ' ' key         -> time(8) seq(8) message id(36): a FIFO topic's
+ *                                           deduplication record (op_topic.c, sm_fdedup.c),
+ *                                           dropped with the topic and after 5 minutes
  * seq is global (never reused across queues), and a receipt handle's MAC covers the queue
  * id, so a handle of another queue finds nothing. Invariants after every command:
  *   - every message has exactly one lease record, and is in its queue's receive index

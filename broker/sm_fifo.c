@@ -23,17 +23,13 @@
  * Deduplication. A send's deduplication key (its MessageDeduplicationId, or the SHA-256 of
  * its body with ContentBasedDeduplication; with DeduplicationScope messageGroup, within its
  * group) is remembered for KYU_FIFO_DEDUP_WINDOW_MS of command time with the message's id
- * and seq (its SequenceNumber): a send with a key remembered is answered with them and
- * stores nothing, also after the first message was deleted. Records, in the meta column
- * family (so replicated, in snapshots and the state digest):
+ * and seq (its SequenceNumber), in the queue's table of records (sm_fdedup.c, the machinery
+ * FIFO topics share), in the meta column family:
  *   "fd" qid(8) key -> time(8) seq(8) message id(36)
  * key: 'q' dedup id (scope queue) or 'g' group ' ' dedup id (scope messageGroup; ' ' is
- * not a character of ids). In memory, per queue, a hash of the keys and their records in
- * the order sent (command times never go back: oldest first). Every FIFO send drops every
- * record older than the window first: the same records on every replica at every entry,
- * whatever order a reload put equal times in. The queue's deletion drops its records with
- * its data (a range delete, sm.c). A lookup also checks the time: a record past the window
- * is gone, dropped or not.
+ * not a character of ids). Every FIFO send (and every FIFO topic's publish into the queue)
+ * drops every record older than the window first. The queue's deletion drops its records
+ * with its data (a range delete, sm.c).
  */
 #include "sm_internal.h"
 
@@ -46,18 +42,10 @@ typedef struct {
     size_t head, n, cap; /* seqs[head .. head + n), ascending */
 } fgroup_t;
 
-typedef struct {
-    char *key;
-    uint64_t t, seq;
-    char id[KYU_UUID_LEN + 1];
-} frec_t;
-
 struct kyu_fifo {
-    zhashx_t *groups; /* group id -> fgroup_t* (owns them) */
-    zhashx_t *of_seq; /* seq -> fgroup_t* */
-    zhashx_t *dedup;  /* key -> frec_t* (owns them) */
-    frec_t **ring;    /* the records in the order sent */
-    size_t ring_head, ring_n, ring_cap;
+    zhashx_t *groups;    /* group id -> fgroup_t* (owns them) */
+    zhashx_t *of_seq;    /* seq -> fgroup_t* */
+    kyu_fdedup_t *dedup; /* made at its first use (the queue's qid is known then) */
 };
 
 /* ---- helpers ---- */
@@ -83,16 +71,6 @@ static void group_free(void **item)
         free(g->id);
         free(g->seqs);
         free(g);
-    }
-    *item = NULL;
-}
-
-static void rec_free(void **item)
-{
-    frec_t *r = *item;
-    if (r) {
-        free(r->key);
-        free(r);
     }
     *item = NULL;
 }
@@ -124,9 +102,6 @@ void kyu_sm_fifo_init(queue_t *q)
     KYU_ASSERT(q->fifo);
     q->fifo->groups = new_groups();
     q->fifo->of_seq = new_of_seq();
-    q->fifo->dedup = zhashx_new();
-    KYU_ASSERT(q->fifo->dedup);
-    zhashx_set_destructor(q->fifo->dedup, rec_free);
 }
 
 void kyu_sm_fifo_free(queue_t *q)
@@ -136,8 +111,7 @@ void kyu_sm_fifo_free(queue_t *q)
         return;
     zhashx_destroy(&f->of_seq);
     zhashx_destroy(&f->groups);
-    zhashx_destroy(&f->dedup); /* frees the records; the ring only points to them */
-    free(f->ring);
+    kyu_fdedup_destroy(&f->dedup);
     free(f);
     q->fifo = NULL;
 }
@@ -349,8 +323,6 @@ uint64_t kyu_sm_fifo_next_visible(queue_t *q, uint64_t now)
 
 /* ---- deduplication ---- */
 
-#define FD_PREFIX 10 /* "fd" qid(8) */
-
 /* The key of a send's deduplication in q (see the top); false when it has no dedup id. */
 static bool dedup_key(const queue_t *q, const char *group, const char *did, char *out, size_t cap)
 {
@@ -363,122 +335,47 @@ static bool dedup_key(const queue_t *q, const char *group, const char *did, char
     return true;
 }
 
-#define KEY_CAP (2 + KYU_GROUP_ID_MAX + 1 + KYU_DEDUP_ID_MAX + 1)
+#define FD_PREFIX 10 /* "fd" qid(8) */
 
-static void fd_key(uint8_t *k, uint64_t qid, const char *key, size_t *kl)
+/* q's table of records, made at its first use. */
+static kyu_fdedup_t *dedup_of(queue_t *q)
 {
-    k[0] = 'f';
-    k[1] = 'd';
-    kyu_put_be64(k + 2, qid);
-    size_t n = strlen(key);
-    memcpy(k + FD_PREFIX, key, n);
-    *kl = FD_PREFIX + n;
-}
-
-static void ring_push(kyu_fifo_t *f, frec_t *r)
-{
-    if (f->ring_n == f->ring_cap) {
-        size_t cap = f->ring_cap ? f->ring_cap * 2 : 16;
-        frec_t **ring = malloc(cap * sizeof *ring);
-        KYU_ASSERT(ring);
-        for (size_t i = 0; i < f->ring_n; i++)
-            ring[i] = f->ring[(f->ring_head + i) % f->ring_cap];
-        free(f->ring);
-        f->ring = ring;
-        f->ring_cap = cap;
-        f->ring_head = 0;
+    if (!q->fifo->dedup) {
+        uint8_t p[FD_PREFIX] = {'f', 'd'};
+        kyu_put_be64(p + 2, q->qid);
+        q->fifo->dedup = kyu_fdedup_new(p, sizeof p);
     }
-    f->ring[(f->ring_head + f->ring_n++) % f->ring_cap] = r;
+    return q->fifo->dedup;
 }
 
 bool kyu_sm_fifo_dedup_find(const queue_t *q, const char *group, const char *did, uint64_t now,
                             char id[KYU_UUID_LEN + 1], uint64_t *seq)
 {
-    char key[KEY_CAP];
-    if (!q->fifo || !dedup_key(q, group, did, key, sizeof key))
-        return false;
-    const frec_t *r = zhashx_lookup(q->fifo->dedup, key);
-    if (!r || (now >= KYU_FIFO_DEDUP_WINDOW_MS && r->t <= now - KYU_FIFO_DEDUP_WINDOW_MS))
-        return false;
-    memcpy(id, r->id, sizeof r->id);
-    *seq = r->seq;
-    return true;
-}
-
-static void dedup_insert(kyu_fifo_t *f, const char *key, uint64_t t, uint64_t seq, const char *id)
-{
-    frec_t *r = calloc(1, sizeof *r);
-    KYU_ASSERT(r);
-    r->key = strdup(key);
-    KYU_ASSERT(r->key);
-    r->t = t;
-    r->seq = seq;
-    snprintf(r->id, sizeof r->id, "%s", id);
-    zhashx_update(f->dedup, key, r); /* a record past the window is replaced */
-    ring_push(f, r);
+    char key[KYU_FDEDUP_KEY_MAX];
+    return q->fifo && dedup_key(q, group, did, key, sizeof key) &&
+           kyu_fdedup_find(q->fifo->dedup, key, now, id, seq);
 }
 
 void kyu_sm_fifo_dedup_put(kyu_sm_t *self, queue_t *q, const char *group, const char *did,
                            uint64_t now, const char *id, uint64_t seq)
 {
-    char key[KEY_CAP];
-    if (!q->fifo || !dedup_key(q, group, did, key, sizeof key))
-        return;
-    uint8_t k[FD_PREFIX + KEY_CAP], v[16 + KYU_UUID_LEN];
-    size_t kl = 0;
-    fd_key(k, q->qid, key, &kl);
-    kyu_put_be64(v, now);
-    kyu_put_be64(v + 8, seq);
-    memset(v + 16, 0, KYU_UUID_LEN);
-    memcpy(v + 16, id, strnlen(id, KYU_UUID_LEN));
-    kyu_sm_put(self, KYU_CF_META, k, kl, v, sizeof v);
-    /* A record past the window that is replaced leaves its ring slot behind: the ring
-     * expiry skips slots whose record is not the hash's (by pointer). */
-    frec_t *old = zhashx_lookup(q->fifo->dedup, key);
-    if (old) {
-        for (size_t i = 0; i < q->fifo->ring_n; i++) {
-            frec_t **slot = &q->fifo->ring[(q->fifo->ring_head + i) % q->fifo->ring_cap];
-            if (*slot == old)
-                *slot = NULL;
-        }
-    }
-    dedup_insert(q->fifo, key, now, seq, id);
+    char key[KYU_FDEDUP_KEY_MAX];
+    if (q->fifo && dedup_key(q, group, did, key, sizeof key))
+        kyu_fdedup_put(self, dedup_of(q), key, now, id, seq);
 }
 
 void kyu_sm_fifo_dedup_expire(kyu_sm_t *self, queue_t *q, uint64_t now)
 {
-    kyu_fifo_t *f = q->fifo;
-    if (!f || now < KYU_FIFO_DEDUP_WINDOW_MS)
-        return;
-    uint64_t limit = now - KYU_FIFO_DEDUP_WINDOW_MS; /* records at or before it go */
-    while (f->ring_n > 0) {
-        frec_t *r = f->ring[f->ring_head];
-        if (r && r->t > limit)
-            break;
-        f->ring_head = (f->ring_head + 1) % f->ring_cap;
-        f->ring_n--;
-        if (!r)
-            continue;
-        uint8_t k[FD_PREFIX + KEY_CAP];
-        size_t kl = 0;
-        fd_key(k, q->qid, r->key, &kl);
-        kyu_sm_del(self, KYU_CF_META, k, kl);
-        zhashx_delete(f->dedup, r->key);
-    }
+    if (q->fifo)
+        kyu_fdedup_expire(self, q->fifo->dedup, now);
 }
 
 size_t kyu_sm_fifo_dedup_count(const queue_t *q)
 {
-    return q->fifo ? zhashx_size(q->fifo->dedup) : 0;
+    return q->fifo ? kyu_fdedup_count(q->fifo->dedup) : 0;
 }
 
 /* ---- loading ---- */
-
-static int rec_cmp(const void *a, const void *b)
-{
-    const frec_t *x = *(frec_t *const *)a, *y = *(frec_t *const *)b;
-    return x->t < y->t ? -1 : x->t > y->t ? 1 : strcmp(x->key, y->key);
-}
 
 static kyu_code_t load_dedup(kyu_sm_t *self, zhashx_t *by_qid, kyu_err_t *err)
 {
@@ -491,20 +388,17 @@ static kyu_code_t load_dedup(kyu_sm_t *self, zhashx_t *by_qid, kyu_err_t *err)
     for (rocksdb_iter_seek(it, "fd", 2); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
         size_t kl = 0, vl = 0;
         const char *k = rocksdb_iter_key(it, &kl);
-        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vl);
-        if (kl <= FD_PREFIX + 1 || kl > FD_PREFIX + KEY_CAP - 1 || vl != 16 + KYU_UUID_LEN) {
+        const char *v = rocksdb_iter_value(it, &vl);
+        char key[KYU_FDEDUP_KEY_MAX], id[KYU_UUID_LEN + 1];
+        uint64_t t, seq;
+        if (!kyu_fdedup_parse(k, kl, FD_PREFIX, v, vl, key, &t, &seq, id)) {
             rc = kyu_err_set(err, KYU_ERR_STORAGE, "corrupt FIFO deduplication record");
             break;
         }
         queue_t *q = zhashx_lookup(by_qid, (void *)(uintptr_t)kyu_get_be64((const uint8_t *)k + 2));
         if (!q || !q->fifo)
             continue; /* a deleted queue's, dropped by its "gc" record */
-        char key[KEY_CAP], id[KYU_UUID_LEN + 1];
-        memcpy(key, k + FD_PREFIX, kl - FD_PREFIX);
-        key[kl - FD_PREFIX] = '\0';
-        memcpy(id, v + 16, KYU_UUID_LEN);
-        id[KYU_UUID_LEN] = '\0';
-        dedup_insert(q->fifo, key, kyu_get_be64(v), kyu_get_be64(v + 8), id);
+        kyu_fdedup_insert(dedup_of(q), key, t, seq, id);
     }
     char *rerr = NULL;
     rocksdb_iter_get_error(it, &rerr);
@@ -514,12 +408,9 @@ static kyu_code_t load_dedup(kyu_sm_t *self, zhashx_t *by_qid, kyu_err_t *err)
         rc = kyu_err_set(err, KYU_ERR_STORAGE, "reading FIFO deduplication records: %s", rerr);
         free(rerr);
     }
-    /* The order sent, by time (equal times in any order: expiry takes all that are due) */
-    for (queue_t *q = zhashx_first(self->queues); q; q = zhashx_next(self->queues)) {
-        kyu_fifo_t *f = q->fifo;
-        if (f && f->ring_n > 1)
-            qsort(f->ring, f->ring_n, sizeof *f->ring, rec_cmp);
-    }
+    for (queue_t *q = zhashx_first(self->queues); q; q = zhashx_next(self->queues))
+        if (q->fifo)
+            kyu_fdedup_loaded(q->fifo->dedup);
     return rc;
 }
 

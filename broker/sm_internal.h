@@ -72,6 +72,34 @@ typedef struct {
 typedef struct kyu_fifo kyu_fifo_t; /* a FIFO queue's groups and deduplication (sm_fifo.c) */
 typedef struct kyu_fair kyu_fair_t; /* a standard queue's fair message groups (sm_fair.c) */
 
+/* A table of FIFO deduplication records (sm_fdedup.c, see its top): a FIFO queue's
+ * (sm_fifo.c) or a FIFO topic's (op_topic.c). Its records are stored in the meta column
+ * family under its prefix (at most KYU_FDEDUP_PREFIX_MAX bytes), each key shorter than
+ * KYU_FDEDUP_KEY_MAX. new copies the prefix; the table owns its records. find looks a key up
+ * as at now (false: none within the window); put remembers one (store and memory); expire
+ * drops those past the window at now; drop_all drops every one (its owner's deletion);
+ * insert (memory only), parse (a store record under a prefix of plen bytes) and loaded (after
+ * the last insert) rebuild a table at a load. Functions taking a table accept NULL (none yet)
+ * except put and insert. */
+typedef struct kyu_fdedup kyu_fdedup_t;
+#define KYU_FDEDUP_PREFIX_MAX (2 + KYU_TOPIC_NAME_MAX + 1)
+#define KYU_FDEDUP_KEY_MAX (2 + KYU_GROUP_ID_MAX + 1 + KYU_DEDUP_ID_MAX + 1)
+#define KYU_FDEDUP_VALUE_LEN (16 + KYU_UUID_LEN)
+kyu_fdedup_t *kyu_fdedup_new(const void *prefix, size_t plen);
+void kyu_fdedup_destroy(kyu_fdedup_t **self_p);
+bool kyu_fdedup_find(const kyu_fdedup_t *d, const char *key, uint64_t now,
+                     char id[KYU_UUID_LEN + 1], uint64_t *seq);
+void kyu_fdedup_put(kyu_sm_t *self, kyu_fdedup_t *d, const char *key, uint64_t now, const char *id,
+                    uint64_t seq);
+void kyu_fdedup_expire(kyu_sm_t *self, kyu_fdedup_t *d, uint64_t now);
+void kyu_fdedup_drop_all(kyu_sm_t *self, kyu_fdedup_t *d);
+size_t kyu_fdedup_count(const kyu_fdedup_t *d);
+void kyu_fdedup_insert(kyu_fdedup_t *d, const char *key, uint64_t t, uint64_t seq, const char *id);
+bool kyu_fdedup_parse(const void *k, size_t kl, size_t plen, const void *v, size_t vl,
+                      char key[KYU_FDEDUP_KEY_MAX], uint64_t *t, uint64_t *seq,
+                      char id[KYU_UUID_LEN + 1]);
+void kyu_fdedup_loaded(kyu_fdedup_t *d);
+
 typedef struct {
     char name[KYU_NAME_MAX + 1];
     uint64_t qid;

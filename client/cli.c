@@ -46,8 +46,12 @@ static const cli_cmd_t commands[] = {
      "delete every message of a queue (visible, in flight and delayed); the queue stays", 0, 1, 1,
      cli_cmd_purge_queue},
     {"list-queues", "", "print the queue names, one per line", 0, 0, 0, cli_cmd_list_queues},
-    {"create-topic", "TOPIC", "create a topic (idempotent); names: 1..256 of [A-Za-z0-9_-]",
-     CLI_OPT_TOPIC, 1, 1, cli_cmd_create_topic},
+    {"create-topic", "TOPIC [--fifo [--content-based-dedup]]",
+     "create a topic (idempotent); names: 1..256 of [A-Za-z0-9_-]; --fifo: a FIFO topic, whose "
+     "TOPIC ends in .fifo (it delivers to FIFO queues only, in group order, and deduplicates "
+     "publishes for 5 minutes); --content-based-dedup: the SHA-256 of the body deduplicates a "
+     "publish without --dedup-id",
+     CLI_OPT_TOPIC | CLI_OPT_TOPIC_ATTRS, 1, 1, cli_cmd_create_topic},
     {"delete-topic", "TOPIC", "delete a topic and its subscriptions (the queues stay)",
      CLI_OPT_TOPIC, 1, 1, cli_cmd_delete_topic},
     {"list-topics", "", "print the topic names, one per line", 0, 0, 0, cli_cmd_list_topics},
@@ -70,15 +74,20 @@ static const cli_cmd_t commands[] = {
      "print a subscription's attributes, one NAME VALUE per line: SubscriptionId, TopicName, "
      "QueueName, RawMessageDelivery, and with a policy FilterPolicyScope and FilterPolicy",
      CLI_OPT_SUB_ID, 1, 1, cli_cmd_get_subscription_attributes},
-    {"publish", "TOPIC [BODY] [--lines] [--attr NAME=TYPE:VALUE]...",
-     "publish BODY, or stdin as one message, or (--lines) each stdin line as a message (ten "
-     "lines a request, pipelined), to every queue subscribed to TOPIC whose filter policy "
-     "matches (all of them or none, each message); prints the message ids",
-     CLI_OPT_TOPIC | CLI_OPT_LINES | CLI_OPT_MSG_ATTRS, 1, 2, cli_cmd_publish},
+    {"publish",
+     "TOPIC [BODY] [--lines] [--attr NAME=TYPE:VALUE]... [--group GROUP [--dedup-id ID]]",
+     "publish BODY, or stdin as one message, or (--lines) each stdin line as a message (up to "
+     "ten lines a request: those stdin has ready, pipelined), to every queue subscribed to TOPIC "
+     "whose filter policy "
+     "matches (all of them or none, each message); prints the message ids. A FIFO topic needs "
+     "--group (the MessageGroupId of every message) and --dedup-id (one message, not --lines) "
+     "unless it has ContentBasedDeduplication; then prints the id and the SequenceNumber",
+     CLI_OPT_TOPIC | CLI_OPT_LINES | CLI_OPT_MSG_ATTRS | CLI_OPT_GROUP, 1, 2, cli_cmd_publish},
     {"publish-batch", "TOPIC",
      "publish stdin's JSON lines, SNS's PublishBatch entries {\"Id\", \"Message\", "
-     "\"MessageAttributes\"}, ten a request (at most 256 KiB together): each entry on its own; "
-     "prints ID MESSAGE_ID per entry published",
+     "\"MessageAttributes\", \"MessageGroupId\", \"MessageDeduplicationId\"}, ten a request (at "
+     "most 256 KiB together): each entry on its own; prints ID MESSAGE_ID per entry published "
+     "(and a FIFO topic's SequenceNumber)",
      CLI_OPT_TOPIC, 1, 1, cli_cmd_publish_batch},
     {"get-queue-attributes", "NAME", "print a queue's attributes and message counts", 0, 1, 1,
      cli_cmd_get_queue_attributes},
@@ -515,10 +524,12 @@ static int parse_cmd_args(cli_t *cli, int argc, char **argv, cli_args_t *a)
                 return cli_usage_error(cli, "--filter-scope is attributes or body, not '%s'",
                                        optarg);
             a->has_filter_scope = true;
-        } else if (c == 'Q' && (cmd->options & CLI_OPT_QUEUE_ATTRS)) {
+        } else if (c == 'Q' && (cmd->options & (CLI_OPT_QUEUE_ATTRS | CLI_OPT_TOPIC_ATTRS))) {
             a->fifo = 1;
         } else if ((c == 'B' || c == 'b') && (cmd->options & CLI_OPT_QUEUE_ATTRS)) {
             a->cbd = c == 'B';
+        } else if (c == 'B' && (cmd->options & CLI_OPT_TOPIC_ATTRS)) {
+            a->cbd = 1;
         } else if (c == 'D' && (cmd->options & CLI_OPT_QUEUE_ATTRS)) {
             if (strcmp(optarg, "queue") && strcmp(optarg, "messageGroup"))
                 return cli_usage_error(cli, "--dedup-scope is queue or messageGroup, not '%s'",

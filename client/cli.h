@@ -84,19 +84,20 @@ enum {
     CLI_OPT_HANDLES = 16,
     CLI_OPT_CLUSTER = 32,     /* talks to every endpoint itself: no queue argument, no connect */
     CLI_OPT_QUEUE_ATTRS = 64, /* --max-message-size, --delay (with CLI_OPT_VT: queue attributes) */
-    CLI_OPT_ATTR_REQUIRED = 128, /* at least one queue attribute (--visibility-timeout, ...) */
-    CLI_OPT_SEND_DELAY = 256,    /* send: --delay (each message's) or --deliver-at */
-    CLI_OPT_WAIT = 512,          /* receive: --wait SEC (long polling) */
-    CLI_OPT_FORCE = 1024,        /* delete-queue --force */
-    CLI_OPT_MSG_ATTRS = 2048,    /* send: --attr NAME=TYPE:VALUE (repeatable) */
-    CLI_OPT_FROM = 4096,         /* peek: --from POSITION or MESSAGE_ID */
-    CLI_OPT_REDRIVE = 8192,      /* redrive: --to, --max-per-second, --list, --cancel, --no-wait */
-    CLI_OPT_TOPIC = 16384,       /* the first argument is a topic's name, not a queue's */
-    CLI_OPT_RAW = 32768,         /* subscribe --raw */
-    CLI_OPT_SUB_ID = 65536,      /* the first argument is a subscription id */
-    CLI_OPT_GROUP = 131072,      /* send: --group GROUP, --dedup-id ID (FIFO queues) */
-    CLI_OPT_ATTEMPT = 262144,    /* receive: --attempt-id ID (ReceiveRequestAttemptId) */
-    CLI_OPT_SUB_ATTRS = 524288   /* set-subscription-attributes: --no-filter, --no-raw */
+    CLI_OPT_ATTR_REQUIRED = 128,  /* at least one queue attribute (--visibility-timeout, ...) */
+    CLI_OPT_SEND_DELAY = 256,     /* send: --delay (each message's) or --deliver-at */
+    CLI_OPT_WAIT = 512,           /* receive: --wait SEC (long polling) */
+    CLI_OPT_FORCE = 1024,         /* delete-queue --force */
+    CLI_OPT_MSG_ATTRS = 2048,     /* send: --attr NAME=TYPE:VALUE (repeatable) */
+    CLI_OPT_FROM = 4096,          /* peek: --from POSITION or MESSAGE_ID */
+    CLI_OPT_REDRIVE = 8192,       /* redrive: --to, --max-per-second, --list, --cancel, --no-wait */
+    CLI_OPT_TOPIC = 16384,        /* the first argument is a topic's name, not a queue's */
+    CLI_OPT_RAW = 32768,          /* subscribe --raw */
+    CLI_OPT_SUB_ID = 65536,       /* the first argument is a subscription id */
+    CLI_OPT_GROUP = 131072,       /* send: --group GROUP, --dedup-id ID (FIFO queues) */
+    CLI_OPT_ATTEMPT = 262144,     /* receive: --attempt-id ID (ReceiveRequestAttemptId) */
+    CLI_OPT_SUB_ATTRS = 524288,   /* set-subscription-attributes: --no-filter, --no-raw */
+    CLI_OPT_TOPIC_ATTRS = 1048576 /* create-topic: --fifo, --content-based-dedup */
 };
 
 /* Prints "kyu: CMD: fmt" and the command's usage line on stderr; returns CLI_EXIT_USAGE. */

@@ -174,8 +174,13 @@ static int send_group(cli_t *cli, const char *target, bool publish, line_t *line
                                           r->code != KYU_ERR_BUSY && r->code != KYU_ERR_READ_ONLY,
                                       "Code", kyu_code_name(r->code), "Message", r->error));
         } else if (ok && publish) { /* SNS's PublishBatchResultEntry */
-            json_array_append_new(
-                ok, json_pack("{s:s, s:s}", "Id", lines[i].id, "MessageId", r->sent.message_id));
+            json_t *o = json_pack("{s:s, s:s}", "Id", lines[i].id, "MessageId", r->sent.message_id);
+            if (o && r->sent.sequence) { /* a FIFO topic's, as SNS: a decimal string */
+                char sn[24];
+                snprintf(sn, sizeof sn, "%" PRIu64, r->sent.sequence);
+                json_object_set_new(o, "SequenceNumber", json_string(sn));
+            }
+            json_array_append_new(ok, o);
         } else if (ok) {
             json_t *o = json_pack("{s:s, s:s, s:s}", "Id", lines[i].id, "MessageId",
                                   r->sent.message_id, "MD5OfMessageBody", r->sent.md5_body);
@@ -187,6 +192,8 @@ static int send_group(cli_t *cli, const char *target, bool publish, line_t *line
                 json_object_set_new(o, "SequenceNumber", json_string(sn));
             }
             json_array_append_new(ok, o);
+        } else if (r->sent.sequence) {
+            printf("%s %s %" PRIu64 "\n", lines[i].id, r->sent.message_id, r->sent.sequence);
         } else {
             printf("%s %s\n", lines[i].id, r->sent.message_id);
         }

@@ -2,19 +2,24 @@
  * stdin, or (--lines) one message per stdin line, pipelined: up to WINDOW requests in flight,
  * each id printed once the broker acknowledged it and in input order (a ring of WINDOW slots
  * holds the answers that came before an earlier line's). A send carries one line a request;
- * a publish up to ten (a PUBLISH batch, each line published on its own). */
+ * a publish up to ten (a PUBLISH batch, each line published on its own). With --group (a
+ * FIFO queue or topic) one request is in flight at a time, so that the group's order holds
+ * through retries. */
 #include "cli.h"
 #include "kyu_internal.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define WINDOW 100
-#define LINE_TRIES 50 /* sends of one line across failovers */
+#define STDIN_LOOK_MS 20 /* how often stdin is looked at again while answers are awaited */
+#define LINE_TRIES 50    /* sends of one line across failovers */
 #define LINE_RETRY_MIN_MS                                                                          \
     20000 /* and for at most 3 timeouts (at least this) after its first send */
 #define NO_LEADER_PAUSE_MS 100
@@ -176,12 +181,13 @@ static int read_stdin(cli_t *cli, size_t max, char **buf_p, size_t *len_p)
 static int send_one(cli_t *cli, const cli_args_t *a, const void *body, size_t len)
 {
     if (cli->cmd->run == cli_cmd_publish) {
-        char id[KYU_MESSAGE_ID_MAX + 1];
+        kyu_sent_message_t sent;
         kyu_err_t err = {0};
-        if (kyu_client_publish(cli->client, a->args[0], body, len, a->attrs.n ? &a->attrs : NULL,
-                               id, &err) != KYU_OK)
+        if (kyu_client_publish_fifo(cli->client, a->args[0], body, len,
+                                    a->attrs.n ? &a->attrs : NULL, a->group, a->dedup_id, &sent,
+                                    &err) != KYU_OK)
             return cli_fail(cli, &err);
-        return print_sent(cli, id, "", "", 0);
+        return print_sent(cli, sent.message_id, "", "", sent.sequence);
     }
     const void *bodies[] = {body};
     size_t lens[] = {len};
@@ -231,8 +237,8 @@ static kyu_code_t send_slot(cli_t *cli, const cli_args_t *a, slot_t *s, unsigned
     s->epoch = epoch;
     const kyu_msg_attrs_t *attrs = a->attrs.n ? &a->attrs : NULL;
     if (cli->cmd->run == cli_cmd_publish && s->n == 1)
-        return kyu_client_publish_async(cli->client, a->args[0], s->body, s->len, attrs, &s->key,
-                                        &s->req_id, err);
+        return kyu_client_publish_fifo_async(cli->client, a->args[0], s->body, s->len, attrs,
+                                             a->group, a->dedup_id, &s->key, &s->req_id, err);
     if (cli->cmd->run == cli_cmd_publish) { /* a batch, its entry ids the line numbers */
         kyu_batch_entry_t e[KYU_BATCH_MAX];
         char ids[KYU_BATCH_MAX][24];
@@ -243,7 +249,8 @@ static kyu_code_t send_slot(cli_t *cli, const cli_args_t *a, slot_t *s, unsigned
                                        .body = s->body + start,
                                        .len = s->ends[i] - start,
                                        .delay_seconds = -1,
-                                       .attrs = attrs};
+                                       .attrs = attrs,
+                                       .group_id = a->group};
         }
         return kyu_client_publish_batch_async(cli->client, a->args[0], e, s->n, &s->key, &s->req_id,
                                               err);
@@ -286,6 +293,71 @@ static size_t flush_done(cli_t *cli, slot_t *ring, size_t head, size_t count, in
     return k;
 }
 
+/* stdin read by lines with read(2) rather than stdio, so that the loop knows whether a line
+ * is already at hand or stdin has nothing ready: then a publish sends the lines it gathered
+ * (fewer than ten) instead of waiting for more, and the answers are printed meanwhile. */
+typedef struct {
+    char *buf;
+    size_t start, end, cap;
+    bool eof, error;
+} reader_t;
+
+/* A whole line (or the last one, at the end of input) is buffered. */
+static bool reader_has_line(const reader_t *r)
+{
+    return (r->end > r->start && memchr(r->buf + r->start, '\n', r->end - r->start)) ||
+           (r->eof && r->end > r->start);
+}
+
+/* stdin has data, or its end, to read now. */
+static bool stdin_ready(void)
+{
+    struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};
+    return poll(&p, 1, 0) > 0;
+}
+
+/* The next line, its newline included when it has one, at *line (the reader's buffer, valid
+ * until the next call); -1 at the end of input or on an error (r->error). Blocks until a
+ * line is there. */
+static ssize_t reader_next(reader_t *r, char **line)
+{
+    for (;;) {
+        char *nl = r->end > r->start ? memchr(r->buf + r->start, '\n', r->end - r->start) : NULL;
+        if (nl || (r->eof && r->end > r->start)) {
+            size_t len = nl ? (size_t)(nl - (r->buf + r->start)) + 1 : r->end - r->start;
+            *line = r->buf + r->start;
+            r->start += len;
+            return (ssize_t)len;
+        }
+        if (r->eof || r->error)
+            return -1;
+        if (r->start > 0) {
+            memmove(r->buf, r->buf + r->start, r->end - r->start);
+            r->end -= r->start;
+            r->start = 0;
+        }
+        if (r->end == r->cap) {
+            size_t cap = r->cap ? 2 * r->cap : 64 * 1024;
+            char *buf = realloc(r->buf, cap);
+            if (!buf) {
+                r->error = true;
+                return -1;
+            }
+            r->buf = buf;
+            r->cap = cap;
+        }
+        ssize_t got = read(STDIN_FILENO, r->buf + r->end, r->cap - r->end);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0)
+            r->error = true;
+        else if (got == 0)
+            r->eof = true;
+        else
+            r->end += (size_t)got;
+    }
+}
+
 /* Adds line number no (len bytes) to the slot being filled (the first line sets it up). */
 static bool add_line(slot_t *s, const char *line, size_t len, size_t no)
 {
@@ -322,8 +394,9 @@ static int send_lines(cli_t *cli, const cli_args_t *a)
     slot_t *ring = calloc(WINDOW, sizeof *ring);
     if (!ring)
         return cli_failf(cli, "out of memory");
-    size_t head = 0, count = 0, line_no = 0, cap = 0;
+    size_t head = 0, count = 0, line_no = 0;
     char *line = NULL;
+    reader_t in = {0};
     bool eof = false;
     int rc = CLI_EXIT_OK;
     unsigned epoch = 0;
@@ -336,20 +409,34 @@ static int send_lines(cli_t *cli, const cli_args_t *a)
      * KYU_PUBLISH_BATCH_BYTES_MAX, bodies and attributes); the slot at head + count is the one
      * being filled. A line read while the window is full waits in line (held). */
     size_t per = cli->cmd->run == cli_cmd_publish ? KYU_BATCH_MAX : 1;
+    /* With a message group (FIFO), one request at a time: a request retried after a failover
+     * or refused as BUSY must not let a later one of the group pass it, so each waits for the
+     * one before to be acknowledged (each still holds up to ten lines of a publish). */
+    size_t window = a->group ? 1 : WINDOW;
     size_t attrs_size = kyu_msg_attrs_size(&a->attrs);
     bool held = false;
     size_t held_len = 0;
     while (count > 0 || (!eof && rc == CLI_EXIT_OK)) {
-        while (!eof && rc == CLI_EXIT_OK && count < WINDOW) {
+        while (!eof && rc == CLI_EXIT_OK && count < window) {
             size_t n;
+            slot_t *open = &ring[(head + count) % WINDOW];
+            if (!held && !reader_has_line(&in) && !stdin_ready()) {
+                /* Nothing more to read now: the lines gathered go (a publish's batch of fewer
+                 * than ten), and while requests are in flight their answers are awaited (and
+                 * stdin looked at again soon) rather than more input. */
+                if (open->n > 0 && !open->req_id && send_open(cli, a, open, epoch, &rc))
+                    count++;
+                if (count > 0 || rc != CLI_EXIT_OK)
+                    break;
+            }
             if (held) {
                 n = held_len;
                 held = false;
             } else {
-                ssize_t got = getline(&line, &cap, stdin);
+                ssize_t got = reader_next(&in, &line);
                 if (got < 0) {
                     eof = true;
-                    if (ferror(stdin))
+                    if (in.error)
                         rc = cli_failf(cli, "cannot read stdin");
                     break;
                 }
@@ -363,7 +450,7 @@ static int send_lines(cli_t *cli, const cli_args_t *a)
                 /* this line would make the batch too long: the lines before it go now */
                 if (send_open(cli, a, s, epoch, &rc))
                     count++;
-                if (rc != CLI_EXIT_OK || count == WINDOW) {
+                if (rc != CLI_EXIT_OK || count == window) {
                     held = rc == CLI_EXIT_OK;
                     held_len = n;
                     break;
@@ -377,7 +464,7 @@ static int send_lines(cli_t *cli, const cli_args_t *a)
             if (s->n == per && send_open(cli, a, s, epoch, &rc))
                 count++;
         }
-        if (eof && rc == CLI_EXIT_OK && count < WINDOW && ring[(head + count) % WINDOW].n > 0 &&
+        if (eof && rc == CLI_EXIT_OK && count < window && ring[(head + count) % WINDOW].n > 0 &&
             !ring[(head + count) % WINDOW].req_id &&
             send_open(cli, a, &ring[(head + count) % WINDOW], epoch, &rc))
             count++;
@@ -386,7 +473,14 @@ static int send_lines(cli_t *cli, const cli_args_t *a)
         kyu_reply_t rep;
         kyu_reply_init(&rep);
         kyu_err_t err = {0};
-        if (kyu_client_poll_reply(cli->client, -1, &rep, NULL, &err) != KYU_OK) {
+        /* While stdin may bring more lines and the window has room, wait for an answer only
+         * a little, then look at stdin again. */
+        bool more = !eof && rc == CLI_EXIT_OK && count < window;
+        kyu_code_t prc =
+            kyu_client_poll_reply(cli->client, more ? STDIN_LOOK_MS : -1, &rep, NULL, &err);
+        if (prc == KYU_ERR_TIMEOUT && more)
+            continue;
+        if (prc != KYU_OK) {
             rc = cli_fail(cli, &err); /* only a socket failure: replies cannot come */
             break;
         }
@@ -443,7 +537,7 @@ static int send_lines(cli_t *cli, const cli_args_t *a)
         free(ring[(head + k) % WINDOW].body);
     }
     free(ring);
-    free(line);
+    free(in.buf);
     return rc;
 }
 

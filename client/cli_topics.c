@@ -8,7 +8,8 @@
 int cli_cmd_create_topic(cli_t *cli, cli_args_t *a)
 {
     kyu_err_t err = {0};
-    if (kyu_client_create_topic(cli->client, a->args[0], &err) != KYU_OK)
+    if (kyu_client_create_topic_with(cli->client, a->args[0], a->fifo > 0, a->cbd > 0, &err) !=
+        KYU_OK)
         return cli_fail(cli, &err);
     return CLI_EXIT_OK;
 }

@@ -172,6 +172,14 @@ kyu_code_t kyu_client_failover(kyu_client_t *self, const char *leader, kyu_err_t
 
 /* Creates a topic: 1..256 of letters, digits, - and _. Creating one that exists succeeds. */
 kyu_code_t kyu_client_create_topic(kyu_client_t *self, const char *topic, kyu_err_t *err);
+/* The same, a FIFO topic when fifo (SNS's FifoTopic: its name must end in .fifo, and a name
+ * ending in .fifo must be a FIFO topic's; INVALID_ARGUMENT otherwise), with
+ * ContentBasedDeduplication when content_based_dedup (FIFO topics only). A FIFO topic
+ * delivers to FIFO queues only, keeping each message group's order in every one of them, and
+ * deduplicates publishes for 5 minutes as a FIFO queue does. Creating one that exists with
+ * other attributes: INVALID_ARGUMENT. */
+kyu_code_t kyu_client_create_topic_with(kyu_client_t *self, const char *topic, bool fifo,
+                                        bool content_based_dedup, kyu_err_t *err);
 /* Deletes a topic and its subscriptions (the queues and their messages stay); a topic that
  * does not exist is no error (SNS's DeleteTopic). */
 kyu_code_t kyu_client_delete_topic(kyu_client_t *self, const char *topic, kyu_err_t *err);
@@ -353,11 +361,27 @@ typedef struct {
 kyu_code_t kyu_client_send_batch(kyu_client_t *self, const char *queue,
                                  const kyu_batch_entry_t *entries, size_t n,
                                  kyu_batch_result_t *out, kyu_err_t *err);
+/* (Topics, continued: kyu_sent_message_t and kyu_batch_entry_t are defined only here.) */
+/* kyu_client_publish with a FIFO topic's MessageGroupId (required there) and
+ * MessageDeduplicationId (required unless the topic has ContentBasedDeduplication), each NULL
+ * or 1..128 of ASCII letters, digits and punctuation; a standard topic refuses both. out gets
+ * the MessageId and, on a FIFO topic, the SequenceNumber: a duplicate within 5 minutes (same
+ * deduplication id) gets the first publish's, and nothing is enqueued again. */
+kyu_code_t kyu_client_publish_fifo(kyu_client_t *self, const char *topic, const void *body,
+                                   size_t len, const kyu_msg_attrs_t *attrs, const char *group_id,
+                                   const char *dedup_id, kyu_sent_message_t *out, kyu_err_t *err);
+/* The same, asynchronously (rep->ids[0], rep->sequences[0]); key as kyu_client_publish_async's */
+kyu_code_t kyu_client_publish_fifo_async(kyu_client_t *self, const char *topic, const void *body,
+                                         size_t len, const kyu_msg_attrs_t *attrs,
+                                         const char *group_id, const char *dedup_id, uint64_t *key,
+                                         uint64_t *req_id, kyu_err_t *err);
 /* (Topics, continued: kyu_batch_entry_t is defined only here.) */
 /* Publishes 1..10 entries as one batch (SNS's PublishBatch): each entry (its id, body and
- * attributes; delay_seconds is not used: topics have none) is published on its own, into
+ * attributes, and a FIFO topic's group_id and dedup_id; delay_seconds is not used: topics
+ * have none) is published on its own, into
  * every matching subscribed queue or none, so a bad or refused entry fails alone; out[i]
- * gets entry i's result (sent.message_id, no digests). The entries together are at most
+ * gets entry i's result (sent.message_id and a FIFO topic's sent.sequence, no digests). The
+ * entries together are at most
  * KYU_PUBLISH_BATCH_BYTES_MAX (256 KiB, bodies and attributes: else TOO_LARGE
  * BatchRequestTooLong, nothing published); more than 10: INVALID_ARGUMENT
  * TooManyEntriesInBatchRequest; ids as kyu_client_send_batch's (InvalidBatchEntryId,

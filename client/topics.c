@@ -9,7 +9,8 @@ static kyu_code_t set_topic(kyu_request_t *req, const char *topic, kyu_err_t *er
     size_t len = topic ? strlen(topic) : 0;
     if (!kyu_topic_name_valid(topic ? topic : "", len))
         return kyu_err_set(err, KYU_ERR_INVALID_NAME,
-                           "topic names are 1 to %d characters of letters, digits, - and _",
+                           "topic names are 1 to %d characters of letters, digits, - and _ (a "
+                           "FIFO topic's ending in .fifo)",
                            KYU_TOPIC_NAME_MAX);
     memcpy(req->topic, topic, len + 1);
     req->fields |= KYU_F_TOPIC;
@@ -38,6 +39,27 @@ static kyu_code_t call_topic(kyu_client_t *self, kyu_op_t op, const char *topic,
 kyu_code_t kyu_client_create_topic(kyu_client_t *self, const char *topic, kyu_err_t *err)
 {
     return call_topic(self, KYU_OP_CREATE_TOPIC, topic, err);
+}
+
+kyu_code_t kyu_client_create_topic_with(kyu_client_t *self, const char *topic, bool fifo,
+                                        bool content_based_dedup, kyu_err_t *err)
+{
+    kyu_request_t req = {.op = KYU_OP_CREATE_TOPIC};
+    kyu_code_t rc = set_topic(&req, topic, err);
+    if (rc != KYU_OK)
+        return rc;
+    if (fifo) {
+        req.fields |= KYU_F_FIFO;
+        req.qx.fifo = true;
+    }
+    if (content_based_dedup) {
+        req.fields |= KYU_F_CBD;
+        req.qx.cbd = true;
+    }
+    kyu_reply_t rep;
+    rc = call(self, &req, &rep, err);
+    kyu_reply_reset(&rep);
+    return rc;
 }
 
 kyu_code_t kyu_client_delete_topic(kyu_client_t *self, const char *topic, kyu_err_t *err)
@@ -203,12 +225,36 @@ kyu_code_t kyu_client_get_subscription_attributes(kyu_client_t *self, const char
     return rc;
 }
 
-/* The PUBLISH request: the topic, and the attributes when there are some (checked here). */
+/* A FIFO id of a publish (NULL: none) into out: 1..128 of ASCII letters, digits, punctuation */
+static kyu_code_t set_fifo_id(const char *id, const char *what, char *out, kyu_err_t *err)
+{
+    out[0] = '\0';
+    if (!id)
+        return KYU_OK;
+    if (!kyu_fifo_id_valid(id, strlen(id), KYU_GROUP_ID_MAX))
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           "a %s is 1 to %d characters of ASCII letters, digits and punctuation",
+                           what, KYU_GROUP_ID_MAX);
+    memcpy(out, id, strlen(id) + 1);
+    return KYU_OK;
+}
+
+/* The PUBLISH request: the topic, a FIFO topic's group and deduplication ids (NULL: none),
+ * and the attributes when there are some (checked here). */
 static kyu_code_t publish_request(kyu_request_t *req, const char *topic,
-                                  const kyu_msg_attrs_t *attrs, kyu_err_t *err)
+                                  const kyu_msg_attrs_t *attrs, const char *group_id,
+                                  const char *dedup_id, kyu_err_t *err)
 {
     req->op = KYU_OP_PUBLISH;
     kyu_code_t rc = set_topic(req, topic, err);
+    if (rc == KYU_OK && (group_id || dedup_id)) {
+        if ((rc = set_fifo_id(group_id, "MessageGroupId", req->group_ids[0], err)) != KYU_OK ||
+            (rc = set_fifo_id(dedup_id, "MessageDeduplicationId", req->dedup_ids[0], err)) !=
+                KYU_OK)
+            return rc;
+        req->fields |= KYU_F_GROUPS;
+        req->n_group_msgs = 1;
+    }
     if (rc != KYU_OK || !attrs || !attrs->n)
         return rc;
     if ((rc = kyu_msg_attrs_check(attrs, err)) != KYU_OK)
@@ -223,8 +269,20 @@ kyu_code_t kyu_client_publish(kyu_client_t *self, const char *topic, const void 
                               const kyu_msg_attrs_t *attrs, char message_id[KYU_MESSAGE_ID_MAX + 1],
                               kyu_err_t *err)
 {
+    kyu_sent_message_t out;
+    kyu_code_t rc = kyu_client_publish_fifo(self, topic, body, len, attrs, NULL, NULL, &out, err);
+    if (rc == KYU_OK && message_id)
+        memcpy(message_id, out.message_id, KYU_MESSAGE_ID_MAX + 1);
+    return rc;
+}
+
+kyu_code_t kyu_client_publish_fifo(kyu_client_t *self, const char *topic, const void *body,
+                                   size_t len, const kyu_msg_attrs_t *attrs, const char *group_id,
+                                   const char *dedup_id, kyu_sent_message_t *out, kyu_err_t *err)
+{
     kyu_request_t req = {0};
-    kyu_code_t rc = publish_request(&req, topic, attrs, err);
+    memset(out, 0, sizeof *out);
+    kyu_code_t rc = publish_request(&req, topic, attrs, group_id, dedup_id, err);
     if (rc != KYU_OK)
         return rc;
     const void *bodies[] = {body};
@@ -234,8 +292,10 @@ kyu_code_t kyu_client_publish(kyu_client_t *self, const char *topic, const void 
     rc = kyu_client_call(self, &req, bodies, lens, 1, &rep, NULL, err);
     if (rc == KYU_OK && rep.n_ids != 1)
         rc = kyu_err_set(err, KYU_ERR_MALFORMED, "publish's reply has no message id");
-    if (rc == KYU_OK && message_id)
-        snprintf(message_id, KYU_MESSAGE_ID_MAX + 1, "%s", rep.ids[0]);
+    if (rc == KYU_OK) {
+        snprintf(out->message_id, sizeof out->message_id, "%s", rep.ids[0]);
+        out->sequence = rep.sequences[0];
+    }
     kyu_reply_reset(&rep);
     return rc;
 }
@@ -244,8 +304,17 @@ kyu_code_t kyu_client_publish_async(kyu_client_t *self, const char *topic, const
                                     size_t len, const kyu_msg_attrs_t *attrs, uint64_t *key,
                                     uint64_t *req_id, kyu_err_t *err)
 {
+    return kyu_client_publish_fifo_async(self, topic, body, len, attrs, NULL, NULL, key, req_id,
+                                         err);
+}
+
+kyu_code_t kyu_client_publish_fifo_async(kyu_client_t *self, const char *topic, const void *body,
+                                         size_t len, const kyu_msg_attrs_t *attrs,
+                                         const char *group_id, const char *dedup_id, uint64_t *key,
+                                         uint64_t *req_id, kyu_err_t *err)
+{
     kyu_request_t req = {0};
-    kyu_code_t rc = publish_request(&req, topic, attrs, err);
+    kyu_code_t rc = publish_request(&req, topic, attrs, group_id, dedup_id, err);
     if (rc != KYU_OK)
         return rc;
     if (key) {
@@ -321,8 +390,10 @@ kyu_code_t kyu_client_publish_batch(kyu_client_t *self, const char *topic,
             snprintf(r->error, sizeof r->error, "%s", e.msg);
         else if (r->code != KYU_OK)
             snprintf(r->error, sizeof r->error, "%s", rep.errors[i]);
-        else
+        else {
             memcpy(r->sent.message_id, rep.ids[i], sizeof r->sent.message_id);
+            r->sent.sequence = rep.sequences[i]; /* a FIFO topic's SequenceNumber */
+        }
         if (rc == KYU_OK && r->code != KYU_OK && first == KYU_OK) {
             first = r->code;
             kyu_err_set(err, r->code, "entry '%s': %s", entries[i].id, r->error);

@@ -69,8 +69,10 @@ static const kyu_op_info_t op_table[KYU_OP_MAX_] = {
     [KYU_OP_UNTAG_QUEUE] = {KYU_OP_UNTAG_QUEUE, "untag-queue", KYU_F_QUEUE | KYU_F_TAG_KEYS,
                             KYU_F_QUEUE | KYU_F_TAG_KEYS | KYU_F_RQ, 0, 0, KYU_OPF_WRITE,
                             "remove tags from a queue by key (a key it lacks is no error)"},
-    [KYU_OP_CREATE_TOPIC] = {KYU_OP_CREATE_TOPIC, "create-topic", KYU_F_TOPIC, KYU_F_TOPIC, 0, 0,
-                             KYU_OPF_WRITE, "create a topic (idempotent)"},
+    [KYU_OP_CREATE_TOPIC] = {KYU_OP_CREATE_TOPIC, "create-topic", KYU_F_TOPIC,
+                             KYU_F_TOPIC | KYU_F_FIFO | KYU_F_CBD, 0, 0, KYU_OPF_WRITE,
+                             "create a topic (idempotent; fifo: a FIFO topic, its name ending in "
+                             ".fifo; cbd: its ContentBasedDeduplication)"},
     [KYU_OP_DELETE_TOPIC] = {KYU_OP_DELETE_TOPIC, "delete-topic", KYU_F_TOPIC,
                              KYU_F_TOPIC | KYU_F_RQ, 0, 0, KYU_OPF_WRITE,
                              "delete a topic and its subscriptions"},
@@ -88,10 +90,11 @@ static const kyu_op_info_t op_table[KYU_OP_MAX_] = {
     [KYU_OP_LIST_SUBSCRIPTIONS] = {KYU_OP_LIST_SUBSCRIPTIONS, "list-subscriptions", 0, KYU_F_TOPIC,
                                    0, 0, KYU_OPF_READ, "list subscriptions (of topic tp)"},
     [KYU_OP_PUBLISH] = {KYU_OP_PUBLISH, "publish", KYU_F_TOPIC,
-                        KYU_F_TOPIC | KYU_F_MSG_ATTRS | KYU_F_RQ | KYU_F_ENTRY_IDS, 1,
-                        KYU_BATCH_MAX, KYU_OPF_WRITE,
+                        KYU_F_TOPIC | KYU_F_MSG_ATTRS | KYU_F_RQ | KYU_F_ENTRY_IDS | KYU_F_GROUPS,
+                        1, KYU_BATCH_MAX, KYU_OPF_WRITE,
                         "publish one message to a topic: enqueued into every subscribed queue "
-                        "or none (eid: a batch of 1..10, each entry so on its own)"},
+                        "or none (eid: a batch of 1..10, each entry so on its own; mg: a FIFO "
+                        "topic's group and deduplication ids)"},
     [KYU_OP_SET_SUBSCRIPTION_ATTRIBUTES] = {KYU_OP_SET_SUBSCRIPTION_ATTRIBUTES,
                                             "set-subscription-attributes", KYU_F_SUB_ID,
                                             KYU_F_SUB_ID | KYU_F_FILTER | KYU_F_FILTER_SCOPE |
@@ -194,6 +197,10 @@ bool kyu_fifo_id_valid(const char *id, size_t len, size_t max)
 
 bool kyu_topic_name_valid(const char *name, size_t len)
 {
+    if (len > KYU_TOPIC_NAME_MAX)
+        return false;
+    if (kyu_queue_name_fifo(name, len)) /* a FIFO topic's (SNS's: 256 with .fifo) */
+        len -= strlen(KYU_FIFO_SUFFIX);
     return name_valid(name, len, KYU_TOPIC_NAME_MAX);
 }
 

@@ -156,6 +156,48 @@ class Topics(BrokerCase):
         self.b.start()
         self.assertEqual(self.b.ok("list-subscriptions"), before)
 
+    def test_publish_lines_sends_what_it_has_when_stdin_waits(self):
+        """`publish --lines` sends the lines it has gathered (fewer than ten) as soon as stdin
+        has nothing more ready, and prints their ids before stdin ends; so with a FIFO
+        topic's --group."""
+        self.b.ok("create-topic", "t")
+        self.subscribe("t", "ship", "--raw")
+        self.b.ok("create-queue", "f.fifo", "--fifo")
+        self.b.ok("create-topic", "t.fifo", "--fifo", "--content-based-dedup")
+        self.subscribe("t.fifo", "f.fifo", "--raw")
+        for topic, queue, extra in (("t", "ship", []), ("t.fifo", "f.fifo", ["--group", "g"])):
+            proc = subprocess.Popen([CLI, "--broker", self.b.endpoint, "publish", topic,
+                                     "--lines"] + extra, stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            out, three = [], threading.Event()
+
+            def read(proc=proc, out=out, three=three):
+                for line in proc.stdout:
+                    out.append(line.decode().split())
+                    if len(out) == 3:
+                        three.set()
+
+            reader = threading.Thread(target=read)
+            reader.start()
+            try:
+                proc.stdin.write(b"one\ntwo\nthree\n")
+                proc.stdin.flush()
+                # stdin stays open: the three are published and answered all the same
+                self.assertTrue(three.wait(60), "no answers while stdin waits: %s" % out)
+                self.assertEqual(sorted(self.bodies(queue)), ["one", "three", "two"])
+                proc.stdin.write(b"four\n")
+                proc.stdin.close()
+                self.assertEqual(proc.wait(timeout=60), 0, proc.stderr.read().decode())
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait(timeout=30)
+                reader.join(timeout=30)
+                proc.stdout.close()
+                proc.stderr.close()
+            self.assertEqual(len(out), 4)
+            self.assertEqual(sum(self.counts(queue)), 4)  # three received, "four" after them
+
     def test_retried_publish_enqueues_once(self):
         self.b.ok("create-topic", "t")
         self.subscribe("t", "ship", "--raw")

@@ -752,6 +752,9 @@ static void test_topic_requests_and_replies_round_trip(void **state)
 
     assert_true(kyu_topic_name_valid("a-Z_9", 5));
     assert_false(kyu_topic_name_valid("a.b", 3));
+    assert_true(kyu_topic_name_valid("orders.fifo", 11)); /* a FIFO topic's */
+    assert_false(kyu_topic_name_valid(".fifo", 5));
+    assert_false(kyu_topic_name_valid("a.fifo.fifo", 11));
     assert_false(kyu_topic_name_valid("", 0));
     char big[KYU_TOPIC_NAME_MAX + 2];
     memset(big, 'x', sizeof big);

@@ -38,6 +38,7 @@
 #define SK_QUEUES_DRAWN 3
 #define SK_FIFO 3
 #define SK_FIFO_GROUPS 3
+#define SK_FDEDUP 4096 /* t1.fifo's deduplication records the model keeps (a ring) */
 /* q1's RedrivePolicy names q2 with this maxReceiveCount: a receive of q1 moves a message
  * received that many times to q2 (op_deadletter.c), and the oracle checks each move. */
 #define SK_DLQ_SOURCE 1
@@ -84,6 +85,10 @@ typedef struct {
     int dest;   /* START_MOVE_TASK: the destination queue, -1: each message's source */
     int policy; /* SUBSCRIBE, SET_SUBSCRIPTION_ATTRIBUTES: sk_policies' index (0: none) */
     bool batch; /* PUBLISH: a batch (PublishBatch) of n entries (ids: their publish numbers) */
+    /* CREATE_TOPIC, SUBSCRIBE, PUBLISH: of the FIFO topic t1.fifo (q3.fifo its only
+     * subscriber); PUBLISH: its deduplication number (MessageDeduplicationId "p<dedup>") */
+    bool fifo;
+    uint64_t dedup;
 } sk_intent_t;
 
 /* The filter policies the workload gives t0's subscriptions (index 0: none, half of the
@@ -271,6 +276,15 @@ typedef struct {
     uint64_t publishes, copies;  /* PUBLISHes applied (not replayed), copies they enqueued */
     uint64_t filtered;           /* copies a subscription's filter policy kept out */
     uint64_t sub_changes;        /* SET_SUBSCRIPTION_ATTRIBUTES applied */
+    /* The FIFO topic t1.fifo (op_topic.c): whether it exists, q3.fifo's subscription (raw; 0:
+     * none) and its deduplication records (a ring: number, first publish, time) */
+    bool ftopic_exists;
+    uint64_t fsub_id;
+    struct sk_fdedup {
+        uint64_t dedup, pub, t;
+    } fdedup[SK_FDEDUP];
+    size_t fdedup_next;
+    uint64_t fpublishes, fdups; /* t1.fifo's publishes applied; duplicates answered as first */
     /* Retention marks as the state machine keeps them (sm_expiry.c), modelled from the sends
      * (seq: the first seq of the send that made the mark; until: its time + 1 s). */
     struct sk_mark {

@@ -165,39 +165,67 @@ static void choose(sim_cluster_t *c, sk_intent_t *in, uint64_t now)
          * to, half of the publishes with a request key (retried as sends are). The oracle
          * checks each copy. */
         uint64_t t = sim_rng_below(&c->rng, 10);
-        if (!k->topic_exists || t == 0) {
-            in->type = KYU_CMD_CREATE_TOPIC;
-            return;
-        }
         bool subscribed = false;
         for (size_t i = 0; i < k->n_subs; i++)
             subscribed |= k->subs[i].q == in->q;
-        if (t <= 2 && !subscribed) {
+        if (t >= 5 && t <= 7) {
+            /* The FIFO topic t1.fifo: created, q3.fifo subscribed (raw), published to in
+             * group g(deduplication number % 3), one publish in three with the deduplication
+             * id of one of the last four recorded (a duplicate while its record is in the
+             * window: answered as the first, nothing enqueued). The oracle checks the copies'
+             * group order and the duplicates' answers. */
+            in->fifo = true;
+            in->q = SK_FIFO;
+            if (!k->ftopic_exists) {
+                in->type = KYU_CMD_CREATE_TOPIC;
+                return;
+            }
+            if (!k->queues[SK_FIFO].exists) {
+                in->type = KYU_CMD_CREATE_QUEUE;
+                in->vt = (int64_t)queue_vt[SK_FIFO];
+                in->fifo = false;
+                return;
+            }
+            if (!k->fsub_id) {
+                in->type = KYU_CMD_SUBSCRIBE;
+                in->ids[0] = ++k->next_sub;
+                return;
+            }
+            in->type = KYU_CMD_PUBLISH;
+            in->n = 1;
+            in->ids[0] = ++k->next_pub;
+            in->dedup = in->ids[0];
+            size_t back = (size_t)(in->ids[0] / 3 % 4); /* one of the last four recorded */
+            if (in->ids[0] % 3 == 0 && k->fdedup_next > back)
+                in->dedup = k->fdedup[(k->fdedup_next - 1 - back) % SK_FDEDUP].dedup;
+        } else if (!k->topic_exists || t == 0) {
+            in->type = KYU_CMD_CREATE_TOPIC;
+            return;
+        } else if (t <= 2 && !subscribed) {
             in->type = KYU_CMD_SUBSCRIBE;
             in->ids[0] = ++k->next_sub;
             /* half of them without a policy, the others one of the table's */
             in->policy = in->ids[0] % 2 ? 0 : 1 + (int)(in->ids[0] / 2 % (SK_POLICIES - 1));
             return;
-        }
-        if (t == 3 && k->n_subs > 0) {
+        } else if (t == 3 && k->n_subs > 0) {
             in->type = KYU_CMD_UNSUBSCRIBE;
             in->ids[0] = k->subs[sim_rng_below(&c->rng, k->n_subs)].id;
             return;
-        }
-        if (t == 4 && k->n_subs > 0) {
+        } else if (t == 4 && k->n_subs > 0) {
             /* A subscription's filter policy changed in place (or removed: policy 0). */
             in->type = KYU_CMD_SET_SUBSCRIPTION_ATTRIBUTES;
             in->ids[0] = k->subs[sim_rng_below(&c->rng, k->n_subs)].id;
             in->policy = (int)((in->ids[0] + k->next_pub) % SK_POLICIES);
             return;
+        } else {
+            in->type = KYU_CMD_PUBLISH;
+            /* One publish in three a batch (PublishBatch) of 1-3 entries, drawn from the
+             * publish numbers, not the seed's stream. */
+            in->batch = k->next_pub % 3 == 2;
+            in->n = in->batch ? 1 + (size_t)(k->next_pub / 3 % SK_SEND_MAX) : 1;
+            for (size_t j = 0; j < in->n; j++)
+                in->ids[j] = ++k->next_pub;
         }
-        in->type = KYU_CMD_PUBLISH;
-        /* One publish in three a batch (PublishBatch) of 1-3 entries, drawn from the publish
-         * numbers, not the seed's stream. */
-        in->batch = k->next_pub % 3 == 2;
-        in->n = in->batch ? 1 + (size_t)(k->next_pub / 3 % SK_SEND_MAX) : 1;
-        for (size_t j = 0; j < in->n; j++)
-            in->ids[j] = ++k->next_pub;
     } else if (r < 520) {
         in->type = KYU_CMD_SEND;
         in->n = 1 + (size_t)sim_rng_below(&c->rng, SK_SEND_MAX);
@@ -362,6 +390,11 @@ static void build(sim_cluster_t *c, const sk_intent_t *in, uint64_t now, bool re
             cmd->body_lens[0] = strlen(pol->json);
             cmd->filter_scope = pol->scope;
         }
+        if (in->fifo) { /* t1.fifo, q3.fifo subscribed raw */
+            snprintf(cmd->topic, sizeof(cmd->topic), "t1.fifo");
+            cmd->topic_fifo = true;
+            cmd->raw = true;
+        }
         if (in->type == KYU_CMD_PUBLISH) {
             /* The bodies a function of the key (or the publish), as a send's; a publish in four
              * with the send's attributes: the raw copy carries them. A batch's entries each
@@ -389,6 +422,14 @@ static void build(sim_cluster_t *c, const sk_intent_t *in, uint64_t now, bool re
                     a->a[1].type_len = 10;
                     a->a[1].binary = true;
                 }
+            }
+            /* t1.fifo's: group g(dedup number % 3) and the deduplication id, both the same in a
+             * retry */
+            for (size_t j = 0; in->fifo && j < cmd->n; j++) {
+                snprintf(cmd->group_ids[j], sizeof cmd->group_ids[j], "g%llu",
+                         (unsigned long long)(in->dedup % SK_FIFO_GROUPS));
+                snprintf(cmd->dedup_ids[j], sizeof cmd->dedup_ids[j], "p%llu",
+                         (unsigned long long)in->dedup);
             }
             if (in->batch && cmd->n >= 2 && seed % 5 == 2) {
                 size_t j = cmd->n - 1;

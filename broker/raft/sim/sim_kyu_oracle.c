@@ -714,6 +714,8 @@ static void on_queue(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent
             if (k->subs[i].q != q)
                 k->subs[kept++] = k->subs[i];
         k->n_subs = kept;
+        if (q == SK_FIFO)
+            k->fsub_id = 0; /* t1.fifo's too */
     }
 }
 
@@ -743,10 +745,120 @@ static bool policy_matches(sim_cluster_t *c, int policy, const kyu_command_t *cm
     return match;
 }
 
+/* A publish's copy for subscription sub into queue q: a new message (the next seq, the
+ * queue's DelaySeconds), its id registered as the copy's (sim_kyu.c). */
+static sk_msg_t *add_copy(sk_t *k, const char *pub_id, uint64_t sub, int q, uint64_t now)
+{
+    char sub_id[KYU_UUID_LEN + 1];
+    sk_format_sub_id(sub_id, sub);
+    uint64_t n = ++k->next_msg;
+    sk_copy_register(pub_id, sub_id, n);
+    sk_msg_t *m = sk_msg(k, n);
+    m->status = SK_LIVE;
+    m->q = (uint8_t)q;
+    m->qgen = k->queues[q].gen;
+    m->seq = ++k->next_seq;
+    m->sent_ms = now;
+    uint64_t delay_ms = (uint64_t)k->queues[q].delay * 1000;
+    m->lease_until = now + delay_ms;
+    m->in_heap = delay_ms > 0;
+    k->copies++;
+    return m;
+}
+
+/* The FIFO topic t1.fifo (op_topic.c), q3.fifo its only subscriber (raw): a publish is
+ * answered with its own MessageId and enqueues one copy in q3.fifo, in its group, after every
+ * earlier one (check_fifo_receive then holds the receives to group order); or, when its
+ * deduplication id was published within the window, it is answered with the first publish's
+ * MessageId and enqueues nothing (also after the copy went). */
+static void on_fifo_topic(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent_t *in,
+                          const kyu_result_t *res)
+{
+    sk_t *k = sk(c);
+    if (cmd->type == KYU_CMD_CREATE_TOPIC) {
+        if (res->code != KYU_OK)
+            sim_violation(c, SIM_SAFETY, "fifo topic: create %s answered %s", cmd->topic,
+                          kyu_code_name(res->code));
+        k->ftopic_exists = true;
+        return;
+    }
+    if (cmd->type == KYU_CMD_SUBSCRIBE) {
+        kyu_code_t want = !k->ftopic_exists            ? KYU_ERR_NO_SUCH_TOPIC
+                          : !k->queues[SK_FIFO].exists ? KYU_ERR_NO_SUCH_QUEUE
+                                                       : KYU_OK;
+        uint64_t id = k->fsub_id ? k->fsub_id : sk_parse_sub_id(cmd->sub_id);
+        if (res->code != want ||
+            (want == KYU_OK && (res->n_ids != 1 || sk_parse_sub_id(res->ids[0]) != id)))
+            sim_violation(c, SIM_SAFETY, "fifo topic: subscribe %s answered %s, the model %s",
+                          cmd->queue, kyu_code_name(res->code), kyu_code_name(want));
+        else if (want == KYU_OK)
+            k->fsub_id = id;
+        return;
+    }
+    if (cmd->type != KYU_CMD_PUBLISH)
+        return;
+    sk_key_t *kk = first_attempt(k, in, cmd);
+    if (kk) {
+        char first[KYU_UUID_LEN + 1] = "";
+        sk_format_pub_id(first, kk->ids[0]);
+        if (res->code != KYU_OK || res->n_ids != 1 || strcmp(res->ids[0], first) != 0)
+            applied_twice(c, in, cmd, kk, "fifo publish: another MessageId");
+        k->dedup_hits++;
+        return;
+    }
+    kyu_code_t want = k->ftopic_exists ? KYU_OK : KYU_ERR_NO_SUCH_TOPIC;
+    const struct sk_fdedup *dup = NULL;
+    for (size_t i = 0; i < SK_FDEDUP; i++) {
+        const struct sk_fdedup *r = &k->fdedup[i];
+        if (r->pub && r->dedup == in->dedup &&
+            !(cmd->now_ms >= KYU_FIFO_DEDUP_WINDOW_MS &&
+              r->t <= cmd->now_ms - KYU_FIFO_DEDUP_WINDOW_MS) &&
+            (!dup || r->t > dup->t))
+            dup = r;
+    }
+    char want_id[KYU_UUID_LEN + 1];
+    if (dup)
+        sk_format_pub_id(want_id, dup->pub);
+    else
+        snprintf(want_id, sizeof want_id, "%s", cmd->ids[0]);
+    if (res->code != want ||
+        (want == KYU_OK && (res->n_ids != 1 || strcmp(res->ids[0], want_id) != 0))) {
+        sim_violation(c, SIM_SAFETY,
+                      "fifo publish: %s (deduplication id p%llu) answered %s '%s', the model %s "
+                      "'%s'",
+                      cmd->ids[0], (unsigned long long)in->dedup, kyu_code_name(res->code),
+                      res->n_ids ? res->ids[0] : "", kyu_code_name(want), want_id);
+        return;
+    }
+    if (want != KYU_OK)
+        return;
+    if (dup) {
+        k->fdups++;
+    } else {
+        k->fpublishes++;
+        k->fdedup[k->fdedup_next++ % SK_FDEDUP] =
+            (struct sk_fdedup){in->dedup, sk_parse_pub(cmd->ids[0]), cmd->now_ms};
+        ++k->next_seq; /* the publish's own SequenceNumber */
+        if (k->fsub_id) {
+            add_mark(k, cmd->now_ms);
+            add_copy(k, cmd->ids[0], k->fsub_id, SK_FIFO, cmd->now_ms)->group =
+                (uint8_t)(in->dedup % SK_FIFO_GROUPS);
+        }
+    }
+    if ((kk = record_attempt(k, in, cmd, res)) != NULL) {
+        kk->n = 1;
+        kk->ids[0] = sk_parse_pub(res->ids[0]);
+    }
+}
+
 static void on_topic(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent_t *in,
                      const kyu_result_t *res)
 {
     sk_t *k = sk(c);
+    if (in->fifo) {
+        on_fifo_topic(c, cmd, in, res);
+        return;
+    }
     if (cmd->type == KYU_CMD_CREATE_TOPIC) {
         if (res->code != KYU_OK)
             sim_violation(c, SIM_SAFETY, "topic: create %s answered %s", cmd->topic,
@@ -878,20 +990,7 @@ static void on_topic(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent
                 k->filtered++;
                 continue;
             }
-            char sub_id[KYU_UUID_LEN + 1];
-            sk_format_sub_id(sub_id, k->subs[i].id);
-            uint64_t n = ++k->next_msg;
-            sk_copy_register(cmd->ids[j], sub_id, n);
-            sk_msg_t *m = sk_msg(k, n);
-            m->status = SK_LIVE;
-            m->q = (uint8_t)q;
-            m->qgen = k->queues[q].gen;
-            m->seq = ++k->next_seq;
-            m->sent_ms = cmd->now_ms;
-            uint64_t delay_ms = (uint64_t)k->queues[q].delay * 1000; /* the queue's DelaySeconds */
-            m->lease_until = cmd->now_ms + delay_ms;
-            m->in_heap = delay_ms > 0;
-            k->copies++;
+            add_copy(k, cmd->ids[j], k->subs[i].id, q, cmd->now_ms);
         }
     }
     if ((kk = record_attempt(k, in, cmd, res)) != NULL) {
@@ -1363,7 +1462,8 @@ void sk_oracle_final(sim_cluster_t *c)
                "move tasks) and %llu deletes "
                "checked, %llu expiries took %llu messages, %llu retries (%llu answered from the "
                "request key), %llu digests, %llu installs, %llu publishes enqueued %llu copies "
-               "(%llu kept out by filter policies, %llu changed in place), %llu FIFO receives "
+               "(%llu kept out by filter policies, %llu changed in place), %llu FIFO topic "
+               "publishes (%llu duplicates answered as the first), %llu FIFO receives "
                "checked\n",
                (unsigned long long)k->next_msg, (unsigned long long)k->receives_checked,
                (unsigned long long)k->moves_checked, (unsigned long long)k->redriven,
@@ -1373,5 +1473,6 @@ void sk_oracle_final(sim_cluster_t *c)
                (unsigned long long)k->digests, (unsigned long long)k->installs,
                (unsigned long long)k->publishes, (unsigned long long)k->copies,
                (unsigned long long)k->filtered, (unsigned long long)k->sub_changes,
+               (unsigned long long)k->fpublishes, (unsigned long long)k->fdups,
                (unsigned long long)k->fifo_checked);
 }
