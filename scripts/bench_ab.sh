@@ -68,9 +68,9 @@ for wl in sys.argv[2].split():
     o, n = runs[("old", wl)], runs[("new", wl)]
     nm, nc = statistics.median(r for r, _ in n), statistics.median(c for _, c in n)
     if not o:
-        print(f"{wl}: {nm:,.0f} msg/s ({nc} us/msg)")
+        print(f"{wl}: {nm:,.0f} msg/s ({nc:.1f} us/msg)")
         continue
     om, oc = statistics.median(r for r, _ in o), statistics.median(c for _, c in o)
-    print(f"{wl}: old {om:,.0f} msg/s ({oc} us/msg)  new {nm:,.0f} msg/s ({nc} us/msg)  "
+    print(f"{wl}: old {om:,.0f} msg/s ({oc:.1f} us/msg)  new {nm:,.0f} msg/s ({nc:.1f} us/msg)  "
           f"ratio {nm / om:.2f}")
 EOF
