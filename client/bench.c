@@ -62,12 +62,13 @@ kyu_client_t *bench_connect(bench_t *b)
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: kyu-bench [--broker ENDPOINTS] [--workload w1|lat|w2|push|send] [--count N]\n"
-            "                 [--size BYTES] [--rate R] [--inflight N] [--recv-inflight N]\n"
-            "                 [--credit N] [--early-credit]\n"
+            "usage: kyu-bench [--broker ENDPOINTS] [--workload w1|lat|w2|push|send|publish]\n"
+            "                 [--count N] [--size BYTES] [--rate R] [--inflight N]\n"
+            "                 [--recv-inflight N]"
+            " [--credit N] [--early-credit]\n"
             "                 [--producers P] [--consumers C] [--queue NAME] [--keep-queue]\n"
             "                 [--phased] [--preload N] [--idle-timeout SEC] [--timeout SEC]\n"
-            "                 [--batch N] [--wait SEC] [--groups N] [--json]\n"
+            "                 [--batch N] [--wait SEC] [--groups N] [--subs N] [--json]\n"
             "\n"
             "  w1    one request in flight per thread: send and wait; receive 1, delete, wait\n"
             "  lat   w1 with the producers paced to --rate msg/s (default 500)\n"
@@ -79,6 +80,9 @@ static void usage(FILE *out)
             "        back (WORKER_HEARTBEAT) once the delete is answered (--early-credit: as\n"
             "        it is sent)\n"
             "  send  producers only, pipelined; reports send msg/s\n"
+            "  publish  producers only, pipelined publishes (one message each, --count in\n"
+            "        all) to a fresh topic with --subs N queues subscribed raw (default 1):\n"
+            "        reports publish msg/s; each queue must then hold every message\n"
             "--batch N: w2, push and send (and --preload) put N messages (1..10) in each send\n"
             "request (default 1); --inflight counts requests.\n"
             "Defaults: --count 100000 (lat: 5000), --size 1024 (at least 16), 1 producer,\n"
@@ -105,29 +109,18 @@ static bool num(const char *s, double min, double max, double *out)
 static int parse(bench_t *b, int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"broker", 1, NULL, 'b'},
-        {"workload", 1, NULL, 'w'},
-        {"count", 1, NULL, 'n'},
-        {"size", 1, NULL, 's'},
-        {"rate", 1, NULL, 'r'},
-        {"inflight", 1, NULL, 'i'},
-        {"recv-inflight", 1, NULL, 'R'},
-        {"producers", 1, NULL, 'p'},
-        {"consumers", 1, NULL, 'c'},
-        {"queue", 1, NULL, 'q'},
-        {"keep-queue", 0, NULL, 'k'},
-        {"phased", 0, NULL, 'P'},
-        {"preload", 1, NULL, 'L'},
-        {"idle-timeout", 1, NULL, 'I'},
-        {"timeout", 1, NULL, 't'},
-        {"json", 0, NULL, 'j'},
-        {"wait", 1, NULL, 'W'},
-        {"batch", 1, NULL, 'B'},
-        {"credit", 1, NULL, 'C'},
-        {"early-credit", 0, NULL, 'E'},
-        {"groups", 1, NULL, 'G'},
-        {"help", 0, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"broker", 1, NULL, 'b'},        {"workload", 1, NULL, 'w'},
+        {"count", 1, NULL, 'n'},         {"size", 1, NULL, 's'},
+        {"rate", 1, NULL, 'r'},          {"inflight", 1, NULL, 'i'},
+        {"recv-inflight", 1, NULL, 'R'}, {"producers", 1, NULL, 'p'},
+        {"consumers", 1, NULL, 'c'},     {"queue", 1, NULL, 'q'},
+        {"keep-queue", 0, NULL, 'k'},    {"phased", 0, NULL, 'P'},
+        {"preload", 1, NULL, 'L'},       {"idle-timeout", 1, NULL, 'I'},
+        {"timeout", 1, NULL, 't'},       {"json", 0, NULL, 'j'},
+        {"wait", 1, NULL, 'W'},          {"batch", 1, NULL, 'B'},
+        {"credit", 1, NULL, 'C'},        {"early-credit", 0, NULL, 'E'},
+        {"groups", 1, NULL, 'G'},        {"subs", 1, NULL, 'S'},
+        {"help", 0, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     double v = 0;
     bool count_set = false, rate_set = false;
@@ -149,6 +142,8 @@ static int parse(bench_t *b, int argc, char **argv)
                 b->workload = BENCH_SEND;
             else if (strcmp(optarg, "push") == 0)
                 b->workload = BENCH_PUSH;
+            else if (strcmp(optarg, "publish") == 0)
+                b->workload = BENCH_PUBLISH;
             else
                 ok = false;
             break;
@@ -175,6 +170,9 @@ static int parse(bench_t *b, int argc, char **argv)
             break;
         case 'B':
             ok = num(optarg, 1, KYU_BATCH_MAX, &v), b->batch = (int)v;
+            break;
+        case 'S':
+            ok = num(optarg, 1, KYU_TOPIC_SUBS_MAX, &v), b->subs = (int)v;
             break;
         case 'G':
             ok = num(optarg, 1, 1e6, &v), b->groups = (int)v;
@@ -234,7 +232,11 @@ static int parse(bench_t *b, int argc, char **argv)
         b->rate = 500;
     if (b->workload != BENCH_LAT)
         b->rate = 0;
-    if (b->workload == BENCH_SEND)
+    if (b->workload == BENCH_PUBLISH && (b->batch > 1 || b->groups > 0 || b->preload)) {
+        fprintf(stderr, "kyu-bench: publish takes no --batch, --groups or --preload\n");
+        return 2;
+    }
+    if (b->workload == BENCH_SEND || b->workload == BENCH_PUBLISH)
         b->consumers = 0;
     return 0;
 }
@@ -252,8 +254,66 @@ static double rate(uint64_t n, int64_t from_ns, int64_t to_ns)
 
 static const char *workload_name(bench_workload_t w)
 {
-    static const char *names[] = {"w1", "lat", "w2", "send", "push"};
+    static const char *names[] = {"w1", "lat", "w2", "send", "push", "publish"};
     return names[w];
+}
+
+/* PUBLISH: subscribed queue i's name (0: the run's queue) into out. */
+static void sub_queue(const bench_t *b, int i, char out[KYU_NAME_MAX + 1])
+{
+    if (i == 0)
+        snprintf(out, KYU_NAME_MAX + 1, "%s", b->queue);
+    else
+        snprintf(out, KYU_NAME_MAX + 1, "%.66s-s%d", b->queue, i);
+}
+
+/* PUBLISH: the topic (named as the queue) and its --subs queues, each subscribed raw. */
+static bool setup_topic(bench_t *b, kyu_client_t *c)
+{
+    kyu_err_t err = {0};
+    snprintf(b->topic, sizeof b->topic, "%s", b->queue);
+    if (kyu_client_create_topic(c, b->topic, &err) != KYU_OK) {
+        bench_fail(b, "create-topic", &err);
+        return false;
+    }
+    for (int i = 0; i < b->subs; i++) {
+        char q[KYU_NAME_MAX + 1], id[KYU_SUB_ID_LEN + 1];
+        sub_queue(b, i, q);
+        if (i > 0 && kyu_client_create_queue(c, q, -1, &err) != KYU_OK &&
+            err.code != KYU_ERR_QUEUE_EXISTS) {
+            bench_fail(b, "create-queue", &err);
+            return false;
+        }
+        if (kyu_client_subscribe(c, b->topic, q, true, id, &err) != KYU_OK) {
+            bench_fail(b, "subscribe", &err);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* PUBLISH: every subscribed queue holds every message (else the run fails); a fresh run's
+ * topic and extra queues are deleted unless --keep-queue. */
+static void check_topic(bench_t *b, kyu_client_t *c)
+{
+    kyu_err_t err = {0};
+    for (int i = 0; i < b->subs; i++) {
+        char q[KYU_NAME_MAX + 1];
+        sub_queue(b, i, q);
+        kyu_queue_attrs_t at = {0};
+        if (kyu_client_get_queue_attributes(c, q, &at, &err) != KYU_OK)
+            bench_fail(b, "get-queue-attributes", &err);
+        else if (!atomic_load(&b->failed) && (uint64_t)at.visible != b->count) {
+            char text[160];
+            snprintf(text, sizeof text, "queue %s holds %llu messages, not %llu", q,
+                     (unsigned long long)at.visible, (unsigned long long)b->count);
+            bench_fail(b, text, NULL);
+        }
+        if (i > 0 && b->fresh_queue && !b->keep && kyu_client_delete_queue(c, q, &err) != KYU_OK)
+            fprintf(stderr, "kyu-bench: delete-queue %s: %s\n", q, err.msg);
+    }
+    if (b->fresh_queue && !b->keep && kyu_client_delete_topic(c, b->topic, &err) != KYU_OK)
+        fprintf(stderr, "kyu-bench: delete-topic %s: %s\n", b->topic, err.msg);
 }
 
 /* Creates the queue (fresh name unless --queue); when the run is over, checks it is empty
@@ -276,6 +336,8 @@ static kyu_client_t *setup_queue(bench_t *b)
         bench_fail(b, "create-queue", &err);
         kyu_client_destroy(&c);
     }
+    if (c && b->workload == BENCH_PUBLISH && !setup_topic(b, c))
+        kyu_client_destroy(&c);
     return c;
 }
 
@@ -404,6 +466,7 @@ int main(int argc, char **argv)
     b.idle_timeout_s = 30;
     b.timeout_ms = 10000;
     b.wait = -1;
+    b.subs = 1;
     int rc = parse(&b, argc, argv);
     if (rc)
         return rc;
@@ -424,6 +487,8 @@ int main(int argc, char **argv)
         return 1;
     }
     run_threads(&b);
+    if (b.workload == BENCH_PUBLISH)
+        check_topic(&b, admin);
     kyu_queue_attrs_t at = {0};
     kyu_err_t err = {0};
     bool checked = kyu_client_get_queue_attributes(admin, b.queue, &at, &err) == KYU_OK;

@@ -16,7 +16,14 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-typedef enum { BENCH_W1, BENCH_LAT, BENCH_W2, BENCH_SEND, BENCH_PUSH } bench_workload_t;
+typedef enum {
+    BENCH_W1,
+    BENCH_LAT,
+    BENCH_W2,
+    BENCH_SEND,
+    BENCH_PUSH,
+    BENCH_PUBLISH
+} bench_workload_t;
 
 #define BENCH_PRELOAD_FLAG (1ULL << 63) /* sequence bit of --preload messages: not measured */
 
@@ -42,6 +49,8 @@ typedef struct {
     int timeout_ms;
     int wait;   /* consumers' receives wait this long for a message (long polling); -1: none */
     int groups; /* > 0: a FIFO queue (content-based deduplication), message i in group i % groups */
+    int subs;   /* PUBLISH: queues subscribed (raw) to the run's topic: queue, queue-s1, ... */
+    char topic[KYU_NAME_MAX + 1]; /* PUBLISH: the topic (named as the queue) */
 
     /* shared results */
     atomic_uchar *seen;   /* per sequence */

@@ -64,7 +64,8 @@ static void send_pipelined(bench_t *b, kyu_client_t *c, uint64_t first, uint64_t
             size_t lens[KYU_BATCH_MAX], n = 0;
             uint64_t seqs[KYU_BATCH_MAX];
             for (; n < per && seq < end; n++, seq += step) {
-                fill(buf + n * b->size, seq | flag);
+                if (b->workload != BENCH_PUBLISH) /* a publish is text: all 'k' */
+                    fill(buf + n * b->size, seq | flag);
                 bodies[n] = buf + n * b->size;
                 lens[n] = b->size;
                 seqs[n] = seq;
@@ -73,9 +74,13 @@ static void send_pipelined(bench_t *b, kyu_client_t *c, uint64_t first, uint64_t
             char names[KYU_BATCH_MAX][24];
             const char *ptrs[KYU_BATCH_MAX];
             kyu_send_options_t o;
-            if (kyu_client_send_async_with(c, b->queue, bodies, lens, n,
-                                           group_options(b, seqs, n, names, ptrs, &o), NULL, NULL,
-                                           &err) != KYU_OK) {
+            kyu_code_t rc = b->workload == BENCH_PUBLISH
+                                ? kyu_client_publish_async(c, b->topic, bodies[0], lens[0], NULL,
+                                                           NULL, NULL, &err)
+                                : kyu_client_send_async_with(
+                                      c, b->queue, bodies, lens, n,
+                                      group_options(b, seqs, n, names, ptrs, &o), NULL, NULL, &err);
+            if (rc != KYU_OK) {
                 bench_fail(b, "send", &err);
                 free(buf);
                 return;
@@ -133,7 +138,8 @@ void *bench_producer(void *arg)
     bench_t *b = t->b;
     kyu_client_t *c = bench_connect(b);
     if (c) {
-        if (b->workload == BENCH_W2 || b->workload == BENCH_SEND || b->workload == BENCH_PUSH)
+        if (b->workload == BENCH_W2 || b->workload == BENCH_SEND || b->workload == BENCH_PUSH ||
+            b->workload == BENCH_PUBLISH)
             send_pipelined(b, c, (uint64_t)t->index, (uint64_t)b->producers, b->count, 0);
         else
             send_one_at_a_time(b, c, t->index);

@@ -432,6 +432,31 @@ class BenchTest(unittest.TestCase):
         self.assertTrue(res["ok"])
         self.assertEqual(res["consumers"], 0)
 
+    def test_publish_fills_every_subscribed_queue(self):
+        # kyu-bench fails unless each of the 3 subscribed queues holds all 200 publishes;
+        # afterwards its topic and queues are gone.
+        res = self.bench("--workload", "publish", "--count", "200", "--subs", "3", "--size",
+                         "100")
+        self.assertTrue(res["ok"])
+        self.assertEqual(res["workload"], "publish")
+        self.assertEqual(res["consumers"], 0)
+        self.assertGreater(res["produce_msg_s"], 0)
+        for cmd in ("list-topics", "list-queues"):
+            r = subprocess.run([KYU, "--broker", self.broker.endpoint, cmd],
+                               capture_output=True, timeout=30)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertNotIn(res["queue"].encode(), r.stdout, cmd)
+
+    def test_publish_kept_queues_hold_every_message(self):
+        res = self.bench("--workload", "publish", "--count", "50", "--subs", "2",
+                         "--keep-queue", "--size", "64")
+        self.assertTrue(res["ok"])
+        for q in (res["queue"], res["queue"] + "-s1"):
+            r = subprocess.run([KYU, "--broker", self.broker.endpoint, "--json",
+                                "get-queue-attributes", q], capture_output=True, timeout=30)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(json.loads(r.stdout)["ApproximateNumberOfMessages"], "50", q)
+
     def test_bad_option_is_a_usage_error(self):
         r = subprocess.run([os.path.join(os.path.dirname(KYU), "kyu-bench"), "--workload",
                             "w9"], capture_output=True, timeout=30)
@@ -442,6 +467,10 @@ class BenchTest(unittest.TestCase):
                                 "push"] + bad, capture_output=True, timeout=30)
             self.assertEqual(r.returncode, 2, bad)
             self.assertIn(b"bad option or value", r.stderr)
+        for bad in (["--subs", "0"], ["--subs", "101"], ["--batch", "2"], ["--groups", "3"]):
+            r = subprocess.run([os.path.join(os.path.dirname(KYU), "kyu-bench"), "--workload",
+                                "publish"] + bad, capture_output=True, timeout=30)
+            self.assertEqual(r.returncode, 2, bad)
 
 
 if __name__ == "__main__":
