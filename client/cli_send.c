@@ -2,7 +2,10 @@
  * stdin, or (--lines) one message per stdin line, pipelined: up to WINDOW requests in flight,
  * each id printed once the broker acknowledged it and in input order (a ring of WINDOW slots
  * holds the answers that came before an earlier line's). A send carries one line a request;
- * a publish up to ten (a PUBLISH batch, each line published on its own). */
+ * a publish up to ten (a PUBLISH batch, each line published on its own). A send with --group
+ * (a FIFO queue's) has one line in flight at a time: a group's order is the order its sends
+ * are applied, and pipelined lines sent again after a failover or BUSY would go in the order
+ * their refusals came back. */
 #include "cli.h"
 #include "kyu_internal.h"
 
@@ -336,11 +339,12 @@ static int send_lines(cli_t *cli, const cli_args_t *a)
      * KYU_PUBLISH_BATCH_BYTES_MAX, bodies and attributes); the slot at head + count is the one
      * being filled. A line read while the window is full waits in line (held). */
     size_t per = cli->cmd->run == cli_cmd_publish ? KYU_BATCH_MAX : 1;
+    size_t window = cli->cmd->run != cli_cmd_publish && a->group ? 1 : WINDOW;
     size_t attrs_size = kyu_msg_attrs_size(&a->attrs);
     bool held = false;
     size_t held_len = 0;
     while (count > 0 || (!eof && rc == CLI_EXIT_OK)) {
-        while (!eof && rc == CLI_EXIT_OK && count < WINDOW) {
+        while (!eof && rc == CLI_EXIT_OK && count < window) {
             size_t n;
             if (held) {
                 n = held_len;
@@ -363,7 +367,7 @@ static int send_lines(cli_t *cli, const cli_args_t *a)
                 /* this line would make the batch too long: the lines before it go now */
                 if (send_open(cli, a, s, epoch, &rc))
                     count++;
-                if (rc != CLI_EXIT_OK || count == WINDOW) {
+                if (rc != CLI_EXIT_OK || count == window) {
                     held = rc == CLI_EXIT_OK;
                     held_len = n;
                     break;
@@ -377,7 +381,7 @@ static int send_lines(cli_t *cli, const cli_args_t *a)
             if (s->n == per && send_open(cli, a, s, epoch, &rc))
                 count++;
         }
-        if (eof && rc == CLI_EXIT_OK && count < WINDOW && ring[(head + count) % WINDOW].n > 0 &&
+        if (eof && rc == CLI_EXIT_OK && count < window && ring[(head + count) % WINDOW].n > 0 &&
             !ring[(head + count) % WINDOW].req_id &&
             send_open(cli, a, &ring[(head + count) % WINDOW], epoch, &rc))
             count++;
