@@ -5,17 +5,19 @@ and kyu-worker processes in a client namespace, and faults injected on a schedul
 a seeded RNG: kill -9 (a random node, the leader) and restart, SIGSTOP/SIGCONT (the leader, a
 worker), partitions (halves, the leader isolated, a one-way cut, a bridge node; iptables rules
 inside the namespaces), clock skew at a restart and clock jumps of a running node
-(libfaketime), slow fsyncs (slow_fsync.c). After healing and draining it checks the history
-in the manner of Jepsen's queue checker (docs/CHAOS.md says what exactly).
+(libfaketime), slow fsyncs (slow_fsync.c), a full disk (each data dir on a small loop-mounted
+file system, filled by a filler file), and some of them overlapping (--overlap). The workload
+includes a FIFO queue with message groups and deduplication ids. After healing and draining
+it checks the history in the manner of Jepsen's queue checker (docs/CHAOS.md says what).
 
     tests/chaos/chaos.py                                     # 3 nodes, 30 faults
     tests/chaos/chaos.py --nodes 5 --faults 1000 --pace 0.5  # the long run
     tests/chaos/chaos.py --seed 1234                         # replays the faults of seed 1234
 
-Needs root (network namespaces). Exit 0: no violation; 1: violations (listed); 77: not root,
-or no namespace can be made (ctest reports it as skipped). Every wait is bounded; processes
-are stopped by their PID only; the namespaces, veths and bridge are created by this run and
-deleted at its end."""
+Needs root (network namespaces, mounts). Exit 0: no violation; 1: violations (listed); 77:
+not root, or no namespace can be made (ctest reports it as skipped). Every wait is bounded;
+processes are stopped by their PID only; the namespaces, veths, bridge and mounts are created
+by this run and undone at its end."""
 import argparse
 import bisect
 import collections
@@ -933,7 +935,7 @@ class Cluster:
             t0 = now()
             heal = self.inject(f)
             if heal is None:
-                self.faults["skipped: no leader"] += 1
+                self.faults["skipped " + f["kind"]] += 1  # no leader, or no small disk
                 if "with" not in f:
                     continue
                 heal = []
@@ -945,7 +947,7 @@ class Cluster:
                 log("  and fault %s", g["kind"])
                 more = self.inject(g)
                 if more is None:
-                    self.faults["skipped: no leader"] += 1
+                    self.faults["skipped " + g["kind"]] += 1
                 else:
                     self.faults[g["kind"]] += 1
                     if heal:
