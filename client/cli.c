@@ -100,7 +100,8 @@ static const cli_cmd_t commands[] = {
      "most the queue's retention period ahead; --attr: a message attribute (up to 10; TYPE String, "
      "Number or Binary, "
      "optionally .SUFFIX; a Binary VALUE in base64), on every message sent; --group: the "
-     "MessageGroupId of every message (required on a FIFO queue); --dedup-id: its "
+     "MessageGroupId of every message (required on a FIFO queue; with --lines the lines go "
+     "one at a time, in order); --dedup-id: its "
      "MessageDeduplicationId (one message, not --lines; without it a FIFO queue needs "
      "ContentBasedDeduplication). On a FIFO queue prints the id and the SequenceNumber",
      CLI_OPT_LINES | CLI_OPT_SEND_DELAY | CLI_OPT_MSG_ATTRS | CLI_OPT_GROUP, 1, 2, cli_cmd_send},

@@ -5,18 +5,21 @@ and kyu-worker processes in a client namespace, and faults injected on a schedul
 a seeded RNG: kill -9 (a random node, the leader) and restart, SIGSTOP/SIGCONT (the leader, a
 worker), partitions (halves, the leader isolated, a one-way cut, a bridge node; iptables rules
 inside the namespaces), clock skew at a restart and clock jumps of a running node
-(libfaketime), slow fsyncs (slow_fsync.c). After healing and draining it checks the history
-in the manner of Jepsen's queue checker (docs/CHAOS.md says what exactly).
+(libfaketime), slow fsyncs (slow_fsync.c), a full disk (each data dir on a small loop-mounted
+file system, filled by a filler file), and some of them overlapping (--overlap). The workload
+includes a FIFO queue with message groups and deduplication ids. After healing and draining
+it checks the history in the manner of Jepsen's queue checker (docs/CHAOS.md says what).
 
     tests/chaos/chaos.py                                     # 3 nodes, 30 faults
     tests/chaos/chaos.py --nodes 5 --faults 1000 --pace 0.5  # the long run
     tests/chaos/chaos.py --seed 1234                         # replays the faults of seed 1234
 
-Needs root (network namespaces). Exit 0: no violation; 1: violations (listed); 77: not root,
-or no namespace can be made (ctest reports it as skipped). Every wait is bounded; processes
-are stopped by their PID only; the namespaces, veths and bridge are created by this run and
-deleted at its end."""
+Needs root (network namespaces, mounts). Exit 0: no violation; 1: violations (listed); 77:
+not root, or no namespace can be made (ctest reports it as skipped). Every wait is bounded;
+processes are stopped by their PID only; the namespaces, veths, bridge and mounts are created
+by this run and undone at its end."""
 import argparse
+import bisect
 import collections
 import ctypes
 import hashlib
@@ -50,9 +53,16 @@ ORDERS_VT = 20      # s; a lease on orders
 LEASE_MARGIN = 6    # s; the cluster's time may run ahead by up to --max-clock-skew-ms (5 s)
 JOBS_VT = 10
 POISON_MRC = 2      # poison's maxReceiveCount
+FIFO_Q = "seq.fifo"  # the FIFO queue (content-based deduplication)
+FIFO_VT = 10        # s; a lease on seq.fifo (a group waits for it when a batch is abandoned)
+FIFO_GROUPS = 4
+DISK_MIB = 1024     # the full_disk fault: each node's data dir on a file system this big
+DISK_TMPFS_MIB = 256  # ... or on a tmpfs this big where no loop device can be mounted
+DISK_FREE_MIN = 24 << 20  # every node's --disk-free-min when full_disk is among the kinds
 
 KINDS = ("kill9_random", "kill9_leader", "stop_leader", "stop_worker", "part_halves",
-         "part_leader", "part_oneway", "part_bridge", "skew", "clock_jump", "slow_disk")
+         "part_leader", "part_oneway", "part_bridge", "skew", "clock_jump", "slow_disk",
+         "full_disk")
 
 
 def now():
@@ -65,6 +75,9 @@ CHECKS = (("lost", ("acknowledged message", "acknowledged messages lost")),
           ("unexpected", ("unexpected",)),
           ("duplicate", ("stored", "acknowledged as")),
           ("lease", ("delivered again", "same receipt", "same receive count")),
+          ("fifo order", ("out of order", "in flight", "group ")),
+          ("deduplication", ("duplicate send",)),
+          ("read-only", ("read-only", "READ-ONLY", "writable")),
           ("deleted back", ("came back",)),
           ("stale receipt", ("receipt",)),
           ("convergence", ("converge", "differ", "leadership could not")),
@@ -110,52 +123,78 @@ def run(*cmd, check=True, timeout=30):
 # The schedule: drawn up front from the seed, so that --seed N replays the same faults (kind,
 # target choice, duration, pause). "The leader" is whichever node leads when the fault starts.
 
-def make_schedule(seed, n_faults, n_nodes, kinds, pace=1.0):
-    """pace scales every duration and pause (the long run's 0.5 halves them)."""
+def draw_fault(rng, kind, n_nodes):
+    """One fault of kind: its target choice, how long it lasts and the pause after it."""
+    f = {"kind": kind, "duration": round(rng.uniform(1.0, 6.0), 1),
+         "pause": round(rng.uniform(0.5, 2.5), 1)}
+    ids = list(range(1, n_nodes + 1))
+    if kind == "kill9_random":
+        f["node"] = rng.choice(ids)
+    elif kind == "stop_worker":
+        f["worker"] = rng.randrange(2)
+    elif kind == "part_halves":
+        rng.shuffle(ids)
+        k = n_nodes // 2
+        f["sides"] = [sorted(ids[:k]), sorted(ids[k:])]
+    elif kind == "part_oneway":
+        a, b = rng.sample(ids, 2)
+        f["from"], f["to"] = a, b  # packets from a never reach b
+    elif kind == "part_bridge":
+        rng.shuffle(ids)
+        bridge, rest = ids[0], ids[1:]
+        k = len(rest) // 2
+        f["bridge"], f["sides"] = bridge, [sorted(rest[:k]), sorted(rest[k:])]
+    elif kind == "skew":
+        f["node"] = rng.choice(ids)
+        f["skew"] = rng.choice([-1, 1]) * rng.choice([2, 4, 30, 300])
+        f["duration"] = round(rng.uniform(4.0, 10.0), 1)
+    elif kind == "slow_disk":
+        f["node"] = rng.choice(ids)
+        f["fsync_ms"] = rng.choice([20, 100, 500, 2000])
+    elif kind == "clock_jump":
+        f["target"] = rng.choice(["leader"] + ids)
+        f["jump"] = rng.choice([-1, 1]) * rng.choice([2, 4, 30, 300])
+    elif kind == "full_disk":
+        f["node"] = rng.choice(ids)
+        # "min": DISK_FREE_MIN / 2 left free (the broker's check turns it read-only);
+        # "zero": filled up to ENOSPC (a write may fail before the check sees it)
+        f["fill"] = rng.choice(["min", "zero"])
+        f["duration"] = round(rng.uniform(4.0, 8.0), 1)
+    return f
+
+
+def make_schedule(seed, n_faults, n_nodes, kinds, pace=1.0, overlap=0.0):
+    """pace scales every duration and pause (the long run's 0.5 halves them); overlap is the
+    share of faults that come with a second one ("with"), injected "after" seconds into the
+    first and healed with it (the second healed first)."""
     rng = random.Random(seed)
     out = []
     for i in range(n_faults):
-        kind = rng.choice(kinds)
-        f = {"i": i, "kind": kind, "duration": round(rng.uniform(1.0, 6.0), 1),
-             "pause": round(rng.uniform(0.5, 2.5), 1)}
-        ids = list(range(1, n_nodes + 1))
-        if kind == "kill9_random":
-            f["node"] = rng.choice(ids)
-        elif kind == "stop_worker":
-            f["worker"] = rng.randrange(2)
-        elif kind == "part_halves":
-            rng.shuffle(ids)
-            k = n_nodes // 2
-            f["sides"] = [sorted(ids[:k]), sorted(ids[k:])]
-        elif kind == "part_oneway":
-            a, b = rng.sample(ids, 2)
-            f["from"], f["to"] = a, b  # packets from a never reach b
-        elif kind == "part_bridge":
-            rng.shuffle(ids)
-            bridge, rest = ids[0], ids[1:]
-            k = len(rest) // 2
-            f["bridge"], f["sides"] = bridge, [sorted(rest[:k]), sorted(rest[k:])]
-        elif kind == "skew":
-            f["node"] = rng.choice(ids)
-            f["skew"] = rng.choice([-1, 1]) * rng.choice([2, 4, 30, 300])
-            f["duration"] = round(rng.uniform(4.0, 10.0), 1)
-        elif kind == "slow_disk":
-            f["node"] = rng.choice(ids)
-            f["fsync_ms"] = rng.choice([20, 100, 500, 2000])
-        elif kind == "clock_jump":
-            f["target"] = rng.choice(["leader"] + ids)
-            f["jump"] = rng.choice([-1, 1]) * rng.choice([2, 4, 30, 300])
-        f["duration"] = round(f["duration"] * pace, 1)
-        f["pause"] = round(f["pause"] * pace, 1)
+        f = draw_fault(rng, rng.choice(kinds), n_nodes)
+        f["i"] = i
+        if overlap and rng.random() < overlap:
+            g = draw_fault(rng, rng.choice(kinds), n_nodes)
+            g["after"] = round(rng.uniform(0.1, 0.6) * f["duration"], 1)
+            f["with"] = g
+        for x in [f] + ([f["with"]] if "with" in f else []):
+            for k in ("duration", "pause", "after"):
+                if k in x:
+                    x[k] = round(x[k] * pace, 1)
         out.append(f)
     return out
 
 
 def describe(f):
-    extra = {k: v for k, v in f.items() if k not in ("i", "kind", "duration", "pause")}
-    return "#%d %s %s for %.1f s, then %.1f s" % (f["i"], f["kind"],
+    extra = {k: v for k, v in f.items() if k not in ("i", "kind", "duration", "pause", "with")}
+    text = "#%d %s %s for %.1f s, then %.1f s" % (f["i"], f["kind"],
                                                   json.dumps(extra, sort_keys=True) if extra else "",
                                                   f["duration"], f["pause"])
+    if "with" in f:
+        g = f["with"]
+        extra = {k: v for k, v in g.items() if k not in ("kind", "duration", "pause", "after")}
+        text += "; with %s %s from %.1f s on" % (g["kind"], json.dumps(extra, sort_keys=True)
+                                                 if extra else "", g["after"])
+    return text
 
 
 # ---------------------------------------------------------------------------------------------
@@ -241,8 +280,16 @@ class Node:
         self.clock_file = os.path.join(cluster.dir, "clock-%d" % i)
         self.jumped = False
         self.exits = []       # (returncode, expected)
+        # full_disk: the data dir on a small file system of its own (mounted on disk_dir by
+        # Cluster.mount_disks), filled by a filler file
+        self.disk_dir = os.path.join(cluster.dir, "disk-%d" % i)
+        self.data_dir = os.path.join(self.disk_dir, "db") if cluster.full_disk else \
+            os.path.join(cluster.dir, "db-%d" % i)
+        self.filler = os.path.join(self.disk_dir, "filler")
 
     def start(self, skew=0):
+        if self.alive():  # two faults on one node: the first heal restarted it already
+            return
         self.skew = skew
         preload = [SLOW_FSYNC_LIB] if self.c.slow_disk else []
         env = dict(os.environ, KYU_SLOW_FSYNC_FILE=self.slow_file)
@@ -265,7 +312,8 @@ class Node:
         self.log.flush()
         self.proc = subprocess.Popen(
             self.c.net.exec_prefix(self.c.net.nodes[self.id]) +
-            [self.c.args.broker, "--node-id", str(self.id), "--data", os.path.join(self.c.dir, "db-%d" % self.id)]
+            [self.c.args.broker, "--node-id", str(self.id), "--data", self.data_dir]
+            + (["--disk-free-min", str(DISK_FREE_MIN)] if self.c.full_disk else [])
             + self.c.peer_args, stdout=self.log, stderr=self.log, env=env, preexec_fn=die_with_parent)
         self.stopped = False
 
@@ -281,6 +329,32 @@ class Node:
         with open(self.slow_file + ".tmp", "w") as f:
             f.write("%d\n" % ms)
         os.replace(self.slow_file + ".tmp", self.slow_file)
+
+    def fill(self, mode):
+        """Fills the node's file system: to DISK_FREE_MIN / 2 free ("min") or to ENOSPC
+        ("zero"). fallocate, so that it takes no time and the image file stays sparse."""
+        def free():
+            st = os.statvfs(self.disk_dir)
+            return st.f_bavail * st.f_frsize
+        leave = DISK_FREE_MIN // 2 if mode == "min" else 0
+        fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            chunk = max(free() - leave, 0)
+            while chunk >= 4096:
+                try:
+                    os.posix_fallocate(fd, os.fstat(fd).st_size, chunk)
+                    chunk = max(free() - leave, 0)
+                except OSError:  # ENOSPC: the file system's own blocks; a smaller piece
+                    chunk //= 2
+        finally:
+            os.close(fd)
+        return free()
+
+    def unfill(self):
+        try:
+            os.unlink(self.filler)
+        except FileNotFoundError:
+            pass
 
     def check_exit(self):
         """An exit we did not cause: recorded (a crash)."""
@@ -367,6 +441,13 @@ class History:
         self.deliveries = collections.defaultdict(list)  # queue -> [(start, end, msg)]
         self.deletes = []       # (start, end, queue, id, receipt, outcome: ok|stale|invalid|unsure)
         self.ops = collections.Counter()
+        # FIFO_Q: each group's bodies in the order they were sent (acknowledged or unsure;
+        # one producer per group, each send after the previous one's CLI exited)
+        self.fifo_order = collections.defaultdict(list)
+        # deliberate duplicate sends: (body, the id and SequenceNumber they were acknowledged
+        # with, the original's (id, SequenceNumber) or None when unknown)
+        self.fifo_dups = []
+        self.fifo_seq = {}   # body -> SequenceNumber acknowledged
 
     def count(self, what):
         with self.lock:
@@ -378,6 +459,9 @@ class Cluster:
         self.args = args
         self.slow_disk = "slow_disk" in args.kinds.split(",")
         self.clock_jumps = "clock_jump" in args.kinds.split(",")
+        self.full_disk = "full_disk" in args.kinds.split(",")
+        self.mounts = []       # (mount point, image file or None), undone by unmount_disks
+        self.disk_fs = None    # "ext4 on a loop device" or "tmpfs"; None: full_disk skipped
         self.dir = tempfile.mkdtemp(prefix="kyu-chaos-")
         self.net = Net(args.nodes)
         self.nodes = {i: Node(i, self) for i in range(1, args.nodes + 1)}
@@ -437,9 +521,53 @@ class Cluster:
             time.sleep(0.1)
         return None
 
+    def mount_disks(self):
+        """full_disk: each node's data dir on a file system of its own, DISK_MIB of ext4 on a
+        loop device (a sparse image file), else a tmpfs of DISK_TMPFS_MIB; where neither can
+        be mounted the full_disk faults are skipped (and the data dirs are plain ones)."""
+        for n in self.nodes.values():
+            os.makedirs(n.disk_dir, exist_ok=True)
+            image = n.disk_dir + ".img"
+            with open(image, "wb") as f:
+                f.truncate(DISK_MIB << 20)
+            mk = run("mkfs.ext4", "-q", "-F", "-m", "0", image, check=False, timeout=120)
+            if mk.returncode == 0 and run("mount", "-o", "loop", image, n.disk_dir,
+                                          check=False).returncode == 0:
+                self.mounts.append((n.disk_dir, image))
+                kind = "ext4 on a loop device (%d MiB)" % DISK_MIB
+            else:
+                os.unlink(image)
+                r = run("mount", "-t", "tmpfs", "-o", "size=%dm" % DISK_TMPFS_MIB, "tmpfs",
+                        n.disk_dir, check=False)
+                if r.returncode != 0:
+                    log("cannot mount a small file system (%s): full_disk faults are skipped",
+                        r.stderr.decode().strip())
+                    self.unmount_disks()
+                    return
+                self.mounts.append((n.disk_dir, None))
+                kind = "tmpfs (%d MiB)" % DISK_TMPFS_MIB
+            if self.disk_fs not in (None, kind):
+                kind = "mixed"
+            self.disk_fs = kind
+        log("data dirs on %s each, --disk-free-min %d MiB", self.disk_fs, DISK_FREE_MIN >> 20)
+
+    def unmount_disks(self):
+        for path, image in reversed(self.mounts):
+            if run("umount", path, check=False).returncode != 0:
+                run("umount", "-l", path, check=False)
+            if image:
+                try:
+                    os.unlink(image)
+                except OSError:
+                    pass
+        self.mounts = []
+        self.disk_fs = None
+
     def start(self):
         Net.remove_stale()
         self.net.up()
+        if self.full_disk:
+            self.mount_disks()
         for n in self.nodes.values():
             n.start()
         if not self.leader(60):
@@ -453,6 +581,8 @@ class Cluster:
         self.ok("create-queue", "stock", "--visibility-timeout", "600")  # read in the drain only
         self.ok("create-queue", "fan-a", "--visibility-timeout", str(ORDERS_VT))
         self.ok("create-queue", "fan-b", "--visibility-timeout", str(ORDERS_VT))
+        self.ok("create-queue", FIFO_Q, "--fifo", "--content-based-dedup",
+                "--visibility-timeout", str(FIFO_VT))
         self.ok("create-topic", "events")
         self.ok("subscribe", "events", "fan-a", "--raw")
         self.ok("subscribe", "events", "fan-b", "--raw")
@@ -501,6 +631,92 @@ class Cluster:
                     else:
                         self.h.sends[what][body] = mid
                         self.h.unsure[what].discard(body)
+            time.sleep(0.05)
+
+    def fifo_send_once(self, group, bodies, dedup_id=None):
+        """One CLI run sending bodies to FIFO_Q in group (content-based deduplication, or
+        dedup_id for one body): [(id, SequenceNumber)] of the bodies acknowledged, in order."""
+        args = ["--json", "send", FIFO_Q, "--group", group]
+        if dedup_id:
+            args += [bodies[0], "--dedup-id", dedup_id]
+            inp = None
+        else:
+            args += ["--lines"]
+            inp = "".join(b + "\n" for b in bodies).encode()
+        rc, out, err = self.cli(*args, input=inp)
+        acks = []
+        for line in out.splitlines():
+            try:
+                o = json.loads(line)
+                acks.append((o["MessageId"], o["SequenceNumber"]))
+            except (ValueError, KeyError):
+                pass
+        with self.h.lock:
+            self.h.ops["send " + FIFO_Q] += 1
+            if rc != 0:
+                self.h.ops["send %s failed" % FIFO_Q] += 1
+        return acks
+
+    def fifo_send(self, group, bodies, dedup_id=None):
+        """Sends bodies in group, in order after the group's earlier ones; a send that fails is
+        retried (up to 3 runs in all) with the same deduplication ids, as a producer that does
+        not know whether it was applied does. The bodies acknowledged: {body: (id, sn)}."""
+        with self.h.lock:
+            self.h.fifo_order[group] += bodies
+            self.h.unsure[FIFO_Q].update(bodies)
+        acked = {}
+        left = list(bodies)
+        for attempt in range(3):
+            if attempt:
+                with self.h.lock:
+                    self.h.ops["fifo retries (same deduplication ids)"] += 1
+                time.sleep(0.2)
+            acks = self.fifo_send_once(group, left, dedup_id)
+            for body, ack in zip(left, acks):
+                acked[body] = ack
+            left = left[len(acks):]
+            if not left:
+                break
+        with self.h.lock:
+            for body, (mid, sn) in acked.items():
+                self.h.sends[FIFO_Q][body] = mid
+                self.h.fifo_seq[body] = sn
+                self.h.unsure[FIFO_Q].discard(body)
+        return acked
+
+    def fifo_producer(self, rng):
+        """Sends to FIFO_Q's groups in turn: mostly 5 lines at once (content-based
+        deduplication); sometimes one message with an explicit deduplication id followed by
+        another body with the same id (a duplicate: acknowledged as the first, never stored);
+        sometimes the group's last batch again (duplicates: acknowledged with the same ids)."""
+        seq = 0
+        last = {}  # group -> {body: (id, sn)} of its last batch acknowledged
+        while self.running.is_set():
+            g = "g%d" % (seq % FIFO_GROUPS)
+            r = rng.random()
+            if r < 0.1 and last.get(g):
+                dup = last.pop(g)
+                bodies = sorted(dup)
+                acks = self.fifo_send_once(g, bodies)
+                with self.h.lock:
+                    self.h.ops["fifo duplicate sends"] += 1
+                    for body, ack in zip(bodies, acks):
+                        self.h.fifo_dups.append((body, ack, dup[body]))
+            elif r < 0.25:
+                body = "fifo-%s-%06d-0" % (g, seq)
+                acked = self.fifo_send(g, [body], dedup_id="d-" + body)
+                if body in acked:
+                    acks = self.fifo_send_once(g, [body + "-dup"], dedup_id="d-" + body)
+                    with self.h.lock:
+                        self.h.ops["fifo duplicate sends"] += 1
+                        if acks:
+                            self.h.fifo_dups.append((body, acks[0], acked[body]))
+            else:
+                bodies = ["fifo-%s-%06d-%d" % (g, seq, k) for k in range(5)]
+                acked = self.fifo_send(g, bodies)
+                if len(acked) == len(bodies):
+                    last[g] = acked
+            seq += 1
             time.sleep(0.05)
 
     def receive(self, queue, vt, maxn=10, record=True):
@@ -589,6 +805,17 @@ class Cluster:
             log("  kill -9 node %d", n.id)
             n.kill9()
             heal.append(lambda: (log("  restart node %d", n.id), n.start()))
+        elif kind == "full_disk":
+            n = nodes[f["node"]]
+            if not self.disk_fs:
+                log("  no small file system mounted: nothing done")
+                return None
+            before = self.read_only_lines(n)
+            left = n.fill(f["fill"])
+            log("  node %d's disk filled (%.1f MiB left free)", n.id, left / (1 << 20))
+            if n.alive() and not n.stopped:
+                self.wait_read_only(n, True, 15, before)
+            heal.append(lambda: self.heal_disk(n))
         elif kind == "stop_leader":
             n = self.live_leader()
             if n is None:
@@ -650,6 +877,47 @@ class Cluster:
             heal.append(lambda: (log("  node %d's disk is fast again", n.id), n.slow_fsync(0)))
         return heal
 
+    def read_only_lines(self, n):
+        n.log.flush()
+        with open(n.log_path, "rb") as f:
+            return f.read().count(b"READ-ONLY: ")
+
+    def node_status(self, n):
+        return next((s for s in self.status() if s.get("endpoint") == n.endpoint), None)
+
+    def wait_read_only(self, n, want, deadline_s, lines_before=None):
+        """Node n's status says read-only (want) or not within deadline_s, and when it turns
+        read-only its log says so loudly ("READ-ONLY: ..."); a violation if not."""
+        deadline = now() + deadline_s
+        st = None
+        while now() < deadline:
+            st = self.node_status(n)
+            if st is not None and ("read_only" in st) == want:
+                if want:
+                    with self.h.lock:
+                        self.h.ops["read-only seen"] += 1
+                    if self.read_only_lines(n) <= lines_before:
+                        self.violation("node %d is read-only (%s) and its log has no new "
+                                       "READ-ONLY line" % (n.id, st["read_only"]))
+                else:
+                    with self.h.lock:
+                        self.h.ops["writable again seen"] += 1
+                return True
+            time.sleep(0.2)
+        if want:
+            self.violation("node %d's disk is full and it did not turn read-only within %d s: %s"
+                           % (n.id, deadline_s, st))
+        else:
+            self.violation("node %d's disk has room again and it is not writable within %d s: %s"
+                           % (n.id, deadline_s, st))
+        return False
+
+    def heal_disk(self, n):
+        log("  node %d's disk has room again", n.id)
+        n.unfill()
+        if n.alive() and not n.stopped:
+            self.wait_read_only(n, False, 30)
+
     def check_processes(self):
         for n in self.nodes.values():
             if n.proc is not None and not n.stopped:
@@ -664,13 +932,29 @@ class Cluster:
                 log("time budget spent: %d of %d faults injected", f["i"], len(schedule))
                 break
             log("fault %s", describe(f))
+            t0 = now()
             heal = self.inject(f)
             if heal is None:
-                self.faults["skipped: no leader"] += 1
-                continue
-            self.faults[f["kind"]] += 1
-            time.sleep(f["duration"])
-            for h in heal:
+                self.faults["skipped " + f["kind"]] += 1  # no leader, or no small disk
+                if "with" not in f:
+                    continue
+                heal = []
+            else:
+                self.faults[f["kind"]] += 1
+            if "with" in f:
+                g = f["with"]
+                time.sleep(max(0.0, t0 + g["after"] - now()))
+                log("  and fault %s", g["kind"])
+                more = self.inject(g)
+                if more is None:
+                    self.faults["skipped " + g["kind"]] += 1
+                else:
+                    self.faults[g["kind"]] += 1
+                    if heal:
+                        self.faults["combined"] += 1
+                    heal = heal + more
+            time.sleep(max(0.0, t0 + f["duration"] - now()))
+            for h in reversed(heal):  # the second fault's steps first
                 h()
             self.check_processes()
             t0 = now()
@@ -686,6 +970,7 @@ class Cluster:
     def heal_all(self):
         self.net.heal()
         for n in self.nodes.values():
+            n.unfill()
             n.slow_fsync(0)
             n.set_clock(0)
             if n.proc is None:
@@ -846,7 +1131,7 @@ class Cluster:
             if outcome == "ok":
                 confirmed[(q, mid)].append((t0, rh))
                 deleted_at[(q, mid)] = min(deleted_at.get((q, mid), t1), t1)
-        for q in ("orders", "jobs", "poison", "poison-dlq", "fan-a", "fan-b", "stock"):
+        for q in ("orders", "jobs", "poison", "poison-dlq", "fan-a", "fan-b", "stock", FIFO_Q):
             sent = h.sends.get(q, {})
             if q in ("fan-a", "fan-b"):
                 sent, unsure = dict(h.published), h.publish_unsure
@@ -897,7 +1182,8 @@ class Cluster:
                             v("poison: %s delivered with receive count %s > maxReceiveCount %d"
                               % (mid, m["Attributes"]["ApproximateReceiveCount"], POISON_MRC))
                     continue
-                vt = ORDERS_VT if q in ("orders", "fan-a", "fan-b", "poison-dlq") else None
+                vt = ORDERS_VT if q in ("orders", "fan-a", "fan-b", "poison-dlq") else \
+                    FIFO_VT if q == FIFO_Q else None
                 for (a, b) in zip(ds, ds[1:]):
                     if vt and b[1] < a[0] + vt - LEASE_MARGIN:
                         v("%s: %s delivered again %.1f s after a %d s lease began (receipt %s)"
@@ -933,6 +1219,7 @@ class Cluster:
             missing = [b for b in h.published if b not in got]
             if missing:
                 v("%s: %d acknowledged publishes missing, e.g. %r" % (q, len(missing), missing[:3]))
+        self.check_fifo(stats, confirmed)
         # workers: every acknowledged job done at least once
         recs = self.jobs_records()
         done = collections.Counter(r["body"] for r in recs if r["phase"] == "done")
@@ -941,6 +1228,97 @@ class Cluster:
             if b not in h.sends.get("jobs", {}) and b not in h.unsure.get("jobs", set()):
                 v("jobs: unexpected job done: %r" % b)
         return stats
+
+    def check_fifo(self, stats, confirmed):
+        """FIFO_Q: each group's messages received in the order they were sent (a receive of a
+        later message that ended before a receive of an earlier one began is out of order;
+        within one receive, in order), none received while an earlier one of its group is in
+        flight, and every duplicate send acknowledged with the first one's id and
+        SequenceNumber (that none is stored twice, the loop above checks: a body under two
+        ids, a duplicate's own body received)."""
+        h, v = self.h, self.violation
+        pos = {}
+        for g, bodies in h.fifo_order.items():
+            for i, b in enumerate(bodies):
+                pos[b] = (g, i)
+        first_delete = {}  # receipt -> the earliest start of a delete with it
+        for (t0, _, q, _, rh, _) in h.deletes:
+            if q == FIFO_Q:
+                first_delete[rh] = min(first_delete.get(rh, t0), t0)
+        by_group = collections.defaultdict(list)
+        for (t0, t1, m) in h.deliveries.get(FIFO_Q, []):
+            if m["Body"] not in pos:
+                continue  # unexpected: reported above
+            g, i = pos[m["Body"]]
+            if m.get("Attributes", {}).get("MessageGroupId") != g:
+                v("%s: %r received in group %r, sent in group %s"
+                  % (FIFO_Q, m["Body"], m.get("Attributes", {}).get("MessageGroupId"), g))
+            by_group[g].append((t0, t1, i, m))
+        stats["fifo groups"] = len(by_group)
+        with open(os.path.join(self.dir, "fifo-history.jsonl"), "w") as f:
+            for g, bodies in sorted(h.fifo_order.items()):
+                f.write(json.dumps({"group": g, "sent": bodies}) + "\n")
+            for g, ds in sorted(by_group.items()):
+                for (t0, t1, i, m) in ds:
+                    f.write(json.dumps({"group": g, "i": i, "t0": round(t0, 3), "t1": round(t1, 3),
+                                        "body": m["Body"], "id": m["MessageId"],
+                                        "sn": m["Attributes"].get("SequenceNumber"),
+                                        "rc": m["Attributes"].get("ApproximateReceiveCount"),
+                                        "rh": m["ReceiptHandle"]}) + "\n")
+        for g, ds in sorted(by_group.items()):
+            found = 0
+            receives = collections.defaultdict(list)
+            for d in ds:
+                receives[(d[0], d[1])].append(d[2])
+            for idx in receives.values():
+                if idx != sorted(set(idx)):
+                    v("%s: group %s out of order within one receive: messages %s (send order)"
+                      % (FIFO_Q, g, idx))
+            members = {k: set(idx) for k, idx in receives.items()}
+            # When a receive returns message j, every earlier message of the group is deleted
+            # or returned by that same receive (then received again once its lease is over,
+            # with j and what follows): so a receive that begins after one that returned j
+            # has ended returns an earlier message only if that one returned it too.
+            by_start = sorted(ds, key=lambda d: d[0])
+            by_end = sorted(ds, key=lambda d: d[1])
+            j, best = 0, None
+            for d in by_start:
+                while j < len(by_end) and by_end[j][1] < d[0]:
+                    if best is None or by_end[j][2] > best[2]:
+                        best = by_end[j]
+                    j += 1
+                if best is not None and best[2] > d[2] and \
+                        d[2] not in members[(best[0], best[1])] and found < 5:
+                    found += 1
+                    v("%s: group %s out of order: %r (sent %d in the group) received %.1f s "
+                      "after %r (sent %d) was, in a receive without it"
+                      % (FIFO_Q, g, d[3]["Body"], d[2], d[0] - best[1], best[3]["Body"], best[2]))
+            stats["fifo deliveries checked for order"] += len(ds)
+            # group lock: while a delivery's lease holds and no delete of it was sent yet, no
+            # other message of its group is received (by a receive that began after this one
+            # ended and ended before the lock can have ended)
+            starts = [d[0] for d in by_start]
+            found = 0
+            for a in by_start:
+                rh = a[3]["ReceiptHandle"]
+                lock_end = min(a[0] + FIFO_VT - LEASE_MARGIN, first_delete.get(rh, float("inf")))
+                k = bisect.bisect_right(starts, a[1])
+                while k < len(by_start) and by_start[k][0] < lock_end:
+                    b = by_start[k]
+                    k += 1
+                    if b[1] < lock_end and b[3]["MessageId"] != a[3]["MessageId"] and found < 5:
+                        found += 1
+                        v("%s: group %s: %r received while %r (received %.1f s before, its "
+                          "lease of %d s held, not deleted yet) was in flight"
+                          % (FIFO_Q, g, b[3]["Body"], a[3]["Body"], b[0] - a[1], FIFO_VT))
+        for body, (mid, sn), orig in h.fifo_dups:
+            stats["fifo duplicate sends acknowledged"] += 1
+            want = orig
+            if want is None or want[0] != h.sends[FIFO_Q].get(body):
+                want = (h.sends[FIFO_Q].get(body), h.fifo_seq.get(body))
+            if (mid, sn) != tuple(want):
+                v("%s: a duplicate send of %r answered %s (SequenceNumber %s), the first "
+                  "send %s (%s)" % (FIFO_Q, body, mid, sn, want[0], want[1]))
 
     def check_logs(self):
         for n in self.nodes.values():
@@ -976,6 +1354,7 @@ class Cluster:
                 self.violation("node %d did not stop cleanly on SIGTERM: status %s"
                                % (n.id, n.proc.returncode))
         self.net.down()
+        self.unmount_disks()
         for n in self.nodes.values():
             n.log.close()
         for w in self.workers:
@@ -996,6 +1375,8 @@ def main():
                     help="the kyu-broker binary (default $KYU_BIN_DIR/broker/kyu-broker)")
     ap.add_argument("--pace", type=float, default=1.0,
                     help="scales every fault's duration and the pause after it (default 1)")
+    ap.add_argument("--overlap", type=float, default=0.2,
+                    help="the share of faults that come with a second one overlapping (default 0.2)")
     ap.add_argument("--keep", action="store_true", help="keep the data dir and logs")
     ap.add_argument("--schedule-only", action="store_true", help="print the schedule and exit")
     args = ap.parse_args()
@@ -1004,11 +1385,12 @@ def main():
     bad = [k for k in kinds if k not in KINDS]
     if bad:
         ap.error("unknown fault kinds: %s" % ", ".join(bad))
-    schedule = make_schedule(seed, args.faults, args.nodes, kinds, args.pace)
-    print("chaos: seed %d, %d nodes, %d faults (replay: %s --nodes %d --faults %d --seed %d%s%s)"
+    schedule = make_schedule(seed, args.faults, args.nodes, kinds, args.pace, args.overlap)
+    print("chaos: seed %d, %d nodes, %d faults (replay: %s --nodes %d --faults %d --seed %d%s%s%s)"
           % (seed, args.nodes, args.faults, sys.argv[0], args.nodes, args.faults, seed,
              " --kinds " + args.kinds if args.kinds != ",".join(KINDS) else "",
-             " --pace %g" % args.pace if args.pace != 1.0 else ""))
+             " --pace %g" % args.pace if args.pace != 1.0 else "",
+             " --overlap %g" % args.overlap if args.overlap != 0.2 else ""))
     for f in schedule:
         print("  " + describe(f))
     sys.stdout.flush()
@@ -1043,6 +1425,7 @@ def main():
             if p is not None and p.poll() is None:
                 p.kill()
         c.net.down()
+        c.unmount_disks()
         os._exit(3)
 
     hard_stop = threading.Timer(budget + 600, give_up)
@@ -1061,6 +1444,11 @@ def main():
                    threading.Thread(target=c.consumer, args=("fan-a", ORDERS_VT, True)),
                    threading.Thread(target=c.consumer, args=("fan-b", ORDERS_VT, True)),
                    threading.Thread(target=c.consumer, args=("poison", 1, False)),
+                   threading.Thread(target=c.fifo_producer, args=(random.Random(seed + 3),)),
+                   threading.Thread(target=c.consumer,
+                                    args=(FIFO_Q, FIFO_VT, True, random.Random(seed + 4))),
+                   threading.Thread(target=c.consumer,
+                                    args=(FIFO_Q, FIFO_VT, True, random.Random(seed + 5))),
                    threading.Thread(target=c.consumer, args=("poison-dlq", ORDERS_VT, True))]
         for t in threads:
             t.start()
@@ -1091,7 +1479,7 @@ def main():
         log("checking stale receipts")
         c.check_stale_receipts()
         log("draining")
-        for q in ("orders", "jobs", "fan-a", "fan-b", "poison", "poison-dlq", "stock"):
+        for q in ("orders", "jobs", "fan-a", "fan-b", "poison", "poison-dlq", "stock", FIFO_Q):
             got = c.drain(q, vt=1 if q == "poison" else 600)
             log("  %s: %d received in the drain", q, len(got))
         stats = c.check_history()
@@ -1109,7 +1497,9 @@ def main():
         hard_stop.cancel()
     print("\n== chaos summary: seed %d, %d nodes ==" % (seed, args.nodes))
     print("faults by kind: %s" % json.dumps(dict(sorted(c.faults.items()))))
-    print("faults injected: %d" % sum(v for k, v in c.faults.items() if not k.startswith("skipped")))
+    print("faults injected: %d (%d of them with a second one overlapping)"
+          % (sum(v for k, v in c.faults.items() if not k.startswith("skipped") and k != "combined"),
+             c.faults["combined"]))
     print("operations: %s" % json.dumps(dict(sorted(c.h.ops.items()))))
     print("checked: %s" % json.dumps(dict(sorted(stats.items()))))
     if c.leader_waits:

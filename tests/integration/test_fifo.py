@@ -10,6 +10,7 @@ order, locks and deduplication.
 Only causality and generous bounds are asserted, never how fast. Every wait is bounded;
 processes are stopped by their PID only."""
 import json
+import subprocess
 import threading
 import time
 import unittest
@@ -334,6 +335,36 @@ class FifoCluster(unittest.TestCase):
     def receive(self, *args):
         return [json.loads(l) for l in self.ok("--json", "receive", "q.fifo", "--max", "10",
                                                *args).splitlines() if l]
+
+    def test_send_lines_keeps_their_order_through_a_follower(self):
+        """Found by the chaos harness (tests/chaos/chaos.py, FIFO workload): `kyu send
+        --lines` pipelined its lines, so when the first node it reached was a follower (or a
+        leader answered BUSY) the lines were sent again in the order their refusals came
+        back, and a group's messages got SequenceNumbers out of line order (1, 3, 4, 5, 2).
+        With --group the lines go one at a time."""
+        self.leader()
+        self.ok("create-queue", "q.fifo", "--fifo", "--content-based-dedup")
+        follower = next(n for n in self.nodes if n is not self.leader())
+        endpoints = ",".join([follower.client] + [n.client for n in self.nodes
+                                                  if n is not follower])
+        for r in range(3):
+            bodies = ["r%d-%d" % (r, i) for i in range(6)]
+            out = subprocess.run([test_cluster.CLI, "--broker", endpoints, "--json", "send",
+                                  "q.fifo", "--lines", "--group", "g"],
+                                 input="".join(b + "\n" for b in bodies).encode(),
+                                 capture_output=True, timeout=120)
+            self.assertEqual(out.returncode, 0, out.stderr.decode())
+            seqs = [int(json.loads(l)["SequenceNumber"]) for l in out.stdout.decode().splitlines()]
+            self.assertEqual(len(seqs), len(bodies))
+            self.assertEqual(seqs, sorted(seqs), "lines %s got SequenceNumbers %s" % (bodies, seqs))
+        got = []
+        for _ in range(10):
+            msgs = self.receive("--visibility-timeout", "600")
+            if not msgs:
+                break
+            got += [m["Body"] for m in msgs]
+            self.ok("delete", "q.fifo", *[m["ReceiptHandle"] for m in msgs])
+        self.assertEqual(got, ["r%d-%d" % (r, i) for r in range(3) for i in range(6)])
 
     def test_a_leader_failover_keeps_order_locks_and_deduplication(self):
         self.leader()
