@@ -305,6 +305,7 @@ static bool seed_begin(sim_cluster_t *c)
     static const uint32_t write_every[] = {0, 1, 16, 1024};
     k->write_every = write_every[sim_rng_below(&rng, 4)];
     k->pause_pm = sim_rng_chance(&rng, 500) ? 5 + (uint32_t)sim_rng_below(&rng, 46) : 0;
+    k->every_read = sim_rng_chance(&rng, 700);
     for (int i = 0; i < c->n; i++) {
         c->nodes[i].app = &k->nodes[i];
         k->nodes[i].c = c;
@@ -314,12 +315,12 @@ static bool seed_begin(sim_cluster_t *c)
                  i + 1);
     }
     if (c->o.verbose)
-        printf(
-            "  kyu: ms_per_step=%u skew=%s digest_every=%u write_every=%u power_loss=%u "
-            "disk_stall=%u slow_disk=n%llu pause=%u entry_max=%zu bytes_max=%zu plant=%u dir=%s\n",
-            k->ms_per_step, skewed ? "on" : "off", k->digest_every, k->write_every,
-            k->power_loss_pm, k->stall_pm, (unsigned long long)k->slow_node, k->pause_pm,
-            k->entry_max, k->bytes_max, c->o.plant, k->root);
+        printf("  kyu: ms_per_step=%u skew=%s digest_every=%u write_every=%u power_loss=%u "
+               "disk_stall=%u slow_disk=n%llu pause=%u every_read=%d entry_max=%zu bytes_max=%zu "
+               "plant=%u dir=%s\n",
+               k->ms_per_step, skewed ? "on" : "off", k->digest_every, k->write_every,
+               k->power_loss_pm, k->stall_pm, (unsigned long long)k->slow_node, k->pause_pm,
+               k->every_read, k->entry_max, k->bytes_max, c->o.plant, k->root);
     return true;
 }
 

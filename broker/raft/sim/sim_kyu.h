@@ -235,6 +235,7 @@ typedef struct {
     uint32_t stall_pm;      /* per node and step: its disk stalls (0: never) */
     uint64_t slow_node;     /* its disk is slow during the safety phase (0: none) */
     uint32_t pause_pm;      /* per leader step with a write out: its process pauses (0: never) */
+    bool every_read;        /* a node's storage reports and Ready loop run after every read */
     size_t entry_max, bytes_max; /* the replica's bounds (0: the broker's) */
     /* oracle */
     sk_index_t *idx;

@@ -19,8 +19,13 @@
  *   clock        simulated time: step x ms_per_step plus the node's skew; the Raft core's
  *                seed comes from the run's random stream. The replica ticks once per step.
  *   process      in some seeds a leader with a write out pauses (SIGSTOP, a stopped VM) for
- *                one to three election timeouts: sim_node_freeze (sim_cluster.c) holds
+ *                one to five election timeouts: sim_node_freeze (sim_cluster.c) holds
  *                what it sent in that step and what reaches it until it resumes.
+ *   event loop   the broker takes a Ready after each batch of peer messages it reads and
+ *                handles storage reports between batches (main.c): in most seeds
+ *                (every_read) a node runs its storage reports and its Ready loop after
+ *                every message it steps, a pause's backlog included; in the others once
+ *                per step, after all the step's messages.
  *
  * Everything else (boot from the log, the Ready loop, when a waiter is answered, apply,
  * compaction, install, configuration changes, transfers) is the broker's code.
@@ -433,12 +438,26 @@ void sk_node_stop(sim_cluster_t *c, sim_node_t *nd)
     sk_state_release(kn);
 }
 
+static void storage_reports(sim_cluster_t *c, sim_node_t *nd);
+
+/* A message read; with every_read, the end of a batch too: the storage reports that are due
+ * and the Ready loop, as main.c's on_peer and on_storage would run between two reads. */
 void sk_node_step(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_msg_t *m)
 {
-    (void)c;
     sk_node_t *kn = nd->app;
     sk_enter(kn);
     kyu_replica_step(kn->replica, m);
+    if (sk(c)->every_read) {
+        storage_reports(c, nd);
+        if (kn->replica && c->result == SIM_OK) {
+            sk_enter(kn);
+            kyu_replica_flush(kn->replica);
+        }
+        if (kn->replica && kyu_replica_failure(kn->replica))
+            sim_violation(c, SIM_SAFETY, "node %llu: %s", (unsigned long long)nd->id,
+                          kyu_replica_failure(kn->replica));
+        nd->busy = kn->queue != NULL;
+    }
 }
 
 void sk_node_tick(sim_cluster_t *c, sim_node_t *nd)
@@ -499,18 +518,10 @@ static void fetch(sim_cluster_t *c, sim_node_t *nd)
         sk_check_digest(c, nd, applied, "installed from a snapshot");
 }
 
-void sk_node_process(sim_cluster_t *c, sim_node_t *nd)
+/* The storage thread's reports of the writes that are durable by now, in order. */
+static void storage_reports(sim_cluster_t *c, sim_node_t *nd)
 {
     sk_node_t *kn = nd->app;
-    sk_t *k = sk(c);
-    /* A latency spike: the disk finishes nothing for up to three election timeouts (the
-     * replica sends nothing meanwhile, and is deposed if it led). */
-    if (c->faults && kn->stall_until <= c->now && sim_rng_chance(&c->rng, k->stall_pm)) {
-        kn->stall_until = c->now + 1 + sim_rng_below(&c->rng, 3ull * c->o.election_ticks);
-        k->stalls++;
-        sim_trace(&c->trace, c->now, "n%llu DISK STALL until step %llu", (unsigned long long)nd->id,
-                  (unsigned long long)kn->stall_until);
-    }
     for (int rounds = 0; rounds < 16 && kn->replica && c->result == SIM_OK; rounds++) {
         uint64_t token = 0;
         while (kn->queue && kn->queue->due <= c->now && kn->stall_until <= c->now &&
@@ -530,6 +541,21 @@ void sk_node_process(sim_cluster_t *c, sim_node_t *nd)
         sk_enter(kn);
         kyu_replica_on_log_event(kn->replica, &ev);
     }
+}
+
+void sk_node_process(sim_cluster_t *c, sim_node_t *nd)
+{
+    sk_node_t *kn = nd->app;
+    sk_t *k = sk(c);
+    /* A latency spike: the disk finishes nothing for up to three election timeouts (the
+     * replica sends nothing meanwhile, and is deposed if it led). */
+    if (c->faults && kn->stall_until <= c->now && sim_rng_chance(&c->rng, k->stall_pm)) {
+        kn->stall_until = c->now + 1 + sim_rng_below(&c->rng, 3ull * c->o.election_ticks);
+        k->stalls++;
+        sim_trace(&c->trace, c->now, "n%llu DISK STALL until step %llu", (unsigned long long)nd->id,
+                  (unsigned long long)kn->stall_until);
+    }
+    storage_reports(c, nd);
     if (kn->replica && kn->fetching && kn->fetch_due <= c->now && c->result == SIM_OK)
         fetch(c, nd);
     if (kn->replica && c->result == SIM_OK) {
@@ -544,13 +570,13 @@ void sk_node_process(sim_cluster_t *c, sim_node_t *nd)
     nd->busy = kn->queue != NULL;
     /* A process pause (SIGSTOP, a VM stopped by its hypervisor, a machine swapping): it
      * strikes a leader that has just handed a write to its disk and its appends to the
-     * transport, so they leave only when it resumes, after up to three election timeouts
-     * (sim_cluster.c holds everything meanwhile). */
+     * transport, so they leave only when it resumes, after one to five election timeouts
+     * (sim_cluster.c holds everything meanwhile; the longer ones see elections). */
     if (k->pause_pm && c->faults && c->result == SIM_OK && kn->replica && kn->queue &&
         kyu_raft_role(nd->raft) == KYU_RAFT_LEADER && sim_rng_chance(&c->rng, k->pause_pm)) {
         k->pauses++;
         sim_node_freeze(c, nd,
-                        c->o.election_ticks + sim_rng_below(&c->rng, 2ull * c->o.election_ticks));
+                        c->o.election_ticks + sim_rng_below(&c->rng, 4ull * c->o.election_ticks));
     }
 }
 
