@@ -15,6 +15,7 @@ struct fake_broker {
     pthread_t thread;
     atomic_bool stop;
     atomic_size_t requests;
+    atomic_size_t calls; /* requests other than HELLO */
     fake_handler_fn *handler;
     void *arg;
     char endpoint[256];
@@ -96,6 +97,8 @@ static void handle(fake_broker_t *fb, zmq_msg_t *frames, size_t n)
         fake_reply_error(fb, req.id, err.code, err.msg);
         return;
     }
+    if (req.op != KYU_OP_HELLO)
+        atomic_fetch_add(&fb->calls, 1);
     const void *bodies[MAX_FRAMES];
     size_t lens[MAX_FRAMES];
     for (size_t i = 0; i < n_bodies; i++) {
@@ -175,4 +178,9 @@ const char *fake_broker_endpoint(const fake_broker_t *self)
 size_t fake_broker_requests(const fake_broker_t *self)
 {
     return atomic_load(&self->requests);
+}
+
+size_t fake_broker_calls(const fake_broker_t *self)
+{
+    return atomic_load(&self->calls);
 }

@@ -23,6 +23,9 @@ void fake_broker_destroy(fake_broker_t **self_p);
 const char *fake_broker_endpoint(const fake_broker_t *self);
 /* Requests received so far (read after the test's calls returned). */
 size_t fake_broker_requests(const fake_broker_t *self);
+/* The requests it got other than HELLO (a client's probe of every endpoint sends one to each,
+ * and a closed probe socket's HELLO may arrive late). */
+size_t fake_broker_calls(const fake_broker_t *self);
 
 /* Answers the request being handled (or an earlier one: replies go to the last client). */
 void fake_reply(fake_broker_t *fb, const kyu_reply_t *rep, const void *const *bodies,

@@ -356,12 +356,12 @@ static void test_not_leader_moves_to_the_named_leader(void **state)
                                ? other
                                : follower;
     fake_broker_t *bystander = start == other ? follower : other;
-    size_t before = fake_broker_requests(bystander);
+    size_t before = fake_broker_calls(bystander);
     kyu_err_t err = {0};
     assert_int_equal(kyu_client_create_queue(c, "q", 30, &err), KYU_OK);
     /* It went straight to the named leader, skipping the other follower. */
     assert_string_equal(kyu_client_endpoint(c), leader_ep);
-    assert_int_equal(fake_broker_requests(bystander), before);
+    assert_int_equal(fake_broker_calls(bystander), before);
     kyu_client_destroy(&c);
     fake_broker_destroy(&follower);
     fake_broker_destroy(&other);
