@@ -26,9 +26,10 @@
  * has_visible and next_visible O(1) (the root's least ready_at), visible_upto O(messages
  * counted x log groups). A group's entry is made right (group_settle) at every change that
  * may move it: a message added to it or dropped from it (send, dead-letter move, delete,
- * retention, purge), and a lease set on one of its messages (receive, change-visibility,
- * release, redrive: kyu_sm_index_set_lease calls kyu_sm_fifo_touch). A lease running out
- * changes nothing: its ready_at was already its end. The index is in memory, rebuilt with
+ * retention), and a lease set on one of its messages (receive, change-visibility, release,
+ * redrive: kyu_sm_index_set_lease calls kyu_sm_fifo_touch); a purge or the queue's deletion
+ * drops the index with the groups. A lease or a delay running out changes nothing: its end
+ * was already the group's ready_at. The index is in memory, rebuilt with
  * the groups at load (leases first, then groups), so a restart or a snapshot's install
  * gives the same choices; kyu_sm_fifo_check compares it with a scan of every group.
  *
