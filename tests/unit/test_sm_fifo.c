@@ -521,7 +521,8 @@ static uint64_t rng_next(uint64_t *s)
 /* Every path that changes a group, at random over many groups, the index checked against a
  * scan of every group after each step: sends (some delayed), receives, deletes,
  * change-visibility, leases running out, dead-letter moves (both queues), purges, a queue
- * deleted and made again, restarts and crashes. */
+ * deleted and made again, restarts, crashes and the state loaded again in place (as a
+ * snapshot's install does). */
 static void test_the_ready_index_agrees_with_a_scan_through_every_path(void **state)
 {
     fixture_t *f = *state;
@@ -532,7 +533,7 @@ static void test_the_ready_index_agrees_with_a_scan_through_every_path(void **st
     char pool_q[POOL][8];
     size_t np = 0;
     uint64_t sent = 0, taken = 0;
-    size_t most = 0;
+    size_t most = 0, reloads = 0;
     bool moved_groups = false;
     for (int step = 0; step < 4000; step++) {
         uint64_t r = rng_next(&rs);
@@ -581,8 +582,13 @@ static void test_the_ready_index_agrees_with_a_scan_through_every_path(void **st
                 ok(apply1(f, create_fifo("f.fifo", false, KYU_DEDUP_SCOPE_QUEUE, "d.fifo")));
             else
                 ok(apply1(f, create_fifo("d.fifo", false, KYU_DEDUP_SCOPE_QUEUE, NULL)));
-        } else if (op < 998) {
+        } else if (op < 996) {
             fixture_reopen(f);
+        } else if (op < 998) { /* the state loaded again in place, as a snapshot's install */
+            kyu_err_t err = {0};
+            assert_int_equal(kyu_sm_flush(f->sm, &err), KYU_OK);
+            assert_int_equal(kyu_sm_reload(f->sm, &err), KYU_OK);
+            reloads++;
         } else {
             fixture_crash(f); /* the entries not written are lost: applied again from there */
             f->index = kyu_sm_applied_index(f->sm);
@@ -597,6 +603,7 @@ static void test_the_ready_index_agrees_with_a_scan_through_every_path(void **st
     assert_true(taken > 500);
     assert_true(most > 60);    /* many groups at once (99 in this run) */
     assert_true(moved_groups); /* dead-letter moves happened */
+    assert_true(reloads > 0);
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fixture_setup, fixture_teardown)
