@@ -16,9 +16,22 @@
  *     group waiting longest first): from each, its messages in order while they are visible,
  *     then the next group, up to max. The order depends on the state alone, so every
  *     replica takes the same messages.
- * Cost: a receive, and the frontend's checks (has_visible, visible_upto, next_visible),
- * look at every group of the queue (O(groups), each group's head only). A queue of a few
- * thousand groups is cheap; one of millions of groups would want an index of ready groups.
+ * The ready groups' index. Each group keeps when it is ready by itself (its ready_at: the
+ * latest visible_at of the messages received at its head, or its first message's when none
+ * was, UINT64_MAX when its first message has no lease entry), a function of the state alone
+ * (not of the time), and sits in a treap of the queue's groups keyed by its first seq (its
+ * heap priority a hash of that seq), each node keeping the least ready_at below it. The
+ * ready groups at t, in order, are the in-order walk that skips every subtree whose least
+ * ready_at is past t: a receive costs O(groups taken x log groups), the frontend's
+ * has_visible and next_visible O(1) (the root's least ready_at), visible_upto O(messages
+ * counted x log groups). A group's entry is made right (group_settle) at every change that
+ * may move it: a message added to it or dropped from it (send, dead-letter move, delete,
+ * retention), and a lease set on one of its messages (receive, change-visibility, release,
+ * redrive: kyu_sm_index_set_lease calls kyu_sm_fifo_touch); a purge or the queue's deletion
+ * drops the index with the groups. A lease or a delay running out changes nothing: its end
+ * was already the group's ready_at. The index is in memory, rebuilt with
+ * the groups at load (leases first, then groups), so a restart or a snapshot's install
+ * gives the same choices; kyu_sm_fifo_check compares it with a scan of every group.
  *
  * Deduplication. A send's deduplication key (its MessageDeduplicationId, or the SHA-256 of
  * its body with ContentBasedDeduplication; with DeduplicationScope messageGroup, within its
@@ -36,14 +49,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct {
+typedef struct fgroup {
     char *id; /* its MessageGroupId ("" for a message that came without one) */
     uint64_t *seqs;
     size_t head, n, cap; /* seqs[head .. head + n), ascending */
+    /* its node in the ready index (see the top) */
+    struct fgroup *left, *right;
+    uint64_t key;      /* its first seq, when it was put in */
+    uint64_t ready_at; /* when it is ready by itself (UINT64_MAX: never) */
+    uint64_t min_at;   /* the least ready_at of its subtree */
+    uint64_t prio;     /* its heap priority: a hash of key */
+    bool in_tree;
 } fgroup_t;
 
 struct kyu_fifo {
     zhashx_t *groups;    /* group id -> fgroup_t* (owns them) */
+    fgroup_t *root;      /* the ready index: a treap of the groups (see the top) */
     zhashx_t *of_seq;    /* seq -> fgroup_t* */
     kyu_fdedup_t *dedup; /* made at its first use (the queue's qid is known then) */
 };
@@ -122,6 +143,7 @@ void kyu_sm_fifo_reset_groups(queue_t *q)
         return;
     zhashx_destroy(&q->fifo->of_seq);
     zhashx_destroy(&q->fifo->groups);
+    q->fifo->root = NULL;
     q->fifo->groups = new_groups();
     q->fifo->of_seq = new_of_seq();
 }
@@ -129,6 +151,145 @@ void kyu_sm_fifo_reset_groups(queue_t *q)
 size_t kyu_sm_fifo_groups(const queue_t *q)
 {
     return q->fifo ? zhashx_size(q->fifo->groups) : 0;
+}
+
+/* ---- the ready index (see the top) ---- */
+
+static uint64_t min_of(const fgroup_t *t)
+{
+    return t ? t->min_at : UINT64_MAX;
+}
+
+static void pull(fgroup_t *t)
+{
+    uint64_t m = t->ready_at, l = min_of(t->left), r = min_of(t->right);
+    t->min_at = l < m ? (r < l ? r : l) : (r < m ? r : m);
+}
+
+static fgroup_t *rotate_right(fgroup_t *t)
+{
+    fgroup_t *l = t->left;
+    t->left = l->right;
+    l->right = t;
+    pull(t);
+    pull(l);
+    return l;
+}
+
+static fgroup_t *rotate_left(fgroup_t *t)
+{
+    fgroup_t *r = t->right;
+    t->right = r->left;
+    r->left = t;
+    pull(t);
+    pull(r);
+    return r;
+}
+
+static fgroup_t *tree_insert(fgroup_t *t, fgroup_t *g)
+{
+    if (!t) {
+        g->left = g->right = NULL;
+        pull(g);
+        return g;
+    }
+    if (g->key < t->key) {
+        t->left = tree_insert(t->left, g);
+        if (t->left->prio > t->prio)
+            return rotate_right(t);
+    } else {
+        t->right = tree_insert(t->right, g);
+        if (t->right->prio > t->prio)
+            return rotate_left(t);
+    }
+    pull(t);
+    return t;
+}
+
+/* a and b joined: every key of a below every key of b */
+static fgroup_t *tree_join(fgroup_t *a, fgroup_t *b)
+{
+    if (!a)
+        return b;
+    if (!b)
+        return a;
+    if (a->prio > b->prio) {
+        a->right = tree_join(a->right, b);
+        pull(a);
+        return a;
+    }
+    b->left = tree_join(a, b->left);
+    pull(b);
+    return b;
+}
+
+static fgroup_t *tree_erase(fgroup_t *t, uint64_t key)
+{
+    KYU_ASSERT(t); /* it is there: in_tree */
+    if (key == t->key)
+        return tree_join(t->left, t->right);
+    if (key < t->key)
+        t->left = tree_erase(t->left, key);
+    else
+        t->right = tree_erase(t->right, key);
+    pull(t);
+    return t;
+}
+
+static void tree_out(kyu_fifo_t *f, fgroup_t *g)
+{
+    if (g->in_tree)
+        f->root = tree_erase(f->root, g->key);
+    g->in_tree = false;
+}
+
+/* When g is ready by itself (the top): a function of its messages' leases alone. */
+static uint64_t group_ready_at(const queue_t *q, const fgroup_t *g)
+{
+    uint64_t at = 0;
+    const uint64_t *s = g->seqs + g->head;
+    for (size_t i = 0; i < g->n; i++) {
+        lease_t l;
+        if (!kyu_sm_index_lease(q, s[i], &l))
+            return UINT64_MAX;
+        if (l.gen == 0) { /* never received: the first message, if nothing before it */
+            if (i == 0)
+                at = l.visible_at;
+            break;
+        }
+        if (l.visible_at > at)
+            at = l.visible_at;
+    }
+    return g->n > 0 ? at : UINT64_MAX;
+}
+
+/* g's entry in the index made right, after a change to its messages or their leases. */
+static void group_settle(queue_t *q, fgroup_t *g)
+{
+    kyu_fifo_t *f = q->fifo;
+    uint64_t key = g->seqs[g->head], at = group_ready_at(q, g);
+    if (g->in_tree && g->key == key && g->ready_at == at)
+        return;
+    tree_out(f, g);
+    g->key = key;
+    g->ready_at = at;
+    g->prio = seq_hash((void *)(uintptr_t)key);
+    f->root = tree_insert(f->root, g);
+    g->in_tree = true;
+}
+
+typedef bool (*visit_fn)(fgroup_t *g, void *arg); /* false: stop */
+
+/* Visits the groups ready at now below t, in order of their first seq; false: stopped. */
+static bool walk_ready(fgroup_t *t, uint64_t now, visit_fn fn, void *arg)
+{
+    if (!t || t->min_at > now)
+        return true;
+    if (!walk_ready(t->left, now, fn, arg))
+        return false;
+    if (t->ready_at <= now && !fn(t, arg))
+        return false;
+    return walk_ready(t->right, now, fn, arg);
 }
 
 /* ---- groups ---- */
@@ -169,6 +330,7 @@ void kyu_sm_fifo_add(queue_t *q, uint64_t seq, const char *group, size_t glen)
     s[at] = seq;
     g->n++;
     zhashx_insert(f->of_seq, (void *)(uintptr_t)seq, g);
+    group_settle(q, g);
 }
 
 void kyu_sm_fifo_drop(queue_t *q, uint64_t seq)
@@ -198,72 +360,52 @@ void kyu_sm_fifo_drop(queue_t *q, uint64_t seq)
             g->n--;
         }
     }
-    if (g->n == 0)
+    if (g->n == 0) {
+        tree_out(f, g);
         zhashx_delete(f->groups, g->id);
-    else if (g->head >= 64 && g->head > g->n) {
+        return;
+    }
+    if (g->head >= 64 && g->head > g->n) {
         memmove(g->seqs, g->seqs + g->head, g->n * sizeof *g->seqs);
         g->head = 0;
     }
+    group_settle(q, g);
 }
 
-/* When group g is ready (sm_fifo.c's top): *ready_at gets the time it is (0: now, also
- * when it is ready now; UINT64_MAX: never by itself, a message without a lease entry). */
-static void group_state(const queue_t *q, const fgroup_t *g, uint64_t now, bool *ready,
-                        uint64_t *ready_at)
+void kyu_sm_fifo_touch(queue_t *q, uint64_t seq)
 {
-    uint64_t at = 0;
-    const uint64_t *s = g->seqs + g->head;
-    for (size_t i = 0; i < g->n; i++) {
-        lease_t l;
-        if (!kyu_sm_index_lease(q, s[i], &l)) {
-            at = UINT64_MAX;
-            break;
-        }
-        if (l.gen == 0) { /* never received: the first message, if nothing before it */
-            if (i == 0)
-                at = l.visible_at;
-            break;
-        }
-        if (l.visible_at > at)
-            at = l.visible_at;
-    }
-    *ready = g->n > 0 && at <= now;
-    *ready_at = *ready ? 0 : at;
+    if (!q->fifo)
+        return;
+    fgroup_t *g = zhashx_lookup(q->fifo->of_seq, (void *)(uintptr_t)seq);
+    if (g)
+        group_settle(q, g);
+}
+
+typedef struct {
+    fgroup_t **out;
+    size_t n, max;
+} collect_t;
+
+static bool collect(fgroup_t *g, void *arg)
+{
+    collect_t *c = arg;
+    c->out[c->n++] = g;
+    return c->n < c->max;
 }
 
 /* The ready groups with the smallest first seqs, up to max of them, in that order. */
 static size_t ready_groups(const queue_t *q, uint64_t now, fgroup_t **out, size_t max)
 {
-    size_t n = 0;
-    for (fgroup_t *g = zhashx_first(q->fifo->groups); g; g = zhashx_next(q->fifo->groups)) {
-        bool ready;
-        uint64_t at;
-        group_state(q, g, now, &ready, &at);
-        if (!ready)
-            continue;
-        uint64_t first = g->seqs[g->head];
-        size_t pos = n;
-        while (pos > 0 && out[pos - 1]->seqs[out[pos - 1]->head] > first)
-            pos--;
-        if (pos >= max)
-            continue;
-        if (n == max)
-            n--;
-        memmove(out + pos + 1, out + pos, (n - pos) * sizeof *out);
-        out[pos] = g;
-        n++;
-    }
-    return n;
+    collect_t c = {out, 0, max};
+    if (max > 0)
+        walk_ready(q->fifo->root, now, collect, &c);
+    return c.n;
 }
 
-uint32_t kyu_sm_fifo_take(queue_t *q, uint64_t now, uint32_t max, uint64_t seqs[], lease_t leases[])
+/* Takes from gs (ready groups, in order) their visible head messages, up to max. */
+static uint32_t take_from(const queue_t *q, fgroup_t **gs, size_t ng, uint64_t now, uint32_t max,
+                          uint64_t seqs[], lease_t leases[])
 {
-    fgroup_t *gs[KYU_BATCH_MAX];
-    if (!q->fifo || max == 0)
-        return 0;
-    if (max > KYU_BATCH_MAX)
-        max = KYU_BATCH_MAX;
-    size_t ng = ready_groups(q, now, gs, max);
     uint32_t n = 0;
     for (size_t j = 0; j < ng && n < max; j++) {
         const uint64_t *s = gs[j]->seqs + gs[j]->head;
@@ -278,47 +420,104 @@ uint32_t kyu_sm_fifo_take(queue_t *q, uint64_t now, uint32_t max, uint64_t seqs[
     return n;
 }
 
+uint32_t kyu_sm_fifo_take(queue_t *q, uint64_t now, uint32_t max, uint64_t seqs[], lease_t leases[])
+{
+    fgroup_t *gs[KYU_BATCH_MAX];
+    if (!q->fifo || max == 0)
+        return 0;
+    if (max > KYU_BATCH_MAX)
+        max = KYU_BATCH_MAX;
+    size_t ng = ready_groups(q, now, gs, max);
+    return take_from(q, gs, ng, now, max, seqs, leases);
+}
+
+typedef struct {
+    const queue_t *q;
+    uint64_t now, n, cap;
+} count_t;
+
+static bool count_group(fgroup_t *g, void *arg)
+{
+    count_t *c = arg;
+    const uint64_t *s = g->seqs + g->head;
+    for (size_t i = 0; i < g->n && c->n < c->cap; i++) {
+        lease_t l;
+        if (!kyu_sm_index_lease(c->q, s[i], &l) || l.visible_at > c->now)
+            break;
+        c->n++;
+    }
+    return c->n < c->cap;
+}
+
 uint64_t kyu_sm_fifo_visible_upto(queue_t *q, uint64_t now, uint64_t cap)
 {
-    uint64_t n = 0;
-    if (!q->fifo)
-        return 0;
-    for (fgroup_t *g = zhashx_first(q->fifo->groups); g && n < cap;
-         g = zhashx_next(q->fifo->groups)) {
-        bool ready;
-        uint64_t at;
-        group_state(q, g, now, &ready, &at);
-        const uint64_t *s = g->seqs + g->head;
-        for (size_t i = 0; ready && i < g->n && n < cap; i++) {
-            lease_t l;
-            if (!kyu_sm_index_lease(q, s[i], &l) || l.visible_at > now)
-                break;
-            n++;
-        }
-    }
-    return n;
+    count_t c = {q, now, 0, cap};
+    if (q->fifo && cap > 0)
+        walk_ready(q->fifo->root, now, count_group, &c);
+    return c.n;
 }
 
 bool kyu_sm_fifo_has_visible(queue_t *q, uint64_t now)
 {
-    return kyu_sm_fifo_visible_upto(q, now, 1) > 0;
+    return q->fifo && min_of(q->fifo->root) <= now;
 }
 
 uint64_t kyu_sm_fifo_next_visible(queue_t *q, uint64_t now)
 {
-    uint64_t next = UINT64_MAX;
     if (!q->fifo)
-        return next;
-    for (fgroup_t *g = zhashx_first(q->fifo->groups); g; g = zhashx_next(q->fifo->groups)) {
-        bool ready;
-        uint64_t at;
-        group_state(q, g, now, &ready, &at);
-        if (ready)
-            return 0;
-        if (at < next)
-            next = at;
+        return UINT64_MAX;
+    uint64_t next = min_of(q->fifo->root);
+    return next <= now ? 0 : next;
+}
+
+/* ---- the index checked against a scan of every group (tests) ---- */
+
+static bool check_tree(const fgroup_t *t, const uint64_t *lo, const uint64_t *hi, size_t *count)
+{
+    if (!t)
+        return true;
+    (*count)++;
+    uint64_t m = t->ready_at;
+    if (t->left && t->left->min_at < m)
+        m = t->left->min_at;
+    if (t->right && t->right->min_at < m)
+        m = t->right->min_at;
+    if (!t->in_tree || t->min_at != m || (lo && t->key <= *lo) || (hi && t->key >= *hi) ||
+        (t->left && t->left->prio > t->prio) || (t->right && t->right->prio > t->prio))
+        return false;
+    return check_tree(t->left, lo, &t->key, count) && check_tree(t->right, &t->key, hi, count);
+}
+
+bool kyu_sm_fifo_check(queue_t *q, uint64_t now)
+{
+    kyu_fifo_t *f = q->fifo;
+    if (!f)
+        return true;
+    size_t in_tree = 0;
+    if (!check_tree(f->root, NULL, NULL, &in_tree) || in_tree != zhashx_size(f->groups))
+        return false;
+    /* every group's entry as a scan finds it; the ready ones, in order of their first seq */
+    fgroup_t *scan[KYU_BATCH_MAX];
+    size_t ns = 0;
+    for (fgroup_t *g = zhashx_first(f->groups); g; g = zhashx_next(f->groups)) {
+        if (!g->in_tree || g->key != g->seqs[g->head] || g->ready_at != group_ready_at(q, g))
+            return false;
+        if (g->ready_at > now)
+            continue;
+        size_t pos = ns;
+        while (pos > 0 && scan[pos - 1]->key > g->key)
+            pos--;
+        if (pos >= KYU_BATCH_MAX)
+            continue;
+        if (ns == KYU_BATCH_MAX)
+            ns--;
+        memmove(scan + pos + 1, scan + pos, (ns - pos) * sizeof *scan);
+        scan[pos] = g;
+        ns++;
     }
-    return next;
+    fgroup_t *idx[KYU_BATCH_MAX];
+    size_t ni = ready_groups(q, now, idx, KYU_BATCH_MAX);
+    return ni == ns && memcmp(idx, scan, ns * sizeof *scan) == 0;
 }
 
 /* ---- deduplication ---- */

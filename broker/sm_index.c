@@ -429,6 +429,8 @@ void kyu_sm_index_set_lease(queue_t *q, uint64_t seq, const lease_t *l)
     *cur = *l;
     cur->read_mark = 0;
     count_in(q, seq, cur);
+    /* in a FIFO queue, its group's place in the ready index (sm_fifo.c) */
+    kyu_sm_fifo_touch(q, seq);
     if (q->fair) { /* a grouped message: in its group's heap (sm_fair.c) */
         if (!kyu_sm_fair_grouped(q, seq)) {
             heap_push(q, (kyu_vis_t){l->visible_at, seq});

@@ -383,7 +383,9 @@ void kyu_sm_store_message(kyu_sm_t *self, queue_t *q, uint64_t seq, uint64_t now
                           const uint8_t md5_body[KYU_MD5_LEN], const uint8_t md5_attrs[KYU_MD5_LEN],
                           uint64_t delay_ms, const char *group, const char *dedup);
 /* FIFO queues (sm_fifo.c; see its top). init makes q's state when q is FIFO (is_fifo);
- * add and drop keep a message's group (drop: kyu_sm_index_drop calls it); reset_groups
+ * add and drop keep a message's group (drop: kyu_sm_index_drop calls it); touch makes the
+ * ready index right for a message whose lease changed (kyu_sm_index_set_lease calls it);
+ * check compares the ready index with a scan of every group (tests); reset_groups
  * forgets every group (a purge); take, has_visible, visible_upto and next_visible are the
  * receive index's for a FIFO queue (group order and locks); dedup_find, _put and _expire keep
  * the deduplication records; load rebuilds it all from the store. */
@@ -393,6 +395,8 @@ void kyu_sm_fifo_reset_groups(queue_t *q);
 size_t kyu_sm_fifo_groups(const queue_t *q);
 void kyu_sm_fifo_add(queue_t *q, uint64_t seq, const char *group, size_t glen);
 void kyu_sm_fifo_drop(queue_t *q, uint64_t seq);
+void kyu_sm_fifo_touch(queue_t *q, uint64_t seq);
+bool kyu_sm_fifo_check(queue_t *q, uint64_t now);
 uint32_t kyu_sm_fifo_take(queue_t *q, uint64_t now, uint32_t max, uint64_t seqs[],
                           lease_t leases[]);
 bool kyu_sm_fifo_has_visible(queue_t *q, uint64_t now);

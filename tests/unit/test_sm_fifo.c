@@ -2,11 +2,13 @@
  * a group locked while a message of it is in flight, a receive filling from one group first,
  * deduplication (also after a delete, the window's edge, scope messageGroup), the sequence
  * numbers, ReceiveRequestAttemptId's request key, FIFO dead-letter queues, purge, and all of
- * it across restarts (the state rebuilt from the store). */
+ * it across restarts (the state rebuilt from the store); the ready groups' index (many groups,
+ * every path that changes a group, checked against a scan of every group). */
 #include "command.h"
 #include "fixture.h"
 #include "ops.h"
 #include "queue_attrs.h"
+#include "sm_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -408,6 +410,202 @@ static void test_a_delete_that_unlocks_a_group_wakes_its_queue(void **state)
     assert_true(kyu_sm_has_visible(f->sm, "f.fifo", T0));
 }
 
+/* ---- the ready groups' index (sm_fifo.c's top) ---- */
+
+static queue_t *queue_of(fixture_t *f, const char *name)
+{
+    return zhashx_lookup(f->sm->queues, name);
+}
+
+/* The index agrees with a scan of every group of q (if it exists), at now and later. */
+static void check_index(fixture_t *f, const char *name, uint64_t now)
+{
+    queue_t *q = queue_of(f, name);
+    if (!q)
+        return;
+    const uint64_t at[] = {now, now + 999, now + 5000, now + 600000};
+    for (size_t i = 0; i < sizeof at / sizeof at[0]; i++)
+        if (!kyu_sm_fifo_check(q, at[i]))
+            fail_msg("%s: the ready index differs from a scan at %llu (+%llu)", name,
+                     (unsigned long long)now, (unsigned long long)(at[i] - now));
+}
+
+#define MANY 3000
+
+/* Many groups, each sent in an order its name does not give: receives take them in the
+ * order of their first message, one group locked while in flight, also after a restart. */
+static void test_many_groups_are_taken_in_order_of_their_first_message(void **state)
+{
+    fixture_t *f = *state;
+    ok(apply1(f, create_fifo("f.fifo", false, KYU_DEDUP_SCOPE_QUEUE, NULL)));
+    char body[32], group[32];
+    for (int i = 0; i < MANY; i++) { /* group (i * 7919) % MANY: a permutation */
+        int g = (i * 7919) % MANY;
+        snprintf(body, sizeof body, "m%d", g);
+        snprintf(group, sizeof group, "g%d", g);
+        send1(f, "f.fifo", T0, body, group, NULL, NULL, NULL);
+        snprintf(body, sizeof body, "n%d", g);
+        send1(f, "f.fifo", T0, body, group, NULL, NULL, NULL);
+    }
+    assert_int_equal(kyu_sm_fifo_groups(queue_of(f, "f.fifo")), MANY);
+    check_index(f, "f.fifo", T0);
+    /* each receive of 3: the i-th group's two messages and the next one's first; the next
+     * one is then locked (in flight), so the next receive starts at the group after it */
+    for (int i = 0, round = 0; i < MANY; i += 2, round++) {
+        got_t g = receive(f, "f.fifo", T0, 3, 60);
+        char want[3][32];
+        snprintf(want[0], sizeof want[0], "m%d", (i * 7919) % MANY);
+        snprintf(want[1], sizeof want[1], "n%d", (i * 7919) % MANY);
+        snprintf(want[2], sizeof want[2], "m%d", ((i + 1) * 7919) % MANY);
+        assert_int_equal(g.n, 3);
+        for (size_t k = 0; k < 3; k++)
+            if (strcmp(g.bodies[k], want[k]) != 0)
+                fail_msg("receive %d: message %zu is %s, expected %s", round, k, g.bodies[k],
+                         want[k]);
+        if (round % 300 == 0) { /* the index rebuilt at load makes the same choices */
+            fixture_reopen(f);
+            check_index(f, "f.fifo", T0);
+        }
+    }
+    /* all in flight: nothing ready until the leases end, then the groups again, in order */
+    assert_false(kyu_sm_has_visible(f->sm, "f.fifo", T0 + 59999));
+    assert_int_equal(kyu_sm_next_visible_at(f->sm, "f.fifo"), T0 + 60000);
+    fixture_reopen(f);
+    check_index(f, "f.fifo", T0 + 60000);
+    got_t g = receive(f, "f.fifo", T0 + 60000, 2, 60);
+    snprintf(body, sizeof body, "m%d", 0);
+    assert_string_equal(g.bodies[0], body);
+    assert_int_equal(kyu_sm_visible_upto(f->sm, "f.fifo", T0 + 60000, 100000), 2 * MANY - 2);
+}
+
+/* A delayed head keeps its group back until its delay ends; a group's place is its first
+ * message's seq, not the time it became ready. */
+static void test_a_delayed_first_message_holds_its_group_back_until_it_is_due(void **state)
+{
+    fixture_t *f = *state;
+    ok(apply1(f, create_fifo("f.fifo", false, KYU_DEDUP_SCOPE_QUEUE, NULL)));
+    kyu_command_t c = send_fifo("f.fifo", T0, "a1", "g1", "a1");
+    c.has_msg_delay[0] = true;
+    c.msg_delay_ms[0] = 5000;
+    ok(apply1(f, c));
+    send1(f, "f.fifo", T0, "a2", "g1", NULL, NULL, NULL);
+    send1(f, "f.fifo", T0, "b1", "g2", NULL, NULL, NULL);
+    send1(f, "f.fifo", T0, "c1", "g3", NULL, NULL, NULL);
+    check_index(f, "f.fifo", T0);
+    assert_int_equal(kyu_sm_visible_upto(f->sm, "f.fifo", T0, 10), 2);
+    got_t b;
+    expect(f, "f.fifo", T0, 1, "b1", &b);
+    fixture_reopen(f);
+    check_index(f, "f.fifo", T0 + 1);
+    assert_int_equal(kyu_sm_next_visible_at(f->sm, "f.fifo"), 0); /* g3 ready */
+    expect(f, "f.fifo", T0 + 1, 1, "c1", NULL);
+    assert_false(kyu_sm_has_visible(f->sm, "f.fifo", T0 + 4999));
+    assert_int_equal(kyu_sm_next_visible_at(f->sm, "f.fifo"), T0 + 5000);
+    ok(apply1(f, cmd_change_visibility("f.fifo", T0 + 2, b.handles[0], 0)));
+    check_index(f, "f.fifo", T0 + 2);
+    /* both ready at the delay's end: g1 first (its first message is the oldest) */
+    expect(f, "f.fifo", T0 + 5000, 10, "a1 a2 b1", NULL);
+}
+
+/* A tiny PRNG: the same run every time. */
+static uint64_t rng_next(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+#define POOL 64
+
+/* Every path that changes a group, at random over many groups, the index checked against a
+ * scan of every group after each step: sends (some delayed), receives, deletes,
+ * change-visibility, leases running out, dead-letter moves (both queues), purges, a queue
+ * deleted and made again, restarts, crashes and the state loaded again in place (as a
+ * snapshot's install does). */
+static void test_the_ready_index_agrees_with_a_scan_through_every_path(void **state)
+{
+    fixture_t *f = *state;
+    ok(apply1(f, create_fifo("d.fifo", false, KYU_DEDUP_SCOPE_QUEUE, NULL)));
+    ok(apply1(f, create_fifo("f.fifo", false, KYU_DEDUP_SCOPE_QUEUE, "d.fifo")));
+    uint64_t rs = 0x9e3779b97f4a7c15ULL, now = T0;
+    char pool[POOL][KYU_HANDLE_MAX + 1];
+    char pool_q[POOL][8];
+    size_t np = 0;
+    uint64_t sent = 0, taken = 0;
+    size_t most = 0, reloads = 0;
+    bool moved_groups = false;
+    for (int step = 0; step < 4000; step++) {
+        uint64_t r = rng_next(&rs);
+        unsigned op = (unsigned)(r % 1000);
+        char body[32], group[32];
+        if (op < 450) { /* a send, 1 in 8 delayed */
+            snprintf(body, sizeof body, "s%llu", (unsigned long long)sent++);
+            snprintf(group, sizeof group, "g%llu", (unsigned long long)((r >> 10) % 2000));
+            kyu_command_t c = send_fifo("f.fifo", now, body, group, body);
+            if ((r >> 20) % 8 == 0) {
+                c.has_msg_delay[0] = true;
+                c.msg_delay_ms[0] = (r >> 24) % 4000;
+            }
+            ok(apply1(f, c));
+        } else if (op < 650) { /* a receive, from either queue */
+            const char *qn = (r >> 10) % 5 == 0 ? "d.fifo" : "f.fifo";
+            got_t g = receive(f, qn, now, 1 + (uint32_t)((r >> 14) % 10), (int64_t)((r >> 20) % 4));
+            taken += g.n;
+            for (size_t k = 0; k < g.n; k++) {
+                size_t at = np < POOL ? np++ : (size_t)((r >> (k + 30)) % POOL);
+                memcpy(pool[at], g.handles[k], sizeof pool[at]);
+                snprintf(pool_q[at], sizeof pool_q[at], "%s", qn);
+            }
+        } else if (op < 800 && np > 0) { /* a delete (a stale handle: refused, no change) */
+            size_t at = (size_t)((r >> 10) % np);
+            kyu_result_t res = apply1(f, cmd_delete(pool_q[at], now, pool[at]));
+            kyu_result_clear(&res);
+            memcpy(pool[at], pool[--np], sizeof pool[at]);
+            memcpy(pool_q[at], pool_q[np], sizeof pool_q[at]);
+        } else if (op < 880 && np > 0) { /* change-visibility, 0..2 s */
+            size_t at = (size_t)((r >> 10) % np);
+            kyu_result_t res = apply1(
+                f, cmd_change_visibility(pool_q[at], now, pool[at], (int64_t)((r >> 20) % 3)));
+            kyu_result_clear(&res);
+        } else if (op < 990) { /* time goes on: leases and delays run out */
+            now += (r >> 10) % 1500;
+        } else if (op < 992) { /* a purge */
+            kyu_command_t p = cmd_receive((r >> 10) % 2 ? "f.fifo" : "d.fifo", now, 1, -1);
+            p.type = KYU_CMD_PURGE_QUEUE;
+            ok(apply1(f, p));
+        } else if (op < 993) { /* a queue deleted and made again */
+            kyu_command_t d = cmd_delete_queue((r >> 10) % 2 ? "f.fifo" : "d.fifo");
+            d.force = true;
+            ok(apply1(f, d));
+            if ((r >> 10) % 2)
+                ok(apply1(f, create_fifo("f.fifo", false, KYU_DEDUP_SCOPE_QUEUE, "d.fifo")));
+            else
+                ok(apply1(f, create_fifo("d.fifo", false, KYU_DEDUP_SCOPE_QUEUE, NULL)));
+        } else if (op < 996) {
+            fixture_reopen(f);
+        } else if (op < 998) { /* the state loaded again in place, as a snapshot's install */
+            kyu_err_t err = {0};
+            assert_int_equal(kyu_sm_flush(f->sm, &err), KYU_OK);
+            assert_int_equal(kyu_sm_reload(f->sm, &err), KYU_OK);
+            reloads++;
+        } else {
+            fixture_crash(f); /* the entries not written are lost: applied again from there */
+            f->index = kyu_sm_applied_index(f->sm);
+        }
+        check_index(f, "f.fifo", now);
+        check_index(f, "d.fifo", now);
+        size_t ng = kyu_sm_fifo_groups(queue_of(f, "f.fifo"));
+        most = ng > most ? ng : most;
+        moved_groups = moved_groups || kyu_sm_fifo_groups(queue_of(f, "d.fifo")) > 0;
+    }
+    assert_true(sent > 1000);
+    assert_true(taken > 500);
+    assert_true(most > 60);    /* many groups at once (99 in this run) */
+    assert_true(moved_groups); /* dead-letter moves happened */
+    assert_true(reloads > 0);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fixture_setup, fixture_teardown)
 
 int main(void)
@@ -427,6 +625,9 @@ int main(void)
         T(test_a_queue_deleted_and_created_again_forgets_its_deduplication),
         T(test_a_standard_queue_keeps_a_group_id_and_ignores_order),
         T(test_a_delete_that_unlocks_a_group_wakes_its_queue),
+        T(test_many_groups_are_taken_in_order_of_their_first_message),
+        T(test_a_delayed_first_message_holds_its_group_back_until_it_is_due),
+        T(test_the_ready_index_agrees_with_a_scan_through_every_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
