@@ -9,15 +9,20 @@ inside the namespaces), clock skew at a restart and clock jumps of a running nod
 file system, filled by a filler file), and some of them overlapping (--overlap). The workload
 includes a FIFO queue with message groups and deduplication ids. After healing and draining
 it checks the history in the manner of Jepsen's queue checker (docs/CHAOS.md says what).
+With --docker the brokers are containers of the kyu image (built here by
+scripts/docker_image.sh, never pulled) on a docker network of the run's, the clients on the
+host, with the same workload, faults and checks.
 
     tests/chaos/chaos.py                                     # 3 nodes, 30 faults
     tests/chaos/chaos.py --nodes 5 --faults 1000 --pace 0.5  # the long run
     tests/chaos/chaos.py --seed 1234                         # replays the faults of seed 1234
+    tests/chaos/chaos.py --docker --seed 1234                # the same on containers
 
 Needs root (network namespaces, mounts). Exit 0: no violation; 1: violations (listed); 77:
-not root, or no namespace can be made (ctest reports it as skipped). Every wait is bounded;
-processes are stopped by their PID only; the namespaces, veths, bridge and mounts are created
-by this run and undone at its end."""
+not root, or no namespace can be made, or (--docker) no docker (ctest reports it as
+skipped). Every wait is bounded; processes are stopped by their PID only; the namespaces,
+veths, bridge, mounts, containers, docker network and image are created by this run and
+undone at its end (also on SIGTERM, ^C and its time limit)."""
 import argparse
 import bisect
 import collections
@@ -420,11 +425,12 @@ class DockerProc:
 
 
 def docker_image(tag):
-    """The image the nodes run: tag as it is when given (--image), else kyu:chaos built from
-    KYU_BIN_DIR by scripts/docker_image.sh (from an empty root: no registry). None: none."""
+    """The image the nodes run: tag as it is when given (--image), else kyu:chaos<PID> built
+    from KYU_BIN_DIR by scripts/docker_image.sh (from an empty root: no registry), removed at
+    the end of the run. None: none."""
     if tag:
         return tag if docker("image", "inspect", tag, check=False).returncode == 0 else None
-    tag = "kyu:chaos"
+    tag = "kyu:chaos%d" % os.getpid()
     log("building the image %s from %s (scripts/docker_image.sh)", tag, BIN_DIR)
     r = subprocess.run([os.path.join(HERE, "..", "..", "scripts", "docker_image.sh"), BIN_DIR],
                        env=dict(os.environ, KYU_IMAGE=tag, KYU_BASE="scratch"),
@@ -1699,11 +1705,25 @@ def run_docker_checks(args, kinds, seed, schedule):
         if not os.access(p, os.X_OK):
             print("chaos: %s is missing (build first, or set KYU_BIN_DIR)" % p)
             return 1
+    svc = os.path.join(BIN_DIR, "examples", "orders", "orders-service")
+    if not args.image and not os.access(svc, os.X_OK):
+        print("chaos: %s is not built (libmicrohttpd-dev): the image cannot be built: skipped"
+              % svc)
+        return 77
     args.image_tag = docker_image(args.image)
     if not args.image_tag:
         print("chaos: no image %s (never pulled: build it with scripts/docker_image.sh)"
-              % (args.image or "kyu:chaos"))
+              % (args.image or "kyu:chaos<PID>"))
         return 1
+    args.image_built = not args.image
+    try:
+        return docker_run_chaos(args, kinds, seed, schedule)
+    finally:
+        if args.image_built:
+            docker("rmi", "-f", args.image_tag, check=False)
+
+
+def docker_run_chaos(args, kinds, seed, schedule):
     args.unsupported = set()
     if not docker_probe_libs(args.image_tag):
         args.unsupported = {"skew", "clock_jump", "slow_disk"} & set(kinds)
@@ -1734,6 +1754,8 @@ def run_chaos(args, kinds, seed, schedule):
                 p.kill()
         c.net.down()
         c.unmount_disks()
+        if getattr(args, "image_built", False):
+            docker("rmi", "-f", args.image_tag, check=False)
         os._exit(3)
 
     # SIGTERM or ^C: stop what the run started (containers, namespaces, mounts), then exit
