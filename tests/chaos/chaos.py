@@ -432,7 +432,8 @@ def docker_image(tag):
         return tag if docker("image", "inspect", tag, check=False).returncode == 0 else None
     tag = "kyu:chaos%d" % os.getpid()
     log("building the image %s from %s (scripts/docker_image.sh)", tag, BIN_DIR)
-    r = subprocess.run([os.path.join(HERE, "..", "..", "scripts", "docker_image.sh"), BIN_DIR],
+    r = subprocess.run([os.path.join(HERE, "..", "..", "scripts", "docker_image.sh"),
+                        os.path.abspath(BIN_DIR)],
                        env=dict(os.environ, KYU_IMAGE=tag, KYU_BASE="scratch"),
                        capture_output=True, timeout=600)
     if r.returncode != 0:
