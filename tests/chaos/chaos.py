@@ -363,6 +363,12 @@ class DockerNet:
                 if m and not os.path.exists("/proc/%s" % m.group(1)):
                     docker(what, "rm", "-f", name, check=False) if what == "container" else \
                         docker("network", "rm", name, check=False)
+        # the images such a run built (docker_image)
+        t = docker("images", "kyu", "--format", "{{.Tag}}", check=False)
+        for tag in t.stdout.decode().split():
+            m = re.match(r"chaos(\d+)$", tag)
+            if m and not os.path.exists("/proc/%s" % m.group(1)):
+                docker("rmi", "-f", "kyu:" + tag, check=False)
 
 
 class DockerProc:
