@@ -9,15 +9,20 @@ inside the namespaces), clock skew at a restart and clock jumps of a running nod
 file system, filled by a filler file), and some of them overlapping (--overlap). The workload
 includes a FIFO queue with message groups and deduplication ids. After healing and draining
 it checks the history in the manner of Jepsen's queue checker (docs/CHAOS.md says what).
+With --docker the brokers are containers of the kyu image (built here by
+scripts/docker_image.sh, never pulled) on a docker network of the run's, the clients on the
+host, with the same workload, faults and checks.
 
     tests/chaos/chaos.py                                     # 3 nodes, 30 faults
     tests/chaos/chaos.py --nodes 5 --faults 1000 --pace 0.5  # the long run
     tests/chaos/chaos.py --seed 1234                         # replays the faults of seed 1234
+    tests/chaos/chaos.py --docker --seed 1234                # the same on containers
 
 Needs root (network namespaces, mounts). Exit 0: no violation; 1: violations (listed); 77:
-not root, or no namespace can be made (ctest reports it as skipped). Every wait is bounded;
-processes are stopped by their PID only; the namespaces, veths, bridge and mounts are created
-by this run and undone at its end."""
+not root, or no namespace can be made, or (--docker) no docker (ctest reports it as
+skipped). Every wait is bounded; processes are stopped by their PID only; the namespaces,
+veths, bridge, mounts, containers, docker network and image are created by this run and
+undone at its end (also on SIGTERM, ^C and its time limit)."""
 import argparse
 import bisect
 import collections
@@ -265,11 +270,210 @@ class Net:
 
 
 # ---------------------------------------------------------------------------------------------
+# --docker: the brokers as containers of the kyu image (scripts/docker_image.sh, built here:
+# never pulled) on a docker network of this run's; the clients and workers on the host, which
+# reaches the containers through the network's bridge.
+
+DOCKER_LIB = "/chaos-lib"  # where the fault libraries are bind-mounted in a node's container
+DOCKER_RUN = "/chaos"      # where the run's dir (clock and slow-fsync files) is, read-only
+
+
+def docker(*args, check=True, timeout=60):
+    return run("docker", *args, check=check, timeout=timeout)
+
+
+class DockerNet:
+    """A docker bridge network of this run's (kyuc<PID>net, a /24 of 10.78 no other docker
+    network uses), each node a container on it at a fixed address (kyuc<PID>n1...). Partitions
+    are iptables rules in a node's container's network namespace (nsenter -t PID -n); a
+    container started anew (kill -9, skew) gets the rules of a partition still on."""
+
+    def __init__(self, n_nodes):
+        self.prefix = "kyuc%d" % os.getpid()
+        self.name = self.prefix + "net"
+        self.client = None  # the clients run on the host
+        self.nodes = {i: "%sn%d" % (self.prefix, i) for i in range(1, n_nodes + 1)}
+        self.rules = set()  # (at, src): node at drops what comes from node src
+        self.made = False
+        self.c = None       # the Cluster, for the nodes' containers
+        used = set()
+        ids = docker("network", "ls", "-q", check=False).stdout.decode().split()
+        if ids:
+            r = docker("network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}} {{end}}",
+                       *ids, check=False)
+            used = set(r.stdout.decode().split())
+        k = next(k for k in [(os.getpid() + j) % 250 + 1 for j in range(250)]
+                 if "10.78.%d.0/24" % k not in used)
+        self.subnet = "10.78.%d" % k
+
+    def ip_of(self, i):
+        return "%s.%d" % (self.subnet, 10 + i)
+
+    def up(self):
+        docker("network", "create", "--driver", "bridge", "--subnet", self.subnet + ".0/24",
+               "--label", "kyu-chaos=%d" % os.getpid(), self.name)
+        self.made = True
+
+    def exec_prefix(self, ns):
+        return []
+
+    def apply(self, at, src):
+        pid = self.c.nodes[at].pid()
+        if pid:  # a node not running gets the rule when it starts
+            run("nsenter", "-t", str(pid), "-n", "iptables", "-A", "INPUT", "-s",
+                self.ip_of(src), "-j", "DROP")
+
+    def reapply(self, at):
+        for (a, src) in sorted(self.rules):
+            if a == at:
+                self.apply(a, src)
+
+    def drop(self, at, src):
+        self.rules.add((at, src))
+        self.apply(at, src)
+
+    def cut(self, a, b):
+        self.drop(a, b)
+        self.drop(b, a)
+
+    def heal(self):
+        self.rules.clear()
+        for n in self.c.nodes.values():
+            pid = n.pid()
+            if pid:
+                run("nsenter", "-t", str(pid), "-n", "iptables", "-F", "INPUT", check=False)
+
+    def down(self):
+        for name in self.nodes.values():
+            docker("rm", "-f", "-v", name, check=False)
+        if self.made:
+            docker("network", "rm", self.name, check=False)
+            self.made = False
+
+    @staticmethod
+    def remove_stale():
+        """Containers and networks a run of this harness left behind when it was killed."""
+        r = docker("ps", "-a", "--filter", "label=kyu-chaos", "--format",
+                   "{{.Names}}", check=False)
+        n = docker("network", "ls", "--filter", "label=kyu-chaos", "--format", "{{.Name}}",
+                   check=False)
+        for what, out in (("container", r), ("network", n)):
+            for name in out.stdout.decode().split():
+                m = re.match(r"kyuc(\d+)", name)
+                if m and not os.path.exists("/proc/%s" % m.group(1)):
+                    docker(what, "rm", "-f", name, check=False) if what == "container" else \
+                        docker("network", "rm", name, check=False)
+        # the images such a run built (docker_image)
+        t = docker("images", "kyu", "--format", "{{.Tag}}", check=False)
+        for tag in t.stdout.decode().split():
+            m = re.match(r"chaos(\d+)$", tag)
+            if m and not os.path.exists("/proc/%s" % m.group(1)):
+                docker("rmi", "-f", "kyu:" + tag, check=False)
+
+
+class DockerProc:
+    """A node's container, with the part of Popen's interface Node uses: SIGKILL, SIGTERM are
+    `docker kill -s`, SIGSTOP and SIGCONT `docker pause` and `unpause` (the cgroup freezer)."""
+
+    def __init__(self, name):
+        self.name = name
+        self.returncode = None
+        self.paused = False
+
+    def poll(self):
+        if self.returncode is None:
+            r = docker("inspect", "-f", "{{.State.Running}} {{.State.ExitCode}}", self.name,
+                       check=False)
+            out = r.stdout.decode().split()
+            if r.returncode != 0 or len(out) != 2:
+                self.returncode = -1  # gone
+            elif out[0] != "true":
+                self.returncode = int(out[1])
+        return self.returncode
+
+    def pid(self):
+        r = docker("inspect", "-f", "{{.State.Pid}}", self.name, check=False)
+        try:
+            return int(r.stdout.decode().strip()) or None
+        except ValueError:
+            return None
+
+    def send_signal(self, s):
+        if s == signal.SIGSTOP:
+            if not self.paused:
+                docker("pause", self.name, check=False)
+                self.paused = True
+        elif s == signal.SIGCONT:
+            if self.paused:
+                docker("unpause", self.name, check=False)
+                self.paused = False
+        else:
+            if self.paused and s == signal.SIGKILL:
+                docker("unpause", self.name, check=False)  # a frozen task dies once thawed
+                self.paused = False
+            docker("kill", "-s", signal.Signals(s).name[3:], self.name, check=False)
+
+    def kill(self):
+        self.send_signal(signal.SIGKILL)
+
+    def wait(self, timeout=None):
+        if self.poll() is not None:
+            return self.returncode
+        try:
+            r = run("docker", "wait", self.name, check=False, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise subprocess.TimeoutExpired(["docker", "wait", self.name], timeout)
+        try:
+            self.returncode = int(r.stdout.decode().strip())
+        except ValueError:
+            self.returncode = -1
+        return self.returncode
+
+
+def docker_image(tag):
+    """The image the nodes run: tag as it is when given (--image), else kyu:chaos<PID> built
+    from KYU_BIN_DIR by scripts/docker_image.sh (from an empty root: no registry), removed at
+    the end of the run. None: none."""
+    if tag:
+        return tag if docker("image", "inspect", tag, check=False).returncode == 0 else None
+    tag = "kyu:chaos%d" % os.getpid()
+    log("building the image %s from %s (scripts/docker_image.sh)", tag, BIN_DIR)
+    r = subprocess.run([os.path.join(HERE, "..", "..", "scripts", "docker_image.sh"),
+                        os.path.abspath(BIN_DIR)],
+                       env=dict(os.environ, KYU_IMAGE=tag, KYU_BASE="scratch"),
+                       capture_output=True, timeout=600)
+    if r.returncode != 0:
+        log("scripts/docker_image.sh failed: %s", r.stderr.decode().strip()[-2000:])
+        return None
+    return tag
+
+
+def docker_probe_libs(image):
+    """Whether the fault libraries (libfaketime, slow_fsync.c's) load in a container of image:
+    bind-mounted from this machine, they need the image's C library to be this machine's (so
+    with the default image from an empty root). A container that prints its clock 300 s ahead
+    with both preloaded, and no loader error."""
+    if not os.path.exists(FAKETIME_LIB) or not os.path.exists(SLOW_FSYNC_LIB):
+        return False
+    r = docker("run", "--rm", "--pull", "never", "--network", "none",
+               "-v", "%s:%s/libfaketimeMT.so.1:ro" % (FAKETIME_LIB, DOCKER_LIB),
+               "-v", "%s:%s/libkyu_slow_fsync.so:ro" % (SLOW_FSYNC_LIB, DOCKER_LIB),
+               "-e", "LD_PRELOAD=%s/libkyu_slow_fsync.so %s/libfaketimeMT.so.1" % (DOCKER_LIB, DOCKER_LIB),
+               "-e", "FAKETIME=+300s", "--entrypoint", "python3", image, "-c",
+               "import time; print(int(time.time()))", check=False, timeout=120)
+    try:
+        ahead = int(r.stdout.decode().split()[-1]) - time.time()
+    except (ValueError, IndexError):
+        return False
+    return r.returncode == 0 and 250 < ahead < 350 and b"LD_PRELOAD" not in r.stderr
+
+
+# ---------------------------------------------------------------------------------------------
 
 class Node:
     def __init__(self, i, cluster):
         self.id, self.c = i, cluster
-        self.ip = Net.ip_of(i)
+        self.ip = cluster.net.ip_of(i)
         self.endpoint = "tcp://%s:7700" % self.ip
         self.log_path = os.path.join(cluster.dir, "broker-%d.log" % i)
         self.log = open(self.log_path, "ab")
@@ -308,6 +512,8 @@ class Node:
             env.update(LD_PRELOAD=" ".join(preload),
                        ASAN_OPTIONS=":".join(o for o in (os.environ.get("ASAN_OPTIONS"),
                                                          "verify_asan_link_order=0") if o))
+        if self.c.docker:
+            return self.start_container(skew, preload, env)
         self.log.write(("=== start (skew %+d s) ===\n" % skew).encode())
         self.log.flush()
         self.proc = subprocess.Popen(
@@ -316,6 +522,70 @@ class Node:
             + (["--disk-free-min", str(DISK_FREE_MIN)] if self.c.full_disk else [])
             + self.c.peer_args, stdout=self.log, stderr=self.log, env=env, preexec_fn=die_with_parent)
         self.stopped = False
+
+    def start_container(self, skew, preload, env):
+        """--docker: a new container (the last one's log kept, the container removed) on the
+        node's data dir, bind-mounted at /data; the fault libraries and the run's dir (the
+        clock and slow-fsync files) bind-mounted read-only."""
+        self.retire()
+        name = self.c.net.nodes[self.id]
+        os.makedirs(self.data_dir, exist_ok=True)
+        self.log.write(("=== start (skew %+d s): container %s ===\n" % (skew, name)).encode())
+        self.log.flush()
+        cmd = ["run", "-d", "--pull", "never", "--name", name,
+               "--label", "kyu-chaos=%d" % os.getpid(), "--network", self.c.net.name,
+               "--ip", self.ip, "--hostname", "kyu%d" % self.id,
+               "-v", "%s:/data" % self.data_dir, "-v", "%s:%s:ro" % (self.c.dir, DOCKER_RUN)]
+        libs = {SLOW_FSYNC_LIB: "libkyu_slow_fsync.so", FAKETIME_LIB: "libfaketimeMT.so.1"}
+        inner = []
+        for lib in preload:
+            cmd += ["-v", "%s:%s/%s:ro" % (lib, DOCKER_LIB, libs[lib])]
+            inner.append("%s/%s" % (DOCKER_LIB, libs[lib]))
+        # the container's environment: only what the fault libraries read, with the paths
+        # the container sees
+        for k in ("FAKETIME", "FAKETIME_CACHE_DURATION", "FAKETIME_DONT_FAKE_MONOTONIC",
+                  "ASAN_OPTIONS", "UBSAN_OPTIONS"):
+            if k in env:
+                cmd += ["-e", "%s=%s" % (k, env[k])]
+        cmd += ["-e", "KYU_SLOW_FSYNC_FILE=%s/%s" % (DOCKER_RUN, os.path.basename(self.slow_file))]
+        if "FAKETIME_TIMESTAMP_FILE" in env:
+            cmd += ["-e", "FAKETIME_TIMESTAMP_FILE=%s/%s"
+                    % (DOCKER_RUN, os.path.basename(self.clock_file))]
+        if inner:
+            cmd += ["-e", "LD_PRELOAD=" + " ".join(inner)]
+        cmd += ["--entrypoint", "/usr/local/bin/kyu-broker", self.c.image,
+                "--node-id", str(self.id), "--data", "/data"]
+        cmd += (["--disk-free-min", str(DISK_FREE_MIN)] if self.c.full_disk else [])
+        cmd += self.c.peer_args
+        docker(*cmd, timeout=120)
+        self.proc = DockerProc(name)
+        self.stopped = False
+        self.c.net.reapply(self.id)  # a partition still on
+
+    def retire(self):
+        """--docker: the last container's log appended to the node's log, the container
+        removed."""
+        name = self.c.net.nodes[self.id] if self.c.docker else None
+        if not name or docker("inspect", name, check=False).returncode != 0:
+            return
+        r = docker("logs", name, check=False, timeout=120)
+        self.log.write(r.stdout + r.stderr)
+        self.log.flush()
+        docker("rm", "-f", "-v", name, check=False)
+
+    def log_text(self):
+        """The node's log so far (with --docker, the running container's too)."""
+        self.log.flush()
+        with open(self.log_path, "rb") as f:
+            text = f.read()
+        if self.c.docker and self.proc is not None:
+            r = docker("logs", self.proc.name, check=False, timeout=120)
+            text += r.stdout + r.stderr
+        return text
+
+    def pid(self):
+        """--docker: the container's PID on the host, None when it is not running."""
+        return self.proc.pid() if self.proc is not None and self.proc.poll() is None else None
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
@@ -457,13 +727,20 @@ class History:
 class Cluster:
     def __init__(self, args):
         self.args = args
-        self.slow_disk = "slow_disk" in args.kinds.split(",")
-        self.clock_jumps = "clock_jump" in args.kinds.split(",")
+        # --docker: the kinds no container can have (the fault libraries do not load in it)
+        self.unsupported = getattr(args, "unsupported", set())
+        self.slow_disk = "slow_disk" in args.kinds.split(",") and "slow_disk" not in self.unsupported
+        self.clock_jumps = "clock_jump" in args.kinds.split(",") and \
+            "clock_jump" not in self.unsupported
         self.full_disk = "full_disk" in args.kinds.split(",")
         self.mounts = []       # (mount point, image file or None), undone by unmount_disks
         self.disk_fs = None    # "ext4 on a loop device" or "tmpfs"; None: full_disk skipped
         self.dir = tempfile.mkdtemp(prefix="kyu-chaos-")
-        self.net = Net(args.nodes)
+        os.chmod(self.dir, 0o755)  # bind-mounted into the containers (--docker)
+        self.docker = args.docker
+        self.image = getattr(args, "image_tag", None)
+        self.net = DockerNet(args.nodes) if self.docker else Net(args.nodes)
+        self.net.c = self
         self.nodes = {i: Node(i, self) for i in range(1, args.nodes + 1)}
         self.peer_args = []
         for n in self.nodes.values():
@@ -564,7 +841,7 @@ class Cluster:
         self.disk_fs = None
 
     def start(self):
-        Net.remove_stale()
+        self.net.remove_stale()
         self.net.up()
         if self.full_disk:
             self.mount_disks()
@@ -592,9 +869,7 @@ class Cluster:
     def tail_logs(self):
         out = ""
         for n in self.nodes.values():
-            n.log.flush()
-            with open(n.log_path, "rb") as f:
-                out += "\n--- node %d ---\n%s" % (n.id, f.read().decode(errors="replace")[-2000:])
+            out += "\n--- node %d ---\n%s" % (n.id, n.log_text().decode(errors="replace")[-2000:])
         return out
 
     # -- clients (threads), each running CLI processes in a loop until self.running clears
@@ -797,6 +1072,9 @@ class Cluster:
         kind = f["kind"]
         nodes = self.nodes
         heal = []
+        if kind in self.unsupported:
+            log("  not with these containers: skipped")
+            return None
         if kind in ("kill9_random", "kill9_leader"):
             n = nodes[f["node"]] if kind == "kill9_random" else self.live_leader()
             if n is None:
@@ -878,9 +1156,7 @@ class Cluster:
         return heal
 
     def read_only_lines(self, n):
-        n.log.flush()
-        with open(n.log_path, "rb") as f:
-            return f.read().count(b"READ-ONLY: ")
+        return n.log_text().count(b"READ-ONLY: ")
 
     def node_status(self, n):
         return next((s for s in self.status() if s.get("endpoint") == n.endpoint), None)
@@ -1353,6 +1629,7 @@ class Cluster:
             if n.proc is not None and n.proc.returncode != 0:
                 self.violation("node %d did not stop cleanly on SIGTERM: status %s"
                                % (n.id, n.proc.returncode))
+            n.retire()
         self.net.down()
         self.unmount_disks()
         for n in self.nodes.values():
@@ -1377,6 +1654,12 @@ def main():
                     help="scales every fault's duration and the pause after it (default 1)")
     ap.add_argument("--overlap", type=float, default=0.2,
                     help="the share of faults that come with a second one overlapping (default 0.2)")
+    ap.add_argument("--docker", action="store_true",
+                    help="the brokers as docker containers on a docker network of the run's "
+                         "(the clients on the host)")
+    ap.add_argument("--image", default=None,
+                    help="--docker: the image to run (never pulled; default: kyu:chaos, built "
+                         "from $KYU_BIN_DIR by scripts/docker_image.sh)")
     ap.add_argument("--keep", action="store_true", help="keep the data dir and logs")
     ap.add_argument("--schedule-only", action="store_true", help="print the schedule and exit")
     args = ap.parse_args()
@@ -1386,11 +1669,12 @@ def main():
     if bad:
         ap.error("unknown fault kinds: %s" % ", ".join(bad))
     schedule = make_schedule(seed, args.faults, args.nodes, kinds, args.pace, args.overlap)
-    print("chaos: seed %d, %d nodes, %d faults (replay: %s --nodes %d --faults %d --seed %d%s%s%s)"
+    print("chaos: seed %d, %d nodes, %d faults (replay: %s --nodes %d --faults %d --seed %d%s%s%s%s)"
           % (seed, args.nodes, args.faults, sys.argv[0], args.nodes, args.faults, seed,
              " --kinds " + args.kinds if args.kinds != ",".join(KINDS) else "",
              " --pace %g" % args.pace if args.pace != 1.0 else "",
-             " --overlap %g" % args.overlap if args.overlap != 0.2 else ""))
+             " --overlap %g" % args.overlap if args.overlap != 0.2 else "",
+             " --docker" if args.docker else ""))
     for f in schedule:
         print("  " + describe(f))
     sys.stdout.flush()
@@ -1399,6 +1683,8 @@ def main():
     if os.geteuid() != 0:
         print("chaos: needs root (network namespaces, iptables): skipped")
         return 77
+    if args.docker:
+        return run_docker_checks(args, kinds, seed, schedule)
     probe = "kyuc%ds" % os.getpid()
     r = run("ip", "netns", "add", probe, check=False)
     if r.returncode != 0:
@@ -1406,6 +1692,55 @@ def main():
               % r.stderr.decode().strip())
         return 77
     run("ip", "netns", "del", probe, check=False)
+    return run_chaos(args, kinds, seed, schedule)
+
+
+def run_docker_checks(args, kinds, seed, schedule):
+    """--docker: docker and nsenter there (else skipped: 77), the image (built here), and
+    which kinds of fault can be mapped to containers."""
+    if not shutil.which("docker") or not shutil.which("nsenter") or not shutil.which("iptables"):
+        print("chaos: --docker needs docker, nsenter and iptables: skipped")
+        return 77
+    r = run("docker", "info", check=False, timeout=60)
+    if r.returncode != 0:
+        print("chaos: docker does not answer (%s): skipped" % r.stderr.decode().strip()[:300])
+        return 77
+    if args.broker != BROKER:
+        print("chaos: --broker is for the namespace mode; --docker runs the image's (--image)")
+        return 2
+    for p in (BROKER, CLI, WORKER):
+        if not os.access(p, os.X_OK):
+            print("chaos: %s is missing (build first, or set KYU_BIN_DIR)" % p)
+            return 1
+    svc = os.path.join(BIN_DIR, "examples", "orders", "orders-service")
+    if not args.image and not os.access(svc, os.X_OK):
+        print("chaos: %s is not built (libmicrohttpd-dev): the image cannot be built: skipped"
+              % svc)
+        return 77
+    args.image_tag = docker_image(args.image)
+    if not args.image_tag:
+        print("chaos: no image %s (never pulled: build it with scripts/docker_image.sh)"
+              % (args.image or "kyu:chaos<PID>"))
+        return 1
+    args.image_built = not args.image
+    try:
+        return docker_run_chaos(args, kinds, seed, schedule)
+    finally:
+        if args.image_built:
+            docker("rmi", "-f", args.image_tag, check=False)
+
+
+def docker_run_chaos(args, kinds, seed, schedule):
+    args.unsupported = set()
+    if not docker_probe_libs(args.image_tag):
+        args.unsupported = {"skew", "clock_jump", "slow_disk"} & set(kinds)
+        if args.unsupported:
+            log("libfaketime or slow_fsync.c's library does not load in %s: %s faults skipped",
+                args.image_tag, ", ".join(sorted(args.unsupported)))
+    return run_chaos(args, kinds, seed, schedule)
+
+
+def run_chaos(args, kinds, seed, schedule):
     for p in (args.broker, CLI, WORKER):
         if not os.access(p, os.X_OK):
             print("chaos: %s is missing (build first, or set KYU_BIN_DIR)" % p)
@@ -1419,15 +1754,20 @@ def main():
     c = Cluster(args)
     log("data and logs in %s", c.dir)
     budget = args.budget if args.budget is not None else 10.0 * args.faults
-    def give_up():
-        log("hard time limit reached: stopping every process of the run")
+    def give_up(why="hard time limit reached"):
+        log("%s: stopping every process of the run", why)
         for p in [n.proc for n in c.nodes.values()] + [w.proc for w in c.workers]:
             if p is not None and p.poll() is None:
                 p.kill()
         c.net.down()
         c.unmount_disks()
+        if getattr(args, "image_built", False):
+            docker("rmi", "-f", args.image_tag, check=False)
         os._exit(3)
 
+    # SIGTERM or ^C: stop what the run started (containers, namespaces, mounts), then exit
+    signal.signal(signal.SIGTERM, lambda *_: give_up("SIGTERM"))
+    signal.signal(signal.SIGINT, lambda *_: give_up("interrupted"))
     hard_stop = threading.Timer(budget + 600, give_up)
     hard_stop.daemon = True
     hard_stop.start()
