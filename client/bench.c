@@ -73,7 +73,8 @@ static void usage(FILE *out)
             "  w1    one request in flight per thread: send and wait; receive 1, delete, wait\n"
             "  lat   w1 with the producers paced to --rate msg/s (default 500)\n"
             "  w2    --inflight pipelined sends (default 100); consumers keep --recv-inflight\n"
-            "        receives of 10 in flight (default 4) and delete in pipelined batches\n"
+            "        receives of 10 in flight (default 10: 100 messages, as the peers' W2\n"
+            "        consumers hold) and delete in pipelined batches\n"
             "  push  w2's producers; each consumer opens a worker session (WORKER_OPEN) with\n"
             "        --credit N (default 100): the broker leases and pushes messages, the\n"
             "        consumer deletes each push's messages in one request and gives the credit\n"
@@ -459,7 +460,7 @@ int main(int argc, char **argv)
     b.count = 100000;
     b.size = 1024;
     b.inflight = 100;
-    b.recv_inflight = 4;
+    b.recv_inflight = 10; /* 100 messages in flight: PERFORMANCE.md's W2, the peers' COUNT 100 */
     b.credit = 100;
     b.batch = 1;
     b.producers = b.consumers = 1;
