@@ -937,7 +937,7 @@ void kyu_op_publish_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *b
         }
         kyu_op_make_uuid(ctx, cmd->ids[i]);
         if (!t->fifo) { /* a standard topic's: its group if it has one, never a dedup id */
-            memcpy(cmd->group_ids[i], request_group(req, i), sizeof cmd->group_ids[i]);
+            snprintf(cmd->group_ids[i], sizeof cmd->group_ids[i], "%s", request_group(req, i));
             continue;
         }
         /* A FIFO topic's: the group and deduplication ids; a content-based one is the SHA-256
