@@ -76,7 +76,9 @@
  *                      nil], enqueued so on its own, or [code, error text] for one that
  *                      failed the leader's checks. A FIFO topic's message (single or entry)
  *                      has two more elements: its group id and its deduplication id
- *                      (strings; the leader computed a content-based one)
+ *                      (strings; the leader computed a content-based one); a standard
+ *                      topic's message with a MessageGroupId one more: its group id (a batch
+ *                      mixes messages with and without one)
  *   SET_SUBSCRIPTION_ATTRIBUTES: items = [subscription id, raw (bool) or nil (unchanged),
  *                      policy (bin), false (no policy) or nil (unchanged), scope (0, 1) or
  *                      nil (unchanged)] (op_topic.c)
@@ -190,7 +192,8 @@ typedef struct {
     bool publish_batch;
     /* CREATE_TOPIC: a FIFO topic (its name ends in .fifo), with ContentBasedDeduplication.
      * PUBLISH to a FIFO topic: each message's group and deduplication ids are in group_ids[i]
-     * and dedup_ids[i] (a content-based one computed by the leader) */
+     * and dedup_ids[i] (a content-based one computed by the leader); to a standard topic: a
+     * message's group, if it has one, in group_ids[i] */
     bool topic_fifo, topic_cbd;
     /* SEND: has_md5 (see md5_body below) */
     bool has_md5;

@@ -843,10 +843,12 @@ static kyu_code_t check_publish(kyu_op_ctx_t *ctx, const topic_t *t, const void 
                            "topic '%s' should either have ContentBasedDeduplication enabled or "
                            "MessageDeduplicationId provided explicitly",
                            t->name);
-    if (!t->fifo && (group[0] || did[0]))
+    /* A standard topic takes a group (SNS's: forwarded to its standard queues, whose fair
+     * groups spread it) but no deduplication id */
+    if (!t->fifo && did[0])
         return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
-                           "MessageGroupId and MessageDeduplicationId are for FIFO topics; '%s' "
-                           "is a standard topic",
+                           "MessageDeduplicationId is for FIFO topics; '%s' is a standard topic "
+                           "(it takes a MessageGroupId alone)",
                            t->name);
     if (len == 0)
         return kyu_err_set(err, KYU_ERR_EMPTY_BODY, "the message has an empty body");
@@ -934,8 +936,10 @@ void kyu_op_publish_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *b
             kyu_msg_attrs_sort(&cmd->attrs[i]);
         }
         kyu_op_make_uuid(ctx, cmd->ids[i]);
-        if (!t->fifo)
+        if (!t->fifo) { /* a standard topic's: its group if it has one, never a dedup id */
+            snprintf(cmd->group_ids[i], sizeof cmd->group_ids[i], "%s", request_group(req, i));
             continue;
+        }
         /* A FIFO topic's: the group and deduplication ids; a content-based one is the SHA-256
          * of the body, computed here once (as a FIFO queue's send) */
         memcpy(cmd->group_ids[i], req->group_ids[i], sizeof cmd->group_ids[i]);
@@ -949,7 +953,8 @@ void kyu_op_publish_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *b
     cmd->topic_fifo = t->fifo;
 }
 
-/* id, body, attrs or nil, and a FIFO topic's group id and deduplication id */
+/* id, body, attrs or nil, and a FIFO topic's group id and deduplication id, or a standard
+ * topic's group id when it has one */
 static void encode_entry(const kyu_command_t *cmd, size_t i, msgpack_packer *pk)
 {
     kyu_mp_pack_str(pk, cmd->ids[i]);
@@ -959,25 +964,26 @@ static void encode_entry(const kyu_command_t *cmd, size_t i, msgpack_packer *pk)
         kyu_msg_attrs_pack(pk, &cmd->attrs[i]);
     else
         msgpack_pack_nil(pk);
-    if (cmd->topic_fifo) {
+    if (cmd->topic_fifo || cmd->group_ids[i][0])
         kyu_mp_pack_str(pk, cmd->group_ids[i]);
+    if (cmd->topic_fifo)
         kyu_mp_pack_str(pk, cmd->dedup_ids[i]);
-    }
 }
 
-/* The number of elements of a message's encoding (encode_entry) */
-static size_t entry_len(const kyu_command_t *cmd)
+/* The number of elements of message i's encoding (encode_entry): 5 a FIFO topic's, 4 a
+ * standard topic's with a group, 3 one without */
+static size_t entry_len(const kyu_command_t *cmd, size_t i)
 {
-    return cmd->topic_fifo ? 5 : 3;
+    return cmd->topic_fifo ? 5 : cmd->group_ids[i][0] ? 4 : 3;
 }
 
-/* [topic, id, body, attrs or nil], or a batch: [topic, entry, ...], each entry [id, body,
- * attrs or nil] or [code, error] (an array where a single publish has its id: no nesting
- * deeper than SEND's, command.c's bound) */
+/* [topic, id, body, attrs or nil (, group (, dedup))], or a batch: [topic, entry, ...], each
+ * entry [id, body, attrs or nil (, group (, dedup))] or [code, error] (an array where a single
+ * publish has its id: no nesting deeper than SEND's, command.c's bound) */
 void kyu_op_publish_encode(const kyu_command_t *cmd, msgpack_packer *pk)
 {
     if (!cmd->publish_batch) {
-        msgpack_pack_array(pk, 1 + entry_len(cmd));
+        msgpack_pack_array(pk, 1 + entry_len(cmd, 0));
         kyu_mp_pack_str(pk, cmd->topic);
         encode_entry(cmd, 0, pk);
         return;
@@ -991,7 +997,7 @@ void kyu_op_publish_encode(const kyu_command_t *cmd, msgpack_packer *pk)
             kyu_mp_pack_str(pk, cmd->entry_error[i]);
             continue;
         }
-        msgpack_pack_array(pk, entry_len(cmd));
+        msgpack_pack_array(pk, entry_len(cmd, i));
         encode_entry(cmd, i, pk);
     }
 }
@@ -1003,19 +1009,21 @@ static bool get_fifo_id(const msgpack_object *o, char *out, size_t max)
            kyu_fifo_id_valid(o->via.str.ptr, o->via.str.size, max) && kyu_mp_copy_str(o, out, max);
 }
 
-/* f[0..n): id, body, attributes or nil (n 3), and a FIFO topic's group and deduplication
- * ids (n 5), into entry i */
+/* f[0..n): id, body, attributes or nil (n 3), and a standard topic's group id (n 4, since
+ * standard topics take groups; a log's older entries have 3 or 5) or a FIFO topic's group and
+ * deduplication ids (n 5), into entry i */
 static bool decode_entry(const msgpack_object *f, size_t n, size_t i, kyu_command_t *cmd)
 {
-    if (n != 3 && n != 5)
+    if (n < 3 || n > 5)
         return false;
     if (!kyu_mp_copy_str(&f[0], cmd->ids[i], KYU_UUID_LEN) || f[0].via.str.size != KYU_UUID_LEN ||
         f[1].type != MSGPACK_OBJECT_BIN || f[1].via.bin.size == 0)
         return false;
     cmd->bodies[i] = f[1].via.bin.ptr;
     cmd->body_lens[i] = f[1].via.bin.size;
-    if (n == 5 && (!get_fifo_id(&f[3], cmd->group_ids[i], KYU_GROUP_ID_MAX) ||
-                   !get_fifo_id(&f[4], cmd->dedup_ids[i], KYU_DEDUP_ID_MAX)))
+    if (n >= 4 && !get_fifo_id(&f[3], cmd->group_ids[i], KYU_GROUP_ID_MAX))
+        return false;
+    if (n == 5 && !get_fifo_id(&f[4], cmd->dedup_ids[i], KYU_DEDUP_ID_MAX))
         return false;
     if (f[2].type == MSGPACK_OBJECT_NIL)
         return true;
@@ -1049,9 +1057,9 @@ bool kyu_op_publish_decode(const msgpack_object *items, kyu_command_t *cmd)
                 !kyu_mp_copy_str(&x[1], cmd->entry_error[i], KYU_ERR_MSG_MAX - 1))
                 return false;
             cmd->entry_code[i] = (uint8_t)x[0].via.u64;
-        } else if ((kind && kind != e->via.array.size) ||
+        } else if ((kind && (kind == 5) != (e->via.array.size == 5)) ||
                    !decode_entry(x, e->via.array.size, i, cmd)) {
-            return false; /* every message of a batch is a FIFO topic's, or none */
+            return false; /* every message of a batch is a FIFO topic's (5), or none (3, 4) */
         } else {
             kind = e->via.array.size;
             cmd->topic_fifo = kind == 5;
@@ -1124,8 +1132,11 @@ static kyu_code_t publish_one(kyu_sm_t *self, topic_t *t, const kyu_command_t *c
         char id[KYU_UUID_LEN + 1];
         copy_id(c->ids[i], s->id, id);
         /* A FIFO topic's copy, into a FIFO queue, with its group and deduplication ids: the
-         * queue's own deduplication applies to it as to a send (op_message.c) */
-        const char *group = t->fifo ? c->group_ids[i] : NULL;
+         * queue's own deduplication applies to it as to a send (op_message.c). A standard
+         * topic's, into a standard queue (it takes no FIFO subscription), with its group if it
+         * has one (the queue's fair groups spread it, sm_fair.c) and no deduplication id. */
+        KYU_ASSERT(t->fifo || !q->is_fifo);
+        const char *group = t->fifo || c->group_ids[i][0] ? c->group_ids[i] : NULL;
         const char *did = t->fifo ? c->dedup_ids[i] : NULL;
         char first[KYU_UUID_LEN + 1];
         uint64_t first_seq;

@@ -81,7 +81,9 @@ static const cli_cmd_t commands[] = {
      "whose filter policy "
      "matches (all of them or none, each message); prints the message ids. A FIFO topic needs "
      "--group (the MessageGroupId of every message) and --dedup-id (one message, not --lines) "
-     "unless it has ContentBasedDeduplication; then prints the id and the SequenceNumber",
+     "unless it has ContentBasedDeduplication; then prints the id and the SequenceNumber. A "
+     "standard topic takes --group alone (forwarded to its queues, whose receives share fairly "
+     "across groups) and refuses --dedup-id",
      CLI_OPT_TOPIC | CLI_OPT_LINES | CLI_OPT_MSG_ATTRS | CLI_OPT_GROUP, 1, 2, cli_cmd_publish},
     {"publish-batch", "TOPIC",
      "publish stdin's JSON lines, SNS's PublishBatch entries {\"Id\", \"Message\", "

@@ -362,9 +362,11 @@ kyu_code_t kyu_client_send_batch(kyu_client_t *self, const char *queue,
                                  const kyu_batch_entry_t *entries, size_t n,
                                  kyu_batch_result_t *out, kyu_err_t *err);
 /* (Topics, continued: kyu_sent_message_t and kyu_batch_entry_t are defined only here.) */
-/* kyu_client_publish with a FIFO topic's MessageGroupId (required there) and
- * MessageDeduplicationId (required unless the topic has ContentBasedDeduplication), each NULL
- * or 1..128 of ASCII letters, digits and punctuation; a standard topic refuses both. out gets
+/* kyu_client_publish with a MessageGroupId and a MessageDeduplicationId, each NULL or 1..128
+ * of ASCII letters, digits and punctuation. A FIFO topic needs the group and the deduplication
+ * id (unless it has ContentBasedDeduplication); a standard topic takes a group alone (SNS's:
+ * forwarded to its standard queues, whose receives share fairly across groups) and refuses a
+ * deduplication id (INVALID_ARGUMENT). out gets
  * the MessageId and, on a FIFO topic, the SequenceNumber: a duplicate within 5 minutes (same
  * deduplication id) gets the first publish's, and nothing is enqueued again. */
 kyu_code_t kyu_client_publish_fifo(kyu_client_t *self, const char *topic, const void *body,
@@ -377,11 +379,10 @@ kyu_code_t kyu_client_publish_fifo_async(kyu_client_t *self, const char *topic, 
                                          uint64_t *req_id, kyu_err_t *err);
 /* (Topics, continued: kyu_batch_entry_t is defined only here.) */
 /* Publishes 1..10 entries as one batch (SNS's PublishBatch): each entry (its id, body and
- * attributes, and a FIFO topic's group_id and dedup_id; delay_seconds is not used: topics
- * have none) is published on its own, into
- * every matching subscribed queue or none, so a bad or refused entry fails alone; out[i]
- * gets entry i's result (sent.message_id and a FIFO topic's sent.sequence, no digests). The
- * entries together are at most
+ * attributes, a FIFO topic's group_id and dedup_id or a standard topic's group_id; delay_seconds is
+ * not used: topics have none) is published on its own, into every matching subscribed queue or
+ * none, so a bad or refused entry fails alone; out[i] gets entry i's result (sent.message_id and a
+ * FIFO topic's sent.sequence, no digests). The entries together are at most
  * KYU_PUBLISH_BATCH_BYTES_MAX (256 KiB, bodies and attributes: else TOO_LARGE
  * BatchRequestTooLong, nothing published); more than 10: INVALID_ARGUMENT
  * TooManyEntriesInBatchRequest; ids as kyu_client_send_batch's (InvalidBatchEntryId,

@@ -239,7 +239,8 @@ static kyu_code_t set_fifo_id(const char *id, const char *what, char *out, kyu_e
     return KYU_OK;
 }
 
-/* The PUBLISH request: the topic, a FIFO topic's group and deduplication ids (NULL: none),
+/* The PUBLISH request: the topic, a FIFO topic's group and deduplication ids or a standard
+ * topic's group (NULL: none; the broker judges them against the topic),
  * and the attributes when there are some (checked here). */
 static kyu_code_t publish_request(kyu_request_t *req, const char *topic,
                                   const kyu_msg_attrs_t *attrs, const char *group_id,

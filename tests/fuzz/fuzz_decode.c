@@ -78,6 +78,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             KYU_ASSERT(cmd.msg_delay_ms[i] <= KYU_DELIVER_AT_MAX_S * 1000ull);
             check_attrs(&cmd.attrs[i], data, size);
         }
+        /* PUBLISH: each message inside the entry; a FIFO topic's (5 elements) with both ids,
+         * a standard topic's (3, or 4 with a group) never a deduplication id */
+        for (size_t i = 0; i < cmd.n && cmd.type == KYU_CMD_PUBLISH; i++) {
+            if (cmd.entry_code[i]) {
+                KYU_ASSERT(cmd.entry_code[i] < KYU_ERR_CODE_COUNT && cmd.body_lens[i] == 0);
+                continue;
+            }
+            KYU_ASSERT((const uint8_t *)cmd.bodies[i] >= data &&
+                       (const uint8_t *)cmd.bodies[i] + cmd.body_lens[i] <= data + size);
+            KYU_ASSERT(cmd.topic_fifo ? cmd.group_ids[i][0] && cmd.dedup_ids[i][0]
+                                      : !cmd.dedup_ids[i][0]);
+            check_attrs(&cmd.attrs[i], data, size);
+        }
         if (cmd.type == KYU_CMD_CREATE_QUEUE || cmd.type == KYU_CMD_SET_QUEUE_ATTRIBUTES) {
             KYU_ASSERT(cmd.max_size <= KYU_MAX_SIZE_MAX && cmd.delay <= KYU_DELAY_MAX);
             /* The other attributes: inside the entry, and in their ranges. */

@@ -75,7 +75,9 @@ class FifoTopics(BrokerCase):
         self.b.ok("subscribe", "t.fifo", "q.fifo", "--raw")
         self.fails(1, "MessageGroupId", "publish", "t.fifo", "x")
         self.fails(1, "MessageDeduplicationId", "publish", "t.fifo", "x", "--group", "g")
-        self.fails(1, "for FIFO topics", "publish", "s", "x", "--group", "g")
+        # a standard topic takes a group alone (test_topic_groups.py), not a deduplication id
+        self.fails(1, "MessageDeduplicationId is for FIFO topics", "publish", "s", "x",
+                   "--group", "g", "--dedup-id", "d")
         self.fails(2, "not with --lines", "publish", "t.fifo", "--lines", "--group", "g",
                    "--dedup-id", "d")
         self.assertEqual(self.counts("q.fifo"), (0, 0, 0))

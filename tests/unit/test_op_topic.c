@@ -457,6 +457,227 @@ static void test_a_standard_topic_refuses_a_fifo_queue(void **state)
     assert_int_equal(receive(f, "f.fifo", got), 0);
 }
 
+/* ---- a standard topic's MessageGroupId (SNS's: forwarded to its standard queues) ---- */
+
+/* Receives up to 10 of queue's messages: their bodies and groups ("" for none), n of them; no
+ * copy has a deduplication id. */
+static size_t receive_groups(fixture_t *f, const char *queue, uint64_t now, char bodies[][64],
+                             char groups[][KYU_GROUP_ID_MAX + 1])
+{
+    kyu_result_t r = apply1(f, cmd_receive(queue, now, 10, 30));
+    assert_int_equal(r.code, KYU_OK);
+    size_t n = r.n_msgs;
+    for (size_t i = 0; i < n; i++) {
+        assert_string_equal(r.msgs[i].dedup_id, "");
+        memcpy(groups[i], r.msgs[i].group_id, sizeof groups[i]);
+        const char *body = r.bodies[i];
+        size_t len = r.body_lens[i];
+        json_error_t e;
+        json_t *env = body[0] == '{' ? json_loadb(body, len, 0, &e) : NULL;
+        if (env) { /* the envelope: its Message */
+            body = json_string_value(json_object_get(env, "Message"));
+            assert_non_null(body);
+            len = strlen(body);
+        }
+        assert_true(len < 64);
+        memcpy(bodies[i], body, len);
+        bodies[i][len] = '\0';
+        json_decref(env);
+    }
+    kyu_result_clear(&r);
+    return n;
+}
+
+static kyu_command_t publish_grouped(const char *topic, const char *body, const char *group)
+{
+    kyu_command_t c = publish(topic, body, NULL);
+    snprintf(c.group_ids[0], sizeof c.group_ids[0], "%s", group);
+    return c;
+}
+
+/* A grouped publish reaches both standard queues (enveloped and raw) with its group, and a
+ * receive returns it as a grouped send's; a batch's entries each with their own group or
+ * none; all of it after a restart too. */
+static void test_a_standard_topic_forwards_a_group_to_its_queues(void **state)
+{
+    fixture_t *f = *state;
+    setup_topic(f);
+    ok(apply1(f, publish_grouped("t", "one", "tenant-1")));
+    kyu_command_t b = topic_cmd(KYU_CMD_PUBLISH, "t");
+    b.publish_batch = true;
+    b.n = 3;
+    const char *bodies[] = {"two", "three", "four"}, *groups[] = {"tenant-2", "", "tenant-1"};
+    for (size_t i = 0; i < 3; i++) {
+        b.bodies[i] = bodies[i];
+        b.body_lens[i] = strlen(bodies[i]);
+        snprintf(b.ids[i], sizeof b.ids[i], "11111111-2222-4333-8444-55555555556%zu", i);
+        snprintf(b.group_ids[i], sizeof b.group_ids[i], "%s", groups[i]);
+    }
+    kyu_result_t r = apply1(f, b);
+    assert_int_equal(r.code, KYU_OK);
+    assert_int_equal(r.n_ids, 3);
+    assert_int_equal(r.n_results, 0);
+    kyu_result_clear(&r);
+    fixture_reopen(f);
+    const char *queues[] = {"a", "b"};
+    for (size_t q = 0; q < 2; q++) {
+        char got[10][64], gid[10][KYU_GROUP_ID_MAX + 1];
+        size_t n = receive_groups(f, queues[q], T0 + 1, got, gid);
+        assert_int_equal(n, 4);
+        const char *want_body[] = {"one", "two", "three", "four"};
+        const char *want_group[] = {"tenant-1", "tenant-2", "", "tenant-1"};
+        for (size_t w = 0; w < 4; w++) {
+            size_t at = n;
+            for (size_t i = 0; i < n; i++)
+                if (strcmp(got[i], want_body[w]) == 0)
+                    at = i;
+            if (at == n)
+                fail_msg("queue %s: no copy of '%s'", queues[q], want_body[w]);
+            assert_string_equal(gid[at], want_group[w]);
+        }
+    }
+}
+
+/* Copies with a group go through the queue's fair groups: a noisy tenant's backlog does not
+ * keep a quiet tenant's message out of a receive of one. */
+static void test_a_topic_group_is_served_fairly_in_its_queue(void **state)
+{
+    fixture_t *f = *state;
+    setup_topic(f);
+    for (int i = 0; i < 20; i++) {
+        char body[16], id[KYU_UUID_LEN + 1];
+        snprintf(body, sizeof body, "noisy-%d", i);
+        kyu_command_t c = publish_grouped("t", body, "noisy");
+        snprintf(id, sizeof id, "11111111-2222-4333-8444-5555555556%02d", i);
+        memcpy(c.ids[0], id, sizeof id);
+        ok(apply1(f, c));
+    }
+    /* the noisy tenant served once, then the quiet one's single message arrives */
+    kyu_result_t r = apply1(f, cmd_receive("b", T0 + 1, 1, 30));
+    assert_int_equal(r.n_msgs, 1);
+    assert_string_equal(r.msgs[0].group_id, "noisy");
+    kyu_result_clear(&r);
+    ok(apply1(f, publish_grouped("t", "quiet", "quiet")));
+    r = apply1(f, cmd_receive("b", T0 + 2, 1, 30));
+    assert_int_equal(r.code, KYU_OK);
+    assert_int_equal(r.n_msgs, 1);
+    assert_string_equal(r.msgs[0].group_id, "quiet");
+    assert_int_equal(r.body_lens[0], 5);
+    assert_memory_equal(r.bodies[0], "quiet", 5);
+    kyu_result_clear(&r);
+}
+
+static kyu_request_t publish_request(const char *topic)
+{
+    kyu_request_t r;
+    memset(&r, 0, sizeof r);
+    r.op = KYU_OP_PUBLISH;
+    r.fields = KYU_F_TOPIC;
+    snprintf(r.topic, sizeof r.topic, "%s", topic);
+    return r;
+}
+
+static kyu_code_t validate_publish(fixture_t *f, const kyu_request_t *req, size_t n, kyu_err_t *err)
+{
+    kyu_op_ctx_t ctx = {.sm = f->sm, .max_body = 1 << 20};
+    zmsg_t *z = zmsg_new();
+    for (size_t i = 0; i < n; i++)
+        zmsg_addstr(z, "x");
+    kyu_err_clear(err);
+    kyu_code_t rc = kyu_ops_row(req->op)->validate(&ctx, req, z, err);
+    zmsg_destroy(&z);
+    return rc;
+}
+
+/* The leader takes a standard topic's group and refuses its deduplication id (a single
+ * publish whole, a batch's entry alone), and that refusal changes nothing. */
+static void test_a_standard_topic_takes_a_group_and_refuses_a_dedup_id(void **state)
+{
+    fixture_t *f = *state;
+    setup_topic(f);
+    kyu_err_t err;
+    kyu_request_t r = publish_request("t");
+    r.fields |= KYU_F_GROUPS;
+    r.n_group_msgs = 1;
+    snprintf(r.group_ids[0], sizeof r.group_ids[0], "g");
+    assert_int_equal(validate_publish(f, &r, 1, &err), KYU_OK);
+    snprintf(r.dedup_ids[0], sizeof r.dedup_ids[0], "d");
+    assert_int_equal(validate_publish(f, &r, 1, &err), KYU_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.msg, "MessageDeduplicationId is for FIFO topics"));
+    r.group_ids[0][0] = '\0'; /* a dedup id alone: refused too */
+    assert_int_equal(validate_publish(f, &r, 1, &err), KYU_ERR_INVALID_ARGUMENT);
+
+    /* A batch: entry 0 grouped, entry 1 with a dedup id (fails alone), entry 2 neither. */
+    kyu_request_t b = publish_request("t");
+    b.fields |= KYU_F_GROUPS | KYU_F_ENTRY_IDS;
+    b.n_group_msgs = 3;
+    b.n_entries = 3;
+    for (size_t i = 0; i < 3; i++)
+        snprintf(b.entry_ids[i], sizeof b.entry_ids[i], "e%zu", i);
+    snprintf(b.group_ids[0], sizeof b.group_ids[0], "g0");
+    snprintf(b.group_ids[1], sizeof b.group_ids[1], "g1");
+    snprintf(b.dedup_ids[1], sizeof b.dedup_ids[1], "d1");
+    assert_int_equal(validate_publish(f, &b, 3, &err), KYU_OK);
+    kyu_op_ctx_t ctx = {.sm = f->sm, .max_body = 1 << 20, .rng = {1, 2, 3, 4}};
+    zmsg_t *z = zmsg_new();
+    const char *bodies[] = {"zero", "one", "two"};
+    for (size_t i = 0; i < 3; i++)
+        zmsg_addstr(z, bodies[i]);
+    kyu_command_t c;
+    kyu_command_init(&c);
+    c.type = KYU_CMD_PUBLISH;
+    c.now_ms = T0;
+    c.vt = -1;
+    kyu_ops_row(KYU_OP_PUBLISH)->build(&ctx, &b, z, &c);
+    assert_int_equal(c.n, 3);
+    assert_false(c.topic_fifo);
+    assert_string_equal(c.group_ids[0], "g0");
+    assert_int_equal(c.entry_code[1], KYU_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(c.entry_error[1], "MessageDeduplicationId"));
+    assert_string_equal(c.group_ids[2], "");
+    for (size_t i = 0; i < 3; i++)
+        assert_string_equal(c.dedup_ids[i], "");
+    kyu_result_t res = apply1(f, c);
+    zmsg_destroy(&z);
+    assert_int_equal(res.code, KYU_OK);
+    assert_int_equal(res.n_results, 3);
+    assert_int_equal(res.results[1], KYU_ERR_INVALID_ARGUMENT);
+    kyu_result_clear(&res);
+    char got[10][64], gid[10][KYU_GROUP_ID_MAX + 1];
+    assert_int_equal(receive_groups(f, "b", T0 + 1, got, gid), 2); /* entry 1: nothing */
+    for (size_t i = 0; i < 2; i++)
+        assert_string_equal(gid[i], strcmp(got[i], "zero") == 0 ? "g0" : "");
+}
+
+/* A crash loses the state machine's unwritten writes; the log's entry, a standard topic's
+ * grouped publish (the 4-element encoding), applied again from there gives the same copies
+ * with their groups. */
+static void test_a_grouped_publish_is_replayed_after_a_crash(void **state)
+{
+    fixture_t *f = *state;
+    kyu_command_t log[] = {cmd_create("a", 30),
+                           cmd_create("b", 30),
+                           topic_cmd(KYU_CMD_CREATE_TOPIC, "t"),
+                           subscribe("t", "a", SUB_A, false),
+                           subscribe("t", "b", SUB_B, true),
+                           publish_grouped("t", "again", "tenant-9")};
+    size_t n = sizeof log / sizeof log[0];
+    uint64_t first = f->index + 1;
+    for (size_t i = 0; i < n; i++)
+        ok(apply1(f, log[i]));
+    fixture_crash(f);
+    f->index = kyu_sm_applied_index(f->sm);
+    assert_true(f->index + 1 >= first && f->index < first + n);
+    for (size_t i = f->index + 1 - first; i < n; i++) /* the replay of the log from there */
+        ok(apply1(f, log[i]));
+    for (size_t q = 0; q < 2; q++) {
+        char got[10][64], gid[10][KYU_GROUP_ID_MAX + 1];
+        assert_int_equal(receive_groups(f, q ? "b" : "a", T0 + 1, got, gid), 1);
+        assert_string_equal(got[0], "again");
+        assert_string_equal(gid[0], "tenant-9");
+    }
+}
+
 static void test_topic_commands_round_trip_through_the_log_encoding(void **state)
 {
     (void)state;
@@ -477,8 +698,20 @@ static void test_topic_commands_round_trip_through_the_log_encoding(void **state
                             set_sub(SUB_A, 1, "{\"k\":[\"v\"]}", false, 0),
                             set_sub(SUB_B, 0, NULL, true, -1),
                             set_sub(SUB_A, -1, NULL, false, 1),
+                            publish("t", "body", &attrs),
+                            publish("t", "body", &attrs),
                             publish("t", "body", &attrs)};
-    size_t last = sizeof cmds / sizeof cmds[0] - 1;
+    size_t last = sizeof cmds / sizeof cmds[0] - 3;
+    /* A standard topic's grouped message (4 elements), alone and in a batch beside one
+     * without a group (3 elements) */
+    snprintf(cmds[last + 1].group_ids[0], sizeof cmds[last + 1].group_ids[0], "tenant-1");
+    kyu_command_t *mixed = &cmds[last + 2];
+    snprintf(mixed->group_ids[0], sizeof mixed->group_ids[0], "tenant-2");
+    mixed->publish_batch = true;
+    mixed->n = 2;
+    mixed->bodies[1] = "second";
+    mixed->body_lens[1] = 6;
+    snprintf(mixed->ids[1], sizeof mixed->ids[1], "%s", SUB_A);
     cmds[last].publish_batch = true; /* a batch of 2: a message, an entry failed */
     cmds[last].n = 2;
     cmds[last].entry_code[1] = KYU_ERR_EMPTY_BODY;
@@ -517,10 +750,17 @@ static void test_topic_commands_round_trip_through_the_log_encoding(void **state
         if (d.type == KYU_CMD_PUBLISH) {
             assert_int_equal(d.publish_batch, cmds[i].publish_batch);
             assert_int_equal(d.n, cmds[i].n);
-            if (d.publish_batch) {
+            if (d.publish_batch && cmds[i].entry_code[1]) {
                 assert_int_equal(d.entry_code[1], KYU_ERR_EMPTY_BODY);
                 assert_string_equal(d.entry_error[1], "empty");
             }
+            assert_false(d.topic_fifo);
+            for (size_t j = 0; j < d.n; j++) {
+                assert_string_equal(d.group_ids[j], cmds[i].group_ids[j]);
+                assert_string_equal(d.dedup_ids[j], "");
+            }
+            if (d.n == 2 && !d.entry_code[1])
+                assert_memory_equal(d.bodies[1], "second", 6);
             assert_string_equal(d.ids[0], MSG_ID);
             assert_int_equal(d.body_lens[0], 4);
             assert_memory_equal(d.bodies[0], "body", 4);
@@ -565,6 +805,10 @@ int main(void)
         T(test_filter_policies_route_publishes),
         T(test_subscription_attributes_change_in_place),
         T(test_a_standard_topic_refuses_a_fifo_queue),
+        T(test_a_standard_topic_forwards_a_group_to_its_queues),
+        T(test_a_topic_group_is_served_fairly_in_its_queue),
+        T(test_a_standard_topic_takes_a_group_and_refuses_a_dedup_id),
+        T(test_a_grouped_publish_is_replayed_after_a_crash),
         cmocka_unit_test(test_topic_commands_round_trip_through_the_log_encoding),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

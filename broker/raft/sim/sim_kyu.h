@@ -38,7 +38,8 @@
 #define SK_QUEUES_DRAWN 3
 #define SK_FIFO 3
 #define SK_FIFO_GROUPS 3
-#define SK_FDEDUP 4096 /* t1.fifo's deduplication records the model keeps (a ring) */
+#define SK_TOPIC_GROUPS 3 /* t0's grouped publishes: MessageGroupId s0..s2 (sim_kyu_client.c) */
+#define SK_FDEDUP 4096    /* t1.fifo's deduplication records the model keeps (a ring) */
 /* q1's RedrivePolicy names q2 with this maxReceiveCount: a receive of q1 moves a message
  * received that many times to q2 (op_deadletter.c), and the oracle checks each move. */
 #define SK_DLQ_SOURCE 1
@@ -154,6 +155,7 @@ typedef struct {
     bool in_heap;            /* received, or sent with a delay: a lease, not among the fresh ones */
     uint32_t moved_receives; /* moved to the dead-letter queue after so many receives (0: not) */
     uint8_t group;           /* q3.fifo: its MessageGroupId's number (its number % 3) */
+    char tgroup[4];          /* a copy of t0's: the publish's MessageGroupId ("s0".."s2", "") */
     uint64_t sent_ms;        /* the send's time: retention counts from it, even in q2 */
     uint64_t expired_ms;     /* SK_EXPIRED: the time of the expiry that took it */
     bool acked;              /* the client was told it was sent */

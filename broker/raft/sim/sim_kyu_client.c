@@ -201,7 +201,10 @@ static void choose(sim_cluster_t *c, sk_intent_t *in, uint64_t now)
         } else if (!k->topic_exists || t == 0) {
             in->type = KYU_CMD_CREATE_TOPIC;
             return;
-        } else if (t <= 2 && !subscribed) {
+        } else if (t <= 2 && !subscribed && in->q != SK_DLQ_SOURCE) {
+            /* (q1 is not subscribed: some publishes carry a group, which would make q1 a fair
+             * queue, and the oracle models q1's receive order, with its dead-letter moves,
+             * without groups) */
             in->type = KYU_CMD_SUBSCRIBE;
             in->ids[0] = ++k->next_sub;
             /* half of them without a policy, the others one of the table's */
@@ -423,6 +426,13 @@ static void build(sim_cluster_t *c, const sk_intent_t *in, uint64_t now, bool re
                     a->a[1].binary = true;
                 }
             }
+            /* t0's: one message in three with a MessageGroupId s0..s2 (a standard topic's,
+             * forwarded to the copies: q0's and q2's fair groups), a function of the seed and
+             * the entry, so a retry carries the same; a batch mixes grouped and plain entries */
+            for (size_t j = 0; !in->fifo && j < cmd->n; j++)
+                if ((seed + j) % 3 == 0)
+                    snprintf(cmd->group_ids[j], sizeof cmd->group_ids[j], "s%llu",
+                             (unsigned long long)((seed / 3 + j) % SK_TOPIC_GROUPS));
             /* t1.fifo's: group g(dedup number % 3) and the deduplication id, both the same in a
              * retry */
             for (size_t j = 0; in->fifo && j < cmd->n; j++) {
@@ -440,6 +450,7 @@ static void build(sim_cluster_t *c, const sk_intent_t *in, uint64_t now, bool re
                 cmd->bodies[j] = NULL;
                 cmd->body_lens[j] = 0;
                 cmd->attrs[j].n = 0;
+                cmd->group_ids[j][0] = '\0';
             }
         }
     } else if (in->type == KYU_CMD_START_MOVE_TASK && in->dest >= 0) {

@@ -543,6 +543,15 @@ static void on_receive(sim_cluster_t *c, const kyu_command_t *cmd, const sk_inte
                           (unsigned long long)n, mm->receive_count, m->receives + 1, gen, m->gen);
             return;
         }
+        /* a standard queue's message: t0's copies carry the publish's group, nothing else has
+         * one (q3.fifo's groups: check_fifo_receive) */
+        if (q != SK_FIFO && strcmp(mm->group_id, m->tgroup) != 0) {
+            sim_violation(c, SIM_SAFETY,
+                          "topic group: message %llu received from %s has MessageGroupId '%s', "
+                          "its publish had '%s'",
+                          (unsigned long long)n, cmd->queue, mm->group_id, m->tgroup);
+            return;
+        }
         bool moved_here = mm->dlq_source[0] != '\0';
         if (moved_here != (m->moved_receives > 0) ||
             (moved_here &&
@@ -990,7 +999,9 @@ static void on_topic(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent
                 k->filtered++;
                 continue;
             }
-            add_copy(k, cmd->ids[j], k->subs[i].id, q, cmd->now_ms);
+            sk_msg_t *m = add_copy(k, cmd->ids[j], k->subs[i].id, q, cmd->now_ms);
+            KYU_ASSERT(strlen(cmd->group_ids[j]) < sizeof m->tgroup);
+            memcpy(m->tgroup, cmd->group_ids[j], strlen(cmd->group_ids[j]) + 1);
         }
     }
     if ((kk = record_attempt(k, in, cmd, res)) != NULL) {
