@@ -20,7 +20,10 @@
  *                seed comes from the run's random stream. The replica ticks once per step.
  *   process      in some seeds a leader with a write out pauses (SIGSTOP, a stopped VM) for
  *                one to five election timeouts: sim_node_freeze (sim_cluster.c) holds
- *                what it sent in that step and what reaches it until it resumes.
+ *                what it sent in that step and what reaches it until it resumes. With
+ *                --scenario deposed (sim.h) every seed's leaders pause until another node
+ *                leads and commits, resume with their backlog reordered and a slow disk,
+ *                the rest of the cluster calm meanwhile.
  *   event loop   the broker takes a Ready after each batch of peer messages it reads and
  *                handles storage reports between batches (main.c): in most seeds
  *                (every_read) a node runs its storage reports and its Ready loop after
