@@ -53,9 +53,17 @@ typedef struct {
     uint32_t snapshot_chunk, compact_after, snap_pad, max_uncommitted;
     /* client and operator */
     uint32_t propose_pm, conf_pm, transfer_pm;
-    bool spare_node; /* the last node starts outside the configuration */
-    uint32_t plant;  /* kyu-sim-kyu: the planted bug to run with (0: none) */
+    bool spare_node;   /* the last node starts outside the configuration */
+    uint32_t plant;    /* kyu-sim-kyu: the planted bug to run with (0: none) */
+    uint32_t scenario; /* kyu-sim-kyu --scenario: SIM_SCENARIO_* (0: none) */
 } sim_options_t;
+
+/* Scenarios: a fault shaped to make one chain of events likely in every seed (kyu-sim-kyu
+ * --scenario NAME; docs/RAFT.md).
+ *   deposed  a leader paused with a write out stays paused until another node leads and has
+ *            committed in its term; on resume the network delivers what waited for it in any
+ *            order, and its disk is slow for a while (a host that stopped it was overloaded). */
+enum { SIM_SCENARIO_NONE = 0, SIM_SCENARIO_DEPOSED = 1 };
 
 void sim_options_pick(sim_options_t *o, int nodes, uint64_t seed, uint64_t steps);
 void sim_options_print(const sim_options_t *o, FILE *f);
@@ -125,6 +133,11 @@ typedef struct {
      * nothing (no tick, no message, no storage report); what reaches it waits in `held`,
      * in order of arrival, and is stepped first when it resumes. 0: running. */
     uint64_t frozen_until;
+    /* A pause that lasts until another node leads and has committed in its term, but not past
+     * step freeze_max (0: a pause of fixed length); the backlog is then delivered in any
+     * order (freeze_shuffle). resumed_at: the step of the last resume. */
+    uint64_t freeze_max, resumed_at;
+    bool freeze_shuffle;
     sim_packet_t *held;
     size_t n_held, cap_held;
     kyu_raft_role_t role_seen;
@@ -200,6 +213,10 @@ typedef struct {
     uint64_t acked;
     sim_stats_t stats;
     bool faults;
+    /* A scenario plays (--scenario): until this step the seed's own faults stay off (the
+     * network reliable, no crash, partition, clock jump, membership change, transfer, disk
+     * stall or slow disk), only down nodes restart. */
+    uint64_t quiet_until;
     sim_result_t result;
     char violation[512];
     /* liveness phase: the probe proposal that must reach every member */

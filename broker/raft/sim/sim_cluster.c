@@ -54,6 +54,8 @@ void sim_node_drop_held(sim_node_t *nd)
     nd->held = NULL;
     nd->n_held = nd->cap_held = 0;
     nd->frozen_until = 0;
+    nd->freeze_max = 0;
+    nd->freeze_shuffle = false;
 }
 
 void sim_node_freeze(sim_cluster_t *c, sim_node_t *nd, uint64_t steps)
@@ -106,8 +108,21 @@ static void resume(sim_cluster_t *c, sim_node_t *nd)
     nd->held = NULL;
     nd->n_held = nd->cap_held = 0;
     nd->frozen_until = 0;
-    sim_trace(&c->trace, c->now, "n%llu RESUMES with %zu messages waiting",
-              (unsigned long long)nd->id, n);
+    nd->resumed_at = c->now;
+    /* What waited in the buffers, reordered (the simulated network may reorder a link; Raft
+     * tolerates it): e.g. the new leader's heartbeats before its first append. */
+    for (size_t i = nd->freeze_shuffle ? n : 0; i > 1; i--) {
+        size_t r = (size_t)sim_rng_below(&c->rng, i);
+        sim_packet_t t = held[i - 1];
+        held[i - 1] = held[r];
+        held[r] = t;
+    }
+    sim_trace(&c->trace, c->now, "n%llu RESUMES with %zu messages waiting%s",
+              (unsigned long long)nd->id, n, nd->freeze_shuffle ? ", reordered" : "");
+    if (nd->freeze_shuffle && c->quiet_until > c->now + 4ull * c->o.election_ticks)
+        c->quiet_until = c->now + 4ull * c->o.election_ticks; /* the scenario's end */
+    nd->freeze_max = 0;
+    nd->freeze_shuffle = false;
     for (size_t i = 0; i < n; i++) {
         if (nd->raft && c->result == SIM_OK)
             deliver(c, nd, &held[i]);
@@ -115,6 +130,40 @@ static void resume(sim_cluster_t *c, sim_node_t *nd)
             sim_msg_free(&held[i].m);
     }
     free(held);
+}
+
+/* Whether a node other than nd leads in a term above nd's and has committed an entry of it. */
+static bool deposed(sim_cluster_t *c, const sim_node_t *nd)
+{
+    uint64_t term = kyu_raft_term(nd->raft);
+    for (int i = 0; i < c->n; i++) {
+        const kyu_raft_t *r = c->nodes[i].raft;
+        if (&c->nodes[i] != nd && r && !c->nodes[i].frozen_until &&
+            kyu_raft_role(r) == KYU_RAFT_LEADER && kyu_raft_term(r) > term &&
+            kyu_raft_term_at(r, kyu_raft_commit(r)) == kyu_raft_term(r))
+            return true;
+    }
+    return false;
+}
+
+/* A pause until deposed (freeze_max) goes on while no other node leads and commits, up to
+ * freeze_max; once one does, it lasts half an election timeout to two longer (the new
+ * leader's heartbeats pile up). */
+static void extend_pause(sim_cluster_t *c, sim_node_t *nd)
+{
+    if (!nd->freeze_max || !nd->raft || !c->faults)
+        return;
+    if (deposed(c, nd)) {
+        nd->freeze_max = 0;
+        nd->frozen_until = c->now + c->o.election_ticks / 2 +
+                           sim_rng_below(&c->rng, 3ull * c->o.election_ticks / 2 + 1);
+        sim_trace(&c->trace, c->now, "n%llu deposed while paused: resumes at step %llu",
+                  (unsigned long long)nd->id, (unsigned long long)nd->frozen_until);
+    } else if (c->now < nd->freeze_max) {
+        nd->frozen_until = c->now + 1;
+    } else {
+        nd->freeze_max = 0;
+    }
 }
 
 bool sim_cluster_init(sim_cluster_t *c, const sim_options_t *o)
@@ -313,6 +362,14 @@ static void faults(sim_cluster_t *c)
     const sim_options_t *o = &c->o;
     sim_rng_t *rng = &c->rng;
     sim_node_t *victim = NULL;
+    if (c->now < c->quiet_until) {
+        for (int i = 0; i < c->n; i++) {
+            sim_node_t *nd = &c->nodes[i];
+            if (!nd->raft && c->now >= nd->restart_at && sim_rng_chance(rng, o->restart_pm))
+                restart(c, nd);
+        }
+        return;
+    }
     if (sim_rng_chance(rng, o->crash_pm)) {
         victim = &c->nodes[sim_rng_below(rng, (uint64_t)c->n)];
         /* Half the time, prefer a node in the middle of a disk write: the moment where
@@ -395,14 +452,18 @@ static bool write_in_progress(sim_cluster_t *c)
 static void step(sim_cluster_t *c, bool liveness)
 {
     c->now++;
+    c->net.faulty = c->faults && c->now >= c->quiet_until;
     if (c->faults)
         faults(c);
     if (!liveness ? sim_rng_chance(&c->rng, c->o.propose_pm)
                   : (!c->probe_acked && !write_in_progress(c)))
         client_propose(c);
-    for (int i = 0; i < c->n; i++)
+    for (int i = 0; i < c->n; i++) {
+        if (c->nodes[i].frozen_until && c->now >= c->nodes[i].frozen_until)
+            extend_pause(c, &c->nodes[i]);
         if (c->nodes[i].frozen_until && c->now >= c->nodes[i].frozen_until)
             resume(c, &c->nodes[i]);
+    }
     sim_packet_t *due;
     size_t n = sim_network_take_due(&c->net, &c->rng, c->now, &due);
     for (size_t i = 0; i < n; i++) {

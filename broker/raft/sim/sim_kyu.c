@@ -306,6 +306,13 @@ static bool seed_begin(sim_cluster_t *c)
     k->write_every = write_every[sim_rng_below(&rng, 4)];
     k->pause_pm = sim_rng_chance(&rng, 500) ? 5 + (uint32_t)sim_rng_below(&rng, 46) : 0;
     k->every_read = sim_rng_chance(&rng, 700);
+    if (c->o.scenario == SIM_SCENARIO_DEPOSED) {
+        /* Leaders pause in every seed, one scenario after another (none starts while one
+         * plays), and a node steps its backlog one message at a time with its Ready loop
+         * between (the chain of docs/RAFT.md's bug 8 needs both). */
+        k->pause_pm = 100;
+        k->every_read = true;
+    }
     for (int i = 0; i < c->n; i++) {
         c->nodes[i].app = &k->nodes[i];
         k->nodes[i].c = c;
@@ -317,10 +324,10 @@ static bool seed_begin(sim_cluster_t *c)
     if (c->o.verbose)
         printf("  kyu: ms_per_step=%u skew=%s digest_every=%u write_every=%u power_loss=%u "
                "disk_stall=%u slow_disk=n%llu pause=%u every_read=%d entry_max=%zu bytes_max=%zu "
-               "plant=%u dir=%s\n",
+               "plant=%u scenario=%u dir=%s\n",
                k->ms_per_step, skewed ? "on" : "off", k->digest_every, k->write_every,
                k->power_loss_pm, k->stall_pm, (unsigned long long)k->slow_node, k->pause_pm,
-               k->every_read, k->entry_max, k->bytes_max, c->o.plant, k->root);
+               k->every_read, k->entry_max, k->bytes_max, c->o.plant, c->o.scenario, k->root);
     return true;
 }
 

@@ -168,8 +168,11 @@ typedef struct {
     kyu_cmd_type_t type;
     uint64_t first_now;
     size_t n;
-    uint64_t ids[SK_RECV_MAX];     /* SEND: ids answered; RECEIVE: messages leased */
-    uint32_t gens[SK_RECV_MAX];    /* RECEIVE: their lease generations */
+    uint64_t ids[SK_RECV_MAX];  /* SEND: ids answered; RECEIVE: messages leased */
+    uint32_t gens[SK_RECV_MAX]; /* RECEIVE: their lease generations */
+    /* RECEIVE: their seqs then (a message moved since, to a dead-letter queue or back by a
+     * redrive, has a new seq, its generations counted anew: the lease is gone) */
+    uint64_t seqs[SK_RECV_MAX];
     uint32_t results[SK_RECV_MAX]; /* DELETE, CHANGE_VISIBILITY */
 } sk_key_t;
 

@@ -20,7 +20,10 @@
  *                seed comes from the run's random stream. The replica ticks once per step.
  *   process      in some seeds a leader with a write out pauses (SIGSTOP, a stopped VM) for
  *                one to five election timeouts: sim_node_freeze (sim_cluster.c) holds
- *                what it sent in that step and what reaches it until it resumes.
+ *                what it sent in that step and what reaches it until it resumes. With
+ *                --scenario deposed (sim.h) every seed's leaders pause until another node
+ *                leads and commits, resume with their backlog reordered and a slow disk,
+ *                the rest of the cluster calm meanwhile.
  *   event loop   the broker takes a Ready after each batch of peer messages it reads and
  *                handles storage reports between batches (main.c): in most seeds
  *                (every_read) a node runs its storage reports and its Ready loop after
@@ -65,8 +68,12 @@ static sk_write_t *enqueue(sk_node_t *kn, sk_write_kind_t kind)
     w->kind = kind;
     /* A slow disk (one node in some seeds, safety phase): a write may take up to two
      * election timeouts, so that Readies stay out while the cluster moves on. */
-    uint64_t most = c->faults && kn->nd->id == sk(c)->slow_node ? 2ull * c->o.election_ticks
-                                                                : c->o.disk_latency_max;
+    /* So is a node's disk for a while after a pause until deposed (--scenario deposed). */
+    const sim_node_t *nd = kn->nd;
+    bool slow = (nd->id == sk(c)->slow_node && c->now >= c->quiet_until) ||
+                (c->o.scenario == SIM_SCENARIO_DEPOSED && nd->resumed_at &&
+                 c->now < nd->resumed_at + 4ull * c->o.election_ticks);
+    uint64_t most = c->faults && slow ? 2ull * c->o.election_ticks : c->o.disk_latency_max;
     uint64_t due = c->now + sim_rng_below(&c->rng, most + 1);
     w->due = due > kn->last_due ? due : kn->last_due;
     kn->last_due = w->due;
@@ -549,7 +556,8 @@ void sk_node_process(sim_cluster_t *c, sim_node_t *nd)
     sk_t *k = sk(c);
     /* A latency spike: the disk finishes nothing for up to three election timeouts (the
      * replica sends nothing meanwhile, and is deposed if it led). */
-    if (c->faults && kn->stall_until <= c->now && sim_rng_chance(&c->rng, k->stall_pm)) {
+    if (c->faults && c->now >= c->quiet_until && kn->stall_until <= c->now &&
+        sim_rng_chance(&c->rng, k->stall_pm)) {
         kn->stall_until = c->now + 1 + sim_rng_below(&c->rng, 3ull * c->o.election_ticks);
         k->stalls++;
         sim_trace(&c->trace, c->now, "n%llu DISK STALL until step %llu", (unsigned long long)nd->id,
@@ -572,11 +580,24 @@ void sk_node_process(sim_cluster_t *c, sim_node_t *nd)
      * strikes a leader that has just handed a write to its disk and its appends to the
      * transport, so they leave only when it resumes, after one to five election timeouts
      * (sim_cluster.c holds everything meanwhile; the longer ones see elections). */
-    if (k->pause_pm && c->faults && c->result == SIM_OK && kn->replica && kn->queue &&
-        kyu_raft_role(nd->raft) == KYU_RAFT_LEADER && sim_rng_chance(&c->rng, k->pause_pm)) {
+    if (k->pause_pm && c->faults && c->now >= c->quiet_until && c->result == SIM_OK &&
+        kn->replica && kn->queue && kyu_raft_role(nd->raft) == KYU_RAFT_LEADER &&
+        sim_rng_chance(&c->rng, k->pause_pm)) {
         k->pauses++;
-        sim_node_freeze(c, nd,
-                        c->o.election_ticks + sim_rng_below(&c->rng, 4ull * c->o.election_ticks));
+        if (c->o.scenario == SIM_SCENARIO_DEPOSED) {
+            /* Until another node leads and commits (at most twenty election timeouts); its
+             * backlog then arrives reordered, its disk slow (sim_cluster.c, enqueue). */
+            sim_node_freeze(c, nd, c->o.election_ticks);
+            nd->freeze_max = c->now + 20ull * c->o.election_ticks;
+            nd->freeze_shuffle = true;
+            /* The rest of the cluster heals and stays calm while the scenario plays (until
+             * four election timeouts after the resume, sim_cluster.c). */
+            memset(c->net.blocked, 0, sizeof(c->net.blocked));
+            c->quiet_until = nd->freeze_max + 4ull * c->o.election_ticks;
+        } else {
+            sim_node_freeze(
+                c, nd, c->o.election_ticks + sim_rng_below(&c->rng, 4ull * c->o.election_ticks));
+        }
     }
 }
 

@@ -291,7 +291,7 @@ static void on_send(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent_
 }
 
 /* A retried receive answers with the leases its first attempt granted that are still held
- * (same generation, not run out, not deleted) and changes nothing. */
+ * (same seq and generation, not run out, not deleted) and changes nothing. */
 static void replay_receive(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent_t *in, int q,
                            const sk_key_t *kk, const kyu_result_t *res, sk_outcome_t *out)
 {
@@ -305,8 +305,8 @@ static void replay_receive(sim_cluster_t *c, const kyu_command_t *cmd, const sk_
     size_t n = 0;
     for (size_t i = 0; i < kk->n; i++) {
         const sk_msg_t *m = sk_msg(k, kk->ids[i]);
-        if (m->status != SK_LIVE || m->gen != kk->gens[i] || m->lease_until <= cmd->now_ms ||
-            m->q != q || m->qgen != k->queues[q].gen)
+        if (m->status != SK_LIVE || m->gen != kk->gens[i] || m->seq != kk->seqs[i] ||
+            m->lease_until <= cmd->now_ms || m->q != q || m->qgen != k->queues[q].gen)
             continue;
         if (n >= res->n_msgs || sk_parse_id(res->msgs[n].message_id) != kk->ids[i] ||
             res->msgs[n].receive_count != m->receives) {
@@ -512,6 +512,7 @@ static void on_receive(sim_cluster_t *c, const kyu_command_t *cmd, const sk_inte
     if (q == SK_FIFO && res->code == KYU_OK && k->queues[q].exists)
         check_fifo_receive(c, cmd, q, res, max);
     uint32_t gens[KYU_BATCH_MAX] = {0};
+    uint64_t seqs[KYU_BATCH_MAX] = {0};
     for (size_t j = 0; j < res->n_msgs && c->result == SIM_OK; j++) {
         const kyu_msg_meta_t *mm = &res->msgs[j];
         uint64_t n = sk_parse_id(mm->message_id), seq;
@@ -570,6 +571,7 @@ static void on_receive(sim_cluster_t *c, const kyu_command_t *cmd, const sk_inte
         m->lease_until = cmd->now_ms + (uint64_t)vt * 1000;
         map_seq(k, seq, n);
         gens[j] = gen;
+        seqs[j] = m->seq;
         if (j < SK_RECV_MAX) {
             out->ids[j] = n;
             out->n = j + 1;
@@ -580,6 +582,7 @@ static void on_receive(sim_cluster_t *c, const kyu_command_t *cmd, const sk_inte
         rec->n = res->n_msgs < SK_RECV_MAX ? res->n_msgs : SK_RECV_MAX;
         memcpy(rec->ids, out->ids, sizeof(rec->ids));
         memcpy(rec->gens, gens, sizeof(rec->gens));
+        memcpy(rec->seqs, seqs, sizeof(rec->seqs));
     }
 }
 

@@ -1,7 +1,8 @@
 /*
- * sim_main.c - kyu-sim's command line (and kyu-sim-kyu's, which adds --plant):
+ * sim_main.c - kyu-sim's command line (and kyu-sim-kyu's, which adds --plant and --scenario):
  *   kyu-sim --nodes N --seeds COUNT --seed-start S [--steps K] [--verbose]
- *   kyu-sim-kyu --nodes N --seeds COUNT --seed-start S [--steps K] [--plant B] [--verbose]
+ *   kyu-sim-kyu --nodes N --seeds COUNT --seed-start S [--steps K] [--plant B]
+ *               [--scenario deposed] [--verbose]
  * Runs COUNT seeds from S. On the first violation prints the seed, the step, the invariant,
  * a trace and the command that replays it, and exits 1. Otherwise the last line is
  * "COUNT seeds, 0 violations" and it exits 0.
@@ -27,9 +28,10 @@ static void usage(void)
     fprintf(stderr,
             "usage: %s --nodes N --seeds COUNT --seed-start S [--steps K] %s[--verbose]\n"
             "  N in 3..7, K safety-phase steps per seed (default 2000)\n",
-            name(), sim_app() ? "[--plant B] " : "");
+            name(), sim_app() ? "[--plant B] [--scenario deposed] " : "");
     if (sim_app())
-        fprintf(stderr, "  B: a planted bug the checkers must find (docs/RAFT.md), 0 = none\n");
+        fprintf(stderr, "  B: a planted bug the checkers must find (docs/RAFT.md), 0 = none\n"
+                        "  deposed: paused leaders stay paused until deposed (sim.h)\n");
     exit(64);
 }
 
@@ -47,7 +49,7 @@ int main(int argc, char **argv)
     argv0 = argv[0];
     int nodes = 0;
     uint64_t seeds = 0, start = 0, steps = 2000;
-    uint32_t plant = 0;
+    uint32_t plant = 0, scenario = SIM_SCENARIO_NONE;
     bool have_seeds = false, have_start = false, verbose = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--verbose")) {
@@ -64,6 +66,10 @@ int main(int argc, char **argv)
             steps = parse_u64(argv[++i]);
         } else if (sim_app() && i + 1 < argc && !strcmp(argv[i], "--plant")) {
             plant = (uint32_t)parse_u64(argv[++i]);
+        } else if (sim_app() && i + 1 < argc && !strcmp(argv[i], "--scenario")) {
+            if (strcmp(argv[++i], "deposed") != 0)
+                usage();
+            scenario = SIM_SCENARIO_DEPOSED;
         } else {
             usage();
         }
@@ -82,6 +88,7 @@ int main(int argc, char **argv)
         sim_options_pick(&o, nodes, s, steps);
         o.verbose = verbose;
         o.plant = plant;
+        o.scenario = scenario;
         if (verbose)
             sim_options_print(&o, stdout);
         if (!sim_cluster_init(c, &o)) {
@@ -110,9 +117,12 @@ int main(int argc, char **argv)
             if (!verbose)
                 sim_options_print(&o, stdout);
             sim_trace_dump(&c->trace, stdout);
-            char extra[32] = "";
+            char extra[64] = "";
             if (plant)
                 snprintf(extra, sizeof(extra), " --plant %u", plant);
+            if (scenario == SIM_SCENARIO_DEPOSED)
+                snprintf(extra + strlen(extra), sizeof(extra) - strlen(extra),
+                         " --scenario deposed");
             printf("reproduce with: %s --nodes %d --seeds 1 --seed-start %llu --steps %llu%s "
                    "--verbose\n",
                    name(), nodes, (unsigned long long)s, (unsigned long long)steps, extra);
