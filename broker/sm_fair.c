@@ -85,31 +85,6 @@ static void resched(queue_t *q, struct fgroup *g, uint64_t now);
 
 /* ---- helpers ---- */
 
-static size_t seq_hash(const void *key)
-{
-    uint64_t x = (uint64_t)(uintptr_t)key;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-    return (size_t)(x ^ (x >> 31));
-}
-
-static int seq_cmp(const void *a, const void *b)
-{
-    uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;
-    return x < y ? -1 : x > y;
-}
-
-static zhashx_t *new_of_seq(void)
-{
-    zhashx_t *h = zhashx_new();
-    KYU_ASSERT(h);
-    zhashx_set_key_hasher(h, seq_hash);
-    zhashx_set_key_comparator(h, seq_cmp);
-    zhashx_set_key_duplicator(h, NULL);
-    zhashx_set_key_destructor(h, NULL);
-    return h;
-}
-
 static fgroup_t *group_new(const char *id)
 {
     fgroup_t *g = calloc(1, sizeof *g);
@@ -153,7 +128,7 @@ void kyu_sm_fair_init(kyu_sm_t *self, queue_t *q)
     f->sm = self;
     f->groups = zhashx_new();
     KYU_ASSERT(f->groups);
-    f->of_seq = new_of_seq();
+    f->of_seq = kyu_u64_map_new();
     f->none = group_new("");
     q->fair = f;
     resched(q, f->none, q->counted_at); /* the messages it had without a group */
@@ -581,7 +556,7 @@ static kyu_code_t load_tag(void *arg, const uint8_t *k, size_t kl, const char *v
 
 kyu_code_t kyu_sm_fair_load(kyu_sm_t *self, kyu_err_t *err)
 {
-    zhashx_t *by_qid = new_of_seq();
+    zhashx_t *by_qid = kyu_u64_map_new();
     kyu_code_t rc = KYU_OK;
     zlistx_t *fair = zlistx_new();
     KYU_ASSERT(fair);

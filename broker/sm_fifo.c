@@ -71,20 +71,6 @@ struct kyu_fifo {
 
 /* ---- helpers ---- */
 
-static size_t seq_hash(const void *key)
-{
-    uint64_t x = (uint64_t)(uintptr_t)key;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-    return (size_t)(x ^ (x >> 31));
-}
-
-static int seq_cmp(const void *a, const void *b)
-{
-    uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;
-    return x < y ? -1 : x > y;
-}
-
 static void group_free(void **item)
 {
     fgroup_t *g = *item;
@@ -104,17 +90,6 @@ static zhashx_t *new_groups(void)
     return h;
 }
 
-static zhashx_t *new_of_seq(void)
-{
-    zhashx_t *h = zhashx_new();
-    KYU_ASSERT(h);
-    zhashx_set_key_hasher(h, seq_hash);
-    zhashx_set_key_comparator(h, seq_cmp);
-    zhashx_set_key_duplicator(h, NULL);
-    zhashx_set_key_destructor(h, NULL);
-    return h;
-}
-
 void kyu_sm_fifo_init(queue_t *q)
 {
     if (q->fifo || !q->is_fifo)
@@ -122,7 +97,7 @@ void kyu_sm_fifo_init(queue_t *q)
     q->fifo = calloc(1, sizeof *q->fifo);
     KYU_ASSERT(q->fifo);
     q->fifo->groups = new_groups();
-    q->fifo->of_seq = new_of_seq();
+    q->fifo->of_seq = kyu_u64_map_new();
 }
 
 void kyu_sm_fifo_free(queue_t *q)
@@ -145,7 +120,7 @@ void kyu_sm_fifo_reset_groups(queue_t *q)
     zhashx_destroy(&q->fifo->groups);
     q->fifo->root = NULL;
     q->fifo->groups = new_groups();
-    q->fifo->of_seq = new_of_seq();
+    q->fifo->of_seq = kyu_u64_map_new();
 }
 
 size_t kyu_sm_fifo_groups(const queue_t *q)
@@ -273,7 +248,7 @@ static void group_settle(queue_t *q, fgroup_t *g)
     tree_out(f, g);
     g->key = key;
     g->ready_at = at;
-    g->prio = seq_hash((void *)(uintptr_t)key);
+    g->prio = kyu_seq_hash((void *)(uintptr_t)key);
     f->root = tree_insert(f->root, g);
     g->in_tree = true;
 }
@@ -610,7 +585,7 @@ static void load_group(kyu_sm_t *self, queue_t *q, uint64_t seq, const char *gro
 
 kyu_code_t kyu_sm_fifo_load(kyu_sm_t *self, kyu_err_t *err)
 {
-    zhashx_t *by_qid = new_of_seq();
+    zhashx_t *by_qid = kyu_u64_map_new();
     kyu_code_t rc = KYU_OK;
     for (queue_t *q = zhashx_first(self->queues); q; q = zhashx_next(self->queues))
         zhashx_insert(by_qid, (void *)(uintptr_t)q->qid, q);

@@ -23,14 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static size_t seq_hash(const void *key)
-{
-    uint64_t x = (uint64_t)(uintptr_t)key; /* splitmix64's finalizer */
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-    return (size_t)(x ^ (x >> 31));
-}
-
 static int seq_cmp(const void *a, const void *b)
 {
     uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;
@@ -49,11 +41,11 @@ static inline void *seq_key(uint64_t seq)
 }
 
 /* A hash keyed by a 64-bit number held in the key pointer itself (seq_key). */
-static zhashx_t *u64_map_new(void)
+zhashx_t *kyu_u64_map_new(void)
 {
     zhashx_t *m = zhashx_new();
     KYU_ASSERT(m);
-    zhashx_set_key_hasher(m, seq_hash);
+    zhashx_set_key_hasher(m, kyu_seq_hash);
     zhashx_set_key_comparator(m, seq_cmp);
     zhashx_set_key_duplicator(m, NULL);
     zhashx_set_key_destructor(m, NULL);
@@ -62,7 +54,7 @@ static zhashx_t *u64_map_new(void)
 
 void kyu_sm_index_init(queue_t *q)
 {
-    q->leases = u64_map_new();
+    q->leases = kyu_u64_map_new();
     zhashx_set_destructor(q->leases, lease_free);
 }
 
@@ -598,7 +590,7 @@ static kyu_code_t load_lease(void *arg, const uint8_t *k, size_t kl, const char 
 
 kyu_code_t kyu_sm_index_load(kyu_sm_t *self, kyu_err_t *err)
 {
-    index_load_t w = {u64_map_new(), NULL};
+    index_load_t w = {kyu_u64_map_new(), NULL};
     for (queue_t *q = zhashx_first(self->queues); q; q = zhashx_next(self->queues))
         zhashx_insert(w.by_qid, seq_key(q->qid), q);
     kyu_code_t rc =

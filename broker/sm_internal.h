@@ -298,6 +298,18 @@ uint64_t kyu_sm_index_drop_fresh_below(queue_t *q, uint64_t seq);
 kyu_code_t kyu_sm_members_load(kyu_sm_t *self, kyu_err_t *err);
 void kyu_sm_members_settle(kyu_sm_t *self, bool written);
 
+/* A hash keyed by a 64-bit number (a qid or a seq) held in the key pointer itself, with
+ * nothing to copy or free (sm_index.c); kyu_seq_hash is its hasher (splitmix64's
+ * finalizer), also the FIFO groups' tree priorities (sm_fifo.c). */
+static inline size_t kyu_seq_hash(const void *key)
+{
+    uint64_t x = (uint64_t)(uintptr_t)key;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return (size_t)(x ^ (x >> 31));
+}
+zhashx_t *kyu_u64_map_new(void);
+
 /* Walking the store at a load (sm_walk.c). fn sees each record of a walk, its key and value
  * valid for the call only; KYU_OK goes on, any other code stops the walk with it (err set). */
 typedef kyu_code_t (*kyu_sm_walk_fn)(void *arg, const uint8_t *k, size_t kl, const char *v,
