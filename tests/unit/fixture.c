@@ -142,3 +142,49 @@ kyu_result_t apply1(fixture_t *f, kyu_command_t cmd)
     apply_entry(f, &cmd, 1, &r);
     return r;
 }
+
+void ok(kyu_result_t r)
+{
+    if (r.code != KYU_OK)
+        fail_msg("expected OK, got %s: %s", kyu_code_name(r.code), r.error);
+    kyu_result_clear(&r);
+}
+
+kyu_command_t cmd_send_fifo(const char *queue, uint64_t now, const char *body, const char *group,
+                            const char *did)
+{
+    kyu_command_t c = cmd_send(queue, now, body);
+    snprintf(c.group_ids[0], sizeof c.group_ids[0], "%s", group ? group : "");
+    snprintf(c.dedup_ids[0], sizeof c.dedup_ids[0], "%s", did ? did : "");
+    kyu_md5_body(c.bodies[0], c.body_lens[0], c.md5_body[0]);
+    c.has_md5 = true;
+    return c;
+}
+
+got_t fixture_receive(fixture_t *f, const char *queue, uint64_t now, uint32_t max, int64_t vt)
+{
+    got_t g = {0};
+    kyu_result_t r = apply1(f, cmd_receive(queue, now, max, vt));
+    if (r.code != KYU_OK)
+        fail_msg("receive: %s", r.error);
+    g.n = r.n_msgs;
+    for (size_t i = 0; i < r.n_msgs; i++) {
+        snprintf(g.bodies[i], sizeof g.bodies[i], "%.*s", (int)r.body_lens[i],
+                 (const char *)r.bodies[i]);
+        memcpy(g.groups[i], r.msgs[i].group_id, sizeof g.groups[i]);
+        memcpy(g.dedups[i], r.msgs[i].dedup_id, sizeof g.dedups[i]);
+        memcpy(g.handles[i], r.msgs[i].handle, sizeof g.handles[i]);
+        g.seqs[i] = r.msgs[i].sequence;
+    }
+    kyu_result_clear(&r);
+    return g;
+}
+
+const char *got_bodies(const got_t *g)
+{
+    static char out[KYU_BATCH_MAX * 512 + KYU_BATCH_MAX];
+    out[0] = '\0';
+    for (size_t i = 0; i < g->n; i++)
+        snprintf(out + strlen(out), sizeof out - strlen(out), "%s%s", i ? " " : "", g->bodies[i]);
+    return out;
+}

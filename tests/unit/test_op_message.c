@@ -19,13 +19,6 @@
 
 #define T0 1000000 /* a command time, ms */
 
-static void ok(kyu_result_t r)
-{
-    if (r.code != KYU_OK)
-        fail_msg("expected OK, got %s: %s", kyu_code_name(r.code), r.error);
-    kyu_result_clear(&r);
-}
-
 static void expect_error(kyu_code_t got, const char *msg, kyu_code_t code, const char *text)
 {
     if (got != code || !strstr(msg, text))
