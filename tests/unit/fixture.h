@@ -5,6 +5,7 @@
 
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -61,5 +62,10 @@ typedef struct {
 got_t fixture_receive(fixture_t *f, const char *queue, uint64_t now, uint32_t max, int64_t vt);
 /* The bodies of g, space-separated ("" for none), in a static buffer. */
 const char *got_bodies(const got_t *g);
+
+/* Receives up to max messages of queue "q" at now and expects exactly bodies (NULL-terminated),
+ * in order, each received for the first time (at now); then deletes them when del. */
+void expect_first_receive(fixture_t *f, uint64_t now, uint32_t max, const char *const *bodies,
+                          bool del);
 
 #endif
