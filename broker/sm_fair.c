@@ -85,31 +85,6 @@ static void resched(queue_t *q, struct fgroup *g, uint64_t now);
 
 /* ---- helpers ---- */
 
-static size_t seq_hash(const void *key)
-{
-    uint64_t x = (uint64_t)(uintptr_t)key;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-    return (size_t)(x ^ (x >> 31));
-}
-
-static int seq_cmp(const void *a, const void *b)
-{
-    uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;
-    return x < y ? -1 : x > y;
-}
-
-static zhashx_t *new_of_seq(void)
-{
-    zhashx_t *h = zhashx_new();
-    KYU_ASSERT(h);
-    zhashx_set_key_hasher(h, seq_hash);
-    zhashx_set_key_comparator(h, seq_cmp);
-    zhashx_set_key_duplicator(h, NULL);
-    zhashx_set_key_destructor(h, NULL);
-    return h;
-}
-
 static fgroup_t *group_new(const char *id)
 {
     fgroup_t *g = calloc(1, sizeof *g);
@@ -153,7 +128,7 @@ void kyu_sm_fair_init(kyu_sm_t *self, queue_t *q)
     f->sm = self;
     f->groups = zhashx_new();
     KYU_ASSERT(f->groups);
-    f->of_seq = new_of_seq();
+    f->of_seq = kyu_u64_map_new();
     f->none = group_new("");
     q->fair = f;
     resched(q, f->none, q->counted_at); /* the messages it had without a group */
@@ -556,87 +531,32 @@ uint64_t kyu_sm_fair_visible_upto(queue_t *q, uint64_t now, uint64_t cap)
 
 /* ---- loading ---- */
 
-/* The groups of q, from its message records (in key order: seq order). */
-static kyu_code_t load_groups(kyu_sm_t *self, queue_t *q, kyu_err_t *err)
+/* A tag or stamp ("fg" record), at a load: arg is the qid -> queue map. */
+static kyu_code_t load_tag(void *arg, const uint8_t *k, size_t kl, const char *v, size_t vl,
+                           kyu_err_t *err)
 {
-    uint8_t lo[8], hi[8];
-    kyu_put_be64(lo, q->qid);
-    kyu_put_be64(hi, q->qid + 1);
-    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
-    rocksdb_readoptions_set_iterate_upper_bound(ro, (char *)hi, 8);
-    rocksdb_iterator_t *it =
-        rocksdb_create_iterator_cf(self->db, ro, kyu_store_cf(self->store, KYU_CF_MESSAGES));
-    kyu_code_t rc = KYU_OK;
-    for (rocksdb_iter_seek(it, (char *)lo, 8); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
-        size_t kl = 0, vl = 0;
-        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
-        if (kl != KEY_QS)
-            continue; /* a provenance record */
-        const char *v = rocksdb_iter_value(it, &vl);
-        kyu_sent_t m;
-        if (!kyu_sm_parse_head(v, vl, &m)) {
-            rc = kyu_err_set(err, KYU_ERR_STORAGE, "corrupt message record in queue '%s'", q->name);
-            break;
-        }
-        kyu_sm_fair_add(self, q, kyu_get_be64(k + 8), m.group, m.group_len);
+    if (kl < FG_PREFIX || kl > FG_PREFIX + KYU_GROUP_ID_MAX || vl != 8)
+        return kyu_err_set(err, KYU_ERR_STORAGE, "corrupt fair group record");
+    queue_t *q = zhashx_lookup(arg, (void *)(uintptr_t)kyu_get_be64(k + 2));
+    if (!q || !q->fair)
+        return KYU_OK; /* a deleted queue's, dropped by its "gc" record */
+    kyu_fair_t *f = q->fair;
+    if (kl == FG_PREFIX) {
+        f->stamp = kyu_get_be64((const uint8_t *)v);
+        return KYU_OK;
     }
-    char *rerr = NULL;
-    rocksdb_iter_get_error(it, &rerr);
-    rocksdb_iter_destroy(it);
-    rocksdb_readoptions_destroy(ro);
-    if (rerr) {
-        rc = kyu_err_set(err, KYU_ERR_STORAGE, "reading queue '%s': %s", q->name, rerr);
-        free(rerr);
-    }
-    return rc;
-}
-
-/* The tags and stamps ("fg" records). */
-static kyu_code_t load_tags(kyu_sm_t *self, zhashx_t *by_qid, kyu_err_t *err)
-{
-    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
-    char hi[2] = {'f', 'h'};
-    rocksdb_readoptions_set_iterate_upper_bound(ro, hi, 2);
-    rocksdb_iterator_t *it =
-        rocksdb_create_iterator_cf(self->db, ro, kyu_store_cf(self->store, KYU_CF_META));
-    kyu_code_t rc = KYU_OK;
-    for (rocksdb_iter_seek(it, "fg", 2); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
-        size_t kl = 0, vl = 0;
-        const char *k = rocksdb_iter_key(it, &kl);
-        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vl);
-        if (kl < FG_PREFIX || kl > FG_PREFIX + KYU_GROUP_ID_MAX || vl != 8) {
-            rc = kyu_err_set(err, KYU_ERR_STORAGE, "corrupt fair group record");
-            break;
-        }
-        queue_t *q = zhashx_lookup(by_qid, (void *)(uintptr_t)kyu_get_be64((const uint8_t *)k + 2));
-        if (!q || !q->fair)
-            continue; /* a deleted queue's, dropped by its "gc" record */
-        kyu_fair_t *f = q->fair;
-        if (kl == FG_PREFIX) {
-            f->stamp = kyu_get_be64(v);
-            continue;
-        }
-        char id[KYU_GROUP_ID_MAX + 1];
-        memcpy(id, k + FG_PREFIX, kl - FG_PREFIX);
-        id[kl - FG_PREFIX] = '\0';
-        fgroup_t *g = id[0] ? zhashx_lookup(f->groups, id) : f->none;
-        if (g)
-            g->tag = kyu_get_be64(v);
-    }
-    char *rerr = NULL;
-    rocksdb_iter_get_error(it, &rerr);
-    rocksdb_iter_destroy(it);
-    rocksdb_readoptions_destroy(ro);
-    if (rerr) {
-        rc = kyu_err_set(err, KYU_ERR_STORAGE, "reading fair group records: %s", rerr);
-        free(rerr);
-    }
-    return rc;
+    char id[KYU_GROUP_ID_MAX + 1];
+    memcpy(id, k + FG_PREFIX, kl - FG_PREFIX);
+    id[kl - FG_PREFIX] = '\0';
+    fgroup_t *g = id[0] ? zhashx_lookup(f->groups, id) : f->none;
+    if (g)
+        g->tag = kyu_get_be64((const uint8_t *)v);
+    return KYU_OK;
 }
 
 kyu_code_t kyu_sm_fair_load(kyu_sm_t *self, kyu_err_t *err)
 {
-    zhashx_t *by_qid = new_of_seq();
+    zhashx_t *by_qid = kyu_u64_map_new();
     kyu_code_t rc = KYU_OK;
     zlistx_t *fair = zlistx_new();
     KYU_ASSERT(fair);
@@ -646,10 +566,11 @@ kyu_code_t kyu_sm_fair_load(kyu_sm_t *self, kyu_err_t *err)
             zlistx_add_end(fair, q);
     }
     for (queue_t *q = zlistx_first(fair); q && rc == KYU_OK; q = zlistx_next(fair))
-        rc = load_groups(self, q, err);
+        rc = kyu_sm_walk_groups(self, q, false, kyu_sm_fair_add, err);
     zlistx_destroy(&fair);
-    if (rc == KYU_OK)
-        rc = load_tags(self, by_qid, err);
+    if (rc == KYU_OK) /* the tags and stamps ("fg" records) */
+        rc = kyu_sm_walk(self, KYU_CF_META, "fg", 2, "fh", 2, "fair group records", load_tag,
+                         by_qid, err);
     zhashx_destroy(&by_qid);
     return rc;
 }

@@ -71,20 +71,6 @@ struct kyu_fifo {
 
 /* ---- helpers ---- */
 
-static size_t seq_hash(const void *key)
-{
-    uint64_t x = (uint64_t)(uintptr_t)key;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-    return (size_t)(x ^ (x >> 31));
-}
-
-static int seq_cmp(const void *a, const void *b)
-{
-    uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;
-    return x < y ? -1 : x > y;
-}
-
 static void group_free(void **item)
 {
     fgroup_t *g = *item;
@@ -104,17 +90,6 @@ static zhashx_t *new_groups(void)
     return h;
 }
 
-static zhashx_t *new_of_seq(void)
-{
-    zhashx_t *h = zhashx_new();
-    KYU_ASSERT(h);
-    zhashx_set_key_hasher(h, seq_hash);
-    zhashx_set_key_comparator(h, seq_cmp);
-    zhashx_set_key_duplicator(h, NULL);
-    zhashx_set_key_destructor(h, NULL);
-    return h;
-}
-
 void kyu_sm_fifo_init(queue_t *q)
 {
     if (q->fifo || !q->is_fifo)
@@ -122,7 +97,7 @@ void kyu_sm_fifo_init(queue_t *q)
     q->fifo = calloc(1, sizeof *q->fifo);
     KYU_ASSERT(q->fifo);
     q->fifo->groups = new_groups();
-    q->fifo->of_seq = new_of_seq();
+    q->fifo->of_seq = kyu_u64_map_new();
 }
 
 void kyu_sm_fifo_free(queue_t *q)
@@ -145,7 +120,7 @@ void kyu_sm_fifo_reset_groups(queue_t *q)
     zhashx_destroy(&q->fifo->groups);
     q->fifo->root = NULL;
     q->fifo->groups = new_groups();
-    q->fifo->of_seq = new_of_seq();
+    q->fifo->of_seq = kyu_u64_map_new();
 }
 
 size_t kyu_sm_fifo_groups(const queue_t *q)
@@ -273,7 +248,7 @@ static void group_settle(queue_t *q, fgroup_t *g)
     tree_out(f, g);
     g->key = key;
     g->ready_at = at;
-    g->prio = seq_hash((void *)(uintptr_t)key);
+    g->prio = kyu_seq_hash((void *)(uintptr_t)key);
     f->root = tree_insert(f->root, g);
     g->in_tree = true;
 }
@@ -576,81 +551,41 @@ size_t kyu_sm_fifo_dedup_count(const queue_t *q)
 
 /* ---- loading ---- */
 
+/* A FIFO deduplication record ("fd"), at a load: arg is the qid -> queue map. */
+static kyu_code_t load_dedup_record(void *arg, const uint8_t *k, size_t kl, const char *v,
+                                    size_t vl, kyu_err_t *err)
+{
+    char key[KYU_FDEDUP_KEY_MAX], id[KYU_UUID_LEN + 1];
+    uint64_t t, seq;
+    if (!kyu_fdedup_parse(k, kl, FD_PREFIX, v, vl, key, &t, &seq, id))
+        return kyu_err_set(err, KYU_ERR_STORAGE, "corrupt FIFO deduplication record");
+    queue_t *q = zhashx_lookup(arg, (void *)(uintptr_t)kyu_get_be64(k + 2));
+    if (!q || !q->fifo)
+        return KYU_OK; /* a deleted queue's, dropped by its "gc" record */
+    kyu_fdedup_insert(dedup_of(q), key, t, seq, id);
+    return KYU_OK;
+}
+
 static kyu_code_t load_dedup(kyu_sm_t *self, zhashx_t *by_qid, kyu_err_t *err)
 {
-    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
-    char hi[2] = {'f', 'e'};
-    rocksdb_readoptions_set_iterate_upper_bound(ro, hi, 2);
-    rocksdb_iterator_t *it =
-        rocksdb_create_iterator_cf(self->db, ro, kyu_store_cf(self->store, KYU_CF_META));
-    kyu_code_t rc = KYU_OK;
-    for (rocksdb_iter_seek(it, "fd", 2); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
-        size_t kl = 0, vl = 0;
-        const char *k = rocksdb_iter_key(it, &kl);
-        const char *v = rocksdb_iter_value(it, &vl);
-        char key[KYU_FDEDUP_KEY_MAX], id[KYU_UUID_LEN + 1];
-        uint64_t t, seq;
-        if (!kyu_fdedup_parse(k, kl, FD_PREFIX, v, vl, key, &t, &seq, id)) {
-            rc = kyu_err_set(err, KYU_ERR_STORAGE, "corrupt FIFO deduplication record");
-            break;
-        }
-        queue_t *q = zhashx_lookup(by_qid, (void *)(uintptr_t)kyu_get_be64((const uint8_t *)k + 2));
-        if (!q || !q->fifo)
-            continue; /* a deleted queue's, dropped by its "gc" record */
-        kyu_fdedup_insert(dedup_of(q), key, t, seq, id);
-    }
-    char *rerr = NULL;
-    rocksdb_iter_get_error(it, &rerr);
-    rocksdb_iter_destroy(it);
-    rocksdb_readoptions_destroy(ro);
-    if (rerr) {
-        rc = kyu_err_set(err, KYU_ERR_STORAGE, "reading FIFO deduplication records: %s", rerr);
-        free(rerr);
-    }
+    kyu_code_t rc = kyu_sm_walk(self, KYU_CF_META, "fd", 2, "fe", 2, "FIFO deduplication records",
+                                load_dedup_record, by_qid, err);
     for (queue_t *q = zhashx_first(self->queues); q; q = zhashx_next(self->queues))
         if (q->fifo)
             kyu_fdedup_loaded(q->fifo->dedup);
     return rc;
 }
 
-/* The groups, from the FIFO queues' message records (in key order: seq order). */
-static kyu_code_t load_groups(kyu_sm_t *self, queue_t *q, kyu_err_t *err)
+/* A message of a FIFO queue's records into its group, at a load (kyu_sm_walk_groups). */
+static void load_group(kyu_sm_t *self, queue_t *q, uint64_t seq, const char *group, size_t glen)
 {
-    uint8_t lo[8], hi[8];
-    kyu_put_be64(lo, q->qid);
-    kyu_put_be64(hi, q->qid + 1);
-    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
-    rocksdb_readoptions_set_iterate_upper_bound(ro, (char *)hi, 8);
-    rocksdb_iterator_t *it =
-        rocksdb_create_iterator_cf(self->db, ro, kyu_store_cf(self->store, KYU_CF_MESSAGES));
-    kyu_code_t rc = KYU_OK;
-    for (rocksdb_iter_seek(it, (char *)lo, 8); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
-        size_t kl = 0, vl = 0;
-        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
-        if (kl != KEY_QS)
-            continue; /* a provenance record */
-        const char *v = rocksdb_iter_value(it, &vl);
-        kyu_sent_t m;
-        if (!kyu_sm_parse_message(v, vl, &m)) {
-            rc = kyu_err_set(err, KYU_ERR_STORAGE, "corrupt message record in queue '%s'", q->name);
-            break;
-        }
-        kyu_sm_fifo_add(q, kyu_get_be64(k + 8), m.group, m.group_len);
-    }
-    char *rerr = NULL;
-    rocksdb_iter_get_error(it, &rerr);
-    rocksdb_iter_destroy(it);
-    rocksdb_readoptions_destroy(ro);
-    if (rerr) {
-        rc = kyu_err_set(err, KYU_ERR_STORAGE, "reading queue '%s': %s", q->name, rerr);
-        free(rerr);
-    }
-    return rc;
+    (void)self;
+    kyu_sm_fifo_add(q, seq, group, glen);
 }
 
 kyu_code_t kyu_sm_fifo_load(kyu_sm_t *self, kyu_err_t *err)
 {
-    zhashx_t *by_qid = new_of_seq();
+    zhashx_t *by_qid = kyu_u64_map_new();
     kyu_code_t rc = KYU_OK;
     for (queue_t *q = zhashx_first(self->queues); q; q = zhashx_next(self->queues))
         zhashx_insert(by_qid, (void *)(uintptr_t)q->qid, q);
@@ -660,7 +595,7 @@ kyu_code_t kyu_sm_fifo_load(kyu_sm_t *self, kyu_err_t *err)
         if (q->fifo)
             zlistx_add_end(fifos, q);
     for (queue_t *q = zlistx_first(fifos); q && rc == KYU_OK; q = zlistx_next(fifos))
-        rc = load_groups(self, q, err);
+        rc = kyu_sm_walk_groups(self, q, true, load_group, err);
     zlistx_destroy(&fifos);
     if (rc == KYU_OK)
         rc = load_dedup(self, by_qid, err);

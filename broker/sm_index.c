@@ -23,14 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static size_t seq_hash(const void *key)
-{
-    uint64_t x = (uint64_t)(uintptr_t)key; /* splitmix64's finalizer */
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-    return (size_t)(x ^ (x >> 31));
-}
-
 static int seq_cmp(const void *a, const void *b)
 {
     uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;
@@ -49,11 +41,11 @@ static inline void *seq_key(uint64_t seq)
 }
 
 /* A hash keyed by a 64-bit number held in the key pointer itself (seq_key). */
-static zhashx_t *u64_map_new(void)
+zhashx_t *kyu_u64_map_new(void)
 {
     zhashx_t *m = zhashx_new();
     KYU_ASSERT(m);
-    zhashx_set_key_hasher(m, seq_hash);
+    zhashx_set_key_hasher(m, kyu_seq_hash);
     zhashx_set_key_comparator(m, seq_cmp);
     zhashx_set_key_duplicator(m, NULL);
     zhashx_set_key_destructor(m, NULL);
@@ -62,7 +54,7 @@ static zhashx_t *u64_map_new(void)
 
 void kyu_sm_index_init(queue_t *q)
 {
-    q->leases = u64_map_new();
+    q->leases = kyu_u64_map_new();
     zhashx_set_destructor(q->leases, lease_free);
 }
 
@@ -570,44 +562,39 @@ static bool lease_decode(const char *v, size_t len, lease_t *l)
     return true;
 }
 
+typedef struct {
+    zhashx_t *by_qid; /* qid -> queue, for the scan (the queues hash is by name) */
+    queue_t *q;       /* the last record's queue */
+} index_load_t;
+
+/* A lease record, at a load. */
+static kyu_code_t load_lease(void *arg, const uint8_t *k, size_t kl, const char *v, size_t vl,
+                             kyu_err_t *err)
+{
+    index_load_t *w = arg;
+    lease_t l;
+    if (kl != KEY_QS || !lease_decode(v, vl, &l))
+        return kyu_err_set(err, KYU_ERR_STORAGE, "corrupt lease record in the store");
+    uint64_t qid = kyu_get_be64(k), seq = kyu_get_be64(k + 8);
+    if (!w->q || w->q->qid != qid)
+        w->q = zhashx_lookup(w->by_qid, seq_key(qid));
+    queue_t *q = w->q;
+    if (!q)
+        return KYU_OK; /* a deleted queue's, dropped by its "gc" record */
+    if (l.gen == 0 && l.first_ms != KYU_LEASE_DELAYED && !q->fifo && !kyu_sm_fair_grouped(q, seq))
+        kyu_sm_index_add_fresh(q, seq); /* in seq order: the scan is */
+    else
+        kyu_sm_index_set_lease(q, seq, &l);
+    return KYU_OK;
+}
+
 kyu_code_t kyu_sm_index_load(kyu_sm_t *self, kyu_err_t *err)
 {
-    /* qid -> queue, for the scan (the queues hash is by name) */
-    zhashx_t *by_qid = u64_map_new();
+    index_load_t w = {kyu_u64_map_new(), NULL};
     for (queue_t *q = zhashx_first(self->queues); q; q = zhashx_next(self->queues))
-        zhashx_insert(by_qid, seq_key(q->qid), q);
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(self->db, kyu_store_readopts(self->store),
-                                                        kyu_store_cf(self->store, KYU_CF_LEASES));
-    kyu_code_t rc = KYU_OK;
-    queue_t *q = NULL;
-    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it) && rc == KYU_OK;
-         rocksdb_iter_next(it)) {
-        size_t kl = 0, vl = 0;
-        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
-        const char *v = rocksdb_iter_value(it, &vl);
-        lease_t l;
-        if (kl != KEY_QS || !lease_decode(v, vl, &l)) {
-            rc = kyu_err_set(err, KYU_ERR_STORAGE, "corrupt lease record in the store");
-            break;
-        }
-        uint64_t qid = kyu_get_be64(k), seq = kyu_get_be64(k + 8);
-        if (!q || q->qid != qid)
-            q = zhashx_lookup(by_qid, seq_key(qid));
-        if (!q)
-            continue; /* a deleted queue's, dropped by its "gc" record */
-        if (l.gen == 0 && l.first_ms != KYU_LEASE_DELAYED && !q->fifo &&
-            !kyu_sm_fair_grouped(q, seq))
-            kyu_sm_index_add_fresh(q, seq); /* in seq order: the scan is */
-        else
-            kyu_sm_index_set_lease(q, seq, &l);
-    }
-    char *rerr = NULL;
-    rocksdb_iter_get_error(it, &rerr);
-    if (rerr) {
-        rc = kyu_err_set(err, KYU_ERR_STORAGE, "reading leases: %s", rerr);
-        free(rerr);
-    }
-    rocksdb_iter_destroy(it);
-    zhashx_destroy(&by_qid);
+        zhashx_insert(w.by_qid, seq_key(q->qid), q);
+    kyu_code_t rc =
+        kyu_sm_walk(self, KYU_CF_LEASES, NULL, 0, NULL, 0, "leases", load_lease, &w, err);
+    zhashx_destroy(&w.by_qid);
     return rc;
 }

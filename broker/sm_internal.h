@@ -298,6 +298,36 @@ uint64_t kyu_sm_index_drop_fresh_below(queue_t *q, uint64_t seq);
 kyu_code_t kyu_sm_members_load(kyu_sm_t *self, kyu_err_t *err);
 void kyu_sm_members_settle(kyu_sm_t *self, bool written);
 
+/* A hash keyed by a 64-bit number (a qid or a seq) held in the key pointer itself, with
+ * nothing to copy or free (sm_index.c); kyu_seq_hash is its hasher (splitmix64's
+ * finalizer), also the FIFO groups' tree priorities (sm_fifo.c). */
+static inline size_t kyu_seq_hash(const void *key)
+{
+    uint64_t x = (uint64_t)(uintptr_t)key;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return (size_t)(x ^ (x >> 31));
+}
+zhashx_t *kyu_u64_map_new(void);
+
+/* Walking the store at a load (sm_walk.c). fn sees each record of a walk, its key and value
+ * valid for the call only; KYU_OK goes on, any other code stops the walk with it (err set). */
+typedef kyu_code_t (*kyu_sm_walk_fn)(void *arg, const uint8_t *k, size_t kl, const char *v,
+                                     size_t vl, kyu_err_t *err);
+/* Calls fn on the records of column family cf from lo (NULL: the first) up to hi (excluded;
+ * NULL: the last), in key order; a read error is KYU_ERR_STORAGE "reading <what>: ...". */
+kyu_code_t kyu_sm_walk(kyu_sm_t *self, kyu_cf_t cf, const void *lo, size_t lo_len, const void *hi,
+                       size_t hi_len, const char *what, kyu_sm_walk_fn fn, void *arg,
+                       kyu_err_t *err);
+/* Puts message seq of q in its group (group_len 0: none), at a load. */
+typedef void (*kyu_sm_group_fn)(kyu_sm_t *self, queue_t *q, uint64_t seq, const char *group,
+                                size_t group_len);
+/* Calls add on each message of q, from its message records in key (seq) order, skipping
+ * provenance records. whole: each record is read whole (kyu_sm_parse_message), else its
+ * head only (kyu_sm_parse_head); one that does not read is "corrupt message record". */
+kyu_code_t kyu_sm_walk_groups(kyu_sm_t *self, queue_t *q, bool whole, kyu_sm_group_fn add,
+                              kyu_err_t *err);
+
 /* ---- what the apply functions of the rows (op_*.c) use (sm_apply.c) ---- */
 
 /* When the buffer is written (sm_buffer.c): a restart replays at most KYU_SM_BUFFER_ENTRIES

@@ -150,6 +150,20 @@ static void move_line(line_t *to, line_t *from)
     memset(from, 0, sizeof *from);
 }
 
+/* A batch entry that failed: said on stderr, and with --json added to failed as SQS's
+ * BatchResultErrorEntry (SenderFault: the request's fault, not the service's). */
+static void entry_failed(cli_t *cli, json_t *failed, const char *id, const kyu_batch_result_t *r)
+{
+    fprintf(stderr, "kyu: %s: entry %s: %s: %s\n", cli->cmd->name, id, kyu_code_name(r->code),
+            r->error);
+    if (failed)
+        json_array_append_new(failed,
+                              json_pack("{s:s, s:b, s:s, s:s}", "Id", id, "SenderFault",
+                                        r->code != KYU_ERR_INTERNAL && r->code != KYU_ERR_STORAGE &&
+                                            r->code != KYU_ERR_BUSY && r->code != KYU_ERR_READ_ONLY,
+                                        "Code", kyu_code_name(r->code), "Message", r->error));
+}
+
 /* Sends lines[0..n) as one batch (to a queue, or publish: to a topic) and prints the answers;
  * CLI_EXIT_OK when all were sent. */
 static int send_group(cli_t *cli, const char *target, bool publish, line_t *lines, size_t n)
@@ -165,14 +179,7 @@ static int send_group(cli_t *cli, const char *target, bool publish, line_t *line
     for (size_t i = 0; i < n; i++) {
         const kyu_batch_result_t *r = &out[i];
         if (r->code != KYU_OK) {
-            fprintf(stderr, "kyu: %s: entry %s: %s: %s\n", cli->cmd->name, lines[i].id,
-                    kyu_code_name(r->code), r->error);
-            if (failed)
-                json_array_append_new(
-                    failed, json_pack("{s:s, s:b, s:s, s:s}", "Id", lines[i].id, "SenderFault",
-                                      r->code != KYU_ERR_INTERNAL && r->code != KYU_ERR_STORAGE &&
-                                          r->code != KYU_ERR_BUSY && r->code != KYU_ERR_READ_ONLY,
-                                      "Code", kyu_code_name(r->code), "Message", r->error));
+            entry_failed(cli, failed, lines[i].id, r);
         } else if (ok && publish) { /* SNS's PublishBatchResultEntry */
             json_t *o = json_pack("{s:s, s:s}", "Id", lines[i].id, "MessageId", r->sent.message_id);
             if (o && r->sent.sequence) { /* a FIFO topic's, as SNS: a decimal string */
@@ -341,14 +348,7 @@ static int send_handle_group(cli_t *cli, const char *queue, bool cv, hline_t *li
     for (size_t i = 0; i < n; i++) {
         const kyu_batch_result_t *r = &out[i];
         if (r->code != KYU_OK) {
-            fprintf(stderr, "kyu: %s: entry %s: %s: %s\n", cli->cmd->name, lines[i].id,
-                    kyu_code_name(r->code), r->error);
-            if (failed)
-                json_array_append_new(
-                    failed, json_pack("{s:s, s:b, s:s, s:s}", "Id", lines[i].id, "SenderFault",
-                                      r->code != KYU_ERR_INTERNAL && r->code != KYU_ERR_STORAGE &&
-                                          r->code != KYU_ERR_BUSY && r->code != KYU_ERR_READ_ONLY,
-                                      "Code", kyu_code_name(r->code), "Message", r->error));
+            entry_failed(cli, failed, lines[i].id, r);
         } else if (ok) {
             json_array_append_new(ok, json_pack("{s:s}", "Id", lines[i].id));
         } else {

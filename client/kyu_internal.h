@@ -87,4 +87,11 @@ kyu_code_t kyu_client_call_once_within(kyu_client_t *c, const kyu_request_t *req
                                        kyu_reply_t *rep, kyu_message_t **msgs, int timeout_ms,
                                        kyu_err_t *err);
 
+/* The count names of a reply (fixed-size strings stride bytes apart, from names) copied into
+ * one allocation, the pointers then the names, as kyu_queue_names_destroy frees it (sync.c),
+ * into *names_p and *n; KYU_ERR_INTERNAL (nothing set) when out of memory. For the list
+ * replies (queues, topics). */
+kyu_code_t kyu_names_pack(const char *names, size_t stride, size_t count, char ***names_p,
+                          size_t *n, kyu_err_t *err);
+
 #endif

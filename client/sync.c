@@ -399,28 +399,31 @@ static kyu_code_t list_names(kyu_client_t *self, kyu_request_t *req, char ***nam
     *names_p = NULL;
     *n = 0;
     kyu_code_t rc = kyu_client_call(self, req, NULL, NULL, 0, &rep, NULL, err);
-    if (rc == KYU_OK && rep.n_queues > 0) {
-        /* One allocation: the pointer array, then the names. */
-        size_t total = rep.n_queues * sizeof(char *);
-        for (size_t i = 0; i < rep.n_queues; i++)
-            total += strlen(rep.queues[i]) + 1;
-        char **names = malloc(total);
-        if (!names) {
-            rc = kyu_err_set(err, KYU_ERR_INTERNAL, "out of memory");
-        } else {
-            char *p = (char *)(names + rep.n_queues);
-            for (size_t i = 0; i < rep.n_queues; i++) {
-                size_t len = strlen(rep.queues[i]) + 1;
-                memcpy(p, rep.queues[i], len);
-                names[i] = p;
-                p += len;
-            }
-            *names_p = names;
-            *n = rep.n_queues;
-        }
-    }
+    if (rc == KYU_OK && rep.n_queues > 0)
+        rc = kyu_names_pack(rep.queues[0], sizeof rep.queues[0], rep.n_queues, names_p, n, err);
     kyu_reply_reset(&rep);
     return rc;
+}
+
+kyu_code_t kyu_names_pack(const char *names, size_t stride, size_t count, char ***names_p,
+                          size_t *n, kyu_err_t *err)
+{
+    size_t total = count * sizeof(char *);
+    for (size_t i = 0; i < count; i++)
+        total += strlen(names + i * stride) + 1;
+    char **out = malloc(total);
+    if (!out)
+        return kyu_err_set(err, KYU_ERR_INTERNAL, "out of memory");
+    char *p = (char *)(out + count);
+    for (size_t i = 0; i < count; i++) {
+        size_t len = strlen(names + i * stride) + 1;
+        memcpy(p, names + i * stride, len);
+        out[i] = p;
+        p += len;
+    }
+    *names_p = out;
+    *n = count;
+    return KYU_OK;
 }
 
 void kyu_queue_names_destroy(char ***names_p)

@@ -74,26 +74,8 @@ kyu_code_t kyu_client_list_topics(kyu_client_t *self, char ***names_p, size_t *n
     kyu_request_t req = {.op = KYU_OP_LIST_TOPICS};
     kyu_reply_t rep;
     kyu_code_t rc = call(self, &req, &rep, err);
-    if (rc == KYU_OK && rep.n_topics > 0) {
-        /* One allocation, as kyu_client_list_queues's: the pointers, then the names. */
-        size_t total = rep.n_topics * sizeof(char *);
-        for (size_t i = 0; i < rep.n_topics; i++)
-            total += strlen(rep.topics[i]) + 1;
-        char **names = malloc(total);
-        if (!names) {
-            rc = kyu_err_set(err, KYU_ERR_INTERNAL, "out of memory");
-        } else {
-            char *p = (char *)(names + rep.n_topics);
-            for (size_t i = 0; i < rep.n_topics; i++) {
-                size_t len = strlen(rep.topics[i]) + 1;
-                memcpy(p, rep.topics[i], len);
-                names[i] = p;
-                p += len;
-            }
-            *names_p = names;
-            *n = rep.n_topics;
-        }
-    }
+    if (rc == KYU_OK && rep.n_topics > 0)
+        rc = kyu_names_pack(rep.topics[0], sizeof rep.topics[0], rep.n_topics, names_p, n, err);
     kyu_reply_reset(&rep);
     return rc;
 }

@@ -17,7 +17,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
 import unittest
 
@@ -29,6 +28,8 @@ IMAGE = "kyu:test%d" % os.getpid()
 ENDPOINTS = "tcp://kyu1:7700,tcp://kyu2:7700,tcp://kyu3:7700"  # the service names
 sys.path.insert(0, os.path.join(ROOT, "examples", "orders"))
 import send_orders  # noqa: E402 (the example's own order maker and HTTP client)
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+from order_checks import OrderFlow  # noqa: E402 (the kill tests' shared checks)
 
 
 def free_port():
@@ -170,48 +171,34 @@ class Compose(unittest.TestCase):
         self.assertIn(b"leader", compose("exec", "-T", "kyu2", "kyu", "cluster", "status").stdout)
         url = "http://127.0.0.1:%d" % HTTP_PORT
         orders = [send_orders.make_order(i, "dc") for i in range(N_ORDERS)]
-        poison = {o["order_id"] for o in orders if o["customer"] == "poison"}
-        paid = {o["order_id"] for o in orders if o["paid"]}
+        flow = OrderFlow(url, orders)
+        poison, paid = flow.poison, flow.paid
         self.assertTrue(poison & paid and poison - paid)  # the mix is there
-        lock = threading.Lock()
-        accepted, refused = set(), []
-
-        def on_result(order, status, rep, attempts):
-            with lock:
-                if status == 202 and rep.get("order_id") == order["order_id"]:
-                    accepted.add(order["order_id"])
-                else:
-                    refused.append((order["order_id"], status, rep))
-
         lead = self.leader()  # before the orders flow: it is killed while they do
-        sender = threading.Thread(target=send_orders.send_all,
-                                  args=(url, orders, 4, on_result, 0.1))
-        sender.start()
+        flow.start()
         try:
             deadline = time.monotonic() + 120
-            while len(accepted) < KILL_AT and sender.is_alive():
-                self.assertLess(time.monotonic(), deadline, "orders not accepted: %s" % refused[:3])
+            while len(flow.accepted) < KILL_AT and flow.sending():
+                self.assertLess(time.monotonic(), deadline,
+                                "orders not accepted: %s" % flow.refused[:3])
                 time.sleep(0.2)
             r = run(["docker", "kill", "-s", "KILL", "%s_kyu%d_1" % (PROJECT, lead["id"])], timeout=60)
             self.assertEqual(r.returncode, 0, r.stderr.decode())
             print("killed the leader's container (node %d) with %d of %d orders accepted" % (
-                lead["id"], len(accepted), N_ORDERS), file=sys.stderr)
+                lead["id"], len(flow.accepted), N_ORDERS), file=sys.stderr)
         finally:
-            sender.join(timeout=300)
-        self.assertFalse(sender.is_alive(), "the sender did not finish within 300 s")
-        self.assertEqual(refused, [])
-        self.assertEqual(accepted, {o["order_id"] for o in orders})
+            flow.join()
+        flow.check_all_accepted(self)
+        accepted = flow.accepted
         r = run(["docker", "start", "%s_kyu%d_1" % (PROJECT, lead["id"])], timeout=60)
         self.assertEqual(r.returncode, 0, r.stderr.decode())
 
-        ship_want, acct_want = accepted - poison, (accepted & paid) - poison
+        ship_want, acct_want = flow.wants()
         deadline = time.monotonic() + 180
         while True:
             ship, acct = self.records("shipping"), self.records("accounting")
-            if (set(ship["processed"]) >= ship_want and set(acct["processed"]) >= acct_want and
-                    self.counts("shipping") == (0, 0, 0) and self.counts("accounting") == (0, 0, 0)
-                    and self.counts("shipping-dlq")[0] >= len(poison)
-                    and self.counts("accounting-dlq")[0] >= len(poison & paid)):
+            processed = {"shipping": set(ship["processed"]), "accounting": set(acct["processed"])}
+            if flow.settled(processed.get, self.counts):
                 break
             self.assertLess(time.monotonic(), deadline, "orders not all processed: shipping %d "
                             "of %d, accounting %d of %d" % (len(ship["processed"]), len(ship_want),

@@ -18,7 +18,6 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import unittest
 
 from harness import BIN_DIR, CLI, sanitizer_report
@@ -28,6 +27,7 @@ EXAMPLE = os.path.abspath(os.path.join(os.path.dirname(__file__), "../../example
 RUN = os.path.join(EXAMPLE, "run.sh")
 sys.path.insert(0, EXAMPLE)
 import send_orders  # noqa: E402 (the example's own order maker and HTTP client)
+from order_checks import OrderFlow  # noqa: E402 (the kill tests' shared checks)
 
 N = 200
 KILL_AT = 60  # orders accepted before the leader is killed
@@ -212,52 +212,25 @@ class OrdersExample(unittest.TestCase):
 
     def test_leader_kill9_while_orders_flow_loses_none_and_processes_none_twice(self):
         orders = [send_orders.make_order(i, "it") for i in range(N)]
-        poison = {o["order_id"] for o in orders if o["customer"] == "poison"}
-        flaky = {o["order_id"] for o in orders if o["customer"] == "flaky"}
-        paid = {o["order_id"] for o in orders if o["paid"]}
+        flow = OrderFlow(self.url, orders)
+        poison, flaky, paid = flow.poison, flow.flaky, flow.paid
         self.assertTrue(poison & paid and poison - paid and flaky & paid)  # the mix is there
-        lock = threading.Lock()
-        accepted, refused = set(), []
-
-        def on_result(order, status, rep, attempts):
-            with lock:
-                if status == 202 and rep.get("order_id") == order["order_id"]:
-                    accepted.add(order["order_id"])
-                else:
-                    refused.append((order["order_id"], status, rep))
-
-        sender = threading.Thread(target=send_orders.send_all,
-                                  args=(self.url, orders, 4, on_result, 0.1))
-        sender.start()
+        flow.start()
         try:
-            wait_until("%d orders accepted" % KILL_AT, lambda: len(accepted) >= KILL_AT, 120)
+            wait_until("%d orders accepted" % KILL_AT, lambda: len(flow.accepted) >= KILL_AT, 120)
             leader = self.run_sh("leader", self.dir)
             self.assertEqual(leader.returncode, 0, leader.stderr.decode())
             node, pid = leader.stdout.decode().split()[1::2]
             os.kill(int(pid), signal.SIGKILL)
             print("killed node %s (PID %s) with %d of %d orders accepted" % (
-                node, pid, len(accepted), N), file=sys.stderr)
+                node, pid, len(flow.accepted), N), file=sys.stderr)
         finally:
-            sender.join(timeout=300)
-        self.assertFalse(sender.is_alive(), "the sender did not finish within 300 s")
-        # send_orders.place retries an order (same order_id) until it is accepted: every
-        # order must be, the cluster kept a majority.
-        self.assertEqual(refused, [])
-        self.assertEqual(accepted, {o["order_id"] for o in orders})
-
-        ship_want = accepted - poison
-        acct_want = (accepted & paid) - poison
-
-        def settled():
-            return (self.processed("shipping") >= ship_want and
-                    self.processed("accounting") >= acct_want and
-                    self.counts("shipping") == (0, 0, 0) and
-                    self.counts("accounting") == (0, 0, 0) and
-                    self.counts("shipping-dlq")[0] >= len(poison) and
-                    self.counts("accounting-dlq")[0] >= len(poison & paid))
+            flow.join()
+        flow.check_all_accepted(self)
+        ship_want, acct_want = flow.wants()
 
         wait_until(lambda: "every order processed or dead-lettered (killed node %s):\n%s" % (
-            node, self.logs()), settled, 180, 0.5)
+            node, self.logs()), lambda: flow.settled(self.processed, self.counts), 180, 0.5)
 
         # Exactly once: the processed-order records hold each order once (their primary key)
         # and the effects, which have no unique constraint, once per order too.

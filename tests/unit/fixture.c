@@ -109,7 +109,7 @@ kyu_command_t cmd_delete(const char *queue, uint64_t now, const char *handle)
 {
     kyu_command_t c = base(KYU_CMD_DELETE, queue, now);
     c.n = 1;
-    snprintf(c.handles[0], sizeof c.handles[0], "%s", handle);
+    snprintf(c.handles[0], sizeof c.handles[0], "%.*s", KYU_HANDLE_MAX, handle);
     return c;
 }
 
@@ -141,4 +141,78 @@ kyu_result_t apply1(fixture_t *f, kyu_command_t cmd)
     kyu_result_t r;
     apply_entry(f, &cmd, 1, &r);
     return r;
+}
+
+void ok(kyu_result_t r)
+{
+    if (r.code != KYU_OK)
+        fail_msg("expected OK, got %s: %s", kyu_code_name(r.code), r.error);
+    kyu_result_clear(&r);
+}
+
+kyu_command_t cmd_send_fifo(const char *queue, uint64_t now, const char *body, const char *group,
+                            const char *did)
+{
+    kyu_command_t c = cmd_send(queue, now, body);
+    snprintf(c.group_ids[0], sizeof c.group_ids[0], "%s", group ? group : "");
+    snprintf(c.dedup_ids[0], sizeof c.dedup_ids[0], "%s", did ? did : "");
+    kyu_md5_body(c.bodies[0], c.body_lens[0], c.md5_body[0]);
+    c.has_md5 = true;
+    return c;
+}
+
+got_t fixture_receive(fixture_t *f, const char *queue, uint64_t now, uint32_t max, int64_t vt)
+{
+    got_t g = {0};
+    kyu_result_t r = apply1(f, cmd_receive(queue, now, max, vt));
+    if (r.code != KYU_OK)
+        fail_msg("receive: %s", r.error);
+    g.n = r.n_msgs;
+    for (size_t i = 0; i < r.n_msgs; i++) {
+        snprintf(g.bodies[i], sizeof g.bodies[i], "%.*s", (int)r.body_lens[i],
+                 (const char *)r.bodies[i]);
+        memcpy(g.groups[i], r.msgs[i].group_id, sizeof g.groups[i]);
+        memcpy(g.dedups[i], r.msgs[i].dedup_id, sizeof g.dedups[i]);
+        memcpy(g.handles[i], r.msgs[i].handle, sizeof g.handles[i]);
+        g.seqs[i] = r.msgs[i].sequence;
+    }
+    kyu_result_clear(&r);
+    return g;
+}
+
+const char *got_bodies(const got_t *g)
+{
+    static char out[KYU_BATCH_MAX * 512 + KYU_BATCH_MAX];
+    out[0] = '\0';
+    for (size_t i = 0; i < g->n; i++)
+        snprintf(out + strlen(out), sizeof out - strlen(out), "%s%s", i ? " " : "", g->bodies[i]);
+    return out;
+}
+
+void expect_first_receive(fixture_t *f, uint64_t now, uint32_t max, const char *const *bodies,
+                          bool del)
+{
+    kyu_result_t r = apply1(f, cmd_receive("q", now, max, -1));
+    assert_int_equal(r.code, KYU_OK);
+    size_t n = 0;
+    while (bodies[n])
+        n++;
+    if (r.n_msgs != n)
+        fail_msg("expected %zu messages at %llu, got %zu", n, (unsigned long long)now, r.n_msgs);
+    for (size_t i = 0; i < n; i++) {
+        if (r.body_lens[i] != strlen(bodies[i]) ||
+            memcmp(r.bodies[i], bodies[i], strlen(bodies[i])) != 0)
+            fail_msg("message %zu at %llu: expected '%s', got '%.*s'", i, (unsigned long long)now,
+                     bodies[i], (int)r.body_lens[i], (const char *)r.bodies[i]);
+        assert_int_equal(r.msgs[i].receive_count, 1);
+        assert_true(r.msgs[i].first_receive_ms == now);
+    }
+    char handles[KYU_BATCH_MAX][KYU_HANDLE_MAX + 1];
+    for (size_t i = 0; i < n; i++)
+        memcpy(handles[i], r.msgs[i].handle, sizeof handles[i]);
+    kyu_result_clear(&r);
+    if (!del)
+        return;
+    for (size_t i = 0; i < n; i++) /* gone, so that its lease's end does not bring it back */
+        ok(apply1(f, cmd_delete("q", now, handles[i])));
 }

@@ -5,6 +5,7 @@
 
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -39,5 +40,32 @@ kyu_command_t cmd_change_visibility(const char *queue, uint64_t now, const char 
 void apply_entry(fixture_t *f, const kyu_command_t *cmds, size_t n, kyu_result_t *results);
 /* Applies one command as its own entry and returns its result. */
 kyu_result_t apply1(fixture_t *f, kyu_command_t cmd);
+
+/* Fails the test unless r is KYU_OK (saying what it was); clears r. */
+void ok(kyu_result_t r);
+/* A SEND of body to queue in MessageGroupId group and with MessageDeduplicationId did (NULL:
+ * none), its body's digest given as a client gives it. */
+kyu_command_t cmd_send_fifo(const char *queue, uint64_t now, const char *body, const char *group,
+                            const char *did);
+
+/* The messages of a receive, copied out of its result. */
+typedef struct {
+    size_t n;
+    char bodies[KYU_BATCH_MAX][512];
+    char groups[KYU_BATCH_MAX][KYU_GROUP_ID_MAX + 1];
+    char dedups[KYU_BATCH_MAX][KYU_DEDUP_ID_MAX + 1];
+    char handles[KYU_BATCH_MAX][KYU_HANDLE_MAX + 1];
+    uint64_t seqs[KYU_BATCH_MAX];
+} got_t;
+/* Receives up to max messages of queue at now (vt: the visibility timeout, -1: the queue's);
+ * fails the test unless the receive is KYU_OK. */
+got_t fixture_receive(fixture_t *f, const char *queue, uint64_t now, uint32_t max, int64_t vt);
+/* The bodies of g, space-separated ("" for none), in a static buffer. */
+const char *got_bodies(const got_t *g);
+
+/* Receives up to max messages of queue "q" at now and expects exactly bodies (NULL-terminated),
+ * in order, each received for the first time (at now); then deletes them when del. */
+void expect_first_receive(fixture_t *f, uint64_t now, uint32_t max, const char *const *bodies,
+                          bool del);
 
 #endif

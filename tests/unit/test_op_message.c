@@ -19,13 +19,6 @@
 
 #define T0 1000000 /* a command time, ms */
 
-static void ok(kyu_result_t r)
-{
-    if (r.code != KYU_OK)
-        fail_msg("expected OK, got %s: %s", kyu_code_name(r.code), r.error);
-    kyu_result_clear(&r);
-}
-
 static void expect_error(kyu_code_t got, const char *msg, kyu_code_t code, const char *text)
 {
     if (got != code || !strstr(msg, text))
@@ -55,27 +48,7 @@ static kyu_command_t send_delayed(const char *q, uint64_t now, const char *body,
  * them. */
 static void receive_bodies(fixture_t *f, uint64_t now, uint32_t max, const char *const *bodies)
 {
-    kyu_result_t r = apply1(f, cmd_receive("q", now, max, -1));
-    assert_int_equal(r.code, KYU_OK);
-    size_t n = 0;
-    while (bodies[n])
-        n++;
-    if (r.n_msgs != n)
-        fail_msg("expected %zu messages at %llu, got %zu", n, (unsigned long long)now, r.n_msgs);
-    for (size_t i = 0; i < n; i++) {
-        if (r.body_lens[i] != strlen(bodies[i]) ||
-            memcmp(r.bodies[i], bodies[i], strlen(bodies[i])) != 0)
-            fail_msg("message %zu at %llu: expected '%s', got '%.*s'", i, (unsigned long long)now,
-                     bodies[i], (int)r.body_lens[i], (const char *)r.bodies[i]);
-        assert_int_equal(r.msgs[i].receive_count, 1);
-        assert_true(r.msgs[i].first_receive_ms == now);
-    }
-    char handles[KYU_BATCH_MAX][KYU_HANDLE_MAX + 1];
-    for (size_t i = 0; i < n; i++)
-        memcpy(handles[i], r.msgs[i].handle, sizeof handles[i]);
-    kyu_result_clear(&r);
-    for (size_t i = 0; i < n; i++) /* gone, so that its lease's end does not bring it back */
-        ok(apply1(f, cmd_delete("q", now, handles[i])));
+    expect_first_receive(f, now, max, bodies, true);
 }
 
 static int64_t delayed(fixture_t *f, uint64_t now)

@@ -12,13 +12,6 @@
 
 #define T0 1000000 /* a command time, ms */
 
-static void ok(kyu_result_t r)
-{
-    if (r.code != KYU_OK)
-        fail_msg("expected OK, got %s: %s", kyu_code_name(r.code), r.error);
-    kyu_result_clear(&r);
-}
-
 /* Expects code, with a message containing text. */
 static void expect_error(kyu_code_t got, const char *msg, kyu_code_t code, const char *text)
 {
@@ -429,20 +422,7 @@ static kyu_command_t with_delay(kyu_command_t c, uint32_t delay)
 /* Receives at now and expects exactly the bodies given (NULL-terminated), in order. */
 static void receive_bodies(fixture_t *f, uint64_t now, uint32_t max, const char *const *bodies)
 {
-    kyu_result_t r = apply1(f, cmd_receive("q", now, max, -1));
-    assert_int_equal(r.code, KYU_OK);
-    size_t n = 0;
-    while (bodies[n])
-        n++;
-    if (r.n_msgs != n)
-        fail_msg("expected %zu messages at %llu, got %zu", n, (unsigned long long)now, r.n_msgs);
-    for (size_t i = 0; i < n; i++) {
-        assert_int_equal(r.body_lens[i], strlen(bodies[i]));
-        assert_memory_equal(r.bodies[i], bodies[i], strlen(bodies[i]));
-        assert_int_equal(r.msgs[i].receive_count, 1);
-        assert_true(r.msgs[i].first_receive_ms == now);
-    }
-    kyu_result_clear(&r);
+    expect_first_receive(f, now, max, bodies, false);
 }
 
 static void expect_counts(fixture_t *f, uint64_t now, int64_t visible, int64_t not_visible,

@@ -67,13 +67,6 @@ static kyu_code_t code_of(kyu_result_t r)
     return code;
 }
 
-static void ok(kyu_result_t r)
-{
-    if (r.code != KYU_OK)
-        fail_msg("expected OK, got %s: %s", kyu_code_name(r.code), r.error);
-    kyu_result_clear(&r);
-}
-
 /* Receives up to 10 of queue's messages; their bodies, NUL-terminated, into out (n of them). */
 static size_t receive(fixture_t *f, const char *queue, char out[][2048])
 {

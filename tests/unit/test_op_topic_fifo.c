@@ -19,13 +19,6 @@
 #define SUB_B "bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb"
 #define SUB_C "cccccccc-cccc-4ccc-8ccc-cccccccccccc"
 
-static void ok(kyu_result_t r)
-{
-    if (r.code != KYU_OK)
-        fail_msg("expected OK, got %s: %s", kyu_code_name(r.code), r.error);
-    kyu_result_clear(&r);
-}
-
 static kyu_code_t code_of(kyu_result_t r)
 {
     kyu_code_t code = r.code;
@@ -109,30 +102,9 @@ static void publish1(fixture_t *f, kyu_command_t c, char id[KYU_UUID_LEN + 1], u
     kyu_result_clear(&r);
 }
 
-typedef struct {
-    size_t n;
-    char bodies[KYU_BATCH_MAX][512];
-    char groups[KYU_BATCH_MAX][KYU_GROUP_ID_MAX + 1];
-    char dedups[KYU_BATCH_MAX][KYU_DEDUP_ID_MAX + 1];
-    char handles[KYU_BATCH_MAX][KYU_HANDLE_MAX + 1];
-} got_t;
-
 static got_t receive(fixture_t *f, const char *q, uint64_t now, uint32_t max)
 {
-    got_t g = {0};
-    kyu_result_t r = apply1(f, cmd_receive(q, now, max, 30));
-    if (r.code != KYU_OK)
-        fail_msg("receive: %s", r.error);
-    g.n = r.n_msgs;
-    for (size_t i = 0; i < r.n_msgs; i++) {
-        snprintf(g.bodies[i], sizeof g.bodies[i], "%.*s", (int)r.body_lens[i],
-                 (const char *)r.bodies[i]);
-        memcpy(g.groups[i], r.msgs[i].group_id, sizeof g.groups[i]);
-        memcpy(g.dedups[i], r.msgs[i].dedup_id, sizeof g.dedups[i]);
-        memcpy(g.handles[i], r.msgs[i].handle, sizeof g.handles[i]);
-    }
-    kyu_result_clear(&r);
-    return g;
+    return fixture_receive(f, q, now, max, 30);
 }
 
 /* The message a copy carries: the body itself (raw) or the envelope's Message; *seq the

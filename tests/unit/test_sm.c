@@ -8,13 +8,6 @@
 
 #define T0 1000000 /* a command time, ms */
 
-static void ok(kyu_result_t r)
-{
-    if (r.code != KYU_OK)
-        fail_msg("expected OK, got %s: %s", kyu_code_name(r.code), r.error);
-    kyu_result_clear(&r);
-}
-
 static void expect_code(kyu_result_t r, kyu_code_t code)
 {
     if (r.code != code)

@@ -14,13 +14,6 @@
 #define T0 1000000 /* a command time, ms */
 #define RET 60000  /* the shortest retention period, ms */
 
-static void ok(kyu_result_t r)
-{
-    if (r.code != KYU_OK)
-        fail_msg("expected OK, got %s: %s", kyu_code_name(r.code), r.error);
-    kyu_result_clear(&r);
-}
-
 static kyu_queue_ext_t ext; /* borrowed by the create command until it is applied */
 
 /* Queue name with a retention period of retention_s seconds. */

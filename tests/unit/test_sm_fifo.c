@@ -16,13 +16,6 @@
 #define T0 1000000 /* a command time, ms */
 #define WINDOW KYU_FIFO_DEDUP_WINDOW_MS
 
-static void ok(kyu_result_t r)
-{
-    if (r.code != KYU_OK)
-        fail_msg("expected OK, got %s: %s", kyu_code_name(r.code), r.error);
-    kyu_result_clear(&r);
-}
-
 /* A FIFO queue; cbd: ContentBasedDeduplication; scope: DeduplicationScope. */
 static kyu_command_t create_fifo(const char *name, bool cbd, uint32_t scope, const char *dlq)
 {
@@ -43,22 +36,11 @@ static kyu_command_t create_fifo(const char *name, bool cbd, uint32_t scope, con
     return c;
 }
 
-static kyu_command_t send_fifo(const char *q, uint64_t now, const char *body, const char *group,
-                               const char *did)
-{
-    kyu_command_t c = cmd_send(q, now, body);
-    snprintf(c.group_ids[0], sizeof c.group_ids[0], "%s", group ? group : "");
-    snprintf(c.dedup_ids[0], sizeof c.dedup_ids[0], "%s", did ? did : "");
-    kyu_md5_body(c.bodies[0], c.body_lens[0], c.md5_body[0]);
-    c.has_md5 = true;
-    return c;
-}
-
 /* Sends body in group with dedup id did (NULL: the body is the id); returns its id. */
 static void send1(fixture_t *f, const char *q, uint64_t now, const char *body, const char *group,
                   const char *did, char id[KYU_UUID_LEN + 1], uint64_t *seq)
 {
-    kyu_result_t r = apply1(f, send_fifo(q, now, body, group, did ? did : body));
+    kyu_result_t r = apply1(f, cmd_send_fifo(q, now, body, group, did ? did : body));
     if (r.code != KYU_OK)
         fail_msg("send %s: %s", body, r.error);
     assert_int_equal(r.n_ids, 1);
@@ -69,49 +51,13 @@ static void send1(fixture_t *f, const char *q, uint64_t now, const char *body, c
     kyu_result_clear(&r);
 }
 
-typedef struct {
-    size_t n;
-    char bodies[KYU_BATCH_MAX][32];
-    char handles[KYU_BATCH_MAX][KYU_HANDLE_MAX + 1];
-    char groups[KYU_BATCH_MAX][KYU_GROUP_ID_MAX + 1];
-    uint64_t seqs[KYU_BATCH_MAX];
-} got_t;
-
-static got_t receive(fixture_t *f, const char *q, uint64_t now, uint32_t max, int64_t vt)
-{
-    got_t g = {0};
-    kyu_result_t r = apply1(f, cmd_receive(q, now, max, vt));
-    if (r.code != KYU_OK)
-        fail_msg("receive: %s", r.error);
-    g.n = r.n_msgs;
-    for (size_t i = 0; i < r.n_msgs; i++) {
-        snprintf(g.bodies[i], sizeof g.bodies[i], "%.*s", (int)r.body_lens[i],
-                 (const char *)r.bodies[i]);
-        memcpy(g.handles[i], r.msgs[i].handle, sizeof g.handles[i]);
-        memcpy(g.groups[i], r.msgs[i].group_id, sizeof g.groups[i]);
-        g.seqs[i] = r.msgs[i].sequence;
-    }
-    kyu_result_clear(&r);
-    return g;
-}
-
-/* The bodies received, space-separated ("" for none). */
-static const char *bodies(const got_t *g)
-{
-    static char out[512];
-    out[0] = '\0';
-    for (size_t i = 0; i < g->n; i++)
-        snprintf(out + strlen(out), sizeof out - strlen(out), "%s%s", i ? " " : "", g->bodies[i]);
-    return out;
-}
-
 static void expect(fixture_t *f, const char *q, uint64_t now, uint32_t max, const char *want,
                    got_t *out)
 {
-    got_t g = receive(f, q, now, max, -1);
-    if (strcmp(bodies(&g), want) != 0)
+    got_t g = fixture_receive(f, q, now, max, -1);
+    if (strcmp(got_bodies(&g), want) != 0)
         fail_msg("receive at %llu: expected '%s', got '%s'", (unsigned long long)now, want,
-                 bodies(&g));
+                 got_bodies(&g));
     if (out)
         *out = g;
 }
@@ -172,8 +118,8 @@ static void test_a_lease_that_runs_out_unlocks_its_group_in_order(void **state)
     ok(apply1(f, create_fifo("f.fifo", false, KYU_DEDUP_SCOPE_QUEUE, NULL)));
     send1(f, "f.fifo", T0, "a1", "g1", NULL, NULL, NULL);
     send1(f, "f.fifo", T0, "a2", "g1", NULL, NULL, NULL);
-    got_t g = receive(f, "f.fifo", T0, 1, 30);
-    assert_string_equal(bodies(&g), "a1");
+    got_t g = fixture_receive(f, "f.fifo", T0, 1, 30);
+    assert_string_equal(got_bodies(&g), "a1");
     assert_int_equal(kyu_sm_next_visible_at(f->sm, "f.fifo"), T0 + 30000);
     expect(f, "f.fifo", T0 + 29999, 10, "", NULL);
     /* a1 again first (its second receive), then a2 */
@@ -240,7 +186,7 @@ static void test_a_batch_deduplicates_its_own_entries_and_numbers_them(void **st
 {
     fixture_t *f = *state;
     ok(apply1(f, create_fifo("f.fifo", true, KYU_DEDUP_SCOPE_QUEUE, NULL)));
-    kyu_command_t c = send_fifo("f.fifo", T0, "same", "g1", "k1");
+    kyu_command_t c = cmd_send_fifo("f.fifo", T0, "same", "g1", "k1");
     c.n = 3;
     const char *bs[3] = {"same", "same", "third"}, *ds[3] = {"k1", "k1", "k3"};
     for (size_t i = 0; i < 3; i++) {
@@ -335,8 +281,8 @@ test_a_fifo_queue_takes_only_a_fifo_dead_letter_queue_and_moves_keep_groups(void
     send1(f, "f.fifo", T0, "a2", "g1", NULL, NULL, NULL);
     /* maxReceiveCount 2: a1 received twice (lease 0), then moved; a2 comes next */
     for (int i = 0; i < 2; i++) {
-        got_t g = receive(f, "f.fifo", T0 + 1 + i, 1, 0);
-        assert_string_equal(bodies(&g), "a1");
+        got_t g = fixture_receive(f, "f.fifo", T0 + 1 + i, 1, 0);
+        assert_string_equal(got_bodies(&g), "a1");
     }
     expect(f, "f.fifo", T0 + 3, 1, "a2", NULL);
     got_t d;
@@ -381,8 +327,8 @@ static void test_a_standard_queue_keeps_a_group_id_and_ignores_order(void **stat
 {
     fixture_t *f = *state;
     ok(apply1(f, cmd_create("q", -1)));
-    ok(apply1(f, send_fifo("q", T0, "a1", "g1", NULL)));
-    ok(apply1(f, send_fifo("q", T0, "a2", "g1", NULL)));
+    ok(apply1(f, cmd_send_fifo("q", T0, "a1", "g1", NULL)));
+    ok(apply1(f, cmd_send_fifo("q", T0, "a2", "g1", NULL)));
     got_t g;
     expect(f, "q", T0, 1, "a1", &g);
     assert_string_equal(g.groups[0], "g1");
@@ -452,7 +398,7 @@ static void test_many_groups_are_taken_in_order_of_their_first_message(void **st
     /* each receive of 3: the i-th group's two messages and the next one's first; the next
      * one is then locked (in flight), so the next receive starts at the group after it */
     for (int i = 0, round = 0; i < MANY; i += 2, round++) {
-        got_t g = receive(f, "f.fifo", T0, 3, 60);
+        got_t g = fixture_receive(f, "f.fifo", T0, 3, 60);
         char want[3][32];
         snprintf(want[0], sizeof want[0], "m%d", (i * 7919) % MANY);
         snprintf(want[1], sizeof want[1], "n%d", (i * 7919) % MANY);
@@ -472,7 +418,7 @@ static void test_many_groups_are_taken_in_order_of_their_first_message(void **st
     assert_int_equal(kyu_sm_next_visible_at(f->sm, "f.fifo"), T0 + 60000);
     fixture_reopen(f);
     check_index(f, "f.fifo", T0 + 60000);
-    got_t g = receive(f, "f.fifo", T0 + 60000, 2, 60);
+    got_t g = fixture_receive(f, "f.fifo", T0 + 60000, 2, 60);
     snprintf(body, sizeof body, "m%d", 0);
     assert_string_equal(g.bodies[0], body);
     assert_int_equal(kyu_sm_visible_upto(f->sm, "f.fifo", T0 + 60000, 100000), 2 * MANY - 2);
@@ -484,7 +430,7 @@ static void test_a_delayed_first_message_holds_its_group_back_until_it_is_due(vo
 {
     fixture_t *f = *state;
     ok(apply1(f, create_fifo("f.fifo", false, KYU_DEDUP_SCOPE_QUEUE, NULL)));
-    kyu_command_t c = send_fifo("f.fifo", T0, "a1", "g1", "a1");
+    kyu_command_t c = cmd_send_fifo("f.fifo", T0, "a1", "g1", "a1");
     c.has_msg_delay[0] = true;
     c.msg_delay_ms[0] = 5000;
     ok(apply1(f, c));
@@ -542,7 +488,7 @@ static void test_the_ready_index_agrees_with_a_scan_through_every_path(void **st
         if (op < 450) { /* a send, 1 in 8 delayed */
             snprintf(body, sizeof body, "s%llu", (unsigned long long)sent++);
             snprintf(group, sizeof group, "g%llu", (unsigned long long)((r >> 10) % 2000));
-            kyu_command_t c = send_fifo("f.fifo", now, body, group, body);
+            kyu_command_t c = cmd_send_fifo("f.fifo", now, body, group, body);
             if ((r >> 20) % 8 == 0) {
                 c.has_msg_delay[0] = true;
                 c.msg_delay_ms[0] = (r >> 24) % 4000;
@@ -550,7 +496,8 @@ static void test_the_ready_index_agrees_with_a_scan_through_every_path(void **st
             ok(apply1(f, c));
         } else if (op < 650) { /* a receive, from either queue */
             const char *qn = (r >> 10) % 5 == 0 ? "d.fifo" : "f.fifo";
-            got_t g = receive(f, qn, now, 1 + (uint32_t)((r >> 14) % 10), (int64_t)((r >> 20) % 4));
+            got_t g = fixture_receive(f, qn, now, 1 + (uint32_t)((r >> 14) % 10),
+                                      (int64_t)((r >> 20) % 4));
             taken += g.n;
             for (size_t k = 0; k < g.n; k++) {
                 size_t at = np < POOL ? np++ : (size_t)((r >> (k + 30)) % POOL);

@@ -12,13 +12,6 @@
 
 #define T0 1000000 /* a command time, ms */
 
-static void ok(kyu_result_t r)
-{
-    if (r.code != KYU_OK)
-        fail_msg("expected OK, got %s: %s", kyu_code_name(r.code), r.error);
-    kyu_result_clear(&r);
-}
-
 static void expect_counts(fixture_t *f, uint64_t now, int64_t visible, int64_t not_visible,
                           int64_t delayed)
 {

@@ -11,13 +11,6 @@
 
 #define T0 1000000 /* a command time, ms */
 
-static void ok(kyu_result_t r)
-{
-    if (r.code != KYU_OK)
-        fail_msg("expected OK, got %s: %s", kyu_code_name(r.code), r.error);
-    kyu_result_clear(&r);
-}
-
 /* The woken list as one sorted, comma-separated string ("" when empty); empties it. */
 static void expect_woken(fixture_t *f, const char *want)
 {

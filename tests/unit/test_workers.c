@@ -126,13 +126,6 @@ static void f_timer_end(void *a, int id)
     w->n_ended_timers++;
 }
 
-static void ok(kyu_result_t r)
-{
-    if (r.code != KYU_OK)
-        fail_msg("expected OK, got %s: %s", kyu_code_name(r.code), r.error);
-    kyu_result_clear(&r);
-}
-
 static int setup(void **state)
 {
     int rc = fixture_setup(state);
