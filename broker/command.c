@@ -58,15 +58,15 @@ void kyu_command_init(kyu_command_t *cmd)
     }
 }
 
-kyu_code_t kyu_command_decode_in(const void *buf, size_t len, size_t *off, kyu_command_t *cmd,
-                                 msgpack_zone *zone, kyu_err_t *err)
+kyu_code_t kyu_command_decode(const void *buf, size_t len, size_t *off, kyu_command_t *cmd,
+                              kyu_err_t *err)
 {
     kyu_command_init(cmd);
-    msgpack_object obj;
-    kyu_code_t rc = kyu_msgpack_unpack_next_zone(buf, len, off, 5, zone, &obj, err);
+    msgpack_unpacked u;
+    kyu_code_t rc = kyu_msgpack_unpack_next_bounded(buf, len, off, 5, &u, err);
     if (rc != KYU_OK)
         return rc;
-    const msgpack_object *o = &obj;
+    const msgpack_object *o = &u.data;
     const kyu_op_row_t *row = NULL;
     bool ok = o->type == MSGPACK_OBJECT_ARRAY && (o->via.array.size == 6 || o->via.array.size == 7);
     if (ok) {
@@ -87,21 +87,8 @@ kyu_code_t kyu_command_decode_in(const void *buf, size_t len, size_t *off, kyu_c
                  (o->via.array.size == 6 || decode_rq(row, &f[6], cmd));
         }
     }
-    msgpack_zone_clear(zone);
+    msgpack_unpacked_destroy(&u);
     if (!ok)
         return kyu_err_set(err, KYU_ERR_MALFORMED, "log entry holds a malformed command");
     return KYU_OK;
-}
-
-kyu_code_t kyu_command_decode(const void *buf, size_t len, size_t *off, kyu_command_t *cmd,
-                              kyu_err_t *err)
-{
-    msgpack_zone zone;
-    if (!msgpack_zone_init(&zone, MSGPACK_ZONE_CHUNK_SIZE)) {
-        kyu_command_init(cmd);
-        return kyu_err_set(err, KYU_ERR_INTERNAL, "out of memory");
-    }
-    kyu_code_t rc = kyu_command_decode_in(buf, len, off, cmd, &zone, err);
-    msgpack_zone_destroy(&zone);
-    return rc;
 }

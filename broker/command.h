@@ -228,9 +228,5 @@ void kyu_command_encode(const kyu_command_t *cmd, msgpack_sbuffer *out);
  * means the log is corrupt: the caller refuses to go on. */
 kyu_code_t kyu_command_decode(const void *buf, size_t len, size_t *off, kyu_command_t *cmd,
                               kyu_err_t *err);
-/* The same, unpacking in zone (kept by the caller across commands, cleared before
- * returning): the apply path's decode without a zone's mallocs per command. */
-kyu_code_t kyu_command_decode_in(const void *buf, size_t len, size_t *off, kyu_command_t *cmd,
-                                 msgpack_zone *zone, kyu_err_t *err);
 
 #endif

@@ -19,11 +19,6 @@ kyu_frontend_t *kyu_frontend_new(const kyu_frontend_config_t *cfg, kyu_sm_t *sm,
         kyu_err_set(err, KYU_ERR_INTERNAL, "out of memory");
         return NULL;
     }
-    if (!msgpack_zone_init(&self->zone, MSGPACK_ZONE_CHUNK_SIZE)) {
-        free(self);
-        kyu_err_set(err, KYU_ERR_INTERNAL, "out of memory");
-        return NULL;
-    }
     self->ctx.sm = sm;
     self->ctx.max_body = cfg->max_body;
     self->ctx.max_inflight = cfg->max_inflight;
@@ -93,7 +88,6 @@ void kyu_frontend_destroy(kyu_frontend_t **self_p)
     kyu_workers_destroy(&self->workers);
     kyu_longpoll_destroy(&self->lp);
     msgpack_sbuffer_destroy(&self->buf);
-    msgpack_zone_destroy(&self->zone);
     free(self);
     *self_p = NULL;
 }
@@ -396,8 +390,8 @@ static void handle_request(kyu_frontend_t *self, zmsg_t **msg_p)
         zmsg_destroy(msg_p);
         return;
     }
-    if (kyu_request_decode_in(zframe_data(header), zframe_size(header), zmsg_size(msg), &req,
-                              &self->zone, &err) != KYU_OK) {
+    if (kyu_request_decode(zframe_data(header), zframe_size(header), zmsg_size(msg), &req, &err) !=
+        KYU_OK) {
         kyu_frontend_send_error(self, identity, req.has_id ? req.id : 0, err.code, err.msg);
     } else {
         const kyu_op_row_t *row = kyu_ops_row(req.op);

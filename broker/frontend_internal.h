@@ -10,10 +10,9 @@
 
 struct kyu_frontend {
     zsock_t *sock;
-    kyu_op_ctx_t ctx;    /* what the rows' functions work with */
-    msgpack_sbuffer buf; /* a reply's header, encoded (kept across replies) */
-    msgpack_zone zone;   /* a request's header, decoded (kept across requests) */
-    bool key_proposed;   /* a SET_HANDLE_KEY waits for its entry (see ensure_handle_key) */
+    kyu_op_ctx_t ctx; /* what the rows' functions work with */
+    msgpack_sbuffer buf;
+    bool key_proposed; /* a SET_HANDLE_KEY waits for its entry (see ensure_handle_key) */
     /* Retention: an EXPIRE_MESSAGES waits for its entry; when queues were last looked at
      * (cluster time; see kyu_frontend_tick) */
     bool expiry_proposed;

@@ -488,7 +488,6 @@ kyu_sm_t *kyu_sm_open(kyu_store_t *store, kyu_err_t *err)
     self->wopts = rocksdb_writeoptions_create();
     self->plain = rocksdb_writebatch_create();
     KYU_ASSERT(self->queues && self->touched && self->wopts && self->plain);
-    KYU_ASSERT(msgpack_zone_init(&self->zone, MSGPACK_ZONE_CHUNK_SIZE));
     kyu_sm_buffer_init(self);
     self->write_every = KYU_SM_BUFFER_ENTRIES;
     if (load(self, err) != KYU_OK) {
@@ -550,7 +549,6 @@ void kyu_sm_destroy(kyu_sm_t **self_p)
     kyu_sm_woken_free(self);
     rocksdb_writebatch_destroy(self->plain);
     rocksdb_writeoptions_destroy(self->wopts);
-    msgpack_zone_destroy(&self->zone);
     free(self);
     *self_p = NULL;
 }

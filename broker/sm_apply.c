@@ -353,7 +353,7 @@ kyu_code_t kyu_sm_apply(kyu_sm_t *self, uint64_t index, const void *payload, siz
     kyu_result_t scratch;
     while (off < len && rc == KYU_OK) {
         kyu_command_t cmd;
-        if ((rc = kyu_command_decode_in(payload, len, &off, &cmd, &self->zone, err)) != KYU_OK)
+        if ((rc = kyu_command_decode(payload, len, &off, &cmd, err)) != KYU_OK)
             break;
         bool waited = results && count < cap;
         kyu_result_t *res = waited ? &results[count] : &scratch;

@@ -203,7 +203,6 @@ struct kyu_sm {
     kyu_sm_writer_t *writer;
     kyu_sm_table_t *flushing;
     kyu_sm_table_t *spare; /* the table of the last write, emptied, for the next buffer */
-    msgpack_zone zone;     /* kyu_sm_apply's command decoding, kept across commands */
     uint64_t flushing_index, flushing_oldest_ms;
     bool failed; /* an apply failed part-way: the buffer is never written */
     bool purged; /* the current entry purged a queue: its "gp" record is collected after it */

@@ -889,11 +889,18 @@ static const char *field_name(uint64_t bit)
     }
 }
 
-/* Decodes the header's object root (kyu_request_decode). */
-static kyu_code_t decode_root(const msgpack_object *root, size_t n_bodies, kyu_request_t *req,
+kyu_code_t kyu_request_decode(const void *buf, size_t len, size_t n_bodies, kyu_request_t *req,
                               kyu_err_t *err)
 {
-    kyu_code_t rc = KYU_OK;
+    /* Not the tags' 20 KB (qx.tags.n says how many are set): most requests are sends. */
+    memset(req, 0, offsetof(kyu_request_t, qx.tags.keys));
+    if (len > KYU_HEADER_MAX)
+        return kyu_err_set(err, KYU_ERR_MALFORMED, "header frame over %d bytes", KYU_HEADER_MAX);
+    msgpack_unpacked u;
+    kyu_code_t rc = kyu_msgpack_unpack_bounded(buf, len, MAX_DEPTH, &u, err);
+    if (rc != KYU_OK)
+        return rc;
+    const msgpack_object *root = &u.data;
     const msgpack_object *op = NULL;
     if (root->type != MSGPACK_OBJECT_MAP) {
         rc = kyu_err_set(err, KYU_ERR_MALFORMED, "header must be a msgpack map");
@@ -1019,39 +1026,7 @@ static kyu_code_t decode_root(const msgpack_object *root, size_t n_bodies, kyu_r
                          "eds has %zu delays for %zu messages (one per body frame)",
                          req->n_entry_delays, n_bodies);
 done:
-    return rc;
-}
-
-kyu_code_t kyu_request_decode_in(const void *buf, size_t len, size_t n_bodies, kyu_request_t *req,
-                                 msgpack_zone *zone, kyu_err_t *err)
-{
-    /* Not the tags' 20 KB (qx.tags.n says how many are set): most requests are sends. */
-    memset(req, 0, offsetof(kyu_request_t, qx.tags.keys));
-    if (len > KYU_HEADER_MAX)
-        return kyu_err_set(err, KYU_ERR_MALFORMED, "header frame over %d bytes", KYU_HEADER_MAX);
-    size_t off = 0;
-    msgpack_object root;
-    kyu_code_t rc = kyu_msgpack_unpack_next_zone(buf, len, &off, MAX_DEPTH, zone, &root, err);
-    if (rc != KYU_OK)
-        return rc;
-    if (off != len)
-        rc = kyu_err_set(err, KYU_ERR_MALFORMED, "header has %zu trailing bytes", len - off);
-    else
-        rc = decode_root(&root, n_bodies, req, err);
-    msgpack_zone_clear(zone);
-    return rc;
-}
-
-kyu_code_t kyu_request_decode(const void *buf, size_t len, size_t n_bodies, kyu_request_t *req,
-                              kyu_err_t *err)
-{
-    msgpack_zone zone;
-    if (!msgpack_zone_init(&zone, MSGPACK_ZONE_CHUNK_SIZE)) {
-        memset(req, 0, offsetof(kyu_request_t, qx.tags.keys));
-        return kyu_err_set(err, KYU_ERR_INTERNAL, "out of memory");
-    }
-    kyu_code_t rc = kyu_request_decode_in(buf, len, n_bodies, req, &zone, err);
-    msgpack_zone_destroy(&zone);
+    msgpack_unpacked_destroy(&u);
     return rc;
 }
 

@@ -163,23 +163,6 @@ kyu_code_t kyu_msgpack_unpack_next_bounded(const void *buf, size_t len, size_t *
     return KYU_OK;
 }
 
-kyu_code_t kyu_msgpack_unpack_next_zone(const void *buf, size_t len, size_t *off, int max_depth,
-                                        msgpack_zone *zone, msgpack_object *out, kyu_err_t *err)
-{
-    size_t pos = *off;
-    if (!skip_object(buf, len, &pos, max_depth))
-        return kyu_err_set(err, KYU_ERR_MALFORMED,
-                           "not valid msgpack (truncated, too deep or oversized)");
-    size_t at = *off;
-    msgpack_unpack_return rc = msgpack_unpack(buf, pos, &at, zone, out);
-    if (rc != MSGPACK_UNPACK_SUCCESS || at != pos) {
-        msgpack_zone_clear(zone);
-        return kyu_err_set(err, KYU_ERR_MALFORMED, "not valid msgpack");
-    }
-    *off = pos;
-    return KYU_OK;
-}
-
 kyu_code_t kyu_msgpack_unpack_bounded(const void *buf, size_t len, int max_depth,
                                       msgpack_unpacked *out, kyu_err_t *err)
 {

@@ -587,10 +587,6 @@ bool kyu_topic_name_valid(const char *name, size_t len);
  * read, so the error reply can echo it. */
 kyu_code_t kyu_request_decode(const void *buf, size_t len, size_t n_bodies, kyu_request_t *req,
                               kyu_err_t *err);
-/* The same, unpacking in zone (kept by the caller, cleared before returning): the frontend's
- * per-request decode without a zone's mallocs. */
-kyu_code_t kyu_request_decode_in(const void *buf, size_t len, size_t n_bodies, kyu_request_t *req,
-                                 msgpack_zone *zone, kyu_err_t *err);
 /* Appends req's msgpack header to out. */
 void kyu_request_encode(const kyu_request_t *req, msgpack_sbuffer *out);
 /* @kyu-internal-end */
@@ -654,11 +650,6 @@ kyu_code_t kyu_msgpack_unpack_bounded(const void *buf, size_t len, int max_depth
 /* The same for one object of a stream: unpacks the object at *off and moves *off past it. */
 kyu_code_t kyu_msgpack_unpack_next_bounded(const void *buf, size_t len, size_t *off, int max_depth,
                                            msgpack_unpacked *out, kyu_err_t *err);
-/* The same into a zone the caller keeps across decodes (msgpack_zone_init once): *out lives in
- * zone until the caller's msgpack_zone_clear, which keeps the zone's first chunk, so a decoder
- * that runs per request or per command mallocs no zone and chunk each time. */
-kyu_code_t kyu_msgpack_unpack_next_zone(const void *buf, size_t len, size_t *off, int max_depth,
-                                        msgpack_zone *zone, msgpack_object *out, kyu_err_t *err);
 /* @kyu-internal-end */
 
 #endif
