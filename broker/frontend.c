@@ -4,6 +4,7 @@
 #include "frontend_internal.h"
 #include "recv_bounded.h"
 
+#include <errno.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,25 +107,40 @@ zsock_t *kyu_frontend_sock(kyu_frontend_t *self)
     return self->sock;
 }
 
+/* One part of a reply; a signal does not leave a message half sent (its next part would
+ * then go out as a part of this one), it is retried. */
+static bool send_part(void *sock, const void *data, size_t len, int flags)
+{
+    for (int i = 0; i < 100; i++) {
+        if (zmq_send(sock, data, len, flags) >= 0)
+            return true;
+        if (zmq_errno() != EINTR)
+            return false;
+    }
+    return false;
+}
+
 bool kyu_frontend_send_reply(kyu_frontend_t *self, zframe_t *identity, const kyu_reply_t *rep,
                              const void *const *bodies, const size_t *lens, size_t n_bodies)
 {
     msgpack_sbuffer_clear(&self->buf);
     kyu_reply_encode(rep, &self->buf);
-    zmsg_t *m = zmsg_new();
-    zframe_t *to = zframe_dup(identity);
-    KYU_ASSERT(m && to);
-    zmsg_append(m, &to);
-    zmsg_addmem(m, self->buf.data, self->buf.size);
-    for (size_t i = 0; i < n_bodies; i++)
-        zmsg_addmem(m, bodies[i], lens[i]);
-    if (zmsg_send(&m, self->sock) != 0) {
+    /* Straight to libzmq, part by part (each copied into its own zmq_msg_t): no zmsg, its
+     * list and a zframe per part to allocate and free for every reply. ROUTER_MANDATORY
+     * fails the routing part when the client is gone or its queue is full; once that part
+     * is taken, the router takes (or, at worst, drops whole) the rest of the message. */
+    void *sock = zsock_resolve(self->sock);
+    if (!send_part(sock, zframe_data(identity), zframe_size(identity), ZMQ_SNDMORE)) {
         /* The client is gone or not reading: the write already happened; it will retry. */
         self->dropped_replies++;
-        zmsg_destroy(&m);
         return false;
     }
-    return true;
+    bool ok = send_part(sock, self->buf.data, self->buf.size, n_bodies ? ZMQ_SNDMORE : 0);
+    for (size_t i = 0; i < n_bodies && ok; i++)
+        ok = send_part(sock, bodies[i], lens[i], i + 1 < n_bodies ? ZMQ_SNDMORE : 0);
+    if (!ok)
+        self->dropped_replies++;
+    return ok;
 }
 
 void kyu_frontend_send_error(kyu_frontend_t *self, zframe_t *identity, uint64_t id, kyu_code_t code,

@@ -27,15 +27,81 @@
 
 struct kyu_sm_item {
     uint64_t hash; /* of key (keyed SipHash: request keys come from clients) */
-    char *val;     /* NULL for a delete or an empty value */
+    char *val;     /* NULL for a delete or an empty value; in the table's value arena */
     uint32_t vlen;
-    bool put;    /* else a delete */
-    bool absent; /* the database holds no value under this key: a delete drops the item */
+    uint32_t vcap; /* the bytes at val: a later value that fits is written there */
+    bool put;      /* else a delete */
+    bool absent;   /* the database holds no value under this key: a delete drops the item */
     uint16_t klen;
     uint8_t key[]; /* the column family's number, then the key */
 };
 
-#define ITEM_OVERHEAD 96 /* the item, its hash slot and malloc's headers, roughly */
+#define ITEM_OVERHEAD 96 /* the item, its hash slot and its arena's slack, roughly */
+
+/* The items and values of a table are cut from two arenas (the items' keys close together
+ * for the sort before a write, the values apart), given back all at once when the table is
+ * emptied: a write of a key used to cost a malloc and a free for its item and another pair
+ * for its value, the frees (table_clear) some 8% of the event loop under a send load. Space
+ * of a value replaced by a larger one, or of an item deleted, stays used until then; the
+ * bytes the arenas hand out are what the buffer counts (buffer_bytes), so it is still
+ * written at KYU_SM_BUFFER_BYTES. */
+#define ARENA_BLOCK (256u << 10)
+#define ARENA_KEEP (8u << 20) /* an emptied arena keeps this much for the next buffer */
+
+typedef struct arena_block {
+    struct arena_block *next;
+    size_t used, cap;
+    max_align_t data[]; /* cap bytes */
+} arena_block_t;
+
+typedef struct {
+    arena_block_t *head; /* blocks, the one being cut first */
+    arena_block_t *free; /* emptied blocks, for the next cuts */
+} arena_t;
+
+/* size bytes, 8-aligned; the caller counts them. */
+static void *arena_alloc(arena_t *a, size_t size)
+{
+    size = (size + 7) & ~(size_t)7;
+    arena_block_t *b = a->head;
+    if (!b || b->cap - b->used < size) {
+        if (a->free && a->free->cap >= size) {
+            b = a->free;
+            a->free = b->next;
+        } else {
+            size_t cap = size > ARENA_BLOCK ? size : ARENA_BLOCK;
+            b = malloc(sizeof *b + cap);
+            KYU_ASSERT(b);
+            b->cap = cap;
+        }
+        b->used = 0;
+        b->next = a->head;
+        a->head = b;
+    }
+    void *p = (char *)b->data + b->used;
+    b->used += size;
+    return p;
+}
+
+/* Empties the arena: up to ARENA_KEEP of its blocks are kept for the next cuts. */
+static void arena_clear(arena_t *a)
+{
+    size_t kept = 0;
+    arena_block_t *keep = NULL;
+    for (arena_block_t *lists[2] = {a->head, a->free}, **l = lists; l < lists + 2; l++)
+        for (arena_block_t *b = *l, *next; b; b = next) {
+            next = b->next;
+            if (b->cap == ARENA_BLOCK && kept + b->cap <= ARENA_KEEP) {
+                b->next = keep;
+                keep = b;
+                kept += b->cap;
+            } else {
+                free(b);
+            }
+        }
+    a->head = NULL;
+    a->free = keep;
+}
 
 static const uint8_t hash_key[crypto_shorthash_KEYBYTES] = "kyu-state-buffer";
 
@@ -63,6 +129,7 @@ struct kyu_sm_table {
     size_t cap;  /* 0 or a power of two */
     size_t n;    /* items */
     size_t used; /* items and tombstones: at most 3/4 of the slots */
+    arena_t items, vals;
 };
 
 static kyu_sm_item_t tomb_item;
@@ -75,20 +142,13 @@ static kyu_sm_table_t *table_new(void)
     return t;
 }
 
-static void item_free(kyu_sm_item_t *it)
-{
-    free(it->val);
-    free(it);
-}
-
-/* Frees the items; keeps the slots. */
+/* Frees the items (their arenas); keeps the slots. */
 static void table_clear(kyu_sm_table_t *t)
 {
+    arena_clear(&t->items);
+    arena_clear(&t->vals);
     if (t->used == 0)
         return;
-    for (size_t i = 0; i < t->cap; i++)
-        if (t->slot[i].item && t->slot[i].item != TOMB)
-            item_free(t->slot[i].item);
     memset(t->slot, 0, t->cap * sizeof *t->slot);
     t->n = t->used = 0;
 }
@@ -99,6 +159,16 @@ static void table_destroy(kyu_sm_table_t **tp)
     if (!t)
         return;
     table_clear(t);
+    arena_clear(&t->items); /* the blocks kept */
+    arena_clear(&t->vals);
+    for (arena_block_t *b = t->items.free, *next; b; b = next) {
+        next = b->next;
+        free(b);
+    }
+    for (arena_block_t *b = t->vals.free, *next; b; b = next) {
+        next = b->next;
+        free(b);
+    }
     free(t->slot);
     free(t);
     *tp = NULL;
@@ -160,9 +230,8 @@ static void table_delete(kyu_sm_table_t *t, const kyu_sm_item_t *it)
     for (size_t i = it->hash & mask;; i = (i + 1) & mask) {
         KYU_ASSERT(t->slot[i].item); /* it is in the table */
         if (t->slot[i].item == it) {
-            t->slot[i].item = TOMB;
+            t->slot[i].item = TOMB; /* its bytes stay in the arena until the table is emptied */
             t->n--;
-            item_free((kyu_sm_item_t *)it);
             return;
         }
     }
@@ -233,14 +302,10 @@ static kyu_sm_item_t *item_for(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t
     probe_t p;
     kyu_sm_item_t *it = find(self, c, k, kl, &p);
     if (it) {
-        self->buffer_bytes -= it->vlen;
-        free(it->val);
-        it->val = NULL;
-        it->vlen = 0;
+        it->vlen = 0; /* its value's bytes (vcap) are kept for the next one */
         return it;
     }
-    it = malloc(sizeof *it + 1 + kl);
-    KYU_ASSERT(it);
+    it = arena_alloc(&self->buffer->items, sizeof *it + 1 + kl);
     *it = (kyu_sm_item_t){.hash = p.hash, .absent = absent, .klen = (uint16_t)(1 + kl)};
     memcpy(it->key, p.key, 1 + kl);
     table_insert(self->buffer, it);
@@ -253,16 +318,18 @@ void kyu_sm_put2(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl, const voi
 {
     kyu_sm_item_t *it = item_for(self, c, k, kl, absent);
     it->put = true;
+    if (l1 + l2 > it->vcap) {
+        it->val = arena_alloc(&self->buffer->vals, l1 + l2);
+        it->vcap = (uint32_t)(l1 + l2);
+        self->buffer_bytes += it->vcap;
+    }
     if (l1 + l2 > 0) {
-        it->val = malloc(l1 + l2);
-        KYU_ASSERT(it->val);
         if (l1)
             memcpy(it->val, v1, l1);
         if (l2)
             memcpy(it->val + l1, v2, l2);
     }
     it->vlen = (uint32_t)(l1 + l2);
-    self->buffer_bytes += it->vlen;
 }
 
 void kyu_sm_put(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl, const void *v, size_t vl)
@@ -275,7 +342,6 @@ void kyu_sm_del(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl)
     probe_t p;
     kyu_sm_item_t *it = find(self, c, k, kl, &p);
     if (it && it->absent) { /* the database never saw it: nothing to write */
-        self->buffer_bytes -= ITEM_OVERHEAD + (it->klen - 1) + it->vlen;
         table_delete(self->buffer, it);
         return;
     }
