@@ -13,6 +13,9 @@
 #   'ssh "kyu$KYU_NODE_ID" sudo systemctl restart kyu-broker'
 #   'docker restart --time 30 "kyu$KYU_NODE_ID"'
 # For an upgrade, it also puts the new binary in place before the start.
+# A call that fails on a loaded cluster (a timeout) is asked again, within bounds: every one
+# here is safe to repeat (status and ready read, a transfer of a node that no longer leads is
+# not asked again).
 # Exit 0: every node restarted and ready; 1: a step failed (it stops there, saying which, and
 # the cluster is left as it is); 2: usage.
 set -euo pipefail
@@ -23,7 +26,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
     --kyu) kyu=$2; shift 2 ;;
     --ready-timeout) ready_timeout=$2; shift 2 ;;
-    -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     --*) echo "rolling_restart: unknown option $1" >&2; exit 2 ;;
     *) break ;;
     esac
@@ -43,15 +46,29 @@ status() {
     { "$kyu" --broker "$endpoints" cluster status 2>/dev/null || true; } |
         awk '$1 ~ /^[1-9][0-9]*$/ { print $1, $3, $4, $5 }'
 }
-leader_endpoint() { status | awk '$3 == "leader" { print $2; exit }'; }
+# The leader's endpoint, asked again (for up to 10 s) while no answer names one: a node that
+# is slow to answer (a loaded host) is printed unreachable, and an election takes a moment.
+leader_endpoint() {
+    local l
+    for _ in $(seq 50); do
+        l=$(status | awk '$3 == "leader" { print $2; exit }')
+        if [ -n "$l" ]; then echo "$l"; return; fi
+        sleep 0.2
+    done
+}
 
-# Every node must answer and be ready before anything is restarted.
-if ! out=$("$kyu" --broker "$endpoints" cluster ready 2>&1); then
-    fail "the cluster is not ready, nothing restarted: $out"
-fi
-nodes=$(status)
-leader=$(echo "$nodes" | awk '$3 == "leader" { print $2 }')
-[ -n "$leader" ] || fail "no node leads, nothing restarted: $nodes"
+# Every node must answer and be ready before anything is restarted (asked again for up to
+# --ready-timeout: a node may trail the commit index for a moment under load), and every
+# endpoint must be in the status with its id (a node too slow to answer is not left out).
+n_endpoints=$(echo "$endpoints" | tr ',' '\n' | grep -c .)
+deadline=$((SECONDS + ready_timeout))
+until out=$("$kyu" --broker "$endpoints" cluster ready 2>&1) &&
+    nodes=$(status) && [ "$(echo "$nodes" | grep -c .)" -eq "$n_endpoints" ] &&
+    leader=$(echo "$nodes" | awk '$3 == "leader" { print $2 }') && [ -n "$leader" ]; do
+    [ $SECONDS -lt $deadline ] ||
+        fail "the cluster is not ready within ${ready_timeout} s, nothing restarted: $out ${nodes:-}"
+    sleep 0.5
+done
 # The order: the members that do not lead, then the leader.
 order=$(echo "$nodes" | awk -v l="$leader" '$2 != l && ($4 == "voter" || $4 == "learner") { print $1, $2 }'
     echo "$nodes" | awk -v l="$leader" '$2 == l { print $1, $2 }')
@@ -59,18 +76,19 @@ say "order: $(echo "$order" | awk '{ printf "%snode %s", sep, $1; sep = ", " }')
 
 while read -r id ep; do
     if [ "$(leader_endpoint)" = "$ep" ]; then
-        moved=
+        moved= err=
         for _ in 1 2 3 4 5 6; do
             say "node $id leads: kyu cluster transfer"
-            "$kyu" --broker "$endpoints" cluster transfer >/dev/null ||
-                fail "kyu cluster transfer failed"
+            # A transfer that failed (timed out on a loaded host) or that the leader gave up
+            # is asked again, as long as the node still leads.
+            terr=$("$kyu" --broker "$endpoints" cluster transfer 2>&1 >/dev/null) || err=$terr
             for _ in $(seq 50); do
                 now=$(leader_endpoint)
                 if [ -n "$now" ] && [ "$now" != "$ep" ]; then moved=$now; break 2; fi
                 sleep 0.1
             done
         done
-        [ -n "$moved" ] || fail "leadership did not leave node $id: not restarted"
+        [ -n "$moved" ] || fail "leadership did not leave node $id: not restarted${err:+ (kyu cluster transfer: $err)}"
         say "leadership moved to $moved"
     fi
     say "restarting node $id ($ep)"

@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 import time
 import unittest
+import uuid
 
 BIN_DIR = os.environ.get("KYU_BIN_DIR", os.path.join(os.path.dirname(__file__), "../../build"))
 BROKER = os.path.join(BIN_DIR, "broker", "kyu-broker")
@@ -103,6 +104,76 @@ def sanitizer_report(path):
     return text[max(0, at - 2000):at + 6000] if at >= 0 else ""
 
 
+# A generous client timeout for calls that a failover or a loaded machine (CI's sanitizer run
+# beside other builds) may hold up: the CLI's default (10 s) bounds each call, and a leader's
+# kill -9, an election and a catch-up can take longer than that under load, so a test asks with
+# this, as an operator on a loaded cluster would (`kyu --timeout SEC`).
+SLOW_TIMEOUT_S = 60
+# The same for a pipelined `--lines` CLI (send, publish) streaming through a leader's kill -9:
+# a line in flight to the dead leader is resent after this (nothing tells the client it died),
+# and each line is tried for three times this in all (client/cli_send.c).
+STREAM_TIMEOUT_S = 30
+
+
+def run_probe(argv, timeout):
+    """subprocess.run(argv) for a probe that is asked again: a CLI still running after timeout
+    seconds (killed) counts as a failed probe (returncode None) rather than raising."""
+    try:
+        return subprocess.run(argv, capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        return subprocess.CompletedProcess(argv, None, e.stdout or b"",
+                                           b"no answer within %d s" % timeout)
+
+
+def ask_again(run, what, tries=5, deadline_s=300, done=None):
+    """run() (a kyu CLI call, as a CompletedProcess, that is safe to ask again: a write with a
+    request key kept across the asks, an idempotent one, a RECEIVE with its attempt id) until
+    it exits 0, at most tries times within deadline_s: what a user does when a call under load
+    or across a failover timed out (what: a text, or a function giving it). done(result),
+    when given, tells a failed ask that found the work done by an earlier one (which had timed
+    out) apart. The last result; an AssertionError naming what and every failure when no ask
+    succeeded."""
+    deadline = time.monotonic() + deadline_s
+    errors = []
+    for attempt in range(tries):
+        try:
+            r = run()
+        except subprocess.TimeoutExpired as e:
+            r = subprocess.CompletedProcess(e.cmd, None, b"", b"no answer within %d s" % e.timeout)
+        if r.returncode == 0 or (attempt > 0 and done and done(r)):
+            return r
+        errors.append("ask %d: exit %s: %s" % (attempt + 1, r.returncode,
+                                               r.stderr.decode(errors="replace").strip()))
+        if time.monotonic() + 1 >= deadline:
+            break
+        time.sleep(1)
+    raise AssertionError("%s: failed %d times:\n%s" % (what() if callable(what) else what,
+                                                        len(errors), "\n".join(errors)))
+
+
+def drain_keyed(cli, queue, vt=600, deadline_s=300):
+    """Receives (--max 10) until the queue returns nothing; every message received. cli(*args,
+    timeout=) runs the kyu CLI against the cluster. Each receive carries an attempt id
+    (ReceiveRequestAttemptId) of its own and is asked again with it when it failed (a timeout
+    across a failover, under load): the retry gets the messages the first ask leased, so none
+    is left invisible under a lease nobody saw."""
+    got = []
+    deadline = time.monotonic() + deadline_s
+    for _ in range(100000):
+        if time.monotonic() >= deadline:
+            break
+        attempt = "drain-%s" % uuid.uuid4().hex  # a new one per receive, never reused
+        r = ask_again(lambda: cli("--timeout", str(SLOW_TIMEOUT_S), "--json", "receive", queue,
+                                  "--max", "10", "--visibility-timeout", str(vt), "--attempt-id",
+                                  attempt, timeout=SLOW_TIMEOUT_S * 2 + 30),
+                      "receive from %s" % queue, deadline_s=max(1, deadline - time.monotonic()))
+        batch = [json.loads(l) for l in r.stdout.decode().splitlines() if l]
+        if not batch:
+            return got
+        got.extend(batch)
+    raise AssertionError("%s did not drain within %d s" % (queue, deadline_s))
+
+
 def terminate(proc):
     """SIGTERM to proc (a Popen, or None) while it runs, SIGKILL after 30 s; False when it had
     to be killed."""
@@ -132,14 +203,15 @@ class Broker:
         self.proc = subprocess.Popen(
             [BROKER, "--data", os.path.join(self.data, "db"), "--listen", self.endpoint] + self.extra,
             stdout=self.log, stderr=self.log)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError("kyu-broker exited with %s; log:\n%s" % (self.proc.returncode, self.read_log()))
-            if self.cli("list-queues", timeout=5).returncode == 0:
+            if run_probe([CLI, "--broker", self.endpoint, "--timeout", "5", "list-queues"],
+                         timeout=15).returncode == 0:
                 return self
             time.sleep(0.05)
-        raise AssertionError("kyu-broker did not answer within 30 s")
+        raise AssertionError("kyu-broker did not answer within 60 s")
 
     def kill9(self):
         self.proc.send_signal(signal.SIGKILL)
@@ -351,6 +423,17 @@ class Members:
                                                                 r.stderr.decode(), self.logs()))
         return r.stdout.decode()
 
+    def remove_member(self, node_id, nodes=None):
+        """`kyu cluster remove ID` as an operator on a loaded cluster runs it: with a timeout
+        above the broker's own bound of a change (60 s, KYU_MEMBERSHIP_TIMEOUT_MS), and asked
+        again when it still failed (TIMEOUT, BUSY, leadership moved): asking again is safe,
+        since one under way is answered BUSY and one done "is not a member", which after a
+        failed ask means an earlier ask did it (docs/ARCHITECTURE.md "Membership changes")."""
+        ask_again(lambda: self.cli("--timeout", "90", "cluster", "remove", str(node_id),
+                                   nodes=nodes, timeout=150),
+                  lambda: "kyu cluster remove %d%s" % (node_id, self.logs()), tries=4,
+                  deadline_s=400, done=lambda r: b"is not a member" in r.stderr)
+
     def logs(self):
         return "".join("\n--- node %d ---\n%s" % (n.id, n.read_log()[-3000:]) for n in self.nodes)
 
@@ -366,7 +449,8 @@ class Members:
             for s in self.status(nodes).values():
                 if s["role"] == "leader":
                     n = next(n for n in nodes if n.client == s["endpoint"])
-                    if self.cli("list-queues", nodes=[n], timeout=10).returncode == 0:
+                    if run_probe([CLI, "--broker", n.client, "--timeout", "5", "list-queues"],
+                                 timeout=15).returncode == 0:
                         return n
             time.sleep(0.05)
         raise AssertionError("no leader within %d s%s" % (deadline_s, self.logs()))
@@ -459,8 +543,9 @@ class NodesById:
         deadline = time.monotonic() + deadline_s
         while time.monotonic() < deadline:
             for i, s in self.status().items():
-                if s.get("role") == "leader" and "read_only" not in s and \
-                        self.cli("list-queues", endpoint=self.clients[i], timeout=10).returncode == 0:
+                if s.get("role") == "leader" and "read_only" not in s and run_probe(
+                        [CLI, "--broker", self.clients[i], "--timeout", "5", "list-queues"],
+                        timeout=15).returncode == 0:
                     return i
             time.sleep(0.05)
         raise AssertionError("no serving leader within %d s: %s" % (deadline_s, self.status()))

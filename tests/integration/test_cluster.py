@@ -14,7 +14,8 @@ import threading
 import time
 import unittest
 
-from harness import BROKER, CLI, free_port, sanitizer_report, terminate
+from harness import (BROKER, CLI, SLOW_TIMEOUT_S, STREAM_TIMEOUT_S, drain_keyed, free_port,
+                     run_probe, sanitizer_report, terminate)
 
 
 class Node:
@@ -41,7 +42,8 @@ class Stream:
     acknowledged, ready is set once ready_at of them (or all) came back."""
 
     def __init__(self, endpoints, lines, ready_at):
-        self.proc = subprocess.Popen([CLI, "--broker", endpoints, "--json", "send", "orders", "--lines"],
+        self.proc = subprocess.Popen([CLI, "--broker", endpoints, "--timeout", str(STREAM_TIMEOUT_S),
+                                      "--json", "send", "orders", "--lines"],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.acked, self.ready = [], threading.Event()
 
@@ -59,7 +61,7 @@ class Stream:
 
     def finish(self):
         """Waits for the CLI to end (bounded); returns its stderr."""
-        self.proc.wait(timeout=240)
+        self.proc.wait(timeout=300)
         for t in self.threads:
             t.join(timeout=60)
         err = self.proc.stderr.read().decode()
@@ -121,7 +123,8 @@ class Cluster(unittest.TestCase):
             for s in self.status():
                 if s["role"] == "leader":
                     n = next(n for n in self.nodes if n.client == s["endpoint"])
-                    if self.cli("list-queues", endpoint=n.client, timeout=10).returncode == 0:
+                    if run_probe([CLI, "--broker", n.client, "--timeout", "5", "list-queues"],
+                                 timeout=15).returncode == 0:
                         return n
             time.sleep(0.05)
         raise AssertionError("no leader within %d s" % deadline_s)
@@ -139,15 +142,9 @@ class Cluster(unittest.TestCase):
         raise AssertionError("node %d did not catch up within %d s: %s" % (node.id, deadline_s, self.status()))
 
     def drain(self, queue):
-        got = []
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            out = self.ok("--json", "receive", queue, "--max", "10", "--visibility-timeout", "600")
-            batch = [json.loads(l) for l in out.splitlines() if l]
-            if not batch:
-                return got
-            got.extend(batch)
-        raise AssertionError("queue did not drain within 120 s")
+        """Every message of queue, received with leases of 600 s; each receive asked again with
+        its attempt id when a failover or a loaded machine held it up (harness.drain_keyed)."""
+        return drain_keyed(self.cli, queue)
 
     def test_kill9_of_the_leader_loses_no_acknowledged_send_and_no_delete_comes_back(self):
         self.leader()
@@ -203,8 +200,8 @@ class Cluster(unittest.TestCase):
             # one CLI run (its retries across the failover carry one request key).
             deadline = time.monotonic() + 240
             while producing.is_set() and time.monotonic() < deadline:
-                r = self.cli("--json", "receive", "orders", "--max", "10", "--visibility-timeout", "600",
-                             timeout=60)
+                r = self.cli("--timeout", str(SLOW_TIMEOUT_S), "--json", "receive", "orders", "--max",
+                             "10", "--visibility-timeout", "600", timeout=SLOW_TIMEOUT_S * 2 + 30)
                 if r.returncode != 0:
                     failures.append("receive: " + r.stderr.decode())
                     continue
@@ -213,7 +210,8 @@ class Cluster(unittest.TestCase):
                     time.sleep(0.02)
                     continue
                 deliveries.extend(batch)
-                d = self.cli("delete", "orders", *[m["ReceiptHandle"] for m in batch], timeout=60)
+                d = self.cli("--timeout", str(SLOW_TIMEOUT_S), "delete", "orders",
+                             *[m["ReceiptHandle"] for m in batch], timeout=SLOW_TIMEOUT_S * 2 + 30)
                 if d.returncode != 0:
                     failures.append("delete: " + d.stderr.decode())
                 else:

@@ -17,7 +17,7 @@ import threading
 import unittest
 
 import test_cluster
-from harness import CLI, BrokerCase
+from harness import CLI, STREAM_TIMEOUT_S, BrokerCase
 
 
 def drain_fifo(receive, delete, queue):
@@ -222,7 +222,9 @@ class AcrossFailover(unittest.TestCase):
         procs, readers, some = {}, [], threading.Event()
         for g in groups:
             procs[g] = subprocess.Popen(
-                [CLI, "--broker", self.endpoints, "publish", "t.fifo", "--lines", "--group", g],
+                # a generous client timeout: see test_topics' publish through a leader's kill
+                [CLI, "--broker", self.endpoints, "--timeout", str(STREAM_TIMEOUT_S), "publish",
+                 "t.fifo", "--lines", "--group", g],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
             def read_acks(g=g):
@@ -242,7 +244,7 @@ class AcrossFailover(unittest.TestCase):
         self.assertTrue(some.wait(120), "no publish acknowledged within 120 s")
         leader.kill9()
         for g, p in procs.items():
-            p.wait(timeout=240)
+            p.wait(timeout=300)
         for t in readers:
             t.join(timeout=60)
         for g, p in procs.items():

@@ -76,7 +76,7 @@ class Membership(Members, unittest.TestCase):
 
         # Remove a follower (not the new node): the others go on without it.
         follower = next(n for n in self.nodes if n not in (leader, fourth, keeper))
-        self.ok("cluster", "remove", str(follower.id))
+        self.remove_member(follower.id)
         rest = [n for n in self.nodes if n is not follower]
         self.wait_for("voters without node %d" % follower.id,
                       lambda: sorted(self.status([leader])[leader.client]["voters"]) ==
@@ -86,7 +86,7 @@ class Membership(Members, unittest.TestCase):
         acked += self.send("after-remove-follower", 300, nodes=rest)
 
         # Remove the leader: it hands leadership over first; sends keep working.
-        self.ok("cluster", "remove", str(leader.id), nodes=rest)
+        self.remove_member(leader.id, nodes=rest)
         rest = [n for n in rest if n is not leader]
         new_leader = self.leader(rest)
         self.assertIsNot(new_leader, leader)

@@ -29,7 +29,7 @@ import threading
 import time
 import unittest
 
-from harness import CLI, Members, Node, free_port
+from harness import CLI, SLOW_TIMEOUT_S, Members, Node, free_port
 from worker_harness import Worker, WorkerFixture, records, wait_until
 
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts",
@@ -114,8 +114,9 @@ class Consumer:
         self.thread.start()
 
     def cli(self, *args):
-        return subprocess.run([CLI, "--broker", self.endpoints] + list(args), capture_output=True,
-                              timeout=90)
+        # A generous client timeout (each call's retries across a failover, on a loaded machine)
+        return subprocess.run([CLI, "--broker", self.endpoints, "--timeout", str(SLOW_TIMEOUT_S)]
+                              + list(args), capture_output=True, timeout=SLOW_TIMEOUT_S * 2 + 30)
 
     def _run(self):
         deadline = time.monotonic() + 400
@@ -209,9 +210,10 @@ class UnderLoad(Members, WorkerFixture, unittest.TestCase):
 
     def transfer_away(self, node, live):
         """`kyu cluster transfer` until another node of live leads: the core gives a transfer
-        up after an election timeout (a loaded machine), and an operator asks again."""
+        up after an election timeout (a loaded machine), or the call times out, and an
+        operator asks again."""
         for _ in range(6):
-            self.ok("cluster", "transfer", nodes=live)
+            self.cli("cluster", "transfer", nodes=live)  # checked by who leads next
             deadline = time.monotonic() + 5
             while time.monotonic() < deadline:
                 if self.leader(live) is not node:
@@ -223,7 +225,7 @@ class UnderLoad(Members, WorkerFixture, unittest.TestCase):
         for _ in range(6):
             if self.leader(live) is node:
                 return
-            self.ok("cluster", "transfer", str(node.id), nodes=live)
+            self.cli("cluster", "transfer", str(node.id), nodes=live)  # checked below
             deadline = time.monotonic() + 5
             while time.monotonic() < deadline and self.leader(live) is not node:
                 time.sleep(0.05)
@@ -360,7 +362,7 @@ class UnderLoad(Members, WorkerFixture, unittest.TestCase):
         self.assertIsNot(old, fourth)
         self.under_load("removing node %d" % old.id)
         live.remove(old)
-        self.ok("cluster", "remove", str(old.id), nodes=live)
+        self.remove_member(old.id, nodes=live)
         self.wait_for("voters without node %d" % old.id,
                       lambda: sorted(self.status(live)[self.leader(live).client]["voters"])
                       == sorted(n.id for n in live))
@@ -380,7 +382,7 @@ class UnderLoad(Members, WorkerFixture, unittest.TestCase):
         lost.kill9()
         live.remove(lost)
         shutil.rmtree(os.path.join(self.data, "db-%d" % lost.id))
-        self.ok("cluster", "remove", str(lost.id), nodes=live)
+        self.remove_member(lost.id, nodes=live)
         self.wait_for("voters without node %d" % lost.id,
                       lambda: lost.id not in self.status(live)[self.leader(live).client]["voters"])
         self.under_load("adding node 5 in place of node %d" % lost.id)

@@ -18,7 +18,7 @@ import unittest
 
 import test_cluster
 import test_snapshot
-from harness import CLI, BrokerCase
+from harness import CLI, STREAM_TIMEOUT_S, BrokerCase
 from test_message_attributes import md5_of_attributes
 
 OP_PUBLISH = 32
@@ -268,7 +268,11 @@ class AcrossFailover(unittest.TestCase):
         # 2,000 lines, 200 requests of ten: more than the CLI keeps in flight (100), so the
         # kill comes while most are still to be published.
         lines = ["line-%d" % i for i in range(2000)]
-        proc = subprocess.Popen([CLI, "--broker", self.endpoints, "publish", "t", "--lines"],
+        # A generous client timeout: a request in flight to the killed leader is resent after
+        # it, and under load (CI's sanitizer run beside other work) the election and the new
+        # leader's first commits can take longer than the default's 10 s (x3 for a line).
+        proc = subprocess.Popen([CLI, "--broker", self.endpoints, "--timeout",
+                                 str(STREAM_TIMEOUT_S), "publish", "t", "--lines"],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE)
         acked, some = [], threading.Event()
@@ -288,7 +292,7 @@ class AcrossFailover(unittest.TestCase):
         writer.start()
         self.assertTrue(some.wait(120), "no publish acknowledged within 120 s")
         leader.kill9()
-        proc.wait(timeout=240)
+        proc.wait(timeout=300)
         reader.join(timeout=60)
         writer.join(timeout=60)
         err = proc.stderr.read().decode()
