@@ -136,8 +136,11 @@ class Broker:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError("kyu-broker exited with %s; log:\n%s" % (self.proc.returncode, self.read_log()))
-            if self.cli("list-queues", timeout=5).returncode == 0:
-                return self
+            try:
+                if self.cli("list-queues", timeout=5).returncode == 0:
+                    return self
+            except subprocess.TimeoutExpired:
+                pass  # no answer yet (a slow start, ASan on a loaded machine): ask again
             time.sleep(0.05)
         raise AssertionError("kyu-broker did not answer within 30 s")
 
