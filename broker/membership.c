@@ -12,6 +12,7 @@
 #include <string.h>
 
 #define RETRY_TICKS 100 /* a command proposed and not applied after this is proposed again */
+#define REMOVED_MAX 16  /* ids this node saw leave the configuration, remembered for retries */
 #define DEMOTE_GRACE_TICKS                                                                         \
     300 /* a demoted node that does not acknowledge it (down) is removed                           \
            anyway after this */
@@ -41,6 +42,15 @@ struct kyu_membership {
                                match index reaches it */
     uint64_t timeout_ms;    /* KYU_MEMBERSHIP_TIMEOUT_MS, or KYU_MEMBERSHIP_TIMEOUT_MS in the
                                environment (tests) */
+    /* The ids this node saw leave the applied configuration since it started (the latest
+     * REMOVED_MAX, oldest first), so that a retried remove of one is answered OK while a
+     * remove of an id that never was a member (a typo) is still refused. Every node keeps
+     * it (a retry may reach a new leader): it compares each applied configuration with the
+     * one before. */
+    kyu_raft_conf_t seen;
+    bool has_seen;
+    uint64_t removed[REMOVED_MAX];
+    uint32_t n_removed;
 };
 
 kyu_membership_t *kyu_membership_new(kyu_replica_t *replica, kyu_replica_done_fn done,
@@ -278,8 +288,57 @@ static void tick_remove(kyu_membership_t *self, const kyu_raft_t *r, const kyu_r
         propose_book(self, KYU_CMD_DROP_MEMBER);
 }
 
+static void forget_removed(kyu_membership_t *self, uint64_t id)
+{
+    for (uint32_t i = 0; i < self->n_removed; i++)
+        if (self->removed[i] == id) {
+            memmove(self->removed + i, self->removed + i + 1,
+                    (self->n_removed - i - 1) * sizeof self->removed[0]);
+            self->n_removed--;
+            return;
+        }
+}
+
+static void note_removed(kyu_membership_t *self, uint64_t id)
+{
+    forget_removed(self, id);
+    if (self->n_removed == REMOVED_MAX) {
+        memmove(self->removed, self->removed + 1, (REMOVED_MAX - 1) * sizeof self->removed[0]);
+        self->n_removed--;
+    }
+    self->removed[self->n_removed++] = id;
+}
+
+static bool was_removed(const kyu_membership_t *self, uint64_t id)
+{
+    for (uint32_t i = 0; i < self->n_removed; i++)
+        if (self->removed[i] == id)
+            return true;
+    return false;
+}
+
+/* Notes the ids that left the applied configuration since the last tick. */
+static void track_removed(kyu_membership_t *self)
+{
+    kyu_raft_conf_t now;
+    if (!applied_conf(self, &now))
+        return;
+    if (self->has_seen)
+        for (uint32_t i = 0; i < self->seen.n_voters + self->seen.n_learners; i++) {
+            uint64_t id = i < self->seen.n_voters ? self->seen.voters[i]
+                                                  : self->seen.learners[i - self->seen.n_voters];
+            if (!in_conf(&now, id))
+                note_removed(self, id);
+        }
+    for (uint32_t i = 0; i < now.n_voters + now.n_learners; i++)
+        forget_removed(self, i < now.n_voters ? now.voters[i] : now.learners[i - now.n_voters]);
+    self->seen = now;
+    self->has_seen = true;
+}
+
 void kyu_membership_tick(kyu_membership_t *self)
 {
+    track_removed(self);
     if (self->phase == IDLE)
         return;
     self->ticks++;
@@ -335,6 +394,18 @@ static void start(kyu_membership_t *self, phase_t phase, const kyu_peer_t *node,
     kyu_membership_tick(self);
 }
 
+/* A change found done already (a retry of one that was applied): answered OK at once. */
+static kyu_code_t done_already(kyu_membership_t *self, uint64_t id, void *waiter, const char *note)
+{
+    fprintf(stderr, "kyu-broker: membership change of node %llu: done already (%s)\n",
+            (unsigned long long)id, note);
+    kyu_result_t res;
+    memset(&res, 0, sizeof res);
+    res.code = KYU_OK;
+    self->done(self->done_arg, waiter, &res);
+    return KYU_OK;
+}
+
 kyu_code_t kyu_membership_add(kyu_membership_t *self, uint64_t id, const char *raft_hostport,
                               const char *client, void *waiter, kyu_err_t *err)
 {
@@ -350,9 +421,25 @@ kyu_code_t kyu_membership_add(kyu_membership_t *self, uint64_t id, const char *r
     if ((rc = kyu_peer_parse(spec, &node, err)) != KYU_OK)
         return rc;
     const kyu_raft_conf_t *c = kyu_raft_conf(kyu_replica_raft(self->replica));
-    if (kyu_raft_conf_is_voter(c, id))
-        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "node %llu is already a voter",
-                           (unsigned long long)id);
+    if (kyu_raft_conf_is_voter(c, id)) {
+        /* At these very addresses it is the same add, done (a retry after a timeout or a
+         * leader change: membership requests carry no request key); anywhere else it is
+         * another node under a taken id. */
+        const kyu_peer_t *p = kyu_replica_address(self->replica, id);
+        kyu_raft_conf_t applied;
+        if (p && strcmp(p->raft, node.raft) == 0 && strcmp(p->client, node.client) == 0) {
+            if (applied_conf(self, &applied) && !kyu_raft_conf_is_voter(&applied, id))
+                return kyu_err_set(err, KYU_ERR_BUSY,
+                                   "node %llu: its promotion to voter is not committed yet; "
+                                   "retry",
+                                   (unsigned long long)id);
+            return done_already(self, id, waiter, "already a voter at these addresses");
+        }
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
+                           "node %llu is already a voter%s%s%s%s: remove it first to move it",
+                           (unsigned long long)id, p ? " at " : "", p ? p->raft : "", p ? ", " : "",
+                           p ? p->client : "");
+    }
     if (!kyu_raft_conf_is_learner(c, id) && c->n_voters + c->n_learners >= KYU_RAFT_MAX_NODES)
         return kyu_err_set(err, KYU_ERR_LIMIT_EXCEEDED, "a cluster has at most %d members",
                            KYU_RAFT_MAX_NODES);
@@ -380,9 +467,21 @@ kyu_code_t kyu_membership_remove(kyu_membership_t *self, uint64_t id, void *wait
         return rc;
     const kyu_raft_t *r = kyu_replica_raft(self->replica);
     const kyu_raft_conf_t *c = kyu_raft_conf(r);
-    if (!in_conf(c, id))
+    if (!in_conf(c, id)) {
+        /* A retry of a remove that was applied (membership requests carry no request key):
+         * an id this node saw leave the configuration is done, and one whose address-book
+         * entry is left (the first attempt stopped before dropping it) finishes: its removal
+         * committed, then the drop. An id that never was a member (a typo) is refused. */
+        const kyu_peer_t *book = kyu_sm_member(kyu_replica_sm(self->replica), id);
+        if (book) {
+            start(self, REMOVE_CONF, book, waiter);
+            return KYU_OK;
+        }
+        if (was_removed(self, id))
+            return done_already(self, id, waiter, "not a member any more");
         return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "node %llu is not a member",
                            (unsigned long long)id);
+    }
     if (kyu_raft_conf_is_voter(c, id) && c->n_voters == 1)
         return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT,
                            "node %llu is the last voter: a cluster keeps at least one",

@@ -39,13 +39,17 @@ void kyu_membership_destroy(kyu_membership_t **self_p);
 /* Starts adding node id, reachable for peers at raft_hostport (HOST:PORT) and for clients at
  * client. KYU_OK: the change runs and waiter comes back through done when it ends. Otherwise
  * nothing changed and waiter stays the caller's: INVALID_ARGUMENT (malformed address, id 0,
- * already a voter, an address another member uses), BUSY (another change runs),
- * LIMIT_EXCEEDED (KYU_RAFT_MAX_NODES members), NOT_LEADER. */
+ * already a voter at other addresses, an address another member uses), BUSY (another change
+ * runs), LIMIT_EXCEEDED (KYU_RAFT_MAX_NODES members), NOT_LEADER. A committed voter at the
+ * same addresses (a retry of an add that was applied) is done: KYU_OK, and waiter is
+ * answered OK before this returns. */
 kyu_code_t kyu_membership_add(kyu_membership_t *self, uint64_t id, const char *raft_hostport,
                               const char *client, void *waiter, kyu_err_t *err);
-/* Starts removing node id; the same contract. INVALID_ARGUMENT for a node that is not a
- * member or is the last voter; NOT_LEADER (after starting a transfer) when id is this
- * leader. */
+/* Starts removing node id; the same contract. INVALID_ARGUMENT for the last voter, or a node
+ * that is not a member and that this node did not see leave the configuration since it
+ * started (a retry of a remove that was applied is answered OK before this returns; one whose
+ * address-book entry is left finishes); NOT_LEADER (after starting a transfer) when id is
+ * this leader. */
 kyu_code_t kyu_membership_remove(kyu_membership_t *self, uint64_t id, void *waiter, kyu_err_t *err);
 
 /* Moves the change in progress along (call every Raft tick). */

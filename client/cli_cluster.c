@@ -20,8 +20,10 @@
 #include <string.h>
 
 #define STATUS_TIMEOUT_MS 2000
-#define ADD_TIMEOUT_MS 90000 /* the broker bounds an add at 60 s */
-#define CATCH_UP_MS 2000     /* `ready`: how long a node may take to apply what was committed */
+/* The broker bounds an add or a remove at 60 s (a remove first gives a node that is down 3 s
+ * to see its demotion); --timeout may say more. */
+#define CHANGE_TIMEOUT_MS 90000
+#define CATCH_UP_MS 2000 /* `ready`: how long a node may take to apply what was committed */
 #define CATCH_UP_PAUSE_MS 20
 
 /* A node id: a whole decimal number of 1 to 2^63-1. */
@@ -198,8 +200,8 @@ static int add(cli_t *cli, const char *spec)
     char raft[KYU_ENDPOINT_MAX], client[KYU_ENDPOINT_MAX];
     if (!parse_spec(spec, &id, raft, client))
         return cli_failf(cli, "bad node '%s'", spec); /* checked before: cannot happen */
-    if (cli->timeout_ms < ADD_TIMEOUT_MS)
-        cli->timeout_ms = ADD_TIMEOUT_MS;
+    if (cli->timeout_ms < CHANGE_TIMEOUT_MS)
+        cli->timeout_ms = CHANGE_TIMEOUT_MS;
     if (!cli_connect(cli))
         return CLI_EXIT_ERROR;
     kyu_err_t err = {0};
@@ -214,6 +216,8 @@ static int add(cli_t *cli, const char *spec)
 
 static int remove_node(cli_t *cli, uint64_t id)
 {
+    if (cli->timeout_ms < CHANGE_TIMEOUT_MS)
+        cli->timeout_ms = CHANGE_TIMEOUT_MS;
     if (!cli_connect(cli))
         return CLI_EXIT_ERROR;
     kyu_err_t err = {0};

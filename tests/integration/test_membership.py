@@ -192,6 +192,28 @@ class Membership(Members, unittest.TestCase):
         self.ok("cluster", "remove", "5")
         self.wait_for("no learners", lambda: self.status([leader])[leader.client]["learners"] == [])
 
+    def test_a_retried_add_or_remove_succeeds_and_another_address_is_refused(self):
+        # A client that timed out or met a leader change asks again (libkyu retries too):
+        # the same change, already done, is its own success.
+        self.make_cluster(3)
+        self.leader()
+        fourth = Node(4, "127.0.0.1:%d" % free_port(), "tcp://127.0.0.1:%d" % free_port(), self.data)
+        fourth.start(self.nodes + [fourth], "--join")
+        self.nodes.append(fourth)
+        self.ok("cluster", "add", fourth.spec(), nodes=self.nodes[:3])
+        self.ok("cluster", "add", fourth.spec(), nodes=self.nodes[:3])
+        other = "4,127.0.0.1:%d,%s" % (free_port(), fourth.client)
+        r = self.cli("cluster", "add", other, nodes=self.nodes[:3])
+        self.assertEqual(r.returncode, 1, r.stderr.decode())
+        self.assertIn("already a voter", r.stderr.decode())
+        self.ok("cluster", "remove", "4", nodes=self.nodes[:3])
+        self.ok("cluster", "remove", "4", nodes=self.nodes[:3])
+        r = self.cli("cluster", "remove", "99", nodes=self.nodes[:3])
+        self.assertEqual(r.returncode, 1, r.stderr.decode())
+        self.assertIn("not a member", r.stderr.decode())
+        leader = self.leader(self.nodes[:3])
+        self.assertEqual(sorted(self.status([leader])[leader.client]["voters"]), [1, 2, 3])
+
     def test_the_last_voter_cannot_be_removed(self):
         self.make_cluster(1)
         self.leader()

@@ -2,6 +2,7 @@
  * when the test says so, a transport that records what the replica sends and a fixed clock,
  * so that a test plays the other members of a cluster message by message. */
 #include "fixture.h"
+#include "membership.h"
 #include "replica.h"
 
 #include <stdlib.h>
@@ -298,6 +299,47 @@ static void test_waiter_is_not_answered_by_another_term_at_its_index(void **stat
     kyu_replica_destroy(&t.r);
 }
 
+/* A single node leads at once: it ticks until it serves. */
+static void lead_alone(rig_t *t)
+{
+    for (int i = 0; i < 200 && !kyu_replica_serving(t->r); i++) {
+        kyu_replica_tick(t->r);
+        kyu_replica_flush(t->r);
+        durable(t);
+    }
+    assert_true(kyu_replica_serving(t->r));
+}
+
+/* A retried `kyu cluster add` (a client timeout, a leader change: libkyu retries; membership
+ * requests carry no request key) finds its node a voter already: with the same addresses
+ * that is its own success, answered OK without a change; another address for that id is
+ * still refused, as is removing an id that never was a member (a typo). */
+static void test_add_of_a_voter_at_its_own_address_is_done(void **state)
+{
+    fixture_t *f = *state;
+    rig_t t = {0};
+    open_node(f, &t, 1, NULL);
+    lead_alone(&t);
+    kyu_err_t err = {0};
+    kyu_membership_t *m = kyu_membership_new(t.r, on_done, &t, &err);
+    assert_non_null(m);
+    int waiter = 0;
+    assert_int_equal(
+        kyu_membership_add(m, 1, "127.0.0.1:7000", "tcp://127.0.0.1:8000", &waiter, &err), KYU_OK);
+    assert_int_equal(t.answered, 1);
+    assert_int_equal(t.last_code, KYU_OK);
+    assert_int_equal(
+        kyu_membership_add(m, 1, "127.0.0.1:7099", "tcp://127.0.0.1:8000", &waiter, &err),
+        KYU_ERR_INVALID_ARGUMENT);
+    assert_int_equal(
+        kyu_membership_add(m, 1, "127.0.0.1:7000", "tcp://127.0.0.1:8099", &waiter, &err),
+        KYU_ERR_INVALID_ARGUMENT);
+    assert_int_equal(kyu_membership_remove(m, 7, &waiter, &err), KYU_ERR_INVALID_ARGUMENT);
+    assert_int_equal(t.answered, 1);
+    kyu_membership_destroy(&m);
+    kyu_replica_destroy(&t.r);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, fixture_setup, fixture_teardown)
 
 int main(void)
@@ -306,6 +348,7 @@ int main(void)
         T(test_open_entry_stays_under_its_cap_while_a_write_is_out),
         T(test_backpressure_counts_bytes_not_commands),
         T(test_waiter_is_not_answered_by_another_term_at_its_index),
+        T(test_add_of_a_voter_at_its_own_address_is_done),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
