@@ -92,7 +92,8 @@ static void usage(FILE *out)
             "once all is sent (separate produce and consume rates); --preload N queues N\n"
             "messages first (DEPTH), consumed but not measured. --wait SEC (0..20): the\n"
             "consumers long-poll (a receive waits up to SEC for a message) instead of backing\n"
-            "off on an empty queue. --groups N: a FIFO queue (NAME.fifo, content-based\n"
+            "off on an empty queue (default: 1 for w1 and lat, as the peers' consumers block;\n"
+            "none for the others). --groups N: a FIFO queue (NAME.fifo, content-based\n"
             "deduplication; bodies are distinct), message i in message group i %% N.\n"
             "Broker default: $KYU_BROKER, else tcp://127.0.0.1:7700.\n");
 }
@@ -471,6 +472,10 @@ int main(int argc, char **argv)
     int rc = parse(&b, argc, argv);
     if (rc)
         return rc;
+    /* W1's and LAT's consumers block as the peers' do (Redis XREADGROUP BLOCK 1000,
+     * beanstalkd reserve-with-timeout 1): a long poll of 1 s, unless --wait says otherwise. */
+    if (b.wait < 0 && (b.workload == BENCH_W1 || b.workload == BENCH_LAT))
+        b.wait = 1;
     if (pthread_mutex_init(&b.lock, NULL) != 0)
         return 1;
     b.seen = calloc(b.count, sizeof *b.seen);
