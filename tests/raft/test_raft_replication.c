@@ -342,6 +342,41 @@ static void test_committed_entries_are_applied_everywhere_in_order(void **state)
     harness_destroy(&h);
 }
 
+/* A commit costs no message of its own: one append per follower carries an entry, and the
+ * followers learn that it committed from the next append or at the leader's next tick, not
+ * from an empty append sent (and answered) for every commit. */
+static void test_followers_learn_a_commit_without_an_append_of_its_own(void **state)
+{
+    (void)state;
+    harness_t *h = harness_new(3, 3, 0);
+    harness_elect(h, 1);
+    harness_tick(h, 1, 1);
+    harness_stabilize(h);
+    h->msgs_seen[KYU_RAFT_MSG_APPEND] = 0;
+    uint64_t first = harness_propose(h, 1, "one");
+    harness_stabilize(h);
+    assert_int_equal(kyu_raft_commit(h->nodes[1]), first);
+    assert_int_equal(h->msgs_seen[KYU_RAFT_MSG_APPEND], 2);
+    /* The next proposal's append carries the commit of the first. */
+    uint64_t second = harness_propose(h, 1, "two");
+    harness_stabilize(h);
+    assert_int_equal(h->msgs_seen[KYU_RAFT_MSG_APPEND], 4);
+    assert_true(kyu_raft_commit(h->nodes[2]) >= first);
+    assert_true(kyu_raft_commit(h->nodes[3]) >= first);
+    /* With no proposal after it, the leader's next tick tells the followers (an append, or
+     * the heartbeat when one is due). */
+    harness_tick(h, 1, 1);
+    harness_stabilize(h);
+    assert_int_equal(kyu_raft_commit(h->nodes[2]), second);
+    assert_int_equal(kyu_raft_commit(h->nodes[3]), second);
+    /* Told once: the ticks after send no append. */
+    size_t appends = h->msgs_seen[KYU_RAFT_MSG_APPEND];
+    harness_tick(h, 1, 1);
+    harness_stabilize(h);
+    assert_int_equal(h->msgs_seen[KYU_RAFT_MSG_APPEND], appends);
+    harness_destroy(&h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -356,6 +391,7 @@ int main(void)
         cmocka_unit_test(test_leader_messages_wait_until_its_term_is_durable),
         cmocka_unit_test(test_proposal_to_follower_names_the_leader),
         cmocka_unit_test(test_committed_entries_are_applied_everywhere_in_order),
+        cmocka_unit_test(test_followers_learn_a_commit_without_an_append_of_its_own),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
