@@ -673,12 +673,13 @@ static bool frozen(const kyu_replica_t *self)
 /* A commit learned while a Ready's write is out (a follower's answer): the entries that
  * were durable here before that write are applied and answered now, not after the write
  * (the core hands them out only then: kyu_raft_take_committed). Only once the Ready's own
- * committed entries are all applied, so the order holds. */
+ * committed entries are all applied, so the order holds. Not while read-only (a write failed, or
+ * the disk is low): the node then applies nothing more until it is writable again. */
 static void apply_early(kyu_replica_t *self)
 {
     if (!self->ready_out || self->installing || self->failed || self->early_busy ||
-        self->rd_applied < self->rd.n_committed)
-        return;
+        self->rd_applied < self->rd.n_committed || self->log_failed || frozen(self))
+        return;              /* read-only: as a paused process, nothing more is applied */
     self->early_busy = true; /* answering may flush again */
     kyu_raft_entry_t *ents;
     size_t n;
