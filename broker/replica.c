@@ -670,8 +670,30 @@ static bool frozen(const kyu_replica_t *self)
            !(c->n_voters == 1 && c->n_learners == 0 && kyu_raft_conf_is_voter(c, self->node_id));
 }
 
+/* A commit learned while a Ready's write is out (a follower's answer): the entries that
+ * were durable here before that write are applied and answered now, not after the write
+ * (the core hands them out only then: kyu_raft_take_committed). Only once the Ready's own
+ * committed entries are all applied, so the order holds. Not while read-only (a write failed, or
+ * the disk is low): the node then applies nothing more until it is writable again. */
+static void apply_early(kyu_replica_t *self)
+{
+    if (!self->ready_out || self->installing || self->failed || self->early_busy ||
+        self->rd_applied < self->rd.n_committed || self->log_failed || frozen(self))
+        return;              /* read-only: as a paused process, nothing more is applied */
+    self->early_busy = true; /* answering may flush again */
+    kyu_raft_entry_t *ents;
+    size_t n;
+    while (!self->failed && kyu_raft_take_committed(self->raft, &ents, &n)) {
+        for (size_t i = 0; i < n && !self->failed; i++)
+            apply_entry(self, &ents[i]);
+        kyu_raft_entries_free(ents, n);
+    }
+    self->early_busy = false;
+}
+
 void kyu_replica_flush(kyu_replica_t *self)
 {
+    apply_early(self);
     while (!self->failed && !self->ready_out && !frozen(self)) {
         /* The open entry goes into the same Ready as the commits the core has: its write is
          * handed to the storage thread first and the commits are applied while it syncs

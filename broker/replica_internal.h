@@ -49,6 +49,7 @@ struct kyu_replica {
     bool ready_out;                    /* a Ready is taken and not yet advanced */
     kyu_raft_ready_t rd;
     size_t rd_applied;               /* committed entries of rd already applied */
+    bool early_busy;                 /* applying commits learned while rd is out (replica.c) */
     uint64_t await_token;            /* the storage write the Ready waits for (0: none) */
     kyu_raft_hard_state_t persisted; /* the last hard state handed to the storage thread */
     uint64_t compacted, compact_checked;

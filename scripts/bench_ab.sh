@@ -10,6 +10,11 @@
 #   OLD_DIR and NEW_DIR hold broker/kyu-broker and client/kyu-bench (a build directory), or
 #   the two binaries side by side. Make OLD_DIR with, e.g.:
 #   git worktree add /tmp/kyu-old HEAD~1 && (cd /tmp/kyu-old && scripts/build.sh build)
+#   NODES (environment, default 1): the number of brokers, each run a fresh cluster of that
+#   many on 127.0.0.1 (kyu-bench given every client endpoint: it finds the leader); the CPU
+#   per message is then the sum of every broker's, and the lines carry latency p50/p99.
+#   A workload's own --count replaces COUNT for it. E.g.
+#   NODES=3 WORKLOADS="w2,--recv-inflight,10 lat,--rate,200,--count,3000" scripts/bench_ab.sh OLD
 set -euo pipefail
 cd "$(dirname "$0")/.."
 old=${1:?usage: scripts/bench_ab.sh OLD_DIR [NEW_DIR] [ROUNDS] [COUNT]}
@@ -22,35 +27,56 @@ bin() { # DIR NAME: the binary NAME of a build dir or a flat dir
     if [ -x "$d/$n" ]; then echo "$d/$n"; elif [ -x "$d/broker/$n" ]; then echo "$d/broker/$n"
     else echo "$d/client/$n"; fi
 }
+nodes=${NODES:-1}
 tmp=$(mktemp -d /tmp/kyu-ab-XXXXXX)
-broker=""
-trap '[ -n "$broker" ] && kill -9 $broker 2>/dev/null; rm -rf "$tmp"' EXIT
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+brokers=()
+trap '[ ${#brokers[@]} -gt 0 ] && kill -9 "${brokers[@]}" 2>/dev/null; rm -rf "$tmp"' EXIT
+cpu_ticks() { # PID...: user+sys ticks of them all
+    local p t=0
+    for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
+    echo "$t"
+}
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 run() { # LABEL DIR WORKLOAD (name[,option,...])
-    local label=$1 dir=$2 wl=$3 port
+    local label=$1 dir=$2 wl=$3 eps=() peers=() i
     [ "$dir" = - ] && return 0
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    rm -rf "$tmp/db"
-    "$(bin "$dir" kyu-broker)" --data "$tmp/db" --listen "tcp://127.0.0.1:$port" >>"$tmp/broker.log" 2>&1 &
-    broker=$!
-    local bench
+    rm -rf "$tmp"/db*
+    if [ "$nodes" -eq 1 ]; then
+        eps=("tcp://127.0.0.1:$(free_port)")
+        "$(bin "$dir" kyu-broker)" --data "$tmp/db" --listen "${eps[0]}" >>"$tmp/broker.log" 2>&1 &
+        brokers=($!)
+    else
+        for ((i = 1; i <= nodes; i++)); do
+            eps+=("tcp://127.0.0.1:$(free_port)")
+            peers+=(--peer "$i,127.0.0.1:$(free_port),${eps[i - 1]}")
+        done
+        for ((i = 1; i <= nodes; i++)); do
+            "$(bin "$dir" kyu-broker)" --node-id "$i" "${peers[@]}" --data "$tmp/db$i" \
+                >>"$tmp/broker$i.log" 2>&1 &
+            brokers+=($!)
+        done
+    fi
+    local ep bench
+    ep=$(IFS=,; echo "${eps[*]}")
     bench=$(bin "$dir" kyu-bench)
     for _ in $(seq 1 600); do
-        "$bench" --broker "tcp://127.0.0.1:$port" --workload send --count 1 --timeout 1 >/dev/null 2>&1 && break
+        "$bench" --broker "$ep" --workload send --count 1 --timeout 1 >/dev/null 2>&1 && break
         sleep 0.05
     done
-    local c0 out rate c1
-    c0=$(cpu_ticks "$broker")
+    local c0 out rate c1 n=$count
+    [[ ",$wl," =~ ,--count,([0-9]+), ]] && n=${BASH_REMATCH[1]} # a workload's own count
+    c0=$(cpu_ticks "${brokers[@]}")
     # shellcheck disable=SC2086 # the workload's options split on purpose
-    out=$("$bench" --broker "tcp://127.0.0.1:$port" --workload ${wl//,/ } --count "$count" --json | tail -1)
-    c1=$(cpu_ticks "$broker")
-    kill -TERM "$broker"; wait "$broker" || true; broker=""
+    out=$("$bench" --broker "$ep" --count "$n" --workload ${wl//,/ } --json | tail -1)
+    c1=$(cpu_ticks "${brokers[@]}")
+    kill -TERM "${brokers[@]}"; wait "${brokers[@]}" || true; brokers=()
     rate=$(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(int(d.get("end_to_end_msg_s") or d.get("produce_msg_s")))' "$out")
-    local us
-    us=$(python3 -c "print(round(($c1 - $c0) * 1e6 / $(getconf CLK_TCK) / $count, 1))")
-    echo "$label $wl $rate msg/s, broker CPU $us us/msg" | tee -a "$tmp/results"
+    local us lat=""
+    us=$(python3 -c "print(round(($c1 - $c0) * 1e6 / $(getconf CLK_TCK) / $n, 1))")
+    [ "$nodes" -gt 1 ] && lat=$(python3 -c 'import json,sys; l=json.loads(sys.argv[1])["latency_us"]; print(" p50 %.0f p99 %.0f" % (l["p50"], l["p99"]))' "$out")
+    echo "$label $wl $rate msg/s, broker CPU $us us/msg$lat" | tee -a "$tmp/results"
 }
-echo "# $(date -u '+%F %T') old=$old new=$new rounds=$rounds count=$count"
+echo "# $(date -u '+%F %T') old=$old new=$new rounds=$rounds count=$count nodes=$nodes"
 for r in $(seq 1 "$rounds"); do
     for wl in $workloads; do
         if [ $((r % 2)) -eq 1 ]; then run old "$old" $wl; run new "$new" $wl
@@ -63,14 +89,20 @@ import sys, statistics, collections
 runs = collections.defaultdict(list)
 for line in open(sys.argv[1]):
     f = line.split()
-    runs[(f[0], f[1])].append((int(f[2]), float(f[6])))
+    lat = (float(f[9]), float(f[11])) if len(f) >= 12 else None
+    runs[(f[0], f[1])].append((int(f[2]), float(f[6]), lat))
+def med(rs):
+    m = lambda k: statistics.median(r[k] for r in rs)
+    s = f"{m(0):,.0f} msg/s ({m(1):.1f} us/msg"
+    if rs[0][2]:
+        s += f", p50 {statistics.median(r[2][0] for r in rs):,.0f} p99 {statistics.median(r[2][1] for r in rs):,.0f} us"
+    return s + ")"
 for wl in sys.argv[2].split():
     o, n = runs[("old", wl)], runs[("new", wl)]
-    nm, nc = statistics.median(r for r, _ in n), statistics.median(c for _, c in n)
     if not o:
-        print(f"{wl}: {nm:,.0f} msg/s ({nc:.1f} us/msg)")
+        print(f"{wl}: {med(n)}")
         continue
-    om, oc = statistics.median(r for r, _ in o), statistics.median(c for _, c in o)
-    print(f"{wl}: old {om:,.0f} msg/s ({oc:.1f} us/msg)  new {nm:,.0f} msg/s ({nc:.1f} us/msg)  "
-          f"ratio {nm / om:.2f}")
+    ratio = statistics.median(r[0] for r in n) / statistics.median(r[0] for r in o)
+    cpu = statistics.median(r[1] for r in n) / statistics.median(r[1] for r in o)
+    print(f"{wl}: old {med(o)}  new {med(n)}  ratio {ratio:.2f}, CPU/msg ratio {cpu:.2f}")
 EOF

@@ -241,6 +241,15 @@ kyu_raft_err_t kyu_raft_compact(kyu_raft_t *self, uint64_t index, const void *da
 bool kyu_raft_has_ready(const kyu_raft_t *self);
 void kyu_raft_ready(kyu_raft_t *self, kyu_raft_ready_t *rd);
 void kyu_raft_advance(kyu_raft_t *self);
+/* Between kyu_raft_ready and kyu_raft_advance: the entries committed since that Ready was
+ * taken (a leader hears its followers' answers meanwhile) that were already durable here
+ * before it (index <= what earlier Readies persisted), so that their apply does not wait for
+ * this Ready's write. The caller applies them in order, after every committed entry of the
+ * Ready, as if they were part of it, and frees them (kyu_raft_entries_free). False (nothing
+ * taken) when there are none, when no Ready is out, when the Ready out holds a snapshot, or
+ * out of memory (they come in the next Ready). */
+bool kyu_raft_take_committed(kyu_raft_t *self, kyu_raft_entry_t **entries, size_t *n_entries);
+void kyu_raft_entries_free(kyu_raft_entry_t *entries, size_t n_entries);
 
 /* Observers (for the broker's status and for kyu-sim's checkers). */
 kyu_raft_role_t kyu_raft_role(const kyu_raft_t *self);

@@ -232,5 +232,7 @@ void kyu_raft_tick_leader(kyu_raft_t *r)
     if (r->heartbeat_elapsed >= r->heartbeat_ticks) {
         r->heartbeat_elapsed = 0;
         kyu_raft_bcast_heartbeat(r);
+    } else {
+        kyu_raft_tell_commit(r);
     }
 }

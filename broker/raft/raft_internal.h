@@ -106,6 +106,8 @@ kyu_raft_progress_t *kyu_raft_progress(kyu_raft_t *r, uint64_t id);
 bool kyu_raft_send_append(kyu_raft_t *r, kyu_raft_progress_t *pr, bool send_if_empty);
 void kyu_raft_bcast_append(kyu_raft_t *r);
 void kyu_raft_bcast_heartbeat(kyu_raft_t *r);
+/* Sends an append to each follower that has not been told the commit index it holds. */
+void kyu_raft_tell_commit(kyu_raft_t *r);
 bool kyu_raft_maybe_commit(kyu_raft_t *r);
 bool kyu_raft_append_entry(kyu_raft_t *r, kyu_raft_entry_type_t type, const void *data, size_t len,
                            uint64_t *index_out);

@@ -37,6 +37,10 @@ typedef struct {
     uint64_t snap_index;
     uint64_t snap_offset;
     uint32_t snap_idle; /* heartbeats without progress; resend the chunk when it grows */
+    /* The commit index this follower learns from what was sent to it (each append's commit
+     * clipped to the append's last entry, each heartbeat's): a commit it has not been told
+     * of goes out with the next append, or at the next tick. */
+    uint64_t commit_told;
 } kyu_raft_progress_t;
 
 void kyu_raft_pr_init(kyu_raft_progress_t *pr, uint64_t id, bool learner, uint64_t next,

@@ -146,6 +146,31 @@ void kyu_raft_ready(kyu_raft_t *r, kyu_raft_ready_t *rd)
     rd->n_msgs = h->n_msgs;
 }
 
+bool kyu_raft_take_committed(kyu_raft_t *r, kyu_raft_entry_t **out, size_t *n_out)
+{
+    *out = NULL;
+    *n_out = 0;
+    kyu_raft_held_t *h = &r->held;
+    if (!h->out || h->has_snapshot)
+        return false;
+    /* log.stable moves only at kyu_raft_advance: it is what earlier Readies persisted. */
+    uint64_t hi = r->log.commit < r->log.stable ? r->log.commit : r->log.stable;
+    if (hi <= r->log.handed_out)
+        return false;
+    if (!copy_range(&r->log, r->log.handed_out + 1, hi, out, n_out))
+        return false;
+    r->log.handed_out = hi;
+    h->applied_to = hi;
+    return true;
+}
+
+void kyu_raft_entries_free(kyu_raft_entry_t *entries, size_t n_entries)
+{
+    for (size_t i = 0; i < n_entries; i++)
+        kyu_raft_entry_free(&entries[i]);
+    free(entries);
+}
+
 void kyu_raft_held_free(kyu_raft_t *r)
 {
     kyu_raft_held_t *h = &r->held;

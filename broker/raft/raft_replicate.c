@@ -83,6 +83,9 @@ bool kyu_raft_send_append(kyu_raft_t *r, kyu_raft_progress_t *pr, bool send_if_e
         return false;
     if (m.n_entries == 0 && !send_if_empty)
         return false;
+    uint64_t told = m.commit < prev + m.n_entries ? m.commit : prev + m.n_entries;
+    if (told > pr->commit_told)
+        pr->commit_told = told;
     kyu_raft_pr_sent(pr, prev + m.n_entries, m.n_entries);
     kyu_raft_send(r, &m);
     return m.n_entries > 0;
@@ -94,6 +97,28 @@ void kyu_raft_bcast_append(kyu_raft_t *r)
         kyu_raft_send_append(r, &r->prs[i], true);
 }
 
+/* After the commit index moved: entries not sent yet go out (they carry the commit), but a
+ * follower that has every entry is not sent an empty append just to learn the commit. It
+ * learns it from the next append (the next proposal's, under load) or at the next tick
+ * (kyu_raft_tell_commit): the leader answers clients once a majority has an entry, so the
+ * followers' commit index is on no client's path, and an empty append per commit cost a
+ * message, its answer and a wakeup of each follower per round. */
+static void commit_moved(kyu_raft_t *r)
+{
+    for (size_t i = 0; i < r->n_prs; i++)
+        kyu_raft_send_append(r, &r->prs[i], false);
+}
+
+void kyu_raft_tell_commit(kyu_raft_t *r)
+{
+    for (size_t i = 0; i < r->n_prs; i++) {
+        kyu_raft_progress_t *pr = &r->prs[i];
+        uint64_t known = pr->match < r->log.commit ? pr->match : r->log.commit;
+        if (pr->id != r->id && pr->commit_told < known)
+            kyu_raft_send_append(r, pr, true);
+    }
+}
+
 void kyu_raft_bcast_heartbeat(kyu_raft_t *r)
 {
     for (size_t i = 0; i < r->n_prs; i++) {
@@ -102,6 +127,8 @@ void kyu_raft_bcast_heartbeat(kyu_raft_t *r)
             continue;
         /* Never tell a follower to commit beyond what it is known to have. */
         uint64_t commit = pr->match < r->log.commit ? pr->match : r->log.commit;
+        if (commit > pr->commit_told)
+            pr->commit_told = commit;
         kyu_raft_msg_t m = {.type = KYU_RAFT_MSG_HEARTBEAT, .to = pr->id, .commit = commit};
         kyu_raft_send(r, &m);
     }
@@ -144,7 +171,7 @@ void kyu_raft_leader_self_ack(kyu_raft_t *r)
     if (pr)
         kyu_raft_pr_maybe_update(pr, r->log.stable);
     if (kyu_raft_maybe_commit(r) && r->role == KYU_RAFT_LEADER)
-        kyu_raft_bcast_append(r);
+        commit_moved(r);
 }
 
 static void maybe_finish_transfer(kyu_raft_t *r, const kyu_raft_progress_t *pr)
@@ -186,7 +213,7 @@ static void handle_append_resp(kyu_raft_t *r, kyu_raft_progress_t *pr, const kyu
     if (kyu_raft_maybe_commit(r)) {
         if (r->role != KYU_RAFT_LEADER)
             return;
-        kyu_raft_bcast_append(r);
+        commit_moved(r);
     } else if (was_paused) {
         kyu_raft_send_append(r, pr, false);
     }

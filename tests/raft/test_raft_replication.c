@@ -342,6 +342,88 @@ static void test_committed_entries_are_applied_everywhere_in_order(void **state)
     harness_destroy(&h);
 }
 
+/* A commit costs no message of its own: one append per follower carries an entry, and the
+ * followers learn that it committed from the next append or at the leader's next tick, not
+ * from an empty append sent (and answered) for every commit. */
+static void test_followers_learn_a_commit_without_an_append_of_its_own(void **state)
+{
+    (void)state;
+    harness_t *h = harness_new(3, 3, 0);
+    harness_elect(h, 1);
+    harness_tick(h, 1, 1);
+    harness_stabilize(h);
+    h->msgs_seen[KYU_RAFT_MSG_APPEND] = 0;
+    uint64_t first = harness_propose(h, 1, "one");
+    harness_stabilize(h);
+    assert_int_equal(kyu_raft_commit(h->nodes[1]), first);
+    assert_int_equal(h->msgs_seen[KYU_RAFT_MSG_APPEND], 2);
+    /* The next proposal's append carries the commit of the first. */
+    uint64_t second = harness_propose(h, 1, "two");
+    harness_stabilize(h);
+    assert_int_equal(h->msgs_seen[KYU_RAFT_MSG_APPEND], 4);
+    assert_true(kyu_raft_commit(h->nodes[2]) >= first);
+    assert_true(kyu_raft_commit(h->nodes[3]) >= first);
+    /* With no proposal after it, the leader's next tick tells the followers (an append, or
+     * the heartbeat when one is due). */
+    harness_tick(h, 1, 1);
+    harness_stabilize(h);
+    assert_int_equal(kyu_raft_commit(h->nodes[2]), second);
+    assert_int_equal(kyu_raft_commit(h->nodes[3]), second);
+    /* Told once: the ticks after send no append. */
+    size_t appends = h->msgs_seen[KYU_RAFT_MSG_APPEND];
+    harness_tick(h, 1, 1);
+    harness_stabilize(h);
+    assert_int_equal(h->msgs_seen[KYU_RAFT_MSG_APPEND], appends);
+    harness_destroy(&h);
+}
+
+/* A commit heard while a Ready's write is out hands out at once the entries that were
+ * durable here before that write, and never one of the write itself: it comes in the next
+ * Ready, after the write. */
+static void test_commit_heard_during_a_write_hands_out_only_durable_entries(void **state)
+{
+    (void)state;
+    kyu_raft_t *r = node_with_log(1, 1, 0, NULL, 0);
+    win_election(r);
+    uint64_t term = kyu_raft_term(r);
+    kyu_raft_msg_t ack = append_ack(2, term, 1);
+    kyu_raft_step(r, &ack); /* the no-op commits */
+    harness_drain_one(r, KYU_RAFT_MSG_APPEND, NULL, NULL);
+    kyu_raft_entry_t *ents;
+    size_t n;
+    assert_false(kyu_raft_take_committed(r, &ents, &n)); /* no Ready out */
+    uint64_t x, y, lead;
+    assert_int_equal(kyu_raft_propose(r, "x", 1, &x, &lead), KYU_RAFT_OK);
+    kyu_raft_ready_t rd;
+    kyu_raft_ready(r, &rd);
+    kyu_raft_advance(r); /* x durable here */
+    assert_int_equal(kyu_raft_propose(r, "y", 1, &y, &lead), KYU_RAFT_OK);
+    kyu_raft_ready(r, &rd); /* y's write is out */
+    assert_int_equal(rd.n_entries, 1);
+    assert_false(kyu_raft_take_committed(r, &ents, &n));
+    ack = append_ack(2, term, y);
+    kyu_raft_step(r, &ack); /* x (and y) on node 2: x commits */
+    assert_int_equal(kyu_raft_commit(r), x);
+    assert_true(kyu_raft_take_committed(r, &ents, &n));
+    assert_int_equal(n, 1);
+    assert_int_equal(ents[0].index, x);
+    assert_memory_equal(ents[0].data, "x", 1);
+    kyu_raft_entries_free(ents, n);
+    assert_false(kyu_raft_take_committed(r, &ents, &n)); /* handed out once */
+    ack = append_ack(3, term, y);
+    kyu_raft_step(r, &ack); /* y is on nodes 2 and 3: committed, but not durable here yet */
+    assert_int_equal(kyu_raft_commit(r), y);
+    assert_false(kyu_raft_take_committed(r, &ents, &n));
+    kyu_raft_advance(r);
+    assert_true(kyu_raft_has_ready(r));
+    kyu_raft_ready(r, &rd);
+    assert_int_equal(rd.n_committed, 1);
+    assert_int_equal(rd.committed[0].index, y);
+    kyu_raft_advance(r);
+    assert_int_equal(kyu_raft_applied(r), y);
+    kyu_raft_destroy(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -356,6 +438,8 @@ int main(void)
         cmocka_unit_test(test_leader_messages_wait_until_its_term_is_durable),
         cmocka_unit_test(test_proposal_to_follower_names_the_leader),
         cmocka_unit_test(test_committed_entries_are_applied_everywhere_in_order),
+        cmocka_unit_test(test_followers_learn_a_commit_without_an_append_of_its_own),
+        cmocka_unit_test(test_commit_heard_during_a_write_hands_out_only_durable_entries),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -256,6 +256,13 @@ typedef struct {
         uint32_t delay;     /* DelaySeconds: a message sent is not received before it ends */
         uint32_t retention; /* MessageRetentionPeriod, seconds */
         bool moved_in;      /* a dead-letter move brought a message in (since its creation) */
+        /* Fair groups (sm_fair.c): a standard queue is fair from its first message with a
+         * MessageGroupId on (a t0 copy, or one moved in); a receive then gives each group
+         * it takes a message from the next stamp as its tag, in the order it takes them, and
+         * a group's tag goes with its last message. tags[0] is the none group's, tags[1..3]
+         * the groups "s0".."s2" (the order of the ids: "" first). */
+        bool fair;
+        uint64_t stamp, tags[4];
     } queues[SK_QUEUES];
     /* Each queue's running message move task (redrive, op_redrive.c), as the model sees it:
      * the index of the entry that started it (its id), its destination (-1: each message's

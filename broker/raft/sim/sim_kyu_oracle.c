@@ -360,6 +360,75 @@ static sk_cand_t *visible_in_order(sk_t *k, int q, uint64_t now, size_t *n_out)
     return cand;
 }
 
+/* A t0 copy's group as an index of a queue's tags ("": the none group, 0; "s0".."s2": 1..3). */
+static int group_ix(const char *g)
+{
+    return g[0] == 's' && g[1] >= '0' && g[1] <= '2' ? 1 + (g[1] - '0') : 0;
+}
+
+typedef struct {
+    uint64_t tag, g, pass, until, seq, n;
+} sk_fcand_t;
+
+static int fcand_cmp(const void *a, const void *b)
+{
+    const sk_fcand_t *x = a, *y = b;
+    const uint64_t kx[] = {x->tag, x->g, x->pass, x->until, x->seq},
+                   ky[] = {y->tag, y->g, y->pass, y->until, y->seq};
+    for (size_t i = 0; i < sizeof kx / sizeof kx[0]; i++)
+        if (kx[i] != ky[i])
+            return kx[i] < ky[i] ? -1 : 1;
+    return 0;
+}
+
+/* The visible messages of a fair queue q at now in the order a redrive step takes them, one
+ * at a time (kyu_sm_index_take: sm_fair.c's take without a stamp, so no tag changes): the
+ * group of least (tag, id) with a visible message first, all of it, then the next; in a
+ * group by (visible time, seq), in the none group its due leases so, then its never-received
+ * by seq. A heap array of *n_out, as visible_in_order's. */
+static sk_cand_t *fair_in_order(sk_t *k, int q, uint64_t now, size_t *n_out)
+{
+    size_t n = 0;
+    sk_fcand_t *f = malloc((k->next_msg + 1) * sizeof(*f));
+    KYU_ASSERT(f);
+    for (uint64_t m = 1; m <= k->next_msg && m < k->msgs_cap; m++) {
+        const sk_msg_t *x = &k->msgs[m];
+        if (x->status != SK_LIVE || x->q != q || x->qgen != k->queues[q].gen ||
+            x->lease_until > now)
+            continue;
+        int g = group_ix(x->tgroup);
+        bool fresh = g == 0 && !x->in_heap;
+        f[n++] = (sk_fcand_t){k->queues[q].tags[g],       (uint64_t)g, fresh,
+                              fresh ? 0 : x->lease_until, x->seq,      m};
+    }
+    qsort(f, n, sizeof(*f), fcand_cmp);
+    sk_cand_t *cand = malloc((n + 1) * sizeof(*cand));
+    KYU_ASSERT(cand);
+    for (size_t i = 0; i < n; i++)
+        cand[i] = (sk_cand_t){f[i].until, f[i].seq, f[i].n};
+    free(f);
+    *n_out = n;
+    return cand;
+}
+
+/* After a command: a group of a fair queue with no message left is gone, its tag with it. */
+static void fair_drop_empty(sk_t *k)
+{
+    for (int q = 0; q < SK_QUEUES; q++) {
+        if (!k->queues[q].fair)
+            continue;
+        bool held[4] = {true, false, false, false};
+        for (uint64_t m = 1; m <= k->next_msg && m < k->msgs_cap; m++) {
+            const sk_msg_t *x = &k->msgs[m];
+            if (x->status == SK_LIVE && x->q == q && x->qgen == k->queues[q].gen)
+                held[group_ix(x->tgroup)] = true;
+        }
+        for (int g = 1; g < 4; g++)
+            if (!held[g])
+                k->queues[q].tags[g] = 0;
+    }
+}
+
 static void model_dead_letter_receive(sim_cluster_t *c, const kyu_command_t *cmd, int q,
                                       const kyu_result_t *res, uint32_t max)
 {
@@ -519,6 +588,8 @@ static void on_receive(sim_cluster_t *c, const kyu_command_t *cmd, const sk_inte
         uint32_t gen;
         sk_msg_t *m = sk_msg(k, n);
         k->receives_checked++;
+        if (k->queues[q].fair) /* its group served: the next stamp, in the order taken */
+            k->queues[q].tags[group_ix(m->tgroup)] = ++k->queues[q].stamp;
         if (!kyu_handle_parse(mm->handle, &seq, &gen) || m->status != SK_LIVE ||
             m->client_deleted || m->q != q || m->qgen != k->queues[q].gen) {
             sim_violation(
@@ -670,6 +741,9 @@ static void on_queue(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent
             k->queues[q].delay = delay;
             k->queues[q].retention = retention;
             k->queues[q].moved_in = false;
+            k->queues[q].fair = false;
+            k->queues[q].stamp = 0;
+            memset(k->queues[q].tags, 0, sizeof k->queues[q].tags);
             k->tasks[q].running = false; /* a new queue has no task */
         }
         return;
@@ -1005,6 +1079,8 @@ static void on_topic(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent
             sk_msg_t *m = add_copy(k, cmd->ids[j], k->subs[i].id, q, cmd->now_ms);
             KYU_ASSERT(strlen(cmd->group_ids[j]) < sizeof m->tgroup);
             memcpy(m->tgroup, cmd->group_ids[j], strlen(cmd->group_ids[j]) + 1);
+            if (m->tgroup[0] && q != SK_FIFO)
+                k->queues[q].fair = true;
         }
     }
     if ((kk = record_attempt(k, in, cmd, res)) != NULL) {
@@ -1091,7 +1167,8 @@ static uint64_t on_redrive_step(sim_cluster_t *c, const kyu_command_t *cmd, int 
     if (max > 0)
         add_mark(k, cmd->now_ms);
     size_t n_cand = 0;
-    sk_cand_t *cand = visible_in_order(k, q, cmd->now_ms, &n_cand);
+    sk_cand_t *cand = k->queues[q].fair ? fair_in_order(k, q, cmd->now_ms, &n_cand)
+                                        : visible_in_order(k, q, cmd->now_ms, &n_cand);
     uint64_t n = 0;
     for (size_t i = 0; i < n_cand && n < max; i++) {
         sk_msg_t *m = sk_msg(k, cand[i].n);
@@ -1104,6 +1181,8 @@ static uint64_t on_redrive_step(sim_cluster_t *c, const kyu_command_t *cmd, int 
         }
         m->q = (uint8_t)dest;
         m->qgen = k->queues[dest].gen;
+        if (m->tgroup[0] && dest != SK_FIFO)
+            k->queues[dest].fair = true;
         m->seq = ++k->next_seq;
         m->sent_ms = cmd->now_ms;
         /* Its destination's DelaySeconds holds it back, as for a send there. */
@@ -1346,6 +1425,7 @@ void sk_oracle_stream(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *
         if (cmd.type == KYU_CMD_EXPIRE_MESSAGES) {
             on_expire(c, &cmd, &res[i]);
             expiry = cmd.now_ms ? cmd.now_ms : 1;
+            fair_drop_empty(k);
             continue;
         }
         int q = queue_index(cmd.queue);
@@ -1392,6 +1472,7 @@ void sk_oracle_stream(sim_cluster_t *c, sim_node_t *nd, const kyu_raft_entry_t *
         case KYU_CMD_SET_SUBSCRIPTION_ATTRIBUTES:
             break; /* refused or done above */
         }
+        fair_drop_empty(k);
     }
     if (c->result == SIM_OK)
         check_counts(c, nd, expiry, redriven, published);
