@@ -382,19 +382,30 @@ kyu_code_t kyu_sm_dedup_expire(kyu_sm_t *self, uint64_t now_ms, kyu_err_t *err)
     kyu_code_t rc = kyu_sm_flush_wait_before(self, limit, err);
     if (rc != KYU_OK)
         return rc;
+    self->dedup_scans++;
     uint8_t lo[RX_KEY], hi[RX_KEY];
     rx_key(lo, self->dedup_floor, 0, 0);
-    rx_key(hi, limit + 1, 0, 0);
+    rx_key(hi, UINT64_MAX, UINT64_MAX, UINT64_MAX); /* every record: the first one kept too */
     rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
     rocksdb_readoptions_set_iterate_upper_bound(ro, (char *)hi, RX_KEY);
     rocksdb_iterator_t *it = rocksdb_create_iterator_cf(self->db, ro, meta(self));
     int dropped = 0;
-    uint64_t floor = limit + 1; /* unless the scan stops early, nothing older is left */
+    /* The new floor: the oldest record left, or a time before it. Unless the scan stops early,
+     * that is the oldest record the database keeps past the limit, or one the write-behind
+     * buffer or the write in flight holds (none older than their first command: command
+     * times never go back, docs/ARCHITECTURE.md "Time"), or one added later (which lowers
+     * the floor, kyu_sm_dedup_record). A floor of only limit + 1 would scan again at each
+     * later millisecond, an iterator for nothing (issue 12: 23 us a keyed command). */
+    uint64_t floor = UINT64_MAX;
     for (rocksdb_iter_seek(it, (char *)lo, RX_KEY); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
         size_t kl = 0;
         const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
-        if (kl != RX_KEY || k[0] != 'r' || k[1] != 'x' || kyu_get_be64(k + 2) > limit)
+        if (kl != RX_KEY || k[0] != 'r' || k[1] != 'x')
             break;
+        if (kyu_get_be64(k + 2) > limit) {
+            floor = kyu_get_be64(k + 2);
+            break;
+        }
         if (kyu_sm_buffer_deletes(self, KYU_CF_META, k, RX_KEY))
             continue; /* dropped already, not yet written */
         if (dropped == EXPIRE_MAX) {
@@ -416,6 +427,10 @@ kyu_code_t kyu_sm_dedup_expire(kyu_sm_t *self, uint64_t now_ms, kyu_err_t *err)
         free(rerr);
         return KYU_ERR_STORAGE;
     }
+    if (self->buffer_oldest_ms && self->buffer_oldest_ms < floor)
+        floor = self->buffer_oldest_ms;
+    if (self->flushing && self->flushing_oldest_ms < floor)
+        floor = self->flushing_oldest_ms;
     self->dedup_floor = floor;
     return KYU_OK;
 }

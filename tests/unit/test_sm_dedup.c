@@ -181,6 +181,49 @@ static void test_expired_records_are_dropped_a_bounded_number_at_a_time(void **s
     assert_int_equal(records(f), 24 - 16);
 }
 
+/* While no record is due, keyed commands do not scan the records for expired ones: the floor
+ * is the oldest record kept (in the database, the write-behind buffer or a later command),
+ * not just past the last limit (which made every command a millisecond later scan again).
+ * The records still expire when due, whether in the database or the buffer. */
+static void test_keyed_commands_scan_for_expired_records_only_when_one_is_due(void **state)
+{
+    fixture_t *f = *state;
+    create(f);
+    for (uint64_t k = 1; k <= 50; k++) {
+        kyu_result_t r = apply1(f, keyed_send(T0 + k, "a", 7, k));
+        kyu_result_clear(&r);
+    }
+    assert_int_equal(records(f), 50);
+    assert_true(f->sm->dedup_scans <= 1); /* the first command's: the floor was not known */
+    kyu_err_t err;
+    assert_int_equal(kyu_sm_flush(f->sm, &err), KYU_OK); /* now in the database */
+    uint64_t before = f->sm->dedup_scans;
+    for (uint64_t k = 51; k <= 100; k++) {
+        kyu_result_t r = apply1(f, keyed_send(T0 + k, "a", 7, k));
+        kyu_result_clear(&r);
+    }
+    assert_int_equal(f->sm->dedup_scans, before);
+    assert_int_equal(records(f), 100);
+    /* Keys 1..3 are due: dropped (a scan), the rest kept. */
+    kyu_result_t r = apply1(f, keyed_send(T0 + KYU_DEDUP_WINDOW_MS + 3, "b", 8, 1));
+    kyu_result_clear(&r);
+    assert_int_equal(records(f), 101 - 3);
+    assert_int_equal(f->sm->dedup_scans, before + 1);
+    /* Nothing more due in the same millisecond nor the next: no scan. */
+    r = apply1(f, keyed_send(T0 + KYU_DEDUP_WINDOW_MS + 3, "b", 8, 2));
+    kyu_result_clear(&r);
+    assert_int_equal(f->sm->dedup_scans, before + 1);
+    /* Key 4 is due a millisecond later: found. */
+    r = apply1(f, keyed_send(T0 + KYU_DEDUP_WINDOW_MS + 4, "b", 8, 3));
+    kyu_result_clear(&r);
+    assert_int_equal(records(f), 103 - 4);
+    /* The retry of a key still in the window is answered from its record. */
+    r = apply1(f, keyed_send(T0 + KYU_DEDUP_WINDOW_MS + 4, "a", 7, 5));
+    kyu_result_clear(&r);
+    assert_int_equal(records(f), 99);
+    assert_int_equal(visible(f, T0 + KYU_DEDUP_WINDOW_MS + 4), 103);
+}
+
 static void test_keys_survive_a_restart(void **state)
 {
     fixture_t *f = *state;
@@ -386,6 +429,7 @@ int main(void)
         T(test_keys_expire_after_the_window),
         T(test_the_key_filter_keeps_every_key_of_the_window),
         T(test_expired_records_are_dropped_a_bounded_number_at_a_time),
+        T(test_keyed_commands_scan_for_expired_records_only_when_one_is_due),
         T(test_keys_survive_a_restart),
         T(test_a_keyed_send_to_a_missing_queue_is_not_remembered),
         T(test_a_retried_keyed_delete_answers_as_the_first_time),
