@@ -393,8 +393,8 @@ kyu_code_t kyu_sm_dedup_expire(kyu_sm_t *self, uint64_t now_ms, kyu_err_t *err)
     /* The new floor: the oldest record left, or a time before it. Unless the scan stops early,
      * that is the oldest record the database keeps past the limit, or one the write-behind
      * buffer or the write in flight holds (none older than their first command: command
-     * times never go back, docs/ARCHITECTURE.md "Time"), or one added later (which lowers
-     * the floor, kyu_sm_dedup_record). A floor of only limit + 1 would scan again at each
+     * times never go back: docs/ARCHITECTURE.md, Replication, "Time"), or one added later (which
+     * lowers the floor, kyu_sm_dedup_record). A floor of only limit + 1 would scan again at each
      * later millisecond, an iterator for nothing (issue 12: 23 us a keyed command). */
     uint64_t floor = UINT64_MAX;
     for (rocksdb_iter_seek(it, (char *)lo, RX_KEY); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
