@@ -91,6 +91,14 @@ struct kyu_sm_keyfilter {
     size_t first, n;   /* a ring of generations, oldest first */
     uint64_t gen_keys; /* keys per generation (FILTER_KEYS; fewer in tests) */
     bool overflow;     /* too many: every key may be known (lookups read the database) */
+    /* The distinct times of the records (ascending; t[head] to t[head + n - 1]): every
+     * record newer than the last expiry scan's limit has its time here (it may hold times
+     * of records dropped since: a lower floor only costs a scan). Lets the scan set the
+     * floor to the oldest record left, instead of the millisecond after its limit. */
+    struct {
+        uint64_t *t;
+        size_t head, n, cap;
+    } times;
 };
 
 static const uint8_t filter_hash_key[crypto_shorthash_KEYBYTES] = "kyu-request-keys";
@@ -170,6 +178,58 @@ static bool filter_may_have(const kyu_sm_keyfilter_t *f, uint64_t client, uint64
     return false;
 }
 
+/* Adds a record's time t to the times (nothing if it is there). Command times never go back,
+ * so t is nearly always the newest: appended; an older one is put in its place. */
+static void times_add(kyu_sm_keyfilter_t *f, uint64_t t)
+{
+    size_t n = f->times.n;
+    uint64_t *v = f->times.t + f->times.head;
+    if (n && v[n - 1] == t)
+        return;
+    size_t at = n; /* the first time above t */
+    if (n && v[n - 1] > t) {
+        size_t lo = 0, hi = n;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (v[mid] < t)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (lo < n && v[lo] == t)
+            return;
+        at = lo;
+    }
+    if (f->times.head + n == f->times.cap) {
+        if (f->times.head > f->times.cap / 2) { /* the front is mostly dropped: move down */
+            memmove(f->times.t, v, n * sizeof *v);
+            f->times.head = 0;
+        } else {
+            size_t cap = f->times.cap ? 2 * f->times.cap : 1024;
+            uint64_t *nt = realloc(f->times.t, cap * sizeof *nt);
+            KYU_ASSERT(nt); /* out of memory */
+            f->times.t = nt;
+            f->times.cap = cap;
+        }
+        v = f->times.t + f->times.head;
+    }
+    memmove(v + at + 1, v + at, (n - at) * sizeof *v);
+    v[at] = t;
+    f->times.n++;
+}
+
+/* Drops the times before t; returns the oldest left (UINT64_MAX: none). */
+static uint64_t times_drop_before(kyu_sm_keyfilter_t *f, uint64_t t)
+{
+    while (f->times.n && f->times.t[f->times.head] < t) {
+        f->times.head++;
+        f->times.n--;
+    }
+    if (!f->times.n)
+        f->times.head = 0;
+    return f->times.n ? f->times.t[f->times.head] : UINT64_MAX;
+}
+
 void kyu_sm_keyfilter_free(kyu_sm_t *self)
 {
     kyu_sm_keyfilter_t *f = self->keyfilter;
@@ -177,6 +237,7 @@ void kyu_sm_keyfilter_free(kyu_sm_t *self)
         return;
     for (size_t i = 0; i < f->n; i++)
         free(f->gen[(f->first + i) % FILTER_GENERATIONS_MAX].blocks);
+    free(f->times.t);
     free(f);
     self->keyfilter = NULL;
 }
@@ -204,9 +265,11 @@ kyu_code_t kyu_sm_keyfilter_load(kyu_sm_t *self, kyu_err_t *err)
     for (rocksdb_iter_seek(it, (char *)lo, RX_KEY); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
         size_t kl = 0;
         const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
-        if (kl == RX_KEY)
+        if (kl == RX_KEY) {
             filter_add(self->keyfilter, kyu_get_be64(k + 10), kyu_get_be64(k + 18),
                        kyu_get_be64(k + 2));
+            times_add(self->keyfilter, kyu_get_be64(k + 2));
+        }
     }
     char *rerr = NULL;
     rocksdb_iter_get_error(it, &rerr);
@@ -366,6 +429,7 @@ void kyu_sm_dedup_record(kyu_sm_t *self, const kyu_command_t *c, const kyu_dedup
     put_meta(self, k, RQ_KEY, v, vl);
     put_meta(self, x, RX_KEY, (const uint8_t *)"", 0);
     filter_add(self->keyfilter, c->rq_client, c->rq_key, c->now_ms);
+    times_add(self->keyfilter, c->now_ms);
     if (c->now_ms < self->dedup_floor)
         self->dedup_floor = c->now_ms;
 }
@@ -373,7 +437,8 @@ void kyu_sm_dedup_record(kyu_sm_t *self, const kyu_command_t *c, const kyu_dedup
 kyu_code_t kyu_sm_dedup_expire(kyu_sm_t *self, uint64_t now_ms, kyu_err_t *err)
 {
     /* dedup_floor spares an iterator (and a walk over the tombstones of records already
-     * dropped) to every keyed command while nothing has expired. */
+     * dropped) to every keyed command while nothing has expired: it is the oldest record's
+     * time (UINT64_MAX: none; a record written lowers it). */
     if (now_ms < KYU_DEDUP_WINDOW_MS || now_ms - KYU_DEDUP_WINDOW_MS < self->dedup_floor)
         return KYU_OK;
     uint64_t limit = now_ms - KYU_DEDUP_WINDOW_MS; /* records at or before it go */
@@ -389,7 +454,8 @@ kyu_code_t kyu_sm_dedup_expire(kyu_sm_t *self, uint64_t now_ms, kyu_err_t *err)
     rocksdb_readoptions_set_iterate_upper_bound(ro, (char *)hi, RX_KEY);
     rocksdb_iterator_t *it = rocksdb_create_iterator_cf(self->db, ro, meta(self));
     int dropped = 0;
-    uint64_t floor = limit + 1; /* unless the scan stops early, nothing older is left */
+    self->dedup_scans++;
+    uint64_t floor = UINT64_MAX; /* unless the scan stops early: the oldest record left */
     for (rocksdb_iter_seek(it, (char *)lo, RX_KEY); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
         size_t kl = 0;
         const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
@@ -416,6 +482,9 @@ kyu_code_t kyu_sm_dedup_expire(kyu_sm_t *self, uint64_t now_ms, kyu_err_t *err)
         free(rerr);
         return KYU_ERR_STORAGE;
     }
-    self->dedup_floor = floor;
+    /* Every record at or before limit is gone unless the scan stopped early, and every
+     * newer one has its time in the times (the records loaded, then each one written). */
+    uint64_t oldest = times_drop_before(self->keyfilter, floor == UINT64_MAX ? limit + 1 : floor);
+    self->dedup_floor = floor == UINT64_MAX ? oldest : floor;
     return KYU_OK;
 }

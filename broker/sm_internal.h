@@ -207,6 +207,7 @@ struct kyu_sm {
     bool failed; /* an apply failed part-way: the buffer is never written */
     bool purged; /* the current entry purged a queue: its "gp" record is collected after it */
     uint64_t dedup_floor;          /* no request key record is older than this (0: not known yet) */
+    uint64_t dedup_scans;          /* expiry scans of the request keys (tests) */
     kyu_sm_keyfilter_t *keyfilter; /* the request keys that may have a record (sm_dedup.c) */
     uint32_t keyfilter_gen_keys;   /* keys per filter generation (0: the default; tests) */
 
