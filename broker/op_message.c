@@ -151,9 +151,17 @@ void kyu_op_make_uuid(kyu_op_ctx_t *ctx, char out[KYU_UUID_LEN + 1])
     uint64_t a = next_random(ctx->rng), b = next_random(ctx->rng);
     a = (a & ~0xf000ULL) | 0x4000ULL;
     b = (b & ~(3ULL << 62)) | (2ULL << 62);
-    snprintf(out, KYU_UUID_LEN + 1, "%08x-%04x-%04x-%04x-%012llx", (unsigned)(a >> 32),
-             (unsigned)((a >> 16) & 0xffff), (unsigned)(a & 0xffff), (unsigned)(b >> 48),
-             (unsigned long long)(b & 0xffffffffffffULL));
+    /* "%08x-%04x-%04x-%04x-%012llx" of a's 64 bits then b's, written by hand: snprintf was
+     * a fifth of a send's build on the event loop. */
+    static const char digits[] = "0123456789abcdef";
+    char *o = out;
+    for (int i = 0; i < 32; i++) {
+        if (i == 8 || i == 12 || i == 16 || i == 20)
+            *o++ = '-';
+        uint64_t w = i < 16 ? a : b;
+        *o++ = digits[(w >> (60 - 4 * (i % 16))) & 0xf];
+    }
+    *o = '\0';
 }
 
 /* The message's own delay in ms, relative to the command's time (the leader's): a deliver-at

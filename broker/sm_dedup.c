@@ -91,17 +91,27 @@ struct kyu_sm_keyfilter {
     size_t first, n;   /* a ring of generations, oldest first */
     uint64_t gen_keys; /* keys per generation (FILTER_KEYS; fewer in tests) */
     bool overflow;     /* too many: every key may be known (lookups read the database) */
+    uint64_t last_client, last_key, last_hash; /* filter_hash's last */
+    bool last_hashed;
 };
 
 static const uint8_t filter_hash_key[crypto_shorthash_KEYBYTES] = "kyu-request-keys";
 
-static uint64_t filter_hash(uint64_t client, uint64_t key)
+/* The hash of (client, key), kept for the last key hashed: a keyed command's lookup and its
+ * record hash the same key one after the other. */
+static uint64_t filter_hash(kyu_sm_keyfilter_t *f, uint64_t client, uint64_t key)
 {
+    if (f->last_hashed && f->last_client == client && f->last_key == key)
+        return f->last_hash;
     uint8_t in[16], h[crypto_shorthash_BYTES];
     kyu_put_be64(in, client);
     kyu_put_be64(in + 8, key);
     crypto_shorthash(h, in, sizeof in, filter_hash_key);
-    return kyu_get_be64(h);
+    f->last_client = client;
+    f->last_key = key;
+    f->last_hash = kyu_get_be64(h);
+    f->last_hashed = true;
+    return f->last_hash;
 }
 
 static bool gen_has(const struct generation *g, uint64_t h)
@@ -153,17 +163,17 @@ static void filter_add(kyu_sm_keyfilter_t *f, uint64_t client, uint64_t key, uin
         g->keys = g->newest_ms = 0;
         f->n++;
     }
-    gen_add(g, filter_hash(client, key));
+    gen_add(g, filter_hash(f, client, key));
     if (t_ms > g->newest_ms)
         g->newest_ms = t_ms;
 }
 
 /* False when no record of (client, key) exists within the window. */
-static bool filter_may_have(const kyu_sm_keyfilter_t *f, uint64_t client, uint64_t key)
+static bool filter_may_have(kyu_sm_keyfilter_t *f, uint64_t client, uint64_t key)
 {
     if (f->overflow)
         return true;
-    uint64_t h = filter_hash(client, key);
+    uint64_t h = filter_hash(f, client, key);
     for (size_t i = f->n; i-- > 0;)
         if (gen_has(&f->gen[(f->first + i) % FILTER_GENERATIONS_MAX], h))
             return true;

@@ -182,13 +182,6 @@ void kyu_mp_pack_str(msgpack_packer *pk, const char *s)
     msgpack_pack_str_body(pk, s, n);
 }
 
-bool kyu_mp_key_is(const msgpack_object *k, const char *name)
-{
-    size_t n = strlen(name);
-    return k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
-           memcmp(k->via.str.ptr, name, n) == 0;
-}
-
 bool kyu_mp_copy_str(const msgpack_object *o, char *out, size_t max)
 {
     if (o->type != MSGPACK_OBJECT_STR || o->via.str.size > max)

@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define KYU_PROTOCOL_VERSION 1
 
@@ -635,8 +636,14 @@ void kyu_sha256_hex(const void *body, size_t len, char out[KYU_SHA256_HEX_LEN + 
 /* @kyu-internal-begin */
 /* Small msgpack helpers shared by the codecs (proto/, broker/command.c). */
 void kyu_mp_pack_str(msgpack_packer *pk, const char *s);
-/* True when k is the string key name. */
-bool kyu_mp_key_is(const msgpack_object *k, const char *name);
+/* True when k is the string key name. Inline: with name a literal, its strlen is a constant
+ * (the codecs compare each key of every request and command against a list of names). */
+static inline bool kyu_mp_key_is(const msgpack_object *k, const char *name)
+{
+    size_t n = strlen(name);
+    return k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
+           memcmp(k->via.str.ptr, name, n) == 0;
+}
 /* Copies a string object of at most max bytes into out[max + 1]; false for other types or
  * longer strings. (msgpack-c gives a NULL pointer for an empty string: handled here.) */
 bool kyu_mp_copy_str(const msgpack_object *o, char *out, size_t max);

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -182,6 +183,59 @@ static void test_md5s_match_the_aws_documented_vectors(void **state)
     assert_string_equal(out, "");
 }
 
+/* RFC 1321's vectors, digest after digest on one thread's reused context, with attribute
+ * digests between them, and on threads of their own at the same time. */
+static const char *const rfc1321[][2] = {
+    {"", "d41d8cd98f00b204e9800998ecf8427e"},
+    {"a", "0cc175b9c0f1b6a831c399e269772661"},
+    {"abc", "900150983cd24fb0d6963f7d28e17f72"},
+    {"message digest", "f96b697d7cb7938d525a2f31aaf161d0"},
+    {"abcdefghijklmnopqrstuvwxyz", "c3fcd3d76192e4007dfb496cca67e13b"},
+    {"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+     "d174ab98d277d9f5a5611c2c9f419d9f"},
+    {"12345678901234567890123456789012345678901234567890123456789012345678901234567890",
+     "57edf4a22be3c955ac49da2e2107b67a"},
+};
+
+static void *md5_vectors(void *arg)
+{
+    size_t rounds = (size_t)(uintptr_t)arg;
+    char out[KYU_MD5_HEX_LEN + 1];
+    for (size_t r = 0; r < rounds; r++)
+        for (size_t i = 0; i < sizeof rfc1321 / sizeof rfc1321[0]; i++) {
+            kyu_md5_body_hex(rfc1321[i][0], strlen(rfc1321[i][0]), out);
+            if (strcmp(out, rfc1321[i][1]) != 0)
+                return (void *)rfc1321[i][0];
+            kyu_msg_attrs_t as = one(attr("attribName1", "String", "attribValue 1"));
+            kyu_md5_attrs_hex(&as, out);
+            if (strcmp(out, "19e27d4e946b072f3f58da80d94fd778") != 0)
+                return "the attributes";
+        }
+    return NULL;
+}
+
+static void test_md5s_match_rfc_1321_digest_after_digest_and_on_threads(void **state)
+{
+    (void)state;
+    assert_null(md5_vectors((void *)(uintptr_t)3));
+    uint8_t a[KYU_MD5_LEN], b[KYU_MD5_LEN];
+    char big[4096];
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (char)(i * 7);
+    kyu_md5_body(big, sizeof big, a);
+    kyu_md5_body("abc", 3, b); /* a short one between */
+    kyu_md5_body(big, sizeof big, b);
+    assert_memory_equal(a, b, KYU_MD5_LEN);
+    pthread_t t[4];
+    for (size_t i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, md5_vectors, (void *)(uintptr_t)200), 0);
+    for (size_t i = 0; i < 4; i++) {
+        void *bad = NULL;
+        assert_int_equal(pthread_join(t[i], &bad), 0);
+        assert_null(bad);
+    }
+}
+
 static void test_sort_is_by_name_bytes(void **state)
 {
     (void)state;
@@ -298,6 +352,7 @@ int main(void)
         cmocka_unit_test(test_at_most_ten_distinct_names),
         cmocka_unit_test(test_the_size_counts_names_types_and_values),
         cmocka_unit_test(test_md5s_match_the_aws_documented_vectors),
+        cmocka_unit_test(test_md5s_match_rfc_1321_digest_after_digest_and_on_threads),
         cmocka_unit_test(test_sort_is_by_name_bytes),
         cmocka_unit_test(test_a_send_request_carries_attributes_per_body),
         cmocka_unit_test(test_a_receive_reply_owns_its_attributes),

@@ -14,6 +14,7 @@
 #include "store.h"
 
 #include <rocksdb/c.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -994,6 +995,45 @@ static void test_a_failed_batch_entry_in_the_log_is_checked(void **state)
     msgpack_sbuffer_destroy(&b);
 }
 
+/* The reference: xoshiro256** as op_message.c draws it, formatted by snprintf. */
+static uint64_t ref_rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
+
+static uint64_t ref_next(uint64_t s[4])
+{
+    uint64_t result = ref_rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = ref_rotl(s[3], 45);
+    return result;
+}
+
+static void test_message_ids_are_version_4_uuids_as_printf_writes_them(void **state)
+{
+    (void)state;
+    kyu_op_ctx_t ctx = {.rng = {1, 2, 3, 4}};
+    uint64_t s[4] = {1, 2, 3, 4};
+    for (int i = 0; i < 1000; i++) {
+        char id[KYU_UUID_LEN + 1], want[KYU_UUID_LEN + 1];
+        memset(id, 'z', sizeof id);
+        kyu_op_make_uuid(&ctx, id);
+        uint64_t a = ref_next(s), b = ref_next(s);
+        a = (a & ~0xf000ULL) | 0x4000ULL;
+        b = (b & ~(3ULL << 62)) | (2ULL << 62);
+        snprintf(want, sizeof want, "%08x-%04x-%04x-%04x-%012llx", (unsigned)(a >> 32),
+                 (unsigned)((a >> 16) & 0xffff), (unsigned)(a & 0xffff), (unsigned)(b >> 48),
+                 (unsigned long long)(b & 0xffffffffffffULL));
+        assert_string_equal(id, want);
+        assert_int_equal(id[14], '4');
+        assert_non_null(strchr("89ab", id[19]));
+    }
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, fixture_setup, fixture_teardown)
 
 int main(void)
@@ -1031,6 +1071,7 @@ int main(void)
         T(test_a_batch_entry_takes_its_own_delay),
         T(test_a_retried_batch_answers_as_the_first_attempt),
         cmocka_unit_test(test_a_failed_batch_entry_in_the_log_is_checked),
+        cmocka_unit_test(test_message_ids_are_version_4_uuids_as_printf_writes_them),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

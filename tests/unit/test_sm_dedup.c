@@ -224,6 +224,53 @@ static void test_keyed_commands_scan_for_expired_records_only_when_one_is_due(vo
     assert_int_equal(visible(f, T0 + KYU_DEDUP_WINDOW_MS + 4), 103);
 }
 
+/* The expiry reads the database only when a record is due: the floor it keeps is the oldest
+ * record's time, found again after a restart. */
+static void test_the_expiry_scans_only_when_a_record_is_due(void **state)
+{
+    fixture_t *f = *state;
+    create(f);
+    kyu_result_t r;
+    for (uint64_t k = 1; k <= 10; k++) {
+        r = apply1(f, keyed_send(T0 + k, "a", 7, k));
+        kyu_result_clear(&r);
+    }
+    r = apply1(f, keyed_send(T0 + 1000, "a", 7, 11));
+    kyu_result_clear(&r);
+    uint64_t scans = f->sm->dedup_scans; /* the first keyed command's, with no floor yet */
+    for (uint64_t t = T0 + 2000; t < T0 + 2100; t++) { /* nothing is due */
+        r = apply1(f, keyed_send(t, "b", 8, t));
+        kyu_result_clear(&r);
+    }
+    assert_int_equal(f->sm->dedup_scans, scans);
+    assert_int_equal(records(f), 111);
+    r = apply1(f, keyed_send(T0 + KYU_DEDUP_WINDOW_MS + 10, "c", 9, 1)); /* keys 1..10 due */
+    kyu_result_clear(&r);
+    assert_int_equal(f->sm->dedup_scans, scans + 1);
+    assert_int_equal(records(f), 112 - 10);
+    for (uint64_t t = T0 + KYU_DEDUP_WINDOW_MS + 11; t < T0 + KYU_DEDUP_WINDOW_MS + 1000; t += 7) {
+        r = apply1(f, keyed_send(t, "c", 9, t)); /* the next record is due at 1000 */
+        kyu_result_clear(&r);
+    }
+    assert_int_equal(f->sm->dedup_scans, scans + 1);
+    size_t before = records(f);
+    r = apply1(f, keyed_send(T0 + KYU_DEDUP_WINDOW_MS + 1000, "c", 9, 2)); /* key 11 due */
+    kyu_result_clear(&r);
+    assert_int_equal(f->sm->dedup_scans, scans + 2);
+    assert_int_equal(records(f), before + 1 - 1);
+    fixture_reopen(f); /* the floor is found again: one scan, then none until 2000 is due */
+    for (uint64_t t = T0 + KYU_DEDUP_WINDOW_MS + 1001; t < T0 + KYU_DEDUP_WINDOW_MS + 1100; t++) {
+        r = apply1(f, keyed_send(t, "d", 10, t));
+        kyu_result_clear(&r);
+    }
+    assert_int_equal(f->sm->dedup_scans, 1);
+    before = records(f);
+    r = apply1(f, keyed_send(T0 + KYU_DEDUP_WINDOW_MS + 2000, "d", 10, 1)); /* 2000 due */
+    kyu_result_clear(&r);
+    assert_int_equal(f->sm->dedup_scans, 2);
+    assert_int_equal(records(f), before + 1 - 1);
+}
+
 static void test_keys_survive_a_restart(void **state)
 {
     fixture_t *f = *state;
@@ -430,6 +477,7 @@ int main(void)
         T(test_the_key_filter_keeps_every_key_of_the_window),
         T(test_expired_records_are_dropped_a_bounded_number_at_a_time),
         T(test_keyed_commands_scan_for_expired_records_only_when_one_is_due),
+        T(test_the_expiry_scans_only_when_a_record_is_due),
         T(test_keys_survive_a_restart),
         T(test_a_keyed_send_to_a_missing_queue_is_not_remembered),
         T(test_a_retried_keyed_delete_answers_as_the_first_time),
