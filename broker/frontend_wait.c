@@ -7,7 +7,11 @@
  * the first waiters of each such queue, as many as its visible messages can serve (less the
  * receives already proposed for its waiters). A woken waiter goes the normal way: its RECEIVE
  * is proposed, applied and answered; one that finds nothing (another took the message) is
- * parked again in its place while time is left. Leases that run out and delays that end
+ * parked again in its place while time is left. A SEND to a queue with waiters is served in
+ * its own entry: its messages a receive would find are counted ahead (kyu_frontend_note_sent)
+ * and the queue is served before the open entry is proposed (kyu_frontend_serve_sent), so
+ * the woken RECEIVEs follow the SEND in the same entry (one fsync, not two); a wrong guess
+ * is a RECEIVE that finds nothing and parks again. Leases that run out and delays that end
  * need no command: one zloop timer is set to the earliest deadline or visible_at among the
  * queues with waiters, so idle waiters cost nothing. A waiter whose deadline passes is
  * answered empty; when this node stops serving (leadership lost or handed over) every waiter
