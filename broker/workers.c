@@ -646,8 +646,12 @@ bool kyu_workers_serves(kyu_workers_t *self, const char *queue)
 uint64_t kyu_workers_serve_sent(kyu_workers_t *self, const char *queue, uint64_t fresh)
 {
     wq_t *q = zhashx_lookup(self->queues, queue);
-    if (!q || !self->io.serving(self->io.arg) || kyu_sm_queue_id(self->sm, queue) != q->qid)
-        return 0; /* a deleted queue's sessions are ended the normal way */
+    /* Only a queue with no RECEIVE in flight (its sessions wait for work: the latency that
+     * counts); a busy one is served when they come back, in larger RECEIVEs. A deleted
+     * queue's sessions are ended the normal way. */
+    if (!q || q->pending > 0 || !self->io.serving(self->io.arg) ||
+        kyu_sm_queue_id(self->sm, queue) != q->qid)
+        return 0;
     return serve_queue(self, q, fresh);
 }
 
