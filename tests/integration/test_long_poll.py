@@ -266,6 +266,24 @@ class LongPoll(unittest.TestCase):
         header, bodies = self.woken(c, rid, started)
         self.assertEqual(bodies, [b"second"])
 
+    def test_a_long_poll_that_comes_right_after_a_send_gets_its_message(self):
+        # A long poll pipelined right behind a send (it may come while the send is in flight,
+        # not applied yet, and park, or after) gets the message.
+        c = self.client()
+        started = time.monotonic()
+        self.parked(c, wait=1)  # the queue is one long polls wait on
+        self.assertEqual(c.reply(5000)[0]["st"], OK)  # its deadline: answered empty
+        for n in range(3):
+            c.s.send_multipart([msgpack.packb(dict(op=OP_SEND, id=100 + n, q="jobs")), b"m%d" % n])
+            rid = c.receive("jobs", 20)
+            replies = {}
+            while len(replies) < 2:
+                r = c.reply(max(1, int((started + 19 - time.monotonic()) * 1000)))
+                self.assertIsNotNone(r, "no answer before the deadline")
+                replies[r[0]["id"]] = r
+            self.assertEqual(replies[100 + n][0]["st"], OK)
+            self.assertEqual(replies[rid][1], [b"m%d" % n])
+
     def test_a_wrong_guess_is_parked_again_and_served_later(self):
         # The queue's DelaySeconds set and a send right behind it, pipelined: the send may be
         # proposed before the new delay is applied, and a receive served in its entry then finds
