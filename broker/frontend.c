@@ -30,6 +30,13 @@ kyu_frontend_t *kyu_frontend_new(const kyu_frontend_config_t *cfg, kyu_sm_t *sm,
         kyu_frontend_destroy(&self);
         return NULL;
     }
+    self->ahead = zhashx_new();
+    if (!self->ahead) {
+        kyu_err_set(err, KYU_ERR_INTERNAL, "out of memory");
+        kyu_frontend_destroy(&self);
+        return NULL;
+    }
+    zhashx_set_destructor(self->ahead, NULL); /* the values are counts, not pointers */
     kyu_sm_watch_visible(sm); /* its list of woken queues: kyu_frontend_serve_waiting */
     self->workers = kyu_frontend_workers_new(self);
     if (!self->workers) {
@@ -87,6 +94,7 @@ void kyu_frontend_destroy(kyu_frontend_t **self_p)
     zsock_destroy(&self->sock);
     kyu_workers_destroy(&self->workers);
     kyu_longpoll_destroy(&self->lp);
+    zhashx_destroy(&self->ahead);
     msgpack_sbuffer_destroy(&self->buf);
     free(self);
     *self_p = NULL;
@@ -318,7 +326,10 @@ void kyu_frontend_propose(kyu_frontend_t *self, zframe_t **identity, const kyu_o
                   !((req->fields & KYU_F_RQ) &&
                     kyu_sm_knows_request(self->ctx.sm, req->rq_client, req->rq_key,
                                          kyu_replica_now(self->ctx.replica)));
-    if (behind || (row->answer_empty && row->answer_empty(&self->ctx, req))) {
+    /* Woken for messages of a send not applied yet (serving in the send's entry): proposed
+     * although it would find nothing now. */
+    bool ahead = woken && self->waking_ahead;
+    if (behind || (!ahead && row->answer_empty && row->answer_empty(&self->ctx, req))) {
         if (lp && kyu_replica_now(self->ctx.replica) < lp->deadline_ms) {
             if (kyu_frontend_park(self, identity, lp, &err) == KYU_OK) {
                 if (behind)
@@ -354,7 +365,10 @@ void kyu_frontend_propose(kyu_frontend_t *self, zframe_t **identity, const kyu_o
         return;
     }
     *w = (waiter_t){.identity = *identity, .id = req->id, .row = row, .lp = lp};
+    if (row->op == KYU_OP_SEND)
+        kyu_frontend_note_sent(self, req, &cmd, w); /* before: w is the replica's after */
     if (kyu_replica_propose(self->ctx.replica, &cmd, w, &err) != KYU_OK) {
+        kyu_frontend_sent_done(self, w);
         free(w);
         kyu_longpoll_waiter_destroy(&lp);
         kyu_frontend_send_error(self, *identity, req->id, err.code, err.msg);
@@ -440,6 +454,7 @@ void kyu_frontend_on_readable(kyu_frontend_t *self)
             break;
         handle_request(self, &msg);
     }
+    kyu_frontend_serve_sent(self); /* into the open entry, with the sends */
     kyu_replica_flush(self->ctx.replica);
     kyu_frontend_serve_waiting(self);
 }
@@ -450,6 +465,7 @@ void kyu_frontend_on_result(void *arg, void *waiter, kyu_result_t *res)
     waiter_t *w = waiter;
     if (!w)
         return;
+    kyu_frontend_sent_done(self, w);
     if (w->sid) { /* a worker session's push or release */
         kyu_frontend_workers_result(self, w, res);
         free(w);

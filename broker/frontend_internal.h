@@ -31,6 +31,15 @@ struct kyu_frontend {
     bool timer_fired;
     bool rearm;             /* something changed that may move the timer */
     kyu_workers_t *workers; /* worker sessions (frontend_workers.c) */
+    /* Serving in the send's entry (frontend_wait.c, kyu_frontend_note_sent): per queue, the
+     * messages of SENDs proposed and not applied yet that a receive right after them would
+     * find (name -> count, as a pointer-sized number); the queues sent to in this drain of
+     * requests, served before the open entry is proposed; wakes that skip the "finds nothing
+     * now" answer (the messages they expect are not applied yet). */
+    zhashx_t *ahead;
+    char sent[16][KYU_NAME_MAX + 1];
+    size_t n_sent;
+    bool waking_ahead;
 };
 
 typedef struct {
@@ -41,6 +50,8 @@ typedef struct {
     bool *own;      /* the broker's own command (no identity): the flag cleared once it is done */
     uint64_t sid;   /* a worker session's RECEIVE (a push) or RELEASE_LEASES: its session */
     uint32_t asked; /* ... and how many messages the RECEIVE asked for */
+    char *ahead_q;  /* a SEND counted in its queue's ahead (heap), and how many messages */
+    uint64_t ahead_n;
 } waiter_t;
 
 /* Sends rep (and body frames) to identity; identity and bodies are copied. A reply to a
@@ -72,6 +83,18 @@ void kyu_frontend_workers_result(kyu_frontend_t *self, waiter_t *w, const kyu_re
  * may not, or out of memory: it is then answered like a receive without a wait). */
 kyu_longpoll_waiter_t *kyu_frontend_wait_new(kyu_frontend_t *self, const kyu_request_t *req,
                                              uint64_t wait_ms);
+/* A SEND (its request and the command proposed for it, whose waiter is w) to a queue with
+ * long polls or worker sessions: its messages a receive would find are counted ahead, and
+ * its queue is served before the open entry is proposed (kyu_frontend_serve_sent), so that
+ * their RECEIVEs go into the send's own entry. */
+void kyu_frontend_note_sent(kyu_frontend_t *self, const kyu_request_t *req,
+                            const kyu_command_t *cmd, waiter_t *w);
+/* Serves the queues sent to since the last call: their worker sessions with credit and their
+ * first long polls, counting the messages ahead. Call before the open entry is proposed. */
+void kyu_frontend_serve_sent(kyu_frontend_t *self);
+/* A SEND counted ahead was applied or lost (w's count given back). */
+void kyu_frontend_sent_done(kyu_frontend_t *self, waiter_t *w);
+
 /* Parks lp with the client's identity (taken): KYU_OK, or BUSY past the limit (then both
  * stay the caller's). */
 kyu_code_t kyu_frontend_park(kyu_frontend_t *self, zframe_t **identity, kyu_longpoll_waiter_t *lp,

@@ -7,7 +7,11 @@
  * the first waiters of each such queue, as many as its visible messages can serve (less the
  * receives already proposed for its waiters). A woken waiter goes the normal way: its RECEIVE
  * is proposed, applied and answered; one that finds nothing (another took the message) is
- * parked again in its place while time is left. Leases that run out and delays that end
+ * parked again in its place while time is left. A SEND to a queue with waiters is served in
+ * its own entry: its messages a receive would find are counted ahead (kyu_frontend_note_sent)
+ * and the queue is served before the open entry is proposed (kyu_frontend_serve_sent), so
+ * the woken RECEIVEs follow the SEND in the same entry (one fsync, not two); a wrong guess
+ * is a RECEIVE that finds nothing and parks again. Leases that run out and delays that end
  * need no command: one zloop timer is set to the earliest deadline or visible_at among the
  * queues with waiters, so idle waiters cost nothing. A waiter whose deadline passes is
  * answered empty; when this node stops serving (leadership lost or handed over) every waiter
@@ -15,6 +19,7 @@
  * get NO_SUCH_QUEUE. The design: docs/ARCHITECTURE.md, "Long polling". */
 #include "frontend_internal.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* A long poll's record for a request that may wait wait_ms (NULL when it may not or when out
@@ -87,10 +92,29 @@ static void wake(kyu_frontend_t *self, kyu_longpoll_waiter_t *lp)
     zframe_destroy(&identity);
 }
 
-/* Wakes the first waiters of queue, as many as its visible messages serve beyond the
- * receives already proposed for its waiters; each takes up to its max. A deleted queue's
- * waiters are all woken (and answered NO_SUCH_QUEUE). Returns true when it woke any. */
-static bool serve_queue(kyu_frontend_t *self, const char *queue, uint64_t now)
+/* The messages of queue's SENDs proposed and not applied yet that a receive would find. */
+static uint64_t ahead_of(kyu_frontend_t *self, const char *queue)
+{
+    return self->ahead ? (uint64_t)(uintptr_t)zhashx_lookup(self->ahead, queue) : 0;
+}
+
+static void ahead_add(kyu_frontend_t *self, const char *queue, int64_t delta)
+{
+    uint64_t n = ahead_of(self, queue);
+    KYU_ASSERT(delta >= 0 || n >= (uint64_t)-delta);
+    n = (uint64_t)((int64_t)n + delta);
+    if (n == 0)
+        zhashx_delete(self->ahead, queue);
+    else
+        zhashx_update(self->ahead, queue, (void *)(uintptr_t)n);
+}
+
+/* Wakes the first waiters of queue, as many as its visible messages and those of its sends
+ * proposed and not applied yet (less taken: asked for by worker sessions meanwhile) serve
+ * beyond the receives already proposed for its waiters; each takes up to its max. A deleted
+ * queue's waiters are all woken (and answered NO_SUCH_QUEUE). Returns true when it woke
+ * any. */
+static bool serve_queue(kyu_frontend_t *self, const char *queue, uint64_t now, uint64_t taken)
 {
     /* The waiters of a deleted queue (also one created again since: another id) came before
      * any waiter of the queue now under that name: they are first in the list. */
@@ -104,10 +128,16 @@ static bool serve_queue(kyu_frontend_t *self, const char *queue, uint64_t now)
     /* As many as the visible messages serve; those proposed already take from the same
      * messages first (their commands come earlier). */
     uint64_t pending = kyu_longpoll_pending(self->lp, queue);
+    uint64_t ahead = ahead_of(self, queue);
+    ahead = ahead > taken ? ahead - taken : 0;
     uint64_t budget =
-        kyu_sm_visible_upto(self->ctx.sm, queue, now, KYU_BATCH_MAX * (uint64_t)n + pending);
+        kyu_sm_visible_upto(self->ctx.sm, queue, now, KYU_BATCH_MAX * (uint64_t)n + pending) +
+        ahead;
     budget = budget > pending ? budget - pending : 0;
     bool woke = false;
+    /* Messages ahead are not applied yet: a receive woken for them is proposed even though
+     * it would find nothing now (its command follows their send's). */
+    self->waking_ahead = ahead > 0;
     while (budget > 0) {
         kyu_longpoll_waiter_t *lp = kyu_longpoll_take_first(self->lp, queue);
         if (!lp)
@@ -117,7 +147,58 @@ static bool serve_queue(kyu_frontend_t *self, const char *queue, uint64_t now)
         wake(self, lp);
         woke = true;
     }
+    self->waking_ahead = false;
     return woke;
+}
+
+void kyu_frontend_note_sent(kyu_frontend_t *self, const kyu_request_t *req,
+                            const kyu_command_t *cmd, waiter_t *w)
+{
+    if (!self->ahead || (kyu_longpoll_waiting(self->lp, req->queue) == 0 &&
+                         !kyu_workers_serves(self->workers, req->queue)))
+        return;
+    /* A retry is answered from its first attempt's record: it stores nothing. */
+    if ((req->fields & KYU_F_RQ) &&
+        kyu_sm_knows_request(self->ctx.sm, req->rq_client, req->rq_key, cmd->now_ms))
+        return;
+    uint64_t n = kyu_sm_send_visible_at_once(self->ctx.sm, cmd);
+    if (n == 0 || !(w->ahead_q = strdup(req->queue)))
+        return;
+    w->ahead_n = n;
+    ahead_add(self, req->queue, (int64_t)n);
+    for (size_t i = 0; i < self->n_sent; i++)
+        if (strcmp(self->sent[i], req->queue) == 0)
+            return;
+    if (self->n_sent == sizeof self->sent / sizeof self->sent[0])
+        kyu_frontend_serve_sent(self);
+    snprintf(self->sent[self->n_sent++], sizeof self->sent[0], "%s", req->queue);
+}
+
+void kyu_frontend_serve_sent(kyu_frontend_t *self)
+{
+    if (self->n_sent == 0)
+        return;
+    size_t n = self->n_sent;
+    self->n_sent = 0;
+    if (!kyu_replica_serving(self->ctx.replica))
+        return;
+    uint64_t now = kyu_replica_now(self->ctx.replica);
+    for (size_t i = 0; i < n; i++) {
+        const char *q = self->sent[i];
+        uint64_t taken = kyu_workers_serve_sent(self->workers, q, ahead_of(self, q));
+        if (kyu_longpoll_waiting(self->lp, q) > 0)
+            serve_queue(self, q, now, taken);
+    }
+    self->rearm = true;
+}
+
+void kyu_frontend_sent_done(kyu_frontend_t *self, waiter_t *w)
+{
+    if (!w->ahead_q)
+        return;
+    ahead_add(self, w->ahead_q, -(int64_t)w->ahead_n);
+    free(w->ahead_q);
+    w->ahead_q = NULL;
 }
 
 /* Answers every parked receive: NOT_LEADER (its client asks the leader) or, with code
@@ -221,7 +302,7 @@ void kyu_frontend_serve_waiting(kyu_frontend_t *self)
             kyu_longpoll_mark_idle_if(self->lp, visible_by_now, self);
         bool woke = false;
         for (char q[KYU_NAME_MAX + 1]; kyu_longpoll_take_marked(self->lp, q);)
-            woke |= serve_queue(self, q, now);
+            woke |= serve_queue(self, q, now, 0);
         if (woke)
             kyu_replica_flush(self->ctx.replica);
     }

@@ -507,6 +507,27 @@ kyu_code_t kyu_op_send_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t
     return KYU_OK;
 }
 
+uint64_t kyu_sm_send_visible_at_once(kyu_sm_t *self, const kyu_command_t *c)
+{
+    const queue_t *q = zhashx_lookup(self->queues, c->queue);
+    if (!q)
+        return 0;
+    uint64_t n = 0;
+    for (size_t i = 0; i < c->n; i++) {
+        uint64_t delay_ms = c->has_msg_delay[i] ? c->msg_delay_ms[i] : q->delay * 1000ull;
+        if (c->entry_code[i] || delay_ms > 0)
+            continue;
+        char id[KYU_UUID_LEN + 1];
+        uint64_t seq;
+        if (q->is_fifo &&
+            (!kyu_sm_fifo_group_empty(q, c->group_ids[i]) ||
+             kyu_sm_fifo_dedup_find(q, c->group_ids[i], c->dedup_ids[i], c->now_ms, id, &seq)))
+            continue;
+        n++;
+    }
+    return n;
+}
+
 /* A retried SEND is answered with the first attempt's message ids, and a batch's failed
  * entries with the first attempt's codes; nothing is stored. Its digests are of the retry's
  * messages: the same as the first attempt's. */

@@ -134,6 +134,13 @@ size_t kyu_sm_take_woken(kyu_sm_t *self, char (*names)[KYU_NAME_MAX + 1], size_t
 uint64_t kyu_sm_queue_id(kyu_sm_t *self, const char *name);
 /* How many messages of the queue a receive at now would find, counting at most cap. */
 uint64_t kyu_sm_visible_upto(kyu_sm_t *self, const char *name, uint64_t now_ms, uint64_t cap);
+/* How many messages of a SEND command (built by the leader, not applied yet) a receive
+ * applied right after it would find that are not there now: those without a delay (their own
+ * or the queue's), not a FIFO duplicate, and on a FIFO queue in a group that holds no
+ * message (a message behind others of its group is not receivable). A guess from the state
+ * now (commands proposed before it and not applied yet may change it): the frontend wakes
+ * long polls and worker sessions with it in the send's own entry (frontend_wait.c). */
+uint64_t kyu_sm_send_visible_at_once(kyu_sm_t *self, const kyu_command_t *cmd);
 /* The earliest time a message of the queue becomes visible by itself (a lease running out, a
  * delay ending): UINT64_MAX when none will (or no such queue), 0 when one is visible now. */
 uint64_t kyu_sm_next_visible_at(kyu_sm_t *self, const char *name);

@@ -128,6 +128,14 @@ size_t kyu_sm_fifo_groups(const queue_t *q)
     return q->fifo ? zhashx_size(q->fifo->groups) : 0;
 }
 
+/* True when group of q holds no message (none sent, or all deleted): a message sent to it
+ * is its head, receivable once visible. */
+bool kyu_sm_fifo_group_empty(const queue_t *q, const char *group)
+{
+    const fgroup_t *g = q->fifo ? zhashx_lookup(q->fifo->groups, group ? group : "") : NULL;
+    return !g || g->n == 0;
+}
+
 /* ---- the ready index (see the top) ---- */
 
 static uint64_t min_of(const fgroup_t *t)

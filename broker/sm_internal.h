@@ -424,6 +424,7 @@ void kyu_sm_fifo_init(queue_t *q);
 void kyu_sm_fifo_free(queue_t *q);
 void kyu_sm_fifo_reset_groups(queue_t *q);
 size_t kyu_sm_fifo_groups(const queue_t *q);
+bool kyu_sm_fifo_group_empty(const queue_t *q, const char *group);
 void kyu_sm_fifo_add(queue_t *q, uint64_t seq, const char *group, size_t glen);
 void kyu_sm_fifo_drop(queue_t *q, uint64_t seq);
 void kyu_sm_fifo_touch(queue_t *q, uint64_t seq);

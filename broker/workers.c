@@ -331,7 +331,7 @@ void kyu_workers_end_all(kyu_workers_t *self, kyu_code_t code, const char *why)
 
 /* ---- the ops ---- */
 
-static void serve_queue(kyu_workers_t *self, wq_t *q);
+static uint64_t serve_queue(kyu_workers_t *self, wq_t *q, uint64_t fresh);
 
 static void mark(kyu_workers_t *self, wq_t *q)
 {
@@ -352,7 +352,7 @@ kyu_code_t kyu_workers_open(kyu_workers_t *self, const kyu_request_t *req, zfram
                            "this leader holds %d worker sessions, its limit", KYU_WORKERS_MAX);
     wq_t *q = zhashx_lookup(self->queues, req->queue);
     if (q && q->qid != qid) /* a queue deleted and created again: its sessions end */
-        serve_queue(self, q);
+        serve_queue(self, q, 0);
     session_t *s = calloc(1, sizeof *s);
     if (!s)
         return kyu_err_set(err, KYU_ERR_BUSY, "out of memory");
@@ -594,13 +594,15 @@ static session_t *next_session(wq_t *q)
     return best;
 }
 
-static void serve_queue(kyu_workers_t *self, wq_t *q)
+/* Serves q: its visible messages, and fresh more (those of a send proposed and not applied
+ * yet), less what its RECEIVEs in flight asked for. Returns how many messages it asked for. */
+static uint64_t serve_queue(kyu_workers_t *self, wq_t *q, uint64_t fresh)
 {
     if (kyu_sm_queue_id(self->sm, q->name) != q->qid) { /* deleted (maybe created again) */
         for (size_t left = zlistx_size(q->sessions); left > 0; left--) /* q goes with the last */
             end_session(self, zlistx_first(q->sessions), KYU_ERR_NO_SUCH_QUEUE,
                         "the queue was deleted", false);
-        return;
+        return 0;
     }
     /* As many as the credit takes, ten to a RECEIVE: a session with much credit has several
      * in flight (pipelined), as a consumer with many receives would. */
@@ -608,10 +610,11 @@ static void serve_queue(kyu_workers_t *self, wq_t *q)
     for (session_t *s = zlistx_first(q->sessions); s; s = zlistx_next(q->sessions))
         want += credit_of(s);
     if (want == 0)
-        return;
+        return 0;
     uint64_t now = self->io.cluster_ms(self->io.arg);
-    uint64_t budget = kyu_sm_visible_upto(self->sm, q->name, now, want + q->pending);
+    uint64_t budget = kyu_sm_visible_upto(self->sm, q->name, now, want + q->pending) + fresh;
     budget = budget > q->pending ? budget - q->pending : 0;
+    uint64_t asked = 0;
     while (budget > 0) {
         session_t *s = next_session(q);
         if (!s)
@@ -630,7 +633,26 @@ static void serve_queue(kyu_workers_t *self, wq_t *q)
         s->served = ++self->served;
         q->pending += n;
         budget -= n;
+        asked += n;
     }
+    return asked;
+}
+
+bool kyu_workers_serves(kyu_workers_t *self, const char *queue)
+{
+    return zhashx_size(self->queues) > 0 && zhashx_lookup(self->queues, queue) != NULL;
+}
+
+uint64_t kyu_workers_serve_sent(kyu_workers_t *self, const char *queue, uint64_t fresh)
+{
+    wq_t *q = zhashx_lookup(self->queues, queue);
+    /* Only a queue with no RECEIVE in flight (its sessions wait for work: the latency that
+     * counts); a busy one is served when they come back, in larger RECEIVEs. A deleted
+     * queue's sessions are ended the normal way. */
+    if (!q || q->pending > 0 || !self->io.serving(self->io.arg) ||
+        kyu_sm_queue_id(self->sm, queue) != q->qid)
+        return 0;
+    return serve_queue(self, q, fresh);
 }
 
 /* Releases what the ended sessions could not release before (a proposal refused: BUSY), or
@@ -686,7 +708,7 @@ bool kyu_workers_serve(kyu_workers_t *self, bool timer_fired)
     for (size_t i = 0; i < n; i++) {
         wq_t *q = zhashx_lookup(self->queues, names[i]);
         if (q)
-            serve_queue(self, q);
+            serve_queue(self, q, 0);
     }
     free(names);
     return true;

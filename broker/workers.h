@@ -125,6 +125,15 @@ void kyu_workers_mark(kyu_workers_t *self, const char *queue);
  * every session when this node no longer serves. Cheap when nothing is marked. True when it
  * did something that may move kyu_workers_next_visible. */
 bool kyu_workers_serve(kyu_workers_t *self, bool timer_fired);
+/* True when queue has live sessions (or their RECEIVEs in flight). */
+bool kyu_workers_serves(kyu_workers_t *self, const char *queue);
+/* A SEND to queue is proposed that makes fresh messages visible once applied (the state
+ * machine's guess: kyu_sm_send_visible_at_once): proposes RECEIVEs for its sessions with
+ * credit now, into the send's own entry, as kyu_workers_serve would once it is applied
+ * (with the send's messages counted), when none of its RECEIVEs is in flight (else they
+ * are served when those come back, in larger RECEIVEs). Returns how many messages those
+ * RECEIVEs ask for. */
+uint64_t kyu_workers_serve_sent(kyu_workers_t *self, const char *queue, uint64_t fresh);
 /* The earliest cluster time a message becomes visible by itself on a queue with a session
  * that has credit and no RECEIVE in flight (UINT64_MAX: none). */
 uint64_t kyu_workers_next_visible(kyu_workers_t *self);

@@ -21,7 +21,7 @@ import zmq
 
 from harness import CLI, Broker, ThreeNodes
 
-OP_RECEIVE = 7
+OP_DELETE_QUEUE, OP_SEND, OP_RECEIVE, OP_CLUSTER_STATUS, OP_SET_QUEUE_ATTRIBUTES = 3, 6, 7, 10, 14
 OK, INVALID_ARGUMENT, NO_SUCH_QUEUE, BUSY, NOT_LEADER = 0, 4, 6, 12, 14
 QUIET_MS = 300  # "no reply yet": a parked receive is not answered within this
 
@@ -184,6 +184,135 @@ class LongPoll(unittest.TestCase):
             self.assertEqual(len(bodies), 1, header)
             got.append(bodies[0])
         self.assertEqual(sorted(got), [b"a", b"b", b"c", b"d", b"e"])
+
+    # Serving in the send's entry (docs/ARCHITECTURE.md "Long polling"): the RECEIVE of a long
+    # poll that a send wakes goes into the send's own Raft entry, so a message that meets a
+    # waiting receive costs one entry (one fsync, one replication round), not two. Counted
+    # with the leader's commit index, which counts entries.
+
+    def commit(self):
+        """The leader's commit index (CLUSTER_STATUS): how many Raft entries it committed."""
+        c = self.client()
+        c.s.send_multipart([msgpack.packb(dict(op=OP_CLUSTER_STATUS, id=1))])
+        r = c.reply(10000)
+        self.assertIsNotNone(r, "no reply to CLUSTER_STATUS")
+        return r[0]["node"]["commit"]
+
+    def test_a_send_and_the_long_poll_it_wakes_share_one_raft_entry(self):
+        c = self.client()
+        started = time.monotonic()
+        rid = self.parked(c)
+        before = self.commit()
+        mid = self.b.ok("send", "jobs", "hello").strip()
+        header, bodies = self.woken(c, rid, started)
+        self.assertEqual((bodies, header["msgs"][0]["mid"]), ([b"hello"], mid))
+        self.assertEqual(self.commit() - before, 1, "the woken receive took an entry of its own")
+        # Two waiters, two sends: each send wakes the first waiter left, in its own entry.
+        ids = [c.receive("jobs", 20) for _ in range(2)]
+        self.assertIsNone(c.reply(QUIET_MS))
+        for n, body in enumerate(["m1", "m2"]):
+            before = self.commit()
+            self.b.ok("send", "jobs", body)
+            header, bodies = self.woken(c, ids[n], started)
+            self.assertEqual(bodies, [body.encode()])
+            self.assertEqual(self.commit() - before, 1)
+            if n == 0:
+                self.assertIsNone(c.reply(QUIET_MS), "the second waiter was answered too")
+
+    def test_a_batch_serves_several_long_polls_in_its_entry(self):
+        cs = [self.client() for _ in range(3)]
+        started = time.monotonic()
+        ids = [self.parked(c) if i == 0 else c.receive("jobs", 20) for i, c in enumerate(cs)]
+        self.assertIsNone(cs[-1].reply(QUIET_MS))
+        before = self.commit()
+        p = self.client()  # one SEND of three messages
+        p.s.send_multipart([msgpack.packb(dict(op=OP_SEND, id=1, q="jobs")), b"a", b"b", b"c"])
+        self.assertEqual(p.reply(10000)[0]["st"], OK)
+        got = sorted(self.woken(c, rid, started)[1][0] for c, rid in zip(cs, ids))
+        self.assertEqual(got, [b"a", b"b", b"c"])
+        self.assertEqual(self.commit() - before, 1)
+
+    def test_a_delayed_send_wakes_the_long_poll_when_its_delay_ends(self):
+        # Not served in the send's entry: the message is not visible then (the receive gets
+        # an entry of its own when the delay ends, and nothing before).
+        c = self.client()
+        started = time.monotonic()
+        rid = self.parked(c)
+        before = self.commit()
+        self.b.ok("send", "jobs", "later", "--delay", "2")
+        self.assertIsNone(c.reply(QUIET_MS), "a delayed message was received before its delay")
+        header, bodies = self.woken(c, rid, started)
+        self.assertEqual(bodies, [b"later"])
+        self.assertEqual(self.commit() - before, 2, "a receive was proposed that found nothing")
+
+    def test_a_fifo_send_behind_a_message_in_flight_wakes_no_long_poll(self):
+        self.b.ok("create-queue", "q.fifo", "--fifo", "--content-based-dedup")
+        self.b.ok("send", "q.fifo", "first", "--group", "g")
+        first = self.b.json_lines("receive", "q.fifo", "--visibility-timeout", "600")[0]
+        c = self.client()
+        started = time.monotonic()
+        rid = self.parked(c, queue="q.fifo")
+        before = self.commit()
+        self.b.ok("send", "q.fifo", "second", "--group", "g")  # its group is in flight
+        self.assertIsNone(c.reply(QUIET_MS), "a message behind one in flight was received")
+        self.assertEqual(self.commit() - before, 1, "a receive was proposed that found nothing")
+        self.b.ok("send", "q.fifo", "other", "--group", "h")  # another group: served at once
+        header, bodies = self.woken(c, rid, started)
+        self.assertEqual(bodies, [b"other"])
+        self.assertEqual(self.commit() - before, 2)
+        rid = c.receive("q.fifo", 20)
+        self.assertIsNone(c.reply(QUIET_MS))
+        self.b.ok("delete", "q.fifo", first["ReceiptHandle"])  # g's next one is free now
+        header, bodies = self.woken(c, rid, started)
+        self.assertEqual(bodies, [b"second"])
+
+    def test_a_long_poll_that_comes_right_after_a_send_gets_its_message(self):
+        # A long poll pipelined right behind a send (it may come while the send is in flight,
+        # not applied yet, and park, or after) gets the message.
+        c = self.client()
+        started = time.monotonic()
+        self.parked(c, wait=1)  # the queue is one long polls wait on
+        self.assertEqual(c.reply(5000)[0]["st"], OK)  # its deadline: answered empty
+        for n in range(3):
+            c.s.send_multipart([msgpack.packb(dict(op=OP_SEND, id=100 + n, q="jobs")), b"m%d" % n])
+            rid = c.receive("jobs", 20)
+            replies = {}
+            while len(replies) < 2:
+                r = c.reply(max(1, int((started + 19 - time.monotonic()) * 1000)))
+                self.assertIsNotNone(r, "no answer before the deadline")
+                replies[r[0]["id"]] = r
+            self.assertEqual(replies[100 + n][0]["st"], OK)
+            self.assertEqual(replies[rid][1], [b"m%d" % n])
+
+    def test_a_wrong_guess_is_parked_again_and_served_later(self):
+        # The queue's DelaySeconds set and a send right behind it, pipelined: the send may be
+        # proposed before the new delay is applied, and a receive served in its entry then finds
+        # nothing. The long poll waits on, and gets the message when the delay ends.
+        c = self.client()
+        started = time.monotonic()
+        rid = self.parked(c)
+        p = self.client()
+        p.s.send_multipart([msgpack.packb(dict(op=OP_SET_QUEUE_ATTRIBUTES, id=1, q="jobs", ds=2))])
+        p.s.send_multipart([msgpack.packb(dict(op=OP_SEND, id=2, q="jobs")), b"delayed"])
+        self.assertEqual([p.reply(10000)[0]["st"] for _ in range(2)], [OK, OK])
+        self.assertIsNone(c.reply(QUIET_MS), "a delayed message was received before its delay")
+        header, bodies = self.woken(c, rid, started)
+        self.assertEqual(bodies, [b"delayed"])
+
+    def test_a_queue_deleted_right_before_a_send_answers_its_waiter(self):
+        # DELETE_QUEUE and a SEND pipelined: whichever way they meet, the waiter learns that its
+        # queue is gone (a receive served in the send's entry fails as the send does).
+        c = self.client()
+        started = time.monotonic()
+        rid = self.parked(c)
+        p = self.client()
+        p.s.send_multipart([msgpack.packb(dict(op=OP_DELETE_QUEUE, id=1, q="jobs"))])
+        p.s.send_multipart([msgpack.packb(dict(op=OP_SEND, id=2, q="jobs")), b"lost"])
+        self.assertEqual(p.reply(10000)[0]["st"], OK)
+        self.assertEqual(p.reply(10000)[0]["st"], NO_SUCH_QUEUE)
+        r = c.reply(max(1, int((started + 19 - time.monotonic()) * 1000)))
+        self.assertIsNotNone(r)
+        self.assertEqual((r[0]["id"], r[0]["st"]), (rid, NO_SUCH_QUEUE), r[0])
 
     def test_a_long_poll_with_max_gets_several_messages(self):
         c = self.client()

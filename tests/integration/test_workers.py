@@ -21,7 +21,7 @@ import zmq
 
 from harness import CLI, Broker, ThreeNodes
 
-OP_DELETE, OP_CHANGE_VISIBILITY = 8, 9
+OP_SEND, OP_DELETE, OP_CHANGE_VISIBILITY, OP_CLUSTER_STATUS = 6, 8, 9, 10
 OP_OPEN, OP_HEARTBEAT, OP_CLOSE, OP_LIST = 21, 22, 23, 24
 OK, INVALID_ARGUMENT, NO_SUCH_QUEUE, RECEIPT_INVALID, RECEIPT_STALE = 0, 4, 6, 10, 11
 NOT_LEADER, LIMIT_EXCEEDED, NO_SESSION = 14, 15, 20
@@ -53,12 +53,12 @@ class Worker:
             self.pushes.append((h, frames[1:]))
         return h, frames[1:]
 
-    def req(self, header, timeout_s=10):
+    def req(self, header, timeout_s=10, bodies=()):
         """Sends header (an id is added) and returns its reply header; pushes that come
         meanwhile are kept."""
         self.next_id += 1
         rid = self.next_id
-        self.s.send_multipart([msgpack.packb(dict(header, id=rid))])
+        self.s.send_multipart([msgpack.packb(dict(header, id=rid))] + list(bodies))
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             r = self._take(int(max(1, (deadline - time.monotonic()) * 1000)))
@@ -200,6 +200,25 @@ class Workers(unittest.TestCase):
         # The broker's own heartbeats come every hb ms.
         self.assertTrue(w.wait_for(lambda: len(w.events("hb")) >= 2, 10, 300))
         self.assertTrue(all(h["sid"] == w.sid and h["st"] == OK for h in w.events("hb")))
+
+    def test_a_send_and_the_push_it_causes_share_one_raft_entry(self):
+        # Serving in the send's entry (docs/ARCHITECTURE.md "Worker sessions"): the RECEIVE
+        # for a session with credit goes into the send's own Raft entry (the leader's commit
+        # index counts entries).
+        self.b.ok("create-queue", "jobs")
+        w = self.worker()
+        self.assertEqual(w.open("jobs", 5)["st"], OK)
+        w.pump(0.3, 300)
+        for n, bodies in enumerate([[b"one"], [b"a", b"b", b"c"]]):
+            before = w.req(dict(op=OP_CLUSTER_STATUS))["node"]["commit"]
+            rep = w.req(dict(op=OP_SEND, q="jobs"), bodies=bodies)
+            self.assertEqual(rep["st"], OK, rep)
+            want = 1 + 3 * n
+            self.assertTrue(w.wait_for(lambda: len(w.msgs()) == want, 10, 300), w.pushes)
+            self.assertEqual(sorted(b for _, b in w.msgs()[want - len(bodies):]), bodies)
+            self.assertEqual(len(w.events("msgs")), n + 1, "one push per send")
+            after = w.req(dict(op=OP_CLUSTER_STATUS))["node"]["commit"]
+            self.assertEqual(after - before, 1, "the push's receive took an entry of its own")
 
     def test_a_new_total_credit_lowers_and_raises_what_is_pushed(self):
         self.b.ok("create-queue", "jobs")

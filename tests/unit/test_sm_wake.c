@@ -164,6 +164,59 @@ static void test_a_dead_letter_move_lists_the_dead_letter_queue(void **state)
     expect_woken(f, "dlq");
 }
 
+/* What the frontend counts ahead of a SEND it proposes to a queue with long polls (serving
+ * in the send's entry): the messages a receive right after it would find. */
+static void test_a_sends_messages_visible_at_once_are_counted(void **state)
+{
+    fixture_t *f = *state;
+    assert_int_equal(kyu_sm_send_visible_at_once(f->sm, &(kyu_command_t){0}), 0); /* no queue */
+    kyu_command_t c = cmd_send("a", T0, "now");
+    assert_int_equal(kyu_sm_send_visible_at_once(f->sm, &c), 1);
+    c.has_msg_delay[0] = true; /* its own delay */
+    c.msg_delay_ms[0] = 5000;
+    assert_int_equal(kyu_sm_send_visible_at_once(f->sm, &c), 0);
+    c.entry_code[0] = KYU_ERR_INVALID_ARGUMENT; /* a batch's failed entry */
+    c.msg_delay_ms[0] = 0;
+    assert_int_equal(kyu_sm_send_visible_at_once(f->sm, &c), 0);
+    /* the queue's DelaySeconds, and a message's own 0 that overrides it */
+    kyu_command_t d = cmd_create("a", -1);
+    d.type = KYU_CMD_SET_QUEUE_ATTRIBUTES;
+    d.now_ms = T0;
+    d.has_delay = true;
+    d.delay = 5;
+    ok(apply1(f, d));
+    c = cmd_send("a", T0, "later");
+    assert_int_equal(kyu_sm_send_visible_at_once(f->sm, &c), 0);
+    c.has_msg_delay[0] = true;
+    c.msg_delay_ms[0] = 0;
+    assert_int_equal(kyu_sm_send_visible_at_once(f->sm, &c), 1);
+    /* FIFO: a group holding a message (in flight or not) hides the next; a duplicate adds
+     * nothing */
+    static kyu_queue_ext_t x; /* borrowed by the command until it is applied */
+    kyu_qattrs_defaults(&x);
+    x.fifo = true;
+    kyu_command_t q = cmd_create("f.fifo", -1);
+    q.now_ms = T0;
+    q.qx = &x;
+    q.qx_set = KYU_F_FIFO;
+    ok(apply1(f, q));
+    c = cmd_send_fifo("f.fifo", T0, "a1", "g1", "d1");
+    assert_int_equal(kyu_sm_send_visible_at_once(f->sm, &c), 1);
+    ok(apply1(f, c));
+    c = cmd_send_fifo("f.fifo", T0, "a2", "g1", "d2");
+    assert_int_equal(kyu_sm_send_visible_at_once(f->sm, &c), 0);
+    c = cmd_send_fifo("f.fifo", T0, "b1", "g2", "d3");
+    assert_int_equal(kyu_sm_send_visible_at_once(f->sm, &c), 1);
+    c = cmd_send_fifo("f.fifo", T0, "a1", "g3", "d1");
+    assert_int_equal(kyu_sm_send_visible_at_once(f->sm, &c), 0);
+    got_t g = fixture_receive(f, "f.fifo", T0, 1, 30); /* a1 in flight: g1 still holds it */
+    assert_int_equal(g.n, 1);
+    c = cmd_send_fifo("f.fifo", T0, "a2", "g1", "d2");
+    assert_int_equal(kyu_sm_send_visible_at_once(f->sm, &c), 0);
+    ok(apply1(f, cmd_delete("f.fifo", T0, g.handles[0]))); /* g1 empty again */
+    assert_int_equal(kyu_sm_send_visible_at_once(f->sm, &c), 1);
+}
+
 /* A receive without a wait waits its queue's ReceiveMessageWaitTimeSeconds (0 by default). */
 static void test_a_queue_gives_its_receive_wait(void **state)
 {
@@ -197,6 +250,8 @@ int main(void)
                                         fixture_teardown),
         cmocka_unit_test_setup_teardown(test_a_queue_created_again_has_another_id, setup_watched,
                                         fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_a_sends_messages_visible_at_once_are_counted,
+                                        setup_watched, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_a_delayed_message_is_visible_when_its_delay_ends,
                                         setup_watched, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_visible_messages_are_counted_up_to_the_cap,
