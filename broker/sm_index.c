@@ -64,7 +64,8 @@ static void fresh_free(queue_t *q)
         free(q->fresh[(q->fresh_first + i) % q->fresh_cap]);
     free(q->fresh);
     q->fresh = NULL;
-    q->fresh_first = q->fresh_chunks = q->fresh_cap = q->fresh_head = q->fresh_len = 0;
+    q->fresh_first = q->fresh_chunks = q->fresh_cap = q->fresh_head = 0;
+    q->fresh_slots = q->fresh_len = 0;
 }
 
 void kyu_sm_index_free(queue_t *q)
@@ -80,65 +81,127 @@ void kyu_sm_index_free(queue_t *q)
     q->n_inflight = q->n_delayed = 0;
 }
 
-/* ---- fresh: a queue of seqs in chunks ----
- * Chunks of KYU_FRESH_CHUNK seqs (8 KiB) in a ring of chunk pointers: 8 bytes per queued
- * message and no copy as it grows (a ring that doubled held 10^7 seqs in 16.8 M slots and
- * copied them all at each doubling, with both arrays alive meanwhile). */
+/* ---- fresh: a queue of seqs in chunks, consecutive ones as runs ----
+ * Slots of 8 bytes in chunks of KYU_FRESH_CHUNK (8 KiB) in a ring of chunk pointers: no copy
+ * as it grows (a ring that doubled held 10^7 seqs in 16.8 M slots and copied them all at each
+ * doubling, with both arrays alive meanwhile). A slot is a seq, or (FRESH_RUN set) the count
+ * k of the seqs that follow the seq in the slot before it one by one: a backlog sent to one
+ * queue at a time is a few runs of 16 bytes instead of 8 bytes per message (80 MB for 10^7),
+ * and seqs that are not consecutive cost what they did. A run slot always follows a seq slot.
+ * Seqs never reach 2^63 (one per message). */
 #define KYU_FRESH_CHUNK 1024
+#define FRESH_RUN (UINT64_C(1) << 63)
 
-void kyu_sm_index_add_fresh(queue_t *q, uint64_t seq)
+/* The slot at place i (0: the first) of the ring. */
+static uint64_t *fresh_slot(const queue_t *q, size_t i)
 {
-    size_t pos = q->fresh_head + q->fresh_len;
+    size_t pos = q->fresh_head + i;
+    return &q->fresh[(q->fresh_first + pos / KYU_FRESH_CHUNK) % q->fresh_cap]
+                    [pos % KYU_FRESH_CHUNK];
+}
+
+static bool is_run(uint64_t slot)
+{
+    return (slot & FRESH_RUN) != 0;
+}
+
+static void fresh_grow_ring(queue_t *q)
+{
+    size_t cap = q->fresh_cap ? q->fresh_cap * 2 : 4;
+    uint64_t **ring = malloc(cap * sizeof *ring);
+    KYU_ASSERT(ring);
+    for (size_t i = 0; i < q->fresh_chunks; i++)
+        ring[i] = q->fresh[(q->fresh_first + i) % q->fresh_cap];
+    free(q->fresh);
+    q->fresh = ring;
+    q->fresh_cap = cap;
+    q->fresh_first = 0;
+}
+
+static void push_slot(queue_t *q, uint64_t v)
+{
+    size_t pos = q->fresh_head + q->fresh_slots;
     if (pos / KYU_FRESH_CHUNK == q->fresh_chunks) { /* the last chunk is full: one more */
-        if (q->fresh_chunks == q->fresh_cap) {
-            size_t cap = q->fresh_cap ? q->fresh_cap * 2 : 4;
-            uint64_t **ring = malloc(cap * sizeof *ring);
-            KYU_ASSERT(ring);
-            for (size_t i = 0; i < q->fresh_chunks; i++)
-                ring[i] = q->fresh[(q->fresh_first + i) % q->fresh_cap];
-            free(q->fresh);
-            q->fresh = ring;
-            q->fresh_cap = cap;
-            q->fresh_first = 0;
-        }
+        if (q->fresh_chunks == q->fresh_cap)
+            fresh_grow_ring(q);
         uint64_t *chunk = malloc(KYU_FRESH_CHUNK * sizeof *chunk);
         KYU_ASSERT(chunk);
         q->fresh[(q->fresh_first + q->fresh_chunks++) % q->fresh_cap] = chunk;
     }
-    q->fresh[(q->fresh_first + pos / KYU_FRESH_CHUNK) % q->fresh_cap][pos % KYU_FRESH_CHUNK] = seq;
-    q->fresh_len++;
-    if (q->fair)
-        kyu_sm_fair_none_changed(q);
+    q->fresh_slots++;
+    *fresh_slot(q, q->fresh_slots - 1) = v;
 }
 
-static uint64_t pop_fresh(queue_t *q)
+static void pop_slot(queue_t *q)
 {
-    uint64_t seq = q->fresh[q->fresh_first][q->fresh_head++];
-    q->fresh_len--;
-    if (q->fresh_head == KYU_FRESH_CHUNK || q->fresh_len == 0) { /* the first chunk is done */
+    q->fresh_head++;
+    q->fresh_slots--;
+    if (q->fresh_head == KYU_FRESH_CHUNK || q->fresh_slots == 0) { /* the first chunk is done */
         free(q->fresh[q->fresh_first]);
         q->fresh_first = (q->fresh_first + 1) % q->fresh_cap;
         q->fresh_chunks--;
         q->fresh_head = 0;
     }
+}
+
+void kyu_sm_index_add_fresh(queue_t *q, uint64_t seq)
+{
+    KYU_ASSERT(!is_run(seq));
+    uint64_t *last = q->fresh_slots > 0 ? fresh_slot(q, q->fresh_slots - 1) : NULL;
+    if (last && is_run(*last) &&
+        *fresh_slot(q, q->fresh_slots - 2) + (*last & ~FRESH_RUN) + 1 == seq)
+        (*last)++; /* the run goes on */
+    else if (last && !is_run(*last) && *last + 1 == seq)
+        push_slot(q, FRESH_RUN | 1); /* a run starts */
+    else
+        push_slot(q, seq);
+    q->fresh_len++;
+    if (q->fair)
+        kyu_sm_fair_none_changed(q);
+}
+
+/* The first fresh seq (fresh_len > 0). */
+static uint64_t first_fresh(const queue_t *q)
+{
+    return *fresh_slot(q, 0);
+}
+
+/* Drops the first n (>= 1) fresh seqs, all of the first slot's run (the seq and the run slot
+ * after it, if any). */
+static void drop_front(queue_t *q, uint64_t n)
+{
+    uint64_t *first = fresh_slot(q, 0);
+    uint64_t *run = q->fresh_slots > 1 && is_run(*fresh_slot(q, 1)) ? fresh_slot(q, 1) : NULL;
+    uint64_t k = run ? *run & ~FRESH_RUN : 0; /* the run holds 1 + k seqs */
+    KYU_ASSERT(n >= 1 && n <= k + 1);
+    q->fresh_len -= n;
+    if (n == k + 1) { /* all of it */
+        pop_slot(q);
+        if (run)
+            pop_slot(q);
+    } else if (n == k) { /* one seq left: it takes the run's slot */
+        *run = *first + k;
+        pop_slot(q);
+    } else {
+        *first += n;
+        *run = FRESH_RUN | (k - n);
+    }
+}
+
+static uint64_t pop_fresh(queue_t *q)
+{
+    uint64_t seq = first_fresh(q);
+    drop_front(q, 1);
     return seq;
 }
 
 /* Puts seq back in front of the fresh ones (it was the first: kyu_sm_index_take popped it). */
 static void push_fresh_front(queue_t *q, uint64_t seq)
 {
+    KYU_ASSERT(q->fresh_len == 0 || seq < first_fresh(q));
     if (q->fresh_head == 0) { /* no room before the first: a chunk in front of it */
-        if (q->fresh_chunks == q->fresh_cap) {
-            size_t cap = q->fresh_cap ? q->fresh_cap * 2 : 4;
-            uint64_t **ring = malloc(cap * sizeof *ring);
-            KYU_ASSERT(ring);
-            for (size_t i = 0; i < q->fresh_chunks; i++)
-                ring[i] = q->fresh[(q->fresh_first + i) % q->fresh_cap];
-            free(q->fresh);
-            q->fresh = ring;
-            q->fresh_cap = cap;
-            q->fresh_first = 0;
-        }
+        if (q->fresh_chunks == q->fresh_cap)
+            fresh_grow_ring(q);
         uint64_t *chunk = malloc(KYU_FRESH_CHUNK * sizeof *chunk);
         KYU_ASSERT(chunk);
         q->fresh_first = (q->fresh_first + q->fresh_cap - 1) % q->fresh_cap;
@@ -146,20 +209,32 @@ static void push_fresh_front(queue_t *q, uint64_t seq)
         q->fresh_chunks++;
         q->fresh_head = KYU_FRESH_CHUNK;
     }
-    q->fresh[q->fresh_first][--q->fresh_head] = seq;
+    q->fresh_head--;
+    q->fresh_slots++;
+    *fresh_slot(q, 0) = seq; /* a seq of its own, before the first slot (a seq) */
     q->fresh_len++;
 }
 
 uint64_t kyu_sm_index_drop_fresh_below(queue_t *q, uint64_t seq)
 {
     uint64_t n = 0;
-    while (q->fresh_len > 0 && q->fresh[q->fresh_first][q->fresh_head] < seq) {
-        pop_fresh(q);
-        n++;
+    while (q->fresh_len > 0 && first_fresh(q) < seq) {
+        uint64_t s = first_fresh(q);
+        uint64_t k = q->fresh_slots > 1 && is_run(*fresh_slot(q, 1))
+                         ? *fresh_slot(q, 1) & ~FRESH_RUN
+                         : 0; /* the first run is s .. s + k */
+        uint64_t d = seq - s < k + 1 ? seq - s : k + 1;
+        drop_front(q, d);
+        n += d;
     }
     if (n > 0 && q->fair)
         kyu_sm_fair_none_changed(q);
     return n;
+}
+
+size_t kyu_sm_index_fresh_bytes(const queue_t *q)
+{
+    return q->fresh_chunks * KYU_FRESH_CHUNK * sizeof(uint64_t) + q->fresh_cap * sizeof(uint64_t *);
 }
 
 /* ---- heap of (visible_at, seq) ---- */
@@ -344,11 +419,11 @@ void kyu_sm_index_counts(queue_t *q, uint64_t now, uint64_t *not_visible, uint64
 
 /* ---- PEEK ---- */
 
-/* The i-th fresh seq (0: the next a receive takes); the ring holds them in seq order. */
-static uint64_t fresh_at(const queue_t *q, size_t i)
+/* The last seq of slot i: its own, or its run's last. Grows with i. */
+static uint64_t slot_last(const queue_t *q, size_t i)
 {
-    size_t pos = q->fresh_head + i;
-    return q->fresh[(q->fresh_first + pos / KYU_FRESH_CHUNK) % q->fresh_cap][pos % KYU_FRESH_CHUNK];
+    uint64_t v = *fresh_slot(q, i);
+    return is_run(v) ? *fresh_slot(q, i - 1) + (v & ~FRESH_RUN) : v;
 }
 
 size_t kyu_sm_index_peek(queue_t *q, uint64_t from, size_t max, uint64_t seqs[], lease_t leases[],
@@ -372,22 +447,41 @@ size_t kyu_sm_index_peek(queue_t *q, uint64_t from, size_t max, uint64_t seqs[],
         ls[i] = seq;
         lp[i] = l;
     }
-    /* The first fresh seq >= from: a binary search. */
-    size_t lo = 0, hi = q->fresh_len;
+    /* The first fresh seq >= from: a binary search of the slots for the first whose last seq
+     * is >= from; in a run, from itself (the seq before the run is < from). */
+    size_t lo = 0, hi = q->fresh_slots;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (fresh_at(q, mid) < from)
+        if (slot_last(q, mid) < from)
             lo = mid + 1;
         else
             hi = mid;
     }
+    /* the fresh seqs from there on: next, then up to run_end by ones */
+    uint64_t next = 0, run_end = 0;
+    bool more = lo < q->fresh_slots;
+    if (more) {
+        uint64_t v = *fresh_slot(q, lo);
+        next = is_run(v) ? from : v;
+        run_end = slot_last(q, lo);
+        lo++;
+        if (!is_run(v) && lo < q->fresh_slots && is_run(*fresh_slot(q, lo)))
+            run_end = slot_last(q, lo++);
+    }
     size_t n = 0, j = 0;
-    while (n < max && (j < nl || lo < q->fresh_len)) {
-        bool take_fresh = j == nl || (lo < q->fresh_len && fresh_at(q, lo) < ls[j]);
+    while (n < max && (j < nl || more)) {
+        bool take_fresh = j == nl || (more && next < ls[j]);
         fresh[n] = take_fresh;
         if (take_fresh) {
-            seqs[n] = fresh_at(q, lo++);
+            seqs[n] = next;
             leases[n] = (lease_t){0};
+            if (next < run_end) {
+                next++;
+            } else if ((more = lo < q->fresh_slots)) { /* the next slot is a seq */
+                next = run_end = *fresh_slot(q, lo++);
+                if (lo < q->fresh_slots && is_run(*fresh_slot(q, lo)))
+                    run_end = slot_last(q, lo++);
+            }
         } else {
             seqs[n] = ls[j];
             leases[n] = *lp[j++];

@@ -132,9 +132,10 @@ typedef struct {
     uint64_t expired_below;
     /* The receive index, in memory (sm_index.c): the messages never received (a ring of
      * seqs), the leases of the others (seq -> lease_t) and their visibility order (a heap). */
-    uint64_t **fresh; /* a ring of chunks of KYU_FRESH_CHUNK seqs (sm_index.c) */
+    uint64_t **fresh; /* a ring of chunks of KYU_FRESH_CHUNK slots: seqs and runs (sm_index.c) */
     size_t fresh_first, fresh_chunks, fresh_cap; /* the ring: first chunk, chunks, slots */
-    size_t fresh_head, fresh_len; /* the first seq's place in the first chunk; seqs held */
+    size_t fresh_head, fresh_slots; /* the first slot's place in the first chunk; slots used */
+    size_t fresh_len;               /* seqs held */
     zhashx_t *leases;
     kyu_vis_t *heap;
     size_t heap_n, heap_cap;
@@ -500,6 +501,8 @@ bool kyu_sm_index_lease(const queue_t *q, uint64_t seq, lease_t *l);
 void kyu_sm_index_init(queue_t *q);
 void kyu_sm_index_free(queue_t *q);
 void kyu_sm_index_add_fresh(queue_t *q, uint64_t seq);
+/* The bytes the fresh seqs' ring holds (its chunks and their ring), for tests. */
+size_t kyu_sm_index_fresh_bytes(const queue_t *q);
 void kyu_sm_index_set_lease(queue_t *q, uint64_t seq, const lease_t *l);
 void kyu_sm_index_drop(queue_t *q, uint64_t seq);
 /* Takes up to max messages visible at now out of the index, in receive order, with their
@@ -509,7 +512,7 @@ uint32_t kyu_sm_index_take(queue_t *q, uint64_t now, uint32_t max, uint64_t seqs
 bool kyu_sm_index_has_visible(queue_t *q, uint64_t now);
 /* PEEK: the queue's messages at positions (seqs) >= from, up to max (<= KYU_BATCH_MAX + 1)
  * of them in seq order, with their leases (fresh[i]: never received nor delayed, no lease).
- * Changes nothing. Costs a binary search of the fresh messages and a pass over the leases. */
+ * Changes nothing. Costs a binary search of the fresh seqs' slots and a pass over the leases. */
 size_t kyu_sm_index_peek(queue_t *q, uint64_t from, size_t max, uint64_t seqs[], lease_t leases[],
                          bool fresh[]);
 /* Moves the counters to the time of a command applied to q (no earlier than they are). */

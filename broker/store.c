@@ -33,6 +33,7 @@ struct kyu_store {
     rocksdb_t *log_db;             /* command log */
     rocksdb_options_t *opts;       /* the log's */
     rocksdb_options_t *state_opts; /* the state's: opts with a WAL written on demand */
+    rocksdb_options_t *meta_opts;  /* the meta column family's: state_opts, universal */
     rocksdb_cache_t *cache;
     rocksdb_block_based_table_options_t *table;
     rocksdb_readoptions_t *ropts;
@@ -117,6 +118,12 @@ static kyu_code_t check_format(kyu_store_t *self, kyu_err_t *err)
     return KYU_OK;
 }
 
+/* The options of a state column family. */
+static const rocksdb_options_t *state_cf_opts(const kyu_store_t *self, int cf)
+{
+    return cf == KYU_CF_META ? self->meta_opts : self->state_opts;
+}
+
 /* Opens DIR/sub with the column families that live there (the default one always). */
 static kyu_code_t open_db(kyu_store_t *self, const char *dir, const char *sub, bool log,
                           rocksdb_t **db, kyu_err_t *err)
@@ -131,7 +138,7 @@ static kyu_code_t open_db(kyu_store_t *self, const char *dir, const char *sub, b
         if (i != KYU_CF_DEFAULT && in_log_db(i) != log)
             continue;
         names[n] = cf_names[i];
-        opts[n] = log ? self->opts : self->state_opts;
+        opts[n] = log ? self->opts : state_cf_opts(self, i);
         idx[n++] = i;
     }
     char *rerr = NULL;
@@ -234,7 +241,7 @@ static kyu_code_t check_incoming(kyu_store_t *self, const char *path, kyu_err_t 
         if (i == KYU_CF_META)
             meta = n;
         names[n] = cf_names[i];
-        opts[n++] = self->state_opts;
+        opts[n++] = state_cf_opts(self, i);
     }
     char *rerr = NULL;
     rocksdb_t *db = rocksdb_open_for_read_only_column_families(self->state_opts, path, n, names,
@@ -362,6 +369,17 @@ kyu_store_t *kyu_store_open(const char *dir, kyu_err_t *err)
      * the entries after it are applied again from the log. Saves a write() per entry. */
     self->state_opts = rocksdb_options_create_copy(self->opts);
     rocksdb_options_set_manual_wal_flush(self->state_opts, 1);
+    /* The meta column family holds the request keys' records ("rq" client key, and "rx" time
+     * client key, sm_dedup.c: two per keyed write, deleted 5 minutes later) beside the small
+     * named values written at every buffer write (applied_index, next_seq). Every table a
+     * flush makes there spans from "applied_index" to the newest "rx" key, so under levelled
+     * compaction each one overlapped all of level 1, which was rewritten whole every 4
+     * flushes: with 3x10^6 messages sent in the last minutes that was 140 MB per compaction
+     * and half of the broker's CPU while W2 ran beside the backlog (docs/BENCHMARKS.md,
+     * "depth"). Universal compaction merges sorted runs of like sizes instead: each record is
+     * rewritten O(log n) times, not once per flush. */
+    self->meta_opts = rocksdb_options_create_copy(self->state_opts);
+    rocksdb_options_set_compaction_style(self->meta_opts, rocksdb_universal_compaction);
     self->ropts = rocksdb_readoptions_create();
     if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
         kyu_err_set(err, KYU_ERR_STORAGE, "cannot create data directory %s: %s", dir,
@@ -410,6 +428,7 @@ void kyu_store_close(kyu_store_t **self_p)
     rocksdb_cache_destroy(self->cache);
     rocksdb_options_destroy(self->opts);
     rocksdb_options_destroy(self->state_opts);
+    rocksdb_options_destroy(self->meta_opts);
     pthread_mutex_destroy(&self->state_lock);
     free(self);
     *self_p = NULL;

@@ -217,6 +217,130 @@ static void test_counts_match_a_scan_under_a_random_workload(void **state)
     }
 }
 
+/* ---- the fresh seqs' ring (seqs and runs of consecutive ones) ---- */
+
+/* The ring against a model (a sorted array) under random adds (mostly consecutive, so runs
+ * start, grow and end), takes, put-backs, drops below a seq and peeks. */
+static void test_fresh_ring_matches_a_model(void **state)
+{
+    (void)state;
+    queue_t *q = calloc(1, sizeof *q);
+    assert_non_null(q);
+    kyu_sm_index_init(q);
+    enum { MODEL_MAX = 40000 };
+    uint64_t *model = malloc(MODEL_MAX * sizeof *model);
+    assert_non_null(model);
+    size_t first = 0, len = 0; /* model[first .. first + len) */
+    uint64_t seed = 0x2545f4914f6cdd1dULL, next = 5;
+    for (int step = 0; step < 30000; step++) {
+        seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
+        unsigned r = (unsigned)(seed % 100);
+        if (r < 55 && first + len < MODEL_MAX) { /* add: consecutive 4 times in 5 */
+            next += (seed >> 8) % 5 == 0 ? 2 + (seed >> 12) % 3 : 1;
+            kyu_sm_index_add_fresh(q, next);
+            model[first + len++] = next;
+        } else if (r < 80) { /* take up to 3, then maybe put some back */
+            uint64_t seqs[3];
+            lease_t leases[3];
+            uint32_t n = kyu_sm_index_take(q, T0, 1 + (uint32_t)((seed >> 8) % 3), seqs, leases);
+            assert_true(n <= len);
+            for (uint32_t i = 0; i < n; i++)
+                assert_int_equal(seqs[i], model[first + i]);
+            first += n, len -= n;
+            uint32_t back = (uint32_t)((seed >> 16) % (n + 1)); /* the last ones taken first */
+            for (uint32_t i = 0; i < back; i++) {
+                kyu_sm_index_put_back(q, seqs[n - 1 - i], &leases[n - 1 - i]);
+                first--, len++;
+            }
+        } else if (r < 85 && len > 0) { /* drop below a seq in or past the first runs */
+            uint64_t below = model[first] + (seed >> 8) % 12;
+            uint64_t expect = 0;
+            while (expect < len && model[first + expect] < below)
+                expect++;
+            assert_int_equal(kyu_sm_index_drop_fresh_below(q, below), expect);
+            first += expect, len -= expect;
+        } else if (len > 0) { /* peek from a seq in or between runs */
+            uint64_t from = model[first + (seed >> 8) % len] - (seed >> 24) % 2;
+            uint64_t seqs[KYU_BATCH_MAX + 1];
+            lease_t leases[KYU_BATCH_MAX + 1];
+            bool fresh[KYU_BATCH_MAX + 1];
+            size_t max = 1 + (seed >> 32) % (KYU_BATCH_MAX + 1);
+            size_t n = kyu_sm_index_peek(q, from, max, seqs, leases, fresh);
+            size_t i = 0;
+            while (i < len && model[first + i] < from)
+                i++;
+            assert_int_equal(n, len - i < max ? len - i : max);
+            for (size_t j = 0; j < n; j++) {
+                assert_true(fresh[j]);
+                assert_int_equal(seqs[j], model[first + i + j]);
+            }
+        }
+        assert_int_equal(q->fresh_len, len);
+        if (len == 0)
+            first = 0;
+        else if (first > MODEL_MAX / 2) { /* room for more adds */
+            memmove(model, model + first, len * sizeof *model);
+            first = 0;
+        }
+    }
+    free(model);
+    kyu_sm_index_free(q);
+    free(q);
+}
+
+/* A backlog of consecutive seqs is a run: a million of them take one chunk, not 8 MB, and are
+ * taken in order. */
+static void test_a_consecutive_backlog_is_one_run(void **state)
+{
+    (void)state;
+    queue_t *q = calloc(1, sizeof *q);
+    assert_non_null(q);
+    kyu_sm_index_init(q);
+    for (uint64_t seq = 100; seq < 100 + 1000000; seq++)
+        kyu_sm_index_add_fresh(q, seq);
+    assert_int_equal(q->fresh_len, 1000000);
+    assert_true(kyu_sm_index_fresh_bytes(q) <= 16384);
+    uint64_t seqs[10];
+    lease_t leases[10];
+    assert_int_equal(kyu_sm_index_take(q, T0, 10, seqs, leases), 10);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(seqs[i], 100 + (uint64_t)i);
+    assert_int_equal(kyu_sm_index_drop_fresh_below(q, 500000), 500000 - 110);
+    assert_int_equal(kyu_sm_index_take(q, T0, 1, seqs, leases), 1);
+    assert_int_equal(seqs[0], 500000);
+    assert_true(kyu_sm_index_fresh_bytes(q) <= 16384);
+    kyu_sm_index_free(q);
+    free(q);
+}
+
+/* A restart rebuilds the ring from the leases as runs: a backlog sent alone stays small, and
+ * receives take it in order, around the messages received before the restart. */
+static void test_a_restart_rebuilds_the_backlog_as_runs(void **state)
+{
+    fixture_t *f = *state;
+    ok(apply1(f, cmd_create("q", 30)));
+    for (int i = 0; i < 3000; i++)
+        ok(apply1(f, cmd_send("q", T0, "m")));
+    char h[KYU_HANDLE_MAX + 1];
+    receive1(f, T0, 30, h); /* the first one leased */
+    fixture_reopen(f);
+    queue_t *q = zhashx_lookup(((kyu_sm_t *)f->sm)->queues, "q");
+    assert_non_null(q);
+    assert_int_equal(q->fresh_len, 2999);
+    assert_true(kyu_sm_index_fresh_bytes(q) <= 16384);
+    expect_counts(f, T0, 2999, 1, 0);
+    kyu_result_t r = apply1(f, cmd_receive("q", T0 + 1, 10, 30));
+    assert_int_equal(r.code, KYU_OK);
+    assert_int_equal(r.n_msgs, 10);
+    kyu_result_clear(&r);
+    expect_counts(f, T0 + 1, 2989, 11, 0);
+    r = apply1(f, cmd_receive("q", T0 + 31000, 10, 30)); /* the first lease, due again, first */
+    assert_int_equal(r.code, KYU_OK);
+    assert_int_equal(r.n_msgs, 10);
+    assert_int_equal(r.msgs[0].receive_count, 2);
+    kyu_result_clear(&r);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, fixture_setup, fixture_teardown)
 
 int main(void)
@@ -227,6 +351,9 @@ int main(void)
         T(test_a_read_changes_no_count),
         T(test_a_lease_moved_to_its_own_end_ends_once),
         T(test_counts_match_a_scan_under_a_random_workload),
+        cmocka_unit_test(test_fresh_ring_matches_a_model),
+        cmocka_unit_test(test_a_consecutive_backlog_is_one_run),
+        T(test_a_restart_rebuilds_the_backlog_as_runs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
