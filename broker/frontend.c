@@ -48,6 +48,12 @@ kyu_frontend_t *kyu_frontend_new(const kyu_frontend_config_t *cfg, kyu_sm_t *sm,
     snprintf(self->endpoint, sizeof self->endpoint, "%s", cfg->endpoint);
     self->ctx.endpoint = self->endpoint;
     msgpack_sbuffer_init(&self->buf);
+    self->in = kyu_parts_new(KYU_REQUEST_PARTS_MAX);
+    if (!self->in) {
+        kyu_err_set(err, KYU_ERR_INTERNAL, "out of memory");
+        kyu_frontend_destroy(&self);
+        return NULL;
+    }
     if (sodium_init() < 0) {
         kyu_err_set(err, KYU_ERR_INTERNAL, "libsodium cannot be initialized");
         kyu_frontend_destroy(&self);
@@ -96,6 +102,7 @@ void kyu_frontend_destroy(kyu_frontend_t **self_p)
     kyu_longpoll_destroy(&self->lp);
     zhashx_destroy(&self->ahead);
     msgpack_sbuffer_destroy(&self->buf);
+    kyu_parts_destroy(&self->in);
     free(self);
     *self_p = NULL;
 }
@@ -307,7 +314,8 @@ void kyu_frontend_send_empty(kyu_frontend_t *self, zframe_t *identity, uint64_t 
  * proposed or parked. lp: a long poll woken (taken, whatever happens), or NULL for a new
  * request, which gets one when its row lets it wait. */
 void kyu_frontend_propose(kyu_frontend_t *self, zframe_t **identity, const kyu_op_row_t *row,
-                          const kyu_request_t *req, zmsg_t *bodies, kyu_longpoll_waiter_t *lp)
+                          const kyu_request_t *req, const kyu_bodies_t *bodies,
+                          kyu_longpoll_waiter_t *lp)
 {
     kyu_err_t err;
     kyu_err_clear(&err);
@@ -380,31 +388,35 @@ void kyu_frontend_propose(kyu_frontend_t *self, zframe_t **identity, const kyu_o
 }
 
 static void propose(kyu_frontend_t *self, zframe_t **identity, const kyu_op_row_t *row,
-                    const kyu_request_t *req, zmsg_t *bodies)
+                    const kyu_request_t *req, const kyu_bodies_t *bodies)
 {
     kyu_frontend_propose(self, identity, row, req, bodies, NULL);
 }
 
-/* Takes the message: [identity, header, bodies...]. */
-static void handle_request(kyu_frontend_t *self, zmsg_t **msg_p)
+/* The request in self->in: [identity, header, bodies...]. Its parts stay in self->in (the
+ * bodies borrowed from there while it is handled); only the identity, which a waiter keeps
+ * past the request, is copied into a frame of its own. */
+static void handle_request(kyu_frontend_t *self)
 {
-    zmsg_t *msg = *msg_p;
-    zframe_t *identity = zmsg_pop(msg);
-    zframe_t *header = zmsg_pop(msg);
+    kyu_parts_t *in = self->in;
+    if (in->n == 0)
+        return;
+    zframe_t *identity = zframe_new(kyu_part_data(in, 0), kyu_part_size(in, 0));
+    if (!identity)
+        return; /* out of memory: the client times out and retries */
     kyu_err_t err;
     kyu_err_clear(&err);
     kyu_request_t req;
-    if (!identity) {
-        zmsg_destroy(msg_p);
-        return;
-    }
-    if (!header) {
+    if (in->n < 2) {
         kyu_frontend_send_error(self, identity, 0, KYU_ERR_MALFORMED,
                                 "request has no header frame");
-        zmsg_destroy(msg_p);
+        zframe_destroy(&identity);
         return;
     }
-    if (kyu_request_decode(zframe_data(header), zframe_size(header), zmsg_size(msg), &req, &err) !=
+    kyu_bodies_t bodies = {.b = self->in_bodies, .n = in->n - 2};
+    for (size_t i = 0; i < bodies.n; i++)
+        self->in_bodies[i] = (kyu_body_t){kyu_part_data(in, i + 2), kyu_part_size(in, i + 2)};
+    if (kyu_request_decode(kyu_part_data(in, 1), kyu_part_size(in, 1), bodies.n, &req, &err) !=
         KYU_OK) {
         kyu_frontend_send_error(self, identity, req.has_id ? req.id : 0, err.code, err.msg);
     } else {
@@ -435,25 +447,23 @@ static void handle_request(kyu_frontend_t *self, zmsg_t **msg_p)
         } else if (row->session) {
             /* The peer's address (libzmq's metadata of the received message), for
              * LIST_WORKERS */
-            const char *host = zframe_meta(header, "Peer-Address");
+            const char *host = zmq_msg_gets(&in->part[1], "Peer-Address");
             kyu_frontend_session(self, &identity, row, &req, host ? host : "");
         } else {
-            propose(self, &identity, row, &req, msg);
+            propose(self, &identity, row, &req, &bodies);
         }
     }
     zframe_destroy(&identity);
-    zframe_destroy(&header);
-    zmsg_destroy(msg_p);
 }
 
 void kyu_frontend_on_readable(kyu_frontend_t *self)
 {
     for (int i = 0; i < DRAIN_MAX; i++) {
-        zmsg_t *msg = kyu_recv_request(self->sock, self->ctx.max_body);
-        if (!msg)
+        if (!kyu_recv_request(self->sock, self->ctx.max_body, self->in))
             break;
-        handle_request(self, &msg);
+        handle_request(self);
     }
+    kyu_parts_clear(self->in);     /* the last request's parts, not held until the next */
     kyu_frontend_serve_sent(self); /* into the open entry, with the sends */
     kyu_replica_flush(self->ctx.replica);
     kyu_frontend_serve_waiting(self);

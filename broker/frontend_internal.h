@@ -6,12 +6,17 @@
 #include "frontend.h"
 #include "longpoll.h"
 #include "ops.h"
+#include "recv_bounded.h"
 #include "workers.h"
 
 struct kyu_frontend {
     zsock_t *sock;
     kyu_op_ctx_t ctx; /* what the rows' functions work with */
     msgpack_sbuffer buf;
+    /* The request being handled: its parts, received in place and reused from request to
+     * request (recv_bounded.h), and its bodies' views into them (ops.h) */
+    kyu_parts_t *in;
+    kyu_body_t in_bodies[KYU_REQUEST_PARTS_MAX];
     bool key_proposed; /* a SET_HANDLE_KEY waits for its entry (see ensure_handle_key) */
     /* Retention: an EXPIRE_MESSAGES waits for its entry; when queues were last looked at
      * (cluster time; see kyu_frontend_tick) */
@@ -66,7 +71,8 @@ void kyu_frontend_send_empty(kyu_frontend_t *self, zframe_t *identity, uint64_t 
  * and would find nothing), answered empty, or proposed. Takes *identity when it keeps it;
  * takes lp (a long poll woken, or NULL for a new request) whatever happens. */
 void kyu_frontend_propose(kyu_frontend_t *self, zframe_t **identity, const kyu_op_row_t *row,
-                          const kyu_request_t *req, zmsg_t *bodies, kyu_longpoll_waiter_t *lp);
+                          const kyu_request_t *req, const kyu_bodies_t *bodies,
+                          kyu_longpoll_waiter_t *lp);
 
 /* A serving leader whose state has no receipt handle key yet proposes one (frontend.c). */
 void kyu_frontend_ensure_handle_key(kyu_frontend_t *self);

@@ -66,12 +66,12 @@ static kyu_code_t check_message(const queue_t *q, size_t max_body, const kyu_req
  * exceed the maximum payload size): the whole batch is refused, nothing is stored. A SEND
  * without entry ids (kyu's own pipelined send, all or nothing) is held only to the transport's
  * bound of 10 bodies of the maximum size. */
-static kyu_code_t check_batch_total(size_t max_body, const kyu_request_t *req, zmsg_t *bodies,
-                                    kyu_err_t *err)
+static kyu_code_t check_batch_total(size_t max_body, const kyu_request_t *req,
+                                    const kyu_bodies_t *bodies, kyu_err_t *err)
 {
     size_t total = 0, i = 0;
-    for (zframe_t *f = zmsg_first(bodies); f; f = zmsg_next(bodies), i++)
-        total += zframe_size(f) +
+    for (; i < bodies->n; i++)
+        total += bodies->b[i].len +
                  (req->fields & KYU_F_MSG_ATTRS ? kyu_msg_attrs_size(&req->attrs[i]) : 0);
     if (total > max_body)
         return kyu_err_set(err, KYU_ERR_TOO_LARGE,
@@ -82,8 +82,8 @@ static kyu_code_t check_batch_total(size_t max_body, const kyu_request_t *req, z
     return KYU_OK;
 }
 
-kyu_code_t kyu_op_send_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
-                                kyu_err_t *err)
+kyu_code_t kyu_op_send_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req,
+                                const kyu_bodies_t *bodies, kyu_err_t *err)
 {
     const queue_t *q = zhashx_lookup(ctx->sm->queues, req->queue);
     if (!q)
@@ -119,9 +119,8 @@ kyu_code_t kyu_op_send_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zms
                            "both");
     if (req->fields & KYU_F_ENTRY_IDS)
         return check_batch_total(ctx->max_body, req, bodies, err);
-    size_t i = 0;
-    for (zframe_t *f = zmsg_first(bodies); f; f = zmsg_next(bodies), i++) {
-        kyu_code_t rc = check_message(q, ctx->max_body, req, i, zframe_size(f), err);
+    for (size_t i = 0; i < bodies->n; i++) {
+        kyu_code_t rc = check_message(q, ctx->max_body, req, i, bodies->b[i].len, err);
         if (rc != KYU_OK)
             return rc;
     }
@@ -184,7 +183,7 @@ static bool send_delay(const kyu_request_t *req, uint64_t now_ms, uint64_t *dela
  * delay) fails alone: it goes into the command as a failure, so that the reply and any retry
  * with the same request key say so, and the others are sent. Checked here, right after the
  * request's validate, against the same state. */
-void kyu_op_send_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+void kyu_op_send_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, const kyu_bodies_t *bodies,
                        kyu_command_t *cmd)
 {
     uint64_t delay_ms = 0;
@@ -192,16 +191,16 @@ void kyu_op_send_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodi
     bool batch = req->fields & KYU_F_ENTRY_IDS;
     const queue_t *sq = ctx->sm ? zhashx_lookup(ctx->sm->queues, req->queue) : NULL;
     const queue_t *q = batch ? sq : NULL;
-    for (zframe_t *f = zmsg_first(bodies); f; f = zmsg_next(bodies)) {
+    for (size_t b = 0; b < bodies->n; b++) {
         size_t i = cmd->n++;
         kyu_err_t e = {0};
-        if (q && check_message(q, ctx->max_body, req, i, zframe_size(f), &e) != KYU_OK) {
+        if (q && check_message(q, ctx->max_body, req, i, bodies->b[b].len, &e) != KYU_OK) {
             cmd->entry_code[i] = (uint8_t)e.code;
             snprintf(cmd->entry_error[i], sizeof cmd->entry_error[i], "%s", e.msg);
             continue;
         }
-        cmd->bodies[i] = zframe_data(f);
-        cmd->body_lens[i] = zframe_size(f);
+        cmd->bodies[i] = bodies->b[b].data;
+        cmd->body_lens[i] = bodies->b[b].len;
         cmd->has_msg_delay[i] = has_delay;
         cmd->msg_delay_ms[i] = delay_ms;
         if ((req->fields & KYU_F_ENTRY_DELAYS) && req->entry_delay[i] >= 0) {

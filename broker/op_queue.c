@@ -18,8 +18,8 @@
 
 /* Writes on a queue other than CREATE_QUEUE: the queue must exist when proposed (it may
  * still be gone when applied; the apply says so then). */
-kyu_code_t kyu_op_queue_exists(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
-                               kyu_err_t *err)
+kyu_code_t kyu_op_queue_exists(kyu_op_ctx_t *ctx, const kyu_request_t *req,
+                               const kyu_bodies_t *bodies, kyu_err_t *err)
 {
     (void)bodies;
     if (!kyu_sm_queue_exists(ctx->sm, req->queue))
@@ -74,15 +74,15 @@ static kyu_code_t check_attrs(kyu_op_ctx_t *ctx, const kyu_request_t *req, kyu_e
     return KYU_OK;
 }
 
-kyu_code_t kyu_op_create_queue_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
-                                        kyu_err_t *err)
+kyu_code_t kyu_op_create_queue_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req,
+                                        const kyu_bodies_t *bodies, kyu_err_t *err)
 {
     (void)bodies;
     return check_attrs(ctx, req, err);
 }
 
 kyu_code_t kyu_op_set_queue_attributes_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req,
-                                                zmsg_t *bodies, kyu_err_t *err)
+                                                const kyu_bodies_t *bodies, kyu_err_t *err)
 {
     if (kyu_op_queue_exists(ctx, req, bodies, err) != KYU_OK)
         return err->code;
@@ -111,8 +111,8 @@ kyu_code_t kyu_op_set_queue_attributes_validate(kyu_op_ctx_t *ctx, const kyu_req
 }
 
 /* The frontend has set vt (-1: not set); the others are set when the request gives them. */
-void kyu_op_queue_attrs_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
-                              kyu_command_t *cmd)
+void kyu_op_queue_attrs_build(kyu_op_ctx_t *ctx, const kyu_request_t *req,
+                              const kyu_bodies_t *bodies, kyu_command_t *cmd)
 {
     (void)ctx, (void)bodies;
     cmd->has_delay = (req->fields & KYU_F_DELAY) != 0;
@@ -385,8 +385,8 @@ kyu_code_t kyu_op_set_queue_attributes_apply(kyu_sm_t *self, const kyu_command_t
 
 /* UNTAG_QUEUE (SQS's UntagQueue): the keys travel as tags with empty values, encoded as a
  * SET_QUEUE_ATTRIBUTES command's tags are (command.h). */
-void kyu_op_untag_queue_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
-                              kyu_command_t *cmd)
+void kyu_op_untag_queue_build(kyu_op_ctx_t *ctx, const kyu_request_t *req,
+                              const kyu_bodies_t *bodies, kyu_command_t *cmd)
 {
     (void)ctx, (void)bodies;
     cmd->qx_set = KYU_F_TAGS;
@@ -441,8 +441,8 @@ done:
 }
 
 /* DELETE_QUEUE: a queue that is another queue's dead-letter queue only with force. */
-kyu_code_t kyu_op_delete_queue_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
-                                        kyu_err_t *err)
+kyu_code_t kyu_op_delete_queue_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req,
+                                        const kyu_bodies_t *bodies, kyu_err_t *err)
 {
     if (kyu_op_queue_exists(ctx, req, bodies, err) != KYU_OK)
         return err->code;
@@ -451,8 +451,8 @@ kyu_code_t kyu_op_delete_queue_validate(kyu_op_ctx_t *ctx, const kyu_request_t *
     return KYU_OK;
 }
 
-void kyu_op_delete_queue_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
-                               kyu_command_t *cmd)
+void kyu_op_delete_queue_build(kyu_op_ctx_t *ctx, const kyu_request_t *req,
+                               const kyu_bodies_t *bodies, kyu_command_t *cmd)
 {
     (void)ctx, (void)bodies;
     cmd->force = (req->fields & KYU_F_FORCE) != 0;

@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-void kyu_op_handles_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+void kyu_op_handles_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, const kyu_bodies_t *bodies,
                           kyu_command_t *cmd)
 {
     (void)ctx, (void)bodies;

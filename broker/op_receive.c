@@ -23,8 +23,8 @@ static kyu_code_t over_limit(kyu_err_t *err, const char *queue, uint64_t infligh
                        queue, (unsigned long long)inflight, limit);
 }
 
-kyu_code_t kyu_op_receive_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
-                                   kyu_err_t *err)
+kyu_code_t kyu_op_receive_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req,
+                                   const kyu_bodies_t *bodies, kyu_err_t *err)
 {
     if (kyu_op_queue_exists(ctx, req, bodies, err) != KYU_OK)
         return err->code;
@@ -61,7 +61,7 @@ static bool attempt_key(kyu_op_ctx_t *ctx, const kyu_request_t *req, uint64_t *c
     return true;
 }
 
-void kyu_op_receive_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+void kyu_op_receive_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, const kyu_bodies_t *bodies,
                           kyu_command_t *cmd)
 {
     (void)bodies;

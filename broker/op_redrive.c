@@ -214,8 +214,8 @@ static kyu_code_t check_start(kyu_sm_t *self, const char *name, const char *dest
     return KYU_OK;
 }
 
-kyu_code_t kyu_op_start_move_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
-                                      kyu_err_t *err)
+kyu_code_t kyu_op_start_move_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req,
+                                      const kyu_bodies_t *bodies, kyu_err_t *err)
 {
     (void)bodies;
     if ((req->fields & KYU_F_RQ) &&
@@ -226,8 +226,8 @@ kyu_code_t kyu_op_start_move_validate(kyu_op_ctx_t *ctx, const kyu_request_t *re
     return check_start(ctx->sm, req->queue, (req->fields & KYU_F_DEST) ? req->dest : "", err);
 }
 
-void kyu_op_start_move_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
-                             kyu_command_t *cmd)
+void kyu_op_start_move_build(kyu_op_ctx_t *ctx, const kyu_request_t *req,
+                             const kyu_bodies_t *bodies, kyu_command_t *cmd)
 {
     (void)ctx, (void)bodies;
     if (req->fields & KYU_F_DEST)

@@ -521,16 +521,16 @@ static kyu_code_t check_create(kyu_sm_t *self, const char *name, bool fifo, bool
     return KYU_OK;
 }
 
-kyu_code_t kyu_op_create_topic_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
-                                        kyu_err_t *err)
+kyu_code_t kyu_op_create_topic_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req,
+                                        const kyu_bodies_t *bodies, kyu_err_t *err)
 {
     (void)bodies;
     return check_create(ctx->sm, req->topic, (req->fields & KYU_F_FIFO) && req->qx.fifo,
                         (req->fields & KYU_F_CBD) && req->qx.cbd, err);
 }
 
-void kyu_op_create_topic_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
-                               kyu_command_t *cmd)
+void kyu_op_create_topic_build(kyu_op_ctx_t *ctx, const kyu_request_t *req,
+                               const kyu_bodies_t *bodies, kyu_command_t *cmd)
 {
     (void)ctx, (void)bodies;
     snprintf(cmd->topic, sizeof cmd->topic, "%s", req->topic);
@@ -538,7 +538,7 @@ void kyu_op_create_topic_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg
     cmd->topic_cbd = (req->fields & KYU_F_CBD) && req->qx.cbd;
 }
 
-void kyu_op_topic_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+void kyu_op_topic_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, const kyu_bodies_t *bodies,
                         kyu_command_t *cmd)
 {
     (void)ctx, (void)bodies;
@@ -671,30 +671,30 @@ static kyu_code_t check_subscribe(kyu_sm_t *self, const char *topic, const char 
     return KYU_OK;
 }
 
-kyu_code_t kyu_op_subscribe_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
-                                     kyu_err_t *err)
+kyu_code_t kyu_op_subscribe_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req,
+                                     const kyu_bodies_t *bodies, kyu_err_t *err)
 {
     const tsub_t *same;
     tsub_t want = {.raw = (req->fields & KYU_F_RAW) != 0};
-    zframe_t *f = req->fields & KYU_F_FILTER ? zmsg_first(bodies) : NULL;
-    kyu_code_t rc = set_filter(&want, (kyu_filter_scope_t)req->filter_scope,
-                               f ? zframe_data(f) : NULL, f ? zframe_size(f) : 0, err);
+    const kyu_body_t *f = (req->fields & KYU_F_FILTER) && bodies->n ? &bodies->b[0] : NULL;
+    kyu_code_t rc = set_filter(&want, (kyu_filter_scope_t)req->filter_scope, f ? f->data : NULL,
+                               f ? f->len : 0, err);
     if (rc == KYU_OK)
         rc = check_subscribe(ctx->sm, req->topic, req->queue, &want, &same, err);
     sub_free(&want);
     return rc;
 }
 
-void kyu_op_subscribe_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+void kyu_op_subscribe_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, const kyu_bodies_t *bodies,
                             kyu_command_t *cmd)
 {
     snprintf(cmd->topic, sizeof cmd->topic, "%s", req->topic);
     cmd->raw = (req->fields & KYU_F_RAW) != 0;
     if (req->fields & KYU_F_FILTER) {
-        zframe_t *f = zmsg_first(bodies);
+        const kyu_body_t *f = &bodies->b[0];
         cmd->n = 1;
-        cmd->bodies[0] = zframe_data(f);
-        cmd->body_lens[0] = zframe_size(f);
+        cmd->bodies[0] = f->data;
+        cmd->body_lens[0] = f->len;
         cmd->filter_scope = req->filter_scope;
     }
     kyu_op_make_uuid(ctx, cmd->sub_id);
@@ -778,8 +778,8 @@ kyu_code_t kyu_op_subscribe_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_ap
     return KYU_OK;
 }
 
-kyu_code_t kyu_op_unsubscribe_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
-                                       kyu_err_t *err)
+kyu_code_t kyu_op_unsubscribe_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req,
+                                       const kyu_bodies_t *bodies, kyu_err_t *err)
 {
     (void)bodies;
     size_t at;
@@ -789,8 +789,8 @@ kyu_code_t kyu_op_unsubscribe_validate(kyu_op_ctx_t *ctx, const kyu_request_t *r
     return KYU_OK;
 }
 
-void kyu_op_unsubscribe_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
-                              kyu_command_t *cmd)
+void kyu_op_unsubscribe_build(kyu_op_ctx_t *ctx, const kyu_request_t *req,
+                              const kyu_bodies_t *bodies, kyu_command_t *cmd)
 {
     (void)ctx, (void)bodies;
     snprintf(cmd->sub_id, sizeof cmd->sub_id, "%s", req->sub_id);
@@ -891,16 +891,16 @@ static const char *request_dedup(const kyu_request_t *req, size_t i)
 /* A batch (eid): the entries together are held to KYU_PUBLISH_BATCH_BYTES_MAX (SNS's
  * BatchRequestTooLong: the whole batch is refused); each entry is checked alone in build, so
  * a bad one fails alone. */
-kyu_code_t kyu_op_publish_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
-                                   kyu_err_t *err)
+kyu_code_t kyu_op_publish_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req,
+                                   const kyu_bodies_t *bodies, kyu_err_t *err)
 {
     const topic_t *t = zhashx_lookup(ctx->sm->topics, req->topic);
     if (!t)
         return no_topic(err, req->topic);
     if (req->fields & KYU_F_ENTRY_IDS) {
         size_t total = 0, i = 0;
-        for (zframe_t *f = zmsg_first(bodies); f; f = zmsg_next(bodies), i++)
-            total += zframe_size(f) + kyu_msg_attrs_size(request_attrs(req, i));
+        for (const kyu_body_t *f = bodies->b; f < bodies->b + bodies->n; f++, i++)
+            total += f->len + kyu_msg_attrs_size(request_attrs(req, i));
         if (total > KYU_PUBLISH_BATCH_BYTES_MAX)
             return kyu_err_set(err, KYU_ERR_TOO_LARGE,
                                "BatchRequestTooLong: the batch's %zu entries have %zu bytes "
@@ -908,29 +908,29 @@ kyu_code_t kyu_op_publish_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, 
                                i, total, KYU_PUBLISH_BATCH_BYTES_MAX);
         return KYU_OK;
     }
-    zframe_t *f = zmsg_first(bodies);
-    return check_publish(ctx, t, zframe_data(f), zframe_size(f), request_attrs(req, 0),
-                         request_group(req, 0), request_dedup(req, 0), err);
+    const kyu_body_t *f = &bodies->b[0];
+    return check_publish(ctx, t, f->data, f->len, request_attrs(req, 0), request_group(req, 0),
+                         request_dedup(req, 0), err);
 }
 
-void kyu_op_publish_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+void kyu_op_publish_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, const kyu_bodies_t *bodies,
                           kyu_command_t *cmd)
 {
     snprintf(cmd->topic, sizeof cmd->topic, "%s", req->topic);
     cmd->publish_batch = (req->fields & KYU_F_ENTRY_IDS) != 0;
     const topic_t *t = zhashx_lookup(ctx->sm->topics, req->topic);
-    for (zframe_t *f = zmsg_first(bodies); f; f = zmsg_next(bodies)) {
+    for (const kyu_body_t *f = bodies->b; f < bodies->b + bodies->n; f++) {
         size_t i = cmd->n++;
         kyu_err_t e = {0};
         if (cmd->publish_batch &&
-            check_publish(ctx, t, zframe_data(f), zframe_size(f), request_attrs(req, i),
-                          request_group(req, i), request_dedup(req, i), &e) != KYU_OK) {
+            check_publish(ctx, t, f->data, f->len, request_attrs(req, i), request_group(req, i),
+                          request_dedup(req, i), &e) != KYU_OK) {
             cmd->entry_code[i] = (uint8_t)e.code;
             snprintf(cmd->entry_error[i], sizeof cmd->entry_error[i], "%s", e.msg);
             continue;
         }
-        cmd->bodies[i] = zframe_data(f);
-        cmd->body_lens[i] = zframe_size(f);
+        cmd->bodies[i] = f->data;
+        cmd->body_lens[i] = f->len;
         if (req->fields & KYU_F_MSG_ATTRS) {
             cmd->attrs[i] = req->attrs[i];
             kyu_msg_attrs_sort(&cmd->attrs[i]);
@@ -1437,21 +1437,21 @@ static kyu_code_t plan_change(kyu_sm_t *self, const sub_change_t *c, topic_t **t
     return set_filter(want, scope, s->policy, strlen(s->policy), err);
 }
 
-static sub_change_t request_change(const kyu_request_t *req, zmsg_t *bodies)
+static sub_change_t request_change(const kyu_request_t *req, const kyu_bodies_t *bodies)
 {
-    zframe_t *f = req->fields & KYU_F_FILTER ? zmsg_first(bodies) : NULL;
+    const kyu_body_t *f = (req->fields & KYU_F_FILTER) && bodies->n ? &bodies->b[0] : NULL;
     return (sub_change_t){.sub_id = req->sub_id,
                           .has_raw = (req->fields & KYU_F_RAW_DELIVERY) != 0,
                           .raw = req->raw_delivery,
                           .no_filter = (req->fields & KYU_F_NO_FILTER) != 0,
-                          .policy = f ? zframe_data(f) : NULL,
-                          .len = f ? zframe_size(f) : 0,
+                          .policy = f ? f->data : NULL,
+                          .len = f ? f->len : 0,
                           .has_scope = (req->fields & KYU_F_FILTER_SCOPE) != 0,
                           .scope = req->filter_scope};
 }
 
 kyu_code_t kyu_op_set_sub_attrs_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req,
-                                         zmsg_t *bodies, kyu_err_t *err)
+                                         const kyu_bodies_t *bodies, kyu_err_t *err)
 {
     sub_change_t c = request_change(req, bodies);
     topic_t *t;
@@ -1462,8 +1462,8 @@ kyu_code_t kyu_op_set_sub_attrs_validate(kyu_op_ctx_t *ctx, const kyu_request_t 
     return rc;
 }
 
-void kyu_op_set_sub_attrs_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
-                                kyu_command_t *cmd)
+void kyu_op_set_sub_attrs_build(kyu_op_ctx_t *ctx, const kyu_request_t *req,
+                                const kyu_bodies_t *bodies, kyu_command_t *cmd)
 {
     (void)ctx;
     sub_change_t c = request_change(req, bodies);

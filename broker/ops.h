@@ -73,6 +73,21 @@ typedef struct {
     bool no_record; /* set by apply: keep no record (a ReceiveRequestAttemptId's empty receive) */
 } kyu_dedup_t;
 
+/* A request's body frames (after its routing id and header), borrowed: b[0 .. n), each
+ * pointing into the frontend's receive buffer (recv_bounded.h), valid while the request is
+ * handled, until the frontend's next receive. A command built from them borrows them too
+ * (kyu_command_t.bodies); kyu_replica_propose copies them into the open entry's payload
+ * (kyu_command_encode), so nothing keeps them past the request. */
+typedef struct {
+    const void *data;
+    size_t len;
+} kyu_body_t;
+
+typedef struct {
+    const kyu_body_t *b;
+    size_t n;
+} kyu_bodies_t;
+
 /* What the frontend's row functions work with (owned by the frontend). */
 struct kyu_workers;
 
@@ -118,7 +133,7 @@ typedef struct {
                           const char *host, kyu_reply_t *rep, kyu_err_t *err);
     /* Checks a write against the state and the limits before anything is proposed (NULL:
      * nothing to check). A request that fails is answered with the error, never proposed. */
-    kyu_code_t (*validate)(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+    kyu_code_t (*validate)(kyu_op_ctx_t *ctx, const kyu_request_t *req, const kyu_bodies_t *bodies,
                            kyu_err_t *err);
     /* True when the write is answered with an empty reply without a command (NULL: never). */
     bool (*answer_empty)(kyu_op_ctx_t *ctx, const kyu_request_t *req);
@@ -128,7 +143,8 @@ typedef struct {
     uint64_t (*wait_ms)(kyu_op_ctx_t *ctx, const kyu_request_t *req);
     /* Fills what is particular to its command; the frontend has set the type, time, queue,
      * vt, max and request key (NULL: nothing more). Bodies stay borrowed from the request. */
-    void (*build)(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies, kyu_command_t *cmd);
+    void (*build)(kyu_op_ctx_t *ctx, const kyu_request_t *req, const kyu_bodies_t *bodies,
+                  kyu_command_t *cmd);
     /* Fills the reply from the applied command's result; *n_bodies of result->bodies go
      * after the header (NULL: an empty reply). */
     void (*reply)(const kyu_result_t *res, kyu_reply_t *rep, size_t *n_bodies);
@@ -155,29 +171,29 @@ const kyu_op_row_t *kyu_ops_command(uint64_t type);
 
 /* op_queue.c: CREATE_QUEUE, SET_QUEUE_ATTRIBUTES, UNTAG_QUEUE, DELETE_QUEUE, PURGE_QUEUE,
  * LIST_QUEUES, GET_QUEUE_ATTRIBUTES */
-kyu_code_t kyu_op_queue_exists(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
-                               kyu_err_t *err);
-kyu_code_t kyu_op_create_queue_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
-                                        kyu_err_t *err);
+kyu_code_t kyu_op_queue_exists(kyu_op_ctx_t *ctx, const kyu_request_t *req,
+                               const kyu_bodies_t *bodies, kyu_err_t *err);
+kyu_code_t kyu_op_create_queue_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req,
+                                        const kyu_bodies_t *bodies, kyu_err_t *err);
 kyu_code_t kyu_op_set_queue_attributes_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req,
-                                                zmsg_t *bodies, kyu_err_t *err);
-void kyu_op_queue_attrs_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
-                              kyu_command_t *cmd);
+                                                const kyu_bodies_t *bodies, kyu_err_t *err);
+void kyu_op_queue_attrs_build(kyu_op_ctx_t *ctx, const kyu_request_t *req,
+                              const kyu_bodies_t *bodies, kyu_command_t *cmd);
 void kyu_op_queue_attrs_encode(const kyu_command_t *cmd, msgpack_packer *pk);
 bool kyu_op_queue_attrs_decode(const msgpack_object *items, kyu_command_t *cmd);
 kyu_code_t kyu_op_create_queue_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
 kyu_code_t kyu_op_set_queue_attributes_apply(kyu_sm_t *sm, const kyu_command_t *cmd,
                                              kyu_apply_t *a);
-kyu_code_t kyu_op_delete_queue_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
-                                        kyu_err_t *err);
-void kyu_op_delete_queue_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
-                               kyu_command_t *cmd);
+kyu_code_t kyu_op_delete_queue_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req,
+                                        const kyu_bodies_t *bodies, kyu_err_t *err);
+void kyu_op_delete_queue_build(kyu_op_ctx_t *ctx, const kyu_request_t *req,
+                               const kyu_bodies_t *bodies, kyu_command_t *cmd);
 void kyu_op_delete_queue_encode(const kyu_command_t *cmd, msgpack_packer *pk);
 bool kyu_op_delete_queue_decode(const msgpack_object *items, kyu_command_t *cmd);
 kyu_code_t kyu_op_delete_queue_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
 kyu_code_t kyu_op_purge_queue_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
-void kyu_op_untag_queue_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
-                              kyu_command_t *cmd);
+void kyu_op_untag_queue_build(kyu_op_ctx_t *ctx, const kyu_request_t *req,
+                              const kyu_bodies_t *bodies, kyu_command_t *cmd);
 kyu_code_t kyu_op_untag_queue_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
 kyu_code_t kyu_op_done_replay(kyu_sm_t *sm, const kyu_command_t *cmd, const kyu_dedup_t *d,
                               kyu_apply_t *a);
@@ -192,10 +208,10 @@ kyu_code_t kyu_op_dead_letter_sources_answer(kyu_op_ctx_t *ctx, const kyu_reques
 
 /* op_redrive.c: START_MOVE_TASK, LIST_MOVE_TASKS, CANCEL_MOVE_TASK, REDRIVE_STEP (message
  * move tasks: a dead-letter queue's redrive) */
-kyu_code_t kyu_op_start_move_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
-                                      kyu_err_t *err);
-void kyu_op_start_move_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
-                             kyu_command_t *cmd);
+kyu_code_t kyu_op_start_move_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req,
+                                      const kyu_bodies_t *bodies, kyu_err_t *err);
+void kyu_op_start_move_build(kyu_op_ctx_t *ctx, const kyu_request_t *req,
+                             const kyu_bodies_t *bodies, kyu_command_t *cmd);
 void kyu_op_start_move_encode(const kyu_command_t *cmd, msgpack_packer *pk);
 bool kyu_op_start_move_decode(const msgpack_object *items, kyu_command_t *cmd);
 kyu_code_t kyu_op_start_move_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
@@ -212,9 +228,9 @@ kyu_code_t kyu_op_redrive_step_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu
 /* op_message.c: SEND; op_receive.c: RECEIVE */
 /* A random (version 4) UUID from the leader's generator, for a command to carry. */
 void kyu_op_make_uuid(kyu_op_ctx_t *ctx, char out[KYU_UUID_LEN + 1]);
-kyu_code_t kyu_op_send_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
-                                kyu_err_t *err);
-void kyu_op_send_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+kyu_code_t kyu_op_send_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req,
+                                const kyu_bodies_t *bodies, kyu_err_t *err);
+void kyu_op_send_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, const kyu_bodies_t *bodies,
                        kyu_command_t *cmd);
 void kyu_op_send_reply(const kyu_result_t *res, kyu_reply_t *rep, size_t *n_bodies);
 void kyu_op_send_encode(const kyu_command_t *cmd, msgpack_packer *pk);
@@ -223,9 +239,9 @@ kyu_code_t kyu_op_send_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t
 kyu_code_t kyu_op_send_replay(kyu_sm_t *sm, const kyu_command_t *cmd, const kyu_dedup_t *d,
                               kyu_apply_t *a);
 bool kyu_op_receive_answer_empty(kyu_op_ctx_t *ctx, const kyu_request_t *req);
-kyu_code_t kyu_op_receive_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
-                                   kyu_err_t *err);
-void kyu_op_receive_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+kyu_code_t kyu_op_receive_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req,
+                                   const kyu_bodies_t *bodies, kyu_err_t *err);
+void kyu_op_receive_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, const kyu_bodies_t *bodies,
                           kyu_command_t *cmd);
 void kyu_op_receive_encode(const kyu_command_t *cmd, msgpack_packer *pk);
 bool kyu_op_receive_decode(const msgpack_object *items, kyu_command_t *cmd);
@@ -240,7 +256,7 @@ kyu_code_t kyu_op_peek_answer(kyu_op_ctx_t *ctx, const kyu_request_t *req, kyu_r
                               kyu_err_t *err);
 
 /* op_receipt.c: DELETE, CHANGE_VISIBILITY (by receipt handle) */
-void kyu_op_handles_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+void kyu_op_handles_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, const kyu_bodies_t *bodies,
                           kyu_command_t *cmd);
 void kyu_op_handles_reply(const kyu_result_t *res, kyu_reply_t *rep, size_t *n_bodies);
 void kyu_op_handles_encode(const kyu_command_t *cmd, msgpack_packer *pk);
@@ -283,35 +299,35 @@ kyu_code_t kyu_op_release_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_appl
 
 /* op_topic.c: CREATE_TOPIC, DELETE_TOPIC, LIST_TOPICS, SUBSCRIBE, UNSUBSCRIBE,
  * LIST_SUBSCRIPTIONS, PUBLISH (SNS-style topics) */
-kyu_code_t kyu_op_create_topic_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
-                                        kyu_err_t *err);
-void kyu_op_topic_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+kyu_code_t kyu_op_create_topic_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req,
+                                        const kyu_bodies_t *bodies, kyu_err_t *err);
+void kyu_op_topic_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, const kyu_bodies_t *bodies,
                         kyu_command_t *cmd);
 void kyu_op_topic_encode(const kyu_command_t *cmd, msgpack_packer *pk);
 bool kyu_op_topic_decode(const msgpack_object *items, kyu_command_t *cmd);
-void kyu_op_create_topic_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
-                               kyu_command_t *cmd);
+void kyu_op_create_topic_build(kyu_op_ctx_t *ctx, const kyu_request_t *req,
+                               const kyu_bodies_t *bodies, kyu_command_t *cmd);
 void kyu_op_create_topic_encode(const kyu_command_t *cmd, msgpack_packer *pk);
 bool kyu_op_create_topic_decode(const msgpack_object *items, kyu_command_t *cmd);
 kyu_code_t kyu_op_create_topic_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
 kyu_code_t kyu_op_delete_topic_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
-kyu_code_t kyu_op_subscribe_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
-                                     kyu_err_t *err);
-void kyu_op_subscribe_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+kyu_code_t kyu_op_subscribe_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req,
+                                     const kyu_bodies_t *bodies, kyu_err_t *err);
+void kyu_op_subscribe_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, const kyu_bodies_t *bodies,
                             kyu_command_t *cmd);
 void kyu_op_subscribe_encode(const kyu_command_t *cmd, msgpack_packer *pk);
 bool kyu_op_subscribe_decode(const msgpack_object *items, kyu_command_t *cmd);
 kyu_code_t kyu_op_subscribe_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
-kyu_code_t kyu_op_unsubscribe_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
-                                       kyu_err_t *err);
-void kyu_op_unsubscribe_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
-                              kyu_command_t *cmd);
+kyu_code_t kyu_op_unsubscribe_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req,
+                                       const kyu_bodies_t *bodies, kyu_err_t *err);
+void kyu_op_unsubscribe_build(kyu_op_ctx_t *ctx, const kyu_request_t *req,
+                              const kyu_bodies_t *bodies, kyu_command_t *cmd);
 void kyu_op_unsubscribe_encode(const kyu_command_t *cmd, msgpack_packer *pk);
 bool kyu_op_unsubscribe_decode(const msgpack_object *items, kyu_command_t *cmd);
 kyu_code_t kyu_op_unsubscribe_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
-kyu_code_t kyu_op_publish_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
-                                   kyu_err_t *err);
-void kyu_op_publish_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
+kyu_code_t kyu_op_publish_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req,
+                                   const kyu_bodies_t *bodies, kyu_err_t *err);
+void kyu_op_publish_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, const kyu_bodies_t *bodies,
                           kyu_command_t *cmd);
 void kyu_op_publish_encode(const kyu_command_t *cmd, msgpack_packer *pk);
 bool kyu_op_publish_decode(const msgpack_object *items, kyu_command_t *cmd);
@@ -328,9 +344,9 @@ kyu_code_t kyu_op_list_subscriptions_answer(kyu_op_ctx_t *ctx, const kyu_request
                                             kyu_reply_t *rep, kyu_err_t *err);
 /* SET_SUBSCRIPTION_ATTRIBUTES, GET_SUBSCRIPTION_ATTRIBUTES (op_topic.c too) */
 kyu_code_t kyu_op_set_sub_attrs_validate(kyu_op_ctx_t *ctx, const kyu_request_t *req,
-                                         zmsg_t *bodies, kyu_err_t *err);
-void kyu_op_set_sub_attrs_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, zmsg_t *bodies,
-                                kyu_command_t *cmd);
+                                         const kyu_bodies_t *bodies, kyu_err_t *err);
+void kyu_op_set_sub_attrs_build(kyu_op_ctx_t *ctx, const kyu_request_t *req,
+                                const kyu_bodies_t *bodies, kyu_command_t *cmd);
 void kyu_op_set_sub_attrs_encode(const kyu_command_t *cmd, msgpack_packer *pk);
 bool kyu_op_set_sub_attrs_decode(const msgpack_object *items, kyu_command_t *cmd);
 kyu_code_t kyu_op_set_sub_attrs_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);

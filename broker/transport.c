@@ -23,8 +23,9 @@ struct kyu_transport {
     size_t n_links;
     int64_t max_msg;
     msgpack_sbuffer buf;
-    zmsg_t *held;     /* the frame a decoded message points into */
-    uint64_t dropped; /* messages not sent: peer down or full */
+    kyu_parts_t *held;      /* the frames a decoded message points into */
+    zframe_t *snap_routing; /* a snapshot fetch's sender, until the next recv */
+    uint64_t dropped;       /* messages not sent: peer down or full */
 };
 
 /* libzmq's defaults fail open: bound frames, queues and handshakes. */
@@ -113,6 +114,12 @@ kyu_transport_t *kyu_transport_new(const kyu_peers_t *peers, uint64_t self_id, i
         kyu_err_set(err, KYU_ERR_INTERNAL, "out of memory");
         return NULL;
     }
+    self->held = kyu_parts_new(2);
+    if (!self->held) {
+        free(self);
+        kyu_err_set(err, KYU_ERR_INTERNAL, "out of memory");
+        return NULL;
+    }
     self->self_id = self_id;
     self->max_msg = max_msg;
     msgpack_sbuffer_init(&self->buf);
@@ -151,7 +158,8 @@ void kyu_transport_destroy(kyu_transport_t **self_p)
     for (size_t i = 0; i < self->n_links; i++)
         zsock_destroy(&self->links[i].dealer);
     zsock_destroy(&self->router);
-    zmsg_destroy(&self->held);
+    kyu_parts_destroy(&self->held);
+    zframe_destroy(&self->snap_routing);
     msgpack_sbuffer_destroy(&self->buf);
     free(self);
     *self_p = NULL;
@@ -198,34 +206,38 @@ static bool fetch_from_member(kyu_transport_t *self, const void *data, size_t le
 kyu_code_t kyu_transport_recv(kyu_transport_t *self, kyu_peer_decoded_t *out,
                               kyu_transport_snap_t *snap, kyu_err_t *err)
 {
-    zmsg_destroy(&self->held);
+    kyu_parts_clear(self->held);
+    zframe_destroy(&self->snap_routing);
     memset(out, 0, sizeof *out);
     memset(snap, 0, sizeof *snap);
     /* Every peer message is two frames (routing id, body): anything longer is drained and
      * dropped frame by frame, never assembled. */
     kyu_recv_limits_t lim = {.max_frames = 2,
                              .max_bytes = KYU_ROUTING_ID_MAX + (size_t)self->max_msg};
-    zmsg_t *m = NULL;
-    kyu_code_t rc = kyu_recv_bounded(self->router, &lim, &m, err);
+    kyu_parts_t *m = self->held;
+    kyu_code_t rc = kyu_recv_bounded(self->router, &lim, m, err);
     if (rc == KYU_ERR_TOO_LARGE) {
-        zmsg_destroy(&m);
+        kyu_parts_clear(m);
         return kyu_err_set(err, KYU_ERR_MALFORMED, "peer message over two frames: dropped");
     }
     if (rc != KYU_OK)
         return rc;
-    zframe_t *body = zmsg_size(m) == 2 ? zmsg_last(m) : NULL;
-    if (!body) {
-        zmsg_destroy(&m);
+    if (m->n != 2) {
+        kyu_parts_clear(m);
         return kyu_err_set(err, KYU_ERR_MALFORMED, "peer message of the wrong frame count");
     }
-    self->held = m;
-    if (kyu_snap_is_frame(zframe_data(body), zframe_size(body))) {
-        if (!fetch_from_member(self, zframe_data(body), zframe_size(body)))
+    const void *body = kyu_part_data(m, 1);
+    size_t body_len = kyu_part_size(m, 1);
+    if (kyu_snap_is_frame(body, body_len)) {
+        if (!fetch_from_member(self, body, body_len))
             return kyu_err_set(err, KYU_ERR_MALFORMED, "snapshot fetch not from a member");
-        *snap = (kyu_transport_snap_t){zmsg_first(m), zframe_data(body), zframe_size(body)};
+        self->snap_routing = zframe_new(kyu_part_data(m, 0), kyu_part_size(m, 0));
+        if (!self->snap_routing)
+            return kyu_err_set(err, KYU_ERR_INTERNAL, "out of memory");
+        *snap = (kyu_transport_snap_t){self->snap_routing, body, body_len};
         return KYU_OK;
     }
-    rc = kyu_peer_decode(zframe_data(body), zframe_size(body), out, err);
+    rc = kyu_peer_decode(body, body_len, out, err);
     if (rc != KYU_OK)
         return rc;
     if (out->msg.to != self->self_id || out->msg.from == self->self_id ||

@@ -245,12 +245,10 @@ static kyu_request_t send_request(const char *q)
 static kyu_code_t validate(fixture_t *f, const kyu_request_t *req, kyu_err_t *err)
 {
     kyu_op_ctx_t ctx = {.sm = f->sm, .max_body = 1 << 20};
-    zmsg_t *bodies = zmsg_new();
-    zmsg_addstr(bodies, "x");
+    kyu_body_t b[] = {{"x", 1}};
+    kyu_bodies_t bodies = {b, 1};
     kyu_err_clear(err);
-    kyu_code_t rc = kyu_ops_row(req->op)->validate(&ctx, req, bodies, err);
-    zmsg_destroy(&bodies);
-    return rc;
+    return kyu_ops_row(req->op)->validate(&ctx, req, &bodies, err);
 }
 
 static void test_a_message_delay_over_900_is_refused_naming_the_field(void **state)
@@ -290,15 +288,15 @@ static void test_a_deliver_at_past_four_days_is_refused(void **state)
 static kyu_command_t build(const kyu_request_t *req, uint64_t now, size_t n)
 {
     kyu_op_ctx_t ctx = {.rng = {1, 2, 3, 4}};
-    zmsg_t *bodies = zmsg_new();
+    kyu_body_t b[KYU_BATCH_MAX];
     for (size_t i = 0; i < n; i++)
-        zmsg_addstr(bodies, "x");
+        b[i] = (kyu_body_t){"x", 1};
+    kyu_bodies_t bodies = {b, n};
     kyu_command_t c;
     memset(&c, 0, sizeof c);
     c.type = KYU_CMD_SEND;
     c.now_ms = now;
-    kyu_ops_row(KYU_OP_SEND)->build(&ctx, req, bodies, &c);
-    zmsg_destroy(&bodies);
+    kyu_ops_row(KYU_OP_SEND)->build(&ctx, req, &bodies, &c);
     return c;
 }
 
@@ -777,13 +775,12 @@ static kyu_code_t validate_bodies(fixture_t *f, const kyu_request_t *req, const 
                                   size_t n, kyu_err_t *err)
 {
     kyu_op_ctx_t ctx = {.sm = f->sm, .max_body = 1 << 20};
-    zmsg_t *z = zmsg_new();
+    kyu_body_t b[KYU_BATCH_MAX];
     for (size_t i = 0; i < n; i++)
-        zmsg_addstr(z, bodies[i]);
+        b[i] = (kyu_body_t){bodies[i], strlen(bodies[i])};
+    kyu_bodies_t z = {b, n};
     kyu_err_clear(err);
-    kyu_code_t rc = kyu_ops_row(req->op)->validate(&ctx, req, z, err);
-    zmsg_destroy(&z);
-    return rc;
+    return kyu_ops_row(req->op)->validate(&ctx, req, &z, err);
 }
 
 static void test_bad_attributes_are_refused_naming_the_message(void **state)
@@ -858,23 +855,23 @@ static kyu_command_t build_batch(fixture_t *f, kyu_request_t *r, const char *con
     r->n_entries = n;
     for (size_t i = 0; i < n; i++)
         snprintf(r->entry_ids[i], sizeof r->entry_ids[i], "e%zu", i);
-    zmsg_t *z = zmsg_new();
+    kyu_body_t b[KYU_BATCH_MAX];
     for (size_t i = 0; i < n; i++)
-        zmsg_addmem(z, bodies[i], strlen(bodies[i]));
+        b[i] = (kyu_body_t){bodies[i], strlen(bodies[i])};
+    kyu_bodies_t z = {b, n};
     kyu_err_t err;
     kyu_err_clear(&err);
-    assert_int_equal(kyu_ops_row(KYU_OP_SEND)->validate(&ctx, r, z, &err), KYU_OK);
+    assert_int_equal(kyu_ops_row(KYU_OP_SEND)->validate(&ctx, r, &z, &err), KYU_OK);
     kyu_command_t c;
     memset(&c, 0, sizeof c);
     c.type = KYU_CMD_SEND;
     c.now_ms = T0;
     c.vt = -1;
     snprintf(c.queue, sizeof c.queue, "%s", r->queue);
-    kyu_ops_row(KYU_OP_SEND)->build(&ctx, r, z, &c);
-    /* the bodies are borrowed from the frames: keep them in the command's own strings */
+    kyu_ops_row(KYU_OP_SEND)->build(&ctx, r, &z, &c);
+    /* the bodies are borrowed from the request's (here: the caller's strings) */
     for (size_t i = 0; i < n; i++)
         c.bodies[i] = c.entry_code[i] ? NULL : bodies[i];
-    zmsg_destroy(&z);
     return c;
 }
 

@@ -613,8 +613,8 @@ static kyu_request_t request(kyu_op_t op, const char *q)
     return r;
 }
 
-static kyu_code_t validate(fixture_t *f, size_t max_body, const kyu_request_t *req, zmsg_t *bodies,
-                           kyu_err_t *err)
+static kyu_code_t validate(fixture_t *f, size_t max_body, const kyu_request_t *req,
+                           const kyu_bodies_t *bodies, kyu_err_t *err)
 {
     kyu_op_ctx_t ctx = {.sm = f->sm, .max_body = max_body};
     kyu_err_clear(err);
@@ -733,16 +733,15 @@ static void test_a_body_over_the_queues_max_size_is_refused_naming_the_limit(voi
     fixture_t *f = *state;
     ok(apply1(f, cmd_create_attrs("q", T0, -1, 1024)));
     kyu_request_t r = request(KYU_OP_SEND, "q");
-    zmsg_t *bodies = zmsg_new();
     char body[1025];
     memset(body, 'x', sizeof body);
-    zmsg_addmem(bodies, body, 1024);
+    kyu_body_t b[] = {{body, 1024}, {body, 1025}};
+    kyu_bodies_t bodies = {b, 1};
     kyu_err_t err;
-    assert_int_equal(validate(f, 1 << 20, &r, bodies, &err), KYU_OK);
-    zmsg_addmem(bodies, body, 1025);
-    expect_error(validate(f, 1 << 20, &r, bodies, &err), err.msg, KYU_ERR_TOO_LARGE,
+    assert_int_equal(validate(f, 1 << 20, &r, &bodies, &err), KYU_OK);
+    bodies.n = 2;
+    expect_error(validate(f, 1 << 20, &r, &bodies, &err), err.msg, KYU_ERR_TOO_LARGE,
                  "queue 'q' takes at most 1024 (its MaximumMessageSize)");
-    zmsg_destroy(&bodies);
 }
 
 /* ---- PURGE_QUEUE ---- */

@@ -573,13 +573,12 @@ static kyu_request_t publish_request(const char *topic)
 static kyu_code_t validate_publish(fixture_t *f, const kyu_request_t *req, size_t n, kyu_err_t *err)
 {
     kyu_op_ctx_t ctx = {.sm = f->sm, .max_body = 1 << 20};
-    zmsg_t *z = zmsg_new();
+    kyu_body_t b[KYU_BATCH_MAX];
     for (size_t i = 0; i < n; i++)
-        zmsg_addstr(z, "x");
+        b[i] = (kyu_body_t){"x", 1};
+    kyu_bodies_t z = {b, n};
     kyu_err_clear(err);
-    kyu_code_t rc = kyu_ops_row(req->op)->validate(&ctx, req, z, err);
-    zmsg_destroy(&z);
-    return rc;
+    return kyu_ops_row(req->op)->validate(&ctx, req, &z, err);
 }
 
 /* The leader takes a standard topic's group and refuses its deduplication id (a single
@@ -612,16 +611,14 @@ static void test_a_standard_topic_takes_a_group_and_refuses_a_dedup_id(void **st
     snprintf(b.dedup_ids[1], sizeof b.dedup_ids[1], "d1");
     assert_int_equal(validate_publish(f, &b, 3, &err), KYU_OK);
     kyu_op_ctx_t ctx = {.sm = f->sm, .max_body = 1 << 20, .rng = {1, 2, 3, 4}};
-    zmsg_t *z = zmsg_new();
-    const char *bodies[] = {"zero", "one", "two"};
-    for (size_t i = 0; i < 3; i++)
-        zmsg_addstr(z, bodies[i]);
+    kyu_body_t bb[] = {{"zero", 4}, {"one", 3}, {"two", 3}};
+    kyu_bodies_t z = {bb, 3};
     kyu_command_t c;
     kyu_command_init(&c);
     c.type = KYU_CMD_PUBLISH;
     c.now_ms = T0;
     c.vt = -1;
-    kyu_ops_row(KYU_OP_PUBLISH)->build(&ctx, &b, z, &c);
+    kyu_ops_row(KYU_OP_PUBLISH)->build(&ctx, &b, &z, &c);
     assert_int_equal(c.n, 3);
     assert_false(c.topic_fifo);
     assert_string_equal(c.group_ids[0], "g0");
@@ -631,7 +628,6 @@ static void test_a_standard_topic_takes_a_group_and_refuses_a_dedup_id(void **st
     for (size_t i = 0; i < 3; i++)
         assert_string_equal(c.dedup_ids[i], "");
     kyu_result_t res = apply1(f, c);
-    zmsg_destroy(&z);
     assert_int_equal(res.code, KYU_OK);
     assert_int_equal(res.n_results, 3);
     assert_int_equal(res.results[1], KYU_ERR_INVALID_ARGUMENT);

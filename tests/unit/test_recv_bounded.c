@@ -14,6 +14,7 @@
 
 typedef struct {
     zsock_t *router, *dealer;
+    kyu_parts_t *parts; /* reused by every receive of a test, as the broker does */
 } pair_t;
 
 static int pair_setup(void **state)
@@ -27,6 +28,8 @@ static int pair_setup(void **state)
     p->dealer = zsock_new_dealer(ep);
     assert_non_null(p->router);
     assert_non_null(p->dealer);
+    p->parts = kyu_parts_new(KYU_REQUEST_PARTS_MAX);
+    assert_non_null(p->parts);
     *state = p;
     return 0;
 }
@@ -36,6 +39,7 @@ static int pair_teardown(void **state)
     pair_t *p = *state;
     zsock_destroy(&p->dealer);
     zsock_destroy(&p->router);
+    kyu_parts_destroy(&p->parts);
     free(p);
     return 0;
 }
@@ -65,10 +69,9 @@ static void test_nothing_waiting_is_a_timeout(void **state)
 {
     pair_t *p = *state;
     kyu_recv_limits_t lim = {.max_frames = 3, .max_bytes = 1000};
-    zmsg_t *m = NULL;
     kyu_err_t err;
-    assert_int_equal(kyu_recv_bounded(p->router, &lim, &m, &err), KYU_ERR_TIMEOUT);
-    assert_null(m);
+    assert_int_equal(kyu_recv_bounded(p->router, &lim, p->parts, &err), KYU_ERR_TIMEOUT);
+    assert_int_equal(p->parts->n, 0);
 }
 
 static void test_a_message_within_the_limits_comes_whole(void **state)
@@ -77,15 +80,30 @@ static void test_a_message_within_the_limits_comes_whole(void **state)
     send_frames(p->dealer, 2, 100); /* + the routing id: 3 frames */
     wait_readable(p->router);
     kyu_recv_limits_t lim = {.max_frames = 3, .max_bytes = KYU_ROUTING_ID_MAX + 200};
-    zmsg_t *m = NULL;
+    kyu_parts_t *m = p->parts;
     kyu_err_t err;
-    assert_int_equal(kyu_recv_bounded(p->router, &lim, &m, &err), KYU_OK);
-    assert_int_equal(zmsg_size(m), 3);
-    zmsg_first(m); /* the routing id */
-    zframe_t *f = zmsg_next(m);
-    assert_true(zframe_size(f) == 100 && zframe_data(f)[0] == 'a');
-    assert_int_equal(zframe_size(zmsg_next(m)), 100);
-    zmsg_destroy(&m);
+    for (int round = 0; round < 2; round++) { /* the second into the parts of the first */
+        assert_int_equal(kyu_recv_bounded(p->router, &lim, m, &err), KYU_OK);
+        assert_int_equal(m->n, 3); /* the routing id first */
+        assert_int_equal(kyu_part_size(m, 1), 100);
+        assert_int_equal(((const char *)kyu_part_data(m, 1))[0], 'a');
+        assert_int_equal(kyu_part_size(m, 2), 100);
+        assert_int_equal(((const char *)kyu_part_data(m, 2))[99], 'b');
+        if (round == 0) {
+            send_frames(p->dealer, 2, 100);
+            wait_readable(p->router);
+        }
+    }
+}
+
+/* A bound past the parts' room is refused, not overrun. */
+static void test_a_bound_over_the_parts_room_is_refused(void **state)
+{
+    pair_t *p = *state;
+    kyu_recv_limits_t lim = {.max_frames = KYU_REQUEST_PARTS_MAX + 1, .max_bytes = 1000};
+    kyu_err_t err;
+    assert_int_equal(kyu_recv_bounded(p->router, &lim, p->parts, &err), KYU_ERR_INTERNAL);
+    assert_int_equal(p->parts->n, 0);
 }
 
 static void expect_dropped_then_next_intact(pair_t *p, const kyu_recv_limits_t *lim, size_t frames,
@@ -94,19 +112,17 @@ static void expect_dropped_then_next_intact(pair_t *p, const kyu_recv_limits_t *
     send_frames(p->dealer, frames, size);
     send_frames(p->dealer, 1, 7); /* the next message */
     wait_readable(p->router);
-    zmsg_t *m = NULL;
+    kyu_parts_t *m = p->parts;
     kyu_err_t err;
-    assert_int_equal(kyu_recv_bounded(p->router, lim, &m, &err), KYU_ERR_TOO_LARGE);
-    assert_non_null(m);
-    assert_true(zmsg_size(m) >= 1 && zmsg_size(m) <= lim->max_frames);
-    assert_int_equal(zframe_size(zmsg_first(m)), 5); /* the routing id comes first */
-    zmsg_destroy(&m);
+    assert_int_equal(kyu_recv_bounded(p->router, lim, m, &err), KYU_ERR_TOO_LARGE);
+    assert_true(m->n >= 1 && m->n <= lim->max_frames);
+    assert_int_equal(kyu_part_size(m, 0), 5); /* the routing id comes first */
     wait_readable(p->router);
-    assert_int_equal(kyu_recv_bounded(p->router, lim, &m, &err), KYU_OK);
-    assert_int_equal(zmsg_size(m), 2);
-    assert_int_equal(zframe_size(zmsg_last(m)), 7);
-    zmsg_destroy(&m);
-    assert_int_equal(kyu_recv_bounded(p->router, lim, &m, &err), KYU_ERR_TIMEOUT);
+    assert_int_equal(kyu_recv_bounded(p->router, lim, m, &err), KYU_OK);
+    assert_int_equal(m->n, 2);
+    assert_int_equal(kyu_part_size(m, 1), 7);
+    assert_int_equal(kyu_recv_bounded(p->router, lim, m, &err), KYU_ERR_TIMEOUT);
+    assert_int_equal(m->n, 0);
 }
 
 static void test_thousands_of_frames_are_drained_and_dropped(void **state)
@@ -141,10 +157,9 @@ static void test_an_oversized_request_is_answered_too_large_with_its_id(void **s
     zmsg_addstr(ok, "body");
     assert_int_equal(zmsg_send(&ok, p->dealer), 0);
     wait_readable(p->router);
-    zmsg_t *got = kyu_recv_request(p->router, 1024);
-    assert_non_null(got);
-    assert_int_equal(zmsg_size(got), 3); /* routing id, header, one body */
-    zmsg_destroy(&got);
+    assert_true(kyu_recv_request(p->router, 1024, p->parts));
+    assert_int_equal(p->parts->n, 3); /* routing id, header, one body */
+    assert_int_equal(kyu_part_size(p->parts, 2), 4);
 
     wait_readable(p->dealer);
     zmsg_t *answer = zmsg_recv(p->dealer);
@@ -168,6 +183,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_nothing_waiting_is_a_timeout, pair_setup,
                                         pair_teardown),
         cmocka_unit_test_setup_teardown(test_a_message_within_the_limits_comes_whole, pair_setup,
+                                        pair_teardown),
+        cmocka_unit_test_setup_teardown(test_a_bound_over_the_parts_room_is_refused, pair_setup,
                                         pair_teardown),
         cmocka_unit_test_setup_teardown(test_thousands_of_frames_are_drained_and_dropped,
                                         pair_setup, pair_teardown),
