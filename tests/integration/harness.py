@@ -1,6 +1,7 @@
 """Helpers for integration tests: real kyu-broker processes on 127.0.0.1 with temporary data
 directories, driven through the kyu CLI. Every wait is bounded by a deadline; processes are
 stopped by their PID only."""
+import fcntl
 import json
 import os
 import random
@@ -19,13 +20,31 @@ CLI = os.path.join(BIN_DIR, "client", "kyu")
 
 
 _PICKED = set()
+# Ports picked by this process, each held by a lock on a file of a directory every test
+# process shares: ctest runs tests two at a time, and two processes could otherwise pick the
+# same free port and race for its bind. The kernel drops a lock when its process ends.
+_PORT_LOCKS = []
+_PORT_DIR = os.path.join(tempfile.gettempdir(), "kyu-test-ports")
+
+
+def _reserve(port):
+    """True once this process holds port's lock (False: another test process holds it)."""
+    os.makedirs(_PORT_DIR, exist_ok=True)
+    fd = os.open(os.path.join(_PORT_DIR, str(port)), os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return False
+    _PORT_LOCKS.append(fd)
+    return True
 
 
 def free_port():
     """A port no process is listening on, chosen below the kernel's ephemeral range
     (net.ipv4.ip_local_port_range, 32768 and up by default) so that no outgoing connection (a
     node dialling its peers, a CLI) can take it between this pick and the broker's bind; never
-    the same port twice in one test process."""
+    the same port twice in one test process, nor one another test process picked (_reserve)."""
     low = 10000
     try:
         with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
@@ -35,7 +54,7 @@ def free_port():
     rng = random.SystemRandom()
     for _ in range(1000):
         port = rng.randint(low, max(low, high))
-        if port in _PICKED:
+        if port in _PICKED or not _reserve(port):
             continue
         with socket.socket() as s:
             try:

@@ -35,7 +35,11 @@ class Ready(NodesById, unittest.TestCase):
             if "no answer" not in r.stdout.decode():
                 return r
             time.sleep(0.1)
-        raise AssertionError("node %d did not answer within %d s" % (node, deadline_s))
+        # Say why: a node that exited (a port taken between the pick and its bind, a crash)
+        # or one that hangs look alike from the probe.
+        raise AssertionError("node %d did not answer within %d s (exit status %s); its log:\n%s"
+                             % (node, deadline_s, self.procs[node].poll(),
+                                self.log(node)[-3000:]))
 
     def wait_ready(self, *nodes, deadline_s=60):
         deadline = time.monotonic() + deadline_s

@@ -5,8 +5,10 @@
 #include "fixture.h"
 #include "sm_internal.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 /* Expects key k of the buffer (or the database) to hold n bytes of byte b (n 0: none). */
 static void expect(fixture_t *f, const char *k, size_t n, char b)
@@ -79,12 +81,38 @@ static void test_a_key_rewritten_reads_as_its_last_value_of_any_size(void **stat
     }
 }
 
+/* The writer thread runs below the loop's priority, so its burst of CPU per write does not
+ * take a core from the threads that answer requests. */
+static void test_the_writer_thread_runs_below_the_loop_s_priority(void **state)
+{
+    fixture_t *f = *state;
+    kyu_sm_write_behind(f->sm); /* once only: on already when KYU_TEST_WRITE_BEHIND is set */
+    pid_t tid = kyu_sm_writer_tid(f->sm);
+    assert_true(tid > 0);
+    errno = 0;
+    int loop_nice = getpriority(PRIO_PROCESS, 0);
+    assert_int_equal(errno, 0);
+    int nice = getpriority(PRIO_PROCESS, (id_t)tid);
+    assert_int_equal(errno, 0);
+    assert_int_equal(nice,
+                     loop_nice + KYU_SM_WRITER_NICE > 19 ? 19 : loop_nice + KYU_SM_WRITER_NICE);
+    char name[32] = "";
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%d/comm", (int)tid);
+    FILE *fp = fopen(path, "r");
+    assert_non_null(fp);
+    assert_non_null(fgets(name, sizeof name, fp));
+    fclose(fp);
+    assert_string_equal(name, "kyu-sm-writer\n");
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, fixture_setup, fixture_teardown)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(test_a_key_rewritten_reads_as_its_last_value_of_any_size),
+        T(test_the_writer_thread_runs_below_the_loop_s_priority),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
