@@ -10,8 +10,9 @@
  * parked again in its place while time is left. A SEND to a queue with waiters is served in
  * its own entry: its messages a receive would find are counted ahead (kyu_frontend_note_sent)
  * and the queue is served before the open entry is proposed (kyu_frontend_serve_sent), so
- * the woken RECEIVEs follow the SEND in the same entry (one fsync, not two); a wrong guess
- * is a RECEIVE that finds nothing and parks again. Leases that run out and delays that end
+ * the woken RECEIVEs follow the SEND in the same entry (one fsync, not two); a PUBLISH does
+ * the same for each subscribed queue its copies will reach (kyu_sm_publish_visible_at_once);
+ * a wrong guess is a RECEIVE that finds nothing and parks again. Leases that run out and delays that end
  * need no command: one zloop timer is set to the earliest deadline or visible_at among the
  * queues with waiters, so idle waiters cost nothing. A waiter whose deadline passes is
  * answered empty; when this node stops serving (leadership lost or handed over) every waiter

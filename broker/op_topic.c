@@ -27,7 +27,11 @@
  * message id is derived from the publish's and the subscription's ids.
  *
  * A deleted queue's subscriptions are removed with it (kyu_sm_topics_drop_queue, from
- * DELETE_QUEUE's apply), so a publish never meets a subscription without its queue. */
+ * DELETE_QUEUE's apply), so a publish never meets a subscription without its queue.
+ *
+ * The leader serves the subscribed queues' long polls and worker sessions in the publish's
+ * own entry (frontend_wait.c): kyu_sm_publish_visible_at_once counts, per queue, the copies a
+ * receive right after the publish would find, with publish_one's decisions on the state now. */
 #include "filter.h"
 #include "ops.h"
 #include "sm_internal.h"
