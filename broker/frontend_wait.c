@@ -12,11 +12,11 @@
  * and the queue is served before the open entry is proposed (kyu_frontend_serve_sent), so
  * the woken RECEIVEs follow the SEND in the same entry (one fsync, not two); a PUBLISH does
  * the same for each subscribed queue its copies will reach (kyu_sm_publish_visible_at_once);
- * a wrong guess is a RECEIVE that finds nothing and parks again. Leases that run out and delays that end
- * need no command: one zloop timer is set to the earliest deadline or visible_at among the
- * queues with waiters, so idle waiters cost nothing. A waiter whose deadline passes is
- * answered empty; when this node stops serving (leadership lost or handed over) every waiter
- * is answered NOT_LEADER, so that its client asks the new leader; a deleted queue's waiters
+ * a wrong guess is a RECEIVE that finds nothing and parks again. Leases that run out and
+ * delays that end need no command: one zloop timer is set to the earliest deadline or
+ * visible_at among the queues with waiters, so idle waiters cost nothing. A waiter whose deadline
+ * passes is answered empty; when this node stops serving (leadership lost or handed over) every
+ * waiter is answered NOT_LEADER, so that its client asks the new leader; a deleted queue's waiters
  * get NO_SUCH_QUEUE. The design: docs/ARCHITECTURE.md, "Long polling". */
 #include "frontend_internal.h"
 

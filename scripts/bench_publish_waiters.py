@@ -7,7 +7,10 @@ of credit 1 instead, its credit given back by a heartbeat after each push, as ky
 does), and a publisher that publishes
 COUNT messages one at a time: each publish waits until every consumer got its copy (and the
 consumers' next long polls are parked) before the next. Reports, per build, the entries the
-leader committed per published message (its commit index, CLUSTER_STATUS) and the latency
+leader committed per published message (its commit index, CLUSTER_STATUS), the brokers' CPU
+time per published message (user+sys of every node from /proc, less the cluster's idle CPU
+measured for 3 s before, as a rate, times the run's time; consumers' polls included) and the
+latency
 from sending the PUBLISH to the last consumer's copy (p50, p90, p99). No DELETE is sent (the
 copies are leased for 600 s), so the entries are the publish's and its receives'.
 
@@ -145,7 +148,10 @@ def run(broker, nodes, subs, count, sessions):
                 c.sid = h["sid"]
             time.sleep(0.05)
         park()
-        before = commit()
+        t_idle, idle = time.monotonic(), cpu_ticks(procs)  # the cluster's idle CPU, as a rate
+        time.sleep(3)
+        idle_rate = (cpu_ticks(procs) - idle) / (time.monotonic() - t_idle)
+        before, ticks, t_start = commit(), cpu_ticks(procs), time.monotonic()
         lat = []
         body = b"x" * 256
         for n in range(count):
@@ -164,7 +170,9 @@ def run(broker, nodes, subs, count, sessions):
                 raise RuntimeError("publish: %r" % (h,))
             park()
         entries = (commit() - before) / count
-        return entries, lat
+        busy = cpu_ticks(procs) - ticks - idle_rate * (time.monotonic() - t_start)
+        cpu_us = busy * 1e6 / os.sysconf("SC_CLK_TCK") / count
+        return entries, cpu_us, lat
     finally:
         ctx.destroy(linger=0)
         for p in procs:
@@ -176,6 +184,15 @@ def run(broker, nodes, subs, count, sessions):
                 p.kill()
                 p.wait(timeout=30)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def cpu_ticks(procs):
+    t = 0
+    for p in procs:
+        with open("/proc/%d/stat" % p.pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        t += int(fields[11]) + int(fields[12])  # utime, stime
+    return t
 
 
 def pct(xs, p):
@@ -195,14 +212,17 @@ def main():
     res = {d: [] for d in a.dirs}
     for r in range(a.rounds):
         for d in a.dirs:
-            entries, lat = run(broker_bin(d), a.nodes, a.subs, a.count, a.sessions)
-            res[d].append((entries, lat))
-            print("round %d %-30s entries/publish %.3f  latency us p50 %.0f p90 %.0f p99 %.0f"
-                  % (r, d, entries, pct(lat, .5), pct(lat, .9), pct(lat, .99)), flush=True)
+            entries, cpu, lat = run(broker_bin(d), a.nodes, a.subs, a.count, a.sessions)
+            res[d].append((entries, cpu, lat))
+            print("round %d %-24s entries/publish %.3f  brokers' CPU %.0f us/publish  latency us "
+                  "p50 %.0f p90 %.0f p99 %.0f" % (r, d, entries, cpu, pct(lat, .5), pct(lat, .9),
+                                                   pct(lat, .99)), flush=True)
     for d in a.dirs:
-        lat = [x for _, l in res[d] for x in l]
-        print("all     %-30s entries/publish %.3f  latency us p50 %.0f p90 %.0f p99 %.0f"
-              % (d, statistics.mean(e for e, _ in res[d]), pct(lat, .5), pct(lat, .9),
+        lat = [x for _, _, l in res[d] for x in l]
+        print("all     %-24s entries/publish %.3f  brokers' CPU %.0f us/publish  latency us "
+              "p50 %.0f p90 %.0f p99 %.0f"
+              % (d, statistics.mean(e for e, _, _ in res[d]),
+                 statistics.median(c for _, c, _ in res[d]), pct(lat, .5), pct(lat, .9),
                  pct(lat, .99)))
 
 
