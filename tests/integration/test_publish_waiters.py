@@ -23,8 +23,9 @@ from harness import Broker
 from test_long_poll import QUIET_MS, Client
 from test_workers import Worker
 
-OP_SEND, OP_CLUSTER_STATUS, OP_SET_QUEUE_ATTRIBUTES, OP_PUBLISH = 6, 10, 14, 32
-OK = 0
+OP_DELETE_QUEUE, OP_CLUSTER_STATUS, OP_SET_QUEUE_ATTRIBUTES = 3, 10, 14
+OP_UNSUBSCRIBE, OP_PUBLISH = 30, 32
+OK, NO_SUCH_QUEUE = 0, 6
 
 
 class PublishWaiters(unittest.TestCase):
@@ -210,6 +211,41 @@ class PublishWaiters(unittest.TestCase):
         self.assertIsNone(ship.reply(QUIET_MS), "a delayed copy was received before its delay")
         self.assertEqual(self.woken(ship, sid, started)[1], [b"delayed"])
 
+
+    def test_a_subscription_removed_right_before_a_publish_gives_its_long_poll_nothing(self):
+        # UNSUBSCRIBE and a PUBLISH pipelined: the publish may be counted for ship before the
+        # unsubscribe is applied; a receive served in its entry then finds nothing and parks
+        # again. ship gets no copy; a message sent to it later still wakes its long poll.
+        self.topic("orders", ("ship", "--raw"), ("bill", "--raw"))
+        subs = [l.split() for l in self.b.ok("list-subscriptions", "orders").splitlines()]
+        sub_id = next(f[0] for f in subs if f[2] == "ship")
+        ship, bill = self.client(), self.client()
+        started = time.monotonic()
+        sid, bid = self.parked(ship, "ship"), self.parked(bill, "bill")
+        p = self.client()
+        p.s.send_multipart([msgpack.packb(dict(op=OP_UNSUBSCRIBE, id=1, sub=sub_id))])
+        p.s.send_multipart([msgpack.packb(dict(op=OP_PUBLISH, id=2, tp="orders")), b"m"])
+        self.assertEqual([p.reply(10000)[0]["st"] for _ in range(2)], [OK, OK])
+        self.assertEqual(self.woken(bill, bid, started)[1], [b"m"])
+        self.assertIsNone(ship.reply(QUIET_MS), "an unsubscribed queue's long poll got a copy")
+        self.b.ok("send", "ship", "direct")
+        self.assertEqual(self.woken(ship, sid, started)[1], [b"direct"])
+
+    def test_a_queue_deleted_right_before_a_publish_answers_its_long_poll(self):
+        # DELETE_QUEUE and a PUBLISH pipelined: whichever way they meet, ship's waiter learns
+        # that its queue is gone, and bill's gets its copy.
+        self.topic("orders", ("ship", "--raw"), ("bill", "--raw"))
+        ship, bill = self.client(), self.client()
+        started = time.monotonic()
+        sid, bid = self.parked(ship, "ship"), self.parked(bill, "bill")
+        p = self.client()
+        p.s.send_multipart([msgpack.packb(dict(op=OP_DELETE_QUEUE, id=1, q="ship"))])
+        p.s.send_multipart([msgpack.packb(dict(op=OP_PUBLISH, id=2, tp="orders")), b"m"])
+        self.assertEqual([p.reply(10000)[0]["st"] for _ in range(2)], [OK, OK])
+        self.assertEqual(self.woken(bill, bid, started)[1], [b"m"])
+        r = ship.reply(max(1, int((started + 19 - time.monotonic()) * 1000)))
+        self.assertIsNotNone(r)
+        self.assertEqual((r[0]["id"], r[0]["st"]), (sid, NO_SUCH_QUEUE), r[0])
 
 if __name__ == "__main__":
     unittest.main()
