@@ -3,7 +3,7 @@ whose copies meet parked long polls or idle worker sessions on the subscribed qu
 their RECEIVEs into its own Raft entry, so a published message reaches its consumers in one
 entry (one fsync, one replication round), not two. Counted with the leader's commit index
 (CLUSTER_STATUS), which counts entries, as tests/integration/test_long_poll.py does for a
-send.
+send; on one node and on three.
 
 The leader's count is a guess from the state at the proposal; where a copy is not receivable
 at once (a filter policy refuses the message, a FIFO queue's group has a message in flight, a
@@ -14,12 +14,13 @@ poll still gets its message.
 Only causality is asserted, never how fast. Every wait is bounded; processes are stopped by
 their PID only."""
 import json
+import subprocess
 import time
 import unittest
 
 import msgpack
 
-from harness import Broker
+from harness import CLI, Broker, ThreeNodes
 from test_long_poll import QUIET_MS, Client
 from test_workers import Worker
 
@@ -246,6 +247,56 @@ class PublishWaiters(unittest.TestCase):
         r = ship.reply(max(1, int((started + 19 - time.monotonic()) * 1000)))
         self.assertIsNotNone(r)
         self.assertEqual((r[0]["id"], r[0]["st"]), (sid, NO_SUCH_QUEUE), r[0])
+
+
+class ClusterPublishWaiters(ThreeNodes, unittest.TestCase):
+    """Three nodes: the publish and the receives of the long polls it wakes are one entry,
+    so one replication round."""
+
+    def setUp(self):
+        self.start_nodes("kyu-pubw-cluster-")
+        self.socks = []
+
+    def tearDown(self):
+        for s in self.socks:
+            s.close()
+        self.stop_nodes()
+
+    def ok(self, *args):
+        r = subprocess.run([CLI, "--broker", self.endpoints] + list(args), capture_output=True,
+                           timeout=120)
+        if r.returncode != 0:
+            raise AssertionError("kyu %s failed (%d): %s" % (" ".join(args), r.returncode,
+                                                              r.stderr.decode()))
+        return r.stdout.decode()
+
+    def status(self, endpoint):
+        c = Client(endpoint)
+        self.socks.append(c)
+        c.s.send_multipart([msgpack.packb(dict(op=OP_CLUSTER_STATUS, id=1))])
+        r = c.reply(10000)
+        self.assertIsNotNone(r, "no reply to CLUSTER_STATUS")
+        return r[0]["node"]
+
+    def test_a_publish_and_the_long_polls_it_wakes_share_one_entry_on_three_nodes(self):
+        self.ok("create-topic", "orders")  # the CLI finds the leader (and waits for one)
+        for q in ("ship", "bill"):
+            self.ok("create-queue", q)
+            self.ok("subscribe", "orders", q, "--raw")
+        lead = next(ep for ep in self.procs if self.status(ep)["role"] == "leader")
+        cs = [Client(lead) for _ in range(2)]
+        self.socks += cs
+        started = time.monotonic()
+        rids = [c.receive(q, 20) for c, q in zip(cs, ("ship", "bill"))]
+        self.assertIsNone(cs[1].reply(QUIET_MS), "a long poll on an empty queue was answered")
+        before = self.status(lead)["commit"]
+        self.ok("publish", "orders", "order-1")
+        for c, rid in zip(cs, rids):
+            r = c.reply(max(1, int((started + 19 - time.monotonic()) * 1000)))
+            self.assertIsNotNone(r, "the long poll was not answered before its deadline")
+            self.assertEqual((r[0]["id"], r[0]["st"], r[1]), (rid, OK, [b"order-1"]), r[0])
+        self.assertEqual(self.status(lead)["commit"] - before, 1,
+                         "the woken receives took an entry of their own")
 
 if __name__ == "__main__":
     unittest.main()
