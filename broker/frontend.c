@@ -373,7 +373,7 @@ void kyu_frontend_propose(kyu_frontend_t *self, zframe_t **identity, const kyu_o
         return;
     }
     *w = (waiter_t){.identity = *identity, .id = req->id, .row = row, .lp = lp};
-    if (row->op == KYU_OP_SEND)
+    if (row->op == KYU_OP_SEND || row->op == KYU_OP_PUBLISH)
         kyu_frontend_note_sent(self, req, &cmd, w); /* before: w is the replica's after */
     if (kyu_replica_propose(self->ctx.replica, &cmd, w, &err) != KYU_OK) {
         kyu_frontend_sent_done(self, w);

@@ -42,10 +42,20 @@ struct kyu_frontend {
      * requests, served before the open entry is proposed; wakes that skip the "finds nothing
      * now" answer (the messages they expect are not applied yet). */
     zhashx_t *ahead;
-    char sent[16][KYU_NAME_MAX + 1];
+    char sent[KYU_TOPIC_SUBS_MAX][KYU_NAME_MAX + 1]; /* a publish's queues fit */
     size_t n_sent;
     bool waking_ahead;
 };
+
+/* A SEND's or PUBLISH's messages counted in their queues' ahead (frontend_wait.c): one
+ * allocation, n queues (a SEND's one, a PUBLISH's each subscribed queue with waiters). */
+typedef struct {
+    size_t n;
+    struct {
+        uint64_t n;
+        char queue[KYU_NAME_MAX + 1];
+    } q[];
+} kyu_ahead_t;
 
 typedef struct {
     zframe_t *identity;
@@ -55,8 +65,7 @@ typedef struct {
     bool *own;      /* the broker's own command (no identity): the flag cleared once it is done */
     uint64_t sid;   /* a worker session's RECEIVE (a push) or RELEASE_LEASES: its session */
     uint32_t asked; /* ... and how many messages the RECEIVE asked for */
-    char *ahead_q;  /* a SEND counted in its queue's ahead (heap), and how many messages */
-    uint64_t ahead_n;
+    kyu_ahead_t *ahead; /* a SEND or PUBLISH counted in its queues' ahead (heap) */
 } waiter_t;
 
 /* Sends rep (and body frames) to identity; identity and bodies are copied. A reply to a
@@ -89,16 +98,16 @@ void kyu_frontend_workers_result(kyu_frontend_t *self, waiter_t *w, const kyu_re
  * may not, or out of memory: it is then answered like a receive without a wait). */
 kyu_longpoll_waiter_t *kyu_frontend_wait_new(kyu_frontend_t *self, const kyu_request_t *req,
                                              uint64_t wait_ms);
-/* A SEND (its request and the command proposed for it, whose waiter is w) to a queue with
- * long polls or worker sessions: its messages a receive would find are counted ahead, and
- * its queue is served before the open entry is proposed (kyu_frontend_serve_sent), so that
- * their RECEIVEs go into the send's own entry. */
+/* A SEND or PUBLISH (its request and the command proposed for it, whose waiter is w) to a
+ * queue (a topic with subscribed queues) with long polls or worker sessions: its messages
+ * (copies) a receive would find are counted ahead, and its queues are served before the open
+ * entry is proposed (kyu_frontend_serve_sent), so that their RECEIVEs go into its own entry. */
 void kyu_frontend_note_sent(kyu_frontend_t *self, const kyu_request_t *req,
                             const kyu_command_t *cmd, waiter_t *w);
 /* Serves the queues sent to since the last call: their worker sessions with credit and their
  * first long polls, counting the messages ahead. Call before the open entry is proposed. */
 void kyu_frontend_serve_sent(kyu_frontend_t *self);
-/* A SEND counted ahead was applied or lost (w's count given back). */
+/* A SEND or PUBLISH counted ahead was applied or lost (w's counts given back). */
 void kyu_frontend_sent_done(kyu_frontend_t *self, waiter_t *w);
 
 /* Parks lp with the client's identity (taken): KYU_OK, or BUSY past the limit (then both

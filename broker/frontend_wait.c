@@ -10,12 +10,13 @@
  * parked again in its place while time is left. A SEND to a queue with waiters is served in
  * its own entry: its messages a receive would find are counted ahead (kyu_frontend_note_sent)
  * and the queue is served before the open entry is proposed (kyu_frontend_serve_sent), so
- * the woken RECEIVEs follow the SEND in the same entry (one fsync, not two); a wrong guess
- * is a RECEIVE that finds nothing and parks again. Leases that run out and delays that end
- * need no command: one zloop timer is set to the earliest deadline or visible_at among the
- * queues with waiters, so idle waiters cost nothing. A waiter whose deadline passes is
- * answered empty; when this node stops serving (leadership lost or handed over) every waiter
- * is answered NOT_LEADER, so that its client asks the new leader; a deleted queue's waiters
+ * the woken RECEIVEs follow the SEND in the same entry (one fsync, not two); a PUBLISH does
+ * the same for each subscribed queue its copies will reach (kyu_sm_publish_visible_at_once);
+ * a wrong guess is a RECEIVE that finds nothing and parks again. Leases that run out and
+ * delays that end need no command: one zloop timer is set to the earliest deadline or
+ * visible_at among the queues with waiters, so idle waiters cost nothing. A waiter whose deadline
+ * passes is answered empty; when this node stops serving (leadership lost or handed over) every
+ * waiter is answered NOT_LEADER, so that its client asks the new leader; a deleted queue's waiters
  * get NO_SUCH_QUEUE. The design: docs/ARCHITECTURE.md, "Long polling". */
 #include "frontend_internal.h"
 
@@ -151,27 +152,85 @@ static bool serve_queue(kyu_frontend_t *self, const char *queue, uint64_t now, u
     return woke;
 }
 
+/* The queues of one SEND or PUBLISH with messages a receive would find, as they are found */
+typedef struct {
+    kyu_frontend_t *self;
+    size_t n;
+    struct {
+        uint64_t n;
+        const char *queue; /* the state machine's (a topic's subscription's), or the request's */
+    } q[KYU_TOPIC_SUBS_MAX];
+} found_t;
+
+/* A queue that has long polls or worker sessions to serve */
+static bool has_waiters(void *arg, const char *queue)
+{
+    kyu_frontend_t *self = ((found_t *)arg)->self;
+    return kyu_longpoll_waiting(self->lp, queue) > 0 || kyu_workers_serves(self->workers, queue);
+}
+
+/* n more messages for queue (a queue subscribed twice is found twice) */
+static void found(void *arg, const char *queue, uint64_t n)
+{
+    found_t *f = arg;
+    for (size_t i = 0; i < f->n; i++)
+        if (strcmp(f->q[i].queue, queue) == 0) {
+            f->q[i].n += n;
+            return;
+        }
+    KYU_ASSERT(f->n < KYU_TOPIC_SUBS_MAX);
+    f->q[f->n].queue = queue;
+    f->q[f->n++].n = n;
+}
+
+static bool in_sent(const kyu_frontend_t *self, const char *queue)
+{
+    for (size_t i = 0; i < self->n_sent; i++)
+        if (strcmp(self->sent[i], queue) == 0)
+            return true;
+    return false;
+}
+
 void kyu_frontend_note_sent(kyu_frontend_t *self, const kyu_request_t *req,
                             const kyu_command_t *cmd, waiter_t *w)
 {
-    if (!self->ahead || (kyu_longpoll_waiting(self->lp, req->queue) == 0 &&
-                         !kyu_workers_serves(self->workers, req->queue)))
+    /* The common case: nobody waits anywhere */
+    if (!self->ahead ||
+        (kyu_longpoll_count(self->lp) == 0 && kyu_workers_count(self->workers) == 0))
+        return;
+    found_t f = {.self = self};
+    if (cmd->type == KYU_CMD_PUBLISH) {
+        kyu_sm_publish_visible_at_once(self->ctx.sm, cmd, has_waiters, found, &f);
+    } else if (has_waiters(&f, req->queue)) {
+        uint64_t n = kyu_sm_send_visible_at_once(self->ctx.sm, cmd);
+        if (n > 0)
+            found(&f, req->queue, n);
+    }
+    if (f.n == 0)
         return;
     /* A retry is answered from its first attempt's record: it stores nothing. */
     if ((req->fields & KYU_F_RQ) &&
         kyu_sm_knows_request(self->ctx.sm, req->rq_client, req->rq_key, cmd->now_ms))
         return;
-    uint64_t n = kyu_sm_send_visible_at_once(self->ctx.sm, cmd);
-    if (n == 0 || !(w->ahead_q = strdup(req->queue)))
-        return;
-    w->ahead_n = n;
-    ahead_add(self, req->queue, (int64_t)n);
-    for (size_t i = 0; i < self->n_sent; i++)
-        if (strcmp(self->sent[i], req->queue) == 0)
-            return;
-    if (self->n_sent == sizeof self->sent / sizeof self->sent[0])
+    kyu_ahead_t *a = malloc(sizeof *a + f.n * sizeof a->q[0]);
+    if (!a)
+        return; /* served after it is applied, as before */
+    a->n = f.n;
+    /* This command's queues are served together, after it is proposed: the queues of earlier
+     * ones first when they would not all fit. */
+    size_t fresh = 0;
+    for (size_t i = 0; i < f.n; i++)
+        fresh += !in_sent(self, f.q[i].queue);
+    if (self->n_sent + fresh > sizeof self->sent / sizeof self->sent[0])
         kyu_frontend_serve_sent(self);
-    snprintf(self->sent[self->n_sent++], sizeof self->sent[0], "%s", req->queue);
+    for (size_t i = 0; i < f.n; i++) {
+        a->q[i].n = f.q[i].n;
+        snprintf(a->q[i].queue, sizeof a->q[i].queue, "%s", f.q[i].queue);
+        ahead_add(self, a->q[i].queue, (int64_t)a->q[i].n);
+        if (!in_sent(self, a->q[i].queue))
+            snprintf(self->sent[self->n_sent++], sizeof self->sent[0], "%s", a->q[i].queue);
+    }
+    w->ahead = a;
 }
 
 void kyu_frontend_serve_sent(kyu_frontend_t *self)
@@ -194,11 +253,12 @@ void kyu_frontend_serve_sent(kyu_frontend_t *self)
 
 void kyu_frontend_sent_done(kyu_frontend_t *self, waiter_t *w)
 {
-    if (!w->ahead_q)
+    if (!w->ahead)
         return;
-    ahead_add(self, w->ahead_q, -(int64_t)w->ahead_n);
-    free(w->ahead_q);
-    w->ahead_q = NULL;
+    for (size_t i = 0; i < w->ahead->n; i++)
+        ahead_add(self, w->ahead->q[i].queue, -(int64_t)w->ahead->q[i].n);
+    free(w->ahead);
+    w->ahead = NULL;
 }
 
 /* Answers every parked receive: NOT_LEADER (its client asks the leader) or, with code

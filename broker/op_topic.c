@@ -27,7 +27,11 @@
  * message id is derived from the publish's and the subscription's ids.
  *
  * A deleted queue's subscriptions are removed with it (kyu_sm_topics_drop_queue, from
- * DELETE_QUEUE's apply), so a publish never meets a subscription without its queue. */
+ * DELETE_QUEUE's apply), so a publish never meets a subscription without its queue.
+ *
+ * The leader serves the subscribed queues' long polls and worker sessions in the publish's
+ * own entry (frontend_wait.c): kyu_sm_publish_visible_at_once counts, per queue, the copies a
+ * receive right after the publish would find, with publish_one's decisions on the state now. */
 #include "filter.h"
 #include "ops.h"
 #include "sm_internal.h"
@@ -1202,6 +1206,57 @@ kyu_code_t kyu_op_publish_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_appl
         a->dedup->n = res->n_ids;
     }
     return KYU_OK;
+}
+
+/* The leader's guess for serving in the publish's entry (frontend_wait.c): publish_one's
+ * decisions, taken on the state now, for the subscriptions whose queues have waiters. */
+void kyu_sm_publish_visible_at_once(kyu_sm_t *self, const kyu_command_t *c,
+                                    bool (*wanted)(void *arg, const char *queue),
+                                    void (*found)(void *arg, const char *queue, uint64_t n),
+                                    void *arg)
+{
+    const topic_t *t = zhashx_lookup(self->topics, c->topic);
+    if (!t)
+        return;
+    KYU_ASSERT(t->n <= KYU_TOPIC_SUBS_MAX);
+    const queue_t *qs[KYU_TOPIC_SUBS_MAX];
+    uint64_t n[KYU_TOPIC_SUBS_MAX];
+    size_t asked = 0;
+    for (size_t j = 0; j < t->n; j++) {
+        /* A copy into a queue with DelaySeconds is not visible at once */
+        const queue_t *q = zhashx_lookup(self->queues, t->subs[j].queue);
+        qs[j] = q && q->delay == 0 && wanted(arg, t->subs[j].queue) ? q : NULL;
+        n[j] = 0;
+        asked += qs[j] != NULL;
+    }
+    for (size_t i = 0; i < c->n && asked > 0; i++) {
+        char first[KYU_UUID_LEN + 1];
+        uint64_t seq;
+        if (c->entry_code[i]) /* refused by the leader */
+            continue;
+        if (t->fifo) { /* a duplicate within the topic's window makes no copy */
+            char dkey[KYU_FDEDUP_KEY_MAX];
+            topic_dedup_key(c->dedup_ids[i], dkey);
+            if (kyu_fdedup_find(t->dedup, dkey, c->now_ms, first, &seq))
+                continue;
+        }
+        const char *group = t->fifo || c->group_ids[i][0] ? c->group_ids[i] : NULL;
+        const char *did = t->fifo ? c->dedup_ids[i] : NULL;
+        for (size_t j = 0; j < t->n; j++) {
+            const queue_t *q = qs[j];
+            if (!q ||
+                !kyu_filter_match(t->subs[j].filter, &c->attrs[i], c->bodies[i], c->body_lens[i]))
+                continue;
+            /* A FIFO queue: not its own duplicate, and not behind a message of its group */
+            if (q->is_fifo && (!kyu_sm_fifo_group_empty(q, group) ||
+                               kyu_sm_fifo_dedup_find(q, group, did, c->now_ms, first, &seq)))
+                continue;
+            n[j]++;
+        }
+    }
+    for (size_t j = 0; j < t->n; j++)
+        if (n[j] > 0)
+            found(arg, t->subs[j].queue, n[j]);
 }
 
 /* A retried PUBLISH is answered with its first attempt's MessageIds (a batch's failed entries

@@ -141,6 +141,18 @@ uint64_t kyu_sm_visible_upto(kyu_sm_t *self, const char *name, uint64_t now_ms, 
  * now (commands proposed before it and not applied yet may change it): the frontend wakes
  * long polls and worker sessions with it in the send's own entry (frontend_wait.c). */
 uint64_t kyu_sm_send_visible_at_once(kyu_sm_t *self, const kyu_command_t *cmd);
+/* The same for a PUBLISH command (built by the leader, not applied yet; op_topic.c): for each
+ * queue subscribed to its topic that wanted(arg, queue) asks about, how many of its copies a
+ * receive applied right after it would find: the entries the leader did not refuse, not a
+ * FIFO topic's duplicate, whose subscription's filter policy matches them, into a queue
+ * without DelaySeconds, and on a FIFO queue not a duplicate of the queue's own and in a group
+ * that holds no message. found(arg, queue, n) is called for each such queue with n > 0 (a
+ * queue subscribed twice, once per subscription). Filter policies are evaluated only for the
+ * subscriptions asked about. A guess as send_visible_at_once's. */
+void kyu_sm_publish_visible_at_once(kyu_sm_t *self, const kyu_command_t *cmd,
+                                    bool (*wanted)(void *arg, const char *queue),
+                                    void (*found)(void *arg, const char *queue, uint64_t n),
+                                    void *arg);
 /* The earliest time a message of the queue becomes visible by itself (a lease running out, a
  * delay ending): UINT64_MAX when none will (or no such queue), 0 when one is visible now. */
 uint64_t kyu_sm_next_visible_at(kyu_sm_t *self, const char *name);

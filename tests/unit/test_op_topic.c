@@ -780,6 +780,86 @@ static void test_topic_commands_round_trip_through_the_log_encoding(void **state
     }
 }
 
+/* What the frontend counts ahead of a PUBLISH it proposes (serving in the publish's entry):
+ * per subscribed queue it asks about, the copies a receive right after it would find. */
+typedef struct {
+    const char *want; /* the queues asked about, each followed by ' ' */
+    char got[256];    /* "queue=n " per queue found */
+} visible_t;
+
+static bool wanted(void *arg, const char *queue)
+{
+    const visible_t *v = arg;
+    char w[KYU_NAME_MAX + 2];
+    snprintf(w, sizeof w, "%s ", queue);
+    return strstr(v->want, w) != NULL;
+}
+
+static void found(void *arg, const char *queue, uint64_t n)
+{
+    visible_t *v = arg;
+    size_t len = strlen(v->got);
+    snprintf(v->got + len, sizeof v->got - len, "%s=%llu ", queue, (unsigned long long)n);
+}
+
+static const char *visible_at_once(fixture_t *f, const kyu_command_t *c, const char *want,
+                                   visible_t *v)
+{
+    *v = (visible_t){.want = want};
+    kyu_sm_publish_visible_at_once(f->sm, c, wanted, found, v);
+    return v->got;
+}
+
+static void test_a_publishs_copies_visible_at_once_are_counted(void **state)
+{
+    fixture_t *f = *state;
+    visible_t v;
+    kyu_command_t c = publish("t", "m", NULL);
+    assert_string_equal(visible_at_once(f, &c, "a b ", &v), ""); /* no topic */
+    ok(apply1(f, cmd_create("a", 30)));
+    ok(apply1(f, cmd_create("b", 30)));
+    ok(apply1(f, cmd_create("c", 30)));
+    ok(apply1(f, topic_cmd(KYU_CMD_CREATE_TOPIC, "t")));
+    ok(apply1(f, subscribe("t", "a", SUB_A, false)));
+    ok(apply1(f, subscribe_filter("t", "b", SUB_B, "{\"color\":[\"red\"]}", 0)));
+    ok(apply1(f, subscribe("t", "c", MSG_ID, true)));
+    assert_string_equal(visible_at_once(f, &c, "a b c ", &v), "a=1 c=1 "); /* b's policy: no */
+    assert_string_equal(visible_at_once(f, &c, "b c ", &v), "c=1 ");       /* only those asked */
+    kyu_msg_attrs_t red = {.n = 1};
+    red.a[0] = (kyu_msg_attr_t){.name = "color",
+                                .name_len = 5,
+                                .type = "String",
+                                .type_len = 6,
+                                .value = "red",
+                                .value_len = 3};
+    c = publish("t", "m", &red);
+    assert_string_equal(visible_at_once(f, &c, "a b c ", &v), "a=1 b=1 c=1 ");
+    /* a batch: its failed entry makes no copy */
+    c.n = 3;
+    for (size_t i = 1; i < 3; i++) {
+        c.bodies[i] = "n";
+        c.body_lens[i] = 1;
+        snprintf(c.ids[i], sizeof c.ids[i], "%s", MSG_ID);
+    }
+    c.publish_batch = true;
+    c.entry_code[2] = KYU_ERR_EMPTY_BODY;
+    assert_string_equal(visible_at_once(f, &c, "a b c ", &v), "a=2 b=1 c=2 ");
+    /* a queue's DelaySeconds hides its copies */
+    kyu_command_t d = cmd_create("a", -1);
+    d.type = KYU_CMD_SET_QUEUE_ATTRIBUTES;
+    d.now_ms = T0;
+    d.has_delay = true;
+    d.delay = 5;
+    ok(apply1(f, d));
+    assert_string_equal(visible_at_once(f, &c, "a b c ", &v), "b=1 c=2 ");
+    /* the guess is the apply's: the copies are there after it */
+    ok(apply1(f, c));
+    char got[10][2048];
+    assert_int_equal(receive(f, "b", got), 1);
+    assert_int_equal(receive(f, "c", got), 2);
+    assert_int_equal(receive(f, "a", got), 0); /* delayed */
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fixture_setup, fixture_teardown)
 
 int main(void)
@@ -798,6 +878,7 @@ int main(void)
         T(test_a_topic_group_is_served_fairly_in_its_queue),
         T(test_a_standard_topic_takes_a_group_and_refuses_a_dedup_id),
         T(test_a_grouped_publish_is_replayed_after_a_crash),
+        T(test_a_publishs_copies_visible_at_once_are_counted),
         cmocka_unit_test(test_topic_commands_round_trip_through_the_log_encoding),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -295,6 +295,57 @@ static void test_a_copy_meets_the_queues_own_deduplication(void **state)
     assert_int_equal(b.n, 1);
 }
 
+/* Serving in the publish's entry: a FIFO topic's copies a receive right after the publish
+ * would find — none for a topic duplicate, a queue's own duplicate or a group with a message. */
+static bool want_all(void *arg, const char *queue)
+{
+    (void)arg, (void)queue;
+    return true;
+}
+
+static void count_found(void *arg, const char *queue, uint64_t n)
+{
+    char *got = arg;
+    size_t len = strlen(got);
+    snprintf(got + len, 128 - len, "%s=%llu ", queue, (unsigned long long)n);
+}
+
+static const char *at_once(fixture_t *f, const kyu_command_t *c, char got[128])
+{
+    got[0] = '\0';
+    kyu_sm_publish_visible_at_once(f->sm, c, want_all, count_found, got);
+    return got;
+}
+
+static void test_a_fifo_publishs_copies_visible_at_once_are_counted(void **state)
+{
+    fixture_t *f = *state;
+    setup_fifo_topic(f, false);
+    char got[128], id[KYU_UUID_LEN + 1];
+    uint64_t seq;
+    kyu_command_t c = publish("t.fifo", T0, 1, "one", "g", "d1", NULL);
+    assert_string_equal(at_once(f, &c, got), "a.fifo=1 b.fifo=1 "); /* c.fifo's policy: no */
+    publish1(f, c, id, &seq);
+    assert_string_equal(at_once(f, &c, got), ""); /* the topic's duplicate */
+    c = publish("t.fifo", T0, 2, "two", "g", "d2", NULL);
+    assert_string_equal(at_once(f, &c, got), ""); /* g holds "one" in both queues */
+    got_t a = receive(f, "a.fifo", T0 + 1, 1);    /* in flight: g still holds it */
+    assert_int_equal(a.n, 1);
+    assert_string_equal(at_once(f, &c, got), "");
+    ok(apply1(f, cmd_delete("a.fifo", T0 + 1, a.handles[0]))); /* g empty in a.fifo only */
+    assert_string_equal(at_once(f, &c, got), "a.fifo=1 ");
+    c = publish("t.fifo", T0, 3, "three", "h", "d3", NULL);
+    assert_string_equal(at_once(f, &c, got), "a.fifo=1 b.fifo=1 ");
+    /* a.fifo holds the deduplication id already (a send): its copy is not stored */
+    kyu_command_t s = cmd_send("a.fifo", T0, "sent");
+    snprintf(s.group_ids[0], sizeof s.group_ids[0], "k");
+    snprintf(s.dedup_ids[0], sizeof s.dedup_ids[0], "d3");
+    kyu_md5_body(s.bodies[0], s.body_lens[0], s.md5_body[0]);
+    s.has_md5 = true;
+    ok(apply1(f, s));
+    assert_string_equal(at_once(f, &c, got), "b.fifo=1 ");
+}
+
 /* The records survive a restart (rebuilt from the store) and go with the topic. (A FIFO flag
  * without a FIFO topic's name is the leader's to refuse: test_fifo_topics.py.) */
 static void test_topic_deduplication_survives_a_restart_and_goes_with_the_topic(void **state)
@@ -381,6 +432,7 @@ int main(void)
         T(test_every_queue_keeps_each_groups_publish_order),
         T(test_a_duplicate_publish_within_the_window_enqueues_nothing),
         T(test_a_copy_meets_the_queues_own_deduplication),
+        T(test_a_fifo_publishs_copies_visible_at_once_are_counted),
         T(test_topic_deduplication_survives_a_restart_and_goes_with_the_topic),
         cmocka_unit_test(test_fifo_topic_commands_round_trip_through_the_log_encoding),
     };
