@@ -626,6 +626,7 @@ void kyu_sm_write_behind(kyu_sm_t *self)
     KYU_ASSERT(pthread_mutex_init(&w->mu, NULL) == 0);
     KYU_ASSERT(pthread_cond_init(&w->cv, NULL) == 0);
     KYU_ASSERT(pthread_create(&w->thread, NULL, writer_main, w) == 0);
+    pthread_setname_np(w->thread, "kyu-writer"); /* for per-thread profiles */
     self->writer = w;
 }
 
