@@ -292,13 +292,18 @@ typedef struct {
     uint8_t key[1 + 512]; /* keys up to 512 bytes: a topic's is 2 + 256 (op_topic.c) */
 } probe_t;
 
-static kyu_sm_item_t *find(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl, probe_t *p)
+static void probe_make(probe_t *p, kyu_cf_t c, const void *k, size_t kl)
 {
     KYU_ASSERT(kl <= sizeof p->key - 1);
     p->klen = (uint16_t)(1 + kl);
     p->key[0] = (uint8_t)c;
     memcpy(p->key + 1, k, kl);
     p->hash = key_hash(p->key, p->klen);
+}
+
+static kyu_sm_item_t *find(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl, probe_t *p)
+{
+    probe_make(p, c, k, kl);
     return table_find(self->buffer, p->hash, p->key, p->klen);
 }
 
@@ -311,26 +316,32 @@ static kyu_sm_item_t *find_any(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t
     return it;
 }
 
-static kyu_sm_item_t *item_for(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl, bool absent)
+/* The item of a probed key in the buffer, made (empty) if there is none. */
+static kyu_sm_item_t *item_at(kyu_sm_t *self, const probe_t *p, bool absent)
 {
-    probe_t p;
-    kyu_sm_item_t *it = find(self, c, k, kl, &p);
+    kyu_sm_item_t *it = table_find(self->buffer, p->hash, p->key, p->klen);
     if (it) {
         it->vlen = 0; /* its value's bytes (vcap) are kept for the next one */
         return it;
     }
-    it = arena_alloc(&self->buffer->items, sizeof *it + 1 + kl);
-    *it = (kyu_sm_item_t){.hash = p.hash, .absent = absent, .klen = (uint16_t)(1 + kl)};
-    memcpy(it->key, p.key, 1 + kl);
+    it = arena_alloc(&self->buffer->items, sizeof *it + p->klen);
+    *it = (kyu_sm_item_t){.hash = p->hash, .absent = absent, .klen = p->klen};
+    memcpy(it->key, p->key, p->klen);
     table_insert(self->buffer, it);
-    self->buffer_bytes += ITEM_OVERHEAD + kl;
+    self->buffer_bytes += ITEM_OVERHEAD + p->klen - 1u;
     return it;
 }
 
-void kyu_sm_put2(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl, const void *v1, size_t l1,
-                 const void *v2, size_t l2, bool absent)
+static kyu_sm_item_t *item_for(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl, bool absent)
 {
-    kyu_sm_item_t *it = item_for(self, c, k, kl, absent);
+    probe_t p;
+    probe_make(&p, c, k, kl);
+    return item_at(self, &p, absent);
+}
+
+static void set_value(kyu_sm_t *self, kyu_sm_item_t *it, const void *v1, size_t l1, const void *v2,
+                      size_t l2)
+{
     it->put = true;
     if (l1 + l2 > it->vcap) {
         it->val = arena_alloc(&self->buffer->vals, l1 + l2);
@@ -344,6 +355,29 @@ void kyu_sm_put2(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl, const voi
             memcpy(it->val + l1, v2, l2);
     }
     it->vlen = (uint32_t)(l1 + l2);
+}
+
+void kyu_sm_put2(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl, const void *v1, size_t l1,
+                 const void *v2, size_t l2, bool absent)
+{
+    set_value(self, item_for(self, c, k, kl, absent), v1, l1, v2, l2);
+}
+
+void kyu_sm_put_pair(kyu_sm_t *self, const kyu_sm_put_t *a, const kyu_sm_put_t *b)
+{
+    /* Both keys hashed and both slots asked for first: a table of megabytes misses the
+     * cache on nearly every lookup (most of table_find's time), and the two misses then
+     * overlap instead of following each other. */
+    probe_t pa, pb;
+    probe_make(&pa, a->cf, a->k, a->kl);
+    probe_make(&pb, b->cf, b->k, b->kl);
+    const kyu_sm_table_t *t = self->buffer;
+    if (t->cap) {
+        __builtin_prefetch(&t->slot[pa.hash & (t->cap - 1)]);
+        __builtin_prefetch(&t->slot[pb.hash & (t->cap - 1)]);
+    }
+    set_value(self, item_at(self, &pa, a->absent), a->v1, a->l1, a->v2, a->l2);
+    set_value(self, item_at(self, &pb, b->absent), b->v1, b->l1, b->v2, b->l2);
 }
 
 void kyu_sm_put(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl, const void *v, size_t vl)
