@@ -66,8 +66,7 @@ void kyu_sm_drop_message(kyu_sm_t *self, queue_t *q, uint64_t seq)
 {
     uint8_t k[KEY_QS];
     key_qs(k, q->qid, seq);
-    kyu_sm_del(self, KYU_CF_MESSAGES, k, KEY_QS);
-    kyu_sm_del(self, KYU_CF_LEASES, k, KEY_QS);
+    kyu_sm_del_pair(self, KYU_CF_MESSAGES, KYU_CF_LEASES, k, KEY_QS);
     kyu_sm_drop_provenance(self, q, seq);
     kyu_sm_index_drop(q, seq);
     /* A FIFO queue: the message gone may have held its group (sm_fifo.c), whose next message

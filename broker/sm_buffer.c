@@ -385,16 +385,36 @@ void kyu_sm_put(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl, const void
     kyu_sm_put2(self, c, k, kl, v, vl, NULL, 0, false);
 }
 
-void kyu_sm_del(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl)
+static void del_at(kyu_sm_t *self, const probe_t *p)
 {
-    probe_t p;
-    kyu_sm_item_t *it = find(self, c, k, kl, &p);
+    kyu_sm_item_t *it = table_find(self->buffer, p->hash, p->key, p->klen);
     if (it && it->absent) { /* the database never saw it: nothing to write */
         table_delete(self->buffer, it);
         return;
     }
-    it = item_for(self, c, k, kl, false);
+    it = item_at(self, p, false);
     it->put = false;
+}
+
+void kyu_sm_del(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl)
+{
+    probe_t p;
+    probe_make(&p, c, k, kl);
+    del_at(self, &p);
+}
+
+void kyu_sm_del_pair(kyu_sm_t *self, kyu_cf_t ca, kyu_cf_t cb, const void *k, size_t kl)
+{
+    probe_t pa, pb;
+    probe_make(&pa, ca, k, kl);
+    probe_make(&pb, cb, k, kl);
+    const kyu_sm_table_t *t = self->buffer;
+    if (t->cap) { /* as in kyu_sm_put_pair */
+        __builtin_prefetch(&t->slot[pa.hash & (t->cap - 1)]);
+        __builtin_prefetch(&t->slot[pb.hash & (t->cap - 1)]);
+    }
+    del_at(self, &pa);
+    del_at(self, &pb);
 }
 
 char *kyu_sm_read(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl, size_t *vl, kyu_err_t *err)
@@ -427,9 +447,18 @@ bool kyu_sm_read_many(kyu_sm_t *self, kyu_cf_t c, const uint8_t *const *keys, co
     KYU_ASSERT(n <= KYU_BATCH_MAX);
     const char *miss_keys[KYU_BATCH_MAX];
     size_t miss_lens[KYU_BATCH_MAX], miss[KYU_BATCH_MAX], m = 0;
+    probe_t ps[KYU_BATCH_MAX];
+    const kyu_sm_table_t *t = self->buffer;
+    for (size_t i = 0; i < n; i++) { /* the slots asked for at once, as in kyu_sm_put_pair */
+        probe_make(&ps[i], c, keys[i], klens[i]);
+        if (t->cap)
+            __builtin_prefetch(&t->slot[ps[i].hash & (t->cap - 1)]);
+    }
     for (size_t i = 0; i < n; i++) {
-        probe_t p;
-        const kyu_sm_item_t *it = find_any(self, c, keys[i], klens[i], &p);
+        const probe_t *p = &ps[i];
+        const kyu_sm_item_t *it = table_find(self->buffer, p->hash, p->key, p->klen);
+        if (!it && self->flushing)
+            it = table_find(self->flushing, p->hash, p->key, p->klen);
         vals[i] = NULL;
         vlens[i] = 0;
         if (!it) {

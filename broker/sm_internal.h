@@ -361,6 +361,9 @@ typedef struct {
     bool absent;
 } kyu_sm_put_t;
 void kyu_sm_put_pair(kyu_sm_t *self, const kyu_sm_put_t *a, const kyu_sm_put_t *b);
+/* kyu_sm_del of key k in column families ca then cb (a message's record and lease), the two
+ * lookups overlapped as in kyu_sm_put_pair. */
+void kyu_sm_del_pair(kyu_sm_t *self, kyu_cf_t ca, kyu_cf_t cb, const void *k, size_t kl);
 /* The value under k as the applied entries left it: a heap copy (caller frees) or NULL (none,
  * or a read error, then err is set). */
 char *kyu_sm_read(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl, size_t *vl, kyu_err_t *err);
