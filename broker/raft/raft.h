@@ -96,7 +96,7 @@ typedef struct {
     uint64_t term;
     uint64_t index;
     kyu_raft_entry_type_t type;
-    uint8_t *data; /* opaque bytes; NULL when len == 0 */
+    uint8_t *data; /* opaque bytes; NULL when len == 0; never written once in an entry */
     size_t len;
 } kyu_raft_entry_t;
 
