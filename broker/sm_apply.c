@@ -19,8 +19,6 @@ void kyu_sm_add_message(kyu_sm_t *self, queue_t *q, uint64_t seq, const void *he
 {
     uint8_t k[KEY_QS];
     key_qs(k, q->qid, seq);
-    /* seq is new: the database holds neither record (absent) */
-    kyu_sm_put2(self, KYU_CF_MESSAGES, k, KEY_QS, head, hl, body, bl, true);
     /* A delay (the queue's, or the message's own): invisible until sent_ms + delay, in the
      * heap as a lease of gen 0 marked delayed (so that a restart puts it back there,
      * sm_index.c). */
@@ -28,7 +26,10 @@ void kyu_sm_add_message(kyu_sm_t *self, queue_t *q, uint64_t seq, const void *he
     if (delay_ms > 0)
         l = (lease_t){.visible_at = sent_ms + delay_ms, .first_ms = KYU_LEASE_DELAYED};
     uint8_t lv[LEASE_LEN_MAX];
-    kyu_sm_put2(self, KYU_CF_LEASES, k, KEY_QS, lv, lease_encode(lv, &l), NULL, 0, true);
+    /* seq is new: the database holds neither record (absent) */
+    kyu_sm_put_pair(
+        self, &(kyu_sm_put_t){KYU_CF_MESSAGES, k, KEY_QS, head, hl, body, bl, true},
+        &(kyu_sm_put_t){KYU_CF_LEASES, k, KEY_QS, lv, lease_encode(lv, &l), NULL, 0, true});
     /* A message with a group id in a standard queue: in its group (sm_fair.c), before its
      * lease is set. Only a record with the FIFO ids (MSG_REC_EXT) is parsed. */
     bool grouped = false;
@@ -65,8 +66,7 @@ void kyu_sm_drop_message(kyu_sm_t *self, queue_t *q, uint64_t seq)
 {
     uint8_t k[KEY_QS];
     key_qs(k, q->qid, seq);
-    kyu_sm_del(self, KYU_CF_MESSAGES, k, KEY_QS);
-    kyu_sm_del(self, KYU_CF_LEASES, k, KEY_QS);
+    kyu_sm_del_pair(self, KYU_CF_MESSAGES, KYU_CF_LEASES, k, KEY_QS);
     kyu_sm_drop_provenance(self, q, seq);
     kyu_sm_index_drop(q, seq);
     /* A FIFO queue: the message gone may have held its group (sm_fifo.c), whose next message

@@ -41,11 +41,6 @@ static rocksdb_column_family_handle_t *meta(kyu_sm_t *self)
     return kyu_store_cf(self->store, KYU_CF_META);
 }
 
-static void put_meta(kyu_sm_t *self, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
-{
-    kyu_sm_put(self, KYU_CF_META, k, kl, v, vl);
-}
-
 static void del_meta(kyu_sm_t *self, const uint8_t *k, size_t kl)
 {
     kyu_sm_del(self, KYU_CF_META, k, kl);
@@ -373,8 +368,8 @@ void kyu_sm_dedup_record(kyu_sm_t *self, const kyu_command_t *c, const kyu_dedup
         v[8] = (uint8_t)d->n;
         vl--;
     }
-    put_meta(self, k, RQ_KEY, v, vl);
-    put_meta(self, x, RX_KEY, (const uint8_t *)"", 0);
+    kyu_sm_put_pair(self, &(kyu_sm_put_t){KYU_CF_META, k, RQ_KEY, v, vl, NULL, 0, false},
+                    &(kyu_sm_put_t){KYU_CF_META, x, RX_KEY, "", 0, NULL, 0, false});
     filter_add(self->keyfilter, c->rq_client, c->rq_key, c->now_ms);
     if (c->now_ms < self->dedup_floor)
         self->dedup_floor = c->now_ms;

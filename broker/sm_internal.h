@@ -347,6 +347,23 @@ void kyu_sm_put(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl, const void
 void kyu_sm_put2(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl, const void *v1, size_t l1,
                  const void *v2, size_t l2, bool absent);
 void kyu_sm_del(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl);
+/* Two puts (put2's arguments) of keys known together, a's then b's: as two kyu_sm_put2, with
+ * the two lookups' cache misses overlapped (a new message's record and lease, a request key's
+ * two records). */
+typedef struct {
+    kyu_cf_t cf;
+    const void *k;
+    size_t kl;
+    const void *v1;
+    size_t l1;
+    const void *v2;
+    size_t l2;
+    bool absent;
+} kyu_sm_put_t;
+void kyu_sm_put_pair(kyu_sm_t *self, const kyu_sm_put_t *a, const kyu_sm_put_t *b);
+/* kyu_sm_del of key k in column families ca then cb (a message's record and lease), the two
+ * lookups overlapped as in kyu_sm_put_pair. */
+void kyu_sm_del_pair(kyu_sm_t *self, kyu_cf_t ca, kyu_cf_t cb, const void *k, size_t kl);
 /* The value under k as the applied entries left it: a heap copy (caller frees) or NULL (none,
  * or a read error, then err is set). */
 char *kyu_sm_read(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl, size_t *vl, kyu_err_t *err);

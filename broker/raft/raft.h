@@ -96,7 +96,7 @@ typedef struct {
     uint64_t term;
     uint64_t index;
     kyu_raft_entry_type_t type;
-    uint8_t *data; /* opaque bytes; NULL when len == 0 */
+    uint8_t *data; /* opaque bytes; NULL when len == 0; never written once in an entry */
     size_t len;
 } kyu_raft_entry_t;
 
@@ -200,6 +200,8 @@ typedef struct {
     size_t n_msgs;
     const kyu_raft_entry_t *committed; /* to apply, in order, after persistence          */
     size_t n_committed;
+    /* entries' and committed's bytes are the core's log's own (shared, counted: raft_log.c),
+     * valid until kyu_raft_advance and never to be written */
 } kyu_raft_ready_t;
 
 typedef enum {

@@ -4,7 +4,25 @@
 #include "raft_log.h"
 #include "raft_assert.h"
 
+#include <stdatomic.h>
+#include <stddef.h>
 #include <string.h>
+
+/* A shared block: the count of its holders, then the bytes. Entries' bytes are never
+ * written once they are in an entry, so the log and the Readies it hands out hold one block
+ * (a Ready used to copy each entry it handed out, twice for a leader's own: to persist and
+ * to apply; the log may drop or replace an entry while a Ready holds it). Counted
+ * atomically: the holders all live on the core's thread today, but a block outliving a
+ * Ready on another thread stays safe. */
+typedef struct {
+    atomic_size_t holders;
+    max_align_t data[]; /* the bytes */
+} shared_t;
+
+static shared_t *shared_of(const uint8_t *data)
+{
+    return (shared_t *)(void *)((char *)(uintptr_t)data - offsetof(shared_t, data));
+}
 
 void kyu_raft_entry_free(kyu_raft_entry_t *e)
 {
@@ -26,6 +44,39 @@ bool kyu_raft_entry_copy(kyu_raft_entry_t *dst, const kyu_raft_entry_t *src)
     return true;
 }
 
+bool kyu_raft_entry_share_new(kyu_raft_entry_t *dst, const kyu_raft_entry_t *src)
+{
+    *dst = *src;
+    dst->data = NULL;
+    if (src->len == 0)
+        return true;
+    shared_t *b = malloc(sizeof *b + src->len);
+    if (!b)
+        return false;
+    atomic_init(&b->holders, 1);
+    memcpy(b->data, src->data, src->len);
+    dst->data = (uint8_t *)b->data;
+    return true;
+}
+
+void kyu_raft_entry_ref(kyu_raft_entry_t *dst, const kyu_raft_entry_t *src)
+{
+    *dst = *src;
+    if (src->data)
+        atomic_fetch_add_explicit(&shared_of(src->data)->holders, 1, memory_order_relaxed);
+}
+
+void kyu_raft_entry_release(kyu_raft_entry_t *e)
+{
+    if (e->data) {
+        shared_t *b = shared_of(e->data);
+        if (atomic_fetch_sub_explicit(&b->holders, 1, memory_order_acq_rel) == 1)
+            free(b);
+    }
+    e->data = NULL;
+    e->len = 0;
+}
+
 bool kyu_raft_log_init(kyu_raft_log_t *log, uint64_t snap_index, uint64_t snap_term,
                        const kyu_raft_entry_t *ents, size_t n)
 {
@@ -44,7 +95,7 @@ bool kyu_raft_log_init(kyu_raft_log_t *log, uint64_t snap_index, uint64_t snap_t
 void kyu_raft_log_free(kyu_raft_log_t *log)
 {
     for (size_t i = 0; i < log->n; i++)
-        kyu_raft_entry_free(&log->ents[i]);
+        kyu_raft_entry_release(&log->ents[i]);
     free(log->ents);
     memset(log, 0, sizeof(*log));
 }
@@ -101,7 +152,7 @@ static void truncate_from(kyu_raft_log_t *log, uint64_t index)
     KYU_RAFT_ASSERT(index > log->snap_index);
     size_t keep = (size_t)(index - log->snap_index - 1);
     for (size_t i = keep; i < log->n; i++)
-        kyu_raft_entry_free(&log->ents[i]);
+        kyu_raft_entry_release(&log->ents[i]);
     log->n = keep < log->n ? keep : log->n;
     if (log->stable >= index)
         log->stable = index - 1;
@@ -130,9 +181,9 @@ bool kyu_raft_log_append(kyu_raft_log_t *log, const kyu_raft_entry_t *ents, size
         return false;
     for (size_t i = 0; i < n; i++) {
         KYU_RAFT_ASSERT(ents[i].index == first + i);
-        if (!kyu_raft_entry_copy(&copies[i], &ents[i])) {
+        if (!kyu_raft_entry_share_new(&copies[i], &ents[i])) {
             for (size_t j = 0; j < i; j++)
-                kyu_raft_entry_free(&copies[j]);
+                kyu_raft_entry_release(&copies[j]);
             free(copies);
             return false;
         }
@@ -208,7 +259,7 @@ void kyu_raft_log_compact(kyu_raft_log_t *log, uint64_t index)
     KYU_RAFT_ASSERT(kyu_raft_log_term(log, index, &term));
     size_t drop = (size_t)(index - log->snap_index);
     for (size_t i = 0; i < drop; i++)
-        kyu_raft_entry_free(&log->ents[i]);
+        kyu_raft_entry_release(&log->ents[i]);
     memmove(log->ents, &log->ents[drop], (log->n - drop) * sizeof(*log->ents));
     log->n -= drop;
     log->snap_index = index;
@@ -218,7 +269,7 @@ void kyu_raft_log_compact(kyu_raft_log_t *log, uint64_t index)
 void kyu_raft_log_restore(kyu_raft_log_t *log, uint64_t index, uint64_t term)
 {
     for (size_t i = 0; i < log->n; i++)
-        kyu_raft_entry_free(&log->ents[i]);
+        kyu_raft_entry_release(&log->ents[i]);
     log->n = 0;
     log->snap_index = index;
     log->snap_term = term;

@@ -60,7 +60,16 @@ void kyu_raft_log_compact(kyu_raft_log_t *log, uint64_t index);
 /* Replaces the whole log by a snapshot boundary (InstallSnapshot). */
 void kyu_raft_log_restore(kyu_raft_log_t *log, uint64_t index, uint64_t term);
 
+/* An entry with a block of its own (malloc: given to the core, or in a message). */
 void kyu_raft_entry_free(kyu_raft_entry_t *e);
+/* dst gets a block of its own with src's bytes (a message's entries, which leave the core). */
 bool kyu_raft_entry_copy(kyu_raft_entry_t *dst, const kyu_raft_entry_t *src);
+/* The log's entries and the ones a Ready hands out share their bytes: a block with a count
+ * of its holders (raft_log.c). kyu_raft_entry_share_new makes one with src's bytes (the
+ * log's copy of an entry given to it), kyu_raft_entry_ref holds src's (a shared entry: the
+ * log's) once more, without a copy, and kyu_raft_entry_release lets go of a shared entry's. */
+bool kyu_raft_entry_share_new(kyu_raft_entry_t *dst, const kyu_raft_entry_t *src);
+void kyu_raft_entry_ref(kyu_raft_entry_t *dst, const kyu_raft_entry_t *src);
+void kyu_raft_entry_release(kyu_raft_entry_t *e);
 
 #endif

@@ -82,14 +82,8 @@ static bool copy_range(const kyu_raft_log_t *log, uint64_t lo, uint64_t hi, kyu_
     kyu_raft_entry_t *ents = malloc(n * sizeof(*ents));
     if (!ents)
         return false;
-    for (size_t i = 0; i < n; i++) {
-        if (!kyu_raft_entry_copy(&ents[i], kyu_raft_log_entry(log, lo + i))) {
-            for (size_t j = 0; j < i; j++)
-                kyu_raft_entry_free(&ents[j]);
-            free(ents);
-            return false;
-        }
-    }
+    for (size_t i = 0; i < n; i++) /* no copy: the log's bytes, held once more */
+        kyu_raft_entry_ref(&ents[i], kyu_raft_log_entry(log, lo + i));
     *out = ents;
     *n_out = n;
     return true;
@@ -167,7 +161,7 @@ bool kyu_raft_take_committed(kyu_raft_t *r, kyu_raft_entry_t **out, size_t *n_ou
 void kyu_raft_entries_free(kyu_raft_entry_t *entries, size_t n_entries)
 {
     for (size_t i = 0; i < n_entries; i++)
-        kyu_raft_entry_free(&entries[i]);
+        kyu_raft_entry_release(&entries[i]);
     free(entries);
 }
 
@@ -178,10 +172,10 @@ void kyu_raft_held_free(kyu_raft_t *r)
         kyu_raft_msg_free(&h->msgs[i]);
     free(h->msgs);
     for (size_t i = 0; i < h->n_entries; i++)
-        kyu_raft_entry_free(&h->entries[i]);
+        kyu_raft_entry_release(&h->entries[i]);
     free(h->entries);
     for (size_t i = 0; i < h->n_committed; i++)
-        kyu_raft_entry_free(&h->committed[i]);
+        kyu_raft_entry_release(&h->committed[i]);
     free(h->committed);
     kyu_raft_snapshot_free(&h->snapshot);
     memset(h, 0, sizeof(*h));

@@ -106,6 +106,50 @@ static void test_the_writer_thread_runs_below_the_loop_s_priority(void **state)
     assert_string_equal(name, "kyu-sm-writer\n");
 }
 
+/* A write sorts the buffer's items from the order they came in (sm_buffer.c, sort_items):
+ * interleaved streams in key order, a stream out of order, keys shorter than the bucket's
+ * prefix, items dropped (a key the database never held, deleted) and made again, and more
+ * prefixes than the buckets (sorted whole): every key is in the database after the write. */
+static void put_absent(fixture_t *f, const char *k, char b)
+{
+    char v[8];
+    memset(v, b, sizeof v);
+    kyu_sm_put2(f->sm, KYU_CF_MESSAGES, k, strlen(k), v, sizeof v, NULL, 0, true);
+}
+
+static void test_a_write_holds_every_key_whatever_their_order(void **state)
+{
+    fixture_t *f = *state;
+    kyu_err_t err;
+    char k[32];
+    for (int round = 0; round < 2; round++) {
+        int streams = round == 0 ? 4 : 40; /* 40: more prefixes than buckets */
+        for (int i = 0; i < 3000; i++) {
+            int s = i % streams, n = i / streams;
+            /* stream 1 comes in descending order */
+            snprintf(k, sizeof k, "%c%c%05d", 'a' + s % 26, 'a' + s / 26, s == 1 ? 99999 - n : n);
+            put_absent(f, k, (char)('A' + round));
+        }
+        put(f, "x", 8, (char)('A' + round)); /* keys shorter than a prefix */
+        put(f, "xa", 8, (char)('A' + round));
+        put_absent(f, "gone", 'q');
+        kyu_sm_del(f->sm, KYU_CF_MESSAGES, "gone", 4); /* dropped */
+        put_absent(f, "back", 'q');
+        kyu_sm_del(f->sm, KYU_CF_MESSAGES, "back", 4);
+        put_absent(f, "back", (char)('A' + round)); /* made again */
+        assert_int_equal(kyu_sm_flush(f->sm, &err), KYU_OK);
+        for (int i = 0; i < 3000; i++) {
+            int s = i % streams, n = i / streams;
+            snprintf(k, sizeof k, "%c%c%05d", 'a' + s % 26, 'a' + s / 26, s == 1 ? 99999 - n : n);
+            expect(f, k, 8, (char)('A' + round));
+        }
+        expect(f, "x", 8, (char)('A' + round));
+        expect(f, "xa", 8, (char)('A' + round));
+        expect(f, "gone", 0, 0);
+        expect(f, "back", 8, (char)('A' + round));
+    }
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, fixture_setup, fixture_teardown)
 
 int main(void)
@@ -113,6 +157,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_a_key_rewritten_reads_as_its_last_value_of_any_size),
         T(test_the_writer_thread_runs_below_the_loop_s_priority),
+        T(test_a_write_holds_every_key_whatever_their_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
