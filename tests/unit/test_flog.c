@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define HDR 48
@@ -398,6 +399,33 @@ static void test_a_backup_reads_as_the_log(void **state)
     kyu_flog_close(&copy);
 }
 
+/* The storage thread's start (kyu_flog_prepare) makes the tail segment whole, zero-filled,
+ * before the first write, and the spare maker zero-fills the next one ahead: a fresh log's
+ * writes overwrite blocks the files have (data-only fdatasync), and a roll renames a spare. */
+static void test_the_tail_and_a_spare_are_zero_filled_before_they_are_written(void **state)
+{
+    t_t *t = *state;
+    reopen(t, 8192);
+    kyu_err_t err;
+    assert_int_equal(kyu_flog_prepare(t->log, &err), KYU_OK);
+    char path[400];
+    snprintf(path, sizeof path, "%s/seg-%016llx", t->dir, 1ull);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_size, 8192);
+    snprintf(path, sizeof path, "%s/spare-0", t->dir);
+    for (int i = 0; i < 1000 && stat(path, &st) != 0; i++)
+        usleep(10000);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_size, 8192);
+    /* 88 bytes an entry: 2 segments and some; the spare became segment 2 */
+    for (uint64_t i = 1; i <= 120; i++)
+        assert_int_equal(write_range(t, i, i, 1), KYU_OK);
+    assert_int_not_equal(stat(path, &st), 0);
+    reopen(t, 8192);
+    assert_int_equal(replay(t, 1).n, 120);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -413,6 +441,7 @@ int main(void)
         T(test_a_failed_write_is_written_again),
         T(test_a_truncation_after_a_failed_write_hides_what_it_left),
         T(test_a_backup_reads_as_the_log),
+        T(test_the_tail_and_a_spare_are_zero_filled_before_they_are_written),
     };
     return cmocka_run_group_tests_name("segment file log", tests, NULL, NULL);
 }

@@ -7,6 +7,7 @@
 #include "sys_clock.h"
 
 #include <errno.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <stdlib.h>
@@ -435,9 +436,21 @@ static void test_a_rocksdb_log_of_an_earlier_broker_is_migrated_at_open(void **s
     rocksdb_close(db);
     rocksdb_options_destroy(o);
 
+    /* a copy an earlier attempt left half-made (a crash before its rename): made again */
+    char tmp[400];
+    snprintf(tmp, sizeof tmp, "%s/rlog.new", f->dir);
+    assert_int_equal(mkdir(tmp, 0755), 0);
+    snprintf(tmp, sizeof tmp, "%s/rlog.new/meta", f->dir);
+    FILE *junk = fopen(tmp, "w");
+    assert_non_null(junk);
+    fputs("half a meta file", junk);
+    fclose(junk);
+
     f->store = kyu_store_open(f->dir, &err);
     assert_non_null(f->store);
     assert_int_equal(access(path, F_OK), -1); /* DIR/log is gone */
+    snprintf(tmp, sizeof tmp, "%s/rlog.new", f->dir);
+    assert_int_equal(access(tmp, F_OK), -1);
     uint64_t first = 0, last = 0;
     assert_int_equal(kyu_log_first_index(f->store, &first, &err), KYU_OK);
     assert_int_equal(kyu_log_last_index(f->store, &last, &err), KYU_OK);
