@@ -190,7 +190,7 @@ static kyu_code_t drain(storage_t *st, kyu_err_t *err)
  * durable that was not written by a write and fdatasync that succeeded, after a failure too:
  * a failed fsync's pages may be dropped (PostgreSQL's "fsyncgate"), so they are written again,
  * never just synced again. */
-static void round_(storage_t *st)
+static void write_round(storage_t *st)
 {
     kyu_err_t err;
     if (drain(st, &err) == KYU_OK)
@@ -261,7 +261,7 @@ static void storage_actor(zsock_t *pipe, void *arg)
             m = zmsg_recv(pipe);
         }
         if (!st.failed && zlist_size(st.pending) > 0)
-            round_(&st);
+            write_round(&st);
     }
     zpoller_destroy(&poller);
     for (zmsg_t *m = zlist_pop(st.pending); m; m = zlist_pop(st.pending))
