@@ -414,16 +414,16 @@ static kyu_code_t copy_old_log(kyu_store_t *self, const char *old, const char *t
  * (DIR/rlog, flog.h). A data directory of the old layout is migrated at open: the log is copied
  * into DIR/rlog.new, synced, renamed DIR/rlog (the commit point), and DIR/log removed. A crash
  * before the rename leaves the old log (rlog.new is dropped and the copy made again), one after
- * it the new log (DIR/log is then only removed). */
+ * it the new log (DIR/log is then only removed). DIR/log is then a small file saying why, which
+ * an older broker cannot open as its log database. */
 static kyu_code_t migrate_log(kyu_store_t *self, kyu_err_t *err)
 {
     char old[4200], rlog[4200], tmp[4200];
     snprintf(old, sizeof old, "%s/log", self->dir);
     snprintf(rlog, sizeof rlog, "%s/rlog", self->dir);
     snprintf(tmp, sizeof tmp, "%s/rlog.new", self->dir);
-    if (!exists(old))
-        return KYU_OK;
-    if (!exists(rlog)) {
+    struct stat st;
+    if (stat(old, &st) == 0 && S_ISDIR(st.st_mode) && !exists(rlog)) {
         kyu_store_remove_tree(tmp);
         if (copy_old_log(self, old, tmp, err) != KYU_OK) {
             kyu_store_remove_tree(tmp);
@@ -436,7 +436,25 @@ static kyu_code_t migrate_log(kyu_store_t *self, kyu_err_t *err)
         if (kyu_store_fsync_path(self->dir, err) != KYU_OK)
             return KYU_ERR_STORAGE;
     }
-    kyu_store_remove_tree(old);
+    if (stat(old, &st) == 0 && S_ISDIR(st.st_mode)) {
+        kyu_store_remove_tree(old);
+        if (kyu_store_fsync_path(self->dir, err) != KYU_OK)
+            return KYU_ERR_STORAGE;
+    }
+    if (stat(old, &st) == 0)
+        return KYU_OK;
+    /* In DIR/log's place a file, so that an older broker (which would open an empty log
+     * database there and start without the log) refuses the directory instead. */
+    static const char why[] = "kyu: the Raft log is in rlog/ (segment files) since branch "
+                              "filelog; a broker that keeps it in this RocksDB database is too "
+                              "old for this data directory\n";
+    int fd = open(old, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
+    bool ok =
+        fd >= 0 && write(fd, why, sizeof why - 1) == (ssize_t)(sizeof why - 1) && fsync(fd) == 0;
+    if (fd >= 0)
+        close(fd);
+    if (!ok)
+        return kyu_err_set(err, KYU_ERR_STORAGE, "cannot create %s: %s", old, strerror(errno));
     return kyu_store_fsync_path(self->dir, err);
 }
 
