@@ -1,10 +1,10 @@
 /* log: the durable command log and its storage thread.
  *
- * Entries live in the store's log column family (key: group(4) index(8); value: term(8)
- * type(1) payload). Appends are made durable by a storage thread, so the event loop never
- * waits on disk: the loop hands entries over and goes on serving; the thread writes every
- * entry that has arrived since its last write in one synced WriteBatch (group commit: while
- * one fsync runs, the next batch gathers) and then reports "durable up to index N" on the
+ * Entries live in the store's segment files (DIR/rlog, flog.h). Appends are made durable by a
+ * storage thread, so the event loop never waits on disk: the loop hands entries over and goes
+ * on serving; the thread writes every entry that has arrived since its last write in one
+ * pwritev, straight from the messages it was handed, and one fdatasync (group commit: while
+ * one fsync runs, the next batch gathers) and then reports "durable up to write N" on the
  * pipe. Nothing that depends on an entry (a reply, for one) may happen before that report.
  *
  * Reads (replay at startup) happen on the caller's thread before the loop starts.
@@ -31,9 +31,8 @@ void kyu_log_destroy(kyu_log_t **self_p);
 /* The socket on which the thread reports; readable when kyu_log_recv has an event. */
 zsock_t *kyu_log_sock(kyu_log_t *self);
 
-/* Raft's durable state besides the entries, under its own keys in the log column family
- * (0xff "hard" group(4) -> term(8) vote(8) commit(8); 0xff "snap" group(4) -> index(8)
- * term(8) conf): the hard state, and the snapshot the log starts after. */
+/* Raft's durable state besides the entries (flog.h: hard state records in the stream and the
+ * meta file): the hard state, and the snapshot the log starts after. */
 typedef struct {
     bool found;
     uint64_t term, vote, commit;
@@ -55,9 +54,8 @@ typedef struct {
 
 /* Hands one Raft write to the storage thread (copies everything): hs when not NULL, and the
  * entries, after deleting every stored entry from entries[0].index on when truncate is set
- * (a new leader's log replaces a conflicting tail; only then, as range deletions are not
- * free in RocksDB). *token numbers the write; a report "durable up to token T" covers every
- * write up to T. */
+ * (a new leader's log replaces a conflicting tail: kyu_flog_truncate). *token numbers the write; a
+ * report "durable up to token T" covers every write up to T. */
 kyu_code_t kyu_log_write(kyu_log_t *self, const kyu_log_hard_state_t *hs,
                          const kyu_log_entry_t *entries, size_t n, bool truncate, uint64_t *token,
                          kyu_err_t *err);
@@ -78,9 +76,9 @@ kyu_code_t kyu_log_reset(kyu_store_t *store, const kyu_log_snapshot_t *snap,
 
 /* A failed write (ENOSPC, EIO from the write or its fsync) is reported once, failed set:
  * the storage thread keeps the batch and, once the data directory has room (32 MiB; looked
- * at every second; attempts that fail back off from 1 s to 16 s), reopens the log database
- * (RocksDB's error is sticky) and writes the batch again; later writes join it. Its DURABLE
- * report follows when that succeeds. Nothing is reported durable that was not written by a
+ * at every second; attempts that fail back off from 1 s to 16 s), writes it again, whole, at
+ * the same offsets, and fdatasyncs; later writes join it. Its DURABLE report follows when
+ * that succeeds. Nothing is reported durable that was not written by a
  * write and fsync that succeeded (docs/ARCHITECTURE.md, "A full or failing disk"). */
 typedef struct {
     bool failed;    /* the write failed: nothing past the last durable index is on disk */
@@ -108,7 +106,7 @@ kyu_code_t kyu_log_replay(kyu_store_t *store, uint64_t from, kyu_log_visit_fn vi
 
 /* The seam between the replica and its log storage (replica.h), as nng and libuv make their
  * transports and file systems pluggable: the broker plugs in this file's storage thread over
- * the log column family (kyu_log_ops, with a kyu_log_t as `log`), kyu-sim-kyu a simulated
+ * the segment files (kyu_log_ops, with a kyu_log_t as `log`), kyu-sim-kyu a simulated
  * disk. Every callback runs on the replica's thread (the event loop); `log` is the argument
  * given with the ops. Records are copied before a callback returns: the caller keeps
  * ownership of everything it passes. */

@@ -79,9 +79,10 @@ static void usage(FILE *out)
         "                           checked every second (default %llu, 64 MiB; 0: never)\n"
         "                           (env KYU_DISK_FREE_MIN)\n"
         "  --backup BACKUP_DIR      write a backup of the stopped node's --data into\n"
-        "                           BACKUP_DIR (a new directory: RocksDB checkpoints of its\n"
-        "                           log and state) and exit; start a node with a copy of\n"
-        "                           BACKUP_DIR as --data to restore it (docs/OPERATIONS.md)\n"
+        "                           BACKUP_DIR (a new directory: a copy of its log and a\n"
+        "                           checkpoint of its state) and exit; start a node with\n"
+        "                           a copy of BACKUP_DIR as --data to restore it\n"
+        "                           (docs/OPERATIONS.md)\n"
         "  --help                   this text\n"
         "\n"
         "SIGTERM or SIGINT stops the broker cleanly.\n",
@@ -503,8 +504,8 @@ static void transfer_before_exit(broker_t *b)
            kyu_replica_is_leader(b->replica) ? "not handed over in time" : "handed over");
 }
 
-/* kyu-broker --backup: checkpoints of the stopped node's databases (RocksDB's lock on them
- * refuses a running node's). */
+/* kyu-broker --backup: a copy of the stopped node's log and a checkpoint of its state
+ * (RocksDB's lock on the state, opened first, refuses a running node's). */
 static int backup(const config_t *cfg)
 {
     kyu_err_t err;

@@ -1,4 +1,5 @@
 #include "store.h"
+#include "flog.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -12,14 +13,8 @@
 #include <unistd.h>
 
 static const char *const cf_names[KYU_CF_COUNT] = {
-    "default", "log", "meta", "queues", "messages", "leases", "visibility",
+    "default", "meta", "queues", "messages", "leases", "visibility",
 };
-
-/* Which database holds each column family: the log alone, or the state. */
-static bool in_log_db(int cf)
-{
-    return cf == KYU_CF_LOG;
-}
 
 struct kyu_store {
     char dir[4096];
@@ -30,8 +25,8 @@ struct kyu_store {
      * snapshot server thread is paused around a replacement (snapshot.h). */
     pthread_mutex_t state_lock;
     rocksdb_t *db;                 /* state */
-    rocksdb_t *log_db;             /* command log */
-    rocksdb_options_t *opts;       /* the log's */
+    kyu_flog_t *flog;              /* the Raft log (DIR/rlog) */
+    rocksdb_options_t *opts;       /* the base options */
     rocksdb_options_t *state_opts; /* the state's: opts with a WAL written on demand */
     rocksdb_options_t *meta_opts;  /* the meta column family's: state_opts, universal */
     rocksdb_cache_t *cache;
@@ -124,38 +119,27 @@ static const rocksdb_options_t *state_cf_opts(const kyu_store_t *self, int cf)
     return cf == KYU_CF_META ? self->meta_opts : self->state_opts;
 }
 
-/* Opens DIR/sub with the column families that live there (the default one always). */
-static kyu_code_t open_db(kyu_store_t *self, const char *dir, const char *sub, bool log,
-                          rocksdb_t **db, kyu_err_t *err)
+/* Opens DIR/sub with the state's column families. */
+static kyu_code_t open_db(kyu_store_t *self, const char *dir, const char *sub, rocksdb_t **db,
+                          kyu_err_t *err)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, sub);
-    const char *names[KYU_CF_COUNT];
     const rocksdb_options_t *opts[KYU_CF_COUNT];
     rocksdb_column_family_handle_t *handles[KYU_CF_COUNT];
-    int idx[KYU_CF_COUNT], n = 0;
-    for (int i = 0; i < KYU_CF_COUNT; i++) {
-        if (i != KYU_CF_DEFAULT && in_log_db(i) != log)
-            continue;
-        names[n] = cf_names[i];
-        opts[n] = log ? self->opts : state_cf_opts(self, i);
-        idx[n++] = i;
-    }
+    for (int i = 0; i < KYU_CF_COUNT; i++)
+        opts[i] = state_cf_opts(self, i);
     char *rerr = NULL;
-    *db = rocksdb_open_column_families(log ? self->opts : self->state_opts, path, n, names, opts,
-                                       handles, &rerr);
+    *db = rocksdb_open_column_families(self->state_opts, path, KYU_CF_COUNT,
+                                       (const char *const *)cf_names, opts, handles, &rerr);
     if (rerr) {
         kyu_err_set(err, KYU_ERR_STORAGE, "cannot open %s: %s", path, rerr);
         free(rerr);
         *db = NULL;
         return KYU_ERR_STORAGE;
     }
-    for (int i = 0; i < n; i++) {
-        if (idx[i] == KYU_CF_DEFAULT && log)
-            rocksdb_column_family_handle_destroy(handles[i]); /* the state's default is kept */
-        else
-            self->cfs[idx[i]] = handles[i];
-    }
+    for (int i = 0; i < KYU_CF_COUNT; i++)
+        self->cfs[i] = handles[i];
     return KYU_OK;
 }
 
@@ -216,7 +200,7 @@ const char *kyu_store_dir(const kyu_store_t *self)
 static void close_state(kyu_store_t *self)
 {
     for (int i = 0; i < KYU_CF_COUNT; i++)
-        if (self->cfs[i] && !in_log_db(i)) {
+        if (self->cfs[i]) {
             rocksdb_column_family_handle_destroy(self->cfs[i]);
             self->cfs[i] = NULL;
         }
@@ -236,8 +220,6 @@ static kyu_code_t check_incoming(kyu_store_t *self, const char *path, kyu_err_t 
     rocksdb_column_family_handle_t *handles[KYU_CF_COUNT];
     int n = 0, meta = -1;
     for (int i = 0; i < KYU_CF_COUNT; i++) {
-        if (in_log_db(i))
-            continue;
         if (i == KYU_CF_META)
             meta = n;
         names[n] = cf_names[i];
@@ -277,7 +259,7 @@ static kyu_code_t swap_in(kyu_store_t *self, const char *state, const char *old,
     if (rename(state, old) != 0 || rename(incoming, state) != 0)
         kyu_err_set(err, KYU_ERR_STORAGE, "cannot put the snapshot in place: %s", strerror(errno));
     else if (kyu_store_fsync_path(self->dir, err) == KYU_OK &&
-             open_db(self, self->dir, "state", false, &self->db, err) == KYU_OK &&
+             open_db(self, self->dir, "state", &self->db, err) == KYU_OK &&
              check_format(self, err) == KYU_OK) {
         kyu_store_remove_tree(old);
         return KYU_OK;
@@ -289,7 +271,7 @@ static kyu_code_t swap_in(kyu_store_t *self, const char *state, const char *old,
         kyu_store_remove_tree(state);
     kyu_err_t again;
     if (finish_swap(self->dir, &again) != KYU_OK ||
-        open_db(self, self->dir, "state", false, &self->db, &again) != KYU_OK) {
+        open_db(self, self->dir, "state", &self->db, &again) != KYU_OK) {
         char first[KYU_ERR_MSG_MAX];
         snprintf(first, sizeof first, "%s", err->msg);
         kyu_err_set(err, KYU_ERR_STORAGE,
@@ -316,6 +298,164 @@ kyu_code_t kyu_store_replace_state(kyu_store_t *self, kyu_err_t *err)
     kyu_code_t rc = swap_in(self, state, old, incoming, err);
     KYU_ASSERT(pthread_mutex_unlock(&self->state_lock) == 0);
     return rc;
+}
+
+/* Reads one value of the RocksDB log's state keys (0xff what group(4)) into buf. */
+static size_t old_state(rocksdb_t *db, rocksdb_column_family_handle_t *cf,
+                        const rocksdb_readoptions_t *ro, const char *what, uint8_t *buf, size_t cap,
+                        char **rerr)
+{
+    uint8_t k[9] = {0xff};
+    memcpy(k + 1, what, 4);
+    kyu_put_be32(k + 5, 1);
+    size_t len = 0;
+    char *v = rocksdb_get_cf(db, ro, cf, (char *)k, sizeof k, &len, rerr);
+    if (!v)
+        return 0;
+    if (len > cap)
+        len = 0;
+    memcpy(buf, v, len);
+    free(v);
+    return len;
+}
+
+/* Copies the RocksDB log (DIR/log) into the segment log in tmp: the snapshot record and hard
+ * state, then every entry, in writes of up to 1024 entries. */
+static kyu_code_t copy_old_log(kyu_store_t *self, const char *old, const char *tmp, kyu_err_t *err)
+{
+    const char *names[2] = {"default", "log"};
+    const rocksdb_options_t *opts[2] = {self->opts, self->opts};
+    rocksdb_column_family_handle_t *h[2];
+    char *rerr = NULL;
+    rocksdb_t *db =
+        rocksdb_open_for_read_only_column_families(self->opts, old, 2, names, opts, h, 0, &rerr);
+    if (rerr) {
+        kyu_err_set(err, KYU_ERR_STORAGE, "cannot open the old log %s to migrate it: %s", old,
+                    rerr);
+        free(rerr);
+        return KYU_ERR_STORAGE;
+    }
+    kyu_flog_t *fl = kyu_flog_open(tmp, 0, err);
+    kyu_code_t rc = fl ? KYU_OK : KYU_ERR_STORAGE;
+    uint8_t hb[24], sb[16 + KYU_FLOG_CONF_MAX];
+    size_t hl = old_state(db, h[1], self->ropts, "hard", hb, sizeof hb, &rerr);
+    size_t sl = rerr ? 0 : old_state(db, h[1], self->ropts, "snap", sb, sizeof sb, &rerr);
+    kyu_flog_hs_t hs = {hl == 24, hl == 24 ? kyu_get_be64(hb) : 0,
+                        hl == 24 ? kyu_get_be64(hb + 8) : 0, hl == 24 ? kyu_get_be64(hb + 16) : 0};
+    if (rc == KYU_OK && !rerr && sl >= 16) {
+        kyu_flog_snap_t snap = {
+            .found = true, .index = kyu_get_be64(sb), .term = kyu_get_be64(sb + 8)};
+        snap.conf_len = sl - 16;
+        memcpy(snap.conf, sb + 16, snap.conf_len);
+        rc = kyu_flog_install(fl, &snap, hs.found ? &hs : NULL, err);
+    }
+    enum { BATCH = 1024 };
+    kyu_flog_rec_t *recs = calloc(BATCH + 1, sizeof *recs);
+    char **vals = calloc(BATCH, sizeof *vals);
+    KYU_ASSERT(recs && vals);
+    size_t n = 0;
+    if (hs.found)
+        recs[n++] = (kyu_flog_rec_t){.kind = KYU_FLOG_HS, .hs = hs};
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(db, self->ropts, h[1]);
+    uint8_t lo[12];
+    kyu_put_be32(lo, 1);
+    kyu_put_be64(lo + 4, 0);
+    size_t nv = 0;
+    for (rocksdb_iter_seek(it, (char *)lo, sizeof lo);
+         rc == KYU_OK && !rerr && rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t klen = 0, vlen = 0;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &klen);
+        const char *v = rocksdb_iter_value(it, &vlen);
+        if (klen != 12 || kyu_get_be32(k) != 1)
+            break;
+        if (vlen < 9) {
+            rc = kyu_err_set(err, KYU_ERR_STORAGE, "the old log is corrupt at index %llu",
+                             (unsigned long long)kyu_get_be64(k + 4));
+            break;
+        }
+        vals[nv] = malloc(vlen);
+        KYU_ASSERT(vals[nv]);
+        memcpy(vals[nv], v, vlen);
+        const uint8_t *p = (const uint8_t *)vals[nv++];
+        recs[n++] = (kyu_flog_rec_t){.kind = KYU_FLOG_ENTRY,
+                                     .index = kyu_get_be64(k + 4),
+                                     .term = kyu_get_be64(p),
+                                     .type = p[8],
+                                     .payload = p + 9,
+                                     .len = vlen - 9};
+        if (nv == BATCH) {
+            rc = kyu_flog_write(fl, recs, n, err);
+            for (size_t i = 0; i < nv; i++)
+                free(vals[i]);
+            n = nv = 0;
+        }
+    }
+    if (!rerr)
+        rocksdb_iter_get_error(it, &rerr);
+    rocksdb_iter_destroy(it);
+    if (rc == KYU_OK && !rerr && n > 0)
+        rc = kyu_flog_write(fl, recs, n, err);
+    for (size_t i = 0; i < nv; i++)
+        free(vals[i]);
+    free(vals);
+    free(recs);
+    if (rerr) {
+        rc = kyu_err_set(err, KYU_ERR_STORAGE, "reading the old log %s: %s", old, rerr);
+        free(rerr);
+    }
+    kyu_flog_close(&fl);
+    rocksdb_column_family_handle_destroy(h[0]);
+    rocksdb_column_family_handle_destroy(h[1]);
+    rocksdb_close(db);
+    return rc;
+}
+
+/* Format 1 kept the Raft log in a RocksDB database (DIR/log); it now lives in segment files
+ * (DIR/rlog, flog.h). A data directory of the old layout is migrated at open: the log is copied
+ * into DIR/rlog.new, synced, renamed DIR/rlog (the commit point), and DIR/log removed. A crash
+ * before the rename leaves the old log (rlog.new is dropped and the copy made again), one after
+ * it the new log (DIR/log is then only removed). DIR/log is then a small file saying why, which
+ * an older broker cannot open as its log database. */
+static kyu_code_t migrate_log(kyu_store_t *self, kyu_err_t *err)
+{
+    char old[4200], rlog[4200], tmp[4200];
+    snprintf(old, sizeof old, "%s/log", self->dir);
+    snprintf(rlog, sizeof rlog, "%s/rlog", self->dir);
+    snprintf(tmp, sizeof tmp, "%s/rlog.new", self->dir);
+    struct stat st;
+    if (stat(old, &st) == 0 && S_ISDIR(st.st_mode) && !exists(rlog)) {
+        kyu_store_remove_tree(tmp);
+        if (copy_old_log(self, old, tmp, err) != KYU_OK) {
+            kyu_store_remove_tree(tmp);
+            return KYU_ERR_STORAGE;
+        }
+        if (kyu_store_fsync_path(tmp, err) != KYU_OK)
+            return KYU_ERR_STORAGE;
+        if (rename(tmp, rlog) != 0)
+            return kyu_err_set(err, KYU_ERR_STORAGE, "cannot rename %s: %s", tmp, strerror(errno));
+        if (kyu_store_fsync_path(self->dir, err) != KYU_OK)
+            return KYU_ERR_STORAGE;
+    }
+    if (stat(old, &st) == 0 && S_ISDIR(st.st_mode)) {
+        kyu_store_remove_tree(old);
+        if (kyu_store_fsync_path(self->dir, err) != KYU_OK)
+            return KYU_ERR_STORAGE;
+    }
+    if (stat(old, &st) == 0)
+        return KYU_OK;
+    /* In DIR/log's place a file, so that an older broker (which would open an empty log
+     * database there and start without the log) refuses the directory instead. */
+    static const char why[] = "kyu: the Raft log is in rlog/ (segment files) since branch "
+                              "filelog; a broker that keeps it in this RocksDB database is too "
+                              "old for this data directory\n";
+    int fd = open(old, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
+    bool ok =
+        fd >= 0 && write(fd, why, sizeof why - 1) == (ssize_t)(sizeof why - 1) && fsync(fd) == 0;
+    if (fd >= 0)
+        close(fd);
+    if (!ok)
+        return kyu_err_set(err, KYU_ERR_STORAGE, "cannot create %s: %s", old, strerror(errno));
+    return kyu_store_fsync_path(self->dir, err);
 }
 
 kyu_store_t *kyu_store_open(const char *dir, kyu_err_t *err)
@@ -393,8 +533,16 @@ kyu_store_t *kyu_store_open(const char *dir, kyu_err_t *err)
         kyu_store_close(&self);
         return NULL;
     }
-    if (open_db(self, dir, "state", false, &self->db, err) != KYU_OK ||
-        open_db(self, dir, "log", true, &self->log_db, err) != KYU_OK) {
+    if (open_db(self, dir, "state", &self->db, err) != KYU_OK || migrate_log(self, err) != KYU_OK) {
+        kyu_store_close(&self);
+        return NULL;
+    }
+    char rlog[4200];
+    snprintf(rlog, sizeof rlog, "%s/rlog", dir);
+    /* KYU_LOG_SEGMENT_BYTES: tests make segments small so that they roll and recycle. */
+    const char *seg = getenv("KYU_LOG_SEGMENT_BYTES");
+    self->flog = kyu_flog_open(rlog, seg ? strtoull(seg, NULL, 10) : 0, err);
+    if (!self->flog) {
         kyu_store_close(&self);
         return NULL;
     }
@@ -419,10 +567,7 @@ void kyu_store_close(kyu_store_t **self_p)
         rocksdb_cancel_all_background_work(self->db, 1);
         rocksdb_close(self->db);
     }
-    if (self->log_db) {
-        rocksdb_cancel_all_background_work(self->log_db, 1);
-        rocksdb_close(self->log_db);
-    }
+    kyu_flog_close(&self->flog);
     rocksdb_readoptions_destroy(self->ropts);
     rocksdb_block_based_options_destroy(self->table);
     rocksdb_cache_destroy(self->cache);
@@ -464,8 +609,8 @@ kyu_code_t kyu_store_backup(kyu_store_t *self, const char *out, kyu_err_t *err)
      * is compacted only behind a synced state), so no entry the state lacks is missing from
      * the log; a state ahead of the log's end is fine (the log is reset to it at startup,
      * as after an interrupted snapshot install). */
-    snprintf(path, sizeof path, "%s/log", out);
-    if (checkpoint_one(self->log_db, path, err) != KYU_OK)
+    snprintf(path, sizeof path, "%s/rlog", out);
+    if (kyu_flog_backup(self->flog, path, err) != KYU_OK)
         return KYU_ERR_STORAGE;
     snprintf(path, sizeof path, "%s/state", out);
     if (checkpoint_one(self->db, path, err) != KYU_OK)
@@ -486,20 +631,6 @@ kyu_code_t kyu_store_backup(kyu_store_t *self, const char *out, kyu_err_t *err)
     return kyu_store_fsync_path(parent, err);
 }
 
-kyu_code_t kyu_store_reopen_log(kyu_store_t *self, kyu_err_t *err)
-{
-    if (self->cfs[KYU_CF_LOG]) {
-        rocksdb_column_family_handle_destroy(self->cfs[KYU_CF_LOG]);
-        self->cfs[KYU_CF_LOG] = NULL;
-    }
-    if (self->log_db) {
-        rocksdb_cancel_all_background_work(self->log_db, 1);
-        rocksdb_close(self->log_db);
-        self->log_db = NULL;
-    }
-    return open_db(self, self->dir, "log", true, &self->log_db, err);
-}
-
 uint64_t kyu_store_free_bytes(const char *dir)
 {
     struct statvfs st;
@@ -510,7 +641,13 @@ uint64_t kyu_store_free_bytes(const char *dir)
 
 rocksdb_t *kyu_store_db(kyu_store_t *self, kyu_cf_t cf)
 {
-    return in_log_db(cf) ? self->log_db : self->db;
+    (void)cf;
+    return self->db;
+}
+
+kyu_flog_t *kyu_store_flog(kyu_store_t *self)
+{
+    return self->flog;
 }
 
 kyu_code_t kyu_store_sync_state(kyu_store_t *self, kyu_err_t *err)

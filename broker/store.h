@@ -1,20 +1,19 @@
-/* store: the broker's RocksDB database and its column families.
+/* store: the broker's data directory: the state machine's RocksDB database and the Raft log.
  *
- * Two RocksDB databases per node: DIR/log holds the durable command log (written with sync by
- * the storage thread), DIR/state the state machine's tables (written without sync by the apply
- * path: the log is the durable record, and entries past the stored applied index are applied
- * again after a crash). Two, not one, because RocksDB queues every writer of a database behind
- * the write in progress: in one database, each apply on the event loop would wait for the log's
- * fsync. The log is only compacted after kyu_store_sync_state, so a power loss can never leave
- * the state behind the first entry still in the log. RocksDB handles are thread-safe; the
- * store only opens, describes and closes them. Threads: the event loop owns the store and
- * alone replaces the state handle (kyu_store_replace_state); the storage thread only calls
+ * DIR/state is a RocksDB database with the state machine's tables (written without sync by the
+ * apply path: the log is the durable record, and entries past the stored applied index are
+ * applied again after a crash). DIR/rlog is the Raft log in segment files kyu writes itself
+ * (flog.h; the storage thread of log.h writes it, data-only fdatasyncs). The log is only
+ * compacted after kyu_store_sync_state, so a power loss can never leave the state behind the
+ * first entry still in the log. Threads: the event loop owns the store and alone replaces the
+ * state handle (kyu_store_replace_state); the storage thread writes the log and calls
  * kyu_store_sync_state, which a lock serializes with the replacement; the snapshot server
  * thread is paused around it (snapshot.h).
  *
  * Format: the meta column family holds "format_version". Version 1 is the layout documented
- * in broker/sm.c and broker/log.c. A future layout change bumps the version and adds a
- * migration step here; a database of an unknown version is refused at startup.
+ * in broker/sm.c and broker/flog.h. A directory whose log is the RocksDB database DIR/log of
+ * earlier brokers is migrated at open (store.c, migrate_log). A future layout change bumps the
+ * version and adds a migration step here; a database of an unknown version is refused.
  */
 #ifndef KYU_STORE_H
 #define KYU_STORE_H
@@ -29,7 +28,6 @@
 
 typedef enum {
     KYU_CF_DEFAULT,    /* unused; RocksDB requires it */
-    KYU_CF_LOG,        /* group(4) index(8) -> term(8) type(1) payload */
     KYU_CF_META,       /* small named values: format_version, applied_index, next_seq, ... */
     KYU_CF_QUEUES,     /* queue name -> queue record */
     KYU_CF_MESSAGES,   /* qid(8) seq(8) -> message record (id, sent time, body) */
@@ -62,23 +60,19 @@ void kyu_store_remove_tree(const char *path);
 /* fsyncs a file or directory by path. */
 kyu_code_t kyu_store_fsync_path(const char *path, kyu_err_t *err);
 
-/* Closes and opens again the log database (DIR/log), for the storage thread alone once a
- * write of it failed: RocksDB then refuses every later write (its background error is
- * sticky, and the C API of RocksDB 7 has no rocksdb_resume), and reopening recovers the WAL
- * from what is on disk, up to the last complete record. The log column family's handle and
- * the log database's change: callers take them again. On failure (STORAGE) the log database
- * stays closed until a later call succeeds. */
-kyu_code_t kyu_store_reopen_log(kyu_store_t *self, kyu_err_t *err);
-/* Backup: a RocksDB checkpoint of both databases into out/log and out/state (hard links to
- * the table files where out is on the same file system, copies otherwise), synced. out must
+/* Backup: a copy of the Raft log into out/rlog (kyu_flog_backup) and a RocksDB checkpoint of
+ * the state into out/state (hard links to the table files where out is on the same file
+ * system, copies otherwise), synced. out must
  * not exist (INVALID_ARGUMENT otherwise). A data directory that is a copy of out is a node's
  * data as it was: `kyu-broker --backup` (docs/OPERATIONS.md). */
 kyu_code_t kyu_store_backup(kyu_store_t *self, const char *out, kyu_err_t *err);
 /* Bytes free for an unprivileged writer on dir's file system (UINT64_MAX when unknown). */
 uint64_t kyu_store_free_bytes(const char *dir);
 
-/* The database that holds column family cf. */
+/* The database that holds column family cf (the state's). */
 rocksdb_t *kyu_store_db(kyu_store_t *self, kyu_cf_t cf);
+/* The Raft log (DIR/rlog, flog.h), opened with the store. */
+struct kyu_flog *kyu_store_flog(kyu_store_t *self);
 /* Makes every state write so far durable (fsync of the state database's WAL). */
 kyu_code_t kyu_store_sync_state(kyu_store_t *self, kyu_err_t *err);
 rocksdb_column_family_handle_t *kyu_store_cf(kyu_store_t *self, kyu_cf_t cf);

@@ -55,7 +55,7 @@ class Backup(unittest.TestCase):
         dest = os.path.join(self.out, "b1")
         r = backup(self.db, dest)
         self.assertEqual(r.returncode, 0, r.stderr.decode())
-        self.assertEqual(sorted(os.listdir(dest)), ["log", "state"])
+        self.assertEqual(sorted(os.listdir(dest)), ["rlog", "state"])
         r = backup(self.db, dest)  # never over an existing directory
         self.assertEqual(r.returncode, 1)
         self.assertIn("must not exist", r.stderr.decode())

@@ -27,7 +27,7 @@ import unittest
 from harness import CLI, Broker, NodesById, request
 
 MIB = 1 << 20
-FS_MIB = 160  # RocksDB preallocates each WAL (some 18 MiB, two databases): room for that
+FS_MIB = 160  # room for the state's RocksDB WAL and the log's segments (16 MiB each, two)
 MIN_FREE = 24 * MIB  # --disk-free-min of the tests that use it
 
 
@@ -224,8 +224,8 @@ class SingleNode(unittest.TestCase):
         for _ in range(10):
             self.assertEqual(s.send()["st"], 0)
         filler = fill(self.mnt, 0)
-        # RocksDB writes into the WAL space it preallocated until that is used up: large
-        # bodies get there within (FS_MIB / 0.5) sends.
+        # The log writes into the segments it zero-filled ahead (the tail and a spare) until
+        # it needs a new one: large bodies get there within (FS_MIB / 0.5) sends.
         rep = None
         for _ in range(2 * FS_MIB):
             rep = s.send(size=500000)
@@ -334,10 +334,11 @@ class FollowerLogWriteFails(ThreeNodes):
             self.ok("cluster", "transfer")
         self.assertNotEqual(self.leader(), 3)
         filler = fill(self.mnt, 0)
-        # Large messages until node 3's log write fails (RocksDB first uses up the WAL space
-        # it preallocated): the others take every one of them meanwhile.
+        # Large messages until node 3's log write fails (the log first fills the segments it
+        # holds, zero-filled ahead: the tail and a spare, 16 MiB each, then needs a new one):
+        # the others take every one of them meanwhile.
         acked = []
-        for i in range(2 * FS_MIB // 10):
+        for i in range(FS_MIB // 2):
             out = self.cli("--timeout", "30", "--json", "send", "orders", "--lines",
                            input=b"".join(b"%d-%d-" % (i, k) + b"x" * 100000 + b"\n" for k in range(10)))
             self.assertEqual(out.returncode, 0, out.stderr.decode())

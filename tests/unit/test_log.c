@@ -3,7 +3,12 @@
  * case), a log with a hole refuses to start, and a full disk makes the replica read-only. */
 #include "fixture.h"
 #include "replica.h"
+#include "flog.h"
 #include "sys_clock.h"
+
+#include <errno.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <stdlib.h>
 #include <string.h>
@@ -245,6 +250,16 @@ test_log_is_compacted_behind_a_window_and_restarts_from_the_snapshot_record(void
 
 #define T(name) cmocka_unit_test_setup_teardown(name, fixture_setup, fixture_teardown)
 
+static kyu_code_t count_entry(void *arg, uint64_t index, uint64_t term, int type,
+                              const void *payload, size_t len, kyu_err_t *err)
+{
+    (void)index;
+    (void)err;
+    if (term == 2 && type == KYU_ENTRY_NOOP && len == 3 && memcmp(payload, "abc", 3) == 0)
+        ++*(int *)arg;
+    return KYU_OK;
+}
+
 /* The state machine writes behind (sm_buffer.c): after a crash its database is at an
  * earlier index, and the log must still hold every entry after it, however small the log's
  * window. */
@@ -332,28 +347,135 @@ static void test_a_full_disk_makes_the_replica_read_only_until_space_is_freed(vo
     kyu_log_destroy(&log);
 }
 
-/* The storage thread reopens the log database after a failed write (log.c, retry): what was
- * durable is there after the reopen, and writes go on into the reopened database. */
-static void test_the_reopened_log_database_holds_what_was_durable_and_takes_writes(void **state)
+/* A failed write (the fault seam of flog.h) is reported once, kept, and written again by the
+ * storage thread (after RETRY_MS, the disk having room): then reported durable, with the writes
+ * that came meanwhile; what was durable before is there after a restart, and writes go on. */
+static void test_a_failed_write_is_written_again_and_then_reported_durable(void **state)
 {
     fixture_t *f = *state;
     kyu_err_t err;
     kyu_log_t *log = kyu_log_new(f->store, &err);
     assert_int_equal(kyu_log_append(log, 1, 1, "a", 1, &err), KYU_OK);
+    wait_durable(log, 1);
+    kyu_flog_fail_next(kyu_store_flog(f->store), ENOSPC, 0, 1);
     assert_int_equal(kyu_log_append(log, 2, 1, "b", 1, &err), KYU_OK);
-    wait_durable(log, 2);
+    zpoller_t *p = zpoller_new(kyu_log_sock(log), NULL);
+    assert_non_null(zpoller_wait(p, 10000));
+    kyu_log_event_t ev;
+    assert_int_equal(kyu_log_recv(log, &ev, &err), KYU_OK);
+    assert_true(ev.failed);
+    assert_non_null(strstr(ev.error, "No space left on device"));
+    assert_int_equal(kyu_log_append(log, 3, 1, "c", 1, &err), KYU_OK);
+    assert_non_null(zpoller_wait(p, 10000));
+    assert_int_equal(kyu_log_recv(log, &ev, &err), KYU_OK);
+    assert_false(ev.failed);
+    assert_int_equal(ev.index, 3);
+    zpoller_destroy(&p);
     kyu_log_destroy(&log);
-    assert_int_equal(kyu_store_reopen_log(f->store, &err), KYU_OK);
+    fixture_reopen(f);
     uint64_t last = 0;
     assert_int_equal(kyu_log_last_index(f->store, &last, &err), KYU_OK);
-    assert_int_equal(last, 2);
+    assert_int_equal(last, 3);
     log = kyu_log_new(f->store, &err);
-    assert_int_equal(kyu_log_append(log, 3, 1, "c", 1, &err), KYU_OK);
+    assert_int_equal(kyu_log_append(log, 4, 1, "d", 1, &err), KYU_OK);
     wait_durable(log, 1);
     kyu_log_destroy(&log);
     fixture_reopen(f);
     assert_int_equal(kyu_log_last_index(f->store, &last, &err), KYU_OK);
-    assert_int_equal(last, 3);
+    assert_int_equal(last, 4);
+}
+
+/* A data directory of an earlier broker keeps its log in RocksDB (DIR/log: key group(4)
+ * index(8) -> term(8) type(1) payload, and 0xff "hard"/"snap" group(4)): it is migrated into
+ * the segment log at open, and DIR/log removed. */
+static void test_a_rocksdb_log_of_an_earlier_broker_is_migrated_at_open(void **state)
+{
+    fixture_t *f = *state;
+    kyu_err_t err;
+    kyu_sm_destroy(&f->sm);
+    kyu_store_close(&f->store);
+    char path[400];
+    snprintf(path, sizeof path, "%s/rlog", f->dir);
+    kyu_store_remove_tree(path); /* the directory as an earlier broker left it */
+    snprintf(path, sizeof path, "%s/log", f->dir);
+    kyu_store_remove_tree(path);
+    rocksdb_options_t *o = rocksdb_options_create();
+    rocksdb_options_set_create_if_missing(o, 1);
+    rocksdb_options_set_create_missing_column_families(o, 1);
+    const char *names[2] = {"default", "log"};
+    const rocksdb_options_t *opts[2] = {o, o};
+    rocksdb_column_family_handle_t *h[2];
+    char *rerr = NULL;
+    rocksdb_t *db = rocksdb_open_column_families(o, path, 2, names, opts, h, &rerr);
+    assert_null(rerr);
+    rocksdb_writeoptions_t *w = rocksdb_writeoptions_create();
+    for (uint64_t i = 5; i <= 7; i++) {
+        uint8_t k[12], v[12];
+        kyu_put_be32(k, 1);
+        kyu_put_be64(k + 4, i);
+        kyu_put_be64(v, 2);
+        v[8] = KYU_ENTRY_NOOP;
+        memcpy(v + 9, "abc", 3);
+        rocksdb_put_cf(db, w, h[1], (char *)k, 12, (char *)v, 12, &rerr);
+        assert_null(rerr);
+    }
+    uint8_t hk[9] = {0xff, 'h', 'a', 'r', 'd'}, sk[9] = {0xff, 's', 'n', 'a', 'p'}, hv[24], sv[17];
+    kyu_put_be32(hk + 5, 1);
+    kyu_put_be32(sk + 5, 1);
+    kyu_put_be64(hv, 2);
+    kyu_put_be64(hv + 8, 1);
+    kyu_put_be64(hv + 16, 6);
+    kyu_put_be64(sv, 4);
+    kyu_put_be64(sv + 8, 1);
+    sv[16] = 9;
+    rocksdb_put_cf(db, w, h[1], (char *)hk, 9, (char *)hv, 24, &rerr);
+    rocksdb_put_cf(db, w, h[1], (char *)sk, 9, (char *)sv, 17, &rerr);
+    assert_null(rerr);
+    rocksdb_writeoptions_destroy(w);
+    rocksdb_column_family_handle_destroy(h[0]);
+    rocksdb_column_family_handle_destroy(h[1]);
+    rocksdb_close(db);
+    rocksdb_options_destroy(o);
+
+    /* a copy an earlier attempt left half-made (a crash before its rename): made again */
+    char tmp[400];
+    snprintf(tmp, sizeof tmp, "%s/rlog.new", f->dir);
+    assert_int_equal(mkdir(tmp, 0755), 0);
+    snprintf(tmp, sizeof tmp, "%s/rlog.new/meta", f->dir);
+    FILE *junk = fopen(tmp, "w");
+    assert_non_null(junk);
+    fputs("half a meta file", junk);
+    fclose(junk);
+
+    f->store = kyu_store_open(f->dir, &err);
+    assert_non_null(f->store);
+    /* DIR/log is now a file that an earlier broker cannot open as its log database */
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_true(S_ISREG(st.st_mode));
+    snprintf(tmp, sizeof tmp, "%s/rlog.new", f->dir);
+    assert_int_equal(access(tmp, F_OK), -1);
+    uint64_t first = 0, last = 0;
+    assert_int_equal(kyu_log_first_index(f->store, &first, &err), KYU_OK);
+    assert_int_equal(kyu_log_last_index(f->store, &last, &err), KYU_OK);
+    assert_int_equal(first, 5);
+    assert_int_equal(last, 7);
+    kyu_log_hard_state_t hs;
+    kyu_log_snapshot_t snap;
+    assert_int_equal(kyu_log_load_state(f->store, &hs, &snap, &err), KYU_OK);
+    assert_true(hs.found);
+    assert_int_equal(hs.term, 2);
+    assert_int_equal(hs.vote, 1);
+    assert_int_equal(hs.commit, 6);
+    assert_true(snap.found);
+    assert_int_equal(snap.index, 4);
+    assert_int_equal(snap.conf_len, 1);
+    assert_int_equal(snap.conf[0], 9);
+    int n = 0;
+    assert_int_equal(kyu_log_replay(f->store, 5, count_entry, &n, &err), KYU_OK);
+    assert_int_equal(n, 3);
+    f->sm = kyu_sm_open(f->store, &err);
+    assert_non_null(f->sm);
 }
 
 int main(void)
@@ -368,7 +490,8 @@ int main(void)
         T(test_log_is_compacted_behind_a_window_and_restarts_from_the_snapshot_record),
         T(test_a_crash_loses_no_entry_the_state_database_had_not_written),
         T(test_a_full_disk_makes_the_replica_read_only_until_space_is_freed),
-        T(test_the_reopened_log_database_holds_what_was_durable_and_takes_writes),
+        T(test_a_failed_write_is_written_again_and_then_reported_durable),
+        T(test_a_rocksdb_log_of_an_earlier_broker_is_migrated_at_open),
     };
     return cmocka_run_group_tests_name("log and replica", tests, NULL, NULL);
 }
