@@ -12,7 +12,8 @@
 #   git worktree add /tmp/kyu-old HEAD~1 && (cd /tmp/kyu-old && scripts/build.sh build)
 #   NODES (environment, default 1): the number of brokers, each run a fresh cluster of that
 #   many on 127.0.0.1 (kyu-bench given every client endpoint: it finds the leader); the CPU
-#   per message is then the sum of every broker's, and the lines carry latency p50/p99.
+#   per message is then the sum of every broker's. Lines carry latency p50/p99 where the
+#   workload measures it, and w1 and lat their produce and consume msg/s apart.
 #   A workload's own --count replaces COUNT for it. E.g.
 #   NODES=3 WORKLOADS="w2,--recv-inflight,10 lat,--rate,200,--count,3000" scripts/bench_ab.sh OLD
 set -euo pipefail
@@ -73,7 +74,13 @@ run() { # LABEL DIR WORKLOAD (name[,option,...])
     rate=$(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(int(d.get("end_to_end_msg_s") or d.get("produce_msg_s")))' "$out")
     local us lat=""
     us=$(python3 -c "print(round(($c1 - $c0) * 1e6 / $(getconf CLK_TCK) / $n, 1))")
-    [ "$nodes" -gt 1 ] && lat=$(python3 -c 'import json,sys; l=json.loads(sys.argv[1])["latency_us"]; print(" p50 %.0f p99 %.0f" % (l["p50"], l["p99"]))' "$out")
+    # latency (every workload that measures it: w1, lat, and every one on three nodes) and,
+    # for w1 and lat, the produce and consume rates apart
+    lat=$(python3 -c 'import json,sys
+d = json.loads(sys.argv[1]); l = d["latency_us"]; w = d["workload"]
+s = " p50 %.0f p99 %.0f" % (l["p50"], l["p99"]) if l["p50"] > 0 else ""
+if w in ("w1", "lat"): s += " produce %d consume %d" % (d["produce_msg_s"], d["consume_msg_s"])
+print(s)' "$out")
     echo "$label $wl $rate msg/s, broker CPU $us us/msg$lat" | tee -a "$tmp/results"
 }
 echo "# $(date -u '+%F %T') old=$old new=$new rounds=$rounds count=$count nodes=$nodes"
@@ -90,12 +97,15 @@ runs = collections.defaultdict(list)
 for line in open(sys.argv[1]):
     f = line.split()
     lat = (float(f[9]), float(f[11])) if len(f) >= 12 else None
-    runs[(f[0], f[1])].append((int(f[2]), float(f[6]), lat))
+    pc = (int(f[13]), int(f[15])) if len(f) >= 16 else None
+    runs[(f[0], f[1])].append((int(f[2]), float(f[6]), lat, pc))
 def med(rs):
     m = lambda k: statistics.median(r[k] for r in rs)
     s = f"{m(0):,.0f} msg/s ({m(1):.1f} us/msg"
     if rs[0][2]:
         s += f", p50 {statistics.median(r[2][0] for r in rs):,.0f} p99 {statistics.median(r[2][1] for r in rs):,.0f} us"
+    if rs[0][3]:
+        s += f", produce {statistics.median(r[3][0] for r in rs):,.0f} consume {statistics.median(r[3][1] for r in rs):,.0f}"
     return s + ")"
 for wl in sys.argv[2].split():
     o, n = runs[("old", wl)], runs[("new", wl)]
