@@ -88,6 +88,12 @@ kyu_code_t kyu_flog_prepare(kyu_flog_t *self, kyu_err_t *err);
  * nothing is taken as written: the same records (and more) are written again by the next
  * call, at the same offsets. */
 kyu_code_t kyu_flog_write(kyu_flog_t *self, const kyu_flog_rec_t *recs, size_t n, kyu_err_t *err);
+/* The same, only when the records fit in the tail segment and its file is ready: otherwise
+ * KYU_ERR_BUSY and nothing is done (a roll to a new segment may have to zero-fill one: the
+ * event loop, which writes a small round itself on one node, leaves that to the storage
+ * thread). A failure is as kyu_flog_write's. */
+kyu_code_t kyu_flog_write_in_tail(kyu_flog_t *self, const kyu_flog_rec_t *recs, size_t n,
+                                  kyu_err_t *err);
 /* Drops every entry from index on (a new leader's tail replaces it): a new generation. */
 kyu_code_t kyu_flog_truncate(kyu_flog_t *self, uint64_t index, kyu_err_t *err);
 /* Records snap as the log's start; segments wholly before it are recycled. */

@@ -278,8 +278,16 @@ static kyu_code_t roll(kyu_flog_t *self, kyu_err_t *err)
     return KYU_OK;
 }
 
-static kyu_code_t write_recs(kyu_flog_t *self, const kyu_flog_rec_t *recs, size_t n, kyu_err_t *err)
+/* in_tail: only when the records fit in the tail segment, which is ready (KYU_ERR_BUSY and
+ * nothing done otherwise): a roll may zero-fill a segment, too long for the event loop. */
+static kyu_code_t write_recs(kyu_flog_t *self, const kyu_flog_rec_t *recs, size_t n, bool in_tail,
+                             kyu_err_t *err)
 {
+    uint64_t size = HDR;
+    for (size_t i = 0; i < n; i++)
+        size += HDR + (recs[i].kind == KYU_FLOG_HS ? 24 : recs[i].len);
+    if (in_tail && (self->corrupt || self->tail_fd < 0 || self->pos + size > self->seg_bytes))
+        return kyu_err_set(err, KYU_ERR_BUSY, "the write needs a new log segment");
     if (prepare(self, err) != KYU_OK)
         return KYU_ERR_STORAGE;
     if (!self->bumped) {
@@ -288,9 +296,6 @@ static kyu_code_t write_recs(kyu_flog_t *self, const kyu_flog_rec_t *recs, size_
         if (kyu_flog_meta_write(self, self->m, err) != KYU_OK)
             return KYU_ERR_STORAGE;
     }
-    uint64_t size = HDR;
-    for (size_t i = 0; i < n; i++)
-        size += HDR + (recs[i].kind == KYU_FLOG_HS ? 24 : recs[i].len);
     if (self->pos > 0 && self->pos + size > self->seg_bytes && roll(self, err) != KYU_OK)
         return KYU_ERR_STORAGE;
     if (self->caphdrs < (n + 1) * (HDR + 24)) {
@@ -349,7 +354,16 @@ static kyu_code_t write_recs(kyu_flog_t *self, const kyu_flog_rec_t *recs, size_
 kyu_code_t kyu_flog_write(kyu_flog_t *self, const kyu_flog_rec_t *recs, size_t n, kyu_err_t *err)
 {
     KYU_ASSERT(pthread_mutex_lock(&self->lock) == 0);
-    kyu_code_t rc = write_recs(self, recs, n, err);
+    kyu_code_t rc = write_recs(self, recs, n, false, err);
+    KYU_ASSERT(pthread_mutex_unlock(&self->lock) == 0);
+    return rc;
+}
+
+kyu_code_t kyu_flog_write_in_tail(kyu_flog_t *self, const kyu_flog_rec_t *recs, size_t n,
+                                  kyu_err_t *err)
+{
+    KYU_ASSERT(pthread_mutex_lock(&self->lock) == 0);
+    kyu_code_t rc = write_recs(self, recs, n, true, err);
     KYU_ASSERT(pthread_mutex_unlock(&self->lock) == 0);
     return rc;
 }

@@ -348,6 +348,34 @@ kyu_code_t kyu_log_write(kyu_log_t *self, const kyu_log_hard_state_t *hs,
     return KYU_OK;
 }
 
+kyu_code_t kyu_log_write_now(kyu_log_t *self, const kyu_log_hard_state_t *hs,
+                             const kyu_log_entry_t *entries, size_t n, kyu_err_t *err)
+{
+    kyu_flog_rec_t stack[17], *recs = stack;
+    if (n + 1 > sizeof stack / sizeof stack[0]) {
+        recs = malloc((n + 1) * sizeof *recs);
+        if (!recs)
+            return kyu_err_set(err, KYU_ERR_BUSY, "out of memory");
+    }
+    /* The records point at the entries' payloads (no copy); the hard state after the
+     * entries, as a round of the storage thread has it (add_write). */
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        recs[k++] = (kyu_flog_rec_t){.kind = KYU_FLOG_ENTRY,
+                                     .index = entries[i].index,
+                                     .term = entries[i].term,
+                                     .type = entries[i].type,
+                                     .payload = entries[i].payload,
+                                     .len = entries[i].len};
+    if (hs)
+        recs[k++] =
+            (kyu_flog_rec_t){.kind = KYU_FLOG_HS, .hs = {true, hs->term, hs->vote, hs->commit}};
+    kyu_code_t rc = kyu_flog_write_in_tail(kyu_store_flog(self->store), recs, k, err);
+    if (recs != stack)
+        free(recs);
+    return rc;
+}
+
 kyu_code_t kyu_log_append(kyu_log_t *self, uint64_t index, uint64_t term, const void *payload,
                           size_t len, kyu_err_t *err)
 {
@@ -506,6 +534,12 @@ static kyu_code_t ops_write(void *log, const kyu_log_hard_state_t *hs,
     return kyu_log_write(log, hs, entries, n, truncate, token, err);
 }
 
+static kyu_code_t ops_write_now(void *log, const kyu_log_hard_state_t *hs,
+                                const kyu_log_entry_t *entries, size_t n, kyu_err_t *err)
+{
+    return kyu_log_write_now(log, hs, entries, n, err);
+}
+
 static kyu_code_t ops_install(void *log, const kyu_log_snapshot_t *snap,
                               const kyu_log_hard_state_t *hs, uint64_t *token, kyu_err_t *err)
 {
@@ -524,6 +558,7 @@ const kyu_log_ops_t kyu_log_ops = {
     .replay = ops_replay,
     .reset = ops_reset,
     .write = ops_write,
+    .write_now = ops_write_now,
     .install = ops_install,
     .compact = ops_compact,
 };

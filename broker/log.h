@@ -59,6 +59,16 @@ typedef struct {
 kyu_code_t kyu_log_write(kyu_log_t *self, const kyu_log_hard_state_t *hs,
                          const kyu_log_entry_t *entries, size_t n, bool truncate, uint64_t *token,
                          kyu_err_t *err);
+/* Writes hs (when not NULL) and the entries on the caller's thread and returns once they are
+ * durable (one pwritev and one fdatasync, the payloads not copied): on one node the event loop
+ * writes a small round itself, without the two thread hand-offs of kyu_log_write
+ * (docs/ARCHITECTURE.md, "The Raft log's files"). Only while no write handed to the storage
+ * thread is waiting to be reported durable, and never a truncation. KYU_ERR_BUSY: nothing was
+ * done (the write would need a new segment, whose file may have to be zero-filled first: that
+ * is the storage thread's). Any other error: the write failed and the log is as it was; the
+ * caller hands the same write to kyu_log_write, which writes it again, whole. */
+kyu_code_t kyu_log_write_now(kyu_log_t *self, const kyu_log_hard_state_t *hs,
+                             const kyu_log_entry_t *entries, size_t n, kyu_err_t *err);
 /* One normal entry, no hard state (tests write logs as a crash leaves them with this). */
 kyu_code_t kyu_log_append(kyu_log_t *self, uint64_t index, uint64_t term, const void *payload,
                           size_t len, kyu_err_t *err);
@@ -137,6 +147,13 @@ typedef struct {
      * to it, after making the state database durable; in order with the writes, never
      * blocks, never reported (an optimisation: a lost one leaves a longer log). */
     void (*compact)(void *log, const kyu_log_snapshot_t *snap);
+    /* Optional (NULL: every write goes through write). As kyu_log_write_now: writes a small
+     * write of one voter at once, blocking on the disk, and returns KYU_OK once it is
+     * durable (no report follows); KYU_ERR_BUSY when it did nothing; another error when it
+     * failed with the log left as it was (the caller then hands the write to write). Called
+     * only when every earlier write is reported durable, never with a truncation. */
+    kyu_code_t (*write_now)(void *log, const kyu_log_hard_state_t *hs,
+                            const kyu_log_entry_t *entries, size_t n, kyu_err_t *err);
 } kyu_log_ops_t;
 
 /* The storage thread's ops; their `log` argument is a kyu_log_t. */

@@ -584,8 +584,29 @@ static bool hs_differs(kyu_raft_hard_state_t a, kyu_raft_hard_state_t b)
     return a.term != b.term || a.vote != b.vote || a.commit != b.commit;
 }
 
-/* Takes one Ready: sends what may go at once and hands the writes to the storage thread.
- * Returns false when the round must wait for the storage thread. */
+/* Whether the Ready's write is made on this thread (log->write_now) instead of handed to the
+ * storage thread: on a lone voter (nothing to send, no follower's answer to take meanwhile),
+ * for a small round with little to apply (W1, LAT, a single request: the loop would only wait
+ * for the report; saved: the hand-off to the storage thread and its report back, a wake-up
+ * of an idle thread each). A large round (many requests gathered: W2) still goes to the
+ * storage thread, so that its apply overlaps the next round's fsync. */
+static bool write_here(const kyu_replica_t *self, const kyu_raft_ready_t *rd, bool truncate)
+{
+    const kyu_raft_conf_t *c = kyu_raft_conf(self->raft);
+    if (!self->log->write_now || truncate || rd->n_msgs > 0 || c->n_voters != 1 ||
+        c->n_learners != 0 || c->voters[0] != self->node_id)
+        return false;
+    size_t bytes = 0;
+    for (size_t i = 0; i < rd->n_entries; i++)
+        bytes += rd->entries[i].len;
+    for (size_t i = 0; i < rd->n_committed; i++)
+        bytes += rd->committed[i].len;
+    return bytes <= KYU_REPLICA_WRITE_HERE_MAX;
+}
+
+/* Takes one Ready: sends what may go at once and hands the writes to the storage thread (or
+ * writes a small one of a lone voter itself: write_here). Returns false when the round must
+ * wait for the storage thread. */
 static bool start_ready(kyu_replica_t *self)
 {
     kyu_raft_ready(self->raft, &self->rd);
@@ -637,8 +658,17 @@ static bool start_ready(kyu_replica_t *self)
         uint64_t token = 0;
         kyu_err_t err;
         bool truncate = rd->n_entries > 0 && rd->entries[0].index <= self->log_last;
-        kyu_code_t rc = self->log->write(self->log_arg, write_hs ? &hs : NULL, ents, rd->n_entries,
-                                         truncate, &token, &err);
+        kyu_code_t rc = KYU_ERR_BUSY;
+        if (write_here(self, rd, truncate)) {
+            rc = self->log->write_now(self->log_arg, write_hs ? &hs : NULL, ents, rd->n_entries,
+                                      &err);
+            if (rc != KYU_OK && rc != KYU_ERR_BUSY) /* the storage thread writes it again */
+                kyu_replica_say(self, "writing the log failed (%.150s): trying again", err.msg);
+        }
+        bool written = rc == KYU_OK; /* durable already: nothing to wait for */
+        if (!written)
+            rc = self->log->write(self->log_arg, write_hs ? &hs : NULL, ents, rd->n_entries,
+                                  truncate, &token, &err);
         if (ents != stack)
             free(ents);
         if (rc != KYU_OK) {
@@ -649,7 +679,7 @@ static bool start_ready(kyu_replica_t *self)
             self->persisted = rd->hard_state;
         if (rd->n_entries > 0)
             self->log_last = rd->entries[rd->n_entries - 1].index;
-        if (promise) {
+        if (promise && !written) {
             self->await_token = token;
             apply_committed(self, durable);
             return false;

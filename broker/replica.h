@@ -26,6 +26,7 @@
 #define KYU_REPLICA_PENDING_MAX 20000            /* commands proposed and not yet applied */
 #define KYU_REPLICA_BYTES_MAX (64u << 20)        /* their bytes (open entry included) */
 #define KYU_ENTRY_BYTES_MAX (8 << 20)            /* an open entry is proposed at this size */
+#define KYU_REPLICA_WRITE_HERE_MAX (4u << 10)    /* a lone voter's round written on the loop */
 #define KYU_REPLICA_TICK_MS 10                   /* one Raft tick */
 #define KYU_REPLICA_LOG_WINDOW 16384             /* applied entries kept for slow followers... */
 #define KYU_REPLICA_LOG_WINDOW_BYTES (64u << 20) /* ...unless they hold more bytes */

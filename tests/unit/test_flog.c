@@ -84,6 +84,23 @@ static kyu_code_t write_range(t_t *t, uint64_t from, uint64_t to, uint64_t term)
     return rc;
 }
 
+/* The same through kyu_flog_write_in_tail (the event loop's write of a small round). */
+static kyu_code_t write_range_in_tail(t_t *t, uint64_t from, uint64_t to, uint64_t term)
+{
+    size_t n = to - from + 1;
+    kyu_flog_rec_t *r = calloc(n, sizeof *r);
+    uint8_t(*p)[PAYLOAD] = calloc(n, PAYLOAD);
+    for (size_t i = 0; i < n; i++) {
+        payload(p[i], from + i, term);
+        r[i] = (kyu_flog_rec_t){KYU_FLOG_ENTRY, from + i, term, 0, p[i], PAYLOAD, {0}};
+    }
+    kyu_err_t err;
+    kyu_code_t rc = kyu_flog_write_in_tail(t->log, r, n, &err);
+    free(r);
+    free(p);
+    return rc;
+}
+
 typedef struct {
     uint64_t n, first, last, terms[4096];
     bool bad;
@@ -426,6 +443,53 @@ static void test_the_tail_and_a_spare_are_zero_filled_before_they_are_written(vo
     assert_int_equal(replay(t, 1).n, 120);
 }
 
+/* A write in the tail never rolls to a new segment (that may zero-fill one): it refuses
+ * with BUSY and changes nothing, and kyu_flog_write then takes the same records. */
+static void test_a_write_in_the_tail_refuses_a_roll_and_changes_nothing(void **state)
+{
+    t_t *t = *state;
+    reopen(t, 8192);
+    kyu_err_t err;
+    assert_int_equal(write_range_in_tail(t, 1, 1, 1), KYU_ERR_BUSY); /* no tail file open yet */
+    assert_int_equal(last_of(t), 0);
+    assert_int_equal(kyu_flog_prepare(t->log, &err), KYU_OK); /* as the storage thread does */
+    uint64_t i = 1;
+    while (write_range_in_tail(t, i, i, 1) == KYU_OK) /* 88 bytes an entry */
+        i++;
+    assert_true(i > 80 && i < 95); /* the tail full: the next one needs a roll */
+    assert_int_equal(last_of(t), i - 1);
+    assert_int_equal(write_range_in_tail(t, i, i + 1, 1), KYU_ERR_BUSY);
+    assert_int_equal(last_of(t), i - 1);
+    assert_int_equal(write_range(t, i, i + 1, 1), KYU_OK);
+    assert_int_equal(write_range_in_tail(t, i + 2, i + 2, 1), KYU_OK); /* in the new tail */
+    reopen(t, 8192);
+    seen_t s = replay(t, 1);
+    assert_int_equal(s.n, i + 2);
+}
+
+/* A failed write or sync in the tail takes nothing as written, as kyu_flog_write's: the same
+ * records are written again at the same place (here by kyu_flog_write, as the storage
+ * thread does, and by another write in the tail). */
+static void test_a_failed_write_in_the_tail_is_written_again(void **state)
+{
+    t_t *t = *state;
+    reopen(t, 0);
+    kyu_err_t err;
+    assert_int_equal(kyu_flog_prepare(t->log, &err), KYU_OK);
+    assert_int_equal(write_range_in_tail(t, 1, 3, 1), KYU_OK);
+    kyu_flog_fail_next(t->log, EIO, 0, 1); /* the write */
+    assert_int_equal(write_range_in_tail(t, 4, 6, 1), KYU_ERR_STORAGE);
+    assert_int_equal(last_of(t), 3);
+    assert_int_equal(write_range(t, 4, 6, 1), KYU_OK);
+    kyu_flog_fail_next(t->log, EIO, 1, 1); /* its fdatasync */
+    assert_int_equal(write_range_in_tail(t, 7, 8, 1), KYU_ERR_STORAGE);
+    assert_int_equal(kyu_flog_check(t->log, &err), KYU_OK);
+    assert_int_equal(last_of(t), 6);
+    assert_int_equal(write_range_in_tail(t, 7, 9, 1), KYU_OK);
+    reopen(t, 0);
+    assert_int_equal(replay(t, 1).n, 9);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -442,6 +506,8 @@ int main(void)
         T(test_a_truncation_after_a_failed_write_hides_what_it_left),
         T(test_a_backup_reads_as_the_log),
         T(test_the_tail_and_a_spare_are_zero_filled_before_they_are_written),
+        T(test_a_write_in_the_tail_refuses_a_roll_and_changes_nothing),
+        T(test_a_failed_write_in_the_tail_is_written_again),
     };
     return cmocka_run_group_tests_name("segment file log", tests, NULL, NULL);
 }

@@ -69,13 +69,20 @@ static kyu_replica_t *open_replica(fixture_t *f, kyu_log_t *log, const kyu_repli
     return kyu_replica_new(f->store, f->sm, &c, on_done, w, err);
 }
 
+/* The storage thread's ops without write_now: every write handed to the thread, as a
+ * cluster's are (a lone voter writes a small round itself, tests below). */
+static kyu_log_ops_t thread_ops;
+
 static void test_results_come_after_durability_and_in_order(void **state)
 {
     fixture_t *f = *state;
     kyu_err_t err;
     waiters_t w = {0};
     kyu_log_t *log = kyu_log_new(f->store, &err);
-    kyu_replica_t *r = open_replica(f, log, NULL, &w, &err);
+    thread_ops = kyu_log_ops;
+    thread_ops.write_now = NULL;
+    kyu_replica_config_t cfg = {.log = &thread_ops, .log_arg = log, .clock = &kyu_sys_clock};
+    kyu_replica_t *r = kyu_replica_new(f->store, f->sm, &cfg, on_done, &w, &err);
     assert_non_null(r);
     kyu_command_t c = cmd_create("orders", -1);
     assert_int_equal(kyu_replica_propose(r, &c, NULL, &err), KYU_OK);
@@ -385,6 +392,167 @@ static void test_a_failed_write_is_written_again_and_then_reported_durable(void 
     assert_int_equal(last, 4);
 }
 
+/* Whether the storage thread has a report waiting (it has none for a write made on the
+ * loop). */
+static bool report_waiting(kyu_log_t *log)
+{
+    return (zsock_events(kyu_log_sock(log)) & ZMQ_POLLIN) != 0;
+}
+
+/* The messages visible in "orders" after a crash and a restart of log and replica (the
+ * state rebuilt from the state database and the log). */
+static uint64_t visible_after_a_crash(fixture_t *f, kyu_log_t **log, kyu_replica_t **r,
+                                      waiters_t *w)
+{
+    kyu_err_t err;
+    kyu_replica_destroy(r);
+    kyu_log_destroy(log);
+    fixture_crash(f);
+    *log = kyu_log_new(f->store, &err);
+    *r = open_replica(f, *log, NULL, w, &err);
+    assert_non_null(*r);
+    /* The entries after the durable commit index commit with the new term's first entry. */
+    zpoller_t *p = zpoller_new(kyu_log_sock(*log), NULL);
+    for (int i = 0; i < 4; i++) {
+        kyu_replica_flush(*r);
+        if (zpoller_wait(p, 100))
+            pump_one(*log, *r);
+    }
+    zpoller_destroy(&p);
+    kyu_queue_attrs_t a;
+    assert_int_equal(kyu_sm_queue_attributes(f->sm, "orders", 2000, &a, &err), KYU_OK);
+    return a.visible;
+}
+
+/* One voter, a small round: the event loop writes and syncs it itself (no hand-off to the
+ * storage thread, no report), and answers only after that; what it answered is there after
+ * a crash. */
+static void test_a_lone_voter_writes_a_small_round_itself_before_answering(void **state)
+{
+    fixture_t *f = *state;
+    kyu_err_t err;
+    waiters_t w = {0};
+    kyu_log_t *log = kyu_log_new(f->store, &err);
+    kyu_replica_t *r = open_replica(f, log, NULL, &w, &err);
+    assert_non_null(r);
+    create_orders(log, r, &w);
+    uint64_t last = 0, before = 0;
+    assert_int_equal(kyu_log_last_index(f->store, &before, &err), KYU_OK);
+    for (int i = 1; i <= 3; i++) {
+        kyu_command_t c = cmd_send("orders", 1000, "small");
+        assert_int_equal(kyu_replica_propose(r, &c, NULL, &err), KYU_OK);
+        kyu_replica_flush(r);
+        assert_int_equal(w.answered, 1 + i); /* answered in the flush: durable already */
+        assert_int_equal(w.last_code, KYU_OK);
+        assert_false(report_waiting(log));
+        assert_int_equal(kyu_log_last_index(f->store, &last, &err), KYU_OK);
+        assert_int_equal(last, before + (uint64_t)i); /* on disk when answered */
+    }
+    assert_int_equal(visible_after_a_crash(f, &log, &r, &w), 3);
+    kyu_replica_destroy(&r);
+    kyu_log_destroy(&log);
+}
+
+/* A round over KYU_REPLICA_WRITE_HERE_MAX goes to the storage thread (its apply overlaps the
+ * next round's fsync there): answered only after the thread's report. */
+static void test_a_large_round_goes_to_the_storage_thread(void **state)
+{
+    fixture_t *f = *state;
+    kyu_err_t err;
+    waiters_t w = {0};
+    kyu_log_t *log = kyu_log_new(f->store, &err);
+    kyu_replica_t *r = open_replica(f, log, NULL, &w, &err);
+    assert_non_null(r);
+    create_orders(log, r, &w);
+    static char body[KYU_REPLICA_WRITE_HERE_MAX + 1];
+    memset(body, 'x', sizeof body - 1);
+    kyu_command_t c = cmd_send("orders", 1000, body);
+    assert_int_equal(kyu_replica_propose(r, &c, NULL, &err), KYU_OK);
+    kyu_replica_flush(r);
+    assert_int_equal(w.answered, 1);
+    pump_one(log, r);
+    assert_int_equal(w.answered, 2);
+    assert_int_equal(w.last_code, KYU_OK);
+    assert_int_equal(visible_after_a_crash(f, &log, &r, &w), 1);
+    kyu_replica_destroy(&r);
+    kyu_log_destroy(&log);
+}
+
+/* A small round whose write (skip 0) or fdatasync (skip 1) fails on the loop is handed to
+ * the storage thread, which writes it again, whole: answered once that is durable, never
+ * before; after a crash the log holds it once, and writes go on from there. */
+static void test_a_round_failing_on_the_loop_is_written_again_by_the_storage_thread(void **state)
+{
+    fixture_t *f = *state;
+    kyu_err_t err;
+    waiters_t w = {0};
+    kyu_log_t *log = kyu_log_new(f->store, &err);
+    kyu_replica_t *r = open_replica(f, log, NULL, &w, &err);
+    assert_non_null(r);
+    create_orders(log, r, &w);
+    for (int skip = 0; skip <= 1; skip++) {
+        int before = w.answered;
+        kyu_flog_fail_next(kyu_store_flog(f->store), EIO, skip, 1);
+        kyu_command_t c = cmd_send("orders", 1000, "fails once");
+        assert_int_equal(kyu_replica_propose(r, &c, NULL, &err), KYU_OK);
+        kyu_replica_flush(r);
+        assert_int_equal(w.answered, before); /* not durable: not answered */
+        pump_one(log, r);                     /* the storage thread's write succeeds */
+        assert_int_equal(w.answered, before + 1);
+        assert_int_equal(w.last_code, KYU_OK);
+        send_one_entry(log, r, &w); /* and the loop writes the next round itself again */
+        assert_false(report_waiting(log));
+    }
+    assert_int_equal(visible_after_a_crash(f, &log, &r, &w), 4);
+    send_one_entry(log, r, &w);
+    assert_int_equal(visible_after_a_crash(f, &log, &r, &w), 5);
+    kyu_replica_destroy(&r);
+    kyu_log_destroy(&log);
+}
+
+/* The write fails on the loop and again in the storage thread (a full disk): the replica
+ * goes read-only (the request answered READ_ONLY: it may or may not be applied), the thread
+ * writes it again once it can, and then it is applied and writes are taken again. */
+static void test_a_round_failing_on_the_loop_and_in_the_thread_turns_read_only(void **state)
+{
+    fixture_t *f = *state;
+    kyu_err_t err;
+    waiters_t w = {0};
+    kyu_log_t *log = kyu_log_new(f->store, &err);
+    kyu_replica_t *r = open_replica(f, log, NULL, &w, &err);
+    assert_non_null(r);
+    create_orders(log, r, &w);
+    kyu_flog_fail_next(kyu_store_flog(f->store), ENOSPC, 0, 2);
+    kyu_command_t c = cmd_send("orders", 1000, "fails twice");
+    assert_int_equal(kyu_replica_propose(r, &c, NULL, &err), KYU_OK);
+    kyu_replica_flush(r);
+    assert_int_equal(w.answered, 1);
+    zpoller_t *p = zpoller_new(kyu_log_sock(log), NULL);
+    kyu_log_event_t ev;
+    for (int reports = 0; reports < 2; reports++) { /* FAILED, then DURABLE (after ~1 s) */
+        if (!zpoller_wait(p, 10000))
+            fail_msg("no report from the storage thread within 10 s");
+        assert_int_equal(kyu_log_recv(log, &ev, &err), KYU_OK);
+        assert_true(ev.failed == (reports == 0));
+        kyu_replica_on_log_event(r, &ev);
+        if (reports == 0) {
+            assert_int_equal(w.answered, 2);
+            assert_int_equal(w.last_code, KYU_ERR_READ_ONLY);
+            assert_non_null(kyu_replica_read_only(r));
+        }
+    }
+    zpoller_destroy(&p);
+    assert_null(kyu_replica_read_only(r));
+    kyu_queue_attrs_t a;
+    assert_int_equal(kyu_sm_queue_attributes(f->sm, "orders", 2000, &a, &err), KYU_OK);
+    assert_int_equal(a.visible, 1); /* applied once written */
+    send_one_entry(log, r, &w);
+    assert_int_equal(w.last_code, KYU_OK);
+    assert_int_equal(visible_after_a_crash(f, &log, &r, &w), 2);
+    kyu_replica_destroy(&r);
+    kyu_log_destroy(&log);
+}
+
 /* A data directory of an earlier broker keeps its log in RocksDB (DIR/log: key group(4)
  * index(8) -> term(8) type(1) payload, and 0xff "hard"/"snap" group(4)): it is migrated into
  * the segment log at open, and DIR/log removed. */
@@ -491,6 +659,10 @@ int main(void)
         T(test_a_crash_loses_no_entry_the_state_database_had_not_written),
         T(test_a_full_disk_makes_the_replica_read_only_until_space_is_freed),
         T(test_a_failed_write_is_written_again_and_then_reported_durable),
+        T(test_a_lone_voter_writes_a_small_round_itself_before_answering),
+        T(test_a_large_round_goes_to_the_storage_thread),
+        T(test_a_round_failing_on_the_loop_is_written_again_by_the_storage_thread),
+        T(test_a_round_failing_on_the_loop_and_in_the_thread_turns_read_only),
         T(test_a_rocksdb_log_of_an_earlier_broker_is_migrated_at_open),
     };
     return cmocka_run_group_tests_name("log and replica", tests, NULL, NULL);

@@ -91,8 +91,9 @@ static void mem_compact(void *a, const kyu_log_snapshot_t *snap)
     (void)snap;
 }
 
-static const kyu_log_ops_t mem_log = {mem_load_state, mem_index, mem_index,   mem_replay,
-                                      mem_reset,      mem_write, mem_install, mem_compact};
+static const kyu_log_ops_t mem_log = {mem_load_state, mem_index,   mem_index,
+                                      mem_replay,     mem_reset,   mem_write,
+                                      mem_install,    mem_compact, NULL};
 
 /* ---- the transport and the clock ---- */
 
