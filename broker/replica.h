@@ -14,7 +14,10 @@
  * NOT_LEADER (the request may still be applied if the entry survives: clients retry it with
  * the same request key, and the state machine applies a keyed write once: sm_dedup.c).
  *
- * A node with no peers is a one-voter cluster on the same path. Owned by the event loop.
+ * A node with no peers is a one-voter cluster on the same path, except that it writes a small
+ * round (KYU_REPLICA_WRITE_HERE_MAX) itself through the log's write_now, when the log has one,
+ * instead of handing it to the storage thread and waiting for the report (replica.c,
+ * write_here). Owned by the event loop.
  */
 #ifndef KYU_REPLICA_H
 #define KYU_REPLICA_H
