@@ -41,6 +41,11 @@ struct kyu_client {
     /* A worker session's WORKER_OPEN request id (0: none): the broker's pushes carry it, and
      * poll_reply hands them out as replies with that id (messages as a RECEIVE's). */
     uint64_t push_id;
+    /* Reused on every request and reply (a pipelined client handles one per message): the
+     * header being encoded, and the reply being decoded, moved into the caller's when it
+     * answers a request in flight (the caller's stays untouched otherwise). */
+    msgpack_sbuffer sb;
+    kyu_reply_t *scratch;
 };
 
 int64_t kyu_client_now_ms(void);

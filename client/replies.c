@@ -135,24 +135,49 @@ static void check_reply(const kyu_pending_t *p, kyu_reply_t *rep, zmq_msg_t *fra
     *msgs = m;
 }
 
-/* Reads one multipart message (waiting up to timeout_ms) and, when it answers a request in
- * flight, fills rep (and msgs) and removes the request from the table: returns KYU_OK.
- * Returns KYU_ERR_TIMEOUT when nothing came, KYU_ERR_MALFORMED when a message was read but
- * answers no request in flight (dropped), KYU_ERR_CONNECTION on a socket failure. */
-kyu_code_t kyu_client_recv_one(kyu_client_t *c, int timeout_ms, kyu_reply_t *rep,
-                               kyu_message_t **msgs, kyu_err_t *err)
+/* Receives the first frame of the next message into f, waiting up to timeout_ms when none
+ * is queued. It tries the socket first: a reply already queued (pipelined replies come in
+ * bursts) then costs no system call, where zmq_poll makes two poll(2)s and a getpid(2) even
+ * for a socket that is ready. Returns KYU_OK, KYU_ERR_TIMEOUT or KYU_ERR_CONNECTION. */
+static kyu_code_t recv_first(kyu_client_t *c, zmq_msg_t *f, int timeout_ms, kyu_err_t *err)
 {
-    if (!c->sock)
+    if (zmq_msg_recv(f, c->sock, ZMQ_DONTWAIT) >= 0)
+        return KYU_OK;
+    if (errno == EINTR)
+        return KYU_ERR_TIMEOUT;
+    if (errno != EAGAIN)
+        return kyu_err_set(err, KYU_ERR_CONNECTION, "zmq_msg_recv: %s", zmq_strerror(errno));
+    if (timeout_ms == 0)
         return KYU_ERR_TIMEOUT;
     zmq_pollitem_t item = {c->sock, 0, ZMQ_POLLIN, 0};
     int n = zmq_poll(&item, 1, timeout_ms);
     if (n < 0 && errno != EINTR)
         return kyu_err_set(err, KYU_ERR_CONNECTION, "zmq_poll: %s", zmq_strerror(errno));
-    if (n <= 0)
+    if (n <= 0 || zmq_msg_recv(f, c->sock, ZMQ_DONTWAIT) < 0)
+        return KYU_ERR_TIMEOUT;
+    return KYU_OK;
+}
+
+/* Reads one multipart message (waiting up to timeout_ms) and, when it answers a request in
+ * flight, fills rep (and msgs) and removes the request from the table: returns KYU_OK.
+ * Returns KYU_ERR_TIMEOUT when nothing came, KYU_ERR_MALFORMED when a message was read but
+ * answers no request in flight (dropped), KYU_ERR_CONNECTION on a socket failure; rep is
+ * untouched then. The reply is decoded into the client's scratch reply and moved into rep
+ * only when it answers something (one copy of the 19 KB kyu_reply_t per reply). */
+kyu_code_t kyu_client_recv_one(kyu_client_t *c, int timeout_ms, kyu_reply_t *rep,
+                               kyu_message_t **msgs, kyu_err_t *err)
+{
+    if (!c->sock)
         return KYU_ERR_TIMEOUT;
     zmq_msg_t frames[MAX_FRAMES];
-    size_t n_frames = 0, extra = 0;
-    int more = 1;
+    zmq_msg_init(&frames[0]);
+    kyu_code_t rc = recv_first(c, &frames[0], timeout_ms, err);
+    if (rc != KYU_OK) {
+        zmq_msg_close(&frames[0]);
+        return rc;
+    }
+    size_t n_frames = 1, extra = 0;
+    int more = zmq_msg_more(&frames[0]);
     while (more) {
         zmq_msg_t f;
         zmq_msg_init(&f);
@@ -168,36 +193,29 @@ kyu_code_t kyu_client_recv_one(kyu_client_t *c, int timeout_ms, kyu_reply_t *rep
             zmq_msg_close(&f);
         }
     }
-    kyu_code_t rc = KYU_ERR_MALFORMED;
-    if (n_frames > 0) {
-        kyu_reply_t tmp;
-        kyu_reply_init(&tmp);
-        kyu_err_t derr = {0};
-        kyu_pending_t *p = NULL;
-        if (kyu_reply_decode(zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]), &tmp, &derr) ==
-                KYU_OK &&
-            (p = find_pending(c, tmp.id)) != NULL) {
-            kyu_pending_t req = take_pending(c, p);
-            if (extra)
-                make_error(&tmp, req.id, KYU_ERR_MALFORMED, "reply has too many frames");
-            else
-                check_reply(&req, &tmp, frames + 1, n_frames - 1, msgs);
-            kyu_reply_reset(rep);
-            *rep = tmp; /* moves the queues array */
-            rc = KYU_OK;
-        } else if (c->push_id && tmp.id == c->push_id && tmp.ev) {
-            /* A worker session's push: checked and built as a RECEIVE reply. */
-            kyu_pending_t push = {.id = tmp.id, .op = KYU_OP_RECEIVE};
-            if (extra)
-                make_error(&tmp, push.id, KYU_ERR_MALFORMED, "push has too many frames");
-            else
-                check_reply(&push, &tmp, frames + 1, n_frames - 1, msgs);
-            kyu_reply_reset(rep);
-            *rep = tmp;
-            rc = KYU_OK;
-        } else {
-            kyu_reply_reset(&tmp);
-        }
+    rc = KYU_ERR_MALFORMED;
+    kyu_reply_t *tmp = c->scratch;
+    kyu_err_t derr = {0};
+    kyu_pending_t *p = NULL;
+    if (kyu_reply_decode(zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]), tmp, &derr) ==
+            KYU_OK &&
+        (p = find_pending(c, tmp->id)) != NULL) {
+        kyu_pending_t req = take_pending(c, p);
+        if (extra)
+            make_error(tmp, req.id, KYU_ERR_MALFORMED, "reply has too many frames");
+        else
+            check_reply(&req, tmp, frames + 1, n_frames - 1, msgs);
+        kyu_reply_move(rep, tmp); /* with the queues array */
+        rc = KYU_OK;
+    } else if (c->push_id && tmp->id == c->push_id && tmp->ev) {
+        /* A worker session's push: checked and built as a RECEIVE reply. */
+        kyu_pending_t push = {.id = tmp->id, .op = KYU_OP_RECEIVE};
+        if (extra)
+            make_error(tmp, push.id, KYU_ERR_MALFORMED, "push has too many frames");
+        else
+            check_reply(&push, tmp, frames + 1, n_frames - 1, msgs);
+        kyu_reply_move(rep, tmp);
+        rc = KYU_OK;
     }
     for (size_t i = 0; i < n_frames; i++)
         zmq_msg_close(&frames[i]);
