@@ -9,6 +9,8 @@
 #include "kyu_internal.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
@@ -135,27 +137,39 @@ static void check_reply(const kyu_pending_t *p, kyu_reply_t *rep, zmq_msg_t *fra
     *msgs = m;
 }
 
-/* Receives the first frame of the next message into f, waiting up to timeout_ms when none
- * is queued. It tries the socket first: a reply already queued (pipelined replies come in
- * bursts) then costs no system call, where zmq_poll makes two poll(2)s and a getpid(2) even
- * for a socket that is ready. Returns KYU_OK, KYU_ERR_TIMEOUT or KYU_ERR_CONNECTION. */
+/* Receives the first frame of the next message into f, waiting up to timeout_ms (-1: no
+ * limit) when none is queued. It tries the socket first: a reply already queued (pipelined
+ * replies come in bursts) then costs no system call, where zmq_poll makes two poll(2)s and a
+ * getpid(2) even for a socket that is ready. When nothing is queued, that receive has
+ * processed libzmq's commands, so the socket's ZMQ_FD (edge-triggered: it signals the
+ * socket's next command, e.g. "a message arrived") is waited on with poll(2) directly, then
+ * the socket asked again (the FD may signal with no message yet). Returns KYU_OK,
+ * KYU_ERR_TIMEOUT or KYU_ERR_CONNECTION. */
 static kyu_code_t recv_first(kyu_client_t *c, zmq_msg_t *f, int timeout_ms, kyu_err_t *err)
 {
-    if (zmq_msg_recv(f, c->sock, ZMQ_DONTWAIT) >= 0)
-        return KYU_OK;
-    if (errno == EINTR)
-        return KYU_ERR_TIMEOUT;
-    if (errno != EAGAIN)
-        return kyu_err_set(err, KYU_ERR_CONNECTION, "zmq_msg_recv: %s", zmq_strerror(errno));
-    if (timeout_ms == 0)
-        return KYU_ERR_TIMEOUT;
-    zmq_pollitem_t item = {c->sock, 0, ZMQ_POLLIN, 0};
-    int n = zmq_poll(&item, 1, timeout_ms);
-    if (n < 0 && errno != EINTR)
-        return kyu_err_set(err, KYU_ERR_CONNECTION, "zmq_poll: %s", zmq_strerror(errno));
-    if (n <= 0 || zmq_msg_recv(f, c->sock, ZMQ_DONTWAIT) < 0)
-        return KYU_ERR_TIMEOUT;
-    return KYU_OK;
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : kyu_client_now_ms() + timeout_ms;
+    int fd = -1;
+    size_t fd_size = sizeof fd;
+    for (;;) {
+        if (zmq_msg_recv(f, c->sock, ZMQ_DONTWAIT) >= 0)
+            return KYU_OK;
+        if (errno == EINTR)
+            return KYU_ERR_TIMEOUT;
+        if (errno != EAGAIN)
+            return kyu_err_set(err, KYU_ERR_CONNECTION, "zmq_msg_recv: %s", zmq_strerror(errno));
+        int64_t left = timeout_ms < 0 ? -1 : deadline - kyu_client_now_ms();
+        if (timeout_ms >= 0 && left <= 0)
+            return KYU_ERR_TIMEOUT;
+        if (fd < 0 && zmq_getsockopt(c->sock, ZMQ_FD, &fd, &fd_size) != 0)
+            return kyu_err_set(err, KYU_ERR_CONNECTION, "zmq_getsockopt(ZMQ_FD): %s",
+                               zmq_strerror(errno));
+        struct pollfd p = {fd, POLLIN, 0};
+        int n = poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left);
+        if (n < 0 && errno != EINTR)
+            return kyu_err_set(err, KYU_ERR_CONNECTION, "poll: %s", strerror(errno));
+        if (n < 0)
+            return KYU_ERR_TIMEOUT;
+    }
 }
 
 /* Reads one multipart message (waiting up to timeout_ms) and, when it answers a request in
