@@ -32,6 +32,13 @@ int64_t kyu_client_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+void kyu_client_set_deadline(kyu_client_t *c, kyu_pending_t *p, int64_t deadline_ms)
+{
+    p->deadline_ms = deadline_ms;
+    if (deadline_ms < c->min_deadline_ms)
+        c->min_deadline_ms = deadline_ms;
+}
+
 int64_t kyu_client_wall_ms(void)
 {
     struct timespec ts;
@@ -140,7 +147,7 @@ static void close_socket(kyu_client_t *c)
     int64_t now = kyu_client_now_ms();
     for (size_t i = 0; i < c->n_pending; i++)
         if (c->pending[i].deadline_ms > now)
-            c->pending[i].deadline_ms = now;
+            kyu_client_set_deadline(c, &c->pending[i], now);
 }
 
 /* Connects to endpoint i and exchanges HELLO: the broker must speak our version. */
@@ -299,6 +306,7 @@ kyu_client_t *kyu_client_new_opts(const char *endpoints, const kyu_client_opts_t
         goto fail;
     }
     c->next_id = 1;
+    c->min_deadline_ms = INT64_MAX;
     c->next_key = 1;
     /* A random client id keeps request keys of different clients apart; 0 is reserved. */
     while (c->client_id == 0)
@@ -424,7 +432,8 @@ static kyu_code_t send_request(kyu_client_t *self, kyu_request_t *r, const void 
     p->id = r->id;
     p->op = r->op;
     p->expect = expected_count(r, n);
-    p->deadline_ms = kyu_client_now_ms() + self->opts.timeout_ms + kyu_client_request_wait_ms(r);
+    kyu_client_set_deadline(
+        self, p, kyu_client_now_ms() + self->opts.timeout_ms + kyu_client_request_wait_ms(r));
     if (req_id)
         *req_id = r->id;
     return KYU_OK;

@@ -236,18 +236,24 @@ kyu_code_t kyu_client_recv_one(kyu_client_t *c, int timeout_ms, kyu_reply_t *rep
     return rc;
 }
 
-/* The earliest deadline among requests in flight (INT64_MAX when none). */
+/* The request in flight with the earliest deadline (NULL when none); makes the client's
+ * lower bound of deadlines exact. */
 static kyu_pending_t *earliest(kyu_client_t *c)
 {
     kyu_pending_t *best = NULL;
     for (size_t i = 0; i < c->n_pending; i++)
         if (!best || c->pending[i].deadline_ms < best->deadline_ms)
             best = &c->pending[i];
+    c->min_deadline_ms = best ? best->deadline_ms : INT64_MAX;
     return best;
 }
 
+/* Answers the request whose deadline passed first as TIMEOUT, if one did: scans the table
+ * only once the lower bound of deadlines says one may have. */
 static kyu_code_t expire_one(kyu_client_t *c, int64_t now, kyu_reply_t *rep)
 {
+    if (now < c->min_deadline_ms)
+        return KYU_ERR_TIMEOUT;
     kyu_pending_t *p = earliest(c);
     if (!p || p->deadline_ms > now)
         return KYU_ERR_TIMEOUT;
@@ -283,11 +289,13 @@ kyu_code_t kyu_client_poll_reply(kyu_client_t *self, int timeout_ms, kyu_reply_t
         int64_t now = kyu_client_now_ms();
         if (expire_one(self, now, rep) == KYU_OK)
             return KYU_OK;
-        kyu_pending_t *first = earliest(self);
-        if (!first && !self->push_id)
+        if (self->n_pending == 0 && !self->push_id)
             return kyu_err_set(err, KYU_ERR_TIMEOUT, "no request in flight");
-        /* With a worker session open, pushes may come with no request in flight. */
-        int64_t wait = first ? first->deadline_ms - now : timeout_ms < 0 ? 1000 : timeout_ms;
+        /* With a worker session open, pushes may come with no request in flight. Until the
+         * earliest deadline at most (a lower bound: waking early only rescans). */
+        int64_t wait = self->n_pending  ? self->min_deadline_ms - now
+                       : timeout_ms < 0 ? 1000
+                                        : timeout_ms;
         if (timeout_ms >= 0 && start + timeout_ms - now < wait)
             wait = start + timeout_ms - now;
         if (wait < 0)
@@ -338,7 +346,7 @@ kyu_code_t kyu_client_call_once_within(kyu_client_t *c, const kyu_request_t *req
         return rc;
     kyu_pending_t *mine = find_pending(c, id);
     if (mine)
-        mine->deadline_ms = kyu_client_now_ms() + timeout_ms;
+        kyu_client_set_deadline(c, mine, kyu_client_now_ms() + timeout_ms);
     for (;;) {
         kyu_pending_t *p = find_pending(c, id);
         int64_t now = kyu_client_now_ms();

@@ -488,6 +488,36 @@ static void test_a_stray_reply_leaves_the_callers_reply_untouched(void **state)
     fake_broker_destroy(&fb);
 }
 
+/* Of pipelined requests, one the broker never answers comes back as TIMEOUT once its
+ * deadline passes, after the answered ones, the table's other entries coming and going. */
+static void test_an_unanswered_request_among_answered_ones_times_out(void **state)
+{
+    (void)state;
+    fake_broker_t *fb = fake_broker_new(mixed_handler, NULL);
+    kyu_client_t *c = connect_to(fake_broker_endpoint(fb), SHORT_TIMEOUT_MS);
+    assert_non_null(c);
+    kyu_err_t err = {0};
+    kyu_reply_t rep;
+    kyu_reply_init(&rep);
+    uint64_t first = send_one(c, "a");
+    kyu_request_t purge = {.op = KYU_OP_PURGE_QUEUE, .fields = KYU_F_QUEUE};
+    snprintf(purge.queue, sizeof purge.queue, "q");
+    uint64_t lost = 0;
+    assert_int_equal(kyu_client_request_async(c, &purge, NULL, NULL, 0, &lost, &err), KYU_OK);
+    uint64_t last = send_one(c, "b");
+    poll_into(c, &rep, NULL, first);
+    assert_int_equal(rep.status, KYU_OK);
+    poll_into(c, &rep, NULL, last);
+    assert_int_equal(rep.status, KYU_OK);
+    assert_int_equal(kyu_client_poll_reply(c, -1, &rep, NULL, &err), KYU_OK);
+    assert_int_equal(rep.id, lost);
+    assert_int_equal(rep.status, KYU_ERR_TIMEOUT);
+    assert_int_equal(kyu_client_inflight(c), 0);
+    kyu_reply_reset(&rep);
+    kyu_client_destroy(&c);
+    fake_broker_destroy(&fb);
+}
+
 /* ---- failover ---- */
 
 /* The first node: answers HELLO, says NOT_LEADER (naming arg) to everything else. */
@@ -739,6 +769,7 @@ int main(void)
         cmocka_unit_test(test_malformed_and_stray_replies_do_not_crash),
         cmocka_unit_test(test_one_reply_polled_many_times_holds_each_reply_alone),
         cmocka_unit_test(test_a_stray_reply_leaves_the_callers_reply_untouched),
+        cmocka_unit_test(test_an_unanswered_request_among_answered_ones_times_out),
         cmocka_unit_test(test_peek_returns_states_positions_and_the_next_page),
         cmocka_unit_test(test_peek_with_wrong_frames_or_no_state_is_malformed),
         cmocka_unit_test(test_not_leader_moves_to_the_named_leader),
