@@ -613,20 +613,9 @@ kyu_code_t kyu_client_send_async(kyu_client_t *self, const char *queue, const vo
     return send_request(self, &req, bodies, lens, n, req_id, err);
 }
 
-/* Clears a range of the request, [from, to). */
-#define CLEAR_RANGE(req, from, to)                                                                 \
-    memset((char *)(req) + offsetof(kyu_request_t, from), 0,                                       \
-           offsetof(kyu_request_t, to) - offsetof(kyu_request_t, from))
-
 void kyu_request_prepare(kyu_request_t *req, uint32_t op, uint64_t fields)
 {
-    /* All but the per-message arrays (handles, attrs, entry_ids, group_ids and dedup_ids: 10 of
-     * the 12.8 KB), read by the encoder only below their counts, which are cleared. */
-    CLEAR_RANGE(req, id, handles);
-    CLEAR_RANGE(req, rq_client, attrs);
-    CLEAR_RANGE(req, n_entries, entry_ids);
-    CLEAR_RANGE(req, entry_delay, group_ids);
-    CLEAR_RANGE(req, attempt_id, qx.tags.keys);
+    memset(req, 0, offsetof(kyu_request_t, qx.tags.keys));
     req->op = op;
     req->fields = fields;
 }

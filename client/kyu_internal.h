@@ -63,11 +63,9 @@ kyu_code_t kyu_client_set_queue(kyu_request_t *req, const char *queue, kyu_err_t
  * SEND's and PUBLISH's batches). */
 kyu_code_t kyu_client_batch_request(kyu_request_t *req, const kyu_batch_entry_t *e, size_t n,
                                     kyu_err_t *err);
-/* A request of op with fields and nothing else, for the hot paths (pipelined sends): clears
- * what comes before the tags only (their 20 KB matter to CREATE_QUEUE and
- * SET_QUEUE_ATTRIBUTES alone; tags.n is cleared), and of the per-message arrays (handles,
- * attrs, entry_ids, group_ids, dedup_ids) their counts only, not their entries: the encoder
- * reads an array below its count alone, so whoever sets a count fills every entry below it. */
+/* A request of op with fields and nothing else: clears what comes before the tags only (their
+ * 20 KB matter to CREATE_QUEUE and SET_QUEUE_ATTRIBUTES alone; tags.n is cleared), for the
+ * hot paths (pipelined sends). */
 void kyu_request_prepare(kyu_request_t *req, uint32_t op, uint64_t fields);
 /* Checks a send's options o (NULL: none) for n bodies and sets their fields in req. */
 /* Message i's MessageGroupId and MessageDeduplicationId (NULL: none) into req, checked. */
