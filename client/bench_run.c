@@ -58,6 +58,8 @@ static void send_pipelined(bench_t *b, kyu_client_t *c, uint64_t first, uint64_t
     }
     memset(buf, 'k', b->size * per);
     uint64_t seq = first;
+    kyu_reply_t rep; /* every reply in turn (poll_reply frees what the one before held) */
+    kyu_reply_init(&rep);
     while ((seq < end || kyu_client_inflight(c) > 0) && !atomic_load(&b->failed)) {
         while (seq < end && kyu_client_inflight(c) < (size_t)b->inflight) {
             const void *bodies[KYU_BATCH_MAX];
@@ -82,23 +84,35 @@ static void send_pipelined(bench_t *b, kyu_client_t *c, uint64_t first, uint64_t
                                       group_options(b, seqs, n, names, ptrs, &o), NULL, NULL, &err);
             if (rc != KYU_OK) {
                 bench_fail(b, "send", &err);
+                kyu_reply_reset(&rep);
                 free(buf);
                 return;
             }
         }
-        kyu_reply_t rep;
-        kyu_reply_init(&rep);
-        kyu_err_t err = {0};
-        if (kyu_client_poll_reply(c, -1, &rep, NULL, &err) != KYU_OK) {
-            bench_fail(b, "send", &err);
-        } else if (rep.status != KYU_OK) {
-            kyu_err_t e = {(kyu_code_t)rep.status, ""};
-            snprintf(e.msg, sizeof e.msg, "%s", rep.error);
-            atomic_fetch_add(&b->send_errors, 1);
-            bench_fail(b, "send", &e);
+        /* Every reply already here, then the window refilled at once (as hiredis's pipeline
+         * does): the sends go out in a burst, waking libzmq's I/O thread once rather than
+         * once per reply. */
+        int wait = -1;
+        for (;;) {
+            kyu_err_t err = {0};
+            kyu_code_t rc = kyu_client_poll_reply(c, wait, &rep, NULL, &err);
+            if (rc == KYU_ERR_TIMEOUT && wait == 0)
+                break;
+            if (rc != KYU_OK) {
+                bench_fail(b, "send", &err);
+                break;
+            }
+            if (rep.status != KYU_OK) {
+                kyu_err_t e = {(kyu_code_t)rep.status, ""};
+                snprintf(e.msg, sizeof e.msg, "%s", rep.error);
+                atomic_fetch_add(&b->send_errors, 1);
+                bench_fail(b, "send", &e);
+                break;
+            }
+            wait = 0;
         }
-        kyu_reply_reset(&rep);
     }
+    kyu_reply_reset(&rep);
     free(buf);
 }
 
@@ -291,6 +305,8 @@ static void consume_pipelined(bench_t *b, kyu_client_t *c)
     int limit = b->recv_inflight > KYU_BATCH_MAX * 10 ? KYU_BATCH_MAX * 10 : b->recv_inflight;
     int target = limit; /* 1 while the queue looks empty, so as not to spin the broker */
     int64_t last = bench_now_ns(), backoff = BACKOFF_MIN_NS;
+    kyu_reply_t rep; /* every reply in turn (poll_reply frees what the one before held) */
+    kyu_reply_init(&rep);
     while (!atomic_load(&b->failed)) {
         bool done = all_consumed(b);
         while (!done && s.n_recv < target) {
@@ -298,23 +314,23 @@ static void consume_pipelined(bench_t *b, kyu_client_t *c)
             uint64_t id = 0;
             if (kyu_client_request_async(c, &recv, NULL, NULL, 0, &id, &err) != KYU_OK) {
                 bench_fail(b, "receive", &err);
-                return;
+                break;
             }
             s.recv_ids[s.n_recv++] = id;
         }
+        if (atomic_load(&b->failed))
+            break;
         if (done)
             flush_deletes(b, c, &s);
         /* Done: the deletes answered; long polls left in flight would only wait out their
          * wait on the empty queue. */
         if (done && kyu_client_inflight(c) == (b->wait > 0 ? (size_t)s.n_recv : 0))
-            return;
-        kyu_reply_t rep;
+            break;
         kyu_message_t *msgs = NULL;
         kyu_err_t err = {0};
-        kyu_reply_init(&rep);
         if (kyu_client_poll_reply(c, -1, &rep, &msgs, &err) != KYU_OK) {
             bench_fail(b, "receive", &err);
-            return;
+            break;
         }
         bool is_recv = take_recv_id(&s, rep.id), stop = false;
         if (rep.status != KYU_OK) {
@@ -348,11 +364,11 @@ static void consume_pipelined(bench_t *b, kyu_client_t *c)
             if (rep.n_msgs < KYU_BATCH_MAX) /* the queue ran short: do not hold handles */
                 flush_deletes(b, c, &s);
         }
-        kyu_reply_reset(&rep);
         kyu_messages_destroy(&msgs);
         if (stop)
-            return;
+            break;
     }
+    kyu_reply_reset(&rep);
 }
 
 /* PUSH's consumer, on raw requests through libkyu rather than the consumer API (kyu.h's

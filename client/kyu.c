@@ -32,6 +32,13 @@ int64_t kyu_client_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+void kyu_client_set_deadline(kyu_client_t *c, kyu_pending_t *p, int64_t deadline_ms)
+{
+    p->deadline_ms = deadline_ms;
+    if (deadline_ms < c->min_deadline_ms)
+        c->min_deadline_ms = deadline_ms;
+}
+
 int64_t kyu_client_wall_ms(void)
 {
     struct timespec ts;
@@ -140,7 +147,7 @@ static void close_socket(kyu_client_t *c)
     int64_t now = kyu_client_now_ms();
     for (size_t i = 0; i < c->n_pending; i++)
         if (c->pending[i].deadline_ms > now)
-            c->pending[i].deadline_ms = now;
+            kyu_client_set_deadline(c, &c->pending[i], now);
 }
 
 /* Connects to endpoint i and exchanges HELLO: the broker must speak our version. */
@@ -299,6 +306,7 @@ kyu_client_t *kyu_client_new_opts(const char *endpoints, const kyu_client_opts_t
         goto fail;
     }
     c->next_id = 1;
+    c->min_deadline_ms = INT64_MAX;
     c->next_key = 1;
     /* A random client id keeps request keys of different clients apart; 0 is reserved. */
     while (c->client_id == 0)
@@ -307,8 +315,10 @@ kyu_client_t *kyu_client_new_opts(const char *endpoints, const kyu_client_opts_t
             goto fail;
         }
     c->max_body = KYU_BODY_MAX_DEFAULT;
+    msgpack_sbuffer_init(&c->sb);
     c->pending = calloc((size_t)c->opts.max_inflight, sizeof c->pending[0]);
-    if (!c->pending) {
+    c->scratch = calloc(1, sizeof *c->scratch);
+    if (!c->pending || !c->scratch) {
         kyu_err_set(err, KYU_ERR_INTERNAL, "out of memory");
         goto fail;
     }
@@ -363,6 +373,10 @@ void kyu_client_destroy(kyu_client_t **self_p)
     if (c->ctx)
         zmq_ctx_term(c->ctx);
     stash_clear(c);
+    if (c->scratch)
+        kyu_reply_reset(c->scratch);
+    free(c->scratch);
+    msgpack_sbuffer_destroy(&c->sb);
     free(c->pending);
     free(c->endpoints);
     free(c);
@@ -380,16 +394,18 @@ static uint32_t expected_count(const kyu_request_t *req, size_t n_bodies)
     return 0;
 }
 
-kyu_code_t kyu_client_request_async(kyu_client_t *self, const kyu_request_t *req,
-                                    const void *const *bodies, const size_t *lens, size_t n,
-                                    uint64_t *req_id, kyu_err_t *err)
+/* Sends r, which the caller lets us change: its id, and a request key for a write that has
+ * none. kyu_client_request_async copies its caller's request for this; libkyu's own sends
+ * build theirs on the stack and pass it straight here (a request is 12 KB). */
+static kyu_code_t send_request(kyu_client_t *self, kyu_request_t *r, const void *const *bodies,
+                               const size_t *lens, size_t n, uint64_t *req_id, kyu_err_t *err)
 {
     if (!self->sock)
         return kyu_err_set(err, KYU_ERR_CONNECTION, "not connected (a failover failed)");
     if (self->n_pending >= (size_t)self->opts.max_inflight)
         return kyu_err_set(err, KYU_ERR_BUSY, "%d requests in flight already",
                            self->opts.max_inflight);
-    if (n > KYU_BATCH_MAX || req->n_handles > KYU_BATCH_MAX)
+    if (n > KYU_BATCH_MAX || r->n_handles > KYU_BATCH_MAX)
         return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "at most %d bodies or handles",
                            KYU_BATCH_MAX);
     for (size_t i = 0; i < n; i++)
@@ -397,17 +413,14 @@ kyu_code_t kyu_client_request_async(kyu_client_t *self, const kyu_request_t *req
             return kyu_err_set(err, KYU_ERR_TOO_LARGE,
                                "message of %zu bytes is over the broker's maximum of %llu", lens[i],
                                (unsigned long long)self->max_body);
-    /* Not the tags' 20 KB unless there are any (kyu_request_t: most requests are sends). */
-    kyu_request_t r;
-    memcpy(&r, req, req->qx.tags.n ? sizeof r : offsetof(kyu_request_t, qx.tags.keys));
-    kyu_client_key_request(self, &r);
-    r.id = self->next_id++;
-    r.has_id = true;
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    kyu_request_encode(&r, &sb);
-    int rc = zmq_send(self->sock, sb.data, sb.size, n ? ZMQ_SNDMORE : 0);
-    msgpack_sbuffer_destroy(&sb);
+    kyu_client_key_request(self, r);
+    r->id = self->next_id++;
+    r->has_id = true;
+    /* The client's buffer, kept: as large as the largest header sent (a SEND's some 60 bytes,
+     * tags' some 20 KB; kyu_request_t bounds it). */
+    msgpack_sbuffer_clear(&self->sb);
+    kyu_request_encode(r, &self->sb);
+    int rc = zmq_send(self->sock, self->sb.data, self->sb.size, n ? ZMQ_SNDMORE : 0);
     /* After the first frame libzmq accepts the rest of a message without blocking. */
     for (size_t i = 0; rc >= 0 && i < n; i++)
         rc = zmq_send(self->sock, bodies[i], lens[i], i + 1 < n ? ZMQ_SNDMORE : 0);
@@ -416,13 +429,24 @@ kyu_code_t kyu_client_request_async(kyu_client_t *self, const kyu_request_t *req
                            "cannot queue a request to %s: %s", kyu_client_endpoint(self),
                            zmq_strerror(errno));
     kyu_pending_t *p = &self->pending[self->n_pending++];
-    p->id = r.id;
-    p->op = r.op;
-    p->expect = expected_count(&r, n);
-    p->deadline_ms = kyu_client_now_ms() + self->opts.timeout_ms + kyu_client_request_wait_ms(&r);
+    p->id = r->id;
+    p->op = r->op;
+    p->expect = expected_count(r, n);
+    kyu_client_set_deadline(
+        self, p, kyu_client_now_ms() + self->opts.timeout_ms + kyu_client_request_wait_ms(r));
     if (req_id)
-        *req_id = r.id;
+        *req_id = r->id;
     return KYU_OK;
+}
+
+kyu_code_t kyu_client_request_async(kyu_client_t *self, const kyu_request_t *req,
+                                    const void *const *bodies, const size_t *lens, size_t n,
+                                    uint64_t *req_id, kyu_err_t *err)
+{
+    /* Not the tags' 20 KB unless there are any (kyu_request_t: most requests are sends). */
+    kyu_request_t r;
+    memcpy(&r, req, req->qx.tags.n ? sizeof r : offsetof(kyu_request_t, qx.tags.keys));
+    return send_request(self, &r, bodies, lens, n, req_id, err);
 }
 
 int kyu_client_request_wait_ms(const kyu_request_t *req)
@@ -462,7 +486,7 @@ kyu_code_t kyu_client_send_async_keyed(kyu_client_t *self, const char *queue,
     req.rq_client = self->client_id;
     req.rq_key = *key;
     req.fields |= KYU_F_RQ;
-    return kyu_client_request_async(self, &req, bodies, lens, n, req_id, err);
+    return send_request(self, &req, bodies, lens, n, req_id, err);
 }
 
 void kyu_send_options_init(kyu_send_options_t *o)
@@ -573,7 +597,7 @@ kyu_code_t kyu_client_send_async_with(kyu_client_t *self, const char *queue,
         req.rq_key = *key;
         req.fields |= KYU_F_RQ;
     }
-    return kyu_client_request_async(self, &req, bodies, lens, n, req_id, err);
+    return send_request(self, &req, bodies, lens, n, req_id, err);
 }
 
 kyu_code_t kyu_client_send_async(kyu_client_t *self, const char *queue, const void *const *bodies,
@@ -586,7 +610,7 @@ kyu_code_t kyu_client_send_async(kyu_client_t *self, const char *queue, const vo
                            KYU_BATCH_MAX);
     if (kyu_client_set_queue(&req, queue, err) != KYU_OK)
         return err ? err->code : KYU_ERR_INVALID_NAME;
-    return kyu_client_request_async(self, &req, bodies, lens, n, req_id, err);
+    return send_request(self, &req, bodies, lens, n, req_id, err);
 }
 
 void kyu_request_prepare(kyu_request_t *req, uint32_t op, uint64_t fields)

@@ -158,7 +158,8 @@ kyu_code_t kyu_client_send_async_with(kyu_client_t *self, const char *queue,
  * request's deadline passed or its reply was malformed). For a RECEIVE, *msgs (when msgs is
  * not NULL) gets the rep->n_msgs messages (caller frees with kyu_messages_destroy) or NULL.
  * Returns KYU_ERR_TIMEOUT when nothing arrived in time (then *rep is untouched).
- * The caller calls kyu_reply_reset(rep) after use. */
+ * Filling rep frees what it held: one rep (kyu_reply_init once) may serve a loop of polls,
+ * and the caller calls kyu_reply_reset(rep) after the last. */
 kyu_code_t kyu_client_poll_reply(kyu_client_t *self, int timeout_ms, kyu_reply_t *rep,
                                  kyu_message_t **msgs, kyu_err_t *err);
 

@@ -37,13 +37,24 @@ struct kyu_client {
     uint64_t max_body;
     kyu_pending_t *pending; /* compact array of n_pending, capacity opts.max_inflight */
     size_t n_pending;
+    /* At most the earliest deadline in pending (INT64_MAX: none): lowered as a deadline is
+     * set, made exact by each scan, so that a poll scans the table only once a deadline may
+     * have passed (a pipelined client has ~100 in flight and polls once per message). */
+    int64_t min_deadline_ms;
     kyu_stash_t *stash_head, *stash_tail;
     /* A worker session's WORKER_OPEN request id (0: none): the broker's pushes carry it, and
      * poll_reply hands them out as replies with that id (messages as a RECEIVE's). */
     uint64_t push_id;
+    /* Reused on every request and reply (a pipelined client handles one per message): the
+     * header being encoded, and the reply being decoded, moved into the caller's when it
+     * answers a request in flight (the caller's stays untouched otherwise). */
+    msgpack_sbuffer sb;
+    kyu_reply_t *scratch;
 };
 
 int64_t kyu_client_now_ms(void);
+/* Sets p's deadline (keeping the client's lower bound of deadlines true). */
+void kyu_client_set_deadline(kyu_client_t *c, kyu_pending_t *p, int64_t deadline_ms);
 /* This host's wall clock, ms since the epoch (deliver-at times). */
 int64_t kyu_client_wall_ms(void);
 /* Copies a valid queue name into req (and sets KYU_F_QUEUE), else INVALID_NAME. */

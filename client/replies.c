@@ -9,6 +9,8 @@
 #include "kyu_internal.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
@@ -135,24 +137,61 @@ static void check_reply(const kyu_pending_t *p, kyu_reply_t *rep, zmq_msg_t *fra
     *msgs = m;
 }
 
+/* Receives the first frame of the next message into f, waiting up to timeout_ms (-1: no
+ * limit) when none is queued. It tries the socket first: a reply already queued (pipelined
+ * replies come in bursts) then costs no system call, where zmq_poll makes two poll(2)s and a
+ * getpid(2) even for a socket that is ready. When nothing is queued, that receive has
+ * processed libzmq's commands, so the socket's ZMQ_FD (edge-triggered: it signals the
+ * socket's next command, e.g. "a message arrived") is waited on with poll(2) directly, then
+ * the socket asked again (the FD may signal with no message yet). Returns KYU_OK,
+ * KYU_ERR_TIMEOUT or KYU_ERR_CONNECTION. */
+static kyu_code_t recv_first(kyu_client_t *c, zmq_msg_t *f, int timeout_ms, kyu_err_t *err)
+{
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : kyu_client_now_ms() + timeout_ms;
+    int fd = -1;
+    size_t fd_size = sizeof fd;
+    for (;;) {
+        if (zmq_msg_recv(f, c->sock, ZMQ_DONTWAIT) >= 0)
+            return KYU_OK;
+        if (errno == EINTR)
+            return KYU_ERR_TIMEOUT;
+        if (errno != EAGAIN)
+            return kyu_err_set(err, KYU_ERR_CONNECTION, "zmq_msg_recv: %s", zmq_strerror(errno));
+        int64_t left = timeout_ms < 0 ? -1 : deadline - kyu_client_now_ms();
+        if (timeout_ms >= 0 && left <= 0)
+            return KYU_ERR_TIMEOUT;
+        if (fd < 0 && zmq_getsockopt(c->sock, ZMQ_FD, &fd, &fd_size) != 0)
+            return kyu_err_set(err, KYU_ERR_CONNECTION, "zmq_getsockopt(ZMQ_FD): %s",
+                               zmq_strerror(errno));
+        struct pollfd p = {fd, POLLIN, 0};
+        int n = poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left);
+        if (n < 0 && errno != EINTR)
+            return kyu_err_set(err, KYU_ERR_CONNECTION, "poll: %s", strerror(errno));
+        if (n < 0)
+            return KYU_ERR_TIMEOUT;
+    }
+}
+
 /* Reads one multipart message (waiting up to timeout_ms) and, when it answers a request in
  * flight, fills rep (and msgs) and removes the request from the table: returns KYU_OK.
  * Returns KYU_ERR_TIMEOUT when nothing came, KYU_ERR_MALFORMED when a message was read but
- * answers no request in flight (dropped), KYU_ERR_CONNECTION on a socket failure. */
+ * answers no request in flight (dropped), KYU_ERR_CONNECTION on a socket failure; rep is
+ * untouched then. The reply is decoded into the client's scratch reply and moved into rep
+ * only when it answers something (one copy of the 19 KB kyu_reply_t per reply). */
 kyu_code_t kyu_client_recv_one(kyu_client_t *c, int timeout_ms, kyu_reply_t *rep,
                                kyu_message_t **msgs, kyu_err_t *err)
 {
     if (!c->sock)
         return KYU_ERR_TIMEOUT;
-    zmq_pollitem_t item = {c->sock, 0, ZMQ_POLLIN, 0};
-    int n = zmq_poll(&item, 1, timeout_ms);
-    if (n < 0 && errno != EINTR)
-        return kyu_err_set(err, KYU_ERR_CONNECTION, "zmq_poll: %s", zmq_strerror(errno));
-    if (n <= 0)
-        return KYU_ERR_TIMEOUT;
     zmq_msg_t frames[MAX_FRAMES];
-    size_t n_frames = 0, extra = 0;
-    int more = 1;
+    zmq_msg_init(&frames[0]);
+    kyu_code_t rc = recv_first(c, &frames[0], timeout_ms, err);
+    if (rc != KYU_OK) {
+        zmq_msg_close(&frames[0]);
+        return rc;
+    }
+    size_t n_frames = 1, extra = 0;
+    int more = zmq_msg_more(&frames[0]);
     while (more) {
         zmq_msg_t f;
         zmq_msg_init(&f);
@@ -168,54 +207,53 @@ kyu_code_t kyu_client_recv_one(kyu_client_t *c, int timeout_ms, kyu_reply_t *rep
             zmq_msg_close(&f);
         }
     }
-    kyu_code_t rc = KYU_ERR_MALFORMED;
-    if (n_frames > 0) {
-        kyu_reply_t tmp;
-        kyu_reply_init(&tmp);
-        kyu_err_t derr = {0};
-        kyu_pending_t *p = NULL;
-        if (kyu_reply_decode(zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]), &tmp, &derr) ==
-                KYU_OK &&
-            (p = find_pending(c, tmp.id)) != NULL) {
-            kyu_pending_t req = take_pending(c, p);
-            if (extra)
-                make_error(&tmp, req.id, KYU_ERR_MALFORMED, "reply has too many frames");
-            else
-                check_reply(&req, &tmp, frames + 1, n_frames - 1, msgs);
-            kyu_reply_reset(rep);
-            *rep = tmp; /* moves the queues array */
-            rc = KYU_OK;
-        } else if (c->push_id && tmp.id == c->push_id && tmp.ev) {
-            /* A worker session's push: checked and built as a RECEIVE reply. */
-            kyu_pending_t push = {.id = tmp.id, .op = KYU_OP_RECEIVE};
-            if (extra)
-                make_error(&tmp, push.id, KYU_ERR_MALFORMED, "push has too many frames");
-            else
-                check_reply(&push, &tmp, frames + 1, n_frames - 1, msgs);
-            kyu_reply_reset(rep);
-            *rep = tmp;
-            rc = KYU_OK;
-        } else {
-            kyu_reply_reset(&tmp);
-        }
+    rc = KYU_ERR_MALFORMED;
+    kyu_reply_t *tmp = c->scratch;
+    kyu_err_t derr = {0};
+    kyu_pending_t *p = NULL;
+    if (kyu_reply_decode(zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]), tmp, &derr) ==
+            KYU_OK &&
+        (p = find_pending(c, tmp->id)) != NULL) {
+        kyu_pending_t req = take_pending(c, p);
+        if (extra)
+            make_error(tmp, req.id, KYU_ERR_MALFORMED, "reply has too many frames");
+        else
+            check_reply(&req, tmp, frames + 1, n_frames - 1, msgs);
+        kyu_reply_move(rep, tmp); /* with the queues array */
+        rc = KYU_OK;
+    } else if (c->push_id && tmp->id == c->push_id && tmp->ev) {
+        /* A worker session's push: checked and built as a RECEIVE reply. */
+        kyu_pending_t push = {.id = tmp->id, .op = KYU_OP_RECEIVE};
+        if (extra)
+            make_error(tmp, push.id, KYU_ERR_MALFORMED, "push has too many frames");
+        else
+            check_reply(&push, tmp, frames + 1, n_frames - 1, msgs);
+        kyu_reply_move(rep, tmp);
+        rc = KYU_OK;
     }
     for (size_t i = 0; i < n_frames; i++)
         zmq_msg_close(&frames[i]);
     return rc;
 }
 
-/* The earliest deadline among requests in flight (INT64_MAX when none). */
+/* The request in flight with the earliest deadline (NULL when none); makes the client's
+ * lower bound of deadlines exact. */
 static kyu_pending_t *earliest(kyu_client_t *c)
 {
     kyu_pending_t *best = NULL;
     for (size_t i = 0; i < c->n_pending; i++)
         if (!best || c->pending[i].deadline_ms < best->deadline_ms)
             best = &c->pending[i];
+    c->min_deadline_ms = best ? best->deadline_ms : INT64_MAX;
     return best;
 }
 
+/* Answers the request whose deadline passed first as TIMEOUT, if one did: scans the table
+ * only once the lower bound of deadlines says one may have. */
 static kyu_code_t expire_one(kyu_client_t *c, int64_t now, kyu_reply_t *rep)
 {
+    if (now < c->min_deadline_ms)
+        return KYU_ERR_TIMEOUT;
     kyu_pending_t *p = earliest(c);
     if (!p || p->deadline_ms > now)
         return KYU_ERR_TIMEOUT;
@@ -251,11 +289,13 @@ kyu_code_t kyu_client_poll_reply(kyu_client_t *self, int timeout_ms, kyu_reply_t
         int64_t now = kyu_client_now_ms();
         if (expire_one(self, now, rep) == KYU_OK)
             return KYU_OK;
-        kyu_pending_t *first = earliest(self);
-        if (!first && !self->push_id)
+        if (self->n_pending == 0 && !self->push_id)
             return kyu_err_set(err, KYU_ERR_TIMEOUT, "no request in flight");
-        /* With a worker session open, pushes may come with no request in flight. */
-        int64_t wait = first ? first->deadline_ms - now : timeout_ms < 0 ? 1000 : timeout_ms;
+        /* With a worker session open, pushes may come with no request in flight. Until the
+         * earliest deadline at most (a lower bound: waking early only rescans). */
+        int64_t wait = self->n_pending  ? self->min_deadline_ms - now
+                       : timeout_ms < 0 ? 1000
+                                        : timeout_ms;
         if (timeout_ms >= 0 && start + timeout_ms - now < wait)
             wait = start + timeout_ms - now;
         if (wait < 0)
@@ -306,7 +346,7 @@ kyu_code_t kyu_client_call_once_within(kyu_client_t *c, const kyu_request_t *req
         return rc;
     kyu_pending_t *mine = find_pending(c, id);
     if (mine)
-        mine->deadline_ms = kyu_client_now_ms() + timeout_ms;
+        kyu_client_set_deadline(c, mine, kyu_client_now_ms() + timeout_ms);
     for (;;) {
         kyu_pending_t *p = find_pending(c, id);
         int64_t now = kyu_client_now_ms();

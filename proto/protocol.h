@@ -601,6 +601,10 @@ void kyu_reply_init_lean(kyu_reply_t *rep);
 void kyu_reply_reset(kyu_reply_t *rep);
 /* @kyu-internal-begin */
 void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out);
+/* Frees what dst owns and moves src into it: dst becomes src, and src keeps its fields but
+ * owns nothing any more (reset it, or decode into it, before reading it again). One copy,
+ * where kyu_reply_reset(dst) then *dst = *src clears dst first. */
+void kyu_reply_move(kyu_reply_t *dst, kyu_reply_t *src);
 /* Decodes a reply header. The caller calls kyu_reply_reset afterwards, also on error. */
 kyu_code_t kyu_reply_decode(const void *buf, size_t len, kyu_reply_t *rep, kyu_err_t *err);
 /* @kyu-internal-end */

@@ -87,7 +87,9 @@ void kyu_reply_init_lean(kyu_reply_t *rep)
            sizeof *rep - offsetof(kyu_reply_t, has_attrs));
 }
 
-void kyu_reply_reset(kyu_reply_t *rep)
+/* Frees what the reply owns (every heap pointer of kyu_reply_t), leaving the pointers as
+ * they are. */
+static void release(kyu_reply_t *rep)
 {
     free(rep->queues);
     free(rep->tags);
@@ -96,7 +98,27 @@ void kyu_reply_reset(kyu_reply_t *rep)
     free(rep->topics);
     free(rep->subs);
     free(rep->header);
+}
+
+void kyu_reply_reset(kyu_reply_t *rep)
+{
+    release(rep);
     memset(rep, 0, sizeof *rep);
+}
+
+void kyu_reply_move(kyu_reply_t *dst, kyu_reply_t *src)
+{
+    if (dst == src)
+        return;
+    release(dst);
+    memcpy(dst, src, sizeof *dst);
+    src->queues = NULL;
+    src->tags = NULL;
+    src->tasks = NULL;
+    src->workers = NULL;
+    src->topics = NULL;
+    src->subs = NULL;
+    src->header = NULL;
 }
 
 static void pack_kv_int(msgpack_packer *pk, const char *key, int64_t v)

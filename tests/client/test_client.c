@@ -2,6 +2,7 @@
  * failover. Each test states one behaviour of kyu.h. */
 #include "fake_broker.h"
 #include "kyu.h"
+#include "kyu_internal.h" /* kyu_request_prepare, kyu_client_set_send_options */
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -453,6 +454,136 @@ static void test_send_options_carry_a_delay_or_a_delivery_time(void **state)
     fake_broker_destroy(&fb);
 }
 
+/* A send's request prepared over whatever the stack held (here: 0xa5 everywhere) encodes as
+ * one built on a zeroed request: kyu_request_prepare leaves the per-message arrays as they
+ * are, and every writer of a count fills the entries below it. */
+static void test_a_prepared_send_encodes_as_one_built_on_a_zeroed_request(void **state)
+{
+    (void)state;
+    static kyu_request_t dirty, clean;
+    const char *groups[3] = {"g0", "g1", "g2"}, *dedups[3] = {"d0", NULL, "d2"};
+    kyu_msg_attrs_t attrs[3] = {{0}};
+    attrs[1].n = 1;
+    attrs[1].a[0] = (kyu_msg_attr_t){"colour", 6, "String", 6, "red", 3, false};
+    kyu_send_options_t opts[5];
+    for (int k = 0; k < 5; k++)
+        kyu_send_options_init(&opts[k]);
+    opts[1].delay_seconds = 5;
+    opts[2].group_ids = groups;
+    opts[3].group_ids = groups;
+    opts[3].dedup_ids = dedups;
+    opts[4].attrs = attrs;
+    for (int k = 0; k < 5; k++) {
+        for (size_t n = 1; n <= 3; n++) {
+            msgpack_sbuffer a, b;
+            msgpack_sbuffer_init(&a);
+            msgpack_sbuffer_init(&b);
+            memset(&dirty, 0xa5, sizeof dirty);
+            memset(&clean, 0, sizeof clean);
+            kyu_request_t *reqs[2] = {&dirty, &clean};
+            msgpack_sbuffer *out[2] = {&a, &b};
+            for (int j = 0; j < 2; j++) {
+                kyu_err_t err = {0};
+                kyu_request_prepare(reqs[j], KYU_OP_SEND, KYU_F_QUEUE);
+                assert_int_equal(kyu_client_set_queue(reqs[j], "q", &err), KYU_OK);
+                assert_int_equal(kyu_client_set_send_options(reqs[j], &opts[k], n, &err), KYU_OK);
+                reqs[j]->id = 7;
+                kyu_request_encode(reqs[j], out[j]);
+            }
+            if (a.size != b.size || memcmp(a.data, b.data, a.size) != 0)
+                fprintf(stderr,
+                        "options %d, %zu bodies: %zu bytes over a dirty request, %zu over "
+                        "a zeroed one\n",
+                        k, n, a.size, b.size);
+            assert_int_equal(a.size, b.size);
+            assert_memory_equal(a.data, b.data, a.size);
+            msgpack_sbuffer_destroy(&a);
+            msgpack_sbuffer_destroy(&b);
+        }
+    }
+}
+
+/* Records the op, queue and tag count of every request but HELLO, and answers each. */
+typedef struct {
+    size_t n;
+    uint32_t op[8];
+    char queue[8][KYU_NAME_MAX + 1];
+    size_t n_tags[8], n_bodies[8];
+} trail_t;
+
+static void trail_handler(fake_broker_t *fb, void *arg, const kyu_request_t *req,
+                          const void *const *bodies, const size_t *lens, size_t n)
+{
+    (void)bodies, (void)lens;
+    trail_t *t = arg;
+    if (req->op == KYU_OP_HELLO) {
+        fake_default(fb, req);
+        return;
+    }
+    if (t->n < 8) {
+        t->op[t->n] = req->op;
+        snprintf(t->queue[t->n], sizeof t->queue[0], "%s", req->queue);
+        t->n_tags[t->n] = req->qx.tags.n;
+        t->n_bodies[t->n++] = n;
+    }
+    kyu_reply_t rep;
+    kyu_reply_init(&rep);
+    rep.id = req->id;
+    rep.n_ids = req->op == KYU_OP_SEND ? n : 0;
+    for (size_t i = 0; i < rep.n_ids; i++)
+        snprintf(rep.ids[i], sizeof rep.ids[i], "id-%zu", i);
+    fake_reply(fb, &rep, NULL, NULL, 0);
+}
+
+/* The client encodes every header into one buffer it keeps: a small one after a large one
+ * (50 tags, some 20 KB) goes out alone and whole. */
+static void test_a_small_header_after_a_large_one_is_sent_whole(void **state)
+{
+    (void)state;
+    static trail_t trail;
+    memset(&trail, 0, sizeof trail);
+    fake_broker_t *fb = fake_broker_new(trail_handler, &trail);
+    kyu_err_t err = {0};
+    kyu_client_t *c = connect_to(fake_broker_endpoint(fb), 5000, &err);
+    assert_non_null(c);
+    kyu_queue_settings_t qs;
+    kyu_queue_settings_init(&qs);
+    static char keys[KYU_TAGS_MAX][KYU_TAG_KEY_MAX + 1], value[KYU_TAG_VALUE_MAX + 1];
+    memset(value, 'v', KYU_TAG_VALUE_MAX);
+    qs.n_tags = KYU_TAGS_MAX;
+    for (size_t i = 0; i < KYU_TAGS_MAX; i++) {
+        memset(keys[i], 'k', KYU_TAG_KEY_MAX);
+        snprintf(keys[i], 8, "%05zu", i);
+        keys[i][5] = 'k';
+        qs.tag_keys[i] = keys[i];
+        qs.tag_values[i] = value;
+    }
+    assert_int_equal(kyu_client_set_queue_attributes(c, "tagged", &qs, &err), KYU_OK);
+    const void *body[] = {"x"};
+    size_t len[] = {1};
+    for (int i = 0; i < 2; i++) {
+        uint64_t id = 0;
+        assert_int_equal(kyu_client_send_async(c, "small", body, len, 1, &id, &err), KYU_OK);
+        kyu_reply_t rep;
+        kyu_reply_init(&rep);
+        assert_int_equal(kyu_client_poll_reply(c, -1, &rep, NULL, &err), KYU_OK);
+        assert_int_equal(rep.status, KYU_OK);
+        assert_int_equal(rep.id, id);
+        kyu_reply_reset(&rep);
+    }
+    assert_int_equal(trail.n, 3);
+    assert_int_equal(trail.op[0], KYU_OP_SET_QUEUE_ATTRIBUTES);
+    assert_int_equal(trail.n_tags[0], KYU_TAGS_MAX);
+    for (size_t i = 1; i < 3; i++) {
+        assert_int_equal(trail.op[i], KYU_OP_SEND);
+        assert_string_equal(trail.queue[i], "small");
+        assert_int_equal(trail.n_tags[i], 0);
+        assert_int_equal(trail.n_bodies[i], 1);
+    }
+    kyu_client_destroy(&c);
+    fake_broker_destroy(&fb);
+}
+
 /* What batch_handler saw of the last SEND (the request's bytes are gone after the handler). */
 typedef struct {
     uint64_t fields;
@@ -815,6 +946,8 @@ int main(void)
         cmocka_unit_test(test_a_sync_call_answered_busy_is_retried_with_its_key),
         cmocka_unit_test(test_invalid_queue_name_is_refused_locally),
         cmocka_unit_test(test_send_options_carry_a_delay_or_a_delivery_time),
+        cmocka_unit_test(test_a_prepared_send_encodes_as_one_built_on_a_zeroed_request),
+        cmocka_unit_test(test_a_small_header_after_a_large_one_is_sent_whole),
         cmocka_unit_test(test_a_send_batch_carries_its_entries_and_maps_their_results),
         cmocka_unit_test(test_a_publish_batch_carries_its_entries_and_refuses_locally),
         cmocka_unit_test(test_send_options_carry_attributes_checked_first),

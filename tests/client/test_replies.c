@@ -317,6 +317,207 @@ static void test_malformed_and_stray_replies_do_not_crash(void **state)
     }
 }
 
+/* ---- one reply for many polls ---- */
+
+/* LIST_QUEUES: two names (a heap array in the client's reply); RECEIVE: one message with an
+ * attribute (its reply owns a copy of the header); SEND: an id per body, or an error when the
+ * first body is "err"; PURGE_QUEUE: a reply with a stray id (to no request); DELETE: a
+ * result per handle. */
+static void mixed_handler(fake_broker_t *fb, void *arg, const kyu_request_t *req,
+                          const void *const *bodies, const size_t *lens, size_t n)
+{
+    (void)arg;
+    kyu_reply_t rep;
+    kyu_reply_init(&rep);
+    rep.id = req->id;
+    char names[2][KYU_NAME_MAX + 1] = {"alpha", "beta"};
+    switch (req->op) {
+    case KYU_OP_LIST_QUEUES:
+        rep.queues = names;
+        rep.n_queues = 2;
+        fake_reply(fb, &rep, NULL, NULL, 0);
+        break;
+    case KYU_OP_RECEIVE: {
+        rep.n_msgs = 1;
+        snprintf(rep.msgs[0].message_id, sizeof rep.msgs[0].message_id, "mid");
+        snprintf(rep.msgs[0].handle, sizeof rep.msgs[0].handle, "rh");
+        snprintf(rep.msgs[0].md5_attrs, sizeof rep.msgs[0].md5_attrs, "%032d", 7);
+        rep.msgs[0].attrs.n = 1;
+        rep.msgs[0].attrs.a[0] = (kyu_msg_attr_t){"colour", 6, "String", 6, "red", 3, false};
+        const void *out[] = {"body"};
+        size_t out_lens[] = {4};
+        fake_reply(fb, &rep, out, out_lens, 1);
+        break;
+    }
+    case KYU_OP_SEND:
+        if (n > 0 && lens[0] == 3 && memcmp(bodies[0], "err", 3) == 0) {
+            fake_reply_error(fb, req->id, KYU_ERR_TOO_LARGE, "the first body is too large");
+            break;
+        }
+        rep.n_ids = n;
+        for (size_t i = 0; i < n; i++)
+            snprintf(rep.ids[i], sizeof rep.ids[i], "id-%zu", i);
+        fake_reply(fb, &rep, NULL, NULL, 0);
+        break;
+    case KYU_OP_PURGE_QUEUE:
+        rep.id = req->id + 1000;
+        fake_reply(fb, &rep, NULL, NULL, 0);
+        break;
+    case KYU_OP_DELETE:
+        rep.n_results = req->n_handles;
+        fake_reply(fb, &rep, NULL, NULL, 0);
+        break;
+    default:
+        fake_default(fb, req);
+    }
+}
+
+static uint64_t send_one(kyu_client_t *c, const char *body)
+{
+    const void *bodies[] = {body};
+    size_t lens[] = {strlen(body)};
+    uint64_t id = 0;
+    kyu_err_t err = {0};
+    assert_int_equal(kyu_client_send_async(c, "q", bodies, lens, 1, &id, &err), KYU_OK);
+    return id;
+}
+
+/* Polls the next reply into rep (the same one each time) and checks it answers id. */
+static void poll_into(kyu_client_t *c, kyu_reply_t *rep, kyu_message_t **msgs, uint64_t id)
+{
+    kyu_err_t err = {0};
+    assert_int_equal(kyu_client_poll_reply(c, 5000, rep, msgs, &err), KYU_OK);
+    if (rep->id != id)
+        fprintf(stderr, "expected the reply to request %llu, got one to %llu\n",
+                (unsigned long long)id, (unsigned long long)rep->id);
+    assert_int_equal(rep->id, id);
+}
+
+/* One kyu_reply_t given to poll_reply again and again (a pipelined producer's or consumer's
+ * loop) holds each reply alone: nothing of the one before (its owned arrays freed, its
+ * counts, messages and error gone), an error in the middle of a pipelined batch included. */
+static void test_one_reply_polled_many_times_holds_each_reply_alone(void **state)
+{
+    (void)state;
+    fake_broker_t *fb = fake_broker_new(mixed_handler, NULL);
+    kyu_client_t *c = connect_to(fake_broker_endpoint(fb), 5000);
+    assert_non_null(c);
+    kyu_err_t err = {0};
+    kyu_reply_t rep;
+    kyu_reply_init(&rep);
+    kyu_message_t *msgs = NULL;
+
+    kyu_request_t list = {.op = KYU_OP_LIST_QUEUES};
+    uint64_t id = 0;
+    assert_int_equal(kyu_client_request_async(c, &list, NULL, NULL, 0, &id, &err), KYU_OK);
+    poll_into(c, &rep, NULL, id);
+    assert_int_equal(rep.n_queues, 2);
+    assert_string_equal(rep.queues[1], "beta");
+
+    kyu_request_t recv = {.op = KYU_OP_RECEIVE, .fields = KYU_F_QUEUE | KYU_F_MAX, .max = 1};
+    snprintf(recv.queue, sizeof recv.queue, "q");
+    assert_int_equal(kyu_client_request_async(c, &recv, NULL, NULL, 0, &id, &err), KYU_OK);
+    poll_into(c, &rep, &msgs, id);
+    assert_int_equal(rep.n_queues, 0);
+    assert_null(rep.queues);
+    assert_int_equal(rep.n_msgs, 1);
+    assert_non_null(msgs);
+    assert_int_equal(msgs[0].attrs.n, 1);
+    assert_memory_equal(msgs[0].attrs.a[0].value, "red", 3);
+    kyu_messages_destroy(&msgs);
+
+    /* Pipelined sends, the second refused: the replies around it are whole. */
+    uint64_t ids[4] = {send_one(c, "a"), send_one(c, "err"), send_one(c, "b"), 0};
+    kyu_request_t del = {.op = KYU_OP_DELETE, .fields = KYU_F_QUEUE | KYU_F_HANDLES};
+    snprintf(del.queue, sizeof del.queue, "q");
+    del.n_handles = 2;
+    snprintf(del.handles[0], sizeof del.handles[0], "rh");
+    snprintf(del.handles[1], sizeof del.handles[1], "rh2");
+    assert_int_equal(kyu_client_request_async(c, &del, NULL, NULL, 0, &ids[3], &err), KYU_OK);
+    for (size_t i = 0; i < 4; i++) {
+        poll_into(c, &rep, &msgs, ids[i]);
+        assert_null(msgs);
+        assert_int_equal(rep.n_msgs, 0);
+        assert_null(rep.header);
+        if (i == 1) {
+            assert_int_equal(rep.status, KYU_ERR_TOO_LARGE);
+            assert_string_equal(rep.error, "the first body is too large");
+            assert_int_equal(rep.n_ids, 0);
+        } else {
+            assert_int_equal(rep.status, KYU_OK);
+            assert_string_equal(rep.error, "");
+            assert_int_equal(rep.n_ids, i == 3 ? 0 : 1);
+            assert_int_equal(rep.n_results, i == 3 ? 2 : 0);
+        }
+    }
+    kyu_reply_reset(&rep);
+    kyu_client_destroy(&c);
+    fake_broker_destroy(&fb);
+}
+
+/* A reply to no request in flight is dropped, and a poll that then times out leaves the
+ * caller's reply as it was (kyu.h: "*rep is untouched"), the previous reply's owned array
+ * included. */
+static void test_a_stray_reply_leaves_the_callers_reply_untouched(void **state)
+{
+    (void)state;
+    fake_broker_t *fb = fake_broker_new(mixed_handler, NULL);
+    kyu_client_t *c = connect_to(fake_broker_endpoint(fb), 5000);
+    assert_non_null(c);
+    kyu_err_t err = {0};
+    kyu_reply_t rep;
+    kyu_reply_init(&rep);
+    kyu_request_t list = {.op = KYU_OP_LIST_QUEUES};
+    uint64_t id = 0;
+    assert_int_equal(kyu_client_request_async(c, &list, NULL, NULL, 0, &id, &err), KYU_OK);
+    poll_into(c, &rep, NULL, id);
+    kyu_request_t purge = {.op = KYU_OP_PURGE_QUEUE, .fields = KYU_F_QUEUE};
+    snprintf(purge.queue, sizeof purge.queue, "q");
+    assert_int_equal(kyu_client_request_async(c, &purge, NULL, NULL, 0, NULL, &err), KYU_OK);
+    assert_int_equal(kyu_client_poll_reply(c, SHORT_TIMEOUT_MS, &rep, NULL, &err), KYU_ERR_TIMEOUT);
+    assert_int_equal(rep.id, id);
+    assert_int_equal(rep.n_queues, 2);
+    assert_string_equal(rep.queues[0], "alpha");
+    /* The next reply still lands whole. */
+    uint64_t sid = send_one(c, "x");
+    poll_into(c, &rep, NULL, sid);
+    assert_int_equal(rep.n_ids, 1);
+    assert_null(rep.queues);
+    kyu_reply_reset(&rep);
+    kyu_client_destroy(&c);
+    fake_broker_destroy(&fb);
+}
+
+/* Of pipelined requests, one the broker never answers comes back as TIMEOUT once its
+ * deadline passes, after the answered ones, the table's other entries coming and going. */
+static void test_an_unanswered_request_among_answered_ones_times_out(void **state)
+{
+    (void)state;
+    fake_broker_t *fb = fake_broker_new(mixed_handler, NULL);
+    kyu_client_t *c = connect_to(fake_broker_endpoint(fb), SHORT_TIMEOUT_MS);
+    assert_non_null(c);
+    kyu_err_t err = {0};
+    kyu_reply_t rep;
+    kyu_reply_init(&rep);
+    uint64_t first = send_one(c, "a");
+    kyu_request_t purge = {.op = KYU_OP_PURGE_QUEUE, .fields = KYU_F_QUEUE};
+    snprintf(purge.queue, sizeof purge.queue, "q");
+    uint64_t lost = 0;
+    assert_int_equal(kyu_client_request_async(c, &purge, NULL, NULL, 0, &lost, &err), KYU_OK);
+    uint64_t last = send_one(c, "b");
+    poll_into(c, &rep, NULL, first);
+    assert_int_equal(rep.status, KYU_OK);
+    poll_into(c, &rep, NULL, last);
+    assert_int_equal(rep.status, KYU_OK);
+    assert_int_equal(kyu_client_poll_reply(c, -1, &rep, NULL, &err), KYU_OK);
+    assert_int_equal(rep.id, lost);
+    assert_int_equal(rep.status, KYU_ERR_TIMEOUT);
+    assert_int_equal(kyu_client_inflight(c), 0);
+    kyu_reply_reset(&rep);
+    kyu_client_destroy(&c);
+    fake_broker_destroy(&fb);
+}
+
 /* ---- failover ---- */
 
 /* The first node: answers HELLO, says NOT_LEADER (naming arg) to everything else. */
@@ -566,6 +767,9 @@ int main(void)
         cmocka_unit_test(test_receive_with_wrong_frame_count_is_malformed),
         cmocka_unit_test(test_delete_reports_a_result_per_handle),
         cmocka_unit_test(test_malformed_and_stray_replies_do_not_crash),
+        cmocka_unit_test(test_one_reply_polled_many_times_holds_each_reply_alone),
+        cmocka_unit_test(test_a_stray_reply_leaves_the_callers_reply_untouched),
+        cmocka_unit_test(test_an_unanswered_request_among_answered_ones_times_out),
         cmocka_unit_test(test_peek_returns_states_positions_and_the_next_page),
         cmocka_unit_test(test_peek_with_wrong_frames_or_no_state_is_malformed),
         cmocka_unit_test(test_not_leader_moves_to_the_named_leader),
