@@ -309,6 +309,26 @@ void kyu_frontend_send_empty(kyu_frontend_t *self, zframe_t *identity, uint64_t 
     kyu_frontend_send_reply(self, identity, &rep, NULL, NULL, 0);
 }
 
+/* An early receive (kyu_replica_receive_early): answered here, its waiter NULL (nobody waits
+ * for its entry). False: not answered, cmd unchanged but for its early fields. */
+static bool answer_early(kyu_frontend_t *self, zframe_t *identity, const kyu_request_t *req,
+                         kyu_command_t *cmd)
+{
+    kyu_result_t *res = &self->early_res;
+    kyu_result_init(res);
+    if (!kyu_replica_receive_early(self->ctx.replica, cmd, NULL, res))
+        return false;
+    kyu_reply_t rep;
+    kyu_reply_init_lean(&rep);
+    rep.id = req->id;
+    size_t n_bodies = 0;
+    kyu_op_receive_reply(res, &rep, &n_bodies);
+    kyu_frontend_send_reply(self, identity, &rep, res->bodies, res->body_lens, n_bodies);
+    kyu_result_clear(res);
+    self->early_answers++;
+    return true;
+}
+
 /* Writes: checked against the state and the limits, built into a command and proposed; the
  * reply goes when the command is applied (kyu_frontend_on_result). Takes identity when
  * proposed or parked. lp: a long poll woken (taken, whatever happens), or NULL for a new
@@ -366,6 +386,13 @@ void kyu_frontend_propose(kyu_frontend_t *self, zframe_t **identity, const kyu_o
     cmd.now_ms = kyu_replica_now(self->ctx.replica); /* before build: SEND's deliver-at */
     if (row->build)
         row->build(&self->ctx, req, bodies, &cmd);
+    /* A receive that finds messages now is answered now, its lease proposed behind the
+     * answer (replica_early.c; the durable way when the leader cannot be sure apply will
+     * record exactly that answer). Not a woken long poll's: those keep their order. */
+    if (row->op == KYU_OP_RECEIVE && !woken && answer_early(self, *identity, req, &cmd)) {
+        kyu_longpoll_waiter_destroy(&lp);
+        return;
+    }
     waiter_t *w = malloc(sizeof *w);
     if (!w) {
         kyu_longpoll_waiter_destroy(&lp);

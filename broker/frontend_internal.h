@@ -24,6 +24,10 @@ struct kyu_frontend {
     uint64_t expiry_checked_at;
     bool redrive_proposed; /* a REDRIVE_STEP waits for its entry (op_redrive.c) */
     uint64_t dropped_replies;
+    /* Receives answered before their lease was durable (frontend.c, answer_early), and the
+     * result they are answered from (some 14 KB: not on the stack) */
+    uint64_t early_answers;
+    kyu_result_t early_res;
     char endpoint[KYU_ENDPOINT_MAX];
     /* Long polling: the parked receives, their order of arrival, and the one timer that
      * wakes the loop at the earliest deadline or end of a lease or delay on a queue that has

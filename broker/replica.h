@@ -131,6 +131,16 @@ uint64_t kyu_replica_now(kyu_replica_t *self);
 kyu_code_t kyu_replica_propose(kyu_replica_t *self, const kyu_command_t *cmd, void *waiter,
                                kyu_err_t *err);
 
+/* A RECEIVE answered before its lease is durable (replica_early.c, op_receive_early.c): on
+ * a serving leader, when nothing in flight but sends and other early receives can change
+ * cmd's queue, chooses its messages (less those the leader's overlay holds), fills res with
+ * the answer (the caller sends it and clears res) and proposes cmd in its early form; waiter
+ * comes back through done when the entry is applied (its result: per chosen lease, OK when
+ * recorded, RECEIPT_STALE when skipped) or lost. False: nothing was done (res stays empty);
+ * propose cmd the durable way. */
+bool kyu_replica_receive_early(kyu_replica_t *self, kyu_command_t *cmd, void *waiter,
+                               kyu_result_t *res);
+
 /* Runs the Ready loop as far as it goes without waiting: proposes the open entry, hands
  * writes to the storage thread, sends, applies. Call after each burst of inputs. */
 void kyu_replica_flush(kyu_replica_t *self);
