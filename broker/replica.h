@@ -141,6 +141,10 @@ kyu_code_t kyu_replica_propose(kyu_replica_t *self, const kyu_command_t *cmd, vo
 bool kyu_replica_receive_early(kyu_replica_t *self, kyu_command_t *cmd, void *waiter,
                                kyu_result_t *res);
 
+/* How many leases of queue qid early receives granted that are not applied yet (0 but on a
+ * leader): reads count them as in flight. */
+uint64_t kyu_replica_early_leases(kyu_replica_t *self, uint64_t qid);
+
 /* Runs the Ready loop as far as it goes without waiting: proposes the open entry, hands
  * writes to the storage thread, sends, applies. Call after each burst of inputs. */
 void kyu_replica_flush(kyu_replica_t *self);

@@ -29,7 +29,7 @@
 typedef enum { REC_HOLD = 1, REC_LEASE, REC_BLOCK, REC_BLOCK_ALL } rec_kind_t;
 
 typedef struct {
-    uint64_t serial, key;
+    uint64_t serial, key, qid;
     rec_kind_t kind;
 } rec_t;
 
@@ -38,6 +38,7 @@ struct kyu_early {
     size_t head, n, cap;
     zhashx_t *held;    /* (qid, seq) key -> count of records holding it */
     zhashx_t *blocked; /* qid -> count of records blocking it */
+    zhashx_t *leased;  /* qid -> count of its leases granted early, not applied */
     uint64_t block_all, leases;
     uint64_t term;   /* the term the records belong to */
     uint64_t serial; /* commands noted so far */
@@ -100,6 +101,7 @@ kyu_early_t *kyu_early_new(void)
     KYU_ASSERT(self);
     self->held = count_map_new();
     self->blocked = count_map_new();
+    self->leased = count_map_new();
     return self;
 }
 
@@ -110,6 +112,7 @@ void kyu_early_destroy(kyu_early_t **self_p)
         return;
     zhashx_destroy(&self->held);
     zhashx_destroy(&self->blocked);
+    zhashx_destroy(&self->leased);
     free(self->recs);
     free(self);
     *self_p = NULL;
@@ -119,6 +122,7 @@ static void clear(kyu_early_t *self)
 {
     zhashx_purge(self->held);
     zhashx_purge(self->blocked);
+    zhashx_purge(self->leased);
     self->head = self->n = 0;
     self->block_all = self->leases = 0;
 }
@@ -136,7 +140,7 @@ static void settle_term(kyu_replica_t *r)
     }
 }
 
-static void push(kyu_early_t *self, uint64_t serial, rec_kind_t kind, uint64_t key)
+static void push(kyu_early_t *self, uint64_t serial, rec_kind_t kind, uint64_t key, uint64_t qid)
 {
     if (self->head > 0 && self->head == self->n)
         self->head = self->n = 0;
@@ -151,10 +155,11 @@ static void push(kyu_early_t *self, uint64_t serial, rec_kind_t kind, uint64_t k
             KYU_ASSERT(self->recs);
         }
     }
-    self->recs[self->n++] = (rec_t){serial, key, kind};
+    self->recs[self->n++] = (rec_t){serial, key, qid, kind};
     switch (kind) {
     case REC_LEASE:
         self->leases++;
+        count_add(self->leased, qid, 1);
         /* fall through */
     case REC_HOLD:
         count_add(self->held, key, 1);
@@ -171,7 +176,7 @@ static void push(kyu_early_t *self, uint64_t serial, rec_kind_t kind, uint64_t k
 static void block_queue(kyu_replica_t *r, uint64_t serial, const char *queue)
 {
     uint64_t qid = queue[0] ? kyu_sm_queue_id(r->sm, queue) : 0;
-    push(r->early, serial, qid ? REC_BLOCK : REC_BLOCK_ALL, qid);
+    push(r->early, serial, qid ? REC_BLOCK : REC_BLOCK_ALL, qid, qid);
 }
 
 static bool grouped(const kyu_command_t *cmd)
@@ -209,15 +214,15 @@ void kyu_early_note(kyu_replica_t *r, const kyu_command_t *cmd)
             uint64_t seq;
             uint32_t gen;
             if (qid && kyu_handle_parse(cmd->handles[i], &seq, &gen))
-                push(self, serial, REC_HOLD, msg_key(qid, seq));
+                push(self, serial, REC_HOLD, msg_key(qid, seq), qid);
         }
         return;
     case KYU_CMD_RECEIVE:
         if (cmd->early && qid) {
             for (size_t i = 0; i < cmd->n_chosen; i++)
-                push(self, serial, REC_LEASE, msg_key(qid, cmd->chosen_seq[i]));
+                push(self, serial, REC_LEASE, msg_key(qid, cmd->chosen_seq[i]), qid);
             if (cmd->rq_client) /* a retry of it is answered the durable way */
-                push(self, serial, REC_HOLD, request_key(cmd->rq_client, cmd->rq_key));
+                push(self, serial, REC_HOLD, request_key(cmd->rq_client, cmd->rq_key), qid);
             return;
         }
         block_queue(r, serial, cmd->queue);
@@ -237,6 +242,7 @@ void kyu_early_done(kyu_replica_t *r, uint64_t upto)
         switch (rec->kind) {
         case REC_LEASE:
             self->leases--;
+            count_add(self->leased, rec->qid, -1);
             /* fall through */
         case REC_HOLD:
             count_add(self->held, rec->key, -1);
@@ -254,6 +260,14 @@ void kyu_early_done(kyu_replica_t *r, uint64_t upto)
 uint64_t kyu_early_serial(const kyu_replica_t *r)
 {
     return r->early ? r->early->serial : 0;
+}
+
+uint64_t kyu_replica_early_leases(kyu_replica_t *self, uint64_t qid)
+{
+    if (!self->early || !qid || !kyu_replica_is_leader(self))
+        return 0;
+    settle_term(self);
+    return (uint64_t)(uintptr_t)zhashx_lookup(self->early->leased, (void *)(uintptr_t)qid);
 }
 
 static bool held(void *arg, uint64_t qid, uint64_t seq)
