@@ -551,15 +551,6 @@ kyu_code_t kyu_op_queue_attributes_answer(kyu_op_ctx_t *ctx, const kyu_request_t
     rep->has_attrs = rc == KYU_OK;
     if (rc != KYU_OK)
         return rc;
-    /* Receives answered early whose leases are not applied yet count as in flight already
-     * (replica_early.c): a client that received and then asks sees its receive. */
-    uint64_t early =
-        ctx->replica ? kyu_replica_early_leases(ctx->replica, kyu_sm_queue_id(ctx->sm, req->queue))
-                     : 0;
-    if (early > (uint64_t)rep->attrs.visible)
-        early = (uint64_t)rep->attrs.visible;
-    rep->attrs.visible -= (int64_t)early;
-    rep->attrs.not_visible += (int64_t)early;
     /* The size a send may have here: the queue's, or this broker's limit when smaller. */
     if ((uint64_t)rep->attrs.max_size > ctx->max_body)
         rep->attrs.max_size = (int64_t)ctx->max_body;

@@ -42,6 +42,7 @@ struct kyu_early {
     uint64_t block_all, leases;
     uint64_t term;   /* the term the records belong to */
     uint64_t serial; /* commands noted so far */
+    uint64_t done;   /* every command below this serial is applied or lost */
 };
 
 static size_t u64_hash(const void *key)
@@ -137,6 +138,7 @@ static void settle_term(kyu_replica_t *r)
     if (term != self->term || kyu_raft_role(r->raft) != KYU_RAFT_LEADER) {
         clear(self);
         self->term = term;
+        self->done = self->serial; /* what an earlier term proposed is not ours to wait for */
     }
 }
 
@@ -237,6 +239,8 @@ void kyu_early_note(kyu_replica_t *r, const kyu_command_t *cmd)
 void kyu_early_done(kyu_replica_t *r, uint64_t upto)
 {
     kyu_early_t *self = r->early;
+    if (self && upto > self->done)
+        self->done = upto;
     while (self && self->head < self->n && self->recs[self->head].serial < upto) {
         rec_t *rec = &self->recs[self->head++];
         switch (rec->kind) {
@@ -268,6 +272,35 @@ uint64_t kyu_replica_early_leases(kyu_replica_t *self, uint64_t qid)
         return 0;
     settle_term(self);
     return (uint64_t)(uintptr_t)zhashx_lookup(self->early->leased, (void *)(uintptr_t)qid);
+}
+
+uint64_t kyu_replica_early_pending(kyu_replica_t *self)
+{
+    if (!self->early || !kyu_replica_is_leader(self))
+        return 0;
+    settle_term(self);
+    return self->early->leases;
+}
+
+uint64_t kyu_replica_early_mark(kyu_replica_t *self)
+{
+    return kyu_early_serial(self);
+}
+
+bool kyu_replica_early_reached(kyu_replica_t *self, uint64_t mark)
+{
+    if (!self->early || !kyu_replica_is_leader(self))
+        return true;
+    settle_term(self);
+    return self->early->done >= mark;
+}
+
+void kyu_replica_propose_lazy(kyu_replica_t *self)
+{
+    if (self->open && self->open->lazy) {
+        self->open->lazy = false;
+        kyu_replica_flush(self);
+    }
 }
 
 static bool held(void *arg, uint64_t qid, uint64_t seq)
