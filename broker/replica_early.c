@@ -306,7 +306,7 @@ void kyu_replica_propose_lazy(kyu_replica_t *self)
 static bool held(void *arg, uint64_t qid, uint64_t seq)
 {
     kyu_early_t *self = arg;
-#if KYU_REPLICA_PLANTED_BUG == 12
+#if KYU_REPLICA_PLANTED_BUG == 13
     (void)self, (void)qid, (void)seq;
     return false; /* planted: the overlay is not consulted, a message is handed out twice */
 #else
