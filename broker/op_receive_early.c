@@ -27,11 +27,11 @@
 /* Candidates looked at per choice at most: the ones the overlay holds are passed over. */
 #define CHOOSE_LOOK_MAX 64
 
-/* Whether q may be received from early at all (its own state; the overlay decides the rest). */
-static bool early_queue(const kyu_sm_t *self, const queue_t *q)
+/* Whether q may be received from early at all (its own state; the overlay decides the rest:
+ * a SET_HANDLE_KEY in flight, which would change the handles, blocks every queue). */
+static bool early_queue(const queue_t *q)
 {
-    return q && !q->is_fifo && !q->fifo && !q->fair && !q->groups && !q->dlq[0] &&
-           kyu_sm_has_handle_key(self);
+    return q && !q->is_fifo && !q->fifo && !q->fair && !q->groups && !q->dlq[0];
 }
 
 bool kyu_sm_receive_choose(kyu_sm_t *self, kyu_command_t *cmd, uint64_t held_total,
@@ -41,7 +41,7 @@ bool kyu_sm_receive_choose(kyu_sm_t *self, kyu_command_t *cmd, uint64_t held_tot
     cmd->early = false;
     cmd->n_chosen = 0;
     queue_t *q = zhashx_lookup(self->queues, cmd->queue);
-    if (!early_queue(self, q) || cmd->attempt)
+    if (!early_queue(q) || cmd->attempt)
         return false;
     uint64_t now = cmd->now_ms;
     uint32_t max = cmd->max ? cmd->max : 1;
@@ -59,6 +59,7 @@ bool kyu_sm_receive_choose(kyu_sm_t *self, kyu_command_t *cmd, uint64_t held_tot
     uint64_t taken[CHOOSE_LOOK_MAX];
     lease_t tl[CHOOSE_LOOK_MAX];
     uint32_t n_taken = 0, found = 0;
+    bool fresh_stop = false;
     uint64_t seqs[KYU_BATCH_MAX];
     lease_t leases[KYU_BATCH_MAX];
     while (found < max && n_taken < CHOOSE_LOOK_MAX) {
@@ -76,7 +77,13 @@ bool kyu_sm_receive_choose(kyu_sm_t *self, kyu_command_t *cmd, uint64_t held_tot
                 tl[i].gen = UINT32_MAX; /* marks it: not put back twice */
                 continue;
             }
-            if (held(arg, q->qid, taken[i]))
+            /* A never-received message: apply takes these from the front of the fresh ones
+             * (kyu_sm_index_take_fresh), so none is chosen past one that may stay there. */
+            bool fresh = tl[i].gen == 0 && tl[i].first_ms != KYU_LEASE_DELAYED;
+            kyu_held_t h = held(arg, q->qid, taken[i]);
+            if (h == KYU_HELD_STAYS && fresh)
+                fresh_stop = true;
+            if (h != KYU_HELD_NO || (fresh && fresh_stop))
                 continue;
             seqs[found] = taken[i];
             leases[found++] = tl[i];
@@ -134,7 +141,7 @@ kyu_code_t kyu_op_receive_apply_early(kyu_sm_t *self, const kyu_command_t *c, ky
     kyu_result_t *res = a->res;
     /* A queue that is no longer one the leader answers early for (it can only have become
      * so by an entry before this one): nothing is recorded. */
-    bool ok = early_queue(self, q);
+    bool ok = early_queue(q);
     uint64_t vt_ms = (uint64_t)c->vt * 1000;
     for (size_t i = 0; i < c->n_chosen; i++) {
         lease_t l;

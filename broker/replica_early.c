@@ -36,7 +36,8 @@ typedef struct {
 struct kyu_early {
     rec_t *recs; /* in serial order: recs[head..n) are live */
     size_t head, n, cap;
-    zhashx_t *held;    /* (qid, seq) key -> count of records holding it */
+    zhashx_t *held;    /* (qid, seq) key -> count of DELETE/CHANGE_VISIBILITY records naming it */
+    zhashx_t *taken;   /* (qid, seq) key -> count of early leases of it */
     zhashx_t *blocked; /* qid -> count of records blocking it */
     zhashx_t *leased;  /* qid -> count of its leases granted early, not applied */
     uint64_t block_all, leases;
@@ -101,6 +102,7 @@ kyu_early_t *kyu_early_new(void)
     kyu_early_t *self = calloc(1, sizeof *self);
     KYU_ASSERT(self);
     self->held = count_map_new();
+    self->taken = count_map_new();
     self->blocked = count_map_new();
     self->leased = count_map_new();
     return self;
@@ -112,6 +114,7 @@ void kyu_early_destroy(kyu_early_t **self_p)
     if (!self)
         return;
     zhashx_destroy(&self->held);
+    zhashx_destroy(&self->taken);
     zhashx_destroy(&self->blocked);
     zhashx_destroy(&self->leased);
     free(self->recs);
@@ -122,6 +125,7 @@ void kyu_early_destroy(kyu_early_t **self_p)
 static void clear(kyu_early_t *self)
 {
     zhashx_purge(self->held);
+    zhashx_purge(self->taken);
     zhashx_purge(self->blocked);
     zhashx_purge(self->leased);
     self->head = self->n = 0;
@@ -162,7 +166,8 @@ static void push(kyu_early_t *self, uint64_t serial, rec_kind_t kind, uint64_t k
     case REC_LEASE:
         self->leases++;
         count_add(self->leased, qid, 1);
-        /* fall through */
+        count_add(self->taken, key, 1);
+        break;
     case REC_HOLD:
         count_add(self->held, key, 1);
         break;
@@ -247,7 +252,8 @@ void kyu_early_done(kyu_replica_t *r, uint64_t upto)
         case REC_LEASE:
             self->leases--;
             count_add(self->leased, rec->qid, -1);
-            /* fall through */
+            count_add(self->taken, rec->key, -1);
+            break;
         case REC_HOLD:
             count_add(self->held, rec->key, -1);
             break;
@@ -303,14 +309,17 @@ void kyu_replica_propose_lazy(kyu_replica_t *self)
     }
 }
 
-static bool held(void *arg, uint64_t qid, uint64_t seq)
+static kyu_held_t held(void *arg, uint64_t qid, uint64_t seq)
 {
     kyu_early_t *self = arg;
 #if KYU_REPLICA_PLANTED_BUG == 13
     (void)self, (void)qid, (void)seq;
-    return false; /* planted: the overlay is not consulted, a message is handed out twice */
+    return KYU_HELD_NO; /* planted: the overlay is not consulted, a message is handed out twice */
 #else
-    return zhashx_lookup(self->held, (void *)(uintptr_t)msg_key(qid, seq)) != NULL;
+    void *key = (void *)(uintptr_t)msg_key(qid, seq);
+    if (zhashx_lookup(self->held, key))
+        return KYU_HELD_STAYS;
+    return zhashx_lookup(self->taken, key) ? KYU_HELD_TAKEN : KYU_HELD_NO;
 #endif
 }
 
