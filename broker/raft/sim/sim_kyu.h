@@ -90,6 +90,10 @@ typedef struct {
      * subscriber); PUBLISH: its deduplication number (MessageDeduplicationId "p<dedup>") */
     bool fifo;
     uint64_t dedup;
+    /* RECEIVE answered early (replica_early.c): the messages of its answer, in the order of
+     * the entry's chosen leases (the oracle checks each was recorded) */
+    size_t n_early;
+    uint64_t early_ids[KYU_BATCH_MAX];
 } sk_intent_t;
 
 /* The filter policies the workload gives t0's subscriptions (index 0: none, half of the

@@ -522,12 +522,16 @@ static void request(sim_cluster_t *c, sim_node_t *nd, uint64_t now)
      * entry proposed behind the answer; else the durable way below. */
     static kyu_result_t early_res; /* some 14 KB */
     bool early = false;
+    w->in.n_early = 0;
     if (w->in.type == KYU_CMD_RECEIVE && k->next_msg % 2 == 0) {
         sk_enter(kn);
         kyu_command_t e = cmd;
         if (kyu_replica_receive_early(kn->replica, &e, w, &early_res)) {
             early = true;
             cmd = e;
+            w->in.n_early = early_res.n_msgs;
+            for (size_t j = 0; j < early_res.n_msgs; j++)
+                w->in.early_ids[j] = sk_parse_id(early_res.msgs[j].message_id);
         }
     }
     msgpack_sbuffer sb;

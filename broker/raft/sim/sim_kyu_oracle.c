@@ -551,20 +551,18 @@ static void on_receive_early(sim_cluster_t *c, const kyu_command_t *cmd, const s
     sk_t *k = sk(c);
     uint32_t gens[KYU_BATCH_MAX] = {0};
     uint64_t seqs[KYU_BATCH_MAX] = {0};
-    if (res->code != KYU_OK || res->n_results != cmd->n_chosen) {
+    if (res->code != KYU_OK || res->n_results != cmd->n_chosen || in->n_early != cmd->n_chosen) {
         sim_violation(c, SIM_SAFETY,
                       "early receive: the entry of a receive on %s at %llu answered %s with %zu "
-                      "results for %zu leases",
+                      "results for %zu leases (%zu messages answered)",
                       cmd->queue, (unsigned long long)cmd->now_ms, kyu_code_name(res->code),
-                      res->n_results, cmd->n_chosen);
+                      res->n_results, cmd->n_chosen, in->n_early);
         return;
     }
     for (size_t j = 0; j < cmd->n_chosen && c->result == SIM_OK; j++) {
-        uint64_t seq = cmd->chosen_seq[j], n = 0;
-        for (uint64_t x = 1; x <= k->next_msg && x < k->msgs_cap && !n; x++)
-            if (k->msgs[x].seq == seq && k->msgs[x].q == q)
-                n = x;
-        sk_msg_t *m = n ? sk_msg(k, n) : NULL;
+        /* the message the client was answered with for this lease */
+        uint64_t seq = cmd->chosen_seq[j], n = in->early_ids[j];
+        sk_msg_t *m = n && n <= k->next_msg ? sk_msg(k, n) : NULL;
         if (res->results[j] != KYU_OK) {
             sim_violation(c, SIM_SAFETY,
                           "early receive: message %llu (seq %llu) was answered by a receive on "
