@@ -214,7 +214,6 @@ static void answer_now(kyu_frontend_t *self, zframe_t *identity, const kyu_op_ro
 #define DEFERRED_MAX 1000
 #define DEFERRED_WAIT_MS 1000
 
-
 /* Takes identity when the read waits. */
 static bool defer_read(kyu_frontend_t *self, zframe_t **identity, const kyu_request_t *req)
 {
