@@ -35,7 +35,12 @@
  *                      receive leases no message past it), or [] (entries written before
  *                      the limit: none), or [max in flight or 0, true]: its request key is a
  *                      ReceiveRequestAttemptId's (op_receive.c), and an attempt that leases
- *                      nothing records nothing
+ *                      nothing records nothing; or [max in flight or 0, false, chosen
+ *                      (bin)]: a receive the leader answered before its entry committed
+ *                      (op_receive_early.c), chosen 1..KYU_BATCH_MAX leases of 12 bytes
+ *                      (seq, big-endian u64; the generation it gives, big-endian u32), each
+ *                      recorded only if the message is still as the leader saw it (binaries
+ *                      older than this form refuse such an entry)
  *   SET_MEMBER:        items = [node id, raft address (tcp://HOST:PORT), client endpoint]
  *   DROP_MEMBER:       items = [node id]
  *   SET_HANDLE_KEY:    items = [key (bin, 32 bytes)]: the key of receipt handles (sm_handle.c)
@@ -164,6 +169,14 @@ typedef struct {
     uint8_t key[KYU_HANDLE_KEY_LEN]; /* SET_HANDLE_KEY: the receipt handle key */
     uint32_t max_inflight;           /* RECEIVE: the leader's in-flight limit per queue (0: none) */
     bool attempt; /* RECEIVE: its request key stands for a ReceiveRequestAttemptId */
+    /* RECEIVE answered before its lease is durable (op_receive_early.c): the leader chose
+     * these n_chosen messages (seq, and the lease generation the receive gives them) and
+     * answered; apply records exactly those leases, skipping any an earlier entry changed.
+     * vt is then the timeout in seconds, never -1. */
+    bool early;
+    size_t n_chosen;
+    uint64_t chosen_seq[KYU_BATCH_MAX];
+    uint32_t chosen_gen[KYU_BATCH_MAX];
     /* START_MOVE_TASK: the destination ("": each message's source queue) and the rate (0:
      * not set); REDRIVE_STEP: the task it moves for and how many messages at most
      * (1..KYU_REDRIVE_STEP_MAX) */

@@ -12,6 +12,14 @@
 
 #define DRAIN_MAX 1024 /* requests per readable event, so the storage pipe is served too */
 
+/* A read waiting for early receives (defer_read) */
+struct deferred {
+    zframe_t *identity;
+    uint64_t mark, deadline;
+    struct deferred *next;
+    kyu_request_t req;
+};
+
 kyu_frontend_t *kyu_frontend_new(const kyu_frontend_config_t *cfg, kyu_sm_t *sm, kyu_err_t *err)
 {
     kyu_frontend_t *self = calloc(1, sizeof *self);
@@ -97,6 +105,12 @@ void kyu_frontend_destroy(kyu_frontend_t **self_p)
     kyu_frontend_t *self = *self_p;
     if (!self)
         return;
+    while (self->deferred) {
+        struct deferred *d = self->deferred;
+        self->deferred = d->next;
+        zframe_destroy(&d->identity);
+        free(d);
+    }
     zsock_destroy(&self->sock);
     kyu_workers_destroy(&self->workers);
     kyu_longpoll_destroy(&self->lp);
@@ -192,6 +206,60 @@ static void answer_now(kyu_frontend_t *self, zframe_t *identity, const kyu_op_ro
     self->ctx.answer_bodies = NULL;
     kyu_result_clear(&bodies);
     kyu_reply_reset(&rep);
+}
+
+/* A read that waits for the early receives answered before it (replica_early.c): their
+ * leases are not applied yet, and a client that received and then looks (PEEK, attributes)
+ * must see its receive. Bounded in number (past it, answered at once) and in time. */
+#define DEFERRED_MAX 1000
+#define DEFERRED_WAIT_MS 1000
+
+/* Takes identity when the read waits. */
+static bool defer_read(kyu_frontend_t *self, zframe_t **identity, const kyu_request_t *req)
+{
+    uint64_t qid = req->queue[0] ? kyu_sm_queue_id(self->ctx.sm, req->queue) : 0;
+    if (!qid || self->n_deferred >= DEFERRED_MAX ||
+        kyu_replica_early_leases(self->ctx.replica, qid) == 0)
+        return false;
+    struct deferred *d = malloc(sizeof *d);
+    if (!d)
+        return false;
+    d->identity = *identity;
+    d->mark = kyu_replica_early_mark(self->ctx.replica);
+    d->deadline = kyu_replica_now(self->ctx.replica) + DEFERRED_WAIT_MS;
+    d->next = NULL;
+    d->req = *req;
+    *identity = NULL;
+    if (self->deferred_tail)
+        self->deferred_tail->next = d;
+    else
+        self->deferred = d;
+    self->deferred_tail = d;
+    self->n_deferred++;
+    kyu_replica_propose_lazy(self->ctx.replica);
+    return true;
+}
+
+void kyu_frontend_serve_deferred(kyu_frontend_t *self)
+{
+    while (self->deferred) {
+        struct deferred *d = self->deferred;
+        bool serving = kyu_replica_serving(self->ctx.replica);
+        if (serving && !kyu_replica_early_reached(self->ctx.replica, d->mark) &&
+            kyu_replica_now(self->ctx.replica) < d->deadline)
+            return; /* the reads after it came later: they wait too */
+        self->deferred = d->next;
+        if (!self->deferred)
+            self->deferred_tail = NULL;
+        self->n_deferred--;
+        if (serving)
+            answer_now(self, d->identity, kyu_ops_row(d->req.op), &d->req);
+        else
+            kyu_frontend_send_error(self, d->identity, d->req.id, KYU_ERR_NOT_LEADER,
+                                    "this node stopped leading while the read waited; retry");
+        zframe_destroy(&d->identity);
+        free(d);
+    }
 }
 
 /* Admin ops a driver answers later (membership changes): takes identity when started. */
@@ -309,6 +377,26 @@ void kyu_frontend_send_empty(kyu_frontend_t *self, zframe_t *identity, uint64_t 
     kyu_frontend_send_reply(self, identity, &rep, NULL, NULL, 0);
 }
 
+/* An early receive (kyu_replica_receive_early): answered here, its waiter NULL (nobody waits
+ * for its entry). False: not answered, cmd unchanged but for its early fields. */
+static bool answer_early(kyu_frontend_t *self, zframe_t *identity, const kyu_request_t *req,
+                         kyu_command_t *cmd)
+{
+    kyu_result_t *res = &self->early_res;
+    kyu_result_init(res);
+    if (!kyu_replica_receive_early(self->ctx.replica, cmd, NULL, res))
+        return false;
+    kyu_reply_t rep;
+    kyu_reply_init_lean(&rep);
+    rep.id = req->id;
+    size_t n_bodies = 0;
+    kyu_op_receive_reply(res, &rep, &n_bodies);
+    kyu_frontend_send_reply(self, identity, &rep, res->bodies, res->body_lens, n_bodies);
+    kyu_result_clear(res);
+    self->early_answers++;
+    return true;
+}
+
 /* Writes: checked against the state and the limits, built into a command and proposed; the
  * reply goes when the command is applied (kyu_frontend_on_result). Takes identity when
  * proposed or parked. lp: a long poll woken (taken, whatever happens), or NULL for a new
@@ -366,6 +454,13 @@ void kyu_frontend_propose(kyu_frontend_t *self, zframe_t **identity, const kyu_o
     cmd.now_ms = kyu_replica_now(self->ctx.replica); /* before build: SEND's deliver-at */
     if (row->build)
         row->build(&self->ctx, req, bodies, &cmd);
+    /* A receive that finds messages now is answered now, its lease proposed behind the
+     * answer (replica_early.c; the durable way when the leader cannot be sure apply will
+     * record exactly that answer). Not a woken long poll's: those keep their order. */
+    if (row->op == KYU_OP_RECEIVE && !woken && answer_early(self, *identity, req, &cmd)) {
+        kyu_longpoll_waiter_destroy(&lp);
+        return;
+    }
     waiter_t *w = malloc(sizeof *w);
     if (!w) {
         kyu_longpoll_waiter_destroy(&lp);
@@ -441,7 +536,8 @@ static void handle_request(kyu_frontend_t *self)
                     ? "this node is not the leader; the leader is named in the reply"
                     : "no leader is known yet (an election is under way); retry shortly");
         } else if (row->answer) {
-            answer_now(self, identity, row, &req);
+            if (!defer_read(self, &identity, &req))
+                answer_now(self, identity, row, &req);
         } else if (row->start) {
             start_later(self, &identity, row, &req);
         } else if (row->session) {

@@ -24,6 +24,14 @@ struct kyu_frontend {
     uint64_t expiry_checked_at;
     bool redrive_proposed; /* a REDRIVE_STEP waits for its entry (op_redrive.c) */
     uint64_t dropped_replies;
+    /* Receives answered before their lease was durable (frontend.c, answer_early), and the
+     * result they are answered from (some 14 KB: not on the stack) */
+    uint64_t early_answers;
+    kyu_result_t early_res;
+    /* Reads of a queue with receives answered early and not applied yet wait for them
+     * (frontend.c, defer_read), in order of arrival */
+    struct deferred *deferred, *deferred_tail;
+    size_t n_deferred;
     char endpoint[KYU_ENDPOINT_MAX];
     /* Long polling: the parked receives, their order of arrival, and the one timer that
      * wakes the loop at the earliest deadline or end of a lease or delay on a queue that has
@@ -75,6 +83,8 @@ bool kyu_frontend_send_reply(kyu_frontend_t *self, zframe_t *identity, const kyu
 void kyu_frontend_send_error(kyu_frontend_t *self, zframe_t *identity, uint64_t id, kyu_code_t code,
                              const char *text);
 /* An empty reply (a RECEIVE that found nothing). */
+/* Answers the reads that waited for early receives' entries (frontend.c, defer_read). */
+void kyu_frontend_serve_deferred(kyu_frontend_t *self);
 void kyu_frontend_send_empty(kyu_frontend_t *self, zframe_t *identity, uint64_t id);
 /* The normal path of a write (frontend.c): validated, then parked (a receive that may wait
  * and would find nothing), answered empty, or proposed. Takes *identity when it keeps it;

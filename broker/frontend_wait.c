@@ -328,6 +328,7 @@ void kyu_frontend_serve_waiting(kyu_frontend_t *self)
 {
     char names[64][KYU_NAME_MAX + 1];
     size_t n;
+    kyu_frontend_serve_deferred(self); /* reads behind early receives (frontend.c) */
     do {
         n = kyu_sm_take_woken(self->ctx.sm, names, 64);
         for (size_t i = 0; i < n; i++) {

@@ -482,6 +482,38 @@ static int on_transfer_deadline(zloop_t *loop, int timer_id, void *arg)
     return -1;
 }
 
+#define EARLY_WAIT_MS 2000
+
+static int on_early_check(zloop_t *loop, int timer_id, void *arg)
+{
+    (void)loop;
+    (void)timer_id;
+    broker_t *b = arg;
+    return kyu_replica_early_pending(b->replica) > 0 && !kyu_replica_fatal(b->replica) ? 0 : -1;
+}
+
+/* On SIGTERM the leases of receives answered early (replica_early.c) are made durable before
+ * anything else: their entries are proposed and the loop runs until they are applied (at
+ * most EARLY_WAIT_MS; new requests wait meanwhile), so a clean stop takes back no answered
+ * lease. */
+static void settle_early_before_exit(broker_t *b)
+{
+    if (kyu_replica_fatal(b->replica) || kyu_replica_early_pending(b->replica) == 0)
+        return;
+    zloop_t *loop = zloop_new();
+    KYU_ASSERT(loop);
+    zloop_set_nonstop(loop, true); /* the SIGTERM that got us here must not stop this loop */
+    zloop_reader(loop, kyu_log_sock(b->log), on_storage, b);
+    if (b->transport)
+        zloop_reader(loop, kyu_transport_sock(b->transport), on_peer, b);
+    zloop_timer(loop, KYU_REPLICA_TICK_MS, 0, on_tick, b);
+    zloop_timer(loop, KYU_REPLICA_TICK_MS, 0, on_early_check, b);
+    zloop_timer(loop, EARLY_WAIT_MS, 1, on_transfer_deadline, b);
+    kyu_replica_tick(b->replica); /* proposes an entry of early receives at once */
+    zloop_start(loop);
+    zloop_destroy(&loop);
+}
+
 /* On SIGTERM a leader hands leadership over before it exits, so that clients find the next
  * leader at once (a rolling restart costs no election timeout). Bounded by TRANSFER_WAIT_MS;
  * requests that come meanwhile are answered NOT_LEADER. */
@@ -636,6 +668,7 @@ int main(int argc, char **argv)
         zloop_destroy(&loop);
         /* Long polls: a leader handing over answers them NOT_LEADER (they are asked again
          * at the next leader); what is left is answered empty before the socket closes. */
+        settle_early_before_exit(&b);
         transfer_before_exit(&b);
         kyu_frontend_stop_waiting(b.frontend);
         rc = kyu_replica_fatal(b.replica) ? 1 : 0;

@@ -72,6 +72,20 @@ void kyu_op_receive_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, const kyu
 /* items = [max in flight] or [] or [max in flight or 0, true] (command.h) */
 void kyu_op_receive_encode(const kyu_command_t *cmd, msgpack_packer *pk)
 {
+    if (cmd->early) { /* [max in flight or 0, false, chosen] (op_receive_early.c) */
+        uint8_t b[KYU_BATCH_MAX * 12];
+        KYU_ASSERT(cmd->n_chosen >= 1 && cmd->n_chosen <= KYU_BATCH_MAX);
+        for (size_t i = 0; i < cmd->n_chosen; i++) {
+            kyu_put_be64(b + 12 * i, cmd->chosen_seq[i]);
+            kyu_put_be32(b + 12 * i + 8, cmd->chosen_gen[i]);
+        }
+        msgpack_pack_array(pk, 3);
+        msgpack_pack_uint32(pk, cmd->max_inflight);
+        msgpack_pack_false(pk);
+        msgpack_pack_bin(pk, 12 * cmd->n_chosen);
+        msgpack_pack_bin_body(pk, b, 12 * cmd->n_chosen);
+        return;
+    }
     if (cmd->attempt) {
         msgpack_pack_array(pk, 2);
         msgpack_pack_uint32(pk, cmd->max_inflight);
@@ -83,10 +97,38 @@ void kyu_op_receive_encode(const kyu_command_t *cmd, msgpack_packer *pk)
         msgpack_pack_uint32(pk, cmd->max_inflight);
 }
 
+/* The early form's chosen leases: 1..KYU_BATCH_MAX of 12 bytes, generations >= 1, and its
+ * timeout explicit (the leader resolves the queue's). */
+static bool decode_chosen(const msgpack_object *items, kyu_command_t *cmd)
+{
+    const msgpack_object *f = &items->via.array.ptr[1], *b = &items->via.array.ptr[2];
+    if (f->type != MSGPACK_OBJECT_BOOLEAN || f->via.boolean || b->type != MSGPACK_OBJECT_BIN ||
+        b->via.bin.size == 0 || b->via.bin.size % 12 != 0 || b->via.bin.size / 12 > KYU_BATCH_MAX ||
+        cmd->vt < 0)
+        return false;
+    const uint8_t *p = (const uint8_t *)b->via.bin.ptr;
+    cmd->n_chosen = b->via.bin.size / 12;
+    for (size_t i = 0; i < cmd->n_chosen; i++) {
+        cmd->chosen_seq[i] = kyu_get_be64(p + 12 * i);
+        cmd->chosen_gen[i] = kyu_get_be32(p + 12 * i + 8);
+        if (cmd->chosen_gen[i] == 0)
+            return false;
+    }
+    cmd->early = true;
+    return true;
+}
+
 bool kyu_op_receive_decode(const msgpack_object *items, kyu_command_t *cmd)
 {
-    if (items->type != MSGPACK_OBJECT_ARRAY || items->via.array.size > 2)
+    if (items->type != MSGPACK_OBJECT_ARRAY || items->via.array.size > 3)
         return false;
+    if (items->via.array.size == 3) {
+        const msgpack_object *o = &items->via.array.ptr[0];
+        if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER || o->via.u64 > UINT32_MAX)
+            return false;
+        cmd->max_inflight = (uint32_t)o->via.u64;
+        return decode_chosen(items, cmd);
+    }
     if (items->via.array.size == 0)
         return true;
     const msgpack_object *o = &items->via.array.ptr[0];
@@ -135,8 +177,8 @@ void kyu_op_receive_reply(const kyu_result_t *res, kyu_reply_t *rep, size_t *n_b
 
 /* Fills the received messages' metas and bodies from their message records, read together
  * (one RocksDB MultiGet for those not buffered). */
-static kyu_code_t read_messages(kyu_sm_t *self, const queue_t *q, const uint64_t *seqs,
-                                const lease_t *leases, size_t n, kyu_result_t *res, kyu_err_t *err)
+kyu_code_t kyu_sm_receive_read(kyu_sm_t *self, const queue_t *q, const uint64_t *seqs,
+                               const lease_t *leases, size_t n, kyu_result_t *res, kyu_err_t *err)
 {
     kyu_sent_t m[KYU_BATCH_MAX];
     char *owned[KYU_BATCH_MAX];
@@ -177,6 +219,8 @@ static kyu_code_t read_messages(kyu_sm_t *self, const queue_t *q, const uint64_t
  * the receive takes the next one, up to KYU_DLQ_MOVES_MAX moves. */
 kyu_code_t kyu_op_receive_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t *a)
 {
+    if (c->early)
+        return kyu_op_receive_apply_early(self, c, a);
     queue_t *q = kyu_sm_queue(self, c->queue, a->res);
     if (!q)
         return KYU_OK;
@@ -257,7 +301,8 @@ kyu_code_t kyu_op_receive_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_appl
     }
     if (a->dedup && c->attempt && found == 0)
         a->dedup->no_record = true; /* a retried attempt receives afresh */
-    return a->want_bodies ? read_messages(self, q, seqs, leases, found, a->res, a->err) : KYU_OK;
+    return a->want_bodies ? kyu_sm_receive_read(self, q, seqs, leases, found, a->res, a->err)
+                          : KYU_OK;
 }
 
 /* A retried RECEIVE answers with the leases its first attempt granted that are still held
@@ -279,5 +324,5 @@ kyu_code_t kyu_op_receive_replay(kyu_sm_t *self, const kyu_command_t *c, const k
             leases[n++] = l;
         }
     }
-    return read_messages(self, q, seqs, leases, n, a->res, a->err);
+    return kyu_sm_receive_read(self, q, seqs, leases, n, a->res, a->err);
 }

@@ -248,6 +248,9 @@ bool kyu_op_receive_decode(const msgpack_object *items, kyu_command_t *cmd);
 uint64_t kyu_op_receive_wait_ms(kyu_op_ctx_t *ctx, const kyu_request_t *req);
 void kyu_op_receive_reply(const kyu_result_t *res, kyu_reply_t *rep, size_t *n_bodies);
 kyu_code_t kyu_op_receive_apply(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
+/* The early form (op_receive_early.c): records the leases the leader chose and answered. Its
+ * result: per chosen message, KYU_OK when recorded, RECEIPT_STALE when skipped. */
+kyu_code_t kyu_op_receive_apply_early(kyu_sm_t *sm, const kyu_command_t *cmd, kyu_apply_t *a);
 kyu_code_t kyu_op_receive_replay(kyu_sm_t *sm, const kyu_command_t *cmd, const kyu_dedup_t *d,
                                  kyu_apply_t *a);
 

@@ -296,6 +296,7 @@ void kyu_replica_destroy(kyu_replica_t **self_p)
         kyu_replica_fail(self, "the broker is shutting down");
     kyu_raft_destroy(&self->raft);
     kyu_cluster_time_destroy(&self->clock_time);
+    kyu_early_destroy(&self->early);
     free(self->results);
     free(self);
     *self_p = NULL;
@@ -353,14 +354,21 @@ kyu_code_t kyu_replica_propose(kyu_replica_t *self, const kyu_command_t *cmd, vo
         if (self->ready_out)
             return kyu_err_set(err, KYU_ERR_BUSY,
                                "the next entry is full while the log syncs; retry later");
+        e->lazy = false;
         kyu_replica_flush(self); /* proposes the full entry; the command goes into the next */
         return kyu_replica_propose(self, cmd, waiter, err);
     }
     self->bytes += e->payload.size - before;
+    if (e->n == 0)
+        e->first_serial = kyu_early_serial(self);
+    e->lazy = (e->n == 0 || e->lazy) && cmd->early;
+    kyu_early_note(self, cmd);
     e->waiters[e->n++] = waiter;
     self->pending++;
-    if (e->payload.size >= self->entry_max)
+    if (e->payload.size >= self->entry_max) {
+        e->lazy = false;
         kyu_replica_flush(self);
+    }
     return KYU_OK;
 }
 
@@ -501,6 +509,7 @@ static kyu_code_t apply_entry(kyu_replica_t *self, const kyu_raft_entry_t *ce)
 #if KYU_REPLICA_PLANTED_BUG != 8
         KYU_ASSERT(n == e->n); /* one result per command, one command per waiter */
 #endif
+        kyu_early_done(self, e->first_serial + e->n);
         for (size_t i = 0; i < e->n; i++)
             answer(self, e->waiters[i], &results[i]);
         self->pending -= e->n;
@@ -730,7 +739,10 @@ void kyu_replica_flush(kyu_replica_t *self)
          * (start_ready), so fsync and apply overlap. */
         if (self->open) {
             if (kyu_raft_role(self->raft) == KYU_RAFT_LEADER) {
-                propose_open(self);
+                /* Early receives alone wait for the next command (a consumer's DELETE comes
+                 * next: the lease and the delete share one fsync) or the next tick. */
+                if (!self->open->lazy)
+                    propose_open(self);
             } else {
                 fail_waiters(self, self->open, KYU_ERR_NOT_LEADER, "this node is not the leader");
                 entry_destroy(self, &self->open);
@@ -836,6 +848,8 @@ void kyu_replica_tick(kyu_replica_t *self)
     if (self->transferring && (kyu_raft_role(self->raft) != KYU_RAFT_LEADER ||
                                ++self->transfer_ticks > 3 * self->election_ticks))
         self->transferring = false;
+    if (self->open)
+        self->open->lazy = false; /* early receives wait one tick at most (kyu_replica_flush) */
     kyu_replica_flush(self);
 }
 

@@ -135,6 +135,29 @@ uint64_t kyu_replica_now(kyu_replica_t *self);
 kyu_code_t kyu_replica_propose(kyu_replica_t *self, const kyu_command_t *cmd, void *waiter,
                                kyu_err_t *err);
 
+/* A RECEIVE answered before its lease is durable (replica_early.c, op_receive_early.c): on
+ * a serving leader, when nothing in flight but sends and other early receives can change
+ * cmd's queue, chooses its messages (less those the leader's overlay holds), fills res with
+ * the answer (the caller sends it and clears res) and proposes cmd in its early form; waiter
+ * comes back through done when the entry is applied (its result: per chosen lease, OK when
+ * recorded, RECEIPT_STALE when skipped) or lost. False: nothing was done (res stays empty);
+ * propose cmd the durable way. */
+bool kyu_replica_receive_early(kyu_replica_t *self, kyu_command_t *cmd, void *waiter,
+                               kyu_result_t *res);
+
+/* How many leases of queue qid early receives granted that are not applied yet (0 but on a
+ * leader): reads count them as in flight. */
+uint64_t kyu_replica_early_leases(kyu_replica_t *self, uint64_t qid);
+/* The same for every queue: a clean stop waits until it is 0 (main.c). */
+uint64_t kyu_replica_early_pending(kyu_replica_t *self);
+/* A read that must see the early receives answered before it (frontend.c): mark now, then
+ * wait until reached (every command proposed before the mark applied or lost; true at once
+ * on a node that does not lead). propose_lazy: the entry of early receives that waits for
+ * company (kyu_replica_flush) is proposed now. */
+uint64_t kyu_replica_early_mark(kyu_replica_t *self);
+bool kyu_replica_early_reached(kyu_replica_t *self, uint64_t mark);
+void kyu_replica_propose_lazy(kyu_replica_t *self);
+
 /* Runs the Ready loop as far as it goes without waiting: proposes the open entry, hands
  * writes to the storage thread, sends, applies. Call after each burst of inputs. */
 void kyu_replica_flush(kyu_replica_t *self);

@@ -8,8 +8,22 @@
 #include "cluster_time.h"
 #include "replica.h"
 
+/* The leader's overlay for receives answered early (replica_early.c): new, destroy; note
+ * each command proposed; done: the commands with serials below upto are applied. */
+typedef struct kyu_early kyu_early_t;
+kyu_early_t *kyu_early_new(void);
+void kyu_early_destroy(kyu_early_t **self_p);
+struct kyu_replica;
+void kyu_early_note(struct kyu_replica *r, const kyu_command_t *cmd);
+void kyu_early_done(struct kyu_replica *r, uint64_t upto);
+uint64_t kyu_early_serial(const struct kyu_replica *r);
+
 typedef struct entry {
-    uint64_t term, index; /* set once proposed */
+    uint64_t term, index;  /* set once proposed */
+    uint64_t first_serial; /* its first command's serial (replica_early.c) */
+    /* Open and holding only early receives (nobody waits for their commit): proposed with the
+     * next command that comes, or at the next tick (kyu_replica_flush) */
+    bool lazy;
     msgpack_sbuffer payload;
     void **waiters; /* one per command, in order; NULL for none */
     size_t n, cap;
@@ -36,6 +50,7 @@ struct kyu_replica {
     void (*say)(void *arg, const char *line);
     void *say_arg;
     kyu_raft_t *raft;
+    kyu_early_t *early; /* the leader's overlay of early receives (replica_early.c) */
     kyu_peers_t peers;
     uint64_t node_id;
     kyu_replica_done_fn done;

@@ -153,6 +153,25 @@ void kyu_sm_publish_visible_at_once(kyu_sm_t *self, const kyu_command_t *cmd,
                                     bool (*wanted)(void *arg, const char *queue),
                                     void (*found)(void *arg, const char *queue, uint64_t n),
                                     void *arg);
+/* A receive answered before its lease is durable (op_receive_early.c). held(arg, qid, seq):
+ * whether the leader must not offer message seq of queue qid (its overlay: leased by an
+ * early receive not applied yet, or named by a DELETE or CHANGE_VISIBILITY in flight). */
+typedef enum {
+    KYU_HELD_NO = 0,
+    KYU_HELD_TAKEN, /* leased by an early receive: gone from the index once its entry applies */
+    KYU_HELD_STAYS, /* named by a DELETE or CHANGE_VISIBILITY: may stay where it is */
+} kyu_held_t;
+typedef kyu_held_t (*kyu_sm_held_fn)(void *arg, uint64_t qid, uint64_t seq);
+/* For the leader's RECEIVE cmd (queue, now_ms, vt, max, max_inflight set as for a proposal):
+ * chooses the messages a receive at now_ms takes, less those held (held_total: how many
+ * leases the overlay holds in all, counted against the in-flight limit), and fills res with
+ * the answer and cmd with the early form (cmd->early, the chosen leases, vt resolved).
+ * False, with nothing changed and res empty: answer it the durable way (a FIFO queue, fair
+ * groups, a RedrivePolicy, a ReceiveRequestAttemptId, the limit near, or nothing found). The caller
+ * proposes cmd when true: apply records exactly what res holds as long as nothing but sends and
+ * other early receives is applied to the queue in between. */
+bool kyu_sm_receive_choose(kyu_sm_t *self, kyu_command_t *cmd, uint64_t held_total,
+                           kyu_sm_held_fn held, void *arg, kyu_result_t *res, kyu_err_t *err);
 /* The earliest time a message of the queue becomes visible by itself (a lease running out, a
  * delay ending): UINT64_MAX when none will (or no such queue), 0 when one is visible now. */
 uint64_t kyu_sm_next_visible_at(kyu_sm_t *self, const char *name);

@@ -189,9 +189,43 @@ static uint64_t drop_below(queue_t *q, uint64_t seq)
     return n + k;
 }
 
+/* Records that q's messages below seq go after the entry ("gp", sm.c's collect_prefix). A
+ * "gp" record of q made earlier in this entry (a PURGE_QUEUE, with the seqs of messages moved
+ * in after it to keep) is merged, not replaced: the range goes up to the higher seq, and a kept
+ * seq stays kept only at or above seq (those below were just expired from the index). */
+static kyu_code_t put_expired_below(kyu_sm_t *self, queue_t *q, uint64_t seq, kyu_err_t *err)
+{
+    uint8_t gp[10] = {'g', 'p'};
+    kyu_put_be64(gp + 2, q->qid);
+    size_t vl = 0;
+    char *v = NULL;
+    if (self->purged) { /* only then can this entry have one (earlier ones are collected) */
+        kyu_err_clear(err);
+        v = kyu_sm_read(self, KYU_CF_META, gp, sizeof gp, &vl, err);
+        if (!v && err->code)
+            return err->code;
+        if (v && (vl < 8 || vl % 8 != 0)) {
+            free(v);
+            return kyu_err_set(err, KYU_ERR_STORAGE, "corrupt purge record of queue '%s'", q->name);
+        }
+    }
+    uint8_t *out = malloc(vl > 8 ? vl : 8);
+    KYU_ASSERT(out);
+    uint64_t mark =
+        v && kyu_get_be64((const uint8_t *)v) > seq ? kyu_get_be64((const uint8_t *)v) : seq;
+    kyu_put_be64(out, mark);
+    size_t n = 8;
+    for (size_t at = 8; v && at < vl; at += 8)
+        if (kyu_get_be64((const uint8_t *)v + at) >= seq)
+            memcpy(out + (n += 8) - 8, v + at, 8);
+    kyu_sm_put(self, KYU_CF_META, gp, sizeof gp, out, n);
+    free(out);
+    free(v);
+    return KYU_OK;
+}
+
 kyu_code_t kyu_op_expire_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t *a)
 {
-    (void)a;
     for (queue_t *q = zhashx_first(self->queues); q; q = zhashx_next(self->queues)) {
         if (q->deleted)
             continue;
@@ -206,10 +240,9 @@ kyu_code_t kyu_op_expire_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_apply
         q->n_messages -= n;
         /* The records below the seq go as a purge's: one range delete once the entry is
          * written (the messages there are exactly those dropped: seqs only grow). */
-        uint8_t gp[10] = {'g', 'p'}, hi[8];
-        kyu_put_be64(gp + 2, q->qid);
-        kyu_put_be64(hi, below);
-        kyu_sm_put(self, KYU_CF_META, gp, sizeof gp, hi, sizeof hi);
+        kyu_code_t rc = put_expired_below(self, q, below, a->err);
+        if (rc != KYU_OK)
+            return rc;
         self->purged = true;
         kyu_sm_touch(self, q);
         if (q->fifo) /* a message gone may unlock its group (sm_fifo.c): wake its receives */

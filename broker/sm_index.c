@@ -574,6 +574,14 @@ uint32_t kyu_sm_index_take_ungrouped(queue_t *q, uint64_t now, uint32_t max, uin
     return n;
 }
 
+bool kyu_sm_index_take_fresh(queue_t *q, uint64_t seq)
+{
+    if (q->fair || q->fresh_len == 0 || first_fresh(q) != seq)
+        return false;
+    pop_fresh(q);
+    return true;
+}
+
 void kyu_sm_index_put_back(queue_t *q, uint64_t seq, const lease_t *l)
 {
     if (l->gen == 0 && l->first_ms != KYU_LEASE_DELAYED && !q->fifo &&

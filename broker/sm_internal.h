@@ -541,6 +541,13 @@ void kyu_sm_index_advance(queue_t *q, uint64_t now);
 /* Leased messages (received, lease not over) and delayed ones (never received, delay not
  * over) at now (at the counters' time when now is earlier); changes no count. */
 void kyu_sm_index_counts(queue_t *q, uint64_t now, uint64_t *not_visible, uint64_t *delayed);
+/* Takes seq out of the fresh messages when it is the first of them (false: it is not; a
+ * queue with fair groups: never). For an early receive's apply (op_receive_early.c). */
+bool kyu_sm_index_take_fresh(queue_t *q, uint64_t seq);
+/* The received messages' metas and bodies for a RECEIVE's answer: seqs[0..n) of q with the
+ * leases the receive gives them (op_receive.c). */
+kyu_code_t kyu_sm_receive_read(kyu_sm_t *self, const queue_t *q, const uint64_t *seqs,
+                               const lease_t *leases, size_t n, kyu_result_t *res, kyu_err_t *err);
 /* Puts a message taken (kyu_sm_index_take) back as it was: a fresh one first among the fresh
  * ones, a lease back in the heap. */
 void kyu_sm_index_put_back(queue_t *q, uint64_t seq, const lease_t *l);

@@ -294,6 +294,44 @@ static void test_an_expiry_after_a_purge_in_one_entry_keeps_the_purge(void **sta
     expect_bodies(f, "q", T0 + 10 * RET, (const char *[]){NULL});
 }
 
+/* A purge, a move into the purged queue, then an expiry of that queue, in one entry: the
+ * expiry's range (up to its mark) does not replace the purge's (up to the purge's seq), so a
+ * message the purge dropped does not come back after the entry is written, nor after a
+ * restart (found by kyu-sim-kyu seed 160, branch w1lease). */
+static void test_an_expiry_after_a_purge_and_a_move_in_one_entry_keeps_the_purge(void **state)
+{
+    fixture_t *f = *state;
+    create(f, "dlq", 60);
+    kyu_command_t c = cmd_create("src", -1);
+    c.now_ms = T0;
+    kyu_qattrs_defaults(&ext);
+    snprintf(ext.dlq, sizeof ext.dlq, "dlq");
+    ext.max_receive_count = 1;
+    c.qx = &ext;
+    c.qx_set = KYU_F_REDRIVE;
+    ok(apply1(f, c));
+    send_at(f, "src", T0, "moved");
+    send_at(f, "dlq", T0 + 50000, "purged"); /* young: not expired, but purged */
+    kyu_result_t r = apply1(f, cmd_receive("src", T0 + 2, 1, 0));
+    assert_int_equal(r.n_msgs, 1);
+    kyu_result_clear(&r);
+    kyu_command_t purge = cmd_delete_queue("dlq");
+    purge.type = KYU_CMD_PURGE_QUEUE;
+    purge.now_ms = T0 + RET + 1000;
+    kyu_command_t entry[3] = {purge, cmd_receive("src", T0 + RET + 1000, 1, 0),
+                              cmd_expire(T0 + RET + 1000)};
+    kyu_result_t res[3];
+    apply_entry(f, entry, 3, res);
+    ok(res[0]);
+    assert_int_equal(res[1].n_msgs, 0); /* moved into the purged queue, 61 s old */
+    ok(res[1]);
+    ok(res[2]);
+    expect_total(f, "dlq", T0 + RET + 1000, 0);
+    fixture_reopen(f);
+    expect_total(f, "dlq", T0 + RET + 1001, 0);
+    expect_bodies(f, "dlq", T0 + RET + 1001, (const char *[]){NULL});
+}
+
 /* An EXPIRE_MESSAGES entry goes through the log's encoding like any command. */
 static void test_expire_round_trips_through_the_log_encoding(void **state)
 {
@@ -324,6 +362,7 @@ int main(void)
         T(test_marks_survive_a_restart),
         T(test_merged_marks_never_expire_a_message_early),
         T(test_an_expiry_after_a_purge_in_one_entry_keeps_the_purge),
+        T(test_an_expiry_after_a_purge_and_a_move_in_one_entry_keeps_the_purge),
         cmocka_unit_test(test_expire_round_trips_through_the_log_encoding),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -90,6 +90,10 @@ typedef struct {
      * subscriber); PUBLISH: its deduplication number (MessageDeduplicationId "p<dedup>") */
     bool fifo;
     uint64_t dedup;
+    /* RECEIVE answered early (replica_early.c): the messages of its answer, in the order of
+     * the entry's chosen leases (the oracle checks each was recorded) */
+    size_t n_early;
+    uint64_t early_ids[KYU_BATCH_MAX];
 } sk_intent_t;
 
 /* The filter policies the workload gives t0's subscriptions (index 0: none, half of the
@@ -287,8 +291,11 @@ typedef struct {
     size_t n_subs;
     uint64_t next_sub, next_pub; /* the client's subscription and publish numbers */
     uint64_t publishes, copies;  /* PUBLISHes applied (not replayed), copies they enqueued */
-    uint64_t filtered;           /* copies a subscription's filter policy kept out */
-    uint64_t sub_changes;        /* SET_SUBSCRIPTION_ATTRIBUTES applied */
+    /* receives the leader answered before their entry (replica_early.c), and the leases
+     * their entries recorded (every one the answer had) */
+    uint64_t early_answers, early_leases;
+    uint64_t filtered;    /* copies a subscription's filter policy kept out */
+    uint64_t sub_changes; /* SET_SUBSCRIPTION_ATTRIBUTES applied */
     /* The FIFO topic t1.fifo (op_topic.c): whether it exists, q3.fifo's subscription (raw; 0:
      * none) and its deduplication records (a ring: number, first publish, time) */
     bool ftopic_exists;

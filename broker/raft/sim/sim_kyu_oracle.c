@@ -539,6 +539,86 @@ static void check_fifo_receive(sim_cluster_t *c, const kyu_command_t *cmd, int q
     free(cand);
 }
 
+/* A receive the leader answered before its entry (op_receive_early.c): its entry, once
+ * applied, must record every lease the answer had (the leader's overlay keeps anything
+ * applied before it from changing those messages: replica_early.c), each a message live,
+ * visible, not deleted, its receive count and generation one more. A lease answered and lost
+ * with its leader is never applied: the model never had it (the message may come back before
+ * its timeout; its handle then deletes nothing). */
+static void on_receive_early(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent_t *in,
+                             int q, const kyu_result_t *res, sk_outcome_t *out)
+{
+    sk_t *k = sk(c);
+    uint32_t gens[KYU_BATCH_MAX] = {0};
+    uint64_t seqs[KYU_BATCH_MAX] = {0};
+    if (res->code != KYU_OK || res->n_results != cmd->n_chosen || in->n_early != cmd->n_chosen) {
+        sim_violation(c, SIM_SAFETY,
+                      "early receive: the entry of a receive on %s at %llu answered %s with %zu "
+                      "results for %zu leases (%zu messages answered)",
+                      cmd->queue, (unsigned long long)cmd->now_ms, kyu_code_name(res->code),
+                      res->n_results, cmd->n_chosen, in->n_early);
+        return;
+    }
+    for (size_t j = 0; j < cmd->n_chosen && c->result == SIM_OK; j++) {
+        /* the message the client was answered with for this lease */
+        uint64_t seq = cmd->chosen_seq[j], n = in->early_ids[j];
+        sk_msg_t *m = n && n <= k->next_msg ? sk_msg(k, n) : NULL;
+        if (res->results[j] != KYU_OK) {
+            sim_violation(c, SIM_SAFETY,
+                          "early receive: message %llu (seq %llu) was answered by a receive on "
+                          "%s at %llu whose entry did not record its lease",
+                          (unsigned long long)n, (unsigned long long)seq, cmd->queue,
+                          (unsigned long long)cmd->now_ms);
+            return;
+        }
+        k->receives_checked++;
+        if (!m || m->status != SK_LIVE || m->client_deleted || m->qgen != k->queues[q].gen) {
+            sim_violation(c, SIM_SAFETY,
+                          "%s: an early receive on %s at %llu leased message %llu, which is %s",
+                          m && (m->status == SK_DELETED || m->client_deleted)
+                              ? "deleted stays deleted"
+                              : "receive",
+                          cmd->queue, (unsigned long long)cmd->now_ms, (unsigned long long)n,
+                          m ? status_name(m->status) : "unknown");
+            return;
+        }
+        if (m->lease_until > cmd->now_ms) {
+            sim_violation(c, SIM_SAFETY,
+                          "lease re-granted: message %llu is leased until %llu, received early "
+                          "again at %llu",
+                          (unsigned long long)n, (unsigned long long)m->lease_until,
+                          (unsigned long long)cmd->now_ms);
+            return;
+        }
+        if (cmd->chosen_gen[j] <= m->gen) {
+            sim_violation(c, SIM_SAFETY,
+                          "early receive of message %llu: lease generation %u after %u",
+                          (unsigned long long)n, cmd->chosen_gen[j], m->gen);
+            return;
+        }
+        m->receives++;
+        m->gen = cmd->chosen_gen[j];
+        m->in_heap = true;
+        int64_t vt = in->vt >= 0 ? in->vt : (int64_t)k->queues[q].vt;
+        m->lease_until = cmd->now_ms + (uint64_t)vt * 1000;
+        map_seq(k, seq, n);
+        k->early_leases++;
+        gens[j] = m->gen;
+        seqs[j] = seq;
+        if (j < SK_RECV_MAX) {
+            out->ids[j] = n;
+            out->n = j + 1;
+        }
+    }
+    sk_key_t *rec = c->result == SIM_OK ? record_attempt(k, in, cmd, res) : NULL;
+    if (rec) {
+        rec->n = cmd->n_chosen < SK_RECV_MAX ? cmd->n_chosen : SK_RECV_MAX;
+        memcpy(rec->ids, out->ids, sizeof(rec->ids));
+        memcpy(rec->gens, gens, sizeof(rec->gens));
+        memcpy(rec->seqs, seqs, sizeof(rec->seqs));
+    }
+}
+
 static void on_receive(sim_cluster_t *c, const kyu_command_t *cmd, const sk_intent_t *in, int q,
                        const kyu_result_t *res, sk_outcome_t *out)
 {
@@ -546,6 +626,10 @@ static void on_receive(sim_cluster_t *c, const kyu_command_t *cmd, const sk_inte
     const sk_key_t *kk = first_attempt(k, in, cmd);
     if (kk) {
         replay_receive(c, cmd, in, q, kk, res, out);
+        return;
+    }
+    if (cmd->early) {
+        on_receive_early(c, cmd, in, q, res, out);
         return;
     }
     uint32_t max = cmd->max ? cmd->max : 1; /* what the receive looks for */
