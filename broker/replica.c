@@ -540,10 +540,17 @@ static void maybe_compact(kyu_replica_t *self)
         bytes += e ? e->len : 0;
         keep--;
     }
-    /* Never past what the state database holds: a restart applies again every entry after
-     * it (the state machine writes behind, sm_buffer.c). */
+    /* Never past what the state database's tables hold: a restart, after a kill -9 or a
+     * power loss too, applies again every entry after it (the state machine writes behind,
+     * sm_buffer.c, and without a WAL: only its tables survive a crash, store.h). Entries past
+     * them are asked for (the next write flushes the tables if RocksDB has not). */
     uint64_t persisted = kyu_sm_persisted_index(self->sm);
     uint64_t upto = keep < persisted ? keep : persisted; /* entries up to here go */
+    uint64_t durable = kyu_sm_durable_index(self->sm);
+    if (upto > durable) {
+        kyu_sm_want_durable(self->sm, upto);
+        upto = durable;
+    }
     if (upto < self->compacted + self->compact_every)
         return;
     uint8_t desc[8];
