@@ -19,10 +19,10 @@ static const char *const cf_names[KYU_CF_COUNT] = {
 struct kyu_store {
     char dir[4096];
     /* The state handle is replaced by a snapshot install (event loop) while the storage
-     * thread may sync it (kyu_store_sync_state, before it compacts the log): this lock
-     * serializes the two, and db is NULL while no state database is open. The event loop's
-     * own reads and writes need no lock (it is the thread that replaces the handle); the
-     * snapshot server thread is paused around a replacement (snapshot.h). */
+     * thread may read its durable index (kyu_store_state_durable, before it compacts the log): this
+     * lock serializes the two, and db is NULL while no state database is open. The event loop's own
+     * reads and writes need no lock (it is the thread that replaces the handle); the snapshot
+     * server thread is paused around a replacement (snapshot.h). */
     pthread_mutex_t state_lock;
     rocksdb_t *db;                 /* state */
     kyu_flog_t *flog;              /* the Raft log (DIR/rlog) */

@@ -54,7 +54,7 @@ void kyu_store_close(kyu_store_t **self_p);
  * an incoming state that does not open as a state database of this format is refused before
  * anything changes; a swap that fails half-way is undone on disk, and the old state reopened
  * if possible, else the state database stays closed (kyu_store_db gives NULL for its column
- * families, kyu_store_sync_state an error) until a restart. */
+ * families, kyu_store_state_durable an error) until a restart. */
 kyu_code_t kyu_store_replace_state(kyu_store_t *self, kyu_err_t *err);
 /* The data directory (for the snapshot transfer's files). */
 const char *kyu_store_dir(const kyu_store_t *self);

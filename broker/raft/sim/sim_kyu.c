@@ -5,11 +5,12 @@
  * applies (the Raft-level checks, result agreement, the oracle's stream) and compares states
  * by digest.
  *
- * A crash is a process crash (RocksDB writes already made survive; the log writes the
- * simulated disk had not finished are lost) or, in some seeds, a power loss: the state
- * database goes back to its last sync, which the broker makes before it compacts its log
- * (log.c; the simulated disk's compaction takes the checkpoint) and which an install makes
- * (the fetched files are fsynced); the log must still hold everything after it. States are
+ * A crash is a process crash (the state database keeps what its tables hold: its writes
+ * carry no WAL, so the memtables are lost, kyu_store_crash; the log writes the simulated disk
+ * had not finished are lost too) or, in some seeds, a power loss: the state database goes
+ * back to its tables as they were at the last log compaction (the broker compacts its log
+ * only up to them, log.c; the simulated disk's compaction takes the checkpoint) or at an
+ * install (the fetched files are fsynced); the log must still hold everything after it. States are
  * compared by a digest of every key and value of the state database, at every
  * digest_every-th index and at every installed state.
  */
