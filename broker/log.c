@@ -165,15 +165,18 @@ static kyu_code_t drain(storage_t *st, kyu_err_t *err)
             token = kyu_get_be64(zframe_data(ft));
             have = true;
         } else {
-            /* ["COMPACT", snapshot descriptor]: the log starts after it once the state it
-             * produced is durable too. An optimisation: not retried when it fails. */
+            /* ["COMPACT", snapshot descriptor]: the log starts after it if the state's tables
+             * hold it (the replica asks for no more; checked here, where entries go). An
+             * optimisation: not retried when it fails. */
             zframe_t *f = zmsg_next(m);
             kyu_err_t serr;
+            uint64_t durable = 0;
             if (f && zframe_size(f) >= 16 &&
-                kyu_store_sync_state(st->args->store, &serr) == KYU_OK) {
+                kyu_store_state_durable(st->args->store, &durable, &serr) == KYU_OK) {
                 kyu_flog_snap_t snap;
                 decode_snap(zframe_data(f), zframe_size(f), &snap);
-                kyu_flog_compact(st->flog, &snap, &serr);
+                if (snap.index <= durable)
+                    kyu_flog_compact(st->flog, &snap, &serr);
             }
         }
         m = zlist_next(st->pending);

@@ -531,6 +531,26 @@ static void send_msgs(kyu_replica_t *self, bool after_persist)
             self->net->send(self->net_arg, &self->rd.msgs[i]);
 }
 
+/* The log's files: never past what the state database's tables hold. Its writes carry no
+ * WAL (store.h), so a kill -9 or a power loss takes the state back to its tables, and a
+ * restart applies again every entry after them. The files are compacted to a descriptor of
+ * an earlier core compaction (flog_next) once the tables hold it; when they lag by more than
+ * KYU_REPLICA_DURABLE_LAG windows, the next state write flushes them (RocksDB flushes by
+ * itself when a memtable fills, as under a send load; a load whose messages are deleted
+ * before they are written fills none). Each such flush of small memtables adds tables to
+ * merge (compaction), so the lag is let grow to a few windows first. */
+static void compact_log_files(kyu_replica_t *self, uint64_t applied)
+{
+    if (!self->flog_next_set)
+        return;
+    if (self->flog_next.index <= kyu_sm_durable_index(self->sm)) {
+        self->log->compact(self->log_arg, &self->flog_next);
+        self->flog_next_set = false;
+    } else if (applied - self->flog_next.index > KYU_REPLICA_DURABLE_LAG * self->log_window) {
+        kyu_sm_want_durable(self->sm, self->flog_next.index);
+    }
+}
+
 /* Lets the core drop applied entries from memory (keeping a window for slow followers)
  * and the storage thread drop them from disk. The snapshot data is only a descriptor. */
 static void maybe_compact(kyu_replica_t *self)
@@ -549,22 +569,26 @@ static void maybe_compact(kyu_replica_t *self)
         bytes += e ? e->len : 0;
         keep--;
     }
-    /* Never past what the state database holds: a restart applies again every entry after
-     * it (the state machine writes behind, sm_buffer.c). */
+    /* The core: never past what the state database holds (a restart applies again every
+     * entry after it: the state machine writes behind, sm_buffer.c). */
     uint64_t persisted = kyu_sm_persisted_index(self->sm);
     uint64_t upto = keep < persisted ? keep : persisted; /* entries up to here go */
-    if (upto < self->compacted + self->compact_every)
-        return;
-    uint8_t desc[8];
-    kyu_put_be64(desc, upto);
-    if (kyu_raft_compact(self->raft, upto, desc, sizeof desc) != KYU_RAFT_OK)
-        return;
-    const kyu_raft_snapshot_t *s = kyu_raft_snapshot(self->raft);
-    kyu_log_snapshot_t ls = {.found = true, .index = s->index, .term = s->term};
-    ls.conf_len = kyu_raft_conf_encode(&s->conf, ls.conf, sizeof ls.conf);
-    KYU_ASSERT(ls.conf_len > 0);
-    self->log->compact(self->log_arg, &ls);
-    self->compacted = upto;
+    if (upto >= self->compacted + self->compact_every) {
+        uint8_t desc[8];
+        kyu_put_be64(desc, upto);
+        if (kyu_raft_compact(self->raft, upto, desc, sizeof desc) != KYU_RAFT_OK)
+            return;
+        const kyu_raft_snapshot_t *s = kyu_raft_snapshot(self->raft);
+        kyu_log_snapshot_t ls = {.found = true, .index = s->index, .term = s->term};
+        ls.conf_len = kyu_raft_conf_encode(&s->conf, ls.conf, sizeof ls.conf);
+        KYU_ASSERT(ls.conf_len > 0);
+        if (!self->flog_next_set) {
+            self->flog_next = ls;
+            self->flog_next_set = true;
+        }
+        self->compacted = upto;
+    }
+    compact_log_files(self, applied);
 }
 
 /* Applies the Ready's committed entries up to index upto, in order. */

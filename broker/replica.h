@@ -33,6 +33,9 @@
 #define KYU_REPLICA_TICK_MS 10                   /* one Raft tick */
 #define KYU_REPLICA_LOG_WINDOW 16384             /* applied entries kept for slow followers... */
 #define KYU_REPLICA_LOG_WINDOW_BYTES (64u << 20) /* ...unless they hold more bytes */
+/* The log's files keep the entries the state's tables do not hold (a kill -9 replays them),
+ * up to about this many windows past its compaction before a flush is asked for. */
+#define KYU_REPLICA_DURABLE_LAG 4
 
 typedef struct kyu_replica kyu_replica_t;
 

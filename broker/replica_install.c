@@ -77,6 +77,7 @@ void kyu_replica_install_done(kyu_replica_t *self, bool ok, const char *why)
     self->log_last = snap->index;
     self->compacted = snap->index;
     self->compact_checked = kyu_sm_applied_index(self->sm);
+    self->flog_next_set = false; /* the log's files start at the installed state */
     for (size_t i = 0; i < rd->n_entries; i++) {
         kyu_log_entry_t e = {rd->entries[i].index, rd->entries[i].term, (int)rd->entries[i].type,
                              rd->entries[i].data, rd->entries[i].len};

@@ -68,6 +68,10 @@ struct kyu_replica {
     uint64_t await_token;            /* the storage write the Ready waits for (0: none) */
     kyu_raft_hard_state_t persisted; /* the last hard state handed to the storage thread */
     uint64_t compacted, compact_checked;
+    /* The core's compaction the log's files take once the state's tables hold it
+     * (compact_log_files, replica.c) */
+    kyu_log_snapshot_t flog_next;
+    bool flog_next_set;
     uint64_t log_last;                  /* last entry index handed to the storage thread */
     uint64_t log_window, compact_every; /* entries kept; entries dropped at least at once */
     bool failed, fatal;

@@ -471,6 +471,11 @@ static kyu_code_t load(kyu_sm_t *self, kyu_err_t *err)
         return KYU_ERR_STORAGE;
     self->next_term = self->applied_term;
     self->persisted_index = self->applied_index;
+    /* after a start the tables hold it all (the memtables are empty) */
+    uint64_t durable = 0;
+    if (kyu_store_state_durable(self->store, &durable, err) != KYU_OK)
+        return KYU_ERR_STORAGE;
+    self->durable_index = durable < self->applied_index ? durable : self->applied_index;
     return KYU_OK;
 }
 
@@ -486,6 +491,8 @@ kyu_sm_t *kyu_sm_open(kyu_store_t *store, kyu_err_t *err)
     self->queues = zhashx_new();
     self->touched = zlistx_new();
     self->wopts = rocksdb_writeoptions_create();
+    /* No WAL: the log is the record; the tables hold whole writes (store.h) */
+    rocksdb_writeoptions_disable_WAL(self->wopts, 1);
     self->plain = rocksdb_writebatch_create();
     KYU_ASSERT(self->queues && self->touched && self->wopts && self->plain);
     kyu_sm_buffer_init(self);

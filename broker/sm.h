@@ -68,9 +68,18 @@ void kyu_sm_destroy(kyu_sm_t **self_p);
 
 uint64_t kyu_sm_applied_index(const kyu_sm_t *self);
 /* The applied index the state database holds (<= kyu_sm_applied_index): applied entries are
- * written behind, in batches (sm_buffer.c). After a crash the state machine opens at this
- * index, and the log must still hold every entry after it. */
+ * written behind, in batches (sm_buffer.c); a clean close keeps it (RocksDB flushes its
+ * memtables), a crash goes back to kyu_sm_durable_index or a little past it. */
 uint64_t kyu_sm_persisted_index(const kyu_sm_t *self);
+/* The applied index the state database's tables hold (<= kyu_sm_persisted_index), as its
+ * writes last learned: its writes carry no WAL, so a kill -9 or a power loss takes the state
+ * back to its tables, at least this far (RocksDB may have flushed more since). The log is
+ * never compacted past it. */
+uint64_t kyu_sm_durable_index(const kyu_sm_t *self);
+/* Asks for the tables to hold index (at most the applied one) after the next write: the log
+ * wants to drop the entries up to it. RocksDB flushes the memtables when one fills; when none
+ * has by then, the next write flushes them (all column families at once, sm_buffer.c). */
+void kyu_sm_want_durable(kyu_sm_t *self, uint64_t index);
 /* Writes every applied entry's changes to the state database (not synced: the log is the
  * durable record), so that it holds the state at kyu_sm_applied_index. For a clean shutdown,
  * a snapshot, a test that reads the database. */

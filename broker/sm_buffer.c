@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -615,10 +616,36 @@ static char *write_items(kyu_store_t *store, rocksdb_t *db, rocksdb_writeoptions
         else
             rocksdb_writebatch_delete_cf(wb, h, k, it->klen - 1u);
     }
+    kyu_store_mark_batch(store, wb);
     char *rerr = NULL;
     rocksdb_write(db, wopts, wb, &rerr);
     rocksdb_writebatch_clear(wb);
     return rerr;
+}
+
+/* After a write: the index the state's tables hold into *durable, flushing the memtables
+ * (all column families at once) first when it is behind need, the index the replica wants
+ * to compact its log to (kyu_sm_want_durable). RocksDB flushes by itself when a memtable
+ * fills (under a send load, every 16 MiB of bodies); a load whose messages are deleted
+ * before they are written fills none, and the log would keep every entry after the tables'
+ * index. NULL or the error (caller frees). */
+static char *make_durable(kyu_store_t *store, uint64_t need, uint64_t *durable)
+{
+    kyu_err_t err;
+    if (kyu_store_state_durable(store, durable, &err) != KYU_OK)
+        return strdup(err.msg);
+    if (*durable >= need)
+        return NULL;
+    if (kyu_store_flush_state(store, durable, &err) != KYU_OK)
+        return strdup(err.msg);
+    if (*durable < need) { /* the write just made is not in the tables: the flush failed */
+        char msg[160];
+        snprintf(msg, sizeof msg,
+                 "flushing the state: its tables hold index %llu after a flush, not %llu",
+                 (unsigned long long)*durable, (unsigned long long)need);
+        return strdup(msg);
+    }
+    return NULL;
 }
 
 /* The writer thread (kyu_sm_write_behind): it takes one buffer at a time, sorts and writes it
@@ -638,7 +665,9 @@ struct kyu_sm_writer {
     rocksdb_writebatch_t *wb;
     kyu_sm_item_t **items;
     size_t n;
-    char *error; /* the job's result: NULL when written */
+    uint64_t need;    /* the applied index the tables must hold after it (make_durable) */
+    char *error;      /* the job's result: NULL when written */
+    uint64_t durable; /* and the applied index the tables hold */
 };
 
 /* The writer runs at nice KYU_SM_WRITER_NICE: its write is a burst of CPU (a sort and
@@ -669,8 +698,12 @@ static void *writer_main(void *arg)
             break;
         KYU_ASSERT(pthread_mutex_unlock(&w->mu) == 0);
         char *error = write_items(w->store, w->db, w->wopts, w->wb, w->items, w->n);
+        uint64_t durable = 0;
+        if (!error)
+            error = make_durable(w->store, w->need, &durable);
         KYU_ASSERT(pthread_mutex_lock(&w->mu) == 0);
         w->error = error;
+        w->durable = durable;
         w->busy = false;
         KYU_ASSERT(pthread_cond_broadcast(&w->cv) == 0);
     }
@@ -689,6 +722,7 @@ static kyu_code_t harvest(kyu_sm_t *self, bool wait, kyu_err_t *err)
         KYU_ASSERT(pthread_cond_wait(&w->cv, &w->mu) == 0);
     bool done = !w->busy;
     char *error = w->error;
+    uint64_t durable = w->durable;
     w->error = NULL;
     KYU_ASSERT(pthread_mutex_unlock(&w->mu) == 0);
     if (!done)
@@ -708,6 +742,8 @@ static kyu_code_t harvest(kyu_sm_t *self, bool wait, kyu_err_t *err)
         return KYU_ERR_STORAGE;
     }
     self->persisted_index = self->flushing_index;
+    if (durable > self->durable_index)
+        self->durable_index = durable;
     return KYU_OK;
 }
 
@@ -736,13 +772,34 @@ static kyu_code_t flush_start(kyu_sm_t *self, kyu_err_t *err)
     if (self->buffer->n == 0) {
         kyu_sm_buffer_drop(self); /* its counters */
         self->persisted_index = self->applied_index;
+        /* nothing to write, but the tables may still be asked for (the writer is idle) */
+        uint64_t need =
+            self->durable_want < self->applied_index ? self->durable_want : self->applied_index;
+        if (need <= self->durable_index)
+            return KYU_OK;
+        uint64_t durable = 0;
+        char *error = make_durable(self->store, need, &durable);
+        if (error) {
+            self->failed = true;
+            kyu_err_set(err, KYU_ERR_STORAGE, "writing applied state: %s", error);
+            free(error);
+            return KYU_ERR_STORAGE;
+        }
+        if (durable > self->durable_index)
+            self->durable_index = durable;
         return KYU_OK;
     }
     size_t n = 0;
     kyu_sm_item_t **items = collect(self->buffer, &n);
     kyu_sm_writer_t *w = self->writer;
+    /* the index the log wants to compact to, as far as this write reaches (make_durable) */
+    uint64_t need =
+        self->durable_want < self->applied_index ? self->durable_want : self->applied_index;
     if (!w) {
+        uint64_t durable = 0;
         char *error = write_items(self->store, self->db, self->wopts, self->plain, items, n);
+        if (!error)
+            error = make_durable(self->store, need, &durable);
         free(items);
         if (error) {
             self->failed = true;
@@ -752,6 +809,8 @@ static kyu_code_t flush_start(kyu_sm_t *self, kyu_err_t *err)
         }
         kyu_sm_buffer_drop(self);
         self->persisted_index = self->applied_index;
+        if (durable > self->durable_index)
+            self->durable_index = durable;
         return KYU_OK;
     }
     /* The buffer becomes the write in flight; a new one takes the next entries. */
@@ -768,6 +827,7 @@ static kyu_code_t flush_start(kyu_sm_t *self, kyu_err_t *err)
     w->wb = self->plain;
     w->items = items;
     w->n = n;
+    w->need = need;
     w->busy = true;
     KYU_ASSERT(pthread_cond_broadcast(&w->cv) == 0);
     KYU_ASSERT(pthread_mutex_unlock(&w->mu) == 0);
@@ -850,4 +910,15 @@ void kyu_sm_set_write_every(kyu_sm_t *self, uint32_t entries)
 uint64_t kyu_sm_persisted_index(const kyu_sm_t *self)
 {
     return self->persisted_index;
+}
+
+uint64_t kyu_sm_durable_index(const kyu_sm_t *self)
+{
+    return self->durable_index;
+}
+
+void kyu_sm_want_durable(kyu_sm_t *self, uint64_t index)
+{
+    if (index > self->durable_want)
+        self->durable_want = index;
 }

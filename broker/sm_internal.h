@@ -199,6 +199,9 @@ struct kyu_sm {
     uint32_t write_every;      /* entries buffered at most (kyu_sm_set_write_every) */
     uint64_t buffer_oldest_ms; /* the time of the first command buffered (0: none) */
     uint64_t persisted_index;  /* the applied index the state database holds */
+    /* The applied index its tables hold (kyu_sm_durable_index): <= persisted_index */
+    uint64_t durable_index;
+    uint64_t durable_want; /* kyu_sm_want_durable's: the next write flushes up to it */
     /* The write in flight on the writer thread (sm_buffer.c; NULL: none, or no thread): the
      * buffer handed over, read-only until it is written, and what it brings the database to. */
     kyu_sm_writer_t *writer;

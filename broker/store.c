@@ -19,10 +19,10 @@ static const char *const cf_names[KYU_CF_COUNT] = {
 struct kyu_store {
     char dir[4096];
     /* The state handle is replaced by a snapshot install (event loop) while the storage
-     * thread may sync it (kyu_store_sync_state, before it compacts the log): this lock
-     * serializes the two, and db is NULL while no state database is open. The event loop's
-     * own reads and writes need no lock (it is the thread that replaces the handle); the
-     * snapshot server thread is paused around a replacement (snapshot.h). */
+     * thread may read its durable index (kyu_store_state_durable, before it compacts the log): this
+     * lock serializes the two, and db is NULL while no state database is open. The event loop's own
+     * reads and writes need no lock (it is the thread that replaces the handle); the snapshot
+     * server thread is paused around a replacement (snapshot.h). */
     pthread_mutex_t state_lock;
     rocksdb_t *db;                 /* state */
     kyu_flog_t *flog;              /* the Raft log (DIR/rlog) */
@@ -32,8 +32,15 @@ struct kyu_store {
     rocksdb_cache_t *cache;
     rocksdb_block_based_table_options_t *table;
     rocksdb_readoptions_t *ropts;
+    rocksdb_readoptions_t *durable_ropts; /* the tables only (kPersistedTier) */
+    rocksdb_compactoptions_t *mark_copts; /* kyu_store_flush_state's */
     rocksdb_column_family_handle_t *cfs[KYU_CF_COUNT];
 };
+
+/* A key of the default column family (otherwise unused) that every state write puts
+ * (kyu_store_mark_batch): a manual compaction of it is how kyu_store_flush_state asks RocksDB
+ * for a flush of every column family at once. */
+static const char state_mark[] = "state_mark";
 
 void kyu_put_be64(uint8_t *p, uint64_t v)
 {
@@ -502,13 +509,15 @@ kyu_store_t *kyu_store_open(const char *dir, kyu_err_t *err)
     rocksdb_block_based_options_set_metadata_block_size(self->table, 4096);
     rocksdb_block_based_options_set_pin_top_level_index_and_filter(self->table, 1);
     rocksdb_options_set_block_based_table_factory(self->opts, self->table);
-    /* The state's WAL is not synced (the log is the record, store.h), so it need not be
-     * written at every batch either: RocksDB keeps it in a buffer written out when full
-     * (1 MiB) and by kyu_store_sync_state. A crash loses the buffer's tail, which takes the
-     * state back to an earlier consistent point (one WAL for all its column families);
-     * the entries after it are applied again from the log. Saves a write() per entry. */
+    /* The state's writes carry no WAL (the log is the record, store.h; sm.c's write options
+     * disable it): a write goes to the memtables only, and what the database holds durably is
+     * what its flushes wrote. With atomic_flush every flush takes the memtables of all column
+     * families at once and commits their tables in one MANIFEST record, so the tables always
+     * hold the state of a whole batch: RocksDB's own flushes (a memtable full) and the one
+     * kyu_store_flush_state asks for. The WAL's records, their CRC and copy, were a fifth of
+     * the state writer under a send load, ~1 us a message (docs/BENCHMARKS.md, "statecpu"). */
     self->state_opts = rocksdb_options_create_copy(self->opts);
-    rocksdb_options_set_manual_wal_flush(self->state_opts, 1);
+    rocksdb_options_set_atomic_flush(self->state_opts, 1);
     /* The meta column family holds the request keys' records ("rq" client key, and "rx" time
      * client key, sm_dedup.c: two per keyed write, deleted 5 minutes later) beside the small
      * named values written at every buffer write (applied_index, next_seq). Every table a
@@ -521,6 +530,12 @@ kyu_store_t *kyu_store_open(const char *dir, kyu_err_t *err)
     self->meta_opts = rocksdb_options_create_copy(self->state_opts);
     rocksdb_options_set_compaction_style(self->meta_opts, rocksdb_universal_compaction);
     self->ropts = rocksdb_readoptions_create();
+    self->durable_ropts = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_read_tier(self->durable_ropts, 2 /* kPersistedTier */);
+    self->mark_copts = rocksdb_compactoptions_create();
+    /* not exclusive: an exclusive manual compaction first waits for the automatic ones (a
+     * universal compaction of meta may take seconds under a backlog) */
+    rocksdb_compactoptions_set_exclusive_manual_compaction(self->mark_copts, 0);
     if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
         kyu_err_set(err, KYU_ERR_STORAGE, "cannot create data directory %s: %s", dir,
                     strerror(errno));
@@ -569,6 +584,8 @@ void kyu_store_close(kyu_store_t **self_p)
     }
     kyu_flog_close(&self->flog);
     rocksdb_readoptions_destroy(self->ropts);
+    rocksdb_readoptions_destroy(self->durable_ropts);
+    rocksdb_compactoptions_destroy(self->mark_copts);
     rocksdb_block_based_options_destroy(self->table);
     rocksdb_cache_destroy(self->cache);
     rocksdb_options_destroy(self->opts);
@@ -650,21 +667,76 @@ kyu_flog_t *kyu_store_flog(kyu_store_t *self)
     return self->flog;
 }
 
-kyu_code_t kyu_store_sync_state(kyu_store_t *self, kyu_err_t *err)
+kyu_code_t kyu_store_state_durable(kyu_store_t *self, uint64_t *index, kyu_err_t *err)
 {
-    char *rerr = NULL;
+    char *rerr = NULL, *v = NULL;
+    size_t len = 0;
     KYU_ASSERT(pthread_mutex_lock(&self->state_lock) == 0);
+    /* kPersistedTier: the tables, not the memtables (once a write without WAL was made;
+     * before it the memtables hold only what a synced write put there, or nothing) */
     if (self->db)
-        rocksdb_flush_wal(self->db, 1, &rerr);
+        v = rocksdb_get_cf(self->db, self->durable_ropts, self->cfs[KYU_CF_META], "applied_index",
+                           13, &len, &rerr);
     else
         rerr = strdup("the state database is not open (a snapshot install could not reopen it)");
     KYU_ASSERT(pthread_mutex_unlock(&self->state_lock) == 0);
-    if (rerr) {
-        kyu_err_set(err, KYU_ERR_STORAGE, "syncing the state: %s", rerr);
+    if (rerr || (v && len != 8)) {
+        kyu_err_set(err, KYU_ERR_STORAGE, "reading the state's durable index: %s",
+                    rerr ? rerr : "not 8 bytes");
         free(rerr);
+        free(v);
         return KYU_ERR_STORAGE;
     }
+    *index = v ? kyu_get_be64((const uint8_t *)v) : 0;
+    free(v);
     return KYU_OK;
+}
+
+void kyu_store_mark_batch(kyu_store_t *self, rocksdb_writebatch_t *wb)
+{
+    rocksdb_writebatch_put_cf(wb, self->cfs[KYU_CF_DEFAULT], state_mark, sizeof state_mark - 1, "",
+                              0);
+}
+
+kyu_code_t kyu_store_flush_state(kyu_store_t *self, uint64_t *durable, kyu_err_t *err)
+{
+    /* A manual compaction whose range is in a memtable flushes first, and with atomic_flush
+     * that flush takes every column family (DBImpl::CompactRange selects them all); the C API
+     * of RocksDB 7.8 has no flush of several families at once (rocksdb_flush_cf flushes the
+     * one given). The range is the mark every write puts, so a write since the last flush is
+     * always flushed; the compaction itself is of the default family's few one-key tables.
+     * The C call returns no status: what the tables hold afterwards is the answer. */
+    rocksdb_compact_range_cf_opt(self->db, self->cfs[KYU_CF_DEFAULT], self->mark_copts, state_mark,
+                                 sizeof state_mark - 1, state_mark, sizeof state_mark - 1);
+    return kyu_store_state_durable(self, durable, err);
+}
+
+void kyu_store_crash(kyu_store_t **self_p)
+{
+    kyu_store_t *self = *self_p;
+    if (!self || !self->db) {
+        kyu_store_close(self_p);
+        return;
+    }
+    /* What a kill -9 leaves is the tables (the state's writes carry no WAL): a checkpoint
+     * without a flush (hard links to the live tables, in one consistent version), put in the
+     * state's place once the database is closed. */
+    char state[4200], tables[4200];
+    snprintf(state, sizeof state, "%s/state", self->dir);
+    snprintf(tables, sizeof tables, "%s/state.crash", self->dir);
+    kyu_store_remove_tree(tables);
+    char *rerr = NULL;
+    rocksdb_checkpoint_t *cp = rocksdb_checkpoint_object_create(self->db, &rerr);
+    if (!rerr)
+        rocksdb_checkpoint_create(cp, tables, UINT64_MAX, &rerr);
+    if (cp)
+        rocksdb_checkpoint_object_destroy(cp);
+    if (rerr)
+        fprintf(stderr, "kyu: a crash's checkpoint into %s: %s\n", tables, rerr);
+    KYU_ASSERT(!rerr);
+    kyu_store_close(self_p);
+    kyu_store_remove_tree(state);
+    KYU_ASSERT(rename(tables, state) == 0);
 }
 
 rocksdb_column_family_handle_t *kyu_store_cf(kyu_store_t *self, kyu_cf_t cf)

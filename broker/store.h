@@ -3,11 +3,14 @@
  * DIR/state is a RocksDB database with the state machine's tables (written without sync by the
  * apply path: the log is the durable record, and entries past the stored applied index are
  * applied again after a crash). DIR/rlog is the Raft log in segment files kyu writes itself
- * (flog.h; the storage thread of log.h writes it, data-only fdatasyncs). The log is only
- * compacted after kyu_store_sync_state, so a power loss can never leave the state behind the
- * first entry still in the log. Threads: the event loop owns the store and alone replaces the
- * state handle (kyu_store_replace_state); the storage thread writes the log and calls
- * kyu_store_sync_state, which a lock serializes with the replacement; the snapshot server
+ * (flog.h; the storage thread of log.h writes it, data-only fdatasyncs). The state's
+ * writes carry no WAL, and its column families are flushed together (atomic_flush): its
+ * tables always hold the state of a whole write, at kyu_store_state_durable's index, and the
+ * log is only compacted up to that index, so neither a kill -9 (the memtables lost) nor a
+ * power loss can leave the state behind the first entry still in the log. Threads: the event
+ * loop owns the store and alone replaces the state handle (kyu_store_replace_state); the
+ * storage thread writes the log and calls kyu_store_state_durable, which a lock serializes
+ * with the replacement; the snapshot server
  * thread is paused around it (snapshot.h).
  *
  * Format: the meta column family holds "format_version". Version 1 is the layout documented
@@ -51,7 +54,7 @@ void kyu_store_close(kyu_store_t **self_p);
  * an incoming state that does not open as a state database of this format is refused before
  * anything changes; a swap that fails half-way is undone on disk, and the old state reopened
  * if possible, else the state database stays closed (kyu_store_db gives NULL for its column
- * families, kyu_store_sync_state an error) until a restart. */
+ * families, kyu_store_state_durable an error) until a restart. */
 kyu_code_t kyu_store_replace_state(kyu_store_t *self, kyu_err_t *err);
 /* The data directory (for the snapshot transfer's files). */
 const char *kyu_store_dir(const kyu_store_t *self);
@@ -73,8 +76,22 @@ uint64_t kyu_store_free_bytes(const char *dir);
 rocksdb_t *kyu_store_db(kyu_store_t *self, kyu_cf_t cf);
 /* The Raft log (DIR/rlog, flog.h), opened with the store. */
 struct kyu_flog *kyu_store_flog(kyu_store_t *self);
-/* Makes every state write so far durable (fsync of the state database's WAL). */
-kyu_code_t kyu_store_sync_state(kyu_store_t *self, kyu_err_t *err);
+/* The applied index the state database holds durably: the one its tables hold (the state's
+ * writes carry no WAL; what is in the memtables a crash loses). The log is compacted only up
+ * to it. Any thread (a lock serializes it with kyu_store_replace_state). */
+kyu_code_t kyu_store_state_durable(kyu_store_t *self, uint64_t *index, kyu_err_t *err);
+/* Puts the state's mark into wb: every batch of state writes carries it (kyu_store_flush_state
+ * needs it in the memtable to flush it). */
+void kyu_store_mark_batch(kyu_store_t *self, rocksdb_writebatch_t *wb);
+/* Flushes the memtables of every state column family to tables, in one atomic step, waits
+ * for it, and says what the tables hold then (kyu_store_state_durable): at least the applied
+ * index of every marked write made before, unless the flush failed. Called by the state's
+ * writer, as its writes are (never during kyu_store_replace_state); may take as long as a
+ * flush of the memtables. */
+kyu_code_t kyu_store_flush_state(kyu_store_t *self, uint64_t *durable, kyu_err_t *err);
+/* Closes the store and leaves its state as a kill -9 would: what the tables hold, the
+ * memtables dropped (tests and kyu-sim-kyu; a clean close flushes them). */
+void kyu_store_crash(kyu_store_t **self_p);
 rocksdb_column_family_handle_t *kyu_store_cf(kyu_store_t *self, kyu_cf_t cf);
 const rocksdb_readoptions_t *kyu_store_readopts(kyu_store_t *self);
 

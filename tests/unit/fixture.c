@@ -52,15 +52,27 @@ void fixture_reopen(fixture_t *f)
     fixture_crash(f);
 }
 
-void fixture_crash(fixture_t *f)
+static void reopen(fixture_t *f)
 {
-    kyu_sm_destroy(&f->sm); /* the writes not flushed are lost */
-    kyu_store_close(&f->store);
     kyu_err_t err;
     f->store = kyu_store_open(f->dir, &err);
     assert_non_null(f->store);
     f->sm = open_sm(f->store, &err);
     assert_non_null(f->sm);
+}
+
+void fixture_crash(fixture_t *f)
+{
+    kyu_sm_destroy(&f->sm); /* the writes not flushed are lost */
+    kyu_store_close(&f->store);
+    reopen(f);
+}
+
+void fixture_kill(fixture_t *f)
+{
+    kyu_sm_destroy(&f->sm);
+    kyu_store_crash(&f->store);
+    reopen(f);
 }
 
 static kyu_command_t base(kyu_cmd_type_t type, const char *queue, uint64_t now)

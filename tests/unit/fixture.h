@@ -26,6 +26,9 @@ int fixture_teardown(void **state);
 /* Reopens the store and the state machine as a crash leaves them: the state machine's
  * buffered writes (sm_buffer.c) are lost, the state database holds its persisted index. */
 void fixture_crash(fixture_t *f);
+/* Reopens them as a kill -9 (or a power loss) leaves them: the state database's memtables are
+ * lost too (its writes carry no WAL), the state is what its tables hold (kyu_store_crash). */
+void fixture_kill(fixture_t *f);
 void fixture_reopen(fixture_t *f);
 
 kyu_command_t cmd_create(const char *queue, int64_t vt);

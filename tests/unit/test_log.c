@@ -240,7 +240,8 @@ test_log_is_compacted_behind_a_window_and_restarts_from_the_snapshot_record(void
     uint64_t first = 0;
     assert_int_equal(kyu_log_first_index(f->store, &first, &err), KYU_OK);
     assert_true(first > 1);
-    assert_true(applied - first < 16 + 16);
+    /* the files keep up to KYU_REPLICA_DURABLE_LAG windows more, past the state's tables */
+    assert_true(applied - first < 16 * (KYU_REPLICA_DURABLE_LAG + 1) + 16 + 16);
 
     fixture_reopen(f);
     log = kyu_log_new(f->store, &err);
@@ -304,6 +305,75 @@ static void test_a_crash_loses_no_entry_the_state_database_had_not_written(void 
     assert_int_equal(a.visible, 101);
     kyu_replica_destroy(&r);
     kyu_log_destroy(&log);
+}
+
+/* The state database's writes carry no WAL (store.h): a kill -9 or a power loss takes it
+ * back to what its tables hold, behind what it had written, and the log must still hold every
+ * entry after that: the log is compacted only up to the tables' index, and the replica asks
+ * for them to be flushed when it wants to compact further. */
+static void test_a_kill_loses_no_entry_the_state_tables_do_not_hold(void **state)
+{
+    fixture_t *f = *state;
+    kyu_err_t err;
+    waiters_t w = {0};
+    kyu_replica_config_t cfg = {.log_window = 16};
+    kyu_log_t *log = kyu_log_new(f->store, &err);
+    kyu_replica_t *r = open_replica(f, log, &cfg, &w, &err);
+    assert_non_null(r);
+    create_orders(log, r, &w);
+    for (int i = 0; i < 100; i++)
+        send_one_entry(log, r, &w);
+    uint64_t applied = kyu_sm_applied_index(f->sm);
+    uint64_t durable = kyu_sm_durable_index(f->sm), tables = 0;
+    assert_true(durable > 1); /* the replica asked for flushes to compact its log */
+    assert_true(durable <= kyu_sm_persisted_index(f->sm));
+    assert_int_equal(kyu_store_state_durable(f->store, &tables, &err), KYU_OK);
+    assert_true(tables >= durable);
+    kyu_replica_destroy(&r);
+    kyu_log_destroy(&log);
+    uint64_t first = 0;
+    assert_int_equal(kyu_log_first_index(f->store, &first, &err), KYU_OK);
+    assert_true(first > 1);
+    assert_true(first <= tables + 1);
+
+    fixture_kill(f);
+    assert_int_equal(kyu_sm_applied_index(f->sm), tables);
+    log = kyu_log_new(f->store, &err);
+    r = open_replica(f, log, &cfg, &w, &err);
+    assert_non_null(r);
+    send_one_entry(log, r, &w);
+    assert_int_equal(kyu_sm_applied_index(f->sm), applied + 2);
+    kyu_queue_attrs_t a;
+    assert_int_equal(kyu_sm_queue_attributes(f->sm, "orders", 2000, &a, &err), KYU_OK);
+    assert_int_equal(a.visible, 101);
+    kyu_replica_destroy(&r);
+    kyu_log_destroy(&log);
+}
+
+/* The storage thread compacts the log only up to the state's tables, whatever it is asked:
+ * a compaction past them is not made. */
+static void test_the_log_is_never_compacted_past_the_state_tables(void **state)
+{
+    fixture_t *f = *state;
+    kyu_err_t err;
+    waiters_t w = {0};
+    kyu_log_t *log = kyu_log_new(f->store, &err);
+    kyu_replica_t *r = open_replica(f, log, NULL, &w, &err);
+    assert_non_null(r);
+    create_orders(log, r, &w);
+    for (int i = 0; i < 5; i++)
+        send_one_entry(log, r, &w);
+    assert_int_equal(kyu_sm_flush(f->sm, &err), KYU_OK); /* written, not in the tables */
+    uint64_t tables = 0;
+    assert_int_equal(kyu_store_state_durable(f->store, &tables, &err), KYU_OK);
+    assert_int_equal(tables, 0);
+    kyu_replica_destroy(&r);
+    kyu_log_snapshot_t snap = {.found = true, .index = 3, .term = 2};
+    kyu_log_compact(log, &snap);
+    kyu_log_destroy(&log); /* finishes the compaction handed over */
+    uint64_t first = 0;
+    assert_int_equal(kyu_log_first_index(f->store, &first, &err), KYU_OK);
+    assert_int_equal(first, 1);
 }
 
 /* Below the broker's free-space minimum (main.c) the replica is read-only: proposals get
@@ -656,6 +726,8 @@ int main(void)
         T(test_log_with_a_hole_refuses_to_start),
         T(test_backpressure_refuses_with_busy),
         T(test_log_is_compacted_behind_a_window_and_restarts_from_the_snapshot_record),
+        T(test_a_kill_loses_no_entry_the_state_tables_do_not_hold),
+        T(test_the_log_is_never_compacted_past_the_state_tables),
         T(test_a_crash_loses_no_entry_the_state_database_had_not_written),
         T(test_a_full_disk_makes_the_replica_read_only_until_space_is_freed),
         T(test_a_failed_write_is_written_again_and_then_reported_durable),

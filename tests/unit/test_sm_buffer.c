@@ -150,6 +150,49 @@ static void test_a_write_holds_every_key_whatever_their_order(void **state)
     }
 }
 
+/* The state's writes carry no WAL: a write reaches the memtables, and a kill -9 takes the
+ * state back to the tables, at a whole write (every column family flushed at once). */
+static void test_a_kill_takes_the_state_back_to_its_tables(void **state)
+{
+    fixture_t *f = *state;
+    kyu_err_t err;
+    assert_int_equal(apply1(f, cmd_create("first", 30)).code, KYU_OK);
+    assert_int_equal(apply1(f, cmd_send("first", 1000, "kept")).code, KYU_OK);
+    uint64_t at = kyu_sm_applied_index(f->sm);
+    kyu_sm_want_durable(f->sm, at);
+    assert_int_equal(kyu_sm_flush(f->sm, &err), KYU_OK); /* written and flushed */
+    assert_int_equal(kyu_sm_durable_index(f->sm), at);
+    assert_int_equal(apply1(f, cmd_create("second", 30)).code, KYU_OK);
+    assert_int_equal(apply1(f, cmd_send("first", 1000, "lost")).code, KYU_OK);
+    assert_int_equal(kyu_sm_flush(f->sm, &err), KYU_OK); /* written, not flushed */
+    assert_int_equal(kyu_sm_persisted_index(f->sm), at + 2);
+    assert_int_equal(kyu_sm_durable_index(f->sm), at);
+    uint64_t tables = 0;
+    assert_int_equal(kyu_store_state_durable(f->store, &tables, &err), KYU_OK);
+    assert_int_equal(tables, at);
+
+    fixture_kill(f);
+    assert_int_equal(kyu_sm_applied_index(f->sm), at);
+    assert_int_equal(kyu_sm_durable_index(f->sm), at);
+    assert_true(kyu_sm_queue_exists(f->sm, "first"));
+    assert_false(kyu_sm_queue_exists(f->sm, "second"));
+    kyu_queue_attrs_t a;
+    assert_int_equal(kyu_sm_queue_attributes(f->sm, "first", 2000, &a, &err), KYU_OK);
+    assert_int_equal(a.visible, 1);
+}
+
+/* A clean stop keeps everything written (RocksDB flushes the memtables when it closes). */
+static void test_a_clean_stop_keeps_what_the_memtables_held(void **state)
+{
+    fixture_t *f = *state;
+    assert_int_equal(apply1(f, cmd_create("first", 30)).code, KYU_OK);
+    uint64_t at = kyu_sm_applied_index(f->sm);
+    fixture_reopen(f);
+    assert_int_equal(kyu_sm_applied_index(f->sm), at);
+    assert_int_equal(kyu_sm_durable_index(f->sm), at);
+    assert_true(kyu_sm_queue_exists(f->sm, "first"));
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, fixture_setup, fixture_teardown)
 
 int main(void)
@@ -158,6 +201,8 @@ int main(void)
         T(test_a_key_rewritten_reads_as_its_last_value_of_any_size),
         T(test_the_writer_thread_runs_below_the_loop_s_priority),
         T(test_a_write_holds_every_key_whatever_their_order),
+        T(test_a_kill_takes_the_state_back_to_its_tables),
+        T(test_a_clean_stop_keeps_what_the_memtables_held),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -337,7 +337,7 @@ static void test_log_compaction_during_state_swaps_touches_no_closed_handle(void
     zpoller_destroy(&p);
     kyu_log_destroy(&log);
     assert_true(kyu_sm_queue_exists(f->sm, "mine"));
-    assert_int_equal(kyu_store_sync_state(f->store, &err), KYU_OK);
+    assert_int_equal(kyu_store_state_durable(f->store, &(uint64_t){0}, &err), KYU_OK);
 }
 
 /* A fetched state that does not open as a state database of this format is refused before
@@ -358,7 +358,7 @@ static void test_a_fetched_state_that_does_not_open_is_refused_and_the_state_kep
     kyu_err_t err = {0};
     assert_int_equal(kyu_store_replace_state(f->store, &err), KYU_ERR_STORAGE);
     assert_non_null(strstr(err.msg, "snapshot"));
-    assert_int_equal(kyu_store_sync_state(f->store, &err), KYU_OK);
+    assert_int_equal(kyu_store_state_durable(f->store, &(uint64_t){0}, &err), KYU_OK);
     assert_int_equal(kyu_sm_reload(f->sm, &err), KYU_OK);
     assert_true(kyu_sm_queue_exists(f->sm, "mine"));
     assert_false(path_exists(f->dir, "state.incoming"));

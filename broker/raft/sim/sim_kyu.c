@@ -5,11 +5,12 @@
  * applies (the Raft-level checks, result agreement, the oracle's stream) and compares states
  * by digest.
  *
- * A crash is a process crash (RocksDB writes already made survive; the log writes the
- * simulated disk had not finished are lost) or, in some seeds, a power loss: the state
- * database goes back to its last sync, which the broker makes before it compacts its log
- * (log.c; the simulated disk's compaction takes the checkpoint) and which an install makes
- * (the fetched files are fsynced); the log must still hold everything after it. States are
+ * A crash is a process crash (the state database keeps what its tables hold: its writes
+ * carry no WAL, so the memtables are lost, kyu_store_crash; the log writes the simulated disk
+ * had not finished are lost too) or, in some seeds, a power loss: the state database goes
+ * back to its tables as they were at the last log compaction (the broker compacts its log
+ * only up to them, log.c; the simulated disk's compaction takes the checkpoint) or at an
+ * install (the fetched files are fsynced); the log must still hold everything after it. States are
  * compared by a digest of every key and value of the state database, at every
  * digest_every-th index and at every installed state.
  */
@@ -136,21 +137,19 @@ void sk_flush(sk_node_t *kn)
     }
 }
 
-uint64_t sk_persisted(sk_node_t *kn, uint64_t *chain)
+/* The chain at an index the state may open at: a recent applied one, or the one it opened
+ * at. */
+bool sk_chain_of(sk_node_t *kn, uint64_t p, uint64_t *chain)
 {
-    uint64_t p = kyu_sm_persisted_index(kn->sm);
     if (p == kn->nd->sm_applied)
         *chain = kn->nd->sm_chain;
     else if (kn->chain_index[p % SK_CHAINS] == p && p > 0)
         *chain = kn->chain_at[p % SK_CHAINS];
     else if (p == kn->base_index)
         *chain = kn->base_chain;
-    else {
-        fprintf(stderr, "kyu-sim-kyu: node %llu: no chain known at its persisted index %llu\n",
-                (unsigned long long)kn->nd->id, (unsigned long long)p);
-        exit(3);
-    }
-    return p;
+    else
+        return false;
+    return true;
 }
 
 uint64_t sk_state_digest(sk_node_t *kn)
@@ -253,10 +252,25 @@ void sk_mark_synced(sim_cluster_t *c, sim_node_t *nd)
     sk_node_t *kn = nd->app;
     if (!sk(c)->power_loss_pm)
         return;
-    /* A checkpoint without a flush: hard links to the tables and a copy of the WAL; the
-     * database holds the state at the persisted index. */
-    kn->synced = sk_checkpoint(kn, kn->synced_dir, UINT64_MAX);
-    kn->synced_index = sk_persisted(kn, &kn->synced_chain);
+    /* A checkpoint without a flush: hard links to the tables (the state's writes carry no
+     * WAL), which hold the state at their durable index (read before and after: a flush
+     * between would move it; taken again then). */
+    uint64_t before = 0, after = 0;
+    kyu_err_t err;
+    do {
+        if (kyu_store_state_durable(kn->store, &before, &err) != KYU_OK ||
+            !(kn->synced = sk_checkpoint(kn, kn->synced_dir, UINT64_MAX)) ||
+            kyu_store_state_durable(kn->store, &after, &err) != KYU_OK) {
+            kn->synced = false;
+            return;
+        }
+    } while (before != after);
+    kn->synced_index = after;
+    if (!sk_chain_of(kn, after, &kn->synced_chain)) {
+        fprintf(stderr, "kyu-sim-kyu: node %llu: no chain known at its durable index %llu\n",
+                (unsigned long long)kn->nd->id, (unsigned long long)after);
+        exit(3);
+    }
 }
 
 /* ---- hooks ---- */
@@ -337,16 +351,17 @@ void sk_state_release(sk_node_t *kn)
     kyu_store_close(&kn->store);
 }
 
-/* A crash; now and then a power loss, which takes the state back to its last sync. */
+/* A crash (the memtables lost: RocksDB keeps what its tables hold); now and then a power loss,
+ * which takes the state back to its last sync. */
 void sk_state_close(sim_cluster_t *c, sim_node_t *nd)
 {
     sk_t *k = sk(c);
     sk_node_t *kn = nd->app;
-    /* The buffered entries are gone: the state is back at its persisted index. */
-    uint64_t chain = 0, persisted = sk_persisted(kn, &chain);
-    sk_state_release(kn);
-    nd->sm_applied = persisted;
-    nd->sm_chain = chain;
+    kn->crashed = true;
+    kn->open_lo = kyu_sm_durable_index(kn->sm);
+    kn->open_hi = kyu_sm_persisted_index(kn->sm);
+    kyu_sm_destroy(&kn->sm);
+    kyu_store_crash(&kn->store);
     if (!kn->synced || !sim_rng_chance(&c->rng, k->power_loss_pm))
         return;
     char state[400];
@@ -359,9 +374,10 @@ void sk_state_close(sim_cluster_t *c, sim_node_t *nd)
     }
     kn->synced = false; /* taken again at the next open */
     k->power_losses++;
-    sim_trace(&c->trace, c->now, "n%llu POWER LOSS: its state goes back from %llu to %llu",
-              (unsigned long long)nd->id, (unsigned long long)nd->sm_applied,
-              (unsigned long long)kn->synced_index);
+    sim_trace(&c->trace, c->now, "n%llu POWER LOSS: its state goes back from %llu-%llu to %llu",
+              (unsigned long long)nd->id, (unsigned long long)kn->open_lo,
+              (unsigned long long)kn->open_hi, (unsigned long long)kn->synced_index);
+    kn->open_lo = kn->open_hi = kn->synced_index;
     nd->sm_applied = kn->synced_index;
     nd->sm_chain = kn->synced_chain;
 }
@@ -395,15 +411,22 @@ bool sk_state_open(sim_cluster_t *c, sim_node_t *nd)
         kyu_store_close(&kn->store);
         return false;
     }
-    uint64_t applied = kyu_sm_applied_index(kn->sm);
-    if (applied != nd->sm_applied) {
+    /* Where the state opens: between the durable and the persisted index before the crash
+     * (a new node, or one stopped cleanly: exactly at what it had applied). */
+    uint64_t applied = kyu_sm_applied_index(kn->sm), chain = 0;
+    uint64_t lo = kn->crashed ? kn->open_lo : nd->sm_applied;
+    uint64_t hi = kn->crashed ? kn->open_hi : nd->sm_applied;
+    kn->crashed = false;
+    if (applied < lo || applied > hi || !sk_chain_of(kn, applied, &chain)) {
         sim_violation(c, SIM_SAFETY,
-                      "durability: node %llu applied up to %llu before its crash, its state "
+                      "durability: node %llu's state held %llu to %llu before its crash, and "
                       "says %llu after",
-                      (unsigned long long)nd->id, (unsigned long long)nd->sm_applied,
+                      (unsigned long long)nd->id, (unsigned long long)lo, (unsigned long long)hi,
                       (unsigned long long)applied);
         return true;
     }
+    nd->sm_applied = applied;
+    nd->sm_chain = chain;
     if (kn->snap_found && applied < nd->disk.snap.index) {
         sim_violation(c, SIM_SAFETY,
                       "durability: node %llu's state is at %llu, behind its log's snapshot at "

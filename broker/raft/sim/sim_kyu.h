@@ -200,10 +200,15 @@ typedef struct {
     bool synced;
     uint64_t synced_index, synced_chain;
     /* The state database holds the state at kyu_sm_persisted_index, behind the applied one
-     * (the state machine writes behind, sm_buffer.c): a crash takes the node back there, and
-     * the log must hold every entry after it. The chain of each recent applied index, and of
-     * the index the state opened at, to know the chain there. */
-#define SK_CHAINS 4096
+     * (the state machine writes behind, sm_buffer.c), and its tables at least the state at
+     * kyu_sm_durable_index (its writes carry no WAL, store.h): a crash takes the node back
+     * to its tables, somewhere between the two (open_lo, open_hi: RocksDB may have flushed
+     * after the state machine last looked), and the log must hold every entry after it. The
+     * chain of each recent applied index, and of the index the state opened at, to know the
+     * chain there. */
+    bool crashed;
+    uint64_t open_lo, open_hi;
+#define SK_CHAINS 65536
     uint64_t chain_index[SK_CHAINS], chain_at[SK_CHAINS];
     uint64_t base_index, base_chain;
     /* The simulated disk: nd->disk holds what is durable; the queue what is not yet. */
@@ -338,7 +343,7 @@ typedef struct {
  * the database is read or copied. */
 void sk_flush(sk_node_t *kn);
 /* The index the node's state database holds, and the chain of applied entries there. */
-uint64_t sk_persisted(sk_node_t *kn, uint64_t *chain);
+bool sk_chain_of(sk_node_t *kn, uint64_t index, uint64_t *chain);
 uint64_t sk_state_digest(sk_node_t *kn);
 /* Message numbers of the messages the state holds; *n of them, heap array. */
 uint64_t *sk_state_messages(sim_cluster_t *c, sk_node_t *kn, size_t *n);

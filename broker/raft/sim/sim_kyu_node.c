@@ -267,7 +267,7 @@ static void disk_apply(sk_node_t *kn, const sk_write_t *w)
         disk_replace(kn, &w->snap, NULL);
         break;
     case SK_W_COMPACT:
-        /* log.c syncs the state database before it drops entries. */
+        /* log.c drops entries only up to what the state's tables hold. */
         if (c->o.plant != SK_PLANT_NO_SYNC)
             sk_mark_synced(c, nd);
         disk_set_record(d, &w->snap);
