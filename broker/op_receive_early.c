@@ -48,7 +48,8 @@ bool kyu_sm_receive_choose(kyu_sm_t *self, kyu_command_t *cmd, uint64_t held_tot
     if (max > KYU_BATCH_MAX)
         return false;
     if (cmd->max_inflight) {
-        /* The limit with the leases granted and not applied (all queues': an upper bound). */
+        /* The limit with what the overlay says may be in flight at apply besides the index
+         * (leases granted and not applied, lease changes in flight: replica_early.c). */
         uint64_t inflight = 0, delayed = 0;
         kyu_sm_index_counts(q, now, &inflight, &delayed);
         if (inflight + held_total + max > cmd->max_inflight)

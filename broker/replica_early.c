@@ -14,7 +14,11 @@
  *     then received from the durable way until the command is applied.
  * So while an early receive's entry waits, nothing but sends and other early receives (whose
  * messages it did not choose) is applied to its queue ahead of it, and apply records exactly
- * the leases answered. The overlay is the leader's alone and belongs to a term: a new term
+ * the leases answered. Under the in-flight limit (which apply checks again), what may be in
+ * flight at apply and is not counted in the index at the receive's time counts too: the
+ * leases answered early, and each message a CHANGE_VISIBILITY in flight names (applied at its
+ * own, earlier time while the lease still runs, it extends a lease that would have ended by
+ * the receive's). The overlay is the leader's alone and belongs to a term: a new term
  * (this node lost leadership, or won it again) empties it, and a node serves only once it
  * applied an entry of its own term, so every entry of an earlier term (an old leader's
  * RECEIVE included) is applied before it chooses anything. Nothing of it is in the state, the
@@ -26,7 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum { REC_HOLD = 1, REC_LEASE, REC_BLOCK, REC_BLOCK_ALL } rec_kind_t;
+typedef enum { REC_HOLD = 1, REC_CHANGE, REC_LEASE, REC_BLOCK, REC_BLOCK_ALL } rec_kind_t;
 
 typedef struct {
     uint64_t serial, key, qid;
@@ -36,10 +40,11 @@ typedef struct {
 struct kyu_early {
     rec_t *recs; /* in serial order: recs[head..n) are live */
     size_t head, n, cap;
-    zhashx_t *held;    /* (qid, seq) key -> count of DELETE/CHANGE_VISIBILITY records naming it */
-    zhashx_t *taken;   /* (qid, seq) key -> count of early leases of it */
-    zhashx_t *blocked; /* qid -> count of records blocking it */
-    zhashx_t *leased;  /* qid -> count of its leases granted early, not applied */
+    zhashx_t *held;     /* (qid, seq) key -> count of DELETE/CHANGE_VISIBILITY records naming it */
+    zhashx_t *changing; /* qid -> count of its CHANGE_VISIBILITY records (REC_CHANGE) */
+    zhashx_t *taken;    /* (qid, seq) key -> count of early leases of it */
+    zhashx_t *blocked;  /* qid -> count of records blocking it */
+    zhashx_t *leased;   /* qid -> count of its leases granted early, not applied */
     uint64_t block_all, leases;
     uint64_t term;   /* the term the records belong to */
     uint64_t serial; /* commands noted so far */
@@ -102,6 +107,7 @@ kyu_early_t *kyu_early_new(void)
     kyu_early_t *self = calloc(1, sizeof *self);
     KYU_ASSERT(self);
     self->held = count_map_new();
+    self->changing = count_map_new();
     self->taken = count_map_new();
     self->blocked = count_map_new();
     self->leased = count_map_new();
@@ -114,6 +120,7 @@ void kyu_early_destroy(kyu_early_t **self_p)
     if (!self)
         return;
     zhashx_destroy(&self->held);
+    zhashx_destroy(&self->changing);
     zhashx_destroy(&self->taken);
     zhashx_destroy(&self->blocked);
     zhashx_destroy(&self->leased);
@@ -125,6 +132,7 @@ void kyu_early_destroy(kyu_early_t **self_p)
 static void clear(kyu_early_t *self)
 {
     zhashx_purge(self->held);
+    zhashx_purge(self->changing);
     zhashx_purge(self->taken);
     zhashx_purge(self->blocked);
     zhashx_purge(self->leased);
@@ -170,6 +178,10 @@ static void push(kyu_early_t *self, uint64_t serial, rec_kind_t kind, uint64_t k
         break;
     case REC_HOLD:
         count_add(self->held, key, 1);
+        break;
+    case REC_CHANGE: /* a hold that may also keep its message in flight */
+        count_add(self->held, key, 1);
+        count_add(self->changing, qid, 1);
         break;
     case REC_BLOCK:
         count_add(self->blocked, key, 1);
@@ -221,7 +233,8 @@ void kyu_early_note(kyu_replica_t *r, const kyu_command_t *cmd)
             uint64_t seq;
             uint32_t gen;
             if (qid && kyu_handle_parse(cmd->handles[i], &seq, &gen))
-                push(self, serial, REC_HOLD, msg_key(qid, seq), qid);
+                push(self, serial, cmd->type == KYU_CMD_CHANGE_VISIBILITY ? REC_CHANGE : REC_HOLD,
+                     msg_key(qid, seq), qid);
         }
         return;
     case KYU_CMD_RECEIVE:
@@ -256,6 +269,10 @@ void kyu_early_done(kyu_replica_t *r, uint64_t upto)
             break;
         case REC_HOLD:
             count_add(self->held, rec->key, -1);
+            break;
+        case REC_CHANGE:
+            count_add(self->held, rec->key, -1);
+            count_add(self->changing, rec->qid, -1);
             break;
         case REC_BLOCK:
             count_add(self->blocked, rec->key, -1);
@@ -342,7 +359,11 @@ bool kyu_replica_receive_early(kyu_replica_t *self, kyu_command_t *cmd, void *wa
         return false;
     kyu_err_t err;
     int64_t vt = cmd->vt;
-    if (!kyu_sm_receive_choose(self->sm, cmd, e->leases, held, e, res, &err))
+    /* Counted against the in-flight limit besides the index: the leases answered early (all
+     * queues': an upper bound) and the messages of q a CHANGE_VISIBILITY in flight names. */
+    uint64_t pending =
+        e->leases + (uint64_t)(uintptr_t)zhashx_lookup(e->changing, (void *)(uintptr_t)qid);
+    if (!kyu_sm_receive_choose(self->sm, cmd, pending, held, e, res, &err))
         return false;
     if (kyu_replica_propose(self, cmd, waiter, &err) != KYU_OK) {
         kyu_result_clear(res);

@@ -173,8 +173,9 @@ typedef enum {
 typedef kyu_held_t (*kyu_sm_held_fn)(void *arg, uint64_t qid, uint64_t seq);
 /* For the leader's RECEIVE cmd (queue, now_ms, vt, max, max_inflight set as for a proposal):
  * chooses the messages a receive at now_ms takes, less those held (held_total: how many
- * leases the overlay holds in all, counted against the in-flight limit), and fills res with
- * the answer and cmd with the early form (cmd->early, the chosen leases, vt resolved).
+ * messages the overlay knows may be in flight at apply beyond what the index counts at now_ms,
+ * counted against the in-flight limit), and fills res with the answer and cmd with the early
+ * form (cmd->early, the chosen leases, vt resolved).
  * False, with nothing changed and res empty: answer it the durable way (a FIFO queue, fair
  * groups, a RedrivePolicy, a ReceiveRequestAttemptId, the limit near, or nothing found). The caller
  * proposes cmd when true: apply records exactly what res holds as long as nothing but sends and
