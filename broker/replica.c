@@ -185,6 +185,7 @@ static void configure(kyu_replica_t *self, const kyu_replica_config_t *cfg)
     if (cfg->peers)
         self->peers = *cfg->peers;
     self->join = cfg->join;
+    self->early_in_clusters = cfg->early_in_clusters;
     /* A node started without a peer list stays alone: a short election timeout. A cluster
      * node keeps the normal one even while it is its only voter, since members may come. */
     self->election_ticks = cfg->election_ticks ? cfg->election_ticks : self->peers.n == 0 ? 2 : 100;

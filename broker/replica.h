@@ -99,6 +99,12 @@ typedef struct {
     /* Join an existing cluster instead of bootstrapping one: a node without data starts
      * with an empty configuration and waits for a leader to add it (kyu cluster add). */
     bool join;
+    /* Receives answered early (kyu_replica_receive_early) in a cluster too: kyu-sim-kyu sets
+     * it, to prove the overlay where leaders change. The broker answers early only as a lone
+     * voter (no other voter, no learner): in a cluster a lease answered early and lost with
+     * its leader would make the message visible to another consumer before its visibility
+     * timeout, with the same receipt; its consumers keep that guarantee across failovers. */
+    bool early_in_clusters;
     uint64_t max_clock_skew_ms; /* 0: KYU_CLUSTER_TIME_SKEW_DEFAULT_MS (cluster_time.h) */
     /* Bounds on what waits (0: KYU_ENTRY_BYTES_MAX and KYU_REPLICA_BYTES_MAX; tests and
      * kyu-sim use small ones). */

@@ -346,6 +346,10 @@ bool kyu_replica_receive_early(kyu_replica_t *self, kyu_command_t *cmd, void *wa
     if (!kyu_replica_serving(self) || self->transferring || self->failed ||
         kyu_replica_read_only(self) || cmd->type != KYU_CMD_RECEIVE)
         return false;
+    const kyu_raft_conf_t *c = kyu_raft_conf(self->raft);
+    if (!self->early_in_clusters &&
+        !(c->n_voters == 1 && c->n_learners == 0 && c->voters[0] == self->node_id))
+        return false; /* a cluster's leases are durable before they are answered (replica.h) */
     settle_term(self);
     kyu_early_t *e = self->early;
     uint64_t qid = kyu_sm_queue_id(self->sm, cmd->queue);

@@ -50,7 +50,8 @@ struct kyu_replica {
     void (*say)(void *arg, const char *line);
     void *say_arg;
     kyu_raft_t *raft;
-    kyu_early_t *early; /* the leader's overlay of early receives (replica_early.c) */
+    kyu_early_t *early;     /* the leader's overlay of early receives (replica_early.c) */
+    bool early_in_clusters; /* kyu_replica_config_t's */
     kyu_peers_t peers;
     uint64_t node_id;
     kyu_replica_done_fn done;

@@ -519,7 +519,8 @@ static void test_only_a_serving_leader_answers_early(void **state)
 {
     fixture_t *f = *state;
     rig_t t = {0};
-    open_node(f, &t, 3, NULL);
+    kyu_replica_config_t cfg = {.early_in_clusters = true}; /* else no cluster answers early */
+    open_node(f, &t, 3, &cfg);
     elect(&t); /* leader, but its no-op is not committed: not serving */
     assert_true(kyu_replica_is_leader(t.r));
     assert_false(kyu_replica_serving(t.r));
@@ -541,6 +542,84 @@ static void test_only_a_serving_leader_answers_early(void **state)
     kyu_replica_destroy(&t.r);
 }
 
+/* Answers every append node 1 sent as its followers would: they have all its log (the rig
+ * keeps no entries of a sent message). */
+static void followers_ack(rig_t *t)
+{
+    for (size_t j = 0; j < t->n_sent; j++) {
+        kyu_raft_msg_t m = t->sent[j];
+        if (m.type != KYU_RAFT_MSG_APPEND && m.type != KYU_RAFT_MSG_HEARTBEAT)
+            continue;
+        kyu_raft_msg_t resp = {.type = m.type + 1, /* the answer's type */
+                               .group = KYU_GROUP_ID,
+                               .from = m.to,
+                               .to = 1,
+                               .term = m.term,
+                               .index = kyu_raft_last_index(kyu_replica_raft(t->r))};
+        kyu_replica_step(t->r, &resp);
+    }
+    t->n_sent = 0;
+    kyu_replica_flush(t->r);
+    durable(t);
+    kyu_replica_flush(t->r);
+}
+
+/* Committed by node 1 and its followers. */
+static void commit_in_cluster(rig_t *t, kyu_command_t cmd)
+{
+    kyu_err_t err;
+    int before = t->answered;
+    assert_int_equal(kyu_replica_propose(t->r, &cmd, NULL, &err), KYU_OK);
+    for (int i = 0; i < 20 && t->answered == before; i++) {
+        kyu_replica_flush(t->r);
+        durable(t);
+        followers_ack(t);
+        kyu_replica_tick(t->r);
+    }
+    assert_int_equal(t->answered, before + 1);
+}
+
+/* The leader of a cluster answers a receive the durable way (replica.h, early_in_clusters):
+ * an early lease lost with its leader would hand the message to another consumer before its
+ * visibility timeout. With early_in_clusters (kyu-sim-kyu's setting) the same leader answers
+ * early. */
+static void cluster_leader_early(fixture_t *f, bool in_clusters, bool *answered)
+{
+    rig_t t = {0};
+    kyu_replica_config_t cfg = {.early_in_clusters = in_clusters};
+    open_node(f, &t, 3, &cfg);
+    elect(&t);
+    for (int i = 0; i < 50 && !kyu_replica_serving(t.r); i++) {
+        kyu_replica_tick(t.r); /* a heartbeat, an append again */
+        followers_ack(&t);
+    }
+    assert_true(kyu_replica_serving(t.r));
+    kyu_command_t key = {.type = KYU_CMD_SET_HANDLE_KEY};
+    key.vt = -1;
+    key.now_ms = kyu_replica_now(t.r);
+    kyu_op_handle_key_build(&key);
+    commit_in_cluster(&t, key);
+    commit_in_cluster(&t, cmd_create("orders", 30));
+    commit_in_cluster(&t, cmd_send("orders", kyu_replica_now(t.r), "m"));
+    uint64_t seqs[KYU_BATCH_MAX];
+    *answered = early(&t, 1, seqs) == 1;
+    kyu_replica_destroy(&t.r);
+}
+
+static void test_a_clusters_leader_answers_receives_the_durable_way(void **state)
+{
+    bool answered = true;
+    cluster_leader_early(*state, false, &answered);
+    assert_false(answered);
+}
+
+static void test_early_in_clusters_lets_a_clusters_leader_answer_early(void **state)
+{
+    bool answered = false;
+    cluster_leader_early(*state, true, &answered);
+    assert_true(answered);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, fixture_setup, fixture_teardown)
 
 int main(void)
@@ -554,6 +633,8 @@ int main(void)
         T(test_commands_in_flight_hold_or_block_what_they_could_change),
         T(test_change_visibility_in_flight_counts_against_the_in_flight_limit),
         T(test_only_a_serving_leader_answers_early),
+        T(test_a_clusters_leader_answers_receives_the_durable_way),
+        T(test_early_in_clusters_lets_a_clusters_leader_answer_early),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

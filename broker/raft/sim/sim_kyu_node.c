@@ -382,6 +382,7 @@ bool sk_node_start(sim_cluster_t *c, sim_node_t *nd)
          * keep the log past the window (maybe_compact). */
         .state_write_every = sk(c)->write_every,
         .join = peers.n == 0,
+        .early_in_clusters = true, /* the overlay proven where leaders change */
         .heartbeat_ticks = o->heartbeat_ticks,
         .max_inflight = o->max_inflight,
         .max_msg_entries = o->max_msg_entries,
