@@ -35,9 +35,9 @@ static const uint32_t queue_vt[SK_QUEUES] = {2, 5, 0, 3};
 const sk_intent_t *sk_sent_find(sk_t *k, uint64_t hash)
 {
     for (size_t i = 0; i < SK_PROPS; i++) {
-        const sk_sent_t *x = &k->sent[(k->next_sent + SK_PROPS - 1 - i) % SK_PROPS];
-        if (x->hash == hash)
-            return &x->in;
+        size_t at = (k->next_sent + SK_PROPS - 1 - i) % SK_PROPS;
+        if (k->sent_hash[at] == hash)
+            return &k->sent[at];
     }
     return NULL;
 }
@@ -539,9 +539,9 @@ static void request(sim_cluster_t *c, sim_node_t *nd, uint64_t now)
     kyu_command_encode(&cmd, &sb);
     w->hash = sim_hash(sb.data, sb.size, 0x636d64);
     msgpack_sbuffer_destroy(&sb);
-    sk_sent_t *slot = &k->sent[k->next_sent++ % SK_PROPS];
-    slot->hash = w->hash;
-    slot->in = w->in;
+    size_t slot = k->next_sent++ % SK_PROPS;
+    k->sent_hash[slot] = w->hash;
+    k->sent[slot] = w->in;
     if (early) { /* proposed already; its answer is the client's now */
         kn->waiting++;
         k->early_answers++;
