@@ -34,11 +34,9 @@ static const uint32_t queue_vt[SK_QUEUES] = {2, 5, 0, 3};
 
 const sk_intent_t *sk_sent_find(sk_t *k, uint64_t hash)
 {
-    for (size_t i = 0; i < SK_PROPS; i++) {
-        size_t at = (k->next_sent + SK_PROPS - 1 - i) % SK_PROPS;
-        if (k->sent_hash[at] == hash)
-            return &k->sent[at];
-    }
+    for (size_t i = k->n_sent; i-- > 0;)
+        if (k->sent_hash[i] == hash)
+            return &k->sent[i];
     return NULL;
 }
 
@@ -539,9 +537,14 @@ static void request(sim_cluster_t *c, sim_node_t *nd, uint64_t now)
     kyu_command_encode(&cmd, &sb);
     w->hash = sim_hash(sb.data, sb.size, 0x636d64);
     msgpack_sbuffer_destroy(&sb);
-    size_t slot = k->next_sent++ % SK_PROPS;
-    k->sent_hash[slot] = w->hash;
-    k->sent[slot] = w->in;
+    if (k->n_sent == k->sent_cap) {
+        k->sent_cap = k->sent_cap ? 2 * k->sent_cap : 1024;
+        k->sent_hash = realloc(k->sent_hash, k->sent_cap * sizeof(*k->sent_hash));
+        k->sent = realloc(k->sent, k->sent_cap * sizeof(*k->sent));
+        KYU_ASSERT(k->sent_hash && k->sent);
+    }
+    k->sent_hash[k->n_sent] = w->hash;
+    k->sent[k->n_sent++] = w->in;
     if (early) { /* proposed already; its answer is the client's now */
         kn->waiting++;
         k->early_answers++;
