@@ -19,6 +19,7 @@
 #define META_BYTES 512
 #define META_MAGIC 0x4b59554cu /* "KYUL" */
 #define ZERO_CHUNK (1u << 20)
+#define PAGE 4096u /* the page cache's and O_DIRECT's unit */
 
 /* The meta record (one slot): magic(4) version(4) seq(8) gen(8) start_gen(8) first_seg(8)
  * hs_found(1) snap_found(1) pad(6) hs term vote commit(24) snap index term(16) conf_len(4)

@@ -64,17 +64,39 @@ static bool maker_stopping(kyu_flog_t *self)
     return stop;
 }
 
+/* Zeros for make_zero_file and the pad after a write's END (write_recs), aligned for
+ * O_DIRECT. */
+static const uint8_t zeros[ZERO_CHUNK] __attribute__((aligned(PAGE)));
+
 /* paced: the spare maker's way, a 1 MiB chunk synced at a time (the storage thread's
- * fdatasyncs do not queue behind 16 MiB of writeback), stopping when the flog closes. */
+ * fdatasyncs do not queue behind 16 MiB of writeback), stopping when the flog closes.
+ * The zeros go to the disk with O_DIRECT where the file system takes it: through the page
+ * cache, the copy of 16 MiB of zeros into fresh pages (and their writeback) cost about as
+ * much CPU as all of the log's own writes (~6% of the broker's under a send load, while a
+ * log makes its first segments: docs/BENCHMARKS.md "Branch sendcpu (2026-12-05)"). The
+ * blocks are written zeros either way (no unwritten extents for a later fdatasync to
+ * convert); the pages of such a file are not in the cache, so each write pads its last page
+ * with zeros (write_recs) rather than have the kernel read it first. */
 static kyu_code_t make_zero_file(kyu_flog_t *self, const char *name, bool paced, kyu_err_t *err)
 {
-    static const uint8_t zeros[ZERO_CHUNK];
-    int fd = openat(self->dirfd, name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int flags = O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC;
+    bool direct = self->seg_bytes % PAGE == 0;
+    int fd = direct ? openat(self->dirfd, name, flags | O_DIRECT, 0644) : -1;
+    if (fd < 0) {
+        direct = false;
+        fd = openat(self->dirfd, name, flags, 0644);
+    }
     if (fd < 0)
         return sys_err(err, "creating a log segment in", self->dir);
     for (uint64_t off = 0; off < self->seg_bytes;) {
         size_t n = self->seg_bytes - off < ZERO_CHUNK ? self->seg_bytes - off : ZERO_CHUNK;
         ssize_t w = pwrite(fd, zeros, n, (off_t)off);
+        if (w < 0 && direct && errno == EINVAL) {
+            /* a file system that opens O_DIRECT but refuses its writes: the page cache */
+            direct = false;
+            if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_DIRECT) == 0)
+                continue;
+        }
         if (paced && w > 0 && (fdatasync(fd) != 0 || maker_stopping(self)))
             w = -1;
         if (w <= 0) {
@@ -303,8 +325,8 @@ static kyu_code_t write_recs(kyu_flog_t *self, const kyu_flog_rec_t *recs, size_
         self->hdrs = realloc(self->hdrs, self->caphdrs);
         KYU_ASSERT(self->hdrs);
     }
-    if (self->capiov < 2 * n + 1) {
-        self->capiov = 2 * (2 * n + 1);
+    if (self->capiov < 2 * n + 2) {
+        self->capiov = 2 * (2 * n + 2);
         self->iov = realloc(self->iov, self->capiov * sizeof *self->iov);
         KYU_ASSERT(self->iov);
     }
@@ -339,6 +361,11 @@ static kyu_code_t write_recs(kyu_flog_t *self, const kyu_flog_rec_t *recs, size_
     }
     make_hdr(h, KIND_END, 0, 0, no, gen, last, 0, NULL);
     self->iov[k++] = (struct iovec){h, HDR};
+    /* Zeros to the end of the END's page (within the segment): a segment's file holds zeros
+     * there already, and a page written whole is not read first (make_zero_file). */
+    uint64_t end = self->pos + size, pad = (PAGE - end % PAGE) % PAGE;
+    if (pad && end + pad <= self->seg_bytes)
+        self->iov[k++] = (struct iovec){(void *)zeros, pad};
     if (last > self->hi)
         self->hi = last;
     if (!write_all(self, self->tail_fd, self->iov, k, self->pos) || !sync_fd(self, self->tail_fd))

@@ -575,8 +575,10 @@ int main(int argc, char **argv)
      * arrays (hundreds of KiB, sm_buffer.c) come and go every few thousand entries: from the
      * heap, kept there, instead of fresh pages mapped and zeroed each time (page faults were
      * 5% of the loop; trimming at 8 MiB cost send-only a sixth of its rate). Larger blocks
-     * (RocksDB's memtable arenas) are still mapped and given back when freed: kept in the
-     * heap they held 100 MiB more with a backlog of 2 million messages. */
+     * are still mapped and given back when freed. RocksDB's memtable arenas were such blocks
+     * (2 MiB; kept in the heap with 32/64 MiB thresholds they held 100 MiB more with a
+     * backlog of 2 million messages); since branch sendcpu (2026-12-05) they come in blocks
+     * of 512 KiB (store.c), from the heap. */
     mallopt(M_MMAP_THRESHOLD, 1 << 20);
     mallopt(M_TRIM_THRESHOLD, 64 << 20);
     config_t cfg;

@@ -483,6 +483,12 @@ kyu_store_t *kyu_store_open(const char *dir, kyu_err_t *err)
      * memtables once the WAL passes 64 MiB. The backlog itself lives in SST files. */
     rocksdb_options_set_write_buffer_size(self->opts, 16 << 20);
     rocksdb_options_set_max_total_wal_size(self->opts, 64 << 20);
+    /* Memtables take their memory in blocks of 512 KiB (RocksDB's default is an eighth of
+     * the write buffer, 2 MiB): under malloc's mmap threshold (1 MiB, main.c), so a new
+     * memtable reuses the heap's blocks of the flushed ones instead of mapping fresh pages,
+     * which the state writer faulted in and the kernel zeroed: ~0.8 us a message of its ~3
+     * under a send load (docs/BENCHMARKS.md, "Branch sendcpu (2026-12-05)"). */
+    rocksdb_options_set_arena_block_size(self->opts, 512 << 10);
     /* RocksDB's own info log (DIR/log/LOG, DIR/state/LOG) only at open (its header): the
      * writer of that file in Debian's librocksdb (assertions on) aborts the process on the
      * line after one that failed, so a full disk would kill the broker the moment RocksDB

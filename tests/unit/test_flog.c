@@ -443,6 +443,58 @@ static void test_the_tail_and_a_spare_are_zero_filled_before_they_are_written(vo
     assert_int_equal(replay(t, 1).n, 120);
 }
 
+/* A spare is zeros whether the file system took O_DIRECT (a segment a multiple of the page)
+ * or not; each write leaves zeros from its END to the end of that page (a page written whole
+ * is not read first: the spare's zeros are not in the page cache), also over a recycled
+ * file's old bytes, and the log reads back. */
+static void check_zero_fill_and_pad(t_t *t, uint64_t seg)
+{
+    reopen(t, seg);
+    kyu_err_t err;
+    assert_int_equal(kyu_flog_prepare(t->log, &err), KYU_OK);
+    char path[400];
+    snprintf(path, sizeof path, "%s/spare-0", t->dir);
+    struct stat st;
+    for (int i = 0; i < 1000 && stat(path, &st) != 0; i++)
+        usleep(10000);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal((uint64_t)st.st_size, seg);
+    uint8_t *b = malloc(seg), *z = calloc(1, seg);
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    assert_int_equal(fread(b, 1, seg, f), seg);
+    fclose(f);
+    assert_memory_equal(b, z, seg);
+    /* the tail segment holding old bytes, as a recycled one does */
+    memset(b, 0xa5, seg);
+    poke(t, 1, 0, b, seg);
+    uint64_t end = 0;
+    for (uint64_t i = 1; i <= 3; i++) {
+        assert_int_equal(write_range(t, i, i, 1), KYU_OK);
+        end = i * (HDR + PAYLOAD) + HDR;
+        uint64_t pad = (4096 - end % 4096) % 4096;
+        peek(t, 1, end, b, pad);
+        assert_memory_equal(b, z, pad);
+        peek(t, 1, end + pad, b, 16);
+        assert_int_equal(b[0], 0xa5);
+    }
+    reopen(t, seg);
+    assert_int_equal(replay(t, 1).n, 3);
+    free(b);
+    free(z);
+}
+
+static void test_spares_are_zeros_and_a_write_pads_its_page(void **state)
+{
+    check_zero_fill_and_pad(*state, 3 * 4096);
+}
+
+static void test_spares_are_zeros_and_a_write_pads_its_page_unaligned(void **state)
+{
+    t_t *t = *state;
+    check_zero_fill_and_pad(t, 3 * 4096 + 1000);
+}
+
 /* A write in the tail never rolls to a new segment (that may zero-fill one): it refuses
  * with BUSY and changes nothing, and kyu_flog_write then takes the same records. */
 static void test_a_write_in_the_tail_refuses_a_roll_and_changes_nothing(void **state)
@@ -506,6 +558,8 @@ int main(void)
         T(test_a_truncation_after_a_failed_write_hides_what_it_left),
         T(test_a_backup_reads_as_the_log),
         T(test_the_tail_and_a_spare_are_zero_filled_before_they_are_written),
+        T(test_spares_are_zeros_and_a_write_pads_its_page),
+        T(test_spares_are_zeros_and_a_write_pads_its_page_unaligned),
         T(test_a_write_in_the_tail_refuses_a_roll_and_changes_nothing),
         T(test_a_failed_write_in_the_tail_is_written_again),
     };
