@@ -532,9 +532,21 @@ kyu_store_t *kyu_store_open(const char *dir, kyu_err_t *err)
      * flushes: with 3x10^6 messages sent in the last minutes that was 140 MB per compaction
      * and half of the broker's CPU while W2 ran beside the backlog (docs/BENCHMARKS.md,
      * "depth"). Universal compaction merges sorted runs of like sizes instead: each record is
-     * rewritten O(log n) times, not once per flush. */
+     * rewritten O(log n) times, not once per flush.
+     * It starts a compaction at KYU_STORE_META_RUNS sorted runs, not RocksDB's 4: with
+     * atomic_flush (no WAL) meta is flushed at every flush of any family (the messages' 16
+     * MiB memtable fills about 3 times as often as meta's), so its new tables are small and
+     * many. At 4 runs the few large runs a backlog's request keys make were enough to be at
+     * the trigger, and every new table was merged at once into the smallest large run (a
+     * compaction "to reduce the number of sorted runs", which ignores sizes): that run was
+     * rewritten at every flush, twice the compaction work of the broker before statecpu
+     * beside 3x10^6 queued messages, while W2 ran beside them (docs/BENCHMARKS.md, "Branch
+     * depthfix"). With room for more runs the small tables merge among themselves first,
+     * by size. Reads of meta are a request key's (the key filter passes only retries and
+     * rare false positives, sm_dedup.c) and applied_index (the newest run has it). */
     self->meta_opts = rocksdb_options_create_copy(self->state_opts);
     rocksdb_options_set_compaction_style(self->meta_opts, rocksdb_universal_compaction);
+    rocksdb_options_set_level0_file_num_compaction_trigger(self->meta_opts, KYU_STORE_META_RUNS);
     self->ropts = rocksdb_readoptions_create();
     self->durable_ropts = rocksdb_readoptions_create();
     rocksdb_readoptions_set_read_tier(self->durable_ropts, 2 /* kPersistedTier */);

@@ -28,6 +28,9 @@
 #include <stdint.h>
 
 #define KYU_STORE_FORMAT_VERSION 1
+/* The meta column family (universal compaction) starts a compaction at this many sorted
+ * runs, not RocksDB's 4: with atomic_flush its tables are small and many (store.c). */
+#define KYU_STORE_META_RUNS 8
 
 typedef enum {
     KYU_CF_DEFAULT,    /* unused; RocksDB requires it */

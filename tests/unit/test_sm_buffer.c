@@ -6,6 +6,7 @@
 #include "sm_internal.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -193,6 +194,49 @@ static void test_a_clean_stop_keeps_what_the_memtables_held(void **state)
     assert_true(kyu_sm_queue_exists(f->sm, "first"));
 }
 
+/* Meta's flushed tables are merged only at KYU_STORE_META_RUNS sorted runs (store.c): with
+ * atomic_flush every flush of any family makes a small table there, and at RocksDB's default
+ * of 4 runs a backlog's few large runs kept meta at the trigger, so that each new table was
+ * merged at once into the smallest large run, rewriting it at every flush (branch depthfix).
+ * Below the trigger no compaction is picked at all, so the count is exact, not timing. */
+static void test_meta_keeps_its_small_flushed_tables_until_its_trigger(void **state)
+{
+    fixture_t *f = *state;
+    kyu_err_t err;
+    rocksdb_t *db = kyu_store_db(f->store, KYU_CF_META);
+    rocksdb_column_family_handle_t *meta = kyu_store_cf(f->store, KYU_CF_META);
+    rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_disable_WAL(wo, 1);
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    uint64_t durable = 0;
+    assert_int_equal(kyu_store_flush_state(f->store, &durable, &err), KYU_OK);
+    char *v = rocksdb_property_value_cf(db, meta, "rocksdb.num-files-at-level0");
+    assert_non_null(v);
+    int before = atoi(v);
+    free(v);
+    assert_true(before < KYU_STORE_META_RUNS - 1);
+    for (int t = before; t < KYU_STORE_META_RUNS - 1; t++) {
+        /* request keys that overlap those of every other table, as a client's do */
+        for (int i = 0; i < 100; i++) {
+            char key[32];
+            int n = snprintf(key, sizeof key, "rq%04d-%d", i, t);
+            rocksdb_writebatch_put_cf(wb, meta, key, (size_t)n, "x", 1);
+        }
+        kyu_store_mark_batch(f->store, wb);
+        char *rerr = NULL;
+        rocksdb_write(db, wo, wb, &rerr);
+        assert_null(rerr);
+        rocksdb_writebatch_clear(wb);
+        assert_int_equal(kyu_store_flush_state(f->store, &durable, &err), KYU_OK);
+    }
+    v = rocksdb_property_value_cf(db, meta, "rocksdb.num-files-at-level0");
+    assert_non_null(v);
+    assert_int_equal(atoi(v), KYU_STORE_META_RUNS - 1);
+    free(v);
+    rocksdb_writebatch_destroy(wb);
+    rocksdb_writeoptions_destroy(wo);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, fixture_setup, fixture_teardown)
 
 int main(void)
@@ -203,6 +247,7 @@ int main(void)
         T(test_a_write_holds_every_key_whatever_their_order),
         T(test_a_kill_takes_the_state_back_to_its_tables),
         T(test_a_clean_stop_keeps_what_the_memtables_held),
+        T(test_meta_keeps_its_small_flushed_tables_until_its_trigger),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
