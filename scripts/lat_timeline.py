@@ -191,9 +191,20 @@ def show(out, slow_us):
         else:
             bursts.append([m_])
     print("\n%d slow messages in %d bursts" % (sum(len(b) for b in bursts), len(bursts)))
+    why = collections.Counter()
     for b in bursts:
         a, e = b[0][1], max(t + l for _, t, l in b)
         fd = [y - x for x, y in lf if y > a and x < e]
+        smr = sum(overlap(run_iv[t], a, e) for t in sm) + sum(overlap(run_iv[t], a, e) for t in rdb)
+        gap = max([min(y, e) - max(x, a) for x, y in gaps if x < e and y > a] or [0])
+        cpu = max([y - x for x, y in long_waits if x < e and y > a] or [0])
+        flags = [k for k, on in (("an fdatasync > 1 ms", max(fd or [0]) > 1e6),
+                                 ("another broker thread's disk work", overlap(bg, a, e) > 0),
+                                 ("the state writer or RocksDB ran > 1 ms", smr > 1e6),
+                                 ("no event on any CPU for > 1 ms", gap > 1e6),
+                                 ("a wait > 1 ms for a CPU", cpu > 1e6)) if on]
+        for k in flags or ["none of these"]:
+            why[k] += len(b)
         line = "seq %d-%d (%d) at %+.0f ms, max %.0f us | loop fdatasyncs %d, longest %.0f us; " \
                "other broker disk syscalls %.0f us" % (
                    b[0][0], b[-1][0], len(b), (a - t_first) / 1e6, max(x[2] for x in b) / 1e3,
@@ -206,6 +217,9 @@ def show(out, slow_us):
                         max([min(y, e) - max(x, a) for x, y in gaps if x < e and y > a] or [0]) / 1e3,
                         max([y - x for x, y in long_waits if x < e and y > a] or [0]) / 1e3)
         print(line)
+    print("slow messages whose burst overlapped (one may count under several):")
+    for k, v in why.most_common():
+        print("  %-40s %d" % (k, v))
     # each message in three: its round is the last loop fdatasync that starts after the send
     # and ends before the consumer has the message
     starts = [s for s, _ in lf]
