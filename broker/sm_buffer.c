@@ -22,6 +22,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -670,24 +671,32 @@ struct kyu_sm_writer {
     uint64_t durable; /* and the applied index the tables hold */
 };
 
-/* The writer runs at nice KYU_SM_WRITER_NICE: its write is a burst of CPU (a sort and
- * thousands of memtable inserts, ~14 ms per 8,192 LAT entries) that nothing waits for, except
- * the loop at the few points where the database must be complete; at the loop's priority it
- * took a core from the loop, the storage thread and libzmq's I/O thread for that long, and the
- * requests of those milliseconds waited (docs/BENCHMARKS.md, "LAT and W1 on one node"). When
- * the loop does wait for it, the loop is not runnable, so the writer has the core. */
+/* The writer runs at SCHED_IDLE (else, where that is refused, at nice KYU_SM_WRITER_NICE): its
+ * write is a burst of CPU (a sort and thousands of memtable inserts, 14-23 ms per 8,192 LAT
+ * entries) that nothing waits for, except the loop at the few points where the database must
+ * be complete. At the loop's priority it took a core from the loop, the storage thread and
+ * libzmq's I/O threads for that long (docs/BENCHMARKS.md, "LAT and W1 on one node"). Niced it
+ * still did: the kernel (EEVDF, 6.x) lets a running task finish its slice before a woken one
+ * preempts it, and a thread woken on the writer's core (the loop after its fdatasync, an I/O
+ * thread) waited up to a 4 ms tick there while the other core sat idle (docs/BENCHMARKS.md,
+ * "Branch latp99"). A SCHED_IDLE task is preempted at once by any woken normal one, and its
+ * core counts as idle when a woken thread is placed. When the loop does wait for it, the loop
+ * is not runnable, so the writer has the core. */
 static void *writer_main(void *arg)
 {
     kyu_sm_writer_t *w = arg;
     pid_t tid = (pid_t)syscall(SYS_gettid);
     pthread_setname_np(pthread_self(), "kyu-sm-writer");
-    /* KYU_SM_WRITER_NICE above the nice value it inherited from the loop; best effort: a
-     * refused priority leaves the thread as it was */
-    errno = 0;
-    int nice = getpriority(PRIO_PROCESS, (id_t)tid);
-    if (errno == 0)
-        (void)setpriority(PRIO_PROCESS, (id_t)tid,
-                          nice + KYU_SM_WRITER_NICE > 19 ? 19 : nice + KYU_SM_WRITER_NICE);
+    /* SCHED_IDLE, else KYU_SM_WRITER_NICE above the nice value it inherited from the loop;
+     * best effort: a refused priority leaves the thread as it was */
+    struct sched_param idle = {.sched_priority = 0};
+    if (sched_setscheduler((pid_t)tid, SCHED_IDLE, &idle) != 0) {
+        errno = 0;
+        int nice = getpriority(PRIO_PROCESS, (id_t)tid);
+        if (errno == 0)
+            (void)setpriority(PRIO_PROCESS, (id_t)tid,
+                              nice + KYU_SM_WRITER_NICE > 19 ? 19 : nice + KYU_SM_WRITER_NICE);
+    }
     KYU_ASSERT(pthread_mutex_lock(&w->mu) == 0);
     w->tid = tid;
     KYU_ASSERT(pthread_cond_broadcast(&w->cv) == 0);

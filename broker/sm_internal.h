@@ -389,7 +389,8 @@ kyu_code_t kyu_sm_flush_behind(kyu_sm_t *self, kyu_err_t *err);
 kyu_code_t kyu_sm_flush_poll(kyu_sm_t *self, kyu_err_t *err);
 kyu_code_t kyu_sm_flush_wait_before(kyu_sm_t *self, uint64_t time_ms, kyu_err_t *err);
 void kyu_sm_writer_stop(kyu_sm_t *self);
-/* The writer thread's nice value (sm_buffer.c, writer_main: below the loop's priority). */
+/* The writer thread runs at SCHED_IDLE; where that is refused, at this nice value above the
+ * loop's (sm_buffer.c, writer_main). */
 #define KYU_SM_WRITER_NICE 10
 /* The writer thread's id once it runs (waits for its start), 0 without a writer thread. */
 pid_t kyu_sm_writer_tid(kyu_sm_t *self);

@@ -69,6 +69,7 @@ static void usage(FILE *out)
             "                 [--producers P] [--consumers C] [--queue NAME] [--keep-queue]\n"
             "                 [--phased] [--preload N] [--idle-timeout SEC] [--timeout SEC]\n"
             "                 [--batch N] [--wait SEC] [--groups N] [--subs N] [--json]\n"
+            "                 [--latencies FILE]\n"
             "\n"
             "  w1    one request in flight per thread: send and wait; receive 1, delete, wait\n"
             "  lat   w1 with the producers paced to --rate msg/s (default 500)\n"
@@ -95,6 +96,9 @@ static void usage(FILE *out)
             "off on an empty queue (default: 1 for w1 and lat, as the peers' consumers block;\n"
             "none for the others). --groups N: a FIFO queue (NAME.fifo, content-based\n"
             "deduplication; bodies are distinct), message i in message group i %% N.\n"
+            "--latencies FILE: one line per message received, in send order: its sequence,\n"
+            "its send time (CLOCK_MONOTONIC ns, as perf record -k CLOCK_MONOTONIC stamps\n"
+            "events) and its latency (ns), to time-line slow messages against the broker.\n"
             "Broker default: $KYU_BROKER, else tcp://127.0.0.1:7700.\n");
 }
 
@@ -111,18 +115,31 @@ static bool num(const char *s, double min, double max, double *out)
 static int parse(bench_t *b, int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"broker", 1, NULL, 'b'},        {"workload", 1, NULL, 'w'},
-        {"count", 1, NULL, 'n'},         {"size", 1, NULL, 's'},
-        {"rate", 1, NULL, 'r'},          {"inflight", 1, NULL, 'i'},
-        {"recv-inflight", 1, NULL, 'R'}, {"producers", 1, NULL, 'p'},
-        {"consumers", 1, NULL, 'c'},     {"queue", 1, NULL, 'q'},
-        {"keep-queue", 0, NULL, 'k'},    {"phased", 0, NULL, 'P'},
-        {"preload", 1, NULL, 'L'},       {"idle-timeout", 1, NULL, 'I'},
-        {"timeout", 1, NULL, 't'},       {"json", 0, NULL, 'j'},
-        {"wait", 1, NULL, 'W'},          {"batch", 1, NULL, 'B'},
-        {"credit", 1, NULL, 'C'},        {"early-credit", 0, NULL, 'E'},
-        {"groups", 1, NULL, 'G'},        {"subs", 1, NULL, 'S'},
-        {"help", 0, NULL, 'h'},          {NULL, 0, NULL, 0},
+        {"broker", 1, NULL, 'b'},
+        {"workload", 1, NULL, 'w'},
+        {"count", 1, NULL, 'n'},
+        {"size", 1, NULL, 's'},
+        {"rate", 1, NULL, 'r'},
+        {"inflight", 1, NULL, 'i'},
+        {"recv-inflight", 1, NULL, 'R'},
+        {"producers", 1, NULL, 'p'},
+        {"consumers", 1, NULL, 'c'},
+        {"queue", 1, NULL, 'q'},
+        {"keep-queue", 0, NULL, 'k'},
+        {"phased", 0, NULL, 'P'},
+        {"preload", 1, NULL, 'L'},
+        {"idle-timeout", 1, NULL, 'I'},
+        {"timeout", 1, NULL, 't'},
+        {"json", 0, NULL, 'j'},
+        {"wait", 1, NULL, 'W'},
+        {"batch", 1, NULL, 'B'},
+        {"credit", 1, NULL, 'C'},
+        {"early-credit", 0, NULL, 'E'},
+        {"groups", 1, NULL, 'G'},
+        {"subs", 1, NULL, 'S'},
+        {"latencies", 1, NULL, 'T'},
+        {"help", 0, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     double v = 0;
     bool count_set = false, rate_set = false;
@@ -210,6 +227,9 @@ static int parse(bench_t *b, int argc, char **argv)
             break;
         case 'j':
             b->json = true;
+            break;
+        case 'T':
+            b->latencies = optarg;
             break;
         case 'h':
             usage(stdout);
@@ -382,6 +402,24 @@ static void run_threads(bench_t *b)
     free(args);
 }
 
+/* --latencies: each received message's sequence, send time and latency, in send order
+ * (sequence order: LAT's one producer sends in it), for a time line of the slow ones. */
+static void write_latencies(bench_t *b)
+{
+    FILE *f = fopen(b->latencies, "w");
+    if (!f) {
+        bench_fail(b, "cannot write the --latencies file", NULL);
+        return;
+    }
+    fprintf(f, "# seq sent_ns latency_ns\n");
+    for (uint64_t s = 0; s < b->count; s++)
+        if (atomic_load(&b->seen[s]))
+            fprintf(f, "%llu %lld %llu\n", (unsigned long long)s, (long long)b->sent_ns[s],
+                    (unsigned long long)b->latency_ns[s]);
+    if (fclose(f) != 0)
+        bench_fail(b, "cannot write the --latencies file", NULL);
+}
+
 static int report(bench_t *b, bool empty_checked, const kyu_queue_attrs_t *at)
 {
     uint64_t consumed = atomic_load(&b->consumed), missing = 0;
@@ -480,7 +518,8 @@ int main(int argc, char **argv)
         return 1;
     b.seen = calloc(b.count, sizeof *b.seen);
     b.latency_ns = calloc(b.count, sizeof *b.latency_ns);
-    if (!b.seen || !b.latency_ns) {
+    b.sent_ns = calloc(b.count, sizeof *b.sent_ns);
+    if (!b.seen || !b.latency_ns || !b.sent_ns) {
         fprintf(stderr, "kyu-bench: out of memory for %llu messages\n",
                 (unsigned long long)b.count);
         return 1;
@@ -500,12 +539,15 @@ int main(int argc, char **argv)
     bool checked = kyu_client_get_queue_attributes(admin, b.queue, &at, &err) == KYU_OK;
     if (!checked && b.consumers)
         bench_fail(&b, "get-queue-attributes", &err);
+    if (b.latencies && b.consumers)
+        write_latencies(&b);
     rc = report(&b, checked, &at);
     if (b.fresh_queue && !b.keep && kyu_client_delete_queue(admin, b.queue, &err) != KYU_OK)
         fprintf(stderr, "kyu-bench: delete-queue %s: %s\n", b.queue, err.msg);
     kyu_client_destroy(&admin);
     free(b.seen);
     free(b.latency_ns);
+    free(b.sent_ns);
     pthread_mutex_destroy(&b.lock);
     return rc;
 }

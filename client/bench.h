@@ -53,8 +53,10 @@ typedef struct {
     char topic[KYU_NAME_MAX + 1]; /* PUBLISH: the topic (named as the queue) */
 
     /* shared results */
-    atomic_uchar *seen;   /* per sequence */
-    uint64_t *latency_ns; /* per sequence, written by the consumer that saw it first */
+    atomic_uchar *seen;    /* per sequence */
+    uint64_t *latency_ns;  /* per sequence, written by the consumer that saw it first */
+    int64_t *sent_ns;      /* per sequence, its send time (CLOCK_MONOTONIC), likewise */
+    const char *latencies; /* --latencies FILE: every message's times written there */
     atomic_uint_fast64_t consumed, duplicates, send_errors, delete_errors, preload_seen;
     atomic_int producers_left;
     atomic_bool failed;

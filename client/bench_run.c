@@ -208,6 +208,7 @@ static bool record(bench_t *b, const kyu_message_t *m, int64_t now)
         return true;
     }
     b->latency_ns[seq] = (uint64_t)(now - sent);
+    b->sent_ns[seq] = sent;
     atomic_fetch_add(&b->consumed, 1);
     return true;
 }

@@ -406,6 +406,25 @@ class BenchTest(unittest.TestCase):
     def test_lat(self):
         self.check(self.bench("--workload", "lat", "--count", "40", "--rate", "400"), 40)
 
+    def test_lat_latencies_file_holds_every_message_in_send_order(self):
+        # --latencies FILE: a header, then one line per message: its sequence (0..count-1,
+        # in order), its send time (CLOCK_MONOTONIC ns, rising) and its latency (ns > 0),
+        # the latencies being those the report's percentiles come from.
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "lat.txt")
+            res = self.bench("--workload", "lat", "--count", "30", "--rate", "300",
+                             "--latencies", path)
+            self.check(res, 30)
+            with open(path) as f:
+                lines = f.read().splitlines()
+        self.assertEqual(lines[0], "# seq sent_ns latency_ns")
+        rows = [[int(x) for x in line.split()] for line in lines[1:]]
+        self.assertEqual([r[0] for r in rows], list(range(30)))
+        sent = [r[1] for r in rows]
+        self.assertEqual(sent, sorted(sent))
+        self.assertTrue(all(r[2] > 0 for r in rows), rows)
+        self.assertLessEqual(max(r[2] for r in rows) / 1000.0, res["latency_us"]["max"] + 1)
+
     def test_w2_with_two_producers_and_consumers_and_a_backlog(self):
         res = self.bench("--workload", "w2", "--count", "600", "--producers", "2",
                          "--consumers", "2", "--preload", "100", "--size", "100")
