@@ -294,6 +294,108 @@ static void test_the_early_form_decodes_strictly(void **state)
     msgpack_sbuffer_destroy(&sb);
 }
 
+/* The broker restarted in a new term (a lone voter elects itself in a higher one): what the
+ * state machine sees of a restart. Entries applied from now on are of that term. */
+static void restart_in_term(fixture_t *f, uint64_t term)
+{
+    fixture_reopen(f);
+    kyu_sm_set_entry_meta(f->sm, term, NULL, 0);
+}
+
+/* The answer's handle of message i, copied; the command is dropped (its entry lost). */
+static void lost_answer(kyu_result_t *res, size_t i, char handle[KYU_HANDLE_MAX + 1])
+{
+    memcpy(handle, res->msgs[i].handle, KYU_HANDLE_MAX + 1);
+    kyu_result_clear(res);
+}
+
+static void expect_code(fixture_t *f, kyu_command_t c, kyu_code_t want)
+{
+    kyu_result_t r = apply1(f, c);
+    assert_int_equal(r.code, KYU_OK);
+    if (r.results[0] != want)
+        fail_msg("expected %s, got %s", kyu_code_name(want), kyu_code_name(r.results[0]));
+    kyu_result_clear(&r);
+}
+
+/* A lease answered early and lost with its broker (kill -9 before its entry committed) is
+ * never applied. The message's next receive, after the restart, by another consumer, must
+ * give a handle the lost one does not match: the lost handle's DELETE and CHANGE_VISIBILITY
+ * are RECEIPT_STALE and change nothing; the new handle works (SQS: only the latest handle
+ * acts). Both ways the next receive can go: early (a), and durable (b). */
+static void test_a_lost_early_lease_handle_does_not_act_on_the_next_lease(void **state)
+{
+    fixture_t *f = *state;
+    kyu_sm_set_entry_meta(f->sm, 1, NULL, 0);
+    queue_with(f, (const char *[]){"a", "b", NULL});
+    kyu_result_t res;
+    char lost_a[KYU_HANDLE_MAX + 1], lost_b[KYU_HANDLE_MAX + 1];
+    choose(f, T0 + 1, 2, hold_none, NULL, &res, true);
+    assert_string_equal(body_of(&res, 0), "a");
+    memcpy(lost_b, res.msgs[1].handle, sizeof lost_b);
+    lost_answer(&res, 0, lost_a);
+    restart_in_term(f, 2);
+    /* a: received early again by the second consumer, its entry applied */
+    kyu_command_t c = choose(f, T0 + 2, 1, hold_none, NULL, &res, true);
+    assert_string_equal(body_of(&res, 0), "a");
+    char new_a[KYU_HANDLE_MAX + 1];
+    memcpy(new_a, res.msgs[0].handle, sizeof new_a);
+    kyu_result_clear(&res);
+    expect_code(f, c, KYU_OK);
+    /* b: received the durable way */
+    got_t g = fixture_receive(f, "q", T0 + 3, 1, 60);
+    assert_string_equal(got_bodies(&g), "b");
+    assert_string_not_equal(lost_a, new_a);
+    assert_string_not_equal(lost_b, g.handles[0]);
+    expect_code(f, cmd_change_visibility("q", T0 + 4, lost_a, 0), KYU_ERR_RECEIPT_STALE);
+    expect_code(f, cmd_delete("q", T0 + 5, lost_a), KYU_ERR_RECEIPT_STALE);
+    expect_code(f, cmd_delete("q", T0 + 5, lost_b), KYU_ERR_RECEIPT_STALE);
+    kyu_queue_attrs_t at;
+    kyu_err_t err;
+    assert_int_equal(kyu_sm_queue_attributes(f->sm, "q", T0 + 6, &at, &err), KYU_OK);
+    assert_int_equal(at.not_visible, 2); /* both still held by the second consumer */
+    assert_int_equal(at.visible, 0);
+    expect_code(f, cmd_change_visibility("q", T0 + 7, new_a, 120), KYU_OK);
+    expect_code(f, cmd_delete("q", T0 + 8, new_a), KYU_OK);
+    expect_code(f, cmd_delete("q", T0 + 8, g.handles[0]), KYU_OK);
+}
+
+/* Leases lost in several terms in a row, and one lost after a lease of the same term was
+ * applied: none of their handles matches a later lease. */
+static void test_leases_lost_in_successive_terms_stay_stale(void **state)
+{
+    fixture_t *f = *state;
+    kyu_sm_set_entry_meta(f->sm, 1, NULL, 0);
+    queue_with(f, (const char *[]){"a", NULL});
+    kyu_result_t res;
+    char lost1[KYU_HANDLE_MAX + 1], lost2[KYU_HANDLE_MAX + 1], lost3[KYU_HANDLE_MAX + 1];
+    choose(f, T0 + 1, 1, hold_none, NULL, &res, true);
+    lost_answer(&res, 0, lost1);
+    restart_in_term(f, 2);
+    choose(f, T0 + 2, 1, hold_none, NULL, &res, true);
+    lost_answer(&res, 0, lost2);
+    restart_in_term(f, 3);
+    /* applied in term 3 with a lease of 0 s, then received again and lost in term 3 */
+    kyu_command_t c = cmd_receive("q", T0 + 3, 1, 0);
+    kyu_err_t err;
+    assert_true(kyu_sm_receive_choose(f->sm, &c, 0, hold_none, NULL, &res, &err));
+    char held3[KYU_HANDLE_MAX + 1];
+    memcpy(held3, res.msgs[0].handle, sizeof held3);
+    kyu_result_clear(&res);
+    expect_code(f, c, KYU_OK);
+    choose(f, T0 + 4, 1, hold_none, NULL, &res, true);
+    lost_answer(&res, 0, lost3);
+    restart_in_term(f, 4);
+    got_t g = fixture_receive(f, "q", T0 + 5, 1, 60);
+    assert_string_equal(got_bodies(&g), "a");
+    const char *old[] = {lost1, lost2, held3, lost3};
+    for (size_t i = 0; i < 4; i++) {
+        expect_code(f, cmd_change_visibility("q", T0 + 6, old[i], 0), KYU_ERR_RECEIPT_STALE);
+        expect_code(f, cmd_delete("q", T0 + 6, old[i]), KYU_ERR_RECEIPT_STALE);
+    }
+    expect_code(f, cmd_delete("q", T0 + 7, g.handles[0]), KYU_OK);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, fixture_setup, fixture_teardown)
 
 int main(void)
@@ -309,6 +411,8 @@ int main(void)
         T(test_early_leases_survive_a_restart),
         T(test_no_early_answer_with_all_held_or_near_the_limit),
         T(test_the_early_form_decodes_strictly),
+        T(test_a_lost_early_lease_handle_does_not_act_on_the_next_lease),
+        T(test_leases_lost_in_successive_terms_stay_stale),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
