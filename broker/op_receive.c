@@ -289,7 +289,8 @@ kyu_code_t kyu_op_receive_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_appl
         lease_t *l = &leases[i];
         l->visible_at = c->now_ms + vt_ms;
         l->receive_count++;
-        l->gen++;
+        l->gen = kyu_lease_next_gen(l, self->next_term); /* past any lease lost before */
+        l->term = kyu_lease_term(self->next_term);
         if (l->receive_count == 1) /* its first receive (a delayed one's first_ms is a mark) */
             l->first_ms = c->now_ms;
         l->last_ms = c->now_ms;

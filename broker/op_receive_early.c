@@ -34,7 +34,7 @@ static bool early_queue(const queue_t *q)
     return q && !q->is_fifo && !q->fifo && !q->fair && !q->groups && !q->dlq[0];
 }
 
-bool kyu_sm_receive_choose(kyu_sm_t *self, kyu_command_t *cmd, uint64_t held_total,
+bool kyu_sm_receive_choose(kyu_sm_t *self, kyu_command_t *cmd, uint64_t term, uint64_t held_total,
                            kyu_sm_held_fn held, void *arg, kyu_result_t *res, kyu_err_t *err)
 {
     kyu_err_clear(err);
@@ -104,7 +104,8 @@ bool kyu_sm_receive_choose(kyu_sm_t *self, kyu_command_t *cmd, uint64_t held_tot
         lease_t *l = &leases[i];
         l->visible_at = now + vt * 1000;
         l->receive_count++;
-        l->gen++;
+        l->gen = kyu_lease_next_gen(l, term); /* as apply gives it, in the entry's term */
+        l->term = kyu_lease_term(term);
         if (l->receive_count == 1)
             l->first_ms = now;
         l->last_ms = now;
@@ -124,14 +125,16 @@ bool kyu_sm_receive_choose(kyu_sm_t *self, kyu_command_t *cmd, uint64_t held_tot
 }
 
 /* Takes message seq out of the index as a receive would, if it is still as the leader saw it
- * when it gave it generation gen: a lease one generation older, visible at now; or, for gen
- * 1, the first of the fresh messages. Its lease before is in *l. False: skipped. */
-static bool take_chosen(queue_t *q, uint64_t seq, uint32_t gen, uint64_t now, lease_t *l)
+ * when it gave it generation gen in this entry's term: a lease whose next generation is gen,
+ * visible at now; or, for a never-received message's first generation, the first of the
+ * fresh messages. Its lease before is in *l. False: skipped. */
+static bool take_chosen(queue_t *q, uint64_t seq, uint32_t gen, uint64_t term, uint64_t now,
+                        lease_t *l)
 {
     if (kyu_sm_index_lease(q, seq, l))
-        return l->gen + 1 == gen && l->visible_at <= now;
+        return kyu_lease_next_gen(l, term) == gen && l->visible_at <= now;
     *l = (lease_t){0};
-    return gen == 1 && kyu_sm_index_take_fresh(q, seq);
+    return gen == kyu_lease_next_gen(l, term) && kyu_sm_index_take_fresh(q, seq);
 }
 
 kyu_code_t kyu_op_receive_apply_early(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t *a)
@@ -151,11 +154,12 @@ kyu_code_t kyu_op_receive_apply_early(kyu_sm_t *self, const kyu_command_t *c, ky
         /* the leader checked the limit; an earlier entry may have filled it */
         if (!ok || (c->max_inflight && q->n_inflight >= c->max_inflight))
             continue;
-        if (!take_chosen(q, c->chosen_seq[i], c->chosen_gen[i], c->now_ms, &l))
+        if (!take_chosen(q, c->chosen_seq[i], c->chosen_gen[i], self->next_term, c->now_ms, &l))
             continue;
         l.visible_at = c->now_ms + vt_ms;
         l.receive_count++;
-        l.gen++;
+        l.gen = c->chosen_gen[i];
+        l.term = kyu_lease_term(self->next_term);
         if (l.receive_count == 1)
             l.first_ms = c->now_ms;
         l.last_ms = c->now_ms;

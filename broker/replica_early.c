@@ -367,7 +367,8 @@ bool kyu_replica_receive_early(kyu_replica_t *self, kyu_command_t *cmd, void *wa
      * queues': an upper bound) and the messages of q a CHANGE_VISIBILITY in flight names. */
     uint64_t pending =
         e->leases + (uint64_t)(uintptr_t)zhashx_lookup(e->changing, (void *)(uintptr_t)qid);
-    if (!kyu_sm_receive_choose(self->sm, cmd, pending, held, e, res, &err))
+    /* In the term the overlay belongs to (settle_term): the entry is proposed in it. */
+    if (!kyu_sm_receive_choose(self->sm, cmd, e->term, pending, held, e, res, &err))
         return false;
     if (kyu_replica_propose(self, cmd, waiter, &err) != KYU_OK) {
         kyu_result_clear(res);

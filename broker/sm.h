@@ -178,9 +178,10 @@ typedef kyu_held_t (*kyu_sm_held_fn)(void *arg, uint64_t qid, uint64_t seq);
  * form (cmd->early, the chosen leases, vt resolved).
  * False, with nothing changed and res empty: answer it the durable way (a FIFO queue, fair
  * groups, a RedrivePolicy, a ReceiveRequestAttemptId, the limit near, or nothing found). The caller
- * proposes cmd when true: apply records exactly what res holds as long as nothing but sends and
- * other early receives is applied to the queue in between. */
-bool kyu_sm_receive_choose(kyu_sm_t *self, kyu_command_t *cmd, uint64_t held_total,
+ * proposes cmd when true, in Raft term `term` (the leader's: the generations chosen are those
+ * apply gives in that term, kyu_lease_next_gen): apply records exactly what res holds as long
+ * as nothing but sends and other early receives is applied to the queue in between. */
+bool kyu_sm_receive_choose(kyu_sm_t *self, kyu_command_t *cmd, uint64_t term, uint64_t held_total,
                            kyu_sm_held_fn held, void *arg, kyu_result_t *res, kyu_err_t *err);
 /* The earliest time a message of the queue becomes visible by itself (a lease running out, a
  * delay ending): UINT64_MAX when none will (or no such queue), 0 when one is visible now. */

@@ -409,7 +409,7 @@ void kyu_sm_index_counts(queue_t *q, uint64_t now, uint64_t *not_visible, uint64
 {
     uint64_t ended_inflight = 0, ended_delayed = 0;
     if (now > q->counted_at) {
-        if (++q->read_mark == 0) /* 0: a lease no read has marked */
+        if (++q->read_mark > KYU_READ_MARK_MAX) /* 0: a lease no read has marked */
             q->read_mark = 1;
         ends_walk(q, 0, now, &ended_inflight, &ended_delayed);
     }
@@ -653,14 +653,16 @@ uint64_t kyu_sm_index_ungrouped_next(queue_t *q)
 
 static bool lease_decode(const char *v, size_t len, lease_t *l)
 {
-    if (len != LEASE_LEN && len != LEASE_LEN_MAX)
+    if (len != LEASE_LEN && len != LEASE_LEN_LAST && len != LEASE_LEN_MAX)
         return false;
     const uint8_t *p = (const uint8_t *)v;
+    *l = (lease_t){0};
     l->visible_at = kyu_get_be64(p);
     l->receive_count = kyu_get_be32(p + 8);
     l->gen = kyu_get_be32(p + 12);
     l->first_ms = kyu_get_be64(p + 16);
-    l->last_ms = len == LEASE_LEN_MAX ? kyu_get_be64(p + 24) : 0;
+    l->last_ms = len >= LEASE_LEN_LAST ? kyu_get_be64(p + 24) : 0;
+    l->term = len == LEASE_LEN_MAX ? kyu_get_be32(p + 32) : 0;
     return true;
 }
 

@@ -22,11 +22,47 @@ typedef struct {
     uint32_t gen;
     uint64_t first_ms;
     uint64_t last_ms; /* its latest receive (0: never, or leased before it was recorded) */
-    /* In memory only (sm_index.c, the counters): counted in its queue's n_inflight or
-     * n_delayed, and the mark of the last read that subtracted it. Ignored by callers. */
-    bool counted;
-    uint32_t read_mark;
+    /* The Raft term of the entry that gave gen (0: never received, or given before terms
+     * were recorded): see kyu_lease_next_gen. */
+    uint32_t term;
+    /* In memory only (sm_index.c, the counters): the mark of the last read that subtracted
+     * it (31 bits: KYU_READ_MARK_MAX), and whether it is counted in its queue's n_inflight or
+     * n_delayed. Ignored by callers. */
+    uint32_t read_mark : 31;
+    uint32_t counted : 1;
 } lease_t;
+/* A lease stays 40 bytes in memory (10^7 leases are 400 MB; DEPTH's budget, sm_index.c). */
+_Static_assert(sizeof(lease_t) == 40, "a lease's term fits beside the read mark");
+#define KYU_READ_MARK_MAX 0x7fffffffu
+
+/* A Raft term as a lease records it: terms never reach 2^32 (one per election). */
+static inline uint32_t kyu_lease_term(uint64_t term)
+{
+    return term > UINT32_MAX ? UINT32_MAX : (uint32_t)term;
+}
+
+/* The generation a receive applied in Raft term `term` gives a message whose lease is l (gen
+ * 0: never received). Generations count receives, and skip ahead by the terms passed since
+ * the lease's own: a lease answered early and lost with its broker (never applied, so not
+ * counted; "Receive answered early" in docs/ARCHITECTURE.md) was given in a term that had
+ * begun when l was recorded, at l->gen + 1 + (its term - l->term) (or its term, for a
+ * never-received message), and the broker that lost it comes back in a later term: every
+ * later lease's generation is higher, so the lost handle is RECEIPT_STALE against it, never
+ * the handle of the later lease. Within one term a lease can only be lost after every
+ * earlier one of its message was applied (the leader's overlay holds a message until its
+ * early lease is applied), so a later term's first lease, at l->gen + 2 or more, is past it.
+ * With term 0 throughout (unit tests that apply no term) generations count 1, 2, 3... */
+static inline uint32_t kyu_lease_next_gen(const lease_t *l, uint64_t term)
+{
+    uint64_t t = kyu_lease_term(term), g;
+    if (l->gen == 0)
+        g = t > 1 ? t : 1;
+    else if (t <= l->term)
+        g = (uint64_t)l->gen + 1;
+    else
+        g = (uint64_t)l->gen + 1 + (t - l->term);
+    return g > UINT32_MAX ? UINT32_MAX : (uint32_t)g; /* 2^32 receives of one message: never */
+}
 
 /* A message as a receive reads it (kyu_sm_read_messages). */
 typedef struct {
@@ -250,10 +286,13 @@ struct kyu_sm {
 /* The first_ms of a message never received (gen 0) that waits for its queue's delay: it is
  * in the heap until visible_at, not among the fresh ones (sm_index.c). Never a receive time. */
 #define KYU_LEASE_DELAYED 1
-/* A lease record: 24 bytes, or 32 with the latest receive (last_ms, when there was one:
- * a message never received keeps the 24 bytes, as before last_ms was recorded). */
+/* A lease record: 24 bytes, 32 with the latest receive (last_ms, when there was one: a
+ * message never received keeps the 24 bytes, as before last_ms was recorded), 36 with the
+ * term of its generation (every lease a receive gives since terms are recorded; a record of
+ * 24 or 32 bytes loads with term 0). */
 #define LEASE_LEN 24
-#define LEASE_LEN_MAX 32
+#define LEASE_LEN_LAST 32
+#define LEASE_LEN_MAX 36
 
 /* Returns the record's length. */
 static inline size_t lease_encode(uint8_t out[LEASE_LEN_MAX], const lease_t *l)
@@ -262,9 +301,12 @@ static inline size_t lease_encode(uint8_t out[LEASE_LEN_MAX], const lease_t *l)
     kyu_put_be32(out + 8, l->receive_count);
     kyu_put_be32(out + 12, l->gen);
     kyu_put_be64(out + 16, l->first_ms);
-    if (!l->last_ms)
+    if (!l->last_ms && !l->term)
         return LEASE_LEN;
     kyu_put_be64(out + 24, l->last_ms);
+    if (!l->term)
+        return LEASE_LEN_LAST;
+    kyu_put_be32(out + 32, l->term);
     return LEASE_LEN_MAX;
 }
 

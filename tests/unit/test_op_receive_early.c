@@ -59,7 +59,8 @@ static kyu_command_t choose(fixture_t *f, uint64_t now, uint32_t max, kyu_sm_hel
 {
     kyu_command_t c = cmd_receive("q", now, max, 60);
     kyu_err_t err;
-    bool got = kyu_sm_receive_choose(f->sm, &c, 0, held, arg, res, &err);
+    bool got =
+        kyu_sm_receive_choose(f->sm, &c, kyu_sm_applied_term(f->sm), 0, held, arg, res, &err);
     if (got != expect)
         fail_msg("expected the choice to %s, it did %s", expect ? "find messages" : "refuse",
                  got ? "find some" : "not");
@@ -254,14 +255,16 @@ static void test_no_early_answer_with_all_held_or_near_the_limit(void **state)
     kyu_command_t c = cmd_receive("q", T0 + 1, 1, 60);
     kyu_err_t err;
     uint64_t held[2] = {0, 0};
-    assert_true(kyu_sm_receive_choose(f->sm, &c, 0, hold_none, NULL, &res, &err));
+    assert_true(kyu_sm_receive_choose(f->sm, &c, kyu_sm_applied_term(f->sm), 0, hold_none, NULL,
+                                      &res, &err));
     held[0] = c.chosen_seq[0];
     kyu_result_clear(&res);
     choose(f, T0 + 1, 1, hold_listed, held, &res, false);
     /* the in-flight limit near: the durable way */
     c = cmd_receive("q", T0 + 1, 1, 60);
     c.max_inflight = 1;
-    assert_false(kyu_sm_receive_choose(f->sm, &c, 1, hold_none, NULL, &res, &err));
+    assert_false(kyu_sm_receive_choose(f->sm, &c, kyu_sm_applied_term(f->sm), 1, hold_none, NULL,
+                                       &res, &err));
 }
 
 static void test_the_early_form_decodes_strictly(void **state)
@@ -294,12 +297,16 @@ static void test_the_early_form_decodes_strictly(void **state)
     msgpack_sbuffer_destroy(&sb);
 }
 
-/* The broker restarted in a new term (a lone voter elects itself in a higher one): what the
- * state machine sees of a restart. Entries applied from now on are of that term. */
+/* The broker restarted in a new term (a lone voter elects itself in a higher one), as the
+ * state machine sees it: entries applied from now on are of that term, the first one (the
+ * leader serves only once it applied an entry of its term) a SET_HANDLE_KEY that changes
+ * nothing. */
 static void restart_in_term(fixture_t *f, uint64_t term)
 {
     fixture_reopen(f);
     kyu_sm_set_entry_meta(f->sm, term, NULL, 0);
+    with_key(f);
+    assert_int_equal(kyu_sm_applied_term(f->sm), term);
 }
 
 /* The answer's handle of message i, copied; the command is dropped (its entry lost). */
@@ -378,7 +385,8 @@ static void test_leases_lost_in_successive_terms_stay_stale(void **state)
     /* applied in term 3 with a lease of 0 s, then received again and lost in term 3 */
     kyu_command_t c = cmd_receive("q", T0 + 3, 1, 0);
     kyu_err_t err;
-    assert_true(kyu_sm_receive_choose(f->sm, &c, 0, hold_none, NULL, &res, &err));
+    assert_true(kyu_sm_receive_choose(f->sm, &c, kyu_sm_applied_term(f->sm), 0, hold_none, NULL,
+                                      &res, &err));
     char held3[KYU_HANDLE_MAX + 1];
     memcpy(held3, res.msgs[0].handle, sizeof held3);
     kyu_result_clear(&res);
@@ -394,6 +402,33 @@ static void test_leases_lost_in_successive_terms_stay_stale(void **state)
         expect_code(f, cmd_delete("q", T0 + 6, old[i]), KYU_ERR_RECEIPT_STALE);
     }
     expect_code(f, cmd_delete("q", T0 + 7, g.handles[0]), KYU_OK);
+}
+
+static uint32_t gen_of(const char *handle)
+{
+    uint64_t seq;
+    uint32_t gen;
+    assert_true(kyu_handle_parse(handle, &seq, &gen));
+    return gen;
+}
+
+/* A lease's term is in its record: a restart within the term (a replica that reloads, or
+ * replays the log) gives the next generation as a replica that did not restart does; the
+ * next term's first one skips ahead past any lease lost in between. */
+static void test_a_lease_keeps_its_term_across_a_restart(void **state)
+{
+    fixture_t *f = *state;
+    kyu_sm_set_entry_meta(f->sm, 5, NULL, 0);
+    queue_with(f, (const char *[]){"a", NULL});
+    got_t g = fixture_receive(f, "q", T0 + 1, 1, 0);
+    assert_int_equal(gen_of(g.handles[0]), 5); /* a first receive in term 5 */
+    fixture_reopen(f);
+    kyu_sm_set_entry_meta(f->sm, 5, NULL, 0);
+    g = fixture_receive(f, "q", T0 + 2, 1, 0);
+    assert_int_equal(gen_of(g.handles[0]), 6);
+    restart_in_term(f, 7);
+    g = fixture_receive(f, "q", T0 + 3, 1, 0);
+    assert_int_equal(gen_of(g.handles[0]), 6 + 1 + 2);
 }
 
 #define T(name) cmocka_unit_test_setup_teardown(name, fixture_setup, fixture_teardown)
@@ -413,6 +448,7 @@ int main(void)
         T(test_the_early_form_decodes_strictly),
         T(test_a_lost_early_lease_handle_does_not_act_on_the_next_lease),
         T(test_leases_lost_in_successive_terms_stay_stale),
+        T(test_a_lease_keeps_its_term_across_a_restart),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
