@@ -192,7 +192,7 @@ typedef struct {
     uint64_t conf_changes, transfers, partitions;
 } sim_stats_t;
 
-#define SIM_APP_COUNTS 20
+#define SIM_APP_COUNTS 21
 
 typedef struct sim_app sim_app_t;
 

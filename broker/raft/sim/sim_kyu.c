@@ -566,16 +566,18 @@ static const char *const count_names[] = {"messages sent",
                                           "publish copies enqueued",
                                           "receives answered early",
                                           "early leases recorded",
+                                          "receipt handles answered",
                                           NULL};
 
 static void count(sim_cluster_t *c, uint64_t *counts)
 {
     sk_t *k = sk(c);
-    uint64_t v[] = {k->next_msg,     k->receives_checked, k->deletes_checked, k->retried,
-                    k->dedup_hits,   k->digests,          k->installs,        k->boot_resets,
-                    k->state_checks, k->power_losses,     k->answers,         k->stalls,
-                    k->over_limit,   k->expiries,         k->expired,         k->pauses,
-                    k->publishes,    k->copies,           k->early_answers,   k->early_leases};
+    uint64_t v[] = {k->next_msg,        k->receives_checked, k->deletes_checked, k->retried,
+                    k->dedup_hits,      k->digests,          k->installs,        k->boot_resets,
+                    k->state_checks,    k->power_losses,     k->answers,         k->stalls,
+                    k->over_limit,      k->expiries,         k->expired,         k->pauses,
+                    k->publishes,       k->copies,           k->early_answers,   k->early_leases,
+                    k->handles_answered};
     for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
         counts[i] += v[i];
 }

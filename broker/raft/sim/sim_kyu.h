@@ -27,6 +27,8 @@
 
 #include "sim.h"
 
+#include <czmq.h>
+
 #include "replica.h"
 #include "sm.h"
 
@@ -330,6 +332,12 @@ typedef struct {
         int q;
     } handles[SK_HANDLES];
     size_t n_handles, next_handle;
+    /* Every receipt handle the client was answered with -> 1 + the request key of the receive
+     * that answered it first: a receive gives each lease a handle no earlier lease of the
+     * message had (a lost lease's included), so that only the latest handle acts on it; a
+     * retry (same key) may answer the leases of its first attempt again. */
+    zhashx_t *answered;
+    uint64_t handles_answered;
     sk_intent_t retries[SK_RETRIES];
     size_t n_retries;
     uint64_t retried, dedup_hits, receives_checked, deletes_checked, digests, installs;

@@ -479,10 +479,33 @@ static void told_deleted(sk_t *k, const char *handle)
     sk_msg(k, k->seq_msg[seq])->client_deleted = true;
 }
 
-/* The receipt handles of a receive's answer, for later deletes and visibility changes. */
-static void learn_handles(sk_t *k, const sk_intent_t *in, const kyu_result_t *r)
+/* The receipt handles of a receive's answer, for later deletes and visibility changes. Each
+ * must be new (sk_t's answered): a handle answered before, for a lease since lost with its
+ * leader (never applied, so the model never had it), that a later lease repeats would let
+ * the first consumer delete or move the message the second one holds. */
+static void learn_handles(sim_cluster_t *c, const sk_intent_t *in, const kyu_result_t *r)
 {
-    for (size_t j = 0; j < r->n_msgs; j++) {
+    sk_t *k = sk(c);
+    if (!k->answered) {
+        k->answered = zhashx_new();
+        KYU_ASSERT(k->answered);
+    }
+    for (size_t j = 0; j < r->n_msgs && c->result == SIM_OK; j++) {
+        const char *h = r->msgs[j].handle;
+        uintptr_t key = (uintptr_t)(in->rq_key + 1),
+                  first = (uintptr_t)zhashx_lookup(k->answered, h);
+        if (first && (in->rq_key == 0 || first != key)) {
+            sim_violation(c, SIM_SAFETY,
+                          "stale handle: receipt handle %s (message %s) answered by a receive "
+                          "on q%d was answered for an earlier lease already: the earlier "
+                          "holder's delete would act on this lease",
+                          h, r->msgs[j].message_id, in->q);
+            return;
+        }
+        if (!first) {
+            KYU_ASSERT(zhashx_insert(k->answered, h, (void *)key) == 0);
+            k->handles_answered++;
+        }
         size_t slot = k->next_handle++ % SK_HANDLES;
         snprintf(k->handles[slot].h, SK_HANDLE_MAX, "%s", r->msgs[j].handle);
         k->handles[slot].q = in->q;
@@ -548,7 +571,7 @@ static void request(sim_cluster_t *c, sim_node_t *nd, uint64_t now)
     if (early) { /* proposed already; its answer is the client's now */
         kn->waiting++;
         k->early_answers++;
-        learn_handles(k, &w->in, &early_res);
+        learn_handles(c, &w->in, &early_res);
         kyu_result_clear(&early_res);
         return;
     }
@@ -605,7 +628,7 @@ static void learn(sim_cluster_t *c, const sk_intent_t *in, const kyu_result_t *r
                 sk_msg(k, sk_parse_id(r->ids[j]))->acked = true;
         break;
     case KYU_CMD_RECEIVE:
-        learn_handles(k, in, r);
+        learn_handles(c, in, r);
         break;
     case KYU_CMD_DELETE:
         for (size_t j = 0; j < in->n && j < r->n_results; j++)

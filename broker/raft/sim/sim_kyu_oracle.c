@@ -111,6 +111,7 @@ void sk_oracle_free(sk_t *k)
     free(k->marks);
     free(k->sent_hash);
     free(k->sent);
+    zhashx_destroy(&k->answered);
     sk_copies_reset();
 }
 
