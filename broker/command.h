@@ -31,16 +31,20 @@
  *                      a timeout per entry (evt): each item [receipt_handle, vt] (its own
  *                      timeout, 0..43200), or [code] for an entry that failed the leader's
  *                      check (a timeout out of range: INVALID_ARGUMENT, nothing changed)
- *   RECEIVE:           items = [max in flight] (the leader's --max-inflight, 1..2^32-1: the
- *                      receive leases no message past it), or [] (entries written before
- *                      the limit: none), or [max in flight or 0, true]: its request key is a
+ *   RECEIVE:           items = [max in flight or 0, attempt, chosen or nil, 1]: the
+ *                      leader's --max-inflight (1..2^32-1: the receive leases no message past
+ *                      it; 0: none); attempt true: its request key is a
  *                      ReceiveRequestAttemptId's (op_receive.c), and an attempt that leases
- *                      nothing records nothing; or [max in flight or 0, false, chosen
- *                      (bin)]: a receive the leader answered before its entry committed
- *                      (op_receive_early.c), chosen 1..KYU_BATCH_MAX leases of 12 bytes
- *                      (seq, big-endian u64; the generation it gives, big-endian u32), each
- *                      recorded only if the message is still as the leader saw it (binaries
- *                      older than this form refuse such an entry)
+ *                      nothing records nothing; chosen (bin): a receive the leader answered
+ *                      before its entry committed (op_receive_early.c), 1..KYU_BATCH_MAX
+ *                      leases of 12 bytes (seq, big-endian u64; the generation it gives,
+ *                      big-endian u32), each recorded only if the message is still as the
+ *                      leader saw it; 1: the generation rule, kyu_lease_next_gen (sm_internal.h:
+ *                      generations skip ahead by the terms since the lease's own). Binaries
+ *                      older than this form refuse it. Entries written before it hold
+ *                      [max in flight] (1..), [] (before the limit), [max in flight or 0,
+ *                      true] (an attempt) or [max in flight or 0, false, chosen], and give
+ *                      each lease the generation after its last (gen_legacy), as they did
  *   SET_MEMBER:        items = [node id, raft address (tcp://HOST:PORT), client endpoint]
  *   DROP_MEMBER:       items = [node id]
  *   SET_HANDLE_KEY:    items = [key (bin, 32 bytes)]: the key of receipt handles (sm_handle.c)
@@ -174,6 +178,10 @@ typedef struct {
      * answered; apply records exactly those leases, skipping any an earlier entry changed.
      * vt is then the timeout in seconds, never -1. */
     bool early;
+    /* RECEIVE: an entry written before the generation rule (items of 0 to 3 elements): each
+     * lease it gives has the generation after its last, and its term stays (sm_internal.h,
+     * kyu_lease_give_gen), so that the log replays as it was applied. */
+    bool gen_legacy;
     size_t n_chosen;
     uint64_t chosen_seq[KYU_BATCH_MAX];
     uint32_t chosen_gen[KYU_BATCH_MAX];

@@ -69,42 +69,39 @@ void kyu_op_receive_build(kyu_op_ctx_t *ctx, const kyu_request_t *req, const kyu
     cmd->attempt = attempt_key(ctx, req, &cmd->rq_client, &cmd->rq_key);
 }
 
-/* items = [max in flight] or [] or [max in flight or 0, true] (command.h) */
+/* items = [max in flight or 0, attempt, chosen (bin) or nil, 1] (command.h); entries written
+ * before generations skipped by terms hold [max in flight], [], [max in flight or 0, true] or
+ * [max in flight or 0, false, chosen] and give each lease its generation + 1 (gen_legacy). */
 void kyu_op_receive_encode(const kyu_command_t *cmd, msgpack_packer *pk)
 {
-    if (cmd->early) { /* [max in flight or 0, false, chosen] (op_receive_early.c) */
+    msgpack_pack_array(pk, 4);
+    msgpack_pack_uint32(pk, cmd->max_inflight);
+    if (cmd->attempt)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
+    if (cmd->early) { /* the leases the leader chose and answered (op_receive_early.c) */
         uint8_t b[KYU_BATCH_MAX * 12];
-        KYU_ASSERT(cmd->n_chosen >= 1 && cmd->n_chosen <= KYU_BATCH_MAX);
+        KYU_ASSERT(!cmd->attempt && cmd->n_chosen >= 1 && cmd->n_chosen <= KYU_BATCH_MAX);
         for (size_t i = 0; i < cmd->n_chosen; i++) {
             kyu_put_be64(b + 12 * i, cmd->chosen_seq[i]);
             kyu_put_be32(b + 12 * i + 8, cmd->chosen_gen[i]);
         }
-        msgpack_pack_array(pk, 3);
-        msgpack_pack_uint32(pk, cmd->max_inflight);
-        msgpack_pack_false(pk);
         msgpack_pack_bin(pk, 12 * cmd->n_chosen);
         msgpack_pack_bin_body(pk, b, 12 * cmd->n_chosen);
-        return;
+    } else {
+        msgpack_pack_nil(pk);
     }
-    if (cmd->attempt) {
-        msgpack_pack_array(pk, 2);
-        msgpack_pack_uint32(pk, cmd->max_inflight);
-        msgpack_pack_true(pk);
-        return;
-    }
-    msgpack_pack_array(pk, cmd->max_inflight ? 1 : 0);
-    if (cmd->max_inflight)
-        msgpack_pack_uint32(pk, cmd->max_inflight);
+    /* the generation rule: kyu_lease_next_gen (binaries older than it refuse 4 items) */
+    msgpack_pack_uint8(pk, 1);
 }
 
-/* The early form's chosen leases: 1..KYU_BATCH_MAX of 12 bytes, generations >= 1, and its
- * timeout explicit (the leader resolves the queue's). */
-static bool decode_chosen(const msgpack_object *items, kyu_command_t *cmd)
+/* The early form's chosen leases (b): 1..KYU_BATCH_MAX of 12 bytes, generations >= 1, and
+ * its timeout explicit (the leader resolves the queue's). */
+static bool decode_chosen(const msgpack_object *b, kyu_command_t *cmd)
 {
-    const msgpack_object *f = &items->via.array.ptr[1], *b = &items->via.array.ptr[2];
-    if (f->type != MSGPACK_OBJECT_BOOLEAN || f->via.boolean || b->type != MSGPACK_OBJECT_BIN ||
-        b->via.bin.size == 0 || b->via.bin.size % 12 != 0 || b->via.bin.size / 12 > KYU_BATCH_MAX ||
-        cmd->vt < 0)
+    if (b->type != MSGPACK_OBJECT_BIN || b->via.bin.size == 0 || b->via.bin.size % 12 != 0 ||
+        b->via.bin.size / 12 > KYU_BATCH_MAX || cmd->vt < 0)
         return false;
     const uint8_t *p = (const uint8_t *)b->via.bin.ptr;
     cmd->n_chosen = b->via.bin.size / 12;
@@ -118,32 +115,45 @@ static bool decode_chosen(const msgpack_object *items, kyu_command_t *cmd)
     return true;
 }
 
-bool kyu_op_receive_decode(const msgpack_object *items, kyu_command_t *cmd)
+/* The forms written before the generation rule (command.h). */
+static bool decode_legacy(const msgpack_object *items, kyu_command_t *cmd)
 {
-    if (items->type != MSGPACK_OBJECT_ARRAY || items->via.array.size > 3)
-        return false;
-    if (items->via.array.size == 3) {
-        const msgpack_object *o = &items->via.array.ptr[0];
-        if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER || o->via.u64 > UINT32_MAX)
-            return false;
-        cmd->max_inflight = (uint32_t)o->via.u64;
-        return decode_chosen(items, cmd);
-    }
+    cmd->gen_legacy = true;
     if (items->via.array.size == 0)
         return true;
     const msgpack_object *o = &items->via.array.ptr[0];
-    bool two = items->via.array.size == 2;
-    if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER || (o->via.u64 == 0 && !two) ||
+    uint32_t n = items->via.array.size;
+    if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER || (o->via.u64 == 0 && n == 1) ||
         o->via.u64 > UINT32_MAX)
         return false;
     cmd->max_inflight = (uint32_t)o->via.u64;
-    if (two) {
-        const msgpack_object *t = &items->via.array.ptr[1];
-        if (t->type != MSGPACK_OBJECT_BOOLEAN || !t->via.boolean)
-            return false;
-        cmd->attempt = true;
-    }
+    if (n == 1)
+        return true;
+    const msgpack_object *t = &items->via.array.ptr[1];
+    if (t->type != MSGPACK_OBJECT_BOOLEAN || t->via.boolean != (n == 2))
+        return false;
+    if (n == 3)
+        return decode_chosen(&items->via.array.ptr[2], cmd);
+    cmd->attempt = true;
     return true;
+}
+
+bool kyu_op_receive_decode(const msgpack_object *items, kyu_command_t *cmd)
+{
+    if (items->type != MSGPACK_OBJECT_ARRAY || items->via.array.size > 4)
+        return false;
+    if (items->via.array.size < 4)
+        return decode_legacy(items, cmd);
+    const msgpack_object *o = items->via.array.ptr;
+    if (o[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER || o[0].via.u64 > UINT32_MAX ||
+        o[1].type != MSGPACK_OBJECT_BOOLEAN || o[3].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+        o[3].via.u64 != 1)
+        return false;
+    cmd->max_inflight = (uint32_t)o[0].via.u64;
+    cmd->attempt = o[1].via.boolean;
+    if (o[2].type == MSGPACK_OBJECT_NIL)
+        return true;
+    return !cmd->attempt && decode_chosen(&o[2], cmd);
 }
 
 /* Nothing to lease: answered empty without a command (a receive that finds nothing changes
@@ -289,8 +299,7 @@ kyu_code_t kyu_op_receive_apply(kyu_sm_t *self, const kyu_command_t *c, kyu_appl
         lease_t *l = &leases[i];
         l->visible_at = c->now_ms + vt_ms;
         l->receive_count++;
-        l->gen = kyu_lease_next_gen(l, self->next_term); /* past any lease lost before */
-        l->term = kyu_lease_term(self->next_term);
+        kyu_lease_give_gen(l, c, self->next_term); /* past any lease lost before */
         if (l->receive_count == 1) /* its first receive (a delayed one's first_ms is a mark) */
             l->first_ms = c->now_ms;
         l->last_ms = c->now_ms;

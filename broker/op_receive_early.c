@@ -28,9 +28,12 @@
 #define CHOOSE_LOOK_MAX 64
 
 /* The generation an early receive in Raft term `term` gives a message whose lease is l:
- * kyu_lease_next_gen, the same as apply's. */
-static uint32_t early_gen(const lease_t *l, uint64_t term)
+ * kyu_lease_next_gen, the same as apply's (an entry written before that rule: the one after
+ * l's, kyu_lease_give_gen). */
+static uint32_t early_gen(const lease_t *l, const kyu_command_t *c, uint64_t term)
 {
+    if (c->gen_legacy)
+        return l->gen + 1;
 #if KYU_REPLICA_PLANTED_BUG == 14
     /* Planted bug 14 (docs/RAFT.md): generations count applied receives only, as before the
      * lease's term was recorded: a lease lost with its leader has its handle given again by
@@ -119,7 +122,7 @@ bool kyu_sm_receive_choose(kyu_sm_t *self, kyu_command_t *cmd, uint64_t term, ui
         lease_t *l = &leases[i];
         l->visible_at = now + vt * 1000;
         l->receive_count++;
-        l->gen = early_gen(l, term); /* as apply gives it, in the entry's term */
+        l->gen = early_gen(l, cmd, term); /* as apply gives it, in the entry's term */
         l->term = kyu_lease_term(term);
         if (l->receive_count == 1)
             l->first_ms = now;
@@ -143,13 +146,13 @@ bool kyu_sm_receive_choose(kyu_sm_t *self, kyu_command_t *cmd, uint64_t term, ui
  * when it gave it generation gen in this entry's term: a lease whose next generation is gen,
  * visible at now; or, for a never-received message's first generation, the first of the
  * fresh messages. Its lease before is in *l. False: skipped. */
-static bool take_chosen(queue_t *q, uint64_t seq, uint32_t gen, uint64_t term, uint64_t now,
-                        lease_t *l)
+static bool take_chosen(queue_t *q, const kyu_command_t *c, size_t i, uint64_t term, lease_t *l)
 {
+    uint64_t seq = c->chosen_seq[i];
     if (kyu_sm_index_lease(q, seq, l))
-        return early_gen(l, term) == gen && l->visible_at <= now;
+        return early_gen(l, c, term) == c->chosen_gen[i] && l->visible_at <= c->now_ms;
     *l = (lease_t){0};
-    return gen == early_gen(l, term) && kyu_sm_index_take_fresh(q, seq);
+    return c->chosen_gen[i] == early_gen(l, c, term) && kyu_sm_index_take_fresh(q, seq);
 }
 
 kyu_code_t kyu_op_receive_apply_early(kyu_sm_t *self, const kyu_command_t *c, kyu_apply_t *a)
@@ -169,12 +172,13 @@ kyu_code_t kyu_op_receive_apply_early(kyu_sm_t *self, const kyu_command_t *c, ky
         /* the leader checked the limit; an earlier entry may have filled it */
         if (!ok || (c->max_inflight && q->n_inflight >= c->max_inflight))
             continue;
-        if (!take_chosen(q, c->chosen_seq[i], c->chosen_gen[i], self->next_term, c->now_ms, &l))
+        if (!take_chosen(q, c, i, self->next_term, &l))
             continue;
         l.visible_at = c->now_ms + vt_ms;
         l.receive_count++;
         l.gen = c->chosen_gen[i];
-        l.term = kyu_lease_term(self->next_term);
+        if (!c->gen_legacy)
+            l.term = kyu_lease_term(self->next_term);
         if (l.receive_count == 1)
             l.first_ms = c->now_ms;
         l.last_ms = c->now_ms;

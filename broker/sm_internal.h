@@ -64,6 +64,19 @@ static inline uint32_t kyu_lease_next_gen(const lease_t *l, uint64_t term)
     return g > UINT32_MAX ? UINT32_MAX : (uint32_t)g; /* 2^32 receives of one message: never */
 }
 
+/* Gives l the generation of a receive by command c applied in Raft term `term`, and records
+ * the term with it; an entry written before the rule (c->gen_legacy) gives the generation
+ * after l's and leaves its term, as the binary that wrote it did. */
+static inline void kyu_lease_give_gen(lease_t *l, const kyu_command_t *c, uint64_t term)
+{
+    if (c->gen_legacy) {
+        l->gen++;
+        return;
+    }
+    l->gen = kyu_lease_next_gen(l, term);
+    l->term = kyu_lease_term(term);
+}
+
 /* A message as a receive reads it (kyu_sm_read_messages). */
 typedef struct {
     const void *body; /* into the record read */
