@@ -15,7 +15,9 @@
  * first-receive times (kyu_sm_receive_read formats both). What it gives up, within SQS's
  * at-least-once contract: a lease answered and lost with its leader (a crash, or an election
  * lost before the entry commits) is not recorded; the message is visible again before its
- * timeout, its handle deletes nothing, and ApproximateReceiveCount does not count that receive.
+ * timeout and ApproximateReceiveCount does not count that receive. Its handle acts on
+ * nothing: the message's later leases have higher generations (kyu_lease_next_gen: they skip
+ * ahead by the terms since, and the broker that lost it serves again in a later term).
  * FIFO queues, queues with fair groups and queues with a RedrivePolicy (a dead-letter move is
  * decided at apply) keep the durable path (op_receive.c), as do a ReceiveRequestAttemptId and
  * a retry whose request key the state machine knows or an early receive in flight holds. A

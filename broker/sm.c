@@ -39,6 +39,9 @@
  *   leases     qid(8) seq(8)             -> visible_at(8) receive_count(4) gen(4) first_ms(8)
  *                                           [last_ms(8): the latest receive, written once the
  *                                           message was received; 24-byte records load with 0]
+ *                                           [term(4): the Raft term of the entry that gave
+ *                                           gen (kyu_lease_next_gen); records of 24 or 32
+ *                                           bytes load with 0]
  *                                           (gen 0: never received; gen 0 and first_ms
  *                                           KYU_LEASE_DELAYED: waits for its queue's
  *                                           delay until visible_at; the receive index, in

@@ -16,7 +16,7 @@
  * The order a receive takes messages in is fixed by the state alone (so every replica takes
  * the same ones): leases due again first, by (visible_at, seq), then fresh messages by seq.
  * The leases column family stays the durable record: kyu_sm_index_load rebuilds all of this
- * from it at start and after a snapshot install (one sequential scan of 40-byte records).
+ * from it at start and after a snapshot install (one sequential scan of 24- to 36-byte records).
  */
 #include "sm_internal.h"
 
