@@ -491,6 +491,71 @@ static void test_entries_written_before_the_rule_give_the_next_generation(void *
     assert_int_equal(gen_of(g.handles[0]), 2 + 1 + 3); /* its lease has no term: 0 */
 }
 
+/* RECEIVE items [limit, attempt, chosen or nil, rule] as kyu_command_decode sees them. */
+static kyu_code_t decode_items(int rule, bool attempt, bool chosen, kyu_command_t *d)
+{
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 6);
+    msgpack_pack_uint32(&pk, KYU_CMD_RECEIVE);
+    msgpack_pack_uint64(&pk, T0);
+    kyu_mp_pack_str(&pk, "q");
+    msgpack_pack_int64(&pk, 60);
+    msgpack_pack_uint32(&pk, 1);
+    msgpack_pack_array(&pk, 4);
+    msgpack_pack_uint32(&pk, 5);
+    if (attempt)
+        msgpack_pack_true(&pk);
+    else
+        msgpack_pack_false(&pk);
+    if (chosen) {
+        uint8_t c[12];
+        kyu_put_be64(c, 7);
+        kyu_put_be32(c + 8, 3);
+        msgpack_pack_bin(&pk, sizeof c);
+        msgpack_pack_bin_body(&pk, c, sizeof c);
+    } else {
+        msgpack_pack_nil(&pk);
+    }
+    msgpack_pack_int(&pk, rule);
+    size_t off = 0;
+    kyu_err_t err;
+    kyu_code_t rc = kyu_command_decode(b.data, b.size, &off, d, &err);
+    msgpack_sbuffer_destroy(&b);
+    return rc;
+}
+
+/* The form with the generation rule: its fields, and nothing else (an attempt answered early,
+ * a rule other than 1: malformed); every form before it decodes as gen_legacy. */
+static void test_the_rule_form_decodes_strictly(void **state)
+{
+    (void)state;
+    kyu_command_t d;
+    assert_int_equal(decode_items(1, false, false, &d), KYU_OK);
+    assert_false(d.gen_legacy || d.early || d.attempt);
+    assert_int_equal(d.max_inflight, 5);
+    assert_int_equal(decode_items(1, true, false, &d), KYU_OK);
+    assert_true(d.attempt);
+    assert_int_equal(decode_items(1, false, true, &d), KYU_OK);
+    assert_true(d.early);
+    assert_int_equal(d.chosen_gen[0], 3);
+    assert_int_equal(decode_items(1, true, true, &d), KYU_ERR_MALFORMED);
+    assert_int_equal(decode_items(2, false, false, &d), KYU_ERR_MALFORMED);
+    assert_int_equal(decode_items(0, false, false, &d), KYU_ERR_MALFORMED);
+    /* what this binary writes is the rule's form */
+    kyu_command_t c = cmd_receive("q", T0, 2, 60);
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    kyu_command_encode(&c, &b);
+    size_t off = 0;
+    kyu_err_t err;
+    assert_int_equal(kyu_command_decode(b.data, b.size, &off, &d, &err), KYU_OK);
+    msgpack_sbuffer_destroy(&b);
+    assert_false(d.gen_legacy);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, fixture_setup, fixture_teardown)
 
 int main(void)
@@ -510,6 +575,7 @@ int main(void)
         T(test_leases_lost_in_successive_terms_stay_stale),
         T(test_a_lease_keeps_its_term_across_a_restart),
         T(test_entries_written_before_the_rule_give_the_next_generation),
+        T(test_the_rule_form_decodes_strictly),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
