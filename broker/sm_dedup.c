@@ -7,7 +7,10 @@
  * Keys, in the meta column family (written in the entry's batch, so replicated and restored
  * like every other state):
  *   "rk" bucket(8) client(8) key(8) -> time(8) then
- *        SEND:                          n(1) n × message id (36 bytes)  (the first format)
+ *        SEND:                          0x40|n(1) n × message id packed (16 bytes: the
+ *                                       UUID's 32 hex digits as bytes, when every id is a
+ *                                       lowercase UUID, as kyu_op_make_uuid makes them)
+ *                                       else n(1) n × message id (36 bytes) (the first format)
  *        others, by their row's shape (ops.h kyu_dedup_shape_t):
  *        LEASES (RECEIVE):              0x80|type(1) n(1) n × (seq(8) lease generation(4))
  *        CODES (DELETE, CHANGE_VIS...): 0x80|type(1) n(1) n × result code(1)
@@ -324,6 +327,48 @@ static void read_id(const uint8_t *slot, kyu_dedup_t *d, size_t i)
     }
 }
 
+/* A SEND's record holds its ids in 16 bytes each when they are all lowercase UUIDs (every id
+ * kyu_op_make_uuid makes; not a failed batch entry's): 20 bytes less a message, a third of
+ * the record under a send load (docs/BENCHMARKS.md, "Branch rqbucket"). */
+#define PACKED_SEND 0x40
+#define PACKED_ID 16
+
+static int hex_digit(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Packs a lowercase UUID into 16 bytes; false if id is not one (it then stays 36 bytes). */
+static bool pack_id(const char *id, uint8_t out[PACKED_ID])
+{
+    size_t o = 0;
+    for (size_t i = 0; i < KYU_UUID_LEN; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (id[i] != '-')
+                return false;
+            continue;
+        }
+        int hi = hex_digit(id[i]), lo = hex_digit(id[++i]);
+        if (hi < 0 || lo < 0)
+            return false;
+        out[o++] = (uint8_t)(hi << 4 | lo);
+    }
+    return id[KYU_UUID_LEN] == '\0';
+}
+
+static void unpack_id(const uint8_t in[PACKED_ID], char id[KYU_UUID_LEN + 1])
+{
+    static const char digits[] = "0123456789abcdef";
+    char *o = id;
+    for (size_t i = 0; i < PACKED_ID; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            *o++ = '-';
+        *o++ = digits[in[i] >> 4];
+        *o++ = digits[in[i] & 0xf];
+    }
+    *o = '\0';
+}
+
 /* Parses a record's value (after its time) into *d; false if it is not one. A record
  * without a type byte is a SEND's (the first format, kept so existing state reads). */
 static bool parse_record(const uint8_t *p, size_t vl, kyu_dedup_t *d)
@@ -331,6 +376,15 @@ static bool parse_record(const uint8_t *p, size_t vl, kyu_dedup_t *d)
     memset(d, 0, sizeof *d);
     if (vl < 9)
         return false;
+    if ((p[8] & 0xc0) == PACKED_SEND) { /* a SEND's: 0x40|n, packed ids */
+        d->type = KYU_CMD_SEND;
+        d->n = p[8] & 0x3f;
+        if (d->n > KYU_BATCH_MAX || vl != 9 + d->n * PACKED_ID)
+            return false;
+        for (size_t i = 0; i < d->n; i++)
+            unpack_id(p + 9 + i * PACKED_ID, d->ids[i]);
+        return true;
+    }
     if (p[8] < 0x80) { /* a SEND's: n, ids */
         d->type = KYU_CMD_SEND;
         d->n = p[8];
@@ -445,10 +499,15 @@ void kyu_sm_dedup_record(kyu_sm_t *self, const kyu_command_t *c, const kyu_dedup
     rk_key(k, c->now_ms / BUCKET_MS, c->rq_client, c->rq_key);
     kyu_put_be64(v, c->now_ms);
     KYU_ASSERT(d->n <= KYU_BATCH_MAX);
+    bool packed = d->type == KYU_CMD_SEND;
+    for (size_t i = 0; packed && i < d->n; i++)
+        packed = pack_id(d->ids[i], v + 9 + i * PACKED_ID);
     size_t vl = 10;
-    v[8] = (uint8_t)(0x80 | d->type);
-    v[9] = (uint8_t)d->n;
-    for (size_t i = 0; i < d->n; i++) {
+    if (!packed) {
+        v[8] = (uint8_t)(0x80 | d->type);
+        v[9] = (uint8_t)d->n;
+    }
+    for (size_t i = 0; !packed && i < d->n; i++) {
         switch (shape_of(d->type)) {
         case KYU_DEDUP_IDS:
             if (d->ids[i][0]) {
@@ -468,7 +527,10 @@ void kyu_sm_dedup_record(kyu_sm_t *self, const kyu_command_t *c, const kyu_dedup
             v[vl++] = d->codes[i];
         }
     }
-    if (d->type == KYU_CMD_SEND) { /* the first format: n, ids (no type byte) */
+    if (packed) { /* 0x40|n, packed ids */
+        v[8] = (uint8_t)(PACKED_SEND | d->n);
+        vl = 9 + d->n * PACKED_ID;
+    } else if (d->type == KYU_CMD_SEND) { /* the first format: n, ids (no type byte) */
         memmove(v + 9, v + 10, vl - 10);
         v[8] = (uint8_t)d->n;
         vl--;

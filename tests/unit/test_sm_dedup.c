@@ -296,6 +296,52 @@ static void test_records_of_the_first_format_are_moved_to_buckets_and_honoured(v
     assert_int_equal(records(f), 4);
 }
 
+/* The length of the only request key record's value. */
+static size_t only_record_length(fixture_t *f)
+{
+    kyu_err_t err;
+    assert_int_equal(kyu_sm_flush(f->sm, &err), KYU_OK);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(kyu_store_db(f->store, KYU_CF_META),
+                                                        kyu_store_readopts(f->store),
+                                                        kyu_store_cf(f->store, KYU_CF_META));
+    rocksdb_iter_seek(it, "rk", 2);
+    assert_true(rocksdb_iter_valid(it));
+    size_t vl = 0;
+    (void)rocksdb_iter_value(it, &vl);
+    rocksdb_iter_destroy(it);
+    return vl;
+}
+
+/* A SEND's ids are kept in 16 bytes each when they are lowercase UUIDs (as the leader makes
+ * them), and as they came otherwise (an id of another form in the log): a retry is answered
+ * with the ids as they were either way. */
+static void test_a_send_record_packs_uuids_and_keeps_other_ids_whole(void **state)
+{
+    static const char *ids[] = {
+        "0123abcd-ef45-4678-9abc-def012345678", "0123ABCD-EF45-4678-9ABC-DEF012345678",
+        "0123abcd-ef45-4678-9abc-def01234567g", "0123abcd_ef45-4678-9abc-def012345678"};
+    static const size_t lengths[] = {8 + 1 + 16, 8 + 1 + 36, 8 + 1 + 36, 8 + 1 + 36};
+    for (size_t i = 0; i < sizeof ids / sizeof *ids; i++) {
+        fixture_t *f = *state;
+        if (i > 0) { /* a fresh state: one record each */
+            fixture_teardown(state);
+            assert_int_equal(fixture_setup(state), 0);
+            f = *state;
+        }
+        create(f);
+        kyu_command_t c = keyed_send(T0, "a", 7, 1);
+        snprintf(c.ids[0], sizeof c.ids[0], "%s", ids[i]);
+        kyu_result_t r = apply1(f, c);
+        assert_int_equal(r.code, KYU_OK);
+        kyu_result_clear(&r);
+        assert_int_equal(only_record_length(f), lengths[i]);
+        r = apply1(f, keyed_send(T0 + 1, "a", 7, 1));
+        assert_int_equal(r.code, KYU_OK);
+        assert_string_equal(r.ids[0], ids[i]);
+        kyu_result_clear(&r);
+    }
+}
+
 static void test_keys_survive_a_restart(void **state)
 {
     fixture_t *f = *state;
@@ -503,6 +549,7 @@ int main(void)
         T(test_a_bucket_is_dropped_whole_once_past_the_window),
         T(test_a_retry_in_a_later_bucket_is_answered_to_the_end_of_the_window),
         T(test_records_of_the_first_format_are_moved_to_buckets_and_honoured),
+        T(test_a_send_record_packs_uuids_and_keeps_other_ids_whole),
         T(test_keys_survive_a_restart),
         T(test_a_keyed_send_to_a_missing_queue_is_not_remembered),
         T(test_a_retried_keyed_delete_answers_as_the_first_time),
