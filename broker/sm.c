@@ -56,7 +56,9 @@
  *              EXPIRE_MESSAGES; dropped right after the entry is written, or at the next
  *              start), but for the kept seqs: messages moved into the queue later in the same
  *              entry (a dead-letter move keeps the seq; kyu_sm_moved_in)
- *   meta       "rq"/"rx" ...             -> SEND request keys and their expiry (sm_dedup.c)
+ *   meta       "rk" bucket(8) client(8) key(8) -> a request key's record (sm_dedup.c): in
+ *              time buckets, an expired bucket dropped by one range delete ("rq"/"rx" of
+ *              earlier brokers are moved to "rk" at load)
  *   meta       "mb" id(8)                -> raft address NUL client endpoint: the replicated
  *              address book (sm_members.c)
  *   meta       "handle_key"              -> 32 bytes: the key of receipt handles (sm_handle.c)
@@ -459,7 +461,6 @@ static kyu_code_t load(kyu_sm_t *self, kyu_err_t *err)
 {
     self->db = kyu_store_db(self->store, KYU_CF_META);
     self->conf_pending = false;
-    self->dedup_floor = 0;
     if (load_meta(self, "applied_index", &self->applied_index, 0, err) ||
         load_meta(self, "applied_term", &self->applied_term, 0, err) ||
         load_meta(self, "next_seq", &self->next_seq, 1, err) ||
@@ -469,7 +470,7 @@ static kyu_code_t load(kyu_sm_t *self, kyu_err_t *err)
         load_queues(self, err) || kyu_sm_tasks_load(self, err) ||
         kyu_sm_collect_garbage(self, err) || drop_visibility(self, err) ||
         kyu_sm_fair_load(self, err) || kyu_sm_index_load(self, err) ||
-        kyu_sm_fifo_load(self, err) || kyu_sm_keyfilter_load(self, err) ||
+        kyu_sm_fifo_load(self, err) || kyu_sm_dedup_load(self, err) ||
         kyu_sm_marks_load(self, err) || kyu_sm_topics_load(self, err))
         return KYU_ERR_STORAGE;
     self->next_term = self->applied_term;

@@ -244,9 +244,8 @@ static kyu_code_t apply_command(kyu_sm_t *self, const kyu_op_row_t *row, const k
         return row->apply(self, c, a);
     kyu_dedup_t d = {.type = (uint8_t)c->type};
     bool found = false;
-    kyu_code_t rc = kyu_sm_dedup_expire(self, c->now_ms, a->err);
-    if (rc == KYU_OK)
-        rc = kyu_sm_dedup_lookup(self, c, &d, &found, a->err);
+    kyu_sm_dedup_expire(self, c->now_ms);
+    kyu_code_t rc = kyu_sm_dedup_lookup(self, c, &d, &found, a->err);
     if (rc != KYU_OK)
         return rc;
     if (found && d.type != c->type) {

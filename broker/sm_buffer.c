@@ -15,8 +15,12 @@
  * replica never drops log entries past it (maybe_compact, replica.c). Flushed when the buffer
  * holds KYU_SM_BUFFER_BYTES or KYU_SM_BUFFER_ENTRIES entries, before a queue's data is
  * dropped, before a snapshot is served, at a clean shutdown, and before the first entry whose
- * time is a minute past the oldest buffered one (so that the request-key expiry, which scans
- * the database, never misses a buffered record: sm_dedup.c).
+ * time is a minute past the oldest buffered one.
+ *
+ * A range delete (kyu_sm_del_range: the request keys of an expired time bucket, sm_dedup.c)
+ * is buffered too, as a range: the buffered writes in it are dropped when it is made, reads
+ * of a key in it find nothing (the write in flight and the database hold what it deletes),
+ * and the write puts it in the batch before the buffer's other writes (those made after it).
  */
 #include "sm_internal.h"
 
@@ -30,6 +34,14 @@
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+/* A range delete: keys from lo (included) to hi (excluded), each the column family's number
+ * then the key, as an item's. */
+#define RANGE_KEY_MAX 32
+typedef struct {
+    uint16_t lolen, hilen;
+    uint8_t lo[1 + RANGE_KEY_MAX], hi[1 + RANGE_KEY_MAX];
+} kyu_sm_range_t;
 
 struct kyu_sm_item {
     uint64_t hash; /* of key (keyed SipHash: request keys come from clients) */
@@ -141,10 +153,16 @@ struct kyu_sm_table {
      * write's sort starts from it (sort_items), since most keys arrive in key order. */
     kyu_sm_item_t **order;
     size_t order_n, order_cap;
+    /* The range deletes made since it was emptied (kyu_sm_del_range), oldest first. */
+    kyu_sm_range_t *ranges;
+    size_t n_ranges, ranges_cap;
 };
 
 static kyu_sm_item_t tomb_item;
 #define TOMB (&tomb_item)
+/* What a lookup finds of a key a buffered range delete covers: a delete. */
+static kyu_sm_item_t range_deleted_item;
+#define RANGE_DELETED (&range_deleted_item)
 
 static kyu_sm_table_t *table_new(void)
 {
@@ -159,6 +177,7 @@ static void table_clear(kyu_sm_table_t *t)
     arena_clear(&t->items);
     arena_clear(&t->vals);
     t->order_n = 0;
+    t->n_ranges = 0;
     if (t->used == 0)
         return;
     memset(t->slot, 0, t->cap * sizeof *t->slot);
@@ -183,6 +202,7 @@ static void table_destroy(kyu_sm_table_t **tp)
     }
     free(t->slot);
     free(t->order);
+    free(t->ranges);
     free(t);
     *tp = NULL;
 }
@@ -258,12 +278,30 @@ static void table_delete(kyu_sm_table_t *t, kyu_sm_item_t *it)
 }
 
 /* Column family, then key bytes (RocksDB's order within a column family). */
+static int key_order(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
+{
+    int c = memcmp(a, b, al < bl ? al : bl);
+    return c ? c : (al > bl) - (al < bl);
+}
+
 static int item_order(const void *a, const void *b)
 {
     const kyu_sm_item_t *x = *(kyu_sm_item_t *const *)a, *y = *(kyu_sm_item_t *const *)b;
-    size_t n = x->klen < y->klen ? x->klen : y->klen;
-    int c = memcmp(x->key, y->key, n);
-    return c ? c : (x->klen > y->klen) - (x->klen < y->klen);
+    return key_order(x->key, x->klen, y->key, y->klen);
+}
+
+static bool range_has(const kyu_sm_range_t *r, const uint8_t *key, size_t klen)
+{
+    return key_order(key, klen, r->lo, r->lolen) >= 0 && key_order(key, klen, r->hi, r->hilen) < 0;
+}
+
+/* True when a range delete of table t covers the key (column family's number, then key). */
+static bool ranges_have(const kyu_sm_table_t *t, const uint8_t *key, size_t klen)
+{
+    for (size_t i = 0; i < t->n_ranges; i++)
+        if (range_has(&t->ranges[i], key, klen))
+            return true;
+    return false;
 }
 
 void kyu_sm_buffer_init(kyu_sm_t *self)
@@ -307,19 +345,27 @@ static void probe_make(probe_t *p, kyu_cf_t c, const void *k, size_t kl)
     p->hash = key_hash(p->key, p->klen);
 }
 
-static kyu_sm_item_t *find(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl, probe_t *p)
+/* The latest buffered write of a probed key: in the buffer, else in the write in flight;
+ * RANGE_DELETED when a range delete of either, newer than any write of the key there, covers
+ * it; NULL when neither holds anything of it. */
+static const kyu_sm_item_t *lookup(const kyu_sm_t *self, const probe_t *p)
 {
-    probe_make(p, c, k, kl);
-    return table_find(self->buffer, p->hash, p->key, p->klen);
+    const kyu_sm_table_t *tables[2] = {self->buffer, self->flushing};
+    for (int i = 0; i < 2 && tables[i]; i++) {
+        const kyu_sm_item_t *it = table_find(tables[i], p->hash, p->key, p->klen);
+        if (it)
+            return it;
+        if (tables[i]->n_ranges && ranges_have(tables[i], p->key, p->klen))
+            return RANGE_DELETED;
+    }
+    return NULL;
 }
 
-/* The latest buffered write of a key: in the buffer, else in the write in flight. */
-static kyu_sm_item_t *find_any(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl, probe_t *p)
+static const kyu_sm_item_t *find_any(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl,
+                                     probe_t *p)
 {
-    kyu_sm_item_t *it = find(self, c, k, kl, p);
-    if (!it && self->flushing)
-        it = table_find(self->flushing, p->hash, p->key, p->klen);
-    return it;
+    probe_make(p, c, k, kl);
+    return lookup(self, p);
 }
 
 /* The item of a probed key in the buffer, made (empty) if there is none. */
@@ -461,10 +507,7 @@ bool kyu_sm_read_many(kyu_sm_t *self, kyu_cf_t c, const uint8_t *const *keys, co
             __builtin_prefetch(&t->slot[ps[i].hash & (t->cap - 1)]);
     }
     for (size_t i = 0; i < n; i++) {
-        const probe_t *p = &ps[i];
-        const kyu_sm_item_t *it = table_find(self->buffer, p->hash, p->key, p->klen);
-        if (!it && self->flushing)
-            it = table_find(self->flushing, p->hash, p->key, p->klen);
+        const kyu_sm_item_t *it = lookup(self, &ps[i]);
         vals[i] = NULL;
         vlens[i] = 0;
         if (!it) {
@@ -511,6 +554,32 @@ bool kyu_sm_read_many(kyu_sm_t *self, kyu_cf_t c, const uint8_t *const *keys, co
     return ok;
 }
 
+void kyu_sm_del_range(kyu_sm_t *self, kyu_cf_t c, const void *lo, size_t lol, const void *hi,
+                      size_t hil)
+{
+    KYU_ASSERT(lol <= RANGE_KEY_MAX && hil <= RANGE_KEY_MAX);
+    kyu_sm_table_t *t = self->buffer;
+    kyu_sm_range_t r = {.lolen = (uint16_t)(1 + lol), .hilen = (uint16_t)(1 + hil)};
+    r.lo[0] = r.hi[0] = (uint8_t)c;
+    memcpy(r.lo + 1, lo, lol);
+    memcpy(r.hi + 1, hi, hil);
+    /* The buffered writes it covers go (it is written before the others): a walk of the
+     * buffer, once per range delete (a request key bucket's: one every KYU_DEDUP_WINDOW_MS / 4
+     * of command time). */
+    for (size_t j = 0; j < t->order_n; j++) {
+        kyu_sm_item_t *it = t->order[j];
+        if (!it->dropped && range_has(&r, it->key, it->klen))
+            table_delete(t, it);
+    }
+    if (t->n_ranges == t->ranges_cap) {
+        t->ranges_cap = t->ranges_cap ? t->ranges_cap * 2 : 4;
+        t->ranges = realloc(t->ranges, t->ranges_cap * sizeof *t->ranges);
+        KYU_ASSERT(t->ranges);
+    }
+    t->ranges[t->n_ranges++] = r;
+    self->buffer_bytes += sizeof r;
+}
+
 bool kyu_sm_buffer_deletes(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl)
 {
     probe_t p;
@@ -519,7 +588,7 @@ bool kyu_sm_buffer_deletes(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl)
 }
 
 /* An item's bucket for sort_items: its first 3 bytes (the column family's number and two of
- * the key: "rq", "rx", a queue id's high bytes...), and how many it has if fewer, as one
+ * the key: "rk", a queue id's high bytes...), and how many it has if fewer, as one
  * number whose order is the keys' (a key that ends first comes first). */
 static uint32_t item_prefix(const kyu_sm_item_t *it)
 {
@@ -533,7 +602,7 @@ static uint32_t item_prefix(const kyu_sm_item_t *it)
 
 /* Sorts items (in the order they were made) into key order, as qsort with item_order would.
  * The keys of a buffer come as a few streams each in key order, interleaved (a send makes a
- * message, a lease, and a request key's two records: "rq" client key, "rx" time client key;
+ * message, a lease, and a request key's record: "rk" bucket client key;
  * sequence numbers, times and a client's keys grow): items are put in buckets of their first
  * bytes (item_prefix), the buckets in their order, and only a bucket whose items did not come
  * in order is sorted. qsort of them all was a sixth of the state writer under a send load.
@@ -599,15 +668,24 @@ static void sort_items(kyu_sm_item_t **items, size_t n)
             qsort(items + b[i].at - b[i].count, b[i].count, sizeof *items, item_order);
 }
 
-/* Writes items (a buffer's, in any order) as one RocksDB write; NULL or the error (caller
- * frees). Runs on the writer thread when there is one, so it touches only what it is given. */
+/* Writes a buffer's range deletes, then its items (in any order), as one RocksDB write; NULL
+ * or the error (caller frees). Runs on the writer thread when there is one, so it touches
+ * only what it is given. */
 static char *write_items(kyu_store_t *store, rocksdb_t *db, rocksdb_writeoptions_t *wopts,
-                         rocksdb_writebatch_t *wb, kyu_sm_item_t **items, size_t n)
+                         rocksdb_writebatch_t *wb, const kyu_sm_range_t *ranges, size_t n_ranges,
+                         kyu_sm_item_t **items, size_t n)
 {
     /* In key order: RocksDB's memtable inserts keys that follow each other far faster than
      * keys in the hash's order (its skiplist reuses the place it found last). */
     sort_items(items, n);
     rocksdb_writebatch_clear(wb);
+    /* First: the items a range covers were made after it (kyu_sm_del_range) */
+    for (size_t i = 0; i < n_ranges; i++) {
+        const kyu_sm_range_t *r = &ranges[i];
+        rocksdb_writebatch_delete_range_cf(wb, kyu_store_cf(store, (kyu_cf_t)r->lo[0]),
+                                           (const char *)r->lo + 1, r->lolen - 1u,
+                                           (const char *)r->hi + 1, r->hilen - 1u);
+    }
     for (size_t i = 0; i < n; i++) {
         const kyu_sm_item_t *it = items[i];
         rocksdb_column_family_handle_t *h = kyu_store_cf(store, (kyu_cf_t)it->key[0]);
@@ -664,6 +742,8 @@ struct kyu_sm_writer {
     rocksdb_t *db;
     rocksdb_writeoptions_t *wopts;
     rocksdb_writebatch_t *wb;
+    const kyu_sm_range_t *ranges; /* the table's, read-only while it is written */
+    size_t n_ranges;
     kyu_sm_item_t **items;
     size_t n;
     uint64_t need;    /* the applied index the tables must hold after it (make_durable) */
@@ -706,7 +786,8 @@ static void *writer_main(void *arg)
         if (!w->busy) /* stopped, with nothing left to write */
             break;
         KYU_ASSERT(pthread_mutex_unlock(&w->mu) == 0);
-        char *error = write_items(w->store, w->db, w->wopts, w->wb, w->items, w->n);
+        char *error =
+            write_items(w->store, w->db, w->wopts, w->wb, w->ranges, w->n_ranges, w->items, w->n);
         uint64_t durable = 0;
         if (!error)
             error = make_durable(w->store, w->need, &durable);
@@ -778,7 +859,7 @@ static kyu_code_t flush_start(kyu_sm_t *self, kyu_err_t *err)
     kyu_code_t rc = harvest(self, true, err);
     if (rc != KYU_OK)
         return rc;
-    if (self->buffer->n == 0) {
+    if (self->buffer->n == 0 && self->buffer->n_ranges == 0) {
         kyu_sm_buffer_drop(self); /* its counters */
         self->persisted_index = self->applied_index;
         /* nothing to write, but the tables may still be asked for (the writer is idle) */
@@ -806,7 +887,8 @@ static kyu_code_t flush_start(kyu_sm_t *self, kyu_err_t *err)
         self->durable_want < self->applied_index ? self->durable_want : self->applied_index;
     if (!w) {
         uint64_t durable = 0;
-        char *error = write_items(self->store, self->db, self->wopts, self->plain, items, n);
+        char *error = write_items(self->store, self->db, self->wopts, self->plain,
+                                  self->buffer->ranges, self->buffer->n_ranges, items, n);
         if (!error)
             error = make_durable(self->store, need, &durable);
         free(items);
@@ -834,6 +916,8 @@ static kyu_code_t flush_start(kyu_sm_t *self, kyu_err_t *err)
     w->db = self->db;
     w->wopts = self->wopts;
     w->wb = self->plain;
+    w->ranges = self->flushing->ranges;
+    w->n_ranges = self->flushing->n_ranges;
     w->items = items;
     w->n = n;
     w->need = need;

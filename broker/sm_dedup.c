@@ -6,8 +6,11 @@
  *
  * Keys, in the meta column family (written in the entry's batch, so replicated and restored
  * like every other state):
- *   "rq" client(8) key(8)            -> time(8) then
- *        SEND:                          n(1) n × message id (36 bytes)  (the first format)
+ *   "rk" bucket(8) client(8) key(8) -> time(8) then
+ *        SEND:                          0x40|n(1) n × message id packed (16 bytes: the
+ *                                       UUID's 32 hex digits as bytes, when every id is a
+ *                                       lowercase UUID, as kyu_op_make_uuid makes them)
+ *                                       else n(1) n × message id (36 bytes) (the first format)
  *        others, by their row's shape (ops.h kyu_dedup_shape_t):
  *        LEASES (RECEIVE):              0x80|type(1) n(1) n × (seq(8) lease generation(4))
  *        CODES (DELETE, CHANGE_VIS...): 0x80|type(1) n(1) n × result code(1)
@@ -15,10 +18,22 @@
  *        (in a SEND's ids, a batch entry that failed is 35 NUL bytes and its code: message ids
  *        never start with NUL, so records of sends without a failed entry are as before)
  *        DONE (DELETE_QUEUE):           0x80|type(1) 0(1)
- *   "rx" time(8) client(8) key(8)    -> ""   (expiry index)
- * A record lives KYU_DEDUP_WINDOW_MS of command time (the leader's clock in the command, so
- * every node expires the same records at the same entry); each keyed SEND drops at most
- * EXPIRE_MAX expired records, which bounds both the table and the work per command.
+ * bucket is the command time / BUCKET_MS. A record lives KYU_DEDUP_WINDOW_MS of command time
+ * (the leader's clock in the command, so every node expires the same records at the same
+ * entry): a lookup reads the buckets the window spans (one MultiGet, and only when the
+ * filter below says the key may be known), and the first keyed command whose window has left
+ * a bucket behind drops that bucket whole with one range delete (kyu_sm_del_range: through the
+ * write-behind buffer, so in the entry's write, and reads see it at once). No record is
+ * deleted one by one: the records cost one key each, and their expiry one range tombstone per
+ * bucket, where an expiry index ("rx" time client key) and two deletes per record made them
+ * flush and compact as many bytes as the bodies under a send load (docs/BENCHMARKS.md,
+ * "Branch blob").
+ *
+ * Earlier brokers kept "rq" client(8) key(8) -> the same value, and "rx" time(8) client(8)
+ * key(8) -> "" (an expiry index): a load moves every "rq" record to its bucket and drops both
+ * prefixes (kyu_sm_dedup_load), so the state reads the same whichever version wrote it. A
+ * broker older than this one knows nothing of "rk": it would answer a retry within the window
+ * of the upgrade as a new request (docs/ARCHITECTURE.md, "Request keys").
  */
 #include "sm_internal.h"
 
@@ -27,40 +42,39 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define EXPIRE_MAX 16
-#define RQ_KEY 18
-#define RX_KEY 26
+/* A bucket's width: a lookup reads WINDOW / BUCKET_MS + 1 buckets, and a record stays up to
+ * a bucket's width past the window in the database (not to lookups). */
+#define BUCKET_MS (KYU_DEDUP_WINDOW_MS / 4)
+#define BUCKETS_READ (KYU_DEDUP_WINDOW_MS / BUCKET_MS + 1)
+#define RK_KEY 26
+#define RQ_KEY 18 /* the first format's: "rq" client(8) key(8) */
 
-/* The dedup records go through the write-behind buffer like every other write (sm_buffer.c),
- * and lookups read through it. The expiry scans the database: a record is written there
- * within a minute of command time (the buffer's age bound), long before it expires (a write
- * still in flight on the writer thread is waited for when it holds a record due), and a
- * record whose delete is still buffered is skipped. */
 static rocksdb_column_family_handle_t *meta(kyu_sm_t *self)
 {
     return kyu_store_cf(self->store, KYU_CF_META);
 }
 
-static void del_meta(kyu_sm_t *self, const uint8_t *k, size_t kl)
-{
-    kyu_sm_del(self, KYU_CF_META, k, kl);
-}
-
-static void rq_key(uint8_t k[RQ_KEY], uint64_t client, uint64_t key)
+static void rk_key(uint8_t k[RK_KEY], uint64_t bucket, uint64_t client, uint64_t key)
 {
     k[0] = 'r';
-    k[1] = 'q';
-    kyu_put_be64(k + 2, client);
-    kyu_put_be64(k + 10, key);
-}
-
-static void rx_key(uint8_t k[RX_KEY], uint64_t t, uint64_t client, uint64_t key)
-{
-    k[0] = 'r';
-    k[1] = 'x';
-    kyu_put_be64(k + 2, t);
+    k[1] = 'k';
+    kyu_put_be64(k + 2, bucket);
     kyu_put_be64(k + 10, client);
     kyu_put_be64(k + 18, key);
+}
+
+/* True when a record of time t is within the window at now (else it counts as gone, dropped
+ * yet or not). */
+static bool live(uint64_t t, uint64_t now)
+{
+    return now < KYU_DEDUP_WINDOW_MS || t > now - KYU_DEDUP_WINDOW_MS;
+}
+
+/* The bucket of the oldest time within the window at now (now - window + 1): every record of
+ * an older bucket is past. */
+static uint64_t first_live_bucket(uint64_t now)
+{
+    return now < KYU_DEDUP_WINDOW_MS ? 0 : (now - KYU_DEDUP_WINDOW_MS + 1) / BUCKET_MS;
 }
 
 /* ---- the filter of request keys ----
@@ -71,8 +85,8 @@ static void rx_key(uint8_t k[RX_KEY], uint64_t t, uint64_t client, uint64_t key)
  * no for a key with a record a lookup could find, so answers are exactly the database's; a
  * yes (a retry, or a false positive, well under 1 in 100) reads the record. A generation goes
  * once its newest record is past the window (a lookup counts such a record as gone). Built
- * at load from the expiry index (the records within the window as of the last command
- * time), then fed by every record written. */
+ * at load from the live buckets (the records within the window as of the last command time),
+ * then fed by every record written. */
 #define FILTER_KEYS (1u << 20)    /* keys per generation */
 #define FILTER_BLOCKS (1u << 15)  /* 512-bit blocks per generation: 2 MiB, 16 bits per key */
 #define FILTER_PROBES 4           /* bits per key, all in its block (9 bits of the hash each) */
@@ -192,26 +206,96 @@ void kyu_sm_keyfilter_set_generation_keys(kyu_sm_t *self, uint32_t keys)
     self->keyfilter->gen_keys = keys ? keys : FILTER_KEYS;
 }
 
-kyu_code_t kyu_sm_keyfilter_load(kyu_sm_t *self, kyu_err_t *err)
+/* Moves the records of the first format ("rq" client key -> value) to their buckets and drops
+ * them and their expiry index ("rx"), in writes of CONVERT_BATCH records then one of the two
+ * range deletes: a crash between them leaves "rq" records a next load moves again (to the
+ * same keys). Every record is moved, expired or not: the result depends on the state only
+ * (not on when it is loaded), and expired ones go with their bucket. */
+#define CONVERT_BATCH 4096
+static kyu_code_t convert_first_format(kyu_sm_t *self, kyu_err_t *err)
 {
+    static const char lo[2] = {'r', 'q'}, hi[2] = {'r', 'q' + 1};
+    static const char xlo[2] = {'r', 'x'}, xhi[2] = {'r', 'x' + 1};
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(self->db, ro, meta(self));
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    char *rerr = NULL;
+    bool any = false;
+    rocksdb_iter_seek(it, lo, 2); /* the first key from "rq" on: "rq", "rx" or past both */
+    if (rocksdb_iter_valid(it)) {
+        size_t kl = 0;
+        const char *k = rocksdb_iter_key(it, &kl);
+        any = kl >= 2 && k[0] == 'r' && (k[1] == 'q' || k[1] == 'x');
+    }
+    for (; any && !rerr && rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t kl = 0, vl = 0;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
+        if (kl < 2 || k[0] != 'r' || k[1] != 'q')
+            break;
+        const char *v = rocksdb_iter_value(it, &vl);
+        if (kl != RQ_KEY || vl < 8)
+            continue; /* not a record: dropped with the prefix */
+        uint8_t nk[RK_KEY];
+        rk_key(nk, kyu_get_be64((const uint8_t *)v) / BUCKET_MS, kyu_get_be64(k + 2),
+               kyu_get_be64(k + 10));
+        rocksdb_writebatch_put_cf(wb, meta(self), (char *)nk, RK_KEY, v, vl);
+        if (rocksdb_writebatch_count(wb) == CONVERT_BATCH) {
+            rocksdb_write(self->db, self->wopts, wb, &rerr);
+            rocksdb_writebatch_clear(wb);
+        }
+    }
+    if (!rerr)
+        rocksdb_iter_get_error(it, &rerr);
+    if (any && !rerr) {
+        rocksdb_writebatch_delete_range_cf(wb, meta(self), lo, 2, hi, 2);
+        rocksdb_writebatch_delete_range_cf(wb, meta(self), xlo, 2, xhi, 2);
+        rocksdb_write(self->db, self->wopts, wb, &rerr);
+    }
+    rocksdb_writebatch_destroy(wb);
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    if (rerr) {
+        kyu_err_set(err, KYU_ERR_STORAGE, "moving request keys to their buckets: %s", rerr);
+        free(rerr);
+        return KYU_ERR_STORAGE;
+    }
+    return KYU_OK;
+}
+
+kyu_code_t kyu_sm_dedup_load(kyu_sm_t *self, kyu_err_t *err)
+{
+    if (convert_first_format(self, err) != KYU_OK)
+        return KYU_ERR_STORAGE;
     kyu_sm_keyfilter_free(self);
     self->keyfilter = calloc(1, sizeof *self->keyfilter);
     KYU_ASSERT(self->keyfilter);
     self->keyfilter->gen_keys = self->keyfilter_gen_keys ? self->keyfilter_gen_keys : FILTER_KEYS;
-    /* Records at or before last_now - window are gone to every later lookup (command times
-     * never go back): only the newer ones are loaded. */
-    uint64_t from = self->last_now > KYU_DEDUP_WINDOW_MS ? self->last_now - KYU_DEDUP_WINDOW_MS : 0;
-    uint8_t lo[RX_KEY], hi[3] = {'r', 'x' + 1, 0};
-    rx_key(lo, from, 0, 0);
+    /* The oldest bucket held (dedup_bucket: the expiry drops from it), then the records
+     * within the window at the last command time into the filter: those at or before
+     * last_now - window are gone to every later lookup (command times never go back). */
+    uint8_t lo[RK_KEY], hi[2] = {'r', 'k' + 1};
+    rk_key(lo, 0, 0, 0);
     rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
     rocksdb_readoptions_set_iterate_upper_bound(ro, (char *)hi, 2);
     rocksdb_iterator_t *it = rocksdb_create_iterator_cf(self->db, ro, meta(self));
-    for (rocksdb_iter_seek(it, (char *)lo, RX_KEY); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+    rocksdb_iter_seek(it, (char *)lo, 2);
+    self->dedup_bucket = first_live_bucket(self->last_now);
+    if (rocksdb_iter_valid(it)) {
         size_t kl = 0;
         const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
-        if (kl == RX_KEY)
-            filter_add(self->keyfilter, kyu_get_be64(k + 10), kyu_get_be64(k + 18),
-                       kyu_get_be64(k + 2));
+        if (kl == RK_KEY && kyu_get_be64(k + 2) < self->dedup_bucket)
+            self->dedup_bucket = kyu_get_be64(k + 2);
+    }
+    rk_key(lo, first_live_bucket(self->last_now), 0, 0);
+    for (rocksdb_iter_seek(it, (char *)lo, RK_KEY); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t kl = 0, vl = 0;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vl);
+        if (kl != RK_KEY || vl < 8)
+            continue;
+        uint64_t t = kyu_get_be64(v);
+        if (live(t, self->last_now))
+            filter_add(self->keyfilter, kyu_get_be64(k + 10), kyu_get_be64(k + 18), t);
     }
     char *rerr = NULL;
     rocksdb_iter_get_error(it, &rerr);
@@ -243,6 +327,48 @@ static void read_id(const uint8_t *slot, kyu_dedup_t *d, size_t i)
     }
 }
 
+/* A SEND's record holds its ids in 16 bytes each when they are all lowercase UUIDs (every id
+ * kyu_op_make_uuid makes; not a failed batch entry's): 20 bytes less a message, a third of
+ * the record under a send load (docs/BENCHMARKS.md, "Branch rqbucket"). */
+#define PACKED_SEND 0x40
+#define PACKED_ID 16
+
+static int hex_digit(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Packs a lowercase UUID into 16 bytes; false if id is not one (it then stays 36 bytes). */
+static bool pack_id(const char *id, uint8_t out[PACKED_ID])
+{
+    size_t o = 0;
+    for (size_t i = 0; i < KYU_UUID_LEN; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (id[i] != '-')
+                return false;
+            continue;
+        }
+        int hi = hex_digit(id[i]), lo = hex_digit(id[++i]);
+        if (hi < 0 || lo < 0)
+            return false;
+        out[o++] = (uint8_t)(hi << 4 | lo);
+    }
+    return id[KYU_UUID_LEN] == '\0';
+}
+
+static void unpack_id(const uint8_t in[PACKED_ID], char id[KYU_UUID_LEN + 1])
+{
+    static const char digits[] = "0123456789abcdef";
+    char *o = id;
+    for (size_t i = 0; i < PACKED_ID; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            *o++ = '-';
+        *o++ = digits[in[i] >> 4];
+        *o++ = digits[in[i] & 0xf];
+    }
+    *o = '\0';
+}
+
 /* Parses a record's value (after its time) into *d; false if it is not one. A record
  * without a type byte is a SEND's (the first format, kept so existing state reads). */
 static bool parse_record(const uint8_t *p, size_t vl, kyu_dedup_t *d)
@@ -250,6 +376,15 @@ static bool parse_record(const uint8_t *p, size_t vl, kyu_dedup_t *d)
     memset(d, 0, sizeof *d);
     if (vl < 9)
         return false;
+    if ((p[8] & 0xc0) == PACKED_SEND) { /* a SEND's: 0x40|n, packed ids */
+        d->type = KYU_CMD_SEND;
+        d->n = p[8] & 0x3f;
+        if (d->n > KYU_BATCH_MAX || vl != 9 + d->n * PACKED_ID)
+            return false;
+        for (size_t i = 0; i < d->n; i++)
+            unpack_id(p + 9 + i * PACKED_ID, d->ids[i]);
+        return true;
+    }
     if (p[8] < 0x80) { /* a SEND's: n, ids */
         d->type = KYU_CMD_SEND;
         d->n = p[8];
@@ -290,6 +425,38 @@ static bool parse_record(const uint8_t *p, size_t vl, kyu_dedup_t *d)
     return false;
 }
 
+/* Reads the record of (client, key) within the window at now from the buckets it may be in:
+ * true with its value (caller frees) and length, false when there is none (or on a read
+ * error, then err is set). */
+static bool read_record(kyu_sm_t *self, uint64_t client, uint64_t key, uint64_t now, char **val,
+                        size_t *vlen, kyu_err_t *err)
+{
+    uint8_t keys[BUCKETS_READ][RK_KEY];
+    const uint8_t *kp[BUCKETS_READ] = {NULL};
+    size_t kl[BUCKETS_READ] = {0}, n = 0;
+    for (uint64_t b = first_live_bucket(now); b <= now / BUCKET_MS; b++, n++) {
+        KYU_ASSERT(n < BUCKETS_READ);
+        rk_key(keys[n], b, client, key);
+        kp[n] = keys[n];
+        kl[n] = RK_KEY;
+    }
+    char *vals[BUCKETS_READ];
+    size_t vlens[BUCKETS_READ];
+    bool ok = kyu_sm_read_many(self, KYU_CF_META, kp, kl, n, vals, vlens, err);
+    *val = NULL;
+    /* At most one is live: a record is written only when none is. */
+    for (size_t i = 0; i < n; i++) {
+        if (ok && !*val && vals[i] && vlens[i] >= 8 &&
+            live(kyu_get_be64((const uint8_t *)vals[i]), now)) {
+            *val = vals[i];
+            *vlen = vlens[i];
+        } else {
+            free(vals[i]);
+        }
+    }
+    return *val != NULL;
+}
+
 kyu_code_t kyu_sm_dedup_lookup(kyu_sm_t *self, const kyu_command_t *c, kyu_dedup_t *d, bool *found,
                                kyu_err_t *err)
 {
@@ -297,21 +464,18 @@ kyu_code_t kyu_sm_dedup_lookup(kyu_sm_t *self, const kyu_command_t *c, kyu_dedup
     filter_expire(self->keyfilter, c->now_ms);
     if (!filter_may_have(self->keyfilter, c->rq_client, c->rq_key))
         return KYU_OK;
-    uint8_t k[RQ_KEY];
-    rq_key(k, c->rq_client, c->rq_key);
+    char *v = NULL;
     size_t vl = 0;
-    char *v = kyu_sm_read(self, KYU_CF_META, k, RQ_KEY, &vl, err);
+    bool has = read_record(self, c->rq_client, c->rq_key, c->now_ms, &v, &vl, err);
     if (err->code)
         return err->code;
-    if (!v)
+    if (!has)
         return KYU_OK;
     bool ok = parse_record((const uint8_t *)v, vl, d);
-    uint64_t t = vl >= 8 ? kyu_get_be64((const uint8_t *)v) : 0;
     free(v);
     if (!ok)
         return kyu_err_set(err, KYU_ERR_STORAGE, "a request key record is corrupt");
-    /* A record past the window counts as gone, dropped yet or not. */
-    *found = c->now_ms < KYU_DEDUP_WINDOW_MS || t > c->now_ms - KYU_DEDUP_WINDOW_MS;
+    *found = true;
     return KYU_OK;
 }
 
@@ -319,31 +483,31 @@ bool kyu_sm_knows_request(kyu_sm_t *self, uint64_t client, uint64_t key, uint64_
 {
     if (!filter_may_have(self->keyfilter, client, key))
         return false;
-    uint8_t k[RQ_KEY];
-    rq_key(k, client, key);
-    size_t vl = 0;
     kyu_err_t err;
     kyu_err_clear(&err);
-    char *v = kyu_sm_read(self, KYU_CF_META, k, RQ_KEY, &vl, &err);
-    if (err.code) /* say yes: the request then goes through the log, which reports it */
-        return true;
-    uint64_t t = v && vl >= 8 ? kyu_get_be64((const uint8_t *)v) : 0;
-    bool known = v && (now_ms < KYU_DEDUP_WINDOW_MS || t > now_ms - KYU_DEDUP_WINDOW_MS);
+    char *v = NULL;
+    size_t vl = 0;
+    bool known = read_record(self, client, key, now_ms, &v, &vl, &err);
     free(v);
-    return known;
+    return known || err.code; /* on an error, yes: the request then goes through the log,
+                                 which reports it */
 }
 
 void kyu_sm_dedup_record(kyu_sm_t *self, const kyu_command_t *c, const kyu_dedup_t *d)
 {
-    uint8_t k[RQ_KEY], x[RX_KEY], v[10 + KYU_BATCH_MAX * KYU_UUID_LEN];
-    rq_key(k, c->rq_client, c->rq_key);
-    rx_key(x, c->now_ms, c->rq_client, c->rq_key);
+    uint8_t k[RK_KEY], v[10 + KYU_BATCH_MAX * KYU_UUID_LEN];
+    rk_key(k, c->now_ms / BUCKET_MS, c->rq_client, c->rq_key);
     kyu_put_be64(v, c->now_ms);
     KYU_ASSERT(d->n <= KYU_BATCH_MAX);
+    bool packed = d->type == KYU_CMD_SEND;
+    for (size_t i = 0; packed && i < d->n; i++)
+        packed = pack_id(d->ids[i], v + 9 + i * PACKED_ID);
     size_t vl = 10;
-    v[8] = (uint8_t)(0x80 | d->type);
-    v[9] = (uint8_t)d->n;
-    for (size_t i = 0; i < d->n; i++) {
+    if (!packed) {
+        v[8] = (uint8_t)(0x80 | d->type);
+        v[9] = (uint8_t)d->n;
+    }
+    for (size_t i = 0; !packed && i < d->n; i++) {
         switch (shape_of(d->type)) {
         case KYU_DEDUP_IDS:
             if (d->ids[i][0]) {
@@ -363,79 +527,33 @@ void kyu_sm_dedup_record(kyu_sm_t *self, const kyu_command_t *c, const kyu_dedup
             v[vl++] = d->codes[i];
         }
     }
-    if (d->type == KYU_CMD_SEND) { /* the first format: n, ids (no type byte) */
+    if (packed) { /* 0x40|n, packed ids */
+        v[8] = (uint8_t)(PACKED_SEND | d->n);
+        vl = 9 + d->n * PACKED_ID;
+    } else if (d->type == KYU_CMD_SEND) { /* the first format: n, ids (no type byte) */
         memmove(v + 9, v + 10, vl - 10);
         v[8] = (uint8_t)d->n;
         vl--;
     }
-    kyu_sm_put_pair(self, &(kyu_sm_put_t){KYU_CF_META, k, RQ_KEY, v, vl, NULL, 0, false},
-                    &(kyu_sm_put_t){KYU_CF_META, x, RX_KEY, "", 0, NULL, 0, false});
+    kyu_sm_put(self, KYU_CF_META, k, RK_KEY, v, vl);
     filter_add(self->keyfilter, c->rq_client, c->rq_key, c->now_ms);
-    if (c->now_ms < self->dedup_floor)
-        self->dedup_floor = c->now_ms;
 }
 
-kyu_code_t kyu_sm_dedup_expire(kyu_sm_t *self, uint64_t now_ms, kyu_err_t *err)
+/* The buckets before the first live one at now_ms go, in one range delete from the oldest one
+ * held (dedup_bucket). Every node drops them at the same entry (the first keyed command past
+ * the bucket), and whatever dedup_bucket a node has (found again at load, possibly older than
+ * another node's), the state after is the same: no record in a bucket before the first live
+ * one. Records are written to the bucket of their command time, never before it, so a
+ * dropped bucket gets none again. */
+void kyu_sm_dedup_expire(kyu_sm_t *self, uint64_t now_ms)
 {
-    /* dedup_floor spares an iterator (and a walk over the tombstones of records already
-     * dropped) to every keyed command while nothing has expired. */
-    if (now_ms < KYU_DEDUP_WINDOW_MS || now_ms - KYU_DEDUP_WINDOW_MS < self->dedup_floor)
-        return KYU_OK;
-    uint64_t limit = now_ms - KYU_DEDUP_WINDOW_MS; /* records at or before it go */
-    /* The scan reads the database: a write in flight that holds a record due must be in it.
-     * (The buffer holds none: it is written a minute after its oldest write.) */
-    kyu_code_t rc = kyu_sm_flush_wait_before(self, limit, err);
-    if (rc != KYU_OK)
-        return rc;
-    self->dedup_scans++;
-    uint8_t lo[RX_KEY], hi[RX_KEY];
-    rx_key(lo, self->dedup_floor, 0, 0);
-    rx_key(hi, UINT64_MAX, UINT64_MAX, UINT64_MAX); /* every record: the first one kept too */
-    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
-    rocksdb_readoptions_set_iterate_upper_bound(ro, (char *)hi, RX_KEY);
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(self->db, ro, meta(self));
-    int dropped = 0;
-    /* The new floor: the oldest record left, or a time before it. Unless the scan stops early,
-     * that is the oldest record the database keeps past the limit, or one the write-behind
-     * buffer or the write in flight holds (none older than their first command: command
-     * times never go back: docs/ARCHITECTURE.md, Replication, "Time"), or one added later (which
-     * lowers the floor, kyu_sm_dedup_record). A floor of only limit + 1 would scan again at each
-     * later millisecond, an iterator for nothing (issue 12: 23 us a keyed command). */
-    uint64_t floor = UINT64_MAX;
-    for (rocksdb_iter_seek(it, (char *)lo, RX_KEY); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
-        size_t kl = 0;
-        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
-        if (kl != RX_KEY || k[0] != 'r' || k[1] != 'x')
-            break;
-        if (kyu_get_be64(k + 2) > limit) {
-            floor = kyu_get_be64(k + 2);
-            break;
-        }
-        if (kyu_sm_buffer_deletes(self, KYU_CF_META, k, RX_KEY))
-            continue; /* dropped already, not yet written */
-        if (dropped == EXPIRE_MAX) {
-            floor = kyu_get_be64(k + 2);
-            break;
-        }
-        uint8_t rk[RQ_KEY];
-        rq_key(rk, kyu_get_be64(k + 10), kyu_get_be64(k + 18));
-        del_meta(self, rk, RQ_KEY);
-        del_meta(self, k, RX_KEY);
-        dropped++;
-    }
-    char *rerr = NULL;
-    rocksdb_iter_get_error(it, &rerr);
-    rocksdb_iter_destroy(it);
-    rocksdb_readoptions_destroy(ro);
-    if (rerr) {
-        kyu_err_set(err, KYU_ERR_STORAGE, "expiring request keys: %s", rerr);
-        free(rerr);
-        return KYU_ERR_STORAGE;
-    }
-    if (self->buffer_oldest_ms && self->buffer_oldest_ms < floor)
-        floor = self->buffer_oldest_ms;
-    if (self->flushing && self->flushing_oldest_ms < floor)
-        floor = self->flushing_oldest_ms;
-    self->dedup_floor = floor;
-    return KYU_OK;
+    uint64_t first = first_live_bucket(now_ms);
+    if (first <= self->dedup_bucket)
+        return;
+    uint8_t lo[10] = {'r', 'k'}, hi[10] = {'r', 'k'};
+    kyu_put_be64(lo + 2, self->dedup_bucket);
+    kyu_put_be64(hi + 2, first);
+    kyu_sm_del_range(self, KYU_CF_META, lo, sizeof lo, hi, sizeof hi);
+    self->dedup_bucket = first;
+    self->dedup_drops++;
 }

@@ -259,8 +259,8 @@ struct kyu_sm {
     uint64_t flushing_index, flushing_oldest_ms;
     bool failed; /* an apply failed part-way: the buffer is never written */
     bool purged; /* the current entry purged a queue: its "gp" record is collected after it */
-    uint64_t dedup_floor;          /* no request key record is older than this (0: not known yet) */
-    uint64_t dedup_scans;          /* expiry scans of the records (kyu_sm_dedup_expire; tests) */
+    uint64_t dedup_bucket; /* no request key record is in an older time bucket (sm_dedup.c) */
+    uint64_t dedup_drops;  /* range deletes of expired buckets (kyu_sm_dedup_expire; tests) */
     kyu_sm_keyfilter_t *keyfilter; /* the request keys that may have a record (sm_dedup.c) */
     uint32_t keyfilter_gen_keys;   /* keys per filter generation (0: the default; tests) */
 
@@ -335,10 +335,11 @@ static inline void key_qs(uint8_t k[KEY_QS], uint64_t qid, uint64_t seq)
 kyu_code_t kyu_sm_dedup_lookup(kyu_sm_t *self, const kyu_command_t *c, kyu_dedup_t *d, bool *found,
                                kyu_err_t *err);
 void kyu_sm_dedup_record(kyu_sm_t *self, const kyu_command_t *c, const kyu_dedup_t *d);
-kyu_code_t kyu_sm_dedup_expire(kyu_sm_t *self, uint64_t now_ms, kyu_err_t *err);
-/* The in-memory filter of the request keys recorded: built at load, freed with the state
- * machine. */
-kyu_code_t kyu_sm_keyfilter_load(kyu_sm_t *self, kyu_err_t *err);
+void kyu_sm_dedup_expire(kyu_sm_t *self, uint64_t now_ms);
+/* At load: the records of the first format ("rq" client key, "rx" time client key) moved to
+ * their time buckets; then the in-memory filter of the request keys recorded, freed with the
+ * state machine. */
+kyu_code_t kyu_sm_dedup_load(kyu_sm_t *self, kyu_err_t *err);
 void kyu_sm_keyfilter_free(kyu_sm_t *self);
 /* For tests: generations of `keys` keys (0: the default), so that few keys make many. */
 void kyu_sm_keyfilter_set_generation_keys(kyu_sm_t *self, uint32_t keys);
@@ -430,6 +431,11 @@ char *kyu_sm_read(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl, size_t *
  * a read error; the values read are still returned, for the caller to free. */
 bool kyu_sm_read_many(kyu_sm_t *self, kyu_cf_t c, const uint8_t *const *keys, const size_t *klens,
                       size_t n, char **vals, size_t *vlens, kyu_err_t *err);
+/* Deletes the keys of column family c from lo (included) to hi (excluded), keys of at most
+ * 32 bytes: a RocksDB range delete, written before the buffer's other writes; the buffered
+ * writes it covers are dropped now, and reads of those keys find nothing. */
+void kyu_sm_del_range(kyu_sm_t *self, kyu_cf_t c, const void *lo, size_t lol, const void *hi,
+                      size_t hil);
 /* True when the buffer holds a delete of k (a scan of the database still sees its value). */
 bool kyu_sm_buffer_deletes(kyu_sm_t *self, kyu_cf_t c, const void *k, size_t kl);
 void kyu_sm_buffer_init(kyu_sm_t *self);

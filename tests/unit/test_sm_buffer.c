@@ -83,6 +83,73 @@ static void test_a_key_rewritten_reads_as_its_last_value_of_any_size(void **stat
     }
 }
 
+/* The value of k in the database itself (not the buffer): n bytes of b, or none (n 0). */
+static void expect_in_db(fixture_t *f, const char *k, size_t n, char b)
+{
+    size_t vl = 0;
+    char *rerr = NULL;
+    char *v = rocksdb_get_cf(kyu_store_db(f->store, KYU_CF_MESSAGES), kyu_store_readopts(f->store),
+                             kyu_store_cf(f->store, KYU_CF_MESSAGES), k, strlen(k), &vl, &rerr);
+    assert_null(rerr);
+    if (n == 0) {
+        if (v)
+            fail_msg("key %s: expected none in the database, saw %zu bytes", k, vl);
+        return;
+    }
+    assert_non_null(v);
+    assert_int_equal(vl, n);
+    assert_int_equal(v[0], b);
+    free(v);
+}
+
+/* A range delete (the expiry of a request key bucket, sm_dedup.c) covers what the database
+ * holds, what the write in flight holds and what the buffer holds, for reads at once and in
+ * the database after the write; a key written after it in the same buffer is kept, and keys
+ * outside it are untouched. */
+static void test_a_range_delete_covers_the_database_the_write_in_flight_and_the_buffer(void **state)
+{
+    fixture_t *f = *state;
+    kyu_err_t err;
+    kyu_sm_write_behind(f->sm); /* a write in flight (when it has not finished yet) */
+    put(f, "r1a", 4, 'a');
+    put(f, "r2a", 4, 'z');
+    assert_int_equal(kyu_sm_flush(f->sm, &err), KYU_OK); /* in the database */
+    put(f, "r1b", 4, 'b');
+    assert_int_equal(kyu_sm_flush_behind(f->sm, &err), KYU_OK); /* in flight, or written */
+    put(f, "r1c", 4, 'c');                                      /* in the buffer */
+    kyu_sm_put2(f->sm, KYU_CF_MESSAGES, "r1d", 3, "dddd", 4, NULL, 0, true);
+    kyu_sm_del_range(f->sm, KYU_CF_MESSAGES, "r1", 2, "r2", 2);
+    put(f, "r1e", 4, 'e'); /* after the range delete: kept */
+    const char *gone[] = {"r1a", "r1b", "r1c", "r1d"};
+    for (size_t i = 0; i < 4; i++)
+        expect(f, gone[i], 0, 0);
+    expect(f, "r1e", 4, 'e');
+    expect(f, "r2a", 4, 'z');
+    const uint8_t *keys[3] = {(const uint8_t *)"r1a", (const uint8_t *)"r1e",
+                              (const uint8_t *)"r2a"};
+    size_t klens[3] = {3, 3, 3}, vlens[3];
+    char *vals[3];
+    assert_true(kyu_sm_read_many(f->sm, KYU_CF_MESSAGES, keys, klens, 3, vals, vlens, &err));
+    assert_null(vals[0]);
+    assert_non_null(vals[1]);
+    assert_non_null(vals[2]);
+    free(vals[1]);
+    free(vals[2]);
+    assert_int_equal(kyu_sm_flush(f->sm, &err), KYU_OK);
+    for (size_t i = 0; i < 4; i++) {
+        expect(f, gone[i], 0, 0);
+        expect_in_db(f, gone[i], 0, 0);
+    }
+    expect_in_db(f, "r1e", 4, 'e');
+    expect_in_db(f, "r2a", 4, 'z');
+    /* a buffer holding only a range delete is written too */
+    kyu_sm_del_range(f->sm, KYU_CF_MESSAGES, "r1", 2, "r3", 2);
+    expect(f, "r2a", 0, 0);
+    assert_int_equal(kyu_sm_flush(f->sm, &err), KYU_OK);
+    expect_in_db(f, "r1e", 0, 0);
+    expect_in_db(f, "r2a", 0, 0);
+}
+
 /* The writer thread runs at SCHED_IDLE, so that its burst of CPU per write neither takes a
  * core from the threads that answer requests nor holds one that a woken thread was placed on
  * until its slice ends (a niced thread did, for up to a 4 ms tick). */
@@ -249,6 +316,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(test_a_key_rewritten_reads_as_its_last_value_of_any_size),
+        T(test_a_range_delete_covers_the_database_the_write_in_flight_and_the_buffer),
         T(test_the_writer_thread_runs_at_sched_idle),
         T(test_a_write_holds_every_key_whatever_their_order),
         T(test_a_kill_takes_the_state_back_to_its_tables),

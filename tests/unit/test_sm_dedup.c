@@ -136,8 +136,8 @@ static void test_the_key_filter_keeps_every_key_of_the_window(void **state)
     assert_int_equal(visible(f, later), (int64_t)(2 * n));
 }
 
-/* Request key records ("rq") in the store. */
-static size_t records(fixture_t *f)
+/* Meta records under a two-byte prefix ("rk": request key records) in the store. */
+static size_t count_prefix(fixture_t *f, const char *prefix)
 {
     kyu_err_t err;
     assert_int_equal(kyu_sm_flush(f->sm, &err), KYU_OK);
@@ -145,10 +145,10 @@ static size_t records(fixture_t *f)
                                                         kyu_store_readopts(f->store),
                                                         kyu_store_cf(f->store, KYU_CF_META));
     size_t n = 0;
-    for (rocksdb_iter_seek(it, "rq", 2); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+    for (rocksdb_iter_seek(it, prefix, 2); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
         size_t kl = 0;
         const char *k = rocksdb_iter_key(it, &kl);
-        if (kl < 2 || memcmp(k, "rq", 2) != 0)
+        if (kl < 2 || memcmp(k, prefix, 2) != 0)
             break;
         n++;
     }
@@ -156,119 +156,190 @@ static size_t records(fixture_t *f)
     return n;
 }
 
-static void test_expired_records_are_dropped_a_bounded_number_at_a_time(void **state)
+static size_t records(fixture_t *f)
+{
+    return count_prefix(f, "rk");
+}
+
+#define BUCKET (KYU_DEDUP_WINDOW_MS / 4) /* sm_dedup.c's BUCKET_MS */
+
+static void send_key(fixture_t *f, uint64_t now, uint64_t client, uint64_t key)
+{
+    kyu_result_t r = apply1(f, keyed_send(now, "a", client, key));
+    assert_int_equal(r.code, KYU_OK);
+    kyu_result_clear(&r);
+}
+
+/* A bucket stays while it holds a record within the window (its older records count as gone
+ * to lookups), and goes whole, in one range delete, at the first keyed command once all its
+ * records are past the window; the next command has nothing to drop, nor a command after a
+ * restart (the oldest bucket held is found again). */
+static void test_a_bucket_is_dropped_whole_once_past_the_window(void **state)
 {
     fixture_t *f = *state;
     create(f);
-    for (uint64_t k = 1; k <= 40; k++) {
-        kyu_result_t r = apply1(f, keyed_send(T0 + k, "a", 7, k));
-        kyu_result_clear(&r);
-    }
+    const uint64_t t0 = 13 * BUCKET; /* the start of a bucket */
+    for (uint64_t k = 1; k <= 40; k++)
+        send_key(f, t0 + k, 7, k);
     assert_int_equal(records(f), 40);
-    uint64_t later = T0 + KYU_DEDUP_WINDOW_MS + 20; /* keys 1..20 have expired */
-    kyu_result_t r = apply1(f, keyed_send(later, "b", 8, 1));
-    kyu_result_clear(&r);
-    assert_int_equal(records(f), 41 - 16);
-    r = apply1(f, keyed_send(later, "b", 8, 2));
-    kyu_result_clear(&r);
-    assert_int_equal(records(f), 42 - 20);
-    r = apply1(f, keyed_send(later, "b", 8, 3));
-    kyu_result_clear(&r);
-    assert_int_equal(records(f), 23); /* nothing more had expired */
-    fixture_reopen(f);                /* the floor is not stored: found again after a restart */
-    r = apply1(f, keyed_send(T0 + KYU_DEDUP_WINDOW_MS + 40, "b", 8, 4));
-    kyu_result_clear(&r);
-    assert_int_equal(records(f), 24 - 16);
+    uint64_t later = t0 + KYU_DEDUP_WINDOW_MS + 20; /* keys 1..20 have expired */
+    send_key(f, later, 7, 1);                       /* new again: a record in a later bucket */
+    send_key(f, later, 7, 30);                      /* a retry: answered, nothing stored */
+    assert_int_equal(visible(f, later), 41);
+    assert_int_equal(records(f), 41);
+    uint64_t drops = f->sm->dedup_drops;
+    uint64_t past = t0 + BUCKET - 1 + KYU_DEDUP_WINDOW_MS; /* the bucket's last ms expires */
+    send_key(f, past - 1, 8, 1);
+    assert_int_equal(records(f), 42);
+    assert_int_equal(f->sm->dedup_drops, drops);
+    send_key(f, past, 8, 2);
+    assert_int_equal(records(f), 42 + 1 - 40);
+    assert_int_equal(f->sm->dedup_drops, drops + 1);
+    send_key(f, past + 1, 8, 3);
+    assert_int_equal(f->sm->dedup_drops, drops + 1);
+    fixture_reopen(f);
+    send_key(f, past + 2, 8, 4);
+    assert_int_equal(f->sm->dedup_drops, 0);
+    assert_int_equal(records(f), 5);
+    assert_int_equal(visible(f, past + 2), 45);
 }
 
-/* While no record is due, keyed commands do not scan the records for expired ones: the floor
- * is the oldest record kept (in the database, the write-behind buffer or a later command),
- * not just past the last limit (which made every command a millisecond later scan again).
- * The records still expire when due, whether in the database or the buffer. */
-static void test_keyed_commands_scan_for_expired_records_only_when_one_is_due(void **state)
+/* A retry is answered from its record whichever later bucket it falls in, to the last
+ * millisecond of the window, across a restart and a reload (a snapshot's install), and is new
+ * a millisecond after. */
+static void test_a_retry_in_a_later_bucket_is_answered_to_the_end_of_the_window(void **state)
 {
     fixture_t *f = *state;
     create(f);
-    for (uint64_t k = 1; k <= 50; k++) {
-        kyu_result_t r = apply1(f, keyed_send(T0 + k, "a", 7, k));
+    const uint64_t t = 14 * BUCKET - 1; /* the last ms of a bucket */
+    kyu_result_t first = apply1(f, keyed_send(t, "a", 7, 1));
+    uint64_t at[] = {t + 1, t + BUCKET, t + 2 * BUCKET + 5, t + KYU_DEDUP_WINDOW_MS - 1};
+    for (size_t i = 0; i < sizeof at / sizeof *at; i++) {
+        if (i == 1)
+            fixture_reopen(f);
+        if (i == 2) {
+            kyu_err_t err;
+            assert_int_equal(kyu_sm_flush(f->sm, &err), KYU_OK);
+            assert_int_equal(kyu_sm_reload(f->sm, &err), KYU_OK);
+        }
+        kyu_result_t r = apply1(f, keyed_send(at[i], "a", 7, 1));
+        assert_int_equal(r.code, KYU_OK);
+        if (strcmp(r.ids[0], first.ids[0]) != 0)
+            fail_msg("retry at +%llu ms: expected the first id %s, saw %s",
+                     (unsigned long long)(at[i] - t), first.ids[0], r.ids[0]);
         kyu_result_clear(&r);
+        assert_true(kyu_sm_knows_request(f->sm, 7, 1, at[i]));
     }
-    assert_int_equal(records(f), 50);
-    assert_true(f->sm->dedup_scans <= 1); /* the first command's: the floor was not known */
+    assert_false(kyu_sm_knows_request(f->sm, 7, 1, t + KYU_DEDUP_WINDOW_MS));
+    send_key(f, t + KYU_DEDUP_WINDOW_MS, 7, 1);
+    assert_int_equal(visible(f, t + KYU_DEDUP_WINDOW_MS), 2);
+    kyu_result_clear(&first);
+}
+
+/* Puts a request key record of the first format (earlier brokers: "rq" client key -> time
+ * n id, and "rx" time client key -> "") straight into the database. */
+static void put_first_format(fixture_t *f, uint64_t t, uint64_t client, uint64_t key,
+                             const char *id)
+{
+    uint8_t rq[18] = {'r', 'q'}, rx[26] = {'r', 'x'}, v[9 + KYU_UUID_LEN];
+    kyu_put_be64(rq + 2, client);
+    kyu_put_be64(rq + 10, key);
+    kyu_put_be64(rx + 2, t);
+    kyu_put_be64(rx + 10, client);
+    kyu_put_be64(rx + 18, key);
+    kyu_put_be64(v, t);
+    v[8] = 1;
+    memcpy(v + 9, id, KYU_UUID_LEN);
+    rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+    rocksdb_t *db = kyu_store_db(f->store, KYU_CF_META);
+    rocksdb_column_family_handle_t *meta = kyu_store_cf(f->store, KYU_CF_META);
+    char *rerr = NULL;
+    rocksdb_put_cf(db, wo, meta, (char *)rq, sizeof rq, (char *)v, sizeof v, &rerr);
+    assert_null(rerr);
+    rocksdb_put_cf(db, wo, meta, (char *)rx, sizeof rx, "", 0, &rerr);
+    assert_null(rerr);
+    rocksdb_writeoptions_destroy(wo);
+}
+
+/* A data directory of an earlier broker: its records are moved to their buckets at load, a
+ * retry within the window is answered from one, and one past the window is gone, then
+ * dropped with its bucket. */
+static void test_records_of_the_first_format_are_moved_to_buckets_and_honoured(void **state)
+{
+    fixture_t *f = *state;
+    create(f);
+    const uint64_t t0 = 20 * BUCKET;
+    send_key(f, t0, 9, 9); /* last_now: t0 */
+    static const char id1[] = "00000000-0000-4000-8000-000000000001";
+    static const char id2[] = "00000000-0000-4000-8000-000000000002";
+    put_first_format(f, t0 - 10, 7, 1, id1);
+    put_first_format(f, t0 - KYU_DEDUP_WINDOW_MS, 7, 2, id2); /* past the window at t0 */
+    fixture_reopen(f);
+    assert_int_equal(count_prefix(f, "rq"), 0);
+    assert_int_equal(count_prefix(f, "rx"), 0);
+    assert_int_equal(records(f), 3);
+    kyu_result_t r = apply1(f, keyed_send(t0 + 5, "a", 7, 1));
+    assert_int_equal(r.code, KYU_OK);
+    assert_string_equal(r.ids[0], id1);
+    kyu_result_clear(&r);
+    r = apply1(f, keyed_send(t0 + 5, "a", 7, 2));
+    assert_int_equal(r.code, KYU_OK);
+    assert_string_not_equal(r.ids[0], id2);
+    kyu_result_clear(&r);
+    assert_int_equal(visible(f, t0 + 5), 2); /* key 9's and key 2's again */
+    assert_int_equal(records(f), 4);
+    fixture_reopen(f); /* nothing left to move: the same records */
+    assert_int_equal(records(f), 4);
+    /* the bucket of key 2's old record goes once the window has left it */
+    uint64_t b = (t0 - KYU_DEDUP_WINDOW_MS) / BUCKET;
+    send_key(f, (b + 1) * BUCKET + KYU_DEDUP_WINDOW_MS, 8, 1);
+    assert_int_equal(records(f), 4);
+}
+
+/* The length of the only request key record's value. */
+static size_t only_record_length(fixture_t *f)
+{
     kyu_err_t err;
-    assert_int_equal(kyu_sm_flush(f->sm, &err), KYU_OK); /* now in the database */
-    uint64_t before = f->sm->dedup_scans;
-    for (uint64_t k = 51; k <= 100; k++) {
-        kyu_result_t r = apply1(f, keyed_send(T0 + k, "a", 7, k));
-        kyu_result_clear(&r);
-    }
-    assert_int_equal(f->sm->dedup_scans, before);
-    assert_int_equal(records(f), 100);
-    /* Keys 1..3 are due: dropped (a scan), the rest kept. */
-    kyu_result_t r = apply1(f, keyed_send(T0 + KYU_DEDUP_WINDOW_MS + 3, "b", 8, 1));
-    kyu_result_clear(&r);
-    assert_int_equal(records(f), 101 - 3);
-    assert_int_equal(f->sm->dedup_scans, before + 1);
-    /* Nothing more due in the same millisecond nor the next: no scan. */
-    r = apply1(f, keyed_send(T0 + KYU_DEDUP_WINDOW_MS + 3, "b", 8, 2));
-    kyu_result_clear(&r);
-    assert_int_equal(f->sm->dedup_scans, before + 1);
-    /* Key 4 is due a millisecond later: found. */
-    r = apply1(f, keyed_send(T0 + KYU_DEDUP_WINDOW_MS + 4, "b", 8, 3));
-    kyu_result_clear(&r);
-    assert_int_equal(records(f), 103 - 4);
-    /* The retry of a key still in the window is answered from its record. */
-    r = apply1(f, keyed_send(T0 + KYU_DEDUP_WINDOW_MS + 4, "a", 7, 5));
-    kyu_result_clear(&r);
-    assert_int_equal(records(f), 99);
-    assert_int_equal(visible(f, T0 + KYU_DEDUP_WINDOW_MS + 4), 103);
+    assert_int_equal(kyu_sm_flush(f->sm, &err), KYU_OK);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(kyu_store_db(f->store, KYU_CF_META),
+                                                        kyu_store_readopts(f->store),
+                                                        kyu_store_cf(f->store, KYU_CF_META));
+    rocksdb_iter_seek(it, "rk", 2);
+    assert_true(rocksdb_iter_valid(it));
+    size_t vl = 0;
+    (void)rocksdb_iter_value(it, &vl);
+    rocksdb_iter_destroy(it);
+    return vl;
 }
 
-/* The expiry reads the database only when a record is due: the floor it keeps is the oldest
- * record's time, found again after a restart. */
-static void test_the_expiry_scans_only_when_a_record_is_due(void **state)
+/* A SEND's ids are kept in 16 bytes each when they are lowercase UUIDs (as the leader makes
+ * them), and as they came otherwise (an id of another form in the log): a retry is answered
+ * with the ids as they were either way. */
+static void test_a_send_record_packs_uuids_and_keeps_other_ids_whole(void **state)
 {
-    fixture_t *f = *state;
-    create(f);
-    kyu_result_t r;
-    for (uint64_t k = 1; k <= 10; k++) {
-        r = apply1(f, keyed_send(T0 + k, "a", 7, k));
+    static const char *ids[] = {
+        "0123abcd-ef45-4678-9abc-def012345678", "0123ABCD-EF45-4678-9ABC-DEF012345678",
+        "0123abcd-ef45-4678-9abc-def01234567g", "0123abcd_ef45-4678-9abc-def012345678"};
+    static const size_t lengths[] = {8 + 1 + 16, 8 + 1 + 36, 8 + 1 + 36, 8 + 1 + 36};
+    for (size_t i = 0; i < sizeof ids / sizeof *ids; i++) {
+        fixture_t *f = *state;
+        if (i > 0) { /* a fresh state: one record each */
+            fixture_teardown(state);
+            assert_int_equal(fixture_setup(state), 0);
+            f = *state;
+        }
+        create(f);
+        kyu_command_t c = keyed_send(T0, "a", 7, 1);
+        snprintf(c.ids[0], sizeof c.ids[0], "%s", ids[i]);
+        kyu_result_t r = apply1(f, c);
+        assert_int_equal(r.code, KYU_OK);
+        kyu_result_clear(&r);
+        assert_int_equal(only_record_length(f), lengths[i]);
+        r = apply1(f, keyed_send(T0 + 1, "a", 7, 1));
+        assert_int_equal(r.code, KYU_OK);
+        assert_string_equal(r.ids[0], ids[i]);
         kyu_result_clear(&r);
     }
-    r = apply1(f, keyed_send(T0 + 1000, "a", 7, 11));
-    kyu_result_clear(&r);
-    uint64_t scans = f->sm->dedup_scans; /* the first keyed command's, with no floor yet */
-    for (uint64_t t = T0 + 2000; t < T0 + 2100; t++) { /* nothing is due */
-        r = apply1(f, keyed_send(t, "b", 8, t));
-        kyu_result_clear(&r);
-    }
-    assert_int_equal(f->sm->dedup_scans, scans);
-    assert_int_equal(records(f), 111);
-    r = apply1(f, keyed_send(T0 + KYU_DEDUP_WINDOW_MS + 10, "c", 9, 1)); /* keys 1..10 due */
-    kyu_result_clear(&r);
-    assert_int_equal(f->sm->dedup_scans, scans + 1);
-    assert_int_equal(records(f), 112 - 10);
-    for (uint64_t t = T0 + KYU_DEDUP_WINDOW_MS + 11; t < T0 + KYU_DEDUP_WINDOW_MS + 1000; t += 7) {
-        r = apply1(f, keyed_send(t, "c", 9, t)); /* the next record is due at 1000 */
-        kyu_result_clear(&r);
-    }
-    assert_int_equal(f->sm->dedup_scans, scans + 1);
-    size_t before = records(f);
-    r = apply1(f, keyed_send(T0 + KYU_DEDUP_WINDOW_MS + 1000, "c", 9, 2)); /* key 11 due */
-    kyu_result_clear(&r);
-    assert_int_equal(f->sm->dedup_scans, scans + 2);
-    assert_int_equal(records(f), before + 1 - 1);
-    fixture_reopen(f); /* the floor is found again: one scan, then none until 2000 is due */
-    for (uint64_t t = T0 + KYU_DEDUP_WINDOW_MS + 1001; t < T0 + KYU_DEDUP_WINDOW_MS + 1100; t++) {
-        r = apply1(f, keyed_send(t, "d", 10, t));
-        kyu_result_clear(&r);
-    }
-    assert_int_equal(f->sm->dedup_scans, 1);
-    before = records(f);
-    r = apply1(f, keyed_send(T0 + KYU_DEDUP_WINDOW_MS + 2000, "d", 10, 1)); /* 2000 due */
-    kyu_result_clear(&r);
-    assert_int_equal(f->sm->dedup_scans, 2);
-    assert_int_equal(records(f), before + 1 - 1);
 }
 
 static void test_keys_survive_a_restart(void **state)
@@ -475,9 +546,10 @@ int main(void)
         T(test_other_clients_and_other_keys_do_not_match),
         T(test_keys_expire_after_the_window),
         T(test_the_key_filter_keeps_every_key_of_the_window),
-        T(test_expired_records_are_dropped_a_bounded_number_at_a_time),
-        T(test_keyed_commands_scan_for_expired_records_only_when_one_is_due),
-        T(test_the_expiry_scans_only_when_a_record_is_due),
+        T(test_a_bucket_is_dropped_whole_once_past_the_window),
+        T(test_a_retry_in_a_later_bucket_is_answered_to_the_end_of_the_window),
+        T(test_records_of_the_first_format_are_moved_to_buckets_and_honoured),
+        T(test_a_send_record_packs_uuids_and_keeps_other_ids_whole),
         T(test_keys_survive_a_restart),
         T(test_a_keyed_send_to_a_missing_queue_is_not_remembered),
         T(test_a_retried_keyed_delete_answers_as_the_first_time),
