@@ -367,10 +367,10 @@ kyu_code_t kyu_client_call_once_within(kyu_client_t *c, const kyu_request_t *req
             return kyu_err_set(err, KYU_ERR_TIMEOUT, "no reply from %s within %d ms",
                                kyu_client_endpoint(c), timeout_ms);
         }
-        kyu_reply_t tmp;
+        /* Straight into rep (recv_one moves a reply there only when it answers a request in
+         * flight): no copy of the 19 KB reply for the common case, ours. */
         kyu_message_t *tmp_msgs = NULL;
-        kyu_reply_init(&tmp);
-        rc = kyu_client_recv_one(c, (int)(p->deadline_ms - now), &tmp, &tmp_msgs, err);
+        rc = kyu_client_recv_one(c, (int)(p->deadline_ms - now), rep, &tmp_msgs, err);
         if (rc == KYU_ERR_CONNECTION) {
             if ((p = find_pending(c, id)) != NULL)
                 take_pending(c, p);
@@ -378,16 +378,15 @@ kyu_code_t kyu_client_call_once_within(kyu_client_t *c, const kyu_request_t *req
         }
         if (rc != KYU_OK)
             continue;
-        if (tmp.id != id) {
-            /* A reply to an asynchronous request: keep it for poll_reply. */
-            if (stash_push(c, &tmp, &tmp_msgs) != KYU_OK) {
-                kyu_reply_reset(&tmp);
+        if (rep->id != id) {
+            /* A reply to an asynchronous request: keep it for poll_reply (rep is left
+             * cleared). */
+            if (stash_push(c, rep, &tmp_msgs) != KYU_OK) {
+                kyu_reply_reset(rep);
                 kyu_messages_destroy(&tmp_msgs);
             }
             continue;
         }
-        kyu_reply_reset(rep);
-        *rep = tmp;
         if (msgs)
             *msgs = tmp_msgs;
         else
