@@ -504,6 +504,9 @@ typedef struct {
     char read_only[KYU_ERR_MSG_MAX];
 } kyu_node_status_t;
 
+/* A reply. Its per-message arrays (ids, md5_body, md5_attrs, msgs, errors) hold the reply's
+ * entries below their counts only: libkyu clears and copies no further (a reply per message
+ * in a pipelined client), so the rows past them hold what an earlier reply left there. */
 typedef struct {
     uint64_t id;
     uint32_t status; /* kyu_code_t */
