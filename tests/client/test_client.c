@@ -455,8 +455,8 @@ static void test_send_options_carry_a_delay_or_a_delivery_time(void **state)
 }
 
 /* A send's request prepared over whatever the stack held (here: 0xa5 everywhere) encodes as
- * one built on a zeroed request: kyu_request_prepare leaves the per-message arrays as they
- * are, and every writer of a count fills the entries below it. */
+ * one built on a zeroed request: kyu_request_prepare_send leaves the per-message arrays as
+ * they are, and every writer of a count fills the entries below it. */
 static void test_a_prepared_send_encodes_as_one_built_on_a_zeroed_request(void **state)
 {
     (void)state;
@@ -484,7 +484,7 @@ static void test_a_prepared_send_encodes_as_one_built_on_a_zeroed_request(void *
             msgpack_sbuffer *out[2] = {&a, &b};
             for (int j = 0; j < 2; j++) {
                 kyu_err_t err = {0};
-                kyu_request_prepare(reqs[j], KYU_OP_SEND, KYU_F_QUEUE);
+                kyu_request_prepare_send(reqs[j]);
                 assert_int_equal(kyu_client_set_queue(reqs[j], "q", &err), KYU_OK);
                 assert_int_equal(kyu_client_set_send_options(reqs[j], &opts[k], n, &err), KYU_OK);
                 reqs[j]->id = 7;
