@@ -475,7 +475,7 @@ kyu_code_t kyu_client_send_async_keyed(kyu_client_t *self, const char *queue,
                                        uint64_t *key, uint64_t *req_id, kyu_err_t *err)
 {
     kyu_request_t req;
-    kyu_request_prepare(&req, KYU_OP_SEND, KYU_F_QUEUE);
+    kyu_request_prepare_send(&req);
     if (n < 1)
         return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "send needs 1 to %d bodies",
                            KYU_BATCH_MAX);
@@ -579,7 +579,7 @@ kyu_code_t kyu_client_send_async_with(kyu_client_t *self, const char *queue,
                                       kyu_err_t *err)
 {
     kyu_request_t req;
-    kyu_request_prepare(&req, KYU_OP_SEND, KYU_F_QUEUE);
+    kyu_request_prepare_send(&req);
     if (n < 1)
         return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "send needs 1 to %d bodies",
                            KYU_BATCH_MAX);
@@ -604,13 +604,31 @@ kyu_code_t kyu_client_send_async(kyu_client_t *self, const char *queue, const vo
                                  const size_t *lens, size_t n, uint64_t *req_id, kyu_err_t *err)
 {
     kyu_request_t req;
-    kyu_request_prepare(&req, KYU_OP_SEND, KYU_F_QUEUE);
+    kyu_request_prepare_send(&req);
     if (n < 1)
         return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "send needs 1 to %d bodies",
                            KYU_BATCH_MAX);
     if (kyu_client_set_queue(&req, queue, err) != KYU_OK)
         return err ? err->code : KYU_ERR_INVALID_NAME;
     return send_request(self, &req, bodies, lens, n, req_id, err);
+}
+
+/* Clears a range of the request, [from, to). */
+#define CLEAR_RANGE(req, from, to)                                                                 \
+    memset((char *)(req) + offsetof(kyu_request_t, from), 0,                                       \
+           offsetof(kyu_request_t, to) - offsetof(kyu_request_t, from))
+
+void kyu_request_prepare_send(kyu_request_t *req)
+{
+    /* All but the per-message arrays (handles, attrs, entry_ids, group_ids, dedup_ids: 10 of
+     * the 12.8 KB kyu_request_prepare clears), whose counts are cleared. */
+    CLEAR_RANGE(req, id, handles);
+    CLEAR_RANGE(req, rq_client, attrs);
+    CLEAR_RANGE(req, n_entries, entry_ids);
+    CLEAR_RANGE(req, entry_delay, group_ids);
+    CLEAR_RANGE(req, attempt_id, qx.tags.keys);
+    req->op = KYU_OP_SEND;
+    req->fields = KYU_F_QUEUE;
 }
 
 void kyu_request_prepare(kyu_request_t *req, uint32_t op, uint64_t fields)

@@ -67,6 +67,14 @@ kyu_code_t kyu_client_batch_request(kyu_request_t *req, const kyu_batch_entry_t 
  * 20 KB matter to CREATE_QUEUE and SET_QUEUE_ATTRIBUTES alone; tags.n is cleared), for the
  * hot paths (pipelined sends). */
 void kyu_request_prepare(kyu_request_t *req, uint32_t op, uint64_t fields);
+/* kyu_request_prepare(req, KYU_OP_SEND, KYU_F_QUEUE) for the sends of kyu.h (a pipelined
+ * producer's one per message), but of the per-message arrays (handles, attrs, entry_ids,
+ * group_ids, dedup_ids: 10 of the 12.8 KB) it clears the counts only, not the entries: the
+ * encoder reads an array below its count alone, and whoever sets a count fills every entry
+ * below it (kyu_client_set_send_options). Only for SEND: other requests keep the whole clear
+ * (a lean clear of every request once left install_libkyu's example consumer under ASan
+ * without messages, cause not found; commit 390d8c1). */
+void kyu_request_prepare_send(kyu_request_t *req);
 /* Checks a send's options o (NULL: none) for n bodies and sets their fields in req. */
 /* Message i's MessageGroupId and MessageDeduplicationId (NULL: none) into req, checked. */
 kyu_code_t kyu_client_set_fifo_ids(kyu_request_t *req, size_t i, const char *group,

@@ -147,7 +147,9 @@ static void check_reply(const kyu_pending_t *p, kyu_reply_t *rep, zmq_msg_t *fra
  * KYU_ERR_TIMEOUT or KYU_ERR_CONNECTION. */
 static kyu_code_t recv_first(kyu_client_t *c, zmq_msg_t *f, int timeout_ms, kyu_err_t *err)
 {
-    int64_t deadline = timeout_ms < 0 ? INT64_MAX : kyu_client_now_ms() + timeout_ms;
+    /* The clock is read only once the socket had nothing (never for a poll without wait):
+     * a pipelined client polls once per message. */
+    int64_t deadline = INT64_MAX;
     int fd = -1;
     size_t fd_size = sizeof fd;
     for (;;) {
@@ -157,7 +159,15 @@ static kyu_code_t recv_first(kyu_client_t *c, zmq_msg_t *f, int timeout_ms, kyu_
             return KYU_ERR_TIMEOUT;
         if (errno != EAGAIN)
             return kyu_err_set(err, KYU_ERR_CONNECTION, "zmq_msg_recv: %s", zmq_strerror(errno));
-        int64_t left = timeout_ms < 0 ? -1 : deadline - kyu_client_now_ms();
+        if (timeout_ms == 0)
+            return KYU_ERR_TIMEOUT;
+        int64_t left = -1;
+        if (timeout_ms > 0) {
+            int64_t now = kyu_client_now_ms();
+            if (deadline == INT64_MAX)
+                deadline = now + timeout_ms;
+            left = deadline - now;
+        }
         if (timeout_ms >= 0 && left <= 0)
             return KYU_ERR_TIMEOUT;
         if (fd < 0 && zmq_getsockopt(c->sock, ZMQ_FD, &fd, &fd_size) != 0)
@@ -177,7 +187,8 @@ static kyu_code_t recv_first(kyu_client_t *c, zmq_msg_t *f, int timeout_ms, kyu_
  * Returns KYU_ERR_TIMEOUT when nothing came, KYU_ERR_MALFORMED when a message was read but
  * answers no request in flight (dropped), KYU_ERR_CONNECTION on a socket failure; rep is
  * untouched then. The reply is decoded into the client's scratch reply and moved into rep
- * only when it answers something (one copy of the 19 KB kyu_reply_t per reply). */
+ * only when it answers something (decode and move touch what the reply fills, not all of
+ * the 19 KB kyu_reply_t: about 3 KB for a SEND's). */
 kyu_code_t kyu_client_recv_one(kyu_client_t *c, int timeout_ms, kyu_reply_t *rep,
                                kyu_message_t **msgs, kyu_err_t *err)
 {
@@ -284,9 +295,8 @@ kyu_code_t kyu_client_poll_reply(kyu_client_t *self, int timeout_ms, kyu_reply_t
         free(s);
         return KYU_OK;
     }
-    int64_t start = kyu_client_now_ms();
+    int64_t start = kyu_client_now_ms(), now = start;
     for (;;) {
-        int64_t now = kyu_client_now_ms();
         if (expire_one(self, now, rep) == KYU_OK)
             return KYU_OK;
         if (self->n_pending == 0 && !self->push_id)
@@ -303,7 +313,8 @@ kyu_code_t kyu_client_poll_reply(kyu_client_t *self, int timeout_ms, kyu_reply_t
         kyu_code_t rc = kyu_client_recv_one(self, (int)wait, rep, msgs, err);
         if (rc == KYU_OK || rc == KYU_ERR_CONNECTION)
             return rc;
-        if (rc == KYU_ERR_TIMEOUT && timeout_ms >= 0 && kyu_client_now_ms() >= start + timeout_ms)
+        now = kyu_client_now_ms();
+        if (rc == KYU_ERR_TIMEOUT && timeout_ms >= 0 && now >= start + timeout_ms)
             return kyu_err_set(err, KYU_ERR_TIMEOUT, "no reply within %d ms", timeout_ms);
     }
 }
@@ -356,10 +367,10 @@ kyu_code_t kyu_client_call_once_within(kyu_client_t *c, const kyu_request_t *req
             return kyu_err_set(err, KYU_ERR_TIMEOUT, "no reply from %s within %d ms",
                                kyu_client_endpoint(c), timeout_ms);
         }
-        kyu_reply_t tmp;
+        /* Straight into rep (recv_one moves a reply there only when it answers a request in
+         * flight): no copy of the 19 KB reply for the common case, ours. */
         kyu_message_t *tmp_msgs = NULL;
-        kyu_reply_init(&tmp);
-        rc = kyu_client_recv_one(c, (int)(p->deadline_ms - now), &tmp, &tmp_msgs, err);
+        rc = kyu_client_recv_one(c, (int)(p->deadline_ms - now), rep, &tmp_msgs, err);
         if (rc == KYU_ERR_CONNECTION) {
             if ((p = find_pending(c, id)) != NULL)
                 take_pending(c, p);
@@ -367,16 +378,15 @@ kyu_code_t kyu_client_call_once_within(kyu_client_t *c, const kyu_request_t *req
         }
         if (rc != KYU_OK)
             continue;
-        if (tmp.id != id) {
-            /* A reply to an asynchronous request: keep it for poll_reply. */
-            if (stash_push(c, &tmp, &tmp_msgs) != KYU_OK) {
-                kyu_reply_reset(&tmp);
+        if (rep->id != id) {
+            /* A reply to an asynchronous request: keep it for poll_reply (rep is left
+             * cleared). */
+            if (stash_push(c, rep, &tmp_msgs) != KYU_OK) {
+                kyu_reply_reset(rep);
                 kyu_messages_destroy(&tmp_msgs);
             }
             continue;
         }
-        kyu_reply_reset(rep);
-        *rep = tmp;
         if (msgs)
             *msgs = tmp_msgs;
         else

@@ -2,6 +2,7 @@
  * its reply, fail over on TIMEOUT or NOT_LEADER). */
 #include "kyu_internal.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -45,8 +46,10 @@ kyu_code_t kyu_client_call(kyu_client_t *self, const kyu_request_t *req, const v
 {
     char leader[KYU_ENDPOINT_MAX] = "";
     kyu_code_t rc = KYU_ERR_CONNECTION;
-    /* One key for every attempt: a SEND retried after a lost reply is applied once. */
-    kyu_request_t keyed = *req;
+    /* One key for every attempt: a SEND retried after a lost reply is applied once. Not the
+     * tags' 20 KB unless there are any (as kyu_client_request_async). */
+    kyu_request_t keyed;
+    memcpy(&keyed, req, req->qx.tags.n ? sizeof keyed : offsetof(kyu_request_t, qx.tags.keys));
     kyu_client_key_request(self, &keyed);
     req = &keyed;
     /* Bounded: at most RETRY_MAX attempts and, once the first has failed, the client's timeout

@@ -108,6 +108,7 @@ kyu_code_t kyu_client_subscribe_filter(kyu_client_t *self, const char *topic, co
         }
     }
     kyu_reply_t rep;
+    kyu_reply_init(&rep);
     rc = kyu_client_call(self, &req, bodies, lens, policy ? 1 : 0, &rep, NULL, err);
     if (rc == KYU_OK && rep.n_ids != 1)
         rc = kyu_err_set(err, KYU_ERR_MALFORMED, "subscribe's reply has no subscription id");
@@ -182,6 +183,7 @@ kyu_code_t kyu_client_set_subscription_attributes(kyu_client_t *self, const char
     const void *bodies[1] = {change->policy};
     size_t lens[1] = {change->policy ? strlen(change->policy) : 0};
     kyu_reply_t rep;
+    kyu_reply_init(&rep);
     rc = kyu_client_call(self, &req, bodies, lens, change->policy ? 1 : 0, &rep, NULL, err);
     kyu_reply_reset(&rep);
     return rc;

@@ -504,6 +504,9 @@ typedef struct {
     char read_only[KYU_ERR_MSG_MAX];
 } kyu_node_status_t;
 
+/* A reply. Its per-message arrays (ids, md5_body, md5_attrs, msgs, errors) hold the reply's
+ * entries below their counts only: libkyu clears and copies no further (a reply per message
+ * in a pipelined client), so the rows past them hold what an earlier reply left there. */
 typedef struct {
     uint64_t id;
     uint32_t status; /* kyu_code_t */
@@ -603,9 +606,13 @@ void kyu_reply_reset(kyu_reply_t *rep);
 void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out);
 /* Frees what dst owns and moves src into it: dst becomes src, and src keeps its fields but
  * owns nothing any more (reset it, or decode into it, before reading it again). One copy,
- * where kyu_reply_reset(dst) then *dst = *src clears dst first. */
+ * where kyu_reply_reset(dst) then *dst = *src clears dst first; of the per-message arrays
+ * only the rows below their counts (ids and MD5s n_ids, msgs n_msgs, errors the larger of
+ * n_errors and n_results): the rest of dst's rows stay as they were. */
 void kyu_reply_move(kyu_reply_t *dst, kyu_reply_t *src);
-/* Decodes a reply header. The caller calls kyu_reply_reset afterwards, also on error. */
+/* Decodes a reply header. The caller calls kyu_reply_reset afterwards, also on error. The
+ * reply is cleared first as kyu_reply_init would, but for the per-message arrays' rows past
+ * those the header fills (the longest array of each): a reply is read below its counts. */
 kyu_code_t kyu_reply_decode(const void *buf, size_t len, kyu_reply_t *rep, kyu_err_t *err);
 /* @kyu-internal-end */
 

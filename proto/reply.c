@@ -106,12 +106,35 @@ void kyu_reply_reset(kyu_reply_t *rep)
     memset(rep, 0, sizeof *rep);
 }
 
+/* Copies a range of the reply, [from, to). */
+#define COPY_RANGE(dst, src, from, to)                                                             \
+    memcpy((char *)(dst) + offsetof(kyu_reply_t, from),                                            \
+           (const char *)(src) + offsetof(kyu_reply_t, from),                                      \
+           offsetof(kyu_reply_t, to) - offsetof(kyu_reply_t, from))
+
+static size_t at_most_batch(size_t n)
+{
+    return n < KYU_BATCH_MAX ? n : KYU_BATCH_MAX;
+}
+
 void kyu_reply_move(kyu_reply_t *dst, kyu_reply_t *src)
 {
     if (dst == src)
         return;
     release(dst);
-    memcpy(dst, src, sizeof *dst);
+    /* Everything but the per-message arrays' rows past their counts: a pipelined client moves
+     * a reply per message, mostly a SEND's of one id, and the rows are 15 KB of the 19. */
+    size_t ids = at_most_batch(src->n_ids), msgs = at_most_batch(src->n_msgs);
+    size_t errs = at_most_batch(src->n_errors > src->n_results ? src->n_errors : src->n_results);
+    COPY_RANGE(dst, src, id, ids);
+    memcpy(dst->ids, src->ids, ids * sizeof dst->ids[0]);
+    memcpy(dst->md5_body, src->md5_body, ids * sizeof dst->md5_body[0]);
+    memcpy(dst->md5_attrs, src->md5_attrs, ids * sizeof dst->md5_attrs[0]);
+    COPY_RANGE(dst, src, sequences, msgs);
+    memcpy(dst->msgs, src->msgs, msgs * sizeof dst->msgs[0]);
+    COPY_RANGE(dst, src, has_next, errors);
+    memcpy(dst->errors, src->errors, errs * sizeof dst->errors[0]);
+    memcpy(&dst->has_attrs, &src->has_attrs, sizeof *dst - offsetof(kyu_reply_t, has_attrs));
     src->queues = NULL;
     src->tags = NULL;
     src->tasks = NULL;
@@ -972,9 +995,10 @@ static const void *rebase(const void *p, const char *from, const char *to)
 
 /* The messages' attributes point into the header buffer, which the caller may free: the
  * reply keeps a copy of it and points into that instead. */
-static kyu_code_t own_attributes(const void *buf, size_t len, kyu_reply_t *rep, kyu_err_t *err)
+static kyu_code_t own_attributes(const void *buf, size_t len, kyu_reply_t *rep, size_t rows,
+                                 kyu_err_t *err)
 {
-    for (size_t i = rep->n_msgs; i < KYU_BATCH_MAX; i++)
+    for (size_t i = rep->n_msgs; i < rows; i++)
         if (rep->msgs[i].attrs.n)
             return kyu_err_set(err, KYU_ERR_MALFORMED, "reply has attributes for %zu messages",
                                i + 1);
@@ -994,11 +1018,61 @@ static kyu_code_t own_attributes(const void *buf, size_t len, kyu_reply_t *rep, 
     return KYU_OK;
 }
 
+/* The rows of the per-message arrays a header fills: the longest of the arrays that fill
+ * each ("ids", "mdb", "mda" the ids and MD5s; "msgs", "ma" the messages; "errs" and "res" the
+ * errors, "" for a result without its text), at most KYU_BATCH_MAX (decode_field refuses
+ * longer ones). */
+typedef struct {
+    size_t ids, msgs, errors;
+} rows_t;
+
+static void rows_grow(size_t *rows, const msgpack_object *v)
+{
+    if (v->type == MSGPACK_OBJECT_ARRAY && v->via.array.size > *rows)
+        *rows = at_most_batch(v->via.array.size);
+}
+
+static rows_t header_rows(const msgpack_object *map)
+{
+    rows_t r = {0, 0, 0};
+    for (uint32_t i = 0; map->type == MSGPACK_OBJECT_MAP && i < map->via.map.size; i++) {
+        const msgpack_object *k = &map->via.map.ptr[i].key, *v = &map->via.map.ptr[i].val;
+        if (kyu_mp_key_is(k, "ids") || kyu_mp_key_is(k, "mdb") || kyu_mp_key_is(k, "mda"))
+            rows_grow(&r.ids, v);
+        else if (kyu_mp_key_is(k, "msgs") || kyu_mp_key_is(k, "ma"))
+            rows_grow(&r.msgs, v);
+        else if (kyu_mp_key_is(k, "errs") || kyu_mp_key_is(k, "res"))
+            rows_grow(&r.errors, v);
+    }
+    return r;
+}
+
+/* Zeroes the reply but for the per-message arrays' rows past r: what decoding reads as a
+ * cleared reply (the rows past the counts are not the reply's). */
+static void clear_rows(kyu_reply_t *rep, rows_t r)
+{
+    CLEAR_RANGE(rep, id, ids);
+    memset(rep->ids, 0, r.ids * sizeof rep->ids[0]);
+    memset(rep->md5_body, 0, r.ids * sizeof rep->md5_body[0]);
+    memset(rep->md5_attrs, 0, r.ids * sizeof rep->md5_attrs[0]);
+    CLEAR_RANGE(rep, sequences, msgs);
+    memset(rep->msgs, 0, r.msgs * sizeof rep->msgs[0]);
+    CLEAR_RANGE(rep, has_next, errors);
+    memset(rep->errors, 0, r.errors * sizeof rep->errors[0]);
+    memset(&rep->has_attrs, 0, sizeof *rep - offsetof(kyu_reply_t, has_attrs));
+}
+
 kyu_code_t kyu_reply_decode(const void *buf, size_t len, kyu_reply_t *rep, kyu_err_t *err)
 {
-    kyu_reply_reset(rep);
+    /* Not kyu_reply_reset: only the rows this header fills are cleared (a client decodes a
+     * reply per message, and all of the 19 KB would be cleared for a SEND's one id). */
+    release(rep);
     msgpack_unpacked u;
     kyu_code_t rc = kyu_msgpack_unpack_bounded(buf, len, MAX_DEPTH, &u, err);
+    rows_t rows = {0, 0, 0};
+    if (rc == KYU_OK)
+        rows = header_rows(&u.data);
+    clear_rows(rep, rows);
     if (rc != KYU_OK)
         return rc;
     if (u.data.type != MSGPACK_OBJECT_MAP) {
@@ -1013,6 +1087,6 @@ kyu_code_t kyu_reply_decode(const void *buf, size_t len, kyu_reply_t *rep, kyu_e
     }
     msgpack_unpacked_destroy(&u);
     if (rc == KYU_OK)
-        rc = own_attributes(buf, len, rep, err);
+        rc = own_attributes(buf, len, rep, rows.msgs, err);
     return rc;
 }

@@ -2,7 +2,8 @@
 # The quick regression check a change to the broker passes before it lands: send-only and W2
 # on one node, an old and a new build interleaved in the same minutes (this machine is shared
 # and noisy: only ratios from one run count). Prints each run and the medians, with the
-# broker's CPU time per message (user+sys, from /proc), which noise moves less than msg/s.
+# broker's CPU time per message (user+sys, from /proc), which noise moves less than msg/s,
+# and kyu-bench's own (user+sys of all its threads, from time(1) when installed).
 # Usage: scripts/bench_ab.sh OLD_DIR [NEW_DIR (default build)] [ROUNDS (default 3)] [COUNT]
 #   OLD_DIR "-": the new build only (figures of one build, e.g. the workloads side by side).
 #   WORKLOADS (environment, default "send w2"): the kyu-bench workloads run, each a name or
@@ -67,8 +68,12 @@ run() { # LABEL DIR WORKLOAD (name[,option,...])
     local c0 out rate c1 n=$count
     [[ ",$wl," =~ ,--count,([0-9]+), ]] && n=${BASH_REMATCH[1]} # a workload's own count
     c0=$(cpu_ticks "${brokers[@]}")
+    # kyu-bench's own CPU (user+sys, all its threads: libkyu and libzmq's I/O threads) from
+    # time(1) when there is one
+    local timer=()
+    [ -x /usr/bin/time ] && timer=(/usr/bin/time -f '%U %S' -o "$tmp/client_time")
     # shellcheck disable=SC2086 # the workload's options split on purpose
-    out=$("$bench" --broker "$ep" --count "$n" --workload ${wl//,/ } --json | tail -1)
+    out=$("${timer[@]}" "$bench" --broker "$ep" --count "$n" --workload ${wl//,/ } --json | tail -1)
     c1=$(cpu_ticks "${brokers[@]}")
     kill -TERM "${brokers[@]}"; wait "${brokers[@]}" || true; brokers=()
     rate=$(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(int(d.get("end_to_end_msg_s") or d.get("produce_msg_s")))' "$out")
@@ -81,7 +86,10 @@ d = json.loads(sys.argv[1]); l = d["latency_us"]; w = d["workload"]
 s = " p50 %.0f p99 %.0f" % (l["p50"], l["p99"]) if l["p50"] > 0 else ""
 if w in ("w1", "lat"): s += " produce %d consume %d" % (d["produce_msg_s"], d["consume_msg_s"])
 print(s)' "$out")
-    echo "$label $wl $rate msg/s, broker CPU $us us/msg$lat" | tee -a "$tmp/results"
+    local client=""
+    [ ${#timer[@]} -gt 0 ] &&
+        client=$(awk -v n="$n" 'END {printf " client CPU %.1f us/msg", ($1 + $2) * 1e6 / n}' "$tmp/client_time")
+    echo "$label $wl $rate msg/s, broker CPU $us us/msg$lat$client" | tee -a "$tmp/results"
 }
 echo "# $(date -u '+%F %T') old=$old new=$new rounds=$rounds count=$count nodes=$nodes"
 for r in $(seq 1 "$rounds"); do
@@ -92,16 +100,22 @@ for r in $(seq 1 "$rounds"); do
 done
 echo "# medians"
 python3 - "$tmp/results" "$workloads" <<'EOF'
-import sys, statistics, collections
+import re, sys, statistics, collections
 runs = collections.defaultdict(list)
 for line in open(sys.argv[1]):
     f = line.split()
-    lat = (float(f[9]), float(f[11])) if len(f) >= 12 else None
-    pc = (int(f[13]), int(f[15])) if len(f) >= 16 else None
-    runs[(f[0], f[1])].append((int(f[2]), float(f[6]), lat, pc))
+    lat = re.search(r" p50 (\S+) p99 (\S+)", line)
+    pc = re.search(r" produce (\d+) consume (\d+)", line)
+    cl = re.search(r" client CPU (\S+) us/msg", line)
+    runs[(f[0], f[1])].append((int(f[2]), float(f[6]),
+                               (float(lat[1]), float(lat[2])) if lat else None,
+                               (int(pc[1]), int(pc[2])) if pc else None,
+                               float(cl[1]) if cl else None))
 def med(rs):
     m = lambda k: statistics.median(r[k] for r in rs)
     s = f"{m(0):,.0f} msg/s ({m(1):.1f} us/msg"
+    if rs[0][4] is not None:
+        s += f", client {m(4):.1f} us/msg"
     if rs[0][2]:
         s += f", p50 {statistics.median(r[2][0] for r in rs):,.0f} p99 {statistics.median(r[2][1] for r in rs):,.0f} us"
     if rs[0][3]:
@@ -114,5 +128,8 @@ for wl in sys.argv[2].split():
         continue
     ratio = statistics.median(r[0] for r in n) / statistics.median(r[0] for r in o)
     cpu = statistics.median(r[1] for r in n) / statistics.median(r[1] for r in o)
-    print(f"{wl}: old {med(o)}  new {med(n)}  ratio {ratio:.2f}, CPU/msg ratio {cpu:.2f}")
+    client = ""
+    if o[0][4] and n[0][4]:
+        client = f", client CPU/msg ratio {statistics.median(r[4] for r in n) / statistics.median(r[4] for r in o):.2f}"
+    print(f"{wl}: old {med(o)}  new {med(n)}  ratio {ratio:.2f}, CPU/msg ratio {cpu:.2f}{client}")
 EOF

@@ -455,8 +455,8 @@ static void test_send_options_carry_a_delay_or_a_delivery_time(void **state)
 }
 
 /* A send's request prepared over whatever the stack held (here: 0xa5 everywhere) encodes as
- * one built on a zeroed request: kyu_request_prepare leaves the per-message arrays as they
- * are, and every writer of a count fills the entries below it. */
+ * one built on a zeroed request: kyu_request_prepare_send leaves the per-message arrays as
+ * they are, and every writer of a count fills the entries below it. */
 static void test_a_prepared_send_encodes_as_one_built_on_a_zeroed_request(void **state)
 {
     (void)state;
@@ -484,7 +484,7 @@ static void test_a_prepared_send_encodes_as_one_built_on_a_zeroed_request(void *
             msgpack_sbuffer *out[2] = {&a, &b};
             for (int j = 0; j < 2; j++) {
                 kyu_err_t err = {0};
-                kyu_request_prepare(reqs[j], KYU_OP_SEND, KYU_F_QUEUE);
+                kyu_request_prepare_send(reqs[j]);
                 assert_int_equal(kyu_client_set_queue(reqs[j], "q", &err), KYU_OK);
                 assert_int_equal(kyu_client_set_send_options(reqs[j], &opts[k], n, &err), KYU_OK);
                 reqs[j]->id = 7;
@@ -929,6 +929,55 @@ static void test_move_tasks_carry_their_fields_and_bad_ones_are_refused_before_s
     fake_broker_destroy(&fb);
 }
 
+/* ---- replies on the stack ---- */
+
+#define SUB_ID "0f2c5a2e-6f0b-4c53-9a43-1d5f8e2b7c10"
+
+/* Leaves the stack below the caller dirty (0xa5), where the next call's locals will be. */
+static __attribute__((noinline)) void dirty_stack(void)
+{
+    volatile unsigned char junk[128 * 1024];
+    for (size_t i = 0; i < sizeof junk; i++)
+        junk[i] = 0xa5;
+}
+
+static void subscribe_handler(fake_broker_t *fb, void *arg, const kyu_request_t *req,
+                              const void *const *bodies, const size_t *lens, size_t n)
+{
+    (void)arg, (void)bodies, (void)lens, (void)n;
+    if (req->op != KYU_OP_SUBSCRIBE) {
+        fake_default(fb, req);
+        return;
+    }
+    kyu_reply_t *rep = calloc(1, sizeof *rep);
+    assert_non_null(rep);
+    rep->id = req->id;
+    rep->n_ids = 1;
+    strcpy(rep->ids[0], SUB_ID);
+    fake_reply(fb, rep, NULL, NULL, 0);
+    free(rep);
+}
+
+/* The subscription calls answer from a reply of their own that starts cleared, whatever their
+ * stack held before (it held a reply's heap pointers, freed as such). */
+static void test_subscription_calls_work_over_a_dirty_stack(void **state)
+{
+    (void)state;
+    fake_broker_t *fb = fake_broker_new(subscribe_handler, NULL);
+    kyu_err_t err = {0};
+    kyu_client_t *c = connect_to(fake_broker_endpoint(fb), 5000, &err);
+    assert_non_null(c);
+    char id[KYU_SUB_ID_LEN + 1] = "";
+    dirty_stack();
+    assert_int_equal(kyu_client_subscribe(c, "t", "q", true, id, &err), KYU_OK);
+    assert_string_equal(id, SUB_ID);
+    kyu_sub_change_t change = {.raw = 0, .policy = NULL, .no_policy = true, .body_scope = -1};
+    dirty_stack();
+    assert_int_equal(kyu_client_set_subscription_attributes(c, SUB_ID, &change, &err), KYU_OK);
+    kyu_client_destroy(&c);
+    fake_broker_destroy(&fb);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -952,6 +1001,7 @@ int main(void)
         cmocka_unit_test(test_a_publish_batch_carries_its_entries_and_refuses_locally),
         cmocka_unit_test(test_send_options_carry_attributes_checked_first),
         cmocka_unit_test(test_queue_settings_carry_the_other_attributes),
+        cmocka_unit_test(test_subscription_calls_work_over_a_dirty_stack),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1691,6 +1691,136 @@ static void test_a_lean_reply_encodes_as_a_cleared_one(void **state)
     }
 }
 
+/* Decoding clears only the per-message rows a header fills, and moving copies only those
+ * below the counts: a reply decoded (or moved) over one that held ten messages with
+ * attributes, ids, MD5s and errors reads as one decoded into a fresh reply. */
+static void fill_large(kyu_reply_t *rep)
+{
+    static const kyu_msg_attr_t attr = {"colour", 6, "String", 6, "blue", 4, false};
+    rep->id = 1;
+    rep->n_ids = rep->n_msgs = rep->n_results = rep->n_errors = KYU_BATCH_MAX;
+    for (int i = 0; i < KYU_BATCH_MAX; i++) {
+        snprintf(rep->ids[i], sizeof rep->ids[i], "id-%d", i);
+        strcpy(rep->md5_body[i], "5d41402abc4b2a76b9719d911017c592");
+        strcpy(rep->md5_attrs[i], "7d793037a0760186574b0282f2f435e7");
+        rep->sequences[i] = 100 + (uint64_t)i;
+        kyu_msg_meta_t *m = &rep->msgs[i];
+        snprintf(m->message_id, sizeof m->message_id, "m-%d", i);
+        snprintf(m->handle, sizeof m->handle, "h-%d", i);
+        strcpy(m->dlq_source, "source");
+        strcpy(m->group_id, "g");
+        m->dlq_receive_count = 4;
+        m->attrs.n = 1;
+        m->attrs.a[0] = attr;
+        rep->results[i] = KYU_ERR_EMPTY_BODY;
+        strcpy(rep->errors[i], "message has an empty body");
+    }
+}
+
+/* The small replies decoded over the large one: a SEND's one id without MD5s, a RECEIVE of
+ * two messages without attributes or dead-letter source, a SEND batch of two whose failed
+ * entry has no text. */
+static void fill_small(kyu_reply_t *rep, int kind)
+{
+    rep->id = 2;
+    if (kind == 0) {
+        rep->n_ids = 1;
+        strcpy(rep->ids[0], "only");
+    } else if (kind == 1) {
+        rep->n_msgs = 2;
+        for (int i = 0; i < 2; i++) {
+            memset(&rep->msgs[i], 0, sizeof rep->msgs[i]);
+            snprintf(rep->msgs[i].message_id, sizeof rep->msgs[i].message_id, "n-%d", i);
+            snprintf(rep->msgs[i].handle, sizeof rep->msgs[i].handle, "k-%d", i);
+        }
+    } else {
+        rep->n_ids = rep->n_results = rep->n_errors = 2;
+        strcpy(rep->ids[0], "ok");
+        rep->ids[1][0] = '\0';
+        rep->md5_body[0][0] = rep->md5_body[1][0] = '\0';
+        rep->md5_attrs[0][0] = rep->md5_attrs[1][0] = '\0';
+        rep->results[0] = KYU_OK;
+        rep->results[1] = KYU_ERR_EMPTY_BODY;
+        rep->errors[0][0] = rep->errors[1][0] = '\0';
+    }
+}
+
+static void encode_reply(const kyu_reply_t *rep, msgpack_sbuffer *b)
+{
+    msgpack_sbuffer_init(b);
+    kyu_reply_encode(rep, b);
+}
+
+static void assert_same_reply(const kyu_reply_t *a, const kyu_reply_t *b)
+{
+    msgpack_sbuffer x, y;
+    encode_reply(a, &x);
+    encode_reply(b, &y);
+    assert_int_equal(x.size, y.size);
+    assert_memory_equal(x.data, y.data, x.size);
+    msgpack_sbuffer_destroy(&x);
+    msgpack_sbuffer_destroy(&y);
+    for (size_t i = 0; i < b->n_ids; i++) {
+        assert_string_equal(a->ids[i], b->ids[i]);
+        assert_string_equal(a->md5_body[i], b->md5_body[i]);
+        assert_string_equal(a->md5_attrs[i], b->md5_attrs[i]);
+    }
+    for (size_t i = 0; i < b->n_msgs; i++) {
+        assert_string_equal(a->msgs[i].dlq_source, b->msgs[i].dlq_source);
+        assert_string_equal(a->msgs[i].group_id, b->msgs[i].group_id);
+        assert_int_equal(a->msgs[i].dlq_receive_count, b->msgs[i].dlq_receive_count);
+        assert_int_equal(a->msgs[i].attrs.n, b->msgs[i].attrs.n);
+    }
+    for (size_t i = 0; i < b->n_results; i++)
+        assert_string_equal(a->errors[i], b->errors[i]);
+}
+
+static void test_a_reply_decoded_or_moved_over_a_larger_one_reads_as_a_fresh_one(void **state)
+{
+    (void)state;
+    kyu_reply_t *large = calloc(1, sizeof *large), *reused = calloc(1, sizeof *reused);
+    kyu_reply_t *fresh = calloc(1, sizeof *fresh), *moved = calloc(1, sizeof *moved);
+    assert_true(large && reused && fresh && moved);
+    fill_large(large);
+    msgpack_sbuffer lb;
+    encode_reply(large, &lb);
+    for (int kind = 0; kind < 3; kind++) {
+        kyu_reply_t *small = calloc(1, sizeof *small);
+        assert_non_null(small);
+        fill_small(small, kind);
+        msgpack_sbuffer sb;
+        encode_reply(small, &sb);
+        kyu_err_t err;
+        kyu_reply_reset(reused);
+        memset(reused->ids, 0xa5, offsetof(kyu_reply_t, has_attrs) - offsetof(kyu_reply_t, ids));
+        assert_int_equal(kyu_reply_decode(lb.data, lb.size, reused, &err), KYU_OK);
+        assert_int_equal(reused->msgs[KYU_BATCH_MAX - 1].attrs.n, 1);
+        assert_non_null(reused->header);
+        /* the moved-into reply holds the large one too */
+        kyu_reply_move(moved, reused);
+        assert_int_equal(kyu_reply_decode(lb.data, lb.size, reused, &err), KYU_OK);
+        assert_int_equal(kyu_reply_decode(sb.data, sb.size, reused, &err), KYU_OK);
+        assert_int_equal(kyu_reply_decode(sb.data, sb.size, fresh, &err), KYU_OK);
+        assert_same_reply(reused, fresh);
+        assert_same_reply(reused, small);
+        assert_null(reused->header);
+        kyu_reply_move(moved, reused);
+        assert_same_reply(moved, fresh);
+        assert_null(reused->header);
+        msgpack_sbuffer_destroy(&sb);
+        kyu_reply_reset(fresh);
+        free(small);
+    }
+    msgpack_sbuffer_destroy(&lb);
+    kyu_reply_reset(large);
+    kyu_reply_reset(reused);
+    kyu_reply_reset(moved);
+    free(large);
+    free(reused);
+    free(fresh);
+    free(moved);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1707,6 +1837,7 @@ int main(void)
         cmocka_unit_test(test_deep_nesting_and_trailing_bytes_are_refused),
         cmocka_unit_test(test_every_truncation_of_a_valid_header_is_refused),
         cmocka_unit_test(test_reply_round_trips),
+        cmocka_unit_test(test_a_reply_decoded_or_moved_over_a_larger_one_reads_as_a_fresh_one),
         cmocka_unit_test(test_cluster_status_reply_round_trips),
         cmocka_unit_test(test_request_key_round_trips_on_writes_only),
         cmocka_unit_test(test_error_reply_carries_code_text_and_leader),
