@@ -333,40 +333,34 @@ static void read_id(const uint8_t *slot, kyu_dedup_t *d, size_t i)
 #define PACKED_SEND 0x40
 #define PACKED_ID 16
 
-static int hex_digit(char c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-/* Packs a lowercase UUID into 16 bytes; false if id is not one (it then stays 36 bytes). */
-static bool pack_id(const char *id, uint8_t out[PACKED_ID])
-{
-    size_t o = 0;
-    for (size_t i = 0; i < KYU_UUID_LEN; i++) {
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (id[i] != '-')
-                return false;
-            continue;
-        }
-        int hi = hex_digit(id[i]), lo = hex_digit(id[++i]);
-        if (hi < 0 || lo < 0)
-            return false;
-        out[o++] = (uint8_t)(hi << 4 | lo);
-    }
-    return id[KYU_UUID_LEN] == '\0';
-}
-
+/* A lowercase UUID's 16 bytes, written back as its text (libsodium's hex, lowercase). */
 static void unpack_id(const uint8_t in[PACKED_ID], char id[KYU_UUID_LEN + 1])
 {
-    static const char digits[] = "0123456789abcdef";
+    static const size_t part[5] = {4, 2, 2, 2, 6}; /* bytes of each dash-separated part */
     char *o = id;
-    for (size_t i = 0; i < PACKED_ID; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10)
+    const uint8_t *b = in;
+    for (size_t i = 0; i < 5; i++) {
+        if (i)
             *o++ = '-';
-        *o++ = digits[in[i] >> 4];
-        *o++ = digits[in[i] & 0xf];
+        sodium_bin2hex(o, 2 * part[i] + 1, b, part[i]);
+        o += 2 * part[i];
+        b += part[i];
     }
-    *o = '\0';
+}
+
+/* Packs a lowercase UUID into 16 bytes; false if id is not one (it then stays 36 bytes): it
+ * must read back exactly as it was (case, dashes where a UUID has them). */
+static bool pack_id(const char *id, uint8_t out[PACKED_ID])
+{
+    size_t n = 0;
+    const char *end = NULL;
+    if (strnlen(id, KYU_UUID_LEN + 1) != KYU_UUID_LEN ||
+        sodium_hex2bin(out, PACKED_ID, id, KYU_UUID_LEN, "-", &n, &end) != 0 || n != PACKED_ID ||
+        end != id + KYU_UUID_LEN)
+        return false;
+    char back[KYU_UUID_LEN + 1];
+    unpack_id(out, back);
+    return memcmp(back, id, KYU_UUID_LEN) == 0;
 }
 
 /* Parses a record's value (after its time) into *d; false if it is not one. A record
