@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# DEPTH: a backlog of N 1 KiB messages on one queue, W2 on another queue beside it, the
+# DEPTH: a backlog of N 1 KiB messages on one queue, W2 on another queue beside it (three runs
+# at depth 0 and three beside the backlog, with their median), the
 # broker's RSS, and its restart time with the backlog (after SIGTERM and after kill -9).
 # Figures go to docs/BENCHMARKS.md by hand, with this command.
 # Usage: scripts/bench_depth.sh [N (default 1000000)] [BUILD_DIR (default build)]
@@ -27,13 +28,31 @@ start() { # starts the broker; ready_s: the seconds from start to serving
     ready_s=$(python3 -c "print(round($t1 - $t0, 2))")
 }
 w2() { "$build/client/kyu-bench" --broker "$ep" --workload w2 --count 50000 | awk '/end to end/{print $4}'; }
+# RocksDB's flush and compaction threads' CPU seconds so far (ticks of /proc/PID/task/*/stat)
+bg_cpu() {
+    local t sum=0 comm
+    for t in /proc/"$broker"/task/*; do
+        comm=$(cat "$t/comm" 2>/dev/null) || continue
+        case $comm in rocksdb*) sum=$((sum + $(awk '{print $14 + $15}' "$t/stat"))) ;; esac
+    done
+    python3 -c "print(round($sum / $(getconf CLK_TCK), 2))"
+}
+# three W2 runs: each rate, then the median; bg: the background CPU over the three
+w2x3() {
+    local a b c b0 b1
+    b0=$(bg_cpu)
+    a=$(w2) b=$(w2) c=$(w2)
+    b1=$(bg_cpu)
+    echo "$a $b $c, median $(printf '%s\n' "$a" "$b" "$c" | sort -n | sed -n 2p) msg/s" \
+        "(RocksDB background threads $(python3 -c "print(round($b1 - $b0, 2))") s of CPU)"
+}
 echo "# $(date -u '+%F %T') backlog $n, $(nproc) cores"
 start
-echo "W2 at depth 0: $(w2) msg/s"
+echo "W2 at depth 0: $(w2x3)"
 "$build/client/kyu-bench" --broker "$ep" --workload send --count "$n" --queue backlog --keep-queue |
     awk '/^produce/{print "sending the backlog: " $2 " msg/s"}'
 echo "RSS with $n queued: $(rss)"
-echo "W2 beside $n queued: $(w2) msg/s; RSS $(rss)"
+echo "W2 beside $n queued: $(w2x3); RSS $(rss)"
 kill -TERM "$broker"; wait "$broker" || true
 start
 echo "restart after SIGTERM to serving: $ready_s s; RSS $(rss)"
