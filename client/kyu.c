@@ -613,20 +613,15 @@ kyu_code_t kyu_client_send_async(kyu_client_t *self, const char *queue, const vo
     return send_request(self, &req, bodies, lens, n, req_id, err);
 }
 
-/* Clears a range of the request, [from, to). */
-#define CLEAR_RANGE(req, from, to)                                                                 \
-    memset((char *)(req) + offsetof(kyu_request_t, from), 0,                                       \
-           offsetof(kyu_request_t, to) - offsetof(kyu_request_t, from))
-
 void kyu_request_prepare_send(kyu_request_t *req)
 {
     /* All but the per-message arrays (handles, attrs, entry_ids, group_ids, dedup_ids: 10 of
      * the 12.8 KB kyu_request_prepare clears), whose counts are cleared. */
-    CLEAR_RANGE(req, id, handles);
-    CLEAR_RANGE(req, rq_client, attrs);
-    CLEAR_RANGE(req, n_entries, entry_ids);
-    CLEAR_RANGE(req, entry_delay, group_ids);
-    CLEAR_RANGE(req, attempt_id, qx.tags.keys);
+    KYU_CLEAR_RANGE(kyu_request_t, req, id, handles);
+    KYU_CLEAR_RANGE(kyu_request_t, req, rq_client, attrs);
+    KYU_CLEAR_RANGE(kyu_request_t, req, n_entries, entry_ids);
+    KYU_CLEAR_RANGE(kyu_request_t, req, entry_delay, group_ids);
+    KYU_CLEAR_RANGE(kyu_request_t, req, attempt_id, qx.tags.keys);
     req->op = KYU_OP_SEND;
     req->fields = KYU_F_QUEUE;
 }
