@@ -97,8 +97,7 @@ static void test_results_come_after_durability_and_in_order(void **state)
     while (w.answered < 51)
         pump_one(log, r);
     assert_int_equal(w.last_code, KYU_OK);
-    kyu_queue_attrs_t a;
-    assert_int_equal(kyu_sm_queue_attributes(f->sm, "orders", 2000, &a, &err), KYU_OK);
+    kyu_queue_attrs_t a = fixture_attrs(f, "orders", 2000);
     assert_int_equal(a.visible, 50);
     kyu_replica_destroy(&r);
     kyu_log_destroy(&log);
@@ -131,8 +130,7 @@ static void test_durable_entries_not_applied_are_applied_at_restart(void **state
     kyu_replica_t *r = open_replica(f, log, NULL, &w, &err);
     assert_non_null(r);
     assert_int_equal(kyu_sm_applied_index(f->sm), 2);
-    kyu_queue_attrs_t a;
-    assert_int_equal(kyu_sm_queue_attributes(f->sm, "orders", 2000, &a, &err), KYU_OK);
+    kyu_queue_attrs_t a = fixture_attrs(f, "orders", 2000);
     assert_int_equal(a.visible, 1);
     /* New proposals continue after the replayed entries. */
     c = cmd_send("orders", 1000, "next");
@@ -249,8 +247,7 @@ test_log_is_compacted_behind_a_window_and_restarts_from_the_snapshot_record(void
     assert_non_null(r);
     assert_int_equal(kyu_sm_applied_index(f->sm), applied);
     send_one_entry(log, r, &w);
-    kyu_queue_attrs_t a;
-    assert_int_equal(kyu_sm_queue_attributes(f->sm, "orders", 2000, &a, &err), KYU_OK);
+    kyu_queue_attrs_t a = fixture_attrs(f, "orders", 2000);
     assert_int_equal(a.visible, 101);
     kyu_replica_destroy(&r);
     kyu_log_destroy(&log);
@@ -300,8 +297,7 @@ static void test_a_crash_loses_no_entry_the_state_database_had_not_written(void 
      * the restarted node commits an entry of its own term (its no-op, then this send). */
     send_one_entry(log, r, &w);
     assert_int_equal(kyu_sm_applied_index(f->sm), applied + 2);
-    kyu_queue_attrs_t a;
-    assert_int_equal(kyu_sm_queue_attributes(f->sm, "orders", 2000, &a, &err), KYU_OK);
+    kyu_queue_attrs_t a = fixture_attrs(f, "orders", 2000);
     assert_int_equal(a.visible, 101);
     kyu_replica_destroy(&r);
     kyu_log_destroy(&log);
@@ -343,8 +339,7 @@ static void test_a_kill_loses_no_entry_the_state_tables_do_not_hold(void **state
     assert_non_null(r);
     send_one_entry(log, r, &w);
     assert_int_equal(kyu_sm_applied_index(f->sm), applied + 2);
-    kyu_queue_attrs_t a;
-    assert_int_equal(kyu_sm_queue_attributes(f->sm, "orders", 2000, &a, &err), KYU_OK);
+    kyu_queue_attrs_t a = fixture_attrs(f, "orders", 2000);
     assert_int_equal(a.visible, 101);
     kyu_replica_destroy(&r);
     kyu_log_destroy(&log);
@@ -417,8 +412,7 @@ static void test_a_full_disk_makes_the_replica_read_only_until_space_is_freed(vo
     assert_string_equal(st.read_only, "");
     send_one_entry(log, r, &w);
     assert_int_equal(w.last_code, KYU_OK);
-    kyu_queue_attrs_t a;
-    assert_int_equal(kyu_sm_queue_attributes(f->sm, "orders", 2000, &a, &err), KYU_OK);
+    kyu_queue_attrs_t a = fixture_attrs(f, "orders", 2000);
     assert_int_equal(a.visible, 1); /* only the send made after */
     kyu_replica_destroy(&r);
     kyu_log_destroy(&log);
@@ -489,8 +483,7 @@ static uint64_t visible_after_a_crash(fixture_t *f, kyu_log_t **log, kyu_replica
             pump_one(*log, *r);
     }
     zpoller_destroy(&p);
-    kyu_queue_attrs_t a;
-    assert_int_equal(kyu_sm_queue_attributes(f->sm, "orders", 2000, &a, &err), KYU_OK);
+    kyu_queue_attrs_t a = fixture_attrs(f, "orders", 2000);
     return a.visible;
 }
 
@@ -613,8 +606,7 @@ static void test_a_round_failing_on_the_loop_and_in_the_thread_turns_read_only(v
     }
     zpoller_destroy(&p);
     assert_null(kyu_replica_read_only(r));
-    kyu_queue_attrs_t a;
-    assert_int_equal(kyu_sm_queue_attributes(f->sm, "orders", 2000, &a, &err), KYU_OK);
+    kyu_queue_attrs_t a = fixture_attrs(f, "orders", 2000);
     assert_int_equal(a.visible, 1); /* applied once written */
     send_one_entry(log, r, &w);
     assert_int_equal(w.last_code, KYU_OK);

@@ -164,9 +164,7 @@ static void test_peek_leases_nothing(void **state)
     fill(f);
     for (int i = 0; i < 3; i++)
         peek_free(peek(f, 10, 0));
-    kyu_queue_attrs_t a;
-    kyu_err_t err;
-    assert_int_equal(kyu_sm_queue_attributes(f->sm, "q", T0, &a, &err), KYU_OK);
+    kyu_queue_attrs_t a = fixture_attrs(f, "q", T0);
     assert_int_equal(a.visible, 2);
     assert_int_equal(a.not_visible, 1);
     assert_int_equal(a.delayed, 1);
