@@ -470,22 +470,36 @@ void kyu_client_key_request(kyu_client_t *c, kyu_request_t *req)
     }
 }
 
+/* The start of every send of kyu.h: a SEND request of queue for n (at least 1) bodies. */
+static kyu_code_t start_send(kyu_request_t *req, const char *queue, size_t n, kyu_err_t *err)
+{
+    kyu_request_prepare_send(req);
+    if (n < 1)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "send needs 1 to %d bodies",
+                           KYU_BATCH_MAX);
+    if (kyu_client_set_queue(req, queue, err) != KYU_OK)
+        return err ? err->code : KYU_ERR_INVALID_NAME;
+    return KYU_OK;
+}
+
+void kyu_client_use_key(kyu_client_t *c, kyu_request_t *req, uint64_t *key)
+{
+    if (*key == 0)
+        *key = c->next_key++;
+    req->rq_client = c->client_id;
+    req->rq_key = *key;
+    req->fields |= KYU_F_RQ;
+}
+
 kyu_code_t kyu_client_send_async_keyed(kyu_client_t *self, const char *queue,
                                        const void *const *bodies, const size_t *lens, size_t n,
                                        uint64_t *key, uint64_t *req_id, kyu_err_t *err)
 {
     kyu_request_t req;
-    kyu_request_prepare_send(&req);
-    if (n < 1)
-        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "send needs 1 to %d bodies",
-                           KYU_BATCH_MAX);
-    if (kyu_client_set_queue(&req, queue, err) != KYU_OK)
-        return err ? err->code : KYU_ERR_INVALID_NAME;
-    if (*key == 0)
-        *key = self->next_key++;
-    req.rq_client = self->client_id;
-    req.rq_key = *key;
-    req.fields |= KYU_F_RQ;
+    kyu_code_t rc = start_send(&req, queue, n, err);
+    if (rc != KYU_OK)
+        return rc;
+    kyu_client_use_key(self, &req, key);
     return send_request(self, &req, bodies, lens, n, req_id, err);
 }
 
@@ -579,24 +593,16 @@ kyu_code_t kyu_client_send_async_with(kyu_client_t *self, const char *queue,
                                       kyu_err_t *err)
 {
     kyu_request_t req;
-    kyu_request_prepare_send(&req);
-    if (n < 1)
-        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "send needs 1 to %d bodies",
-                           KYU_BATCH_MAX);
-    if (kyu_client_set_queue(&req, queue, err) != KYU_OK)
-        return err ? err->code : KYU_ERR_INVALID_NAME;
+    kyu_code_t rc = start_send(&req, queue, n, err);
+    if (rc != KYU_OK)
+        return rc;
     if (n > KYU_BATCH_MAX)
         return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "send needs 1 to %d bodies",
                            KYU_BATCH_MAX);
     if (kyu_client_set_send_options(&req, o, n, err) != KYU_OK)
         return KYU_ERR_INVALID_ARGUMENT;
-    if (key) {
-        if (*key == 0)
-            *key = self->next_key++;
-        req.rq_client = self->client_id;
-        req.rq_key = *key;
-        req.fields |= KYU_F_RQ;
-    }
+    if (key)
+        kyu_client_use_key(self, &req, key);
     return send_request(self, &req, bodies, lens, n, req_id, err);
 }
 
@@ -604,12 +610,9 @@ kyu_code_t kyu_client_send_async(kyu_client_t *self, const char *queue, const vo
                                  const size_t *lens, size_t n, uint64_t *req_id, kyu_err_t *err)
 {
     kyu_request_t req;
-    kyu_request_prepare_send(&req);
-    if (n < 1)
-        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "send needs 1 to %d bodies",
-                           KYU_BATCH_MAX);
-    if (kyu_client_set_queue(&req, queue, err) != KYU_OK)
-        return err ? err->code : KYU_ERR_INVALID_NAME;
+    kyu_code_t rc = start_send(&req, queue, n, err);
+    if (rc != KYU_OK)
+        return rc;
     return send_request(self, &req, bodies, lens, n, req_id, err);
 }
 
