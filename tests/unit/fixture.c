@@ -299,11 +299,11 @@ kyu_command_t command_round_trip(const kyu_command_t *c)
     return d;
 }
 
-void pack_receive_head(msgpack_packer *pk, const char *queue, uint64_t now, int64_t vt,
-                       uint32_t max)
+void pack_command_head(msgpack_packer *pk, uint32_t type, uint64_t now, const char *queue,
+                       int64_t vt, uint32_t max)
 {
     msgpack_pack_array(pk, 6);
-    msgpack_pack_uint32(pk, KYU_CMD_RECEIVE);
+    msgpack_pack_uint32(pk, type);
     msgpack_pack_uint64(pk, now);
     kyu_mp_pack_str(pk, queue);
     msgpack_pack_int64(pk, vt);

@@ -91,9 +91,9 @@ kyu_msg_attr_t msg_attr(const char *name, const char *type, const char *value);
 
 /* c encoded as the log holds it and decoded again; fails the test unless it decodes whole. */
 kyu_command_t command_round_trip(const kyu_command_t *c);
-/* Packs the head of a RECEIVE log record of up to max messages of queue, as an array of 6:
- * [type, now, queue, vt, max]; the caller packs the sixth item (its items array). */
-void pack_receive_head(msgpack_packer *pk, const char *queue, uint64_t now, int64_t vt,
-                       uint32_t max);
+/* Packs the head of a log record as kyu_command_encode writes it, an array of 6 without a
+ * request key: [type, now, queue, vt, max]; the caller packs the sixth item (the items). */
+void pack_command_head(msgpack_packer *pk, uint32_t type, uint64_t now, const char *queue,
+                       int64_t vt, uint32_t max);
 
 #endif

@@ -151,12 +151,7 @@ static void pack_send(msgpack_sbuffer *b, int with_delay, uint64_t delay_ms)
 {
     msgpack_packer pk;
     msgpack_packer_init(&pk, b, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 6);
-    msgpack_pack_uint32(&pk, KYU_CMD_SEND);
-    msgpack_pack_uint64(&pk, T0);
-    kyu_mp_pack_str(&pk, "q");
-    msgpack_pack_int64(&pk, -1);
-    msgpack_pack_uint32(&pk, 1);
+    pack_command_head(&pk, KYU_CMD_SEND, T0, "q", -1, 1);
     msgpack_pack_array(&pk, 1);
     msgpack_pack_array(&pk, with_delay ? 3 : 2);
     kyu_mp_pack_str(&pk, "00000000-0000-4000-8000-000000000001");
@@ -443,7 +438,7 @@ static void test_the_limit_round_trips_through_the_log_and_bad_ones_are_malforme
         msgpack_sbuffer_init(&b);
         msgpack_packer pk;
         msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
-        pack_receive_head(&pk, "q", T0, -1, 1);
+        pack_command_head(&pk, KYU_CMD_RECEIVE, T0, "q", -1, 1);
         msgpack_pack_array(&pk, bad == 3 ? 2 : 1);
         if (bad == 0)
             msgpack_pack_uint64(&pk, 0);
@@ -673,12 +668,7 @@ static void test_digests_round_trip_through_the_log_and_old_entries_get_them(voi
     msgpack_sbuffer_init(&b);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 6);
-    msgpack_pack_uint32(&pk, KYU_CMD_SEND);
-    msgpack_pack_uint64(&pk, T0);
-    kyu_mp_pack_str(&pk, "q");
-    msgpack_pack_int64(&pk, -1);
-    msgpack_pack_uint32(&pk, 1);
+    pack_command_head(&pk, KYU_CMD_SEND, T0, "q", -1, 1);
     msgpack_pack_array(&pk, 1);
     msgpack_pack_array(&pk, 5);
     kyu_mp_pack_str(&pk, c.ids[0]);

@@ -537,12 +537,7 @@ static void test_an_old_create_queue_entry_decodes_without_a_max_size(void **sta
     msgpack_sbuffer_init(&b);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 6);
-    msgpack_pack_uint32(&pk, KYU_CMD_CREATE_QUEUE);
-    msgpack_pack_uint64(&pk, T0);
-    kyu_mp_pack_str(&pk, "q");
-    msgpack_pack_int64(&pk, 40);
-    msgpack_pack_uint32(&pk, 1);
+    pack_command_head(&pk, KYU_CMD_CREATE_QUEUE, T0, "q", 40, 1);
     msgpack_pack_array(&pk, 0);
     size_t off = 0;
     kyu_err_t err;

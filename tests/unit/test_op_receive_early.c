@@ -432,7 +432,7 @@ static kyu_result_t apply_legacy_receive(fixture_t *f, uint64_t now, int64_t vt,
     msgpack_sbuffer_init(&b);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
-    pack_receive_head(&pk, "q", now, vt, 1);
+    pack_command_head(&pk, KYU_CMD_RECEIVE, now, "q", vt, 1);
     if (gen == 0) {
         msgpack_pack_array(&pk, 0);
     } else {
@@ -485,7 +485,7 @@ static kyu_code_t decode_items(int rule, bool attempt, bool chosen, kyu_command_
     msgpack_sbuffer_init(&b);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
-    pack_receive_head(&pk, "q", T0, 60, 1);
+    pack_command_head(&pk, KYU_CMD_RECEIVE, T0, "q", 60, 1);
     msgpack_pack_array(&pk, 4);
     msgpack_pack_uint32(&pk, 5);
     if (attempt)
