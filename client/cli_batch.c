@@ -212,6 +212,17 @@ static int send_group(cli_t *cli, const char *target, bool publish, line_t *line
     return status;
 }
 
+/* The next line of stdin, without its newline, counted in *no; -1 at its end. */
+static ssize_t next_line(char **text, size_t *cap, size_t *no)
+{
+    ssize_t len = getline(text, cap, stdin);
+    if (len > 0 && (*text)[len - 1] == '\n')
+        (*text)[--len] = '\0';
+    if (len >= 0)
+        ++*no;
+    return len;
+}
+
 /* send-batch and publish-batch: stdin's entries, ten (or fewer: max_total bytes) a request. */
 static int run_batches(cli_t *cli, cli_args_t *a, bool publish)
 {
@@ -223,11 +234,7 @@ static int run_batches(cli_t *cli, cli_args_t *a, bool publish)
     char *text = NULL;
     int rc = CLI_EXIT_OK;
     for (;;) {
-        ssize_t len = getline(&text, &cap, stdin);
-        if (len > 0 && text[len - 1] == '\n')
-            text[--len] = '\0';
-        if (len >= 0)
-            no++;
+        ssize_t len = next_line(&text, &cap, &no);
         if (len > 0) {
             char why[KYU_ERR_MSG_MAX];
             if (!parse_line(text, no, publish, &lines[n], why, sizeof why)) {
@@ -382,11 +389,7 @@ int cli_cmd_handle_batch(cli_t *cli, cli_args_t *a)
     char *text = NULL;
     int rc = CLI_EXIT_OK;
     for (;;) {
-        ssize_t len = getline(&text, &cap, stdin);
-        if (len > 0 && text[len - 1] == '\n')
-            text[--len] = '\0';
-        if (len >= 0)
-            no++;
+        ssize_t len = next_line(&text, &cap, &no);
         if (len > 0) {
             char why[KYU_ERR_MSG_MAX];
             if (!parse_handle_line(text, no, cv, &lines[n], why, sizeof why)) {
