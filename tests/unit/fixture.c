@@ -1,6 +1,7 @@
 #include "fixture.h"
 
 #include "command.h"
+#include "queue_attrs.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -271,6 +272,16 @@ kyu_command_t cmd_send_delayed(const char *queue, uint64_t now, const char *body
     kyu_command_t c = cmd_send(queue, now, body);
     c.has_msg_delay[0] = true;
     c.msg_delay_ms[0] = delay_ms;
+    return c;
+}
+
+kyu_command_t cmd_with_redrive(kyu_command_t c, kyu_queue_ext_t *qx, const char *dlq, uint32_t mrc)
+{
+    kyu_qattrs_defaults(qx);
+    snprintf(qx->dlq, sizeof qx->dlq, "%s", dlq);
+    qx->max_receive_count = mrc;
+    c.qx = qx;
+    c.qx_set = KYU_F_REDRIVE;
     return c;
 }
 

@@ -86,6 +86,9 @@ void expect_counts(fixture_t *f, uint64_t now, int64_t visible, int64_t not_visi
 /* A SEND of body with a DelaySeconds of its own, in ms. */
 kyu_command_t cmd_send_delayed(const char *queue, uint64_t now, const char *body,
                                uint64_t delay_ms);
+/* c with a RedrivePolicy to dlq after mrc receives (qx_set KYU_F_REDRIVE): its queue
+ * attributes, defaults but for that, written to *qx, which c borrows until it is applied. */
+kyu_command_t cmd_with_redrive(kyu_command_t c, kyu_queue_ext_t *qx, const char *dlq, uint32_t mrc);
 /* A message attribute of the given name, type and value (strings the caller keeps). */
 kyu_msg_attr_t msg_attr(const char *name, const char *type, const char *value);
 

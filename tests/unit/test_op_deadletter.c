@@ -16,24 +16,14 @@
 /* The attributes a command built here points to (borrowed until apply_entry encodes it). */
 static kyu_queue_ext_t given[4];
 
-static kyu_command_t with_redrive(kyu_command_t c, int slot, const char *dlq, uint32_t mrc)
-{
-    kyu_qattrs_defaults(&given[slot]);
-    snprintf(given[slot].dlq, sizeof given[slot].dlq, "%s", dlq);
-    given[slot].max_receive_count = mrc;
-    c.qx = &given[slot];
-    c.qx_set = KYU_F_REDRIVE;
-    return c;
-}
-
 static kyu_command_t create_with_dlq(const char *q, const char *dlq, uint32_t mrc)
 {
-    return with_redrive(cmd_create(q, -1), 0, dlq, mrc);
+    return cmd_with_redrive(cmd_create(q, -1), &given[0], dlq, mrc);
 }
 
 static kyu_command_t set_redrive(const char *q, const char *dlq, uint32_t mrc)
 {
-    kyu_command_t c = with_redrive(cmd_create(q, -1), 1, dlq, mrc);
+    kyu_command_t c = cmd_with_redrive(cmd_create(q, -1), &given[1], dlq, mrc);
     c.type = KYU_CMD_SET_QUEUE_ATTRIBUTES;
     return c;
 }

@@ -20,13 +20,7 @@ static kyu_queue_ext_t given;
 
 static kyu_command_t create_with_dlq(const char *q, const char *dlq, uint32_t mrc)
 {
-    kyu_command_t c = cmd_create(q, -1);
-    kyu_qattrs_defaults(&given);
-    snprintf(given.dlq, sizeof given.dlq, "%s", dlq);
-    given.max_receive_count = mrc;
-    c.qx = &given;
-    c.qx_set = KYU_F_REDRIVE;
-    return c;
+    return cmd_with_redrive(cmd_create(q, -1), &given, dlq, mrc);
 }
 
 static kyu_command_t cmd_start(const char *q, uint64_t now, const char *dest, uint32_t rate)

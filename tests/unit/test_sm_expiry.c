@@ -144,13 +144,8 @@ static void test_a_message_moved_below_an_earlier_expiry_expires_by_the_next(voi
 {
     fixture_t *f = *state;
     create(f, "dlq", 60);
-    kyu_command_t c = cmd_create("src", -1);
+    kyu_command_t c = cmd_with_redrive(cmd_create("src", -1), &ext, "dlq", 1);
     c.now_ms = T0;
-    kyu_qattrs_defaults(&ext);
-    snprintf(ext.dlq, sizeof ext.dlq, "dlq");
-    ext.max_receive_count = 1;
-    c.qx = &ext;
-    c.qx_set = KYU_F_REDRIVE;
     ok(apply1(f, c));
     send_at(f, "src", T0, "old");
     send_at(f, "dlq", T0 + 2000, "young"); /* a second mark */
@@ -178,13 +173,8 @@ static void test_a_move_after_an_expiry_in_one_entry_keeps_the_moved_message(voi
 {
     fixture_t *f = *state;
     create(f, "dlq", 60);
-    kyu_command_t c = cmd_create("src", -1);
+    kyu_command_t c = cmd_with_redrive(cmd_create("src", -1), &ext, "dlq", 1);
     c.now_ms = T0;
-    kyu_qattrs_defaults(&ext);
-    snprintf(ext.dlq, sizeof ext.dlq, "dlq");
-    ext.max_receive_count = 1;
-    c.qx = &ext;
-    c.qx_set = KYU_F_REDRIVE;
     ok(apply1(f, c));
     send_at(f, "src", T0, "moved");
     send_at(f, "dlq", T0 + 1, "expired"); /* the same mark */
@@ -285,13 +275,8 @@ static void test_an_expiry_after_a_purge_and_a_move_in_one_entry_keeps_the_purge
 {
     fixture_t *f = *state;
     create(f, "dlq", 60);
-    kyu_command_t c = cmd_create("src", -1);
+    kyu_command_t c = cmd_with_redrive(cmd_create("src", -1), &ext, "dlq", 1);
     c.now_ms = T0;
-    kyu_qattrs_defaults(&ext);
-    snprintf(ext.dlq, sizeof ext.dlq, "dlq");
-    ext.max_receive_count = 1;
-    c.qx = &ext;
-    c.qx_set = KYU_F_REDRIVE;
     ok(apply1(f, c));
     send_at(f, "src", T0, "moved");
     send_at(f, "dlq", T0 + 50000, "purged"); /* young: not expired, but purged */
