@@ -653,6 +653,14 @@ void kyu_sha256_hex(const void *body, size_t len, char out[KYU_SHA256_HEX_LEN + 
 
 /* Small msgpack helpers shared by the codecs (proto/, broker/command.c). */
 void kyu_mp_pack_str(msgpack_packer *pk, const char *s);
+/* Packs b as msgpack's true or false. */
+static inline void kyu_mp_pack_bool(msgpack_packer *pk, bool b)
+{
+    if (b)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
+}
 /* True when k is the string key name. Inline: with name a literal, its strlen is a constant
  * (the codecs compare each key of every request and command against a list of names). */
 static inline bool kyu_mp_key_is(const msgpack_object *k, const char *name)

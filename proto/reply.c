@@ -315,10 +315,7 @@ void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out)
             kyu_mp_pack_str(&pk, "FifoQueue");
             msgpack_pack_true(&pk);
             kyu_mp_pack_str(&pk, "ContentBasedDeduplication");
-            if (at->cbd)
-                msgpack_pack_true(&pk);
-            else
-                msgpack_pack_false(&pk);
+            kyu_mp_pack_bool(&pk, at->cbd);
             kyu_mp_pack_str(&pk, "DeduplicationScope");
             kyu_mp_pack_str(&pk,
                             at->dedup_scope == KYU_DEDUP_SCOPE_GROUP ? "messageGroup" : "queue");
@@ -413,10 +410,7 @@ void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out)
             kyu_mp_pack_str(&pk, rep->subs[i].id);
             kyu_mp_pack_str(&pk, rep->subs[i].topic);
             kyu_mp_pack_str(&pk, rep->subs[i].queue);
-            if (rep->subs[i].raw)
-                msgpack_pack_true(&pk);
-            else
-                msgpack_pack_false(&pk);
+            kyu_mp_pack_bool(&pk, rep->subs[i].raw);
             if (rep->subs[i].filtered)
                 kyu_mp_pack_str(&pk, rep->subs[i].filter_body ? "body" : "attributes");
             if (rep->subs[i].filtered && rep->subs[i].policy)
