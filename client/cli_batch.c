@@ -25,6 +25,21 @@ typedef struct {
     kyu_batch_entry_t entry;
 } line_t;
 
+/* A line's Id into out: its "Id" (id; a string), or without one the line number no. */
+static bool entry_id(const json_t *id, size_t no, char *out, size_t out_len, char *why,
+                     size_t why_len)
+{
+    if (id && !json_is_string(id)) {
+        snprintf(why, why_len, "Id must be a string");
+        return false;
+    }
+    if (id)
+        snprintf(out, out_len, "%s", json_string_value(id));
+    else
+        snprintf(out, out_len, "%zu", no);
+    return true;
+}
+
 static void line_free(line_t *l)
 {
     json_decref(l->obj);
@@ -97,13 +112,8 @@ static bool parse_line(const char *text, size_t no, bool publish, line_t *l, cha
            *ma = json_object_get(l->obj, "MessageAttributes"),
            *gid = json_object_get(l->obj, "MessageGroupId"),
            *did = json_object_get(l->obj, "MessageDeduplicationId");
-    if (id && !json_is_string(id)) {
-        snprintf(why, why_len, "Id must be a string");
+    if (!entry_id(id, no, l->id, sizeof l->id, why, why_len))
         return false;
-    }
-    snprintf(l->id, sizeof l->id, "%s", id ? json_string_value(id) : "");
-    if (!id) /* no Id: the line number */
-        snprintf(l->id, sizeof l->id, "%zu", no);
     if (!json_is_string(body)) {
         snprintf(why, why_len, "%s must be a string", body_key);
         return false;
@@ -315,13 +325,8 @@ static bool parse_handle_line(const char *text, size_t no, bool want_vt, hline_t
     }
     json_t *id = json_object_get(l->obj, "Id"), *rh = json_object_get(l->obj, "ReceiptHandle"),
            *vt = json_object_get(l->obj, "VisibilityTimeout");
-    if (id && !json_is_string(id)) {
-        snprintf(why, why_len, "Id must be a string");
+    if (!entry_id(id, no, l->id, sizeof l->id, why, why_len))
         return false;
-    }
-    snprintf(l->id, sizeof l->id, "%s", id ? json_string_value(id) : "");
-    if (!id) /* no Id: the line number */
-        snprintf(l->id, sizeof l->id, "%zu", no);
     if (!json_is_string(rh)) {
         snprintf(why, why_len, "ReceiptHandle must be a string");
         return false;
