@@ -25,6 +25,21 @@ typedef struct {
     kyu_batch_entry_t entry;
 } line_t;
 
+/* A line's Id into out: its "Id" (id; a string), or without one the line number no. */
+static bool entry_id(const json_t *id, size_t no, char *out, size_t out_len, char *why,
+                     size_t why_len)
+{
+    if (id && !json_is_string(id)) {
+        snprintf(why, why_len, "Id must be a string");
+        return false;
+    }
+    if (id)
+        snprintf(out, out_len, "%s", json_string_value(id));
+    else
+        snprintf(out, out_len, "%zu", no);
+    return true;
+}
+
 static void line_free(line_t *l)
 {
     json_decref(l->obj);
@@ -97,13 +112,8 @@ static bool parse_line(const char *text, size_t no, bool publish, line_t *l, cha
            *ma = json_object_get(l->obj, "MessageAttributes"),
            *gid = json_object_get(l->obj, "MessageGroupId"),
            *did = json_object_get(l->obj, "MessageDeduplicationId");
-    if (id && !json_is_string(id)) {
-        snprintf(why, why_len, "Id must be a string");
+    if (!entry_id(id, no, l->id, sizeof l->id, why, why_len))
         return false;
-    }
-    snprintf(l->id, sizeof l->id, "%s", id ? json_string_value(id) : "");
-    if (!id) /* no Id: the line number */
-        snprintf(l->id, sizeof l->id, "%zu", no);
     if (!json_is_string(body)) {
         snprintf(why, why_len, "%s must be a string", body_key);
         return false;
@@ -212,6 +222,17 @@ static int send_group(cli_t *cli, const char *target, bool publish, line_t *line
     return status;
 }
 
+/* The next line of stdin, without its newline, counted in *no; -1 at its end. */
+static ssize_t next_line(char **text, size_t *cap, size_t *no)
+{
+    ssize_t len = getline(text, cap, stdin);
+    if (len > 0 && (*text)[len - 1] == '\n')
+        (*text)[--len] = '\0';
+    if (len >= 0)
+        ++*no;
+    return len;
+}
+
 /* send-batch and publish-batch: stdin's entries, ten (or fewer: max_total bytes) a request. */
 static int run_batches(cli_t *cli, cli_args_t *a, bool publish)
 {
@@ -223,11 +244,7 @@ static int run_batches(cli_t *cli, cli_args_t *a, bool publish)
     char *text = NULL;
     int rc = CLI_EXIT_OK;
     for (;;) {
-        ssize_t len = getline(&text, &cap, stdin);
-        if (len > 0 && text[len - 1] == '\n')
-            text[--len] = '\0';
-        if (len >= 0)
-            no++;
+        ssize_t len = next_line(&text, &cap, &no);
         if (len > 0) {
             char why[KYU_ERR_MSG_MAX];
             if (!parse_line(text, no, publish, &lines[n], why, sizeof why)) {
@@ -308,13 +325,8 @@ static bool parse_handle_line(const char *text, size_t no, bool want_vt, hline_t
     }
     json_t *id = json_object_get(l->obj, "Id"), *rh = json_object_get(l->obj, "ReceiptHandle"),
            *vt = json_object_get(l->obj, "VisibilityTimeout");
-    if (id && !json_is_string(id)) {
-        snprintf(why, why_len, "Id must be a string");
+    if (!entry_id(id, no, l->id, sizeof l->id, why, why_len))
         return false;
-    }
-    snprintf(l->id, sizeof l->id, "%s", id ? json_string_value(id) : "");
-    if (!id) /* no Id: the line number */
-        snprintf(l->id, sizeof l->id, "%zu", no);
     if (!json_is_string(rh)) {
         snprintf(why, why_len, "ReceiptHandle must be a string");
         return false;
@@ -382,11 +394,7 @@ int cli_cmd_handle_batch(cli_t *cli, cli_args_t *a)
     char *text = NULL;
     int rc = CLI_EXIT_OK;
     for (;;) {
-        ssize_t len = getline(&text, &cap, stdin);
-        if (len > 0 && text[len - 1] == '\n')
-            text[--len] = '\0';
-        if (len >= 0)
-            no++;
+        ssize_t len = next_line(&text, &cap, &no);
         if (len > 0) {
             char why[KYU_ERR_MSG_MAX];
             if (!parse_handle_line(text, no, cv, &lines[n], why, sizeof why)) {

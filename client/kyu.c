@@ -470,22 +470,36 @@ void kyu_client_key_request(kyu_client_t *c, kyu_request_t *req)
     }
 }
 
+/* The start of every send of kyu.h: a SEND request of queue for n (at least 1) bodies. */
+static kyu_code_t start_send(kyu_request_t *req, const char *queue, size_t n, kyu_err_t *err)
+{
+    kyu_request_prepare_send(req);
+    if (n < 1)
+        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "send needs 1 to %d bodies",
+                           KYU_BATCH_MAX);
+    if (kyu_client_set_queue(req, queue, err) != KYU_OK)
+        return err ? err->code : KYU_ERR_INVALID_NAME;
+    return KYU_OK;
+}
+
+void kyu_client_use_key(kyu_client_t *c, kyu_request_t *req, uint64_t *key)
+{
+    if (*key == 0)
+        *key = c->next_key++;
+    req->rq_client = c->client_id;
+    req->rq_key = *key;
+    req->fields |= KYU_F_RQ;
+}
+
 kyu_code_t kyu_client_send_async_keyed(kyu_client_t *self, const char *queue,
                                        const void *const *bodies, const size_t *lens, size_t n,
                                        uint64_t *key, uint64_t *req_id, kyu_err_t *err)
 {
     kyu_request_t req;
-    kyu_request_prepare_send(&req);
-    if (n < 1)
-        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "send needs 1 to %d bodies",
-                           KYU_BATCH_MAX);
-    if (kyu_client_set_queue(&req, queue, err) != KYU_OK)
-        return err ? err->code : KYU_ERR_INVALID_NAME;
-    if (*key == 0)
-        *key = self->next_key++;
-    req.rq_client = self->client_id;
-    req.rq_key = *key;
-    req.fields |= KYU_F_RQ;
+    kyu_code_t rc = start_send(&req, queue, n, err);
+    if (rc != KYU_OK)
+        return rc;
+    kyu_client_use_key(self, &req, key);
     return send_request(self, &req, bodies, lens, n, req_id, err);
 }
 
@@ -579,24 +593,16 @@ kyu_code_t kyu_client_send_async_with(kyu_client_t *self, const char *queue,
                                       kyu_err_t *err)
 {
     kyu_request_t req;
-    kyu_request_prepare_send(&req);
-    if (n < 1)
-        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "send needs 1 to %d bodies",
-                           KYU_BATCH_MAX);
-    if (kyu_client_set_queue(&req, queue, err) != KYU_OK)
-        return err ? err->code : KYU_ERR_INVALID_NAME;
+    kyu_code_t rc = start_send(&req, queue, n, err);
+    if (rc != KYU_OK)
+        return rc;
     if (n > KYU_BATCH_MAX)
         return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "send needs 1 to %d bodies",
                            KYU_BATCH_MAX);
     if (kyu_client_set_send_options(&req, o, n, err) != KYU_OK)
         return KYU_ERR_INVALID_ARGUMENT;
-    if (key) {
-        if (*key == 0)
-            *key = self->next_key++;
-        req.rq_client = self->client_id;
-        req.rq_key = *key;
-        req.fields |= KYU_F_RQ;
-    }
+    if (key)
+        kyu_client_use_key(self, &req, key);
     return send_request(self, &req, bodies, lens, n, req_id, err);
 }
 
@@ -604,29 +610,21 @@ kyu_code_t kyu_client_send_async(kyu_client_t *self, const char *queue, const vo
                                  const size_t *lens, size_t n, uint64_t *req_id, kyu_err_t *err)
 {
     kyu_request_t req;
-    kyu_request_prepare_send(&req);
-    if (n < 1)
-        return kyu_err_set(err, KYU_ERR_INVALID_ARGUMENT, "send needs 1 to %d bodies",
-                           KYU_BATCH_MAX);
-    if (kyu_client_set_queue(&req, queue, err) != KYU_OK)
-        return err ? err->code : KYU_ERR_INVALID_NAME;
+    kyu_code_t rc = start_send(&req, queue, n, err);
+    if (rc != KYU_OK)
+        return rc;
     return send_request(self, &req, bodies, lens, n, req_id, err);
 }
-
-/* Clears a range of the request, [from, to). */
-#define CLEAR_RANGE(req, from, to)                                                                 \
-    memset((char *)(req) + offsetof(kyu_request_t, from), 0,                                       \
-           offsetof(kyu_request_t, to) - offsetof(kyu_request_t, from))
 
 void kyu_request_prepare_send(kyu_request_t *req)
 {
     /* All but the per-message arrays (handles, attrs, entry_ids, group_ids, dedup_ids: 10 of
      * the 12.8 KB kyu_request_prepare clears), whose counts are cleared. */
-    CLEAR_RANGE(req, id, handles);
-    CLEAR_RANGE(req, rq_client, attrs);
-    CLEAR_RANGE(req, n_entries, entry_ids);
-    CLEAR_RANGE(req, entry_delay, group_ids);
-    CLEAR_RANGE(req, attempt_id, qx.tags.keys);
+    KYU_CLEAR_RANGE(kyu_request_t, req, id, handles);
+    KYU_CLEAR_RANGE(kyu_request_t, req, rq_client, attrs);
+    KYU_CLEAR_RANGE(kyu_request_t, req, n_entries, entry_ids);
+    KYU_CLEAR_RANGE(kyu_request_t, req, entry_delay, group_ids);
+    KYU_CLEAR_RANGE(kyu_request_t, req, attempt_id, qx.tags.keys);
     req->op = KYU_OP_SEND;
     req->fields = KYU_F_QUEUE;
 }

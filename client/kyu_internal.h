@@ -57,12 +57,20 @@ int64_t kyu_client_now_ms(void);
 void kyu_client_set_deadline(kyu_client_t *c, kyu_pending_t *p, int64_t deadline_ms);
 /* This host's wall clock, ms since the epoch (deliver-at times). */
 int64_t kyu_client_wall_ms(void);
+/* Keys req with *key for a retry to repeat (a new key into *key first when it is 0). */
+void kyu_client_use_key(kyu_client_t *c, kyu_request_t *req, uint64_t *key);
 /* Copies a valid queue name into req (and sets KYU_F_QUEUE), else INVALID_NAME. */
 kyu_code_t kyu_client_set_queue(kyu_request_t *req, const char *queue, kyu_err_t *err);
 /* A batch request's entry ids (checked: valid, distinct), delays and attributes (sync.c;
  * SEND's and PUBLISH's batches). */
 kyu_code_t kyu_client_batch_request(kyu_request_t *req, const kyu_batch_entry_t *e, size_t n,
                                     kyu_err_t *err);
+/* Fills out[0..n) from a SEND or PUBLISH batch's reply rep (rc and e: the call's code and
+ * error, which every entry gets when not OK), MD5s when md5s; resets rep. Returns rc, else the
+ * first failed entry's code (err naming the entry), else OK. */
+kyu_code_t kyu_client_batch_results(kyu_code_t rc, const kyu_err_t *e, kyu_reply_t *rep,
+                                    const kyu_batch_entry_t *entries, size_t n, bool md5s,
+                                    kyu_batch_result_t *out, kyu_err_t *err);
 /* A request of op with fields and nothing else: clears what comes before the tags only (their
  * 20 KB matter to CREATE_QUEUE and SET_QUEUE_ATTRIBUTES alone; tags.n is cleared), for the
  * hot paths (pipelined sends). */

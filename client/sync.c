@@ -553,6 +553,38 @@ kyu_code_t kyu_client_batch_request(kyu_request_t *req, const kyu_batch_entry_t 
     return KYU_OK;
 }
 
+kyu_code_t kyu_client_batch_results(kyu_code_t rc, const kyu_err_t *e, kyu_reply_t *rep,
+                                    const kyu_batch_entry_t *entries, size_t n, bool md5s,
+                                    kyu_batch_result_t *out, kyu_err_t *err)
+{
+    kyu_code_t first = KYU_OK;
+    for (size_t i = 0; i < n && i < KYU_BATCH_MAX; i++) {
+        kyu_batch_result_t *r = &out[i];
+        memset(r, 0, sizeof *r);
+        r->code = rc != KYU_OK ? rc : rep->n_results ? (kyu_code_t)rep->results[i] : KYU_OK;
+        if (rc != KYU_OK)
+            snprintf(r->error, sizeof r->error, "%s", e->msg);
+        else if (r->code != KYU_OK)
+            snprintf(r->error, sizeof r->error, "%s", rep->errors[i]);
+        else {
+            memcpy(r->sent.message_id, rep->ids[i], sizeof r->sent.message_id);
+            if (md5s) {
+                memcpy(r->sent.md5_body, rep->md5_body[i], sizeof r->sent.md5_body);
+                memcpy(r->sent.md5_attrs, rep->md5_attrs[i], sizeof r->sent.md5_attrs);
+            }
+            r->sent.sequence = rep->sequences[i]; /* a FIFO queue's or topic's SequenceNumber */
+        }
+        if (rc == KYU_OK && r->code != KYU_OK && first == KYU_OK) {
+            first = r->code;
+            kyu_err_set(err, r->code, "entry '%s': %s", entries[i].id, r->error);
+        }
+    }
+    kyu_reply_reset(rep);
+    if (rc != KYU_OK)
+        return kyu_err_set(err, rc, "%s", e->msg);
+    return first;
+}
+
 kyu_code_t kyu_client_send_batch(kyu_client_t *self, const char *queue,
                                  const kyu_batch_entry_t *entries, size_t n,
                                  kyu_batch_result_t *out, kyu_err_t *err)
@@ -578,30 +610,7 @@ kyu_code_t kyu_client_send_batch(kyu_client_t *self, const char *queue,
     if (rc == KYU_OK && rep.n_results && (rep.n_results != n || rep.n_errors != n))
         rc = kyu_err_set(&e, KYU_ERR_MALFORMED, "SEND batch reply has %zu results for %zu entries",
                          rep.n_results, n);
-    kyu_code_t first = KYU_OK;
-    for (size_t i = 0; i < n && i < KYU_BATCH_MAX; i++) {
-        kyu_batch_result_t *r = &out[i];
-        memset(r, 0, sizeof *r);
-        r->code = rc != KYU_OK ? rc : rep.n_results ? (kyu_code_t)rep.results[i] : KYU_OK;
-        if (rc != KYU_OK)
-            snprintf(r->error, sizeof r->error, "%s", e.msg);
-        else if (r->code != KYU_OK)
-            snprintf(r->error, sizeof r->error, "%s", rep.errors[i]);
-        else {
-            memcpy(r->sent.message_id, rep.ids[i], sizeof r->sent.message_id);
-            memcpy(r->sent.md5_body, rep.md5_body[i], sizeof r->sent.md5_body);
-            memcpy(r->sent.md5_attrs, rep.md5_attrs[i], sizeof r->sent.md5_attrs);
-            r->sent.sequence = rep.sequences[i];
-        }
-        if (rc == KYU_OK && r->code != KYU_OK && first == KYU_OK) {
-            first = r->code;
-            kyu_err_set(err, r->code, "entry '%s': %s", entries[i].id, r->error);
-        }
-    }
-    kyu_reply_reset(&rep);
-    if (rc != KYU_OK)
-        return kyu_err_set(err, rc, "%s", e.msg);
-    return first;
+    return kyu_client_batch_results(rc, &e, &rep, entries, n, true, out, err);
 }
 
 kyu_code_t kyu_client_receive(kyu_client_t *self, const char *queue, int max, int vt,

@@ -302,13 +302,8 @@ kyu_code_t kyu_client_publish_fifo_async(kyu_client_t *self, const char *topic, 
     kyu_code_t rc = publish_request(&req, topic, attrs, group_id, dedup_id, err);
     if (rc != KYU_OK)
         return rc;
-    if (key) {
-        if (*key == 0)
-            *key = self->next_key++;
-        req.rq_client = self->client_id;
-        req.rq_key = *key;
-        req.fields |= KYU_F_RQ;
-    }
+    if (key)
+        kyu_client_use_key(self, &req, key);
     const void *bodies[] = {body};
     size_t lens[] = {len};
     return kyu_client_request_async(self, &req, bodies, lens, 1, req_id, err);
@@ -366,28 +361,8 @@ kyu_code_t kyu_client_publish_batch(kyu_client_t *self, const char *topic,
         rc = kyu_err_set(&e, KYU_ERR_MALFORMED,
                          "PUBLISH batch reply has %zu ids and %zu results for %zu entries",
                          rep.n_ids, rep.n_results, n);
-    kyu_code_t first = KYU_OK;
-    for (size_t i = 0; i < n && i < KYU_BATCH_MAX; i++) {
-        kyu_batch_result_t *r = &out[i];
-        memset(r, 0, sizeof *r);
-        r->code = rc != KYU_OK ? rc : rep.n_results ? (kyu_code_t)rep.results[i] : KYU_OK;
-        if (rc != KYU_OK)
-            snprintf(r->error, sizeof r->error, "%s", e.msg);
-        else if (r->code != KYU_OK)
-            snprintf(r->error, sizeof r->error, "%s", rep.errors[i]);
-        else {
-            memcpy(r->sent.message_id, rep.ids[i], sizeof r->sent.message_id);
-            r->sent.sequence = rep.sequences[i]; /* a FIFO topic's SequenceNumber */
-        }
-        if (rc == KYU_OK && r->code != KYU_OK && first == KYU_OK) {
-            first = r->code;
-            kyu_err_set(err, r->code, "entry '%s': %s", entries[i].id, r->error);
-        }
-    }
-    kyu_reply_reset(&rep);
-    if (rc != KYU_OK)
-        return kyu_err_set(err, rc, "%s", e.msg);
-    return first;
+    /* no MD5s for a publish (SNS's PublishBatch gives none): they stay "" */
+    return kyu_client_batch_results(rc, &e, &rep, entries, n, false, out, err);
 }
 
 kyu_code_t kyu_client_publish_batch_async(kyu_client_t *self, const char *topic,
@@ -400,12 +375,7 @@ kyu_code_t kyu_client_publish_batch_async(kyu_client_t *self, const char *topic,
     kyu_code_t rc = publish_batch_request(&req, topic, entries, n, bodies, lens, err);
     if (rc != KYU_OK)
         return rc;
-    if (key) {
-        if (*key == 0)
-            *key = self->next_key++;
-        req.rq_client = self->client_id;
-        req.rq_key = *key;
-        req.fields |= KYU_F_RQ;
-    }
+    if (key)
+        kyu_client_use_key(self, &req, key);
     return kyu_client_request_async(self, &req, bodies, lens, n, req_id, err);
 }

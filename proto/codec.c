@@ -1223,24 +1223,15 @@ void kyu_request_encode(const kyu_request_t *req, msgpack_sbuffer *out)
     }
     if (req->fields & KYU_F_RAW_DELIVERY) {
         kyu_mp_pack_str(&pk, "rd");
-        if (req->raw_delivery)
-            msgpack_pack_true(&pk);
-        else
-            msgpack_pack_false(&pk);
+        kyu_mp_pack_bool(&pk, req->raw_delivery);
     }
     if (req->fields & KYU_F_FIFO) {
         kyu_mp_pack_str(&pk, "fifo");
-        if (req->qx.fifo)
-            msgpack_pack_true(&pk);
-        else
-            msgpack_pack_false(&pk);
+        kyu_mp_pack_bool(&pk, req->qx.fifo);
     }
     if (req->fields & KYU_F_CBD) {
         kyu_mp_pack_str(&pk, "cbd");
-        if (req->qx.cbd)
-            msgpack_pack_true(&pk);
-        else
-            msgpack_pack_false(&pk);
+        kyu_mp_pack_bool(&pk, req->qx.cbd);
     }
     if (req->fields & KYU_F_DEDUP_SCOPE) {
         kyu_mp_pack_str(&pk, "dsc");

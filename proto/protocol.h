@@ -645,8 +645,22 @@ void kyu_md5_hex(const uint8_t d[KYU_MD5_LEN], char out[KYU_MD5_HEX_LEN + 1]);
 void kyu_sha256_hex(const void *body, size_t len, char out[KYU_SHA256_HEX_LEN + 1]);
 
 /* @kyu-internal-begin */
+/* Zeroes the fields of *p, a type, from field from up to (not including) field to: the lean
+ * clears of a request or a reply, which leave their large per-message arrays as they are
+ * (kyu_request_prepare_send in client/kyu.c, kyu_reply_init_lean in proto/reply.c). */
+#define KYU_CLEAR_RANGE(type, p, from, to)                                                         \
+    memset((char *)(p) + offsetof(type, from), 0, offsetof(type, to) - offsetof(type, from))
+
 /* Small msgpack helpers shared by the codecs (proto/, broker/command.c). */
 void kyu_mp_pack_str(msgpack_packer *pk, const char *s);
+/* Packs b as msgpack's true or false. */
+static inline void kyu_mp_pack_bool(msgpack_packer *pk, bool b)
+{
+    if (b)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
+}
 /* True when k is the string key name. Inline: with name a literal, its strlen is a constant
  * (the codecs compare each key of every request and command against a list of names). */
 static inline bool kyu_mp_key_is(const msgpack_object *k, const char *name)

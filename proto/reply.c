@@ -73,16 +73,11 @@ void kyu_reply_init(kyu_reply_t *rep)
     memset(rep, 0, sizeof *rep);
 }
 
-/* Clears a range of the reply, [from, to). */
-#define CLEAR_RANGE(rep, from, to)                                                                 \
-    memset((char *)(rep) + offsetof(kyu_reply_t, from), 0,                                         \
-           offsetof(kyu_reply_t, to) - offsetof(kyu_reply_t, from))
-
 void kyu_reply_init_lean(kyu_reply_t *rep)
 {
-    CLEAR_RANGE(rep, id, ids);
-    CLEAR_RANGE(rep, sequences, msgs);
-    CLEAR_RANGE(rep, has_next, errors);
+    KYU_CLEAR_RANGE(kyu_reply_t, rep, id, ids);
+    KYU_CLEAR_RANGE(kyu_reply_t, rep, sequences, msgs);
+    KYU_CLEAR_RANGE(kyu_reply_t, rep, has_next, errors);
     memset((char *)rep + offsetof(kyu_reply_t, has_attrs), 0,
            sizeof *rep - offsetof(kyu_reply_t, has_attrs));
 }
@@ -320,10 +315,7 @@ void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out)
             kyu_mp_pack_str(&pk, "FifoQueue");
             msgpack_pack_true(&pk);
             kyu_mp_pack_str(&pk, "ContentBasedDeduplication");
-            if (at->cbd)
-                msgpack_pack_true(&pk);
-            else
-                msgpack_pack_false(&pk);
+            kyu_mp_pack_bool(&pk, at->cbd);
             kyu_mp_pack_str(&pk, "DeduplicationScope");
             kyu_mp_pack_str(&pk,
                             at->dedup_scope == KYU_DEDUP_SCOPE_GROUP ? "messageGroup" : "queue");
@@ -418,10 +410,7 @@ void kyu_reply_encode(const kyu_reply_t *rep, msgpack_sbuffer *out)
             kyu_mp_pack_str(&pk, rep->subs[i].id);
             kyu_mp_pack_str(&pk, rep->subs[i].topic);
             kyu_mp_pack_str(&pk, rep->subs[i].queue);
-            if (rep->subs[i].raw)
-                msgpack_pack_true(&pk);
-            else
-                msgpack_pack_false(&pk);
+            kyu_mp_pack_bool(&pk, rep->subs[i].raw);
             if (rep->subs[i].filtered)
                 kyu_mp_pack_str(&pk, rep->subs[i].filter_body ? "body" : "attributes");
             if (rep->subs[i].filtered && rep->subs[i].policy)
@@ -1051,13 +1040,13 @@ static rows_t header_rows(const msgpack_object *map)
  * cleared reply (the rows past the counts are not the reply's). */
 static void clear_rows(kyu_reply_t *rep, rows_t r)
 {
-    CLEAR_RANGE(rep, id, ids);
+    KYU_CLEAR_RANGE(kyu_reply_t, rep, id, ids);
     memset(rep->ids, 0, r.ids * sizeof rep->ids[0]);
     memset(rep->md5_body, 0, r.ids * sizeof rep->md5_body[0]);
     memset(rep->md5_attrs, 0, r.ids * sizeof rep->md5_attrs[0]);
-    CLEAR_RANGE(rep, sequences, msgs);
+    KYU_CLEAR_RANGE(kyu_reply_t, rep, sequences, msgs);
     memset(rep->msgs, 0, r.msgs * sizeof rep->msgs[0]);
-    CLEAR_RANGE(rep, has_next, errors);
+    KYU_CLEAR_RANGE(kyu_reply_t, rep, has_next, errors);
     memset(rep->errors, 0, r.errors * sizeof rep->errors[0]);
     memset(&rep->has_attrs, 0, sizeof *rep - offsetof(kyu_reply_t, has_attrs));
 }

@@ -69,9 +69,9 @@ class Broker:
         self.log.close()
 
 
-class CliTest(unittest.TestCase):
+class BrokerCase(unittest.TestCase):
+    """A test class with one kyu-broker of its own, started before its tests and stopped after."""
     broker = None
-    counter = 0
 
     @classmethod
     def setUpClass(cls):
@@ -86,6 +86,10 @@ class CliTest(unittest.TestCase):
     def tearDownClass(cls):
         cls.broker.stop()
         shutil.rmtree(cls.broker.dir, ignore_errors=True)
+
+
+class CliTest(BrokerCase):
+    counter = 0
 
     def kyu(self, *args, stdin=b"", broker=None, json_out=False, env=None):
         cmd = [KYU, "--broker", broker or self.broker.endpoint]
@@ -370,22 +374,8 @@ class CliTest(unittest.TestCase):
         self.assertIn(b"RECEIPT_STALE", r.stderr)
 
 
-class BenchTest(unittest.TestCase):
+class BenchTest(BrokerCase):
     """kyu-bench runs each workload to the end: nothing missing, the queue left empty."""
-
-    @classmethod
-    def setUpClass(cls):
-        cls.broker = Broker()
-        try:
-            cls.broker.start()
-        except Exception:
-            shutil.rmtree(cls.broker.dir, ignore_errors=True)
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.broker.stop()
-        shutil.rmtree(cls.broker.dir, ignore_errors=True)
 
     def bench(self, *args):
         r = subprocess.run([os.path.join(os.path.dirname(KYU), "kyu-bench"), "--broker",

@@ -371,6 +371,28 @@ class ThreeNodes:
         if any(reports):
             raise AssertionError("a kyu-broker's log has a sanitizer report:\n%s" % "\n".join(reports))
 
+    def cli(self, *args, endpoint=None, timeout=120, input=None):
+        return subprocess.run([CLI, "--broker", endpoint or self.endpoints] + list(args),
+                              capture_output=True, timeout=timeout, input=input)
+
+    def ok(self, *args, input=None):
+        r = self.cli(*args, input=input)
+        if r.returncode != 0:
+            raise AssertionError("kyu %s failed (%d): %s" % (" ".join(args), r.returncode, r.stderr.decode()))
+        return r.stdout.decode()
+
+    def leader(self, not_this=None, deadline_s=60):
+        """The endpoint of the node that leads and serves (optionally not not_this)."""
+        deadline = time.monotonic() + deadline_s
+        while time.monotonic() < deadline:
+            r = self.cli("--json", "cluster", "status", timeout=60)
+            for s in [json.loads(l) for l in r.stdout.decode().splitlines() if l]:
+                if s["role"] == "leader" and s["endpoint"] != not_this and \
+                        self.cli("list-queues", endpoint=s["endpoint"], timeout=10).returncode == 0:
+                    return s["endpoint"]
+            time.sleep(0.05)
+        raise AssertionError("no leader within %d s" % deadline_s)
+
 
 class Node:
     """One kyu-broker of a cluster: its id, raft address, client endpoint, data dir

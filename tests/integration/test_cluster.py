@@ -70,7 +70,11 @@ class Stream:
         return err
 
 
-class Cluster(unittest.TestCase):
+class ClusterFixture:
+    """Three kyu-brokers on 127.0.0.1 (random ports, a temporary data directory) and the
+    helpers that drive them, without tests: a test class of another file takes them as
+    `class X(test_cluster.ClusterFixture, unittest.TestCase)` (subclassing Cluster would run
+    its tests again)."""
     def setUp(self):
         self.data = tempfile.mkdtemp(prefix="kyu-cluster-")
         specs = []
@@ -146,6 +150,8 @@ class Cluster(unittest.TestCase):
         its attempt id when a failover or a loaded machine held it up (harness.drain_keyed)."""
         return drain_keyed(self.cli, queue)
 
+
+class Cluster(ClusterFixture, unittest.TestCase):
     def test_kill9_of_the_leader_loses_no_acknowledged_send_and_no_delete_comes_back(self):
         self.leader()
         self.ok("create-queue", "orders", "--visibility-timeout", "600")

@@ -149,15 +149,8 @@ class DeadLetter(BrokerCase):
         self.assertEqual(self.counts("dlq"), (1, 0, 0))
 
 
-class DeadLetterCluster(unittest.TestCase):
+class DeadLetterCluster(test_cluster.ClusterFixture, unittest.TestCase):
     """The moves on three nodes: applied by every replica, kept by the next leader."""
-    setUp = test_cluster.Cluster.setUp
-    tearDown = test_cluster.Cluster.tearDown
-    cli = test_cluster.Cluster.cli
-    ok = test_cluster.Cluster.ok
-    status = test_cluster.Cluster.status
-    leader = test_cluster.Cluster.leader
-    logs = test_cluster.Cluster.logs
 
     def test_moves_are_kept_across_a_leader_failover(self):
         self.leader()

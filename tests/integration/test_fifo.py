@@ -321,16 +321,9 @@ class Fifo(BrokerCase):
         self.assertEqual([m["Body"] for m in self.receive("q.fifo")], ["m2", "m3", "m4", "m5"])
 
 
-class FifoCluster(unittest.TestCase):
+class FifoCluster(test_cluster.ClusterFixture, unittest.TestCase):
     """Three nodes: every replica applies the same groups and deduplication records, so the
     next leader keeps a group's order, its lock and the deduplication window."""
-    setUp = test_cluster.Cluster.setUp
-    tearDown = test_cluster.Cluster.tearDown
-    cli = test_cluster.Cluster.cli
-    ok = test_cluster.Cluster.ok
-    status = test_cluster.Cluster.status
-    leader = test_cluster.Cluster.leader
-    logs = test_cluster.Cluster.logs
 
     def receive(self, *args):
         return [json.loads(l) for l in self.ok("--json", "receive", "q.fifo", "--max", "10",

@@ -190,16 +190,9 @@ class FifoTopics(BrokerCase):
                          [("one", "g1", "d1"), ("two", "g2", "d2")])
 
 
-class AcrossFailover(unittest.TestCase):
+class AcrossFailover(test_cluster.ClusterFixture, unittest.TestCase):
     """Three nodes: publishers to a FIFO topic pipelined through a kill -9 of the leader; every
     subscribed FIFO queue ends with each acknowledged message once, each group in order."""
-    setUp = test_cluster.Cluster.setUp
-    tearDown = test_cluster.Cluster.tearDown
-    cli = test_cluster.Cluster.cli
-    ok = test_cluster.Cluster.ok
-    status = test_cluster.Cluster.status
-    leader = test_cluster.Cluster.leader
-    wait_caught_up = test_cluster.Cluster.wait_caught_up
 
     def receive(self, queue):
         return [json.loads(l) for l in self.ok("--json", "receive", queue, "--max", "10",

@@ -11,21 +11,14 @@ from worker_harness import Worker, WorkerFixture, records, wait_until
 FAST = ["--heartbeat", "0.2", "--liveness", "3"]
 
 
-class WorkerCluster(WorkerFixture, unittest.TestCase):
-    # The cluster's helpers (test_cluster.py), without its tests.
-    cli = test_cluster.Cluster.cli
-    ok = test_cluster.Cluster.ok
-    status = test_cluster.Cluster.status
-    leader = test_cluster.Cluster.leader
-    logs = test_cluster.Cluster.logs
-
+class WorkerCluster(WorkerFixture, test_cluster.ClusterFixture, unittest.TestCase):
     def setUp(self):
-        test_cluster.Cluster.setUp(self)
+        test_cluster.ClusterFixture.setUp(self)
         self.open_workers("kyu-worker-cluster-")
 
     def tearDown(self):
         errors = self.close_workers()
-        test_cluster.Cluster.tearDown(self)
+        test_cluster.ClusterFixture.tearDown(self)
         self.remove_workers_dir(errors)
 
     def counts(self, queue):

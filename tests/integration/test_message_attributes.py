@@ -593,16 +593,8 @@ class BatchRequestTooLong(BrokerCase):
         self.assertEqual(self.counts("jobs"), (7, 0))
 
 
-class AcrossFailover(unittest.TestCase):
+class AcrossFailover(test_cluster.ClusterFixture, unittest.TestCase):
     """Three nodes: attributes and a batch's answers survive a kill -9 of the leader."""
-    # The cluster's helpers (test_cluster.py), without its tests.
-    setUp = test_cluster.Cluster.setUp
-    tearDown = test_cluster.Cluster.tearDown
-    cli = test_cluster.Cluster.cli
-    ok = test_cluster.Cluster.ok
-    status = test_cluster.Cluster.status
-    leader = test_cluster.Cluster.leader
-    wait_caught_up = test_cluster.Cluster.wait_caught_up
 
     def test_attributes_and_batch_answers_survive_a_leader_failover(self):
         leader = self.leader()

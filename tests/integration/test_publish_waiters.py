@@ -14,7 +14,6 @@ poll still gets its message.
 Only causality is asserted, never how fast. Every wait is bounded; processes are stopped by
 their PID only."""
 import json
-import subprocess
 import time
 import unittest
 
@@ -261,14 +260,6 @@ class ClusterPublishWaiters(ThreeNodes, unittest.TestCase):
         for s in self.socks:
             s.close()
         self.stop_nodes()
-
-    def ok(self, *args):
-        r = subprocess.run([CLI, "--broker", self.endpoints] + list(args), capture_output=True,
-                           timeout=120)
-        if r.returncode != 0:
-            raise AssertionError("kyu %s failed (%d): %s" % (" ".join(args), r.returncode,
-                                                              r.stderr.decode()))
-        return r.stdout.decode()
 
     def status(self, endpoint):
         c = Client(endpoint)

@@ -222,16 +222,8 @@ class Redrive(BrokerCase):
         self.assertEqual([m["Body"] for m in left], ["direct"])
 
 
-class RedriveCluster(unittest.TestCase):
+class RedriveCluster(test_cluster.ClusterFixture, unittest.TestCase):
     """A task on three nodes: its progress is replicated, the next leader goes on with it."""
-    setUp = test_cluster.Cluster.setUp
-    tearDown = test_cluster.Cluster.tearDown
-    cli = test_cluster.Cluster.cli
-    ok = test_cluster.Cluster.ok
-    status = test_cluster.Cluster.status
-    leader = test_cluster.Cluster.leader
-    logs = test_cluster.Cluster.logs
-    drain = test_cluster.Cluster.drain
 
     def test_a_leader_failover_in_the_middle_of_a_task_loses_and_duplicates_nothing(self):
         self.leader()

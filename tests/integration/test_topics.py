@@ -246,17 +246,9 @@ class Topics(BrokerCase):
         self.assertEqual(self.b.ok("list-subscriptions").count("\n"), 1)
 
 
-class AcrossFailover(unittest.TestCase):
+class AcrossFailover(test_cluster.ClusterFixture, unittest.TestCase):
     """Three nodes: publishes pipelined through a kill -9 of the leader land in every
     subscribed queue or in none, and each once."""
-    setUp = test_cluster.Cluster.setUp
-    tearDown = test_cluster.Cluster.tearDown
-    cli = test_cluster.Cluster.cli
-    ok = test_cluster.Cluster.ok
-    status = test_cluster.Cluster.status
-    leader = test_cluster.Cluster.leader
-    wait_caught_up = test_cluster.Cluster.wait_caught_up
-    drain = test_cluster.Cluster.drain
 
     def test_publishes_fan_out_whole_across_a_leader_kill9(self):
         leader = self.leader()
@@ -309,24 +301,16 @@ class AcrossFailover(unittest.TestCase):
         self.wait_caught_up(leader)
 
 
-class BySnapshot(unittest.TestCase):
+class BySnapshot(test_cluster.ClusterFixture, unittest.TestCase):
     """Three nodes with a short log window: a follower wiped while topics change catches up
     by a snapshot, and then, leading, holds the topics and subscriptions and fans out."""
     def setUp(self):
         os.environ["KYU_LOG_WINDOW"] = test_snapshot.WINDOW
-        test_cluster.Cluster.setUp(self)
+        test_cluster.ClusterFixture.setUp(self)
 
     def tearDown(self):
-        test_cluster.Cluster.tearDown(self)
+        test_cluster.ClusterFixture.tearDown(self)
         os.environ.pop("KYU_LOG_WINDOW", None)
-
-    cli = test_cluster.Cluster.cli
-    ok = test_cluster.Cluster.ok
-    status = test_cluster.Cluster.status
-    leader = test_cluster.Cluster.leader
-    wait_caught_up = test_cluster.Cluster.wait_caught_up
-    drain = test_cluster.Cluster.drain
-    logs = test_cluster.Cluster.logs
 
     def test_a_wiped_follower_gets_the_topics_by_snapshot(self):
         leader = self.leader()

@@ -12,14 +12,13 @@ nothing.
 Only causality and generous upper bounds ("within seconds") are asserted, never how fast.
 Every wait is bounded; processes are stopped by their PID only."""
 import json
-import subprocess
 import time
 import unittest
 
 import msgpack
 import zmq
 
-from harness import CLI, Broker, ThreeNodes
+from harness import Broker, ThreeNodes
 
 OP_SEND, OP_DELETE, OP_CHANGE_VISIBILITY, OP_CLUSTER_STATUS = 6, 8, 9, 10
 OP_OPEN, OP_HEARTBEAT, OP_CLOSE, OP_LIST = 21, 22, 23, 24
@@ -462,27 +461,6 @@ class ClusterWorkers(ThreeNodes, unittest.TestCase):
         for w in self.workers:
             w.close()
         self.stop_nodes()
-
-    def cli(self, *args, endpoint=None, timeout=120, input=None):
-        return subprocess.run([CLI, "--broker", endpoint or self.endpoints] + list(args),
-                              capture_output=True, timeout=timeout, input=input)
-
-    def ok(self, *args, input=None):
-        r = self.cli(*args, input=input)
-        if r.returncode != 0:
-            raise AssertionError("kyu %s failed (%d): %s" % (" ".join(args), r.returncode, r.stderr.decode()))
-        return r.stdout.decode()
-
-    def leader(self, not_this=None, deadline_s=60):
-        deadline = time.monotonic() + deadline_s
-        while time.monotonic() < deadline:
-            r = self.cli("--json", "cluster", "status", timeout=60)
-            for s in [json.loads(l) for l in r.stdout.decode().splitlines() if l]:
-                if s["role"] == "leader" and s["endpoint"] != not_this and \
-                        self.cli("list-queues", endpoint=s["endpoint"], timeout=10).returncode == 0:
-                    return s["endpoint"]
-            time.sleep(0.05)
-        raise AssertionError("no leader within %d s" % deadline_s)
 
     def worker(self, endpoint):
         w = Worker(endpoint)

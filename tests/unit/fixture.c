@@ -1,5 +1,8 @@
 #include "fixture.h"
 
+#include "command.h"
+#include "queue_attrs.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -227,4 +230,93 @@ void expect_first_receive(fixture_t *f, uint64_t now, uint32_t max, const char *
         return;
     for (size_t i = 0; i < n; i++) /* gone, so that its lease's end does not bring it back */
         ok(apply1(f, cmd_delete("q", now, handles[i])));
+}
+
+void expect_error(kyu_code_t got, const char *msg, kyu_code_t code, const char *text)
+{
+    if (got != code || !strstr(msg, text))
+        fail_msg("expected %s mentioning '%s', got %s: %s", kyu_code_name(code), text,
+                 kyu_code_name(got), msg);
+}
+
+void expect_result(kyu_result_t r, kyu_code_t code, const char *text)
+{
+    expect_error(r.code, r.error, code, text);
+    kyu_result_clear(&r);
+}
+
+kyu_queue_attrs_t fixture_attrs(fixture_t *f, const char *queue, uint64_t now)
+{
+    kyu_queue_attrs_t a;
+    kyu_err_t err;
+    kyu_code_t rc = kyu_sm_queue_attributes(f->sm, queue, now, &a, &err);
+    if (rc != KYU_OK)
+        fail_msg("attributes of %s: expected OK, got %s: %s", queue, kyu_code_name(rc), err.msg);
+    return a;
+}
+
+void expect_counts(fixture_t *f, uint64_t now, int64_t visible, int64_t not_visible,
+                   int64_t delayed)
+{
+    kyu_queue_attrs_t a = fixture_attrs(f, "q", now);
+    if (a.visible != visible || a.not_visible != not_visible || a.delayed != delayed)
+        fail_msg("at %llu expected %lld visible / %lld not visible / %lld delayed, got %lld / "
+                 "%lld / %lld",
+                 (unsigned long long)now, (long long)visible, (long long)not_visible,
+                 (long long)delayed, (long long)a.visible, (long long)a.not_visible,
+                 (long long)a.delayed);
+}
+
+kyu_command_t cmd_send_delayed(const char *queue, uint64_t now, const char *body, uint64_t delay_ms)
+{
+    kyu_command_t c = cmd_send(queue, now, body);
+    c.has_msg_delay[0] = true;
+    c.msg_delay_ms[0] = delay_ms;
+    return c;
+}
+
+kyu_command_t cmd_with_redrive(kyu_command_t c, kyu_queue_ext_t *qx, const char *dlq, uint32_t mrc)
+{
+    kyu_qattrs_defaults(qx);
+    snprintf(qx->dlq, sizeof qx->dlq, "%s", dlq);
+    qx->max_receive_count = mrc;
+    c.qx = qx;
+    c.qx_set = KYU_F_REDRIVE;
+    return c;
+}
+
+kyu_msg_attr_t msg_attr(const char *name, const char *type, const char *value)
+{
+    return (kyu_msg_attr_t){.name = name,
+                            .name_len = strlen(name),
+                            .type = type,
+                            .type_len = strlen(type),
+                            .value = value,
+                            .value_len = strlen(value),
+                            .binary = strncmp(type, "Binary", 6) == 0};
+}
+
+kyu_command_t command_round_trip(const kyu_command_t *c)
+{
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    kyu_command_encode(c, &b);
+    size_t off = 0;
+    kyu_err_t err;
+    kyu_command_t d;
+    assert_int_equal(kyu_command_decode(b.data, b.size, &off, &d, &err), KYU_OK);
+    assert_int_equal(off, b.size);
+    msgpack_sbuffer_destroy(&b);
+    return d;
+}
+
+void pack_command_head(msgpack_packer *pk, uint32_t type, uint64_t now, const char *queue,
+                       int64_t vt, uint32_t max)
+{
+    msgpack_pack_array(pk, 6);
+    msgpack_pack_uint32(pk, type);
+    msgpack_pack_uint64(pk, now);
+    kyu_mp_pack_str(pk, queue);
+    msgpack_pack_int64(pk, vt);
+    msgpack_pack_uint32(pk, max);
 }

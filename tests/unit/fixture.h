@@ -71,4 +71,32 @@ const char *got_bodies(const got_t *g);
 void expect_first_receive(fixture_t *f, uint64_t now, uint32_t max, const char *const *bodies,
                           bool del);
 
+/* Fails the test unless got is code and msg contains text (saying what it saw). */
+void expect_error(kyu_code_t got, const char *msg, kyu_code_t code, const char *text);
+/* expect_error for a result's code and message; clears r. */
+void expect_result(kyu_result_t r, kyu_code_t code, const char *text);
+
+/* The attributes of queue at now; fails the test unless there are (an existing queue). */
+kyu_queue_attrs_t fixture_attrs(fixture_t *f, const char *queue, uint64_t now);
+/* Fails the test unless queue "q" counts, at now, these visible, not visible (in flight) and
+ * delayed messages (saying what it counted). */
+void expect_counts(fixture_t *f, uint64_t now, int64_t visible, int64_t not_visible,
+                   int64_t delayed);
+
+/* A SEND of body with a DelaySeconds of its own, in ms. */
+kyu_command_t cmd_send_delayed(const char *queue, uint64_t now, const char *body,
+                               uint64_t delay_ms);
+/* c with a RedrivePolicy to dlq after mrc receives (qx_set KYU_F_REDRIVE): its queue
+ * attributes, defaults but for that, written to *qx, which c borrows until it is applied. */
+kyu_command_t cmd_with_redrive(kyu_command_t c, kyu_queue_ext_t *qx, const char *dlq, uint32_t mrc);
+/* A message attribute of the given name, type and value (strings the caller keeps). */
+kyu_msg_attr_t msg_attr(const char *name, const char *type, const char *value);
+
+/* c encoded as the log holds it and decoded again; fails the test unless it decodes whole. */
+kyu_command_t command_round_trip(const kyu_command_t *c);
+/* Packs the head of a log record as kyu_command_encode writes it, an array of 6 without a
+ * request key: [type, now, queue, vt, max]; the caller packs the sixth item (the items). */
+void pack_command_head(msgpack_packer *pk, uint32_t type, uint64_t now, const char *queue,
+                       int64_t vt, uint32_t max);
+
 #endif

@@ -69,6 +69,18 @@ static kyu_replica_t *open_replica(fixture_t *f, kyu_log_t *log, const kyu_repli
     return kyu_replica_new(f->store, f->sm, &c, on_done, w, err);
 }
 
+/* A log and a replica over it (cfg as open_replica's); fails the test unless the replica opens. */
+static kyu_replica_t *open_log_and_replica(fixture_t *f, kyu_log_t **log,
+                                           const kyu_replica_config_t *cfg, waiters_t *w)
+{
+    kyu_err_t err;
+    *log = kyu_log_new(f->store, &err);
+    kyu_replica_t *r = open_replica(f, *log, cfg, w, &err);
+    if (!r)
+        fail_msg("expected a replica, got none: %s", err.msg);
+    return r;
+}
+
 /* The storage thread's ops without write_now: every write handed to the thread, as a
  * cluster's are (a lone voter writes a small round itself, tests below). */
 static kyu_log_ops_t thread_ops;
@@ -97,8 +109,7 @@ static void test_results_come_after_durability_and_in_order(void **state)
     while (w.answered < 51)
         pump_one(log, r);
     assert_int_equal(w.last_code, KYU_OK);
-    kyu_queue_attrs_t a;
-    assert_int_equal(kyu_sm_queue_attributes(f->sm, "orders", 2000, &a, &err), KYU_OK);
+    kyu_queue_attrs_t a = fixture_attrs(f, "orders", 2000);
     assert_int_equal(a.visible, 50);
     kyu_replica_destroy(&r);
     kyu_log_destroy(&log);
@@ -127,12 +138,9 @@ static void test_durable_entries_not_applied_are_applied_at_restart(void **state
 
     fixture_reopen(f);
     waiters_t w = {0};
-    log = kyu_log_new(f->store, &err);
-    kyu_replica_t *r = open_replica(f, log, NULL, &w, &err);
-    assert_non_null(r);
+    kyu_replica_t *r = open_log_and_replica(f, &log, NULL, &w);
     assert_int_equal(kyu_sm_applied_index(f->sm), 2);
-    kyu_queue_attrs_t a;
-    assert_int_equal(kyu_sm_queue_attributes(f->sm, "orders", 2000, &a, &err), KYU_OK);
+    kyu_queue_attrs_t a = fixture_attrs(f, "orders", 2000);
     assert_int_equal(a.visible, 1);
     /* New proposals continue after the replayed entries. */
     c = cmd_send("orders", 1000, "next");
@@ -192,28 +200,30 @@ static void test_backpressure_refuses_with_busy(void **state)
     kyu_log_destroy(&log);
 }
 
-/* Proposes one send and pumps until it is answered (one Raft round per entry). */
-static void send_one_entry(kyu_log_t *log, kyu_replica_t *r, waiters_t *w)
+/* Proposes c through the replica and pumps until it is answered. */
+static void propose_and_wait(kyu_log_t *log, kyu_replica_t *r, waiters_t *w, kyu_command_t c)
 {
     kyu_err_t err;
     int before = w->answered;
-    kyu_command_t c = cmd_send("orders", 1000, "m");
     assert_int_equal(kyu_replica_propose(r, &c, NULL, &err), KYU_OK);
     kyu_replica_flush(r);
     while (w->answered == before)
         pump_one(log, r);
 }
 
-/* Creates queue "orders" through the replica and waits for its answer. */
-static void create_orders(kyu_log_t *log, kyu_replica_t *r, waiters_t *w)
+/* Proposes one send and pumps until it is answered (one Raft round per entry). */
+static void send_one_entry(kyu_log_t *log, kyu_replica_t *r, waiters_t *w)
 {
-    kyu_err_t err;
-    int before = w->answered;
-    kyu_command_t c = cmd_create("orders", -1);
-    assert_int_equal(kyu_replica_propose(r, &c, NULL, &err), KYU_OK);
-    kyu_replica_flush(r);
-    while (w->answered == before)
-        pump_one(log, r);
+    propose_and_wait(log, r, w, cmd_send("orders", 1000, "m"));
+}
+
+/* open_log_and_replica, then queue "orders" created through the replica. */
+static kyu_replica_t *open_with_orders(fixture_t *f, kyu_log_t **log,
+                                       const kyu_replica_config_t *cfg, waiters_t *w)
+{
+    kyu_replica_t *r = open_log_and_replica(f, log, cfg, w);
+    propose_and_wait(*log, r, w, cmd_create("orders", -1));
+    return r;
 }
 
 static void
@@ -223,10 +233,8 @@ test_log_is_compacted_behind_a_window_and_restarts_from_the_snapshot_record(void
     kyu_err_t err;
     waiters_t w = {0};
     kyu_replica_config_t cfg = {.log_window = 16};
-    kyu_log_t *log = kyu_log_new(f->store, &err);
-    kyu_replica_t *r = open_replica(f, log, &cfg, &w, &err);
-    assert_non_null(r);
-    create_orders(log, r, &w);
+    kyu_log_t *log;
+    kyu_replica_t *r = open_with_orders(f, &log, &cfg, &w);
     for (int i = 0; i < 100; i++) {
         send_one_entry(log, r, &w);
         /* the state database holds every entry: its write-behind never holds compaction
@@ -244,13 +252,10 @@ test_log_is_compacted_behind_a_window_and_restarts_from_the_snapshot_record(void
     assert_true(applied - first < 16 * (KYU_REPLICA_DURABLE_LAG + 1) + 16 + 16);
 
     fixture_reopen(f);
-    log = kyu_log_new(f->store, &err);
-    r = open_replica(f, log, &cfg, &w, &err);
-    assert_non_null(r);
+    r = open_log_and_replica(f, &log, &cfg, &w);
     assert_int_equal(kyu_sm_applied_index(f->sm), applied);
     send_one_entry(log, r, &w);
-    kyu_queue_attrs_t a;
-    assert_int_equal(kyu_sm_queue_attributes(f->sm, "orders", 2000, &a, &err), KYU_OK);
+    kyu_queue_attrs_t a = fixture_attrs(f, "orders", 2000);
     assert_int_equal(a.visible, 101);
     kyu_replica_destroy(&r);
     kyu_log_destroy(&log);
@@ -277,10 +282,8 @@ static void test_a_crash_loses_no_entry_the_state_database_had_not_written(void 
     kyu_err_t err;
     waiters_t w = {0};
     kyu_replica_config_t cfg = {.log_window = 16};
-    kyu_log_t *log = kyu_log_new(f->store, &err);
-    kyu_replica_t *r = open_replica(f, log, &cfg, &w, &err);
-    assert_non_null(r);
-    create_orders(log, r, &w);
+    kyu_log_t *log;
+    kyu_replica_t *r = open_with_orders(f, &log, &cfg, &w);
     for (int i = 0; i < 100; i++)
         send_one_entry(log, r, &w);
     uint64_t applied = kyu_sm_applied_index(f->sm);
@@ -293,15 +296,12 @@ static void test_a_crash_loses_no_entry_the_state_database_had_not_written(void 
 
     fixture_crash(f);
     assert_true(kyu_sm_applied_index(f->sm) < applied);
-    log = kyu_log_new(f->store, &err);
-    r = open_replica(f, log, &cfg, &w, &err);
-    assert_non_null(r);
+    r = open_log_and_replica(f, &log, &cfg, &w);
     /* Replayed up to the commit index the log holds; the last entry's commit is known once
      * the restarted node commits an entry of its own term (its no-op, then this send). */
     send_one_entry(log, r, &w);
     assert_int_equal(kyu_sm_applied_index(f->sm), applied + 2);
-    kyu_queue_attrs_t a;
-    assert_int_equal(kyu_sm_queue_attributes(f->sm, "orders", 2000, &a, &err), KYU_OK);
+    kyu_queue_attrs_t a = fixture_attrs(f, "orders", 2000);
     assert_int_equal(a.visible, 101);
     kyu_replica_destroy(&r);
     kyu_log_destroy(&log);
@@ -317,10 +317,8 @@ static void test_a_kill_loses_no_entry_the_state_tables_do_not_hold(void **state
     kyu_err_t err;
     waiters_t w = {0};
     kyu_replica_config_t cfg = {.log_window = 16};
-    kyu_log_t *log = kyu_log_new(f->store, &err);
-    kyu_replica_t *r = open_replica(f, log, &cfg, &w, &err);
-    assert_non_null(r);
-    create_orders(log, r, &w);
+    kyu_log_t *log;
+    kyu_replica_t *r = open_with_orders(f, &log, &cfg, &w);
     for (int i = 0; i < 100; i++)
         send_one_entry(log, r, &w);
     uint64_t applied = kyu_sm_applied_index(f->sm);
@@ -338,13 +336,10 @@ static void test_a_kill_loses_no_entry_the_state_tables_do_not_hold(void **state
 
     fixture_kill(f);
     assert_int_equal(kyu_sm_applied_index(f->sm), tables);
-    log = kyu_log_new(f->store, &err);
-    r = open_replica(f, log, &cfg, &w, &err);
-    assert_non_null(r);
+    r = open_log_and_replica(f, &log, &cfg, &w);
     send_one_entry(log, r, &w);
     assert_int_equal(kyu_sm_applied_index(f->sm), applied + 2);
-    kyu_queue_attrs_t a;
-    assert_int_equal(kyu_sm_queue_attributes(f->sm, "orders", 2000, &a, &err), KYU_OK);
+    kyu_queue_attrs_t a = fixture_attrs(f, "orders", 2000);
     assert_int_equal(a.visible, 101);
     kyu_replica_destroy(&r);
     kyu_log_destroy(&log);
@@ -357,10 +352,8 @@ static void test_the_log_is_never_compacted_past_the_state_tables(void **state)
     fixture_t *f = *state;
     kyu_err_t err;
     waiters_t w = {0};
-    kyu_log_t *log = kyu_log_new(f->store, &err);
-    kyu_replica_t *r = open_replica(f, log, NULL, &w, &err);
-    assert_non_null(r);
-    create_orders(log, r, &w);
+    kyu_log_t *log;
+    kyu_replica_t *r = open_with_orders(f, &log, NULL, &w);
     for (int i = 0; i < 5; i++)
         send_one_entry(log, r, &w);
     assert_int_equal(kyu_sm_flush(f->sm, &err), KYU_OK); /* written, not in the tables */
@@ -385,10 +378,8 @@ static void test_a_full_disk_makes_the_replica_read_only_until_space_is_freed(vo
     fixture_t *f = *state;
     kyu_err_t err;
     waiters_t w = {0};
-    kyu_log_t *log = kyu_log_new(f->store, &err);
-    kyu_replica_t *r = open_replica(f, log, NULL, &w, &err);
-    assert_non_null(r);
-    create_orders(log, r, &w);
+    kyu_log_t *log;
+    kyu_replica_t *r = open_with_orders(f, &log, NULL, &w);
     assert_null(kyu_replica_read_only(r));
 
     kyu_command_t c = cmd_send("orders", 1000, "waits in the open entry");
@@ -417,8 +408,7 @@ static void test_a_full_disk_makes_the_replica_read_only_until_space_is_freed(vo
     assert_string_equal(st.read_only, "");
     send_one_entry(log, r, &w);
     assert_int_equal(w.last_code, KYU_OK);
-    kyu_queue_attrs_t a;
-    assert_int_equal(kyu_sm_queue_attributes(f->sm, "orders", 2000, &a, &err), KYU_OK);
+    kyu_queue_attrs_t a = fixture_attrs(f, "orders", 2000);
     assert_int_equal(a.visible, 1); /* only the send made after */
     kyu_replica_destroy(&r);
     kyu_log_destroy(&log);
@@ -474,13 +464,10 @@ static bool report_waiting(kyu_log_t *log)
 static uint64_t visible_after_a_crash(fixture_t *f, kyu_log_t **log, kyu_replica_t **r,
                                       waiters_t *w)
 {
-    kyu_err_t err;
     kyu_replica_destroy(r);
     kyu_log_destroy(log);
     fixture_crash(f);
-    *log = kyu_log_new(f->store, &err);
-    *r = open_replica(f, *log, NULL, w, &err);
-    assert_non_null(*r);
+    *r = open_log_and_replica(f, log, NULL, w);
     /* The entries after the durable commit index commit with the new term's first entry. */
     zpoller_t *p = zpoller_new(kyu_log_sock(*log), NULL);
     for (int i = 0; i < 4; i++) {
@@ -489,8 +476,7 @@ static uint64_t visible_after_a_crash(fixture_t *f, kyu_log_t **log, kyu_replica
             pump_one(*log, *r);
     }
     zpoller_destroy(&p);
-    kyu_queue_attrs_t a;
-    assert_int_equal(kyu_sm_queue_attributes(f->sm, "orders", 2000, &a, &err), KYU_OK);
+    kyu_queue_attrs_t a = fixture_attrs(f, "orders", 2000);
     return a.visible;
 }
 
@@ -502,10 +488,8 @@ static void test_a_lone_voter_writes_a_small_round_itself_before_answering(void 
     fixture_t *f = *state;
     kyu_err_t err;
     waiters_t w = {0};
-    kyu_log_t *log = kyu_log_new(f->store, &err);
-    kyu_replica_t *r = open_replica(f, log, NULL, &w, &err);
-    assert_non_null(r);
-    create_orders(log, r, &w);
+    kyu_log_t *log;
+    kyu_replica_t *r = open_with_orders(f, &log, NULL, &w);
     uint64_t last = 0, before = 0;
     assert_int_equal(kyu_log_last_index(f->store, &before, &err), KYU_OK);
     for (int i = 1; i <= 3; i++) {
@@ -530,10 +514,8 @@ static void test_a_large_round_goes_to_the_storage_thread(void **state)
     fixture_t *f = *state;
     kyu_err_t err;
     waiters_t w = {0};
-    kyu_log_t *log = kyu_log_new(f->store, &err);
-    kyu_replica_t *r = open_replica(f, log, NULL, &w, &err);
-    assert_non_null(r);
-    create_orders(log, r, &w);
+    kyu_log_t *log;
+    kyu_replica_t *r = open_with_orders(f, &log, NULL, &w);
     static char body[KYU_REPLICA_WRITE_HERE_MAX + 1];
     memset(body, 'x', sizeof body - 1);
     kyu_command_t c = cmd_send("orders", 1000, body);
@@ -556,10 +538,8 @@ static void test_a_round_failing_on_the_loop_is_written_again_by_the_storage_thr
     fixture_t *f = *state;
     kyu_err_t err;
     waiters_t w = {0};
-    kyu_log_t *log = kyu_log_new(f->store, &err);
-    kyu_replica_t *r = open_replica(f, log, NULL, &w, &err);
-    assert_non_null(r);
-    create_orders(log, r, &w);
+    kyu_log_t *log;
+    kyu_replica_t *r = open_with_orders(f, &log, NULL, &w);
     for (int skip = 0; skip <= 1; skip++) {
         int before = w.answered;
         kyu_flog_fail_next(kyu_store_flog(f->store), EIO, skip, 1);
@@ -588,10 +568,8 @@ static void test_a_round_failing_on_the_loop_and_in_the_thread_turns_read_only(v
     fixture_t *f = *state;
     kyu_err_t err;
     waiters_t w = {0};
-    kyu_log_t *log = kyu_log_new(f->store, &err);
-    kyu_replica_t *r = open_replica(f, log, NULL, &w, &err);
-    assert_non_null(r);
-    create_orders(log, r, &w);
+    kyu_log_t *log;
+    kyu_replica_t *r = open_with_orders(f, &log, NULL, &w);
     kyu_flog_fail_next(kyu_store_flog(f->store), ENOSPC, 0, 2);
     kyu_command_t c = cmd_send("orders", 1000, "fails twice");
     assert_int_equal(kyu_replica_propose(r, &c, NULL, &err), KYU_OK);
@@ -613,8 +591,7 @@ static void test_a_round_failing_on_the_loop_and_in_the_thread_turns_read_only(v
     }
     zpoller_destroy(&p);
     assert_null(kyu_replica_read_only(r));
-    kyu_queue_attrs_t a;
-    assert_int_equal(kyu_sm_queue_attributes(f->sm, "orders", 2000, &a, &err), KYU_OK);
+    kyu_queue_attrs_t a = fixture_attrs(f, "orders", 2000);
     assert_int_equal(a.visible, 1); /* applied once written */
     send_one_entry(log, r, &w);
     assert_int_equal(w.last_code, KYU_OK);

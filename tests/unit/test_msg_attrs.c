@@ -11,18 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fixture.h" /* msg_attr */
 #include "protocol.h"
-
-static kyu_msg_attr_t attr(const char *name, const char *type, const char *value)
-{
-    return (kyu_msg_attr_t){.name = name,
-                            .name_len = strlen(name),
-                            .type = type,
-                            .type_len = strlen(type),
-                            .value = value,
-                            .value_len = strlen(value),
-                            .binary = strncmp(type, "Binary", 6) == 0};
-}
 
 static kyu_msg_attrs_t one(kyu_msg_attr_t a)
 {
@@ -52,45 +42,45 @@ static void expect_accepted(kyu_msg_attrs_t as)
 static void test_names_follow_sqs_rules(void **state)
 {
     (void)state;
-    expect_accepted(one(attr("a.b-c_D9", "String", "v")));
+    expect_accepted(one(msg_attr("a.b-c_D9", "String", "v")));
     char longest[KYU_ATTR_NAME_MAX + 2];
     memset(longest, 'n', sizeof longest - 1);
     longest[KYU_ATTR_NAME_MAX] = '\0';
-    expect_accepted(one(attr(longest, "String", "v")));
+    expect_accepted(one(msg_attr(longest, "String", "v")));
     longest[KYU_ATTR_NAME_MAX] = 'n';
     longest[KYU_ATTR_NAME_MAX + 1] = '\0';
-    expect_refused(one(attr(longest, "String", "v")), "1 to 256");
-    expect_refused(one(attr("", "String", "v")), "1 to 256");
-    expect_refused(one(attr("a b", "String", "v")), "character");
-    expect_refused(one(attr("a/b", "String", "v")), "character");
-    expect_refused(one(attr("caf\xc3\xa9", "String", "v")), "character");
-    expect_refused(one(attr(".a", "String", "v")), "'..'");
-    expect_refused(one(attr("a.", "String", "v")), "'..'");
-    expect_refused(one(attr("a..b", "String", "v")), "'..'");
-    expect_refused(one(attr("AWS.x", "String", "v")), "reserved");
-    expect_refused(one(attr("aws.x", "String", "v")), "reserved");
-    expect_refused(one(attr("Amazon.x", "String", "v")), "reserved");
-    expect_accepted(one(attr("AWSx", "String", "v"))); /* only the prefixes with the dot */
+    expect_refused(one(msg_attr(longest, "String", "v")), "1 to 256");
+    expect_refused(one(msg_attr("", "String", "v")), "1 to 256");
+    expect_refused(one(msg_attr("a b", "String", "v")), "character");
+    expect_refused(one(msg_attr("a/b", "String", "v")), "character");
+    expect_refused(one(msg_attr("caf\xc3\xa9", "String", "v")), "character");
+    expect_refused(one(msg_attr(".a", "String", "v")), "'..'");
+    expect_refused(one(msg_attr("a.", "String", "v")), "'..'");
+    expect_refused(one(msg_attr("a..b", "String", "v")), "'..'");
+    expect_refused(one(msg_attr("AWS.x", "String", "v")), "reserved");
+    expect_refused(one(msg_attr("aws.x", "String", "v")), "reserved");
+    expect_refused(one(msg_attr("Amazon.x", "String", "v")), "reserved");
+    expect_accepted(one(msg_attr("AWSx", "String", "v"))); /* only the prefixes with the dot */
 }
 
 static void test_types_are_string_number_binary_with_a_suffix(void **state)
 {
     (void)state;
-    expect_accepted(one(attr("k", "Number.float", "1.5")));
-    expect_accepted(one(attr("k", "String.a-b_c.d", "x")));
-    expect_accepted(one(attr("k", "Binary.gz", "x")));
-    expect_refused(one(attr("k", "string", "x")), "DataType");
-    expect_refused(one(attr("k", "Strings", "x")), "DataType");
-    expect_refused(one(attr("k", "String.", "x")), "DataType");
-    expect_refused(one(attr("k", "String.a b", "x")), "DataType");
-    expect_refused(one(attr("k", "", "x")), "DataType");
+    expect_accepted(one(msg_attr("k", "Number.float", "1.5")));
+    expect_accepted(one(msg_attr("k", "String.a-b_c.d", "x")));
+    expect_accepted(one(msg_attr("k", "Binary.gz", "x")));
+    expect_refused(one(msg_attr("k", "string", "x")), "DataType");
+    expect_refused(one(msg_attr("k", "Strings", "x")), "DataType");
+    expect_refused(one(msg_attr("k", "String.", "x")), "DataType");
+    expect_refused(one(msg_attr("k", "String.a b", "x")), "DataType");
+    expect_refused(one(msg_attr("k", "", "x")), "DataType");
     char type[KYU_ATTR_TYPE_MAX + 2] = "String.";
     memset(type + 7, 't', KYU_ATTR_TYPE_MAX - 7);
     type[KYU_ATTR_TYPE_MAX] = '\0';
-    expect_accepted(one(attr("k", type, "x")));
+    expect_accepted(one(msg_attr("k", type, "x")));
     type[KYU_ATTR_TYPE_MAX] = 't';
     type[KYU_ATTR_TYPE_MAX + 1] = '\0';
-    expect_refused(one(attr("k", type, "x")), "DataType");
+    expect_refused(one(msg_attr("k", type, "x")), "DataType");
 }
 
 static void test_values_match_their_type(void **state)
@@ -99,7 +89,7 @@ static void test_values_match_their_type(void **state)
     const char *numbers[] = {"0",       "-1",    "+2.50", "1e126",
                              "-1E-128", "0.000", ".5",    "12345678901234567890123456789012345678"};
     for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++)
-        expect_accepted(one(attr("k", "Number", numbers[i])));
+        expect_accepted(one(msg_attr("k", "Number", numbers[i])));
     const char *bad[] = {"",
                          "1.2.3",
                          "abc",
@@ -112,18 +102,18 @@ static void test_values_match_their_type(void **state)
                          "1 ",
                          "123456789012345678901234567890123456789"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        expect_refused(one(attr("k", "Number", bad[i])), bad[i][0] ? "Number value" : "empty");
-    expect_refused(one(attr("k", "String", "")), "empty value");
-    expect_refused(one(attr("k", "String", "a\x01")), "control character");
-    expect_accepted(one(attr("k", "String", "tab\tline\nret\r\xe2\x9c\x93")));
-    kyu_msg_attr_t a = attr("k", "Binary", "xyz");
+        expect_refused(one(msg_attr("k", "Number", bad[i])), bad[i][0] ? "Number value" : "empty");
+    expect_refused(one(msg_attr("k", "String", "")), "empty value");
+    expect_refused(one(msg_attr("k", "String", "a\x01")), "control character");
+    expect_accepted(one(msg_attr("k", "String", "tab\tline\nret\r\xe2\x9c\x93")));
+    kyu_msg_attr_t a = msg_attr("k", "Binary", "xyz");
     a.binary = false; /* sent as a str */
     expect_refused(one(a), "bin");
-    a = attr("k", "String", "xyz");
+    a = msg_attr("k", "String", "xyz");
     a.binary = true;
     expect_refused(one(a), "str");
     static const char zeros[3] = {0, 0, 0};
-    a = attr("k", "Binary", "");
+    a = msg_attr("k", "Binary", "");
     a.value = zeros;
     a.value_len = 3;
     expect_accepted(one(a)); /* any bytes */
@@ -135,9 +125,9 @@ static void test_at_most_ten_distinct_names(void **state)
     static const char *names[] = {"a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k"};
     kyu_msg_attrs_t as = {.n = 10};
     for (size_t i = 0; i < 10; i++)
-        as.a[i] = attr(names[i], "String", "v");
+        as.a[i] = msg_attr(names[i], "String", "v");
     expect_accepted(as);
-    as.a[9] = attr("a", "Number", "1");
+    as.a[9] = msg_attr("a", "Number", "1");
     expect_refused(as, "given twice");
     as.n = 11; /* past the array: only the count is read */
     expect_refused(as, "at most 10");
@@ -147,8 +137,8 @@ static void test_the_size_counts_names_types_and_values(void **state)
 {
     (void)state;
     kyu_msg_attrs_t as = {.n = 2};
-    as.a[0] = attr("ab", "String", "xyz");
-    as.a[1] = attr("c", "Number.f", "1");
+    as.a[0] = msg_attr("ab", "String", "xyz");
+    as.a[1] = msg_attr("c", "Number.f", "1");
     assert_int_equal(kyu_msg_attrs_size(&as), 2 + 6 + 3 + 1 + 8 + 1);
 }
 
@@ -159,22 +149,22 @@ static void test_md5s_match_the_aws_documented_vectors(void **state)
     char out[KYU_MD5_HEX_LEN + 1];
     kyu_md5_body_hex("hello", 5, out);
     assert_string_equal(out, "5d41402abc4b2a76b9719d911017c592");
-    kyu_msg_attrs_t as = one(attr("attribName1", "String", "attribValue 1"));
+    kyu_msg_attrs_t as = one(msg_attr("attribName1", "String", "attribValue 1"));
     kyu_md5_attrs_hex(&as, out);
     assert_string_equal(out, "19e27d4e946b072f3f58da80d94fd778");
-    as = one(
-        attr("customNumberTypeAttrib", "Number.float", "4563442423554324324264524243.32543234"));
+    as = one(msg_attr("customNumberTypeAttrib", "Number.float",
+                      "4563442423554324324264524243.32543234"));
     kyu_md5_attrs_hex(&as, out);
     assert_string_equal(out, "9fe1b90bbd9965bdf77bac517c7d2495");
-    as = one(attr("binaryAttribute", "Binary", "Hello binary world!"));
+    as = one(msg_attr("binaryAttribute", "Binary", "Hello binary world!"));
     kyu_md5_attrs_hex(&as, out);
     assert_string_equal(out, "31a92b15d92f8db860eda32aceb656c3");
     /* all three, given out of order: hashed sorted by name */
     as.n = 3;
     as.a[0] =
-        attr("customNumberTypeAttrib", "Number.float", "4563442423554324324264524243.32543234");
-    as.a[1] = attr("binaryAttribute", "Binary", "Hello binary world!");
-    as.a[2] = attr("attribName1", "String", "attribValue 1");
+        msg_attr("customNumberTypeAttrib", "Number.float", "4563442423554324324264524243.32543234");
+    as.a[1] = msg_attr("binaryAttribute", "Binary", "Hello binary world!");
+    as.a[2] = msg_attr("attribName1", "String", "attribValue 1");
     kyu_md5_attrs_hex(&as, out);
     assert_string_equal(out, "c932db14a896c663f83c260297d594ff");
     assert_string_equal(as.a[0].name, "customNumberTypeAttrib"); /* the input stays */
@@ -206,7 +196,7 @@ static void *md5_vectors(void *arg)
             kyu_md5_body_hex(rfc1321[i][0], strlen(rfc1321[i][0]), out);
             if (strcmp(out, rfc1321[i][1]) != 0)
                 return (void *)rfc1321[i][0];
-            kyu_msg_attrs_t as = one(attr("attribName1", "String", "attribValue 1"));
+            kyu_msg_attrs_t as = one(msg_attr("attribName1", "String", "attribValue 1"));
             kyu_md5_attrs_hex(&as, out);
             if (strcmp(out, "19e27d4e946b072f3f58da80d94fd778") != 0)
                 return "the attributes";
@@ -240,10 +230,10 @@ static void test_sort_is_by_name_bytes(void **state)
 {
     (void)state;
     kyu_msg_attrs_t as = {.n = 4};
-    as.a[0] = attr("b", "String", "1");
-    as.a[1] = attr("B", "String", "2");
-    as.a[2] = attr("ba", "String", "3");
-    as.a[3] = attr("a", "String", "4");
+    as.a[0] = msg_attr("b", "String", "1");
+    as.a[1] = msg_attr("B", "String", "2");
+    as.a[2] = msg_attr("ba", "String", "3");
+    as.a[3] = msg_attr("a", "String", "4");
     kyu_msg_attrs_sort(&as);
     const char *want[] = {"B", "a", "b", "ba"};
     for (size_t i = 0; i < 4; i++)
@@ -261,7 +251,7 @@ static void test_a_send_request_carries_attributes_per_body(void **state)
     req.fields = KYU_F_QUEUE | KYU_F_MSG_ATTRS;
     strcpy(req.queue, "q");
     req.n_attr_msgs = 2;
-    req.attrs[0] = one(attr("bin", "Binary", "\x01\x02"));
+    req.attrs[0] = one(msg_attr("bin", "Binary", "\x01\x02"));
     req.attrs[1].n = 0;
     msgpack_sbuffer b;
     msgpack_sbuffer_init(&b);
@@ -291,7 +281,7 @@ static void test_a_receive_reply_owns_its_attributes(void **state)
     rep.n_msgs = 2;
     strcpy(rep.msgs[0].message_id, "m0");
     strcpy(rep.msgs[1].message_id, "m1");
-    rep.msgs[1].attrs = one(attr("k", "Number.int", "42"));
+    rep.msgs[1].attrs = one(msg_attr("k", "Number.int", "42"));
     strcpy(rep.msgs[1].md5_attrs, "0123456789abcdef0123456789abcdef");
     strcpy(rep.msgs[1].md5_body, "fedcba9876543210fedcba9876543210");
     msgpack_sbuffer b;

@@ -13,35 +13,17 @@
 
 #define T0 1000000 /* a command time, ms */
 
-static void expect_result(kyu_result_t r, kyu_code_t code, const char *text)
-{
-    if (r.code != code || !strstr(r.error, text))
-        fail_msg("expected %s mentioning '%s', got %s: %s", kyu_code_name(code), text,
-                 kyu_code_name(r.code), r.error);
-    kyu_result_clear(&r);
-}
-
 /* The attributes a command built here points to (borrowed until apply_entry encodes it). */
 static kyu_queue_ext_t given[4];
 
-static kyu_command_t with_redrive(kyu_command_t c, int slot, const char *dlq, uint32_t mrc)
-{
-    kyu_qattrs_defaults(&given[slot]);
-    snprintf(given[slot].dlq, sizeof given[slot].dlq, "%s", dlq);
-    given[slot].max_receive_count = mrc;
-    c.qx = &given[slot];
-    c.qx_set = KYU_F_REDRIVE;
-    return c;
-}
-
 static kyu_command_t create_with_dlq(const char *q, const char *dlq, uint32_t mrc)
 {
-    return with_redrive(cmd_create(q, -1), 0, dlq, mrc);
+    return cmd_with_redrive(cmd_create(q, -1), &given[0], dlq, mrc);
 }
 
 static kyu_command_t set_redrive(const char *q, const char *dlq, uint32_t mrc)
 {
-    kyu_command_t c = with_redrive(cmd_create(q, -1), 1, dlq, mrc);
+    kyu_command_t c = cmd_with_redrive(cmd_create(q, -1), &given[1], dlq, mrc);
     c.type = KYU_CMD_SET_QUEUE_ATTRIBUTES;
     return c;
 }
@@ -60,15 +42,6 @@ static kyu_command_t create_allowing(const char *q, uint32_t allow, const char *
     return c;
 }
 
-static kyu_queue_attrs_t get(fixture_t *f, const char *q, uint64_t now)
-{
-    kyu_queue_attrs_t a;
-    kyu_err_t err;
-    if (kyu_sm_queue_attributes(f->sm, q, now, &a, &err) != KYU_OK)
-        fail_msg("attributes of %s: %s", q, err.msg);
-    return a;
-}
-
 /* Sends body to q and receives it n times (a lease of 0 s each: visible again at once). */
 static void send_and_receive(fixture_t *f, const char *q, const char *body, int n, uint64_t *now)
 {
@@ -84,7 +57,7 @@ static void send_and_receive(fixture_t *f, const char *q, const char *body, int 
 
 static void expect_messages(fixture_t *f, const char *q, uint64_t now, int64_t n)
 {
-    kyu_queue_attrs_t a = get(f, q, now);
+    kyu_queue_attrs_t a = fixture_attrs(f, q, now);
     int64_t all = a.visible + a.not_visible + a.delayed;
     if (all != n)
         fail_msg("queue %s: expected %lld messages, has %lld", q, (long long)n, (long long)all);
@@ -141,7 +114,7 @@ static void test_a_receive_past_max_receive_count_moves_the_message_whole(void *
     assert_int_equal(r.n_msgs, 0);
     kyu_result_clear(&r);
     expect_messages(f, "src", now, 0);
-    assert_int_equal(get(f, "dlq", now).visible, 1);
+    assert_int_equal(fixture_attrs(f, "dlq", now).visible, 1);
     r = apply1(f, cmd_receive("dlq", now + 5, 1, 30));
     assert_int_equal(r.n_msgs, 1);
     assert_int_equal(r.body_lens[0], 6);
@@ -227,7 +200,7 @@ static void test_moves_are_exactly_once_and_never_lose_a_message(void **state)
         kyu_result_t r = apply1(f, cmd_receive("src", now++, 10, 0));
         leased_last = r.n_msgs;
         kyu_result_clear(&r);
-        expect_messages(f, "src", now, 30 - (int64_t)get(f, "dlq", now).visible);
+        expect_messages(f, "src", now, 30 - (int64_t)fixture_attrs(f, "dlq", now).visible);
     }
     (void)leased_last;
     /* 30 messages, 10 per receive: after 3 receives each, the next ones move them. */
@@ -236,7 +209,7 @@ static void test_moves_are_exactly_once_and_never_lose_a_message(void **state)
         kyu_result_clear(&r);
     }
     expect_messages(f, "src", now, 0);
-    assert_int_equal(get(f, "dlq", now).visible, 30);
+    assert_int_equal(fixture_attrs(f, "dlq", now).visible, 30);
     /* Draining the dead-letter queue gives 30 distinct messages. */
     kyu_result_t r = apply1(f, cmd_receive("dlq", now++, 10, 600));
     size_t got = r.n_msgs;
@@ -265,7 +238,7 @@ static void test_a_move_and_a_receive_of_the_dead_letter_queue_in_one_entry(void
     kyu_result_clear(&res[0]);
     kyu_result_clear(&res[1]);
     expect_messages(f, "src", now, 0);
-    assert_int_equal(get(f, "dlq", now).not_visible, 1);
+    assert_int_equal(fixture_attrs(f, "dlq", now).not_visible, 1);
 }
 
 static void test_a_moved_message_and_its_provenance_survive_a_restart_and_a_crash(void **state)
@@ -279,7 +252,7 @@ static void test_a_moved_message_and_its_provenance_survive_a_restart_and_a_cras
     kyu_result_clear(&r);
     fixture_reopen(f);
     expect_messages(f, "src", now, 0);
-    assert_int_equal(get(f, "dlq", now).visible, 1);
+    assert_int_equal(fixture_attrs(f, "dlq", now).visible, 1);
     r = apply1(f, cmd_receive("dlq", now++, 1, 0));
     assert_int_equal(r.n_msgs, 1);
     assert_string_equal(r.msgs[0].dlq_source, "src");
@@ -333,8 +306,8 @@ static void test_messages_stay_in_the_source_when_its_dead_letter_queue_is_gone(
     expect_result(apply1(f, del), KYU_ERR_QUEUE_IN_USE, "dead-letter queue of 'src'");
     del.force = true;
     ok(apply1(f, del));
-    send_and_receive(f, "src", "m", 3, &now);           /* leased past maxReceiveCount */
-    assert_string_equal(get(f, "src", now).dlq, "dlq"); /* the policy stays (as SQS) */
+    send_and_receive(f, "src", "m", 3, &now);                     /* leased past maxReceiveCount */
+    assert_string_equal(fixture_attrs(f, "src", now).dlq, "dlq"); /* the policy stays (as SQS) */
     /* A queue of that name again: the moves go on. */
     ok(apply1(f, cmd_create("dlq", -1)));
     kyu_result_t r = apply1(f, cmd_receive("src", now++, 1, 0));
@@ -443,7 +416,7 @@ static void test_a_redrive_policy_needs_an_existing_other_queue_and_no_cycle(voi
     ok(apply1(f, create_with_dlq("b", "a", 5)));
     ok(apply1(f, create_with_dlq("c", "b", 5)));
     expect_result(apply1(f, set_redrive("a", "c", 5)), KYU_ERR_INVALID_ARGUMENT, "cycle");
-    assert_string_equal(get(f, "a", T0).dlq, "");
+    assert_string_equal(fixture_attrs(f, "a", T0).dlq, "");
     ok(apply1(f, set_redrive("a", "", 0))); /* removing it is always fine */
 }
 

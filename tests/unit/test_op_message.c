@@ -20,13 +20,6 @@
 
 #define T0 1000000 /* a command time, ms */
 
-static void expect_error(kyu_code_t got, const char *msg, kyu_code_t code, const char *text)
-{
-    if (got != code || !strstr(msg, text))
-        fail_msg("expected %s mentioning '%s', got %s: %s", kyu_code_name(code), text,
-                 kyu_code_name(got), msg);
-}
-
 /* A queue with DelaySeconds delay (0: none). */
 static kyu_command_t cmd_create_delayed(const char *q, uint32_t delay)
 {
@@ -34,14 +27,6 @@ static kyu_command_t cmd_create_delayed(const char *q, uint32_t delay)
     c.now_ms = T0;
     c.has_delay = true;
     c.delay = delay;
-    return c;
-}
-
-static kyu_command_t send_delayed(const char *q, uint64_t now, const char *body, uint64_t delay_ms)
-{
-    kyu_command_t c = cmd_send(q, now, body);
-    c.has_msg_delay[0] = true;
-    c.msg_delay_ms[0] = delay_ms;
     return c;
 }
 
@@ -54,10 +39,7 @@ static void receive_bodies(fixture_t *f, uint64_t now, uint32_t max, const char 
 
 static int64_t delayed(fixture_t *f, uint64_t now)
 {
-    kyu_queue_attrs_t a;
-    kyu_err_t err;
-    assert_int_equal(kyu_sm_queue_attributes(f->sm, "q", now, &a, &err), KYU_OK);
-    return a.delayed;
+    return fixture_attrs(f, "q", now).delayed;
 }
 
 /* ---- apply ---- */
@@ -66,7 +48,7 @@ static void test_a_message_delay_hides_it_until_it_ends(void **state)
 {
     fixture_t *f = *state;
     ok(apply1(f, cmd_create_delayed("q", 0)));
-    ok(apply1(f, send_delayed("q", T0, "late", 30000)));
+    ok(apply1(f, cmd_send_delayed("q", T0, "late", 30000)));
     ok(apply1(f, cmd_send("q", T0, "now")));
     assert_int_equal(delayed(f, T0), 1);
     receive_bodies(f, T0, 10, (const char *[]){"now", NULL});
@@ -78,7 +60,7 @@ static void test_a_message_delay_overrides_a_longer_queue_delay(void **state)
 {
     fixture_t *f = *state;
     ok(apply1(f, cmd_create_delayed("q", 60)));
-    ok(apply1(f, send_delayed("q", T0, "five", 5000)));
+    ok(apply1(f, cmd_send_delayed("q", T0, "five", 5000)));
     receive_bodies(f, T0 + 5000, 10, (const char *[]){"five", NULL});
 }
 
@@ -86,7 +68,7 @@ static void test_a_message_delay_overrides_a_shorter_queue_delay(void **state)
 {
     fixture_t *f = *state;
     ok(apply1(f, cmd_create_delayed("q", 5)));
-    ok(apply1(f, send_delayed("q", T0, "sixty", 60000)));
+    ok(apply1(f, cmd_send_delayed("q", T0, "sixty", 60000)));
     ok(apply1(f, cmd_send("q", T0, "queue")));
     receive_bodies(f, T0 + 5000, 10, (const char *[]){"queue", NULL});
     receive_bodies(f, T0 + 59999, 10, (const char *[]){NULL});
@@ -98,7 +80,7 @@ static void test_an_explicit_zero_delay_on_a_delayed_queue_is_visible_at_once(vo
 {
     fixture_t *f = *state;
     ok(apply1(f, cmd_create_delayed("q", 900)));
-    ok(apply1(f, send_delayed("q", T0, "zero", 0)));
+    ok(apply1(f, cmd_send_delayed("q", T0, "zero", 0)));
     ok(apply1(f, cmd_send("q", T0, "queue")));
     assert_int_equal(delayed(f, T0), 1);
     receive_bodies(f, T0, 10, (const char *[]){"zero", NULL});
@@ -107,8 +89,8 @@ static void test_an_explicit_zero_delay_on_a_delayed_queue_is_visible_at_once(vo
 static void check_delays_across(fixture_t *f, bool restart)
 {
     ok(apply1(f, cmd_create_delayed("q", 0)));
-    ok(apply1(f, send_delayed("q", T0, "d4", 4 * 86400 * 1000ull)));
-    ok(apply1(f, send_delayed("q", T0, "d10", 10000)));
+    ok(apply1(f, cmd_send_delayed("q", T0, "d4", 4 * 86400 * 1000ull)));
+    ok(apply1(f, cmd_send_delayed("q", T0, "d10", 10000)));
     if (restart)
         fixture_reopen(f);
     assert_int_equal(delayed(f, T0 + 1), 2);
@@ -130,22 +112,8 @@ static void test_message_delays_survive_a_restart(void **state)
 
 /* ---- the log encoding ---- */
 
-static kyu_command_t round_trip(const kyu_command_t *c)
-{
-    msgpack_sbuffer b;
-    msgpack_sbuffer_init(&b);
-    kyu_command_encode(c, &b);
-    size_t off = 0;
-    kyu_err_t err;
-    kyu_command_t d;
-    assert_int_equal(kyu_command_decode(b.data, b.size, &off, &d, &err), KYU_OK);
-    assert_int_equal(off, b.size);
-    msgpack_sbuffer_destroy(&b);
-    return d;
-}
-
-/* round_trip, the decoded command pointing into b (bodies, attributes): the caller destroys b
- * once done with it. */
+/* command_round_trip, the decoded command pointing into b (bodies, attributes): the caller destroys
+ * b once done with it. */
 static kyu_command_t round_trip_in(const kyu_command_t *c, msgpack_sbuffer *b)
 {
     msgpack_sbuffer_init(b);
@@ -161,7 +129,7 @@ static kyu_command_t round_trip_in(const kyu_command_t *c, msgpack_sbuffer *b)
 static void test_message_delays_round_trip_through_the_log_encoding(void **state)
 {
     (void)state;
-    kyu_command_t c = send_delayed("q", T0, "a", 0);
+    kyu_command_t c = cmd_send_delayed("q", T0, "a", 0);
     c.n = 3;
     memcpy(c.ids[1], c.ids[0], sizeof c.ids[0]);
     memcpy(c.ids[2], c.ids[0], sizeof c.ids[0]);
@@ -169,7 +137,7 @@ static void test_message_delays_round_trip_through_the_log_encoding(void **state
     c.body_lens[1] = c.body_lens[2] = 1;
     c.has_msg_delay[1] = true;
     c.msg_delay_ms[1] = KYU_DELIVER_AT_MAX_S * 1000ull;
-    kyu_command_t d = round_trip(&c);
+    kyu_command_t d = command_round_trip(&c);
     assert_int_equal(d.n, 3);
     assert_true(d.has_msg_delay[0]);
     assert_int_equal(d.msg_delay_ms[0], 0);
@@ -183,12 +151,7 @@ static void pack_send(msgpack_sbuffer *b, int with_delay, uint64_t delay_ms)
 {
     msgpack_packer pk;
     msgpack_packer_init(&pk, b, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 6);
-    msgpack_pack_uint32(&pk, KYU_CMD_SEND);
-    msgpack_pack_uint64(&pk, T0);
-    kyu_mp_pack_str(&pk, "q");
-    msgpack_pack_int64(&pk, -1);
-    msgpack_pack_uint32(&pk, 1);
+    pack_command_head(&pk, KYU_CMD_SEND, T0, "q", -1, 1);
     msgpack_pack_array(&pk, 1);
     msgpack_pack_array(&pk, with_delay ? 3 : 2);
     kyu_mp_pack_str(&pk, "00000000-0000-4000-8000-000000000001");
@@ -341,9 +304,7 @@ static kyu_command_t receive_limited(uint64_t now, uint32_t max, uint32_t limit)
 
 static void counts(fixture_t *f, uint64_t now, int64_t visible, int64_t not_visible)
 {
-    kyu_queue_attrs_t a;
-    kyu_err_t err;
-    assert_int_equal(kyu_sm_queue_attributes(f->sm, "q", now, &a, &err), KYU_OK);
+    kyu_queue_attrs_t a = fixture_attrs(f, "q", now);
     if (a.visible != visible || a.not_visible != not_visible)
         fail_msg("expected %lld visible / %lld in flight, got %lld / %lld", (long long)visible,
                  (long long)not_visible, (long long)a.visible, (long long)a.not_visible);
@@ -466,10 +427,10 @@ static void test_the_limit_round_trips_through_the_log_and_bad_ones_are_malforme
 {
     (void)state;
     kyu_command_t c = receive_limited(T0, 3, 120000);
-    kyu_command_t d = round_trip(&c);
+    kyu_command_t d = command_round_trip(&c);
     assert_int_equal(d.max_inflight, 120000);
     c.max_inflight = 0;
-    d = round_trip(&c);
+    d = command_round_trip(&c);
     assert_int_equal(d.max_inflight, 0);
     /* [0], [2^32], ["x"], [1, 2] */
     for (int bad = 0; bad < 4; bad++) {
@@ -477,12 +438,7 @@ static void test_the_limit_round_trips_through_the_log_and_bad_ones_are_malforme
         msgpack_sbuffer_init(&b);
         msgpack_packer pk;
         msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
-        msgpack_pack_array(&pk, 6);
-        msgpack_pack_uint32(&pk, KYU_CMD_RECEIVE);
-        msgpack_pack_uint64(&pk, T0);
-        kyu_mp_pack_str(&pk, "q");
-        msgpack_pack_int64(&pk, -1);
-        msgpack_pack_uint32(&pk, 1);
+        pack_command_head(&pk, KYU_CMD_RECEIVE, T0, "q", -1, 1);
         msgpack_pack_array(&pk, bad == 3 ? 2 : 1);
         if (bad == 0)
             msgpack_pack_uint64(&pk, 0);
@@ -501,26 +457,15 @@ static void test_the_limit_round_trips_through_the_log_and_bad_ones_are_malforme
 
 /* ---- message attributes ---- */
 
-static kyu_msg_attr_t attr(const char *name, const char *type, const char *value)
-{
-    return (kyu_msg_attr_t){.name = name,
-                            .name_len = strlen(name),
-                            .type = type,
-                            .type_len = strlen(type),
-                            .value = value,
-                            .value_len = strlen(value),
-                            .binary = strncmp(type, "Binary", 6) == 0};
-}
-
 /* A send of body with the three attributes of AWS's example, sorted as the leader sorts. */
 static kyu_command_t send_with_attrs(uint64_t now, const char *body)
 {
     kyu_command_t c = cmd_send("q", now, body);
     c.attrs[0].n = 3;
-    c.attrs[0].a[0] = attr("attribName1", "String", "attribValue 1");
-    c.attrs[0].a[1] = attr("binaryAttribute", "Binary", "Hello binary world!");
+    c.attrs[0].a[0] = msg_attr("attribName1", "String", "attribValue 1");
+    c.attrs[0].a[1] = msg_attr("binaryAttribute", "Binary", "Hello binary world!");
     c.attrs[0].a[2] =
-        attr("customNumberTypeAttrib", "Number.float", "4563442423554324324264524243.32543234");
+        msg_attr("customNumberTypeAttrib", "Number.float", "4563442423554324324264524243.32543234");
     return c;
 }
 
@@ -723,12 +668,7 @@ static void test_digests_round_trip_through_the_log_and_old_entries_get_them(voi
     msgpack_sbuffer_init(&b);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 6);
-    msgpack_pack_uint32(&pk, KYU_CMD_SEND);
-    msgpack_pack_uint64(&pk, T0);
-    kyu_mp_pack_str(&pk, "q");
-    msgpack_pack_int64(&pk, -1);
-    msgpack_pack_uint32(&pk, 1);
+    pack_command_head(&pk, KYU_CMD_SEND, T0, "q", -1, 1);
     msgpack_pack_array(&pk, 1);
     msgpack_pack_array(&pk, 5);
     kyu_mp_pack_str(&pk, c.ids[0]);
@@ -792,16 +732,16 @@ static void test_bad_attributes_are_refused_naming_the_message(void **state)
     r.fields |= KYU_F_MSG_ATTRS;
     r.n_attr_msgs = 2;
     r.attrs[0].n = 1;
-    r.attrs[0].a[0] = attr("ok", "String", "v");
+    r.attrs[0].a[0] = msg_attr("ok", "String", "v");
     r.attrs[1].n = 1;
-    r.attrs[1].a[0] = attr("Amazon.x", "String", "v");
+    r.attrs[1].a[0] = msg_attr("Amazon.x", "String", "v");
     const char *bodies[] = {"a", "b"};
     expect_error(validate_bodies(f, &r, bodies, 2, &err), err.msg, KYU_ERR_INVALID_ARGUMENT,
                  "message 2: message attribute name 'Amazon.x' is reserved");
-    r.attrs[1].a[0] = attr("n", "Number", "twelve");
+    r.attrs[1].a[0] = msg_attr("n", "Number", "twelve");
     expect_error(validate_bodies(f, &r, bodies, 2, &err), err.msg, KYU_ERR_INVALID_ARGUMENT,
                  "message 2: message attribute 'n' has Number value 'twelve'");
-    r.attrs[1].a[0] = attr("n", "Number", "12");
+    r.attrs[1].a[0] = msg_attr("n", "Number", "12");
     assert_int_equal(validate_bodies(f, &r, bodies, 2, &err), KYU_OK);
 }
 
@@ -819,10 +759,10 @@ static void test_attributes_count_toward_the_maximum_message_size(void **state)
     r.fields |= KYU_F_MSG_ATTRS;
     r.n_attr_msgs = 1;
     r.attrs[0].n = 1;
-    r.attrs[0].a[0] = attr("k", "String", "12345678901234567"); /* 1000 + 1 + 6 + 17 = 1024 */
+    r.attrs[0].a[0] = msg_attr("k", "String", "12345678901234567"); /* 1000 + 1 + 6 + 17 = 1024 */
     const char *bodies[] = {body};
     assert_int_equal(validate_bodies(f, &r, bodies, 1, &err), KYU_OK);
-    r.attrs[0].a[0] = attr("k", "String", "123456789012345678");
+    r.attrs[0].a[0] = msg_attr("k", "String", "123456789012345678");
     expect_error(validate_bodies(f, &r, bodies, 1, &err), err.msg, KYU_ERR_TOO_LARGE,
                  "message 1 has 1025 bytes (body and attributes); queue 'q' takes at most 1024");
 }
@@ -834,9 +774,9 @@ static void test_the_leader_sorts_attributes_by_name(void **state)
     r.fields |= KYU_F_MSG_ATTRS;
     r.n_attr_msgs = 1;
     r.attrs[0].n = 3;
-    r.attrs[0].a[0] = attr("zeta", "String", "1");
-    r.attrs[0].a[1] = attr("Alpha", "String", "2");
-    r.attrs[0].a[2] = attr("beta", "String", "3");
+    r.attrs[0].a[0] = msg_attr("zeta", "String", "1");
+    r.attrs[0].a[1] = msg_attr("Alpha", "String", "2");
+    r.attrs[0].a[2] = msg_attr("beta", "String", "3");
     kyu_command_t c = build(&r, T0, 1);
     const char *want[] = {"Alpha", "beta", "zeta"};
     for (size_t i = 0; i < 3; i++)
@@ -885,7 +825,7 @@ static void test_a_bad_batch_entry_fails_alone(void **state)
     r.entry_delay[0] = r.entry_delay[1] = r.entry_delay[3] = -1;
     r.entry_delay[2] = 901;
     r.attrs[3].n = 1;
-    r.attrs[3].a[0] = attr("AWS.k", "String", "v");
+    r.attrs[3].a[0] = msg_attr("AWS.k", "String", "v");
     const char *bodies[] = {"good", "", "late", "attrs"};
     kyu_command_t c = build_batch(f, &r, bodies, 4);
     assert_int_equal(c.n, 4);

@@ -164,9 +164,7 @@ static void test_peek_leases_nothing(void **state)
     fill(f);
     for (int i = 0; i < 3; i++)
         peek_free(peek(f, 10, 0));
-    kyu_queue_attrs_t a;
-    kyu_err_t err;
-    assert_int_equal(kyu_sm_queue_attributes(f->sm, "q", T0, &a, &err), KYU_OK);
+    kyu_queue_attrs_t a = fixture_attrs(f, "q", T0);
     assert_int_equal(a.visible, 2);
     assert_int_equal(a.not_visible, 1);
     assert_int_equal(a.delayed, 1);
@@ -263,13 +261,7 @@ static void test_peek_of_a_dead_letter_queue_shows_where_each_message_came_from(
     fixture_t *f = *state;
     static kyu_queue_ext_t x; /* borrowed by the command until it is applied */
     ok(apply1(f, cmd_create("dlq", -1)));
-    kyu_command_t c = cmd_create("src", -1);
-    kyu_qattrs_defaults(&x);
-    snprintf(x.dlq, sizeof x.dlq, "dlq");
-    x.max_receive_count = 2;
-    c.qx = &x;
-    c.qx_set = KYU_F_REDRIVE;
-    ok(apply1(f, c));
+    ok(apply1(f, cmd_with_redrive(cmd_create("src", -1), &x, "dlq", 2)));
     ok(apply1(f, cmd_send("dlq", T0, "sent here")));
     ok(apply1(f, cmd_send("src", T0, "poison")));
     for (uint64_t i = 1; i <= 3; i++) { /* two leases of 0 s, then the move */

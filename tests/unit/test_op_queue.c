@@ -12,20 +12,6 @@
 
 #define T0 1000000 /* a command time, ms */
 
-/* Expects code, with a message containing text. */
-static void expect_error(kyu_code_t got, const char *msg, kyu_code_t code, const char *text)
-{
-    if (got != code || !strstr(msg, text))
-        fail_msg("expected %s mentioning '%s', got %s: %s", kyu_code_name(code), text,
-                 kyu_code_name(got), msg);
-}
-
-static void expect_result(kyu_result_t r, kyu_code_t code, const char *text)
-{
-    expect_error(r.code, r.error, code, text);
-    kyu_result_clear(&r);
-}
-
 static kyu_command_t cmd_create_attrs(const char *q, uint64_t now, int64_t vt, uint32_t max_size)
 {
     kyu_command_t c = cmd_create(q, vt);
@@ -41,21 +27,13 @@ static kyu_command_t cmd_set_attrs(const char *q, uint64_t now, int64_t vt, uint
     return c;
 }
 
-static kyu_queue_attrs_t get(fixture_t *f, const char *q, uint64_t now)
-{
-    kyu_queue_attrs_t a;
-    kyu_err_t err;
-    assert_int_equal(kyu_sm_queue_attributes(f->sm, q, now, &a, &err), KYU_OK);
-    return a;
-}
-
 /* ---- apply ---- */
 
 static void test_create_keeps_its_attributes_and_stamps_the_modification(void **state)
 {
     fixture_t *f = *state;
     ok(apply1(f, cmd_create_attrs("q", T0, 60, 2048)));
-    kyu_queue_attrs_t a = get(f, "q", T0);
+    kyu_queue_attrs_t a = fixture_attrs(f, "q", T0);
     assert_int_equal(a.visibility_timeout, 60);
     assert_int_equal(a.max_size, 2048);
     assert_int_equal(a.created_ms, T0);
@@ -66,7 +44,7 @@ static void test_create_without_attributes_takes_the_defaults(void **state)
 {
     fixture_t *f = *state;
     ok(apply1(f, cmd_create_attrs("q", T0, -1, 0)));
-    kyu_queue_attrs_t a = get(f, "q", T0);
+    kyu_queue_attrs_t a = fixture_attrs(f, "q", T0);
     assert_int_equal(a.visibility_timeout, KYU_VISIBILITY_DEFAULT);
     assert_int_equal(a.max_size, KYU_MAX_SIZE_DEFAULT);
 }
@@ -76,7 +54,7 @@ static void test_create_existing_with_the_same_attributes_succeeds(void **state)
     fixture_t *f = *state;
     ok(apply1(f, cmd_create_attrs("q", T0, 60, 2048)));
     ok(apply1(f, cmd_create_attrs("q", T0 + 5, 60, 2048)));
-    assert_int_equal(get(f, "q", T0).modified_ms, T0);
+    assert_int_equal(fixture_attrs(f, "q", T0).modified_ms, T0);
 }
 
 static void test_create_existing_with_another_max_size_names_the_attribute(void **state)
@@ -87,7 +65,7 @@ static void test_create_existing_with_another_max_size_names_the_attribute(void 
                   "MaximumMessageSize: 2048, not 4096");
     expect_result(apply1(f, cmd_create_attrs("q", T0, 61, 2048)), KYU_ERR_QUEUE_EXISTS,
                   "VisibilityTimeout: 60, not 61");
-    assert_int_equal(get(f, "q", T0).max_size, 2048);
+    assert_int_equal(fixture_attrs(f, "q", T0).max_size, 2048);
 }
 
 static void test_set_changes_only_the_attributes_given_and_the_modification_time(void **state)
@@ -95,13 +73,13 @@ static void test_set_changes_only_the_attributes_given_and_the_modification_time
     fixture_t *f = *state;
     ok(apply1(f, cmd_create_attrs("q", T0, 60, 2048)));
     ok(apply1(f, cmd_set_attrs("q", T0 + 1000, -1, 4096)));
-    kyu_queue_attrs_t a = get(f, "q", T0);
+    kyu_queue_attrs_t a = fixture_attrs(f, "q", T0);
     assert_int_equal(a.visibility_timeout, 60);
     assert_int_equal(a.max_size, 4096);
     assert_int_equal(a.created_ms, T0);
     assert_int_equal(a.modified_ms, T0 + 1000);
     ok(apply1(f, cmd_set_attrs("q", T0 + 2000, 5, 0)));
-    a = get(f, "q", T0);
+    a = fixture_attrs(f, "q", T0);
     assert_int_equal(a.visibility_timeout, 5);
     assert_int_equal(a.max_size, 4096);
     assert_int_equal(a.modified_ms, T0 + 2000);
@@ -117,8 +95,8 @@ static void test_a_receive_after_set_uses_the_new_visibility_timeout(void **stat
     assert_int_equal(r.n_msgs, 1);
     kyu_result_clear(&r);
     /* Leased for 100 s, not the default 30. */
-    assert_int_equal(get(f, "q", T0 + 50000).not_visible, 1);
-    assert_int_equal(get(f, "q", T0 + 100000).not_visible, 0);
+    assert_int_equal(fixture_attrs(f, "q", T0 + 50000).not_visible, 1);
+    assert_int_equal(fixture_attrs(f, "q", T0 + 100000).not_visible, 0);
 }
 
 static void test_set_on_a_missing_queue_is_no_such_queue(void **state)
@@ -132,7 +110,7 @@ static void test_attributes_survive_a_restart(void **state)
     ok(apply1(f, cmd_create_attrs("q", T0, 60, 2048)));
     ok(apply1(f, cmd_set_attrs("q", T0 + 7, 70, 3000)));
     fixture_reopen(f);
-    kyu_queue_attrs_t a = get(f, "q", T0);
+    kyu_queue_attrs_t a = fixture_attrs(f, "q", T0);
     assert_int_equal(a.visibility_timeout, 70);
     assert_int_equal(a.max_size, 3000);
     assert_int_equal(a.created_ms, T0);
@@ -158,7 +136,7 @@ static void test_an_old_queue_record_loads_with_the_default_attributes(void **st
     rocksdb_writeoptions_destroy(wo);
     assert_null(rerr);
     fixture_reopen(f);
-    kyu_queue_attrs_t a = get(f, "old", T0);
+    kyu_queue_attrs_t a = fixture_attrs(f, "old", T0);
     assert_int_equal(a.visibility_timeout, 45);
     assert_int_equal(a.max_size, KYU_MAX_SIZE_DEFAULT);
     assert_int_equal(a.created_ms, T0);
@@ -171,8 +149,8 @@ static void test_an_old_queue_record_loads_with_the_default_attributes(void **st
     /* Its next write stores the whole record. */
     ok(apply1(f, cmd_set_attrs("old", T0 + 9, -1, 1024)));
     fixture_reopen(f);
-    assert_int_equal(get(f, "old", T0).max_size, 1024);
-    assert_int_equal(get(f, "old", T0).modified_ms, T0 + 9);
+    assert_int_equal(fixture_attrs(f, "old", T0).max_size, 1024);
+    assert_int_equal(fixture_attrs(f, "old", T0).modified_ms, T0 + 9);
 }
 
 /* ---- the other attributes (queue_attrs.h) ---- */
@@ -208,7 +186,7 @@ static void test_other_attributes_are_kept_shown_and_survive_a_restart(void **st
     set_tags(&ext_given, KYU_TAGS_MAX, "k");
     ok(apply1(f, cmd_with_ext(cmd_create_attrs("q", T0, -1, 0), KYU_F_QUEUE_EXT_)));
     for (int pass = 0; pass < 2; pass++) {
-        kyu_queue_attrs_t a = get(f, "q", T0);
+        kyu_queue_attrs_t a = fixture_attrs(f, "q", T0);
         assert_int_equal(a.retention, 600);
         assert_int_equal(a.receive_wait, 20);
         assert_int_equal(a.redrive_allow, KYU_REDRIVE_BY_QUEUE);
@@ -225,7 +203,7 @@ static void test_other_attributes_are_kept_shown_and_survive_a_restart(void **st
     }
     /* The defaults of a queue created without them. */
     ok(apply1(f, cmd_create_attrs("plain", T0, -1, 0)));
-    kyu_queue_attrs_t a = get(f, "plain", T0);
+    kyu_queue_attrs_t a = fixture_attrs(f, "plain", T0);
     assert_int_equal(a.retention, KYU_RETENTION_DEFAULT);
     assert_int_equal(a.receive_wait, 0);
     assert_int_equal(a.redrive_allow, KYU_REDRIVE_ALLOW_ALL);
@@ -270,13 +248,13 @@ static void test_set_adds_tags_up_to_fifty_and_changes_nothing_past_them(void **
     set_tags(&ext_given, 10, "b");
     strcpy(ext_given.tags.keys[0], "a0"); /* replaces a0's value */
     ok(apply1(f, cmd_with_ext(cmd_set_attrs("q", T0 + 1, -1, 0), KYU_F_TAGS)));
-    assert_int_equal(get(f, "q", T0).n_tags, 49);
+    assert_int_equal(fixture_attrs(f, "q", T0).n_tags, 49);
     set_tags(&ext_given, 2, "c");
     ext_given.retention = 120;
     expect_result(
         apply1(f, cmd_with_ext(cmd_set_attrs("q", T0 + 2, 9, 0), KYU_F_TAGS | KYU_F_RETENTION)),
         KYU_ERR_INVALID_ARGUMENT, "more than 50 tags");
-    kyu_queue_attrs_t a = get(f, "q", T0);
+    kyu_queue_attrs_t a = fixture_attrs(f, "q", T0);
     assert_int_equal(a.n_tags, 49);
     assert_int_equal(a.retention, KYU_RETENTION_DEFAULT);
     assert_int_equal(a.visibility_timeout, KYU_VISIBILITY_DEFAULT);
@@ -317,16 +295,16 @@ static void test_untag_removes_the_keys_given_and_skips_those_the_queue_lacks(vo
         assert_string_equal(t->keys[2], "k4");
         assert_string_equal(t->values[2], "v4");
         free(t);
-        assert_int_equal(get(f, "q", T0).modified_ms, T0 + 1);
+        assert_int_equal(fixture_attrs(f, "q", T0).modified_ms, T0 + 1);
         fixture_reopen(f);
     }
     /* Only keys it lacks: nothing changes, LastModifiedTimestamp neither. */
     ok(apply1(f, cmd_untag("q", T0 + 2, 2, (const char *const[]){"k1", "x"})));
-    assert_int_equal(get(f, "q", T0).n_tags, 3);
-    assert_int_equal(get(f, "q", T0).modified_ms, T0 + 1);
+    assert_int_equal(fixture_attrs(f, "q", T0).n_tags, 3);
+    assert_int_equal(fixture_attrs(f, "q", T0).modified_ms, T0 + 1);
     /* Every key: no tags left; the other attributes stay. */
     ok(apply1(f, cmd_untag("q", T0 + 3, 3, (const char *const[]){"k4", "k0", "k2"})));
-    kyu_queue_attrs_t a = get(f, "q", T0);
+    kyu_queue_attrs_t a = fixture_attrs(f, "q", T0);
     assert_int_equal(a.n_tags, 0);
     assert_int_equal(a.retention, KYU_RETENTION_DEFAULT);
     assert_int_equal(a.modified_ms, T0 + 3);
@@ -356,7 +334,7 @@ static void test_a_44_byte_queue_record_loads_and_is_written_in_format_3(void **
     rocksdb_writeoptions_destroy(wo);
     assert_null(rerr);
     fixture_reopen(f);
-    kyu_queue_attrs_t a = get(f, "old", T0);
+    kyu_queue_attrs_t a = fixture_attrs(f, "old", T0);
     assert_int_equal(a.max_size, 2048);
     assert_int_equal(a.delay, 7);
     assert_int_equal(a.modified_ms, T0 + 3);
@@ -374,7 +352,7 @@ static void test_a_44_byte_queue_record_loads_and_is_written_in_format_3(void **
     assert_int_equal((uint8_t)rec[0], 0x9a); /* a msgpack array of 10: format 3 */
     assert_int_equal(rec[1], 3);
     free(rec);
-    a = get(f, "old", T0);
+    a = fixture_attrs(f, "old", T0);
     assert_int_equal(a.retention, 60);
     assert_int_equal(a.delay, 7);
     assert_int_equal(a.max_size, 2048);
@@ -425,23 +403,11 @@ static void receive_bodies(fixture_t *f, uint64_t now, uint32_t max, const char 
     expect_first_receive(f, now, max, bodies, false);
 }
 
-static void expect_counts(fixture_t *f, uint64_t now, int64_t visible, int64_t not_visible,
-                          int64_t delayed)
-{
-    kyu_queue_attrs_t a = get(f, "q", now);
-    if (a.visible != visible || a.not_visible != not_visible || a.delayed != delayed)
-        fail_msg("at %llu expected %lld visible / %lld not visible / %lld delayed, got %lld / "
-                 "%lld / %lld",
-                 (unsigned long long)now, (long long)visible, (long long)not_visible,
-                 (long long)delayed, (long long)a.visible, (long long)a.not_visible,
-                 (long long)a.delayed);
-}
-
 static void test_a_delayed_queue_hides_a_message_until_its_delay_ends(void **state)
 {
     fixture_t *f = *state;
     ok(apply1(f, with_delay(cmd_create_attrs("q", T0, -1, 0), 10)));
-    assert_int_equal(get(f, "q", T0).delay, 10);
+    assert_int_equal(fixture_attrs(f, "q", T0).delay, 10);
     ok(apply1(f, cmd_send("q", T0, "late")));
     expect_counts(f, T0, 0, 0, 1);
     receive_bodies(f, T0 + 9999, 1, (const char *[]){NULL});
@@ -498,36 +464,22 @@ static void test_create_existing_with_another_delay_names_the_attribute(void **s
 
 /* ---- the log encoding ---- */
 
-static kyu_command_t round_trip(const kyu_command_t *c)
-{
-    msgpack_sbuffer b;
-    msgpack_sbuffer_init(&b);
-    kyu_command_encode(c, &b);
-    size_t off = 0;
-    kyu_err_t err;
-    kyu_command_t d;
-    assert_int_equal(kyu_command_decode(b.data, b.size, &off, &d, &err), KYU_OK);
-    assert_int_equal(off, b.size);
-    msgpack_sbuffer_destroy(&b);
-    return d;
-}
-
 static void test_attribute_commands_round_trip_through_the_log_encoding(void **state)
 {
     (void)state;
     kyu_command_t c = cmd_set_attrs("q", T0, 12, 4096);
-    kyu_command_t d = round_trip(&c);
+    kyu_command_t d = command_round_trip(&c);
     assert_int_equal(d.type, KYU_CMD_SET_QUEUE_ATTRIBUTES);
     assert_int_equal(d.vt, 12);
     assert_int_equal(d.max_size, 4096);
     assert_false(d.has_delay);
     c = cmd_create_attrs("q", T0, -1, 0);
-    d = round_trip(&c);
+    d = command_round_trip(&c);
     assert_int_equal(d.type, KYU_CMD_CREATE_QUEUE);
     assert_int_equal(d.max_size, 0);
     assert_false(d.has_delay);
     c = with_delay(cmd_set_attrs("q", T0, -1, 0), 900);
-    d = round_trip(&c);
+    d = command_round_trip(&c);
     assert_int_equal(d.max_size, 0);
     assert_true(d.has_delay);
     assert_int_equal(d.delay, 900);
@@ -585,12 +537,7 @@ static void test_an_old_create_queue_entry_decodes_without_a_max_size(void **sta
     msgpack_sbuffer_init(&b);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 6);
-    msgpack_pack_uint32(&pk, KYU_CMD_CREATE_QUEUE);
-    msgpack_pack_uint64(&pk, T0);
-    kyu_mp_pack_str(&pk, "q");
-    msgpack_pack_int64(&pk, 40);
-    msgpack_pack_uint32(&pk, 1);
+    pack_command_head(&pk, KYU_CMD_CREATE_QUEUE, T0, "q", 40, 1);
     msgpack_pack_array(&pk, 0);
     size_t off = 0;
     kyu_err_t err;
@@ -796,7 +743,7 @@ static void test_purge_deletes_visible_in_flight_and_delayed_messages(void **sta
     /* Past every lease and delay: nothing comes back. */
     receive_bodies(f, T0 + 3600000, 10, (const char *[]){NULL});
     assert_true(kyu_sm_queue_exists(f->sm, "q"));
-    assert_int_equal(get(f, "q", T0).created_ms, T0); /* the queue stays as it was */
+    assert_int_equal(fixture_attrs(f, "q", T0).created_ms, T0); /* the queue stays as it was */
 }
 
 static void test_a_purged_messages_handle_is_invalid(void **state)
@@ -895,7 +842,7 @@ static void test_a_retried_purge_does_not_purge_again(void **state)
     p.now_ms = T0 + 3;
     ok(apply1(f, p));
     expect_counts(f, T0 + 3, 1, 0, 0);
-    kyu_command_t d = round_trip(&p);
+    kyu_command_t d = command_round_trip(&p);
     assert_int_equal(d.type, KYU_CMD_PURGE_QUEUE);
     assert_string_equal(d.queue, "q");
     assert_int_equal(d.rq_key, 9);

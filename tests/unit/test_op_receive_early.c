@@ -177,9 +177,7 @@ static void test_apply_skips_a_message_an_earlier_entry_leased(void **state)
     assert_int_equal(r.n_results, 1);
     assert_int_equal(r.results[0], KYU_ERR_RECEIPT_STALE);
     kyu_result_clear(&r);
-    kyu_queue_attrs_t at;
-    kyu_err_t err;
-    assert_int_equal(kyu_sm_queue_attributes(f->sm, "q", T0 + 3, &at, &err), KYU_OK);
+    kyu_queue_attrs_t at = fixture_attrs(f, "q", T0 + 3);
     assert_int_equal(at.not_visible, 1);
     assert_int_equal(at.visible, 1);
     r = apply1(f, cmd_delete("q", T0 + 4, g.handles[0])); /* the durable lease is whole */
@@ -200,9 +198,7 @@ static void test_apply_skips_a_message_an_earlier_entry_deleted(void **state)
     kyu_result_t r = apply1(f, c);
     assert_int_equal(r.results[0], KYU_ERR_RECEIPT_STALE);
     kyu_result_clear(&r);
-    kyu_queue_attrs_t at;
-    kyu_err_t err;
-    assert_int_equal(kyu_sm_queue_attributes(f->sm, "q", T0 + 4, &at, &err), KYU_OK);
+    kyu_queue_attrs_t at = fixture_attrs(f, "q", T0 + 4);
     assert_int_equal(at.visible + at.not_visible, 1); /* b alone: a was not brought back */
     g = fixture_receive(f, "q", T0 + 5, 10, 60);
     assert_string_equal(got_bodies(&g), "b");
@@ -225,9 +221,7 @@ static void test_apply_skips_a_message_an_earlier_entry_purged(void **state)
     kyu_result_t r = apply1(f, c);
     assert_int_equal(r.results[0], KYU_ERR_RECEIPT_STALE);
     kyu_result_clear(&r);
-    kyu_queue_attrs_t at;
-    kyu_err_t err;
-    assert_int_equal(kyu_sm_queue_attributes(f->sm, "q", T0 + 3, &at, &err), KYU_OK);
+    kyu_queue_attrs_t at = fixture_attrs(f, "q", T0 + 3);
     assert_int_equal(at.visible + at.not_visible, 0);
 }
 
@@ -357,9 +351,7 @@ static void test_a_lost_early_lease_handle_does_not_act_on_the_next_lease(void *
     expect_code(f, cmd_change_visibility("q", T0 + 4, lost_a, 0), KYU_ERR_RECEIPT_STALE);
     expect_code(f, cmd_delete("q", T0 + 5, lost_a), KYU_ERR_RECEIPT_STALE);
     expect_code(f, cmd_delete("q", T0 + 5, lost_b), KYU_ERR_RECEIPT_STALE);
-    kyu_queue_attrs_t at;
-    kyu_err_t err;
-    assert_int_equal(kyu_sm_queue_attributes(f->sm, "q", T0 + 6, &at, &err), KYU_OK);
+    kyu_queue_attrs_t at = fixture_attrs(f, "q", T0 + 6);
     assert_int_equal(at.not_visible, 2); /* both still held by the second consumer */
     assert_int_equal(at.visible, 0);
     expect_code(f, cmd_change_visibility("q", T0 + 7, new_a, 120), KYU_OK);
@@ -440,12 +432,7 @@ static kyu_result_t apply_legacy_receive(fixture_t *f, uint64_t now, int64_t vt,
     msgpack_sbuffer_init(&b);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 6);
-    msgpack_pack_uint32(&pk, KYU_CMD_RECEIVE);
-    msgpack_pack_uint64(&pk, now);
-    kyu_mp_pack_str(&pk, "q");
-    msgpack_pack_int64(&pk, vt);
-    msgpack_pack_uint32(&pk, 1);
+    pack_command_head(&pk, KYU_CMD_RECEIVE, now, "q", vt, 1);
     if (gen == 0) {
         msgpack_pack_array(&pk, 0);
     } else {
@@ -498,12 +485,7 @@ static kyu_code_t decode_items(int rule, bool attempt, bool chosen, kyu_command_
     msgpack_sbuffer_init(&b);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 6);
-    msgpack_pack_uint32(&pk, KYU_CMD_RECEIVE);
-    msgpack_pack_uint64(&pk, T0);
-    kyu_mp_pack_str(&pk, "q");
-    msgpack_pack_int64(&pk, 60);
-    msgpack_pack_uint32(&pk, 1);
+    pack_command_head(&pk, KYU_CMD_RECEIVE, T0, "q", 60, 1);
     msgpack_pack_array(&pk, 4);
     msgpack_pack_uint32(&pk, 5);
     if (attempt)

@@ -16,25 +16,11 @@
 
 #define T0 1000000 /* a command time, ms */
 
-static void expect_result(kyu_result_t r, kyu_code_t code, const char *text)
-{
-    if (r.code != code || !strstr(r.error, text))
-        fail_msg("expected %s mentioning '%s', got %s: %s", kyu_code_name(code), text,
-                 kyu_code_name(r.code), r.error);
-    kyu_result_clear(&r);
-}
-
 static kyu_queue_ext_t given;
 
 static kyu_command_t create_with_dlq(const char *q, const char *dlq, uint32_t mrc)
 {
-    kyu_command_t c = cmd_create(q, -1);
-    kyu_qattrs_defaults(&given);
-    snprintf(given.dlq, sizeof given.dlq, "%s", dlq);
-    given.max_receive_count = mrc;
-    c.qx = &given;
-    c.qx_set = KYU_F_REDRIVE;
-    return c;
+    return cmd_with_redrive(cmd_create(q, -1), &given, dlq, mrc);
 }
 
 static kyu_command_t cmd_start(const char *q, uint64_t now, const char *dest, uint32_t rate)
@@ -93,15 +79,6 @@ static kyu_move_task_t latest(fixture_t *f, const char *q)
     return t;
 }
 
-static kyu_queue_attrs_t get(fixture_t *f, const char *q, uint64_t now)
-{
-    kyu_queue_attrs_t a;
-    kyu_err_t err;
-    if (kyu_sm_queue_attributes(f->sm, q, now, &a, &err) != KYU_OK)
-        fail_msg("attributes of %s: %s", q, err.msg);
-    return a;
-}
-
 /* Sends body to q and receives it until it moves to q's dead-letter queue (maxReceiveCount 1:
  * received once, moved by the next receive). */
 static void dead_letter(fixture_t *f, const char *q, const char *body, uint64_t *now)
@@ -143,21 +120,21 @@ static void test_a_step_moves_each_message_back_to_its_source_whole_and_once(voi
     dead_letter(f, "a", "a1", &now);
     dead_letter(f, "b", "b1", &now);
     dead_letter(f, "a", "a2", &now);
-    assert_int_equal(get(f, "dlq", now).visible, 3);
+    assert_int_equal(fixture_attrs(f, "dlq", now).visible, 3);
     kyu_move_task_t t = start(f, "dlq", now, NULL, 0);
     assert_int_equal(t.status, KYU_MOVE_RUNNING);
     assert_int_equal(t.to_move, 3);
     assert_int_equal(t.moved, 0);
     assert_string_equal(t.source, "dlq");
     assert_string_equal(t.destination, "");
-    assert_int_equal(get(f, "dlq", now).visible, 3); /* a start moves nothing */
+    assert_int_equal(fixture_attrs(f, "dlq", now).visible, 3); /* a start moves nothing */
     ok(apply1(f, cmd_step("dlq", now + 1, t.id, 100)));
     t = latest(f, "dlq");
     assert_int_equal(t.status, KYU_MOVE_COMPLETED);
     assert_int_equal(t.moved, 3);
     assert_int_equal(t.ended_ms, now + 1);
-    kyu_queue_attrs_t d = get(f, "dlq", now + 1), a = get(f, "a", now + 1),
-                      b = get(f, "b", now + 1);
+    kyu_queue_attrs_t d = fixture_attrs(f, "dlq", now + 1), a = fixture_attrs(f, "a", now + 1),
+                      b = fixture_attrs(f, "b", now + 1);
     assert_int_equal(d.visible + d.not_visible + d.delayed, 0);
     assert_int_equal(a.visible, 2);
     assert_int_equal(b.visible, 1);
@@ -165,7 +142,7 @@ static void test_a_step_moves_each_message_back_to_its_source_whole_and_once(voi
     assert_int_equal(receive_body(f, "a", now + 2, "a1"), 1);
     assert_int_equal(receive_body(f, "a", now + 2, "a2"), 1);
     assert_int_equal(receive_body(f, "b", now + 2, "b1"), 1);
-    assert_int_equal(get(f, "a", now + 2).not_visible, 2);
+    assert_int_equal(fixture_attrs(f, "a", now + 2).not_visible, 2);
 }
 
 /* A redriven message keeps the digests stored with it at its send (made up here, so that a
@@ -212,7 +189,7 @@ static void test_in_flight_messages_wait_and_the_task_runs_until_they_move(void 
     t = latest(f, "dlq");
     assert_int_equal(t.status, KYU_MOVE_RUNNING);
     assert_int_equal(t.moved, 1);
-    assert_int_equal(get(f, "dlq", now).not_visible, 1);
+    assert_int_equal(fixture_attrs(f, "dlq", now).not_visible, 1);
     assert_false(kyu_sm_redrive_due(f->sm, now + 1, q, &id, &max));    /* nothing visible */
     assert_true(kyu_sm_redrive_due(f->sm, now + 10000, q, &id, &max)); /* its lease ended */
     ok(apply1(f, cmd_step("dlq", now + 10000, t.id, max)));
@@ -248,8 +225,8 @@ static void test_the_rate_is_enforced_by_apply(void **state)
     assert_int_equal(latest(f, "dlq").moved, 5);
     ok(apply1(f, cmd_step("dlq", s + 61000, t.id, 1))); /* and the step's own max */
     assert_int_equal(latest(f, "dlq").moved, 6);
-    assert_int_equal(get(f, "a", s + 61000).visible, 6);
-    assert_int_equal(get(f, "dlq", s + 61000).visible, 6);
+    assert_int_equal(fixture_attrs(f, "a", s + 61000).visible, 6);
+    assert_int_equal(fixture_attrs(f, "dlq", s + 61000).visible, 6);
 }
 
 static void test_a_message_whose_destination_is_gone_stays_in_place_and_the_task_fails(void **state)
@@ -269,8 +246,8 @@ static void test_a_message_whose_destination_is_gone_stays_in_place_and_the_task
     assert_int_equal(t.status, KYU_MOVE_FAILED);
     assert_int_equal(t.moved, 1); /* "first" went back to a */
     assert_non_null(strstr(t.reason, "CouldNotDetermineMessageSource"));
-    assert_int_equal(get(f, "dlq", now).visible, 2);
-    assert_int_equal(get(f, "a", now).visible, 1);
+    assert_int_equal(fixture_attrs(f, "dlq", now).visible, 2);
+    assert_int_equal(fixture_attrs(f, "a", now).visible, 1);
     /* With one, whose queue is deleted while the task runs: the message stays in place. */
     t = start(f, "dlq", now + 1, "target", 0);
     assert_int_equal(t.status, KYU_MOVE_RUNNING);
@@ -297,7 +274,7 @@ static void test_a_message_whose_destination_is_gone_stays_in_place_and_the_task
     t = latest(f, "dlq");
     assert_int_equal(t.status, KYU_MOVE_FAILED);
     assert_non_null(strstr(t.reason, "the source queue 'b'"));
-    assert_int_equal(get(f, "dlq", now + 10).visible, 1);
+    assert_int_equal(fixture_attrs(f, "dlq", now + 10).visible, 1);
 }
 
 /* The destination's attributes apply to a moved message as to a message sent there: its
@@ -316,14 +293,14 @@ static void test_the_destinations_delay_and_maximum_size_apply(void **state)
     kyu_move_task_t t = start(f, "dlq", now, "slow", 0);
     ok(apply1(f, cmd_step("dlq", now, t.id, 100)));
     assert_int_equal(latest(f, "dlq").status, KYU_MOVE_COMPLETED);
-    kyu_queue_attrs_t a = get(f, "slow", now);
+    kyu_queue_attrs_t a = fixture_attrs(f, "slow", now);
     assert_int_equal(a.delayed, 1);
     assert_int_equal(a.visible, 0);
     kyu_result_t r = apply1(f, cmd_receive("slow", now + 4999, 1, 600));
     assert_int_equal(r.n_msgs, 0);
     kyu_result_clear(&r);
     fixture_reopen(f); /* still delayed after a restart */
-    assert_int_equal(get(f, "slow", now + 1).delayed, 1);
+    assert_int_equal(fixture_attrs(f, "slow", now + 1).delayed, 1);
     receive_body(f, "slow", now + 5000, "late");
     /* MaximumMessageSize 1024: a 2000-byte body stays, the task fails naming it. */
     kyu_command_t small = cmd_create("small", -1);
@@ -343,8 +320,8 @@ static void test_the_destinations_delay_and_maximum_size_apply(void **state)
     assert_non_null(strstr(t.reason, "MessageTooLarge"));
     assert_non_null(strstr(t.reason, "2000 bytes"));
     assert_non_null(strstr(t.reason, "queue 'small' takes at most 1024"));
-    assert_int_equal(get(f, "dlq", now).visible, 2);
-    assert_int_equal(get(f, "small", now).visible, 0);
+    assert_int_equal(fixture_attrs(f, "dlq", now).visible, 2);
+    assert_int_equal(fixture_attrs(f, "small", now).visible, 0);
     /* In the DLQ's order still: the large one first. */
     r = apply1(f, cmd_receive("dlq", now + 1, 10, 600));
     assert_int_equal(r.n_msgs, 2);
@@ -378,7 +355,7 @@ static void test_one_running_task_per_queue_cancel_and_bad_starts(void **state)
     kyu_result_clear(&r);
     /* A step proposed before the cancel moves nothing. */
     ok(apply1(f, cmd_step("dlq", now + 5000, t.id, 100)));
-    assert_int_equal(get(f, "dlq", now + 5000).visible, 1);
+    assert_int_equal(fixture_attrs(f, "dlq", now + 5000).visible, 1);
     char q[KYU_NAME_MAX + 1];
     uint64_t id;
     uint32_t max;
@@ -444,7 +421,8 @@ static void test_a_running_task_goes_on_after_restarts(void **state)
     kyu_move_task_t done = latest(f, "dlq");
     assert_int_equal(done.status, KYU_MOVE_COMPLETED);
     assert_int_equal(done.moved, 5);
-    kyu_queue_attrs_t a = get(f, "a", now + 5000), d = get(f, "dlq", now + 5000);
+    kyu_queue_attrs_t a = fixture_attrs(f, "a", now + 5000),
+                      d = fixture_attrs(f, "dlq", now + 5000);
     assert_int_equal(a.visible + a.not_visible, 5);
     assert_int_equal(d.visible + d.not_visible, 0);
 }

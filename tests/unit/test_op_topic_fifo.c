@@ -226,9 +226,7 @@ static void test_every_queue_keeps_each_groups_publish_order(void **state)
 
 static uint64_t messages(fixture_t *f, const char *q)
 {
-    kyu_queue_attrs_t a;
-    kyu_err_t err;
-    assert_int_equal(kyu_sm_queue_attributes(f->sm, q, T0, &a, &err), KYU_OK);
+    kyu_queue_attrs_t a = fixture_attrs(f, q, T0);
     return (uint64_t)(a.visible + a.not_visible + a.delayed);
 }
 

@@ -17,9 +17,7 @@ static void expect_code(kyu_result_t r, kyu_code_t code)
 
 static void attrs(fixture_t *f, const char *q, uint64_t now, int64_t visible, int64_t not_visible)
 {
-    kyu_queue_attrs_t a;
-    kyu_err_t err;
-    assert_int_equal(kyu_sm_queue_attributes(f->sm, q, now, &a, &err), KYU_OK);
+    kyu_queue_attrs_t a = fixture_attrs(f, q, now);
     if (a.visible != visible || a.not_visible != not_visible)
         fail_msg("expected %lld visible / %lld not visible, got %lld / %lld", (long long)visible,
                  (long long)not_visible, (long long)a.visible, (long long)a.not_visible);
@@ -50,8 +48,7 @@ static void test_create_queue_is_listed_with_default_visibility(void **state)
     assert_int_equal(n, 1);
     assert_string_equal(names[0], "orders");
     free(names);
-    kyu_queue_attrs_t a;
-    assert_int_equal(kyu_sm_queue_attributes(f->sm, "orders", T0, &a, &err), KYU_OK);
+    kyu_queue_attrs_t a = fixture_attrs(f, "orders", T0);
     assert_int_equal(a.visibility_timeout, 30);
 }
 

@@ -244,8 +244,7 @@ static void test_a_kill_takes_the_state_back_to_its_tables(void **state)
     assert_int_equal(kyu_sm_durable_index(f->sm), at);
     assert_true(kyu_sm_queue_exists(f->sm, "first"));
     assert_false(kyu_sm_queue_exists(f->sm, "second"));
-    kyu_queue_attrs_t a;
-    assert_int_equal(kyu_sm_queue_attributes(f->sm, "first", 2000, &a, &err), KYU_OK);
+    kyu_queue_attrs_t a = fixture_attrs(f, "first", 2000);
     assert_int_equal(a.visible, 1);
 }
 

@@ -19,10 +19,7 @@ static kyu_command_t keyed_send(uint64_t now, const char *body, uint64_t client,
 
 static int64_t visible(fixture_t *f, uint64_t now)
 {
-    kyu_queue_attrs_t a;
-    kyu_err_t err;
-    assert_int_equal(kyu_sm_queue_attributes(f->sm, "orders", now, &a, &err), KYU_OK);
-    return a.visible;
+    return fixture_attrs(f, "orders", now).visible;
 }
 
 static void create(fixture_t *f)

@@ -43,26 +43,9 @@ static void send_at(fixture_t *f, const char *q, uint64_t now, const char *body)
     ok(apply1(f, cmd_send(q, now, body)));
 }
 
-static void send_delayed(fixture_t *f, const char *q, uint64_t now, const char *body,
-                         uint64_t delay_ms)
-{
-    kyu_command_t c = cmd_send(q, now, body);
-    c.has_msg_delay[0] = true;
-    c.msg_delay_ms[0] = delay_ms;
-    ok(apply1(f, c));
-}
-
-static kyu_queue_attrs_t get(fixture_t *f, const char *q, uint64_t now)
-{
-    kyu_queue_attrs_t a;
-    kyu_err_t err;
-    assert_int_equal(kyu_sm_queue_attributes(f->sm, q, now, &a, &err), KYU_OK);
-    return a;
-}
-
 static void expect_total(fixture_t *f, const char *q, uint64_t now, int64_t total)
 {
-    kyu_queue_attrs_t a = get(f, q, now);
+    kyu_queue_attrs_t a = fixture_attrs(f, q, now);
     if (a.visible + a.not_visible + a.delayed != total)
         fail_msg("queue %s at %llu: expected %lld messages, got %lld visible + %lld in flight + "
                  "%lld delayed",
@@ -111,19 +94,19 @@ static void test_leased_and_delayed_messages_expire_too(void **state)
     fixture_t *f = *state;
     create(f, "q", 60);
     send_at(f, "q", T0, "leased");
-    send_delayed(f, "q", T0, "delayed", 900000);
+    ok(apply1(f, cmd_send_delayed("q", T0, "delayed", 900000)));
     kyu_result_t r = apply1(f, cmd_receive("q", T0 + 1, 1, 43200));
     assert_int_equal(r.n_msgs, 1);
     char h[KYU_HANDLE_MAX + 1];
     snprintf(h, sizeof h, "%s", r.msgs[0].handle);
     kyu_result_clear(&r);
     send_at(f, "q", T0 + 5000, "fresh");
-    kyu_queue_attrs_t a = get(f, "q", T0 + 5000);
+    kyu_queue_attrs_t a = fixture_attrs(f, "q", T0 + 5000);
     assert_int_equal(a.visible, 1);
     assert_int_equal(a.not_visible, 1);
     assert_int_equal(a.delayed, 1);
     ok(apply1(f, cmd_expire(T0 + RET + 1000)));
-    a = get(f, "q", T0 + RET + 1000);
+    a = fixture_attrs(f, "q", T0 + RET + 1000);
     assert_int_equal(a.visible, 1);
     assert_int_equal(a.not_visible, 0);
     assert_int_equal(a.delayed, 0);
@@ -161,13 +144,8 @@ static void test_a_message_moved_below_an_earlier_expiry_expires_by_the_next(voi
 {
     fixture_t *f = *state;
     create(f, "dlq", 60);
-    kyu_command_t c = cmd_create("src", -1);
+    kyu_command_t c = cmd_with_redrive(cmd_create("src", -1), &ext, "dlq", 1);
     c.now_ms = T0;
-    kyu_qattrs_defaults(&ext);
-    snprintf(ext.dlq, sizeof ext.dlq, "dlq");
-    ext.max_receive_count = 1;
-    c.qx = &ext;
-    c.qx_set = KYU_F_REDRIVE;
     ok(apply1(f, c));
     send_at(f, "src", T0, "old");
     send_at(f, "dlq", T0 + 2000, "young"); /* a second mark */
@@ -195,13 +173,8 @@ static void test_a_move_after_an_expiry_in_one_entry_keeps_the_moved_message(voi
 {
     fixture_t *f = *state;
     create(f, "dlq", 60);
-    kyu_command_t c = cmd_create("src", -1);
+    kyu_command_t c = cmd_with_redrive(cmd_create("src", -1), &ext, "dlq", 1);
     c.now_ms = T0;
-    kyu_qattrs_defaults(&ext);
-    snprintf(ext.dlq, sizeof ext.dlq, "dlq");
-    ext.max_receive_count = 1;
-    c.qx = &ext;
-    c.qx_set = KYU_F_REDRIVE;
     ok(apply1(f, c));
     send_at(f, "src", T0, "moved");
     send_at(f, "dlq", T0 + 1, "expired"); /* the same mark */
@@ -258,7 +231,7 @@ static void test_merged_marks_never_expire_a_message_early(void **state)
     for (int s = 0; s <= 45; s++) {
         uint64_t now = T0 + RET + (uint64_t)s * 1000;
         ok(apply1(f, cmd_expire(now)));
-        kyu_queue_attrs_t a = get(f, "q", now);
+        kyu_queue_attrs_t a = fixture_attrs(f, "q", now);
         uint64_t total = (uint64_t)(a.visible + a.not_visible + a.delayed);
         /* messages sent at T0 + i*1000 with i*1000 + 60000 >= now - ... must stay: */
         uint64_t younger = 0;
@@ -302,13 +275,8 @@ static void test_an_expiry_after_a_purge_and_a_move_in_one_entry_keeps_the_purge
 {
     fixture_t *f = *state;
     create(f, "dlq", 60);
-    kyu_command_t c = cmd_create("src", -1);
+    kyu_command_t c = cmd_with_redrive(cmd_create("src", -1), &ext, "dlq", 1);
     c.now_ms = T0;
-    kyu_qattrs_defaults(&ext);
-    snprintf(ext.dlq, sizeof ext.dlq, "dlq");
-    ext.max_receive_count = 1;
-    c.qx = &ext;
-    c.qx_set = KYU_F_REDRIVE;
     ok(apply1(f, c));
     send_at(f, "src", T0, "moved");
     send_at(f, "dlq", T0 + 50000, "purged"); /* young: not expired, but purged */

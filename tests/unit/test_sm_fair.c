@@ -231,13 +231,8 @@ static void test_a_dead_letter_move_keeps_the_group(void **state)
     fixture_t *f = *state;
     ok(apply1(f, cmd_create("dlq", -1)));
     static kyu_queue_ext_t x;
-    kyu_qattrs_defaults(&x);
-    snprintf(x.dlq, sizeof x.dlq, "dlq");
-    x.max_receive_count = 1;
-    kyu_command_t c = cmd_create("src", -1);
+    kyu_command_t c = cmd_with_redrive(cmd_create("src", -1), &x, "dlq", 1);
     c.now_ms = T0;
-    c.qx = &x;
-    c.qx_set = KYU_F_REDRIVE;
     ok(apply1(f, c));
     send_n(f, "src", T0, "a", 3);
     send_n(f, "src", T0, "b", 1);

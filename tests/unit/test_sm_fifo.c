@@ -70,10 +70,7 @@ static void delete_all(fixture_t *f, const char *q, uint64_t now, const got_t *g
 
 static uint64_t visible(fixture_t *f, const char *q, uint64_t now)
 {
-    kyu_queue_attrs_t a;
-    kyu_err_t err;
-    assert_int_equal(kyu_sm_queue_attributes(f->sm, q, now, &a, &err), KYU_OK);
-    return (uint64_t)a.visible;
+    return (uint64_t)fixture_attrs(f, q, now).visible;
 }
 
 static void test_a_group_is_in_order_and_locked_while_in_flight(void **state)

@@ -12,28 +12,6 @@
 
 #define T0 1000000 /* a command time, ms */
 
-static void expect_counts(fixture_t *f, uint64_t now, int64_t visible, int64_t not_visible,
-                          int64_t delayed)
-{
-    kyu_queue_attrs_t a;
-    kyu_err_t err;
-    assert_int_equal(kyu_sm_queue_attributes(f->sm, "q", now, &a, &err), KYU_OK);
-    if (a.visible != visible || a.not_visible != not_visible || a.delayed != delayed)
-        fail_msg("at %llu expected %lld visible / %lld not visible / %lld delayed, got %lld / "
-                 "%lld / %lld",
-                 (unsigned long long)now, (long long)visible, (long long)not_visible,
-                 (long long)delayed, (long long)a.visible, (long long)a.not_visible,
-                 (long long)a.delayed);
-}
-
-static kyu_command_t cmd_send_delayed(uint64_t now, const char *body, uint64_t delay_ms)
-{
-    kyu_command_t c = cmd_send("q", now, body);
-    c.has_msg_delay[0] = true;
-    c.msg_delay_ms[0] = delay_ms;
-    return c;
-}
-
 /* Receives one message at now for vt seconds; its handle in h. */
 static void receive1(fixture_t *f, uint64_t now, int64_t vt, char h[KYU_HANDLE_MAX + 1])
 {
@@ -60,7 +38,7 @@ static void check_every_change(fixture_t *f, bool restart)
     ok(apply1(f, cmd_send("q", T0, "a")));
     ok(apply1(f, cmd_send("q", T0, "b")));
     expect_counts(f, T0, 2, 0, 0);
-    ok(apply1(f, cmd_send_delayed(T0, "late", 5000)));
+    ok(apply1(f, cmd_send_delayed("q", T0, "late", 5000)));
     expect_counts(f, T0, 2, 0, 1);
     receive1(f, T0 + 1, -1, a); /* until T0 + 10001 */
     receive1(f, T0 + 1, 20, b); /* until T0 + 20001 */
@@ -90,7 +68,7 @@ static void check_every_change(fixture_t *f, bool restart)
     expect_counts(f, T0 + 20000, 3, 0, 0);
     /* purge */
     receive1(f, T0 + 20001, -1, a);
-    ok(apply1(f, cmd_send_delayed(T0 + 20001, "later", 60000)));
+    ok(apply1(f, cmd_send_delayed("q", T0 + 20001, "later", 60000)));
     expect_counts(f, T0 + 20001, 2, 1, 1);
     kyu_command_t p = cmd_delete_queue("q");
     p.type = KYU_CMD_PURGE_QUEUE;
@@ -180,7 +158,7 @@ static void test_counts_match_a_scan_under_a_random_workload(void **state)
         kyu_command_t c;
         if (r < 30) {
             c = (seed >> 20) % 3 ? cmd_send("q", now, "m")
-                                 : cmd_send_delayed(now, "m", ((seed >> 24) % 4) * 1000);
+                                 : cmd_send_delayed("q", now, "m", ((seed >> 24) % 4) * 1000);
         } else if (r < 60) {
             c = cmd_receive("q", now, 1 + (uint32_t)((seed >> 20) % 3),
                             (int64_t)((seed >> 24) % 3));
@@ -204,9 +182,7 @@ static void test_counts_match_a_scan_under_a_random_workload(void **state)
         for (size_t i = 0; i < 4; i++) {
             uint64_t inflight, delayed;
             scan_counts(f, at[i], &inflight, &delayed);
-            kyu_queue_attrs_t a;
-            kyu_err_t err;
-            assert_int_equal(kyu_sm_queue_attributes(f->sm, "q", at[i], &a, &err), KYU_OK);
+            kyu_queue_attrs_t a = fixture_attrs(f, "q", at[i]);
             if ((uint64_t)a.not_visible != inflight || (uint64_t)a.delayed != delayed)
                 fail_msg("step %d at %llu: counted %lld in flight / %lld delayed, a scan finds "
                          "%llu / %llu",

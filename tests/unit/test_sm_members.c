@@ -62,12 +62,7 @@ static void pack_member(msgpack_sbuffer *b, uint32_t type, void (*items)(msgpack
     msgpack_packer pk;
     msgpack_sbuffer_clear(b);
     msgpack_packer_init(&pk, b, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 6);
-    msgpack_pack_uint32(&pk, type);
-    msgpack_pack_uint64(&pk, 1);
-    kyu_mp_pack_str(&pk, "");
-    msgpack_pack_int64(&pk, -1);
-    msgpack_pack_uint32(&pk, 0);
+    pack_command_head(&pk, type, 1, "", -1, 0);
     items(&pk);
 }
 

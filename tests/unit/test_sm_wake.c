@@ -147,13 +147,8 @@ static void test_a_dead_letter_move_lists_the_dead_letter_queue(void **state)
     fixture_t *f = *state;
     ok(apply1(f, cmd_create("dlq", -1)));
     static kyu_queue_ext_t ext; /* borrowed by the command until it is applied */
-    kyu_qattrs_defaults(&ext);
-    snprintf(ext.dlq, sizeof ext.dlq, "dlq");
-    ext.max_receive_count = 1;
-    kyu_command_t c = cmd_create("src", -1);
+    kyu_command_t c = cmd_with_redrive(cmd_create("src", -1), &ext, "dlq", 1);
     c.now_ms = T0;
-    c.qx = &ext;
-    c.qx_set = KYU_F_REDRIVE;
     ok(apply1(f, c));
     ok(apply1(f, cmd_send("src", T0, "poison")));
     ok(apply1(f, cmd_receive("src", T0 + 1, 1, 0))); /* received once: due to move */
