@@ -5,6 +5,7 @@
  * committed and applied, never from the request handler. */
 #include "cluster_time.h"
 #include "frontend.h"
+#include "iohold.h"
 #include "snapshot.h"
 #include "sys_clock.h"
 #include "transport.h"
@@ -285,6 +286,7 @@ typedef struct {
     kyu_peers_t links; /* the transport's links, as last set */
     const char *data_dir;
     uint64_t disk_free_min;
+    pid_t io_tid; /* libzmq's I/O thread, held during a storage round (iohold.h); 0: none */
 } broker_t;
 
 /* The data directory's free space against --disk-free-min (a full disk is the one storage
@@ -453,15 +455,22 @@ static int on_storage(zloop_t *loop, zsock_t *sock, void *arg)
     broker_t *b = arg;
     kyu_log_event_t ev;
     kyu_err_t err;
-    while (zsock_events(kyu_log_sock(b->log)) & ZMQ_POLLIN) {
+    /* The round's replies leave together: libzmq's I/O thread, woken by the first, waits
+     * for the last instead of preempting the loop for each (iohold.c). */
+    kyu_iohold(b->io_tid, true);
+    int rc = 0;
+    while (rc == 0 && zsock_events(kyu_log_sock(b->log)) & ZMQ_POLLIN) {
         if (kyu_log_recv(b->log, &ev, &err) != KYU_OK) {
             fprintf(stderr, "kyu-broker: %s\n", err.msg);
-            return -1;
+            rc = -1;
+        } else {
+            kyu_replica_on_log_event(b->replica, &ev);
         }
-        kyu_replica_on_log_event(b->replica, &ev);
     }
-    kyu_frontend_serve_waiting(b->frontend); /* applied entries may wake long polls */
-    return kyu_replica_fatal(b->replica) ? -1 : 0;
+    if (rc == 0)
+        kyu_frontend_serve_waiting(b->frontend); /* applied entries may wake long polls */
+    kyu_iohold(b->io_tid, false);
+    return rc == 0 && !kyu_replica_fatal(b->replica) ? 0 : -1;
 }
 
 #define TRANSFER_WAIT_MS 3000
@@ -649,6 +658,7 @@ int main(int argc, char **argv)
                (unsigned long long)rcfg.node_id, cfg.peers.n ? cfg.peers.n : 1, cfg.listen,
                cfg.data_dir, kyu_sm_queue_count(sm), (unsigned long long)kyu_sm_applied_index(sm));
         fflush(stdout);
+        b.io_tid = kyu_iohold_find(); /* started with the sockets above */
         zloop_t *loop = zloop_new();
         KYU_ASSERT(loop);
         /* Storage reports first: answering finished work frees room for new requests. */
