@@ -287,6 +287,7 @@ typedef struct {
     const char *data_dir;
     uint64_t disk_free_min;
     pid_t io_tid; /* libzmq's I/O thread, held during a storage round (iohold.h); 0: none */
+    uint64_t round_replies; /* replies the last storage round sent */
 } broker_t;
 
 /* The data directory's free space against --disk-free-min (a full disk is the one storage
@@ -456,8 +457,13 @@ static int on_storage(zloop_t *loop, zsock_t *sock, void *arg)
     kyu_log_event_t ev;
     kyu_err_t err;
     /* The round's replies leave together: libzmq's I/O thread, woken by the first, waits
-     * for the last instead of preempting the loop for each (iohold.c). */
-    kyu_iohold(b->io_tid, true);
+     * for the last instead of preempting the loop for each (iohold.c). Only after a round
+     * that answered several requests (a pipelining client's): a lone reply (one request at
+     * a time, W1, LAT) goes out as before, without the two system calls. */
+    bool hold = b->io_tid && b->round_replies > 1;
+    uint64_t replies = kyu_frontend_replies(b->frontend);
+    if (hold)
+        kyu_iohold(b->io_tid, true);
     int rc = 0;
     while (rc == 0 && zsock_events(kyu_log_sock(b->log)) & ZMQ_POLLIN) {
         if (kyu_log_recv(b->log, &ev, &err) != KYU_OK) {
@@ -469,7 +475,9 @@ static int on_storage(zloop_t *loop, zsock_t *sock, void *arg)
     }
     if (rc == 0)
         kyu_frontend_serve_waiting(b->frontend); /* applied entries may wake long polls */
-    kyu_iohold(b->io_tid, false);
+    if (hold)
+        kyu_iohold(b->io_tid, false);
+    b->round_replies = kyu_frontend_replies(b->frontend) - replies;
     return rc == 0 && !kyu_replica_fatal(b->replica) ? 0 : -1;
 }
 
