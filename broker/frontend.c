@@ -136,6 +136,11 @@ zsock_t *kyu_frontend_sock(kyu_frontend_t *self)
     return self->sock;
 }
 
+uint64_t kyu_frontend_replies(const kyu_frontend_t *self)
+{
+    return self->replies;
+}
+
 /* One part of a reply; a signal does not leave a message half sent (its next part would
  * then go out as a part of this one), it is retried. */
 static bool send_part(void *sock, const void *data, size_t len, int flags)
@@ -152,6 +157,7 @@ static bool send_part(void *sock, const void *data, size_t len, int flags)
 bool kyu_frontend_send_reply(kyu_frontend_t *self, zframe_t *identity, const kyu_reply_t *rep,
                              const void *const *bodies, const size_t *lens, size_t n_bodies)
 {
+    self->replies++;
     msgpack_sbuffer_clear(&self->buf);
     kyu_reply_encode(rep, &self->buf);
     /* Straight to libzmq, part by part (each copied into its own zmq_msg_t): no zmsg, its

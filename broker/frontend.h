@@ -34,6 +34,8 @@ void kyu_frontend_set_replica(kyu_frontend_t *self, kyu_replica_t *replica);
 void kyu_frontend_set_membership(kyu_frontend_t *self, kyu_membership_t *membership);
 
 zsock_t *kyu_frontend_sock(kyu_frontend_t *self);
+/* Replies sent (or tried) so far: the event loop's count of a round's answers (main.c). */
+uint64_t kyu_frontend_replies(const kyu_frontend_t *self);
 
 /* Handles the requests waiting on the socket (a bounded number per call). */
 void kyu_frontend_on_readable(kyu_frontend_t *self);

@@ -24,6 +24,7 @@ struct kyu_frontend {
     uint64_t expiry_checked_at;
     bool redrive_proposed; /* a REDRIVE_STEP waits for its entry (op_redrive.c) */
     uint64_t dropped_replies;
+    uint64_t replies; /* replies sent or tried (kyu_frontend_replies) */
     /* Receives answered before their lease was durable (frontend.c, answer_early), and the
      * result they are answered from (some 14 KB: not on the stack) */
     uint64_t early_answers;
