@@ -3,7 +3,9 @@
  * The core keeps its log in memory from its last snapshot on; at startup it is given the
  * durable hard state, the snapshot record (where the log starts: index, term, membership)
  * and the entries after it. The snapshot's data is only a descriptor (the applied index):
- * the state machine itself is in the state database, synced before each compaction.
+ * the state machine itself is in the state database, synced before each compaction. Of the
+ * entries up to the state's applied index it keeps only the window the core's compaction
+ * would keep (collect_trim): with a backlog the files hold hundreds of megabytes of them.
  *
  * A data directory written before Raft (one node, every entry term 1, no hard state, log
  * compacted without a record) is read as: commit = the last entry (durable was committed),
