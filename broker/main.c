@@ -659,6 +659,10 @@ int main(int argc, char **argv)
     } else {
         kyu_frontend_set_replica(b.frontend, b.replica);
         kyu_frontend_set_membership(b.frontend, b.membership);
+        /* The start's transient blocks (the log's entries read at boot, held twice until
+         * the core has its copy; the loaders' buffers) are free in the heap, in its middle,
+         * where the trim threshold never gives them back: give their pages back once. */
+        malloc_trim(0);
         b.links = cfg.peers; /* what the transport was created with */
         sync_links(&b);
         printf("kyu-broker: node %llu of %zu, serving %s, data in %s, %zu queues, applied index "

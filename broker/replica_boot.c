@@ -3,7 +3,9 @@
  * The core keeps its log in memory from its last snapshot on; at startup it is given the
  * durable hard state, the snapshot record (where the log starts: index, term, membership)
  * and the entries after it. The snapshot's data is only a descriptor (the applied index):
- * the state machine itself is in the state database, synced before each compaction.
+ * the state machine itself is in the state database, synced before each compaction. Of the
+ * entries up to the state's applied index it keeps only the window the core's compaction
+ * would keep (collect_trim): with a backlog the files hold hundreds of megabytes of them.
  *
  * A data directory written before Raft (one node, every entry term 1, no hard state, log
  * compacted without a record) is read as: commit = the last entry (durable was committed),
@@ -15,10 +17,44 @@
 #include <string.h>
 
 typedef struct {
-    kyu_raft_entry_t *entries;
-    size_t n, cap;
-    uint64_t expect;
+    kyu_raft_entry_t *entries; /* entries[first..n): the entries kept */
+    size_t first, n, cap;
+    uint64_t applied;                /* the state's applied index */
+    uint64_t window, window_bytes;   /* applied entries kept (replica.c's maybe_compact) */
+    size_t n_applied, applied_bytes; /* the kept entries up to applied: their count, bytes */
+    bool dropped, pinned;            /* entries were dropped; no more may be (a conf entry) */
+    uint64_t drop_index, drop_term;  /* the last one dropped */
 } collect_t;
+
+/* Drops the first entries kept while more applied ones are kept than the window holds: the
+ * core would drop them from memory at its first compaction (replica.c, maybe_compact), and
+ * with a backlog the log's files hold hundreds of megabytes of them (each held twice at boot,
+ * here and in the core). Never the entry at the applied index (the state's term is checked
+ * against it) nor one after it, and never a conf entry or one after it: the core's snapshot
+ * record then starts where the log's does not, with the membership of the log's. */
+static void collect_trim(collect_t *c)
+{
+    while (!c->pinned && c->n_applied > 0 && c->entries[c->first].index < c->applied &&
+           (c->n_applied > c->window || c->applied_bytes > c->window_bytes)) {
+        kyu_raft_entry_t *e = &c->entries[c->first];
+        if (e->type == KYU_RAFT_ENTRY_CONF) {
+            c->pinned = true;
+            break;
+        }
+        c->dropped = true;
+        c->drop_index = e->index;
+        c->drop_term = e->term;
+        c->n_applied--;
+        c->applied_bytes -= e->len;
+        free(e->data);
+        c->first++;
+    }
+    if (c->first > 0 && c->first >= c->n / 2) { /* the dropped slots: reused */
+        memmove(c->entries, c->entries + c->first, (c->n - c->first) * sizeof *c->entries);
+        c->n -= c->first;
+        c->first = 0;
+    }
+}
 
 static kyu_code_t collect_one(void *arg, uint64_t index, uint64_t term, int type,
                               const void *payload, size_t len, kyu_err_t *err)
@@ -45,6 +81,11 @@ static kyu_code_t collect_one(void *arg, uint64_t index, uint64_t term, int type
         e->len = len;
     }
     c->n++;
+    if (index <= c->applied) {
+        c->n_applied++;
+        c->applied_bytes += len;
+        collect_trim(c);
+    }
     return KYU_OK;
 }
 
@@ -91,6 +132,15 @@ kyu_code_t kyu_replica_boot_load(const kyu_log_ops_t *log, void *log_arg, const 
                                  const kyu_raft_conf_t *initial, kyu_replica_boot_t *b,
                                  kyu_err_t *err)
 {
+    return kyu_replica_boot_load_window(log, log_arg, sm, initial, KYU_REPLICA_LOG_WINDOW,
+                                        KYU_REPLICA_LOG_WINDOW_BYTES, b, err);
+}
+
+kyu_code_t kyu_replica_boot_load_window(const kyu_log_ops_t *log, void *log_arg, const kyu_sm_t *sm,
+                                        const kyu_raft_conf_t *initial, uint64_t window,
+                                        uint64_t window_bytes, kyu_replica_boot_t *b,
+                                        kyu_err_t *err)
+{
     uint64_t applied = kyu_sm_applied_index(sm), aterm = kyu_sm_applied_term(sm);
     memset(b, 0, sizeof *b);
     kyu_log_hard_state_t hs;
@@ -121,15 +171,25 @@ kyu_code_t kyu_replica_boot_load(const kyu_log_ops_t *log, void *log_arg, const 
                            "the state is at index %llu but the log starts after %llu: the state "
                            "database was lost; restore it or start this node empty",
                            (unsigned long long)applied, (unsigned long long)snap_index);
-    collect_t c = {0};
-    if (last > snap_index && log->replay(log_arg, snap_index + 1, collect_one, &c, err) != KYU_OK) {
-        b->entries = c.entries;
-        b->n_entries = c.n;
+    collect_t c = {.applied = applied, .window = window, .window_bytes = window_bytes};
+    kyu_code_t rrc =
+        last > snap_index ? log->replay(log_arg, snap_index + 1, collect_one, &c, err) : KYU_OK;
+    if (c.first > 0)
+        memmove(c.entries, c.entries + c.first, (c.n - c.first) * sizeof *c.entries);
+    b->entries = c.entries;
+    b->n_entries = c.n - c.first;
+    c.n -= c.first;
+    if (rrc != KYU_OK) {
         kyu_replica_boot_free(b);
         return KYU_ERR_STORAGE;
     }
-    b->entries = c.entries;
-    b->n_entries = c.n;
+    if (c.dropped) { /* the core's log starts after the last entry dropped */
+        snap_index = c.drop_index;
+        b->snap.index = snap_index;
+        b->snap.term = c.drop_term;
+        kyu_put_be64(b->snap_desc, snap_index);
+        b->has_snap = true;
+    }
     if (c.n && c.entries[0].index != snap_index + 1) {
         kyu_err_set(err, KYU_ERR_STORAGE, "the log is corrupt: it starts at %llu, not %llu",
                     (unsigned long long)c.entries[0].index, (unsigned long long)(snap_index + 1));

@@ -122,6 +122,13 @@ typedef struct {
 kyu_code_t kyu_replica_boot_load(const kyu_log_ops_t *log, void *log_arg, const kyu_sm_t *sm,
                                  const kyu_raft_conf_t *initial, kyu_replica_boot_t *b,
                                  kyu_err_t *err);
+/* The same, keeping of the entries up to the state's applied index only the last window (at
+ * most window_bytes of them), as the core's compaction would (kyu_replica_boot_load: the
+ * replica's KYU_REPLICA_LOG_WINDOW and _BYTES; tests give small ones). */
+kyu_code_t kyu_replica_boot_load_window(const kyu_log_ops_t *log, void *log_arg, const kyu_sm_t *sm,
+                                        const kyu_raft_conf_t *initial, uint64_t window,
+                                        uint64_t window_bytes, kyu_replica_boot_t *b,
+                                        kyu_err_t *err);
 void kyu_replica_boot_free(kyu_replica_boot_t *b);
 
 #endif

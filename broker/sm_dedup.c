@@ -31,7 +31,7 @@
  *
  * Earlier brokers kept "rq" client(8) key(8) -> the same value, and "rx" time(8) client(8)
  * key(8) -> "" (an expiry index): a load moves every "rq" record to its bucket and drops both
- * prefixes (kyu_sm_dedup_load), so the state reads the same whichever version wrote it. A
+ * prefixes (kyu_sm_dedup_load_start), so the state reads the same whichever version wrote it. A
  * broker older than this one knows nothing of "rk": it would answer a retry within the window
  * of the upgrade as a new request (docs/ARCHITECTURE.md, "Request keys").
  */
@@ -39,6 +39,7 @@
 
 #include <sodium.h>
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -262,17 +263,51 @@ static kyu_code_t convert_first_format(kyu_sm_t *self, kyu_err_t *err)
     return KYU_OK;
 }
 
-kyu_code_t kyu_sm_dedup_load(kyu_sm_t *self, kyu_err_t *err)
+/* The filter's build at a load: a scan of the live buckets, on a thread of its own. */
+struct kyu_sm_keyfilter_load {
+    pthread_t thread;
+    rocksdb_t *db;
+    rocksdb_column_family_handle_t *meta;
+    uint64_t last_now;
+    kyu_sm_keyfilter_t *f; /* built here, handed to the state machine when joined */
+    char *rerr;            /* RocksDB's error, if the scan failed */
+    bool joinable;         /* the scan runs on its thread (else it ran in the start) */
+};
+
+static void *keyfilter_load_run(void *arg)
 {
+    struct kyu_sm_keyfilter_load *l = arg;
+    pthread_setname_np(pthread_self(), "kyu-sm-keys");
+    /* the records within the window at the last command time: those at or before
+     * last_now - window are gone to every later lookup (command times never go back) */
+    uint8_t lo[RK_KEY], hi[2] = {'r', 'k' + 1};
+    rk_key(lo, first_live_bucket(l->last_now), 0, 0);
+    rocksdb_readoptions_t *ro = kyu_store_scan_readopts_create();
+    rocksdb_readoptions_set_iterate_upper_bound(ro, (char *)hi, 2);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(l->db, ro, l->meta);
+    for (rocksdb_iter_seek(it, (char *)lo, RK_KEY); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t kl = 0, vl = 0;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vl);
+        if (kl != RK_KEY || vl < 8)
+            continue;
+        uint64_t t = kyu_get_be64(v);
+        if (live(t, l->last_now))
+            filter_add(l->f, kyu_get_be64(k + 10), kyu_get_be64(k + 18), t);
+    }
+    rocksdb_iter_get_error(it, &l->rerr);
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    return NULL;
+}
+
+kyu_code_t kyu_sm_dedup_load_start(kyu_sm_t *self, kyu_err_t *err)
+{
+    KYU_ASSERT(!self->keyfilter_load);
     if (convert_first_format(self, err) != KYU_OK)
         return KYU_ERR_STORAGE;
     kyu_sm_keyfilter_free(self);
-    self->keyfilter = calloc(1, sizeof *self->keyfilter);
-    KYU_ASSERT(self->keyfilter);
-    self->keyfilter->gen_keys = self->keyfilter_gen_keys ? self->keyfilter_gen_keys : FILTER_KEYS;
-    /* The oldest bucket held (dedup_bucket: the expiry drops from it), then the records
-     * within the window at the last command time into the filter: those at or before
-     * last_now - window are gone to every later lookup (command times never go back). */
+    /* The oldest bucket held (dedup_bucket: the expiry drops from it). */
     uint8_t lo[RK_KEY], hi[2] = {'r', 'k' + 1};
     rk_key(lo, 0, 0, 0);
     rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
@@ -286,17 +321,6 @@ kyu_code_t kyu_sm_dedup_load(kyu_sm_t *self, kyu_err_t *err)
         if (kl == RK_KEY && kyu_get_be64(k + 2) < self->dedup_bucket)
             self->dedup_bucket = kyu_get_be64(k + 2);
     }
-    rk_key(lo, first_live_bucket(self->last_now), 0, 0);
-    for (rocksdb_iter_seek(it, (char *)lo, RK_KEY); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
-        size_t kl = 0, vl = 0;
-        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
-        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vl);
-        if (kl != RK_KEY || vl < 8)
-            continue;
-        uint64_t t = kyu_get_be64(v);
-        if (live(t, self->last_now))
-            filter_add(self->keyfilter, kyu_get_be64(k + 10), kyu_get_be64(k + 18), t);
-    }
     char *rerr = NULL;
     rocksdb_iter_get_error(it, &rerr);
     rocksdb_iter_destroy(it);
@@ -306,7 +330,37 @@ kyu_code_t kyu_sm_dedup_load(kyu_sm_t *self, kyu_err_t *err)
         free(rerr);
         return KYU_ERR_STORAGE;
     }
+    struct kyu_sm_keyfilter_load *l = calloc(1, sizeof *l);
+    KYU_ASSERT(l);
+    l->db = self->db;
+    l->meta = meta(self);
+    l->last_now = self->last_now;
+    l->f = calloc(1, sizeof *l->f);
+    KYU_ASSERT(l->f);
+    l->f->gen_keys = self->keyfilter_gen_keys ? self->keyfilter_gen_keys : FILTER_KEYS;
+    l->joinable = pthread_create(&l->thread, NULL, keyfilter_load_run, l) == 0;
+    if (!l->joinable)
+        keyfilter_load_run(l); /* no thread to be had: here, then */
+    self->keyfilter_load = l;
     return KYU_OK;
+}
+
+kyu_code_t kyu_sm_dedup_load_finish(kyu_sm_t *self, kyu_err_t *err)
+{
+    struct kyu_sm_keyfilter_load *l = self->keyfilter_load;
+    KYU_ASSERT(l);
+    if (l->joinable)
+        KYU_ASSERT(pthread_join(l->thread, NULL) == 0);
+    self->keyfilter_load = NULL;
+    kyu_sm_keyfilter_free(self);
+    self->keyfilter = l->f;
+    kyu_code_t rc = KYU_OK;
+    if (l->rerr) {
+        rc = kyu_err_set(err, KYU_ERR_STORAGE, "loading request keys: %s", l->rerr);
+        free(l->rerr);
+    }
+    free(l);
+    return rc;
 }
 
 /* The shape of a record of command type t (the row's), or 0 when t keeps none. */

@@ -262,7 +262,8 @@ struct kyu_sm {
     uint64_t dedup_bucket; /* no request key record is in an older time bucket (sm_dedup.c) */
     uint64_t dedup_drops;  /* range deletes of expired buckets (kyu_sm_dedup_expire; tests) */
     kyu_sm_keyfilter_t *keyfilter; /* the request keys that may have a record (sm_dedup.c) */
-    uint32_t keyfilter_gen_keys;   /* keys per filter generation (0: the default; tests) */
+    struct kyu_sm_keyfilter_load *keyfilter_load; /* its build under way at a load, or NULL */
+    uint32_t keyfilter_gen_keys; /* keys per filter generation (0: the default; tests) */
 
     zlistx_t *touched; /* queue_t* whose record is dirty in the current entry */
     /* Retention marks (sm_expiry.c), by seq and until both ascending */
@@ -338,8 +339,13 @@ void kyu_sm_dedup_record(kyu_sm_t *self, const kyu_command_t *c, const kyu_dedup
 void kyu_sm_dedup_expire(kyu_sm_t *self, uint64_t now_ms);
 /* At load: the records of the first format ("rq" client key, "rx" time client key) moved to
  * their time buckets; then the in-memory filter of the request keys recorded, freed with the
- * state machine. */
-kyu_code_t kyu_sm_dedup_load(kyu_sm_t *self, kyu_err_t *err);
+ * state machine. The filter is built by a thread of its own, beside the other loaders' scans:
+ * kyu_sm_dedup_load_start returns once the thread runs (it reads the database only, and
+ * writes only the filter it is building), kyu_sm_dedup_load_finish waits for it and hands
+ * the filter over (always called after a start that succeeded, even when a load between
+ * failed). */
+kyu_code_t kyu_sm_dedup_load_start(kyu_sm_t *self, kyu_err_t *err);
+kyu_code_t kyu_sm_dedup_load_finish(kyu_sm_t *self, kyu_err_t *err);
 void kyu_sm_keyfilter_free(kyu_sm_t *self);
 /* For tests: generations of `keys` keys (0: the default), so that few keys make many. */
 void kyu_sm_keyfilter_set_generation_keys(kyu_sm_t *self, uint32_t keys);

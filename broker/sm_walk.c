@@ -14,15 +14,11 @@ kyu_code_t kyu_sm_walk(kyu_sm_t *self, kyu_cf_t cf, const void *lo, size_t lo_le
                        size_t hi_len, const char *what, kyu_sm_walk_fn fn, void *arg,
                        kyu_err_t *err)
 {
-    rocksdb_readoptions_t *bounded = NULL;
-    if (hi) {
-        bounded = rocksdb_readoptions_create();
-        KYU_ASSERT(bounded);
-        rocksdb_readoptions_set_iterate_upper_bound(bounded, hi, hi_len);
-    }
+    rocksdb_readoptions_t *ro = kyu_store_scan_readopts_create();
+    if (hi)
+        rocksdb_readoptions_set_iterate_upper_bound(ro, hi, hi_len);
     rocksdb_iterator_t *it =
-        rocksdb_create_iterator_cf(self->db, bounded ? bounded : kyu_store_readopts(self->store),
-                                   kyu_store_cf(self->store, cf));
+        rocksdb_create_iterator_cf(self->db, ro, kyu_store_cf(self->store, cf));
     kyu_code_t rc = KYU_OK;
     if (lo)
         rocksdb_iter_seek(it, lo, lo_len);
@@ -39,8 +35,7 @@ kyu_code_t kyu_sm_walk(kyu_sm_t *self, kyu_cf_t cf, const void *lo, size_t lo_le
     char *rerr = NULL;
     rocksdb_iter_get_error(it, &rerr);
     rocksdb_iter_destroy(it);
-    if (bounded)
-        rocksdb_readoptions_destroy(bounded);
+    rocksdb_readoptions_destroy(ro);
     if (rerr) {
         rc = kyu_err_set(err, KYU_ERR_STORAGE, "reading %s: %s", what, rerr);
         free(rerr);

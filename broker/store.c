@@ -766,3 +766,12 @@ const rocksdb_readoptions_t *kyu_store_readopts(kyu_store_t *self)
 {
     return self->ropts;
 }
+
+rocksdb_readoptions_t *kyu_store_scan_readopts_create(void)
+{
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    KYU_ASSERT(ro);
+    rocksdb_readoptions_set_fill_cache(ro, 0);
+    rocksdb_readoptions_set_readahead_size(ro, KYU_STORE_SCAN_READAHEAD);
+    return ro;
+}

@@ -31,6 +31,8 @@
 /* The meta column family (universal compaction) starts a compaction at this many sorted
  * runs, not RocksDB's 4: with atomic_flush its tables are small and many (store.c). */
 #define KYU_STORE_META_RUNS 8
+/* Bytes read ahead by a load's scans (kyu_store_scan_readopts_create). */
+#define KYU_STORE_SCAN_READAHEAD (2 << 20)
 
 typedef enum {
     KYU_CF_DEFAULT,    /* unused; RocksDB requires it */
@@ -97,6 +99,10 @@ kyu_code_t kyu_store_flush_state(kyu_store_t *self, uint64_t *durable, kyu_err_t
 void kyu_store_crash(kyu_store_t **self_p);
 rocksdb_column_family_handle_t *kyu_store_cf(kyu_store_t *self, kyu_cf_t cf);
 const rocksdb_readoptions_t *kyu_store_readopts(kyu_store_t *self);
+/* New read options for a scan of many records at a load (sm_walk.c, sm_dedup.c): blocks read
+ * ahead in large reads and kept out of the block cache (a start's scans of 10^7 records would
+ * fill it with blocks no request reads again). Destroyed by the caller. */
+rocksdb_readoptions_t *kyu_store_scan_readopts_create(void);
 
 /* Reads a meta value stored as a big-endian u64; *found says whether it existed. */
 kyu_code_t kyu_store_get_u64(kyu_store_t *self, kyu_cf_t cf, const char *key, size_t keylen,

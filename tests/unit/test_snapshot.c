@@ -465,6 +465,105 @@ static void test_boot_resets_a_log_that_does_not_lead_to_the_state(void **state)
     assert_int_equal(snap.term, 4);
 }
 
+/* Entries from..to of term 2, the conf entry's index (0: none) a conf entry of 3 voters. */
+static void write_log_conf(fixture_t *f, uint64_t from, uint64_t to, uint64_t conf_at)
+{
+    kyu_err_t err = {0};
+    kyu_log_t *log = kyu_log_new(f->store, &err);
+    assert_non_null(log);
+    uint8_t conf[200];
+    size_t conf_len;
+    conf_of(3, conf, &conf_len);
+    for (uint64_t i = from; i <= to; i++) {
+        kyu_log_entry_t e = {i, 2, KYU_ENTRY_NORMAL, "x", 1};
+        if (i == conf_at) {
+            e.type = KYU_ENTRY_CONF;
+            e.payload = conf;
+            e.len = conf_len;
+        }
+        uint64_t token;
+        assert_int_equal(kyu_log_write(log, NULL, &e, 1, false, &token, &err), KYU_OK);
+    }
+    kyu_log_destroy(&log);
+}
+
+/* The state at index applied, term 2, members 1-3. */
+static void apply_to(fixture_t *f, int applied)
+{
+    uint8_t conf[200];
+    size_t conf_len;
+    conf_of(3, conf, &conf_len);
+    for (int i = 0; i < applied; i++) {
+        kyu_sm_set_entry_meta(f->sm, 2, conf, conf_len);
+        apply1(f, cmd_create("q", 30));
+    }
+}
+
+static kyu_code_t boot_window(fixture_t *f, uint64_t window, uint64_t bytes, kyu_replica_boot_t *b)
+{
+    kyu_raft_conf_t initial = {.n_voters = 3, .voters = {1, 2, 3}};
+    kyu_err_t err = {0};
+    kyu_log_t *log = kyu_log_new(f->store, &err);
+    assert_non_null(log);
+    kyu_code_t rc =
+        kyu_replica_boot_load_window(&kyu_log_ops, log, f->sm, &initial, window, bytes, b, &err);
+    kyu_log_destroy(&log);
+    return rc;
+}
+
+/* Of the entries up to the applied index (15) the boot keeps the last window's (4: 12-15),
+ * and every one after it (16-20); the core's log starts after the last one dropped. The
+ * log's files are left as they were. */
+static void test_boot_keeps_a_window_of_applied_entries(void **state)
+{
+    fixture_t *f = *state;
+    write_log_conf(f, 1, 20, 0);
+    apply_to(f, 15);
+    kyu_replica_boot_t b;
+    assert_int_equal(boot_window(f, 4, 1 << 20, &b), KYU_OK);
+    assert_true(b.has_snap);
+    assert_int_equal(b.snap.index, 11);
+    assert_int_equal(b.snap.term, 2);
+    assert_int_equal(b.snap.conf.n_voters, 3);
+    assert_int_equal(kyu_get_be64(b.snap.data), 11);
+    assert_int_equal(b.n_entries, 9);
+    for (size_t i = 0; i < b.n_entries; i++)
+        assert_int_equal(b.entries[i].index, 12 + i);
+    kyu_replica_boot_free(&b);
+    /* by bytes: 2 of them (each entry holds one) */
+    assert_int_equal(boot_window(f, 100, 2, &b), KYU_OK);
+    assert_int_equal(b.snap.index, 13);
+    assert_int_equal(b.n_entries, 7);
+    assert_int_equal(b.entries[0].index, 14);
+    kyu_replica_boot_free(&b);
+    /* a window of none still keeps the entry at the applied index (its term is checked) */
+    assert_int_equal(boot_window(f, 0, 0, &b), KYU_OK);
+    assert_int_equal(b.snap.index, 14);
+    assert_int_equal(b.entries[0].index, 15);
+    kyu_replica_boot_free(&b);
+    /* the log's files still start at 1 */
+    kyu_err_t err = {0};
+    uint64_t first = 0;
+    assert_int_equal(kyu_log_first_index(f->store, &first, &err), KYU_OK);
+    assert_int_equal(first, 1);
+}
+
+/* A conf entry is never dropped, nor anything after it: the core's snapshot record would need
+ * the membership it made. Nothing past the applied index is dropped (a kill -9's tail). */
+static void test_boot_keeps_conf_entries_and_the_unapplied(void **state)
+{
+    fixture_t *f = *state;
+    write_log_conf(f, 1, 20, 6);
+    apply_to(f, 15);
+    kyu_replica_boot_t b;
+    assert_int_equal(boot_window(f, 4, 1 << 20, &b), KYU_OK);
+    assert_int_equal(b.snap.index, 5);
+    assert_int_equal(b.n_entries, 15);
+    assert_int_equal(b.entries[0].index, 6);
+    assert_int_equal(b.entries[0].type, KYU_RAFT_ENTRY_CONF);
+    kyu_replica_boot_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -482,6 +581,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_a_fetched_state_that_does_not_open_is_refused_and_the_state_kept, fixture_setup,
             fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_boot_keeps_a_window_of_applied_entries, fixture_setup,
+                                        fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_boot_keeps_conf_entries_and_the_unapplied,
+                                        fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_boot_keeps_a_log_that_leads_to_the_state,
                                         fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_boot_resets_a_log_that_does_not_lead_to_the_state,
