@@ -16,16 +16,20 @@ trap '[ -n "$broker" ] && kill -9 $broker 2>/dev/null; rm -rf "$dir"' EXIT
 rss() { awk '/VmRSS/{printf "%.0f MiB", $2 / 1024}' "/proc/$broker/status"; }
 ready_s=""
 start() { # starts the broker; ready_s: the seconds from start to serving
-    local t0 t1
+    local t0 t1 before
+    before=$(grep -c ', serving ' "$dir/broker.log" 2>/dev/null || true)
     t0=$(date +%s.%N)
     "$build/broker/kyu-broker" --data "$dir/db" --listen "$ep" >>"$dir/broker.log" 2>&1 &
     broker=$!
-    for _ in $(seq 1 3000); do
-        "$build/client/kyu" --broker "$ep" list-queues >/dev/null 2>&1 && break
-        sleep 0.02
+    # serving: the broker prints its "serving" line as its event loop starts (polled every
+    # 10 ms; a request to a broker not yet listening would wait out its whole 1 s timeout)
+    for _ in $(seq 1 6000); do
+        [ "$(grep -c ', serving ' "$dir/broker.log" 2>/dev/null || true)" -gt "${before:-0}" ] && break
+        sleep 0.01
     done
     t1=$(date +%s.%N)
     ready_s=$(python3 -c "print(round($t1 - $t0, 2))")
+    "$build/client/kyu" --broker "$ep" list-queues >/dev/null # answers: it serves
 }
 w2() { "$build/client/kyu-bench" --broker "$ep" --workload w2 --count 50000 | awk '/end to end/{print $4}'; }
 # RocksDB's flush and compaction threads' CPU seconds so far (ticks of /proc/PID/task/*/stat)
