@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # DEPTH: a backlog of N 1 KiB messages on one queue, W2 on another queue beside it (three runs
-# at depth 0 and three beside the backlog, with their median), the
+# at depth 0 and three beside the backlog once RocksDB's background work after it has
+# settled, with their median; one run right after the backlog's last send), the
 # broker's RSS, and its restart time with the backlog (after SIGTERM and after kill -9).
 # Figures go to docs/BENCHMARKS.md by hand, with this command.
 # Usage: scripts/bench_depth.sh [N (default 1000000)] [BUILD_DIR (default build)]
@@ -56,6 +57,18 @@ echo "W2 at depth 0: $(w2x3)"
 "$build/client/kyu-bench" --broker "$ep" --workload send --count "$n" --queue backlog --keep-queue |
     awk '/^produce/{print "sending the backlog: " $2 " msg/s"}'
 echo "RSS with $n queued: $(rss)"
+echo "W2 beside $n queued, right after its last send: $(w2) msg/s"
+# the backlog's own flushes and compactions: wait until RocksDB's background threads have
+# spent no CPU for 2 s (at most 120 s), then measure W2 beside the backlog at rest
+t0=$(date +%s)
+prev=$(bg_cpu) quiet=0
+while [ $quiet -lt 2 ] && [ $(($(date +%s) - t0)) -lt 120 ]; do
+    sleep 1
+    cur=$(bg_cpu)
+    if [ "$cur" = "$prev" ]; then quiet=$((quiet + 1)); else quiet=0; fi
+    prev=$cur
+done
+echo "RocksDB's background work after the backlog: $(($(date +%s) - t0)) s to settle"
 echo "W2 beside $n queued: $(w2x3); RSS $(rss)"
 kill -TERM "$broker"; wait "$broker" || true
 start
