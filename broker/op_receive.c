@@ -76,10 +76,7 @@ void kyu_op_receive_encode(const kyu_command_t *cmd, msgpack_packer *pk)
 {
     msgpack_pack_array(pk, 4);
     msgpack_pack_uint32(pk, cmd->max_inflight);
-    if (cmd->attempt)
-        msgpack_pack_true(pk);
-    else
-        msgpack_pack_false(pk);
+    kyu_mp_pack_bool(pk, cmd->attempt);
     if (cmd->early) { /* the leases the leader chose and answered (op_receive_early.c) */
         uint8_t b[KYU_BATCH_MAX * 12];
         KYU_ASSERT(!cmd->attempt && cmd->n_chosen >= 1 && cmd->n_chosen <= KYU_BATCH_MAX);

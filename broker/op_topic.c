@@ -110,10 +110,7 @@ static void write_topic(kyu_sm_t *self, const topic_t *t)
         msgpack_pack_array(&pk, s->policy ? 5 : 3);
         kyu_mp_pack_str(&pk, s->id);
         kyu_mp_pack_str(&pk, s->queue);
-        if (s->raw)
-            msgpack_pack_true(&pk);
-        else
-            msgpack_pack_false(&pk);
+        kyu_mp_pack_bool(&pk, s->raw);
         if (s->policy) {
             msgpack_pack_uint32(&pk, (uint32_t)s->scope);
             kyu_mp_pack_str(&pk, s->policy);
@@ -710,10 +707,7 @@ void kyu_op_subscribe_encode(const kyu_command_t *cmd, msgpack_packer *pk)
     msgpack_pack_array(pk, cmd->n ? 5 : 3);
     kyu_mp_pack_str(pk, cmd->topic);
     kyu_mp_pack_str(pk, cmd->sub_id);
-    if (cmd->raw)
-        msgpack_pack_true(pk);
-    else
-        msgpack_pack_false(pk);
+    kyu_mp_pack_bool(pk, cmd->raw);
     if (cmd->n) {
         msgpack_pack_uint32(pk, cmd->filter_scope);
         msgpack_pack_bin(pk, cmd->body_lens[0]);

@@ -38,9 +38,9 @@ void kyu_peer_encode(const kyu_raft_msg_t *m, msgpack_sbuffer *out)
     pack_u64(&pk, m->log_term);
     pack_u64(&pk, m->index);
     pack_u64(&pk, m->commit);
-    m->reject ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
+    kyu_mp_pack_bool(&pk, m->reject);
     pack_u64(&pk, m->reject_hint);
-    m->force ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
+    kyu_mp_pack_bool(&pk, m->force);
     msgpack_pack_array(&pk, m->n_entries);
     for (size_t i = 0; i < m->n_entries; i++) {
         const kyu_raft_entry_t *e = &m->entries[i];

@@ -138,17 +138,11 @@ void kyu_qattrs_encode(const kyu_queue_ext_t *x, uint64_t set, msgpack_packer *p
     }
     if (set & KYU_F_FIFO) {
         kyu_mp_pack_str(pk, "fifo");
-        if (x->fifo)
-            msgpack_pack_true(pk);
-        else
-            msgpack_pack_false(pk);
+        kyu_mp_pack_bool(pk, x->fifo);
     }
     if (set & KYU_F_CBD) {
         kyu_mp_pack_str(pk, "cbd");
-        if (x->cbd)
-            msgpack_pack_true(pk);
-        else
-            msgpack_pack_false(pk);
+        kyu_mp_pack_bool(pk, x->cbd);
     }
     if (set & KYU_F_DEDUP_SCOPE) {
         kyu_mp_pack_str(pk, "dsc");
