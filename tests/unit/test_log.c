@@ -261,6 +261,29 @@ test_log_is_compacted_behind_a_window_and_restarts_from_the_snapshot_record(void
     kyu_log_destroy(&log);
 }
 
+/* A node without peers has no follower to keep a window for: the core drops its applied
+ * entries once the state's tables hold them (a few dozen at a time), where a cluster node
+ * keeps the last KYU_REPLICA_LOG_WINDOW (replica.c, maybe_compact). */
+static void test_a_node_without_peers_keeps_no_window_in_memory(void **state)
+{
+    fixture_t *f = *state;
+    kyu_err_t err;
+    waiters_t w = {0};
+    kyu_replica_config_t cfg = {0}; /* the default window, 16,384 entries */
+    kyu_log_t *log;
+    kyu_replica_t *r = open_with_orders(f, &log, &cfg, &w);
+    for (int i = 0; i < 200; i++) {
+        send_one_entry(log, r, &w);
+        assert_int_equal(kyu_sm_flush(f->sm, &err), KYU_OK);
+    }
+    uint64_t applied = kyu_sm_applied_index(f->sm);
+    uint64_t first = kyu_raft_first_index(kyu_replica_raft(r));
+    assert_true(first > 64);
+    assert_true(applied - first < 64);
+    kyu_replica_destroy(&r);
+    kyu_log_destroy(&log);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, fixture_setup, fixture_teardown)
 
 static kyu_code_t count_entry(void *arg, uint64_t index, uint64_t term, int type,
@@ -703,6 +726,7 @@ int main(void)
         T(test_log_with_a_hole_refuses_to_start),
         T(test_backpressure_refuses_with_busy),
         T(test_log_is_compacted_behind_a_window_and_restarts_from_the_snapshot_record),
+        T(test_a_node_without_peers_keeps_no_window_in_memory),
         T(test_a_kill_loses_no_entry_the_state_tables_do_not_hold),
         T(test_the_log_is_never_compacted_past_the_state_tables),
         T(test_a_crash_loses_no_entry_the_state_database_had_not_written),
