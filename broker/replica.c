@@ -559,7 +559,7 @@ static void maybe_compact(kyu_replica_t *self)
 {
     uint64_t applied = kyu_sm_applied_index(self->sm);
     /* A node started without peers never has a follower (no transport: no member can be
-     * added), so it keeps no window: its entries go once the state's tables hold them, a few
+     * added), so it keeps no window: its entries go once the state database holds them, a few
      * at a time. The window (some 2,000 entries, 100 MiB, under a send load: the entries
      * were dropped 1,024 at a time) was the most of a fresh node's heap, first touched
      * during its first 100,000 messages (page faults ~15% of the event loop). */

@@ -262,7 +262,7 @@ test_log_is_compacted_behind_a_window_and_restarts_from_the_snapshot_record(void
 }
 
 /* A node without peers has no follower to keep a window for: the core drops its applied
- * entries once the state's tables hold them (a few dozen at a time), where a cluster node
+ * entries once the state database holds them (a few dozen at a time), where a cluster node
  * keeps the last KYU_REPLICA_LOG_WINDOW (replica.c, maybe_compact). */
 static void test_a_node_without_peers_keeps_no_window_in_memory(void **state)
 {
