@@ -6,9 +6,10 @@
  * pwritev, straight from the messages it was handed, and one fdatasync (group commit: while
  * one fsync runs, the next batch gathers) and then reports "durable up to write N" on the
  * pipe. Nothing that depends on an entry (a reply, for one) may happen before that report.
- * The one exception to "the loop never waits on disk": a lone voter's small round, which the
- * loop writes itself (kyu_log_write_now) when nothing else is being written, since it would
- * only wait for the report anyway; two thread hand-offs fewer per durable round trip.
+ * The one exception to "the loop never waits on disk": a small round of a lone voter or of a
+ * follower, which the loop writes itself (kyu_log_write_now) when nothing else is being
+ * written, since it would only wait for the report anyway; two thread hand-offs fewer per
+ * durable round trip (on a follower, before its acknowledgement leaves).
  *
  * Reads (replay at startup) happen on the caller's thread before the loop starts.
  */

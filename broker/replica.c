@@ -628,7 +628,8 @@ static bool hs_differs(kyu_raft_hard_state_t a, kyu_raft_hard_state_t b)
 }
 
 /* Whether the Ready's write is made on this thread (log->write_now) instead of handed to the
- * storage thread: on a lone voter (nothing to send, no follower's answer to take meanwhile),
+ * storage thread: on a lone voter (nothing to send, no follower's answer to take meanwhile)
+ * and on a follower (below; a leader of a cluster takes its followers' answers meanwhile),
  * for a small round with little to apply (W1, LAT, a single request: the loop would only wait
  * for the report; saved: the hand-off to the storage thread and its report back, a wake-up
  * of an idle thread each). A large round (many requests gathered: W2) still goes to the
@@ -636,8 +637,14 @@ static bool hs_differs(kyu_raft_hard_state_t a, kyu_raft_hard_state_t b)
 static bool write_here(const kyu_replica_t *self, const kyu_raft_ready_t *rd, bool truncate)
 {
     const kyu_raft_conf_t *c = kyu_raft_conf(self->raft);
-    if (!self->log->write_now || truncate || rd->n_msgs > 0 || c->n_voters != 1 ||
-        c->n_learners != 0 || c->voters[0] != self->node_id)
+    bool lone = c->n_voters == 1 && c->n_learners == 0 && c->voters[0] == self->node_id;
+    /* A follower too: its answer to the leader (the append's acknowledgement) is sent right
+     * after the write, from the loop, without the storage thread's two wake-ups on the way
+     * (LAT on three nodes: the first answer decides the commit). Meanwhile it has nothing to
+     * do but step what arrives, which waits in the socket and goes into the next Ready as it
+     * would have anyway (one Ready at a time). */
+    bool follower = kyu_raft_role(self->raft) == KYU_RAFT_FOLLOWER;
+    if (!self->log->write_now || truncate || !(lone ? rd->n_msgs == 0 : follower))
         return false;
     size_t bytes = 0;
     for (size_t i = 0; i < rd->n_entries; i++)
@@ -648,8 +655,8 @@ static bool write_here(const kyu_replica_t *self, const kyu_raft_ready_t *rd, bo
 }
 
 /* Takes one Ready: sends what may go at once and hands the writes to the storage thread (or
- * writes a small one of a lone voter itself: write_here). Returns false when the round must
- * wait for the storage thread. */
+ * writes a small one of a lone voter or a follower itself: write_here). Returns false when the
+ * round must wait for the storage thread. */
 static bool start_ready(kyu_replica_t *self)
 {
     kyu_raft_ready(self->raft, &self->rd);

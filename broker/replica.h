@@ -17,7 +17,8 @@
  * A node with no peers is a one-voter cluster on the same path, except that it writes a small
  * round (KYU_REPLICA_WRITE_HERE_MAX) itself through the log's write_now, when the log has one,
  * instead of handing it to the storage thread and waiting for the report (replica.c,
- * write_here). Owned by the event loop.
+ * write_here); so does a follower, which then acknowledges the append right after its own
+ * fdatasync. Owned by the event loop.
  */
 #ifndef KYU_REPLICA_H
 #define KYU_REPLICA_H
@@ -29,7 +30,7 @@
 #define KYU_REPLICA_PENDING_MAX 20000            /* commands proposed and not yet applied */
 #define KYU_REPLICA_BYTES_MAX (64u << 20)        /* their bytes (open entry included) */
 #define KYU_ENTRY_BYTES_MAX (8 << 20)            /* an open entry is proposed at this size */
-#define KYU_REPLICA_WRITE_HERE_MAX (4u << 10)    /* a lone voter's round written on the loop */
+#define KYU_REPLICA_WRITE_HERE_MAX (4u << 10)    /* a small round written on the loop */
 #define KYU_REPLICA_TICK_MS 10                   /* one Raft tick */
 #define KYU_REPLICA_LOG_WINDOW 16384             /* applied entries kept for slow followers... */
 #define KYU_REPLICA_LOG_WINDOW_BYTES (64u << 20) /* ...unless they hold more bytes */

@@ -11,7 +11,8 @@
  *   - every other command (a durable RECEIVE, a worker session's push, PURGE_QUEUE,
  *     RELEASE_LEASES, attribute changes, redrive and retention, a grouped SEND) blocks its
  *     queue, or every queue when it names none or one that does not exist yet: the queue is
- *     then received from the durable way until the command is applied.
+ *     then received from the durable way until the command is applied. A REDRIVE_STEP blocks
+ *     every queue: it moves messages out of its dead-letter queue into others.
  * So while an early receive's entry waits, nothing but sends and other early receives (whose
  * messages it did not choose) is applied to its queue ahead of it, and apply records exactly
  * the leases answered. Under the in-flight limit (which apply checks again), what may be in
@@ -246,6 +247,11 @@ void kyu_early_note(kyu_replica_t *r, const kyu_command_t *cmd)
             return;
         }
         block_queue(r, serial, cmd->queue);
+        return;
+    case KYU_CMD_REDRIVE_STEP:
+        /* Its messages go into other queues (their sources, or the task's destination), which
+         * they may give fair groups or fill: every queue waits for it (a step is rare). */
+        block_queue(r, serial, "");
         return;
     default:
         block_queue(r, serial, cmd->queue);

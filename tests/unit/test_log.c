@@ -553,6 +553,104 @@ static void test_a_large_round_goes_to_the_storage_thread(void **state)
     kyu_log_destroy(&log);
 }
 
+/* ---- a follower of a three-node cluster over the real log ---- */
+
+typedef struct {
+    size_t n;
+    kyu_raft_msg_t last; /* the last acknowledgement sent (its entries not kept) */
+} acks_t;
+
+static void record_ack(void *arg, const kyu_raft_msg_t *m)
+{
+    acks_t *a = arg;
+    if (m->type != KYU_RAFT_MSG_APPEND_RESP)
+        return;
+    a->n++;
+    a->last = *m;
+    a->last.entries = NULL;
+    a->last.n_entries = 0;
+}
+
+/* Node 1 of nodes 1-3, over the real log, its acknowledgements recorded. */
+static kyu_replica_t *open_follower(fixture_t *f, kyu_log_t **log, acks_t *acks, waiters_t *w)
+{
+    static kyu_peers_t peers;
+    static kyu_replica_transport_t net;
+    memset(&peers, 0, sizeof peers);
+    for (size_t i = 0; i < 3; i++) {
+        peers.peers[i].id = i + 1;
+        snprintf(peers.peers[i].raft, sizeof peers.peers[i].raft, "tcp://127.0.0.1:%zu", 7000 + i);
+        snprintf(peers.peers[i].client, sizeof peers.peers[i].client, "tcp://127.0.0.1:%zu",
+                 8000 + i);
+    }
+    peers.n = 3;
+    net = (kyu_replica_transport_t){.send = record_ack};
+    kyu_replica_config_t cfg = {.peers = &peers, .transport = &net, .transport_arg = acks};
+    return open_log_and_replica(f, log, &cfg, w);
+}
+
+/* Leader 2 (term 1) appends one entry of len bytes at index, after index - 1. */
+static void append_from_leader(kyu_replica_t *r, uint64_t index, size_t len)
+{
+    static char data[2 * KYU_REPLICA_WRITE_HERE_MAX];
+    KYU_ASSERT(len <= sizeof data);
+    memset(data, 'e', len);
+    kyu_raft_entry_t e = {.index = index,
+                          .term = 1,
+                          .type = KYU_RAFT_ENTRY_NORMAL,
+                          .data = (uint8_t *)data,
+                          .len = len};
+    kyu_raft_msg_t m = {.type = KYU_RAFT_MSG_APPEND,
+                        .group = KYU_GROUP_ID,
+                        .from = 2,
+                        .to = 1,
+                        .term = 1,
+                        .log_term = index > 1 ? 1 : 0,
+                        .index = index - 1,
+                        .entries = &e,
+                        .n_entries = 1};
+    kyu_replica_step(r, &m);
+    kyu_replica_flush(r);
+}
+
+/* A follower writes a small append on the loop and acknowledges it in the same flush (no
+ * hand-off to the storage thread, no report), only once it is on disk; a large one goes to
+ * the storage thread and is acknowledged after its report. An acknowledgement still means
+ * durable here. */
+static void test_a_follower_acknowledges_a_small_append_once_it_wrote_it_itself(void **state)
+{
+    fixture_t *f = *state;
+    kyu_err_t err;
+    waiters_t w = {0};
+    acks_t acks = {0};
+    kyu_log_t *log;
+    kyu_replica_t *r = open_follower(f, &log, &acks, &w);
+    uint64_t last = 0;
+    for (uint64_t i = 1; i <= 3; i++) {
+        append_from_leader(r, i, 1100); /* a LAT round: one send and the receive it serves */
+        assert_int_equal(acks.n, i);    /* acknowledged in the flush */
+        assert_false(acks.last.reject);
+        assert_int_equal(acks.last.to, 2);
+        assert_int_equal(acks.last.index, i);
+        assert_false(report_waiting(log));
+        assert_int_equal(kyu_log_last_index(f->store, &last, &err), KYU_OK);
+        assert_int_equal(last, i); /* on disk when acknowledged */
+    }
+    append_from_leader(r, 4, KYU_REPLICA_WRITE_HERE_MAX + 1);
+    assert_int_equal(acks.n, 3); /* handed to the storage thread: not yet */
+    pump_one(log, r);
+    assert_int_equal(acks.n, 4);
+    assert_int_equal(acks.last.index, 4);
+    assert_int_equal(kyu_log_last_index(f->store, &last, &err), KYU_OK);
+    assert_int_equal(last, 4);
+    append_from_leader(r, 5, 100); /* and the loop writes the next small one again */
+    assert_int_equal(acks.n, 5);
+    assert_false(report_waiting(log));
+    assert_int_equal(w.answered, 0); /* a follower has no waiters */
+    kyu_replica_destroy(&r);
+    kyu_log_destroy(&log);
+}
+
 /* A small round whose write (skip 0) or fdatasync (skip 1) fails on the loop is handed to
  * the storage thread, which writes it again, whole: answered once that is durable, never
  * before; after a crash the log holds it once, and writes go on from there. */
@@ -734,6 +832,7 @@ int main(void)
         T(test_a_failed_write_is_written_again_and_then_reported_durable),
         T(test_a_lone_voter_writes_a_small_round_itself_before_answering),
         T(test_a_large_round_goes_to_the_storage_thread),
+        T(test_a_follower_acknowledges_a_small_append_once_it_wrote_it_itself),
         T(test_a_round_failing_on_the_loop_is_written_again_by_the_storage_thread),
         T(test_a_round_failing_on_the_loop_and_in_the_thread_turns_read_only),
         T(test_a_rocksdb_log_of_an_earlier_broker_is_migrated_at_open),

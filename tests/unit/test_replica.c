@@ -465,6 +465,40 @@ static void test_commands_in_flight_hold_or_block_what_they_could_change(void **
     kyu_replica_destroy(&t.r);
 }
 
+/* A REDRIVE_STEP in flight moves messages out of its dead-letter queue into other queues
+ * (their sources or the task's destination: maybe grouped ones, which make a queue fair and
+ * no longer one apply records early leases for): every queue waits for it (kyu-sim-kyu
+ * --write-now seed 82 on 3 nodes: a lease answered on the destination was not recorded). */
+static void test_a_redrive_step_in_flight_blocks_every_queue(void **state)
+{
+    fixture_t *f = *state;
+    rig_t t = {0};
+    early_rig(f, &t, 2);
+    commit(&t, cmd_create("orders-dlq", 30));
+    uint64_t seqs[KYU_BATCH_MAX];
+    kyu_command_t step;
+    kyu_command_init(&step);
+    step.type = KYU_CMD_REDRIVE_STEP;
+    snprintf(step.queue, sizeof step.queue, "orders-dlq");
+    step.now_ms = kyu_replica_now(t.r);
+    step.vt = -1;
+    step.move_task = 1; /* no such task: the step moves nothing when applied */
+    step.move_max = 1;
+    kyu_err_t err;
+    assert_int_equal(kyu_replica_propose(t.r, &step, NULL, &err), KYU_OK);
+    kyu_replica_flush(t.r);
+    assert_int_equal(early(&t, 1, seqs), 0); /* "orders" too: the durable way */
+    int before = t.answered;
+    for (int i = 0; i < 5 && t.answered == before; i++) {
+        kyu_replica_tick(t.r);
+        durable(&t);
+    }
+    assert_int_equal(t.answered, before + 1);
+    assert_null(kyu_replica_failure(t.r));
+    assert_int_equal(early(&t, 1, seqs), 1); /* applied: early again */
+    kyu_replica_destroy(&t.r);
+}
+
 /* A CHANGE_VISIBILITY in flight may keep a message in flight that an early receive at a later
  * time would not count: applied at its own time, while the lease still runs, it extends it.
  * Under the in-flight limit, an early receive then answers the durable way, since apply could
@@ -631,6 +665,7 @@ int main(void)
         T(test_add_of_a_voter_at_its_own_address_is_done),
         T(test_two_early_receives_before_apply_never_share_a_message),
         T(test_commands_in_flight_hold_or_block_what_they_could_change),
+        T(test_a_redrive_step_in_flight_blocks_every_queue),
         T(test_change_visibility_in_flight_counts_against_the_in_flight_limit),
         T(test_only_a_serving_leader_answers_early),
         T(test_a_clusters_leader_answers_receives_the_durable_way),

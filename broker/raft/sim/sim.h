@@ -56,6 +56,8 @@ typedef struct {
     bool spare_node;   /* the last node starts outside the configuration */
     uint32_t plant;    /* kyu-sim-kyu: the planted bug to run with (0: none) */
     uint32_t scenario; /* kyu-sim-kyu --scenario: SIM_SCENARIO_* (0: none) */
+    bool write_now;    /* kyu-sim-kyu --write-now: followers' disks take the loop's writes */
+    bool no_early;     /* kyu-sim-kyu --no-early: early receives on a lone voter only */
 } sim_options_t;
 
 /* Scenarios: a fault shaped to make one chain of events likely in every seed (kyu-sim-kyu
@@ -192,7 +194,7 @@ typedef struct {
     uint64_t conf_changes, transfers, partitions;
 } sim_stats_t;
 
-#define SIM_APP_COUNTS 21
+#define SIM_APP_COUNTS 22
 
 typedef struct sim_app sim_app_t;
 

@@ -320,6 +320,9 @@ static bool seed_begin(sim_cluster_t *c)
     k->write_every = write_every[sim_rng_below(&rng, 4)];
     k->pause_pm = sim_rng_chance(&rng, 500) ? 5 + (uint32_t)sim_rng_below(&rng, 46) : 0;
     k->every_read = sim_rng_chance(&rng, 700);
+    /* --write-now: the loop's own writes (a follower's small rounds, replica.c write_here)
+     * in half the seeds; drawn last, so that the settings above are the same either way. */
+    k->write_now = c->o.write_now && sim_rng_chance(&rng, 500);
     if (c->o.scenario == SIM_SCENARIO_DEPOSED) {
         /* Leaders pause in every seed, one scenario after another (none starts while one
          * plays), and a node steps its backlog one message at a time with its Ready loop
@@ -337,11 +340,12 @@ static bool seed_begin(sim_cluster_t *c)
     }
     if (c->o.verbose)
         printf("  kyu: ms_per_step=%u skew=%s digest_every=%u write_every=%u power_loss=%u "
-               "disk_stall=%u slow_disk=n%llu pause=%u every_read=%d entry_max=%zu bytes_max=%zu "
-               "plant=%u scenario=%u dir=%s\n",
+               "disk_stall=%u slow_disk=n%llu pause=%u every_read=%d write_now=%d entry_max=%zu "
+               "bytes_max=%zu plant=%u scenario=%u dir=%s\n",
                k->ms_per_step, skewed ? "on" : "off", k->digest_every, k->write_every,
                k->power_loss_pm, k->stall_pm, (unsigned long long)k->slow_node, k->pause_pm,
-               k->every_read, k->entry_max, k->bytes_max, c->o.plant, c->o.scenario, k->root);
+               k->every_read, k->write_now, k->entry_max, k->bytes_max, c->o.plant, c->o.scenario,
+               k->root);
     return true;
 }
 
@@ -567,17 +571,18 @@ static const char *const count_names[] = {"messages sent",
                                           "receives answered early",
                                           "early leases recorded",
                                           "receipt handles answered",
+                                          "rounds written by the loop",
                                           NULL};
 
 static void count(sim_cluster_t *c, uint64_t *counts)
 {
     sk_t *k = sk(c);
-    uint64_t v[] = {k->next_msg,        k->receives_checked, k->deletes_checked, k->retried,
-                    k->dedup_hits,      k->digests,          k->installs,        k->boot_resets,
-                    k->state_checks,    k->power_losses,     k->answers,         k->stalls,
-                    k->over_limit,      k->expiries,         k->expired,         k->pauses,
-                    k->publishes,       k->copies,           k->early_answers,   k->early_leases,
-                    k->handles_answered};
+    uint64_t v[] = {k->next_msg,         k->receives_checked, k->deletes_checked, k->retried,
+                    k->dedup_hits,       k->digests,          k->installs,        k->boot_resets,
+                    k->state_checks,     k->power_losses,     k->answers,         k->stalls,
+                    k->over_limit,       k->expiries,         k->expired,         k->pauses,
+                    k->publishes,        k->copies,           k->early_answers,   k->early_leases,
+                    k->handles_answered, k->writes_now};
     for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
         counts[i] += v[i];
 }

@@ -244,6 +244,7 @@ typedef struct {
     uint64_t slow_node;     /* its disk is slow during the safety phase (0: none) */
     uint32_t pause_pm;      /* per leader step with a write out: its process pauses (0: never) */
     bool every_read;        /* a node's storage reports and Ready loop run after every read */
+    bool write_now;         /* the disk takes a small round written by the loop (log.c) */
     size_t entry_max, bytes_max; /* the replica's bounds (0: the broker's) */
     /* oracle */
     sk_index_t *idx;
@@ -338,6 +339,7 @@ typedef struct {
      * retry (same key) may answer the leases of its first attempt again. */
     zhashx_t *answered;
     uint64_t handles_answered;
+    uint64_t writes_now; /* rounds the loop wrote itself (write_now) */
     sk_intent_t retries[SK_RETRIES];
     size_t n_retries;
     uint64_t retried, dedup_hits, receives_checked, deletes_checked, digests, installs;

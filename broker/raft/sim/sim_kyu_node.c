@@ -8,12 +8,12 @@
  *                seeds one node's disk is slow, up to two election timeouts, and disks stall
  *                for up to three); its report goes to
  *                kyu_replica_on_log_event as the storage thread's would. A crash loses the
- *                queue. The compaction syncs the state first, as log.c does
- *                (the power-loss checkpoint is taken then).
- *   transport    the simulated network (drops, duplicates, delays, partitions), and the
- *                snapshot fetch: a few steps after the replica asks member S, S serves if it
- *                is up, reachable, not installing itself and applied far enough; the
- *                installer's state.incoming is then a RocksDB checkpoint of S's state
+ *                queue. With --write-now, in half the seeds a follower's small round is
+ *                durable at once (the loop's own write, log.c's kyu_log_write_now). The compaction
+ * syncs the state first, as log.c does (the power-loss checkpoint is taken then). transport    the
+ * simulated network (drops, duplicates, delays, partitions), and the snapshot fetch: a few steps
+ * after the replica asks member S, S serves if it is up, reachable, not installing itself and
+ * applied far enough; the installer's state.incoming is then a RocksDB checkpoint of S's state
  *                database (what broker/snapshot.c fetches over the network), and
  *                kyu_replica_install_done is told either way.
  *   clock        simulated time: step x ms_per_step plus the node's skew; the Raft core's
@@ -174,12 +174,10 @@ static kyu_code_t disk_reset(void *arg, const kyu_log_snapshot_t *snap,
     return KYU_OK;
 }
 
-static kyu_code_t disk_write(void *arg, const kyu_log_hard_state_t *hs,
-                             const kyu_log_entry_t *entries, size_t n, bool truncate,
-                             uint64_t *token, kyu_err_t *err)
+/* A write's records: the hard state and copies of the entries. */
+static void fill_write(sk_write_t *w, const kyu_log_hard_state_t *hs,
+                       const kyu_log_entry_t *entries, size_t n, bool truncate)
 {
-    (void)err;
-    sk_write_t *w = enqueue(arg, SK_W_WRITE);
     w->truncate = truncate;
     if (hs) {
         w->has_hs = true;
@@ -200,7 +198,43 @@ static kyu_code_t disk_write(void *arg, const kyu_log_hard_state_t *hs,
         }
     }
     w->n = n;
+}
+
+static kyu_code_t disk_write(void *arg, const kyu_log_hard_state_t *hs,
+                             const kyu_log_entry_t *entries, size_t n, bool truncate,
+                             uint64_t *token, kyu_err_t *err)
+{
+    (void)err;
+    sk_write_t *w = enqueue(arg, SK_W_WRITE);
+    fill_write(w, hs, entries, n, truncate);
     *token = w->token;
+    return KYU_OK;
+}
+
+static void disk_apply(sk_node_t *kn, const sk_write_t *w);
+
+/* The loop's own write of a small round (log.c's kyu_log_write_now), which a follower makes
+ * (replica.c write_here): durable when it returns, its acknowledgement sent right after.
+ * Refused BUSY (the replica hands the round to the queue) in the seeds without it
+ * (--write-now picks half), on a node that is not a follower (a lone voter's answers would
+ * come inside kyu_replica_propose, before sk_client counts the request), while anything is
+ * queued (log.c's tail is busy then) and on a slow disk. */
+static kyu_code_t disk_write_now(void *arg, const kyu_log_hard_state_t *hs,
+                                 const kyu_log_entry_t *entries, size_t n, kyu_err_t *err)
+{
+    sk_node_t *kn = arg;
+    sim_cluster_t *c = kn->c;
+    if (!sk(c)->write_now || kn->queue || !kn->nd->raft ||
+        kyu_raft_role(kn->nd->raft) != KYU_RAFT_FOLLOWER ||
+        (kn->nd->id == sk(c)->slow_node && c->now >= c->quiet_until))
+        return kyu_err_set(err, KYU_ERR_BUSY, "the simulated disk is busy");
+    sk_write_t w = {.kind = SK_W_WRITE};
+    fill_write(&w, hs, entries, n, false);
+    disk_apply(kn, &w);
+    for (size_t i = 0; i < w.n; i++)
+        free(w.ents[i].data);
+    free(w.ents);
+    sk(c)->writes_now++;
     return KYU_OK;
 }
 
@@ -233,6 +267,7 @@ static const kyu_log_ops_t disk_ops = {
     .write = disk_write,
     .install = disk_install,
     .compact = disk_compact_req,
+    .write_now = disk_write_now,
 };
 
 /* One queued write reaches the disk (as the storage thread's WriteBatch does). */
@@ -382,7 +417,7 @@ bool sk_node_start(sim_cluster_t *c, sim_node_t *nd)
          * keep the log past the window (maybe_compact). */
         .state_write_every = sk(c)->write_every,
         .join = peers.n == 0,
-        .early_in_clusters = true, /* the overlay proven where leaders change */
+        .early_in_clusters = !c->o.no_early, /* the overlay proven where leaders change */
         .heartbeat_ticks = o->heartbeat_ticks,
         .max_inflight = o->max_inflight,
         .max_msg_entries = o->max_msg_entries,

@@ -2,7 +2,7 @@
  * sim_main.c - kyu-sim's command line (and kyu-sim-kyu's, which adds --plant and --scenario):
  *   kyu-sim --nodes N --seeds COUNT --seed-start S [--steps K] [--verbose]
  *   kyu-sim-kyu --nodes N --seeds COUNT --seed-start S [--steps K] [--plant B]
- *               [--scenario deposed] [--verbose]
+ *               [--scenario deposed] [--write-now] [--no-early] [--verbose]
  * Runs COUNT seeds from S. On the first violation prints the seed, the step, the invariant,
  * a trace and the command that replays it, and exits 1. Otherwise the last line is
  * "COUNT seeds, 0 violations" and it exits 0.
@@ -28,10 +28,14 @@ static void usage(void)
     fprintf(stderr,
             "usage: %s --nodes N --seeds COUNT --seed-start S [--steps K] %s[--verbose]\n"
             "  N in 3..7, K safety-phase steps per seed (default 2000)\n",
-            name(), sim_app() ? "[--plant B] [--scenario deposed] " : "");
+            name(),
+            sim_app() ? "[--plant B] [--scenario deposed] [--write-now] [--no-early] " : "");
     if (sim_app())
-        fprintf(stderr, "  B: a planted bug the checkers must find (docs/RAFT.md), 0 = none\n"
-                        "  deposed: paused leaders stay paused until deposed (sim.h)\n");
+        fprintf(stderr,
+                "  B: a planted bug the checkers must find (docs/RAFT.md), 0 = none\n"
+                "  deposed: paused leaders stay paused until deposed (sim.h)\n"
+                "  write-now: followers write small rounds at once in half the seeds\n"
+                "  no-early: receives answered early by a lone voter only (the broker's)\n");
     exit(64);
 }
 
@@ -50,7 +54,8 @@ int main(int argc, char **argv)
     int nodes = 0;
     uint64_t seeds = 0, start = 0, steps = 2000;
     uint32_t plant = 0, scenario = SIM_SCENARIO_NONE;
-    bool have_seeds = false, have_start = false, verbose = false;
+    bool have_seeds = false, have_start = false, verbose = false, write_now = false;
+    bool no_early = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--verbose")) {
             verbose = true;
@@ -70,6 +75,10 @@ int main(int argc, char **argv)
             if (strcmp(argv[++i], "deposed") != 0)
                 usage();
             scenario = SIM_SCENARIO_DEPOSED;
+        } else if (sim_app() && !strcmp(argv[i], "--write-now")) {
+            write_now = true;
+        } else if (sim_app() && !strcmp(argv[i], "--no-early")) {
+            no_early = true;
         } else {
             usage();
         }
@@ -89,6 +98,8 @@ int main(int argc, char **argv)
         o.verbose = verbose;
         o.plant = plant;
         o.scenario = scenario;
+        o.write_now = write_now;
+        o.no_early = no_early;
         if (verbose)
             sim_options_print(&o, stdout);
         if (!sim_cluster_init(c, &o)) {
@@ -123,6 +134,10 @@ int main(int argc, char **argv)
             if (scenario == SIM_SCENARIO_DEPOSED)
                 snprintf(extra + strlen(extra), sizeof(extra) - strlen(extra),
                          " --scenario deposed");
+            if (write_now)
+                snprintf(extra + strlen(extra), sizeof(extra) - strlen(extra), " --write-now");
+            if (no_early)
+                snprintf(extra + strlen(extra), sizeof(extra) - strlen(extra), " --no-early");
             printf("reproduce with: %s --nodes %d --seeds 1 --seed-start %llu --steps %llu%s "
                    "--verbose\n",
                    name(), nodes, (unsigned long long)s, (unsigned long long)steps, extra);
