@@ -503,7 +503,13 @@ kyu_store_t *kyu_store_open(const char *dir, kyu_err_t *err)
     rocksdb_block_based_options_set_filter_policy(self->table,
                                                   rocksdb_filterpolicy_create_bloom(10));
     rocksdb_block_based_options_set_cache_index_and_filter_blocks(self->table, 1);
-    rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(self->table, 1);
+    /* Level 0's index and filter partitions are not pinned: a table keeps its pins when it
+     * is moved down whole (the messages and leases tables, whose keys arrive in order, only
+     * ever move), so the pinned blocks were every backlog table's whole index and filter,
+     * charged to the cache past its size: 100 MiB with 10^7 messages queued, growing with
+     * the backlog (docs/BENCHMARKS.md, "Branch depth2"). They compete in the cache now, at
+     * its high priority; only the top levels stay pinned. */
+    rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(self->table, 0);
     /* Filters and indexes in partitions of 4 KiB under a small top level that stays in the
      * cache. A table's whole filter is megabytes under a backlog (10 bits per key), more
      * than a shard of the cache holds: every lookup that missed (a new request key, checked

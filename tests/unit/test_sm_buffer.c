@@ -309,6 +309,63 @@ static void test_meta_keeps_its_small_flushed_tables_until_its_trigger(void **st
     rocksdb_writeoptions_destroy(wo);
 }
 
+/* Tables flushed with keys in order (the messages column family under a send load) are moved
+ * down whole, never rewritten; their index and filter partitions are not pinned in the block
+ * cache, which held every backlog table's whole index and filter past the cache's size
+ * (store.c). Only the top levels stay pinned: a few hundred bytes a table. */
+static void test_flushed_tables_keep_no_index_or_filter_partitions_pinned(void **state)
+{
+    fixture_t *f = *state;
+    kyu_err_t err;
+    rocksdb_t *db = kyu_store_db(f->store, KYU_CF_MESSAGES);
+    rocksdb_column_family_handle_t *cf = kyu_store_cf(f->store, KYU_CF_MESSAGES);
+    rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_disable_WAL(wo, 1);
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    char val[1024];
+    uint64_t durable = 0, seq = 0;
+    const int tables = 8, keys = 4000;
+    for (int t = 0; t < tables; t++) {
+        for (int i = 0; i < keys; i++, seq++) {
+            uint8_t key[16];
+            kyu_put_be64(key, 1);
+            kyu_put_be64(key + 8, seq);
+            for (size_t j = 0; j < sizeof val; j++) /* little to compress */
+                val[j] = (char)((seq * 2654435761u + j * 40503u) >> 7);
+            rocksdb_writebatch_put_cf(wb, cf, (char *)key, sizeof key, val, sizeof val);
+        }
+        kyu_store_mark_batch(f->store, wb);
+        char *rerr = NULL;
+        rocksdb_write(db, wo, wb, &rerr);
+        assert_null(rerr);
+        rocksdb_writebatch_clear(wb);
+        assert_int_equal(kyu_store_flush_state(f->store, &durable, &err), KYU_OK);
+    }
+    /* every table was opened, its index and filter read (a lookup in each) */
+    for (uint64_t s = 0; s < seq; s += (uint64_t)keys) {
+        uint8_t key[16];
+        kyu_put_be64(key, 1);
+        kyu_put_be64(key + 8, s);
+        size_t len = 0;
+        char *rerr = NULL;
+        char *v = rocksdb_get_cf(db, kyu_store_readopts(f->store), cf, (char *)key, sizeof key,
+                                 &len, &rerr);
+        assert_null(rerr);
+        assert_non_null(v);
+        assert_int_equal(len, sizeof val);
+        free(v);
+    }
+    /* 32,000 keys of 1 KiB: some 8,000 data blocks, whose index and filter partitions are
+     * about 250 KiB (each table's pinned in full before) */
+    char *v = rocksdb_property_value(db, "rocksdb.block-cache-pinned-usage");
+    assert_non_null(v);
+    long long pinned = atoll(v);
+    free(v);
+    assert_true(pinned < 64 * 1024);
+    rocksdb_writebatch_destroy(wb);
+    rocksdb_writeoptions_destroy(wo);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, fixture_setup, fixture_teardown)
 
 int main(void)
@@ -321,6 +378,7 @@ int main(void)
         T(test_a_kill_takes_the_state_back_to_its_tables),
         T(test_a_clean_stop_keeps_what_the_memtables_held),
         T(test_meta_keeps_its_small_flushed_tables_until_its_trigger),
+        T(test_flushed_tables_keep_no_index_or_filter_partitions_pinned),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
