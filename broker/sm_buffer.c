@@ -25,14 +25,12 @@
 #include "sm_internal.h"
 
 #include <errno.h>
-#include <malloc.h>
 #include <pthread.h>
 #include <sched.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -753,25 +751,6 @@ struct kyu_sm_writer {
     uint64_t durable; /* and the applied index the tables hold */
 };
 
-/* The heap's free space given back (malloc_trim(0): every free page of every arena), at most
- * once per KYU_SM_TRIM_MS, after a write. Free blocks in the middle of a heap stay resident
- * otherwise (the trim threshold only reaches its top): with 10^7 messages just queued that
- * was 160 MiB of the broker's 470 MiB RSS, left by the send load's peaks (the log's entries
- * not yet written, buffers, memtables) and scattered between the blocks that stay (the
- * block cache, the receive index). What is used again soon is faulted in again: a few MiB a
- * second under a steady load (docs/BENCHMARKS.md, "Branch depth2"). */
-static void maybe_trim(struct timespec *last)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    int64_t ms =
-        (int64_t)(now.tv_sec - last->tv_sec) * 1000 + (now.tv_nsec - last->tv_nsec) / 1000000;
-    if (ms < KYU_SM_TRIM_MS)
-        return;
-    *last = now;
-    malloc_trim(0);
-}
-
 /* The writer runs at SCHED_IDLE (else, where that is refused, at nice KYU_SM_WRITER_NICE): its
  * write is a burst of CPU (a sort and thousands of memtable inserts, 14-23 ms per 8,192 LAT
  * entries) that nothing waits for, except the loop at the few points where the database must
@@ -786,8 +765,6 @@ static void maybe_trim(struct timespec *last)
 static void *writer_main(void *arg)
 {
     kyu_sm_writer_t *w = arg;
-    struct timespec last_trim;
-    clock_gettime(CLOCK_MONOTONIC, &last_trim);
     pid_t tid = (pid_t)syscall(SYS_gettid);
     pthread_setname_np(pthread_self(), "kyu-sm-writer");
     /* SCHED_IDLE, else KYU_SM_WRITER_NICE above the nice value it inherited from the loop;
@@ -819,10 +796,6 @@ static void *writer_main(void *arg)
         w->durable = durable;
         w->busy = false;
         KYU_ASSERT(pthread_cond_broadcast(&w->cv) == 0);
-        /* after the job is handed back: nothing waits for the trim */
-        KYU_ASSERT(pthread_mutex_unlock(&w->mu) == 0);
-        maybe_trim(&last_trim);
-        KYU_ASSERT(pthread_mutex_lock(&w->mu) == 0);
     }
     KYU_ASSERT(pthread_mutex_unlock(&w->mu) == 0);
     return NULL;

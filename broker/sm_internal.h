@@ -459,9 +459,6 @@ void kyu_sm_writer_stop(kyu_sm_t *self);
 /* The writer thread runs at SCHED_IDLE; where that is refused, at this nice value above the
  * loop's (sm_buffer.c, writer_main). */
 #define KYU_SM_WRITER_NICE 10
-/* The writer gives the heap's free pages back to the kernel (malloc_trim) at most this often
- * (sm_buffer.c, writer_main). */
-#define KYU_SM_TRIM_MS 5000
 /* The writer thread's id once it runs (waits for its start), 0 without a writer thread. */
 pid_t kyu_sm_writer_tid(kyu_sm_t *self);
 /* A message record: head then body, copied once. */
