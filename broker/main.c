@@ -596,8 +596,9 @@ int main(int argc, char **argv)
      * (2 MiB; kept in the heap with 32/64 MiB thresholds they held 100 MiB more with a
      * backlog of 2 million messages); since branch sendcpu (2026-12-05) they come in blocks
      * of 512 KiB (store.c), from the heap. Free space in the middle of the heaps, which this
-     * threshold never reaches, the state writer gives back every few seconds (sm_buffer.c,
-     * maybe_trim). */
+     * threshold never reaches, is given back once, at the end of the start (below); a
+     * periodic malloc_trim was tried and not kept (docs/ARCHITECTURE.md, "How state is kept",
+     * item 8). */
     mallopt(M_MMAP_THRESHOLD, 1 << 20);
     mallopt(M_TRIM_THRESHOLD, 64 << 20);
     config_t cfg;
